@@ -1,0 +1,29 @@
+"""The package's exception tree: every error we raise is a `PipelineError`.
+
+Each class also subclasses the builtin it narrows, so callers that catch `ValueError` or
+`OSError` keep working.
+"""
+
+
+class PipelineError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class ConfigError(PipelineError, ValueError):
+    """A parameter or configuration value breaks a rule; the message names both."""
+
+
+class SchemaError(PipelineError, ValueError):
+    """Data does not fit the expected schema (a missing header, an unknown field)."""
+
+
+class SourceError(PipelineError, OSError):
+    """An input cannot be read: missing path, truncated or corrupt file, structural error."""
+
+
+class CheckpointError(PipelineError, RuntimeError):
+    """Saved collection state is missing, inconsistent or belongs to another configuration."""
+
+
+class NotSupportedError(PipelineError, NotImplementedError):
+    """A feature that exists in the API but is not implemented yet."""
