@@ -1,0 +1,261 @@
+"""Raw source batches onto the canonical event schema (see `training.events`).
+
+For each canonical column the source's field map names candidate source fields; each present
+candidate is converted to the canonical type and the first non-null value wins. A value that
+cannot be converted (an unparseable timestamp, port 70000, an IP "1.2.3") rejects its row with
+the field and the rule, so the row is quarantined, never half-kept. Then labels (label map,
+default label), Community IDs for flows that lack one, and event ids (the source's own id, else
+a 128-bit content hash of every source field) are filled in. Source fields that did not become
+a canonical column are kept as extra columns under their own names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from training.community_id import community_id_v1
+from training.convert import (
+    Converted,
+    ConvertedIps,
+    map_distinct,
+    plain,
+    to_direction,
+    to_float,
+    to_int,
+    to_ip,
+    to_protocol,
+    to_severity,
+    to_string,
+    to_timestamp,
+)
+from training.events import CANONICAL_SCHEMA, LabelMap
+from training.errors import ConfigError
+from training.hashing import hash_array, hash_rows, to_hex
+from training.schema_union import as_text
+from training.sources.base import RawBatch, Reject, Source
+from training.sources.jsonparse import records_to_table
+
+RAW_PREFIX = "raw."
+DEFAULT_EVENT_TYPE = "event"
+_CONTENT_KEYS = (0x6D61_7869_6D75_7331, 0x6576_656E_7469_6432)
+_PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "sctp": 132}
+
+
+def _port(array: pa.Array) -> Converted:
+    return to_int(array, 0, 65535, pa.int32(), "a port")
+
+
+def _count(array: pa.Array) -> Converted:
+    return to_int(array, 0, 2**63 - 1, pa.int64(), "a count")
+
+
+def _threat(array: pa.Array) -> Converted:
+    return to_int(array, -1, 1, pa.int8(), "an is_threat value")
+
+
+CONVERTERS: dict[str, Callable[[pa.Array], Converted]] = {
+    "timestamp": to_timestamp,
+    "source_ip": to_ip,
+    "dest_ip": to_ip,
+    "source_port": _port,
+    "dest_port": _port,
+    "protocol": to_protocol,
+    "bytes_sent": _count,
+    "bytes_received": _count,
+    "packets_sent": _count,
+    "packets_received": _count,
+    "duration": lambda a: to_float(a, 0.0, "a duration"),
+    "direction": to_direction,
+    "severity": to_severity,
+    "is_threat": _threat,
+}
+
+
+@dataclass
+class Canonical:
+    """A batch on the canonical schema: good rows with their record ordinals, and rejects."""
+
+    table: pa.Table
+    records: np.ndarray
+    rejects: list[Reject]
+
+
+@dataclass
+class _Fault:
+    mask: np.ndarray
+    field: str
+    reason: str
+    values: pa.Array
+
+
+def canonicalize(raw: RawBatch, source: Source) -> Canonical:
+    """Map one raw batch onto the canonical schema."""
+    config = source.config
+    table = expand_raw_data(raw.table)
+    n = table.num_rows
+    columns: dict[str, pa.Array] = {}
+    ips: dict[str, ConvertedIps] = {}
+    faults: list[_Fault] = []
+    consumed: set[str] = set()
+    for field, candidates in source.fields.items():
+        present = [c for c in candidates if c in table.column_names]
+        if not present:
+            continue
+        convert = CONVERTERS.get(field, to_string)
+        converted = [convert(table[c]) for c in present]
+        for name, result in zip(present, converted):
+            if result.bad is not None:
+                faults.append(_Fault(result.bad, name, result.reason, plain(table[name])))
+        columns[field] = converted[0].values if len(converted) == 1 else pc.coalesce(
+            *(c.values for c in converted))
+        if isinstance(converted[0], ConvertedIps) and len(converted) == 1:
+            ips[field] = converted[0]
+        if len(present) == 1 and not _is_list(table[present[0]].type):
+            consumed.add(present[0])
+    for field, values in source.derive(table).items():
+        columns[field] = values if field not in columns else pc.coalesce(values, columns[field])
+
+    _fill_labels(columns, n, config.label_map, config.default_label)
+    event_type = columns.get("event_type")
+    default_type = raw.event_type or DEFAULT_EVENT_TYPE
+    columns["event_type"] = (pc.coalesce(event_type, default_type) if event_type is not None
+                             else pa.array([default_type] * n, pa.string()))
+    columns["community_id"] = _community_ids(columns, ips, n)
+    columns["event_id"] = _event_ids(columns.get("event_id"), raw, table, n)
+    columns["source"] = pa.array([config.name] * n, pa.string())
+
+    bad, rejects = _rejects(faults, raw, n)
+    rejects = sorted(raw.rejects + rejects, key=lambda r: r.record)
+    canonical = {name: _as(columns.get(name), type_, n)
+                 for name, type_ in zip(CANONICAL_SCHEMA.names, CANONICAL_SCHEMA.types)}
+    for name in table.column_names:
+        if name not in consumed:
+            canonical[RAW_PREFIX + name if name in canonical else name] = table[name]
+    out = pa.table(canonical)
+    records = raw.records
+    if bad is not None:
+        keep = np.flatnonzero(~bad)
+        out, records = out.take(keep), records[keep]
+    return Canonical(out, records, rejects)
+
+
+def _is_list(type_: pa.DataType) -> bool:
+    return pa.types.is_list(type_) or pa.types.is_large_list(type_)
+
+
+def _as(values: pa.Array | None, type_: pa.DataType, n: int) -> pa.Array:
+    if values is None:
+        return pa.nulls(n, type_)
+    values = plain(values)
+    return values if values.type == type_ else values.cast(type_)
+
+
+def _fill_labels(columns: dict[str, pa.Array], n: int, label_map: LabelMap,
+                 default_label: str | None) -> None:
+    """label (with the default), is_threat (given, else from the label map), attack_type."""
+    label = columns.get("label")
+    if default_label is not None:
+        label = pc.coalesce(label, default_label) if label is not None else pa.array([default_label] * n)
+    if label is not None:
+        label = to_string(label).values
+        columns["label"] = label
+        classified = pa.array(label_map.classify(label), pa.int8())
+    else:
+        classified = pa.array(np.full(n, -1, np.int8))
+    given = columns.get("is_threat")
+    is_threat = pc.coalesce(plain(given).cast(pa.int8()), classified) if given is not None else classified
+    columns["is_threat"] = is_threat
+    detail = columns.get("attack_type")
+    if detail is not None:
+        detail = to_string(detail).values
+        detail = pc.if_else(pc.is_in(detail, pa.array(["", "-", "(empty)"])), None, detail)
+    threat_label = pc.if_else(pc.equal(is_threat, 1), label, None) if label is not None else None
+    if detail is None:
+        columns["attack_type"] = threat_label
+    else:
+        columns["attack_type"] = detail if threat_label is None else pc.coalesce(detail, threat_label)
+
+
+def _community_ids(columns: dict[str, pa.Array], ips: dict[str, ConvertedIps], n: int) -> pa.Array | None:
+    """The sensor's Community ID where given, else computed from the 5-tuple."""
+    given = columns.get("community_id")
+    if "source_ip" not in ips or "dest_ip" not in ips or "protocol" not in columns:
+        return given
+    src, dst = ips["source_ip"], ips["dest_ip"]
+    numbers = map_distinct(plain(columns["protocol"]), lambda p: _PROTOCOL_NUMBERS.get(p, -1),
+                           pa.int16()).fill_null(-1).to_numpy(zero_copy_only=False)
+    # Zeek writes "icmp" for ICMPv6 too; the address family tells them apart.
+    numbers = np.where((numbers == 1) & (src.version == 6), 58, numbers)
+    ports = [plain(columns[f]).fill_null(-1).to_numpy(zero_copy_only=False) if f in columns
+             else np.full(n, -1) for f in ("source_port", "dest_port")]
+    computed = community_id_v1(src.packed, src.version, dst.packed, dst.version, numbers, *ports)
+    return computed if given is None else pc.coalesce(to_string(given).values, computed)
+
+
+def _event_ids(given: pa.Array | None, raw: RawBatch, table: pa.Table, n: int) -> pa.Array:
+    """The mapped id, else the source's row id ("conn:<uid>"), else a content hash."""
+    ids = to_string(given).values if given is not None else None
+    if raw.id_columns and all(c in table.column_names for c in raw.id_columns):
+        parts = [to_string(table[c]).values for c in raw.id_columns]
+        own = pc.binary_join_element_wise(raw.event_type or DEFAULT_EVENT_TYPE, *parts, ":")
+        ids = own if ids is None else pc.coalesce(ids, own)
+    if ids is not None and ids.null_count == 0:
+        return ids
+    hashable = _hashable(raw.table)
+    content = pc.binary_join_element_wise(
+        *(to_hex(hash_rows(hashable, key=k)) for k in _CONTENT_KEYS), "")
+    return content if ids is None else pc.coalesce(ids, content)
+
+
+def _hashable(table: pa.Table) -> pa.Table:
+    """The table with columns of types the hash does not take (decimal, map...) as text."""
+    for index, name in enumerate(table.column_names):
+        try:
+            hash_array(table[name].slice(0, 0))
+        except ConfigError:
+            table = table.set_column(index, name, as_text(table[name]))
+    return table
+
+
+def _rejects(faults: list[_Fault], raw: RawBatch, n: int) -> tuple[np.ndarray | None, list[Reject]]:
+    """Rows with any conversion fault, each reported once with its first fault."""
+    if not faults:
+        return None, []
+    bad = np.zeros(n, dtype=bool)
+    rejects = []
+    for fault in faults:
+        for i in np.flatnonzero(fault.mask & ~bad):
+            line = int(raw.lines[i])
+            rejects.append(Reject(
+                raw.stream, line if line > 0 else None, int(raw.records[i]), fault.field,
+                f"{fault.field} = {fault.values[int(i)].as_py()!r} {fault.reason}",
+                raw.text(int(i)) if raw.text else "",
+            ))
+        bad |= fault.mask
+    return bad, rejects
+
+
+def expand_raw_data(table: pa.Table) -> pa.Table:
+    """Unwrap a `raw_data` object written by our own `save_to_file` back into extra columns."""
+    names = table.column_names
+    if "raw_data" in names and (pa.types.is_string(table["raw_data"].type)
+                                or pa.types.is_large_string(table["raw_data"].type)):
+        objects = [orjson.loads(v) if v else {} for v in table["raw_data"].to_pylist()]
+        extra = records_to_table([o or {"raw_data": None} for o in objects])
+        table = table.drop_columns(["raw_data"])
+        for name in extra.column_names:
+            if name not in table.column_names and name != "raw_data":
+                table = table.append_column(name, extra[name])
+        return table
+    prefix = "raw_data."
+    if any(name.startswith(prefix) for name in names):
+        renamed = [name[len(prefix):] if name.startswith(prefix) and name[len(prefix):] not in names
+                   else name for name in names]
+        table = table.rename_columns(renamed)
+    return table

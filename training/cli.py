@@ -1,0 +1,154 @@
+"""`maximus-train`: one command-line tool over the public API.
+
+Results go to stdout, logs to stderr. Exit codes: 0 success, 2 bad usage or configuration,
+1 any other pipeline error (unreadable input, inconsistent checkpoint). Every option is
+accepted with dashes or underscores (--max-events, --max_events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow.compute as pc
+
+from training.data_collection import DataCollector, DataSource, DataSourceType
+from training.demo_data import write_demo_file
+from training.errors import ConfigError, PipelineError
+
+logger = logging.getLogger("training.cli")
+
+SOURCE_ALIASES = {
+    "json": DataSourceType.JSON_FILE, "jsonl": DataSourceType.JSON_FILE,
+    "csv": DataSourceType.CSV_FILE, "parquet": DataSourceType.PARQUET_FILE,
+    "zeek": DataSourceType.ZEEK_LOGS, "suricata": DataSourceType.SURICATA_LOGS,
+    "windows": DataSourceType.WINDOWS_EVENTS,
+    **{t.value: t for t in DataSourceType},
+}
+DEFAULT_DEMO_PATH = Path("demo/synthetic_events.json")
+
+
+def _option(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
+    """Add --some-name and its --some_name spelling."""
+    flags = [name] + (["--" + name[2:].replace("-", "_")] if "-" in name[2:] else [])
+    parser.add_argument(*flags, **kwargs)
+
+
+def parse_source(spec: str, index: int, default_label: str | None) -> DataSource:
+    """[NAME=]TYPE:PATH, e.g. zeek:/var/log/zeek or clean=csv:exports/*.csv."""
+    name, _, rest = spec.rpartition("=") if "=" in spec.split(":", 1)[0] else ("", "", spec)
+    kind, sep, path = rest.partition(":")
+    if not sep or not path:
+        raise ConfigError(f"--source must look like TYPE:PATH or NAME=TYPE:PATH, got {spec!r}")
+    if kind not in SOURCE_ALIASES:
+        raise ConfigError(f"unknown source type {kind!r} in {spec!r}; use one of "
+                          f"{', '.join(sorted(SOURCE_ALIASES))}")
+    return DataSource(name=name or f"{kind}{index}", source_type=SOURCE_ALIASES[kind],
+                      connection_params={"path": path}, default_label=default_label)
+
+
+def _summary(table, seconds: float) -> str:
+    n = table.num_rows
+    labels = Counter(table["is_threat"].to_pylist())
+    lines = [f"collected {n:,} events in {seconds:.2f} s ({n / max(seconds, 1e-9):,.0f} events/s)",
+             f"labels: benign {labels[0]:,} · threat {labels[1]:,} · unknown {labels[-1]:,}"]
+    if n:
+        threats = table.filter(pc.equal(table["is_threat"], 1))
+        kinds = Counter(threats["attack_type"].to_pylist())
+        lines.append("attack types: " + ", ".join(f"{k} {v:,}" for k, v in kinds.most_common()))
+        types = Counter(table["event_type"].to_pylist())
+        lines.append("event types: " + ", ".join(f"{k} {v:,}" for k, v in types.most_common()))
+        times = pc.min_max(table["timestamp"])
+        lines.append(f"time range: {times['min']} .. {times['max']}")
+    return "\n".join(lines)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    path = write_demo_file(args.path, n_events=args.events, seed=args.seed)
+    print(f"wrote {path} ({args.events:,} events, seed {args.seed})")
+    collector = DataCollector([DataSource("demo", DataSourceType.JSON_FILE, {"path": str(path)})])
+    started = time.perf_counter()
+    table = collector.collect_table()
+    print(_summary(table, time.perf_counter() - started))
+    print(f"quarantined: {len(collector.quarantined)}")
+    return 0
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    sources = [parse_source(s, i, args.default_label) for i, s in enumerate(args.source)]
+    for source in sources:
+        if args.block_size is not None:
+            source.connection_params["block_size"] = args.block_size
+    collector = DataCollector(sources, output_dir=args.output, deduplicate=not args.no_dedup,
+                              checkpoint_every=args.checkpoint_every)
+    started = time.perf_counter()
+    events_dir = collector.collect_to(args.start, args.end, args.max_events,
+                                      resume_from_checkpoint=not args.no_resume)
+    stats = collector.get_stats()
+    stats["seconds"] = round(time.perf_counter() - started, 3)
+    stats["events_dir"] = str(events_dir)
+    print(json.dumps(stats, indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maximus-train",
+        description="MAXIMUS training pipeline: collect security telemetry and build detectors.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo", help="generate the built-in demo events and collect them",
+        description="Write deterministic synthetic events with labeled attack scenarios to "
+                    "demo/synthetic_events.json, collect them and print a summary.")
+    _option(demo, "--events", type=int, default=10_000, help="number of events (default 10000)")
+    _option(demo, "--seed", type=int, default=42, help="random seed (default 42)")
+    _option(demo, "--path", type=Path, default=DEFAULT_DEMO_PATH, help="where to write the file")
+    demo.set_defaults(run=cmd_demo)
+
+    collect = commands.add_parser(
+        "collect", help="collect events from files into a resumable output directory",
+        description="Read every --source, map events onto the canonical schema, quarantine bad "
+                    "records, drop duplicates, and write Parquet parts under OUTPUT/events. "
+                    "Rerunning resumes after the last checkpoint (new lines of growing files "
+                    "are picked up); statistics are printed as JSON.")
+    _option(collect, "--source", action="append", required=True, metavar="[NAME=]TYPE:PATH",
+            help="e.g. zeek:/var/log/zeek, suricata:eve.json, csv:exports/*.csv; repeatable")
+    _option(collect, "--output", type=Path, default=Path("training/data/collected"),
+            help="output directory (default training/data/collected)")
+    _option(collect, "--start", help="keep events at or after this ISO 8601 time")
+    _option(collect, "--end", help="keep events before this ISO 8601 time")
+    _option(collect, "--max-events", type=int, help="stop after this many events")
+    _option(collect, "--default-label", help="label for records without one, e.g. malicious")
+    _option(collect, "--block-size", type=int, help="bytes read per batch (default 16 MiB)")
+    _option(collect, "--checkpoint-every", type=int, default=1, help="batches per checkpoint")
+    _option(collect, "--no-resume", action="store_true",
+            help="refuse to continue an existing collection in OUTPUT")
+    _option(collect, "--no-dedup", action="store_true", help="keep duplicate events")
+    collect.set_defaults(run=cmd_collect)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        return args.run(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""Events as Python objects (`CollectedEvent`) and as files (JSON Lines, JSON, Parquet).
+
+`CollectedEvent.to_dict()` gives the canonical fields at the top level and the source's other
+fields under `raw_data`. Files written here read back through the JSON and Parquet sources to
+the same events: JSON nests `raw_data`; Parquet written from a table keeps the extra columns
+typed, and Parquet written from a stream of events (whose fields are not known in advance)
+stores `raw_data` as one JSON text column.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import islice
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from training.canonical import RAW_PREFIX
+from training.errors import ConfigError
+from training.events import CANONICAL_FIELDS, CANONICAL_SCHEMA, LABEL_FIELDS
+from training.fileio import atomic_write
+
+CHUNK = 65_536
+_HEADER = ("event_id", "timestamp", "source", "event_type")
+_ORJSON = orjson.OPT_UTC_Z | orjson.OPT_NAIVE_UTC
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class CollectedEvent:
+    """One collected event (the original per-event API).
+
+    Attributes:
+        event_id, timestamp, source, event_type: identity and time.
+        raw_data: the source's fields that have no canonical column, under their own names.
+        labels: {"label", "is_threat", "attack_type"}.
+        fields: every other canonical field (source_ip, dest_port, user, ...).
+    """
+
+    event_id: str
+    timestamp: datetime | None
+    source: str
+    event_type: str
+    raw_data: dict = field(default_factory=dict)
+    labels: dict | None = None
+    fields: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """Canonical fields in schema order (timestamp as ISO 8601 text), then `raw_data`."""
+        labels = self.labels or {}
+        out: dict = {}
+        for name in CANONICAL_FIELDS:
+            if name == "timestamp":
+                out[name] = _iso(self.timestamp)
+            elif name in _HEADER:
+                out[name] = getattr(self, name)
+            elif name in LABEL_FIELDS:
+                out[name] = labels.get(name, -1 if name == "is_threat" else None)
+            else:
+                out[name] = self.fields.get(name)
+        out["raw_data"] = self.raw_data
+        return out
+
+    @classmethod
+    def from_row(cls, row: dict) -> CollectedEvent:
+        """From one row of a canonical table (`Table.to_pylist()` item)."""
+        extras = {(k[len(RAW_PREFIX):] if k.startswith(RAW_PREFIX) else k): v
+                  for k, v in row.items() if k not in CANONICAL_SCHEMA.names}
+        return cls(
+            event_id=row["event_id"], timestamp=row["timestamp"], source=row["source"],
+            event_type=row["event_type"], raw_data=extras,
+            labels={name: row[name] for name in LABEL_FIELDS},
+            fields={k: row[k] for k in CANONICAL_FIELDS if k not in _HEADER and k not in LABEL_FIELDS},
+        )
+
+
+def table_to_events(table: pa.Table) -> Iterator[CollectedEvent]:
+    """The rows of a canonical table as events, converted a slice at a time."""
+    for offset in range(0, table.num_rows, CHUNK):
+        for row in table.slice(offset, CHUNK).to_pylist():
+            yield CollectedEvent.from_row(row)
+
+
+def _dicts(events: Iterable[CollectedEvent] | pa.Table) -> Iterator[dict]:
+    items = table_to_events(events) if isinstance(events, pa.Table) else events
+    for event in items:
+        yield event.to_dict() if isinstance(event, CollectedEvent) else event
+
+
+def _format(path: Path) -> tuple[str, bool]:
+    suffixes = [s.lower() for s in path.suffixes]
+    compressed = bool(suffixes) and suffixes[-1] == ".gz"
+    base = suffixes[-2] if compressed and len(suffixes) > 1 else (suffixes[-1] if suffixes else "")
+    formats = {".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".parquet": "parquet"}
+    if base not in formats or (compressed and formats[base] == "parquet"):
+        raise ConfigError(f"cannot tell the format of {path}: use .jsonl, .json or .parquet "
+                          "(.jsonl.gz and .json.gz are compressed)")
+    return formats[base], compressed
+
+
+def write_events(events: Iterable[CollectedEvent] | pa.Table, path: str | Path,
+                 metadata: dict | None = None) -> Path:
+    """Write events to `path` atomically, streaming; the format comes from the suffix."""
+    path = Path(path)
+    kind, compressed = _format(path)
+    with atomic_write(path) as handle:
+        if kind == "parquet":
+            _write_parquet(events, handle)
+            return path
+        sink = gzip.GzipFile(fileobj=handle, mode="wb", mtime=0) if compressed else nullcontext(handle)
+        with sink as out:
+            if kind == "jsonl":
+                for event in _dicts(events):
+                    out.write(orjson.dumps(event, option=_ORJSON | orjson.OPT_APPEND_NEWLINE))
+            else:
+                out.write(b'{"metadata":' + orjson.dumps(metadata or {}) + b',"events":[')
+                for i, event in enumerate(_dicts(events)):
+                    out.write((b",\n" if i else b"\n") + orjson.dumps(event, option=_ORJSON))
+                out.write(b"\n]}\n")
+    return path
+
+
+def _write_parquet(events: Iterable[CollectedEvent] | pa.Table, handle) -> None:
+    if isinstance(events, pa.Table):
+        pq.write_table(events, handle)
+        return
+    schema = CANONICAL_SCHEMA.append(pa.field("raw_data", pa.string()))
+    with pq.ParquetWriter(handle, schema) as writer:
+        iterator = iter(_dicts(events))
+        while chunk := list(islice(iterator, CHUNK)):
+            columns = {name: [e.get(name) for e in chunk] for name in CANONICAL_FIELDS}
+            columns["timestamp"] = pa.array(columns["timestamp"], pa.string()).cast(
+                CANONICAL_SCHEMA.field("timestamp").type)
+            columns["raw_data"] = [orjson.dumps(e.get("raw_data") or {}, default=str).decode()
+                                   for e in chunk]
+            writer.write_table(pa.table(columns, schema=schema))

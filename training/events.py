@@ -1,0 +1,199 @@
+"""The canonical event schema, field maps and label maps.
+
+Every source is mapped onto one Arrow schema (`CANONICAL_SCHEMA`): the columns below, in this
+order, followed by any fields the source has beyond them ("extras", kept under their original
+names, never dropped).
+
+| column | type | meaning |
+|---|---|---|
+| timestamp | timestamp[us, UTC] | when the event happened |
+| event_id | string | the source's own id (Zeek `conn:<uid>`), else a content hash |
+| source | string | name of the `DataSource` it came from |
+| event_type | string | Zeek log path, Suricata event_type, `security:4688`, ... |
+| source_ip, dest_ip | string | addresses as written by the sensor |
+| source_port, dest_port | int32 | 0..65535 |
+| protocol | string | lower-case transport: tcp, udp, icmp, ... |
+| service | string | application protocol (dns, http, ssl, ...) |
+| bytes_sent, bytes_received | int64 | payload bytes from the originator / responder |
+| packets_sent, packets_received | int64 | packets from the originator / responder |
+| duration | float64 | seconds |
+| conn_state | string | connection state (Zeek conn_state, Suricata flow.state) |
+| direction | string | inbound, outbound, internal or external |
+| community_id | string | Community ID v1 flow hash; computed from the 5-tuple if absent |
+| severity | float32 | 0 (informational) .. 1 (critical) |
+| user, host, process, parent_process, command_line | string | who and what |
+| file_path, file_hash, domain | string | objects touched |
+| label | string | the raw label text |
+| is_threat | int8 | -1 unknown, 0 benign, 1 threat |
+| attack_type | string | detailed label, alert signature or ATT&CK technique |
+
+A field map says where each canonical column comes from: canonical name -> source field name,
+or a list of names tried in order (the first present, non-null value wins). Source modules
+define their own maps; a user map given to a `DataSource` overrides entries of the source's map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from training.errors import ConfigError
+
+CANONICAL_SCHEMA = pa.schema(
+    [
+        ("timestamp", pa.timestamp("us", tz="UTC")),
+        ("event_id", pa.string()),
+        ("source", pa.string()),
+        ("event_type", pa.string()),
+        ("source_ip", pa.string()),
+        ("source_port", pa.int32()),
+        ("dest_ip", pa.string()),
+        ("dest_port", pa.int32()),
+        ("protocol", pa.string()),
+        ("service", pa.string()),
+        ("bytes_sent", pa.int64()),
+        ("bytes_received", pa.int64()),
+        ("packets_sent", pa.int64()),
+        ("packets_received", pa.int64()),
+        ("duration", pa.float64()),
+        ("conn_state", pa.string()),
+        ("direction", pa.string()),
+        ("community_id", pa.string()),
+        ("severity", pa.float32()),
+        ("user", pa.string()),
+        ("host", pa.string()),
+        ("process", pa.string()),
+        ("parent_process", pa.string()),
+        ("command_line", pa.string()),
+        ("file_path", pa.string()),
+        ("file_hash", pa.string()),
+        ("domain", pa.string()),
+        ("label", pa.string()),
+        ("is_threat", pa.int8()),
+        ("attack_type", pa.string()),
+    ]
+)
+CANONICAL_FIELDS: tuple[str, ...] = tuple(CANONICAL_SCHEMA.names)
+LABEL_FIELDS = ("label", "is_threat", "attack_type")
+
+# Fields the collector fills itself; a field map may still name a source column for them.
+_DERIVED = {"source"}
+
+FieldMap = Mapping[str, str | Sequence[str]]
+
+# Names used by generic exports (JSON, CSV, Parquet): our own output, Zeek-style CSV (IoT-23),
+# common SIEM export spellings. Source modules start from this map or write their own.
+GENERIC_FIELD_MAP: dict[str, tuple[str, ...]] = {
+    "timestamp": ("timestamp", "@timestamp", "ts", "time", "event_time"),
+    "event_id": ("event_id", "_id"),
+    "event_type": ("event_type",),
+    "source_ip": ("source_ip", "src_ip", "srcip", "id.orig_h", "source.ip"),
+    "source_port": ("source_port", "src_port", "sport", "id.orig_p", "source.port"),
+    "dest_ip": ("dest_ip", "dst_ip", "dstip", "destination_ip", "id.resp_h", "destination.ip"),
+    "dest_port": ("dest_port", "dst_port", "dport", "destination_port", "id.resp_p", "destination.port"),
+    "protocol": ("protocol", "proto", "network.transport"),
+    "service": ("service", "app_proto"),
+    "bytes_sent": ("bytes_sent", "orig_bytes", "src_bytes", "bytes_out"),
+    "bytes_received": ("bytes_received", "resp_bytes", "dst_bytes", "bytes_in"),
+    "packets_sent": ("packets_sent", "orig_pkts", "src_pkts"),
+    "packets_received": ("packets_received", "resp_pkts", "dst_pkts"),
+    "duration": ("duration",),
+    "conn_state": ("conn_state",),
+    "direction": ("direction", "network.direction"),
+    "community_id": ("community_id", "network.community_id"),
+    "severity": ("severity",),
+    "user": ("user", "username", "user_name", "user.name"),
+    "host": ("host", "hostname", "host.name"),
+    "process": ("process", "process_name", "process.name"),
+    "parent_process": ("parent_process", "process.parent.name"),
+    "command_line": ("command_line", "process.command_line"),
+    "file_path": ("file_path", "file.path"),
+    "file_hash": ("file_hash",),
+    "domain": ("domain",),
+    "label": ("label", "Label"),
+    "is_threat": ("is_threat",),
+    "attack_type": ("attack_type", "detailed_label", "detailedlabel", "detailed-label"),
+}
+
+
+def resolve_field_map(base: FieldMap, override: FieldMap | None = None) -> dict[str, tuple[str, ...]]:
+    """Merge a user field map over a source's map, validating both.
+
+    Raises:
+        ConfigError: a key is not a canonical field (the message lists them), or a value is not
+            a field name or a list of names.
+    """
+    merged: dict[str, tuple[str, ...]] = {}
+    for mapping in (base, override or {}):
+        for field, names in mapping.items():
+            if field not in CANONICAL_FIELDS or field in _DERIVED:
+                raise ConfigError(
+                    f"field map key {field!r} is not a canonical field; a field map goes from "
+                    f"canonical name to source field name(s). Canonical fields: "
+                    f"{', '.join(f for f in CANONICAL_FIELDS if f not in _DERIVED)}"
+                )
+            candidates = (names,) if isinstance(names, str) else tuple(names)
+            if not all(isinstance(n, str) and n for n in candidates):
+                raise ConfigError(
+                    f"field map entry {field!r} must be a field name or a list of names, got {names!r}"
+                )
+            merged[field] = candidates
+    return merged
+
+
+def _normalize(text: str) -> str:
+    return text.strip().casefold()
+
+
+class LabelMap:
+    """Turns raw label text into `is_threat`: 0 benign, 1 threat, -1 unknown.
+
+    Defaults: benign/normal/0 -> 0; background/unknown/empty/"-"/"(empty)" -> -1; anything else
+    (Malicious, neptune, C&C-Torii, an alert category, ...) -> 1. Matching ignores case and
+    surrounding blanks. Overrides take precedence, e.g. `{"Background": 0}` for a capture known
+    to be clean, or `{"Not Suspicious Traffic": 0}` for a Suricata category.
+
+    Args:
+        overrides: raw label text -> -1, 0 or 1.
+    """
+
+    DEFAULTS: Mapping[str, int] = {
+        "benign": 0,
+        "normal": 0,
+        "0": 0,
+        "background": -1,
+        "unknown": -1,
+        "": -1,
+        "-": -1,
+        "(empty)": -1,
+    }
+
+    def __init__(self, overrides: Mapping[str, int] | None = None) -> None:
+        self.overrides = dict(overrides or {})
+        for text, value in self.overrides.items():
+            if not isinstance(text, str) or value not in (-1, 0, 1) or isinstance(value, bool):
+                raise ConfigError(
+                    f"label map entries must map text to -1, 0 or 1, got {text!r}: {value!r}"
+                )
+        self._table = dict(self.DEFAULTS)
+        self._table.update({_normalize(k): v for k, v in self.overrides.items()})
+
+    def classify_one(self, label: str | None) -> int:
+        """is_threat for one raw label; None is unknown."""
+        if label is None:
+            return -1
+        return self._table.get(_normalize(label), 1)
+
+    def classify(self, labels: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """is_threat (int8) for every label, classifying each distinct text once."""
+        encoded = pc.dictionary_encode(labels)
+        if isinstance(encoded, pa.ChunkedArray):
+            encoded = encoded.combine_chunks()
+        classes = np.array(
+            [self.classify_one(v) for v in encoded.dictionary.to_pylist()] + [-1], dtype=np.int8
+        )
+        indices = encoded.indices.fill_null(len(classes) - 1)
+        return classes[indices.to_numpy(zero_copy_only=False)]

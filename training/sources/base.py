@@ -1,0 +1,181 @@
+"""The source protocol: a source turns one configured input into raw Arrow batches.
+
+A source knows how to read its format and how its fields map onto the canonical schema; the
+collector does everything else (conversion, labels, ids, dedup, time filter, checkpoints).
+
+Reading is organised in *streams*, each with its own resume position: a file for file sources,
+a slice for Elasticsearch. A position is a small JSON-able dict; `read(stream, start)` yields
+batches from `start` on, each telling where it starts and ends, so the collector can checkpoint
+after any batch and resume exactly there.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from training.errors import ConfigError
+from training.events import GENERIC_FIELD_MAP, FieldMap, resolve_field_map
+from training.fileio import DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, expand_paths
+
+if TYPE_CHECKING:
+    from training.sources.config import DataSource
+
+START: dict[str, int] = {"offset": 0, "line": 1, "record": 0}
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A record that could not be collected, with where it was and why.
+
+    Attributes:
+        file: the input it came from.
+        line: 1-based line (or row) number, None when the format has no lines.
+        record: 0-based ordinal of the record in its stream (resume bookkeeping).
+        field: the source field at fault, None for a whole-record fault.
+        reason: the rule it broke.
+        raw: the record as read (bytes that are not UTF-8 shown as \\x escapes).
+    """
+
+    file: str
+    line: int | None
+    record: int
+    field: str | None
+    reason: str
+    raw: str
+
+    def to_dict(self) -> dict:
+        return {"file": self.file, "line": self.line, "field": self.field,
+                "reason": self.reason, "raw": self.raw}
+
+
+@dataclass
+class RawBatch:
+    """Rows of one stream as read, before mapping onto the canonical schema.
+
+    Attributes:
+        table: flat columns under the source's own names (nested objects as "a.b").
+        stream: the stream key (a file path).
+        lines: line (or row) number of each table row, for messages.
+        records: record ordinal of each table row within the stream.
+        start, end: positions before the batch's first record and after its last one.
+        rejects: records of this batch that failed to parse.
+        event_type: event type of every row when the format implies one (Zeek's log path).
+        id_columns: columns that form the source's own event id (Zeek: uid), if any.
+        text: the raw text of table row i, for quarantine records.
+    """
+
+    table: pa.Table
+    stream: str
+    lines: np.ndarray
+    records: np.ndarray
+    start: dict
+    end: dict
+    rejects: list[Reject] = field(default_factory=list)
+    event_type: str | None = None
+    id_columns: tuple[str, ...] = ()
+    text: Callable[[int], str] | None = None
+
+
+@dataclass
+class Parsed:
+    """What a format parser makes of one block.
+
+    Attributes:
+        table, lines, records, rejects, text: as in `RawBatch`.
+        n_records: records in the block, good and rejected (for the end position).
+    """
+
+    table: pa.Table
+    lines: np.ndarray
+    records: np.ndarray
+    rejects: list[Reject]
+    text: Callable[[int], str]
+    n_records: int
+
+
+class Source(ABC):
+    """Base of every source. Subclasses implement `streams` and `read`.
+
+    Class attributes:
+        field_map: the source's canonical-field -> source-field(s) map.
+        params: connection_params keys the source accepts, with defaults.
+    """
+
+    field_map: ClassVar[FieldMap] = GENERIC_FIELD_MAP
+    params: ClassVar[dict[str, object]] = {}
+
+    def __init__(self, config: DataSource) -> None:
+        self.config = config
+        unknown = set(config.connection_params) - set(self.params)
+        if unknown:
+            raise ConfigError(
+                f"{config.source_type.value} source {config.name!r}: unknown connection_params "
+                f"{sorted(unknown)}; accepted: {sorted(self.params)}"
+            )
+        self.options = {**self.params, **config.connection_params}
+        fields = resolve_field_map(self.field_map, config.field_map)
+        if config.time_field and config.time_field not in fields["timestamp"]:
+            # The seed's time_field names the timestamp column; it is tried first when present.
+            fields["timestamp"] = (config.time_field, *fields["timestamp"])
+        self.fields = fields
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @abstractmethod
+    def streams(self) -> list[str]:
+        """Keys of the streams to read, in a stable order."""
+
+    @abstractmethod
+    def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
+        """Yield the stream's batches from position `start` on."""
+
+    def derive(self, table: pa.Table) -> dict[str, pa.Array]:
+        """Canonical columns computed from several source fields (e.g. Zeek's direction).
+
+        They fill what the field map left empty; a non-null `is_threat` here overrides the
+        label map (a Suricata alert is a threat whatever its text).
+        """
+        return {}
+
+    def close(self) -> None:
+        """Release connections; file sources hold none between reads."""
+
+
+class FileSource(Source):
+    """A source reading files: `connection_params["path"]` is a file, directory, glob or list.
+
+    Class attributes:
+        patterns: file-name patterns taken when scanning a directory; None takes every file.
+    """
+
+    params: ClassVar[dict[str, object]] = {
+        "path": None,
+        "block_size": DEFAULT_BLOCK_SIZE,
+        "max_decompressed_bytes": DEFAULT_MAX_DECOMPRESSED,
+    }
+    patterns: ClassVar[tuple[str, ...] | None] = None
+
+    def __init__(self, config: DataSource) -> None:
+        super().__init__(config)
+        if not self.options.get("path"):
+            raise ConfigError(
+                f"{config.source_type.value} source {config.name!r} needs "
+                "connection_params['path'] (a file, directory, glob or list of them)"
+            )
+        block_size = self.options["block_size"]
+        if not isinstance(block_size, int) or block_size < 1:
+            raise ConfigError(f"block_size must be an integer >= 1, got {block_size!r}")
+        self.skipped: list[Path] = []
+
+    def streams(self) -> list[str]:
+        files, self.skipped = expand_paths(self.options["path"], self.patterns)
+        return [str(path) for path in files]

@@ -1,0 +1,71 @@
+"""What a user configures: the kind of source and where and how to read it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+
+from training.errors import ConfigError
+from training.events import FieldMap, LabelMap
+
+
+class DataSourceType(str, Enum):
+    """Kinds of sources; the values are the original system's names."""
+
+    ELASTIC = "elasticsearch"
+    SPLUNK = "splunk"
+    QRADAR = "qradar"
+    JSON_FILE = "json_file"
+    CSV_FILE = "csv_file"
+    PARQUET_FILE = "parquet_file"
+    ZEEK_LOGS = "zeek_logs"
+    SURICATA_LOGS = "suricata_logs"
+    WINDOWS_EVENTS = "windows_events"
+
+
+@dataclass
+class DataSource:
+    """One input to collect from.
+
+    Args:
+        name: how events from it are tagged (`source` column) and checkpointed.
+        source_type: a `DataSourceType` (or its value, e.g. "zeek_logs").
+        connection_params: where and how to read; file sources take `path` (a file, directory,
+            glob or list), `block_size` and `max_decompressed_bytes`, plus format options
+            (see each source module).
+        query_filter: a query for sources that accept one (Elasticsearch).
+        time_field: the field holding the event time; tried before the source's defaults.
+        batch_size: page size for paged sources (Elasticsearch); files are read in blocks of
+            `block_size` bytes instead, which is what keeps them fast.
+        field_map: canonical field -> source field name(s), overriding the source's own map.
+        label_map: raw label text -> -1/0/1, overriding the defaults (see `LabelMap`).
+        default_label: label text for records that carry none, e.g. "malicious" for a
+            recording of an attack window or "benign" for a known-clean capture.
+    """
+
+    name: str
+    source_type: DataSourceType | str
+    connection_params: Mapping[str, object] = field(default_factory=dict)
+    query_filter: str | Mapping | None = None
+    time_field: str | None = "@timestamp"
+    batch_size: int = 1000
+    field_map: FieldMap | None = None
+    label_map: Mapping[str, int] | LabelMap | None = None
+    default_label: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
+        try:
+            self.source_type = DataSourceType(self.source_type)
+        except ValueError:
+            valid = ", ".join(t.value for t in DataSourceType)
+            raise ConfigError(
+                f"source_type must be one of {valid}; got {self.source_type!r}"
+            ) from None
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
+        self.connection_params = dict(self.connection_params or {})
+        if not isinstance(self.label_map, LabelMap):
+            self.label_map = LabelMap(self.label_map)

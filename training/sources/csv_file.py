@@ -1,0 +1,91 @@
+"""CSV files: with a header line, or headerless with user-given column names; plain or gzip.
+
+connection_params: `path`, `has_header` (default True), `column_names` (required without a
+header; with one, they replace its names), `delimiter` (default ","). One record per line:
+a line with the wrong number of fields, bytes that are not UTF-8 or an unterminated quote is
+quarantined on its own. Column types are inferred per block (numbers become numbers).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from typing import ClassVar
+
+from training.errors import ConfigError, SourceError
+from training.fileio import ByteStream
+from training.sources.base import FileSource, RawBatch
+from training.sources.delimited import Dialect, decode, parse_block
+from training.sources.jsonparse import unique_names
+from training.sources.lines import read_lines
+
+MAX_COLUMNS = 10_000
+_NO_CONVERTERS: dict = {}
+
+
+class CsvFileSource(FileSource):
+    """Comma- (or otherwise) separated values."""
+
+    params: ClassVar[dict[str, object]] = {
+        **FileSource.params, "has_header": True, "column_names": None, "delimiter": ",",
+    }
+    patterns: ClassVar[tuple[str, ...]] = ("*.csv", "*.csv.gz", "*.tsv", "*.tsv.gz", "*.txt",
+                                            "*.txt.gz")
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        delimiter = self.options["delimiter"]
+        if not isinstance(delimiter, str) or len(delimiter) != 1:
+            raise ConfigError(f"delimiter must be one character, got {delimiter!r}")
+        names = self.options["column_names"]
+        if names is not None and (not names or not all(isinstance(n, str) for n in names)):
+            raise ConfigError(f"column_names must be a non-empty list of strings, got {names!r}")
+        if not self.options["has_header"] and names is None:
+            raise ConfigError(
+                f"csv source {config.name!r}: has_header is False, so column_names must list "
+                "the columns (e.g. the 43 NSL-KDD column names)"
+            )
+        self.dialect = Dialect(delimiter=delimiter, quoted=True)
+
+    def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
+        names, data_start = self._header(stream)
+        names = unique_names(names)
+
+        def parse(block, path, record):
+            return parse_block(block, names, {}, self.dialect, path, record, _NO_CONVERTERS)
+
+        data_line = 2 if self.options["has_header"] else 1
+        yield from read_lines(stream, start, parse, self.options["block_size"],
+                              self.options["max_decompressed_bytes"], data_start, data_line)
+
+    def _header(self, stream: str) -> tuple[list[str], int]:
+        """Column names and the byte offset where data starts."""
+        given = self.options["column_names"]
+        if not self.options["has_header"]:
+            return list(given), 0
+        with ByteStream(stream, max_bytes=self.options["max_decompressed_bytes"]) as source:
+            head = b""
+            while b"\n" not in head:
+                more = source.read(1 << 16)
+                if not more:
+                    break
+                head += more
+                if len(head) > (64 << 20):
+                    raise SourceError(f"{stream}: the header line is longer than 64 MiB")
+        line = head.split(b"\n", 1)[0]
+        text = decode(line.rstrip(b"\r")).lstrip("\ufeff")
+        if not text.strip():
+            if not head:
+                return list(given or []), 0
+            raise SourceError(f"{stream}: line 1 should be the CSV header but is blank")
+        names = next(csv.reader([text], delimiter=self.dialect.delimiter))
+        if len(names) > MAX_COLUMNS:
+            raise SourceError(f"{stream}: line 1 declares {len(names)} columns, more than "
+                              f"the {MAX_COLUMNS} this reader accepts")
+        if given is not None:
+            if len(given) != len(names):
+                raise SourceError(f"{stream}: column_names lists {len(given)} columns but the "
+                                  f"header has {len(names)}")
+            names = list(given)
+        return names, len(line) + 1
+

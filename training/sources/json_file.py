@@ -1,0 +1,136 @@
+"""JSON files: JSON Lines, a top-level array of objects, or the `{"metadata", "events"}` wrapper.
+
+JSON Lines are streamed block by block (any size, bad lines quarantined). A document (array or
+wrapper) has to be parsed whole, so it is bounded by `max_document_bytes` (default 1 GiB):
+past that, convert it to JSON Lines (`jq -c '.[]' big.json > big.jsonl`). A document that is not
+valid JSON is refused with the line and column of the fault.
+
+Format detection: .jsonl/.ndjson files are JSON Lines. Otherwise a file whose first non-blank
+byte is "[" is an array; a single-line file holding an object with an "events" list is the
+wrapper; a file whose first line is not JSON by itself is a multi-line document unless its second
+line is a complete record (JSON Lines with a damaged first line); anything else is JSON Lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import numpy as np
+import orjson
+
+from training.errors import SourceError
+from training.fileio import ByteStream
+from training.sources.base import FileSource, RawBatch, Reject
+from training.sources.jsonparse import parse_jsonl_block, records_to_table
+from training.sources.lines import read_lines
+
+DOCUMENT_BATCH = 65_536
+_SNIFF = 1 << 16
+_MAX_SNIFF = 1 << 26
+
+
+def _parses(line: bytes) -> object:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return _INVALID
+
+
+_INVALID = object()
+
+
+def is_json_document(path: str, max_bytes: int) -> bool:
+    """True for an array or wrapper document, False for JSON Lines (see module docstring)."""
+    if path.lower().endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
+        return False
+    with ByteStream(path, max_bytes=max_bytes) as stream:
+        head = b""
+        while head.lstrip().count(b"\n") < 2 and len(head) < _MAX_SNIFF:
+            more = stream.read(_SNIFF)
+            if not more:
+                break
+            head += more
+    text = head.lstrip()
+    if text.startswith(b"["):
+        return True
+    lines = [line for line in text.split(b"\n", 2)[:2] if line.strip()]
+    if not lines:
+        return False
+    first = _parses(lines[0])
+    if first is not _INVALID:
+        # One object on one line: a wrapper if it holds the events and nothing follows it.
+        return (len(lines) == 1 and isinstance(first, dict)
+                and isinstance(first.get("events"), list))
+    # A first line that is not JSON by itself: a multi-line document, unless the next line is
+    # a complete record (then it is JSON Lines whose first line is damaged).
+    return len(lines) < 2 or _parses(lines[1]) is _INVALID
+
+
+def read_document(path: str, start: dict, max_bytes: int, **batch_fields: object) -> Iterator[RawBatch]:
+    """Yield the records of a JSON array or wrapper document, from record `start["record"]` on."""
+    with ByteStream(path, max_bytes=max_bytes) as stream:
+        data = stream.read(max_bytes + 1)
+        truncated = stream.truncated
+    if len(data) > max_bytes:
+        raise SourceError(
+            f"{path}: JSON document larger than max_document_bytes={max_bytes}; convert it to "
+            "JSON Lines (jq -c '.[]') to stream it, or raise the limit"
+        )
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        cut = " (the gzip stream is truncated)" if truncated else ""
+        raise SourceError(f"{path}: invalid JSON document at line {exc.lineno}, column "
+                          f"{exc.colno}: {exc.msg}{cut}") from None
+    if isinstance(document, dict) and isinstance(document.get("events"), list):
+        items = document["events"]
+    elif isinstance(document, list):
+        items = document
+    else:
+        raise SourceError(f"{path}: expected a JSON array of events or an object with an "
+                          f"'events' list, found {type(document).__name__}")
+    total = len(items)
+    for first in range(start["record"], total, DOCUMENT_BATCH):
+        chunk = items[first:first + DOCUMENT_BATCH]
+        good = [i for i, item in enumerate(chunk) if isinstance(item, dict) and item]
+        rejects = [
+            Reject(path, None, first + i, None,
+                   f"event {first + i} is not a non-empty JSON object", orjson.dumps(item).decode())
+            for i, item in enumerate(chunk) if not (isinstance(item, dict) and item)
+        ]
+        records = first + np.array(good, dtype=np.int64)
+        objects = [chunk[i] for i in good]
+        end = first + len(chunk)
+        yield RawBatch(
+            table=records_to_table(objects),
+            stream=path,
+            lines=np.full(len(good), -1, dtype=np.int64),  # a document has no line per event
+            records=records,
+            start={"offset": 0, "line": 1, "record": first},
+            end={"offset": 0, "line": 1, "record": end},
+            rejects=rejects,
+            text=lambda i, objects=objects: orjson.dumps(objects[i]).decode(),
+            **batch_fields,
+        )
+
+
+class JsonFileSource(FileSource):
+    """JSON Lines, JSON arrays and the demo's {"metadata", "events"} wrapper; plain or gzip."""
+
+    params: ClassVar[dict[str, object]] = {**FileSource.params, "max_document_bytes": 1 << 30}
+    patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz",
+                                            "*.ndjson", "*.ndjson.gz")
+
+    def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
+        yield from self.read_json(stream, start)
+
+    def read_json(self, stream: str, start: dict, **batch_fields: object) -> Iterator[RawBatch]:
+        """Read either flavour of JSON; subclasses (Zeek, Suricata, Windows) reuse it."""
+        max_bytes = self.options["max_decompressed_bytes"]
+        if is_json_document(stream, max_bytes):
+            limit = min(max_bytes, self.options["max_document_bytes"])
+            yield from read_document(stream, start, limit, **batch_fields)
+        else:
+            yield from read_lines(stream, start, parse_jsonl_block, self.options["block_size"],
+                                  max_bytes, **batch_fields)

@@ -1,0 +1,75 @@
+"""Suricata EVE JSON (flow, alert, dns, http, tls, fileinfo, anomaly, stats, ...).
+
+An alert is a threat: is_threat 1, label = the alert category, attack_type = the signature,
+severity from the alert (Suricata's 1 = high .. 3 = low become 1.0 .. 0.33). Every other record
+is unknown (-1) unless the source's `default_label` and label map say otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import ClassVar
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from training.convert import plain, to_float, to_timestamp
+from training.sources.base import RawBatch
+from training.sources.json_file import JsonFileSource
+
+SURICATA_FIELD_MAP: dict[str, tuple[str, ...]] = {
+    "timestamp": ("timestamp",),
+    "event_type": ("event_type",),
+    "source_ip": ("src_ip",),
+    "source_port": ("src_port",),
+    "dest_ip": ("dest_ip",),
+    "dest_port": ("dest_port",),
+    "protocol": ("proto",),
+    "service": ("app_proto",),
+    "bytes_sent": ("flow.bytes_toserver",),
+    "bytes_received": ("flow.bytes_toclient",),
+    "packets_sent": ("flow.pkts_toserver",),
+    "packets_received": ("flow.pkts_toclient",),
+    "conn_state": ("flow.state",),
+    "direction": ("direction",),
+    "community_id": ("community_id",),
+    "host": ("host",),
+    "domain": ("dns.rrname", "dns.query.rrname", "http.hostname", "tls.sni"),
+    "file_path": ("fileinfo.filename",),
+    "file_hash": ("fileinfo.sha256", "fileinfo.md5"),
+    "label": ("label",),
+}
+
+
+class SuricataSource(JsonFileSource):
+    """Suricata eve.json files (JSON Lines, plain or gzip), a folder of them or a glob."""
+
+    field_map: ClassVar = SURICATA_FIELD_MAP
+    patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.log", "*.log.gz")
+
+    def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
+        yield from self.read_json(stream, start)
+
+    def derive(self, table: pa.Table) -> dict[str, pa.Array]:
+        names = set(table.column_names)
+        n = table.num_rows
+        derived: dict[str, pa.Array] = {}
+        if "flow.start" in names and "flow.end" in names:
+            start, end = (to_timestamp(table[c]).values.cast(pa.int64()) for c in ("flow.start", "flow.end"))
+            derived["duration"] = pc.divide(pc.subtract(end, start).cast(pa.float64()), 1e6)
+        if "event_type" not in names:
+            return derived
+        alert = pc.fill_null(pc.equal(plain(table["event_type"]), "alert"), False)
+        if not pc.any(alert).as_py():
+            return derived
+        category = plain(table["alert.category"]) if "alert.category" in names else pa.nulls(n, pa.string())
+        derived["label"] = pc.if_else(alert, pc.coalesce(category.cast(pa.string()), "alert"), None)
+        derived["is_threat"] = pc.if_else(alert, pa.scalar(1, pa.int8()), pa.scalar(None, pa.int8()))
+        if "alert.signature" in names:
+            derived["attack_type"] = pc.if_else(alert, plain(table["alert.signature"]).cast(pa.string()), None)
+        if "alert.severity" in names:
+            level = to_float(table["alert.severity"], 0.0, "a severity level").values.to_numpy(zero_copy_only=False)
+            scaled = np.clip((4.0 - level) / 3.0, 0.0, 1.0)
+            derived["severity"] = pc.if_else(alert, pa.array(scaled, type=pa.float32(), from_pandas=True), None)
+        return derived

@@ -1,0 +1,225 @@
+"""Zeek logs: TSV with #separator/#fields/#types headers, or Zeek JSON; any log type.
+
+TSV follows the header: the declared separator, set separator, unset ("-" -> null) and empty
+("(empty)" -> "" or []) markers, typed columns (time/interval/double -> float, count/int/port
+-> integer, bool T/F), sets and vectors as lists. Quirks handled: whitespace before
+"#separator" (seen in real logs), "#close" and other comment lines anywhere, labeled logs with
+extra `label`/`detailedlabel` columns, gzip. A second header inside a file must repeat the
+first one's fields; otherwise the file has to be split (the error names the line).
+
+The log type (conn, dns, http, ...) is the `#path` header, else the JSON `_path` field, else
+the file name (conn.log, conn.04:00:00-05:00:00.log.gz, labeled-conn.log, conn.log.labeled).
+It becomes `event_type`. Rows of logs with a unique row id (conn: uid, files: fuid) get event ids
+"conn:<uid>"; other logs repeat uids across rows (several DNS queries per connection), so their
+rows are identified by content.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from training.convert import direction_from_locality, to_bool, to_float, to_int
+from training.errors import SourceError
+from training.fileio import ByteStream, has_line_starting
+from training.sources.base import Parsed, RawBatch
+from training.sources.delimited import Dialect, decode, parse_block, strings_as
+from training.sources.json_file import JsonFileSource
+from training.sources.lines import read_lines
+
+ZEEK_FIELD_MAP: dict[str, tuple[str, ...]] = {
+    "timestamp": ("ts",),
+    "event_type": ("_path",),
+    "source_ip": ("id.orig_h", "src", "tx_hosts"),
+    "source_port": ("id.orig_p",),
+    "dest_ip": ("id.resp_h", "dst", "rx_hosts"),
+    "dest_port": ("id.resp_p", "p"),
+    "protocol": ("proto",),
+    "service": ("service",),
+    "bytes_sent": ("orig_bytes",),
+    "bytes_received": ("resp_bytes",),
+    "packets_sent": ("orig_pkts",),
+    "packets_received": ("resp_pkts",),
+    "duration": ("duration",),
+    "conn_state": ("conn_state",),
+    "direction": ("direction",),
+    "community_id": ("community_id",),
+    "user": ("username", "user"),
+    "host": ("host_name", "hostname"),
+    "domain": ("query", "server_name", "host"),
+    "file_path": ("filename",),
+    "file_hash": ("sha256", "sha1", "md5"),
+    "label": ("label",),
+    "attack_type": ("detailedlabel", "detailed-label", "detailed_label"),
+}
+ROW_ID_COLUMNS = {"conn": ("uid",), "files": ("fuid",)}
+KNOWN_LOGS = (
+    "conn", "dns", "http", "ssl", "x509", "files", "notice", "weird", "ssh", "smtp", "ftp",
+    "dhcp", "ntp", "kerberos", "ntlm", "smb_files", "smb_mapping", "dce_rpc", "rdp", "sip",
+    "snmp", "tunnel", "dpd", "software", "known_hosts", "known_services", "known_certs",
+    "loaded_scripts", "packet_filter", "capture_loss", "stats", "reporter", "pe", "quic",
+    "arp", "irc", "mysql", "radius", "socks", "syslog", "intel", "signatures", "traceroute",
+    "modbus", "dnp3", "ocsp", "analyzer", "telemetry",
+)
+_LOG_NAME = re.compile(r"(?:^|[._-])(" + "|".join(sorted(KNOWN_LOGS, key=len, reverse=True))
+                       + r")(?=$|[._-])")
+_SCALAR_TYPES = {
+    "time": pa.float64(), "interval": pa.float64(), "double": pa.float64(),
+    "count": pa.int64(), "int": pa.int64(), "port": pa.int64(), "bool": pa.bool_(),
+}
+_CONVERTERS = {
+    pa.float64(): lambda a: to_float(a, float("-inf"), "a number"),
+    pa.int64(): lambda a: to_int(a, -(2**63), 2**63 - 1, pa.int64(), "an integer"),
+    pa.bool_(): to_bool,
+}
+_MAX_HEADER = 1 << 20
+
+
+def log_type_from_name(name: str) -> str | None:
+    """The Zeek log type a file name points to, if any."""
+    match = _LOG_NAME.search(name.lower())
+    return match.group(1) if match else None
+
+
+@dataclass(frozen=True)
+class ZeekHeader:
+    """The #-lines at the top of a Zeek TSV log."""
+
+    separator: str
+    set_separator: str
+    empty_field: str
+    unset_field: str
+    path: str | None
+    fields: list[str]
+    types: list[str]
+    data_start: int
+    data_line: int
+
+    @classmethod
+    def read(cls, stream: str, max_bytes: int) -> ZeekHeader:
+        with ByteStream(stream, max_bytes=max_bytes) as source:
+            head = source.read(_MAX_HEADER)
+        meta: dict[str, str] = {}
+        separator, offset, line = "\t", 0, 1
+        for raw in head.splitlines(keepends=True):
+            text = decode(raw).strip("\r\n")
+            if not text.lstrip().startswith("#"):
+                break
+            text = text.lstrip()
+            if text.startswith("#separator"):
+                separator = text[len("#separator"):].strip().encode().decode("unicode_escape")
+            else:
+                key, _, value = text[1:].partition(separator)
+                meta[key] = value
+            offset += len(raw)
+            line += 1
+        if "fields" not in meta:
+            raise SourceError(f"{stream}: no #fields header line in the first {line - 1} lines; a "
+                              "Zeek TSV log starts with #separator, #fields and #types lines")
+        fields = meta["fields"].split(separator)
+        types = meta.get("types", "").split(separator) if "types" in meta else ["string"] * len(fields)
+        if len(types) != len(fields):
+            raise SourceError(f"{stream}: #fields lists {len(fields)} names but #types lists "
+                              f"{len(types)}")
+        return cls(separator, meta.get("set_separator", ","), meta.get("empty_field", "(empty)"),
+                   meta.get("unset_field", "-"), meta.get("path"), fields, types, offset, line)
+
+
+class ZeekSource(JsonFileSource):
+    """A Zeek log file, a folder of logs or a glob; TSV and JSON may be mixed."""
+
+    field_map: ClassVar = ZEEK_FIELD_MAP
+    patterns: ClassVar[tuple[str, ...]] = ("*.log", "*.log.gz", "*.labeled", "*.json", "*.json.gz")
+
+    def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
+        with ByteStream(stream, max_bytes=self.options["max_decompressed_bytes"]) as source:
+            head = source.read(4096).lstrip()
+        if not head:
+            return
+        if head.startswith(b"#"):
+            yield from self._read_tsv(stream, start)
+        elif head.startswith(b"{"):
+            path = log_type_from_name(stream.rsplit("/", 1)[-1])
+            yield from self.read_json(stream, start, event_type=path,
+                                      id_columns=ROW_ID_COLUMNS.get(path, ()))
+        else:
+            raise SourceError(f"{stream}: not a Zeek log (neither a '#separator' header nor JSON "
+                              f"lines); starts with {decode(head[:40])!r}")
+
+    def _read_tsv(self, stream: str, start: dict) -> Iterator[RawBatch]:
+        header = ZeekHeader.read(stream, self.options["max_decompressed_bytes"])
+        path = header.path or log_type_from_name(stream.rsplit("/", 1)[-1])
+        types = {name: _SCALAR_TYPES.get(kind, pa.string())
+                 for name, kind in zip(header.fields, header.types)}
+        dialect = Dialect(delimiter=header.separator, quoted=False,
+                          null_values=(header.unset_field,), true_values=("T",),
+                          false_values=("F",), comment=b"#")
+
+        empty = header.empty_field.encode()
+
+        def parse(block, name, record) -> Parsed:
+            _check_repeated_headers(block, header, name)
+            parsed = parse_block(block, header.fields, types, dialect, name, record, _CONVERTERS)
+            parsed.table = _zeek_values(parsed.table, header, empty in block.data)
+            return parsed
+
+        yield from read_lines(stream, start, parse, self.options["block_size"],
+                              self.options["max_decompressed_bytes"], header.data_start,
+                              header.data_line, event_type=path,
+                              id_columns=ROW_ID_COLUMNS.get(path, ()))
+
+    def derive(self, table: pa.Table) -> dict[str, pa.Array]:
+        names = set(table.column_names)
+        if "direction" not in names and {"local_orig", "local_resp"} <= names:
+            return {"direction": direction_from_locality(table["local_orig"], table["local_resp"])}
+        return {}
+
+
+def _check_repeated_headers(block, header: ZeekHeader, stream: str) -> None:
+    marker = b"#fields"
+    if not has_line_starting(block.data, marker):
+        return
+    at = block.data.find(marker)
+    while at >= 0:
+        if at == 0 or block.data[at - 1:at] == b"\n":
+            end = block.data.find(b"\n", at)
+            fields = decode(block.data[at:end if end >= 0 else None]).rstrip("\r").split(header.separator)[1:]
+            if fields != header.fields:
+                line = block.line + block.data.count(b"\n", 0, at)
+                raise SourceError(f"{stream}: line {line} starts a second header whose #fields "
+                                  "differ from the first; split the file at that line")
+        at = block.data.find(marker, at + 1)
+
+
+def _zeek_values(table: pa.Table, header: ZeekHeader, has_empty: bool) -> pa.Table:
+    """Zeek's empty-field marker and container columns."""
+    for name, kind in zip(header.fields, header.types):
+        if name not in table.column_names or not (has_empty or "[" in kind):
+            continue
+        column = table[name]
+        index = table.column_names.index(name)
+        if "[" in kind:  # set[...], vector[...], table[...]
+            text = column.cast(pa.string())
+            empty = pc.equal(text, header.empty_field)
+            items = pc.split_pattern(pc.if_else(empty, "", text), header.set_separator)
+            items = pc.if_else(empty, pa.scalar([], pa.list_(pa.string())), items)
+            table = table.set_column(index, name, _typed_items(items, kind))
+        elif pa.types.is_string(column.type):
+            table = table.set_column(index, name, strings_as(column, header.empty_field, ""))
+    return table
+
+
+def _typed_items(items: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:
+    inner = kind[kind.index("[") + 1:-1]
+    element = _SCALAR_TYPES.get(inner)
+    if element is None or element == pa.bool_():
+        return items
+    try:
+        return items.cast(pa.list_(element))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return items

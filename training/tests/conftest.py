@@ -1,0 +1,31 @@
+"""Shared fixtures: the real datasets folder and a one-call collector."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from training.data_collection import DataCollector, DataSource
+
+REPO = Path(__file__).resolve().parents[2]
+DATASETS = REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def datasets() -> Path:
+    """../shared/datasets, or a skip when this machine does not have it."""
+    if not DATASETS.is_dir():
+        pytest.skip(f"real datasets not found at {DATASETS} (see ../shared/datasets/README.md)")
+    return DATASETS
+
+
+def collect(source_type: str, path: str | Path, **kwargs) -> tuple[pa.Table, DataCollector]:
+    """Collect one source in memory; keyword arguments go to DataSource, or to DataCollector
+    when named deduplicate/output_dir."""
+    collector_args = {k: kwargs.pop(k) for k in ("deduplicate", "output_dir") if k in kwargs}
+    params = {"path": str(path), **kwargs.pop("connection_params", {})}
+    collector = DataCollector([DataSource("test", source_type, params, **kwargs)],
+                              progress=False, **collector_args)
+    return collector.collect_table(), collector
