@@ -172,6 +172,9 @@ class CollectionState:
             )
         try:
             document = json.loads(path.read_text())
+            if document["version"] != FORMAT_VERSION:
+                raise ValueError(f"format version {document['version']!r}, this code reads "
+                                 f"{FORMAT_VERSION}")
             state = cls(
                 directory, secret=int(document["secret"]), positions=document["positions"],
                 stats=document["stats"], parts=int(document["parts"]),
@@ -218,7 +221,7 @@ class CollectionState:
     def write_progress(self, progress: dict) -> None:
         if self.directory is None:
             return
-        with atomic_write(self.directory / "progress.json") as handle:
+        with atomic_write(self.directory / "progress.json", durable=False) as handle:
             handle.write(orjson.dumps({**progress, "updated_at": time.time()}))
 
 

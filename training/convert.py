@@ -212,7 +212,8 @@ def to_timestamp(array: pa.Array | pa.ChunkedArray) -> Converted:
     elif pa.types.is_date(array.type):
         values = array.cast(pa.timestamp("us")).cast(TIMESTAMP)
     elif pa.types.is_integer(array.type) or pa.types.is_floating(array.type):
-        us = _epoch_to_us(array.cast(pa.float64()).fill_null(0).to_numpy())
+        # safe=False: int64 epoch nanoseconds exceed 2**53; the float keeps them to ~1 us.
+        us = _epoch_to_us(array.cast(pa.float64(), safe=False).fill_null(0).to_numpy())
         bad = ~np.isfinite(us) | (np.abs(us) > 2.0**62)
         us[bad] = 0
         missing = array.is_null().to_numpy(zero_copy_only=False)
@@ -256,6 +257,8 @@ def to_ip(array: pa.Array | pa.ChunkedArray) -> ConvertedIps:
 
 
 def _protocol_name(value: object) -> str | None:
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # a float column (pandas with NaN) holds 6.0 for tcp
     text = str(value).strip().lower()
     if text in NULL_TEXT:
         return None

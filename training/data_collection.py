@@ -25,6 +25,7 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing
+from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +52,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["CollectedEvent", "DataCollector", "DataSource", "DataSourceType"]
 
+_WORKERS = max(1, min(4, os.cpu_count() or 1))
 _COUNTERS = ("rows", "events", "quarantined", "outside_time_range", "duplicates", "batches",
              "checkpoints", "committed_batches")
 
@@ -65,6 +67,10 @@ class _Step:
     position: dict
     rejects: list[Reject]
     counts: dict[str, int] = field(default_factory=dict)
+
+
+def _canonical_pair(reader: Source, raw) -> tuple:
+    return raw, canonicalize(raw, reader)
 
 
 def _as_utc(value: datetime | str | None, name: str) -> datetime | None:
@@ -217,8 +223,9 @@ class DataCollector:
             for reader in self.readers:
                 for stream in reader.streams():
                     position = state.position(reader.name, stream) or START
-                    with closing(prefetch((raw, canonicalize(raw, reader))
-                                          for raw in reader.read(stream, position))) as batches:
+                    raws = reader.read(stream, position)
+                    with closing(prefetch(raws, partial(_canonical_pair, reader),
+                                          workers=_WORKERS)) as batches:
                         for raw, canonical in batches:
                             step = self._filter(state, reader.name, raw, canonical, position,
                                                 start, end, remaining)

@@ -43,9 +43,9 @@ import numpy as np
 import orjson
 
 from training.demo_scenarios import (
-    COMMON_PORTS, SCENARIOS, SHARED_ADMIN_CMDS, US, Clock, Host, Network, auth, conn, dns,
-    ephemeral, episode_sizes, failed_probe, new_event, ping, probe, probe_state, proc, psexec,
-    severity, ssh_short,
+    COMMON_PORTS, SCENARIOS, SHARED_ADMIN_CMDS, US, Clock, Network, auth, build_network, conn,
+    dns, ephemeral, episode_sizes, failed_probe, new_event, ping, probe, probe_state, proc,
+    psexec, public_ips, severity, ssh_short,
 )
 from training.errors import ConfigError
 
@@ -53,80 +53,6 @@ GENERATOR = "training.demo_data"
 VERSION = "1.0"
 DEFAULT_START = datetime(2024, 3, 4, tzinfo=timezone.utc)  # a Monday
 MAX_EVENTS = 10_000_000
-
-_FIRST = ("james", "mary", "robert", "linda", "michael", "sarah", "david", "karen", "daniel",
-          "nancy", "paul", "lisa", "mark", "betty", "steven", "emily", "kevin", "laura", "brian",
-          "anna", "jason", "julia", "eric", "maria", "adam", "olga", "ravi", "mei", "omar", "ines")
-_LAST = ("smith", "johnson", "brown", "garcia", "miller", "davis", "lopez", "wilson", "moore",
-         "taylor", "martin", "lee", "walker", "hall", "young", "king", "wright", "scott", "green",
-         "baker", "adams", "nelson", "carter", "mitchell", "perez", "roberts", "turner", "patel")
-_POPULAR = ("microsoft.com", "office365.com", "google.com", "googleapis.com", "gstatic.com",
-            "windowsupdate.com", "github.com", "slack.com", "zoom.us", "amazonaws.com",
-            "akamaihd.net", "cloudflare.com", "linkedin.com", "youtube.com", "salesforce.com",
-            "dropbox.com", "apple.com", "adobe.com", "wikipedia.org", "okta.com", "atlassian.net",
-            "sharepoint.com", "teams.microsoft.com", "live.com", "yahoo.com", "stackoverflow.com",
-            "pypi.org", "docker.io", "npmjs.org", "ubuntu.com")
-_SYLLABLES = ("na", "ro", "ke", "li", "tor", "vex", "cal", "mon", "dia", "pro", "net", "sys",
-              "lab", "hub", "ox", "zen", "kit", "ara", "ben", "co")
-_PUBLIC_OCTETS = (13, 20, 23, 34, 35, 40, 52, 54, 64, 76, 104, 142, 151, 157, 162, 185, 199, 203)
-_HOSTING_OCTETS = (45, 185, 91)  # cheap VPS ranges the attacker rents
-# (role, name, address, main user, os)
-_SERVERS = (
-    ("dc", "DC01", "10.0.0.10", "SYSTEM", "windows"),
-    ("dns", "DNS01", "10.0.0.53", "SYSTEM", "windows"),
-    ("fs", "FS01", "10.0.0.20", "SYSTEM", "windows"),
-    ("proxy", "PROXY01", "10.0.0.30", "squid", "linux"),
-    ("web", "WEB01", "10.0.1.80", "www-data", "linux"),
-    ("jump", "JUMP01", "10.0.0.40", "", "windows"),  # its user is the first admin
-    ("app", "LNX-APP01", "10.0.2.11", "deploy", "linux"),
-    ("db", "LNX-DB01", "10.0.2.12", "postgres", "linux"),
-    ("scan", "SCAN01", "10.0.0.99", "svc_scanner", "linux"),
-)
-
-
-def _public_ips(rng: np.random.Generator, n: int,
-                first: tuple[int, ...] = _PUBLIC_OCTETS) -> list[str]:
-    octets = rng.integers(1, 255, size=(n, 3)).tolist()
-    return [f"{rng.choice(first)}.{a}.{b}.{c}" for a, b, c in octets]
-
-
-def build_network(rng: np.random.Generator) -> Network:
-    """Draw the simulated enterprise: hosts, users, internet domains and attacker footholds."""
-    n_ws = int(rng.integers(40, 81))
-    users: list[str] = []
-    while len(users) < n_ws:
-        name = f"{rng.choice(_FIRST)[0]}{rng.choice(_LAST)}"
-        users += [name] if name not in users else []
-    slots = rng.permutation(4 * 240)[:n_ws]  # unique addresses in four /24s
-    workstations = []
-    for i, (user, slot) in enumerate(zip(users, slots.tolist())):
-        branch, linux = rng.random() < 0.15, rng.random() < 0.08
-        net, octet = 10 + slot // 240 if branch else 1 + slot // 240, 10 + slot % 240
-        ip = f"192.168.{net}.{octet}" if branch else f"10.10.{net}.{octet}"
-        name = f"{'BR' if branch else 'HQ'}-{'LX' if linux else 'WS'}{i + 1:03d}"
-        workstations.append(Host(name, ip, user, "linux" if linux else "windows"))
-    weights = rng.lognormal(0.0, 0.7, n_ws)  # a few heavy users, many light ones
-    admins = [f"adm-{u}" for u in users[:3]]
-    servers = {role: Host(name, ip, user or admins[0], os)
-               for role, name, ip, user, os in _SERVERS}
-    p = weights * np.array([h.os == "windows" for h in workstations])
-    # a week of several intrusions touches about a quarter of the desktops; busy users click
-    # more links, so footholds are drawn in proportion to activity
-    compromised = rng.choice(n_ws, size=n_ws // 4, replace=False, p=p / p.sum()).tolist()
-    long_tail = [f"{rng.choice(_SYLLABLES)}{rng.choice(_SYLLABLES)}{rng.choice(_SYLLABLES)}."
-                 f"{rng.choice(['com', 'net', 'io', 'org'])}" for _ in range(150)]
-    domains = list(dict.fromkeys(_POPULAR + tuple(long_tail)))
-    pool = _public_ips(rng, 260)  # shared hosting: several domains resolve to one address
-    domain_ips = {d: rng.choice(pool, size=int(rng.integers(1, 4))).tolist() for d in domains}
-    popularity = 1 / np.arange(1, len(domains) + 1)  # Zipf
-    # one C2 domain hides behind a CDN address that benign sites share (domain fronting)
-    c2 = {"cdn-edge-telemetry.com": domain_ips["akamaihd.net"][0],
-          "status-sync-api.net": _public_ips(rng, 1, _HOSTING_OCTETS)[0]}
-    return Network(workstations, weights / weights.sum(), servers, admins,
-                   [workstations[i] for i in compromised], domains,
-                   popularity / popularity.sum(), domain_ips, c2,
-                   _public_ips(rng, 2, _HOSTING_OCTETS))
-
 
 # ---- Background: what the network does all day ------------------------------------------------
 
@@ -318,18 +244,19 @@ def _bg_vuln_scan(rng: np.random.Generator, net: Network, clock: Clock, n: int) 
 def _bg_admin(rng: np.random.Generator, net: Network, clock: Clock, n: int) -> list[dict]:
     """IT at work: automation over SSH, interactive SSH and RDP, PsExec to servers and desktops."""
     out: list[dict] = []
-    linux = [h for h in net.servers.values() if h.os == "linux" and h is not net.servers["scan"]]
+    linux = net.linux_servers()
     windows = [h for h in net.servers.values() if h.os == "windows"]
     sources = [net.servers["jump"]] + [h for h in net.workstations if f"adm-{h.user}" in net.admins]
     commands = SHARED_ADMIN_CMDS + ("cmd.exe /c gpupdate /force", "cmd.exe /c wmic qfe list brief",
                                     "cmd.exe /c sc query wuauserv")
     while len(out) < n:
         t, sport = clock.sample(rng, 1)[0], ephemeral(rng, 1)[0]
-        src, admin, r = sources[rng.integers(len(sources))], str(rng.choice(net.admins)), rng.random()
+        src, admin = sources[rng.integers(len(sources))], str(rng.choice(net.admins))
+        r = rng.random()
         if r < 0.55:  # config management checks, or an admin's interactive session
             dst = linux[rng.integers(len(linux))]
             if r < 0.35:
-                (bs, br, dur) = ssh_short(rng)
+                bs, br, dur = ssh_short(rng)
                 user = str(rng.choice(["svc_ansible", "deploy", "root", "postgres"]))
             else:
                 bs, br, dur = _sizes(rng, [3e4, 2e5, 600], [1.2, 1.5, 1.2])
@@ -350,28 +277,32 @@ def _bg_admin(rng: np.random.Generator, net: Network, clock: Clock, n: int) -> l
     return out[:n]
 
 
+# kind -> (domain, port, service, median bytes [sent, received], sigmas), by cumulative share
+_BULK = {
+    "backup": ("amazonaws.com", 443, "ssl", [2e7, 8e3], [1.2, 0.8]),  # to cloud storage
+    "update": ("windowsupdate.com", 443, "ssl", [2e3, 5e7], [0.8, 1.5]),
+    "partner_sftp": (None, 22, "ssh", [3e6, 6e3], [1.5, 0.8]),
+    "saas": ("salesforce.com", 8443, "ssl", [5e5, 2e4], [1.5, 1.0]),  # TLS on a non-standard port
+    "mirror_ftp": ("ubuntu.com", 21, "ftp", [2e3, 2e7], [1.0, 1.5]),
+}
+_BULK_KINDS = tuple(_BULK)
+_BULK_CUTS = (0.35, 0.6, 0.8, 0.9)
+
+
 def _bg_server_out(rng: np.random.Generator, net: Network, clock: Clock, n: int) -> list[dict]:
     """Bulk transfers that look like exfiltration: backups, updates, vendor SFTP, SaaS uploads."""
     out, ws = [], net.pick_ws(rng, n)
     servers = [net.servers[r] for r in ("fs", "dc", "jump")]
-    partner = net.domain_ips[net.domains[-1]]
     for i, (t, sport) in enumerate(zip(clock.sample(rng, n), ephemeral(rng, n))):
         r = rng.random()
         src = servers[rng.integers(3)] if r < 0.35 or (0.6 <= r < 0.7) else ws[i]
-        if r < 0.35:  # nightly backups to cloud storage
-            dst, port, (bs, br) = net.domain_ips["amazonaws.com"], 443, _sizes(rng, [2e7, 8e3], [1.2, 0.8])
-        elif r < 0.6:  # updates
-            dst, port, (bs, br) = net.domain_ips["windowsupdate.com"], 443, _sizes(rng, [2e3, 5e7], [0.8, 1.5])
-        elif r < 0.8:  # files for a partner over SFTP
-            dst, port, (bs, br) = partner, 22, _sizes(rng, [3e6, 6e3], [1.5, 0.8])
-        elif r < 0.9:  # a SaaS app on a non-standard TLS port
-            dst, port, (bs, br) = net.domain_ips["salesforce.com"], 8443, _sizes(rng, [5e5, 2e4], [1.5, 1.0])
-        else:  # mirror downloads over FTP
-            dst, port, (bs, br) = net.domain_ips["ubuntu.com"], 21, _sizes(rng, [2e3, 2e7], [1.0, 1.5])
+        kind = _BULK_KINDS[int(np.searchsorted(_BULK_CUTS, r, side="right"))]
+        domain, port, service, medians, sigmas = _BULK[kind]
+        bs, br = _sizes(rng, medians, sigmas)
         dur = (bs + br) / float(rng.lognormal(np.log(2e6), 0.7))
-        service = {443: "ssl", 22: "ssh", 8443: "ssl", 21: "ftp"}[port]
-        out.append(conn(t, src.ip, sport, str(rng.choice(dst)), port, "tcp", service, int(bs),
-                        int(br), dur, "SF", "outbound", src.name))
+        dst = str(rng.choice(net.domain_ips[domain or net.domains[-1]]))  # last: the partner
+        out.append(conn(t, src.ip, sport, dst, port, "tcp", service, int(bs), int(br), dur, "SF",
+                        "outbound", src.name))
     return out
 
 
@@ -418,7 +349,7 @@ def _bg_servers(rng: np.random.Generator, net: Network, clock: Clock, n: int) ->
 
 def _bg_inbound(rng: np.random.Generator, net: Network, clock: Clock, n: int) -> list[dict]:
     """Visitors of the public web server, and the internet's constant background of probes."""
-    out, web, clients = [], net.servers["web"], _public_ips(rng, 300)
+    out, web, clients = [], net.servers["web"], public_ips(rng, 300)
     for t, sport in zip(clock.sample(rng, n), ephemeral(rng, n)):
         src = clients[rng.integers(len(clients))]
         if rng.random() < 0.8:
@@ -466,7 +397,8 @@ def _bg_host(rng: np.random.Generator, net: Network, clock: Clock, n: int,
     out, servers = [], list(net.servers.values())
     hosts = [servers[rng.integers(len(servers))] if rng.random() < 0.2 else h
              for h in net.pick_ws(rng, n)]
-    rows = {os_name: _rows(rng, table, n) for os_name, table in (_FILES if files else _PROCS).items()}
+    tables = _FILES if files else _PROCS
+    rows = {os_name: _rows(rng, table, n) for os_name, table in tables.items()}
     for i, (t, host) in enumerate(zip(clock.sample(rng, n), hosts)):
         if files:
             path, process, suspicious, _ = rows[host.os][i]
@@ -511,6 +443,7 @@ def _background(rng: np.random.Generator, net: Network, clock: Clock, n: int) ->
 # ---- Public API -------------------------------------------------------------------------------
 
 def _check_int(name: str, value: object, low: int, high: int) -> int:
+    """`value` as an int, or a ConfigError naming the parameter, the rule and the value."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise ConfigError(f"{name} must be an integer, got {value!r}")
     if not low <= value <= high:
@@ -560,22 +493,24 @@ def generate_demo_events(n_events: int = 10_000, seed: int = 42, start: datetime
     events: list[dict] = []
     for (name, scenario), seq in zip(SCENARIOS.items(), scenario_seqs):
         events += scenario.generate(np.random.default_rng(seq), net, clock, counts[name])
-    events += _background(np.random.default_rng(bg_seq), net, clock, n_events - sum(counts.values()))
+    n_malicious = sum(counts.values())
+    events += _background(np.random.default_rng(bg_seq), net, clock, n_events - n_malicious)
     events.sort(key=lambda e: e["_t"])  # stable: equal times keep generation order
     offsets = np.array([event.pop("_t") for event in events], dtype="timedelta64[us]")
-    stamps = np.datetime_as_string(np.datetime64(start.replace(tzinfo=None), "us") + offsets, unit="us")
+    origin = np.datetime64(start.replace(tzinfo=None), "us")
+    stamps = np.datetime_as_string(origin + offsets, unit="us")
     for i, (event, stamp) in enumerate(zip(events, stamps.tolist()), start=1):
         event["event_id"] = f"demo-{i:06d}"
         event["timestamp"] = f"{stamp}Z"
 
-    n_malicious = sum(counts.values())
     metadata = {
         "generator": GENERATOR, "version": VERSION, "seed": seed, "n_events": n_events,
         "n_malicious": n_malicious, "attack_share": round(n_malicious / n_events, 4),
         "start": _iso(start), "end": _iso(start + timedelta(days=days)), "days": days,
-        "network": {"workstations": len(net.workstations), "servers": sorted(h.name for h in net.servers.values())},
-        "scenarios": {name: {"technique": s.technique, "count": counts[name], "description": s.description}
-                      for name, s in SCENARIOS.items()},
+        "network": {"workstations": len(net.workstations),
+                    "servers": sorted(h.name for h in net.servers.values())},
+        "scenarios": {name: {"technique": s.technique, "count": counts[name],
+                             "description": s.description} for name, s in SCENARIOS.items()},
     }
     return {"metadata": metadata, "events": events}
 

@@ -1,5 +1,6 @@
-"""Building blocks of the synthetic demo data: the simulated network, the clock, the event
-records, and the labeled attack scenarios (see `training.demo_data` for the overview).
+"""Building blocks of the synthetic demo data (see `training.demo_data` for the overview): the
+simulated network (`build_network`), the office-hours `Clock`, event records, activity that
+background and attacks share, and the labeled attack scenarios.
 
 Every scenario is registered in `SCENARIOS` with its ATT&CK technique and its share of all
 events. Its generator returns exactly the requested number of events, split into several
@@ -14,6 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from training.errors import ConfigError
 
 FIELDS: tuple[str, ...] = (
     "event_id", "timestamp", "event_type", "source_ip", "source_port", "dest_ip", "dest_port",
@@ -71,6 +74,11 @@ class Network:
             hosts[rng.integers(k)] = self.servers["app"]
         return hosts
 
+    def linux_servers(self) -> list[Host]:
+        """Linux servers an attacker can log in to (the scanner appliance excluded)."""
+        scanner = self.servers["scan"]
+        return [h for h in self.servers.values() if h.os == "linux" and h is not scanner]
+
     def pick_domains(self, rng: np.random.Generator, n: int) -> list[str]:
         """Draw `n` internet domains with a heavy-tailed popularity."""
         idx = rng.choice(len(self.domains), size=n, p=self.domain_p)
@@ -109,6 +117,85 @@ class Clock:
         t0 = min(self.sample(rng, 1)[0], int(self.span - 1 - length))
         return (t0 + rel.astype(np.int64)).tolist()
 
+
+# ---- The network ---------------------------------------------------------------------------
+
+_FIRST = ("james", "mary", "robert", "linda", "michael", "sarah", "david", "karen", "daniel",
+          "nancy", "paul", "lisa", "mark", "betty", "steven", "emily", "kevin", "laura", "brian",
+          "anna", "jason", "julia", "eric", "maria", "adam", "olga", "ravi", "mei", "omar", "ines")
+_LAST = ("smith", "johnson", "brown", "garcia", "miller", "davis", "lopez", "wilson", "moore",
+         "taylor", "martin", "lee", "walker", "hall", "young", "king", "wright", "scott", "green",
+         "baker", "adams", "nelson", "carter", "mitchell", "perez", "roberts", "turner", "patel")
+_POPULAR = ("microsoft.com", "office365.com", "google.com", "googleapis.com", "gstatic.com",
+            "windowsupdate.com", "github.com", "slack.com", "zoom.us", "amazonaws.com",
+            "akamaihd.net", "cloudflare.com", "linkedin.com", "youtube.com", "salesforce.com",
+            "dropbox.com", "apple.com", "adobe.com", "wikipedia.org", "okta.com", "atlassian.net",
+            "sharepoint.com", "teams.microsoft.com", "live.com", "yahoo.com", "stackoverflow.com",
+            "pypi.org", "docker.io", "npmjs.org", "ubuntu.com")
+_SYLLABLES = ("na", "ro", "ke", "li", "tor", "vex", "cal", "mon", "dia", "pro", "net", "sys",
+              "lab", "hub", "ox", "zen", "kit", "ara", "ben", "co")
+_PUBLIC_OCTETS = (13, 20, 23, 34, 35, 40, 52, 54, 64, 76, 104, 142, 151, 157, 162, 185, 199, 203)
+_HOSTING_OCTETS = (45, 185, 91)  # cheap VPS ranges the attacker rents
+# (role, name, address, main user, os)
+_SERVERS = (
+    ("dc", "DC01", "10.0.0.10", "SYSTEM", "windows"),
+    ("dns", "DNS01", "10.0.0.53", "SYSTEM", "windows"),
+    ("fs", "FS01", "10.0.0.20", "SYSTEM", "windows"),
+    ("proxy", "PROXY01", "10.0.0.30", "squid", "linux"),
+    ("web", "WEB01", "10.0.1.80", "www-data", "linux"),
+    ("jump", "JUMP01", "10.0.0.40", "", "windows"),  # its user is the first admin
+    ("app", "LNX-APP01", "10.0.2.11", "deploy", "linux"),
+    ("db", "LNX-DB01", "10.0.2.12", "postgres", "linux"),
+    ("scan", "SCAN01", "10.0.0.99", "svc_scanner", "linux"),
+)
+
+
+def public_ips(rng: np.random.Generator, n: int,
+               first: tuple[int, ...] = _PUBLIC_OCTETS) -> list[str]:
+    """`n` random internet addresses whose first octet is one of `first`."""
+    octets = rng.integers(1, 255, size=(n, 3)).tolist()
+    return [f"{rng.choice(first)}.{a}.{b}.{c}" for a, b, c in octets]
+
+
+def build_network(rng: np.random.Generator) -> Network:
+    """Draw the simulated enterprise: hosts, users, internet domains and attacker footholds."""
+    n_ws = int(rng.integers(40, 81))
+    users: list[str] = []
+    while len(users) < n_ws:
+        name = f"{rng.choice(_FIRST)[0]}{rng.choice(_LAST)}"
+        users += [name] if name not in users else []
+    slots = rng.permutation(4 * 240)[:n_ws]  # unique addresses in four /24s
+    workstations = []
+    for i, (user, slot) in enumerate(zip(users, slots.tolist())):
+        branch, linux = rng.random() < 0.15, rng.random() < 0.08
+        net, octet = 10 + slot // 240 if branch else 1 + slot // 240, 10 + slot % 240
+        ip = f"192.168.{net}.{octet}" if branch else f"10.10.{net}.{octet}"
+        name = f"{'BR' if branch else 'HQ'}-{'LX' if linux else 'WS'}{i + 1:03d}"
+        workstations.append(Host(name, ip, user, "linux" if linux else "windows"))
+    weights = rng.lognormal(0.0, 0.7, n_ws)  # a few heavy users, many light ones
+    admins = [f"adm-{u}" for u in users[:3]]
+    servers = {role: Host(name, ip, user or admins[0], os)
+               for role, name, ip, user, os in _SERVERS}
+    p = weights * np.array([h.os == "windows" for h in workstations])
+    # a week of several intrusions touches about a quarter of the desktops; busy users click
+    # more links, so footholds are drawn in proportion to activity
+    compromised = rng.choice(n_ws, size=n_ws // 4, replace=False, p=p / p.sum()).tolist()
+    long_tail = [f"{rng.choice(_SYLLABLES)}{rng.choice(_SYLLABLES)}{rng.choice(_SYLLABLES)}."
+                 f"{rng.choice(['com', 'net', 'io', 'org'])}" for _ in range(150)]
+    domains = list(dict.fromkeys(_POPULAR + tuple(long_tail)))
+    pool = public_ips(rng, 260)  # shared hosting: several domains resolve to one address
+    domain_ips = {d: rng.choice(pool, size=int(rng.integers(1, 4))).tolist() for d in domains}
+    popularity = 1 / np.arange(1, len(domains) + 1)  # Zipf
+    # one C2 domain hides behind a CDN address that benign sites share (domain fronting)
+    c2 = {"cdn-edge-telemetry.com": domain_ips["akamaihd.net"][0],
+          "status-sync-api.net": public_ips(rng, 1, _HOSTING_OCTETS)[0]}
+    return Network(workstations, weights / weights.sum(), servers, admins,
+                   [workstations[i] for i in compromised], domains,
+                   popularity / popularity.sum(), domain_ips, c2,
+                   public_ips(rng, 2, _HOSTING_OCTETS))
+
+
+# ---- Event records ---------------------------------------------------------------------------
 
 def new_event(t: int, event_type: str, **fields: object) -> dict:
     """An event with every field present (null unless given); `_t` holds its time offset."""
@@ -178,41 +265,11 @@ def proc(rng: np.random.Generator, t: int, host: Host, user: str, parent: str, p
                      process=process, command_line=cmd, severity=severity(rng, suspicious))
 
 
-def episode_sizes(rng: np.random.Generator, n: int, per_episode: int, at_least: int = 3) -> list[int]:
+def episode_sizes(rng: np.random.Generator, n: int, per_episode: int,
+                  at_least: int = 3) -> list[int]:
     """Split `n` events into episodes of about `per_episode`, at least `at_least` (if n allows)."""
     k = min(n, max(at_least, round(n / per_episode)))
     return (1 + rng.multinomial(n - k, np.full(k, 1 / k))).tolist() if k else []
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """One attack scenario: its ATT&CK technique, its share of all events and its generator."""
-
-    name: str
-    technique: str
-    share: float
-    description: str
-    generate: Callable[[np.random.Generator, Network, Clock, int], list[dict]]
-
-
-SCENARIOS: dict[str, Scenario] = {}
-
-
-def register(name: str, technique: str, share: float, description: str) -> Callable:
-    """Decorator adding a generator to `SCENARIOS`; its events get the scenario's labels."""
-    if name in SCENARIOS:
-        raise ValueError(f"scenario {name!r} is already registered")
-
-    def wrap(fn: Callable[[np.random.Generator, Network, Clock, int], list[dict]]) -> Callable:
-        def generate(rng: np.random.Generator, net: Network, clock: Clock, n: int) -> list[dict]:
-            events = fn(rng, net, clock, n)[:n]  # episodes come in bundles: trim the last one
-            for event in events:
-                event.update(label="malicious", attack_type=name, mitre_technique=technique)
-            return events
-        SCENARIOS[name] = Scenario(name, technique, share, description, generate)
-        return fn
-    return wrap
-
 
 
 # ---- Activity shared by background and attacks -----------------------------------------------
@@ -246,7 +303,8 @@ def psexec(rng: np.random.Generator, t: int, src: Host, target: Host, user: str,
     ev = [conn(t, src.ip, ephemeral(rng, 1)[0], target.ip, 445, "tcp", "smb",
                int(rng.lognormal(np.log(4e5), 0.5)), int(rng.lognormal(np.log(2e4), 0.6)),
                float(rng.lognormal(np.log(2.0), 0.6)), "SF", "internal", src.name),
-          auth(rng, t + 40_000, user, target, src.ip, str(rng.choice(["ntlm", "kerberos"])), "success"),
+          auth(rng, t + 40_000, user, target, src.ip, str(rng.choice(["ntlm", "kerberos"])),
+               "success"),
           conn(t + 90_000, src.ip, ephemeral(rng, 1)[0], target.ip, 135, "tcp", "dce_rpc",
                int(rng.integers(900, 2500)), int(rng.integers(600, 1800)),
                float(rng.exponential(0.2)), "SF", "internal", src.name),
@@ -256,7 +314,8 @@ def psexec(rng: np.random.Generator, t: int, src: Host, target: Host, user: str,
           proc(rng, t + 600_000, target, "SYSTEM", "services.exe", "PSEXESVC.exe",
                r"C:\Windows\PSEXESVC.exe", True)]
     for i, cmd in enumerate(rng.choice(commands, size=int(rng.integers(1, 4))).tolist()):
-        ev.append(proc(rng, t + (2 + 3 * i) * US, target, user, "PSEXESVC.exe", "cmd.exe", cmd, True))
+        ev.append(proc(rng, t + (2 + 3 * i) * US, target, user, "PSEXESVC.exe", "cmd.exe", cmd,
+                       True))
     return ev
 
 
@@ -287,6 +346,36 @@ def probe(rng: np.random.Generator, t: int, scanner: Host, target: Host, vertica
 
 # ---- Attack scenarios -------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class Scenario:
+    """One attack scenario: its ATT&CK technique, its share of all events and its generator."""
+
+    name: str
+    technique: str
+    share: float
+    description: str
+    generate: Callable[[np.random.Generator, Network, Clock, int], list[dict]]
+
+
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def register(name: str, technique: str, share: float, description: str) -> Callable:
+    """Decorator adding a generator to `SCENARIOS`; its events get the scenario's labels."""
+    if name in SCENARIOS:
+        raise ConfigError(f"scenario name must be unique, got {name!r} a second time")
+
+    def wrap(fn: Callable[[np.random.Generator, Network, Clock, int], list[dict]]) -> Callable:
+        def generate(rng: np.random.Generator, net: Network, clock: Clock, n: int) -> list[dict]:
+            events = fn(rng, net, clock, n)[:n]  # episodes come in bundles: trim the last one
+            for event in events:
+                event.update(label="malicious", attack_type=name, mitre_technique=technique)
+            return events
+        SCENARIOS[name] = Scenario(name, technique, share, description, generate)
+        return fn
+    return wrap
+
+
 _BRUTE_USERS = ("root", "admin", "deploy", "postgres", "ubuntu", "svc_ansible", "test", "oracle",
                 "guest")
 _LATERAL_CMDS = SHARED_ADMIN_CMDS + (
@@ -295,8 +384,8 @@ _LATERAL_CMDS = SHARED_ADMIN_CMDS + (
 # Privilege-escalation chains: (parent, process, command line) or ("file", path, process).
 _PRIVESC_CHAINS = {
     "windows": (
-        (("powershell.exe", "reg.exe",
-          r"reg.exe add HKCU\Software\Classes\ms-settings\Shell\Open\command /v DelegateExecute /f"),
+        (("powershell.exe", "reg.exe", r"reg.exe add HKCU\Software\Classes\ms-settings"
+          r"\Shell\Open\command /v DelegateExecute /f"),
          ("powershell.exe", "fodhelper.exe", r"C:\Windows\System32\fodhelper.exe"),
          ("fodhelper.exe", "cmd.exe", "cmd.exe"),
          ("cmd.exe", "net.exe", "net localgroup administrators {user} /add")),
@@ -338,7 +427,7 @@ def _port_scan(rng: np.random.Generator, net: Network, clock: Clock, n: int) -> 
 @register("ssh_brute_force", "T1110.001", 0.02, "password guessing over SSH against Linux servers")
 def _ssh_brute_force(rng: np.random.Generator, net: Network, clock: Clock, n: int) -> list[dict]:
     events: list[dict] = []
-    linux = [h for h in net.servers.values() if h.os == "linux" and h.name != net.servers["scan"].name]
+    linux = net.linux_servers()
     users = _BRUTE_USERS + tuple(h.user for h in net.workstations[:8])  # sprayed known names
     sizes = episode_sizes(rng, (n + 1) // 2, per_episode=15, at_least=4)
     for size, attacker in zip(sizes, net.footholds(rng, len(sizes))):
@@ -390,7 +479,8 @@ def _data_exfiltration(rng: np.random.Generator, net: Network, clock: Clock, n: 
     events: list[dict] = []
     sizes = episode_sizes(rng, n, per_episode=12, at_least=3)
     for size, foothold in zip(sizes, net.footholds(rng, len(sizes), use_server=False)):
-        src = net.servers["fs"] if rng.random() < 0.35 else foothold  # data staged on the file server
+        # data is often staged on the file server and sent from there
+        src = net.servers["fs"] if rng.random() < 0.35 else foothold
         method = str(rng.choice(["sftp", "ftp", "https_alt", "dns"]))
         gap = 2.0 if method == "dns" else 60.0
         times = clock.place(rng, np.cumsum(rng.exponential(gap, size)))
@@ -429,9 +519,10 @@ def _lateral_movement(rng: np.random.Generator, net: Network, clock: Clock, n: i
 
 
 @register("privilege_escalation", "T1548", 0.012, "UAC bypass, sudo and setuid abuse")
-def _privilege_escalation(rng: np.random.Generator, net: Network, clock: Clock, n: int) -> list[dict]:
+def _privilege_escalation(rng: np.random.Generator, net: Network, clock: Clock,
+                          n: int) -> list[dict]:
     events: list[dict] = []
-    linux_hosts = [h for h in net.servers.values() if h.os == "linux" and h.name != net.servers["scan"].name]
+    linux_hosts = net.linux_servers()
     sizes = episode_sizes(rng, n, per_episode=8, at_least=4)
     for size, foothold in zip(sizes, net.footholds(rng, len(sizes), use_server=False)):
         on_linux = rng.random() < 0.45
@@ -441,7 +532,8 @@ def _privilege_escalation(rng: np.random.Generator, net: Network, clock: Clock, 
         while len(steps) < size:  # a failed technique is followed by another one
             steps += chains[rng.integers(len(chains))]
         elevated = "root" if on_linux else "SYSTEM"
-        for i, (t, (a, b, c)) in enumerate(zip(clock.place(rng, np.cumsum(rng.exponential(15.0, size))), steps)):
+        times = clock.place(rng, np.cumsum(rng.exponential(15.0, size)))
+        for i, (t, (a, b, c)) in enumerate(zip(times, steps)):
             user = host.user if i < 2 else elevated
             if a == "file":
                 events.append(new_event(t, "file_access", host=host.name, user=user, process=c,

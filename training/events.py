@@ -135,7 +135,9 @@ def resolve_field_map(base: FieldMap, override: FieldMap | None = None) -> dict[
                     f"canonical name to source field name(s). Canonical fields: "
                     f"{', '.join(f for f in CANONICAL_FIELDS if f not in _DERIVED)}"
                 )
-            candidates = (names,) if isinstance(names, str) else tuple(names)
+            # Anything but a str or a sequence is kept whole, so the check below refuses it.
+            candidates = (tuple(names) if isinstance(names, Sequence) and not isinstance(names, str)
+                          else (names,))
             if not all(isinstance(n, str) and n for n in candidates):
                 raise ConfigError(
                     f"field map entry {field!r} must be a field name or a list of names, got {names!r}"

@@ -112,10 +112,11 @@ class ByteStream:
         inflater = self._inflater
         if inflater.eof:
             rest = inflater.unused_data.lstrip(b"\x00")  # some writers pad after the last member
-            if not rest:
-                rest = self._raw.read(_CHUNK)
-                if not rest:
+            while not rest:  # the padding may go on past this read
+                more = self._raw.read(_CHUNK)
+                if not more:
                     return False
+                rest = more.lstrip(b"\x00")
             inflater = self._inflater = zlib.decompressobj(wbits=31)
             data = rest
         else:
@@ -231,6 +232,8 @@ def line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     """Start and end (exclusive, without the line break) of every line in `data`."""
     buf = np.frombuffer(data, dtype=np.uint8)
     breaks = np.flatnonzero(buf == 10)
+    if not data:  # no line at all, as count_lines says (an empty truncated final block)
+        return breaks, breaks.copy()
     ends = breaks if data.endswith(b"\n") else np.append(breaks, len(data))
     starts = np.empty_like(ends)
     if len(ends):
@@ -285,10 +288,12 @@ def expand_paths(
 
 
 @contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary sibling of `path` for writing; on success, fsync and rename it over `path`.
+def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True) -> Iterator[IO]:
+    """Open a temporary sibling of `path` for writing; on success, rename it over `path`.
 
-    On an exception the temporary file is removed and `path` is left untouched.
+    On an exception the temporary file is removed and `path` is left untouched. `durable`
+    also fsyncs the file and its folder, so the new content survives a power cut; files that
+    only report progress skip that cost.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -296,13 +301,15 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
     try:
         with open(tmp, mode) as handle:
             yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    fsync_dir(path.parent)
+    if durable:
+        fsync_dir(path.parent)
 
 
 def fsync_dir(path: Path) -> None:

@@ -32,7 +32,10 @@ def concat_tables(tables: list[pa.Table]) -> pa.Table:
         for name, type_ in zip(table.column_names, table.schema.types):
             if not pa.types.is_null(type_):
                 kinds.setdefault(name, set()).add(type_)
-    conflicting = {name for name, types in kinds.items() if len(types) > 1}
+    # Only the columns that cannot be concatenated on their own become text; the others (int64
+    # here, double there) are still widened by the final concat.
+    conflicting = {name for name, types in kinds.items()
+                   if len(types) > 1 and not _concatenates(tables, name)}
     fixed = []
     for table in tables:
         for name in conflicting & set(table.column_names):
@@ -40,3 +43,13 @@ def concat_tables(tables: list[pa.Table]) -> pa.Table:
             table = table.set_column(index, name, as_text(table[name]))
         fixed.append(table)
     return pa.concat_tables(fixed, promote_options="permissive")
+
+
+def _concatenates(tables: list[pa.Table], name: str) -> bool:
+    """Whether column `name` of every table that has it concatenates without turning to text."""
+    try:
+        pa.concat_tables([t.select([name]) for t in tables if name in t.column_names],
+                         promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return False
+    return True

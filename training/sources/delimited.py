@@ -173,6 +173,8 @@ def _slow_parse(index: LineIndex, data_index: np.ndarray, lines: np.ndarray, rec
     for k, i in enumerate(data_index):
         raw = index.line(i)
         try:
+            if not dialect.quoted:
+                raw.decode("utf-8")  # a bad byte's offset is then counted in the line, not the field
             fields = _split(raw, dialect)
             if len(fields) != n_cols:
                 raise _FieldCount(len(fields))

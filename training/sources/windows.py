@@ -59,7 +59,9 @@ class WindowsEventSource(JsonFileSource):
             event_id = plain(table["EventID"]).cast(pa.string())
             if "Channel" in names:
                 channel = map_distinct(plain(table["Channel"]), channel_name, pa.string())
-                derived["event_type"] = pc.binary_join_element_wise(channel, event_id, ":")
+                # A record without a Channel (others in the batch have one) keeps its bare EventID.
+                derived["event_type"] = pc.coalesce(
+                    pc.binary_join_element_wise(channel, event_id, ":"), event_id)
             else:
                 derived["event_type"] = event_id
         if "SeverityValue" in names:  # nxlog: 1 debug, 2 info, 3 warning, 4 error, 5 critical

@@ -27,13 +27,13 @@ def _progress(out: Path) -> dict:
 def _command(inputs: list[Path], out: Path) -> list[str]:
     sources = [arg for i, path in enumerate(inputs) for arg in ("--source", f"f{i}=json:{path}")]
     return [sys.executable, "-m", "training.cli", "collect", *sources, "--output", str(out),
-            "--block-size", "4096", "--checkpoint-every", "3"]
+            "--block-size", "16384", "--checkpoint-every", "3"]
 
 
 def test_sigkill_mid_collection_then_resume_delivers_each_event_once(tmp_path):
-    events = generate_demo_events(12_000, seed=7)["events"]
+    events = generate_demo_events(4_000, seed=7)["events"]
     inputs = []
-    for k, chunk in enumerate((events[:6_000], events[6_000:])):
+    for k, chunk in enumerate((events[:2_000], events[2_000:])):
         path = tmp_path / f"part{k}.jsonl"
         path.write_text("".join(json.dumps(e) + "\n" for e in chunk))
         inputs.append(path)
