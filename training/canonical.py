@@ -36,9 +36,10 @@ from training.convert import (
 )
 from training.events import CANONICAL_SCHEMA, LabelMap
 from training.errors import ConfigError
-from training.hashing import hash_array, hash_rows, to_hex
+from training.hashing import hash_array, hash_byte_ranges, hash_rows, to_hex
 from training.schema_union import as_text
 from training.sources.base import RawBatch, Reject, Source
+from training.sources.delimited import decode
 from training.sources.jsonparse import records_to_table
 
 RAW_PREFIX = "raw."
@@ -200,6 +201,8 @@ def _community_ids(columns: dict[str, pa.Array], ips: dict[str, ConvertedIps], n
 
 def _event_ids(given: pa.Array | None, raw: RawBatch, table: pa.Table, n: int) -> pa.Array:
     """The mapped id, else the source's row id ("conn:<uid>"), else a content hash."""
+    if n == 0:  # e.g. a block whose every line was rejected: no columns to hash
+        return pa.array([], pa.string())
     ids = to_string(given).values if given is not None else None
     if raw.id_columns and all(c in table.column_names for c in raw.id_columns):
         parts = [to_string(table[c]).values for c in raw.id_columns]
@@ -207,10 +210,28 @@ def _event_ids(given: pa.Array | None, raw: RawBatch, table: pa.Table, n: int) -
         ids = own if ids is None else pc.coalesce(ids, own)
     if ids is not None and ids.null_count == 0:
         return ids
-    hashable = _hashable(raw.table)
-    content = pc.binary_join_element_wise(
-        *(to_hex(hash_rows(hashable, key=k)) for k in _CONTENT_KEYS), "")
+    content = _content_ids(raw)
     return content if ids is None else pc.coalesce(ids, content)
+
+
+def _content_ids(raw: RawBatch) -> pa.Array:
+    """128 bits of content hash: of the record's raw bytes when the format has them (so the
+    id does not depend on which other records share the batch), else of its values."""
+    if raw.spans is not None:
+        data, starts, ends = raw.spans()
+        hashes = [hash_byte_ranges(data, starts, ends, key=k) for k in _CONTENT_KEYS]
+    else:
+        hashable = _hashable(raw.table)
+        hashes = [hash_rows(hashable, key=k, nulls_as_absent=True) for k in _CONTENT_KEYS]
+    return pc.binary_join_element_wise(*(to_hex(h) for h in hashes), "")
+
+
+def _raw_text(raw: RawBatch, rows: np.ndarray) -> list[str]:
+    """The records as read, for quarantine."""
+    if raw.spans is not None:
+        data, starts, ends = raw.spans()
+        return [decode(data[starts[i]:ends[i]]) for i in rows]
+    return [orjson.dumps(row, default=str).decode() for row in raw.table.take(rows).to_pylist()]
 
 
 def _hashable(table: pa.Table) -> pa.Table:
@@ -230,12 +251,12 @@ def _rejects(faults: list[_Fault], raw: RawBatch, n: int) -> tuple[np.ndarray | 
     bad = np.zeros(n, dtype=bool)
     rejects = []
     for fault in faults:
-        for i in np.flatnonzero(fault.mask & ~bad):
+        rows = np.flatnonzero(fault.mask & ~bad)
+        for i, text in zip(rows, _raw_text(raw, rows)):
             line = int(raw.lines[i])
             rejects.append(Reject(
                 raw.stream, line if line > 0 else None, int(raw.records[i]), fault.field,
-                f"{fault.field} = {fault.values[int(i)].as_py()!r} {fault.reason}",
-                raw.text(int(i)) if raw.text else "",
+                f"{fault.field} = {fault.values[int(i)].as_py()!r} {fault.reason}", text,
             ))
         bad |= fault.mask
     return bad, rejects
@@ -246,7 +267,12 @@ def expand_raw_data(table: pa.Table) -> pa.Table:
     names = table.column_names
     if "raw_data" in names and (pa.types.is_string(table["raw_data"].type)
                                 or pa.types.is_large_string(table["raw_data"].type)):
-        objects = [orjson.loads(v) if v else {} for v in table["raw_data"].to_pylist()]
+        try:
+            objects = [orjson.loads(v) if v else {} for v in table["raw_data"].to_pylist()]
+        except orjson.JSONDecodeError:
+            return table  # not ours: an ordinary text field that happens to be called raw_data
+        if not all(isinstance(o, dict) for o in objects):
+            return table
         extra = records_to_table([o or {"raw_data": None} for o in objects])
         table = table.drop_columns(["raw_data"])
         for name in extra.column_names:

@@ -208,7 +208,9 @@ def to_timestamp(array: pa.Array | pa.ChunkedArray) -> Converted:
     if pa.types.is_null(array.type):
         return Converted(pa.nulls(len(array), TIMESTAMP))
     if pa.types.is_timestamp(array.type):
-        values = array.cast(pa.timestamp("us", tz=array.type.tz)).cast(TIMESTAMP)
+        # Nanoseconds (pandas, Parquet) are truncated to microseconds rather than refused.
+        to_us = pc.CastOptions(pa.timestamp("us", tz=array.type.tz), allow_time_truncate=True)
+        values = pc.cast(array, options=to_us).cast(TIMESTAMP)
     elif pa.types.is_date(array.type):
         values = array.cast(pa.timestamp("us")).cast(TIMESTAMP)
     elif pa.types.is_integer(array.type) or pa.types.is_floating(array.type):

@@ -16,7 +16,7 @@ import glob
 import logging
 import os
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -30,9 +30,10 @@ from training.errors import ConfigError, SourceError
 logger = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
+Spans = tuple[bytes, "np.ndarray", "np.ndarray"]  # a buffer, and start/end of each record in it
 DEFAULT_BLOCK_SIZE = 16 << 20
 DEFAULT_MAX_DECOMPRESSED = 64 << 30
-MAX_LINE_BYTES = 64 << 20
+MAX_LINE_BYTES = 64 << 20  # a longer run without a line break is refused, bounding memory
 _CHUNK = 1 << 20
 
 
@@ -122,8 +123,10 @@ class ByteStream:
         else:
             data = inflater.unconsumed_tail or self._raw.read(_CHUNK)
             if not data:
+                if not self.truncated:
+                    logger.warning("%s: gzip stream ends before its end marker (truncated file)",
+                                   self.path)
                 self.truncated = True
-                logger.warning("%s: gzip stream ends before its end marker (truncated file)", self.path)
                 return False
         try:
             out = inflater.decompress(data, max(want, _CHUNK))
@@ -148,14 +151,12 @@ class Block:
         data: the bytes; every line ends with b"\\n" except possibly the last one of the file.
         offset: position of data[0] in the (decompressed) file.
         line: 1-based number of the first line.
-        final: this is the last block of the file.
         truncated: the file is a gzip stream cut short; the last line may be incomplete.
     """
 
     data: bytes
     offset: int
     line: int
-    final: bool = False
     truncated: bool = False
 
     @property
@@ -163,8 +164,13 @@ class Block:
         return self.offset + len(self.data)
 
     @cached_property
+    def n_lines(self) -> int:
+        return count_lines(self.data)
+
+    @property
     def next_line(self) -> int:
-        return self.line + self.data.count(b"\n")
+        """Number of the line that follows the block's last line break."""
+        return self.line + self.n_lines - (bool(self.data) and not self.data.endswith(b"\n"))
 
 
 def iter_blocks(
@@ -179,9 +185,9 @@ def iter_blocks(
         chunk = stream.read(block_size)
         if not chunk:
             if carry:
-                yield Block(carry, offset, line, final=True, truncated=stream.truncated)
+                yield Block(carry, offset, line, truncated=stream.truncated)
             elif stream.truncated:
-                yield Block(b"", offset, line, final=True, truncated=True)
+                yield Block(b"", offset, line, truncated=True)
             return
         data = carry + chunk
         cut = data.rfind(b"\n") + 1
@@ -206,7 +212,14 @@ def count_lines(data: bytes) -> int:
 
 def has_line_starting(data: bytes, prefix: bytes) -> bool:
     """Whether any line of `data` starts with `prefix`."""
-    return data.startswith(prefix) or b"\n" + prefix in data
+    # memchr on the first byte, then a look at each hit: far faster than a 2-byte substring
+    # search when, as in logs, the byte is rare.
+    at = data.find(prefix[:1])
+    while at >= 0:
+        if (at == 0 or data[at - 1] == 10) and data.startswith(prefix, at):
+            return True
+        at = data.find(prefix[:1], at + 1)
+    return False
 
 
 class LineIndex:
@@ -226,6 +239,10 @@ class LineIndex:
         """Line i (0-based) without its line break."""
         starts, ends = self.bounds
         return self.data[starts[i]:ends[i]]
+
+    def spans(self, rows: np.ndarray) -> Callable[[], Spans]:
+        """The byte ranges of some lines, computed when first asked for."""
+        return lambda: (self.data, *(bound[rows] for bound in self.bounds))
 
 
 def line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
@@ -273,8 +290,10 @@ def expand_paths(
                 raise SourceError(f"{text}: the pattern matches no files")
             files.update(matches)
         elif os.path.isdir(text):
-            for path in Path(text).rglob("*"):
-                if not path.is_file() or any(part.startswith(".") for part in path.parts[-1:]):
+            root = Path(text)
+            for path in root.rglob("*"):
+                hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+                if hidden or not path.is_file():
                     continue
                 if patterns is None or any(path.match(p) for p in patterns):
                     files.add(path)

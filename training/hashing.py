@@ -108,7 +108,8 @@ def hash_array(array: pa.Array | pa.ChunkedArray, key: int = DEFAULT_KEY) -> np.
 
 
 def hash_rows(
-    table: pa.Table, key: int = DEFAULT_KEY, columns: Sequence[str] | None = None
+    table: pa.Table, key: int = DEFAULT_KEY, columns: Sequence[str] | None = None,
+    nulls_as_absent: bool = False,
 ) -> np.ndarray:
     """Hash every row of a table over some columns, independent of their order.
 
@@ -119,6 +120,8 @@ def hash_rows(
         table: The rows.
         key: 64-bit key.
         columns: Names of the columns to hash; all columns when None.
+        nulls_as_absent: A null value counts as if its column were not in the table, so a
+            record hashes alike whether or not other records of its batch added columns.
 
     Returns:
         uint64 array, one per row.
@@ -142,7 +145,11 @@ def hash_rows(
     if missing:
         raise SchemaError(f"table has no column {missing}; it has {table.column_names}")
     hashes = [hash_array(table.column(name), key) for name in names]
-    return _combine_fields(names, hashes, table.num_rows, key)
+    absent = None
+    if nulls_as_absent:
+        absent = [table.column(name).is_null().to_numpy(zero_copy_only=False)
+                  if table.column(name).null_count else None for name in names]
+    return _combine_fields(names, hashes, table.num_rows, key, absent)
 
 
 def to_hex(hashes: np.ndarray) -> pa.StringArray:
@@ -237,25 +244,57 @@ def _hash_bytes(arr: pa.Array, seed: int, key: int) -> np.ndarray:
     offsets = np.frombuffer(offset_buf, offset_type)[arr.offset : arr.offset + n + 1]
     offsets = offsets.astype(np.int64)
     data = np.frombuffer(data_buf, np.uint8) if data_buf is not None else np.empty(0, np.uint8)
+    return _hash_ranges(data, offsets[:-1], offsets[1:], seed, key)
+
+
+def hash_byte_ranges(data: bytes, starts: np.ndarray, ends: np.ndarray,
+                     key: int = DEFAULT_KEY) -> np.ndarray:
+    """Hash ``data[starts[i]:ends[i]]`` for every i, without copying the ranges out.
+
+    The result equals ``hash_array`` of a binary array holding those byte strings; this is how
+    raw log lines are hashed straight from the block they were read in.
+
+    Args:
+        data: The buffer.
+        starts, ends: Range bounds, ascending and not overlapping (the lines of a block).
+        key: 64-bit key.
+
+    Returns:
+        uint64 array, one per range.
+
+    Shapes:
+        starts, ends: (n,) -> (n,)
+    """
+    key = _check_key(key)
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    buffer = np.frombuffer(data, np.uint8) if len(data) else np.empty(0, np.uint8)
+    return _hash_ranges(buffer, starts, ends, _seed(key, _D_BINARY), key)
+
+
+def _hash_ranges(data: np.ndarray, starts: np.ndarray, ends: np.ndarray, seed: int,
+                 key: int) -> np.ndarray:
+    n = len(starts)
     out = np.empty(n, dtype=np.uint64)
     i = 0
     while i < n:  # chunks of at most _CHUNK_BYTES (or one value) keep the work in cache
-        j = int(np.searchsorted(offsets, offsets[i] + _CHUNK_BYTES, side="right")) - 1
+        j = int(np.searchsorted(ends, starts[i] + _CHUNK_BYTES, side="right"))
         j = min(n, i + _CHUNK_ROWS, max(j, i + 1))
-        out[i:j] = _hash_bytes_chunk(offsets[i : j + 1], data, seed, key)
+        out[i:j] = _hash_bytes_chunk(starts[i:j], ends[i:j], data, seed, key)
         i = j
     return out
 
 
-def _hash_bytes_chunk(offsets: np.ndarray, data: np.ndarray, seed: int, key: int) -> np.ndarray:
-    first, last = int(offsets[0]), int(offsets[-1])
+def _hash_bytes_chunk(starts: np.ndarray, ends: np.ndarray, data: np.ndarray, seed: int,
+                      key: int) -> np.ndarray:
+    first, last = int(starts[0]), int(ends[-1])
     # An aligned, zero-padded copy: every value's words, and the word after, lie inside it.
     # (np.empty, not np.zeros: calloc maps fresh pages, and faulting them in costs more.)
     padded = np.empty(((last - first) // 8 + 2) * 8, dtype=np.uint8)
     padded[: last - first] = data[first:last]
     padded[last - first :] = 0
-    starts = offsets[:-1] - first
-    lengths = np.diff(offsets)
+    lengths = ends - starts
+    starts = starts - first
     # Keeps the value's bytes of its last word: all 8 when the length is a multiple of 8.
     tail_mask = _ALL_ONES >> (((-lengths) & 7) * 8).astype(np.uint64)
     h0 = _fmix(lengths.astype(np.uint64) ^ np.uint64(seed))
@@ -293,12 +332,19 @@ def _hash_dictionary(arr: pa.Array, key: int) -> np.ndarray:
     return out
 
 
-def _combine_fields(names: list[str], hashes: list[np.ndarray], n: int, key: int) -> np.ndarray:
-    """Order-free combination of named columns: a sum of name-keyed, mixed column hashes."""
+def _combine_fields(names: list[str], hashes: list[np.ndarray], n: int, key: int,
+                    absent: list[np.ndarray | None] | None = None) -> np.ndarray:
+    """Order-free combination of named columns: a sum of name-keyed, mixed column hashes.
+
+    Rows flagged in `absent[i]` leave column i out of the sum, as if it were not there.
+    """
     total = np.zeros(n, dtype=np.uint64)
     scratch = np.empty(n, dtype=np.uint64)
-    for name, column in zip(names, hashes, strict=True):
-        total += _fmix(column ^ np.uint64(_name_hash(name, key)), scratch)
+    for i, (name, column) in enumerate(zip(names, hashes, strict=True)):
+        mixed = _fmix(column ^ np.uint64(_name_hash(name, key)), scratch)
+        if absent is not None and absent[i] is not None:
+            mixed[absent[i]] = 0
+        total += mixed
     return _fmix(total ^ np.uint64(_seed(key, _D_STRUCT)), scratch)
 
 

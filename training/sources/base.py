@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from training.errors import ConfigError
 from training.events import GENERIC_FIELD_MAP, FieldMap, resolve_field_map
-from training.fileio import DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, expand_paths
+from training.fileio import DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, Spans, expand_paths
 
 if TYPE_CHECKING:
     from training.sources.config import DataSource
@@ -68,7 +68,9 @@ class RawBatch:
         rejects: records of this batch that failed to parse.
         event_type: event type of every row when the format implies one (Zeek's log path).
         id_columns: columns that form the source's own event id (Zeek: uid), if any.
-        text: the raw text of table row i, for quarantine records.
+        spans: the raw bytes of the rows as (buffer, starts, ends), computed on demand: the
+            content hash of a row and the text of a quarantined one. None for columnar
+            formats, whose rows are hashed and shown from their values.
     """
 
     table: pa.Table
@@ -80,7 +82,7 @@ class RawBatch:
     rejects: list[Reject] = field(default_factory=list)
     event_type: str | None = None
     id_columns: tuple[str, ...] = ()
-    text: Callable[[int], str] | None = None
+    spans: Callable[[], Spans] | None = None
 
 
 @dataclass
@@ -88,16 +90,18 @@ class Parsed:
     """What a format parser makes of one block.
 
     Attributes:
-        table, lines, records, rejects, text: as in `RawBatch`.
+        table, lines, records, rejects, spans: as in `RawBatch`.
         n_records: records in the block, good and rejected (for the end position).
+        comments: (line number, text) of comment lines in the block (Zeek's #close).
     """
 
     table: pa.Table
     lines: np.ndarray
     records: np.ndarray
     rejects: list[Reject]
-    text: Callable[[int], str]
+    spans: Callable[[], Spans]
     n_records: int
+    comments: list[tuple[int, bytes]] = field(default_factory=list)
 
 
 class Source(ABC):

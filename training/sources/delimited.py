@@ -23,7 +23,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from training.convert import Converted
-from training.fileio import Block, LineIndex, count_lines, has_line_starting
+from training.fileio import Block, LineIndex, has_line_starting
 from training.sources.base import Parsed, Reject
 
 _PARSE_BLOCK = 4 << 20
@@ -82,34 +82,37 @@ def parse_block(
     # A clean block: pyarrow gives one row per line (it skips blank lines, so a blank line
     # shows up as a missing row) and no line is a comment.
     if dialect.comment is None or not has_line_starting(data, dialect.comment):
-        n_lines = count_lines(data)
+        n_lines = block.n_lines
         table = _fast_parse(data, n_lines, names, types, dialect)
         if table is not None:
             rows = np.arange(n_lines, dtype=np.int64)
-            return Parsed(table, block.line + rows, record + rows, [], _texts(index, rows), n_lines)
+            return Parsed(table, block.line + rows, record + rows, [], index.spans(rows), n_lines)
     starts, ends = index.bounds
     is_data = ends > starts
+    is_comment = np.zeros(len(starts), dtype=bool)
     if dialect.comment is not None and len(starts):
         firsts = np.frombuffer(data, dtype=np.uint8)[np.minimum(starts, max(len(data) - 1, 0))]
-        is_data &= firsts != dialect.comment[0]
+        is_comment = is_data & (firsts == dialect.comment[0])
+        is_data &= ~is_comment
+    comments = [(block.line + int(i), index.line(i)) for i in np.flatnonzero(is_comment)]
     data_index = np.flatnonzero(is_data)
     lines = block.line + data_index
     records = record + np.arange(len(data_index), dtype=np.int64)
     if len(data_index) == 0:
-        return Parsed(_empty(names, types), lines, records, [], _texts(index, data_index), 0)
+        return Parsed(_empty(names, types), lines, records, [], index.spans(data_index), 0,
+                      comments)
     if len(data_index) < len(starts):
         # Blank or comment lines (Zeek's #close): parse the data lines alone if they are clean.
         only_data = b"\n".join(index.line(i) for i in data_index)
         table = _fast_parse(only_data, len(data_index), names, types, dialect)
         if table is not None:
-            return Parsed(table, lines, records, [], _texts(index, data_index), len(data_index))
-    return _slow_parse(index, data_index, lines, records, names, types, dialect, stream,
-                       converters)
+            return Parsed(table, lines, records, [], index.spans(data_index), len(data_index),
+                          comments)
+    parsed = _slow_parse(index, data_index, lines, records, names, types, dialect, stream,
+                         converters)
+    parsed.comments = comments
+    return parsed
 
-
-def _texts(index: LineIndex, rows: np.ndarray) -> Callable[[int], str]:
-    """Raw text of table row i, for quarantine records."""
-    return lambda i: decode(index.line(int(rows[i])))
 
 
 def _fast_parse(data: bytes, n_rows: int, names: Sequence[str], types: dict[str, pa.DataType],
@@ -146,6 +149,8 @@ def _fast_parse(data: bytes, n_rows: int, names: Sequence[str], types: dict[str,
         return None
     if invalid or table.num_rows != n_rows:
         return None
+    if any(pa.types.is_binary(t) for t in table.schema.types):
+        return None  # inferred for text that is not UTF-8: the slow path rejects those lines
     return table
 
 
@@ -218,7 +223,7 @@ def _slow_parse(index: LineIndex, data_index: np.ndarray, lines: np.ndarray, rec
     table = table.take(good)
     keep = keep[good]
     rejects.sort(key=lambda r: r.record)
-    return Parsed(table, lines[keep], records[keep], rejects, _texts(index, data_index[keep]),
+    return Parsed(table, lines[keep], records[keep], rejects, index.spans(data_index[keep]),
                   len(data_index))
 
 

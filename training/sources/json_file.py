@@ -101,6 +101,10 @@ def read_document(path: str, start: dict, max_bytes: int, **batch_fields: object
         ]
         records = first + np.array(good, dtype=np.int64)
         objects = [chunk[i] for i in good]
+        # Each event's canonical JSON (sorted keys) stands in for its raw bytes.
+        texts = [orjson.dumps(o, option=orjson.OPT_SORT_KEYS) for o in objects]
+        ends = np.cumsum([len(t) for t in texts], dtype=np.int64)
+        spans = (b"".join(texts), ends - np.array([len(t) for t in texts], dtype=np.int64), ends)
         end = first + len(chunk)
         yield RawBatch(
             table=records_to_table(objects),
@@ -110,7 +114,7 @@ def read_document(path: str, start: dict, max_bytes: int, **batch_fields: object
             start={"offset": 0, "line": 1, "record": first},
             end={"offset": 0, "line": 1, "record": end},
             rejects=rejects,
-            text=lambda i, objects=objects: orjson.dumps(objects[i]).decode(),
+            spans=lambda spans=spans: spans,
             **batch_fields,
         )
 

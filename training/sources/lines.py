@@ -65,7 +65,7 @@ def read_lines(
                 start={"offset": block.offset, "line": block.line, "record": record},
                 end=end,
                 rejects=rejects,
-                text=parsed.text,
+                spans=parsed.spans,
                 **batch_fields,
             )
             record = end["record"]
@@ -75,7 +75,7 @@ def _cut_incomplete_tail(block: Block, stream: str) -> tuple[Block, Reject]:
     """Split off what follows the last line break of a truncated gzip stream."""
     cut = block.data.rfind(b"\n") + 1
     partial = block.data[cut:]
-    whole = Block(block.data[:cut], block.offset, block.line, final=True)
+    whole = Block(block.data[:cut], block.offset, block.line)
     reason = ("gzip stream truncated: the last line is incomplete" if partial
               else "gzip stream truncated after the last complete line")
     return whole, Reject(stream, whole.next_line, -1, None, reason, decode(partial))

@@ -9,7 +9,6 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -55,8 +54,6 @@ class ParquetFileSource(FileSource):
                     records=records,
                     start={"offset": 0, "line": begin + 1, "record": begin},
                     end={"offset": 0, "line": row + 1, "record": row},
-                    text=lambda i, table=table: orjson.dumps(
-                        table.slice(i, 1).to_pylist()[0], default=str).decode(),
                 )
         except (pa.ArrowInvalid, OSError) as exc:
             raise SourceError(f"{stream}: corrupt Parquet data after row {row}: {exc}") from exc

@@ -21,12 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.convert import direction_from_locality, to_bool, to_float, to_int
 from training.errors import SourceError
-from training.fileio import ByteStream, has_line_starting
+from training.fileio import ByteStream
 from training.sources.base import Parsed, RawBatch
 from training.sources.delimited import Dialect, decode, parse_block, strings_as
 from training.sources.json_file import JsonFileSource
@@ -139,7 +140,10 @@ class ZeekSource(JsonFileSource):
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         with ByteStream(stream, max_bytes=self.options["max_decompressed_bytes"]) as source:
             head = source.read(4096).lstrip()
+            truncated = source.truncated
         if not head:
+            if truncated:  # not an empty log: a gzip stream cut before its first line
+                raise SourceError(f"{stream}: gzip stream truncated before any data")
             return
         if head.startswith(b"#"):
             yield from self._read_tsv(stream, start)
@@ -163,8 +167,8 @@ class ZeekSource(JsonFileSource):
         empty = header.empty_field.encode()
 
         def parse(block, name, record) -> Parsed:
-            _check_repeated_headers(block, header, name)
             parsed = parse_block(block, header.fields, types, dialect, name, record, _CONVERTERS)
+            _check_repeated_headers(parsed.comments, header, name)
             parsed.table = _zeek_values(parsed.table, header, empty in block.data)
             return parsed
 
@@ -180,20 +184,15 @@ class ZeekSource(JsonFileSource):
         return {}
 
 
-def _check_repeated_headers(block, header: ZeekHeader, stream: str) -> None:
-    marker = b"#fields"
-    if not has_line_starting(block.data, marker):
-        return
-    at = block.data.find(marker)
-    while at >= 0:
-        if at == 0 or block.data[at - 1:at] == b"\n":
-            end = block.data.find(b"\n", at)
-            fields = decode(block.data[at:end if end >= 0 else None]).rstrip("\r").split(header.separator)[1:]
+def _check_repeated_headers(comments: list[tuple[int, bytes]], header: ZeekHeader,
+                            stream: str) -> None:
+    """A header repeated mid-file (concatenated logs) must declare the same fields."""
+    for line, text in comments:
+        if text.startswith(b"#fields"):
+            fields = decode(text).split(header.separator)[1:]
             if fields != header.fields:
-                line = block.line + block.data.count(b"\n", 0, at)
                 raise SourceError(f"{stream}: line {line} starts a second header whose #fields "
                                   "differ from the first; split the file at that line")
-        at = block.data.find(marker, at + 1)
 
 
 def _zeek_values(table: pa.Table, header: ZeekHeader, has_empty: bool) -> pa.Table:
@@ -204,14 +203,26 @@ def _zeek_values(table: pa.Table, header: ZeekHeader, has_empty: bool) -> pa.Tab
         column = table[name]
         index = table.column_names.index(name)
         if "[" in kind:  # set[...], vector[...], table[...]
-            text = column.cast(pa.string())
-            empty = pc.equal(text, header.empty_field)
-            items = pc.split_pattern(pc.if_else(empty, "", text), header.set_separator)
-            items = pc.if_else(empty, pa.scalar([], pa.list_(pa.string())), items)
+            items = _split_container(column, header.set_separator, header.empty_field)
             table = table.set_column(index, name, _typed_items(items, kind))
         elif pa.types.is_string(column.type):
             table = table.set_column(index, name, strings_as(column, header.empty_field, ""))
     return table
+
+
+def _split_container(column: pa.ChunkedArray, separator: str, empty_marker: str) -> pa.Array:
+    """"a,b" -> ["a", "b"]; the empty marker -> []; unset stays null."""
+    text = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    items = pc.split_pattern(text.cast(pa.string()), separator)
+    values = items.values
+    keep = pc.not_equal(values, empty_marker).fill_null(True).to_numpy(zero_copy_only=False)
+    if keep.all():
+        return items
+    # Drop the marker items by rebuilding the offsets (cheaper than if_else on lists).
+    kept_before = np.concatenate([[0], np.cumsum(keep)]).astype(np.int32)
+    offsets = kept_before[items.offsets.to_numpy()]
+    return pa.ListArray.from_arrays(pa.array(offsets), values.filter(pa.array(keep)),
+                                    mask=items.is_null())
 
 
 def _typed_items(items: pa.ChunkedArray, kind: str) -> pa.ChunkedArray:

@@ -1,0 +1,486 @@
+"""Tests for training.fileio: byte streams (plain, gzip, damaged gzip), line blocks, line
+bounds, path expansion and atomic writes, on small hand-made files."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import tracemalloc
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import training.fileio as fileio
+from training.errors import ConfigError, SourceError
+from training.fileio import (
+    Block,
+    ByteStream,
+    LineIndex,
+    atomic_write,
+    count_lines,
+    expand_paths,
+    has_line_starting,
+    iter_blocks,
+    line_bounds,
+)
+
+BODY = b"one\ntwo\nthree\n"
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def read_all(stream: ByteStream, size: int = 5) -> bytes:
+    """Every byte of the stream, read `size` bytes at a time (each read is checked)."""
+    out = []
+    while True:
+        piece = stream.read(size)
+        if not piece:
+            return b"".join(out)
+        assert len(piece) <= size
+        out.append(piece)
+
+
+def gzip_cut_after(prefix: bytes, rest: bytes) -> tuple[bytes, bytes]:
+    """A gzip stream of prefix + rest, and the same stream cut right after `prefix` was flushed,
+    so that the cut stream inflates to exactly `prefix`."""
+    co = zlib.compressobj(wbits=31)
+    head = co.compress(prefix) + co.flush(zlib.Z_SYNC_FLUSH)
+    return head + co.compress(rest) + co.flush(), head
+
+
+def blocks(path: Path, block_size: int) -> list[Block]:
+    with ByteStream(path) as stream:
+        return list(iter_blocks(stream, block_size))
+
+
+# --- ByteStream ------------------------------------------------------------------------------
+
+def test_plain_file_is_read_as_is(tmp_path: Path) -> None:
+    path = write(tmp_path / "a.log", BODY)
+    with ByteStream(path) as stream:
+        assert not stream.compressed
+        assert stream.read(4) == b"one\n"
+        assert stream.offset == 4
+        assert read_all(stream) == b"two\nthree\n"
+        assert stream.offset == len(BODY)
+        assert not stream.truncated
+
+
+def test_gzip_is_detected_by_magic_bytes_not_by_name(tmp_path: Path) -> None:
+    hidden_gzip = write(tmp_path / "events.log", gzip.compress(BODY))
+    fake_gzip = write(tmp_path / "events.log.gz", BODY)
+    with ByteStream(hidden_gzip) as stream:
+        assert stream.compressed
+        assert read_all(stream) == BODY
+        assert stream.offset == len(BODY)
+        assert not stream.truncated
+    with ByteStream(fake_gzip) as stream:
+        assert not stream.compressed
+        assert read_all(stream) == BODY
+
+
+def test_empty_plain_file(tmp_path: Path) -> None:
+    with ByteStream(write(tmp_path / "empty", b"")) as stream:
+        assert not stream.compressed
+        assert stream.read(10) == b""
+        assert stream.offset == 0
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 7])
+def test_multi_member_gzip_is_read_as_one_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    monkeypatch.setattr(fileio, "_CHUNK", chunk)  # 7: members cross raw reads
+    data = gzip.compress(b"first\n") + gzip.compress(b"second\n") + gzip.compress(b"third\n")
+    with ByteStream(write(tmp_path / "multi.gz", data)) as stream:
+        assert read_all(stream, 4) == b"first\nsecond\nthird\n"
+        assert not stream.truncated
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 16])
+def test_zero_padding_after_and_between_members_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    # 16: the padding runs across several raw reads (a member ending near a 1 MiB boundary).
+    monkeypatch.setattr(fileio, "_CHUNK", chunk)
+    data = gzip.compress(BODY) + bytes(100) + gzip.compress(b"four\n") + bytes(1000)
+    with ByteStream(write(tmp_path / "padded.gz", data)) as stream:
+        assert read_all(stream, 6) == BODY + b"four\n"
+        assert not stream.truncated
+
+
+def test_gzip_without_trailer_returns_all_data_and_is_truncated(tmp_path: Path) -> None:
+    path = write(tmp_path / "cut.gz", gzip.compress(BODY)[:-8])  # CRC and size lost
+    with ByteStream(path) as stream:
+        assert read_all(stream) == BODY
+        assert stream.truncated
+
+
+def test_gzip_cut_mid_stream_returns_every_byte_before_the_cut(tmp_path: Path) -> None:
+    _, head = gzip_cut_after(b"one\ntwo\nthr", b"ee\nfour\n")
+    with ByteStream(write(tmp_path / "cut.gz", head)) as stream:
+        assert read_all(stream, 3) == b"one\ntwo\nthr"
+        assert stream.truncated
+
+
+def test_gzip_cut_in_second_member(tmp_path: Path) -> None:
+    _, head = gzip_cut_after(b"b\n", b"c\n")
+    with ByteStream(write(tmp_path / "cut.gz", gzip.compress(b"a\n") + head)) as stream:
+        assert read_all(stream) == b"a\nb\n"
+        assert stream.truncated
+
+
+def test_gzip_cut_inside_header_is_truncated_and_empty(tmp_path: Path) -> None:
+    with ByteStream(write(tmp_path / "cut.gz", gzip.compress(BODY)[:5])) as stream:
+        assert stream.read(10) == b""
+        assert stream.truncated
+
+
+@pytest.mark.parametrize("damage", ["deflate", "crc", "after_member"])
+def test_corrupt_gzip_raises_source_error_naming_the_file(tmp_path: Path, damage: str) -> None:
+    good = gzip.compress(BODY)
+    if damage == "deflate":
+        data = good[:10] + b"\xff" * 20  # block type 3 is reserved: invalid
+    elif damage == "crc":
+        data = good[:-8] + bytes([good[-8] ^ 0xFF]) + good[-7:]
+    else:
+        data = good + b"garbage"  # not padding, not a gzip member
+    path = write(tmp_path / "bad.gz", data)
+    with ByteStream(path) as stream:
+        with pytest.raises(SourceError, match="corrupt gzip data") as excinfo:
+            read_all(stream)
+    assert str(path) in str(excinfo.value)
+
+
+def test_plain_file_starting_with_gzip_magic_is_corrupt_gzip(tmp_path: Path) -> None:
+    path = write(tmp_path / "odd.bin", b"\x1f\x8bnot gzip at all\n")
+    with ByteStream(path) as stream, pytest.raises(SourceError, match="corrupt gzip"):
+        stream.read(10)
+
+
+def _zero_bomb(path: Path, size: int) -> Path:
+    co = zlib.compressobj(level=9, wbits=31)
+    zeros = bytes(1 << 20)
+    with open(path, "wb") as handle:
+        for _ in range(size // len(zeros)):
+            handle.write(co.compress(zeros))
+        handle.write(co.flush())
+    return path
+
+
+def test_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
+    limit = 1 << 20
+    path = _zero_bomb(tmp_path / "bomb.gz", 50 << 20)  # 50 MiB of zeros, ~50 KiB on disk
+    assert path.stat().st_size < 100_000
+    tracemalloc.start()
+    try:
+        with ByteStream(path, max_bytes=limit) as stream:
+            with pytest.raises(SourceError, match=f"max_decompressed_bytes={limit}") as excinfo:
+                read_all(stream, 64 << 10)
+            assert stream.offset <= limit
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(excinfo.value)
+    assert peak < 8 << 20  # a few chunks, not the 50 MiB the file inflates to
+
+
+def test_max_bytes_edges(tmp_path: Path) -> None:
+    body = b"x" * 999 + b"\n"
+    path = write(tmp_path / "k.gz", gzip.compress(body))
+    with ByteStream(path, max_bytes=len(body)) as stream:
+        assert read_all(stream, 64) == body
+    with ByteStream(path, max_bytes=len(body) - 1) as stream:
+        with pytest.raises(SourceError, match=f"max_decompressed_bytes={len(body) - 1}"):
+            read_all(stream, 64)
+
+
+def test_max_bytes_does_not_limit_plain_files(tmp_path: Path) -> None:
+    with ByteStream(write(tmp_path / "p.log", BODY), max_bytes=1) as stream:
+        assert read_all(stream) == BODY
+
+
+def test_max_bytes_must_be_positive(tmp_path: Path) -> None:
+    path = write(tmp_path / "p.log", BODY)
+    with pytest.raises(ConfigError, match="max_decompressed_bytes must be >= 1, got 0"):
+        ByteStream(path, max_bytes=0)
+    ByteStream(path, max_bytes=1).close()
+
+
+def test_missing_file_raises_source_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere.log"
+    with pytest.raises(SourceError, match="no such file") as excinfo:
+        ByteStream(path)
+    assert str(path) in str(excinfo.value)
+
+
+def test_directory_cannot_be_opened(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="cannot open") as excinfo:
+        ByteStream(tmp_path)
+    assert str(tmp_path) in str(excinfo.value)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_skip_to_forward(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress: bool) -> None:
+    monkeypatch.setattr(fileio, "_CHUNK", 3)  # gzip: skipping takes several reads
+    path = write(tmp_path / "s", gzip.compress(BODY) if compress else BODY)
+    with ByteStream(path) as stream:
+        stream.skip_to(4)
+        assert stream.offset == 4
+        stream.skip_to(4)  # staying put is not going backwards
+        assert stream.read(4) == b"two\n"
+        stream.skip_to(10)
+        assert stream.offset == 10
+        assert read_all(stream) == b"ree\n"
+    with ByteStream(path) as stream:
+        stream.skip_to(len(BODY))  # exactly the end is fine
+        assert stream.read(5) == b""
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_skip_to_backwards_is_a_config_error(tmp_path: Path, compress: bool) -> None:
+    path = write(tmp_path / "s", gzip.compress(BODY) if compress else BODY)
+    with ByteStream(path) as stream:
+        stream.read(6)
+        with pytest.raises(ConfigError, match="backwards from 6 to 5"):
+            stream.skip_to(5)
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_skip_to_past_the_end_is_a_source_error(tmp_path: Path, compress: bool) -> None:
+    path = write(tmp_path / "s", gzip.compress(BODY) if compress else BODY)
+    with ByteStream(path) as stream:
+        with pytest.raises(SourceError, match="checkpoint points to byte 15") as excinfo:
+            stream.skip_to(len(BODY) + 1)
+    assert str(path) in str(excinfo.value)
+
+
+# --- iter_blocks -----------------------------------------------------------------------------
+
+LINES = b"a\nbb\nccc\ndddd\n"
+LINES_BLOCKS = [Block(b"a\n", 0, 1), Block(b"bb\n", 2, 2), Block(b"ccc\n", 5, 3),
+                Block(b"dddd\n", 9, 4)]
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_blocks_end_at_line_breaks_with_exact_positions(tmp_path: Path, compress: bool) -> None:
+    path = write(tmp_path / "l", gzip.compress(LINES) if compress else LINES)
+    got = blocks(path, 4)
+    assert got == LINES_BLOCKS
+    assert [(b.end, b.next_line) for b in got] == [(2, 2), (5, 3), (9, 4), (14, 5)]
+
+
+def test_final_line_without_line_break(tmp_path: Path) -> None:
+    path = write(tmp_path / "l", b"a\nbb")
+    assert blocks(path, 100) == [Block(b"a\n", 0, 1), Block(b"bb", 2, 2)]
+
+
+def test_empty_file_has_no_blocks(tmp_path: Path) -> None:
+    assert blocks(write(tmp_path / "e", b""), 10) == []
+    assert blocks(write(tmp_path / "e.gz", gzip.compress(b"")), 10) == []
+
+
+@pytest.mark.parametrize("block_size", [1, 2, 3, 7, 16, 1000])
+def test_blocks_concatenate_to_the_file(tmp_path: Path, block_size: int) -> None:
+    rng = np.random.default_rng(block_size)
+    lines = [b"x" * int(n) for n in rng.integers(0, 12, size=60)]  # empty lines included
+    data = b"\n".join(lines) + b"\nlast line, no break"
+    got = blocks(write(tmp_path / "r", data), block_size)
+    assert b"".join(b.data for b in got) == data
+    assert got[0].offset == 0 and got[0].line == 1
+    for before, after in zip(got, got[1:]):
+        assert after.offset == before.end
+        assert after.line == before.next_line
+        assert before.data.endswith(b"\n")
+    assert got[-1].next_line == data.count(b"\n") + 1
+    assert not got[-1].truncated
+
+
+def test_blocks_start_where_the_stream_was_skipped_to(tmp_path: Path) -> None:
+    with ByteStream(write(tmp_path / "l", LINES)) as stream:
+        stream.skip_to(5)
+        assert list(iter_blocks(stream, 100, line=3)) == [Block(b"ccc\ndddd\n", 5, 3)]
+
+
+def test_block_size_must_be_positive(tmp_path: Path) -> None:
+    with ByteStream(write(tmp_path / "l", LINES)) as stream:
+        with pytest.raises(ConfigError, match="block_size must be >= 1, got 0"):
+            next(iter_blocks(stream, 0))
+
+
+def test_truncated_gzip_ends_with_a_truncated_block(tmp_path: Path) -> None:
+    _, head = gzip_cut_after(b"one\ntwo\nthr", b"ee\n")
+    assert blocks(write(tmp_path / "cut.gz", head), 100) == [
+        Block(b"one\ntwo\n", 0, 1),
+        Block(b"thr", 8, 3, truncated=True),
+    ]
+
+
+def test_truncated_gzip_cut_after_a_line_break_ends_with_an_empty_truncated_block(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path / "cut.gz", gzip.compress(BODY)[:-8])
+    assert blocks(path, 100) == [
+        Block(BODY, 0, 1),
+        Block(b"", len(BODY), 4, truncated=True),
+    ]
+
+
+def test_over_long_line_is_a_source_error_naming_the_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fileio, "MAX_LINE_BYTES", 10)
+    path = write(tmp_path / "long.log", b"ok\nfine\n" + b"x" * 30 + b"\nafter\n")
+    got = []
+    with ByteStream(path) as stream:
+        with pytest.raises(SourceError, match="line 3 is longer than 10 bytes") as excinfo:
+            for block in iter_blocks(stream, 4):
+                got.append(block.data)
+    assert str(path) in str(excinfo.value)
+    assert b"".join(got) == b"ok\nfine\n"
+
+
+@pytest.mark.parametrize(("length", "accepted"), [(10, True), (11, False)])
+def test_max_line_bytes_edges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, length: int, accepted: bool
+) -> None:
+    monkeypatch.setattr(fileio, "MAX_LINE_BYTES", 10)
+    data = b"y" * length + b"\nz\n"
+    path = write(tmp_path / "l", data)
+    if accepted:
+        assert b"".join(b.data for b in blocks(path, length)) == data
+    else:
+        with pytest.raises(SourceError, match="line 1 is longer than 10 bytes"):
+            blocks(path, length)
+
+
+# --- line helpers ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("data", "starts", "ends"), [
+    (b"ab\r\ncd\r\n", [0, 4], [2, 6]),
+    (b"a\n\nb\n", [0, 2, 3], [1, 2, 4]),
+    (b"a\nbc", [0, 2], [1, 4]),
+    (b"\r\n\r\nx", [0, 2, 4], [0, 2, 5]),
+    (b"a\rb\n", [0], [3]),  # a lone \r inside a line is data
+    (b"\n", [0], [0]),
+    (b"", [], []),
+])
+def test_line_bounds(data: bytes, starts: list[int], ends: list[int]) -> None:
+    got_starts, got_ends = line_bounds(data)
+    assert got_starts.tolist() == starts
+    assert got_ends.tolist() == ends
+    assert len(got_starts) == count_lines(data)
+
+
+@pytest.mark.parametrize(("data", "n"), [
+    (b"", 0), (b"a", 1), (b"a\n", 1), (b"a\nb", 2), (b"\n\n", 2), (b"a\r\nb\r\n", 2),
+])
+def test_count_lines(data: bytes, n: int) -> None:
+    assert count_lines(data) == n
+
+
+@pytest.mark.parametrize(("data", "expected"), [
+    (b"#x\nb\n", True), (b"a\n#b", True), (b"a#b\n", False), (b"", False), (b"a\r#b\n", False),
+])
+def test_has_line_starting(data: bytes, expected: bool) -> None:
+    assert has_line_starting(data, b"#") is expected
+
+
+def test_line_index() -> None:
+    index = LineIndex(b"ab\r\n\r\ncd\nlast")
+    assert [index.line(i) for i in range(4)] == [b"ab", b"", b"cd", b"last"]
+    assert index.bounds is index.bounds  # computed once
+
+
+# --- expand_paths ----------------------------------------------------------------------------
+
+@pytest.fixture()
+def tree(tmp_path: Path) -> Path:
+    for name in ("a.log", "b.csv", "sub/c.log", ".hidden.log", "sub/.x.log", "sub/d.txt"):
+        write(tmp_path / "d" / name, b"x\n")
+    return tmp_path / "d"
+
+
+def test_expand_a_single_file(tree: Path) -> None:
+    assert expand_paths(tree / "b.csv", ["*.log"]) == ([tree / "b.csv"], [])
+    assert expand_paths(str(tree / "a.log")) == ([tree / "a.log"], [])
+
+
+def test_expand_a_directory_with_patterns(tree: Path) -> None:
+    assert expand_paths(tree, ["*.log"]) == (
+        [tree / "a.log", tree / "sub" / "c.log"], [tree / "b.csv", tree / "sub" / "d.txt"])
+    assert expand_paths(str(tree), ["*.log", "*.txt"]) == (
+        [tree / "a.log", tree / "sub" / "c.log", tree / "sub" / "d.txt"], [tree / "b.csv"])
+
+
+def test_expand_a_directory_without_patterns_ignores_hidden_files(tree: Path) -> None:
+    assert expand_paths(tree) == (
+        [tree / "a.log", tree / "b.csv", tree / "sub" / "c.log", tree / "sub" / "d.txt"], [])
+
+
+def test_expand_globs(tree: Path) -> None:
+    assert expand_paths(str(tree / "*.log")) == ([tree / "a.log"], [])
+    assert expand_paths(str(tree / "**" / "*.log")) == (
+        [tree / "a.log", tree / "sub" / "c.log"], [])
+    # A file a glob names is taken whatever the patterns say.
+    assert expand_paths(str(tree / "*.csv"), ["*.log"]) == ([tree / "b.csv"], [])
+
+
+def test_expand_a_list_of_paths(tree: Path) -> None:
+    # b.csv is named explicitly, so it is taken, not reported as skipped by the directory.
+    files, skipped = expand_paths([tree / "b.csv", tree, str(tree / "a.log")], ["*.log"])
+    assert files == [tree / "a.log", tree / "b.csv", tree / "sub" / "c.log"]
+    assert skipped == [tree / "sub" / "d.txt"]
+
+
+def test_expand_errors(tree: Path) -> None:
+    with pytest.raises(SourceError, match="the pattern matches no files"):
+        expand_paths(str(tree / "*.parquet"))
+    with pytest.raises(SourceError, match="no such file or directory") as excinfo:
+        expand_paths([tree / "a.log", tree / "missing.log"])
+    assert str(tree / "missing.log") in str(excinfo.value)
+    with pytest.raises(ConfigError, match=r"got \[\]"):
+        expand_paths([])
+
+
+# --- atomic_write ----------------------------------------------------------------------------
+
+def test_atomic_write_replaces_the_old_content(tmp_path: Path) -> None:
+    path = write(tmp_path / "out.json", b"old")
+    with atomic_write(path) as handle:
+        handle.write(b"new content")
+        assert path.read_bytes() == b"old"  # nothing visible before the block ends
+    assert path.read_bytes() == b"new content"
+    assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_atomic_write_text_mode_creates_folders(tmp_path: Path) -> None:
+    path = tmp_path / "a" / "b" / "out.txt"
+    with atomic_write(path, "w") as handle:
+        handle.write("héllo\n")
+    assert path.read_text(encoding="utf-8") == "héllo\n"
+    assert os.listdir(path.parent) == ["out.txt"]
+
+
+def test_atomic_write_failure_leaves_the_old_file_and_no_temp_file(tmp_path: Path) -> None:
+    path = write(tmp_path / "out.json", b"old")
+    with pytest.raises(RuntimeError, match="writer failed"):
+        with atomic_write(path) as handle:
+            handle.write(b"half of the new")
+            raise RuntimeError("writer failed")
+    assert path.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_atomic_write_failure_on_a_new_file_leaves_nothing(tmp_path: Path) -> None:
+    with pytest.raises(KeyError):
+        with atomic_write(tmp_path / "new.bin") as handle:
+            handle.write(b"x")
+            raise KeyError("boom")
+    assert os.listdir(tmp_path) == []
