@@ -24,6 +24,7 @@ from training.convert import (
     Converted,
     ConvertedIps,
     map_distinct,
+    null_where,
     plain,
     to_direction,
     to_float,
@@ -128,7 +129,7 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
     columns["event_type"] = (pc.coalesce(event_type, default_type) if event_type is not None
                              else pa.array([default_type] * n, pa.string()))
     columns["community_id"] = _community_ids(columns, ips, n)
-    columns["event_id"] = _event_ids(columns.get("event_id"), raw, table, n)
+    columns["event_id"] = _event_ids(columns.get("event_id"), raw, table, columns["event_type"])
     columns["source"] = pa.array([config.name] * n, pa.string())
 
     bad, rejects = _rejects(faults, raw, n)
@@ -175,12 +176,16 @@ def _fill_labels(columns: dict[str, pa.Array], n: int, label_map: LabelMap,
     detail = columns.get("attack_type")
     if detail is not None:
         detail = to_string(detail).values
-        detail = pc.if_else(pc.is_in(detail, pa.array(["", "-", "(empty)"])), None, detail)
-    threat_label = pc.if_else(pc.equal(is_threat, 1), label, None) if label is not None else None
-    if detail is None:
-        columns["attack_type"] = threat_label
+        detail = null_where(detail, pc.is_in(detail, pa.array(["", "-", "(empty)"])))
+    threats = pc.equal(is_threat, 1)
+    if label is None:
+        columns["attack_type"] = detail
+    elif detail is None:
+        columns["attack_type"] = null_where(label, pc.invert(threats))
+    elif pc.any(pc.and_(threats, pc.is_null(detail))).as_py():
+        columns["attack_type"] = pc.coalesce(detail, null_where(label, pc.invert(threats)))
     else:
-        columns["attack_type"] = detail if threat_label is None else pc.coalesce(detail, threat_label)
+        columns["attack_type"] = detail
 
 
 def _community_ids(columns: dict[str, pa.Array], ips: dict[str, ConvertedIps], n: int) -> pa.Array | None:
@@ -199,14 +204,17 @@ def _community_ids(columns: dict[str, pa.Array], ips: dict[str, ConvertedIps], n
     return computed if given is None else pc.coalesce(to_string(given).values, computed)
 
 
-def _event_ids(given: pa.Array | None, raw: RawBatch, table: pa.Table, n: int) -> pa.Array:
+def _event_ids(given: pa.Array | None, raw: RawBatch, table: pa.Table,
+               event_type: pa.Array) -> pa.Array:
     """The mapped id, else the source's row id ("conn:<uid>"), else a content hash."""
-    if n == 0:  # e.g. a block whose every line was rejected: no columns to hash
+    if table.num_rows == 0:  # e.g. a block whose every line was rejected: nothing to hash
         return pa.array([], pa.string())
     ids = to_string(given).values if given is not None else None
     if raw.id_columns and all(c in table.column_names for c in raw.id_columns):
         parts = [to_string(table[c]).values for c in raw.id_columns]
         own = pc.binary_join_element_wise(raw.event_type or DEFAULT_EVENT_TYPE, *parts, ":")
+        # Only rows of the log type the ids belong to (a conn.json may hold other _paths).
+        own = null_where(own, pc.not_equal(event_type, raw.event_type))
         ids = own if ids is None else pc.coalesce(ids, own)
     if ids is not None and ids.null_count == 0:
         return ids

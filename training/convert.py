@@ -57,15 +57,26 @@ def plain(array: pa.Array | pa.ChunkedArray) -> pa.Array:
     return array
 
 
+def null_where(array: pa.Array, mask: pa.Array) -> pa.Array:
+    """`array` with nulls where `mask` is true; the array itself when nothing matches, since
+    rebuilding a string column is what costs."""
+    if not pc.any(mask).as_py():
+        return array
+    return pc.if_else(mask, None, array)
+
+
 def _blank_to_null(strings: pa.Array) -> pa.Array:
-    return pc.if_else(pc.is_in(strings, pa.array(NULL_TEXT)), None, strings)
+    return null_where(strings, pc.is_in(strings, pa.array(NULL_TEXT)))
 
 
 def map_distinct(array: pa.Array, fn: Callable[[object], object], out_type: pa.DataType) -> pa.Array:
     """Apply a Python function to each distinct value once, then gather (nulls stay null)."""
     encoded = pc.dictionary_encode(array)
-    mapped = pa.array([fn(v) for v in encoded.dictionary.to_pylist()], type=out_type)
-    return mapped.take(encoded.indices)
+    distinct = encoded.dictionary.to_pylist()
+    mapped = [fn(v) for v in distinct]
+    if mapped == distinct and array.type == out_type:
+        return array  # already in canonical form (the usual case for a given sensor)
+    return pa.array(mapped, type=out_type).take(encoded.indices)
 
 
 def _per_value(array: pa.Array, parse: Callable[[object], object], out_type: pa.DataType,
@@ -289,11 +300,16 @@ def to_direction(array: pa.Array | pa.ChunkedArray) -> Converted:
     return Converted(map_distinct(array, _direction, pa.string()))
 
 
+_LOCALITY = pa.array(["external", "inbound", "outbound", "internal", None])
+
+
 def direction_from_locality(local_orig: pa.Array, local_resp: pa.Array) -> pa.Array:
-    """Zeek's local_orig/local_resp pair as a direction."""
+    """Zeek's local_orig/local_resp pair as a direction (null when either is unknown)."""
     orig, resp = (to_bool(a).values for a in (local_orig, local_resp))
-    return pc.if_else(orig, pc.if_else(resp, "internal", "outbound"),
-                      pc.if_else(resp, "inbound", "external"))
+    known = pc.and_(pc.is_valid(orig), pc.is_valid(resp)).to_numpy(zero_copy_only=False)
+    code = (2 * orig.fill_null(False).to_numpy(zero_copy_only=False).astype(np.int8)
+            + resp.fill_null(False).to_numpy(zero_copy_only=False))
+    return _LOCALITY.take(pa.array(np.where(known, code, 4)))
 
 
 _BOOL_WORDS = {"t": True, "true": True, "1": True, "yes": True,

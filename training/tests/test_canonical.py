@@ -373,3 +373,15 @@ def test_a_raw_data_text_that_is_not_our_json_object_stays_an_ordinary_field(tex
     assert column(result, "event_id") == ["E1", "E2"]
     assert column(result, "raw_data") == ['{"user": "bob"}', text]
     assert column(result, "user") == [None, None]
+
+
+def test_row_ids_apply_only_to_rows_of_the_log_type_they_belong_to():
+    # A file named conn.json whose records say they come from dns.log: DNS uids repeat across
+    # rows, so those rows must be identified by content, not as "conn:<uid>".
+    result = canonicalize(batch({"_path": ["conn", "dns", "dns"], "uid": ["C1", "C1", "C1"],
+                                 "query": [None, "a.example", "b.example"]},
+                                event_type="conn", id_columns=("uid",)), source("zeek_logs"))
+    ids = column(result, "event_id")
+    assert ids[0] == "conn:C1"
+    assert HEX32.fullmatch(ids[1]) and HEX32.fullmatch(ids[2]) and ids[1] != ids[2]
+    assert column(result, "event_type") == ["conn", "dns", "dns"]
