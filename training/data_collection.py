@@ -23,8 +23,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import closing
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import closing, contextmanager
 from functools import partial
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -137,15 +137,10 @@ class DataCollector:
     ) -> Iterator[pa.Table]:
         """Yield canonical event tables; a batch is committed when the next one is requested."""
         state = self._open(resume_from_checkpoint)
-        pending = 0
-        for step in self._steps(state, start_date, end_date, max_events):
-            yield step.table
-            self._accept(state, step)
-            pending += 1
-            if pending >= self.checkpoint_every:
-                self._commit(state)
-                pending = 0
-        self._commit(state)
+        with self._committing(state) as accept:
+            for step in self._steps(state, start_date, end_date, max_events):
+                yield step.table
+                accept(step)
 
     def collect_table(self, start_date=None, end_date=None, max_events=None,
                       resume_from_checkpoint: bool = True) -> pa.Table:
@@ -169,18 +164,13 @@ class DataCollector:
         if self.output_dir is None or not self.checkpoint_enabled:
             raise ConfigError("collect_to needs an output_dir and checkpoint_enabled=True")
         state = self._open(resume_from_checkpoint)
-        pending = 0
-        for step in self._steps(state, start_date, end_date, max_events):
-            if step.table.num_rows:
-                with atomic_write(state.part_path(state.parts)) as handle:
-                    pq.write_table(step.table, handle)
-                state.parts += 1
-            self._accept(state, step)
-            pending += 1
-            if pending >= self.checkpoint_every:
-                self._commit(state)
-                pending = 0
-        self._commit(state)
+        with self._committing(state) as accept:
+            for step in self._steps(state, start_date, end_date, max_events):
+                if step.table.num_rows:
+                    with atomic_write(state.part_path(state.parts)) as handle:
+                        pq.write_table(step.table, handle)
+                    state.parts += 1
+                accept(step)
         return self.output_dir / "events"
 
     def save_to_file(self, events: Iterable[CollectedEvent] | pa.Table, filename: str | Path) -> Path:
@@ -297,6 +287,26 @@ class DataCollector:
         }
         delivered = table if keep.all() else table.filter(pa.array(keep))
         return _Step(delivered, source, raw.stream, end_position, rejects, counts)
+
+    @contextmanager
+    def _committing(self, state: CollectionState) -> Iterator[Callable[[_Step], None]]:
+        """Accept consumed batches, committing every `checkpoint_every` and at a clean end.
+
+        After an exception (or a consumer that stops early) the batches accepted since the
+        last commit are not committed: they will be delivered again, never lost.
+        """
+        pending = 0
+
+        def accept(step: _Step) -> None:
+            nonlocal pending
+            self._accept(state, step)
+            pending += 1
+            if pending >= self.checkpoint_every:
+                self._commit(state)
+                pending = 0
+
+        yield accept
+        self._commit(state)
 
     def _commit(self, state: CollectionState) -> None:
         stats = self._stats
