@@ -78,7 +78,10 @@ class CsvFileSource(FileSource):
             if not head:
                 return list(given or []), 0
             raise SourceError(f"{stream}: line 1 should be the CSV header but is blank")
-        names = next(csv.reader([text], delimiter=self.dialect.delimiter))
+        try:
+            names = next(csv.reader([text], delimiter=self.dialect.delimiter))
+        except csv.Error as exc:  # e.g. a carriage return inside the line (old Mac line ends)
+            raise SourceError(f"{stream}: line 1 is not a valid CSV header: {exc}") from None
         if len(names) > MAX_COLUMNS:
             raise SourceError(f"{stream}: line 1 declares {len(names)} columns, more than "
                               f"the {MAX_COLUMNS} this reader accepts")
@@ -87,5 +90,5 @@ class CsvFileSource(FileSource):
                 raise SourceError(f"{stream}: column_names lists {len(given)} columns but the "
                                   f"header has {len(names)}")
             names = list(given)
-        return names, len(line) + 1
+        return names, min(len(line) + 1, len(head))  # a header-only file may lack its "\n"
 

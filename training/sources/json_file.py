@@ -129,10 +129,16 @@ class JsonFileSource(FileSource):
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         yield from self.read_json(stream, start)
 
-    def read_json(self, stream: str, start: dict, **batch_fields: object) -> Iterator[RawBatch]:
-        """Read either flavour of JSON; subclasses (Zeek, Suricata, Windows) reuse it."""
+    def read_json(self, stream: str, start: dict, lines_only: bool = False,
+                  **batch_fields: object) -> Iterator[RawBatch]:
+        """Read either flavour of JSON; subclasses (Zeek, Suricata, Windows) reuse it.
+
+        `lines_only` skips format detection for formats that are always JSON Lines (Zeek,
+        Suricata EVE), so damaged first lines are quarantined instead of making the file look
+        like one broken document.
+        """
         max_bytes = self.options["max_decompressed_bytes"]
-        if is_json_document(stream, max_bytes):
+        if not lines_only and is_json_document(stream, max_bytes):
             limit = min(max_bytes, self.options["max_document_bytes"])
             yield from read_document(stream, start, limit, **batch_fields)
         else:

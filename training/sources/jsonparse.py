@@ -24,6 +24,7 @@ from training.sources.base import Parsed, Reject
 from training.sources.delimited import decode
 
 _PARSE_BLOCK = 4 << 20
+_BOM = b"\xef\xbb\xbf"
 _BLANK = np.zeros(256, dtype=bool)
 _BLANK[[9, 10, 13, 32]] = True
 
@@ -106,7 +107,7 @@ def parse_jsonl_block(block: Block, stream: str, record: int) -> Parsed:
     for k, i in enumerate(data_index):
         raw = index.line(i)
         try:
-            value = orjson.loads(raw)
+            value = orjson.loads(raw[len(_BOM):] if raw.startswith(_BOM) else raw)
         except orjson.JSONDecodeError as exc:
             reason = f"malformed JSON: {exc}"
         else:
@@ -122,7 +123,6 @@ def parse_jsonl_block(block: Block, stream: str, record: int) -> Parsed:
                   index.spans(data_index[keep]), len(data_index))
 
 
-
 def is_utf8(data: bytes) -> bool:
     """Whether `data` is valid UTF-8 (Arrow's vectorized check, about 1 ms per 16 MiB)."""
     offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int64))
@@ -134,9 +134,24 @@ def is_utf8(data: bytes) -> bool:
     return True
 
 
+def _has_all_null_rows(table: pa.Table) -> bool:
+    """Whether some row is null in every column (stops at the first column that rules it out)."""
+    empty = np.ones(table.num_rows, dtype=bool)
+    for column in table.columns:
+        empty &= column.is_null().to_numpy(zero_copy_only=False)
+        if not empty.any():
+            break
+    return bool(empty.any())
+
+
 def _fast_parse(data: bytes, expected_rows: int) -> pa.Table | None:
     if expected_rows == 0:
         return pa.table({})
+    # pyarrow reads a `null` line as a row of nulls, and crashes (segfault, pyarrow 26) on a
+    # block that starts with one: only blocks whose every record starts with "{" go to it.
+    starts_with_object = data.startswith((b"{", _BOM + b"{"))
+    if data.count(b"\n{") + starts_with_object != expected_rows:
+        return None
     if not is_utf8(data):  # pyarrow's JSON reader does not check; orjson rejects the bad lines
         return None
     try:
@@ -145,4 +160,7 @@ def _fast_parse(data: bytes, expected_rows: int) -> pa.Table | None:
         return None
     if table.num_rows != expected_rows or table.num_columns == 0:
         return None
-    return flatten_structs(table)
+    table = flatten_structs(table)
+    if _has_all_null_rows(table):
+        return None  # `{}` lines (read as rows of nulls): the line-by-line path rejects them
+    return table

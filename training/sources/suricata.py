@@ -49,7 +49,7 @@ class SuricataSource(JsonFileSource):
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.log", "*.log.gz")
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
-        yield from self.read_json(stream, start)
+        yield from self.read_json(stream, start, lines_only=True)
 
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
         names = set(table.column_names)

@@ -49,9 +49,6 @@ class WindowsEventSource(JsonFileSource):
     field_map: ClassVar = WINDOWS_FIELD_MAP
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz")
 
-    def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
-        yield from self.read_json(stream, start)
-
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
         names = set(table.column_names)
         derived: dict[str, pa.Array] = {}

@@ -149,7 +149,7 @@ class ZeekSource(JsonFileSource):
             yield from self._read_tsv(stream, start)
         elif head.startswith(b"{"):
             path = log_type_from_name(stream.rsplit("/", 1)[-1])
-            yield from self.read_json(stream, start, event_type=path,
+            yield from self.read_json(stream, start, lines_only=True, event_type=path,
                                       id_columns=ROW_ID_COLUMNS.get(path, ()))
         else:
             raise SourceError(f"{stream}: not a Zeek log (neither a '#separator' header nor JSON "
