@@ -5,7 +5,7 @@ candidate is converted to the canonical type and the first non-null value wins. 
 cannot be converted (an unparseable timestamp, port 70000, an IP "1.2.3") rejects its row with
 the field and the rule, so the row is quarantined, never half-kept. Then labels (label map,
 default label), Community IDs for flows that lack one, and event ids (the source's own id, else
-a 128-bit content hash of every source field) are filled in. Source fields that did not become
+a 64-bit content hash of the record) are filled in. Source fields that did not become
 a canonical column are kept as extra columns under their own names.
 """
 
@@ -45,7 +45,10 @@ from training.sources.jsonparse import records_to_table
 
 RAW_PREFIX = "raw."
 DEFAULT_EVENT_TYPE = "event"
-_CONTENT_KEYS = (0x6D61_7869_6D75_7331, 0x6576_656E_7469_6432)
+# 64 bits: two distinct records share an id with probability about n^2 / 2^65 (3e-6 for ten
+# million events); a second 64-bit pass would double the cost of the slowest step of
+# collecting id-less sources.
+_CONTENT_KEY = 0x6D61_7869_6D75_7331
 _PROTOCOL_NUMBERS = {"icmp": 1, "tcp": 6, "udp": 17, "icmpv6": 58, "sctp": 132}
 
 
@@ -127,10 +130,10 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
     event_type = columns.get("event_type")
     default_type = raw.event_type or DEFAULT_EVENT_TYPE
     columns["event_type"] = (pc.coalesce(event_type, default_type) if event_type is not None
-                             else pa.array([default_type] * n, pa.string()))
+                             else _constant(default_type, n))
     columns["community_id"] = _community_ids(columns, ips, n)
     columns["event_id"] = _event_ids(columns.get("event_id"), raw, table, columns["event_type"])
-    columns["source"] = pa.array([config.name] * n, pa.string())
+    columns["source"] = _constant(config.name, n)
 
     bad, rejects = _rejects(faults, raw, n)
     rejects = sorted(raw.rejects + rejects, key=lambda r: r.record)
@@ -145,6 +148,10 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
         keep = np.flatnonzero(~bad)
         out, records = out.take(keep), records[keep]
     return Canonical(out, records, rejects)
+
+
+def _constant(text: str, n: int) -> pa.Array:
+    return pa.repeat(pa.scalar(text, pa.string()), n)
 
 
 def _is_list(type_: pa.DataType) -> bool:
@@ -163,7 +170,7 @@ def _fill_labels(columns: dict[str, pa.Array], n: int, label_map: LabelMap,
     """label (with the default), is_threat (given, else from the label map), attack_type."""
     label = columns.get("label")
     if default_label is not None:
-        label = pc.coalesce(label, default_label) if label is not None else pa.array([default_label] * n)
+        label = pc.coalesce(label, default_label) if label is not None else _constant(default_label, n)
     if label is not None:
         label = to_string(label).values
         columns["label"] = label
@@ -212,7 +219,9 @@ def _event_ids(given: pa.Array | None, raw: RawBatch, table: pa.Table,
     ids = to_string(given).values if given is not None else None
     if raw.id_columns and all(c in table.column_names for c in raw.id_columns):
         parts = [to_string(table[c]).values for c in raw.id_columns]
-        own = pc.binary_join_element_wise(raw.event_type or DEFAULT_EVENT_TYPE, *parts, ":")
+        prefix = f"{raw.event_type or DEFAULT_EVENT_TYPE}:"
+        own = (pc.utf8_replace_slice(parts[0], 0, 0, prefix) if len(parts) == 1
+               else pc.utf8_replace_slice(pc.binary_join_element_wise(*parts, ":"), 0, 0, prefix))
         # Only rows of the log type the ids belong to (a conn.json may hold other _paths).
         own = null_where(own, pc.not_equal(event_type, raw.event_type))
         ids = own if ids is None else pc.coalesce(ids, own)
@@ -223,15 +232,12 @@ def _event_ids(given: pa.Array | None, raw: RawBatch, table: pa.Table,
 
 
 def _content_ids(raw: RawBatch) -> pa.Array:
-    """128 bits of content hash: of the record's raw bytes when the format has them (so the
-    id does not depend on which other records share the batch), else of its values."""
+    """A hash of the record's raw bytes when the format has them (so the id does not depend on
+    which other records share the batch or how their types were inferred), else of its values."""
     if raw.spans is not None:
         data, starts, ends = raw.spans()
-        hashes = [hash_byte_ranges(data, starts, ends, key=k) for k in _CONTENT_KEYS]
-    else:
-        hashable = _hashable(raw.table)
-        hashes = [hash_rows(hashable, key=k, nulls_as_absent=True) for k in _CONTENT_KEYS]
-    return pc.binary_join_element_wise(*(to_hex(h) for h in hashes), "")
+        return to_hex(hash_byte_ranges(data, starts, ends, key=_CONTENT_KEY))
+    return to_hex(hash_rows(_hashable(raw.table), key=_CONTENT_KEY, nulls_as_absent=True))
 
 
 def _raw_text(raw: RawBatch, rows: np.ndarray) -> list[str]:

@@ -45,14 +45,21 @@ class SeenIds:
 
     def first_new(self, keys: np.ndarray) -> np.ndarray:
         """Mask of keys that are neither seen before nor repeated earlier in `keys`."""
+        ordered = np.sort(keys)
+        if not (ordered[1:] == ordered[:-1]).any() and not self._known(ordered).any():
+            return np.ones(len(keys), dtype=bool)  # the usual batch: all new, no repeats
         unique, first = np.unique(keys, return_index=True)
-        known = np.zeros(len(unique), dtype=bool)
-        for level in self._levels:
-            at = np.minimum(np.searchsorted(level, unique), len(level) - 1)
-            known |= level[at] == unique
         mask = np.zeros(len(keys), dtype=bool)
-        mask[first[~known]] = True
+        mask[first[~self._known(unique)]] = True
         return mask
+
+    def _known(self, ordered: np.ndarray) -> np.ndarray:
+        """Which of these sorted keys are in the set (sorted queries keep the lookups local)."""
+        known = np.zeros(len(ordered), dtype=bool)
+        for level in self._levels:
+            at = np.minimum(np.searchsorted(level, ordered), len(level) - 1)
+            known |= level[at] == ordered
+        return known
 
     def add(self, keys: np.ndarray) -> None:
         """Add keys that are not in the set yet (as `first_new` selects them)."""

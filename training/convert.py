@@ -142,6 +142,9 @@ def to_int(array: pa.Array | pa.ChunkedArray, low: int, high: int, out_type: pa.
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         parsed = _per_value(array, _parse_integer, pa.int64(), reason)
         values, bad = parsed.values, parsed.bad
+    bounds = pc.min_max(values)
+    if bounds["min"].as_py() is None or (low <= bounds["min"].as_py() and bounds["max"].as_py() <= high):
+        return Converted(values.cast(out_type), bad, f"{reason} in {low}..{high}")
     numbers = values.fill_null(low).to_numpy()
     out_of_range = (numbers < low) | (numbers > high)
     if out_of_range.any():

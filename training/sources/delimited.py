@@ -26,7 +26,6 @@ from training.convert import Converted
 from training.fileio import Block, LineIndex, has_line_starting
 from training.sources.base import Parsed, Reject
 
-_PARSE_BLOCK = 4 << 20
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,10 @@ def _fast_parse(data: bytes, n_rows: int, names: Sequence[str], types: dict[str,
     try:
         table = pcsv.read_csv(
             io.BytesIO(data),
-            read_options=pcsv.ReadOptions(column_names=list(names), block_size=_PARSE_BLOCK),
+            # One chunk per column (nothing to combine later) and one thread: the collector
+            # already overlaps parsing with the rest of the work on the other core.
+            read_options=pcsv.ReadOptions(column_names=list(names), block_size=len(data) + 1,
+                                          use_threads=False),
             parse_options=pcsv.ParseOptions(
                 delimiter=dialect.delimiter,
                 quote_char='"' if dialect.quoted else False,

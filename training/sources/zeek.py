@@ -213,7 +213,12 @@ def _zeek_values(table: pa.Table, header: ZeekHeader, has_empty: bool) -> pa.Tab
 def _split_container(column: pa.ChunkedArray, separator: str, empty_marker: str) -> pa.Array:
     """"a,b" -> ["a", "b"]; the empty marker -> []; unset stays null."""
     text = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    items = pc.split_pattern(text.cast(pa.string()), separator)
+    text = text.cast(pa.string())
+    if pc.all(pc.equal(text, empty_marker)).as_py() is not False:
+        # Every value is empty or unset (tunnel_parents in most conn logs): no split needed.
+        offsets = pa.array(np.zeros(len(text) + 1, dtype=np.int32))
+        return pa.ListArray.from_arrays(offsets, pa.array([], pa.string()), mask=text.is_null())
+    items = pc.split_pattern(text, separator)
     values = items.values
     keep = pc.not_equal(values, empty_marker).fill_null(True).to_numpy(zero_copy_only=False)
     if keep.all():

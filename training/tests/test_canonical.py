@@ -17,7 +17,7 @@ from training.sources import DataSource, RawBatch, Reject, Source, create_source
 
 T0 = 1_704_164_645  # 2024-01-02T03:04:05Z
 T0_US = T0 * 1_000_000
-HEX32 = re.compile(r"[0-9a-f]{32}")
+HEX16 = re.compile(r"[0-9a-f]{16}")
 # 10.0.0.1:1234 -> 10.0.0.2:80 over TCP
 TCP_10_0_0_1_TO_2_PORT_80 = "1:LzRJKgjvUJlC/VQLtISlfACcEzA="
 
@@ -221,7 +221,7 @@ def test_numeric_labels_are_text():
 def test_a_mapped_event_id_is_used_and_rows_without_one_get_a_content_hash():
     ids = ids_of({"event_id": ["E1", None], "a": [1, 2]})
     assert ids[0] == "E1"
-    assert HEX32.fullmatch(ids[1])
+    assert HEX16.fullmatch(ids[1])
     assert ids_of({"_id": [5, 6]}) == ["5", "6"]  # numbers become text
 
 
@@ -236,13 +236,13 @@ def test_zeek_conn_rows_get_conn_uid_ids():
 def test_id_columns_missing_from_the_table_fall_back_to_content_hashes():
     result = canonicalize(batch({"ts": [float(T0)]}, event_type="conn", id_columns=("uid",)),
                           source("zeek_logs"))
-    assert HEX32.fullmatch(column(result, "event_id")[0])
+    assert HEX16.fullmatch(column(result, "event_id")[0])
 
 
 def test_content_hash_is_32_hex_the_same_for_the_same_record_in_any_column_order():
     first = ids_of({"a": [1, 1, 1], "b": ["x", "x", "y"], "c": [2.5, 2.5, 2.5]})
     reordered = ids_of({"c": [2.5], "b": ["x"], "a": [1]})
-    assert all(HEX32.fullmatch(i) for i in first)
+    assert all(HEX16.fullmatch(i) for i in first)
     assert first[0] == first[1] == reordered[0]
     assert first[2] != first[0]  # one value changed
     assert ids_of({"a": [2], "b": ["x"], "c": [2.5]})[0] != first[0]
@@ -383,5 +383,5 @@ def test_row_ids_apply_only_to_rows_of_the_log_type_they_belong_to():
                                 event_type="conn", id_columns=("uid",)), source("zeek_logs"))
     ids = column(result, "event_id")
     assert ids[0] == "conn:C1"
-    assert HEX32.fullmatch(ids[1]) and HEX32.fullmatch(ids[2]) and ids[1] != ids[2]
+    assert HEX16.fullmatch(ids[1]) and HEX16.fullmatch(ids[2]) and ids[1] != ids[2]
     assert column(result, "event_type") == ["conn", "dns", "dns"]

@@ -233,7 +233,7 @@ def test_zeek_json_log_type_from_path_field(tmp_path):
     assert table["domain"].to_pylist() == ["a.com", "b.com"]
     ids = table["event_id"].to_pylist()
     assert ids[0] != ids[1]
-    assert all(re.fullmatch("[0-9a-f]{32}", i) for i in ids)  # uids repeat: content hashes
+    assert all(re.fullmatch("[0-9a-f]{16}", i) for i in ids)  # uids repeat: content hashes
 
 
 def test_zeek_json_log_type_and_row_ids_from_the_file_name(tmp_path):
