@@ -13,7 +13,6 @@ same good lines.
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -126,7 +125,7 @@ def _fast_parse(data: bytes, n_rows: int, names: Sequence[str], types: dict[str,
 
     try:
         table = pcsv.read_csv(
-            io.BytesIO(data),
+            pa.BufferReader(data),
             # One chunk per column (nothing to combine later) and one thread: the collector
             # already overlaps parsing with the rest of the work on the other core.
             read_options=pcsv.ReadOptions(column_names=list(names), block_size=len(data) + 1,

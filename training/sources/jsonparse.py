@@ -11,7 +11,6 @@ types are kept as text.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -155,7 +154,7 @@ def _fast_parse(data: bytes, expected_rows: int) -> pa.Table | None:
     if not is_utf8(data):  # pyarrow's JSON reader does not check; orjson rejects the bad lines
         return None
     try:
-        table = pjson.read_json(io.BytesIO(data), read_options=pjson.ReadOptions(block_size=_PARSE_BLOCK))
+        table = pjson.read_json(pa.BufferReader(data), read_options=pjson.ReadOptions(block_size=_PARSE_BLOCK))
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
     if table.num_rows != expected_rows or table.num_columns == 0:
