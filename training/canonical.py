@@ -105,7 +105,7 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
     table = expand_raw_data(raw.table)
     n = table.num_rows
     columns: dict[str, pa.Array] = {}
-    ips: dict[str, ConvertedIps] = {}
+    ips: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # packed addresses, for Community IDs
     faults: list[_Fault] = []
     consumed: set[str] = set()
     for field, candidates in source.fields.items():
@@ -119,8 +119,8 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
                 faults.append(_Fault(result.bad, name, result.reason, plain(table[name])))
         columns[field] = converted[0].values if len(converted) == 1 else pc.coalesce(
             *(c.values for c in converted))
-        if isinstance(converted[0], ConvertedIps) and len(converted) == 1:
-            ips[field] = converted[0]
+        if isinstance(converted[0], ConvertedIps):
+            ips[field] = _first_address(converted)
         if len(present) == 1 and not _is_list(table[present[0]].type):
             consumed.add(present[0])
     for field, values in source.derive(table).items():
@@ -148,6 +148,16 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
         keep = np.flatnonzero(~bad)
         out, records = out.take(keep), records[keep]
     return Canonical(out, records, rejects)
+
+
+def _first_address(candidates: list[ConvertedIps]) -> tuple[np.ndarray, np.ndarray]:
+    """Packed address and version of the first candidate that has one, row by row."""
+    packed, version = candidates[0].packed.copy(), candidates[0].version.copy()
+    for candidate in candidates[1:]:
+        missing = version == 0
+        packed[missing] = candidate.packed[missing]
+        version[missing] = candidate.version[missing]
+    return packed, version
 
 
 def _constant(text: str, n: int) -> pa.Array:
@@ -195,19 +205,20 @@ def _fill_labels(columns: dict[str, pa.Array], n: int, label_map: LabelMap,
         columns["attack_type"] = detail
 
 
-def _community_ids(columns: dict[str, pa.Array], ips: dict[str, ConvertedIps], n: int) -> pa.Array | None:
+def _community_ids(columns: dict[str, pa.Array], ips: dict[str, tuple[np.ndarray, np.ndarray]],
+                   n: int) -> pa.Array | None:
     """The sensor's Community ID where given, else computed from the 5-tuple."""
     given = columns.get("community_id")
     if "source_ip" not in ips or "dest_ip" not in ips or "protocol" not in columns:
         return given
-    src, dst = ips["source_ip"], ips["dest_ip"]
+    (src_packed, src_version), (dst_packed, dst_version) = ips["source_ip"], ips["dest_ip"]
     numbers = map_distinct(plain(columns["protocol"]), lambda p: _PROTOCOL_NUMBERS.get(p, -1),
                            pa.int16()).fill_null(-1).to_numpy(zero_copy_only=False)
     # Zeek writes "icmp" for ICMPv6 too; the address family tells them apart.
-    numbers = np.where((numbers == 1) & (src.version == 6), 58, numbers)
+    numbers = np.where((numbers == 1) & (src_version == 6), 58, numbers)
     ports = [plain(columns[f]).fill_null(-1).to_numpy(zero_copy_only=False) if f in columns
              else np.full(n, -1) for f in ("source_port", "dest_port")]
-    computed = community_id_v1(src.packed, src.version, dst.packed, dst.version, numbers, *ports)
+    computed = community_id_v1(src_packed, src_version, dst_packed, dst_version, numbers, *ports)
     return computed if given is None else pc.coalesce(to_string(given).values, computed)
 
 

@@ -85,6 +85,7 @@ class CollectionState:
     """Everything a resumed collection needs; committed to `directory` when there is one."""
 
     directory: Path | None
+    recipe: dict = field(default_factory=dict)
     secret: int = field(default_factory=lambda: secrets.randbits(63))
     positions: dict[str, dict[str, dict]] = field(default_factory=dict)
     seen: SeenIds = field(default_factory=SeenIds)
@@ -141,6 +142,7 @@ class CollectionState:
             obsolete = range(0)
         document = {
             "version": FORMAT_VERSION,
+            "recipe": self.recipe,
             "secret": self.secret,
             "positions": self.positions,
             "stats": self.stats,
@@ -156,20 +158,26 @@ class CollectionState:
             (seen_dir / f"{index:06d}.npy").unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, directory: Path | None, resume: bool) -> CollectionState:
+    def load(cls, directory: Path | None, resume: bool, recipe: dict) -> CollectionState:
         """The committed state of `directory`, with uncommitted leftovers removed.
 
+        Args:
+            directory: where the collection lives; None keeps nothing.
+            resume: continue a collection found there.
+            recipe: what is collected and how (sources, time range, dedup); a resumed
+                collection must have been made by the same recipe.
+
         Raises:
-            CheckpointError: the checkpoint is unreadable or inconsistent, or `resume` is False
-                and the directory already holds a collection (nothing is ever deleted to make
-                room for a fresh one).
+            CheckpointError: the checkpoint is unreadable or inconsistent, it was made by another
+                recipe, or `resume` is False and the directory already holds a collection
+                (nothing is ever deleted to make room for a fresh one).
         """
         if directory is None:
-            return cls(None)
+            return cls(None, recipe)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / "checkpoint.json"
         if not path.exists():
-            state = cls(directory)
+            state = cls(directory, recipe)
             state._discard_uncommitted()
             return state
         if not resume:
@@ -183,7 +191,8 @@ class CollectionState:
                 raise ValueError(f"format version {document['version']!r}, this code reads "
                                  f"{FORMAT_VERSION}")
             state = cls(
-                directory, secret=int(document["secret"]), positions=document["positions"],
+                directory, recipe=document["recipe"], secret=int(document["secret"]),
+                positions=document["positions"],
                 stats=document["stats"], parts=int(document["parts"]),
                 quarantine_bytes=int(document["quarantine_bytes"]),
                 seen_first=int(document["seen_first"]), seen_next=int(document["seen_next"]),
@@ -191,6 +200,13 @@ class CollectionState:
         except (ValueError, KeyError, TypeError) as exc:
             raise CheckpointError(f"{path}: unreadable checkpoint ({exc}); move it away to start "
                                   "a fresh collection") from exc
+        if state.recipe != recipe:
+            changed = sorted(k for k in recipe.keys() | state.recipe.keys()
+                             if recipe.get(k) != state.recipe.get(k))
+            raise CheckpointError(
+                f"{directory} holds a collection made with other settings ({', '.join(changed)} "
+                "differ); resuming it would skip or repeat events, so use a new output_dir"
+            )
         for index in range(state.seen_first, state.seen_next):
             seen_file = directory / "seen" / f"{index:06d}.npy"
             try:

@@ -127,30 +127,40 @@ def _parse_integer(value: object) -> int:
     return int(number)
 
 
+def _cast_or_parse(array: pa.Array, type_: pa.DataType, parse: Callable[[object], object],
+                   reason: str) -> tuple[pa.Array, np.ndarray | None]:
+    """One Arrow cast; only when it fails, each distinct value is parsed on its own."""
+    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
+        array = _blank_to_null(array)
+    try:
+        return array.cast(type_), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        parsed = _per_value(array, parse, type_, reason)
+        return parsed.values, parsed.bad
+
+
+def _reject(values: pa.Array, bad: np.ndarray | None,
+            invalid: np.ndarray) -> tuple[pa.Array, np.ndarray | None]:
+    """Null out and flag the `invalid` rows."""
+    if not invalid.any():
+        return values, bad
+    return pc.if_else(pa.array(invalid), None, values), invalid if bad is None else bad | invalid
+
+
 def to_int(array: pa.Array | pa.ChunkedArray, low: int, high: int, out_type: pa.DataType,
            what: str) -> Converted:
     """Whole numbers in [low, high]; text such as "80" or "80.0" is accepted."""
     array = plain(array)
     if pa.types.is_null(array.type):
         return Converted(pa.nulls(len(array), out_type))
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        array = _blank_to_null(array)
-    reason = f"is not {what}"
-    try:
-        values = array.cast(pa.int64())
-        bad = None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        parsed = _per_value(array, _parse_integer, pa.int64(), reason)
-        values, bad = parsed.values, parsed.bad
+    reason = f"is not {what} in {low}..{high}"
+    values, bad = _cast_or_parse(array, pa.int64(), _parse_integer, reason)
     bounds = pc.min_max(values)
-    if bounds["min"].as_py() is None or (low <= bounds["min"].as_py() and bounds["max"].as_py() <= high):
-        return Converted(values.cast(out_type), bad, f"{reason} in {low}..{high}")
-    numbers = values.fill_null(low).to_numpy()
-    out_of_range = (numbers < low) | (numbers > high)
-    if out_of_range.any():
-        bad = out_of_range if bad is None else bad | out_of_range
-        values = pc.if_else(pa.array(out_of_range), None, values)
-    return Converted(values.cast(out_type), bad, f"{reason} in {low}..{high}")
+    smallest, largest = bounds["min"].as_py(), bounds["max"].as_py()
+    if smallest is not None and not low <= smallest <= largest <= high:
+        numbers = values.fill_null(low).to_numpy()
+        values, bad = _reject(values, bad, (numbers < low) | (numbers > high))
+    return Converted(values.cast(out_type), bad, reason)
 
 
 def to_float(array: pa.Array | pa.ChunkedArray, low: float, what: str) -> Converted:
@@ -158,21 +168,11 @@ def to_float(array: pa.Array | pa.ChunkedArray, low: float, what: str) -> Conver
     array = plain(array)
     if pa.types.is_null(array.type):
         return Converted(pa.nulls(len(array), pa.float64()))
-    if pa.types.is_string(array.type) or pa.types.is_large_string(array.type):
-        array = _blank_to_null(array)
     reason = f"is not {what} (a finite number >= {low})"
-    try:
-        values = array.cast(pa.float64())
-        bad = None
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        parsed = _per_value(array, float, pa.float64(), reason)
-        values, bad = parsed.values, parsed.bad
+    values, bad = _cast_or_parse(array, pa.float64(), float, reason)
     numbers = values.fill_null(0.0).to_numpy()
-    invalid = (~np.isfinite(numbers) | (numbers < low)) & ~values.is_null().to_numpy(
-        zero_copy_only=False)
-    if invalid.any():
-        bad = invalid if bad is None else bad | invalid
-        values = pc.if_else(pa.array(invalid), None, values)
+    missing = values.is_null().to_numpy(zero_copy_only=False)
+    values, bad = _reject(values, bad, (~np.isfinite(numbers) | (numbers < low)) & ~missing)
     return Converted(values, bad, reason)
 
 
@@ -245,10 +245,7 @@ def to_timestamp(array: pa.Array | pa.ChunkedArray) -> Converted:
                 parsed = _per_value(text, _parse_timestamp, pa.int64(), reason)
                 values, bad = parsed.values.cast(TIMESTAMP), parsed.bad
     us = values.cast(pa.int64()).fill_null(_MIN_US).to_numpy()
-    out_of_range = (us < _MIN_US) | (us > _MAX_US)
-    if out_of_range.any():
-        bad = out_of_range if bad is None else bad | out_of_range
-        values = pc.if_else(pa.array(out_of_range), None, values)
+    values, bad = _reject(values, bad, (us < _MIN_US) | (us > _MAX_US))
     if bad is not None and not bad.any():
         bad = None
     return Converted(values, bad, reason)

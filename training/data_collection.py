@@ -136,9 +136,10 @@ class DataCollector:
         resume_from_checkpoint: bool = True,
     ) -> Iterator[pa.Table]:
         """Yield canonical event tables; a batch is committed when the next one is requested."""
-        state = self._open(resume_from_checkpoint)
+        start, end = self._check_run(start_date, end_date, max_events)
+        state = self._open(resume_from_checkpoint, start, end)
         with self._committing(state) as accept:
-            for step in self._steps(state, start_date, end_date, max_events):
+            for step in self._steps(state, start, end, max_events):
                 yield step.table
                 accept(step)
 
@@ -163,9 +164,10 @@ class DataCollector:
         """
         if self.output_dir is None or not self.checkpoint_enabled:
             raise ConfigError("collect_to needs an output_dir and checkpoint_enabled=True")
-        state = self._open(resume_from_checkpoint)
+        start, end = self._check_run(start_date, end_date, max_events)
+        state = self._open(resume_from_checkpoint, start, end)
         with self._committing(state) as accept:
-            for step in self._steps(state, start_date, end_date, max_events):
+            for step in self._steps(state, start, end, max_events):
                 if step.table.num_rows:
                     with atomic_write(state.part_path(state.parts)) as handle:
                         pq.write_table(step.table, handle)
@@ -188,9 +190,9 @@ class DataCollector:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _open(self, resume: bool) -> CollectionState:
+    def _open(self, resume: bool, start: datetime | None, end: datetime | None) -> CollectionState:
         directory = self.output_dir if self.checkpoint_enabled else None
-        state = CollectionState.load(directory, resume)
+        state = CollectionState.load(directory, resume, self._recipe(start, end))
         self._stats = state.stats
         for counter in _COUNTERS:
             self._stats.setdefault(counter, 0)
@@ -200,12 +202,30 @@ class DataCollector:
             self.quarantined = []
         return state
 
-    def _steps(self, state: CollectionState, start_date, end_date, max_events) -> Iterator[_Step]:
+    @staticmethod
+    def _check_run(start_date, end_date, max_events) -> tuple[datetime | None, datetime | None]:
         start, end = _as_utc(start_date, "start_date"), _as_utc(end_date, "end_date")
         if start and end and start >= end:
             raise ConfigError(f"start_date must be before end_date, got {start} >= {end}")
         if max_events is not None and (not isinstance(max_events, int) or max_events < 1):
             raise ConfigError(f"max_events must be an integer >= 1 or None, got {max_events!r}")
+        return start, end
+
+    def _recipe(self, start: datetime | None, end: datetime | None) -> dict:
+        """What decides which events a collection delivers: a resumed one must match it.
+        (Read block sizes and decompression limits only change how, not what.)"""
+        how = {"block_size", "max_decompressed_bytes", "max_document_bytes"}
+        return orjson.loads(orjson.dumps({
+            "sources": [{
+                "name": s.name, "type": s.source_type.value, "time_field": s.time_field,
+                "params": {k: v for k, v in s.connection_params.items() if k not in how},
+                "field_map": s.field_map, "label_map": s.label_map.overrides,
+                "default_label": s.default_label, "query_filter": s.query_filter,
+            } for s in self.sources],
+            "start_date": start, "end_date": end, "deduplicate": self.deduplicate,
+        }, default=str))
+
+    def _steps(self, state: CollectionState, start, end, max_events) -> Iterator[_Step]:
         remaining = max_events
         bar = tqdm(desc="collecting", unit=" events", disable=not self._show_progress(),
                    total=max_events)

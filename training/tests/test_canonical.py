@@ -385,3 +385,14 @@ def test_row_ids_apply_only_to_rows_of_the_log_type_they_belong_to():
     assert ids[0] == "conn:C1"
     assert HEX16.fullmatch(ids[1]) and HEX16.fullmatch(ids[2]) and ids[1] != ids[2]
     assert column(result, "event_type") == ["conn", "dns", "dns"]
+
+
+def test_community_id_uses_the_first_address_candidate_present_in_each_row():
+    # Windows exports name addresses differently per event: SourceIp (Sysmon) or
+    # SourceAddress (Security); each row takes whichever it has.
+    result = canonicalize(batch({
+        "SourceIp": ["10.0.0.1", None], "SourceAddress": [None, "10.0.0.1"],
+        "DestinationIp": ["10.0.0.2", "10.0.0.2"], "Protocol": ["6", "6"],
+        "SourcePort": [1234, 1234], "DestinationPort": [80, 80],
+    }), source("windows_events"))
+    assert column(result, "community_id") == [TCP_10_0_0_1_TO_2_PORT_80] * 2

@@ -13,6 +13,8 @@ import pytest
 from training.checkpoint import CollectionState, SeenIds
 from training.errors import CheckpointError
 
+RECIPE = {"sources": [{"name": "zeek", "type": "zeek_logs"}], "deduplicate": True}
+
 
 def u64(*values: int) -> np.ndarray:
     return np.array(values, dtype=np.uint64)
@@ -84,7 +86,7 @@ def test_first_new_matches_a_python_set_over_many_batches() -> None:
 # --- CollectionState: commit and load --------------------------------------------------------
 
 def test_commit_then_load_round_trips_everything(tmp_path: Path) -> None:
-    state = CollectionState.load(tmp_path, resume=False)
+    state = CollectionState.load(tmp_path, resume=False, recipe=RECIPE)
     assert (state.parts, state.quarantine_bytes, state.seen_next) == (0, 0, 0)
     state.positions = {"zeek": {"conn.log": {"offset": 120, "line": 4, "record": 2}}}
     state.stats = {"rows": 5, "quarantined": 1}
@@ -102,7 +104,7 @@ def test_commit_then_load_round_trips_everything(tmp_path: Path) -> None:
     assert seen_files(tmp_path) == ["000000.npy", "000001.npy"]
     before = tree(tmp_path)
 
-    loaded = CollectionState.load(tmp_path, resume=True)
+    loaded = CollectionState.load(tmp_path, resume=True, recipe=RECIPE)
     assert loaded.secret == state.secret
     assert loaded.positions == state.positions
     assert loaded.position("zeek", "conn.log") == {"offset": 120, "line": 4, "record": 2}
@@ -116,16 +118,16 @@ def test_commit_then_load_round_trips_everything(tmp_path: Path) -> None:
 
 def test_load_without_checkpoint_starts_fresh(tmp_path: Path) -> None:
     directory = tmp_path / "new" / "out"
-    state = CollectionState.load(directory, resume=True)
+    state = CollectionState.load(directory, resume=True, recipe=RECIPE)
     assert directory.is_dir()
     assert state.directory == directory
     assert len(state.seen) == 0 and state.positions == {} and state.parts == 0
-    other = CollectionState.load(tmp_path / "other", resume=False)
+    other = CollectionState.load(tmp_path / "other", resume=False, recipe=RECIPE)
     assert other.secret != state.secret  # a fresh secret each time (63 random bits)
 
 
 def test_compaction_keeps_every_key_and_removes_obsolete_files(tmp_path: Path) -> None:
-    state = CollectionState.load(tmp_path, resume=False)
+    state = CollectionState.load(tmp_path, resume=False, recipe=RECIPE)
     for commit in range(32):
         state.remember(u64(2 * commit, 2 * commit + 1))
         state.commit()
@@ -144,14 +146,14 @@ def test_compaction_keeps_every_key_and_removes_obsolete_files(tmp_path: Path) -
 
     # A crash between the checkpoint and the removal of the compacted files leaves them behind.
     np.save(tmp_path / "seen" / "000000.npy", u64(999))
-    loaded = CollectionState.load(tmp_path, resume=True)
+    loaded = CollectionState.load(tmp_path, resume=True, recipe=RECIPE)
     assert loaded.seen.keys().tolist() == list(range(80))
     assert (loaded.seen_first, loaded.seen_next) == (33, 41)
     assert seen_files(tmp_path) == [f"{i:06d}.npy" for i in range(33, 41)]
 
 
 def test_load_removes_leftovers_of_an_uncommitted_run(tmp_path: Path) -> None:
-    state = CollectionState.load(tmp_path, resume=False)
+    state = CollectionState.load(tmp_path, resume=False, recipe=RECIPE)
     (tmp_path / "events").mkdir()
     state.part_path(0).write_bytes(b"committed part")
     state.parts = 1
@@ -175,7 +177,7 @@ def test_load_removes_leftovers_of_an_uncommitted_run(tmp_path: Path) -> None:
     for keep in ("notes.txt", "events/part-x.parquet", "events/summary.parquet"):
         (tmp_path / keep).write_bytes(b"keep")
 
-    loaded = CollectionState.load(tmp_path, resume=True)
+    loaded = CollectionState.load(tmp_path, resume=True, recipe=RECIPE)
     assert loaded.seen.keys().tolist() == [1, 2]
     assert tree(tmp_path) == {**committed, "notes.txt": b"keep",
                               "events/part-x.parquet": b"keep",
@@ -188,13 +190,13 @@ def test_load_of_a_run_killed_before_its_first_commit(tmp_path: Path) -> None:
     (tmp_path / "events").mkdir()
     (tmp_path / "events" / "part-000000.parquet").write_bytes(b"uncommitted")
     (tmp_path / "quarantine.jsonl").write_bytes(b"uncommitted\n")
-    state = CollectionState.load(tmp_path, resume=False)
+    state = CollectionState.load(tmp_path, resume=False, recipe=RECIPE)
     assert len(state.seen) == 0
     assert tree(tmp_path) == {"quarantine.jsonl": b""}
 
 
 def _committed(directory: Path) -> CollectionState:
-    state = CollectionState.load(directory, resume=False)
+    state = CollectionState.load(directory, resume=False, recipe=RECIPE)
     state.quarantine_path.write_bytes(b"12345678")
     state.quarantine_bytes = 8
     state.remember(u64(5, 6))
@@ -211,7 +213,7 @@ def test_quarantine_shorter_than_recorded(tmp_path: Path, size: int | None, expe
         os.truncate(state.quarantine_path, size)
     with pytest.raises(CheckpointError, match=f"has {expected} bytes but the checkpoint "
                                               "recorded 8; quarantined records were lost"):
-        CollectionState.load(tmp_path, resume=True)
+        CollectionState.load(tmp_path, resume=True, recipe=RECIPE)
 
 
 @pytest.mark.parametrize("content", [
@@ -222,7 +224,7 @@ def test_quarantine_shorter_than_recorded(tmp_path: Path, size: int | None, expe
 def test_unreadable_checkpoint(tmp_path: Path, content: bytes) -> None:
     (tmp_path / "checkpoint.json").write_bytes(content)
     with pytest.raises(CheckpointError, match="checkpoint.json: unreadable checkpoint"):
-        CollectionState.load(tmp_path, resume=True)
+        CollectionState.load(tmp_path, resume=True, recipe=RECIPE)
     assert (tmp_path / "checkpoint.json").read_bytes() == content
 
 
@@ -233,7 +235,7 @@ def test_checkpoint_of_another_format_version_is_refused(tmp_path: Path) -> None
     document["version"] = 99
     path.write_text(json.dumps(document))
     with pytest.raises(CheckpointError, match="format version 99"):
-        CollectionState.load(tmp_path, resume=True)
+        CollectionState.load(tmp_path, resume=True, recipe=RECIPE)
 
 
 @pytest.mark.parametrize("damage", ["missing", "garbage", "pickled"])
@@ -247,7 +249,7 @@ def test_missing_or_corrupt_seen_file(tmp_path: Path, damage: str) -> None:
     else:
         np.save(seen_file, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(CheckpointError, match="000000.npy: missing or corrupt") as excinfo:
-        CollectionState.load(tmp_path, resume=True)
+        CollectionState.load(tmp_path, resume=True, recipe=RECIPE)
     assert "cannot be trusted" in str(excinfo.value)
 
 
@@ -260,7 +262,7 @@ def test_no_resume_on_an_existing_collection_deletes_nothing(tmp_path: Path) -> 
         handle.write(b"more")
     before = tree(tmp_path)
     with pytest.raises(CheckpointError, match="already holds a collection"):
-        CollectionState.load(tmp_path, resume=False)
+        CollectionState.load(tmp_path, resume=False, recipe=RECIPE)
     assert tree(tmp_path) == before
 
 
@@ -268,7 +270,7 @@ def test_state_without_directory_commits_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.chdir(tmp_path)
-    state = CollectionState.load(None, resume=True)
+    state = CollectionState.load(None, resume=True, recipe=RECIPE)
     assert state.directory is None
     state.remember(u64(4, 5))
     state.positions = {"s": {"f": {"offset": 1}}}
@@ -278,3 +280,12 @@ def test_state_without_directory_commits_nothing(
     assert os.listdir(tmp_path) == []
     with pytest.raises(CheckpointError, match="no output_dir"):
         state.checkpoint_path  # noqa: B018 - the property raises
+
+
+def test_a_collection_resumes_only_with_the_recipe_that_made_it(tmp_path):
+    state = CollectionState.load(tmp_path, resume=False, recipe=RECIPE)
+    state.commit()
+    other = {**RECIPE, "deduplicate": False}
+    with pytest.raises(CheckpointError, match=r"other settings \(deduplicate differ\)"):
+        CollectionState.load(tmp_path, resume=True, recipe=other)
+    assert CollectionState.load(tmp_path, resume=True, recipe=RECIPE).recipe == RECIPE

@@ -282,3 +282,14 @@ def test_parquet_directory_and_resume_by_rows(tmp_path):
             break
         ids += got
     assert Counter(ids) == Counter(f"e{i}" for i in range(30)) and len(ids) == 30
+
+
+def test_resuming_with_another_time_range_is_refused(tmp_path):
+    # Events outside the first range were consumed (filtered); a wider second range over the
+    # same checkpoint would silently never see them, so it must be refused.
+    path = _jsonl(tmp_path / "a.jsonl", _events(30))
+    out = tmp_path / "out"
+    DataCollector([_source(path)], output_dir=out, progress=False).collect_to(
+        start_date="2024-01-01T00:00:10Z")
+    with pytest.raises(CheckpointError, match="start_date differ"):
+        DataCollector([_source(path)], output_dir=out, progress=False).collect_to()
