@@ -231,6 +231,7 @@ class DataCollector:
                    total=max_events)
         try:
             for reader in self.readers:
+                reader.begin(start, end)
                 for stream in reader.streams():
                     position = state.position(reader.name, stream) or START
                     raws = reader.read(stream, position)
@@ -249,6 +250,8 @@ class DataCollector:
                 self._note_skipped(reader)
         finally:
             bar.close()
+            for reader in self.readers:
+                reader.close()
 
     def _note_skipped(self, reader: Source) -> None:
         """Files a directory scan passed over are named in the stats and the log."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
@@ -129,6 +130,7 @@ class Source(ABC):
             # The seed's time_field names the timestamp column; it is tried first when present.
             fields["timestamp"] = (config.time_field, *fields["timestamp"])
         self.fields = fields
+        self.time_range: tuple[datetime | None, datetime | None] = (None, None)
 
     @property
     def name(self) -> str:
@@ -142,6 +144,14 @@ class Source(ABC):
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         """Yield the stream's batches from position `start` on."""
 
+    def begin(self, start: datetime | None, end: datetime | None) -> None:
+        """Called before each collection run with its time range (UTC, end exclusive).
+
+        A source that can filter where the data lives (Elasticsearch) narrows its query to
+        it; file sources read everything. The collector applies the range either way.
+        """
+        self.time_range = (start, end)
+
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
         """Canonical columns computed from several source fields (e.g. Zeek's direction).
 
@@ -151,7 +161,7 @@ class Source(ABC):
         return {}
 
     def close(self) -> None:
-        """Release connections; file sources hold none between reads."""
+        """Called after each collection run: release connections (file sources hold none)."""
 
 
 class FileSource(Source):
