@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from training.data_collection import DataCollector, DataSource, DataSourceType
 from training.demo_data import write_demo_file
 from training.errors import ConfigError, PipelineError
+from training.paths import collected_dir
 
 logger = logging.getLogger("training.cli")
 
@@ -121,8 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "are picked up); statistics are printed as JSON.")
     _option(collect, "--source", action="append", required=True, metavar="[NAME=]TYPE:PATH",
             help="e.g. zeek:/var/log/zeek, suricata:eve.json, csv:exports/*.csv; repeatable")
-    _option(collect, "--output", type=Path, default=Path("training/data/collected"),
-            help="output directory (default training/data/collected)")
+    _option(collect, "--output", type=Path, default=collected_dir(),
+            help=f"output directory (default {collected_dir()})")
     _option(collect, "--start", help="keep events at or after this ISO 8601 time")
     _option(collect, "--end", help="keep events before this ISO 8601 time")
     _option(collect, "--max-events", type=int, help="stop after this many events")
