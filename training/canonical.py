@@ -108,8 +108,9 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
     ips: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # packed addresses, for Community IDs
     faults: list[_Fault] = []
     consumed: set[str] = set()
+    names = set(table.column_names)
     for field, candidates in source.fields.items():
-        present = [c for c in candidates if c in table.column_names]
+        present = [c for c in candidates if c in names]
         if not present:
             continue
         convert = CONVERTERS.get(field, to_string)

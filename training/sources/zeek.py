@@ -113,7 +113,15 @@ class ZeekHeader:
                 break
             text = text.lstrip()
             if text.startswith("#separator"):
-                separator = text[len("#separator"):].strip().encode().decode("unicode_escape")
+                declared = text[len("#separator"):].strip()
+                try:
+                    separator = declared.encode().decode("unicode_escape")
+                except UnicodeDecodeError:
+                    separator = declared
+                if len(separator) != 1:
+                    raise SourceError(f"{stream}: line {line} declares the field separator "
+                                      f"{declared!r}; a Zeek log separates fields with one "
+                                      "character (\\x09)")
             else:
                 key, _, value = text[1:].partition(separator)
                 meta[key] = value

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pytest
 
 from training import community_id as cid_module
+from training import sha1_numpy
 from training.community_id import community_id_v1
 from training.errors import ConfigError
 from training.netaddr import pack_ips
@@ -149,8 +150,12 @@ def compute(
 # --- official vectors ---
 
 
+@pytest.mark.parametrize("small_rows", [0, 10**9], ids=["numpy-sha1", "hashlib"])
 @pytest.mark.parametrize("seed, column", [(0, 5), (1, 6)])
-def test_official_vectors(seed: int, column: int) -> None:
+def test_official_vectors(seed: int, column: int, small_rows: int,
+                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # Both SHA-1 paths: vectorized numpy for big batches, hashlib for small ones.
+    monkeypatch.setattr(sha1_numpy, "SMALL_ROWS", small_rows)
     # One call mixes IPv4 and IPv6, port and port-less protocols (four message layouts).
     got = compute(*(list(col) for col in zip(*(v[:5] for v in VECTORS))), seed=seed)
     want = [v[column] for v in VECTORS]

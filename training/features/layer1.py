@@ -1,0 +1,314 @@
+"""Layer 1 (sensory): one 128-dim float32 vector in [0, 1] per event, for the VAE.
+
+Layout `l1.v1` (dims are half-open ranges). "One-hot" dims are 1 for the listed value; a value
+outside the list sets one of the block's hashed dims instead; a missing value leaves the block 0.
+
+| dims | block | encoding |
+|---|---|---|
+| 0-11 | event | 8 categories (network, dns, http, tls, file, auth, process, alert) one-hot, then 4 hashed buckets of the raw event_type for the rest |
+| 12-17 | protocol | tcp, udp, icmp, icmpv6 one-hot; 2 hashed |
+| 18-29 | service | dns, http, ssl/tls, ssh, smb, rdp, kerberos, ntp one-hot; 4 hashed |
+| 30-44 | conn_state | Zeek S0 S1 SF REJ S2 S3 RSTO RSTR RSTOS0 RSTRH SH SHR OTH one-hot; 2 hashed |
+| 45-48 | direction | inbound, outbound, internal, external |
+| 49-56 | source address | private, public, IPv6, multicast/broadcast; 4 hashed buckets of the /24 (IPv4) or /48 (IPv6) |
+| 57-64 | destination address | as source |
+| 65-69 | source port | well-known (<1024), registered, dynamic (>=49152) one-hot; port/65535; common service port |
+| 70-74 | destination port | as source |
+| 75-79 | volume | log1p-scaled bytes sent, bytes received (cap 1e10), packets sent, received (cap 1e7), duration (cap 1 day) |
+| 80 | severity | 0..1 as collected |
+| 81-84 | time | time of day (to the second), day of week, each as (sin+1)/2 and (cos+1)/2 |
+| 85-111 | identity | hashed buckets: user 4, host 4, process 4, parent process 3, command line 4, domain 4, file path or hash 4 (processes by lower-case file name) |
+| 112-127 | extra fields | 16 buckets shared by every non-canonical field: numbers (and booleans) add log1p(abs(x))/log1p(1e9) at the bucket of their name, text sets the bucket of name=value to 1 (max when two meet); lists, nested values and record identifiers (`ID_FIELDS`: Zeek uid, Suricata flow_id, ...) are left out |
+
+The transform is data-free by default: one event can be featurized with nothing fitted. With
+`robust=True`, the five volume dims are instead scaled between the 1st and 99th percentiles of
+log1p(value) learned by `fit` on the training split.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from training.errors import ConfigError, SchemaError
+from training.events import CANONICAL_SCHEMA
+from training.features.encoding import (
+    FeatureSpec,
+    as_array,
+    buckets,
+    cyclic,
+    log_scale,
+    numbers,
+)
+from training.netaddr import pack_ips
+
+DIM = 128
+VERSION = "l1.v1"
+
+EVENT_CATEGORIES = {
+    "network": ("conn", "flow", "network_connection", "netflow", "sysmon:3", "security:5156"),
+    "dns": ("dns", "dns_query", "sysmon:22"),
+    "http": ("http", "http_request"),
+    "tls": ("ssl", "tls", "x509"),
+    "file": ("files", "fileinfo", "file_access", "smb_files", "sysmon:11", "security:4663"),
+    "auth": ("authentication", "ssh", "kerberos", "ntlm", "security:4624", "security:4625",
+             "security:4648", "security:4672"),
+    "process": ("process_creation", "sysmon:1", "security:4688"),
+    "alert": ("alert", "notice", "weird", "anomaly"),
+}
+PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
+SERVICES = {"dns": 0, "http": 1, "ssl": 2, "tls": 2, "ssh": 3, "smb": 4, "rdp": 5,
+            "krb": 6, "krb_tcp": 6, "kerberos": 6, "ntp": 7}
+CONN_STATES = ("S0", "S1", "SF", "REJ", "S2", "S3", "RSTO", "RSTR", "RSTOS0", "RSTRH", "SH",
+               "SHR", "OTH")
+DIRECTIONS = ("inbound", "outbound", "internal", "external")
+COMMON_PORTS = (20, 21, 22, 23, 25, 53, 67, 68, 80, 88, 110, 123, 135, 137, 138, 139, 143, 161,
+                389, 443, 445, 465, 587, 636, 993, 995, 1433, 3306, 3389, 5432, 5900, 5985,
+                8080, 8443)
+VOLUME = (("bytes_sent", 1e10), ("bytes_received", 1e10), ("packets_sent", 1e7),
+          ("packets_received", 1e7), ("duration", 86_400.0))
+IDENTITY = (("user", 4), ("host", 4), ("process", 4), ("parent_process", 3),
+            ("command_line", 4), ("domain", 4), ("file", 4))
+EXTRA_BUCKETS = 16
+EXTRA_CAP = 1e9
+# Extra fields that identify a record rather than describe it: as features they are noise.
+ID_FIELDS = ("uid", "uids", "fuid", "fuids", "conn_uids", "parent_fuid", "id", "trans_id",
+             "flow_id", "tx_id", "pcap_cnt", "RecordNumber", "ProcessGuid", "ParentProcessGuid",
+             "SourceProcessGUID", "TargetProcessGUID", "LogonGuid", "ActivityID")
+
+# Where each block starts; the blocks tile 0..127 in this order.
+EVENT, PROTOCOL, SERVICE, CONN_STATE, DIRECTION = 0, 12, 18, 30, 45
+SOURCE_ADDRESS, DEST_ADDRESS, SOURCE_PORT, DEST_PORT = 49, 57, 65, 70
+VOLUME_AT, SEVERITY, TIME, IDENTITY_AT, EXTRA = 75, 80, 81, 85, 112
+
+_CANONICAL = frozenset(CANONICAL_SCHEMA.names)
+_EVENT_VOCABULARY = {name: i for i, names in enumerate(EVENT_CATEGORIES.values()) for name in names}
+_US_PER_DAY = 86_400 * 1_000_000
+# (column, first dim, vocabulary, known dims, hashed dims) of the one-hot blocks
+_CATEGORICAL = (
+    ("event_type", EVENT, _EVENT_VOCABULARY, 8, 4),
+    ("protocol", PROTOCOL, dict(zip(PROTOCOLS, range(4))), 4, 2),
+    ("service", SERVICE, SERVICES, 8, 4),
+    ("conn_state", CONN_STATE, {s: i for i, s in enumerate(CONN_STATES)}, 13, 2),
+    ("direction", DIRECTION, {d: i for i, d in enumerate(DIRECTIONS)}, 4, 0),
+)
+
+
+class Layer1Featurizer:
+    """Canonical event table -> (n, 128) float32 in [0, 1] (see the module docstring).
+
+    Args:
+        robust: scale the volume dims by percentiles learned in `fit` instead of fixed caps.
+    """
+
+    def __init__(self, robust: bool = False) -> None:
+        if not isinstance(robust, bool):
+            raise ConfigError(f"robust must be True or False, got {robust!r}")
+        self.robust = robust
+        self.ranges_: dict[str, list[float]] | None = None
+
+    # -- fitted state and its spec -------------------------------------------------------------
+
+    def fit(self, table: pa.Table) -> Layer1Featurizer:
+        """Learn the volume ranges from the training split (a no-op unless robust)."""
+        if self.robust:
+            ranges = {}
+            for name, _ in VOLUME:
+                logged = np.log1p(np.clip(numbers(_column(table, name, pa.float64())), 0, None))
+                logged = logged[np.isfinite(logged)]
+                low, high = (np.percentile(logged, [1, 99]) if len(logged) else (0.0, 1.0))
+                ranges[name] = [float(low), float(max(high, low + 1e-9))]
+            self.ranges_ = ranges
+        return self
+
+    def _check_fitted(self) -> None:
+        if self.robust and self.ranges_ is None:
+            raise ConfigError("this robust Layer1Featurizer is not fitted: call fit(train_table)")
+
+    @property
+    def spec(self) -> FeatureSpec:
+        self._check_fitted()
+        config = {"dim": DIM, "robust": self.robust, "volume_caps": dict(VOLUME),
+                  "extra_buckets": EXTRA_BUCKETS, "id_fields": list(ID_FIELDS)}
+        return FeatureSpec("layer1", VERSION, config,
+                           {"ranges": self.ranges_} if self.robust else None)
+
+    @classmethod
+    def from_spec(cls, spec: FeatureSpec) -> Layer1Featurizer:
+        """Rebuild the exact transform a spec describes."""
+        if spec.layer != "layer1" or spec.version != VERSION:
+            raise SchemaError(f"a {spec.layer} {spec.version} spec cannot drive the layer-1 "
+                              f"featurizer {VERSION}")
+        featurizer = cls(robust=bool(spec.config.get("robust")))
+        if featurizer.robust:
+            featurizer.ranges_ = (spec.fitted or {}).get("ranges")
+        featurizer.spec.require(spec, "the spec given")
+        return featurizer
+
+    # -- the transform ---------------------------------------------------------------------
+
+    def transform(self, table: pa.Table) -> np.ndarray:
+        """(n, 128) float32 in [0, 1]. Shapes: table (n rows) -> (n, 128)."""
+        self._check_fitted()
+        n = table.num_rows
+        out = np.zeros((n, DIM), dtype=np.float32)
+        rows = np.arange(n) * DIM  # flat offset of each row: flat writes are ~3x faster
+        for name, at, vocabulary, n_known, n_hashed in _CATEGORICAL:
+            _categorical(out, rows, _column(table, name, pa.string()), at, vocabulary, n_known,
+                         n_hashed, name)
+        for name, at in (("source_ip", SOURCE_ADDRESS), ("dest_ip", DEST_ADDRESS)):
+            _address(out, _column(table, name, pa.string()), at)
+        for name, at in (("source_port", SOURCE_PORT), ("dest_port", DEST_PORT)):
+            _port(out, _column(table, name, pa.int32()), at)
+        self._volume(out, table)
+        out[:, SEVERITY] = np.clip(np.nan_to_num(numbers(_column(table, "severity", pa.float32()))),
+                                   0, 1)
+        _time(out, _column(table, "timestamp", CANONICAL_SCHEMA.field("timestamp").type))
+        _identity(out, rows, table)
+        _extras(out, rows, table)
+        return out
+
+    def _volume(self, out: np.ndarray, table: pa.Table) -> None:
+        for k, (name, cap) in enumerate(VOLUME):
+            values = numbers(_column(table, name, pa.float64()))
+            if self.robust:
+                low, high = self.ranges_[name]
+                logged = np.log1p(np.clip(np.nan_to_num(values, nan=0.0), 0, None))
+                scaled = np.where(np.isnan(values), 0.0, np.clip((logged - low) / (high - low), 0, 1))
+            else:
+                scaled = log_scale(values, cap)
+            out[:, VOLUME_AT + k] = scaled
+
+
+def _column(table: pa.Table, name: str, type_: pa.DataType) -> pa.Array:
+    """A canonical column, or nulls when the table lacks it."""
+    index = table.schema.get_field_index(name)
+    return as_array(table.column(index)) if index >= 0 else pa.nulls(table.num_rows, type_)
+
+
+def _set(out: np.ndarray, rows: np.ndarray, dims: np.ndarray, where: np.ndarray,
+         values: np.ndarray | float = 1.0) -> None:
+    """out[row, dims[row]] = value for the selected rows (`rows`: flat row offsets)."""
+    values = values[where] if isinstance(values, np.ndarray) else values
+    out.reshape(-1)[(rows + dims)[where]] = values
+
+
+def _categorical(out: np.ndarray, rows: np.ndarray, column: pa.Array, at: int,
+                 vocabulary: dict[str, int] | None, n_known: int, n_hashed: int, salt: str) -> None:
+    """Known values one-hot at `at + code`; the rest in `n_hashed` hashed dims after them.
+    Decided once per distinct value, then gathered."""
+    encoded = pc.dictionary_encode(column)
+    distinct = encoded.dictionary
+    known = np.array([vocabulary.get(v, -1) for v in distinct.to_pylist()] if vocabulary else
+                     np.full(len(distinct), -1), dtype=np.int64)
+    hashed = buckets(distinct, n_hashed, salt) if n_hashed else np.full(len(distinct), -1)
+    dims = np.where(known >= 0, at + known, np.where(hashed >= 0, at + n_known + hashed, -1))
+    per_row = np.append(dims, -1)[encoded.indices.fill_null(len(dims)).to_numpy(zero_copy_only=False)]
+    _set(out, rows, per_row, per_row >= 0)
+
+
+def _gather(out: np.ndarray, at: int, table: np.ndarray, codes: np.ndarray) -> None:
+    """out[:, at:at + width] = table[codes] (the table's last row is all zeros: missing)."""
+    out[:, at:at + table.shape[1]] = table[codes]
+
+
+def _address_table(distinct: pa.Array) -> np.ndarray:
+    """(k + 1, 8) features of k distinct addresses, plus a zero row for missing ones."""
+    packed, version = pack_ips(distinct)
+    v4, v6 = version == 4, version == 6
+    b0, b1 = packed[:, 0], packed[:, 1]
+    private = v4 & ((b0 == 10) | ((b0 == 172) & (b1 >= 16) & (b1 < 32)) | ((b0 == 192) & (b1 == 168))
+                    | (b0 == 127) | ((b0 == 169) & (b1 == 254)))
+    private |= v6 & (((b0 & 0xFE) == 0xFC) | ((b0 == 0xFE) & ((b1 & 0xC0) == 0x80))
+                     | ((packed[:, :15] == 0).all(axis=1) & (packed[:, 15] == 1)))
+    multicast = (v4 & ((b0 >= 224) & (b0 < 240) | (packed[:, :4] == 255).all(axis=1))) | (v6 & (b0 == 0xFF))
+    valid = v4 | v6
+    table = np.zeros((len(distinct) + 1, 8), dtype=np.float32)
+    table[:-1, 0], table[:-1, 1] = private, valid & ~private & ~multicast
+    table[:-1, 2], table[:-1, 3] = v6, multicast
+    # The /24 of IPv4 or /48 of IPv6, with the version, as one integer per address.
+    key = np.zeros(len(version), dtype=np.uint64)
+    for i in range(6):
+        byte = np.where((i < 3) | v6, packed[:, i], 0).astype(np.uint64)
+        key = (key << np.uint64(8)) | byte
+    key = (key << np.uint64(8)) | version.astype(np.uint8).astype(np.uint64)
+    subnet = buckets(pa.array(key), 4, "subnet")
+    table[np.flatnonzero(valid), 4 + subnet[valid]] = 1.0
+    return table
+
+
+def _address(out: np.ndarray, column: pa.Array, at: int) -> None:
+    encoded = pc.dictionary_encode(column)
+    table = _address_table(encoded.dictionary)
+    _gather(out, at, table, encoded.indices.fill_null(len(table) - 1).to_numpy(zero_copy_only=False))
+
+
+def _port_table() -> np.ndarray:
+    """Features of every port 0..65535, and a zero row (65536) for a missing port."""
+    port = np.arange(65536, dtype=np.float64)
+    table = np.zeros((65537, 5), dtype=np.float32)
+    table[:-1, 0], table[:-1, 1] = port < 1024, (port >= 1024) & (port < 49152)
+    table[:-1, 2], table[:-1, 3] = port >= 49152, port / 65535.0
+    table[:-1, 4] = np.isin(port, COMMON_PORTS)
+    return table
+
+
+_PORTS = _port_table()
+
+
+def _port(out: np.ndarray, column: pa.Array, at: int) -> None:
+    ports = column.cast(pa.int32()).fill_null(65536).to_numpy(zero_copy_only=False)
+    _gather(out, at, _PORTS, ports)
+
+
+def _cycle_table(steps: int) -> np.ndarray:
+    """(sin+1)/2 and (cos+1)/2 of each step of a cycle, and a zero row for missing."""
+    return np.vstack([np.column_stack(cyclic(np.arange(steps) / steps)),
+                      np.zeros((1, 2))]).astype(np.float32)
+
+
+_SECONDS_OF_DAY, _DAYS_OF_WEEK = _cycle_table(86_400), _cycle_table(7)
+
+
+def _time(out: np.ndarray, column: pa.Array) -> None:
+    """Hour of day (to the second) and day of week, cyclic."""
+    micros = column.cast(pa.int64()).fill_null(-1).to_numpy(zero_copy_only=False)
+    missing = micros < 0
+    seconds = np.where(missing, 86_400, micros // 1_000_000 % 86_400)
+    weekday = np.where(missing, 7, (micros // _US_PER_DAY + 3) % 7)  # 1970-01-01: Thursday
+    _gather(out, TIME, _SECONDS_OF_DAY, seconds)
+    _gather(out, TIME + 2, _DAYS_OF_WEEK, weekday)
+
+
+def _basename(text: pa.Array) -> pa.Array:
+    return pc.utf8_lower(pc.replace_substring_regex(text, r"^.*[\\/]", ""))
+
+
+def _identity(out: np.ndarray, rows: np.ndarray, table: pa.Table) -> None:
+    at = IDENTITY_AT
+    for name, size in IDENTITY:
+        if name == "file":
+            column = pc.coalesce(_column(table, "file_path", pa.string()),
+                                 _column(table, "file_hash", pa.string()))
+        else:
+            column = _column(table, name, pa.string())
+        if name in ("process", "parent_process"):  # C:\\Windows\\cmd.exe and cmd.exe alike
+            encoded = pc.dictionary_encode(column)
+            column = _basename(encoded.dictionary).take(encoded.indices)
+        _categorical(out, rows, column, at, None, 0, size, name)
+        at += size
+
+
+def _extras(out: np.ndarray, rows: np.ndarray, table: pa.Table) -> None:
+    for name in table.column_names:
+        if name in _CANONICAL or name in ID_FIELDS:
+            continue
+        column = as_array(table[name])
+        kind = column.type
+        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
+            values = log_scale(np.abs(numbers(column)), EXTRA_CAP)
+            bucket = EXTRA + int(buckets(pa.array([name]), EXTRA_BUCKETS, "extra")[0])
+            out[:, bucket] = np.maximum(out[:, bucket], values)
+        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            _categorical(out, rows, column, EXTRA, None, 0, EXTRA_BUCKETS, name)

@@ -1,0 +1,143 @@
+"""DataPreprocessor: the original API over the vectorized path, and the files it writes."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from training.data_collection import DataCollector, DataSource, DataSourceType
+from training.data_preprocessor import DataPreprocessor, LayerArrays, LayerType, PreprocessedSample
+from training.demo_data import write_demo_file
+from training.errors import ConfigError, NotSupportedError, SchemaError
+from training.features.encoding import FeatureSpec
+from training.features.layer1 import Layer1Featurizer
+
+# The project README's corrected step 2: the seed's, plus the line that saves the samples.
+CORRECTED_STEP_2 = """
+from training.data_collection import DataCollector, DataSource, DataSourceType
+from training.data_preprocessor import DataPreprocessor, LayerType
+
+source = DataSource(
+    name='demo',
+    source_type=DataSourceType.JSON_FILE,
+    connection_params={'path': 'demo/synthetic_events.json'}
+)
+collector = DataCollector(sources=[source])
+events = list(collector.collect(max_events=10000))
+
+preprocessor = DataPreprocessor()
+samples = preprocessor.preprocess_batch([e.to_dict() for e in events], LayerType.LAYER1_SENSORY)
+preprocessor.save_samples(samples, 'layer1_samples')
+print(f'Preprocessed {len(samples)} samples')
+"""
+
+SEED_STEP_3_LOAD = """
+import numpy as np
+data = np.load('training/data/preprocessed/layer1_samples.npz')
+features, labels, sample_ids = data['features'], data['labels'], data['sample_ids'].tolist()
+"""
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("demo")
+    path = write_demo_file(folder / "demo" / "synthetic_events.json", n_events=2_000, seed=5)
+    return folder, json.loads(path.read_text())["events"]
+
+
+def _in(folder, code: str) -> dict:
+    scope: dict = {}
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        exec(code, scope)
+    finally:
+        os.chdir(cwd)
+    return scope
+
+
+def test_corrected_step_2_saves_what_step_3_loads(demo):
+    folder, events = demo
+    _in(folder, CORRECTED_STEP_2)
+    loaded = _in(folder, SEED_STEP_3_LOAD)
+    truth = {e["event_id"]: e for e in events}
+    assert loaded["features"].shape == (2_000, 128) and loaded["features"].dtype == np.float32
+    assert sorted(loaded["sample_ids"]) == sorted(truth)
+    expected = [0 if truth[i]["label"] == "benign" else 1 for i in loaded["sample_ids"]]
+    assert loaded["labels"].tolist() == expected
+    with np.load(folder / "training/data/preprocessed/layer1_samples.npz", allow_pickle=False) as data:
+        attack = dict(zip(data["sample_ids"].tolist(), data["attack_type"].tolist()))
+        assert FeatureSpec.from_npz(data, "layer1_samples.npz") == Layer1Featurizer().spec
+    assert all(attack[i] == (truth[i]["attack_type"] or "") for i in truth)
+
+
+def test_the_seeds_per_event_loop_gives_the_same_samples(demo):
+    folder, events = demo
+    collector = DataCollector([DataSource("demo", DataSourceType.JSON_FILE,
+                                          {"path": str(folder / "demo/synthetic_events.json")})],
+                              progress=False)
+    collected = list(collector.collect(max_events=50))
+    preprocessor = DataPreprocessor(output_dir=folder / "out")
+    one_by_one = [preprocessor.preprocess_event(e.to_dict(), layers=[LayerType.LAYER1_SENSORY])
+                  for e in collected]
+    assert all(isinstance(s, PreprocessedSample) for s in one_by_one)
+    batch = preprocessor.featurize(collector.collect_table(max_events=50), LayerType.LAYER1_SENSORY)
+    assert np.array_equal(np.stack([s.features for s in one_by_one]), batch.arrays["features"])
+    assert [s.sample_id for s in one_by_one] == batch.arrays["sample_ids"].tolist()
+    assert [s.label for s in one_by_one] == batch.arrays["labels"].tolist()
+
+
+def test_samples_round_trip_through_a_file_without_pickle(demo, tmp_path):
+    _, events = demo
+    preprocessor = DataPreprocessor(output_dir=tmp_path)
+    samples = preprocessor.preprocess_batch(events[:40])
+    path = preprocessor.save_samples(samples, "some")
+    assert path == tmp_path / "some.npz"
+    again = preprocessor.load_samples(path)
+    assert [s.sample_id for s in again] == [s.sample_id for s in samples]
+    assert np.array_equal(np.stack([s.features for s in again]), np.stack([s.features for s in samples]))
+    assert [s.metadata["attack_type"] for s in again] == [s.metadata["attack_type"] for s in samples]
+    arrays = LayerArrays.load(path)
+    assert arrays.arrays["timestamps"].dtype == np.dtype("datetime64[us]")
+    first = events[0]
+    assert arrays.arrays["entity"][0] == (first["source_ip"] or first["host"] or first["user"])
+
+
+def test_unknown_labels_stay_unknown(tmp_path):
+    samples = DataPreprocessor().preprocess_batch([
+        {"event_id": "a", "label": "Background"}, {"event_id": "b", "label": "normal"},
+        {"event_id": "c", "label": "neptune"}, {"event_id": "d"}])
+    assert [s.label for s in samples] == [-1, 0, 1, -1]
+    assert [s.metadata["attack_type"] for s in samples] == [None, None, "neptune", None]
+
+
+def test_preprocess_event_layers_argument():
+    preprocessor = DataPreprocessor()
+    event = {"event_id": "x", "source_ip": "10.0.0.1", "dest_ip": "10.0.0.2"}
+    assert isinstance(preprocessor.preprocess_event(event, layers=[LayerType.LAYER1_SENSORY]),
+                      PreprocessedSample)
+    assert isinstance(preprocessor.preprocess_event(event), PreprocessedSample)  # "all": layer 1
+    for layer in (LayerType.LAYER4_TACTICAL, LayerType.LAYER5_STRATEGIC):
+        with pytest.raises(NotSupportedError, match="not available"):
+            preprocessor.preprocess_event(event, layers=[layer])
+    with pytest.raises(ConfigError, match="layer must be one of"):
+        preprocessor.preprocess_event(event, layers=["layer9"])
+
+
+def test_a_bad_event_is_refused_with_its_field():
+    with pytest.raises(SchemaError, match=r"event 1: dest_port = 99999 is not a port"):
+        DataPreprocessor().preprocess_batch([{"event_id": "ok"}, {"event_id": "x", "dest_port": 99999}])
+    with pytest.raises(SchemaError, match="non-empty dict"):
+        DataPreprocessor().preprocess_batch([{}])
+
+
+def test_a_file_that_is_not_ours_is_refused(tmp_path):
+    np.savez(tmp_path / "foreign.npz", features=np.zeros((2, 3)))
+    with pytest.raises(SchemaError, match="feature_spec"):
+        LayerArrays.load(tmp_path / "foreign.npz")
+    np.save(tmp_path / "pickled.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(SchemaError, match="not a readable"):
+        LayerArrays.load(tmp_path / "pickled.npy")
