@@ -43,7 +43,7 @@ from training.errors import ConfigError
 from training.event_files import CollectedEvent, table_to_events, write_events
 from training.fileio import atomic_write
 from training.hashing import hash_array
-from training.prefetch import prefetch
+from training.prefetch import merge, prefetch
 from training.schema_union import concat_tables
 from training.sources import DataSource, DataSourceType, Source, create_source
 from training.sources.base import START, Reject
@@ -213,15 +213,15 @@ class DataCollector:
 
     def _recipe(self, start: datetime | None, end: datetime | None) -> dict:
         """What decides which events a collection delivers: a resumed one must match it.
-        (Read block sizes and decompression limits only change how, not what.)"""
-        how = {"block_size", "max_decompressed_bytes", "max_document_bytes"}
+        (Block sizes, timeouts and credentials only change how, not what: see
+        `Source.how_params`; credentials are never stored.)"""
         return orjson.loads(orjson.dumps({
             "sources": [{
                 "name": s.name, "type": s.source_type.value, "time_field": s.time_field,
-                "params": {k: v for k, v in s.connection_params.items() if k not in how},
+                "params": reader.recipe_params(),
                 "field_map": s.field_map, "label_map": s.label_map.overrides,
                 "default_label": s.default_label, "query_filter": s.query_filter,
-            } for s in self.sources],
+            } for s, reader in zip(self.sources, self.readers)],
             "start_date": start, "end_date": end, "deduplicate": self.deduplicate,
         }, default=str))
 
@@ -232,26 +232,35 @@ class DataCollector:
         try:
             for reader in self.readers:
                 reader.begin(start, end)
-                for stream in reader.streams():
-                    position = state.position(reader.name, stream) or START
-                    raws = reader.read(stream, position)
-                    with closing(prefetch(raws, partial(_canonical_pair, reader),
-                                          workers=_WORKERS)) as batches:
+                streams = reader.streams()
+                # Parallel streams (Elasticsearch slices) are read at once and interleaved;
+                # files are read one after another, each a group of one.
+                groups = [streams] if reader.concurrent_streams else [[s] for s in streams]
+                for group in groups:
+                    positions = {s: state.position(reader.name, s) or START for s in group}
+                    pipelines = [self._pipeline(reader, s, positions[s], len(group)) for s in group]
+                    with closing(merge(pipelines)) as batches:
                         for raw, canonical in batches:
-                            step = self._filter(state, reader.name, raw, canonical, position,
-                                                start, end, remaining)
-                            position = step.position
+                            step = self._filter(state, reader.name, raw, canonical,
+                                                positions[raw.stream], start, end, remaining)
+                            positions[raw.stream] = step.position
                             if remaining is not None:
                                 remaining -= step.table.num_rows
                             bar.update(step.table.num_rows)
                             yield step
                             if remaining == 0:
-                                return
+                                return  # closing the merge stops every stream's threads
                 self._note_skipped(reader)
         finally:
             bar.close()
             for reader in self.readers:
                 reader.close()
+
+    @staticmethod
+    def _pipeline(reader: Source, stream: str, position: dict, parallel: int) -> Iterator[tuple]:
+        """One stream's (raw, canonical) batches, read and mapped ahead in background threads."""
+        return prefetch(reader.read(stream, position), partial(_canonical_pair, reader),
+                        workers=max(1, _WORKERS // parallel))
 
     def _note_skipped(self, reader: Source) -> None:
         """Files a directory scan passed over are named in the stats and the log."""
@@ -298,7 +307,8 @@ class DataCollector:
             within = records <= cut
             keep &= within
             rejects = [r for r in rejects if r.record <= cut]
-            end_position = {**raw.start, "skip_through": cut}
+            end_position = (raw.position_after(cut) if raw.position_after is not None
+                            else {**raw.start, "skip_through": cut})
         if keys is not None:
             state.remember(keys[keep])
         counts = {

@@ -2,14 +2,15 @@
 
 Parsing (pyarrow), hashing (numpy) and gunzipping (zlib) release the GIL, so while the consumer
 works on batch k, batch k+1 is being read and batches k+1..k+workers are being transformed on
-the other cores.
+the other cores. `merge` runs several such pipelines at once (parallel Elasticsearch slices)
+and hands their results over as they come.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -66,6 +67,76 @@ def prefetch(items: Iterator[T], transform: Callable[[T], R] | None = None,
         stop.set()
         reader.join()
         pool.shutdown(wait=True, cancel_futures=True)
-        close = getattr(items, "close", None)
-        if close is not None:
-            close()
+        _close(items)
+
+
+def _close(items: Iterator) -> None:
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+
+
+class _Failed:
+    """An exception raised by one of the merged iterators, on its way to the consumer."""
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def merge(iterators: Sequence[Iterator[T]]) -> Iterator[T]:
+    """Yield the items of several iterators as they come, each drawn in a thread of its own.
+
+    The items of one iterator keep their order; different iterators interleave. An exception in
+    one is re-raised here (after the items it yielded before it); closing this generator, or
+    that exception, stops every thread and closes every iterator, each in the thread that drew
+    it. A single iterator is drawn directly, without a thread: the sequential case costs nothing.
+    """
+    if len(iterators) <= 1:
+        for items in iterators:
+            try:
+                yield from items
+            finally:
+                _close(items)
+        return
+    handoff: queue.Queue = queue.Queue(maxsize=len(iterators))
+    stop = threading.Event()
+
+    def put(entry: object) -> bool:
+        while not stop.is_set():
+            try:
+                handoff.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def drain(items: Iterator[T]) -> None:
+        try:
+            for item in items:
+                if not put(item):
+                    return
+        except BaseException as exc:  # handed to the consumer, which re-raises it
+            put(_Failed(exc))
+            return
+        finally:
+            _close(items)
+        put(_DONE)
+
+    threads = [threading.Thread(target=drain, args=(items,), name=f"merge-{i}", daemon=True)
+               for i, items in enumerate(iterators)]
+    for thread in threads:
+        thread.start()
+    running = len(threads)
+    try:
+        while running:
+            entry = handoff.get()
+            if entry is _DONE:
+                running -= 1
+            elif isinstance(entry, _Failed):
+                raise entry.exc
+            else:
+                yield entry
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()

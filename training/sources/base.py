@@ -6,7 +6,8 @@ collector does everything else (conversion, labels, ids, dedup, time filter, che
 Reading is organised in *streams*, each with its own resume position: a file for file sources,
 a slice for Elasticsearch. A position is a small JSON-able dict; `read(stream, start)` yields
 batches from `start` on, each telling where it starts and ends, so the collector can checkpoint
-after any batch and resume exactly there.
+after any batch and resume exactly there. A source whose streams are independent remote reads
+(Elasticsearch slices) sets `concurrent_streams` and the collector reads them in parallel.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import pyarrow as pa
 from training.errors import ConfigError
 from training.events import GENERIC_FIELD_MAP, FieldMap, resolve_field_map
 from training.fileio import DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, Spans, expand_paths
+from training.sources.ecs import derive_ecs
 
 if TYPE_CHECKING:
     from training.sources.config import DataSource
@@ -72,6 +74,10 @@ class RawBatch:
         spans: the raw bytes of the rows as (buffer, starts, ends), computed on demand: the
             content hash of a row and the text of a quarantined one. None for columnar
             formats, whose rows are hashed and shown from their values.
+        position_after: the position right after a given record of this batch, for sources
+            whose re-read may order records differently (Elasticsearch across point-in-time
+            views). None: a batch cut after record k resumes at `start` skipping records
+            through k, which needs the re-read to number records the same way.
     """
 
     table: pa.Table
@@ -84,6 +90,7 @@ class RawBatch:
     event_type: str | None = None
     id_columns: tuple[str, ...] = ()
     spans: Callable[[], Spans] | None = None
+    position_after: Callable[[int], dict] | None = None
 
 
 @dataclass
@@ -111,10 +118,17 @@ class Source(ABC):
     Class attributes:
         field_map: the source's canonical-field -> source-field(s) map.
         params: connection_params keys the source accepts, with defaults.
+        how_params: connection_params that change how the source is read but not what it
+            delivers (block sizes, timeouts) or that must never be stored (credentials):
+            left out of a collection's recipe, so changing them does not block a resume.
+        concurrent_streams: read the streams in parallel (independent remote reads) rather
+            than one after another (files, whose order the user gave).
     """
 
     field_map: ClassVar[FieldMap] = GENERIC_FIELD_MAP
     params: ClassVar[dict[str, object]] = {}
+    how_params: ClassVar[frozenset[str]] = frozenset()
+    concurrent_streams: ClassVar[bool] = False
 
     def __init__(self, config: DataSource) -> None:
         self.config = config
@@ -136,6 +150,10 @@ class Source(ABC):
     def name(self) -> str:
         return self.config.name
 
+    def recipe_params(self) -> dict[str, object]:
+        """The connection_params that decide which events are delivered (see `how_params`)."""
+        return {k: v for k, v in self.config.connection_params.items() if k not in self.how_params}
+
     @abstractmethod
     def streams(self) -> list[str]:
         """Keys of the streams to read, in a stable order."""
@@ -156,9 +174,10 @@ class Source(ABC):
         """Canonical columns computed from several source fields (e.g. Zeek's direction).
 
         They fill what the field map left empty; a non-null `is_threat` here overrides the
-        label map (a Suricata alert is a threat whatever its text).
+        label map (a Suricata alert is a threat whatever its text). The default handles
+        Elastic Common Schema documents (`training.sources.ecs`).
         """
-        return {}
+        return derive_ecs(table, self.fields)
 
     def close(self) -> None:
         """Called after each collection run: release connections (file sources hold none)."""
@@ -176,6 +195,8 @@ class FileSource(Source):
         "block_size": DEFAULT_BLOCK_SIZE,
         "max_decompressed_bytes": DEFAULT_MAX_DECOMPRESSED,
     }
+    how_params: ClassVar[frozenset[str]] = frozenset(
+        {"block_size", "max_decompressed_bytes", "max_document_bytes"})
     patterns: ClassVar[tuple[str, ...] | None] = None
 
     def __init__(self, config: DataSource) -> None:

@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import ClassVar
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.convert import plain, to_float, to_timestamp
+from training.convert import plain, to_timestamp
+from training.sources.alerts import alert_columns
 from training.sources.base import RawBatch
 from training.sources.json_file import JsonFileSource
 
@@ -53,7 +53,6 @@ class SuricataSource(JsonFileSource):
 
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
         names = set(table.column_names)
-        n = table.num_rows
         derived: dict[str, pa.Array] = {}
         if "flow.start" in names and "flow.end" in names:
             start, end = (to_timestamp(table[c]).values.cast(pa.int64()) for c in ("flow.start", "flow.end"))
@@ -61,15 +60,6 @@ class SuricataSource(JsonFileSource):
         if "event_type" not in names:
             return derived
         alert = pc.fill_null(pc.equal(plain(table["event_type"]), "alert"), False)
-        if not pc.any(alert).as_py():
-            return derived
-        category = plain(table["alert.category"]) if "alert.category" in names else pa.nulls(n, pa.string())
-        derived["label"] = pc.if_else(alert, pc.coalesce(category.cast(pa.string()), "alert"), None)
-        derived["is_threat"] = pc.if_else(alert, pa.scalar(1, pa.int8()), pa.scalar(None, pa.int8()))
-        if "alert.signature" in names:
-            derived["attack_type"] = pc.if_else(alert, plain(table["alert.signature"]).cast(pa.string()), None)
-        if "alert.severity" in names:
-            level = to_float(table["alert.severity"], 0.0, "a severity level").values.to_numpy(zero_copy_only=False)
-            scaled = np.clip((4.0 - level) / 3.0, 0.0, 1.0)
-            derived["severity"] = pc.if_else(alert, pa.array(scaled, type=pa.float32(), from_pandas=True), None)
+        derived.update(alert_columns(table, alert, category=("alert.category",),
+                                     signature=("alert.signature",), severity=("alert.severity",)))
         return derived
