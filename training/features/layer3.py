@@ -1,0 +1,233 @@
+"""Layer 3 (operational): per-entity sequences of bucket aggregates, for the TCN.
+
+Each entity's events are counted into fixed buckets (`floor(timestamp / bucket)`, default 1
+minute, aligned to the epoch). Every bucket in which the entity was active is the forecast
+target of one window; the window's history is the T buckets before it (default 30), oldest
+first, zero-filled where the entity was silent. So there are as many windows as active
+(entity, bucket) pairs, never a dense series per entity.
+
+| entity | its events | peers (for `peers`) |
+|---|---|---|
+| source_ip (default) | events it originated | dest_ip |
+| dest_ip | events it received | source_ip |
+| host | events its host logged | dest_ip |
+| user | events of the account | host |
+
+Bucket features `l3.v1` (11 dims; "log" is log1p(x) / log1p(cap), clipped to [0, 1]):
+
+| dim | name | value |
+|---|---|---|
+| 0 | events | log of the number of events (cap 1e6) |
+| 1-2 | bytes_sent, bytes_received | log of summed bytes from the event's source / destination (cap 1e12) |
+| 3-4 | packets_sent, packets_received | log of summed packets each way (cap 1e9) |
+| 5 | peers | log of distinct peers (cap 1e5) |
+| 6 | dest_ports | log of distinct destination ports (cap 65536) |
+| 7 | failure_ratio | share of events rejected or unanswered (`training.features.traffic`) |
+| 8 | alerts | log of alert events: event_type alert, notice, weird or anomaly (cap 1e6) |
+| 9 | severity_max | highest severity (0..1; missing counts as 0) |
+| 10 | duration_mean | log of the mean duration in seconds, over events that have one (cap 86400) |
+
+A window's label is that of its target bucket: 1 if any event there is a threat, else 0 if any
+is benign, else -1. Its attack types are the distinct `attack_type` values of the target
+bucket's threat events, sorted and joined with "|" ("" when none). All transforms are data-free.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from training.errors import ConfigError, SchemaError
+from training.features.encoding import FeatureSpec, category_codes, log_scale, numbers
+from training.features.layer1 import EVENT_CATEGORIES
+from training.features.layer3_windows import Layer3Windows
+from training.features.traffic import (
+    CONN_STATE_CLASSES, FAILED_CLASSES, Groups, amounts, check_period, classes, column,
+    entity_codes, floor_div, labels, ratio, timestamps_us, unique, value_codes,
+)
+
+logger = logging.getLogger(__name__)
+
+VERSION = "l3.v1"
+ENTITIES: dict[str, tuple[str, str]] = {
+    "source_ip": ("source_ip", "dest_ip"),
+    "dest_ip": ("dest_ip", "source_ip"),
+    "host": ("host", "dest_ip"),
+    "user": ("user", "host"),
+}
+CAPS = {"count": 1e6, "bytes": 1e12, "packets": 1e9, "ports": 65536.0, "peers": 1e5,
+        "duration": 86_400.0}
+FEATURES = ("events", "bytes_sent", "bytes_received", "packets_sent", "packets_received", "peers",
+            "dest_ports", "failure_ratio", "alerts", "severity_max", "duration_mean")
+ALERT_EVENT_TYPES = EVENT_CATEGORIES["alert"]
+MAX_HISTORY = 10_000
+_FAILED = [list(CONN_STATE_CLASSES).index(c) for c in FAILED_CLASSES]
+
+
+class Layer3WindowBuilder:
+    """Canonical event table -> (windows, T, 11) float32 histories and their targets.
+
+    Args:
+        bucket_seconds: bucket length in seconds (> 0).
+        history: T, the number of buckets before the target in every window (1..10000).
+        entity: whose sequences: "source_ip", "dest_ip", "host" or "user".
+
+    Raises:
+        ConfigError: an argument breaks its rule.
+    """
+
+    def __init__(self, *, bucket_seconds: float = 60.0, history: int = 30,
+                 entity: str = "source_ip") -> None:
+        self._bucket_us = check_period("bucket_seconds", bucket_seconds)
+        if (isinstance(history, bool) or not isinstance(history, int)
+                or not 1 <= history <= MAX_HISTORY):
+            raise ConfigError(f"history must be an integer in 1..{MAX_HISTORY}, got {history!r}")
+        if entity not in ENTITIES:
+            raise ConfigError(f"entity must be one of {', '.join(ENTITIES)}, got {entity!r}")
+        self.bucket_seconds = bucket_seconds
+        self.history = history
+        self.entity = entity
+
+    @property
+    def spec(self) -> FeatureSpec:
+        """The recipe: bucket, T, entity kind, caps and feature names."""
+        config = {
+            "bucket_seconds": float(self.bucket_seconds),
+            "history": self.history,
+            "entity": self.entity,
+            "peer": ENTITIES[self.entity][1],
+            "caps": dict(CAPS),
+            "alert_event_types": list(ALERT_EVENT_TYPES),
+            "conn_state_classes": {k: list(v) for k, v in CONN_STATE_CLASSES.items()},
+            "features": list(FEATURES),
+        }
+        return FeatureSpec("layer3", VERSION, config)
+
+    @classmethod
+    def from_spec(cls, spec: FeatureSpec) -> Layer3WindowBuilder:
+        """Rebuild the exact transform a spec describes.
+
+        Raises:
+            SchemaError: the spec is for another layer or version, or differs from what this
+                code would produce with its settings.
+        """
+        if spec.layer != "layer3" or spec.version != VERSION:
+            raise SchemaError(f"a {spec.layer} {spec.version} spec cannot drive the layer-3 "
+                              f"window builder {VERSION}")
+        try:
+            builder = cls(bucket_seconds=spec.config["bucket_seconds"],
+                          history=spec.config["history"], entity=spec.config["entity"])
+        except (KeyError, ConfigError) as exc:
+            raise SchemaError(f"layer-3 spec has an invalid config: {exc}") from exc
+        builder.spec.require(spec, "the spec given")
+        return builder
+
+    def build(self, table: pa.Table) -> Layer3Windows:
+        """Build one window per active (entity, bucket).
+
+        Args:
+            table: canonical events (`training.events.CANONICAL_SCHEMA`; missing columns
+                read as null). Not modified.
+
+        Returns:
+            the windows, sorted by entity name, then time.
+
+        Shapes:
+            X: (windows, T, 11); target: (windows, 11); labels, entity, time: (windows,).
+        """
+        name, peer = ENTITIES[self.entity]
+        micros, has_time = timestamps_us(table)
+        (entity,), names = entity_codes(column(table, name))
+        has_entity = entity >= 0
+        rows = np.flatnonzero(has_entity & has_time)
+        bucket = floor_div(micros[rows], self._bucket_us)
+        order = np.lexsort((bucket, entity[rows]))  # stable: table order within a bucket
+        rows, bucket = rows[order], bucket[order]
+        entity = entity[rows]
+        groups = Groups(entity, bucket)
+        target = _bucket_features(table, rows, groups, peer)
+        group_entity, group_bucket = entity[groups.starts], bucket[groups.starts]
+        x = _histories(target, group_entity, group_bucket, self.history)
+
+        threat = labels(table)[rows]
+        stats = {"events": table.num_rows, "used": len(rows),
+                 "without_entity": int((~has_entity).sum()),
+                 "without_timestamp": int((has_entity & ~has_time).sum()),
+                 "windows": groups.size, "entities": len(unique(group_entity))}
+        logger.info("layer 3: %(windows)d windows of %(entities)d entities from %(used)d of "
+                    "%(events)d events", stats)
+        return Layer3Windows(
+            spec=self.spec, X=x, target=target, labels=groups.max(threat),
+            entity=names.take(pa.array(group_entity, type=pa.int64())),
+            time=(group_bucket * self._bucket_us).astype("datetime64[us]"),
+            attack_type=_attack_types(table, rows, groups, threat),
+            event_ptr=np.append(groups.starts, len(rows)).astype(np.int64),
+            event_row=rows.astype(np.int64),
+            event_id=column(table, "event_id").take(pa.array(rows)).fill_null(""),
+            stats=stats,
+        )
+
+
+def _bucket_features(table: pa.Table, rows: np.ndarray, groups: Groups, peer: str) -> np.ndarray:
+    """(groups, 11) float32 aggregates of each (entity, bucket)."""
+    events = groups.count().astype(np.float64)
+    sums = {name: groups.sum(amounts(table, name)[rows])
+            for name in ("bytes_sent", "bytes_received", "packets_sent", "packets_received")}
+    state = classes(table, "conn_state", CONN_STATE_CLASSES)[rows]
+    alert_types = {event_type: 0 for event_type in ALERT_EVENT_TYPES}
+    alerts = category_codes(column(table, "event_type"), alert_types)[rows] == 0
+    severity = np.nan_to_num(numbers(column(table, "severity"))[rows], nan=0.0)
+    duration = numbers(column(table, "duration"))[rows]
+    timed = ~np.isnan(duration)
+    mean_duration = ratio(groups.sum(np.where(timed, duration, 0.0)), groups.sum(timed.astype(float)))
+    peers = groups.count_distinct(value_codes(column(table, peer))[rows])
+    ports = groups.count_distinct(value_codes(column(table, "dest_port"))[rows])
+    columns = [
+        log_scale(events, CAPS["count"]),
+        log_scale(sums["bytes_sent"], CAPS["bytes"]),
+        log_scale(sums["bytes_received"], CAPS["bytes"]),
+        log_scale(sums["packets_sent"], CAPS["packets"]),
+        log_scale(sums["packets_received"], CAPS["packets"]),
+        log_scale(peers, CAPS["peers"]),
+        log_scale(ports, CAPS["ports"]),
+        groups.sum(np.isin(state, _FAILED).astype(float)) / events,
+        log_scale(groups.sum(alerts.astype(float)), CAPS["count"]),
+        np.clip(groups.max(severity), 0.0, 1.0),
+        log_scale(mean_duration, CAPS["duration"]),
+    ]
+    return np.stack(columns, axis=1).astype(np.float32).reshape(groups.size, len(FEATURES))
+
+
+def _histories(features: np.ndarray, entity: np.ndarray, bucket: np.ndarray, steps: int
+               ) -> np.ndarray:
+    """(groups, steps, F): for each group, the features of its entity's `steps` previous buckets.
+
+    Groups are sorted by (entity, bucket), so a bucket `gap` buckets back is at most `gap`
+    groups back: looking `lag` groups back for lag = 1..steps finds every one of them.
+    """
+    n = len(features)
+    out = np.zeros((n, steps, features.shape[1]), dtype=np.float32)  # (windows, T, F)
+    for lag in range(1, min(steps, n - 1) + 1):
+        gap = bucket[lag:] - bucket[:-lag]
+        within = np.flatnonzero((entity[lag:] == entity[:-lag]) & (gap <= steps))
+        if not len(within):
+            break  # farther back is another entity or further in the past for every group
+        out[within + lag, steps - gap[within]] = features[within]
+    return out
+
+
+def _attack_types(table: pa.Table, rows: np.ndarray, groups: Groups, threat: np.ndarray
+                  ) -> pa.Array:
+    """Distinct attack types of each group's threat events, sorted, joined with "|"."""
+    attack = column(table, "attack_type").take(pa.array(rows, type=pa.int64()))
+    attack = pc.if_else(pa.array(threat == 1), attack, pa.scalar(None, pa.string()))
+    (codes,), names = entity_codes(attack)
+    keep = codes >= 0
+    span = max(len(names), 1)
+    pairs = unique(groups.of_row[keep] * span + codes[keep])
+    offsets = np.searchsorted(pairs // span, np.arange(groups.size + 1)).astype(np.int32)
+    values = names.take(pa.array(pairs % span, type=pa.int64()))
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), values), "|")

@@ -1,0 +1,93 @@
+"""The layer-3 output: windows of bucket aggregates, their targets, labels and provenance.
+
+Saved as one .npz (no pickle, FeatureSpec inside) with the arrays under their own names, so
+`np.load(path, allow_pickle=False)["X"]` is the (windows, T, F) history tensor. Text columns
+are stored as UTF-8 bytes plus offsets (see `training.features.arrays_io`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from training.errors import SchemaError
+from training.features.arrays_io import arrays_to_strings, load_npz, save_npz, strings_to_arrays
+from training.features.encoding import FeatureSpec
+
+ARRAYS = ("X", "target", "labels", "time", "event_ptr", "event_row")
+STRINGS = ("entity", "attack_type", "event_id")
+
+
+@dataclass
+class Layer3Windows:
+    """Windows built by `Layer3WindowBuilder` (or loaded from its .npz).
+
+    Attributes:
+        spec: the FeatureSpec that made them.
+        X: (windows, T, F) float32; X[i, -1] is the bucket just before the target.
+        target: (windows, F) float32, the aggregates of the target bucket (the forecast).
+        labels: (windows,) int8, 1 threat, 0 benign, -1 unknown (from the target bucket).
+        entity: (windows,) the entity of each window (Arrow strings).
+        time: (windows,) datetime64[us], start of the target bucket (UTC).
+        attack_type: (windows,) the target bucket's attack types, "|"-joined (Arrow strings).
+        event_ptr: (windows + 1,) int64, window i's target events are event_row[event_ptr[i]:
+            event_ptr[i + 1]].
+        event_row: (events,) int64, rows of the table the windows were built from.
+        event_id: (events,) those events' `event_id` (Arrow strings).
+        stats: build statistics (events used, left out, windows, entities).
+    """
+
+    spec: FeatureSpec
+    X: np.ndarray
+    target: np.ndarray
+    labels: np.ndarray
+    entity: pa.Array
+    time: np.ndarray
+    attack_type: pa.Array
+    event_ptr: np.ndarray
+    event_row: np.ndarray
+    event_id: pa.Array
+    stats: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.X)
+        lengths = (len(self.target), len(self.labels), len(self.entity), len(self.time),
+                   len(self.attack_type), len(self.event_ptr) - 1)
+        events = len(self.event_row)
+        if (self.X.ndim != 3 or any(length != n for length in lengths)
+                or self.event_ptr[-1] != events or len(self.event_id) != events):
+            raise SchemaError("layer-3 arrays do not fit together (lengths differ); the file is "
+                              "damaged or was not written by Layer3Windows.save")
+
+    def __len__(self) -> int:
+        return len(self.X)
+
+    def save(self, path: str | Path) -> Path:
+        """Write every array to one .npz (no pickle, spec and statistics inside)."""
+        arrays = {name: getattr(self, name) for name in ARRAYS}
+        for name in STRINGS:
+            arrays.update(strings_to_arrays(name, getattr(self, name)))
+        return save_npz(path, arrays, self.spec, self.stats)
+
+    @classmethod
+    def load(cls, path: str | Path, spec: FeatureSpec | None = None) -> Layer3Windows:
+        """Read windows written by `save`.
+
+        Args:
+            path: the .npz file.
+            spec: when given, the file must have been made with exactly this spec.
+
+        Raises:
+            SourceError: the file cannot be read.
+            SchemaError: it holds no layer-3 windows, or they were made with another spec.
+        """
+        arrays, file_spec, stats = load_npz(path, "layer3", spec)
+        try:
+            values = {name: arrays[name] for name in ARRAYS}
+            values.update({name: arrays_to_strings(name, arrays) for name in STRINGS})
+        except KeyError as exc:
+            raise SchemaError(f"{path}: layer-3 file lacks the array {exc}") from None
+        return cls(spec=file_spec, stats=stats, **values)
