@@ -10,10 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -29,9 +31,13 @@ SOURCE_ALIASES = {
     "json": DataSourceType.JSON_FILE, "jsonl": DataSourceType.JSON_FILE,
     "csv": DataSourceType.CSV_FILE, "parquet": DataSourceType.PARQUET_FILE,
     "zeek": DataSourceType.ZEEK_LOGS, "suricata": DataSourceType.SURICATA_LOGS,
-    "windows": DataSourceType.WINDOWS_EVENTS,
+    "windows": DataSourceType.WINDOWS_EVENTS, "es": DataSourceType.ELASTIC,
     **{t.value: t for t in DataSourceType},
 }
+# Elasticsearch credentials and TLS settings come from the environment, never from flags (which
+# other users of the machine can read in the process list).
+ES_ENVIRONMENT = {"MAXIMUS_ES_API_KEY": "api_key", "MAXIMUS_ES_USERNAME": "username",
+                  "MAXIMUS_ES_PASSWORD": "password", "MAXIMUS_ES_CA_CERTS": "ca_certs"}
 DEFAULT_DEMO_PATH = Path("demo/synthetic_events.json")
 
 
@@ -41,8 +47,10 @@ def _option(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> Non
     parser.add_argument(*flags, **kwargs)
 
 
-def parse_source(spec: str, index: int, default_label: str | None) -> DataSource:
-    """[NAME=]TYPE:PATH, e.g. zeek:/var/log/zeek or clean=csv:exports/*.csv."""
+def parse_source(spec: str, index: int, default_label: str | None,
+                 environ: Mapping[str, str] = os.environ) -> DataSource:
+    """[NAME=]TYPE:PATH, e.g. zeek:/var/log/zeek or clean=csv:exports/*.csv; for Elasticsearch
+    the PATH is a URL whose path is the index: es:https://es01:9200/logs-*,zeek-*."""
     name, _, rest = spec.rpartition("=") if "=" in spec.split(":", 1)[0] else ("", "", spec)
     kind, sep, path = rest.partition(":")
     if not sep or not path:
@@ -50,8 +58,25 @@ def parse_source(spec: str, index: int, default_label: str | None) -> DataSource
     if kind not in SOURCE_ALIASES:
         raise ConfigError(f"unknown source type {kind!r} in {spec!r}; use one of "
                           f"{', '.join(sorted(SOURCE_ALIASES))}")
-    return DataSource(name=name or f"{kind}{index}", source_type=SOURCE_ALIASES[kind],
-                      connection_params={"path": path}, default_label=default_label)
+    source_type = SOURCE_ALIASES[kind]
+    params = _es_params(path, environ) if source_type is DataSourceType.ELASTIC else {"path": path}
+    return DataSource(name=name or f"{kind}{index}", source_type=source_type,
+                      connection_params=params, default_label=default_label)
+
+
+def _es_params(url: str, environ: Mapping[str, str]) -> dict:
+    """hosts and index from es:SCHEME://HOST:PORT/INDEX, credentials from the environment."""
+    scheme, _, rest = url.partition("://")
+    host, _, index = rest.partition("/")
+    if not scheme or not host or not index:
+        raise ConfigError("an Elasticsearch --source looks like es:https://es01:9200/logs-* "
+                          "(the URL path is the index, alias or pattern)")
+    params: dict = {"hosts": f"{scheme}://{host}", "index": index}
+    params.update({key: environ[var] for var, key in ES_ENVIRONMENT.items() if environ.get(var)})
+    verify = environ.get("MAXIMUS_ES_VERIFY_CERTS", "").strip().lower()
+    if verify:
+        params["verify_certs"] = verify not in ("0", "false", "no")
+    return params
 
 
 def _summary(table, seconds: float) -> str:
@@ -84,8 +109,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_collect(args: argparse.Namespace) -> int:
     sources = [parse_source(s, i, args.default_label) for i, s in enumerate(args.source)]
     for source in sources:
-        if args.block_size is not None:
+        paged = source.source_type is DataSourceType.ELASTIC
+        if args.block_size is not None and not paged:
             source.connection_params["block_size"] = args.block_size
+        if args.slices is not None and paged:
+            source.connection_params["slices"] = args.slices
+    if args.batch_size is not None:  # replace() validates it like the constructor
+        sources = [replace(source, batch_size=args.batch_size) for source in sources]
     collector = DataCollector(sources, output_dir=args.output, deduplicate=not args.no_dedup,
                               checkpoint_every=args.checkpoint_every)
     started = time.perf_counter()
@@ -115,13 +145,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
 
     collect = commands.add_parser(
-        "collect", help="collect events from files into a resumable output directory",
+        "collect", help="collect events from files or Elasticsearch into a resumable output directory",
         description="Read every --source, map events onto the canonical schema, quarantine bad "
                     "records, drop duplicates, and write Parquet parts under OUTPUT/events. "
                     "Rerunning resumes after the last checkpoint (new lines of growing files "
-                    "are picked up); statistics are printed as JSON.")
+                    "are picked up); statistics are printed as JSON. Elasticsearch credentials "
+                    "come from MAXIMUS_ES_API_KEY, or MAXIMUS_ES_USERNAME and "
+                    "MAXIMUS_ES_PASSWORD; TLS from MAXIMUS_ES_CA_CERTS and "
+                    "MAXIMUS_ES_VERIFY_CERTS.")
     _option(collect, "--source", action="append", required=True, metavar="[NAME=]TYPE:PATH",
-            help="e.g. zeek:/var/log/zeek, suricata:eve.json, csv:exports/*.csv; repeatable")
+            help="e.g. zeek:/var/log/zeek, suricata:eve.json, csv:exports/*.csv, "
+                 "es:https://es01:9200/logs-*; repeatable")
     _option(collect, "--output", type=Path, default=collected_dir(),
             help=f"output directory (default {collected_dir()})")
     _option(collect, "--start", help="keep events at or after this ISO 8601 time")
@@ -129,6 +163,10 @@ def build_parser() -> argparse.ArgumentParser:
     _option(collect, "--max-events", type=int, help="stop after this many events")
     _option(collect, "--default-label", help="label for records without one, e.g. malicious")
     _option(collect, "--block-size", type=int, help="bytes read per batch (default 16 MiB)")
+    _option(collect, "--batch-size", type=int,
+            help="documents per page for Elasticsearch sources (default 1000)")
+    _option(collect, "--slices", type=int,
+            help="parallel sliced reads for Elasticsearch sources (default 1)")
     _option(collect, "--checkpoint-every", type=int, default=1, help="batches per checkpoint")
     _option(collect, "--no-resume", action="store_true",
             help="refuse to continue an existing collection in OUTPUT")

@@ -6,6 +6,7 @@ from training.errors import ConfigError
 from training.sources.base import FileSource, RawBatch, Reject, Source
 from training.sources.config import DataSource, DataSourceType
 from training.sources.csv_file import CsvFileSource
+from training.sources.elasticsearch import ElasticsearchSource
 from training.sources.json_file import JsonFileSource
 from training.sources.parquet_file import ParquetFileSource
 from training.sources.suricata import SuricataSource
@@ -40,13 +41,13 @@ for _type, _cls in {
     DataSourceType.ZEEK_LOGS: ZeekSource,
     DataSourceType.SURICATA_LOGS: SuricataSource,
     DataSourceType.WINDOWS_EVENTS: WindowsEventSource,
-    DataSourceType.ELASTIC: UnsupportedSource,
+    DataSourceType.ELASTIC: ElasticsearchSource,
     DataSourceType.SPLUNK: UnsupportedSource,
     DataSourceType.QRADAR: UnsupportedSource,
 }.items():
     register_source(_type, _cls)
 
 __all__ = [
-    "SOURCES", "DataSource", "DataSourceType", "FileSource", "RawBatch", "Reject", "Source",
-    "create_source", "register_source",
+    "SOURCES", "DataSource", "DataSourceType", "ElasticsearchSource", "FileSource", "RawBatch",
+    "Reject", "Source", "create_source", "register_source",
 ]

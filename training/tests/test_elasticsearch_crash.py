@@ -1,0 +1,75 @@
+"""An Elasticsearch collection killed with SIGKILL mid-read resumes from its checkpoint and
+delivers every document exactly once. The cluster is `FakeElasticsearch` (a stand-in: no cluster
+can be installed here), running in this process; the collection runs in a child process through
+`maximus-train collect --source es:URL/INDEX`, with the API key in the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from training.tests.conftest import REPO
+from training.tests.fake_elasticsearch import FakeElasticsearch
+from training.tests.test_elasticsearch import API_KEY, _all_ids, _docs
+
+DEADLINE_S = 120.0  # only a guard against a hang
+
+
+def _progress(out: Path) -> dict:
+    try:
+        return json.loads((out / "progress.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _command(es: FakeElasticsearch, out: Path) -> list[str]:
+    return [sys.executable, "-m", "training.cli", "collect", "--source",
+            f"siem=es:{es.url}/logs-*", "--output", str(out), "--batch-size", "40",
+            "--slices", "2", "--checkpoint-every", "1"]
+
+
+def test_sigkill_mid_read_then_resume_delivers_each_document_once(tmp_path):
+    indices = {"logs-a": _docs(600, prefix="a"), "logs-b": _docs(400, prefix="b")}
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MAXIMUS_ES_API_KEY": API_KEY}
+    with FakeElasticsearch(indices, api_key=API_KEY) as es:
+        es.hold_after_pages = 8  # every later search waits: the child cannot finish
+        child = subprocess.Popen(_command(es, out), env=env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+        deadline = time.monotonic() + DEADLINE_S
+        seen: dict = {}
+        while time.monotonic() < deadline and child.poll() is None:
+            seen = _progress(out)
+            if es.held.is_set() and seen.get("checkpoints", 0) >= 1:
+                break
+            es.held.wait(0.05)  # a bounded wait on a condition, not a sleep
+        assert child.poll() is None, f"collection ended before it could be killed: {seen}"
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        assert child.returncode == -signal.SIGKILL
+        es.hold_after_pages = None
+        es.release()
+
+        parts_before = sorted((out / "events").glob("part-*.parquet"))
+        assert parts_before, "nothing was written before the kill"
+        resumed = subprocess.run(_command(es, out), env=env, capture_output=True, text=True,
+                                 timeout=DEADLINE_S)
+        assert resumed.returncode == 0, resumed.stderr
+        ids = [i for part in sorted((out / "events").glob("part-*.parquet"))
+               for i in pq.read_table(part, columns=["event_id"])["event_id"].to_pylist()]
+        assert Counter(ids) == _all_ids(es)
+        stats = json.loads(resumed.stdout)
+        assert stats["events"] == 1000 and stats["duplicates"] == 0
+        # The resumed run read only what was left; both runs' slices were the same two.
+        assert all(s == {(0, 2), (1, 2)} for s in es.slices_read.values())
+        assert len(es.pits_opened) == 2 and es.open_pits == {es.pits_opened[0]}  # the killed one
+        checkpoint = (out / "checkpoint.json").read_text()
+        assert API_KEY not in checkpoint and API_KEY not in resumed.stderr
