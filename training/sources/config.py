@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from training.errors import ConfigError
 from training.events import FieldMap, LabelMap
+
+# connection_params never shown (in reprs, hence in logs and tracebacks) nor stored.
+SECRET_PARAMS = frozenset({"api_key", "password"})
 
 
 class DataSourceType(str, Enum):
@@ -69,3 +72,9 @@ class DataSource:
         self.connection_params = dict(self.connection_params or {})
         if not isinstance(self.label_map, LabelMap):
             self.label_map = LabelMap(self.label_map)
+
+    def __repr__(self) -> str:
+        shown = {k: "***" if k in SECRET_PARAMS and v is not None else v
+                 for k, v in self.connection_params.items()}
+        values = {f.name: getattr(self, f.name) for f in fields(self)} | {"connection_params": shown}
+        return f"DataSource({', '.join(f'{k}={v!r}' for k, v in values.items())})"

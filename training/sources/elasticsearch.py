@@ -217,9 +217,10 @@ class ElasticsearchSource(Source):
 
     def _batch(self, stream: str, start: dict, hits: list[dict], fresh: bool) -> RawBatch:
         """One page as a raw batch; hits already delivered at the resumed timestamp skipped."""
+        keys = [(hit["_id"], hit["sort"]) for hit in hits]  # all positions need (not the hits)
         if fresh and start["after"] is not None:
             at, done = start["after"][0], set(start["tied"])
-            kept = [i for i, h in enumerate(hits) if not (h["sort"][0] == at and h["_id"] in done)]
+            kept = [i for i, (id_, sort) in enumerate(keys) if not (sort[0] == at and id_ in done)]
         else:
             kept = list(range(len(hits)))
         first = start["record"]
@@ -229,7 +230,7 @@ class ElasticsearchSource(Source):
         parsed = parse_jsonl_block(Block(data, 0, 1), stream, first)
 
         def position_after(record: int) -> dict:
-            return _advance(start, hits, kept[record - first], record + 1)
+            return _advance(start, keys, kept[record - first], record + 1)
 
         return RawBatch(
             table=parsed.table,
@@ -237,18 +238,19 @@ class ElasticsearchSource(Source):
             lines=np.full(len(parsed.records), -1, dtype=np.int64),  # documents have no lines
             records=parsed.records,
             start=start,
-            end=_advance(start, hits, len(hits) - 1, first + len(kept)),
+            end=_advance(start, keys, len(keys) - 1, first + len(kept)),
             rejects=parsed.rejects,
             spans=parsed.spans,
             position_after=position_after,
         )
 
 
-def _advance(start: dict, hits: list[dict], last: int, record: int) -> dict:
-    """The position after hit `last` of a page that began at `start`: its sort values, and the
-    `_id`s delivered at its timestamp (from earlier pages too when the page shares it)."""
-    sort = hits[last]["sort"]
-    tail = [hit["_id"] for hit in hits[: last + 1] if hit["sort"][0] == sort[0]]
+def _advance(start: dict, keys: list[tuple[str, list]], last: int, record: int) -> dict:
+    """The position after hit `last` (of a page's (_id, sort values)) of a page that began at
+    `start`: its sort values, and the `_id`s delivered at its timestamp (from earlier pages too
+    when the page shares it)."""
+    sort = keys[last][1]
+    tail = [id_ for id_, values in keys[: last + 1] if values[0] == sort[0]]
     same_as_before = start["after"] is not None and start["after"][0] == sort[0]
     tied = [*start["tied"], *tail] if same_as_before else tail
     return {"offset": 0, "line": 0, "record": record, "after": list(sort),

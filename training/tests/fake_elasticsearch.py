@@ -32,8 +32,8 @@ mid-read), `expire_after_pages` (forget every point in time once k pages were se
 
 It records what a test checks: the points in time opened and closed, the slices read
 (`slices_read`), pages served, and the seconds its handlers spent (`busy_seconds`, of which
-`serialize_seconds` building and encoding search answers), so a benchmark can state the server's
-own cost.
+`serialize_seconds` building and encoding search answers; `GET /_fake/stats` returns them with
+the process CPU time), so a benchmark can state the server's own cost.
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ class FakeElasticsearch:
         self._released = threading.Event()
         self.expire_after_pages: int | None = None
         self._ids = itertools.count(1)
+        self._encoded: dict[int, orjson.Fragment] = {}
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -142,6 +143,19 @@ class FakeElasticsearch:
             return set(self.pits)
 
     # -- endpoints -------------------------------------------------------------------------------
+
+    def source_json(self, doc: dict) -> orjson.Fragment:
+        """A document's _source, encoded once (a cluster stores it as bytes, too)."""
+        cached = self._encoded.get(id(doc))
+        if cached is None:
+            cached = self._encoded[id(doc)] = orjson.Fragment(orjson.dumps(doc.get("_source", {})))
+        return cached
+
+    def stats(self) -> dict:
+        """What the server has spent, for benchmarks (`GET /_fake/stats`)."""
+        with self.lock:
+            return {"busy_seconds": self.busy_seconds, "serialize_seconds": self.serialize_seconds,
+                    "pages_served": self.pages_served, "cpu_seconds": time.process_time()}
 
     def check_auth(self, header: str | None) -> None:
         if self._auth and header not in self._auth:
@@ -301,6 +315,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = orjson.loads(raw) if raw else {}
             if url.path == "/" and method in ("GET", "HEAD"):
                 self._send(200, es.info())
+            elif url.path == "/_fake/stats" and method == "GET":
+                self._send(200, es.stats())
             elif url.path.endswith("/_pit") and method == "POST":
                 self._send(200, es.open_pit(url.path[1:-len("/_pit")], query))
             elif url.path == "/_pit" and method == "DELETE":
@@ -356,7 +372,7 @@ class _Handler(BaseHTTPRequestHandler):
         started = time.perf_counter()
         answer, pit = es.search(path, body)
         hits = [{"_index": index, "_id": doc["_id"], "_score": None,
-                 "_source": doc.get("_source", {}), "sort": list(values)}
+                 "_source": es.source_json(doc), "sort": list(values)}
                 for (index, doc), values in answer["hits"]]
         payload = orjson.dumps({
             "pit_id": answer["pit_id"], "took": 1, "timed_out": False,
