@@ -1,0 +1,94 @@
+"""The contract every detector model keeps, and the registry the checkpoint loader rebuilds from.
+
+The trainer, the evaluator, the registry gate and scoring know only this contract (DESIGN.md
+principles 5 and 6): a model gives its loss and its anomaly scores; everything else (device,
+precision, optimizer, checkpoints) belongs to the caller. Scores point one way: higher means
+more anomalous.
+
+The package folder is `detectors/`, not `models/`, because `training/models` is the model
+registry's default directory (relative to the working directory, as the original system had it).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.errors import ConfigError
+
+DETECTORS: dict[str, type[Detector]] = {}
+
+
+def register_detector(cls: type[Detector]) -> type[Detector]:
+    """Class decorator: make `cls` loadable from a checkpoint sidecar by its class name."""
+    if not (isinstance(cls, type) and issubclass(cls, Detector)):
+        raise ConfigError(f"register_detector takes a Detector subclass, got {cls!r}")
+    known = DETECTORS.get(cls.__name__)
+    if known is not None and known is not cls:
+        raise ConfigError(f"two detector classes are named {cls.__name__}: "
+                          f"{known.__module__} and {cls.__module__}")
+    DETECTORS[cls.__name__] = cls
+    return cls
+
+
+def detector_class(name: str) -> type[Detector]:
+    """The registered class called `name`; nothing outside the registry is ever imported."""
+    _import_builtin_detectors()
+    try:
+        return DETECTORS[name]
+    except KeyError:
+        raise ConfigError(f"unknown detector class {name!r}; known: "
+                          f"{', '.join(sorted(DETECTORS)) or 'none'}") from None
+
+
+def _import_builtin_detectors() -> None:
+    # The package's own models register themselves on import; import them lazily so that
+    # loading a checkpoint does not need the caller to have imported its module first.
+    import importlib
+
+    for module in ("vae", "gnn", "tcn"):
+        try:
+            importlib.import_module(f"training.detectors.{module}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"training.detectors.{module}":
+                raise
+
+
+class Detector(nn.Module, ABC):
+    """A trainable anomaly detector.
+
+    Subclasses pass their keyword-only constructor arguments (JSON-able values) to
+    `super().__init__(**init_args)`; they are stored unchanged in `init_args`, saved in the
+    checkpoint sidecar, and used to rebuild the model before its state_dict is loaded.
+
+    A batch is whatever the model's data yields (a tensor, a tuple of tensors, a PyG Batch);
+    the trainer only moves it to the device and hands it over.
+    """
+
+    def __init__(self, **init_args: Any) -> None:
+        super().__init__()
+        self.init_args = dict(init_args)
+
+    @abstractmethod
+    def training_step(self, batch: Any) -> torch.Tensor:
+        """The scalar loss to minimise on `batch` (train mode, gradients on)."""
+
+    def validation_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        """Validation metrics of `batch` (eval mode, no gradients); "loss" at least."""
+        return {"loss": self.training_step(batch)}
+
+    @abstractmethod
+    def anomaly_score(self, batch: Any) -> torch.Tensor:
+        """One score per unit of `batch` (event, edge or window); higher = more anomalous.
+
+        Shapes:
+            returns (units,), float32, finite.
+        """
+
+    def batch_size_of(self, batch: Any) -> int:
+        """Number of units in `batch`, used to weight per-batch losses into epoch means."""
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        return int(first.shape[0]) if hasattr(first, "shape") else 1
