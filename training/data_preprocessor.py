@@ -5,9 +5,18 @@ mapped onto one) -> the layer's featurizer -> arrays. `preprocess_event` is that
 single event; `preprocess_batch` wraps the arrays as `PreprocessedSample`s; `featurize` returns
 the arrays themselves, which is what large datasets should use.
 
-Saved files (`save_samples`) are .npz without pickle: `features`, `labels` (is_threat: -1
-unknown, 0 benign, 1 threat), `attack_type`, `sample_ids`, `timestamps` (datetime64[us]),
-`entity` (the host the sample belongs to, for group splits) and `feature_spec` (JSON).
+`featurize` returns, per layer:
+
+| layer | result | unit of one sample |
+|---|---|---|
+| 1 sensory | `LayerArrays` (128-dim vectors) | an event |
+| 2 behavioral | `Layer2Graphs` (window graphs, `training.features.layer2`) | a time window's graph |
+| 3 operational | `Layer3Windows` (per-entity histories, `training.features.layer3`) | an entity's window |
+
+Each has `save(path)`: one .npz without pickle, the FeatureSpec inside. Layer-1 files hold
+`features`, `labels` (is_threat: -1 unknown, 0 benign, 1 threat), `attack_type`, `sample_ids`,
+`timestamps` (datetime64[us]), `entity` (the host the sample belongs to, for group splits) and
+`feature_spec` (JSON).
 """
 
 from __future__ import annotations
@@ -25,6 +34,10 @@ from training.errors import ConfigError, NotSupportedError, SchemaError
 from training.features.encoding import SPEC_FIELD, FeatureSpec
 from training.features.events import events_table
 from training.features.layer1 import Layer1Featurizer
+from training.features.layer2 import Layer2GraphBuilder
+from training.features.layer2_graphs import Layer2Graphs
+from training.features.layer3 import Layer3WindowBuilder
+from training.features.layer3_windows import Layer3Windows
 from training.fileio import atomic_write
 from training.paths import preprocessed_dir
 
@@ -101,58 +114,105 @@ def _texts(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(column, "").to_numpy(zero_copy_only=False), dtype=str)
 
 
+Features = LayerArrays | Layer2Graphs | Layer3Windows
+
+
 class DataPreprocessor:
     """Events in, model inputs out, for each layer.
 
     Args:
         output_dir: where `save_samples` writes (default training/data/preprocessed).
         layer1: the layer-1 featurizer (default: the data-free `Layer1Featurizer()`).
+        layer2: the layer-2 graph builder (default: 5-minute windows of IP graphs).
+        layer3: the layer-3 window builder (default: 60-second buckets, 30 of history).
     """
 
     def __init__(self, output_dir: str | Path | None = None,
-                 layer1: Layer1Featurizer | None = None) -> None:
+                 layer1: Layer1Featurizer | None = None,
+                 layer2: Layer2GraphBuilder | None = None,
+                 layer3: Layer3WindowBuilder | None = None) -> None:
         self.output_dir = Path(output_dir) if output_dir is not None else preprocessed_dir()
         self.layer1 = layer1 or Layer1Featurizer()
+        self.layer2 = layer2 or Layer2GraphBuilder()
+        self.layer3 = layer3 or Layer3WindowBuilder()
 
-    def featurize(self, events: Iterable[Mapping] | pa.Table, layer: LayerType | str) -> LayerArrays:
-        """The vectorized path every other method uses."""
+    def featurize(self, events: Iterable[Mapping] | pa.Table, layer: LayerType | str) -> Features:
+        """The vectorized path every other method uses (see the module docstring)."""
         layer = _layer(layer)
         table = events_table(events)
-        if layer is LayerType.LAYER1_SENSORY:
-            timestamps = table["timestamp"].cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
-            arrays = {
-                "features": self.layer1.transform(table),
-                "labels": table["is_threat"].to_numpy(zero_copy_only=False).astype(np.int8),
-                "attack_type": _texts(table["attack_type"]),
-                "sample_ids": _texts(table["event_id"]),
-                "timestamps": timestamps.astype("datetime64[us]"),
-                "entity": _texts(_entity(table)),
-            }
-            return LayerArrays(layer, self.layer1.spec, arrays)
-        raise NotSupportedError(f"{layer.value} features are not available yet")
+        if layer is LayerType.LAYER2_BEHAVIORAL:
+            return self.layer2.build(table)
+        if layer is LayerType.LAYER3_OPERATIONAL:
+            return self.layer3.build(table)
+        timestamps = table["timestamp"].cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+        arrays = {
+            "features": self.layer1.transform(table),
+            "labels": table["is_threat"].to_numpy(zero_copy_only=False).astype(np.int8),
+            "attack_type": _texts(table["attack_type"]),
+            "sample_ids": _texts(table["event_id"]),
+            "timestamps": timestamps.astype("datetime64[us]"),
+            "entity": _texts(_entity(table)),
+        }
+        return LayerArrays(layer, self.layer1.spec, arrays)
 
     def preprocess_batch(self, events: Iterable[Mapping] | pa.Table,
                          layer: LayerType | str = LayerType.LAYER1_SENSORY) -> list[PreprocessedSample]:
-        """Samples for many events (see `featurize` for the arrays without the objects)."""
-        return self.featurize(events, layer).samples()
+        """Samples for many events (see `featurize` for the arrays without the objects).
+
+        One sample per unit: an event (layer 1), a window graph (layer 2: `features` are the
+        node features; edges, entities and event ids in `metadata`), or an entity window
+        (layer 3: `features` is the (T, F) history; the target bucket in `metadata`).
+        """
+        result = self.featurize(events, layer)
+        if isinstance(result, Layer2Graphs):
+            return _graph_samples(result)
+        if isinstance(result, Layer3Windows):
+            return _window_samples(result)
+        return result.samples()
 
     def preprocess_event(self, event: Mapping, layers: str | Sequence[LayerType] = "all"
                          ) -> PreprocessedSample | list[PreprocessedSample]:
-        """One event's samples: one sample for one layer, a list for several ("all" means
-        every layer a single event can feed: layer 1)."""
-        chosen = [LayerType.LAYER1_SENSORY] if layers == "all" else [_layer(x) for x in layers]
+        """One event's samples: one sample for one layer, a list for several.
+
+        "all" means every layer the event can feed: layer 1 always; layer 2 when it has both
+        ends of its graph's edge and a timestamp; layer 3 when it has the builder's entity (the
+        source address by default) and a timestamp.
+
+        Raises:
+            SchemaError: an explicitly requested layer cannot be built from this event.
+        """
+        explicit = layers != "all"
+        chosen = [_layer(x) for x in layers] if explicit else list(FEATURIZED)
         if not chosen:
             raise ConfigError("layers must name at least one LayerType or be 'all', got []")
-        samples = [self.preprocess_batch([event], layer)[0] for layer in chosen]
+        samples = []
+        for layer in chosen:
+            built = self.preprocess_batch([event], layer)
+            if built:
+                samples.append(built[0])
+            elif explicit:
+                raise SchemaError(f"the event cannot feed {layer.value}: it lacks a timestamp or "
+                                  "the entities that layer is built on (see the build statistics "
+                                  "of featurize for the reason)")
         return samples[0] if len(samples) == 1 else samples
 
-    def save_samples(self, samples: Sequence[PreprocessedSample] | LayerArrays, filename: str) -> Path:
-        """Write samples to `output_dir/<filename>.npz` (no pickle) and return the path."""
+    def save_samples(self, samples: Sequence[PreprocessedSample] | Features, filename: str) -> Path:
+        """Write samples to `output_dir/<filename>.npz` (no pickle) and return the path.
+
+        Layer-2 and layer-3 results are saved whole: pass what `featurize` returned.
+        """
         path = self.output_dir / (filename if filename.endswith(".npz") else f"{filename}.npz")
-        arrays = samples if isinstance(samples, LayerArrays) else self._from_samples(samples)
+        arrays = samples if isinstance(samples, Features) else self._from_samples(samples)
         return arrays.save(path)
 
     def load_samples(self, path: str | Path) -> list[PreprocessedSample]:
+        """The samples of a file written by `save_samples`, whichever layer made it."""
+        with np.load(path, allow_pickle=False) as data:
+            layer = FeatureSpec.from_npz(data, str(path)).layer
+        if layer == "layer2":
+            return _graph_samples(Layer2Graphs.load(path))
+        if layer == "layer3":
+            return _window_samples(Layer3Windows.load(path))
         return LayerArrays.load(path).samples()
 
     def _from_samples(self, samples: Sequence[PreprocessedSample]) -> LayerArrays:
@@ -161,7 +221,7 @@ class DataPreprocessor:
         layers = {s.layer for s in samples}
         if layers != {LayerType.LAYER1_SENSORY}:
             raise NotSupportedError(f"saving {sorted(x.value for x in layers)} samples one by "
-                                    "one is not available; use featurize(...).save(...)")
+                                    "one is not available; save what featurize(...) returned")
         meta = [s.metadata or {} for s in samples]
         arrays = {
             "features": np.stack([s.features for s in samples]).astype(np.float32),
@@ -184,3 +244,33 @@ def _layer(value: LayerType | str) -> LayerType:
         raise NotSupportedError(f"{layer.value} is not available: this release has "
                                 "featurizers for layers 1 to 3")
     return layer
+
+
+FEATURIZED = (LayerType.LAYER1_SENSORY, LayerType.LAYER2_BEHAVIORAL, LayerType.LAYER3_OPERATIONAL)
+
+
+def _graph_samples(graphs: Layer2Graphs) -> list[PreprocessedSample]:
+    samples = []
+    for graph in graphs:
+        start = int(graph.window_start[0])
+        samples.append(PreprocessedSample(
+            f"window:{start}", LayerType.LAYER2_BEHAVIORAL, graph.x.numpy(),
+            int(graph.edge_y.max()) if graph.edge_y.numel() else -1,
+            {"window_start": np.datetime64(start, "us"), "entity": graph.entity,
+             "edge_index": graph.edge_index.numpy(), "edge_attr": graph.edge_attr.numpy(),
+             "edge_labels": graph.edge_y.numpy(), "edge_event_ptr": graph.edge_event_ptr.numpy(),
+             "event_ids": graph.event_id}))
+    return samples
+
+
+def _window_samples(windows: Layer3Windows) -> list[PreprocessedSample]:
+    entity, attack = _texts(windows.entity), _texts(windows.attack_type)
+    event_ids, ptr = _texts(windows.event_id), windows.event_ptr
+    return [
+        PreprocessedSample(
+            f"{entity[i]}@{windows.time[i]}", LayerType.LAYER3_OPERATIONAL, windows.X[i],
+            int(windows.labels[i]),
+            {"entity": str(entity[i]), "time": windows.time[i], "target": windows.target[i],
+             "attack_type": str(attack[i]) or None, "event_ids": event_ids[ptr[i]:ptr[i + 1]]})
+        for i in range(len(windows))
+    ]

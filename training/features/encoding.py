@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.errors import SchemaError
+from training.events import CANONICAL_SCHEMA
 from training.hashing import hash_array
 
 FEATURE_KEY = 0x6D61_7869_6D75_7346  # fixed forever: stored models depend on the buckets
@@ -27,6 +28,15 @@ def as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     return column
+
+
+def column(table: pa.Table, name: str, type_: pa.DataType | None = None) -> pa.Array:
+    """A column as one array, or nulls (of `type_`, by default its canonical type) when the
+    table lacks it: featurizers accept partial tables."""
+    index = table.schema.get_field_index(name)
+    if index >= 0:
+        return as_array(table.column(index))
+    return pa.nulls(table.num_rows, type_ or CANONICAL_SCHEMA.field(name).type)
 
 
 _BUCKETS: dict[tuple[str, int, object], int] = {}  # memo of bucket(value); a pure function

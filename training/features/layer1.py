@@ -37,6 +37,7 @@ from training.features.encoding import (
     FeatureSpec,
     as_array,
     buckets,
+    column,
     cyclic,
     log_scale,
     numbers,
@@ -115,7 +116,7 @@ class Layer1Featurizer:
         if self.robust:
             ranges = {}
             for name, _ in VOLUME:
-                logged = np.log1p(np.clip(numbers(_column(table, name, pa.float64())), 0, None))
+                logged = np.log1p(np.clip(numbers(column(table, name, pa.float64())), 0, None))
                 logged = logged[np.isfinite(logged)]
                 low, high = (np.percentile(logged, [1, 99]) if len(logged) else (0.0, 1.0))
                 ranges[name] = [float(low), float(max(high, low + 1e-9))]
@@ -155,23 +156,23 @@ class Layer1Featurizer:
         out = np.zeros((n, DIM), dtype=np.float32)
         rows = np.arange(n) * DIM  # flat offset of each row: flat writes are ~3x faster
         for name, at, vocabulary, n_known, n_hashed in _CATEGORICAL:
-            _categorical(out, rows, _column(table, name, pa.string()), at, vocabulary, n_known,
+            _categorical(out, rows, column(table, name, pa.string()), at, vocabulary, n_known,
                          n_hashed, name)
         for name, at in (("source_ip", SOURCE_ADDRESS), ("dest_ip", DEST_ADDRESS)):
-            _address(out, _column(table, name, pa.string()), at)
+            _address(out, column(table, name, pa.string()), at)
         for name, at in (("source_port", SOURCE_PORT), ("dest_port", DEST_PORT)):
-            _port(out, _column(table, name, pa.int32()), at)
+            _port(out, column(table, name, pa.int32()), at)
         self._volume(out, table)
-        out[:, SEVERITY] = np.clip(np.nan_to_num(numbers(_column(table, "severity", pa.float32()))),
+        out[:, SEVERITY] = np.clip(np.nan_to_num(numbers(column(table, "severity", pa.float32()))),
                                    0, 1)
-        _time(out, _column(table, "timestamp", CANONICAL_SCHEMA.field("timestamp").type))
+        _time(out, column(table, "timestamp", CANONICAL_SCHEMA.field("timestamp").type))
         _identity(out, rows, table)
         _extras(out, rows, table)
         return out
 
     def _volume(self, out: np.ndarray, table: pa.Table) -> None:
         for k, (name, cap) in enumerate(VOLUME):
-            values = numbers(_column(table, name, pa.float64()))
+            values = numbers(column(table, name, pa.float64()))
             if self.robust:
                 low, high = self.ranges_[name]
                 logged = np.log1p(np.clip(np.nan_to_num(values, nan=0.0), 0, None))
@@ -179,12 +180,6 @@ class Layer1Featurizer:
             else:
                 scaled = log_scale(values, cap)
             out[:, VOLUME_AT + k] = scaled
-
-
-def _column(table: pa.Table, name: str, type_: pa.DataType) -> pa.Array:
-    """A canonical column, or nulls when the table lacks it."""
-    index = table.schema.get_field_index(name)
-    return as_array(table.column(index)) if index >= 0 else pa.nulls(table.num_rows, type_)
 
 
 def _set(out: np.ndarray, rows: np.ndarray, dims: np.ndarray, where: np.ndarray,
@@ -289,14 +284,14 @@ def _identity(out: np.ndarray, rows: np.ndarray, table: pa.Table) -> None:
     at = IDENTITY_AT
     for name, size in IDENTITY:
         if name == "file":
-            column = pc.coalesce(_column(table, "file_path", pa.string()),
-                                 _column(table, "file_hash", pa.string()))
+            values = pc.coalesce(column(table, "file_path", pa.string()),
+                                 column(table, "file_hash", pa.string()))
         else:
-            column = _column(table, name, pa.string())
+            values = column(table, name, pa.string())
         if name in ("process", "parent_process"):  # C:\\Windows\\cmd.exe and cmd.exe alike
-            encoded = pc.dictionary_encode(column)
-            column = _basename(encoded.dictionary).take(encoded.indices)
-        _categorical(out, rows, column, at, None, 0, size, name)
+            encoded = pc.dictionary_encode(values)
+            values = _basename(encoded.dictionary).take(encoded.indices)
+        _categorical(out, rows, values, at, None, 0, size, name)
         at += size
 
 
@@ -304,11 +299,11 @@ def _extras(out: np.ndarray, rows: np.ndarray, table: pa.Table) -> None:
     for name in table.column_names:
         if name in _CANONICAL or name in ID_FIELDS:
             continue
-        column = as_array(table[name])
-        kind = column.type
+        extra = as_array(table[name])
+        kind = extra.type
         if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-            values = log_scale(np.abs(numbers(column)), EXTRA_CAP)
+            values = log_scale(np.abs(numbers(extra)), EXTRA_CAP)
             bucket = EXTRA + int(buckets(pa.array([name]), EXTRA_BUCKETS, "extra")[0])
             out[:, bucket] = np.maximum(out[:, bucket], values)
         elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            _categorical(out, rows, column, EXTRA, None, 0, EXTRA_BUCKETS, name)
+            _categorical(out, rows, extra, EXTRA, None, 0, EXTRA_BUCKETS, name)

@@ -27,7 +27,7 @@ import pyarrow.compute as pc
 
 from training.errors import ConfigError, SchemaError
 from training.events import CANONICAL_SCHEMA
-from training.features.encoding import as_array, category_codes, numbers
+from training.features.encoding import category_codes, column, numbers
 
 CONN_STATE_CLASSES: dict[str, tuple[str, ...]] = {
     "established": ("SF", "S1", "S2", "S3", "established", "closed"),
@@ -44,13 +44,6 @@ PROTOCOL_CLASSES: dict[str, tuple[str, ...]] = {
 }  # anything else, or none, is "other"
 
 _MAX_KEY = np.iinfo(np.int64).max
-
-
-def column(table: pa.Table, name: str) -> pa.Array:
-    """A canonical column as one array, or nulls when the table lacks it (a partial table)."""
-    if name in table.column_names:
-        return as_array(table[name])
-    return pa.nulls(table.num_rows, CANONICAL_SCHEMA.field(name).type)
 
 
 def timestamps_us(table: pa.Table) -> tuple[np.ndarray, np.ndarray]:

@@ -116,10 +116,18 @@ def test_unknown_labels_stay_unknown(tmp_path):
 
 def test_preprocess_event_layers_argument():
     preprocessor = DataPreprocessor()
-    event = {"event_id": "x", "source_ip": "10.0.0.1", "dest_ip": "10.0.0.2"}
+    event = {"event_id": "x", "source_ip": "10.0.0.1", "dest_ip": "10.0.0.2",
+             "timestamp": "2024-03-04T10:00:05Z", "bytes_sent": 300}
     assert isinstance(preprocessor.preprocess_event(event, layers=[LayerType.LAYER1_SENSORY]),
                       PreprocessedSample)
-    assert isinstance(preprocessor.preprocess_event(event), PreprocessedSample)  # "all": layer 1
+    # "all": every layer the event can feed; a flow feeds all three
+    assert [s.layer for s in preprocessor.preprocess_event(event)] == [
+        LayerType.LAYER1_SENSORY, LayerType.LAYER2_BEHAVIORAL, LayerType.LAYER3_OPERATIONAL]
+    process_event = {"event_id": "p", "host": "ws1", "process": "cmd.exe",
+                     "timestamp": "2024-03-04T10:00:05Z"}
+    assert preprocessor.preprocess_event(process_event).layer is LayerType.LAYER1_SENSORY
+    with pytest.raises(SchemaError, match="cannot feed layer2_behavioral"):
+        preprocessor.preprocess_event(process_event, layers=[LayerType.LAYER2_BEHAVIORAL])
     for layer in (LayerType.LAYER4_TACTICAL, LayerType.LAYER5_STRATEGIC):
         with pytest.raises(NotSupportedError, match="not available"):
             preprocessor.preprocess_event(event, layers=[layer])
@@ -141,3 +149,38 @@ def test_a_file_that_is_not_ours_is_refused(tmp_path):
     np.save(tmp_path / "pickled.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
     with pytest.raises(SchemaError, match="not a readable"):
         LayerArrays.load(tmp_path / "pickled.npy")
+
+
+def test_a_single_flow_gives_a_one_edge_graph_and_a_one_bucket_window():
+    event = {"event_id": "f1", "source_ip": "10.0.0.1", "dest_ip": "8.8.8.8", "dest_port": 53,
+             "protocol": "udp", "timestamp": "2024-03-04T10:00:05Z", "label": "dns-tunnel"}
+    graph, window = DataPreprocessor().preprocess_event(
+        event, layers=[LayerType.LAYER2_BEHAVIORAL, LayerType.LAYER3_OPERATIONAL])
+    # 10:00:05 falls in the 5-minute window that starts at 10:00:00
+    assert graph.sample_id == f"window:{np.datetime64('2024-03-04T10:00:00', 'us').astype(int)}"
+    assert graph.features.shape == (2, 13) and graph.label == 1
+    assert graph.metadata["edge_index"].tolist() == [[0], [1]]
+    assert graph.metadata["entity"].tolist() == ["10.0.0.1", "8.8.8.8"]
+    assert graph.metadata["event_ids"].tolist() == ["f1"]
+    # the window forecasts the 10:00 bucket of 10.0.0.1 from 30 empty buckets before it
+    assert window.sample_id == "10.0.0.1@2024-03-04T10:00:00.000000"
+    assert window.features.shape == (30, 11) and not window.features.any()
+    assert window.metadata["target"].any() and window.label == 1
+    assert window.metadata["event_ids"].tolist() == ["f1"]
+
+
+@pytest.mark.parametrize("layer", [LayerType.LAYER2_BEHAVIORAL, LayerType.LAYER3_OPERATIONAL])
+def test_layer2_and_layer3_samples_round_trip_through_save_samples(demo, tmp_path, layer):
+    _, events = demo
+    preprocessor = DataPreprocessor(output_dir=tmp_path)
+    built = preprocessor.featurize(events, layer)
+    samples = preprocessor.preprocess_batch(events, layer)
+    assert len(samples) == len(built) > 0
+    path = preprocessor.save_samples(built, f"{layer.value}_samples")
+    loaded = preprocessor.load_samples(path)
+    assert [s.sample_id for s in loaded] == [s.sample_id for s in samples]
+    assert all(np.array_equal(a.features, b.features) and a.label == b.label
+               for a, b in zip(loaded, samples))
+    # every demo flow event is in exactly one unit's provenance
+    ids = np.concatenate([s.metadata["event_ids"] for s in samples])
+    assert len(ids) == len(set(ids.tolist())) == built.stats["used"]
