@@ -122,8 +122,7 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
             *(c.values for c in converted))
         if isinstance(converted[0], ConvertedIps):
             ips[field] = _first_address(converted)
-        if len(present) == 1 and not _is_list(table[present[0]].type):
-            consumed.add(present[0])
+        consumed.update(_represented(present, converted, table))
     for field, values in source.derive(table).items():
         columns[field] = values if field not in columns else pc.coalesce(values, columns[field])
 
@@ -149,6 +148,18 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
         keep = np.flatnonzero(~bad)
         out, records = out.take(keep), records[keep]
     return Canonical(out, records, rejects)
+
+
+def _represented(present: list[str], converted: list[Converted], table: pa.Table) -> list[str]:
+    """The candidates whose every value made it into the canonical column: no earlier candidate
+    had a value in any of their rows. The others stay as extra columns, so nothing is lost."""
+    kept, taken = [], np.zeros(table.num_rows, dtype=bool)
+    for name, result in zip(present, converted):
+        has = pc.is_valid(result.values).to_numpy(zero_copy_only=False)
+        if not _is_list(table[name].type) and not (has & taken).any():
+            kept.append(name)
+        taken |= has
+    return kept
 
 
 def _first_address(candidates: list[ConvertedIps]) -> tuple[np.ndarray, np.ndarray]:

@@ -65,11 +65,20 @@ def test_first_non_null_candidate_wins_and_the_candidates_stay_as_extras():
         "src_ip": ["10.0.0.1", None, "10.0.0.3", None],
     }), source())
     assert column(result, "source_ip") == ["10.0.0.1", "10.0.0.2", "10.0.0.9", None]
-    # Two candidates were present, so neither is consumed; the one named like a canonical
-    # column is kept as raw.<name>.
-    assert result.table.column_names == [*CANONICAL_FIELDS, "raw.source_ip", "src_ip"]
-    assert column(result, "raw.source_ip") == [None, "10.0.0.2", "10.0.0.9", None]
+    # Every source_ip value is in the canonical column, so it is consumed; src_ip lost row 2
+    # (10.0.0.3) to it, so src_ip stays as an extra column and nothing is lost.
+    assert result.table.column_names == [*CANONICAL_FIELDS, "src_ip"]
     assert column(result, "src_ip") == ["10.0.0.1", None, "10.0.0.3", None]
+
+
+def test_candidates_that_never_overlap_are_all_consumed():
+    # e.g. Elasticsearch documents of two shippers in one page: ECS source.ip and Suricata src_ip
+    result = canonicalize(batch({
+        "source_ip": [None, "10.0.0.2", None],
+        "src_ip": ["10.0.0.1", None, None],
+    }), source())
+    assert column(result, "source_ip") == ["10.0.0.1", "10.0.0.2", None]
+    assert result.table.column_names == list(CANONICAL_FIELDS)
 
 
 def test_single_candidates_are_consumed_and_unknown_fields_kept_unchanged():
