@@ -153,6 +153,8 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
 def _represented(present: list[str], converted: list[Converted], table: pa.Table) -> list[str]:
     """The candidates whose every value made it into the canonical column: no earlier candidate
     had a value in any of their rows. The others stay as extra columns, so nothing is lost."""
+    if len(present) == 1:  # the common case: nothing to lose to
+        return [] if _is_list(table[present[0]].type) else present
     kept, taken = [], np.zeros(table.num_rows, dtype=bool)
     for name, result in zip(present, converted):
         has = pc.is_valid(result.values).to_numpy(zero_copy_only=False)
