@@ -31,3 +31,7 @@ def collected_dir() -> Path:
 
 def checkpoints_dir() -> Path:
     return root() / "checkpoints"
+
+
+def tuning_dir() -> Path:
+    return root() / "tuning"

@@ -1,0 +1,164 @@
+"""Running trials: one loop per worker, in this process or in N worker processes.
+
+Every worker runs the same loop against the shared storage. Before each trial it takes one
+claim from this command's budget (a counter shared by its processes, so the command runs
+exactly the trials it set out to run, neither lost nor doubled), and it stops early when the
+study already has `n_trials` finished trials (other machines may have filled it) or when the
+deadline has passed. The timeout stops new trials from starting; a running trial finishes.
+
+Worker processes are spawned, not forked: a forked copy of a process that has used torch's
+thread pool can deadlock, and each worker must open its own storage connections anyway.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from training.errors import ConfigError, PipelineError
+from training.hpo.storage import StorageSpec
+from training.hpo.study import n_finished, open_study
+
+if TYPE_CHECKING:
+    from multiprocessing.sharedctypes import Synchronized
+
+    from training.hyperparameter_tuner import TuningConfig
+
+logger = logging.getLogger(__name__)
+
+Objective = Callable[[optuna.Trial], float]
+WORKER_ATTR = "worker"  # trial user attribute: which host and process ran the trial
+
+
+@dataclass(frozen=True)
+class TaggedObjective:
+    """The objective, recording on each trial which worker ran it."""
+
+    objective: Objective
+    worker: str
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.set_user_attr(WORKER_ATTR, self.worker)
+        return self.objective(trial)
+
+
+def worker_name(index: int) -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{index}"
+
+
+def run_trials(study: optuna.Study, objective: Objective, claim: Callable[[], bool],
+               n_trials: int, deadline: float | None, worker: str) -> int:
+    """Run trials until the budget, the study or the time is used up.
+
+    Args:
+        claim: takes one trial from this command's budget; False when none is left.
+        n_trials: the study's target of finished trials.
+        deadline: `time.time()` after which no trial starts, or None.
+
+    Returns:
+        The number of trials this worker ran.
+    """
+    tagged = TaggedObjective(objective, worker)
+    ran = 0
+    while deadline is None or time.time() < deadline:
+        if n_finished(study) >= n_trials or not claim():
+            break
+        study.optimize(tagged, n_trials=1)
+        ran += 1
+    logger.info("worker %s ran %d trials", worker, ran)
+    return ran
+
+
+class LocalBudget:
+    """The claims of one in-process worker."""
+
+    def __init__(self, n: int) -> None:
+        self.left = n
+
+    def __call__(self) -> bool:
+        if self.left <= 0:
+            return False
+        self.left -= 1
+        return True
+
+
+class SharedBudget:
+    """The claims of several worker processes: a counter in shared memory, taken under its lock."""
+
+    def __init__(self, counter: Synchronized) -> None:
+        self.counter = counter
+
+    def __call__(self) -> bool:
+        with self.counter.get_lock():
+            if self.counter.value <= 0:
+                return False
+            self.counter.value -= 1
+            return True
+
+
+def run_worker_processes(config: TuningConfig, storage: StorageSpec, objective: Objective,
+                         n_trials_left: int, deadline: float | None) -> int:
+    """Start `config.n_workers` processes that share `n_trials_left` trials; wait for all.
+
+    Returns:
+        The number of trials the workers started.
+
+    Raises:
+        ConfigError: the objective cannot be sent to another process.
+        PipelineError: a worker failed (after all workers have ended).
+    """
+    try:
+        pickle.dumps(objective)
+    except Exception as exc:
+        raise ConfigError(
+            f"with n_workers={config.n_workers} the objective is sent to worker processes, so it "
+            "must be picklable (a module-level function or an instance of a module-level class), "
+            f"got {objective!r}: {exc}") from exc
+    context = mp.get_context("spawn")
+    counter = context.Value("i", n_trials_left)
+    threads = max(1, (os.cpu_count() or 1) // config.n_workers)
+    level = logging.getLogger("training").getEffectiveLevel()
+    processes = [
+        context.Process(target=_worker_main, name=f"tuning-worker-{i}",
+                        args=(i, config, storage, objective, counter, deadline, threads, level))
+        for i in range(config.n_workers)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        for process in processes:
+            process.join()
+    except BaseException:
+        # Interrupted (Ctrl-C reaches the workers too): give them a moment to record their
+        # running trials as failed, then stop any that remain.
+        for process in processes:
+            process.join(timeout=10)
+            if process.is_alive():
+                process.terminate()
+        raise
+    failed = [f"{p.name} (exit code {p.exitcode})" for p in processes if p.exitcode != 0]
+    if failed:
+        raise PipelineError(f"tuning workers failed: {', '.join(failed)}; their errors are in "
+                            "the log above, the trials they finished are kept in the study")
+    return n_trials_left - counter.value
+
+
+def _worker_main(index: int, config: TuningConfig, storage: StorageSpec, objective: Any,
+                 counter: Synchronized, deadline: float | None, threads: int, level: int) -> None:
+    logging.basicConfig(level=level, format=f"%(asctime)s worker-{index} %(levelname)s "
+                                            "%(name)s: %(message)s")
+    import torch  # the workers share the cores instead of each taking all of them
+
+    torch.set_num_threads(threads)
+    study = open_study(config, storage, parallel=True, worker_index=index)
+    run_trials(study, objective, SharedBudget(counter), config.n_trials, deadline,
+               worker_name(index))
