@@ -39,6 +39,7 @@ SOURCE_LOG = REPO.parent / "shared/datasets/stratosphere/011-zeek-mixed/data/con
 sys.path.insert(0, str(REPO))
 
 from training.data_collection import DataCollector, DataSource  # noqa: E402
+from training.data_preprocessor import DataPreprocessor, LayerType  # noqa: E402
 from training.features.encoding import as_array  # noqa: E402
 from training.features.layer1 import Layer1Featurizer  # noqa: E402
 from training.features.layer2 import Layer2GraphBuilder  # noqa: E402
@@ -94,6 +95,21 @@ def timed(fn: Callable[[], object], repeats: int) -> tuple[float, object]:
     return statistics.median(seconds), result
 
 
+def bench_layer1(table: pa.Table, repeats: int, loop_events: int = 2_000) -> dict:
+    """Layer-1 vectors: the batch transform on the whole table, against the per-event API
+    (`DataPreprocessor.preprocess_event` on each of the first `loop_events` events as dicts,
+    the seed's quick-start loop) measured in the same run."""
+    featurizer = Layer1Featurizer()
+    build_s, _ = timed(lambda: featurizer.transform(table), repeats)
+    events = table.slice(0, loop_events).to_pylist()
+    preprocessor = DataPreprocessor()
+    loop_s, _ = timed(lambda: [preprocessor.preprocess_event(e, layers=[LayerType.LAYER1_SENSORY])
+                               for e in events], 1)
+    batch_rate, loop_rate = table.num_rows / build_s, len(events) / loop_s
+    return {"build_s": build_s, "events_per_s": batch_rate, "per_event_loop_events_per_s": loop_rate,
+            "ratio_to_loop": batch_rate / loop_rate}
+
+
 def bench_layer2(table: pa.Table, repeats: int, layer1_mean: bool = False) -> dict:
     """Layer-2 graphs: the build (arrays), then every `Data` object made from them."""
     builder = Layer2GraphBuilder(layer1=Layer1Featurizer() if layer1_mean else None)
@@ -111,6 +127,7 @@ def bench_layer3(table: pa.Table, repeats: int) -> dict:
 
 
 LAYERS: dict[str, Callable[[pa.Table, int], dict]] = {
+    "layer1": bench_layer1,
     "layer2": bench_layer2,
     "layer3": bench_layer3,
 }
@@ -137,6 +154,9 @@ def main() -> None:
             report["runs"].append(result)
             extra = (f", {result['to_data_s']:.2f} s more for all Data objects"
                      if "to_data_s" in result else "")
+            if "ratio_to_loop" in result:
+                extra = (f", per-event loop {result['per_event_loop_events_per_s']:,.0f} events/s"
+                         f" (batch/loop {result['ratio_to_loop']:.0f}x)")
             print(f"{layer} {layout:5s} {table.num_rows:,} events: {result['build_s']:.2f} s "
                   f"({result['events_per_s']:,.0f} events/s){extra}; "
                   + ", ".join(f"{k} {result[k]:,}" for k in ("graphs", "nodes", "edges", "windows",
