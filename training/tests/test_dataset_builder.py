@@ -1,0 +1,315 @@
+"""DatasetBuilder: every strategy on hand-made data, split files, the seed README step 3."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from training.data_preprocessor import DataPreprocessor, LayerType
+from training.dataset_builder import (
+    DatasetBuilder, DatasetSplit, PyTorchDatasetWrapper, SplitStrategy, load_splits, make_loader,
+)
+from training.demo_data import generate_demo_events
+from training.errors import ConfigError, SchemaError, SourceError
+from training.features.layer1 import Layer1Featurizer
+
+SEED_STEP_3 = """
+from training.dataset_builder import DatasetBuilder, SplitStrategy
+import numpy as np
+
+# Load preprocessed data
+data = np.load('training/data/preprocessed/layer1_samples.npz')
+builder = DatasetBuilder(
+    features=data['features'],
+    labels=data['labels'],
+    sample_ids=data['sample_ids'].tolist()
+)
+
+# Create stratified splits
+splits = builder.create_splits(strategy=SplitStrategy.STRATIFIED)
+builder.save_splits(splits, prefix='layer1')
+print('Splits created: train, val, test')
+"""
+
+
+def _ids(splits: dict) -> list[set]:
+    return [set(s.sample_ids.tolist()) for s in splits.values()]
+
+
+def _disjoint_and_complete(splits: dict, n: int) -> None:
+    ids = _ids(splits)
+    assert sum(len(s) for s in ids) == sum(len(s) for s in splits.values())  # no repeats
+    assert not (ids[0] & ids[1]) and not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+    assert len(set().union(*ids)) == n
+
+
+def hand_made(n: int = 100, classes: int = 3, seed: int = 0) -> DatasetBuilder:
+    rng = np.random.default_rng(seed)
+    start = dt.datetime(2024, 1, 1)
+    return DatasetBuilder(rng.random((n, 4)).astype(np.float32), rng.integers(0, classes, n),
+                          [f"s{i}" for i in range(n)],
+                          timestamps=[start + dt.timedelta(hours=i) for i in range(n)])
+
+
+# ---- the original system's expectations ---------------------------------------------------
+
+def test_original_stratified_expectations():
+    builder = hand_made()
+    splits = builder.create_splits(SplitStrategy.STRATIFIED)
+    sizes = {k: len(v) for k, v in splits.items()}
+    assert sum(sizes.values()) == 100
+    for name, ratio in (("train", 0.7), ("val", 0.15), ("test", 0.15)):
+        assert abs(sizes[name] / 100 - ratio) <= 0.05
+    whole = builder.dataset.get_class_distribution()
+    for name, split in splits.items():
+        for label, count in split.get_class_distribution().items():
+            assert abs(count - whole[label] * len(split) / 100) <= 1.5
+
+
+def test_original_temporal_expectations():
+    splits = hand_made().create_splits(SplitStrategy.TEMPORAL)
+    t = {k: v.columns["timestamps"] for k, v in splits.items()}
+    assert t["train"].max() < t["val"].min() and t["val"].max() < t["test"].min()
+
+
+# ---- exact expectations for every strategy -------------------------------------------------
+
+@pytest.mark.parametrize("n", [7, 10, 33, 101])
+@pytest.mark.parametrize("ratios", [(0.7, 0.15, 0.15), (0.5, 0.25, 0.25), (0.8, 0.2, 0.0)])
+def test_random_sizes_within_one_row(n, ratios):
+    splits = hand_made(n).create_splits(SplitStrategy.RANDOM, *ratios)
+    for split, ratio in zip(splits.values(), ratios):
+        assert abs(len(split) - n * ratio) < 1
+    _disjoint_and_complete(splits, n)
+
+
+def test_stratified_shares_within_one_row_per_class():
+    # 3 classes of 10, 7 and 2 rows, plus 4 unknown rows (-1): a class of its own.
+    labels = np.array([0] * 10 + [1] * 7 + [2] * 2 + [-1] * 4)
+    builder = DatasetBuilder(np.zeros((23, 2)), labels, [str(i) for i in range(23)])
+    splits = builder.create_splits(SplitStrategy.STRATIFIED, 0.6, 0.2, 0.2)
+    assert [len(s) for s in splits.values()] in ([14, 5, 4], [14, 4, 5])
+    for split, ratio in zip(splits.values(), (0.6, 0.2, 0.2)):
+        shares = split.get_class_distribution()
+        for label, size in ((0, 10), (1, 7), (2, 2), (-1, 4)):
+            assert abs(shares.get(label, 0) - size * ratio) < 1
+    _disjoint_and_complete(splits, 23)
+
+
+def test_temporal_split_cuts_at_time_order_and_never_splits_a_timestamp():
+    # 10 rows out of order; d and e share the timestamp where the 7/1/2 cut would fall, and
+    # go together to the nearer side (on a tie of distances, the later split).
+    times = np.array([9, 0, 5, 6, 6, 1, 2, 3, 4, 8]) * np.timedelta64(1, "h") + np.datetime64("2024-01-01")
+    builder = DatasetBuilder(np.zeros((10, 1)), np.zeros(10, int), list("abcdefghij"), timestamps=times)
+    splits = builder.create_splits(SplitStrategy.TEMPORAL, 0.7, 0.1, 0.2)
+    assert splits["train"].sample_ids.tolist() == ["b", "f", "g", "h", "i", "c"]
+    assert splits["val"].sample_ids.tolist() == ["d", "e"]
+    assert splits["test"].sample_ids.tolist() == ["j", "a"]
+
+
+def test_temporal_split_with_gap_leaves_the_gap_out():
+    times = np.arange(20) * np.timedelta64(1, "h") + np.datetime64("2024-01-01")
+    builder = DatasetBuilder(np.zeros((20, 1)), np.zeros(20, int), np.arange(20), timestamps=times)
+    splits = builder.create_splits(SplitStrategy.TEMPORAL, 0.5, 0.25, 0.25, gap=dt.timedelta(hours=2))
+    assert splits["train"].indices.tolist() == list(range(10))
+    assert splits["val"].indices.tolist() == [11, 12, 13, 14]  # 10 is within 2 h of 9
+    assert splits["test"].indices.tolist() == [16, 17, 18, 19]
+
+
+def test_group_split_never_splits_a_group():
+    groups = np.repeat([f"host{i}" for i in range(10)], 10)
+    builder = DatasetBuilder(np.zeros((100, 1)), np.zeros(100, int), np.arange(100), groups=groups)
+    splits = builder.create_splits(SplitStrategy.GROUP)
+    hosts = [set(s.columns["groups"].tolist()) for s in splits.values()]
+    assert not (hosts[0] & hosts[1]) and not (hosts[0] & hosts[2]) and not (hosts[1] & hosts[2])
+    assert [len(s) for s in splits.values()] == [70, 10, 20]  # 85 lies between 80 and 90
+    _disjoint_and_complete(splits, 100)
+
+
+def test_group_split_of_single_row_groups_follows_the_ratios():
+    builder = DatasetBuilder(np.zeros((40, 1)), np.zeros(40, int), np.arange(40), groups=np.arange(40))
+    assert [len(s) for s in builder.create_splits("group").values()] == [28, 6, 6]
+
+
+def test_k_fold_covers_every_row_once_as_validation():
+    builder = hand_made(60)
+    folds = builder.create_splits(SplitStrategy.K_FOLD, n_folds=4, test_ratio=0.2)
+    test = set(folds["test"].indices.tolist())
+    assert len(test) == 12 and len(folds["train"]) == len(folds["val"]) == 4
+    seen = np.concatenate([v.indices for v in folds["val"]])
+    assert sorted(seen.tolist()) == sorted(set(range(60)) - test)
+    for train, val in zip(folds["train"], folds["val"]):
+        assert not set(train.indices.tolist()) & set(val.indices.tolist())
+        assert len(train) + len(val) == 48
+
+
+# ---- training-split options ----------------------------------------------------------------
+
+def test_semi_supervised_train_holds_only_benign_rows():
+    labels = np.array([0] * 40 + [1] * 20 + [-1] * 40)
+    builder = DatasetBuilder(np.zeros((100, 2)), labels, np.arange(100))
+    splits = builder.create_splits(SplitStrategy.STRATIFIED, semi_supervised=True)
+    assert splits["train"].get_class_distribution() == {0: 28}
+    assert splits["val"].get_class_distribution() == {-1: 6, 0: 6, 1: 3}
+    assert splits["test"].get_class_distribution() == {-1: 6, 0: 6, 1: 3}
+
+
+def test_balancing_undersamples_train_only():
+    labels = np.array([0] * 80 + [1] * 20 + [-1] * 10)
+    builder = DatasetBuilder(np.zeros((110, 2)), labels, np.arange(110))
+    splits = builder.create_splits(SplitStrategy.STRATIFIED, balance_classes=True)
+    assert splits["train"].get_class_distribution() == {-1: 7, 0: 14, 1: 14}
+    assert splits["test"].get_class_distribution() in ({-1: 2, 0: 12, 1: 3}, {-1: 1, 0: 12, 1: 3},
+                                                       {-1: 2, 0: 12, 1: 2}, {-1: 1, 0: 13, 1: 3})
+
+
+def test_augmentation_adds_clipped_noisy_copies():
+    features = np.array([[0.0, 1.0], [0.5, 0.999]], dtype=np.float32)
+    builder = DatasetBuilder(features, np.array([0, 1]), ["a", "b"])
+    train = builder.dataset.take(np.arange(2), "train")
+    grown = builder.augment_data(train, augmentation_factor=3, noise_std=0.1)
+    assert grown.sample_ids.tolist() == ["a", "b", "a#aug1", "b#aug1", "a#aug2", "b#aug2"]
+    assert grown.labels.tolist() == [0, 1, 0, 1, 0, 1]
+    assert np.array_equal(grown.features[:2], features)
+    assert grown.features.min() >= 0.0 and grown.features.max() <= 1.0
+    assert not np.array_equal(grown.features[2:4], features)
+    with pytest.raises(ConfigError, match="training splits only"):
+        builder.augment_data(train.take(np.arange(2), "test"))
+
+
+def test_random_choices_come_from_the_seed_only():
+    np.random.seed(1)
+    first = hand_made().create_splits("random")["val"].indices
+    np.random.seed(2)
+    assert np.array_equal(first, hand_made().create_splits("random")["val"].indices)
+    other = DatasetBuilder(hand_made().features, hand_made().labels, np.arange(100), random_seed=7)
+    assert not np.array_equal(first, other.create_splits("random")["val"].indices)
+
+
+# ---- strategies that cannot work raise -----------------------------------------------------
+
+def test_impossible_strategies_raise_clear_errors():
+    labels = np.array([0] * 9 + [1])
+    builder = DatasetBuilder(np.zeros((10, 1)), labels, np.arange(10), groups=[0] * 5 + [1] * 5)
+    with pytest.raises(ConfigError, match="class\\(es\\) \\[1\\] have 1"):
+        builder.create_splits(SplitStrategy.STRATIFIED)
+    with pytest.raises(ConfigError, match="at least 3 groups, got 2"):
+        builder.create_splits(SplitStrategy.GROUP)
+    with pytest.raises(ConfigError, match="TEMPORAL needs timestamps"):
+        builder.create_splits(SplitStrategy.TEMPORAL)
+    rare = DatasetBuilder(np.zeros((10, 1)), [0] * 7 + [1] * 3, np.arange(10))
+    with pytest.raises(ConfigError, match="at least 4 rows of every class; class\\(es\\) \\[1\\]"):
+        rare.create_splits(SplitStrategy.K_FOLD, n_folds=4)
+    unknown = DatasetBuilder(np.zeros((10, 1)), np.full(10, -1), np.arange(10))
+    with pytest.raises(ConfigError, match="semi_supervised needs benign rows"):
+        unknown.create_splits(SplitStrategy.RANDOM, semi_supervised=True)
+    with pytest.raises(ConfigError, match="must be 1, got 0.7 \\+ 0.2 \\+ 0.2"):
+        builder.create_splits("random", 0.7, 0.2, 0.2)
+    with pytest.raises(ConfigError, match="strategy must be one of"):
+        builder.create_splits("shuffle")
+    with pytest.raises(ConfigError, match="labels must have one value per row"):
+        DatasetBuilder(np.zeros((3, 1)), [0, 1], ["a", "b", "c"])
+    with pytest.raises(SchemaError, match="whole numbers"):
+        DatasetBuilder(np.zeros((2, 1)), [0.5, 1.0], ["a", "b"])
+    with pytest.raises(ConfigError, match="missing value"):
+        DatasetBuilder(np.zeros((2, 1)), [0, 1], ["a", "b"],
+                       timestamps=np.array(["2024-01-01", "NaT"], dtype="datetime64[us]"))
+
+
+# ---- files ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def preprocessed(tmp_path_factory):
+    """A real preprocessed layer-1 file of 600 demo events (all columns, FeatureSpec)."""
+    folder = tmp_path_factory.mktemp("work")
+    events = generate_demo_events(600, seed=3)["events"]
+    arrays = DataPreprocessor(output_dir=folder / "training/data/preprocessed").featurize(
+        events, LayerType.LAYER1_SENSORY)
+    arrays.save(folder / "training/data/preprocessed/layer1_samples.npz")
+    return folder, arrays
+
+
+def test_seed_readme_step_3_works_as_written(preprocessed):
+    folder, arrays = preprocessed
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        exec(SEED_STEP_3, {})
+        splits = load_splits("training/data/splits", "layer1")
+        with np.load("training/data/splits/layer1_test.npz") as test:
+            assert test["features"].shape[1] == 128 and test["labels"].dtype == np.int8
+    finally:
+        os.chdir(cwd)
+    assert sum(len(s) for s in splits.values()) == len(arrays)
+    train = splits["train"]
+    assert train.spec is None  # the seed passes no spec: the file saves what it was given
+    rows = train.indices
+    assert np.array_equal(train.features, arrays.arrays["features"][rows])
+    assert train.sample_ids.tolist() == arrays.arrays["sample_ids"][rows].tolist()
+
+
+def test_from_file_keeps_every_column_and_the_spec(preprocessed, tmp_path):
+    folder, arrays = preprocessed
+    builder = DatasetBuilder.from_file(folder / "training/data/preprocessed/layer1_samples.npz",
+                                       output_dir=tmp_path)
+    splits = builder.create_splits(SplitStrategy.GROUP)
+    paths = builder.save_splits(splits, "layer1")
+    assert sorted(p.name for p in paths.values()) == ["layer1_test.npz", "layer1_train.npz",
+                                                      "layer1_val.npz"]
+    entity = arrays.arrays["entity"]
+    for name, path in paths.items():
+        split = DatasetSplit.load(path)
+        assert split.name == name and split.spec == Layer1Featurizer().spec
+        assert split.layer == "layer1_sensory" and split.features.dtype == np.float32
+        assert sorted(split.columns) == ["attack_type", "entity", "timestamps"]
+        for key in ("attack_type", "entity", "timestamps"):
+            assert np.array_equal(split.columns[key], arrays.arrays[key][split.indices])
+        assert np.array_equal(split.labels, arrays.arrays["labels"][split.indices])
+    hosts = [set(entity[DatasetSplit.load(p).indices].tolist()) for p in paths.values()]
+    assert not (hosts[0] & hosts[1]) and not (hosts[1] & hosts[2]) and not (hosts[0] & hosts[2])
+    assert builder.get_statistics()["num_groups"] == len(set(entity.tolist()))
+
+
+def test_k_fold_splits_save_and_load(tmp_path):
+    builder = DatasetBuilder(np.eye(20, 3), np.arange(20) % 2, np.arange(20), output_dir=tmp_path)
+    folds = builder.create_splits(SplitStrategy.K_FOLD, n_folds=2, test_ratio=0.2)
+    builder.save_splits(folds, "cv")
+    loaded = load_splits(tmp_path, "cv")
+    assert [s.name for s in loaded["val"]] == ["fold0_val", "fold1_val"]
+    assert [s.indices.tolist() for s in loaded["train"]] == [s.indices.tolist() for s in folds["train"]]
+    assert loaded["test"].indices.tolist() == folds["test"].indices.tolist()
+
+
+def test_bad_split_files_are_refused(tmp_path):
+    with pytest.raises(SourceError, match="no such file"):
+        DatasetSplit.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "x.npz", X=np.zeros(3))
+    with pytest.raises(SchemaError, match="no features or labels"):
+        DatasetSplit.load(tmp_path / "x.npz")
+    np.savez(tmp_path / "p.npz", features=np.zeros(2), labels=np.array(["a", "b"], dtype=object))
+    with pytest.raises(SourceError, match="not a readable"):
+        DatasetSplit.load(tmp_path / "p.npz")
+    with pytest.raises(SourceError, match="no cv_train.npz"):
+        load_splits(tmp_path, "cv")
+
+
+# ---- PyTorch ------------------------------------------------------------------------------
+
+def test_pytorch_dataset_and_loader():
+    builder = DatasetBuilder(np.arange(20, dtype=np.float32).reshape(10, 2), np.arange(10) % 3 - 1,
+                             np.arange(10))
+    split = builder.dataset
+    item = PyTorchDatasetWrapper(split)[5]
+    assert item[0].tolist() == [10.0, 11.0] and item[1].item() == 1 and item[1].dtype == torch.int64
+    batches = list(make_loader(split, batch_size=4, shuffle=True, seed=1))
+    assert [len(b[1]) for b in batches] == [4, 4, 2]
+    seen = torch.cat([b[0][:, 0] for b in batches]).tolist()
+    assert sorted(seen) == list(range(0, 20, 2)) and seen != sorted(seen)
+    again = list(make_loader(split, batch_size=4, shuffle=True, seed=1))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
+    plain = torch.utils.data.DataLoader(PyTorchDatasetWrapper(split), batch_size=5)
+    assert [tuple(x.shape) for x, _ in plain] == [(5, 2), (5, 2)]
