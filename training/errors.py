@@ -27,3 +27,7 @@ class CheckpointError(PipelineError, RuntimeError):
 
 class NotSupportedError(PipelineError, NotImplementedError):
     """A feature that exists in the API but is not implemented yet."""
+
+
+class TrainingError(PipelineError, RuntimeError):
+    """Training cannot go on (e.g. the loss became NaN); the message says what to change."""

@@ -35,3 +35,7 @@ def checkpoints_dir() -> Path:
 
 def tuning_dir() -> Path:
     return root() / "tuning"
+
+
+def logs_dir() -> Path:
+    return root() / "logs"

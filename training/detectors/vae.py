@@ -1,0 +1,157 @@
+"""Layer-1 variational autoencoder: compresses each event's 128-dim vector; events it cannot
+reconstruct well are anomalous.
+
+Architecture (defaults): encoder 128 -> 96 -> 96 -> (mean, log-variance) of a 64-dim latent,
+decoder 64 -> 96 -> 96 -> 128 with a sigmoid output (features are in [0, 1]); ReLU and dropout
+after each hidden layer. Loss per event: reconstruction error summed over features (squared
+error, or binary cross-entropy) + beta * KL(q(z|x) || N(0, I)); batch loss is its mean.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.detectors.base import Detector, register_detector
+from training.errors import ConfigError
+
+RECONSTRUCTIONS = ("mse", "bce")
+SCORES = ("reconstruction", "elbo")
+
+
+def _mlp(sizes: Sequence[int], dropout: float) -> nn.Sequential:
+    """Linear -> ReLU -> Dropout for each consecutive pair of `sizes`."""
+    layers: list[nn.Module] = []
+    for d_in, d_out in zip(sizes[:-1], sizes[1:]):
+        layers += [nn.Linear(d_in, d_out), nn.ReLU(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
+@register_detector
+class Layer1VAE(Detector):
+    """VAE anomaly detector for layer-1 event vectors.
+
+    Args:
+        input_dim: features per event.
+        hidden_dim: width of the hidden layers: an int (used `num_hidden_layers` times) or a
+            list of widths, encoder order (the decoder mirrors it).
+        latent_dim: size of the latent code.
+        dropout: dropout probability after each hidden layer, in [0, 1).
+        num_hidden_layers: hidden layers on each side when `hidden_dim` is an int (>= 1).
+        beta: weight of the KL term (beta-VAE), >= 0.
+        reconstruction: "mse" (squared error on the sigmoid output) or "bce" (binary
+            cross-entropy on the logits).
+        score: `anomaly_score` is the "reconstruction" error of the mean code, or the
+            negative "elbo" (reconstruction + KL, beta 1).
+
+    Shapes:
+        x: (batch, input_dim), values in [0, 1].
+        encode(x): mean and log-variance, each (batch, latent_dim).
+        decode(z): (batch, input_dim) in (0, 1).
+        forward(x): (recon (batch, input_dim), mean, logvar (batch, latent_dim)).
+        anomaly_score(x): (batch,).
+
+    A batch is the feature tensor, or a tuple whose first item is it (e.g. features, labels).
+    In train mode the code is sampled (reparameterization); in eval mode the mean is used, so
+    validation losses are deterministic. `anomaly_score` always decodes the mean code; call
+    `model.eval()` first so that dropout is off too.
+    """
+
+    def __init__(self, input_dim: int = 128, hidden_dim: int | Sequence[int] = 96,
+                 latent_dim: int = 64, dropout: float = 0.2, *, num_hidden_layers: int = 2,
+                 beta: float = 1.0, reconstruction: str = "mse",
+                 score: str = "reconstruction") -> None:
+        widths = ([hidden_dim] * num_hidden_layers if isinstance(hidden_dim, int)
+                  else list(hidden_dim))
+        checks = [
+            ("input_dim", input_dim >= 1, ">= 1", input_dim),
+            ("hidden_dim", bool(widths) and all(w >= 1 for w in widths),
+             ">= 1 (or a non-empty list of widths >= 1)", hidden_dim),
+            ("latent_dim", latent_dim >= 1, ">= 1", latent_dim),
+            ("dropout", 0.0 <= dropout < 1.0, "in [0, 1)", dropout),
+            ("num_hidden_layers", num_hidden_layers >= 1, ">= 1", num_hidden_layers),
+            ("beta", beta >= 0, ">= 0", beta),
+            ("reconstruction", reconstruction in RECONSTRUCTIONS,
+             f"one of {', '.join(RECONSTRUCTIONS)}", reconstruction),
+            ("score", score in SCORES, f"one of {', '.join(SCORES)}", score),
+        ]
+        for name, ok, rule, value in checks:
+            if not ok:
+                raise ConfigError(f"{name} must be {rule}, got {value!r}")
+        super().__init__(input_dim=input_dim,
+                         hidden_dim=hidden_dim if isinstance(hidden_dim, int) else widths,
+                         latent_dim=latent_dim, dropout=dropout,
+                         num_hidden_layers=num_hidden_layers, beta=beta,
+                         reconstruction=reconstruction, score=score)
+        self.input_dim, self.latent_dim, self.beta = input_dim, latent_dim, float(beta)
+        self.reconstruction, self.score = reconstruction, score
+        self.encoder = _mlp([input_dim, *widths], dropout)
+        self.fc_mean = nn.Linear(widths[-1], latent_dim)
+        self.fc_logvar = nn.Linear(widths[-1], latent_dim)
+        self.decoder = _mlp([latent_dim, *reversed(widths)], dropout)
+        self.output = nn.Linear(widths[0], input_dim)
+
+    # ------------------------------------------------------------ the model
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.encoder(x)  # (batch, widths[-1])
+        return self.fc_mean(h), self.fc_logvar(h)
+
+    @staticmethod
+    def reparameterize(mean: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+        """z = mean + sigma * eps, eps ~ N(0, I)."""
+        return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+
+    def decode_logits(self, z: torch.Tensor) -> torch.Tensor:
+        return self.output(self.decoder(z))  # (batch, input_dim)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decode_logits(z))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        mean, logvar = self.encode(x)
+        z = self.reparameterize(mean, logvar) if self.training else mean
+        return self.decode(z), mean, logvar
+
+    def get_latent(self, x: torch.Tensor) -> torch.Tensor:
+        """The mean latent code of `x`, (batch, latent_dim)."""
+        return self.encode(x)[0]
+
+    # ------------------------------------------------------ Detector contract
+
+    @staticmethod
+    def _features(batch: Any) -> torch.Tensor:
+        return batch[0] if isinstance(batch, (tuple, list)) else batch
+
+    def _terms(self, x: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-event reconstruction error and KL divergence, each (batch,)."""
+        mean, logvar = self.encode(x)
+        logits = self.decode_logits(self.reparameterize(mean, logvar) if sample else mean)
+        if self.reconstruction == "mse":
+            recon = (torch.sigmoid(logits) - x).pow(2).sum(dim=1)
+        else:
+            recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+        kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(dim=1)
+        return recon, kl
+
+    def training_step(self, batch: Any) -> torch.Tensor:
+        recon, kl = self._terms(self._features(batch), sample=self.training)
+        return (recon + self.beta * kl).mean()
+
+    def validation_step(self, batch: Any) -> dict[str, torch.Tensor]:
+        recon, kl = self._terms(self._features(batch), sample=self.training)
+        recon, kl = recon.mean(), kl.mean()
+        return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
+
+    def anomaly_score(self, batch: Any) -> torch.Tensor:
+        """Per-event reconstruction error (or negative ELBO); higher = more anomalous.
+
+        Shapes:
+            returns (batch,), float32.
+        """
+        recon, kl = self._terms(self._features(batch), sample=False)
+        return (recon if self.score == "reconstruction" else recon + kl).float()

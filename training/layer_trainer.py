@@ -1,0 +1,553 @@
+"""`LayerTrainer`: the one training loop every model of the pipeline uses.
+
+The trainer does not know the model (DESIGN.md principle 6). It calls, on a
+`training.detectors.Detector`:
+
+* `model.training_step(batch) -> scalar loss` for each training batch (train mode),
+* `model.validation_step(batch) -> {"loss": ..., <name>: ...}` for each validation batch
+  (eval mode, no gradients); epoch values are means weighted by `model.batch_size_of(batch)`,
+  reported as `val_loss`, `val_<name>`,
+* `model.anomaly_score(batch) -> (units,)` on the validation data after training, to
+  calibrate the anomaly threshold saved in the checkpoint sidecar.
+
+The original loader-style API still works: `LayerTrainer(model, loss_fn, config)` with any
+`nn.Module` trains on `loss_fn(model(inputs), targets)` for batches `(inputs, targets)` (or a
+lone tensor that is its own target).
+
+Batches: any iterable of batches, re-iterated every epoch: a `training.batches.TensorBatches`
+(the fast path for data in memory, moved to the device once), a `torch.utils.data.DataLoader`,
+a PyG `DataLoader`, or a generator-backed object streaming data too large for memory. A batch
+is whatever the model's steps take (a tensor, a tuple of tensors, a PyG Batch); the trainer
+only moves it to the device.
+
+The trainer owns device placement, mixed precision, clipping, the optimizer and scheduler,
+early stopping, checkpoints, TensorBoard, resume, multi-process training (torchrun: each
+process trains its shard, gradients are averaged by DistributedDataParallel, process 0 alone
+writes files) and callbacks (`training.callbacks` lists the events).
+
+Speed: the step loop does no per-step host sync: losses and gradient norms are summed as
+tensors and read once per epoch; logging is per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from training.batches import TensorBatches
+from training.callbacks import Callback, EarlyStopping, ModelCheckpoint, TensorBoardLogger, is_better
+from training.detectors.base import Detector
+from training.errors import CheckpointError, ConfigError, TrainingError
+from training.features.encoding import FeatureSpec
+from training.fileio import atomic_write
+from training.model_files import save_model
+from training.paths import checkpoints_dir, logs_dir
+from training.thresholds import Threshold, calibrate_threshold
+from training.trainer_config import TrainingConfig
+from training.trainer_state import load_state, rng_state, save_state, set_rng_state
+from training.trainer_steps import CapturedStep, loss_module, to_device
+
+__all__ = ["EarlyStopping", "LayerTrainer", "TrainingConfig", "TrainingMetrics"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingMetrics:
+    """One epoch's figures (losses are means over the epoch's rows)."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+    learning_rate: float
+    epoch_time: float
+    grad_norm: float | None = None  # mean total gradient norm before clipping
+    val_metrics: dict[str, float] = field(default_factory=dict)
+
+    def get(self, name: str) -> float:
+        """The value called `name`: "train_loss", "val_loss" or a "val_<metric>"."""
+        if name == "train_loss":
+            return self.train_loss
+        if name in self.val_metrics:
+            return self.val_metrics[name]
+        raise ConfigError(f"no metric {name!r} in epoch {self.epoch}; available: train_loss"
+                          + "".join(f", {k}" for k in self.val_metrics))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class LayerTrainer:
+    """Trains one model.
+
+    Args:
+        model: a `Detector`, or any `nn.Module` when `loss_fn` is given.
+        loss_fn: the original API's `loss_fn(outputs, targets)`; None for a Detector.
+        config: the run's settings (default `TrainingConfig()`).
+        metric_fns: with `loss_fn`, extra validation metrics {name: fn(outputs, targets)}.
+        callbacks: extra callbacks, run after the built-in ones (early stopping, checkpoints,
+            TensorBoard).
+        feature_spec: the FeatureSpec of the training data, written into checkpoint sidecars.
+
+    Attributes:
+        history: TrainingMetrics per epoch (restored on resume).
+        best_val_loss, best_epoch: best monitored value (`config.monitor`) and its epoch.
+        threshold: the calibrated `training.thresholds.Threshold`, after training.
+        should_stop: set it (e.g. from a callback) to end training after the current epoch.
+        improved: whether the epoch just finished set a new best (read it in on_epoch_end).
+        rank, world_size: this process and the number of processes (1 without torchrun).
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: Callable[..., torch.Tensor] | None = None,
+                 config: TrainingConfig | None = None,
+                 metric_fns: dict[str, Callable[..., Any]] | None = None, *,
+                 callbacks: Iterable[Callback] = (), feature_spec: FeatureSpec | None = None
+                 ) -> None:
+        self.config = cfg = config if config is not None else TrainingConfig()
+        if not isinstance(cfg, TrainingConfig):
+            raise ConfigError(f"config must be a TrainingConfig, got {type(cfg).__name__}")
+        if cfg.num_threads is not None:
+            torch.set_num_threads(cfg.num_threads)
+        self.rank, self.world_size, local_rank = _init_distributed(cfg.device)
+        self.device = _resolve_device(cfg.device, local_rank if self.world_size > 1 else None)
+        self.model = model.to(self.device)
+        self.loss = loss_module(self.model, loss_fn, metric_fns)
+        self.feature_spec = feature_spec
+        self.user_callbacks = list(callbacks)
+        amp_dtype = _amp_dtype(cfg, self.device)
+        self._autocast = (nullcontext if amp_dtype is None else
+                          lambda: torch.autocast(self.device.type, amp_dtype, cache_enabled=False))
+        self.scaler = (torch.amp.GradScaler(self.device.type) if amp_dtype is torch.float16
+                       else None)
+        self._graph_ok = (self.device.type == "cuda" and cfg.cuda_graph and self.scaler is None
+                          and self.world_size == 1)
+        self.optimizer = _optimizer(cfg, self.loss.parameters(), self.device, self._graph_ok)
+        self.scheduler = _scheduler(cfg, self.optimizer)
+        self._step_loss: nn.Module = self.loss
+        if self.world_size > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._step_loss = DistributedDataParallel(self.loss, device_ids=ids)
+        self.checkpoint_dir = Path(cfg.checkpoint_dir) if cfg.checkpoint_dir else checkpoints_dir()
+        self.log_dir = (Path(cfg.log_dir) if cfg.log_dir else logs_dir()) / cfg.model_name
+        self.history: list[TrainingMetrics] = []
+        self.epoch = 0
+        self.best_val_loss = math.inf if cfg.mode == "min" else -math.inf
+        self.best_epoch: int | None = None
+        self.threshold: Threshold | None = None
+        self.should_stop = False
+        self.improved = False
+        self.callbacks: list[Callback] = []
+        self._best_state: dict[str, torch.Tensor] | None = None
+        self._captured: CapturedStep | None = None
+        self._monitor = cfg.monitor
+        self._train_data: Iterable[Any] | None = None
+        self._sums = (torch.zeros((), device=self.device), torch.zeros((), device=self.device))
+
+    @property
+    def last_state_path(self) -> Path:
+        return self.checkpoint_dir / f"{self.config.model_name}_last_state.pt"
+
+    @property
+    def learning_rate(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    # ---------------------------------------------------------------- the loop
+
+    def train(self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None = None, *,
+              val_labels: np.ndarray | None = None, resume: bool | str | Path = False
+              ) -> list[TrainingMetrics]:
+        """Train up to `config.num_epochs` epochs; returns the history (all epochs so far).
+
+        Args:
+            train_loader: training batches (see the module docstring).
+            val_loader: validation batches (not shuffled), or None (then "train_loss" is
+                monitored).
+            val_labels: labels (-1/0/1) of the validation units, in the order
+                `anomaly_score` yields them, for the threshold; None counts every unit as
+                benign (the 99th-percentile rule).
+            resume: True = continue from `<checkpoint_dir>/<model_name>_last_state.pt` when
+                it exists (else start fresh); a path = continue from that file (must exist).
+
+        Raises:
+            TrainingError: the loss became NaN or infinite.
+            CheckpointError: the resume file is unreadable or belongs to another model.
+        """
+        cfg = self.config
+        if cfg.deterministic:
+            _set_deterministic()
+        monitor = cfg.monitor
+        if val_loader is None and monitor.startswith("val_"):
+            monitor = "train_loss"
+        self._monitor = monitor
+        self.callbacks = self._build_callbacks(monitor)
+        if isinstance(train_loader, TensorBatches):
+            train_loader = train_loader.to(self.device)
+        if isinstance(val_loader, TensorBatches):
+            val_loader = val_loader.to(self.device)
+        self._train_data = train_loader
+        path = self._resume_path(resume)
+        if path is not None:
+            self.load_state(path)
+        elif cfg.seed is not None:
+            seed_everything(cfg.seed)
+        try:
+            self._emit("on_train_start", self)
+            while self.epoch < cfg.num_epochs and not self.should_stop:
+                self._run_epoch(train_loader, val_loader)
+            if cfg.restore_best and self._best_state is not None:
+                self.model.load_state_dict(self._best_state)
+            if cfg.calibrate_threshold and val_loader is not None and isinstance(self.model,
+                                                                                  Detector):
+                self.calibrate_threshold(val_loader, val_labels)
+            self._emit("on_train_end", self, self.history)
+        finally:
+            self._emit("teardown", self)
+        return self.history
+
+    def _run_epoch(self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
+        self.epoch += 1
+        epoch = self.epoch
+        self._emit("on_epoch_start", self, epoch)
+        start = time.perf_counter()
+        train_loss, grad_norm = self._train_epoch(train_loader)
+        if not math.isfinite(train_loss):
+            raise TrainingError(f"the training loss is {train_loss} at epoch {epoch}; lower "
+                                "learning_rate or gradient_clip_value, or check the data for "
+                                "NaN/inf")
+        val_metrics = self._validate(val_loader) if val_loader is not None else {}
+        if val_metrics:
+            self._emit("on_validation_end", self, epoch, val_metrics)
+        value = train_loss if self._monitor == "train_loss" else val_metrics.get(self._monitor)
+        if value is None:
+            raise ConfigError(f"monitor {self._monitor!r} is not among the validation metrics "
+                              f"{', '.join(val_metrics)}")
+        self.improved = is_better(value, self.best_val_loss, self.config.mode)
+        if self.improved:
+            self.best_val_loss, self.best_epoch = float(value), epoch
+            self._best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            self.scheduler.step(value)
+        elif self.scheduler is not None:
+            self.scheduler.step()
+        metrics = TrainingMetrics(epoch, train_loss, val_metrics.get("val_loss"),
+                                  self.learning_rate, time.perf_counter() - start, grad_norm,
+                                  val_metrics)
+        self.history.append(metrics)
+        logger.info("epoch %d/%d train_loss %.6g val_loss %s lr %.3g (%.2f s)", epoch,
+                    self.config.num_epochs, train_loss,
+                    "-" if metrics.val_loss is None else f"{metrics.val_loss:.6g}",
+                    metrics.learning_rate, metrics.epoch_time)
+        self._emit("on_epoch_end", self, metrics)
+        if self.config.save_last_state and self.rank == 0:
+            self.save_state(self.last_state_path)
+
+    def _train_epoch(self, batches: Iterable[Any]) -> tuple[float, float | None]:
+        """One pass over the training batches; (mean loss, mean gradient norm)."""
+        self.model.train()
+        loss_sum, norm_sum = self._sums
+        loss_sum.zero_()
+        norm_sum.zero_()
+        graph_ok = self._graph_ok and isinstance(batches, TensorBatches)
+        rows = steps = 0
+        for batch in batches:
+            batch = to_device(batch, self.device)
+            n = self.loss.batch_size_of(batch)
+            if graph_ok and self._captured is None and n == batches.batch_size:
+                self._captured = self._capture(batch, n)
+            if self._captured is not None and n == self._captured.rows:
+                self._captured(batch)
+            else:
+                self._eager_step(batch, n)
+            rows += n
+            steps += 1
+        if rows == 0:
+            raise ConfigError("the training data yielded no batch")
+        totals = torch.stack([loss_sum, norm_sum, torch.tensor(float(rows), device=self.device),
+                              torch.tensor(float(steps), device=self.device)])
+        if self.world_size > 1:
+            dist.all_reduce(totals)
+        loss, norm, rows_all, steps_all = totals.tolist()  # the epoch's one host sync
+        return loss / rows_all, (norm / steps_all if self.config.clip_norm else None)
+
+    def _eager_step(self, batch: Any, rows: int) -> None:
+        loss_sum, norm_sum = self._sums
+        clip = self.config.clip_norm
+        with self._autocast():
+            loss = self._step_loss(batch)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is None:
+            loss.backward()
+            if clip is not None:
+                norm_sum.add_(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+            self.optimizer.step()
+        else:
+            self.scaler.scale(loss).backward()
+            if clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                norm_sum.add_(nn.utils.clip_grad_norm_(self.model.parameters(), clip))
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        loss_sum.add_(loss.detach().float(), alpha=rows)
+
+    def _capture(self, batch: Any, rows: int) -> CapturedStep | None:
+        try:
+            step = CapturedStep(self.loss, self.optimizer, self.config.clip_norm,
+                                self._autocast, batch, rows, self._sums)
+        except Exception as exc:  # capture support depends on the model's ops: fall back
+            logger.warning("cannot capture the training step in a CUDA graph (%s: %s); "
+                           "stepping eagerly", type(exc).__name__, exc)
+            self._graph_ok = False
+            return None
+        logger.info("training step captured in a CUDA graph (batch %d)", rows)
+        return step
+
+    @torch.no_grad()
+    def _validate(self, batches: Iterable[Any]) -> dict[str, float]:
+        """Weighted means of `validation_step` over the batches, as {"val_<name>": value}."""
+        self.model.eval()
+        sums: dict[str, torch.Tensor] = {}
+        rows = 0
+        with self._autocast():
+            for batch in batches:
+                batch = to_device(batch, self.device)
+                n = self.loss.batch_size_of(batch)
+                for name, value in self.loss.validation_step(batch).items():
+                    weighted = value.detach().float() * n
+                    sums[name] = sums[name] + weighted if name in sums else weighted
+                rows += n
+        if rows == 0:
+            raise ConfigError("the validation data yielded no batch")
+        values = torch.stack(list(sums.values())).div_(rows).tolist()  # one host sync
+        return {f"val_{name}": v for name, v in zip(sums, values)}
+
+    # ------------------------------------------------------- threshold and files
+
+    @torch.no_grad()
+    def anomaly_scores(self, batches: Iterable[Any]) -> np.ndarray:
+        """The model's anomaly scores over `batches`, in order (eval mode), as float32."""
+        if not isinstance(self.model, Detector):
+            raise ConfigError(f"{type(self.model).__name__} has no anomaly_score: only a "
+                              "Detector gets a calibrated threshold")
+        self.model.eval()
+        scores = [self.model.anomaly_score(to_device(b, self.device)).float()
+                  for b in batches]
+        return torch.cat(scores).cpu().numpy()
+
+    def calibrate_threshold(self, batches: Iterable[Any],
+                            labels: np.ndarray | None = None) -> Threshold:
+        """Calibrate `self.threshold` on validation `batches` (see training.thresholds)."""
+        self.threshold = calibrate_threshold(self.anomaly_scores(batches), labels)
+        logger.info("anomaly threshold %.6g (%s on %d validation scores)", self.threshold.value,
+                    self.threshold.method, self.threshold.n_scores)
+        return self.threshold
+
+    def save_model_file(self, path: str | Path) -> Path:
+        """The model's weights (plain state_dict) and, for a Detector, its JSON sidecar."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not isinstance(self.model, Detector):
+            import io
+
+            buffer = io.BytesIO()
+            torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, buffer)
+            with atomic_write(path) as handle:
+                handle.write(buffer.getvalue())
+            return path
+        extra = {"model_name": self.config.model_name, "layer_name": self.config.layer_name,
+                 "epoch": self.epoch, "best_epoch": self.best_epoch,
+                 "best_value": self.best_val_loss, "monitor": self._monitor,
+                 "threshold": self.threshold.to_dict() if self.threshold else None,
+                 "training_config": self.config.to_dict()}
+        save_model(self.model, path, feature_spec=self.feature_spec,
+                   threshold=self.threshold.value if self.threshold else None, extra=extra)
+        return path
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs (see training.trainer_state)."""
+        data = self._train_data
+        return {
+            "config": self.config.to_json(),
+            "model_class": type(self.model).__name__,
+            "init_args": json.dumps(getattr(self.model, "init_args", None), sort_keys=True),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": None if self.scheduler is None else self.scheduler.state_dict(),
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
+            "callbacks": {_key(i, cb): cb.state_dict() for i, cb in enumerate(self.callbacks)},
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "best_state": self._best_state,
+            "should_stop": self.should_stop,
+            "history": [m.to_dict() for m in self.history],
+            "data": data.state_dict() if hasattr(data, "state_dict") else None,
+            "rng": rng_state(),
+        }
+
+    def save_state(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        save_state(path, self.state_dict())
+
+    def load_state(self, path: str | Path) -> None:
+        """Continue from a last-state checkpoint of the same model class and arguments."""
+        state = load_state(path, map_location=self.device)
+        init_args = json.dumps(getattr(self.model, "init_args", None), sort_keys=True)
+        if state["model_class"] != type(self.model).__name__ or state["init_args"] != init_args:
+            raise CheckpointError(f"{path}: saved for {state['model_class']}{state['init_args']}"
+                                  f", not {type(self.model).__name__}{init_args}; resume with "
+                                  "the same model settings or start without --resume")
+        saved_cfg = json.loads(state["config"])
+        changed = sorted(k for k, v in self.config.to_dict().items()
+                         if saved_cfg.get(k) != v and k != "num_epochs")
+        if changed:
+            logger.warning("resuming %s with changed settings: %s", path, ", ".join(changed))
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state["scheduler"] is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler is not None and state["scaler"] is not None:
+            self.scaler.load_state_dict(state["scaler"])
+        saved_callbacks = state["callbacks"]
+        for i, cb in enumerate(self.callbacks):
+            if _key(i, cb) in saved_callbacks:
+                cb.load_state_dict(saved_callbacks[_key(i, cb)])
+        self.epoch = int(state["epoch"])
+        self.best_val_loss, self.best_epoch = float(state["best_val_loss"]), state["best_epoch"]
+        self._best_state = state["best_state"]
+        self.should_stop = bool(state["should_stop"])
+        self.history = [TrainingMetrics(**m) for m in state["history"]]
+        if state["data"] is not None and hasattr(self._train_data, "load_state_dict"):
+            self._train_data.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        logger.info("resumed %s at epoch %d", path, self.epoch)
+
+    # --------------------------------------------------------------- helpers
+
+    def _resume_path(self, resume: bool | str | Path) -> Path | None:
+        if resume is False or resume is None:
+            return None
+        if resume is True:
+            path = self.last_state_path
+            if not path.exists():
+                logger.info("no %s to resume from; starting fresh", path)
+                return None
+            return path
+        return Path(resume)
+
+    def _build_callbacks(self, monitor: str) -> list[Callback]:
+        cfg = self.config
+        built: list[Callback] = []
+        if cfg.early_stopping_patience:
+            built.append(EarlyStopping(cfg.early_stopping_patience, cfg.early_stopping_min_delta,
+                                       cfg.mode, monitor))
+        built.append(ModelCheckpoint(self.checkpoint_dir, cfg.model_name, cfg.save_best_only,
+                                     cfg.save_frequency))
+        if cfg.tensorboard:
+            built.append(TensorBoardLogger(self.log_dir))
+        return [cb for cb in built + self.user_callbacks
+                if self.rank == 0 or not cb.rank_zero_only]
+
+    def _emit(self, event: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, event)(*args)
+
+
+def _key(index: int, callback: Callback) -> str:
+    return f"{index}:{type(callback).__name__}"
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python's random, numpy and torch (all devices)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _set_deterministic() -> None:
+    # cuBLAS needs a fixed workspace for deterministic results; harmless on the CPU.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.benchmark = False
+
+
+def _init_distributed(device: str) -> tuple[int, int, int]:
+    """(rank, world size, local rank); joins the torchrun process group when WORLD_SIZE > 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
+    return 0, 1, 0
+
+
+def _resolve_device(device: str, local_rank: int | None) -> torch.device:
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as exc:
+        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
+                          ) from exc
+    if resolved.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; "
+                              "use --device cpu")
+        if local_rank is not None and resolved.index is None:
+            resolved = torch.device("cuda", local_rank)
+        torch.cuda.set_device(resolved)
+    return resolved
+
+
+def _amp_dtype(cfg: TrainingConfig, device: torch.device) -> torch.dtype | None:
+    if device.type == "cuda" and cfg.use_amp:
+        return getattr(torch, cfg.amp_dtype)
+    if device.type == "cpu" and cfg.cpu_amp:
+        return torch.bfloat16
+    return None
+
+
+def _optimizer(cfg: TrainingConfig, params: Iterable[nn.Parameter], device: torch.device,
+               capturable: bool) -> torch.optim.Optimizer:
+    # Fused kernels (one per step on the CPU and on CUDA) are the fastest update; a captured
+    # CUDA graph also needs the learning rate as a tensor so that schedulers can change it.
+    lr: float | torch.Tensor = torch.tensor(cfg.learning_rate, device=device) if capturable \
+        else cfg.learning_rate
+    extra: dict[str, Any] = {"fused": True}
+    if capturable and cfg.optimizer != "sgd":
+        extra["capturable"] = True
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, **extra)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, **extra)
+    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+                           **extra)
+
+
+def _scheduler(cfg: TrainingConfig, optimizer: torch.optim.Optimizer) -> Any:
+    if cfg.lr_scheduler == "reduce_on_plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=cfg.mode, factor=cfg.scheduler_factor,
+            patience=cfg.scheduler_patience, min_lr=cfg.min_lr)
+    if cfg.lr_scheduler == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.num_epochs,
+                                                          eta_min=cfg.min_lr)
+    if cfg.lr_scheduler == "step":
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size,
+                                               gamma=cfg.scheduler_factor)
+    return None

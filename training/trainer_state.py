@@ -1,0 +1,79 @@
+"""The last-state checkpoint: everything `--resume` needs to continue exactly where it stopped.
+
+One file, `<model_name>_last_state.pt`, rewritten atomically at the end of every epoch: model,
+optimizer, scheduler and GradScaler state_dicts, the callbacks' states (early stopping), the
+trainer's counters and history, the best weights so far, the batches' generator state, and the
+random states of torch (CPU and CUDA), numpy and Python. It holds only tensors and plain
+containers of numbers and strings (the configuration is stored as its JSON text), so it is
+read back with `torch.load(weights_only=True)`: nothing in it is executed.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.errors import CheckpointError
+from training.fileio import atomic_write
+
+FORMAT = "maximus.trainer_state.v1"
+
+
+def rng_state() -> dict[str, Any]:
+    """The random states of torch (CPU, CUDA), numpy and Python, as tensors and containers."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss),
+                  float(gauss)],
+        "python": _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore what `rng_state` captured."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(value: Any) -> Any:
+    return [_to_lists(v) for v in value] if isinstance(value, tuple) else value
+
+
+def save_state(path: str | Path, state: dict[str, Any]) -> None:
+    """Write `state` (tensors and plain containers) atomically to `path`."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
+    with atomic_write(Path(path)) as handle:
+        handle.write(buffer.getvalue())
+
+
+def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a last-state checkpoint written by `save_state`, refusing anything else.
+
+    Raises:
+        CheckpointError: missing, unreadable, or not a trainer state.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no last-state checkpoint to resume from") from None
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise CheckpointError(f"{path}: refused to load a trainer state: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a trainer state (expected format {FORMAT!r})")
+    return state
