@@ -34,7 +34,7 @@ from training.hpo.outputs import TuningOutputs, best_trial, write_outputs  # noq
 from training.hpo.storage import StorageSpec, resolve_storage  # noqa: E402
 from training.hpo.study import PRUNERS, SAMPLERS, n_finished, open_study  # noqa: E402
 from training.hpo.workers import (  # noqa: E402
-    LocalBudget, Objective, run_trials, run_worker_processes, worker_name)
+    LocalBudget, Objective, fail_orphaned_trials, run_trials, run_worker_processes, worker_name)
 from training.paths import tuning_dir  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -170,6 +170,7 @@ class HyperparameterTuner:
         """
         config = self.config
         study = self.load_study()
+        fail_orphaned_trials(study)
         done = n_finished(study)
         left = max(0, config.n_trials - done)
         logger.info("study %s in %s: %d of %d trials finished, running %d with %d worker(s)",

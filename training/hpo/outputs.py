@@ -58,7 +58,12 @@ def write_outputs(study: optuna.Study, study_dir: str | Path) -> TuningOutputs:
     outputs.files["best_params"] = _write_bytes(study_dir / BEST_PARAMS,
                                                 json.dumps(summary(study), indent=2).encode())
     outputs.files["trials"] = _write_bytes(study_dir / TRIALS_CSV, trials_csv(trials).encode())
-    for name, plot in _plots().items():
+    plots = _plots()
+    if best_trial(study) is None:
+        outputs.skipped = {name: "no complete trial yet" for name in plots}
+        logger.warning("study %s has no complete trial yet: no plots drawn", study.study_name)
+        return outputs
+    for name, plot in plots.items():
         path = study_dir / f"{name}.png"
         try:
             with warnings.catch_warnings():

@@ -44,7 +44,7 @@ HEARTBEAT_GRACE = 120
 SQLITE_LOCK_TIMEOUT = 60  # seconds a writer waits for SQLite's lock before "database is locked"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class StorageSpec:
     """A storage every process can open on its own.
 
@@ -77,6 +77,9 @@ class StorageSpec:
                     heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=HEARTBEAT_GRACE)
         except Exception as exc:  # SQLAlchemy raises OperationalError, ImportError, ...
             raise ConfigError(f"storage {self.describe()}: cannot connect: {exc}") from exc
+
+    def __repr__(self) -> str:
+        return f"StorageSpec({self.kind!r}, {self.describe()!r})"
 
     def describe(self) -> str:
         """The storage for messages and logs, without any password."""
@@ -115,7 +118,7 @@ def resolve_storage(storage: str | None, n_workers: int, study_dir: str | Path) 
         raise ConfigError(_bad_storage(storage, "it is neither a database URL nor a journal file"))
     try:
         url = make_url(storage)
-    except ArgumentError as exc:
+    except (ArgumentError, ValueError) as exc:
         raise ConfigError(_bad_storage(storage, str(exc))) from None
     if url.get_backend_name() == "sqlite":
         if n_workers > 1:
@@ -127,6 +130,10 @@ def resolve_storage(storage: str | None, n_workers: int, study_dir: str | Path) 
     if url.drivername in ("postgresql", "postgres"):
         # SQLAlchemy's default PostgreSQL driver is psycopg2; this package ships psycopg 3.
         url = url.set(drivername="postgresql+psycopg")
+    try:
+        url.get_dialect()  # an unknown database or a missing driver fails here, not in a worker
+    except Exception as exc:  # NoSuchModuleError, ImportError of the driver
+        raise ConfigError(_bad_storage(storage, f"{type(exc).__name__}: {exc}")) from None
     return StorageSpec("rdb", url.render_as_string(hide_password=False))
 
 

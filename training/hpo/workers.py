@@ -17,6 +17,7 @@ import multiprocessing as mp
 import os
 import pickle
 import socket
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,40 @@ class TaggedObjective:
 
 def worker_name(index: int) -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{index}"
+
+
+def fail_orphaned_trials(study: optuna.Study) -> list[int]:
+    """Mark failed the RUNNING trials whose worker process on this machine no longer exists.
+
+    A worker killed mid-trial (power cut, SIGKILL) leaves its trial RUNNING. Trials run on other
+    machines are left to the database storages' heartbeat, which fails them after its grace
+    period.
+
+    Returns:
+        The numbers of the trials marked failed.
+    """
+    host = socket.gethostname()
+    orphans = []
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker_host, _, rest = str(trial.user_attrs.get(WORKER_ATTR, "")).partition(":")
+        pid = rest.partition(":")[0]
+        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+            study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+            orphans.append(trial.number)
+    if orphans:
+        logger.warning("trials %s were left RUNNING by worker processes that no longer exist; "
+                       "marked failed (they do not count towards n_trials)", orphans)
+    return orphans
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def run_trials(study: optuna.Study, objective: Objective, claim: Callable[[], bool],
@@ -156,9 +191,11 @@ def _worker_main(index: int, config: TuningConfig, storage: StorageSpec, objecti
                  counter: Synchronized, deadline: float | None, threads: int, level: int) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s worker-{index} %(levelname)s "
                                             "%(name)s: %(message)s")
-    import torch  # the workers share the cores instead of each taking all of them
-
-    torch.set_num_threads(threads)
+    optuna.logging.set_verbosity(optuna.logging.INFO if level <= logging.INFO
+                                 else optuna.logging.WARNING)
+    torch = sys.modules.get("torch")  # imported with the objective, if it trains a model
+    if torch is not None:
+        torch.set_num_threads(threads)  # the workers share the cores instead of each taking all
     study = open_study(config, storage, parallel=True, worker_index=index)
     run_trials(study, objective, SharedBudget(counter), config.n_trials, deadline,
                worker_name(index))
