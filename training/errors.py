@@ -29,5 +29,13 @@ class NotSupportedError(PipelineError, NotImplementedError):
     """A feature that exists in the API but is not implemented yet."""
 
 
+class NotFoundError(PipelineError, LookupError):
+    """A named thing (model, version, alias, stage) does not exist; the message lists what does."""
+
+
+class RegistryError(PipelineError, RuntimeError):
+    """The model registry refuses a change (a version that exists, nothing to roll back to)."""
+
+
 class TrainingError(PipelineError, RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the message says what to change."""

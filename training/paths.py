@@ -37,5 +37,10 @@ def tuning_dir() -> Path:
     return root() / "tuning"
 
 
+def models_dir() -> Path:
+    """The model registry (its SQLite database and per-version artifact folders)."""
+    return root() / "models"
+
+
 def logs_dir() -> Path:
     return root() / "logs"

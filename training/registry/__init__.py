@@ -1,0 +1,1 @@
+"""The model registry's parts; the public API is `training.model_registry`."""

@@ -1,0 +1,153 @@
+"""What the registry records about a model version, and which way each metric points."""
+
+from __future__ import annotations
+
+import functools
+import math
+import platform
+import subprocess
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+from training.errors import ConfigError
+from training.features.encoding import FeatureSpec
+from training.registry.names import check_name, check_stage
+
+# Metrics whose direction is known; the gate and compare_models refuse any other name, so a
+# typo never silently turns "lower is better" into "higher is better".
+LOWER_IS_BETTER = frozenset({"loss", "val_loss", "test_loss", "train_loss", "fpr",
+                             "false_positive_rate", "brier", "mse", "mae",
+                             "avg_inference_time_ms"})
+HIGHER_IS_BETTER = frozenset({"accuracy", "precision", "recall", "f1", "f1_score", "pr_auc",
+                              "roc_auc", "average_precision", "detection_pr_auc", "tpr",
+                              "recall_at_fpr", "throughput_samples_per_sec"})
+
+
+def metric_direction(metric: str) -> str:
+    """"min" when lower values of `metric` are better, "max" when higher are.
+
+    Known names are listed in LOWER_IS_BETTER and HIGHER_IS_BETTER; beyond those, names ending
+    in "_loss" or "_error" are "min" and names ending in "_auc" are "max".
+    """
+    if metric in LOWER_IS_BETTER or metric.endswith(("_loss", "_error")):
+        return "min"
+    if metric in HIGHER_IS_BETTER or metric.endswith("_auc"):
+        return "max"
+    raise ConfigError(f"metric {metric!r} has no known direction; use one of "
+                      f"{', '.join(sorted(LOWER_IS_BETTER | HIGHER_IS_BETTER))}, or a name "
+                      "ending in _loss/_error (lower is better) or _auc (higher is better)")
+
+
+@functools.lru_cache(maxsize=1)
+def code_version() -> str:
+    """`git describe --always --dirty` of the package's checkout, else the installed version."""
+    repo = Path(__file__).resolve().parents[2]
+    try:
+        done = subprocess.run(["git", "-C", str(repo), "describe", "--always", "--dirty"],
+                              capture_output=True, text=True, timeout=10)
+        if done.returncode == 0 and done.stdout.strip():
+            return "git:" + done.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        pass  # no git on this machine: fall back to the package version
+    try:
+        return "maximus-training " + importlib_metadata.version("maximus-training")
+    except importlib_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a model's behaviour depends on."""
+    versions = {"python": platform.python_version()}
+    for name in ("torch", "numpy", "pyarrow", "scikit-learn", "torch-geometric"):
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+
+
+@dataclass
+class ModelMetadata:
+    """One registered version of a model.
+
+    The first nine fields are the original system's; the rest make a version reproducible and
+    auditable. `feature_fingerprint` and `anomaly_threshold` default to the model's sidecar,
+    `code_version` and `library_versions` to this process's; the registry fills
+    `weights_sha256`, `stage` and `aliases` when it reads a version back.
+
+    Attributes:
+        metrics: name -> finite number (e.g. {"pr_auc": 0.91, "val_loss": 0.04}).
+        hyperparameters: JSON-able training settings.
+        training_dataset: where the training data came from (a path or a description).
+        dataset_fingerprints: split name -> fingerprint of the data it was trained/tested on.
+        feature_fingerprint: the FeatureSpec fingerprint the model expects.
+        anomaly_threshold: the alert threshold stored with the weights.
+    """
+
+    model_name: str
+    version: str
+    layer_name: str
+    created_at: str = field(default_factory=_now)
+    metrics: dict[str, float] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    training_dataset: str | None = None
+    framework: str = "pytorch"
+    stage: str = "none"
+    dataset_fingerprints: dict[str, str] = field(default_factory=dict)
+    feature_fingerprint: str | None = None
+    anomaly_threshold: float | None = None
+    code_version: str | None = None
+    library_versions: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+    weights_sha256: str | None = None
+    aliases: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        check_name("model_name", self.model_name)
+        check_name("version", self.version)
+        check_stage(self.stage)
+        if isinstance(self.created_at, datetime):
+            self.created_at = self.created_at.isoformat()
+        for name, value in self.metrics.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) \
+                    or not math.isfinite(value):
+                raise ConfigError(f"metrics[{name!r}] must be a finite number, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        """Rebuild from `to_dict` output; unknown keys (from a newer release) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def complete_metadata(metadata: ModelMetadata, sidecar: dict[str, Any],
+                      weights_sha256: str) -> ModelMetadata:
+    """`metadata` with what the model's sidecar and this process know filled in.
+
+    Raises:
+        ConfigError: the metadata's feature fingerprint or threshold differs from the sidecar's.
+    """
+    spec_text = sidecar.get("feature_spec")
+    fingerprint = FeatureSpec.from_json(spec_text).fingerprint if spec_text else None
+    threshold = sidecar.get("anomaly_threshold")
+    for name, ours, theirs in (("feature_fingerprint", metadata.feature_fingerprint, fingerprint),
+                               ("anomaly_threshold", metadata.anomaly_threshold, threshold)):
+        if ours is not None and ours != theirs:
+            raise ConfigError(f"metadata.{name} is {ours!r} but the model's sidecar says "
+                              f"{theirs!r}; leave it unset to take the sidecar's")
+    data = metadata.to_dict()
+    data.update(feature_fingerprint=fingerprint, anomaly_threshold=threshold,
+                weights_sha256=weights_sha256, aliases=[],
+                code_version=metadata.code_version or code_version(),
+                library_versions=metadata.library_versions or library_versions())
+    return ModelMetadata.from_dict(data)

@@ -1,0 +1,102 @@
+"""The registry's SQLite database: schema, connections and write transactions.
+
+The database, not the code, keeps the rules that matter most:
+
+* at most one production version per model: a partial unique index, so even a raw SQL
+  `INSERT`/`UPDATE` that would make a second production row fails;
+* stages are one of none, staging, production, archived (a CHECK constraint);
+* the transition log is append-only: triggers abort any UPDATE or DELETE on it.
+
+Connections use WAL (readers never block the writer) and a busy timeout, so several processes
+can register and promote at once; every change runs in `BEGIN IMMEDIATE`, which takes the
+write lock before reading, so "archive the old production, promote the new one" cannot
+interleave with another process doing the same.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,      -- registration order
+    model_name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    layer_name TEXT NOT NULL,
+    stage TEXT NOT NULL CHECK (stage IN ('none', 'staging', 'production', 'archived')),
+    registered_at TEXT NOT NULL,
+    metadata TEXT NOT NULL CHECK (json_valid(metadata)),
+    weights_sha256 TEXT NOT NULL,
+    sidecar_sha256 TEXT NOT NULL,
+    replaced_version TEXT,                      -- the production version this one replaced
+    UNIQUE (model_name, version)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_production_per_model
+    ON versions (model_name) WHERE stage = 'production';
+CREATE TABLE IF NOT EXISTS aliases (
+    model_name TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    version TEXT NOT NULL,
+    PRIMARY KEY (model_name, alias),
+    FOREIGN KEY (model_name, version) REFERENCES versions (model_name, version)
+);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    model_name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    event TEXT NOT NULL CHECK (event IN ('register', 'stage', 'alias', 'unalias', 'delete')),
+    from_stage TEXT,
+    to_stage TEXT,
+    alias TEXT,
+    reason TEXT NOT NULL,
+    actor TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS transitions_no_update BEFORE UPDATE ON transitions
+BEGIN SELECT RAISE(ABORT, 'the transition log is append-only: no UPDATE'); END;
+CREATE TRIGGER IF NOT EXISTS transitions_no_delete BEFORE DELETE ON transitions
+BEGIN SELECT RAISE(ABORT, 'the transition log is append-only: no DELETE'); END;
+"""
+
+
+def connect(db_path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, foreign keys on."""
+    conn = sqlite3.connect(db_path, timeout=busy_timeout_s, isolation_level=None)
+    conn.row_factory = sqlite3.Row
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")  # a committed registration survives a power cut
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """A write transaction holding the database's write lock from its first statement."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create the tables (idempotent; safe when several processes open a new registry)."""
+    with transaction(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise sqlite3.DatabaseError(
+                f"registry schema version {version} is newer than this release's "
+                f"{SCHEMA_VERSION}; upgrade maximus-training to use it")
+        # One statement at a time: executescript() would commit the open transaction first.
+        for statement in SCHEMA.split(";\n"):  # trigger bodies end in "; END", never ";\n"
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
