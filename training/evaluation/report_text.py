@@ -1,0 +1,95 @@
+"""The terminal report of an `EvaluationMetrics`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training.evaluation.result import EvaluationMetrics
+
+
+def _f(value: Any, digits: int = 4) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.2f}%"
+
+
+def _rate(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    for unit, scale in (("M", 1e6), ("k", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.1f}{unit}"
+    return f"{value:.0f}"
+
+
+def format_report(m: EvaluationMetrics) -> str:
+    """A plain-text report (about 30-60 lines) of what the evaluation found."""
+    lines = [f"Evaluation of {m.model_name or 'scores'} ({m.model_kind}): {m.n_samples:,} rows "
+             f"with a known label, {m.n_unknown_excluded:,} unknown (-1) left out"]
+    lines.append("  " + "   ".join(f"{name} {row.get('support', 0):,}"
+                                   for name, row in m.per_class_metrics.items()))
+    lines += ["", "Without a threshold"]
+    if m.model_kind == "anomaly":
+        lines.append(f"  ROC-AUC                   {_f(m.roc_auc)}  (the same for both classes)")
+        lines.append(f"  PR-AUC threat             {_f(m.pr_auc)}")
+        lines.append(f"  PR-AUC benign             {_f(m.per_class_metrics['benign']['pr_auc'])}")
+    else:
+        lines.append(f"  ROC-AUC (macro, one-vs-rest)  {_f(m.roc_auc)}")
+        lines.append(f"  PR-AUC  (macro, one-vs-rest)  {_f(m.pr_auc)}")
+    for key, point in m.detection_at_fpr.items():
+        label = f"  Detection at FPR <= {100 * point['max_fpr']:g}%"
+        if point["detection_rate"] is None:
+            lines.append(f"{label:<28}n/a")
+            continue
+        lines.append(f"{label:<28}{_pct(point['detection_rate'])}  (threshold "
+                     f"{_f(point['threshold'], 6)}, FPR {_pct(point['fpr'])}, "
+                     f"{point['false_positives']} false positives)")
+    lines.append("")
+    if m.confusion_matrix is not None:
+        rule = (f"At threshold {m.threshold:.6g} ({m.threshold_source})" if m.model_kind == "anomaly"
+                else "At the most probable class")
+        lines.append(rule)
+        lines.append(f"  accuracy {_f(m.accuracy)}   precision {_f(m.precision)}   "
+                     f"recall {_f(m.recall)}   F1 {_f(m.f1_score)}"
+                     + ("   (macro)" if m.model_kind == "classifier" else "   (threat class)"))
+        width = max(10, *(len(n) for n in m.class_names)) + 2
+        head = ("no alert", "alert") if m.model_kind == "anomaly" else tuple(m.class_names)
+        lines.append("  confusion matrix (rows: true class)")
+        lines.append("  " + " " * width + "".join(f"{h:>12}" for h in head))
+        for name, row in zip(m.class_names, m.confusion_matrix):
+            lines.append(f"  {name:<{width}}" + "".join(f"{v:>12,}" for v in row))
+        if m.alerts:
+            a = m.alerts
+            lines.append(f"  alerts per day {a['alerts_per_day']:.1f} (false: "
+                         f"{a['false_alerts_per_day']:.1f}) over {a['span_days']:.2f} days")
+        lines.append("")
+    if m.per_attack_type:
+        rates = [k for k in next(iter(m.per_attack_type.values())) if k.startswith("rate_")]
+        lines.append("Detection per attack type")
+        lines.append(f"  {'attack type':<32}{'count':>8}"
+                     + "".join(f"{k[5:].replace('_', ' '):>16}" for k in rates))
+        for name, row in list(m.per_attack_type.items())[:25]:
+            lines.append(f"  {name[:31]:<32}{row['count']:>8,}"
+                         + "".join(f"{_pct(row[k]):>16}" for k in rates))
+        if len(m.per_attack_type) > 25:
+            lines.append(f"  ... {len(m.per_attack_type) - 25} more types in the JSON report")
+        lines.append("")
+    if m.latency:
+        lat = m.latency
+        single = lat["single_event_us"]
+        lines.append(f"Latency (model only, {lat['device']}, {lat['num_threads']} threads)")
+        lines.append(f"  single event  p50 {single['p50']:.1f} us   p95 {single['p95']:.1f} us   "
+                     f"p99 {single['p99']:.1f} us")
+        for row in lat["batch"]:
+            lines.append(f"  batch {row['batch_size']:>6,}  {_rate(row['events_per_sec'])} events/s")
+        lines.append("")
+    if m.notes:
+        lines.append("Notes")
+        lines += [f"  - {note}" for note in m.notes]
+    return "\n".join(lines).rstrip() + "\n"

@@ -1,0 +1,164 @@
+"""ModelEvaluator: scores from the model, a threshold from validation data or the checkpoint
+sidecar (never the test set), classifiers, latency, and the three reports."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from training.detectors.base import Detector, register_detector
+from training.errors import ConfigError, SchemaError
+from training.evaluation.report_text import format_report
+from training.evaluation.scores import evaluate_probabilities, evaluate_scores
+from training.evaluator import ModelEvaluator
+from training.model_files import load_model, save_model
+from training.tests.test_metrics import ATTACKS, LABELS, SCORES, TIMES
+
+
+@register_detector
+class FirstFeatureScorer(Detector):
+    """anomaly_score = first feature - offset: every score is known exactly."""
+
+    def __init__(self, *, offset: float = 0.0) -> None:
+        super().__init__(offset=offset)
+        self.offset = nn.Parameter(torch.tensor(float(offset)))
+
+    def training_step(self, batch: torch.Tensor) -> torch.Tensor:
+        return (batch[:, 0] - self.offset).pow(2).mean()
+
+    def anomaly_score(self, batch: torch.Tensor) -> torch.Tensor:
+        return batch[:, 0] - self.offset
+
+
+class Identity(nn.Module):
+    """A 'classifier' whose outputs are its inputs (logits or probabilities given as features)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.unused = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+
+def fixture_features() -> np.ndarray:
+    """(10, 3) float32 features whose first column is the hand-computed fixture's scores."""
+    x = np.zeros((10, 3), np.float32)
+    x[:, 0] = SCORES
+    return x
+
+
+def evaluate(model, threshold=None, **kwargs):
+    return ModelEvaluator(model, fixture_features(), LABELS, threshold=threshold,
+                          **kwargs).evaluate(benchmark_latency=False)
+
+
+def test_model_scores_give_the_scores_level_results():
+    m = evaluate(FirstFeatureScorer(), threshold=0.5, attack_types=ATTACKS, timestamps=TIMES)
+    expected = evaluate_scores(SCORES.astype(np.float32), LABELS, ATTACKS, TIMES, 0.5)
+    assert m.model_name == "FirstFeatureScorer" and m.model_kind == "anomaly"
+    assert {**m.to_dict(), "model_name": None} == expected.to_dict()
+    assert (m.roc_auc, m.confusion_matrix, m.threshold_source) == (0.875, [[4, 2], [0, 4]], "argument")
+
+
+def test_threshold_from_validation_data_not_the_test_set():
+    # Validation rows = the fixture with labels: best F1 threshold 0.5 (see test_metrics).
+    m = evaluate(FirstFeatureScorer(), val_features=fixture_features(), val_labels=LABELS)
+    assert m.threshold == 0.5
+    assert m.threshold_source == "validation data (best_f1, best F1, 10 scores)"
+    # Unlabeled validation rows count as benign: 99th percentile of the 10 scores, index
+    # 0.99 * 9 = 8.91 rounded up to 9 -> 0.95 (so only the top score alerts).
+    m = evaluate(FirstFeatureScorer(), val_features=fixture_features())
+    assert m.threshold == pytest.approx(0.95) and m.confusion_matrix == [[6, 0], [3, 1]]
+    assert m.threshold_source.startswith("validation data (benign_quantile, q=0.99")
+
+
+def test_threshold_from_the_checkpoint_sidecar(tmp_path):
+    save_model(FirstFeatureScorer(offset=0.25), tmp_path / "m.pt", threshold=0.5)
+    loaded = load_model(tmp_path / "m.pt")
+    m = evaluate(loaded)
+    # Scores shifted by the offset: 0.7 (T) 0.55 (T) 0.55 (B) 0.45 (T) 0.25 ...; >= 0.5 alerts
+    # on rows 0-2: TP 2, FP 1, FN 2 (rows 3 and 5), TN 5.
+    assert (m.threshold, m.threshold_source) == (0.5, "checkpoint sidecar")
+    assert m.confusion_matrix == [[5, 1], [2, 2]]
+    # An explicit threshold wins over the sidecar's.
+    assert evaluate(loaded, threshold=0.35).threshold_source == "argument"
+
+
+def test_without_a_threshold_the_report_says_where_one_comes_from():
+    m = evaluate(FirstFeatureScorer())
+    assert m.threshold is None and m.confusion_matrix is None and m.roc_auc == 0.875
+    text = format_report(m)
+    assert "ROC-AUC" in text and "0.8750" in text and "Detection at FPR <= 1%" in text
+    assert "load_model" in text and "val_features" in text and "At threshold" not in text
+
+
+def test_classifier_from_logits_and_from_probabilities():
+    p = np.array([[0.7, 0.2, 0.1], [0.5, 0.3, 0.2], [0.1, 0.8, 0.1],
+                  [0.2, 0.5, 0.3], [0.1, 0.1, 0.8], [0.1, 0.6, 0.3]])
+    y = np.array([0, 0, 1, 1, 2, 2])
+    expected = evaluate_probabilities(p, y, ["a", "b", "c"]).to_dict()
+    # Probabilities are used as they are; logits go through a softmax, whose rounding splits
+    # the 0.3 tie of class c (rows 3 and 5), so only the tie-free figures are compared there.
+    for features, keys in ((p, ("precision", "recall", "f1_score", "support", "roc_auc", "pr_auc")),
+                           (np.log(p) + 3.0, ("precision", "recall", "f1_score", "support"))):
+        m = ModelEvaluator(Identity(), features, y, class_names=["a", "b", "c"]).evaluate(
+            benchmark_latency=False)
+        got = m.to_dict()
+        assert got["confusion_matrix"] == expected["confusion_matrix"] == [[2, 0, 0], [0, 2, 0], [0, 1, 1]]
+        for name, row in expected["per_class_metrics"].items():
+            assert [got["per_class_metrics"][name][k] for k in keys] == pytest.approx([row[k] for k in keys])
+        assert (m.model_kind, m.f1_score) == ("classifier", pytest.approx(expected["f1_score"]))
+
+
+def test_latency_is_measured_and_the_model_mode_restored():
+    model = FirstFeatureScorer().train()
+    m = ModelEvaluator(model, np.repeat(fixture_features(), 20, axis=0),
+                       np.tile(LABELS, 20)).evaluate()
+    lat = m.latency
+    assert model.training  # evaluate() scored in eval mode and put the mode back
+    assert lat["device"] == "cpu" and lat["num_threads"] == torch.get_num_threads()
+    single = lat["single_event_us"]
+    assert 0 < single["p50"] <= single["p95"] <= single["p99"]
+    assert [b["batch_size"] for b in lat["batch"]] == [64, 1024, 16384]
+    assert m.avg_inference_time_ms == pytest.approx(single["mean"] / 1e3)
+    assert m.throughput_samples_per_sec == max(b["events_per_sec"] for b in lat["batch"])
+    assert "Latency (model only, cpu" in format_report(m)
+
+
+def test_save_report_writes_json_html_and_text(tmp_path):
+    m = evaluate(FirstFeatureScorer(), threshold=0.5, attack_types=ATTACKS, timestamps=TIMES,
+                 training_history=[{"epoch": 1, "train_loss": 2.0, "val_loss": 3.0,
+                                    "val_metrics": {"recon": 1.5}}])
+    evaluator = ModelEvaluator(FirstFeatureScorer(), fixture_features(), LABELS)
+    paths = evaluator.save_report(m, tmp_path / "reports" / "layer1.json")
+    assert sorted(p.name for p in paths.values()) == ["layer1.html", "layer1.json", "layer1.txt"]
+    assert json.loads(paths["json"].read_text()) == m.to_dict()
+    assert m.training_history == [{"epoch": 1, "train_loss": 2.0, "val_loss": 3.0, "recon": 1.5}]
+    assert paths["text"].read_text() == format_report(m)
+    assert paths["html"].read_text().startswith("<!DOCTYPE html>")
+
+
+def test_bad_arguments_are_refused():
+    x = fixture_features()
+    with pytest.raises(SchemaError, match="test_labels has 9 rows, test_features has 10"):
+        ModelEvaluator(FirstFeatureScorer(), x, LABELS[:9])
+    with pytest.raises(ConfigError, match="model must be a torch nn.Module"):
+        ModelEvaluator(object(), x, LABELS)
+    with pytest.raises(ConfigError, match="batch_size must be >= 1, got 0"):
+        ModelEvaluator(FirstFeatureScorer(), x, LABELS, batch_size=0)
+    with pytest.raises(ConfigError, match="val_labels was given without val_features"):
+        ModelEvaluator(FirstFeatureScorer(), x, LABELS, val_labels=LABELS)
+
+    class PerFeature(FirstFeatureScorer):
+        def anomaly_score(self, batch):
+            return batch  # (n, 3): not one score per row
+
+    with pytest.raises(SchemaError, match=r"returned shape \(10, 3\) for 10 rows"):
+        ModelEvaluator(PerFeature(), x, LABELS).evaluate(benchmark_latency=False)
+    with pytest.raises(SchemaError, match="a classifier must return"):
+        ModelEvaluator(Identity(), x[:, :1], LABELS).evaluate(benchmark_latency=False)
