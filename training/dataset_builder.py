@@ -20,14 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from training.datasets.split import DatasetSplit, as_column
-from training.datasets.strategies import (
-    Ratios, SplitStrategy, as_time, group_split, k_fold, random_split, stratified_split,
-    temporal_split,
-)
+from training.datasets.split import DatasetSplit, as_column, as_labels
+from training.datasets.plan import as_strategy, plan_splits
+from training.datasets.strategies import SplitStrategy, as_time
 from training.datasets.summary import feature_summary
 from training.datasets.torch_data import PyTorchDatasetWrapper, make_loader
-from training.errors import ConfigError, SchemaError, SourceError
+from training.errors import ConfigError, SourceError
 from training.features.encoding import FeatureSpec
 from training.paths import splits_dir
 
@@ -75,7 +73,7 @@ class DatasetBuilder:
             groups = as_column(groups)
             if not ("entity" in columns and np.array_equal(groups, columns["entity"])):
                 columns["groups"] = groups
-        self.dataset = DatasetSplit("all", features, _as_labels(labels, n), sample_ids,
+        self.dataset = DatasetSplit("all", features, as_labels(labels, n), sample_ids,
                                     np.arange(n), columns, spec, layer)
         self.output_dir = Path(output_dir) if output_dir is not None else splits_dir()
         self.random_seed = int(random_seed)
@@ -102,9 +100,6 @@ class DatasetBuilder:
     def groups(self) -> np.ndarray | None:
         columns = self.dataset.columns
         return columns.get("groups", columns.get("entity"))
-
-    def _rng(self) -> np.random.Generator:
-        return np.random.default_rng(self.random_seed)
 
     def create_splits(self, strategy: SplitStrategy | str = SplitStrategy.STRATIFIED,
                       train_ratio: float = 0.7, val_ratio: float = 0.15, test_ratio: float = 0.15,
@@ -134,69 +129,29 @@ class DatasetBuilder:
                 for STRATIFIED, fewer groups than splits for GROUP, no timestamps for TEMPORAL,
                 no benign training row for semi_supervised, ...).
         """
-        strategy = _strategy(strategy)
-        if balance_classes and semi_supervised:
-            raise ConfigError("balance_classes and semi_supervised exclude each other: "
-                              "a semi-supervised train split holds one class only")
-        rng = self._rng()
+        strategy = as_strategy(strategy)
+        strata = None if stratify_by == "labels" else self._column(stratify_by, strategy)
+        timestamps = self.dataset.columns.get("timestamps")
+        if strategy is SplitStrategy.TEMPORAL and timestamps is None:
+            self._column("timestamps", strategy)
+        if strategy is SplitStrategy.GROUP and self.groups is None:
+            raise ConfigError("SplitStrategy.GROUP needs groups=... or an 'entity' column")
+        rows = plan_splits(strategy, self.labels, strata=strata, timestamps=timestamps,
+                           groups=self.groups, train_ratio=train_ratio, val_ratio=val_ratio,
+                           test_ratio=test_ratio, gap=gap, n_folds=n_folds,
+                           balance_classes=balance_classes, semi_supervised=semi_supervised,
+                           seed=self.random_seed)
         if strategy is SplitStrategy.K_FOLD:
-            if not 0.0 <= test_ratio < 1.0:
-                raise ConfigError(f"test_ratio must be in [0, 1) for K_FOLD, got {test_ratio}")
-            return self._k_fold(test_ratio, n_folds, stratify_by, rng, balance_classes,
-                                semi_supervised)
-        ratios = Ratios(train_ratio, val_ratio, test_ratio)
-        if strategy is SplitStrategy.RANDOM:
-            rows = random_split(len(self.dataset), ratios, rng)
-        elif strategy is SplitStrategy.STRATIFIED:
-            rows = stratified_split(self._column(stratify_by), ratios, rng)
-        elif strategy is SplitStrategy.TEMPORAL:
-            rows = temporal_split(self._column("timestamps", "TEMPORAL"), ratios, gap)
-        else:
-            if self.groups is None:
-                raise ConfigError("SplitStrategy.GROUP needs groups=... or an 'entity' column")
-            rows = group_split(self.groups, ratios, rng)
-        splits = {name: self.dataset.take(part, name) for name, part in rows.items()}
-        splits["train"] = self._prepare_train(splits["train"], rng, balance_classes,
-                                              semi_supervised)
-        logger.info("%s split: %s", strategy.value,
-                    ", ".join(f"{k} {len(v)}" for k, v in splits.items()))
-        return splits
+            return {kind: [self.dataset.take(r, f"fold{i}_{kind}") for i, r in enumerate(rows[kind])]
+                    for kind in ("train", "val")} | {"test": self.dataset.take(rows["test"], "test")}
+        return {name: self.dataset.take(r, name) for name, r in rows.items()}
 
-    def _k_fold(self, test_ratio: float, n_folds: int, stratify_by: str,
-                rng: np.random.Generator, balance: bool, semi: bool) -> dict:
-        keys = self._column(stratify_by)
-        if test_ratio > 0:
-            held = stratified_split(keys, Ratios(1.0 - test_ratio, 0.0, test_ratio), rng)
-            rest, test_rows = held["train"], held["test"]
-        else:
-            rest, test_rows = np.arange(len(keys)), np.zeros(0, dtype=np.int64)
-        folds = {"train": [], "val": []}
-        for i, (train, val) in enumerate(k_fold(keys[rest], n_folds, rng)):
-            train_split = self.dataset.take(rest[train], f"fold{i}_train")
-            folds["train"].append(self._prepare_train(train_split, rng, balance, semi))
-            folds["val"].append(self.dataset.take(rest[val], f"fold{i}_val"))
-        return {**folds, "test": self.dataset.take(test_rows, "test")}
-
-    def _column(self, name: str, strategy: str = "STRATIFIED") -> np.ndarray:
-        if name == "labels":
-            return self.dataset.labels
+    def _column(self, name: str, strategy: SplitStrategy) -> np.ndarray:
         if name not in self.dataset.columns:
             what = "timestamps=..." if name == "timestamps" else f"a {name!r} column"
-            raise ConfigError(f"SplitStrategy.{strategy} needs {what}; the dataset has columns "
-                              f"{sorted(self.dataset.columns)}")
+            raise ConfigError(f"SplitStrategy.{strategy.name} needs {what}; the dataset has "
+                              f"columns {sorted(self.dataset.columns)}")
         return self.dataset.columns[name]
-
-    def _prepare_train(self, train: DatasetSplit, rng: np.random.Generator, balance: bool,
-                       semi: bool) -> DatasetSplit:
-        if semi:
-            benign = np.flatnonzero(train.labels == 0)
-            if not len(benign):
-                raise ConfigError(f"semi_supervised needs benign rows (label 0) in {train.name}, "
-                                  f"which has {train.get_class_distribution()}")
-            logger.info("semi-supervised: %s keeps %d benign of %d rows", train.name,
-                        len(benign), len(train))
-            return train.take(benign)
-        return balance_split(train, rng) if balance else train
 
     def save_splits(self, splits: dict, prefix: str) -> dict[str, Path]:
         """Write every split to `output_dir/<prefix>_<split name>.npz`, atomically.
@@ -242,7 +197,8 @@ class DatasetBuilder:
             clip = (0.0, 1.0) if _is_unit_range(split) else None
         copies = augmentation_factor - 1
         noisy = np.repeat(split.features[None], copies, axis=0)  # (copies, rows, ...)
-        noisy += noise_std * self._rng().standard_normal(noisy.shape, dtype=np.float32)
+        rng = np.random.default_rng(self.random_seed)
+        noisy += noise_std * rng.standard_normal(noisy.shape, dtype=np.float32)
         if clip is not None:
             np.clip(noisy, clip[0], clip[1], out=noisy)
         rows = np.tile(np.arange(len(split)), augmentation_factor)
@@ -270,49 +226,10 @@ class DatasetBuilder:
         return stats
 
 
-def _strategy(value: SplitStrategy | str) -> SplitStrategy:
-    try:
-        return SplitStrategy(value)
-    except ValueError:
-        valid = ", ".join(s.value for s in SplitStrategy)
-        raise ConfigError(f"strategy must be one of {valid}, got {value!r}") from None
-
-
-def _as_labels(labels: object, n: int) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.shape != (n,):
-        raise ConfigError(f"labels must have one value per row ({n}), got shape {labels.shape}")
-    if labels.dtype.kind == "f":
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise SchemaError("labels must be whole numbers (-1 unknown, 0 benign, 1 threat)")
-        labels = labels.astype(np.int64)
-    elif labels.dtype.kind == "b":
-        labels = labels.astype(np.int8)
-    elif labels.dtype.kind not in "iu":
-        raise SchemaError(f"labels must be integers (-1 unknown, 0 benign, 1 threat), got "
-                          f"dtype {labels.dtype}")
-    return labels
-
-
 def _is_unit_range(split: DatasetSplit) -> bool:
     if (split.spec is not None and split.spec.layer == "layer1") or split.layer == "layer1_sensory":
         return True
     return bool(len(split)) and split.features.min() >= 0.0 and split.features.max() <= 1.0
-
-
-def balance_split(split: DatasetSplit, rng: np.random.Generator) -> DatasetSplit:
-    """Undersample every known class (label >= 0) to the size of the rarest; unknown rows stay."""
-    known = np.unique(split.labels[split.labels >= 0])
-    if len(known) < 2:
-        logger.info("balance_classes: %s has %d known class(es); nothing to balance",
-                    split.name, len(known))
-        return split
-    members = [np.flatnonzero(split.labels == c) for c in known]
-    smallest = min(len(m) for m in members)
-    keep = [rng.choice(m, smallest, replace=False) for m in members]
-    keep.append(np.flatnonzero(split.labels < 0))
-    logger.info("balance_classes: %s undersampled to %d rows per class", split.name, smallest)
-    return split.take(np.sort(np.concatenate(keep)))
 
 
 def load_splits(split_dir: str | Path | None = None, prefix: str = "layer1") -> dict:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.errors import SchemaError, SourceError
+from training.errors import ConfigError, SchemaError, SourceError
 from training.features.encoding import SPEC_FIELD, FeatureSpec
 from training.fileio import atomic_write
 
@@ -36,6 +36,23 @@ def as_column(values: object) -> np.ndarray:
     """A per-row column as an array that saves without pickle (objects become text)."""
     array = np.asarray(values)
     return array.astype(str) if array.dtype == object else array
+
+
+def as_labels(labels: object, n: int) -> np.ndarray:
+    """Labels as an integer array of n values (whole floats and booleans are converted)."""
+    labels = np.asarray(labels)
+    if labels.shape != (n,):
+        raise ConfigError(f"labels must have one value per row ({n}), got shape {labels.shape}")
+    if labels.dtype.kind == "f":
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise SchemaError("labels must be whole numbers (-1 unknown, 0 benign, 1 threat)")
+        labels = labels.astype(np.int64)
+    elif labels.dtype.kind == "b":
+        labels = labels.astype(np.int8)
+    elif labels.dtype.kind not in "iu":
+        raise SchemaError(f"labels must be integers (-1 unknown, 0 benign, 1 threat), got "
+                          f"dtype {labels.dtype}")
+    return labels
 
 
 @dataclass

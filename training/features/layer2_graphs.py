@@ -35,7 +35,9 @@ import torch
 from torch_geometric.data import Data
 
 from training.errors import SchemaError
-from training.features.arrays_io import arrays_to_strings, load_npz, save_npz, strings_to_arrays
+from training.features.arrays_io import (
+    arrays_to_strings, gather_ranges, load_npz, offsets_of, save_npz, strings_to_arrays,
+)
 from training.features.encoding import FeatureSpec
 
 ARRAYS = ("x", "y", "node_ptr", "edge_index", "edge_attr", "edge_y", "edge_ptr", "event_ptr",
@@ -116,6 +118,27 @@ class Layer2Graphs(Sequence[Data]):
 
     def __iter__(self) -> Iterator[Data]:
         return (self[i] for i in range(len(self)))
+
+    def subset(self, indices: np.ndarray) -> Layer2Graphs:
+        """The graphs at `indices` (in that order) with their nodes, edges and events; spec and
+        stats kept. Node numbers in `edge_index` are per graph, so they stay as they are."""
+        graphs = np.asarray(indices, dtype=np.int64)
+        a = self.arrays
+        node_lo, node_hi = a["node_ptr"][graphs], a["node_ptr"][graphs + 1]
+        edge_lo, edge_hi = a["edge_ptr"][graphs], a["edge_ptr"][graphs + 1]
+        nodes, edges = gather_ranges(node_lo, node_hi), gather_ranges(edge_lo, edge_hi)
+        event_lo, event_hi = a["event_ptr"][edges], a["event_ptr"][edges + 1]
+        events = gather_ranges(event_lo, event_hi)
+        arrays = {
+            "x": a["x"][nodes], "y": a["y"][nodes], "edge_index": a["edge_index"][:, edges],
+            "edge_attr": a["edge_attr"][edges], "edge_y": a["edge_y"][edges],
+            "node_ptr": offsets_of(node_hi - node_lo, a["node_ptr"].dtype),
+            "edge_ptr": offsets_of(edge_hi - edge_lo, a["edge_ptr"].dtype),
+            "event_ptr": offsets_of(event_hi - event_lo, a["event_ptr"].dtype),
+            "event_row": a["event_row"][events], "window_start": a["window_start"][graphs],
+        }
+        return Layer2Graphs(self.spec, arrays, self.entity.take(pa.array(nodes)),
+                            self.event_id.take(pa.array(events)), self.stats)
 
     def save(self, path: str | Path) -> Path:
         """Write every graph to one .npz (no pickle, spec and statistics inside)."""

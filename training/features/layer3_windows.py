@@ -14,7 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from training.errors import SchemaError
-from training.features.arrays_io import arrays_to_strings, load_npz, save_npz, strings_to_arrays
+from training.features.arrays_io import (
+    arrays_to_strings, gather_ranges, load_npz, offsets_of, save_npz, strings_to_arrays,
+)
 from training.features.encoding import FeatureSpec
 
 ARRAYS = ("X", "target", "labels", "time", "event_ptr", "event_row")
@@ -64,6 +66,19 @@ class Layer3Windows:
 
     def __len__(self) -> int:
         return len(self.X)
+
+    def subset(self, indices: np.ndarray) -> Layer3Windows:
+        """The windows at `indices` (in that order) with their events; spec and stats kept."""
+        rows = np.asarray(indices, dtype=np.int64)
+        starts, ends = self.event_ptr[rows], self.event_ptr[rows + 1]
+        events = gather_ranges(starts, ends)
+        return Layer3Windows(
+            spec=self.spec, X=self.X[rows], target=self.target[rows], labels=self.labels[rows],
+            entity=self.entity.take(pa.array(rows)), time=self.time[rows],
+            attack_type=self.attack_type.take(pa.array(rows)),
+            event_ptr=offsets_of(ends - starts, self.event_ptr.dtype),
+            event_row=self.event_row[events], event_id=self.event_id.take(pa.array(events)),
+            stats=dict(self.stats))
 
     def save(self, path: str | Path) -> Path:
         """Write every array to one .npz (no pickle, spec and statistics inside)."""

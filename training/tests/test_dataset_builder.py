@@ -313,3 +313,81 @@ def test_pytorch_dataset_and_loader():
     assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again))
     plain = torch.utils.data.DataLoader(PyTorchDatasetWrapper(split), batch_size=5)
     assert [tuple(x.shape) for x, _ in plain] == [(5, 2), (5, 2)]
+
+
+# ---- layer-2 graphs and layer-3 windows ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def windows_and_graphs():
+    """Graphs and windows of 1,500 demo events (about a day of 5-minute windows)."""
+    from training.features.events import events_table
+    from training.features.layer2 import Layer2GraphBuilder
+    from training.features.layer3 import Layer3WindowBuilder
+
+    events = events_table(generate_demo_events(1_500, seed=4)["events"])
+    return Layer2GraphBuilder().build(events), Layer3WindowBuilder(history=4).build(events)
+
+
+def _same_graph(left, right) -> None:
+    assert set(left.keys()) == set(right.keys())
+    for key in left.keys():
+        a, b = left[key], right[key]
+        assert (torch.equal(a, b) if isinstance(a, torch.Tensor) else np.array_equal(a, b)), key
+
+
+def test_subsets_of_graphs_and_windows_are_exact(windows_and_graphs):
+    graphs, windows = windows_and_graphs
+    picked = [7, 2, len(graphs) - 1]
+    part = graphs.subset(picked)
+    assert len(part) == 3
+    for k, i in enumerate(picked):
+        _same_graph(part[k], graphs[i])
+    rows = [5, 0, len(windows) - 1]
+    sub = windows.subset(rows)
+    for k, i in enumerate(rows):
+        lo, hi = windows.event_ptr[i], windows.event_ptr[i + 1]
+        mine = slice(sub.event_ptr[k], sub.event_ptr[k + 1])
+        assert np.array_equal(sub.X[k], windows.X[i]) and sub.time[k] == windows.time[i]
+        assert sub.entity[k] == windows.entity[i] and sub.attack_type[k] == windows.attack_type[i]
+        assert np.array_equal(sub.event_row[mine], windows.event_row[lo:hi])
+        assert sub.event_id[mine].to_pylist() == windows.event_id[lo:hi].to_pylist()
+
+
+def test_graphs_split_by_time_with_a_gap_and_reload(windows_and_graphs, tmp_path):
+    from training.datasets.windows import save_window_splits, split_layer2
+    from training.features.layer2_graphs import Layer2Graphs
+
+    graphs, _ = windows_and_graphs
+    plain = split_layer2(graphs, SplitStrategy.TEMPORAL)
+    splits = split_layer2(graphs, SplitStrategy.TEMPORAL, gap=dt.timedelta(minutes=10))
+    starts = {k: v.arrays["window_start"] for k, v in splits.items()}
+    before = {k: v.arrays["window_start"] for k, v in plain.items()}
+    ten = 600_000_000
+    assert np.array_equal(starts["train"], before["train"])
+    assert starts["val"].tolist() == [s for s in before["val"] if s >= before["train"].max() + ten]
+    assert starts["test"].tolist() == [s for s in before["test"] if s >= starts["val"].max() + ten]
+    paths = save_window_splits(splits, tmp_path, "layer2")
+    test = Layer2Graphs.load(paths["test"], spec=graphs.spec)
+    for k in range(len(test)):
+        _same_graph(test[k], splits["test"][k])
+    with pytest.raises(ConfigError, match="cannot be split by entity"):
+        split_layer2(graphs, SplitStrategy.GROUP)
+
+
+def test_layer3_windows_split_by_entity_and_time(windows_and_graphs, tmp_path):
+    from training.datasets.windows import save_window_splits, split_layer3
+    from training.features.layer3_windows import Layer3Windows
+
+    _, windows = windows_and_graphs
+    by_host = split_layer3(windows, SplitStrategy.GROUP)
+    hosts = [set(v.entity.to_pylist()) for v in by_host.values()]
+    assert not (hosts[0] & hosts[1]) and not (hosts[0] & hosts[2]) and not (hosts[1] & hosts[2])
+    assert sum(len(v) for v in by_host.values()) == len(windows)
+    by_time = split_layer3(windows, "temporal", semi_supervised=True)
+    assert set(by_time["train"].labels.tolist()) == {0}
+    assert by_time["train"].time.max() < by_time["val"].time.min()
+    assert by_time["val"].time.max() < by_time["test"].time.min()
+    paths = save_window_splits(by_time, tmp_path, "layer3")
+    val = Layer3Windows.load(paths["val"], spec=windows.spec)
+    assert np.array_equal(val.X, by_time["val"].X) and np.array_equal(val.labels, by_time["val"].labels)
+    assert val.event_id.to_pylist() == by_time["val"].event_id.to_pylist()
