@@ -16,6 +16,7 @@ from sklearn.metrics import precision_recall_curve, roc_curve
 from training.evaluation.result import EvaluationMetrics
 
 MAX_ATTACK_TYPES = 20
+NOT_CURVES = ("epoch", "learning_rate", "epoch_time", "grad_norm")  # not losses: other scales
 
 
 def png(fig: Figure, title: str) -> bytes:
@@ -144,12 +145,12 @@ def training_figure(m: EvaluationMetrics) -> bytes:
     ax = fig.add_subplot()
     history = m.training_history
     epochs = [row.get("epoch", i + 1) for i, row in enumerate(history)]
-    keys = [k for k in history[0] if k != "epoch" and "loss" in k
+    keys = [k for k in history[0] if k not in NOT_CURVES
             and all(isinstance(r.get(k), (int, float)) for r in history)]
     for key in keys:
         ax.plot(epochs, [row[key] for row in history], marker=".", label=key)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
+    ax.set_ylabel("loss (validation terms as recorded)")
     if keys and min(min(r[k] for r in history) for k in keys) > 0:
         ax.set_yscale("log")
     ax.legend(fontsize=8)

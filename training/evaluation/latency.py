@@ -24,7 +24,7 @@ from training.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
-BATCH_SIZES = (64, 1024, 16384)
+BATCH_SIZES = (64, 1024, 8192)
 
 
 def _sync(device: torch.device) -> None:
@@ -62,7 +62,8 @@ def measure_latency(score: Callable[[torch.Tensor], torch.Tensor], inputs: torch
         batch_sizes: batch sizes for throughput.
         single_calls: timed calls with one event.
         warmup: untimed calls before each measurement.
-        min_seconds: each batch size is called until this much time is measured (at least 5 calls).
+        min_seconds: each batch size is called until this much time is measured (at least 3
+            calls, after one untimed call).
         num_threads: torch intra-op threads during the measurement (restored after), or None for
             the current setting.
 
@@ -96,9 +97,9 @@ def measure_latency(score: Callable[[torch.Tensor], torch.Tensor], inputs: torch
             batches = []
             for size in batch_sizes:
                 batch = _repeat_rows(inputs, size)
-                _call_times(lambda: score(batch), device, max(1, warmup // 10))
+                _call_times(lambda: score(batch), device, 1 if warmup else 0)
                 first = _call_times(lambda: score(batch), device, 1)[0]
-                calls = max(5, int(min_seconds / max(first, 1e-9)))
+                calls = max(3, int(min_seconds / max(first, 1e-9)))
                 median = float(np.median(_call_times(lambda: score(batch), device, calls)))
                 batches.append({"batch_size": size, "median_ms": median * 1e3,
                                 "events_per_sec": size / median})

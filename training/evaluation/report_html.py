@@ -21,7 +21,6 @@ th, td { border: 1px solid #ccc; padding: 3px 10px; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
 th { background: #f2f2f2; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; }
-figcaption { font-size: 0.85em; color: #555; }
 .note { color: #444; font-size: 0.9em; }
 """
 
@@ -148,7 +147,7 @@ def render_html(m: EvaluationMetrics, title: str = "Evaluation report") -> str:
         for caption, data in shown:
             encoded = base64.b64encode(data).decode("ascii")
             page.add(f'<figure><img alt="{html.escape(caption)}" src="data:image/png;base64,'
-                     f'{encoded}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+                     f'{encoded}"></figure>')
     body = "\n".join(page.parts)
     return (f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f"<title>{html.escape(title)}</title><style>{STYLE}</style></head>\n"
