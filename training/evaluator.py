@@ -188,9 +188,12 @@ class ModelEvaluator:
 
     def _benchmark(self, metrics: EvaluationMetrics, batch_sizes: Sequence[int] = BATCH_SIZES) -> None:
         x = self._tensor(self.test_features[:4096])
-        # A quick measurement (about a second): benchmarks/bench_scoring_latency.py takes longer.
+        # A quick measurement (about a second; benchmarks/bench_scoring_latency.py takes
+        # longer), on one torch thread: the fastest for one event, and robust on a busy host
+        # where more threads than free cores stall each other.
         metrics.latency = measure_latency(self._score_fn(), x, batch_sizes=batch_sizes,
-                                          single_calls=300, warmup=30, min_seconds=0.1)
+                                          single_calls=300, warmup=30, min_seconds=0.1,
+                                          num_threads=1)
         metrics.avg_inference_time_ms = metrics.latency["single_event_us"]["mean"] / 1e3
         metrics.throughput_samples_per_sec = metrics.latency["best_events_per_sec"]
 

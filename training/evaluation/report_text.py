@@ -49,7 +49,7 @@ def format_report(m: EvaluationMetrics) -> str:
             continue
         lines.append(f"{label:<28}{_pct(point['detection_rate'])}  (threshold "
                      f"{_f(point['threshold'], 6)}, FPR {_pct(point['fpr'])}, "
-                     f"{point['false_positives']} false positives)")
+                     f"false positives {point['false_positives']})")
     lines.append("")
     if m.confusion_matrix is not None:
         rule = (f"At threshold {m.threshold:.6g} ({m.threshold_source})" if m.model_kind == "anomaly"
@@ -83,7 +83,7 @@ def format_report(m: EvaluationMetrics) -> str:
     if m.latency:
         lat = m.latency
         single = lat["single_event_us"]
-        lines.append(f"Latency (model only, {lat['device']}, {lat['num_threads']} threads)")
+        lines.append(f"Latency (model only, {lat['device']}, torch threads {lat['num_threads']})")
         lines.append(f"  single event  p50 {single['p50']:.1f} us   p95 {single['p95']:.1f} us   "
                      f"p99 {single['p99']:.1f} us")
         for row in lat["batch"]:

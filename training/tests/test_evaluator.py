@@ -4,6 +4,7 @@ sidecar (never the test set), classifiers, latency, and the three reports."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -121,13 +122,13 @@ def test_latency_is_measured_and_the_model_mode_restored():
                        np.tile(LABELS, 20)).evaluate()
     lat = m.latency
     assert model.training  # evaluate() scored in eval mode and put the mode back
-    assert lat["device"] == "cpu" and lat["num_threads"] == torch.get_num_threads()
+    assert lat["device"] == "cpu" and lat["num_threads"] == 1
     single = lat["single_event_us"]
     assert 0 < single["p50"] <= single["p95"] <= single["p99"]
     assert [b["batch_size"] for b in lat["batch"]] == [64, 1024, 8192]
     assert m.avg_inference_time_ms == pytest.approx(single["mean"] / 1e3)
     assert m.throughput_samples_per_sec == max(b["events_per_sec"] for b in lat["batch"])
-    assert "Latency (model only, cpu" in format_report(m)
+    assert "Latency (model only, cpu, torch threads 1)" in format_report(m)
 
 
 def test_save_report_writes_json_html_and_text(tmp_path):
@@ -162,3 +163,63 @@ def test_bad_arguments_are_refused():
         ModelEvaluator(PerFeature(), x, LABELS).evaluate(benchmark_latency=False)
     with pytest.raises(SchemaError, match="a classifier must return"):
         ModelEvaluator(Identity(), x[:, :1], LABELS).evaluate(benchmark_latency=False)
+
+
+# The seed README's step 5, verbatim (../shared/seed/README.md).
+SEED_STEP_5 = """
+from training.evaluator import ModelEvaluator
+from training.train_layer1_vae import Layer1VAE
+import numpy as np
+import torch
+
+# Load test data
+test_data = np.load('training/data/splits/layer1_test.npz')
+
+# Load model
+model = Layer1VAE()
+model.load_state_dict(torch.load('training/checkpoints/layer1_vae_best.pt'))
+
+# Evaluate
+evaluator = ModelEvaluator(
+    model=model,
+    test_features=test_data['features'],
+    test_labels=test_data['labels']
+)
+metrics = evaluator.evaluate()
+evaluator.print_report(metrics)
+"""
+
+
+def test_seed_readme_step_5_prints_a_meaningful_report(tmp_path, monkeypatch, capsys):
+    from pathlib import Path
+
+    from training import train_layer1_vae
+    from training.data_preprocessor import DataPreprocessor, LayerType
+    from training.dataset_builder import DatasetBuilder, SplitStrategy
+    from training.demo_data import generate_demo_events
+
+    seed_readme = Path(__file__).resolve().parents[3] / "shared" / "seed" / "README.md"
+    if seed_readme.exists():
+        assert SEED_STEP_5 in seed_readme.read_text()
+    # Steps 2-4 (as corrected in the project README) on demo events, in a fresh working dir.
+    monkeypatch.chdir(tmp_path)
+    events = generate_demo_events(n_events=3000, seed=7)["events"]
+    prep = DataPreprocessor()
+    prep.save_samples(prep.featurize(events, LayerType.LAYER1_SENSORY), "layer1_samples")
+    builder = DatasetBuilder.from_file("training/data/preprocessed/layer1_samples.npz")
+    builder.save_splits(builder.create_splits(strategy=SplitStrategy.STRATIFIED), prefix="layer1")
+    assert train_layer1_vae.main([
+        "--train_data", "training/data/splits/layer1_train.npz",
+        "--val_data", "training/data/splits/layer1_val.npz",
+        "--num_epochs", "3", "--batch_size", "32", "--no_tensorboard"]) == 0
+
+    capsys.readouterr()
+    exec(compile(SEED_STEP_5, "seed-README-step-5", "exec"), {})  # in this process: no 2nd torch import
+    out = capsys.readouterr().out
+    assert out.startswith("Evaluation of Layer1VAE (anomaly): 450 rows with a known label")
+    auc = float(re.search(r"ROC-AUC\s+(\d\.\d{4})", out).group(1))
+    assert 0.0 <= auc <= 1.0
+    assert re.search(r"Detection at FPR <= 1%\s+\d+\.\d\d%", out)
+    assert "Latency (model only, cpu, torch threads 1)" in out and "single event  p50" in out
+    # A bare state_dict carries no threshold: the report says so and where one comes from.
+    assert "At threshold" not in out and "checkpoint sidecar" in out and "val_features" in out
