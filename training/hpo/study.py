@@ -52,10 +52,16 @@ PRUNERS: dict[str, Callable[..., optuna.pruners.BasePruner]] = {
     "median": _median, "hyperband": _hyperband}
 
 
-def make_sampler(config: TuningConfig, parallel: bool,
-                 worker_index: int = 0) -> optuna.samplers.BaseSampler:
-    """The configured sampler; worker i gets seed + i, so seeded workers do not repeat each other."""
-    seed = None if config.seed is None else config.seed + worker_index
+def make_sampler(config: TuningConfig, parallel: bool, worker_index: int = 0,
+                 n_existing: int = 0) -> optuna.samplers.BaseSampler:
+    """The configured sampler.
+
+    A seeded sampler is seeded from (seed, worker index, trials already in the study), so
+    seeded workers do not repeat each other, nor a resumed study its first trials.
+    """
+    seed = None
+    if config.seed is not None:
+        seed = (config.seed * 1_000_003 + worker_index * 10_007 + n_existing) % 2**32
     return SAMPLERS[config.sampler](config, parallel, seed)
 
 
@@ -74,8 +80,10 @@ def open_study(config: TuningConfig, storage: StorageSpec, *, parallel: bool,
     """
     study = optuna.create_study(
         study_name=config.study_name, storage=storage.open(), direction=config.direction,
-        sampler=make_sampler(config, parallel, worker_index), pruner=make_pruner(config),
+        sampler=optuna.samplers.RandomSampler(), pruner=make_pruner(config),
         load_if_exists=True)
+    study.sampler = make_sampler(config, parallel, worker_index,
+                                 len(study.get_trials(deepcopy=False)))
     stored = study.direction.name.lower()
     if stored != config.direction:
         raise ConfigError(f"study {config.study_name!r} in {storage.describe()} was created to "

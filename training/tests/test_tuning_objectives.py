@@ -1,0 +1,175 @@
+"""Tuning objectives: the search space, what each hyperparameter changes, pruning per epoch."""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from sklearn.metrics import average_precision_score
+from optuna.distributions import CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from training.callbacks import Callback
+from training.errors import ConfigError
+from training.hpo.layer1 import Layer1Objective
+from training.hpo.objectives import make_objective
+from training.hpo.pruning import OptunaPruning
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+N_TRAIN, N_VAL = 96, 40
+BASE = {"learning_rate": 1e-3, "batch_size": 32, "hidden_dim": 96, "latent_dim": 64,
+        "dropout": 0.2, "beta": 1.0}
+
+
+@pytest.fixture(scope="module")
+def splits(tmp_path_factory):
+    """A small layer-1 dataset: benign rows near one pattern, threats elsewhere."""
+    rng = np.random.default_rng(7)
+    folder = tmp_path_factory.mktemp("splits")
+    pattern = rng.random(128).astype(np.float32)
+
+    def rows(n: int, threat: np.ndarray) -> np.ndarray:
+        x = np.clip(pattern + rng.normal(0, 0.05, (n, 128)), 0, 1).astype(np.float32)
+        x[threat] = rng.random((int(threat.sum()), 128))
+        return x
+
+    train_y = np.zeros(N_TRAIN, dtype=np.int8)
+    val_y = np.array([0] * 30 + [1] * 8 + [-1] * 2, dtype=np.int8)
+    np.savez(folder / "train.npz", features=rows(N_TRAIN, train_y == 1), labels=train_y)
+    np.savez(folder / "val.npz", features=rows(N_VAL, val_y == 1), labels=val_y)
+    return str(folder / "train.npz"), str(folder / "val.npz")
+
+
+class Inspect(Callback):
+    """Records what the trainer was built with and the first epoch's figures."""
+
+    def on_train_start(self, trainer) -> None:
+        self.model = trainer.model
+        self.learning_rate = trainer.learning_rate
+
+    def on_validation_end(self, trainer, epoch, metrics) -> None:
+        self.metrics = dict(metrics)
+
+    def on_epoch_end(self, trainer, metrics) -> None:
+        state = trainer.optimizer.state[next(trainer.model.parameters())]
+        self.steps = int(state["step"])  # optimizer steps in the epoch = training batches
+
+
+def built(objective: Layer1Objective, params: dict) -> Inspect:
+    inspect = Inspect()
+    with tempfile.TemporaryDirectory() as folder:
+        config = objective.trial_config(params, folder).replace(num_epochs=1)
+        objective.fit(params, config, [inspect])
+    return inspect
+
+
+def test_the_search_space_is_the_original_one(splits):
+    objective = Layer1Objective(*splits)
+    trial = optuna.create_study().ask()
+    objective.suggest(trial)
+    assert trial.distributions == {
+        "learning_rate": FloatDistribution(1e-5, 1e-2, log=True),
+        "batch_size": CategoricalDistribution([16, 32, 64, 128]),
+        "hidden_dim": CategoricalDistribution([64, 96, 128, 256]),
+        "latent_dim": CategoricalDistribution([32, 64, 128]),
+        "dropout": FloatDistribution(0.1, 0.5),
+        "beta": FloatDistribution(0.1, 10.0, log=True),
+    }
+    assert objective.trial_config(BASE, "x").num_epochs == 30
+
+
+@pytest.mark.parametrize("name,value", [
+    ("learning_rate", 3e-5), ("batch_size", 16), ("hidden_dim", 256), ("latent_dim", 32),
+    ("dropout", 0.45), ("beta", 7.5),
+])
+def test_each_hyperparameter_changes_what_the_trial_builds(splits, name, value):
+    objective = Layer1Objective(*splits, metric="loss")
+    base, changed = built(objective, BASE), built(objective, {**BASE, name: value})
+    observed = {
+        "learning_rate": lambda b: b.learning_rate,                       # the optimizer
+        "batch_size": lambda b: b.steps,                                  # the loader
+        "hidden_dim": lambda b: b.model.encoder[0].out_features,          # the model
+        "latent_dim": lambda b: b.model.fc_mean.out_features,
+        "dropout": lambda b: sorted({m.p for m in b.model.modules()
+                                     if isinstance(m, torch.nn.Dropout)}),
+        "beta": lambda b: (b.metrics["val_loss"] - b.metrics["val_recon"])  # the loss
+                          / b.metrics["val_kl"],
+    }[name]
+    expected = {"learning_rate": (1e-3, 3e-5), "batch_size": (3, 6),  # ceil(96 / 32), / 16
+                "hidden_dim": (96, 256), "latent_dim": (64, 32), "dropout": ([0.2], [0.45]),
+                "beta": (1.0, 7.5)}[name]
+    assert observed(base) == pytest.approx(expected[0], rel=1e-4)
+    assert observed(changed) == pytest.approx(expected[1], rel=1e-4)
+
+
+def test_pruned_trial_stops_at_the_epoch_the_pruner_decides(splits):
+    """A median pruner with 2 warm-up epochs, after a trial that reported 0 every epoch,
+    prunes at epoch 2: the second epoch is trained, a third is not."""
+    objective = Layer1Objective(*splits, metric="loss")
+    study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1,
+                                                                   n_warmup_steps=2))
+    study.add_trial(create_trial(value=0.0, intermediate_values={e: 0.0 for e in range(1, 31)}))
+    study.enqueue_trial(BASE)
+    study.enqueue_trial(BASE)
+    trial = study.ask()
+    params = objective.suggest(trial)
+
+    class CountEpochs(Callback):
+        started = 0
+
+        def on_epoch_start(self, trainer, epoch) -> None:
+            self.started = epoch
+
+    counter = CountEpochs()
+    pruning = OptunaPruning(trial, objective.measure, "minimize", "loss")
+    with tempfile.TemporaryDirectory() as folder, pytest.raises(optuna.TrialPruned,
+                                                               match="pruned at epoch 2"):
+        objective.fit(params, objective.trial_config(params, folder), [counter, pruning])
+    assert counter.started == 2 and pruning.pruned_epoch == 2
+    assert sorted(pruning.values) == [1, 2] and all(v > 0 for v in pruning.values.values())
+
+    # Through the objective itself: the trial is PRUNED with the epochs it reported.
+    study.tell(trial, state=TrialState.PRUNED)
+    study.optimize(objective, n_trials=1)
+    last = study.trials[-1]
+    assert last.state == TrialState.PRUNED and sorted(last.intermediate_values) == [1, 2]
+
+
+def test_a_trial_reports_every_epoch_and_returns_its_best_value(splits):
+    objective = Layer1Objective(*splits, metric="loss", max_epochs=3)
+    study = optuna.create_study()
+    study.enqueue_trial(BASE)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2, 3]
+    assert trial.value == min(trial.intermediate_values.values())
+
+
+def test_metric_is_pr_auc_of_the_known_validation_rows_when_both_classes_are_there(splits):
+    objective = make_objective(1, *splits)
+    assert (objective.metric, objective.direction) == ("pr_auc", "maximize")
+    model = built(objective, BASE).model.eval()
+    with np.load(splits[1]) as val:
+        features, labels = val["features"], val["labels"]
+    with torch.no_grad():
+        scores = model.anomaly_score(torch.from_numpy(features)).numpy()
+    known = labels >= 0  # the 2 unknown rows are left out
+    expected = average_precision_score(labels[known] == 1, scores[known])
+    trainer = type("Trainer", (), {"model": model})()
+    assert objective.measure(trainer, {}) == pytest.approx(expected, rel=1e-6)
+
+
+def test_metric_choices_are_checked(splits, tmp_path):
+    with pytest.raises(ConfigError, match="metric must be one of auto, loss, pr_auc"):
+        Layer1Objective(*splits, metric="accuracy")
+    only_benign = tmp_path / "benign.npz"
+    np.savez(only_benign, features=np.zeros((4, 128), np.float32), labels=np.zeros(4, np.int8))
+    with pytest.raises(ConfigError, match="needs benign \\(0\\) and threat \\(1\\) labels"):
+        Layer1Objective(splits[0], only_benign, metric="pr_auc")
+    assert Layer1Objective(splits[0], only_benign).metric == "loss"
+    with pytest.raises(ConfigError, match="max_epochs must be an integer >= 1, got 0"):
+        Layer1Objective(*splits, max_epochs=0)
