@@ -1,0 +1,90 @@
+"""Per-feature standardization fitted on a training split, carried in the FeatureSpec.
+
+The layer-2 and layer-3 featurizers are data-free (log scales into [0, 1]); the detectors then
+standardize each feature with the mean and standard deviation of the training split, so that
+every feature weighs alike in a reconstruction or forecast error. The fitted values travel in
+the model's FeatureSpec (`fitted["scaling"]`, DESIGN.md principle 3); the data files keep the
+builder's own spec, which `data_spec` recovers from the model's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from training.errors import ConfigError, SchemaError
+from training.features.encoding import FeatureSpec
+
+FITTED_KEY = "scaling"  # the standardizers, in the model spec's fitted state
+DATA_KEY = "data"  # the builder spec's own fitted state (None for the data-free builders)
+MIN_STD = 0.02  # in units of the [0, 1] features: a feature almost constant in training
+
+
+@dataclass(frozen=True)
+class Standardizer:
+    """(x - mean) / std per feature, std floored at `MIN_STD`.
+
+    The floor keeps a feature that never varied in training (alerts in flow-only data) from
+    turning rounding noise into huge scores, while a real change of it still stands out.
+    """
+
+    mean: np.ndarray
+    std: np.ndarray
+
+    @classmethod
+    def fit(cls, values: np.ndarray, name: str) -> Standardizer:
+        """Fit on the rows of `values` (n, features); `name` says what, in errors."""
+        values = np.asarray(values, dtype=np.float64)
+        if values.ndim != 2 or not len(values):
+            raise ConfigError(f"cannot fit the {name} scaling on {values.shape[0] if values.ndim else 0} "
+                              "rows; the training split has no unit to learn from")
+        return cls(values.mean(axis=0), np.maximum(values.std(axis=0), MIN_STD))
+
+    def transform(self, values: np.ndarray) -> np.ndarray:
+        """Standardized float32 copy of `values` (..., features)."""
+        return ((np.asarray(values, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+
+    def to_dict(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}
+
+    @classmethod
+    def from_dict(cls, data: dict, dim: int, name: str) -> Standardizer:
+        """Read back `to_dict`, checking that it has `dim` features."""
+        try:
+            mean = np.asarray(data["mean"], dtype=np.float64)
+            std = np.asarray(data["std"], dtype=np.float64)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise SchemaError(f"the {name} scaling in the FeatureSpec is damaged: {exc}") from None
+        if mean.shape != (dim,) or std.shape != (dim,) or not (std > 0).all():
+            raise SchemaError(f"the {name} scaling in the FeatureSpec has {mean.shape} means and "
+                              f"{std.shape} deviations for {dim} features")
+        return cls(mean, std)
+
+
+def with_scaling(spec: FeatureSpec, scaling: dict[str, Standardizer]) -> FeatureSpec:
+    """The model's spec: the builder's `spec` plus the fitted standardizers."""
+    fitted = {DATA_KEY: spec.fitted, FITTED_KEY: {k: v.to_dict() for k, v in scaling.items()}}
+    return FeatureSpec(spec.layer, spec.version, spec.config, fitted)
+
+
+def scaling_of(spec: FeatureSpec, dims: dict[str, int]) -> dict[str, Standardizer]:
+    """The standardizers a model spec carries, by name, each checked for its feature count.
+
+    Raises:
+        SchemaError: the spec has no fitted scaling (it is a data file's spec, not a model's).
+    """
+    fitted = spec.fitted or {}
+    if FITTED_KEY not in fitted:
+        raise SchemaError(f"the {spec.layer} FeatureSpec has no fitted scaling; fit it on the "
+                          "training split first (fit_layer2_scaling / fit_layer3_scaling)")
+    return {name: Standardizer.from_dict(fitted[FITTED_KEY].get(name, {}), dim, name)
+            for name, dim in dims.items()}
+
+
+def data_spec(spec: FeatureSpec) -> FeatureSpec:
+    """The builder spec a model spec was fitted on (what the data files carry)."""
+    fitted = spec.fitted or {}
+    if FITTED_KEY not in fitted:
+        return spec
+    return FeatureSpec(spec.layer, spec.version, spec.config, fitted.get(DATA_KEY))
