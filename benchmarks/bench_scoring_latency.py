@@ -1,0 +1,115 @@
+"""Layer-1 scoring latency, model only, and featurization cost apart from it.
+
+Model: `Layer1VAE()` with the default architecture (128 -> 96 -> 96 -> 64 latent), in eval
+mode; its `anomaly_score` (reconstruction error of the mean code) on real layer-1 vectors: the
+3,209 flows of ../shared/datasets/iot23/CTU-Malware-Capture-20-1-labeled.csv, featurized once
+(tiled for the larger batches). Weights do not change the cost, so the model is not trained.
+
+Timed with `training.evaluation.latency.measure_latency` (inference mode, after warm-up):
+
+* single event: `--single-calls` calls with a batch of one, p50/p95/p99;
+* batch throughput at batch sizes 1 to 65,536 (median call time);
+
+at 1 and at 2 torch threads, each `--repeats` times (medians of the repeats are reported).
+Baseline in the same run: scikit-learn's IsolationForest (100 trees, fitted on the same
+vectors) `score_samples`, the usual classical detector on the same features, with the same
+timer. The original system claimed 2-5 ms per event and 5-10k events/s.
+
+Featurization is timed separately (`featurization_cost`): `DataPreprocessor.featurize` on the
+collected table tiled to --featurize-rows events, and `preprocess_event` on one event dict.
+
+    python benchmarks/bench_scoring_latency.py              # about 2 minutes
+    python benchmarks/bench_scoring_latency.py --repeats 1 --single-calls 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE = REPO.parent / "shared/datasets/iot23/CTU-Malware-Capture-20-1-labeled.csv"
+sys.path.insert(0, str(REPO))
+
+from sklearn.ensemble import IsolationForest  # noqa: E402
+
+from training.data_collection import DataCollector, DataSource  # noqa: E402
+from training.data_preprocessor import DataPreprocessor, LayerType  # noqa: E402
+from training.detectors.vae import Layer1VAE  # noqa: E402
+from training.evaluation.latency import featurization_cost, measure_latency  # noqa: E402
+
+BATCH_SIZES = (1, 64, 1024, 8192, 65536)
+L1 = LayerType.LAYER1_SENSORY
+
+
+def median_runs(runs: list[dict]) -> dict:
+    """The median over repeated `measure_latency` results, figure by figure."""
+    single = {k: statistics.median(r["single_event_us"][k] for r in runs)
+              for k in runs[0]["single_event_us"]}
+    batch = [{"batch_size": b["batch_size"],
+              "events_per_sec": statistics.median(r["batch"][i]["events_per_sec"] for r in runs)}
+             for i, b in enumerate(runs[0]["batch"])]
+    return {"single_event_us": single, "batch": batch, "repeats": len(runs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--single-calls", type=int, default=5000)
+    parser.add_argument("--featurize-rows", type=int, default=100_000)
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
+    args = parser.parse_args()
+    if not SOURCE.exists():
+        sys.exit(f"needs {SOURCE} (../shared/datasets)")
+    table = DataCollector([DataSource("iot23", "csv_file", {"path": str(SOURCE)})],
+                          progress=False).collect_table()
+    prep = DataPreprocessor()
+    x = torch.from_numpy(prep.featurize(table, L1).arrays["features"])
+    model = Layer1VAE().eval()
+    forest = IsolationForest(n_estimators=100, random_state=0).fit(x.numpy())
+
+    def forest_score(batch: torch.Tensor) -> np.ndarray:
+        return -forest.score_samples(batch.numpy())
+
+    report: dict = {"source": str(SOURCE.relative_to(REPO.parent)), "rows": len(x),
+                    "cpu_count": os.cpu_count(), "load_before": os.getloadavg(), "models": {}}
+    for threads in (1, 2):
+        for name, fn in (("Layer1VAE", model.anomaly_score), ("IsolationForest", forest_score)):
+            calls = args.single_calls if name == "Layer1VAE" else max(200, args.single_calls // 10)
+            runs = [measure_latency(fn, x, batch_sizes=BATCH_SIZES, single_calls=calls,
+                                    warmup=200, min_seconds=0.5, num_threads=threads)
+                    for _ in range(args.repeats)]
+            result = median_runs(runs)
+            report["models"][f"{name}/threads={threads}"] = result
+            s = result["single_event_us"]
+            print(f"{name:16s} threads {threads}: single event p50 {s['p50']:8.1f} us  p95 "
+                  f"{s['p95']:8.1f}  p99 {s['p99']:8.1f}; events/s "
+                  + "  ".join(f"{b['batch_size']}: {b['events_per_sec']:,.0f}" for b in result["batch"]),
+                  flush=True)
+
+    events = table.take(pa.array(np.arange(args.featurize_rows) % table.num_rows))
+    dicts = table.slice(0, 200).to_pylist()
+    cost = featurization_cost(lambda t: prep.featurize(t, L1), events,
+                              lambda i: prep.preprocess_event(dicts[i % len(dicts)], layers=[L1]),
+                              single_calls=200)
+    report["featurization"] = cost
+    print(f"featurization: batch {cost['batch_events_per_sec']:,.0f} events/s "
+          f"({cost['batch_events']:,} events); preprocess_event p50 "
+          f"{cost['single_event_us_p50']:,.0f} us, p95 {cost['single_event_us_p95']:,.0f} us")
+    report["load_after"] = os.getloadavg()
+    print(f"load average before {report['load_before'][0]:.2f}, after {report['load_after'][0]:.2f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scoring_latency.json").write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
