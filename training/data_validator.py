@@ -1,6 +1,7 @@
 """Data checks before training: the mistakes that quietly ruin detectors (the original API).
 
-    result = DataValidator(features, labels, reference_features=train_features).validate(check_drift=True)
+    validator = DataValidator(features, labels, reference_features=train_features)
+    result = validator.validate(check_drift=True)
     DataValidator.print_report(result)
 
 | check | name | severity |
@@ -97,7 +98,8 @@ class DataValidator:
             if reference_features.ndim != 2 or reference_features.shape[1] != width:
                 raise ConfigError(f"reference_features must be (rows, {width}), got shape "
                                   f"{reference_features.shape}")
-        names = list(feature_names) if feature_names is not None else [f"feature_{i}" for i in range(width)]
+        names = (list(feature_names) if feature_names is not None
+                 else [f"feature_{i}" for i in range(width)])
         if len(names) != width:
             raise ConfigError(f"feature_names must name {width} features, got {len(names)}")
         self.features = features
@@ -123,8 +125,9 @@ class DataValidator:
             raise ConfigError("check_drift needs reference_features (e.g. the training split)")
         m = moments(self.features)
         issues: list[ValidationIssue] = []
+        summary = {k: _floats(getattr(m, k)) for k in ("mean", "std", "min", "max")}
         stats: dict = {"n_samples": m.rows, "n_features": len(self.feature_names),
-                       "features": {k: _floats(getattr(m, k)) for k in ("mean", "std", "min", "max")}}
+                       "features": summary}
         if check_missing:
             issues += self._missing(m, missing_threshold, stats)
         if check_outliers:
@@ -195,7 +198,8 @@ class DataValidator:
         issues = []
         if not known:
             issues.append(ValidationIssue(ValidationSeverity.WARNING, "labels",
-                                          "no row has a known label (all -1)", {"distribution": distribution}))
+                                          "no row has a known label (all -1)",
+                                          {"distribution": distribution}))
         elif len(known) == 1:
             issues.append(ValidationIssue(ValidationSeverity.WARNING, "labels",
                                           f"one class only ({next(iter(known))}): fine for anomaly "
@@ -268,7 +272,8 @@ class DataValidator:
         lines = [f"Data validation {'PASSED' if result.passed else 'FAILED'}: "
                  f"{s.get('n_samples')} rows x {s.get('n_features')} features, "
                  f"{len(result.issues)} issue(s)"]
-        lines += [f"  {i.severity.value.upper():7} {i.check_name}: {i.message}" for i in result.issues]
+        lines += [f"  {i.severity.value.upper():7} {i.check_name}: {i.message}"
+                  for i in result.issues]
         return "\n".join(lines) + "\n"
 
     @staticmethod

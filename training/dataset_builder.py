@@ -2,7 +2,7 @@
 
     builder = DatasetBuilder.from_file("training/data/preprocessed/layer1_samples.npz")
     splits = builder.create_splits(SplitStrategy.GROUP, semi_supervised=True)
-    builder.save_splits(splits, prefix="layer1")   # training/data/splits/layer1_{train,val,test}.npz
+    builder.save_splits(splits, prefix="layer1")  # training/data/splits/layer1_{train,val,test}.npz
 
 Random splits of security data leak a host's traffic, or tomorrow's attack, into training; use
 TEMPORAL (optionally with a `gap`) or GROUP (hosts never shared between splits) to measure a
@@ -142,8 +142,9 @@ class DatasetBuilder:
                            balance_classes=balance_classes, semi_supervised=semi_supervised,
                            seed=self.random_seed)
         if strategy is SplitStrategy.K_FOLD:
-            return {kind: [self.dataset.take(r, f"fold{i}_{kind}") for i, r in enumerate(rows[kind])]
-                    for kind in ("train", "val")} | {"test": self.dataset.take(rows["test"], "test")}
+            folds = {kind: [self.dataset.take(r, f"fold{i}_{kind}")
+                            for i, r in enumerate(rows[kind])] for kind in ("train", "val")}
+            return folds | {"test": self.dataset.take(rows["test"], "test")}
         return {name: self.dataset.take(r, name) for name, r in rows.items()}
 
     def _column(self, name: str, strategy: SplitStrategy) -> np.ndarray:
@@ -203,9 +204,9 @@ class DatasetBuilder:
             np.clip(noisy, clip[0], clip[1], out=noisy)
         rows = np.tile(np.arange(len(split)), augmentation_factor)
         ids = split.sample_ids.astype(str)
+        features = np.concatenate([split.features, noisy.reshape(-1, *split.features.shape[1:])])
         return DatasetSplit(
-            split.name, np.concatenate([split.features, noisy.reshape(-1, *split.features.shape[1:])]),
-            split.labels[rows],
+            split.name, features, split.labels[rows],
             np.concatenate([ids] + [np.char.add(ids, f"#aug{k}") for k in range(1, copies + 1)]),
             split.indices[rows], {k: v[rows] for k, v in split.columns.items()}, split.spec,
             split.layer)

@@ -125,7 +125,8 @@ def drift_report(reference: np.ndarray, current: np.ndarray, threshold: float = 
     reference, current = np.asarray(reference), np.asarray(current)
     _check(reference, current, threshold, drift_share, p_value, min_samples, max_rows, bins)
     width = reference.shape[1]
-    names = list(feature_names) if feature_names is not None else [f"feature_{i}" for i in range(width)]
+    names = (list(feature_names) if feature_names is not None
+             else [f"feature_{i}" for i in range(width)])
     if len(names) != width:
         raise ConfigError(f"feature_names must name {width} features, got {len(names)}")
     rng = np.random.default_rng(seed)
@@ -155,7 +156,8 @@ def _check(reference: np.ndarray, current: np.ndarray, threshold: float, drift_s
     if not isinstance(min_samples, int) or min_samples < 2:
         raise ConfigError(f"min_samples must be an integer >= 2, got {min_samples!r}")
     if not isinstance(max_rows, int) or max_rows < min_samples:
-        raise ConfigError(f"max_rows must be an integer >= min_samples ({min_samples}), got {max_rows!r}")
+        raise ConfigError(f"max_rows must be an integer >= min_samples ({min_samples}), "
+                          f"got {max_rows!r}")
     if not isinstance(bins, int) or bins < 2:
         raise ConfigError(f"bins must be an integer >= 2, got {bins!r}")
     for name, data in (("reference", reference), ("current", current)):

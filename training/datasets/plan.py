@@ -62,8 +62,8 @@ def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,
         else:
             rest, test = np.arange(len(keys)), np.zeros(0, dtype=np.int64)
         folds = k_fold(keys[rest], n_folds, rng)
-        train = [_train_rows(rest[t], labels, rng, balance_classes, semi_supervised, f"fold{i}_train")
-                 for i, (t, _) in enumerate(folds)]
+        train = [_train_rows(rest[t], labels, rng, balance_classes, semi_supervised,
+                             f"fold{i}_train") for i, (t, _) in enumerate(folds)]
         return {"train": train, "val": [rest[v] for _, v in folds], "test": test}
     ratios = Ratios(train_ratio, val_ratio, test_ratio)
     if strategy is SplitStrategy.RANDOM:
