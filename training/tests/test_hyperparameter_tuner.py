@@ -249,3 +249,61 @@ def test_a_study_without_a_complete_trial_gets_its_tables_and_no_plots(tmp_path)
     assert outputs.skipped == {name: "no complete trial yet" for name in
                                ("optimization_history", "param_importances", "parallel_coordinate")}
     assert json.loads((tmp_path / "best_params.json").read_text())["best_trial"] is None
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("flag,dest,value", [
+    ("--train_data", "train_data", "t.npz"), ("--train-data", "train_data", "t.npz"),
+    ("--n_trials", "n_trials", 7), ("--n-trials", "n_trials", 7),
+    ("--study_name", "study_name", "s"), ("--study-name", "study_name", "s"),
+    ("--n-workers", "n_workers", 3), ("--n_workers", "n_workers", 3),
+    ("--train-best", "train_best", True), ("--train_best", "train_best", True),
+    ("--timeout", "timeout", 60.0), ("--storage", "storage", "journal:j.log"),
+    ("--layer", "layer", 1),
+])
+def test_every_flag_takes_either_separator(flag, dest, value):
+    from training.hpo.cli import build_parser
+
+    argv = ["--train_data", "a.npz", "--val_data", "b.npz"]
+    argv += [flag] if value is True else [flag, str(value)]
+    assert getattr(build_parser().parse_args(argv), dest) == value
+
+
+def test_the_script_tunes_with_two_workers_then_trains_and_registers_the_best(tmp_path):
+    """The seed's command line (run as a script, from another directory), plus new flags."""
+    from training.model_registry import ModelRegistry
+    from training.tests.tuning_helpers import write_layer1_splits
+
+    train, val = write_layer1_splits(tmp_path)
+    script = Path(__file__).resolve().parents[1] / "hyperparameter_tuner.py"
+    run = subprocess.run(
+        [sys.executable, str(script), "--train_data", train, "--val-data", val, "--n_trials", "3",
+         "--study_name", "layer1_vae_tuning", "--n-workers", "2", "--max-epochs", "2",
+         "--output_dir", str(tmp_path / "tuning"), "--train-best", "--best-epochs", "2",
+         "--registry-dir", str(tmp_path / "models"), "--seed", "5"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(run.stdout)
+    study_dir = tmp_path / "tuning" / "layer1_vae_tuning"
+    assert summary["storage"] == f"journal file {study_dir / 'journal.log'}"
+    assert (summary["metric"], summary["direction"], summary["ran"]) == ("pr_auc", "maximize", 3)
+    assert summary["trials"] == {"complete": 3, "pruned": 0, "fail": 0, "running": 0}
+    assert json.loads((study_dir / "best_params.json").read_text())["params"] \
+        == summary["best_params"]
+    assert len((study_dir / "trials.csv").read_text().splitlines()) == 4
+    best = summary["train_best"]
+    assert Path(best["checkpoint"]) == study_dir / "best" / "layer1_vae_best.pt"
+    stored = ModelRegistry(tmp_path / "models").get_metadata("layer1_vae", best["version"])
+    assert {k: stored.hyperparameters[k] for k in summary["best_params"]} \
+        == summary["best_params"]
+    assert stored.metrics == best["metrics"] and "best trial" in stored.description
+
+
+def test_the_script_reports_bad_usage_with_exit_code_2(tmp_path):
+    from training.hpo.cli import main
+    from training.tests.tuning_helpers import write_layer1_splits
+
+    train, val = write_layer1_splits(tmp_path)
+    assert main(["--train_data", train, "--val_data", val, "--storage", "bogus",
+                 "--output_dir", str(tmp_path)]) == 2

@@ -17,31 +17,18 @@ from training.errors import ConfigError
 from training.hpo.layer1 import Layer1Objective
 from training.hpo.objectives import make_objective
 from training.hpo.pruning import OptunaPruning
+from training.tests.tuning_helpers import write_layer1_splits
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
-N_TRAIN, N_VAL = 96, 40
+N_TRAIN = 96
 BASE = {"learning_rate": 1e-3, "batch_size": 32, "hidden_dim": 96, "latent_dim": 64,
         "dropout": 0.2, "beta": 1.0}
 
 
 @pytest.fixture(scope="module")
 def splits(tmp_path_factory):
-    """A small layer-1 dataset: benign rows near one pattern, threats elsewhere."""
-    rng = np.random.default_rng(7)
-    folder = tmp_path_factory.mktemp("splits")
-    pattern = rng.random(128).astype(np.float32)
-
-    def rows(n: int, threat: np.ndarray) -> np.ndarray:
-        x = np.clip(pattern + rng.normal(0, 0.05, (n, 128)), 0, 1).astype(np.float32)
-        x[threat] = rng.random((int(threat.sum()), 128))
-        return x
-
-    train_y = np.zeros(N_TRAIN, dtype=np.int8)
-    val_y = np.array([0] * 30 + [1] * 8 + [-1] * 2, dtype=np.int8)
-    np.savez(folder / "train.npz", features=rows(N_TRAIN, train_y == 1), labels=train_y)
-    np.savez(folder / "val.npz", features=rows(N_VAL, val_y == 1), labels=val_y)
-    return str(folder / "train.npz"), str(folder / "val.npz")
+    return write_layer1_splits(tmp_path_factory.mktemp("splits"), n_train=N_TRAIN)
 
 
 class Inspect(Callback):

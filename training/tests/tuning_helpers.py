@@ -7,6 +7,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 
 
@@ -47,3 +48,23 @@ def recorded_trials(log_dir: str | Path) -> list[tuple[int, int, float]]:
             number, x = line.split()
             rows.append((pid, int(number), float(x)))
     return rows
+
+
+def write_layer1_splits(folder: Path, n_train: int = 96, seed: int = 7) -> tuple[str, str]:
+    """Small layer-1 train/val split files: benign rows near one pattern, threats uniform.
+
+    Validation: 30 benign, 8 threat and 2 unknown rows.
+    """
+    rng = np.random.default_rng(seed)
+    pattern = rng.random(128).astype(np.float32)
+
+    def rows(labels: np.ndarray) -> np.ndarray:
+        x = np.clip(pattern + rng.normal(0, 0.05, (len(labels), 128)), 0, 1).astype(np.float32)
+        x[labels == 1] = rng.random((int((labels == 1).sum()), 128))
+        return x
+
+    train_y = np.zeros(n_train, dtype=np.int8)
+    val_y = np.array([0] * 30 + [1] * 8 + [-1] * 2, dtype=np.int8)
+    np.savez(folder / "train.npz", features=rows(train_y), labels=train_y)
+    np.savez(folder / "val.npz", features=rows(val_y), labels=val_y)
+    return str(folder / "train.npz"), str(folder / "val.npz")
