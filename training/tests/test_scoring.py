@@ -1,0 +1,105 @@
+"""Scoring with a registered model: exact scores and alerts, outputs, refusals, real Zeek logs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from training.data_collection import DataCollector, DataSource
+from training.errors import CheckpointError, SchemaError
+from training.features.encoding import FeatureSpec
+from training.features.layer1 import Layer1Featurizer
+from training.model_files import save_model
+from training.model_registry import ModelMetadata, ModelRegistry
+from training.scoring import score_events
+from training.tests.registry_fixtures import TinyDetector, save_tiny
+
+EVENTS = [
+    {"event_id": f"e{i}", "timestamp": f"2026-11-20T10:00:0{i}Z", "event_type": "conn",
+     "source_ip": f"10.0.0.{i}", "dest_ip": "8.8.8.8", "dest_port": port, "protocol": "tcp",
+     "bytes_sent": size, "label": "benign"}
+    for i, (port, size) in enumerate([(443, 900), (443, 1200), (22, 10**7), (53, 60), (3389, 5)])
+]
+
+
+@pytest.fixture
+def events_file(tmp_path):
+    path = tmp_path / "events.jsonl"
+    path.write_text("".join(json.dumps(e) + "\n" for e in EVENTS))
+    return path
+
+
+def _expected(path, centre: float) -> tuple[list[str], np.ndarray]:
+    table = DataCollector([DataSource("t", "json_file", {"path": str(path)})],
+                          progress=False).collect_table()
+    features = Layer1Featurizer().transform(table).astype(np.float64)
+    return table["event_id"].to_pylist(), ((features - centre) ** 2).sum(axis=1)
+
+
+def _register(tmp_path, threshold: float, **save) -> ModelRegistry:
+    registry = ModelRegistry(tmp_path / "models")
+    weights = save_tiny(tmp_path / "src" / "tiny.pt", centre=0.25, dim=128, threshold=threshold,
+                        **save)
+    registry.register_model(weights, ModelMetadata("tiny", "1.0.0", "layer1", stage="production"))
+    return registry
+
+
+def test_scores_alerts_and_event_ids_are_exact(tmp_path, events_file):
+    ids, expected = _expected(events_file, 0.25)
+    threshold = float(np.sort(expected)[-2])  # exactly two alerts
+    registry = _register(tmp_path, threshold)
+    source = [DataSource("t", "json_file", {"path": str(events_file)})]
+    summary = score_events(registry, "tiny", source, tmp_path / "out.parquet", top_k=1)
+
+    out = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [r["unit"] for r in out] == ids and [r["event_ids"] for r in out] == [[i] for i in ids]
+    np.testing.assert_allclose([r["score"] for r in out], expected, rtol=1e-5)
+    assert [r["is_alert"] for r in out] == list(expected >= threshold)
+    assert [r["time"].second for r in out] == [0, 1, 2, 3, 4]
+    assert (summary.events, summary.units, summary.alerts) == (5, 5, 2)
+    assert (summary.version, summary.layer, summary.threshold) == ("1.0.0", "layer1", threshold)
+    best = int(np.argmax(expected))
+    assert [a["unit"] for a in summary.top_alerts] == [ids[best]]
+
+    jsonl = score_events(registry, "tiny", source, tmp_path / "out.jsonl", top_k=5)
+    lines = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [(r["unit"], r["is_alert"], r["event_ids"]) for r in lines] == \
+        [(r["unit"], r["is_alert"], r["event_ids"]) for r in out]
+    np.testing.assert_allclose([a["score"] for a in jsonl.top_alerts],
+                               sorted(expected[expected >= threshold], reverse=True), rtol=1e-5)
+
+
+def test_refuses_models_whose_transform_cannot_be_reproduced(tmp_path, events_file):
+    source = [DataSource("t", "json_file", {"path": str(events_file)})]
+    registry = ModelRegistry(tmp_path / "models")
+    for version, spec, threshold in (
+            ("1.0.0", None, 1.0),
+            ("2.0.0", FeatureSpec("layer1", "l1.v0", {"dim": 128}), 1.0),
+            ("3.0.0", Layer1Featurizer().spec, None)):
+        path = tmp_path / version / "tiny.pt"
+        save_model(TinyDetector(dim=128), path, feature_spec=spec, threshold=threshold)
+        registry.register_model(path, ModelMetadata("tiny", version, "layer1"))
+    with pytest.raises(SchemaError, match="has no FeatureSpec"):
+        score_events(registry, "tiny", source, tmp_path / "a.parquet", version="1.0.0")
+    with pytest.raises(SchemaError, match="cannot drive the layer-1 featurizer"):
+        score_events(registry, "tiny", source, tmp_path / "b.parquet", version="2.0.0")
+    with pytest.raises(CheckpointError, match="no anomaly threshold"):
+        score_events(registry, "tiny", source, tmp_path / "c.parquet", version="3.0.0")
+    assert not list(tmp_path.glob("*.parquet"))  # nothing half-written
+
+
+def test_real_zeek_log_every_event_scored_once(tmp_path, datasets):
+    log = datasets / "stratosphere/008-zeek-mixed/data/conn.log.labeled"
+    source = [DataSource("zeek", "zeek_logs", {"path": str(log)})]
+    table = DataCollector(source, progress=False).collect_table()
+    registry = _register(tmp_path, threshold=30.0)
+    summary = score_events(registry, "tiny", source, tmp_path / "zeek.parquet")
+    out = pq.read_table(tmp_path / "zeek.parquet")
+    assert summary.events == summary.units == out.num_rows == table.num_rows == 5663
+    assert out["unit"].to_pylist() == table["event_id"].to_pylist()
+    features = Layer1Featurizer().transform(table).astype(np.float64)
+    np.testing.assert_allclose(out["score"].to_numpy(), ((features - 0.25) ** 2).sum(1), rtol=1e-5)
+    assert summary.alerts == int((out["score"].to_numpy() >= 30.0).sum())
