@@ -160,3 +160,55 @@ def test_metric_choices_are_checked(splits, tmp_path):
     assert Layer1Objective(splits[0], only_benign).metric == "loss"
     with pytest.raises(ConfigError, match="max_epochs must be an integer >= 1, got 0"):
         Layer1Objective(*splits, max_epochs=0)
+
+
+# ---- layers 2 and 3 ----------------------------------------------------------------------------
+
+def _layer2_splits(folder) -> tuple[str, str]:
+    from training.features.layer2 import Layer2GraphBuilder
+    from training.tests import synthetic_traffic as traffic
+
+    builder = Layer2GraphBuilder()
+    train = builder.build(traffic.table(traffic.office_rows(1, hosts=8, minutes=60)))
+    val = builder.build(traffic.table(traffic.office_rows(4, hosts=8, minutes=30)
+                                      + traffic.fan_out_rows(3, attacker=5, minute=10, peers=20)))
+    return str(train.save(folder / "l2_train.npz")), str(val.save(folder / "l2_val.npz"))
+
+
+def _layer3_splits(folder) -> tuple[str, str]:
+    from training.features.layer3 import Layer3WindowBuilder
+    from training.tests import synthetic_traffic as traffic
+
+    builder = Layer3WindowBuilder()
+    train = builder.build(traffic.table(traffic.office_rows(1, hosts=8, minutes=120)))
+    val = builder.build(traffic.table(traffic.office_rows(4, hosts=8, minutes=90)
+                                      + traffic.beacon_rows(3, infected=4, first_minute=10,
+                                                            count=60)))
+    return str(train.save(folder / "l3_train.npz")), str(val.save(folder / "l3_val.npz"))
+
+
+@pytest.mark.parametrize("layer,make_splits,params,built_args", [
+    (2, _layer2_splits,
+     {"learning_rate": 2e-3, "batch_size": 8, "hidden_dim": 32, "num_layers": 3, "conv": "gat",
+      "dropout": 0.3},
+     {"hidden_dim": 32, "num_layers": 3, "conv": "gat", "dropout": 0.3}),
+    (3, _layer3_splits,
+     {"learning_rate": 2e-3, "batch_size": 32, "channels": 16, "num_blocks": 3,
+      "kernel_size": 2, "dropout": 0.3},
+     {"channels": [16, 16, 16], "kernel_size": 2, "dilations": [1, 2, 4], "dropout": 0.3}),
+])
+def test_layer_2_and_3_objectives_build_train_and_report_their_trials(
+        layer, make_splits, params, built_args, tmp_path):
+    objective = make_objective(layer, *make_splits(tmp_path), max_epochs=2)
+    assert (objective.metric, objective.direction) == ("pr_auc", "maximize")
+    inspect = built(objective, params)
+    assert {k: inspect.model.init_args[k] for k in built_args} == built_args
+    assert inspect.learning_rate == params["learning_rate"]
+
+    study = optuna.create_study(direction=objective.direction)
+    study.enqueue_trial(params)
+    study.optimize(objective, n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2]
+    assert trial.value == max(trial.intermediate_values.values())
+    assert 0.0 < trial.value <= 1.0
