@@ -23,6 +23,7 @@ import logging
 import shutil
 import sqlite3
 import sys
+from collections.abc import Mapping
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,8 +92,12 @@ class ModelRegistry:
     # -- changes ---------------------------------------------------------------------------
 
     def register_model(self, model_path: str | Path, metadata: ModelMetadata, *,
+                       files: Mapping[str, str | Path] | None = None,
                        reason: str = "registered", actor: str | None = None) -> ModelMetadata:
         """Copy a saved model (`<name>.pt` + `<name>.json`) into the registry as a new version.
+
+        `files` (name -> path) are attached to the version (e.g. a drift reference sample);
+        they are copied with the model and verified by sha256 when read (`read_file`).
 
         The model's FeatureSpec fingerprint and threshold fill `metadata` where it has none
         (and must agree where it has them); code and library versions are this process's
@@ -115,15 +120,17 @@ class ModelRegistry:
                 raise RegistryError(f"{name} {version} is already registered; pick a new "
                                     f"version (e.g. {self.next_version(name, conn=conn)})")
             artifacts.clear_leftovers(folder.parent, folder)
-            weights_sha, sidecar_sha, sidecar = artifacts.store(Path(model_path), folder)
+            weights_sha, sidecar_sha, sidecar, attached = artifacts.store(
+                Path(model_path), folder, {k: Path(v) for k, v in (files or {}).items()})
             try:
                 stored = complete_metadata(metadata, sidecar, weights_sha)
                 record = {**stored.to_dict(), "stage": "none"}
                 conn.execute(
                     "INSERT INTO versions (model_name, version, layer_name, stage, registered_at,"
-                    " metadata, weights_sha256, sidecar_sha256) VALUES (?, ?, ?, 'none', ?, ?, ?, ?)",
+                    " metadata, weights_sha256, sidecar_sha256, files)"
+                    " VALUES (?, ?, ?, 'none', ?, ?, ?, ?, ?)",
                     (name, version, stored.layer_name, now(), json.dumps(record, sort_keys=True),
-                     weights_sha, sidecar_sha))
+                     weights_sha, sidecar_sha, json.dumps(attached, sort_keys=True)))
                 log(conn, name, version, "register", None, "none", None, reason, actor)
                 ops.move(conn, name, version, stored.stage, reason, actor)
             except BaseException:
@@ -133,16 +140,22 @@ class ModelRegistry:
         return self.get_metadata(name, version)
 
     def transition_stage(self, model_name: str, version: str, new_stage: str, *,
-                         reason: str = "", actor: str | None = None) -> bool:
+                         reason: str = "", actor: str | None = None,
+                         replacing: str | None | object = ops.ANY) -> bool:
         """Move a version to `new_stage`; promoting to production archives the previous
         production version in the same transaction.
+
+        Args:
+            replacing: promote only if this version (None: no version) is in production now,
+                e.g. the champion a challenger was compared with; RegistryError otherwise.
 
         Returns:
             True when the stage changed, False when the version was already there.
         """
         check_stage(new_stage)
         with self._connect() as conn, transaction(conn):
-            return ops.move(conn, model_name, version, new_stage, reason, actor_name(actor))
+            return ops.move(conn, model_name, version, new_stage, reason, actor_name(actor),
+                            replacing)
 
     def rollback(self, model_name: str, *, reason: str = "", actor: str | None = None) -> str:
         """Archive the production version and bring back the one it replaced.
@@ -250,6 +263,23 @@ class ModelRegistry:
                                 map_location=map_location, expected_spec=expected_spec)
         return RegisteredModel(loaded.model, metadata, loaded.sidecar,
                                folder / artifacts.WEIGHTS_FILE)
+
+    def read_file(self, model_name: str, file_name: str, version: str | None = None,
+                  stage: str | None = None, *, alias: str | None = None) -> bytes:
+        """The bytes of a file attached at registration, verified against its sha256.
+
+        Raises:
+            NotFoundError: the version has no such file (the message lists its files).
+            CheckpointError: the file is missing or was modified after registration.
+        """
+        with self._connect() as conn:
+            row = ops.resolve(conn, model_name, version, stage, alias)
+        files = json.loads(row["files"])
+        if file_name not in files:
+            raise NotFoundError(f"{model_name} {row['version']} has no attached file "
+                                f"{file_name!r}; it has: {', '.join(sorted(files)) or 'none'}")
+        folder = artifact_dir(self.artifacts_dir, model_name, row["version"])
+        return artifacts.read_verified(folder / file_name, files[file_name])
 
     def get_metadata(self, model_name: str, version: str | None = None,
                      stage: str | None = None, *, alias: str | None = None) -> ModelMetadata:

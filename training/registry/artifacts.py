@@ -17,14 +17,16 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from training.errors import CheckpointError
+from training.errors import CheckpointError, ConfigError
 from training.features.encoding import FeatureSpec
 from training.fileio import fsync_dir
 from training.model_files import LoadedModel, load_model, read_sidecar, sidecar_path
+from training.registry.names import check_name
 
 WEIGHTS_FILE = "model.pt"
 SIDECAR_FILE = "model.json"
@@ -38,11 +40,14 @@ def _write(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def store(weights: Path, folder: Path) -> tuple[str, str, dict]:
-    """Copy `weights` and its sidecar into `folder` (which must not exist), verified.
+def store(weights: Path, folder: Path, files: Mapping[str, Path] | None = None
+          ) -> tuple[str, str, dict, dict[str, str]]:
+    """Copy `weights`, its sidecar and the attached `files` (name -> path) into `folder`
+    (which must not exist), verified.
 
     Returns:
-        (sha256 of the weights, sha256 of the sidecar file, the sidecar).
+        (sha256 of the weights, sha256 of the sidecar file, the sidecar, name -> sha256 of
+        each attached file).
 
     Raises:
         CheckpointError: no readable sidecar, the weights do not match its sha256, the file is
@@ -56,11 +61,14 @@ def store(weights: Path, folder: Path) -> tuple[str, str, dict]:
     except FileNotFoundError:
         raise CheckpointError(f"{weights}: no such model file") from None
     sidecar_bytes = sidecar_path(weights).read_bytes()
+    attached = {check_file_name(name): Path(path).read_bytes() for name, path in (files or {}).items()}
     tmp = folder.parent / f"{_TMP_PREFIX}{folder.name}-{uuid.uuid4().hex[:12]}"
     tmp.mkdir(parents=True)
     try:
         _write(tmp / WEIGHTS_FILE, weights_bytes)
         _write(tmp / SIDECAR_FILE, sidecar_bytes)
+        for name, data in attached.items():
+            _write(tmp / name, data)
         # The same checks as every later load: sha256 against the sidecar, weights_only=True,
         # a registered detector class, a state_dict that fits it.
         try:
@@ -74,7 +82,29 @@ def store(weights: Path, folder: Path) -> tuple[str, str, dict]:
         raise
     fsync_dir(folder.parent)
     return (hashlib.sha256(weights_bytes).hexdigest(), hashlib.sha256(sidecar_bytes).hexdigest(),
-            loaded.sidecar)
+            loaded.sidecar, {name: hashlib.sha256(data).hexdigest() for name, data in attached.items()})
+
+
+def check_file_name(name: str) -> str:
+    """An attached file's name: a plain name that is not one of the model's own files."""
+    check_name("attached file name", name)
+    if name in (WEIGHTS_FILE, SIDECAR_FILE):
+        raise ConfigError(f"attached file name {name!r} is reserved for the model itself")
+    return name
+
+
+def read_verified(path: Path, sha256: str) -> bytes:
+    """The bytes of a registered file, refused unless they have the recorded sha256."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: the registered file is missing") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != sha256:
+        raise CheckpointError(f"{path}: sha256 mismatch: the file is {actual[:16]}..., the "
+                              f"registry recorded {sha256[:16]}...; it was modified after "
+                              "registration")
+    return data
 
 
 def clear_leftovers(model_folder: Path, folder: Path) -> None:
@@ -98,15 +128,7 @@ def load(folder: Path, weights_sha256: str, sidecar_sha256: str, *,
         SchemaError: `expected_spec` differs from the model's FeatureSpec.
     """
     side = folder / SIDECAR_FILE
-    try:
-        sidecar_bytes = side.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{side}: the registered sidecar is missing") from None
-    actual = hashlib.sha256(sidecar_bytes).hexdigest()
-    if actual != sidecar_sha256:
-        raise CheckpointError(f"{side}: sha256 mismatch: the file is {actual[:16]}..., the "
-                              f"registry recorded {sidecar_sha256[:16]}...; it was modified "
-                              "after registration")
+    sidecar_bytes = read_verified(side, sidecar_sha256)
     if json.loads(sidecar_bytes).get("sha256") != weights_sha256:
         raise CheckpointError(f"{side}: its weights sha256 is not the one the registry recorded")
     # load_model checks the weights against the sidecar's sha256 (== the recorded one).

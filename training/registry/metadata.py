@@ -80,7 +80,7 @@ class ModelMetadata:
     The first nine fields are the original system's; the rest make a version reproducible and
     auditable. `feature_fingerprint` and `anomaly_threshold` default to the model's sidecar,
     `code_version` and `library_versions` to this process's; the registry fills
-    `weights_sha256`, `stage` and `aliases` when it reads a version back.
+    `weights_sha256`, `files`, `stage` and `aliases` when it reads a version back.
 
     Attributes:
         metrics: name -> finite number (e.g. {"pr_auc": 0.91, "val_loss": 0.04}).
@@ -89,6 +89,9 @@ class ModelMetadata:
         dataset_fingerprints: split name -> fingerprint of the data it was trained/tested on.
         feature_fingerprint: the FeatureSpec fingerprint the model expects.
         anomaly_threshold: the alert threshold stored with the weights.
+        details: further JSON-able records (e.g. continuous training's data summary and
+            the gate's decision).
+        files: attached file name -> sha256 (filled by the registry).
     """
 
     model_name: str
@@ -106,7 +109,9 @@ class ModelMetadata:
     code_version: str | None = None
     library_versions: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
     weights_sha256: str | None = None
+    files: dict[str, str] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -147,7 +152,7 @@ def complete_metadata(metadata: ModelMetadata, sidecar: dict[str, Any],
                               f"{theirs!r}; leave it unset to take the sidecar's")
     data = metadata.to_dict()
     data.update(feature_fingerprint=fingerprint, anomaly_threshold=threshold,
-                weights_sha256=weights_sha256, aliases=[],
+                weights_sha256=weights_sha256, aliases=[], files={},
                 code_version=metadata.code_version or code_version(),
                 library_versions=metadata.library_versions or library_versions())
     return ModelMetadata.from_dict(data)

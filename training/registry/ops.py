@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from training.errors import ConfigError, NotFoundError
+from training.errors import ConfigError, NotFoundError, RegistryError
 from training.registry.history import log
 from training.registry.metadata import ModelMetadata
 from training.registry.names import CHAMPION, check_stage, version_key
@@ -80,14 +80,22 @@ def aliases_of(conn: sqlite3.Connection, name: str, version: str | None = None) 
 def metadata_of(conn: sqlite3.Connection, row: sqlite3.Row) -> ModelMetadata:
     data = json.loads(row["metadata"])
     data.update(stage=row["stage"], weights_sha256=row["weights_sha256"],
+                files=json.loads(row["files"]),
                 aliases=list(aliases_of(conn, row["model_name"], row["version"])))
     return ModelMetadata.from_dict(data)
 
 
+ANY = object()  # `move(..., replacing=ANY)`: promote whatever is in production now
+
+
 def move(conn: sqlite3.Connection, name: str, version: str, to: str, reason: str,
-         actor: str) -> bool:
+         actor: str, replacing: object = ANY) -> bool:
     """Move a version to stage `to`; to production archives the current one first and
-    remembers it as the version replaced. False when already there."""
+    remembers it as the version replaced. False when already there.
+
+    `replacing` (a version, or None for "no production version") makes a promotion
+    conditional: RegistryError when production has changed since the caller looked.
+    """
     row = get_row(conn, name, version)
     if row["stage"] == to:
         return False
@@ -95,6 +103,10 @@ def move(conn: sqlite3.Connection, name: str, version: str, to: str, reason: str
         set_stage(conn, name, version, row["stage"], to, reason, actor)
         return True
     current = production(conn, name)
+    now_in = None if current is None else current["version"]
+    if replacing is not ANY and now_in != replacing:
+        raise RegistryError(f"not promoting {name} {version}: production is {now_in}, not "
+                            f"{replacing} as when the decision was made; decide again")
     if current is not None:
         set_stage(conn, name, current["version"], "production", "archived",
                   f"replaced by {version}" + (f": {reason}" if reason else ""), actor)

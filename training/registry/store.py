@@ -33,6 +33,7 @@ CREATE TABLE IF NOT EXISTS versions (
     metadata TEXT NOT NULL CHECK (json_valid(metadata)),
     weights_sha256 TEXT NOT NULL,
     sidecar_sha256 TEXT NOT NULL,
+    files TEXT NOT NULL DEFAULT '{}' CHECK (json_valid(files)),  -- attached file -> sha256
     replaced_version TEXT,                      -- the production version this one replaced
     UNIQUE (model_name, version)
 );

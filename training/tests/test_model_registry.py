@@ -61,6 +61,25 @@ def test_register_and_load_round_trip(registry, weights):
         registry.register_model(weights, meta("1.0.0"))
 
 
+def test_attached_files_are_copied_and_verified(registry, weights, tmp_path):
+    sample = tmp_path / "reference.npz"
+    sample.write_bytes(b"reference rows")
+    stored = registry.register_model(weights, meta("1.0.0"), files={"reference.npz": sample})
+    assert stored.files == {"reference.npz": sha256_bytes(b"reference rows")}
+    sample.write_bytes(b"changed later")  # the registry holds its own copy
+    assert registry.read_file("tiny", "reference.npz") == b"reference rows"
+    (registry.artifacts_dir / "tiny" / "1.0.0" / "reference.npz").write_bytes(b"tampered")
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        registry.read_file("tiny", "reference.npz", "1.0.0")
+    with pytest.raises(NotFoundError, match="no attached file 'notes.txt'; it has: reference.npz"):
+        registry.read_file("tiny", "notes.txt")
+    with pytest.raises(ConfigError, match="reserved"):
+        registry.register_model(weights, meta("1.1.0"), files={"model.json": sample})
+    with pytest.raises(ConfigError, match="no path separators"):
+        registry.register_model(weights, meta("1.1.0"), files={"../x": sample})
+    assert [m.version for m in registry.list_models()] == ["1.0.0"]
+
+
 def test_promotion_archives_previous_and_champion_follows(registry, weights):
     for version in ("1.0.0", "1.1.0"):
         registry.register_model(weights, meta(version))
@@ -76,8 +95,11 @@ def test_promotion_archives_previous_and_champion_follows(registry, weights):
     assert stage_log == [("1.0.0", "none", "production", "first"),
                          ("1.0.0", "production", "archived", "replaced by 1.1.0: better"),
                          ("1.1.0", "none", "production", "better")]
+    with pytest.raises(RegistryError, match="production is 1.1.0, not 1.0.0"):
+        registry.transition_stage("tiny", "1.0.0", "production", replacing="1.0.0")
     registry.transition_stage("tiny", "1.1.0", "archived")
     assert registry.aliases("tiny") == {}  # no production, no champion
+    assert registry.transition_stage("tiny", "1.0.0", "production", replacing=None)
     with pytest.raises(ConfigError, match="champion"):
         registry.set_alias("tiny", "champion", "1.0.0")
 
