@@ -2,10 +2,10 @@
 
 `fit_layer2_scaling(graphs)` fits the node and edge standardizers on the training graphs and
 returns the model's FeatureSpec (the builder's spec plus that fitted state). `Layer2Data(graphs,
-spec)` applies it: one PyG `Data` per window with scaled features and a `fit_mask` of the edges
-the autoencoder learns from (benign ones: Background/unknown is never benign), cut into PyG
-`Batch`es of windows by `batches()`. Scores come back in the graphs' own edge order, so `edge_events(scores)` maps every
-edge score to its events (DESIGN.md principle 5).
+spec)` applies it: scaled features and a `fit_mask` of the edges the autoencoder learns from
+(benign ones: Background/unknown is never benign), cut into PyG `Batch`es of windows by
+`batches()` (`data[i]` is window i alone). Scores come back in the graphs' own edge order, so
+`edge_events(scores)` maps every edge score to its events (DESIGN.md principle 5).
 
 Each model `Data` has x (nodes, node features), edge_index (2, edges), edge_attr (edges, 18),
 edge_y (edges,), y (nodes,), fit_mask (edges,) bool, and window (graphs,): the
@@ -66,7 +66,8 @@ class Layer2Data:
             no fitted scaling.
     """
 
-    def __init__(self, graphs: Layer2Graphs, spec: FeatureSpec, *, benign_only: bool = True) -> None:
+    def __init__(self, graphs: Layer2Graphs, spec: FeatureSpec, *,
+                 benign_only: bool = True) -> None:
         data_spec(spec).require(graphs.spec, "the layer-2 graphs")
         a = graphs.arrays
         scaling = scaling_of(spec, {"node": a["x"].shape[1], "edge": a["edge_attr"].shape[1]})

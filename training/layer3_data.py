@@ -3,8 +3,9 @@
 `fit_layer3_scaling(windows)` fits one standardizer of the bucket features on the target buckets
 of the training windows (benign ones by default: Background/unknown is never benign) and returns
 the model's FeatureSpec. `Layer3Data(windows, spec)` applies it to histories and targets alike
-and yields `(history, target, fit)` batches (`fit`: the windows the loss counts). A window's score belongs to its target bucket, so
-`window_events(scores)` gives each of that bucket's events the window's score.
+and yields `(history, target, fit)` batches (`fit`: the windows the loss counts). A window's
+score belongs to its target bucket, so `window_events(scores)` gives each of that bucket's
+events the window's score.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ class Layer3Data:
         history: (windows, T, F) float32; target: (windows, F) float32.
     """
 
-    def __init__(self, windows: Layer3Windows, spec: FeatureSpec, *, benign_only: bool = True) -> None:
+    def __init__(self, windows: Layer3Windows, spec: FeatureSpec, *,
+                 benign_only: bool = True) -> None:
         data_spec(spec).require(windows.spec, "the layer-3 windows")
         scaler = scaling_of(spec, {"bucket": windows.target.shape[1]})["bucket"]
         self.windows = windows

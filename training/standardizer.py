@@ -37,8 +37,9 @@ class Standardizer:
         """Fit on the rows of `values` (n, features); `name` says what, in errors."""
         values = np.asarray(values, dtype=np.float64)
         if values.ndim != 2 or not len(values):
-            raise ConfigError(f"cannot fit the {name} scaling on {values.shape[0] if values.ndim else 0} "
-                              "rows; the training split has no unit to learn from")
+            rows = values.shape[0] if values.ndim else 0
+            raise ConfigError(f"cannot fit the {name} scaling on {rows} rows; the training "
+                              "split has no unit to learn from")
         return cls(values.mean(axis=0), np.maximum(values.std(axis=0), MIN_STD))
 
     def transform(self, values: np.ndarray) -> np.ndarray:

@@ -53,7 +53,8 @@ class Layer2GNN(Detector):
         conv: "sage" (GraphSAGE, mean aggregation) or "gat" (GATv2, attention that also reads
             the edge features).
         dropout: dropout after every layer, in [0, 1).
-        directed: the decoder reads (source, destination) in order; False makes it symmetric.
+        directed: the decoder reads (source, destination) in order; False makes the decoder
+            and the reconstructed context symmetric (which end started is ignored).
         existence_weight: weight of the link loss and score against the feature error (>= 0).
         supervised: add the P(threat) head, trained on labeled edges; it then gives the score.
 
@@ -102,7 +103,8 @@ class Layer2GNN(Detector):
         edge_attr = torch.cat([batch.edge_attr, batch.edge_attr]) if self.conv == "gat" else None
         h = F.relu(self.embed(batch.x))
         for conv, norm in zip(self.convs, self.norms):
-            message = conv(h, edge_index, edge_attr) if edge_attr is not None else conv(h, edge_index)
+            message = (conv(h, edge_index, edge_attr) if edge_attr is not None
+                       else conv(h, edge_index))
             h = norm(h + F.dropout(F.relu(message), self.dropout, self.training))  # residual
         return h
 
@@ -122,7 +124,7 @@ class Layer2GNN(Detector):
         recon, logit = self.reconstruct(pair), self.link(pair).squeeze(-1)
         mask = _fit_mask(batch)
         count = mask.sum().clamp(min=1)  # a batch with no edge to fit adds 0 (weight 0)
-        feature_loss = ((recon - _target(batch)).pow(2).mean(1) * mask).sum() / count
+        feature_loss = ((recon - _target(batch, self.directed)).pow(2).mean(1) * mask).sum() / count
         negative_logit = self.link(self.decode(z, _corrupt(batch))).squeeze(-1)
         link_loss = ((F.softplus(-logit) * mask).sum() / count
                      + (F.softplus(negative_logit) * mask).sum() / count)
@@ -140,7 +142,7 @@ class Layer2GNN(Detector):
         _, pair = self(batch)
         if self.threat is not None:
             return torch.sigmoid(self.threat(pair).squeeze(-1))
-        error = (self.reconstruct(pair) - _target(batch)).pow(2).mean(1)
+        error = (self.reconstruct(pair) - _target(batch, self.directed)).pow(2).mean(1)
         return error + self.existence_weight * F.softplus(-self.link(pair).squeeze(-1))
 
     def node_scores(self, batch: Batch) -> torch.Tensor:
@@ -177,7 +179,11 @@ def _corrupt(batch: Batch) -> torch.Tensor:
     return torch.stack([src, dst])
 
 
-def _target(batch: Batch) -> torch.Tensor:
-    """What the decoder reconstructs: each edge in context, (edges, edge_dim + 2 * node_dim)."""
-    src, dst = batch.edge_index
-    return torch.cat([batch.edge_attr, batch.x[src], batch.x[dst]], 1)
+def _target(batch: Batch, directed: bool) -> torch.Tensor:
+    """What the decoder reconstructs: each edge in context, (edges, edge_dim + 2 * node_dim):
+    its features, then its ends' (source, destination; undirected: their max and min, which
+    do not depend on which end is which)."""
+    src, dst = batch.x[batch.edge_index[0]], batch.x[batch.edge_index[1]]
+    if not directed:
+        src, dst = torch.maximum(src, dst), torch.minimum(src, dst)
+    return torch.cat([batch.edge_attr, src, dst], 1)

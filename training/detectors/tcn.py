@@ -83,7 +83,8 @@ class Layer3TCN(Detector):
         if len(dilations) != len(channels):
             raise ConfigError(f"dilations must have one entry per block ({len(channels)} "
                               f"channels), got {len(dilations)}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        if (isinstance(dropout, bool) or not isinstance(dropout, (int, float))
+                or not 0 <= dropout < 1):
             raise ConfigError(f"dropout must be a number in [0, 1), got {dropout!r}")
         super().__init__(input_dim=input_dim, channels=channels, kernel_size=kernel_size,
                          dilations=dilations, dropout=dropout)

@@ -78,7 +78,7 @@ def office_rows(seed: int, hosts: int = 20, minutes: int = 180) -> list[dict]:
 
 
 def fan_out_rows(seed: int, attacker: int, minute: int, peers: int = 50) -> list[dict]:
-    """`attacker` opens SMB to `peers` new internal addresses within minutes [minute, minute + 4]."""
+    """`attacker` opens SMB to `peers` new internal addresses in minutes minute..minute + 4."""
     rng = np.random.default_rng(seed)
     rows: list[dict] = []
     for p in range(peers):

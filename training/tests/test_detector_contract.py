@@ -32,6 +32,15 @@ from training.model_files import load_model, save_model
 from training.tests import synthetic_traffic as traffic
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """These models are tiny: one intra-op thread is faster, and immune to a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @dataclass
 class Case:
     """A detector with its data: training and validation batches, and a scored test set."""
@@ -58,7 +67,8 @@ def _gnn_case() -> Case:
     test = builder.build(traffic.table(traffic.office_rows(2, hosts=16)
                                        + traffic.fan_out_rows(3, attacker=5, minute=60)))
     spec = fit_layer2_scaling(train)
-    data = {name: Layer2Data(g, spec) for name, g in (("train", train), ("val", val), ("test", test))}
+    data = {name: Layer2Data(g, spec) for name, g in
+            zip(("train", "val", "test"), (train, val, test))}
     return Case(Layer2GNN(node_dim=data["train"].node_dim, hidden_dim=32), spec,
                 data["train"].batches(8, shuffle=True, training=True), data["val"].batches(64),
                 data["test"].batches(64), test.arrays["edge_y"], lambda b: b.num_edges,
@@ -77,7 +87,8 @@ def _tcn_case() -> Case:
                                        + traffic.beacon_rows(3, infected=4, first_minute=30,
                                                              count=180)))
     spec = fit_layer3_scaling(train)
-    data = {name: Layer3Data(w, spec) for name, w in (("train", train), ("val", val), ("test", test))}
+    data = {name: Layer3Data(w, spec) for name, w in
+            zip(("train", "val", "test"), (train, val, test))}
     return Case(Layer3TCN(channels=[16, 16, 16, 16]), spec,
                 data["train"].batches(128, shuffle=True, training=True),
                 data["val"].batches(1024), data["test"].batches(1024), test.labels,
