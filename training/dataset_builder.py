@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from training.datasets.split import DatasetSplit, as_column, as_labels
 from training.datasets.plan import as_strategy, plan_splits
+from training.datasets.split import DatasetSplit, as_column, as_labels
 from training.datasets.strategies import SplitStrategy, as_time
 from training.datasets.summary import feature_summary
 from training.datasets.torch_data import PyTorchDatasetWrapper, make_loader
@@ -64,11 +64,12 @@ class DatasetBuilder:
         if features.ndim < 1 or not len(features):
             raise ConfigError(f"features must hold at least one row, got shape {features.shape}")
         n = len(features)
-        columns = {k: as_column(v) for k, v in (columns or {}).items()}
+        columns = dict(columns or {})
         if timestamps is not None:
             columns["timestamps"] = timestamps
         if "timestamps" in columns:
             columns["timestamps"] = as_time(columns["timestamps"], n)
+        columns = {k: as_column(v) for k, v in columns.items()}
         if groups is not None:
             groups = as_column(groups)
             if not ("entity" in columns and np.array_equal(groups, columns["entity"])):

@@ -101,12 +101,13 @@ def _require_rows(n: int, ratios: Ratios, strategy: str) -> None:
 def encode(values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Distinct values, the code of every row, and the rows per value.
 
-    Text is encoded by hashing (Arrow), ten times faster than sorting it; values are then in
-    order of first appearance, which is as deterministic as sorted order.
+    Text is encoded by hashing (Arrow), several times faster than sorting it (0.45 s against
+    3.4 s for 1M host names); values are then in order of first appearance, which is as
+    deterministic as sorted order.
     """
     values = np.asarray(values)
     if values.dtype.kind in "USO":
-        encoded = pc.dictionary_encode(pa.array(values.astype(str)))
+        encoded = pc.dictionary_encode(pa.array(values.astype(str, copy=False)))
         names = encoded.dictionary.to_numpy(zero_copy_only=False)
         codes = encoded.indices.to_numpy().astype(np.int64)
     else:
@@ -135,17 +136,18 @@ def class_counts_per_split(class_sizes: np.ndarray, ratios: Ratios) -> np.ndarra
     fractional = targets - base > 1e-9
     row_need = class_sizes - base.sum(axis=1)
     col_need = ratios.counts(int(class_sizes.sum())) - base.sum(axis=0)
-    n_classes = len(class_sizes)
-    size = n_classes + 5  # source, classes, three splits, sink
-    capacity = np.zeros((size, size), dtype=np.int32)
-    capacity[0, 1:1 + n_classes] = row_need
-    capacity[1:1 + n_classes, 1 + n_classes:4 + n_classes] = fractional
-    capacity[1 + n_classes:4 + n_classes, size - 1] = col_need
-    result = maximum_flow(csr_matrix(capacity), 0, size - 1)
+    # Nodes: 0 source, 1..C classes, C+1..C+3 splits, C+4 sink (a sparse graph: C may be large).
+    c = len(class_sizes)
+    cls, split = np.nonzero(fractional)
+    tails = np.concatenate([np.zeros(c, np.int64), 1 + cls, c + 1 + np.arange(3)])
+    heads = np.concatenate([1 + np.arange(c), c + 1 + split, np.full(3, c + 4)])
+    caps = np.concatenate([row_need, np.ones(len(cls), np.int64), col_need]).astype(np.int32)
+    graph = csr_matrix((caps, (tails, heads)), shape=(c + 5, c + 5))
+    result = maximum_flow(graph, 0, c + 4)
     if result.flow_value != row_need.sum():  # not expected: such a rounding always exists
         raise PipelineError(f"no rounding of class counts {class_sizes.tolist()} to ratios "
                             f"{ratios.values} was found; please report this")
-    return base + result.flow.toarray()[1:1 + n_classes, 1 + n_classes:4 + n_classes]
+    return base + result.flow[1:c + 1, c + 1:c + 4].toarray()
 
 
 def stratified_split(labels: np.ndarray, ratios: Ratios, rng: np.random.Generator) -> Indices:
