@@ -167,6 +167,36 @@ def test_balancing_undersamples_train_only():
                                                        {-1: 2, 0: 12, 1: 2}, {-1: 1, 0: 13, 1: 3})
 
 
+def test_balanced_temporal_train_keeps_time_order():
+    times = np.arange(40)[::-1] * np.timedelta64(1, "m") + np.datetime64("2024-01-01")
+    labels = np.array([0, 0, 0, 1, -1] * 8)
+    builder = DatasetBuilder(np.zeros((40, 1)), labels, np.arange(40), timestamps=times)
+    train = builder.create_splits("temporal", 0.5, 0.25, 0.25, balance_classes=True)["train"]
+    assert train.get_class_distribution() == {-1: 4, 0: 4, 1: 4}
+    assert np.all(np.diff(train.columns["timestamps"]) > np.timedelta64(0))
+
+
+def test_stratify_on_another_column_and_exclusive_options():
+    attack = np.array(["", "scan", "brute"] * 10)
+    builder = DatasetBuilder(np.zeros((30, 1)), np.zeros(30, int), np.arange(30),
+                             columns={"attack_type": attack})
+    splits = builder.create_splits("stratified", 0.6, 0.2, 0.2, stratify_by="attack_type")
+    for split, share in zip(splits.values(), (6, 2, 2)):
+        assert sorted(split.columns["attack_type"].tolist()) == sorted(["", "scan", "brute"] * share)
+    with pytest.raises(ConfigError, match="STRATIFIED needs a 'host' column"):
+        builder.create_splits("stratified", stratify_by="host")
+    with pytest.raises(ConfigError, match="exclude each other"):
+        builder.create_splits("random", balance_classes=True, semi_supervised=True)
+
+
+def test_timestamps_with_time_zones_become_utc():
+    east = dt.timezone(dt.timedelta(hours=2))
+    stamps = [dt.datetime(2024, 1, 1, 2, 0, tzinfo=east), dt.datetime(2024, 1, 1, 0, 30)]
+    builder = DatasetBuilder(np.zeros((2, 1)), [0, 1], ["a", "b"], timestamps=stamps)
+    assert builder.dataset.columns["timestamps"].tolist() == [dt.datetime(2024, 1, 1, 0, 0),
+                                                              dt.datetime(2024, 1, 1, 0, 30)]
+
+
 def test_augmentation_adds_clipped_noisy_copies():
     features = np.array([[0.0, 1.0], [0.5, 0.999]], dtype=np.float32)
     builder = DatasetBuilder(features, np.array([0, 1]), ["a", "b"])
