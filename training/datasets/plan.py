@@ -51,6 +51,8 @@ def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,
     if balance_classes and semi_supervised:
         raise ConfigError("balance_classes and semi_supervised exclude each other: "
                           "a semi-supervised train split holds one class only")
+    if gap is not None and strategy is not SplitStrategy.TEMPORAL:
+        raise ConfigError(f"gap applies to SplitStrategy.TEMPORAL only, not {strategy.name}")
     rng = np.random.default_rng(seed)
     keys = labels if strata is None else strata
     if strategy is SplitStrategy.K_FOLD:

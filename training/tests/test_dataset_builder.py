@@ -187,6 +187,8 @@ def test_stratify_on_another_column_and_exclusive_options():
         builder.create_splits("stratified", stratify_by="host")
     with pytest.raises(ConfigError, match="exclude each other"):
         builder.create_splits("random", balance_classes=True, semi_supervised=True)
+    with pytest.raises(ConfigError, match="gap applies to SplitStrategy.TEMPORAL only, not RANDOM"):
+        builder.create_splits("random", gap=dt.timedelta(hours=1))
 
 
 def test_timestamps_with_time_zones_become_utc():
