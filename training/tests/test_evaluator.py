@@ -116,6 +116,18 @@ def test_classifier_from_logits_and_from_probabilities():
         assert (m.model_kind, m.f1_score) == ("classifier", pytest.approx(expected["f1_score"]))
 
 
+def test_classifier_report_has_one_vs_rest_curves(tmp_path):
+    rng = np.random.default_rng(0)
+    y = np.repeat([0, 1, 2], 30)
+    logits = rng.normal(size=(90, 3)) + 2.0 * np.eye(3)[y]
+    m = ModelEvaluator(Identity(), logits, y).evaluate(benchmark_latency=False)
+    assert m.class_names == ["class_0", "class_1", "class_2"] and m.detection_at_fpr == {}
+    html = ModelEvaluator(Identity(), logits, y).save_report(m, tmp_path / "c")["html"].read_text()
+    assert re.findall(r'<img alt="([^"]+)"', html) == ["ROC curve", "Precision-recall curves",
+                                                       "Confusion matrix"]
+    assert "At the predicted class" in html and "(macro)" in format_report(m)
+
+
 def test_latency_is_measured_and_the_model_mode_restored():
     model = FirstFeatureScorer().train()
     m = ModelEvaluator(model, np.repeat(fixture_features(), 20, axis=0),
