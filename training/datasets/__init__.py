@@ -1,4 +1,5 @@
-"""Dataset splits: strategies (index arithmetic), split files, PyTorch access, window splits.
+"""Dataset splits: strategies (index arithmetic), plans, split files, window splits, PyTorch
+access (`training.datasets.torch_data`, not imported here so that validation needs no torch).
 
 `training.dataset_builder` is the public entry point (the original API); this package holds
 its parts.
@@ -6,6 +7,5 @@ its parts.
 
 from training.datasets.split import DatasetSplit
 from training.datasets.strategies import Ratios, SplitStrategy
-from training.datasets.torch_data import PyTorchDatasetWrapper, make_loader
 
-__all__ = ["DatasetSplit", "PyTorchDatasetWrapper", "Ratios", "SplitStrategy", "make_loader"]
+__all__ = ["DatasetSplit", "Ratios", "SplitStrategy"]
