@@ -170,17 +170,20 @@ class LayerTrainer:
     # ---------------------------------------------------------------- the loop
 
     def train(self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None = None, *,
-              val_labels: np.ndarray | None = None, resume: bool | str | Path = False
-              ) -> list[TrainingMetrics]:
+              val_labels: np.ndarray | None = None, threshold_data: Iterable[Any] | None = None,
+              resume: bool | str | Path = False) -> list[TrainingMetrics]:
         """Train up to `config.num_epochs` epochs; returns the history (all epochs so far).
 
         Args:
             train_loader: training batches (see the module docstring).
             val_loader: validation batches (not shuffled), or None (then "train_loss" is
                 monitored).
-            val_labels: labels (-1/0/1) of the validation units, in the order
-                `anomaly_score` yields them, for the threshold; None counts every unit as
-                benign (the 99th-percentile rule).
+            val_labels: labels (-1/0/1) of the units of `threshold_data`, in the order
+                `anomaly_score` yields them; None counts every unit as benign (the
+                99th-percentile rule).
+            threshold_data: the batches the anomaly threshold is calibrated on (not
+                shuffled); default `val_loader`. An anomaly detector trained on benign rows
+                validates its loss on benign rows and calibrates on all labeled rows.
             resume: True = continue from `<checkpoint_dir>/<model_name>_last_state.pt` when
                 it exists (else start fresh); a path = continue from that file (must exist).
 
@@ -200,6 +203,7 @@ class LayerTrainer:
             train_loader = train_loader.to(self.device)
         if isinstance(val_loader, TensorBatches):
             val_loader = val_loader.to(self.device)
+        threshold_data = val_loader if threshold_data is None else threshold_data
         self._train_data = train_loader
         path = self._resume_path(resume)
         if path is not None:
@@ -212,9 +216,9 @@ class LayerTrainer:
                 self._run_epoch(train_loader, val_loader)
             if cfg.restore_best and self._best_state is not None:
                 self.model.load_state_dict(self._best_state)
-            if cfg.calibrate_threshold and val_loader is not None and isinstance(self.model,
-                                                                                  Detector):
-                self.calibrate_threshold(val_loader, val_labels)
+            if (cfg.calibrate_threshold and threshold_data is not None
+                    and isinstance(self.model, Detector)):
+                self.calibrate_threshold(threshold_data, val_labels)
             self._emit("on_train_end", self, self.history)
         finally:
             self._emit("teardown", self)

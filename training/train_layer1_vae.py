@@ -14,8 +14,10 @@ scalars under `training/logs/layer1_vae`. Every flag is also accepted with '-' f
 Labels: the VAE is a semi-supervised anomaly detector. By default (`benign_only=None`), when
 the training labels hold both benign (0) and threat (1) rows it trains on the benign rows only
 (unknown -1 rows are left out too); otherwise (all benign, all unknown, ...) it keeps every
-row. The validation split keeps every row: its losses pick the best epoch and its labels set
-the threshold (best F1 when it has both classes, else the 99th percentile of benign scores).
+row. When training on benign rows, the validation loss (which picks the best epoch, drives the
+scheduler and early stopping) is measured on the benign validation rows, the same objective on
+held-out data; the threshold is calibrated on every validation row with its label (best F1
+when both classes are present, else the 99th percentile of benign scores).
 """
 
 from __future__ import annotations
@@ -146,9 +148,15 @@ def train_layer1_vae(train_features: np.ndarray, train_labels: np.ndarray | None
     if keep is not None:
         logger.info("training on the %d benign rows of %d", int(keep.sum()), len(keep))
         train_features = train_features[keep]
+    val_loss_features = val_features
     if val_features is not None:
         val_features = _check_features("val_features", val_features, val_labels,
                                        args["input_dim"])
+        val_loss_features = val_features
+        if keep is not None and val_labels is not None:
+            val_keep = np.asarray(val_labels) == 0
+            if val_keep.any():  # the validation loss measures what training optimises
+                val_loss_features = val_features[val_keep]
     if config.seed is not None:
         seed_everything(config.seed)  # the model's initial weights follow the seed
     model = Layer1VAE(**args)
@@ -157,12 +165,13 @@ def train_layer1_vae(train_features: np.ndarray, train_labels: np.ndarray | None
     train_data = TensorBatches(torch.from_numpy(train_features), batch_size=config.batch_size,
                                shuffle=True, rank=trainer.rank, world_size=trainer.world_size,
                                seed=None if trainer.world_size == 1 else (config.seed or 0))
-    val_data = None
+    val_data = threshold_data = None
     if val_features is not None:
-        val_data = TensorBatches(torch.from_numpy(val_features),
-                                 batch_size=max(config.batch_size, VAL_BATCH))
+        val_batch = max(config.batch_size, VAL_BATCH)
+        val_data = TensorBatches(torch.from_numpy(val_loss_features), batch_size=val_batch)
+        threshold_data = TensorBatches(torch.from_numpy(val_features), batch_size=val_batch)
     start = time.perf_counter()
-    history = trainer.train(train_data, val_data, resume=resume,
+    history = trainer.train(train_data, val_data, threshold_data=threshold_data, resume=resume,
                             val_labels=None if val_labels is None else np.asarray(val_labels))
     results = {
         "best_val_loss": trainer.best_val_loss,
