@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         storage_url=args.storage or os.environ.get(STORAGE_ENVIRONMENT) or None,
         output_dir=args.output_dir, n_workers=args.n_workers, seed=args.seed)
     tuner = HyperparameterTuner(config)
-    tuner.load_study().set_user_attr("objective", objective.describe())
+    objective.attach(tuner.load_study())
     result = tuner.tune(objective)
     summary: dict[str, Any] = {
         "study_name": config.study_name, "storage": tuner.storage.describe(),
@@ -130,6 +130,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         summary = run(args)
+    except KeyboardInterrupt:
+        print("interrupted: the finished trials are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -131,6 +131,23 @@ class LayerObjective(ABC):
                 "direction": self.direction, "max_epochs": self.max_epochs, "seed": self.seed,
                 "train_data": self.train_data, "val_data": self.val_data}
 
+    def attach(self, study: optuna.Study) -> None:
+        """Record this objective in `study`, or check that its trials came from the same kind
+        of objective (values of another layer, metric or epoch budget do not compare).
+
+        Raises:
+            ConfigError: the study was made with another layer, metric or max_epochs.
+        """
+        mine, stored = self.describe(), study.user_attrs.get("objective")
+        if stored is None:
+            study.set_user_attr("objective", mine)
+            return
+        for key in ("layer", "metric", "max_epochs"):
+            if stored.get(key) != mine[key]:
+                raise ConfigError(f"study {study.study_name!r} holds trials with {key}="
+                                  f"{stored.get(key)!r}, this run has {key}={mine[key]!r}; "
+                                  "their values do not compare: use another study name")
+
     def measure(self, trainer: Any, metrics: dict[str, float]) -> float:
         """The epoch's objective value (see OptunaPruning)."""
         if self.metric == "loss":

@@ -212,3 +212,12 @@ def test_layer_2_and_3_objectives_build_train_and_report_their_trials(
     assert trial.state == TrialState.COMPLETE and sorted(trial.intermediate_values) == [1, 2]
     assert trial.value == max(trial.intermediate_values.values())
     assert 0.0 < trial.value <= 1.0
+
+
+def test_a_study_refuses_trials_of_another_metric(splits):
+    study = optuna.create_study(study_name="s")
+    Layer1Objective(*splits, metric="loss").attach(study)
+    Layer1Objective(*splits, metric="loss").attach(study)  # the same objective resumes
+    with pytest.raises(ConfigError, match="holds trials with metric='loss', this run has "
+                                          "metric='pr_auc'"):
+        Layer1Objective(*splits, metric="pr_auc").attach(study)
