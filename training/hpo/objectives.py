@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -170,7 +171,7 @@ class LayerObjective(ABC):
     def __call__(self, trial: optuna.Trial) -> float:
         params = self.suggest(trial)
         pruning = OptunaPruning(trial, self.measure, self.direction, self.metric)
-        with tempfile.TemporaryDirectory(prefix="maximus-trial-") as checkpoints:
+        with tempfile.TemporaryDirectory(prefix="maximus-trial-", dir=_scratch()) as checkpoints:
             try:
                 self.fit(params, self.trial_config(params, checkpoints), [pruning])
             except TrainingError as exc:  # the loss became NaN/inf: a bad configuration
@@ -224,6 +225,13 @@ class LayerObjective(ABC):
         return {"checkpoint": str(checkpoint), "model_name": self.model_name,
                 "version": version, "registry_dir": str(registry.registry_dir),
                 "metrics": metrics}
+
+
+def _scratch() -> str | None:
+    """A folder for a trial's throwaway checkpoints: memory-backed where there is one (the
+    trainer writes and fsyncs the best weights at every improvement), else the default."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
 
 
 OBJECTIVES: dict[int, type[LayerObjective]] = {}
