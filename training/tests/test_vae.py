@@ -1,0 +1,146 @@
+"""Layer1VAE: sizes, exact losses on hand-made weights, score direction, file compatibility."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from training.detectors import DETECTORS, detector_class
+from training.detectors.vae import Layer1VAE
+from training.errors import ConfigError
+from training.model_files import load_model, save_model
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    # Two intra-op threads on a loaded 2-core machine run small models ~20x slower.
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _zeroed(**kwargs) -> Layer1VAE:
+    model = Layer1VAE(**kwargs).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    return model
+
+
+def test_default_architecture_is_128_96_96_64() -> None:
+    model = Layer1VAE()
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert shapes == {
+        "encoder.0.weight": (96, 128), "encoder.0.bias": (96,),
+        "encoder.3.weight": (96, 96), "encoder.3.bias": (96,),
+        "fc_mean.weight": (64, 96), "fc_mean.bias": (64,),
+        "fc_logvar.weight": (64, 96), "fc_logvar.bias": (64,),
+        "decoder.0.weight": (96, 64), "decoder.0.bias": (96,),
+        "decoder.3.weight": (96, 96), "decoder.3.bias": (96,),
+        "output.weight": (128, 96), "output.bias": (128,),
+    }
+    assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.2] * 4
+    assert model.init_args == {"input_dim": 128, "hidden_dim": 96, "latent_dim": 64,
+                               "dropout": 0.2, "num_hidden_layers": 2, "beta": 1.0,
+                               "reconstruction": "mse", "score": "reconstruction"}
+    assert DETECTORS["Layer1VAE"] is Layer1VAE is detector_class("Layer1VAE")
+
+
+def test_every_size_is_configurable() -> None:
+    model = Layer1VAE(input_dim=10, hidden_dim=[8, 6, 4], latent_dim=3, dropout=0.0).eval()
+    x = torch.rand(5, 10)
+    recon, mean, logvar = model(x)
+    assert recon.shape == (5, 10) and mean.shape == logvar.shape == (5, 3)
+    assert [m.out_features for m in model.encoder if isinstance(m, torch.nn.Linear)] == [8, 6, 4]
+    assert [m.out_features for m in model.decoder if isinstance(m, torch.nn.Linear)] == [4, 6, 8]
+    assert model.get_latent(x).shape == (5, 3)
+    assert model.anomaly_score(x).shape == (5,)
+    three = Layer1VAE(hidden_dim=32, num_hidden_layers=3)
+    assert sum(isinstance(m, torch.nn.Linear) for m in three.encoder) == 3
+    assert ((recon > 0) & (recon < 1)).all()
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"dropout": 1.0}, "dropout must be in [0, 1), got 1.0"),
+    ({"dropout": -0.1}, "dropout must be in [0, 1), got -0.1"),
+    ({"latent_dim": 0}, "latent_dim must be >= 1, got 0"),
+    ({"hidden_dim": []}, "hidden_dim must be >= 1"),
+    ({"hidden_dim": 0}, "hidden_dim must be >= 1"),
+    ({"beta": -1.0}, "beta must be >= 0, got -1.0"),
+    ({"reconstruction": "l1"}, "reconstruction must be one of mse, bce, got 'l1'"),
+    ({"score": "x"}, "score must be one of reconstruction, elbo, got 'x'"),
+])
+def test_invalid_arguments_name_parameter_rule_and_value(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")
+                       .replace(")", r"\)")):
+        Layer1VAE(**kwargs)
+    Layer1VAE(dropout=0.0, beta=0.0)  # the edges that are allowed
+
+
+def test_losses_exact_on_zero_weights() -> None:
+    # All weights zero: mean = logvar = 0 (KL 0), output sigmoid(0) = 0.5 for every feature.
+    model = _zeroed(input_dim=4, latent_dim=3)
+    x = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.5, 0.0]])
+    metrics = model.validation_step(x)
+    # per event: 4 * 0.25 = 1.0, and 0.25 * 3 + 0 = 0.75 -> mean 0.875
+    assert metrics["recon"].item() == pytest.approx(0.875)
+    assert metrics["kl"].item() == 0.0
+    assert model.anomaly_score(x).tolist() == pytest.approx([1.0, 0.75])
+    bce = _zeroed(input_dim=4, latent_dim=3, reconstruction="bce")
+    assert bce.anomaly_score(x).tolist() == pytest.approx([4 * math.log(2)] * 2)
+
+
+def test_kl_term_and_beta_exact() -> None:
+    model = _zeroed(input_dim=4, latent_dim=3, beta=2.0, score="elbo")
+    with torch.no_grad():
+        model.fc_mean.bias.fill_(1.0)  # mean 1, logvar 0: KL = 0.5 * 1 per latent dim
+    x = torch.zeros(2, 4)
+    metrics = model.validation_step(x)
+    assert metrics["kl"].item() == pytest.approx(1.5)
+    assert metrics["loss"].item() == pytest.approx(1.0 + 2.0 * 1.5)
+    # the negative-ELBO score counts the KL with weight 1 whatever beta is
+    assert model.anomaly_score(x).tolist() == pytest.approx([2.5, 2.5])
+    # a batch may be a tuple whose first item is the features
+    assert model.anomaly_score((x, torch.zeros(2))).tolist() == pytest.approx([2.5, 2.5])
+
+
+def test_score_is_deterministic_and_train_step_samples() -> None:
+    torch.manual_seed(0)
+    model = Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=4, dropout=0.0)
+    x = torch.rand(6, 8)
+    model.train()
+    assert not torch.equal(model.training_step(x), model.training_step(x))  # z is sampled
+    assert torch.equal(model.anomaly_score(x), model.anomaly_score(x))  # mean code
+
+
+def test_higher_score_for_events_unlike_training_data() -> None:
+    torch.manual_seed(0)
+    model = Layer1VAE(input_dim=16, hidden_dim=16, latent_dim=4, dropout=0.0)
+    benign = torch.rand(256, 16) * 0.2
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(150):
+        optimizer.zero_grad()
+        model.training_step(benign).backward()
+        optimizer.step()
+    model.eval()
+    odd = 0.8 + torch.rand(32, 16) * 0.2
+    with torch.no_grad():
+        assert model.anomaly_score(odd).min() > model.anomaly_score(benign).max()
+
+
+def test_seed_step5_loading_and_sidecar_round_trip(tmp_path) -> None:
+    model = Layer1VAE()
+    save_model(model, tmp_path / "layer1_vae_best.pt", threshold=1.5)
+    again = Layer1VAE()  # the seed's step 5, as written
+    again.load_state_dict(torch.load(tmp_path / "layer1_vae_best.pt"))
+    for a, b in zip(model.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+    custom = Layer1VAE(hidden_dim=[32, 16], latent_dim=8, beta=0.5)
+    save_model(custom, tmp_path / "custom.pt")
+    loaded = load_model(tmp_path / "custom.pt").model
+    assert loaded.init_args == {**custom.init_args, "hidden_dim": [32, 16]}
+    assert loaded.fc_mean.out_features == 8 and loaded.beta == 0.5
