@@ -1,0 +1,1 @@
+"""Continuous training's parts: triggers and the deployment gate (see training.continuous_training)."""

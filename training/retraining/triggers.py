@@ -1,0 +1,103 @@
+"""When to retrain: the production model's age, the number of new samples, and data drift.
+
+Each trigger returns a `TriggerResult` whether it fires or not, so a run that does nothing
+still says why. What the production model was trained on comes from the `data` record that
+continuous training stores in its metadata details: `train_rows`, `train_until` (the latest
+event time of its training rows) and an attached sample of those rows (`reference.npz`) for
+drift.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from training.data_validator import DataValidator
+from training.datasets.split import DatasetSplit
+
+REFERENCE_FILE = "reference.npz"
+
+
+@dataclass(frozen=True)
+class TriggerResult:
+    """One trigger's verdict: `fired`, and the figures behind it."""
+
+    name: str
+    fired: bool
+    reason: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def age(created_at: str, now: datetime, frequency_days: float) -> TriggerResult:
+    """Fires when the production model is at least `frequency_days` old."""
+    created = datetime.fromisoformat(created_at)
+    if created.tzinfo is None:
+        created = created.replace(tzinfo=timezone.utc)
+    days = (now - created).total_seconds() / 86400
+    fired = days >= frequency_days
+    return TriggerResult("age", fired, f"the production model is {days:.2f} days old "
+                         f"({'>=' if fired else '<'} {frequency_days:g})",
+                         {"age_days": days, "retrain_frequency_days": frequency_days})
+
+
+def new_rows(split: DatasetSplit, data: dict[str, Any]) -> np.ndarray:
+    """Mask of the training rows the production model has not seen: those later than its
+    `train_until` when the split has timestamps, else the rows beyond its `train_rows`
+    (every row when its training data is not on record)."""
+    timestamps = split.columns.get("timestamps")
+    until = data.get("train_until")
+    if timestamps is not None and until is not None:
+        return np.asarray(timestamps, dtype="datetime64[us]") > np.datetime64(until, "us")
+    seen = data.get("train_rows")
+    mask = np.ones(len(split), dtype=bool)
+    if seen is not None and timestamps is None:
+        mask[:min(int(seen), len(split))] = False
+    return mask
+
+
+def new_samples(new: np.ndarray, minimum: int) -> TriggerResult:
+    count = int(new.sum())
+    fired = count >= minimum
+    return TriggerResult("new_samples", fired, f"{count} new training rows "
+                         f"({'>=' if fired else '<'} {minimum})",
+                         {"new_samples": count, "min_new_samples": minimum})
+
+
+def drift(reference: np.ndarray | None, current: np.ndarray, threshold: float,
+          share: float) -> TriggerResult:
+    """Fires on the data validator's dataset-level drift verdict (`threshold`: its per-feature
+    distance threshold; `share`: the share of drifted features that makes the dataset drift)."""
+    if reference is None:
+        return TriggerResult("drift", False, "drift not assessed: the production model has no "
+                             f"{REFERENCE_FILE} sample of its training data")
+    if not len(current):
+        return TriggerResult("drift", False, "drift not assessed: no new training rows")
+    result = DataValidator(current, reference_features=reference).validate(
+        check_missing=False, check_outliers=False, check_labels=False,
+        check_distributions=False, check_drift=True, drift_threshold=threshold,
+        drift_share=share)
+    report = result.statistics.get("drift")
+    if report is None:  # too few rows: the validator says so in its issue
+        return TriggerResult("drift", False, result.issues[0].message if result.issues else
+                             "drift not assessed")
+    fired = bool(report["drifted"])
+    return TriggerResult("drift", fired, f"{len(report['drifted_features'])} of "
+                         f"{len(report['features'])} features drifted ({report['share']:.0%}; "
+                         f"the data drifts at {share:.0%})",
+                         {"share": report["share"], "drifted_features": report["drifted_features"],
+                          "drift_threshold": threshold, "n_reference": report["n_reference"],
+                          "n_current": report["n_current"]})
+
+
+def reference_sample(features: np.ndarray, rows: int, seed: int) -> np.ndarray:
+    """Up to `rows` random rows of `features` (in their original order)."""
+    if len(features) <= rows:
+        return features
+    picked = np.sort(np.random.default_rng(seed).choice(len(features), rows, replace=False))
+    return features[picked]

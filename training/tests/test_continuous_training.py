@@ -1,0 +1,158 @@
+"""Continuous training: the seed README's example, the gate both ways, rollback, no trigger."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from training.continuous_training import ContinuousTrainingPipeline, RetrainingConfig
+from training.datasets.split import DatasetSplit
+from training.errors import ConfigError
+from training.features.layer1 import Layer1Featurizer
+from training.model_registry import ModelRegistry
+from training.retraining.gate import decide, relative_improvement
+from training.train_layer1_vae import train_layer1_vae
+
+SPLITS = "training/data/splits"
+START = np.datetime64("2026-11-01T00:00:00", "us")
+
+
+def _rows(kind: str, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Benign rows: a low background with a few active dims; threat rows: a different block."""
+    x = rng.uniform(0.0, 0.1, size=(n, 128))
+    dims = slice(0, 16) if kind == "benign" else slice(64, 96)
+    x[:, dims] = rng.uniform(0.7, 0.9, size=(n, dims.stop - dims.start))
+    return x.astype(np.float32)
+
+
+def _split(name: str, benign: int, threat: int, rng, *, day: int, labels: str = "true"
+           ) -> DatasetSplit:
+    x = np.concatenate([_rows("benign", benign, rng), _rows("threat", threat, rng)])
+    y = np.r_[np.zeros(benign), np.ones(threat)].astype(np.int8)
+    if labels == "poisoned":  # threat-like traffic, unlabeled, passed off as the new normal
+        x, y = _rows("threat", benign + threat, rng), np.full(benign + threat, -1, np.int8)
+    times = START + np.timedelta64(day, "D") + np.arange(len(x)).astype("timedelta64[s]")
+    ids = np.char.add(f"{name}{day}-", np.arange(len(x)).astype(str))
+    return DatasetSplit(name, x, y, ids, np.arange(len(x)), {"timestamps": times},
+                        Layer1Featurizer().spec, "layer1_sensory")
+
+
+def _write_splits(root, rng, *, day: int, train: str = "true") -> None:
+    _split("train", 1100, 0, rng, day=day, labels=train).save(root / f"{SPLITS}/layer1_train.npz")
+    _split("val", 150, 30, rng, day=day).save(root / f"{SPLITS}/layer1_val.npz")
+    _split("test", 150, 30, np.random.default_rng(99), day=0).save(root / f"{SPLITS}/layer1_test.npz")
+
+
+def _seed_example() -> dict:
+    """The seed README's continuous-training example, as written."""
+    config = RetrainingConfig(
+        retrain_frequency_days=7,
+        min_new_samples=1000,
+        drift_threshold=0.1,
+        improvement_threshold=0.02
+    )
+    pipeline = ContinuousTrainingPipeline(config=config)
+    result = pipeline.run_retraining(
+        layer_name="layer1",
+        model_name="layer1_vae",
+        train_fn=train_layer1_vae,
+        train_data_path="training/data/splits/layer1_train.npz",
+        val_data_path="training/data/splits/layer1_val.npz",
+        test_data_path="training/data/splits/layer1_test.npz"
+    )
+    if result["deployed"]:
+        print(f"New model deployed: {result['new_version']}")
+    return result
+
+
+def test_seed_example_deploys_a_better_challenger_and_keeps_a_worse_one_out(tmp_path,
+                                                                            monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    _write_splits(tmp_path, rng, day=1, train="poisoned")
+    # A weak production model: trained on the poisoned rows, promoted by hand.
+    weak = _seed_example()  # no production yet: trained, but below the PR-AUC floor
+    assert weak["retrained"] and not weak["deployed"]
+    assert weak["comparison"]["metric"] == "pr_auc" and weak["comparison"]["challenger"] < 0.85
+    registry = ModelRegistry()  # training/models, as the pipeline's default
+    registry.transition_stage("layer1_vae", weak["new_version"], "production", reason="test")
+
+    _write_splits(tmp_path, rng, day=2)  # clean, newer traffic
+    better = _seed_example()
+    assert better["deployed"] is True and better["new_version"] == "1.1.0"
+    assert better["champion_version"] == "1.0.0"
+    decision = better["comparison"]
+    assert decision["challenger"] >= decision["champion"] * 1.02 and decision["challenger"] >= 0.85
+    assert [t["name"] for t in better["triggers"] if t["fired"]] == ["new_samples"]
+    stored = registry.get_metadata("layer1_vae", stage="production")
+    assert stored.version == "1.1.0" and stored.aliases == ["champion"]
+    assert stored.details["decision"]["test_fingerprint"] == decision["test_fingerprint"]
+    assert stored.details["data"]["train_until"] == str(START + np.timedelta64(2, "D") +
+                                                          np.timedelta64(1099, "s"))
+
+    _write_splits(tmp_path, rng, day=3, train="poisoned")  # newer again, but poisoned
+    worse = _seed_example()
+    assert worse["retrained"] and worse["deployed"] is False and worse["new_version"] == "1.2.0"
+    assert worse["reason"].startswith("not deployed: challenger pr_auc")
+    assert worse["comparison"]["test_fingerprint"] == decision["test_fingerprint"]
+    assert registry.aliases("layer1_vae") == {"champion": "1.1.0", "challenger": "1.2.0"}
+
+    assert ContinuousTrainingPipeline().rollback("layer1_vae") == "1.0.0"
+    assert registry.get_metadata("layer1_vae", stage="production").version == "1.0.0"
+    assert registry.get_metadata("layer1_vae", "1.1.0").stage == "archived"
+
+
+def test_no_trigger_does_nothing_and_threat_rows_never_train(tmp_path):
+    rng = np.random.default_rng(1)
+    train = _split("train", 1000, 200, rng, day=1)
+    paths = {}
+    for split in (train, _split("val", 150, 30, rng, day=1), _split("test", 150, 30, rng, day=1)):
+        paths[split.name] = split.save(tmp_path / f"layer1_{split.name}.npz")
+    config = RetrainingConfig(registry_dir=str(tmp_path / "models"), exclude_alerted=True)
+    pipeline = ContinuousTrainingPipeline(config)
+    seen = {}
+
+    def train_fn(train_x, train_y, *args, **kwargs):
+        seen["labels"] = np.unique(train_y).tolist()
+        return train_layer1_vae(train_x, train_y, *args, **kwargs)
+
+    first = pipeline.run_retraining("layer1", "vae", train_fn, paths["train"], paths["val"],
+                                    paths["test"])
+    assert first["deployed"] and first["data"]["excluded_threat_rows"] == 200
+    assert seen["labels"] == [0]
+    log_before = len(pipeline.registry.history("vae"))
+
+    later = datetime.now(timezone.utc) + timedelta(days=3)
+    again = pipeline.run_retraining("layer1", "vae", train_fn, paths["train"], paths["val"],
+                                    paths["test"], now=later)
+    assert again["success"] and not again["retrained"] and not again["deployed"]
+    assert [(t["name"], t["fired"]) for t in again["triggers"]] == \
+        [("age", False), ("new_samples", False), ("drift", False)]
+    assert again["reason"].startswith("no trigger fired: the production model is 3.")
+    assert [m.version for m in pipeline.registry.list_models("vae")] == ["1.0.0"]
+    assert len(pipeline.registry.history("vae")) == log_before
+
+    old = pipeline.run_retraining("layer1", "vae", train_fn, paths["train"], paths["val"],
+                                  paths["test"], now=later + timedelta(days=5))
+    assert [t["name"] for t in old["triggers"] if t["fired"]] == ["age"]
+    assert old["retrained"]
+
+
+def test_gate_arithmetic_and_config_checks():
+    assert relative_improvement(0.9, 0.8, "max") == pytest.approx(0.125)
+    assert relative_improvement(0.08, 0.1, "min") == pytest.approx(0.2)
+    small = decide("pr_auc", {"pr_auc": 0.9}, {"pr_auc": 0.89}, floor=0.85, improvement=0.02)
+    assert not small.deploy and small.reason == ("challenger pr_auc 0.9 vs champion 0.89: +1.12% "
+                                                 "(higher is better; at least +2.00% needed)")
+    assert decide("pr_auc", {"pr_auc": 0.9}, {"pr_auc": 0.88}, floor=0.85, improvement=0.02).deploy
+    assert not decide("pr_auc", {"pr_auc": 0.8}, None, floor=0.85, improvement=0.02).deploy
+    assert decide("val_loss", {"val_loss": 1.0}, {"val_loss": 2.0}, floor=None,
+                  improvement=0.02).deploy
+    low = decide("val_loss", {"val_loss": 3.0}, None, floor=2.5, improvement=0.02)
+    assert not low.deploy and low.reason == "challenger val_loss 3 is above the ceiling 2.5"
+    with pytest.raises(ConfigError, match="improvement_threshold must be >= 0, got -0.1"):
+        RetrainingConfig(improvement_threshold=-0.1)
+    with pytest.raises(ConfigError, match="no known direction"):
+        RetrainingConfig(comparison_metric="goodness")
