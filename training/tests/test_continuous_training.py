@@ -12,6 +12,7 @@ from training.datasets.split import DatasetSplit
 from training.errors import ConfigError
 from training.features.layer1 import Layer1Featurizer
 from training.model_registry import ModelRegistry
+from training.retraining import triggers
 from training.retraining.gate import decide, relative_improvement
 from training.train_layer1_vae import train_layer1_vae
 
@@ -156,3 +157,22 @@ def test_gate_arithmetic_and_config_checks():
         RetrainingConfig(improvement_threshold=-0.1)
     with pytest.raises(ConfigError, match="no known direction"):
         RetrainingConfig(comparison_metric="goodness")
+
+
+def test_triggers_new_rows_and_drift():
+    rng = np.random.default_rng(2)
+    split = _split("train", 40, 0, rng, day=1)  # times: day 1 + 0..39 s
+    until = str(START + np.timedelta64(1, "D") + np.timedelta64(29, "s"))
+    assert triggers.new_rows(split, {"train_until": until}).sum() == 10
+    assert triggers.new_rows(split, {}).sum() == 40  # nothing on record: every row is new
+    assert triggers.new_samples(np.ones(999, bool), 1000).fired is False
+    assert triggers.new_samples(np.ones(1000, bool), 1000).fired is True
+
+    reference = _rows("benign", 2000, rng)
+    same = triggers.drift(reference, _rows("benign", 2000, rng), 0.1, 0.5)
+    assert not same.fired and same.details["share"] == 0.0
+    moved = _rows("benign", 2000, rng)
+    moved[:, 16:128] += 0.5  # most features move by several reference standard deviations
+    shifted = triggers.drift(reference, moved, 0.1, 0.5)
+    assert shifted.fired and shifted.details["share"] == pytest.approx(112 / 128)
+    assert not triggers.drift(None, moved, 0.1, 0.5).fired
