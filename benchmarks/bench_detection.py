@@ -158,7 +158,7 @@ def main() -> None:
     parser.add_argument("--protocols", nargs="+", default=["nsl_kdd", "torii_20", "torii_21"],
                         choices=["nsl_kdd", "torii_20", "torii_21"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--epochs", type=int, default=50)
+    parser.add_argument("--epochs", type=int, default=200)
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     args = parser.parse_args()
     if not DATA.is_dir():

@@ -9,6 +9,8 @@ Timed with `training.evaluation.latency.measure_latency` (inference mode, after 
 
 * single event: `--single-calls` calls with a batch of one, p50/p95/p99;
 * batch throughput at batch sizes 1 to 65,536 (median call time);
+* the same in process CPU time (all threads), which on a busy host shows the model's own cost
+  where the wall clock also counts waiting for a core;
 
 at 1 and at 2 torch threads, each `--repeats` times (medians of the repeats are reported).
 Baseline in the same run: scikit-learn's IsolationForest (100 trees, fitted on the same
@@ -52,12 +54,14 @@ L1 = LayerType.LAYER1_SENSORY
 
 def median_runs(runs: list[dict]) -> dict:
     """The median over repeated `measure_latency` results, figure by figure."""
-    single = {k: statistics.median(r["single_event_us"][k] for r in runs)
-              for k in runs[0]["single_event_us"]}
-    batch = [{"batch_size": b["batch_size"],
-              "events_per_sec": statistics.median(r["batch"][i]["events_per_sec"] for r in runs)}
-             for i, b in enumerate(runs[0]["batch"])]
-    return {"single_event_us": single, "batch": batch, "repeats": len(runs)}
+    out: dict = {"repeats": len(runs)}
+    for key in ("single_event_us", "single_event_cpu_us"):
+        out[key] = {k: statistics.median(r[key][k] for r in runs) for k in runs[0][key]}
+    out["batch"] = [{"batch_size": b["batch_size"],
+                     **{k: statistics.median(r["batch"][i][k] for r in runs)
+                        for k in ("events_per_sec", "events_per_cpu_sec")}}
+                    for i, b in enumerate(runs[0]["batch"])]
+    return out
 
 
 def main() -> None:
@@ -90,10 +94,11 @@ def main() -> None:
                     for _ in range(args.repeats)]
             result = median_runs(runs)
             report["models"][f"{name}/threads={threads}"] = result
-            s = result["single_event_us"]
+            s, c = result["single_event_us"], result["single_event_cpu_us"]
             print(f"{name:16s} threads {threads}: single event p50 {s['p50']:8.1f} us  p95 "
-                  f"{s['p95']:8.1f}  p99 {s['p99']:8.1f}; events/s "
-                  + "  ".join(f"{b['batch_size']}: {b['events_per_sec']:,.0f}" for b in result["batch"]),
+                  f"{s['p95']:8.1f}  p99 {s['p99']:8.1f} (CPU p50 {c['p50']:.1f}); events/s "
+                  + "  ".join(f"{b['batch_size']}: {b['events_per_sec']:,.0f} "
+                              f"(per CPU-s {b['events_per_cpu_sec']:,.0f})" for b in result["batch"]),
                   flush=True)
 
     events = table.take(pa.array(np.arange(args.featurize_rows) % table.num_rows))
