@@ -172,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
             help="refuse to continue an existing collection in OUTPUT")
     _option(collect, "--no-dedup", action="store_true", help="keep duplicate events")
     collect.set_defaults(run=cmd_collect)
+
+    from training.cli_models import add_model_commands  # registry, retrain, score
+
+    add_model_commands(commands, _option)
     return parser
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 
+from training.cli import main
 from training.continuous_training import ContinuousTrainingPipeline, RetrainingConfig
 from training.datasets.split import DatasetSplit
 from training.errors import ConfigError
@@ -105,7 +107,7 @@ def test_seed_example_deploys_a_better_challenger_and_keeps_a_worse_one_out(tmp_
     assert registry.get_metadata("layer1_vae", "1.1.0").stage == "archived"
 
 
-def test_no_trigger_does_nothing_and_threat_rows_never_train(tmp_path):
+def test_no_trigger_does_nothing_and_threat_rows_never_train(tmp_path, capsys):
     rng = np.random.default_rng(1)
     train = _split("train", 1000, 200, rng, day=1)
     paths = {}
@@ -133,6 +135,13 @@ def test_no_trigger_does_nothing_and_threat_rows_never_train(tmp_path):
         [("age", False), ("new_samples", False), ("drift", False)]
     assert again["reason"].startswith("no trigger fired: the production model is 3.")
     assert [m.version for m in pipeline.registry.list_models("vae")] == ["1.0.0"]
+    assert len(pipeline.registry.history("vae")) == log_before
+    # What a scheduler calls: nothing to do, exit 0, the reasons printed.
+    code = main(["retrain", "--model_name", "vae", "--train-data", str(paths["train"]),
+                 "--val_data", str(paths["val"]), "--test-data", str(paths["test"]),
+                 "--registry-dir", str(tmp_path / "models"), "--exclude-alerted"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0 and printed["retrained"] is False and printed["deployed"] is False
     assert len(pipeline.registry.history("vae")) == log_before
 
     old = pipeline.run_retraining("layer1", "vae", train_fn, paths["train"], paths["val"],

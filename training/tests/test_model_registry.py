@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from training.cli import main
 from training.errors import CheckpointError, ConfigError, NotFoundError, RegistryError, SchemaError
 from training.features.encoding import FeatureSpec
 from training.features.layer1 import Layer1Featurizer
@@ -331,3 +332,25 @@ def test_versions_and_metric_directions():
         next_version([], "calver")
     assert [metric_direction(m) for m in ("val_loss", "pr_auc", "recon_error", "f1_score")] == \
         ["min", "max", "min", "max"]
+
+
+def test_registry_command(tmp_path, weights, capsys):
+    root = ["--registry-dir", str(tmp_path / "models")]
+    for version in ("1.0.0", "1.1.0"):
+        assert main(["registry", "register", "--model", "tiny", "--version", version,
+                     "--model_path", str(weights), "--metrics", '{"pr_auc": 0.5}', *root]) == 0
+        assert main(["registry", "promote", "--model", "tiny", "--version", version,
+                     "--reason", f"try {version}", *root]) == 0
+    capsys.readouterr()
+    assert main(["registry", "rollback", "--model", "tiny", *root]) == 0
+    assert capsys.readouterr().out == "tiny: production is now 1.0.0\n"
+    assert main(["registry", "list", *root]) == 0
+    listing = capsys.readouterr().out.splitlines()
+    assert listing[0] == "tiny" and "production" in listing[1] and "[champion]" in listing[1]
+    assert main(["registry", "show", "--model", "tiny", "--stage", "production", *root]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == {"pr_auc": 0.5}
+    assert main(["registry", "history", "--model", "tiny", *root]) == 0
+    assert [e["reason"] for e in json.loads(capsys.readouterr().out) if e["event"] == "stage"][:2] \
+        == ["try 1.0.0", "replaced by 1.1.0: try 1.1.0"]
+    assert main(["registry", "promote", "--model", "tiny", *root]) == 2
+    assert capsys.readouterr().err == "error: registry promote needs --version\n"

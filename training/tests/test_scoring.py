@@ -8,6 +8,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from training.cli import main
 from training.data_collection import DataCollector, DataSource
 from training.errors import CheckpointError, SchemaError
 from training.features.encoding import FeatureSpec
@@ -103,3 +104,20 @@ def test_real_zeek_log_every_event_scored_once(tmp_path, datasets):
     features = Layer1Featurizer().transform(table).astype(np.float64)
     np.testing.assert_allclose(out["score"].to_numpy(), ((features - 0.25) ** 2).sum(1), rtol=1e-5)
     assert summary.alerts == int((out["score"].to_numpy() >= 30.0).sum())
+
+
+def test_score_command(tmp_path, events_file, capsys):
+    _, expected = _expected(events_file, 0.25)
+    _register(tmp_path, float(np.sort(expected)[-2]))
+    code = main(["score", "--model", "tiny", "--alias", "champion", "--input",
+                 f"json:{events_file}", "--output", str(tmp_path / "s.jsonl"), "--top", "1",
+                 "--registry_dir", str(tmp_path / "models")])
+    printed = capsys.readouterr().out.splitlines()
+    assert code == 0
+    assert printed[0].startswith("scored 5 events (5 layer1 units) with tiny 1.0.0 in ")
+    assert printed[1].startswith("alerts: 2 (score >= ")
+    assert printed[2].startswith(f"   1. {expected.max():.6g}  e")
+    assert len((tmp_path / "s.jsonl").read_text().splitlines()) == 5
+    assert main(["score", "--model", "nope", "--input", f"json:{events_file}", "--output",
+                 str(tmp_path / "t.jsonl"), "--registry-dir", str(tmp_path / "models")]) == 1
+    assert "no model named 'nope'; known: tiny" in capsys.readouterr().err
