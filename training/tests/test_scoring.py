@@ -121,3 +121,48 @@ def test_score_command(tmp_path, events_file, capsys):
     assert main(["score", "--model", "nope", "--input", f"json:{events_file}", "--output",
                  str(tmp_path / "t.jsonl"), "--registry-dir", str(tmp_path / "models")]) == 1
     assert "no model named 'nope'; known: tiny" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("layer", ["layer2", "layer3"])
+def test_layers_2_and_3_score_every_edge_and_window_with_its_events(tmp_path, datasets, layer):
+    import torch
+
+    from training.detectors.gnn import Layer2GNN
+    from training.detectors.tcn import Layer3TCN
+    from training.features.layer2 import Layer2GraphBuilder
+    from training.features.layer3 import Layer3WindowBuilder
+    from training.layer2_data import Layer2Data, fit_layer2_scaling
+    from training.layer3_data import Layer3Data, fit_layer3_scaling
+
+    log = datasets / "stratosphere/008-zeek-mixed/data/conn.log.labeled"
+    source = [DataSource("zeek", "zeek_logs", {"path": str(log)})]
+    table = DataCollector(source, progress=False).collect_table()
+    torch.manual_seed(0)
+    if layer == "layer2":
+        built = Layer2GraphBuilder().build(table)
+        spec = fit_layer2_scaling(built)
+        data = Layer2Data(built, spec)
+        model = Layer2GNN(node_dim=data.node_dim, edge_dim=data.edge_dim).eval()
+        expected = data.edge_scores(model)
+        pointers, ids = built.arrays["event_ptr"], built.event_id.to_pylist()
+    else:
+        built = Layer3WindowBuilder().build(table)
+        spec = fit_layer3_scaling(built, benign_only=False)
+        data = Layer3Data(built, spec)
+        model = Layer3TCN(input_dim=data.input_dim).eval()
+        expected = data.scores(model)
+        pointers, ids = built.event_ptr, built.event_id.to_pylist()
+    threshold = float(np.quantile(expected, 0.9))
+    save_model(model, tmp_path / "m.pt", feature_spec=spec, threshold=threshold)
+    registry = ModelRegistry(tmp_path / "models")
+    registry.register_model(tmp_path / "m.pt", ModelMetadata("m", "1.0.0", layer, stage="production"))
+
+    summary = score_events(registry, "m", source, tmp_path / "out.parquet")
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert summary.layer == layer and summary.events == table.num_rows
+    assert summary.units == out.num_rows == len(expected) > 0
+    np.testing.assert_allclose(out["score"].to_numpy(), expected, rtol=1e-4, atol=1e-6)
+    assert out["is_alert"].to_pylist() == list(out["score"].to_numpy() >= threshold)
+    assert out["event_ids"].to_pylist() == [ids[a:b] for a, b in zip(pointers[:-1], pointers[1:])]
+    separator = "->" if layer == "layer2" else "@"
+    assert all(separator in unit for unit in out["unit"].to_pylist()[:50])
