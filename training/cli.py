@@ -21,7 +21,6 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from training.data_collection import DataCollector, DataSource, DataSourceType
-from training.demo_data import write_demo_file
 from training.errors import ConfigError, PipelineError
 from training.paths import collected_dir
 
@@ -38,7 +37,6 @@ SOURCE_ALIASES = {
 # other users of the machine can read in the process list).
 ES_ENVIRONMENT = {"MAXIMUS_ES_API_KEY": "api_key", "MAXIMUS_ES_USERNAME": "username",
                   "MAXIMUS_ES_PASSWORD": "password", "MAXIMUS_ES_CA_CERTS": "ca_certs"}
-DEFAULT_DEMO_PATH = Path("demo/synthetic_events.json")
 
 
 def _option(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
@@ -95,17 +93,6 @@ def _summary(table, seconds: float) -> str:
     return "\n".join(lines)
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    path = write_demo_file(args.path, n_events=args.events, seed=args.seed)
-    print(f"wrote {path} ({args.events:,} events, seed {args.seed})")
-    collector = DataCollector([DataSource("demo", DataSourceType.JSON_FILE, {"path": str(path)})])
-    started = time.perf_counter()
-    table = collector.collect_table()
-    print(_summary(table, time.perf_counter() - started))
-    print(f"quarantined: {len(collector.quarantined)}")
-    return 0
-
-
 def cmd_collect(args: argparse.Namespace) -> int:
     sources = [parse_source(s, i, args.default_label) for i, s in enumerate(args.source)]
     for source in sources:
@@ -134,15 +121,6 @@ def build_parser() -> argparse.ArgumentParser:
         description="MAXIMUS training pipeline: collect security telemetry and build detectors.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    demo = commands.add_parser(
-        "demo", help="generate the built-in demo events and collect them",
-        description="Write deterministic synthetic events with labeled attack scenarios to "
-                    "demo/synthetic_events.json, collect them and print a summary.")
-    _option(demo, "--events", type=int, default=10_000, help="number of events (default 10000)")
-    _option(demo, "--seed", type=int, default=42, help="random seed (default 42)")
-    _option(demo, "--path", type=Path, default=DEFAULT_DEMO_PATH, help="where to write the file")
-    demo.set_defaults(run=cmd_demo)
 
     collect = commands.add_parser(
         "collect", help="collect events from files or Elasticsearch into a resumable output directory",
@@ -174,7 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     collect.set_defaults(run=cmd_collect)
 
     from training.cli_models import add_model_commands  # registry, retrain, score
+    from training.cli_pipeline import add_pipeline_commands  # pipeline, demo, each stage
 
+    add_pipeline_commands(commands, _option)
     add_model_commands(commands, _option)
     return parser
 
