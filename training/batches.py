@@ -12,6 +12,7 @@ fast path for data that does.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from typing import Any
 
@@ -120,10 +121,8 @@ class TensorBatches:
         The copy shares this object's random generator, so its permutations continue the
         same sequence.
         """
-        moved = TensorBatches(*(t.to(device) for t in self.tensors), batch_size=self.batch_size,
-                              shuffle=self.shuffle, drop_last=self.drop_last, seed=None,
-                              rank=self.rank, world_size=1)
-        moved.world_size, moved.seed, moved.generator = self.world_size, self.seed, self.generator
+        moved = copy.copy(self)
+        moved.tensors = tuple(t.to(device) for t in self.tensors)
         return moved
 
     def state_dict(self) -> dict[str, Any]:

@@ -244,9 +244,12 @@ def _config(args: argparse.Namespace) -> TrainingConfig:
         amp_dtype="bfloat16" if args.amp == "bf16" else "float16", cpu_amp=args.amp == "bf16")
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, callbacks: list[Callback] | None = None) -> int:
+    """The command line; `callbacks` are passed to the trainer (for tests and wrappers)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    # one log per run: processes other than torchrun's rank 0 log warnings only
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
     try:
         config = _config(args)
         train_x, train_y, spec = read_split(args.train_data)
@@ -259,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             train_x, train_y, val_x, val_y, config, beta=args.beta, hidden_dim=args.hidden_dim,
             latent_dim=args.latent_dim, dropout=args.dropout, feature_spec=spec,
             benign_only={"auto": None, "benign": True, "all": False}[args.train_on],
-            resume=args.resume)
+            resume=args.resume, callbacks=callbacks)
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

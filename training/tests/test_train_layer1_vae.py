@@ -1,0 +1,214 @@
+"""train_layer1_vae and its command line: the seed README's steps 2-5 as written, exact resume
+after SIGKILL, two-process torchrun on the CPU, the label policy."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from training.errors import ConfigError, SchemaError
+from training.features.encoding import FeatureSpec
+from training.model_files import load_model, read_sidecar
+from training.train_layer1_vae import (
+    Layer1VAE, _parser, default_config, main, read_split, train_layer1_vae,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "training" / "train_layer1_vae.py"
+STEP4 = ["--train_data", "training/data/splits/layer1_train.npz",
+         "--val_data", "training/data/splits/layer1_val.npz", "--batch_size", "32"]
+
+# The README's steps 2 and 3 (corrected step 2 from the project README), as a user runs them.
+STEPS_2_3 = """
+from training.demo_data import write_demo_file
+write_demo_file("demo/synthetic_events.json", n_events=2000, seed=7)
+
+from training.data_collection import DataCollector, DataSource, DataSourceType
+from training.data_preprocessor import DataPreprocessor, LayerType
+source = DataSource(name="demo", source_type=DataSourceType.JSON_FILE,
+                    connection_params={"path": "demo/synthetic_events.json"})
+collector = DataCollector(sources=[source])
+events = list(collector.collect(max_events=10000))
+preprocessor = DataPreprocessor()
+samples = preprocessor.preprocess_batch([e.to_dict() for e in events], LayerType.LAYER1_SENSORY)
+preprocessor.save_samples(samples, "layer1_samples")
+
+from training.dataset_builder import DatasetBuilder, SplitStrategy
+import numpy as np
+data = np.load('training/data/preprocessed/layer1_samples.npz')
+builder = DatasetBuilder(features=data['features'], labels=data['labels'],
+                         sample_ids=data['sample_ids'].tolist())
+splits = builder.create_splits(strategy=SplitStrategy.STRATIFIED)
+builder.save_splits(splits, prefix='layer1')
+"""
+
+KILLER = """
+import os, signal, sys
+sys.path.insert(0, {repo!r})
+from training.callbacks import Callback
+from training.train_layer1_vae import main
+
+class KillAfter(Callback):
+    def on_epoch_start(self, trainer, epoch):
+        if epoch == {k} + 1:  # epoch {k} and its last-state checkpoint are done
+            os.kill(os.getpid(), signal.SIGKILL)
+
+main(sys.argv[1:], callbacks=[KillAfter()])
+"""
+
+
+def run(args: list[str], cwd: Path, timeout: int = 120) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": ""}
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def start(args: list[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(args, cwd=cwd, env={**os.environ, "PYTHONPATH": ""},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory) -> Path:
+    """A working directory holding the splits made by the README's steps 2-3."""
+    pytest.importorskip("training.dataset_builder", reason="steps 2-3 need the dataset builder")
+    cwd = tmp_path_factory.mktemp("readme")
+    before = os.getcwd()
+    os.chdir(cwd)  # the steps use paths relative to the working directory
+    try:
+        exec(STEPS_2_3, {})
+    finally:
+        os.chdir(before)
+    return cwd
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_readme_step4_as_written_and_step5_loads(workdir: Path) -> None:
+    done = run([sys.executable, str(SCRIPT), *STEP4, "--num_epochs", "2"], workdir)
+    assert done.returncode == 0, done.stderr
+    assert "model: training/checkpoints/layer1_vae_best.pt" in done.stdout
+    weights = workdir / "training" / "checkpoints" / "layer1_vae_best.pt"
+    # step 5, as written
+    model = Layer1VAE()
+    model.load_state_dict(torch.load(weights))
+    sidecar = read_sidecar(weights)
+    assert sidecar["model_class"] == "Layer1VAE" and sidecar["init_args"] == model.init_args
+    assert sidecar["threshold"]["method"] == "best_f1"  # the val split has both classes
+    _, labels, _ = read_split(workdir / "training/data/splits/layer1_val.npz")
+    scores = load_model(weights).model.anomaly_score(
+        torch.from_numpy(read_split(workdir / "training/data/splits/layer1_val.npz")[0]))
+    flagged = scores.detach().numpy() >= sidecar["anomaly_threshold"]
+    assert flagged.any() and (labels[flagged] == 1).mean() > (labels == 1).mean()
+    assert sorted(p.name for p in (workdir / "training" / "logs" / "layer1_vae").iterdir())
+
+
+def test_sigkill_after_epoch_k_then_resume_ends_with_the_same_weights(workdir: Path) -> None:
+    common = [*STEP4, "--num_epochs", "4", "--deterministic", "--lr_scheduler", "cosine",
+              "--no_tensorboard", "--dropout", "0.3"]
+    killer = workdir / "killer.py"
+    killer.write_text(KILLER.format(repo=str(REPO), k=2))
+    # the uninterrupted run and the one killed after epoch 2 run side by side
+    straight = start([sys.executable, str(SCRIPT), *common, "--checkpoint_dir", "straight"],
+                     workdir)
+    killed = start([sys.executable, str(killer), *common, "--checkpoint_dir", "killed"], workdir)
+    assert killed.wait(timeout=120) == -signal.SIGKILL, killed.stderr.read()
+    assert straight.wait(timeout=120) == 0, straight.stderr.read()
+    state = torch.load(workdir / "killed" / "layer1_vae_last_state.pt", weights_only=True)
+    assert state["epoch"] == 2
+    resumed = run([sys.executable, str(SCRIPT), *common, "--checkpoint_dir", "killed",
+                   "--resume"], workdir)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stderr and "at epoch 2" in resumed.stderr
+    for name in ("layer1_vae_best.pt", "layer1_vae_last_state.pt"):
+        a = torch.load(workdir / "straight" / name, weights_only=True)
+        b = torch.load(workdir / "killed" / name, weights_only=True)
+        a, b = (a["model"], b["model"]) if "model" in a else (a, b)
+        assert a.keys() == b.keys()
+        assert all(torch.equal(a[k], b[k]) for k in a), name
+
+
+def test_torchrun_two_processes_on_cpu_write_one_checkpoint(workdir: Path) -> None:
+    done = run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc-per-node", "2", str(SCRIPT), *STEP4, "--num_epochs", "2",
+                "--device", "cpu", "--checkpoint-dir", "ddp", "--no-tensorboard"], workdir,
+               timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(p.name for p in (workdir / "ddp").iterdir()) == [
+        "layer1_vae_best.json", "layer1_vae_best.pt", "layer1_vae_last_state.pt"]
+    assert done.stdout.count("model: ddp/layer1_vae_best.pt") == 1  # rank 0 reports
+    # each process trained on half of the benign rows per epoch
+    train_rows = int((read_split(workdir / "training/data/splits/layer1_train.npz")[1] == 0).sum())
+    assert f"on {train_rows} rows" in done.stdout
+    load_model(workdir / "ddp" / "layer1_vae_best.pt")
+
+
+def _toy(n: int, seed: int, threat_rows: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = (rng.random((n, 16)) * 0.3).astype(np.float32)
+    y = np.zeros(n, np.int8)
+    x[:threat_rows] += 0.6
+    y[:threat_rows] = 1
+    return x, y
+
+
+def test_function_label_policy_results_and_sidecar(tmp_path: Path) -> None:
+    x, y = _toy(200, 0, threat_rows=20)
+    vx, vy = _toy(100, 1, threat_rows=10)
+    spec = FeatureSpec("layer1", "test", {"width": 16})
+    cfg = default_config(num_epochs=3, checkpoint_dir=str(tmp_path), tensorboard=False,
+                         batch_size=32)
+    model, results = train_layer1_vae(x, y, vx, vy, cfg, beta=0.5, hidden_dim=12,
+                                      latent_dim=3, dropout=0.1, feature_spec=spec)
+    assert results["train_rows"] == 180  # both classes: benign rows only
+    assert results["epochs_trained"] == 3 and len(results["history"]) == 3
+    assert results["threshold"]["method"] == "best_f1"
+    loaded = load_model(results["checkpoint"], expected_spec=spec)
+    assert loaded.model.init_args == model.init_args
+    assert model.init_args["hidden_dim"] == 12 and model.beta == 0.5
+    assert loaded.threshold == results["threshold"]["value"]
+    for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()):
+        assert torch.equal(a, b)  # the returned model is the best epoch's
+    _, kept = train_layer1_vae(x, y, None, None, cfg.replace(num_epochs=1), benign_only=False)
+    assert kept["train_rows"] == 200 and kept["threshold"] is None
+    _, unlabeled = train_layer1_vae(x, np.full(200, -1), None, None, cfg.replace(num_epochs=1))
+    assert unlabeled["train_rows"] == 200  # no two classes: every row
+
+
+def test_bad_input_is_refused_with_row_and_shape(tmp_path: Path) -> None:
+    x, y = _toy(50, 0)
+    x[7, 2] = np.nan
+    cfg = default_config(num_epochs=1, checkpoint_dir=str(tmp_path), tensorboard=False)
+    with pytest.raises(SchemaError, match=r"NaN or infinite values in 1 rows \(first: row 7\)"):
+        train_layer1_vae(x, y, config=cfg)
+    with pytest.raises(SchemaError, match=r"val_features must have shape \(rows, 16\)"):
+        train_layer1_vae(_toy(50, 0)[0], y, np.zeros((5, 3), np.float32), None, cfg)
+    with pytest.raises(ConfigError, match="no benign"):
+        train_layer1_vae(_toy(50, 0)[0], np.ones(50), config=cfg, benign_only=True)
+
+
+def test_flags_take_dashes_and_errors_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
+    args = _parser().parse_args(["--train-data", "a.npz", "--num-epochs", "3", "--batch-size",
+                                 "8", "--hidden-dim", "7", "--latent-dim", "2",
+                                 "--learning-rate", "0.01", "--amp", "bf16"])
+    assert (args.train_data, args.num_epochs, args.batch_size, args.hidden_dim,
+            args.latent_dim, args.learning_rate, args.amp) == ("a.npz", 3, 8, 7, 2, 0.01, "bf16")
+    monkeypatch.chdir(tmp_path)
+    assert main(["--train_data", "missing.npz"]) == 2
+    assert "missing.npz: no such file" in capsys.readouterr().err
+    config_json = json.loads(default_config(num_epochs=5).to_json())
+    assert config_json["model_name"] == "layer1_vae" and config_json["seed"] == 42
