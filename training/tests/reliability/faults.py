@@ -1,0 +1,133 @@
+"""Fault injection inside a child process: a real SIGKILL or a real ENOSPC at a chosen write.
+
+The child calls `install(spec)` before running a stage through its public API. Only the
+operating-system boundary is patched: `open` (builtins and io, which pathlib uses) returns, for
+files whose name matches the spec's pattern, a file object that counts the bytes written and, once
+`after_bytes` have reached the file, writes what fits, flushes it to the kernel and then
+
+* `kill`: sends itself SIGKILL (the process dies there, exactly as on an OOM kill or a power
+  cut of the process; the partial temporary file is what a crash leaves on disk), or
+* `enospc`: raises `OSError(ENOSPC)` from `write`, as a full disk does.
+
+`at="replace"` fires instead when a matching file is renamed into place (`os.replace` or
+`os.rename`), just before the rename: the new content is complete but not installed.
+
+Nothing of the code under test is replaced; the stage runs as it does in production.
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import fnmatch
+import io
+import os
+import signal
+from pathlib import Path
+from typing import Any
+
+_real_open = builtins.open
+_real_replace = os.replace
+_real_rename = os.rename
+
+
+def _matches(path: object, pattern: str) -> bool:
+    try:
+        name = os.fspath(path)
+    except TypeError:  # a file descriptor
+        return False
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    return fnmatch.fnmatch(Path(name).name, pattern)
+
+
+def _fire(action: str, what: str) -> None:
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), what)
+
+
+class _FaultyFile:
+    """A real file object whose writes fail once `limit` bytes are in the file."""
+
+    def __init__(self, handle: Any, limit: int, action: str) -> None:
+        self._handle = handle
+        self._limit = limit
+        self._action = action
+        self._written = 0
+
+    def write(self, data: Any) -> int:
+        room = self._limit - self._written
+        size = len(data)
+        if size <= room:
+            self._written += size
+            return self._handle.write(data)
+        if room > 0:
+            self._handle.write(data[:room])
+            self._written += room
+        self._handle.flush()
+        _fire(self._action, self._handle.name)
+        raise AssertionError("unreachable")
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __enter__(self) -> _FaultyFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()
+
+    def __iter__(self):
+        return iter(self._handle)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
+def install(spec: dict) -> None:
+    """Arm one fault.
+
+    Args:
+        spec: {"action": "kill" | "enospc", "pattern": fnmatch pattern on the file name,
+            "at": "write" (default) | "replace", "nth": which matching file (1-based, default 1),
+            "after_bytes": bytes that reach the file first (default 0; "write" only)}.
+    """
+    action, pattern = spec["action"], spec["pattern"]
+    if action not in ("kill", "enospc"):
+        raise ValueError(f"action must be kill or enospc, got {action!r}")
+    nth = int(spec.get("nth", 1))
+    seen = 0
+
+    def armed(path: object) -> bool:
+        nonlocal seen
+        if not _matches(path, pattern):
+            return False
+        seen += 1
+        return seen == nth
+
+    if spec.get("at", "write") == "replace":
+        def replace(src, dst, *args, **kwargs):
+            if armed(dst):
+                _fire(action, os.fspath(dst))
+            return _real_replace(src, dst, *args, **kwargs)
+
+        def rename(src, dst, *args, **kwargs):
+            if armed(dst):
+                _fire(action, os.fspath(dst))
+            return _real_rename(src, dst, *args, **kwargs)
+
+        os.replace, os.rename = replace, rename
+        return
+
+    limit = int(spec.get("after_bytes", 0))
+
+    def faulty_open(file, mode="r", *args, **kwargs):
+        handle = _real_open(file, mode, *args, **kwargs)
+        if any(c in mode for c in "wax+") and armed(file):
+            return _FaultyFile(handle, limit, action)
+        return handle
+
+    builtins.open = faulty_open
+    io.open = faulty_open
