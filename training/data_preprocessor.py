@@ -21,6 +21,7 @@ Each has `save(path)`: one .npz without pickle, the FeatureSpec inside. Layer-1 
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -40,6 +41,11 @@ from training.features.layer3 import Layer3WindowBuilder
 from training.features.layer3_windows import Layer3Windows
 from training.fileio import atomic_write
 from training.paths import preprocessed_dir
+
+# What np.load raises on a damaged or hostile file: truncated (EOFError, BadZipFile), bit-flipped
+# (BadZipFile: bad CRC), a member that is not an array (ValueError), or one declaring an absurd
+# size (MemoryError when allocating it).
+_UNREADABLE = (OSError, EOFError, ValueError, KeyError, MemoryError, zipfile.BadZipFile)
 
 
 class LayerType(str, Enum):
@@ -100,8 +106,9 @@ class LayerArrays:
                 spec = FeatureSpec.from_npz(data, str(path))
                 layer = LayerType(str(data["layer"]))
                 arrays = {k: data[k] for k in data.files if k not in (SPEC_FIELD, "layer")}
-        except (OSError, ValueError, KeyError) as exc:
-            raise SchemaError(f"{path}: not a readable preprocessed-samples file ({exc})") from exc
+        except _UNREADABLE as exc:
+            raise SchemaError(f"{path}: not a readable preprocessed-samples file "
+                              f"({type(exc).__name__}: {exc})") from exc
         return cls(layer, spec, arrays)
 
 
@@ -207,8 +214,12 @@ class DataPreprocessor:
 
     def load_samples(self, path: str | Path) -> list[PreprocessedSample]:
         """The samples of a file written by `save_samples`, whichever layer made it."""
-        with np.load(path, allow_pickle=False) as data:
-            layer = FeatureSpec.from_npz(data, str(path)).layer
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                layer = FeatureSpec.from_npz(data, str(path)).layer
+        except _UNREADABLE as exc:
+            raise SchemaError(f"{path}: not a readable samples file "
+                              f"({type(exc).__name__}: {exc})") from exc
         if layer == "layer2":
             return _graph_samples(Layer2Graphs.load(path))
         if layer == "layer3":

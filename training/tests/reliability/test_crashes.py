@@ -1,0 +1,115 @@
+"""Crashes: a real SIGKILL at a chosen write of each stage, then a restart.
+
+Each test runs the stage in a child process with a fault armed (faults.py): the child writes
+until the chosen point and is killed there by SIGKILL, so what it leaves on disk is exactly what
+a crash leaves. Then the stage runs again (or its output is read) and nothing may be lost,
+duplicated or accepted half-written.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from training.data_preprocessor import LayerArrays
+from training.errors import PipelineError
+from training.tests.reliability.harness import (
+    assert_killed, demo_inputs, last_json, run_child, temporaries,
+)
+
+pytestmark = pytest.mark.reliability
+
+
+# -- collection ---------------------------------------------------------------------------------
+
+COLLECT = """
+import json, sys
+from training.data_collection import DataCollector, DataSource
+paths = {paths!r}
+sources = [DataSource(f"f{{i}}", "json_file", {{"path": p, "block_size": 8192}})
+           for i, p in enumerate(paths)]
+collector = DataCollector(sources, output_dir={out!r}, progress=False)
+collector.collect_to()
+print(json.dumps(collector.get_stats()))
+"""
+
+
+def _collected_ids(out: Path) -> Counter:
+    return Counter(i for part in sorted((out / "events").glob("part-*.parquet"))
+                   for i in pq.read_table(part, columns=["event_id"])["event_id"].to_pylist())
+
+
+def _quarantined_lines(out: Path) -> Counter:
+    path = out / "quarantine.jsonl"
+    return Counter((r["file"], r["line"]) for r in map(json.loads, path.read_text().splitlines()))
+
+
+@pytest.mark.parametrize("fault", [
+    pytest.param({"action": "kill", "pattern": "*part-000002.parquet*", "after_bytes": 1500},
+                 id="mid-part-write"),
+    pytest.param({"action": "kill", "pattern": "checkpoint.json", "at": "replace", "nth": 3},
+                 id="before-checkpoint-rename"),
+    pytest.param({"action": "kill", "pattern": "quarantine.jsonl", "nth": 2, "after_bytes": 40},
+                 id="mid-quarantine-append"),
+])
+def test_collection_killed_then_resumed_delivers_each_event_once(tmp_path, fault, observed):
+    """Stage: collection
+    Fault: SIGKILL of `collect_to` with two JSON Lines inputs holding malformed lines, at the
+        point named by the test id: inside the write of an event part, just before
+        checkpoint.json is renamed into place, or in the middle of a quarantine append.
+    Expected: the resumed run delivers every good event exactly once, every malformed line is
+        quarantined exactly once (file, line), counters add up, no temporary file survives.
+    """
+    paths, events, bad = demo_inputs(tmp_path, n_events=600, n_files=2, bad_every=53)
+    out = tmp_path / "out"
+    code = COLLECT.format(paths=[str(p) for p in paths], out=str(out))
+    assert_killed(run_child(code, fault))
+    assert (out / "checkpoint.json").exists(), "the kill came before any checkpoint"
+
+    stats = last_json(run_child(code))
+    assert _collected_ids(out) == Counter(e["event_id"] for e in events)
+    assert _quarantined_lines(out) == Counter(bad)
+    assert stats["events"] == len(events) and stats["quarantined"] == len(bad)
+    assert stats["rows"] == stats["events"] + stats["quarantined"] and stats["duplicates"] == 0
+    assert temporaries(out) == []
+    observed(f"resumed: {stats['events']} events once, {stats['quarantined']} quarantined once")
+
+
+# -- preprocessing save -------------------------------------------------------------------------
+
+SAVE_SAMPLES = """
+import json
+from training.data_preprocessor import DataPreprocessor, LayerType
+events = [json.loads(line) for line in open({events!r})]
+pre = DataPreprocessor(output_dir={out!r})
+for n in (100, 300):  # a first good save, then a bigger one over it
+    path = pre.save_samples(pre.featurize(events[:n], LayerType.LAYER1_SENSORY), "layer1_samples")
+    print(json.dumps({{"saved": n}}), flush=True)
+"""
+
+
+def test_preprocessing_save_killed_keeps_previous_file(tmp_path, observed):
+    """Stage: preprocessing save
+    Fault: SIGKILL halfway through `DataPreprocessor.save_samples` overwriting an existing
+        layer1_samples.npz (the second save of the file, after 20 kB reached the disk).
+    Expected: layer1_samples.npz is still the first save, complete and loadable; the partial
+        temporary file is not a loadable dataset (a clear package error).
+    """
+    paths, _, _ = demo_inputs(tmp_path, n_events=300, n_files=1)
+    out = tmp_path / "pre"
+    fault = {"action": "kill", "pattern": "*layer1_samples.npz*", "nth": 2, "after_bytes": 20_000}
+    result = run_child(SAVE_SAMPLES.format(events=str(paths[0]), out=str(out)), fault)
+    assert_killed(result)
+    assert result.stdout.strip().splitlines() == ['{"saved": 100}']
+    kept = LayerArrays.load(out / "layer1_samples.npz")
+    assert len(kept) == 100 and kept.arrays["features"].shape == (100, 128)
+    [partial] = temporaries(out)
+    assert 0 < partial.stat().st_size <= 20_000
+    with pytest.raises(PipelineError) as info:
+        LayerArrays.load(partial)
+    observed(f"previous file intact (100 samples); partial file refused: {info.value}")
