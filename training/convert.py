@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import numpy as np
+import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -47,13 +48,18 @@ class Converted:
 
 
 def plain(array: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """One contiguous array with dictionaries decoded and lists reduced to their first item."""
+    """One contiguous array with dictionaries decoded, lists reduced to their first item and
+    objects to their JSON text."""
     if isinstance(array, pa.ChunkedArray):
         array = array.combine_chunks() if array.num_chunks != 1 else array.chunk(0)
     if pa.types.is_dictionary(array.type):
         array = array.dictionary_decode()
     if pa.types.is_list(array.type) or pa.types.is_large_list(array.type):
         array = pc.list_element(pc.if_else(pc.greater(pc.list_value_length(array), 0), array, None), 0)
+    if pa.types.is_nested(array.type):  # an object (or a list of lists) where a value belongs:
+        # its JSON text, which text fields keep and other fields reject with the value shown
+        array = pa.array([None if v is None else orjson.dumps(v, default=str).decode()
+                          for v in array.to_pylist()], type=pa.string())
     return array
 
 
@@ -124,6 +130,8 @@ def _parse_integer(value: object) -> int:
     number = float(value) if not isinstance(value, int) else value
     if isinstance(number, float) and not number.is_integer():
         raise ValueError(value)
+    if not -2**63 <= number < 2**63:  # e.g. 1e30: whole, but no int64 holds it
+        raise OverflowError(value)
     return int(number)
 
 

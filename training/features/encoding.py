@@ -89,8 +89,9 @@ def log_scale(values: np.ndarray, cap: float) -> np.ndarray:
 
 
 def numbers(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """float64 values, NaN where missing."""
-    return as_array(column).cast(pa.float64()).fill_null(np.nan).to_numpy(zero_copy_only=False)
+    """float64 values, NaN where missing (integers beyond 2**53 rounded, not refused)."""
+    return (as_array(column).cast(pa.float64(), safe=False).fill_null(np.nan)
+            .to_numpy(zero_copy_only=False))
 
 
 def cyclic(fraction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -16,10 +16,23 @@ from training.canonical import RAW_PREFIX, canonicalize
 from training.errors import SchemaError
 from training.events import CANONICAL_SCHEMA
 from training.sources import DataSource, DataSourceType, RawBatch, create_source
-from training.sources.jsonparse import records_to_table
+from training.sources.jsonparse import MAX_NESTING, nested_deeper, records_to_table
 
 _EVENTS = "events"
 _SOURCE = create_source(DataSource(_EVENTS, DataSourceType.JSON_FILE, {"path": "<in memory>"}))
+
+
+def _records_table(records: list[dict]) -> pa.Table:
+    try:
+        return records_to_table(records)
+    except UnicodeEncodeError as exc:  # a lone surrogate: JSON text can encode one, UTF-8 cannot
+        for i, record in enumerate(records):
+            try:
+                records_to_table([record])
+            except UnicodeEncodeError:
+                raise SchemaError(f"event {i} holds text that is not valid Unicode "
+                                  f"({exc.reason}: {exc.object[exc.start:exc.end]!r})") from None
+        raise
 
 
 def events_table(events: Iterable[Mapping] | pa.Table) -> pa.Table:
@@ -35,12 +48,14 @@ def events_table(events: Iterable[Mapping] | pa.Table) -> pa.Table:
             raise SchemaError(f"a table given to the featurizers must be a canonical event table "
                               f"(from DataCollector.collect_table); it lacks {missing}")
         return events
-    records = list(events)
+    records = [dict(r) if isinstance(r, Mapping) else r for r in events]
     for i, record in enumerate(records):
-        if not isinstance(record, Mapping) or not record:
+        if not isinstance(record, dict) or not record:
             raise SchemaError(f"event {i} must be a non-empty dict of fields, got {record!r:.80}")
+        if nested_deeper(record):
+            raise SchemaError(f"event {i} is nested deeper than {MAX_NESTING} levels")
     n = len(records)
-    raw = RawBatch(table=records_to_table([dict(r) for r in records]),
+    raw = RawBatch(table=_records_table(records),
                    stream=_EVENTS, lines=np.full(n, -1, dtype=np.int64),
                    records=np.arange(n, dtype=np.int64),
                    start={"offset": 0, "line": 1, "record": 0},

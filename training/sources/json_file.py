@@ -22,7 +22,9 @@ import orjson
 from training.errors import SourceError
 from training.fileio import ByteStream
 from training.sources.base import FileSource, RawBatch, Reject
-from training.sources.jsonparse import parse_jsonl_block, records_to_table
+from training.sources.jsonparse import (
+    MAX_NESTING, nested_deeper, parse_jsonl_block, records_to_table,
+)
 from training.sources.lines import read_lines
 
 DOCUMENT_BATCH = 65_536
@@ -38,6 +40,23 @@ def _parses(line: bytes) -> object:
 
 
 _INVALID = object()
+
+
+def _fault(item: object) -> str | None:
+    """Why a document element is not an event, or None."""
+    if not (isinstance(item, dict) and item):
+        return "is not a non-empty JSON object"
+    if nested_deeper(item):
+        return f"is nested deeper than {MAX_NESTING} levels"
+    return None
+
+
+def _shown(item: object) -> str:
+    """A rejected element as JSON text (orjson stops at 255 levels; those show as a stub)."""
+    try:
+        return orjson.dumps(item).decode()
+    except TypeError:
+        return f"<{type(item).__name__} nested deeper than {MAX_NESTING} levels>"
 
 
 def is_json_document(path: str, max_bytes: int) -> bool:
@@ -93,12 +112,10 @@ def read_document(path: str, start: dict, max_bytes: int, **batch_fields: object
     total = len(items)
     for first in range(start["record"], total, DOCUMENT_BATCH):
         chunk = items[first:first + DOCUMENT_BATCH]
-        good = [i for i, item in enumerate(chunk) if isinstance(item, dict) and item]
-        rejects = [
-            Reject(path, None, first + i, None,
-                   f"event {first + i} is not a non-empty JSON object", orjson.dumps(item).decode())
-            for i, item in enumerate(chunk) if not (isinstance(item, dict) and item)
-        ]
+        faults = [_fault(item) for item in chunk]
+        good = [i for i, fault in enumerate(faults) if fault is None]
+        rejects = [Reject(path, None, first + i, None, f"event {first + i} {fault}", _shown(item))
+                   for i, (item, fault) in enumerate(zip(chunk, faults)) if fault is not None]
         records = first + np.array(good, dtype=np.int64)
         objects = [chunk[i] for i in good]
         # Each event's canonical JSON (sorted keys) stands in for its raw bytes.
