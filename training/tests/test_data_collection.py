@@ -241,17 +241,6 @@ def test_collected_event_to_dict_shape():
     assert (row["label"], row["is_threat"], row["raw_data"]) == ("Benign", 0, {"history": "ShAD"})
 
 
-def test_cli_demo_runs_from_a_fresh_directory(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "training.cli", "demo", "--events", "2000"],
-                            cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(REPO)})
-    assert result.returncode == 0, result.stderr
-    assert "collected 2,000 events" in result.stdout
-    document = json.loads((tmp_path / "demo" / "synthetic_events.json").read_text())
-    threats = sum(e["label"] != "benign" for e in document["events"])
-    assert f"threat {threats:,}" in result.stdout
-
-
 def test_cli_reports_bad_usage_with_exit_code_2(tmp_path):
     result = subprocess.run([sys.executable, "-m", "training.cli", "collect", "--source", "bogus:x",
                              "--output", str(tmp_path / "o")], capture_output=True, text=True,

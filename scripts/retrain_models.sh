@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Retrain the detectors: the whole pipeline (collect -> validate -> featurize -> split -> train ->
+# evaluate -> register -> promote past the gate -> HTML report) with the original flags.
+#
+#   ./scripts/retrain_models.sh                                   # demo data, all layers
+#   ./scripts/retrain_models.sh --layers "layer1 layer2" --batch-size 64 --epochs 50 --lr 0.001
+#   ./scripts/retrain_models.sh --source zeek:/var/log/zeek --workdir /srv/maximus/run
+#
+# Any failing step stops the script with a non-zero exit code; logs go to stderr and to
+# <workdir>/retrain.log (the folder is created first).
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+usage: retrain_models.sh [--layers "layer1 layer2 layer3"] [--batch-size N] [--epochs N]
+                         [--lr RATE] [--source TYPE:PATH]... [--config FILE.toml]
+                         [--workdir DIR] [--help]
+
+Runs `maximus-train pipeline` (or `maximus-train demo` when no --source or --config is given).
+  --layers      layers to train, space-separated (default "layer1 layer2 layer3")
+  --batch-size  batch size of every layer (default: each layer's own)
+  --epochs      epochs per layer (default 20)
+  --lr          learning rate of every layer
+  --source      an input such as zeek:/var/log/zeek (repeatable)
+  --config      a pipeline TOML file
+  --workdir     where everything is written (default maximus-run, or maximus-demo)
+USAGE
+}
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+if [[ -x "$REPO/.venv/bin/maximus-train" ]]; then
+    MAXIMUS="$REPO/.venv/bin/maximus-train"
+elif command -v maximus-train >/dev/null; then
+    MAXIMUS="$(command -v maximus-train)"
+else
+    echo "error: maximus-train not found; run 'make install' in $REPO first" >&2
+    exit 2
+fi
+
+args=()
+layers=()
+inputs=0
+workdir=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        -h|--help) usage; exit 0 ;;
+        --layers|--batch-size|--batch_size|--epochs|--lr|--source|--config|--workdir)
+            if [[ $# -lt 2 ]]; then echo "error: $1 needs a value" >&2; usage >&2; exit 2; fi
+            case "$1" in
+                --layers)
+                    read -r -a layers <<< "$2"
+                    for layer in "${layers[@]}"; do
+                        case "$layer" in
+                            layer1|layer2|layer3) ;;
+                            *) echo "error: unknown layer '$layer' (use layer1, layer2, layer3)" >&2
+                               exit 2 ;;
+                        esac
+                    done
+                    args+=(--layers "${layers[@]}") ;;
+                --batch-size|--batch_size) args+=(--batch-size "$2") ;;
+                --source|--config) args+=("$1" "$2"); inputs=1 ;;
+                --workdir) workdir="$2"; args+=(--workdir "$2") ;;
+                *) args+=("$1" "$2") ;;
+            esac
+            shift 2 ;;
+        *) echo "error: unknown option '$1'" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+command=demo
+[[ $inputs -eq 1 ]] && command=pipeline
+if [[ -z "$workdir" ]]; then
+    workdir=$([[ $command == demo ]] && echo maximus-demo || echo maximus-run)
+fi
+mkdir -p "$workdir"
+echo "retrain_models.sh: maximus-train $command ${args[*]}" >&2
+# The exit code is maximus-train's own: tee copies stderr beside it, not in a pipeline.
+"$MAXIMUS" -v "$command" "${args[@]}" 2> >(tee -a "$workdir/retrain.log" >&2)

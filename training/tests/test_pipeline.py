@@ -1,0 +1,135 @@
+"""The main job: `maximus-train demo | pipeline`, its TOML config, and scripts/retrain_models.sh."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.errors import ConfigError
+from training.model_registry import ModelRegistry
+from training.pipeline import run_pipeline
+from training.pipeline_config import config_from_dict, load_config
+
+REPO = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "PYTHONPATH": str(REPO)}
+ZEEK_011 = REPO.parent / "shared/datasets/stratosphere/011-zeek-mixed/data"
+
+
+def _cli(*args: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "training.cli", *args], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_demo_runs_every_stage_from_a_fresh_directory(tmp_path):
+    result = _cli("demo", "--events", "2000", "--epochs", "1", "--workdir", "run", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "2,000 events, 0 quarantined" in result.stdout
+    assert "report: run/report/index.html" in result.stdout
+    registry = ModelRegistry(tmp_path / "run" / "models")
+    for name in ("layer1_vae", "layer2_gnn", "layer3_tcn"):
+        production = registry.get_metadata(name, stage="production")
+        assert production.version == "1.0.0" and "pr_auc" in production.metrics
+    page = (tmp_path / "run/report/index.html").read_text()
+    for layer in ("layer1", "layer2", "layer3"):
+        assert f'href="{layer}.html"' in page and (tmp_path / f"run/report/{layer}.html").exists()
+    for folder in ("features", "splits", "checkpoints", "logs"):
+        assert any((tmp_path / "run" / folder).iterdir()), folder
+
+
+def test_a_second_identical_run_is_not_promoted(tmp_path):
+    """Same data, seed and settings give the same model: 0% better than production, so the
+    gate keeps production and marks the new version the challenger."""
+    from training.demo_data import write_demo_file
+
+    demo = write_demo_file(tmp_path / "demo.json", n_events=1_500, seed=3)
+    config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1"],
+                               "sources": [{"type": "json_file", "path": str(demo)}],
+                               "train": {"epochs": 2}})
+    first, second = run_pipeline(config).layers[0], run_pipeline(config).layers[0]
+    assert (first.version, first.stage, first.decision["deploy"]) == ("1.0.0", "production", True)
+    assert (second.version, second.stage, second.decision["deploy"]) == ("1.1.0", "none", False)
+    assert second.decision["relative_improvement"] == 0.0
+    assert second.decision["champion"] == first.metrics["pr_auc"]
+    registry = ModelRegistry(tmp_path / "run" / "models")
+    assert registry.aliases("layer1_vae")["challenger"] == "1.1.0"
+    assert registry.get_metadata("layer1_vae", stage="production").version == "1.0.0"
+
+
+@pytest.mark.skipif(not ZEEK_011.exists(), reason="needs ../shared/datasets/stratosphere")
+def test_pipeline_on_a_folder_of_real_zeek_logs(tmp_path):
+    result = _cli("pipeline", "--source", f"zeek:{ZEEK_011}", "--epochs", "1", "--workdir", "z",
+                  cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    # the folder's labeled conn log (9,048 flows) plus its other logs, every record collected
+    assert " 0 quarantined" in result.stdout
+    for layer in ("layer1", "layer2", "layer3"):
+        assert f"{layer}: " in result.stdout and "-> production" in result.stdout
+    assert (tmp_path / "z/report/index.html").exists()
+
+
+def test_config_file_sets_layers_sources_and_per_layer_training(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text('layers = ["layer1", "layer3"]\nworkdir = "w"\n'
+                    '[[sources]]\ntype = "zeek_logs"\npath = "/logs"\nname = "z"\n'
+                    '[split]\nstrategy = "group"\ntrain_ratio = 0.5\nval_ratio = 0.25\n'
+                    'test_ratio = 0.25\n[train]\nepochs = 3\n[train.layer3]\nepochs = 7\n'
+                    'channels = 16\n')
+    config = load_config(path, seed=9)
+    assert config.layers == ("layer1", "layer3") and config.seed == 9
+    assert config.sources[0].connection_params == {"path": "/logs"}
+    assert config.split.strategy == "group" and config.split.train_ratio == 0.5
+    assert config.train["layer1"].epochs == 3
+    assert (config.train["layer3"].epochs, config.train["layer3"].model) == (7, {"channels": 16})
+    assert config.with_training(epochs=2).train["layer3"].trainer_changes() == {"num_epochs": 2}
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[[sources]]\ntype = "zeek_logs"\n[split]\nstratgy = "x"\n', r"\[split\]: unknown key"),
+    ('[[sources]]\ntype = "zeek_logs"\n[split]\ntrain_ratio = 0.9\n', "sum to 1"),
+    ('layers = ["layer4"]\n[[sources]]\ntype = "zeek_logs"\n', "layers must be"),
+    ('[[sources]]\npath = "x"\n', r"#1: needs type"),
+    ('workdir = "w"\n', "at least one source"),
+    ('[[sources]]\ntype = "zeek_logs"\n[train]\nepochs = 0\n', "epochs must be"),
+])
+def test_bad_config_files_are_refused_with_the_key(tmp_path, text, message):
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+SCRIPT = REPO / "scripts" / "retrain_models.sh"
+
+
+def test_retrain_script_trains_the_chosen_layers(tmp_path):
+    from training.demo_data import write_demo_file
+
+    demo = write_demo_file(tmp_path / "demo.json", n_events=1_500, seed=4)
+    result = subprocess.run([str(SCRIPT), "--layers", "layer1 layer2", "--epochs", "1",
+                             "--batch-size", "64", "--source", f"json:{demo}", "--workdir", "r"],
+                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "layer1: layer1_vae 1.0.0 -> production" in result.stdout
+    assert "layer2: layer2_gnn 1.0.0 -> production" in result.stdout and "layer3" not in result.stdout
+    assert (tmp_path / "r/retrain.log").stat().st_size > 0
+
+
+@pytest.mark.parametrize("args, code, message", [
+    (["--layers", "layer1 layer9"], 2, "unknown layer 'layer9'"),
+    (["--frobnicate"], 2, "unknown option '--frobnicate'"),
+    (["--epochs"], 2, "--epochs needs a value"),
+    (["--source", "zeek:/nonexistent/logs", "--workdir", "f"], 1, "/nonexistent/logs"),
+])
+def test_retrain_script_fails_loudly(tmp_path, args, code, message):
+    result = subprocess.run([str(SCRIPT), *args], cwd=tmp_path, env=ENV, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == code and message in result.stderr
+
+
+def test_retrain_script_help():
+    result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and "--batch-size" in result.stdout
