@@ -54,7 +54,7 @@ def default_config(**changes: Any) -> TrainingConfig:
 
 def train_layer2_gnn(train_graphs: Layer2Graphs, val_graphs: Layer2Graphs | None = None,
                      config: TrainingConfig | None = None, *, hidden_dim: int = 64,
-                     num_layers: int = 2, conv: str = "sage", dropout: float = 0.1,
+                     num_layers: int = 2, conv: str = "gat", dropout: float = 0.1,
                      model_args: dict[str, Any] | None = None, benign_only: bool | None = None,
                      resume: bool | str | Path = False, callbacks: list[Callback] | None = None,
                      ) -> tuple[Layer2GNN, dict[str, Any]]:
@@ -121,8 +121,8 @@ def _parser() -> argparse.ArgumentParser:
                        learning_rate=3e-3, units="windows")
     add_flag(parser, "hidden_dim", type=int, default=64)
     add_flag(parser, "num_layers", type=int, default=2, help="message-passing layers")
-    add_flag(parser, "conv", choices=("sage", "gat"), default="sage",
-             help="GraphSAGE, or GATv2 attention that also reads the edge features")
+    add_flag(parser, "conv", choices=("gat", "sage"), default="gat",
+             help="GATv2 attention that also reads the edge features, or GraphSAGE")
     add_flag(parser, "dropout", type=float, default=0.1)
     add_flag(parser, "existence_weight", type=float, default=1.0,
              help="weight of the link-existence loss and score")

@@ -152,7 +152,7 @@ def test_gat_encoder_and_supervised_head(six):
     ({"num_layers": 7}, r"num_layers must be an integer in \[1, 6\], got 7"),
     ({"dropout": 1.0}, r"dropout must be a number in \[0.0, 0.999\], got 1.0"),
     ({"existence_weight": -1}, "existence_weight must be a number >= 0.0, got -1"),
-    ({"conv": "gcn"}, "conv must be one of sage, gat, got 'gcn'"),
+    ({"conv": "gcn"}, "conv must be one of gat, sage, got 'gcn'"),
     ({"directed": 1}, "directed must be True or False, got 1"),
 ])
 def test_arguments_are_validated(kwargs, message):
@@ -203,10 +203,10 @@ def test_command_line(office, tmp_path, capsys):
     train, val = office
     train_path, val_path = train.save(tmp_path / "train.npz"), val.save(tmp_path / "val.npz")
     code = main(["--train-data", str(train_path), "--val_data", str(val_path), "--num-epochs", "2",
-                 "--batch_size", "4", "--hidden-dim", "8", "--conv", "gat", "--checkpoint_dir",
+                 "--batch_size", "4", "--hidden-dim", "8", "--conv", "sage", "--checkpoint_dir",
                  str(tmp_path / "ck"), "--log-dir", str(tmp_path), "--no-tensorboard"])
     assert code == 0 and "trained 2 epochs on" in capsys.readouterr().out
-    assert load_model(tmp_path / "ck/layer2_gnn_best.pt").model.init_args["conv"] == "gat"
+    assert load_model(tmp_path / "ck/layer2_gnn_best.pt").model.init_args["conv"] == "sage"
     other = Layer2GraphBuilder(window_seconds=60).build(six_events()).save(tmp_path / "other.npz")
     code = main(["--train_data", str(train_path), "--val_data", str(other), "--checkpoint_dir",
                  str(tmp_path / "ck")])
