@@ -7,6 +7,12 @@ Layout of a collection's output directory:
     quarantine.jsonl     rejected records, appended
     events/part-NNNNNN.parquet   collected events (only when the collector writes them)
     progress.json        live progress, for people and tests watching a long collection
+    .lock                locked (a POSIX record lock) by the process collecting into it
+
+Only one process at a time may use a directory: another is refused with a CheckpointError while
+the first holds the lock. The kernel drops the lock when its holder exits, killed or not, so a
+crash never leaves a directory locked. (The lock belongs to a process, not to a collector: two
+collectors on one directory inside one process are not told apart.)
 
 A commit writes the new seen-keys file and the appended quarantine records first, then replaces
 checkpoint.json atomically. Whatever a crash leaves beyond the last checkpoint (a seen file, a
@@ -16,6 +22,7 @@ checkpointed positions, so every record is delivered exactly once.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import secrets
@@ -32,6 +39,20 @@ from training.fileio import atomic_write
 
 FORMAT_VERSION = 1
 _MAX_SEEN_FILES = 32
+LOCK_FILE = ".lock"
+
+
+def _lock(directory: Path) -> int:
+    """An exclusive lock on `directory` for this process (a file descriptor to close)."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # EAGAIN or EACCES: another process holds it
+        os.close(fd)
+        raise CheckpointError(f"{directory} is in use by another collection (it holds "
+                              f"{LOCK_FILE}); wait for it to finish or use another output_dir"
+                              ) from None
+    return fd
 
 
 class SeenIds:
@@ -95,6 +116,7 @@ class CollectionState:
     seen_first: int = 0
     seen_next: int = 0
     _pending_keys: list[np.ndarray] = field(default_factory=list)
+    _lock_fd: int | None = None
 
     @property
     def checkpoint_path(self) -> Path:
@@ -168,13 +190,30 @@ class CollectionState:
                 collection must have been made by the same recipe.
 
         Raises:
-            CheckpointError: the checkpoint is unreadable or inconsistent, it was made by another
-                recipe, or `resume` is False and the directory already holds a collection
+            CheckpointError: another process is using the directory, the checkpoint is
+                unreadable or inconsistent, it was made by another recipe, or `resume` is False and the directory already holds a collection
                 (nothing is ever deleted to make room for a fresh one).
         """
         if directory is None:
             return cls(None, recipe)
         directory.mkdir(parents=True, exist_ok=True)
+        lock = _lock(directory)
+        try:
+            state = cls._load_locked(directory, resume, recipe)
+        except BaseException:
+            os.close(lock)
+            raise
+        state._lock_fd = lock
+        return state
+
+    def release(self) -> None:
+        """Let another process use the directory (the lock taken by `load`)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @classmethod
+    def _load_locked(cls, directory: Path, resume: bool, recipe: dict) -> CollectionState:
         path = directory / "checkpoint.json"
         if not path.exists():
             state = cls(directory, recipe)

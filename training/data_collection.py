@@ -338,8 +338,11 @@ class DataCollector:
                 self._commit(state)
                 pending = 0
 
-        yield accept
-        self._commit(state)
+        try:
+            yield accept
+            self._commit(state)
+        finally:
+            state.release()
 
     def _commit(self, state: CollectionState) -> None:
         stats = self._stats

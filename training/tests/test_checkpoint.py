@@ -192,7 +192,7 @@ def test_load_of_a_run_killed_before_its_first_commit(tmp_path: Path) -> None:
     (tmp_path / "quarantine.jsonl").write_bytes(b"uncommitted\n")
     state = CollectionState.load(tmp_path, resume=False, recipe=RECIPE)
     assert len(state.seen) == 0
-    assert tree(tmp_path) == {"quarantine.jsonl": b""}
+    assert tree(tmp_path) == {"quarantine.jsonl": b"", ".lock": b""}
 
 
 def _committed(directory: Path) -> CollectionState:

@@ -7,7 +7,9 @@ files whose name matches the spec's pattern, a file object that counts the bytes
 
 * `kill`: sends itself SIGKILL (the process dies there, exactly as on an OOM kill or a power
   cut of the process; the partial temporary file is what a crash leaves on disk), or
-* `enospc`: raises `OSError(ENOSPC)` from `write`, as a full disk does.
+* `enospc`: raises `OSError(ENOSPC)` from `write`, as a full disk does, or
+* `pause`: creates the file `flag` and waits (at most a minute) until `flag + ".go"` exists,
+  so a test can act while the stage is held at a known point (e.g. start a rival process).
 
 `at="replace"` fires instead when a matching file is renamed into place (`os.replace` or
 `os.rename`), just before the rename: the new content is complete but not installed.
@@ -23,6 +25,7 @@ import fnmatch
 import io
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,19 +44,28 @@ def _matches(path: object, pattern: str) -> bool:
     return fnmatch.fnmatch(Path(name).name, pattern)
 
 
-def _fire(action: str, what: str) -> None:
+def _fire(spec: dict, what: str) -> None:
+    action = spec["action"]
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "pause":
+        flag = Path(spec["flag"])
+        flag.touch()
+        go = flag.with_name(flag.name + ".go")
+        deadline = time.monotonic() + 60
+        while not go.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), what)
 
 
 class _FaultyFile:
     """A real file object whose writes fail once `limit` bytes are in the file."""
 
-    def __init__(self, handle: Any, limit: int, action: str) -> None:
+    def __init__(self, handle: Any, limit: int, spec: dict) -> None:
         self._handle = handle
         self._limit = limit
-        self._action = action
+        self._spec = spec
         self._written = 0
 
     def write(self, data: Any) -> int:
@@ -66,8 +78,9 @@ class _FaultyFile:
             self._handle.write(data[:room])
             self._written += room
         self._handle.flush()
-        _fire(self._action, self._handle.name)
-        raise AssertionError("unreachable")
+        _fire(self._spec, self._handle.name)
+        self._limit = float("inf")  # paused, then let go: the rest is written normally
+        return self.write(data[room:]) + max(room, 0)
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
@@ -90,13 +103,14 @@ def install(spec: dict) -> None:
     """Arm one fault.
 
     Args:
-        spec: {"action": "kill" | "enospc", "pattern": fnmatch pattern on the file name,
+        spec: {"action": "kill" | "enospc" | "pause", "pattern": fnmatch pattern on the file name,
             "at": "write" (default) | "replace", "nth": which matching file (1-based, default 1),
-            "after_bytes": bytes that reach the file first (default 0; "write" only)}.
+            "after_bytes": bytes that reach the file first (default 0; "write" only),
+            "flag": the file a pause creates}.
     """
     action, pattern = spec["action"], spec["pattern"]
-    if action not in ("kill", "enospc"):
-        raise ValueError(f"action must be kill or enospc, got {action!r}")
+    if action not in ("kill", "enospc", "pause"):
+        raise ValueError(f"action must be kill, enospc or pause, got {action!r}")
     nth = int(spec.get("nth", 1))
     seen = 0
 
@@ -110,12 +124,12 @@ def install(spec: dict) -> None:
     if spec.get("at", "write") == "replace":
         def replace(src, dst, *args, **kwargs):
             if armed(dst):
-                _fire(action, os.fspath(dst))
+                _fire(spec, os.fspath(dst))
             return _real_replace(src, dst, *args, **kwargs)
 
         def rename(src, dst, *args, **kwargs):
             if armed(dst):
-                _fire(action, os.fspath(dst))
+                _fire(spec, os.fspath(dst))
             return _real_rename(src, dst, *args, **kwargs)
 
         os.replace, os.rename = replace, rename
@@ -126,7 +140,7 @@ def install(spec: dict) -> None:
     def faulty_open(file, mode="r", *args, **kwargs):
         handle = _real_open(file, mode, *args, **kwargs)
         if any(c in mode for c in "wax+") and armed(file):
-            return _FaultyFile(handle, limit, action)
+            return _FaultyFile(handle, limit, spec)
         return handle
 
     builtins.open = faulty_open

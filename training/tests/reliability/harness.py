@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 from training.tests.conftest import REPO
@@ -40,6 +41,15 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), **extra}
 
 
+def child_command(code: str, fault: dict | None = None) -> list[str]:
+    """`python -c` running `code` with `fault` armed first (see faults.install)."""
+    prelude = ""
+    if fault is not None:
+        prelude = ("import json, sys\nfrom training.tests.reliability.faults import install\n"
+                   f"install(json.loads({json.dumps(json.dumps(fault))}))\n")
+    return [sys.executable, "-c", prelude + textwrap.dedent(code)]
+
+
 def run_child(code: str, fault: dict | None = None, cwd: Path | None = None,
               timeout: float = CHILD_TIMEOUT_S, env: dict[str, str] | None = None
               ) -> subprocess.CompletedProcess:
@@ -47,13 +57,33 @@ def run_child(code: str, fault: dict | None = None, cwd: Path | None = None,
 
     The code uses the package's public API; what it prints to stdout comes back as text.
     """
-    prelude = ""
-    if fault is not None:
-        prelude = ("import json, sys\nfrom training.tests.reliability.faults import install\n"
-                   f"install(json.loads({json.dumps(json.dumps(fault))}))\n")
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
-                          cwd=cwd, env=env or child_env(), capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(child_command(code, fault), cwd=cwd, env=env or child_env(),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def start_child(code: str, fault: dict | None = None, cwd: Path | None = None
+                ) -> subprocess.Popen:
+    """`run_child` in the background; finish it with `finish(process)`."""
+    return subprocess.Popen(child_command(code, fault), cwd=cwd, env=child_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(process: subprocess.Popen, timeout: float = CHILD_TIMEOUT_S
+           ) -> subprocess.CompletedProcess:
+    stdout, stderr = process.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+def wait_for(path: Path, process: subprocess.Popen, timeout: float = CHILD_TIMEOUT_S) -> None:
+    """Wait until `path` exists (a paused child's flag); fail if the child ends first."""
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the child ended (exit {process.returncode}) before {path.name}"
+                                 f":\n{process.stderr.read()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path} did not appear within {timeout} s")
+        time.sleep(0.02)
 
 
 def assert_killed(result: subprocess.CompletedProcess) -> None:
