@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import sys
@@ -67,15 +68,23 @@ def make_splits(folder: Path, n_events: int) -> tuple[str, str]:
     return str(train), str(val)
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its ended children (the worker processes)."""
+    own, children = (resource.getrusage(who) for who in (resource.RUSAGE_SELF,
+                                                         resource.RUSAGE_CHILDREN))
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
 def baseline(objective: Layer1Objective) -> dict:
     """The default configuration, trained as a trial is."""
     study = optuna.create_study(direction=objective.direction)
     study.enqueue_trial(objective.default_params())
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
     study.optimize(objective, n_trials=1)
     trial = study.trials[0]
     return {"val_loss": trial.value, "epochs": len(trial.intermediate_values),
-            "seconds": time.perf_counter() - start, "params": trial.params}
+            "seconds": time.perf_counter() - start, "cpu_seconds": cpu_seconds() - cpu,
+            "params": trial.params}
 
 
 def tune(objective: Layer1Objective, args: argparse.Namespace, seed: int, folder: Path) -> dict:
@@ -84,12 +93,14 @@ def tune(objective: Layer1Objective, args: argparse.Namespace, seed: int, folder
         sampler="tpe", pruner=args.pruner, pruner_n_startup_trials=args.startup,
         pruner_n_warmup_steps=args.warmup, n_workers=args.workers, seed=seed,
         output_dir=str(folder))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds()
+    load = os.getloadavg()[0]
     result = HyperparameterTuner(config).tune(objective)
     seconds = time.perf_counter() - start
     trials = result.study.get_trials()
     pruned = sum(t.state == TrialState.PRUNED for t in trials)
-    return {"seconds": seconds, "trials": len(trials), "pruned": pruned,
+    return {"seconds": seconds, "cpu_seconds": cpu_seconds() - cpu, "load_before": load,
+            "load_after": os.getloadavg()[0], "trials": len(trials), "pruned": pruned,
             "pruned_fraction": pruned / len(trials),
             "complete": sum(t.state == TrialState.COMPLETE for t in trials),
             "failed": sum(t.state == TrialState.FAIL for t in trials),
@@ -115,9 +126,8 @@ def main() -> None:
     data_dir = OUT / "tuning_data"
     data_dir.mkdir(parents=True, exist_ok=True)
     train, val = make_splits(data_dir, args.events)
-    # One thread per process: the workers share the two cores; the baseline runs alone.
-    objective = Layer1Objective(train, val, metric="loss", max_epochs=args.max_epochs,
-                                num_threads=1 if args.workers == 1 else None)
+    # One torch thread per trial (the objective's default), for the baseline too.
+    objective = Layer1Objective(train, val, metric="loss", max_epochs=args.max_epochs)
     load = os.getloadavg()[0]
     base = baseline(objective)
     runs = []
@@ -129,7 +139,7 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
         print(json.dumps(runs[-1]), file=sys.stderr)
     median = {k: statistics.median(r[k] for r in runs)
-              for k in ("seconds", "pruned_fraction", "epochs", "best_val_loss")}
+              for k in ("seconds", "cpu_seconds", "pruned_fraction", "epochs", "best_val_loss")}
     report = {"settings": vars(args), "load_average_at_start": load,
               "load_average_at_end": os.getloadavg()[0], "cpus": os.cpu_count(),
               "baseline": base, "runs": runs, "median": median,

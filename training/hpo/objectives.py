@@ -47,8 +47,9 @@ class LayerObjective(ABC):
         max_epochs: epochs per trial (>= 1).
         seed: training seed of every trial (the same initial weights for the same sizes,
             so trials differ by their hyperparameters, not by luck of the draw).
-        num_threads: torch threads per trial; None leaves the process's setting (worker
-            processes share the cores).
+        num_threads: torch threads per trial (default 1: these models are small, and a second
+            thread gains little while making a busy machine's trials many times slower; use
+            worker processes to use more cores); None leaves the process's setting.
     """
 
     layer: ClassVar[int]
@@ -56,7 +57,7 @@ class LayerObjective(ABC):
 
     def __init__(self, train_data: str | Path, val_data: str | Path, *, metric: str = "auto",
                  max_epochs: int = 30, seed: int | None = 42,
-                 num_threads: int | None = None) -> None:
+                 num_threads: int | None = 1) -> None:
         if metric not in METRICS:
             raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
         if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:

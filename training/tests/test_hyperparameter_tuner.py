@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -160,7 +161,7 @@ def test_a_trial_left_running_by_a_dead_worker_is_failed_on_resume(tmp_path):
                                        f"{socket.gethostname()}:{dead.pid}:0")
     alive = study.ask()  # a trial of this (living) process: left alone
     study._storage.set_trial_user_attr(alive._trial_id, WORKER_ATTR,
-                                       f"{socket.gethostname()}:{subprocess.os.getpid()}:0")
+                                       f"{socket.gethostname()}:{os.getpid()}:0")
     result = tuner.tune(RecordingObjective(str(tmp_path)))
     states = {t.number: t.state for t in result.study.get_trials()}
     assert states == {0: TrialState.FAIL, 1: TrialState.RUNNING,
