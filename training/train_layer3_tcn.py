@@ -56,7 +56,7 @@ def default_config(**changes: Any) -> TrainingConfig:
 
 def train_layer3_tcn(train_windows: Layer3Windows, val_windows: Layer3Windows | None = None,
                      config: TrainingConfig | None = None, *,
-                     channels: list[int] | tuple[int, ...] = (32, 32, 32, 32), kernel_size: int = 3,
+                     channels: list[int] | tuple[int, ...] = (16, 16, 16, 16), kernel_size: int = 3,
                      dilations: list[int] | None = None, dropout: float = 0.1,
                      benign_only: bool | None = None, resume: bool | str | Path = False,
                      callbacks: list[Callback] | None = None,
@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     add_training_flags(parser, model_name="layer3_tcn", num_epochs=50, batch_size=128,
                        learning_rate=3e-3, units="windows")
-    add_flag(parser, "hidden_dim", type=int, default=32, help="channels of every block")
+    add_flag(parser, "hidden_dim", type=int, default=16, help="channels of every block")
     add_flag(parser, "num_levels", type=int, default=4,
              help="residual blocks; block i has dilation 2**i unless --dilations is given")
     add_flag(parser, "kernel_size", type=int, default=3)
