@@ -73,6 +73,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     path = write_demo_file(args.path, n_events=args.events, seed=args.demo_seed)
     print(f"wrote {path} ({args.events:,} events, seed {args.demo_seed})")
+    if args.data_only:
+        return 0
     source = DataSource("demo", DataSourceType.JSON_FILE, {"path": str(path)})
     return _run(_pipeline_config(args, [source]))
 
@@ -191,6 +193,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
     option(d, "--events", type=int, default=10_000, help="number of events (default 10000)")
     option(d, "--demo-seed", type=int, default=42, help="seed of the demo data (default 42)")
     option(d, "--path", type=Path, default=DEMO_PATH, help="where to write the demo file")
+    option(d, "--data-only", action="store_true", help="write the demo file, run nothing")
     _pipeline_options(d, option, "maximus-demo")
     d.set_defaults(run=cmd_demo, workdir=Path("maximus-demo"), source=None)
 
