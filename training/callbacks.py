@@ -161,9 +161,9 @@ class ModelCheckpoint(Callback):
 
     def on_epoch_end(self, trainer: LayerTrainer, metrics: TrainingMetrics) -> None:
         if trainer.improved:
-            trainer.save_model_file(self.best_path)
+            trainer.save_model_file(self.best_path, background=True)
         if not self.save_best_only and metrics.epoch % self.save_frequency == 0:
-            trainer.save_model_file(self.epoch_path(metrics.epoch))
+            trainer.save_model_file(self.epoch_path(metrics.epoch), background=True)
 
     def on_train_end(self, trainer: LayerTrainer, history: list[TrainingMetrics]) -> None:
         # The trainer has restored the best weights; write them with the threshold.

@@ -31,6 +31,8 @@ tensors and read once per epoch; logging is per epoch.
 
 from __future__ import annotations
 
+import copy
+import io
 import json
 import logging
 import math
@@ -58,7 +60,9 @@ from training.model_files import save_model
 from training.paths import checkpoints_dir, logs_dir
 from training.thresholds import Threshold, calibrate_threshold
 from training.trainer_config import TrainingConfig
-from training.trainer_state import load_state, rng_state, save_state, set_rng_state
+from training.trainer_state import (
+    BackgroundWriter, load_state, rng_state, save_state, set_rng_state, snapshot,
+)
 from training.trainer_steps import CapturedStep, loss_module, to_device
 
 __all__ = ["EarlyStopping", "LayerTrainer", "TrainingConfig", "TrainingMetrics"]
@@ -158,6 +162,7 @@ class LayerTrainer:
         self._monitor = cfg.monitor
         self._train_data: Iterable[Any] | None = None
         self._sums = (torch.zeros((), device=self.device), torch.zeros((), device=self.device))
+        self._writer = BackgroundWriter()
 
     @property
     def last_state_path(self) -> Path:
@@ -220,8 +225,10 @@ class LayerTrainer:
                     and isinstance(self.model, Detector)):
                 self.calibrate_threshold(threshold_data, val_labels)
             self._emit("on_train_end", self, self.history)
+            self._writer.wait()
         finally:
             self._emit("teardown", self)
+            self._writer.close()
         return self.history
 
     def _run_epoch(self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
@@ -259,7 +266,7 @@ class LayerTrainer:
                     metrics.learning_rate, metrics.epoch_time)
         self._emit("on_epoch_end", self, metrics)
         if self.config.save_last_state and self.rank == 0:
-            self.save_state(self.last_state_path)
+            self.save_state(self.last_state_path, background=True)
 
     def _train_epoch(self, batches: Iterable[Any]) -> tuple[float, float | None]:
         """One pass over the training batches; (mean loss, mean gradient norm)."""
@@ -361,25 +368,34 @@ class LayerTrainer:
                     self.threshold.method, self.threshold.n_scores)
         return self.threshold
 
-    def save_model_file(self, path: str | Path) -> Path:
-        """The model's weights (plain state_dict) and, for a Detector, its JSON sidecar."""
+    def save_model_file(self, path: str | Path, *, background: bool = False) -> Path:
+        """Write the model's weights (plain state_dict) and, for a Detector, its JSON sidecar.
+
+        With `background`, the write runs on the checkpoint thread from a copy of the model
+        taken now; `train` waits for it before returning.
+        """
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
+        if not background:  # one writer per file at a time (temporary names are per process)
+            self._writer.wait()
         if not isinstance(self.model, Detector):
-            import io
-
-            buffer = io.BytesIO()
-            torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, buffer)
-            with atomic_write(path) as handle:
-                handle.write(buffer.getvalue())
+            state = snapshot(self.model.state_dict())
+            if background:
+                self._writer.submit(_write_state_dict, path, state)
+            else:
+                _write_state_dict(path, state)
             return path
         extra = {"model_name": self.config.model_name, "layer_name": self.config.layer_name,
                  "epoch": self.epoch, "best_epoch": self.best_epoch,
                  "best_value": self.best_val_loss, "monitor": self._monitor,
                  "threshold": self.threshold.to_dict() if self.threshold else None,
                  "training_config": self.config.to_dict()}
-        save_model(self.model, path, feature_spec=self.feature_spec,
-                   threshold=self.threshold.value if self.threshold else None, extra=extra)
+        args = dict(feature_spec=self.feature_spec,
+                    threshold=self.threshold.value if self.threshold else None, extra=extra)
+        if background:
+            self._writer.submit(save_model, copy.deepcopy(self.model), path, **args)
+        else:
+            save_model(self.model, path, **args)
         return path
 
     def state_dict(self) -> dict[str, Any]:
@@ -404,9 +420,14 @@ class LayerTrainer:
             "rng": rng_state(),
         }
 
-    def save_state(self, path: str | Path) -> None:
+    def save_state(self, path: str | Path, *, background: bool = False) -> None:
+        """Write the last-state checkpoint (on the checkpoint thread with `background`)."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        save_state(path, self.state_dict())
+        if background:
+            self._writer.submit(save_state, path, snapshot(self.state_dict()))
+        else:
+            self._writer.wait()
+            save_state(path, self.state_dict())
 
     def load_state(self, path: str | Path) -> None:
         """Continue from a last-state checkpoint of the same model class and arguments."""
@@ -470,6 +491,13 @@ class LayerTrainer:
     def _emit(self, event: str, *args: Any) -> None:
         for cb in self.callbacks:
             getattr(cb, event)(*args)
+
+
+def _write_state_dict(path: Path, state: dict[str, torch.Tensor]) -> None:
+    buffer = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in state.items()}, buffer)
+    with atomic_write(path) as handle:
+        handle.write(buffer.getvalue())
 
 
 def _key(index: int, callback: Callback) -> str:

@@ -6,12 +6,19 @@ trainer's counters and history, the best weights so far, the batches' generator 
 random states of torch (CPU and CUDA), numpy and Python. It holds only tensors and plain
 containers of numbers and strings (the configuration is stored as its JSON text), so it is
 read back with `torch.load(weights_only=True)`: nothing in it is executed.
+
+Files are written by a `BackgroundWriter` while the next epoch trains: serializing and fsyncing
+a checkpoint costs 10-30 ms, a tenth of a small model's epoch. The trainer hands it snapshots
+(`snapshot` copies every tensor), so training can change the live tensors meanwhile; a crash
+still leaves the previous file intact (atomic rename), and `wait` reports any write error.
 """
 
 from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -77,3 +84,42 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a trainer state (expected format {FORMAT!r})")
     return state
+
+
+def snapshot(value: Any) -> Any:
+    """A copy of `value` whose tensors are detached clones (containers are copied too)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().clone()
+    if isinstance(value, dict):
+        return {k: snapshot(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(snapshot(v) for v in value)
+    return value
+
+
+class BackgroundWriter:
+    """Runs file writes one at a time, in submission order, on a worker thread."""
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._pending: list[Future] = []
+
+    def submit(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checkpoint")
+        self._pending = [f for f in self._pending if not f.done() or f.exception()]
+        self._pending.append(self._pool.submit(fn, *args, **kwargs))
+
+    def wait(self) -> None:
+        """Block until every submitted write is done; raise the first write error."""
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()
+
+    def close(self) -> None:
+        try:
+            self.wait()
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+                self._pool = None
