@@ -60,8 +60,10 @@ def save_model(model: Detector, path: str | Path, *, feature_spec: FeatureSpec |
                threshold: float | None = None, extra: dict[str, Any] | None = None) -> Path:
     """Write `model`'s state_dict to `path` and its sidecar beside it, each atomically.
 
-    The weights go first: a crash between the two leaves a sidecar whose sha256 no longer
-    matches, which `load_model` refuses, rather than a sidecar describing weights never written.
+    Both are written in full to temporary files before either is renamed into place, so a failed
+    write (a full disk) leaves the previous pair untouched and loadable. The weights are renamed
+    first: a crash between the two renames leaves a sidecar whose sha256 no longer matches,
+    which `load_model` refuses, rather than a sidecar describing weights never written.
 
     Returns:
         The sidecar's path.
@@ -70,8 +72,6 @@ def save_model(model: Detector, path: str | Path, *, feature_spec: FeatureSpec |
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
     data = buffer.getvalue()
-    with atomic_write(path) as handle:
-        handle.write(data)
     sidecar = {
         "format": FORMAT,
         "model_class": type(model).__name__,
@@ -85,8 +85,10 @@ def save_model(model: Detector, path: str | Path, *, feature_spec: FeatureSpec |
         **(extra or {}),
     }
     side = sidecar_path(path)
-    with atomic_write(side) as handle:
-        handle.write(json.dumps(sidecar, indent=2, sort_keys=True).encode())
+    # The inner block (the weights) is renamed into place first, the sidecar after it.
+    with atomic_write(side) as side_handle, atomic_write(path) as weights_handle:
+        weights_handle.write(data)
+        side_handle.write(json.dumps(sidecar, indent=2, sort_keys=True).encode())
     return side
 
 

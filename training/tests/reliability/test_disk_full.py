@@ -1,0 +1,110 @@
+"""Disk full: a write that fails with ENOSPC (a patched file object in a child process raises it
+once some bytes reached the file) leaves the previous good file in place and reports the error;
+once space is back, the stage completes without loss."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+import torch
+
+from training.checkpoint import CollectionState
+from training.data_preprocessor import LayerArrays
+from training.model_files import load_model
+from training.tests.reliability.harness import (
+    demo_inputs, last_json, run_child, temporaries,
+)
+from training.tests.reliability.test_crashes import (
+    COLLECT, SAVE_SAMPLES, _collected_ids, _quarantined_lines,
+)
+
+pytestmark = pytest.mark.reliability
+ENOSPC_TEXT = "No space left on device"
+
+
+def assert_reported_enospc(result) -> str:
+    assert result.returncode == 1, f"exit {result.returncode}: {result.stderr[-3000:]}"
+    assert ENOSPC_TEXT in result.stderr, result.stderr[-3000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("fault", [
+    pytest.param({"action": "enospc", "pattern": "*part-000002.parquet*", "after_bytes": 1000},
+                 id="part"),
+    pytest.param({"action": "enospc", "pattern": "*checkpoint.json*", "nth": 3,
+                  "after_bytes": 100}, id="checkpoint"),
+])
+def test_collection_disk_full_then_resumed(tmp_path, fault, observed):
+    """Stage: collection
+    Fault: ENOSPC while `collect_to` writes its third event part, or its third checkpoint.json
+        (test id), after some bytes reached the temporary file.
+    Expected: the run fails with the OSError (errno 28) reported; checkpoint.json is the last
+        good one (loads, consistent); no temporary file remains; rerun with space back, every
+        event is delivered exactly once and every bad line quarantined once.
+    """
+    paths, events, bad = demo_inputs(tmp_path, n_events=400, n_files=2, bad_every=53)
+    out = tmp_path / "out"
+    code = COLLECT.format(paths=[str(p) for p in paths], out=str(out))
+    reported = assert_reported_enospc(run_child(code, fault))
+    state = CollectionState.load(out, resume=True, recipe=json.loads(
+        (out / "checkpoint.json").read_text())["recipe"])
+    state.release()
+    assert temporaries(out) == []
+    stats = last_json(run_child(code))
+    assert _collected_ids(out) == Counter(e["event_id"] for e in events)
+    assert _quarantined_lines(out) == Counter(bad)
+    assert stats["events"] == len(events) and stats["duplicates"] == 0
+    observed(f"{reported}; rerun delivered {stats['events']} events once")
+
+
+def test_preprocessing_save_disk_full_keeps_previous_file(tmp_path, observed):
+    """Stage: preprocessing save
+    Fault: ENOSPC after 20 kB of the second `save_samples` of layer1_samples.npz (over the
+        first one).
+    Expected: OSError errno 28 reported; layer1_samples.npz is still the first save (100
+        samples, loadable); no temporary file remains.
+    """
+    paths, _, _ = demo_inputs(tmp_path, n_events=300, n_files=1)
+    out = tmp_path / "pre"
+    fault = {"action": "enospc", "pattern": "*layer1_samples.npz*", "nth": 2,
+             "after_bytes": 20_000}
+    reported = assert_reported_enospc(
+        run_child(SAVE_SAMPLES.format(events=str(paths[0]), out=str(out)), fault))
+    assert len(LayerArrays.load(out / "layer1_samples.npz")) == 100
+    assert temporaries(out) == []
+    observed(reported)
+
+
+SAVE_MODEL = """
+import torch
+from training.detectors.vae import Layer1VAE
+from training.model_files import save_model
+for seed, threshold in ((1, 0.25), (2, 0.75)):  # a first model, then a second over it
+    torch.manual_seed(seed)
+    save_model(Layer1VAE(hidden_dim=16, latent_dim=4), {path!r}, threshold=threshold)
+"""
+
+
+@pytest.mark.parametrize("target", ["layer1_vae_best.pt", "layer1_vae_best.json"])
+def test_model_save_disk_full_keeps_previous_model(tmp_path, target, observed):
+    """Stage: model files
+    Fault: ENOSPC while `save_model` overwrites an existing model: in the weights (.pt) or in
+        the sidecar (.json) write (test id).
+    Expected: OSError errno 28 reported; the previous pair still loads through `load_model`
+        (sha256 verified) with its own weights and threshold. (Before, weights were renamed
+        into place before the sidecar was written: a failed sidecar write left new weights
+        beside the old sidecar, and the model refused to load.)
+    """
+    path = tmp_path / "layer1_vae_best.pt"
+    fault = {"action": "enospc", "pattern": f"*{target}*", "nth": 2, "after_bytes": 64}
+    reported = assert_reported_enospc(run_child(SAVE_MODEL.format(path=str(path)), fault))
+    loaded = load_model(path)
+    torch.manual_seed(1)
+    from training.detectors.vae import Layer1VAE
+    first = Layer1VAE(hidden_dim=16, latent_dim=4).state_dict()
+    assert loaded.threshold == 0.25
+    assert all(torch.equal(first[k], v) for k, v in loaded.model.state_dict().items())
+    assert temporaries(tmp_path) == []
+    observed(f"{reported}; previous model loads (threshold 0.25)")
