@@ -81,9 +81,9 @@ def _tcn_case() -> Case:
     from training.layer3_data import Layer3Data, fit_layer3_scaling
 
     builder = Layer3WindowBuilder()
-    train = builder.build(traffic.table(traffic.office_rows(1, hosts=16, minutes=240)))
+    train = builder.build(traffic.table(traffic.office_rows(1, hosts=10, minutes=240)))
     val = builder.build(traffic.table(traffic.office_rows(4, hosts=16, minutes=60)))
-    test = builder.build(traffic.table(traffic.office_rows(2, hosts=16, minutes=240)
+    test = builder.build(traffic.table(traffic.office_rows(2, hosts=10, minutes=240)
                                        + traffic.beacon_rows(3, infected=4, first_minute=30,
                                                              count=180)))
     spec = fit_layer3_scaling(train)
@@ -92,7 +92,7 @@ def _tcn_case() -> Case:
     return Case(Layer3TCN(channels=[16, 16, 16, 16]), spec,
                 data["train"].batches(128, shuffle=True, training=True),
                 data["val"].batches(1024), data["test"].batches(1024), test.labels,
-                lambda b: b[0].shape[0], epochs=15, batch_size=128)
+                lambda b: b[0].shape[0], epochs=12, batch_size=128)
 
 
 def _vae_case() -> Case:
