@@ -113,3 +113,75 @@ def test_preprocessing_save_killed_keeps_previous_file(tmp_path, observed):
     with pytest.raises(PipelineError) as info:
         LayerArrays.load(partial)
     observed(f"previous file intact (100 samples); partial file refused: {info.value}")
+
+
+# -- training checkpoints -----------------------------------------------------------------------
+
+TRAIN = """
+import json, torch
+from training.batches import TensorBatches
+from training.detectors.vae import Layer1VAE
+from training.layer_trainer import LayerTrainer, TrainingConfig
+torch.set_num_threads(1)
+torch.manual_seed(0)
+x = torch.rand(64, 8, generator=torch.Generator().manual_seed(0))
+v = torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
+cfg = TrainingConfig(model_name="vae", layer_name="layer1", checkpoint_dir={ck!r},
+                     log_dir={ck!r} + "/logs", tensorboard=False, seed=0, num_epochs=6,
+                     device="cpu", save_best_only=False, save_frequency=2,
+                     lr_scheduler="cosine", early_stopping_patience=None)
+trainer = LayerTrainer(Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2, dropout=0.3),
+                       config=cfg)
+trainer.train(TensorBatches(x, batch_size=16, shuffle=True, seed=5),
+              TensorBatches(v, batch_size=8), resume={resume!r})
+print(json.dumps({{"epochs": [m.epoch for m in trainer.history],
+                  "train_loss": [m.train_loss for m in trainer.history],
+                  "weights": {{k: t.tolist() for k, t in trainer.model.state_dict().items()}}}}))
+"""
+
+
+@pytest.fixture(scope="module")
+def straight_training(tmp_path_factory) -> dict:
+    """The same training run without any fault: what a resumed run must reproduce."""
+    ck = tmp_path_factory.mktemp("straight")
+    return last_json(run_child(TRAIN.format(ck=str(ck), resume=False)))
+
+
+@pytest.mark.parametrize("fault", [
+    pytest.param({"action": "kill", "pattern": "*vae_best.pt*", "nth": 2, "after_bytes": 500},
+                 id="best"),
+    pytest.param({"action": "kill", "pattern": "*vae_last_state.pt*", "nth": 3,
+                  "after_bytes": 500}, id="last"),
+    pytest.param({"action": "kill", "pattern": "*vae_epoch0004.pt*", "after_bytes": 500},
+                 id="periodic"),
+])
+def test_training_killed_at_checkpoint_write_then_resumed(tmp_path, fault, straight_training,
+                                                          observed):
+    """Stage: training
+    Fault: SIGKILL of `LayerTrainer.train` (6 epochs, best, periodic every 2 and last-state
+        checkpoints) in the middle of writing the checkpoint named by the test id: the second
+        best model, the third last-state file, or the epoch-4 periodic weights.
+    Expected: `train(..., resume=True)` continues from the last complete state and ends with
+        exactly the history (epochs 1-6, same losses) and weights of an uninterrupted run;
+        every checkpoint file in place loads (sha256 verified); the partial file is never
+        taken for a checkpoint.
+    """
+    from training.model_files import load_model
+    from training.trainer_state import load_state
+
+    ck = tmp_path / "ck"
+    assert_killed(run_child(TRAIN.format(ck=str(ck), resume=False), fault))
+    partial = temporaries(ck)
+    assert partial, "the kill left no partial checkpoint: it came at another point"
+    resumed = last_json(run_child(TRAIN.format(ck=str(ck), resume=True)))
+    assert resumed["epochs"] == [1, 2, 3, 4, 5, 6]
+    assert resumed["train_loss"] == straight_training["train_loss"]
+    assert resumed["weights"] == straight_training["weights"]
+    for name in ("vae_best.pt", "vae_epoch0002.pt", "vae_epoch0004.pt", "vae_epoch0006.pt"):
+        load_model(ck / name)
+    assert load_state(ck / "vae_last_state.pt")["epoch"] == 6
+    for leftover in partial:
+        with pytest.raises(PipelineError):
+            (load_state if "last_state" in leftover.name else load_model)(leftover)
+    observed(f"resumed after the kill in {partial[0].name}: epochs 1-6, weights identical to "
+             "an uninterrupted run")
