@@ -115,14 +115,17 @@ class Layer2Data:
                      batch=torch.from_numpy(node_graph), ptr=torch.from_numpy(node_ptr),
                      window=torch.from_numpy(np.asarray(windows, dtype=np.int64)))
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, training: bool = False
-                ) -> GraphBatches:
-        """Batches of `batch_size` windows; `training` leaves out windows with no edge to fit."""
+    def batches(self, batch_size: int, *, shuffle: bool = False, training: bool = False,
+                **sharding: int | None) -> GraphBatches:
+        """Batches of `batch_size` windows; `training` leaves out windows with no edge to fit.
+
+        `sharding`: seed, rank and world_size for multi-process training (see GraphBatches).
+        """
         windows = self.fit_windows if training else np.arange(len(self))
         if training and not len(windows):
             raise ConfigError("no window has an edge to train on (all edges are threats or "
                               "unknown); train on benign traffic or pass benign_only=False")
-        return GraphBatches(self, windows, batch_size, shuffle=shuffle)
+        return GraphBatches(self, windows, batch_size, shuffle=shuffle, **sharding)
 
     def labels(self) -> np.ndarray:
         """Every edge's label, in the order of `batches()` (unshuffled): the graphs' order."""
@@ -159,28 +162,60 @@ class Layer2Data:
 class GraphBatches:
     """Re-iterable batches of the windows `windows` of a `Layer2Data`.
 
-    Shuffling draws from torch's global generator, whose state the trainer saves and restores,
-    so a resumed run sees the same batches as an uninterrupted one.
+    Args:
+        data: the scaled graphs.
+        windows: the graph numbers to batch.
+        batch_size: windows per batch (>= 1).
+        shuffle: a new order every epoch.
+        seed: seed of the batches' own generator; None shuffles with torch's global generator
+            (which the trainer's checkpoints save and restore). Required for world_size > 1,
+            so that every process draws the same order.
+        rank, world_size: this process's share when several train together (torchrun): every
+            `world_size`-th window of the order, trimmed so all get the same number.
     """
 
     def __init__(self, data: Layer2Data, windows: np.ndarray, batch_size: int, *,
-                 shuffle: bool = False) -> None:
+                 shuffle: bool = False, seed: int | None = None, rank: int = 0,
+                 world_size: int = 1) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        if not 0 <= rank < world_size:
+            raise ConfigError(f"rank must be in [0, world_size={world_size}), got {rank}")
+        if world_size > 1 and shuffle and seed is None:
+            raise ConfigError("shuffling across world_size > 1 processes needs a seed, so that "
+                              "every process draws the same order")
         self.data = data
         self.windows = np.asarray(windows, dtype=np.int64)
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.rank, self.world_size = rank, world_size
+        self.generator = None if seed is None else torch.Generator().manual_seed(seed)
 
-    def __len__(self) -> int:
-        return -(-len(self.windows) // self.batch_size)
-
-    def __iter__(self) -> Iterator[Batch]:
+    def _order(self) -> np.ndarray:
         windows = self.windows
         if self.shuffle:
-            windows = windows[torch.randperm(len(windows)).numpy()]
+            windows = windows[torch.randperm(len(windows), generator=self.generator).numpy()]
+        if self.world_size > 1:
+            share = len(windows) // self.world_size
+            windows = windows[self.rank:share * self.world_size:self.world_size]
+        return windows
+
+    def __len__(self) -> int:
+        share = len(self.windows) // self.world_size if self.world_size > 1 else len(self.windows)
+        return -(-share // self.batch_size)
+
+    def __iter__(self) -> Iterator[Batch]:
+        windows = self._order()
         for start in range(0, len(windows), self.batch_size):
             yield self.data.batch(windows[start:start + self.batch_size])
+
+    def state_dict(self) -> dict:
+        """The own generator's state (for exact resume); empty without one."""
+        return {} if self.generator is None else {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.generator is not None and "generator" in state:
+            self.generator.set_state(state["generator"])
 
 
 def _ranges(ptr: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -69,25 +69,27 @@ class Layer3Data:
     def input_dim(self) -> int:
         return int(self.target.shape[1])
 
-    def batches(self, batch_size: int, *, shuffle: bool = False, training: bool = False
-                ) -> TensorBatches:
+    def batches(self, batch_size: int, *, shuffle: bool = False, training: bool = False,
+                **sharding: int | None) -> TensorBatches:
         """`(history, target, fit)` batches, `fit` marking the windows the loss counts.
 
         `training` keeps only those windows (the training split); otherwise every window comes,
         in order (validation loss over the fit ones, scores and threshold over all). Shuffling
-        draws from torch's global generator, which the trainer's checkpoints cover.
+        draws from torch's global generator, which the trainer's checkpoints cover, unless
+        `sharding` gives a seed (with rank and world_size for multi-process training; see
+        `training.batches.TensorBatches`).
         """
         fit = torch.zeros(len(self), dtype=torch.bool)
         fit[torch.from_numpy(self.fit_rows)] = True
         if not training:
             return TensorBatches(self.history, self.target, fit, batch_size=batch_size,
-                                 shuffle=shuffle)
+                                 shuffle=shuffle, **sharding)
         if not len(self.fit_rows):
             raise ConfigError("no window to train on (none is benign); train on benign traffic "
                               "or pass benign_only=False")
         rows = torch.from_numpy(self.fit_rows)
         return TensorBatches(self.history[rows], self.target[rows], fit[rows],
-                             batch_size=batch_size, shuffle=shuffle)
+                             batch_size=batch_size, shuffle=shuffle, **sharding)
 
     def labels(self) -> np.ndarray:
         """Labels of every window, in the order of `batches()` (unshuffled)."""

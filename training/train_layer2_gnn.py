@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script: sys.path[0] is training/, not the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
 
 from training.callbacks import Callback
 from training.detectors.gnn import Layer2GNN
@@ -95,7 +98,7 @@ def train_layer2_gnn(train_graphs: Layer2Graphs, val_graphs: Layer2Graphs | None
                 "benign" if benign else "(all)", len(train))
     start = time.perf_counter()
     history = trainer.train(
-        train.batches(config.batch_size, shuffle=True, training=True),
+        train.batches(config.batch_size, shuffle=True, training=True, **_sharding(trainer, config)),
         val.batches(config.batch_size) if val is not None else None,
         val_labels=val.labels() if val is not None else None, resume=resume)
     results = {
@@ -111,6 +114,14 @@ def train_layer2_gnn(train_graphs: Layer2Graphs, val_graphs: Layer2Graphs | None
         "train_time_s": time.perf_counter() - start,
     }
     return model, results
+
+
+def _sharding(trainer: LayerTrainer, config: TrainingConfig) -> dict:
+    """One process: shuffle with the global generator (saved in checkpoints); several
+    (torchrun): a shared seed so that all draw the same order, each taking its share."""
+    if trainer.world_size == 1:
+        return {}
+    return {"seed": config.seed or 0, "rank": trainer.rank, "world_size": trainer.world_size}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -149,7 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print_results(results, "edges")
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print_results(results, "edges")
     return 0
 
 

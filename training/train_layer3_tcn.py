@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from typing import Any
 
 if __package__ in (None, ""):  # run as a script: sys.path[0] is training/, not the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
 
 from training.callbacks import Callback
 from training.detectors.tcn import Layer3TCN
@@ -92,7 +95,8 @@ def train_layer3_tcn(train_windows: Layer3Windows, val_windows: Layer3Windows | 
     model = Layer3TCN(input_dim=train.input_dim, channels=list(channels),
                       kernel_size=kernel_size, dilations=dilations, dropout=dropout)
     trainer = LayerTrainer(model, config=config, callbacks=callbacks or (), feature_spec=spec)
-    train_batches = train.batches(config.batch_size, shuffle=True, training=True)
+    train_batches = train.batches(config.batch_size, shuffle=True, training=True,
+                                  **_sharding(trainer, config))
     logger.info("training on %d %s windows of %d", train_batches.num_rows,
                 "benign" if benign else "(all)", len(train))
     start = time.perf_counter()
@@ -112,6 +116,14 @@ def train_layer3_tcn(train_windows: Layer3Windows, val_windows: Layer3Windows | 
         "train_time_s": time.perf_counter() - start,
     }
     return model, results
+
+
+def _sharding(trainer: LayerTrainer, config: TrainingConfig) -> dict:
+    """One process: shuffle with the global generator (saved in checkpoints); several
+    (torchrun): a shared seed so that all draw the same order, each taking its share."""
+    if trainer.world_size == 1:
+        return {}
+    return {"seed": config.seed or 0, "rank": trainer.rank, "world_size": trainer.world_size}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -144,7 +156,11 @@ def main(argv: list[str] | None = None) -> int:
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print_results(results, "windows")
+    finally:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print_results(results, "windows")
     return 0
 
 

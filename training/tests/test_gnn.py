@@ -84,6 +84,22 @@ def test_batches_cut_windows_out_of_the_arrays(six):
         data.batches(0)
 
 
+def test_batches_shard_across_processes(office):
+    train, _ = office
+    data = Layer2Data(train, fit_layer2_scaling(train))
+    shares = [[w for b in data.batches(3, shuffle=True, seed=7, rank=r, world_size=2)
+               for w in b.window.tolist()] for r in (0, 1)]
+    assert len(shares[0]) == len(shares[1]) == len(train) // 2
+    assert not set(shares[0]) & set(shares[1])
+    again = [w for b in data.batches(3, shuffle=True, seed=7, rank=0, world_size=2)
+             for w in b.window.tolist()]
+    assert again == shares[0]  # the same seed, the same order in every process
+    with pytest.raises(ConfigError, match="needs a seed"):
+        data.batches(3, shuffle=True, rank=0, world_size=2)
+    with pytest.raises(ConfigError, match=r"rank must be in \[0, world_size=2\), got 2"):
+        data.batches(3, rank=2, world_size=2)
+
+
 def test_edge_scores_map_back_to_events(six):
     data = Layer2Data(six, fit_layer2_scaling(six))
     events = data.edge_events(np.array([10.0, 20.0, 30.0]))
