@@ -16,7 +16,7 @@ interleaved so that a change of machine load hits all of them:
 Each figure is the median over `--repeats` runs of `--epochs` epochs, extrapolated to 100
 epochs; wall time, and the process's CPU time (less sensitive to other processes' load).
 
-    .venv/bin/python benchmarks/bench_trainer.py                 # batch 32 and 256, 5 epochs x 3
+    .venv/bin/python benchmarks/bench_trainer.py                 # batch 32 and 256, 10 epochs x 3
     .venv/bin/python benchmarks/bench_trainer.py --epochs 100 --repeats 1 --batch-sizes 32
 """
 
@@ -124,7 +124,7 @@ def timed(fn, *args) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
     parser.add_argument("--threads", type=int, default=1)

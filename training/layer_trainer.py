@@ -141,7 +141,9 @@ class LayerTrainer:
                           and self.world_size == 1)
         self.optimizer = _optimizer(cfg, self.loss.parameters(), self.device, self._graph_ok)
         self.scheduler = _scheduler(cfg, self.optimizer)
-        self._step_loss: nn.Module = self.loss
+        # One process: call the loss directly (no module-call hooks per step); several: through
+        # DDP, whose forward prepares the gradient all-reduce.
+        self._step_loss: Callable[[Any], torch.Tensor] = self.loss.forward
         if self.world_size > 1:
             from torch.nn.parallel import DistributedDataParallel
 
@@ -274,10 +276,12 @@ class LayerTrainer:
         loss_sum, norm_sum = self._sums
         loss_sum.zero_()
         norm_sum.zero_()
-        graph_ok = self._graph_ok and isinstance(batches, TensorBatches)
+        in_memory = isinstance(batches, TensorBatches)  # already on the device
+        graph_ok = self._graph_ok and in_memory
         rows = steps = 0
         for batch in batches:
-            batch = to_device(batch, self.device)
+            if not in_memory:
+                batch = to_device(batch, self.device)
             n = self.loss.batch_size_of(batch)
             if graph_ok and self._captured is None and n == batches.batch_size:
                 self._captured = self._capture(batch, n)
