@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 from training.errors import ConfigError
 
 if TYPE_CHECKING:
-    from training.layer_trainer import LayerTrainer, TrainingMetrics
+    from training.layer_trainer import LayerTrainer
+    from training.trainer_config import TrainingMetrics
 
 logger = logging.getLogger(__name__)
 

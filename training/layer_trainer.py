@@ -32,16 +32,12 @@ tensors and read once per epoch; logging is per epoch.
 from __future__ import annotations
 
 import copy
-import io
 import json
 import logging
 import math
-import os
-import random
 import time
 from collections.abc import Callable, Iterable
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -55,44 +51,22 @@ from training.callbacks import Callback, EarlyStopping, ModelCheckpoint, TensorB
 from training.detectors.base import Detector
 from training.errors import CheckpointError, ConfigError, TrainingError
 from training.features.encoding import FeatureSpec
-from training.fileio import atomic_write
 from training.model_files import save_model
 from training.paths import checkpoints_dir, logs_dir
 from training.thresholds import Threshold, calibrate_threshold
-from training.trainer_config import TrainingConfig
+from training.trainer_config import TrainingConfig, TrainingMetrics
+from training.trainer_setup import (
+    amp_dtype, build_optimizer, build_scheduler, init_distributed, resolve_device, seed_everything,
+    set_deterministic,
+)
 from training.trainer_state import (
-    BackgroundWriter, load_state, rng_state, save_state, set_rng_state, snapshot,
+    BackgroundWriter, load_state, rng_state, save_state, save_weights, set_rng_state, snapshot,
 )
 from training.trainer_steps import CapturedStep, loss_module, to_device
 
-__all__ = ["EarlyStopping", "LayerTrainer", "TrainingConfig", "TrainingMetrics"]
+__all__ = ["EarlyStopping", "LayerTrainer", "TrainingConfig", "TrainingMetrics", "seed_everything"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainingMetrics:
-    """One epoch's figures (losses are means over the epoch's rows)."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float | None
-    learning_rate: float
-    epoch_time: float
-    grad_norm: float | None = None  # mean total gradient norm before clipping
-    val_metrics: dict[str, float] = field(default_factory=dict)
-
-    def get(self, name: str) -> float:
-        """The value called `name`: "train_loss", "val_loss" or a "val_<metric>"."""
-        if name == "train_loss":
-            return self.train_loss
-        if name in self.val_metrics:
-            return self.val_metrics[name]
-        raise ConfigError(f"no metric {name!r} in epoch {self.epoch}; available: train_loss"
-                          + "".join(f", {k}" for k in self.val_metrics))
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class LayerTrainer:
@@ -126,21 +100,20 @@ class LayerTrainer:
             raise ConfigError(f"config must be a TrainingConfig, got {type(cfg).__name__}")
         if cfg.num_threads is not None:
             torch.set_num_threads(cfg.num_threads)
-        self.rank, self.world_size, local_rank = _init_distributed(cfg.device)
-        self.device = _resolve_device(cfg.device, local_rank if self.world_size > 1 else None)
+        self.rank, self.world_size, local_rank = init_distributed(cfg.device)
+        self.device = resolve_device(cfg.device, local_rank if self.world_size > 1 else None)
         self.model = model.to(self.device)
         self.loss = loss_module(self.model, loss_fn, metric_fns)
         self.feature_spec = feature_spec
         self.user_callbacks = list(callbacks)
-        amp_dtype = _amp_dtype(cfg, self.device)
-        self._autocast = (nullcontext if amp_dtype is None else
-                          lambda: torch.autocast(self.device.type, amp_dtype, cache_enabled=False))
-        self.scaler = (torch.amp.GradScaler(self.device.type) if amp_dtype is torch.float16
-                       else None)
+        dtype = amp_dtype(cfg, self.device)
+        self._autocast = (nullcontext if dtype is None else
+                          lambda: torch.autocast(self.device.type, dtype, cache_enabled=False))
+        self.scaler = torch.amp.GradScaler(self.device.type) if dtype is torch.float16 else None
         self._graph_ok = (self.device.type == "cuda" and cfg.cuda_graph and self.scaler is None
                           and self.world_size == 1)
-        self.optimizer = _optimizer(cfg, self.loss.parameters(), self.device, self._graph_ok)
-        self.scheduler = _scheduler(cfg, self.optimizer)
+        self.optimizer = build_optimizer(cfg, self.loss.parameters(), self.device, self._graph_ok)
+        self.scheduler = build_scheduler(cfg, self.optimizer)
         # One process: call the loss directly (no module-call hooks per step); several: through
         # DDP, whose forward prepares the gradient all-reduce.
         self._step_loss: Callable[[Any], torch.Tensor] = self.loss.forward
@@ -200,7 +173,7 @@ class LayerTrainer:
         """
         cfg = self.config
         if cfg.deterministic:
-            _set_deterministic()
+            set_deterministic()
         monitor = cfg.monitor
         if val_loader is None and monitor.startswith("val_"):
             monitor = "train_loss"
@@ -385,9 +358,9 @@ class LayerTrainer:
         if not isinstance(self.model, Detector):
             state = snapshot(self.model.state_dict())
             if background:
-                self._writer.submit(_write_state_dict, path, state)
+                self._writer.submit(save_weights, path, state)
             else:
-                _write_state_dict(path, state)
+                save_weights(path, state)
             return path
         extra = {"model_name": self.config.model_name, "layer_name": self.config.layer_name,
                  "epoch": self.epoch, "best_epoch": self.best_epoch,
@@ -497,93 +470,5 @@ class LayerTrainer:
             getattr(cb, event)(*args)
 
 
-def _write_state_dict(path: Path, state: dict[str, torch.Tensor]) -> None:
-    buffer = io.BytesIO()
-    torch.save({k: v.cpu() for k, v in state.items()}, buffer)
-    with atomic_write(path) as handle:
-        handle.write(buffer.getvalue())
-
-
 def _key(index: int, callback: Callback) -> str:
     return f"{index}:{type(callback).__name__}"
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python's random, numpy and torch (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def _set_deterministic() -> None:
-    # cuBLAS needs a fixed workspace for deterministic results; harmless on the CPU.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(True)
-    torch.backends.cudnn.benchmark = False
-
-
-def _init_distributed(device: str) -> tuple[int, int, int]:
-    """(rank, world size, local rank); joins the torchrun process group when WORLD_SIZE > 1."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
-        use_cuda = torch.cuda.is_available() and device != "cpu"
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0"))
-    return 0, 1, 0
-
-
-def _resolve_device(device: str, local_rank: int | None) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as exc:
-        raise ConfigError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}"
-                          ) from exc
-    if resolved.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} asked for, but CUDA is not available here; "
-                              "use --device cpu")
-        if local_rank is not None and resolved.index is None:
-            resolved = torch.device("cuda", local_rank)
-        torch.cuda.set_device(resolved)
-    return resolved
-
-
-def _amp_dtype(cfg: TrainingConfig, device: torch.device) -> torch.dtype | None:
-    if device.type == "cuda" and cfg.use_amp:
-        return getattr(torch, cfg.amp_dtype)
-    if device.type == "cpu" and cfg.cpu_amp:
-        return torch.bfloat16
-    return None
-
-
-def _optimizer(cfg: TrainingConfig, params: Iterable[nn.Parameter], device: torch.device,
-               capturable: bool) -> torch.optim.Optimizer:
-    # Fused kernels (one per step on the CPU and on CUDA) are the fastest update; a captured
-    # CUDA graph also needs the learning rate as a tensor so that schedulers can change it.
-    lr: float | torch.Tensor = torch.tensor(cfg.learning_rate, device=device) if capturable \
-        else cfg.learning_rate
-    extra: dict[str, Any] = {"fused": True}
-    if capturable and cfg.optimizer != "sgd":
-        extra["capturable"] = True
-    if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, **extra)
-    if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, **extra)
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
-                           **extra)
-
-
-def _scheduler(cfg: TrainingConfig, optimizer: torch.optim.Optimizer) -> Any:
-    if cfg.lr_scheduler == "reduce_on_plateau":
-        return torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=cfg.mode, factor=cfg.scheduler_factor,
-            patience=cfg.scheduler_patience, min_lr=cfg.min_lr)
-    if cfg.lr_scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.num_epochs,
-                                                          eta_min=cfg.min_lr)
-    if cfg.lr_scheduler == "step":
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=cfg.step_size,
-                                               gamma=cfg.scheduler_factor)
-    return None

@@ -1,4 +1,5 @@
-"""`TrainingConfig`: every setting of a `LayerTrainer` run, JSON-able, validated on creation.
+"""`TrainingConfig`: every setting of a `LayerTrainer` run, JSON-able, validated on creation;
+`TrainingMetrics`: what one epoch measured.
 
 The first fields and their defaults are the original API's; the rest are additions. Where the
 original name is kept for compatibility its meaning is stated: `gradient_clip_value` is the
@@ -8,7 +9,7 @@ maximum gradient *norm* (clipping by norm, as the original did).
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from training.errors import ConfigError
@@ -147,3 +148,28 @@ class TrainingConfig:
 
     def replace(self, **changes: Any) -> TrainingConfig:
         return TrainingConfig.from_dict({**self.to_dict(), **changes})
+
+
+@dataclass
+class TrainingMetrics:
+    """One epoch's figures (losses are means over the epoch's rows)."""
+
+    epoch: int
+    train_loss: float
+    val_loss: float | None
+    learning_rate: float
+    epoch_time: float
+    grad_norm: float | None = None  # mean total gradient norm before clipping
+    val_metrics: dict[str, float] = field(default_factory=dict)
+
+    def get(self, name: str) -> float:
+        """The value called `name`: "train_loss", "val_loss" or a "val_<metric>"."""
+        if name == "train_loss":
+            return self.train_loss
+        if name in self.val_metrics:
+            return self.val_metrics[name]
+        raise ConfigError(f"no metric {name!r} in epoch {self.epoch}; available: train_loss"
+                          + "".join(f", {k}" for k in self.val_metrics))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

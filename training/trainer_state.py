@@ -86,6 +86,14 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     return state
 
 
+def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> None:
+    """Write a plain state_dict (on the CPU) atomically."""
+    buffer = io.BytesIO()
+    torch.save({k: v.cpu() for k, v in state.items()}, buffer)
+    with atomic_write(Path(path)) as handle:
+        handle.write(buffer.getvalue())
+
+
 def snapshot(value: Any) -> Any:
     """A copy of `value` whose tensors are detached clones (containers are copied too)."""
     if isinstance(value, torch.Tensor):
