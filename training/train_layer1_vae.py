@@ -230,7 +230,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _config(args: argparse.Namespace) -> TrainingConfig:
-    if args.amp == "fp16" and args.device == "cpu":
+    if args.amp == "fp16" and (args.device == "cpu" or not torch.cuda.is_available()):
         raise ConfigError("--amp fp16 needs CUDA (it uses a GradScaler); use --amp bf16 on "
                           "the CPU")
     return default_config(
