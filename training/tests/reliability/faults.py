@@ -13,6 +13,8 @@ files whose name matches the spec's pattern, a file object that counts the bytes
 
 `at="replace"` fires instead when a matching file is renamed into place (`os.replace` or
 `os.rename`), just before the rename: the new content is complete but not installed.
+`at="sql"` fires when SQLite starts executing a statement matching the pattern (through the
+connection's trace callback): inside a transaction, after its earlier statements ran.
 
 Nothing of the code under test is replaced; the stage runs as it does in production.
 """
@@ -25,6 +27,7 @@ import fnmatch
 import io
 import os
 import signal
+import sqlite3
 import time
 from pathlib import Path
 from typing import Any
@@ -104,7 +107,8 @@ def install(spec: dict) -> None:
 
     Args:
         spec: {"action": "kill" | "enospc" | "pause", "pattern": fnmatch pattern on the file name,
-            "at": "write" (default) | "replace", "nth": which matching file (1-based, default 1),
+            "at": "write" (default) | "replace" | "sql" (pattern on the statement),
+            "nth": which matching file or statement (1-based, default 1),
             "after_bytes": bytes that reach the file first (default 0; "write" only),
             "flag": the file a pause creates}.
     """
@@ -120,6 +124,25 @@ def install(spec: dict) -> None:
             return False
         seen += 1
         return seen == nth
+
+    if spec.get("at") == "sql":
+        real_connect = sqlite3.connect
+
+        def connect(*args, **kwargs):
+            conn = real_connect(*args, **kwargs)
+
+            def trace(sql: str) -> None:
+                nonlocal seen
+                if fnmatch.fnmatchcase(" ".join(sql.split()), pattern):
+                    seen += 1
+                    if seen == nth:
+                        _fire(spec, sql)
+
+            conn.set_trace_callback(trace)
+            return conn
+
+        sqlite3.connect = connect
+        return
 
     if spec.get("at", "write") == "replace":
         def replace(src, dst, *args, **kwargs):

@@ -171,3 +171,49 @@ def collect_in_child(kind: str, params: dict) -> dict:
     the test instead of the test run). Returns events, stats and rejects, or the package
     error (any other exception fails), and the child's peak memory in MiB."""
     return last_json(run_child(COLLECT_ONE.format(kind=kind, params=params)))
+
+
+# -- registry ----------------------------------------------------------------------------------
+
+def small_model(path: Path, seed: int = 0, threshold: float = 0.5) -> Path:
+    """A small saved Layer1VAE (weights + sidecar) for registry tests."""
+    import torch
+
+    from training.detectors.vae import Layer1VAE
+    from training.model_files import save_model
+
+    torch.manual_seed(seed)
+    save_model(Layer1VAE(hidden_dim=8, latent_dim=2), path, threshold=threshold)
+    return path
+
+
+def seeded_registry(directory: Path):
+    """A registry with model "vae": 1.0.0 in production, 1.1.0 registered (stage none), and a
+    third saved model (`directory / "new.pt"`) ready to be registered."""
+    from training.model_registry import ModelMetadata, ModelRegistry
+
+    registry = ModelRegistry(directory / "models")
+    registry.register_model(small_model(directory / "a.pt", 1), ModelMetadata("vae", "1.0.0",
+                                                                            "layer1"))
+    registry.transition_stage("vae", "1.0.0", "production", reason="first")
+    registry.register_model(small_model(directory / "b.pt", 2), ModelMetadata("vae", "1.1.0",
+                                                                            "layer1"))
+    small_model(directory / "new.pt", 3)
+    return registry
+
+
+def registry_state(registry) -> dict:
+    """What must survive any fault: versions with stages, aliases, the transition log."""
+    return {"versions": {m.version: m.stage for m in registry.list_models("vae")},
+            "aliases": registry.aliases("vae"),
+            "log": [(t.version, t.event, t.from_stage, t.to_stage) for t in registry.history("vae")]}
+
+
+REGISTRY_CHILD = """
+import torch
+from training.model_registry import ModelMetadata, ModelRegistry
+torch.set_num_threads(1)
+registry = ModelRegistry({registry!r})
+{body}
+print("done")
+"""

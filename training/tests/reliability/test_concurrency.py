@@ -44,3 +44,47 @@ def test_parallel_collectors_on_one_directory(tmp_path, observed):
     assert _collected_ids(out) == Counter(e["event_id"] for e in events)
     assert _quarantined_lines(out) == Counter(bad)
     observed(rival.stderr.strip().splitlines()[-1])
+
+
+REGISTER_AND_PROMOTE = """
+for round_ in range(2):
+    version = f"{worker}.{{round_}}.0"
+    registry.register_model({weights!r}, ModelMetadata("vae", version, "layer1"),
+                            actor="worker{worker}")
+    registry.transition_stage("vae", version, "production", actor="worker{worker}")
+"""
+
+
+def test_parallel_registry_writers(tmp_path, observed):
+    """Stage: registry register
+    Fault: four processes at once on one registry, each registering two versions of the same
+        model and promoting each to production right after registering it.
+    Expected: all succeed (writes wait for each other); every version is registered once and
+        loads verified; exactly one production version, named by the champion alias; the log
+        has one register entry per version and every promotion archived the previous
+        production, so the production chain is unbroken.
+    """
+    from training.tests.reliability.harness import REGISTRY_CHILD, seeded_registry
+
+    registry = seeded_registry(tmp_path)
+    children = [start_child(REGISTRY_CHILD.format(
+        registry=str(registry.registry_dir),
+        body=REGISTER_AND_PROMOTE.format(worker=w, weights=str(tmp_path / "new.pt"))))
+        for w in range(2, 6)]
+    for child in children:
+        assert_ok(finish(child))
+    versions = {m.version: m.stage for m in registry.list_models("vae")}
+    new = {f"{w}.{r}.0" for w in range(2, 6) for r in range(2)}
+    assert set(versions) == {"1.0.0", "1.1.0"} | new
+    [champion] = [v for v, stage in versions.items() if stage == "production"]
+    assert registry.aliases("vae")["champion"] == champion
+    log = registry.history("vae")
+    assert Counter(t.version for t in log if t.event == "register") == Counter(set(versions))
+    chain = [(t.version, t.from_stage, t.to_stage) for t in log if t.event == "stage"]
+    promoted = [v for v, _, to in chain if to == "production"]
+    archived = [v for v, frm, to in chain if frm == "production" and to == "archived"]
+    assert promoted[0] == "1.0.0" and archived == promoted[:-1] and promoted[-1] == champion
+    for version in versions:
+        registry.get_model("vae", version)
+    observed(f"{len(new)} versions from 4 processes; production chain of {len(promoted)} "
+             f"promotions unbroken, champion {champion}")

@@ -97,3 +97,108 @@ def test_damaged_model_sidecar_is_refused(tmp_path, damage, observed):
         load_model(path)
     assert side.name in str(info.value) or "sha256 mismatch" in str(info.value)
     observed(info.value)
+
+
+# -- registry -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["weights-bit-flipped", "weights-truncated",
+                                    "sidecar-threshold-edited", "weights-replaced"])
+def test_damaged_registry_artifact_is_refused(tmp_path, damage, observed):
+    """Stage: registry artifacts
+    Fault: the production version's files in the registry changed after registration: one
+        bit of model.pt flipped, model.pt cut in half, the threshold in model.json edited, or
+        model.pt replaced by another valid model with its own matching sidecar (test id).
+    Expected: `get_model(stage="production")` raises CheckpointError (sha256 against the value
+        recorded in the database); the other versions still load.
+    """
+    from training.tests.reliability.harness import seeded_registry, small_model
+
+    registry = seeded_registry(tmp_path)
+    folder = registry.artifacts_dir / "vae" / "1.0.0"
+    if damage == "weights-bit-flipped":
+        flip_bit(folder / "model.pt", 0.6)
+    elif damage == "weights-truncated":
+        truncate(folder / "model.pt")
+    elif damage == "sidecar-threshold-edited":
+        sidecar = json.loads((folder / "model.json").read_text())
+        sidecar["anomaly_threshold"] = 99.0
+        (folder / "model.json").write_text(json.dumps(sidecar, indent=2, sort_keys=True))
+    else:
+        other = small_model(tmp_path / "other.pt", seed=9)
+        (folder / "model.pt").write_bytes(other.read_bytes())
+        (folder / "model.json").write_bytes(sidecar_path(other).read_bytes())
+    with pytest.raises(CheckpointError, match="sha256") as info:
+        registry.get_model("vae", stage="production")
+    assert registry.get_model("vae", "1.1.0").metadata.version == "1.1.0"
+    observed(info.value)
+
+
+def test_registry_row_with_altered_sha256_is_refused(tmp_path, observed):
+    """Stage: registry SQLite
+    Fault: the weights_sha256 recorded for 1.0.0 in registry.db altered by one hex digit
+        (a change inside the database file that SQLite itself cannot notice).
+    Expected: `get_model` refuses the version with CheckpointError (the sidecar's sha256 no
+        longer matches the database's record); nothing is loaded.
+    """
+    import sqlite3
+
+    from training.tests.reliability.harness import seeded_registry
+
+    registry = seeded_registry(tmp_path)
+    with sqlite3.connect(registry.db_path) as conn:
+        [(digest,)] = conn.execute("SELECT weights_sha256 FROM versions WHERE version = '1.0.0'")
+        altered = ("0" if digest[0] != "0" else "1") + digest[1:]
+        conn.execute("UPDATE versions SET weights_sha256 = ? WHERE version = '1.0.0'", (altered,))
+    with pytest.raises(CheckpointError) as info:
+        registry.get_model("vae", "1.0.0")
+    observed(info.value)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "header-overwritten"])
+@pytest.mark.xfail(strict=True, raises=__import__("sqlite3").DatabaseError, reason=(
+    "training/model_registry.py (registry helper): a damaged registry.db surfaces as a raw "
+    "sqlite3.DatabaseError ('database disk image is malformed' / 'file is not a database') "
+    "that names neither the file nor what to do; expected a RegistryError naming registry.db "
+    "and saying to restore it from a backup"))
+def test_damaged_registry_database_is_reported_clearly(tmp_path, damage, observed):
+    """Stage: registry SQLite
+    Fault: registry.db cut to half its size, or its first 100 bytes (the SQLite header)
+        overwritten with zeros (test id).
+    Expected: opening the registry or listing its models raises a RegistryError naming
+        registry.db; no model is loaded from it.
+    """
+    from training.errors import RegistryError
+    from training.model_registry import ModelRegistry
+    from training.tests.reliability.harness import seeded_registry
+
+    registry = seeded_registry(tmp_path)
+    data = registry.db_path.read_bytes()
+    damaged = data[: len(data) // 2] if damage == "truncated" else bytes(100) + data[100:]
+    registry.db_path.write_bytes(damaged)
+    with pytest.raises(RegistryError, match="registry.db") as info:
+        ModelRegistry(registry.registry_dir).list_models("vae")
+    observed(info.value)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "training/model_registry.py (registry helper): an emptied registry.db (0 bytes, e.g. a "
+    "failed copy) is taken for a new registry: list_models is empty, get_model says 'no model "
+    "named vae; known: none' though artifacts/vae/ holds versions, and registering 1.0.0 again "
+    "deletes the old artifact folder (clear_leftovers); expected a RegistryError saying the "
+    "database is empty while artifacts exist"))
+def test_emptied_registry_database_is_not_taken_for_a_new_registry(tmp_path, observed):
+    """Stage: registry SQLite
+    Fault: registry.db truncated to 0 bytes while artifacts/vae/1.0.0 and 1.1.0 exist.
+    Expected: opening the registry raises RegistryError (the database lost its versions);
+        the artifact folders are left untouched.
+    """
+    from training.errors import RegistryError
+    from training.model_registry import ModelRegistry
+    from training.tests.reliability.harness import seeded_registry
+
+    registry = seeded_registry(tmp_path)
+    registry.db_path.write_bytes(b"")
+    with pytest.raises(RegistryError) as info:
+        ModelRegistry(registry.registry_dir)
+    assert sorted(p.name for p in (registry.artifacts_dir / "vae").iterdir()) == ["1.0.0", "1.1.0"]
+    observed(info.value)

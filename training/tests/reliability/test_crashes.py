@@ -185,3 +185,72 @@ def test_training_killed_at_checkpoint_write_then_resumed(tmp_path, fault, strai
             (load_state if "last_state" in leftover.name else load_model)(leftover)
     observed(f"resumed after the kill in {partial[0].name}: epochs 1-6, weights identical to "
              "an uninterrupted run")
+
+
+# -- registry -----------------------------------------------------------------------------------
+
+REGISTER_NEW = 'registry.register_model({new!r}, ModelMetadata("vae", "2.0.0", "layer1"))'
+PROMOTE = 'registry.transition_stage("vae", "1.1.0", "production", reason="challenger won")'
+
+
+@pytest.mark.parametrize("fault", [
+    pytest.param({"action": "kill", "pattern": "model.pt", "after_bytes": 300},
+                 id="mid-artifact-write"),
+    pytest.param({"action": "kill", "at": "sql", "pattern": "INSERT INTO transitions*"},
+                 id="inside-transaction"),
+])
+def test_registry_register_killed(tmp_path, fault, observed):
+    """Stage: registry register
+    Fault: SIGKILL of `register_model` (vae 2.0.0) in the middle of copying the weights into
+        the version's folder, or inside the SQLite transaction after the folder was renamed
+        into place and the version row inserted, before COMMIT (test id).
+    Expected: afterwards the registry is exactly as before (versions, stages, aliases,
+        transition log); 2.0.0 is not found; registering 2.0.0 again succeeds (the leftover
+        folder is cleared) and the version loads verified.
+    """
+    from training.errors import NotFoundError
+    from training.model_registry import ModelMetadata
+    from training.tests.reliability.harness import (
+        REGISTRY_CHILD, registry_state, seeded_registry,
+    )
+
+    registry = seeded_registry(tmp_path)
+    before = registry_state(registry)
+    body = REGISTER_NEW.format(new=str(tmp_path / "new.pt"))
+    assert_killed(run_child(REGISTRY_CHILD.format(registry=str(registry.registry_dir),
+                                                  body=body), fault))
+    left = sorted(p.name for p in (registry.artifacts_dir / "vae").iterdir())
+    assert registry_state(registry) == before
+    with pytest.raises(NotFoundError):
+        registry.get_model("vae", "2.0.0")
+    registry.register_model(tmp_path / "new.pt", ModelMetadata("vae", "2.0.0", "layer1"))
+    assert registry.get_model("vae", "2.0.0").metadata.version == "2.0.0"
+    assert sorted(p.name for p in (registry.artifacts_dir / "vae").iterdir()) == \
+        ["1.0.0", "1.1.0", "2.0.0"]
+    observed(f"registry unchanged after the kill (leftovers {left}); 2.0.0 registered on retry")
+
+
+def test_registry_promote_killed_inside_transaction(tmp_path, observed):
+    """Stage: registry promote
+    Fault: SIGKILL of `transition_stage(vae, 1.1.0, production)` inside its transaction, after
+        1.0.0 was archived, 1.1.0 set to production and the champion alias moved, at the last
+        statement before COMMIT.
+    Expected: the promotion is entirely absent: 1.0.0 is still production and champion, 1.1.0
+        still none, no log entry of it; promoting again works and rollback restores 1.0.0.
+    """
+    from training.tests.reliability.harness import (
+        REGISTRY_CHILD, registry_state, seeded_registry,
+    )
+
+    registry = seeded_registry(tmp_path)
+    before = registry_state(registry)
+    fault = {"action": "kill", "at": "sql", "pattern": "UPDATE versions SET replaced_version*"}
+    assert_killed(run_child(REGISTRY_CHILD.format(registry=str(registry.registry_dir),
+                                                  body=PROMOTE), fault))
+    assert registry_state(registry) == before
+    assert registry.get_model("vae", stage="production").metadata.version == "1.0.0"
+    assert registry.transition_stage("vae", "1.1.0", "production", reason="again")
+    assert registry.aliases("vae")["champion"] == "1.1.0"
+    assert registry.rollback("vae") == "1.0.0"
+    observed("promotion rolled back whole: 1.0.0 production and champion; promote + rollback "
+             "work afterwards")

@@ -108,3 +108,28 @@ def test_model_save_disk_full_keeps_previous_model(tmp_path, target, observed):
     assert all(torch.equal(first[k], v) for k, v in loaded.model.state_dict().items())
     assert temporaries(tmp_path) == []
     observed(f"{reported}; previous model loads (threshold 0.25)")
+
+
+def test_registry_register_disk_full(tmp_path, observed):
+    """Stage: registry register
+    Fault: ENOSPC after 300 bytes of the weights copy while `register_model` stores vae 2.0.0.
+    Expected: the OSError (errno 28) is reported; the registry is exactly as before (no row,
+        no folder, no temporary folder left); registering 2.0.0 afterwards succeeds.
+    """
+    from training.model_registry import ModelMetadata
+    from training.tests.reliability.harness import (
+        REGISTRY_CHILD, registry_state, seeded_registry,
+    )
+    from training.tests.reliability.test_crashes import REGISTER_NEW
+
+    registry = seeded_registry(tmp_path)
+    before = registry_state(registry)
+    body = REGISTER_NEW.format(new=str(tmp_path / "new.pt"))
+    reported = assert_reported_enospc(run_child(REGISTRY_CHILD.format(
+        registry=str(registry.registry_dir), body=body),
+        {"action": "enospc", "pattern": "model.pt", "after_bytes": 300}))
+    assert registry_state(registry) == before
+    assert sorted(p.name for p in (registry.artifacts_dir / "vae").iterdir()) == ["1.0.0",
+                                                                               "1.1.0"]
+    registry.register_model(tmp_path / "new.pt", ModelMetadata("vae", "2.0.0", "layer1"))
+    observed(f"{reported}; registry unchanged, 2.0.0 registered once space was back")

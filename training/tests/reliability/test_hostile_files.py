@@ -283,3 +283,94 @@ def test_deeply_nested_event_dict_is_refused_by_preprocess_event(observed):
     with pytest.raises(SchemaError, match="nested deeper than 128 levels") as info:
         DataPreprocessor(output_dir=Path("unused")).preprocess_event(event)
     observed(info.value)
+
+
+# -- registry: path traversal and pickles -------------------------------------------------------
+
+TRAVERSAL = ["../evil", "..", "vae/../../evil", "/tmp/evil", ".hidden", "a\\..\\b", "vae\x00x",
+             "", "x" * 129]
+
+
+def _tree(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*"))
+
+
+@pytest.mark.parametrize("field", ["model_name", "version", "attached file"])
+def test_path_traversal_in_registry_names_is_refused(tmp_path, field, observed):
+    """Stage: registry register
+    Fault: `register_model` with a model name, a version or an attached file name (test id)
+        that tries to leave the registry folder: "../evil", "..", "vae/../../evil",
+        "/tmp/evil", ".hidden", backslashes, a NUL byte, "", 129 characters.
+    Expected: ConfigError for each, before anything is written: no file appears anywhere under
+        the test folder, the registry's versions and log are unchanged; lookups with such names
+        read nothing outside the registry.
+    """
+    from training.errors import ConfigError, NotFoundError
+    from training.model_registry import ModelMetadata
+    from training.tests.reliability.harness import registry_state, seeded_registry
+
+    registry = seeded_registry(tmp_path)
+    before, files = registry_state(registry), _tree(tmp_path)
+    messages = set()
+    for bad in TRAVERSAL:
+        name, version, files_arg = "vae", "3.0.0", None
+        if field == "model_name":
+            name = bad
+        elif field == "version":
+            version = bad
+        else:
+            files_arg = {bad: tmp_path / "a.pt"}
+        with pytest.raises(ConfigError) as info:
+            registry.register_model(tmp_path / "new.pt", ModelMetadata(name, version, "layer1"),
+                                    files=files_arg)
+        messages.add(str(info.value).split(",")[0])
+        if field == "attached file":
+            with pytest.raises((ConfigError, NotFoundError)):
+                registry.read_file("vae", bad, "1.0.0")
+        else:
+            with pytest.raises((ConfigError, NotFoundError)):
+                registry.get_model(name, None if field == "model_name" else version)
+    assert registry_state(registry) == before and _tree(tmp_path) == files
+    observed("; ".join(sorted(messages)))
+
+
+def test_registry_folder_symlinked_outside_is_refused(tmp_path, observed):
+    """Stage: registry register
+    Fault: the registry's artifacts/<model> folder replaced by a symlink to a folder outside
+        the registry, then a version of that model registered.
+    Expected: ConfigError ("resolves outside the registry's artifact folder"); nothing is
+        written to the symlink's target.
+    """
+    from training.errors import ConfigError
+    from training.model_registry import ModelMetadata, ModelRegistry
+    from training.tests.reliability.harness import small_model
+
+    registry = ModelRegistry(tmp_path / "models")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (registry.artifacts_dir / "vae").symlink_to(outside, target_is_directory=True)
+    with pytest.raises(ConfigError, match="outside") as info:
+        registry.register_model(small_model(tmp_path / "m.pt"), ModelMetadata("vae", "1.0.0",
+                                                                            "layer1"))
+    assert list(outside.iterdir()) == [] and registry.list_models() == []
+    observed(info.value)
+
+
+def test_pickle_payload_is_refused_at_registration(tmp_path, observed):
+    """Stage: registry register
+    Fault: `register_model` of a .pt carrying a `__reduce__` payload, with a sidecar re-signed
+        with the file's sha256.
+    Expected: CheckpointError; no version is registered, no artifact folder remains, and the
+        payload never runs (no marker file).
+    """
+    from training.model_registry import ModelMetadata, ModelRegistry
+
+    registry = ModelRegistry(tmp_path / "models")
+    marker = tmp_path / "executed"
+    path = _malicious_model(tmp_path, marker)
+    with pytest.raises(CheckpointError) as info:
+        registry.register_model(path, ModelMetadata("vae", "1.0.0", "layer1"))
+    assert not marker.exists() and registry.list_models() == []
+    assert not (registry.artifacts_dir / "vae").exists() or \
+        list((registry.artifacts_dir / "vae").iterdir()) == []
+    observed(info.value)
