@@ -202,3 +202,26 @@ def test_emptied_registry_database_is_not_taken_for_a_new_registry(tmp_path, obs
         ModelRegistry(registry.registry_dir)
     assert sorted(p.name for p in (registry.artifacts_dir / "vae").iterdir()) == ["1.0.0", "1.1.0"]
     observed(info.value)
+
+
+# -- split files --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_damaged_split_file_is_refused(tmp_path, damage, observed):
+    """Stage: split save
+    Fault: layer1_test.npz of a saved set of splits truncated, bit-flipped or emptied (test id).
+    Expected: `load_splits` raises a package error (SourceError) naming layer1_test.npz.
+    """
+    import numpy as np
+
+    from training.dataset_builder import DatasetBuilder, SplitStrategy
+
+    rng = np.random.default_rng(0)
+    builder = DatasetBuilder(rng.random((200, 8), dtype=np.float32),
+                             (np.arange(200) % 5 == 0).astype(np.int8),
+                             [f"e{i}" for i in range(200)], output_dir=tmp_path)
+    builder.save_splits(builder.create_splits(SplitStrategy.STRATIFIED), "layer1")
+    DAMAGE[damage](tmp_path / "layer1_test.npz")
+    with pytest.raises(PipelineError, match="layer1_test.npz") as info:
+        DatasetBuilder.load_splits(tmp_path, "layer1")
+    observed(info.value)

@@ -374,3 +374,47 @@ def test_pickle_payload_is_refused_at_registration(tmp_path, observed):
     assert not (registry.artifacts_dir / "vae").exists() or \
         list((registry.artifacts_dir / "vae").iterdir()) == []
     observed(info.value)
+
+
+# -- split files --------------------------------------------------------------------------------
+
+def test_pickle_payload_in_split_file_is_refused(tmp_path, observed):
+    """Stage: split save
+    Fault: layer1_train.npz whose sample_ids member is an object array holding a `__reduce__`
+        payload (pickled by np.savez).
+    Expected: `DatasetSplit.load` / `load_splits` raise SourceError (allow_pickle=False); the
+        payload never runs.
+    """
+    from training.datasets.split import DatasetSplit
+
+    marker = tmp_path / "executed"
+    path = tmp_path / "layer1_train.npz"
+    np.savez(path, features=np.zeros((1, 4), np.float32), labels=np.zeros(1, np.int8),
+             sample_ids=np.array([Payload(marker)], dtype=object))
+    with pytest.raises(PipelineError, match="layer1_train.npz") as info:
+        DatasetSplit.load(path)
+    assert not marker.exists()
+    observed(info.value)
+
+
+@pytest.mark.xfail(strict=True, raises=MemoryError, reason=(
+    "training/datasets/split.py DatasetSplit.load (datasets helper): an .npz member declaring "
+    "an absurd shape makes np.load raise MemoryError, which load does not catch; expected a "
+    "SourceError naming the file (as LayerArrays.load now gives)"))
+def test_split_member_declaring_a_huge_array_is_refused(tmp_path, observed):
+    """Stage: split save
+    Fault: layer1_train.npz whose features member declares shape (10**12, 128) float32 in its
+        .npy header but holds 64 bytes.
+    Expected: a package error naming the file, at once; nothing of that size allocated.
+    """
+    from training.datasets.split import DatasetSplit
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header, {"descr": "<f4", "fortran_order": False, "shape": (10**12, 128)})
+    path = tmp_path / "layer1_train.npz"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("features.npy", header.getvalue() + bytes(64))
+    with pytest.raises(PipelineError, match="layer1_train.npz") as info:
+        DatasetSplit.load(path)
+    observed(info.value)
