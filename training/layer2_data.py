@@ -84,9 +84,8 @@ class Layer2Data:
             "y": torch.from_numpy(a["y"].astype(np.int64)),
         }
         self.node_ptr, self.edge_ptr = a["node_ptr"], a["edge_ptr"]
-        fit_per_window = np.add.reduceat(fit, self.edge_ptr[:-1]) if len(fit) else np.zeros(0)
-        self.fit_windows = np.flatnonzero(fit_per_window[:len(graphs)] > 0) if len(graphs) else \
-            np.zeros(0, np.int64)
+        window = np.repeat(np.arange(len(graphs)), np.diff(self.edge_ptr))
+        self.fit_windows = np.flatnonzero(np.bincount(window[fit], minlength=len(graphs)))
         self.fit_edges = int(fit.sum())
 
     def __len__(self) -> int:

@@ -73,7 +73,9 @@ class Layer2GNN(Detector):
         _check("edge_dim", edge_dim, int, 1)
         _check("hidden_dim", hidden_dim, int, 1)
         _check("num_layers", num_layers, int, 1, 6)
-        _check("dropout", dropout, (int, float), 0.0, 0.999)
+        if (isinstance(dropout, bool) or not isinstance(dropout, (int, float))
+                or not 0 <= dropout < 1):
+            raise ConfigError(f"dropout must be a number in [0, 1), got {dropout!r}")
         _check("existence_weight", existence_weight, (int, float), 0.0)
         if conv not in CONVOLUTIONS:
             raise ConfigError(f"conv must be one of {', '.join(CONVOLUTIONS)}, got {conv!r}")

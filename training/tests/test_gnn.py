@@ -166,7 +166,7 @@ def test_gat_encoder_and_supervised_head(six):
     ({"node_dim": 0}, "node_dim must be an integer >= 1, got 0"),
     ({"hidden_dim": 2.0}, "hidden_dim must be an integer >= 1, got 2.0"),
     ({"num_layers": 7}, r"num_layers must be an integer in \[1, 6\], got 7"),
-    ({"dropout": 1.0}, r"dropout must be a number in \[0.0, 0.999\], got 1.0"),
+    ({"dropout": 1.0}, r"dropout must be a number in \[0, 1\), got 1.0"),
     ({"existence_weight": -1}, "existence_weight must be a number >= 0.0, got -1"),
     ({"conv": "gcn"}, "conv must be one of gat, sage, got 'gcn'"),
     ({"directed": 1}, "directed must be True or False, got 1"),
