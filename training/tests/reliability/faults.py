@@ -28,6 +28,7 @@ import io
 import os
 import signal
 import sqlite3
+import sqlite3.dbapi2
 import time
 from pathlib import Path
 from typing import Any
@@ -141,7 +142,7 @@ def install(spec: dict) -> None:
             conn.set_trace_callback(trace)
             return conn
 
-        sqlite3.connect = connect
+        sqlite3.connect = sqlite3.dbapi2.connect = connect  # SQLAlchemy uses dbapi2's
         return
 
     if spec.get("at", "write") == "replace":

@@ -88,3 +88,49 @@ def test_parallel_registry_writers(tmp_path, observed):
         registry.get_model("vae", version)
     observed(f"{len(new)} versions from 4 processes; production chain of {len(promoted)} "
              f"promotions unbroken, champion {champion}")
+
+
+TUNE_COMMAND = """
+import json, sys
+from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
+from training.tests.tuning_helpers import RecordingObjective
+config = TuningConfig("shared", n_trials=8, n_workers=2, output_dir={out!r}, seed={seed},
+                      use_pruner=False)
+result = HyperparameterTuner(config).tune(RecordingObjective({log!r}, barrier=4))
+print(json.dumps({{"ran": result.ran}}))
+"""
+
+
+def test_parallel_tuning_commands_share_one_study(tmp_path, observed):
+    """Stage: tuning
+    Fault: two `tune` commands started at once on the same study (8 trials), each with two
+        worker processes: four processes writing one journal-file study, whose first trials
+        provably run at the same time (each waits until all four have started one).
+    Expected: both commands succeed; every trial any worker ran is in the study once (unique
+        numbers), complete, with the parameters that worker used; none is left running; the
+        study has at least its 8 trials and overshoots by at most the 3 other workers' trial
+        in flight when the budget was reached.
+    """
+    from optuna.trial import TrialState
+
+    from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
+    from training.tests.tuning_helpers import recorded_trials
+
+    out, log = tmp_path / "tuning", tmp_path / "log"
+    log.mkdir()
+    children = [start_child(TUNE_COMMAND.format(out=str(out), seed=seed, log=str(log)))
+                for seed in (1, 2)]
+    ran = [last_json(finish(child))["ran"] for child in children]
+    study = HyperparameterTuner(TuningConfig("shared", n_trials=8, n_workers=2,
+                                             output_dir=str(out))).load_study()
+    trials = study.get_trials()
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    assert 8 <= len(trials) <= 8 + 3 and sum(ran) == len(trials)
+    records = recorded_trials(log)
+    assert sorted(number for _, number, _ in records) == list(range(len(trials)))
+    by_number = {t.number: t for t in trials}
+    assert all(by_number[number].params["x"] == x for _, number, x in records)
+    assert len({pid for pid, _, _ in records}) == 4  # the barrier: all four ran at once
+    observed(f"{len(trials)} trials from {len({pid for pid, _, _ in records})} worker "
+             f"processes, each once, none lost or left running (commands ran {ran})")

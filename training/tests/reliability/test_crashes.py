@@ -327,3 +327,64 @@ def test_split_save_killed_between_files_is_not_a_mixed_set(tmp_path, observed):
         observed(f"mixed set refused: {exc}")
         return
     _assert_partition(indices)
+
+
+# -- tuning -------------------------------------------------------------------------------------
+
+TUNE = """
+import json, os, signal
+from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
+
+class Objective:
+    def __call__(self, trial):
+        x = trial.suggest_float("x", -10.0, 10.0)
+        for step in range(3):
+            trial.report((x - 3.0) ** 2 + 1.0 / (step + 1), step)
+            if trial.number == {kill_in_trial!r} and step == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return (x - 3.0) ** 2
+
+config = TuningConfig("crash", n_trials=6, output_dir={out!r}, seed=0, use_pruner=False)
+result = HyperparameterTuner(config).tune(Objective())
+print(json.dumps({{"ran": result.ran}}))
+"""
+
+
+def _trials(out: Path) -> list:
+    from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
+    config = TuningConfig("crash", n_trials=6, output_dir=str(out), seed=0, use_pruner=False)
+    return HyperparameterTuner(config).load_study().get_trials()
+
+
+@pytest.mark.parametrize("kill_in_trial,fault", [
+    pytest.param(3, None, id="mid-trial"),
+    pytest.param(None, {"action": "kill", "at": "sql", "nth": 3,
+                        "pattern": "INSERT INTO trial_values*"}, id="mid-storage-write"),
+])
+def test_tuning_killed_then_the_study_continues(tmp_path, kill_in_trial, fault, observed):
+    """Stage: tuning
+    Fault: SIGKILL of `HyperparameterTuner.tune` (6 trials, SQLite study) inside the objective
+        of trial 3 after two reported epochs, or inside the storage transaction that records
+        the third trial's value (test id).
+    Expected: rerunning `tune` continues the study: every trial complete before the kill is
+        kept with its parameters and value, the trial cut short is marked failed (not counted,
+        not left running), and the study ends with exactly 6 complete trials.
+    """
+    from optuna.trial import TrialState
+
+    out = tmp_path / "tuning"
+    assert_killed(run_child(TUNE.format(kill_in_trial=kill_in_trial, out=str(out)), fault))
+    before = _trials(out)
+    complete = [(t.number, t.params, t.value) for t in before if t.state == TrialState.COMPLETE]
+    assert [t.state for t in before][-1] == TrialState.RUNNING and len(complete) >= 2
+
+    ran = last_json(run_child(TUNE.format(kill_in_trial=None, out=str(out))))["ran"]
+    after = _trials(out)
+    states = Counter(t.state for t in after)
+    assert states == {TrialState.COMPLETE: 6, TrialState.FAIL: 1}, states
+    assert [(t.number, t.params, t.value) for t in after
+            if t.state == TrialState.COMPLETE][:len(complete)] == complete
+    assert sorted(t.number for t in after) == list(range(len(after)))
+    assert ran == 6 - len(complete)
+    observed(f"{len(complete)} trials kept, trial {before[-1].number} failed, {ran} more ran: "
+             "6 complete")
