@@ -111,12 +111,14 @@ def install(spec: dict) -> None:
             "at": "write" (default) | "replace" | "sql" (pattern on the statement),
             "nth": which matching file or statement (1-based, default 1),
             "after_bytes": bytes that reach the file first (default 0; "write" only),
+            "persist": also every later matching file (a disk that stays full),
             "flag": the file a pause creates}.
     """
     action, pattern = spec["action"], spec["pattern"]
     if action not in ("kill", "enospc", "pause"):
         raise ValueError(f"action must be kill, enospc or pause, got {action!r}")
     nth = int(spec.get("nth", 1))
+    persist = bool(spec.get("persist", False))
     seen = 0
 
     def armed(path: object) -> bool:
@@ -124,7 +126,7 @@ def install(spec: dict) -> None:
         if not _matches(path, pattern):
             return False
         seen += 1
-        return seen == nth
+        return seen == nth or (persist and seen > nth)
 
     if spec.get("at") == "sql":
         real_connect = sqlite3.connect

@@ -16,8 +16,8 @@ from training.model_files import load_model
 from training.tests.reliability.harness import (
     demo_inputs, last_json, run_child, temporaries,
 )
-from training.tests.reliability.test_crashes import (
-    COLLECT, SAVE_SAMPLES, _collected_ids, _quarantined_lines,
+from training.tests.reliability.test_crashes import (  # noqa: F401 (a fixture)
+    COLLECT, SAVE_SAMPLES, _collected_ids, _quarantined_lines, straight_training,
 )
 
 pytestmark = pytest.mark.reliability
@@ -157,3 +157,26 @@ def test_split_save_disk_full_keeps_previous_splits(tmp_path, observed):
     assert temporaries(out) == []
     _assert_partition(_split_indices(out))
     observed(reported)
+
+
+def test_training_checkpoint_disk_full_then_resumed(tmp_path, straight_training, observed):
+    """Stage: training
+    Fault: ENOSPC after 500 bytes of every last-state checkpoint from the third on (a disk
+        full from the end of epoch 3) during a 6-epoch `LayerTrainer.train` run.
+    Expected: the run fails with the OSError (errno 28) reported; the last-state file on disk
+        is still epoch 2's, complete; no temporary file remains; with space back,
+        `train(resume=True)` ends with the history and weights of an uninterrupted run.
+    """
+    from training.tests.reliability.test_crashes import TRAIN
+    from training.trainer_state import load_state
+
+    ck = tmp_path / "ck"
+    fault = {"action": "enospc", "pattern": "*vae_last_state.pt*", "nth": 3, "persist": True,
+             "after_bytes": 500}
+    reported = assert_reported_enospc(run_child(TRAIN.format(ck=str(ck), resume=False), fault))
+    assert load_state(ck / "vae_last_state.pt")["epoch"] == 2
+    assert temporaries(ck) == []
+    resumed = last_json(run_child(TRAIN.format(ck=str(ck), resume=True)))
+    assert resumed["epochs"] == [1, 2, 3, 4, 5, 6]
+    assert resumed["weights"] == straight_training["weights"]
+    observed(f"{reported}; resumed from epoch 2 to the uninterrupted run's weights")
