@@ -16,6 +16,9 @@ Split files keep every column of the dataset (see `training.datasets.split`), an
 from __future__ import annotations
 
 import logging
+import os
+import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +28,9 @@ from training.datasets.split import DatasetSplit, as_column, as_labels
 from training.datasets.strategies import SplitStrategy, as_time
 from training.datasets.summary import feature_summary
 from training.datasets.torch_data import PyTorchDatasetWrapper, make_loader
-from training.errors import ConfigError, SourceError
+from training.errors import ConfigError, SchemaError, SourceError
 from training.features.encoding import FeatureSpec
+from training.fileio import fsync_dir
 from training.paths import splits_dir
 
 logger = logging.getLogger(__name__)
@@ -158,13 +162,29 @@ class DatasetBuilder:
     def save_splits(self, splits: dict, prefix: str) -> dict[str, Path]:
         """Write every split to `output_dir/<prefix>_<split name>.npz`, atomically.
 
+        Every file is written before any is replaced, so a failure while writing keeps the
+        previous set; and every file carries one new id, so a set that a crash between two
+        renames left mixed (new train beside old val and test: leakage) is refused by
+        `load_splits`.
+
         Returns:
             the path of each split by its name ("train", ..., or "fold0_train", ...).
         """
         if not prefix or "/" in prefix:
             raise ConfigError(f"prefix must be a non-empty file name part, got {prefix!r}")
         flat = [s for v in splits.values() for s in (v if isinstance(v, list) else [v])]
-        paths = {s.name: s.save(self.output_dir / f"{prefix}_{s.name}.npz") for s in flat}
+        set_id = uuid.uuid4().hex
+        paths = {s.name: self.output_dir / f"{prefix}_{s.name}.npz" for s in flat}
+        staged = {name: path.with_name(f".{path.name}.{set_id}.npz") for name, path in paths.items()}
+        try:  # every file written before any is replaced: a failure keeps the previous set
+            for split in flat:
+                replace(split, split_set=set_id).save(staged[split.name])
+            for name, path in paths.items():
+                os.replace(staged[name], path)
+        finally:
+            for path in staged.values():
+                path.unlink(missing_ok=True)
+        fsync_dir(self.output_dir)
         logger.info("saved %d splits to %s", len(paths), self.output_dir)
         return paths
 
@@ -243,14 +263,27 @@ def load_splits(split_dir: str | Path | None = None, prefix: str = "layer1") -> 
     """
     folder = Path(split_dir) if split_dir is not None else splits_dir()
     if (folder / f"{prefix}_train.npz").exists():
-        return {name: DatasetSplit.load(folder / f"{prefix}_{name}.npz", name)
-                for name in ("train", "val", "test")}
+        return _one_set(folder, prefix, {name: DatasetSplit.load(folder / f"{prefix}_{name}.npz", name)
+                                         for name in ("train", "val", "test")})
     n_folds = 0
     while (folder / f"{prefix}_fold{n_folds}_train.npz").exists():
         n_folds += 1
     if not n_folds:
         raise SourceError(f"{folder}: no {prefix}_train.npz (nor {prefix}_fold0_train.npz); "
                           "write splits with DatasetBuilder.save_splits first")
-    return {kind: [DatasetSplit.load(folder / f"{prefix}_fold{i}_{kind}.npz", f"fold{i}_{kind}")
-                   for i in range(n_folds)] for kind in ("train", "val")} | {
-        "test": DatasetSplit.load(folder / f"{prefix}_test.npz", "test")}
+    return _one_set(folder, prefix, {
+        kind: [DatasetSplit.load(folder / f"{prefix}_fold{i}_{kind}.npz", f"fold{i}_{kind}")
+               for i in range(n_folds)] for kind in ("train", "val")} | {
+        "test": DatasetSplit.load(folder / f"{prefix}_test.npz", "test")})
+
+
+def _one_set(folder: Path, prefix: str, splits: dict) -> dict:
+    """`splits`, unless their files come from different `save_splits` calls."""
+    flat = [s for v in splits.values() for s in (v if isinstance(v, list) else [v])]
+    ids = {s.name: s.split_set for s in flat}
+    if len(set(ids.values())) > 1:
+        cuts = ", ".join(f"{name}: {cut or 'none'}" for name, cut in ids.items())
+        raise SchemaError(f"{folder}: the {prefix}_* split files come from different cuts "
+                          f"({cuts}); a save was interrupted, and mixing them would leak rows "
+                          "between splits. Cut and save the splits again")
+    return splits

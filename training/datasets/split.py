@@ -29,7 +29,7 @@ from training.errors import ConfigError, SchemaError, SourceError
 from training.features.encoding import SPEC_FIELD, FeatureSpec
 from training.fileio import atomic_write
 
-RESERVED = ("features", "labels", "sample_ids", "indices", SPEC_FIELD, "layer")
+RESERVED = ("features", "labels", "sample_ids", "indices", SPEC_FIELD, "layer", "split_set")
 
 
 def as_column(values: object) -> np.ndarray:
@@ -68,6 +68,7 @@ class DatasetSplit:
         columns: other per-row arrays (attack_type, timestamps, entity, ...).
         spec: the FeatureSpec of the features, when known.
         layer: the layer name (e.g. "layer1_sensory"), when known.
+        split_set: the id `save_splits` gave every file of one cut, when saved by it.
     """
 
     name: str
@@ -78,6 +79,7 @@ class DatasetSplit:
     columns: dict[str, np.ndarray] = field(default_factory=dict)
     spec: FeatureSpec | None = None
     layer: str | None = None
+    split_set: str | None = None
 
     def __post_init__(self) -> None:
         self.sample_ids = as_column(self.sample_ids)
@@ -119,6 +121,8 @@ class DatasetSplit:
             extra[SPEC_FIELD] = self.spec.to_npz()
         if self.layer is not None:
             extra["layer"] = np.array(self.layer)
+        if self.split_set is not None:
+            extra["split_set"] = np.array(self.split_set)
         with atomic_write(path) as handle:
             np.savez(handle, features=self.features, labels=self.labels,
                      sample_ids=self.sample_ids, indices=self.indices, **self.columns, **extra)
@@ -145,6 +149,9 @@ class DatasetSplit:
             raise SourceError(f"{path}: no such file") from None
         except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
             raise SourceError(f"{path}: not a readable .npz of plain arrays ({exc})") from exc
+        except MemoryError:  # a member header declaring an absurd shape
+            raise SourceError(f"{path}: declares arrays too large to load; the file is damaged "
+                              "or not a split") from None
         missing = [k for k in ("features", "labels") if k not in arrays]
         if missing:
             raise SchemaError(f"{path}: no {' or '.join(missing)} array; it is not a dataset "
@@ -152,6 +159,7 @@ class DatasetSplit:
         spec = FeatureSpec.from_npz(arrays, str(path)) if SPEC_FIELD in arrays else None
         arrays.pop(SPEC_FIELD, None)
         layer = str(arrays.pop("layer")) if "layer" in arrays else None
+        split_set = str(arrays.pop("split_set")) if "split_set" in arrays else None
         features = arrays.pop("features").astype(np.float32, copy=False)
         labels = arrays.pop("labels")
         if labels.dtype.kind not in "iu":
@@ -163,6 +171,6 @@ class DatasetSplit:
         if name is None:
             name = path.stem.rsplit("_", 1)[-1]
         try:
-            return cls(name, features, labels, sample_ids, indices, arrays, spec, layer)
+            return cls(name, features, labels, sample_ids, indices, arrays, spec, layer, split_set)
         except SchemaError as exc:
             raise SchemaError(f"{path}: {exc}") from None

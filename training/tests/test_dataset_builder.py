@@ -423,3 +423,15 @@ def test_layer3_windows_split_by_entity_and_time(windows_and_graphs, tmp_path):
     val = Layer3Windows.load(paths["val"], spec=windows.spec)
     assert np.array_equal(val.X, by_time["val"].X) and np.array_equal(val.labels, by_time["val"].labels)
     assert val.event_id.to_pylist() == by_time["val"].event_id.to_pylist()
+
+
+def test_load_splits_refuses_files_of_two_cuts(tmp_path):
+    builder = hand_made()
+    builder.output_dir = tmp_path
+    builder.save_splits(builder.create_splits(SplitStrategy.RANDOM), "a")
+    first = (tmp_path / "a_train.npz").read_bytes()
+    builder.save_splits(builder.create_splits(SplitStrategy.RANDOM), "a")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_test.npz", "a_train.npz", "a_val.npz"]
+    (tmp_path / "a_train.npz").write_bytes(first)  # what a crash between two renames leaves
+    with pytest.raises(SchemaError, match="different cuts"):
+        load_splits(tmp_path, "a")
