@@ -12,12 +12,15 @@ has a docstring of three labelled lines, checked at collection:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from training.tests.reliability.harness import LABELS, fault_fields
+
+_TMP = re.compile(r"/\S*?/pytest-of-[^/]+/pytest-\d+/[^/]+/")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -38,5 +41,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def observed(record_property: Callable[[str, object], None]) -> Callable[[object], None]:
     """Record what the fault actually produced (shown in RELIABILITY.md)."""
     def note(text: object) -> None:
-        record_property("observed", " ".join(str(text).split())[:300])
+        text = _TMP.sub("<tmp>/", " ".join(str(text).split()))  # this run's temporary folders
+        record_property("observed", text[:300])
     return note

@@ -183,8 +183,8 @@ def test_training_killed_at_checkpoint_write_then_resumed(tmp_path, fault, strai
     for leftover in partial:
         with pytest.raises(PipelineError):
             (load_state if "last_state" in leftover.name else load_model)(leftover)
-    observed(f"resumed after the kill in {partial[0].name}: epochs 1-6, weights identical to "
-             "an uninterrupted run")
+    observed(f"killed leaving {', '.join(p.name for p in partial)}; resumed: epochs 1-6, "
+             "weights identical to an uninterrupted run")
 
 
 # -- registry -----------------------------------------------------------------------------------
@@ -304,13 +304,6 @@ def test_split_save_killed_mid_file_keeps_previous_splits(tmp_path, observed):
     observed("previous splits intact and partitioning the rows; partial file refused")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "training/dataset_builder.py save_splits (datasets helper): the three files are replaced one "
-    "by one, so a crash (or a full disk) between two of them leaves the new train beside the old "
-    "val and test, which load_splits returns without complaint: rows of the old test split are "
-    "in the new train split (leakage). Expected: the set is recognisable as one cut (e.g. a "
-    "run id written into every file and checked by load_splits, or all files written before any "
-    "is renamed), and a mixed set is refused"))
 def test_split_save_killed_between_files_is_not_a_mixed_set(tmp_path, observed):
     """Stage: split save
     Fault: SIGKILL just before layer1_val.npz is renamed into place, while `save_splits`

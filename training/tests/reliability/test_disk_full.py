@@ -135,11 +135,6 @@ def test_registry_register_disk_full(tmp_path, observed):
     observed(f"{reported}; registry unchanged, 2.0.0 registered once space was back")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "training/dataset_builder.py save_splits (datasets helper): when the val file cannot be "
-    "written (ENOSPC), the new train file is already in place beside the old val and test: "
-    "load_splits returns a mixed set whose train shares rows with test (see the crash test "
-    "test_split_save_killed_between_files_is_not_a_mixed_set)"))
 def test_split_save_disk_full_keeps_previous_splits(tmp_path, observed):
     """Stage: split save
     Fault: ENOSPC after 2 kB of layer1_val.npz while `save_splits` overwrites a saved set of

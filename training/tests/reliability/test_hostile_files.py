@@ -397,10 +397,6 @@ def test_pickle_payload_in_split_file_is_refused(tmp_path, observed):
     observed(info.value)
 
 
-@pytest.mark.xfail(strict=True, raises=MemoryError, reason=(
-    "training/datasets/split.py DatasetSplit.load (datasets helper): an .npz member declaring "
-    "an absurd shape makes np.load raise MemoryError, which load does not catch; expected a "
-    "SourceError naming the file (as LayerArrays.load now gives)"))
 def test_split_member_declaring_a_huge_array_is_refused(tmp_path, observed):
     """Stage: split save
     Fault: layer1_train.npz whose features member declares shape (10**12, 128) float32 in its
