@@ -215,6 +215,22 @@ def test_unlabeled_graphs_train_on_every_edge(office, tmp_path):
         train_layer2_gnn(unlabeled, None, config, benign_only=True)
 
 
+def test_resume_continues_exactly(office, tmp_path):
+    train, val = office
+
+    def run(folder: str, epochs: int, resume: bool):
+        config = default_config(num_epochs=epochs, batch_size=4, log_dir=str(tmp_path),
+                                checkpoint_dir=str(tmp_path / folder), tensorboard=False,
+                                num_threads=1, early_stopping_patience=None, restore_best=False)
+        return train_layer2_gnn(train, val, config, hidden_dim=8, resume=resume)[0]
+
+    straight = run("straight", 3, False)
+    run("stopped", 2, False)
+    resumed = run("stopped", 3, True)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_command_line(office, tmp_path, capsys):
     train, val = office
     train_path, val_path = train.save(tmp_path / "train.npz"), val.save(tmp_path / "val.npz")

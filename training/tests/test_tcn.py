@@ -148,6 +148,22 @@ def test_train_layer3_tcn_writes_a_loadable_model(office, tmp_path):
     np.testing.assert_array_equal(data.scores(loaded.model), data.scores(model.eval()))
 
 
+def test_resume_continues_exactly(office, tmp_path):
+    train, val = office
+
+    def run(folder: str, epochs: int, resume: bool):
+        config = default_config(num_epochs=epochs, batch_size=64, log_dir=str(tmp_path),
+                                checkpoint_dir=str(tmp_path / folder), tensorboard=False,
+                                num_threads=1, early_stopping_patience=None, restore_best=False)
+        return train_layer3_tcn(train, val, config, channels=[8, 8], resume=resume)[0]
+
+    straight = run("straight", 3, False)
+    run("stopped", 2, False)
+    resumed = run("stopped", 3, True)
+    for (name, a), b in zip(straight.state_dict().items(), resumed.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
 def test_command_line(office, tmp_path, capsys):
     train, val = office
     train_path, val_path = train.save(tmp_path / "train.npz"), val.save(tmp_path / "val.npz")
