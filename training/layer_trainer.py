@@ -25,8 +25,21 @@ early stopping, checkpoints, TensorBoard, resume, multi-process training (torchr
 process trains its shard, gradients are averaged by DistributedDataParallel, process 0 alone
 writes files) and callbacks (`training.callbacks` lists the events).
 
+Several processes (`torchrun --nproc-per-node N ...`): the trainer joins the process group
+(gloo on the CPU, nccl on CUDA); the caller gives each process its shard, e.g.
+`TensorBatches(x, batch_size=b, shuffle=True, seed=s, rank=trainer.rank,
+world_size=trainer.world_size)` (or a DistributedSampler); every process validates on the
+whole validation data, so all take the same early-stopping decision.
+
+Resume: the last-state checkpoint (`training.trainer_state`) is written after every epoch;
+`train(..., resume=True)` continues from it, with the same random states, so a run killed at
+any point and resumed ends with the same weights as one never interrupted (CPU,
+deterministic mode).
+
 Speed: the step loop does no per-step host sync: losses and gradient norms are summed as
-tensors and read once per epoch; logging is per epoch.
+tensors and read once per epoch; logging is per epoch; checkpoint files are written on a
+background thread from snapshots. On the CPU, small models train fastest with one intra-op
+thread (`TrainingConfig.num_threads=1`; see BENCHMARKS.md).
 """
 
 from __future__ import annotations
