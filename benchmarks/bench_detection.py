@@ -147,8 +147,8 @@ def summary(runs: list[dict]) -> dict:
     out = {}
     for key in METRICS:
         values = np.array([r[key] for r in runs], dtype=float)
-        out[key] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
-                    "values": values.tolist()}
+        sd = float(values.std(ddof=1)) if len(values) > 1 else 0.0
+        out[key] = {"mean": float(values.mean()), "sd": sd, "values": values.tolist()}
     return out
 
 

@@ -15,7 +15,8 @@ Timed with `training.evaluation.latency.measure_latency` (inference mode, after 
 at 1 and at 2 torch threads, each `--repeats` times (medians of the repeats are reported).
 Baseline in the same run: scikit-learn's IsolationForest (100 trees, fitted on the same
 vectors) `score_samples`, the usual classical detector on the same features, with the same
-timer. A what-if row (`lean_score`) computes the same scores with fewer Python-side calls. The original system claimed 2-5 ms per event and 5-10k events/s.
+timer. A what-if row (`lean_score`) computes the same scores with fewer Python-side calls.
+The original system claimed 2-5 ms per event and 5-10k events/s.
 
 Featurization is timed separately (`featurization_cost`): `DataPreprocessor.featurize` on the
 collected table tiled to --featurize-rows events, and `preprocess_event` on one event dict.

@@ -100,7 +100,8 @@ class ModelEvaluator:
             self.sidecar = model.sidecar
             model = model.model
         if not isinstance(model, nn.Module):
-            raise ConfigError(f"model must be a torch nn.Module or a LoadedModel, got {type(model).__name__}")
+            raise ConfigError("model must be a torch nn.Module or a LoadedModel, got "
+                              f"{type(model).__name__}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model
@@ -129,20 +130,31 @@ class ModelEvaluator:
     def _tensor(self, values: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(values, dtype=np.float32), device=self.device)
 
+    @staticmethod
+    def _threshold_source(where: str, how: dict[str, Any]) -> str:
+        """"<where> (best F1 on 450 validation scores)" or "(benign 0.99 quantile of ...)"."""
+        if how.get("method") == "best_f1":
+            rule = "best F1"
+        elif how.get("method") == "benign_quantile":
+            rule = f"benign {how.get('quantile')} quantile"
+        else:
+            return where
+        return f"{where} ({rule} of {how.get('n_scores')} validation scores)"
+
     def _score_fn(self) -> Callable[[torch.Tensor], torch.Tensor]:
         return self.model.anomaly_score if self.is_anomaly_model else self.model
 
     def _outputs(self, features: np.ndarray) -> np.ndarray:
         """The model's scores (n,) or class outputs (n, n_classes), in batches, in eval mode."""
-        x = self._tensor(features)
         fn = self._score_fn()
-        with torch.inference_mode():
-            parts = [fn(x[i:i + self.batch_size]).float().cpu()
-                     for i in range(0, len(x), self.batch_size)]
+        with torch.inference_mode():  # one chunk at a time on the device
+            parts = [fn(self._tensor(features[i:i + self.batch_size])).float().cpu()
+                     for i in range(0, len(features), self.batch_size)]
         out = torch.cat(parts).numpy() if parts else np.zeros(0, np.float32)
-        if self.is_anomaly_model and out.shape != (len(x),):
+        if self.is_anomaly_model and out.shape != (len(features),):
             raise SchemaError(f"{type(self.model).__name__}.anomaly_score returned shape "
-                              f"{out.shape} for {len(x)} rows; it must return one score per row")
+                              f"{out.shape} for {len(features)} rows; it must return one score "
+                              "per row")
         return out
 
     def _resolve_threshold(self) -> tuple[float | Threshold | None, str | None]:
@@ -150,13 +162,11 @@ class ModelEvaluator:
             return self.threshold, "argument"
         if self.val_features is not None:
             found = calibrate_threshold(self._outputs(self.val_features), self.val_labels)
-            detail = f"q={found.quantile}" if found.quantile is not None else "best F1"
-            return found, f"validation data ({found.method}, {detail}, {found.n_scores} scores)"
+            return found, self._threshold_source("validation data", found.to_dict())
         if self.sidecar and self.sidecar.get("anomaly_threshold") is not None:
-            how = self.sidecar.get("threshold") or {}
-            detail = (f" ({how['method']} on {how['n_scores']} validation scores)"
-                      if isinstance(how, dict) and {"method", "n_scores"} <= how.keys() else "")
-            return float(self.sidecar["anomaly_threshold"]), "checkpoint sidecar" + detail
+            how = self.sidecar.get("threshold")
+            return (float(self.sidecar["anomaly_threshold"]),
+                    self._threshold_source("checkpoint sidecar", how if isinstance(how, dict) else {}))
         return None, None
 
     def evaluate(self, compute_roc_auc: bool = True, compute_pr_auc: bool = True,

@@ -98,7 +98,7 @@ def render_html(m: EvaluationMetrics, title: str = "Evaluation report") -> str:
         if m.model_kind == "anomaly":
             page.heading("At the threshold")
             page.add(f'<p>threshold <span data-key="/threshold">{fmt(report["threshold"])}</span>, '
-                     f'from {html.escape(str(report["threshold_source"]))}; a score at or above '
+                     f'source: {html.escape(str(report["threshold_source"]))}; a score at or above '
                      "it alerts.</p>")
         else:
             page.heading("At the predicted class")

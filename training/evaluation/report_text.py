@@ -52,8 +52,8 @@ def format_report(m: EvaluationMetrics) -> str:
                      f"false positives {point['false_positives']})")
     lines.append("")
     if m.confusion_matrix is not None:
-        rule = (f"At threshold {m.threshold:.6g} ({m.threshold_source})" if m.model_kind == "anomaly"
-                else "At the most probable class")
+        rule = (f"At threshold {m.threshold:.6g} (source: {m.threshold_source})"
+                if m.model_kind == "anomaly" else "At the most probable class")
         lines.append(rule)
         lines.append(f"  accuracy {_f(m.accuracy)}   precision {_f(m.precision)}   "
                      f"recall {_f(m.recall)}   F1 {_f(m.f1_score)}"

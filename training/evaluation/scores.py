@@ -159,7 +159,8 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray,
     """
     probabilities = np.asarray(probabilities, dtype=np.float64)
     if probabilities.ndim != 2 or probabilities.shape[1] < 2:
-        raise SchemaError(f"probabilities must have shape (n, n_classes >= 2), got {probabilities.shape}")
+        raise SchemaError("probabilities must have shape (n, n_classes >= 2), got "
+                          f"{probabilities.shape}")
     n, n_classes = probabilities.shape
     labels = np.asarray(labels).reshape(-1)
     if len(labels) != n:

@@ -70,12 +70,12 @@ def test_threshold_from_validation_data_not_the_test_set():
     # Validation rows = the fixture with labels: best F1 threshold 0.5 (see test_metrics).
     m = evaluate(FirstFeatureScorer(), val_features=fixture_features(), val_labels=LABELS)
     assert m.threshold == 0.5
-    assert m.threshold_source == "validation data (best_f1, best F1, 10 scores)"
+    assert m.threshold_source == "validation data (best F1 of 10 validation scores)"
     # Unlabeled validation rows count as benign: 99th percentile of the 10 scores, index
     # 0.99 * 9 = 8.91 rounded up to 9 -> 0.95 (so only the top score alerts).
     m = evaluate(FirstFeatureScorer(), val_features=fixture_features())
     assert m.threshold == pytest.approx(0.95) and m.confusion_matrix == [[6, 0], [3, 1]]
-    assert m.threshold_source.startswith("validation data (benign_quantile, q=0.99")
+    assert m.threshold_source == "validation data (benign 0.99 quantile of 10 validation scores)"
 
 
 def test_threshold_from_the_checkpoint_sidecar(tmp_path):
