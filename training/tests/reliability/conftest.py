@@ -44,3 +44,11 @@ def observed(record_property: Callable[[str, object], None]) -> Callable[[object
         text = _TMP.sub("<tmp>/", " ".join(str(text).split()))  # this run's temporary folders
         record_property("observed", text[:300])
     return note
+
+
+@pytest.fixture(scope="session")
+def straight_training(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The training run of `harness.train_vae` without any fault: what resumed runs must end
+    with (history and weights)."""
+    from training.tests.reliability.harness import train_vae
+    return train_vae(str(tmp_path_factory.mktemp("straight")), resume=False)

@@ -3,18 +3,21 @@ file damage, and the docstring fields RELIABILITY.md is generated from."""
 
 from __future__ import annotations
 
+import atexit
 import inspect
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
-import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
 
 from training.tests.conftest import REPO
+from training.tests.reliability.children import Child, fork_child
 
 CHILD_TIMEOUT_S = 120.0  # a guard against a hang, never reached by a passing run
 LABELS = ("Stage", "Fault", "Expected")
@@ -41,46 +44,46 @@ def child_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(REPO), **extra}
 
 
-def child_command(code: str, fault: dict | None = None) -> list[str]:
-    """`python -c` running `code` with `fault` armed first (see faults.install)."""
+def child_code(code: str, fault: dict | None = None) -> str:
+    """`code` with `fault` armed first (see faults.install)."""
     prelude = ""
     if fault is not None:
         prelude = ("import json, sys\nfrom training.tests.reliability.faults import install\n"
                    f"install(json.loads({json.dumps(json.dumps(fault))}))\n")
-    return [sys.executable, "-c", prelude + textwrap.dedent(code)]
+    return prelude + textwrap.dedent(code)
+
+
+_OUTPUTS = Path(tempfile.mkdtemp(prefix="reliability-children-"))
+atexit.register(shutil.rmtree, _OUTPUTS, ignore_errors=True)
+
+
+def start_child(code: str, fault: dict | None = None, cwd: Path | None = None) -> Child:
+    """Start `code` in a new process (forked from a warm server, see children.py) with
+    `fault` armed first; finish it with `finish(child)`."""
+    return fork_child(child_code(code, fault), _OUTPUTS, child_env(), cwd)
+
+
+def finish(child: Child, timeout: float = CHILD_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Wait for a child; its exit status (negative: the signal), stdout and stderr."""
+    return child.wait(timeout)
 
 
 def run_child(code: str, fault: dict | None = None, cwd: Path | None = None,
-              timeout: float = CHILD_TIMEOUT_S, env: dict[str, str] | None = None
-              ) -> subprocess.CompletedProcess:
-    """Run `code` in a fresh Python process, with `fault` armed first (see faults.install).
+              timeout: float = CHILD_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run `code` in a new process with `fault` armed first, and wait for it.
 
     The code uses the package's public API; what it prints to stdout comes back as text.
     """
-    return subprocess.run(child_command(code, fault), cwd=cwd, env=env or child_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return finish(start_child(code, fault, cwd), timeout)
 
 
-def start_child(code: str, fault: dict | None = None, cwd: Path | None = None
-                ) -> subprocess.Popen:
-    """`run_child` in the background; finish it with `finish(process)`."""
-    return subprocess.Popen(child_command(code, fault), cwd=cwd, env=child_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def finish(process: subprocess.Popen, timeout: float = CHILD_TIMEOUT_S
-           ) -> subprocess.CompletedProcess:
-    stdout, stderr = process.communicate(timeout=timeout)
-    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
-
-
-def wait_for(path: Path, process: subprocess.Popen, timeout: float = CHILD_TIMEOUT_S) -> None:
+def wait_for(path: Path, child: Child, timeout: float = CHILD_TIMEOUT_S) -> None:
     """Wait until `path` exists (a paused child's flag); fail if the child ends first."""
     deadline = time.monotonic() + timeout
     while not path.exists():
-        if process.poll() is not None:
-            raise AssertionError(f"the child ended (exit {process.returncode}) before {path.name}"
-                                 f":\n{process.stderr.read()[-3000:]}")
+        if child.poll() is not None:
+            raise AssertionError(f"the child ended (exit {child.returncode}) before {path.name}"
+                                 f":\n{child.stderr[-3000:]}")
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} did not appear within {timeout} s")
         time.sleep(0.02)
@@ -216,4 +219,74 @@ torch.set_num_threads(1)
 registry = ModelRegistry({registry!r})
 {body}
 print("done")
+"""
+
+
+# -- training and tuning runs shared by a faulted child and the test process -------------------
+
+def train_vae(checkpoint_dir: str, resume: bool) -> dict:
+    """Six epochs of a small Layer1VAE through LayerTrainer, with best, periodic (every 2) and
+    last-state checkpoints; the same figures in any process (seeded, one thread)."""
+    import torch
+
+    from training.batches import TensorBatches
+    from training.detectors.vae import Layer1VAE
+    from training.layer_trainer import LayerTrainer, TrainingConfig
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        x = torch.rand(64, 8, generator=torch.Generator().manual_seed(0))
+        v = torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
+        config = TrainingConfig(model_name="vae", layer_name="layer1",
+                                checkpoint_dir=checkpoint_dir, log_dir=checkpoint_dir + "/logs",
+                                tensorboard=False, seed=0, num_epochs=6, device="cpu",
+                                save_best_only=False, save_frequency=2, lr_scheduler="cosine",
+                                early_stopping_patience=None)
+        trainer = LayerTrainer(Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2, dropout=0.3),
+                               config=config)
+        trainer.train(TensorBatches(x, batch_size=16, shuffle=True, seed=5),
+                      TensorBatches(v, batch_size=8), resume=resume)
+    finally:
+        torch.set_num_threads(threads)
+    return {"epochs": [m.epoch for m in trainer.history],
+            "train_loss": [m.train_loss for m in trainer.history],
+            "weights": {k: t.tolist() for k, t in trainer.model.state_dict().items()}}
+
+
+TRAIN = """
+import json
+from training.tests.reliability.harness import train_vae
+print(json.dumps(train_vae({ck!r}, {resume!r})))
+"""
+
+
+class KillingObjective:
+    """(x - 3)^2 over three reported epochs; SIGKILLs its own process in epoch 2 of trial
+    `kill_in_trial` (None: never)."""
+
+    def __init__(self, kill_in_trial: int | None = None) -> None:
+        self.kill_in_trial = kill_in_trial
+
+    def __call__(self, trial) -> float:
+        x = trial.suggest_float("x", -10.0, 10.0)
+        for step in range(3):
+            trial.report((x - 3.0) ** 2 + 1.0 / (step + 1), step)
+            if trial.number == self.kill_in_trial and step == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+        return (x - 3.0) ** 2
+
+
+def tune_study(out: str, kill_in_trial: int | None = None):
+    """Tune the 6-trial SQLite study "crash" in `out` (continuing it if it exists)."""
+    from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
+
+    config = TuningConfig("crash", n_trials=6, output_dir=out, seed=0, use_pruner=False)
+    return HyperparameterTuner(config).tune(KillingObjective(kill_in_trial))
+
+
+TUNE = """
+from training.tests.reliability.harness import tune_study
+tune_study({out!r}, {kill_in_trial!r})
 """

@@ -19,7 +19,8 @@ import pytest
 from training.data_preprocessor import LayerArrays
 from training.errors import PipelineError
 from training.tests.reliability.harness import (
-    assert_killed, demo_inputs, last_json, run_child, temporaries,
+    TRAIN, TUNE, assert_killed, demo_inputs, last_json, run_child, temporaries, train_vae,
+    tune_study,
 )
 
 pytestmark = pytest.mark.reliability
@@ -117,36 +118,6 @@ def test_preprocessing_save_killed_keeps_previous_file(tmp_path, observed):
 
 # -- training checkpoints -----------------------------------------------------------------------
 
-TRAIN = """
-import json, torch
-from training.batches import TensorBatches
-from training.detectors.vae import Layer1VAE
-from training.layer_trainer import LayerTrainer, TrainingConfig
-torch.set_num_threads(1)
-torch.manual_seed(0)
-x = torch.rand(64, 8, generator=torch.Generator().manual_seed(0))
-v = torch.rand(16, 8, generator=torch.Generator().manual_seed(1))
-cfg = TrainingConfig(model_name="vae", layer_name="layer1", checkpoint_dir={ck!r},
-                     log_dir={ck!r} + "/logs", tensorboard=False, seed=0, num_epochs=6,
-                     device="cpu", save_best_only=False, save_frequency=2,
-                     lr_scheduler="cosine", early_stopping_patience=None)
-trainer = LayerTrainer(Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2, dropout=0.3),
-                       config=cfg)
-trainer.train(TensorBatches(x, batch_size=16, shuffle=True, seed=5),
-              TensorBatches(v, batch_size=8), resume={resume!r})
-print(json.dumps({{"epochs": [m.epoch for m in trainer.history],
-                  "train_loss": [m.train_loss for m in trainer.history],
-                  "weights": {{k: t.tolist() for k, t in trainer.model.state_dict().items()}}}}))
-"""
-
-
-@pytest.fixture(scope="module")
-def straight_training(tmp_path_factory) -> dict:
-    """The same training run without any fault: what a resumed run must reproduce."""
-    ck = tmp_path_factory.mktemp("straight")
-    return last_json(run_child(TRAIN.format(ck=str(ck), resume=False)))
-
-
 @pytest.mark.parametrize("fault", [
     pytest.param({"action": "kill", "pattern": "*vae_best.pt*", "nth": 2, "after_bytes": 500},
                  id="best"),
@@ -173,7 +144,7 @@ def test_training_killed_at_checkpoint_write_then_resumed(tmp_path, fault, strai
     assert_killed(run_child(TRAIN.format(ck=str(ck), resume=False), fault))
     partial = temporaries(ck)
     assert partial, "the kill left no partial checkpoint: it came at another point"
-    resumed = last_json(run_child(TRAIN.format(ck=str(ck), resume=True)))
+    resumed = train_vae(str(ck), resume=True)  # in this process: same code, same figures
     assert resumed["epochs"] == [1, 2, 3, 4, 5, 6]
     assert resumed["train_loss"] == straight_training["train_loss"]
     assert resumed["weights"] == straight_training["weights"]
@@ -324,25 +295,6 @@ def test_split_save_killed_between_files_is_not_a_mixed_set(tmp_path, observed):
 
 # -- tuning -------------------------------------------------------------------------------------
 
-TUNE = """
-import json, os, signal
-from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
-
-class Objective:
-    def __call__(self, trial):
-        x = trial.suggest_float("x", -10.0, 10.0)
-        for step in range(3):
-            trial.report((x - 3.0) ** 2 + 1.0 / (step + 1), step)
-            if trial.number == {kill_in_trial!r} and step == 1:
-                os.kill(os.getpid(), signal.SIGKILL)
-        return (x - 3.0) ** 2
-
-config = TuningConfig("crash", n_trials=6, output_dir={out!r}, seed=0, use_pruner=False)
-result = HyperparameterTuner(config).tune(Objective())
-print(json.dumps({{"ran": result.ran}}))
-"""
-
-
 def _trials(out: Path) -> list:
     from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
     config = TuningConfig("crash", n_trials=6, output_dir=str(out), seed=0, use_pruner=False)
@@ -371,7 +323,7 @@ def test_tuning_killed_then_the_study_continues(tmp_path, kill_in_trial, fault, 
     complete = [(t.number, t.params, t.value) for t in before if t.state == TrialState.COMPLETE]
     assert [t.state for t in before][-1] == TrialState.RUNNING and len(complete) >= 2
 
-    ran = last_json(run_child(TUNE.format(kill_in_trial=None, out=str(out))))["ran"]
+    ran = tune_study(str(out)).ran  # the restart, in this process
     after = _trials(out)
     states = Counter(t.state for t in after)
     assert states == {TrialState.COMPLETE: 6, TrialState.FAIL: 1}, states

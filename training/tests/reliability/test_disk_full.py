@@ -16,8 +16,8 @@ from training.model_files import load_model
 from training.tests.reliability.harness import (
     demo_inputs, last_json, run_child, temporaries,
 )
-from training.tests.reliability.test_crashes import (  # noqa: F401 (a fixture)
-    COLLECT, SAVE_SAMPLES, _collected_ids, _quarantined_lines, straight_training,
+from training.tests.reliability.test_crashes import (
+    COLLECT, SAVE_SAMPLES, _collected_ids, _quarantined_lines,
 )
 
 pytestmark = pytest.mark.reliability
@@ -162,7 +162,7 @@ def test_training_checkpoint_disk_full_then_resumed(tmp_path, straight_training,
         is still epoch 2's, complete; no temporary file remains; with space back,
         `train(resume=True)` ends with the history and weights of an uninterrupted run.
     """
-    from training.tests.reliability.test_crashes import TRAIN
+    from training.tests.reliability.harness import TRAIN, train_vae
     from training.trainer_state import load_state
 
     ck = tmp_path / "ck"
@@ -171,7 +171,7 @@ def test_training_checkpoint_disk_full_then_resumed(tmp_path, straight_training,
     reported = assert_reported_enospc(run_child(TRAIN.format(ck=str(ck), resume=False), fault))
     assert load_state(ck / "vae_last_state.pt")["epoch"] == 2
     assert temporaries(ck) == []
-    resumed = last_json(run_child(TRAIN.format(ck=str(ck), resume=True)))
+    resumed = train_vae(str(ck), resume=True)
     assert resumed["epochs"] == [1, 2, 3, 4, 5, 6]
     assert resumed["weights"] == straight_training["weights"]
     observed(f"{reported}; resumed from epoch 2 to the uninterrupted run's weights")
