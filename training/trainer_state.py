@@ -5,7 +5,8 @@ optimizer, scheduler and GradScaler state_dicts, the callbacks' states (early st
 trainer's counters and history, the best weights so far, the batches' generator state, and the
 random states of torch (CPU and CUDA), numpy and Python. It holds only tensors and plain
 containers of numbers and strings (the configuration is stored as its JSON text), so it is
-read back with `torch.load(weights_only=True)`: nothing in it is executed.
+read back with `torch.load(weights_only=True)`: nothing in it is executed. The serialized state
+is stored with its sha256, checked before it is read: a damaged file is refused.
 
 Files are written by a `BackgroundWriter` while the next epoch trains: serializing and fsyncing
 a checkpoint costs 10-30 ms, a tenth of a small model's epoch. The trainer hands it snapshots
@@ -15,6 +16,7 @@ still leaves the previous file intact (atomic rename), and `wait` reports any wr
 
 from __future__ import annotations
 
+import hashlib
 import io
 import random
 from collections.abc import Callable
@@ -28,7 +30,7 @@ import torch
 from training.errors import CheckpointError
 from training.fileio import atomic_write
 
-FORMAT = "maximus.trainer_state.v1"
+FORMAT = "maximus.trainer_state.v2"
 
 
 def rng_state() -> dict[str, Any]:
@@ -61,29 +63,43 @@ def _to_lists(value: Any) -> Any:
 
 
 def save_state(path: str | Path, state: dict[str, Any]) -> None:
-    """Write `state` (tensors and plain containers) atomically to `path`."""
+    """Write `state` (tensors and plain containers) atomically to `path`, with its sha256."""
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, **state}, buffer)
+    torch.save(state, buffer)
+    data = buffer.getvalue()
+    # The serialized state travels as bytes beside its digest: torch.load alone does not
+    # notice a flipped bit inside tensor data.
+    outer = io.BytesIO()
+    torch.save({"format": FORMAT, "sha256": hashlib.sha256(data).hexdigest(),
+                "state": torch.frombuffer(bytearray(data), dtype=torch.uint8)}, outer)
     with atomic_write(Path(path)) as handle:
-        handle.write(buffer.getvalue())
+        handle.write(outer.getvalue())
 
 
 def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a last-state checkpoint written by `save_state`, refusing anything else.
 
     Raises:
-        CheckpointError: missing, unreadable, or not a trainer state.
+        CheckpointError: missing, unreadable, damaged (sha256 mismatch), or not a trainer state.
     """
     path = Path(path)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        outer = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no last-state checkpoint to resume from") from None
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
         raise CheckpointError(f"{path}: refused to load a trainer state: {exc}") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a trainer state (expected format {FORMAT!r})")
-    return state
+    data = outer["state"].numpy().tobytes()
+    if hashlib.sha256(data).hexdigest() != outer["sha256"]:
+        raise CheckpointError(f"{path}: sha256 mismatch: the trainer state was damaged after "
+                              "it was written; resume from another copy or start without "
+                              "--resume")
+    try:
+        return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise CheckpointError(f"{path}: refused to load a trainer state: {exc}") from exc
 
 
 def save_weights(path: str | Path, state: dict[str, torch.Tensor]) -> None:

@@ -312,6 +312,21 @@ def test_resume_continues_exactly_in_process(tmp_path) -> None:
             TensorBatches(data(), batch_size=16), resume=True)
 
 
+def test_damaged_last_state_is_refused(tmp_path) -> None:
+    cfg = config(tmp_path, num_epochs=1)
+    LayerTrainer(small_vae(), config=cfg).train(TensorBatches(data(), batch_size=16))
+    path = tmp_path / "ck" / "m_last_state.pt"
+    assert load_state(path)["epoch"] == 1
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x01  # one bit, inside the serialized state
+    path.write_bytes(bytes(raw))
+    with pytest.raises(CheckpointError, match="m_last_state.pt: sha256 mismatch"):
+        LayerTrainer(small_vae(), config=cfg.replace(num_epochs=2)).train(
+            TensorBatches(data(), batch_size=16), resume=True)
+    with pytest.raises(CheckpointError, match="no last-state checkpoint"):
+        load_state(tmp_path / "missing.pt")
+
+
 def test_tensorboard_scalars_once_per_epoch(tmp_path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 

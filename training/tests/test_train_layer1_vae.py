@@ -20,6 +20,7 @@ from training.model_files import load_model, read_sidecar
 from training.train_layer1_vae import (
     Layer1VAE, _parser, default_config, main, read_split, train_layer1_vae,
 )
+from training.trainer_state import load_state
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "training" / "train_layer1_vae.py"
@@ -128,16 +129,18 @@ def test_sigkill_after_epoch_k_then_resume_ends_with_the_same_weights(workdir: P
     killed = start([sys.executable, str(killer), *common, "--checkpoint_dir", "killed"], workdir)
     assert killed.wait(timeout=120) == -signal.SIGKILL, killed.stderr.read()
     assert straight.wait(timeout=120) == 0, straight.stderr.read()
-    state = torch.load(workdir / "killed" / "layer1_vae_last_state.pt", weights_only=True)
+    state = load_state(workdir / "killed" / "layer1_vae_last_state.pt")
     assert state["epoch"] in (1, 2)  # epoch 2's file may still have been on its way
     resumed = run([sys.executable, str(SCRIPT), *common, "--checkpoint_dir", "killed",
                    "--resume"], workdir)
     assert resumed.returncode == 0, resumed.stderr
     assert f"at epoch {state['epoch']}" in resumed.stderr
     for name in ("layer1_vae_best.pt", "layer1_vae_last_state.pt"):
-        a = torch.load(workdir / "straight" / name, weights_only=True)
-        b = torch.load(workdir / "killed" / name, weights_only=True)
-        a, b = (a["model"], b["model"]) if "model" in a else (a, b)
+        if name.endswith("_last_state.pt"):
+            a, b = (load_state(workdir / d / name)["model"] for d in ("straight", "killed"))
+        else:
+            a, b = (torch.load(workdir / d / name, weights_only=True)
+                    for d in ("straight", "killed"))
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), name
 
