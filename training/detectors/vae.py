@@ -31,6 +31,13 @@ def _mlp(sizes: Sequence[int], dropout: float) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def _without_dropout(layers: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    for layer in layers:
+        if not isinstance(layer, nn.Dropout):
+            x = layer(x)
+    return x
+
+
 @register_detector
 class Layer1VAE(Detector):
     """VAE anomaly detector for layer-1 event vectors.
@@ -131,12 +138,14 @@ class Layer1VAE(Detector):
         """Per-event reconstruction error and KL divergence, each (batch,)."""
         mean, logvar = self.encode(x)
         logits = self.decode_logits(self.reparameterize(mean, logvar) if sample else mean)
-        if self.reconstruction == "mse":
-            recon = (torch.sigmoid(logits) - x).pow(2).sum(dim=1)
-        else:
-            recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
         kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(dim=1)
-        return recon, kl
+        return self._reconstruction_error(logits, x), kl
+
+    def _reconstruction_error(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(batch,) error of the decoded `logits` against `x`."""
+        if self.reconstruction == "mse":
+            return (torch.sigmoid(logits) - x).pow(2).sum(dim=1)
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
 
     def training_step(self, batch: Any) -> torch.Tensor:
         recon, kl = self._terms(self._features(batch), sample=self.training)
@@ -153,5 +162,12 @@ class Layer1VAE(Detector):
         Shapes:
             returns (batch,), float32.
         """
-        recon, kl = self._terms(self._features(batch), sample=False)
-        return (recon if self.score == "reconstruction" else recon + kl).float()
+        x = self._features(batch)
+        if self.training or self.score == "elbo":
+            recon, kl = self._terms(x, sample=False)
+            return (recon if self.score == "reconstruction" else recon + kl).float()
+        # Scoring in eval mode: the mean code only, no KL term and no Dropout calls (identity
+        # here). Same scores; one event's cost is mostly per-call overhead, so this halves it.
+        h = _without_dropout(self.encoder, x)  # (batch, widths[-1])
+        logits = self.output(_without_dropout(self.decoder, self.fc_mean(h)))  # (batch, input_dim)
+        return self._reconstruction_error(logits, x).float()

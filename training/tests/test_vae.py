@@ -144,3 +144,17 @@ def test_seed_step5_loading_and_sidecar_round_trip(tmp_path) -> None:
     loaded = load_model(tmp_path / "custom.pt").model
     assert loaded.init_args == {**custom.init_args, "hidden_dim": [32, 16]}
     assert loaded.fc_mean.out_features == 8 and loaded.beta == 0.5
+
+
+@pytest.mark.parametrize("reconstruction", ["mse", "bce"])
+def test_eval_scoring_shortcut_equals_the_full_reconstruction_term(reconstruction) -> None:
+    torch.manual_seed(0)
+    model = Layer1VAE(dropout=0.3, reconstruction=reconstruction).eval()
+    x = torch.rand(64, 128)
+    with torch.no_grad():
+        recon, _ = model._terms(x, sample=False)
+        assert torch.allclose(model.anomaly_score(x), recon, rtol=1e-6, atol=1e-6)
+        elbo = Layer1VAE(dropout=0.3, reconstruction=reconstruction, score="elbo")
+        elbo.load_state_dict(model.state_dict())
+        recon, kl = elbo.eval()._terms(x, sample=False)
+        assert torch.allclose(elbo.anomaly_score(x), recon + kl)
