@@ -91,7 +91,8 @@ def tune(objective: Layer1Objective, args: argparse.Namespace, seed: int, folder
     config = TuningConfig(
         study_name=f"bench_{seed}", direction=objective.direction, n_trials=args.trials,
         sampler="tpe", pruner=args.pruner, pruner_n_startup_trials=args.startup,
-        pruner_n_warmup_steps=args.warmup, n_workers=args.workers, seed=seed,
+        pruner_n_warmup_steps=args.warmup, pruner_max_steps=args.max_epochs,
+        n_workers=args.workers, seed=seed,
         output_dir=str(folder))
     start, cpu = time.perf_counter(), cpu_seconds()
     load = os.getloadavg()[0]
@@ -145,7 +146,7 @@ def main() -> None:
               "baseline": base, "runs": runs, "median": median,
               "improvement": (base["val_loss"] - median["best_val_loss"]) / base["val_loss"]}
     OUT.mkdir(exist_ok=True)
-    (OUT / "tuning.json").write_text(json.dumps(report, indent=2))
+    (OUT / f"tuning_{args.pruner}.json").write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2))
 
 

@@ -64,6 +64,8 @@ class TuningConfig:
         n_workers: worker processes this command starts (1: trials run in this process).
         seed: sampler seed (worker i uses seed + i); None: not reproducible.
         sampler_n_startup_trials: random trials before TPE starts modelling.
+        pruner_max_steps: the most epochs a trial runs (Hyperband's maximum budget); None lets
+            Hyperband take it from the first finished trial.
     """
 
     study_name: str
@@ -80,6 +82,7 @@ class TuningConfig:
     n_workers: int = 1
     seed: int | None = None
     sampler_n_startup_trials: int = 10
+    pruner_max_steps: int | None = None
 
     def __post_init__(self) -> None:
         name = self.study_name
@@ -96,6 +99,11 @@ class TuningConfig:
                                  ("sampler_n_startup_trials", self.sampler_n_startup_trials, 0)):
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
+        if self.pruner_max_steps is not None and (
+                isinstance(self.pruner_max_steps, bool) or not isinstance(self.pruner_max_steps, int)
+                or self.pruner_max_steps < 1):
+            raise ConfigError(f"pruner_max_steps must be an integer >= 1 or None, got "
+                              f"{self.pruner_max_steps!r}")
         if self.timeout is not None and not self.timeout > 0:
             raise ConfigError(f"timeout must be > 0 seconds or None, got {self.timeout!r}")
 

@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         direction=objective.direction, n_trials=args.n_trials, timeout=args.timeout,
         sampler=args.sampler, use_pruner=args.pruner != "none",
         pruner="median" if args.pruner == "none" else args.pruner,
-        pruner_n_warmup_steps=args.warmup_epochs,
+        pruner_n_warmup_steps=args.warmup_epochs, pruner_max_steps=args.max_epochs,
         storage_url=args.storage or os.environ.get(STORAGE_ENVIRONMENT) or None,
         output_dir=args.output_dir, n_workers=args.n_workers, seed=args.seed)
     tuner = HyperparameterTuner(config)

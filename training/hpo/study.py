@@ -42,9 +42,12 @@ def _median(config: TuningConfig) -> optuna.pruners.BasePruner:
 
 
 def _hyperband(config: TuningConfig) -> optuna.pruners.BasePruner:
-    # Steps are epochs; no trial is stopped before the warm-up epochs (at least one). The
-    # maximum is learnt from the first trial that finishes.
-    return optuna.pruners.HyperbandPruner(min_resource=max(1, config.pruner_n_warmup_steps))
+    # Steps are epochs; no trial is stopped before the warm-up epochs (at least one). Without
+    # a maximum, Hyperband takes the epochs of the first trial that finishes (fewer than the
+    # limit if early stopping ended it).
+    low, high = max(1, config.pruner_n_warmup_steps), config.pruner_max_steps
+    return optuna.pruners.HyperbandPruner(min_resource=low if high is None else min(low, high),
+                                          max_resource=high or "auto")
 
 
 SAMPLERS: dict[str, Callable[..., optuna.samplers.BaseSampler]] = {"tpe": _tpe, "random": _random}

@@ -32,6 +32,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
     ("n_trials", 0, 1), ("n_workers", 0, 1), ("pruner_n_startup_trials", -1, 0),
     ("pruner_n_warmup_steps", -1, 0), ("timeout", 0, 0.5), ("sampler", "grid", "random"),
     ("pruner", "percentile", "hyperband"), ("direction", "down", "maximize"),
+    ("pruner_max_steps", 0, 1),
 ])
 def test_config_rejects_values_past_each_edge(field, bad, good, tmp_path):
     with pytest.raises(ConfigError, match=f"{field} must be .*got {bad!r}"):
