@@ -21,6 +21,8 @@ Each has `save(path)`: one .npz without pickle, the FeatureSpec inside. Layer-1 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import zipfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,12 +37,14 @@ from training.errors import ConfigError, NotSupportedError, SchemaError
 from training.features.encoding import SPEC_FIELD, FeatureSpec
 from training.features.events import events_table
 from training.features.layer1 import Layer1Featurizer
-from training.features.layer2 import Layer2GraphBuilder
-from training.features.layer2_graphs import Layer2Graphs
-from training.features.layer3 import Layer3WindowBuilder
 from training.features.layer3_windows import Layer3Windows
 from training.fileio import atomic_write
 from training.paths import preprocessed_dir
+
+if TYPE_CHECKING:  # layer 2 needs torch-geometric, imported on first use (seconds of start-up)
+    from training.features.layer2 import Layer2GraphBuilder
+    from training.features.layer2_graphs import Layer2Graphs
+    from training.features.layer3 import Layer3WindowBuilder
 
 # What np.load raises on a damaged or hostile file: truncated (EOFError, BadZipFile), bit-flipped
 # (BadZipFile: bad CRC), a member that is not an array (ValueError), or one declaring an absurd
@@ -121,7 +125,6 @@ def _texts(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(column, "").to_numpy(zero_copy_only=False), dtype=str)
 
 
-Features = LayerArrays | Layer2Graphs | Layer3Windows
 
 
 class DataPreprocessor:
@@ -140,10 +143,23 @@ class DataPreprocessor:
                  layer3: Layer3WindowBuilder | None = None) -> None:
         self.output_dir = Path(output_dir) if output_dir is not None else preprocessed_dir()
         self.layer1 = layer1 or Layer1Featurizer()
-        self.layer2 = layer2 or Layer2GraphBuilder()
-        self.layer3 = layer3 or Layer3WindowBuilder()
+        self._layer2, self._layer3 = layer2, layer3
 
-    def featurize(self, events: Iterable[Mapping] | pa.Table, layer: LayerType | str) -> Features:
+    @property
+    def layer2(self) -> Layer2GraphBuilder:
+        if self._layer2 is None:
+            from training.features.layer2 import Layer2GraphBuilder
+            self._layer2 = Layer2GraphBuilder()
+        return self._layer2
+
+    @property
+    def layer3(self) -> Layer3WindowBuilder:
+        if self._layer3 is None:
+            from training.features.layer3 import Layer3WindowBuilder
+            self._layer3 = Layer3WindowBuilder()
+        return self._layer3
+
+    def featurize(self, events: Iterable[Mapping] | pa.Table, layer: LayerType | str) -> LayerArrays | Layer2Graphs | Layer3Windows:
         """The vectorized path every other method uses (see the module docstring)."""
         layer = _layer(layer)
         table = events_table(events)
@@ -171,11 +187,11 @@ class DataPreprocessor:
         (layer 3: `features` is the (T, F) history; the target bucket in `metadata`).
         """
         result = self.featurize(events, layer)
-        if isinstance(result, Layer2Graphs):
-            return _graph_samples(result)
+        if isinstance(result, LayerArrays):
+            return result.samples()
         if isinstance(result, Layer3Windows):
             return _window_samples(result)
-        return result.samples()
+        return _graph_samples(result)
 
     def preprocess_event(self, event: Mapping, layers: str | Sequence[LayerType] = "all"
                          ) -> PreprocessedSample | list[PreprocessedSample]:
@@ -203,13 +219,15 @@ class DataPreprocessor:
                                   "of featurize for the reason)")
         return samples[0] if len(samples) == 1 else samples
 
-    def save_samples(self, samples: Sequence[PreprocessedSample] | Features, filename: str) -> Path:
+    def save_samples(self, samples: Sequence[PreprocessedSample] | LayerArrays | Layer2Graphs
+                     | Layer3Windows, filename: str) -> Path:
         """Write samples to `output_dir/<filename>.npz` (no pickle) and return the path.
 
         Layer-2 and layer-3 results are saved whole: pass what `featurize` returned.
         """
         path = self.output_dir / (filename if filename.endswith(".npz") else f"{filename}.npz")
-        arrays = samples if isinstance(samples, Features) else self._from_samples(samples)
+        # a list of samples is packed; what featurize returned saves itself
+        arrays = self._from_samples(samples) if isinstance(samples, list | tuple) else samples
         return arrays.save(path)
 
     def load_samples(self, path: str | Path) -> list[PreprocessedSample]:
@@ -221,6 +239,7 @@ class DataPreprocessor:
             raise SchemaError(f"{path}: not a readable samples file "
                               f"({type(exc).__name__}: {exc})") from exc
         if layer == "layer2":
+            from training.features.layer2_graphs import Layer2Graphs
             return _graph_samples(Layer2Graphs.load(path))
         if layer == "layer3":
             return _window_samples(Layer3Windows.load(path))
