@@ -23,8 +23,8 @@ import logging
 import shutil
 import sqlite3
 import sys
-from collections.abc import Mapping
-from contextlib import closing
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -40,7 +40,7 @@ from training.registry import artifacts, ops
 from training.registry.history import Transition, actor_name, format_registry, log, now
 from training.registry.metadata import ModelMetadata, complete_metadata, metric_direction
 from training.registry.names import CHAMPION, artifact_dir, check_name, check_stage, next_version
-from training.registry.store import connect, create_schema, transaction
+from training.registry.store import connect, create_schema, database_error, transaction
 
 __all__ = ["ModelMetadata", "ModelRegistry", "RegisteredModel", "Transition"]
 
@@ -83,11 +83,22 @@ class ModelRegistry:
         self.artifacts_dir = self.registry_dir / "artifacts"
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
-            create_schema(conn)
+            create_schema(conn, self.artifacts_dir)
 
-    def _connect(self) -> closing[sqlite3.Connection]:
-        # One connection per call, closed after it: nothing shared across threads or forks.
-        return closing(connect(self.db_path, self.busy_timeout_s))
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One connection per call, closed after it (nothing shared across threads or forks);
+        SQLite's errors about the file become RegistryErrors that say what to do."""
+        try:
+            conn = connect(self.db_path, self.busy_timeout_s)
+            try:
+                yield conn
+            finally:
+                conn.close()
+        except sqlite3.IntegrityError:
+            raise  # a broken rule of the schema: a bug, or a raw edit, never a damaged file
+        except sqlite3.DatabaseError as exc:
+            raise database_error(self.db_path, exc, self.busy_timeout_s) from exc
 
     # -- changes ---------------------------------------------------------------------------
 

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from training.errors import RegistryError
 
 SCHEMA_VERSION = 1
 
@@ -83,14 +85,33 @@ def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     try:
         yield conn
     except BaseException:
-        conn.execute("ROLLBACK")
+        # A failed rollback (e.g. on a damaged file) must not hide the error that caused it;
+        # closing the connection rolls back in any case.
+        with suppress(sqlite3.Error):
+            conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
 
 
-def create_schema(conn: sqlite3.Connection) -> None:
-    """Create the tables (idempotent; safe when several processes open a new registry)."""
+def create_schema(conn: sqlite3.Connection, artifacts_dir: Path) -> None:
+    """Create the tables (idempotent; safe when several processes open a new registry).
+
+    Raises:
+        RegistryError: the database has no tables but `artifacts_dir` holds models: the
+            database was emptied or replaced, and starting a new one would orphan them.
+    """
     with transaction(conn):
+        tables = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                              "name = 'versions'").fetchone()
+        # Artifacts are only written after the schema exists (under this same lock), so
+        # artifacts without tables mean the database lost them.
+        if tables is None and artifacts_dir.is_dir() and any(
+                not p.name.startswith(".") for p in artifacts_dir.iterdir()):
+            raise RegistryError(
+                f"{conn_path(conn)} has no registry tables, but {artifacts_dir} holds models "
+                f"({', '.join(sorted(p.name for p in artifacts_dir.iterdir()))}): the database "
+                "was emptied or replaced; restore registry.db from a backup (the artifacts are "
+                "left untouched)")
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise sqlite3.DatabaseError(
@@ -101,3 +122,19 @@ def create_schema(conn: sqlite3.Connection) -> None:
             if statement.strip():
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def conn_path(conn: sqlite3.Connection) -> str:
+    """The file of a connection's main database."""
+    return conn.execute("PRAGMA database_list").fetchone()[2]
+
+
+def database_error(db_path: Path, exc: sqlite3.DatabaseError, busy_timeout_s: float
+                   ) -> RegistryError:
+    """A RegistryError that says what an SQLite error means for the registry and what to do."""
+    if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
+        return RegistryError(f"{db_path}: still locked by another process after "
+                             f"{busy_timeout_s:g} s ({exc}); retry, or raise busy_timeout_s")
+    return RegistryError(f"{db_path}: the registry database is damaged or not a registry "
+                         f"({exc}); restore registry.db from a backup. Model files under "
+                         "artifacts/ are not read without it.")

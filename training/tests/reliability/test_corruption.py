@@ -155,11 +155,6 @@ def test_registry_row_with_altered_sha256_is_refused(tmp_path, observed):
 
 
 @pytest.mark.parametrize("damage", ["truncated", "header-overwritten"])
-@pytest.mark.xfail(strict=True, raises=__import__("sqlite3").DatabaseError, reason=(
-    "training/model_registry.py (registry helper): a damaged registry.db surfaces as a raw "
-    "sqlite3.DatabaseError ('database disk image is malformed' / 'file is not a database') "
-    "that names neither the file nor what to do; expected a RegistryError naming registry.db "
-    "and saying to restore it from a backup"))
 def test_damaged_registry_database_is_reported_clearly(tmp_path, damage, observed):
     """Stage: registry SQLite
     Fault: registry.db cut to half its size, or its first 100 bytes (the SQLite header)
@@ -180,12 +175,6 @@ def test_damaged_registry_database_is_reported_clearly(tmp_path, damage, observe
     observed(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "training/model_registry.py (registry helper): an emptied registry.db (0 bytes, e.g. a "
-    "failed copy) is taken for a new registry: list_models is empty, get_model says 'no model "
-    "named vae; known: none' though artifacts/vae/ holds versions, and registering 1.0.0 again "
-    "deletes the old artifact folder (clear_leftovers); expected a RegistryError saying the "
-    "database is empty while artifacts exist"))
 def test_emptied_registry_database_is_not_taken_for_a_new_registry(tmp_path, observed):
     """Stage: registry SQLite
     Fault: registry.db truncated to 0 bytes while artifacts/vae/1.0.0 and 1.1.0 exist.
