@@ -72,7 +72,9 @@ class LayerStage(ABC):
 
     def _trainer_config(self, default_config: Any, config: TrainConfig, seed: int,
                         folders: Folders) -> Any:
-        return default_config(**config.trainer_changes(), seed=seed,
+        # One intra-op thread: these models are small enough that a second thread costs more in
+        # synchronisation than it gives, several times more when other work shares the cores.
+        return default_config(**config.trainer_changes(), seed=seed, num_threads=1,
                               checkpoint_dir=str(folders.checkpoints), log_dir=str(folders.logs))
 
 
