@@ -16,6 +16,7 @@ A child that outlives `timeout` is SIGKILLed and reported as "timeout".
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import os
 import signal
@@ -97,9 +98,9 @@ class Child:
     pid: int
     out: Path
     err: Path
-    returncode: int | None = None
+    returncode: int | str | None = None
 
-    def poll(self) -> int | None:
+    def poll(self) -> int | str | None:
         if self.returncode is None:
             self.returncode = _server().call(op="wait", pid=self.pid, block=False, timeout=0)[
                 "returncode"]
@@ -144,6 +145,7 @@ class _Server:
 
 _SERVER: _Server | None = None
 _ENV: dict[str, str] = {}
+_NUMBERS = itertools.count()  # output file names, unique in this test process
 
 
 def _server() -> _Server:
@@ -153,11 +155,12 @@ def _server() -> _Server:
     return _SERVER
 
 
-def fork_child(code: str, directory: Path, env: dict[str, str], cwd: Path | None = None) -> Child:
+def fork_child(code: str, directory: Path, env: dict[str, str], cwd: Path | None = None
+               ) -> Child:
     """Start `code` in a child forked from the warm server; its output goes to `directory`."""
     _ENV.update(env)
     directory.mkdir(parents=True, exist_ok=True)
-    index = len(list(directory.glob("child-*.out")))
+    index = next(_NUMBERS)
     out, err = directory / f"child-{index}.out", directory / f"child-{index}.err"
     pid = _server().call(op="run", code=code, out=str(out), err=str(err),
                          cwd=None if cwd is None else str(cwd))["pid"]
