@@ -249,12 +249,7 @@ def test_damaged_best_checkpoint_is_refused(tmp_path, damage, observed):
 
 @pytest.mark.parametrize("damage", [
     "truncated",
-    pytest.param("bit-flipped", marks=pytest.mark.xfail(strict=True, reason=(
-        "training/trainer_state.py (trainer helper): the last-state checkpoint has no checksum, "
-        "and a bit flipped inside a tensor is not noticed by torch.load: resume continues from "
-        "altered weights without a word. Expected: a sha256 of the state (a sidecar like "
-        "model files have, or a digest stored with it) checked by load_state, so a damaged "
-        "state raises CheckpointError"))),
+    "bit-flipped",
 ])
 def test_damaged_last_state_is_refused_on_resume(tmp_path, damage, observed):
     """Stage: training
