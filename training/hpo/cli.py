@@ -39,6 +39,15 @@ def _option(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
     parser.add_argument(*dict.fromkeys([name, other]), **kwargs)
 
 
+def _layer(text: str) -> int:
+    """A layer as 2 or layer2 (the names the train commands use)."""
+    number = text.removeprefix("layer")
+    if not number.isdigit() or int(number) not in layers():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a layer with a tuning objective; "
+                                         f"use one of {', '.join(map(str, layers()))}")
+    return int(number)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hyperparameter_tuner.py",
@@ -48,9 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
     _option(parser, "--train_data", required=True, help="training split (.npz)")
     _option(parser, "--val_data", required=True,
             help="validation split (.npz); the objective is measured on it, never on a test set")
-    _option(parser, "--layer", type=int, choices=layers(), default=1,
-            help="1 = VAE on event vectors, 2 = GNN on window graphs, 3 = TCN on entity "
-                 "windows (default 1)")
+    _option(parser, "--layer", type=_layer, default=1, metavar="{1,2,3}",
+            help="1 (or layer1) = VAE on event vectors, 2 = GNN on window graphs, 3 = TCN on "
+                 "entity windows (default 1)")
     _option(parser, "--n_trials", type=int, default=50,
             help="finished trials the study should have (default 50); a resumed study runs "
                  "only the missing ones")

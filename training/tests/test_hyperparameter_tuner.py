@@ -262,14 +262,15 @@ def test_a_study_without_a_complete_trial_gets_its_tables_and_no_plots(tmp_path)
     ("--n-workers", "n_workers", 3), ("--n_workers", "n_workers", 3),
     ("--train-best", "train_best", True), ("--train_best", "train_best", True),
     ("--timeout", "timeout", 60.0), ("--storage", "storage", "journal:j.log"),
-    ("--layer", "layer", 1),
+    ("--layer", "layer", 1), ("--layer", "layer", "layer3"),
 ])
 def test_every_flag_takes_either_separator(flag, dest, value):
     from training.hpo.cli import build_parser
 
     argv = ["--train_data", "a.npz", "--val_data", "b.npz"]
     argv += [flag] if value is True else [flag, str(value)]
-    assert getattr(build_parser().parse_args(argv), dest) == value
+    expected = 3 if value == "layer3" else value
+    assert getattr(build_parser().parse_args(argv), dest) == expected
 
 
 def test_the_script_tunes_with_two_workers_then_trains_and_registers_the_best(tmp_path):
