@@ -130,7 +130,9 @@ class ModelRegistry:
             if ops.get_row(conn, name, version, required=False) is not None:
                 raise RegistryError(f"{name} {version} is already registered; pick a new "
                                     f"version (e.g. {self.next_version(name, conn=conn)})")
-            artifacts.clear_leftovers(folder.parent, folder)
+            registered = {row[0] for row in conn.execute(
+                "SELECT version FROM versions WHERE model_name = ?", (name,))}
+            artifacts.clear_leftovers(folder.parent, registered)
             weights_sha, sidecar_sha, sidecar, attached = artifacts.store(
                 Path(model_path), folder, {k: Path(v) for k, v in (files or {}).items()})
             try:

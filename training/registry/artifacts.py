@@ -107,15 +107,15 @@ def read_verified(path: Path, sha256: str) -> bytes:
     return data
 
 
-def clear_leftovers(model_folder: Path, folder: Path) -> None:
-    """Remove what a crashed registration left in `model_folder` (temporary folders) and
-    `folder` itself when it exists without a database row. Call only under the write lock."""
-    if model_folder.is_dir():
-        for child in model_folder.iterdir():
-            if child.name.startswith(_TMP_PREFIX):
-                shutil.rmtree(child, ignore_errors=True)
-    if folder.exists():
-        shutil.rmtree(folder)
+def clear_leftovers(model_folder: Path, registered: set[str]) -> None:
+    """Remove what crashed registrations left in `model_folder`: temporary folders, and version
+    folders without a database row (killed after the rename, before the commit). Call only
+    under the write lock, with `registered` the model's versions in the database."""
+    if not model_folder.is_dir():
+        return
+    for child in model_folder.iterdir():
+        if child.name.startswith(_TMP_PREFIX) or child.name not in registered:
+            shutil.rmtree(child, ignore_errors=True)
 
 
 def load(folder: Path, weights_sha256: str, sidecar_sha256: str, *,
