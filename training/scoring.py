@@ -30,7 +30,6 @@ import heapq
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -103,67 +102,54 @@ def _micros(values: np.ndarray) -> pa.Array:
     return pa.array(np.asarray(values).astype("datetime64[us]").astype(np.int64)).cast(TIME)
 
 
-# -- one scorer per layer ----------------------------------------------------------------------
-# scorer(model, spec, events) featurizes the events and returns `finish`, which runs the model
-# and returns (scores, the output columns but is_alert). The split lets the run featurize the
-# next batch while the model scores this one.
+# -- one scorer per layer: (model, spec, events) -> scores and the output columns but is_alert --
 
 Scored = tuple[np.ndarray, dict[str, pa.Array]]
-Scorer = Callable[[Detector, FeatureSpec, pa.Table], Callable[[], Scored]]
+Scorer = Callable[[Detector, FeatureSpec, pa.Table], Scored]
 
 
 def _layer1(featurizer: Layer1Featurizer) -> Scorer:
-    def prepare(model: Detector, spec: FeatureSpec, table: pa.Table) -> Callable[[], Scored]:
+    def score(model: Detector, spec: FeatureSpec, table: pa.Table) -> Scored:
         features = torch.from_numpy(featurizer.transform(table))  # (events, 128)
         ids = as_array(table["event_id"])
-        columns = {"unit": ids.cast(pa.string()),
-                   "time": as_array(table["timestamp"]).cast(pa.int64()).cast(TIME),
-                   "event_ids": _single_ids(ids)}
-        return lambda: (model_scores(model, _rows(features, SCORE_BATCH)), columns)
-    return prepare
+        times = as_array(table["timestamp"]).cast(pa.int64()).cast(TIME)
+        return model_scores(model, _rows(features, SCORE_BATCH)), \
+            {"unit": ids.cast(pa.string()), "time": times, "event_ids": _single_ids(ids)}
+    return score
 
 
-def _layer2(model: Detector, spec: FeatureSpec, table: pa.Table) -> Callable[[], Scored]:
+def _layer2(model: Detector, spec: FeatureSpec, table: pa.Table) -> Scored:
     from training.features.layer2 import Layer2GraphBuilder
     from training.layer2_data import Layer2Data
     from training.standardizer import data_spec
 
     graphs = Layer2GraphBuilder.from_spec(data_spec(spec)).build(table)
-    data = Layer2Data(graphs, spec)
-
-    def finish() -> Scored:
-        scores = model_scores(model, data.batches(64))  # one per edge, in the graphs' order
-        a = graphs.arrays
-        window = np.searchsorted(a["edge_ptr"], np.arange(len(scores)), side="right") - 1
-        base, start = a["node_ptr"][window], a["window_start"][window]
-        names = graphs._strings("entity")
-        units = np.char.add(np.char.add(np.char.add(names[base + a["edge_index"][0]], "->"),
-                                        names[base + a["edge_index"][1]]),
-                            np.char.add("@", start.astype("datetime64[us]").astype(str)))
-        events = pa.ListArray.from_arrays(pa.array(a["event_ptr"].astype(np.int32)),
-                                          graphs.event_id.cast(pa.string()))
-        return scores, {"unit": pa.array(units), "time": _micros(start), "event_ids": events}
-    return finish
+    scores = model_scores(model, Layer2Data(graphs, spec).batches(64))  # per edge, in order
+    a = graphs.arrays
+    window = np.searchsorted(a["edge_ptr"], np.arange(len(scores)), side="right") - 1
+    base, start = a["node_ptr"][window], a["window_start"][window]
+    names = graphs._strings("entity")
+    units = np.char.add(np.char.add(np.char.add(names[base + a["edge_index"][0]], "->"),
+                                    names[base + a["edge_index"][1]]),
+                        np.char.add("@", start.astype("datetime64[us]").astype(str)))
+    events = pa.ListArray.from_arrays(pa.array(a["event_ptr"].astype(np.int32)),
+                                      graphs.event_id.cast(pa.string()))
+    return scores, {"unit": pa.array(units), "time": _micros(start), "event_ids": events}
 
 
-def _layer3(model: Detector, spec: FeatureSpec, table: pa.Table) -> Callable[[], Scored]:
+def _layer3(model: Detector, spec: FeatureSpec, table: pa.Table) -> Scored:
     from training.features.layer3 import Layer3WindowBuilder
     from training.layer3_data import Layer3Data
     from training.standardizer import data_spec
 
     windows = Layer3WindowBuilder.from_spec(data_spec(spec)).build(table)
     data = Layer3Data(windows, spec)
-
-    def finish() -> Scored:
-        scores = model_scores(model, ((x, y) for x, y, _ in data.batches(1024)))
-        entity = windows.entity.cast(pa.string()).to_numpy(zero_copy_only=False).astype(str)
-        units = np.char.add(np.char.add(entity, "@"),
-                            windows.time.astype("datetime64[us]").astype(str))
-        events = pa.ListArray.from_arrays(pa.array(windows.event_ptr.astype(np.int32)),
-                                          windows.event_id.cast(pa.string()))
-        return scores, {"unit": pa.array(units), "time": _micros(windows.time),
-                        "event_ids": events}
-    return finish
+    scores = model_scores(model, ((x, y) for x, y, _ in data.batches(1024)))
+    entity = windows.entity.cast(pa.string()).to_numpy(zero_copy_only=False).astype(str)
+    units = np.char.add(np.char.add(entity, "@"), windows.time.astype("datetime64[us]").astype(str))
+    events = pa.ListArray.from_arrays(pa.array(windows.event_ptr.astype(np.int32)),
+                                      windows.event_id.cast(pa.string()))
+    return scores, {"unit": pa.array(units), "time": _micros(windows.time), "event_ids": events}
 
 
 def _scorer(spec: FeatureSpec) -> Scorer:
@@ -257,27 +243,14 @@ def score_events(registry: ModelRegistry, model_name: str,
     scorer = _scorer(spec)
     output = Path(output)
     n_events = 0
-
-    def finish_and_write(finish: Callable[[], Scored]) -> None:
-        scores, columns = finish()
-        out.write(pa.RecordBatch.from_arrays(
-            [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
-             pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
-
-    # One batch in flight: the worker scores and writes batch k while this thread (and the
-    # collector's reader) prepare batch k + 1; torch releases the GIL in its kernels.
-    with _torch_threads(num_threads), atomic_write(output) as handle, \
-            ThreadPoolExecutor(1, thread_name_prefix="score") as worker:
+    with _torch_threads(num_threads), atomic_write(output) as handle:
         out = _Output(handle, output, top_k)
-        pending: Future | None = None
         for table in _tables(events, streaming=spec.layer == "layer1"):
             n_events += table.num_rows
-            finish = scorer(loaded.model, spec, table)
-            if pending is not None:
-                pending.result()
-            pending = worker.submit(finish_and_write, finish)
-        if pending is not None:
-            pending.result()
+            scores, columns = scorer(loaded.model, spec, table)
+            out.write(pa.RecordBatch.from_arrays(
+                [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
+                 pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
         top = out.close()
     summary = ScoringSummary(model_name, loaded.metadata.version, spec.layer, threshold, n_events,
                              out.units, out.alerts, time.perf_counter() - started, str(output), top)
