@@ -162,6 +162,18 @@ class LayerTrainer:
 
     # ---------------------------------------------------------------- the loop
 
+    def results(self, history: list[TrainingMetrics]) -> dict[str, Any]:
+        """What every train function reports about a finished run (JSON-able)."""
+        return {
+            "best_val_loss": self.best_val_loss,
+            "best_epoch": self.best_epoch,
+            "epochs_trained": self.epoch,
+            "final_train_loss": history[-1].train_loss if history else None,
+            "threshold": self.threshold.to_dict() if self.threshold else None,
+            "checkpoint": str(self.checkpoint_dir / f"{self.config.model_name}_best.pt"),
+            "history": [m.to_dict() for m in history],
+        }
+
     def train(self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None = None, *,
               val_labels: np.ndarray | None = None, threshold_data: Iterable[Any] | None = None,
               resume: bool | str | Path = False) -> list[TrainingMetrics]:

@@ -174,14 +174,8 @@ def train_layer1_vae(train_features: np.ndarray, train_labels: np.ndarray | None
     history = trainer.train(train_data, val_data, threshold_data=threshold_data, resume=resume,
                             val_labels=None if val_labels is None else np.asarray(val_labels))
     results = {
-        "best_val_loss": trainer.best_val_loss,
-        "best_epoch": trainer.best_epoch,
-        "epochs_trained": trainer.epoch,
-        "final_train_loss": history[-1].train_loss if history else None,
-        "threshold": trainer.threshold.to_dict() if trainer.threshold else None,
-        "checkpoint": str(trainer.checkpoint_dir / f"{config.model_name}_best.pt"),
+        **trainer.results(history),
         "train_rows": len(train_features),
-        "history": [m.to_dict() for m in history],
         "train_time_s": time.perf_counter() - start,
     }
     return model, results

@@ -102,15 +102,9 @@ def train_layer2_gnn(train_graphs: Layer2Graphs, val_graphs: Layer2Graphs | None
         val.batches(config.batch_size) if val is not None else None,
         val_labels=val.labels() if val is not None else None, resume=resume)
     results = {
-        "best_val_loss": trainer.best_val_loss,
-        "best_epoch": trainer.best_epoch,
-        "epochs_trained": trainer.epoch,
-        "final_train_loss": history[-1].train_loss if history else None,
-        "threshold": trainer.threshold.to_dict() if trainer.threshold else None,
-        "checkpoint": str(trainer.checkpoint_dir / f"{config.model_name}_best.pt"),
+        **trainer.results(history),
         "feature_spec": spec,
         "train_units": train.fit_edges,
-        "history": [m.to_dict() for m in history],
         "train_time_s": time.perf_counter() - start,
     }
     return model, results

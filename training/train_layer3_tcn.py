@@ -104,15 +104,9 @@ def train_layer3_tcn(train_windows: Layer3Windows, val_windows: Layer3Windows | 
         train_batches, val.batches(max(config.batch_size, VAL_BATCH)) if val is not None else None,
         val_labels=val.labels() if val is not None else None, resume=resume)
     results = {
-        "best_val_loss": trainer.best_val_loss,
-        "best_epoch": trainer.best_epoch,
-        "epochs_trained": trainer.epoch,
-        "final_train_loss": history[-1].train_loss if history else None,
-        "threshold": trainer.threshold.to_dict() if trainer.threshold else None,
-        "checkpoint": str(trainer.checkpoint_dir / f"{config.model_name}_best.pt"),
+        **trainer.results(history),
         "feature_spec": spec,
         "train_units": train_batches.num_rows,
-        "history": [m.to_dict() for m in history],
         "train_time_s": time.perf_counter() - start,
     }
     return model, results
