@@ -162,6 +162,14 @@ class LayerTrainer:
 
     # ---------------------------------------------------------------- the loop
 
+    def shard_options(self) -> dict[str, Any]:
+        """Batch options for this process: none in one process (shuffling uses the global
+        generator, saved in checkpoints); under torchrun a shared seed, so that all processes
+        draw the same order, and this process's rank, so that each takes its share."""
+        if self.world_size == 1:
+            return {}
+        return {"seed": self.config.seed or 0, "rank": self.rank, "world_size": self.world_size}
+
     def results(self, history: list[TrainingMetrics]) -> dict[str, Any]:
         """What every train function reports about a finished run (JSON-able)."""
         return {

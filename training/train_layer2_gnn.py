@@ -98,7 +98,7 @@ def train_layer2_gnn(train_graphs: Layer2Graphs, val_graphs: Layer2Graphs | None
                 "benign" if benign else "(all)", len(train))
     start = time.perf_counter()
     history = trainer.train(
-        train.batches(config.batch_size, shuffle=True, training=True, **_sharding(trainer, config)),
+        train.batches(config.batch_size, shuffle=True, training=True, **trainer.shard_options()),
         val.batches(config.batch_size) if val is not None else None,
         val_labels=val.labels() if val is not None else None, resume=resume)
     results = {
@@ -108,14 +108,6 @@ def train_layer2_gnn(train_graphs: Layer2Graphs, val_graphs: Layer2Graphs | None
         "train_time_s": time.perf_counter() - start,
     }
     return model, results
-
-
-def _sharding(trainer: LayerTrainer, config: TrainingConfig) -> dict:
-    """One process: shuffle with the global generator (saved in checkpoints); several
-    (torchrun): a shared seed so that all draw the same order, each taking its share."""
-    if trainer.world_size == 1:
-        return {}
-    return {"seed": config.seed or 0, "rank": trainer.rank, "world_size": trainer.world_size}
 
 
 def _parser() -> argparse.ArgumentParser:

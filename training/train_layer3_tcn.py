@@ -96,7 +96,7 @@ def train_layer3_tcn(train_windows: Layer3Windows, val_windows: Layer3Windows | 
                       kernel_size=kernel_size, dilations=dilations, dropout=dropout)
     trainer = LayerTrainer(model, config=config, callbacks=callbacks or (), feature_spec=spec)
     train_batches = train.batches(config.batch_size, shuffle=True, training=True,
-                                  **_sharding(trainer, config))
+                                  **trainer.shard_options())
     logger.info("training on %d %s windows of %d", train_batches.num_rows,
                 "benign" if benign else "(all)", len(train))
     start = time.perf_counter()
@@ -110,14 +110,6 @@ def train_layer3_tcn(train_windows: Layer3Windows, val_windows: Layer3Windows | 
         "train_time_s": time.perf_counter() - start,
     }
     return model, results
-
-
-def _sharding(trainer: LayerTrainer, config: TrainingConfig) -> dict:
-    """One process: shuffle with the global generator (saved in checkpoints); several
-    (torchrun): a shared seed so that all draw the same order, each taking its share."""
-    if trainer.world_size == 1:
-        return {}
-    return {"seed": config.seed or 0, "rank": trainer.rank, "world_size": trainer.world_size}
 
 
 def _parser() -> argparse.ArgumentParser:
