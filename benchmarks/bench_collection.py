@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCE_LOG = REPO.parent / "shared/datasets/stratosphere/008-zeek-mixed/data/conn.log.labeled"
 sys.path.insert(0, str(REPO))
 
-from training.data_collection import DataCollector, DataSource  # noqa: E402
+from training.collection.collector import DataCollector, DataSource  # noqa: E402
 
 
 def zeek_header(path: Path) -> tuple[list[str], list[str]]:

@@ -39,10 +39,10 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCE_LOG = REPO.parent / "shared/datasets/stratosphere/011-zeek-mixed/data/conn.log.labeled"
 sys.path.insert(0, str(REPO))
 
-from training.data_collection import DataCollector, DataSource  # noqa: E402
+from training.collection.collector import DataCollector, DataSource  # noqa: E402
+from training.datasets.builder import DatasetBuilder, SplitStrategy  # noqa: E402
+from training.datasets.validator import DataValidator  # noqa: E402
 from training.data_preprocessor import DataPreprocessor, LayerType  # noqa: E402
-from training.data_validator import DataValidator  # noqa: E402
-from training.dataset_builder import DatasetBuilder, SplitStrategy  # noqa: E402
 
 DAY = np.timedelta64(86_400_000_000, "us")
 

@@ -2,7 +2,7 @@
 
 Both detectors see the same layer-1 vectors (`DataPreprocessor`, the data-free default
 transform), are fitted on the same benign rows, and score the same held-back rows; the metrics
-come from `training.evaluation.scores.evaluate_scores` (rows with unknown labels left out).
+come from `training.evaluation.score_metrics.evaluate_scores` (rows with unknown labels left out).
 Each protocol runs with seeds 0, 1, 2 (the split where there is one, the VAE's initial weights
 and batch order, the forest's trees); the table gives mean ± standard deviation over the seeds.
 
@@ -45,11 +45,11 @@ sys.path.insert(0, str(REPO))
 
 from sklearn.ensemble import IsolationForest  # noqa: E402
 
-from training.data_collection import DataCollector, DataSource  # noqa: E402
+from training.collection.collector import DataCollector, DataSource  # noqa: E402
+from training.evaluation.score_metrics import evaluate_scores  # noqa: E402
 from training.data_preprocessor import DataPreprocessor, LayerType  # noqa: E402
-from training.evaluation.scores import evaluate_scores  # noqa: E402
-from training.tests.test_real_datasets import NSL_KDD_COLUMNS, NSL_KDD_FIELDS  # noqa: E402
 from training.train_layer1_vae import default_config, train_layer1_vae  # noqa: E402
+from training.tests.test_real_datasets import NSL_KDD_COLUMNS, NSL_KDD_FIELDS  # noqa: E402
 
 HONEYPOTS = [f"iot23/CTU-Honeypot-Capture-{k}-labeled.csv" for k in ("4-1", "5-1", "7-1")]
 TORII = {"20": "iot23/CTU-Malware-Capture-20-1-labeled.csv",

@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 EVE = REPO.parent / "shared/datasets/suricata/slips_test6-malicious.suricata.json"
 sys.path.insert(0, str(REPO))
 
-from training.data_collection import DataCollector, DataSource  # noqa: E402
+from training.collection.collector import DataCollector, DataSource  # noqa: E402
 
 INDEX = "filebeat-suricata"
 PAGE = 1000

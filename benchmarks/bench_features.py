@@ -38,12 +38,12 @@ REPO = Path(__file__).resolve().parents[1]
 SOURCE_LOG = REPO.parent / "shared/datasets/stratosphere/011-zeek-mixed/data/conn.log.labeled"
 sys.path.insert(0, str(REPO))
 
-from training.data_collection import DataCollector, DataSource  # noqa: E402
-from training.data_preprocessor import DataPreprocessor, LayerType  # noqa: E402
+from training.collection.collector import DataCollector, DataSource  # noqa: E402
 from training.features.encoding import as_array  # noqa: E402
 from training.features.layer1 import Layer1Featurizer  # noqa: E402
 from training.features.layer2 import Layer2GraphBuilder  # noqa: E402
 from training.features.layer3 import Layer3WindowBuilder  # noqa: E402
+from training.data_preprocessor import DataPreprocessor, LayerType  # noqa: E402
 from training.features.traffic import entity_codes  # noqa: E402
 
 DAY_US = 86_400 * 1_000_000
@@ -100,7 +100,7 @@ def bench_layer1(table: pa.Table, repeats: int, loop_events: int = 2_000) -> dic
     (`DataPreprocessor.preprocess_event` on each of the first `loop_events` events as dicts,
     the seed's quick-start loop) measured in the same run."""
     featurizer = Layer1Featurizer()
-    build_s, _ = timed(lambda: featurizer.transform(table), repeats)
+    build_s, _ = timed(lambda: featurizer.featurize(table), repeats)
     events = table.slice(0, loop_events).to_pylist()
     preprocessor = DataPreprocessor()
     loop_s, _ = timed(lambda: [preprocessor.preprocess_event(e, layers=[LayerType.LAYER1_SENSORY])
@@ -113,7 +113,7 @@ def bench_layer1(table: pa.Table, repeats: int, loop_events: int = 2_000) -> dic
 def bench_layer2(table: pa.Table, repeats: int, layer1_mean: bool = False) -> dict:
     """Layer-2 graphs: the build (arrays), then every `Data` object made from them."""
     builder = Layer2GraphBuilder(layer1=Layer1Featurizer() if layer1_mean else None)
-    build_s, graphs = timed(lambda: builder.build(table), repeats)
+    build_s, graphs = timed(lambda: builder.featurize(table), repeats)
     data_s, _ = timed(lambda: list(graphs), max(1, repeats // 2))
     return {"build_s": build_s, "to_data_s": data_s, "events_per_s": table.num_rows / build_s,
             "layer1_mean": layer1_mean, **graphs.stats}
@@ -121,7 +121,7 @@ def bench_layer2(table: pa.Table, repeats: int, layer1_mean: bool = False) -> di
 
 def bench_layer3(table: pa.Table, repeats: int) -> dict:
     """Layer-3 windows: (windows, 30, 11) histories, targets, labels, provenance."""
-    build_s, windows = timed(lambda: Layer3WindowBuilder().build(table), repeats)
+    build_s, windows = timed(lambda: Layer3WindowBuilder().featurize(table), repeats)
     return {"build_s": build_s, "events_per_s": table.num_rows / build_s,
             "x_mb": windows.X.nbytes / 1e6, **windows.stats}
 

@@ -59,21 +59,20 @@ REPO = Path(__file__).resolve().parents[1]
 DATASETS = REPO.parent / "shared/datasets"
 sys.path.insert(0, str(REPO))
 
-from training.data_collection import DataCollector, DataSource  # noqa: E402
+from training.collection.collector import DataCollector, DataSource  # noqa: E402
 from training.evaluation.metrics import roc_auc  # noqa: E402
 from training.features.layer2 import Layer2GraphBuilder  # noqa: E402
 from training.features.layer3 import Layer3WindowBuilder  # noqa: E402
-from training.hashing import hash_array  # noqa: E402
-from training.layer2_data import Layer2Data  # noqa: E402
-from training.layer3_data import Layer3Data  # noqa: E402
+from training.kernels.hashing import hash_array  # noqa: E402
+from training.layers.layer2_batches import Layer2Data  # noqa: E402
 from training.train_layer2_gnn import default_config as gnn_config  # noqa: E402
 from training.train_layer2_gnn import train_layer2_gnn  # noqa: E402
+from training.layers.layer3_batches import Layer3Data  # noqa: E402
 from training.train_layer3_tcn import default_config as tcn_config  # noqa: E402
 from training.train_layer3_tcn import train_layer3_tcn  # noqa: E402
 
 sys.path.insert(0, str(REPO / "benchmarks"))
 from bootstrap_metrics import bootstrap_metrics  # noqa: E402
-
 
 HONEYPOTS = [f"iot23/CTU-Honeypot-Capture-{n}-labeled.csv" for n in ("4-1", "5-1", "7-1")]
 TORII = {"20": "iot23/CTU-Malware-Capture-20-1-labeled.csv",
@@ -149,7 +148,7 @@ def _forest(train: np.ndarray, test: np.ndarray, seed: int) -> np.ndarray:
 
 def run_layer2(train: pa.Table, val: pa.Table, test: pa.Table, seeds: list[int]) -> dict:
     builder = Layer2GraphBuilder()
-    graphs = {k: builder.build(t) for k, t in (("train", train), ("val", val), ("test", test))}
+    graphs = {k: builder.featurize(t) for k, t in (("train", train), ("val", val), ("test", test))}
     labels = test["is_threat"].to_numpy()
     out = {"GNN": [], "IF context": [], "IF edge": []}
     seconds = []
@@ -182,7 +181,7 @@ def _context(data: Layer2Data) -> np.ndarray:
 
 def run_layer3(train: pa.Table, val: pa.Table, test: pa.Table, seeds: list[int]) -> dict:
     builder = Layer3WindowBuilder()
-    windows = {k: builder.build(t) for k, t in (("train", train), ("val", val), ("test", test))}
+    windows = {k: builder.featurize(t) for k, t in (("train", train), ("val", val), ("test", test))}
     labels = test["is_threat"].to_numpy()
     out = {"TCN": [], "IF full": [], "IF target": []}
     seconds = []
@@ -253,8 +252,8 @@ def markdown(results: dict) -> str:
 def demo_timing(seed: int = 0) -> dict:
     """Train each model with its defaults on the demo events (temporal 70/15/15 split of the
     windows); wall-clock seconds of `train_layerN_...` and the test split's ROC-AUC."""
-    from training.datasets.windows import split_layer2, split_layer3
-    from training.demo_data import write_demo_file
+    from training.datasets.window_splits import split_layer2, split_layer3
+    from training.demo.generator import write_demo_file
 
     path = REPO / "demo/synthetic_events.json"
     if not path.exists():
@@ -265,7 +264,7 @@ def demo_timing(seed: int = 0) -> dict:
     for layer, build, split, train_fn, config_fn, data_cls in (
             ("layer2", Layer2GraphBuilder, split_layer2, train_layer2_gnn, gnn_config, Layer2Data),
             ("layer3", Layer3WindowBuilder, split_layer3, train_layer3_tcn, tcn_config, Layer3Data)):
-        parts = split(build().build(table), "temporal")
+        parts = split(build().featurize(table), "temporal")
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
             model, results = train_fn(parts["train"], parts["val"], _quiet(config_fn, folder, seed))

@@ -43,11 +43,12 @@ sys.path.insert(0, str(REPO))
 
 from bench_collection import SOURCE_LOG, tiled_rows  # noqa: E402
 
-from training.data_collection import DataCollector, DataSource  # noqa: E402
+from training.collection.collector import DataCollector, DataSource  # noqa: E402
+from training.detectors.base import model_scores, row_batches  # noqa: E402
 from training.features.layer1 import Layer1Featurizer  # noqa: E402
-from training.model_registry import ModelMetadata, ModelRegistry  # noqa: E402
-from training.scoring import OUTPUT_SCHEMA, SCORE_BATCH, model_scores, score_events  # noqa: E402
 from training.train_layer1_vae import default_config, train_layer1_vae  # noqa: E402
+from training.registry.registry import ModelMetadata, ModelRegistry  # noqa: E402
+from training.scoring.batch.batch import OUTPUT_SCHEMA, score_events  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out"
 
@@ -76,7 +77,7 @@ def production_model(folder: Path) -> ModelRegistry:
     """A briefly trained Layer1VAE, registered as production in `folder`."""
     table = DataCollector(sources(SOURCE_LOG), progress=False).collect_table()
     featurizer = Layer1Featurizer()
-    features = featurizer.transform(table)
+    features = featurizer.featurize(table)
     labels = table["is_threat"].to_numpy(zero_copy_only=False).astype(np.int8)
     rng = np.random.default_rng(0)
     val = rng.random(len(features)) < 0.3
@@ -100,11 +101,11 @@ def stages(registry: ModelRegistry, path: Path, out: Path) -> dict[str, float]:
     table = DataCollector(sources(path), progress=False).collect_table()
     times["collect"] = time.perf_counter() - t
     t = time.perf_counter()
-    features = Layer1Featurizer.from_spec(loaded.feature_spec).transform(table)
+    features = Layer1Featurizer.from_spec(loaded.feature_spec).featurize(table)
     times["featurize"] = time.perf_counter() - t
     t = time.perf_counter()
     x = torch.from_numpy(features)
-    scores = model_scores(loaded.model, (x[i:i + SCORE_BATCH] for i in range(0, len(x), SCORE_BATCH)))
+    scores = model_scores(loaded.model, row_batches(x))
     times["model"] = time.perf_counter() - t
     t = time.perf_counter()
     ids = table["event_id"].combine_chunks().cast(pa.string())

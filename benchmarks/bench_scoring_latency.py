@@ -44,10 +44,10 @@ sys.path.insert(0, str(REPO))
 
 from sklearn.ensemble import IsolationForest  # noqa: E402
 
-from training.data_collection import DataCollector, DataSource  # noqa: E402
-from training.data_preprocessor import DataPreprocessor, LayerType  # noqa: E402
+from training.collection.collector import DataCollector, DataSource  # noqa: E402
 from training.detectors.vae import Layer1VAE  # noqa: E402
 from training.evaluation.latency import featurization_cost, measure_latency  # noqa: E402
+from training.data_preprocessor import DataPreprocessor, LayerType  # noqa: E402
 
 BATCH_SIZES = (1, 64, 1024, 8192, 65536)
 L1 = LayerType.LAYER1_SENSORY

@@ -35,9 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from training.batches import TensorBatches  # noqa: E402
 from training.detectors.vae import Layer1VAE  # noqa: E402
-from training.layer_trainer import LayerTrainer, TrainingConfig  # noqa: E402
+from training.trainer.batches import TensorBatches  # noqa: E402
+from training.trainer.loop import LayerTrainer, TrainingConfig  # noqa: E402
 
 ROWS, VAL_ROWS, DIM = 10_000, 2_000, 128
 

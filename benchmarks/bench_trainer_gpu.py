@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from training.batches import TensorBatches  # noqa: E402
 from training.detectors.vae import Layer1VAE  # noqa: E402
-from training.layer_trainer import LayerTrainer, TrainingConfig  # noqa: E402
+from training.trainer.batches import TensorBatches  # noqa: E402
+from training.trainer.loop import LayerTrainer, TrainingConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_trainer import make_data  # noqa: E402
@@ -96,7 +96,7 @@ def main() -> None:
     if not torch.cuda.is_available():
         sys.exit("no CUDA device: this benchmark needs a GPU")
     logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("training.layer_trainer").setLevel(logging.INFO)
+    logging.getLogger("training.trainer.loop").setLevel(logging.INFO)
     x, val = (t.cuda() for t in make_data())
     gpu = torch.cuda.get_device_name()
     print(f"{gpu}, torch {torch.__version__}; {args.epochs} epochs per variant, "

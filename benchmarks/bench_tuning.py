@@ -39,18 +39,18 @@ sys.path.insert(0, str(REPO))
 import optuna  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
-from training.hpo.layer1 import Layer1Objective  # noqa: E402
-from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig  # noqa: E402
+from training.tuning.objectives import LayerObjective  # noqa: E402
+from training.tuning.tuner import HyperparameterTuner, TuningConfig  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out"
 
 
 def make_splits(folder: Path, n_events: int) -> tuple[str, str]:
     """The demo dataset's layer-1 train and validation splits (see the module docstring)."""
-    from training.data_collection import DataCollector, DataSource, DataSourceType
+    from training.collection.collector import DataCollector, DataSource, DataSourceType
+    from training.datasets.builder import DatasetBuilder
+    from training.demo.generator import write_demo_file
     from training.data_preprocessor import DataPreprocessor, LayerType
-    from training.dataset_builder import DatasetBuilder
-    from training.demo_data import write_demo_file
 
     train, val = folder / "layer1_train.npz", folder / "layer1_val.npz"
     if train.exists() and val.exists():
@@ -75,7 +75,7 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def baseline(objective: Layer1Objective) -> dict:
+def baseline(objective: LayerObjective) -> dict:
     """The default configuration, trained as a trial is."""
     study = optuna.create_study(direction=objective.direction)
     study.enqueue_trial(objective.default_params())
@@ -87,7 +87,7 @@ def baseline(objective: Layer1Objective) -> dict:
             "params": trial.params}
 
 
-def tune(objective: Layer1Objective, args: argparse.Namespace, seed: int, folder: Path) -> dict:
+def tune(objective: LayerObjective, args: argparse.Namespace, seed: int, folder: Path) -> dict:
     config = TuningConfig(
         study_name=f"bench_{seed}", direction=objective.direction, n_trials=args.trials,
         sampler="tpe", pruner=args.pruner, pruner_n_startup_trials=args.startup,
@@ -128,7 +128,7 @@ def main() -> None:
     data_dir.mkdir(parents=True, exist_ok=True)
     train, val = make_splits(data_dir, args.events)
     # One torch thread per trial (the objective's default), for the baseline too.
-    objective = Layer1Objective(train, val, metric="loss", max_epochs=args.max_epochs)
+    objective = LayerObjective("layer1", train, val, metric="loss", max_epochs=args.max_epochs)
     load = os.getloadavg()[0]
     base = baseline(objective)
     runs = []

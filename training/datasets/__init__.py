@@ -1,8 +1,8 @@
 """Dataset splits: strategies (index arithmetic), plans, split files, window splits, PyTorch
 access (`training.datasets.torch_data`, not imported here so that validation needs no torch).
 
-`training.dataset_builder` is the public entry point (the original API); this package holds
-its parts.
+`training.datasets.builder` (`DatasetBuilder`) is the entry point; `validator` and `drift` check
+the data before training.
 """
 
 from training.datasets.split import DatasetSplit

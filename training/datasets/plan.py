@@ -1,6 +1,6 @@
 """One entry point from a strategy and its options to the rows of every split.
 
-`DatasetBuilder` (layer-1 samples) and `training.datasets.windows` (layer-2 graphs, layer-3
+`DatasetBuilder` (layer-1 samples) and `training.datasets.window_splits` (layer-2 graphs, layer-3
 windows) both call `plan_splits`, then cut their own containers by the returned rows.
 """
 

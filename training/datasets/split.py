@@ -1,6 +1,6 @@
 """One split of a dataset (train, val or test) and its file.
 
-A split file is the preprocessed-samples format of `training.data_preprocessor.LayerArrays`
+A split file is the preprocessed-samples format of `training.features.preprocessor.LayerArrays`
 (.npz, no pickle) plus `indices`, the rows of the dataset the split was cut from:
 
 | key | meaning |
@@ -19,15 +19,14 @@ preprocessed file loads as a split too (its `indices` are then 0..n-1).
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from training.errors import ConfigError, SchemaError, SourceError
+from training.artifacts.npz import read_arrays, write_arrays
+from training.errors import ConfigError, SchemaError
 from training.features.encoding import SPEC_FIELD, FeatureSpec
-from training.fileio import atomic_write
 
 RESERVED = ("features", "labels", "sample_ids", "indices", SPEC_FIELD, "layer", "split_set")
 
@@ -123,10 +122,9 @@ class DatasetSplit:
             extra["layer"] = np.array(self.layer)
         if self.split_set is not None:
             extra["split_set"] = np.array(self.split_set)
-        with atomic_write(path) as handle:
-            np.savez(handle, features=self.features, labels=self.labels,
-                     sample_ids=self.sample_ids, indices=self.indices, **self.columns, **extra)
-        return path
+        return write_arrays(path, {"features": self.features, "labels": self.labels,
+                                   "sample_ids": self.sample_ids, "indices": self.indices,
+                                   **self.columns, **extra})
 
     @classmethod
     def load(cls, path: str | Path, name: str | None = None) -> DatasetSplit:
@@ -142,16 +140,7 @@ class DatasetSplit:
             SchemaError: it lacks features or labels, or the labels are not integers.
         """
         path = Path(path)
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files}
-        except FileNotFoundError:
-            raise SourceError(f"{path}: no such file") from None
-        except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
-            raise SourceError(f"{path}: not a readable .npz of plain arrays ({exc})") from exc
-        except MemoryError:  # a member header declaring an absurd shape
-            raise SourceError(f"{path}: declares arrays too large to load; the file is damaged "
-                              "or not a split") from None
+        arrays = read_arrays(path)
         missing = [k for k in ("features", "labels") if k not in arrays]
         if missing:
             raise SchemaError(f"{path}: no {' or '.join(missing)} array; it is not a dataset "

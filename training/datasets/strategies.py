@@ -1,7 +1,7 @@
 """How rows are divided into train, validation and test: index arithmetic only, no data.
 
 Every function here returns row numbers, so the same strategies split layer-1 samples, layer-2
-window graphs and layer-3 windows (`training.datasets.windows`). Sizes follow the requested
+window graphs and layer-3 windows (`training.datasets.window_splits`). Sizes follow the requested
 ratios to within one row (largest-remainder rounding); randomness comes from a generator the
 caller seeds, never the global one.
 

@@ -12,14 +12,19 @@ registry's default directory (relative to the working directory, as the original
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import nn
 
 from training.errors import ConfigError
 
 DETECTORS: dict[str, type[Detector]] = {}
+# Units per model call when scoring or validating: small enough to stay in cache (faster than
+# 64k rows); no result depends on it.
+SCORE_BATCH = 4096
 
 
 def register_detector(cls: type[Detector]) -> type[Detector]:
@@ -66,7 +71,14 @@ class Detector(nn.Module, ABC):
 
     A batch is whatever the model's data yields (a tensor, a tuple of tensors, a PyG Batch);
     the trainer only moves it to the device and hands it over.
+
+    Class attributes:
+        has_scores: the model scores units (`anomaly_score`), so training calibrates its
+            threshold and saves a sidecar to rebuild it from. False only for a plain module
+            trained through the original `loss_fn` form (`training.compat.loss_fn_model`).
     """
+
+    has_scores: ClassVar[bool] = True
 
     def __init__(self, **init_args: Any) -> None:
         super().__init__()
@@ -92,3 +104,32 @@ class Detector(nn.Module, ABC):
         """Number of units in `batch`, used to weight per-batch losses into epoch means."""
         first = batch[0] if isinstance(batch, (tuple, list)) else batch
         return int(first.shape[0]) if hasattr(first, "shape") else 1
+
+
+def row_batches(x: torch.Tensor, size: int = SCORE_BATCH) -> Iterator[torch.Tensor]:
+    """Consecutive slices of `size` rows of `x` (views, no copies)."""
+    return (x[i:i + size] for i in range(0, len(x), size))
+
+
+@torch.inference_mode()
+def model_scores(model: Detector, batches: Iterable[Any]) -> np.ndarray:
+    """`model.anomaly_score` over `batches` (eval mode, on the model's device), concatenated
+    as float32 on the CPU."""
+    model.eval()
+    device = next(model.parameters()).device
+    parts = [model.anomaly_score(to_device(batch, device)).float().cpu().numpy()
+             for batch in batches]
+    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    """`batch` with every tensor on `device` (tensors, tuples/lists/dicts of them, or any
+    object with `.to`, such as a PyG Batch)."""
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, (tuple, list)):
+        return type(batch)(to_device(b, device) for b in batch)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    to = getattr(batch, "to", None)
+    return to(device) if callable(to) else batch

@@ -3,7 +3,7 @@
 Conventions, the same for every layer (DESIGN.md principle 5):
 
 * A score is higher for more anomalous units; a unit alerts when `score >= threshold`
-  (the rule of `training.thresholds`).
+  (the rule of `training.evaluation.thresholds`).
 * Labels are is_threat: 1 threat, 0 benign, -1 unknown. Unknown rows are left out of every
   metric and counted (`KnownScores.n_unknown`), never treated as benign.
 * ROC-AUC is the probability that a random threat outscores a random benign unit, a tie

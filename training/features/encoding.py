@@ -1,7 +1,7 @@
 """Pieces shared by the featurizers: stable hashed buckets, fixed scalers, and the FeatureSpec.
 
 Everything here is deterministic across processes and machines: categories are hashed with
-`training.hashing` under a fixed key (never Python's salted `hash()`), and scalers use fixed
+`training.kernels.hashing` under a fixed key (never Python's salted `hash()`), and scalers use fixed
 caps, so one event gives the same vector wherever it is featurized.
 """
 
@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.errors import SchemaError
-from training.events import CANONICAL_SCHEMA
-from training.hashing import hash_array
+from training.collection.schema import CANONICAL_SCHEMA
+from training.errors import ConfigError, SchemaError
+from training.kernels.hashing import hash_array
 
 FEATURE_KEY = 0x6D61_7869_6D75_7346  # fixed forever: stored models depend on the buckets
+T = TypeVar("T")
 SPEC_FIELD = "feature_spec"  # name of the FeatureSpec entry in saved .npz files
 
 
@@ -156,6 +159,28 @@ class FeatureSpec:
             raise SchemaError(f"{source}: no {SPEC_FIELD!r} entry; it was not written by "
                               "this package's featurizers")
         return cls.from_json(str(data[SPEC_FIELD]))
+
+    def require_kind(self, layer: str, version: str, what: str) -> None:
+        """Raise unless this spec is for `layer` at layout `version` (`what` reads it)."""
+        if (self.layer, self.version) != (layer, version):
+            raise SchemaError(f"a {self.layer} {self.version} spec cannot drive {what} "
+                              f"({layer} {version})")
+
+    def rebuild(self, layer: str, version: str, what: str, make: Callable[[dict], T]) -> T:
+        """`make(config)` for a spec of `layer` at `version`, checked to reproduce this spec
+        exactly (a featurizer's `from_spec`).
+
+        Raises:
+            SchemaError: another layer or version, a config `make` cannot use, or a
+                featurizer whose spec differs (other code or settings than the spec's).
+        """
+        self.require_kind(layer, version, what)
+        try:
+            featurizer = make(self.config)
+        except (KeyError, TypeError, ConfigError) as exc:
+            raise SchemaError(f"the {layer} spec has an invalid config: {exc}") from exc
+        featurizer.spec.require(self, "the spec given")
+        return featurizer
 
     def require(self, other: FeatureSpec, what: str) -> None:
         """Raise unless `other` is the same transform (same fingerprint)."""

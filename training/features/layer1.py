@@ -31,18 +31,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.errors import ConfigError, SchemaError
-from training.events import CANONICAL_SCHEMA
+from training.collection.schema import CANONICAL_SCHEMA
+from training.errors import ConfigError
 from training.features.encoding import (
-    FeatureSpec,
-    as_array,
-    buckets,
-    column,
-    cyclic,
-    log_scale,
-    numbers,
+    FeatureSpec, as_array, buckets, column, cyclic, log_scale, numbers,
 )
-from training.netaddr import pack_ips
+from training.kernels.netaddr import pack_ips
 
 DIM = 128
 VERSION = "l1.v1"
@@ -138,9 +132,7 @@ class Layer1Featurizer:
     @classmethod
     def from_spec(cls, spec: FeatureSpec) -> Layer1Featurizer:
         """Rebuild the exact transform a spec describes."""
-        if spec.layer != "layer1" or spec.version != VERSION:
-            raise SchemaError(f"a {spec.layer} {spec.version} spec cannot drive the layer-1 "
-                              f"featurizer {VERSION}")
+        spec.require_kind("layer1", VERSION, "the layer-1 featurizer")
         featurizer = cls(robust=bool(spec.config.get("robust")))
         if featurizer.robust:
             featurizer.ranges_ = (spec.fitted or {}).get("ranges")
@@ -149,7 +141,7 @@ class Layer1Featurizer:
 
     # -- the transform ---------------------------------------------------------------------
 
-    def transform(self, table: pa.Table) -> np.ndarray:
+    def featurize(self, table: pa.Table) -> np.ndarray:
         """(n, 128) float32 in [0, 1]. Shapes: table (n rows) -> (n, 128)."""
         self._check_fitted()
         n = table.num_rows

@@ -53,7 +53,7 @@ import numpy as np
 import pyarrow as pa
 from scipy import sparse
 
-from training.errors import ConfigError, SchemaError
+from training.errors import ConfigError
 from training.features.encoding import FeatureSpec, log_scale, numbers
 from training.features.layer1 import DIM as LAYER1_DIM
 from training.features.layer1 import Layer1Featurizer
@@ -84,6 +84,10 @@ NODE_FEATURES = (
     "packets_out", "packets_in", "ports_out", "ports_in", "failure_out", "failure_in",
 )
 _FAILED = [list(CONN_STATE_CLASSES).index(c) for c in FAILED_CLASSES]
+
+
+# The spec field of the optional layer-1 node vectors (its name is part of saved fingerprints).
+NODE_VECTORS = "layer1"
 
 
 class Layer2GraphBuilder:
@@ -127,7 +131,8 @@ class Layer2GraphBuilder:
             "conn_state_classes": {k: list(v) for k, v in CONN_STATE_CLASSES.items()},
             "edge_features": list(EDGE_FEATURES),
             "node_features": list(self.node_features),
-            "layer1": json.loads(self.layer1.spec.to_json()) if self.layer1 is not None else None,
+            NODE_VECTORS: (json.loads(self.layer1.spec.to_json()) if self.layer1 is not None
+                           else None),
         }
         return FeatureSpec("layer2", VERSION, config)
 
@@ -139,25 +144,19 @@ class Layer2GraphBuilder:
             SchemaError: the spec is for another layer or version, or differs from what this
                 code would produce with its settings.
         """
-        if spec.layer != "layer2" or spec.version != VERSION:
-            raise SchemaError(f"a {spec.layer} {spec.version} spec cannot drive the layer-2 "
-                              f"graph builder {VERSION}")
-        try:
-            layer1 = spec.config.get("layer1")
-            builder = cls(
-                window_seconds=spec.config["window_seconds"], entity=spec.config["entity"],
-                layer1=(Layer1Featurizer.from_spec(FeatureSpec.from_json(json.dumps(layer1)))
-                        if layer1 else None))
-        except (KeyError, ConfigError) as exc:
-            raise SchemaError(f"layer-2 spec has an invalid config: {exc}") from exc
-        builder.spec.require(spec, "the spec given")
-        return builder
+        def make(config: dict) -> Layer2GraphBuilder:
+            vectors = config.get(NODE_VECTORS)
+            return cls(window_seconds=config["window_seconds"], entity=config["entity"],
+                       layer1=(Layer1Featurizer.from_spec(FeatureSpec.from_json(
+                           json.dumps(vectors))) if vectors else None))
 
-    def build(self, table: pa.Table) -> Layer2Graphs:
+        return spec.rebuild("layer2", VERSION, "the layer-2 graph builder", make)
+
+    def featurize(self, table: pa.Table) -> Layer2Graphs:
         """Build every window's graph.
 
         Args:
-            table: canonical events (`training.events.CANONICAL_SCHEMA`; missing columns
+            table: canonical events (`training.collection.schema.CANONICAL_SCHEMA`; missing columns
                 read as null). Not modified.
 
         Returns:
@@ -305,7 +304,7 @@ def _node_features(graph: _Graph, edges: Groups, sums: dict[str, np.ndarray]) ->
 def _mean_layer1(layer1: Layer1Featurizer, table: pa.Table, rows: np.ndarray, edges: Groups,
                  graph: _Graph) -> np.ndarray:
     """(nodes, 128) mean layer-1 vector over each node's events, as a sparse averaging product."""
-    vectors = layer1.transform(table.take(pa.array(rows, type=pa.int64())))  # (events, 128)
+    vectors = layer1.featurize(table.take(pa.array(rows, type=pa.int64())))  # (events, 128)
     as_src, as_dst = graph.src_node[edges.of_row], graph.dst_node[edges.of_row]
     other = as_dst != as_src  # a self-loop event counts once for its node
     node = np.concatenate([as_src, as_dst[other]])

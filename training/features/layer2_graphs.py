@@ -34,11 +34,10 @@ import pyarrow as pa
 import torch
 from torch_geometric.data import Data
 
+from training.artifacts.npz import load_npz, save_npz
 from training.errors import SchemaError
-from training.features.arrays_io import (
-    arrays_to_strings, gather_ranges, load_npz, offsets_of, save_npz, strings_to_arrays,
-)
 from training.features.encoding import FeatureSpec
+from training.features.ragged import gather_ranges, offsets_of
 
 ARRAYS = ("x", "y", "node_ptr", "edge_index", "edge_attr", "edge_y", "edge_ptr", "event_ptr",
           "event_row", "window_start")
@@ -105,11 +104,11 @@ class Layer2Graphs(Sequence[Data]):
         return Data(
             x=t["x"][n0:n1], edge_index=t["edge_index"][:, e0:e1], edge_attr=t["edge_attr"][e0:e1],
             y=t["y"][n0:n1], edge_y=t["edge_y"][e0:e1], edge_event_ptr=t["event_ptr"][e0:e1 + 1] - v0,
-            event_row=t["event_row"][v0:v1], event_id=self._strings("event_id")[v0:v1],
-            entity=self._strings("entity")[n0:n1], window_start=t["window_start"][index:index + 1],
+            event_row=t["event_row"][v0:v1], event_id=self.strings("event_id")[v0:v1],
+            entity=self.strings("entity")[n0:n1], window_start=t["window_start"][index:index + 1],
         )
 
-    def _strings(self, name: str) -> np.ndarray:
+    def strings(self, name: str) -> np.ndarray:
         """A text column as one numpy str array (converted once: slicing it is then free)."""
         if name not in self._text:
             values = getattr(self, name).to_numpy(zero_copy_only=False)
@@ -142,10 +141,8 @@ class Layer2Graphs(Sequence[Data]):
 
     def save(self, path: str | Path) -> Path:
         """Write every graph to one .npz (no pickle, spec and statistics inside)."""
-        arrays = dict(self.arrays)
-        arrays.update(strings_to_arrays("entity", self.entity))
-        arrays.update(strings_to_arrays("event_id", self.event_id))
-        return save_npz(path, arrays, self.spec, self.stats)
+        return save_npz(path, self.arrays, self.spec, self.stats,
+                        {name: getattr(self, name) for name in STRINGS})
 
     @classmethod
     def load(cls, path: str | Path, spec: FeatureSpec | None = None) -> Layer2Graphs:
@@ -159,11 +156,7 @@ class Layer2Graphs(Sequence[Data]):
             SourceError: the file cannot be read.
             SchemaError: it holds no layer-2 graphs, or they were made with another spec.
         """
-        arrays, file_spec, stats = load_npz(path, "layer2", spec)
-        try:
-            strings = {name: arrays_to_strings(name, arrays) for name in STRINGS}
-        except KeyError as exc:
-            raise SchemaError(f"{path}: layer-2 file lacks the text column {exc}") from None
-        return cls(file_spec, {k: arrays[k] for k in ARRAYS if k in arrays}, strings["entity"],
-                   strings["event_id"], stats)
+        values, file_spec, stats = load_npz(path, "layer2", spec, ARRAYS, STRINGS)
+        return cls(file_spec, {k: values[k] for k in ARRAYS}, values["entity"],
+                   values["event_id"], stats)
 

@@ -40,7 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.errors import ConfigError, SchemaError
+from training.errors import ConfigError
 from training.features.encoding import FeatureSpec, category_codes, log_scale, numbers
 from training.features.layer1 import EVENT_CATEGORIES
 from training.features.layer3_windows import Layer3Windows
@@ -114,22 +114,15 @@ class Layer3WindowBuilder:
             SchemaError: the spec is for another layer or version, or differs from what this
                 code would produce with its settings.
         """
-        if spec.layer != "layer3" or spec.version != VERSION:
-            raise SchemaError(f"a {spec.layer} {spec.version} spec cannot drive the layer-3 "
-                              f"window builder {VERSION}")
-        try:
-            builder = cls(bucket_seconds=spec.config["bucket_seconds"],
-                          history=spec.config["history"], entity=spec.config["entity"])
-        except (KeyError, ConfigError) as exc:
-            raise SchemaError(f"layer-3 spec has an invalid config: {exc}") from exc
-        builder.spec.require(spec, "the spec given")
-        return builder
+        return spec.rebuild("layer3", VERSION, "the layer-3 window builder", lambda config: cls(
+            bucket_seconds=config["bucket_seconds"], history=config["history"],
+            entity=config["entity"]))
 
-    def build(self, table: pa.Table) -> Layer3Windows:
+    def featurize(self, table: pa.Table) -> Layer3Windows:
         """Build one window per active (entity, bucket).
 
         Args:
-            table: canonical events (`training.events.CANONICAL_SCHEMA`; missing columns
+            table: canonical events (`training.collection.schema.CANONICAL_SCHEMA`; missing columns
                 read as null). Not modified.
 
         Returns:

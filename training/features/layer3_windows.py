@@ -2,7 +2,7 @@
 
 Saved as one .npz (no pickle, FeatureSpec inside) with the arrays under their own names, so
 `np.load(path, allow_pickle=False)["X"]` is the (windows, T, F) history tensor. Text columns
-are stored as UTF-8 bytes plus offsets (see `training.features.arrays_io`).
+are stored as UTF-8 bytes plus offsets (see `training.artifacts.npz`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from training.artifacts.npz import load_npz, save_npz
 from training.errors import SchemaError
-from training.features.arrays_io import (
-    arrays_to_strings, gather_ranges, load_npz, offsets_of, save_npz, strings_to_arrays,
-)
 from training.features.encoding import FeatureSpec
+from training.features.ragged import gather_ranges, offsets_of
 
 ARRAYS = ("X", "target", "labels", "time", "event_ptr", "event_row")
 STRINGS = ("entity", "attack_type", "event_id")
@@ -82,10 +81,8 @@ class Layer3Windows:
 
     def save(self, path: str | Path) -> Path:
         """Write every array to one .npz (no pickle, spec and statistics inside)."""
-        arrays = {name: getattr(self, name) for name in ARRAYS}
-        for name in STRINGS:
-            arrays.update(strings_to_arrays(name, getattr(self, name)))
-        return save_npz(path, arrays, self.spec, self.stats)
+        return save_npz(path, {name: getattr(self, name) for name in ARRAYS}, self.spec,
+                        self.stats, {name: getattr(self, name) for name in STRINGS})
 
     @classmethod
     def load(cls, path: str | Path, spec: FeatureSpec | None = None) -> Layer3Windows:
@@ -99,10 +96,5 @@ class Layer3Windows:
             SourceError: the file cannot be read.
             SchemaError: it holds no layer-3 windows, or they were made with another spec.
         """
-        arrays, file_spec, stats = load_npz(path, "layer3", spec)
-        try:
-            values = {name: arrays[name] for name in ARRAYS}
-            values.update({name: arrays_to_strings(name, arrays) for name in STRINGS})
-        except KeyError as exc:
-            raise SchemaError(f"{path}: layer-3 file lacks the array {exc}") from None
+        values, file_spec, stats = load_npz(path, "layer3", spec, ARRAYS, STRINGS)
         return cls(spec=file_spec, stats=stats, **values)

@@ -25,8 +25,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from training.collection.schema import CANONICAL_SCHEMA
 from training.errors import ConfigError, SchemaError
-from training.events import CANONICAL_SCHEMA
 from training.features.encoding import category_codes, column, numbers
 
 CONN_STATE_CLASSES: dict[str, tuple[str, ...]] = {

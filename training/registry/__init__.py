@@ -1,1 +1,1 @@
-"""The model registry's parts; the public API is `training.model_registry`."""
+"""The model registry: versions, stages, aliases, artifacts and the transition log (`registry.ModelRegistry`)."""

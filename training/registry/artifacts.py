@@ -13,7 +13,6 @@ the next time that model is written to.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import uuid
@@ -22,10 +21,10 @@ from pathlib import Path
 
 import torch
 
+from training.artifacts.atomic import fsync_dir
+from training.artifacts.model_files import LoadedModel, load_model, read_sidecar, sidecar_path
 from training.errors import CheckpointError, ConfigError
 from training.features.encoding import FeatureSpec
-from training.fileio import fsync_dir
-from training.model_files import LoadedModel, load_model, read_sidecar, sidecar_path
 from training.registry.names import check_name
 
 WEIGHTS_FILE = "model.pt"
@@ -128,9 +127,9 @@ def load(folder: Path, weights_sha256: str, sidecar_sha256: str, *,
         SchemaError: `expected_spec` differs from the model's FeatureSpec.
     """
     side = folder / SIDECAR_FILE
-    sidecar_bytes = read_verified(side, sidecar_sha256)
-    if json.loads(sidecar_bytes).get("sha256") != weights_sha256:
+    sidecar = read_sidecar(folder / WEIGHTS_FILE, read_verified(side, sidecar_sha256))
+    if sidecar["sha256"] != weights_sha256:
         raise CheckpointError(f"{side}: its weights sha256 is not the one the registry recorded")
     # load_model checks the weights against the sidecar's sha256 (== the recorded one).
     return load_model(folder / WEIGHTS_FILE, map_location=map_location,
-                      expected_spec=expected_spec)
+                      expected_spec=expected_spec, sidecar=sidecar)

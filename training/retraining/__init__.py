@@ -1,1 +1,1 @@
-"""Continuous training's parts: triggers and the deployment gate (see training.continuous_training)."""
+"""Continuous training: triggers, the deployment gate, and the run that ties them (`continuous`)."""

@@ -1,17 +1,17 @@
 """The deployment gate: champion and challenger measured on the same test split, then a floor
 and a minimum relative improvement on one metric whose direction is known.
 
-    metrics = evaluate_model(model, threshold, test_split)   # same split for both models
+    metrics = evaluate_model(layer, model, threshold, test)   # the same test units for both
     decision = decide("pr_auc", challenger_metrics, champion_metrics, floor=0.85,
                       improvement=0.02)
 
 Metrics of a model on a split (`evaluate_model`):
 
 * `val_loss`: the model's validation loss (`validation_step`, eval mode) averaged over the
-  split's rows: the label-free comparison;
+  test units (weighted as the trainer weighs them): the label-free comparison;
 * with both benign and threat labels: the threat class's `pr_auc` and `roc_auc`, and at the
   model's stored threshold `precision`, `recall`, `f1_score`, `accuracy`
-  (`training.evaluation.scores.evaluate_scores`, unknown labels left out).
+  (`training.evaluation.score_metrics.evaluate_scores`, unknown labels left out).
 """
 
 from __future__ import annotations
@@ -23,13 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.datasets.split import DatasetSplit
-from training.detectors.base import Detector
-from training.evaluation.scores import evaluate_scores
+from training.detectors.base import Detector, to_device
+from training.layers.base import Layer
+from training.evaluation.score_metrics import evaluate_scores
 from training.registry.metadata import metric_direction
-from training.scoring import model_scores
 
-BATCH = 4096
 LABELED_METRICS = ("pr_auc", "roc_auc", "precision", "recall", "f1_score", "accuracy")
 
 
@@ -37,12 +35,14 @@ def has_both_labels(labels: np.ndarray) -> bool:
     return bool((labels == 0).any() and (labels == 1).any())
 
 
-def split_fingerprint(split: DatasetSplit) -> str:
-    """sha256 of a split's FeatureSpec fingerprint, features, labels and sample ids: two
-    evaluations with the same fingerprint saw exactly the same rows."""
+def split_fingerprint(layer: Layer, units: Any) -> str:
+    """sha256 of the units' FeatureSpec fingerprint, features, labels and unit names: two
+    evaluations with the same fingerprint saw exactly the same units."""
     digest = hashlib.sha256()
-    digest.update((split.spec.fingerprint if split.spec is not None else "no spec").encode())
-    for array in (split.features, split.labels, split.sample_ids.astype(str)):
+    spec = getattr(units, "spec", None)
+    digest.update((spec.fingerprint if spec is not None else "no spec").encode())
+    names = layer.unit_columns(units)["unit"].to_numpy(zero_copy_only=False).astype(str)
+    for array in (layer.unit_features(units), layer.labels(units), names):
         array = np.ascontiguousarray(array)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
@@ -50,19 +50,20 @@ def split_fingerprint(split: DatasetSplit) -> str:
 
 
 @torch.inference_mode()
-def evaluate_model(model: Detector, threshold: float | None, split: DatasetSplit
+def evaluate_model(layer: Layer, model: Detector, threshold: float | None, units: Any
                    ) -> dict[str, float]:
-    """The gate's metrics of `model` on `split` (see the module docstring)."""
+    """The gate's metrics of `model` on `units` of `layer` (see the module docstring)."""
     model.eval()
-    x = torch.from_numpy(np.ascontiguousarray(split.features, dtype=np.float32))
-    total = 0.0
-    for start in range(0, len(x), BATCH):
-        batch = x[start:start + BATCH]
-        total += float(model.validation_step(batch)["loss"]) * len(batch)
-    metrics = {"val_loss": total / max(len(x), 1)}
-    if has_both_labels(split.labels):
-        scores = model_scores(model, (x[i:i + BATCH] for i in range(0, len(x), BATCH)))
-        evaluated = evaluate_scores(scores, split.labels, threshold=threshold)
+    total = weight = 0.0
+    for batch in layer.batches(units, layer.score_batch):
+        batch = to_device(batch, next(model.parameters()).device)
+        n = model.batch_size_of(batch)
+        total += float(model.validation_step(batch)["loss"]) * n
+        weight += n
+    metrics = {"val_loss": total / max(weight, 1)}
+    labels = layer.labels(units)
+    if has_both_labels(labels):
+        evaluated = evaluate_scores(layer.score(model, units), labels, threshold=threshold)
         metrics.update({name: float(getattr(evaluated, name)) for name in LABELED_METRICS
                         if getattr(evaluated, name) is not None})
     return metrics

@@ -15,8 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from training.data_validator import DataValidator
-from training.datasets.split import DatasetSplit
+from training.datasets.validator import DataValidator
 
 REFERENCE_FILE = "reference.npz"
 
@@ -46,18 +45,19 @@ def age(created_at: str, now: datetime, frequency_days: float) -> TriggerResult:
                          {"age_days": days, "retrain_frequency_days": frequency_days})
 
 
-def new_rows(split: DatasetSplit, data: dict[str, Any]) -> np.ndarray:
-    """Mask of the training rows the production model has not seen: those later than its
-    `train_until` when the split has timestamps, else the rows beyond its `train_rows`
-    (every row when its training data is not on record)."""
-    timestamps = split.columns.get("timestamps")
+def new_rows(times: np.ndarray, data: dict[str, Any]) -> np.ndarray:
+    """Mask of the training units the production model has not seen: those later than its
+    `train_until` when the units have times (datetime64, NaT where unknown), else the units
+    beyond its `train_rows` (every unit when its training data is not on record)."""
+    times = np.asarray(times, dtype="datetime64[us]")
+    timed = len(times) and not np.isnat(times).all()
     until = data.get("train_until")
-    if timestamps is not None and until is not None:
-        return np.asarray(timestamps, dtype="datetime64[us]") > np.datetime64(until, "us")
+    if timed and until is not None:
+        return times > np.datetime64(until, "us")
     seen = data.get("train_rows")
-    mask = np.ones(len(split), dtype=bool)
-    if seen is not None and timestamps is None:
-        mask[:min(int(seen), len(split))] = False
+    mask = np.ones(len(times), dtype=bool)
+    if seen is not None and not timed:
+        mask[:min(int(seen), len(times))] = False
     return mask
 
 

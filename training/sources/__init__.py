@@ -11,7 +11,7 @@ from training.sources.json_file import JsonFileSource
 from training.sources.parquet_file import ParquetFileSource
 from training.sources.suricata import SuricataSource
 from training.sources.unsupported import UnsupportedSource
-from training.sources.windows import WindowsEventSource
+from training.sources.windows_events import WindowsEventSource
 from training.sources.zeek import ZeekSource
 
 SOURCES: dict[DataSourceType, type[Source]] = {}

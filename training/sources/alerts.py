@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.convert import plain, to_float
+from training.sources.coerce import plain, to_float
 
 
 def first_present(table: pa.Table, candidates: Sequence[str]) -> pa.Array | None:

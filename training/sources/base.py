@@ -22,10 +22,12 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from training.collection.schema import GENERIC_FIELD_MAP, FieldMap, resolve_field_map
 from training.errors import ConfigError
-from training.events import GENERIC_FIELD_MAP, FieldMap, resolve_field_map
-from training.fileio import DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, Spans, expand_paths
 from training.sources.ecs import derive_ecs
+from training.sources.files import (
+    DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, ByteStream, Spans, expand_paths,
+)
 
 if TYPE_CHECKING:
     from training.sources.config import DataSource
@@ -214,3 +216,7 @@ class FileSource(Source):
     def streams(self) -> list[str]:
         files, self.skipped = expand_paths(self.options["path"], self.patterns)
         return [str(path) for path in files]
+
+    def open(self, stream: str) -> ByteStream:
+        """The file `stream` as bytes (gunzipped when it is gzip), opened once per read."""
+        return ByteStream(stream, max_bytes=self.options["max_decompressed_bytes"])

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from enum import Enum
 
+from training.collection.schema import FieldMap, LabelMap
 from training.errors import ConfigError
-from training.events import FieldMap, LabelMap
 
 # connection_params never shown (in reprs, hence in logs and tracebacks) nor stored.
 SECRET_PARAMS = frozenset({"api_key", "password"})
@@ -27,13 +27,38 @@ class DataSourceType(str, Enum):
     WINDOWS_EVENTS = "windows_events"
 
 
+# Short names the command line and TOML files accept beside the DataSourceType values.
+TYPE_ALIASES = {
+    "json": DataSourceType.JSON_FILE, "jsonl": DataSourceType.JSON_FILE,
+    "csv": DataSourceType.CSV_FILE, "parquet": DataSourceType.PARQUET_FILE,
+    "zeek": DataSourceType.ZEEK_LOGS, "suricata": DataSourceType.SURICATA_LOGS,
+    "windows": DataSourceType.WINDOWS_EVENTS, "es": DataSourceType.ELASTIC,
+    **{t.value: t for t in DataSourceType},
+}
+
+
+def source_type(name: DataSourceType | str) -> DataSourceType:
+    """The DataSourceType a value or alias names (see `TYPE_ALIASES`).
+
+    Raises:
+        ConfigError: an unknown name; the message lists the valid ones.
+    """
+    if isinstance(name, DataSourceType):
+        return name
+    try:
+        return TYPE_ALIASES[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown source type {name!r}; use one of "
+                          f"{', '.join(sorted(TYPE_ALIASES))}") from None
+
+
 @dataclass
 class DataSource:
     """One input to collect from.
 
     Args:
         name: how events from it are tagged (`source` column) and checkpointed.
-        source_type: a `DataSourceType` (or its value, e.g. "zeek_logs").
+        source_type: a `DataSourceType` (or its value, e.g. "zeek_logs", or an alias: "zeek").
         connection_params: where and how to read; file sources take `path` (a file, directory,
             glob or list), `block_size` and `max_decompressed_bytes`, plus format options
             (see each source module).
@@ -60,13 +85,7 @@ class DataSource:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ConfigError(f"name must be a non-empty string, got {self.name!r}")
-        try:
-            self.source_type = DataSourceType(self.source_type)
-        except ValueError:
-            valid = ", ".join(t.value for t in DataSourceType)
-            raise ConfigError(
-                f"source_type must be one of {valid}; got {self.source_type!r}"
-            ) from None
+        self.source_type = source_type(self.source_type)
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ConfigError(f"batch_size must be an integer >= 1, got {self.batch_size!r}")
         self.connection_params = dict(self.connection_params or {})

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from training.errors import ConfigError, SourceError
-from training.fileio import ByteStream
 from training.sources.base import FileSource, RawBatch
 from training.sources.delimited import Dialect, decode, parse_block
+from training.sources.files import ByteStream
 from training.sources.jsonparse import unique_names
 from training.sources.lines import read_lines
 
@@ -48,30 +48,30 @@ class CsvFileSource(FileSource):
         self.dialect = Dialect(delimiter=delimiter, quoted=True)
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
-        names, data_start = self._header(stream)
-        names = unique_names(names)
+        with self.open(stream) as source:
+            names, data_start = self._header(source)
+            names = unique_names(names)
 
-        def parse(block, path, record):
-            return parse_block(block, names, {}, self.dialect, path, record, _NO_CONVERTERS)
+            def parse(block, path, record):
+                return parse_block(block, names, {}, self.dialect, path, record, _NO_CONVERTERS)
 
-        data_line = 2 if self.options["has_header"] else 1
-        yield from read_lines(stream, start, parse, self.options["block_size"],
-                              self.options["max_decompressed_bytes"], data_start, data_line)
+            data_line = 2 if self.options["has_header"] else 1
+            yield from read_lines(source, start, parse, self.options["block_size"], data_start,
+                                  data_line)
 
-    def _header(self, stream: str) -> tuple[list[str], int]:
+    def _header(self, source: ByteStream) -> tuple[list[str], int]:
         """Column names and the byte offset where data starts."""
+        stream = source.name
         given = self.options["column_names"]
         if not self.options["has_header"]:
             return list(given), 0
-        with ByteStream(stream, max_bytes=self.options["max_decompressed_bytes"]) as source:
-            head = b""
-            while b"\n" not in head:
-                more = source.read(1 << 16)
-                if not more:
-                    break
-                head += more
-                if len(head) > (64 << 20):
-                    raise SourceError(f"{stream}: the header line is longer than 64 MiB")
+        size = 1 << 16
+        head = source.peek(size)
+        while b"\n" not in head and len(head) == size:
+            if size > (64 << 20):
+                raise SourceError(f"{stream}: the header line is longer than 64 MiB")
+            size *= 2
+            head = source.peek(size)
         line = head.split(b"\n", 1)[0]
         text = decode(line.rstrip(b"\r")).lstrip("\ufeff")
         if not text.strip():

@@ -21,10 +21,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
-from training.convert import Converted
-from training.fileio import Block, LineIndex, has_line_starting
 from training.sources.base import Parsed, Reject
-
+from training.sources.coerce import Converted
+from training.sources.files import Block, LineIndex, has_line_starting
 
 
 @dataclass(frozen=True)

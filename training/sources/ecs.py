@@ -1,7 +1,7 @@
 """Elastic Common Schema (ECS) documents: what their field names alone do not say.
 
 ECS documents (Elasticsearch indices, Kibana or elasticdump exports, Filebeat output) mostly map
-by name: `GENERIC_FIELD_MAP` in `training.events` lists `@timestamp`, `source.ip`,
+by name: `GENERIC_FIELD_MAP` in `training.collection.schema` lists `@timestamp`, `source.ip`,
 `destination.port`, `network.transport`, `user.name`, ... and the names Filebeat's Zeek and
 Suricata modules write (`zeek.connection.state`, `suricata.eve.event_type`, ...). A few need
 more than a name, and are derived here for every source that does not define its own mapping:
@@ -23,8 +23,8 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.convert import plain, to_float
 from training.sources.alerts import alert_columns, first_present
+from training.sources.coerce import plain, to_float
 
 _ALERT_CATEGORY = ("rule.category", "suricata.eve.alert.category")
 _ALERT_SIGNATURE = ("rule.name", "suricata.eve.alert.signature")

@@ -45,12 +45,12 @@ from urllib.parse import urlsplit
 import numpy as np
 import orjson
 
+from training.collection.schema import GENERIC_FIELD_MAP
 from training.errors import ConfigError
-from training.events import GENERIC_FIELD_MAP
-from training.fileio import Block
 from training.sources.base import RawBatch, Source
 from training.sources.config import DataSource
 from training.sources.es_session import PitExpired, Session, Settings
+from training.sources.files import Block
 from training.sources.jsonparse import parse_jsonl_block
 
 # The generic map already knows ECS and Filebeat's module names; the event id is the `_id`.

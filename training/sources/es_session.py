@@ -223,8 +223,8 @@ class Session:
 
     def call(self, what: str, request: Callable[[], T], expired_ok: bool = False) -> T:
         """`request()`, retried with backoff on transient failures, errors translated."""
-        from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, TransportError
         from elastic_transport import TlsError
+        from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, TransportError
 
         s = self.settings
         for attempt in range(s.max_retries + 1):
@@ -258,8 +258,10 @@ class Session:
 
     def _translate(self, exc: Exception, what: str, attempts: int) -> SourceError:
         """A clear error naming hosts and index; never a credential."""
-        from elasticsearch import ApiError, ConnectionError, ConnectionTimeout, UnsupportedProductError
         from elastic_transport import TlsError
+        from elasticsearch import (
+            ApiError, ConnectionError, ConnectionTimeout, UnsupportedProductError,
+        )
 
         s = self.settings
         status, kind, reason = _error_detail(exc)

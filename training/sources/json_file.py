@@ -20,8 +20,8 @@ import numpy as np
 import orjson
 
 from training.errors import SourceError
-from training.fileio import ByteStream
 from training.sources.base import FileSource, RawBatch, Reject
+from training.sources.files import ByteStream
 from training.sources.jsonparse import (
     MAX_NESTING, nested_deeper, parse_jsonl_block, records_to_table,
 )
@@ -59,17 +59,15 @@ def _shown(item: object) -> str:
         return f"<{type(item).__name__} nested deeper than {MAX_NESTING} levels>"
 
 
-def is_json_document(path: str, max_bytes: int) -> bool:
+def is_json_document(source: ByteStream) -> bool:
     """True for an array or wrapper document, False for JSON Lines (see module docstring)."""
-    if path.lower().endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
+    if source.name.lower().endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
         return False
-    with ByteStream(path, max_bytes=max_bytes) as stream:
-        head = b""
-        while head.lstrip().count(b"\n") < 2 and len(head) < _MAX_SNIFF:
-            more = stream.read(_SNIFF)
-            if not more:
-                break
-            head += more
+    size = _SNIFF
+    head = source.peek(size)
+    while head.lstrip().count(b"\n") < 2 and len(head) == size and size < _MAX_SNIFF:
+        size *= 2
+        head = source.peek(size)
     text = head.lstrip()
     if text.startswith(b"["):
         return True
@@ -86,11 +84,12 @@ def is_json_document(path: str, max_bytes: int) -> bool:
     return len(lines) < 2 or _parses(lines[1]) is _INVALID
 
 
-def read_document(path: str, start: dict, max_bytes: int, **batch_fields: object) -> Iterator[RawBatch]:
+def read_document(source: ByteStream, start: dict, max_bytes: int,
+                  **batch_fields: object) -> Iterator[RawBatch]:
     """Yield the records of a JSON array or wrapper document, from record `start["record"]` on."""
-    with ByteStream(path, max_bytes=max_bytes) as stream:
-        data = stream.read(max_bytes + 1)
-        truncated = stream.truncated
+    path = source.name
+    data = source.read(max_bytes + 1)
+    truncated = source.truncated
     if len(data) > max_bytes:
         raise SourceError(
             f"{path}: JSON document larger than max_document_bytes={max_bytes}; convert it to "
@@ -144,9 +143,10 @@ class JsonFileSource(FileSource):
                                             "*.ndjson", "*.ndjson.gz")
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
-        yield from self.read_json(stream, start)
+        with self.open(stream) as source:
+            yield from self.read_json(source, start)
 
-    def read_json(self, stream: str, start: dict, lines_only: bool = False,
+    def read_json(self, source: ByteStream, start: dict, lines_only: bool = False,
                   **batch_fields: object) -> Iterator[RawBatch]:
         """Read either flavour of JSON; subclasses (Zeek, Suricata, Windows) reuse it.
 
@@ -154,10 +154,9 @@ class JsonFileSource(FileSource):
         Suricata EVE), so damaged first lines are quarantined instead of making the file look
         like one broken document.
         """
-        max_bytes = self.options["max_decompressed_bytes"]
-        if not lines_only and is_json_document(stream, max_bytes):
-            limit = min(max_bytes, self.options["max_document_bytes"])
-            yield from read_document(stream, start, limit, **batch_fields)
+        if not lines_only and is_json_document(source):
+            limit = min(self.options["max_decompressed_bytes"], self.options["max_document_bytes"])
+            yield from read_document(source, start, limit, **batch_fields)
         else:
-            yield from read_lines(stream, start, parse_jsonl_block, self.options["block_size"],
-                                  max_bytes, **batch_fields)
+            yield from read_lines(source, start, parse_jsonl_block, self.options["block_size"],
+                                  **batch_fields)

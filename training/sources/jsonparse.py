@@ -16,16 +16,16 @@ parsers recurse once per level (pyarrow's JSON reader crashes the process on a l
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.json as pjson
 
-from training.fileio import Block, LineIndex
 from training.sources.base import Parsed, Reject
 from training.sources.delimited import decode
+from training.sources.files import Block, LineIndex
 
 _PARSE_BLOCK = 4 << 20
 _BOM = b"\xef\xbb\xbf"

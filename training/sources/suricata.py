@@ -13,9 +13,9 @@ from typing import ClassVar
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.convert import plain, to_timestamp
 from training.sources.alerts import alert_columns
 from training.sources.base import RawBatch
+from training.sources.coerce import plain, to_timestamp
 from training.sources.json_file import JsonFileSource
 
 SURICATA_FIELD_MAP: dict[str, tuple[str, ...]] = {
@@ -49,7 +49,8 @@ class SuricataSource(JsonFileSource):
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.log", "*.log.gz")
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
-        yield from self.read_json(stream, start, lines_only=True)
+        with self.open(stream) as source:
+            yield from self.read_json(source, start, lines_only=True)
 
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
         names = set(table.column_names)

@@ -25,11 +25,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.convert import direction_from_locality, to_bool, to_float, to_int
 from training.errors import SourceError
-from training.fileio import ByteStream
 from training.sources.base import Parsed, RawBatch
+from training.sources.coerce import direction_from_locality, to_bool, to_float, to_int
 from training.sources.delimited import Dialect, decode, parse_block, strings_as
+from training.sources.files import ByteStream
 from training.sources.json_file import JsonFileSource
 from training.sources.lines import read_lines
 
@@ -102,9 +102,8 @@ class ZeekHeader:
     data_line: int
 
     @classmethod
-    def read(cls, stream: str, max_bytes: int) -> ZeekHeader:
-        with ByteStream(stream, max_bytes=max_bytes) as source:
-            head = source.read(_MAX_HEADER)
+    def parse(cls, head: bytes, stream: str) -> ZeekHeader:
+        """The header at the start of `head` (the first bytes of the log `stream`)."""
         meta: dict[str, str] = {}
         separator, offset, line = "\t", 0, 1
         for raw in head.splitlines(keepends=True):
@@ -146,25 +145,26 @@ class ZeekSource(JsonFileSource):
     patterns: ClassVar[tuple[str, ...]] = ("*.log", "*.log.gz", "*.labeled", "*.json", "*.json.gz")
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
-        with ByteStream(stream, max_bytes=self.options["max_decompressed_bytes"]) as source:
-            head = source.read(4096).lstrip()
-            truncated = source.truncated
-        if not head:
-            if truncated:  # not an empty log: a gzip stream cut before its first line
-                raise SourceError(f"{stream}: gzip stream truncated before any data")
-            return
-        if head.startswith(b"#"):
-            yield from self._read_tsv(stream, start)
-        elif head.startswith(b"{"):
-            path = log_type_from_name(stream.rsplit("/", 1)[-1])
-            yield from self.read_json(stream, start, lines_only=True, event_type=path,
-                                      id_columns=ROW_ID_COLUMNS.get(path, ()))
-        else:
-            raise SourceError(f"{stream}: not a Zeek log (neither a '#separator' header nor JSON "
-                              f"lines); starts with {decode(head[:40])!r}")
+        with self.open(stream) as source:
+            head = source.peek(_MAX_HEADER)
+            first = head.lstrip()
+            if not first:
+                if source.truncated:  # not an empty log: a gzip stream cut before its first line
+                    raise SourceError(f"{stream}: gzip stream truncated before any data")
+                return
+            if first.startswith(b"#"):
+                yield from self._read_tsv(source, ZeekHeader.parse(head, stream), start)
+            elif first.startswith(b"{"):
+                path = log_type_from_name(stream.rsplit("/", 1)[-1])
+                yield from self.read_json(source, start, lines_only=True, event_type=path,
+                                          id_columns=ROW_ID_COLUMNS.get(path, ()))
+            else:
+                raise SourceError(f"{stream}: not a Zeek log (neither a '#separator' header nor "
+                                  f"JSON lines); starts with {decode(first[:40])!r}")
 
-    def _read_tsv(self, stream: str, start: dict) -> Iterator[RawBatch]:
-        header = ZeekHeader.read(stream, self.options["max_decompressed_bytes"])
+    def _read_tsv(self, source: ByteStream, header: ZeekHeader, start: dict
+                  ) -> Iterator[RawBatch]:
+        stream = source.name
         path = header.path or log_type_from_name(stream.rsplit("/", 1)[-1])
         types = {name: _SCALAR_TYPES.get(kind, pa.string())
                  for name, kind in zip(header.fields, header.types)}
@@ -180,8 +180,7 @@ class ZeekSource(JsonFileSource):
             parsed.table = _zeek_values(parsed.table, header, empty in block.data)
             return parsed
 
-        yield from read_lines(stream, start, parse, self.options["block_size"],
-                              self.options["max_decompressed_bytes"], header.data_start,
+        yield from read_lines(source, start, parse, self.options["block_size"], header.data_start,
                               header.data_line, event_type=path,
                               id_columns=ROW_ID_COLUMNS.get(path, ()))
 

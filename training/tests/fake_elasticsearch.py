@@ -54,7 +54,8 @@ from urllib.parse import parse_qs, urlsplit
 import orjson
 
 from training.tests.fake_es_dsl import (
-    LONG_MAX, EsError, compile_query, epoch_millis, field_value, mix, sort_key)
+    LONG_MAX, EsError, compile_query, epoch_millis, field_value, mix, sort_key,
+)
 
 _COMPATIBLE = re.compile(r"compatible-with=(\d+)")
 MAX_RESULT_WINDOW = 10_000

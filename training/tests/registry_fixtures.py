@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from training.artifacts.model_files import save_model
 from training.detectors.base import Detector, register_detector
 from training.features.layer1 import Layer1Featurizer
-from training.model_files import save_model
-from training.model_registry import ModelMetadata, ModelRegistry
+from training.registry.registry import ModelMetadata, ModelRegistry
 
 
 @register_detector

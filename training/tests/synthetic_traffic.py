@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pyarrow as pa
 
-from training.events import CANONICAL_SCHEMA
+from training.collection.schema import CANONICAL_SCHEMA
 
 T0 = datetime(2024, 3, 4, 8, tzinfo=timezone.utc)
 DNS, FILES, NTP = "10.0.1.1", "10.0.1.3", "10.0.1.5"

@@ -35,10 +35,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from training.data_collection import DataCollector, DataSource
+from training.collection.collector import DataCollector, DataSource
+from training.collection.schema import CANONICAL_FIELDS
 from training.errors import PipelineError, SourceError
-from training.events import CANONICAL_FIELDS
-from training.fileio import DEFAULT_BLOCK_SIZE
+from training.sources.files import DEFAULT_BLOCK_SIZE
 
 # pyarrow's CSV parser cannot hand a row that is not UTF-8 to its invalid-row callback: it
 # prints the UnicodeDecodeError as "Exception ignored" and fails the parse, which sends the

@@ -1,4 +1,4 @@
-"""training.canonical: hand-made raw batches mapped onto the canonical schema by real sources."""
+"""training.collection.canonical: hand-made raw batches mapped onto the canonical schema by real sources."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from training.canonical import canonicalize, expand_raw_data
-from training.community_id import community_id_v1
-from training.events import CANONICAL_FIELDS
-from training.netaddr import pack_ips
+from training.collection.canonical import canonicalize, expand_raw_data
+from training.collection.schema import CANONICAL_FIELDS
+from training.kernels.community_id import community_id_v1
+from training.kernels.netaddr import pack_ips
 from training.sources import DataSource, RawBatch, Reject, Source, create_source
 
 T0 = 1_704_164_645  # 2024-01-02T03:04:05Z

@@ -1,4 +1,4 @@
-"""Tests for training.checkpoint: the seen-id set, commit/load round trips, compaction, cleanup
+"""Tests for training.collection.resume_state: the seen-id set, commit/load round trips, compaction, cleanup
 of what a crashed run left behind, and the errors a damaged directory gives."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.checkpoint import CollectionState, SeenIds
+from training.collection.resume_state import CollectionState, SeenIds
 from training.errors import CheckpointError
 
 RECIPE = {"sources": [{"name": "zeek", "type": "zeek_logs"}], "deduplicate": True}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-from training.demo_data import generate_demo_events
+from training.demo.generator import generate_demo_events
 from training.tests.conftest import REPO
 
 

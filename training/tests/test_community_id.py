@@ -1,4 +1,4 @@
-"""Tests for training.community_id: official vectors, a per-row reference, real Suricata data."""
+"""Tests for training.kernels.community_id: official vectors, a per-row reference, real Suricata data."""
 
 from __future__ import annotations
 
@@ -13,11 +13,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from training import community_id as cid_module
-from training import sha1_numpy
-from training.community_id import community_id_v1
 from training.errors import ConfigError
-from training.netaddr import pack_ips
+from training.kernels import community_id as cid_module
+from training.kernels import sha1 as sha1_numpy
+from training.kernels.community_id import community_id_v1
+from training.kernels.netaddr import pack_ips
 
 DATASETS = Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
 SURICATA = DATASETS / "suricata"

@@ -8,15 +8,15 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from training.cli import main
-from training.continuous_training import ContinuousTrainingPipeline, RetrainingConfig
+from training.cli.main import main
 from training.datasets.split import DatasetSplit
 from training.errors import ConfigError
 from training.features.layer1 import Layer1Featurizer
-from training.model_registry import ModelRegistry
-from training.retraining import triggers
-from training.retraining.gate import decide, relative_improvement
 from training.train_layer1_vae import train_layer1_vae
+from training.registry.registry import ModelRegistry
+from training.retraining import triggers
+from training.retraining.continuous import ContinuousTrainingPipeline, RetrainingConfig
+from training.retraining.gate import decide, relative_improvement
 
 SPLITS = "training/data/splits"
 START = np.datetime64("2026-11-01T00:00:00", "us")
@@ -172,8 +172,11 @@ def test_triggers_new_rows_and_drift():
     rng = np.random.default_rng(2)
     split = _split("train", 40, 0, rng, day=1)  # times: day 1 + 0..39 s
     until = str(START + np.timedelta64(1, "D") + np.timedelta64(29, "s"))
-    assert triggers.new_rows(split, {"train_until": until}).sum() == 10
-    assert triggers.new_rows(split, {}).sum() == 40  # nothing on record: every row is new
+    times = split.columns["timestamps"]
+    assert triggers.new_rows(times, {"train_until": until}).sum() == 10
+    assert triggers.new_rows(times, {}).sum() == 40  # nothing on record: every row is new
+    untimed = np.full(40, np.datetime64("NaT"), "datetime64[us]")
+    assert triggers.new_rows(untimed, {"train_rows": 30}).sum() == 10  # beyond what it saw
     assert triggers.new_samples(np.ones(999, bool), 1000).fired is False
     assert triggers.new_samples(np.ones(1000, bool), 1000).fired is True
 

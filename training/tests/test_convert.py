@@ -1,4 +1,4 @@
-"""training.convert: each converter on small hand-made arrays, exact values and bad-row masks."""
+"""training.sources.coerce: each converter on small hand-made arrays, exact values and bad-row masks."""
 
 from __future__ import annotations
 
@@ -7,21 +7,9 @@ from datetime import date, datetime, timedelta, timezone
 import pyarrow as pa
 import pytest
 
-from training.convert import (
-    TIMESTAMP,
-    Converted,
-    direction_from_locality,
-    map_distinct,
-    plain,
-    to_bool,
-    to_direction,
-    to_float,
-    to_int,
-    to_ip,
-    to_protocol,
-    to_severity,
-    to_string,
-    to_timestamp,
+from training.sources.coerce import (
+    TIMESTAMP, Converted, direction_from_locality, map_distinct, plain, to_bool, to_direction,
+    to_float, to_int, to_ip, to_protocol, to_severity, to_string, to_timestamp,
 )
 
 T0 = 1_704_164_645  # 2024-01-02T03:04:05Z

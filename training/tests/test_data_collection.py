@@ -13,10 +13,10 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from training.data_collection import CollectedEvent, DataCollector, DataSource, DataSourceType
-from training.demo_data import write_demo_file
+from training.collection.collector import CollectedEvent, DataCollector, DataSource, DataSourceType
+from training.collection.schema import CANONICAL_FIELDS
+from training.demo.generator import write_demo_file
 from training.errors import CheckpointError, ConfigError, NotSupportedError, SourceError
-from training.events import CANONICAL_FIELDS
 from training.tests.conftest import REPO
 
 SEED_STEP_2 = """
@@ -189,7 +189,7 @@ def test_configuration_errors_name_the_problem(tmp_path):
         DataCollector([DataSource("s", DataSourceType.SPLUNK, {})])
     with pytest.raises(NotSupportedError, match="qradar"):
         DataCollector([DataSource("q", "qradar", {})])
-    with pytest.raises(ConfigError, match="source_type must be one of"):
+    with pytest.raises(ConfigError, match="unknown source type 'kafka'"):
         DataSource("x", "kafka", {})
     with pytest.raises(ConfigError, match=r"unknown connection_params \['pth'\]"):
         DataCollector([DataSource("x", "json_file", {"pth": "a.json"})])

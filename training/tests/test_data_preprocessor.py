@@ -8,12 +8,14 @@ import os
 import numpy as np
 import pytest
 
-from training.data_collection import DataCollector, DataSource, DataSourceType
-from training.data_preprocessor import DataPreprocessor, LayerArrays, LayerType, PreprocessedSample
-from training.demo_data import write_demo_file
-from training.errors import ConfigError, NotSupportedError, SchemaError
+from training.collection.collector import DataCollector, DataSource, DataSourceType
+from training.demo.generator import write_demo_file
+from training.errors import ConfigError, NotSupportedError, SchemaError, SourceError
 from training.features.encoding import FeatureSpec
 from training.features.layer1 import Layer1Featurizer
+from training.data_preprocessor import (
+    DataPreprocessor, LayerArrays, LayerType, PreprocessedSample,
+)
 
 # The project README's corrected step 2: the seed's, plus the line that saves the samples.
 CORRECTED_STEP_2 = """
@@ -126,12 +128,12 @@ def test_preprocess_event_layers_argument():
     process_event = {"event_id": "p", "host": "ws1", "process": "cmd.exe",
                      "timestamp": "2024-03-04T10:00:05Z"}
     assert preprocessor.preprocess_event(process_event).layer is LayerType.LAYER1_SENSORY
-    with pytest.raises(SchemaError, match="cannot feed layer2_behavioral"):
+    with pytest.raises(SchemaError, match="cannot feed layer2"):
         preprocessor.preprocess_event(process_event, layers=[LayerType.LAYER2_BEHAVIORAL])
     for layer in (LayerType.LAYER4_TACTICAL, LayerType.LAYER5_STRATEGIC):
         with pytest.raises(NotSupportedError, match="not available"):
             preprocessor.preprocess_event(event, layers=[layer])
-    with pytest.raises(ConfigError, match="layer must be one of"):
+    with pytest.raises(ConfigError, match="unknown layer .layer9.; use one of layer1"):
         preprocessor.preprocess_event(event, layers=["layer9"])
 
 
@@ -147,7 +149,7 @@ def test_a_file_that_is_not_ours_is_refused(tmp_path):
     with pytest.raises(SchemaError, match="feature_spec"):
         LayerArrays.load(tmp_path / "foreign.npz")
     np.save(tmp_path / "pickled.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(SchemaError, match="not a readable"):
+    with pytest.raises(SourceError, match="not a readable"):
         LayerArrays.load(tmp_path / "pickled.npy")
 
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from training.data_validator import DataValidator, ValidationResult, ValidationSeverity
+from training.datasets.validator import DataValidator, ValidationResult, ValidationSeverity
 from training.errors import ConfigError, SchemaError
 
 

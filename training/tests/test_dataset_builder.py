@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from training.data_preprocessor import DataPreprocessor, LayerType
-from training.dataset_builder import (
+from training.datasets.builder import (
     DatasetBuilder, DatasetSplit, PyTorchDatasetWrapper, SplitStrategy, load_splits, make_loader,
 )
-from training.demo_data import generate_demo_events
+from training.demo.generator import generate_demo_events
 from training.errors import ConfigError, SchemaError, SourceError
 from training.features.layer1 import Layer1Featurizer
+from training.data_preprocessor import DataPreprocessor, LayerType
 
 SEED_STEP_3 = """
 from training.dataset_builder import DatasetBuilder, SplitStrategy
@@ -352,12 +352,12 @@ def test_pytorch_dataset_and_loader():
 @pytest.fixture(scope="module")
 def windows_and_graphs():
     """Graphs and windows of 1,500 demo events (about a day of 5-minute windows)."""
-    from training.features.events import events_table
+    from training.collection.event_dicts import events_table
     from training.features.layer2 import Layer2GraphBuilder
     from training.features.layer3 import Layer3WindowBuilder
 
     events = events_table(generate_demo_events(1_500, seed=4)["events"])
-    return Layer2GraphBuilder().build(events), Layer3WindowBuilder(history=4).build(events)
+    return Layer2GraphBuilder().featurize(events), Layer3WindowBuilder(history=4).featurize(events)
 
 
 def _same_graph(left, right) -> None:
@@ -386,7 +386,7 @@ def test_subsets_of_graphs_and_windows_are_exact(windows_and_graphs):
 
 
 def test_graphs_split_by_time_with_a_gap_and_reload(windows_and_graphs, tmp_path):
-    from training.datasets.windows import save_window_splits, split_layer2
+    from training.datasets.window_splits import save_window_splits, split_layer2
     from training.features.layer2_graphs import Layer2Graphs
 
     graphs, _ = windows_and_graphs
@@ -407,7 +407,7 @@ def test_graphs_split_by_time_with_a_gap_and_reload(windows_and_graphs, tmp_path
 
 
 def test_layer3_windows_split_by_entity_and_time(windows_and_graphs, tmp_path):
-    from training.datasets.windows import save_window_splits, split_layer3
+    from training.datasets.window_splits import save_window_splits, split_layer3
     from training.features.layer3_windows import Layer3Windows
 
     _, windows = windows_and_graphs

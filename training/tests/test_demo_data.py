@@ -19,8 +19,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, train_test_split
 from sklearn.tree import DecisionTreeClassifier
 
-from training.demo_data import DEFAULT_START, generate_demo_events, write_demo_file
-from training.demo_scenarios import FIELDS, SCENARIOS
+from training.demo.generator import DEFAULT_START, generate_demo_events, write_demo_file
+from training.demo.scenarios import FIELDS, SCENARIOS
 from training.errors import ConfigError
 
 LABEL_FIELDS = ("label", "attack_type", "mitre_technique")

@@ -11,7 +11,7 @@ realistic, in-range attack was injected:
 | Layer3TCN | window | a workstation beaconing to one server every 60 s |
 
 Every model must give one finite score per unit, a finite loss with gradients, identical scores
-after a save/load round trip through `training.model_files`, and higher scores on the injected
+after a save/load round trip through `training.artifacts.model_files`, and higher scores on the injected
 attack than on the normal units.
 """
 
@@ -25,11 +25,11 @@ import numpy as np
 import pytest
 import torch
 
+from training.artifacts.model_files import load_model, save_model
 from training.detectors.base import Detector
 from training.features.encoding import FeatureSpec
-from training.layer_trainer import LayerTrainer, TrainingConfig
-from training.model_files import load_model, save_model
 from training.tests import synthetic_traffic as traffic
+from training.trainer.loop import LayerTrainer, TrainingConfig
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -59,12 +59,12 @@ class Case:
 def _gnn_case() -> Case:
     from training.detectors.gnn import Layer2GNN
     from training.features.layer2 import Layer2GraphBuilder
-    from training.layer2_data import Layer2Data, fit_layer2_scaling
+    from training.layers.layer2_batches import Layer2Data, fit_layer2_scaling
 
     builder = Layer2GraphBuilder()
-    train = builder.build(traffic.table(traffic.office_rows(1, hosts=16)))
-    val = builder.build(traffic.table(traffic.office_rows(4, hosts=16, minutes=60)))
-    test = builder.build(traffic.table(traffic.office_rows(2, hosts=16)
+    train = builder.featurize(traffic.table(traffic.office_rows(1, hosts=16)))
+    val = builder.featurize(traffic.table(traffic.office_rows(4, hosts=16, minutes=60)))
+    test = builder.featurize(traffic.table(traffic.office_rows(2, hosts=16)
                                        + traffic.fan_out_rows(3, attacker=5, minute=60)))
     spec = fit_layer2_scaling(train)
     data = {name: Layer2Data(g, spec) for name, g in
@@ -78,12 +78,12 @@ def _gnn_case() -> Case:
 def _tcn_case() -> Case:
     from training.detectors.tcn import Layer3TCN
     from training.features.layer3 import Layer3WindowBuilder
-    from training.layer3_data import Layer3Data, fit_layer3_scaling
+    from training.layers.layer3_batches import Layer3Data, fit_layer3_scaling
 
     builder = Layer3WindowBuilder()
-    train = builder.build(traffic.table(traffic.office_rows(1, hosts=10, minutes=240)))
-    val = builder.build(traffic.table(traffic.office_rows(4, hosts=16, minutes=60)))
-    test = builder.build(traffic.table(traffic.office_rows(2, hosts=10, minutes=240)
+    train = builder.featurize(traffic.table(traffic.office_rows(1, hosts=10, minutes=240)))
+    val = builder.featurize(traffic.table(traffic.office_rows(4, hosts=16, minutes=60)))
+    test = builder.featurize(traffic.table(traffic.office_rows(2, hosts=10, minutes=240)
                                        + traffic.beacon_rows(3, infected=4, first_minute=30,
                                                              count=180)))
     spec = fit_layer3_scaling(train)
@@ -96,15 +96,15 @@ def _tcn_case() -> Case:
 
 
 def _vae_case() -> Case:
-    from training.batches import TensorBatches
     from training.detectors.vae import Layer1VAE
     from training.features.layer1 import Layer1Featurizer
+    from training.trainer.batches import TensorBatches
 
     featurizer = Layer1Featurizer()
 
     def features(rows: list[dict]) -> tuple[torch.Tensor, np.ndarray]:
         table = traffic.table(rows)
-        return (torch.from_numpy(featurizer.transform(table)),
+        return (torch.from_numpy(featurizer.featurize(table)),
                 table["is_threat"].to_numpy().astype(np.int64))
 
     train, _ = features(traffic.office_rows(1, hosts=8, minutes=120))

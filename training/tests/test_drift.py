@@ -8,9 +8,9 @@ import json
 import numpy as np
 import pytest
 
-from training.data_preprocessor import DataPreprocessor, LayerType
-from training.drift import drift_report
+from training.datasets.drift import drift_report
 from training.errors import ConfigError
+from training.data_preprocessor import DataPreprocessor, LayerType
 from training.tests.conftest import collect
 
 

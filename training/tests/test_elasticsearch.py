@@ -20,9 +20,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from training.data_collection import DataCollector, DataSource
+from training.collection.collector import DataCollector, DataSource
+from training.collection.schema import CANONICAL_FIELDS
 from training.errors import ConfigError, SourceError
-from training.events import CANONICAL_FIELDS
 from training.sources import ElasticsearchSource, create_source
 from training.tests.fake_elasticsearch import FakeElasticsearch, documents
 from training.tests.filebeat_docs import suricata_eve, zeek_connection
@@ -106,7 +106,7 @@ def test_same_canonical_table_as_the_json_lines_export(tmp_path, datasets, slice
     assert es_sorted.column_names[:len(CANONICAL_FIELDS)] == list(CANONICAL_FIELDS)
     assert sorted(es_sorted.column_names) == sorted(json_sorted.column_names)
     # A source field is kept as an extra column exactly when one of its values lost to another
-    # candidate of the same canonical column (training.canonical), which these documents never
+    # candidate of the same canonical column (training.collection.canonical), which these documents never
     # do, so every column agrees however the documents fall into batches.
     for name in es_sorted.column_names:
         if name != "event_id":
@@ -375,7 +375,7 @@ def test_the_test_server_refuses_what_a_point_in_time_read_must_not_send(es):
 
 
 def test_the_command_line_form_takes_credentials_from_the_environment_only():
-    from training.cli import parse_source
+    from training.cli.main import parse_source
 
     source = parse_source("siem=es:https://es01:9200/logs-*,zeek-*", 0, None,
                           environ={"MAXIMUS_ES_API_KEY": API_KEY, "MAXIMUS_ES_VERIFY_CERTS": "false"})

@@ -11,12 +11,12 @@ import pytest
 import torch
 from torch import nn
 
+from training.artifacts.model_files import load_model, save_model
 from training.detectors.base import Detector, register_detector
 from training.errors import ConfigError, SchemaError
+from training.evaluation.evaluator import ModelEvaluator
 from training.evaluation.report_text import format_report
-from training.evaluation.scores import evaluate_probabilities, evaluate_scores
-from training.evaluator import ModelEvaluator
-from training.model_files import load_model, save_model
+from training.evaluation.score_metrics import evaluate_probabilities, evaluate_scores
 from training.tests.test_metrics import ATTACKS, LABELS, SCORES, TIMES
 
 
@@ -206,9 +206,9 @@ def test_seed_readme_step_5_prints_a_meaningful_report(tmp_path, monkeypatch, ca
     from pathlib import Path
 
     from training import train_layer1_vae
+    from training.datasets.builder import DatasetBuilder, SplitStrategy
+    from training.demo.generator import generate_demo_events
     from training.data_preprocessor import DataPreprocessor, LayerType
-    from training.dataset_builder import DatasetBuilder, SplitStrategy
-    from training.demo_data import generate_demo_events
 
     seed_readme = Path(__file__).resolve().parents[3] / "shared" / "seed" / "README.md"
     if seed_readme.exists():

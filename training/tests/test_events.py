@@ -1,18 +1,14 @@
-"""training.events: the canonical schema, label maps and field maps."""
+"""training.collection.schema: the canonical schema, label maps and field maps."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pytest
 
-from training.errors import ConfigError
-from training.events import (
-    CANONICAL_FIELDS,
-    CANONICAL_SCHEMA,
-    LABEL_FIELDS,
-    LabelMap,
-    resolve_field_map,
+from training.collection.schema import (
+    CANONICAL_FIELDS, CANONICAL_SCHEMA, LABEL_FIELDS, LabelMap, resolve_field_map,
 )
+from training.errors import ConfigError
 
 # The table in training/events.py's docstring, written out again.
 DOCUMENTED = [

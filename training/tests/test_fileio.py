@@ -1,4 +1,4 @@
-"""Tests for training.fileio: byte streams (plain, gzip, damaged gzip), line blocks, line
+"""Tests for training.artifacts.atomic: byte streams (plain, gzip, damaged gzip), line blocks, line
 bounds, path expansion and atomic writes, on small hand-made files."""
 
 from __future__ import annotations
@@ -12,17 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import training.fileio as fileio
+import training.sources.files as fileio
+from training.artifacts.atomic import atomic_write
 from training.errors import ConfigError, SourceError
-from training.fileio import (
-    Block,
-    ByteStream,
-    LineIndex,
-    atomic_write,
-    count_lines,
-    expand_paths,
-    has_line_starting,
-    iter_blocks,
+from training.sources.files import (
+    Block, ByteStream, LineIndex, count_lines, expand_paths, has_line_starting, iter_blocks,
     line_bounds,
 )
 
@@ -242,6 +236,20 @@ def test_skip_to_forward(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compre
         stream.skip_to(len(BODY))  # exactly the end is fine
         assert stream.read(5) == b""
 
+
+
+@pytest.mark.parametrize("compress", [False, True])
+def test_peek_leaves_the_bytes_unread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      compress: bool) -> None:
+    monkeypatch.setattr(fileio, "_CHUNK", 3)  # gzip: peeking takes several inflations
+    path = write(tmp_path / "s", gzip.compress(BODY) if compress else BODY)
+    with ByteStream(path) as stream:
+        assert stream.peek(6) == b"one\ntw"
+        assert stream.peek(100) == BODY  # past the end: what there is
+        assert stream.offset == 0
+        assert stream.read(4) == b"one\n"
+        assert stream.peek(3) == b"two"
+        assert read_all(stream) == BODY[4:]
 
 @pytest.mark.parametrize("compress", [False, True])
 def test_skip_to_backwards_is_a_config_error(tmp_path: Path, compress: bool) -> None:

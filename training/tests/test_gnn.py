@@ -10,15 +10,15 @@ import numpy as np
 import pytest
 import torch
 
+from training.artifacts.model_files import load_model, read_sidecar
 from training.detectors.gnn import Layer2GNN, _corrupt
 from training.errors import ConfigError, SchemaError
 from training.features.layer2 import Layer2GraphBuilder
-from training.layer2_data import Layer2Data, fit_layer2_scaling
-from training.model_files import load_model, read_sidecar
-from training.standardizer import MIN_STD, data_spec
+from training.features.scaling import MIN_STD, data_spec
+from training.layers.layer2_batches import Layer2Data, fit_layer2_scaling
+from training.train_layer2_gnn import default_config, main, train_layer2_gnn
 from training.tests import synthetic_traffic as traffic
 from training.tests.traffic_fixtures import six_events
-from training.train_layer2_gnn import default_config, main, train_layer2_gnn
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,7 +32,7 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def six():
-    return Layer2GraphBuilder().build(six_events())
+    return Layer2GraphBuilder().featurize(six_events())
 
 
 def test_scaling_is_fitted_on_benign_edges_and_their_ends(six):
@@ -55,11 +55,11 @@ def test_model_spec_carries_the_data_spec(six):
     assert data_spec(spec).fingerprint == six.spec.fingerprint != spec.fingerprint
     with pytest.raises(SchemaError, match="no fitted scaling"):
         Layer2Data(six, six.spec)
-    other = Layer2GraphBuilder(window_seconds=60).build(six_events())
+    other = Layer2GraphBuilder(window_seconds=60).featurize(six_events())
     with pytest.raises(SchemaError, match="another feature transform"):
         Layer2Data(other, spec)
-    unknown = Layer2GraphBuilder(window_seconds=300, entity="user").build(six_events())
-    with pytest.raises(ConfigError, match="no benign edge"):
+    unknown = Layer2GraphBuilder(window_seconds=300, entity="user").featurize(six_events())
+    with pytest.raises(ConfigError, match="no benign"):
         fit_layer2_scaling(unknown.subset(np.array([], dtype=np.int64)))
 
 
@@ -181,8 +181,8 @@ def test_arguments_are_validated(kwargs, message):
 def office():
     """Small office graphs: train (benign), val (with a fan-out, labeled)."""
     builder = Layer2GraphBuilder()
-    train = builder.build(traffic.table(traffic.office_rows(1, hosts=6, minutes=60)))
-    val = builder.build(traffic.table(traffic.office_rows(2, hosts=6, minutes=30)
+    train = builder.featurize(traffic.table(traffic.office_rows(1, hosts=6, minutes=60)))
+    val = builder.featurize(traffic.table(traffic.office_rows(2, hosts=6, minutes=30)
                                       + traffic.fan_out_rows(3, attacker=1, minute=10, peers=20)))
     return train, val
 
@@ -211,7 +211,7 @@ def test_unlabeled_graphs_train_on_every_edge(office, tmp_path):
                             tensorboard=False, num_threads=1)
     _, results = train_layer2_gnn(unlabeled, None, config, hidden_dim=8)
     assert results["train_units"] == train.stats["edges"] and results["threshold"] is None
-    with pytest.raises(ConfigError, match="no benign edge"):
+    with pytest.raises(ConfigError, match="no benign"):
         train_layer2_gnn(unlabeled, None, config, benign_only=True)
 
 
@@ -239,7 +239,7 @@ def test_command_line(office, tmp_path, capsys):
                  str(tmp_path / "ck"), "--log-dir", str(tmp_path), "--no-tensorboard"])
     assert code == 0 and "trained 2 epochs on" in capsys.readouterr().out
     assert load_model(tmp_path / "ck/layer2_gnn_best.pt").model.init_args["conv"] == "sage"
-    other = Layer2GraphBuilder(window_seconds=60).build(six_events()).save(tmp_path / "other.npz")
+    other = Layer2GraphBuilder(window_seconds=60).featurize(six_events()).save(tmp_path / "other.npz")
     code = main(["--train_data", str(train_path), "--val_data", str(other), "--checkpoint_dir",
                  str(tmp_path / "ck")])
     assert code == 2 and "another feature transform" in capsys.readouterr().err

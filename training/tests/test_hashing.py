@@ -1,4 +1,4 @@
-"""Tests for training.hashing: pinned values, a reference implementation, type coverage."""
+"""Tests for training.kernels.hashing: pinned values, a reference implementation, type coverage."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pyarrow.json as pa_json
 import pytest
 
 from training.errors import ConfigError, SchemaError
-from training.hashing import DEFAULT_KEY, hash_array, hash_rows, to_hex
+from training.kernels.hashing import DEFAULT_KEY, hash_array, hash_rows, to_hex
 
 # A wrapping multiply or a float cast that warns would mean arithmetic we did not intend.
 pytestmark = pytest.mark.filterwarnings("error")
@@ -115,7 +115,7 @@ def test_matches_reference_implementation() -> None:
 
 def test_deterministic_across_processes() -> None:
     code = (
-        "import pyarrow as pa; from training.hashing import hash_array, hash_rows;"
+        "import pyarrow as pa; from training.kernels.hashing import hash_array, hash_rows;"
         f"print(hash_array(pa.array({SAMPLE!r})).tolist());"
         "print(hash_rows(pa.table({'b': [1, 2], 'a': ['x', None]})).tolist())"
     )

@@ -17,11 +17,11 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from training.errors import ConfigError
-from training.hpo.outputs import summary, trials_csv, write_outputs
-from training.hpo.storage import resolve_storage
-from training.hpo.workers import WORKER_ATTR
-from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
 from training.tests.tuning_helpers import RecordingObjective, recorded_trials
+from training.tuning.outputs import summary, trials_csv, write_outputs
+from training.tuning.storage import resolve_storage
+from training.tuning.tuner import HyperparameterTuner, TuningConfig
+from training.tuning.workers import WORKER_ATTR
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -262,20 +262,21 @@ def test_a_study_without_a_complete_trial_gets_its_tables_and_no_plots(tmp_path)
     ("--n-workers", "n_workers", 3), ("--n_workers", "n_workers", 3),
     ("--train-best", "train_best", True), ("--train_best", "train_best", True),
     ("--timeout", "timeout", 60.0), ("--storage", "storage", "journal:j.log"),
-    ("--layer", "layer", 1), ("--layer", "layer", "layer3"),
+    ("--layer", "layer", 1), ("--layer", "layer", "layer3"), ("--layer", "layer", "behavioral"),
 ])
 def test_every_flag_takes_either_separator(flag, dest, value):
-    from training.hpo.cli import build_parser
+    from training.cli.tune import build_parser
 
     argv = ["--train_data", "a.npz", "--val_data", "b.npz"]
     argv += [flag] if value is True else [flag, str(value)]
-    expected = 3 if value == "layer3" else value
+    names = {"1": "layer1", "layer3": "layer3", "behavioral": "layer2"}
+    expected = names[str(value)] if dest == "layer" else value
     assert getattr(build_parser().parse_args(argv), dest) == expected
 
 
 def test_the_script_tunes_with_two_workers_then_trains_and_registers_the_best(tmp_path):
     """The seed's command line (run as a script, from another directory), plus new flags."""
-    from training.model_registry import ModelRegistry
+    from training.registry.registry import ModelRegistry
     from training.tests.tuning_helpers import write_layer1_splits
 
     train, val = write_layer1_splits(tmp_path)
@@ -304,7 +305,7 @@ def test_the_script_tunes_with_two_workers_then_trains_and_registers_the_best(tm
 
 
 def test_the_script_reports_bad_usage_with_exit_code_2(tmp_path):
-    from training.hpo.cli import main
+    from training.cli.tune import main
     from training.tests.tuning_helpers import write_layer1_splits
 
     train, val = write_layer1_splits(tmp_path)

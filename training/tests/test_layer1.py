@@ -12,17 +12,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from training.collection.event_dicts import events_table
 from training.errors import ConfigError, SchemaError
 from training.features.encoding import FeatureSpec
-from training.features.events import events_table
 from training.features.layer1 import (
-    DIM,
-    EXTRA,
-    IDENTITY_AT,
-    SEVERITY,
-    TIME,
-    VOLUME_AT,
-    Layer1Featurizer,
+    DIM, EXTRA, IDENTITY_AT, SEVERITY, TIME, VOLUME_AT, Layer1Featurizer,
 )
 from training.tests.conftest import REPO, collect
 
@@ -67,7 +61,7 @@ LAYOUT = {
 
 
 def vector(event: dict) -> np.ndarray:
-    return Layer1Featurizer().transform(events_table([event]))[0]
+    return Layer1Featurizer().featurize(events_table([event]))[0]
 
 
 def test_blocks_tile_the_128_dims_in_order():
@@ -107,7 +101,7 @@ def test_known_values_are_one_hot_and_missing_values_leave_the_block_empty():
 
 def test_values_stay_in_unit_range_on_real_data(datasets):
     table, _ = collect("zeek_logs", datasets / "stratosphere/011-zeek-mixed/data/conn.log.labeled")
-    features = Layer1Featurizer().transform(table)
+    features = Layer1Featurizer().featurize(table)
     assert features.shape == (table.num_rows, DIM) and features.dtype == np.float32
     assert features.min() >= 0.0 and features.max() <= 1.0 and np.isfinite(features).all()
 
@@ -118,26 +112,26 @@ def test_nsl_kdd_columns_contribute_through_the_extra_block(datasets):
     table, _ = collect("csv_file", datasets / "nsl_kdd/KDDTrain+_20Percent.txt",
                        connection_params={"has_header": False, "column_names": NSL_KDD_COLUMNS},
                        field_map=NSL_KDD_FIELDS)
-    features = Layer1Featurizer().transform(table.slice(0, 2000))
+    features = Layer1Featurizer().featurize(table.slice(0, 2000))
     assert (features[:, EXTRA:] > 0).sum(axis=1).min() >= 3
 
 
 def test_batch_and_per_event_vectors_are_bit_identical():
-    from training.demo_data import generate_demo_events
+    from training.demo.generator import generate_demo_events
 
     events = generate_demo_events(300, seed=3)["events"]
-    batch = Layer1Featurizer().transform(events_table(events))
+    batch = Layer1Featurizer().featurize(events_table(events))
     one_by_one = np.stack([vector(e) for e in events[:60]])
     assert np.array_equal(batch[:60], one_by_one)
 
 
 CHILD = """
 import hashlib, sys
-from training.demo_data import generate_demo_events
-from training.features.events import events_table
+from training.demo.generator import generate_demo_events
+from training.collection.event_dicts import events_table
 from training.features.layer1 import Layer1Featurizer
 events = generate_demo_events(500, seed=11)["events"]
-print(hashlib.sha256(Layer1Featurizer().transform(events_table(events)).tobytes()).hexdigest())
+print(hashlib.sha256(Layer1Featurizer().featurize(events_table(events)).tobytes()).hexdigest())
 """
 
 
@@ -148,10 +142,10 @@ def test_vectors_are_bit_identical_across_processes():
         out = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True,
                              text=True, check=True, timeout=120)
         digests.add(out.stdout.strip())
-    from training.demo_data import generate_demo_events
+    from training.demo.generator import generate_demo_events
 
     events = generate_demo_events(500, seed=11)["events"]
-    here = hashlib.sha256(Layer1Featurizer().transform(events_table(events)).tobytes()).hexdigest()
+    here = hashlib.sha256(Layer1Featurizer().featurize(events_table(events)).tobytes()).hexdigest()
     assert digests == {here}
 
 
@@ -159,13 +153,13 @@ def test_robust_variant_is_fitted_on_training_data_and_travels_in_its_spec():
     train = events_table([{**BASE, "event_id": f"t{i}", "bytes_sent": 10 ** (i % 7)}
                           for i in range(200)])
     with pytest.raises(ConfigError, match="not fitted"):
-        Layer1Featurizer(robust=True).transform(train)
+        Layer1Featurizer(robust=True).featurize(train)
     featurizer = Layer1Featurizer(robust=True).fit(train)
     low, high = featurizer.ranges_["bytes_sent"]
     assert low == pytest.approx(np.percentile(np.log1p([10 ** (i % 7) for i in range(200)]), 1))
     rebuilt = Layer1Featurizer.from_spec(FeatureSpec.from_json(featurizer.spec.to_json()))
     test = events_table([{**BASE, "bytes_sent": 5_000}])
-    assert np.array_equal(rebuilt.transform(test), featurizer.transform(test))
+    assert np.array_equal(rebuilt.featurize(test), featurizer.featurize(test))
     assert rebuilt.spec.fingerprint == featurizer.spec.fingerprint
     assert featurizer.spec.fingerprint != Layer1Featurizer().spec.fingerprint
 

@@ -18,7 +18,7 @@ from training.features.layer2 import EDGE_FEATURES, NODE_FEATURES, Layer2GraphBu
 from training.features.layer2_graphs import Layer2Graphs
 from training.features.layer3 import Layer3WindowBuilder
 from training.tests.conftest import collect
-from training.tests.traffic_fixtures import A, B, C, T0, log_scaled, read_labeled_conn, six_events
+from training.tests.traffic_fixtures import T0, A, B, C, log_scaled, read_labeled_conn, six_events
 
 CONN_011 = "stratosphere/011-zeek-mixed/data/conn.log.labeled"
 T0_US = int(T0.timestamp()) * 1_000_000
@@ -57,7 +57,7 @@ def assert_same_graph(left, right, skip=()) -> None:
 
 @pytest.fixture(scope="module")
 def six() -> Layer2Graphs:
-    return Layer2GraphBuilder().build(six_events())
+    return Layer2GraphBuilder().featurize(six_events())
 
 
 def test_six_events_edges_exact(six):
@@ -101,7 +101,7 @@ def test_six_events_nodes_exact(six):
 
 @pytest.mark.parametrize("entity, ends, events", [("host", None, None), ("user", ["alice", "h1"], ["e6"])])
 def test_other_entities(entity, ends, events):
-    graphs = Layer2GraphBuilder(entity=entity).build(six_events())
+    graphs = Layer2GraphBuilder(entity=entity).featurize(six_events())
     if ends is None:  # host -> dest_ip: no event has both
         assert len(graphs) == 0 and graphs.stats["without_endpoints"] == 6
         return
@@ -113,21 +113,21 @@ def test_other_entities(entity, ends, events):
 
 def test_window_length_and_missing_values():
     table = six_events()
-    one_hour = Layer2GraphBuilder(window_seconds=3600).build(table)
+    one_hour = Layer2GraphBuilder(window_seconds=3600).featurize(table)
     assert len(one_hour) == 1 and one_hour[0].edge_index.shape[1] == 3
     no_time = table.set_column(0, "timestamp", pa.array([None] * 6, table.schema.field(0).type))
-    graphs = Layer2GraphBuilder().build(no_time)
+    graphs = Layer2GraphBuilder().featurize(no_time)
     assert len(graphs) == 0 and graphs.stats["without_timestamp"] == 5
     partial = table.select(["timestamp", "source_ip", "dest_ip"])  # nothing else: still builds
-    graph = Layer2GraphBuilder().build(partial)[0]
+    graph = Layer2GraphBuilder().featurize(partial)[0]
     assert graph.edge_y.tolist() == [-1, -1] and graph.event_id.tolist() == [""] * 4
 
 
 def test_row_order_does_not_change_graphs():
     table = six_events()
     order = np.array([5, 3, 1, 4, 0, 2])
-    shuffled = Layer2GraphBuilder().build(table.take(order))
-    for left, right in zip(Layer2GraphBuilder().build(table), shuffled):
+    shuffled = Layer2GraphBuilder().featurize(table.take(order))
+    for left, right in zip(Layer2GraphBuilder().featurize(table), shuffled):
         # only the order of an edge's events follows the table
         assert_same_graph(left, right, skip=("event_row", "event_id"))
         ptr = left.edge_event_ptr.tolist()
@@ -140,8 +140,8 @@ def test_row_order_does_not_change_graphs():
 def test_mean_layer1_vector():
     table = six_events()
     builder = Layer2GraphBuilder(layer1=Layer1Featurizer())
-    graph = builder.build(table)[0]
-    vectors = Layer1Featurizer().transform(table)
+    graph = builder.featurize(table)[0]
+    vectors = Layer1Featurizer().featurize(table)
     assert graph.x.shape == (3, 13 + 128)
     expected = [vectors[[0, 1, 2]].mean(0), vectors[[0, 1, 2, 3]].mean(0), vectors[[3]].mean(0)]
     np.testing.assert_allclose(graph.x[:, 13:].numpy(), np.stack(expected), rtol=1e-6, atol=1e-7)
@@ -200,7 +200,7 @@ def test_load_refuses_other_spec_and_bad_files(six, tmp_path):
     path = six.save(tmp_path / "graphs.npz")
     with pytest.raises(SchemaError, match="another feature transform"):
         Layer2Graphs.load(path, spec=Layer2GraphBuilder(window_seconds=60).spec)
-    windows = Layer3WindowBuilder().build(six_events()).save(tmp_path / "windows.npz")
+    windows = Layer3WindowBuilder().featurize(six_events()).save(tmp_path / "windows.npz")
     with pytest.raises(SchemaError, match="holds layer3 features"):
         Layer2Graphs.load(windows)
     np.savez(tmp_path / "plain.npz", x=np.zeros(2))
@@ -214,7 +214,7 @@ def test_load_refuses_other_spec_and_bad_files(six, tmp_path):
 
 
 def test_empty_table_and_batching(six, tmp_path):
-    empty = Layer2GraphBuilder().build(six_events().slice(0, 0))
+    empty = Layer2GraphBuilder().featurize(six_events().slice(0, 0))
     assert len(empty) == 0 and list(empty) == []
     assert len(Layer2Graphs.load(empty.save(tmp_path / "empty.npz"))) == 0
     batch = Batch.from_data_list(list(six))
@@ -229,7 +229,7 @@ def test_real_capture_labels_match_the_file(datasets):
     node label, as computed from the TSV with plain Python."""
     path = datasets / CONN_011
     table, _ = collect("zeek_logs", path)
-    graphs = Layer2GraphBuilder().build(table)
+    graphs = Layer2GraphBuilder().featurize(table)
     edges, nodes = defaultdict(list), defaultdict(lambda: -1)
     for row in read_labeled_conn(path):
         window = row["seconds"] // 300 * 300 * 1_000_000

@@ -10,14 +10,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from training.collection.schema import CANONICAL_SCHEMA
 from training.errors import ConfigError, SchemaError
-from training.events import CANONICAL_SCHEMA
 from training.features.encoding import FeatureSpec
 from training.features.layer2 import Layer2GraphBuilder
 from training.features.layer3 import FEATURES, Layer3WindowBuilder
 from training.features.layer3_windows import Layer3Windows
 from training.tests.conftest import collect
-from training.tests.traffic_fixtures import A, B, C, T0, log_scaled, read_labeled_conn, six_events
+from training.tests.traffic_fixtures import T0, A, B, C, log_scaled, read_labeled_conn, six_events
 
 CONN_011 = "stratosphere/011-zeek-mixed/data/conn.log.labeled"
 
@@ -37,7 +37,7 @@ def minute(n: int) -> np.datetime64:
 
 @pytest.fixture(scope="module")
 def six() -> Layer3Windows:
-    return Layer3WindowBuilder(history=3).build(six_events())
+    return Layer3WindowBuilder(history=3).featurize(six_events())
 
 
 def test_six_events_buckets_exact(six):
@@ -73,14 +73,14 @@ def test_six_events_buckets_exact(six):
     ("host", ["h1"], [1]),
 ])
 def test_other_entities(entity, names, labels):
-    windows = Layer3WindowBuilder(entity=entity).build(six_events())
+    windows = Layer3WindowBuilder(entity=entity).featurize(six_events())
     assert windows.entity.to_pylist() == names and windows.labels.tolist() == labels
     assert windows.X.shape == (len(names), 30, 11)
 
 
 def test_bucket_length_and_attack_types():
     table = six_events()
-    windows = Layer3WindowBuilder(bucket_seconds=300, history=2).build(table)
+    windows = Layer3WindowBuilder(bucket_seconds=300, history=2).featurize(table)
     assert windows.entity.to_pylist() == [A, A, B] and windows.labels.tolist() == [1, -1, 0]
     # A@0 (e1-e3): 3 events, ports {80, 443}, failures REJ and S0; A@5 has A@0 one bucket back
     np.testing.assert_allclose(windows.target[0, [0, 6, 7]],
@@ -93,13 +93,13 @@ def test_bucket_length_and_attack_types():
         {"timestamp": T0, "source_ip": "x", "is_threat": 1, "attack_type": "a"},
         {"timestamp": T0, "source_ip": "y", "is_threat": None},
     ], schema=CANONICAL_SCHEMA)
-    windows = Layer3WindowBuilder().build(extra)
+    windows = Layer3WindowBuilder().featurize(extra)
     assert windows.attack_type.to_pylist() == ["a|b", ""] and windows.labels.tolist() == [1, -1]
 
 
 def test_row_order_does_not_change_windows(six):
     order = np.array([5, 3, 1, 4, 0, 2])
-    shuffled = Layer3WindowBuilder(history=3).build(six_events().take(order))
+    shuffled = Layer3WindowBuilder(history=3).featurize(six_events().take(order))
     for name in ("X", "target", "labels", "time", "event_ptr"):
         np.testing.assert_array_equal(getattr(shuffled, name), getattr(six, name))
     assert shuffled.entity.equals(six.entity) and shuffled.attack_type.equals(six.attack_type)
@@ -149,13 +149,13 @@ def test_save_load_identical(six, tmp_path):
     assert loaded.spec == six.spec and loaded.stats == six.stats
     with pytest.raises(SchemaError, match="another feature transform"):
         Layer3Windows.load(path, spec=Layer3WindowBuilder().spec)
-    graphs = Layer2GraphBuilder().build(six_events()).save(tmp_path / "graphs.npz")
+    graphs = Layer2GraphBuilder().featurize(six_events()).save(tmp_path / "graphs.npz")
     with pytest.raises(SchemaError, match="holds layer2 features"):
         Layer3Windows.load(graphs)
 
 
 def test_empty_table(tmp_path):
-    empty = Layer3WindowBuilder().build(six_events().slice(0, 0))
+    empty = Layer3WindowBuilder().featurize(six_events().slice(0, 0))
     assert empty.X.shape == (0, 30, 11) and empty.target.shape == (0, 11)
     assert len(Layer3Windows.load(empty.save(tmp_path / "empty.npz"))) == 0
 
@@ -165,7 +165,7 @@ def test_real_capture_labels_match_the_file(datasets):
     and the label counts, as computed from the TSV with plain Python."""
     path = datasets / CONN_011
     table, _ = collect("zeek_logs", path)
-    windows = Layer3WindowBuilder().build(table)
+    windows = Layer3WindowBuilder().featurize(table)
     buckets = defaultdict(list)
     for row in read_labeled_conn(path):
         buckets[row["source"], row["seconds"] // 60 * 60].append(row)

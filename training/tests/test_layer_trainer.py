@@ -9,14 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from training.batches import TensorBatches
-from training.callbacks import Callback, EarlyStopping
+from training.artifacts.model_files import load_model
 from training.detectors.vae import Layer1VAE
 from training.errors import CheckpointError, ConfigError, TrainingError
-from training.layer_trainer import LayerTrainer, TrainingConfig, TrainingMetrics
-from training.model_files import load_model
-from training.thresholds import calibrate_threshold
-from training.trainer_state import load_state
+from training.evaluation.thresholds import calibrate_threshold
+from training.trainer.batches import TensorBatches
+from training.trainer.callbacks import Callback, EarlyStopping
+from training.trainer.loop import LayerTrainer, TrainingConfig, TrainingMetrics
+from training.trainer.resume import load_state
 
 
 @pytest.fixture(autouse=True)
@@ -80,7 +80,7 @@ def test_shards_are_disjoint_and_equal_sized() -> None:
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"batch_size": 0}, "batch_size must be >= 1, got 0"),
+    ({"batch_size": 0}, "batch_size must be an integer >= 1, got 0"),
     ({"batch_size": 2, "rank": 2, "world_size": 2}, r"rank must be in \[0, world_size=2\), got 2"),
     ({"batch_size": 2, "world_size": 2, "shuffle": True}, "needs a seed"),
 ])
@@ -224,6 +224,7 @@ def test_early_stopping_callback_stops_training(tmp_path) -> None:
 
 
 def test_original_loss_fn_api_with_any_module_and_any_loader(tmp_path) -> None:
+    # The original package's form: loss_fn(model, batch) and metric_fns (model, batch) -> float.
     torch.manual_seed(0)
     x = torch.randn(256, 3)
     y = x @ torch.tensor([[1.0], [-2.0], [0.5]]) + 0.25
@@ -232,18 +233,31 @@ def test_original_loss_fn_api_with_any_module_and_any_loader(tmp_path) -> None:
     model = nn.Linear(3, 1)
     cfg = config(tmp_path, num_epochs=60, learning_rate=0.05, lr_scheduler="none",
                  early_stopping_patience=None, save_last_state=False)
-    trainer = LayerTrainer(model, nn.MSELoss(), cfg,
-                           metric_fns={"mae": lambda out, tgt: (out - tgt).abs().mean()})
+
+    def loss_fn(module, batch):
+        inputs, targets = batch
+        return nn.functional.mse_loss(module(inputs), targets)
+
+    def mae(module, batch):
+        inputs, targets = batch
+        return (module(inputs) - targets).abs().mean()
+
+    trainer = LayerTrainer(model, loss_fn, cfg, metric_fns={"mae": mae})
     history = trainer.train(loader, loader)
     assert model.weight.detach().squeeze().tolist() == pytest.approx([1.0, -2.0, 0.5], abs=1e-3)
     assert model.bias.item() == pytest.approx(0.25, abs=1e-3)
     assert set(history[-1].val_metrics) == {"val_loss", "val_mae"}
     assert history[-1].val_metrics["val_mae"] < 1e-3
-    assert (tmp_path / "ck" / "m_best.pt").exists()  # a plain state_dict, no sidecar
+    assert trainer.threshold is None  # a plain module has no anomaly scores to calibrate
+    assert (tmp_path / "ck" / "m_best.pt").exists()
+    assert not (tmp_path / "ck" / "m_best.json").exists()  # no sidecar: nothing to rebuild from
     state = torch.load(tmp_path / "ck" / "m_best.pt", weights_only=True)
-    assert set(state) == {"weight", "bias"}
+    assert set(state) == {"weight", "bias"}  # the module's own keys: the original load works
+    nn.Linear(3, 1).load_state_dict(state)
     with pytest.raises(ConfigError, match="pass loss_fn"):
         LayerTrainer(nn.Linear(3, 1), config=cfg)
+    with pytest.raises(ConfigError, match="metric_fns go with loss_fn"):
+        LayerTrainer(small_vae(), config=cfg, metric_fns={"mae": mae})
 
 
 def test_any_iterable_of_batches_trains_like_tensor_batches(tmp_path) -> None:

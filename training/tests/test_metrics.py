@@ -15,8 +15,8 @@ import pytest
 
 from training.errors import ConfigError, SchemaError
 from training.evaluation import metrics as M
-from training.evaluation.scores import evaluate_probabilities, evaluate_scores
-from training.thresholds import calibrate_threshold
+from training.evaluation.score_metrics import evaluate_probabilities, evaluate_scores
+from training.evaluation.thresholds import calibrate_threshold
 
 SCORES = np.array([0.95, 0.80, 0.80, 0.70, 0.50, 0.50, 0.40, 0.30, 0.20, 0.20])
 LABELS = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 0])

@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.cli import main
+from training.artifacts.model_files import read_sidecar, sha256_bytes
+from training.cli.main import main
 from training.errors import CheckpointError, ConfigError, NotFoundError, RegistryError, SchemaError
 from training.features.encoding import FeatureSpec
 from training.features.layer1 import Layer1Featurizer
-from training.model_files import read_sidecar, sha256_bytes
-from training.model_registry import ModelMetadata, ModelRegistry
 from training.registry.metadata import metric_direction
 from training.registry.names import next_version
+from training.registry.registry import ModelMetadata, ModelRegistry
 from training.tests.registry_fixtures import race_worker, register_forever, save_tiny
 
 FORK = multiprocessing.get_context("fork")  # children share the parent's imports (torch is slow to import)

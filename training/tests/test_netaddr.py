@@ -1,4 +1,4 @@
-"""Tests for training.netaddr.pack_ips."""
+"""Tests for training.kernels.netaddr.pack_ips."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 from training.errors import SchemaError
-from training.netaddr import VERSION_INVALID, VERSION_MISSING, pack_ips
+from training.kernels.netaddr import VERSION_INVALID, VERSION_MISSING, pack_ips
 
 
 def _bytes16(text: str) -> list[int]:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from training.errors import ConfigError
-from training.model_registry import ModelRegistry
-from training.pipeline import run_pipeline
-from training.pipeline_config import config_from_dict, load_config
+from training.pipeline.config import config_from_dict, load_config
+from training.pipeline.run import run_pipeline
+from training.registry.registry import ModelRegistry
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -43,7 +43,7 @@ def test_demo_runs_every_stage_from_a_fresh_directory(tmp_path):
 def test_a_second_identical_run_is_not_promoted(tmp_path):
     """Same data, seed and settings give the same model: 0% better than production, so the
     gate keeps production and marks the new version the challenger."""
-    from training.demo_data import write_demo_file
+    from training.demo.generator import write_demo_file
 
     demo = write_demo_file(tmp_path / "demo.json", n_events=1_500, seed=3)
     config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1"],
@@ -90,7 +90,7 @@ def test_config_file_sets_layers_sources_and_per_layer_training(tmp_path):
 @pytest.mark.parametrize("text, message", [
     ('[[sources]]\ntype = "zeek_logs"\n[split]\nstratgy = "x"\n', r"\[split\]: unknown key"),
     ('[[sources]]\ntype = "zeek_logs"\n[split]\ntrain_ratio = 0.9\n', "sum to 1"),
-    ('layers = ["layer4"]\n[[sources]]\ntype = "zeek_logs"\n', "layers must be"),
+    ('layers = ["layer4"]\n[[sources]]\ntype = "zeek_logs"\n', "layers must name layers of"),
     ('[[sources]]\npath = "x"\n', r"#1: needs type"),
     ('workdir = "w"\n', "at least one source"),
     ('[[sources]]\ntype = "zeek_logs"\n[train]\nepochs = 0\n', "epochs must be"),
@@ -106,7 +106,7 @@ SCRIPT = REPO / "scripts" / "retrain_models.sh"
 
 
 def test_retrain_script_trains_the_chosen_layers(tmp_path):
-    from training.demo_data import write_demo_file
+    from training.demo.generator import write_demo_file
 
     demo = write_demo_file(tmp_path / "demo.json", n_events=1_500, seed=4)
     result = subprocess.run([str(SCRIPT), "--layers", "layer1 layer2", "--epochs", "1",

@@ -1,4 +1,4 @@
-"""Tests for training.prefetch: order, errors from the source or a transform reach the consumer
+"""Tests for training.collection.prefetch: order, errors from the source or a transform reach the consumer
 after the items before them, and closing early stops the threads and closes the source."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from training.collection.prefetch import prefetch
 from training.errors import SourceError
-from training.prefetch import prefetch
 
 DEADLINE_S = 10.0  # only a guard against a hang; a working prefetch finishes at once
 

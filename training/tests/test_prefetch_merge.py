@@ -1,4 +1,4 @@
-"""Tests for training.prefetch.merge: parallel streams interleave with each one's order kept,
+"""Tests for training.collection.prefetch.merge: parallel streams interleave with each one's order kept,
 an error reaches the consumer after the items before it, and closing early (or an error)
 stops every thread and closes every stream."""
 
@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
+from training.collection.prefetch import merge, prefetch
 from training.errors import SourceError
-from training.prefetch import merge, prefetch
 from training.tests.test_prefetch import Source, assert_threads_end
 
 

@@ -43,7 +43,7 @@ def _manifest_files() -> list[str]:
 
 
 def expected_class(label: str | None) -> int:
-    """The issue's rule, written out independently of training.events.LabelMap."""
+    """The issue's rule, written out independently of training.collection.schema.LabelMap."""
     text = (label or "").strip().lower()
     if text in ("benign", "normal"):
         return 0

@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from training.data_preprocessor import DataPreprocessor, LayerType
+from training.artifacts.model_files import load_model
+from training.evaluation.evaluator import ModelEvaluator
 from training.evaluation.report_html import fmt
-from training.evaluator import ModelEvaluator
-from training.model_files import load_model
-from training.tests.conftest import collect
+from training.data_preprocessor import DataPreprocessor, LayerType
 from training.train_layer1_vae import default_config, train_layer1_vae
+from training.tests.conftest import collect
 
 TITLES = {"ROC curve", "Precision-recall curves", "Score distribution per class",
           "Confusion matrix", "Detection rate per attack type", "Training curves"}

@@ -1,12 +1,12 @@
-"""Tests for training.schema_union: concatenating tables whose extra columns differ."""
+"""Tests for training.collection.schema_union: concatenating tables whose extra columns differ."""
 
 from __future__ import annotations
 
 import pyarrow as pa
 import pytest
 
-from training.events import CANONICAL_SCHEMA
-from training.schema_union import as_text, concat_tables
+from training.collection.schema import CANONICAL_SCHEMA
+from training.collection.schema_union import as_text, concat_tables
 
 
 def test_different_extra_columns_are_filled_with_nulls() -> None:

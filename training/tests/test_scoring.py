@@ -8,14 +8,14 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from training.cli import main
-from training.data_collection import DataCollector, DataSource
+from training.artifacts.model_files import save_model
+from training.cli.main import main
+from training.collection.collector import DataCollector, DataSource
 from training.errors import CheckpointError, SchemaError
 from training.features.encoding import FeatureSpec
 from training.features.layer1 import Layer1Featurizer
-from training.model_files import save_model
-from training.model_registry import ModelMetadata, ModelRegistry
-from training.scoring import score_events
+from training.registry.registry import ModelMetadata, ModelRegistry
+from training.scoring.batch import score_events
 from training.tests.registry_fixtures import TinyDetector, save_tiny
 
 EVENTS = [
@@ -36,7 +36,7 @@ def events_file(tmp_path):
 def _expected(path, centre: float) -> tuple[list[str], np.ndarray]:
     table = DataCollector([DataSource("t", "json_file", {"path": str(path)})],
                           progress=False).collect_table()
-    features = Layer1Featurizer().transform(table).astype(np.float64)
+    features = Layer1Featurizer().featurize(table).astype(np.float64)
     return table["event_id"].to_pylist(), ((features - centre) ** 2).sum(axis=1)
 
 
@@ -101,7 +101,7 @@ def test_real_zeek_log_every_event_scored_once(tmp_path, datasets):
     out = pq.read_table(tmp_path / "zeek.parquet")
     assert summary.events == summary.units == out.num_rows == table.num_rows == 5663
     assert out["unit"].to_pylist() == table["event_id"].to_pylist()
-    features = Layer1Featurizer().transform(table).astype(np.float64)
+    features = Layer1Featurizer().featurize(table).astype(np.float64)
     np.testing.assert_allclose(out["score"].to_numpy(), ((features - 0.25) ** 2).sum(1), rtol=1e-5)
     assert summary.alerts == int((out["score"].to_numpy() >= 30.0).sum())
 
@@ -131,22 +131,22 @@ def test_layers_2_and_3_score_every_edge_and_window_with_its_events(tmp_path, da
     from training.detectors.tcn import Layer3TCN
     from training.features.layer2 import Layer2GraphBuilder
     from training.features.layer3 import Layer3WindowBuilder
-    from training.layer2_data import Layer2Data, fit_layer2_scaling
-    from training.layer3_data import Layer3Data, fit_layer3_scaling
+    from training.layers.layer2_batches import Layer2Data, fit_layer2_scaling
+    from training.layers.layer3_batches import Layer3Data, fit_layer3_scaling
 
     log = datasets / "stratosphere/008-zeek-mixed/data/conn.log.labeled"
     source = [DataSource("zeek", "zeek_logs", {"path": str(log)})]
     table = DataCollector(source, progress=False).collect_table()
     torch.manual_seed(0)
     if layer == "layer2":
-        built = Layer2GraphBuilder().build(table)
+        built = Layer2GraphBuilder().featurize(table)
         spec = fit_layer2_scaling(built)
         data = Layer2Data(built, spec)
         model = Layer2GNN(node_dim=data.node_dim, edge_dim=data.edge_dim).eval()
         expected = data.edge_scores(model)
         pointers, ids = built.arrays["event_ptr"], built.event_id.to_pylist()
     else:
-        built = Layer3WindowBuilder().build(table)
+        built = Layer3WindowBuilder().featurize(table)
         spec = fit_layer3_scaling(built, benign_only=False)
         data = Layer3Data(built, spec)
         model = Layer3TCN(input_dim=data.input_dim).eval()

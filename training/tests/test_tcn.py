@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 import torch
 
+from training.artifacts.model_files import load_model
 from training.detectors.tcn import Layer3TCN
 from training.errors import ConfigError, SchemaError
 from training.features.layer3 import Layer3WindowBuilder
-from training.layer3_data import Layer3Data, fit_layer3_scaling
-from training.model_files import load_model
-from training.standardizer import MIN_STD
+from training.features.scaling import MIN_STD
+from training.layers.layer3_batches import Layer3Data, fit_layer3_scaling
+from training.train_layer3_tcn import default_config, main, train_layer3_tcn
 from training.tests import synthetic_traffic as traffic
 from training.tests.traffic_fixtures import six_events
-from training.train_layer3_tcn import default_config, main, train_layer3_tcn
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -32,7 +32,7 @@ def one_thread():
 def six():
     # Windows, by entity then time: A minutes 0 (benign), 1 (threat), 2 (unknown), 6
     # (unknown); B minute 3 (benign).
-    return Layer3WindowBuilder(history=3).build(six_events())
+    return Layer3WindowBuilder(history=3).featurize(six_events())
 
 
 def test_convolutions_are_causal_with_the_stated_receptive_field():
@@ -94,7 +94,7 @@ def test_data_scales_histories_and_targets_alike(six):
     assert torch.equal(train_target, data.target[[0, 4]]) and train_fit.all()
     assert data.labels().tolist() == [0, 1, -1, -1, 0]
     with pytest.raises(SchemaError, match="another feature transform"):
-        Layer3Data(Layer3WindowBuilder(history=4).build(six_events()), spec)
+        Layer3Data(Layer3WindowBuilder(history=4).featurize(six_events()), spec)
     with pytest.raises(SchemaError, match="no fitted scaling"):
         Layer3Data(six, six.spec)
 
@@ -128,9 +128,9 @@ def test_arguments_are_validated(kwargs, message):
 def office():
     """Small office windows: train (benign), val (with a beacon, labeled)."""
     builder = Layer3WindowBuilder(history=10)
-    train = builder.build(traffic.table(traffic.office_rows(1, hosts=6, minutes=90)))
+    train = builder.featurize(traffic.table(traffic.office_rows(1, hosts=6, minutes=90)))
     beacon = traffic.beacon_rows(3, infected=1, first_minute=0, count=40)
-    val = builder.build(traffic.table(traffic.office_rows(2, hosts=6, minutes=40) + beacon))
+    val = builder.featurize(traffic.table(traffic.office_rows(2, hosts=6, minutes=40) + beacon))
     return train, val
 
 
@@ -168,12 +168,12 @@ def test_command_line(office, tmp_path, capsys):
     train, val = office
     train_path, val_path = train.save(tmp_path / "train.npz"), val.save(tmp_path / "val.npz")
     code = main(["--train-data", str(train_path), "--val_data", str(val_path), "--num-epochs", "2",
-                 "--hidden-dim", "8", "--num_levels", "2", "--dilations", "1", "3",
+                 "--channels", "8", "8", "--dilations", "1", "3",
                  "--checkpoint-dir", str(tmp_path / "ck"), "--log_dir", str(tmp_path),
                  "--no_tensorboard"])
     assert code == 0 and "trained 2 epochs on" in capsys.readouterr().out
     args = load_model(tmp_path / "ck/layer3_tcn_best.pt").model.init_args
     assert args["channels"] == [8, 8] and args["dilations"] == [1, 3]
-    code = main(["--train_data", str(train_path), "--num_levels", "3", "--dilations", "1",
+    code = main(["--train_data", str(train_path), "--channels", "8", "8", "8", "--dilations", "1",
                  "--checkpoint_dir", str(tmp_path / "ck")])
     assert code == 2 and "dilations must have one entry per block" in capsys.readouterr().err

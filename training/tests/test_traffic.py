@@ -6,11 +6,11 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from training.artifacts.npz import arrays_to_strings, strings_to_arrays
 from training.errors import ConfigError, SchemaError
-from training.features.arrays_io import arrays_to_strings, strings_to_arrays
 from training.features.traffic import (
-    CONN_STATE_CLASSES, Groups, check_period, classes, count_distinct, entity_codes,
-    timestamps_us, unique, unique_inverse,
+    CONN_STATE_CLASSES, Groups, check_period, classes, count_distinct, entity_codes, timestamps_us,
+    unique, unique_inverse,
 )
 
 

@@ -14,13 +14,15 @@ import numpy as np
 import pytest
 import torch
 
+from training.cli.train import build_parser
+from training.layers.layer1 import Layer1
+from training.artifacts.model_files import load_model, read_sidecar
 from training.errors import ConfigError, SchemaError
 from training.features.encoding import FeatureSpec
-from training.model_files import load_model, read_sidecar
 from training.train_layer1_vae import (
-    Layer1VAE, _parser, default_config, main, read_split, train_layer1_vae,
+    Layer1VAE, default_config, main, read_split, train_layer1_vae,
 )
-from training.trainer_state import load_state
+from training.trainer.resume import load_state
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "training" / "train_layer1_vae.py"
@@ -29,7 +31,7 @@ STEP4 = ["--train_data", "training/data/splits/layer1_train.npz",
 
 # The README's steps 2 and 3 (corrected step 2 from the project README), as a user runs them.
 STEPS_2_3 = """
-from training.demo_data import write_demo_file
+from training.demo.generator import write_demo_file
 write_demo_file("demo/synthetic_events.json", n_events=2000, seed=7)
 
 from training.data_collection import DataCollector, DataSource, DataSourceType
@@ -54,7 +56,7 @@ builder.save_splits(splits, prefix='layer1')
 KILLER = """
 import os, signal, sys
 sys.path.insert(0, {repo!r})
-from training.callbacks import Callback
+from training.trainer.callbacks import Callback
 from training.train_layer1_vae import main
 
 class KillAfter(Callback):
@@ -156,7 +158,7 @@ def test_torchrun_two_processes_on_cpu_write_one_checkpoint(workdir: Path) -> No
     assert done.stdout.count("model: ddp/layer1_vae_best.pt") == 1  # rank 0 reports
     # each process trained on half of the benign rows per epoch
     train_rows = int((read_split(workdir / "training/data/splits/layer1_train.npz")[1] == 0).sum())
-    assert f"on {train_rows} rows" in done.stdout
+    assert f"on {train_rows} events" in done.stdout
     load_model(workdir / "ddp" / "layer1_vae_best.pt")
 
 
@@ -177,7 +179,7 @@ def test_function_label_policy_results_and_sidecar(tmp_path: Path) -> None:
                          batch_size=32)
     model, results = train_layer1_vae(x, y, vx, vy, cfg, beta=0.5, hidden_dim=12,
                                       latent_dim=3, dropout=0.1, feature_spec=spec)
-    assert results["train_rows"] == 180  # both classes: benign rows only
+    assert results["train_units"] == 180  # both classes: benign rows only
     assert results["epochs_trained"] == 3 and len(results["history"]) == 3
     assert results["threshold"]["method"] == "best_f1"
     loaded = load_model(results["checkpoint"], expected_spec=spec)
@@ -187,9 +189,9 @@ def test_function_label_policy_results_and_sidecar(tmp_path: Path) -> None:
     for a, b in zip(model.state_dict().values(), loaded.model.state_dict().values()):
         assert torch.equal(a, b)  # the returned model is the best epoch's
     _, kept = train_layer1_vae(x, y, None, None, cfg.replace(num_epochs=1), benign_only=False)
-    assert kept["train_rows"] == 200 and kept["threshold"] is None
+    assert kept["train_units"] == 200 and kept["threshold"] is None
     _, unlabeled = train_layer1_vae(x, np.full(200, -1), None, None, cfg.replace(num_epochs=1))
-    assert unlabeled["train_rows"] == 200  # no two classes: every row
+    assert unlabeled["train_units"] == 200  # unlabeled: every row
 
 
 def test_bad_input_is_refused_with_row_and_shape(tmp_path: Path) -> None:
@@ -221,7 +223,7 @@ def test_every_model_flag_takes_effect(workdir: Path, monkeypatch) -> None:
 
 
 def test_flags_take_dashes_and_errors_exit_2(tmp_path: Path, capsys, monkeypatch) -> None:
-    args = _parser().parse_args(["--train-data", "a.npz", "--num-epochs", "3", "--batch-size",
+    args = build_parser(Layer1(), "train_layer1_vae.py").parse_args(["--train-data", "a.npz", "--num-epochs", "3", "--batch-size",
                                  "8", "--hidden-dim", "7", "--latent-dim", "2",
                                  "--learning-rate", "0.01", "--amp", "bf16"])
     assert (args.train_data, args.num_epochs, args.batch_size, args.hidden_dim,

@@ -8,16 +8,16 @@ import numpy as np
 import optuna
 import pytest
 import torch
-from sklearn.metrics import average_precision_score
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
+from sklearn.metrics import average_precision_score
 
-from training.callbacks import Callback
 from training.errors import ConfigError
-from training.hpo.layer1 import Layer1Objective
-from training.hpo.objectives import make_objective
-from training.hpo.pruning import OptunaPruning
 from training.tests.tuning_helpers import write_layer1_splits
+from training.trainer.callbacks import Callback
+from training.tuning.objectives import LayerObjective
+from training.tuning.objectives import make_objective
+from training.tuning.pruning import OptunaPruning
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -46,7 +46,7 @@ class Inspect(Callback):
         self.steps = int(state["step"])  # optimizer steps in the epoch = training batches
 
 
-def built(objective: Layer1Objective, params: dict) -> Inspect:
+def built(objective: LayerObjective, params: dict) -> Inspect:
     inspect = Inspect()
     with tempfile.TemporaryDirectory() as folder:
         config = objective.trial_config(params, folder).replace(num_epochs=1)
@@ -55,7 +55,7 @@ def built(objective: Layer1Objective, params: dict) -> Inspect:
 
 
 def test_the_search_space_is_the_original_one(splits):
-    objective = Layer1Objective(*splits)
+    objective = LayerObjective("layer1", *splits)
     trial = optuna.create_study().ask()
     objective.suggest(trial)
     assert trial.distributions == {
@@ -74,7 +74,7 @@ def test_the_search_space_is_the_original_one(splits):
     ("dropout", 0.45), ("beta", 7.5),
 ])
 def test_each_hyperparameter_changes_what_the_trial_builds(splits, name, value):
-    objective = Layer1Objective(*splits, metric="loss")
+    objective = LayerObjective("layer1", *splits, metric="loss")
     base, changed = built(objective, BASE), built(objective, {**BASE, name: value})
     observed = {
         "learning_rate": lambda b: b.learning_rate,                       # the optimizer
@@ -96,7 +96,7 @@ def test_each_hyperparameter_changes_what_the_trial_builds(splits, name, value):
 def test_pruned_trial_stops_at_the_epoch_the_pruner_decides(splits):
     """A median pruner with 2 warm-up epochs, after a trial that reported 0 every epoch,
     prunes at epoch 2: the second epoch is trained, a third is not."""
-    objective = Layer1Objective(*splits, metric="loss")
+    objective = LayerObjective("layer1", *splits, metric="loss")
     study = optuna.create_study(pruner=optuna.pruners.MedianPruner(n_startup_trials=1,
                                                                    n_warmup_steps=2))
     study.add_trial(create_trial(value=0.0, intermediate_values={e: 0.0 for e in range(1, 31)}))
@@ -127,7 +127,7 @@ def test_pruned_trial_stops_at_the_epoch_the_pruner_decides(splits):
 
 
 def test_a_trial_reports_every_epoch_and_returns_its_best_value(splits):
-    objective = Layer1Objective(*splits, metric="loss", max_epochs=3)
+    objective = LayerObjective("layer1", *splits, metric="loss", max_epochs=3)
     study = optuna.create_study()
     study.enqueue_trial(BASE)
     study.optimize(objective, n_trials=1)
@@ -137,7 +137,7 @@ def test_a_trial_reports_every_epoch_and_returns_its_best_value(splits):
 
 
 def test_metric_is_pr_auc_of_the_known_validation_rows_when_both_classes_are_there(splits):
-    objective = make_objective(1, *splits)
+    objective = make_objective("layer1", *splits)
     assert (objective.metric, objective.direction) == ("pr_auc", "maximize")
     model = built(objective, BASE).model.eval()
     with np.load(splits[1]) as val:
@@ -152,14 +152,14 @@ def test_metric_is_pr_auc_of_the_known_validation_rows_when_both_classes_are_the
 
 def test_metric_choices_are_checked(splits, tmp_path):
     with pytest.raises(ConfigError, match="metric must be one of auto, loss, pr_auc"):
-        Layer1Objective(*splits, metric="accuracy")
+        LayerObjective("layer1", *splits, metric="accuracy")
     only_benign = tmp_path / "benign.npz"
     np.savez(only_benign, features=np.zeros((4, 128), np.float32), labels=np.zeros(4, np.int8))
     with pytest.raises(ConfigError, match="needs benign \\(0\\) and threat \\(1\\) labels"):
-        Layer1Objective(splits[0], only_benign, metric="pr_auc")
-    assert Layer1Objective(splits[0], only_benign).metric == "loss"
+        LayerObjective("layer1", splits[0], only_benign, metric="pr_auc")
+    assert LayerObjective("layer1", splits[0], only_benign).metric == "loss"
     with pytest.raises(ConfigError, match="max_epochs must be an integer >= 1, got 0"):
-        Layer1Objective(*splits, max_epochs=0)
+        LayerObjective("layer1", *splits, max_epochs=0)
 
 
 # ---- layers 2 and 3 ----------------------------------------------------------------------------
@@ -169,8 +169,8 @@ def _layer2_splits(folder) -> tuple[str, str]:
     from training.tests import synthetic_traffic as traffic
 
     builder = Layer2GraphBuilder()
-    train = builder.build(traffic.table(traffic.office_rows(1, hosts=8, minutes=60)))
-    val = builder.build(traffic.table(traffic.office_rows(4, hosts=8, minutes=30)
+    train = builder.featurize(traffic.table(traffic.office_rows(1, hosts=8, minutes=60)))
+    val = builder.featurize(traffic.table(traffic.office_rows(4, hosts=8, minutes=30)
                                       + traffic.fan_out_rows(3, attacker=5, minute=10, peers=20)))
     return str(train.save(folder / "l2_train.npz")), str(val.save(folder / "l2_val.npz"))
 
@@ -180,8 +180,8 @@ def _layer3_splits(folder) -> tuple[str, str]:
     from training.tests import synthetic_traffic as traffic
 
     builder = Layer3WindowBuilder()
-    train = builder.build(traffic.table(traffic.office_rows(1, hosts=8, minutes=120)))
-    val = builder.build(traffic.table(traffic.office_rows(4, hosts=8, minutes=90)
+    train = builder.featurize(traffic.table(traffic.office_rows(1, hosts=8, minutes=120)))
+    val = builder.featurize(traffic.table(traffic.office_rows(4, hosts=8, minutes=90)
                                       + traffic.beacon_rows(3, infected=4, first_minute=10,
                                                             count=60)))
     return str(train.save(folder / "l3_train.npz")), str(val.save(folder / "l3_val.npz"))
@@ -216,8 +216,8 @@ def test_layer_2_and_3_objectives_build_train_and_report_their_trials(
 
 def test_a_study_refuses_trials_of_another_metric(splits):
     study = optuna.create_study(study_name="s")
-    Layer1Objective(*splits, metric="loss").attach(study)
-    Layer1Objective(*splits, metric="loss").attach(study)  # the same objective resumes
+    LayerObjective("layer1", *splits, metric="loss").attach(study)
+    LayerObjective("layer1", *splits, metric="loss").attach(study)  # the same objective resumes
     with pytest.raises(ConfigError, match="holds trials with metric='loss', this run has "
                                           "metric='pr_auc'"):
-        Layer1Objective(*splits, metric="pr_auc").attach(study)
+        LayerObjective("layer1", *splits, metric="pr_auc").attach(study)

@@ -15,9 +15,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from training.hpo.storage import resolve_storage
-from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
 from training.tests.tuning_helpers import RecordingObjective, recorded_trials
+from training.tuning.storage import resolve_storage
+from training.tuning.tuner import HyperparameterTuner, TuningConfig
 
 URL_VARIABLE = "MAXIMUS_TEST_POSTGRES_URL"
 

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
+from training.artifacts.model_files import load_model, save_model
 from training.detectors import DETECTORS, detector_class
 from training.detectors.vae import Layer1VAE
 from training.errors import ConfigError
-from training.model_files import load_model, save_model
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from training.events import CANONICAL_SCHEMA
+from training.collection.schema import CANONICAL_SCHEMA
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)  # a multiple of 5 minutes since the epoch
 A, B, C = "10.0.0.1", "10.0.0.2", "10.0.0.3"

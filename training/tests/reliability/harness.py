@@ -132,7 +132,7 @@ def demo_inputs(directory: Path, n_events: int, n_files: int = 1, bad_every: int
     Returns:
         the files, the good events in order, and (file, 1-based line) of each malformed line.
     """
-    from training.demo_data import generate_demo_events
+    from training.demo.generator import generate_demo_events
 
     events = generate_demo_events(max(n_events, 100), seed=11)["events"][:n_events]
     per_file = -(-n_events // n_files)
@@ -182,8 +182,8 @@ def small_model(path: Path, seed: int = 0, threshold: float = 0.5) -> Path:
     """A small saved Layer1VAE (weights + sidecar) for registry tests."""
     import torch
 
+    from training.artifacts.model_files import save_model
     from training.detectors.vae import Layer1VAE
-    from training.model_files import save_model
 
     torch.manual_seed(seed)
     save_model(Layer1VAE(hidden_dim=8, latent_dim=2), path, threshold=threshold)
@@ -193,7 +193,7 @@ def small_model(path: Path, seed: int = 0, threshold: float = 0.5) -> Path:
 def seeded_registry(directory: Path):
     """A registry with model "vae": 1.0.0 in production, 1.1.0 registered (stage none), and a
     third saved model (`directory / "new.pt"`) ready to be registered."""
-    from training.model_registry import ModelMetadata, ModelRegistry
+    from training.registry.registry import ModelMetadata, ModelRegistry
 
     registry = ModelRegistry(directory / "models")
     registry.register_model(small_model(directory / "a.pt", 1), ModelMetadata("vae", "1.0.0",
@@ -229,9 +229,9 @@ def train_vae(checkpoint_dir: str, resume: bool) -> dict:
     last-state checkpoints; the same figures in any process (seeded, one thread)."""
     import torch
 
-    from training.batches import TensorBatches
     from training.detectors.vae import Layer1VAE
-    from training.layer_trainer import LayerTrainer, TrainingConfig
+    from training.trainer.batches import TensorBatches
+    from training.trainer.loop import LayerTrainer, TrainingConfig
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -280,7 +280,7 @@ class KillingObjective:
 
 def tune_study(out: str, kill_in_trial: int | None = None):
     """Tune the 6-trial SQLite study "crash" in `out` (continuing it if it exists)."""
-    from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
+    from training.tuning.tuner import HyperparameterTuner, TuningConfig
 
     config = TuningConfig("crash", n_trials=6, output_dir=out, seed=0, use_pruner=False)
     return HyperparameterTuner(config).tune(KillingObjective(kill_in_trial))

@@ -18,7 +18,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,10 +30,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from training.data_collection import DataCollector, DataSource
-from training.data_preprocessor import DataPreprocessor, LayerType
+from training.collection.collector import DataCollector, DataSource
+from training.collection.schema_union import concat_tables
 from training.errors import PipelineError, SchemaError
-from training.schema_union import concat_tables
+from training.data_preprocessor import DataPreprocessor, LayerType
 
 pytestmark = [
     pytest.mark.reliability,

@@ -113,8 +113,8 @@ def test_parallel_tuning_commands_share_one_study(tmp_path, observed):
     """
     from optuna.trial import TrialState
 
-    from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
     from training.tests.tuning_helpers import recorded_trials
+    from training.tuning.tuner import HyperparameterTuner, TuningConfig
 
     out, log = tmp_path / "tuning", tmp_path / "log"
     log.mkdir()

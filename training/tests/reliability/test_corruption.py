@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from training.data_preprocessor import DataPreprocessor, LayerArrays, LayerType
+from training.artifacts.model_files import load_model, save_model, sidecar_path
 from training.detectors.vae import Layer1VAE
 from training.errors import CheckpointError, PipelineError
-from training.model_files import load_model, save_model, sidecar_path
+from training.data_preprocessor import DataPreprocessor, LayerArrays, LayerType
 from training.tests.reliability.harness import flip_bit, truncate
 
 pytestmark = pytest.mark.reliability
@@ -26,7 +26,7 @@ DAMAGE = {
 
 @pytest.fixture(scope="module")
 def events() -> list[dict]:
-    from training.demo_data import generate_demo_events
+    from training.demo.generator import generate_demo_events
     return generate_demo_events(100, seed=3)["events"]
 
 
@@ -163,7 +163,7 @@ def test_damaged_registry_database_is_reported_clearly(tmp_path, damage, observe
         registry.db; no model is loaded from it.
     """
     from training.errors import RegistryError
-    from training.model_registry import ModelRegistry
+    from training.registry.registry import ModelRegistry
     from training.tests.reliability.harness import seeded_registry
 
     registry = seeded_registry(tmp_path)
@@ -182,7 +182,7 @@ def test_emptied_registry_database_is_not_taken_for_a_new_registry(tmp_path, obs
         the artifact folders are left untouched.
     """
     from training.errors import RegistryError
-    from training.model_registry import ModelRegistry
+    from training.registry.registry import ModelRegistry
     from training.tests.reliability.harness import seeded_registry
 
     registry = seeded_registry(tmp_path)
@@ -203,7 +203,7 @@ def test_damaged_split_file_is_refused(tmp_path, damage, observed):
     """
     import numpy as np
 
-    from training.dataset_builder import DatasetBuilder, SplitStrategy
+    from training.datasets.builder import DatasetBuilder, SplitStrategy
 
     rng = np.random.default_rng(0)
     builder = DatasetBuilder(rng.random((200, 8), dtype=np.float32),
@@ -219,8 +219,8 @@ def test_damaged_split_file_is_refused(tmp_path, damage, observed):
 # -- training checkpoints -----------------------------------------------------------------------
 
 def _train(directory: Path, epochs: int, resume: bool = False):
-    from training.batches import TensorBatches
-    from training.layer_trainer import LayerTrainer, TrainingConfig
+    from training.trainer.batches import TensorBatches
+    from training.trainer.loop import LayerTrainer, TrainingConfig
 
     torch.manual_seed(0)
     config = TrainingConfig(model_name="vae", layer_name="layer1", checkpoint_dir=str(directory),

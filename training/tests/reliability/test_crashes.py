@@ -12,12 +12,11 @@ import json
 from collections import Counter
 from pathlib import Path
 
-import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from training.data_preprocessor import LayerArrays
 from training.errors import PipelineError
+from training.data_preprocessor import LayerArrays
 from training.tests.reliability.harness import (
     TRAIN, TUNE, assert_killed, demo_inputs, last_json, run_child, temporaries, train_vae,
     tune_study,
@@ -137,8 +136,8 @@ def test_training_killed_at_checkpoint_write_then_resumed(tmp_path, fault, strai
         every checkpoint file in place loads (sha256 verified); the partial file is never
         taken for a checkpoint.
     """
-    from training.model_files import load_model
-    from training.trainer_state import load_state
+    from training.artifacts.model_files import load_model
+    from training.trainer.resume import load_state
 
     ck = tmp_path / "ck"
     assert_killed(run_child(TRAIN.format(ck=str(ck), resume=False), fault))
@@ -180,10 +179,8 @@ def test_registry_register_killed(tmp_path, fault, observed):
         folder is cleared) and the version loads verified.
     """
     from training.errors import NotFoundError
-    from training.model_registry import ModelMetadata
-    from training.tests.reliability.harness import (
-        REGISTRY_CHILD, registry_state, seeded_registry,
-    )
+    from training.registry.registry import ModelMetadata
+    from training.tests.reliability.harness import REGISTRY_CHILD, registry_state, seeded_registry
 
     registry = seeded_registry(tmp_path)
     before = registry_state(registry)
@@ -209,9 +206,7 @@ def test_registry_promote_killed_inside_transaction(tmp_path, observed):
     Expected: the promotion is entirely absent: 1.0.0 is still production and champion, 1.1.0
         still none, no log entry of it; promoting again works and rollback restores 1.0.0.
     """
-    from training.tests.reliability.harness import (
-        REGISTRY_CHILD, registry_state, seeded_registry,
-    )
+    from training.tests.reliability.harness import REGISTRY_CHILD, registry_state, seeded_registry
 
     registry = seeded_registry(tmp_path)
     before = registry_state(registry)
@@ -244,7 +239,7 @@ for seed in (1, 2):  # a first set of splits, then another cut over it
 
 
 def _split_indices(out: Path) -> dict[str, list[int]]:
-    from training.dataset_builder import DatasetBuilder
+    from training.datasets.builder import DatasetBuilder
     splits = DatasetBuilder.load_splits(out, "layer1")
     return {name: sorted(split.indices.tolist()) for name, split in splits.items()}
 
@@ -296,7 +291,7 @@ def test_split_save_killed_between_files_is_not_a_mixed_set(tmp_path, observed):
 # -- tuning -------------------------------------------------------------------------------------
 
 def _trials(out: Path) -> list:
-    from training.hyperparameter_tuner import HyperparameterTuner, TuningConfig
+    from training.tuning.tuner import HyperparameterTuner, TuningConfig
     config = TuningConfig("crash", n_trials=6, output_dir=str(out), seed=0, use_pruner=False)
     return HyperparameterTuner(config).load_study().get_trials()
 

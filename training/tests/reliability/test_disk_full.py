@@ -10,12 +10,10 @@ from collections import Counter
 import pytest
 import torch
 
-from training.checkpoint import CollectionState
+from training.artifacts.model_files import load_model
+from training.collection.resume_state import CollectionState
 from training.data_preprocessor import LayerArrays
-from training.model_files import load_model
-from training.tests.reliability.harness import (
-    demo_inputs, last_json, run_child, temporaries,
-)
+from training.tests.reliability.harness import demo_inputs, last_json, run_child, temporaries
 from training.tests.reliability.test_crashes import (
     COLLECT, SAVE_SAMPLES, _collected_ids, _quarantined_lines,
 )
@@ -80,7 +78,7 @@ def test_preprocessing_save_disk_full_keeps_previous_file(tmp_path, observed):
 SAVE_MODEL = """
 import torch
 from training.detectors.vae import Layer1VAE
-from training.model_files import save_model
+from training.artifacts.model_files import save_model
 for seed, threshold in ((1, 0.25), (2, 0.75)):  # a first model, then a second over it
     torch.manual_seed(seed)
     save_model(Layer1VAE(hidden_dim=16, latent_dim=4), {path!r}, threshold=threshold)
@@ -116,10 +114,8 @@ def test_registry_register_disk_full(tmp_path, observed):
     Expected: the OSError (errno 28) is reported; the registry is exactly as before (no row,
         no folder, no temporary folder left); registering 2.0.0 afterwards succeeds.
     """
-    from training.model_registry import ModelMetadata
-    from training.tests.reliability.harness import (
-        REGISTRY_CHILD, registry_state, seeded_registry,
-    )
+    from training.registry.registry import ModelMetadata
+    from training.tests.reliability.harness import REGISTRY_CHILD, registry_state, seeded_registry
     from training.tests.reliability.test_crashes import REGISTER_NEW
 
     registry = seeded_registry(tmp_path)
@@ -163,7 +159,7 @@ def test_training_checkpoint_disk_full_then_resumed(tmp_path, straight_training,
         `train(resume=True)` ends with the history and weights of an uninterrupted run.
     """
     from training.tests.reliability.harness import TRAIN, train_vae
-    from training.trainer_state import load_state
+    from training.trainer.resume import load_state
 
     ck = tmp_path / "ck"
     fault = {"action": "enospc", "pattern": "*vae_last_state.pt*", "nth": 3, "persist": True,

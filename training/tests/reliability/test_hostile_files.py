@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import pickle
 import struct
 import zipfile
@@ -22,10 +21,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from training.data_preprocessor import DataPreprocessor, LayerArrays, LayerType
+from training.artifacts.model_files import load_model, save_model, sha256_bytes, sidecar_path
 from training.detectors.vae import Layer1VAE
-from training.errors import CheckpointError, PipelineError, SchemaError
-from training.model_files import load_model, save_model, sha256_bytes, sidecar_path
+from training.errors import CheckpointError, PipelineError, SchemaError, SourceError
+from training.data_preprocessor import DataPreprocessor, LayerArrays, LayerType
 from training.tests.reliability.harness import collect_in_child
 
 pytestmark = pytest.mark.reliability
@@ -98,10 +97,10 @@ def test_pickle_payload_in_preprocessed_npz_is_refused(tmp_path, observed):
     """Stage: preprocessing save
     Fault: a genuine layer1_samples.npz with one member replaced by an object array whose
         element has a `__reduce__` payload (np.save pickles it).
-    Expected: `LayerArrays.load` and `load_samples` raise SchemaError (allow_pickle=False);
+    Expected: `LayerArrays.load` and `load_samples` raise SourceError (allow_pickle=False);
         the payload never runs.
     """
-    from training.demo_data import generate_demo_events
+    from training.demo.generator import generate_demo_events
     pre = DataPreprocessor(output_dir=tmp_path)
     arrays = pre.featurize(generate_demo_events(100, seed=1)["events"], LayerType.LAYER1_SENSORY)
     path = pre.save_samples(arrays, "layer1_samples")
@@ -112,7 +111,7 @@ def test_pickle_payload_in_preprocessed_npz_is_refused(tmp_path, observed):
     with open(path, "wb") as handle:
         np.savez(handle, **members)
     for load in (LayerArrays.load, pre.load_samples):
-        with pytest.raises(SchemaError, match="allow_pickle=False") as info:
+        with pytest.raises(SourceError, match="allow_pickle=False") as info:
             load(path)
     assert not marker.exists()
     observed(info.value)
@@ -306,7 +305,7 @@ def test_path_traversal_in_registry_names_is_refused(tmp_path, field, observed):
         read nothing outside the registry.
     """
     from training.errors import ConfigError, NotFoundError
-    from training.model_registry import ModelMetadata
+    from training.registry.registry import ModelMetadata
     from training.tests.reliability.harness import registry_state, seeded_registry
 
     registry = seeded_registry(tmp_path)
@@ -342,7 +341,7 @@ def test_registry_folder_symlinked_outside_is_refused(tmp_path, observed):
         written to the symlink's target.
     """
     from training.errors import ConfigError
-    from training.model_registry import ModelMetadata, ModelRegistry
+    from training.registry.registry import ModelMetadata, ModelRegistry
     from training.tests.reliability.harness import small_model
 
     registry = ModelRegistry(tmp_path / "models")
@@ -363,7 +362,7 @@ def test_pickle_payload_is_refused_at_registration(tmp_path, observed):
     Expected: CheckpointError; no version is registered, no artifact folder remains, and the
         payload never runs (no marker file).
     """
-    from training.model_registry import ModelMetadata, ModelRegistry
+    from training.registry.registry import ModelMetadata, ModelRegistry
 
     registry = ModelRegistry(tmp_path / "models")
     marker = tmp_path / "executed"

@@ -1,0 +1,122 @@
+"""`maximus-train`: one command-line tool over the public API.
+
+Results go to stdout, logs to stderr. Exit codes: 0 success, 2 bad usage or configuration,
+1 any other pipeline error (unreadable input, inconsistent checkpoint). Every option is
+accepted with dashes or underscores (--max-events, --max_events).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import pyarrow.compute as pc
+
+from training.cli.options import exit_code, option, parse_source
+from training.collection.collector import DataCollector
+from training.paths import collected_dir
+from training.sources.config import DataSourceType
+
+logger = logging.getLogger(__name__)
+
+
+def _summary(table, seconds: float) -> str:
+    n = table.num_rows
+    labels = Counter(table["is_threat"].to_pylist())
+    lines = [f"collected {n:,} events in {seconds:.2f} s ({n / max(seconds, 1e-9):,.0f} events/s)",
+             f"labels: benign {labels[0]:,} · threat {labels[1]:,} · unknown {labels[-1]:,}"]
+    if n:
+        threats = table.filter(pc.equal(table["is_threat"], 1))
+        kinds = Counter(threats["attack_type"].to_pylist())
+        lines.append("attack types: " + ", ".join(f"{k} {v:,}" for k, v in kinds.most_common()))
+        types = Counter(table["event_type"].to_pylist())
+        lines.append("event types: " + ", ".join(f"{k} {v:,}" for k, v in types.most_common()))
+        times = pc.min_max(table["timestamp"])
+        lines.append(f"time range: {times['min']} .. {times['max']}")
+    return "\n".join(lines)
+
+
+def cmd_collect(args: argparse.Namespace) -> int:
+    sources = [parse_source(s, i, args.default_label) for i, s in enumerate(args.source)]
+    for source in sources:
+        paged = source.source_type is DataSourceType.ELASTIC
+        if args.block_size is not None and not paged:
+            source.connection_params["block_size"] = args.block_size
+        if args.slices is not None and paged:
+            source.connection_params["slices"] = args.slices
+    if args.batch_size is not None:  # replace() validates it like the constructor
+        sources = [replace(source, batch_size=args.batch_size) for source in sources]
+    collector = DataCollector(sources, output_dir=args.output, deduplicate=not args.no_dedup,
+                              checkpoint_every=args.checkpoint_every)
+    started = time.perf_counter()
+    events_dir = collector.collect_to(args.start, args.end, args.max_events,
+                                      resume_from_checkpoint=not args.no_resume)
+    stats = collector.get_stats()
+    stats["seconds"] = round(time.perf_counter() - started, 3)
+    stats["events_dir"] = str(events_dir)
+    print(json.dumps(stats, indent=2, sort_keys=True))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maximus-train",
+        description="MAXIMUS training pipeline: collect security telemetry and build detectors.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    collect = commands.add_parser(
+        "collect", help="collect events from files or Elasticsearch into a resumable output directory",
+        description="Read every --source, map events onto the canonical schema, quarantine bad "
+                    "records, drop duplicates, and write Parquet parts under OUTPUT/events. "
+                    "Rerunning resumes after the last checkpoint (new lines of growing files "
+                    "are picked up); statistics are printed as JSON. Elasticsearch credentials "
+                    "come from MAXIMUS_ES_API_KEY, or MAXIMUS_ES_USERNAME and "
+                    "MAXIMUS_ES_PASSWORD; TLS from MAXIMUS_ES_CA_CERTS and "
+                    "MAXIMUS_ES_VERIFY_CERTS.")
+    option(collect, "--source", action="append", required=True, metavar="[NAME=]TYPE:PATH",
+            help="e.g. zeek:/var/log/zeek, suricata:eve.json, csv:exports/*.csv, "
+                 "es:https://es01:9200/logs-*; repeatable")
+    option(collect, "--output", type=Path, default=collected_dir(),
+            help=f"output directory (default {collected_dir()})")
+    option(collect, "--start", help="keep events at or after this ISO 8601 time")
+    option(collect, "--end", help="keep events before this ISO 8601 time")
+    option(collect, "--max-events", type=int, help="stop after this many events")
+    option(collect, "--default-label", help="label for records without one, e.g. malicious")
+    option(collect, "--block-size", type=int, help="bytes read per batch (default 16 MiB)")
+    option(collect, "--batch-size", type=int,
+            help="documents per page for Elasticsearch sources (default 1000)")
+    option(collect, "--slices", type=int,
+            help="parallel sliced reads for Elasticsearch sources (default 1)")
+    option(collect, "--checkpoint-every", type=int, default=1, help="batches per checkpoint")
+    option(collect, "--no-resume", action="store_true",
+            help="refuse to continue an existing collection in OUTPUT")
+    option(collect, "--no-dedup", action="store_true", help="keep duplicate events")
+    collect.set_defaults(run=cmd_collect)
+
+    from training.cli.models import add_model_commands  # registry, retrain, score
+    from training.cli.pipeline import (
+        add_pipeline_commands,  # pipeline, demo, each stage
+    )
+
+    add_pipeline_commands(commands, option)
+    add_model_commands(commands, option)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    return exit_code(lambda: args.run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""What every `maximus-train` command shares: option spelling, `--source` parsing, error exits.
+
+Exit codes: 0 success, 2 bad usage or configuration, 1 any other pipeline error (unreadable
+input, inconsistent checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping
+
+from training.errors import ConfigError, PipelineError
+from training.sources.config import DataSource, DataSourceType, source_type
+
+# Elasticsearch credentials and TLS settings come from the environment, never from flags (which
+# other users of the machine can read in the process list).
+ES_ENVIRONMENT = {"MAXIMUS_ES_API_KEY": "api_key", "MAXIMUS_ES_USERNAME": "username",
+                  "MAXIMUS_ES_PASSWORD": "password", "MAXIMUS_ES_CA_CERTS": "ca_certs"}
+
+
+def option(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None:
+    """Add --some-name and its --some_name spelling."""
+    flags = [name] + (["--" + name[2:].replace("-", "_")] if "-" in name[2:] else [])
+    parser.add_argument(*flags, **kwargs)
+
+
+def parse_source(spec: str, index: int, default_label: str | None,
+                 environ: Mapping[str, str] = os.environ) -> DataSource:
+    """[NAME=]TYPE:PATH, e.g. zeek:/var/log/zeek or clean=csv:exports/*.csv; for Elasticsearch
+    the PATH is a URL whose path is the index: es:https://es01:9200/logs-*,zeek-*."""
+    name, _, rest = spec.rpartition("=") if "=" in spec.split(":", 1)[0] else ("", "", spec)
+    kind, sep, path = rest.partition(":")
+    if not sep or not path:
+        raise ConfigError(f"--source must look like TYPE:PATH or NAME=TYPE:PATH, got {spec!r}")
+    try:
+        kind_type = source_type(kind)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (in {spec!r})") from None
+    params = _es_params(path, environ) if kind_type is DataSourceType.ELASTIC else {"path": path}
+    return DataSource(name=name or f"{kind}{index}", source_type=kind_type,
+                      connection_params=params, default_label=default_label)
+
+
+def _es_params(url: str, environ: Mapping[str, str]) -> dict:
+    """hosts and index from es:SCHEME://HOST:PORT/INDEX, credentials from the environment."""
+    scheme, _, rest = url.partition("://")
+    host, _, index = rest.partition("/")
+    if not scheme or not host or not index:
+        raise ConfigError("an Elasticsearch --source looks like es:https://es01:9200/logs-* "
+                          "(the URL path is the index, alias or pattern)")
+    params: dict = {"hosts": f"{scheme}://{host}", "index": index}
+    params.update({key: environ[var] for var, key in ES_ENVIRONMENT.items() if environ.get(var)})
+    verify = environ.get("MAXIMUS_ES_VERIFY_CERTS", "").strip().lower()
+    if verify:
+        params["verify_certs"] = verify not in ("0", "false", "no")
+    return params
+
+
+def exit_code(run: Callable[[], int]) -> int:
+    """`run()`, with the package's errors printed as one line and turned into exit codes."""
+    try:
+        return run()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+def layer_name(text: str) -> str:
+    """A layer's canonical name from any of its names (layer2, 2, layer2_behavioral), for
+    argparse `type=`; the layers are imported only when the flag is used."""
+    from training.layers.base import get_layer
+
+    try:
+        return get_layer(text).name
+    except PipelineError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

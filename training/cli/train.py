@@ -1,0 +1,137 @@
+"""The training command line of every layer: `python training/train_layer1_vae.py ...` and
+`maximus-train train LAYER ...`.
+
+    python training/train_layer1_vae.py --train_data training/data/splits/layer1_train.npz \\
+        --val_data training/data/splits/layer1_val.npz --num_epochs 100 --batch_size 32
+
+The flags are the same for every layer (data, loop, checkpoints, device), each also accepted
+with '-' for '_', plus the layer's detector arguments (`Layer.model_options`); defaults are the
+layer's own (`Layer.default_config`). The run writes `<checkpoint_dir>/<model_name>_best.pt` (a
+plain state_dict) and `.json` (class, constructor arguments, the fitted FeatureSpec, the
+threshold calibrated on the validation split, sha256), `<model_name>_last_state.pt` for
+`--resume`, and TensorBoard scalars under `<log_dir>/<model_name>`. `torchrun --nproc-per-node
+N training/train_layer1_vae.py ...` trains on N processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from training.errors import ConfigError, PipelineError
+from training.layers.base import Layer, get_layer
+from training.layers.training import train_layer
+from training.paths import checkpoints_dir, logs_dir
+from training.trainer.callbacks import Callback
+from training.trainer.config import TrainingConfig
+
+TRAIN_ON = {"auto": None, "benign": True, "all": False}
+
+
+def add_flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+    """`--name`, also as `--na-me` when the name has underscores."""
+    names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    parser.add_argument(*names, dest=name, **kwargs)
+
+
+def build_parser(layer: Layer, prog: str) -> argparse.ArgumentParser:
+    """The flags of `layer`'s training command (see the module docstring)."""
+    base = layer.default_config()
+    unit = f"{layer.unit}s"
+    parser = argparse.ArgumentParser(
+        prog=prog, description=f"Train the {layer.name} detector ({layer.model_name}) on "
+                               f"{unit}.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    flag = lambda name, **kw: add_flag(parser, name, **kw)  # noqa: E731
+    flag("train_data", required=True, help="training data (.npz split or features file)")
+    flag("val_data", default=None, help="validation data (best epoch and threshold)")
+    flag("num_epochs", type=int, default=base.num_epochs, help="epochs at most")
+    flag("batch_size", type=int, default=base.batch_size, help="training batch size")
+    flag("learning_rate", type=float, default=base.learning_rate, help="optimizer step size")
+    for name, options in layer.model_options.items():
+        flag(name, **options)
+    flag("amp", choices=("auto", "off", "fp16", "bf16"), default="auto",
+         help="mixed precision: auto = fp16 with GradScaler on CUDA, off on the CPU; "
+              "bf16 also works on the CPU")
+    flag("device", default="auto", help="auto, cpu, cuda or cuda:N")
+    flag("seed", type=int, default=42, help="seed of the weights and the batch order")
+    flag("resume", action="store_true",
+         help="continue from <checkpoint_dir>/<model_name>_last_state.pt when it exists")
+    flag("deterministic", action="store_true", help="deterministic algorithms only")
+    flag("num_threads", type=int, default=1,
+         help="torch intra-op threads (1 suits these small models; 0 = torch's default)")
+    flag("checkpoint_dir", default=str(checkpoints_dir()), help="where the checkpoints go")
+    flag("log_dir", default=str(logs_dir()), help="where TensorBoard scalars go")
+    flag("model_name", default=base.model_name, help="checkpoint file name stem")
+    parser.add_argument("--patience", "--early_stopping_patience", "--early-stopping-patience",
+                        dest="patience", type=int, default=base.early_stopping_patience,
+                        help="early-stopping patience in epochs (0 = off)")
+    flag("optimizer", choices=("adam", "adamw", "sgd"), default=base.optimizer,
+         help="optimizer")
+    flag("lr_scheduler", choices=("reduce_on_plateau", "cosine", "step", "none"),
+         default=base.lr_scheduler, help="learning-rate schedule")
+    flag("train_on", choices=tuple(TRAIN_ON), default="auto",
+         help=f"auto: the benign {unit} when there are any (unknown is never benign), else all "
+              "of them (unlabeled data)")
+    flag("no_tensorboard", action="store_true", help="write no TensorBoard scalars")
+    return parser
+
+
+def training_config(args: argparse.Namespace, base: TrainingConfig) -> TrainingConfig:
+    """`base` with the flags' values."""
+    if args.amp == "fp16" and args.device == "cpu":
+        raise ConfigError("--amp fp16 needs CUDA (it uses a GradScaler); use --amp bf16 on "
+                          "the CPU")
+    return base.replace(
+        model_name=args.model_name, num_epochs=args.num_epochs, batch_size=args.batch_size,
+        learning_rate=args.learning_rate, device=args.device, seed=args.seed,
+        deterministic=args.deterministic, num_threads=args.num_threads or None,
+        checkpoint_dir=args.checkpoint_dir, log_dir=args.log_dir,
+        early_stopping_patience=args.patience, optimizer=args.optimizer,
+        lr_scheduler=args.lr_scheduler, tensorboard=not args.no_tensorboard,
+        use_amp=args.amp in ("auto", "fp16", "bf16"),
+        amp_dtype="bfloat16" if args.amp == "bf16" else "float16", cpu_amp=args.amp == "bf16")
+
+
+def main(layer_name: str, argv: Sequence[str] | None = None, *, prog: str | None = None,
+         callbacks: list[Callback] | None = None) -> int:
+    """Train `layer_name`'s detector from the command line `argv`; `callbacks` go to the
+    trainer (for tests and wrappers)."""
+    layer = get_layer(layer_name)()
+    args = build_parser(layer, prog or f"train {layer.name}").parse_args(argv)
+    # one log per run: processes other than torchrun's rank 0 log warnings only
+    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        config = training_config(args, layer.default_config())
+        train = layer.load_units(args.train_data)
+        val = layer.load_units(args.val_data) if args.val_data else None
+        model_args = {name: getattr(args, name) for name in layer.model_options}
+        _, results = train_layer(layer, train, val, config, model_args=model_args,
+                                 benign_only=TRAIN_ON[args.train_on], resume=args.resume,
+                                 callbacks=callbacks)
+    except PipelineError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print_results(results, f"{layer.unit}s")
+    return 0
+
+
+def print_results(results: dict[str, Any], units: str) -> None:
+    """The summary of a training run (stdout)."""
+    threshold = results["threshold"]
+    print(f"trained {results['epochs_trained']} epochs on {results['train_units']} {units} in "
+          f"{results['train_time_s']:.1f} s; best epoch {results['best_epoch']} "
+          f"(loss {results['best_val_loss']:.6g})")
+    if threshold:
+        print(f"anomaly threshold {threshold['value']:.6g} ({threshold['method']})")
+    print(f"model: {results['checkpoint']}")

@@ -1,0 +1,151 @@
+"""`python training/hyperparameter_tuner.py`: tune a layer's detector from the command line.
+
+The original flags (`--train_data`, `--val_data`, `--n_trials`, `--study_name`) work as before;
+every flag is accepted with `_` or `-`. The summary is printed as JSON on stdout, logs go to
+stderr. Exit codes: 0 success, 2 bad usage or configuration, 1 any other pipeline error.
+
+Several machines tune one study by running the same command with the same PostgreSQL
+`--storage` URL; a password is better given in the URL read from `MAXIMUS_TUNING_STORAGE`
+than on the command line, which other users of the machine can see.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from optuna.trial import TrialState
+
+from training.cli.options import exit_code
+from training.errors import PipelineError
+from training.paths import tuning_dir
+from training.layers.base import get_layer, layer_names
+from training.tuning.objectives import METRICS, make_objective
+from training.tuning.tuner import HyperparameterTuner, TuningConfig
+
+logger = logging.getLogger("training.cli.tune")
+
+STORAGE_ENVIRONMENT = "MAXIMUS_TUNING_STORAGE"
+_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
+
+
+def _option(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+    """Add --some_name together with its --some-name spelling (or the other way round)."""
+    stem = name[2:]
+    other = "--" + (stem.replace("_", "-") if "_" in stem else stem.replace("-", "_"))
+    parser.add_argument(*dict.fromkeys([name, other]), **kwargs)
+
+
+def _layer(text: str) -> str:
+    """A layer's canonical name, from any of its names (layer2, 2, layer2_behavioral)."""
+    try:
+        return get_layer(text).name
+    except PipelineError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="hyperparameter_tuner.py",
+        description="Tune a detector's hyperparameters with Optuna: TPE or random search, "
+                    "per-epoch pruning, parallel workers, resumable studies. Outputs go to "
+                    "OUTPUT_DIR/STUDY_NAME/.")
+    _option(parser, "--train_data", required=True, help="training split (.npz)")
+    _option(parser, "--val_data", required=True,
+            help="validation split (.npz); the objective is measured on it, never on a test set")
+    _option(parser, "--layer", type=_layer, default="layer1", metavar="LAYER",
+            help=f"the layer whose detector to tune: {', '.join(layer_names())} (or 1, 2, 3; "
+                 "default layer1)")
+    _option(parser, "--n_trials", type=int, default=50,
+            help="finished trials the study should have (default 50); a resumed study runs "
+                 "only the missing ones")
+    _option(parser, "--study_name", help="default: layer1_vae_tuning, layer2_gnn_tuning, ...")
+    _option(parser, "--storage",
+            help="sqlite:///PATH, journal:PATH or postgresql://USER:PASSWORD@HOST/DB (default: "
+                 f"${STORAGE_ENVIRONMENT}, else SQLite for one worker and a journal file for "
+                 "several, in the study folder)")
+    _option(parser, "--n_workers", type=int, default=1, help="worker processes (default 1)")
+    _option(parser, "--timeout", type=float, help="seconds after which no new trial starts")
+    _option(parser, "--train_best", action="store_true",
+            help="then train the best configuration fully and register it in the model registry")
+    _option(parser, "--output_dir", default=str(tuning_dir()),
+            help=f"parent of the study folder (default {tuning_dir()})")
+    _option(parser, "--sampler", choices=("tpe", "random"), default="tpe")
+    _option(parser, "--pruner", choices=("median", "hyperband", "none"), default="median")
+    _option(parser, "--warmup_epochs", type=int, default=10,
+            help="epochs every trial runs before it can be pruned (default 10)")
+    _option(parser, "--max_epochs", type=int, default=30, help="epochs per trial (default 30)")
+    _option(parser, "--best_epochs", type=int, default=100,
+            help="epochs for --train-best (early stopping applies; default 100)")
+    _option(parser, "--registry_dir", help="model registry for --train-best (default training/models)")
+    _option(parser, "--metric", choices=METRICS, default="auto",
+            help="validation metric: pr_auc (maximized; auto's choice when the validation "
+                 "labels have benign and threat rows) or loss (minimized)")
+    _option(parser, "--seed", type=int,
+            help="seed of the sampler and of every trial's training (default: a random "
+                 "sampler, training seed 42); machines sharing a study need different seeds")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every trial to stderr")
+    return parser
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Tune as `args` say; the summary that is printed."""
+    objective = make_objective(args.layer, args.train_data, args.val_data, metric=args.metric,
+                               max_epochs=args.max_epochs,
+                               seed=42 if args.seed is None else args.seed)
+    config = TuningConfig(
+        study_name=args.study_name or objective.default_study_name,
+        direction=objective.direction, n_trials=args.n_trials, timeout=args.timeout,
+        sampler=args.sampler, use_pruner=args.pruner != "none",
+        pruner="median" if args.pruner == "none" else args.pruner,
+        pruner_n_warmup_steps=args.warmup_epochs, pruner_max_steps=args.max_epochs,
+        storage_url=args.storage or os.environ.get(STORAGE_ENVIRONMENT) or None,
+        output_dir=args.output_dir, n_workers=args.n_workers, seed=args.seed)
+    tuner = HyperparameterTuner(config)
+    objective.attach(tuner.load_study())
+    result = tuner.tune(objective)
+    summary: dict[str, Any] = {
+        "study_name": config.study_name, "storage": tuner.storage.describe(),
+        "metric": objective.metric, "direction": objective.direction,
+        "best_value": result.best_value, "best_trial": result.best_trial,
+        "best_params": result.best_params, "ran": result.ran,
+        "seconds": round(result.seconds, 1),
+        "trials": {state.name.lower(): result.count(state) for state in _STATES},
+        "files": {name: str(path) for name, path in result.outputs.files.items()},
+        "skipped_plots": result.outputs.skipped,
+    }
+    if args.train_best:
+        if result.best_params is None:
+            raise PipelineError(f"study {config.study_name!r} has no complete trial to train; "
+                                "run more trials first")
+        summary["train_best"] = objective.train_best(
+            result.best_params, study_dir=config.study_dir, study_name=config.study_name,
+            trial_number=result.best_trial, num_epochs=args.best_epochs,
+            registry_dir=args.registry_dir)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if not args.verbose:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    try:
+        return exit_code(lambda: _print_json(run(args)))
+    except KeyboardInterrupt:
+        print("interrupted: the finished trials are kept; run the same command again to resume",
+              file=sys.stderr)
+        return 130
+
+
+def _print_json(summary: dict) -> int:
+    print(json.dumps(summary, indent=2, default=str))
+    return 0

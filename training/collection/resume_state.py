@@ -1,0 +1,295 @@
+"""Collection state that survives a crash: read positions, seen event ids, counters.
+
+Layout of a collection's output directory:
+
+    checkpoint.json      positions per source and stream, counters, what else is committed
+    seen/NNNNNN.npy      event-id keys added by each commit (sorted uint64)
+    quarantine.jsonl     rejected records, appended
+    events/part-NNNNNN.parquet   collected events (only when the collector writes them)
+    progress.json        live progress, for people and tests watching a long collection
+    .lock                locked (a POSIX record lock) by the process collecting into it
+
+Only one process at a time may use a directory: another is refused with a CheckpointError while
+the first holds the lock. The kernel drops the lock when its holder exits, killed or not, so a
+crash never leaves a directory locked. (The lock belongs to a process, not to a collector: two
+collectors on one directory inside one process are not told apart.)
+
+A commit writes the new seen-keys file and the appended quarantine records first, then replaces
+checkpoint.json atomically. Whatever a crash leaves beyond the last checkpoint (a seen file, a
+part, quarantine lines) is removed when the state is loaded, and reading resumes from the
+checkpointed positions, so every record is delivered exactly once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import secrets
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from training.artifacts.atomic import atomic_write
+from training.errors import CheckpointError
+
+FORMAT_VERSION = 1
+_MAX_SEEN_FILES = 32
+LOCK_FILE = ".lock"
+
+
+def _lock(directory: Path) -> int:
+    """An exclusive lock on `directory` for this process (a file descriptor to close)."""
+    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # EAGAIN or EACCES: another process holds it
+        os.close(fd)
+        raise CheckpointError(f"{directory} is in use by another collection (it holds "
+                              f"{LOCK_FILE}); wait for it to finish or use another output_dir"
+                              ) from None
+    return fd
+
+
+class SeenIds:
+    """A set of uint64 event-id keys kept as a few sorted arrays, merged as they grow."""
+
+    def __init__(self) -> None:
+        self._levels: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return sum(len(level) for level in self._levels)
+
+    def first_new(self, keys: np.ndarray) -> np.ndarray:
+        """Mask of keys that are neither seen before nor repeated earlier in `keys`."""
+        ordered = np.sort(keys)
+        if not (ordered[1:] == ordered[:-1]).any() and not self._known(ordered).any():
+            return np.ones(len(keys), dtype=bool)  # the usual batch: all new, no repeats
+        unique, first = np.unique(keys, return_index=True)
+        mask = np.zeros(len(keys), dtype=bool)
+        mask[first[~self._known(unique)]] = True
+        return mask
+
+    def _known(self, ordered: np.ndarray) -> np.ndarray:
+        """Which of these sorted keys are in the set (sorted queries keep the lookups local)."""
+        known = np.zeros(len(ordered), dtype=bool)
+        for level in self._levels:
+            at = np.minimum(np.searchsorted(level, ordered), len(level) - 1)
+            known |= level[at] == ordered
+        return known
+
+    def add(self, keys: np.ndarray) -> None:
+        """Add keys that are not in the set yet (as `first_new` selects them)."""
+        if len(keys) == 0:
+            return
+        self._levels.append(np.sort(keys.astype(np.uint64, copy=False)))
+        # Merge while the newest level is at least half the size of the one below it, so there
+        # are O(log n) levels and each key is merged O(log n) times.
+        while len(self._levels) > 1 and 2 * len(self._levels[-1]) >= len(self._levels[-2]):
+            top = self._levels.pop()
+            merged = np.concatenate([self._levels.pop(), top])
+            merged.sort(kind="stable")  # two sorted runs: a linear merge
+            self._levels.append(merged)
+
+    def keys(self) -> np.ndarray:
+        if not self._levels:
+            return np.empty(0, dtype=np.uint64)
+        return np.sort(np.concatenate(self._levels))
+
+
+@dataclass
+class CollectionState:
+    """Everything a resumed collection needs; committed to `directory` when there is one."""
+
+    directory: Path | None
+    recipe: dict = field(default_factory=dict)
+    secret: int = field(default_factory=lambda: secrets.randbits(63))
+    positions: dict[str, dict[str, dict]] = field(default_factory=dict)
+    seen: SeenIds = field(default_factory=SeenIds)
+    stats: dict = field(default_factory=dict)
+    parts: int = 0
+    quarantine_bytes: int = 0
+    seen_first: int = 0
+    seen_next: int = 0
+    _pending_keys: list[np.ndarray] = field(default_factory=list)
+    _lock_fd: int | None = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self._require_dir() / "checkpoint.json"
+
+    @property
+    def quarantine_path(self) -> Path:
+        return self._require_dir() / "quarantine.jsonl"
+
+    def part_path(self, index: int) -> Path:
+        return self._require_dir() / "events" / f"part-{index:06d}.parquet"
+
+    def _require_dir(self) -> Path:
+        if self.directory is None:
+            raise CheckpointError("this collection has no output_dir, so nothing is persisted")
+        return self.directory
+
+    def position(self, source: str, stream: str) -> dict | None:
+        return self.positions.get(source, {}).get(stream)
+
+    def remember(self, keys: np.ndarray) -> None:
+        """Add new event keys; they are persisted with the next commit."""
+        self.seen.add(keys)
+        if self.directory is not None:
+            self._pending_keys.append(keys)
+
+    def commit(self) -> None:
+        """Make everything since the last commit durable (no-op without a directory)."""
+        if self.directory is None:
+            return
+        seen_dir = self.directory / "seen"
+        if self._pending_keys:
+            keys = np.sort(np.concatenate(self._pending_keys))
+            with atomic_write(seen_dir / f"{self.seen_next:06d}.npy") as handle:
+                np.save(handle, keys, allow_pickle=False)
+            self.seen_next += 1
+            self._pending_keys = []
+        obsolete = range(self.seen_first, self.seen_next)
+        if self.seen_next - self.seen_first > _MAX_SEEN_FILES:
+            # Compact: one file holding every key, then drop the ones it replaces.
+            with atomic_write(seen_dir / f"{self.seen_next:06d}.npy") as handle:
+                np.save(handle, self.seen.keys(), allow_pickle=False)
+            self.seen_first, self.seen_next = self.seen_next, self.seen_next + 1
+        else:
+            obsolete = range(0)
+        document = {
+            "version": FORMAT_VERSION,
+            "recipe": self.recipe,
+            "secret": self.secret,
+            "positions": self.positions,
+            "stats": self.stats,
+            "parts": self.parts,
+            "quarantine_bytes": self.quarantine_bytes,
+            "seen_first": self.seen_first,
+            "seen_next": self.seen_next,
+            "committed_at": time.time(),
+        }
+        with atomic_write(self.checkpoint_path) as handle:
+            handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+        for index in obsolete:
+            (seen_dir / f"{index:06d}.npy").unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, directory: Path | None, resume: bool, recipe: dict) -> CollectionState:
+        """The committed state of `directory`, with uncommitted leftovers removed.
+
+        Args:
+            directory: where the collection lives; None keeps nothing.
+            resume: continue a collection found there.
+            recipe: what is collected and how (sources, time range, dedup); a resumed
+                collection must have been made by the same recipe.
+
+        Raises:
+            CheckpointError: another process is using the directory, the checkpoint is
+                unreadable or inconsistent, it was made by another recipe, or `resume` is False and the directory already holds a collection
+                (nothing is ever deleted to make room for a fresh one).
+        """
+        if directory is None:
+            return cls(None, recipe)
+        directory.mkdir(parents=True, exist_ok=True)
+        lock = _lock(directory)
+        try:
+            state = cls._load_locked(directory, resume, recipe)
+        except BaseException:
+            os.close(lock)
+            raise
+        state._lock_fd = lock
+        return state
+
+    def release(self) -> None:
+        """Let another process use the directory (the lock taken by `load`)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    @classmethod
+    def _load_locked(cls, directory: Path, resume: bool, recipe: dict) -> CollectionState:
+        path = directory / "checkpoint.json"
+        if not path.exists():
+            state = cls(directory, recipe)
+            state._discard_uncommitted()
+            return state
+        if not resume:
+            raise CheckpointError(
+                f"{directory} already holds a collection ({path.name}); resume it, choose "
+                "another output_dir, or remove that directory yourself to start over"
+            )
+        try:
+            document = json.loads(path.read_text())
+            if document["version"] != FORMAT_VERSION:
+                raise ValueError(f"format version {document['version']!r}, this code reads "
+                                 f"{FORMAT_VERSION}")
+            state = cls(
+                directory, recipe=document["recipe"], secret=int(document["secret"]),
+                positions=document["positions"],
+                stats=document["stats"], parts=int(document["parts"]),
+                quarantine_bytes=int(document["quarantine_bytes"]),
+                seen_first=int(document["seen_first"]), seen_next=int(document["seen_next"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CheckpointError(f"{path}: unreadable checkpoint ({exc}); move it away to start "
+                                  "a fresh collection") from exc
+        if state.recipe != recipe:
+            changed = sorted(k for k in recipe.keys() | state.recipe.keys()
+                             if recipe.get(k) != state.recipe.get(k))
+            raise CheckpointError(
+                f"{directory} holds a collection made with other settings ({', '.join(changed)} "
+                "differ); resuming it would skip or repeat events, so use a new output_dir"
+            )
+        for index in range(state.seen_first, state.seen_next):
+            seen_file = directory / "seen" / f"{index:06d}.npy"
+            try:
+                state.seen.add(np.load(seen_file, allow_pickle=False))
+            except (OSError, ValueError) as exc:
+                raise CheckpointError(f"{seen_file}: missing or corrupt ({exc}); the checkpoint "
+                                      "cannot be trusted") from exc
+        state._discard_uncommitted()
+        return state
+
+    def _discard_uncommitted(self) -> None:
+        """Remove what a crash left after the last commit."""
+        directory = self._require_dir()
+        for folder in (directory, directory / "seen", directory / "events"):
+            # Temporary files of atomic writes a killed process never renamed into place.
+            for leftover in folder.glob(".*.tmp") if folder.is_dir() else ():
+                leftover.unlink()
+        seen_dir = directory / "seen"
+        for path in _numbered(seen_dir, ".npy"):
+            if not self.seen_first <= int(path.stem) < self.seen_next:
+                path.unlink()
+        for path in _numbered(directory / "events", ".parquet", prefix="part-"):
+            if int(path.stem.removeprefix("part-")) >= self.parts:
+                path.unlink()
+        quarantine = directory / "quarantine.jsonl"
+        size = quarantine.stat().st_size if quarantine.exists() else 0
+        if size < self.quarantine_bytes:
+            raise CheckpointError(f"{quarantine} has {size} bytes but the checkpoint recorded "
+                                  f"{self.quarantine_bytes}; quarantined records were lost")
+        if size > self.quarantine_bytes:
+            with open(quarantine, "r+b") as handle:
+                handle.truncate(self.quarantine_bytes)
+                os.fsync(handle.fileno())
+
+    def write_progress(self, progress: dict) -> None:
+        if self.directory is None:
+            return
+        with atomic_write(self.directory / "progress.json", durable=False) as handle:
+            handle.write(orjson.dumps({**progress, "updated_at": time.time()}))
+
+
+def _numbered(directory: Path, suffix: str, prefix: str = "") -> Iterator[Path]:
+    if not directory.is_dir():
+        return iter(())
+    return (p for p in directory.iterdir()
+            if p.name.startswith(prefix) and p.name.endswith(suffix)
+            and p.stem.removeprefix(prefix).isdigit())

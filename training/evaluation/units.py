@@ -1,0 +1,48 @@
+"""Evaluating a model on any layer's units: scores, labels, attack types and times in, metrics out.
+
+    metrics = evaluate_units(layer, model, test_units, threshold)
+
+The layer scores its units (`Layer.score`) and says their labels, attack types and times; the
+scores-level evaluation (`training.evaluation.score_metrics`) does the rest. Latency is measured
+when the layer's batches are plain tensors (one row per unit), where "one event" means one row.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from training.detectors.base import Detector
+from training.evaluation.latency import measure_latency
+from training.evaluation.result import EvaluationMetrics
+from training.evaluation.score_metrics import evaluate_scores
+from training.layers.base import Layer
+
+
+def evaluate_units(layer: Layer, model: Detector, units: Any, threshold: float | None, *,
+                   threshold_source: str = "checkpoint sidecar",
+                   latency: bool = False) -> EvaluationMetrics:
+    """Every metric of `model` on `units` (see the module docstring)."""
+    metrics = evaluate_scores(layer.score(model, units), layer.labels(units),
+                              layer.attack_types(units), unit_times(layer, units), threshold,
+                              threshold_source=threshold_source)
+    metrics.model_name = type(model).__name__
+    if latency:
+        batch = next(iter(layer.batches(units, 4096)), None)
+        if isinstance(batch, torch.Tensor):
+            # A quick measurement on one torch thread (benchmarks/bench_scoring_latency.py
+            # takes longer): the fastest for one event, and robust on a busy host.
+            metrics.latency = measure_latency(model.anomaly_score, batch, single_calls=300,
+                                              warmup=30, min_seconds=0.1, num_threads=1)
+            metrics.avg_inference_time_ms = metrics.latency["single_event_us"]["mean"] / 1e3
+            metrics.throughput_samples_per_sec = metrics.latency["best_events_per_sec"]
+    return metrics
+
+
+def unit_times(layer: Layer, units: Any) -> np.ndarray:
+    """Each unit's time as datetime64[us] (NaT where unknown)."""
+    time = layer.unit_columns(units)["time"].cast(pa.int64())
+    return time.to_numpy(zero_copy_only=False).astype("datetime64[us]")

@@ -1,0 +1,123 @@
+"""Turning events into model inputs for each layer (the original `DataPreprocessor` API).
+
+Every entry point runs the same vectorized path: events (a canonical table, or event dicts
+mapped onto one) -> the layer's `featurize` (`training.layers`) -> its units. `preprocess_event`
+is that path on a single event; `preprocess_batch` wraps the units as `PreprocessedSample`s;
+`featurize` returns the units themselves, which is what large datasets should use.
+
+`featurize` returns, per layer:
+
+| layer | result | unit of one sample |
+|---|---|---|
+| 1 sensory | `LayerArrays` (128-dim vectors, `training.features.vectors`) | an event |
+| 2 behavioral | `Layer2Graphs` (window graphs, `training.features.layer2`) | a time window's graph |
+| 3 operational | `Layer3Windows` (per-entity histories, `training.features.layer3`) | an entity's window |
+
+Each has `save(path)`: one .npz without pickle, the FeatureSpec inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from training.artifacts.npz import read_arrays
+from training.collection.event_dicts import events_table
+from training.errors import ConfigError, SchemaError
+from training.features.encoding import SPEC_FIELD, FeatureSpec
+from training.layers.base import Layer, get_layer, layer_names
+from training.layers.samples import LayerType, PreprocessedSample
+from training.paths import preprocessed_dir
+
+__all__ = ["DataPreprocessor", "LayerType", "PreprocessedSample"]
+
+
+class DataPreprocessor:
+    """Events in, model inputs out, for each layer.
+
+    Args:
+        output_dir: where `save_samples` writes (default training/data/preprocessed).
+        layers: layers with non-default featurizers (e.g. `Layer2(Layer2GraphBuilder(
+            window_seconds=60))`); every other layer uses its default.
+    """
+
+    def __init__(self, output_dir: str | Path | None = None, *,
+                 layers: Sequence[Layer] = ()) -> None:
+        self.output_dir = Path(output_dir) if output_dir is not None else preprocessed_dir()
+        self._layers = {layer.name: layer for layer in layers}
+
+    def layer(self, name: LayerType | str) -> Layer:
+        """The layer `name` refers to (canonical name, alias or LayerType), as configured."""
+        cls = get_layer(name)
+        if cls.name not in self._layers:
+            self._layers[cls.name] = cls()
+        return self._layers[cls.name]
+
+    def featurize(self, events: Iterable[Mapping] | pa.Table, layer: LayerType | str) -> Any:
+        """The vectorized path every other method uses (see the module docstring)."""
+        return self.layer(layer).featurize(events_table(events))
+
+    def preprocess_batch(self, events: Iterable[Mapping] | pa.Table,
+                         layer: LayerType | str = LayerType.LAYER1_SENSORY
+                         ) -> list[PreprocessedSample]:
+        """Samples for many events (see `featurize` for the arrays without the objects).
+
+        One sample per unit: an event (layer 1), a window graph (layer 2: `features` are the
+        node features; edges, entities and event ids in `metadata`), or an entity window
+        (layer 3: `features` is the (T, F) history; the target bucket in `metadata`).
+        """
+        chosen = self.layer(layer)
+        return chosen.samples(chosen.featurize(events_table(events)))
+
+    def preprocess_event(self, event: Mapping, layers: str | Sequence[LayerType] = "all"
+                         ) -> PreprocessedSample | list[PreprocessedSample]:
+        """One event's samples: one sample for one layer, a list for several.
+
+        "all" means every layer the event can feed: layer 1 always; layer 2 when it has both
+        ends of its graph's edge and a timestamp; layer 3 when it has the builder's entity (the
+        source address by default) and a timestamp.
+
+        Raises:
+            SchemaError: an explicitly requested layer cannot be built from this event.
+        """
+        explicit = layers != "all"
+        chosen = [self.layer(x) for x in layers] if explicit else \
+            [self.layer(name) for name in layer_names() if get_layer(name).layer_type]
+        if not chosen:
+            raise ConfigError("layers must name at least one LayerType or be 'all', got []")
+        table = events_table([event])
+        samples = []
+        for layer in chosen:
+            built = layer.samples(layer.featurize(table))
+            if built:
+                samples.append(built[0])
+            elif explicit:
+                raise SchemaError(f"the event cannot feed {layer.name}: it lacks a timestamp or "
+                                  "the entities that layer is built on (see the build statistics "
+                                  "of featurize for the reason)")
+        return samples[0] if len(samples) == 1 else samples
+
+    def save_samples(self, samples: Sequence[PreprocessedSample] | Any, filename: str) -> Path:
+        """Write samples to `output_dir/<filename>.npz` (no pickle) and return the path.
+
+        Layer-2 and layer-3 results are saved whole: pass what `featurize` returned.
+        """
+        path = self.output_dir / (filename if filename.endswith(".npz") else f"{filename}.npz")
+        if isinstance(samples, list | tuple):  # a list of samples is packed by its layer
+            if not samples:
+                raise ConfigError("samples must hold at least one PreprocessedSample, got none")
+            kinds = {sample.layer for sample in samples}
+            if len(kinds) != 1:
+                raise ConfigError(f"samples of one file must be of one layer, got "
+                                  f"{sorted(str(getattr(k, 'value', k)) for k in kinds)}")
+            samples = self.layer(kinds.pop()).from_samples(samples)
+        return samples.save(path)
+
+    def load_samples(self, path: str | Path) -> list[PreprocessedSample]:
+        """The samples of a file written by `save_samples`, whichever layer made it."""
+        spec = FeatureSpec.from_npz(read_arrays(path, only=[SPEC_FIELD]), str(path))
+        layer = self.layer(spec.layer)
+        return layer.samples(layer.load_units(path))

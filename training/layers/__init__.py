@@ -1,0 +1,1 @@
+"""The layers: each one's whole slice (units, scaling, batches, training, pipeline stage)."""

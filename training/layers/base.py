@@ -1,0 +1,307 @@
+"""The layer contract: one object owns a layer's whole slice, found through one registry.
+
+Every per-layer step goes through a `Layer` (DESIGN.md): featurize events into units, each
+mapped back to the events that formed it; fit the scaling on training units; split units and
+cut them into batches; build the default detector and its TrainingConfig; sample its search
+space; score units; explain a unit's score. Stages never switch on layer names: they ask
+`get_layer(name)` for the class, or `layer_for_spec(spec)` for the layer a model was trained
+with.
+
+Names: every layer has one canonical name ("layer1"). Its aliases (the original `LayerType`
+values such as "layer1_sensory", and "1") are accepted only where people type them, through
+`get_layer`. The original layers 4 and 5 are names without an implementation: asking for one
+raises NotSupportedError.
+
+The sklearn contract: the featurizer is given to `__init__` and stored unchanged; `fit(train)`
+learns the scaling from training units (attributes ending in `_`) and returns self; `spec` is
+the FeatureSpec with that fitted state, and `from_spec(spec)` rebuilds the same layer from it
+(scoring, retraining, a model's sidecar).
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+
+from training.detectors.base import SCORE_BATCH, Detector, model_scores
+from training.errors import ConfigError, NotSupportedError, SchemaError
+from training.features.encoding import FeatureSpec
+from training.layers.samples import LayerType, PreprocessedSample
+from training.trainer.config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+LAYERS: dict[str, type[Layer]] = {}
+TIME = pa.timestamp("us", tz="UTC")  # the type of a unit's time
+BUILTIN = ("layer1", "layer2", "layer3")  # the package's own layers, one module each
+# The original design's layers without an implementation yet.
+PLANNED = {"layer4": ("layer4_tactical", "4"), "layer5": ("layer5_strategic", "5")}
+
+
+class Layer(ABC):
+    """One layer of the pipeline (see the module docstring).
+
+    Class attributes:
+        name: the canonical name ("layer1"); also the FeatureSpec's `layer`.
+        aliases: other names people may type for it.
+        unit: what one score is about ("event", "edge", "window").
+        model_name: the default checkpoint and registry name of its detector.
+        features_file: file name of its featurized units in a work directory.
+        score_batch: units per model call when scoring.
+        streams: a unit is one event, so scoring can go batch by batch as events are read.
+        min_units: the fewest training units a model can learn from.
+        model_options: the detector's own arguments with their command-line settings
+            (argparse keyword arguments: type, default, help, ...).
+        layer_type: the original `LayerType` member, for layers the original package named.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    unit: ClassVar[str]
+    model_name: ClassVar[str]
+    features_file: ClassVar[str]
+    score_batch: ClassVar[int] = SCORE_BATCH
+    streams: ClassVar[bool] = False
+    min_units: ClassVar[int] = 1
+    model_options: ClassVar[dict[str, dict[str, Any]]] = {}
+    layer_type: ClassVar[LayerType | None] = None
+
+    def __init__(self, featurizer: Any = None) -> None:
+        self.featurizer = featurizer if featurizer is not None else self.default_featurizer()
+        self.benign_only_: bool | None = None
+        self.data_spec_: FeatureSpec | None = None
+
+    # -- features --------------------------------------------------------------------------
+
+    @classmethod
+    @abstractmethod
+    def featurizer_class(cls) -> type:
+        """The featurizer's class (imported when first asked for): `Class()` is the default
+        layout, `Class.from_spec(spec)` rebuilds the one a spec describes, `featurize(table)`
+        makes units and `spec` describes it."""
+
+    @classmethod
+    def default_featurizer(cls) -> Any:
+        """The featurizer used when none is given (the data-free default layout)."""
+        return cls.featurizer_class()()
+
+    @classmethod
+    def from_spec(cls, spec: FeatureSpec) -> Layer:
+        """The layer a FeatureSpec describes, fitted state included (a model's or a file's).
+
+        Raises:
+            SchemaError: the spec is for another layer, or this code cannot reproduce it.
+        """
+        return cls(cls.featurizer_class().from_spec(spec))
+
+    @abstractmethod
+    def featurize(self, events: pa.Table) -> Any:
+        """The units of a canonical event table, with the data spec inside."""
+
+    @abstractmethod
+    def load_units(self, path: Any) -> Any:
+        """Units saved by `units.save(path)` (features files and split files)."""
+
+    @property
+    def data_spec(self) -> FeatureSpec:
+        """The transform of the data: the training units' spec once fitted, else the
+        featurizer's (what data files carry)."""
+        return self.data_spec_ if self.data_spec_ is not None else self.featurizer.spec
+
+    @property
+    def spec(self) -> FeatureSpec:
+        """The model's spec: the data spec plus what `fit` learned."""
+        return self.data_spec
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def fit(self, train: Any, *, benign_only: bool | None = None) -> Layer:
+        """Learn from the training units; returns self.
+
+        Args:
+            train: training units.
+            benign_only: learn from the benign units only (is_threat 0; unknown is never
+                benign). None: when there is any benign unit, else from every unit (unlabeled
+                traffic, assumed benign).
+        """
+        self.data_spec_ = getattr(train, "spec", None)  # the transform the units were made with
+        labels = self.labels(train)
+        self.benign_only_ = bool((labels == 0).any()) if benign_only is None else benign_only
+        if self.benign_only_ and not (labels == 0).any():
+            raise ConfigError(f"benign_only=True but the training {self.unit}s have no benign "
+                              f"(is_threat 0) {self.unit}")
+        self.fit_scaling(train)
+        return self
+
+    def fit_scaling(self, train: Any) -> None:
+        """Learn the scaling the detector's inputs need (none by default)."""
+
+    def fit_rows(self, labels: np.ndarray) -> np.ndarray:
+        """Mask of the units training learns from (see `fit`)."""
+        if self.benign_only_ is None:
+            raise ConfigError(f"this {type(self).__name__} is not fitted: call fit(train) first")
+        labels = np.asarray(labels)
+        return labels == 0 if self.benign_only_ else np.ones(len(labels), bool)
+
+    # -- units -----------------------------------------------------------------------------
+
+    @abstractmethod
+    def labels(self, units: Any) -> np.ndarray:
+        """is_threat (-1/0/1) of every unit, in scoring order."""
+
+    @abstractmethod
+    def split(self, units: Any, strategy: str, ratios: tuple[float, float, float],
+              seed: int) -> dict[str, Any]:
+        """{"train", "val", "test"} parts of `units` (each saves itself with `save(path)`)."""
+
+    def save_splits(self, splits: dict[str, Any], folder: Path) -> dict[str, Path]:
+        """Write each part to `folder/<name>_<part>.npz` with its own `save`."""
+        return {part: units.save(Path(folder) / f"{self.name}_{part}.npz")
+                for part, units in splits.items()}
+
+    @abstractmethod
+    def unit_features(self, units: Any) -> np.ndarray:
+        """One feature row per unit, (units, features), in scoring order: what drift checks
+        and data validation look at."""
+
+    @abstractmethod
+    def relabeled(self, units: Any, labels: np.ndarray) -> Any:
+        """A copy of `units` whose unit labels are `labels` (e.g. to leave units out of what
+        training learns from by marking them threats)."""
+
+    def train_with(self, train_fn: Any, train: Any, val: Any, config: TrainingConfig
+                   ) -> tuple[Any, dict[str, Any]]:
+        """Call a user's train function (the original `run_retraining(train_fn=...)` form)
+        on this layer's units; it returns (model, results with "checkpoint")."""
+        return train_fn(train, val, config=config)
+
+    def attack_types(self, units: Any) -> np.ndarray | None:
+        """The attack type (detailed label) of every unit, when the units keep one."""
+        return None
+
+    @abstractmethod
+    def unit_columns(self, units: Any) -> dict[str, pa.Array]:
+        """Per unit, in scoring order: "unit" (text naming it), "time" (timestamp[us, UTC])
+        and "event_ids" (list of the ids of the events that formed it)."""
+
+    # -- models ----------------------------------------------------------------------------
+
+    @abstractmethod
+    def default_detector(self, units: Any, **model_args: Any) -> Detector:
+        """A new detector sized for `units`, with `model_args` changing its defaults."""
+
+    @abstractmethod
+    def default_config(self, **changes: Any) -> TrainingConfig:
+        """The detector's TrainingConfig (model_name, batch size, epochs, ...) with `changes`."""
+
+    @abstractmethod
+    def search_space(self, trial: Any) -> dict[str, Any]:
+        """One sample of the tuning search space (learning_rate, batch_size, model args)."""
+
+    @abstractmethod
+    def batches(self, units: Any, batch_size: int, *, fit_only: bool = False,
+                shuffle: bool = False, **sharding: Any) -> Iterable[Any]:
+        """The detector's batches of `units`; `fit_only` keeps what training learns from
+        (see `fit`). `sharding`: seed, rank and world_size for multi-process training."""
+
+    def validation_loss(self, metrics: dict[str, float]) -> float:
+        """The validation loss tuning minimizes, from an epoch's validation metrics."""
+        return metrics["val_loss"]
+
+    def score(self, model: Detector, units: Any) -> np.ndarray:
+        """The anomaly score of every unit, in scoring order (float32, higher = more anomalous)."""
+        return model_scores(model, self.batches(units, self.score_batch))
+
+    def samples(self, units: Any) -> list[PreprocessedSample]:
+        """The units as the original API's `PreprocessedSample`s (one per unit)."""
+        raise NotSupportedError(f"{self.name} has no per-sample form; use its units")
+
+    def from_samples(self, samples: list[PreprocessedSample]) -> Any:
+        """Units packed from `PreprocessedSample`s (the inverse of `samples`)."""
+        raise NotSupportedError(f"saving {self.name} samples one by one is not available; "
+                                "save what featurize(...) returned")
+
+    def explain(self, model: Detector, units: Any, rows: np.ndarray) -> list[Any]:
+        """The reasons behind the scores of units `rows` (the alerts' explanation hook)."""
+        raise NotSupportedError(f"{self.name} does not explain its scores yet")
+
+
+def register_layer(cls: type[Layer]) -> type[Layer]:
+    """Class decorator: make `cls` a layer every stage can use, under its name and aliases."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise ConfigError(f"register_layer takes a Layer subclass, got {cls!r}")
+    for key in (cls.name, *cls.aliases):
+        known = _find(key)
+        if known is not None and known is not cls:
+            raise ConfigError(f"layer name {key!r} is taken by {known.__name__}")
+    LAYERS[cls.name] = cls
+    return cls
+
+
+def get_layer(name: str) -> type[Layer]:
+    """The layer class `name` (canonical name or alias) refers to.
+
+    Raises:
+        NotSupportedError: a planned layer of the original design (4 or 5).
+        ConfigError: an unknown name; the message lists the valid ones.
+    """
+    _import_builtin_layers()
+    key = str(getattr(name, "value", name))
+    cls = _find(key)
+    if cls is not None:
+        return cls
+    for planned, aliases in PLANNED.items():
+        if key in (planned, *aliases):
+            raise NotSupportedError(f"{planned} is not available: this release has layers "
+                                    f"{', '.join(sorted(LAYERS))}")
+    raise ConfigError(f"unknown layer {key!r}; use one of {', '.join(layer_names())}")
+
+
+def default_layers() -> list[str]:
+    """The package's own layers: what the pipeline runs unless told otherwise."""
+    return list(BUILTIN)
+
+
+def layer_names() -> list[str]:
+    """Every registered layer's canonical name, sorted."""
+    _import_builtin_layers()
+    return sorted(LAYERS)
+
+
+def layer_for_spec(spec: FeatureSpec | None, where: str = "the model") -> Layer:
+    """The layer (fitted state included) that made `spec`.
+
+    Raises:
+        SchemaError: no spec, or one no registered layer can reproduce.
+    """
+    if spec is None:
+        raise SchemaError(f"{where} has no FeatureSpec, so its input transform cannot be "
+                          "reproduced; save or register a model with its feature_spec")
+    try:
+        cls = get_layer(spec.layer)
+    except ConfigError:
+        raise SchemaError(f"{where}'s FeatureSpec is for {spec.layer!r}; known layers: "
+                          f"{', '.join(layer_names())}") from None
+    return cls.from_spec(spec)
+
+
+def _find(key: str) -> type[Layer] | None:
+    for cls in LAYERS.values():
+        if key == cls.name or key in cls.aliases:
+            return cls
+    return None
+
+
+def _import_builtin_layers() -> None:
+    # The package's own layers register themselves on import; import them on first use, so
+    # that naming a layer works without importing its module (and its torch-geometric) first.
+    import importlib
+
+    for module in BUILTIN:
+        importlib.import_module(f"training.layers.{module}")

@@ -1,0 +1,1 @@
+"""The main job (`maximus-train pipeline`): its configuration and its run."""

@@ -1,0 +1,333 @@
+"""Continuous training: retrain when a trigger fires, deploy only past the gate, roll back.
+
+    pipeline = ContinuousTrainingPipeline(RetrainingConfig(improvement_threshold=0.02))
+    result = pipeline.run_retraining(layer_name="layer1", model_name="layer1_vae",
+                                     train_fn=train_layer1_vae,
+                                     train_data_path="training/data/splits/layer1_train.npz",
+                                     val_data_path="training/data/splits/layer1_val.npz",
+                                     test_data_path="training/data/splits/layer1_test.npz")
+
+One run:
+
+1. read the three split files with the layer's `load_units` (any layer: `training.layers`;
+   one FeatureSpec for all three);
+2. triggers (`training.retraining.triggers`): no production model yet; its age
+   (`retrain_frequency_days`); new training rows it has not seen (`min_new_samples`); drift of
+   those rows from a sample of its training rows (the data validator's dataset verdict, with
+   `drift_threshold` per feature). None fired (and not `force`): nothing is done;
+3. validation of the splits (`DataValidator`); an ERROR stops the run;
+4. training units: threat-labeled units are left out, and with `exclude_alerted` the units the
+   production model alerts on, so an attacker cannot teach the model that their traffic is
+   normal (they are marked threats, which training never learns from);
+5. training: `train_layer` (or the caller's `train_fn`, called the way the layer's original
+   train function is, `Layer.train_with`); its checkpoint carries the FeatureSpec and the
+   validation threshold;
+6. champion and challenger measured on the same test split (`training.retraining.gate`);
+   `comparison_metric` "auto" is `pr_auc` when the test split has benign and threat labels,
+   else `val_loss`; the gate needs the floor (`min_accuracy_threshold` for higher-is-better
+   metrics, `max_loss_threshold` for lower-is-better ones) and a relative improvement of at
+   least `improvement_threshold` over the champion;
+7. the challenger is registered either way (metrics, the decision with the test split's
+   fingerprint, the data record, a sample of its training rows for later drift checks);
+   when it passed, it is promoted to production in the same transaction that archives the
+   champion, and only if the champion is still the one it was compared with; otherwise it
+   gets the `challenger` alias. `rollback(model_name)` restores the previous production.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from training.artifacts.model_files import load_model
+from training.artifacts.npz import read_arrays, write_arrays
+from training.datasets.validator import DataValidator
+from training.errors import ConfigError, NotFoundError, RegistryError, SchemaError
+from training.evaluation.units import unit_times
+from training.features.encoding import FeatureSpec
+from training.layers.base import Layer, get_layer, layer_for_spec
+from training.layers.training import train_layer
+from training.paths import models_dir
+from training.registry.metadata import metric_direction
+from training.registry.names import CHALLENGER, VERSION_SCHEMES
+from training.registry.registry import ModelMetadata, ModelRegistry, RegisteredModel
+from training.retraining import gate, triggers
+from training.trainer.config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+TrainFn = Callable[..., tuple[Any, dict[str, Any]]]
+# The changes retraining makes to a layer's TrainingConfig: seeded, batches of 256 (it runs on
+# at least min_new_samples units: 8x fewer steps per epoch than 32) and one torch thread (the
+# train scripts' default too: as fast for these small models, and far faster when other jobs
+# share the cores).
+RETRAINING_CHANGES = {"seed": 42, "batch_size": 256, "num_threads": 1}
+
+
+@dataclass(frozen=True)
+class RetrainingConfig:
+    """When to retrain and what a challenger must show to be deployed.
+
+    Args:
+        retrain_frequency_days: retrain when the production model is at least this old.
+        min_new_samples: retrain when at least this many training rows are new to it.
+        drift_threshold: per-feature drift distance above which a feature drifts.
+        min_accuracy_threshold: the floor of a higher-is-better comparison metric (PR-AUC).
+        comparison_metric: "auto" (pr_auc with labeled test rows, else val_loss) or a metric
+            name with a known direction (training.registry.metadata.metric_direction).
+        improvement_threshold: minimum relative improvement over the champion (0.02 = 2%).
+        registry_dir: the registry (default training/models, see training.paths).
+        max_loss_threshold: the ceiling of a lower-is-better comparison metric, or None.
+        exclude_alerted: also drop the training rows the production model alerts on.
+        drift_share: share of drifted features that makes the dataset drift.
+        reference_rows: training rows kept with each version for later drift checks.
+        version_scheme: "semver" or "timestamp" versions.
+        training_config: the TrainingConfig to train with (default: the layer's own with
+            `RETRAINING_CHANGES`); checkpoints go to a temporary folder either way.
+    """
+
+    retrain_frequency_days: float = 7
+    min_new_samples: int = 1000
+    drift_threshold: float = 0.1
+    min_accuracy_threshold: float | None = 0.85
+    comparison_metric: str = "auto"
+    improvement_threshold: float = 0.02
+    registry_dir: str | None = None
+    max_loss_threshold: float | None = None
+    exclude_alerted: bool = False
+    drift_share: float = 0.5
+    reference_rows: int = 5000
+    version_scheme: str = "semver"
+    training_config: TrainingConfig | None = None
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("retrain_frequency_days", self.retrain_frequency_days > 0, "> 0"),
+            ("min_new_samples", self.min_new_samples >= 1, ">= 1"),
+            ("drift_threshold", self.drift_threshold > 0, "> 0"),
+            ("improvement_threshold", self.improvement_threshold >= 0, ">= 0"),
+            ("drift_share", 0 < self.drift_share <= 1, "in (0, 1]"),
+            ("reference_rows", self.reference_rows >= 1, ">= 1"),
+            ("version_scheme", self.version_scheme in VERSION_SCHEMES,
+             f"one of {', '.join(VERSION_SCHEMES)}"),
+        ]
+        for name, ok, rule in checks:
+            if not ok:
+                raise ConfigError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        if self.comparison_metric != "auto":
+            metric_direction(self.comparison_metric)  # ConfigError for an unknown direction
+
+    def floor(self, metric: str) -> float | None:
+        """The absolute bound the gate applies to `metric`."""
+        if metric_direction(metric) == "max":
+            return self.min_accuracy_threshold
+        return self.max_loss_threshold
+
+
+class ContinuousTrainingPipeline:
+    """Retraining runs against one registry (see the module docstring)."""
+
+    def __init__(self, config: RetrainingConfig | None = None) -> None:
+        self.config = config or RetrainingConfig()
+        self.registry = ModelRegistry(self.config.registry_dir or models_dir())
+
+    def rollback(self, model_name: str, reason: str = "rollback") -> str:
+        """Restore the previous production version; returns it."""
+        return self.registry.rollback(model_name, reason=reason, actor="continuous-training")
+
+    def run_retraining(self, layer_name: str, model_name: str, train_fn: TrainFn | None,
+                       train_data_path: str | Path, val_data_path: str | Path,
+                       test_data_path: str | Path, *, force: bool = False,
+                       now: datetime | None = None) -> dict[str, Any]:
+        """One retraining run of any layer (`train_fn` None: `train_layer`). Returns a dict with
+        success, retrained, deployed, new_version, comparison (the gate's decision), metrics
+        (the challenger's), reason, triggers, champion_version and data (unit counts)."""
+        layer = get_layer(layer_name)()
+        now = now or datetime.now(timezone.utc)
+        splits = {name: layer.load_units(path) for name, path in
+                  (("train", train_data_path), ("val", val_data_path), ("test", test_data_path))}
+        spec = _common_spec(splits)
+        champion = self._champion(model_name, spec)
+        result: dict[str, Any] = {
+            "success": True, "retrained": False, "deployed": False, "new_version": None,
+            "comparison": None, "metrics": None, "triggers": [],
+            "champion_version": None if champion is None else champion.metadata.version}
+        fired = self._triggers(layer, model_name, champion, splits["train"], now, result)
+        if not fired and not force:
+            return {**result, "reason": "no trigger fired: " +
+                    "; ".join(t["reason"] for t in result["triggers"])}
+        problems = _validate(layer, splits)
+        if problems:
+            return {**result, "success": False, "reason": "data validation failed: " +
+                    "; ".join(problems)}
+        train, data = self._training_units(layer, splits["train"], champion)
+        result["data"] = data
+        with tempfile.TemporaryDirectory(prefix="retrain-") as work:
+            config = (self.config.training_config
+                      or layer.default_config(**RETRAINING_CHANGES)).replace(
+                model_name=model_name, layer_name=layer.name, checkpoint_dir=str(Path(work)),
+                log_dir=str(Path(work) / "logs"), tensorboard=False)
+            if train_fn is None:
+                _, trained = train_layer(layer, train, splits["val"], config)
+            else:
+                _, trained = layer.train_with(train_fn, train, splits["val"], config)
+            challenger = load_model(trained["checkpoint"])
+            decision, metrics = self._gate(layer, splits["test"], challenger, champion)
+            result.update(retrained=True, metrics=metrics, comparison=decision)
+            record = {"data": data, "decision": decision, "training": {
+                k: trained.get(k) for k in ("best_val_loss", "best_epoch", "epochs_trained",
+                                            "train_time_s")}}
+            metadata = ModelMetadata(
+                model_name, "0", layer.name, metrics=metrics,
+                training_dataset=str(train_data_path),
+                hyperparameters={"model": challenger.sidecar["init_args"],
+                                 "training": config.to_dict()},
+                dataset_fingerprints={k: gate.split_fingerprint(layer, v)
+                                      for k, v in splits.items()},
+                details=record)
+            learnt = layer.unit_features(train)[layer.labels(train) == 0]
+            version = self._register(metadata, trained["checkpoint"], learnt, champion,
+                                     Path(work))
+        result.update(new_version=version, deployed=decision["deploy"],
+                      reason=("deployed: " if decision["deploy"] else "not deployed: ")
+                      + decision["reason"])
+        logger.info("%s %s: %s", model_name, version, result["reason"])
+        return result
+
+    # -- steps -------------------------------------------------------------------------------
+
+    def _champion(self, model_name: str, spec: FeatureSpec) -> RegisteredModel | None:
+        try:
+            champion = self.registry.get_model(model_name, stage="production")
+        except NotFoundError:
+            return None
+        try:  # its transform must be the one these splits were made with
+            layer_for_spec(champion.feature_spec, f"the production {model_name}"
+                           ).data_spec.require(spec, "these splits")
+        except SchemaError as exc:  # cannot be compared on these splits: no automatic swap
+            raise SchemaError(f"the production {model_name} was trained on another feature "
+                              f"transform than these splits ({exc}); promote a model trained "
+                              "on the new features by hand") from exc
+        return champion
+
+    def _triggers(self, layer: Layer, model_name: str, champion: RegisteredModel | None,
+                  train: Any, now: datetime, result: dict) -> bool:
+        cfg = self.config
+        if champion is None:
+            found = [triggers.TriggerResult("no_production_model", True,
+                                            f"{model_name} has no production version")]
+        else:
+            record = champion.metadata.details.get("data", {})
+            new = triggers.new_rows(unit_times(layer, train), record)
+            found = [triggers.age(champion.metadata.created_at, now, cfg.retrain_frequency_days),
+                     triggers.new_samples(new, cfg.min_new_samples),
+                     triggers.drift(self._reference(model_name, champion),
+                                    layer.unit_features(train)[new], cfg.drift_threshold,
+                                    cfg.drift_share)]
+        result["triggers"] = [t.to_dict() for t in found]
+        return any(t.fired for t in found)
+
+    def _reference(self, model_name: str, champion: RegisteredModel) -> np.ndarray | None:
+        if triggers.REFERENCE_FILE not in champion.metadata.files:
+            return None
+        data = self.registry.read_file(model_name, triggers.REFERENCE_FILE,
+                                       champion.metadata.version)
+        return read_arrays(data, f"{model_name} {champion.metadata.version} "
+                                 f"{triggers.REFERENCE_FILE}")["features"]
+
+    def _training_units(self, layer: Layer, train: Any, champion: RegisteredModel | None
+                        ) -> tuple[Any, dict[str, Any]]:
+        """The training units with every unit training must not learn from marked a threat:
+        threat-labeled ones, and with `exclude_alerted` those the production model alerts on."""
+        labels = layer.labels(train)
+        keep = labels != 1
+        data = {"train_rows_total": len(labels), "excluded_threat_rows": int((~keep).sum()),
+                "excluded_alerted_rows": 0}
+        if self.config.exclude_alerted and champion is not None and champion.threshold is not None:
+            scorer = layer_for_spec(champion.feature_spec)
+            alerted = keep & (scorer.score(champion.model, train) >= champion.threshold)
+            data["excluded_alerted_rows"] = int(alerted.sum())
+            keep &= ~alerted
+        if not keep.any():
+            raise ConfigError("no training unit is left after dropping threat-labeled (and "
+                              "alerted) ones; retraining needs benign or unlabeled traffic")
+        times = unit_times(layer, train)[keep]
+        data["train_rows"] = int(keep.sum())
+        data["train_until"] = (str(times.max()) if len(times) and not np.isnat(times).all()
+                               else None)
+        # Every kept unit (benign or unlabeled) is what the model learns from.
+        return layer.relabeled(train, np.where(keep, 0, 1)), data
+
+    def _gate(self, layer: Layer, test: Any, challenger: Any, champion: RegisteredModel | None
+              ) -> tuple[dict[str, Any], dict[str, float]]:
+        metric = self.config.comparison_metric
+        if metric == "auto":
+            metric = "pr_auc" if gate.has_both_labels(layer.labels(test)) else "val_loss"
+        scorer = layer_for_spec(challenger.feature_spec)
+        new = gate.evaluate_model(scorer, challenger.model, challenger.threshold, test)
+        old = None if champion is None else gate.evaluate_model(
+            layer_for_spec(champion.feature_spec), champion.model, champion.threshold, test)
+        decision = gate.decide(metric, new, old, floor=self.config.floor(metric),
+                               improvement=self.config.improvement_threshold)
+        return {**decision.to_dict(), "test_fingerprint": gate.split_fingerprint(layer, test),
+                "test_rows": len(layer.labels(test)), "champion_metrics": old}, new
+
+    def _register(self, metadata: ModelMetadata, checkpoint: str, learnt: np.ndarray,
+                  champion: RegisteredModel | None, work: Path) -> str:
+        """Register the challenger (with a sample of what it learnt from), then promote it or
+        point the challenger alias at it, as the decision says."""
+        model_name, decision = metadata.model_name, metadata.details["decision"]
+        reference = work / triggers.REFERENCE_FILE
+        write_arrays(reference, {"features": triggers.reference_sample(
+            learnt, self.config.reference_rows, seed=0)})
+        replacing = None if champion is None else champion.metadata.version
+        reason = f"continuous training: {decision['reason']}"
+        for _ in range(5):  # another process may take the version between the two calls
+            version = self.registry.next_version(model_name, self.config.version_scheme)
+            try:
+                self.registry.register_model(
+                    checkpoint, replace(metadata, version=version, description=reason),
+                    files={triggers.REFERENCE_FILE: reference}, reason=reason,
+                    actor="continuous-training")
+                break
+            except RegistryError as exc:
+                if "already registered" not in str(exc):
+                    raise
+        else:
+            raise RegistryError(f"could not register {model_name}: five versions taken")
+        if decision["deploy"]:
+            self.registry.transition_stage(model_name, version, "production", reason=reason,
+                                           actor="continuous-training", replacing=replacing)
+        else:
+            self.registry.set_alias(model_name, CHALLENGER, version, reason=reason,
+                                    actor="continuous-training")
+        return version
+
+
+def _common_spec(splits: dict[str, Any]) -> FeatureSpec:
+    specs = {name: s.spec for name, s in splits.items()}
+    missing = [name for name, spec in specs.items() if spec is None]
+    if missing:
+        raise SchemaError(f"the {', '.join(missing)} split file(s) have no FeatureSpec; "
+                          "retraining needs files written by the dataset builder")
+    for name in ("val", "test"):
+        specs["train"].require(specs[name], f"the {name} split")
+    return specs["train"]
+
+
+def _validate(layer: Layer, splits: dict[str, Any]) -> list[str]:
+    """ERROR-level findings of the data validator on each split's unit features."""
+    problems = []
+    for name, split in splits.items():
+        result = DataValidator(layer.unit_features(split), layer.labels(split)).validate(
+            check_outliers=False, check_distributions=name == "train")
+        problems += [f"{name}: {issue.message}" for issue in result.issues
+                     if issue.severity.value == "error"]
+    return problems

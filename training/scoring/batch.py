@@ -1,0 +1,210 @@
+"""Scoring new events with a registered model: collect, featurize, score, threshold, write.
+
+    summary = score_events(ModelRegistry(), "layer1_vae", sources, "alerts.parquet")
+
+The model comes from the registry (verified on load) with its own FeatureSpec, which rebuilds
+the exact featurizer it was trained with; a spec that the featurizer cannot reproduce is
+refused. The model's stored anomaly threshold decides `is_alert` (score >= threshold).
+
+One output row per unit the layer scores (DESIGN.md principle 5):
+
+| layer | unit | `unit` text |
+|---|---|---|
+| layer1 | an event | its event_id |
+| layer2 | an edge of a window graph | `source->dest@window start` |
+| layer3 | an entity's window | `entity@bucket start` |
+
+Columns: `unit` (string), `time` (timestamp[us, UTC]: the event's time, the window start or
+the bucket start), `score` (float32, higher = more anomalous), `is_alert` (bool) and
+`event_ids` (list of the ids of the events behind the unit). The file is Parquet, or JSON Lines
+when its name ends in .jsonl or .json; it is written atomically.
+
+Per-event layers stream (`Layer.streams`): each batch the collector yields is featurized, scored
+and written before the next, so memory stays flat on inputs of any size. Layers whose units span
+many events (windows) collect the whole input first.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from training.artifacts.atomic import atomic_write
+from training.collection.collector import DataCollector, DataSource
+from training.errors import CheckpointError, ConfigError
+from training.layers.base import TIME, layer_for_spec
+from training.registry.registry import ModelRegistry, RegisteredModel
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_SCHEMA = pa.schema([("unit", pa.string()), ("time", TIME), ("score", pa.float32()),
+                           ("is_alert", pa.bool_()), ("event_ids", pa.list_(pa.string()))])
+
+
+@dataclass
+class ScoringSummary:
+    """What a scoring run did; `top_alerts` holds the highest-scoring alerts, best first."""
+
+    model_name: str
+    version: str
+    layer: str
+    threshold: float
+    events: int
+    units: int
+    alerts: int
+    seconds: float
+    output: str
+    top_alerts: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "events_per_second": round(self.events_per_second, 1)}
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+class _Output:
+    """Scored units to a Parquet or JSON Lines file (atomic), with counts and the top alerts."""
+
+    def __init__(self, handle: Any, path: Path, top_k: int) -> None:
+        self.jsonl = path.suffix.lower() in (".jsonl", ".json")
+        self.handle = handle
+        self.writer = None if self.jsonl else pq.ParquetWriter(handle, OUTPUT_SCHEMA)
+        self.units = self.alerts = 0
+        self.top_k = top_k
+        self.top: list[tuple[float, int, dict]] = []  # min-heap of (score, order, row)
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        alert = batch.column("is_alert").to_numpy(zero_copy_only=False)
+        if self.jsonl:
+            self.handle.write(b"".join(orjson.dumps(row) + b"\n" for row in batch.to_pylist()))
+        else:
+            self.writer.write_batch(batch)
+        self._keep_top(batch, alert, self.units)
+        self.units += batch.num_rows
+        self.alerts += int(alert.sum())
+
+    def _keep_top(self, batch: pa.RecordBatch, alert: np.ndarray, first: int) -> None:
+        """Keep the `top_k` best alerts so far (on equal scores, the earliest)."""
+        rows = np.flatnonzero(alert)
+        if not len(rows) or not self.top_k:
+            return
+        scores = batch.column("score").to_numpy(zero_copy_only=False)[rows]
+        best = rows[np.argsort(-scores, kind="stable")[:self.top_k]]
+        for at, row in zip(best.tolist(), batch.take(pa.array(best)).to_pylist()):
+            row["time"] = row["time"].isoformat() if row["time"] is not None else None
+            item = (row["score"], -(first + at), row)
+            if len(self.top) < self.top_k:
+                heapq.heappush(self.top, item)
+            elif item[:2] > self.top[0][:2]:
+                heapq.heapreplace(self.top, item)
+
+    def close(self) -> list[dict]:
+        if self.writer is not None:
+            self.writer.close()
+        return [row for _, _, row in sorted(self.top, key=lambda t: t[:2], reverse=True)]
+
+
+def score_events(registry: ModelRegistry, model_name: str,
+                 events: Sequence[DataSource] | pa.Table, output: str | Path, *,
+                 version: str | None = None, stage: str | None = None, alias: str | None = None,
+                 top_k: int = 10, num_threads: int | None = 1) -> ScoringSummary:
+    """Score `events` with a registered model and write one row per unit to `output`.
+
+    Args:
+        registry: where the model is registered.
+        model_name: the model; pick the version with one of `version`, `stage`, `alias`
+            (default: the production version).
+        events: sources to collect (deduplicated, bad records quarantined in memory), or a
+            canonical event table.
+        output: the result file (.parquet, or .jsonl/.json for JSON Lines).
+        top_k: how many of the highest-scoring alerts the summary lists.
+        num_threads: torch threads for the model while scoring (None: leave torch's setting).
+            One is the default: the collector's reader thread needs the other core, and
+            OpenMP threads that wait for a busy core slow these small matrix products down
+            by an order of magnitude (see BENCHMARKS.md).
+
+    Raises:
+        NotFoundError: no such model or version; CheckpointError: files fail verification or
+        the model has no threshold; SchemaError: no FeatureSpec, or one the featurizer cannot
+        reproduce.
+    """
+    if top_k < 0:
+        raise ConfigError(f"top_k must be >= 0, got {top_k}")
+    if num_threads is not None and num_threads < 1:
+        raise ConfigError(f"num_threads must be >= 1 or None, got {num_threads}")
+    if version is None and stage is None and alias is None:
+        stage = "production"
+    started = time.perf_counter()
+    loaded = registry.get_model(model_name, version, stage, alias=alias)
+    where = f"{loaded.metadata.model_name} {loaded.metadata.version}"
+    layer = layer_for_spec(loaded.feature_spec, where)  # SchemaError if it cannot be reproduced
+    threshold = _threshold(loaded, where)
+    output = Path(output)
+    n_events = 0
+    with _torch_threads(num_threads), atomic_write(output) as handle:
+        out = _Output(handle, output, top_k)
+        for table in _tables(events, streaming=layer.streams):
+            n_events += table.num_rows
+            units = layer.featurize(table)
+            scores = layer.score(loaded.model, units)
+            columns = layer.unit_columns(units)
+            out.write(pa.RecordBatch.from_arrays(
+                [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
+                 pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
+        top = out.close()
+    summary = ScoringSummary(model_name, loaded.metadata.version, layer.name, threshold,
+                             n_events, out.units, out.alerts, time.perf_counter() - started,
+                             str(output), top)
+    logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
+                out.alerts, summary.seconds)
+    return summary
+
+
+@contextmanager
+def _torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op thread count set to `n` for the block, then restored."""
+    before = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _threshold(loaded: RegisteredModel, where: str) -> float:
+    if loaded.threshold is None:
+        raise CheckpointError(f"{where} has no anomaly threshold; register a model whose "
+                              "sidecar has one (calibrated on validation data)")
+    return float(loaded.threshold)
+
+
+def _tables(events: Sequence[DataSource] | pa.Table, streaming: bool) -> Iterator[pa.Table]:
+    if isinstance(events, pa.Table):
+        yield events
+        return
+    collector = DataCollector(list(events), progress=False)
+    if streaming:
+        yield from collector.batches()
+    else:
+        yield collector.collect_table()
+    if collector.quarantined:
+        logger.warning("%d records were quarantined (unparseable); see the collector's reasons",
+                       len(collector.quarantined))

@@ -1,0 +1,313 @@
+"""Input files as byte streams and line blocks, and paths expanded into the files to read.
+
+Inputs may be plain or gzip-compressed (detected by magic bytes, not by name). Decompression
+is bounded: a file that inflates past `max_bytes` is refused, so a decompression bomb cannot
+exhaust memory or disk. A gzip stream that ends early is not an error here: every complete
+line before the cut is still delivered and the stream reports `truncated`, so the reader can
+quarantine the incomplete tail and go on.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from training.errors import ConfigError, SourceError
+
+logger = logging.getLogger(__name__)
+
+GZIP_MAGIC = b"\x1f\x8b"
+Spans = tuple[bytes, "np.ndarray", "np.ndarray"]  # a buffer, and start/end of each record in it
+DEFAULT_BLOCK_SIZE = 16 << 20
+DEFAULT_MAX_DECOMPRESSED = 64 << 30
+MAX_LINE_BYTES = 64 << 20  # a longer run without a line break is refused, bounding memory
+_CHUNK = 1 << 20
+
+
+class ByteStream:
+    """A file's bytes, gunzipped on the fly when the file is gzip.
+
+    Args:
+        path: the file.
+        max_bytes: refuse to inflate a compressed file beyond this many bytes.
+
+    Attributes:
+        offset: bytes returned so far (in the decompressed stream).
+        truncated: the gzip stream ended before its end-of-stream marker.
+    """
+
+    def __init__(self, path: str | Path, max_bytes: int = DEFAULT_MAX_DECOMPRESSED) -> None:
+        if max_bytes < 1:
+            raise ConfigError(f"max_decompressed_bytes must be >= 1, got {max_bytes}")
+        self.path = Path(path)
+        self.name = str(path)  # as given: it keys checkpoints and names the file in errors
+        self.max_bytes = max_bytes
+        try:
+            self._raw = open(self.path, "rb")
+        except FileNotFoundError:
+            raise SourceError(f"{self.path}: no such file") from None
+        except OSError as exc:
+            raise SourceError(f"{self.path}: cannot open: {exc.strerror}") from exc
+        self.compressed = self._raw.read(2) == GZIP_MAGIC
+        self._raw.seek(0)
+        self._inflater = zlib.decompressobj(wbits=31)  # used only when compressed
+        self._pending = b""
+        self.offset = 0
+        self.truncated = False
+
+    def __enter__(self) -> ByteStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._raw.close()
+
+    def read(self, size: int) -> bytes:
+        """Return up to `size` bytes; b"" only at the end of the stream."""
+        if not self.compressed:
+            data = self._raw.read(size)
+        else:
+            while len(self._pending) < size and self._inflate_more(size):
+                pass
+            data, self._pending = self._pending[:size], self._pending[size:]
+        self.offset += len(data)
+        return data
+
+    def peek(self, size: int) -> bytes:
+        """The next `size` bytes (fewer at the end), left unread: sniffing a format and
+        reading its header cost no second open of the file."""
+        if not self.compressed:
+            data = self._raw.read(size)
+            self._raw.seek(-len(data), os.SEEK_CUR)
+            return data
+        while len(self._pending) < size and self._inflate_more(size):
+            pass
+        return self._pending[:size]
+
+    def skip_to(self, offset: int) -> None:
+        """Advance to `offset` in the (decompressed) stream."""
+        if offset < self.offset:
+            raise ConfigError(f"cannot seek {self.path} backwards from {self.offset} to {offset}")
+        if not self.compressed:
+            size = self.path.stat().st_size
+            if offset > size:
+                raise SourceError(
+                    f"{self.path}: checkpoint points to byte {offset} but the file has {size} "
+                    "bytes; it was truncated or replaced since the last run"
+                )
+            self._raw.seek(offset)
+            self.offset = offset
+            return
+        while self.offset < offset:
+            if not self.read(min(_CHUNK, offset - self.offset)):
+                raise SourceError(
+                    f"{self.path}: checkpoint points to byte {offset} but the decompressed "
+                    f"file ends at {self.offset}; it was truncated or replaced since the last run"
+                )
+
+    def _inflate_more(self, want: int) -> bool:
+        """Inflate another piece into `_pending`; False once the input is exhausted."""
+        inflater = self._inflater
+        if inflater.eof:
+            rest = inflater.unused_data.lstrip(b"\x00")  # some writers pad after the last member
+            while not rest:  # the padding may go on past this read
+                more = self._raw.read(_CHUNK)
+                if not more:
+                    return False
+                rest = more.lstrip(b"\x00")
+            inflater = self._inflater = zlib.decompressobj(wbits=31)
+            data = rest
+        else:
+            data = inflater.unconsumed_tail or self._raw.read(_CHUNK)
+            if not data:
+                if not self.truncated:
+                    logger.warning("%s: gzip stream ends before its end marker (truncated file)",
+                                   self.path)
+                self.truncated = True
+                return False
+        try:
+            out = inflater.decompress(data, max(want, _CHUNK))
+        except zlib.error as exc:
+            raise SourceError(
+                f"{self.path}: corrupt gzip data near compressed byte {self._raw.tell()}: {exc}"
+            ) from exc
+        if self.offset + len(self._pending) + len(out) > self.max_bytes:
+            raise SourceError(
+                f"{self.path}: decompresses to more than max_decompressed_bytes={self.max_bytes}; "
+                "raise that limit in connection_params if the file is genuine"
+            )
+        self._pending += out
+        return True
+
+
+@dataclass
+class Block:
+    """Whole lines of a file, as they appear in it.
+
+    Attributes:
+        data: the bytes; every line ends with b"\\n" except possibly the last one of the file.
+        offset: position of data[0] in the (decompressed) file.
+        line: 1-based number of the first line.
+        truncated: the file is a gzip stream cut short; the last line may be incomplete.
+    """
+
+    data: bytes
+    offset: int
+    line: int
+    truncated: bool = False
+
+    @property
+    def end(self) -> int:
+        return self.offset + len(self.data)
+
+    @cached_property
+    def n_lines(self) -> int:
+        return count_lines(self.data)
+
+    @property
+    def next_line(self) -> int:
+        """Number of the line that follows the block's last line break."""
+        return self.line + self.n_lines - (bool(self.data) and not self.data.endswith(b"\n"))
+
+
+def iter_blocks(
+    stream: ByteStream, block_size: int = DEFAULT_BLOCK_SIZE, line: int = 1
+) -> Iterator[Block]:
+    """Split a stream into blocks of whole lines of about `block_size` bytes."""
+    if block_size < 1:
+        raise ConfigError(f"block_size must be >= 1, got {block_size}")
+    carry = b""
+    offset = stream.offset
+    while True:
+        chunk = stream.read(block_size)
+        if not chunk:
+            if carry:
+                yield Block(carry, offset, line, truncated=stream.truncated)
+            elif stream.truncated:
+                yield Block(b"", offset, line, truncated=True)
+            return
+        data = carry + chunk
+        cut = data.rfind(b"\n") + 1
+        if cut == 0:
+            if len(data) > MAX_LINE_BYTES:
+                raise SourceError(
+                    f"{stream.path}: line {line} is longer than {MAX_LINE_BYTES} bytes; "
+                    "this is not a line-oriented log"
+                )
+            carry = data
+            continue
+        block = Block(data[:cut], offset, line)
+        yield block
+        carry = data[cut:]
+        offset, line = block.end, block.next_line
+
+
+def count_lines(data: bytes) -> int:
+    """Lines in a block (the last one may lack its line break)."""
+    return data.count(b"\n") + (bool(data) and not data.endswith(b"\n"))
+
+
+def has_line_starting(data: bytes, prefix: bytes) -> bool:
+    """Whether any line of `data` starts with `prefix`."""
+    # memchr on the first byte, then a look at each hit: far faster than a 2-byte substring
+    # search when, as in logs, the byte is rare.
+    at = data.find(prefix[:1])
+    while at >= 0:
+        if (at == 0 or data[at - 1] == 10) and data.startswith(prefix, at):
+            return True
+        at = data.find(prefix[:1], at + 1)
+    return False
+
+
+class LineIndex:
+    """Start and end of every line of a block, computed on first use."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
+
+    @property
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._bounds is None:
+            self._bounds = line_bounds(self.data)
+        return self._bounds
+
+    def line(self, i: int) -> bytes:
+        """Line i (0-based) without its line break."""
+        starts, ends = self.bounds
+        return self.data[starts[i]:ends[i]]
+
+    def spans(self, rows: np.ndarray) -> Callable[[], Spans]:
+        """The byte ranges of some lines, computed when first asked for."""
+        return lambda: (self.data, *(bound[rows] for bound in self.bounds))
+
+
+def line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (exclusive, without the line break) of every line in `data`."""
+    buf = np.frombuffer(data, dtype=np.uint8)
+    breaks = np.flatnonzero(buf == 10)
+    if not data:  # no line at all, as count_lines says (an empty truncated final block)
+        return breaks, breaks.copy()
+    ends = breaks if data.endswith(b"\n") else np.append(breaks, len(data))
+    starts = np.empty_like(ends)
+    if len(ends):
+        starts[0] = 0
+        starts[1:] = breaks[: len(ends) - 1] + 1
+    # CRLF files (Windows exports): the \r belongs to the line break, not to the last field.
+    crlf = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
+    return starts, ends - crlf
+
+
+def expand_paths(
+    spec: str | Path | Sequence[str | Path], patterns: Sequence[str] | None = None
+) -> tuple[list[Path], list[Path]]:
+    """Resolve a file, a directory (searched recursively) or a glob into sorted files.
+
+    Args:
+        spec: a path, a glob pattern, or a list of them.
+        patterns: fnmatch patterns a file found in a directory must match; others are returned
+            as skipped. Files named explicitly or by a glob are always taken.
+
+    Returns:
+        (files, skipped), each sorted.
+
+    Raises:
+        SourceError: a path does not exist or a glob matches nothing.
+    """
+    specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
+    if not specs:
+        raise ConfigError("path must name at least one file, directory or glob, got []")
+    files: set[Path] = set()
+    skipped: set[Path] = set()
+    for item in specs:
+        text = str(item)
+        if glob.has_magic(text):
+            matches = [Path(p) for p in glob.glob(text, recursive=True) if os.path.isfile(p)]
+            if not matches:
+                raise SourceError(f"{text}: the pattern matches no files")
+            files.update(matches)
+        elif os.path.isdir(text):
+            root = Path(text)
+            for path in root.rglob("*"):
+                hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
+                if hidden or not path.is_file():
+                    continue
+                if patterns is None or any(path.match(p) for p in patterns):
+                    files.add(path)
+                else:
+                    skipped.add(path)
+        elif os.path.isfile(text):
+            files.add(Path(text))
+        else:
+            raise SourceError(f"{text}: no such file or directory (from {os.getcwd()})")
+    return sorted(files), sorted(skipped - files)

@@ -1,0 +1,243 @@
+"""The tuning objective of any layer: its search space, one configuration trained per trial.
+
+An objective is called once per trial: it samples the layer's search space
+(`Layer.search_space`), trains its detector through `train_layer` for at most `max_epochs`
+epochs, reports the validation metric every epoch (pruning, `training.tuning.pruning`) and
+returns the best value it reported. The metric is measured on the validation split only, never
+on a test set:
+
+- "pr_auc": average precision of the anomaly scores on the validation rows with a known label
+  (maximized); the default ("auto") when the validation labels hold both benign and threat;
+- "loss": the layer's validation loss (`Layer.validation_loss`, minimized); the default
+  otherwise.
+
+Objectives are picklable (data paths and settings; the data itself is loaded once per process
+on first use), so worker processes can run them. `train_best` trains the chosen configuration
+fully and registers it in the model registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+
+from training.errors import ConfigError, RegistryError, TrainingError
+from training.layers.base import Layer, get_layer
+from training.layers.training import train_layer
+from training.evaluation.metrics import known_scores, pr_auc
+from training.tuning.pruning import OptunaPruning
+from training.trainer.config import TrainingConfig
+
+logger = logging.getLogger(__name__)
+
+METRICS = ("auto", "loss", "pr_auc")
+
+
+class LayerObjective:
+    """A layer's tuning objective.
+
+    Args:
+        layer: the layer (a name or alias, or a `Layer`).
+        train_data: the training split file.
+        val_data: the validation split file (the metric is measured on it).
+        metric: "auto", "loss" or "pr_auc" (see the module docstring).
+        max_epochs: epochs per trial (>= 1).
+        seed: training seed of every trial (the same initial weights for the same sizes,
+            so trials differ by their hyperparameters, not by luck of the draw).
+        num_threads: torch threads per trial (default 1: these models are small, and a second
+            thread gains little while making a busy machine's trials many times slower; use
+            worker processes to use more cores); None leaves the process's setting.
+    """
+
+    def __init__(self, layer: str | Layer, train_data: str | Path, val_data: str | Path, *,
+                 metric: str = "auto", max_epochs: int = 30, seed: int | None = 42,
+                 num_threads: int | None = 1) -> None:
+        if metric not in METRICS:
+            raise ConfigError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
+            raise ConfigError(f"max_epochs must be an integer >= 1, got {max_epochs!r}")
+        self.layer = layer if isinstance(layer, Layer) else get_layer(layer)()
+        self.train_data, self.val_data = str(train_data), str(val_data)
+        self.max_epochs, self.seed, self.num_threads = max_epochs, seed, num_threads
+        self._data: Any = None
+        labels = self.val_labels()
+        if metric == "auto":
+            metric = "pr_auc" if known_scores(np.zeros(len(labels)), labels).has_both else "loss"
+        elif metric == "pr_auc" and not known_scores(np.zeros(len(labels)), labels).has_both:
+            raise ConfigError(f"metric 'pr_auc' needs benign (0) and threat (1) labels in the "
+                              f"validation split {self.val_data}; use metric 'loss'")
+        self.metric = metric
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_data": None}  # each process loads the files itself
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The splits, read once per process, and a layer fitted on the training one (the
+        same scaling `train_layer` fits, to score the validation units every epoch)."""
+        if self._data is None:
+            train = self.layer.load_units(self.train_data)
+            val = self.layer.load_units(self.val_data)
+            scorer = get_layer(self.layer.name)().fit(train)
+            self._data = {"train": train, "val": val, "scorer": scorer}
+        return self._data
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        """Sample the layer's search space into `trial`; returns the trial's parameters."""
+        self.layer.search_space(trial)
+        return dict(trial.params)
+
+    def split_params(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(optimizer settings, the detector's own arguments) of a sampled configuration."""
+        sampled = self.layer.search_space(optuna.trial.FixedTrial(params))
+        training = {k: sampled.pop(k) for k in ("learning_rate", "batch_size")}
+        return training, sampled
+
+    def fit(self, params: dict[str, Any], config: TrainingConfig,
+            callbacks: list[Any]) -> tuple[Any, dict[str, Any]]:
+        """Train one configuration; (model, results of `train_layer`)."""
+        _, model_args = self.split_params(params)
+        layer = get_layer(self.layer.name)()
+        return train_layer(layer, self.data["train"], self.data["val"], config,
+                           model_args=model_args, callbacks=callbacks)
+
+    def val_labels(self) -> np.ndarray:
+        """Labels (-1/0/1) of the validation units, in the order `val_scores` gives them."""
+        return self.layer.labels(self.data["val"])
+
+    def val_scores(self, model: Any) -> np.ndarray:
+        """Anomaly scores of the validation units."""
+        return self.data["scorer"].score(model, self.data["val"])
+
+    @property
+    def model_name(self) -> str:
+        return self.layer.model_name
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.metric == "pr_auc" else "minimize"
+
+    @property
+    def default_study_name(self) -> str:
+        return f"{self.model_name}_tuning"
+
+    def describe(self) -> dict[str, Any]:
+        """What the study records about its objective."""
+        return {"layer": self.layer.name, "model": self.model_name, "metric": self.metric,
+                "direction": self.direction, "max_epochs": self.max_epochs, "seed": self.seed,
+                "train_data": self.train_data, "val_data": self.val_data}
+
+    def attach(self, study: optuna.Study) -> None:
+        """Record this objective in `study`, or check that its trials came from the same kind
+        of objective (values of another layer, metric or epoch budget do not compare).
+
+        Raises:
+            ConfigError: the study was made with another layer, metric or max_epochs.
+        """
+        mine, stored = self.describe(), study.user_attrs.get("objective")
+        if stored is None:
+            study.set_user_attr("objective", mine)
+            return
+        stored = {**stored, "layer": get_layer(str(stored.get("layer"))).name}  # was 1, 2, 3
+        for key in ("layer", "metric", "max_epochs"):
+            if stored.get(key) != mine[key]:
+                raise ConfigError(f"study {study.study_name!r} holds trials with {key}="
+                                  f"{stored.get(key)!r}, this run has {key}={mine[key]!r}; "
+                                  "their values do not compare: use another study name")
+
+    def measure(self, trainer: Any, metrics: dict[str, float]) -> float:
+        """The epoch's objective value (see OptunaPruning)."""
+        if self.metric == "loss":
+            return self.layer.validation_loss(metrics)
+        scores = self.val_scores(trainer.model)
+        if not np.isfinite(scores).all():
+            return math.nan  # a diverged model: pruned
+        known = known_scores(scores, self.val_labels())
+        return pr_auc(known.scores, known.is_threat)
+
+    def trial_config(self, params: dict[str, Any], checkpoint_dir: str) -> TrainingConfig:
+        """A trial's TrainingConfig: the layer's defaults, the trial's optimizer settings, and
+        nothing written that the trial does not need."""
+        training, _ = self.split_params(params)
+        return self.layer.default_config(
+            num_epochs=self.max_epochs, **training, seed=self.seed, num_threads=self.num_threads,
+            checkpoint_dir=checkpoint_dir, tensorboard=False, save_last_state=False,
+            calibrate_threshold=False)
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = self.suggest(trial)
+        pruning = OptunaPruning(trial, self.measure, self.direction, self.metric)
+        with tempfile.TemporaryDirectory(prefix="maximus-trial-", dir=_scratch()) as checkpoints:
+            try:
+                self.fit(params, self.trial_config(params, checkpoints), [pruning])
+            except TrainingError as exc:  # the loss became NaN/inf: a bad configuration
+                trial.set_user_attr("diverged", str(exc))
+                raise optuna.TrialPruned(f"diverged: {exc}") from exc
+        if pruning.best is None:
+            raise optuna.TrialPruned("no finite validation value")
+        return pruning.best
+
+    def train_best(self, params: dict[str, Any], *, study_dir: str | Path, study_name: str,
+                   trial_number: int | None = None, num_epochs: int = 100,
+                   registry_dir: str | Path | None = None) -> dict[str, Any]:
+        """Train `params` fully (early stopping as in the train script), save the model with
+        its validation threshold under `study_dir/best/`, and register it.
+
+        Returns:
+            The checkpoint, the registered version and its validation metrics.
+        """
+        from training.registry.registry import ModelMetadata, ModelRegistry
+
+        training, _ = self.split_params(params)
+        config = self.layer.default_config(
+            num_epochs=num_epochs, **training, seed=self.seed, num_threads=self.num_threads,
+            checkpoint_dir=str(Path(study_dir) / "best"), log_dir=str(Path(study_dir) / "logs"),
+            save_last_state=False)
+        model, results = self.fit(params, config, [])
+        model.eval()
+        metrics = {"best_val_loss": float(results["best_val_loss"]),
+                   "epochs_trained": float(results["epochs_trained"])}
+        known = known_scores(self.val_scores(model), self.val_labels())
+        if known.has_both:
+            metrics["val_pr_auc"] = pr_auc(known.scores, known.is_threat)
+        checkpoint = Path(results["checkpoint"])
+        registry = ModelRegistry(registry_dir)
+        hyperparameters = {**params, "num_epochs": num_epochs, "seed": self.seed}
+        origin = f"best trial {trial_number} of tuning study {study_name}"
+        for _ in range(3):  # another process may take the version between the two calls
+            version = registry.next_version(self.model_name)
+            metadata = ModelMetadata(
+                self.model_name, version, self.layer.name, metrics=metrics,
+                hyperparameters=hyperparameters, training_dataset=self.train_data,
+                description=origin)
+            try:
+                registry.register_model(checkpoint, metadata, reason=origin)
+                break
+            except RegistryError:
+                continue
+        else:
+            raise RegistryError(f"could not register {self.model_name}: three versions taken "
+                                "by other processes in a row")
+        return {"checkpoint": str(checkpoint), "model_name": self.model_name,
+                "version": version, "registry_dir": str(registry.registry_dir),
+                "metrics": metrics}
+
+
+def _scratch() -> str | None:
+    """A folder for a trial's throwaway checkpoints: memory-backed where there is one (the
+    trainer writes and fsyncs the best weights at every improvement), else the default."""
+    shm = "/dev/shm"
+    return shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
+
+
+def make_objective(layer: str, train_data: str | Path, val_data: str | Path,
+                   **kwargs: Any) -> LayerObjective:
+    """The objective of `layer` (a name or alias) on the given splits."""
+    return LayerObjective(layer, train_data, val_data, **kwargs)
