@@ -25,9 +25,9 @@ epochs = 30
 hidden_dim = 32
 
 [gate]                               # promote a new model past these only
-metric = "pr_auc"                    # or "roc_auc"; without test labels: validation loss
-min_value = 0.0
-improvement_threshold = 0.02
+metric = "pr_auc"                    # or "roc_auc" (see training.retraining.gate)
+min_value = 0.0                      # a minimum of the metric beyond the statistical floors
+improvement_threshold = 0.02         # the error 1 - metric at least 2% below production's
 ```
 """
 

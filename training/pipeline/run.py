@@ -12,11 +12,15 @@ Stages, all under `config.workdir`:
 3. for each layer: featurize (`features/`), split (`splits/`), train through the layer's
    train function and LayerTrainer (`checkpoints/`, TensorBoard in `logs/`), score the test
    part and evaluate it at the threshold calibrated on validation data (`report/<layer>.html`);
-4. register the model (`models/`, the registry) and promote it past the gate: the challenger
-   and the production model are scored on the same test part; it is promoted when it passes
-   `gate.min_value` and beats production by `gate.improvement_threshold` (relative) on
-   `gate.metric`. Without labels on the test part nothing can be compared: the first model is
-   promoted, later ones get the `challenger` alias for a person to decide;
+4. register the model (`models/`, the registry) and promote it past the gate
+   (`training.retraining.gate`): the challenger and the production model are scored on the
+   same test part; it is promoted when its ROC-AUC is clearly above chance and its PR-AUC
+   above the base rate (95% bootstrap intervals; and `gate.min_value` when set), and, against
+   a production model, when the paired bootstrap shows its error 1 - `gate.metric` at least
+   `gate.improvement_threshold` (relative) below production's. The decision, with the rule
+   and its figures, goes to the registry and the transition log. Without labels on the test
+   part nothing can be compared: the first model is promoted, later ones get the
+   `challenger` alias for a person to decide;
 5. `report/index.html` links everything; `pipeline.json` holds the same figures.
 """
 
@@ -38,7 +42,6 @@ from training.collection.collector import DataCollector
 from training.datasets.validator import DataValidator, ValidationSeverity
 from training.errors import PipelineError, SchemaError
 from training.evaluation.evaluator import save_report
-from training.evaluation.score_metrics import evaluate_scores
 from training.evaluation.units import evaluate_units
 from training.layers.base import Layer, get_layer, layer_for_spec
 from training.layers.layer1 import Layer1
@@ -47,7 +50,7 @@ from training.pipeline.report import render_index
 from training.pipeline.config import PipelineConfig
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
-from training.retraining.gate import LABELED_METRICS, decide, has_both_labels
+from training.retraining.gate import LABELED_METRICS, has_both_labels, labeled_decision
 
 logger = logging.getLogger(__name__)
 
@@ -197,12 +200,11 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
     if labeled:
         old = None
         if champion is not None:
-            scores = layer_for_spec(champion.feature_spec).score(champion.model, test)
-            old = {k: v for k, v in evaluate_scores(scores, layer.labels(test)).to_dict().items()
-                   if k in LABELED_METRICS and v is not None}
-        new = {k: v for k, v in metrics.items() if k in LABELED_METRICS and v is not None}
-        decision = decide(config.gate.metric, new, old, floor=config.gate.min_value,
-                          improvement=config.gate.improvement_threshold).to_dict()
+            old = layer_for_spec(champion.feature_spec).score(champion.model, test)
+        decision = labeled_decision(
+            config.gate.metric, layer.labels(test), layer.score(challenger.model, test), old,
+            improvement=config.gate.improvement_threshold,
+            floor=config.gate.min_value or None).to_dict()
     else:
         deploy = champion is None
         decision = {"deploy": deploy, "metric": None,

@@ -270,12 +270,21 @@ class ContinuousTrainingPipeline:
         metric = self.config.comparison_metric
         if metric == "auto":
             metric = "pr_auc" if gate.has_both_labels(layer.labels(test)) else "val_loss"
-        scorer = layer_for_spec(challenger.feature_spec)
-        new = gate.evaluate_model(scorer, challenger.model, challenger.threshold, test)
-        old = None if champion is None else gate.evaluate_model(
-            layer_for_spec(champion.feature_spec), champion.model, champion.threshold, test)
-        decision = gate.decide(metric, new, old, floor=self.config.floor(metric),
-                               improvement=self.config.improvement_threshold)
+        new_scores = layer_for_spec(challenger.feature_spec).score(challenger.model, test)
+        new = gate.evaluate_model(layer, challenger.model, challenger.threshold, test,
+                                  new_scores)
+        old_scores = old = None
+        if champion is not None:
+            old_scores = layer_for_spec(champion.feature_spec).score(champion.model, test)
+            old = gate.evaluate_model(layer, champion.model, champion.threshold, test,
+                                      old_scores)
+        if metric in gate.BOOTSTRAP_METRICS and gate.has_both_labels(layer.labels(test)):
+            decision = gate.labeled_decision(
+                metric, layer.labels(test), new_scores, old_scores,
+                improvement=self.config.improvement_threshold, floor=self.config.floor(metric))
+        else:
+            decision = gate.decide(metric, new, old, floor=self.config.floor(metric),
+                                   improvement=self.config.improvement_threshold)
         return {**decision.to_dict(), "test_fingerprint": gate.split_fingerprint(layer, test),
                 "test_rows": len(layer.labels(test)), "champion_metrics": old}, new
 

@@ -1,9 +1,22 @@
-"""The deployment gate: champion and challenger measured on the same test split, then a floor
-and a minimum relative improvement on one metric whose direction is known.
+"""The deployment gate: champion and challenger measured on the same test units, a floor, and
+an improvement that noise cannot fake.
+
+With labels (`labeled_decision`, for ROC-AUC and PR-AUC): both models' scores of the shared
+test units are resampled together (a paired, class-stratified bootstrap). The challenger must
+be clearly better than chance: the lower end of the 95% interval of its ROC-AUC above 0.5 and of
+its PR-AUC above the base rate (the share of threats), plus any configured minimum on the
+metric. Against a champion, the improvement is read as a relative reduction of the error
+1 - metric: `improvement` 0.02 means the challenger's error is at least 2% below the
+champion's; it is promoted when the lower end of the 95% interval of that reduction clears it.
+So a challenger that is clearly better than a champion at 0.999 is promoted, and one within
+noise of it is not.
 
     metrics = evaluate_model(layer, model, threshold, test)   # the same test units for both
-    decision = decide("pr_auc", challenger_metrics, champion_metrics, floor=0.85,
-                      improvement=0.02)
+    decision = labeled_decision("pr_auc", labels, challenger_scores, champion_scores,
+                                improvement=0.02)
+
+Metrics without a bootstrap here (the validation loss, metrics at a threshold) go through
+`decide`: a floor and a minimum relative improvement of the point values.
 
 Metrics of a model on a split (`evaluate_model`):
 
@@ -17,7 +30,7 @@ Metrics of a model on a split (`evaluate_model`):
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -25,6 +38,8 @@ import torch
 
 from training.detectors.base import Detector, to_device
 from training.layers.base import Layer
+from training.errors import ConfigError
+from training.evaluation.bootstrap import paired_metrics
 from training.evaluation.score_metrics import evaluate_scores
 from training.registry.metadata import metric_direction
 
@@ -50,9 +65,10 @@ def split_fingerprint(layer: Layer, units: Any) -> str:
 
 
 @torch.inference_mode()
-def evaluate_model(layer: Layer, model: Detector, threshold: float | None, units: Any
-                   ) -> dict[str, float]:
-    """The gate's metrics of `model` on `units` of `layer` (see the module docstring)."""
+def evaluate_model(layer: Layer, model: Detector, threshold: float | None, units: Any,
+                   scores: np.ndarray | None = None) -> dict[str, float]:
+    """The gate's metrics of `model` on `units` of `layer` (see the module docstring);
+    `scores`: the model's scores of the units when already computed."""
     model.eval()
     total = weight = 0.0
     for batch in layer.batches(units, layer.score_batch):
@@ -63,28 +79,113 @@ def evaluate_model(layer: Layer, model: Detector, threshold: float | None, units
     metrics = {"val_loss": total / max(weight, 1)}
     labels = layer.labels(units)
     if has_both_labels(labels):
-        evaluated = evaluate_scores(layer.score(model, units), labels, threshold=threshold)
+        scores = layer.score(model, units) if scores is None else scores
+        evaluated = evaluate_scores(scores, labels, threshold=threshold)
         metrics.update({name: float(getattr(evaluated, name)) for name in LABELED_METRICS
                         if getattr(evaluated, name) is not None})
     return metrics
 
 
+BOOTSTRAP_METRICS = ("pr_auc", "roc_auc")
+RESAMPLES = 1000
+
+
 @dataclass(frozen=True)
 class Decision:
-    """Whether the challenger may replace the champion, and why (JSON-able via `to_dict`)."""
+    """Whether the challenger may replace the champion, which rule decided, and with which
+    figures (JSON-able via `to_dict`)."""
 
     deploy: bool
     reason: str
-    metric: str
+    metric: str | None
     direction: str
     challenger: float | None
     champion: float | None
     floor: float | None
     relative_improvement: float | None
     required_improvement: float
+    rule: str = "relative improvement of the point values"
+    figures: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def labeled_decision(metric: str, labels: np.ndarray, challenger: np.ndarray,
+                     champion: np.ndarray | None, *, improvement: float,
+                     floor: float | None = None, resamples: int = RESAMPLES,
+                     seed: int = 0) -> Decision:
+    """The labeled rule (see the module docstring) on the scores of the same test units.
+
+    Args:
+        metric: "pr_auc" or "roc_auc".
+        labels: (units,) -1/0/1; unknown units are left out.
+        challenger, champion: each model's (units,) scores (champion None: no production model).
+        improvement: the minimum relative error reduction (0.02 = 2%).
+        floor: a further minimum of the challenger's metric (None: the statistical floors only).
+        resamples, seed: the bootstrap.
+    """
+    known = np.asarray(labels)[np.asarray(labels) >= 0]
+    base_rate = float((known == 1).mean())
+    if metric not in BOOTSTRAP_METRICS:
+        raise ConfigError(f"the labeled gate decides on {' or '.join(BOOTSTRAP_METRICS)}, "
+                          f"got {metric!r}")
+    models = [challenger] if champion is None else [challenger, champion]
+    stats, resampled = paired_metrics(models, labels, resamples=resamples, seed=seed)
+    points = [s[metric] for s in stats]
+    draws = [r[metric] for r in resampled]
+    roc, pr = stats[0]["roc_auc"], stats[0]["pr_auc"]
+    figures: dict[str, Any] = {
+        "base_rate": base_rate, "units": int(len(known)), "resamples": resamples,
+        "challenger_roc_auc": roc, "challenger_roc_auc_ci": _interval(resampled[0]["roc_auc"]),
+        "challenger_pr_auc": pr, "challenger_pr_auc_ci": _interval(resampled[0]["pr_auc"])}
+
+    def result(deploy: bool, rule: str, reason: str, gain: float | None = None) -> Decision:
+        return Decision(deploy, f"{rule}: {reason}", metric, "max", points[0],
+                        points[1] if champion is not None else None, floor, gain, improvement,
+                        rule, figures)
+
+    floor_rule = "labeled floor (ROC-AUC above chance, PR-AUC above the base rate)"
+    if figures["challenger_roc_auc_ci"][0] <= 0.5:
+        return result(False, floor_rule, f"challenger ROC-AUC {roc:.4f}, 95% interval "
+                      f"{_show(figures['challenger_roc_auc_ci'])}, is not clearly above 0.5")
+    if figures["challenger_pr_auc_ci"][0] <= base_rate:
+        return result(False, floor_rule, f"challenger PR-AUC {pr:.4f}, 95% interval "
+                      f"{_show(figures['challenger_pr_auc_ci'])}, is not clearly above the "
+                      f"base rate {base_rate:.4f}")
+    if floor is not None and points[0] < floor:
+        return result(False, "configured floor",
+                      f"challenger {metric} {points[0]:.4f} is below the floor {floor:.4g}")
+    if champion is None:
+        return result(True, floor_rule, f"no production model; challenger {metric} "
+                      f"{points[0]:.4f} (ROC-AUC {roc:.4f}, PR-AUC {pr:.4f} at base rate "
+                      f"{base_rate:.4f}) passes the floors")
+    reduction = _error_reduction(draws[1], draws[0])
+    point_gain = float(_error_reduction(np.array([points[1]]), np.array([points[0]]))[0])
+    figures["error_reduction_ci"] = _interval(reduction)
+    low = figures["error_reduction_ci"][0]
+    reason = (f"challenger {metric} {points[0]:.4f} vs champion {points[1]:.4f}: the error "
+              f"1 - {metric} is {point_gain:+.1%} lower, 95% interval "
+              f"{_show(figures['error_reduction_ci'], percent=True)}; its lower end must be at "
+              f"least {improvement:+.1%}")
+    return result(low >= improvement, f"paired bootstrap of {metric}", reason, point_gain)
+
+
+def _error_reduction(champion: np.ndarray, challenger: np.ndarray) -> np.ndarray:
+    """(e_champion - e_challenger) / e_champion with e = 1 - metric, per resample (a perfect
+    champion: 0 when the challenger is perfect too, else -1)."""
+    old, new = 1 - champion, 1 - challenger
+    safe = np.where(old > 0, old, 1.0)
+    return np.where(old > 0, (old - new) / safe, np.where(new > 0, -1.0, 0.0))
+
+
+def _interval(draws: np.ndarray) -> list[float]:
+    return [float(v) for v in np.quantile(draws, [0.025, 0.975])]
+
+
+def _show(interval: list[float], percent: bool = False) -> str:
+    return (f"[{interval[0]:+.1%}, {interval[1]:+.1%}]" if percent
+            else f"[{interval[0]:.4f}, {interval[1]:.4f}]")
 
 
 def relative_improvement(new: float, old: float, direction: str) -> float:

@@ -98,7 +98,8 @@ def test_seed_example_deploys_a_better_challenger_and_keeps_a_worse_one_out(tmp_
     _write_splits(tmp_path, rng, day=3, train="poisoned")  # newer again, but poisoned
     worse = _seed_example()
     assert worse["retrained"] and worse["deployed"] is False and worse["new_version"] == "1.2.0"
-    assert worse["reason"].startswith("not deployed: challenger pr_auc")
+    assert worse["comparison"]["rule"] in ("paired bootstrap of pr_auc", "labeled floor (ROC-AUC "
+                                           "above chance, PR-AUC above the base rate)")
     assert worse["comparison"]["test_fingerprint"] == decision["test_fingerprint"]
     assert registry.aliases("layer1_vae") == {"champion": "1.1.0", "challenger": "1.2.0"}
 

@@ -31,8 +31,11 @@ def test_demo_runs_every_stage_from_a_fresh_directory(tmp_path):
     assert "report: run/report/index.html" in result.stdout
     registry = ModelRegistry(tmp_path / "run" / "models")
     for name in ("layer1_vae", "layer2_gnn", "layer3_tcn"):
-        production = registry.get_metadata(name, stage="production")
-        assert production.version == "1.0.0" and "pr_auc" in production.metrics
+        # one epoch: each model is registered, and in production only past the gate's floors
+        version = registry.get_metadata(name, "1.0.0")
+        decision = version.details["decision"]
+        assert "pr_auc" in version.metrics and decision["rule"].startswith("labeled floor")
+        assert version.stage == ("production" if decision["deploy"] else "none")
     page = (tmp_path / "run/report/index.html").read_text()
     for layer in ("layer1", "layer2", "layer3"):
         assert f'href="{layer}.html"' in page and (tmp_path / f"run/report/{layer}.html").exists()
@@ -42,17 +45,20 @@ def test_demo_runs_every_stage_from_a_fresh_directory(tmp_path):
 
 def test_a_second_identical_run_is_not_promoted(tmp_path):
     """Same data, seed and settings give the same model: 0% better than production, so the
-    gate keeps production and marks the new version the challenger."""
-    from training.demo.generator import write_demo_file
-
-    demo = write_demo_file(tmp_path / "demo.json", n_events=1_500, seed=3)
+    gate keeps production and marks the new version the challenger (IoT-23 42-1, whose
+    layer-1 model passes the floors after 2 epochs)."""
+    capture = REPO.parent / "shared/datasets/iot23/CTU-Malware-Capture-42-1-labeled.csv"
+    if not capture.exists():
+        pytest.skip(f"{capture} is absent (the shared datasets are not on this machine)")
     config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1"],
-                               "sources": [{"type": "json_file", "path": str(demo)}],
-                               "train": {"epochs": 2}})
+                               "sources": [{"type": "csv_file", "path": str(capture)}],
+                               "train": {"epochs": 2}, "split": {"strategy": "random"}})
     first, second = run_pipeline(config).layers[0], run_pipeline(config).layers[0]
     assert (first.version, first.stage, first.decision["deploy"]) == ("1.0.0", "production", True)
     assert (second.version, second.stage, second.decision["deploy"]) == ("1.1.0", "none", False)
-    assert second.decision["relative_improvement"] == 0.0
+    assert second.decision["relative_improvement"] == 0.0  # the same scores: no improvement
+    assert second.decision["rule"] == "paired bootstrap of pr_auc"
+    assert second.decision["figures"]["error_reduction_ci"] == [0.0, 0.0]
     assert second.decision["champion"] == first.metrics["pr_auc"]
     registry = ModelRegistry(tmp_path / "run" / "models")
     assert registry.aliases("layer1_vae")["challenger"] == "1.1.0"

@@ -1,0 +1,87 @@
+"""The promotion gate's labeled rule on a real capture's labels (IoT-23 42-1, 4,426 flows).
+
+The scores are built from the labels so that each case has a known truth: a champion at
+ROC-AUC 0.999 (a few benign flows ranked among the threats), a challenger that fixes those
+mistakes (clearly better), one that only adds noise far below the ranking's resolution (within
+noise), and challengers no better than chance or upside down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.data_collection import DataCollector, DataSource
+from training.evaluation.bootstrap import paired_metrics
+from training.evaluation.metrics import roc_auc
+from training.retraining.gate import labeled_decision
+
+CAPTURE = Path("../shared/datasets/iot23/CTU-Malware-Capture-42-1-labeled.csv")
+
+
+@pytest.fixture(scope="module")
+def labels() -> np.ndarray:
+    if not CAPTURE.exists():
+        pytest.skip(f"{CAPTURE} is absent (the shared datasets are not on this machine)")
+    table = DataCollector([DataSource("iot", "csv_file", {"path": str(CAPTURE)})],
+                          progress=False).collect_table()
+    return table["is_threat"].to_numpy().astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def champion(labels) -> np.ndarray:
+    """Threats above benign flows, but for 10 benign flows ranked at the threats' level."""
+    rng = np.random.default_rng(7)
+    scores = labels + rng.uniform(0, 0.5, len(labels))
+    benign = np.flatnonzero(labels == 0)
+    scores[rng.choice(benign, 10, replace=False)] += 1.0
+    return scores
+
+
+def test_the_champion_is_at_0999(labels, champion):
+    known = labels >= 0
+    assert roc_auc(champion[known], labels[known] == 1) == pytest.approx(0.999, abs=6e-4)
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "pr_auc"])
+def test_a_challenger_clearly_better_than_a_0999_champion_is_promoted(labels, champion, metric):
+    challenger = labels + np.random.default_rng(8).uniform(0, 0.5, len(labels))  # no mistakes
+    decision = labeled_decision(metric, labels, challenger, champion, improvement=0.02)
+    assert decision.deploy and decision.rule == f"paired bootstrap of {metric}"
+    assert decision.figures["error_reduction_ci"][0] >= 0.02
+    assert "95% interval" in decision.reason
+
+
+@pytest.mark.parametrize("metric", ["roc_auc", "pr_auc"])
+def test_a_challenger_within_noise_of_the_champion_is_not(labels, champion, metric):
+    challenger = champion + np.random.default_rng(9).normal(0, 1e-4, len(labels))
+    decision = labeled_decision(metric, labels, challenger, champion, improvement=0.02)
+    low, high = decision.figures["error_reduction_ci"]
+    assert not decision.deploy and low < 0.02 and low <= 0 <= high
+
+
+@pytest.mark.parametrize("make", ["random", "inverted"])
+def test_a_challenger_below_the_floor_is_never_promoted(labels, make):
+    rng = np.random.default_rng(10)
+    scores = rng.uniform(size=len(labels)) if make == "random" else -labels + rng.uniform(
+        0, 0.5, len(labels))
+    for champion in (None, scores - 1.0):  # with or without a production model to replace
+        decision = labeled_decision("pr_auc", labels, scores, champion, improvement=0.0)
+        assert not decision.deploy and decision.rule.startswith("labeled floor")
+
+
+def test_a_configured_floor_adds_to_the_statistical_ones(labels, champion):
+    decision = labeled_decision("pr_auc", labels, champion, None, improvement=0.02, floor=0.999)
+    assert not decision.deploy and decision.rule == "configured floor"
+    assert labeled_decision("pr_auc", labels, champion, None, improvement=0.02).deploy
+
+
+def test_the_bootstrap_is_paired(labels, champion):
+    (point,), (draws,) = paired_metrics([champion], labels, resamples=300, seed=1)
+    known = labels >= 0
+    assert point["roc_auc"] == pytest.approx(roc_auc(champion[known], labels[known] == 1))
+    _, (first, second) = paired_metrics([champion, champion], labels, resamples=300, seed=1)
+    assert np.array_equal(first["pr_auc"], second["pr_auc"])  # the same resamples for both
+    assert np.array_equal(first["roc_auc"], draws["roc_auc"])
