@@ -104,12 +104,14 @@ def test_a_toy_layer_runs_through_pipeline_score_and_retrain(toy, tmp_path):
                                "split": {"strategy": "random"}})
     result = run_pipeline(config)
     (outcome,) = result.layers
-    assert (outcome.layer, outcome.model_name, outcome.stage) == ("toy4", "toy4_centroid",
-                                                                  "production")
+    assert (outcome.layer, outcome.model_name, outcome.version) == ("toy4", "toy4_centroid",
+                                                                    "1.0.0")
+    assert outcome.decision["rule"] and outcome.stage in ("production", "none")
     assert outcome.metrics["n_samples"] > 0 and (tmp_path / "report" / "toy4.html").exists()
 
     registry = ModelRegistry(tmp_path / "models")
-    summary = score_events(registry, "toy4_centroid", [source], tmp_path / "s.parquet")
+    summary = score_events(registry, "toy4_centroid", [source], tmp_path / "s.parquet",
+                           version="1.0.0")
     assert summary.layer == "toy4" and summary.units == summary.events == 237
 
     splits = {part: tmp_path / "splits" / f"toy4_{part}.npz" for part in ("train", "val", "test")}
