@@ -169,7 +169,7 @@ class DataCollector:
         with self._committing(state) as accept:
             for step in self._steps(state, start, end, max_events):
                 if step.table.num_rows:
-                    with atomic_write(state.part_path(state.parts)) as handle:
+                    with atomic_write(state.part_path(state.parts), private=True) as handle:
                         pq.write_table(step.table, handle)
                     state.parts += 1
                 accept(step)
@@ -384,9 +384,5 @@ class DataCollector:
         if state.directory is None:
             self.quarantined.extend(rejects)
             return
-        lines = b"".join(orjson.dumps({"source": source, **r.to_dict()}) + b"\n" for r in rejects)
-        with open(state.quarantine_path, "ab") as handle:
-            handle.write(lines)
-            handle.flush()
-            os.fsync(handle.fileno())  # durable before the checkpoint that counts these bytes
-        state.quarantine_bytes += len(lines)
+        state.append_quarantine(b"".join(orjson.dumps({"source": source, **r.to_dict()}) + b"\n"
+                                         for r in rejects))
