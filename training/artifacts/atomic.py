@@ -164,7 +164,7 @@ def open_in_place(path: str | Path, flags: int, private: bool = True) -> int:
     try:
         fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
                      PRIVATE if private else _SHARED)
-    except OSError as exc:
+    except OSError:
         if os.path.islink(path):
             raise UnsafePathError(f"{path}: {_describe(path)}; this file is written in place, "
                                   "so it must be a regular file of its own, never a link: "

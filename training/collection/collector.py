@@ -263,13 +263,21 @@ class DataCollector:
                         workers=max(1, _WORKERS // parallel))
 
     def _note_skipped(self, reader: Source) -> None:
-        """Files a directory scan passed over are named in the stats and the log."""
+        """Files a directory scan passed over, and links leading out of the folder a source was
+        pointed at, are named in the stats and counted in one log line each."""
         skipped = [str(p) for p in getattr(reader, "skipped", [])]
         if skipped:
-            logger.warning("%s: skipped %d files that do not look like its format: %s",
-                           reader.name, len(skipped), ", ".join(skipped[:10]))
+            logger.warning("%s: skipped %d files that do not look like its format (or are not "
+                           "regular files): %s", reader.name, len(skipped), ", ".join(skipped[:10]))
             known = set(self._stats.get("skipped_files", []))
             self._stats["skipped_files"] = sorted(known | set(skipped))
+        links = [str(p) for p in getattr(reader, "skipped_links", [])]
+        if links:
+            logger.warning("%s: skipped %d links leading outside the folder they are in (set "
+                           "connection_params follow_symlinks=True to read them): %s",
+                           reader.name, len(links), ", ".join(links[:10]))
+            known = set(self._stats.get("skipped_links", []))
+            self._stats["skipped_links"] = sorted(known | set(links))
 
     def _show_progress(self) -> bool:
         if self.progress is not None:

@@ -16,9 +16,10 @@ import training.sources.files as fileio
 from training.artifacts.atomic import atomic_write
 from training.errors import ConfigError, SourceError
 from training.sources.files import (
-    Block, ByteStream, LineIndex, count_lines, expand_paths, has_line_starting, iter_blocks,
+    Block, ByteStream, LineIndex, count_lines, has_line_starting, iter_blocks,
     line_bounds,
 )
+from training.sources.paths import Found, expand_paths
 
 BODY = b"one\ntwo\nthree\n"
 
@@ -416,35 +417,67 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_expand_a_single_file(tree: Path) -> None:
-    assert expand_paths(tree / "b.csv", ["*.log"]) == ([tree / "b.csv"], [])
-    assert expand_paths(str(tree / "a.log")) == ([tree / "a.log"], [])
+    assert expand_paths(tree / "b.csv", ["*.log"])[:2] == ([tree / "b.csv"], [])
+    assert expand_paths(str(tree / "a.log"))[:2] == ([tree / "a.log"], [])
 
 
 def test_expand_a_directory_with_patterns(tree: Path) -> None:
-    assert expand_paths(tree, ["*.log"]) == (
+    assert expand_paths(tree, ["*.log"])[:2] == (
         [tree / "a.log", tree / "sub" / "c.log"], [tree / "b.csv", tree / "sub" / "d.txt"])
-    assert expand_paths(str(tree), ["*.log", "*.txt"]) == (
+    assert expand_paths(str(tree), ["*.log", "*.txt"])[:2] == (
         [tree / "a.log", tree / "sub" / "c.log", tree / "sub" / "d.txt"], [tree / "b.csv"])
 
 
 def test_expand_a_directory_without_patterns_ignores_hidden_files(tree: Path) -> None:
-    assert expand_paths(tree) == (
+    assert expand_paths(tree)[:2] == (
         [tree / "a.log", tree / "b.csv", tree / "sub" / "c.log", tree / "sub" / "d.txt"], [])
 
 
 def test_expand_globs(tree: Path) -> None:
-    assert expand_paths(str(tree / "*.log")) == ([tree / "a.log"], [])
-    assert expand_paths(str(tree / "**" / "*.log")) == (
+    assert expand_paths(str(tree / "*.log"))[:2] == ([tree / "a.log"], [])
+    assert expand_paths(str(tree / "**" / "*.log"))[:2] == (
         [tree / "a.log", tree / "sub" / "c.log"], [])
     # A file a glob names is taken whatever the patterns say.
-    assert expand_paths(str(tree / "*.csv"), ["*.log"]) == ([tree / "b.csv"], [])
+    assert expand_paths(str(tree / "*.csv"), ["*.log"])[:2] == ([tree / "b.csv"], [])
 
 
 def test_expand_a_list_of_paths(tree: Path) -> None:
     # b.csv is named explicitly, so it is taken, not reported as skipped by the directory.
-    files, skipped = expand_paths([tree / "b.csv", tree, str(tree / "a.log")], ["*.log"])
+    files, skipped, _ = expand_paths([tree / "b.csv", tree, str(tree / "a.log")], ["*.log"])
     assert files == [tree / "a.log", tree / "b.csv", tree / "sub" / "c.log"]
     assert skipped == [tree / "sub" / "d.txt"]
+
+
+def test_links_leaving_the_folder_are_reported_not_taken(tree: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    write(outside / "e.log", b"x\n")
+    (tree / "out.log").symlink_to(outside / "e.log")
+    (tree / "outdir").symlink_to(outside, target_is_directory=True)
+    (tree / "in.log").symlink_to(tree / "a.log")  # stays inside: taken
+    (tree / "sub" / "up").symlink_to(tree, target_is_directory=True)  # a loop, inside
+    assert expand_paths(tree, ["*.log"]) == Found(
+        [tree / "a.log", tree / "in.log", tree / "sub" / "c.log"],
+        [tree / "b.csv", tree / "sub" / "d.txt"], [tree / "out.log", tree / "outdir"])
+    assert expand_paths(tree, ["*.log"], follow_symlinks=True).files == [
+        tree / "a.log", tree / "in.log", tree / "out.log", tree / "outdir" / "e.log",
+        tree / "sub" / "c.log"]
+    # A glob's folder is its fixed leading part; a file named explicitly is read, link or not.
+    assert expand_paths(str(tree / "*.log")) == Found(
+        [tree / "a.log", tree / "in.log"], [], [tree / "out.log"])
+    assert expand_paths(tree / "out.log") == Found([tree / "out.log"], [], [])
+
+
+def test_special_files_are_not_regular_files(tree: Path) -> None:
+    os.mkfifo(tree / "pipe.log")
+    assert expand_paths(tree, ["*.log"]).skipped == [
+        tree / "b.csv", tree / "pipe.log", tree / "sub" / "d.txt"]
+    with pytest.raises(SourceError, match=r"pipe\.log: not a regular file \(a FIFO\)"):
+        expand_paths(tree / "pipe.log")
+    with pytest.raises(SourceError, match=r"pipe\.log: not a regular file \(a FIFO\)"):
+        ByteStream(tree / "pipe.log")  # never blocks waiting for a writer
+    (tree / "broken.log").symlink_to(tree / "nothing")
+    with pytest.raises(SourceError, match="broken.log: a broken symbolic link"):
+        expand_paths(tree / "broken.log")
 
 
 def test_expand_errors(tree: Path) -> None:
