@@ -25,7 +25,9 @@ import pyarrow as pa
 from training.collection.schema import GENERIC_FIELD_MAP, FieldMap, resolve_field_map
 from training.errors import ConfigError
 from training.sources.ecs import derive_ecs
-from training.sources.files import DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, ByteStream, Spans
+from training.sources.files import (
+    DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, ByteStream, Spans, check_text,
+)
 from training.sources.paths import expand_paths
 
 if TYPE_CHECKING:
@@ -226,5 +228,12 @@ class FileSource(Source):
         return [str(path) for path in found.files]
 
     def open(self, stream: str) -> ByteStream:
-        """The file `stream` as bytes (gunzipped when it is gzip), opened once per read."""
-        return ByteStream(stream, max_bytes=self.options["max_decompressed_bytes"])
+        """The text file `stream` as bytes (gunzipped when it is gzip), opened once per read;
+        refused when it is not UTF-8 text (see `files.check_text`)."""
+        source = ByteStream(stream, max_bytes=self.options["max_decompressed_bytes"])
+        try:
+            check_text(source)
+        except BaseException:
+            source.close()
+            raise
+        return source

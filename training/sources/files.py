@@ -170,6 +170,55 @@ def _regular_file(path: str, flags: int) -> int:
     return fd
 
 
+# Byte order marks of encodings no reader takes (longest first: UTF-32 LE starts like UTF-16 LE).
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+         (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+SNIFF_BYTES = 1 << 16
+_TEXT_CONTROLS = frozenset("\t\n\r\f\v")
+# Binary: more than this share of the sniffed characters, and at least MIN_NON_TEXT of them,
+# are not text. A few bad lines (a stray byte, a Latin-1 name) are quarantined one by one.
+MAX_NON_TEXT = 0.1
+MIN_NON_TEXT = 32
+
+
+def check_text(stream: ByteStream) -> None:
+    """Refuse a file whose first bytes show it is not UTF-8 text: UTF-16 or UTF-32 (with a byte
+    order mark, or ASCII with every other byte zero), or binary data. Read as UTF-8, such a
+    file would become records whose every field is null, or rejects of every line.
+
+    Raises:
+        SourceError: naming the file, the encoding found and how to convert it.
+    """
+    problem = text_problem(stream.peek(SNIFF_BYTES), stream.path.name)
+    if problem is not None:
+        raise SourceError(f"{stream.path}: {problem}")
+
+
+def text_problem(head: bytes, name: str = "FILE") -> str | None:
+    """Why `head` (the first bytes of the file `name`) is not UTF-8 text, in words with the
+    fix; None if it is."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return (f"{encoding} text (it starts with a {encoding} byte order mark); readers take "
+                    f"UTF-8: convert it first, e.g. iconv -f {encoding} -t UTF-8 {name} > "
+                    f"{name}.utf8")
+    if not head:
+        return None
+    zeros = head.count(0)
+    if zeros * 3 > len(head):  # ASCII in UTF-16 is half zeros, in UTF-32 three quarters
+        encoding = "UTF-32" if zeros * 3 > len(head) * 2 else "UTF-16"
+        return (f"{encoding} text without a byte order mark (most characters are followed or "
+                f"preceded by zero bytes); readers take UTF-8: convert it first, e.g. iconv -f "
+                f"{encoding}LE -t UTF-8 {name} > {name}.utf8")
+    text = head.decode("utf-8", errors="replace")
+    odd = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in _TEXT_CONTROLS))
+    if odd >= MIN_NON_TEXT and odd > MAX_NON_TEXT * len(text):
+        return (f"not text: {odd:,} of the first {len(text):,} characters are neither UTF-8 text "
+                "nor line breaks or tabs (binary data, or another encoding); give the reader a "
+                "UTF-8 text export")
+    return None
+
+
 @dataclass
 class Block:
     """Whole lines of a file, as they appear in it.

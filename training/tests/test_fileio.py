@@ -216,7 +216,7 @@ def test_missing_file_raises_source_error_naming_it(tmp_path: Path) -> None:
 
 
 def test_directory_cannot_be_opened(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="cannot open") as excinfo:
+    with pytest.raises(SourceError, match=r"not a regular file \(a folder\)") as excinfo:
         ByteStream(tmp_path)
     assert str(tmp_path) in str(excinfo.value)
 
@@ -525,3 +525,24 @@ def test_atomic_write_failure_on_a_new_file_leaves_nothing(tmp_path: Path) -> No
             handle.write(b"x")
             raise KeyError("boom")
     assert os.listdir(tmp_path) == []
+
+
+# --- text sniffing ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("head, found", [
+    ("a,b\n1,2\n".encode("utf-16"), "UTF-16 text (it starts with a UTF-16 byte order mark)"),
+    ("a,b\n1,2\n".encode("utf-32"), "UTF-32 text (it starts with a UTF-32 byte order mark)"),
+    ("a,b\n1,2\n".encode("utf-16-le"), "UTF-16 text without a byte order mark"),
+    ("a,b\n1,2\n".encode("utf-32-be"), "UTF-32 text without a byte order mark"),
+    (bytes(range(256)) * 4, "not text: 620 of the first 1,024 characters"),
+])
+def test_text_problem_names_the_encoding(head: bytes, found: str) -> None:
+    assert fileio.text_problem(head, "x.csv").startswith(found)
+
+
+@pytest.mark.parametrize("head", [
+    b"", "\ufeffa,b\nx,\u00e9\u4e2d\n".encode(), b'{"a":"\xff\xfe"}\n{"a":"ok"}\n',
+    b"ts,msg\n" + b"1,ok\n" * 50 + b"2,caf\xe9\n" * 20,  # Latin-1 lines: quarantined one by one
+])
+def test_text_with_a_few_bad_bytes_is_text(head: bytes) -> None:
+    assert fileio.text_problem(head) is None
