@@ -88,8 +88,12 @@ class _Fault:
     values: pa.Array
 
 
-def canonicalize(raw: RawBatch, source: Source) -> Canonical:
-    """Map one raw batch onto the canonical schema."""
+def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> Canonical:
+    """Map one raw batch onto the canonical schema.
+
+    `require_time` (collection) rejects records without a time when the batch has a time field
+    (see `_missing_times`); event dicts handed to the featurizers may lack one.
+    """
     config = source.config
     table = expand_raw_data(raw.table)
     n = table.num_rows
@@ -112,7 +116,7 @@ def canonicalize(raw: RawBatch, source: Source) -> Canonical:
         if isinstance(converted[0], ConvertedIps):
             ips[field] = _first_address(converted)
         consumed.update(_represented(present, converted, table))
-    if "timestamp" in columns:
+    if require_time and "timestamp" in columns:
         faults.extend(_missing_times(columns["timestamp"], source.fields["timestamp"], table))
     for field, values in source.derive(table).items():
         columns[field] = values if field not in columns else pc.coalesce(values, columns[field])

@@ -70,7 +70,7 @@ class _Step:
 
 
 def _canonical_pair(reader: Source, raw) -> tuple:
-    return raw, canonicalize(raw, reader)
+    return raw, canonicalize(raw, reader, require_time=True)
 
 
 def _as_utc(value: datetime | str | None, name: str) -> datetime | None:

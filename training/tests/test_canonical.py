@@ -409,7 +409,8 @@ def test_community_id_uses_the_first_address_candidate_present_in_each_row():
 
 def test_times_out_of_int64_and_missing_times_reject_their_rows_only():
     times = ["2024-01-02T03:04:05Z", "1e30", "12345678901234567890123", None, "", "9999-01-01"]
-    out = canonicalize(batch({"timestamp": times, "n": list(range(6))}), source())
+    out = canonicalize(batch({"timestamp": times, "n": list(range(6))}), source(),
+                       require_time=True)
     assert out.table["n"].to_pylist() == [0]
     assert [(r.record, r.field, r.reason) for r in out.rejects] == [
         (1, "timestamp", "timestamp = '1e30' is not a timestamp (ISO 8601 or Unix epoch) "
@@ -424,7 +425,10 @@ def test_times_out_of_int64_and_missing_times_reject_their_rows_only():
                          "between 1970 and 2199"),
     ]
     # No time field at all (an NSL-KDD export): collected without a time.
-    assert canonicalize(batch({"n": [1, 2]}), source()).table["timestamp"].null_count == 2
+    timeless = canonicalize(batch({"n": [1, 2]}), source(), require_time=True)
+    assert timeless.table["timestamp"].null_count == 2 and not timeless.rejects
+    # Event dicts for the featurizers may lack a time (its dims stay empty).
+    assert canonicalize(batch({"timestamp": [None]}), source()).rejects == []
 
 
 def test_only_ascii_digits_are_protocol_numbers():

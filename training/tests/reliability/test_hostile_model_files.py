@@ -79,17 +79,40 @@ def test_sidecar_with_a_bad_field_is_refused_at_registration(tmp_path, case, obs
 
 
 HUGE = """
-import json, re, resource
+import json, os, re
 from training.artifacts.model_files import load_model
 from training.errors import PipelineError
 from training.registry.registry import ModelMetadata, ModelRegistry
-try:
-    {call}
-    result = {{"loaded": True}}
-except PipelineError as exc:
-    result = {{"error": type(exc).__name__, "message": str(exc)}}
-peak = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read())
-result["max_rss_mb"] = int(peak.group(1)) / 1024
+
+def peak_mb():
+    return int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) / 1024
+
+def attempt(call):
+    try:
+        call()
+        return {{"loaded": True}}
+    except PipelineError as exc:
+        return {{"error": type(exc).__name__, "message": str(exc)}}
+
+def edit(**init_args):
+    sidecar = json.loads(open({side!r}).read())
+    sidecar["init_args"].update(init_args)
+    open({side!r}, "w").write(json.dumps(sidecar))
+
+result = {{"baseline": attempt(lambda: load_model({weights!r}))}}
+result["baseline_mb"] = peak_mb()  # the same imports and a genuine load
+edit(hidden_dim=3_000_000)
+result["loaded"] = attempt(lambda: load_model({weights!r}))
+result["registered"] = attempt(lambda: ModelRegistry({registry!r}).register_model(
+    {weights!r}, ModelMetadata("vae", "1.0.0", "layer1")))
+edit(hidden_dim=6_000)
+result["unfit"] = attempt(lambda: load_model({weights!r}))
+result["peak_mb"] = peak_mb()
+edit(hidden_dim=8)
+os.environ["MAXIMUS_MAX_MODEL_BYTES"] = "100000"
+result["lowered"] = attempt(lambda: load_model({genuine!r}))
+del os.environ["MAXIMUS_MAX_MODEL_BYTES"]
+result["default"] = attempt(lambda: load_model({genuine!r}))
 print(json.dumps(result))
 """
 
@@ -103,41 +126,32 @@ def test_sidecar_declaring_a_huge_model_is_refused_before_allocating(tmp_path, o
         declared model was built (2-4 GB for some sizes) before the mismatch was refused.
     Expected: CheckpointError naming the sidecar, the declared size and the limit's variable
         (hidden_dim 6,000: the shapes that do not fit the weights), raised before allocating:
-        the loading process grows by less than 100 MiB. The genuine model is refused under the
-        lowered limit and loads under the default one.
+        the loading process grows by less than 100 MiB over a genuine load. The genuine
+        model is refused under the lowered limit and loads under the default one.
     """
-    weights = small_model(tmp_path / "m.pt")
-    # The same imports and a genuine load: what the refused loads are measured against.
-    baseline = last_json(run_child(HUGE.format(call=f"load_model({str(weights)!r})")))
-    assert baseline["loaded"], baseline
-    baseline = baseline["max_rss_mb"]
-    _edit_sidecar(weights, **{"init_args.hidden_dim": 3_000_000})
-    loaded = last_json(run_child(HUGE.format(call=f"load_model({str(weights)!r})")))
-    registered = last_json(run_child(HUGE.format(
-        call=f"ModelRegistry({str(tmp_path / 'models')!r}).register_model({str(weights)!r}, "
-             "ModelMetadata('vae', '1.0.0', 'layer1'))")))
-    for result in (loaded, registered):
-        assert result.get("error") == "CheckpointError", result
-        assert f"{sidecar_path(weights)}: init_args " in result["message"], result["message"]
-        assert "MAXIMUS_MAX_MODEL_BYTES" in result["message"], result["message"]
-        assert result["max_rss_mb"] - baseline < 100, (result, baseline)
-    _edit_sidecar(weights, **{"init_args.hidden_dim": 6_000})
-    unfit = last_json(run_child(HUGE.format(call=f"load_model({str(weights)!r})")))
-    assert unfit.get("error") == "CheckpointError", unfit
-    assert "the weights do not fit the Layer1VAE" in unfit["message"], unfit["message"]
-    assert unfit["max_rss_mb"] - baseline < 100, (unfit, baseline)
-
     from training.artifacts.model_files import save_model
     from training.detectors.vae import Layer1VAE
 
+    weights = small_model(tmp_path / "m.pt")
     genuine = tmp_path / "genuine.pt"
     save_model(Layer1VAE(hidden_dim=256, latent_dim=16), genuine)
-    lowered = last_json(run_child(
-        "import os\nos.environ['MAXIMUS_MAX_MODEL_BYTES'] = '100000'\n"
-        + HUGE.format(call=f"load_model({str(genuine)!r})")))
-    assert lowered.get("error") == "CheckpointError" and "100,000" in lowered["message"], lowered
-    assert last_json(run_child(HUGE.format(call=f"load_model({str(genuine)!r})")))["loaded"]
-    observed(f"{loaded['message']} (peak +{loaded['max_rss_mb'] - baseline:.0f} MiB)")
+    result = last_json(run_child(HUGE.format(
+        side=str(sidecar_path(weights)), weights=str(weights), genuine=str(genuine),
+        registry=str(tmp_path / "models"))))
+    assert result["baseline"] == {"loaded": True}, result
+    for case in ("loaded", "registered"):
+        message = result[case].get("message", "")
+        assert result[case].get("error") == "CheckpointError", result[case]
+        assert f"{sidecar_path(weights)}: init_args " in message, message
+        assert "MAXIMUS_MAX_MODEL_BYTES" in message, message
+    assert result["unfit"].get("error") == "CheckpointError", result["unfit"]
+    assert "the weights do not fit the Layer1VAE" in result["unfit"]["message"]
+    growth = result["peak_mb"] - result["baseline_mb"]
+    assert growth < 100, result
+    assert result["lowered"].get("error") == "CheckpointError", result["lowered"]
+    assert "100,000" in result["lowered"]["message"], result["lowered"]
+    assert result["default"] == {"loaded": True}, result["default"]
+    observed(f"{result['loaded']['message']} (peak +{growth:.0f} MiB)")
 
 
 # -- compressed arrays ---------------------------------------------------------------------------
@@ -159,16 +173,25 @@ def _npz_bomb(path: Path, inflated: int) -> Path:
 
 LOAD_NPZ = """
 import json, os, re
-os.environ.update({env})
 from training.data_preprocessor import LayerArrays
 from training.errors import PipelineError
-try:
-    LayerArrays.load({path!r})
-    result = {{"loaded": True}}
-except PipelineError as exc:
-    result = {{"error": type(exc).__name__, "message": str(exc)}}
-peak = re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read())
-result["max_rss_mb"] = int(peak.group(1)) / 1024
+
+def peak_mb():
+    return int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) / 1024
+
+def attempt(path):
+    try:
+        LayerArrays.load(path)
+        return {{"loaded": True}}
+    except PipelineError as exc:
+        return {{"error": type(exc).__name__, "message": str(exc)}}
+
+result = {{"baseline": attempt({small!r}), "baseline_mb": peak_mb()}}
+os.environ["MAXIMUS_MAX_INFLATED_BYTES"] = str(8 << 20)
+result["lowered"] = attempt({path!r})
+result["peak_mb"] = peak_mb()
+del os.environ["MAXIMUS_MAX_INFLATED_BYTES"]
+result["default"] = attempt({path!r})
 print(json.dumps(result))
 """
 
@@ -179,19 +202,19 @@ def test_compressed_npz_inflating_past_the_limit_is_refused(tmp_path, observed):
         64 MiB, loaded with MAXIMUS_MAX_INFLATED_BYTES lowered to 8 MiB (default 256 MiB); a
         3 MB file of this kind cost 2-4 GB before it was refused.
     Expected: SourceError naming the file, the inflated size and the variable, raised before
-        inflating: the loading process grows by less than 32 MiB. Under the default limit the
-        file is read past the size check (and refused only as not a feature file).
+        inflating: the loading process grows by less than 32 MiB over loading a small file.
+        Under the default limit the file passes the size check (and is refused only as not a
+        feature file).
     """
     path = _npz_bomb(tmp_path / "layer1_samples.npz", 64 << 20)
+    small = _npz_bomb(tmp_path / "small.npz", 1 << 20)
     assert path.stat().st_size < 1 << 20
-    baseline = last_json(run_child(LOAD_NPZ.format(env={}, path=str(tmp_path / "none.npz"))))
-    lowered = last_json(run_child(LOAD_NPZ.format(
-        env={"MAXIMUS_MAX_INFLATED_BYTES": str(8 << 20)}, path=str(path))))
-    assert lowered.get("error") == "SourceError", lowered
+    result = last_json(run_child(LOAD_NPZ.format(path=str(path), small=str(small))))
+    lowered = result["lowered"]
+    assert lowered.get("error") == "SourceError", result
     assert str(path) in lowered["message"] and "MAXIMUS_MAX_INFLATED_BYTES" in lowered["message"]
     assert "67,108,992" in lowered["message"], lowered["message"]
-    assert lowered["max_rss_mb"] - baseline["max_rss_mb"] < 32, (lowered, baseline)
-    default = last_json(run_child(LOAD_NPZ.format(env={}, path=str(path))))
-    assert "MAXIMUS_MAX_INFLATED_BYTES" not in default.get("message", ""), default
-    observed(f"{lowered['message']} (peak +{lowered['max_rss_mb'] - baseline['max_rss_mb']:.0f}"
-             " MiB)")
+    growth = result["peak_mb"] - result["baseline_mb"]
+    assert growth < 32, result
+    assert "MAXIMUS_MAX_INFLATED_BYTES" not in result["default"].get("message", ""), result
+    observed(f"{lowered['message']} (peak +{growth:.0f} MiB)")
