@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test fuzz bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest training/tests/
+
+# The property tests only, randomized, with 50 times their examples (HYPOTHESIS_PROFILE=fuzz,
+# training/tests/hypothesis_profiles.py): 1-2 hours on a 2-core box. CI runs them
+# derandomized (CI=true).
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest training/tests/ -m hypothesis -p no:cacheprovider
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_collection.py

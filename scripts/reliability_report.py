@@ -31,16 +31,20 @@ sys.path.insert(0, str(REPO))
 from training.tests.reliability.harness import fault_fields  # noqa: E402
 
 SUITE = "training/tests/reliability"
-CLASSES = {  # module -> fault class, in the issue's order
+CLASSES = {  # module -> fault class, in the issues' order (a class may span modules)
     "test_crashes": "Crashes",
     "test_corruption": "Corruption",
     "test_hostile_files": "Hostile files",
+    "test_hostile_model_files": "Hostile files",
     "test_bad_input_scale": "Bad input at scale",
     "test_concurrency": "Concurrency",
     "test_disk_full": "Disk full",
+    "test_hostile_filesystems": "Hostile filesystems",
+    "test_poisoned_records": "Poisoned records",
 }
 # (fault class, stage, text that must appear in a passing test's id or fields): the pairs the
-# issue lists, each needing at least one passing test.
+# issues list (the reliability suite's, then "Hostile filesystems and poisoned records"), each
+# needing at least one passing test.
 REQUIRED = [
     ("Crashes", "collection", ""),
     ("Crashes", "preprocessing save", ""),
@@ -71,6 +75,23 @@ REQUIRED = [
     ("Concurrency", "tuning", ""),
     ("Disk full", "collection", ""),
     ("Disk full", "preprocessing save", ""),
+    ("Hostile filesystems", "collection", "links_leaving_the_source_folder"),
+    ("Hostile filesystems", "collection", "raw_input_are_private"),
+    ("Hostile filesystems", "scoring", "planted_at_the_temporary_name"),
+    ("Hostile filesystems", "collection", "quarantine_file_planted_as_a_link"),
+    ("Hostile filesystems", "collection", "fifo"),
+    ("Poisoned records", "collection", "overflowing_timestamp"),
+    ("Poisoned records", "scoring", "do_not_stop_scoring"),
+    ("Poisoned records", "pipeline", "do_not_stop_the_pipeline"),
+    ("Poisoned records", "collection", "null_timestamp"),
+    ("Poisoned records", "collection", "protocol_digits"),
+    ("Poisoned records", "collection", "ci_profile"),
+    ("Poisoned records", "collection", "utf16"),
+    ("Poisoned records", "collection", "binary"),
+    ("Poisoned records", "collection", "huge_json_array"),
+    ("Hostile files", "registry register", "sidecar_with_a_bad_field"),
+    ("Hostile files", "model files", "huge_model"),
+    ("Hostile files", "preprocessing save", "compressed_npz"),
 ]
 
 
@@ -164,7 +185,8 @@ def render(rows: list[Row], seconds: float, load_before: str, load_after: str) -
         "",
     ]
     stages = sorted({r.fields.get("Stage", "?") for r in rows})
-    classes = [c for c in CLASSES.values() if any(r.fault_class == c for r in rows)]
+    classes = [c for c in dict.fromkeys(CLASSES.values())
+               if any(r.fault_class == c for r in rows)]
     lines.append("| stage | " + " | ".join(classes) + " |")
     lines.append("|---|" + "---|" * len(classes))
     for stage in stages:

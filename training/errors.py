@@ -21,6 +21,11 @@ class SourceError(PipelineError, OSError):
     """An input cannot be read: missing path, truncated or corrupt file, structural error."""
 
 
+class UnsafePathError(PipelineError, OSError):
+    """A path the package would read or write through is a link, or a file someone planted
+    where only this process may create one; refused so nothing is read or written through it."""
+
+
 class CheckpointError(PipelineError, RuntimeError):
     """Saved collection state is missing, inconsistent or belongs to another configuration."""
 

@@ -1,41 +1,194 @@
 """Every file this package writes goes through `atomic_write`: all of it, or none of it.
 
-A temporary file in the same folder, fsync, then `os.replace`, so a crash leaves either the old
-file or the new one, never half of one.
+A temporary file in the same folder (`.<name>.<pid>.tmp`), fsync, then `os.replace`, so a crash
+leaves either the old file or the new one, never half of one.
+
+Writes never follow a link someone could plant (DESIGN.md principle 8). The temporary file is
+created exclusively and without following links (`O_CREAT | O_EXCL | O_NOFOLLOW`): whatever is
+already at its name (a link, another user's file, a hard link to some other file) makes the
+write fail with `UnsafePathError` naming it, and nothing is written through it. The one thing
+replaced there is a stale temporary file of this user's own, left by a killed run of a process
+that had the same pid. `os.replace` then renames over the target itself (a link at the target's
+name is replaced, not followed).
+
+Files that are written in place rather than replaced (the collection's quarantine.jsonl, its
+lock) are opened with `open_in_place`, under the same rules. Files holding raw input are created
+`private` (0600, whatever the umask).
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+from training.errors import ConfigError, UnsafePathError
+
+PRIVATE = 0o600
+_SHARED = 0o666  # before the umask, as open() creates files
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_in_flight: set[str] = set()  # temporary files this process is writing now
+_in_flight_lock = threading.Lock()
+
+
+def temporary_path(path: Path) -> Path:
+    """The temporary name `atomic_write` uses for `path` in this process."""
+    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+
 
 @contextmanager
-def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True) -> Iterator[IO]:
+def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True,
+                 private: bool = False) -> Iterator[IO]:
     """Open a temporary sibling of `path` for writing; on success, rename it over `path`.
 
     On an exception the temporary file is removed and `path` is left untouched. `durable`
     also fsyncs the file and its folder, so the new content survives a power cut; files that
     only report progress skip that cost.
+
+    Args:
+        path: the file to write.
+        mode: "wb", or "w" for UTF-8 text.
+        durable: fsync the file and its folder.
+        private: create the file readable by this user only (0600): files holding raw input.
+
+    Raises:
+        UnsafePathError: something other than this user's own stale temporary file is at the
+            temporary name (see the module docstring); nothing was written.
     """
+    if mode not in ("wb", "w"):
+        raise ConfigError(f"mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = temporary_path(path)
+    with _in_flight_lock:
+        if str(tmp) in _in_flight:
+            raise ConfigError(f"{path} is already being written by this process")
+        _in_flight.add(str(tmp))
+    created = False
+
+    def opener(name: str, flags: int) -> int:
+        # Through open(), not os.fdopen: the path stays visible to code that watches writes
+        # by file name (the reliability suite's fault injection).
+        nonlocal created
+        fd = _create(Path(name), PRIVATE if private else _SHARED)
+        created = True
+        return fd
+
     try:
-        with open(tmp, mode) as handle:
+        with open(tmp, mode, opener=opener,
+                  **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
             yield handle
             if durable:
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if created:  # never a file someone else put there
+            tmp.unlink(missing_ok=True)
         raise
+    finally:
+        with _in_flight_lock:
+            _in_flight.discard(str(tmp))
     if durable:
         fsync_dir(path.parent)
+
+
+def _create(tmp: Path, permissions: int) -> int:
+    """Create `tmp` exclusively, replacing only this user's own stale temporary file."""
+    try:
+        return os.open(tmp, _CREATE, permissions)
+    except FileExistsError:
+        if not _own_stale_file(tmp):
+            raise UnsafePathError(f"{tmp}: {_describe(tmp)} is already at this write's "
+                                  "temporary name, and this process writes only to files it "
+                                  "creates itself; nothing was written. Check who put it there, "
+                                  "remove it, and run again") from None
+    tmp.unlink()  # a killed run of ours left it (same user, same pid); no link to follow
+    try:
+        return os.open(tmp, _CREATE, permissions)
+    except FileExistsError:  # planted again between the two calls
+        raise UnsafePathError(f"{tmp}: something keeps appearing at this write's temporary "
+                              "name; nothing was written. Check who writes into "
+                              f"{tmp.parent}") from None
+
+
+def _own_stale_file(path: Path) -> bool:
+    """A regular file of this user with no other name: what a killed write of ours leaves."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return True  # gone already: creating it again is safe
+    return (stat.S_ISREG(info.st_mode) and info.st_uid == os.geteuid()
+            and info.st_nlink == 1)
+
+
+def _describe(path: Path) -> str:
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return "a file"
+    if stat.S_ISLNK(info.st_mode):
+        return f"a symbolic link (to {os.readlink(path)})"
+    if not stat.S_ISREG(info.st_mode):
+        return f"a {file_kind(info.st_mode)}"
+    if info.st_uid != os.geteuid():
+        return f"a file of another user (uid {info.st_uid})"
+    return f"a file with {info.st_nlink} names (a hard link to another file)"
+
+
+def file_kind(mode: int) -> str:
+    """What a non-regular file is, in words ("FIFO", "socket", ...)."""
+    for test, name in ((stat.S_ISDIR, "folder"), (stat.S_ISFIFO, "FIFO"),
+                       (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISLNK, "symbolic link")):
+        if test(mode):
+            return name
+    return "regular file" if stat.S_ISREG(mode) else "special file"
+
+
+def open_in_place(path: str | Path, flags: int, private: bool = True) -> int:
+    """A file descriptor for a file this package updates in place (appends to, truncates or
+    locks), created if missing; `flags` are os.open flags (O_WRONLY | O_APPEND, O_RDWR, ...).
+
+    Never through a link, never a special file (a FIFO would block), never a file with other
+    names; a private file that has become readable by others is made private again.
+
+    Raises:
+        UnsafePathError: `path` is a link, not a regular file, or a hard link to another file.
+    """
+    path = Path(path)
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     PRIVATE if private else _SHARED)
+    except OSError:
+        if os.path.islink(path):
+            raise UnsafePathError(f"{path}: {_describe(path)}; this file is written in place, "
+                                  "so it must be a regular file of its own, never a link: "
+                                  "check who replaced it, remove the link, and run again"
+                                  ) from None
+        if os.path.exists(path) and not os.path.isfile(path):
+            raise UnsafePathError(f"{path}: {_describe(path)}, not a regular file; remove it "
+                                  "and run again") from None
+        raise
+    info = os.fstat(fd)
+    problem = None
+    if not stat.S_ISREG(info.st_mode):
+        problem = f"a {file_kind(info.st_mode)}, not a regular file"
+    elif info.st_nlink != 1:
+        problem = f"a file with {info.st_nlink} names (a hard link to another file)"
+    if problem is not None:
+        os.close(fd)
+        raise UnsafePathError(f"{path}: {problem}; it is written in place, so it must be a "
+                              "regular file of its own: check who replaced it, remove it, and "
+                              "run again")
+    os.set_blocking(fd, True)
+    if private and stat.S_IMODE(info.st_mode) & 0o077 and info.st_uid == os.geteuid():
+        os.fchmod(fd, PRIVATE)
+    return fd
 
 
 def fsync_dir(path: Path) -> None:

@@ -6,6 +6,13 @@ file), its constructor arguments, the FeatureSpec, the anomaly threshold calibra
 validation data, and the sha256 of the weights file. Loading checks the sha256 before reading
 the weights, and reads them with `weights_only=True`: nothing in either file is executed.
 
+A sidecar is validated in full before anything is built from it (registration loads the
+model the same way): every field's type and range, a finite threshold, JSON-able constructor
+arguments with finite numbers, a FeatureSpec that parses. The model it declares is first built
+on PyTorch's "meta" device, which allocates nothing: a model over `MAXIMUS_MAX_MODEL_BYTES`
+(default 1 GiB) of parameters, or one whose shapes differ from the weights file's, is refused
+before a byte of it is allocated.
+
 The `.pt` stays a bare state_dict so the original quick start's
 `model.load_state_dict(torch.load(path))` keeps working.
 """
@@ -15,6 +22,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
+import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
@@ -25,10 +35,13 @@ import torch
 
 from training.artifacts.atomic import atomic_write
 from training.detectors.base import Detector, detector_class
-from training.errors import CheckpointError
+from training.errors import CheckpointError, ConfigError, PipelineError
 from training.features.encoding import FeatureSpec
 
 FORMAT = "maximus.model.v1"
+MODEL_LIMIT_VARIABLE = "MAXIMUS_MAX_MODEL_BYTES"
+DEFAULT_MODEL_LIMIT = 1 << 30
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 def sidecar_path(weights: str | Path) -> Path:
@@ -93,11 +106,31 @@ def save_model(model: Detector, path: str | Path, *, feature_spec: FeatureSpec |
     return side
 
 
+def max_model_bytes() -> int:
+    """Bytes of parameters and buffers a sidecar may declare (MAXIMUS_MAX_MODEL_BYTES)."""
+    text = os.environ.get(MODEL_LIMIT_VARIABLE)
+    if text is None:
+        return DEFAULT_MODEL_LIMIT
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MODEL_LIMIT_VARIABLE} must be a whole number of bytes >= 1, "
+                          f"got {text!r}")
+    return value
+
+
 def read_sidecar(path: str | Path, data: bytes | None = None) -> dict[str, Any]:
     """The sidecar of weights file `path` (read from disk, or parsed from `data` already read),
-    checked for the fields loading needs."""
+    validated in full (see the module docstring).
+
+    Raises:
+        CheckpointError: missing, not JSON, or a field of the wrong type or range (named).
+    """
     side = sidecar_path(path)
     try:
+        # Python's reader takes NaN and Infinity; the fields they land in are refused below.
         sidecar = json.loads(side.read_bytes() if data is None else data)
     except FileNotFoundError:
         raise CheckpointError(f"{side}: no sidecar beside {Path(path).name}; a model file "
@@ -110,7 +143,63 @@ def read_sidecar(path: str | Path, data: bytes | None = None) -> dict[str, Any]:
         raise CheckpointError(f"{side}: missing {', '.join(missing)}; not a model sidecar")
     if sidecar["format"] != FORMAT:
         raise CheckpointError(f"{side}: format {sidecar['format']!r}, expected {FORMAT!r}")
+    problem = _sidecar_problem(sidecar)
+    if problem is not None:
+        raise CheckpointError(f"{side}: {problem}; the sidecar was damaged or edited after "
+                              "save_model wrote it: save the model again")
     return sidecar
+
+
+def _sidecar_problem(sidecar: dict[str, Any]) -> str | None:
+    """The first field of a sidecar that breaks its rule, in words; None when all are fine."""
+    name, args, digest = sidecar["model_class"], sidecar["init_args"], sidecar["sha256"]
+    threshold, spec = sidecar.get("anomaly_threshold"), sidecar.get("feature_spec")
+    if not isinstance(name, str) or not name.isidentifier():
+        return f"model_class must be a class name, got {name!r}"
+    if not isinstance(args, dict) or not all(isinstance(k, str) for k in args):
+        return f"init_args must be an object of named arguments, got {_short(args)}"
+    bad = _first_non_finite(args)
+    if bad is not None:
+        return f"init_args {bad}"
+    if not isinstance(digest, str) or not _SHA256.fullmatch(digest):
+        return f"sha256 must be 64 lower-case hex digits, got {_short(digest)}"
+    if threshold is not None and (isinstance(threshold, bool)
+                                  or not isinstance(threshold, (int, float))
+                                  or not math.isfinite(threshold)):
+        return f"anomaly_threshold must be a finite number or null, got {_short(threshold)}"
+    if spec is not None:
+        if not isinstance(spec, str):
+            return f"feature_spec must be the FeatureSpec's JSON text, got {_short(spec)}"
+        try:
+            FeatureSpec.from_json(spec)
+        except PipelineError as exc:
+            return f"feature_spec is not a FeatureSpec ({exc})"
+    for field in ("weights_file", "torch_version", "saved_at"):
+        if not isinstance(sidecar.get(field, ""), str):
+            return f"{field} must be text, got {_short(sidecar[field])}"
+    return None
+
+
+def _first_non_finite(value: object, where: str = "") -> str | None:
+    """Where a JSON value holds something no constructor argument may be, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where or 'value'} is {value!r}, not a finite number"
+    if isinstance(value, dict):
+        items = value.items()
+    elif isinstance(value, list):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        found = _first_non_finite(item, f"{where}.{key}" if where else str(key))
+        if found is not None:
+            return found
+    return None
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def read_weights(path: str | Path, expected_sha256: str | None,
@@ -131,6 +220,33 @@ def read_weights(path: str | Path, expected_sha256: str | None,
         raise CheckpointError(f"{path}: refused to load: {exc}") from exc
 
 
+def declared_model(path: str | Path, sidecar: dict[str, Any]
+                   ) -> tuple[type[Detector], dict[str, tuple[int, ...]]]:
+    """The detector class a sidecar names and the shape of each tensor of the model its
+    init_args declare, found by building it on the meta device (nothing is allocated).
+
+    Raises:
+        CheckpointError: an unknown class, arguments it refuses, or a model over the size limit.
+    """
+    side = sidecar_path(path)
+    try:
+        cls = detector_class(sidecar["model_class"])
+        with torch.device("meta"):
+            skeleton = cls(**sidecar["init_args"])
+    except (TypeError, ValueError, RuntimeError) as exc:  # ConfigError is a ValueError
+        raise CheckpointError(f"{side}: cannot build {sidecar['model_class']} from init_args "
+                              f"{_short(sidecar['init_args'])}: {exc}") from exc
+    tensors = {**dict(skeleton.named_parameters()), **dict(skeleton.named_buffers())}
+    size = sum(t.numel() * t.element_size() for t in tensors.values())
+    limit = max_model_bytes()
+    if size > limit:
+        raise CheckpointError(f"{side}: init_args {_short(sidecar['init_args'])} declare a "
+                              f"{cls.__name__} of {size:,} bytes, over the limit of {limit:,} "
+                              f"({MODEL_LIMIT_VARIABLE}); nothing was allocated. Raise "
+                              f"{MODEL_LIMIT_VARIABLE} if the model is genuine")
+    return cls, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
+
+
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu",
                expected_spec: FeatureSpec | None = None,
                sidecar: dict[str, Any] | None = None) -> LoadedModel:
@@ -143,12 +259,21 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu",
         SchemaError: `expected_spec` is not the transform the model was trained with.
     """
     sidecar = read_sidecar(path) if sidecar is None else sidecar
+    cls, shapes = declared_model(path, sidecar)
     state = read_weights(path, sidecar["sha256"], map_location)
-    cls = detector_class(sidecar["model_class"])
+    found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if found != shapes:
+        differ = sorted(k for k in found.keys() | shapes.keys() if found.get(k) != shapes.get(k))
+        key = differ[0]
+        raise CheckpointError(f"{path}: the weights do not fit the {cls.__name__} its sidecar "
+                              f"declares ({sidecar_path(path).name} init_args "
+                              f"{_short(sidecar['init_args'])}): {key} is "
+                              f"{found.get(key, 'missing')} in the file, "
+                              f"{shapes.get(key, 'absent')} in the model ({len(differ)} differ)")
     try:
         model = cls(**sidecar["init_args"])
         model.load_state_dict(state)
-    except (TypeError, RuntimeError) as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot rebuild {cls.__name__} from its sidecar: {exc}") from exc
     loaded = LoadedModel(model.to(map_location).eval(), sidecar)
     if expected_spec is not None:

@@ -80,6 +80,8 @@ def read_arrays(source: str | Path | bytes, name: str | None = None,
         _check_declared_sizes(handle, where)
         with np.load(handle, allow_pickle=False) as data:
             return {key: data[key] for key in data.files if only is None or key in only}
+    except SourceError:
+        raise  # the size check's own message (a SourceError is an OSError too)
     except FileNotFoundError:
         raise SourceError(f"{where}: no such file") from None
     except IsADirectoryError:

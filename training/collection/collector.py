@@ -70,7 +70,7 @@ class _Step:
 
 
 def _canonical_pair(reader: Source, raw) -> tuple:
-    return raw, canonicalize(raw, reader)
+    return raw, canonicalize(raw, reader, require_time=True)
 
 
 def _as_utc(value: datetime | str | None, name: str) -> datetime | None:
@@ -169,7 +169,7 @@ class DataCollector:
         with self._committing(state) as accept:
             for step in self._steps(state, start, end, max_events):
                 if step.table.num_rows:
-                    with atomic_write(state.part_path(state.parts)) as handle:
+                    with atomic_write(state.part_path(state.parts), private=True) as handle:
                         pq.write_table(step.table, handle)
                     state.parts += 1
                 accept(step)
@@ -263,13 +263,21 @@ class DataCollector:
                         workers=max(1, _WORKERS // parallel))
 
     def _note_skipped(self, reader: Source) -> None:
-        """Files a directory scan passed over are named in the stats and the log."""
+        """Files a directory scan passed over, and links leading out of the folder a source was
+        pointed at, are named in the stats and counted in one log line each."""
         skipped = [str(p) for p in getattr(reader, "skipped", [])]
         if skipped:
-            logger.warning("%s: skipped %d files that do not look like its format: %s",
-                           reader.name, len(skipped), ", ".join(skipped[:10]))
+            logger.warning("%s: skipped %d files that do not look like its format (or are not "
+                           "regular files): %s", reader.name, len(skipped), ", ".join(skipped[:10]))
             known = set(self._stats.get("skipped_files", []))
             self._stats["skipped_files"] = sorted(known | set(skipped))
+        links = [str(p) for p in getattr(reader, "skipped_links", [])]
+        if links:
+            logger.warning("%s: skipped %d links leading outside the folder they are in (set "
+                           "connection_params follow_symlinks=True to read them): %s",
+                           reader.name, len(links), ", ".join(links[:10]))
+            known = set(self._stats.get("skipped_links", []))
+            self._stats["skipped_links"] = sorted(known | set(links))
 
     def _show_progress(self) -> bool:
         if self.progress is not None:
@@ -384,9 +392,5 @@ class DataCollector:
         if state.directory is None:
             self.quarantined.extend(rejects)
             return
-        lines = b"".join(orjson.dumps({"source": source, **r.to_dict()}) + b"\n" for r in rejects)
-        with open(state.quarantine_path, "ab") as handle:
-            handle.write(lines)
-            handle.flush()
-            os.fsync(handle.fileno())  # durable before the checkpoint that counts these bytes
-        state.quarantine_bytes += len(lines)
+        state.append_quarantine(b"".join(orjson.dumps({"source": source, **r.to_dict()}) + b"\n"
+                                         for r in rejects))

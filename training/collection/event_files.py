@@ -116,10 +116,11 @@ def _format(path: Path) -> tuple[str, bool]:
 
 def write_events(events: Iterable[CollectedEvent] | pa.Table, path: str | Path,
                  metadata: dict | None = None) -> Path:
-    """Write events to `path` atomically, streaming; the format comes from the suffix."""
+    """Write events to `path` atomically, streaming; the format comes from the suffix. The file
+    holds raw input, so it is created private to the user (0600)."""
     path = Path(path)
     kind, compressed = _format(path)
-    with atomic_write(path) as handle:
+    with atomic_write(path, private=True) as handle:
         if kind == "parquet":
             _write_parquet(events, handle)
             return path

@@ -4,7 +4,7 @@ Layout of a collection's output directory:
 
     checkpoint.json      positions per source and stream, counters, what else is committed
     seen/NNNNNN.npy      event-id keys added by each commit (sorted uint64)
-    quarantine.jsonl     rejected records, appended
+    quarantine.jsonl     rejected records, appended (0600: it holds raw input)
     events/part-NNNNNN.parquet   collected events (only when the collector writes them)
     progress.json        live progress, for people and tests watching a long collection
     .lock                locked (a POSIX record lock) by the process collecting into it
@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from training.artifacts.atomic import atomic_write
+from training.artifacts.atomic import atomic_write, open_in_place
 from training.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -44,7 +44,7 @@ LOCK_FILE = ".lock"
 
 def _lock(directory: Path) -> int:
     """An exclusive lock on `directory` for this process (a file descriptor to close)."""
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_in_place(directory / LOCK_FILE, os.O_RDWR)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:  # EAGAIN or EACCES: another process holds it
@@ -270,15 +270,35 @@ class CollectionState:
         for path in _numbered(directory / "events", ".parquet", prefix="part-"):
             if int(path.stem.removeprefix("part-")) >= self.parts:
                 path.unlink()
-        quarantine = directory / "quarantine.jsonl"
-        size = quarantine.stat().st_size if quarantine.exists() else 0
-        if size < self.quarantine_bytes:
-            raise CheckpointError(f"{quarantine} has {size} bytes but the checkpoint recorded "
-                                  f"{self.quarantine_bytes}; quarantined records were lost")
-        if size > self.quarantine_bytes:
-            with open(quarantine, "r+b") as handle:
-                handle.truncate(self.quarantine_bytes)
-                os.fsync(handle.fileno())
+        # Never through a link: a planted one would have the resume truncate, and later
+        # appends write, whatever file it points to.
+        if not os.path.lexists(self.quarantine_path):
+            if self.quarantine_bytes:
+                raise CheckpointError(f"{self.quarantine_path} has 0 bytes but the checkpoint "
+                                      f"recorded {self.quarantine_bytes}; quarantined records "
+                                      "were lost")
+            return
+        fd = open_in_place(self.quarantine_path, os.O_WRONLY)
+        try:
+            size = os.fstat(fd).st_size
+            if size < self.quarantine_bytes:
+                raise CheckpointError(f"{self.quarantine_path} has {size} bytes but the "
+                                      f"checkpoint recorded {self.quarantine_bytes}; "
+                                      "quarantined records were lost")
+            if size > self.quarantine_bytes:
+                os.ftruncate(fd, self.quarantine_bytes)
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def append_quarantine(self, data: bytes) -> None:
+        """Append quarantined records to quarantine.jsonl, durably (before the checkpoint that
+        counts these bytes)."""
+        with open(self.quarantine_path, "ab", opener=_append_safely) as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        self.quarantine_bytes += len(data)
 
     def write_progress(self, progress: dict) -> None:
         if self.directory is None:
@@ -287,9 +307,14 @@ class CollectionState:
             handle.write(orjson.dumps({**progress, "updated_at": time.time()}))
 
 
+def _append_safely(path: str, flags: int) -> int:
+    """`open` opener: append, never through a link (see `open_in_place`)."""
+    return open_in_place(path, os.O_WRONLY | os.O_APPEND)
+
+
 def _numbered(directory: Path, suffix: str, prefix: str = "") -> Iterator[Path]:
     if not directory.is_dir():
         return iter(())
     return (p for p in directory.iterdir()
             if p.name.startswith(prefix) and p.name.endswith(suffix)
-            and p.stem.removeprefix(prefix).isdigit())
+            and p.stem.removeprefix(prefix).isascii() and p.stem.removeprefix(prefix).isdigit())

@@ -132,7 +132,7 @@ def _collect(config: PipelineConfig, work: Path) -> tuple[pa.Table, int]:
     if not events.num_rows:
         raise SchemaError(f"the sources gave no event ({len(collector.quarantined)} quarantined "
                           "records); check the paths and the source types")
-    with atomic_write(work / "events.parquet") as handle:
+    with atomic_write(work / "events.parquet", private=True) as handle:  # raw input
         pq.write_table(events, handle)
     logger.info("collected %d events (%d quarantined)", events.num_rows, len(collector.quarantined))
     return events, len(collector.quarantined)

@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 
 from training.artifacts.atomic import fsync_dir
-from training.artifacts.model_files import LoadedModel, load_model, read_sidecar, sidecar_path
+from training.artifacts.model_files import (
+    LoadedModel, declared_model, load_model, read_sidecar, sidecar_path,
+)
 from training.errors import CheckpointError, ConfigError
 from training.features.encoding import FeatureSpec
 from training.registry.names import check_name
@@ -54,7 +56,9 @@ def store(weights: Path, folder: Path, files: Mapping[str, Path] | None = None
             or state does not fit. Nothing is left behind.
     """
     weights = Path(weights)
-    read_sidecar(weights)  # a clear error for a file that is not a saved model, before copying
+    # Clear errors naming the user's files, before copying: not a saved model, a field of the
+    # sidecar out of its rule, a declared model over the size limit.
+    declared_model(weights, read_sidecar(weights))
     try:
         weights_bytes = weights.read_bytes()
     except FileNotFoundError:

@@ -26,8 +26,9 @@ from training.collection.schema import GENERIC_FIELD_MAP, FieldMap, resolve_fiel
 from training.errors import ConfigError
 from training.sources.ecs import derive_ecs
 from training.sources.files import (
-    DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, ByteStream, Spans, expand_paths,
+    DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, ByteStream, Spans, check_text,
 )
+from training.sources.paths import expand_paths
 
 if TYPE_CHECKING:
     from training.sources.config import DataSource
@@ -188,12 +189,16 @@ class Source(ABC):
 class FileSource(Source):
     """A source reading files: `connection_params["path"]` is a file, directory, glob or list.
 
+    Links in a scanned folder (or matched by a glob) that lead outside it are skipped and
+    reported unless `connection_params["follow_symlinks"]` is True (see `sources.paths`).
+
     Class attributes:
         patterns: file-name patterns taken when scanning a directory; None takes every file.
     """
 
     params: ClassVar[dict[str, object]] = {
         "path": None,
+        "follow_symlinks": False,
         "block_size": DEFAULT_BLOCK_SIZE,
         "max_decompressed_bytes": DEFAULT_MAX_DECOMPRESSED,
     }
@@ -211,12 +216,24 @@ class FileSource(Source):
         block_size = self.options["block_size"]
         if not isinstance(block_size, int) or block_size < 1:
             raise ConfigError(f"block_size must be an integer >= 1, got {block_size!r}")
+        if not isinstance(self.options["follow_symlinks"], bool):
+            raise ConfigError(f"follow_symlinks must be true or false, got "
+                              f"{self.options['follow_symlinks']!r}")
         self.skipped: list[Path] = []
+        self.skipped_links: list[Path] = []
 
     def streams(self) -> list[str]:
-        files, self.skipped = expand_paths(self.options["path"], self.patterns)
-        return [str(path) for path in files]
+        found = expand_paths(self.options["path"], self.patterns, self.options["follow_symlinks"])
+        self.skipped, self.skipped_links = found.skipped, found.links
+        return [str(path) for path in found.files]
 
     def open(self, stream: str) -> ByteStream:
-        """The file `stream` as bytes (gunzipped when it is gzip), opened once per read."""
-        return ByteStream(stream, max_bytes=self.options["max_decompressed_bytes"])
+        """The text file `stream` as bytes (gunzipped when it is gzip), opened once per read;
+        refused when it is not UTF-8 text (see `files.check_text`)."""
+        source = ByteStream(stream, max_bytes=self.options["max_decompressed_bytes"])
+        try:
+            check_text(source)
+        except BaseException:
+            source.close()
+            raise
+        return source

@@ -194,19 +194,28 @@ def _epoch_to_us(seconds: np.ndarray) -> np.ndarray:
 
 
 def _parse_timestamp(value: object) -> int:
-    """One timestamp (ISO 8601 text, epoch number or epoch text) to epoch microseconds."""
+    """One timestamp (ISO 8601 text, epoch number or epoch text) to epoch microseconds in
+    the accepted range (1970..2199); ValueError otherwise.
+
+    The range is checked here, not after: "1e30" or a 23-digit number is a whole number of
+    microseconds that no int64 holds, and one such value must reject its record only.
+    """
     if isinstance(value, (int, float)) or (isinstance(value, str) and _is_number(value)):
         us = float(_epoch_to_us(np.array([float(value)]))[0])
         if not math.isfinite(us):
             raise ValueError(value)
-        return int(us)
-    if not isinstance(value, str):
+        us = int(us)
+    elif isinstance(value, str):
+        parsed = datetime.fromisoformat(value.strip())
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=timezone.utc)
+        delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    else:
         raise ValueError(value)
-    parsed = datetime.fromisoformat(value.strip())
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    if not _MIN_US <= us <= _MAX_US:
+        raise ValueError(value)
+    return us
 
 
 def _is_number(text: str) -> bool:
@@ -283,7 +292,7 @@ def _protocol_name(value: object) -> str | None:
     text = str(value).strip().lower()
     if text in NULL_TEXT:
         return None
-    if text.isdigit():
+    if text.isascii() and text.isdigit():  # not "²": isdigit accepts it, int refuses it
         return PROTOCOL_NAMES.get(int(text), text)
     return _PROTOCOL_ALIASES.get(text, text)
 

@@ -1,4 +1,4 @@
-"""Input files as byte streams and line blocks, and paths expanded into the files to read.
+"""Input files as byte streams and line blocks (`paths` expands a source's path into files).
 
 Inputs may be plain or gzip-compressed (detected by magic bytes, not by name). Decompression
 is bounded: a file that inflates past `max_bytes` is refused, so a decompression bomb cannot
@@ -9,17 +9,18 @@ quarantine the incomplete tail and go on.
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
+import stat
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from training.artifacts.atomic import file_kind
 from training.errors import ConfigError, SourceError
 
 logger = logging.getLogger(__name__)
@@ -51,9 +52,12 @@ class ByteStream:
         self.name = str(path)  # as given: it keys checkpoints and names the file in errors
         self.max_bytes = max_bytes
         try:
-            self._raw = open(self.path, "rb")
+            self._raw = open(self.path, "rb", opener=_regular_file)
         except FileNotFoundError:
             raise SourceError(f"{self.path}: no such file") from None
+        except _NotRegular as exc:
+            raise SourceError(f"{self.path}: not a regular file (a {exc}); give a file, a "
+                              "folder or a glob of regular files") from None
         except OSError as exc:
             raise SourceError(f"{self.path}: cannot open: {exc.strerror}") from exc
         self.compressed = self._raw.read(2) == GZIP_MAGIC
@@ -148,6 +152,71 @@ class ByteStream:
             )
         self._pending += out
         return True
+
+
+class _NotRegular(OSError):
+    pass
+
+
+def _regular_file(path: str, flags: int) -> int:
+    """`open` opener for reading: a regular file only. O_NONBLOCK, so that a FIFO (swapped in
+    after the path was listed) is refused instead of blocking until someone writes to it."""
+    fd = os.open(path, flags | os.O_NONBLOCK)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        raise _NotRegular(file_kind(mode))
+    os.set_blocking(fd, True)
+    return fd
+
+
+# Byte order marks of encodings no reader takes (longest first: UTF-32 LE starts like UTF-16 LE).
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"),
+         (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+SNIFF_BYTES = 1 << 16
+_TEXT_CONTROLS = frozenset("\t\n\r\f\v")
+# Binary: more than this share of the sniffed characters, and at least MIN_NON_TEXT of them,
+# are not text. A few bad lines (a stray byte, a Latin-1 name) are quarantined one by one.
+MAX_NON_TEXT = 0.1
+MIN_NON_TEXT = 32
+
+
+def check_text(stream: ByteStream) -> None:
+    """Refuse a file whose first bytes show it is not UTF-8 text: UTF-16 or UTF-32 (with a byte
+    order mark, or ASCII with every other byte zero), or binary data. Read as UTF-8, such a
+    file would become records whose every field is null, or rejects of every line.
+
+    Raises:
+        SourceError: naming the file, the encoding found and how to convert it.
+    """
+    problem = text_problem(stream.peek(SNIFF_BYTES), stream.path.name)
+    if problem is not None:
+        raise SourceError(f"{stream.path}: {problem}")
+
+
+def text_problem(head: bytes, name: str = "FILE") -> str | None:
+    """Why `head` (the first bytes of the file `name`) is not UTF-8 text, in words with the
+    fix; None if it is."""
+    for bom, encoding in _BOMS:
+        if head.startswith(bom):
+            return (f"{encoding} text (it starts with a {encoding} byte order mark); readers take "
+                    f"UTF-8: convert it first, e.g. iconv -f {encoding} -t UTF-8 {name} > "
+                    f"{name}.utf8")
+    if not head:
+        return None
+    zeros = head.count(0)
+    if zeros * 3 > len(head):  # ASCII in UTF-16 is half zeros, in UTF-32 three quarters
+        encoding = "UTF-32" if zeros * 3 > len(head) * 2 else "UTF-16"
+        return (f"{encoding} text without a byte order mark (most characters are followed or "
+                f"preceded by zero bytes); readers take UTF-8: convert it first, e.g. iconv -f "
+                f"{encoding}LE -t UTF-8 {name} > {name}.utf8")
+    text = head.decode("utf-8", errors="replace")
+    odd = sum(1 for c in text if c == "\ufffd" or (c < " " and c not in _TEXT_CONTROLS))
+    if odd >= MIN_NON_TEXT and odd > MAX_NON_TEXT * len(text):
+        return (f"not text: {odd:,} of the first {len(text):,} characters are neither UTF-8 text "
+                "nor line breaks or tabs (binary data, or another encoding); give the reader a "
+                "UTF-8 text export")
+    return None
 
 
 @dataclass
@@ -266,48 +335,3 @@ def line_bounds(data: bytes) -> tuple[np.ndarray, np.ndarray]:
     # CRLF files (Windows exports): the \r belongs to the line break, not to the last field.
     crlf = (ends > starts) & (buf[np.maximum(ends - 1, 0)] == 13)
     return starts, ends - crlf
-
-
-def expand_paths(
-    spec: str | Path | Sequence[str | Path], patterns: Sequence[str] | None = None
-) -> tuple[list[Path], list[Path]]:
-    """Resolve a file, a directory (searched recursively) or a glob into sorted files.
-
-    Args:
-        spec: a path, a glob pattern, or a list of them.
-        patterns: fnmatch patterns a file found in a directory must match; others are returned
-            as skipped. Files named explicitly or by a glob are always taken.
-
-    Returns:
-        (files, skipped), each sorted.
-
-    Raises:
-        SourceError: a path does not exist or a glob matches nothing.
-    """
-    specs = [spec] if isinstance(spec, (str, Path)) else list(spec)
-    if not specs:
-        raise ConfigError("path must name at least one file, directory or glob, got []")
-    files: set[Path] = set()
-    skipped: set[Path] = set()
-    for item in specs:
-        text = str(item)
-        if glob.has_magic(text):
-            matches = [Path(p) for p in glob.glob(text, recursive=True) if os.path.isfile(p)]
-            if not matches:
-                raise SourceError(f"{text}: the pattern matches no files")
-            files.update(matches)
-        elif os.path.isdir(text):
-            root = Path(text)
-            for path in root.rglob("*"):
-                hidden = any(part.startswith(".") for part in path.relative_to(root).parts)
-                if hidden or not path.is_file():
-                    continue
-                if patterns is None or any(path.match(p) for p in patterns):
-                    files.add(path)
-                else:
-                    skipped.add(path)
-        elif os.path.isfile(text):
-            files.add(Path(text))
-        else:
-            raise SourceError(f"{text}: no such file or directory (from {os.getcwd()})")
-    return sorted(files), sorted(skipped - files)

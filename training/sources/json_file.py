@@ -1,9 +1,10 @@
 """JSON files: JSON Lines, a top-level array of objects, or the `{"metadata", "events"}` wrapper.
 
-JSON Lines are streamed block by block (any size, bad lines quarantined). A document (array or
-wrapper) has to be parsed whole, so it is bounded by `max_document_bytes` (default 1 GiB):
-past that, convert it to JSON Lines (`jq -c '.[]' big.json > big.jsonl`). A document that is not
-valid JSON is refused with the line and column of the fault.
+JSON Lines are streamed block by block (any size, bad lines quarantined). A document's events
+array is streamed too, a run of whole elements at a time (`training.sources.json_document`);
+what lies outside it (the wrapper's metadata), and a document that is neither form, is bounded
+by `max_document_bytes` (default 64 MiB). A document that is not valid JSON is refused with the
+line and column of the fault in the file.
 
 Format detection: .jsonl/.ndjson files are JSON Lines. Otherwise a file whose first non-blank
 byte is "[" is an array; a single-line file holding an object with an "events" list is the
@@ -16,18 +17,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import ClassVar
 
-import numpy as np
 import orjson
 
-from training.errors import SourceError
-from training.sources.base import FileSource, RawBatch, Reject
+from training.sources.base import FileSource, RawBatch
 from training.sources.files import ByteStream
-from training.sources.jsonparse import (
-    MAX_NESTING, nested_deeper, parse_jsonl_block, records_to_table,
-)
+from training.sources.json_document import read_document
+from training.sources.jsonparse import parse_jsonl_block
 from training.sources.lines import read_lines
 
-DOCUMENT_BATCH = 65_536
 _SNIFF = 1 << 16
 _MAX_SNIFF = 1 << 26
 
@@ -42,23 +39,6 @@ def _parses(line: bytes) -> object:
 _INVALID = object()
 
 
-def _fault(item: object) -> str | None:
-    """Why a document element is not an event, or None."""
-    if not (isinstance(item, dict) and item):
-        return "is not a non-empty JSON object"
-    if nested_deeper(item):
-        return f"is nested deeper than {MAX_NESTING} levels"
-    return None
-
-
-def _shown(item: object) -> str:
-    """A rejected element as JSON text (orjson stops at 255 levels; those show as a stub)."""
-    try:
-        return orjson.dumps(item).decode()
-    except TypeError:
-        return f"<{type(item).__name__} nested deeper than {MAX_NESTING} levels>"
-
-
 def is_json_document(source: ByteStream) -> bool:
     """True for an array or wrapper document, False for JSON Lines (see module docstring)."""
     if source.name.lower().endswith((".jsonl", ".ndjson", ".jsonl.gz", ".ndjson.gz")):
@@ -66,6 +46,8 @@ def is_json_document(source: ByteStream) -> bool:
     size = _SNIFF
     head = source.peek(size)
     while head.lstrip().count(b"\n") < 2 and len(head) == size and size < _MAX_SNIFF:
+        if head.lstrip().startswith(b"["):
+            return True  # an array, however long its first line
         size *= 2
         head = source.peek(size)
     text = head.lstrip()
@@ -84,61 +66,10 @@ def is_json_document(source: ByteStream) -> bool:
     return len(lines) < 2 or _parses(lines[1]) is _INVALID
 
 
-def read_document(source: ByteStream, start: dict, max_bytes: int,
-                  **batch_fields: object) -> Iterator[RawBatch]:
-    """Yield the records of a JSON array or wrapper document, from record `start["record"]` on."""
-    path = source.name
-    data = source.read(max_bytes + 1)
-    truncated = source.truncated
-    if len(data) > max_bytes:
-        raise SourceError(
-            f"{path}: JSON document larger than max_document_bytes={max_bytes}; convert it to "
-            "JSON Lines (jq -c '.[]') to stream it, or raise the limit"
-        )
-    try:
-        document = orjson.loads(data)
-    except orjson.JSONDecodeError as exc:
-        cut = " (the gzip stream is truncated)" if truncated else ""
-        raise SourceError(f"{path}: invalid JSON document at line {exc.lineno}, column "
-                          f"{exc.colno}: {exc.msg}{cut}") from None
-    if isinstance(document, dict) and isinstance(document.get("events"), list):
-        items = document["events"]
-    elif isinstance(document, list):
-        items = document
-    else:
-        raise SourceError(f"{path}: expected a JSON array of events or an object with an "
-                          f"'events' list, found {type(document).__name__}")
-    total = len(items)
-    for first in range(start["record"], total, DOCUMENT_BATCH):
-        chunk = items[first:first + DOCUMENT_BATCH]
-        faults = [_fault(item) for item in chunk]
-        good = [i for i, fault in enumerate(faults) if fault is None]
-        rejects = [Reject(path, None, first + i, None, f"event {first + i} {fault}", _shown(item))
-                   for i, (item, fault) in enumerate(zip(chunk, faults)) if fault is not None]
-        records = first + np.array(good, dtype=np.int64)
-        objects = [chunk[i] for i in good]
-        # Each event's canonical JSON (sorted keys) stands in for its raw bytes.
-        texts = [orjson.dumps(o, option=orjson.OPT_SORT_KEYS) for o in objects]
-        ends = np.cumsum([len(t) for t in texts], dtype=np.int64)
-        spans = (b"".join(texts), ends - np.array([len(t) for t in texts], dtype=np.int64), ends)
-        end = first + len(chunk)
-        yield RawBatch(
-            table=records_to_table(objects),
-            stream=path,
-            lines=np.full(len(good), -1, dtype=np.int64),  # a document has no line per event
-            records=records,
-            start={"offset": 0, "line": 1, "record": first},
-            end={"offset": 0, "line": 1, "record": end},
-            rejects=rejects,
-            spans=lambda spans=spans: spans,
-            **batch_fields,
-        )
-
-
 class JsonFileSource(FileSource):
     """JSON Lines, JSON arrays and the demo's {"metadata", "events"} wrapper; plain or gzip."""
 
-    params: ClassVar[dict[str, object]] = {**FileSource.params, "max_document_bytes": 1 << 30}
+    params: ClassVar[dict[str, object]] = {**FileSource.params, "max_document_bytes": 64 << 20}
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz",
                                             "*.ndjson", "*.ndjson.gz")
 
@@ -156,7 +87,8 @@ class JsonFileSource(FileSource):
         """
         if not lines_only and is_json_document(source):
             limit = min(self.options["max_decompressed_bytes"], self.options["max_document_bytes"])
-            yield from read_document(source, start, limit, **batch_fields)
+            yield from read_document(source, start, self.options["block_size"], limit,
+                                     **batch_fields)
         else:
             yield from read_lines(source, start, parse_jsonl_block, self.options["block_size"],
                                   **batch_fields)

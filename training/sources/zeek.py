@@ -159,8 +159,10 @@ class ZeekSource(JsonFileSource):
                 yield from self.read_json(source, start, lines_only=True, event_type=path,
                                           id_columns=ROW_ID_COLUMNS.get(path, ()))
             else:
-                raise SourceError(f"{stream}: not a Zeek log (neither a '#separator' header nor "
-                                  f"JSON lines); starts with {decode(first[:40])!r}")
+                # Its content is not echoed: the file may be anything (a planted link's target).
+                raise SourceError(f"{stream}: not a Zeek log: it starts with neither a "
+                                  "'#separator' header nor a JSON object; point the source at "
+                                  "Zeek's log files or folder")
 
     def _read_tsv(self, source: ByteStream, header: ZeekHeader, start: dict
                   ) -> Iterator[RawBatch]:

@@ -1,4 +1,5 @@
-"""Shared fixtures: the real datasets folder and a one-call collector."""
+"""Shared fixtures: the real datasets folder and a one-call collector; the hypothesis profile
+the environment asks for (see hypothesis_profiles.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,9 @@ import pyarrow as pa
 import pytest
 
 from training.collection.collector import DataCollector, DataSource
+from training.tests.hypothesis_profiles import load_profile
+
+load_profile()
 
 REPO = Path(__file__).resolve().parents[2]
 DATASETS = REPO.parent / "shared" / "datasets"

@@ -405,3 +405,32 @@ def test_community_id_uses_the_first_address_candidate_present_in_each_row():
         "SourcePort": [1234, 1234], "DestinationPort": [80, 80],
     }), source("windows_events"))
     assert column(result, "community_id") == [TCP_10_0_0_1_TO_2_PORT_80] * 2
+
+
+def test_times_out_of_int64_and_missing_times_reject_their_rows_only():
+    times = ["2024-01-02T03:04:05Z", "1e30", "12345678901234567890123", None, "", "9999-01-01"]
+    out = canonicalize(batch({"timestamp": times, "n": list(range(6))}), source(),
+                       require_time=True)
+    assert out.table["n"].to_pylist() == [0]
+    assert [(r.record, r.field, r.reason) for r in out.rejects] == [
+        (1, "timestamp", "timestamp = '1e30' is not a timestamp (ISO 8601 or Unix epoch) "
+                         "between 1970 and 2199"),
+        (2, "timestamp", "timestamp = '12345678901234567890123' is not a timestamp (ISO 8601 "
+                         "or Unix epoch) between 1970 and 2199"),
+        (3, "timestamp", "timestamp = None is missing; every record of a source with a time "
+                         "field needs a time"),
+        (4, "timestamp", "timestamp = '' is missing; every record of a source with a time field "
+                         "needs a time"),
+        (5, "timestamp", "timestamp = '9999-01-01' is not a timestamp (ISO 8601 or Unix epoch) "
+                         "between 1970 and 2199"),
+    ]
+    # No time field at all (an NSL-KDD export): collected without a time.
+    timeless = canonicalize(batch({"n": [1, 2]}), source(), require_time=True)
+    assert timeless.table["timestamp"].null_count == 2 and not timeless.rejects
+    # Event dicts for the featurizers may lack a time (its dims stay empty).
+    assert canonicalize(batch({"timestamp": [None]}), source()).rejects == []
+
+
+def test_only_ascii_digits_are_protocol_numbers():
+    out = canonicalize(batch({"protocol": ["6", "17", "²", "١٧", "TCP", "-"]}), source())
+    assert out.table["protocol"].to_pylist() == ["tcp", "udp", "²", "١٧", "tcp", None]

@@ -130,7 +130,10 @@ def test_time_range(tmp_path):
     table = collector.collect_table(start_date="2024-01-01T00:00:30Z",
                                     end_date=datetime(2024, 1, 1, 0, 1, 15, tzinfo=timezone.utc))
     assert table["event_id"].to_pylist() == [f"e{i}" for i in range(30, 75)]
-    assert collector.get_stats()["outside_time_range"] == 121 - 45
+    assert collector.get_stats()["outside_time_range"] == 120 - 45
+    # A record without a time, in a source whose records have one, is quarantined.
+    [reject] = collector.quarantined
+    assert (reject.line, reject.field) == (121, "timestamp") and "missing" in reject.reason
     with pytest.raises(ConfigError, match="start_date must be before end_date"):
         collector.collect_table(start_date="2024-01-02", end_date="2024-01-01")
 

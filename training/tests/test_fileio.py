@@ -16,9 +16,10 @@ import training.sources.files as fileio
 from training.artifacts.atomic import atomic_write
 from training.errors import ConfigError, SourceError
 from training.sources.files import (
-    Block, ByteStream, LineIndex, count_lines, expand_paths, has_line_starting, iter_blocks,
+    Block, ByteStream, LineIndex, count_lines, has_line_starting, iter_blocks,
     line_bounds,
 )
+from training.sources.paths import Found, expand_paths
 
 BODY = b"one\ntwo\nthree\n"
 
@@ -215,7 +216,7 @@ def test_missing_file_raises_source_error_naming_it(tmp_path: Path) -> None:
 
 
 def test_directory_cannot_be_opened(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="cannot open") as excinfo:
+    with pytest.raises(SourceError, match=r"not a regular file \(a folder\)") as excinfo:
         ByteStream(tmp_path)
     assert str(tmp_path) in str(excinfo.value)
 
@@ -416,35 +417,67 @@ def tree(tmp_path: Path) -> Path:
 
 
 def test_expand_a_single_file(tree: Path) -> None:
-    assert expand_paths(tree / "b.csv", ["*.log"]) == ([tree / "b.csv"], [])
-    assert expand_paths(str(tree / "a.log")) == ([tree / "a.log"], [])
+    assert expand_paths(tree / "b.csv", ["*.log"])[:2] == ([tree / "b.csv"], [])
+    assert expand_paths(str(tree / "a.log"))[:2] == ([tree / "a.log"], [])
 
 
 def test_expand_a_directory_with_patterns(tree: Path) -> None:
-    assert expand_paths(tree, ["*.log"]) == (
+    assert expand_paths(tree, ["*.log"])[:2] == (
         [tree / "a.log", tree / "sub" / "c.log"], [tree / "b.csv", tree / "sub" / "d.txt"])
-    assert expand_paths(str(tree), ["*.log", "*.txt"]) == (
+    assert expand_paths(str(tree), ["*.log", "*.txt"])[:2] == (
         [tree / "a.log", tree / "sub" / "c.log", tree / "sub" / "d.txt"], [tree / "b.csv"])
 
 
 def test_expand_a_directory_without_patterns_ignores_hidden_files(tree: Path) -> None:
-    assert expand_paths(tree) == (
+    assert expand_paths(tree)[:2] == (
         [tree / "a.log", tree / "b.csv", tree / "sub" / "c.log", tree / "sub" / "d.txt"], [])
 
 
 def test_expand_globs(tree: Path) -> None:
-    assert expand_paths(str(tree / "*.log")) == ([tree / "a.log"], [])
-    assert expand_paths(str(tree / "**" / "*.log")) == (
+    assert expand_paths(str(tree / "*.log"))[:2] == ([tree / "a.log"], [])
+    assert expand_paths(str(tree / "**" / "*.log"))[:2] == (
         [tree / "a.log", tree / "sub" / "c.log"], [])
     # A file a glob names is taken whatever the patterns say.
-    assert expand_paths(str(tree / "*.csv"), ["*.log"]) == ([tree / "b.csv"], [])
+    assert expand_paths(str(tree / "*.csv"), ["*.log"])[:2] == ([tree / "b.csv"], [])
 
 
 def test_expand_a_list_of_paths(tree: Path) -> None:
     # b.csv is named explicitly, so it is taken, not reported as skipped by the directory.
-    files, skipped = expand_paths([tree / "b.csv", tree, str(tree / "a.log")], ["*.log"])
+    files, skipped, _ = expand_paths([tree / "b.csv", tree, str(tree / "a.log")], ["*.log"])
     assert files == [tree / "a.log", tree / "b.csv", tree / "sub" / "c.log"]
     assert skipped == [tree / "sub" / "d.txt"]
+
+
+def test_links_leaving_the_folder_are_reported_not_taken(tree: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    write(outside / "e.log", b"x\n")
+    (tree / "out.log").symlink_to(outside / "e.log")
+    (tree / "outdir").symlink_to(outside, target_is_directory=True)
+    (tree / "in.log").symlink_to(tree / "a.log")  # stays inside: taken
+    (tree / "sub" / "up").symlink_to(tree, target_is_directory=True)  # a loop, inside
+    assert expand_paths(tree, ["*.log"]) == Found(
+        [tree / "a.log", tree / "in.log", tree / "sub" / "c.log"],
+        [tree / "b.csv", tree / "sub" / "d.txt"], [tree / "out.log", tree / "outdir"])
+    assert expand_paths(tree, ["*.log"], follow_symlinks=True).files == [
+        tree / "a.log", tree / "in.log", tree / "out.log", tree / "outdir" / "e.log",
+        tree / "sub" / "c.log"]
+    # A glob's folder is its fixed leading part; a file named explicitly is read, link or not.
+    assert expand_paths(str(tree / "*.log")) == Found(
+        [tree / "a.log", tree / "in.log"], [], [tree / "out.log"])
+    assert expand_paths(tree / "out.log") == Found([tree / "out.log"], [], [])
+
+
+def test_special_files_are_not_regular_files(tree: Path) -> None:
+    os.mkfifo(tree / "pipe.log")
+    assert expand_paths(tree, ["*.log"]).skipped == [
+        tree / "b.csv", tree / "pipe.log", tree / "sub" / "d.txt"]
+    with pytest.raises(SourceError, match=r"pipe\.log: not a regular file \(a FIFO\)"):
+        expand_paths(tree / "pipe.log")
+    with pytest.raises(SourceError, match=r"pipe\.log: not a regular file \(a FIFO\)"):
+        ByteStream(tree / "pipe.log")  # never blocks waiting for a writer
+    (tree / "broken.log").symlink_to(tree / "nothing")
+    with pytest.raises(SourceError, match="broken.log: a broken symbolic link"):
+        expand_paths(tree / "broken.log")
 
 
 def test_expand_errors(tree: Path) -> None:
@@ -492,3 +525,24 @@ def test_atomic_write_failure_on_a_new_file_leaves_nothing(tmp_path: Path) -> No
             handle.write(b"x")
             raise KeyError("boom")
     assert os.listdir(tmp_path) == []
+
+
+# --- text sniffing ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("head, found", [
+    ("a,b\n1,2\n".encode("utf-16"), "UTF-16 text (it starts with a UTF-16 byte order mark)"),
+    ("a,b\n1,2\n".encode("utf-32"), "UTF-32 text (it starts with a UTF-32 byte order mark)"),
+    ("a,b\n1,2\n".encode("utf-16-le"), "UTF-16 text without a byte order mark"),
+    ("a,b\n1,2\n".encode("utf-32-be"), "UTF-32 text without a byte order mark"),
+    (bytes(range(256)) * 4, "not text: 620 of the first 1,024 characters"),
+])
+def test_text_problem_names_the_encoding(head: bytes, found: str) -> None:
+    assert fileio.text_problem(head, "x.csv").startswith(found)
+
+
+@pytest.mark.parametrize("head", [
+    b"", "\ufeffa,b\nx,\u00e9\u4e2d\n".encode(), b'{"a":"\xff\xfe"}\n{"a":"ok"}\n',
+    b"ts,msg\n" + b"1,ok\n" * 50 + b"2,caf\xe9\n" * 20,  # Latin-1 lines: quarantined one by one
+])
+def test_text_with_a_few_bad_bytes_is_text(head: bytes) -> None:
+    assert fileio.text_problem(head) is None

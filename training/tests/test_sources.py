@@ -367,13 +367,44 @@ def test_json_lines_whose_first_line_is_damaged_are_still_json_lines(tmp_path):
     assert got.rejects[0].reason.startswith("malformed JSON")
 
 
-def test_json_document_over_max_document_bytes_is_refused(tmp_path):
+def test_a_json_array_is_streamed_and_only_the_rest_is_bounded(tmp_path):
     path = tmp_path / "big.json"
     path.write_text(json.dumps([{"a": i} for i in range(20)]))
-    with pytest.raises(SourceError,
-                       match="larger than max_document_bytes=100; convert it to JSON Lines"):
-        read("json_file", path, max_document_bytes=100)
-    assert len(read("json_file", path, max_document_bytes=1000).rows) == 20
+    # The array is read a run of elements at a time, whatever max_document_bytes says ...
+    got = read("json_file", path, max_document_bytes=100, block_size=30)
+    assert got.rows == [{"a": i} for i in range(20)]
+    # ... and so is a wrapper's events array; its other keys count against the limit.
+    wrapped = tmp_path / "wrapped.json"
+    wrapped.write_text(json.dumps({"metadata": {"n": "x" * 80}, "events": [{"a": 1}, {"a": 2}]}))
+    assert read("json_file", wrapped, max_document_bytes=200).rows == [{"a": 1}, {"a": 2}]
+    with pytest.raises(SourceError, match="part before its events array is larger than "
+                                          "max_document_bytes=50"):
+        read("json_file", wrapped, max_document_bytes=50)
+    # A document that is neither an array nor a wrapper is parsed whole, within the limit.
+    other = tmp_path / "other.json"
+    other.write_text('{"a":\n' + json.dumps({"b": "x" * 200}) + "}")
+    with pytest.raises(SourceError, match="larger than max_document_bytes=100"):
+        read("json_file", other, max_document_bytes=100)
+
+
+def test_a_streamed_array_resumes_at_an_element_boundary(tmp_path):
+    path = tmp_path / "events.json"
+    path.write_text(json.dumps({"metadata": {}, "events": [{"a": i} for i in range(7)]}))
+    batches = list(create_source(DataSource("s", "json_file", {"path": str(path),
+                                                               "block_size": 16})).read(
+        str(path), START))
+    assert [a for b in batches for a in b.table["a"].to_pylist()] == list(range(7))
+    assert len(batches) > 3
+    for before, after in zip(batches, batches[1:]):
+        assert after.start == before.end
+        again = create_source(DataSource("s", "json_file", {"path": str(path)})).read(
+            str(path), before.end)  # another block size: positions are byte offsets
+        assert [a for b in again for a in b.table["a"].to_pylist()] == list(
+            range(after.start["record"], 7))
+    for cut in ('[{"a": 1},]', '[,{"a": 1}]', '[{"a": 1}'):
+        path.write_text(cut)
+        with pytest.raises(SourceError, match="invalid JSON document at line 1, column"):
+            read("json_file", path, block_size=4)
 
 
 def test_an_invalid_json_document_is_refused_with_line_and_column(tmp_path):

@@ -71,7 +71,7 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker_host, _, rest = str(trial.user_attrs.get(WORKER_ATTR, "")).partition(":")
         pid = rest.partition(":")[0]
-        if worker_host == host and pid.isdigit() and not _alive(int(pid)):
+        if worker_host == host and pid.isascii() and pid.isdigit() and not _alive(int(pid)):
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
             orphans.append(trial.number)
     if orphans:

@@ -29,7 +29,9 @@ from pathlib import Path
 
 WARM_IMPORTS = ("torch", "optuna", "training.data_collection", "training.data_preprocessor",
                 "training.dataset_builder", "training.layer_trainer", "training.model_registry",
-                "training.hyperparameter_tuner")
+                "training.hyperparameter_tuner",
+                # Loading any model imports every detector (torch_geometric: seconds per child).
+                "training.detectors.vae", "training.detectors.gnn", "training.detectors.tcn")
 
 
 def _child(request: dict) -> None:

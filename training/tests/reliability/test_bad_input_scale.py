@@ -34,6 +34,7 @@ from training.collection.collector import DataCollector, DataSource
 from training.collection.schema_union import concat_tables
 from training.errors import PipelineError, SchemaError
 from training.data_preprocessor import DataPreprocessor, LayerType
+from training.tests.hypothesis_profiles import examples
 
 pytestmark = [
     pytest.mark.reliability,
@@ -42,7 +43,7 @@ pytestmark = [
         "ignore:Exception ignored in.*on_invalid:pytest.PytestUnraisableExceptionWarning"),
 ]
 
-SETTINGS = dict(deadline=None, print_blob=True, max_examples=25,
+SETTINGS = dict(deadline=None, print_blob=True, max_examples=examples(25),
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
@@ -251,7 +252,7 @@ def arbitrary_events(draw) -> dict:
                                 min_size=1, max_size=6))
 
 
-@settings(**{**SETTINGS, "max_examples": 150})
+@settings(**{**SETTINGS, "max_examples": examples(150)})
 @given(event=arbitrary_events())
 def test_preprocess_event_with_arbitrary_json_values(event):
     """Stage: preprocessing
