@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from training.model_registry import ModelRegistry
+
 REPO = Path(__file__).resolve().parents[2]
 QUICK = re.compile(r"<!-- quick -->\n```(bash|python)\n(.*?)```", re.S)
 GENERATED = {"data", "checkpoints", "logs", "models", "tuning", "reports", "__pycache__"}
@@ -26,8 +28,10 @@ def quick_blocks() -> list[tuple[str, str]]:
 def test_readme_marks_the_quick_start_and_cli_examples():
     blocks = quick_blocks()
     code = "".join(text for _, text in blocks)
-    assert [lang for lang, _ in blocks] == ["bash", "python", "python", "bash", "python", "bash"]
-    for step in ("# 2. Collect", "# 3. Build datasets", "# 4. Train", "# 5. Evaluate"):
+    assert [lang for lang, _ in blocks] == ["bash", "python", "python", "bash", "python", "bash",
+                                            "python"]
+    for step in ("# 2. Collect", "# 3. Build datasets", "# 4. Train", "# 5. Evaluate",
+                 "pipeline.run_retraining("):
         assert step in code
 
 
@@ -52,5 +56,9 @@ def test_quick_blocks_run_in_order(checkout: Path):
         assert result.returncode == 0, f"{text}\n--- stderr:\n{result.stderr[-3000:]}"
         if "# 5. Evaluate" in text:
             assert "ROC-AUC" in result.stdout and "threshold" in result.stdout.lower()
+        if "pipeline.run_retraining(" in text:  # the seed's example, on steps 2-3's splits
+            assert "taken as the data-free default layer1 layout" in result.stderr
     assert (checkout / "training/checkpoints/layer1_vae_best.json").exists()
     assert (checkout / "training/reports/layer1.html").exists()
+    registered = ModelRegistry(checkout / "training/models").list_models()
+    assert registered == {"layer1_vae": ["1.0.0"]}  # retrained (no production model yet)

@@ -255,24 +255,25 @@ def test_registering_a_plain_state_dict_with_stage_transitions(trained, tmp_path
 def test_tuning_functions(export, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     features, labels, ids = _samples(export[1])
-    splits = DatasetBuilder(features, labels, ids,
-                            output_dir="training/data/splits").create_splits(SplitStrategy.RANDOM)
+    builder = DatasetBuilder(features, labels, ids)
+    splits = builder.create_splits(SplitStrategy.RANDOM)
+    builder.save_splits(splits, prefix="layer1")  # training/data/splits/layer1_*.npz
     objective = create_layer1_vae_objective(
         train_features=splits["train"].features, train_labels=splits["train"].labels,
         val_features=splits["val"].features, val_labels=splits["val"].labels)
-    tuner = HyperparameterTuner(config=TuningConfig(study_name="seed_tuning", n_trials=2,
+    tuner = HyperparameterTuner(config=TuningConfig(study_name="layer1_vae_tuning", n_trials=1,
                                                     output_dir=Path("training/tuning")))
     results = tuner.tune(objective)
     assert set(results["best_params"]) == {"learning_rate", "batch_size", "hidden_dim",
                                            "latent_dim", "dropout", "beta"}
-    assert results["best_value"] > 0 and results["n_trials"] == 2
+    assert results["best_value"] > 0 and results["n_trials"] == 1
     tuner.visualize()
-    assert (tmp_path / "training/tuning/seed_tuning_history.png").exists()
+    assert (tmp_path / "training/tuning/layer1_vae_tuning_history.png").exists()
 
-    DatasetBuilder(features, labels, ids).save_splits(splits, prefix="layer1")
+    # The same study, on the split files: one more trial runs, the first is kept.
     results = tune_layer1_vae("training/data/splits/layer1_train.npz",
                               "training/data/splits/layer1_val.npz", n_trials=2,
                               study_name="layer1_vae_tuning")
-    assert results["best_params"]["batch_size"] in (16, 32, 64, 128)
-    assert (tmp_path / "training/tuning/layer1_vae_tuning_history.png").exists()
+    assert results["n_trials"] == 2 and results["best_params"]["batch_size"] in (16, 32, 64, 128)
+    assert (tmp_path / "training/tuning/layer1_vae_tuning_importances.png").exists()
     assert not list(tmp_path.rglob("*.pkl"))  # the original pickled its study; nothing is

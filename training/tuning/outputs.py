@@ -130,6 +130,11 @@ def _cell(value: object) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def copy_file(source: Path, path: Path) -> Path:
+    """Copy a written output to `path`, atomically."""
+    return _write_bytes(path, Path(source).read_bytes())
+
+
 def _write_bytes(path: Path, data: bytes) -> Path:
     with atomic_write(path) as handle:
         handle.write(data)

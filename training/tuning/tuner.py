@@ -23,7 +23,9 @@ from typing import Any
 import optuna
 
 from training.errors import ConfigError
-from training.tuning.outputs import TuningOutputs, best_trial, draw_plots, write_outputs
+from training.tuning.outputs import (
+    TuningOutputs, best_trial, copy_file, draw_plots, write_outputs,
+)
 from training.tuning.storage import StorageSpec, resolve_storage
 from training.tuning.study import PRUNERS, SAMPLERS, n_finished, open_study
 from training.tuning.workers import (
@@ -160,6 +162,7 @@ class HyperparameterTuner:
         self.config = config
         self.storage: StorageSpec = resolve_storage(config.storage_url, config.n_workers,
                                                     config.study_dir)
+        self._drawn: tuple[int, dict[str, Path]] | None = None  # (trials, plots) of `tune`
 
     @property
     def parallel(self) -> bool:
@@ -182,7 +185,12 @@ class HyperparameterTuner:
         paths = {"optimization_history": folder / f"{name}_history.png",
                  "param_importances": folder / f"{name}_importances.png",
                  "parallel_coordinate": folder / f"{name}_parallel.png"}
-        return draw_plots(self.load_study(), paths).files
+        study = self.load_study()
+        if self._drawn is not None and self._drawn[0] == len(study.trials):
+            # `tune` drew these plots of this very study: copied, not drawn again.
+            return {name: copy_file(drawn, paths[name]) for name, drawn in self._drawn[1].items()
+                    if name in paths}
+        return draw_plots(study, paths).files
 
     def tune(self, objective: Objective) -> TuningResult:
         """Run the trials still missing from `n_trials`, then write the study's outputs.
@@ -212,6 +220,7 @@ class HyperparameterTuner:
         seconds = time.time() - start
         study = optuna.load_study(study_name=config.study_name, storage=self.storage.open())
         outputs = write_outputs(study, config.study_dir)
+        self._drawn = (len(study.trials), dict(outputs.files))
         best = best_trial(study)
         return TuningResult(study=study, best_params=None if best is None else best.params,
                             best_value=None if best is None else best.value,
