@@ -70,8 +70,8 @@ class _Step:
     position: dict
     rejects: list[Reject]
     counts: dict[str, int] = field(default_factory=dict)
-    records: RawBatch | None = None  # the batch as read, and the row of each delivered event
-    record_rows: np.ndarray | None = None
+    raw: RawBatch | None = None  # the batch as read, and the row of each delivered event in it
+    raw_rows: np.ndarray | None = None
 
 
 def _canonical_pair(reader: Source, raw) -> tuple:
@@ -154,7 +154,7 @@ class DataCollector:
         source record as read.
         """
         for step in self._delivered(start_date, end_date, max_events, resume_from_checkpoint):
-            yield from table_to_events(step.table, source_records(step.records, step.record_rows))
+            yield from table_to_events(step.table, source_records(step.raw, step.raw_rows))
 
     def collect_to(self, start_date=None, end_date=None, max_events=None,
                    resume_from_checkpoint: bool = True) -> Path:
