@@ -6,6 +6,12 @@
 #   ./scripts/retrain_models.sh --layers "layer1 layer2" --batch-size 64 --epochs 50 --lr 0.001
 #   ./scripts/retrain_models.sh --source zeek:/var/log/zeek --workdir /srv/maximus/run
 #
+# The original environment variables still set the defaults (a flag wins over its variable):
+#   PYTHON (the interpreter that runs the pipeline), LAYERS, BATCH_SIZE, NUM_EPOCHS, LEARNING_RATE
+#   LAYERS="layer1 layer2" NUM_EPOCHS=50 ./scripts/retrain_models.sh
+# layer4 and layer5 (named by the original default LAYERS) have no implementation yet: they
+# are skipped, said in one line, and do not change the exit code.
+#
 # Any failing step stops the script with a non-zero exit code; logs go to stderr and to
 # <workdir>/retrain.log (the folder is created first).
 set -euo pipefail
@@ -24,16 +30,22 @@ Runs `maximus-train pipeline` (or `maximus-train demo` when no --source or --con
   --source      an input such as zeek:/var/log/zeek (repeatable)
   --config      a pipeline TOML file
   --workdir     where everything is written (default maximus-run, or maximus-demo)
+
+Environment (the original script's; a flag wins): PYTHON runs `$PYTHON -m training.cli`
+instead of maximus-train; LAYERS, BATCH_SIZE, NUM_EPOCHS and LEARNING_RATE are the defaults
+of --layers, --batch-size, --epochs and --lr. layer4 and layer5 are skipped (not implemented).
 USAGE
 }
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-if [[ -x "$REPO/.venv/bin/maximus-train" ]]; then
-    MAXIMUS="$REPO/.venv/bin/maximus-train"
+if [[ -n "${PYTHON:-}" ]]; then
+    MAXIMUS=("$PYTHON" -m training.cli)
+elif [[ -x "$REPO/.venv/bin/maximus-train" ]]; then
+    MAXIMUS=("$REPO/.venv/bin/maximus-train")
 elif command -v maximus-train >/dev/null; then
-    MAXIMUS="$(command -v maximus-train)"
+    MAXIMUS=("$(command -v maximus-train)")
 else
-    echo "error: maximus-train not found; run 'make install' in $REPO first" >&2
+    echo "error: maximus-train not found; run 'make install' in $REPO first, or set PYTHON" >&2
     exit 2
 fi
 
@@ -41,31 +53,51 @@ args=()
 layers=()
 inputs=0
 workdir=""
+batch_size="${BATCH_SIZE:-}"
+epochs="${NUM_EPOCHS:-}"
+lr="${LEARNING_RATE:-}"
+layer_list="${LAYERS:-}"
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
         --layers|--batch-size|--batch_size|--epochs|--lr|--source|--config|--workdir)
             if [[ $# -lt 2 ]]; then echo "error: $1 needs a value" >&2; usage >&2; exit 2; fi
             case "$1" in
-                --layers)
-                    read -r -a layers <<< "$2"
-                    for layer in "${layers[@]}"; do
-                        case "$layer" in
-                            layer1|layer2|layer3) ;;
-                            *) echo "error: unknown layer '$layer' (use layer1, layer2, layer3)" >&2
-                               exit 2 ;;
-                        esac
-                    done
-                    args+=(--layers "${layers[@]}") ;;
-                --batch-size|--batch_size) args+=(--batch-size "$2") ;;
+                --layers) layer_list="$2" ;;
+                --batch-size|--batch_size) batch_size="$2" ;;
+                --epochs) epochs="$2" ;;
+                --lr) lr="$2" ;;
                 --source|--config) args+=("$1" "$2"); inputs=1 ;;
                 --workdir) workdir="$2"; args+=(--workdir "$2") ;;
-                *) args+=("$1" "$2") ;;
             esac
             shift 2 ;;
         *) echo "error: unknown option '$1'" >&2; usage >&2; exit 2 ;;
     esac
 done
+
+if [[ -n "$layer_list" ]]; then
+    read -r -a requested <<< "$layer_list"
+    skipped=()
+    for layer in "${requested[@]}"; do
+        case "$layer" in
+            layer1|layer2|layer3) layers+=("$layer") ;;
+            layer4|layer5) skipped+=("$layer") ;;
+            *) echo "error: unknown layer '$layer' (use layer1, layer2, layer3)" >&2
+               exit 2 ;;
+        esac
+    done
+    if [[ ${#skipped[@]} -gt 0 ]]; then
+        echo "retrain_models.sh: skipping ${skipped[*]}: not implemented yet (layers 1-3 are)" >&2
+    fi
+    if [[ ${#layers[@]} -eq 0 ]]; then
+        echo "retrain_models.sh: no layer left to train" >&2
+        exit 0
+    fi
+    args+=(--layers "${layers[@]}")
+fi
+[[ -n "$batch_size" ]] && args+=(--batch-size "$batch_size")
+[[ -n "$epochs" ]] && args+=(--epochs "$epochs")
+[[ -n "$lr" ]] && args+=(--lr "$lr")
 
 command=demo
 [[ $inputs -eq 1 ]] && command=pipeline
@@ -73,6 +105,6 @@ if [[ -z "$workdir" ]]; then
     workdir=$([[ $command == demo ]] && echo maximus-demo || echo maximus-run)
 fi
 mkdir -p "$workdir"
-echo "retrain_models.sh: maximus-train $command ${args[*]}" >&2
+echo "retrain_models.sh: ${MAXIMUS[*]} $command ${args[*]}" >&2
 # The exit code is maximus-train's own: tee copies stderr beside it, not in a pipeline.
-"$MAXIMUS" -v "$command" "${args[@]}" 2> >(tee -a "$workdir/retrain.log" >&2)
+"${MAXIMUS[@]}" -v "$command" "${args[@]}" 2> >(tee -a "$workdir/retrain.log" >&2)

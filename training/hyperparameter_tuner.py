@@ -13,9 +13,11 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 from training.cli.tune import main
+from training.compat.tuning import create_layer1_vae_objective, tune_layer1_vae
 from training.tuning.tuner import HyperparameterTuner, TuningConfig, TuningResult
 
-__all__ = ["HyperparameterTuner", "TuningConfig", "TuningResult", "main"]
+__all__ = ["HyperparameterTuner", "TuningConfig", "TuningResult", "create_layer1_vae_objective",
+           "main", "tune_layer1_vae"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -70,34 +70,52 @@ class LoadedModel:
         return self.sidecar.get("anomaly_threshold")
 
 
-def save_model(model: Detector, path: str | Path, *, feature_spec: FeatureSpec | None = None,
-               threshold: float | None = None, extra: dict[str, Any] | None = None) -> Path:
-    """Write `model`'s state_dict to `path` and its sidecar beside it, each atomically.
+def make_sidecar(model_class: str, init_args: dict[str, Any], sha256: str, weights_file: str, *,
+                 feature_spec: FeatureSpec | None = None, threshold: float | None = None,
+                 extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The sidecar of weights with `sha256`, rebuilt as `model_class(**init_args)`."""
+    return {
+        "format": FORMAT,
+        "model_class": model_class,
+        "init_args": init_args,
+        "feature_spec": feature_spec.to_json() if feature_spec is not None else None,
+        "anomaly_threshold": None if threshold is None else float(threshold),
+        "weights_file": weights_file,
+        "sha256": sha256,
+        "torch_version": torch.__version__,
+        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **(extra or {}),
+    }
+
+
+def save_model(model: torch.nn.Module, path: str | Path, *,
+               feature_spec: FeatureSpec | None = None, threshold: float | None = None,
+               extra: dict[str, Any] | None = None) -> Path:
+    """Write `model`'s state_dict to `path` and, for a Detector, its sidecar beside it, each
+    atomically.
 
     Both are written in full to temporary files before either is renamed into place, so a failed
     write (a full disk) leaves the previous pair untouched and loadable. The weights are renamed
     first: a crash between the two renames leaves a sidecar whose sha256 no longer matches,
     which `load_model` refuses, rather than a sidecar describing weights never written.
 
+    Any other `nn.Module` (one this package cannot rebuild from a sidecar: not a Detector, or
+    a wrapper without `init_args`) gets its plain state_dict only, which the registry takes as
+    an opaque artifact.
+
     Returns:
-        The sidecar's path.
+        The sidecar's path (the weights' path for a module without one).
     """
     path = Path(path)
     buffer = io.BytesIO()
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, buffer)
     data = buffer.getvalue()
-    sidecar = {
-        "format": FORMAT,
-        "model_class": type(model).__name__,
-        "init_args": model.init_args,
-        "feature_spec": feature_spec.to_json() if feature_spec is not None else None,
-        "anomaly_threshold": None if threshold is None else float(threshold),
-        "weights_file": path.name,
-        "sha256": sha256_bytes(data),
-        "torch_version": torch.__version__,
-        "saved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        **(extra or {}),
-    }
+    if not isinstance(model, Detector) or model.init_args is None:
+        with atomic_write(path) as handle:
+            handle.write(data)
+        return path
+    sidecar = make_sidecar(type(model).__name__, model.init_args, sha256_bytes(data), path.name,
+                           feature_spec=feature_spec, threshold=threshold, extra=extra)
     side = sidecar_path(path)
     # The inner block (the weights) is renamed into place first, the sidecar after it.
     with atomic_write(side) as side_handle, atomic_write(path) as weights_handle:

@@ -61,8 +61,12 @@ def cmd_registry(args: argparse.Namespace) -> int:
                                  args.layer, description=args.reason or "",
                                  metrics=json.loads(args.metrics or "{}"))
         _print_json(registry.register_model(args.model_path, metadata,
-                                            reason=args.reason or "registered").to_dict())
+                                            reason=args.reason or "registered").metadata.to_dict())
     elif action == "promote":
+        from training.registry.names import check_stage
+
+        check_stage(args.stage or "production")  # refused with the valid stages named
+        registry.get_metadata(args.model, args.version)  # NotFoundError naming the known ones
         changed = registry.transition_stage(args.model, args.version, args.stage or "production",
                                             reason=args.reason or "")
         print(f"{args.model} {args.version}: {'now' if changed else 'already'} "

@@ -73,11 +73,16 @@ CONVERTERS: dict[str, Callable[[pa.Array], Converted]] = {
 
 @dataclass
 class Canonical:
-    """A batch on the canonical schema: good rows with their record ordinals, and rejects."""
+    """A batch on the canonical schema: good rows with their record ordinals, and rejects.
+
+    `source_rows` are the rows of the raw batch the rows of `table` came from: the per-event
+    API gives each event its record as read (`CollectedEvent.raw_data`) from them.
+    """
 
     table: pa.Table
     records: np.ndarray
     rejects: list[Reject]
+    source_rows: np.ndarray | None = None
 
 
 @dataclass
@@ -138,11 +143,11 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
         if name not in consumed:
             canonical[RAW_PREFIX + name if name in canonical else name] = table[name]
     out = pa.table(canonical)
-    records = raw.records
+    records, rows = raw.records, np.arange(n)
     if bad is not None:
-        keep = np.flatnonzero(~bad)
-        out, records = out.take(keep), records[keep]
-    return Canonical(out, records, rejects)
+        rows = np.flatnonzero(~bad)
+        out, records = out.take(rows), records[rows]
+    return Canonical(out, records, rejects, rows)
 
 
 def _missing_times(times: pa.Array, candidates: tuple[str, ...], table: pa.Table) -> list[_Fault]:

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 
@@ -39,14 +39,17 @@ from tqdm import tqdm
 
 from training.artifacts.atomic import atomic_write
 from training.collection.canonical import Canonical, canonicalize
-from training.collection.event_files import CollectedEvent, table_to_events, write_events
+from training.collection.event_files import (
+    CollectedEvent, source_records, table_to_events, write_events,
+)
 from training.collection.prefetch import merge, prefetch
 from training.collection.resume_state import CollectionState
 from training.collection.schema_union import concat_tables
+from training.collection.time_range import check_run
 from training.errors import ConfigError
 from training.kernels.hashing import hash_array
 from training.sources import DataSource, DataSourceType, Source, create_source
-from training.sources.base import START, Reject
+from training.sources.base import START, RawBatch, Reject
 
 logger = logging.getLogger(__name__)
 
@@ -67,23 +70,12 @@ class _Step:
     position: dict
     rejects: list[Reject]
     counts: dict[str, int] = field(default_factory=dict)
+    raw: RawBatch | None = None  # the batch as read, and the row of each delivered event in it
+    raw_rows: np.ndarray | None = None
 
 
 def _canonical_pair(reader: Source, raw) -> tuple:
     return raw, canonicalize(raw, reader, require_time=True)
-
-
-def _as_utc(value: datetime | str | None, name: str) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            raise ConfigError(f"{name} must be a datetime or ISO 8601 text, got {value!r}") from None
-    if not isinstance(value, datetime):
-        raise ConfigError(f"{name} must be a datetime or ISO 8601 text, got {value!r}")
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 class DataCollector:
@@ -136,11 +128,15 @@ class DataCollector:
         resume_from_checkpoint: bool = True,
     ) -> Iterator[pa.Table]:
         """Yield canonical event tables; a batch is committed when the next one is requested."""
-        start, end = self._check_run(start_date, end_date, max_events)
-        state = self._open(resume_from_checkpoint, start, end)
+        for step in self._delivered(start_date, end_date, max_events, resume_from_checkpoint):
+            yield step.table
+
+    def _delivered(self, start_date, end_date, max_events, resume: bool) -> Iterator[_Step]:
+        start, end = check_run(start_date, end_date, max_events)
+        state = self._open(resume, start, end)
         with self._committing(state) as accept:
             for step in self._steps(state, start, end, max_events):
-                yield step.table
+                yield step
                 accept(step)
 
     def collect_table(self, start_date=None, end_date=None, max_events=None,
@@ -151,9 +147,14 @@ class DataCollector:
 
     def collect(self, start_date=None, end_date=None, max_events=None,
                 resume_from_checkpoint: bool = True) -> Iterator[CollectedEvent]:
-        """Yield `CollectedEvent`s (the original per-event API), built from the batch path."""
-        for table in self.batches(start_date, end_date, max_events, resume_from_checkpoint):
-            yield from table_to_events(table)
+        """Yield `CollectedEvent`s (the original per-event API), built from the batch path.
+
+        `start_date` and `end_date` may be naive datetimes (taken as UTC, as the original
+        took them); each event's `timestamp` is a naive UTC datetime and its `raw_data` the
+        source record as read.
+        """
+        for step in self._delivered(start_date, end_date, max_events, resume_from_checkpoint):
+            yield from table_to_events(step.table, source_records(step.raw, step.raw_rows))
 
     def collect_to(self, start_date=None, end_date=None, max_events=None,
                    resume_from_checkpoint: bool = True) -> Path:
@@ -164,7 +165,7 @@ class DataCollector:
         """
         if self.output_dir is None or not self.checkpoint_enabled:
             raise ConfigError("collect_to needs an output_dir and checkpoint_enabled=True")
-        start, end = self._check_run(start_date, end_date, max_events)
+        start, end = check_run(start_date, end_date, max_events)
         state = self._open(resume_from_checkpoint, start, end)
         with self._committing(state) as accept:
             for step in self._steps(state, start, end, max_events):
@@ -201,15 +202,6 @@ class DataCollector:
         if directory is None:
             self.quarantined = []
         return state
-
-    @staticmethod
-    def _check_run(start_date, end_date, max_events) -> tuple[datetime | None, datetime | None]:
-        start, end = _as_utc(start_date, "start_date"), _as_utc(end_date, "end_date")
-        if start and end and start >= end:
-            raise ConfigError(f"start_date must be before end_date, got {start} >= {end}")
-        if max_events is not None and (not isinstance(max_events, int) or max_events < 1):
-            raise ConfigError(f"max_events must be an integer >= 1 or None, got {max_events!r}")
-        return start, end
 
     def _recipe(self, start: datetime | None, end: datetime | None) -> dict:
         """What decides which events a collection delivers: a resumed one must match it.
@@ -288,10 +280,12 @@ class DataCollector:
                 position: dict, start, end, remaining: int | None) -> _Step:
         """Skip rows already delivered, apply the time range and dedup; cut at max_events."""
         table, records, rejects = canonical.table, canonical.records, canonical.rejects
+        rows = canonical.source_rows
         skip_through = position.get("skip_through", -1)
         if skip_through >= 0:
             fresh = records > skip_through
             table, records = table.filter(pa.array(fresh)), records[fresh]
+            rows = None if rows is None else rows[fresh]
             rejects = [r for r in rejects if r.record > skip_through]
         n = table.num_rows
         inside = np.ones(n, dtype=bool)
@@ -327,7 +321,8 @@ class DataCollector:
             "duplicates": int((within & inside & ~new).sum()),
         }
         delivered = table if keep.all() else table.filter(pa.array(keep))
-        return _Step(delivered, source, raw.stream, end_position, rejects, counts)
+        return _Step(delivered, source, raw.stream, end_position, rejects, counts,
+                     raw, None if rows is None else rows[keep])
 
     @contextmanager
     def _committing(self, state: CollectionState) -> Iterator[Callable[[_Step], None]]:

@@ -50,8 +50,8 @@ def train_layer1_vae(train_features: np.ndarray, train_labels: np.ndarray | None
     Returns:
         (model, results) as `train_layer` (`train_units`: rows learnt from).
     """
-    train = _vectors("train", train_features, train_labels, feature_spec)
-    val = (_vectors("val", val_features, val_labels, feature_spec)
+    train = vectors("train", train_features, train_labels, feature_spec)
+    val = (vectors("val", val_features, val_labels, feature_spec)
            if val_features is not None else None)
     width = train.features.shape[1]
     if val is not None and val.features.shape[1] != width:
@@ -63,8 +63,9 @@ def train_layer1_vae(train_features: np.ndarray, train_labels: np.ndarray | None
                        resume=resume, callbacks=callbacks)
 
 
-def _vectors(name: str, features: np.ndarray, labels: np.ndarray | None,
+def vectors(name: str, features: np.ndarray, labels: np.ndarray | None,
              spec: FeatureSpec | None) -> DatasetSplit:
+    """Arrays as a split named `name` (labels None: every row unknown), checked."""
     features = np.asarray(features, dtype=np.float32)
     if features.ndim != 2 or not len(features):
         raise SchemaError(f"{name}_features must have shape (rows, dims) with rows, got "

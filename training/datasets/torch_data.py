@@ -36,6 +36,17 @@ class PyTorchDatasetWrapper(Dataset):
             index = torch.as_tensor(index, dtype=torch.int64)
         return self.features[index], self.labels[index]
 
+    def get_sample_id(self, index: int) -> str:
+        """The sample id of row `index` (negative counts from the end, as in a list).
+
+        Raises:
+            IndexError: `index` is outside the rows.
+        """
+        n = len(self.labels)
+        if not -n <= index < n:
+            raise IndexError(f"index must be in {-n}..{n - 1} for {n} rows, got {index}")
+        return str(self.split.sample_ids[index])
+
 
 def make_loader(split: DatasetSplit, batch_size: int = 32, shuffle: bool = True, seed: int = 42,
                 drop_last: bool = False, num_workers: int = 0) -> DataLoader:

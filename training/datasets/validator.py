@@ -2,7 +2,7 @@
 
     validator = DataValidator(features, labels, reference_features=train_features)
     result = validator.validate(check_drift=True)
-    DataValidator.print_report(result)
+    result.print_report()
 
 | check | name | severity |
 |---|---|---|
@@ -67,6 +67,29 @@ class ValidationResult:
 
     def issue_names(self) -> list[str]:
         return [issue.check_name for issue in self.issues]
+
+    def format_report(self) -> str:
+        """The result as text: the verdict, then one line per issue."""
+        s = self.statistics
+        lines = [f"Data validation {'PASSED' if self.passed else 'FAILED'}: "
+                 f"{s.get('n_samples')} rows x {s.get('n_features')} features, "
+                 f"{len(self.issues)} issue(s)"]
+        lines += [f"  {i.severity.value.upper():7} {i.check_name}: {i.message}"
+                  for i in self.issues]
+        return "\n".join(lines) + "\n"
+
+    def print_report(self, file: TextIO | None = None) -> None:
+        """Print `format_report()` (to stdout by default), as the original result did."""
+        (file or sys.stdout).write(self.format_report())
+
+    def save_report(self, path: str | Path) -> Path:
+        """Write the result atomically: JSON when `path` ends in .json, text otherwise."""
+        path = Path(path)
+        text = (json.dumps(self.to_dict(), indent=2, allow_nan=False) if path.suffix == ".json"
+                else self.format_report())
+        with atomic_write(path, "w") as handle:
+            handle.write(text)
+        return path
 
     def to_dict(self) -> dict:
         return {"passed": self.passed,
@@ -265,32 +288,18 @@ class DataValidator:
                                                                     "features": names})]
         return []
 
+    # The same reports as methods of the class, as this API had them before.
     @staticmethod
     def format_report(result: ValidationResult) -> str:
-        """The result as text, one line per issue."""
-        s = result.statistics
-        lines = [f"Data validation {'PASSED' if result.passed else 'FAILED'}: "
-                 f"{s.get('n_samples')} rows x {s.get('n_features')} features, "
-                 f"{len(result.issues)} issue(s)"]
-        lines += [f"  {i.severity.value.upper():7} {i.check_name}: {i.message}"
-                  for i in result.issues]
-        return "\n".join(lines) + "\n"
+        return result.format_report()
 
     @staticmethod
     def print_report(result: ValidationResult, file: TextIO | None = None) -> None:
-        (file or sys.stdout).write(DataValidator.format_report(result))
+        result.print_report(file)
 
     @staticmethod
     def save_report(result: ValidationResult, path: str | Path) -> Path:
-        """Write the result atomically: JSON when `path` ends in .json, text otherwise."""
-        path = Path(path)
-        if path.suffix == ".json":
-            text = json.dumps(result.to_dict(), indent=2, allow_nan=False)
-        else:
-            text = DataValidator.format_report(result)
-        with atomic_write(path, "w") as handle:
-            handle.write(text)
-        return path
+        return result.save_report(path)
 
 
 def _plain(value: object) -> object:

@@ -100,12 +100,14 @@ class DataPreprocessor:
                                   "of featurize for the reason)")
         return samples[0] if len(samples) == 1 else samples
 
-    def save_samples(self, samples: Sequence[PreprocessedSample] | Any, filename: str) -> Path:
+    def save_samples(self, samples: Sequence[PreprocessedSample] | Any,
+                     filename: str | Path) -> Path:
         """Write samples to `output_dir/<filename>.npz` (no pickle) and return the path.
 
         Layer-2 and layer-3 results are saved whole: pass what `featurize` returned.
         """
-        path = self.output_dir / (filename if filename.endswith(".npz") else f"{filename}.npz")
+        name = str(filename)
+        path = self.output_dir / (name if name.endswith(".npz") else f"{name}.npz")
         if isinstance(samples, list | tuple):  # a list of samples is packed by its layer
             if not samples:
                 raise ConfigError("samples must hold at least one PreprocessedSample, got none")

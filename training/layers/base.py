@@ -119,6 +119,11 @@ class Layer(ABC):
         """The model's spec: the data spec plus what `fit` learned."""
         return self.data_spec
 
+    def assumed_spec(self, units: Any) -> FeatureSpec | None:
+        """The spec to take for units saved without one (arrays written by code that passed
+        none): None, unless the layer's default layout needs nothing fitted and fits them."""
+        return None
+
     # -- fitting ---------------------------------------------------------------------------
 
     def fit(self, train: Any, *, benign_only: bool | None = None) -> Layer:

@@ -53,6 +53,11 @@ class Layer1(EventVectorLayer):
         (no layer-1 layout describes them)."""
         return None if self.foreign_width_ else self.data_spec
 
+    def assumed_spec(self, units: Any) -> FeatureSpec | None:
+        """The data-free default layout, for vectors of its width."""
+        width = np.shape(self.unit_features(units))[-1]
+        return Layer1Featurizer().spec if width == DIM else None
+
     def fit_scaling(self, train: Any) -> None:
         self.foreign_width_ = train.spec is None and np.shape(train.features)[-1] != DIM
         if train.spec is None and not self.foreign_width_:

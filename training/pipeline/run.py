@@ -231,7 +231,7 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
 
 def _production(registry: ModelRegistry, name: str) -> Any:
     try:
-        return registry.get_model(name, stage="production")
+        return registry.load_model(name, stage="production")
     except PipelineError:  # NotFoundError: none yet
         return None
 

@@ -7,12 +7,17 @@ transaction and inserts the version's row after it, so a version either has its 
 complete folder, or (after a crash) no row at all; leftovers are removed by `clear_leftovers`
 the next time that model is written to.
 
+Weights without a sidecar (a plain `torch.save(model.state_dict(), path)`) are stored as an
+opaque artifact: checked to be a state_dict readable with `weights_only=True`, recorded by
+sha256, and never loaded into a detector; `attach_sidecar` gives one a sidecar later.
+
 `load` re-checks the sidecar's and the weights' sha256 against the database on every load.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import uuid
@@ -23,7 +28,7 @@ import torch
 
 from training.artifacts.atomic import fsync_dir
 from training.artifacts.model_files import (
-    LoadedModel, declared_model, load_model, read_sidecar, sidecar_path,
+    LoadedModel, declared_model, load_model, read_sidecar, read_weights, sidecar_path,
 )
 from training.errors import CheckpointError, ConfigError
 from training.features.encoding import FeatureSpec
@@ -42,40 +47,44 @@ def _write(path: Path, data: bytes) -> None:
 
 
 def store(weights: Path, folder: Path, files: Mapping[str, Path] | None = None
-          ) -> tuple[str, str, dict, dict[str, str]]:
-    """Copy `weights`, its sidecar and the attached `files` (name -> path) into `folder`
-    (which must not exist), verified.
+          ) -> tuple[str, str, dict | None, dict[str, str]]:
+    """Copy `weights`, its sidecar (if it has one) and the attached `files` (name -> path)
+    into `folder` (which must not exist), verified.
 
     Returns:
-        (sha256 of the weights, sha256 of the sidecar file, the sidecar, name -> sha256 of
-        each attached file).
+        (sha256 of the weights, sha256 of the sidecar file ("" without one), the sidecar or
+        None, name -> sha256 of each attached file).
 
     Raises:
-        CheckpointError: no readable sidecar, the weights do not match its sha256, the file is
-            not a plain state_dict (e.g. a pickle that would run code), or the model's class
-            or state does not fit. Nothing is left behind.
+        CheckpointError: an unreadable sidecar, weights that do not match its sha256, a file
+            that is not a plain state_dict (e.g. a pickle that would run code), or a model
+            whose class or state does not fit. Nothing is left behind.
     """
     weights = Path(weights)
-    # Clear errors naming the user's files, before copying: not a saved model, a field of the
-    # sidecar out of its rule, a declared model over the size limit.
-    declared_model(weights, read_sidecar(weights))
+    has_sidecar = sidecar_path(weights).exists()
+    if has_sidecar:
+        # Clear errors naming the user's files, before copying: a field of the sidecar out
+        # of its rule, a declared model over the size limit.
+        declared_model(weights, read_sidecar(weights))
     try:
         weights_bytes = weights.read_bytes()
     except FileNotFoundError:
         raise CheckpointError(f"{weights}: no such model file") from None
-    sidecar_bytes = sidecar_path(weights).read_bytes()
+    sidecar_bytes = sidecar_path(weights).read_bytes() if has_sidecar else None
     attached = {check_file_name(name): Path(path).read_bytes() for name, path in (files or {}).items()}
     tmp = folder.parent / f"{_TMP_PREFIX}{folder.name}-{uuid.uuid4().hex[:12]}"
     tmp.mkdir(parents=True)
     try:
         _write(tmp / WEIGHTS_FILE, weights_bytes)
-        _write(tmp / SIDECAR_FILE, sidecar_bytes)
+        if sidecar_bytes is not None:
+            _write(tmp / SIDECAR_FILE, sidecar_bytes)
         for name, data in attached.items():
             _write(tmp / name, data)
         # The same checks as every later load: sha256 against the sidecar, weights_only=True,
         # a registered detector class, a state_dict that fits it.
         try:
-            loaded = load_model(tmp / WEIGHTS_FILE)
+            sidecar = (load_model(tmp / WEIGHTS_FILE).sidecar if sidecar_bytes is not None
+                       else check_state_dict(tmp / WEIGHTS_FILE))
         except CheckpointError as exc:
             raise CheckpointError(f"{weights}: not registered: {exc}") from exc
         fsync_dir(tmp)
@@ -84,8 +93,38 @@ def store(weights: Path, folder: Path, files: Mapping[str, Path] | None = None
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     fsync_dir(folder.parent)
-    return (hashlib.sha256(weights_bytes).hexdigest(), hashlib.sha256(sidecar_bytes).hexdigest(),
-            loaded.sidecar, {name: hashlib.sha256(data).hexdigest() for name, data in attached.items()})
+    return (hashlib.sha256(weights_bytes).hexdigest(),
+            "" if sidecar_bytes is None else hashlib.sha256(sidecar_bytes).hexdigest(),
+            sidecar, {name: hashlib.sha256(data).hexdigest() for name, data in attached.items()})
+
+
+def check_state_dict(path: Path) -> None:
+    """Check that `path` holds a plain state_dict (names -> tensors) that loads with
+    `weights_only=True`, as opaque artifacts must."""
+    state = read_weights(path, None)
+    if not isinstance(state, Mapping) or not state or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise CheckpointError(f"{path}: not a state_dict (a mapping of names to tensors); "
+                              "save one with torch.save(model.state_dict(), path)")
+
+
+def attach_sidecar(folder: Path, sidecar: dict) -> str:
+    """Write `sidecar` as the version's sidecar after checking that the registered weights
+    load with it (sha256, class, state); returns the sidecar file's sha256.
+
+    Raises:
+        CheckpointError: the weights do not load with it; nothing is written.
+    """
+    data = json.dumps(sidecar, indent=2, sort_keys=True).encode()
+    tmp = folder / f"{_TMP_PREFIX}{SIDECAR_FILE}-{uuid.uuid4().hex[:12]}"
+    try:
+        _write(tmp, data)
+        load_model(folder / WEIGHTS_FILE, sidecar=read_sidecar(folder / WEIGHTS_FILE, data))
+        os.rename(tmp, folder / SIDECAR_FILE)
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(folder)
+    return hashlib.sha256(data).hexdigest()
 
 
 def check_file_name(name: str) -> str:

@@ -92,6 +92,8 @@ class ModelMetadata:
         details: further JSON-able records (e.g. continuous training's data summary and
             the gate's decision).
         files: attached file name -> sha256 (filled by the registry).
+        opaque: registered without a sidecar (filled by the registry): verified by sha256,
+            never loaded into a detector until one is attached.
     """
 
     model_name: str
@@ -113,6 +115,7 @@ class ModelMetadata:
     weights_sha256: str | None = None
     files: dict[str, str] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
+    opaque: bool = False
 
     def __post_init__(self) -> None:
         check_name("model_name", self.model_name)
@@ -135,15 +138,20 @@ class ModelMetadata:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
-def complete_metadata(metadata: ModelMetadata, sidecar: dict[str, Any],
+def complete_metadata(metadata: ModelMetadata, sidecar: dict[str, Any] | None,
                       weights_sha256: str) -> ModelMetadata:
-    """`metadata` with what the model's sidecar and this process know filled in.
+    """`metadata` with what the model's sidecar (None: an opaque artifact, whose metadata
+    is taken as given) and this process know filled in.
 
     Raises:
         ConfigError: the metadata's feature fingerprint or threshold differs from the sidecar's.
     """
-    spec_text = sidecar.get("feature_spec")
-    fingerprint = FeatureSpec.from_json(spec_text).fingerprint if spec_text else None
+    if sidecar is None:
+        sidecar = {"anomaly_threshold": metadata.anomaly_threshold}
+        fingerprint = metadata.feature_fingerprint
+    else:
+        spec_text = sidecar.get("feature_spec")
+        fingerprint = FeatureSpec.from_json(spec_text).fingerprint if spec_text else None
     threshold = sidecar.get("anomaly_threshold")
     for name, ours, theirs in (("feature_fingerprint", metadata.feature_fingerprint, fingerprint),
                                ("anomaly_threshold", metadata.anomaly_threshold, threshold)):

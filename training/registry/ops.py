@@ -80,7 +80,7 @@ def aliases_of(conn: sqlite3.Connection, name: str, version: str | None = None) 
 def metadata_of(conn: sqlite3.Connection, row: sqlite3.Row) -> ModelMetadata:
     data = json.loads(row["metadata"])
     data.update(stage=row["stage"], weights_sha256=row["weights_sha256"],
-                files=json.loads(row["files"]),
+                files=json.loads(row["files"]), opaque=not row["sidecar_sha256"],
                 aliases=list(aliases_of(conn, row["model_name"], row["version"])))
     return ModelMetadata.from_dict(data)
 

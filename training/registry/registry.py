@@ -10,6 +10,12 @@
 Layout of the registry folder: `registry.db` (SQLite, WAL; see `training.registry.store` for
 the rules the database itself enforces) and `artifacts/<model>/<version>/model.{pt,json}`.
 
+A file without a sidecar (`torch.save(model.state_dict(), path)`, the original way) is
+registered as an opaque artifact: staged, compared, searched and verified by sha256 like any
+version, but never loaded into a detector until `attach_sidecar` gives it one. The results of
+the original calls (paths, `{name: [versions]}`, `{version: value}`) are served by
+`training.registry.results`.
+
 Stages go none -> staging -> production -> archived (any move between two stages is allowed
 and logged). Promoting a version to production archives the previous one in the same
 transaction, moves the `champion` alias to it (`champion` always names the production
@@ -21,41 +27,27 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import sqlite3
-import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import Any
 
-import torch
-
-from training.artifacts.model_files import LoadedModel
+from training.artifacts.model_files import make_sidecar
 from training.errors import ConfigError, NotFoundError, RegistryError
 from training.features.encoding import FeatureSpec
-from training.paths import models_dir
 from training.registry import artifacts, ops
-from training.registry.history import Transition, actor_name, format_registry, log, now
-from training.registry.metadata import ModelMetadata, complete_metadata, metric_direction
-from training.registry.names import CHAMPION, artifact_dir, check_name, check_stage, next_version
-from training.registry.store import connect, create_schema, database_error, transaction
+from training.registry.history import Transition, actor_name, log, now
+from training.registry.metadata import ModelMetadata, complete_metadata
+from training.registry.names import CHAMPION, artifact_dir, check_name, check_stage
+from training.registry.queries import RegistryQueries
+from training.registry.results import RegisteredModel, RegisteredPath
+from training.registry.store import transaction
 
-__all__ = ["ModelMetadata", "ModelRegistry", "RegisteredModel", "Transition"]
+__all__ = ["ModelMetadata", "ModelRegistry", "RegisteredModel", "RegisteredPath", "Transition"]
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class RegisteredModel(LoadedModel):
-    """A model loaded from the registry (verified): a `LoadedModel` with its metadata and the
-    path of its registered weights."""
-
-    metadata: ModelMetadata
-    path: Path
-
-
-class ModelRegistry:
+class ModelRegistry(RegistryQueries):
     """Registered model versions under `registry_dir`, safe to share between processes.
 
     Args:
@@ -63,39 +55,15 @@ class ModelRegistry:
         busy_timeout_s: how long a write waits for another process's write to finish.
     """
 
-    def __init__(self, registry_dir: str | Path | None = None, *,
-                 busy_timeout_s: float = 60.0) -> None:
-        if busy_timeout_s <= 0:
-            raise ConfigError(f"busy_timeout_s must be > 0, got {busy_timeout_s}")
-        self.registry_dir = Path(registry_dir) if registry_dir is not None else models_dir()
-        self.busy_timeout_s = busy_timeout_s
-        self.db_path = self.registry_dir / "registry.db"
-        self.artifacts_dir = self.registry_dir / "artifacts"
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        with self._connect() as conn:
-            create_schema(conn, self.artifacts_dir)
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """One connection per call, closed after it (nothing shared across threads or forks);
-        SQLite's errors about the file become RegistryErrors that say what to do."""
-        try:
-            conn = connect(self.db_path, self.busy_timeout_s)
-            try:
-                yield conn
-            finally:
-                conn.close()
-        except sqlite3.IntegrityError:
-            raise  # a broken rule of the schema: a bug, or a raw edit, never a damaged file
-        except sqlite3.DatabaseError as exc:
-            raise database_error(self.db_path, exc, self.busy_timeout_s) from exc
-
     # -- changes ---------------------------------------------------------------------------
 
     def register_model(self, model_path: str | Path, metadata: ModelMetadata, *,
                        files: Mapping[str, str | Path] | None = None,
-                       reason: str = "registered", actor: str | None = None) -> ModelMetadata:
+                       reason: str = "registered", actor: str | None = None) -> RegisteredPath:
         """Copy a saved model (`<name>.pt` + `<name>.json`) into the registry as a new version.
+
+        Weights without a `<name>.json` sidecar (a plain state_dict) become an opaque artifact
+        (see the module docstring).
 
         `files` (name -> path) are attached to the version (e.g. a drift reference sample);
         they are copied with the model and verified by sha256 when read (`read_file`).
@@ -105,7 +73,8 @@ class ModelRegistry:
         unless given. A `metadata.stage` other than "none" is applied in the same transaction.
 
         Returns:
-            The metadata as stored (stage, aliases and weights sha256 filled in).
+            The registered weights' path (the original's result), carrying the metadata as
+            stored (stage, aliases and weights sha256 filled in): `.metadata`, `.version`, ...
 
         Raises:
             RegistryError: the version exists.
@@ -139,8 +108,56 @@ class ModelRegistry:
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise
-        logger.info("registered %s %s (%s)", name, version, stored.stage)
-        return self.get_metadata(name, version)
+        logger.info("registered %s %s (%s%s)", name, version, stored.stage,
+                    "" if sidecar else ", opaque: no sidecar")
+        return RegisteredPath(folder / artifacts.WEIGHTS_FILE, self.get_metadata(name, version),
+                              opaque=sidecar is None)
+
+    def attach_sidecar(self, model_name: str, version: str, model_class: str | type,
+                       init_args: dict[str, Any] | None = None, *,
+                       feature_spec: FeatureSpec | None = None,
+                       anomaly_threshold: float | None = None, reason: str = "",
+                       actor: str | None = None) -> ModelMetadata:
+        """Give an opaque version the sidecar it lacks, so that it loads as a detector.
+
+        Args:
+            model_class: the detector class (or its name) the weights belong to, one of
+                `training.detectors.DETECTORS`.
+            init_args: its constructor arguments.
+            feature_spec, anomaly_threshold: what the sidecar records of the transform and
+                the alert threshold, if known.
+
+        Returns:
+            The version's metadata (no longer opaque).
+
+        Raises:
+            RegistryError: the version already has a sidecar (it never changes: register the
+                weights again as a new version instead).
+            CheckpointError: the weights do not load into that class with those arguments.
+        """
+        class_name = model_class if isinstance(model_class, str) else model_class.__name__
+        actor = actor_name(actor)
+        with self._connect() as conn, transaction(conn):
+            row = ops.get_row(conn, model_name, version)
+            if row["sidecar_sha256"]:
+                raise RegistryError(f"{model_name} {version} already has a sidecar; register "
+                                    "the weights again as a new version to change it")
+            folder = artifact_dir(self.artifacts_dir, model_name, version)
+            sidecar = make_sidecar(class_name, dict(init_args or {}), row["weights_sha256"],
+                                   artifacts.WEIGHTS_FILE, feature_spec=feature_spec,
+                                   threshold=anomaly_threshold)
+            artifacts.read_verified(folder / artifacts.WEIGHTS_FILE, row["weights_sha256"])
+            sidecar_sha = artifacts.attach_sidecar(folder, sidecar)
+            record = json.loads(row["metadata"])
+            record.update(feature_fingerprint=None if feature_spec is None
+                          else feature_spec.fingerprint, anomaly_threshold=anomaly_threshold)
+            conn.execute("UPDATE versions SET sidecar_sha256 = ?, metadata = ? WHERE seq = ?",
+                         (sidecar_sha, json.dumps(record, sort_keys=True), row["seq"]))
+            # Logged as a registration of the loadable model (the stage does not change).
+            note = f"sidecar attached: {class_name}" + (f": {reason}" if reason else "")
+            log(conn, model_name, version, "register", row["stage"], row["stage"], None, note,
+                actor)
+        return self.get_metadata(model_name, version)
 
     def transition_stage(self, model_name: str, version: str, new_stage: str, *,
                          reason: str = "", actor: str | None = None,
@@ -153,12 +170,21 @@ class ModelRegistry:
                 e.g. the champion a challenger was compared with; RegistryError otherwise.
 
         Returns:
-            True when the stage changed, False when the version was already there.
+            True when the stage changed; False when the version was already there, or when the
+            change is refused (the original's result): an unknown stage, model or version is
+            logged as an error naming the valid ones.
+
+        Raises:
+            RegistryError: `replacing` is not the production version any more.
         """
-        check_stage(new_stage)
-        with self._connect() as conn, transaction(conn):
-            return ops.move(conn, model_name, version, new_stage, reason, actor_name(actor),
-                            replacing)
+        try:
+            check_stage(new_stage)
+            with self._connect() as conn, transaction(conn):
+                return ops.move(conn, model_name, version, new_stage, reason, actor_name(actor),
+                                replacing)
+        except (ConfigError, NotFoundError) as exc:
+            logger.error("%s %s not moved to %r: %s", model_name, version, new_stage, exc)
+            return False
 
     def rollback(self, model_name: str, *, reason: str = "", actor: str | None = None) -> str:
         """Archive the production version and bring back the one it replaced.
@@ -216,12 +242,23 @@ class ModelRegistry:
         """Delete one version (or every version) of a model; its log entries stay.
 
         Returns:
-            The number of versions deleted.
+            With `version`: True when it was deleted, False when refused (the original's
+            result): an unknown version, or one in production, logged as an error saying why.
+            Without: the number of versions deleted.
 
         Raises:
-            RegistryError: a version to delete is in production (archive or roll back first).
+            RegistryError (every version): one of them is in production (archive or roll
+                back first); NotFoundError: no such model.
         """
-        actor = actor_name(actor)
+        if version is not None:
+            try:
+                return self._delete(model_name, version, reason, actor_name(actor)) == 1
+            except (NotFoundError, RegistryError) as exc:
+                logger.error("%s %s not deleted: %s", model_name, version, exc)
+                return False
+        return self._delete(model_name, None, reason, actor_name(actor))
+
+    def _delete(self, model_name: str, version: str | None, reason: str, actor: str) -> int:
         with self._connect() as conn, transaction(conn):
             rows = [ops.get_row(conn, model_name, version)] if version is not None else \
                 conn.execute("SELECT * FROM versions WHERE model_name = ?", (model_name,)).fetchall()
@@ -242,110 +279,3 @@ class ModelRegistry:
             shutil.rmtree(artifact_dir(self.artifacts_dir, model_name, row["version"]),
                           ignore_errors=True)
         return len(rows)
-
-    # -- reading ---------------------------------------------------------------------------
-
-    def get_model(self, model_name: str, version: str | None = None, stage: str | None = None,
-                  *, alias: str | None = None, map_location: str | torch.device = "cpu",
-                  expected_spec: FeatureSpec | None = None) -> RegisteredModel:
-        """Load a version, checking both files' sha256, and the FeatureSpec when given.
-
-        Give at most one of `version`, `stage` (the latest version in that stage) and `alias`;
-        with none, the latest registered version.
-
-        Raises:
-            NotFoundError: no such model, version, stage or alias (the message lists them).
-            CheckpointError: a file is missing or was modified after registration.
-            SchemaError: `expected_spec` is not the model's FeatureSpec.
-        """
-        with self._connect() as conn:
-            row = ops.resolve(conn, model_name, version, stage, alias)
-            metadata = ops.metadata_of(conn, row)
-        folder = artifact_dir(self.artifacts_dir, model_name, row["version"])
-        loaded = artifacts.load(folder, row["weights_sha256"], row["sidecar_sha256"],
-                                map_location=map_location, expected_spec=expected_spec)
-        return RegisteredModel(loaded.model, loaded.sidecar, metadata,
-                               folder / artifacts.WEIGHTS_FILE)
-
-    def read_file(self, model_name: str, file_name: str, version: str | None = None,
-                  stage: str | None = None, *, alias: str | None = None) -> bytes:
-        """The bytes of a file attached at registration, verified against its sha256.
-
-        Raises:
-            NotFoundError: the version has no such file (the message lists its files).
-            CheckpointError: the file is missing or was modified after registration.
-        """
-        with self._connect() as conn:
-            row = ops.resolve(conn, model_name, version, stage, alias)
-        files = json.loads(row["files"])
-        if file_name not in files:
-            raise NotFoundError(f"{model_name} {row['version']} has no attached file "
-                                f"{file_name!r}; it has: {', '.join(sorted(files)) or 'none'}")
-        folder = artifact_dir(self.artifacts_dir, model_name, row["version"])
-        return artifacts.read_verified(folder / file_name, files[file_name])
-
-    def get_metadata(self, model_name: str, version: str | None = None,
-                     stage: str | None = None, *, alias: str | None = None) -> ModelMetadata:
-        """The metadata of a version, chosen as in `get_model`."""
-        with self._connect() as conn:
-            return ops.metadata_of(conn, ops.resolve(conn, model_name, version, stage, alias))
-
-    def list_models(self, name: str | None = None) -> list[ModelMetadata]:
-        """Every version (of one model, or of all), by name, then registration order."""
-        return self.search_models(model_name=name)
-
-    def search_models(self, model_name: str | None = None, layer_name: str | None = None,
-                      stage: str | None = None, min_accuracy: float | None = None
-                      ) -> list[ModelMetadata]:
-        """Versions matching every given filter (`min_accuracy` on metrics["accuracy"])."""
-        query, args = "SELECT * FROM versions WHERE 1", []
-        filters = (("model_name", model_name), ("layer_name", layer_name),
-                   ("stage", None if stage is None else check_stage(stage)))
-        for column, value in filters:
-            if value is not None:
-                query, args = query + f" AND {column} = ?", [*args, value]
-        with self._connect() as conn:
-            found = [ops.metadata_of(conn, row) for row in
-                     conn.execute(query + " ORDER BY model_name, seq", args)]
-        if min_accuracy is not None:
-            found = [m for m in found if m.metrics.get("accuracy", float("-inf")) >= min_accuracy]
-        return found
-
-    def compare_models(self, model_name: str, versions: list[str], metric: str) -> dict:
-        """`metric` of each version and the best of them (direction from `metric_direction`).
-
-        Returns:
-            {"metric", "direction" ("min"/"max"), "values": {version: value or None}, "best"}.
-        """
-        direction = metric_direction(metric)
-        values = {v: self.get_metadata(model_name, v).metrics.get(metric) for v in versions}
-        known = {v: x for v, x in values.items() if x is not None}
-        pick = min if direction == "min" else max
-        best = pick(known, key=known.__getitem__) if known else None
-        return {"metric": metric, "direction": direction, "values": values, "best": best}
-
-    def aliases(self, model_name: str) -> dict[str, str]:
-        """alias -> version for one model."""
-        with self._connect() as conn:
-            return ops.aliases_of(conn, model_name)
-
-    def history(self, model_name: str | None = None) -> list[Transition]:
-        """The transition log (of one model, or all), oldest first."""
-        query = "SELECT * FROM transitions" + (" WHERE model_name = ?" if model_name else "")
-        with self._connect() as conn:
-            rows = conn.execute(query + " ORDER BY id", (model_name,) if model_name else ())
-            return [Transition(**dict(row)) for row in rows]
-
-    def next_version(self, model_name: str, scheme: str = "semver", *,
-                     conn: sqlite3.Connection | None = None) -> str:
-        """A version after every registered one (see `training.registry.names.next_version`)."""
-        if conn is None:
-            with self._connect() as own:
-                return self.next_version(model_name, scheme, conn=own)
-        existing = [r[0] for r in conn.execute(
-            "SELECT version FROM versions WHERE model_name = ?", (model_name,))]
-        return next_version(existing, scheme)
-
-    def print_registry(self, file: IO[str] | None = None) -> None:
-        """Print every model's versions, stages, aliases and main metrics."""
-        print(format_registry(self.list_models()), file=file or sys.stdout)

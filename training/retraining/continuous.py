@@ -153,7 +153,7 @@ class ContinuousTrainingPipeline:
         now = now or datetime.now(timezone.utc)
         splits = {name: layer.load_units(path) for name, path in
                   (("train", train_data_path), ("val", val_data_path), ("test", test_data_path))}
-        spec = _common_spec(splits)
+        splits, spec = _common_spec(layer, splits)
         champion = self._champion(model_name, spec)
         result: dict[str, Any] = {
             "success": True, "retrained": False, "deployed": False, "new_version": None,
@@ -205,7 +205,7 @@ class ContinuousTrainingPipeline:
 
     def _champion(self, model_name: str, spec: FeatureSpec) -> RegisteredModel | None:
         try:
-            champion = self.registry.get_model(model_name, stage="production")
+            champion = self.registry.load_model(model_name, stage="production")
         except NotFoundError:
             return None
         try:  # its transform must be the one these splits were made with
@@ -320,15 +320,39 @@ class ContinuousTrainingPipeline:
         return version
 
 
-def _common_spec(splits: dict[str, Any]) -> FeatureSpec:
+def _common_spec(layer: Layer, splits: dict[str, Any]) -> tuple[dict[str, Any], FeatureSpec]:
+    """The splits (each with a spec) and their one FeatureSpec.
+
+    Splits saved from bare arrays carry none; when all three lack it and the layer's default
+    layout is data-free and fits them (layer 1's 128-dim vectors), that layout is assumed,
+    with a warning saying so.
+
+    Raises:
+        SchemaError: some split lacks its spec and none can be assumed (the message says why
+            and how to write splits that carry it), or the splits' specs differ.
+    """
     specs = {name: s.spec for name, s in splits.items()}
     missing = [name for name, spec in specs.items() if spec is None]
+    assumed = layer.assumed_spec(splits["train"]) if len(missing) == len(specs) else None
+    if assumed is not None:
+        logger.warning("the split files carry no FeatureSpec (they were saved from bare "
+                       "arrays): taken as the data-free default %s layout %s, fingerprint "
+                       "%s; save splits from the featurized file (DatasetBuilder.from_file) "
+                       "to record it", layer.name, assumed.version, assumed.fingerprint[:12])
+        splits = {name: replace(s, spec=assumed) for name, s in splits.items()}
+        return splits, assumed
     if missing:
-        raise SchemaError(f"the {', '.join(missing)} split file(s) have no FeatureSpec; "
-                          "retraining needs files written by the dataset builder")
+        raise SchemaError(
+            f"the {', '.join(missing)} split file(s) carry no FeatureSpec: they were saved "
+            "from bare arrays (e.g. DatasetBuilder(features=np.load(...)['features'], ...)), "
+            "which do not say how the features were made"
+            + ("" if len(missing) == len(specs) else ", while the other splits do")
+            + f", and {layer.name} has no data-free layout to assume for them; build the "
+            "splits with DatasetBuilder.from_file(<features>.npz) or `maximus-train split`, "
+            "which keep the FeatureSpec")
     for name in ("val", "test"):
         specs["train"].require(specs[name], f"the {name} split")
-    return specs["train"]
+    return splits, specs["train"]
 
 
 def _validate(layer: Layer, splits: dict[str, Any]) -> list[str]:

@@ -152,7 +152,7 @@ def score_events(registry: ModelRegistry, model_name: str,
     if version is None and stage is None and alias is None:
         stage = "production"
     started = time.perf_counter()
-    loaded = registry.get_model(model_name, version, stage, alias=alias)
+    loaded = registry.load_model(model_name, version, stage, alias=alias)
     where = f"{loaded.metadata.model_name} {loaded.metadata.version}"
     layer = layer_for_spec(loaded.feature_spec, where)  # SchemaError if it cannot be reproduced
     threshold = _threshold(loaded, where)

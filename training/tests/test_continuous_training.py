@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from training.cli.main import main
 from training.datasets.split import DatasetSplit
-from training.errors import ConfigError
+from training.errors import ConfigError, SchemaError
 from training.features.layer1 import Layer1Featurizer
 from training.train_layer1_vae import train_layer1_vae
 from training.registry.registry import ModelRegistry
@@ -189,3 +190,25 @@ def test_triggers_new_rows_and_drift():
     shifted = triggers.drift(reference, moved, 0.1, 0.5)
     assert shifted.fired and shifted.details["share"] == pytest.approx(112 / 128)
     assert not triggers.drift(None, moved, 0.1, 0.5).fired
+
+
+def test_splits_without_a_feature_spec(tmp_path, caplog):
+    from training.layers.layer1 import Layer1
+    from training.retraining.continuous import _common_spec
+
+    rng = np.random.default_rng(0)
+    bare = {name: _split(name, 20, 5, rng, day=1) for name in ("train", "val", "test")}
+    bare = {name: replace(s, spec=None) for name, s in bare.items()}
+    # All three bare and 128 wide: layer 1's data-free default layout, said in a warning.
+    splits, spec = _common_spec(Layer1(), bare)
+    assert spec == Layer1Featurizer().spec and all(s.spec == spec for s in splits.values())
+    assert "taken as the data-free default layer1 layout" in caplog.text
+    # Only some bare: the message says what made them so and how to keep the spec.
+    mixed = {**bare, "train": replace(bare["train"], spec=Layer1Featurizer().spec)}
+    with pytest.raises(SchemaError, match=r"the val, test split file\(s\) carry no FeatureSpec: "
+                                          r"they were saved from bare arrays.*while the other "
+                                          r"splits do.*DatasetBuilder.from_file"):
+        _common_spec(Layer1(), mixed)
+    narrow = {name: replace(s, features=s.features[:, :16]) for name, s in bare.items()}
+    with pytest.raises(SchemaError, match="layer1 has no data-free layout to assume"):
+        _common_spec(Layer1(), narrow)

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -285,3 +285,39 @@ def test_resuming_with_another_time_range_is_refused(tmp_path):
         start_date="2024-01-01T00:00:10Z")
     with pytest.raises(CheckpointError, match="start_date differ"):
         DataCollector([_source(path)], output_dir=out, progress=False).collect_to()
+
+
+def test_events_carry_the_record_as_read_and_naive_utc_times(tmp_path):
+    nested = {"event_id": "n1", "timestamp": "2024-01-01T00:00:05+02:00", "src_ip": "10.0.0.1",
+              "alert": {"signature": "ET SCAN", "severity": 2}, "tags": ["a", "b"]}
+    path = _jsonl(tmp_path / "a.jsonl", [nested] + _events(3))
+    events = list(DataCollector([_source(path)], progress=False).collect(
+        start_date=datetime(2023, 12, 31, 22, 0, 0), end_date=datetime(2024, 1, 1, 0, 0, 2)))
+    # Naive bounds are UTC: n1 is 22:00:05 UTC; e0 and e1 are inside too, e2 is not.
+    assert [e.event_id for e in events] == ["n1", "e0", "e1"]
+    assert events[0].raw_data == nested  # as written: nested objects, the original time text
+    assert events[0].timestamp == datetime(2023, 12, 31, 22, 0, 5)  # naive, UTC
+    assert events[1].raw_data == _events(1)[0]
+    # Zeek TSV has no JSON to read again: the record is its fields under their Zeek names.
+    zeek = tmp_path / "conn.log"
+    zeek.write_text("#separator \\x09\n#path\tconn\n#fields\tts\tuid\tid.orig_h\tid.orig_p\t"
+                    "id.resp_h\tid.resp_p\tproto\thistory\n#types\ttime\tstring\taddr\tport\t"
+                    "addr\tport\tenum\tstring\n1704067200.5\tC1\t10.0.0.1\t5000\t10.0.0.2\t80\t"
+                    "tcp\t-\n")
+    event, = DataCollector([DataSource("z", "zeek_logs", {"path": zeek})],
+                           progress=False).collect()
+    assert event.raw_data == {"ts": 1704067200.5, "uid": "C1", "id.orig_h": "10.0.0.1",
+                              "id.orig_p": 5000, "id.resp_h": "10.0.0.2", "id.resp_p": 80,
+                              "proto": "tcp"}
+    assert event.to_dict()["source_ip"] == "10.0.0.1" and event.timestamp.tzinfo is None
+
+
+def test_a_collected_event_built_by_hand_as_the_original_was():
+    event = CollectedEvent("id1", datetime(2024, 1, 2, 5, 4, 5, tzinfo=timezone(timedelta(hours=2))),
+                           "s", "conn", {"source_ip": "10.0.0.1", "dest_port": 80, "label": "bad",
+                                         "history": "ShAD"})
+    assert event.timestamp == datetime(2024, 1, 2, 3, 4, 5)  # converted to naive UTC
+    row = event.to_dict()
+    assert (row["timestamp"], row["source_ip"], row["dest_port"], row["label"]) == \
+        ("2024-01-02T03:04:05.000000Z", "10.0.0.1", 80, "bad")
+    assert row["raw_data"] == {"history": "ShAD"}

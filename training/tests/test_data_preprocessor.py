@@ -186,3 +186,35 @@ def test_layer2_and_layer3_samples_round_trip_through_save_samples(demo, tmp_pat
     # every demo flow event is in exactly one unit's provenance
     ids = np.concatenate([s.metadata["event_ids"] for s in samples])
     assert len(ids) == len(set(ids.tolist())) == built.stats["used"]
+
+
+def test_the_original_per_layer_preprocessors_keep_a_rolling_layer3_window():
+    from training.data_preprocessor import (
+        Layer1Preprocessor, Layer2Preprocessor, Layer3Preprocessor, LayerPreprocessor,
+    )
+
+    flow = {"source_ip": "10.0.0.1", "dest_ip": "8.8.8.8", "dest_port": 53, "protocol": "udp"}
+    first = {**flow, "event_id": "a", "timestamp": "2024-03-04T10:00:05Z"}
+    layer1, layer2 = Layer1Preprocessor(), Layer2Preprocessor()
+    np.testing.assert_array_equal(layer1.preprocess(first).features, DataPreprocessor(
+        ).preprocess_event(first, layers=[LayerType.LAYER1_SENSORY]).features)
+    assert layer2.preprocess(first).features.shape == (2, layer2.get_feature_dim())
+    assert [s.sample_id for s in layer1.preprocess_batch([first, first])] == ["a", "a"]
+
+    layer3 = Layer3Preprocessor(window_size=3)
+    assert isinstance(layer3, LayerPreprocessor) and layer3.get_feature_dim() == 11
+    minutes = [0, 1, 3, 7]  # 10:00, 10:01, 10:03, 10:07
+    windows = [layer3.preprocess({**flow, "event_id": f"e{m}",
+                                  "timestamp": f"2024-03-04T10:0{m}:05Z"}) for m in minutes]
+    # Each window holds the 3 buckets before its own: which of them had an event.
+    assert [(w.features[:, 0] > 0).tolist() for w in windows] == [
+        [False, False, False], [False, False, True], [True, True, False], [False, False, False]]
+    assert [w.metadata["event_ids"].tolist() for w in windows] == [["e0"], ["e1"], ["e3"], ["e7"]]
+    with pytest.raises(SchemaError, match="no timestamp"):
+        layer3.preprocess(flow)
+    with pytest.raises(SchemaError, match="no source_ip"):
+        layer3.preprocess({"dest_ip": "8.8.8.8", "timestamp": "2024-03-04T10:08:00Z"})
+    with pytest.raises(ConfigError, match="window_size must be an integer >= 1, got 0"):
+        Layer3Preprocessor(window_size=0)
+    with pytest.raises(SchemaError, match="cannot feed layer2"):
+        layer2.preprocess({"source_ip": "10.0.0.1"})

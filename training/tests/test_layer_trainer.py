@@ -366,3 +366,34 @@ def test_training_metrics_get_names_what_exists() -> None:
     assert metrics.get("train_loss") == 2.0 and metrics.get("val_loss") == 1.5
     with pytest.raises(ConfigError, match="available: train_loss, val_loss"):
         metrics.get("val_auc")
+
+
+def test_path_folders_are_kept_as_given_and_written_as_text(tmp_path) -> None:
+    cfg = config(tmp_path, checkpoint_dir=tmp_path / "ck", log_dir=tmp_path / "logs",
+                 tensorboard=True, num_epochs=1)
+    assert cfg.checkpoint_dir == tmp_path / "ck"  # the caller's Path, unchanged
+    assert json.loads(cfg.to_json())["checkpoint_dir"] == str(tmp_path / "ck")
+    assert cfg.replace(num_epochs=2).checkpoint_dir == str(tmp_path / "ck")
+    LayerTrainer(small_vae(), config=cfg).train(TensorBatches(data(), batch_size=16),
+                                                TensorBatches(data(seed=1), batch_size=16))
+    assert json.loads((tmp_path / "ck" / "m_best.json").read_text())["training_config"][
+        "log_dir"] == str(tmp_path / "logs")
+
+
+def test_load_checkpoint_returns_the_epoch_of_either_file(tmp_path) -> None:
+    cfg = config(tmp_path, num_epochs=3)
+    trained = LayerTrainer(small_vae(), config=cfg)
+    trained.train(TensorBatches(data(), batch_size=16), TensorBatches(data(seed=1), batch_size=16))
+    fresh = LayerTrainer(small_vae(), config=cfg)
+    assert fresh.load_checkpoint(tmp_path / "ck" / "m_last_state.pt") == 3
+    assert len(fresh.history) == 3 and fresh.best_epoch == trained.best_epoch
+    weights = LayerTrainer(small_vae(), config=cfg)
+    assert weights.load_checkpoint(tmp_path / "ck" / "m_best.pt") == trained.best_epoch
+    assert weights.epoch == 0  # weights only: the run's counters are not restored
+    for a, b in zip(weights.model.state_dict().values(), trained.model.state_dict().values()):
+        assert torch.equal(a, b)  # the best epoch's weights, restored at the end of training
+    with pytest.raises(CheckpointError, match="missing.pt: no such checkpoint"):
+        weights.load_checkpoint(tmp_path / "missing.pt")
+    with pytest.raises(CheckpointError, match="does not fit Layer1VAE"):
+        LayerTrainer(Layer1VAE(input_dim=8, hidden_dim=4, latent_dim=2),
+                     config=cfg).load_checkpoint(tmp_path / "ck" / "m_best.pt")

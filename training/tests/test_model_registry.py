@@ -266,7 +266,7 @@ def test_sigkill_during_register_leaves_no_half_registered_version(tmp_path):
         if in_flight not in rows:  # killed mid-registration: the version does not exist
             mid_registration += 1
             with pytest.raises(NotFoundError):
-                registry.get_model("crash", in_flight)
+                registry.load_model("crash", in_flight)
         # A version exists with its row, its log entry and complete, verified files, or not
         # at all: no log entry without a row, no row whose files fail to load.
         assert {e.version for e in registry.history("crash")} == rows
@@ -288,9 +288,11 @@ def test_delete_search_and_compare(registry, weights):
         [("tiny", "1.0.0")]
     assert [m.model_name for m in registry.search_models(layer_name="layer3")] == ["other"]
     assert [m.version for m in registry.search_models(stage="production")] == ["1.1.0"]
-    assert registry.compare_models("tiny", ["1.0.0", "1.1.0"], "val_loss") == {
-        "metric": "val_loss", "direction": "min", "values": {"1.0.0": 0.2, "1.1.0": 0.1},
-        "best": "1.1.0"}
+    compared = registry.compare_models("tiny", ["1.0.0", "1.1.0"], "val_loss")
+    assert compared == {"1.0.0": 0.2, "1.1.0": 0.1}  # the original's {version: value}
+    assert compared.summary() == {"metric": "val_loss", "direction": "min",
+                                  "values": {"1.0.0": 0.2, "1.1.0": 0.1}, "best": "1.1.0"}
+    assert compared["best"] == compared.best == "1.1.0" and compared["direction"] == "min"
     assert registry.compare_models("tiny", ["1.0.0", "1.1.0"], "accuracy")["best"] == "1.0.0"
     with pytest.raises(ConfigError, match="no known direction"):
         registry.compare_models("tiny", ["1.0.0"], "goodness")
@@ -301,11 +303,12 @@ def test_delete_search_and_compare(registry, weights):
     assert not (registry.artifacts_dir / "tiny" / "1.0.0").exists()
     assert registry.aliases("tiny") == {"champion": "1.1.0"}
     with pytest.raises(NotFoundError, match="no version '1.0.0'; known: 1.1.0"):
-        registry.get_model("tiny", "1.0.0")
+        registry.load_model("tiny", "1.0.0")
+    assert registry.get_model("tiny", "1.0.0") is None  # the original's "not found"
     assert [(e.event, e.from_stage, e.reason) for e in registry.history("tiny")[-2:]] == \
         [("unalias", None, "bad data"), ("delete", "none", "bad data")]
     with pytest.raises(NotFoundError, match="no model named 'nope'; known: other, tiny"):
-        registry.get_model("nope")
+        registry.load_model("nope")
 
 
 def test_feature_spec_and_metadata_must_match_the_model(registry, weights):
@@ -319,7 +322,7 @@ def test_feature_spec_and_metadata_must_match_the_model(registry, weights):
     with pytest.raises(ConfigError, match="at most one of version, stage and alias"):
         registry.get_model("tiny", "1.0.0", stage="production")
     with pytest.raises(NotFoundError, match="no version in stage 'production'"):
-        registry.get_model("tiny", stage="production")
+        registry.load_model("tiny", stage="production")
 
 
 def test_versions_and_metric_directions():

@@ -115,10 +115,17 @@ def test_retrain_script_trains_the_chosen_layers(tmp_path):
     from training.demo.generator import write_demo_file
 
     demo = write_demo_file(tmp_path / "demo.json", n_events=1_500, seed=4)
-    result = subprocess.run([str(SCRIPT), "--layers", "layer1 layer2", "--epochs", "1",
-                             "--batch-size", "64", "--source", f"json:{demo}", "--workdir", "r"],
-                            cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=300)
+    # The original script's environment sets the defaults; a flag wins over its variable.
+    env = {**ENV, "PYTHON": sys.executable, "LAYERS": "layer1 layer2 layer4 layer5",
+           "NUM_EPOCHS": "1", "BATCH_SIZE": "8", "LEARNING_RATE": "0.002"}
+    result = subprocess.run([str(SCRIPT), "--batch-size", "64", "--source", f"json:{demo}",
+                             "--workdir", "r"],
+                            cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    assert "skipping layer4 layer5: not implemented yet" in result.stderr
+    command = next(line for line in result.stderr.splitlines()
+                   if line.startswith("retrain_models.sh: ") and "-m training.cli" in line)
+    assert command.endswith("--layers layer1 layer2 --batch-size 64 --epochs 1 --lr 0.002")
     assert "layer1: layer1_vae 1.0.0 -> production" in result.stdout
     assert "layer2: layer2_gnn 1.0.0 -> production" in result.stdout and "layer3" not in result.stdout
     assert (tmp_path / "r/retrain.log").stat().st_size > 0

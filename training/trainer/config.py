@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path, PurePath
 from typing import Any
 
 from training.errors import ConfigError
@@ -38,7 +39,8 @@ class TrainingConfig:
         gradient_clip_value: clip the gradients' total L2 norm to this; None or 0 = no clip.
         early_stopping_patience, early_stopping_min_delta: see EarlyStopping; patience None
             or 0 disables early stopping.
-        checkpoint_dir, log_dir: None = `training.paths.checkpoints_dir()` / `logs_dir()`.
+        checkpoint_dir, log_dir: folders (text or `pathlib.Path`, kept as given; `to_dict`
+            writes text); None = `training.paths.checkpoints_dir()` / `logs_dir()`.
         save_best_only, save_frequency: with save_best_only off, also keep the weights
             every `save_frequency` epochs.
         use_amp: mixed precision on CUDA, in `amp_dtype` ("float16" with a GradScaler, or
@@ -70,10 +72,10 @@ class TrainingConfig:
     gradient_clip_value: float | None = 1.0
     early_stopping_patience: int | None = 10
     early_stopping_min_delta: float = 1e-4
-    checkpoint_dir: str | None = None
+    checkpoint_dir: str | Path | None = None
     save_best_only: bool = True
     save_frequency: int = 5
-    log_dir: str | None = None
+    log_dir: str | Path | None = None
     use_amp: bool = True
     amp_dtype: str = "float16"
     cpu_amp: bool = False
@@ -131,7 +133,12 @@ class TrainingConfig:
         return self.gradient_clip_value or None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The settings as JSON-able values (folders as text)."""
+        data = asdict(self)
+        for name in ("checkpoint_dir", "log_dir"):
+            if isinstance(data[name], PurePath):
+                data[name] = str(data[name])
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

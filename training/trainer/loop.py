@@ -70,8 +70,8 @@ from training.trainer.callbacks import (
 )
 from training.trainer.config import TrainingConfig, TrainingMetrics
 from training.trainer.resume import (
-    BackgroundWriter, load_state, resume_path, rng_state, save_state, save_weights, set_rng_state,
-    snapshot,
+    BackgroundWriter, load_checkpoint, load_state, resume_path, rng_state, save_state,
+    save_weights, set_rng_state, snapshot,
 )
 from training.trainer.setup import (
     amp_dtype, build_optimizer, build_scheduler, init_distributed, resolve_device, seed_everything,
@@ -87,9 +87,9 @@ class LayerTrainer:
 
     Args:
         model: a `Detector`, or any `nn.Module` when `loss_fn` is given.
-        loss_fn: the original API's `loss_fn(outputs, targets)`; None for a Detector.
+        loss_fn: the original API's `loss_fn(model, batch) -> loss`; None for a Detector.
         config: the run's settings (default `TrainingConfig()`).
-        metric_fns: with `loss_fn`, extra validation metrics {name: fn(outputs, targets)}.
+        metric_fns: with `loss_fn`, extra validation metrics {name: fn(model, batch) -> float}.
         callbacks: extra callbacks, run after the built-in ones (early stopping, checkpoints,
             TensorBoard).
         feature_spec: the FeatureSpec of the training data, written into checkpoint sidecars.
@@ -349,6 +349,11 @@ class LayerTrainer:
         else:
             self._writer.wait()
             save_state(path, self.state_dict())
+
+    def load_checkpoint(self, path: str | Path) -> int:
+        """Load a checkpoint this trainer wrote (last state or best weights); returns its epoch
+        (see `training.trainer.resume.load_checkpoint`)."""
+        return load_checkpoint(self, path)
 
     def load_state(self, path: str | Path) -> None:
         """Continue from a last-state checkpoint of the same model class and arguments."""

@@ -163,3 +163,38 @@ def resume_path(resume: bool | str | Path | None, last_state: Path) -> Path | No
             return None
         return last_state
     return Path(resume)
+
+
+def load_checkpoint(trainer: Any, path: str | Path) -> int:
+    """The original `LayerTrainer.load_checkpoint(path) -> epoch`, for both files it writes.
+
+    A last-state file restores everything `load_state` restores (weights, optimizer,
+    scheduler, counters, history, random states) and returns the epoch it was written after;
+    `train(..., resume=path)` continues from it exactly. A model file (`<name>_best.pt`, a plain
+    state_dict) loads its weights, checked against its sidecar's sha256 when it has one, and
+    returns the epoch they come from (the sidecar's `best_epoch`; 0 when no sidecar records it).
+
+    Raises:
+        CheckpointError: a missing, damaged or foreign file, or weights that do not fit.
+    """
+    from training.artifacts.model_files import read_sidecar, read_weights, sidecar_path
+
+    path = Path(path)
+    try:
+        outer = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: no such checkpoint") from None
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise CheckpointError(f"{path}: refused to load: {exc}") from exc
+    if isinstance(outer, dict) and outer.get("format") == FORMAT:
+        trainer.load_state(path)
+        return int(trainer.epoch)
+    sidecar = read_sidecar(path) if sidecar_path(path).exists() else {}
+    state = read_weights(path, sidecar.get("sha256"), map_location=trainer.device)
+    try:
+        trainer.model.load_state_dict(state)
+    except (RuntimeError, TypeError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: does not fit {type(trainer.model).__name__}: {exc}") from exc
+    epoch = sidecar.get("best_epoch") or sidecar.get("epoch") or 0
+    logger.info("loaded the weights of %s (epoch %d)", path, epoch)
+    return int(epoch)

@@ -45,8 +45,9 @@ class LayerObjective:
 
     Args:
         layer: the layer (a name or alias, or a `Layer`).
-        train_data: the training split file.
-        val_data: the validation split file (the metric is measured on it).
+        train_data: the training split file, or its units already loaded (e.g. a
+            `DatasetSplit` of layer-1 vectors; then `n_workers` must stay 1).
+        val_data: the validation split (file or units; the metric is measured on it).
         metric: "auto", "loss" or "pr_auc" (see the module docstring).
         max_epochs: epochs per trial (>= 1).
         seed: training seed of every trial (the same initial weights for the same sizes,
@@ -56,7 +57,8 @@ class LayerObjective:
             worker processes to use more cores); None leaves the process's setting.
     """
 
-    def __init__(self, layer: str | Layer, train_data: str | Path, val_data: str | Path, *,
+    def __init__(self, layer: str | Layer, train_data: str | Path | Any,
+                 val_data: str | Path | Any, *,
                  metric: str = "auto", max_epochs: int = 30, seed: int | None = 42,
                  num_threads: int | None = 1) -> None:
         if metric not in METRICS:
@@ -64,7 +66,7 @@ class LayerObjective:
         if isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1:
             raise ConfigError(f"max_epochs must be an integer >= 1, got {max_epochs!r}")
         self.layer = layer if isinstance(layer, Layer) else get_layer(layer)()
-        self.train_data, self.val_data = str(train_data), str(val_data)
+        self.train_data, self.val_data = _file_or_units(train_data), _file_or_units(val_data)
         self.max_epochs, self.seed, self.num_threads = max_epochs, seed, num_threads
         self._data: Any = None
         labels = self.val_labels()
@@ -72,7 +74,8 @@ class LayerObjective:
             metric = "pr_auc" if known_scores(np.zeros(len(labels)), labels).has_both else "loss"
         elif metric == "pr_auc" and not known_scores(np.zeros(len(labels)), labels).has_both:
             raise ConfigError(f"metric 'pr_auc' needs benign (0) and threat (1) labels in the "
-                              f"validation split {self.val_data}; use metric 'loss'")
+                              f"validation split {_described(self.val_data)}; use metric "
+                              "'loss'")
         self.metric = metric
 
     def __getstate__(self) -> dict[str, Any]:
@@ -83,8 +86,8 @@ class LayerObjective:
         """The splits, read once per process, and a layer fitted on the training one (the
         same scaling `train_layer` fits, to score the validation units every epoch)."""
         if self._data is None:
-            train = self.layer.load_units(self.train_data)
-            val = self.layer.load_units(self.val_data)
+            train, val = (self.layer.load_units(x) if isinstance(x, str) else x
+                          for x in (self.train_data, self.val_data))
             scorer = get_layer(self.layer.name)().fit(train)
             self._data = {"train": train, "val": val, "scorer": scorer}
         return self._data
@@ -132,7 +135,7 @@ class LayerObjective:
         """What the study records about its objective."""
         return {"layer": self.layer.name, "model": self.model_name, "metric": self.metric,
                 "direction": self.direction, "max_epochs": self.max_epochs, "seed": self.seed,
-                "train_data": self.train_data, "val_data": self.val_data}
+                "train_data": _described(self.train_data), "val_data": _described(self.val_data)}
 
     def attach(self, study: optuna.Study) -> None:
         """Record this objective in `study`, or check that its trials came from the same kind
@@ -215,7 +218,7 @@ class LayerObjective:
             version = registry.next_version(self.model_name)
             metadata = ModelMetadata(
                 self.model_name, version, self.layer.name, metrics=metrics,
-                hyperparameters=hyperparameters, training_dataset=self.train_data,
+                hyperparameters=hyperparameters, training_dataset=_described(self.train_data),
                 description=origin)
             try:
                 registry.register_model(checkpoint, metadata, reason=origin)
@@ -228,6 +231,15 @@ class LayerObjective:
         return {"checkpoint": str(checkpoint), "model_name": self.model_name,
                 "version": version, "registry_dir": str(registry.registry_dir),
                 "metrics": metrics}
+
+
+def _file_or_units(data: Any) -> Any:
+    """A split file as its path text; loaded units as they are."""
+    return str(data) if isinstance(data, (str, os.PathLike)) else data
+
+
+def _described(data: Any) -> str:
+    return data if isinstance(data, str) else f"<{type(data).__name__} in memory>"
 
 
 def _scratch() -> str | None:

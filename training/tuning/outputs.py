@@ -33,6 +33,7 @@ logger = logging.getLogger(__name__)
 
 BEST_PARAMS = "best_params.json"
 TRIALS_CSV = "trials.csv"
+PLOTS = ("optimization_history", "param_importances", "parallel_coordinate")
 
 
 @dataclass
@@ -58,17 +59,25 @@ def write_outputs(study: optuna.Study, study_dir: str | Path) -> TuningOutputs:
     outputs.files["best_params"] = _write_bytes(study_dir / BEST_PARAMS,
                                                 json.dumps(summary(study), indent=2).encode())
     outputs.files["trials"] = _write_bytes(study_dir / TRIALS_CSV, trials_csv(trials).encode())
-    plots = _plots()
+    drawn = draw_plots(study, {name: study_dir / f"{name}.png" for name in PLOTS})
+    outputs.files.update(drawn.files)
+    outputs.skipped = drawn.skipped
+    return outputs
+
+
+def draw_plots(study: optuna.Study, paths: dict[str, Path]) -> TuningOutputs:
+    """Draw the plots named in `paths` (keys of `PLOTS`) into their files."""
+    outputs = TuningOutputs()
     if best_trial(study) is None:
-        outputs.skipped = {name: "no complete trial yet" for name in plots}
+        outputs.skipped = {name: "no complete trial yet" for name in paths}
         logger.warning("study %s has no complete trial yet: no plots drawn", study.study_name)
         return outputs
-    for name, plot in plots.items():
-        path = study_dir / f"{name}.png"
+    plots = _plots()
+    for name, path in paths.items():
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                axes = plot(study)
+                axes = plots[name](study)
         except (ValueError, RuntimeError) as exc:  # too few trials for this plot
             outputs.skipped[name] = str(exc)
             logger.warning("%s not drawn: %s", path, exc)
@@ -119,6 +128,11 @@ def _cell(value: object) -> str:
     if hasattr(value, "isoformat"):
         return value.isoformat()
     return repr(value) if isinstance(value, float) else str(value)
+
+
+def copy_file(source: Path, path: Path) -> Path:
+    """Copy a written output to `path`, atomically."""
+    return _write_bytes(path, Path(source).read_bytes())
 
 
 def _write_bytes(path: Path, data: bytes) -> Path:

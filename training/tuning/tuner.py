@@ -23,7 +23,9 @@ from typing import Any
 import optuna
 
 from training.errors import ConfigError
-from training.tuning.outputs import TuningOutputs, best_trial, write_outputs
+from training.tuning.outputs import (
+    TuningOutputs, best_trial, copy_file, draw_plots, write_outputs,
+)
 from training.tuning.storage import StorageSpec, resolve_storage
 from training.tuning.study import PRUNERS, SAMPLERS, n_finished, open_study
 from training.tuning.workers import (
@@ -51,8 +53,8 @@ class TuningConfig:
         pruner_n_warmup_steps: epochs a trial always runs before it can be pruned.
         storage_url: see `training.tuning.storage`; None picks SQLite or a journal file in the
             study folder.
-        output_dir: parent of the study folder (default: `training/tuning` under
-            MAXIMUS_DATA_ROOT's root).
+        output_dir: parent of the study folder, text or `pathlib.Path` (default:
+            `training/tuning` under MAXIMUS_DATA_ROOT's root).
         pruner: "median" or "hyperband".
         n_workers: worker processes this command starts (1: trials run in this process).
         seed: sampler seed (worker i uses seed + i); None: not reproducible.
@@ -70,7 +72,7 @@ class TuningConfig:
     pruner_n_startup_trials: int = 5
     pruner_n_warmup_steps: int = 10
     storage_url: str | None = None
-    output_dir: str = field(default_factory=lambda: str(tuning_dir()))
+    output_dir: str | Path = field(default_factory=lambda: str(tuning_dir()))
     pruner: str = "median"
     n_workers: int = 1
     seed: int | None = None
@@ -135,6 +137,17 @@ class TuningResult:
     def count(self, state: optuna.trial.TrialState) -> int:
         return len(self.study.get_trials(deepcopy=False, states=(state,)))
 
+    def to_dict(self) -> dict[str, Any]:
+        """The original `tune()` result: best_params, best_value, best_trial_number, n_trials
+        (every trial of the study) and study; plus the files written."""
+        return {"best_params": self.best_params, "best_value": self.best_value,
+                "best_trial_number": self.best_trial, "n_trials": len(self.study.trials),
+                "study": self.study, "files": {k: str(v) for k, v in self.outputs.files.items()}}
+
+    def __getitem__(self, key: str) -> Any:
+        """`result["best_params"]` and the other keys of `to_dict`, as the original read it."""
+        return self.to_dict()[key]
+
 
 class HyperparameterTuner:
     """Runs an objective over a study with the configured sampler, pruner, storage and workers.
@@ -149,6 +162,7 @@ class HyperparameterTuner:
         self.config = config
         self.storage: StorageSpec = resolve_storage(config.storage_url, config.n_workers,
                                                     config.study_dir)
+        self._drawn: tuple[int, dict[str, Path]] | None = None  # (trials, plots) of `tune`
 
     @property
     def parallel(self) -> bool:
@@ -158,6 +172,25 @@ class HyperparameterTuner:
     def load_study(self) -> optuna.Study:
         """The study, created on first use."""
         return open_study(self.config, self.storage, parallel=self.parallel)
+
+    def visualize(self) -> dict[str, Path]:
+        """The original plots: `<study>_history.png`, `<study>_importances.png` and
+        `<study>_parallel.png` in `output_dir` (a plot that cannot be drawn yet is skipped,
+        with its reason logged). `tune` draws the same ones in the study folder.
+
+        Returns:
+            plot name -> file written.
+        """
+        name, folder = self.config.study_name, Path(self.config.output_dir)
+        paths = {"optimization_history": folder / f"{name}_history.png",
+                 "param_importances": folder / f"{name}_importances.png",
+                 "parallel_coordinate": folder / f"{name}_parallel.png"}
+        study = self.load_study()
+        if self._drawn is not None and self._drawn[0] == len(study.trials):
+            # `tune` drew these plots of this very study: copied, not drawn again.
+            return {name: copy_file(drawn, paths[name]) for name, drawn in self._drawn[1].items()
+                    if name in paths}
+        return draw_plots(study, paths).files
 
     def tune(self, objective: Objective) -> TuningResult:
         """Run the trials still missing from `n_trials`, then write the study's outputs.
@@ -187,6 +220,7 @@ class HyperparameterTuner:
         seconds = time.time() - start
         study = optuna.load_study(study_name=config.study_name, storage=self.storage.open())
         outputs = write_outputs(study, config.study_dir)
+        self._drawn = (len(study.trials), dict(outputs.files))
         best = best_trial(study)
         return TuningResult(study=study, best_params=None if best is None else best.params,
                             best_value=None if best is None else best.value,

@@ -85,7 +85,7 @@ def test_parallel_registry_writers(tmp_path, observed):
     archived = [v for v, frm, to in chain if frm == "production" and to == "archived"]
     assert promoted[0] == "1.0.0" and archived == promoted[:-1] and promoted[-1] == champion
     for version in versions:
-        registry.get_model("vae", version)
+        registry.load_model("vae", version)
     observed(f"{len(new)} versions from 3 processes; production chain of {len(promoted)} "
              f"promotions unbroken, champion {champion}")
 

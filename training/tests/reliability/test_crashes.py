@@ -190,7 +190,7 @@ def test_registry_register_killed(tmp_path, fault, observed):
     left = sorted(p.name for p in (registry.artifacts_dir / "vae").iterdir())
     assert registry_state(registry) == before
     with pytest.raises(NotFoundError):
-        registry.get_model("vae", "2.0.0")
+        registry.load_model("vae", "2.0.0")
     registry.register_model(tmp_path / "new.pt", ModelMetadata("vae", "2.0.0", "layer1"))
     assert registry.get_model("vae", "2.0.0").metadata.version == "2.0.0"
     assert sorted(p.name for p in (registry.artifacts_dir / "vae").iterdir()) == \

@@ -328,7 +328,7 @@ def test_path_traversal_in_registry_names_is_refused(tmp_path, field, observed):
                 registry.read_file("vae", bad, "1.0.0")
         else:
             with pytest.raises((ConfigError, NotFoundError)):
-                registry.get_model(name, None if field == "model_name" else version)
+                registry.load_model(name, None if field == "model_name" else version)
     assert registry_state(registry) == before and _tree(tmp_path) == files
     observed("; ".join(sorted(messages)))
 

@@ -1,0 +1,236 @@
+"""Reading the model registry: loading versions, metadata, listings, comparisons, history.
+
+`RegistryQueries` opens the registry folder and answers every question about it;
+`training.registry.registry.ModelRegistry` adds the changes. Loading checks every file against
+the sha256 recorded at registration and never runs code from a file (`weights_only=True`,
+JSON metadata).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+import torch
+
+from training.errors import ConfigError, NotFoundError
+from training.features.encoding import FeatureSpec
+from training.paths import models_dir
+from training.registry import artifacts, ops
+from training.registry.history import Transition, format_registry
+from training.registry.metadata import ModelMetadata, metric_direction
+from training.registry.names import artifact_dir, check_stage, next_version
+from training.registry.results import (
+    Comparison, ModelVersions, RegisteredModel, RegisteredPath,
+)
+from training.registry.store import connect, create_schema, database_error
+
+logger = logging.getLogger(__name__)
+
+
+class RegistryQueries:
+    """Registered model versions under `registry_dir`, read (see the module docstring).
+
+    Args:
+        registry_dir: the registry folder (default `training/models`, or MAXIMUS_DATA_ROOT/models).
+        busy_timeout_s: how long a write waits for another process's write to finish.
+    """
+
+    def __init__(self, registry_dir: str | Path | None = None, *,
+                 busy_timeout_s: float = 60.0) -> None:
+        if busy_timeout_s <= 0:
+            raise ConfigError(f"busy_timeout_s must be > 0, got {busy_timeout_s}")
+        self.registry_dir = Path(registry_dir) if registry_dir is not None else models_dir()
+        self.busy_timeout_s = busy_timeout_s
+        self.db_path = self.registry_dir / "registry.db"
+        self.artifacts_dir = self.registry_dir / "artifacts"
+        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        with self._connect() as conn:
+            create_schema(conn, self.artifacts_dir)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        """One connection per call, closed after it (nothing shared across threads or forks);
+        SQLite's errors about the file become RegistryErrors that say what to do."""
+        try:
+            conn = connect(self.db_path, self.busy_timeout_s)
+            try:
+                yield conn
+            finally:
+                conn.close()
+        except sqlite3.IntegrityError:
+            raise  # a broken rule of the schema: a bug, or a raw edit, never a damaged file
+        except sqlite3.DatabaseError as exc:
+            raise database_error(self.db_path, exc, self.busy_timeout_s) from exc
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get_model(self, model_name: str, version: str | None = None, stage: str | None = None,
+                  *, alias: str | None = None, map_location: str | torch.device = "cpu",
+                  expected_spec: FeatureSpec | None = None
+                  ) -> RegisteredModel | RegisteredPath | None:
+        """The chosen version, verified: loaded when it has a sidecar, else its opaque path.
+
+        Both results are path-like (the original returned the registered file's path);
+        None when no version matches (the original's result; the reason, naming what
+        exists, is logged as a warning). `load_model` raises instead.
+
+        Raises:
+            CheckpointError: a file is missing or was modified after registration.
+            SchemaError: `expected_spec` is not the model's FeatureSpec.
+        """
+        try:
+            return self._get(model_name, version, stage, alias, map_location, expected_spec,
+                             opaque_ok=True)
+        except NotFoundError as exc:
+            logger.warning("get_model: %s", exc)
+            return None
+
+    def load_model(self, model_name: str, version: str | None = None, stage: str | None = None,
+                   *, alias: str | None = None, map_location: str | torch.device = "cpu",
+                   expected_spec: FeatureSpec | None = None) -> RegisteredModel:
+        """Load a version as a detector, checking both files' sha256, and the FeatureSpec when
+        given.
+
+        Give at most one of `version`, `stage` (the latest version in that stage) and `alias`;
+        with none, the latest registered version.
+
+        Raises:
+            NotFoundError: no such model, version, stage or alias (the message lists them).
+            CheckpointError: a file is missing or was modified after registration, or the
+                version is an opaque artifact (the message says how to attach a sidecar).
+            SchemaError: `expected_spec` is not the model's FeatureSpec.
+        """
+        return self._get(model_name, version, stage, alias, map_location, expected_spec,
+                         opaque_ok=False)
+
+    def _get(self, model_name: str, version: str | None, stage: str | None, alias: str | None,
+             map_location: str | torch.device, expected_spec: FeatureSpec | None, *,
+             opaque_ok: bool) -> RegisteredModel | RegisteredPath:
+        with self._connect() as conn:
+            row = ops.resolve(conn, model_name, version, stage, alias)
+            metadata = ops.metadata_of(conn, row)
+        folder = artifact_dir(self.artifacts_dir, model_name, row["version"])
+        if metadata.opaque:
+            artifacts.read_verified(folder / artifacts.WEIGHTS_FILE, row["weights_sha256"])
+            found = RegisteredPath(folder / artifacts.WEIGHTS_FILE, metadata, opaque=True)
+            if opaque_ok:
+                return found
+            found.model  # raises the CheckpointError that says how to attach a sidecar
+        loaded = artifacts.load(folder, row["weights_sha256"], row["sidecar_sha256"],
+                                map_location=map_location, expected_spec=expected_spec)
+        return RegisteredModel(loaded.model, loaded.sidecar, metadata,
+                               folder / artifacts.WEIGHTS_FILE)
+
+    def verify(self, model_name: str, version: str | None = None, stage: str | None = None,
+               *, alias: str | None = None) -> str:
+        """Check the version's files against their recorded sha256 without loading anything;
+        returns the weights' sha256.
+
+        Raises:
+            NotFoundError: no such version; CheckpointError: a file is missing or modified.
+        """
+        with self._connect() as conn:
+            row = ops.resolve(conn, model_name, version, stage, alias)
+        folder = artifact_dir(self.artifacts_dir, model_name, row["version"])
+        artifacts.read_verified(folder / artifacts.WEIGHTS_FILE, row["weights_sha256"])
+        if row["sidecar_sha256"]:
+            artifacts.read_verified(folder / artifacts.SIDECAR_FILE, row["sidecar_sha256"])
+        for name, sha in json.loads(row["files"]).items():
+            artifacts.read_verified(folder / name, sha)
+        return row["weights_sha256"]
+
+    def read_file(self, model_name: str, file_name: str, version: str | None = None,
+                  stage: str | None = None, *, alias: str | None = None) -> bytes:
+        """The bytes of a file attached at registration, verified against its sha256.
+
+        Raises:
+            NotFoundError: the version has no such file (the message lists its files).
+            CheckpointError: the file is missing or was modified after registration.
+        """
+        with self._connect() as conn:
+            row = ops.resolve(conn, model_name, version, stage, alias)
+        files = json.loads(row["files"])
+        if file_name not in files:
+            raise NotFoundError(f"{model_name} {row['version']} has no attached file "
+                                f"{file_name!r}; it has: {', '.join(sorted(files)) or 'none'}")
+        folder = artifact_dir(self.artifacts_dir, model_name, row["version"])
+        return artifacts.read_verified(folder / file_name, files[file_name])
+
+    def get_metadata(self, model_name: str, version: str | None = None,
+                     stage: str | None = None, *, alias: str | None = None) -> ModelMetadata:
+        """The metadata of a version, chosen as in `get_model`."""
+        with self._connect() as conn:
+            return ops.metadata_of(conn, ops.resolve(conn, model_name, version, stage, alias))
+
+    def list_models(self, name: str | None = None, *, model_name: str | None = None
+                    ) -> ModelVersions:
+        """Every version (of one model, or of all), by name, then registration order: a list
+        of `ModelMetadata` that is also the original `{model_name: [versions]}` mapping (see
+        `training.registry.results.ModelVersions`)."""
+        return ModelVersions(self.search_models(model_name=name or model_name))
+
+    def search_models(self, model_name: str | None = None, layer_name: str | None = None,
+                      stage: str | None = None, min_accuracy: float | None = None
+                      ) -> list[ModelMetadata]:
+        """Versions matching every given filter (`min_accuracy` on metrics["accuracy"])."""
+        query, args = "SELECT * FROM versions WHERE 1", []
+        filters = (("model_name", model_name), ("layer_name", layer_name),
+                   ("stage", None if stage is None else check_stage(stage)))
+        for column, value in filters:
+            if value is not None:
+                query, args = query + f" AND {column} = ?", [*args, value]
+        with self._connect() as conn:
+            found = [ops.metadata_of(conn, row) for row in
+                     conn.execute(query + " ORDER BY model_name, seq", args)]
+        if min_accuracy is not None:
+            found = [m for m in found if m.metrics.get("accuracy", float("-inf")) >= min_accuracy]
+        return found
+
+    def compare_models(self, model_name: str, versions: list[str],
+                       metric: str = "val_loss") -> Comparison:
+        """`metric` of each version and the best of them (direction from `metric_direction`).
+
+        Returns:
+            {version: value} of the versions that have the metric (the original's result),
+            with `.metric`, `.direction` ("min"/"max"), `.best` and `.all_values`.
+
+        Raises:
+            NotFoundError: a version does not exist; ConfigError: the metric has no known
+                direction.
+        """
+        direction = metric_direction(metric)
+        values = {v: self.get_metadata(model_name, v).metrics.get(metric) for v in versions}
+        return Comparison(metric, direction, values)
+
+    def aliases(self, model_name: str) -> dict[str, str]:
+        """alias -> version for one model."""
+        with self._connect() as conn:
+            return ops.aliases_of(conn, model_name)
+
+    def history(self, model_name: str | None = None) -> list[Transition]:
+        """The transition log (of one model, or all), oldest first."""
+        query = "SELECT * FROM transitions" + (" WHERE model_name = ?" if model_name else "")
+        with self._connect() as conn:
+            rows = conn.execute(query + " ORDER BY id", (model_name,) if model_name else ())
+            return [Transition(**dict(row)) for row in rows]
+
+    def next_version(self, model_name: str, scheme: str = "semver", *,
+                     conn: sqlite3.Connection | None = None) -> str:
+        """A version after every registered one (see `training.registry.names.next_version`)."""
+        if conn is None:
+            with self._connect() as own:
+                return self.next_version(model_name, scheme, conn=own)
+        existing = [r[0] for r in conn.execute(
+            "SELECT version FROM versions WHERE model_name = ?", (model_name,))]
+        return next_version(existing, scheme)
+
+    def print_registry(self, file: IO[str] | None = None) -> None:
+        """Print every model's versions, stages, aliases and main metrics."""
+        print(format_registry(self.list_models()), file=file or sys.stdout)
