@@ -23,7 +23,8 @@ Runs `maximus-train pipeline` (or `maximus-train demo` when no --source or --con
   --lr          learning rate of every layer
   --source      an input such as zeek:/var/log/zeek (repeatable)
   --config      a pipeline TOML file
-  --workdir     where everything is written (default maximus-run, or maximus-demo)
+  --workdir     where everything is written (default: the config's workdir, else
+                maximus-run, or maximus-demo without --source and --config)
 USAGE
 }
 
@@ -41,6 +42,7 @@ args=()
 layers=()
 inputs=0
 workdir=""
+config=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -58,7 +60,8 @@ while [[ $# -gt 0 ]]; do
                     done
                     args+=(--layers "${layers[@]}") ;;
                 --batch-size|--batch_size) args+=(--batch-size "$2") ;;
-                --source|--config) args+=("$1" "$2"); inputs=1 ;;
+                --source) args+=("$1" "$2"); inputs=1 ;;
+                --config) args+=("$1" "$2"); inputs=1; config="$2" ;;
                 --workdir) workdir="$2"; args+=(--workdir "$2") ;;
                 *) args+=("$1" "$2") ;;
             esac
@@ -69,6 +72,16 @@ done
 
 command=demo
 [[ $inputs -eq 1 ]] && command=pipeline
+if [[ -z "$workdir" && -n "$config" ]]; then
+    # the run's folder is the config's workdir (when it sets one): the log goes beside it
+    python="$(dirname "$MAXIMUS")/python"
+    [[ -x "$python" ]] || python=python3
+    workdir=$("$python" -c 'import sys, tomllib
+try:
+    print(tomllib.load(open(sys.argv[1], "rb")).get("workdir", ""))
+except Exception:
+    print("")  # maximus-train names the problem with the file' "$config")
+fi
 if [[ -z "$workdir" ]]; then
     workdir=$([[ $command == demo ]] && echo maximus-demo || echo maximus-run)
 fi
