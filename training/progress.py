@@ -97,11 +97,14 @@ class Progress:
         initial: units already done (a resumed run).
         enabled: False never shows; True shows a bar even when stderr is not a terminal
             (unless the mode is "off" or "lines"); None follows the mode.
+        interval_s: in "lines" mode, the least time between two lines before the last.
     """
 
     def __init__(self, desc: str, total: int | None = None, unit: str = "it", *,
-                 initial: int = 0, enabled: bool | None = None) -> None:
+                 initial: int = 0, enabled: bool | None = None,
+                 interval_s: float = LINE_INTERVAL_S) -> None:
         self.desc, self.total, self.unit = desc, total, unit
+        self.interval_s = interval_s
         self.n = initial
         self.kind = _resolve(enabled)
         self.postfix: dict[str, Any] = {}
@@ -123,7 +126,7 @@ class Progress:
             if postfix:
                 self._bar.set_postfix(self.postfix, refresh=False)
             self._bar.update(n)
-        elif self.kind == "lines" and time.monotonic() - self._last_line >= LINE_INTERVAL_S:
+        elif self.kind == "lines" and time.monotonic() - self._last_line >= self.interval_s:
             self._last_line = time.monotonic()
             logger.info("%s", self._line(done=False))
 

@@ -98,6 +98,8 @@ def os_error(exc: OSError) -> str:
     if exc.filename is None:
         return cause
     where = os.fsdecode(exc.filename)
+    if isinstance(exc, FileExistsError) and not os.path.isdir(where):
+        cause += ", and is not a folder"  # mkdir(exist_ok=True) on a file's name
     if exc.filename2 is not None:
         where += f" -> {os.fsdecode(exc.filename2)}"
     return f"{where}: {cause}"

@@ -56,6 +56,12 @@ def command_output(verbose: bool = False, quiet: bool = False) -> Iterator[None]
     # Progress lines are INFO records; they pass at the default level too, unless --quiet.
     progress.logger.setLevel(logging.WARNING if quiet else logging.INFO)
     progress.set_mode("off" if quiet else "auto")
+    # Report figures fall back to DejaVu Sans where a font is missing, a warning per font
+    # family that says nothing about the run; -v shows them.
+    fonts = logging.getLogger("matplotlib.font_manager")
+    saved_fonts = fonts.level
+    if not verbose:
+        fonts.setLevel(logging.ERROR)
     try:
         yield
     finally:
@@ -63,3 +69,4 @@ def command_output(verbose: bool = False, quiet: bool = False) -> Iterator[None]
         root.setLevel(saved[0])
         progress.logger.setLevel(saved[1])
         progress.set_mode(saved[2])
+        fonts.setLevel(saved_fonts)

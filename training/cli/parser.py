@@ -77,10 +77,13 @@ class CommandParser(argparse.ArgumentParser):
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         if action.choices is not None and value not in action.choices:
             choices = [str(c) for c in action.choices]
-            what = "command" if isinstance(action, argparse._SubParsersAction) else "value"
+            what, listed = "value", choices
+            if isinstance(action, argparse._SubParsersAction):  # COMMAND, ACTION, LAYER
+                what = str(action.metavar or "command").lower()
+                listed = [a.dest for a in action._choices_actions]  # without the aliases
             raise argparse.ArgumentError(
                 action, f"unknown {what} {value!r}{_suggest(str(value), choices)}; choose from "
-                        f"{', '.join(choices)}")
+                        f"{', '.join(listed)}")
 
 
 class Commands(argparse._SubParsersAction):
@@ -106,6 +109,20 @@ class Commands(argparse._SubParsersAction):
         if chosen is not None:
             complete(chosen)
         super().__call__(parser, namespace, values, option_string)
+
+
+class Switch(argparse.BooleanOptionalAction):
+    """--flag / --no-flag, the negative also spelled --no_flag (as every flag takes _ or -)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, **kwargs)
+        self.option_strings += [s.replace("--no-", "--no_", 1) for s in self.option_strings
+                                if s.startswith("--no-")]
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> None:
+        if option_string in self.option_strings:
+            setattr(namespace, self.dest, not option_string.startswith(("--no-", "--no_")))
 
 
 def complete(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -23,7 +23,7 @@ from typing import Any
 
 from training.cli.options import exit_code
 from training.cli.output import command_output
-from training.cli.parser import CommandParser, add_global_flags
+from training.cli.parser import CommandParser, Switch, add_global_flags
 from training.errors import ConfigError
 from training.layers.base import Layer, get_layer
 from training.layers.training import train_layer
@@ -37,6 +37,8 @@ TRAIN_ON = {"auto": None, "benign": True, "all": False}
 def add_flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
     """`--name`, also as `--na-me` when the name has underscores."""
     names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    if kwargs.get("action") is argparse.BooleanOptionalAction:
+        kwargs["action"] = Switch  # --no-name also as --no_name
     parser.add_argument(*names, dest=name, **kwargs)
 
 
