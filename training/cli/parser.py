@@ -14,6 +14,7 @@ import argparse
 import difflib
 import sys
 from collections.abc import Callable, Iterator
+from itertools import takewhile
 from typing import Any, NoReturn
 
 Build = Callable[[argparse.ArgumentParser], None]
@@ -52,19 +53,32 @@ class CommandParser(argparse.ArgumentParser):
         # A subcommand's parser reports its own unknown flags, so the error names the command
         # and suggests among its flags (argparse would hand them to the top-level parser).
         self._given = list(sys.argv[1:] if args is None else args)
+        if self._has_commands():
+            unknown = self._unknown_flags()  # before the command, which would take the blame
+            if unknown:
+                self.error(self._unrecognized(unknown))
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(self._unrecognized(extras))
         return namespace, extras
 
+    def _has_commands(self) -> bool:
+        return any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
+
     def _unknown_flags(self) -> list[str]:
-        """The --flags given to this parser that none of its flags (or their prefixes) match."""
+        """The flags given to this parser that none of its flags (or their prefixes) match;
+        for a parser of commands, those before the command (the rest are the command's)."""
         given = getattr(self, "_given", [])
         given = given[:given.index("--")] if "--" in given else given
+        if self._has_commands():
+            given = list(takewhile(lambda token: token.startswith("-"), given))
         known = list(self._option_string_actions)
-        return [flag for flag in (t.split("=", 1)[0] for t in given if t.startswith("--"))
-                if flag not in known and not (self.allow_abbrev and any(
-                    k.startswith(flag) for k in known))]
+        flags = [t.split("=", 1)[0] for t in given if t.startswith("-") and len(t) > 1
+                 and not self._negative_number_matcher.match(t)]
+        return [flag for flag in flags if flag not in known and not (
+            self.allow_abbrev and flag.startswith("--") and any(k.startswith(flag)
+                                                                for k in known))
+                and not (flag[1] != "-" and all(f"-{c}" in known for c in flag[1:]))]  # -vq
 
     def _unrecognized(self, extras: list[str]) -> str:
         first = extras[0]
