@@ -30,7 +30,7 @@ import torch  # noqa: E402
 
 from training.detectors.vae import Layer1VAE  # noqa: E402
 from training.trainer.batches import TensorBatches  # noqa: E402
-from training.progress import set_mode as set_progress_mode  # noqa: E402
+from training.console.progress import set_mode as set_progress_mode  # noqa: E402
 from training.trainer.loop import LayerTrainer, TrainingConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

@@ -1,7 +1,7 @@
 """Where a command's logs and progress go: stderr, at the level the global flags ask for.
 
 Without flags: warnings, errors and progress (a bar on a terminal, a line now and then
-elsewhere; see `training.progress`). `-v`: every step's INFO log as well. `-q`: no progress.
+elsewhere; see `training.console.progress`). `-v`: every step's INFO log as well. `-q`: no progress.
 Results go to stdout; nothing here touches it.
 """
 
@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from training import progress
+from training.console import progress
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 

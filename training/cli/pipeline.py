@@ -90,7 +90,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from training.cli.options import parse_source
     from training.collection.collector import DataCollector
     from training.features.preprocessor import DataPreprocessor
-    from training.progress import progress
+    from training.console.progress import progress
 
     sources = [parse_source(s, i, args.default_label) for i, s in enumerate(args.source)]
     collector = DataCollector(sources, checkpoint_enabled=False)

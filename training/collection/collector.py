@@ -43,7 +43,7 @@ from training.collection.resume_state import CollectionState
 from training.collection.schema_union import concat_tables
 from training.errors import ConfigError
 from training.kernels.hashing import hash_array
-from training.progress import progress
+from training.console.progress import progress
 from training.sources import DataSource, DataSourceType, Source, create_source
 from training.sources.base import START, Reject
 
@@ -96,7 +96,7 @@ class DataCollector:
         checkpoint_enabled: persist and resume positions and seen ids in `output_dir`.
         deduplicate: drop events whose id was already delivered.
         checkpoint_every: commit after this many batches (1 = every batch).
-        progress: False shows no progress, True a bar; None follows `training.progress`
+        progress: False shows no progress, True a bar; None follows `training.console.progress`
             (a bar on a terminal, a few log lines elsewhere).
     """
 

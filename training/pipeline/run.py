@@ -48,7 +48,7 @@ from training.layers.layer1 import Layer1
 from training.layers.training import train_layer
 from training.pipeline.report import render_index
 from training.pipeline.config import PipelineConfig
-from training.progress import progress
+from training.console.progress import progress
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.retraining.gate import LABELED_METRICS, has_both_labels, labeled_decision

@@ -45,7 +45,7 @@ from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector, DataSource
 from training.errors import CheckpointError, ConfigError
 from training.layers.base import TIME, layer_for_spec
-from training.progress import progress
+from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
 
 logger = logging.getLogger(__name__)

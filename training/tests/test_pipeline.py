@@ -83,13 +83,13 @@ def test_config_file_sets_layers_sources_and_per_layer_training(tmp_path):
                     '[[sources]]\ntype = "zeek_logs"\npath = "/logs"\nname = "z"\n'
                     '[split]\nstrategy = "group"\ntrain_ratio = 0.5\nval_ratio = 0.25\n'
                     'test_ratio = 0.25\n[train]\nepochs = 3\n[train.layer3]\nepochs = 7\n'
-                    'channels = 16\n')
+                    'channels = [16, 16]\n')
     config = load_config(path, seed=9)
     assert config.layers == ("layer1", "layer3") and config.seed == 9
     assert config.sources[0].connection_params == {"path": "/logs"}
     assert config.split.strategy == "group" and config.split.train_ratio == 0.5
     assert config.train["layer1"].epochs == 3
-    assert (config.train["layer3"].epochs, config.train["layer3"].model) == (7, {"channels": 16})
+    assert (config.train["layer3"].epochs, config.train["layer3"].model) == (7, {"channels": [16, 16]})
     assert config.with_training(epochs=2).train["layer3"].trainer_changes() == {"num_epochs": 2}
 
 

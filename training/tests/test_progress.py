@@ -1,5 +1,5 @@
 """Progress on long work: a bar on a terminal (seen through a pseudo-terminal), a few lines in
-a log, nothing with -q (`training.progress`)."""
+a log, nothing with -q (`training.console.progress`)."""
 
 from __future__ import annotations
 
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from training import progress as progress_module
+from training.console import progress as progress_module
 from training.cli.main import main
 from training.demo.generator import write_demo_file
-from training.progress import Progress, set_mode, suppressed
+from training.console.progress import Progress, set_mode, suppressed
 
 REPO = Path(__file__).resolve().parents[2]
 

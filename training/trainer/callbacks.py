@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.errors import ConfigError
-from training.progress import Progress, progress
+from training.console.progress import Progress, progress
 
 if TYPE_CHECKING:
     from training.trainer.config import TrainingConfig, TrainingMetrics
@@ -208,7 +208,7 @@ class TensorBoardLogger(Callback):
 
 
 class EpochProgress(Callback):
-    """Epochs as `training.progress`: a bar on a terminal (with the losses), a line now and
+    """Epochs as `training.console.progress`: a bar on a terminal (with the losses), a line now and
     then elsewhere. Appended after every other callback, so it adds no key to the states of
     the callbacks a last-state checkpoint holds."""
 

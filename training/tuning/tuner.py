@@ -23,7 +23,7 @@ from typing import Any
 import optuna
 
 from training.errors import ConfigError
-from training.progress import progress
+from training.console.progress import progress
 from training.tuning.outputs import TuningOutputs, best_trial, write_outputs
 from training.tuning.storage import StorageSpec, resolve_storage
 from training.tuning.study import PRUNERS, SAMPLERS, n_finished, open_study

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from training.errors import ConfigError, PipelineError
-from training.progress import set_mode as set_progress_mode
-from training.progress import suppressed
+from training.console.progress import set_mode as set_progress_mode
+from training.console.progress import suppressed
 from training.tuning.storage import StorageSpec
 from training.tuning.study import n_finished, open_study
 

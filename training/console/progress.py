@@ -7,7 +7,7 @@
 Where it shows is one process-wide setting (`set_mode`), chosen by the command line:
 
 * "auto" (the default): a tqdm bar on stderr when stderr is a terminal; otherwise lines
-  logged by the `training.progress` logger at INFO: one every `LINE_INTERVAL_S` seconds of
+  logged by the `training.console.progress` logger at INFO: one every `LINE_INTERVAL_S` seconds of
   work at most, and one when the work is done ("collecting: 10,000 events in 2.1 s"), so a
   cron log or CI log shows progress without a line per batch;
 * "bar" and "lines": one of them whatever stderr is;
@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from training.errors import ConfigError
 
-logger = logging.getLogger("training.progress")
+logger = logging.getLogger(__name__)
 
 MODES = ("auto", "bar", "lines", "off")
 LINE_INTERVAL_S = 10.0
