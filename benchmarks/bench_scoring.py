@@ -48,7 +48,7 @@ from training.detectors.base import model_scores, row_batches  # noqa: E402
 from training.features.layer1 import Layer1Featurizer  # noqa: E402
 from training.train_layer1_vae import default_config, train_layer1_vae  # noqa: E402
 from training.registry.registry import ModelMetadata, ModelRegistry  # noqa: E402
-from training.scoring.batch.batch import OUTPUT_SCHEMA, score_events  # noqa: E402
+from training.scoring.batch import OUTPUT_SCHEMA, score_events  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out"
 

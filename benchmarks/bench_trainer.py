@@ -18,11 +18,15 @@ epochs; wall time, and the process's CPU time (less sensitive to other processes
 
     .venv/bin/python benchmarks/bench_trainer.py                 # batch 32 and 256, 10 epochs x 3
     .venv/bin/python benchmarks/bench_trainer.py --epochs 100 --repeats 1 --batch-sizes 32
+
+Lightning is the optional extra `bench` (`pip install -e '.[bench]'`); without it the script says
+so in one line and compares the other two.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import statistics
@@ -36,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from training.detectors.vae import Layer1VAE  # noqa: E402
+from training.console.progress import set_mode as set_progress_mode  # noqa: E402
 from training.trainer.batches import TensorBatches  # noqa: E402
 from training.trainer.loop import LayerTrainer, TrainingConfig  # noqa: E402
 
@@ -128,9 +133,16 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 256])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--no-lightning", action="store_true")
+    parser.add_argument("--no-lightning", action="store_true",
+                        help="skip the Lightning comparison (skipped anyway when Lightning is "
+                             "not installed)")
     args = parser.parse_args()
+    if not args.no_lightning and importlib.util.find_spec("lightning") is None:
+        print("Lightning is not installed (pip install -e '.[bench]' adds it): the Lightning "
+              "comparison is skipped")
+        args.no_lightning = True
     torch.set_num_threads(args.threads)
+    set_progress_mode("off")  # no epoch bars in the timings (Lightning's is off too)
     logging.getLogger("lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     x, val = make_data()

@@ -30,6 +30,7 @@ import torch  # noqa: E402
 
 from training.detectors.vae import Layer1VAE  # noqa: E402
 from training.trainer.batches import TensorBatches  # noqa: E402
+from training.console.progress import set_mode as set_progress_mode  # noqa: E402
 from training.trainer.loop import LayerTrainer, TrainingConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -97,6 +98,7 @@ def main() -> None:
         sys.exit("no CUDA device: this benchmark needs a GPU")
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("training.trainer.loop").setLevel(logging.INFO)
+    set_progress_mode("off")  # no epoch bars in the timings
     x, val = (t.cuda() for t in make_data())
     gpu = torch.cuda.get_device_name()
     print(f"{gpu}, torch {torch.__version__}; {args.epochs} epochs per variant, "

@@ -29,7 +29,8 @@ Runs `maximus-train pipeline` (or `maximus-train demo` when no --source or --con
   --lr          learning rate of every layer
   --source      an input such as zeek:/var/log/zeek (repeatable)
   --config      a pipeline TOML file
-  --workdir     where everything is written (default maximus-run, or maximus-demo)
+  --workdir     where everything is written (default: the config's workdir, else
+                maximus-run, or maximus-demo without --source and --config)
 
 Environment (the original script's; a flag wins): PYTHON runs `$PYTHON -m training.cli`
 instead of maximus-train; LAYERS, BATCH_SIZE, NUM_EPOCHS and LEARNING_RATE are the defaults
@@ -57,6 +58,7 @@ batch_size="${BATCH_SIZE:-}"
 epochs="${NUM_EPOCHS:-}"
 lr="${LEARNING_RATE:-}"
 layer_list="${LAYERS:-}"
+config=""
 while [[ $# -gt 0 ]]; do
     case "$1" in
         -h|--help) usage; exit 0 ;;
@@ -67,7 +69,8 @@ while [[ $# -gt 0 ]]; do
                 --batch-size|--batch_size) batch_size="$2" ;;
                 --epochs) epochs="$2" ;;
                 --lr) lr="$2" ;;
-                --source|--config) args+=("$1" "$2"); inputs=1 ;;
+                --source) args+=("$1" "$2"); inputs=1 ;;
+                --config) args+=("$1" "$2"); inputs=1; config="$2" ;;
                 --workdir) workdir="$2"; args+=(--workdir "$2") ;;
             esac
             shift 2 ;;
@@ -101,6 +104,16 @@ fi
 
 command=demo
 [[ $inputs -eq 1 ]] && command=pipeline
+if [[ -z "$workdir" && -n "$config" ]]; then
+    # the run's folder is the config's workdir (when it sets one): the log goes beside it
+    python="${PYTHON:-$(dirname "${MAXIMUS[0]}")/python}"
+    [[ -x "$python" ]] || python=python3
+    workdir=$("$python" -c 'import sys, tomllib
+try:
+    print(tomllib.load(open(sys.argv[1], "rb")).get("workdir", ""))
+except Exception:
+    print("")  # maximus-train names the problem with the file' "$config")
+fi
 if [[ -z "$workdir" ]]; then
     workdir=$([[ $command == demo ]] && echo maximus-demo || echo maximus-run)
 fi

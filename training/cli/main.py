@@ -20,6 +20,8 @@ from pathlib import Path
 import pyarrow.compute as pc
 
 from training.cli.options import exit_code, option, parse_source
+from training.cli.output import command_output
+from training.cli.parser import CommandParser, add_global_flags, help_command
 from training.collection.collector import DataCollector
 from training.paths import collected_dir
 from training.sources.config import DataSourceType
@@ -66,11 +68,16 @@ def cmd_collect(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="maximus-train",
-        description="MAXIMUS training pipeline: collect security telemetry and build detectors.")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        description="MAXIMUS training pipeline: collect security telemetry and build detectors.",
+        epilog="The global options work before or after the command (maximus-train -v score "
+               "... or maximus-train score ... -v). `maximus-train COMMAND --help` describes a "
+               "command. Exit codes: 0 success, 1 a pipeline error, 2 bad usage or "
+               "configuration.")
+    add_global_flags(parser)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.set_defaults(run=help_command(parser))
 
     collect = commands.add_parser(
         "collect", help="collect events from files or Elasticsearch into a resumable output directory",
@@ -82,40 +89,60 @@ def build_parser() -> argparse.ArgumentParser:
                     "MAXIMUS_ES_PASSWORD; TLS from MAXIMUS_ES_CA_CERTS and "
                     "MAXIMUS_ES_VERIFY_CERTS.")
     option(collect, "--source", action="append", required=True, metavar="[NAME=]TYPE:PATH",
-            help="e.g. zeek:/var/log/zeek, suricata:eve.json, csv:exports/*.csv, "
-                 "es:https://es01:9200/logs-*; repeatable")
+           help="e.g. zeek:/var/log/zeek, suricata:eve.json, csv:exports/*.csv, "
+                "es:https://es01:9200/logs-*; TYPE one of zeek, suricata, json, csv, parquet, "
+                "windows, es; repeatable")
     option(collect, "--output", type=Path, default=collected_dir(),
-            help=f"output directory (default {collected_dir()})")
-    option(collect, "--start", help="keep events at or after this ISO 8601 time")
-    option(collect, "--end", help="keep events before this ISO 8601 time")
-    option(collect, "--max-events", type=int, help="stop after this many events")
-    option(collect, "--default-label", help="label for records without one, e.g. malicious")
+           help="output directory ($MAXIMUS_DATA_ROOT/data/collected)")
+    option(collect, "--start", help="keep events at or after this ISO 8601 time (default: "
+                                    "from the first)")
+    option(collect, "--end", help="keep events before this ISO 8601 time (default: to the last)")
+    option(collect, "--max-events", type=int, help="stop after this many events (default: all)")
+    option(collect, "--default-label",
+           help="label for records without one, e.g. malicious (default: none, is_threat -1)")
     option(collect, "--block-size", type=int, help="bytes read per batch (default 16 MiB)")
     option(collect, "--batch-size", type=int,
-            help="documents per page for Elasticsearch sources (default 1000)")
+           help="documents per page for Elasticsearch sources (default 1000)")
     option(collect, "--slices", type=int,
-            help="parallel sliced reads for Elasticsearch sources (default 1)")
+           help="parallel sliced reads for Elasticsearch sources (default 1)")
     option(collect, "--checkpoint-every", type=int, default=1, help="batches per checkpoint")
     option(collect, "--no-resume", action="store_true",
-            help="refuse to continue an existing collection in OUTPUT")
+           help="refuse to continue an existing collection in OUTPUT")
     option(collect, "--no-dedup", action="store_true", help="keep duplicate events")
     collect.set_defaults(run=cmd_collect)
 
-    from training.cli.models import add_model_commands  # registry, retrain, score
-    from training.cli.pipeline import (
-        add_pipeline_commands,  # pipeline, demo, each stage
-    )
+    from training.cli.models import add_model_commands  # retrain, score
+    from training.cli.pipeline import add_pipeline_commands  # pipeline, demo, each stage
+    from training.cli.registry import add_registry_command
 
     add_pipeline_commands(commands, option)
+    add_registry_command(commands, option)
     add_model_commands(commands, option)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-    return exit_code(lambda: args.run(args))
+    """Run one command (`argv` defaults to the process's arguments); returns the exit code."""
+    argv = pass_through(sys.argv[1:] if argv is None else list(argv))
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed on one line
+        return exit_.code if isinstance(exit_.code, int) else 2
+    with command_output(args.verbose, args.quiet):
+        return exit_code(lambda: args.run(args), args.verbose)
+
+
+def pass_through(argv: list[str]) -> list[str]:
+    """`tune -- FLAGS` and `train LAYER -- FLAGS` as `tune FLAGS`, `train LAYER FLAGS`: the
+    `--` of the spelling that handed the flags on to the script."""
+    for at, token in enumerate(argv):
+        if token.startswith("-"):
+            continue  # a global flag before the command
+        after = at + {"tune": 1, "train": 2}.get(token, len(argv))
+        if after < len(argv) and argv[after] == "--":
+            return argv[:after] + argv[after + 1:]
+        return argv
+    return argv
 
 
 if __name__ == "__main__":

@@ -9,9 +9,12 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import traceback
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from training.errors import ConfigError, PipelineError
+from training.paths import models_dir
 from training.sources.config import DataSource, DataSourceType, source_type
 
 # Elasticsearch credentials and TLS settings come from the environment, never from flags (which
@@ -58,16 +61,53 @@ def _es_params(url: str, environ: Mapping[str, str]) -> dict:
     return params
 
 
-def exit_code(run: Callable[[], int]) -> int:
-    """`run()`, with the package's errors printed as one line and turned into exit codes."""
+def exit_code(run: Callable[[], int], verbose: bool = False) -> int:
+    """`run()`, with every error printed as one `error:` line on stderr and turned into an exit
+    code: 2 a bad configuration or argument (`ConfigError`), 1 anything else: another
+    `PipelineError`, an `OSError` (the line names the path and the cause: "No space left on
+    device", "Permission denied"), an unexpected exception (a bug: the line says so), 130 an
+    interrupt. `verbose` prints the traceback above the line."""
     try:
         return run()
+    except KeyboardInterrupt:
+        _traceback(verbose)
+        print("error: interrupted", file=sys.stderr)
+        return 130
     except ConfigError as exc:
+        _traceback(verbose)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except PipelineError as exc:
+        _traceback(verbose)
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:
+        _traceback(verbose)
+        print(f"error: {os_error(exc)}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: one line unless -v, as promised to cron and CI logs
+        _traceback(verbose)
+        hint = "" if verbose else "; rerun with -v for the traceback"
+        print(f"error: unexpected {type(exc).__name__}: {exc} (a bug{hint})", file=sys.stderr)
+        return 1
+
+
+def os_error(exc: OSError) -> str:
+    """An OSError as "PATH: cause" ("PATH -> PATH2: cause" for a rename)."""
+    cause = exc.strerror or str(exc)
+    if exc.filename is None:
+        return cause
+    where = os.fsdecode(exc.filename)
+    if isinstance(exc, FileExistsError) and not os.path.isdir(where):
+        cause += ", and is not a folder"  # mkdir(exist_ok=True) on a file's name
+    if exc.filename2 is not None:
+        where += f" -> {os.fsdecode(exc.filename2)}"
+    return f"{where}: {cause}"
+
+
+def _traceback(verbose: bool) -> None:
+    if verbose:
+        traceback.print_exc(file=sys.stderr)
 
 
 def layer_name(text: str) -> str:
@@ -79,3 +119,23 @@ def layer_name(text: str) -> str:
         return get_layer(text).name
     except PipelineError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def registry_options(parser: argparse.ArgumentParser, option: Callable[..., None]) -> None:
+    """--registry-dir and --workdir (one of them): where a command finds the model registry."""
+    where = parser.add_mutually_exclusive_group()
+    option(where, "--registry-dir", type=Path,
+           help="the model registry (default: $MAXIMUS_DATA_ROOT/models, now "
+                f"{models_dir()}; a pipeline's is WORKDIR/models)")
+    option(where, "--workdir", type=Path,
+           help="a pipeline's working directory: use its registry, WORKDIR/models")
+
+
+def registry_dir(args: argparse.Namespace) -> Path:
+    """The registry a command uses: --registry-dir, else --workdir/models, else
+    $MAXIMUS_DATA_ROOT/models (training/models). `pipeline` alone uses <workdir>/models."""
+    if getattr(args, "registry_dir", None) is not None:
+        return Path(args.registry_dir)
+    if getattr(args, "workdir", None) is not None:
+        return Path(args.workdir) / "models"
+    return models_dir()

@@ -11,8 +11,8 @@
         --data training/data/splits/layer1_test.npz
     maximus-train tune --train_data ... --val_data ... --n_trials 50
 
-`train` and `tune` pass their arguments on to `python training/train_layer<N>_....py` and
-`python training/hyperparameter_tuner.py`, so the flags are the same everywhere.
+`train LAYER` and `tune` take the flags of `python training/train_layer<N>_....py` and
+`python training/hyperparameter_tuner.py` (the same parsers), so they are the same everywhere.
 """
 
 from __future__ import annotations
@@ -20,16 +20,23 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from training.cli.options import layer_name
+from training.cli.parser import help_command
 from training.paths import checkpoints_dir, preprocessed_dir, splits_dir
 
 Option = Callable[..., None]
 DEMO_PATH = Path("demo/synthetic_events.json")
+PIPELINE_WORKDIR = "maximus-run"
+DEMO_WORKDIR = "maximus-demo"
 
 
-def _pipeline_config(args: argparse.Namespace, sources: list | None = None):
+def _pipeline_config(args: argparse.Namespace, default_workdir: str,
+                     sources: list | None = None):
+    """The run's config: the TOML file's (when --config), flags over it; the working
+    directory is --workdir, else the file's `workdir`, else `default_workdir`."""
     from training.cli.options import parse_source
     from training.pipeline.config import config_from_dict, load_config
 
@@ -39,10 +46,12 @@ def _pipeline_config(args: argparse.Namespace, sources: list | None = None):
                  "max_events": args.max_events}
     if sources:
         overrides["sources"] = sources
+    defaults = {"workdir": default_workdir}
     if args.config is not None:
-        config = load_config(args.config, **overrides)
+        config = load_config(args.config, defaults=defaults, **overrides)
     else:
-        config = config_from_dict({"sources": overrides.pop("sources", [])}, "flags", **overrides)
+        config = config_from_dict({"sources": overrides.pop("sources", [])}, "flags",
+                                  defaults=defaults, **overrides)
     return config.with_training(epochs=args.epochs, batch_size=args.batch_size,
                                 learning_rate=args.lr)
 
@@ -62,7 +71,7 @@ def _run(config) -> int:
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    return _run(_pipeline_config(args))
+    return _run(_pipeline_config(args, PIPELINE_WORKDIR))
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -74,23 +83,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.data_only:
         return 0
     source = DataSource("demo", DataSourceType.JSON_FILE, {"path": str(path)})
-    return _run(_pipeline_config(args, [source]))
+    return _run(_pipeline_config(args, DEMO_WORKDIR, [source]))
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
     from training.cli.options import parse_source
     from training.collection.collector import DataCollector
     from training.features.preprocessor import DataPreprocessor
+    from training.console.progress import progress
 
     sources = [parse_source(s, i, args.default_label) for i, s in enumerate(args.source)]
     collector = DataCollector(sources, checkpoint_enabled=False)
     events = collector.collect_table(max_events=args.max_events)
     preprocessor = DataPreprocessor(output_dir=args.output)
     written = {}
-    for name in args.layers:
-        layer = preprocessor.layer(name)
-        units = layer.featurize(events)
-        written[layer.name] = str(preprocessor.save_samples(units, layer.features_file))
+    with progress("featurizing", len(args.layers), "layers") as bar:
+        for name in args.layers:
+            layer = preprocessor.layer(name)
+            units = layer.featurize(events)
+            written[layer.name] = str(preprocessor.save_samples(units, layer.features_file))
+            bar.update(1, layer=layer.name)
     print(json.dumps({"events": events.num_rows, "quarantined": len(collector.quarantined),
                       "files": written}, indent=2))
     return 0
@@ -127,15 +139,16 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from training.cli.train import main
+    from training.cli.train import run
+    from training.layers.base import get_layer
 
-    return main(args.layer, args.arguments)
+    return run(get_layer(args.layer)(), args)
 
 
 def cmd_tune(args: argparse.Namespace) -> int:
-    from training.cli.tune import main
+    from training.cli.tune import execute
 
-    return main(args.arguments)
+    return execute(args)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -157,17 +170,56 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _pipeline_options(parser: argparse.ArgumentParser, option: Option, workdir: str) -> None:
-    option(parser, "--config", type=Path, help="a pipeline TOML file (see training/pipeline_config.py)")
-    option(parser, "--workdir", type=Path, default=None,
-           help=f"where everything is written (default {workdir})")
+    option(parser, "--config", type=Path,
+           help="a pipeline TOML file (sources, layers, split, training, gate; documented in "
+                "training/pipeline/config.py); the flags below override it")
+    option(parser, "--workdir", type=Path,
+           help=f"where everything is written, the registry in WORKDIR/models (default: the "
+                f"config's workdir, else {workdir})")
     option(parser, "--layers", nargs="+", type=layer_name, metavar="LAYER",
-           help="layers to train (default all three)")
-    option(parser, "--epochs", type=int, help="epochs per layer (default 20)")
-    option(parser, "--batch-size", type=int, help="batch size of every layer (default: each layer's)")
-    option(parser, "--lr", type=float, help="learning rate of every layer")
-    option(parser, "--seed", type=int, help="seed of splits and training (default 42)")
-    option(parser, "--max-events", type=int, help="collect at most this many events")
-    option(parser, "--default-label", help="label for records without one")
+           help="layers to train: layer1, layer2, layer3 (default: the config's, else all three)")
+    option(parser, "--epochs", type=int, help="epochs per layer at most (default: the config's, "
+                                              "else 20; early stopping applies)")
+    option(parser, "--batch-size", type=int,
+           help="batch size of every layer (default: the config's, else each layer's own)")
+    option(parser, "--lr", type=float,
+           help="learning rate of every layer (default: the config's, else each layer's own)")
+    option(parser, "--seed", type=int,
+           help="seed of splits and training (default: the config's, else 42)")
+    option(parser, "--max-events", type=int, help="collect at most this many events (default: all)")
+    option(parser, "--default-label",
+           help="label for records without one, e.g. benign (default: none, is_threat -1)")
+
+
+def _build_train(parser: argparse.ArgumentParser) -> None:
+    """`train LAYER`: one subcommand per layer, its flags added when it is used."""
+    from training.layers.base import get_layer, layer_names
+
+    layers = parser.add_subparsers(dest="layer", metavar="LAYER")
+    parser.set_defaults(run=help_command(parser))
+    for name in layer_names():
+        cls = get_layer(name)
+        layers.add_lazy(name, partial(_build_train_layer, cls=cls), aliases=list(cls.aliases),
+                        help=f"train {name}'s detector ({cls.model_name}) on {cls.unit}s")
+
+
+def _build_train_layer(parser: argparse.ArgumentParser, cls: type) -> None:
+    from training.cli.train import add_arguments
+
+    layer = cls()
+    add_arguments(parser, layer)
+    parser.description = (f"Train the {layer.name} detector ({layer.model_name}) on "
+                          f"{layer.unit}s (the flags of the training/train_layer<N>_*.py "
+                          "scripts).")
+    parser.set_defaults(run=cmd_train, layer=layer.name)
+
+
+def _build_tune(parser: argparse.ArgumentParser) -> None:
+    from training.cli.tune import DESCRIPTION, add_arguments
+
+    parser.description = DESCRIPTION
+    add_arguments(parser)
+    parser.set_defaults(run=cmd_tune)
 
 
 def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) -> None:
@@ -176,72 +228,97 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
         "pipeline", help="collect -> validate -> featurize -> split -> train 3 layers -> "
                          "evaluate -> register -> promote -> HTML report",
         description="Run the whole job on --source inputs (or the TOML file's [[sources]]), "
-                    "writing everything under --workdir, and print where the report is.")
+                    "writing everything under the working directory (its registry in "
+                    "WORKDIR/models), and print where the report is.")
     option(p, "--source", action="append", metavar="[NAME=]TYPE:PATH",
-           help="e.g. zeek:/var/log/zeek; repeatable (or [[sources]] in --config)")
-    _pipeline_options(p, option, "maximus-run")
-    p.set_defaults(run=cmd_pipeline, workdir=Path("maximus-run"))
+           help="e.g. zeek:/var/log/zeek (TYPE as for collect); repeatable (default: the "
+                "config's [[sources]])")
+    _pipeline_options(p, option, PIPELINE_WORKDIR)
+    p.set_defaults(run=cmd_pipeline)
 
     d = commands.add_parser(
         "demo", help="generate the built-in demo events and run the whole pipeline on them",
         description="Write deterministic synthetic events with labeled attack scenarios to "
-                    "demo/synthetic_events.json, then run `pipeline` on them.")
-    option(d, "--events", type=int, default=10_000, help="number of events (default 10000)")
-    option(d, "--demo-seed", type=int, default=42, help="seed of the demo data (default 42)")
+                    "--path, then run `pipeline` on them.")
+    option(d, "--events", type=int, default=10_000, help="number of events")
+    option(d, "--demo-seed", type=int, default=42, help="seed of the demo data")
     option(d, "--path", type=Path, default=DEMO_PATH, help="where to write the demo file")
     option(d, "--data-only", action="store_true", help="write the demo file, run nothing")
-    _pipeline_options(d, option, "maximus-demo")
-    d.set_defaults(run=cmd_demo, workdir=Path("maximus-demo"), source=None)
+    _pipeline_options(d, option, DEMO_WORKDIR)
+    d.set_defaults(run=cmd_demo, source=None)
 
-    pre = commands.add_parser("preprocess", help="featurize events for layers 1-3 into .npz files")
-    option(pre, "--source", action="append", required=True, metavar="[NAME=]TYPE:PATH")
+    pre = commands.add_parser(
+        "preprocess", help="featurize events for layers 1-3 into .npz files",
+        description="Collect --source in memory and write each layer's features (with their "
+                    "FeatureSpec) to OUTPUT/<layer>_samples.npz (graphs, windows for layers 2, "
+                    "3).")
+    option(pre, "--source", action="append", required=True, metavar="[NAME=]TYPE:PATH",
+           help="events, as collect --source: zeek:/var/log/zeek, json:events.jsonl, ...; "
+                "repeatable")
     option(pre, "--layers", nargs="+", type=layer_name, metavar="LAYER", default=["layer1"],
-           help="layers to featurize: layer1, layer2, layer3 (default layer1)")
+           help="layers to featurize: layer1, layer2, layer3")
     option(pre, "--output", type=Path, default=preprocessed_dir(),
-           help=f"output directory (default {preprocessed_dir()})")
-    option(pre, "--max-events", type=int)
-    option(pre, "--default-label")
+           help="output directory ($MAXIMUS_DATA_ROOT/data/preprocessed)")
+    option(pre, "--max-events", type=int, help="collect at most this many events (default: all)")
+    option(pre, "--default-label",
+           help="label for records without one, e.g. benign (default: none, is_threat -1)")
     pre.set_defaults(run=cmd_preprocess)
 
-    val = commands.add_parser("validate", help="check a feature file: missing values, outliers, "
-                                                "labels, constant features, drift",
-                              description="Exit code 1 when the data has an ERROR issue.")
+    val = commands.add_parser(
+        "validate", help="check a feature file: missing values, outliers, labels, constant "
+                         "features, drift",
+        description="Print a data-quality report of a feature or split file; exit code 1 when "
+                    "the data has an ERROR issue.")
     option(val, "--data", type=Path, required=True, help="a preprocessed or split .npz file")
-    option(val, "--reference", type=Path, help="a reference .npz (e.g. the train split) for drift")
-    option(val, "--drift-threshold", type=float, default=0.1)
-    option(val, "--report", type=Path, help="also write REPORT.txt and REPORT.json")
+    option(val, "--reference", type=Path,
+           help="a reference .npz (e.g. the train split) to measure drift against (default: "
+                "no drift check)")
+    option(val, "--drift-threshold", type=float, default=0.1,
+           help="drift score above which a feature has drifted")
+    option(val, "--report", type=Path,
+           help="also write REPORT.txt and REPORT.json (default: print only)")
     val.set_defaults(run=cmd_validate)
 
-    sp = commands.add_parser("split", help="cut a layer-1 feature file into train/val/test splits")
-    option(sp, "--data", type=Path, required=True)
+    sp = commands.add_parser(
+        "split", help="cut a layer-1 feature file into train/val/test splits",
+        description="Write OUTPUT/PREFIX_{train,val,test}.npz and print their sizes and classes.")
+    option(sp, "--data", type=Path, required=True, help="a layer-1 features file (.npz)")
     option(sp, "--strategy", default="stratified",
-           choices=("random", "stratified", "temporal", "group"))
-    option(sp, "--train-ratio", type=float, default=0.7)
-    option(sp, "--val-ratio", type=float, default=0.15)
-    option(sp, "--test-ratio", type=float, default=0.15)
-    option(sp, "--prefix", default="layer1")
-    option(sp, "--output", type=Path, default=splits_dir(), help=f"default {splits_dir()}")
-    option(sp, "--seed", type=int, default=42)
+           choices=("random", "stratified", "temporal", "group"),
+           help="stratified keeps the class shares; temporal trains on the past and tests on "
+                "the future; group keeps each host in one split")
+    option(sp, "--train-ratio", type=float, default=0.7, help="share of rows for training")
+    option(sp, "--val-ratio", type=float, default=0.15, help="share of rows for validation")
+    option(sp, "--test-ratio", type=float, default=0.15, help="share of rows for testing")
+    option(sp, "--prefix", default="layer1", help="file name prefix")
+    option(sp, "--output", type=Path, default=splits_dir(),
+           help="output directory ($MAXIMUS_DATA_ROOT/data/splits)")
+    option(sp, "--seed", type=int, default=42, help="seed of the random strategies")
     option(sp, "--balance", action="store_true", help="undersample the training split")
-    option(sp, "--semi-supervised", action="store_true", help="benign rows only in train")
+    option(sp, "--semi-supervised", action="store_true",
+           help="benign rows only in the training split")
     sp.set_defaults(run=cmd_split)
 
-    # No help of their own: --help goes on to the script, which lists its flags.
-    tr = commands.add_parser("train", help="train one layer (the train_layer<N> script's flags)",
-                             add_help=False)
-    tr.add_argument("layer", type=layer_name, help="layer1, layer2 or layer3")
-    tr.add_argument("arguments", nargs=argparse.REMAINDER)
-    tr.set_defaults(run=cmd_train)
+    tr = commands.add_lazy(
+        "train", _build_train, help="train one layer's detector (the train_layer<N> scripts' "
+                                    "flags)",
+        description="Train one layer's detector: maximus-train train LAYER --train_data ... "
+                    "(`maximus-train train LAYER --help` lists the flags).")
+    tr.set_defaults(run=help_command(tr))
 
-    ev = commands.add_parser("evaluate", help="evaluate a saved model of any layer on a split file")
-    option(ev, "--model", type=Path, default=checkpoints_dir() / "layer1_vae_best.pt")
-    option(ev, "--data", type=Path, required=True, help="e.g. training/data/splits/layer1_test.npz")
-    option(ev, "--report", type=Path, help="also write REPORT.json, .html and .txt")
+    ev = commands.add_parser(
+        "evaluate", help="evaluate a saved model of any layer on a split file",
+        description="Score a split with a saved model at its calibrated threshold; print ROC-AUC, "
+                    "PR-AUC, detection at low false-positive rates, the confusion matrix and "
+                    "latency.")
+    option(ev, "--model", type=Path, default=checkpoints_dir() / "layer1_vae_best.pt",
+           help="a saved model <name>.pt with its <name>.json sidecar")
+    option(ev, "--data", type=Path, required=True,
+           help="a split file of the model's layer, e.g. training/data/splits/layer1_test.npz")
+    option(ev, "--report", type=Path,
+           help="also write REPORT.json, .html and .txt (default: print only)")
     option(ev, "--no-latency", action="store_true", help="skip the latency measurement")
     ev.set_defaults(run=cmd_evaluate)
 
-    tu = commands.add_parser("tune", help="hyperparameter search (hyperparameter_tuner.py's flags)",
-                             add_help=False)
-    tu.add_argument("arguments", nargs=argparse.REMAINDER)
-    tu.set_defaults(run=cmd_tune)
-
+    commands.add_lazy("tune", _build_tune,
+                      help="hyperparameter search with Optuna (hyperparameter_tuner.py's flags)")

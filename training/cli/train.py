@@ -18,11 +18,13 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 from collections.abc import Sequence
 from typing import Any
 
-from training.errors import ConfigError, PipelineError
+from training.cli.options import exit_code
+from training.cli.output import command_output
+from training.cli.parser import CommandParser, Switch, add_global_flags
+from training.errors import ConfigError
 from training.layers.base import Layer, get_layer
 from training.layers.training import train_layer
 from training.paths import checkpoints_dir, logs_dir
@@ -35,19 +37,30 @@ TRAIN_ON = {"auto": None, "benign": True, "all": False}
 def add_flag(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
     """`--name`, also as `--na-me` when the name has underscores."""
     names = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
+    if kwargs.get("action") is argparse.BooleanOptionalAction:
+        kwargs["action"] = Switch  # --no-name also as --no_name
     parser.add_argument(*names, dest=name, **kwargs)
 
 
 def build_parser(layer: Layer, prog: str) -> argparse.ArgumentParser:
-    """The flags of `layer`'s training command (see the module docstring)."""
+    """The command line of `layer`'s training script (see the module docstring)."""
+    parser = CommandParser(prog=prog, description=f"Train the {layer.name} detector "
+                                                  f"({layer.model_name}) on {layer.unit}s.")
+    add_arguments(parser, layer)
+    add_global_flags(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser, layer: Layer) -> None:
+    """The flags of `layer`'s training command, on `parser` (a script's or `maximus-train
+    train LAYER`'s)."""
     base = layer.default_config()
     unit = f"{layer.unit}s"
-    parser = argparse.ArgumentParser(
-        prog=prog, description=f"Train the {layer.name} detector ({layer.model_name}) on "
-                               f"{unit}.", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     flag = lambda name, **kw: add_flag(parser, name, **kw)  # noqa: E731
     flag("train_data", required=True, help="training data (.npz split or features file)")
-    flag("val_data", default=None, help="validation data (best epoch and threshold)")
+    flag("val_data", default=None,
+         help="validation data: picks the best epoch and calibrates the anomaly threshold "
+              "(default: none; the training loss picks the epoch)")
     flag("num_epochs", type=int, default=base.num_epochs, help="epochs at most")
     flag("batch_size", type=int, default=base.batch_size, help="training batch size")
     flag("learning_rate", type=float, default=base.learning_rate, help="optimizer step size")
@@ -63,8 +76,10 @@ def build_parser(layer: Layer, prog: str) -> argparse.ArgumentParser:
     flag("deterministic", action="store_true", help="deterministic algorithms only")
     flag("num_threads", type=int, default=1,
          help="torch intra-op threads (1 suits these small models; 0 = torch's default)")
-    flag("checkpoint_dir", default=str(checkpoints_dir()), help="where the checkpoints go")
-    flag("log_dir", default=str(logs_dir()), help="where TensorBoard scalars go")
+    flag("checkpoint_dir", default=str(checkpoints_dir()),
+         help="where the checkpoints go ($MAXIMUS_DATA_ROOT/checkpoints)")
+    flag("log_dir", default=str(logs_dir()),
+         help="where TensorBoard scalars go ($MAXIMUS_DATA_ROOT/logs)")
     flag("model_name", default=base.model_name, help="checkpoint file name stem")
     parser.add_argument("--patience", "--early_stopping_patience", "--early-stopping-patience",
                         dest="patience", type=int, default=base.early_stopping_patience,
@@ -77,7 +92,6 @@ def build_parser(layer: Layer, prog: str) -> argparse.ArgumentParser:
          help=f"auto: the benign {unit} when there are any (unknown is never benign), else all "
               "of them (unlabeled data)")
     flag("no_tensorboard", action="store_true", help="write no TensorBoard scalars")
-    return parser
 
 
 def training_config(args: argparse.Namespace, base: TrainingConfig) -> TrainingConfig:
@@ -101,10 +115,19 @@ def main(layer_name: str, argv: Sequence[str] | None = None, *, prog: str | None
     """Train `layer_name`'s detector from the command line `argv`; `callbacks` go to the
     trainer (for tests and wrappers)."""
     layer = get_layer(layer_name)()
-    args = build_parser(layer, prog or f"train {layer.name}").parse_args(argv)
-    # one log per run: processes other than torchrun's rank 0 log warnings only
-    level = logging.INFO if os.environ.get("RANK", "0") == "0" else logging.WARNING
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s: %(message)s")
+    try:
+        args = build_parser(layer, prog or f"train {layer.name}").parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed on one line
+        return exit_.code if isinstance(exit_.code, int) else 2
+    with command_output(args.verbose, args.quiet):
+        return exit_code(lambda: run(layer, args, callbacks), args.verbose)
+
+
+def run(layer: Layer, args: argparse.Namespace, callbacks: list[Callback] | None = None) -> int:
+    """Train as `args` say; print the summary (process 0 of a torchrun only)."""
+    rank0 = os.environ.get("RANK", "0") == "0"
+    if not rank0:  # one log per run: the other processes log warnings only
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         config = training_config(args, layer.default_config())
         train = layer.load_units(args.train_data)
@@ -113,15 +136,12 @@ def main(layer_name: str, argv: Sequence[str] | None = None, *, prog: str | None
         _, results = train_layer(layer, train, val, config, model_args=model_args,
                                  benign_only=TRAIN_ON[args.train_on], resume=args.resume,
                                  callbacks=callbacks)
-    except PipelineError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     finally:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
             dist.destroy_process_group()
-    if int(os.environ.get("RANK", "0")) == 0:
+    if rank0:
         print_results(results, f"{layer.unit}s")
     return 0
 

@@ -17,14 +17,17 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from optuna.trial import TrialState
 
-from training.cli.options import exit_code
+from training.cli.options import exit_code, layer_name, registry_dir
+from training.cli.output import command_output
+from training.cli.parser import CommandParser, add_global_flags
 from training.errors import PipelineError
-from training.paths import tuning_dir
-from training.layers.base import get_layer, layer_names
+from training.layers.base import layer_names
+from training.paths import models_dir, tuning_dir
 from training.tuning.objectives import METRICS, make_objective
 from training.tuning.tuner import HyperparameterTuner, TuningConfig
 
@@ -34,63 +37,70 @@ STORAGE_ENVIRONMENT = "MAXIMUS_TUNING_STORAGE"
 _STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)
 
 
-def _option(parser: argparse.ArgumentParser, name: str, **kwargs: Any) -> None:
+DESCRIPTION = ("Tune a detector's hyperparameters with Optuna: TPE or random search, per-epoch "
+               "pruning, parallel workers, resumable studies. Outputs go to "
+               "OUTPUT_DIR/STUDY_NAME/; the summary is printed as JSON.")
+
+
+def _option(parser: argparse.ArgumentParser | argparse._ActionsContainer, name: str,
+            **kwargs: Any) -> None:
     """Add --some_name together with its --some-name spelling (or the other way round)."""
     stem = name[2:]
     other = "--" + (stem.replace("_", "-") if "_" in stem else stem.replace("-", "_"))
     parser.add_argument(*dict.fromkeys([name, other]), **kwargs)
 
 
-def _layer(text: str) -> str:
-    """A layer's canonical name, from any of its names (layer2, 2, layer2_behavioral)."""
-    try:
-        return get_layer(text).name
-    except PipelineError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="hyperparameter_tuner.py",
-        description="Tune a detector's hyperparameters with Optuna: TPE or random search, "
-                    "per-epoch pruning, parallel workers, resumable studies. Outputs go to "
-                    "OUTPUT_DIR/STUDY_NAME/.")
+    """`python training/hyperparameter_tuner.py`'s command line."""
+    parser = CommandParser(prog="hyperparameter_tuner.py", description=DESCRIPTION)
+    add_arguments(parser)
+    add_global_flags(parser)
+    return parser
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tuner's flags, on `parser` (the script's or `maximus-train tune`'s)."""
     _option(parser, "--train_data", required=True, help="training split (.npz)")
     _option(parser, "--val_data", required=True,
             help="validation split (.npz); the objective is measured on it, never on a test set")
-    _option(parser, "--layer", type=_layer, default="layer1", metavar="LAYER",
-            help=f"the layer whose detector to tune: {', '.join(layer_names())} (or 1, 2, 3; "
-                 "default layer1)")
+    _option(parser, "--layer", type=layer_name, default="layer1", metavar="LAYER",
+            help=f"the layer whose detector to tune: {', '.join(layer_names())} (or 1, 2, 3)")
     _option(parser, "--n_trials", type=int, default=50,
-            help="finished trials the study should have (default 50); a resumed study runs "
-                 "only the missing ones")
+            help="finished trials the study should have; a resumed study runs only the "
+                 "missing ones")
     _option(parser, "--study_name", help="default: layer1_vae_tuning, layer2_gnn_tuning, ...")
     _option(parser, "--storage",
             help="sqlite:///PATH, journal:PATH or postgresql://USER:PASSWORD@HOST/DB (default: "
                  f"${STORAGE_ENVIRONMENT}, else SQLite for one worker and a journal file for "
                  "several, in the study folder)")
-    _option(parser, "--n_workers", type=int, default=1, help="worker processes (default 1)")
-    _option(parser, "--timeout", type=float, help="seconds after which no new trial starts")
+    _option(parser, "--n_workers", type=int, default=1, help="worker processes")
+    _option(parser, "--timeout", type=float,
+            help="seconds after which no new trial starts (default: no limit)")
     _option(parser, "--train_best", action="store_true",
             help="then train the best configuration fully and register it in the model registry")
     _option(parser, "--output_dir", default=str(tuning_dir()),
-            help=f"parent of the study folder (default {tuning_dir()})")
-    _option(parser, "--sampler", choices=("tpe", "random"), default="tpe")
-    _option(parser, "--pruner", choices=("median", "hyperband", "none"), default="median")
+            help="parent of the study folder ($MAXIMUS_DATA_ROOT/tuning)")
+    _option(parser, "--sampler", choices=("tpe", "random"), default="tpe",
+            help="TPE (multivariate; constant liar with parallel workers) or random search")
+    _option(parser, "--pruner", choices=("median", "hyperband", "none"), default="median",
+            help="stops unpromising trials at an epoch")
     _option(parser, "--warmup_epochs", type=int, default=10,
-            help="epochs every trial runs before it can be pruned (default 10)")
-    _option(parser, "--max_epochs", type=int, default=30, help="epochs per trial (default 30)")
+            help="epochs every trial runs before it can be pruned")
+    _option(parser, "--max_epochs", type=int, default=30, help="epochs per trial")
     _option(parser, "--best_epochs", type=int, default=100,
-            help="epochs for --train-best (early stopping applies; default 100)")
-    _option(parser, "--registry_dir", help="model registry for --train-best (default training/models)")
+            help="epochs for --train-best (early stopping applies)")
+    where = parser.add_mutually_exclusive_group()
+    _option(where, "--registry_dir", type=Path,
+            help="model registry for --train-best (default: $MAXIMUS_DATA_ROOT/models, "
+                 f"now {models_dir()})")
+    _option(where, "--workdir", type=Path,
+            help="a pipeline's working directory: --train-best registers in WORKDIR/models")
     _option(parser, "--metric", choices=METRICS, default="auto",
             help="validation metric: pr_auc (maximized; auto's choice when the validation "
                  "labels have benign and threat rows) or loss (minimized)")
     _option(parser, "--seed", type=int,
             help="seed of the sampler and of every trial's training (default: a random "
                  "sampler, training seed 42); machines sharing a study need different seeds")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every trial to stderr")
-    return parser
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -126,26 +136,30 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         summary["train_best"] = objective.train_best(
             result.best_params, study_dir=config.study_dir, study_name=config.study_name,
             trial_number=result.best_trial, num_epochs=args.best_epochs,
-            registry_dir=args.registry_dir)
+            registry_dir=registry_dir(args))
     return summary
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    """`python training/hyperparameter_tuner.py`: returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exit_:  # --help, or a usage error already printed on one line
+        return exit_.code if isinstance(exit_.code, int) else 2
+    with command_output(args.verbose, args.quiet):
+        return exit_code(lambda: execute(args), args.verbose)
+
+
+def execute(args: argparse.Namespace) -> int:
+    """Tune as `args` say and print the summary as JSON (`maximus-train tune`)."""
     if not args.verbose:
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        return exit_code(lambda: _print_json(run(args)))
+        print(json.dumps(run(args), indent=2, default=str))
     except KeyboardInterrupt:
         print("interrupted: the finished trials are kept; run the same command again to resume",
               file=sys.stderr)
         return 130
-
-
-def _print_json(summary: dict) -> int:
-    print(json.dumps(summary, indent=2, default=str))
     return 0

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
@@ -35,7 +34,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from tqdm import tqdm
 
 from training.artifacts.atomic import atomic_write
 from training.collection.canonical import Canonical, canonicalize
@@ -48,6 +46,7 @@ from training.collection.schema_union import concat_tables
 from training.collection.time_range import check_run
 from training.errors import ConfigError
 from training.kernels.hashing import hash_array
+from training.console.progress import progress
 from training.sources import DataSource, DataSourceType, Source, create_source
 from training.sources.base import START, RawBatch, Reject
 
@@ -89,7 +88,8 @@ class DataCollector:
         checkpoint_enabled: persist and resume positions and seen ids in `output_dir`.
         deduplicate: drop events whose id was already delivered.
         checkpoint_every: commit after this many batches (1 = every batch).
-        progress: show a progress bar; None shows one when stderr is a terminal.
+        progress: False shows no progress, True a bar; None follows `training.console.progress`
+            (a bar on a terminal, a few log lines elsewhere).
     """
 
     def __init__(
@@ -219,8 +219,7 @@ class DataCollector:
 
     def _steps(self, state: CollectionState, start, end, max_events) -> Iterator[_Step]:
         remaining = max_events
-        bar = tqdm(desc="collecting", unit=" events", disable=not self._show_progress(),
-                   total=max_events)
+        bar = progress("collecting", max_events, "events", enabled=self.progress)
         try:
             for reader in self.readers:
                 reader.begin(start, end)
@@ -243,6 +242,9 @@ class DataCollector:
                             if remaining == 0:
                                 return  # closing the merge stops every stream's threads
                 self._note_skipped(reader)
+        except Exception:
+            bar.close(failed=True)
+            raise
         finally:
             bar.close()
             for reader in self.readers:
@@ -270,11 +272,6 @@ class DataCollector:
                            reader.name, len(links), ", ".join(links[:10]))
             known = set(self._stats.get("skipped_links", []))
             self._stats["skipped_links"] = sorted(known | set(links))
-
-    def _show_progress(self) -> bool:
-        if self.progress is not None:
-            return self.progress
-        return sys.stderr.isatty()
 
     def _filter(self, state: CollectionState, source: str, raw, canonical: Canonical,
                 position: dict, start, end, remaining: int | None) -> _Step:

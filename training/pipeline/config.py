@@ -129,49 +129,119 @@ class PipelineConfig:
         return replace(self, train={layer: replace(t, **changes) for layer, t in self.train.items()})
 
 
-def load_config(path: str | Path, **overrides: Any) -> PipelineConfig:
+def load_config(path: str | Path, *, defaults: dict[str, Any] | None = None,
+                **overrides: Any) -> PipelineConfig:
     """Read a pipeline TOML file (see the module docstring); `overrides` replace its top-level
-    values (workdir, layers, seed, max_events, sources).
+    values (workdir, layers, seed, max_events, sources), `defaults` stand in for the ones it
+    does not set.
 
     Raises:
-        ConfigError: unreadable TOML, an unknown key (named with its table), a bad value.
+        ConfigError: unreadable TOML, an unknown key (named with its table), a value of the
+            wrong type or out of range (named with its key).
     """
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the pipeline config: {exc}") from exc
-    return config_from_dict(data, str(path), **overrides)
+    return config_from_dict(data, str(path), defaults=defaults, **overrides)
 
 
-def config_from_dict(data: dict[str, Any], where: str = "config", **overrides: Any) -> PipelineConfig:
-    data = {**data, **{k: v for k, v in overrides.items() if v is not None}}
+def config_from_dict(data: dict[str, Any], where: str = "config", *,
+                     defaults: dict[str, Any] | None = None, **overrides: Any) -> PipelineConfig:
+    """A `PipelineConfig` from the TOML file's content (see `load_config`)."""
+    data = {**(defaults or {}), **data, **{k: v for k, v in overrides.items() if v is not None}}
     _known(data, {"workdir", "layers", "seed", "max_events", "sources", "split", "train", "gate"},
            where)
+    _typed(where, "workdir", data.get("workdir", "maximus-run"), (str, Path), "a path")
+    _typed(where, "seed", data.get("seed", 42), int, "an integer")
+    if data.get("max_events") is not None:
+        _typed(where, "max_events", data["max_events"], int, "an integer >= 1")
+    _typed(where, "layers", data.get("layers", []), (list, tuple), "a list of layer names")
+    _typed(where, "sources", data.get("sources", []), (list, tuple), "an array of tables "
+                                                                     "([[sources]])")
+    for table in ("split", "train", "gate"):
+        _typed(where, table, data.get(table, {}), dict, f"a table ([{table}])")
     sources = data.get("sources", [])
     sources = [s if isinstance(s, DataSource) else _source(s, f"{where} [[sources]] #{i + 1}")
                for i, s in enumerate(sources)]
     train = data.get("train", {})
     defaults = {k: v for k, v in train.items() if not isinstance(v, dict)}
-    _known(defaults, {"epochs", "batch_size", "learning_rate"}, f"{where} [train]")
+    _known(defaults, set(TRAIN_KEYS), f"{where} [train]")
+    _check_types(defaults, TRAIN_KEYS, f"{where} [train]")
     per_layer = {}
     for key, values in train.items():
         if isinstance(values, dict):
             try:
-                per_layer[get_layer(key).name] = values
+                layer = get_layer(key)
             except ConfigError as exc:
                 raise ConfigError(f"{where} [train.{key}]: {exc}") from None
+            _layer_settings(layer, values, f"{where} [train.{key}]")
+            per_layer[layer.name] = values
     layers = _layer_names(data.get("layers", default_layers()), f"{where}: layers")
     return PipelineConfig(
         sources=tuple(sources),
         workdir=Path(data.get("workdir", "maximus-run")),
         layers=tuple(layers),
-        seed=int(data.get("seed", 42)),
+        seed=data.get("seed", 42),
         max_events=data.get("max_events"),
         split=_build(SplitConfig, data.get("split", {}), f"{where} [split]"),
         train={name: _train({**defaults, **per_layer.get(name, {})}) for name in layers},
         gate=_build(GateConfig, data.get("gate", {}), f"{where} [gate]"),
     )
+
+
+# The keys of [train] and [train.<layer>] besides a layer's model arguments, with their types.
+TRAIN_KEYS = {"epochs": (int, "an integer"), "batch_size": (int, "an integer"),
+              "learning_rate": ((int, float), "a number")}
+
+
+def _layer_settings(layer: type, values: dict[str, Any], where: str) -> None:
+    """A [train.<layer>] table: its training keys, and the layer's model arguments
+    (`Layer.model_options`), each of the type and choices the command line accepts."""
+    options = layer.model_options
+    _known(values, set(TRAIN_KEYS) | set(options), where)
+    _check_types({k: v for k, v in values.items() if k in TRAIN_KEYS}, TRAIN_KEYS, where)
+    for name, value in values.items():
+        if name in options:
+            _model_value(name, value, options[name], where)
+
+
+def _model_value(name: str, value: Any, option: dict[str, Any], where: str) -> None:
+    kind = option.get("type")
+    if option.get("action") is not None:  # a --flag/--no-flag switch
+        kind, rule = bool, "true or false"
+    else:
+        rule = {int: "an integer", float: "a number"}.get(kind, "a string")
+    values = value
+    if option.get("nargs") in ("+", "*"):
+        if not isinstance(value, list) or (option["nargs"] == "+" and not value):
+            raise ConfigError(f"{where}: {name} must be a list of {rule.split(' ', 1)[1]}s, "
+                              f"got {value!r}")
+        rule = f"a list of {rule.split(' ', 1)[1]}s"
+    else:
+        values = [value]
+    for item in values:
+        ok = {bool: lambda v: isinstance(v, bool),
+              int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+              }.get(kind, lambda v: isinstance(v, str))(item)
+        if not ok:
+            raise ConfigError(f"{where}: {name} must be {rule}, got {value!r}")
+        if option.get("choices") and item not in option["choices"]:
+            raise ConfigError(f"{where}: {name} must be one of "
+                              f"{', '.join(map(str, option['choices']))}, got {item!r}")
+
+
+def _check_types(values: dict[str, Any], kinds: dict[str, tuple[Any, str]], where: str) -> None:
+    for name, value in values.items():
+        _typed(where, name, value, *kinds[name])
+
+
+def _typed(where: str, name: str, value: Any, kind: Any, rule: str) -> None:
+    """Refuse `value` unless it is a `kind` (a bool is not a number)."""
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        raise ConfigError(f"{where}: {name} must be {rule}, got {value!r}")
 
 
 def _one_of(name: str, value: Any, valid: tuple[str, ...]) -> None:
@@ -189,6 +259,8 @@ def _layer_names(names: Any, where: str) -> list[str]:
 
 
 def _source(entry: dict[str, Any], where: str) -> DataSource:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where}: must be a table with type and path, got {entry!r}")
     _known(entry, {"name", "type", "path", "connection_params", "field_map", "label_map",
                    "default_label"}, where)
     if "type" not in entry:
@@ -211,7 +283,14 @@ def _train(values: dict[str, Any]) -> LayerSettings:
 
 
 def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    _known(values, {f.name for f in fields(cls)}, where)
+    """`cls(**values)`, each value of its field's type (the type of the field's default)."""
+    known = {f.name: f for f in fields(cls)}
+    _known(values, set(known), where)
+    for name, value in values.items():
+        if isinstance(known[name].default, str):
+            _typed(where, name, value, str, "a string")
+        else:
+            _typed(where, name, value, (int, float), "a number")
     return cls(**values)
 
 

@@ -48,6 +48,7 @@ from training.layers.layer1 import Layer1
 from training.layers.training import train_layer
 from training.pipeline.report import render_index
 from training.pipeline.config import PipelineConfig
+from training.console.progress import progress
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.retraining.gate import LABELED_METRICS, has_both_labels, labeled_decision
@@ -107,9 +108,11 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     events, quarantined = _collect(config, work)
     layers = [get_layer(name)() for name in config.layers]
     units = {}
-    for layer in layers:
-        units[layer.name] = layer.featurize(events)
-        units[layer.name].save(folders.features / layer.features_file)
+    with progress("featurizing", len(layers), "layers") as bar:
+        for layer in layers:
+            units[layer.name] = layer.featurize(events)
+            units[layer.name].save(folders.features / layer.features_file)
+            bar.update(1, layer=layer.name)
     # Data quality is checked on the event vectors, whichever layers run.
     vectors = units.get(Layer1.name) or Layer1().featurize(events)
     validation = _validate(vectors, config, work)

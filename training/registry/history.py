@@ -1,4 +1,4 @@
-"""The transition log's entries, who writes them, and the registry as a printed table."""
+"""The transition log's entries and who writes them (`training.registry.tables` prints them)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,6 @@ import socket
 import sqlite3
 from dataclasses import dataclass
 from datetime import datetime, timezone
-
-from training.registry.metadata import ModelMetadata
-from training.registry.names import version_key
 
 
 @dataclass(frozen=True)
@@ -57,20 +54,3 @@ def log(conn: sqlite3.Connection, model_name: str, version: str, event: str,
         "INSERT INTO transitions (at, model_name, version, event, from_stage, to_stage, alias,"
         " reason, actor) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (now(), model_name, version, event, from_stage, to_stage, alias, reason or "", actor))
-
-
-def format_registry(versions: list[ModelMetadata]) -> str:
-    """A plain-text table: one line per version, grouped by model, newest version last."""
-    if not versions:
-        return "the registry is empty"
-    lines = []
-    for name in sorted({m.model_name for m in versions}):
-        lines.append(f"{name}")
-        mine = sorted((m for m in versions if m.model_name == name),
-                      key=lambda m: version_key(m.version))
-        for m in mine:
-            metrics = ", ".join(f"{k}={v:.4g}" for k, v in sorted(m.metrics.items())[:4])
-            aliases = f" [{', '.join(m.aliases)}]" if m.aliases else ""
-            lines.append(f"  {m.version:<24} {m.stage:<10} {m.layer_name:<8} "
-                         f"{m.created_at[:19]}{aliases}  {metrics}")
-    return "\n".join(lines)

@@ -123,6 +123,9 @@ class ModelMetadata:
         check_stage(self.stage)
         if isinstance(self.created_at, datetime):
             self.created_at = self.created_at.isoformat()
+        if not isinstance(self.metrics, dict):
+            raise ConfigError(f"metrics must be a dict of name -> finite number, got "
+                              f"{self.metrics!r}")
         for name, value in self.metrics.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) \
                     or not math.isfinite(value):

@@ -23,13 +23,14 @@ from training.errors import ConfigError, NotFoundError
 from training.features.encoding import FeatureSpec
 from training.paths import models_dir
 from training.registry import artifacts, ops
-from training.registry.history import Transition, format_registry
+from training.registry.history import Transition
+from training.registry.tables import format_registry
 from training.registry.metadata import ModelMetadata, metric_direction
 from training.registry.names import artifact_dir, check_stage, next_version
 from training.registry.results import (
     Comparison, ModelVersions, RegisteredModel, RegisteredPath,
 )
-from training.registry.store import connect, create_schema, database_error
+from training.registry.store import check_schema, connect, create_schema, database_error
 
 logger = logging.getLogger(__name__)
 
@@ -40,16 +41,31 @@ class RegistryQueries:
     Args:
         registry_dir: the registry folder (default `training/models`, or MAXIMUS_DATA_ROOT/models).
         busy_timeout_s: how long a write waits for another process's write to finish.
+        create: make the folder and database when they do not exist; False opens an existing
+            registry only and creates nothing (no folder, no database; SQLite's -wal and -shm
+            files exist only while a connection is open), for commands that read.
+
+    Raises:
+        NotFoundError: `create` is False and `registry_dir` holds no registry.db.
+        RegistryError: registry.db is not a registry (see `training.registry.store`).
     """
 
     def __init__(self, registry_dir: str | Path | None = None, *,
-                 busy_timeout_s: float = 60.0) -> None:
+                 busy_timeout_s: float = 60.0, create: bool = True) -> None:
         if busy_timeout_s <= 0:
             raise ConfigError(f"busy_timeout_s must be > 0, got {busy_timeout_s}")
         self.registry_dir = Path(registry_dir) if registry_dir is not None else models_dir()
         self.busy_timeout_s = busy_timeout_s
         self.db_path = self.registry_dir / "registry.db"
         self.artifacts_dir = self.registry_dir / "artifacts"
+        if not create:
+            # sqlite3.connect would create the file, so its absence is checked first
+            if not self.db_path.is_file():
+                raise NotFoundError(f"no model registry at {self.registry_dir} (it has no "
+                                    "registry.db); registering a model creates one")
+            with self._connect() as conn:
+                check_schema(conn)
+            return
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
         with self._connect() as conn:
             create_schema(conn, self.artifacts_dir)

@@ -124,6 +124,25 @@ def create_schema(conn: sqlite3.Connection, artifacts_dir: Path) -> None:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
 
+def check_schema(conn: sqlite3.Connection) -> None:
+    """Refuse a database without the registry's tables, or of a newer schema (reads only).
+
+    Raises:
+        RegistryError: no `versions` table (another SQLite file, or an emptied one).
+        sqlite3.DatabaseError: a newer schema version (the caller names the file).
+    """
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = "
+                                             "'table'")}
+    if not {"versions", "aliases", "transitions"} <= tables:
+        raise RegistryError(f"{conn_path(conn)} is not a model registry (it has no registry "
+                            "tables); point at the folder a pipeline or `registry register` made")
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise sqlite3.DatabaseError(
+            f"registry schema version {version} is newer than this release's "
+            f"{SCHEMA_VERSION}; upgrade maximus-training to use it")
+
+
 def conn_path(conn: sqlite3.Connection) -> str:
     """The file of a connection's main database."""
     return conn.execute("PRAGMA database_list").fetchone()[2]

@@ -45,6 +45,7 @@ from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector, DataSource
 from training.errors import CheckpointError, ConfigError
 from training.layers.base import TIME, layer_for_spec
+from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
 
 logger = logging.getLogger(__name__)
@@ -158,7 +159,8 @@ def score_events(registry: ModelRegistry, model_name: str,
     threshold = _threshold(loaded, where)
     output = Path(output)
     n_events = 0
-    with _torch_threads(num_threads), atomic_write(output) as handle:
+    with _torch_threads(num_threads), atomic_write(output) as handle, \
+            progress(f"scoring with {where}", unit="events") as bar:
         out = _Output(handle, output, top_k)
         for table in _tables(events, streaming=layer.streams):
             n_events += table.num_rows
@@ -168,6 +170,7 @@ def score_events(registry: ModelRegistry, model_name: str,
             out.write(pa.RecordBatch.from_arrays(
                 [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
                  pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
+            bar.update(table.num_rows, alerts=out.alerts)
         top = out.close()
     summary = ScoringSummary(model_name, loaded.metadata.version, layer.name, threshold,
                              n_events, out.units, out.alerts, time.perf_counter() - started,
@@ -200,7 +203,8 @@ def _tables(events: Sequence[DataSource] | pa.Table, streaming: bool) -> Iterato
     if isinstance(events, pa.Table):
         yield events
         return
-    collector = DataCollector(list(events), progress=False)
+    # Streaming, the scoring progress counts the events; otherwise collecting them shows its own.
+    collector = DataCollector(list(events), progress=False if streaming else None)
     if streaming:
         yield from collector.batches()
     else:

@@ -348,12 +348,16 @@ def test_registry_command(tmp_path, weights, capsys):
     assert main(["registry", "rollback", "--model", "tiny", *root]) == 0
     assert capsys.readouterr().out == "tiny: production is now 1.0.0\n"
     assert main(["registry", "list", *root]) == 0
-    listing = capsys.readouterr().out.splitlines()
-    assert listing[0] == "tiny" and "production" in listing[1] and "[champion]" in listing[1]
-    assert main(["registry", "show", "--model", "tiny", "--stage", "production", *root]) == 0
+    listing = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert listing[0][:3] == ["MODEL", "VERSION", "STAGE"]
+    assert listing[1][:3] == ["tiny", "1.0.0", "production"] and "champion" in listing[1]
+    assert main(["registry", "show", "--model", "tiny", "--stage", "production", "--json",
+                 *root]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"] == {"pr_auc": 0.5}
-    assert main(["registry", "history", "--model", "tiny", *root]) == 0
+    assert main(["registry", "history", "--model", "tiny", "--json", *root]) == 0
     assert [e["reason"] for e in json.loads(capsys.readouterr().out) if e["event"] == "stage"][:2] \
         == ["try 1.0.0", "replaced by 1.1.0: try 1.1.0"]
     assert main(["registry", "promote", "--model", "tiny", *root]) == 2
-    assert capsys.readouterr().err == "error: registry promote needs --version\n"
+    assert capsys.readouterr().err == (
+        "maximus-train registry promote: error: the following arguments are required: "
+        "--version (see maximus-train registry promote --help)\n")

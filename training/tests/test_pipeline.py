@@ -83,13 +83,13 @@ def test_config_file_sets_layers_sources_and_per_layer_training(tmp_path):
                     '[[sources]]\ntype = "zeek_logs"\npath = "/logs"\nname = "z"\n'
                     '[split]\nstrategy = "group"\ntrain_ratio = 0.5\nval_ratio = 0.25\n'
                     'test_ratio = 0.25\n[train]\nepochs = 3\n[train.layer3]\nepochs = 7\n'
-                    'channels = 16\n')
+                    'channels = [16, 16]\n')
     config = load_config(path, seed=9)
     assert config.layers == ("layer1", "layer3") and config.seed == 9
     assert config.sources[0].connection_params == {"path": "/logs"}
     assert config.split.strategy == "group" and config.split.train_ratio == 0.5
     assert config.train["layer1"].epochs == 3
-    assert (config.train["layer3"].epochs, config.train["layer3"].model) == (7, {"channels": 16})
+    assert (config.train["layer3"].epochs, config.train["layer3"].model) == (7, {"channels": [16, 16]})
     assert config.with_training(epochs=2).train["layer3"].trainer_changes() == {"num_epochs": 2}
 
 
@@ -100,6 +100,13 @@ def test_config_file_sets_layers_sources_and_per_layer_training(tmp_path):
     ('[[sources]]\npath = "x"\n', r"#1: needs type"),
     ('workdir = "w"\n', "at least one source"),
     ('[[sources]]\ntype = "zeek_logs"\n[train]\nepochs = 0\n', "epochs must be"),
+    ('[[sources]]\ntype = "zeek_logs"\n[train.layer2]\nconv = "gcn"\n',
+     r"\[train.layer2\]: conv must be one of gat, sage, got 'gcn'"),
+    ('max_events = "all"\n[[sources]]\ntype = "zeek_logs"\n',
+     r"max_events must be an integer >= 1, got 'all'"),
+    ('sources = ["zeek"]\n', r"\[\[sources\]\] #1: must be a table with type and path"),
+    ('[[sources]]\ntype = "zeek_logs"\n[gate]\nmin_value = "high"\n',
+     r"\[gate\]: min_value must be a number, got 'high'"),
 ])
 def test_bad_config_files_are_refused_with_the_key(tmp_path, text, message):
     path = tmp_path / "p.toml"
@@ -146,3 +153,24 @@ def test_retrain_script_fails_loudly(tmp_path, args, code, message):
 def test_retrain_script_help():
     result = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=30)
     assert result.returncode == 0 and "--batch-size" in result.stdout
+
+
+@pytest.mark.parametrize("command", ["pipeline", "demo"])
+def test_the_config_files_workdir_is_used_unless_the_flag_gives_one(command, tmp_path, capsys):
+    """A file where the config's workdir would go makes the run stop at once, naming the
+    folder it was going to write (the workdir was taken from the config)."""
+    from training.cli.main import main
+
+    (tmp_path / "blocked").write_text("")
+    config = tmp_path / "p.toml"
+    config.write_text(f'workdir = "{tmp_path / "blocked" / "run"}"\nlayers = ["layer1"]\n'
+                      '[[sources]]\ntype = "json_file"\npath = "missing.json"\n')
+    first = ["demo", "--events", "100", "--path", str(tmp_path / "demo.json")] \
+        if command == "demo" else ["pipeline"]
+    assert main([*first, "--config", str(config)]) == 1
+    assert capsys.readouterr().err.strip().endswith(
+        f"error: {tmp_path / 'blocked' / 'run' / 'features'}: Not a directory")
+    if command == "pipeline":  # --workdir wins: the run gets as far as the missing source
+        assert main([*first, "--config", str(config), "--workdir", str(tmp_path / "w")]) == 1
+        assert "missing.json: no such file" in capsys.readouterr().err
+        assert (tmp_path / "w" / "features").is_dir()

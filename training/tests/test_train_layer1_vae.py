@@ -134,7 +134,7 @@ def test_sigkill_after_epoch_k_then_resume_ends_with_the_same_weights(workdir: P
     state = load_state(workdir / "killed" / "layer1_vae_last_state.pt")
     assert state["epoch"] in (1, 2)  # epoch 2's file may still have been on its way
     resumed = run([sys.executable, str(SCRIPT), *common, "--checkpoint_dir", "killed",
-                   "--resume"], workdir)
+                   "--resume", "-v"], workdir)
     assert resumed.returncode == 0, resumed.stderr
     assert f"at epoch {state['epoch']}" in resumed.stderr
     for name in ("layer1_vae_best.pt", "layer1_vae_last_state.pt"):
@@ -229,7 +229,8 @@ def test_flags_take_dashes_and_errors_exit_2(tmp_path: Path, capsys, monkeypatch
     assert (args.train_data, args.num_epochs, args.batch_size, args.hidden_dim,
             args.latent_dim, args.learning_rate, args.amp) == ("a.npz", 3, 8, 7, 2, 0.01, "bf16")
     monkeypatch.chdir(tmp_path)
-    assert main(["--train_data", "missing.npz"]) == 2
+    assert main(["--train_data", "missing.npz"]) == 1  # unreadable input, as every command
     assert "missing.npz: no such file" in capsys.readouterr().err
+    assert main(["--train_data", "a.npz", "--num_epochs", "x"]) == 2  # bad usage
     config_json = json.loads(default_config(num_epochs=5).to_json())
     assert config_json["model_name"] == "layer1_vae" and config_json["seed"] == 42

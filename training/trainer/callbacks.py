@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.errors import ConfigError
+from training.console.progress import Progress, progress
 
 if TYPE_CHECKING:
     from training.trainer.config import TrainingConfig, TrainingMetrics
@@ -204,6 +205,36 @@ class TensorBoardLogger(Callback):
         if self._writer is not None:
             self._writer.close()
             self._writer = None
+
+
+class EpochProgress(Callback):
+    """Epochs as `training.console.progress`: a bar on a terminal (with the losses), a line now and
+    then elsewhere. Appended after every other callback, so it adds no key to the states of
+    the callbacks a last-state checkpoint holds."""
+
+    rank_zero_only = True
+
+    def __init__(self) -> None:
+        self._bar: Progress | None = None
+
+    def on_train_start(self, trainer: LayerTrainer) -> None:
+        config = trainer.config
+        self._bar = progress(f"training {config.model_name}", config.num_epochs, "epochs",
+                             initial=trainer.epoch)
+
+    def on_epoch_end(self, trainer: LayerTrainer, metrics: TrainingMetrics) -> None:
+        losses = {"loss": metrics.train_loss}
+        if metrics.val_loss is not None:
+            losses["val_loss"] = metrics.val_loss
+        self._bar.update(1, **losses)
+
+    def on_train_end(self, trainer: LayerTrainer, history: list[TrainingMetrics]) -> None:
+        self._bar.close()
+
+    def teardown(self, trainer: LayerTrainer) -> None:
+        if self._bar is not None:
+            self._bar.close(failed=True)  # a no-op after on_train_end
+            self._bar = None
 
 
 def built_in_callbacks(config: TrainingConfig, checkpoint_dir: Path, log_dir: Path,

@@ -66,7 +66,8 @@ from training.features.encoding import FeatureSpec
 from training.paths import checkpoints_dir, logs_dir
 from training.trainer.batches import TensorBatches
 from training.trainer.callbacks import (
-    Callback, built_in_callbacks, callback_states, is_better, restore_callback_states,
+    Callback, EpochProgress, built_in_callbacks, callback_states, is_better,
+    restore_callback_states,
 )
 from training.trainer.config import TrainingConfig, TrainingMetrics
 from training.trainer.resume import (
@@ -213,7 +214,7 @@ class LayerTrainer:
             monitor = "train_loss"
         self._monitor = monitor
         built = built_in_callbacks(cfg, self.checkpoint_dir, self.log_dir, monitor)
-        self.callbacks = [cb for cb in built + self.user_callbacks
+        self.callbacks = [cb for cb in built + self.user_callbacks + [EpochProgress()]
                           if self.rank == 0 or not cb.rank_zero_only]
         if isinstance(train_loader, TensorBatches):
             train_loader = train_loader.to(self.device)

@@ -23,6 +23,7 @@ from typing import Any
 import optuna
 
 from training.errors import ConfigError
+from training.console.progress import progress
 from training.tuning.outputs import (
     TuningOutputs, best_trial, copy_file, draw_plots, write_outputs,
 )
@@ -212,11 +213,16 @@ class HyperparameterTuner:
                     config.n_workers)
         start = time.time()
         deadline = None if config.timeout is None else start + config.timeout
-        if config.n_workers == 1:
-            ran = run_trials(study, objective, LocalBudget(left), config.n_trials, deadline,
-                             worker_name(0))
-        else:
-            ran = run_worker_processes(config, self.storage, objective, left, deadline)
+        with progress(f"tuning {config.study_name}", left, "trials") as bar:
+            if config.n_workers == 1:
+                ran = run_trials(study, objective, LocalBudget(left), config.n_trials, deadline,
+                                 worker_name(0), on_trial=bar.update)
+            else:
+                def finished() -> None:  # trials the workers finished since they started
+                    bar.update(max(0, n_finished(study) - done - bar.n))
+
+                ran = run_worker_processes(config, self.storage, objective, left, deadline,
+                                           on_wait=finished)
         seconds = time.time() - start
         study = optuna.load_study(study_name=config.study_name, storage=self.storage.open())
         outputs = write_outputs(study, config.study_dir)

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from training.errors import ConfigError, PipelineError
+from training.console.progress import set_mode as set_progress_mode
+from training.console.progress import suppressed
 from training.tuning.storage import StorageSpec
 from training.tuning.study import n_finished, open_study
 
@@ -38,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 Objective = Callable[[optuna.Trial], float]
 WORKER_ATTR = "worker"  # trial user attribute: which host and process ran the trial
+_POLL_S = 2.0  # how often the parent looks at the workers' progress
 
 
 @dataclass(frozen=True)
@@ -91,13 +94,16 @@ def _alive(pid: int) -> bool:
 
 
 def run_trials(study: optuna.Study, objective: Objective, claim: Callable[[], bool],
-               n_trials: int, deadline: float | None, worker: str) -> int:
+               n_trials: int, deadline: float | None, worker: str,
+               on_trial: Callable[[], None] | None = None) -> int:
     """Run trials until the budget, the study or the time is used up.
 
     Args:
         claim: takes one trial from this command's budget; False when none is left.
         n_trials: the study's target of finished trials.
         deadline: `time.time()` after which no trial starts, or None.
+        on_trial: called after each trial (the caller's progress); the trial's own progress
+            (its epochs) is not shown.
 
     Returns:
         The number of trials this worker ran.
@@ -107,8 +113,11 @@ def run_trials(study: optuna.Study, objective: Objective, claim: Callable[[], bo
     while deadline is None or time.time() < deadline:
         if n_finished(study) >= n_trials or not claim():
             break
-        study.optimize(tagged, n_trials=1)
+        with suppressed():
+            study.optimize(tagged, n_trials=1)
         ran += 1
+        if on_trial is not None:
+            on_trial()
     logger.info("worker %s ran %d trials", worker, ran)
     return ran
 
@@ -141,8 +150,11 @@ class SharedBudget:
 
 
 def run_worker_processes(config: TuningConfig, storage: StorageSpec, objective: Objective,
-                         n_trials_left: int, deadline: float | None) -> int:
+                         n_trials_left: int, deadline: float | None,
+                         on_wait: Callable[[], None] | None = None) -> int:
     """Start `config.n_workers` processes that share `n_trials_left` trials; wait for all.
+
+    `on_wait` is called every few seconds while they run (the caller's progress).
 
     Returns:
         The number of trials the workers started.
@@ -171,7 +183,10 @@ def run_worker_processes(config: TuningConfig, storage: StorageSpec, objective: 
         process.start()
     try:
         for process in processes:
-            process.join()
+            while process.is_alive():
+                process.join(timeout=_POLL_S)
+                if on_wait is not None:
+                    on_wait()
     except BaseException:
         # Interrupted (Ctrl-C reaches the workers too): give them a moment to record their
         # running trials as failed, then stop any that remain.
@@ -191,6 +206,7 @@ def _worker_main(index: int, config: TuningConfig, storage: StorageSpec, objecti
                  counter: Synchronized, deadline: float | None, threads: int, level: int) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s worker-{index} %(levelname)s "
                                             "%(name)s: %(message)s")
+    set_progress_mode("off")  # the parent shows the trials; a bar per worker would garble it
     optuna.logging.set_verbosity(optuna.logging.INFO if level <= logging.INFO
                                  else optuna.logging.WARNING)
     torch = sys.modules.get("torch")  # imported with the objective, if it trains a model

@@ -1,0 +1,72 @@
+"""Where a command's logs and progress go: stderr, at the level the global flags ask for.
+
+Without flags: warnings, errors and progress (a bar on a terminal, a line now and then
+elsewhere; see `training.console.progress`). `-v`: every step's INFO log as well. `-q`: no progress.
+Results go to stdout; nothing here touches it.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from training.console import progress
+
+FORMAT = "%(levelname)s %(name)s: %(message)s"
+
+
+class _Stderr(logging.StreamHandler):
+    """A handler writing to the `sys.stderr` of the moment (tests and wrappers replace it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass
+
+
+class _Formatter(logging.Formatter):
+    """Progress lines as "HH:MM:SS what: count", everything else as level, logger, message."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.name == progress.logger.name:
+            return f"{time.strftime('%H:%M:%S', time.localtime(record.created))} " \
+                   f"{record.getMessage()}"
+        return super().format(record)
+
+
+@contextmanager
+def command_output(verbose: bool = False, quiet: bool = False) -> Iterator[None]:
+    """Logs and progress to stderr for the block (see the module docstring); what was set
+    before is restored after it, so commands can run one after another in one process."""
+    root = logging.getLogger()
+    handler = _Stderr()
+    handler.setFormatter(_Formatter(FORMAT))
+    saved = (root.level, progress.logger.level, progress.get_mode())
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    # Progress lines are INFO records; they pass at the default level too, unless --quiet.
+    progress.logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    progress.set_mode("off" if quiet else "auto")
+    # Report figures fall back to DejaVu Sans where a font is missing, a warning per font
+    # family that says nothing about the run; -v shows them.
+    fonts = logging.getLogger("matplotlib.font_manager")
+    saved_fonts = fonts.level
+    if not verbose:
+        fonts.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(saved[0])
+        progress.logger.setLevel(saved[1])
+        progress.set_mode(saved[2])
+        fonts.setLevel(saved_fonts)

@@ -1,0 +1,1 @@
+"""What a person watching a run sees: `progress` (a bar on a terminal, a few log lines elsewhere)."""

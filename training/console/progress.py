@@ -1,0 +1,168 @@
+"""Progress of long work: a bar on a terminal, a few log lines elsewhere, nothing when off.
+
+    with progress("collecting", unit="events") as bar:
+        for batch in batches:
+            bar.update(len(batch))
+
+Where it shows is one process-wide setting (`set_mode`), chosen by the command line:
+
+* "auto" (the default): a tqdm bar on stderr when stderr is a terminal; otherwise lines
+  logged by the `training.console.progress` logger at INFO: one every `LINE_INTERVAL_S` seconds of
+  work at most, and one when the work is done ("collecting: 10,000 events in 2.1 s"), so a
+  cron log or CI log shows progress without a line per batch;
+* "bar" and "lines": one of them whatever stderr is;
+* "off": nothing (`maximus-train --quiet`, and the inner work of tuning trials).
+
+Library code only reports progress; whether the lines reach a person is up to the
+application's logging (the command line shows them on stderr).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any
+
+from tqdm import tqdm
+
+from training.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+MODES = ("auto", "bar", "lines", "off")
+LINE_INTERVAL_S = 10.0
+_mode = "auto"
+
+
+def set_mode(mode: str) -> str:
+    """Set where progress shows (see the module docstring); returns the previous mode."""
+    global _mode
+    if mode not in MODES:
+        raise ConfigError(f"progress mode must be one of {', '.join(MODES)}, got {mode!r}")
+    previous, _mode = _mode, mode
+    return previous
+
+
+def get_mode() -> str:
+    return _mode
+
+
+@contextmanager
+def suppressed() -> Iterator[None]:
+    """No progress inside the block (work nested in work that shows its own progress)."""
+    previous = set_mode("off")
+    try:
+        yield
+    finally:
+        set_mode(previous)
+
+
+def _resolve(enabled: bool | None) -> str:
+    if enabled is False or _mode == "off":
+        return "off"
+    if enabled is True and _mode == "auto":
+        return "bar"
+    if _mode == "auto":
+        return "bar" if _isatty() else "lines"
+    return _mode
+
+
+def _terminal_width() -> int:
+    try:
+        return os.get_terminal_size(sys.stderr.fileno()).columns
+    except (AttributeError, ValueError, OSError):
+        return 0
+
+
+def _isatty() -> bool:
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
+
+
+class Progress:
+    """One piece of long work: `update(n)` as it advances, `close()` (or the `with` block's
+    end) when it is done.
+
+    Args:
+        desc: what is being done, e.g. "collecting" or "training layer1_vae".
+        total: the units expected, when known.
+        unit: what is counted ("events", "epochs", "trials").
+        initial: units already done (a resumed run).
+        enabled: False never shows; True shows a bar even when stderr is not a terminal
+            (unless the mode is "off" or "lines"); None follows the mode.
+        interval_s: in "lines" mode, the least time between two lines before the last.
+    """
+
+    def __init__(self, desc: str, total: int | None = None, unit: str = "it", *,
+                 initial: int = 0, enabled: bool | None = None,
+                 interval_s: float = LINE_INTERVAL_S) -> None:
+        self.desc, self.total, self.unit = desc, total, unit
+        self.interval_s = interval_s
+        self.n = initial
+        self.kind = _resolve(enabled)
+        self.postfix: dict[str, Any] = {}
+        self._started = self._last_line = time.monotonic()
+        self._initial = initial
+        self._bar = None
+        if self.kind == "bar":
+            width = _terminal_width()  # a terminal of unknown size would get an empty bar
+            self._bar = tqdm(desc=desc, total=total, unit=f" {unit}", initial=initial,
+                             file=sys.stderr, dynamic_ncols=width > 0,
+                             ncols=None if width > 0 else 100)
+
+    def update(self, n: int = 1, **postfix: Any) -> None:
+        """`n` more units done; `postfix` values (e.g. loss=0.1) are shown beside the count."""
+        self.n += n
+        if postfix:
+            self.postfix.update(postfix)
+        if self._bar is not None:
+            if postfix:
+                self._bar.set_postfix(self.postfix, refresh=False)
+            self._bar.update(n)
+        elif self.kind == "lines" and time.monotonic() - self._last_line >= self.interval_s:
+            self._last_line = time.monotonic()
+            logger.info("%s", self._line(done=False))
+
+    def close(self, failed: bool = False) -> None:
+        """End the bar, or log the closing line (none when the work `failed`)."""
+        if self.kind == "off":
+            return
+        if self._bar is not None:
+            self._bar.close()
+        elif not failed:
+            logger.info("%s", self._line(done=True))
+        self.kind = "off"
+
+    def _line(self, done: bool) -> str:
+        seconds = time.monotonic() - self._started
+        count = f"{self.n:,}" + (f"/{self.total:,}" if self.total is not None else "")
+        rate = (self.n - self._initial) / seconds if seconds > 0 else 0.0
+        extra = "".join(f", {k} {_fmt(v)}" for k, v in self.postfix.items()  # figures only
+                        if isinstance(v, (int, float)))
+        if done:
+            return f"{self.desc}: {count} {self.unit} in {seconds:.1f} s{extra}"
+        return f"{self.desc}: {count} {self.unit} ({rate:,.1f} {self.unit}/s){extra}"
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(failed=kind is not None)
+
+
+def progress(desc: str, total: int | None = None, unit: str = "it", *, initial: int = 0,
+             enabled: bool | None = None) -> Progress:
+    """A `Progress` (see its arguments)."""
+    return Progress(desc, total, unit, initial=initial, enabled=enabled)
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,87 @@
+"""The registry as plain-text tables: versions, one version's record, the transition log."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from training.registry.history import Transition
+from training.registry.metadata import ModelMetadata
+from training.registry.names import version_key
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """Columns padded to their widest cell (the last one is not padded)."""
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row[:-1], widths)) + "  " + row[-1]
+             for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def format_registry(versions: list[ModelMetadata], empty: str = "the registry is empty") -> str:
+    """One row per version, by model, oldest version first: stage, layer, registration time,
+    aliases and up to four metrics."""
+    if not versions:
+        return empty
+    rows = []
+    for m in sorted(versions, key=lambda m: (m.model_name, version_key(m.version))):
+        metrics = " ".join(f"{k}={_number(v)}" for k, v in sorted(m.metrics.items())[:4])
+        rows.append((m.model_name, m.version, m.stage, m.layer_name,
+                     m.created_at[:19].replace("T", " "), ",".join(m.aliases) or "-", metrics))
+    return table(("MODEL", "VERSION", "STAGE", "LAYER", "CREATED (UTC)", "ALIASES", "METRICS"),
+                 rows)
+
+
+def format_metadata(m: ModelMetadata) -> str:
+    """One version's record: a field per line, then its metrics and hyperparameters."""
+    fields = [("model", m.model_name), ("version", m.version), ("stage", m.stage),
+              ("aliases", ", ".join(m.aliases) or "-"), ("layer", m.layer_name),
+              ("created", m.created_at), ("framework", m.framework),
+              ("training data", m.training_dataset or "-"),
+              ("anomaly threshold", "-" if m.anomaly_threshold is None
+               else _number(m.anomaly_threshold)),
+              ("feature fingerprint", m.feature_fingerprint or "-"),
+              ("weights sha256", m.weights_sha256 or "-"), ("code", m.code_version or "-"),
+              ("description", m.description or "-")]
+    if m.files:
+        fields.append(("files", ", ".join(sorted(m.files))))
+    decision = m.details.get("decision") if isinstance(m.details, dict) else None
+    if isinstance(decision, dict) and decision.get("reason"):
+        fields.append(("gate", decision["reason"]))
+    lines = [table(("FIELD", "VALUE"), fields)]
+    for title, values in (("METRIC", m.metrics), ("HYPERPARAMETER", m.hyperparameters)):
+        if values:
+            lines += ["", table((title, "VALUE"), [(k, _value(v)) for k, v in
+                                                   sorted(values.items())])]
+    return "\n".join(lines)
+
+
+def format_history(transitions: list[Transition], empty: str = "no transitions") -> str:
+    """One row per transition, oldest first: time, model, version, what changed, who, why."""
+    if not transitions:
+        return empty
+    rows = [(t.at[:19].replace("T", " "), t.model_name, t.version, _change(t), t.actor,
+             t.reason or "-") for t in transitions]
+    return table(("AT (UTC)", "MODEL", "VERSION", "CHANGE", "ACTOR", "REASON"), rows)
+
+
+def _change(t: Transition) -> str:
+    if t.event == "stage":
+        return f"{t.from_stage} -> {t.to_stage}"
+    if t.event in ("alias", "unalias"):
+        return f"{t.event} {t.alias}"
+    return t.event  # register, delete
+
+
+def _number(value: float) -> str:
+    return f"{value:.4g}"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, float):
+        return _number(value)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)

@@ -1,0 +1,150 @@
+"""Every `maximus-train` command meets a bad flag, a bad TOML key and an output folder it cannot
+write to: one line on stderr naming the flag, key or path, the exit code of its kind (2 usage or
+configuration, 1 anything else), and no traceback (that is what -v is for).
+
+In-process calls of `training.cli.main.main`, the console script's entry point.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from training.cli.main import build_parser, main
+from training.cli.parser import walk
+from training.demo.generator import write_demo_file
+from training.tests.registry_fixtures import save_tiny
+
+COMMANDS = [
+    (), ("collect",), ("pipeline",), ("demo",), ("preprocess",), ("validate",), ("split",),
+    ("train",), ("train", "layer1"), ("train", "layer2"), ("train", "layer3"), ("evaluate",),
+    ("tune",), ("registry",), ("registry", "list"), ("registry", "show"),
+    ("registry", "history"), ("registry", "register"), ("registry", "promote"),
+    ("registry", "alias"), ("registry", "rollback"), ("retrain",), ("score",),
+]
+
+
+def _error_line(err: str) -> str:
+    """The one line of stderr that is not progress; no traceback anywhere."""
+    assert "Traceback" not in err, err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_the_list_holds_every_command():
+    assert sorted(path for path, _ in walk(build_parser())) == sorted(COMMANDS)
+
+
+@pytest.mark.parametrize("path", COMMANDS, ids=lambda p: " ".join(p) or "top")
+def test_a_bad_flag_is_one_line_naming_it(path, capsys):
+    assert main([*path, "--bogus-flag", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    prog = " ".join(("maximus-train", *path))
+    assert _error_line(err) == (f"{prog}: error: unrecognized flag --bogus-flag "
+                                f"(see {prog} --help)")
+
+
+BAD_TOML = [
+    ("[train.layer1]\nbogus = 1\n", "[train.layer1]: unknown key(s) bogus; allowed: batch_size, "
+                                    "beta, dropout, epochs, hidden_dim, latent_dim, learning_rate"),
+    ("[train.layer1]\nconfig = 1\n", "[train.layer1]: unknown key(s) config; allowed:"),
+    ("config = 1\n", ": unknown key(s) config; allowed: gate, layers, max_events, seed, sources,"),
+    ('seed = "abc"\n', ": seed must be an integer, got 'abc'"),
+    ('[train.layer3]\nchannels = "wide"\n', "[train.layer3]: channels must be a list of "
+                                            "integers, got 'wide'"),
+]
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory) -> dict[str, Path]:
+    """Demo events, their layer-1 features and splits (made by the commands themselves), a
+    saved layer-1 model and a registry where it is the production version."""
+    root = tmp_path_factory.mktemp("cli-errors")
+    events = write_demo_file(root / "events.json", n_events=400, seed=7)
+    assert main(["-q", "preprocess", "--source", f"json:{events}", "--output",
+                 str(root / "features")]) == 0
+    features = root / "features" / "layer1_samples.npz"
+    assert main(["-q", "split", "--data", str(features), "--strategy", "temporal", "--output",
+                 str(root / "splits")]) == 0
+    model = save_tiny(root / "tiny_best.pt", centre=0.5, dim=128, threshold=3.0)
+    registry = ["--registry-dir", str(root / "models")]
+    assert main(["registry", "register", "--model", "tiny", "--model-path", str(model),
+                 *registry]) == 0
+    assert main(["registry", "promote", "--model", "tiny", "--version", "1.0.0", *registry]) == 0
+    return {"root": root, "events": events, "features": features, "model": model,
+            "models": root / "models", **{s: root / "splits" / f"layer1_{s}.npz"
+                                           for s in ("train", "val", "test")}}
+
+
+@pytest.mark.parametrize("command", ["pipeline", "demo"])
+@pytest.mark.parametrize("text, message", BAD_TOML, ids=[t.split("\n")[-2] for t, _ in BAD_TOML])
+def test_a_bad_toml_key_is_one_line_naming_it(command, text, message, inputs, tmp_path, capsys):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    source = (["--source", f"json:{inputs['events']}"] if command == "pipeline" else
+              ["--events", "200", "--path", str(tmp_path / "demo.json")])
+    assert main([command, "--config", str(config), *source, "--workdir",
+                 str(tmp_path / "run")]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {config}") and message in line, line
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.fixture
+def unwritable(tmp_path):
+    """A folder nothing can be written under: read-only, or, for root (whom permissions do not
+    stop), a regular file standing where the folder should be."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "read-only"
+        folder.mkdir()
+        folder.chmod(0o500)
+        yield folder
+        folder.chmod(0o700)
+    else:
+        blocker = tmp_path / "a-file"
+        blocker.write_text("")
+        yield blocker
+
+
+OUTPUTS = {
+    "collect": lambda i, u: ["collect", "--source", f"json:{i['events']}", "--output", f"{u}/c"],
+    "pipeline": lambda i, u: ["pipeline", "--source", f"json:{i['events']}", "--workdir",
+                              f"{u}/run", "--layers", "layer1", "--epochs", "1"],
+    "demo": lambda i, u: ["demo", "--events", "200", "--path", f"{u}/demo.json"],
+    "preprocess": lambda i, u: ["preprocess", "--source", f"json:{i['events']}", "--output",
+                                f"{u}/features"],
+    "validate": lambda i, u: ["validate", "--data", str(i["features"]), "--report",
+                              f"{u}/quality"],
+    "split": lambda i, u: ["split", "--data", str(i["features"]), "--output", f"{u}/splits"],
+    "train": lambda i, u: ["train", "layer1", "--train_data", str(i["train"]), "--val_data",
+                           str(i["val"]), "--num_epochs", "1", "--hidden_dim", "8",
+                           "--latent_dim", "2", "--no_tensorboard", "--checkpoint_dir",
+                           f"{u}/checkpoints"],
+    "evaluate": lambda i, u: ["evaluate", "--model", str(i["model"]), "--data", str(i["test"]),
+                              "--no-latency", "--report", f"{u}/report"],
+    "tune": lambda i, u: ["tune", "--train_data", str(i["train"]), "--val_data", str(i["val"]),
+                          "--n_trials", "1", "--output_dir", f"{u}/tuning"],
+    "registry register": lambda i, u: ["registry", "register", "--model", "tiny",
+                                       "--model-path", str(i["model"]), "--registry-dir",
+                                       f"{u}/models"],
+    "retrain": lambda i, u: ["retrain", "--train-data", str(i["train"]), "--val-data",
+                             str(i["val"]), "--test-data", str(i["test"]), "--registry-dir",
+                             f"{u}/models", "--epochs", "1"],
+    "score": lambda i, u: ["score", "--model", "tiny", "--input", f"json:{i['events']}",
+                           "--registry-dir", str(i["models"]), "--output", f"{u}/scores.parquet"],
+}
+
+
+@pytest.mark.parametrize("command", OUTPUTS)
+def test_an_unwritable_output_folder_is_one_line_naming_it(command, inputs, unwritable, capsys):
+    """The commands that write (registry list/show/history/promote/alias/rollback only read a
+    registry that exists, or change its database: test_cli_registry.py)."""
+    assert main(OUTPUTS[command](inputs, unwritable)) == 1
+    line = _error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {unwritable}"), line
+    assert line.endswith(("Permission denied", "Not a directory",
+                          "File exists, and is not a folder")), line

@@ -1,0 +1,208 @@
+"""`maximus-train registry | score | retrain` and the registry they use: one rule for where it
+is, nothing created by commands that read, readable tables, filters that filter, and metrics
+checked before anything is written.
+
+In-process calls of `training.cli.main.main`, the console script's entry point.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.cli.main import main
+from training.demo.generator import write_demo_file
+from training.registry.registry import ModelRegistry
+from training.tests.registry_fixtures import save_tiny
+
+
+@pytest.fixture
+def weights(tmp_path) -> Path:
+    """A saved layer-1 model (a TinyDetector on the 128-dim event vectors)."""
+    return save_tiny(tmp_path / "src" / "tiny_best.pt", centre=0.5, dim=128, threshold=3.0)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def _error_line(err: str) -> str:
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    return err.strip()
+
+
+def test_one_rule_for_where_the_registry_is(tmp_path, weights, monkeypatch, capsys):
+    """--registry-dir, else --workdir W (W/models), else $MAXIMUS_DATA_ROOT/models."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MAXIMUS_DATA_ROOT", "root")
+    register = ["registry", "register", "--model", "tiny", "--model-path", str(weights)]
+    assert main([*register, "--reason", "default"]) == 0
+    assert main([*register, "--workdir", "run", "--reason", "workdir"]) == 0
+    assert main([*register, "--registry-dir", "elsewhere", "--reason", "dir"]) == 0
+    for folder, reason in (("root/models", "default"), ("run/models", "workdir"),
+                           ("elsewhere", "dir")):
+        assert ModelRegistry(folder, create=False).get_metadata("tiny").description == reason
+    capsys.readouterr()
+    assert main([*register, "--workdir", "run", "--registry-dir", "x"]) == 2
+    assert _error_line(capsys.readouterr().err).startswith(
+        "maximus-train registry register: error: argument --registry-dir/--registry_dir: not "
+        "allowed with argument --workdir")
+    # score and retrain follow the same rule
+    assert main(["registry", "promote", "--model", "tiny", "--version", "1.0.0", "--workdir",
+                 "run"]) == 0
+    events = write_demo_file(tmp_path / "events.json", n_events=200, seed=3)
+    capsys.readouterr()
+    assert main(["score", "--model", "tiny", "--input", f"json:{events}", "--output",
+                 "scores.jsonl", "--workdir", "run"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("scored 200 events (200 layer1 units) with tiny 1.0.0")
+    assert "scoring with tiny 1.0.0: 200 events in " in err  # the progress line
+    assert main(["score", "--model", "tiny", "--input", f"json:{events}", "--output",
+                 "scores.jsonl"]) == 1  # root/models has no production version
+    assert "no version in stage 'production'" in _error_line(capsys.readouterr().err)
+    assert main(["retrain", "--workdir", "run", "--epochs", "1"]) == 1
+    assert _error_line(capsys.readouterr().err) == "error: run/splits/layer1_train.npz: no such file"
+
+
+READERS = [
+    ["registry", "list"], ["registry", "show", "--model", "tiny"],
+    ["registry", "history"], ["registry", "history", "--model", "tiny", "--version", "1.0.0"],
+    ["registry", "promote", "--model", "tiny", "--version", "1.0.0"],
+    ["registry", "alias", "--model", "tiny", "--alias", "x", "--version", "1.0.0"],
+    ["registry", "rollback", "--model", "tiny"],
+    ["score", "--model", "tiny", "--input", "json:{events}", "--output", "{out}"],
+]
+
+
+@pytest.mark.parametrize("argv", READERS, ids=lambda a: " ".join(a[:2]))
+def test_commands_that_do_not_register_refuse_a_missing_registry_and_create_nothing(
+        argv, tmp_path, capsys):
+    events = tmp_path / "events.json"
+    events.write_text("[]")
+    argv = [a.format(events=events, out=tmp_path / "s.parquet") for a in argv]
+    typo = tmp_path / "modles"
+    assert main([*argv, "--registry-dir", str(typo)]) == 1
+    assert _error_line(capsys.readouterr().err) == (
+        f"error: no model registry at {typo} (it has no registry.db); registering a model "
+        "creates one")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.json"]
+
+
+def test_reading_an_existing_registry_leaves_no_file_behind(tmp_path, weights, capsys):
+    """No -wal or -shm file (SQLite's, while a connection is open) and the same bytes after
+    list, show, history and score."""
+    folder = tmp_path / "models"
+    flags = ["--registry-dir", str(folder)]
+    assert main(["registry", "register", "--model", "tiny", "--model-path", str(weights),
+                 *flags]) == 0
+    assert main(["registry", "promote", "--model", "tiny", "--version", "1.0.0", *flags]) == 0
+    before = _files(folder)
+    assert "registry.db" in before and not any(n.endswith(("-wal", "-shm")) for n in before)
+    events = write_demo_file(tmp_path / "events.json", n_events=100, seed=4)
+    for argv in (["registry", "list"], ["registry", "show", "--model", "tiny", "--json"],
+                 ["registry", "history"], ["score", "--model", "tiny", "--input",
+                                           f"json:{events}", "--output",
+                                           str(tmp_path / "s.parquet")]):
+        assert main([*argv, *flags]) == 0, argv
+        assert _files(folder) == before, argv
+
+
+@pytest.fixture
+def filled(tmp_path, weights) -> list[str]:
+    """Two models: tiny 1.0.0 (archived), 1.1.0 (production), other 1.0.0 (challenger)."""
+    flags = ["--registry-dir", str(tmp_path / "models")]
+    for model, version in (("tiny", "1.0.0"), ("tiny", "1.1.0"), ("other", "1.0.0")):
+        assert main(["-q", "registry", "register", "--model", model, "--version", version,
+                     "--model-path", str(weights), "--metrics",
+                     json.dumps({"pr_auc": 0.5 if version == "1.0.0" else 0.75}), *flags]) == 0
+    for version in ("1.0.0", "1.1.0"):
+        assert main(["registry", "promote", "--model", "tiny", "--version", version, "--reason",
+                     f"try {version}", *flags]) == 0
+    assert main(["registry", "alias", "--model", "other", "--alias", "challenger", "--version",
+                 "1.0.0", *flags]) == 0
+    return flags
+
+
+def _table(text: str) -> list[list[str]]:
+    return [line.split() for line in text.strip().splitlines()]
+
+
+def test_list_is_a_table_and_its_filters_filter(filled, capsys):
+    capsys.readouterr()
+    assert main(["registry", "list", *filled]) == 0
+    rows = _table(capsys.readouterr().out)
+    assert rows[0] == ["MODEL", "VERSION", "STAGE", "LAYER", "CREATED", "(UTC)", "ALIASES",
+                       "METRICS"]
+    assert [r[:4] + r[6:] for r in rows[1:]] == [
+        ["other", "1.0.0", "none", "layer1", "challenger", "pr_auc=0.5"],
+        ["tiny", "1.0.0", "archived", "layer1", "-", "pr_auc=0.5"],
+        ["tiny", "1.1.0", "production", "layer1", "champion", "pr_auc=0.75"]]
+    assert main(["registry", "list", "--model", "other", *filled]) == 0
+    assert [r[:2] for r in _table(capsys.readouterr().out)[1:]] == [["other", "1.0.0"]]
+    assert main(["registry", "list", "--stage", "production", "--json", *filled]) == 0
+    assert [(m["model_name"], m["version"]) for m in json.loads(capsys.readouterr().out)] == \
+        [("tiny", "1.1.0")]
+    assert main(["registry", "list", "--model", "tiyn", *filled]) == 1
+    assert _error_line(capsys.readouterr().err).endswith(
+        "no version matches model 'tiyn' in " + filled[1] + "; models: other, tiny")
+
+
+def test_show_and_history_are_tables_with_json_on_request(filled, capsys):
+    capsys.readouterr()
+    assert main(["registry", "show", "--model", "tiny", "--alias", "champion", *filled]) == 0
+    text = capsys.readouterr().out
+    fields = {line[:20].strip(): line[20:].strip() for line in text.splitlines()[1:14]}
+    assert (fields["model"], fields["version"], fields["stage"], fields["aliases"],
+            fields["anomaly threshold"]) == ("tiny", "1.1.0", "production", "champion", "3")
+    assert "METRIC  VALUE\npr_auc  0.75" in text
+    assert main(["registry", "show", "--model", "tiny", "--version", "1.0.0", "--json",
+                 *filled]) == 0
+    assert json.loads(capsys.readouterr().out)["stage"] == "archived"
+    assert main(["registry", "history", "--model", "tiny", "--version", "1.0.0", *filled]) == 0
+    rows = [line.split("  ") for line in capsys.readouterr().out.splitlines()]
+    changes = [[c.strip() for c in r if c.strip()][3:] for r in rows[1:]]
+    assert [c[:1] + c[2:] for c in changes] == [
+        ["register", "registered"], ["none -> production", "try 1.0.0"],
+        ["alias champion", "try 1.0.0"],
+        ["production -> archived", "replaced by 1.1.0: try 1.1.0"],
+        ["unalias champion", "replaced by 1.1.0: try 1.1.0"]]
+    assert main(["registry", "history", "--json", *filled]) == 0
+    log = json.loads(capsys.readouterr().out)
+    assert [(e["model_name"], e["version"], e["event"]) for e in log][-1] == \
+        ("other", "1.0.0", "alias")
+    assert main(["registry", "history", "--model", "tiny", "--version", "9.9.9", *filled]) == 1
+    assert "no transition of model 'tiny', version '9.9.9'" in \
+        _error_line(capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("metrics, message", [
+    ("report.json", "--metrics must be a JSON object such as '{\"pr_auc\": 0.9}' or a JSON file "
+                    "holding one; 'report.json' is not JSON"),
+    ("x", "'x' is not JSON"),
+    ("[1]", "--metrics must be a JSON object of metric -> number, got list '[1]'"),
+    ('{"pr_auc": "high"}', "--metrics: 'pr_auc' must be a finite number, got 'high'"),
+    ('{"pr_auc": NaN}', "--metrics: 'pr_auc' must be a finite number, got nan"),
+])
+def test_register_checks_its_metrics_before_writing_anything(metrics, message, tmp_path,
+                                                             weights, capsys):
+    folder = tmp_path / "models"
+    assert main(["registry", "register", "--model", "tiny", "--model-path", str(weights),
+                 "--metrics", metrics, "--registry-dir", str(folder)]) == 2
+    line = _error_line(capsys.readouterr().err)
+    assert line.startswith("error: --metrics") and message in line, line
+    assert not folder.exists()
+
+
+def test_register_takes_the_numbers_of_a_report_file(tmp_path, weights, capsys):
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"roc_auc": 0.9, "pr_auc": 0.8, "n_samples": 60,
+                                  "confusion_matrix": [[1, 2], [3, 4]], "threshold": None,
+                                  "passed": True}))
+    assert main(["registry", "register", "--model", "tiny", "--model-path", str(weights),
+                 "--metrics", str(report), "--registry-dir", str(tmp_path / "models"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["metrics"] == {
+        "n_samples": 60.0, "pr_auc": 0.8, "roc_auc": 0.9}
