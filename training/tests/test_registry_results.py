@@ -53,7 +53,7 @@ def test_a_plain_state_dict_is_an_opaque_artifact_until_a_sidecar_is_attached(re
         registry.load_model("tiny")
 
     # Attaching checks that the weights load with it; nothing changes when they do not.
-    with pytest.raises(CheckpointError, match="cannot rebuild TinyDetector"):
+    with pytest.raises(CheckpointError, match="do not fit the TinyDetector"):
         registry.attach_sidecar("tiny", "1.0.0", TinyDetector, {"dim": 5})
     assert registry.get_metadata("tiny", "1.0.0").opaque
     stored = registry.attach_sidecar("tiny", "1.0.0", "TinyDetector", {"dim": 4},
