@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any, ClassVar
 
 import numpy as np
@@ -54,7 +55,7 @@ def _import_builtin_detectors() -> None:
     # loading a checkpoint does not need the caller to have imported its module first.
     import importlib
 
-    for module in ("vae", "gnn", "tcn"):
+    for module in ("vae", "gnn", "tcn", "ecod", "knn", "iforest", "autoencoder"):
         try:
             importlib.import_module(f"training.detectors.{module}")
         except ModuleNotFoundError as exc:
@@ -76,9 +77,16 @@ class Detector(nn.Module, ABC):
         has_scores: the model scores units (`anomaly_score`), so training calibrates its
             threshold and saves a sidecar to rebuild it from. False only for a plain module
             trained through the original `loss_fn` form (`training.compat.loss_fn_model`).
+        max_epochs: the most epochs training can use; None = as many as the config allows.
+            A detector that learns in one pass over the data (ECOD, kNN, an isolation forest:
+            `training.detectors.fitted`) says 1.
+        graph_capturable: the training step is pure tensor work, so the trainer may record it
+            in a CUDA graph; False for a step with Python side effects (collecting rows).
     """
 
     has_scores: ClassVar[bool] = True
+    max_epochs: ClassVar[int | None] = None
+    graph_capturable: ClassVar[bool] = True
 
     def __init__(self, **init_args: Any) -> None:
         super().__init__()
@@ -105,6 +113,20 @@ class Detector(nn.Module, ABC):
         first = batch[0] if isinstance(batch, (tuple, list)) else batch
         return int(first.shape[0]) if hasattr(first, "shape") else 1
 
+    def on_train_epoch_end(self) -> None:
+        """Called by the trainer after each epoch's training pass, before validation.
+
+        Gradient models need nothing here; a one-pass detector fits on the rows its
+        `training_step` collected.
+        """
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where `model` lives: its first parameter's device, else its first buffer's (a
+    detector fitted in one pass has only buffers), else the CPU."""
+    first = next(chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
+
 
 def row_batches(x: torch.Tensor, size: int = SCORE_BATCH) -> Iterator[torch.Tensor]:
     """Consecutive slices of `size` rows of `x` (views, no copies)."""
@@ -116,7 +138,7 @@ def model_scores(model: Detector, batches: Iterable[Any]) -> np.ndarray:
     """`model.anomaly_score` over `batches` (eval mode, on the model's device), concatenated
     as float32 on the CPU."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     parts = [model.anomaly_score(to_device(batch, device)).float().cpu().numpy()
              for batch in batches]
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)

@@ -132,7 +132,7 @@ class LayerTrainer:
                           lambda: torch.autocast(self.device.type, dtype, cache_enabled=False))
         self.scaler = torch.amp.GradScaler(self.device.type) if dtype is torch.float16 else None
         graph_ok = (self.device.type == "cuda" and cfg.cuda_graph and self.scaler is None
-                    and self.world_size == 1)
+                    and self.world_size == 1 and self.model.graph_capturable)
         loss = DetectorLoss(self.model)
         self.optimizer = build_optimizer(cfg, loss.parameters(), self.device, graph_ok)
         self.scheduler = build_scheduler(cfg, self.optimizer)
@@ -156,6 +156,13 @@ class LayerTrainer:
     @property
     def last_state_path(self) -> Path:
         return self.checkpoint_dir / f"{self.config.model_name}_last_state.pt"
+
+    @property
+    def max_epochs(self) -> int:
+        """The epochs this run trains: the config's, or fewer when the model can use no more
+        (a detector that fits in one pass)."""
+        limit = self.model.max_epochs
+        return self.config.num_epochs if limit is None else min(self.config.num_epochs, limit)
 
     @property
     def learning_rate(self) -> float:
@@ -228,7 +235,7 @@ class LayerTrainer:
             seed_everything(cfg.seed)
         try:
             self._emit("on_train_start", self)
-            while self.epoch < cfg.num_epochs and not self.should_stop:
+            while self.epoch < self.max_epochs and not self.should_stop:
                 self._run_epoch(train_loader, val_loader)
             if cfg.restore_best and self._best_state is not None:
                 self.model.load_state_dict(self._best_state)
@@ -272,7 +279,7 @@ class LayerTrainer:
                                   val_metrics)
         self.history.append(metrics)
         logger.info("epoch %d/%d train_loss %.6g val_loss %s lr %.3g (%.2f s)", epoch,
-                    self.config.num_epochs, train_loss,
+                    self.max_epochs, train_loss,
                     "-" if metrics.val_loss is None else f"{metrics.val_loss:.6g}",
                     metrics.learning_rate, metrics.epoch_time)
         self._emit("on_epoch_end", self, metrics)
