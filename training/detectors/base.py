@@ -42,7 +42,8 @@ def register_detector(cls: type[Detector]) -> type[Detector]:
 
 def detector_class(name: str) -> type[Detector]:
     """The registered class called `name`; nothing outside the registry is ever imported."""
-    _import_builtin_detectors()
+    if name not in DETECTORS:
+        _import_builtin_detectors()
     try:
         return DETECTORS[name]
     except KeyError:
@@ -50,12 +51,15 @@ def detector_class(name: str) -> type[Detector]:
                           f"{', '.join(sorted(DETECTORS)) or 'none'}") from None
 
 
-def _import_builtin_detectors() -> None:
+BUILTIN = ("vae", "gnn", "tcn", "ecod", "knn", "iforest", "autoencoder")
+
+
+def _import_builtin_detectors(modules: tuple[str, ...] = BUILTIN) -> None:
     # The package's own models register themselves on import; import them lazily so that
     # loading a checkpoint does not need the caller to have imported its module first.
     import importlib
 
-    for module in ("vae", "gnn", "tcn", "ecod", "knn", "iforest", "autoencoder"):
+    for module in modules:
         try:
             importlib.import_module(f"training.detectors.{module}")
         except ModuleNotFoundError as exc:

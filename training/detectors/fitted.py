@@ -44,11 +44,14 @@ class FittedDetector(RowDetector):
 
     Class attributes:
         state: buffer name -> (dtype, number of dimensions) of the fitted state.
+        randomized: the fit draws random numbers even without subsampling (so its result
+            depends on the seed whatever the number of rows).
     """
 
     max_epochs = 1
     graph_capturable = False
     state: ClassVar[dict[str, tuple[torch.dtype, int]]]
+    randomized: ClassVar[bool] = False
 
     def __init__(self, *, input_dim: int, inputs: str = "vector", seed: int | None = None,
                  max_rows: int | None = None, **init_args: Any) -> None:

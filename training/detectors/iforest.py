@@ -58,6 +58,7 @@ class IsolationForestDetector(FittedDetector):
     """
 
     short_name = "iforest"
+    randomized = True
     state = {"left": (torch.int32, 2), "right": (torch.int32, 2), "feature": (torch.int32, 2),
              "threshold": (torch.float64, 2), "path_length": (torch.float64, 2),
              "max_samples": (torch.int64, 1)}

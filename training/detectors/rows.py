@@ -73,6 +73,7 @@ VIEWS: dict[str, RowView] = {view.name: view for view in (
 )}
 
 ROW_DETECTORS: dict[str, type[RowDetector]] = {}
+BUILTIN_ROWS = ("ecod", "knn", "iforest", "autoencoder")  # modules of the package's own
 
 
 def row_view(name: str) -> RowView:
@@ -100,19 +101,19 @@ def register_row_detector(cls: type[RowDetector]) -> type[RowDetector]:
 
 
 def row_detector_names() -> list[str]:
-    """The short names of every registered row detector, in registration order."""
-    _import_builtin_detectors()
-    return list(ROW_DETECTORS)
+    """The short names of every registered row detector, sorted."""
+    _import_builtin_detectors(BUILTIN_ROWS)
+    return sorted(ROW_DETECTORS)
 
 
 def row_detector(name: str) -> type[RowDetector]:
     """The row detector class called `name` ("ecod", "knn", "iforest", "autoencoder")."""
-    _import_builtin_detectors()
+    _import_builtin_detectors(BUILTIN_ROWS)
     try:
         return ROW_DETECTORS[name]
     except (KeyError, TypeError):
         raise ConfigError(f"unknown row detector {name!r}; known: "
-                          f"{', '.join(ROW_DETECTORS)}") from None
+                          f"{', '.join(sorted(ROW_DETECTORS))}") from None
 
 
 class RowDetector(Detector):

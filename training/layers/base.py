@@ -208,12 +208,13 @@ class Layer(ABC):
         batches of `units`."""
         raise NotSupportedError(f"{self.name} offers no row view to a row detector")
 
-    def detector_names(self) -> list[str]:
+    @classmethod
+    def detector_names(cls) -> list[str]:
         """The detectors this layer can train: its own, then the row detectors when its
         batches offer row views."""
         from training.detectors.rows import row_detector_names
 
-        return [self.detector_name, *(row_detector_names() if self.row_inputs else [])]
+        return [cls.detector_name, *(row_detector_names() if cls.row_inputs else [])]
 
     def build_detector(self, units: Any, detector: str | None = None,
                        **model_args: Any) -> Detector:
