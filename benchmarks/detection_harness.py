@@ -5,7 +5,7 @@ with different protocols. One protocol here, for every layer, on the same units 
 `training.evaluation.harness`: the captures and their development/evaluation roles, the
 candidates and the baselines, the levels and the paired intervals):
 
-    python benchmarks/detection_harness.py                       # everything, ~15 min
+    python benchmarks/detection_harness.py                       # everything, two processes
     python benchmarks/detection_harness.py --captures iot23-44 --seeds 0 --bootstrap 200
 
 It writes the full results to --out (JSON) and its tables between the harness markers of
@@ -42,12 +42,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=2,
+                        help="captures run at once, each in its own process (the machine's "
+                             "cores: one training thread each)")
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/out/detection_harness.json")
     parser.add_argument("--benchmarks", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--no-write", action="store_true",
                         help="print the tables; write neither the JSON nor BENCHMARKS.md")
+    parser.add_argument("--tables-from", type=Path, metavar="JSON",
+                        help="run nothing: write the tables of a saved run's JSON")
     args = parser.parse_args(argv)
+    if args.tables_from:
+        tables = markdown(json.loads(args.tables_from.read_text()))
+        print(tables)
+        if not args.no_write:
+            write_section(args.benchmarks, tables)
+        return 0
     if not args.datasets.is_dir():
         print(f"error: the real captures are not at {args.datasets} (--datasets)", file=sys.stderr)
         return 2
@@ -57,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
                            epochs=args.epochs, bootstrap=args.bootstrap, datasets=args.datasets)
     start = time.perf_counter()
     results = run_harness(config, log=lambda line: print(
-        f"[{time.perf_counter() - start:6.0f} s] {line}", file=sys.stderr, flush=True))
+        f"[{time.perf_counter() - start:6.0f} s] {line}", file=sys.stderr, flush=True),
+        jobs=args.jobs)
     tables = markdown(results)
     print(tables)
     if not args.no_write:

@@ -21,10 +21,14 @@ labels before scoring: thresholds and early stopping use the benign validation u
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
+import resource
+import sys
 import time
 import zlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,32 +159,68 @@ def measure_layer(units: LayerUnits, runs: dict[str, dict[str, Any]], resamples:
     return levels
 
 
-def run_harness(config: HarnessConfig = HarnessConfig(),
+def run_capture(name: str, config: HarnessConfig,
                 log: Callable[[str], None] = logger.info) -> dict[str, Any]:
-    """Run every capture of `config` (see the module docstring); JSON-able results."""
+    """Every layer of capture `name`: its units, every method's runs and the figures."""
+    capture = load_capture(name, config.datasets)
+    entry = {"role": capture.role, "description": capture.description,
+             "rows": {"train": capture.train.num_rows, "val": capture.val.num_rows,
+                      "test": capture.test.num_rows}, "layers": {}}
+    for layer in (lay for lay in capture.layers if lay in config.layers):
+        started = time.perf_counter()
+        units = layer_units(capture, layer)
+        runs = run_layer(units, config.methods, config.seeds, config.epochs, log)
+        entry["layers"][layer] = {
+            "units": {"test": units.n_units, "flows": len(units.flow_labels),
+                      "covered_flows": units.covered_flows},
+            "methods": {m: {k: r[k] for k in ("baseline", "identity", "same_as", "runs")}
+                        for m, r in runs.items()},
+            "levels": measure_layer(units, runs, config.bootstrap),
+            "seconds": time.perf_counter() - started}
+        log(f"{name} {layer}: {entry['layers'][layer]['seconds']:.0f} s")
+    return entry
+
+
+def _capture_in_worker(name: str, config: HarnessConfig) -> dict[str, Any]:
+    import torch
+
+    torch.set_num_threads(1)  # as the parent: the figures do not depend on the process
+    return run_capture(name, config, log=lambda line: print(f"[worker {os.getpid()}] {line}",
+                                                            file=sys.stderr, flush=True))
+
+
+def run_harness(config: HarnessConfig = HarnessConfig(),
+                log: Callable[[str], None] = logger.info, jobs: int = 1) -> dict[str, Any]:
+    """Run every capture of `config` (see the module docstring); JSON-able results.
+
+    `jobs` > 1 runs that many captures at once in worker processes (each trains with one
+    thread; the figures are the same as in one process: every training is seeded, every
+    resampling generator is fixed by the capture's and the level's names).
+    """
     started, cpu_started = time.perf_counter(), time.process_time()
+    children_started = _children_cpu()
     results: dict[str, Any] = {
         "seeds": list(config.seeds), "epochs": config.epochs, "bootstrap": config.bootstrap,
-        "load_before": list(os.getloadavg()), "captures": {}}
-    for name in config.captures:
-        capture = load_capture(name, config.datasets)
-        entry = {"role": capture.role, "description": capture.description,
-                 "rows": {"train": capture.train.num_rows, "val": capture.val.num_rows,
-                          "test": capture.test.num_rows}, "layers": {}}
-        for layer in (lay for lay in capture.layers if lay in config.layers):
-            layer_started = time.perf_counter()
-            units = layer_units(capture, layer)
-            runs = run_layer(units, config.methods, config.seeds, config.epochs, log)
-            entry["layers"][layer] = {
-                "units": {"test": units.n_units, "flows": len(units.flow_labels),
-                          "covered_flows": units.covered_flows},
-                "methods": {m: {k: r[k] for k in ("baseline", "identity", "same_as", "runs")}
-                            for m, r in runs.items()},
-                "levels": measure_layer(units, runs, config.bootstrap),
-                "seconds": time.perf_counter() - layer_started}
-            log(f"{name} {layer}: {entry['layers'][layer]['seconds']:.0f} s")
-        results["captures"][name] = entry
+        "jobs": jobs, "load_before": list(os.getloadavg()), "captures": {}}
+    if jobs <= 1:
+        for name in config.captures:
+            results["captures"][name] = run_capture(name, config, log)
+    else:
+        context = multiprocessing.get_context("spawn")  # no state forked from this process
+        with ProcessPoolExecutor(jobs, mp_context=context) as pool:
+            futures = {name: pool.submit(_capture_in_worker, name, config)
+                       for name in config.captures}
+            for name, future in futures.items():
+                results["captures"][name] = future.result()
+                log(f"{name} done")
     results["seconds"] = time.perf_counter() - started
-    results["cpu_seconds"] = time.process_time() - cpu_started  # this process, all threads
+    # This process's CPU time (all threads) and that of its finished worker processes.
+    results["cpu_seconds"] = (time.process_time() - cpu_started
+                              + _children_cpu() - children_started)
     results["load_after"] = list(os.getloadavg())
     return results
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
