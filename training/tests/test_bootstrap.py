@@ -23,7 +23,7 @@ def test_unit_weights_give_the_evaluators_metrics_on_tied_scores():
         got = weighted_metrics(scores, y, np.ones((1, n), np.int64))
         assert got["roc_auc"][0] == pytest.approx(roc_auc(scores, y), abs=1e-15)
         assert got["pr_auc"][0] == pytest.approx(pr_auc(scores, y), abs=1e-15)
-        assert got["dr_at_1pct_fpr"][0] == pytest.approx(
+        assert got["dr_at_fpr"][0] == pytest.approx(
             detection_at_fpr(scores, y, 0.01)["detection_rate"], abs=1e-15)
 
 
