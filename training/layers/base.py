@@ -2,8 +2,9 @@
 
 Every per-layer step goes through a `Layer` (DESIGN.md): featurize events into units, each
 mapped back to the events that formed it; fit the scaling on training units; split units and
-cut them into batches; build the default detector and its TrainingConfig; sample its search
-space; score units; explain a unit's score. Stages never switch on layer names: they ask
+cut them into batches; build the default detector (or another chosen by name:
+`build_detector`) and its TrainingConfig; sample its search space; score units; explain a
+unit's score. Stages never switch on layer names: they ask
 `get_layer(name)` for the class, or `layer_for_spec(spec)` for the layer a model was trained
 with.
 

@@ -8,7 +8,11 @@ The trainer does not know the model (DESIGN.md principle 6). It calls, on a
   (eval mode, no gradients); epoch values are means weighted by `model.batch_size_of(batch)`,
   reported as `val_loss`, `val_<name>`,
 * `model.anomaly_score(batch) -> (units,)` on the validation data after training, to
-  calibrate the anomaly threshold saved in the checkpoint sidecar.
+  calibrate the anomaly threshold saved in the checkpoint sidecar,
+* `model.on_train_epoch_end()` after each training pass, and trains at most
+  `model.max_epochs` epochs: a detector that fits in one pass over the data (ECOD, kNN, an
+  isolation forest) collects its rows in `training_step`, fits in that hook and trains one epoch;
+  with no parameters, its optimizer steps are no-ops. Nothing here branches on the model's type.
 
 The original form still works: `LayerTrainer(model, loss_fn, config, metric_fns)` with any
 `nn.Module` trains on `loss_fn(model, batch)` (`training.compat.loss_fn_model` adapts it to the
