@@ -72,7 +72,8 @@ class SplitConfig:
 @dataclass(frozen=True)
 class LayerSettings:
     """Training settings of one layer (None: the layer's own default); `model` holds the
-    model's own arguments (hidden_dim, latent_dim, ...)."""
+    model's own arguments (hidden_dim, latent_dim, ...), and `detector` when the layer trains
+    another detector than its own (`Layer.build_detector`)."""
 
     epochs: int = 20
     batch_size: int | None = None

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from training.artifacts.atomic import atomic_write
+from training.layers.base import get_layer
 
 BEGIN, END = "<!-- detection-harness:begin -->", "<!-- detection-harness:end -->"
 LABELS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "dr_at_fpr": "DR@1%FPR"}
-UNITS = {"layer1": "event", "layer2": "edge", "layer3": "window"}
 
 
 def _value(figure: dict[str, Any], bold: bool) -> str:
@@ -90,29 +90,31 @@ def summary_table(results: dict[str, Any]) -> list[str]:
 
 def markdown(results: dict[str, Any]) -> str:
     """Every table of a harness run (see the module docstring)."""
+    jobs = results.get("jobs", 1)
     out = [f"Seeds {', '.join(map(str, results['seeds']))}; at most {results['epochs']} "
            f"epochs; {results['bootstrap']} stratified resamples; "
-           f"{results['seconds'] / 60:.1f} minutes, {results['cpu_seconds'] / 60:.1f} minutes of "
-           f"CPU (load average {results['load_before'][0]:.1f} before, "
-           f"{results['load_after'][0]:.1f} after).", "",
+           f"{results['seconds'] / 60:.1f} minutes in {jobs} process{'es' if jobs > 1 else ''}, "
+           f"{results['cpu_seconds'] / 60:.1f} minutes of CPU (load average "
+           f"{results['load_before'][0]:.1f} before, {results['load_after'][0]:.1f} after).", "",
            "**Layer defaults against the best baseline** (paired 95% intervals):", "",
            *summary_table(results)]
-    subsets = sorted({s for e in results["captures"].values() for r in e["layers"].values()
-                      for s in r["levels"] if s not in ("unit", "flow")})
+    reports = [(layer, report) for entry in results["captures"].values()
+               for layer, report in entry["layers"].items()]
+    layers = sorted({layer for layer, _ in reports})
+    # A level the layer measured on its own (the flows of a per-event layer are its units).
+    own = {(layer, level) for layer, report in reports for level, figures in
+           report["levels"].items() if level == "unit" or figures != report["levels"]["unit"]}
     for role in ("evaluation", "development"):
-        for layer, unit in UNITS.items():
-            levels = ("unit",) if layer == "layer1" else ("unit", "flow")
-            for level in levels:
+        for layer in layers:
+            unit = get_layer(layer).unit
+            for level in sorted((lv for la, lv in own if la == layer),
+                                key=lambda lv: (lv != "unit", lv != "flow", lv)):
                 rows = level_table(results, layer, level, role)
-                if rows:
-                    what = unit if level == "unit" else "flow (max over its units)"
-                    out += ["", f"**{role.capitalize()} captures, {layer}, per {what}:**", "",
-                            *rows]
-        for subset in subsets:
-            rows = level_table(results, "layer1", subset, role)
-            if rows:
-                out += ["", f"**{role.capitalize()} captures, layer1, test rows with "
-                        f"{subset}:**", "", *rows]
+                if not rows:
+                    continue
+                what = {"unit": f"per {unit}", "flow": "per flow (max over its units)"}.get(
+                    level, f"test rows with {level}")
+                out += ["", f"**{role.capitalize()} captures, {layer}, {what}:**", "", *rows]
     return "\n".join(out) + "\n"
 
 
