@@ -16,6 +16,7 @@ N training/train_layer1_vae.py ...` trains on N processes.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 from collections.abc import Sequence
@@ -64,6 +65,12 @@ def add_arguments(parser: argparse.ArgumentParser, layer: Layer) -> None:
     flag("num_epochs", type=int, default=base.num_epochs, help="epochs at most")
     flag("batch_size", type=int, default=base.batch_size, help="training batch size")
     flag("learning_rate", type=float, default=base.learning_rate, help="optimizer step size")
+    flag("detector", choices=layer.detector_names(), default=layer.detector_name,
+         help=f"the detector to train: the layer's own ({layer.detector_name}, whose arguments "
+              "are the flags below) or a row detector")
+    flag("detector_arg", action="append", default=[], metavar="NAME=VALUE",
+         help="an argument of the chosen detector (repeatable; VALUE is JSON or text), e.g. "
+              "n_estimators=100, inputs=edge_context")
     for name, options in layer.model_options.items():
         flag(name, **options)
     flag("amp", choices=("auto", "off", "fp16", "bf16"), default="auto",
@@ -110,6 +117,28 @@ def training_config(args: argparse.Namespace, base: TrainingConfig) -> TrainingC
         amp_dtype="bfloat16" if args.amp == "bf16" else "float16", cpu_amp=args.amp == "bf16")
 
 
+def detector_args(layer: Layer, args: argparse.Namespace) -> dict[str, Any]:
+    """The `model_args` of `train_layer` the flags ask for: the layer's own detector with its
+    flags, or another detector with its `--detector-arg`s."""
+    extra = {}
+    for item in args.detector_arg:
+        name, sep, text = item.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"--detector-arg takes NAME=VALUE, got {item!r}")
+        try:
+            extra[name] = json.loads(text)
+        except ValueError:
+            extra[name] = text
+    if args.detector == layer.detector_name:
+        return {**{name: getattr(args, name) for name in layer.model_options}, **extra}
+    changed = [name for name, options in layer.model_options.items()
+               if getattr(args, name) != options.get("default")]
+    if changed:
+        raise ConfigError(f"--{changed[0]} is an argument of {layer.detector_name}, not of "
+                          f"{args.detector}; pass that detector's with --detector-arg")
+    return {"detector": args.detector, **extra}
+
+
 def main(layer_name: str, argv: Sequence[str] | None = None, *, prog: str | None = None,
          callbacks: list[Callback] | None = None) -> int:
     """Train `layer_name`'s detector from the command line `argv`; `callbacks` go to the
@@ -132,7 +161,7 @@ def run(layer: Layer, args: argparse.Namespace, callbacks: list[Callback] | None
         config = training_config(args, layer.default_config())
         train = layer.load_units(args.train_data)
         val = layer.load_units(args.val_data) if args.val_data else None
-        model_args = {name: getattr(args, name) for name in layer.model_options}
+        model_args = detector_args(layer, args)
         _, results = train_layer(layer, train, val, config, model_args=model_args,
                                  benign_only=TRAIN_ON[args.train_on], resume=args.resume,
                                  callbacks=callbacks)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from itertools import chain
 from typing import Any, ClassVar
 
 import numpy as np
@@ -41,7 +42,8 @@ def register_detector(cls: type[Detector]) -> type[Detector]:
 
 def detector_class(name: str) -> type[Detector]:
     """The registered class called `name`; nothing outside the registry is ever imported."""
-    _import_builtin_detectors()
+    if name not in DETECTORS:
+        _import_builtin_detectors()
     try:
         return DETECTORS[name]
     except KeyError:
@@ -49,12 +51,15 @@ def detector_class(name: str) -> type[Detector]:
                           f"{', '.join(sorted(DETECTORS)) or 'none'}") from None
 
 
-def _import_builtin_detectors() -> None:
+BUILTIN = ("vae", "gnn", "tcn", "ecod", "knn", "iforest", "autoencoder")
+
+
+def _import_builtin_detectors(modules: tuple[str, ...] = BUILTIN) -> None:
     # The package's own models register themselves on import; import them lazily so that
     # loading a checkpoint does not need the caller to have imported its module first.
     import importlib
 
-    for module in ("vae", "gnn", "tcn"):
+    for module in modules:
         try:
             importlib.import_module(f"training.detectors.{module}")
         except ModuleNotFoundError as exc:
@@ -76,9 +81,16 @@ class Detector(nn.Module, ABC):
         has_scores: the model scores units (`anomaly_score`), so training calibrates its
             threshold and saves a sidecar to rebuild it from. False only for a plain module
             trained through the original `loss_fn` form (`training.compat.loss_fn_model`).
+        max_epochs: the most epochs training can use; None = as many as the config allows.
+            A detector that learns in one pass over the data (ECOD, kNN, an isolation forest:
+            `training.detectors.fitted`) says 1.
+        graph_capturable: the training step is pure tensor work, so the trainer may record it
+            in a CUDA graph; False for a step with Python side effects (collecting rows).
     """
 
     has_scores: ClassVar[bool] = True
+    max_epochs: ClassVar[int | None] = None
+    graph_capturable: ClassVar[bool] = True
 
     def __init__(self, **init_args: Any) -> None:
         super().__init__()
@@ -105,6 +117,20 @@ class Detector(nn.Module, ABC):
         first = batch[0] if isinstance(batch, (tuple, list)) else batch
         return int(first.shape[0]) if hasattr(first, "shape") else 1
 
+    def on_train_epoch_end(self) -> None:
+        """Called by the trainer after each epoch's training pass, before validation.
+
+        Gradient models need nothing here; a one-pass detector fits on the rows its
+        `training_step` collected.
+        """
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where `model` lives: its first parameter's device, else its first buffer's (a
+    detector fitted in one pass has only buffers), else the CPU."""
+    first = next(chain(model.parameters(), model.buffers()), None)
+    return first.device if first is not None else torch.device("cpu")
+
 
 def row_batches(x: torch.Tensor, size: int = SCORE_BATCH) -> Iterator[torch.Tensor]:
     """Consecutive slices of `size` rows of `x` (views, no copies)."""
@@ -116,7 +142,7 @@ def model_scores(model: Detector, batches: Iterable[Any]) -> np.ndarray:
     """`model.anomaly_score` over `batches` (eval mode, on the model's device), concatenated
     as float32 on the CPU."""
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     parts = [model.anomaly_score(to_device(batch, device)).float().cpu().numpy()
              for batch in batches]
     return np.concatenate(parts) if parts else np.zeros(0, np.float32)

@@ -28,6 +28,7 @@ from torch import nn
 
 from training.artifacts.atomic import atomic_write
 from training.artifacts.model_files import LoadedModel
+from training.detectors.base import model_device
 from training.errors import ConfigError, SchemaError
 from training.evaluation.latency import BATCH_SIZES, measure_latency
 from training.evaluation.report_html import render_html
@@ -124,8 +125,7 @@ class ModelEvaluator:
 
     @property
     def device(self) -> torch.device:
-        first = next(self.model.parameters(), None)
-        return first.device if first is not None else torch.device("cpu")
+        return model_device(self.model)
 
     def _tensor(self, values: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(np.asarray(values, dtype=np.float32), device=self.device)

@@ -2,8 +2,9 @@
 
 Every per-layer step goes through a `Layer` (DESIGN.md): featurize events into units, each
 mapped back to the events that formed it; fit the scaling on training units; split units and
-cut them into batches; build the default detector and its TrainingConfig; sample its search
-space; score units; explain a unit's score. Stages never switch on layer names: they ask
+cut them into batches; build the default detector (or another chosen by name:
+`build_detector`) and its TrainingConfig; sample its search space; score units; explain a
+unit's score. Stages never switch on layer names: they ask
 `get_layer(name)` for the class, or `layer_for_spec(spec)` for the layer a model was trained
 with.
 
@@ -20,6 +21,7 @@ the FeatureSpec with that fitted state, and `from_spec(spec)` rebuilds the same 
 
 from __future__ import annotations
 
+import inspect
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
@@ -56,8 +58,12 @@ class Layer(ABC):
         score_batch: units per model call when scoring.
         streams: a unit is one event, so scoring can go batch by batch as events are read.
         min_units: the fewest training units a model can learn from.
-        model_options: the detector's own arguments with their command-line settings
-            (argparse keyword arguments: type, default, help, ...).
+        model_options: the default detector's own arguments with their command-line
+            settings (argparse keyword arguments: type, default, help, ...).
+        detector_name: the name the layer's own detector (`default_detector`) is chosen by,
+            next to the row detectors (`detector_names`).
+        row_inputs: the row views (`training.detectors.rows`) its batches offer to a row
+            detector (ECOD, kNN, isolation forest, plain autoencoder), the default first.
         layer_type: the original `LayerType` member, for layers the original package named.
     """
 
@@ -70,6 +76,8 @@ class Layer(ABC):
     streams: ClassVar[bool] = False
     min_units: ClassVar[int] = 1
     model_options: ClassVar[dict[str, dict[str, Any]]] = {}
+    detector_name: ClassVar[str] = "default"
+    row_inputs: ClassVar[tuple[str, ...]] = ()
     layer_type: ClassVar[LayerType | None] = None
 
     def __init__(self, featurizer: Any = None) -> None:
@@ -200,6 +208,50 @@ class Layer(ABC):
     @abstractmethod
     def default_detector(self, units: Any, **model_args: Any) -> Detector:
         """A new detector sized for `units`, with `model_args` changing its defaults."""
+
+    def row_width(self, units: Any, inputs: str) -> int:
+        """The width of the rows the view `inputs` (one of `row_inputs`) reads from the
+        batches of `units`."""
+        raise NotSupportedError(f"{self.name} offers no row view to a row detector")
+
+    @classmethod
+    def detector_names(cls) -> list[str]:
+        """The detectors this layer can train: its own, then the row detectors when its
+        batches offer row views."""
+        from training.detectors.rows import row_detector_names
+
+        return [cls.detector_name, *(row_detector_names() if cls.row_inputs else [])]
+
+    def build_detector(self, units: Any, detector: str | None = None,
+                       **model_args: Any) -> Detector:
+        """A new detector for `units`: the layer's own (`detector` None or
+        `detector_name`, built by `default_detector`) or a row detector by its short name
+        ("ecod", "knn", "iforest", "autoencoder") reading the view `inputs` (default: the
+        layer's first), sized for it; `model_args` are the chosen detector's own arguments.
+
+        Raises:
+            ConfigError: an unknown detector, view or argument (the message lists the valid
+                ones), or an invalid value.
+        """
+        from training.detectors.rows import row_detector
+
+        if detector is None or detector == self.detector_name:
+            return self.default_detector(units, **model_args)
+        if detector not in self.detector_names():
+            raise ConfigError(f"{self.name} detector must be one of "
+                              f"{', '.join(self.detector_names())}, got {detector!r}")
+        inputs = model_args.pop("inputs", self.row_inputs[0])
+        if inputs not in self.row_inputs:
+            raise ConfigError(f"inputs of a {self.name} {detector} must be one of "
+                              f"{', '.join(self.row_inputs)}, got {inputs!r}")
+        cls = row_detector(detector)
+        allowed = [name for name in inspect.signature(cls).parameters
+                   if name not in ("input_dim", "inputs")]
+        unknown = sorted(set(model_args) - set(allowed))
+        if unknown:
+            raise ConfigError(f"{detector} takes {', '.join(allowed)} (and inputs), not "
+                              f"{', '.join(unknown)}")
+        return cls(input_dim=self.row_width(units, inputs), inputs=inputs, **model_args)
 
     @abstractmethod
     def default_config(self, **changes: Any) -> TrainingConfig:

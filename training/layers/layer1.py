@@ -32,6 +32,7 @@ class Layer1(EventVectorLayer):
     layer_type = LayerType.LAYER1_SENSORY
     aliases = (LayerType.LAYER1_SENSORY.value, "sensory", "1")
     model_name = "layer1_vae"
+    detector_name = "vae"
     features_file = "layer1_samples.npz"
     min_units = 100
     model_options = {

@@ -31,6 +31,8 @@ class Layer2(ScaledLayer):
     aliases = (LayerType.LAYER2_BEHAVIORAL.value, "behavioral", "2")
     unit = "edge"
     model_name = "layer2_gnn"
+    detector_name = "gnn"
+    row_inputs = ("edge", "edge_context")
     features_file = "layer2_graphs.npz"
     score_batch = 64  # windows per model call
     min_units = 20
@@ -120,6 +122,11 @@ class Layer2(ScaledLayer):
         a = units.arrays
         return Layer2GNN(node_dim=int(a["x"].shape[1]), edge_dim=int(a["edge_attr"].shape[1]),
                          **model_args)
+
+    def row_width(self, units: Any, inputs: str) -> int:
+        a = units.arrays
+        edge, node = int(a["edge_attr"].shape[1]), int(a["x"].shape[1])
+        return edge if inputs == "edge" else edge + 2 * node
 
     def default_config(self, **changes: Any) -> TrainingConfig:
         base = TrainingConfig(model_name=self.model_name, layer_name=self.name, seed=42,

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch_geometric.data import Batch, Data
 
-from training.detectors.base import Detector
+from training.detectors.base import Detector, model_device
 from training.errors import ConfigError
 from training.features.encoding import FeatureSpec
 from training.features.layer2_graphs import Layer2Graphs
@@ -207,7 +207,7 @@ def _ranges(ptr: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def _scores(model: Detector, batches: GraphBatches, fn) -> np.ndarray:
     was_training = model.training
     model.eval()
-    device = next(model.parameters()).device
+    device = model_device(model)
     try:
         parts = [fn(batch.to(device)).double().cpu().numpy() for batch in batches]
     finally:

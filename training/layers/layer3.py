@@ -30,6 +30,8 @@ class Layer3(ScaledLayer):
     aliases = (LayerType.LAYER3_OPERATIONAL.value, "operational", "3")
     unit = "window"
     model_name = "layer3_tcn"
+    detector_name = "tcn"
+    row_inputs = ("target", "window")
     features_file = "layer3_windows.npz"
     score_batch = 1024
     min_units = 20
@@ -106,6 +108,10 @@ class Layer3(ScaledLayer):
         from training.detectors.tcn import Layer3TCN
 
         return Layer3TCN(input_dim=int(units.target.shape[1]), **model_args)
+
+    def row_width(self, units: Any, inputs: str) -> int:
+        width = int(units.target.shape[1])
+        return width if inputs == "target" else (int(units.X.shape[1]) + 1) * width
 
     def default_config(self, **changes: Any) -> TrainingConfig:
         base = TrainingConfig(model_name=self.model_name, layer_name=self.name, seed=42,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from training.detectors.base import Detector
+from training.detectors.base import Detector, model_device
 from training.errors import ConfigError
 from training.features.encoding import FeatureSpec
 from training.features.layer3_windows import Layer3Windows
@@ -100,7 +100,7 @@ class Layer3Data:
         """`model.anomaly_score` of every window, in window order (float64, (windows,))."""
         was_training = model.training
         model.eval()
-        device = next(model.parameters()).device
+        device = model_device(model)
         try:
             parts = [model.anomaly_score((x.to(device), y.to(device))).double().cpu().numpy()
                      for x, y, _ in self.batches(batch_size)]

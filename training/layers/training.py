@@ -42,7 +42,9 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
         train: training units; val: validation units of the same transform, or None (then
             the best epoch is the lowest training loss, and there is no threshold).
         config: TrainingConfig; default `layer.default_config()`.
-        model_args: the detector's own arguments (see `layer.model_options`).
+        model_args: the detector's own arguments (see `layer.model_options`); "detector"
+            chooses another one by name (`layer.detector_names()`: "iforest", "ecod", "knn",
+            "autoencoder"), with that detector's arguments (see `Layer.build_detector`).
         benign_only: None = the benign units when there are any, else all; True/False force it.
         resume: as `LayerTrainer.train`.
         callbacks: extra callbacks (e.g. Optuna pruning).
@@ -61,7 +63,7 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
     layer.fit(train, benign_only=benign_only)
     if config.seed is not None:
         seed_everything(config.seed)  # the model's initial weights follow the seed
-    model = layer.default_detector(train, **(model_args or {}))
+    model = layer.build_detector(train, **(model_args or {}))
     trainer = LayerTrainer(model, config=config, callbacks=callbacks or (),
                            feature_spec=layer.spec)
     learnt = int(layer.fit_rows(layer.labels(train)).sum())

@@ -34,6 +34,7 @@ class EventVectorLayer(Layer):
 
     unit = "event"
     streams = True
+    row_inputs = ("vector",)
 
     def featurize(self, events: pa.Table) -> LayerArrays:
         timestamps = events["timestamp"].cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
@@ -117,6 +118,9 @@ class EventVectorLayer(Layer):
         return LayerArrays(self._saved_name, self.featurizer.spec, arrays)
 
     # -- models ----------------------------------------------------------------------------
+
+    def row_width(self, units: Any, inputs: str) -> int:
+        return int(np.shape(units.features)[-1])
 
     def batches(self, units: Any, batch_size: int, *, fit_only: bool = False,
                 shuffle: bool = False, **sharding: Any) -> TensorBatches:

@@ -24,6 +24,11 @@ epochs = 20                          # default to each layer's own) ...
 epochs = 30
 hidden_dim = 32
 
+[train.layer3]
+detector = "iforest"                 # another detector: the layer's own (vae, gnn, tcn) or a
+n_estimators = 200                   # row detector (ecod, knn, iforest, autoencoder), with its
+inputs = "target"                    # arguments and the row it reads (see Layer.build_detector)
+
 [gate]                               # promote a new model past these only
 metric = "pr_auc"                    # or "roc_auc" (see training.retraining.gate)
 min_value = 0.0                      # a minimum of the metric beyond the statistical floors
@@ -67,7 +72,8 @@ class SplitConfig:
 @dataclass(frozen=True)
 class LayerSettings:
     """Training settings of one layer (None: the layer's own default); `model` holds the
-    model's own arguments (hidden_dim, latent_dim, ...)."""
+    model's own arguments (hidden_dim, latent_dim, ...), and `detector` when the layer trains
+    another detector than its own (`Layer.build_detector`)."""
 
     epochs: int = 20
     batch_size: int | None = None
@@ -122,6 +128,12 @@ class PipelineConfig:
         # every layer has its settings (the defaults unless the config gave others)
         object.__setattr__(self, "train", {name: self.train.get(name, LayerSettings())
                                            for name in names})
+        for name in names:
+            detector = self.train[name].model.get("detector")
+            valid = get_layer(name).detector_names()
+            if detector is not None and detector not in valid:
+                raise ConfigError(f"train.{name}.detector must be one of {', '.join(valid)}, "
+                                  f"got {detector!r}")
 
     def with_training(self, **changes: Any) -> PipelineConfig:
         """The same config with `changes` (epochs, batch_size, learning_rate) for every layer."""

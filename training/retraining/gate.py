@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from training.detectors.base import Detector, to_device
+from training.detectors.base import Detector, model_device, to_device
 from training.layers.base import Layer
 from training.errors import ConfigError
 from training.evaluation.bootstrap import paired_metrics
@@ -72,7 +72,7 @@ def evaluate_model(layer: Layer, model: Detector, threshold: float | None, units
     model.eval()
     total = weight = 0.0
     for batch in layer.batches(units, layer.score_batch):
-        batch = to_device(batch, next(model.parameters()).device)
+        batch = to_device(batch, model_device(model))
         n = model.batch_size_of(batch)
         total += float(model.validation_step(batch)["loss"]) * n
         weight += n

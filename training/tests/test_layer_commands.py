@@ -50,6 +50,23 @@ def test_train_writes_a_model_of_the_layer(work):
     assert sidecar["anomaly_threshold"] is not None
 
 
+def test_train_chooses_another_detector_for_the_layer(work, capsys):
+    layer, folder, paths, _ = work
+    args = ["train", layer.name, "--train_data", paths["train"], "--val_data", paths["val"],
+            "--checkpoint_dir", str(folder / "other"), "--model_name", "other",
+            "--no_tensorboard"]
+    assert main([*args, "--detector", "iforest", "--detector-arg", "n_estimators=20"]) == 0
+    sidecar = json.loads((folder / "other" / "other_best.json").read_text())
+    assert sidecar["model_class"] == "IsolationForestDetector"
+    assert sidecar["init_args"]["n_estimators"] == 20
+    assert sidecar["init_args"]["inputs"] == layer.row_inputs[0]
+    assert main(["evaluate", "--model", str(folder / "other" / "other_best.pt"), "--data",
+                 paths["test"], "--no-latency", "--report", str(folder / "other_report")]) == 0
+    capsys.readouterr()
+    assert main([*args, "--detector", "ecod", *SMALL[layer.name]]) == 2
+    assert f"is an argument of {layer.detector_name}, not of ecod" in capsys.readouterr().err
+
+
 def test_evaluate_reports_on_the_test_units(work, capsys):
     layer, folder, paths, checkpoint = work
     capsys.readouterr()

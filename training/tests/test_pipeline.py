@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from training.errors import ConfigError
+from training.sources.config import DataSource
 from training.pipeline.config import config_from_dict, load_config
 from training.pipeline.run import run_pipeline
 from training.registry.registry import ModelRegistry
@@ -65,6 +66,25 @@ def test_a_second_identical_run_is_not_promoted(tmp_path):
     assert registry.get_metadata("layer1_vae", stage="production").version == "1.0.0"
 
 
+def test_a_classical_detector_chosen_in_the_config_is_trained_registered_and_scores(tmp_path):
+    from training.demo.generator import write_demo_file
+    from training.scoring.batch import score_events
+
+    demo = write_demo_file(tmp_path / "demo.json", n_events=1_500, seed=3)
+    config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer2"],
+                               "sources": [{"type": "json_file", "path": str(demo)}],
+                               "train": {"layer2": {"detector": "iforest", "n_estimators": 50,
+                                                    "inputs": "edge_context"}}})
+    outcome = run_pipeline(config).layers[0]
+    assert (outcome.version, outcome.stage) == ("1.0.0", "production")
+    assert outcome.train["epochs_trained"] == 1 and "pr_auc" in outcome.metrics
+    registry = ModelRegistry(tmp_path / "run" / "models")
+    summary = score_events(registry, "layer2_gnn", [DataSource("demo", "json_file",
+                                                               {"path": str(demo)})],
+                           tmp_path / "scores.parquet")
+    assert summary.units > 0 and summary.layer == "layer2"
+
+
 @pytest.mark.skipif(not ZEEK_011.exists(), reason="needs ../shared/datasets/stratosphere")
 def test_pipeline_on_a_folder_of_real_zeek_logs(tmp_path):
     result = _cli("pipeline", "--source", f"zeek:{ZEEK_011}", "--epochs", "1", "--workdir", "z",
@@ -107,6 +127,8 @@ def test_config_file_sets_layers_sources_and_per_layer_training(tmp_path):
     ('sources = ["zeek"]\n', r"\[\[sources\]\] #1: must be a table with type and path"),
     ('[[sources]]\ntype = "zeek_logs"\n[gate]\nmin_value = "high"\n',
      r"\[gate\]: min_value must be a number, got 'high'"),
+    ('[[sources]]\ntype = "zeek_logs"\n[train.layer2]\ndetector = "svm"\n',
+     "train.layer2.detector must be one of gnn, autoencoder, ecod, iforest, knn, got 'svm'"),
 ])
 def test_bad_config_files_are_refused_with_the_key(tmp_path, text, message):
     path = tmp_path / "p.toml"

@@ -8,7 +8,11 @@ The trainer does not know the model (DESIGN.md principle 6). It calls, on a
   (eval mode, no gradients); epoch values are means weighted by `model.batch_size_of(batch)`,
   reported as `val_loss`, `val_<name>`,
 * `model.anomaly_score(batch) -> (units,)` on the validation data after training, to
-  calibrate the anomaly threshold saved in the checkpoint sidecar.
+  calibrate the anomaly threshold saved in the checkpoint sidecar,
+* `model.on_train_epoch_end()` after each training pass, and trains at most
+  `model.max_epochs` epochs: a detector that fits in one pass over the data (ECOD, kNN, an
+  isolation forest) collects its rows in `training_step`, fits in that hook and trains one epoch;
+  with no parameters, its optimizer steps are no-ops. Nothing here branches on the model's type.
 
 The original form still works: `LayerTrainer(model, loss_fn, config, metric_fns)` with any
 `nn.Module` trains on `loss_fn(model, batch)` (`training.compat.loss_fn_model` adapts it to the
@@ -133,7 +137,7 @@ class LayerTrainer:
                           lambda: torch.autocast(self.device.type, dtype, cache_enabled=False))
         self.scaler = torch.amp.GradScaler(self.device.type) if dtype is torch.float16 else None
         graph_ok = (self.device.type == "cuda" and cfg.cuda_graph and self.scaler is None
-                    and self.world_size == 1)
+                    and self.world_size == 1 and self.model.graph_capturable)
         loss = DetectorLoss(self.model)
         self.optimizer = build_optimizer(cfg, loss.parameters(), self.device, graph_ok)
         self.scheduler = build_scheduler(cfg, self.optimizer)
@@ -157,6 +161,13 @@ class LayerTrainer:
     @property
     def last_state_path(self) -> Path:
         return self.checkpoint_dir / f"{self.config.model_name}_last_state.pt"
+
+    @property
+    def max_epochs(self) -> int:
+        """The epochs this run trains: the config's, or fewer when the model can use no more
+        (a detector that fits in one pass)."""
+        limit = self.model.max_epochs
+        return self.config.num_epochs if limit is None else min(self.config.num_epochs, limit)
 
     @property
     def learning_rate(self) -> float:
@@ -229,7 +240,7 @@ class LayerTrainer:
             seed_everything(cfg.seed)
         try:
             self._emit("on_train_start", self)
-            while self.epoch < cfg.num_epochs and not self.should_stop:
+            while self.epoch < self.max_epochs and not self.should_stop:
                 self._run_epoch(train_loader, val_loader)
             if cfg.restore_best and self._best_state is not None:
                 self.model.load_state_dict(self._best_state)
@@ -273,7 +284,7 @@ class LayerTrainer:
                                   val_metrics)
         self.history.append(metrics)
         logger.info("epoch %d/%d train_loss %.6g val_loss %s lr %.3g (%.2f s)", epoch,
-                    self.config.num_epochs, train_loss,
+                    self.max_epochs, train_loss,
                     "-" if metrics.val_loss is None else f"{metrics.val_loss:.6g}",
                     metrics.learning_rate, metrics.epoch_time)
         self._emit("on_epoch_end", self, metrics)

@@ -74,13 +74,16 @@ def build_optimizer(cfg: TrainingConfig, params: Iterable[nn.Parameter], device:
     lr: float | torch.Tensor = torch.tensor(cfg.learning_rate, device=device) if capturable \
         else cfg.learning_rate
     extra: dict[str, Any] = {"fused": True}
+    # One parameter group, possibly empty: a detector fitted in one pass has no parameters,
+    # and its optimizer steps are then no-ops (torch refuses a bare empty list).
+    groups = [{"params": list(params)}]
     if capturable and cfg.optimizer != "sgd":
         extra["capturable"] = True
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=cfg.weight_decay, **extra)
+        return torch.optim.Adam(groups, lr=lr, weight_decay=cfg.weight_decay, **extra)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay, **extra)
-    return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
+        return torch.optim.AdamW(groups, lr=lr, weight_decay=cfg.weight_decay, **extra)
+    return torch.optim.SGD(groups, lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay,
                            **extra)
 
 

@@ -45,6 +45,9 @@ class DetectorLoss(nn.Module):
     def batch_size_of(self, batch: Any) -> int:
         return self.model.batch_size_of(batch)
 
+    def on_train_epoch_end(self) -> None:
+        self.model.on_train_epoch_end()
+
 
 class CapturedStep:
     """One training step (forward, backward, clip, optimizer step, loss and grad-norm sums)
@@ -151,6 +154,8 @@ class EpochPasses:
                  device: torch.device, world_size: int, graph_ok: bool) -> None:
         self.loss, self.optimizer, self.scaler, self.autocast = loss, optimizer, scaler, autocast
         self.clip, self.device, self.world_size, self.graph_ok = clip, device, world_size, graph_ok
+        if next(loss.parameters(), None) is None:
+            self.clip = None  # nothing to clip: a detector fitted in one pass has no parameters
         # One process: call the loss directly (no module-call hooks per step); several: through
         # DDP, whose forward prepares the gradient all-reduce.
         self.step_loss: Callable[[Any], torch.Tensor] = loss.forward
@@ -187,6 +192,7 @@ class EpochPasses:
             steps += 1
         if rows == 0:
             raise ConfigError("the training data yielded no batch")
+        self.loss.on_train_epoch_end()  # a one-pass detector fits here, before validation
         totals = torch.stack([loss_sum, norm_sum, torch.tensor(float(rows), device=self.device),
                               torch.tensor(float(steps), device=self.device)])
         if self.world_size > 1:

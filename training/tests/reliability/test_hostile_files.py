@@ -117,6 +117,125 @@ def test_pickle_payload_in_preprocessed_npz_is_refused(tmp_path, observed):
     observed(info.value)
 
 
+# -- the classical detectors' fitted state ------------------------------------------------------
+
+def _fitted(name: str):
+    """A small row detector of each kind, fitted when it learns in one pass."""
+    from training.detectors.rows import row_detector
+
+    rows = np.random.default_rng(0).normal(size=(64, 3)).astype(np.float32)
+    if name == "autoencoder":  # weights, not fitted arrays: its initial weights will do
+        return row_detector(name)(input_dim=3)
+    return row_detector(name)(input_dim=3, seed=0).fit(rows)
+
+
+def _resigned(path: Path, state: dict) -> None:
+    """Replace the weights at `path` by `state`, re-signing the sidecar (the attacker controls
+    both files)."""
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    path.write_bytes(buffer.getvalue())
+    side = sidecar_path(path)
+    sidecar = json.loads(side.read_text())
+    sidecar["sha256"] = sha256_bytes(buffer.getvalue())
+    side.write_text(json.dumps(sidecar))
+
+
+@pytest.mark.parametrize("name", ["ecod", "knn", "iforest", "autoencoder"])
+def test_pickle_payload_in_a_classical_detector_file_is_refused(tmp_path, name, observed):
+    """Stage: model files
+    Fault: the saved state of each row detector (test id: ecod, knn, iforest, autoencoder: its
+        fitted arrays or weights) with an object carrying a `__reduce__` payload added, and the
+        sidecar re-signed with the file's sha256.
+    Expected: `load_model` raises CheckpointError (weights_only refuses the global); the payload
+        never runs. The genuine file loads and scores like the saved model.
+    """
+    model = _fitted(name)
+    path = tmp_path / f"{name}.pt"
+    save_model(model, path)
+    rows = torch.from_numpy(np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32))
+    assert torch.equal(load_model(path).model.anomaly_score(rows), model.eval().anomaly_score(rows))
+    marker = tmp_path / "executed"
+    _resigned(path, {**model.state_dict(), "payload": Payload(marker)})
+    with pytest.raises(CheckpointError, match="refused to load") as info:
+        load_model(path)
+    assert not marker.exists()
+    observed(info.value)
+
+
+def _cycle(state: dict) -> dict:
+    left = state["left"].clone()
+    left[0, 1] = 0  # node 1 points back to the root: a walk that never ends
+    return {**state, "left": left}
+
+
+def _far_child(state: dict) -> dict:
+    right = state["right"].clone()
+    right[0, 0] = 10**6  # a child outside the tree's arrays
+    return {**state, "right": right}
+
+
+def _bad_feature(state: dict) -> dict:
+    feature = state["feature"].clone()
+    feature[0, 0] = 99  # the model reads 3 features
+    return {**state, "feature": feature}
+
+
+def _nan_threshold(state: dict) -> dict:
+    threshold = state["threshold"].clone()
+    threshold[0, 0] = float("nan")
+    return {**state, "threshold": threshold}
+
+
+def _unsorted(state: dict) -> dict:
+    return {**state, "sorted_rows": state["sorted_rows"].flip(0)}
+
+
+def _too_wide(state: dict) -> dict:
+    return {**state, "reference": torch.zeros(64, 5)}
+
+
+def _wrong_dtype(state: dict) -> dict:
+    return {**state, "reference": state["reference"].double()}
+
+
+def _too_few(state: dict) -> dict:
+    return {**state, "reference": state["reference"][:2]}
+
+
+HOSTILE_STATES = {
+    "iforest-cycle": ("iforest", _cycle, "a split whose children come after it"),
+    "iforest-far-child": ("iforest", _far_child, "inside its tree"),
+    "iforest-feature": ("iforest", _bad_feature, r"features must be in \[0, 3\)"),
+    "iforest-nan": ("iforest", _nan_threshold, "NaN or infinite"),
+    "ecod-unsorted": ("ecod", _unsorted, "sorted within each column"),
+    "knn-width": ("knn", _too_wide, "has 5 features, the model reads 3"),
+    "knn-dtype": ("knn", _wrong_dtype, "must be a 2-d torch.float32 tensor"),
+    "knn-too-few": ("knn", _too_few, "k=5 needs at least 5"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE_STATES))
+def test_inconsistent_fitted_state_is_refused(tmp_path, case, observed):
+    """Stage: model files
+    Fault: a classical detector's fitted arrays rewritten (test id): an isolation-forest tree
+        whose node points back to the root (a walk that never ends), a child index far outside
+        the tree, a split on feature 99 of 3, a NaN threshold; ECOD columns out of order; a kNN
+        reference 5 features wide for a 3-feature model, in float64, or with fewer rows than k;
+        the sidecar re-signed each time.
+    Expected: `load_model` raises CheckpointError naming the detector, the array and the rule,
+        before any score is computed: nothing hangs, reads out of bounds or scores NaN.
+    """
+    name, damage, rule = HOSTILE_STATES[case]
+    model = _fitted(name)
+    path = tmp_path / f"{name}.pt"
+    save_model(model, path)
+    _resigned(path, damage(dict(model.state_dict())))
+    with pytest.raises(CheckpointError, match=rule) as info:
+        load_model(path)
+    observed(info.value)
+
+
 # -- absurd sizes -------------------------------------------------------------------------------
 
 def test_npz_member_declaring_a_huge_array_is_refused(tmp_path, observed):
