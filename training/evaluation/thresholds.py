@@ -22,9 +22,10 @@ class Threshold:
     """A calibrated threshold and how it was found (JSON-able through `to_dict`)."""
 
     value: float
-    method: str  # "benign_quantile" or "best_f1"
+    method: str  # "benign_quantile", "best_f1", "quantile" or "alerts_per_day"
     quantile: float | None
     n_scores: int
+    rule: str | None = None  # in words, when it came from a `Calibration`
 
     def to_dict(self) -> dict:
         return asdict(self)
