@@ -62,11 +62,11 @@ class EventVectorLayer(Layer):
         return np.asarray(units.labels).astype(np.int64)
 
     def split(self, units: Any, strategy: str, ratios: tuple[float, float, float],
-              seed: int) -> dict[str, DatasetSplit]:
+              seed: int, **options: Any) -> dict[str, DatasetSplit]:
         builder = DatasetBuilder(units.features, units.labels, units.sample_ids,
                                  random_seed=seed, columns=units.columns, spec=units.spec,
                                  layer=self._saved_name)
-        return builder.create_splits(strategy, *ratios)
+        return builder.create_splits(strategy, *ratios, **options)
 
     def save_splits(self, splits: dict[str, Any], folder: Path) -> dict[str, Path]:
         # As the dataset builder saves them: one set id in every file, so a set left mixed
