@@ -90,7 +90,8 @@ def test_config_file_sets_layers_sources_and_per_layer_training(tmp_path):
     assert config.split.strategy == "group" and config.split.train_ratio == 0.5
     assert config.train["layer1"].epochs == 3
     assert (config.train["layer3"].epochs, config.train["layer3"].model) == (7, {"channels": 16})
-    assert config.with_training(epochs=2).train["layer3"].trainer_changes() == {"num_epochs": 2}
+    assert config.with_training(epochs=2).train["layer3"].trainer_changes() == {
+        "num_epochs": 2, "threshold_rule": "quantile:0.999"}  # the pipeline's default rule
 
 
 @pytest.mark.parametrize("text, message", [
