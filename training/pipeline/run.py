@@ -198,7 +198,9 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOut
         splits, notes = _parts(layer, units, test_units, run)
     except TooFewError as exc:  # e.g. bursty data: too few distinct times to cut
         return _skipped(layer, f"{len(layer.labels(units)):,} {layer.unit}s: {exc}")
-    layer.save_splits(splits, folders.splits)
+    # With test sources the test part is saved with the features (features/test_*.npz).
+    layer.save_splits({k: v for k, v in splits.items() if test_units is None or k != "test"},
+                      folders.splits)
     settings = config.train[layer.name]
     train, val = splits["train"], splits["val"]
     if settings.keep_unknown:  # unknown units count as benign for what training learns from
