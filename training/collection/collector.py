@@ -190,10 +190,8 @@ class DataCollector:
         return orjson.loads(orjson.dumps(self._stats))
 
     def untimed_streams(self) -> dict[str, int]:
-        """The streams (files) of the last run none of whose events has a timestamp (Zeek's
-        loaded_scripts.log, packet_filter.log, ...): stream -> events delivered."""
-        return {stream: events for stream, (events, missing) in self._timestamps.items()
-                if events and missing == events}
+        """Streams (files) of the last run without a timestamp in any event: stream -> events."""
+        return {k: n for k, (n, missing) in self._timestamps.items() if n and missing == n}
 
     # -- internals ----------------------------------------------------------------------------
 
@@ -377,8 +375,7 @@ class DataCollector:
             per_source[key] = per_source.get(key, 0) + value
         labels = stats["labels"]
         seen = self._timestamps.setdefault(step.stream, [0, 0])
-        seen[0] += step.table.num_rows
-        seen[1] += step.table["timestamp"].null_count if step.table.num_rows else 0
+        seen[:] = seen[0] + step.table.num_rows, seen[1] + step.table["timestamp"].null_count
         if step.table.num_rows:
             values, counts = np.unique(step.table["is_threat"].to_numpy(zero_copy_only=False),
                                        return_counts=True)

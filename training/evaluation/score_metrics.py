@@ -120,8 +120,8 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, attack_types: np.nda
     timestamps = _check_rows("timestamps", timestamps, len(scores))
 
     s, y = known.scores, known.is_threat
-    m = EvaluationMetrics(model_kind="anomaly", n_samples=len(s), n_unknown_excluded=known.n_unknown,
-                          n_units=len(scores))
+    m = EvaluationMetrics(model_kind="anomaly", n_samples=len(s),
+                          n_unknown_excluded=known.n_unknown, n_units=len(scores))
     m.roc_auc, m.pr_auc = M.roc_auc(s, y), M.pr_auc(s, y)
     m.per_class_metrics = {
         "benign": {"support": known.n_benign, "roc_auc": m.roc_auc, "pr_auc": M.pr_auc(-s, ~y)},

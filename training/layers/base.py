@@ -166,8 +166,12 @@ class Layer(ABC):
         labels = self.labels(train)
         self.benign_only_ = bool((labels == 0).any()) if benign_only is None else benign_only
         if self.benign_only_ and not (labels == 0).any():
-            raise ConfigError(f"benign_only=True but the training {self.unit}s have no benign "
-                              f"(is_threat 0) {self.unit}")
+            counts = {v: int((labels == v).sum()) for v in (-1, 1)}
+            raise ConfigError(
+                f"benign_only=True but the training {self.unit}s have no benign (is_threat 0) "
+                f"{self.unit} ({counts[-1]:,} unknown, {counts[1]:,} threat); learn from every "
+                f"{self.unit}, assumed benign (leave out --benign-only / train.benign_only), or "
+                "label the data (--default-label, --label-map)")
         self.fit_scaling(train)
         return self
 

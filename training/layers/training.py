@@ -7,8 +7,9 @@ never benign; unlabeled traffic is taken as benign), builds its default detector
 the loss learns from those units, the validation loss (which picks the best epoch, drives the
 scheduler and early stopping) is measured on the same kind of units of the validation part, and
 the anomaly threshold is calibrated (`training.evaluation.calibration`) on the validation
-scores of that kind of units, by the config's `threshold_rule` (labels too for best F1). The checkpoint's
-sidecar carries the layer's fitted FeatureSpec, so scoring rebuilds the exact transform.
+scores of that kind of units, by the config's `threshold_rule` (best F1 uses the labels). The
+checkpoint's sidecar carries the layer's fitted FeatureSpec, so scoring rebuilds the exact
+transform.
 
 `train_layer2_gnn` and `train_layer3_tcn` are the same for one layer each, by their script's
 name; the original `train_layer1_vae(features, labels, ...)` is in `training.compat`.
@@ -51,8 +52,8 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
 
     Returns:
         (model, results) with results: best_val_loss, best_epoch, epochs_trained,
-        final_train_loss, threshold (dict or None), calibration (dict or None), checkpoint (the best weights, written by
-        process 0), feature_spec (the model's), train_units (units learnt from), history (per
+        final_train_loss, threshold (dict or None), calibration (dict or None), checkpoint
+        (the best weights, written by process 0), feature_spec (the model's), train_units (units learnt from), history (per
         epoch), train_time_s.
 
     Raises:

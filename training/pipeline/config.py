@@ -28,7 +28,8 @@ test_ratio = 0.2
 epochs = 20                          # default to each layer's own) ...
 benign_only = false                  # true: learn from is_threat 0 units only (default: every
 keep_unknown = false                 # training unit, assumed benign); with it, unknown too
-threshold = "quantile:0.999"         # or "alerts-per-day:10", "best-f1" (training.evaluation.calibration)
+threshold = "quantile:0.999"         # or "alerts-per-day:10", "best-f1" (see
+                                     # training.evaluation.calibration)
 
 [train.layer2]                       # ... and per-layer changes; other keys are model arguments
 epochs = 30

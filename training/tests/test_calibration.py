@@ -110,7 +110,8 @@ def test_calibration_errors_say_what_to_do(kwargs, message):
 
 
 @pytest.mark.parametrize("text, rule", [
-    ("quantile", ThresholdRule("quantile", 0.999)), ("quantile:0.99", ThresholdRule("quantile", 0.99)),
+    ("quantile", ThresholdRule("quantile", 0.999)),
+    ("quantile:0.99", ThresholdRule("quantile", 0.99)),
     ("alerts_per_day:12", ThresholdRule("alerts-per-day", 12.0)),
     ("best_f1", ThresholdRule("best-f1", None)), ("AUTO", ThresholdRule("auto", None)),
 ])

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from training.tests.conftest import DATASETS, REPO
@@ -71,7 +72,8 @@ class Runs:
     def _start(self) -> None:
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         while self.waiting and len(self.running) < PARALLEL:
-            name, args = self.waiting.popitem()
+            name = next(iter(self.waiting))  # in the order of `_runs`
+            args = self.waiting.pop(name)
             cwd = self.root / name / "repo"
             cwd.mkdir(parents=True)
             (cwd.parent / "shared").symlink_to(DATASETS.parent)
@@ -128,7 +130,7 @@ def test_an_unlabeled_zeek_folder_as_readme_writes_it(runs):
     run, cwd = runs.get("zat_tsv")
     lines = _lines(_ok(run))
     for layer in ("layer1", "layer2", "layer3"):
-        assert f"-> production (no labels" in lines[layer] and RULE in lines[layer], lines[layer]
+        assert "-> production (no labels" in lines[layer] and RULE in lines[layer], lines[layer]
     work = cwd / "maximus-run"
     page = (work / "report" / "index.html").read_text()
     assert page.count("unlabeled: threshold at the 99.9th percentile of validation scores") == 3
@@ -247,3 +249,70 @@ def test_train_on_the_benign_rows_of_011_evaluate_on_008(runs):
         assert (cwd / "x" / "report" / f"{layer}.html").exists()
     # the test part is 008's events, featurized with the same transform
     assert (cwd / "x" / "test_events.parquet").exists()
+
+
+def test_evaluate_any_source_with_a_model_of_every_layer(runs):
+    """`evaluate --source`: events of another folder, featurized with each model's own spec,
+    reported without labels (units, alerts at the threshold and how it was set)."""
+    run, cwd = runs.get("zat_tsv")
+    _ok(run)
+    checkpoints = cwd / "maximus-run" / "checkpoints"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    started = {model: subprocess.Popen(
+        [sys.executable, "-m", "training.cli", "evaluate", "--model",
+         str(checkpoints / f"{model}_best.pt"), "--source", f"zeek:{D}/zeek_zat/json",
+         "--no-latency", "--report", f"ev/{model}"], cwd=cwd, env=env, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for model in ("layer1_vae", "layer2_gnn", "layer3_tcn")}
+    for model, process in started.items():
+        out, err = process.communicate(timeout=600)
+        assert process.returncode == 0 and "Traceback" not in err, err[-2000:]
+        assert "(unlabeled: threshold at the 99.9th percentile of validation scores)" in out
+        assert "No test unit has a benign or threat label" in out
+        report = json.loads((cwd / "ev" / f"{model}.json").read_text())
+        assert report["n_units"] > 0 and report["n_alerts"] is not None
+        assert report["threshold_rule"] == RULE.removeprefix("threshold: ")
+
+
+def test_a_grace_period_trains_on_the_past_and_tests_on_the_rest(datasets, tmp_path):
+    from training.dataset_builder import load_splits
+    from training.pipeline.config import config_from_dict
+    from training.pipeline.run import run_pipeline
+
+    capture = datasets / "iot23/CTU-Malware-Capture-44-1-labeled.csv"  # 20:06 .. 22:01 UTC
+    config = config_from_dict({
+        "workdir": tmp_path, "layers": ["layer1"], "train": {"epochs": 1},
+        "sources": [{"type": "csv", "path": str(capture)}],
+        "split": {"train_until": "2019-01-10T21:30:00Z"}})
+    (outcome,) = run_pipeline(config).layers
+    assert outcome.stage is not None and outcome.metrics["n_units"] > 0
+    splits = load_splits(tmp_path / "splits", "layer1")
+    cut = np.datetime64("2019-01-10T21:30:00", "us")
+    assert splits["train"].columns["timestamps"].max() < cut
+    assert splits["val"].columns["timestamps"].max() < cut
+    assert splits["test"].columns["timestamps"].min() >= cut
+    assert sum(len(s) for s in splits.values()) == 237
+
+
+def test_an_alert_budget_per_day_needs_a_day_of_validation_data(datasets, tmp_path):
+    from training.demo.generator import write_demo_file
+    from training.errors import ConfigError
+    from training.pipeline.config import config_from_dict
+    from training.pipeline.run import run_pipeline
+
+    demo = write_demo_file(tmp_path / "demo.json", n_events=1_500, seed=3)  # a week of events
+    config = config_from_dict({
+        "workdir": tmp_path / "week", "layers": ["layer1"],
+        "sources": [{"type": "json", "path": str(demo)}],
+        "train": {"epochs": 1, "threshold": "alerts-per-day:5"}})
+    (outcome,) = run_pipeline(config).layers
+    assert re.fullmatch(r"unlabeled: threshold for 5 alerts per day \(the 9\d\.\d+th percentile "
+                        r"of validation scores\)", outcome.threshold_rule), outcome.threshold_rule
+    capture = datasets / "iot23/CTU-Malware-Capture-44-1-labeled.csv"  # two hours
+    short = config_from_dict({"workdir": tmp_path / "hours", "layers": ["layer1"],
+                              "sources": [{"type": "csv", "path": str(capture)}],
+                              "train": {"epochs": 1, "threshold": "alerts-per-day:5"}})
+    with pytest.raises(ConfigError, match=r"alerts-per-day threshold rule needs validation data "
+                                          r"spanning at least a day; it spans 0.\d+ hours; use a "
+                                          r"longer capture or the rule quantile:Q"):
+        run_pipeline(short)

@@ -202,10 +202,8 @@ class LayerTrainer:
             threshold_data: the batches the anomaly threshold is calibrated on (not
                 shuffled); default `val_loader`. An anomaly detector trained on benign rows
                 validates its loss on benign rows and calibrates on all labeled rows.
-            threshold_reference: (units,) bool, the units of `threshold_data` treated as
-                benign (those training learns from); None: the benign-labeled ones when there
-                are any, else all (see `training.evaluation.calibration.Calibration.fit`).
-            threshold_times: (units,) datetime64 of those units, for the alerts-per-day rule.
+            threshold_reference, threshold_times: (units,) bool, the units treated as benign
+                (None: as `Calibration.fit` says), and their datetime64 times (alerts-per-day).
             resume: True = continue from `<checkpoint_dir>/<model_name>_last_state.pt` when
                 it exists (else start fresh); a path = continue from that file (must exist).
 
@@ -296,8 +294,7 @@ class LayerTrainer:
         """Calibrate `self.calibration` and its `self.threshold` on validation `batches` by
         `config.threshold_rule` (see training.evaluation.calibration)."""
         scores = model_scores(self.model, batches)
-        if labels is None:  # the original form: every validation row is benign
-            labels = np.zeros(len(scores), np.int8)
+        labels = np.zeros(len(scores), np.int8) if labels is None else labels  # all benign
         self.calibration = Calibration.fit(scores, labels, reference=reference, times=times,
                                            rule=self.config.threshold_rule)
         self.threshold = self.calibration.to_threshold()
