@@ -53,8 +53,8 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
     Returns:
         (model, results) with results: best_val_loss, best_epoch, epochs_trained,
         final_train_loss, threshold (dict or None), calibration (dict or None), checkpoint
-        (the best weights, written by process 0), feature_spec (the model's), train_units (units learnt from), history (per
-        epoch), train_time_s.
+        (the best weights, written by process 0), feature_spec (the model's), train_units
+        (units learnt from), history (per epoch), train_time_s.
 
     Raises:
         SchemaError: the validation units were made with another transform.
