@@ -264,6 +264,13 @@ def test_evaluate_any_source_with_a_model_of_every_layer(runs):
          "--no-latency", "--report", f"ev/{model}"], cwd=cwd, env=env, text=True,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for model in ("layer1_vae", "layer2_gnn", "layer3_tcn")}
+    scoring = subprocess.Popen(
+        [sys.executable, "-m", "training.cli", "score", "--registry-dir", "maximus-run/models",
+         "--model", "layer1_vae", "--input", f"zeek:{D}/zeek_zat/json", "--output", "s.jsonl"],
+        cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    out, err = scoring.communicate(timeout=600)
+    assert scoring.returncode == 0, err[-2000:]
+    assert "; unlabeled: threshold at the 99.9th percentile of validation scores); written" in out
     for model, process in started.items():
         out, err = process.communicate(timeout=600)
         assert process.returncode == 0 and "Traceback" not in err, err[-2000:]
