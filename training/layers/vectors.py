@@ -87,8 +87,11 @@ class EventVectorLayer(Layer):
     def unit_columns(self, units: Any) -> dict[str, pa.Array]:
         ids = pa.array(np.asarray(units.sample_ids).astype(str))
         times = units.columns.get("timestamps")
-        time = (pa.array(np.asarray(times, "datetime64[us]").astype(np.int64)).cast(TIME)
-                if times is not None else pa.nulls(len(ids), TIME))
+        if times is not None:  # an event without a time (Zeek's loaded_scripts.log) has none
+            times = np.asarray(times, "datetime64[us]")
+            time = pa.array(times.astype(np.int64), mask=np.isnat(times)).cast(TIME)
+        else:
+            time = pa.nulls(len(ids), TIME)
         one_each = pa.array(np.arange(len(ids) + 1, dtype=np.int32))
         return {"unit": ids, "time": time, "event_ids": pa.ListArray.from_arrays(one_each, ids)}
 
