@@ -157,3 +157,11 @@ def test_a_model_saved_before_calibrations_loads_with_its_threshold(tmp_path):
     assert "calibration" not in loaded.sidecar and loaded.calibration is None
     assert loaded.threshold == loaded.sidecar["anomaly_threshold"] is not None
     assert loaded.threshold_rule is None
+
+
+def test_the_evaluator_names_a_calibrated_thresholds_rule():
+    from training.evaluation.evaluator import ModelEvaluator
+
+    c = Calibration.fit(np.arange(1000.0), rule="quantile")
+    assert ModelEvaluator._threshold_source("checkpoint sidecar", c.to_threshold().to_dict()) == (
+        "checkpoint sidecar (unlabeled: threshold at the 99.9th percentile of validation scores)")
