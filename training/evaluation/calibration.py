@@ -214,7 +214,7 @@ class Calibration:
         if rule.kind == "auto":
             if n_benign and n_threat:
                 rule = ThresholdRule("best-f1", None)
-            elif kind == "benign":
+            elif n_benign and kind in ("benign", "all"):  # the benign units, as before
                 rule, method = ThresholdRule("quantile", AUTO_BENIGN_QUANTILE), "benign_quantile"
             else:
                 rule = ThresholdRule("quantile", DEFAULT_QUANTILE)
@@ -317,10 +317,10 @@ class Calibration:
 
 
 def _reference_kind(reference: np.ndarray, labels: np.ndarray) -> str:
+    if reference.all():  # every unit, labeled or not: nothing was chosen by label
+        return "all"
     if np.array_equal(reference, labels == 0):
         return "benign"
-    if reference.all():
-        return "all"
     if np.array_equal(reference, labels != 1):
         return "not_threat"
     return "subset"
