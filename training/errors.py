@@ -13,6 +13,11 @@ class ConfigError(PipelineError, ValueError):
     """A parameter or configuration value breaks a rule; the message names both."""
 
 
+class TooFewError(ConfigError):
+    """The data has too few rows (or distinct times) for what was asked of it, e.g. a split
+    into three non-empty parts; the pipeline skips a layer whose units raise it."""
+
+
 class SchemaError(PipelineError, ValueError):
     """Data does not fit the expected schema (a missing header, an unknown field)."""
 

@@ -3,7 +3,9 @@
 The sidecar (DESIGN.md principle 3) holds what is needed to rebuild and trust the weights: the
 detector class name (looked up in `training.detectors.DETECTORS`, never imported from the
 file), its constructor arguments, the FeatureSpec, the anomaly threshold calibrated on
-validation data, and the sha256 of the weights file. Loading checks the sha256 before reading
+validation data with its calibration (`calibration`: the benign validation score distribution
+and the rule, `training.evaluation.calibration`; absent in models saved before it existed), and
+the sha256 of the weights file. Loading checks the sha256 before reading
 the weights, and reads them with `weights_only=True`: nothing in either file is executed.
 
 A sidecar is validated in full before anything is built from it (registration loads the
@@ -36,6 +38,7 @@ import torch
 from training.artifacts.atomic import atomic_write
 from training.detectors.base import Detector, detector_class
 from training.errors import CheckpointError, ConfigError, PipelineError
+from training.evaluation.calibration import Calibration
 from training.features.encoding import FeatureSpec
 
 FORMAT = "maximus.model.v1"
@@ -68,6 +71,22 @@ class LoadedModel:
     @property
     def threshold(self) -> float | None:
         return self.sidecar.get("anomaly_threshold")
+
+    @cached_property
+    def calibration(self) -> Calibration | None:
+        """The benign validation score distribution the threshold came from; None for models
+        saved before calibrations existed (they still have their threshold)."""
+        data = self.sidecar.get("calibration")
+        return Calibration.from_dict(data, f"{self.sidecar.get('weights_file')} sidecar") \
+            if data else None
+
+    @property
+    def threshold_rule(self) -> str | None:
+        """How the threshold was set, in words (None when the sidecar does not say)."""
+        if self.calibration is not None:
+            return self.calibration.rule
+        how = self.sidecar.get("threshold")
+        return how.get("rule") if isinstance(how, dict) else None
 
 
 def make_sidecar(model_class: str, init_args: dict[str, Any], sha256: str, weights_file: str, *,

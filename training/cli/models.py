@@ -65,7 +65,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(f"scored {summary.events:,} events ({summary.units:,} {summary.layer} units) with "
           f"{summary.model_name} {summary.version} in {summary.seconds:.2f} s "
           f"({summary.events_per_second:,.0f} events/s)")
-    print(f"alerts: {summary.alerts:,} (score >= {summary.threshold:.6g}); written to "
+    rule = f"; {summary.threshold_rule}" if summary.threshold_rule else ""
+    print(f"alerts: {summary.alerts:,} (score >= {summary.threshold:.6g}{rule}); written to "
           f"{summary.output}")
     for rank, alert in enumerate(summary.top_alerts, 1):
         events = ", ".join(alert["event_ids"][:3]) + (" ..." if len(alert["event_ids"]) > 3 else "")

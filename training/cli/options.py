@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from training.collection.schema import LabelMap
 from training.errors import ConfigError, PipelineError
 from training.paths import models_dir
 from training.sources.config import DataSource, DataSourceType, source_type
@@ -44,6 +45,61 @@ def parse_source(spec: str, index: int, default_label: str | None,
     params = _es_params(path, environ) if kind_type is DataSourceType.ELASTIC else {"path": path}
     return DataSource(name=name or f"{kind}{index}", source_type=kind_type,
                       connection_params=params, default_label=default_label)
+
+
+def parse_pairs(values: list[str] | None, what: str) -> dict[str, str]:
+    """NAME=VALUE items (each flag may hold several, comma-separated) as a dict: the
+    --field-map and --label-map flags."""
+    pairs: dict[str, str] = {}
+    for value in values or ():
+        for item in value.split(","):
+            key, sep, target = item.partition("=")
+            if not sep or not key.strip() or not target.strip():
+                raise ConfigError(f"{what} takes NAME=VALUE pairs (e.g. source_ip=src,dest_ip="
+                                  f"dst), got {item!r}")
+            pairs[key.strip()] = target.strip()
+    return pairs
+
+
+def source_options(sources: list[DataSource], *, column_names: str | None = None,
+                   field_map: list[str] | None = None, label_map: list[str] | None = None
+                   ) -> list[DataSource]:
+    """The sources with the column names (csv sources: a preset such as nsl_kdd or a,b,c; the
+    file then has no header line), the field map and the label map given on the command line:
+    the same settings as `column_names`, `field_map` and `label_map` of a TOML [[sources]].
+
+    Raises:
+        ConfigError: --column-names without a csv source, or a malformed pair.
+    """
+    from training.pipeline.config import with_columns
+
+    fields = parse_pairs(field_map, "--field-map")
+    labels = {text: _label_value(value) for text, value in parse_pairs(label_map,
+                                                                       "--label-map").items()}
+    csv = [s for s in sources if s.source_type is DataSourceType.CSV_FILE]
+    if column_names is not None and sources and not csv:
+        raise ConfigError("--column-names names the columns of header-less CSV files; none of "
+                          "the --source inputs is csv:")
+    for source in sources:
+        if fields:
+            source.field_map = {**(source.field_map or {}), **fields}
+        if column_names is not None and source in csv:
+            source.field_map = with_columns(source.connection_params, column_names,
+                                            source.field_map)
+        if labels:
+            source.label_map = LabelMap({**source.label_map.overrides, **labels})
+    return sources
+
+
+def _label_value(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value not in (-1, 0, 1):
+        raise ConfigError(f"--label-map maps label text to -1 (unknown), 0 (benign) or 1 "
+                          f"(threat), got {text!r}")
+    return value
 
 
 def _es_params(url: str, environ: Mapping[str, str]) -> dict:

@@ -33,38 +33,58 @@ PIPELINE_WORKDIR = "maximus-run"
 DEMO_WORKDIR = "maximus-demo"
 
 
+def _sources(args: argparse.Namespace, specs: list[str] | None) -> list:
+    """--source / --test-source values as DataSources, with the column, field and label maps."""
+    from training.cli.options import parse_source, source_options
+
+    sources = [parse_source(s, i, args.default_label) for i, s in enumerate(specs or [])]
+    return source_options(sources, column_names=args.column_names, field_map=args.field_map,
+                          label_map=args.label_map)
+
+
 def _pipeline_config(args: argparse.Namespace, default_workdir: str,
                      sources: list | None = None):
     """The run's config: the TOML file's (when --config), flags over it; the working
     directory is --workdir, else the file's `workdir`, else `default_workdir`."""
-    from training.cli.options import parse_source
+    from dataclasses import replace
+
     from training.pipeline.config import config_from_dict, load_config
 
     if sources is None:
-        sources = [parse_source(s, i, args.default_label) for i, s in enumerate(args.source or [])]
+        sources = _sources(args, args.source)
     overrides = {"workdir": args.workdir, "layers": args.layers, "seed": args.seed,
                  "max_events": args.max_events}
     if sources:
         overrides["sources"] = sources
     defaults = {"workdir": default_workdir}
+    tests = _sources(args, getattr(args, "test_source", None))
+    if tests:
+        overrides["test_sources"] = tests
     if args.config is not None:
         config = load_config(args.config, defaults=defaults, **overrides)
     else:
         config = config_from_dict({"sources": overrides.pop("sources", [])}, "flags",
                                   defaults=defaults, **overrides)
+    if args.train_until is not None:
+        config = replace(config, split=replace(config.split, train_until=args.train_until))
     return config.with_training(epochs=args.epochs, batch_size=args.batch_size,
-                                learning_rate=args.lr)
+                                learning_rate=args.lr, threshold=args.threshold,
+                                benign_only=True if args.benign_only else None,
+                                keep_unknown=True if args.keep_unknown else None)
 
 
 def _run(config) -> int:
     from training.pipeline.run import run_pipeline
 
     result = run_pipeline(config)
+    for note in result.notes:
+        print(f"note: {note}")
     for o in result.layers:
-        print(f"{o.layer}: {o.model_name} {o.version} -> {o.stage} "
-              f"(ROC-AUC {o.metrics.get('roc_auc', float('nan')):.3f}, "
-              f"PR-AUC {o.metrics.get('pr_auc', float('nan')):.3f} on {o.metrics.get('n_samples', 0):,} "
-              f"test {o.unit}s; {o.decision['reason']})")
+        print(o.summary())
+        for note in o.notes:
+            print(f"  {o.layer}: {note}")
+        if o.circular and o.metrics:
+            print(f"  {o.layer}: CIRCULAR: {o.circular}")
     print(f"{result.events:,} events, {result.quarantined:,} quarantined, {result.seconds:.1f} s")
     print(f"report: {result.report}")
     return 0
@@ -87,12 +107,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
-    from training.cli.options import parse_source
     from training.collection.collector import DataCollector
     from training.features.preprocessor import DataPreprocessor
     from training.console.progress import progress
 
-    sources = [parse_source(s, i, args.default_label) for i, s in enumerate(args.source)]
+    sources = _sources(args, args.source)
     collector = DataCollector(sources, checkpoint_enabled=False)
     events = collector.collect_table(max_events=args.max_events)
     preprocessor = DataPreprocessor(output_dir=args.output)
@@ -153,18 +172,40 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.artifacts.model_files import load_model
+    from training.collection.collector import DataCollector
+    from training.collection.schema import labels_from_alerts
+    from training.errors import ConfigError, SchemaError
     from training.evaluation.evaluator import save_report
     from training.evaluation.report_text import format_report
     from training.evaluation.units import evaluate_units
     from training.layers.base import layer_for_spec
 
+    if (args.data is None) == (not args.source):
+        raise ConfigError("evaluate needs --data FILE (a split or features file) or --source "
+                          "TYPE:PATH (events to featurize), not both")
     loaded = load_model(args.model)
     layer = layer_for_spec(loaded.feature_spec, str(args.model))
-    metrics = evaluate_units(layer, loaded.model, layer.load_units(args.data), loaded.threshold,
-                             latency=not args.no_latency)
+    circular = None
+    if args.data is not None:
+        units, what = layer.load_units(args.data), str(args.data)
+    else:
+        events = DataCollector(_sources(args, args.source), checkpoint_enabled=False,
+                               progress=False).collect_table(max_events=args.max_events)
+        if not events.num_rows:
+            raise SchemaError(f"--source {' '.join(args.source)} gave no event; check the "
+                              "paths and the source types")
+        units, what = layer.featurize(events), " ".join(args.source)
+        circular = layer.circular(labels_from_alerts(events))
+        if not len(layer.labels(units)):
+            raise SchemaError(f"{what}: its {events.num_rows:,} events give no {layer.unit} "
+                              f"for {layer.name}; it needs events with timestamps and "
+                              "addresses")
+    metrics = evaluate_units(layer, loaded.model, units, loaded.threshold,
+                             latency=not args.no_latency, calibration=loaded.calibration,
+                             unlabeled_ok=True, circular=circular)
     print(format_report(metrics), end="")
     if args.report is not None:
-        paths = save_report(metrics, args.report, f"{layer.model_name}: {args.data}")
+        paths = save_report(metrics, args.report, f"{layer.model_name}: {what}")
         print(f"report: {paths['html']}")
     return 0
 
@@ -187,10 +228,35 @@ def _pipeline_options(parser: argparse.ArgumentParser, option: Option, workdir: 
     option(parser, "--seed", type=int,
            help="seed of splits and training (default: the config's, else 42)")
     option(parser, "--max-events", type=int, help="collect at most this many events (default: all)")
+    _source_flags(parser, option)
+    option(parser, "--train-until", metavar="TIME|SHARE",
+           help="a grace period: train on the events before TIME (ISO 8601, e.g. "
+                "2024-06-01T12:00:00Z) or on this leading share of them (e.g. 0.5), test on "
+                "the rest (temporal split; default: the split's ratios)")
+    option(parser, "--benign-only", action="store_true",
+           help="learn from the benign (is_threat 0) training units only; default: every "
+                "training unit, assumed benign (labels are not used for training)")
+    option(parser, "--keep-unknown", action="store_true",
+           help="with --benign-only, learn from the unlabeled (-1) units too")
+    option(parser, "--threshold", metavar="RULE",
+           help="how each threshold is set on validation scores: quantile[:Q] (default "
+                "quantile:0.999, the 99.9th percentile), alerts-per-day:N (validation spanning "
+                "a day or more), best-f1 (needs labels of both classes)")
+
+
+def _source_flags(parser: argparse.ArgumentParser, option: Option) -> None:
+    """How sources are read: the same settings as a TOML [[sources]] entry's."""
     option(parser, "--default-label",
            help="label for records without one, e.g. benign (default: none, is_threat -1)")
-
-
+    option(parser, "--column-names", metavar="PRESET|A,B,...",
+           help="the columns of header-less CSV files: a preset (nsl_kdd) or names separated "
+                "by commas (the csv: sources then have no header line; default: a header)")
+    option(parser, "--field-map", action="append", metavar="CANONICAL=FIELD,...",
+           help="where canonical fields come from, e.g. source_ip=src,dest_ip=dst (repeatable; "
+                "default: the source type's own map)")
+    option(parser, "--label-map", action="append", metavar="TEXT=-1|0|1,...",
+           help="what label texts mean, e.g. Background=0 (repeatable; default: benign/normal "
+                "0, background/unknown -1, anything else 1)")
 def _build_train(parser: argparse.ArgumentParser) -> None:
     """`train LAYER`: one subcommand per layer, its flags added when it is used."""
     from training.layers.base import get_layer, layer_names
@@ -233,6 +299,10 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
     option(p, "--source", action="append", metavar="[NAME=]TYPE:PATH",
            help="e.g. zeek:/var/log/zeek (TYPE as for collect); repeatable (default: the "
                 "config's [[sources]])")
+    option(p, "--test-source", action="append", metavar="[NAME=]TYPE:PATH",
+           help="evaluate on these events instead of a test part of --source (train here, "
+                "evaluate there); repeatable (default: the config's [[test_sources]], else a "
+                "test part)")
     _pipeline_options(p, option, PIPELINE_WORKDIR)
     p.set_defaults(run=cmd_pipeline)
 
@@ -260,8 +330,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
     option(pre, "--output", type=Path, default=preprocessed_dir(),
            help="output directory ($MAXIMUS_DATA_ROOT/data/preprocessed)")
     option(pre, "--max-events", type=int, help="collect at most this many events (default: all)")
-    option(pre, "--default-label",
-           help="label for records without one, e.g. benign (default: none, is_threat -1)")
+    _source_flags(pre, option)
     pre.set_defaults(run=cmd_preprocess)
 
     val = commands.add_parser(
@@ -307,14 +376,20 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
     tr.set_defaults(run=help_command(tr))
 
     ev = commands.add_parser(
-        "evaluate", help="evaluate a saved model of any layer on a split file",
-        description="Score a split with a saved model at its calibrated threshold; print ROC-AUC, "
-                    "PR-AUC, detection at low false-positive rates, the confusion matrix and "
-                    "latency.")
+        "evaluate", help="evaluate a saved model of any layer on a split file or on events",
+        description="Score a split (--data) or events of any source (--source) with a saved "
+                    "model at its calibrated threshold; print ROC-AUC, PR-AUC, detection at low "
+                    "false-positive rates, the confusion matrix and latency (with labels), or "
+                    "the alerts and score distribution (without).")
     option(ev, "--model", type=Path, default=checkpoints_dir() / "layer1_vae_best.pt",
            help="a saved model <name>.pt with its <name>.json sidecar")
-    option(ev, "--data", type=Path, required=True,
+    option(ev, "--data", type=Path,
            help="a split file of the model's layer, e.g. training/data/splits/layer1_test.npz")
+    option(ev, "--source", action="append", metavar="[NAME=]TYPE:PATH",
+           help="events to featurize with the model's own FeatureSpec and evaluate on (with "
+                "labels or without); repeatable")
+    option(ev, "--max-events", type=int, help="collect at most this many events (default: all)")
+    _source_flags(ev, option)
     option(ev, "--report", type=Path,
            help="also write REPORT.json, .html and .txt (default: print only)")
     option(ev, "--no-latency", action="store_true", help="skip the latency measurement")

@@ -117,6 +117,7 @@ class DataCollector:
         self.progress = progress
         self.quarantined: list[Reject] = []
         self._stats: dict = {}
+        self._timestamps: dict[str, list[int]] = {}  # stream -> [events, without a timestamp]
 
     # -- batch path -------------------------------------------------------------------------
 
@@ -189,12 +190,17 @@ class DataCollector:
         """Counters of the collection (across resumed runs when checkpointed)."""
         return orjson.loads(orjson.dumps(self._stats))
 
+    def untimed_streams(self) -> dict[str, int]:
+        """Streams (files) of the last run without a timestamp in any event: stream -> events."""
+        return {k: n for k, (n, missing) in self._timestamps.items() if n and missing == n}
+
     # -- internals ----------------------------------------------------------------------------
 
     def _open(self, resume: bool, start: datetime | None, end: datetime | None) -> CollectionState:
         directory = self.output_dir if self.checkpoint_enabled else None
         state = CollectionState.load(directory, resume, self._recipe(start, end))
         self._stats = state.stats
+        self._timestamps = {}
         for counter in _COUNTERS:
             self._stats.setdefault(counter, 0)
         self._stats.setdefault("labels", {"-1": 0, "0": 0, "1": 0})
@@ -368,6 +374,8 @@ class DataCollector:
             stats[key] = stats.get(key, 0) + value
             per_source[key] = per_source.get(key, 0) + value
         labels = stats["labels"]
+        seen = self._timestamps.setdefault(step.stream, [0, 0])
+        seen[:] = seen[0] + step.table.num_rows, seen[1] + step.table["timestamp"].null_count
         if step.table.num_rows:
             values, counts = np.unique(step.table["is_threat"].to_numpy(zero_copy_only=False),
                                        return_counts=True)

@@ -78,6 +78,34 @@ CANONICAL_SCHEMA = pa.schema(
 )
 CANONICAL_FIELDS: tuple[str, ...] = tuple(CANONICAL_SCHEMA.names)
 LABEL_FIELDS = ("label", "is_threat", "attack_type")
+# Source fields that hold a label, or that a label is derived from, beyond the canonical label
+# columns: they stay in the events (nothing is dropped) but never become features. A name
+# ending in ".*" covers every field under that prefix (Suricata's alert.signature, ...).
+LABEL_SOURCE_FIELDS = (
+    "label", "Label", "detailedlabel", "detailed-label", "detailed_label", "is_threat",
+    "attack_type", "raw.label", "raw.is_threat", "raw.attack_type", "difficulty",
+    "difficulty_level", "attack_cat", "mitre_technique", "alert.*", "flow.alerted",
+    "suricata.eve.alert.*", "suricata.eve.flow.alerted", "rule.*",
+)
+# Event types of detections (a Suricata alert, a Zeek notice or weird): when every threat label
+# sits on one of them, the labels come from alerts (`labels_from_alerts`).
+ALERT_EVENT_TYPES = ("alert", "notice", "weird", "anomaly")
+
+
+def is_label_field(name: str, fields: Sequence[str] = LABEL_SOURCE_FIELDS) -> bool:
+    """Whether source field `name` is one of `fields` (a "prefix.*" entry covers its prefix)."""
+    return any(name == f or (f.endswith(".*") and name.startswith(f[:-1])) for f in fields)
+
+
+def labels_from_alerts(events: pa.Table) -> bool:
+    """True when the events' threat labels all sit on alert events (a Suricata EVE file: an
+    alert is a threat, every other record unknown or benign): the labels are the detections
+    themselves, so a model whose input holds those events would be scored on finding them."""
+    threat = pc.equal(events["is_threat"], 1).fill_null(False)
+    if not pc.any(threat).as_py():
+        return False
+    kinds = pc.is_in(events["event_type"], value_set=pa.array(ALERT_EVENT_TYPES)).fill_null(False)
+    return bool(pc.all(pc.or_(pc.invert(threat), kinds)).as_py())
 
 # Fields the collector fills itself; a field map may still name a source column for them.
 _DERIVED = {"source"}

@@ -71,8 +71,8 @@ class DatasetBuilder:
         columns = dict(columns or {})
         if timestamps is not None:
             columns["timestamps"] = timestamps
-        if "timestamps" in columns:
-            columns["timestamps"] = as_time(columns["timestamps"], n)
+        if "timestamps" in columns:  # only TEMPORAL needs every row's time, and says so
+            columns["timestamps"] = as_time(columns["timestamps"], n, allow_missing=True)
         columns = {k: as_column(v) for k, v in columns.items()}
         if groups is not None:
             groups = as_column(groups)
@@ -109,7 +109,8 @@ class DatasetBuilder:
     def create_splits(self, strategy: SplitStrategy | str = SplitStrategy.STRATIFIED,
                       train_ratio: float = 0.7, val_ratio: float = 0.15, test_ratio: float = 0.15,
                       balance_classes: bool = False, *, semi_supervised: bool = False,
-                      gap: object = None, n_folds: int = 5, stratify_by: str = "labels") -> Splits:
+                      gap: object = None, n_folds: int = 5, stratify_by: str = "labels",
+                      train_until: object = None) -> Splits:
         """Cut the dataset.
 
         Args:
@@ -122,6 +123,8 @@ class DatasetBuilder:
             n_folds: K_FOLD only: number of folds.
             stratify_by: STRATIFIED and K_FOLD: "labels" or the name of another column
                 (e.g. "attack_type", so rare attacks reach every split).
+            train_until: TEMPORAL only: a grace period (a time, or a leading share of the rows)
+                that is train and val; every later row is test (see `temporal_split`).
 
         Returns:
             {"train", "val", "test"} splits. K_FOLD holds out `test_ratio` of the rows
@@ -145,7 +148,7 @@ class DatasetBuilder:
                            groups=self.groups, train_ratio=train_ratio, val_ratio=val_ratio,
                            test_ratio=test_ratio, gap=gap, n_folds=n_folds,
                            balance_classes=balance_classes, semi_supervised=semi_supervised,
-                           seed=self.random_seed)
+                           seed=self.random_seed, train_until=train_until)
         if strategy is SplitStrategy.K_FOLD:
             folds = {kind: [self.dataset.take(r, f"fold{i}_{kind}")
                             for i, r in enumerate(rows[kind])] for kind in ("train", "val")}

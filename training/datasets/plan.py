@@ -31,7 +31,7 @@ def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,
                 groups: np.ndarray | None = None, train_ratio: float = 0.7,
                 val_ratio: float = 0.15, test_ratio: float = 0.15, gap: object = None,
                 n_folds: int = 5, balance_classes: bool = False, semi_supervised: bool = False,
-                seed: int = 42) -> dict:
+                seed: int = 42, train_until: object = None) -> dict:
     """Rows of every split (see `DatasetBuilder.create_splits` for the options).
 
     Args:
@@ -42,6 +42,8 @@ def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,
         timestamps: (rows,) times, for TEMPORAL.
         groups: (rows,) groups, for GROUP.
         seed: seed of a local generator.
+        train_until: TEMPORAL only: a grace period (time or leading share of the rows) that
+            is train and val, the rest test (see `temporal_split`).
 
     Returns:
         {"train", "val", "test"} -> int64 rows; for K_FOLD {"train": [rows per fold],
@@ -53,6 +55,9 @@ def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,
                           "a semi-supervised train split holds one class only")
     if gap is not None and strategy is not SplitStrategy.TEMPORAL:
         raise ConfigError(f"gap applies to SplitStrategy.TEMPORAL only, not {strategy.name}")
+    if train_until is not None and strategy is not SplitStrategy.TEMPORAL:
+        raise ConfigError(f"train_until applies to SplitStrategy.TEMPORAL only, not "
+                          f"{strategy.name}")
     rng = np.random.default_rng(seed)
     keys = labels if strata is None else strata
     if strategy is SplitStrategy.K_FOLD:
@@ -75,7 +80,7 @@ def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,
     elif strategy is SplitStrategy.TEMPORAL:
         if timestamps is None:
             raise ConfigError("SplitStrategy.TEMPORAL needs timestamps")
-        rows = temporal_split(timestamps, ratios, gap)
+        rows = temporal_split(timestamps, ratios, gap, train_until)
     else:
         if groups is None:
             raise ConfigError("SplitStrategy.GROUP needs groups (e.g. the entity column)")

@@ -19,6 +19,7 @@ Unlabeled rows (label -1) stay in every strategy; STRATIFIED and K_FOLD treat th
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from dataclasses import dataclass
 from enum import Enum
@@ -30,7 +31,7 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
 from sklearn.model_selection import StratifiedKFold
 
-from training.errors import ConfigError, PipelineError
+from training.errors import ConfigError, PipelineError, TooFewError
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def _pack(parts: list[np.ndarray]) -> Indices:
 
 def _require_rows(n: int, ratios: Ratios, strategy: str) -> None:
     if n < ratios.wanted():
-        raise ConfigError(f"a {strategy} split into {ratios.wanted()} non-empty splits needs at "
+        raise TooFewError(f"a {strategy} split into {ratios.wanted()} non-empty splits needs at "
                           f"least {ratios.wanted()} rows, got {n}")
 
 
@@ -168,11 +169,14 @@ def stratified_split(labels: np.ndarray, ratios: Ratios, rng: np.random.Generato
     return _pack([np.sort(np.concatenate(p)) for p in parts])
 
 
-def as_time(timestamps: object, n: int) -> np.ndarray:
+def as_time(timestamps: object, n: int, *, allow_missing: bool = False) -> np.ndarray:
     """Timestamps as datetime64[us] (datetimes, ISO strings, datetime64) or numbers, validated.
 
+    Args:
+        allow_missing: keep NaT/NaN (a dataset may carry times only some strategies need).
+
     Raises:
-        ConfigError: wrong length, or missing (NaT/NaN) values.
+        ConfigError: wrong length, or missing (NaT/NaN) values unless allowed.
     """
     values = np.asarray(timestamps)
     if values.dtype == object and len(values) and isinstance(values.flat[0], dt.datetime):
@@ -188,9 +192,10 @@ def as_time(timestamps: object, n: int) -> np.ndarray:
         raise ConfigError(f"timestamps must have one value per row ({n}), got shape {values.shape}")
     missing = int(np.isnat(values).sum() if values.dtype.kind == "M"
                   else np.isnan(values).sum() if values.dtype.kind == "f" else 0)
-    if missing:
+    if missing and not allow_missing:
         raise ConfigError(f"timestamps has {missing} missing value(s) (NaT/NaN); fill or drop "
-                          "those rows before a temporal split")
+                          "those rows before a temporal split, or use a split that needs no "
+                          "time (random, stratified, group)")
     return values
 
 
@@ -200,7 +205,8 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def temporal_split(timestamps: np.ndarray, ratios: Ratios, gap: object = None) -> Indices:
+def temporal_split(timestamps: np.ndarray, ratios: Ratios, gap: object = None,
+                   train_until: object = None) -> Indices:
     """Earliest rows to train, then val, then test; no timestamp is in two splits.
 
     Args:
@@ -210,23 +216,81 @@ def temporal_split(timestamps: np.ndarray, ratios: Ratios, gap: object = None) -
         gap: optional quiet period between splits (timedelta, numpy timedelta64, or a number
             in the timestamps' unit): val rows earlier than the last train row + gap are left
             out, and likewise test rows after val. Left-out rows are logged.
+        train_until: a grace period: the rows before this time (datetime64, datetime or ISO
+            text), or this leading share of the rows in time order (a number in (0, 1)), are
+            train and val (in the train : val ratio); every later row is test.
 
     Raises:
-        ConfigError: too few distinct timestamps, or a gap that empties a split.
+        ConfigError: too few distinct timestamps, a gap that empties a split, or a
+            `train_until` that leaves no row before or after it.
     """
     times = as_time(timestamps, len(timestamps))
     _require_rows(len(times), ratios, "temporal")
     order = np.argsort(times, kind="stable")
     ordered = times[order]
-    cuts = [_snap(ordered, int(c)) for c in np.cumsum(ratios.counts(len(times)))[:2]]
+    if train_until is None:
+        wanted = tuple(r > 0 for r in ratios.values)
+        cuts = _cuts(ordered, [int(c) for c in np.cumsum(ratios.counts(len(times)))[:2]],
+                     wanted)
+    else:
+        fit = _grace_rows(ordered, train_until)
+        val = int(round(fit * ratios.val / (ratios.train + ratios.val)))
+        cuts = [_cuts(ordered[:fit], [fit - val], (True, ratios.val > 0))[0], fit]
     parts = np.split(order, cuts)
     if gap is not None:
         parts = _apply_gap(parts, times, _as_gap(gap, times))
     for name, part, ratio in zip(SPLIT_NAMES, parts, ratios.values):
         if ratio > 0 and not len(part):
-            raise ConfigError(f"the temporal split leaves {name} empty: the timestamps have too "
+            raise TooFewError(f"the temporal split leaves {name} empty: the timestamps have too "
                               "few distinct values for these ratios (or the gap is too long)")
     return _pack(parts)
+
+
+def _grace_rows(ordered: np.ndarray, until: object) -> int:
+    """How many of the time-ordered rows fall in the grace period `until` (see temporal_split)."""
+    n = len(ordered)
+    if isinstance(until, (int, float)) and not isinstance(until, bool):
+        if not 0.0 < until < 1.0:
+            raise ConfigError(f"train_until as a share of the rows must be in (0, 1), got {until}")
+        fit = _snap(ordered, int(round(until * n)))
+    else:
+        if ordered.dtype.kind != "M":
+            raise ConfigError("train_until is a time, but the rows' timestamps are numbers; "
+                              "give a share of the rows (e.g. 0.5) instead")
+        cut = as_time(np.array([until]), 1)[0] if not isinstance(until, dt.datetime) else \
+            np.datetime64(_naive_utc(until), "us")
+        fit = int(np.searchsorted(ordered, cut, side="left"))
+    if not 0 < fit < n:
+        where = "before" if fit == 0 else "after"
+        raise ConfigError(f"train_until {until} leaves no row {where} it: the {n} rows span "
+                          f"{ordered[0]} .. {ordered[-1]}; choose a time inside that span, or "
+                          "a share of the rows in (0, 1)")
+    return fit
+
+
+def _cuts(ordered: np.ndarray, targets: list[int], wanted: tuple[bool, ...]) -> list[int]:
+    """Cuts at the nearest changes of timestamp (`_snap`), or, when that empties a part that
+    is `wanted`, at the nearest changes (a few on either side of each target) that leave every
+    wanted part a row: bursty data, e.g. most units in one minute."""
+    nearest = [_snap(ordered, cut) for cut in targets]
+
+    def fits(cuts: tuple[int, ...]) -> bool:
+        bounds = (0, *cuts, len(ordered))
+        return all(bounds[i + 1] > bounds[i] for i, want in enumerate(wanted) if want) \
+            and list(cuts) == sorted(cuts)
+
+    if fits(tuple(nearest)):
+        return nearest
+    changes = np.concatenate([[0], np.flatnonzero(ordered[1:] != ordered[:-1]) + 1,
+                              [len(ordered)]])
+    choices = []
+    for cut in targets:
+        at = int(np.searchsorted(changes, cut))
+        choices.append(sorted({int(c) for c in changes[max(0, at - 3):at + 3]}))
+    valid = [c for c in itertools.product(*choices) if fits(c)]
+    if not valid:
+        return nearest  # the caller says which part is empty
+    return list(min(valid, key=lambda c: sum(abs(a - b) for a, b in zip(c, targets))))
 
 
 def _snap(ordered: np.ndarray, cut: int) -> int:

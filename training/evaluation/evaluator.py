@@ -137,6 +137,8 @@ class ModelEvaluator:
             rule = "best F1"
         elif how.get("method") == "benign_quantile":
             rule = f"benign {how.get('quantile')} quantile"
+        elif how.get("rule"):  # a calibration's rule, in words
+            return f"{where} ({how['rule']})"
         else:
             return where
         return f"{where} ({rule} of {how.get('n_scores')} validation scores)"

@@ -22,13 +22,17 @@ th:first-child, td:first-child { text-align: left; }
 th { background: #f2f2f2; }
 figure { display: inline-block; margin: 0.5em; vertical-align: top; }
 .note { color: #444; font-size: 0.9em; }
+.circular { background: #fff3cd; border: 1px solid #e0b000; padding: 0.5em; }
 """
 
 
 def fmt(value: Any) -> str:
-    """How a JSON number (or null) is shown: integers in full, floats to 6 significant digits."""
+    """How a JSON number (or null, or text) is shown: integers in full, floats to 6 significant
+    digits, text as it is."""
     if value is None:
         return "n/a"
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, int):
@@ -75,10 +79,25 @@ def render_html(m: EvaluationMetrics, title: str = "Evaluation report") -> str:
     page = _Page(report)
     who = m.model_name or "scores"
     page.add(f"<h1>{html.escape(title)}: {html.escape(who)} ({html.escape(m.model_kind)})</h1>")
+    if m.circular:
+        page.add(f'<p class="circular"><strong>Circular figures:</strong> '
+                 f'<span data-key="/circular">{html.escape(m.circular)}</span></p>')
     page.table(["rows", "count"], [[label("evaluated (known label)"), page.value("n_samples")],
                                    [label("unknown label, left out"), page.value("n_unknown_excluded")]]
                + [[label(name), page.value("per_class_metrics", name, "support")]
                   for name in report["per_class_metrics"]])
+
+    if report["n_alerts"] is not None:
+        page.heading("Alerts at the threshold")
+        how = "threshold_rule" if report["threshold_rule"] else "threshold_source"
+        page.add(f'<p>threshold <span data-key="/threshold">{fmt(report["threshold"])}</span>: '
+                 f'<span data-key="/{how}">{html.escape(fmt(report[how]))}</span>.</p>')
+        keys = ["n_units", "n_alerts", "alert_rate", "expected_alert_rate"]
+        page.table(["units scored", "alerts", "alert rate", "on benign validation units"],
+                   [[page.value(k) for k in keys]])
+        if report["alerts"] and report["confusion_matrix"] is None:
+            keys = list(report["alerts"])
+            page.table(keys, [[page.value("alerts", k) for k in keys]])
 
     page.heading("Without a threshold")
     keys = ["roc_auc", "pr_auc"]

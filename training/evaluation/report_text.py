@@ -34,6 +34,17 @@ def format_report(m: EvaluationMetrics) -> str:
              f"with a known label, {m.n_unknown_excluded:,} unknown (-1) left out"]
     lines.append("  " + "   ".join(f"{name} {row.get('support', 0):,}"
                                    for name, row in m.per_class_metrics.items()))
+    if m.circular:
+        lines.append(f"  CIRCULAR: {m.circular}")
+    if m.threshold is not None and m.n_alerts is not None:
+        lines += ["", f"Alerts at threshold {m.threshold:.6g}"
+                      f" ({m.threshold_rule or m.threshold_source})"]
+        lines.append(f"  {m.n_alerts:,} of {m.n_units:,} units alert ({_pct(m.alert_rate)})"
+                     + ("" if m.expected_alert_rate is None else
+                        f"; on benign validation units {_pct(m.expected_alert_rate)}"))
+        if m.alerts and m.confusion_matrix is None:
+            lines.append(f"  alerts per day {m.alerts['alerts_per_day']:.1f} over "
+                         f"{m.alerts['span_days']:.2f} days")
     lines += ["", "Without a threshold"]
     if m.model_kind == "anomaly":
         lines.append(f"  ROC-AUC                   {_f(m.roc_auc)}  (the same for both classes)")
@@ -67,7 +78,7 @@ def format_report(m: EvaluationMetrics) -> str:
         if m.alerts:
             a = m.alerts
             lines.append(f"  alerts per day {a['alerts_per_day']:.1f} (false: "
-                         f"{a['false_alerts_per_day']:.1f}) over {a['span_days']:.2f} days")
+                         f"{_f(a['false_alerts_per_day'], 1)}) over {a['span_days']:.2f} days")
         lines.append("")
     if m.per_attack_type:
         rates = [k for k in next(iter(m.per_attack_type.values())) if k.startswith("rate_")]

@@ -44,9 +44,16 @@ class EvaluationMetrics:
         class_names: names of the confusion matrix's rows, in order.
         n_samples: rows with a known label (the ones measured).
         n_unknown_excluded: rows with label -1, left out of every metric.
+        n_units: every row scored, labeled or not.
         threshold: the alert threshold (score >= threshold alerts), or None.
         threshold_source: where it came from ("argument", "checkpoint sidecar", "validation
             data (...)"); or, when None, where one would come from.
+        threshold_rule: how the threshold was set, in words (from its calibration).
+        n_alerts, alert_rate: rows (all of them) at or above the threshold, and their share.
+        expected_alert_rate: the share of benign validation units above the threshold (from
+            its calibration): what `alert_rate` would be on traffic like the validation part.
+        circular: why the labeled figures are circular (the labels come from events that
+            are also the model's input), or None.
         detection_at_fpr: {"0.01": {...}, "0.001": {...}}, see metrics.detection_at_fpr.
         alerts: alert volume per day at the threshold (metrics.alerts_per_day), or None.
         per_attack_type: detection per attack type (metrics.per_attack_type).
@@ -71,8 +78,14 @@ class EvaluationMetrics:
     class_names: list[str] = field(default_factory=lambda: ["benign", "threat"])
     n_samples: int = 0
     n_unknown_excluded: int = 0
+    n_units: int = 0
     threshold: float | None = None
     threshold_source: str | None = None
+    threshold_rule: str | None = None
+    n_alerts: int | None = None
+    alert_rate: float | None = None
+    expected_alert_rate: float | None = None
+    circular: str | None = None
     detection_at_fpr: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: dict[str, Any] | None = None
     per_attack_type: dict[str, dict[str, Any]] = field(default_factory=dict)

@@ -64,6 +64,8 @@ def _operating_figures(m: EvaluationMetrics, scores: np.ndarray, labels: np.ndar
                 known.scores >= cut if cut is not None else np.zeros(len(known.scores), bool))
     if alert is not None and timestamps is not None:
         m.alerts = M.alerts_per_day(alert, labels == 0, timestamps)
+        if m.alerts is not None and not len(known.scores):
+            m.alerts["false_alerts_per_day"] = None  # no label says which alerts are false
         if m.alerts is None:
             m.notes.append("Alerts per day: fewer than two distinct timestamps are known.")
     if attack_types is not None and known.n_threat:
@@ -75,7 +77,8 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, attack_types: np.nda
                     timestamps: np.ndarray | None = None,
                     threshold: float | Threshold | None = None, *,
                     threshold_source: str | None = None,
-                    fpr_targets: Sequence[float] = M.FPR_TARGETS) -> EvaluationMetrics:
+                    fpr_targets: Sequence[float] = M.FPR_TARGETS,
+                    unlabeled_ok: bool = False) -> EvaluationMetrics:
     """Evaluate anomaly scores (higher = more anomalous) against is_threat labels.
 
     Args:
@@ -88,15 +91,21 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, attack_types: np.nda
         threshold_source: where the threshold came from, for the report (default "argument",
             or the method of a `Threshold`).
         fpr_targets: false-positive rates for `detection_at_fpr`.
+        unlabeled_ok: with no known label, report what needs none (units, alerts at the
+            threshold, alerts per day, the score distribution) instead of raising.
+
+    Every unit counts in `n_units`, `n_alerts` and `alert_rate` (unknown labels included:
+    they alert in production too).
 
     Raises:
-        SchemaError: mismatched lengths, bad labels, non-finite scores, no known label.
+        SchemaError: mismatched lengths, bad labels, non-finite scores, no known label
+            (unless `unlabeled_ok`).
         ConfigError: a non-finite threshold or an FPR target outside (0, 1).
     """
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels).reshape(-1)
     known = M.known_scores(scores, labels)
-    if not len(known.scores):
+    if not len(known.scores) and not unlabeled_ok:
         raise SchemaError(f"no row with a known label (0 or 1) to evaluate; all {len(scores)} "
                           "rows are unknown (-1)")
     for target in fpr_targets:
@@ -111,21 +120,32 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, attack_types: np.nda
     timestamps = _check_rows("timestamps", timestamps, len(scores))
 
     s, y = known.scores, known.is_threat
-    m = EvaluationMetrics(model_kind="anomaly", n_samples=len(s), n_unknown_excluded=known.n_unknown)
+    m = EvaluationMetrics(model_kind="anomaly", n_samples=len(s),
+                          n_unknown_excluded=known.n_unknown, n_units=len(scores))
     m.roc_auc, m.pr_auc = M.roc_auc(s, y), M.pr_auc(s, y)
     m.per_class_metrics = {
         "benign": {"support": known.n_benign, "roc_auc": m.roc_auc, "pr_auc": M.pr_auc(-s, ~y)},
         "threat": {"support": known.n_threat, "roc_auc": m.roc_auc, "pr_auc": m.pr_auc},
     }
-    if not known.has_both:
-        m.notes.append(f"The test rows hold {known.n_benign} benign and {known.n_threat} threat: "
-                       "ROC-AUC, PR-AUC and detection rates need both classes.")
+    if not len(s):
+        m.notes.append(f"No test unit has a benign or threat label (all {len(scores):,} are "
+                       "unknown): the figures shown need none (units, alerts at the threshold, "
+                       "the score distribution); ROC-AUC, PR-AUC, detection rates and the "
+                       "confusion matrix need labeled test units.")
+    elif not known.has_both:
+        only = "benign" if known.n_benign else "threat"
+        m.notes.append(f"The test part has one class: {known.n_benign} benign and "
+                       f"{known.n_threat} threat units (only {only}), so ROC-AUC, PR-AUC and "
+                       "detection rates are not defined; the rest is shown.")
     alert = None
     if threshold is None:
         m.notes.append(NO_THRESHOLD)
     else:
         m.threshold, m.threshold_source = float(threshold), threshold_source or "argument"
         alert = scores >= m.threshold
+        m.n_alerts = int(alert.sum())
+        m.alert_rate = m.n_alerts / len(scores) if len(scores) else None
+    if threshold is not None and len(s):
         matrix = M.confusion(s, y, m.threshold)
         m.confusion_matrix = matrix.tolist()
         per_class = M.class_report(matrix)

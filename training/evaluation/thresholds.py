@@ -4,6 +4,10 @@ Two rules, as detection engineers set them: a quantile of the benign scores (def
 percentile, i.e. about 1% of benign traffic alerts), or, when the validation data holds both
 benign and threat labels, the threshold with the best F1 on it. Unknown labels (-1) never count
 as benign. A score alerts when it is >= the threshold.
+
+Models calibrate through `training.evaluation.calibration.Calibration`, which keeps the benign
+validation score distribution with the threshold and offers more rules (alerts per day, the
+99.9th percentile of unlabeled validation scores); this module keeps the two rules it builds on.
 """
 
 from __future__ import annotations
@@ -22,9 +26,10 @@ class Threshold:
     """A calibrated threshold and how it was found (JSON-able through `to_dict`)."""
 
     value: float
-    method: str  # "benign_quantile" or "best_f1"
+    method: str  # "benign_quantile", "best_f1", "quantile" or "alerts_per_day"
     quantile: float | None
     n_scores: int
+    rule: str | None = None  # in words, when it came from a `Calibration`
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -16,6 +16,7 @@ import pyarrow as pa
 import torch
 
 from training.detectors.base import Detector
+from training.evaluation.calibration import Calibration
 from training.evaluation.latency import measure_latency
 from training.evaluation.result import EvaluationMetrics
 from training.evaluation.score_metrics import evaluate_scores
@@ -23,13 +24,29 @@ from training.layers.base import Layer
 
 
 def evaluate_units(layer: Layer, model: Detector, units: Any, threshold: float | None, *,
-                   threshold_source: str = "checkpoint sidecar",
-                   latency: bool = False) -> EvaluationMetrics:
-    """Every metric of `model` on `units` (see the module docstring)."""
+                   threshold_source: str = "checkpoint sidecar", latency: bool = False,
+                   calibration: Calibration | None = None, unlabeled_ok: bool = False,
+                   circular: str | None = None) -> EvaluationMetrics:
+    """Every metric of `model` on `units` (see the module docstring).
+
+    Args:
+        calibration: the threshold's calibration (its rule and expected alert rate are
+            reported); None for a model saved without one.
+        unlabeled_ok: units without any known label give the label-free figures (units,
+            alerts, score distribution) instead of an error.
+        circular: why labeled figures would be circular, marked in the result and its notes.
+    """
     metrics = evaluate_scores(layer.score(model, units), layer.labels(units),
                               layer.attack_types(units), unit_times(layer, units), threshold,
-                              threshold_source=threshold_source)
+                              threshold_source=threshold_source, unlabeled_ok=unlabeled_ok)
     metrics.model_name = type(model).__name__
+    if calibration is not None:
+        metrics.threshold_rule = calibration.rule
+        metrics.expected_alert_rate = calibration.expected_alert_rate
+        metrics.threshold_source = f"{threshold_source}: {calibration.rule}"
+    if circular:
+        metrics.circular = circular
+        metrics.notes.insert(0, f"CIRCULAR: {circular}")
     if latency:
         batch = next(iter(layer.batches(units, 4096)), None)
         if isinstance(batch, torch.Tensor):

@@ -18,7 +18,7 @@ outside the list sets one of the block's hashed dims instead; a missing value le
 | 80 | severity | 0..1 as collected |
 | 81-84 | time | time of day (to the second), day of week, each as (sin+1)/2 and (cos+1)/2 |
 | 85-111 | identity | hashed buckets: user 4, host 4, process 4, parent process 3, command line 4, domain 4, file path or hash 4 (processes by lower-case file name) |
-| 112-127 | extra fields | 16 buckets shared by every non-canonical field: numbers (and booleans) add log1p(abs(x))/log1p(1e9) at the bucket of their name, text sets the bucket of name=value to 1 (max when two meet); lists, nested values and record identifiers (`ID_FIELDS`: Zeek uid, Suricata flow_id, ...) are left out |
+| 112-127 | extra fields | 16 buckets shared by every non-canonical field: numbers (and booleans) add log1p(abs(x))/log1p(1e9) at the bucket of their name, text sets the bucket of name=value to 1 (max when two meet); lists, nested values, record identifiers (`ID_FIELDS`: Zeek uid, Suricata flow_id, ...) and label fields (`label_fields`, by default `training.collection.schema.LABEL_SOURCE_FIELDS`: NSL-KDD's difficulty, Suricata's alert.*, ...) are left out |
 
 The transform is data-free by default: one event can be featurized with nothing fitted. With
 `robust=True`, the five volume dims are instead scaled between the 1st and 99th percentiles of
@@ -27,11 +27,15 @@ log1p(value) learned by `fit` on the training split.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.collection.schema import CANONICAL_SCHEMA
+from training.collection.schema import (
+    ALERT_EVENT_TYPES, CANONICAL_SCHEMA, LABEL_SOURCE_FIELDS, is_label_field,
+)
 from training.errors import ConfigError
 from training.features.encoding import (
     FeatureSpec, as_array, buckets, column, cyclic, log_scale, numbers,
@@ -50,7 +54,7 @@ EVENT_CATEGORIES = {
     "auth": ("authentication", "ssh", "kerberos", "ntlm", "security:4624", "security:4625",
              "security:4648", "security:4672"),
     "process": ("process_creation", "sysmon:1", "security:4688"),
-    "alert": ("alert", "notice", "weird", "anomaly"),
+    "alert": ALERT_EVENT_TYPES,
 }
 PROTOCOLS = ("tcp", "udp", "icmp", "icmpv6")
 SERVICES = {"dns": 0, "http": 1, "ssl": 2, "tls": 2, "ssh": 3, "smb": 4, "rdp": 5,
@@ -95,12 +99,19 @@ class Layer1Featurizer:
 
     Args:
         robust: scale the volume dims by percentiles learned in `fit` instead of fixed caps.
+        label_fields: extra fields that are labels (or derived from them), never features;
+            None: `LABEL_SOURCE_FIELDS`. Specs written before this setting existed have none
+            (their models keep the transform they were trained with).
     """
 
-    def __init__(self, robust: bool = False) -> None:
+    def __init__(self, robust: bool = False, label_fields: Sequence[str] | None = None) -> None:
         if not isinstance(robust, bool):
             raise ConfigError(f"robust must be True or False, got {robust!r}")
+        fields = LABEL_SOURCE_FIELDS if label_fields is None else label_fields
+        if isinstance(fields, str) or not all(isinstance(f, str) and f for f in fields):
+            raise ConfigError(f"label_fields must be a list of field names, got {fields!r}")
         self.robust = robust
+        self.label_fields = tuple(fields)
         self.ranges_: dict[str, list[float]] | None = None
 
     # -- fitted state and its spec -------------------------------------------------------------
@@ -126,6 +137,8 @@ class Layer1Featurizer:
         self._check_fitted()
         config = {"dim": DIM, "robust": self.robust, "volume_caps": dict(VOLUME),
                   "extra_buckets": EXTRA_BUCKETS, "id_fields": list(ID_FIELDS)}
+        if self.label_fields:
+            config["label_fields"] = list(self.label_fields)
         return FeatureSpec("layer1", VERSION, config,
                            {"ranges": self.ranges_} if self.robust else None)
 
@@ -133,7 +146,8 @@ class Layer1Featurizer:
     def from_spec(cls, spec: FeatureSpec) -> Layer1Featurizer:
         """Rebuild the exact transform a spec describes."""
         spec.require_kind("layer1", VERSION, "the layer-1 featurizer")
-        featurizer = cls(robust=bool(spec.config.get("robust")))
+        featurizer = cls(robust=bool(spec.config.get("robust")),
+                         label_fields=spec.config.get("label_fields", ()))
         if featurizer.robust:
             featurizer.ranges_ = (spec.fitted or {}).get("ranges")
         featurizer.spec.require(spec, "the spec given")
@@ -159,7 +173,7 @@ class Layer1Featurizer:
                                    0, 1)
         _time(out, column(table, "timestamp", CANONICAL_SCHEMA.field("timestamp").type))
         _identity(out, rows, table)
-        _extras(out, rows, table)
+        _extras(out, rows, table, self.label_fields)
         return out
 
     def _volume(self, out: np.ndarray, table: pa.Table) -> None:
@@ -287,9 +301,10 @@ def _identity(out: np.ndarray, rows: np.ndarray, table: pa.Table) -> None:
         at += size
 
 
-def _extras(out: np.ndarray, rows: np.ndarray, table: pa.Table) -> None:
+def _extras(out: np.ndarray, rows: np.ndarray, table: pa.Table,
+            label_fields: Sequence[str]) -> None:
     for name in table.column_names:
-        if name in _CANONICAL or name in ID_FIELDS:
+        if name in _CANONICAL or name in ID_FIELDS or is_label_field(name, label_fields):
             continue
         extra = as_array(table[name])
         kind = extra.type

@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from training.detectors.base import SCORE_BATCH, Detector, model_scores
 from training.errors import ConfigError, NotSupportedError, SchemaError
@@ -57,7 +58,8 @@ class Layer(ABC):
         features_file: file name of its featurized units in a work directory.
         score_batch: units per model call when scoring.
         streams: a unit is one event, so scoring can go batch by batch as events are read.
-        min_units: the fewest training units a model can learn from.
+        min_units: the fewest units (before the split) a model is trained on: below it the
+            pipeline skips the layer (`shortfall`).
         model_options: the default detector's own arguments with their command-line
             settings (argparse keyword arguments: type, default, help, ...).
         detector_name: the name the layer's own detector (`default_detector`) is chosen by,
@@ -108,6 +110,36 @@ class Layer(ABC):
         """
         return cls(cls.featurizer_class().from_spec(spec))
 
+    @classmethod
+    def for_labels(cls, *, alert_labels: bool = False) -> Layer:
+        """The layer, with its default featurizer, for events whose labels come from alert
+        events (`alert_labels`, see `training.collection.schema.labels_from_alerts`) or not.
+        A layer whose features can leave the alert events out does so (layer 3's `l3.v2`)."""
+        return cls()
+
+    def circular(self, alert_labels: bool) -> str | None:
+        """Why this layer's labeled figures are circular on events whose labels come from
+        alert events (its units are made of those events), or None when they are not."""
+        if not alert_labels:
+            return None
+        return (f"the labels come from alert events, and {self.name}'s {self.unit}s are made "
+                "of those same events, so its labeled figures measure how well it finds the "
+                "alerts themselves, not attacks")
+
+    def shortfall(self, units: Any, strategy: str = "temporal") -> str | None:
+        """Why `units` are too few to train on, or None: fewer than `min_units`, or (for a
+        temporal split) at fewer than 3 distinct times, which no train/val/test cut can
+        separate."""
+        n = len(self.labels(units))
+        if n < self.min_units:
+            return f"{n:,} {self.unit}s, fewer than the {self.min_units} it needs"
+        if strategy == "temporal":
+            distinct = pc.count_distinct(self.unit_columns(units)["time"]).as_py()
+            if distinct < 3:
+                return (f"{n:,} {self.unit}s at {distinct} distinct time(s), fewer than the 3 a "
+                        "temporal train/val/test split needs")
+        return None
+
     @abstractmethod
     def featurize(self, events: pa.Table) -> Any:
         """The units of a canonical event table, with the data spec inside."""
@@ -147,8 +179,12 @@ class Layer(ABC):
         labels = self.labels(train)
         self.benign_only_ = bool((labels == 0).any()) if benign_only is None else benign_only
         if self.benign_only_ and not (labels == 0).any():
-            raise ConfigError(f"benign_only=True but the training {self.unit}s have no benign "
-                              f"(is_threat 0) {self.unit}")
+            counts = {v: int((labels == v).sum()) for v in (-1, 1)}
+            raise ConfigError(
+                f"benign_only=True but the training {self.unit}s have no benign (is_threat 0) "
+                f"{self.unit} ({counts[-1]:,} unknown, {counts[1]:,} threat); learn from every "
+                f"{self.unit}, assumed benign (leave out --benign-only / train.benign_only), or "
+                "label the data (--default-label, --label-map)")
         self.fit_scaling(train)
         return self
 
@@ -170,8 +206,10 @@ class Layer(ABC):
 
     @abstractmethod
     def split(self, units: Any, strategy: str, ratios: tuple[float, float, float],
-              seed: int) -> dict[str, Any]:
-        """{"train", "val", "test"} parts of `units` (each saves itself with `save(path)`)."""
+              seed: int, **options: Any) -> dict[str, Any]:
+        """{"train", "val", "test"} parts of `units` (each saves itself with `save(path)`).
+        `options`: `train_until` for "temporal" (a grace period, see
+        `training.datasets.strategies.temporal_split`)."""
 
     def save_splits(self, splits: dict[str, Any], folder: Path) -> dict[str, Path]:
         """Write each part to `folder/<name>_<part>.npz` with its own `save`."""

@@ -70,15 +70,22 @@ class Layer2(ScaledLayer):
 
     # -- units -----------------------------------------------------------------------------
 
+    def shortfall(self, units: Any, strategy: str = "temporal") -> str | None:
+        short = super().shortfall(units, strategy)
+        if short is None and len(units) < 3:  # splits cut whole window graphs
+            return (f"{len(self.labels(units)):,} edges in {len(units)} window graph(s), fewer "
+                    "than the 3 windows a train/val/test split needs")
+        return short
+
     def labels(self, units: Any) -> np.ndarray:
         return units.arrays["edge_y"].astype(np.int64)
 
     def split(self, units: Any, strategy: str, ratios: tuple[float, float, float],
-              seed: int) -> dict[str, Any]:
+              seed: int, **options: Any) -> dict[str, Any]:
         from training.datasets.window_splits import split_layer2
 
         by_time = "temporal" if strategy == "group" else strategy  # a graph holds many hosts
-        return split_layer2(units, by_time, *ratios, seed=seed)
+        return split_layer2(units, by_time, *ratios, seed=seed, **options)
 
     def unit_features(self, units: Any) -> np.ndarray:
         return units.arrays["edge_attr"]

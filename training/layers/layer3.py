@@ -51,6 +51,16 @@ class Layer3(ScaledLayer):
         return Layer3WindowBuilder
 
     @classmethod
+    def for_labels(cls, *, alert_labels: bool = False) -> Layer3:
+        # With labels from alerts the alert events only label windows (layout l3.v2).
+        return cls(cls.featurizer_class()(alert_labels=alert_labels))
+
+    def circular(self, alert_labels: bool) -> str | None:
+        if getattr(self.featurizer, "alert_labels", False):
+            return None  # l3.v2: the alerts are no input, they only label
+        return super().circular(alert_labels)
+
+    @classmethod
     def units_class(cls) -> type:
         from training.features.layer3_windows import Layer3Windows
 
@@ -67,10 +77,10 @@ class Layer3(ScaledLayer):
         return np.asarray(units.labels).astype(np.int64)
 
     def split(self, units: Any, strategy: str, ratios: tuple[float, float, float],
-              seed: int) -> dict[str, Any]:
+              seed: int, **options: Any) -> dict[str, Any]:
         from training.datasets.window_splits import split_layer3
 
-        return split_layer3(units, strategy, *ratios, seed=seed)
+        return split_layer3(units, strategy, *ratios, seed=seed, **options)
 
     def unit_features(self, units: Any) -> np.ndarray:
         return units.target

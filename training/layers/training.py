@@ -6,8 +6,10 @@ The layer fits its scaling on the training units (benign ones when there are any
 never benign; unlabeled traffic is taken as benign), builds its default detector, and trains it:
 the loss learns from those units, the validation loss (which picks the best epoch, drives the
 scheduler and early stopping) is measured on the same kind of units of the validation part, and
-the anomaly threshold is calibrated on every validation unit with its label. The checkpoint's
-sidecar carries the layer's fitted FeatureSpec, so scoring rebuilds the exact transform.
+the anomaly threshold is calibrated (`training.evaluation.calibration`) on the validation
+scores of that kind of units, by the config's `threshold_rule` (best F1 uses the labels). The
+checkpoint's sidecar carries the layer's fitted FeatureSpec, so scoring rebuilds the exact
+transform.
 
 `train_layer2_gnn` and `train_layer3_tcn` are the same for one layer each, by their script's
 name; the original `train_layer1_vae(features, labels, ...)` is in `training.compat`.
@@ -20,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from training.evaluation.units import unit_times
 from training.layers.base import Layer
 from training.layers.layer2 import Layer2
 from training.layers.layer3 import Layer3
@@ -51,9 +54,9 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
 
     Returns:
         (model, results) with results: best_val_loss, best_epoch, epochs_trained,
-        final_train_loss, threshold (dict or None), checkpoint (the best weights, written by
-        process 0), feature_spec (the model's), train_units (units learnt from), history (per
-        epoch), train_time_s.
+        final_train_loss, threshold (dict or None), calibration (dict or None), checkpoint
+        (the best weights, written by process 0), feature_spec (the model's), train_units
+        (units learnt from), history (per epoch), train_time_s.
 
     Raises:
         SchemaError: the validation units were made with another transform.
@@ -71,14 +74,18 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
                 "benign" if layer.benign_only_ else "(all)", layer.unit, len(layer.labels(train)))
     train_batches = layer.batches(train, config.batch_size, fit_only=True, shuffle=True,
                                   **trainer.shard_options())
-    val_loss = threshold_data = val_labels = None
+    val_loss = threshold_data = val_labels = reference = times = None
     if val is not None:
         size = max(config.batch_size, layer.score_batch)  # no result depends on it
         val_loss = layer.batches(val, size, fit_only=True)
         threshold_data, val_labels = layer.batches(val, size), layer.labels(val)
+        # The threshold's benign distribution: the validation units of the kind training
+        # learnt from (every unit of unlabeled data, else the benign ones).
+        reference, times = layer.fit_rows(val_labels), unit_times(layer, val)
     start = time.perf_counter()
     history = trainer.train(train_batches, val_loss, threshold_data=threshold_data,
-                            val_labels=val_labels, resume=resume)
+                            val_labels=val_labels, threshold_reference=reference,
+                            threshold_times=times, resume=resume)
     return model, {**trainer.results(history), "feature_spec": layer.spec,
                    "train_units": learnt, "train_time_s": time.perf_counter() - start}
 

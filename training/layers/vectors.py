@@ -63,11 +63,11 @@ class EventVectorLayer(Layer):
         return np.asarray(units.labels).astype(np.int64)
 
     def split(self, units: Any, strategy: str, ratios: tuple[float, float, float],
-              seed: int) -> dict[str, DatasetSplit]:
+              seed: int, **options: Any) -> dict[str, DatasetSplit]:
         builder = DatasetBuilder(units.features, units.labels, units.sample_ids,
                                  random_seed=seed, columns=units.columns, spec=units.spec,
                                  layer=self._saved_name)
-        return builder.create_splits(strategy, *ratios)
+        return builder.create_splits(strategy, *ratios, **options)
 
     def save_splits(self, splits: dict[str, Any], folder: Path) -> dict[str, Path]:
         # As the dataset builder saves them: one set id in every file, so a set left mixed
@@ -88,8 +88,11 @@ class EventVectorLayer(Layer):
     def unit_columns(self, units: Any) -> dict[str, pa.Array]:
         ids = pa.array(np.asarray(units.sample_ids).astype(str))
         times = units.columns.get("timestamps")
-        time = (pa.array(np.asarray(times, "datetime64[us]").astype(np.int64)).cast(TIME)
-                if times is not None else pa.nulls(len(ids), TIME))
+        if times is not None:  # an event without a time (Zeek's loaded_scripts.log) has none
+            times = np.asarray(times, "datetime64[us]")
+            time = pa.array(times.astype(np.int64), mask=np.isnat(times)).cast(TIME)
+        else:
+            time = pa.nulls(len(ids), TIME)
         one_each = pa.array(np.arange(len(ids) + 1, dtype=np.int32))
         return {"unit": ids, "time": time, "event_ids": pa.ListArray.from_arrays(one_each, ids)}
 

@@ -10,15 +10,26 @@ name = "zeek"
 type = "zeek_logs"                   # a DataSourceType value or a CLI alias (zeek, csv, ...)
 path = "/var/log/zeek"               # or connection_params = { ... }
 # field_map = { source_ip = "src" }  label_map = { "normal" = 0 }  default_label = "benign"
+# column_names = "nsl_kdd"           # a header-less CSV: a preset or a list of names
+
+[[test_sources]]                     # optional: evaluate on these instead of a test part
+type = "zeek_logs"                   # of [[sources]] (same fields)
+path = "/var/log/zeek/next-day"
 
 [split]
-strategy = "temporal"                # random, stratified, temporal, group
-train_ratio = 0.6
+strategy = "temporal"                # random, stratified, temporal, group; events without
+train_ratio = 0.6                    # timestamps get "random" (said in the run's notes)
 val_ratio = 0.2
 test_ratio = 0.2
+# train_until = "2024-06-01T12:00:00Z"  # a grace period: train on what comes before (or a
+                                        # leading share of the units: 0.5), test on the rest
 
 [train]                              # defaults of every layer (batch size and learning rate
 epochs = 20                          # default to each layer's own) ...
+benign_only = false                  # true: learn from is_threat 0 units only (default: every
+keep_unknown = false                 # training unit, assumed benign); with it, unknown too
+threshold = "quantile:0.999"         # or "alerts-per-day:10", "best-f1" (see
+                                     # training.evaluation.calibration)
 
 [train.layer2]                       # ... and per-layer changes; other keys are model arguments
 epochs = 30
@@ -40,33 +51,86 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field, fields, replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from training.errors import ConfigError, NotSupportedError
+from training.evaluation.calibration import parse_rule
 from training.layers.base import default_layers, get_layer, layer_names
 from training.sources.config import DataSource
+from training.sources.presets import column_names
 
 STRATEGIES = ("random", "stratified", "temporal", "group")
 GATE_METRICS = ("pr_auc", "roc_auc")
+DEFAULT_THRESHOLD = "quantile:0.999"  # 0.1% of benign units alert
 
 
 @dataclass(frozen=True)
 class SplitConfig:
+    """How units are cut into train, val and test.
+
+    `train_until`: a grace period for "temporal": a time (ISO 8601 text, UTC when it names
+    no zone) or a leading share of the units in (0, 1); the units before it are train and val
+    (in the train : val ratio), every later unit is test. Kept as given; `grace` is the form
+    the split takes.
+    """
+
     strategy: str = "temporal"  # honest by default: train on the past, test on the future
     train_ratio: float = 0.6
     val_ratio: float = 0.2
     test_ratio: float = 0.2
+    train_until: str | float | None = None
 
     def __post_init__(self) -> None:
         _one_of("split.strategy", self.strategy, STRATEGIES)
         ratios = self.ratios
         if min(ratios) <= 0 or abs(sum(ratios) - 1.0) > 1e-6:
             raise ConfigError(f"split ratios must be > 0 and sum to 1, got {ratios}")
+        if self.train_until is not None:
+            if self.strategy != "temporal":
+                raise ConfigError(f"split.train_until needs strategy temporal, got "
+                                  f"{self.strategy!r}")
+            parse_train_until(self.train_until)  # refuses a bad value here
 
     @property
     def ratios(self) -> tuple[float, float, float]:
         return (self.train_ratio, self.val_ratio, self.test_ratio)
+
+    @property
+    def grace(self) -> np.datetime64 | float | None:
+        """`train_until` as the split takes it: datetime64[us] (UTC) or a share in (0, 1)."""
+        return parse_train_until(self.train_until)
+
+
+def parse_train_until(value: str | float | None) -> np.datetime64 | float | None:
+    """"2024-06-01T12:00:00Z" -> datetime64[us] UTC; "0.5" or 0.5 -> 0.5; None -> None.
+
+    Raises:
+        ConfigError: neither a share in (0, 1) nor an ISO 8601 time.
+    """
+    if value is None:
+        return None
+    text = str(value).strip()
+    try:
+        share = float(text)
+    except ValueError:
+        share = None
+    if share is not None:
+        if not 0.0 < share < 1.0:
+            raise ConfigError(f"train_until as a share of the units must be in (0, 1), got "
+                              f"{value!r}; or give a time, e.g. 2024-06-01T12:00:00Z")
+        return share
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"train_until must be an ISO 8601 time (2024-06-01T12:00:00Z) or a "
+                          f"share of the units in (0, 1), got {value!r}") from None
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
+    return np.datetime64(moment, "us")
 
 
 @dataclass(frozen=True)
@@ -78,9 +142,20 @@ class LayerSettings:
     epochs: int = 20
     batch_size: int | None = None
     learning_rate: float | None = None
+    benign_only: bool = False
+    keep_unknown: bool = False
+    threshold: str = DEFAULT_THRESHOLD
     model: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("benign_only", "keep_unknown"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"train.{name} must be true or false, got "
+                                  f"{getattr(self, name)!r}")
+        if self.keep_unknown and not self.benign_only:
+            raise ConfigError("train.keep_unknown keeps unknown units beside the benign ones; it "
+                              "needs train.benign_only = true (--benign-only)")
+        object.__setattr__(self, "threshold", str(parse_rule(self.threshold)))
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or isinstance(value, bool)
@@ -92,8 +167,15 @@ class LayerSettings:
     def trainer_changes(self) -> dict[str, Any]:
         """The TrainingConfig fields this sets."""
         changes = {"num_epochs": self.epochs, "batch_size": self.batch_size,
-                   "learning_rate": self.learning_rate}
+                   "learning_rate": self.learning_rate, "threshold_rule": self.threshold}
         return {k: v for k, v in changes.items() if v is not None}
+
+    @property
+    def training_filter(self) -> str:
+        """The units training learns from, in words."""
+        if not self.benign_only:
+            return "every training unit, assumed benign (labels not used)"
+        return "benign (is_threat 0)" + (" and unknown" if self.keep_unknown else "") + " units"
 
 
 @dataclass(frozen=True)
@@ -108,6 +190,9 @@ class GateConfig:
 
 @dataclass(frozen=True)
 class PipelineConfig:
+    """The whole run (see the module docstring); `test_sources`, when given, are evaluated on
+    instead of a test part of `sources`."""
+
     sources: tuple[DataSource, ...]
     workdir: Path = Path("maximus-run")
     layers: tuple[str, ...] = field(default_factory=lambda: tuple(default_layers()))
@@ -117,6 +202,7 @@ class PipelineConfig:
     train: dict[str, LayerSettings] = field(
         default_factory=dict)
     gate: GateConfig = field(default_factory=GateConfig)
+    test_sources: tuple[DataSource, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -136,7 +222,8 @@ class PipelineConfig:
                                   f"got {detector!r}")
 
     def with_training(self, **changes: Any) -> PipelineConfig:
-        """The same config with `changes` (epochs, batch_size, learning_rate) for every layer."""
+        """The same config with `changes` (epochs, batch_size, learning_rate, benign_only,
+        keep_unknown, threshold) for every layer."""
         changes = {k: v for k, v in changes.items() if v is not None}
         return replace(self, train={layer: replace(t, **changes) for layer, t in self.train.items()})
 
@@ -163,20 +250,21 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
                      defaults: dict[str, Any] | None = None, **overrides: Any) -> PipelineConfig:
     """A `PipelineConfig` from the TOML file's content (see `load_config`)."""
     data = {**(defaults or {}), **data, **{k: v for k, v in overrides.items() if v is not None}}
-    _known(data, {"workdir", "layers", "seed", "max_events", "sources", "split", "train", "gate"},
-           where)
+    _known(data, {"workdir", "layers", "seed", "max_events", "sources", "test_sources", "split",
+                  "train", "gate"}, where)
     _typed(where, "workdir", data.get("workdir", "maximus-run"), (str, Path), "a path")
     _typed(where, "seed", data.get("seed", 42), int, "an integer")
     if data.get("max_events") is not None:
         _typed(where, "max_events", data["max_events"], int, "an integer >= 1")
     _typed(where, "layers", data.get("layers", []), (list, tuple), "a list of layer names")
-    _typed(where, "sources", data.get("sources", []), (list, tuple), "an array of tables "
-                                                                     "([[sources]])")
+    for key in ("sources", "test_sources"):
+        _typed(where, key, data.get(key, []), (list, tuple), f"an array of tables ([[{key}]])")
     for table in ("split", "train", "gate"):
         _typed(where, table, data.get(table, {}), dict, f"a table ([{table}])")
-    sources = data.get("sources", [])
-    sources = [s if isinstance(s, DataSource) else _source(s, f"{where} [[sources]] #{i + 1}")
-               for i, s in enumerate(sources)]
+    sources, test_sources = ([s if isinstance(s, DataSource) else
+                              _source(s, f"{where} [[{key}]] #{i + 1}")
+                              for i, s in enumerate(data.get(key, []))]
+                             for key in ("sources", "test_sources"))
     train = data.get("train", {})
     defaults = {k: v for k, v in train.items() if not isinstance(v, dict)}
     _known(defaults, set(TRAIN_KEYS), f"{where} [train]")
@@ -200,20 +288,25 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
         split=_build(SplitConfig, data.get("split", {}), f"{where} [split]"),
         train={name: _train({**defaults, **per_layer.get(name, {})}) for name in layers},
         gate=_build(GateConfig, data.get("gate", {}), f"{where} [gate]"),
+        test_sources=tuple(test_sources),
     )
 
 
 # The keys of [train] and [train.<layer>] besides a layer's model arguments, with their types.
 TRAIN_KEYS = {"epochs": (int, "an integer"), "batch_size": (int, "an integer"),
-              "learning_rate": ((int, float), "a number")}
+              "learning_rate": ((int, float), "a number"), "benign_only": (bool, "true or false"),
+              "keep_unknown": (bool, "true or false"), "threshold": (str, "a rule such as "
+                                                                     "\"quantile:0.999\"")}
 
 
 def _layer_settings(layer: type, values: dict[str, Any], where: str) -> None:
     """A [train.<layer>] table: its training keys, and the layer's model arguments
     (`Layer.model_options`), each of the type and choices the command line accepts."""
     options = layer.model_options
-    _known(values, set(TRAIN_KEYS) | set(options), where)
     _check_types({k: v for k, v in values.items() if k in TRAIN_KEYS}, TRAIN_KEYS, where)
+    if values.get("detector", layer.detector_name) != layer.detector_name:
+        return  # another detector: its arguments are checked when it is built
+    _known(values, set(TRAIN_KEYS) | set(options) | {"detector"}, where)
     for name, value in values.items():
         if name in options:
             _model_value(name, value, options[name], where)
@@ -274,18 +367,36 @@ def _source(entry: dict[str, Any], where: str) -> DataSource:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table with type and path, got {entry!r}")
     _known(entry, {"name", "type", "path", "connection_params", "field_map", "label_map",
-                   "default_label"}, where)
+                   "default_label", "column_names", "has_header"}, where)
     if "type" not in entry:
         raise ConfigError(f"{where}: needs type = \"zeek_logs\" (or json_file, csv_file, ...)")
     params = dict(entry.get("connection_params", {}))
     if "path" in entry:
         params["path"] = entry["path"]
     try:
+        field_map = entry.get("field_map")
+        if "column_names" in entry:
+            field_map = with_columns(params, entry["column_names"], field_map,
+                                     entry.get("has_header"))
+        elif "has_header" in entry:
+            params["has_header"] = entry["has_header"]
         return DataSource(entry.get("name", entry["type"]), entry["type"], params,
-                          field_map=entry.get("field_map"), label_map=entry.get("label_map"),
+                          field_map=field_map, label_map=entry.get("label_map"),
                           default_label=entry.get("default_label"))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def with_columns(params: dict[str, Any], names: Any, field_map: dict[str, Any] | None,
+                 has_header: bool | None = None) -> dict[str, Any] | None:
+    """Put column names (a preset such as "nsl_kdd", "a,b,c" or a list) into a CSV source's
+    connection_params (a file without a header unless `has_header`); returns the field map:
+    the preset's, updated by `field_map`."""
+    columns, preset_map = column_names(names)
+    params["column_names"] = list(columns)
+    params["has_header"] = bool(has_header) if has_header is not None else False
+    merged = {**preset_map, **(field_map or {})}
+    return merged or None
 
 
 def _train(values: dict[str, Any]) -> LayerSettings:

@@ -1,4 +1,5 @@
-"""The pipeline run's front page: events, validation, and one row per layer with its decision."""
+"""The pipeline run's front page: events, notes, validation, and one row per layer with its
+threshold rule and decision (or why it was skipped)."""
 
 from __future__ import annotations
 
@@ -15,21 +16,35 @@ def _fmt(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else html.escape(str(value))
 
 
-def render_index(result: PipelineResult) -> str:
-    """The run's front page: events, validation, and one row per layer with its decision."""
-    rows = []
-    for o in result.layers:
-        at1 = (o.metrics.get("detection_at_fpr") or {}).get("0.01") or {}
-        link = f'<a href="{html.escape(o.report)}">{o.layer}</a>' if o.report else o.layer
-        rows.append(
-            f"<tr><td>{link}</td><td>{o.model_name} {o.version}</td><td>{o.stage}</td>"
-            f"<td>{o.metrics.get('n_samples', '–')} {o.unit}s</td>"
-            f"<td>{_fmt(o.metrics.get('roc_auc'))}</td><td>{_fmt(o.metrics.get('pr_auc'))}</td>"
+def _row(o: Any) -> str:
+    if o.skipped:
+        return (f"<tr><td>{o.layer}</td><td colspan=\"9\">skipped: {html.escape(o.skipped)}"
+                "</td></tr>")
+    m = o.metrics
+    at1 = (m.get("detection_at_fpr") or {}).get("0.01") or {}
+    link = f'<a href="{html.escape(o.report)}">{o.layer}</a>' if o.report else o.layer
+    mark = ' <strong title="circular">(circular)</strong>' if o.circular else ""
+    alerts = ("–" if m.get("n_alerts") is None else
+              f"{m['n_alerts']:,} ({100 * (m.get('alert_rate') or 0):.2f}%)")
+    notes = "".join(f"<br><small>{html.escape(n)}</small>" for n in o.notes)
+    return (f"<tr><td>{link}{mark}</td><td>{o.model_name} {o.version}</td><td>{o.stage}</td>"
+            f"<td>{m.get('n_units', '–')} {o.unit}s ({m.get('n_samples', 0)} labeled)</td>"
+            f"<td>{_fmt(m.get('roc_auc'))}</td><td>{_fmt(m.get('pr_auc'))}</td>"
             f"<td>{_fmt(at1.get('detection_rate'))}</td>"
-            f"<td>{_fmt(o.metrics.get('threshold'))}</td>"
-            f"<td>{_fmt(o.train.get('epochs_trained'))}</td>"
-            f"<td>{html.escape(str(o.decision.get('reason', '')))}</td></tr>")
+            f"<td>{_fmt(m.get('threshold'))}: {html.escape(o.threshold_rule or 'not recorded')}"
+            f"</td><td>{alerts}</td>"
+            f"<td>{html.escape(str(o.decision.get('reason', '')))}{notes}</td></tr>")
+
+
+def render_index(result: PipelineResult) -> str:
+    """The run's front page (see the module docstring)."""
+    rows = "".join(_row(o) for o in result.layers)
     issues = "".join(f"<li>{html.escape(i)}</li>" for i in result.validation["issues"]) or "<li>none</li>"
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in result.notes)
+    circular = "".join(f"<li><strong>{o.layer}</strong>: {html.escape(o.circular)}</li>"
+                       for o in result.layers if o.circular and o.metrics)
+    tested = ("" if result.test_events is None else
+              f" The test part is the test sources' {result.test_events:,} events.")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>MAXIMUS pipeline run</title>
 <style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:75em}}
@@ -37,14 +52,18 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;
 th{{background:#f3f3f3}}</style></head><body>
 <h1>MAXIMUS pipeline run</h1>
 <p>{result.events:,} events collected, {result.quarantined:,} records quarantined;
-whole run {result.seconds:.1f} s. Working directory: <code>{html.escape(result.workdir)}</code>.</p>
+whole run {result.seconds:.1f} s. Working directory: <code>{html.escape(result.workdir)}</code>.{tested}</p>
+{f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
+{f"<h2>Circular figures</h2><ul>{circular}</ul>" if circular else ""}
 <h2>Detectors (test part)</h2>
 <table><tr><th>layer</th><th>model</th><th>stage</th><th>test units</th><th>ROC-AUC</th>
-<th>PR-AUC</th><th>detection at 1% FPR</th><th>threshold</th><th>epochs</th><th>gate</th></tr>
-{''.join(rows)}</table>
-<p>Each layer's report (ROC and PR curves, score histograms, confusion matrix, attack types,
-training curves) is linked from its name. Scores: higher is more anomalous; the threshold was
-calibrated on validation data.</p>
+<th>PR-AUC</th><th>detection at 1% FPR</th><th>threshold: how it was set</th><th>alerts</th>
+<th>gate</th></tr>
+{rows}</table>
+<p>Each layer's report (score histograms, alerts at the threshold; with labels ROC and PR
+curves, confusion matrix, attack types; training curves) is linked from its name. Scores:
+higher is more anomalous; each threshold was calibrated on validation data by the rule shown.
+A dash: the figure needs labels of both classes in the test part.</p>
 <h2>Data validation (<a href="validation.txt">text</a>, <a href="validation.json">JSON</a>)</h2>
 <ul>{issues}</ul>
 </body></html>

@@ -6,22 +6,34 @@
 Stages, all under `config.workdir`:
 
 1. collect every source (`DataCollector`; bad records quarantined and counted) into
-   `events.parquet`;
+   `events.parquet`, and the test sources, if any, into `test_events.parquet`; events without
+   a timestamp beside timed ones are left out, with a note naming their files
+   (`training.pipeline.inputs`);
 2. featurize layer 1 and validate it (`DataValidator`: missing values, outliers, labels,
    constant features, and drift between the training and test parts); an ERROR stops the run;
-3. for each layer: featurize (`features/`), split (`splits/`), train through the layer's
-   train function and LayerTrainer (`checkpoints/`, TensorBoard in `logs/`), score the test
-   part and evaluate it at the threshold calibrated on validation data (`report/<layer>.html`);
+3. for each layer: featurize (`features/`); a layer with fewer units than it needs
+   (`Layer.shortfall`) is skipped with a note saying how many it has and needs; split
+   (`splits/`: train/val/test, or train/val with the test sources as the test part; without
+   timestamps "random" replaces "temporal"; `split.train_until` makes the leading time a
+   grace period), train through `train_layer` and LayerTrainer (`checkpoints/`, TensorBoard in
+   `logs/`) on every training unit (label-free: unlabeled traffic is assumed benign) or, with
+   `train.benign_only`, the benign ones; the threshold is calibrated on validation scores by
+   `train.threshold` (default: the 99.9th percentile, `training.evaluation.calibration`);
+   score the test part and report it (`report/<layer>.html`), with labels or without;
 4. register the model (`models/`, the registry) and promote it past the gate
    (`training.retraining.gate`): the challenger and the production model are scored on the
    same test part; it is promoted when its ROC-AUC is clearly above chance and its PR-AUC
    above the base rate (95% bootstrap intervals; and `gate.min_value` when set), and, against
    a production model, when the paired bootstrap shows its error 1 - `gate.metric` at least
    `gate.improvement_threshold` (relative) below production's. The decision, with the rule
-   and its figures, goes to the registry and the transition log. Without labels on the test
-   part nothing can be compared: the first model is promoted, later ones get the
-   `challenger` alias for a person to decide;
+   and its figures, goes to the registry and the transition log. Without labels of both
+   classes on the test part nothing can be compared: the first model is promoted, later ones
+   get the `challenger` alias for a person to decide;
 5. `report/index.html` links everything; `pipeline.json` holds the same figures.
+
+Labels never become features; when they come from alert events (`labels_from_alerts`), layer 3
+builds its windows without the alerts (`l3.v2`) and the other layers' labeled figures are
+marked circular in every report.
 """
 
 from __future__ import annotations
@@ -33,27 +45,30 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from training.artifacts.atomic import atomic_write
 from training.artifacts.model_files import load_model
-from training.collection.collector import DataCollector
-from training.datasets.validator import DataValidator, ValidationSeverity
-from training.errors import PipelineError, SchemaError
+from training.collection.schema import labels_from_alerts
+from training.errors import PipelineError, TooFewError
 from training.evaluation.evaluator import save_report
 from training.evaluation.units import evaluate_units
 from training.layers.base import Layer, get_layer, layer_for_spec
 from training.layers.layer1 import Layer1
 from training.layers.training import train_layer
-from training.pipeline.report import render_index
 from training.pipeline.config import PipelineConfig
 from training.console.progress import progress
+from training.pipeline.inputs import collect_events, coverage, split_strategy, validate
+from training.pipeline.outcome import LayerOutcome, REPORTED
+from training.pipeline.report import render_index
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.retraining.gate import LABELED_METRICS, has_both_labels, labeled_decision
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["Folders", "LayerOutcome", "PipelineResult", "run_pipeline"]
 
 
 @dataclass(frozen=True)
@@ -65,23 +80,10 @@ class Folders:
 
 
 @dataclass
-class LayerOutcome:
-    """What one layer produced."""
-
-    layer: str
-    model_name: str
-    unit: str
-    version: str
-    stage: str
-    decision: dict[str, Any]
-    metrics: dict[str, Any]
-    train: dict[str, Any]
-    report: str
-    seconds: float
-
-
-@dataclass
 class PipelineResult:
+    """What a run did. `notes`: what the reader must know (events left out, the split used,
+    where labels come from), also on the report's front page."""
+
     workdir: str
     report: str
     events: int
@@ -89,9 +91,22 @@ class PipelineResult:
     validation: dict[str, Any]
     layers: list[LayerOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    test_events: int | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every layer of one run shares."""
+
+    config: PipelineConfig
+    folders: Folders
+    registry: ModelRegistry
+    strategy: str
+    alert_labels: bool
 
 
 def run_pipeline(config: PipelineConfig) -> PipelineResult:
@@ -105,99 +120,139 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     folders = Folders(work / "features", work / "splits", work / "checkpoints", work / "logs")
     for folder in (*vars(folders).values(), work / "report"):
         Path(folder).mkdir(parents=True, exist_ok=True)
-    events, quarantined = _collect(config, work)
-    layers = [get_layer(name)() for name in config.layers]
-    units = {}
+    notes: list[str] = []
+    events, quarantined = collect_events(config.sources, work / "events.parquet",
+                                         config.max_events, notes)
+    test_events = None
+    if config.test_sources:
+        test_events, more = collect_events(config.test_sources, work / "test_events.parquet",
+                                           config.max_events, notes, "the test sources")
+        quarantined += more
+    judged = events if test_events is None else test_events
+    alert_labels = labels_from_alerts(judged)
+    if alert_labels:
+        notes.append("the labels come from alert events (every threat is an alert record): "
+                     "layer 3 builds its windows without them (layout l3.v2) and only labels "
+                     "them with alerts; figures of layers whose units are made of the alerts are "
+                     "marked circular")
+    strategy = split_strategy(config.split.strategy, events, notes)
+    layers = [get_layer(name).for_labels(alert_labels=alert_labels) for name in config.layers]
+    units, test_units = {}, {}
     with progress("featurizing", len(layers), "layers") as bar:
         for layer in layers:
             units[layer.name] = layer.featurize(events)
             units[layer.name].save(folders.features / layer.features_file)
+            if test_events is not None:
+                test_units[layer.name] = layer.featurize(test_events)
+                test_units[layer.name].save(folders.features / f"test_{layer.features_file}")
             bar.update(1, layer=layer.name)
     # Data quality is checked on the event vectors, whichever layers run.
     vectors = units.get(Layer1.name) or Layer1().featurize(events)
-    validation = _validate(vectors, config, work)
+    test_vectors = None if test_events is None else (
+        test_units.get(Layer1.name) or Layer1().featurize(test_events))
+    validation = validate(vectors, test_vectors, config, strategy, work)
     result = PipelineResult(str(work), str(work / "report" / "index.html"), events.num_rows,
-                            quarantined, validation)
-    registry = ModelRegistry(registry_dir=work / "models")
+                            quarantined, validation, notes=notes,
+                            test_events=None if test_events is None else test_events.num_rows)
+    run = _Run(config, folders, ModelRegistry(registry_dir=work / "models"), strategy,
+               alert_labels)
     for layer in layers:
+        short = layer.shortfall(units[layer.name], strategy)
+        if short is not None:
+            result.layers.append(_skipped(layer, short, events))
+            continue
         logger.info("%s: split, train, evaluate, register", layer.name)
-        result.layers.append(_run_layer(layer, units[layer.name], config, folders, registry,
-                                        work))
+        result.layers.append(_run_layer(layer, units[layer.name], test_units.get(layer.name),
+                                        run))
     result.seconds = round(time.perf_counter() - started, 2)
     _write(work / "pipeline.json", json.dumps(result.to_dict(), indent=2, default=str))
     _write(Path(result.report), render_index(result))
     return result
 
 
-def _collect(config: PipelineConfig, work: Path) -> tuple[pa.Table, int]:
-    collector = DataCollector(list(config.sources), output_dir=work / "collected", checkpoint_enabled=False)
-    events = collector.collect_table(max_events=config.max_events)
-    if not events.num_rows:
-        raise SchemaError(f"the sources gave no event ({len(collector.quarantined)} quarantined "
-                          "records); check the paths and the source types")
-    with atomic_write(work / "events.parquet", private=True) as handle:  # raw input
-        pq.write_table(events, handle)
-    logger.info("collected %d events (%d quarantined)", events.num_rows, len(collector.quarantined))
-    return events, len(collector.quarantined)
+def _skipped(layer: Layer, short: str, events: pa.Table | None = None) -> LayerOutcome:
+    missing = coverage(events) if events is not None else ""
+    reason = f"{short}" + (f" ({missing})" if missing else "")
+    logger.info("%s skipped: %s", layer.name, reason)
+    return LayerOutcome(layer.name, layer.model_name, layer.unit, skipped=reason)
 
 
-def _validate(vectors: Any, config: PipelineConfig, work: Path) -> dict[str, Any]:
-    """Quality of the event vectors, and drift of the test part against the train part."""
-    features, labels = vectors.features, vectors.labels
-    splits = Layer1().split(vectors, config.split.strategy, config.split.ratios, config.seed)
-    validator = DataValidator(splits["test"].features, None, splits["train"].features)
-    drift = validator.validate(check_missing=False, check_outliers=False, check_labels=False,
-                               check_distributions=False, check_drift=True)
-    quality = DataValidator(features, labels).validate()
-    quality.issues.extend(drift.issues)
-    quality.statistics["drift"] = drift.statistics.get("drift")
-    for suffix in (".txt", ".json"):
-        DataValidator.save_report(quality, work / "report" / f"validation{suffix}")
-    errors = [i.message for i in quality.issues if i.severity is ValidationSeverity.ERROR]
-    if errors:
-        raise PipelineError(f"validation failed ({work / 'report' / 'validation.txt'}): "
-                            + "; ".join(errors))
-    return {"passed": quality.passed,
-            "issues": [f"{i.severity.value}: {i.check_name}: {i.message}" for i in quality.issues]}
+def _parts(layer: Layer, units: Any, test: Any, run: _Run) -> tuple[dict[str, Any], list[str]]:
+    """train/val/test of the layer's units (test: the test sources' units when given)."""
+    split, notes = run.config.split, []
+    grace = {"train_until": split.grace} if split.grace is not None else {}
+    if test is None:
+        return layer.split(units, run.strategy, split.ratios, run.config.seed, **grace), notes
+    train, val = split.ratios[:2]
+    parts = layer.split(units, run.strategy, (train / (train + val), val / (train + val), 0.0),
+                        run.config.seed, **grace)
+    left = len(layer.labels(parts["test"]))
+    if left:
+        notes.append(f"{left:,} {layer.unit}s after train_until {split.train_until} are not "
+                     "used: the test sources are the test part")
+    parts["test"] = test
+    return parts, notes
 
 
-def _run_layer(layer: Layer, units: Any, config: PipelineConfig, folders: Folders,
-               registry: ModelRegistry, work: Path) -> LayerOutcome:
+def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOutcome:
     started = time.perf_counter()
-    splits = layer.split(units, config.split.strategy, config.split.ratios, config.seed)
-    layer.save_splits(splits, folders.splits)
+    config, folders = run.config, run.folders
+    try:
+        splits, notes = _parts(layer, units, test_units, run)
+    except TooFewError as exc:  # e.g. bursty data: too few distinct times to cut
+        return _skipped(layer, f"{len(layer.labels(units)):,} {layer.unit}s: {exc}")
+    # With test sources the test part is saved with the features (features/test_*.npz).
+    layer.save_splits({k: v for k, v in splits.items() if test_units is None or k != "test"},
+                      folders.splits)
     settings = config.train[layer.name]
+    train, val = splits["train"], splits["val"]
+    if settings.keep_unknown:  # unknown units count as benign for what training learns from
+        train, val = (layer.relabeled(part, np.where(layer.labels(part) < 0, 0,
+                                                     layer.labels(part)))
+                      for part in (train, val))
     # One intra-op thread: these models are small enough that a second thread costs more in
     # synchronisation than it gives, several times more when other work shares the cores.
     train_config = layer.default_config(
         **settings.trainer_changes(), seed=config.seed, num_threads=1,
         checkpoint_dir=str(folders.checkpoints), log_dir=str(folders.logs))
-    _, results = train_layer(layer, splits["train"], splits["val"], train_config,
-                             model_args=settings.model)
+    _, results = train_layer(layer, train, val, train_config, model_args=settings.model,
+                             benign_only=settings.benign_only)
     challenger = load_model(results["checkpoint"])  # what gets registered is what is measured
     test = splits["test"]
     labels = layer.labels(test)
-    report_path = work / "report" / layer.name
+    circular = layer.circular(run.alert_labels)
     metrics: dict[str, Any] = {}
-    if (labels >= 0).any():
-        evaluated = evaluate_units(layer, challenger.model, test, challenger.threshold)
+    report = ""
+    if len(labels):
+        evaluated = evaluate_units(layer, challenger.model, test, challenger.threshold,
+                                   calibration=challenger.calibration, unlabeled_ok=True,
+                                   circular=circular)
         evaluated.training_history = results.get("history") or []
-        save_report(evaluated, report_path, f"{layer.model_name}: test {layer.unit}s")
-        metrics = {k: v for k, v in evaluated.to_dict().items()
-                   if k in (*LABELED_METRICS, "detection_at_fpr", "n_samples",
-                            "n_unknown_excluded", "threshold", "per_attack_type", "alerts")}
+        save_report(evaluated, config.workdir / "report" / layer.name,
+                    f"{layer.model_name}: test {layer.unit}s")
+        metrics = {k: v for k, v in evaluated.to_dict().items() if k in REPORTED}
+        benign, threat = int((labels == 0).sum()), int((labels == 1).sum())
+        if (benign > 0) != (threat > 0):
+            notes.append(f"the test part has one class ({benign:,} benign, {threat:,} threat "
+                         f"{layer.unit}s): ROC-AUC, PR-AUC and detection rates need both")
+        report = f"{layer.name}.html"
+    else:
+        notes.append(f"the test part has no {layer.unit}: nothing to evaluate")
     decision, version = _register(layer, challenger, results, metrics, has_both_labels(labels),
-                                  config, registry, test)
-    stage_now = registry.get_metadata(layer.model_name, version).stage
+                                  run, test)
+    stage_now = run.registry.get_metadata(layer.model_name, version).stage
     logger.info("%s %s: %s", layer.model_name, version, decision["reason"])
     return LayerOutcome(layer.name, layer.model_name, layer.unit, version, stage_now, decision,
-                        metrics, _train_summary(results), f"{layer.name}.html" if metrics else "",
-                        round(time.perf_counter() - started, 2))
+                        metrics, _train_summary(results, settings.training_filter), report,
+                        round(time.perf_counter() - started, 2),
+                        threshold_rule=challenger.threshold_rule, circular=circular,
+                        notes=notes)
 
 
 def _register(layer: Layer, challenger: Any, results: dict[str, Any],
-              metrics: dict[str, Any], labeled: bool, config: PipelineConfig,
-              registry: ModelRegistry, test: Any) -> tuple[dict[str, Any], str]:
+              metrics: dict[str, Any], labeled: bool, run: _Run, test: Any
+              ) -> tuple[dict[str, Any], str]:
+    config, registry = run.config, run.registry
     name = layer.model_name
     champion = _production(registry, name)
     if labeled:
@@ -218,11 +273,16 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
     numbers = {k: float(v) for k, v in metrics.items()
                if k in LABELED_METRICS and isinstance(v, (int, float))}
     numbers["val_loss"] = float(results["best_val_loss"])
+    details = {"decision": decision}
+    if challenger.threshold_rule:
+        details["threshold_rule"] = challenger.threshold_rule
+    if metrics and layer.circular(run.alert_labels):
+        details["circular"] = layer.circular(run.alert_labels)
     registry.register_model(results["checkpoint"], ModelMetadata(
         name, version, layer.name, metrics=numbers,
         hyperparameters={**challenger.model.init_args, **asdict(config.train[layer.name])},
         training_dataset=str(config.workdir / "events.parquet"),
-        details={"decision": decision}), reason="pipeline run", actor="pipeline")
+        details=details), reason="pipeline run", actor="pipeline")
     replacing = None if champion is None else champion.metadata.version
     if decision["deploy"]:
         registry.transition_stage(name, version, "production", reason=decision["reason"],
@@ -239,10 +299,12 @@ def _production(registry: ModelRegistry, name: str) -> Any:
         return None
 
 
-def _train_summary(results: dict[str, Any]) -> dict[str, Any]:
-    keep = ("best_val_loss", "best_epoch", "epochs_trained", "train_time_s", "checkpoint")
+def _train_summary(results: dict[str, Any], learnt_from: str) -> dict[str, Any]:
+    keep = ("best_val_loss", "best_epoch", "epochs_trained", "train_units", "train_time_s",
+            "checkpoint")
     summary = {k: results.get(k) for k in keep}
     summary["checkpoint"] = str(summary["checkpoint"])
+    summary["learnt_from"] = learnt_from
     return summary
 
 

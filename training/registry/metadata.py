@@ -90,7 +90,7 @@ class ModelMetadata:
         feature_fingerprint: the FeatureSpec fingerprint the model expects.
         anomaly_threshold: the alert threshold stored with the weights.
         details: further JSON-able records (e.g. continuous training's data summary and
-            the gate's decision).
+            the gate's decision; `threshold_rule`, how the threshold was set, from the sidecar).
         files: attached file name -> sha256 (filled by the registry).
         opaque: registered without a sidecar (filled by the registry): verified by sha256,
             never loaded into a detector until one is attached.
@@ -162,6 +162,11 @@ def complete_metadata(metadata: ModelMetadata, sidecar: dict[str, Any] | None,
             raise ConfigError(f"metadata.{name} is {ours!r} but the model's sidecar says "
                               f"{theirs!r}; leave it unset to take the sidecar's")
     data = metadata.to_dict()
+    how = sidecar.get("threshold")
+    rule = how.get("rule") if isinstance(how, dict) else None
+    if rule and "threshold_rule" not in data["details"]:
+        # How the threshold was set, where people look for a version's facts.
+        data["details"] = {**data["details"], "threshold_rule": rule}
     data.update(feature_fingerprint=fingerprint, anomaly_threshold=threshold,
                 weights_sha256=weights_sha256, aliases=[], files={},
                 code_version=metadata.code_version or code_version(),

@@ -56,7 +56,9 @@ OUTPUT_SCHEMA = pa.schema([("unit", pa.string()), ("time", TIME), ("score", pa.f
 
 @dataclass
 class ScoringSummary:
-    """What a scoring run did; `top_alerts` holds the highest-scoring alerts, best first."""
+    """What a scoring run did; `top_alerts` holds the highest-scoring alerts, best first (with
+    their percentile among the model's benign validation scores when it has a calibration);
+    `threshold_rule` and `expected_alert_rate` come from that calibration."""
 
     model_name: str
     version: str
@@ -68,6 +70,8 @@ class ScoringSummary:
     seconds: float
     output: str
     top_alerts: list[dict[str, Any]] = field(default_factory=list)
+    threshold_rule: str | None = None
+    expected_alert_rate: float | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -172,9 +176,14 @@ def score_events(registry: ModelRegistry, model_name: str,
                  pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
             bar.update(table.num_rows, alerts=out.alerts)
         top = out.close()
+    calibration = loaded.calibration  # None for models saved before calibrations
+    if calibration is not None:  # where each top alert sits among benign validation scores
+        for row in top:
+            row["percentile"] = float(calibration.percentile(row["score"]))
     summary = ScoringSummary(model_name, loaded.metadata.version, layer.name, threshold,
                              n_events, out.units, out.alerts, time.perf_counter() - started,
-                             str(output), top)
+                             str(output), top, loaded.threshold_rule,
+                             None if calibration is None else calibration.expected_alert_rate)
     logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
                 out.alerts, summary.seconds)
     return summary

@@ -1,7 +1,9 @@
 """CSV files: with a header line, or headerless with user-given column names; plain or gzip.
 
 connection_params: `path`, `has_header` (default True), `column_names` (required without a
-header; with one, they replace its names), `delimiter` (default ","). One record per line:
+header; with one, they replace its names; presets in `training.sources.presets`), `delimiter`
+(default ","). A first line that looks like data (numbers, addresses) is refused as a header,
+with the fix in the message. One record per line:
 a line with the wrong number of fields, bytes that are not UTF-8 or an unterminated quote is
 quarantined on its own. Column types are inferred per block (numbers become numbers).
 """
@@ -9,10 +11,12 @@ quarantined on its own. Column types are inferred per block (numbers become numb
 from __future__ import annotations
 
 import csv
+import math
+import re
 from collections.abc import Iterator
 from typing import ClassVar
 
-from training.errors import ConfigError, SourceError
+from training.errors import ConfigError, SchemaError, SourceError
 from training.sources.base import FileSource, RawBatch
 from training.sources.delimited import Dialect, decode, parse_block
 from training.sources.files import ByteStream
@@ -21,6 +25,33 @@ from training.sources.lines import read_lines
 
 MAX_COLUMNS = 10_000
 _NO_CONVERTERS: dict = {}
+_IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+
+
+def _data_like(name: str) -> bool:
+    """A value no one names a column: a number or an IPv4 address."""
+    text = name.strip()
+    if _IPV4.match(text):
+        return True
+    try:
+        return math.isfinite(float(text))
+    except ValueError:
+        return False
+
+
+def _refuse_data_as_header(names: list[str], stream: str) -> None:
+    """Line 1 of a file read with a header must look like one: a header whose names are
+    numbers or addresses (a quarter of them or more) is the first data row of a file that has
+    no header, and reading it as names would lose that row and misname every column."""
+    data = [n for n in names if _data_like(n)]
+    if data and len(data) * 4 >= len(names):
+        shown = ", ".join(repr(n) for n in list(dict.fromkeys(data))[:4])
+        raise SchemaError(
+            f"{stream}: line 1 looks like data, not a header: {len(data)} of its {len(names)} "
+            f"fields are numbers or addresses ({shown}, ...). If the file has no header line, "
+            f"give its {len(names)} column names: --column-names NAME,NAME,... on the command "
+            "line, or column_names = [...] in its [[sources]] entry (a preset for NSL-KDD "
+            "files: --column-names nsl_kdd; see training/sources/presets.py)")
 
 
 class CsvFileSource(FileSource):
@@ -85,6 +116,8 @@ class CsvFileSource(FileSource):
         if len(names) > MAX_COLUMNS:
             raise SourceError(f"{stream}: line 1 declares {len(names)} columns, more than "
                               f"the {MAX_COLUMNS} this reader accepts")
+        if given is None:
+            _refuse_data_as_header(names, stream)
         if given is not None:
             if len(given) != len(names):
                 raise SourceError(f"{stream}: column_names lists {len(given)} columns but the "

@@ -247,9 +247,13 @@ def test_impossible_strategies_raise_clear_errors():
         DatasetBuilder(np.zeros((3, 1)), [0, 1], ["a", "b", "c"])
     with pytest.raises(SchemaError, match="whole numbers"):
         DatasetBuilder(np.zeros((2, 1)), [0.5, 1.0], ["a", "b"])
-    with pytest.raises(ConfigError, match="missing value"):
-        DatasetBuilder(np.zeros((2, 1)), [0, 1], ["a", "b"],
-                       timestamps=np.array(["2024-01-01", "NaT"], dtype="datetime64[us]"))
+    # Missing times stop a temporal split only (NSL-KDD has none): the others work.
+    untimed = DatasetBuilder(np.zeros((6, 1)), [0, 1] * 3, list("abcdef"), timestamps=np.array(
+        ["2024-01-01", "NaT", "2024-01-02", "NaT", "2024-01-03", "2024-01-04"], "datetime64[us]"))
+    with pytest.raises(ConfigError, match="2 missing value.*or use a split that needs no time "
+                                          "\\(random, stratified, group\\)"):
+        untimed.create_splits(SplitStrategy.TEMPORAL, 0.5, 0.25, 0.25)
+    assert len(untimed.create_splits(SplitStrategy.STRATIFIED, 0.34, 0.33, 0.33)["test"]) == 2
 
 
 # ---- files ---------------------------------------------------------------------------------

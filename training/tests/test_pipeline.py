@@ -92,9 +92,18 @@ def test_pipeline_on_a_folder_of_real_zeek_logs(tmp_path):
     assert result.returncode == 0, result.stderr
     # the folder's labeled conn log (9,048 flows) plus its other logs, every record collected
     assert " 0 quarantined" in result.stdout
-    for layer in ("layer1", "layer2", "layer3"):
-        assert f"{layer}: " in result.stdout and "-> production" in result.stdout
-    assert (tmp_path / "z/report/index.html").exists()
+    # Label-free by default: its labels are not used to train or to set thresholds, only to
+    # evaluate (and gate).
+    rule = "threshold: unlabeled: threshold at the 99.9th percentile of validation scores"
+    registry = ModelRegistry(tmp_path / "z" / "models")
+    for layer, model in (("layer1", "layer1_vae"), ("layer2", "layer2_gnn"),
+                         ("layer3", "layer3_tcn")):
+        (line,) = [x for x in result.stdout.splitlines() if x.startswith(f"{layer}: ")]
+        assert f"{model} 1.0.0 -> " in line and "ROC-AUC" in line and rule in line, line
+        assert registry.get_metadata(model, "1.0.0").details["threshold_rule"] == (
+            rule.removeprefix("threshold: "))
+    page = (tmp_path / "z/report/index.html").read_text()
+    assert page.count(rule.removeprefix("threshold: ")) == 3
 
 
 def test_config_file_sets_layers_sources_and_per_layer_training(tmp_path):
@@ -110,7 +119,8 @@ def test_config_file_sets_layers_sources_and_per_layer_training(tmp_path):
     assert config.split.strategy == "group" and config.split.train_ratio == 0.5
     assert config.train["layer1"].epochs == 3
     assert (config.train["layer3"].epochs, config.train["layer3"].model) == (7, {"channels": [16, 16]})
-    assert config.with_training(epochs=2).train["layer3"].trainer_changes() == {"num_epochs": 2}
+    assert config.with_training(epochs=2).train["layer3"].trainer_changes() == {
+        "num_epochs": 2, "threshold_rule": "quantile:0.999"}  # the pipeline's default rule
 
 
 @pytest.mark.parametrize("text, message", [

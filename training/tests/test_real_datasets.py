@@ -16,22 +16,12 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pytest
 
+from training.sources.presets import NSL_KDD_COLUMNS as NSL_KDD_PRESET_COLUMNS
+from training.sources.presets import NSL_KDD_FIELDS
 from training.tests.conftest import DATASETS, collect
 
-NSL_KDD_COLUMNS = [
-    "duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land",
-    "wrong_fragment", "urgent", "hot", "num_failed_logins", "logged_in", "num_compromised",
-    "root_shell", "su_attempted", "num_root", "num_file_creations", "num_shells",
-    "num_access_files", "num_outbound_cmds", "is_host_login", "is_guest_login", "count",
-    "srv_count", "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate",
-    "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate", "dst_host_count",
-    "dst_host_srv_count", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
-    "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate", "dst_host_serror_rate",
-    "dst_host_srv_serror_rate", "dst_host_rerror_rate", "dst_host_srv_rerror_rate", "label",
-    "difficulty",
-]
-NSL_KDD_FIELDS = {"protocol": "protocol_type", "conn_state": "flag", "bytes_sent": "src_bytes",
-                  "bytes_received": "dst_bytes"}
+# The NSL-KDD column names live where users reach them (--column-names nsl_kdd).
+NSL_KDD_COLUMNS = list(NSL_KDD_PRESET_COLUMNS)
 
 
 def _manifest_files() -> list[str]:

@@ -14,6 +14,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from training.errors import ConfigError
+from training.evaluation.calibration import parse_rule
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("reduce_on_plateau", "cosine", "step", "none")
@@ -58,7 +59,11 @@ class TrainingConfig:
         save_last_state: write `<model_name>_last_state.pt` after every epoch (for resume).
         restore_best: load the best epoch's weights into the model when training ends.
         calibrate_threshold: after training, calibrate the anomaly threshold of a Detector on
-            the validation data (`training.evaluation.thresholds.calibrate_threshold`).
+            the validation data (`training.evaluation.calibration.Calibration`).
+        threshold_rule: how that threshold is chosen: "auto" (best F1 with both classes in
+            the validation data, else the benign 0.99-quantile, else the 0.999-quantile of
+            every score), "quantile[:Q]", "alerts-per-day:N" or "best-f1" (see
+            `training.evaluation.calibration.parse_rule`).
     """
 
     model_name: str = "model"
@@ -95,8 +100,10 @@ class TrainingConfig:
     save_last_state: bool = True
     restore_best: bool = True
     calibrate_threshold: bool = True
+    threshold_rule: str = "auto"
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "threshold_rule", str(parse_rule(self.threshold_rule)))
         scheduler = _SCHEDULER_ALIASES.get(self.lr_scheduler.lower(), self.lr_scheduler.lower())
         object.__setattr__(self, "lr_scheduler", scheduler)
         object.__setattr__(self, "optimizer", self.optimizer.lower())

@@ -65,7 +65,8 @@ from training.artifacts.model_files import save_model
 from training.compat.loss_fn_model import LossFnModel
 from training.detectors.base import Detector, model_scores
 from training.errors import CheckpointError, ConfigError, TrainingError
-from training.evaluation.thresholds import Threshold, calibrate_threshold
+from training.evaluation.calibration import Calibration
+from training.evaluation.thresholds import Threshold
 from training.features.encoding import FeatureSpec
 from training.paths import checkpoints_dir, logs_dir
 from training.trainer.batches import TensorBatches
@@ -150,6 +151,7 @@ class LayerTrainer:
         self.best_val_loss = math.inf if cfg.mode == "min" else -math.inf
         self.best_epoch: int | None = None
         self.threshold: Threshold | None = None
+        self.calibration: Calibration | None = None
         self.should_stop = False
         self.improved = False
         self.callbacks: list[Callback] = []
@@ -191,12 +193,15 @@ class LayerTrainer:
             "epochs_trained": self.epoch,
             "final_train_loss": history[-1].train_loss if history else None,
             "threshold": self.threshold.to_dict() if self.threshold else None,
+            "calibration": self.calibration.to_dict() if self.calibration else None,
             "checkpoint": str(self.checkpoint_dir / f"{self.config.model_name}_best.pt"),
             "history": [m.to_dict() for m in history],
         }
 
     def train(self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None = None, *,
               val_labels: np.ndarray | None = None, threshold_data: Iterable[Any] | None = None,
+              threshold_reference: np.ndarray | None = None,
+              threshold_times: np.ndarray | None = None,
               resume: bool | str | Path = False) -> list[TrainingMetrics]:
         """Train up to `config.num_epochs` epochs; returns the history (all epochs so far).
 
@@ -205,11 +210,12 @@ class LayerTrainer:
             val_loader: validation batches (not shuffled), or None (then "train_loss" is
                 monitored).
             val_labels: labels (-1/0/1) of the units of `threshold_data`, in the order
-                `anomaly_score` yields them; None counts every unit as benign (the
-                99th-percentile rule).
+                `anomaly_score` yields them; None: every unit unlabeled.
             threshold_data: the batches the anomaly threshold is calibrated on (not
                 shuffled); default `val_loader`. An anomaly detector trained on benign rows
                 validates its loss on benign rows and calibrates on all labeled rows.
+            threshold_reference, threshold_times: (units,) bool, the units treated as benign
+                (None: as `Calibration.fit` says), and their datetime64 times (alerts-per-day).
             resume: True = continue from `<checkpoint_dir>/<model_name>_last_state.pt` when
                 it exists (else start fresh); a path = continue from that file (must exist).
 
@@ -245,7 +251,8 @@ class LayerTrainer:
             if cfg.restore_best and self._best_state is not None:
                 self.model.load_state_dict(self._best_state)
             if cfg.calibrate_threshold and threshold_data is not None and self.model.has_scores:
-                self.calibrate_threshold(threshold_data, val_labels)
+                self.calibrate_threshold(threshold_data, val_labels,
+                                         reference=threshold_reference, times=threshold_times)
             self._emit("on_train_end", self, self.history)
             self._writer.wait()
         finally:
@@ -293,12 +300,17 @@ class LayerTrainer:
 
     # ------------------------------------------------------- threshold and files
 
-    def calibrate_threshold(self, batches: Iterable[Any],
-                            labels: np.ndarray | None = None) -> Threshold:
-        """Calibrate `self.threshold` on validation `batches` (see training.evaluation.thresholds)."""
-        self.threshold = calibrate_threshold(model_scores(self.model, batches), labels)
-        logger.info("anomaly threshold %.6g (%s on %d validation scores)", self.threshold.value,
-                    self.threshold.method, self.threshold.n_scores)
+    def calibrate_threshold(self, batches: Iterable[Any], labels: np.ndarray | None = None, *,
+                            reference: np.ndarray | None = None,
+                            times: np.ndarray | None = None) -> Threshold:
+        """Calibrate `self.calibration` and its `self.threshold` on validation `batches` by
+        `config.threshold_rule` (see training.evaluation.calibration)."""
+        scores = model_scores(self.model, batches)
+        labels = np.zeros(len(scores), np.int8) if labels is None else labels  # all benign
+        self.calibration = Calibration.fit(scores, labels, reference=reference, times=times,
+                                           rule=self.config.threshold_rule)
+        self.threshold = self.calibration.to_threshold()
+        logger.info("anomaly threshold %.6g (%s)", self.threshold.value, self.calibration.rule)
         return self.threshold
 
     def save_model_file(self, path: str | Path, *, background: bool = False) -> Path:
@@ -322,6 +334,7 @@ class LayerTrainer:
                  "epoch": self.epoch, "best_epoch": self.best_epoch,
                  "best_value": self.best_val_loss, "monitor": self._monitor,
                  "threshold": self.threshold.to_dict() if self.threshold else None,
+                 "calibration": self.calibration.to_dict() if self.calibration else None,
                  "training_config": self.config.to_dict()}
         args = dict(feature_spec=self.feature_spec,
                     threshold=self.threshold.value if self.threshold else None, extra=extra)

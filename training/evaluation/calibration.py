@@ -1,0 +1,339 @@
+"""One calibration per model: the distribution of its benign validation scores, and the
+threshold, tail probabilities and percentiles that all come from it.
+
+    calibration = Calibration.fit(val_scores, val_labels, reference=fit_mask, times=val_times,
+                                  rule="quantile:0.999")
+    calibration.threshold                      # a score >= it alerts
+    calibration.tail_probability(scores)       # P(benign score >= s): a p-value per score
+    calibration.percentile(scores)             # where s sits among benign scores, 0..100
+    calibration.rule                           # "unlabeled: threshold at the 99.9th percentile
+                                               #  of validation scores"
+
+The reference scores are the validation units treated as benign: every unit of unlabeled data
+(assumed benign, as training assumed), or the benign ones (is_threat 0) when training learnt
+from the benign units only. They are kept as a fixed set of quantiles (`LEVELS`, finer in the
+upper tail), so the sidecar stays small whatever the size of the validation part.
+
+Threshold rules (`parse_rule`; the same text on the command line and in TOML):
+
+| rule | threshold |
+|---|---|
+| `quantile[:Q]` (default Q 0.999) | the Q-quantile of the reference scores: a share 1 - Q of benign units alerts |
+| `alerts-per-day:N` | the quantile that gives N alerts a day at the validation part's rate of units; needs validation spanning at least a day |
+| `best-f1` | the score with the best F1 on validation units of both classes (needs labels) |
+| `auto` | best F1 when the validation units have both classes, else the 0.99-quantile of the benign ones, else the 0.999-quantile of all (the trainer's default) |
+
+Tail probability: with F the reference scores' distribution function (interpolated between
+the stored quantiles) and n their number, p(s) = (1 + n (1 - F(s))) / (n + 1): the conformal
+p-value, never 0 (1 / (n + 1) above every reference score), 1 below all of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from training.errors import ConfigError, SchemaError
+from training.evaluation.thresholds import Threshold, best_f1_threshold
+
+FORMAT = "maximus.calibration.v1"
+DEFAULT_QUANTILE = 0.999
+AUTO_BENIGN_QUANTILE = 0.99  # the trainer's rule before calibrations existed
+SECONDS_PER_DAY = 86_400.0
+# Every percent, then every 0.1%, 0.01% and 0.001% of the upper tail: 128 levels.
+LEVELS: tuple[float, ...] = tuple(sorted({round(float(x), 6) for x in np.concatenate([
+    np.linspace(0.0, 0.99, 100), np.linspace(0.991, 0.999, 9), np.linspace(0.9991, 0.9999, 9),
+    np.linspace(0.99991, 0.99999, 9), [1.0]])}))
+RULES = ("auto", "quantile", "alerts-per-day", "best-f1")
+REFERENCES = {
+    "all": "validation scores",
+    "benign": "benign validation scores",
+    "not_threat": "validation scores of benign and unlabeled units",
+    "subset": "validation scores of the units training learnt from",
+}
+
+
+@dataclass(frozen=True)
+class ThresholdRule:
+    """How a threshold is chosen (see the module docstring); `parse_rule` reads its text."""
+
+    kind: str = "quantile"
+    value: float | None = DEFAULT_QUANTILE
+
+    def __post_init__(self) -> None:
+        if self.kind not in RULES:
+            raise ConfigError(f"threshold rule must be one of {', '.join(RULES)}, got "
+                              f"{self.kind!r}")
+        if self.kind == "quantile" and not (self.value is not None and 0.0 < self.value < 1.0):
+            raise ConfigError(f"the quantile of a threshold rule must be in (0, 1), got "
+                              f"{self.value!r} (e.g. quantile:0.999)")
+        if self.kind == "alerts-per-day" and not (self.value is not None and self.value > 0
+                                                  and math.isfinite(self.value)):
+            raise ConfigError(f"alerts-per-day needs a number of alerts > 0, got {self.value!r} "
+                              "(e.g. alerts-per-day:10)")
+
+    def __str__(self) -> str:
+        return self.kind if self.value is None else f"{self.kind}:{self.value:g}"
+
+
+def parse_rule(text: str | ThresholdRule) -> ThresholdRule:
+    """"quantile", "quantile:0.999", "alerts-per-day:10", "best-f1" or "auto" as a rule.
+
+    Raises:
+        ConfigError: another rule or a bad number; the message lists the forms.
+    """
+    if isinstance(text, ThresholdRule):
+        return text
+    kind, _, number = str(text).strip().lower().replace("_", "-").partition(":")
+    forms = "quantile[:Q], alerts-per-day:N, best-f1 or auto"
+    if kind not in RULES:
+        raise ConfigError(f"threshold rule must be one of {forms}, got {text!r}")
+    if kind in ("best-f1", "auto"):
+        if number:
+            raise ConfigError(f"threshold rule {kind} takes no number, got {text!r}")
+        return ThresholdRule(kind, None)
+    if not number:
+        if kind == "alerts-per-day":
+            raise ConfigError(f"alerts-per-day needs the number of alerts, e.g. "
+                              f"alerts-per-day:10; got {text!r}")
+        return ThresholdRule(kind, DEFAULT_QUANTILE)
+    try:
+        value = float(number)
+    except ValueError:
+        raise ConfigError(f"threshold rule {text!r}: {number!r} is not a number; use "
+                          f"{forms}") from None
+    return ThresholdRule(kind, value)
+
+
+def ordinal_percentile(level: float) -> str:
+    """0.999 -> "99.9th", 0.99 -> "99th", 0.5 -> "50th", 0.01 -> "1st"."""
+    text = f"{100 * level:.4f}".rstrip("0").rstrip(".")
+    whole = int(text) if "." not in text else None
+    suffix = "th"
+    if whole is not None and whole % 100 not in (11, 12, 13):
+        suffix = {1: "st", 2: "nd", 3: "rd"}.get(whole % 10, "th")
+    return text + suffix
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The benign validation score distribution of one model, with its threshold.
+
+    Attributes:
+        levels, values: the distribution as quantiles: values[i] is the levels[i]-quantile of
+            the reference scores (non-decreasing).
+        n_scores: how many reference scores there were.
+        threshold: a score >= it alerts.
+        method: "quantile" (of all scores, unlabeled), "benign_quantile" (of benign-labeled
+            ones), "alerts_per_day" or "best_f1".
+        quantile: the level of the threshold among the reference scores (None for best_f1).
+        alerts_per_day: the alert budget (alerts_per_day rule), else None.
+        reference: which validation units the distribution is of (a key of `REFERENCES`).
+        span_days: the time the reference units span, when they have times.
+        expected_alert_rate: the share of reference scores at or above the threshold: the
+            rate of alerts to expect on benign traffic like the validation part.
+        n_benign, n_threat: labeled validation units (best_f1 uses both).
+    """
+
+    levels: tuple[float, ...]
+    values: tuple[float, ...]
+    n_scores: int
+    threshold: float
+    method: str
+    quantile: float | None
+    alerts_per_day: float | None
+    reference: str
+    span_days: float | None
+    expected_alert_rate: float
+    n_benign: int = 0
+    n_threat: int = 0
+
+    def __post_init__(self) -> None:
+        if len(self.levels) != len(self.values) or len(self.levels) < 2:
+            raise SchemaError(f"a calibration needs as many quantile values as levels (>= 2), "
+                              f"got {len(self.levels)} levels and {len(self.values)} values")
+        values = np.asarray(self.values, dtype=np.float64)
+        if not np.isfinite(values).all() or (np.diff(values) < 0).any() \
+                or (np.diff(np.asarray(self.levels)) <= 0).any():
+            raise SchemaError("a calibration's quantiles must be finite and non-decreasing, "
+                              "at increasing levels")
+        if self.n_scores < 1 or not math.isfinite(self.threshold):
+            raise SchemaError(f"a calibration needs at least one score and a finite threshold, "
+                              f"got {self.n_scores} scores, threshold {self.threshold}")
+        if self.reference not in REFERENCES:
+            raise SchemaError(f"calibration reference must be one of {', '.join(REFERENCES)}, "
+                              f"got {self.reference!r}")
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, labels: np.ndarray | None = None, *,
+            reference: np.ndarray | None = None, times: np.ndarray | None = None,
+            rule: str | ThresholdRule = "auto") -> Calibration:
+        """Calibrate on validation `scores` (higher = more anomalous).
+
+        Args:
+            scores: (n,) validation scores; non-finite ones are left out.
+            labels: (n,) is_threat (-1/0/1), or None (every unit unlabeled).
+            reference: (n,) bool, the units treated as benign (those training learnt from);
+                None: the benign-labeled units when there are any, else all of them.
+            times: (n,) datetime64 of each unit, for alerts-per-day (NaT where unknown).
+            rule: see `parse_rule`.
+
+        Raises:
+            ConfigError: no reference score, mismatched lengths, best-f1 without both
+                classes, alerts-per-day on validation data spanning less than a day.
+        """
+        rule = parse_rule(rule)
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        n = len(scores)
+        labels = np.full(n, -1, np.int64) if labels is None else np.asarray(labels).reshape(-1)
+        if len(labels) != n:
+            raise ConfigError(f"labels has {len(labels)} entries for {n} scores")
+        if reference is None:
+            reference = labels == 0 if (labels == 0).any() else np.ones(n, bool)
+        reference = np.asarray(reference, dtype=bool).reshape(-1)
+        if len(reference) != n:
+            raise ConfigError(f"reference has {len(reference)} entries for {n} scores")
+        finite = np.isfinite(scores)
+        kind = _reference_kind(reference, labels)
+        ref = np.sort(scores[reference & finite])
+        if not len(ref):
+            raise ConfigError(
+                f"no finite validation score to calibrate a threshold on: the validation part "
+                f"has {n} units, none of them {REFERENCES[kind].replace(' scores', '')}; give "
+                "the run more data (a longer capture, a larger val_ratio) or train on every "
+                "unit (no benign-only filter)")
+        known = finite & (labels >= 0)
+        n_benign, n_threat = int((labels[known] == 0).sum()), int((labels[known] == 1).sum())
+        span = _span_days(times, reference & finite, n)
+        method, level, budget = "quantile", None, None
+        if rule.kind == "auto":
+            if n_benign and n_threat:
+                rule = ThresholdRule("best-f1", None)
+            elif n_benign and kind in ("benign", "all"):  # the benign units, as before
+                rule, method = ThresholdRule("quantile", AUTO_BENIGN_QUANTILE), "benign_quantile"
+            else:
+                rule = ThresholdRule("quantile", DEFAULT_QUANTILE)
+        if rule.kind == "best-f1":
+            if not (n_benign and n_threat):
+                raise ConfigError(
+                    "the best-f1 threshold rule needs validation units of both classes; got "
+                    f"{n_benign} benign and {n_threat} threat; use the rule quantile (or "
+                    "alerts-per-day:N) for unlabeled data")
+            method = "best_f1"
+            threshold = best_f1_threshold(scores[known], labels[known])
+        else:
+            if rule.kind == "alerts-per-day":
+                if span is None or span < 1.0:
+                    spanned = "no known time" if span is None else f"{span * 24:.3g} hours"
+                    raise ConfigError(
+                        f"the alerts-per-day threshold rule needs validation data spanning at "
+                        f"least a day; it spans {spanned}; use a longer capture or the rule "
+                        "quantile:Q (e.g. quantile:0.999: 0.1% of units alert)")
+                method, budget = "alerts_per_day", float(rule.value)
+                level = max(0.0, 1.0 - budget * span / len(ref))
+            else:
+                level = float(rule.value)
+                if method != "benign_quantile" and kind == "benign":
+                    method = "benign_quantile"
+            threshold = float(np.quantile(ref, level, method="higher"))
+        values = np.quantile(ref, LEVELS, method="linear")
+        values = np.maximum.accumulate(values)  # float rounding must not make it decrease
+        return cls(LEVELS, tuple(float(v) for v in values), len(ref), float(threshold), method,
+                   level, budget, kind, span, float((ref >= threshold).mean()), n_benign,
+                   n_threat)
+
+    # -- using it --------------------------------------------------------------------------
+
+    def cdf(self, scores: np.ndarray) -> np.ndarray:
+        """F(s): the share of reference scores at or below each score, interpolated."""
+        s = np.asarray(scores, dtype=np.float64)
+        values, levels = np.asarray(self.values), np.asarray(self.levels)
+        k = np.searchsorted(values, s, side="right")  # values[:k] <= s
+        inner = (k > 0) & (k < len(values))
+        lo = np.clip(k - 1, 0, len(values) - 1)
+        hi = np.clip(k, 0, len(values) - 1)
+        width = values[hi] - values[lo]
+        step = np.where(inner & (width > 0), (s - values[lo]) / np.where(width > 0, width, 1), 0)
+        out = np.where(k == 0, 0.0, np.where(k >= len(values), 1.0,
+                                             levels[lo] + step * (levels[hi] - levels[lo])))
+        return np.where(np.isnan(s), np.nan, out)
+
+    def tail_probability(self, scores: np.ndarray) -> np.ndarray:
+        """P(a benign score >= s) for each score: the conformal p-value (module docstring)."""
+        n = self.n_scores
+        return (1.0 + n * (1.0 - self.cdf(scores))) / (n + 1.0)
+
+    def percentile(self, scores: np.ndarray) -> np.ndarray:
+        """Where each score sits among the benign validation scores, 0..100."""
+        return 100.0 * self.cdf(scores)
+
+    @property
+    def rule(self) -> str:
+        """How the threshold was set, in words (for sidecars, the registry and reports)."""
+        of = REFERENCES[self.reference]
+        prefix = {"all": "unlabeled", "benign": "benign labels"}.get(self.reference,
+                                                                      "filtered labels")
+        if self.method == "best_f1":
+            return (f"labeled: threshold with the best F1 on validation units ({self.n_benign} "
+                    f"benign, {self.n_threat} threat)")
+        at = f"the {ordinal_percentile(self.quantile)} percentile of {of}"
+        if self.method == "alerts_per_day":
+            return f"{prefix}: threshold for {self.alerts_per_day:g} alerts per day ({at})"
+        return f"{prefix}: threshold at {at}"
+
+    def to_threshold(self) -> Threshold:
+        """The threshold as the trainer has always reported it (with the rule)."""
+        return Threshold(self.threshold, self.method, self.quantile, self.n_scores, self.rule)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": FORMAT, **asdict(self), "levels": list(self.levels),
+                "values": list(self.values), "rule": self.rule}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "the calibration") -> Calibration:
+        """Read `to_dict` output back.
+
+        Raises:
+            SchemaError: another format, a missing field or values that break the rules.
+        """
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            found = data.get("format") if isinstance(data, dict) else type(data).__name__
+            raise SchemaError(f"{where}: format {found!r}, expected {FORMAT!r}")
+        names = [f for f in cls.__dataclass_fields__]
+        missing = [f for f in names if f not in data and f not in ("n_benign", "n_threat")]
+        if missing:
+            raise SchemaError(f"{where}: missing {', '.join(missing)}")
+        values = {f: data[f] for f in names if f in data}
+        values["levels"], values["values"] = tuple(data["levels"]), tuple(data["values"])
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as exc:
+            raise SchemaError(f"{where}: {exc}") from None
+
+
+def _reference_kind(reference: np.ndarray, labels: np.ndarray) -> str:
+    if reference.all():  # every unit, labeled or not: nothing was chosen by label
+        return "all"
+    if np.array_equal(reference, labels == 0):
+        return "benign"
+    if np.array_equal(reference, labels != 1):
+        return "not_threat"
+    return "subset"
+
+
+def _span_days(times: np.ndarray | None, rows: np.ndarray, n: int) -> float | None:
+    if times is None:
+        return None
+    times = np.asarray(times).reshape(-1)
+    if len(times) != n:
+        raise ConfigError(f"times has {len(times)} entries for {n} scores")
+    known = times[rows].astype("datetime64[us]")
+    known = known[~np.isnat(known)]
+    if len(known) < 2:
+        return None
+    return float((known.max() - known.min()) / np.timedelta64(1, "s")) / SECONDS_PER_DAY

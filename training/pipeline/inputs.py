@@ -1,0 +1,119 @@
+"""The pipeline's inputs: events collected as they are, the split that fits them, data checks.
+
+Real folders hold logs the layers cannot place in time (Zeek's loaded_scripts.log,
+packet_filter.log): when some events have timestamps and others not, the ones without are
+left out of the run, with one note naming their files. Events without any timestamp (NSL-KDD)
+are kept, and a split that needs none ("random") replaces "temporal", said in a note.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from training.artifacts.atomic import atomic_write
+from training.collection.collector import DataCollector
+from training.datasets.validator import DataValidator, ValidationSeverity
+from training.errors import PipelineError, SchemaError
+from training.pipeline.config import PipelineConfig
+from training.sources.config import DataSource
+
+logger = logging.getLogger(__name__)
+
+NEEDS_TIME = ("temporal",)
+WITHOUT_TIME = "random"  # label-free and always possible
+
+
+def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int | None,
+                   notes: list[str], what: str = "the sources") -> tuple[pa.Table, int]:
+    """Every event of `sources` (written to `path` as Parquet) and the number quarantined.
+
+    Raises:
+        SchemaError: the sources gave no event.
+    """
+    collector = DataCollector(list(sources), checkpoint_enabled=False)
+    events = collector.collect_table(max_events=max_events)
+    quarantined = len(collector.quarantined)
+    if not events.num_rows:
+        raise SchemaError(f"{what} gave no event ({quarantined} quarantined records); check the "
+                          "paths and the source types")
+    timed = events["timestamp"].is_valid()
+    untimed = events.num_rows - pc.sum(timed).as_py()
+    if 0 < untimed < events.num_rows:
+        files = collector.untimed_streams()
+        named = ", ".join(f"{name} ({count:,})" for name, count in files.items())
+        rest = untimed - sum(files.values())
+        note = (f"skipped {untimed:,} events without a timestamp (the layers place events in "
+                f"time): {named or 'none from whole files'}"
+                + (f"; {rest:,} more from files that have timestamps" if rest else ""))
+        notes.append(note)
+        logger.info(note)
+        events = events.filter(timed)
+    with atomic_write(path, private=True) as handle:  # raw input
+        pq.write_table(events, handle)
+    logger.info("collected %d events from %s (%d quarantined)", events.num_rows, what,
+                quarantined)
+    return events, quarantined
+
+
+def split_strategy(strategy: str, events: pa.Table, notes: list[str]) -> str:
+    """`strategy`, or "random" when it needs timestamps the events do not have (said)."""
+    if strategy in NEEDS_TIME and events["timestamp"].null_count == events.num_rows:
+        note = (f"the events have no timestamps, so the split is {WITHOUT_TIME} instead of "
+                f"{strategy} (train and test are not apart in time)")
+        notes.append(note)
+        logger.info(note)
+        return WITHOUT_TIME
+    return strategy
+
+
+def coverage(events: pa.Table) -> str:
+    """What the events lack that layers need: "of 25,192 events, 25,192 have no timestamp and
+    25,192 no source or destination address" ("" when nothing is missing)."""
+    n = events.num_rows
+    lacking = []
+    untimed = events["timestamp"].null_count
+    if untimed:
+        lacking.append(f"{untimed:,} have no timestamp")
+    ends = pc.and_(events["source_ip"].is_valid(), events["dest_ip"].is_valid())
+    no_ends = n - pc.sum(ends).as_py() if n else 0
+    if no_ends:
+        lacking.append(f"{no_ends:,} no source or destination address")
+    return f"of {n:,} events, {' and '.join(lacking)}" if lacking else ""
+
+
+def validate(vectors: Any, test_vectors: Any, config: PipelineConfig, strategy: str,
+             work: Path) -> dict[str, Any]:
+    """Quality of the event vectors, and drift of the test part against the train part.
+
+    Raises:
+        PipelineError: an ERROR issue; the message names the report.
+    """
+    from training.layers.layer1 import Layer1
+
+    features, labels = vectors.features, vectors.labels
+    if test_vectors is None:
+        grace = {"train_until": config.split.grace} if config.split.grace is not None else {}
+        splits = Layer1().split(vectors, strategy, config.split.ratios, config.seed, **grace)
+        train, test = splits["train"].features, splits["test"].features
+    else:
+        train, test = features, test_vectors.features
+    validator = DataValidator(test, None, train)
+    drift = validator.validate(check_missing=False, check_outliers=False, check_labels=False,
+                               check_distributions=False, check_drift=True)
+    quality = DataValidator(features, labels).validate()
+    quality.issues.extend(drift.issues)
+    quality.statistics["drift"] = drift.statistics.get("drift")
+    for suffix in (".txt", ".json"):
+        DataValidator.save_report(quality, work / "report" / f"validation{suffix}")
+    errors = [i.message for i in quality.issues if i.severity is ValidationSeverity.ERROR]
+    if errors:
+        raise PipelineError(f"validation failed ({work / 'report' / 'validation.txt'}): "
+                            + "; ".join(errors))
+    return {"passed": quality.passed,
+            "issues": [f"{i.severity.value}: {i.check_name}: {i.message}" for i in quality.issues]}

@@ -1,0 +1,167 @@
+"""The calibration object: the benign validation score distribution, with the threshold, tail
+probabilities and percentiles that come from it; the rules; models saved before it existed."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from training.errors import ConfigError, SchemaError
+from training.evaluation.calibration import (
+    LEVELS, Calibration, ThresholdRule, ordinal_percentile, parse_rule,
+)
+
+START = np.datetime64("2024-06-01T00:00:00", "us")
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1"
+
+
+def test_the_quantile_rule_on_hand_made_scores():
+    # 1000 scores 0.000 .. 0.999: the 0.999-quantile ("higher") is the last one, 0.999; one
+    # score of the 1000 is at or above it.
+    scores = np.arange(1000) / 1000
+    c = Calibration.fit(scores, rule="quantile")
+    assert (c.threshold, c.method, c.quantile, c.n_scores) == (0.999, "quantile", 0.999, 1000)
+    assert c.reference == "all" and c.expected_alert_rate == 0.001
+    assert c.rule == "unlabeled: threshold at the 99.9th percentile of validation scores"
+    assert c.to_threshold().to_dict() == {"value": 0.999, "method": "quantile",
+                                          "quantile": 0.999, "n_scores": 1000, "rule": c.rule}
+    # 0.5-quantile of 0 .. 9: positions 4.5 -> "higher" -> index 5
+    assert Calibration.fit(np.arange(10.0), rule="quantile:0.5").threshold == 5.0
+
+
+def test_tail_probability_and_percentile_by_hand():
+    # Scores 0..100: the quantiles are the identity (linear interpolation), so F(s) = s / 100.
+    c = Calibration.fit(np.arange(101.0), rule="quantile:0.99")
+    assert len(c.levels) == len(c.values) == len(LEVELS) == 128
+    np.testing.assert_allclose(c.percentile([-1, 0, 25.5, 50, 99.5, 100, 1e9]),
+                               [0, 0, 25.5, 50, 99.5, 100, 100])
+    # p(s) = (1 + n (1 - F(s))) / (n + 1) with n = 101
+    np.testing.assert_allclose(c.tail_probability([-1, 50, 100, 1e9]),
+                               [1.0, (1 + 101 * 0.5) / 102, 1 / 102, 1 / 102])
+    # higher scores are never more likely under benign traffic
+    p = c.tail_probability(np.linspace(-5, 105, 300))
+    assert (np.diff(p) <= 1e-12).all()
+
+
+def test_ties_and_nan_do_not_break_the_distribution():
+    scores = np.array([1.0] * 50 + [2.0] * 50 + [np.nan, np.inf])
+    c = Calibration.fit(scores, rule="quantile:0.9")
+    assert c.n_scores == 100 and c.threshold == 2.0 and c.expected_alert_rate == 0.5
+    assert c.cdf(np.array([0.5, 1.0, 1.5, 2.0, 3.0])).tolist()[0] == 0.0
+    assert c.cdf(np.array([2.0]))[0] == 1.0 and np.isnan(c.cdf(np.array([np.nan]))[0])
+
+
+def test_reference_units_are_the_benign_ones_or_all():
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 9.0, 8.0])
+    labels = np.array([0, 0, 0, 0, 1, -1])
+    benign = Calibration.fit(scores, labels, reference=labels == 0, rule="quantile:0.5")
+    assert (benign.reference, benign.n_scores, benign.threshold) == ("benign", 4, 0.3)
+    assert benign.rule == ("benign labels: threshold at the 50th percentile of benign "
+                           "validation scores")
+    everything = Calibration.fit(scores, labels, reference=np.ones(6, bool), rule="quantile:0.5")
+    assert (everything.reference, everything.n_scores, everything.threshold) == ("all", 6, 0.4)
+    assert Calibration.fit(scores, labels, reference=labels != 1).reference == "not_threat"
+
+
+def test_auto_is_the_trainers_old_rule():
+    scores = np.array([0.95, 0.80, 0.80, 0.70, 0.50, 0.50, 0.40, 0.30, 0.20, 0.20])
+    labels = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 0])
+    both = Calibration.fit(scores, labels)  # best F1 at 0.5 (see test_metrics)
+    assert (both.method, both.threshold, both.n_benign, both.n_threat) == ("best_f1", 0.5, 6, 4)
+    assert both.rule == ("labeled: threshold with the best F1 on validation units (6 benign, 4 "
+                         "threat)")
+    benign_only = Calibration.fit(scores[labels == 0], np.zeros(6, int))
+    assert (benign_only.method, benign_only.quantile, benign_only.threshold) == (
+        "benign_quantile", 0.99, 0.8)
+    unlabeled = Calibration.fit(scores, np.full(10, -1))
+    assert (unlabeled.method, unlabeled.quantile, unlabeled.reference) == ("quantile", 0.999, "all")
+
+
+def test_alerts_per_day_on_validation_spanning_two_days():
+    # 2,000 units over two days = 1,000 a day; 5 alerts a day -> share 0.005 -> the
+    # 0.995-quantile of 0 .. 1999, "higher": position 1989.005 -> 1990.
+    times = START + (np.arange(2000) * (2 * 86_400e6 / 1999)).astype("timedelta64[us]")
+    c = Calibration.fit(np.arange(2000.0), times=times, rule="alerts-per-day:5")
+    assert c.method == "alerts_per_day" and c.alerts_per_day == 5.0
+    assert c.span_days == pytest.approx(2.0) and c.quantile == pytest.approx(0.995)
+    assert c.threshold == 1990.0 and c.expected_alert_rate == 0.005
+    assert c.rule == ("unlabeled: threshold for 5 alerts per day (the 99.5th percentile of "
+                      "validation scores)")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rule": "alerts-per-day:5", "times": START + np.arange(10) * np.timedelta64(1, "h")},
+     r"needs validation data spanning at least a day; it spans 9 hours; use a longer capture "
+     r"or the rule quantile:Q"),
+    ({"rule": "alerts-per-day:5"}, r"it spans no known time"),
+    ({"rule": "best-f1", "labels": np.zeros(10, int)},
+     r"needs validation units of both classes; got 10 benign and 0 threat; use the rule "
+     r"quantile"),
+    ({"reference": np.zeros(10, bool)},
+     r"no finite validation score to calibrate a threshold on: .* give the run more data"),
+])
+def test_calibration_errors_say_what_to_do(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Calibration.fit(np.arange(10.0), **kwargs)
+
+
+@pytest.mark.parametrize("text, rule", [
+    ("quantile", ThresholdRule("quantile", 0.999)),
+    ("quantile:0.99", ThresholdRule("quantile", 0.99)),
+    ("alerts_per_day:12", ThresholdRule("alerts-per-day", 12.0)),
+    ("best_f1", ThresholdRule("best-f1", None)), ("AUTO", ThresholdRule("auto", None)),
+])
+def test_rules_read_the_same_in_flags_and_toml(text, rule):
+    assert parse_rule(text) == rule and parse_rule(str(rule)) == rule
+
+
+@pytest.mark.parametrize("text, message", [
+    ("quantile:0", r"in \(0, 1\), got 0.0"), ("quantile:1", r"in \(0, 1\), got 1.0"),
+    ("quantile:x", r"'x' is not a number"), ("alerts-per-day", r"needs the number of alerts"),
+    ("alerts-per-day:0", r"number of alerts > 0, got 0.0"), ("best-f1:3", "takes no number"),
+    ("top10", r"must be one of quantile\[:Q\], alerts-per-day:N, best-f1 or auto"),
+])
+def test_bad_rules_are_refused_with_the_forms(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_rule(text)
+
+
+def test_round_trip_and_a_damaged_calibration():
+    c = Calibration.fit(np.arange(100.0), rule="quantile:0.95")
+    data = json.loads(json.dumps(c.to_dict()))
+    assert Calibration.from_dict(data) == c and data["rule"] == c.rule
+    with pytest.raises(SchemaError, match="format 'x'"):
+        Calibration.from_dict({**data, "format": "x"})
+    with pytest.raises(SchemaError, match="missing threshold"):
+        Calibration.from_dict({k: v for k, v in data.items() if k != "threshold"})
+    with pytest.raises(SchemaError, match="non-decreasing"):
+        Calibration.from_dict({**data, "values": data["values"][::-1]})
+
+
+def test_ordinal_percentiles():
+    assert [ordinal_percentile(q) for q in (0.999, 0.99, 0.5, 0.01, 0.02, 0.9995, 0.11)] == [
+        "99.9th", "99th", "50th", "1st", "2nd", "99.95th", "11th"]
+
+
+def test_a_model_saved_before_calibrations_loads_with_its_threshold(tmp_path):
+    """The 0.1.0 checkpoint's sidecar has no calibration: it loads, keeps its threshold and
+    says it has no calibration (test_compat_v0_1 checks its scores)."""
+    from training.artifacts.model_files import load_model
+
+    shutil.copytree(FIXTURES / "quickstart" / "checkpoints", tmp_path, dirs_exist_ok=True)
+    loaded = load_model(tmp_path / "layer1_vae_best.pt")
+    assert "calibration" not in loaded.sidecar and loaded.calibration is None
+    assert loaded.threshold == loaded.sidecar["anomaly_threshold"] is not None
+    assert loaded.threshold_rule is None
+
+
+def test_the_evaluator_names_a_calibrated_thresholds_rule():
+    from training.evaluation.evaluator import ModelEvaluator
+
+    c = Calibration.fit(np.arange(1000.0), rule="quantile")
+    assert ModelEvaluator._threshold_source("checkpoint sidecar", c.to_threshold().to_dict()) == (
+        "checkpoint sidecar (unlabeled: threshold at the 99.9th percentile of validation scores)")
