@@ -284,6 +284,15 @@ def declared_model(path: str | Path, sidecar: dict[str, Any]
     return cls, {k: tuple(v.shape) for k, v in skeleton.state_dict().items()}
 
 
+def _fits(found: tuple | None, declared: tuple | None) -> bool:
+    """A file tensor's shape against the model's: equal, or any shape of the same rank for a
+    state the detector sizes when it is fitted (declared empty in every dimension)."""
+    if found is None or declared is None:
+        return False
+    fitted_later = len(declared) > 0 and not any(declared)
+    return found == declared or (fitted_later and len(found) == len(declared))
+
+
 def load_model(path: str | Path, *, map_location: str | torch.device = "cpu",
                expected_spec: FeatureSpec | None = None,
                sidecar: dict[str, Any] | None = None) -> LoadedModel:
@@ -299,8 +308,9 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu",
     cls, shapes = declared_model(path, sidecar)
     state = read_weights(path, sidecar["sha256"], map_location)
     found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    if found != shapes:
-        differ = sorted(k for k in found.keys() | shapes.keys() if found.get(k) != shapes.get(k))
+    differ = sorted(k for k in found.keys() | shapes.keys()
+                    if not _fits(found.get(k), shapes.get(k)))
+    if differ:
         key = differ[0]
         raise CheckpointError(f"{path}: the weights do not fit the {cls.__name__} its sidecar "
                               f"declares ({sidecar_path(path).name} init_args "

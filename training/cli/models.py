@@ -27,7 +27,7 @@ def _print_json(value: object) -> None:
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
-    from training.layers.base import get_layer
+    from training.layers.registry import get_layer
     from training.retraining.continuous import (
         RETRAINING_CHANGES, ContinuousTrainingPipeline, RetrainingConfig,
     )

@@ -71,7 +71,7 @@ def source_options(sources: list[DataSource], *, column_names: str | None = None
     Raises:
         ConfigError: --column-names without a csv source, or a malformed pair.
     """
-    from training.pipeline.config import with_columns
+    from training.pipeline.checks import with_columns
 
     fields = parse_pairs(field_map, "--field-map")
     labels = {text: _label_value(value) for text, value in parse_pairs(label_map,
@@ -169,7 +169,7 @@ def _traceback(verbose: bool) -> None:
 def layer_name(text: str) -> str:
     """A layer's canonical name from any of its names (layer2, 2, layer2_behavioral), for
     argparse `type=`; the layers are imported only when the flag is used."""
-    from training.layers.base import get_layer
+    from training.layers.registry import get_layer
 
     try:
         return get_layer(text).name

@@ -159,7 +159,7 @@ def cmd_split(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from training.cli.train import run
-    from training.layers.base import get_layer
+    from training.layers.registry import get_layer
 
     return run(get_layer(args.layer)(), args)
 
@@ -178,7 +178,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.evaluation.evaluator import save_report
     from training.evaluation.report_text import format_report
     from training.evaluation.units import evaluate_units
-    from training.layers.base import layer_for_spec
+    from training.layers.registry import layer_for_spec
 
     if (args.data is None) == (not args.source):
         raise ConfigError("evaluate needs --data FILE (a split or features file) or --source "
@@ -259,7 +259,7 @@ def _source_flags(parser: argparse.ArgumentParser, option: Option) -> None:
                 "0, background/unknown -1, anything else 1)")
 def _build_train(parser: argparse.ArgumentParser) -> None:
     """`train LAYER`: one subcommand per layer, its flags added when it is used."""
-    from training.layers.base import get_layer, layer_names
+    from training.layers.registry import get_layer, layer_names
 
     layers = parser.add_subparsers(dest="layer", metavar="LAYER")
     parser.set_defaults(run=help_command(parser))

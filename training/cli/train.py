@@ -26,7 +26,8 @@ from training.cli.options import exit_code
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, Switch, add_global_flags
 from training.errors import ConfigError
-from training.layers.base import Layer, get_layer
+from training.layers.base import Layer
+from training.layers.registry import get_layer
 from training.layers.training import train_layer
 from training.paths import checkpoints_dir, logs_dir
 from training.trainer.callbacks import Callback

@@ -26,7 +26,7 @@ from training.cli.options import exit_code, layer_name, registry_dir
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags
 from training.errors import PipelineError
-from training.layers.base import layer_names
+from training.layers.registry import layer_names
 from training.paths import models_dir, tuning_dir
 from training.tuning.objectives import METRICS, make_objective
 from training.tuning.tuner import HyperparameterTuner, TuningConfig

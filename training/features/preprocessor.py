@@ -28,7 +28,8 @@ from training.artifacts.npz import read_arrays
 from training.collection.event_dicts import events_table
 from training.errors import ConfigError, SchemaError
 from training.features.encoding import SPEC_FIELD, FeatureSpec
-from training.layers.base import Layer, get_layer, layer_names
+from training.layers.base import Layer
+from training.layers.registry import get_layer, layer_names
 from training.layers.samples import LayerType, PreprocessedSample
 from training.paths import preprocessed_dir
 

@@ -5,7 +5,7 @@ mapped back to the events that formed it; fit the scaling on training units; spl
 cut them into batches; build the default detector (or another chosen by name:
 `build_detector`) and its TrainingConfig; sample its search space; score units; explain a
 unit's score. Stages never switch on layer names: they ask
-`get_layer(name)` for the class, or `layer_for_spec(spec)` for the layer a model was trained
+`get_layer(name)` (`training.layers.registry`) for the class, or `layer_for_spec(spec)` for the layer a model was trained
 with.
 
 Names: every layer has one canonical name ("layer1"). Its aliases (the original `LayerType`
@@ -33,19 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.detectors.base import SCORE_BATCH, Detector, model_scores
-from training.errors import ConfigError, NotSupportedError, SchemaError
+from training.errors import ConfigError, NotSupportedError
 from training.features.encoding import FeatureSpec
 from training.layers.samples import LayerType, PreprocessedSample
 from training.trainer.config import TrainingConfig
 
 logger = logging.getLogger(__name__)
 
-LAYERS: dict[str, type[Layer]] = {}
 TIME = pa.timestamp("us", tz="UTC")  # the type of a unit's time
-BUILTIN = ("layer1", "layer2", "layer3")  # the package's own layers, one module each
-# The original design's layers without an implementation yet.
-PLANNED = {"layer4": ("layer4_tactical", "4"), "layer5": ("layer5_strategic", "5")}
-
 
 class Layer(ABC):
     """One layer of the pipeline (see the module docstring).
@@ -325,78 +320,3 @@ class Layer(ABC):
     def explain(self, model: Detector, units: Any, rows: np.ndarray) -> list[Any]:
         """The reasons behind the scores of units `rows` (the alerts' explanation hook)."""
         raise NotSupportedError(f"{self.name} does not explain its scores yet")
-
-
-def register_layer(cls: type[Layer]) -> type[Layer]:
-    """Class decorator: make `cls` a layer every stage can use, under its name and aliases."""
-    if not (isinstance(cls, type) and issubclass(cls, Layer)):
-        raise ConfigError(f"register_layer takes a Layer subclass, got {cls!r}")
-    for key in (cls.name, *cls.aliases):
-        known = _find(key)
-        if known is not None and known is not cls:
-            raise ConfigError(f"layer name {key!r} is taken by {known.__name__}")
-    LAYERS[cls.name] = cls
-    return cls
-
-
-def get_layer(name: str) -> type[Layer]:
-    """The layer class `name` (canonical name or alias) refers to.
-
-    Raises:
-        NotSupportedError: a planned layer of the original design (4 or 5).
-        ConfigError: an unknown name; the message lists the valid ones.
-    """
-    _import_builtin_layers()
-    key = str(getattr(name, "value", name))
-    cls = _find(key)
-    if cls is not None:
-        return cls
-    for planned, aliases in PLANNED.items():
-        if key in (planned, *aliases):
-            raise NotSupportedError(f"{planned} is not available: this release has layers "
-                                    f"{', '.join(sorted(LAYERS))}")
-    raise ConfigError(f"unknown layer {key!r}; use one of {', '.join(layer_names())}")
-
-
-def default_layers() -> list[str]:
-    """The package's own layers: what the pipeline runs unless told otherwise."""
-    return list(BUILTIN)
-
-
-def layer_names() -> list[str]:
-    """Every registered layer's canonical name, sorted."""
-    _import_builtin_layers()
-    return sorted(LAYERS)
-
-
-def layer_for_spec(spec: FeatureSpec | None, where: str = "the model") -> Layer:
-    """The layer (fitted state included) that made `spec`.
-
-    Raises:
-        SchemaError: no spec, or one no registered layer can reproduce.
-    """
-    if spec is None:
-        raise SchemaError(f"{where} has no FeatureSpec, so its input transform cannot be "
-                          "reproduced; save or register a model with its feature_spec")
-    try:
-        cls = get_layer(spec.layer)
-    except ConfigError:
-        raise SchemaError(f"{where}'s FeatureSpec is for {spec.layer!r}; known layers: "
-                          f"{', '.join(layer_names())}") from None
-    return cls.from_spec(spec)
-
-
-def _find(key: str) -> type[Layer] | None:
-    for cls in LAYERS.values():
-        if key == cls.name or key in cls.aliases:
-            return cls
-    return None
-
-
-def _import_builtin_layers() -> None:
-    # The package's own layers register themselves on import; import them on first use, so
-    # that naming a layer works without importing its module (and its torch-geometric) first.
-    import importlib
-
-    for module in BUILTIN:
-        importlib.import_module(f"training.layers.{module}")

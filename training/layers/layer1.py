@@ -16,7 +16,7 @@ import numpy as np
 from training.detectors.vae import Layer1VAE
 from training.features.encoding import FeatureSpec
 from training.features.layer1 import DIM, Layer1Featurizer
-from training.layers.base import register_layer
+from training.layers.registry import register_layer
 from training.layers.samples import LayerType
 from training.layers.vectors import EventVectorLayer
 from training.trainer.config import TrainingConfig

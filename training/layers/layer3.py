@@ -16,7 +16,8 @@ import pyarrow as pa
 
 from training.detectors.base import Detector
 from training.features.encoding import FeatureSpec, as_array
-from training.layers.base import TIME, register_layer
+from training.layers.base import TIME
+from training.layers.registry import register_layer
 from training.layers.samples import LayerType, PreprocessedSample
 from training.layers.scaled import ScaledLayer
 from training.trainer.config import TrainingConfig

@@ -57,11 +57,13 @@ from typing import Any
 
 import numpy as np
 
-from training.errors import ConfigError, NotSupportedError
+from training.errors import ConfigError
 from training.evaluation.calibration import parse_rule
-from training.layers.base import default_layers, get_layer, layer_names
+from training.layers.registry import default_layers, get_layer, layer_names
+from training.pipeline.checks import (
+    TRAIN_KEYS, build, canonical_layers, check_types, known, layer_settings, one_of, source, typed,
+)
 from training.sources.config import DataSource
-from training.sources.presets import column_names
 
 STRATEGIES = ("random", "stratified", "temporal", "group")
 GATE_METRICS = ("pr_auc", "roc_auc")
@@ -85,7 +87,7 @@ class SplitConfig:
     train_until: str | float | None = None
 
     def __post_init__(self) -> None:
-        _one_of("split.strategy", self.strategy, STRATEGIES)
+        one_of("split.strategy", self.strategy, STRATEGIES)
         ratios = self.ratios
         if min(ratios) <= 0 or abs(sum(ratios) - 1.0) > 1e-6:
             raise ConfigError(f"split ratios must be > 0 and sum to 1, got {ratios}")
@@ -185,7 +187,7 @@ class GateConfig:
     improvement_threshold: float = 0.02
 
     def __post_init__(self) -> None:
-        _one_of("gate.metric", self.metric, GATE_METRICS)
+        one_of("gate.metric", self.metric, GATE_METRICS)
 
 
 @dataclass(frozen=True)
@@ -250,25 +252,25 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
                      defaults: dict[str, Any] | None = None, **overrides: Any) -> PipelineConfig:
     """A `PipelineConfig` from the TOML file's content (see `load_config`)."""
     data = {**(defaults or {}), **data, **{k: v for k, v in overrides.items() if v is not None}}
-    _known(data, {"workdir", "layers", "seed", "max_events", "sources", "test_sources", "split",
+    known(data, {"workdir", "layers", "seed", "max_events", "sources", "test_sources", "split",
                   "train", "gate"}, where)
-    _typed(where, "workdir", data.get("workdir", "maximus-run"), (str, Path), "a path")
-    _typed(where, "seed", data.get("seed", 42), int, "an integer")
+    typed(where, "workdir", data.get("workdir", "maximus-run"), (str, Path), "a path")
+    typed(where, "seed", data.get("seed", 42), int, "an integer")
     if data.get("max_events") is not None:
-        _typed(where, "max_events", data["max_events"], int, "an integer >= 1")
-    _typed(where, "layers", data.get("layers", []), (list, tuple), "a list of layer names")
+        typed(where, "max_events", data["max_events"], int, "an integer >= 1")
+    typed(where, "layers", data.get("layers", []), (list, tuple), "a list of layer names")
     for key in ("sources", "test_sources"):
-        _typed(where, key, data.get(key, []), (list, tuple), f"an array of tables ([[{key}]])")
+        typed(where, key, data.get(key, []), (list, tuple), f"an array of tables ([[{key}]])")
     for table in ("split", "train", "gate"):
-        _typed(where, table, data.get(table, {}), dict, f"a table ([{table}])")
+        typed(where, table, data.get(table, {}), dict, f"a table ([{table}])")
     sources, test_sources = ([s if isinstance(s, DataSource) else
-                              _source(s, f"{where} [[{key}]] #{i + 1}")
+                              source(s, f"{where} [[{key}]] #{i + 1}")
                               for i, s in enumerate(data.get(key, []))]
                              for key in ("sources", "test_sources"))
     train = data.get("train", {})
     defaults = {k: v for k, v in train.items() if not isinstance(v, dict)}
-    _known(defaults, set(TRAIN_KEYS), f"{where} [train]")
-    _check_types(defaults, TRAIN_KEYS, f"{where} [train]")
+    known(defaults, set(TRAIN_KEYS), f"{where} [train]")
+    check_types(defaults, TRAIN_KEYS, f"{where} [train]")
     per_layer = {}
     for key, values in train.items():
         if isinstance(values, dict):
@@ -276,127 +278,20 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
                 layer = get_layer(key)
             except ConfigError as exc:
                 raise ConfigError(f"{where} [train.{key}]: {exc}") from None
-            _layer_settings(layer, values, f"{where} [train.{key}]")
+            layer_settings(layer, values, f"{where} [train.{key}]")
             per_layer[layer.name] = values
-    layers = _layer_names(data.get("layers", default_layers()), f"{where}: layers")
+    layers = canonical_layers(data.get("layers", default_layers()), f"{where}: layers")
     return PipelineConfig(
         sources=tuple(sources),
         workdir=Path(data.get("workdir", "maximus-run")),
         layers=tuple(layers),
         seed=data.get("seed", 42),
         max_events=data.get("max_events"),
-        split=_build(SplitConfig, data.get("split", {}), f"{where} [split]"),
+        split=build(SplitConfig, data.get("split", {}), f"{where} [split]"),
         train={name: _train({**defaults, **per_layer.get(name, {})}) for name in layers},
-        gate=_build(GateConfig, data.get("gate", {}), f"{where} [gate]"),
+        gate=build(GateConfig, data.get("gate", {}), f"{where} [gate]"),
         test_sources=tuple(test_sources),
     )
-
-
-# The keys of [train] and [train.<layer>] besides a layer's model arguments, with their types.
-TRAIN_KEYS = {"epochs": (int, "an integer"), "batch_size": (int, "an integer"),
-              "learning_rate": ((int, float), "a number"), "benign_only": (bool, "true or false"),
-              "keep_unknown": (bool, "true or false"), "threshold": (str, "a rule such as "
-                                                                     "\"quantile:0.999\"")}
-
-
-def _layer_settings(layer: type, values: dict[str, Any], where: str) -> None:
-    """A [train.<layer>] table: its training keys, and the layer's model arguments
-    (`Layer.model_options`), each of the type and choices the command line accepts."""
-    options = layer.model_options
-    _check_types({k: v for k, v in values.items() if k in TRAIN_KEYS}, TRAIN_KEYS, where)
-    if values.get("detector", layer.detector_name) != layer.detector_name:
-        return  # another detector: its arguments are checked when it is built
-    _known(values, set(TRAIN_KEYS) | set(options) | {"detector"}, where)
-    for name, value in values.items():
-        if name in options:
-            _model_value(name, value, options[name], where)
-
-
-def _model_value(name: str, value: Any, option: dict[str, Any], where: str) -> None:
-    kind = option.get("type")
-    if option.get("action") is not None:  # a --flag/--no-flag switch
-        kind, rule = bool, "true or false"
-    else:
-        rule = {int: "an integer", float: "a number"}.get(kind, "a string")
-    values = value
-    if option.get("nargs") in ("+", "*"):
-        if not isinstance(value, list) or (option["nargs"] == "+" and not value):
-            raise ConfigError(f"{where}: {name} must be a list of {rule.split(' ', 1)[1]}s, "
-                              f"got {value!r}")
-        rule = f"a list of {rule.split(' ', 1)[1]}s"
-    else:
-        values = [value]
-    for item in values:
-        ok = {bool: lambda v: isinstance(v, bool),
-              int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-              float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
-              }.get(kind, lambda v: isinstance(v, str))(item)
-        if not ok:
-            raise ConfigError(f"{where}: {name} must be {rule}, got {value!r}")
-        if option.get("choices") and item not in option["choices"]:
-            raise ConfigError(f"{where}: {name} must be one of "
-                              f"{', '.join(map(str, option['choices']))}, got {item!r}")
-
-
-def _check_types(values: dict[str, Any], kinds: dict[str, tuple[Any, str]], where: str) -> None:
-    for name, value in values.items():
-        _typed(where, name, value, *kinds[name])
-
-
-def _typed(where: str, name: str, value: Any, kind: Any, rule: str) -> None:
-    """Refuse `value` unless it is a `kind` (a bool is not a number)."""
-    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
-        raise ConfigError(f"{where}: {name} must be {rule}, got {value!r}")
-
-
-def _one_of(name: str, value: Any, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
-
-
-def _layer_names(names: Any, where: str) -> list[str]:
-    """Canonical names of the layers `names` lists (any of their names)."""
-    try:
-        return [get_layer(name).name for name in names]
-    except (ConfigError, NotSupportedError) as exc:
-        raise ConfigError(f"{where} must name layers of {', '.join(layer_names())}: "
-                          f"{exc}") from None
-
-
-def _source(entry: dict[str, Any], where: str) -> DataSource:
-    if not isinstance(entry, dict):
-        raise ConfigError(f"{where}: must be a table with type and path, got {entry!r}")
-    _known(entry, {"name", "type", "path", "connection_params", "field_map", "label_map",
-                   "default_label", "column_names", "has_header"}, where)
-    if "type" not in entry:
-        raise ConfigError(f"{where}: needs type = \"zeek_logs\" (or json_file, csv_file, ...)")
-    params = dict(entry.get("connection_params", {}))
-    if "path" in entry:
-        params["path"] = entry["path"]
-    try:
-        field_map = entry.get("field_map")
-        if "column_names" in entry:
-            field_map = with_columns(params, entry["column_names"], field_map,
-                                     entry.get("has_header"))
-        elif "has_header" in entry:
-            params["has_header"] = entry["has_header"]
-        return DataSource(entry.get("name", entry["type"]), entry["type"], params,
-                          field_map=field_map, label_map=entry.get("label_map"),
-                          default_label=entry.get("default_label"))
-    except ConfigError as exc:
-        raise ConfigError(f"{where}: {exc}") from None
-
-
-def with_columns(params: dict[str, Any], names: Any, field_map: dict[str, Any] | None,
-                 has_header: bool | None = None) -> dict[str, Any] | None:
-    """Put column names (a preset such as "nsl_kdd", "a,b,c" or a list) into a CSV source's
-    connection_params (a file without a header unless `has_header`); returns the field map:
-    the preset's, updated by `field_map`."""
-    columns, preset_map = column_names(names)
-    params["column_names"] = list(columns)
-    params["has_header"] = bool(has_header) if has_header is not None else False
-    merged = {**preset_map, **(field_map or {})}
-    return merged or None
 
 
 def _train(values: dict[str, Any]) -> LayerSettings:
@@ -405,20 +300,3 @@ def _train(values: dict[str, Any]) -> LayerSettings:
                        model={k: v for k, v in values.items() if k not in own})
 
 
-def _build(cls: type, values: dict[str, Any], where: str) -> Any:
-    """`cls(**values)`, each value of its field's type (the type of the field's default)."""
-    known = {f.name: f for f in fields(cls)}
-    _known(values, set(known), where)
-    for name, value in values.items():
-        if isinstance(known[name].default, str):
-            _typed(where, name, value, str, "a string")
-        else:
-            _typed(where, name, value, (int, float), "a number")
-    return cls(**values)
-
-
-def _known(values: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(values) - allowed)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
-                          f"allowed: {', '.join(sorted(allowed))}")

@@ -54,7 +54,8 @@ from training.collection.schema import labels_from_alerts
 from training.errors import PipelineError, TooFewError
 from training.evaluation.evaluator import save_report
 from training.evaluation.units import evaluate_units
-from training.layers.base import Layer, get_layer, layer_for_spec
+from training.layers.base import Layer
+from training.layers.registry import get_layer, layer_for_spec
 from training.layers.layer1 import Layer1
 from training.layers.training import train_layer
 from training.pipeline.config import PipelineConfig

@@ -52,7 +52,8 @@ from training.datasets.validator import DataValidator
 from training.errors import ConfigError, NotFoundError, RegistryError, SchemaError
 from training.evaluation.units import unit_times
 from training.features.encoding import FeatureSpec
-from training.layers.base import Layer, get_layer, layer_for_spec
+from training.layers.base import Layer
+from training.layers.registry import get_layer, layer_for_spec
 from training.layers.training import train_layer
 from training.paths import models_dir
 from training.registry.metadata import metric_direction

@@ -44,7 +44,8 @@ import torch
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector, DataSource
 from training.errors import CheckpointError, ConfigError
-from training.layers.base import TIME, layer_for_spec
+from training.layers.base import TIME
+from training.layers.registry import layer_for_spec
 from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
 

@@ -186,7 +186,7 @@ def test_views_read_rows_and_fit_masks_from_layer_batches():
 
 
 def test_every_layer_offers_the_row_detectors():
-    from training.layers.base import get_layer
+    from training.layers.registry import get_layer
 
     assert row_detector_names() == ["autoencoder", "ecod", "iforest", "knn"]
     for name, own in (("layer1", "vae"), ("layer2", "gnn"), ("layer3", "tcn")):

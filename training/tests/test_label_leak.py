@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from training.collection.schema import labels_from_alerts
-from training.layers.base import get_layer
+from training.layers.registry import get_layer
 from training.sources.presets import NSL_KDD_COLUMNS
 from training.tests.conftest import collect
 
@@ -176,7 +176,7 @@ def _case_nsl_kdd(tmp: Path, how: str, datasets: Path) -> tuple[Path, dict]:
     records = _csv(datasets / "nsl_kdd/KDDTrain+_20Percent.txt", ROWS, list(NSL_KDD_COLUMNS))
     path = tmp / "kdd.txt"
     names = _write_csv(path, change(records, ("label", "difficulty"), how), header=False)
-    from training.pipeline.config import with_columns
+    from training.pipeline.checks import with_columns
 
     params: dict = {}
     field_map = with_columns(params, names, {"protocol": "protocol_type", "conn_state": "flag",

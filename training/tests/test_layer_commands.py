@@ -14,7 +14,7 @@ import torch
 
 from training.cli.main import main
 from training.data_collection import DataCollector, DataSource
-from training.layers.base import get_layer
+from training.layers.registry import get_layer
 from training.model_registry import ModelMetadata, ModelRegistry
 
 CAPTURE = Path("../shared/datasets/iot23/CTU-Malware-Capture-44-1-labeled.csv")

@@ -21,7 +21,7 @@ import torch
 
 from training.artifacts.model_files import load_model, save_model
 from training.data_collection import DataCollector, DataSource
-from training.layers.base import LAYERS, get_layer, layer_for_spec, layer_names
+from training.layers.registry import LAYERS, get_layer, layer_for_spec, layer_names
 from training.layers.training import train_layer
 
 CAPTURE = Path("../shared/datasets/iot23/CTU-Malware-Capture-44-1-labeled.csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -165,8 +166,11 @@ def test_retrain_script_trains_the_chosen_layers(tmp_path):
     command = next(line for line in result.stderr.splitlines()
                    if line.startswith("retrain_models.sh: ") and "-m training.cli" in line)
     assert command.endswith("--layers layer1 layer2 --batch-size 64 --epochs 1 --lr 0.002")
-    assert "layer1: layer1_vae 1.0.0 -> production" in result.stdout
-    assert "layer2: layer2_gnn 1.0.0 -> production" in result.stdout and "layer3" not in result.stdout
+    # Each chosen layer is trained, registered and put before the gate (which may keep a weak
+    # one-epoch model out of production, saying why); layer3 was not chosen.
+    assert re.search(r"^layer1: layer1_vae 1\.0\.0 -> (production|none) ", result.stdout, re.M)
+    assert re.search(r"^layer2: layer2_gnn 1\.0\.0 -> (production|none) ", result.stdout, re.M)
+    assert "layer3" not in result.stdout
     assert (tmp_path / "r/retrain.log").stat().st_size > 0
 
 

@@ -162,7 +162,7 @@ def test_bursty_times_move_a_cut_rather_than_empty_a_part():
 
 
 def test_a_layer_with_too_few_units_or_times_says_what_it_has_and_needs(datasets):
-    from training.layers.base import get_layer
+    from training.layers.registry import get_layer
 
     events, _ = collect("zeek_logs", datasets / "slips_portscan_zeek")
     shortfalls = {name: get_layer(name)().shortfall(get_layer(name)().featurize(events))

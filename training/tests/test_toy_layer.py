@@ -18,7 +18,7 @@ import torch
 
 from training.detectors.base import DETECTORS, Detector, register_detector
 from training.features.encoding import FeatureSpec, column, numbers
-from training.layers.base import LAYERS, register_layer
+from training.layers.registry import LAYERS, register_layer
 from training.layers.vectors import EventVectorLayer
 from training.trainer.config import TrainingConfig
 

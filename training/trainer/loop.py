@@ -64,7 +64,7 @@ from torch import nn
 from training.artifacts.model_files import save_model
 from training.compat.loss_fn_model import LossFnModel
 from training.detectors.base import Detector, model_scores
-from training.errors import CheckpointError, ConfigError, TrainingError
+from training.errors import ConfigError, TrainingError
 from training.evaluation.calibration import Calibration
 from training.evaluation.thresholds import Threshold
 from training.features.encoding import FeatureSpec
@@ -72,12 +72,11 @@ from training.paths import checkpoints_dir, logs_dir
 from training.trainer.batches import TensorBatches
 from training.trainer.callbacks import (
     Callback, EpochProgress, built_in_callbacks, callback_states, is_better,
-    restore_callback_states,
 )
 from training.trainer.config import TrainingConfig, TrainingMetrics
 from training.trainer.resume import (
-    BackgroundWriter, load_checkpoint, load_state, resume_path, rng_state, save_state,
-    save_weights, set_rng_state, snapshot,
+    BackgroundWriter, load_checkpoint, restore_trainer, resume_path, rng_state, save_state,
+    save_weights, snapshot,
 )
 from training.trainer.setup import (
     amp_dtype, build_optimizer, build_scheduler, init_distributed, resolve_device, seed_everything,
@@ -382,33 +381,7 @@ class LayerTrainer:
 
     def load_state(self, path: str | Path) -> None:
         """Continue from a last-state checkpoint of the same model class and arguments."""
-        state = load_state(path, map_location=self.device)
-        init_args = json.dumps(getattr(self.model, "init_args", None), sort_keys=True)
-        if state["model_class"] != type(self.model).__name__ or state["init_args"] != init_args:
-            raise CheckpointError(f"{path}: saved for {state['model_class']}{state['init_args']}"
-                                  f", not {type(self.model).__name__}{init_args}; resume with "
-                                  "the same model settings or start without --resume")
-        saved_cfg = json.loads(state["config"])
-        changed = sorted(k for k, v in self.config.to_dict().items()
-                         if saved_cfg.get(k) != v and k != "num_epochs")
-        if changed:
-            logger.warning("resuming %s with changed settings: %s", path, ", ".join(changed))
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        if self.scheduler is not None and state["scheduler"] is not None:
-            self.scheduler.load_state_dict(state["scheduler"])
-        if self.scaler is not None and state["scaler"] is not None:
-            self.scaler.load_state_dict(state["scaler"])
-        restore_callback_states(self.callbacks, state["callbacks"])
-        self.epoch = int(state["epoch"])
-        self.best_val_loss, self.best_epoch = float(state["best_val_loss"]), state["best_epoch"]
-        self._best_state = state["best_state"]
-        self.should_stop = bool(state["should_stop"])
-        self.history = [TrainingMetrics(**m) for m in state["history"]]
-        if state["data"] is not None and hasattr(self._train_data, "load_state_dict"):
-            self._train_data.load_state_dict(state["data"])
-        set_rng_state(state["rng"])
-        logger.info("resumed %s at epoch %d", path, self.epoch)
+        restore_trainer(self, path)
 
     # --------------------------------------------------------------- helpers
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import random
 from collections.abc import Callable
@@ -30,6 +31,8 @@ import torch
 
 from training.artifacts.atomic import atomic_write
 from training.errors import CheckpointError
+from training.trainer.callbacks import restore_callback_states
+from training.trainer.config import TrainingMetrics
 
 FORMAT = "maximus.trainer_state.v2"
 
@@ -198,3 +201,34 @@ def load_checkpoint(trainer: Any, path: str | Path) -> int:
     epoch = sidecar.get("best_epoch") or sidecar.get("epoch") or 0
     logger.info("loaded the weights of %s (epoch %d)", path, epoch)
     return int(epoch)
+
+
+def restore_trainer(trainer: Any, path: str | Path) -> None:
+    """Continue `trainer` from a last-state checkpoint of the same model class and arguments."""
+    state = load_state(path, map_location=trainer.device)
+    init_args = json.dumps(getattr(trainer.model, "init_args", None), sort_keys=True)
+    if state["model_class"] != type(trainer.model).__name__ or state["init_args"] != init_args:
+        raise CheckpointError(f"{path}: saved for {state['model_class']}{state['init_args']}"
+                              f", not {type(trainer.model).__name__}{init_args}; resume with "
+                              "the same model settings or start without --resume")
+    saved_cfg = json.loads(state["config"])
+    changed = sorted(k for k, v in trainer.config.to_dict().items()
+                     if saved_cfg.get(k) != v and k != "num_epochs")
+    if changed:
+        logger.warning("resuming %s with changed settings: %s", path, ", ".join(changed))
+    trainer.model.load_state_dict(state["model"])
+    trainer.optimizer.load_state_dict(state["optimizer"])
+    if trainer.scheduler is not None and state["scheduler"] is not None:
+        trainer.scheduler.load_state_dict(state["scheduler"])
+    if trainer.scaler is not None and state["scaler"] is not None:
+        trainer.scaler.load_state_dict(state["scaler"])
+    restore_callback_states(trainer.callbacks, state["callbacks"])
+    trainer.epoch = int(state["epoch"])
+    trainer.best_val_loss, trainer.best_epoch = float(state["best_val_loss"]), state["best_epoch"]
+    trainer._best_state = state["best_state"]
+    trainer.should_stop = bool(state["should_stop"])
+    trainer.history = [TrainingMetrics(**m) for m in state["history"]]
+    if state["data"] is not None and hasattr(trainer._train_data, "load_state_dict"):
+        trainer._train_data.load_state_dict(state["data"])
+    set_rng_state(state["rng"])
+    logger.info("resumed %s at epoch %d", path, trainer.epoch)

@@ -29,7 +29,8 @@ import numpy as np
 import optuna
 
 from training.errors import ConfigError, RegistryError, TrainingError
-from training.layers.base import Layer, get_layer
+from training.layers.base import Layer
+from training.layers.registry import get_layer
 from training.layers.training import train_layer
 from training.evaluation.metrics import known_scores, pr_auc
 from training.tuning.pruning import OptunaPruning

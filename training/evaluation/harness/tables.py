@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from training.artifacts.atomic import atomic_write
-from training.layers.base import get_layer
+from training.layers.registry import get_layer
 
 BEGIN, END = "<!-- detection-harness:begin -->", "<!-- detection-harness:end -->"
 LABELS = {"roc_auc": "ROC-AUC", "pr_auc": "PR-AUC", "dr_at_fpr": "DR@1%FPR"}

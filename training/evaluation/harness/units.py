@@ -23,7 +23,8 @@ import pyarrow.compute as pc
 
 from training.errors import SchemaError
 from training.evaluation.harness.captures import Capture
-from training.layers.base import Layer, get_layer
+from training.layers.base import Layer
+from training.layers.registry import get_layer
 
 
 @dataclass
