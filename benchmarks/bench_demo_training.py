@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from training.collection.event_dicts import events_table  # noqa: E402
 from training.demo.generator import generate_demo_events  # noqa: E402
 from training.evaluation.metrics import roc_auc  # noqa: E402
-from training.layers.base import get_layer  # noqa: E402
+from training.layers.registry import get_layer  # noqa: E402
 from training.layers.training import train_layer  # noqa: E402
 
 

@@ -25,7 +25,6 @@ import hashlib
 import io
 import json
 import math
-import os
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -36,8 +35,9 @@ from typing import Any
 import torch
 
 from training.artifacts.atomic import atomic_write
+from training.artifacts.limits import byte_limit
 from training.detectors.base import Detector, detector_class
-from training.errors import CheckpointError, ConfigError, PipelineError
+from training.errors import CheckpointError, PipelineError
 from training.evaluation.calibration import Calibration
 from training.features.encoding import FeatureSpec
 
@@ -145,17 +145,7 @@ def save_model(model: torch.nn.Module, path: str | Path, *,
 
 def max_model_bytes() -> int:
     """Bytes of parameters and buffers a sidecar may declare (MAXIMUS_MAX_MODEL_BYTES)."""
-    text = os.environ.get(MODEL_LIMIT_VARIABLE)
-    if text is None:
-        return DEFAULT_MODEL_LIMIT
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{MODEL_LIMIT_VARIABLE} must be a whole number of bytes >= 1, "
-                          f"got {text!r}")
-    return value
+    return byte_limit(MODEL_LIMIT_VARIABLE, DEFAULT_MODEL_LIMIT)
 
 
 def read_sidecar(path: str | Path, data: bytes | None = None) -> dict[str, Any]:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import zipfile
 from collections.abc import Collection
 from pathlib import Path
@@ -27,7 +26,8 @@ import numpy as np
 import pyarrow as pa
 
 from training.artifacts.atomic import atomic_write
-from training.errors import ConfigError, SchemaError, SourceError
+from training.artifacts.limits import byte_limit
+from training.errors import SchemaError, SourceError
 from training.features.encoding import SPEC_FIELD, FeatureSpec
 
 STATS_FIELD = "stats"  # JSON text of the build statistics
@@ -40,17 +40,7 @@ _UNREADABLE = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile)
 
 def inflated_limit() -> int:
     """Bytes that the compressed members of one .npz may declare in all."""
-    text = os.environ.get(INFLATED_LIMIT_VARIABLE)
-    if text is None:
-        return DEFAULT_INFLATED_LIMIT
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ConfigError(f"{INFLATED_LIMIT_VARIABLE} must be a whole number of bytes >= 1, "
-                          f"got {text!r}")
-    return value
+    return byte_limit(INFLATED_LIMIT_VARIABLE, DEFAULT_INFLATED_LIMIT)
 
 
 def write_arrays(path: str | Path, arrays: dict[str, np.ndarray]) -> Path:

@@ -17,17 +17,16 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from optuna.trial import TrialState
 
-from training.cli.options import exit_code, layer_name, registry_dir
+from training.cli.options import exit_code, layer_name, registry_dir, registry_options
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags
 from training.errors import PipelineError
 from training.layers.registry import layer_names
-from training.paths import models_dir, tuning_dir
+from training.paths import tuning_dir
 from training.tuning.objectives import METRICS, make_objective
 from training.tuning.tuner import HyperparameterTuner, TuningConfig
 
@@ -89,12 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _option(parser, "--max_epochs", type=int, default=30, help="epochs per trial")
     _option(parser, "--best_epochs", type=int, default=100,
             help="epochs for --train-best (early stopping applies)")
-    where = parser.add_mutually_exclusive_group()
-    _option(where, "--registry_dir", type=Path,
-            help="model registry for --train-best (default: $MAXIMUS_DATA_ROOT/models, "
-                 f"now {models_dir()})")
-    _option(where, "--workdir", type=Path,
-            help="a pipeline's working directory: --train-best registers in WORKDIR/models")
+    registry_options(parser, _option)  # where --train-best registers
     _option(parser, "--metric", choices=METRICS, default="auto",
             help="validation metric: pr_auc (maximized; auto's choice when the validation "
                  "labels have benign and threat rows) or loss (minimized)")

@@ -19,20 +19,19 @@ training values and the sign of its skew.
 
 from __future__ import annotations
 
-from typing import Any
 
 import numpy as np
 import torch
 
 from training.detectors.base import register_detector
-from training.detectors.fitted import FittedDetector, check_width
+from training.detectors.fitted import TermwiseDetector, check_width
 from training.detectors.rows import register_row_detector
 from training.errors import CheckpointError
 
 
 @register_row_detector
 @register_detector
-class ECOD(FittedDetector):
+class ECOD(TermwiseDetector):
     """Per-feature empirical tail probabilities, summed (see the module docstring).
 
     Args:
@@ -58,7 +57,7 @@ class ECOD(FittedDetector):
         skew = np.divide(m3, m2 ** 1.5, out=np.zeros_like(m3), where=m2 > 0)
         return {"sorted_rows": np.sort(x, axis=0), "skew_sign": np.sign(skew).astype(np.int8)}
 
-    def _terms(self, x: np.ndarray) -> np.ndarray:
+    def term_array(self, x: np.ndarray) -> np.ndarray:
         """Per-feature terms (rows, input_dim) float64."""
         columns = self.sorted_rows.cpu().numpy()
         sign = self.skew_sign.cpu().numpy()
@@ -72,14 +71,6 @@ class ECOD(FittedDetector):
         right = -np.log((1.0 + at_least) / (n + 1.0))
         skewed = np.where(sign < 0, left, np.where(sign > 0, right, left + right))
         return np.maximum(skewed, (left + right) / 2)
-
-    def score_array(self, x: np.ndarray) -> np.ndarray:
-        return self._terms(x).sum(axis=1)
-
-    def feature_terms(self, batch: Any) -> torch.Tensor:
-        self.require_fitted()
-        x = self.rows(batch)
-        return torch.from_numpy(self._terms(x.detach().float().cpu().numpy())).float().to(x.device)
 
     def check_state(self, state: dict[str, torch.Tensor]) -> None:
         super().check_state(state)

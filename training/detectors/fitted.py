@@ -195,3 +195,21 @@ def check_width(detector: FittedDetector, name: str, value: torch.Tensor) -> Non
     if value.numel() and value.shape[-1] != detector.input_dim:
         raise CheckpointError(f"{type(detector).__name__}: {name} has {value.shape[-1]} "
                               f"features, the model reads {detector.input_dim}")
+
+
+class TermwiseDetector(FittedDetector):
+    """A fitted detector whose score is the sum of per-feature terms (ECOD's tail
+    probabilities, kNN's squared distances): the terms are its `feature_terms`."""
+
+    @abstractmethod
+    def term_array(self, x: np.ndarray) -> np.ndarray:
+        """Per-feature terms (rows, input_dim) float64 of `x`, once fitted."""
+
+    def score_array(self, x: np.ndarray) -> np.ndarray:
+        return self.term_array(x).sum(axis=1)
+
+    def feature_terms(self, batch: Any) -> torch.Tensor:
+        self.require_fitted()
+        x = self.rows(batch)
+        terms = self.term_array(x.detach().float().cpu().numpy())
+        return torch.from_numpy(terms).float().to(x.device)

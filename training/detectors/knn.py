@@ -19,14 +19,14 @@ import numpy as np
 import torch
 
 from training.detectors.base import register_detector
-from training.detectors.fitted import FittedDetector, check_width
+from training.detectors.fitted import TermwiseDetector, check_width
 from training.detectors.rows import register_row_detector
 from training.errors import CheckpointError, ConfigError
 
 
 @register_row_detector
 @register_detector
-class KNNDistance(FittedDetector):
+class KNNDistance(TermwiseDetector):
     """Squared distance to the k-th nearest training row (see the module docstring).
 
     Args:
@@ -69,16 +69,8 @@ class KNNDistance(FittedDetector):
         _, nearest = self._index.kneighbors(x, return_distance=True)
         return reference[nearest[:, -1]]
 
-    def _terms(self, x: np.ndarray) -> np.ndarray:
+    def term_array(self, x: np.ndarray) -> np.ndarray:
         return (x.astype(np.float64) - self._neighbours(x)) ** 2
-
-    def score_array(self, x: np.ndarray) -> np.ndarray:
-        return self._terms(x).sum(axis=1)
-
-    def feature_terms(self, batch: Any) -> torch.Tensor:
-        self.require_fitted()
-        x = self.rows(batch)
-        return torch.from_numpy(self._terms(x.detach().float().cpu().numpy())).float().to(x.device)
 
     def check_state(self, state: dict[str, torch.Tensor]) -> None:
         super().check_state(state)

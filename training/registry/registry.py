@@ -48,19 +48,8 @@ logger = logging.getLogger(__name__)
 
 
 class ModelRegistry(RegistryQueries):
-    """Registered model versions under `registry_dir`, safe to share between processes.
-
-    Args:
-        registry_dir: the registry folder (default `training/models`, or MAXIMUS_DATA_ROOT/models).
-        busy_timeout_s: how long a write waits for another process's write to finish.
-        create: make the folder and database when they do not exist; False opens an existing
-            registry only and creates nothing (no folder, no database; SQLite's -wal and -shm
-            files exist only while a connection is open), for commands that read.
-
-    Raises:
-        NotFoundError: `create` is False and `registry_dir` holds no registry.db.
-        RegistryError: registry.db is not a registry (see `training.registry.store`).
-    """
+    """Registered model versions under `registry_dir`, safe to share between processes: the
+    queries of `RegistryQueries` (same arguments and errors) and the writes below."""
 
     # -- changes ---------------------------------------------------------------------------
 

@@ -112,11 +112,7 @@ def create_schema(conn: sqlite3.Connection, artifacts_dir: Path) -> None:
                 f"({', '.join(sorted(p.name for p in artifacts_dir.iterdir()))}): the database "
                 "was emptied or replaced; restore registry.db from a backup (the artifacts are "
                 "left untouched)")
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > SCHEMA_VERSION:
-            raise sqlite3.DatabaseError(
-                f"registry schema version {version} is newer than this release's "
-                f"{SCHEMA_VERSION}; upgrade maximus-training to use it")
+        _refuse_newer_schema(conn)
         # One statement at a time: executescript() would commit the open transaction first.
         for statement in SCHEMA.split(";\n"):  # trigger bodies end in "; END", never ";\n"
             if statement.strip():
@@ -136,6 +132,10 @@ def check_schema(conn: sqlite3.Connection) -> None:
     if not {"versions", "aliases", "transitions"} <= tables:
         raise RegistryError(f"{conn_path(conn)} is not a model registry (it has no registry "
                             "tables); point at the folder a pipeline or `registry register` made")
+    _refuse_newer_schema(conn)
+
+
+def _refuse_newer_schema(conn: sqlite3.Connection) -> None:
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise sqlite3.DatabaseError(

@@ -89,12 +89,7 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
         CheckpointError: missing, unreadable, damaged (sha256 mismatch), or not a trainer state.
     """
     path = Path(path)
-    try:
-        outer = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no last-state checkpoint to resume from") from None
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(f"{path}: refused to load a trainer state: {exc}") from exc
+    outer = _read_checkpoint(path, "no last-state checkpoint to resume from", "a trainer state")
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a trainer state (expected format {FORMAT!r})")
     data = outer["state"].numpy().tobytes()
@@ -183,12 +178,7 @@ def load_checkpoint(trainer: Any, path: str | Path) -> int:
     from training.artifacts.model_files import read_sidecar, read_weights, sidecar_path
 
     path = Path(path)
-    try:
-        outer = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such checkpoint") from None
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(f"{path}: refused to load: {exc}") from exc
+    outer = _read_checkpoint(path, "no such checkpoint", "it")
     if isinstance(outer, dict) and outer.get("format") == FORMAT:
         trainer.load_state(path)
         return int(trainer.epoch)
@@ -232,3 +222,13 @@ def restore_trainer(trainer: Any, path: str | Path) -> None:
         trainer._train_data.load_state_dict(state["data"])
     set_rng_state(state["rng"])
     logger.info("resumed %s at epoch %d", path, trainer.epoch)
+
+
+def _read_checkpoint(path: Path, missing: str, what: str) -> Any:
+    """`torch.load` of `path` with weights_only (no code runs), its failures as CheckpointError."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path}: {missing}") from None
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise CheckpointError(f"{path}: refused to load {what}: {exc}") from exc

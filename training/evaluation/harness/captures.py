@@ -39,26 +39,14 @@ from training.collection.collector import DataCollector, DataSource
 from training.collection.schema_union import concat_tables
 from training.errors import ConfigError, SourceError
 from training.evaluation.harness.blind import direction_blind
+from training.sources.presets import NSL_KDD_COLUMNS as NSL_COLUMNS
+from training.sources.presets import NSL_KDD_FIELDS as NSL_FIELDS
 
 DATASETS = Path("../shared/datasets")  # relative to the working directory (the repository root)
 HONEYPOTS = tuple(f"iot23/CTU-Honeypot-Capture-{k}-labeled.csv" for k in ("4-1", "5-1", "7-1"))
 IOT23 = {k: f"iot23/CTU-Malware-Capture-{k}-1-labeled.csv" for k in ("20", "21", "42", "44")}
 CONN = "stratosphere/{}-zeek-mixed/data/conn.log.labeled"
 NSL_KDD = "nsl_kdd/KDDTrain+_20Percent.txt"
-NSL_COLUMNS = (
-    "duration", "protocol_type", "service", "flag", "src_bytes", "dst_bytes", "land",
-    "wrong_fragment", "urgent", "hot", "num_failed_logins", "logged_in", "num_compromised",
-    "root_shell", "su_attempted", "num_root", "num_file_creations", "num_shells",
-    "num_access_files", "num_outbound_cmds", "is_host_login", "is_guest_login", "count",
-    "srv_count", "serror_rate", "srv_serror_rate", "rerror_rate", "srv_rerror_rate",
-    "same_srv_rate", "diff_srv_rate", "srv_diff_host_rate", "dst_host_count",
-    "dst_host_srv_count", "dst_host_same_srv_rate", "dst_host_diff_srv_rate",
-    "dst_host_same_src_port_rate", "dst_host_srv_diff_host_rate", "dst_host_serror_rate",
-    "dst_host_srv_serror_rate", "dst_host_rerror_rate", "dst_host_srv_rerror_rate", "label",
-    "difficulty",
-)
-NSL_FIELDS = {"protocol": "protocol_type", "conn_state": "flag", "bytes_sent": "src_bytes",
-              "bytes_received": "dst_bytes"}
 NSL_SEED = 20  # fixes the NSL-KDD split once; never changed to move a figure
 NSL_HARD = 21  # test rows with difficulty below this are reported apart
 VAL_FRACTION = 0.2
