@@ -67,10 +67,15 @@ class AlertRateCheck:
         """The observed rate is above the bound, significantly for this many units."""
         return self.observed_rate > self.bound and self.p_value < self.alpha
 
+    @property
+    def p_text(self) -> str:
+        """"p 0.037", or "p < 1e-300" where the p-value underflows."""
+        return "p < 1e-300" if self.p_value == 0 else f"p {self.p_value:.2g}"
+
     def describe(self) -> str:
-        """"53.12% of 1,234 units alert; at most 0.30% tolerated (binomial p 1e-300)"."""
+        """"53.12% of 1,234 units alert; at most 0.30% tolerated (binomial p < 1e-300)"."""
         return (f"{self.observed_rate:.2%} of {self.units:,} units alert; at most "
-                f"{self.bound:.2%} tolerated (binomial p {self.p_value:.2g})")
+                f"{self.bound:.2%} tolerated (binomial {self.p_text})")
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "observed_rate": self.observed_rate, "exceeded": self.exceeded}

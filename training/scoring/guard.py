@@ -69,8 +69,8 @@ class GuardReport:
                          f"{self.shift:.3f} (0 = the same distribution, 1 = disjoint)")
         if self.warned:
             lines.append(f"warning: the alert rate is {check.observed_rate / check.expected_rate:,.1f}"
-                         f"x the expected rate, past {self.factor:g}x (binomial p "
-                         f"{check.p_value:.2g}): this traffic is unlike the validation data, "
+                         f"x the expected rate, past {self.factor:g}x (binomial "
+                         f"{check.p_text}): this traffic is unlike the validation data, "
                          "or the model is broken; check before acting on its alerts")
         return lines
 

@@ -26,6 +26,7 @@ def test_the_binomial_test_weighs_the_excess_by_the_units_scored():
     assert given.bound == 0.05 and given.expected_rate is None and not given.exceeded
     assert many.describe() == ("2.00% of 1,000 units alert; at most 0.30% tolerated "
                                f"(binomial p {many.p_value:.2g})")
+    assert check_alert_rate(900, 1000, 0.001).p_text == "p < 1e-300"  # underflows to 0
 
 
 @pytest.mark.parametrize("kwargs, message", [
