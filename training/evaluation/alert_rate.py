@@ -94,8 +94,8 @@ def check_alert_rate(alerts: int, units: int, expected_rate: float | None = None
         raise ConfigError("check_alert_rate needs either expected_rate or bound, got "
                           f"expected_rate={expected_rate!r}, bound={bound!r}")
     validate_bounds(factor, bound, alpha)
-    if expected_rate is not None and not 0 < expected_rate < 1:
-        raise ConfigError(f"expected_rate must be in (0, 1), got {expected_rate!r}")
+    if expected_rate is not None and not 0 < expected_rate <= 1:
+        raise ConfigError(f"expected_rate must be in (0, 1], got {expected_rate!r}")
     if not 0 <= alerts <= units:
         raise ConfigError(f"alerts must be in [0, units={units}], got {alerts}")
     limit = min(1.0, expected_rate * factor) if bound is None else bound

@@ -62,7 +62,7 @@ from training.registry.metadata import metric_direction
 from training.registry.names import CHALLENGER, VERSION_SCHEMES
 from training.registry.registry import ModelMetadata, ModelRegistry, RegisteredModel
 from training.retraining import gate, triggers
-from training.retraining.unlabeled_gate import WindowFigures, unlabeled_decision
+from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
 from training.trainer.config import TrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -293,10 +293,8 @@ class ContinuousTrainingPipeline:
                 improvement=self.config.improvement_threshold, floor=self.config.floor(metric))
         elif metric == "val_loss":  # no labels to judge by: the unlabeled rule
             decision = unlabeled_decision(
-                WindowFigures(new_scores, challenger.threshold, challenger.calibration,
-                              new["val_loss"]),
-                None if champion is None else WindowFigures(
-                    old_scores, champion.threshold, champion.calibration, old["val_loss"]),
+                window_figures(layer, challenger, test, new_scores),
+                None if champion is None else window_figures(layer, champion, test, old_scores),
                 improvement=self.config.improvement_threshold,
                 ceiling=self.config.floor(metric), factor=self.config.alert_rate_factor)
         else:

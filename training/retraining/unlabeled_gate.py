@@ -35,7 +35,8 @@ from training.evaluation.alert_rate import (
     DEFAULT_ALPHA, DEFAULT_FACTOR, ScoreShift, check_alert_rate,
 )
 from training.evaluation.calibration import Calibration
-from training.retraining.gate import Decision, relative_improvement
+from training.layers.base import Layer
+from training.retraining.gate import Decision, evaluate_model, relative_improvement
 
 ALERT_RATE_RULE = "unlabeled alert rate within the calibration's expected rate x factor"
 LOSS_RULE = "unlabeled validation loss on the shared window"
@@ -63,6 +64,20 @@ class WindowFigures:
         shift = ScoreShift(self.calibration)
         shift.add(self.scores)
         return shift
+
+
+def window_figures(layer: Layer, loaded: Any, units: Any,
+                   scores: np.ndarray | None = None) -> WindowFigures:
+    """`loaded` (a loaded or registered model: `.model`, `.threshold`, `.calibration`) on the
+    window `units` of `layer` (`scores`: its scores of them, when already computed).
+
+    The validation loss counts every unit of the window: nobody knows which are attacks (the
+    layers' losses count benign-labeled units only, so unlabeled ones are taken as benign).
+    """
+    everyone = layer.relabeled(units, np.zeros_like(layer.labels(units)))
+    scores = layer.score(loaded.model, units) if scores is None else scores
+    loss = evaluate_model(layer, loaded.model, loaded.threshold, everyone, scores)["val_loss"]
+    return WindowFigures(scores, loaded.threshold, loaded.calibration, loss)
 
 
 def unlabeled_decision(challenger: WindowFigures, champion: WindowFigures | None, *,

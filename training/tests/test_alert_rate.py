@@ -32,7 +32,7 @@ def test_the_binomial_test_weighs_the_excess_by_the_units_scored():
 @pytest.mark.parametrize("kwargs, message", [
     ({"factor": 0.999}, "the alert-rate factor must be >= 1, got 0.999"),
     ({"alpha": 1.0}, "alpha must be in (0, 1), got 1.0"),
-    ({"expected_rate": 0.0}, "expected_rate must be in (0, 1), got 0.0"),
+    ({"expected_rate": 0.0}, "expected_rate must be in (0, 1], got 0.0"),
     ({"expected_rate": None, "bound": 1.0}, "the maximum alert rate must be in (0, 1), got 1.0"),
     ({"expected_rate": None}, "needs either expected_rate or bound"),
     ({"alerts": 11}, "alerts must be in [0, units=10], got 11"),
@@ -44,6 +44,8 @@ def test_bad_arguments_are_refused(kwargs, message):
                          **args)
     assert message in str(error.value)
     assert check_alert_rate(1, 10, 0.01, factor=1.0).bound == 0.01  # factor 1: the edge
+    # a calibration whose every benign score reached the threshold: nothing can exceed it
+    assert not check_alert_rate(10, 10, 1.0).exceeded
 
 
 def test_the_score_shift_reads_scores_through_the_calibration():

@@ -17,10 +17,9 @@ import pytest
 from training.artifacts.model_files import load_model
 from training.layers.registry import get_layer
 from training.layers.training import train_layer
-from training.retraining import gate
 from training.retraining.continuous import ContinuousTrainingPipeline, RetrainingConfig
 from training.retraining.unlabeled_gate import (
-    ALERT_RATE_RULE, LOSS_RULE, WindowFigures, unlabeled_decision,
+    ALERT_RATE_RULE, LOSS_RULE, WindowFigures, unlabeled_decision, window_figures,
 )
 from training.tests.conftest import collect
 
@@ -47,7 +46,7 @@ def _config(tmp_path, epochs: int):
 
 
 @pytest.fixture(scope="module")
-def window_figures(parts, tmp_path_factory) -> dict[str, WindowFigures]:
+def on_window(parts, tmp_path_factory) -> dict[str, WindowFigures]:
     layer = get_layer("layer1")()
     window = _unlabeled(parts["test"])
     figures = {}
@@ -57,16 +56,12 @@ def window_figures(parts, tmp_path_factory) -> dict[str, WindowFigures]:
             ("narrow", parts["train"], parts["val"], 10)):  # benign units only (labels kept)
         _, results = train_layer(get_layer("layer1")(), train, val,
                                  _config(tmp_path_factory.mktemp(name), epochs))
-        model = load_model(results["checkpoint"])
-        scores = layer.score(model.model, window)
-        loss = gate.evaluate_model(layer, model.model, model.threshold, window, scores)
-        figures[name] = WindowFigures(scores, model.threshold, model.calibration,
-                                      loss["val_loss"])
+        figures[name] = window_figures(layer, load_model(results["checkpoint"]), window)
     return figures
 
 
-def test_a_challenger_past_its_expected_alert_rate_is_not_promoted(window_figures):
-    narrow, champion = window_figures["narrow"], window_figures["champion"]
+def test_a_challenger_past_its_expected_alert_rate_is_not_promoted(on_window):
+    narrow, champion = on_window["narrow"], on_window["champion"]
     assert narrow.val_loss < champion.val_loss  # the loss alone would have promoted it
     for against in (champion, None):  # with or without a production model
         decision = unlabeled_decision(narrow, against, improvement=0.02)
@@ -77,8 +72,8 @@ def test_a_challenger_past_its_expected_alert_rate_is_not_promoted(window_figure
         assert "the challenger alerts far more than its calibration promised" in decision.reason
 
 
-def test_a_challenger_within_it_with_lower_validation_loss_is_promoted(window_figures):
-    better, champion = window_figures["better"], window_figures["champion"]
+def test_a_challenger_within_it_with_lower_validation_loss_is_promoted(on_window):
+    better, champion = on_window["better"], on_window["champion"]
     decision = unlabeled_decision(better, champion, improvement=0.02)
     assert decision.deploy and decision.rule == LOSS_RULE
     assert not decision.figures["alert_rate"]["exceeded"]
