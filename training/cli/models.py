@@ -83,8 +83,9 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"  {rank:>2}. {alert['score']:.6g}  {alert['unit']}  {alert['time']}  [{events}]")
     guard = guard_scoring(summary, factor=args.alert_factor, max_alert_rate=max_rate,
                           strict=strict)
-    for line in guard.lines():
-        print(line, file=sys.stderr if line.startswith("warning:") else sys.stdout)
+    print("\n".join(guard.lines()))
+    if guard.warned:
+        print(guard.warning(), file=sys.stderr)
     if guard.failed:
         print(f"error: {guard.failure()} (--max-alert-rate)", file=sys.stderr)
         return 1

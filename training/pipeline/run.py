@@ -274,7 +274,8 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
             improvement=config.gate.improvement_threshold).to_dict()
     else:
         deploy = champion is None
-        decision = {"deploy": deploy, "metric": None, "rule": "first model without labels",
+        decision = {"deploy": deploy, "metric": None,
+                    "rule": "first model without labels" if deploy else "no test units",
                     "reason": ("no production model yet and no test labels to gate on" if deploy
                                else "the test part has no unit to compare the models on; kept "
                                     "production, marked this the challenger")}

@@ -2,7 +2,8 @@
 
     summary = score_events(registry, "layer1_vae", sources, "scores.parquet")
     report = guard_scoring(summary, factor=3.0)
-    report.lines()      # expected vs observed alert rate, the score shift, a warning if any
+    report.lines()      # expected vs observed alert rate, the score shift
+    report.warning()    # the warning past the factor, or None
     report.warned       # significantly past expected rate × factor
     report.failed       # past the maximum (strict: expected × factor, or a given rate)
 
@@ -56,7 +57,7 @@ class GuardReport:
         return self.strict and self.warned
 
     def lines(self) -> list[str]:
-        """What `score` prints: expected vs observed, the shift, and a warning when warned."""
+        """What `score` prints: expected vs observed alert rate, and the score shift."""
         if self.check is None:
             return ["alert rate: the model has no calibration, so no expected rate to "
                     "compare with"]
@@ -67,23 +68,22 @@ class GuardReport:
         if self.shift is not None:
             lines.append(f"score shift from the benign validation scores: KS distance "
                          f"{self.shift:.3f} (0 = the same distribution, 1 = disjoint)")
-        if self.warned:
-            lines.append(f"warning: the alert rate is {check.observed_rate / check.expected_rate:,.1f}"
-                         f"x the expected rate, past {self.factor:g}x (binomial "
-                         f"{check.p_text}): this traffic is unlike the validation data, "
-                         "or the model is broken; check before acting on its alerts")
         return lines
+
+    def warning(self) -> str | None:
+        """The warning past the factor (for stderr), or None."""
+        if not self.warned:
+            return None
+        check = self.check
+        return (f"warning: the alert rate is {check.observed_rate / check.expected_rate:,.1f}x "
+                f"the expected rate, past {self.factor:g}x (binomial {check.p_text}): this "
+                "traffic is unlike the validation data, or the model is broken; check before "
+                "acting on its alerts")
 
     def failure(self) -> str:
         """The one-line reason of a failure (for `error:`)."""
         check = self.limit if self.limit is not None else self.check
         return f"alert rate past the maximum: {check.describe()}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"check": None if self.check is None else self.check.to_dict(),
-                "limit": None if self.limit is None else self.limit.to_dict(),
-                "strict": self.strict, "shift": self.shift, "factor": self.factor,
-                "warned": self.warned, "failed": self.failed}
 
 
 def guard_scoring(summary: Any, *, factor: float = DEFAULT_FACTOR,
