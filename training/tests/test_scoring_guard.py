@@ -13,6 +13,8 @@ import pytest
 
 from training.cli.main import main
 from training.registry.registry import ModelRegistry
+from training.scoring.batch import ScoringSummary
+from training.scoring.guard import guard_scoring
 
 CONN_008 = "stratosphere/008-zeek-mixed/data/conn.log.labeled"
 CONN_011 = "stratosphere/011-zeek-mixed/data/conn.log.labeled"
@@ -96,3 +98,26 @@ def test_the_held_out_benign_flows_do_not_warn(run, held_out_benign, capsys):
 def test_bad_guard_flags_are_refused_before_scoring(run, datasets, capsys, flags, message):
     code, out, err = _score(run, datasets / CONN_011, capsys, *flags)
     assert code == 2 and f"error: {message}" in err and out == ""
+
+
+def _summary(alerts: int, units: int, expected: float | None):
+    return ScoringSummary("m", "1.0.0", "layer1", 1.0, units, units, alerts, 0.1, "out.parquet",
+                          expected_alert_rate=expected, score_shift=None)
+
+
+def test_the_guard_without_a_calibration_and_with_a_rate_of_its_own():
+    bare = guard_scoring(_summary(50, 100, None), strict=True)  # saved before calibrations
+    assert bare.lines() == ["alert rate: the model has no calibration, so no expected rate to "
+                            "compare with"]
+    assert not bare.warned and not bare.failed and bare.warning() is None
+    capped = guard_scoring(_summary(50, 100, None), max_alert_rate=0.2)
+    assert capped.failed and capped.limit.bound == 0.2
+    assert capped.failure().startswith("alert rate past the maximum: 50.00% of 100 units "
+                                       "alert; at most 20.00% tolerated (binomial p ")
+    # calibrated: 2 of 100 at an expected 0.1% is past 3x but not significantly, 20 of 1,000 is
+    assert not guard_scoring(_summary(2, 100, 0.001), strict=True).failed
+    warned = guard_scoring(_summary(20, 1000, 0.001), strict=True)
+    assert warned.warned and warned.failed
+    assert warned.warning().startswith("warning: the alert rate is 20.0x the expected rate, "
+                                       "past 3x (binomial p ")
+    assert not guard_scoring(_summary(20, 1000, 0.001)).failed  # a warning only

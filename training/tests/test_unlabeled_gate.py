@@ -3,7 +3,7 @@ flows): three layer-1 models measured on the same recent window, the last fifth 
 time, its labels removed as a security team's logs have none.
 
 * the champion: trained label-free (every unit assumed benign) for one epoch;
-* a better challenger: the same, for ten epochs (lower validation loss, few alerts);
+* a better challenger: the same, for five epochs (lower validation loss, few alerts);
 * a narrow challenger: trained on the benign flows only (about a quarter of the traffic: the
   rest is attacks inbound to the monitored host). Its validation loss on the window is lower
   than the champion's too, but it alerts on most of the window: the alert-rate rule stops it.
@@ -52,8 +52,8 @@ def on_window(parts, tmp_path_factory) -> dict[str, WindowFigures]:
     figures = {}
     for name, train, val, epochs in (
             ("champion", _unlabeled(parts["train"]), _unlabeled(parts["val"]), 1),
-            ("better", _unlabeled(parts["train"]), _unlabeled(parts["val"]), 10),
-            ("narrow", parts["train"], parts["val"], 10)):  # benign units only (labels kept)
+            ("better", _unlabeled(parts["train"]), _unlabeled(parts["val"]), 5),
+            ("narrow", parts["train"], parts["val"], 5)):  # benign units only (labels kept)
         _, results = train_layer(get_layer("layer1")(), train, val,
                                  _config(tmp_path_factory.mktemp(name), epochs))
         figures[name] = window_figures(layer, load_model(results["checkpoint"]), window)
@@ -94,7 +94,7 @@ def test_continuous_training_decides_without_labels_and_logs_the_rule(parts, tmp
     paths = layer.save_splits({"train": parts["train"], "val": parts["val"],
                                "test": _unlabeled(parts["test"])}, tmp_path / "splits")
     config = RetrainingConfig(registry_dir=str(tmp_path / "models"),
-                              training_config=_config(tmp_path / "ck", 10))
+                              training_config=_config(tmp_path / "ck", 3))
     pipeline = ContinuousTrainingPipeline(config)
     result = pipeline.run_retraining("layer1", "l1", None, paths["train"], paths["val"],
                                      paths["test"])
