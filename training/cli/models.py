@@ -6,13 +6,15 @@
     maximus-train score --model layer1_vae --input zeek:/var/log/zeek/conn.log --output s.parquet
 
 `retrain` exits 0 when no trigger fires (nothing done) and when a run completes, deployed or
-not; 1 when the run failed (e.g. data validation). Results are printed as JSON.
+not; 1 when the run failed (e.g. data validation). Results are printed as JSON. `score` prints
+the guard's figures (`training.scoring.guard`) and exits 1 past `--max-alert-rate`.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +22,9 @@ from training.cli.options import layer_name, registry_dir, registry_options
 from training.paths import splits_dir
 
 Option = Callable[..., None]
+# `score --max-alert-rate` without a rate: the guard's own bound (not a string: argparse would
+# pass one through `type`).
+FACTOR_BOUND = object()
 
 
 def _print_json(value: object) -> None:
@@ -41,7 +46,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         drift_threshold=args.drift_threshold, improvement_threshold=args.improvement_threshold,
         comparison_metric=args.comparison_metric, min_accuracy_threshold=args.min_accuracy,
         exclude_alerted=args.exclude_alerted, registry_dir=str(registry_dir(args)),
-        training_config=training)
+        training_config=training, alert_rate_factor=args.alert_factor)
     splits = splits_dir() if args.workdir is None else args.workdir / "splits"
     result = ContinuousTrainingPipeline(config).run_retraining(
         layer.name, args.model_name or layer.model_name, None,
@@ -55,8 +60,13 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from training.cli.options import parse_source
     from training.registry.registry import ModelRegistry
+    from training.evaluation.alert_rate import validate_bounds
     from training.scoring.batch import score_events
+    from training.scoring.guard import guard_scoring
 
+    strict = args.max_alert_rate is not None  # the bare flag: the factor's bound is the maximum
+    max_rate = args.max_alert_rate if isinstance(args.max_alert_rate, float) else None
+    validate_bounds(args.alert_factor, max_rate)  # before any work
     sources = [parse_source(spec, i, None) for i, spec in enumerate(args.input)]
     registry = ModelRegistry(registry_dir(args), create=False)  # reads only
     summary = score_events(registry, args.model, sources, args.output,
@@ -71,6 +81,14 @@ def cmd_score(args: argparse.Namespace) -> int:
     for rank, alert in enumerate(summary.top_alerts, 1):
         events = ", ".join(alert["event_ids"][:3]) + (" ..." if len(alert["event_ids"]) > 3 else "")
         print(f"  {rank:>2}. {alert['score']:.6g}  {alert['unit']}  {alert['time']}  [{events}]")
+    guard = guard_scoring(summary, factor=args.alert_factor, max_alert_rate=max_rate,
+                          strict=strict)
+    print("\n".join(guard.lines()))
+    if guard.warned:
+        print(guard.warning(), file=sys.stderr)
+    if guard.failed:
+        print(f"error: {guard.failure()} (--max-alert-rate)", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -108,6 +126,9 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
            help="floor of a higher-is-better comparison metric")
     option(retrain, "--exclude-alerted", action="store_true",
            help="also leave out the rows the production model alerts on")
+    option(retrain, "--alert-factor", type=float, default=3.0,
+           help="without test labels, refuse a challenger whose alert rate on the test split "
+                "is significantly above its calibration's expected rate times this")
     option(retrain, "--force", action="store_true", help="retrain even if no trigger fires")
     option(retrain, "--epochs", type=int,
            help="epochs at most (default the layer's; early stopping applies)")
@@ -117,8 +138,11 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
         "score", help="score events with a registered model",
         description="Collect --input, featurize with the model's FeatureSpec, score, apply its "
                     "threshold; write unit, time, score, is_alert and event_ids to --output "
-                    "(.parquet, or .jsonl) and print the alert count and the top alerts. The "
-                    "registry must exist; nothing is written to it.")
+                    "(.parquet, or .jsonl) and print the alert count and the top alerts, "
+                    "then the expected and observed alert rate and the shift of the scores "
+                    "from the model's benign validation scores (training.scoring.guard), with "
+                    "a warning past --alert-factor. The registry must exist; nothing is "
+                    "written to it.")
     option(score, "--model", required=True, help="registered model name, e.g. layer1_vae")
     which = score.add_mutually_exclusive_group()
     option(which, "--stage", choices=("none", "staging", "production", "archived"),
@@ -130,5 +154,11 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
            help="events, as collect --source: zeek:conn.log, json:events.jsonl, ...; repeatable")
     option(score, "--output", type=Path, required=True, help="result file (.parquet or .jsonl)")
     option(score, "--top", type=int, default=10, help="top alerts to print")
+    option(score, "--alert-factor", type=float, default=3.0,
+           help="warn when the alert rate is significantly (binomial test) above the rate the "
+                "model's calibration expects times this (default 3)")
+    option(score, "--max-alert-rate", type=float, nargs="?", const=FACTOR_BOUND, metavar="RATE",
+           help="exit 1 when the alert rate is significantly above RATE (a share: 0.01 is 1%%); "
+                "the flag alone: above the expected rate times --alert-factor")
     registry_options(score, option)
     score.set_defaults(run=cmd_score)

@@ -27,8 +27,10 @@ Stages, all under `config.workdir`:
    a production model, when the paired bootstrap shows its error 1 - `gate.metric` at least
    `gate.improvement_threshold` (relative) below production's. The decision, with the rule
    and its figures, goes to the registry and the transition log. Without labels of both
-   classes on the test part nothing can be compared: the first model is promoted, later ones
-   get the `challenger` alias for a person to decide;
+   classes on the test part the first model is promoted; a later one must pass the unlabeled
+   rule (`training.retraining.unlabeled_gate`): its alert rate there within its calibration's
+   expected rate x 3, and a validation loss there `gate.improvement_threshold` (relative)
+   below production's. Refused models get the `challenger` alias for a person to decide;
 5. `report/index.html` links everything; `pipeline.json` holds the same figures.
 
 Labels never become features; when they come from alert events (`labels_from_alerts`), layer 3
@@ -66,6 +68,7 @@ from training.pipeline.report import render_index
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.retraining.gate import LABELED_METRICS, has_both_labels, labeled_decision
+from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
 
 logger = logging.getLogger(__name__)
 
@@ -264,12 +267,18 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
             config.gate.metric, layer.labels(test), layer.score(challenger.model, test), old,
             improvement=config.gate.improvement_threshold,
             floor=config.gate.min_value or None).to_dict()
+    elif champion is not None and len(layer.labels(test)):  # alert rate, then a lower loss
+        decision = unlabeled_decision(
+            window_figures(layer, challenger, test),
+            window_figures(layer_for_spec(champion.feature_spec), champion, test),
+            improvement=config.gate.improvement_threshold).to_dict()
     else:
         deploy = champion is None
         decision = {"deploy": deploy, "metric": None,
+                    "rule": "first model without labels" if deploy else "no test units",
                     "reason": ("no production model yet and no test labels to gate on" if deploy
-                               else "the test part has no benign and threat labels to compare "
-                                    "the models on; kept production, marked this the challenger")}
+                               else "the test part has no unit to compare the models on; kept "
+                                    "production, marked this the challenger")}
     version = registry.next_version(name)
     numbers = {k: float(v) for k, v in metrics.items()
                if k in LABELED_METRICS and isinstance(v, (int, float))}

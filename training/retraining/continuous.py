@@ -24,9 +24,10 @@ One run:
    validation threshold;
 6. champion and challenger measured on the same test split (`training.retraining.gate`);
    `comparison_metric` "auto" is `pr_auc` when the test split has benign and threat labels,
-   else `val_loss`; the gate needs the floor (`min_accuracy_threshold` for higher-is-better
-   metrics, `max_loss_threshold` for lower-is-better ones) and a relative improvement of at
-   least `improvement_threshold` over the champion;
+   else `val_loss`: with labels the floors and the paired bootstrap of `gate.labeled_decision`,
+   without them the alert rate within the calibration's promise and a lower validation loss
+   (`unlabeled_gate.unlabeled_decision`); both apply `min_accuracy_threshold` (a floor) or
+   `max_loss_threshold` (a ceiling) and `improvement_threshold` over the champion;
 7. the challenger is registered either way (metrics, the decision with the test split's
    fingerprint, the data record, a sample of its training rows for later drift checks);
    when it passed, it is promoted to production in the same transaction that archives the
@@ -50,6 +51,7 @@ from training.artifacts.model_files import load_model
 from training.artifacts.npz import read_arrays, write_arrays
 from training.datasets.validator import DataValidator
 from training.errors import ConfigError, NotFoundError, RegistryError, SchemaError
+from training.evaluation.alert_rate import DEFAULT_FACTOR
 from training.evaluation.units import unit_times
 from training.features.encoding import FeatureSpec
 from training.layers.base import Layer
@@ -60,6 +62,7 @@ from training.registry.metadata import metric_direction
 from training.registry.names import CHALLENGER, VERSION_SCHEMES
 from training.registry.registry import ModelMetadata, ModelRegistry, RegisteredModel
 from training.retraining import gate, triggers
+from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
 from training.trainer.config import TrainingConfig
 
 logger = logging.getLogger(__name__)
@@ -92,6 +95,9 @@ class RetrainingConfig:
         version_scheme: "semver" or "timestamp" versions.
         training_config: the TrainingConfig to train with (default: the layer's own with
             `RETRAINING_CHANGES`); checkpoints go to a temporary folder either way.
+        alert_rate_factor: without labels, a challenger whose alert rate on the test split
+            is significantly above its calibration's expected rate × this is not deployed
+            (`training.retraining.unlabeled_gate`).
     """
 
     retrain_frequency_days: float = 7
@@ -107,6 +113,7 @@ class RetrainingConfig:
     reference_rows: int = 5000
     version_scheme: str = "semver"
     training_config: TrainingConfig | None = None
+    alert_rate_factor: float = DEFAULT_FACTOR
 
     def __post_init__(self) -> None:
         checks = [
@@ -116,6 +123,7 @@ class RetrainingConfig:
             ("improvement_threshold", self.improvement_threshold >= 0, ">= 0"),
             ("drift_share", 0 < self.drift_share <= 1, "in (0, 1]"),
             ("reference_rows", self.reference_rows >= 1, ">= 1"),
+            ("alert_rate_factor", self.alert_rate_factor >= 1, ">= 1"),
             ("version_scheme", self.version_scheme in VERSION_SCHEMES,
              f"one of {', '.join(VERSION_SCHEMES)}"),
         ]
@@ -283,6 +291,12 @@ class ContinuousTrainingPipeline:
             decision = gate.labeled_decision(
                 metric, layer.labels(test), new_scores, old_scores,
                 improvement=self.config.improvement_threshold, floor=self.config.floor(metric))
+        elif metric == "val_loss":  # no labels to judge by: the unlabeled rule
+            decision = unlabeled_decision(
+                window_figures(layer, challenger, test, new_scores),
+                None if champion is None else window_figures(layer, champion, test, old_scores),
+                improvement=self.config.improvement_threshold,
+                ceiling=self.config.floor(metric), factor=self.config.alert_rate_factor)
         else:
             decision = gate.decide(metric, new, old, floor=self.config.floor(metric),
                                    improvement=self.config.improvement_threshold)

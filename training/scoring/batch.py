@@ -44,6 +44,7 @@ import torch
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector, DataSource
 from training.errors import CheckpointError, ConfigError
+from training.evaluation.alert_rate import ScoreShift
 from training.layers.base import TIME
 from training.layers.registry import layer_for_spec
 from training.console.progress import progress
@@ -59,7 +60,8 @@ OUTPUT_SCHEMA = pa.schema([("unit", pa.string()), ("time", TIME), ("score", pa.f
 class ScoringSummary:
     """What a scoring run did; `top_alerts` holds the highest-scoring alerts, best first (with
     their percentile among the model's benign validation scores when it has a calibration);
-    `threshold_rule` and `expected_alert_rate` come from that calibration."""
+    `threshold_rule`, `expected_alert_rate` and `score_shift` come from that calibration (see
+    `training.scoring.guard`)."""
 
     model_name: str
     version: str
@@ -73,6 +75,7 @@ class ScoringSummary:
     top_alerts: list[dict[str, Any]] = field(default_factory=list)
     threshold_rule: str | None = None
     expected_alert_rate: float | None = None
+    score_shift: float | None = None  # KS distance from the benign validation scores
 
     @property
     def events_per_second(self) -> float:
@@ -164,6 +167,8 @@ def score_events(registry: ModelRegistry, model_name: str,
     threshold = _threshold(loaded, where)
     output = Path(output)
     n_events = 0
+    calibration = loaded.calibration  # None for models saved before calibrations
+    shift = None if calibration is None else ScoreShift(calibration)
     with _torch_threads(num_threads), atomic_write(output) as handle, \
             progress(f"scoring with {where}", unit="events") as bar:
         out = _Output(handle, output, top_k)
@@ -171,20 +176,22 @@ def score_events(registry: ModelRegistry, model_name: str,
             n_events += table.num_rows
             units = layer.featurize(table)
             scores = layer.score(loaded.model, units)
+            if shift is not None:
+                shift.add(scores)
             columns = layer.unit_columns(units)
             out.write(pa.RecordBatch.from_arrays(
                 [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
                  pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
             bar.update(table.num_rows, alerts=out.alerts)
         top = out.close()
-    calibration = loaded.calibration  # None for models saved before calibrations
     if calibration is not None:  # where each top alert sits among benign validation scores
         for row in top:
             row["percentile"] = float(calibration.percentile(row["score"]))
     summary = ScoringSummary(model_name, loaded.metadata.version, layer.name, threshold,
                              n_events, out.units, out.alerts, time.perf_counter() - started,
                              str(output), top, loaded.threshold_rule,
-                             None if calibration is None else calibration.expected_alert_rate)
+                             None if calibration is None else calibration.expected_alert_rate,
+                             None if shift is None else shift.distance())
     logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
                 out.alerts, summary.seconds)
     return summary

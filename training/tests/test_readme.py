@@ -61,6 +61,8 @@ def test_quick_blocks_run_in_order(checkout: Path):
             assert "ROC-AUC" in result.stdout and "threshold" in result.stdout.lower()
         if "pipeline.run_retraining(" in text:  # the seed's example, on steps 2-3's splits
             assert "taken as the data-free default layer1 layout" in result.stderr
+            # the result names the rule that decided (labeled splits: the labeled floors)
+            assert re.search(r"Decided by: (labeled|configured) floor", result.stdout)
     assert (checkout / "training/checkpoints/layer1_vae_best.json").exists()
     assert (checkout / "training/reports/layer1.html").exists()
     registered = ModelRegistry(checkout / "training/models").list_models()

@@ -1,0 +1,114 @@
+"""The guard at scoring time: does the model alert as often as its calibration said it would?
+
+    summary = score_events(registry, "layer1_vae", sources, "scores.parquet")
+    report = guard_scoring(summary, factor=3.0)
+    report.lines()      # expected vs observed alert rate, the score shift
+    report.warning()    # the warning past the factor, or None
+    report.warned       # significantly past expected rate × factor
+    report.failed       # past the maximum (strict: expected × factor, or a given rate)
+
+The sidecar's calibration says what share of benign units like the validation part reach the
+threshold (`expected_alert_rate`). A model scoring traffic unlike what it was trained on alerts
+far more: trained on one Stratosphere day, a layer-1 model alerted on 53% of the next day's
+events. The guard warns when the observed rate is above expected × `factor` and the excess is
+significant for the number of units scored (a one-sided binomial test,
+`training.evaluation.alert_rate`), and reports the shift of the score distribution from the
+benign validation scores (a Kolmogorov-Smirnov distance, 0..1). `failed` turns the warning (or
+a given maximum rate, tested the same way) into a failure, for `score --max-alert-rate`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from training.evaluation.alert_rate import (
+    DEFAULT_ALPHA, DEFAULT_FACTOR, AlertRateCheck, check_alert_rate, validate_bounds,
+)
+
+
+@dataclass(frozen=True)
+class GuardReport:
+    """The guard's verdict on one scoring run.
+
+    Attributes:
+        check: the observed alerts against the expected rate × factor (None: the model has
+            no calibration, so nothing was expected).
+        limit: the observed alerts against a given maximum rate (None: none given).
+        strict: whether passing the expected rate × factor is a failure.
+        shift: the score distribution's KS distance from the benign validation scores.
+        factor: the tolerated multiple of the expected rate.
+    """
+
+    check: AlertRateCheck | None
+    limit: AlertRateCheck | None
+    strict: bool
+    shift: float | None
+    factor: float
+
+    @property
+    def warned(self) -> bool:
+        return self.check is not None and self.check.exceeded
+
+    @property
+    def failed(self) -> bool:
+        if self.limit is not None:
+            return self.limit.exceeded
+        return self.strict and self.warned
+
+    def lines(self) -> list[str]:
+        """What `score` prints: expected vs observed alert rate, and the score shift."""
+        if self.check is None:
+            return ["alert rate: the model has no calibration, so no expected rate to "
+                    "compare with"]
+        check = self.check
+        lines = [f"alert rate: observed {check.observed_rate:.3%} ({check.alerts:,} of "
+                 f"{check.units:,} units), expected {check.expected_rate:.3%} (tolerated up "
+                 f"to {self.factor:g}x: {check.bound:.3%})"]
+        if self.shift is not None:
+            lines.append(f"score shift from the benign validation scores: KS distance "
+                         f"{self.shift:.3f} (0 = the same distribution, 1 = disjoint)")
+        return lines
+
+    def warning(self) -> str | None:
+        """The warning past the factor (for stderr), or None."""
+        if not self.warned:
+            return None
+        check = self.check
+        return (f"warning: the alert rate is {check.observed_rate / check.expected_rate:,.1f}x "
+                f"the expected rate, past {self.factor:g}x (binomial {check.p_text}): this "
+                "traffic is unlike the validation data, or the model is broken; check before "
+                "acting on its alerts")
+
+    def failure(self) -> str:
+        """The one-line reason of a failure (for `error:`)."""
+        check = self.limit if self.limit is not None else self.check
+        return f"alert rate past the maximum: {check.describe()}"
+
+
+def guard_scoring(summary: Any, *, factor: float = DEFAULT_FACTOR,
+                  max_alert_rate: float | None = None, strict: bool = False,
+                  alpha: float = DEFAULT_ALPHA) -> GuardReport:
+    """The guard's report on a `ScoringSummary` (`units`, `alerts`, `expected_alert_rate`,
+    `score_shift`).
+
+    Args:
+        factor: the tolerated multiple of the expected alert rate (>= 1).
+        max_alert_rate: a maximum alert rate (a share in (0, 1)); past it, significantly,
+            the run fails.
+        strict: fail past the expected rate × factor too.
+        alpha: the binomial test's significance level.
+
+    Raises:
+        ConfigError: a factor below 1, a rate or alpha outside (0, 1).
+    """
+    validate_bounds(factor, max_alert_rate, alpha)
+    check = None
+    if summary.expected_alert_rate is not None:
+        check = check_alert_rate(summary.alerts, summary.units, summary.expected_alert_rate,
+                                 factor=factor, alpha=alpha)
+    limit = None
+    if max_alert_rate is not None:
+        limit = check_alert_rate(summary.alerts, summary.units, bound=max_alert_rate,
+                                 factor=factor, alpha=alpha)
+    return GuardReport(check, limit, strict, getattr(summary, "score_shift", None), factor)

@@ -1,0 +1,66 @@
+"""The alert-rate check and the score shift, on small hand-made inputs with exact results."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.errors import ConfigError
+from training.evaluation.alert_rate import ScoreShift, check_alert_rate
+from training.evaluation.calibration import Calibration
+
+
+def test_the_binomial_test_weighs_the_excess_by_the_units_scored():
+    # 2 alerts among 100 units at a tolerated 0.3%: P(X >= 2) = 1 - P(0) - P(1)
+    few = check_alert_rate(2, 100, 0.001, factor=3.0)
+    p = 1 - 0.997 ** 100 - 100 * 0.003 * 0.997 ** 99
+    assert few.bound == pytest.approx(0.003) and few.p_value == pytest.approx(p, rel=1e-9)
+    assert few.observed_rate == 0.02 and not few.exceeded  # p 0.037: no evidence
+    many = check_alert_rate(20, 1000, 0.001, factor=3.0)  # the same 2%, on 10x the units
+    assert many.observed_rate == 0.02 and many.p_value < 1e-9 and many.exceeded
+    assert not check_alert_rate(0, 1000, 0.001).exceeded  # no alert: p 1
+    assert check_alert_rate(0, 1000, 0.001).p_value == 1.0
+    # at the bound is not past it, however many units
+    assert not check_alert_rate(3000, 1_000_000, 0.001).exceeded
+    given = check_alert_rate(20, 1000, bound=0.05)
+    assert given.bound == 0.05 and given.expected_rate is None and not given.exceeded
+    assert many.describe() == ("2.00% of 1,000 units alert; at most 0.30% tolerated "
+                               f"(binomial p {many.p_value:.2g})")
+    assert check_alert_rate(900, 1000, 0.001).p_text == "p < 1e-300"  # underflows to 0
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"factor": 0.999}, "the alert-rate factor must be >= 1, got 0.999"),
+    ({"alpha": 1.0}, "alpha must be in (0, 1), got 1.0"),
+    ({"expected_rate": 0.0}, "expected_rate must be in (0, 1], got 0.0"),
+    ({"expected_rate": None, "bound": 1.0}, "the maximum alert rate must be in (0, 1), got 1.0"),
+    ({"expected_rate": None}, "needs either expected_rate or bound"),
+    ({"alerts": 11}, "alerts must be in [0, units=10], got 11"),
+])
+def test_bad_arguments_are_refused(kwargs, message):
+    args = {"alerts": 1, "units": 10, "expected_rate": 0.01, **kwargs}
+    with pytest.raises(ConfigError) as error:
+        check_alert_rate(args.pop("alerts"), args.pop("units"), args.pop("expected_rate"),
+                         **args)
+    assert message in str(error.value)
+    assert check_alert_rate(1, 10, 0.01, factor=1.0).bound == 0.01  # factor 1: the edge
+    # a calibration whose every benign score reached the threshold: nothing can exceed it
+    assert not check_alert_rate(10, 10, 1.0).exceeded
+
+
+def test_the_score_shift_reads_scores_through_the_calibration():
+    reference = np.arange(10_000, dtype=np.float64)  # benign validation scores 0..9999
+    calibration = Calibration.fit(reference, rule="quantile:0.999")
+    alike = ScoreShift(calibration)
+    for batch in np.array_split(np.random.default_rng(0).permutation(reference), 7):
+        alike.add(batch)  # in batches, as scoring streams
+    assert alike.n == 10_000 and alike.distance() < 0.002
+    above = ScoreShift(calibration)
+    above.add(np.full(50, 1e6))  # every score past the largest benign one
+    assert above.distance() == pytest.approx(1.0, abs=1e-3 + 1e-9)  # to a bin: 1/1000
+    lower_half = ScoreShift(calibration)
+    lower_half.add(reference[:5000])
+    assert lower_half.distance() == pytest.approx(0.5, abs=2e-3)
+    assert lower_half.distance(alike) == pytest.approx(0.5, abs=2e-3)
+    assert ScoreShift(calibration).distance() is None
+    assert alike.distance(ScoreShift(calibration)) is None

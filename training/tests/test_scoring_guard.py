@@ -1,0 +1,123 @@
+"""The guard of `maximus-train score` on real captures: a layer-1 model trained on the benign
+flows of Stratosphere 008 (`pipeline --benign-only`, time split) scores the next capture, 011
+(mostly attacks it never saw, and other hosts), and the benign flows of 008's own held-out test
+part (later in the day than anything it learnt from)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from training.cli.main import main
+from training.registry.registry import ModelRegistry
+from training.scoring.batch import ScoringSummary
+from training.scoring.guard import guard_scoring
+
+CONN_008 = "stratosphere/008-zeek-mixed/data/conn.log.labeled"
+CONN_011 = "stratosphere/011-zeek-mixed/data/conn.log.labeled"
+OBSERVED = re.compile(r"alert rate: observed ([\d.]+)% \(([\d,]+) of ([\d,]+) units\), "
+                      r"expected ([\d.]+)% \(tolerated up to 3x: ([\d.]+)%\)")
+
+
+@pytest.fixture(scope="module")
+def run(datasets, tmp_path_factory):
+    work = tmp_path_factory.mktemp("guard") / "w8"
+    code = main(["pipeline", "--source", f"zeek:{datasets / CONN_008}", "--benign-only",
+                 "--layers", "layer1", "--epochs", "3", "--workdir", str(work), "-q"])
+    assert code == 0
+    return work
+
+
+@pytest.fixture(scope="module")
+def held_out_benign(run, datasets):
+    """008's conn.log reduced to the benign flows of the pipeline's test part, as Zeek TSV."""
+    test = np.load(run / "splits" / "layer1_test.npz")
+    uids = {i.removeprefix("conn:") for i, y in zip(test["sample_ids"], test["labels"]) if y == 0}
+    lines = (datasets / CONN_008).read_text().splitlines(keepends=True)
+    fields = next(line for line in lines if line.startswith("#fields")).split("\t")[1:]
+    at = [f.strip() for f in fields].index("uid")
+    kept = [line for line in lines
+            if line.startswith("#") or line.split("\t")[at] in uids]
+    path = run.parent / "conn.log"
+    path.write_text("".join(kept))
+    return path, len(uids)
+
+
+def _score(run, path, capsys, *flags: str) -> tuple[int, str, str]:
+    code = main(["score", "--workdir", str(run), "--model", "layer1_vae", "--input",
+                 f"zeek:{path}", "--output", str(run.parent / "scores.parquet"), "--top", "0",
+                 *flags])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def _figures(out: str, run) -> tuple[float, int, int, float, float]:
+    (found,) = OBSERVED.findall(out)
+    observed, alerts, units, expected, bound = found
+    alerts, units = int(alerts.replace(",", "")), int(units.replace(",", ""))
+    written = pq.read_table(run.parent / "scores.parquet")
+    assert (units, alerts) == (written.num_rows, int(np.sum(written["is_alert"])))
+    calibration = ModelRegistry(run / "models").load_model(
+        "layer1_vae", stage="production").calibration
+    assert float(expected) == pytest.approx(100 * calibration.expected_alert_rate, abs=5e-4)
+    assert float(bound) == pytest.approx(3 * float(expected), abs=2e-3)
+    return float(observed), alerts, units, float(expected), float(bound)
+
+
+def test_scoring_the_next_capture_warns_and_max_alert_rate_fails(run, datasets, capsys):
+    code, out, err = _score(run, datasets / CONN_011, capsys)
+    observed, _, units, expected, bound = _figures(out, run)
+    assert code == 0 and units == 9048 and observed > 10 * bound
+    assert "score shift from the benign validation scores: KS distance" in out
+    assert re.search(r"warning: the alert rate is [\d,.]+x the expected rate, past 3x "
+                     r"\(binomial p", err)
+    code, out, err = _score(run, datasets / CONN_011, capsys, "--max-alert-rate")
+    assert code == 1 and "error: alert rate past the maximum" in err
+    assert "Traceback" not in err
+    # a maximum of its own: well above the observed rate passes, well below it fails
+    above, below = min(0.99, observed / 100 + 0.1), observed / 100 - 0.1
+    assert _score(run, datasets / CONN_011, capsys, "--max-alert-rate", str(above))[0] == 0
+    assert _score(run, datasets / CONN_011, capsys, "--max-alert-rate", str(below))[0] == 1
+
+
+def test_the_held_out_benign_flows_do_not_warn(run, held_out_benign, capsys):
+    path, n = held_out_benign
+    code, out, err = _score(run, path, capsys, "--max-alert-rate")
+    observed, alerts, units, expected, bound = _figures(out, run)
+    assert code == 0 and units == n > 100
+    assert "warning:" not in err and "error:" not in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--alert-factor", "0.5"], "the alert-rate factor must be >= 1, got 0.5"),
+    (["--max-alert-rate", "5"], "the maximum alert rate must be in (0, 1), got 5.0"),
+])
+def test_bad_guard_flags_are_refused_before_scoring(run, datasets, capsys, flags, message):
+    code, out, err = _score(run, datasets / CONN_011, capsys, *flags)
+    assert code == 2 and f"error: {message}" in err and out == ""
+
+
+def _summary(alerts: int, units: int, expected: float | None):
+    return ScoringSummary("m", "1.0.0", "layer1", 1.0, units, units, alerts, 0.1, "out.parquet",
+                          expected_alert_rate=expected, score_shift=None)
+
+
+def test_the_guard_without_a_calibration_and_with_a_rate_of_its_own():
+    bare = guard_scoring(_summary(50, 100, None), strict=True)  # saved before calibrations
+    assert bare.lines() == ["alert rate: the model has no calibration, so no expected rate to "
+                            "compare with"]
+    assert not bare.warned and not bare.failed and bare.warning() is None
+    capped = guard_scoring(_summary(50, 100, None), max_alert_rate=0.2)
+    assert capped.failed and capped.limit.bound == 0.2
+    assert capped.failure().startswith("alert rate past the maximum: 50.00% of 100 units "
+                                       "alert; at most 20.00% tolerated (binomial p ")
+    # calibrated: 2 of 100 at an expected 0.1% is past 3x but not significantly, 20 of 1,000 is
+    assert not guard_scoring(_summary(2, 100, 0.001), strict=True).failed
+    warned = guard_scoring(_summary(20, 1000, 0.001), strict=True)
+    assert warned.warned and warned.failed
+    assert warned.warning().startswith("warning: the alert rate is 20.0x the expected rate, "
+                                       "past 3x (binomial p ")
+    assert not guard_scoring(_summary(20, 1000, 0.001)).failed  # a warning only

@@ -1,0 +1,108 @@
+"""The promotion gate without labels, on a real capture (Stratosphere 008's conn.log, 5,663
+flows): three layer-1 models measured on the same recent window, the last fifth of the day by
+time, its labels removed as a security team's logs have none.
+
+* the champion: trained label-free (every unit assumed benign) for one epoch;
+* a better challenger: the same, for five epochs (lower validation loss, few alerts);
+* a narrow challenger: trained on the benign flows only (about a quarter of the traffic: the
+  rest is attacks inbound to the monitored host). Its validation loss on the window is lower
+  than the champion's too, but it alerts on most of the window: the alert-rate rule stops it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.artifacts.model_files import load_model
+from training.layers.registry import get_layer
+from training.layers.training import train_layer
+from training.retraining.continuous import ContinuousTrainingPipeline, RetrainingConfig
+from training.retraining.unlabeled_gate import (
+    ALERT_RATE_RULE, LOSS_RULE, WindowFigures, unlabeled_decision, window_figures,
+)
+from training.tests.conftest import collect
+
+CONN_008 = "stratosphere/008-zeek-mixed/data/conn.log.labeled"
+
+
+@pytest.fixture(scope="module")
+def parts(datasets) -> dict:
+    table, _ = collect("zeek_logs", datasets / CONN_008)
+    layer = get_layer("layer1")()
+    return layer.split(layer.featurize(table), "temporal", (0.6, 0.2, 0.2), 42)
+
+
+def _unlabeled(units):
+    layer = get_layer("layer1")()
+    return layer.relabeled(units, np.full(len(layer.labels(units)), -1))
+
+
+def _config(tmp_path, epochs: int):
+    return get_layer("layer1")().default_config(
+        num_epochs=epochs, seed=42, batch_size=256, num_threads=1, tensorboard=False,
+        checkpoint_dir=str(tmp_path), log_dir=str(tmp_path / "logs"),
+        threshold_rule="quantile:0.999")
+
+
+@pytest.fixture(scope="module")
+def on_window(parts, tmp_path_factory) -> dict[str, WindowFigures]:
+    layer = get_layer("layer1")()
+    window = _unlabeled(parts["test"])
+    figures = {}
+    for name, train, val, epochs in (
+            ("champion", _unlabeled(parts["train"]), _unlabeled(parts["val"]), 1),
+            ("better", _unlabeled(parts["train"]), _unlabeled(parts["val"]), 5),
+            ("narrow", parts["train"], parts["val"], 5)):  # benign units only (labels kept)
+        _, results = train_layer(get_layer("layer1")(), train, val,
+                                 _config(tmp_path_factory.mktemp(name), epochs))
+        figures[name] = window_figures(layer, load_model(results["checkpoint"]), window)
+    return figures
+
+
+def test_a_challenger_past_its_expected_alert_rate_is_not_promoted(on_window):
+    narrow, champion = on_window["narrow"], on_window["champion"]
+    assert narrow.val_loss < champion.val_loss  # the loss alone would have promoted it
+    for against in (champion, None):  # with or without a production model
+        decision = unlabeled_decision(narrow, against, improvement=0.02)
+        check = decision.figures["alert_rate"]
+        assert not decision.deploy and decision.rule == ALERT_RATE_RULE
+        assert check["observed_rate"] > 0.5 and check["exceeded"]
+        assert check["bound"] == pytest.approx(3 * narrow.calibration.expected_alert_rate)
+        assert "the challenger alerts far more than its calibration promised" in decision.reason
+
+
+def test_a_challenger_within_it_with_lower_validation_loss_is_promoted(on_window):
+    better, champion = on_window["better"], on_window["champion"]
+    decision = unlabeled_decision(better, champion, improvement=0.02)
+    assert decision.deploy and decision.rule == LOSS_RULE
+    assert not decision.figures["alert_rate"]["exceeded"]
+    assert decision.relative_improvement >= 0.02
+    assert decision.challenger == better.val_loss and decision.champion == champion.val_loss
+    # the shifts are reported, each model's own and the two against each other
+    for key in ("challenger_shift", "champion_shift", "shift_vs_champion"):
+        assert 0 <= decision.figures[key] <= 1
+    assert decision.figures["shift_vs_champion"] < 0.5  # both learnt the same traffic
+    # the other way round, the champion does not replace the better model
+    back = unlabeled_decision(champion, better, improvement=0.02)
+    assert not back.deploy and back.rule == LOSS_RULE and back.relative_improvement < 0
+
+
+def test_continuous_training_decides_without_labels_and_logs_the_rule(parts, tmp_path):
+    layer = get_layer("layer1")()
+    # a team's retraining: benign-labeled history, the recent window unlabeled
+    paths = layer.save_splits({"train": parts["train"], "val": parts["val"],
+                               "test": _unlabeled(parts["test"])}, tmp_path / "splits")
+    config = RetrainingConfig(registry_dir=str(tmp_path / "models"),
+                              training_config=_config(tmp_path / "ck", 3))
+    pipeline = ContinuousTrainingPipeline(config)
+    result = pipeline.run_retraining("layer1", "l1", None, paths["train"], paths["val"],
+                                     paths["test"])
+    decision = result["comparison"]
+    assert result["retrained"] and not result["deployed"]  # even with no production model
+    assert decision["rule"] == ALERT_RATE_RULE and decision["figures"]["alert_rate"]["exceeded"]
+    aliased = [t for t in pipeline.registry.history("l1") if t.event == "alias"]
+    assert [(t.alias, t.version) for t in aliased] == [("challenger", result["new_version"])]
+    assert ALERT_RATE_RULE in aliased[0].reason  # the transition log names the rule
+    stored = pipeline.registry.get_metadata("l1", result["new_version"])
+    assert stored.details["decision"]["rule"] == ALERT_RATE_RULE
