@@ -16,6 +16,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+from training.cli.follow import add_follow_options
 from training.cli.options import layer_name, registry_dir, registry_options
 from training.paths import splits_dir
 
@@ -53,6 +54,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    if args.follow or args.once:  # live scoring: training.cli.follow
+        from training.cli.follow import cmd_follow
+        return cmd_follow(args)
     from training.cli.options import parse_source
     from training.registry.registry import ModelRegistry
     from training.scoring.batch import score_events
@@ -131,4 +135,5 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
     option(score, "--output", type=Path, required=True, help="result file (.parquet or .jsonl)")
     option(score, "--top", type=int, default=10, help="top alerts to print")
     registry_options(score, option)
+    add_follow_options(score, option)
     score.set_defaults(run=cmd_score)
