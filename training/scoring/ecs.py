@@ -74,49 +74,53 @@ def event_alerts(rule: AlertRule, events: pa.Table, scores: np.ndarray,
     if not len(rows):
         return []
     created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-    picked = events.select([f for f in _FIELDS if f in events.column_names]).take(pa.array(rows))
-    risk = rule.risk_scores(scores[rows])
+    picked = events.take(pa.array(rows))
+    columns = {f: (picked[f].to_pylist() if f in picked.column_names else [None] * len(rows))
+               for f in _FIELDS}  # column by column: much cheaper than row dicts
+    risk = rule.risk_scores(scores[rows]).tolist()
     percentiles = risk if rule.calibration is not None else None
+    rule_doc = {"name": rule.name, "id": rule.model_name, "version": rule.version,
+                "ruleset": "maximus"}
     docs = []
-    for i, (event, score) in enumerate(zip(picked.to_pylist(), scores[rows].tolist())):
-        unit = event.get("event_id") or ""
+    for i, score in enumerate(scores[rows].tolist()):
+        event = {f: values[i] for f, values in columns.items()}
+        unit = event["event_id"] or ""
         maximus = {"layer": rule.layer, "unit": unit, "score": score,
                    "threshold": rule.threshold, "event_ids": [unit]}
         if percentiles is not None:
-            maximus["percentile"] = float(percentiles[i])
-        docs.append(_document(rule, event, unit, float(risk[i]), created_text, maximus))
+            maximus["percentile"] = percentiles[i]
+        docs.append(_document(rule, rule_doc, event, unit, risk[i], created_text, maximus))
     return docs
 
 
-def _document(rule: AlertRule, event: dict, unit: str, risk: float, created: str,
-              maximus: dict) -> dict[str, Any]:
-    time = event.get("timestamp")
-    source = _drop_empty({"ip": event.get("source_ip"), "port": event.get("source_port")})
-    destination = _drop_empty({"ip": event.get("dest_ip"), "port": event.get("dest_port")})
-    related = [ip for ip in (event.get("source_ip"), event.get("dest_ip")) if ip]
-    event_type = event.get("event_type")
-    doc = {
+def _document(rule: AlertRule, rule_doc: dict, event: dict, unit: str, risk: float,
+              created: str, maximus: dict) -> dict[str, Any]:
+    """One alert; a hot loop (thousands a second at 10k events/s): plain dict building."""
+    time, source_ip, dest_ip = event["timestamp"], event["source_ip"], event["dest_ip"]
+    doc: dict[str, Any] = {
         "@timestamp": time.isoformat().replace("+00:00", "Z") if time is not None else created,
-        "event": _drop_empty({
-            "kind": "alert", "id": alert_id(rule, unit), "created": created,
-            "dataset": f"{event.get('source')}.{event_type}" if event_type else None,
-            "risk_score": round(risk, 3), "severity": int(round(risk)), "original_id": unit,
-        }),
-        "rule": {"name": rule.name, "id": rule.model_name, "version": rule.version,
-                 "ruleset": "maximus"},
-        "source": source, "destination": destination,
-        "network": _drop_empty({"transport": event.get("protocol"),
-                                "protocol": event.get("service"),
-                                "community_id": event.get("community_id")}),
-        "related": {"ip": list(dict.fromkeys(related))} if related else {},
-        "host": _drop_empty({"name": event.get("host")}),
-        "user": _drop_empty({"name": event.get("user")}),
-        "dns": _drop_empty({"question": _drop_empty({"name": event.get("domain")})}),
-        "observer": _drop_empty({"name": event.get("source")}),
-        "maximus": maximus,
+        "event": {"kind": "alert", "id": alert_id(rule, unit), "created": created,
+                  "risk_score": round(risk, 3), "severity": int(round(risk)),
+                  "original_id": unit},
+        "rule": rule_doc,
     }
-    return _drop_empty(doc)
-
-
-def _drop_empty(values: dict) -> dict:
-    return {k: v for k, v in values.items() if v is not None and v != {} and v != ""}
+    if event["event_type"]:
+        doc["event"]["dataset"] = event["event_type"]
+    for ecs, ip, port in (("source", source_ip, event["source_port"]),
+                          ("destination", dest_ip, event["dest_port"])):
+        if ip or port is not None:
+            doc[ecs] = {"ip": ip, "port": port} if ip and port is not None else \
+                ({"ip": ip} if ip else {"port": port})
+    network = {k: v for k, v in (("transport", event["protocol"]), ("protocol", event["service"]),
+                                 ("community_id", event["community_id"])) if v}
+    if network:
+        doc["network"] = network
+    if source_ip or dest_ip:
+        doc["related"] = {"ip": [ip for ip in dict.fromkeys((source_ip, dest_ip)) if ip]}
+    for ecs, name in (("host", "host"), ("user", "user"), ("observer", "source")):
+        if event[name]:
+            doc[ecs] = {"name": event[name]}
+    if event["domain"]:
+        doc["dns"] = {"question": {"name": event["domain"]}}
+    doc["maximus"] = maximus
+    return doc

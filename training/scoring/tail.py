@@ -26,6 +26,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import IO
 
 from training.collection.canonical import Canonical, canonicalize
 from training.errors import SourceError
@@ -37,7 +38,7 @@ from training.sources.files import ByteStream, check_text
 logger = logging.getLogger(__name__)
 
 HEAD_BYTES = 256  # digest of a file's first bytes: tells a recycled inode from the file we read
-MAX_READ = 4 << 20  # bytes per file per poll: a backlog is worked off in bounded batches
+MAX_READ = 1 << 20  # bytes per file per poll (~10k Zeek conn lines): bounded batches
 
 
 @dataclass
@@ -80,11 +81,19 @@ class Read:
     canonical: Canonical
 
 
+class _Moved(Exception):
+    """The name no longer holds the file being read (rotated in between)."""
+
+
 class _LimitedStream(ByteStream):
     """A file's bytes up to `limit`: the part of a growing file that holds whole lines."""
 
-    def __init__(self, path: str, limit: int, max_bytes: int) -> None:
+    def __init__(self, path: str, limit: int, max_bytes: int, key: tuple[int, int]) -> None:
         super().__init__(path, max_bytes)
+        info = os.fstat(self._raw.fileno())
+        if (info.st_dev, info.st_ino) != key:
+            self.close()
+            raise _Moved(path)
         self.limit = limit
 
     def read(self, size: int) -> bytes:
@@ -108,6 +117,9 @@ class Tail:
             if not isinstance(reader, FileSource):
                 raise SourceError(f"--follow reads files; source {reader.name!r} is a "
                                   f"{reader.config.source_type.value} source")
+        # Names followed as files: never taken for a rotated file, even while missing.
+        self.live = {os.path.abspath(p) for r in self.readers.values()
+                     for p in _as_list(r.options["path"]) if not os.path.isdir(p)}
         self.positions: dict[tuple[int, int], Position] = {}
         for saved in positions or ():
             position = Position(**saved)
@@ -150,30 +162,45 @@ class Tail:
             position.path = path
             yield from self._read(position, whole_lines=False)
         del self.positions[position.key]
-        for later in _rotated_after(position, known):
+        for later in _rotated_after(position, known, self.live):
             yield from self._read(later, whole_lines=False)
 
     def _read(self, position: Position, whole_lines: bool) -> Iterator[Read]:
+        """New records of the file `position` reads, wherever it is now (by inode)."""
         reader = self.readers[position.source]
+        path = _locate(position)
+        if path is None:
+            return
         try:
-            size = os.stat(position.path).st_size
+            handle = open(path, "rb")
         except FileNotFoundError:
-            return
-        if size < position.offset:  # truncated in place (copytruncate): start over
-            logger.warning("%s shrank from %d to %d bytes (truncated in place); reading it "
-                           "from the start", position.path, position.offset, size)
-            position.offset, position.line, position.record = 0, 1, 0
-        limit = min(size, position.offset + MAX_READ)
-        if whole_lines or limit < size:
-            limit = _last_line_end(position.path, position.offset, limit)
-        if limit <= position.offset:
-            return
-        _note_head(position)
-        position.mtime_ns = os.stat(position.path).st_mtime_ns
-        for raw in _read_raw(reader, position, limit):
-            position.offset, position.line, position.record = (
-                raw.end["offset"], raw.end["line"], raw.end["record"])
-            yield Read(position, canonicalize(raw, reader, require_time=True))
+            return  # renamed since: found by its inode at the next poll
+        with handle:
+            info = os.fstat(handle.fileno())
+            if (info.st_dev, info.st_ino) != position.key:
+                return  # the name changed hands between the lookup and the open
+            size = info.st_size
+            if size < position.offset:  # truncated in place (copytruncate): start over
+                logger.warning("%s shrank from %d to %d bytes (truncated in place); reading "
+                               "it from the start", path, position.offset, size)
+                position.offset, position.line, position.record = 0, 1, 0
+            limit = min(size, position.offset + MAX_READ)
+            if whole_lines or limit < size:
+                limit = _last_line_end(handle, position.offset, limit)
+            if limit <= position.offset:
+                return
+            if position.head_len < HEAD_BYTES:
+                handle.seek(0)
+                head = handle.read(min(HEAD_BYTES, size))
+                position.head, position.head_len = hashlib.sha256(head).hexdigest(), len(head)
+            position.mtime_ns = info.st_mtime_ns
+        try:
+            for raw in _read_raw(reader, position, limit):
+                position.offset, position.line, position.record = (
+                    raw.end["offset"], raw.end["line"], raw.end["record"])
+                yield Read(position, canonicalize(raw, reader, require_time=True))
+        except _Moved:
+            return  # renamed between the checks and the reader's open: next poll
 
 
 def _read_raw(reader: FileSource, position: Position, limit: int) -> Iterator:
@@ -181,7 +208,8 @@ def _read_raw(reader: FileSource, position: Position, limit: int) -> Iterator:
     original = reader.open
 
     def open_limited(stream: str) -> ByteStream:
-        opened = _LimitedStream(stream, limit, reader.options["max_decompressed_bytes"])
+        opened = _LimitedStream(stream, limit, reader.options["max_decompressed_bytes"],
+                                position.key)
         try:
             if opened.compressed:
                 raise SourceError(f"{stream}: a compressed file cannot be followed; score it "
@@ -208,51 +236,64 @@ def _current_files(reader: FileSource) -> list[str]:
         return []  # e.g. the live file renamed and not yet re-created
 
 
-def _last_line_end(path: str, start: int, end: int) -> int:
-    """The offset after the last line break in bytes [start, end) of `path`; `start` if none."""
-    with open(path, "rb") as handle:
-        at = end
-        while at > start:
-            chunk_start = max(start, at - 65536)
-            handle.seek(chunk_start)
-            found = handle.read(at - chunk_start).rfind(b"\n")
-            if found >= 0:
-                return chunk_start + found + 1
-            at = chunk_start
+def _last_line_end(handle: IO[bytes], start: int, end: int) -> int:
+    """The offset after the last line break in bytes [start, end); `start` if none."""
+    at = end
+    while at > start:
+        chunk_start = max(start, at - 65536)
+        handle.seek(chunk_start)
+        found = handle.read(at - chunk_start).rfind(b"\n")
+        if found >= 0:
+            return chunk_start + found + 1
+        at = chunk_start
     return start
 
 
-def _head(path: str, size: int) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read(size)).hexdigest()
-
-
-def _note_head(position: Position) -> None:
-    """Remember the file's first bytes once it has them all (or at least what it has)."""
-    if position.head_len < HEAD_BYTES:
-        size = min(HEAD_BYTES, os.stat(position.path).st_size)
-        position.head, position.head_len = _head(position.path, size), size
+def _locate(position: Position) -> str | None:
+    """Where the file of `position` is now: its last path, else found by inode."""
+    try:
+        info = os.stat(position.path)
+        if (info.st_dev, info.st_ino) == position.key:
+            return position.path
+    except FileNotFoundError:
+        pass
+    found = _find_inode(Path(position.path).parent, position.key)
+    if found is not None:
+        position.path = found
+    return found
 
 
 def _same_file(position: Position, path: str) -> bool:
-    """Whether `path` still starts as the file `position` was reading (not a recycled inode)."""
+    """Whether the file at `path` still starts as the one `position` was reading (an inode
+    recycled for a new file does not). A file renamed meanwhile is not judged here."""
     if not position.head_len:
         return True
     try:
-        return _head(path, position.head_len) == position.head
+        with open(path, "rb") as handle:
+            info = os.fstat(handle.fileno())
+            if (info.st_dev, info.st_ino) != position.key:
+                return True
+            return hashlib.sha256(handle.read(position.head_len)).hexdigest() == position.head
     except OSError:
         return False
 
 
-def _rotated_after(position: Position, known: set[tuple[int, int]]) -> list[Position]:
+def _as_list(paths: object) -> list[str]:
+    return [str(p) for p in paths] if isinstance(paths, list | tuple) else [str(paths)]
+
+
+def _rotated_after(position: Position, known: set[tuple[int, int]], live: set[str]
+                   ) -> list[Position]:
     """Siblings named like rotations of the file of `position` (conn.log: conn.*) and last
-    written after it was: files rotated while nobody followed, oldest first."""
+    written after it was: files rotated while nobody followed, oldest first. Followed names
+    (`live`) are not rotated files, whatever their state."""
     stem = Path(position.path).name.split(".", 1)[0] + "."
-    if position.source == "" or not position.mtime_ns:
+    if not position.mtime_ns:
         return []
     found = []
     for entry in os.scandir(Path(position.path).parent):
-        if not entry.name.startswith(stem) or entry.name.endswith(".gz"):
+        if (not entry.name.startswith(stem) or entry.name.endswith(".gz")
+                or os.path.abspath(entry.path) in live):
             continue
         info = entry.stat(follow_symlinks=False)
         key = (info.st_dev, info.st_ino)
