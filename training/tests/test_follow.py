@@ -180,3 +180,30 @@ def test_follow_flags_are_checked(tmp_path, capsys):
     assert "must end in .jsonl or .json" in capsys.readouterr().err
     assert main([*base, "--output", str(tmp_path / "s.jsonl"), "--once", "--follow"]) == 2
     assert "--follow: not allowed with argument --once" in capsys.readouterr().err
+
+
+def test_tail_waits_for_whole_lines_and_follows_a_folder_through_rotation(tmp_path):
+    from training.scoring.tail import Tail
+
+    logs = tmp_path / "zeek"
+    logs.mkdir()
+    live = logs / "conn.log"
+    first, rest = line(0, 1_765_000_000.0), line(1, 1_765_000_001.0)
+    live.write_text(header(1.0) + first + rest[:20])  # the writer is mid-line
+
+    tail = Tail([DataSource("zeek", "zeek", {"path": str(logs)})])
+
+    def uids(reads) -> list[str]:
+        return [u for r in reads for u in r.canonical.table["event_id"].to_pylist()]
+
+    assert uids(tail.poll()) == ["conn:C00000000"]
+    with open(live, "a") as out:
+        out.write(rest[20:])
+    assert uids(tail.poll()) == ["conn:C00000001"]
+    live.rename(logs / "conn.2025-12-06-05-00-00.log")  # rotation: the old file stays in the folder
+    live.write_text(header(2.0) + line(2, 1_765_000_002.0))
+    assert uids(tail.poll()) == ["conn:C00000002"] and uids(tail.poll()) == []
+
+    resumed = Tail([DataSource("zeek", "zeek", {"path": str(logs)})], tail.state())
+    live.write_text(header(3.0) + line(3, 1_765_000_003.0))  # truncated and rewritten in place
+    assert uids(resumed.poll()) == ["conn:C00000003"]
