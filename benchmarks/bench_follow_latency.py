@@ -57,10 +57,6 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def _lines(path: Path) -> int:
-    return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
 def run_rate(root: Path, rate: int, seconds: float, poll: float, rotate_every: int) -> dict:
     """One scorer, one writer at `rate` events/s for `seconds`; the alert latencies."""
     logs, alerts = root / f"logs-{rate}", root / f"alerts-{rate}.jsonl"
@@ -83,7 +79,7 @@ def run_rate(root: Path, rate: int, seconds: float, poll: float, rotate_every: i
     latencies: list[float] = []
     offset, pending = 0, b""
     deadline = time.monotonic() + seconds + 120
-    scores, caught_up = root / f"scores-{rate}.jsonl", None
+    scores, caught_up, scored, scores_at = root / f"scores-{rate}.jsonl", None, 0, 0
     while time.monotonic() < deadline:
         with open(alerts, "rb") if alerts.exists() else open(os.devnull, "rb") as handle:
             handle.seek(offset)
@@ -97,8 +93,14 @@ def run_rate(root: Path, rate: int, seconds: float, poll: float, rotate_every: i
             latencies.append(now - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
         # Scores are appended before the alerts of the same poll: once every event has its
         # score line, the last alerts follow within that poll.
-        if caught_up is None and writer.poll() is not None and _lines(scores) >= events:
-            caught_up = time.monotonic()
+        if caught_up is None and writer.poll() is not None and scores.exists():
+            with open(scores, "rb") as handle:  # only what was added: this loop shares the CPU
+                handle.seek(scores_at)
+                more = handle.read()
+            scores_at += len(more)
+            scored += more.count(b"\n")
+            if scored >= events:
+                caught_up = time.monotonic()
         if caught_up is not None and time.monotonic() - caught_up > 1.0 and not data:
             break
         time.sleep(0.005)

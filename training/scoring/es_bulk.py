@@ -32,6 +32,8 @@ from training.sources.es_session import BACKOFF_CAP_S, RETRY_STATUSES, Session
 
 logger = logging.getLogger(__name__)
 
+MAX_BULK = 2000  # documents per bulk request (about 1.5 MB of alerts)
+
 
 @dataclass(frozen=True)
 class Refused:
@@ -66,6 +68,12 @@ class BulkIndexer:
 
     def index(self, docs: list[dict[str, Any]]) -> list[Refused]:
         """Send `docs`; return those refused for good (empty when all were taken)."""
+        refused: list[Refused] = []
+        for at in range(0, len(docs), MAX_BULK):  # bounded requests (http.max_content_length)
+            refused += self._index(docs[at:at + MAX_BULK])
+        return refused
+
+    def _index(self, docs: list[dict[str, Any]]) -> list[Refused]:
         pending = list(docs)
         refused: list[Refused] = []
         s = self.settings

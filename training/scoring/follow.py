@@ -14,7 +14,8 @@ resumes from its last checkpoint: every event is scored once, every alert writte
 
 Per-event layers only: an event's alert leaves with the poll that read it, so write-to-alert
 latency is about `poll_seconds` plus the batch's scoring time. Window layers (2, 3) are refused
-for now. `once` scores what is there and returns (for cron); otherwise the loop runs until
+for now. `once` scores what is there and returns (for cron: it stops at the first poll that reaches
+the ends of the files, so a busy log cannot keep it running); otherwise the loop runs until
 `stop` is set (the command line sets it on SIGTERM and SIGINT): the batch in hand is finished
 and checkpointed first.
 """
@@ -130,12 +131,14 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         torch.set_num_threads(1)  # small batches: OpenMP threads waiting for a core cost more
         try:
             while True:
-                read = run.poll(tail)
+                run.poll(tail)
                 state.commit(tail.state(), files, run.counts,
                              {"name": model_name, "version": loaded.metadata.version})
                 summary.polls += 1
-                if (once and not read) or (stop is not None and stop.is_set()):
-                    break
+                if (once and not tail.behind) or (stop is not None and stop.is_set()):
+                    break  # --once: what the files held when it caught up is scored
+                if tail.behind:
+                    continue  # a backlog: no pause until it is worked off
                 if stop is not None:
                     stop.wait(poll_seconds)
                 else:

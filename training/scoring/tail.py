@@ -121,9 +121,14 @@ class Tail:
         self.live = {os.path.abspath(p) for r in self.readers.values()
                      for p in _as_list(r.options["path"]) if not os.path.isdir(p)}
         self.positions: dict[tuple[int, int], Position] = {}
+        self.behind = False  # the last poll left bytes unread (a backlog): poll again at once
         for saved in positions or ():
             position = Position(**saved)
-            self.positions[position.key] = position
+            if position.source in self.readers:
+                self.positions[position.key] = position
+            else:  # its source is no longer given: nothing to read it with
+                logger.warning("%s (source %r) is no longer followed; its position is dropped",
+                               position.path, position.source)
 
     def state(self) -> list[dict]:
         """The positions to store with the results of the polls so far."""
@@ -131,6 +136,7 @@ class Tail:
 
     def poll(self) -> Iterator[Read]:
         """The events appended since the last poll, file by file (a rotated file first)."""
+        self.behind = False
         seen: dict[tuple[int, int], tuple[str, str]] = {}  # identity -> (source, path)
         for name, reader in self.readers.items():
             for path in _current_files(reader):
@@ -185,6 +191,7 @@ class Tail:
                                "it from the start", path, position.offset, size)
                 position.offset, position.line, position.record = 0, 1, 0
             limit = min(size, position.offset + MAX_READ)
+            self.behind |= limit < size
             if whole_lines or limit < size:
                 limit = _last_line_end(handle, position.offset, limit)
             if limit <= position.offset:
