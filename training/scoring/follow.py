@@ -22,6 +22,7 @@ and checkpointed first.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -129,6 +130,10 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         started = time.perf_counter()
         before = torch.get_num_threads()
         torch.set_num_threads(1)  # small batches: OpenMP threads waiting for a core cost more
+        # The long-lived objects (torch, the model, the parsers) move out of the collector's
+        # sight: each poll allocates many small objects (rows, alert documents), and full
+        # collections walking everything loaded made up most of a poll's time.
+        gc.freeze()
         try:
             while True:
                 run.poll(tail)
