@@ -54,6 +54,20 @@ class AlertRule:
         return np.clip(50.0 * scores / self.threshold, 0.0, 100.0)
 
 
+def iso_times(column: pa.Array | pa.ChunkedArray) -> list[str | None]:
+    """UTC timestamps as ISO 8601 text ("2026-12-06T15:48:50.914970Z"), None for nulls.
+
+    Vectorized: turning an Arrow timestamp with a time zone into Python datetimes costs about
+    30 us a row on this machine, more than scoring the event."""
+    values = column.cast(pa.int64())
+    text = np.datetime_as_string(values.fill_null(0).to_numpy(zero_copy_only=False)
+                                 .astype("datetime64[us]"), unit="us").tolist()
+    if values.null_count:
+        valid = values.is_valid().to_numpy(zero_copy_only=False)
+        return [t + "Z" if ok else None for t, ok in zip(text, valid.tolist())]
+    return [t + "Z" for t in text]
+
+
 def alert_id(rule: AlertRule, unit: str) -> str:
     """The stable id of the alert `rule` raises on `unit` (the same on every replay)."""
     key = f"{rule.model_name}\x00{rule.version}\x00{unit}".encode()
@@ -76,7 +90,9 @@ def event_alerts(rule: AlertRule, events: pa.Table, scores: np.ndarray,
     created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
     picked = events.take(pa.array(rows))
     columns = {f: (picked[f].to_pylist() if f in picked.column_names else [None] * len(rows))
-               for f in _FIELDS}  # column by column: much cheaper than row dicts
+               for f in _FIELDS if f != "timestamp"}  # column by column: cheaper than rows
+    columns["timestamp"] = (iso_times(picked["timestamp"]) if "timestamp" in picked.column_names
+                            else [None] * len(rows))
     risk = rule.risk_scores(scores[rows]).tolist()
     percentiles = risk if rule.calibration is not None else None
     rule_doc = {"name": rule.name, "id": rule.model_name, "version": rule.version,
@@ -98,7 +114,7 @@ def _document(rule: AlertRule, rule_doc: dict, event: dict, unit: str, risk: flo
     """One alert; a hot loop (thousands a second at 10k events/s): plain dict building."""
     time, source_ip, dest_ip = event["timestamp"], event["source_ip"], event["dest_ip"]
     doc: dict[str, Any] = {
-        "@timestamp": time.isoformat().replace("+00:00", "Z") if time is not None else created,
+        "@timestamp": time if time is not None else created,
         "event": {"kind": "alert", "id": alert_id(rule, unit), "created": created,
                   "risk_score": round(risk, 3), "severity": int(round(risk)),
                   "original_id": unit},

@@ -38,7 +38,7 @@ import torch
 from training.errors import ConfigError, NotSupportedError
 from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
-from training.scoring.ecs import AlertRule, event_alerts
+from training.scoring.ecs import AlertRule, event_alerts, iso_times
 from training.scoring.es_bulk import BulkIndexer
 from training.scoring.follow_state import AppendOnly, FollowState
 from training.scoring.tail import Tail
@@ -198,10 +198,12 @@ class _Run:
                                     f"{events.num_rows} events; --follow needs one per event")
         self.counts["events"] += events.num_rows
         if self.scores is not None:
-            columns = self.layer.unit_columns(units)
-            rows = pa.table({"unit": columns["unit"], "time": columns["time"],
-                             "score": pa.array(scores, pa.float32()),
-                             "is_alert": pa.array(scores >= self.rule.threshold),
-                             "event_ids": columns["event_ids"]}).to_pylist()
-            self.scores.append([orjson.dumps(row) + b"\n" for row in rows])
+            columns = self.layer.unit_columns(units)  # the rows of a batch run, column-wise
+            rows = zip(pa.array(columns["unit"]).to_pylist(), iso_times(columns["time"]),
+                       scores.astype(np.float32).tolist(),
+                       (scores >= self.rule.threshold).tolist(),
+                       pa.array(columns["event_ids"]).to_pylist())
+            self.scores.append([orjson.dumps({"unit": u, "time": t, "score": s, "is_alert": a,
+                                              "event_ids": e}, option=orjson.OPT_APPEND_NEWLINE)
+                                for u, t, s, a, e in rows])
         return event_alerts(self.rule, events, scores)

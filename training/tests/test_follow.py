@@ -156,7 +156,8 @@ def test_alerts_reach_elasticsearch_as_ecs_and_refused_items_are_retried_or_repo
     assert doc["event"]["kind"] == "alert" and doc["rule"]["name"] == "MAXIMUS layer1 anomaly (vae)"
     assert doc["related"]["ip"] == [doc["source"]["ip"], doc["destination"]["ip"]]
     n = int(units[0].removeprefix("conn:C"))  # written at 1_765_000_000 + n (05:46:40 UTC)
-    assert doc["@timestamp"] == f"2025-12-06T05:{46 + (40 + n) // 60:02d}:{(40 + n) % 60:02d}Z"
+    assert doc["@timestamp"] == \
+        f"2025-12-06T05:{46 + (40 + n) // 60:02d}:{(40 + n) % 60:02d}.000000Z"
     assert doc["maximus"]["unit"] == units[0] and doc["maximus"]["score"] >= THRESHOLD
     assert 0 <= doc["event"]["risk_score"] <= 100
 
