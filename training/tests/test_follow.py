@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import torch
 
 from training.artifacts.model_files import save_model
@@ -208,3 +209,38 @@ def test_tail_waits_for_whole_lines_and_follows_a_folder_through_rotation(tmp_pa
     resumed = Tail([DataSource("zeek", "zeek", {"path": str(logs)})], tail.state())
     live.write_text(header(3.0) + line(3, 1_765_000_003.0))  # truncated and rewritten in place
     assert uids(resumed.poll()) == ["conn:C00000003"]
+
+
+REAL = Path("../shared/datasets/slips_zeek_tsv_test10")
+
+
+@pytest.mark.skipif(not REAL.exists(), reason="needs ../shared/datasets (slips_zeek_tsv_test10)")
+def test_a_real_zeek_folder_written_in_two_parts_scores_as_the_batch_path(tmp_path):
+    from training.scoring.batch import score_events
+
+    registry = _register(tmp_path)
+    live = tmp_path / "zeek"
+    live.mkdir()
+    halves = {}
+    for log in REAL.glob("*.log"):
+        data = log.read_bytes()
+        cut = data.index(b"\n", len(data) // 2) + 1  # the sensor has written half the lines
+        (live / log.name).write_bytes(data[:cut])
+        halves[log.name] = data[cut:]
+    outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=tmp_path / "state",
+                            scores=tmp_path / "scores.jsonl")
+    sources = [DataSource("zeek", "zeek", {"path": str(live)})]
+    follow_events(registry, "vae", sources, outputs, once=True)
+    for name, rest in halves.items():
+        with open(live / name, "ab") as out:
+            out.write(rest)
+    summary = follow_events(registry, "vae", sources, outputs, once=True)
+
+    score_events(registry, "vae", sources, tmp_path / "batch.jsonl")
+    batch = {r["unit"]: r["score"] for r in _jsonl(tmp_path / "batch.jsonl")}
+    followed = {r["unit"]: r["score"] for r in _jsonl(tmp_path / "scores.jsonl")}
+    assert summary.counts["events"] == len(batch) > 100
+    assert followed.keys() == batch.keys()
+    assert all(abs(followed[u] - batch[u]) <= 1e-6 * abs(batch[u]) for u in batch)
+    alerts = {d["maximus"]["unit"] for d in _jsonl(tmp_path / "alerts.jsonl")}
+    assert alerts == {u for u, s in batch.items() if s >= THRESHOLD}
