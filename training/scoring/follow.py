@@ -127,6 +127,10 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         run = _Run(layer, loaded.model, rule, sink, alerts, scores, quarantine, refused,
                    state.counts)
         summary = FollowSummary(model_name, loaded.metadata.version)
+        model = {"name": model_name, "version": loaded.metadata.version}
+        # A first checkpoint before reading: a run that dies before its first commit leaves
+        # outputs that the next run can cut back to what they held when it started.
+        state.commit(tail.state(), files, run.counts, model)
         started = time.perf_counter()
         before = torch.get_num_threads()
         torch.set_num_threads(1)  # small batches: OpenMP threads waiting for a core cost more
@@ -137,8 +141,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         try:
             while True:
                 run.poll(tail)
-                state.commit(tail.state(), files, run.counts,
-                             {"name": model_name, "version": loaded.metadata.version})
+                state.commit(tail.state(), files, run.counts, model)
                 summary.polls += 1
                 if (once and not tail.behind) or (stop is not None and stop.is_set()):
                     break  # --once: what the files held when it caught up is scored

@@ -244,3 +244,28 @@ def test_a_real_zeek_folder_written_in_two_parts_scores_as_the_batch_path(tmp_pa
     assert all(abs(followed[u] - batch[u]) <= 1e-6 * abs(batch[u]) for u in batch)
     alerts = {d["maximus"]["unit"] for d in _jsonl(tmp_path / "alerts.jsonl")}
     assert alerts == {u for u, s in batch.items() if s >= THRESHOLD}
+
+
+def test_an_unreachable_cluster_stops_the_scorer_and_the_rerun_sends_every_alert(tmp_path):
+    from training.errors import SourceError
+
+    registry = _register(tmp_path)
+    log = tmp_path / "conn.log"
+    _conn_log(log, 40)
+    sources = [DataSource("zeek", "zeek", {"path": str(log)})]
+    with FakeElasticsearchBulk() as es:
+        url = es.url
+    down = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=tmp_path / "state",
+                         elasticsearch={"hosts": url, "index": "alerts", "max_retries": 0})
+    with pytest.raises(SourceError, match="does not answer"):
+        follow_events(registry, "vae", sources, down, once=True)
+    state = json.loads((tmp_path / "state" / "state.json").read_text())
+    assert state["positions"] == [] and state["counts"]["events"] == 0  # read, not committed
+    with FakeElasticsearchBulk() as es:
+        up = FollowOutputs(alerts=down.alerts, state=down.state,
+                           elasticsearch={"hosts": es.url, "index": "alerts"})
+        summary = follow_events(registry, "vae", sources, up, once=True)
+        indexed = es.documents("alerts")
+    docs = _jsonl(tmp_path / "alerts.jsonl")  # cut back, then written once
+    assert summary.counts["alerts"] == len(docs) == len(indexed) > 0
+    assert {d["event"]["id"] for d in docs} == set(indexed)
