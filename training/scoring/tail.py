@@ -166,10 +166,19 @@ class Tail:
                            "written after that were not scored", position.path, position.offset)
         else:
             position.path = path
-            yield from self._read(position, whole_lines=False)
+            yield from self._drain(position)
         del self.positions[position.key]
         for later in _rotated_after(position, known, self.live):
-            yield from self._read(later, whole_lines=False)
+            yield from self._drain(later)
+
+    def _drain(self, position: Position) -> Iterator[Read]:
+        """Read a finished file to its end, `MAX_READ` bytes at a time: once forgotten, what
+        was left in it could not be found again."""
+        while True:
+            before = position.offset
+            yield from self._read(position, whole_lines=False)
+            if position.offset == before:
+                return
 
     def _read(self, position: Position, whole_lines: bool) -> Iterator[Read]:
         """New records of the file `position` reads, wherever it is now (by inode)."""
@@ -193,7 +202,10 @@ class Tail:
             limit = min(size, position.offset + MAX_READ)
             self.behind |= limit < size
             if whole_lines or limit < size:
-                limit = _last_line_end(handle, position.offset, limit)
+                cut = _last_line_end(handle, position.offset, limit)
+                if cut == position.offset and limit < size:  # one line longer than MAX_READ
+                    cut = _last_line_end(handle, position.offset, size)
+                limit = cut if cut > position.offset or whole_lines else size
             if limit <= position.offset:
                 return
             if position.head_len < HEAD_BYTES:

@@ -269,3 +269,30 @@ def test_an_unreachable_cluster_stops_the_scorer_and_the_rerun_sends_every_alert
     docs = _jsonl(tmp_path / "alerts.jsonl")  # cut back, then written once
     assert summary.counts["alerts"] == len(docs) == len(indexed) > 0
     assert {d["event"]["id"] for d in docs} == set(indexed)
+
+
+def test_files_rotated_while_the_scorer_was_stopped_are_read_whole_and_once(tmp_path):
+    from training.scoring.tail import MAX_READ, Tail
+
+    live = tmp_path / "conn.log"
+    sources = [DataSource("zeek", "zeek", {"path": str(live)})]
+    n = iter(range(10**6))
+
+    def lines(count: int) -> str:
+        return "".join(line(i, 1_765_000_000.0 + i) for i in (next(n) for _ in range(count)))
+
+    live.write_text(header(1.0) + lines(10))
+    tail = Tail(sources)
+    got = [u for r in tail.poll() for u in r.canonical.table["event_id"].to_pylist()]
+    with open(live, "a") as out:  # the scorer is stopped; the sensor goes on and rotates twice
+        out.write(lines(12_000))
+    live.rename(tmp_path / "conn.2025-12-06-05-00-00.log")
+    live.write_text(header(2.0) + lines(12_000))
+    live.rename(tmp_path / "conn.2025-12-06-06-00-00.log")
+    live.write_text(header(3.0) + lines(5))
+    assert (tmp_path / "conn.2025-12-06-05-00-00.log").stat().st_size > MAX_READ
+
+    resumed = Tail(sources, tail.state())
+    for _ in range(5):
+        got += [u for r in resumed.poll() for u in r.canonical.table["event_id"].to_pylist()]
+    assert got == [f"conn:C{i:08d}" for i in range(10 + 12_000 + 12_000 + 5)]
