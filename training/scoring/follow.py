@@ -152,6 +152,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                 else:
                     time.sleep(poll_seconds)
         finally:
+            gc.unfreeze()  # the caller's process goes on as it was
             torch.set_num_threads(before)
         summary.counts, summary.seconds = dict(run.counts), time.perf_counter() - started
         return summary
