@@ -18,6 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from training.cli.follow import add_follow_options
 from training.cli.options import layer_name, registry_dir, registry_options
 from training.paths import splits_dir
 
@@ -58,6 +59,9 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    if args.follow or args.once:  # live scoring: training.cli.follow
+        from training.cli.follow import cmd_follow
+        return cmd_follow(args)
     from training.cli.options import parse_source
     from training.registry.registry import ModelRegistry
     from training.evaluation.alert_rate import validate_bounds
@@ -161,4 +165,5 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
            help="exit 1 when the alert rate is significantly above RATE (a share: 0.01 is 1%%); "
                 "the flag alone: above the expected rate times --alert-factor")
     registry_options(score, option)
+    add_follow_options(score, option)
     score.set_defaults(run=cmd_score)

@@ -173,6 +173,8 @@ def score_events(registry: ModelRegistry, model_name: str,
             progress(f"scoring with {where}", unit="events") as bar:
         out = _Output(handle, output, top_k)
         for table in _tables(events, streaming=layer.streams):
+            if not table.num_rows:  # a stream's batch can be empty (all rows filtered out)
+                continue
             n_events += table.num_rows
             units = layer.featurize(table)
             scores = layer.score(loaded.model, units)

@@ -152,6 +152,13 @@ class Session:
             raise SourceError(f"{s.where}: cannot configure the client: "
                               f"{scrub(str(exc), self._secrets)}") from None
 
+    def client(self) -> Any:
+        """The client, made on first use (for requests other than reads: bulk indexing)."""
+        with self._lock:
+            if self._client is None:
+                self._client = self._connect()
+            return self._client
+
     def pit(self) -> tuple[int, str]:
         """(generation, id) of the run's point in time, opened on first use."""
         with self._lock:

@@ -119,7 +119,7 @@ class FakeElasticsearch:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def __enter__(self) -> FakeElasticsearch:
-        handler = type("Handler", (_Handler,), {"es": self})
+        handler = type("Handler", (self.handler_base(),), {"es": self})
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,), name="fake-es",
@@ -133,6 +133,10 @@ class FakeElasticsearch:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+    def handler_base(self) -> type:
+        """The request handler class (a subclass adds endpoints: `fake_es_bulk`)."""
+        return _Handler
 
     def release(self) -> None:
         """Let held searches go on (see `hold_after_pages`)."""

@@ -1,0 +1,76 @@
+"""`maximus-train score --follow | --once`: live scoring of growing logs, thin over
+`training.scoring.follow`.
+
+    maximus-train score --model layer1_vae --input zeek:/opt/zeek/logs/current --follow \\
+        --output scores.jsonl --alerts alerts.jsonl --elasticsearch https://es01:9200/alerts
+
+SIGTERM and SIGINT stop it cleanly: the batch in hand is scored, written and checkpointed, and
+it exits 0. A SIGKILLed run resumes from its last checkpoint (`--state`). Elasticsearch
+credentials come from the environment, as for an Elasticsearch --input (MAXIMUS_ES_API_KEY or
+MAXIMUS_ES_USERNAME/MAXIMUS_ES_PASSWORD, MAXIMUS_ES_CA_CERTS, MAXIMUS_ES_VERIFY_CERTS).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from training.errors import ConfigError
+
+Option = Callable[..., None]
+
+
+def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
+    """The live-scoring flags of `score`."""
+    mode = score.add_mutually_exclusive_group()
+    option(mode, "--follow", action="store_true",
+           help="keep reading the --input files (or folders) as they grow, rotation included; "
+                "stop with SIGTERM or Ctrl-C")
+    option(mode, "--once", action="store_true",
+           help="as --follow, but score what the files hold now and exit (for cron); the next "
+                "run goes on where this one stopped")
+    option(score, "--alerts", type=Path,
+           help="with --follow/--once: ECS alert documents, appended as JSON Lines (required)")
+    option(score, "--state", type=Path,
+           help="with --follow/--once: folder of read positions and checkpoints (default: "
+                "OUTPUT.state)")
+    option(score, "--elasticsearch", metavar="URL",
+           help="with --follow/--once: also index alerts into this index, e.g. "
+                "https://es01:9200/maximus-alerts (credentials from MAXIMUS_ES_* variables)")
+    option(score, "--poll-interval", type=float, default=0.25,
+           help="with --follow: seconds between reads of the files (default 0.25)")
+
+
+def cmd_follow(args: argparse.Namespace) -> int:
+    from training.cli.options import parse_source, registry_dir
+    from training.registry.registry import ModelRegistry
+    from training.scoring.follow import FollowOutputs, follow_events
+
+    if args.alerts is None:
+        raise ConfigError("--follow and --once need --alerts FILE.jsonl (the ECS alerts)")
+    es = None
+    if args.elasticsearch:
+        es = parse_source(f"es:{args.elasticsearch}", 0, None).connection_params
+    sources = [parse_source(spec, i, None) for i, spec in enumerate(args.input)]
+    outputs = FollowOutputs(alerts=args.alerts, scores=args.output, elasticsearch=es,
+                            state=args.state or args.output.with_name(args.output.name + ".state"))
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        summary = follow_events(ModelRegistry(registry_dir(args), create=False), args.model,
+                                sources, outputs, version=args.version, stage=args.stage,
+                                alias=args.alias, once=args.once,
+                                poll_seconds=args.poll_interval, stop=stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    counts = summary.counts
+    print(f"followed with {summary.model_name} {summary.version}: {counts['events']:,} events "
+          f"scored, {counts['alerts']:,} alerts to {args.alerts}, {counts['quarantined']:,} "
+          f"records quarantined, {counts['refused']:,} alerts refused by Elasticsearch "
+          f"(kept in {Path(outputs.state) / 'refused.jsonl'}); totals since the state began")
+    return 0

@@ -1,0 +1,142 @@
+"""Alerts as Elastic Common Schema documents: the field names the SIEM already uses.
+
+One document per alerting event (layer 1):
+
+    {"@timestamp": event time, "event": {"kind": "alert", "id", "created", "dataset",
+     "risk_score", "severity", "original_id"}, "rule": {"name", "id", "version", "ruleset"},
+     "source": {"ip", "port"}, "destination": {"ip", "port"}, "network": {"transport",
+     "protocol", "community_id"}, "related": {"ip": [...]}, "observer": {"name"},
+     "maximus": {"layer", "unit", "score", "threshold", "percentile", "event_ids"}}
+
+`event.risk_score` (0-100) is the score's percentile among the model's benign validation scores
+when the model has a calibration; otherwise 50 at the threshold, 100 from twice the threshold.
+`event.id` is a digest of (model, version, unit): a replayed batch (a restart after a crash)
+gives the same id, so an index keyed on it holds each alert once. Empty values are left out,
+as ECS producers do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from training.evaluation.calibration import Calibration
+
+_FIELDS = ("timestamp", "event_id", "event_type", "source", "source_ip", "source_port", "dest_ip",
+           "dest_port", "protocol", "service", "community_id", "host", "user", "domain")
+
+
+@dataclass(frozen=True)
+class AlertRule:
+    """The model behind the alerts, as ECS `rule.*` and the scale of `event.risk_score`."""
+
+    model_name: str
+    version: str
+    layer: str
+    threshold: float
+    calibration: Calibration | None = None
+
+    @property
+    def name(self) -> str:
+        return f"MAXIMUS {self.layer} anomaly ({self.model_name})"
+
+    def risk_scores(self, scores: np.ndarray) -> np.ndarray:
+        """0..100: the percentile among benign scores, else 50 * score / threshold (capped)."""
+        if self.calibration is not None:
+            return np.asarray(self.calibration.percentile(scores), dtype=np.float64)
+        if self.threshold <= 0:
+            return np.full(len(scores), 100.0)
+        return np.clip(50.0 * scores / self.threshold, 0.0, 100.0)
+
+
+def iso_times(column: pa.Array | pa.ChunkedArray) -> list[str | None]:
+    """UTC timestamps as ISO 8601 text ("2026-12-06T15:48:50.914970Z"), None for nulls.
+
+    Vectorized: turning an Arrow timestamp with a time zone into Python datetimes costs about
+    30 us a row on this machine, more than scoring the event."""
+    values = column.cast(pa.int64())
+    text = np.datetime_as_string(values.fill_null(0).to_numpy(zero_copy_only=False)
+                                 .astype("datetime64[us]"), unit="us").tolist()
+    if values.null_count:
+        valid = values.is_valid().to_numpy(zero_copy_only=False)
+        return [t + "Z" if ok else None for t, ok in zip(text, valid.tolist())]
+    return [t + "Z" for t in text]
+
+
+def alert_id(rule: AlertRule, unit: str) -> str:
+    """The stable id of the alert `rule` raises on `unit` (the same on every replay)."""
+    key = f"{rule.model_name}\x00{rule.version}\x00{unit}".encode()
+    return hashlib.blake2b(key, digest_size=16).hexdigest()
+
+
+def event_alerts(rule: AlertRule, events: pa.Table, scores: np.ndarray,
+                 created: datetime | None = None) -> list[dict[str, Any]]:
+    """ECS documents for the events of `events` whose score reaches the rule's threshold.
+
+    Args:
+        rule: the model and its threshold.
+        events: canonical events, one per score (layer-1 units).
+        scores: (n,) anomaly scores, higher = more anomalous.
+        created: when the alerts were made (default now, UTC).
+    """
+    rows = np.flatnonzero(scores >= rule.threshold)
+    if not len(rows):
+        return []
+    created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+    picked = events.take(pa.array(rows))
+    columns = {f: (picked[f].to_pylist() if f in picked.column_names else [None] * len(rows))
+               for f in _FIELDS if f != "timestamp"}  # column by column: cheaper than rows
+    columns["timestamp"] = (iso_times(picked["timestamp"]) if "timestamp" in picked.column_names
+                            else [None] * len(rows))
+    risk = rule.risk_scores(scores[rows]).tolist()
+    percentiles = risk if rule.calibration is not None else None
+    rule_doc = {"name": rule.name, "id": rule.model_name, "version": rule.version,
+                "ruleset": "maximus"}
+    docs = []
+    for i, score in enumerate(scores[rows].tolist()):
+        event = {f: values[i] for f, values in columns.items()}
+        unit = event["event_id"] or ""
+        maximus = {"layer": rule.layer, "unit": unit, "score": score,
+                   "threshold": rule.threshold, "event_ids": [unit]}
+        if percentiles is not None:
+            maximus["percentile"] = percentiles[i]
+        docs.append(_document(rule, rule_doc, event, unit, risk[i], created_text, maximus))
+    return docs
+
+
+def _document(rule: AlertRule, rule_doc: dict, event: dict, unit: str, risk: float,
+              created: str, maximus: dict) -> dict[str, Any]:
+    """One alert; a hot loop (thousands a second at 10k events/s): plain dict building."""
+    time, source_ip, dest_ip = event["timestamp"], event["source_ip"], event["dest_ip"]
+    doc: dict[str, Any] = {
+        "@timestamp": time if time is not None else created,
+        "event": {"kind": "alert", "id": alert_id(rule, unit), "created": created,
+                  "risk_score": round(risk, 3), "severity": int(round(risk)),
+                  "original_id": unit},
+        "rule": rule_doc,
+    }
+    if event["event_type"]:
+        doc["event"]["dataset"] = event["event_type"]
+    for ecs, ip, port in (("source", source_ip, event["source_port"]),
+                          ("destination", dest_ip, event["dest_port"])):
+        if ip or port is not None:
+            doc[ecs] = {"ip": ip, "port": port} if ip and port is not None else \
+                ({"ip": ip} if ip else {"port": port})
+    network = {k: v for k, v in (("transport", event["protocol"]), ("protocol", event["service"]),
+                                 ("community_id", event["community_id"])) if v}
+    if network:
+        doc["network"] = network
+    if source_ip or dest_ip:
+        doc["related"] = {"ip": [ip for ip in dict.fromkeys((source_ip, dest_ip)) if ip]}
+    for ecs, name in (("host", "host"), ("user", "user"), ("observer", "source")):
+        if event[name]:
+            doc[ecs] = {"name": event[name]}
+    if event["domain"]:
+        doc["dns"] = {"question": {"name": event["domain"]}}
+    doc["maximus"] = maximus
+    return doc

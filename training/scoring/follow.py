@@ -1,0 +1,213 @@
+"""Live scoring: follow growing logs, score in micro-batches, append alerts as ECS documents.
+
+    summary = follow_events(ModelRegistry(), "layer1_vae",
+                            [DataSource("zeek", "zeek", {"path": "/opt/zeek/logs/current"})],
+                            FollowOutputs(alerts="alerts.jsonl", state="score-state"))
+
+Each poll (every `poll_seconds`) reads the whole lines appended to the followed files since the
+last one (`training.scoring.tail`: rotation handled), scores them with the registered model,
+appends one row per unit to `scores` (optional; the rows of a batch scoring run) and one ECS
+document per alert to `alerts` (`training.scoring.ecs`), indexes the alerts into Elasticsearch
+when asked (`training.scoring.es_bulk`; refused ones go to `refused.jsonl` in the state folder
+with the reason), then checkpoints (`training.scoring.follow_state`). A run killed at any point
+resumes from its last checkpoint: every event is scored once, every alert written once.
+
+Per-event layers only: an event's alert leaves with the poll that read it, so write-to-alert
+latency is about `poll_seconds` plus the batch's scoring time. Window layers (2, 3) are refused
+for now. `once` scores what is there and returns (for cron: it stops at the first poll that reaches
+the ends of the files, so a busy log cannot keep it running); otherwise the loop runs until
+`stop` is set (the command line sets it on SIGTERM and SIGINT): the batch in hand is finished
+and checkpointed first.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import pyarrow as pa
+import torch
+
+from training.errors import ConfigError, NotSupportedError
+from training.layers.registry import layer_for_spec
+from training.registry.registry import ModelRegistry
+from training.scoring.ecs import AlertRule, event_alerts, iso_times
+from training.scoring.es_bulk import BulkIndexer
+from training.scoring.follow_state import AppendOnly, FollowState
+from training.scoring.tail import Tail
+from training.sources.config import DataSource
+
+logger = logging.getLogger(__name__)
+
+QUARANTINE_FILE = "quarantine.jsonl"
+REFUSED_FILE = "refused.jsonl"
+
+
+@dataclass(frozen=True)
+class FollowOutputs:
+    """Where a following scorer writes.
+
+    Attributes:
+        alerts: ECS alert documents, JSON Lines (appended).
+        state: the state folder (positions, committed sizes, lock; quarantined records and
+            alerts Elasticsearch refused).
+        scores: every scored unit (unit, time, score, is_alert, event_ids), JSON Lines; None
+            writes none.
+        elasticsearch: connection_params of the index alerts also go to; None: none.
+    """
+
+    alerts: str | Path
+    state: str | Path
+    scores: str | Path | None = None
+    elasticsearch: dict[str, Any] | None = None
+
+
+@dataclass
+class FollowSummary:
+    """Counts of a following run, over its whole history (resumed runs included)."""
+
+    model_name: str
+    version: str
+    polls: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSource],
+                  outputs: FollowOutputs, *, version: str | None = None,
+                  stage: str | None = None, alias: str | None = None, once: bool = False,
+                  poll_seconds: float = 0.25, stop: threading.Event | None = None
+                  ) -> FollowSummary:
+    """Follow `sources` and score what they append (see the module docstring).
+
+    Raises:
+        ConfigError: poll_seconds <= 0, or an output that is not .jsonl/.json.
+        NotSupportedError: a model of a window layer.
+        NotFoundError, CheckpointError, SchemaError: as `score_events`.
+    """
+    if not poll_seconds > 0:
+        raise ConfigError(f"poll_seconds must be > 0, got {poll_seconds}")
+    for path in (outputs.alerts, outputs.scores):
+        if path is not None and Path(path).suffix.lower() not in (".jsonl", ".json"):
+            raise ConfigError(f"--follow appends JSON Lines: the output {path} must end in "
+                              ".jsonl or .json")
+    if version is None and stage is None and alias is None:
+        stage = "production"
+    loaded = registry.load_model(model_name, version, stage, alias=alias)
+    where = f"{loaded.metadata.model_name} {loaded.metadata.version}"
+    layer = layer_for_spec(loaded.feature_spec, where)
+    if not layer.streams:
+        raise NotSupportedError(f"{where} is a {layer.name} model: --follow scores per-event "
+                                "layers only for now; score window layers in batch")
+    if loaded.threshold is None:
+        raise ConfigError(f"{where} has no anomaly threshold; register a model whose sidecar "
+                          "has one")
+    rule = AlertRule(model_name, loaded.metadata.version, layer.name, float(loaded.threshold),
+                     loaded.calibration)
+    sink = BulkIndexer(outputs.elasticsearch) if outputs.elasticsearch else None
+    state = FollowState(outputs.state)
+    files: list[AppendOnly] = []
+    try:
+        alerts = state.output(Path(outputs.alerts))
+        scores = state.output(Path(outputs.scores)) if outputs.scores else None
+        quarantine = state.output(state.folder / QUARANTINE_FILE, private=True)
+        refused = state.output(state.folder / REFUSED_FILE, private=True)
+        files = [f for f in (alerts, scores, quarantine, refused) if f is not None]
+        tail = Tail(sources, state.positions)
+        run = _Run(layer, loaded.model, rule, sink, alerts, scores, quarantine, refused,
+                   state.counts)
+        summary = FollowSummary(model_name, loaded.metadata.version)
+        model = {"name": model_name, "version": loaded.metadata.version}
+        # A first checkpoint before reading: a run that dies before its first commit leaves
+        # outputs that the next run can cut back to what they held when it started.
+        state.commit(tail.state(), files, run.counts, model)
+        started = time.perf_counter()
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)  # small batches: OpenMP threads waiting for a core cost more
+        # The long-lived objects (torch, the model, the parsers) move out of the collector's
+        # sight: each poll allocates many small objects (rows, alert documents), and full
+        # collections walking everything loaded made up most of a poll's time.
+        gc.freeze()
+        try:
+            while True:
+                run.poll(tail)
+                state.commit(tail.state(), files, run.counts, model)
+                summary.polls += 1
+                if (once and not tail.behind) or (stop is not None and stop.is_set()):
+                    break  # --once: what the files held when it caught up is scored
+                if tail.behind:
+                    continue  # a backlog: no pause until it is worked off
+                if stop is not None:
+                    stop.wait(poll_seconds)
+                else:
+                    time.sleep(poll_seconds)
+        finally:
+            gc.unfreeze()  # the caller's process goes on as it was
+            torch.set_num_threads(before)
+        summary.counts, summary.seconds = dict(run.counts), time.perf_counter() - started
+        return summary
+    finally:
+        for f in files:
+            f.close()
+        state.close()
+        if sink is not None:
+            sink.close()
+
+
+class _Run:
+    """The scoring of one poll's reads, and the counters."""
+
+    def __init__(self, layer: Any, model: Any, rule: AlertRule, sink: BulkIndexer | None,
+                 alerts: AppendOnly, scores: AppendOnly | None, quarantine: AppendOnly,
+                 refused: AppendOnly, counts: dict[str, int]) -> None:
+        self.layer, self.model, self.rule, self.sink = layer, model, rule, sink
+        self.alerts, self.scores, self.quarantine, self.refused = alerts, scores, quarantine, refused
+        self.counts = {k: counts.get(k, 0) for k in ("events", "alerts", "quarantined", "refused")}
+
+    def poll(self, tail: Tail) -> int:
+        """Score what the files gained; returns how many records were read."""
+        read = 0
+        docs: list[dict] = []
+        for part in tail.poll():
+            canonical = part.canonical
+            read += canonical.table.num_rows + len(canonical.rejects)
+            self.quarantine.append([orjson.dumps(r.to_dict()) + b"\n" for r in canonical.rejects])
+            self.counts["quarantined"] += len(canonical.rejects)
+            if canonical.table.num_rows:
+                docs += self._score(canonical.table)
+        self.alerts.append([orjson.dumps(d) + b"\n" for d in docs])
+        self.counts["alerts"] += len(docs)
+        if self.sink is not None and docs:
+            refused = self.sink.index(docs)
+            self.refused.append([orjson.dumps(r.to_dict()) + b"\n" for r in refused])
+            self.counts["refused"] += len(refused)
+        return read
+
+    def _score(self, events: pa.Table) -> list[dict]:
+        with torch.inference_mode():
+            units = self.layer.featurize(events)
+            scores = np.asarray(self.layer.score(self.model, units), dtype=np.float64)
+        if len(scores) != events.num_rows:  # per-event layers score every event, in order
+            raise NotSupportedError(f"{self.layer.name} gave {len(scores)} scores for "
+                                    f"{events.num_rows} events; --follow needs one per event")
+        self.counts["events"] += events.num_rows
+        if self.scores is not None:
+            columns = self.layer.unit_columns(units)  # the rows of a batch run, column-wise
+            rows = zip(pa.array(columns["unit"]).to_pylist(), iso_times(columns["time"]),
+                       scores.astype(np.float32).tolist(),
+                       (scores >= self.rule.threshold).tolist(),
+                       pa.array(columns["event_ids"]).to_pylist())
+            self.scores.append([orjson.dumps({"unit": u, "time": t, "score": s, "is_alert": a,
+                                              "event_ids": e}, option=orjson.OPT_APPEND_NEWLINE)
+                                for u, t, s, a, e in rows])
+        return event_alerts(self.rule, events, scores)

@@ -1,0 +1,125 @@
+"""What a following scorer keeps on disk so that a killed run resumes exactly where it was.
+
+Layout of the state folder:
+
+    state.json     read positions of the followed files, the committed size of every output,
+                   counters; replaced atomically after each micro-batch
+    .lock          held (a POSIX record lock) by the scorer using the folder
+
+Outputs (scores, alerts, quarantined records, alerts the cluster refused) are JSON Lines files
+that only grow. A micro-batch appends to them, then commits the read positions together with
+their new sizes. A run killed between the two leaves lines beyond the committed sizes; the next
+run cuts them off before it reads again from the committed positions, so every event is scored
+once and every alert written once. The kernel drops the lock when its holder dies, killed or not.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from pathlib import Path
+
+import orjson
+
+from training.artifacts.atomic import atomic_write, open_in_place
+from training.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+STATE_FILE = "state.json"
+LOCK_FILE = ".lock"
+
+
+class AppendOnly:
+    """A JSON Lines output appended by micro-batches; `size` is what has been written."""
+
+    def __init__(self, path: Path, committed: int | None, private: bool = False) -> None:
+        self.path = path
+        self.fd = open_in_place(path, os.O_WRONLY | os.O_APPEND, private=private)
+        size = os.fstat(self.fd).st_size
+        if committed is not None and size > committed:  # written after the last commit
+            logger.info("%s: removing %d bytes written after the last checkpoint (they are "
+                        "written again)", path, size - committed)
+            os.ftruncate(self.fd, committed)
+        elif committed is not None and size < committed:
+            logger.warning("%s is shorter than when it was last checkpointed (%d < %d bytes): "
+                           "rotated or edited; appending to it as it is", path, size, committed)
+        self.size = os.fstat(self.fd).st_size
+
+    def append(self, lines: list[bytes]) -> None:
+        if not lines:
+            return
+        data = b"".join(lines)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self.fd, view):]
+        self.size += len(data)
+
+    def sync(self) -> None:
+        os.fsync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+class FollowState:
+    """The state folder of one following scorer (see the module docstring).
+
+    Raises:
+        CheckpointError: another scorer uses the folder, or its state file is unreadable.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._lock = open_in_place(self.folder / LOCK_FILE, os.O_RDWR)
+        try:
+            fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self._lock)
+            raise CheckpointError(f"{self.folder} is in use by another scorer (it holds "
+                                  f"{LOCK_FILE}); stop it or give another --state folder"
+                                  ) from None
+        self.saved = self._load()
+
+    def _load(self) -> dict:
+        path = self.folder / STATE_FILE
+        if not path.exists():
+            return {}
+        try:
+            saved = orjson.loads(path.read_bytes())
+        except orjson.JSONDecodeError as exc:
+            raise CheckpointError(f"{path}: not valid JSON ({exc}); move the folder aside to "
+                                  "start over from the beginning of the logs") from None
+        if not isinstance(saved, dict) or saved.get("format_version") != FORMAT_VERSION:
+            raise CheckpointError(f"{path}: not a follow state of format {FORMAT_VERSION}; "
+                                  "move the folder aside to start over")
+        return saved
+
+    @property
+    def positions(self) -> list[dict]:
+        return list(self.saved.get("positions", []))
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return dict(self.saved.get("counts", {}))
+
+    def output(self, path: Path, private: bool = False) -> AppendOnly:
+        """An output, cut back to its committed size."""
+        committed = self.saved.get("outputs", {}).get(str(path))
+        return AppendOnly(path, committed, private)
+
+    def commit(self, positions: list[dict], outputs: list[AppendOnly], counts: dict[str, int],
+               model: dict[str, str]) -> None:
+        """Make the outputs durable, then record them with the read positions."""
+        for out in outputs:
+            out.sync()
+        self.saved = {"format_version": FORMAT_VERSION, "model": model, "positions": positions,
+                      "outputs": {str(o.path): o.size for o in outputs}, "counts": counts}
+        with atomic_write(self.folder / STATE_FILE) as handle:
+            handle.write(orjson.dumps(self.saved, option=orjson.OPT_INDENT_2))
+
+    def close(self) -> None:
+        os.close(self._lock)
