@@ -21,18 +21,22 @@ print(json.dumps({{"version": result.layers[0].version, "stage": result.layers[0
 """
 
 
-def unlabeled_events(directory: Path, n_events: int = 400, duplicates: int = 0) -> Path:
-    """Demo events without labels as JSON Lines; the first `duplicates` lines appear twice."""
+def unlabeled_events(directory: Path, n_events: int = 400, duplicates: int = 0,
+                     malformed: int = 0, labels: bool = False) -> Path:
+    """Demo events without labels as JSON Lines; the first `duplicates` lines appear twice,
+    then `malformed` cut lines (lines n_events + duplicates + 1, ...). `labels` keeps the
+    demo's labels."""
     from training.demo.generator import generate_demo_events
 
     events = generate_demo_events(max(n_events, 100), seed=11)["events"][:n_events]
     lines = []
     for event in events:
-        for key in ("label", "attack_type", "mitre_technique"):
+        for key in () if labels else ("label", "attack_type", "mitre_technique"):
             event.pop(key, None)
         lines.append(json.dumps(event))
-    path = directory / "unlabeled.jsonl"
-    path.write_text("\n".join(lines + lines[:duplicates]) + "\n")
+    path = directory / ("labeled.jsonl" if labels else "unlabeled.jsonl")
+    cut = ['{"timestamp": "2024-03-04T01:00:00Z", "unterminated": '] * malformed
+    path.write_text("\n".join(lines + lines[:duplicates] + cut) + "\n")
     return path
 
 
