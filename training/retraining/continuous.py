@@ -37,7 +37,6 @@ One run:
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -46,6 +45,7 @@ from typing import Any
 
 import numpy as np
 
+from training.artifacts.leftovers import work_folder
 from training.artifacts.model_files import load_model
 from training.artifacts.npz import read_arrays, write_arrays
 from training.datasets.validator import DataValidator
@@ -170,7 +170,7 @@ class ContinuousTrainingPipeline:
                     "; ".join(problems)}
         train, data = self._training_units(layer, splits["train"], champion)
         result["data"] = data
-        with tempfile.TemporaryDirectory(prefix="retrain-") as work:
+        with work_folder("retrain-") as work:  # a killed run's is removed by the next
             config = (self.config.training_config
                       or layer.default_config(**RETRAINING_CHANGES)).replace(
                 model_name=model_name, layer_name=layer.name, checkpoint_dir=str(Path(work)),
