@@ -177,16 +177,18 @@ def score_events(registry: ModelRegistry, model_name: str,
     with _torch_threads(num_threads), atomic_write(output) as handle, \
             progress(f"scoring with {where}", unit="events") as bar:
         out = _Output(handle, output, top_k)
-        for table in _tables(events, collector, streaming=layer.streams):
-            n_events += table.num_rows
-            units = layer.featurize(table)
-            scores = layer.score(loaded.model, units)
-            columns = layer.unit_columns(units)
-            out.write(pa.RecordBatch.from_arrays(
-                [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
-                 pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
-            bar.update(table.num_rows, alerts=out.alerts)
-        top = out.close()
+        try:
+            for table in _tables(events, collector, streaming=layer.streams):
+                n_events += table.num_rows
+                units = layer.featurize(table)
+                scores = layer.score(loaded.model, units)
+                columns = layer.unit_columns(units)
+                out.write(pa.RecordBatch.from_arrays(
+                    [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
+                     pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
+                bar.update(table.num_rows, alerts=out.alerts)
+        finally:  # a Parquet writer left open complains with a traceback when collected
+            top = out.close()
     calibration = loaded.calibration  # None for models saved before calibrations
     if calibration is not None:  # where each top alert sits among benign validation scores
         for row in top:
