@@ -171,6 +171,13 @@ def test_two_pipeline_runs_on_one_workdir(tmp_path, observed):
     assert done == {"version": "1.0.0", "stage": "production"}
     loaded = registry.load_model("layer1_vae", stage="production")
     assert loaded.threshold is not None
+    from training.collection.collector import DataSource
+    from training.scoring.batch import score_events
+
+    scored = score_events(registry, "layer1_vae", [DataSource("e", "json_file",
+                                                              {"path": str(events)})],
+                          tmp_path / "scored.parquet")
+    assert scored.units == 400
     observed(rival.stderr.strip().splitlines()[-1])
 
 
