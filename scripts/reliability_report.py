@@ -41,6 +41,9 @@ CLASSES = {  # module -> fault class, in the issues' order (a class may span mod
     "test_disk_full": "Disk full",
     "test_hostile_filesystems": "Hostile filesystems",
     "test_poisoned_records": "Poisoned records",
+    "test_pipeline_runs": "Crashes",
+    "test_run_hygiene": "Run hygiene",
+    "test_no_traceback": "Run hygiene",
 }
 # (fault class, stage, text that must appear in a passing test's id or fields): the pairs the
 # issues list (the reliability suite's, then "Hostile filesystems and poisoned records"), each
@@ -92,6 +95,17 @@ REQUIRED = [
     ("Hostile files", "registry register", "sidecar_with_a_bad_field"),
     ("Hostile files", "model files", "huge_model"),
     ("Hostile files", "preprocessing save", "compressed_npz"),
+    # "Runs that race or die half-way, and errors without tracebacks"
+    ("Concurrency", "pipeline", "two_pipeline_runs"),
+    ("Concurrency", "registry register", "concurrent_registrations"),
+    ("Crashes", "registry promote", "between_register_and_promote"),
+    ("Crashes", "pipeline", "before_its_report"),
+    ("Run hygiene", "pipeline", "temporary_files_of_killed_runs"),
+    ("Run hygiene", "scoring", "duplicates"),
+    ("Run hygiene", "pipeline", "quarantined_records"),
+    ("Disk full", "registry promote", "promote_disk_full"),
+    ("Disk full", "pipeline", "pipeline_disk_full"),
+    ("Run hygiene", "pipeline", "no_command_prints_a_traceback"),
 ]
 
 

@@ -11,6 +11,10 @@ replaced there is a stale temporary file of this user's own, left by a killed ru
 that had the same pid. `os.replace` then renames over the target itself (a link at the target's
 name is replaced, not followed).
 
+A killed run's temporary files would stay forever: the first write of a process into a folder
+removes the `.<name>.<pid>.tmp` files there whose pid is dead (`sweep_temporaries`), under the
+rule above (regular files of this user with no other name; a live pid's file is never touched).
+
 Files that are written in place rather than replaced (the collection's quarantine.jsonl, its
 lock) are opened with `open_in_place`, under the same rules. Files holding raw input are created
 `private` (0600, whatever the umask).
@@ -19,6 +23,7 @@ lock) are opened with `open_in_place`, under the same rules. Files holding raw i
 from __future__ import annotations
 
 import os
+import re
 import stat
 import threading
 from collections.abc import Iterator
@@ -33,6 +38,8 @@ _SHARED = 0o666  # before the umask, as open() creates files
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _in_flight: set[str] = set()  # temporary files this process is writing now
 _in_flight_lock = threading.Lock()
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")
+_swept: set[str] = set()  # folders this process has swept
 
 
 def temporary_path(path: Path) -> Path:
@@ -63,6 +70,8 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True,
         raise ConfigError(f"mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    if str(path.parent) not in _swept:
+        sweep_temporaries(path.parent)
     tmp = temporary_path(path)
     with _in_flight_lock:
         if str(tmp) in _in_flight:
@@ -95,6 +104,40 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True,
             _in_flight.discard(str(tmp))
     if durable:
         fsync_dir(path.parent)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process `pid` exists (on this machine's pid namespace)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def sweep_temporaries(folder: Path) -> list[Path]:
+    """Remove the temporary files of atomic writes in `folder` whose process is dead.
+
+    Returns:
+        the files removed.
+    """
+    _swept.add(str(folder))
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = _TEMPORARY.match(name)
+        if match is None or int(match.group(1)) == os.getpid() or pid_alive(int(match.group(1))):
+            continue
+        stale = folder / name
+        if os.path.lexists(stale) and _own_stale_file(stale):
+            stale.unlink(missing_ok=True)
+            removed.append(stale)
+    return removed
 
 
 def _create(tmp: Path, permissions: int) -> int:

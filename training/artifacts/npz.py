@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import stat
 import zipfile
 from collections.abc import Collection
 from pathlib import Path
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from training.artifacts.atomic import atomic_write
+from training.artifacts.atomic import atomic_write, file_kind
 from training.artifacts.limits import byte_limit
 from training.errors import SchemaError, SourceError
 from training.features.encoding import SPEC_FIELD, FeatureSpec
@@ -66,6 +68,8 @@ def read_arrays(source: str | Path | bytes, name: str | None = None,
     """
     where = name or str(source if not isinstance(source, bytes) else "<bytes>")
     handle = io.BytesIO(source) if isinstance(source, bytes) else source
+    if not isinstance(source, bytes):
+        _require_regular(Path(source), where)
     try:
         _check_declared_sizes(handle, where)
         with np.load(handle, allow_pickle=False) as data:
@@ -82,6 +86,18 @@ def read_arrays(source: str | Path | bytes, name: str | None = None,
     except _UNREADABLE as exc:
         raise SourceError(f"{where}: not a readable .npz of plain arrays "
                           f"({type(exc).__name__}: {exc})") from exc
+
+
+def _require_regular(path: Path, where: str) -> None:
+    """Refuse a FIFO, socket or device before opening it (a FIFO with no writer would block
+    the read forever)."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing: np.load names it
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise SourceError(f"{where}: not a regular file (a {file_kind(mode)}); give an .npz "
+                          "file")
 
 
 def _check_declared_sizes(handle: str | Path | io.BytesIO, where: str) -> None:

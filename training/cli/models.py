@@ -75,13 +75,19 @@ def cmd_score(args: argparse.Namespace) -> int:
     registry = ModelRegistry(registry_dir(args), create=False)  # reads only
     summary = score_events(registry, args.model, sources, args.output,
                            version=args.version, stage=args.stage, alias=args.alias,
-                           top_k=args.top)
+                           top_k=args.top, deduplicate=not args.no_dedup)
     print(f"scored {summary.events:,} events ({summary.units:,} {summary.layer} units) with "
           f"{summary.model_name} {summary.version} in {summary.seconds:.2f} s "
           f"({summary.events_per_second:,.0f} events/s)")
     rule = f"; {summary.threshold_rule}" if summary.threshold_rule else ""
     print(f"alerts: {summary.alerts:,} (score >= {summary.threshold:.6g}{rule}); written to "
           f"{summary.output}")
+    if summary.duplicates:
+        print(f"{summary.duplicates:,} duplicate events (an event id seen before) dropped; "
+              "--no-dedup keeps them")
+    if summary.quarantined:
+        print(f"{summary.quarantined:,} quarantined records (file, line, reason of each): "
+              f"{summary.quarantine}")
     for rank, alert in enumerate(summary.top_alerts, 1):
         events = ", ".join(alert["event_ids"][:3]) + (" ..." if len(alert["event_ids"]) > 3 else "")
         print(f"  {rank:>2}. {alert['score']:.6g}  {alert['unit']}  {alert['time']}  [{events}]")
@@ -164,6 +170,8 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
     option(score, "--max-alert-rate", type=float, nargs="?", const=FACTOR_BOUND, metavar="RATE",
            help="exit 1 when the alert rate is significantly above RATE (a share: 0.01 is 1%%); "
                 "the flag alone: above the expected rate times --alert-factor")
+    option(score, "--no-dedup", action="store_true",
+           help="keep events whose id was seen before (default: drop and count them)")
     registry_options(score, option)
     add_follow_options(score, option)
     score.set_defaults(run=cmd_score)

@@ -2,13 +2,16 @@
 
 Without flags: warnings, errors and progress (a bar on a terminal, a line now and then
 elsewhere; see `training.console.progress`). `-v`: every step's INFO log as well. `-q`: no progress.
-Results go to stdout; nothing here touches it.
+Results go to stdout; nothing here touches it. An error in a background thread (TensorBoard's
+writer on a full disk) is one warning line, its traceback only with `-v`: the main thread
+reports what it did to the run.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +19,7 @@ from contextlib import contextmanager
 from training.console import progress
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
+logger = logging.getLogger(__name__)
 
 
 class _Stderr(logging.StreamHandler):
@@ -62,11 +66,25 @@ def command_output(verbose: bool = False, quiet: bool = False) -> Iterator[None]
     saved_fonts = fonts.level
     if not verbose:
         fonts.setLevel(logging.ERROR)
+    saved_hook = threading.excepthook
+    if not verbose:
+        threading.excepthook = _thread_error
     try:
         yield
     finally:
+        threading.excepthook = saved_hook
         root.removeHandler(handler)
         root.setLevel(saved[0])
         progress.logger.setLevel(saved[1])
         progress.set_mode(saved[2])
         fonts.setLevel(saved_fonts)
+
+
+def _thread_error(args: threading.ExceptHookArgs) -> None:
+    """One line for an exception that ended a background thread (see the module docstring)."""
+    from training.cli.options import os_error
+
+    exc = args.exc_value
+    what = os_error(exc) if isinstance(exc, OSError) else f"{args.exc_type.__name__}: {exc}"
+    name = args.thread.name if args.thread is not None else "a thread"
+    logger.warning("background thread %s stopped: %s (-v shows the traceback)", name, what)

@@ -94,10 +94,12 @@ def cmd_register(args: argparse.Namespace) -> int:
     if not Path(args.model_path).is_file():  # before anything is created for it
         raise NotFoundError(f"--model-path {args.model_path}: no such file")
     registry = _registry(args, create=True)
-    metadata = ModelMetadata(args.model, args.version or registry.next_version(args.model),
-                             args.layer, description=args.reason or "", metrics=metrics)
+    # Without --version the next one is chosen under the registry's write lock.
+    metadata = ModelMetadata(args.model, args.version or "0", args.layer,
+                             description=args.reason or "", metrics=metrics)
     stored = registry.register_model(args.model_path, metadata,
-                                     reason=args.reason or "registered").metadata
+                                     reason=args.reason or "registered",
+                                     next_version=None if args.version else "semver").metadata
     if args.json:
         _print_json(stored.to_dict())
     else:

@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector
+from training.collection.quarantine_file import quarantine_path, write_quarantine
 from training.datasets.validator import DataValidator, ValidationSeverity
 from training.errors import PipelineError, SchemaError
 from training.pipeline.config import PipelineConfig
@@ -39,6 +40,14 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
     collector = DataCollector(list(sources), checkpoint_enabled=False)
     events = collector.collect_table(max_events=max_events)
     quarantined = len(collector.quarantined)
+    if quarantined:  # each with its file, line and reason, where the run is
+        where = write_quarantine(quarantine_path(path), collector.quarantined)
+        notes.append(f"{quarantined:,} records of {what} quarantined (file, line, reason of "
+                     f"each in {where})")
+    duplicates = collector.get_stats()["duplicates"]
+    if duplicates:
+        notes.append(f"{duplicates:,} duplicate events of {what} (an event id seen before) "
+                     "dropped")
     if not events.num_rows:
         raise SchemaError(f"{what} gave no event ({quarantined} quarantined records); check the "
                           "paths and the source types")

@@ -4,6 +4,8 @@ threshold rule and decision (or why it was skipped)."""
 from __future__ import annotations
 
 import html
+import os
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # the run imports this module to write its page
@@ -66,5 +68,20 @@ higher is more anomalous; each threshold was calibrated on validation data by th
 A dash: the figure needs labels of both classes in the test part.</p>
 <h2>Data validation (<a href="validation.txt">text</a>, <a href="validation.json">JSON</a>)</h2>
 <ul>{issues}</ul>
+</body></html>
+"""
+
+
+def render_unfinished(workdir: str) -> str:
+    """The front page while a run is going: what a killed run leaves in place of a report that
+    would name an older run's versions as current."""
+    at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>MAXIMUS pipeline run (unfinished)</title>
+</head><body><h1>MAXIMUS pipeline run: unfinished</h1>
+<p>The run started at {at} (pid {os.getpid()}) in <code>{html.escape(workdir)}</code> did not finish
+(or is still going): this report is incomplete. What it registered and promoted is in the
+registry (<code>maximus-train registry list --workdir {html.escape(workdir)}</code>); run the
+pipeline again for a full report.</p>
 </body></html>
 """

@@ -62,9 +62,10 @@ from training.layers.layer1 import Layer1
 from training.layers.training import train_layer
 from training.pipeline.config import PipelineConfig
 from training.console.progress import progress
+from training.pipeline.lock import workdir_lock
 from training.pipeline.inputs import collect_events, coverage, split_strategy, validate
 from training.pipeline.outcome import LayerOutcome, REPORTED
-from training.pipeline.report import render_index
+from training.pipeline.report import render_index, render_unfinished
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.retraining.gate import LABELED_METRICS, has_both_labels, labeled_decision
@@ -119,11 +120,18 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     Raises:
         PipelineError: a stage failed; the message names the stage and what to do.
     """
+    with workdir_lock(config.workdir):
+        return _run(config)
+
+
+def _run(config: PipelineConfig) -> PipelineResult:
     started = time.perf_counter()
     work = config.workdir
     folders = Folders(work / "features", work / "splits", work / "checkpoints", work / "logs")
     for folder in (*vars(folders).values(), work / "report"):
         Path(folder).mkdir(parents=True, exist_ok=True)
+    # Until the run ends, the front page says it is unfinished (replaced at the end).
+    _write(work / "report" / "index.html", render_unfinished(str(work)))
     notes: list[str] = []
     events, quarantined = collect_events(config.sources, work / "events.parquet",
                                          config.max_events, notes)
@@ -279,7 +287,6 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
                     "reason": ("no production model yet and no test labels to gate on" if deploy
                                else "the test part has no unit to compare the models on; kept "
                                     "production, marked this the challenger")}
-    version = registry.next_version(name)
     numbers = {k: float(v) for k, v in metrics.items()
                if k in LABELED_METRICS and isinstance(v, (int, float))}
     numbers["val_loss"] = float(results["best_val_loss"])
@@ -288,16 +295,17 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
         details["threshold_rule"] = challenger.threshold_rule
     if metrics and layer.circular(run.alert_labels):
         details["circular"] = layer.circular(run.alert_labels)
-    registry.register_model(results["checkpoint"], ModelMetadata(
-        name, version, layer.name, metrics=numbers,
+    # One transaction registers the next version and promotes it: a kill cannot leave a
+    # version that was to be deployed in stage none.
+    version = registry.register_model(results["checkpoint"], ModelMetadata(
+        name, "0", layer.name, metrics=numbers,
         hyperparameters={**challenger.model.init_args, **asdict(config.train[layer.name])},
-        training_dataset=str(config.workdir / "events.parquet"),
-        details=details), reason="pipeline run", actor="pipeline")
-    replacing = None if champion is None else champion.metadata.version
-    if decision["deploy"]:
-        registry.transition_stage(name, version, "production", reason=decision["reason"],
-                                  actor="pipeline", replacing=replacing)
-    else:
+        training_dataset=str(config.workdir / "events.parquet"), details=details,
+        stage="production" if decision["deploy"] else "none"),
+        reason="pipeline run", actor="pipeline", next_version="semver",
+        stage_reason=decision["reason"],
+        replacing=None if champion is None else champion.metadata.version).version
+    if not decision["deploy"]:
         registry.set_alias(name, CHALLENGER, version, reason=decision["reason"], actor="pipeline")
     return decision, version
 

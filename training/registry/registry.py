@@ -28,6 +28,7 @@ import json
 import logging
 import shutil
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,9 @@ class ModelRegistry(RegistryQueries):
 
     def register_model(self, model_path: str | Path, metadata: ModelMetadata, *,
                        files: Mapping[str, str | Path] | None = None,
-                       reason: str = "registered", actor: str | None = None) -> RegisteredPath:
+                       reason: str = "registered", actor: str | None = None,
+                       next_version: str | None = None, stage_reason: str | None = None,
+                       replacing: str | None | object = ops.ANY) -> RegisteredPath:
         """Copy a saved model (`<name>.pt` + `<name>.json`) into the registry as a new version.
 
         Weights without a `<name>.json` sidecar (a plain state_dict) become an opaque artifact
@@ -66,7 +69,13 @@ class ModelRegistry(RegistryQueries):
 
         The model's FeatureSpec fingerprint and threshold fill `metadata` where it has none
         (and must agree where it has them); code and library versions are this process's
-        unless given. A `metadata.stage` other than "none" is applied in the same transaction.
+        unless given. A `metadata.stage` other than "none" is applied in the same transaction
+        (a promotion cannot be lost between the two), with `stage_reason` (default `reason`)
+        and `replacing` as in `transition_stage`.
+
+        `next_version` (a scheme, e.g. "semver") registers the next version of that scheme,
+        chosen under the write lock, in place of `metadata.version`: processes registering
+        at once never pick the same one.
 
         Returns:
             The registered weights' path (the original's result), carrying the metadata as
@@ -77,11 +86,15 @@ class ModelRegistry(RegistryQueries):
             CheckpointError: the file is not a verifiable saved model (see artifacts.store).
             ConfigError: the metadata disagrees with the model's sidecar.
         """
-        name, version = metadata.model_name, metadata.version
-        folder = artifact_dir(self.artifacts_dir, name, version)
+        name = metadata.model_name
         actor = actor_name(actor)
         # Files are written under the write lock, then the row: a version has both or neither.
         with self._connect() as conn, transaction(conn):
+            if next_version is not None:
+                metadata = replace(metadata, version=self.next_version(name, next_version,
+                                                                       conn=conn))
+            version = metadata.version
+            folder = artifact_dir(self.artifacts_dir, name, version)
             if ops.get_row(conn, name, version, required=False) is not None:
                 raise RegistryError(f"{name} {version} is already registered; pick a new "
                                     f"version (e.g. {self.next_version(name, conn=conn)})")
@@ -100,7 +113,8 @@ class ModelRegistry(RegistryQueries):
                     (name, version, stored.layer_name, now(), json.dumps(record, sort_keys=True),
                      weights_sha, sidecar_sha, json.dumps(attached, sort_keys=True)))
                 log(conn, name, version, "register", None, "none", None, reason, actor)
-                ops.move(conn, name, version, stored.stage, reason, actor)
+                ops.move(conn, name, version, stored.stage,
+                         reason if stage_reason is None else stage_reason, actor, replacing)
             except BaseException:
                 shutil.rmtree(folder, ignore_errors=True)
                 raise

@@ -154,6 +154,10 @@ def database_error(db_path: Path, exc: sqlite3.DatabaseError, busy_timeout_s: fl
     if isinstance(exc, sqlite3.OperationalError) and "locked" in str(exc):
         return RegistryError(f"{db_path}: still locked by another process after "
                              f"{busy_timeout_s:g} s ({exc}); retry, or raise busy_timeout_s")
+    # SQLite answers SQLITE_FULL when a write fails with ENOSPC; the transaction rolled back.
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL:
+        return RegistryError(f"{db_path}: no space left on device ({exc}); the change was "
+                             "not made and the registry is intact: free some space and retry")
     return RegistryError(f"{db_path}: the registry database is damaged or not a registry "
                          f"({exc}); restore registry.db from a backup. Model files under "
                          "artifacts/ are not read without it.")

@@ -38,7 +38,6 @@ One run:
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -47,10 +46,11 @@ from typing import Any
 
 import numpy as np
 
+from training.artifacts.leftovers import work_folder
 from training.artifacts.model_files import load_model
 from training.artifacts.npz import read_arrays, write_arrays
 from training.datasets.validator import DataValidator
-from training.errors import ConfigError, NotFoundError, RegistryError, SchemaError
+from training.errors import ConfigError, NotFoundError, SchemaError
 from training.evaluation.alert_rate import DEFAULT_FACTOR
 from training.evaluation.units import unit_times
 from training.features.encoding import FeatureSpec
@@ -178,7 +178,7 @@ class ContinuousTrainingPipeline:
                     "; ".join(problems)}
         train, data = self._training_units(layer, splits["train"], champion)
         result["data"] = data
-        with tempfile.TemporaryDirectory(prefix="retrain-") as work:
+        with work_folder("retrain-") as work:  # a killed run's is removed by the next
             config = (self.config.training_config
                       or layer.default_config(**RETRAINING_CHANGES)).replace(
                 model_name=model_name, layer_name=layer.name, checkpoint_dir=str(Path(work)),
@@ -311,25 +311,16 @@ class ContinuousTrainingPipeline:
         reference = work / triggers.REFERENCE_FILE
         write_arrays(reference, {"features": triggers.reference_sample(
             learnt, self.config.reference_rows, seed=0)})
-        replacing = None if champion is None else champion.metadata.version
         reason = f"continuous training: {decision['reason']}"
-        for _ in range(5):  # another process may take the version between the two calls
-            version = self.registry.next_version(model_name, self.config.version_scheme)
-            try:
-                self.registry.register_model(
-                    checkpoint, replace(metadata, version=version, description=reason),
-                    files={triggers.REFERENCE_FILE: reference}, reason=reason,
-                    actor="continuous-training")
-                break
-            except RegistryError as exc:
-                if "already registered" not in str(exc):
-                    raise
-        else:
-            raise RegistryError(f"could not register {model_name}: five versions taken")
-        if decision["deploy"]:
-            self.registry.transition_stage(model_name, version, "production", reason=reason,
-                                           actor="continuous-training", replacing=replacing)
-        else:
+        # One transaction picks the next version, registers it and promotes it: no other
+        # process takes the version, and a kill cannot leave a deployable version unpromoted.
+        version = self.registry.register_model(
+            checkpoint, replace(metadata, description=reason,
+                                stage="production" if decision["deploy"] else "none"),
+            files={triggers.REFERENCE_FILE: reference}, reason=reason,
+            actor="continuous-training", next_version=self.config.version_scheme,
+            replacing=None if champion is None else champion.metadata.version).version
+        if not decision["deploy"]:
             self.registry.set_alias(model_name, CHALLENGER, version, reason=reason,
                                     actor="continuous-training")
         return version

@@ -43,6 +43,7 @@ import torch
 
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector, DataSource
+from training.collection.quarantine_file import quarantine_path, write_quarantine
 from training.errors import CheckpointError, ConfigError
 from training.evaluation.alert_rate import ScoreShift
 from training.layers.base import TIME
@@ -76,6 +77,9 @@ class ScoringSummary:
     threshold_rule: str | None = None
     expected_alert_rate: float | None = None
     score_shift: float | None = None  # KS distance from the benign validation scores
+    duplicates: int = 0
+    quarantined: int = 0
+    quarantine: str | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -133,17 +137,20 @@ class _Output:
 def score_events(registry: ModelRegistry, model_name: str,
                  events: Sequence[DataSource] | pa.Table, output: str | Path, *,
                  version: str | None = None, stage: str | None = None, alias: str | None = None,
-                 top_k: int = 10, num_threads: int | None = 1) -> ScoringSummary:
+                 top_k: int = 10, num_threads: int | None = 1,
+                 deduplicate: bool = True) -> ScoringSummary:
     """Score `events` with a registered model and write one row per unit to `output`.
 
     Args:
         registry: where the model is registered.
         model_name: the model; pick the version with one of `version`, `stage`, `alias`
             (default: the production version).
-        events: sources to collect (deduplicated, bad records quarantined in memory), or a
-            canonical event table.
+        events: sources to collect, or a canonical event table. Records that cannot be
+            collected go to `<output stem>.quarantine.jsonl` beside `output` (file, line,
+            reason); duplicates (an event id seen before) are dropped and counted.
         output: the result file (.parquet, or .jsonl/.json for JSON Lines).
         top_k: how many of the highest-scoring alerts the summary lists.
+        deduplicate: drop events whose id was seen before (False keeps every one).
         num_threads: torch threads for the model while scoring (None: leave torch's setting).
             One is the default: the collector's reader thread needs the other core, and
             OpenMP threads that wait for a busy core slow these small matrix products down
@@ -169,23 +176,28 @@ def score_events(registry: ModelRegistry, model_name: str,
     n_events = 0
     calibration = loaded.calibration  # None for models saved before calibrations
     shift = None if calibration is None else ScoreShift(calibration)
+    # Streaming, the scoring progress counts the events; otherwise collecting them shows its own.
+    collector = None if isinstance(events, pa.Table) else DataCollector(
+        list(events), deduplicate=deduplicate, progress=False if layer.streams else None)
     with _torch_threads(num_threads), atomic_write(output) as handle, \
             progress(f"scoring with {where}", unit="events") as bar:
         out = _Output(handle, output, top_k)
-        for table in _tables(events, streaming=layer.streams):
-            if not table.num_rows:  # a stream's batch can be empty (all rows filtered out)
-                continue
-            n_events += table.num_rows
-            units = layer.featurize(table)
-            scores = layer.score(loaded.model, units)
-            if shift is not None:
-                shift.add(scores)
-            columns = layer.unit_columns(units)
-            out.write(pa.RecordBatch.from_arrays(
-                [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
-                 pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
-            bar.update(table.num_rows, alerts=out.alerts)
-        top = out.close()
+        try:
+            for table in _tables(events, collector, streaming=layer.streams):
+                if not table.num_rows:  # a stream's batch can be empty (all rows filtered out)
+                    continue
+                n_events += table.num_rows
+                units = layer.featurize(table)
+                scores = layer.score(loaded.model, units)
+                if shift is not None:
+                    shift.add(scores)
+                columns = layer.unit_columns(units)
+                out.write(pa.RecordBatch.from_arrays(
+                    [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
+                     pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
+                bar.update(table.num_rows, alerts=out.alerts)
+        finally:  # a Parquet writer left open complains with a traceback when collected
+            top = out.close()
     if calibration is not None:  # where each top alert sits among benign validation scores
         for row in top:
             row["percentile"] = float(calibration.percentile(row["score"]))
@@ -194,6 +206,12 @@ def score_events(registry: ModelRegistry, model_name: str,
                              str(output), top, loaded.threshold_rule,
                              None if calibration is None else calibration.expected_alert_rate,
                              None if shift is None else shift.distance())
+    if collector is not None:
+        summary.duplicates = collector.get_stats()["duplicates"]
+        summary.quarantined = len(collector.quarantined)
+        if collector.quarantined:
+            summary.quarantine = str(write_quarantine(quarantine_path(output),
+                                                      collector.quarantined))
     logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
                 out.alerts, summary.seconds)
     return summary
@@ -218,16 +236,11 @@ def _threshold(loaded: RegisteredModel, where: str) -> float:
     return float(loaded.threshold)
 
 
-def _tables(events: Sequence[DataSource] | pa.Table, streaming: bool) -> Iterator[pa.Table]:
-    if isinstance(events, pa.Table):
+def _tables(events: Sequence[DataSource] | pa.Table, collector: DataCollector | None,
+            streaming: bool) -> Iterator[pa.Table]:
+    if collector is None:
         yield events
-        return
-    # Streaming, the scoring progress counts the events; otherwise collecting them shows its own.
-    collector = DataCollector(list(events), progress=False if streaming else None)
-    if streaming:
+    elif streaming:
         yield from collector.batches()
     else:
         yield collector.collect_table()
-    if collector.quarantined:
-        logger.warning("%d records were quarantined (unparseable); see the collector's reasons",
-                       len(collector.quarantined))

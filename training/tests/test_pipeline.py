@@ -205,7 +205,7 @@ def test_the_config_files_workdir_is_used_unless_the_flag_gives_one(command, tmp
         if command == "demo" else ["pipeline"]
     assert main([*first, "--config", str(config)]) == 1
     assert capsys.readouterr().err.strip().endswith(
-        f"error: {tmp_path / 'blocked' / 'run' / 'features'}: Not a directory")
+        f"error: {tmp_path / 'blocked' / 'run'}: Not a directory")  # the workdir's lock
     if command == "pipeline":  # --workdir wins: the run gets as far as the missing source
         assert main([*first, "--config", str(config), "--workdir", str(tmp_path / "w")]) == 1
         assert "missing.json: no such file" in capsys.readouterr().err

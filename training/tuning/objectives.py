@@ -215,20 +215,13 @@ class LayerObjective:
         registry = ModelRegistry(registry_dir)
         hyperparameters = {**params, "num_epochs": num_epochs, "seed": self.seed}
         origin = f"best trial {trial_number} of tuning study {study_name}"
-        for _ in range(3):  # another process may take the version between the two calls
-            version = registry.next_version(self.model_name)
-            metadata = ModelMetadata(
-                self.model_name, version, self.layer.name, metrics=metrics,
-                hyperparameters=hyperparameters, training_dataset=_described(self.train_data),
-                description=origin)
-            try:
-                registry.register_model(checkpoint, metadata, reason=origin)
-                break
-            except RegistryError:
-                continue
-        else:
-            raise RegistryError(f"could not register {self.model_name}: three versions taken "
-                                "by other processes in a row")
+        metadata = ModelMetadata(
+            self.model_name, "0", self.layer.name, metrics=metrics,
+            hyperparameters=hyperparameters, training_dataset=_described(self.train_data),
+            description=origin)
+        # The next version is chosen inside the registration's transaction.
+        version = registry.register_model(checkpoint, metadata, reason=origin,
+                                          next_version="semver").version
         return {"checkpoint": str(checkpoint), "model_name": self.model_name,
                 "version": version, "registry_dir": str(registry.registry_dir),
                 "metrics": metrics}

@@ -31,7 +31,10 @@ WARM_IMPORTS = ("torch", "optuna", "training.data_collection", "training.data_pr
                 "training.dataset_builder", "training.layer_trainer", "training.model_registry",
                 "training.hyperparameter_tuner",
                 # Loading any model imports every detector (torch_geometric: seconds per child).
-                "training.detectors.vae", "training.detectors.gnn", "training.detectors.tcn")
+                "training.detectors.vae", "training.detectors.gnn", "training.detectors.tcn",
+                # Whole commands (test_no_traceback, pipeline runs): the CLI and its stages.
+                "training.cli.main", "training.pipeline.run", "training.scoring.batch",
+                "training.retraining.continuous", "training.cli.tune")
 
 
 def _child(request: dict) -> None:

@@ -15,6 +15,9 @@ files whose name matches the spec's pattern, a file object that counts the bytes
 `os.rename`), just before the rename: the new content is complete but not installed.
 `at="sql"` fires when SQLite starts executing a statement matching the pattern (through the
 connection's trace callback): inside a transaction, after its earlier statements ran.
+`at="sqlite"` (action "enospc") caps every SQLite connection's database at the pages it has
+(`PRAGMA max_page_count`): a write that needs one more page fails with SQLite's own SQLITE_FULL,
+the error it gives when the disk is full.
 
 Nothing of the code under test is replaced; the stage runs as it does in production.
 """
@@ -127,6 +130,18 @@ def install(spec: dict) -> None:
             return False
         seen += 1
         return seen == nth or (persist and seen > nth)
+
+    if spec.get("at") == "sqlite":
+        real_connect = sqlite3.connect
+
+        def full_connect(*args, **kwargs):
+            conn = real_connect(*args, **kwargs)
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            conn.execute(f"PRAGMA max_page_count = {max(pages, 1)}")
+            return conn
+
+        sqlite3.connect = sqlite3.dbapi2.connect = full_connect
+        return
 
     if spec.get("at") == "sql":
         real_connect = sqlite3.connect

@@ -1,5 +1,5 @@
 """Concurrency: several processes on one output at once are either safe or refused with a clear
-lock error; the output is never corrupted."""
+lock error; the output is never corrupted. Whole pipeline runs use pipeline_runs.py."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from training.tests.reliability.harness import (
     assert_ok, demo_inputs, finish, last_json, run_child, start_child, wait_for,
 )
+from training.tests.reliability.pipeline_runs import pipeline_code, unlabeled_events
 from training.tests.reliability.test_crashes import COLLECT, _collected_ids, _quarantined_lines
 
 pytestmark = pytest.mark.reliability
@@ -134,3 +135,90 @@ def test_parallel_tuning_commands_share_one_study(tmp_path, observed):
     assert len({pid for pid, _, _ in records}) == 4  # the barrier: all four ran at once
     observed(f"{len(trials)} trials from {len({pid for pid, _, _ in records})} worker "
              f"processes, each once, none lost or left running (commands ran {ran})")
+
+
+def _files(work) -> dict:
+    """Files and their times, but TensorBoard's (its writer thread runs in a paused run)."""
+    return {p: p.stat().st_mtime_ns for p in work.rglob("*")
+            if p.is_file() and "logs" not in p.relative_to(work).parts}
+
+
+def test_two_pipeline_runs_on_one_workdir(tmp_path, observed):
+    """Stage: pipeline
+    Fault: a second `run_pipeline` started on the working directory of a first one that is held
+        in the middle of writing its best checkpoint (checkpoints/ is shared by the two).
+    Expected: the second refuses at start with an error naming the first's pid, and writes
+        nothing; the first finishes, and its version holds its own checkpoint (it loads, with
+        a threshold, and scores).
+    """
+    from training.registry.registry import ModelRegistry
+
+    events = unlabeled_events(tmp_path)
+    work = tmp_path / "run"
+    flag = tmp_path / "paused"
+    first = start_child(pipeline_code(work, events), {
+        "action": "pause", "pattern": ".layer1_vae_best.pt*", "flag": str(flag)})
+    wait_for(flag, first)
+    before = _files(work)
+    rival = run_child(pipeline_code(work, events, seed=1))
+    assert _files(work) == before  # the rival wrote nothing
+    (tmp_path / "paused.go").touch()
+    done = last_json(finish(first))
+    assert rival.returncode == 1, rival.stderr[-3000:]
+    assert "WorkdirBusyError" in rival.stderr and f"pid {first.pid}" in rival.stderr
+    registry = ModelRegistry(work / "models")
+    assert [m.version for m in registry.list_models("layer1_vae")] == ["1.0.0"]
+    assert done == {"version": "1.0.0", "stage": "production"}
+    loaded = registry.load_model("layer1_vae", stage="production")
+    assert loaded.threshold is not None
+    from training.collection.collector import DataSource
+    from training.scoring.batch import score_events
+
+    scored = score_events(registry, "layer1_vae", [DataSource("e", "json_file",
+                                                              {"path": str(events)})],
+                          tmp_path / "scored.parquet")
+    assert scored.units == 400
+    observed(rival.stderr.strip().splitlines()[-1])
+
+
+REGISTER = """
+import sys
+from training.cli.main import main
+sys.exit(main(["registry", "register", "--registry-dir", {registry!r}, "--model", "vae",
+               "--layer", "layer1", "--model-path", {weights!r}]))
+"""
+
+
+def test_concurrent_registrations_without_a_version(tmp_path, observed):
+    """Stage: registry register
+    Fault: `registry register` without --version in two processes at once on one registry: the
+        first is held after opening the registry, before its registration's transaction, while
+        the second registers the model.
+    Expected: both succeed with two different versions (1.0.0, 1.1.0), each chosen inside
+        the registration's write transaction; none fails "already registered".
+    """
+    from training.tests.reliability.harness import small_model
+
+    registry = tmp_path / "models"
+    weights = small_model(tmp_path / "m.pt", 3)
+    code = REGISTER.format(registry=str(registry), weights=str(weights))
+    from training.registry.registry import ModelRegistry
+
+    ModelRegistry(registry)  # an empty registry: its schema exists before the race
+    flag = tmp_path / "paused"
+    held = start_child(code, {"action": "pause", "at": "sql", "pattern": "BEGIN IMMEDIATE",
+                              "nth": 2, "flag": str(flag)})
+    wait_for(flag, held)
+    other = run_child(code)
+    (tmp_path / "paused.go").touch()
+    result = finish(held)
+    assert_ok(other)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(_registered(registry)) == ["1.0.0", "1.1.0"]
+    observed(f"versions {sorted(_registered(registry))} from two processes")
+
+
+def _registered(registry) -> list[str]:
+    from training.registry.registry import ModelRegistry
+
+    return [m.version for m in ModelRegistry(registry).list_models("vae")]

@@ -171,3 +171,58 @@ def test_training_checkpoint_disk_full_then_resumed(tmp_path, straight_training,
     assert resumed["epochs"] == [1, 2, 3, 4, 5, 6]
     assert resumed["weights"] == straight_training["weights"]
     observed(f"{reported}; resumed from epoch 2 to the uninterrupted run's weights")
+
+
+PROMOTE = """
+import sys
+from training.cli.main import main
+sys.exit(main(["registry", "promote", "--registry-dir", {registry!r}, "--model", "vae",
+               "--version", "1.1.0", "--reason", "r" * 20000]))
+"""
+
+
+def test_registry_promote_disk_full_is_not_called_damage(tmp_path, observed):
+    """Stage: registry promote
+    Fault: `registry promote` of vae 1.1.0 (with a 20 kB reason) while the disk is full: the
+        database cannot grow by one page (SQLite's SQLITE_FULL, what a failed write gives).
+    Expected: exit 1 with one `error:` line that says "no space left on device" and names
+        registry.db, never "damaged" or "restore from a backup"; the registry is exactly as
+        before, and the same promotion succeeds once there is space.
+    """
+    from training.tests.reliability.harness import registry_state, seeded_registry
+
+    registry = seeded_registry(tmp_path)
+    before = registry_state(registry)
+    result = run_child(PROMOTE.format(registry=str(registry.registry_dir)),
+                       {"action": "enospc", "at": "sqlite", "pattern": "*"})
+    assert result.returncode == 1, result.stderr[-3000:]
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: ") and "Traceback" not in result.stderr
+    assert "no space left on device" in line and "registry.db" in line, line
+    assert "damaged" not in line and "backup" not in line
+    assert registry_state(registry) == before
+    assert registry.transition_stage("vae", "1.1.0", "production", reason="r" * 20000)
+    observed(line)
+
+
+@pytest.mark.parametrize("target", ["events.out.tfevents*", "model.json"])
+def test_pipeline_disk_full_is_one_error_line(tmp_path, target, observed):
+    """Stage: pipeline
+    Fault: `maximus-train pipeline` (no -v) with the disk full from the first write of the
+        file named by the test id: TensorBoard's event file (written by its own thread) or the
+        sidecar copied into the registry.
+    Expected: exit 1; stderr ends with one `error:` line naming the file and "No space left on
+        device", and holds no traceback.
+    """
+    from training.tests.reliability.pipeline_runs import (
+        cli_code, pipeline_toml, unlabeled_events,
+    )
+
+    config = pipeline_toml(tmp_path, unlabeled_events(tmp_path), tmp_path / "run")
+    result = run_child(cli_code("pipeline", "--config", str(config)),
+                       {"action": "enospc", "pattern": target, "after_bytes": 10,
+                        "persist": True})
+    reported = assert_reported_enospc(result)
+    assert reported.startswith("error: ") and target.rstrip("*") in reported
+    assert "Traceback" not in result.stderr, result.stderr[-3000:]
+    observed(reported)

@@ -150,7 +150,7 @@ sys.exit(main(["pipeline", "--source", "json:{path}", "--layers", "layer1", "--e
                "--workdir", "{tmp_path / 'run'}"]))
 """)
     assert result.returncode == 0, result.stderr[-3000:]
-    [counts] = [line for line in result.stdout.splitlines() if " quarantined" in line]
+    [counts] = [line for line in result.stdout.splitlines() if " quarantined, " in line]
     assert counts.startswith("1,498 events, 2 quarantined"), result.stdout
     observed(counts)
 

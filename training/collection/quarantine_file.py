@@ -1,0 +1,29 @@
+"""The quarantine file of a run that collects in memory (`pipeline`, `score`): one JSON line per
+record that could not be collected, with its file, line, field, reason and raw text, so that
+nothing is dropped without a trace. `collect_to` keeps its own (OUTPUT/quarantine.jsonl)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from training.artifacts.atomic import atomic_write
+from training.sources.base import Reject
+
+
+def write_quarantine(path: Path, rejects: Sequence[Reject]) -> Path:
+    """Write `rejects` to `path` (JSON Lines, atomically, private: it holds raw input).
+
+    Returns:
+        `path`.
+    """
+    with atomic_write(path, private=True) as handle:
+        handle.write(b"".join(orjson.dumps(r.to_dict()) + b"\n" for r in rejects))
+    return path
+
+
+def quarantine_path(output: Path) -> Path:
+    """Where a run writing `output` keeps its quarantine: beside it, `<name>.quarantine.jsonl`."""
+    return output.with_name(f"{output.stem}.quarantine.jsonl")
