@@ -72,6 +72,8 @@ from training.pipeline.outcome import LayerOutcome, REPORTED
 from training.pipeline.report import render_index
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
+from training.tracking.layer_run import LayerRun
+from training.tracking.window import MlflowWindow, open_window
 from training.retraining.gate import (LABELED_METRICS, has_both_labels, labeled_decision,
                                       split_fingerprint)
 
@@ -119,6 +121,7 @@ class _Run:
     strategy: str
     alert_labels: bool
     history: RunFolder
+    window: MlflowWindow | None = None
 
 
 def run_pipeline(config: PipelineConfig, *, keep: int | None = None,
@@ -127,6 +130,8 @@ def run_pipeline(config: PipelineConfig, *, keep: int | None = None,
 
     Args:
         keep: keep only the newest `keep` run folders (this one included); None keeps all.
+        mlflow_uri: also log each layer's run to MLflow there (else $MLFLOW_TRACKING_URI,
+            else not), and mirror the registered versions (`training.tracking`).
 
     Raises:
         PipelineError: a stage failed; the message names the stage and what to do.
@@ -176,7 +181,7 @@ def run_pipeline(config: PipelineConfig, *, keep: int | None = None,
                             test_events=None if test_events is None else test_events.num_rows,
                             run=history.id, index=str(work / "report" / "index.html"))
     run = _Run(config, folders, ModelRegistry(registry_dir=work / "models"), strategy,
-               alert_labels, history)
+               alert_labels, history, open_window(mlflow_uri))
     for layer in layers:
         short = layer.shortfall(units[layer.name], strategy)
         if short is not None:
@@ -241,8 +246,11 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOut
     train_config = layer.default_config(
         **settings.trainer_changes(), seed=config.seed, num_threads=1,
         checkpoint_dir=str(folders.checkpoints), log_dir=str(folders.logs))
+    tracked = LayerRun.start(run.window, f"{run.history.id} {layer.name}", {
+        "maximus.run": run.history.id, "maximus.layer": layer.name,
+        "maximus.model": layer.model_name, "maximus.workdir": str(config.workdir)})
     _, results = train_layer(layer, train, val, train_config, model_args=settings.model,
-                             benign_only=settings.benign_only)
+                             benign_only=settings.benign_only, callbacks=tracked.callbacks)
     challenger = load_model(results["checkpoint"])  # what gets registered is what is measured
     test = splits["test"]
     labels = layer.labels(test)
@@ -266,6 +274,8 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOut
         notes.append(f"the test part has no {layer.unit}: nothing to evaluate")
     decision, version = _register(layer, challenger, results, metrics, has_both_labels(labels),
                                   run, test)
+    tracked.finish(metrics, run.history.report if report else None, layer.name, run.registry,
+                   layer.model_name, version)
     stage_now = run.registry.get_metadata(layer.model_name, version).stage
     logger.info("%s %s: %s", layer.model_name, version, decision["reason"])
     return LayerOutcome(layer.name, layer.model_name, layer.unit, version, stage_now, decision,
