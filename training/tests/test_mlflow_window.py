@@ -144,6 +144,19 @@ def test_a_local_sqlite_store_without_a_server(demo, server, tmp_path):
     # the challenger alias moved to 1.1.0 (in ours, and so in MLflow)
     assert ModelRegistry(work / "models").aliases("layer1_vae")["challenger"] == "1.1.0"
     _check_mirror(uri, work, {"layer1": "layer1_vae"})
+    # a training script's run, on the same store
+    splits = work / "splits"
+    assert main(["train", "layer1", "--train_data", str(splits / "layer1_train.npz"),
+                 "--val_data", str(splits / "layer1_val.npz"), "--num_epochs", "3",
+                 "--batch_size", "16", "--checkpoint_dir", str(tmp_path / "ck"),
+                 "--no_tensorboard", "--mlflow_uri", uri, "-q"]) == 0
+    client = MlflowClient(tracking_uri=uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("maximus").experiment_id],
+                                "attributes.run_name = 'train layer1'")
+    assert run.data.params["batch_size"] == "16" and run.info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {
+        "model/layer1_vae_best.pt", "model/layer1_vae_best.json"}
 
 
 def test_a_refused_file_store_warns_once_and_the_run_goes_on(demo, tmp_path, caplog,

@@ -3,6 +3,8 @@
     tracked = LayerRun.start(window, "20261206T155700.123456Z-3fa2c1 layer1", tags)
     train_layer(..., callbacks=tracked.callbacks)      # per-epoch metrics
     tracked.finish(metrics, report_folder, "layer1", registry, "layer1_vae", "1.1.0")
+    # or, for a training script that registers nothing:
+    tracked.finish_training(results)
 
 With no window (None, or closed) every step does nothing.
 """
@@ -86,6 +88,30 @@ class LayerRun:
                 with tempfile.TemporaryDirectory(prefix="maximus-figures-") as folder:
                     window.log_files(run_id, _figures(html, Path(folder)), "figures")
         mirror_version(window, registry, model_name, version, run_id)
+        window.end_run(run_id)
+
+
+    def finish_training(self, results: dict[str, Any]) -> None:
+        """For a run that trains only (a training script): log the hyperparameters and data
+        fingerprints of the saved model's sidecar, the training figures, the weights and
+        sidecar as plain artifacts, and end the run."""
+        import json
+
+        from training.registry.metadata import sidecar_hyperparameters
+
+        window, run_id = self.window, self.run_id
+        if window is None or run_id is None:
+            return
+        weights = Path(results["checkpoint"])
+        sidecar_path = weights.with_suffix(".json")
+        if sidecar_path.is_file():
+            sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
+            window.log_params(run_id, sidecar_hyperparameters(sidecar))
+            window.set_tags(run_id, {f"maximus.dataset.{k}": v for k, v in
+                                     (sidecar.get("dataset_fingerprints") or {}).items()})
+        window.log_metrics(run_id, {k: results.get(k) for k in (
+            "best_val_loss", "best_epoch", "epochs_trained", "train_units", "train_time_s")})
+        window.log_files(run_id, [weights, sidecar_path], "model")
         window.end_run(run_id)
 
 
