@@ -20,7 +20,7 @@ import re
 import secrets
 import shutil
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ class RunFolder:
 
 def new_run(workdir: Path) -> RunFolder:
     """A new, empty run folder under `workdir/runs/`, with its report/ and logs/."""
-    stamp = datetime.now(timezone.utc).strftime(_TIME)
+    stamp = datetime.now(UTC).strftime(_TIME)
     run_id = f"{stamp}-{secrets.token_hex(3)}"
     run = RunFolder(run_id, Path(workdir) / RUNS / run_id)
     run.folder.mkdir(parents=True)  # exist_ok=False: a name is never reused

@@ -16,9 +16,10 @@ Stages, all under `config.workdir`:
    (`splits/`: train/val/test, or train/val with the test sources as the test part; without
    timestamps "random" replaces "temporal"; `split.train_until` makes the leading time a
    grace period), train through `train_layer` and LayerTrainer (`checkpoints/`, TensorBoard in
-   the run's `logs/`) on every training unit (label-free: unlabeled traffic is assumed benign) or, with
-   `train.benign_only`, the benign ones; the threshold is calibrated on validation scores by
-   `train.threshold` (default: the 99.9th percentile, `training.evaluation.calibration`);
+   the run's `logs/`) on every training unit (label-free: unlabeled traffic is assumed
+   benign) or, with `train.benign_only`, the benign ones; the threshold is calibrated on
+   validation scores by `train.threshold` (default: the 99.9th percentile,
+   `training.evaluation.calibration`);
    score the test part and report it (the run's `report/<layer>.html`), with labels or
    without;
 4. register the model (`models/`, the registry) and promote it past the gate
@@ -72,10 +73,10 @@ from training.pipeline.outcome import LayerOutcome, REPORTED
 from training.pipeline.report import render_index
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
-from training.tracking.layer_run import LayerRun
-from training.tracking.window import MlflowWindow, open_window
 from training.retraining.gate import (LABELED_METRICS, has_both_labels, labeled_decision,
                                       split_fingerprint)
+from training.tracking.layer_run import LayerRun
+from training.tracking.window import MlflowWindow, open_window
 
 logger = logging.getLogger(__name__)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.trainer.callbacks import Callback
 from training.tracking.mirror import mirror_version
 from training.tracking.window import MlflowWindow
+from training.trainer.callbacks import Callback
 
 if TYPE_CHECKING:
     from training.registry.registry import ModelRegistry

@@ -38,17 +38,16 @@ def mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: st
     folder = artifact_dir(registry.artifacts_dir, model_name, version)
     window.log_files(run_id, sorted(p for p in folder.iterdir() if p.is_file()), "model")
     client = window.client
-    if window.guard("find a registered model", lambda: _ensure_model(client, model_name)) \
-            is None:
+    if window.guard("find a registered model", _ensure_model, client, model_name) is None:
         return
     if version not in _mirrored(window, model_name):
-        run = window.guard("read a run", lambda: client.get_run(run_id))
+        run = window.guard("read a run", client.get_run, run_id)
         if run is None:
             return
-        window.guard("create a model version", lambda: client.create_model_version(
-            model_name, f"{run.info.artifact_uri}/model", run_id=run_id,
-            tags={VERSION_TAG: version},
-            description=registry.get_metadata(model_name, version).description or None))
+        window.guard("create a model version", client.create_model_version, model_name,
+                     f"{run.info.artifact_uri}/model", run_id=run_id,
+                     tags={VERSION_TAG: version},
+                     description=registry.get_metadata(model_name, version).description or None)
     sync_model(window, registry, model_name)
 
 
@@ -64,20 +63,18 @@ def sync_model(window: MlflowWindow, registry: ModelRegistry, model_name: str) -
         stage = registry.get_metadata(model_name, ours).stage
         for key, value in (("maximus.stage", stage),
                            ("maximus.reason", reasons.get(ours, "") or "-")):
-            window.guard("tag a model version", lambda: client.set_model_version_tag(
-                model_name, theirs, key, value))
+            window.guard("tag a model version", client.set_model_version_tag, model_name,
+                         theirs, key, value)
     wanted = {alias: mirrored[v] for alias, v in registry.aliases(model_name).items()
               if v in mirrored}
-    model = window.guard("read a registered model",
-                         lambda: client.get_registered_model(model_name))
+    model = window.guard("read a registered model", client.get_registered_model, model_name)
     present = dict(getattr(model, "aliases", None) or {})
     for alias in present.keys() - wanted.keys():
-        window.guard("remove an alias", lambda: client.delete_registered_model_alias(
-            model_name, alias))
+        window.guard("remove an alias", client.delete_registered_model_alias, model_name, alias)
     for alias, theirs in wanted.items():
         if str(present.get(alias)) != str(theirs):
-            window.guard("set an alias", lambda: client.set_registered_model_alias(
-                model_name, alias, theirs))
+            window.guard("set an alias", client.set_registered_model_alias, model_name, alias,
+                         theirs)
 
 
 def _ensure_model(client: Any, model_name: str) -> bool:
@@ -93,6 +90,6 @@ def _ensure_model(client: Any, model_name: str) -> bool:
 
 def _mirrored(window: MlflowWindow, model_name: str) -> dict[str, str]:
     """Our version -> MLflow's version number, for the versions mirrored so far."""
-    found = window.guard("search model versions", lambda: window.client.search_model_versions(
-        f"name = '{model_name}'")) or []
+    found = window.guard("search model versions", window.client.search_model_versions,
+                         f"name = '{model_name}'") or []
     return {v.tags[VERSION_TAG]: str(v.version) for v in found if VERSION_TAG in (v.tags or {})}

@@ -131,13 +131,13 @@ class MlflowWindow:
         self.experiment_id = experiment_id
         self.closed = False
 
-    def guard(self, what: str, call: Callable[[], T]) -> T | None:
-        """`call()`; an error of MLflow's (any kind: HTTP, database, file) warns once and
-        closes the window, so that the run goes on without it."""
+    def guard(self, what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """`call(*args, **kwargs)`; an error of MLflow's (any kind: HTTP, database, file)
+        warns once and closes the window, so that the run goes on without it."""
         if self.closed:
             return None
         try:
-            return call()
+            return call(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001  MLflow is a window, never a reason to stop
             self.closed = True
             logger.warning("MLflow at %s failed to %s (%s: %s): the rest of the run is not "
@@ -147,8 +147,8 @@ class MlflowWindow:
 
     def start_run(self, name: str, tags: Mapping[str, str]) -> str | None:
         """A new MLflow run named `name`; its id (None: the window is closed)."""
-        run = self.guard("start a run", lambda: self.client.create_run(
-            self.experiment_id, run_name=name, tags=dict(tags)))
+        run = self.guard("start a run", self.client.create_run, self.experiment_id,
+                         run_name=name, tags=dict(tags))
         return None if run is None else run.info.run_id
 
     def log_params(self, run_id: str | None, params: Mapping[str, Any]) -> None:
@@ -158,8 +158,8 @@ class MlflowWindow:
             return
         items = [Param(k, v) for k, v in flat_params(params).items()]
         for start in range(0, len(items), _BATCH):
-            self.guard("log parameters", lambda: self.client.log_batch(
-                run_id, params=items[start:start + _BATCH]))
+            self.guard("log parameters", self.client.log_batch, run_id,
+                       params=items[start:start + _BATCH])
 
     def log_metrics(self, run_id: str | None, metrics: Mapping[str, Any],
                     step: int = 0) -> None:
@@ -173,19 +173,19 @@ class MlflowWindow:
                  if isinstance(v, (int, float)) and not isinstance(v, bool)
                  and math.isfinite(v)]
         if items:
-            self.guard("log metrics", lambda: self.client.log_batch(run_id, metrics=items))
+            self.guard("log metrics", self.client.log_batch, run_id, metrics=items)
 
     def set_tags(self, run_id: str | None, tags: Mapping[str, Any]) -> None:
         for key, value in tags.items():
             if run_id is not None:
-                self.guard("set a tag", lambda: self.client.set_tag(run_id, key, str(value)))
+                self.guard("set a tag", self.client.set_tag, run_id, key, str(value))
 
     def log_files(self, run_id: str | None, files: list[Path], artifact_path: str) -> None:
         for path in files:
             if run_id is not None and path.is_file():
-                self.guard("log an artifact", lambda: self.client.log_artifact(
-                    run_id, str(path), artifact_path))
+                self.guard("log an artifact", self.client.log_artifact, run_id, str(path),
+                           artifact_path)
 
     def end_run(self, run_id: str | None, status: str = "FINISHED") -> None:
         if run_id is not None:
-            self.guard("end a run", lambda: self.client.set_terminated(run_id, status))
+            self.guard("end a run", self.client.set_terminated, run_id, status)
