@@ -158,6 +158,18 @@ def test_a_local_sqlite_store_without_a_server(demo, server, tmp_path):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
     assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {
         "model/layer1_vae_best.pt", "model/layer1_vae_best.json"}
+    # retrain mirrors its new version; a promotion by hand reaches MLflow by `registry mirror`
+    assert main(["retrain", "--workdir", str(work), "--force", "--epochs", "1",
+                 "--mlflow-uri", uri, "-q"]) == 0
+    registry = ModelRegistry(work / "models")
+    assert registry.transition_stage("layer1_vae", "1.1.0", "production", reason="by hand")
+    assert main(["registry", "mirror", "--workdir", str(work), "--mlflow-uri", uri]) == 0
+    versions = {v.tags["maximus.version"]: v for v in
+                client.search_model_versions("name = 'layer1_vae'")}
+    assert set(versions) == {"1.0.0", "1.1.0", "1.2.0"}
+    assert versions["1.1.0"].tags["maximus.reason"] == "by hand"
+    assert {a: str(v) for a, v in client.get_registered_model("layer1_vae").aliases.items()} \
+        == {a: str(versions[v].version) for a, v in registry.aliases("layer1_vae").items()}
 
 
 def test_a_refused_file_store_warns_once_and_the_run_goes_on(demo, tmp_path, caplog,

@@ -2,6 +2,7 @@
 same aliases (champion, challenger), our version, stage and latest transition reason as tags.
 
     mirror_version(window, registry, "layer1_vae", "1.1.0", run_id)   # after register/promote
+    mirror_registry(window, registry)     # every version not mirrored yet; tags and aliases
 
 The weights and sidecar go as plain artifacts of the MLflow run (`model/model.pt`,
 `model/model.json`): no MLflow model flavor, nothing pickled. Our registry is the source of
@@ -11,15 +12,16 @@ truth: MLflow's aliases are set to ours, and an alias ours no longer has is remo
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from training.registry.names import artifact_dir
 from training.registry.registry import ModelRegistry
-from training.tracking.window import MlflowWindow
+from training.tracking.window import MlflowWindow, open_window, tracking_uri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["mirror_version", "sync_model"]
+__all__ = ["mirror_new_version", "mirror_registry", "mirror_version", "sync_model"]
 
 VERSION_TAG = "maximus.version"
 
@@ -30,7 +32,8 @@ def mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: st
     None), then bring every mirrored version's tags and the aliases up to date."""
     if window.closed:
         return
-    if run_id is None:
+    own_run = run_id is None
+    if own_run:
         run_id = window.start_run(f"{model_name} {version}", {"maximus.model": model_name,
                                                               VERSION_TAG: version})
     if run_id is None:
@@ -49,6 +52,37 @@ def mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: st
                      tags={VERSION_TAG: version},
                      description=registry.get_metadata(model_name, version).description or None)
     sync_model(window, registry, model_name)
+    if own_run:
+        window.end_run(run_id)
+
+
+def mirror_new_version(uri: str | None, registry_dir: str | Path, model_name: str,
+                       version: str | None) -> None:
+    """After a registration outside a pipeline (`tune --train-best`, `retrain`): mirror
+    `version` when an MLflow URI is set (`uri`, else $MLFLOW_TRACKING_URI); else nothing."""
+    if version is None or tracking_uri(uri) is None:
+        return
+    window = open_window(uri)
+    if window is not None:
+        mirror_version(window, ModelRegistry(registry_dir, create=False), model_name, version,
+                       None)
+
+
+def mirror_registry(window: MlflowWindow, registry: ModelRegistry,
+                    model_name: str | None = None) -> list[tuple[str, str]]:
+    """Mirror every version of `model_name` (None: of every model) not mirrored yet, each
+    with a run of its own, then bring tags and aliases up to date (e.g. after a promotion by
+    hand). Returns the (model, version) pairs newly mirrored."""
+    names = sorted({m.model_name for m in registry.search_models(model_name=model_name)})
+    added = []
+    for name in names:
+        done = _mirrored(window, name)
+        for stored in registry.search_models(model_name=name):
+            if stored.version not in done and not window.closed:
+                mirror_version(window, registry, name, stored.version, None)
+                added.append((name, stored.version))
+        sync_model(window, registry, name)
+    return added
 
 
 def sync_model(window: MlflowWindow, registry: ModelRegistry, model_name: str) -> None:
