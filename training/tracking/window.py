@@ -85,6 +85,8 @@ def _reachable(uri: str) -> bool:
     try:
         with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=_PROBE_TIMEOUT_S):
             return True
+    except urllib.error.HTTPError:
+        return True  # it answers (behind a proxy or login, say): MLflow's calls will tell
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         logger.warning("the MLflow server at %s is unreachable (%s): the run is not logged to "
