@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --upgrade pip
 	# torch first, pinned: the CPU wheel on local disk; nothing later may re-resolve it.
 	$(BIN)/python -m pip install torch==2.13.0
-	$(BIN)/python -m pip install -e '.[test]'
+	$(BIN)/python -m pip install -e '.[test,mlflow]'
 	touch $(STAMP)
 
 install: $(STAMP)

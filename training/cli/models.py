@@ -54,6 +54,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         args.train_data or splits / f"{layer.name}_train.npz",
         args.val_data or splits / f"{layer.name}_val.npz",
         args.test_data or splits / f"{layer.name}_test.npz", force=args.force)
+    from training.tracking.mirror import mirror_new_version
+
+    mirror_new_version(args.mlflow_uri, registry_dir(args), args.model_name or layer.model_name,
+                       result.get("new_version"))
     _print_json(result)
     return 0 if result["success"] else 1
 
@@ -142,6 +146,8 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
     option(retrain, "--force", action="store_true", help="retrain even if no trigger fires")
     option(retrain, "--epochs", type=int,
            help="epochs at most (default the layer's; early stopping applies)")
+    option(retrain, "--mlflow-uri", help="mirror a new version into MLflow's Model Registry "
+                                         "(default $MLFLOW_TRACKING_URI, else not)")
     retrain.set_defaults(run=cmd_retrain)
 
     score = commands.add_parser(

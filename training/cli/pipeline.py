@@ -25,6 +25,7 @@ from pathlib import Path
 
 from training.cli.options import layer_name
 from training.cli.parser import help_command
+from training.cli.run_options import add_run_options
 from training.paths import checkpoints_dir, preprocessed_dir, splits_dir
 
 Option = Callable[..., None]
@@ -60,11 +61,9 @@ def _pipeline_config(args: argparse.Namespace, default_workdir: str,
     tests = _sources(args, getattr(args, "test_source", None))
     if tests:
         overrides["test_sources"] = tests
-    if args.config is not None:
-        config = load_config(args.config, defaults=defaults, **overrides)
-    else:
-        config = config_from_dict({"sources": overrides.pop("sources", [])}, "flags",
-                                  defaults=defaults, **overrides)
+    config = (load_config(args.config, defaults=defaults, **overrides) if args.config else
+              config_from_dict({"sources": overrides.pop("sources", [])}, "flags",
+                               defaults=defaults, **overrides))
     if args.train_until is not None:
         config = replace(config, split=replace(config.split, train_until=args.train_until))
     return config.with_training(epochs=args.epochs, batch_size=args.batch_size,
@@ -73,10 +72,11 @@ def _pipeline_config(args: argparse.Namespace, default_workdir: str,
                                 keep_unknown=True if args.keep_unknown else None)
 
 
-def _run(config) -> int:
+def _run(config, args: argparse.Namespace) -> int:
+    from training.cli.run_options import run_options
     from training.pipeline.run import run_pipeline
 
-    result = run_pipeline(config)
+    result = run_pipeline(config, **run_options(args))
     for note in result.notes:
         print(f"note: {note}")
     for o in result.layers:
@@ -86,12 +86,12 @@ def _run(config) -> int:
         if o.circular and o.metrics:
             print(f"  {o.layer}: CIRCULAR: {o.circular}")
     print(f"{result.events:,} events, {result.quarantined:,} quarantined, {result.seconds:.1f} s")
-    print(f"report: {result.report}")
+    print(f"report: {result.report}\nevery run: {result.index}")
     return 0
 
 
 def cmd_pipeline(args: argparse.Namespace) -> int:
-    return _run(_pipeline_config(args, PIPELINE_WORKDIR))
+    return _run(_pipeline_config(args, PIPELINE_WORKDIR), args)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -103,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.data_only:
         return 0
     source = DataSource("demo", DataSourceType.JSON_FILE, {"path": str(path)})
-    return _run(_pipeline_config(args, DEMO_WORKDIR, [source]))
+    return _run(_pipeline_config(args, DEMO_WORKDIR, [source]), args)
 
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
@@ -229,6 +229,7 @@ def _pipeline_options(parser: argparse.ArgumentParser, option: Option, workdir: 
            help="seed of splits and training (default: the config's, else 42)")
     option(parser, "--max-events", type=int, help="collect at most this many events (default: all)")
     _source_flags(parser, option)
+    add_run_options(parser, option)
     option(parser, "--train-until", metavar="TIME|SHARE",
            help="a grace period: train on the events before TIME (ISO 8601, e.g. "
                 "2024-06-01T12:00:00Z) or on this leading share of them (e.g. 0.5), test on "

@@ -7,6 +7,7 @@
     maximus-train registry promote --model M --version V [--stage S] [--reason R]
     maximus-train registry alias --model M --alias A --version V [--reason R]
     maximus-train registry rollback --model M [--reason R]
+    maximus-train registry mirror [--model M] --mlflow-uri URI      # into MLflow's registry
 
 Every action finds the registry with --registry-dir, or --workdir W (W/models, a pipeline's),
 else $MAXIMUS_DATA_ROOT/models. Only `register` creates a registry; the other actions refuse a
@@ -123,6 +124,22 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_alias(args: argparse.Namespace) -> int:
     _registry(args).set_alias(args.model, args.alias, args.version, reason=args.reason or "")
     print(f"{args.model} {args.alias} -> {args.version}")
+    return 0
+
+
+def cmd_mirror(args: argparse.Namespace) -> int:
+    from training.tracking import mirror_registry, open_window, tracking_uri
+
+    registry = _registry(args)
+    if tracking_uri(args.mlflow_uri) is None:
+        raise ConfigError("registry mirror needs --mlflow-uri or MLFLOW_TRACKING_URI")
+    window = open_window(args.mlflow_uri)
+    if window is None:
+        return 1  # the warning said why
+    added = mirror_registry(window, registry, args.model)
+    if window.closed:
+        return 1
+    print(f"mirrored {len(added)} new version(s) to {window.uri}; tags and aliases up to date")
     return 0
 
 
@@ -253,6 +270,13 @@ def add_registry_command(commands: argparse._SubParsersAction, option: Option) -
     option(alias, "--alias", required=True, help="the alias, e.g. challenger")
     option(alias, "--version", required=True, help="the version it names")
     reason(alias)
+
+    mirror = action("mirror", cmd_mirror, "mirror the registry into MLflow's Model Registry",
+                    "Mirror every version not mirrored yet (weights and sidecar as plain "
+                    "artifacts), and set MLflow's aliases and version tags (stage, latest "
+                    "transition reason) to ours. Needs the mlflow extra.")
+    model(mirror, required=False)
+    option(mirror, "--mlflow-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI)")
 
     rollback = action("rollback", cmd_rollback, "bring back the previous production version",
                       "Archive the production version and bring back the one it replaced.")

@@ -100,6 +100,8 @@ def add_arguments(parser: argparse.ArgumentParser, layer: Layer) -> None:
          help=f"auto: the benign {unit} when there are any (unknown is never benign), else all "
               "of them (unlabeled data)")
     flag("no_tensorboard", action="store_true", help="write no TensorBoard scalars")
+    flag("mlflow_uri", default=None, help="also log the run to MLflow there (default "
+         "$MLFLOW_TRACKING_URI, else not; needs the mlflow extra)")
 
 
 def training_config(args: argparse.Namespace, base: TrainingConfig) -> TrainingConfig:
@@ -163,9 +165,11 @@ def run(layer: Layer, args: argparse.Namespace, callbacks: list[Callback] | None
         train = layer.load_units(args.train_data)
         val = layer.load_units(args.val_data) if args.val_data else None
         model_args = detector_args(layer, args)
+        tracked = _tracked(layer, args.mlflow_uri if rank0 else None)
         _, results = train_layer(layer, train, val, config, model_args=model_args,
                                  benign_only=TRAIN_ON[args.train_on], resume=args.resume,
-                                 callbacks=callbacks)
+                                 callbacks=[*(callbacks or ()), *tracked.callbacks])
+        tracked.finish_training(results)
     finally:
         import torch.distributed as dist
 
@@ -174,6 +178,15 @@ def run(layer: Layer, args: argparse.Namespace, callbacks: list[Callback] | None
     if rank0:
         print_results(results, f"{layer.unit}s")
     return 0
+
+
+def _tracked(layer: Layer, uri: str | None) -> Any:
+    """The MLflow run of this training run (does nothing without an MLflow URI)."""
+    from training.tracking import LayerRun, open_window, tracking_uri
+
+    window = open_window(uri) if tracking_uri(uri) else None
+    return LayerRun.start(window, f"train {layer.name}", {"maximus.layer": layer.name,
+                                                          "maximus.model": layer.model_name})
 
 
 def print_results(results: dict[str, Any], units: str) -> None:

@@ -92,6 +92,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _option(parser, "--metric", choices=METRICS, default="auto",
             help="validation metric: pr_auc (maximized; auto's choice when the validation "
                  "labels have benign and threat rows) or loss (minimized)")
+    _option(parser, "--mlflow_uri", help="mirror the --train_best version into MLflow's "
+            "Model Registry (default $MLFLOW_TRACKING_URI, else not)")
     _option(parser, "--seed", type=int,
             help="seed of the sampler and of every trial's training (default: a random "
                  "sampler, training seed 42); machines sharing a study need different seeds")
@@ -131,6 +133,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             result.best_params, study_dir=config.study_dir, study_name=config.study_name,
             trial_number=result.best_trial, num_epochs=args.best_epochs,
             registry_dir=registry_dir(args))
+        from training.tracking.mirror import mirror_new_version
+
+        mirror_new_version(args.mlflow_uri, registry_dir(args), objective.model_name,
+                           summary["train_best"]["version"])
     return summary
 
 

@@ -26,6 +26,7 @@ from training.evaluation.units import unit_times
 from training.layers.base import Layer
 from training.layers.layer2 import Layer2
 from training.layers.layer3 import Layer3
+from training.retraining.gate import split_fingerprint
 from training.trainer.callbacks import Callback
 from training.trainer.config import TrainingConfig
 from training.trainer.loop import LayerTrainer
@@ -69,6 +70,9 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
     model = layer.build_detector(train, **(model_args or {}))
     trainer = LayerTrainer(model, config=config, callbacks=callbacks or (),
                            feature_spec=layer.spec)
+    # What it learnt from, in the sidecar: the registry's dataset fingerprints come from there.
+    trainer.data_fingerprints = {name: split_fingerprint(layer, units) for name, units in
+                                 (("train", train), ("val", val)) if units is not None}
     learnt = int(layer.fit_rows(layer.labels(train)).sum())
     logger.info("training %s on %d %s %ss of %d", config.model_name, learnt,
                 "benign" if layer.benign_only_ else "(all)", layer.unit, len(layer.labels(train)))

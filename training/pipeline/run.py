@@ -16,10 +16,12 @@ Stages, all under `config.workdir`:
    (`splits/`: train/val/test, or train/val with the test sources as the test part; without
    timestamps "random" replaces "temporal"; `split.train_until` makes the leading time a
    grace period), train through `train_layer` and LayerTrainer (`checkpoints/`, TensorBoard in
-   `logs/`) on every training unit (label-free: unlabeled traffic is assumed benign) or, with
-   `train.benign_only`, the benign ones; the threshold is calibrated on validation scores by
-   `train.threshold` (default: the 99.9th percentile, `training.evaluation.calibration`);
-   score the test part and report it (`report/<layer>.html`), with labels or without;
+   the run's `logs/`) on every training unit (label-free: unlabeled traffic is assumed
+   benign) or, with `train.benign_only`, the benign ones; the threshold is calibrated on
+   validation scores by `train.threshold` (default: the 99.9th percentile,
+   `training.evaluation.calibration`);
+   score the test part and report it (the run's `report/<layer>.html`), with labels or
+   without;
 4. register the model (`models/`, the registry) and promote it past the gate
    (`training.retraining.gate`): the challenger and the production model are scored on the
    same test part; it is promoted when its ROC-AUC is clearly above chance and its PR-AUC
@@ -31,7 +33,11 @@ Stages, all under `config.workdir`:
    rule (`training.retraining.unlabeled_gate`): its alert rate there within its calibration's
    expected rate x 3, and a validation loss there `gate.improvement_threshold` (relative)
    below production's. Refused models get the `challenger` alias for a person to decide;
-5. `report/index.html` links everything; `pipeline.json` holds the same figures.
+5. the run's `report/index.html` links everything; its `pipeline.json` (and the working
+   directory's, the latest run's) holds the same figures; `report/index.html` of the working
+   directory lists every run (`training.pipeline.history`: one folder per run,
+   `runs/<UTC time>-<short id>/`, with its report, logs and TensorBoard run; `keep` prunes
+   the oldest).
 
 Labels never become features; when they come from alert events (`labels_from_alerts`), layer 3
 builds its windows without the alerts (`l3.v2`) and the other layers' labeled figures are
@@ -61,6 +67,8 @@ from training.layers.registry import get_layer, layer_for_spec
 from training.layers.layer1 import Layer1
 from training.layers.training import train_layer
 from training.pipeline.config import PipelineConfig
+from training.pipeline.history import (RunFolder, check_keep, new_run, prune_runs,
+                                      write_runs_index)
 from training.console.progress import progress
 from training.pipeline.lock import workdir_lock
 from training.pipeline.inputs import collect_events, coverage, split_strategy, validate
@@ -68,8 +76,11 @@ from training.pipeline.outcome import LayerOutcome, REPORTED
 from training.pipeline.report import render_index, render_unfinished
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
-from training.retraining.gate import LABELED_METRICS, has_both_labels, labeled_decision
+from training.retraining.gate import (LABELED_METRICS, has_both_labels, labeled_decision,
+                                      split_fingerprint)
 from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
+from training.tracking.layer_run import LayerRun
+from training.tracking.window import MlflowWindow, open_window
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +109,8 @@ class PipelineResult:
     seconds: float = 0.0
     test_events: int | None = None
     notes: list[str] = field(default_factory=list)
+    run: str = ""
+    index: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,23 +125,35 @@ class _Run:
     registry: ModelRegistry
     strategy: str
     alert_labels: bool
+    history: RunFolder
+    window: MlflowWindow | None = None
 
 
-def run_pipeline(config: PipelineConfig) -> PipelineResult:
+def run_pipeline(config: PipelineConfig, *, keep: int | None = None,
+                 mlflow_uri: str | None = None) -> PipelineResult:
     """Run every stage (see the module docstring) and return where everything went.
+
+    Args:
+        keep: keep only the newest `keep` run folders (this one included); None keeps all.
+        mlflow_uri: also log each layer's run to MLflow there (else $MLFLOW_TRACKING_URI,
+            else not), and mirror the registered versions (`training.tracking`).
 
     Raises:
         PipelineError: a stage failed; the message names the stage and what to do.
+        ConfigError: `keep` is below 1.
     """
+    if keep is not None:
+        check_keep(keep)  # before any work
     with workdir_lock(config.workdir):
-        return _run(config)
+        return _run(config, keep, mlflow_uri)
 
 
-def _run(config: PipelineConfig) -> PipelineResult:
+def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> PipelineResult:
     started = time.perf_counter()
     work = config.workdir
-    folders = Folders(work / "features", work / "splits", work / "checkpoints", work / "logs")
-    for folder in (*vars(folders).values(), work / "report"):
+    history = new_run(work)
+    folders = Folders(work / "features", work / "splits", work / "checkpoints", history.logs)
+    for folder in vars(folders).values():
         Path(folder).mkdir(parents=True, exist_ok=True)
     # Until the run ends, the front page says it is unfinished (replaced at the end).
     _write(work / "report" / "index.html", render_unfinished(str(work)))
@@ -162,12 +187,13 @@ def _run(config: PipelineConfig) -> PipelineResult:
     vectors = units.get(Layer1.name) or Layer1().featurize(events)
     test_vectors = None if test_events is None else (
         test_units.get(Layer1.name) or Layer1().featurize(test_events))
-    validation = validate(vectors, test_vectors, config, strategy, work)
-    result = PipelineResult(str(work), str(work / "report" / "index.html"), events.num_rows,
+    validation = validate(vectors, test_vectors, config, strategy, history.folder)
+    result = PipelineResult(str(work), str(history.report / "index.html"), events.num_rows,
                             quarantined, validation, notes=notes,
-                            test_events=None if test_events is None else test_events.num_rows)
+                            test_events=None if test_events is None else test_events.num_rows,
+                            run=history.id, index=str(work / "report" / "index.html"))
     run = _Run(config, folders, ModelRegistry(registry_dir=work / "models"), strategy,
-               alert_labels)
+               alert_labels, history, open_window(mlflow_uri))
     for layer in layers:
         short = layer.shortfall(units[layer.name], strategy)
         if short is not None:
@@ -177,8 +203,13 @@ def _run(config: PipelineConfig) -> PipelineResult:
         result.layers.append(_run_layer(layer, units[layer.name], test_units.get(layer.name),
                                         run))
     result.seconds = round(time.perf_counter() - started, 2)
-    _write(work / "pipeline.json", json.dumps(result.to_dict(), indent=2, default=str))
+    summary = json.dumps(result.to_dict(), indent=2, default=str)
+    _write(history.summary, summary)
+    _write(work / "pipeline.json", summary)  # the latest run's, where it always was
     _write(Path(result.report), render_index(result))
+    if keep is not None:
+        prune_runs(work, keep, history)
+    write_runs_index(work)
     return result
 
 
@@ -227,8 +258,11 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOut
     train_config = layer.default_config(
         **settings.trainer_changes(), seed=config.seed, num_threads=1,
         checkpoint_dir=str(folders.checkpoints), log_dir=str(folders.logs))
+    tracked = LayerRun.start(run.window, f"{run.history.id} {layer.name}", {
+        "maximus.run": run.history.id, "maximus.layer": layer.name,
+        "maximus.model": layer.model_name, "maximus.workdir": str(config.workdir)})
     _, results = train_layer(layer, train, val, train_config, model_args=settings.model,
-                             benign_only=settings.benign_only)
+                             benign_only=settings.benign_only, callbacks=tracked.callbacks)
     challenger = load_model(results["checkpoint"])  # what gets registered is what is measured
     test = splits["test"]
     labels = layer.labels(test)
@@ -240,7 +274,7 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOut
                                    calibration=challenger.calibration, unlabeled_ok=True,
                                    circular=circular)
         evaluated.training_history = results.get("history") or []
-        save_report(evaluated, config.workdir / "report" / layer.name,
+        save_report(evaluated, run.history.report / layer.name,
                     f"{layer.model_name}: test {layer.unit}s")
         metrics = {k: v for k, v in evaluated.to_dict().items() if k in REPORTED}
         benign, threat = int((labels == 0).sum()), int((labels == 1).sum())
@@ -252,6 +286,8 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOut
         notes.append(f"the test part has no {layer.unit}: nothing to evaluate")
     decision, version = _register(layer, challenger, results, metrics, has_both_labels(labels),
                                   run, test)
+    tracked.finish(metrics, run.history.report if report else None, layer.name, run.registry,
+                   layer.model_name, version)
     stage_now = run.registry.get_metadata(layer.model_name, version).stage
     logger.info("%s %s: %s", layer.model_name, version, decision["reason"])
     return LayerOutcome(layer.name, layer.model_name, layer.unit, version, stage_now, decision,
@@ -299,7 +335,11 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
     # version that was to be deployed in stage none.
     version = registry.register_model(results["checkpoint"], ModelMetadata(
         name, "0", layer.name, metrics=numbers,
-        hyperparameters={**challenger.model.init_args, **asdict(config.train[layer.name])},
+        # The sidecar adds what training used (batch size, learning rate, ...) and the
+        # fingerprints of the training and validation parts.
+        hyperparameters={"benign_only": config.train[layer.name].benign_only,
+                         "keep_unknown": config.train[layer.name].keep_unknown},
+        dataset_fingerprints={"test": split_fingerprint(layer, test)},
         training_dataset=str(config.workdir / "events.parquet"), details=details,
         stage="production" if decision["deploy"] else "none"),
         reason="pipeline run", actor="pipeline", next_version="semver",

@@ -69,6 +69,23 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
+# Training settings that say where and how a run was kept, not what it learnt: not recorded
+# as hyperparameters.
+_BOOKKEEPING = frozenset({"model_name", "layer_name", "checkpoint_dir", "log_dir",
+                          "save_best_only", "save_frequency", "save_last_state", "tensorboard",
+                          "device", "num_threads", "cuda_graph"})
+
+
+def sidecar_hyperparameters(sidecar: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a model's sidecar records: its training settings (batch size,
+    learning rate, epochs, ...) and, under "model", its constructor arguments."""
+    training = sidecar.get("training_config")
+    found = {k: v for k, v in (training or {}).items() if k not in _BOOKKEEPING}
+    if sidecar.get("init_args") is not None:
+        found["model"] = sidecar["init_args"]
+    return found
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
@@ -79,7 +96,9 @@ class ModelMetadata:
 
     The first nine fields are the original system's; the rest make a version reproducible and
     auditable. `feature_fingerprint` and `anomaly_threshold` default to the model's sidecar,
-    `code_version` and `library_versions` to this process's; the registry fills
+    `hyperparameters` and `dataset_fingerprints` take the sidecar's where not given (the
+    trainer writes its settings and the fingerprints of its training and validation data
+    there), `code_version` and `library_versions` default to this process's; the registry fills
     `weights_sha256`, `files`, `stage` and `aliases` when it reads a version back.
 
     Attributes:
@@ -167,6 +186,10 @@ def complete_metadata(metadata: ModelMetadata, sidecar: dict[str, Any] | None,
     if rule and "threshold_rule" not in data["details"]:
         # How the threshold was set, where people look for a version's facts.
         data["details"] = {**data["details"], "threshold_rule": rule}
+    prints = sidecar.get("dataset_fingerprints")
+    data.update(hyperparameters={**sidecar_hyperparameters(sidecar), **data["hyperparameters"]},
+                dataset_fingerprints={**(prints if isinstance(prints, dict) else {}),
+                                      **data["dataset_fingerprints"]})
     data.update(feature_fingerprint=fingerprint, anomaly_threshold=threshold,
                 weights_sha256=weights_sha256, aliases=[], files={},
                 code_version=metadata.code_version or code_version(),

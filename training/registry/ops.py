@@ -13,7 +13,7 @@ import sqlite3
 from training.errors import ConfigError, NotFoundError, RegistryError
 from training.registry.history import log
 from training.registry.metadata import ModelMetadata
-from training.registry.names import CHAMPION, check_stage, version_key
+from training.registry.names import CHALLENGER, CHAMPION, check_stage, version_key
 
 
 def model_names(conn: sqlite3.Connection) -> list[str]:
@@ -124,6 +124,10 @@ def set_stage(conn: sqlite3.Connection, name: str, version: str, from_stage: str
     log(conn, name, version, "stage", from_stage, to, None, reason, actor)
     if to == "production":
         point_alias(conn, name, CHAMPION, version, reason, actor)
+        # A challenger that wins is the champion now, no longer a challenger.
+        if conn.execute("SELECT 1 FROM aliases WHERE model_name = ? AND alias = ? AND "
+                        "version = ?", (name, CHALLENGER, version)).fetchone():
+            point_alias(conn, name, CHALLENGER, None, reason, actor)
     elif from_stage == "production":
         point_alias(conn, name, CHAMPION, None, reason, actor)
 

@@ -35,7 +35,8 @@ def format_registry(versions: list[ModelMetadata], empty: str = "the registry is
 
 
 def format_metadata(m: ModelMetadata) -> str:
-    """One version's record: a field per line, then its metrics and hyperparameters."""
+    """One version's record: a field per line, then its metrics, hyperparameters and
+    dataset fingerprints."""
     fields = [("model", m.model_name), ("version", m.version), ("stage", m.stage),
               ("aliases", ", ".join(m.aliases) or "-"), ("layer", m.layer_name),
               ("created", m.created_at), ("framework", m.framework),
@@ -51,10 +52,11 @@ def format_metadata(m: ModelMetadata) -> str:
     if isinstance(decision, dict) and decision.get("reason"):
         fields.append(("gate", decision["reason"]))
     lines = [table(("FIELD", "VALUE"), fields)]
-    for title, values in (("METRIC", m.metrics), ("HYPERPARAMETER", m.hyperparameters)):
+    for head, values in ((("METRIC", "VALUE"), m.metrics),
+                         (("HYPERPARAMETER", "VALUE"), m.hyperparameters),
+                         (("DATASET", "FINGERPRINT"), m.dataset_fingerprints)):
         if values:
-            lines += ["", table((title, "VALUE"), [(k, _value(v)) for k, v in
-                                                   sorted(values.items())])]
+            lines += ["", table(head, [(k, _value(v)) for k, v in sorted(values.items())])]
     return "\n".join(lines)
 
 

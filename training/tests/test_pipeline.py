@@ -30,7 +30,8 @@ def test_demo_runs_every_stage_from_a_fresh_directory(tmp_path):
     result = _cli("demo", "--events", "2000", "--epochs", "1", "--workdir", "run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "2,000 events, 0 quarantined" in result.stdout
-    assert "report: run/report/index.html" in result.stdout
+    (run,) = (tmp_path / "run" / "runs").iterdir()  # this run's folder
+    assert f"report: run/runs/{run.name}/report/index.html" in result.stdout
     registry = ModelRegistry(tmp_path / "run" / "models")
     for name in ("layer1_vae", "layer2_gnn", "layer3_tcn"):
         # one epoch: each model is registered, and in production only past the gate's floors
@@ -38,11 +39,12 @@ def test_demo_runs_every_stage_from_a_fresh_directory(tmp_path):
         decision = version.details["decision"]
         assert "pr_auc" in version.metrics and decision["rule"].startswith("labeled floor")
         assert version.stage == ("production" if decision["deploy"] else "none")
-    page = (tmp_path / "run/report/index.html").read_text()
+    page = (run / "report/index.html").read_text()
     for layer in ("layer1", "layer2", "layer3"):
-        assert f'href="{layer}.html"' in page and (tmp_path / f"run/report/{layer}.html").exists()
-    for folder in ("features", "splits", "checkpoints", "logs"):
+        assert f'href="{layer}.html"' in page and (run / f"report/{layer}.html").exists()
+    for folder in ("features", "splits", "checkpoints"):
         assert any((tmp_path / "run" / folder).iterdir()), folder
+    assert any((run / "logs").iterdir())
 
 
 def test_a_second_identical_run_is_not_promoted(tmp_path):
@@ -103,7 +105,8 @@ def test_pipeline_on_a_folder_of_real_zeek_logs(tmp_path):
         assert f"{model} 1.0.0 -> " in line and "ROC-AUC" in line and rule in line, line
         assert registry.get_metadata(model, "1.0.0").details["threshold_rule"] == (
             rule.removeprefix("threshold: "))
-    page = (tmp_path / "z/report/index.html").read_text()
+    page = Path(re.search(r"^report: (.+)$", result.stdout, re.M)[1])
+    page = (tmp_path / page).read_text()
     assert page.count(rule.removeprefix("threshold: ")) == 3
 
 

@@ -107,7 +107,7 @@ def test_a_toy_layer_runs_through_pipeline_score_and_retrain(toy, tmp_path):
     assert (outcome.layer, outcome.model_name, outcome.version) == ("toy4", "toy4_centroid",
                                                                     "1.0.0")
     assert outcome.decision["rule"] and outcome.stage in ("production", "none")
-    assert outcome.metrics["n_samples"] > 0 and (tmp_path / "report" / "toy4.html").exists()
+    assert outcome.metrics["n_samples"] > 0 and (Path(result.report).parent / "toy4.html").exists()
 
     registry = ModelRegistry(tmp_path / "models")
     summary = score_events(registry, "toy4_centroid", [source], tmp_path / "s.parquet",

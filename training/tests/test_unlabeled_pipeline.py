@@ -123,6 +123,11 @@ def _lines(stdout: str) -> dict[str, str]:
             if re.match(r"layer\d: ", line)}
 
 
+def _report(work: Path) -> Path:
+    """The report folder of the latest run in `work` (training.pipeline.history)."""
+    return max((work / "runs").iterdir()) / "report"
+
+
 RULE = "threshold: unlabeled: threshold at the 99.9th percentile of validation scores"
 
 
@@ -132,9 +137,9 @@ def test_an_unlabeled_zeek_folder_as_readme_writes_it(runs):
     for layer in ("layer1", "layer2", "layer3"):
         assert "-> production (no labels" in lines[layer] and RULE in lines[layer], lines[layer]
     work = cwd / "maximus-run"
-    page = (work / "report" / "index.html").read_text()
+    page = (_report(work) / "index.html").read_text()
     assert page.count("unlabeled: threshold at the 99.9th percentile of validation scores") == 3
-    report = json.loads((work / "report" / "layer2.json").read_text())
+    report = json.loads((_report(work) / "layer2.json").read_text())
     assert report["threshold_rule"] == RULE.removeprefix("threshold: ")
     assert report["roc_auc"] is None and report["n_samples"] == 0 and report["n_units"] > 0
     sidecar = json.loads((work / "checkpoints" / "layer3_tcn_best.json").read_text())
@@ -176,11 +181,11 @@ def test_a_suricata_eve_file_as_it_is(runs):
                       ["feature_spec"])
     assert spec["version"] == "l3.v2" and "alerts" not in spec["config"]["features"]
     assert "severity_max" not in spec["config"]["features"]
-    page = (work / "report" / "index.html").read_text()
+    page = (_report(work) / "index.html").read_text()
     assert "<h2>Circular figures</h2>" in page and page.count("(circular)") == 2
-    layer1 = json.loads((work / "report" / "layer1.json").read_text())
+    layer1 = json.loads((_report(work) / "layer1.json").read_text())
     assert layer1["circular"].startswith("the labels come from alert events")
-    assert "CIRCULAR" in (work / "report" / "layer1.txt").read_text()
+    assert "CIRCULAR" in (_report(work) / "layer1.txt").read_text()
     layers = json.loads((work / "pipeline.json").read_text())["layers"]
     assert [o["circular"] is not None for o in layers] == [True, True, False]
 
@@ -226,10 +231,10 @@ def test_a_test_part_of_one_class_is_reported_as_such(runs):
     for layer, unit in (("layer1", "events"), ("layer2", "edges"), ("layer3", "windows")):
         assert "one class:" in lines[layer] and "0 threat" in lines[layer]
         assert f"  {layer}: the test part has one class (" in out and f"0 threat {unit})" in out
-    report = json.loads((cwd / "hp" / "report" / "layer1.json").read_text())
+    report = json.loads((_report(cwd / "hp") / "layer1.json").read_text())
     assert report["roc_auc"] is None and report["confusion_matrix"] is not None
     assert any(n.startswith("The test part has one class") for n in report["notes"])
-    assert "The test part has one class" in (cwd / "hp" / "report" / "layer1.html").read_text()
+    assert "The test part has one class" in (_report(cwd / "hp") / "layer1.html").read_text()
 
 
 def test_train_on_the_benign_rows_of_011_evaluate_on_008(runs):
@@ -244,9 +249,9 @@ def test_train_on_the_benign_rows_of_011_evaluate_on_008(runs):
             "benign (is_threat 0) units")
         assert outcome["threshold_rule"] == ("benign labels: threshold at the 99.9th percentile "
                                              "of benign validation scores")
-        report = json.loads((cwd / "x" / "report" / f"{layer}.json").read_text())
+        report = json.loads((_report(cwd / "x") / f"{layer}.json").read_text())
         assert report["n_samples"] > 0 and report["roc_auc"] is not None
-        assert (cwd / "x" / "report" / f"{layer}.html").exists()
+        assert (_report(cwd / "x") / f"{layer}.html").exists()
     # the test part is 008's events, featurized with the same transform
     assert (cwd / "x" / "test_events.parquet").exists()
 

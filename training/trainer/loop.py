@@ -131,6 +131,7 @@ class LayerTrainer:
                               "metrics from validation_step")
         self.model = model.to(self.device)
         self.feature_spec = feature_spec
+        self.data_fingerprints: dict[str, str] = {}  # split -> fingerprint, for the sidecar
         self.user_callbacks = list(callbacks)
         dtype = amp_dtype(cfg, self.device)
         self._autocast = (nullcontext if dtype is None else
@@ -334,7 +335,8 @@ class LayerTrainer:
                  "best_value": self.best_val_loss, "monitor": self._monitor,
                  "threshold": self.threshold.to_dict() if self.threshold else None,
                  "calibration": self.calibration.to_dict() if self.calibration else None,
-                 "training_config": self.config.to_dict()}
+                 "training_config": self.config.to_dict(),
+                 "dataset_fingerprints": self.data_fingerprints}
         args = dict(feature_spec=self.feature_spec,
                     threshold=self.threshold.value if self.threshold else None, extra=extra)
         if background:

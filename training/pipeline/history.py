@@ -1,0 +1,164 @@
+"""One folder per pipeline run, and the page that lists them.
+
+    run = new_run(workdir)          # workdir/runs/20261206T155700.123456Z-3fa2c1/
+    ...                             # the run writes report/, logs/ and pipeline.json there
+    prune_runs(workdir, keep=5)     # only the newest 5 run folders stay
+    write_runs_index(workdir)       # workdir/report/index.html: every run, newest first
+
+A later run never overwrites an earlier one's report or TensorBoard run. What every run
+rebuilds from its sources (features/, splits/, checkpoints/, events.parquet) stays in the
+working directory, and the registered models in models/; `pipeline.json` beside them holds the
+latest run's figures.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import re
+import secrets
+import shutil
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from training.artifacts.atomic import atomic_write
+from training.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RunFolder", "check_keep", "list_runs", "new_run", "prune_runs", "write_runs_index"]
+
+RUNS = "runs"
+# <UTC time>-<short id>: names sort by start time (to the microsecond, so that runs started
+# in one second still sort); the random suffix keeps runs of two machines apart.
+_RUN_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}$")
+_TIME = "%Y%m%dT%H%M%S.%fZ"
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """Where one run writes what is its own."""
+
+    id: str
+    folder: Path
+
+    @property
+    def report(self) -> Path:
+        return self.folder / "report"
+
+    @property
+    def logs(self) -> Path:
+        return self.folder / "logs"
+
+    @property
+    def summary(self) -> Path:
+        return self.folder / "pipeline.json"
+
+
+def new_run(workdir: Path) -> RunFolder:
+    """A new, empty run folder under `workdir/runs/`, with its report/ and logs/."""
+    stamp = datetime.now(UTC).strftime(_TIME)
+    run_id = f"{stamp}-{secrets.token_hex(3)}"
+    run = RunFolder(run_id, Path(workdir) / RUNS / run_id)
+    run.folder.mkdir(parents=True)  # exist_ok=False: a name is never reused
+    run.report.mkdir()
+    run.logs.mkdir()
+    return run
+
+
+def list_runs(workdir: Path) -> list[Path]:
+    """The run folders under `workdir/runs/`, oldest first (other entries are ignored)."""
+    root = Path(workdir) / RUNS
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and _RUN_NAME.match(p.name))
+
+
+def check_keep(keep: int) -> int:
+    """`keep` if it is a number of runs to keep (>= 1); ConfigError otherwise."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError(f"keep must be an integer >= 1, got {keep!r}")
+    return keep
+
+
+def prune_runs(workdir: Path, keep: int, current: RunFolder | None = None) -> list[Path]:
+    """Remove the oldest run folders so that the newest `keep` stay (`current` always stays).
+
+    Returns:
+        The folders removed.
+
+    Raises:
+        ConfigError: `keep` is below 1.
+    """
+    check_keep(keep)
+    runs = [p for p in list_runs(workdir) if current is None or p != current.folder]
+    removed = runs[:max(0, len(runs) - (keep - (current is not None)))]
+    for folder in removed:
+        shutil.rmtree(folder)
+        logger.info("removed the run folder %s (--keep %d)", folder, keep)
+    return removed
+
+
+def _summary(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / "pipeline.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # a run that stopped early (or is running) has no summary yet
+    return data if isinstance(data, dict) else None
+
+
+def _layer_cell(run: str, layer: dict[str, Any]) -> str:
+    name = html.escape(str(layer.get("layer", "?")))
+    if layer.get("skipped"):
+        return f"{name}: skipped"
+    page = layer.get("report")
+    link = (f'<a href="../{RUNS}/{run}/report/{html.escape(page)}">{name}</a>' if page
+            else name)
+    pr_auc = (layer.get("metrics") or {}).get("pr_auc")
+    figure = "" if not isinstance(pr_auc, (int, float)) else f", PR-AUC {pr_auc:.4f}"
+    return (f"{link}: {html.escape(str(layer.get('model_name', '')))} "
+            f"{html.escape(str(layer.get('version', '')))} "
+            f"({html.escape(str(layer.get('stage', '')))}{figure})")
+
+
+def _row(folder: Path) -> str:
+    run = folder.name
+    started = datetime.strptime(run.split("-")[0], _TIME).strftime("%Y-%m-%d %H:%M:%S")
+    data = _summary(folder)
+    if data is None:
+        return (f"<tr><td>{run}</td><td>{started}</td>"
+                "<td colspan=\"3\">no summary: the run stopped early or is running</td></tr>")
+    layers = "<br>".join(_layer_cell(run, o) for o in data.get("layers", []))
+    return (f'<tr><td><a href="../{RUNS}/{run}/report/index.html">{run}</a></td>'
+            f"<td>{started}</td><td>{data.get('events', 0):,}</td>"
+            f"<td>{data.get('seconds', 0):.1f} s</td><td>{layers or '–'}</td></tr>")
+
+
+def render_runs_index(workdir: Path) -> str:
+    """The page listing every run under `workdir`, newest first, linking each run's pages."""
+    rows = "".join(_row(folder) for folder in reversed(list_runs(workdir)))
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>MAXIMUS pipeline runs</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:75em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
+th{{background:#f3f3f3}}</style></head><body>
+<h1>MAXIMUS pipeline runs</h1>
+<p>Working directory <code>{html.escape(str(workdir))}</code>; each run's report, logs and
+TensorBoard run are in <code>{RUNS}/&lt;run&gt;/</code>.</p>
+<table><tr><th>run</th><th>started (UTC)</th><th>events</th><th>took</th>
+<th>layers: model, version (stage)</th></tr>
+{rows}
+</table></body></html>
+"""
+
+
+def write_runs_index(workdir: Path) -> Path:
+    """Write `workdir/report/index.html` (see `render_runs_index`) atomically; its path."""
+    path = Path(workdir) / "report" / "index.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(path) as handle:
+        handle.write(render_runs_index(workdir).encode("utf-8"))
+    return path

@@ -1,0 +1,81 @@
+"""Run history: every pipeline run in its own folder, all listed in the working directory's
+index, `--keep N` pruning the oldest (training.pipeline.history)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.cli.main import main
+from training.errors import ConfigError
+from training.pipeline.history import list_runs, new_run, prune_runs
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory) -> Path:
+    from training.demo.generator import write_demo_file
+
+    return write_demo_file(tmp_path_factory.mktemp("demo") / "demo.json", n_events=1_500, seed=3)
+
+
+def _pipeline(demo: Path, work: Path, *more: str) -> int:
+    return main(["pipeline", "--source", f"json:{demo}", "--layers", "layer1", "--epochs", "1",
+                 "--workdir", str(work), "-q", *more])
+
+
+def test_two_runs_keep_their_own_reports_and_tensorboard_runs(demo, tmp_path, capsys):
+    work = tmp_path / "w"
+    assert _pipeline(demo, work) == 0
+    assert _pipeline(demo, work) == 0
+    first, second = list_runs(work)
+    for run in (first, second):
+        assert (run / "report" / "index.html").exists()
+        assert (run / "report" / "layer1.html").exists()
+        assert (run / "report" / "validation.txt").exists()
+        assert json.loads((run / "pipeline.json").read_text())["run"] == run.name
+        (events,) = (run / "logs" / "layer1_vae").iterdir()  # one TensorBoard run each
+        assert events.name.startswith("events.out.tfevents")
+    # each run registered its own version, and its report says which
+    versions = [json.loads((r / "pipeline.json").read_text())["layers"][0]["version"]
+                for r in (first, second)]
+    assert versions == ["1.0.0", "1.1.0"]
+    index = (work / "report" / "index.html").read_text()
+    for run in (first, second):
+        assert f'href="../runs/{run.name}/report/index.html"' in index
+        assert f'href="../runs/{run.name}/report/layer1.html"' in index
+    assert index.index(second.name) < index.index(first.name)  # newest first
+    # the latest run's figures where they always were
+    assert json.loads((work / "pipeline.json").read_text())["run"] == second.name
+    out = capsys.readouterr().out
+    assert f"report: {second / 'report' / 'index.html'}" in out
+    assert f"every run: {work / 'report' / 'index.html'}" in out
+
+
+def test_keep_prunes_the_oldest_runs(demo, tmp_path):
+    work = tmp_path / "w"
+    older = [new_run(work).folder for _ in range(3)]  # earlier runs (they stopped early)
+    assert _pipeline(demo, work, "--keep", "2") == 0
+    runs = list_runs(work)
+    assert len(runs) == 2 and runs[0] == older[2] and not older[0].exists()
+    index = (work / "report" / "index.html").read_text()
+    assert older[0].name not in index and older[2].name in index
+    assert "no summary: the run stopped early" in index
+
+
+@pytest.mark.parametrize("keep", [0, -1])
+def test_keep_below_one_is_refused_before_anything_runs(demo, tmp_path, capsys, keep):
+    assert _pipeline(demo, tmp_path / "w", "--keep", str(keep)) == 2
+    assert f"keep must be an integer >= 1, got {keep}" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_prune_keeps_the_current_run_and_ignores_other_folders(tmp_path):
+    runs = [new_run(tmp_path) for _ in range(3)]
+    (tmp_path / "runs" / "notes").mkdir()
+    assert prune_runs(tmp_path, 1, runs[0]) == [runs[1].folder, runs[2].folder]
+    assert list_runs(tmp_path) == [runs[0].folder] and (tmp_path / "runs" / "notes").is_dir()
+    assert prune_runs(tmp_path, 1) == []
+    with pytest.raises(ConfigError, match="keep must be an integer >= 1, got 0"):
+        prune_runs(tmp_path, 0)

@@ -1,0 +1,193 @@
+"""MLflow as a window on our runs (opt-in): a run's parameters, per-epoch metrics, evaluation
+figures and report, logged to an MLflow tracking server or store.
+
+    window = open_window(uri)        # uri: --mlflow-uri, else $MLFLOW_TRACKING_URI, else None
+    if window is not None:
+        run_id = window.start_run("20261206T155700.123456Z-3fa2c1 layer1", {"maximus.layer": ...})
+        window.log_metrics(run_id, {"val_loss": 0.1}, step=1)
+        window.log_params(run_id, {"batch_size": 32, "model": {"hidden_dim": 96}})
+        window.log_folder(run_id, report_folder, "report")
+        window.end_run(run_id)
+
+Our registry and run folders stay the source of truth: MLflow only mirrors them. mlflow not
+installed, an unreachable server, a URI MLflow refuses (a `file:` store unless
+MLFLOW_ALLOW_FILE_STORE is set), or any later MLflow error gives one warning, and the window
+closes: the run goes on without it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["MlflowWindow", "open_window", "tracking_uri"]
+
+EXPERIMENT = "maximus"
+T = TypeVar("T")
+# MLflow's own HTTP client retries for minutes; a window must not hold a run up that long.
+_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+_PROBE_TIMEOUT_S = 5.0
+_BATCH = 100  # MLflow's limit of params per log_batch call
+
+
+def tracking_uri(uri: str | None) -> str | None:
+    """The MLflow URI to log to: `uri` (the flag), else $MLFLOW_TRACKING_URI, else None."""
+    return uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def open_window(uri: str | None, experiment: str = EXPERIMENT) -> MlflowWindow | None:
+    """A window on MLflow at `tracking_uri(uri)`, or None (no URI; or one warning said why
+    there is none: see the module docstring)."""
+    uri = tracking_uri(uri)
+    if uri is None:
+        return None
+    try:
+        from mlflow import MlflowClient
+    except ImportError:
+        logger.warning("MLflow URI %s given but mlflow is not installed (pip install "
+                       "'maximus-training[mlflow]'): the run is not logged to MLflow", uri)
+        return None
+    if uri.startswith(("http://", "https://")) and not _reachable(uri):
+        return None
+    for name, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    try:
+        client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+        found = client.get_experiment_by_name(experiment)
+        experiment_id = (found.experiment_id if found is not None
+                         else client.create_experiment(experiment, _artifacts(uri)))
+    except Exception as exc:  # noqa: BLE001  any refusal of MLflow's: warn once, go on
+        _refused(uri, exc)
+        return None
+    logger.info("logging to MLflow at %s, experiment %s", uri, experiment)
+    return MlflowWindow(client, uri, experiment_id)
+
+
+def _artifacts(uri: str) -> str | None:
+    """Where a local database store keeps artifacts: beside the database (MLflow's default,
+    ./mlruns, would put them in whatever folder the command runs from)."""
+    if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
+        return None
+    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+
+
+def _reachable(uri: str) -> bool:
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=_PROBE_TIMEOUT_S):
+            return True
+    except urllib.error.HTTPError:
+        return True  # it answers (behind a proxy or login, say): MLflow's calls will tell
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        logger.warning("the MLflow server at %s is unreachable (%s): the run is not logged to "
+                       "MLflow; it goes on", uri, reason)
+        return False
+
+
+def _refused(uri: str, exc: Exception) -> None:
+    text = str(exc)
+    if "MLFLOW_ALLOW_FILE_STORE" in text:
+        logger.warning("MLflow refuses the file store %s (set MLFLOW_ALLOW_FILE_STORE=true to "
+                       "allow it, or use a database such as sqlite:///mlflow.db): the run is "
+                       "not logged to MLflow; it goes on", uri)
+    else:
+        logger.warning("MLflow at %s refused the run (%s: %s): the run is not logged to "
+                       "MLflow; it goes on", uri, type(exc).__name__, text.splitlines()[0]
+                       if text else "")
+
+
+def flat_params(params: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """Nested parameters as MLflow's flat text ones: {"model": {"a": 1}} -> {"model.a": "1"}."""
+    flat: dict[str, str] = {}
+    for key, value in params.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(flat_params(value, f"{prefix}{key}."))
+        else:
+            text = value if isinstance(value, str) else json.dumps(value, default=str)
+            flat[f"{prefix}{key}"] = text
+    return flat
+
+
+class MlflowWindow:
+    """An open connection to MLflow; every call is a no-op once the window has closed.
+
+    Args:
+        client: an `mlflow.MlflowClient` on `uri` (tracking and model registry).
+        uri: where it logs (for messages).
+        experiment_id: the experiment runs go to.
+    """
+
+    def __init__(self, client: Any, uri: str, experiment_id: str) -> None:
+        self.client = client
+        self.uri = uri
+        self.experiment_id = experiment_id
+        self.closed = False
+
+    def guard(self, what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
+        """`call(*args, **kwargs)`; an error of MLflow's (any kind: HTTP, database, file)
+        warns once and closes the window, so that the run goes on without it."""
+        if self.closed:
+            return None
+        try:
+            return call(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001  MLflow is a window, never a reason to stop
+            self.closed = True
+            logger.warning("MLflow at %s failed to %s (%s: %s): the rest of the run is not "
+                           "logged to MLflow; it goes on", self.uri, what, type(exc).__name__,
+                           str(exc).splitlines()[0] if str(exc) else "")
+            return None
+
+    def start_run(self, name: str, tags: Mapping[str, str]) -> str | None:
+        """A new MLflow run named `name`; its id (None: the window is closed)."""
+        run = self.guard("start a run", self.client.create_run, self.experiment_id,
+                         run_name=name, tags=dict(tags))
+        return None if run is None else run.info.run_id
+
+    def log_params(self, run_id: str | None, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        if run_id is None:
+            return
+        items = [Param(k, v) for k, v in flat_params(params).items()]
+        for start in range(0, len(items), _BATCH):
+            self.guard("log parameters", self.client.log_batch, run_id,
+                       params=items[start:start + _BATCH])
+
+    def log_metrics(self, run_id: str | None, metrics: Mapping[str, Any],
+                    step: int = 0) -> None:
+        """Log the finite numbers of `metrics` at `step` (others are left out)."""
+        from mlflow.entities import Metric
+
+        if run_id is None:
+            return
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, step) for k, v in metrics.items()
+                 if isinstance(v, (int, float)) and not isinstance(v, bool)
+                 and math.isfinite(v)]
+        if items:
+            self.guard("log metrics", self.client.log_batch, run_id, metrics=items)
+
+    def set_tags(self, run_id: str | None, tags: Mapping[str, Any]) -> None:
+        for key, value in tags.items():
+            if run_id is not None:
+                self.guard("set a tag", self.client.set_tag, run_id, key, str(value))
+
+    def log_files(self, run_id: str | None, files: list[Path], artifact_path: str) -> None:
+        for path in files:
+            if run_id is not None and path.is_file():
+                self.guard("log an artifact", self.client.log_artifact, run_id, str(path),
+                           artifact_path)
+
+    def end_run(self, run_id: str | None, status: str = "FINISHED") -> None:
+        if run_id is not None:
+            self.guard("end a run", self.client.set_terminated, run_id, status)
