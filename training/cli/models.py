@@ -55,13 +55,18 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from training.cli.options import parse_source
     from training.registry.registry import ModelRegistry
+    from training.evaluation.fusion import FUSED_NAME
     from training.scoring.batch import score_events
+    from training.scoring.fused import score_fused
 
     sources = [parse_source(spec, i, None) for i, spec in enumerate(args.input)]
     registry = ModelRegistry(registry_dir(args), create=False)  # reads only
-    summary = score_events(registry, args.model, sources, args.output,
-                           version=args.version, stage=args.stage, alias=args.alias,
-                           top_k=args.top)
+    if args.model == FUSED_NAME:  # every layer's registered model, one score per event
+        summary = score_fused(registry, sources, args.output, top_k=args.top)
+    else:
+        summary = score_events(registry, args.model, sources, args.output,
+                               version=args.version, stage=args.stage, alias=args.alias,
+                               top_k=args.top)
     print(f"scored {summary.events:,} events ({summary.units:,} {summary.layer} units) with "
           f"{summary.model_name} {summary.version} in {summary.seconds:.2f} s "
           f"({summary.events_per_second:,.0f} events/s)")
@@ -119,7 +124,8 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
                     "threshold; write unit, time, score, is_alert and event_ids to --output "
                     "(.parquet, or .jsonl) and print the alert count and the top alerts. The "
                     "registry must exist; nothing is written to it.")
-    option(score, "--model", required=True, help="registered model name, e.g. layer1_vae")
+    option(score, "--model", required=True, help="registered model name, e.g. layer1_vae, or fused: the "
+                                               "fused detector of the last pipeline run")
     which = score.add_mutually_exclusive_group()
     option(which, "--stage", choices=("none", "staging", "production", "archived"),
            help="the latest version in this stage (default: production)")

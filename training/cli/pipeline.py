@@ -74,9 +74,9 @@ def _pipeline_config(args: argparse.Namespace, default_workdir: str,
 
 
 def _run(config) -> int:
-    from training.pipeline.run import run_pipeline
+    from training.pipeline import fusion, run
 
-    result = run_pipeline(config)
+    result = run.run_pipeline(config)
     for note in result.notes:
         print(f"note: {note}")
     for o in result.layers:
@@ -85,6 +85,7 @@ def _run(config) -> int:
             print(f"  {o.layer}: {note}")
         if o.circular and o.metrics:
             print(f"  {o.layer}: CIRCULAR: {o.circular}")
+    print(fusion.fusion_summary(result.fusion))
     print(f"{result.events:,} events, {result.quarantined:,} quarantined, {result.seconds:.1f} s")
     print(f"report: {result.report}")
     return 0

@@ -29,7 +29,10 @@ Stages, all under `config.workdir`:
    and its figures, goes to the registry and the transition log. Without labels of both
    classes on the test part nothing can be compared: the first model is promoted, later ones
    get the `challenger` alias for a person to decide;
-5. `report/index.html` links everything; `pipeline.json` holds the same figures.
+5. the fused detector (`training.pipeline.fusion`): every trained layer's calibrated tail
+   probabilities combined into one score per event, calibrated on validation events,
+   evaluated on the test events beside each layer, registered as `fusion.json`;
+6. `report/index.html` links everything; `pipeline.json` holds the same figures.
 
 Labels never become features; when they come from alert events (`labels_from_alerts`), layer 3
 builds its windows without the alerts (`l3.v2`) and the other layers' labeled figures are
@@ -53,6 +56,7 @@ from training.artifacts.model_files import load_model
 from training.collection.schema import labels_from_alerts
 from training.errors import PipelineError, TooFewError
 from training.evaluation.evaluator import save_report
+from training.evaluation.fusion import DEFAULT_RULE
 from training.evaluation.units import evaluate_units
 from training.layers.base import Layer
 from training.layers.registry import get_layer, layer_for_spec
@@ -60,6 +64,7 @@ from training.layers.layer1 import Layer1
 from training.layers.training import train_layer
 from training.pipeline.config import PipelineConfig
 from training.console.progress import progress
+from training.pipeline.fusion import TrainedLayer, fuse_layers
 from training.pipeline.inputs import collect_events, coverage, split_strategy, validate
 from training.pipeline.outcome import LayerOutcome, REPORTED
 from training.pipeline.report import render_index
@@ -94,6 +99,7 @@ class PipelineResult:
     seconds: float = 0.0
     test_events: int | None = None
     notes: list[str] = field(default_factory=list)
+    fusion: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -157,6 +163,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
                             test_events=None if test_events is None else test_events.num_rows)
     run = _Run(config, folders, ModelRegistry(registry_dir=work / "models"), strategy,
                alert_labels)
+    trained: list[TrainedLayer] = []
     for layer in layers:
         short = layer.shortfall(units[layer.name], strategy)
         if short is not None:
@@ -164,7 +171,13 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
             continue
         logger.info("%s: split, train, evaluate, register", layer.name)
         result.layers.append(_run_layer(layer, units[layer.name], test_units.get(layer.name),
-                                        run))
+                                        run, trained))
+    if trained:  # the first layer's training settings decide the fused threshold's rule
+        first = config.train[trained[0].layer.name]
+        result.fusion = fuse_layers(trained, events, test_events, rule=DEFAULT_RULE,
+                                    threshold_rule=first.threshold,
+                                    benign_only=bool(first.benign_only),
+                                    registry_dir=run.registry.registry_dir)
     result.seconds = round(time.perf_counter() - started, 2)
     _write(work / "pipeline.json", json.dumps(result.to_dict(), indent=2, default=str))
     _write(Path(result.report), render_index(result))
@@ -195,7 +208,9 @@ def _parts(layer: Layer, units: Any, test: Any, run: _Run) -> tuple[dict[str, An
     return parts, notes
 
 
-def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOutcome:
+def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
+               trained: list[TrainedLayer]) -> LayerOutcome:
+    """Split, train, evaluate and register one layer; its model joins `trained` (the fusion)."""
     started = time.perf_counter()
     config, folders = run.config, run.folders
     try:
@@ -242,6 +257,9 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOut
     decision, version = _register(layer, challenger, results, metrics, has_both_labels(labels),
                                   run, test)
     stage_now = run.registry.get_metadata(layer.model_name, version).stage
+    if challenger.calibration is not None:
+        trained.append(TrainedLayer(layer, challenger.model, challenger.calibration,
+                                    layer.model_name, version, splits, units))
     logger.info("%s %s: %s", layer.model_name, version, decision["reason"])
     return LayerOutcome(layer.name, layer.model_name, layer.unit, version, stage_now, decision,
                         metrics, _train_summary(results, settings.training_filter), report,
