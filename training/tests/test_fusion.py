@@ -25,7 +25,8 @@ NAN = float("nan")
 
 
 def test_fisher_adds_evidence_across_layers():
-    scores = fused_scores(np.array([[0.05, 0.05], [0.01, NAN], [NAN, NAN], [1.0, 1.0]]))
+    scores = fused_scores(np.array([[0.05, 0.05], [0.01, NAN], [NAN, NAN], [1.0, 1.0]]),
+                          "fisher")
     # chi2 with 4 degrees of freedom at x = -4 ln 0.05: exp(-x/2) (1 + x/2)
     x = -4 * math.log(0.05)
     assert scores[0] == pytest.approx(-math.log10(math.exp(-x / 2) * (1 + x / 2)), rel=1e-12)
@@ -35,18 +36,17 @@ def test_fisher_adds_evidence_across_layers():
 
 
 def test_min_p_takes_the_smallest_with_a_bonferroni_factor():
-    scores = fused_scores(np.array([[0.01, 0.5, NAN], [0.6, 0.7, 0.9], [NAN, NAN, NAN]]),
-                          "min-p")
+    scores = fused_scores(np.array([[0.01, 0.5, NAN], [0.6, 0.7, 0.9], [NAN, NAN, NAN]]))
     np.testing.assert_allclose(scores, [-math.log10(0.02), 0.0, 0.0], atol=1e-12)
 
 
 def test_fisher_keeps_the_order_of_p_values_too_small_for_a_float_survival():
-    scores = fused_scores(np.array([[1e-200, 1e-200], [1e-150, 1e-150]]))
+    scores = fused_scores(np.array([[1e-200, 1e-200], [1e-150, 1e-150]]), "fisher")
     assert np.isfinite(scores).all() and scores[0] > scores[1] > 290
 
 
 def test_an_unknown_rule_is_refused_with_the_choices():
-    with pytest.raises(ConfigError, match="fusion rule must be one of fisher, min-p, got 'max'"):
+    with pytest.raises(ConfigError, match="fusion rule must be one of min-p, fisher, got 'max'"):
         fused_scores(np.ones((1, 1)), "max")
 
 
@@ -59,7 +59,7 @@ def test_each_event_takes_the_smallest_tail_probability_of_its_units():
 
 
 def _fusion(models=({"layer": "layer1", "model_name": "layer1_vae", "version": "1.0.0"},)):
-    return Fusion("fisher", tuple(models), Calibration.fit(np.arange(100.0), rule="quantile:0.9"))
+    return Fusion("min-p", tuple(models), Calibration.fit(np.arange(100.0), rule="quantile:0.9"))
 
 
 def test_a_fusion_file_reads_back_and_refuses_other_formats(tmp_path):
@@ -108,7 +108,7 @@ def test_the_pipeline_calibrates_evaluates_and_registers_the_fused_detector(demo
     fusion = result.fusion
     assert [m["layer"] for m in fusion["models"]] == ["layer1", "layer2", "layer3"]
     assert [m["version"] for m in fusion["models"]] == ["1.0.0"] * 3
-    assert fusion["rule"] == "fisher" and fusion["validation_events"] > 0
+    assert fusion["rule"] == "min-p" and fusion["validation_events"] > 0
     assert fusion["threshold_rule"] == ("unlabeled: threshold at the 99.9th percentile of "
                                         "validation scores")  # the layers' rule, label-free
     test = fusion["test"]
