@@ -119,7 +119,9 @@ def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: 
     path = save_fusion(fusion, registry_dir)
     keep = ("roc_auc", "pr_auc", "n_units", "n_samples", "n_alerts", "alert_rate")
     summary = {"rule": rule, "models": [dict(m) for m in models], "file": str(path),
-               "threshold": calibration.threshold, "threshold_rule": calibration.rule,
+               "threshold": calibration.threshold,
+               "threshold_rule": calibration.rule.replace("validation scores",
+                                                          "validation events' fused scores"),
                "validation_events": int(val.sum()), "test_events": int(len(test_labels)),
                "test": {name: {k: v for k, v in m.to_dict().items() if k in keep}
                         for name, m in figures.items()}}

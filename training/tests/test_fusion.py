@@ -110,7 +110,7 @@ def test_the_pipeline_calibrates_evaluates_and_registers_the_fused_detector(demo
     assert [m["version"] for m in fusion["models"]] == ["1.0.0"] * 3
     assert fusion["rule"] == "min-p" and fusion["validation_events"] > 0
     assert fusion["threshold_rule"] == ("unlabeled: threshold at the 99.9th percentile of "
-                                        "validation scores")  # the layers' rule, label-free
+                                        "validation events' fused scores")  # the layers' rule
     test = fusion["test"]
     assert set(test) == {"fused", "layer1", "layer2", "layer3"}
     assert all(0.0 <= m["roc_auc"] <= 1.0 for m in test.values())
