@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from training.errors import ConfigError
 from training.evaluation.calibration import Calibration
 from training.evaluation.fusion import FUSED_NAME, Fusion, event_tail_probabilities, fused_scores
 from training.evaluation.score_metrics import evaluate_scores
@@ -95,8 +96,13 @@ def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: 
     # The reference, as for each layer: every validation event (label-free training), or the
     # benign ones when the layers learnt from benign units only.
     reference = labels[val] == 0 if benign_only else np.ones(int(val.sum()), bool)
-    calibration = Calibration.fit(fused[val], labels[val], reference=reference,
-                                  rule=threshold_rule)
+    times = np.asarray(events["timestamp"].cast(pa.timestamp("us")).to_numpy(
+        zero_copy_only=False), "datetime64[us]")  # for alerts-per-day
+    try:
+        calibration = Calibration.fit(fused[val], labels[val], reference=reference,
+                                      times=times[val], rule=threshold_rule)
+    except ConfigError as exc:  # e.g. the validation events span less than a day
+        return {"skipped": f"the fused threshold: {exc}"}
     models = tuple({"layer": t.layer.name, "model_name": t.model_name, "version": t.version}
                    for t in trained)
     fusion = Fusion(rule, models, calibration)
