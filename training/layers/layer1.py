@@ -55,10 +55,9 @@ class Layer1(EventVectorLayer):
         return None if self.foreign_width_ else self.data_spec
 
     def assumed_spec(self, units: Any) -> FeatureSpec | None:
-        """The data-free layout `l1.v1`, for vectors of its width."""
+        """The data-free default layout, for vectors of its width."""
         width = np.shape(self.unit_features(units))[-1]
-        # Vectors without a spec predate specs, and so the l1.v2 layout.
-        return Layer1Featurizer(layout="l1.v1").spec if width == DIM else None
+        return Layer1Featurizer().spec if width == DIM else None
 
     def fit_scaling(self, train: Any) -> None:
         self.foreign_width_ = train.spec is None and np.shape(train.features)[-1] != DIM
