@@ -159,3 +159,20 @@ def _events(path):
 
     return DataCollector([DataSource("demo", "json_file", {"path": str(path)})],
                          progress=False).collect_table()
+
+
+def test_with_test_sources_the_fused_detector_is_evaluated_on_their_events(tmp_path):
+    from training.demo.generator import write_demo_file
+    from training.pipeline.config import config_from_dict
+    from training.pipeline.run import run_pipeline
+
+    train = write_demo_file(tmp_path / "train.json", n_events=800, seed=3)
+    test = write_demo_file(tmp_path / "test.json", n_events=500, seed=4)
+    config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1", "layer2"],
+                               "sources": [{"type": "json_file", "path": str(train)}],
+                               "test_sources": [{"type": "json_file", "path": str(test)}],
+                               "train": {"epochs": 1}})
+    fusion = run_pipeline(config).fusion
+    assert [m["layer"] for m in fusion["models"]] == ["layer1", "layer2"]
+    assert fusion["test_events"] == 500 == fusion["test"]["fused"]["n_units"]
+    assert fusion["test"]["layer1"]["n_units"] == 500
