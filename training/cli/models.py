@@ -55,6 +55,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from training.cli.options import parse_source
     from training.registry.registry import ModelRegistry
+    from training.errors import ConfigError
     from training.evaluation.fusion import FUSED_NAME
     from training.scoring.batch import score_events
     from training.scoring.fused import score_fused
@@ -62,6 +63,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     sources = [parse_source(spec, i, None) for i, spec in enumerate(args.input)]
     registry = ModelRegistry(registry_dir(args), create=False)  # reads only
     if args.model == FUSED_NAME:  # every layer's registered model, one score per event
+        if args.version or args.stage or args.alias:
+            raise ConfigError("--version, --stage and --alias pick a version of one model; "
+                              "the fused detector scores with the versions its fusion.json names")
         summary = score_fused(registry, sources, args.output, top_k=args.top)
     else:
         summary = score_events(registry, args.model, sources, args.output,

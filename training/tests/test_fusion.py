@@ -132,6 +132,11 @@ def test_score_fused_gives_every_event_the_fusion_of_its_layers_tail_probabiliti
     assert code == 0
     assert "1,500 events (1,500 fused units) with fused layer1_vae 1.0.0 + layer2_gnn 1.0.0 + " \
            "layer3_tcn 1.0.0" in capsys.readouterr().out
+    assert main(["score", "--model", "fused", "--stage", "production", "--registry-dir",
+                 str(models), "--input", f"json:{demo}", "--output", str(folder / "x.parquet")]
+                ) == 2
+    assert "the fused detector scores with the versions its fusion.json names" in (
+        capsys.readouterr().err)
     out = pq.read_table(folder / "fused.parquet")
     assert out.column_names == ["unit", "time", "score", "is_alert", "event_ids", "tail_layer1",
                                 "tail_layer2", "tail_layer3"]
