@@ -68,8 +68,11 @@ def cmd_score(args: argparse.Namespace) -> int:
         return cmd_follow(args)
     from training.cli.options import parse_source
     from training.registry.registry import ModelRegistry
+    from training.errors import ConfigError
     from training.evaluation.alert_rate import validate_bounds
+    from training.evaluation.fusion import FUSED_NAME
     from training.scoring.batch import score_events
+    from training.scoring.fused import score_fused
     from training.scoring.guard import guard_scoring
 
     strict = args.max_alert_rate is not None  # the bare flag: the factor's bound is the maximum
@@ -77,9 +80,15 @@ def cmd_score(args: argparse.Namespace) -> int:
     validate_bounds(args.alert_factor, max_rate)  # before any work
     sources = [parse_source(spec, i, None) for i, spec in enumerate(args.input)]
     registry = ModelRegistry(registry_dir(args), create=False)  # reads only
-    summary = score_events(registry, args.model, sources, args.output,
-                           version=args.version, stage=args.stage, alias=args.alias,
-                           top_k=args.top, deduplicate=not args.no_dedup)
+    if args.model == FUSED_NAME:  # every layer's registered model, one score per event
+        if args.version or args.stage or args.alias:
+            raise ConfigError("--version, --stage and --alias pick a version of one model; "
+                              "the fused detector scores with the versions its fusion.json names")
+        summary = score_fused(registry, sources, args.output, top_k=args.top)
+    else:
+        summary = score_events(registry, args.model, sources, args.output,
+                               version=args.version, stage=args.stage, alias=args.alias,
+                               top_k=args.top, deduplicate=not args.no_dedup)
     print(f"scored {summary.events:,} events ({summary.units:,} {summary.layer} units) with "
           f"{summary.model_name} {summary.version} in {summary.seconds:.2f} s "
           f"({summary.events_per_second:,.0f} events/s)")
@@ -159,7 +168,9 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
                     "from the model's benign validation scores (training.scoring.guard), with "
                     "a warning past --alert-factor. The registry must exist; nothing is "
                     "written to it.")
-    option(score, "--model", required=True, help="registered model name, e.g. layer1_vae")
+    option(score, "--model", required=True,
+           help="registered model name, e.g. layer1_vae, or fused: the fused detector of the "
+                "last pipeline run")
     which = score.add_mutually_exclusive_group()
     option(which, "--stage", choices=("none", "staging", "production", "archived"),
            help="the latest version in this stage (default: production)")

@@ -195,3 +195,10 @@ def registry_dir(args: argparse.Namespace) -> Path:
     if getattr(args, "workdir", None) is not None:
         return Path(args.workdir) / "models"
     return models_dir()
+
+
+def sources_from_flags(args: argparse.Namespace, specs: list[str] | None) -> list[DataSource]:
+    """--source / --test-source values as DataSources, with the column, field and label maps."""
+    sources = [parse_source(s, i, args.default_label) for i, s in enumerate(specs or [])]
+    return source_options(sources, column_names=args.column_names, field_map=args.field_map,
+                          label_map=args.label_map)

@@ -23,7 +23,8 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
-from training.cli.options import layer_name
+from training.cli.evaluate import cmd_evaluate
+from training.cli.options import layer_name, sources_from_flags
 from training.cli.parser import help_command
 from training.cli.run_options import add_run_options
 from training.paths import checkpoints_dir, preprocessed_dir, splits_dir
@@ -32,15 +33,6 @@ Option = Callable[..., None]
 DEMO_PATH = Path("demo/synthetic_events.json")
 PIPELINE_WORKDIR = "maximus-run"
 DEMO_WORKDIR = "maximus-demo"
-
-
-def _sources(args: argparse.Namespace, specs: list[str] | None) -> list:
-    """--source / --test-source values as DataSources, with the column, field and label maps."""
-    from training.cli.options import parse_source, source_options
-
-    sources = [parse_source(s, i, args.default_label) for i, s in enumerate(specs or [])]
-    return source_options(sources, column_names=args.column_names, field_map=args.field_map,
-                          label_map=args.label_map)
 
 
 def _pipeline_config(args: argparse.Namespace, default_workdir: str,
@@ -52,13 +44,13 @@ def _pipeline_config(args: argparse.Namespace, default_workdir: str,
     from training.pipeline.config import config_from_dict, load_config
 
     if sources is None:
-        sources = _sources(args, args.source)
+        sources = sources_from_flags(args, args.source)
     overrides = {"workdir": args.workdir, "layers": args.layers, "seed": args.seed,
                  "max_events": args.max_events}
     if sources:
         overrides["sources"] = sources
     defaults = {"workdir": default_workdir}
-    tests = _sources(args, getattr(args, "test_source", None))
+    tests = sources_from_flags(args, getattr(args, "test_source", None))
     if tests:
         overrides["test_sources"] = tests
     config = (load_config(args.config, defaults=defaults, **overrides) if args.config else
@@ -74,9 +66,9 @@ def _pipeline_config(args: argparse.Namespace, default_workdir: str,
 
 def _run(config, args: argparse.Namespace) -> int:
     from training.cli.run_options import run_options
-    from training.pipeline.run import run_pipeline
+    from training.pipeline import fusion, run
 
-    result = run_pipeline(config, **run_options(args))
+    result = run.run_pipeline(config, **run_options(args))
     for note in result.notes:
         print(f"note: {note}")
     for o in result.layers:
@@ -85,6 +77,7 @@ def _run(config, args: argparse.Namespace) -> int:
             print(f"  {o.layer}: {note}")
         if o.circular and o.metrics:
             print(f"  {o.layer}: CIRCULAR: {o.circular}")
+    print(fusion.fusion_summary(result.fusion))
     print(f"{result.events:,} events, {result.quarantined:,} quarantined, {result.seconds:.1f} s")
     print(f"report: {result.report}\nevery run: {result.index}")
     return 0
@@ -111,7 +104,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     from training.features.preprocessor import DataPreprocessor
     from training.console.progress import progress
 
-    sources = _sources(args, args.source)
+    sources = sources_from_flags(args, args.source)
     collector = DataCollector(sources, checkpoint_enabled=False)
     events = collector.collect_table(max_events=args.max_events)
     preprocessor = DataPreprocessor(output_dir=args.output)
@@ -168,46 +161,6 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from training.cli.tune import execute
 
     return execute(args)
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.artifacts.model_files import load_model
-    from training.collection.collector import DataCollector
-    from training.collection.schema import labels_from_alerts
-    from training.errors import ConfigError, SchemaError
-    from training.evaluation.evaluator import save_report
-    from training.evaluation.report_text import format_report
-    from training.evaluation.units import evaluate_units
-    from training.layers.registry import layer_for_spec
-
-    if (args.data is None) == (not args.source):
-        raise ConfigError("evaluate needs --data FILE (a split or features file) or --source "
-                          "TYPE:PATH (events to featurize), not both")
-    loaded = load_model(args.model)
-    layer = layer_for_spec(loaded.feature_spec, str(args.model))
-    circular = None
-    if args.data is not None:
-        units, what = layer.load_units(args.data), str(args.data)
-    else:
-        events = DataCollector(_sources(args, args.source), checkpoint_enabled=False,
-                               progress=False).collect_table(max_events=args.max_events)
-        if not events.num_rows:
-            raise SchemaError(f"--source {' '.join(args.source)} gave no event; check the "
-                              "paths and the source types")
-        units, what = layer.featurize(events), " ".join(args.source)
-        circular = layer.circular(labels_from_alerts(events))
-        if not len(layer.labels(units)):
-            raise SchemaError(f"{what}: its {events.num_rows:,} events give no {layer.unit} "
-                              f"for {layer.name}; it needs events with timestamps and "
-                              "addresses")
-    metrics = evaluate_units(layer, loaded.model, units, loaded.threshold,
-                             latency=not args.no_latency, calibration=loaded.calibration,
-                             unlabeled_ok=True, circular=circular)
-    print(format_report(metrics), end="")
-    if args.report is not None:
-        paths = save_report(metrics, args.report, f"{layer.model_name}: {what}")
-        print(f"report: {paths['html']}")
-    return 0
 
 
 def _pipeline_options(parser: argparse.ArgumentParser, option: Option, workdir: str) -> None:

@@ -38,6 +38,14 @@ def _row(o: Any) -> str:
             f"<td>{html.escape(str(o.decision.get('reason', '')))}{notes}</td></tr>")
 
 
+def _fused(fusion: dict[str, Any]) -> str:
+    if not fusion:
+        return ""
+    from training.pipeline.fusion import fusion_summary  # the run imports this module too
+
+    return f"<h2>Fused score (per event)</h2><p>{html.escape(fusion_summary(fusion))}</p>"
+
+
 def render_index(result: PipelineResult) -> str:
     """The run's front page (see the module docstring)."""
     rows = "".join(_row(o) for o in result.layers)
@@ -66,6 +74,7 @@ whole run {result.seconds:.1f} s. Working directory: <code>{html.escape(result.w
 curves, confusion matrix, attack types; training curves) is linked from its name. Scores:
 higher is more anomalous; each threshold was calibrated on validation data by the rule shown.
 A dash: the figure needs labels of both classes in the test part.</p>
+{_fused(result.fusion)}
 <h2>Data validation (<a href="validation.txt">text</a>, <a href="validation.json">JSON</a>)</h2>
 <ul>{issues}</ul>
 </body></html>

@@ -33,7 +33,10 @@ Stages, all under `config.workdir`:
    rule (`training.retraining.unlabeled_gate`): its alert rate there within its calibration's
    expected rate x 3, and a validation loss there `gate.improvement_threshold` (relative)
    below production's. Refused models get the `challenger` alias for a person to decide;
-5. the run's `report/index.html` links everything; its `pipeline.json` (and the working
+5. the fused detector (`training.pipeline.fusion`): every trained layer's calibrated tail
+   probabilities combined into one score per event, calibrated on validation events,
+   evaluated on the test events beside each layer, registered as `fusion.json`;
+6. the run's `report/index.html` links everything; its `pipeline.json` (and the working
    directory's, the latest run's) holds the same figures; `report/index.html` of the working
    directory lists every run (`training.pipeline.history`: one folder per run,
    `runs/<UTC time>-<short id>/`, with its report, logs and TensorBoard run; `keep` prunes
@@ -61,6 +64,7 @@ from training.artifacts.model_files import load_model
 from training.collection.schema import labels_from_alerts
 from training.errors import PipelineError, TooFewError
 from training.evaluation.evaluator import save_report
+from training.evaluation.fusion import DEFAULT_RULE
 from training.evaluation.units import evaluate_units
 from training.layers.base import Layer
 from training.layers.registry import get_layer, layer_for_spec
@@ -70,6 +74,7 @@ from training.pipeline.config import PipelineConfig
 from training.pipeline.history import (RunFolder, check_keep, new_run, prune_runs,
                                       write_runs_index)
 from training.console.progress import progress
+from training.pipeline.fusion import TrainedLayer, fuse_layers
 from training.pipeline.lock import workdir_lock
 from training.pipeline.inputs import collect_events, coverage, split_strategy, validate
 from training.pipeline.outcome import LayerOutcome, REPORTED
@@ -111,6 +116,7 @@ class PipelineResult:
     notes: list[str] = field(default_factory=list)
     run: str = ""
     index: str = ""
+    fusion: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -194,6 +200,7 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
                             run=history.id, index=str(work / "report" / "index.html"))
     run = _Run(config, folders, ModelRegistry(registry_dir=work / "models"), strategy,
                alert_labels, history, open_window(mlflow_uri))
+    trained: list[TrainedLayer] = []
     for layer in layers:
         short = layer.shortfall(units[layer.name], strategy)
         if short is not None:
@@ -201,7 +208,13 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
             continue
         logger.info("%s: split, train, evaluate, register", layer.name)
         result.layers.append(_run_layer(layer, units[layer.name], test_units.get(layer.name),
-                                        run))
+                                        run, trained))
+    if trained:  # the first layer's training settings decide the fused threshold's rule
+        first = config.train[trained[0].layer.name]
+        result.fusion = fuse_layers(trained, events, test_events, rule=DEFAULT_RULE,
+                                    threshold_rule=first.threshold,
+                                    benign_only=bool(first.benign_only),
+                                    registry_dir=run.registry.registry_dir)
     result.seconds = round(time.perf_counter() - started, 2)
     summary = json.dumps(result.to_dict(), indent=2, default=str)
     _write(history.summary, summary)
@@ -237,7 +250,9 @@ def _parts(layer: Layer, units: Any, test: Any, run: _Run) -> tuple[dict[str, An
     return parts, notes
 
 
-def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOutcome:
+def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
+               trained: list[TrainedLayer]) -> LayerOutcome:
+    """Split, train, evaluate and register one layer; its model joins `trained` (the fusion)."""
     started = time.perf_counter()
     config, folders = run.config, run.folders
     try:
@@ -289,6 +304,9 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run) -> LayerOut
     tracked.finish(metrics, run.history.report if report else None, layer.name, run.registry,
                    layer.model_name, version)
     stage_now = run.registry.get_metadata(layer.model_name, version).stage
+    if challenger.calibration is not None:
+        trained.append(TrainedLayer(layer, challenger.model, challenger.calibration,
+                                    layer.model_name, version, splits, units))
     logger.info("%s %s: %s", layer.model_name, version, decision["reason"])
     return LayerOutcome(layer.name, layer.model_name, layer.unit, version, stage_now, decision,
                         metrics, _train_summary(results, settings.training_filter), report,

@@ -95,10 +95,11 @@ class ScoringSummary:
 class _Output:
     """Scored units to a Parquet or JSON Lines file (atomic), with counts and the top alerts."""
 
-    def __init__(self, handle: Any, path: Path, top_k: int) -> None:
+    def __init__(self, handle: Any, path: Path, top_k: int,
+                 schema: pa.Schema = OUTPUT_SCHEMA) -> None:
         self.jsonl = path.suffix.lower() in (".jsonl", ".json")
         self.handle = handle
-        self.writer = None if self.jsonl else pq.ParquetWriter(handle, OUTPUT_SCHEMA)
+        self.writer = None if self.jsonl else pq.ParquetWriter(handle, schema)
         self.units = self.alerts = 0
         self.top_k = top_k
         self.top: list[tuple[float, int, dict]] = []  # min-heap of (score, order, row)

@@ -17,8 +17,10 @@ from training.evaluation.harness import (
 )
 from training.evaluation.harness.blind import direction_blind
 from training.evaluation.harness.captures import nsl_kdd_split
+from training.evaluation.harness.fused import flow_tails
 from training.evaluation.harness.methods import port_rarity
 from training.evaluation.harness.run import measure_layer
+from training.evaluation.harness.units import LayerUnits
 from training.evaluation.harness.tables import BEGIN, END, markdown, write_section
 from training.evaluation.metrics import pr_auc, roc_auc
 from training.tests import synthetic_traffic as traffic
@@ -78,6 +80,30 @@ def test_smoke_candidate_forest_is_reported_as_the_baseline(smoke):
     text = markdown(smoke)
     assert "| iot23-44 | IF candidate | " in text and "same method as IF" in text
     assert "| iot23-44 | development | layer2 | default (Layer2GNN) |" in text
+
+
+@needs_data
+def test_smoke_fused_score_is_measured_per_flow_beside_every_layer(smoke):
+    layers = smoke["captures"]["iot23-44"]["layers"]
+    fused = smoke["captures"]["iot23-44"]["fused"]["flow"]
+    names = {f"{layer} default" for layer in layers} | {"fused (fisher)", "fused (min-p)"}
+    assert names <= set(fused["methods"])
+    for layer, report in layers.items():  # each layer's default: its own flow-level figures
+        own = report["levels"]["flow"]["methods"]["default"]["roc_auc"]["per_seed"]
+        assert fused["methods"][f"{layer} default"]["roc_auc"]["per_seed"] == own
+    baselines = {f"{layer} {b}" for layer in layers for b in ("IF", "AE", "port rarity")}
+    assert set(fused["best_baseline"].values()) <= baselines
+    assert "delta" in fused["methods"]["fused (fisher)"]
+    text = markdown(smoke)
+    assert "fused score per flow" in text and "| iot23-44 | fused (fisher) | " in text
+    assert "| iot23-44 | development | all | fused (fisher) |" in text
+
+
+def test_a_flow_takes_the_smallest_tail_probability_of_its_units_per_layer():
+    units = LayerUnits(None, None, None, None, None, np.zeros(2), np.array([0, 1, 1]),
+                       np.array([0, 0, 1]), np.zeros(3))
+    np.testing.assert_array_equal(flow_tails(units, np.array([[0.5, 0.2], [0.1, 0.9]])),
+                                  [[0.2, 0.2, np.nan], [0.1, 0.9, np.nan]])
 
 
 @needs_data

@@ -60,8 +60,23 @@ LAYOUT = {
 }
 
 
-def vector(event: dict) -> np.ndarray:
-    return Layer1Featurizer().featurize(events_table([event]))[0]
+def vector(event: dict, layout: str = "l1.v1") -> np.ndarray:
+    return Layer1Featurizer(layout=layout).featurize(events_table([event]))[0]
+
+
+def test_layout_l1_v2_leaves_address_buckets_and_time_at_zero_and_keeps_the_rest():
+    event = {**BASE, "source_ip": "8.8.8.8", "dest_ip": "10.1.1.1"}
+    old, new = vector(event), vector(event, "l1.v2")
+    blank = [*range(53, 57), *range(61, 65), *range(TIME, TIME + 4)]
+    assert old[blank].any() and not new[blank].any()
+    keep = np.setdiff1d(np.arange(DIM), blank)
+    np.testing.assert_array_equal(new[keep], old[keep])
+    assert Layer1Featurizer().spec.version == "l1.v2"
+    for layout in ("l1.v1", "l1.v2"):  # each spec rebuilds its own layout
+        spec = Layer1Featurizer(layout=layout).spec
+        assert Layer1Featurizer.from_spec(spec).layout == layout
+    with pytest.raises(ConfigError, match="layout must be one of l1.v1, l1.v2, got 'l1.v9'"):
+        Layer1Featurizer(layout="l1.v9")
 
 
 def test_blocks_tile_the_128_dims_in_order():
@@ -121,7 +136,7 @@ def test_batch_and_per_event_vectors_are_bit_identical():
 
     events = generate_demo_events(300, seed=3)["events"]
     batch = Layer1Featurizer().featurize(events_table(events))
-    one_by_one = np.stack([vector(e) for e in events[:60]])
+    one_by_one = np.stack([vector(e, "l1.v2") for e in events[:60]])
     assert np.array_equal(batch[:60], one_by_one)
 
 

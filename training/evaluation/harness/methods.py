@@ -117,7 +117,8 @@ def fit_and_score(units: LayerUnits, method: Method, seed: int, epochs: int
     """Train `method` on the units' train part (validated on val) and score the test units.
 
     Returns:
-        (scores (units,) float64, {"seconds", "epochs", "train_units", "max_rows"}).
+        (scores (units,) float64, {"seconds", "calibration" (the benign validation scores'
+        distribution, a dict; none for port rarity), "epochs", "train_units", "max_rows"}).
     """
     start = time.perf_counter()
     if method.detector is None:
@@ -131,6 +132,7 @@ def fit_and_score(units: LayerUnits, method: Method, seed: int, epochs: int
                                      model_args=method.model_args(seed))
     scores = layer.score(model, units.test).astype(np.float64)
     return scores, {"seconds": time.perf_counter() - start,
+                    "calibration": results.get("calibration"),  # for the fused score
                     "epochs": results["epochs_trained"], "train_units": results["train_units"],
                     "max_rows": getattr(model, "max_rows", None),
                     "randomized": bool(getattr(model, "randomized", True))}

@@ -36,9 +36,11 @@ from typing import Any
 import numpy as np
 from scipy.stats import rankdata
 
+from training.evaluation.calibration import Calibration
 from training.evaluation.bootstrap import METRICS, bootstrap_draws, interval, paired_interval
 from training.evaluation.harness.captures import DATASETS, capture_names, load_capture
 from training.evaluation.harness.methods import BASELINES, CANDIDATES, Method, fit_and_score, identity
+from training.evaluation.harness.fused import fused_flows
 from training.evaluation.harness.units import LayerUnits, layer_units
 
 logger = logging.getLogger(__name__)
@@ -83,7 +85,8 @@ def run_layer(units: LayerUnits, methods: Sequence[Method], seeds: Sequence[int]
         if not method.baseline and ident in baseline_of:
             same = out[baseline_of[ident]]
             out[method.name] = {**entry, "same_as": baseline_of[ident],
-                                "scores": same["scores"], "runs": same["runs"]}
+                                "scores": same["scores"], "runs": same["runs"],
+                                **({"tails": same["tails"]} if "tails" in same else {})}
             continue
         if method.baseline:
             baseline_of.setdefault(ident, method.name)
@@ -94,10 +97,16 @@ def run_layer(units: LayerUnits, methods: Sequence[Method], seeds: Sequence[int]
                 runs.append({"seconds": 0.0, "reused": True})
                 continue
             s, info = fit_and_score(units, method, seed, epochs)
+            calibration = info.pop("calibration", None)
+            if calibration is not None:  # each unit's tail probability, for the fused score
+                info["tail"] = Calibration.from_dict(calibration).tail_probability(s)
             info["fixed"] = not info.get("randomized", False) and (
                 info.get("max_rows") is None or info.get("train_units", 0) <= info["max_rows"])
             scores.append(s)
             runs.append(info)
+        tails = [r.pop("tail", None) for r in runs]
+        if tails and tails[0] is not None:
+            entry["tails"] = np.stack([t if t is not None else tails[0] for t in tails])
         out[method.name] = {**entry, "scores": np.stack(scores), "runs": runs}
         log(f"{units.capture.name} {units.layer.name} {method.name}: "
             f"{sum(r['seconds'] for r in runs):.1f} s")
@@ -166,10 +175,12 @@ def run_capture(name: str, config: HarnessConfig,
     entry = {"role": capture.role, "description": capture.description,
              "rows": {"train": capture.train.num_rows, "val": capture.val.num_rows,
                       "test": capture.test.num_rows}, "layers": {}}
+    measured: dict[str, tuple[LayerUnits, dict[str, Any]]] = {}
     for layer in (lay for lay in capture.layers if lay in config.layers):
         started = time.perf_counter()
         units = layer_units(capture, layer)
         runs = run_layer(units, config.methods, config.seeds, config.epochs, log)
+        measured[layer] = (units, runs)
         entry["layers"][layer] = {
             "units": {"test": units.n_units, "flows": len(units.flow_labels),
                       "covered_flows": units.covered_flows},
@@ -178,6 +189,10 @@ def run_capture(name: str, config: HarnessConfig,
             "levels": measure_layer(units, runs, config.bootstrap),
             "seconds": time.perf_counter() - started}
         log(f"{name} {layer}: {entry['layers'][layer]['seconds']:.0f} s")
+    if measured:
+        methods, scores, labels = fused_flows(measured)
+        entry["fused"] = {"methods": methods, "flow": measure(
+            methods, scores, labels, config.bootstrap, _rng(name, "fused"))}
     return entry
 
 

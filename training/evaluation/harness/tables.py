@@ -3,6 +3,8 @@
 `markdown(results)` gives one table per layer and level (unit and flow; layer 1's units are its
 flows, so it has one), evaluation captures first, then development captures, then subsets
 (NSL-KDD's difficulty < 21), and a summary of each layer default against the best baseline.
+The fused scores (`harness.fused`) have a table per role, per flow, beside every layer's
+default and the best baselines of every layer.
 A cell is the mean over seeds with its 95% bootstrap interval; a candidate's Δ cell is the
 paired 95% interval of (candidate - best baseline) and names that baseline; the best baseline's
 value is in bold. A candidate that is the same method as a baseline says so instead of a Δ.
@@ -51,23 +53,48 @@ def level_table(results: dict[str, Any], layer: str, level: str, role: str) -> l
         report = entry["layers"].get(layer)
         if entry["role"] != role or report is None or not report["levels"].get(level):
             continue
-        figures = report["levels"][level]
-        for name, run in report["methods"].items():
-            f = figures["methods"][name]
-            cells = []
-            for metric in ("roc_auc", "pr_auc"):
-                cells.append(_value(f[metric], figures["best_baseline"][metric] == name))
-                cells.append(_delta(f, metric, run["same_as"]))
-            cells.append(_value(f["dr_at_fpr"],
-                                figures["best_baseline"]["dr_at_fpr"] == name))
-            seconds = sum(r["seconds"] for r in run["runs"])
-            rows.append(f"| {capture} | {method_label(name, run)} | " + " | ".join(cells)
-                        + f" | {seconds:.0f} |")
+        rows += _rows(capture, report["methods"], report["levels"][level])
+    return _table(rows)
+
+
+def _rows(capture: str, methods: dict[str, Any], figures: dict[str, Any],
+          keep: Any = lambda name, run: True) -> list[str]:
+    rows = []
+    for name, run in methods.items():
+        if not keep(name, run):
+            continue
+        f = figures["methods"][name]
+        cells = []
+        for metric in ("roc_auc", "pr_auc"):
+            cells.append(_value(f[metric], figures["best_baseline"][metric] == name))
+            cells.append(_delta(f, metric, run["same_as"]))
+        cells.append(_value(f["dr_at_fpr"], figures["best_baseline"]["dr_at_fpr"] == name))
+        seconds = sum(r.get("seconds", 0.0) for r in run["runs"])
+        rows.append(f"| {capture} | {method_label(name, run)} | " + " | ".join(cells)
+                    + f" | {seconds:.0f} |")
+    return rows
+
+
+def _table(rows: list[str]) -> list[str]:
     if not rows:
         return []
     return ["| capture | method | ROC-AUC | Δ ROC-AUC vs best baseline | PR-AUC | "
             "Δ PR-AUC vs best baseline | DR@1%FPR | train+score s |",
             "|---|---|---|---|---|---|---|---:|", *rows]
+
+
+def fused_table(results: dict[str, Any], role: str) -> list[str]:
+    """Per flow: the fused scores, each layer's default, and the baselines that are the best
+    (of every layer's) on some metric."""
+    rows = []
+    for capture, entry in results["captures"].items():
+        fused = entry.get("fused") or {}
+        if entry["role"] != role or not fused.get("flow"):
+            continue
+        best = set(fused["flow"]["best_baseline"].values())
+        rows += _rows(capture, fused["methods"], fused["flow"],
+                      keep=lambda name, run: not run["baseline"] or name in best)
+    return _table(rows)
 
 
 def summary_table(results: dict[str, Any]) -> list[str]:
@@ -84,6 +111,12 @@ def summary_table(results: dict[str, Any]) -> list[str]:
                                  if figures else "")
             rows.append(f"| {capture} | {entry['role']} | {layer} | "
                         f"{method_label('default', run)} | " + " | ".join(cells) + " |")
+        fused = (entry.get("fused") or {}).get("flow")
+        for name in (n for n in (fused or {}).get("methods", {}) if n.startswith("fused")):
+            cells = ["", "", *(_delta(fused["methods"][name], m, None)
+                               for m in ("roc_auc", "pr_auc"))]
+            rows.append(f"| {capture} | {entry['role']} | all | {name} | " + " | ".join(cells)
+                        + " |")
     return ["| capture | role | layer | default | Δ unit ROC-AUC | Δ unit PR-AUC | "
             "Δ flow ROC-AUC | Δ flow PR-AUC |", "|---|---|---|---|---|---|---|---|", *rows]
 
@@ -105,6 +138,10 @@ def markdown(results: dict[str, Any]) -> str:
     own = {(layer, level) for layer, report in reports for level, figures in
            report["levels"].items() if level == "unit" or figures != report["levels"]["unit"]}
     for role in ("evaluation", "development"):
+        rows = fused_table(results, role)
+        if rows:
+            out += ["", f"**{role.capitalize()} captures, fused score per flow** (each layer's "
+                    "default and the best baselines of every layer, per flow):", "", *rows]
         for layer in layers:
             unit = get_layer(layer).unit
             for level in sorted((lv for la, lv in own if la == layer),

@@ -1,0 +1,183 @@
+"""The fused score: the combination rules on hand-made p-values, events mapped to their units,
+the fused detector a pipeline run registers, and `score --model fused` with it."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from training.cli.main import main
+from training.errors import CheckpointError, ConfigError, NotFoundError, SchemaError
+from training.evaluation.calibration import Calibration
+from training.evaluation.fusion import Fusion, event_tail_probabilities, fused_scores
+from training.registry.registry import ModelRegistry
+from training.scoring.fused import load_fusion, save_fusion, score_fused
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1"
+NAN = float("nan")
+
+
+def test_fisher_adds_evidence_across_layers():
+    scores = fused_scores(np.array([[0.05, 0.05], [0.01, NAN], [NAN, NAN], [1.0, 1.0]]),
+                          "fisher")
+    # chi2 with 4 degrees of freedom at x = -4 ln 0.05: exp(-x/2) (1 + x/2)
+    x = -4 * math.log(0.05)
+    assert scores[0] == pytest.approx(-math.log10(math.exp(-x / 2) * (1 + x / 2)), rel=1e-12)
+    assert scores[1] == pytest.approx(2.0, rel=1e-12)  # one layer: its own p-value
+    assert scores[2] == 0.0 and scores[3] == pytest.approx(0.0, abs=1e-12)
+    assert scores[0] > -math.log10(0.05)  # two weak signals beat one of them
+
+
+def test_min_p_takes_the_smallest_with_a_bonferroni_factor():
+    scores = fused_scores(np.array([[0.01, 0.5, NAN], [0.6, 0.7, 0.9], [NAN, NAN, NAN]]))
+    np.testing.assert_allclose(scores, [-math.log10(0.02), 0.0, 0.0], atol=1e-12)
+
+
+def test_fisher_keeps_the_order_of_p_values_too_small_for_a_float_survival():
+    scores = fused_scores(np.array([[1e-200, 1e-200], [1e-150, 1e-150]]), "fisher")
+    assert np.isfinite(scores).all() and scores[0] > scores[1] > 290
+
+
+def test_an_unknown_rule_is_refused_with_the_choices():
+    with pytest.raises(ConfigError, match="fusion rule must be one of min-p, fisher, got 'max'"):
+        fused_scores(np.ones((1, 1)), "max")
+
+
+def test_each_event_takes_the_smallest_tail_probability_of_its_units():
+    units = pa.array([["a", "b"], ["b"], ["z"], []], pa.list_(pa.string()))
+    p = event_tail_probabilities(["a", "b", "c"], units, np.array([0.5, 0.1, 0.01, 0.2]))
+    np.testing.assert_array_equal(p, [0.5, 0.1, NAN])
+    with pytest.raises(SchemaError, match="3 tail probabilities for 4 units"):
+        event_tail_probabilities(["a"], units, np.ones(3))
+
+
+def _fusion(models=({"layer": "layer1", "model_name": "layer1_vae", "version": "1.0.0"},)):
+    return Fusion("min-p", tuple(models), Calibration.fit(np.arange(100.0), rule="quantile:0.9"))
+
+
+def test_a_fusion_file_reads_back_and_refuses_other_formats(tmp_path):
+    fusion = _fusion()
+    assert load_fusion(save_fusion(fusion, tmp_path).parent) == fusion
+    (tmp_path / "fusion.json").write_text(json.dumps({**fusion.to_dict(), "format": "x"}))
+    with pytest.raises(SchemaError, match="format 'x', expected 'maximus.fusion.v1'"):
+        load_fusion(tmp_path)
+    with pytest.raises(NotFoundError, match="no fused detector in"):
+        load_fusion(tmp_path / "elsewhere")
+    with pytest.raises(ConfigError, match="at least one layer model"):
+        _fusion(models=())
+
+
+def test_models_of_the_previous_layout_still_score_but_cannot_be_fused(tmp_path):
+    """v0.1 models carry no calibration: each still scores alone (test_compat_v0_1), and a
+    fusion naming one is refused with what to do."""
+    shutil.copytree(FIXTURES / "workdir" / "models", tmp_path / "models")
+    registry = ModelRegistry(tmp_path / "models", create=False)
+    version = registry.get_metadata("layer1_vae", stage="production").version
+    save_fusion(_fusion([{"layer": "layer1", "model_name": "layer1_vae", "version": version}]),
+                tmp_path / "models")
+    events = pa.table({"event_id": ["e1"]})
+    with pytest.raises(CheckpointError, match=f"layer1_vae {version} has no calibration.*"
+                                              "retrain it"):
+        score_fused(registry, events, tmp_path / "out.parquet")
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """A pipeline run on 1,500 demo events, every layer one epoch."""
+    from training.demo.generator import write_demo_file
+    from training.pipeline.config import config_from_dict
+    from training.pipeline.run import run_pipeline
+
+    folder = tmp_path_factory.mktemp("fused")
+    demo = write_demo_file(folder / "demo.json", n_events=1_500, seed=3)
+    config = config_from_dict({"workdir": str(folder / "run"),
+                               "sources": [{"type": "json_file", "path": str(demo)}],
+                               "train": {"epochs": 1}})
+    return folder, demo, run_pipeline(config)
+
+
+def test_the_pipeline_calibrates_evaluates_and_registers_the_fused_detector(demo_run):
+    folder, _, result = demo_run
+    fusion = result.fusion
+    assert [m["layer"] for m in fusion["models"]] == ["layer1", "layer2", "layer3"]
+    assert [m["version"] for m in fusion["models"]] == ["1.0.0"] * 3
+    assert fusion["rule"] == "min-p" and fusion["validation_events"] > 0
+    assert fusion["threshold_rule"] == ("unlabeled: threshold at the 99.9th percentile of "
+                                        "validation events' fused scores")  # the layers' rule
+    test = fusion["test"]
+    assert set(test) == {"fused", "layer1", "layer2", "layer3"}
+    assert all(0.0 <= m["roc_auc"] <= 1.0 for m in test.values())
+    assert test["fused"]["n_units"] == fusion["test_events"] == test["layer1"]["n_units"]
+    registered = load_fusion(folder / "run" / "models")
+    assert registered.threshold == fusion["threshold"]
+    assert json.loads((folder / "run" / "pipeline.json").read_text())["fusion"] == fusion
+    assert "Fused score (per event)" in (folder / "run" / "report" / "index.html").read_text()
+
+
+def test_score_fused_gives_every_event_the_fusion_of_its_layers_tail_probabilities(
+        demo_run, capsys):
+    from training.scoring.batch import score_events
+
+    folder, demo, _ = demo_run
+    models = folder / "run" / "models"
+    code = main(["score", "--model", "fused", "--registry-dir", str(models), "--input",
+                 f"json:{demo}", "--output", str(folder / "fused.parquet"), "--top", "2"])
+    assert code == 0
+    assert "1,500 events (1,500 fused units) with fused layer1_vae 1.0.0 + layer2_gnn 1.0.0 + " \
+           "layer3_tcn 1.0.0" in capsys.readouterr().out
+    assert main(["score", "--model", "fused", "--stage", "production", "--registry-dir",
+                 str(models), "--input", f"json:{demo}", "--output", str(folder / "x.parquet")]
+                ) == 2
+    assert "the fused detector scores with the versions its fusion.json names" in (
+        capsys.readouterr().err)
+    out = pq.read_table(folder / "fused.parquet")
+    assert out.column_names == ["unit", "time", "score", "is_alert", "event_ids", "tail_layer1",
+                                "tail_layer2", "tail_layer3"]
+    tails = np.column_stack([out[c].to_numpy(zero_copy_only=False) for c in
+                             ("tail_layer1", "tail_layer2", "tail_layer3")]).astype(float)
+    scores = out["score"].to_numpy()
+    np.testing.assert_allclose(scores, fused_scores(tails).astype(np.float32), rtol=1e-6)
+    fusion = load_fusion(models)
+    np.testing.assert_array_equal(out["is_alert"].to_numpy(zero_copy_only=False),
+                                  scores >= np.float32(fusion.threshold))
+    # Layer 1's tail probability is the one its own model's scores and calibration give.
+    registry = ModelRegistry(models)
+    alone = score_events(registry, "layer1_vae", _events(demo), folder / "l1.parquet",
+                         version="1.0.0")
+    l1 = pq.read_table(folder / "l1.parquet")
+    assert alone.units == out.num_rows and l1["unit"].to_pylist() == out["unit"].to_pylist()
+    calibration = registry.load_model("layer1_vae", "1.0.0").calibration
+    np.testing.assert_allclose(tails[:, 0], calibration.tail_probability(
+        l1["score"].to_numpy().astype(np.float64)), rtol=1e-4, atol=1e-6)
+    assert np.isnan(tails[:, 2]).any() and not np.isnan(tails[:, 0]).any()  # windows need history
+
+
+def _events(path):
+    from training.collection.collector import DataCollector, DataSource
+
+    return DataCollector([DataSource("demo", "json_file", {"path": str(path)})],
+                         progress=False).collect_table()
+
+
+def test_with_test_sources_the_fused_detector_is_evaluated_on_their_events(tmp_path):
+    from training.demo.generator import write_demo_file
+    from training.pipeline.config import config_from_dict
+    from training.pipeline.run import run_pipeline
+
+    train = write_demo_file(tmp_path / "train.json", n_events=800, seed=3)
+    test = write_demo_file(tmp_path / "test.json", n_events=500, seed=4)
+    config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1", "layer2"],
+                               "sources": [{"type": "json_file", "path": str(train)}],
+                               "test_sources": [{"type": "json_file", "path": str(test)}],
+                               "train": {"epochs": 1}})
+    fusion = run_pipeline(config).fusion
+    assert [m["layer"] for m in fusion["models"]] == ["layer1", "layer2"]
+    assert fusion["test_events"] == 500 == fusion["test"]["fused"]["n_units"]
+    assert fusion["test"]["layer1"]["n_units"] == 500
