@@ -207,12 +207,7 @@ def score_events(registry: ModelRegistry, model_name: str,
                              str(output), top, loaded.threshold_rule,
                              None if calibration is None else calibration.expected_alert_rate,
                              None if shift is None else shift.distance())
-    if collector is not None:
-        summary.duplicates = collector.get_stats()["duplicates"]
-        summary.quarantined = len(collector.quarantined)
-        if collector.quarantined:
-            summary.quarantine = str(write_quarantine(quarantine_path(output),
-                                                      collector.quarantined))
+    count_dropped(summary, collector)
     logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
                 out.alerts, summary.seconds)
     return summary
@@ -235,6 +230,18 @@ def _threshold(loaded: RegisteredModel, where: str) -> float:
         raise CheckpointError(f"{where} has no anomaly threshold; register a model whose "
                               "sidecar has one (calibrated on validation data)")
     return float(loaded.threshold)
+
+
+def count_dropped(summary: ScoringSummary, collector: DataCollector | None) -> None:
+    """Put the duplicates the collector dropped and the records it quarantined into `summary`;
+    the quarantined records go to a file beside the output (file, line and reason of each)."""
+    if collector is None:
+        return
+    summary.duplicates = collector.get_stats()["duplicates"]
+    summary.quarantined = len(collector.quarantined)
+    if collector.quarantined:
+        summary.quarantine = str(write_quarantine(quarantine_path(Path(summary.output)),
+                                                  collector.quarantined))
 
 
 def _tables(events: Sequence[DataSource] | pa.Table, collector: DataCollector | None,

@@ -33,7 +33,9 @@ from training.evaluation.fusion import FUSED_NAME, Fusion, event_tail_probabilit
 from training.layers.base import TIME
 from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
-from training.scoring.batch import OUTPUT_SCHEMA, ScoringSummary, _Output, _tables, _torch_threads
+from training.collection.collector import DataCollector
+from training.scoring.batch import (OUTPUT_SCHEMA, ScoringSummary, _Output, _tables,
+                                    _torch_threads, count_dropped)
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +82,8 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
             raise CheckpointError(f"{where} has no calibration, so its scores have no tail "
                                   "probability to fuse; retrain it")
         parts.append((layer_for_spec(loaded.feature_spec, where), loaded))
-    table = next(_tables(events, streaming=False))
+    collector = None if isinstance(events, pa.Table) else DataCollector(list(events))
+    table = next(_tables(events, collector, streaming=False))
     ids = np.asarray(table["event_id"].cast(pa.string()).to_pylist(), dtype=object)
     with _torch_threads(num_threads):
         columns = []
@@ -113,5 +116,6 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
                              out.units, out.alerts, time.perf_counter() - started,
                              str(output), top, fusion.calibration.rule,
                              fusion.calibration.expected_alert_rate)
+    count_dropped(summary, collector)
     logger.info("fused %s: %d events, %d alerts", versions, len(ids), out.alerts)
     return summary

@@ -118,7 +118,7 @@ def test_the_pipeline_calibrates_evaluates_and_registers_the_fused_detector(demo
     registered = load_fusion(folder / "run" / "models")
     assert registered.threshold == fusion["threshold"]
     assert json.loads((folder / "run" / "pipeline.json").read_text())["fusion"] == fusion
-    assert "Fused score (per event)" in (folder / "run" / "report" / "index.html").read_text()
+    assert "Fused score (per event)" in Path(result.report).read_text()  # the run's own report
 
 
 def test_score_fused_gives_every_event_the_fusion_of_its_layers_tail_probabilities(
