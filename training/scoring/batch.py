@@ -15,9 +15,10 @@ One output row per unit the layer scores (DESIGN.md principle 5):
 | layer3 | an entity's window | `entity@bucket start` |
 
 Columns: `unit` (string), `time` (timestamp[us, UTC]: the event's time, the window start or
-the bucket start), `score` (float32, higher = more anomalous), `is_alert` (bool) and
-`event_ids` (list of the ids of the events behind the unit). The file is Parquet, or JSON Lines
-when its name ends in .jsonl or .json; it is written atomically.
+the bucket start), `score` (float32, higher = more anomalous), `is_alert` (bool),
+`event_ids` (list of the ids of the events behind the unit), then the layer, threshold,
+percentile and event context (`training.scoring.alerts` lists them). The file is Parquet, or
+JSON Lines when its name ends in .jsonl or .json; it is written atomically.
 
 Per-event layers stream (`Layer.streams`): each batch the collector yields is featurized, scored
 and written before the next, so memory stays flat on inputs of any size. Layers whose units span
@@ -44,16 +45,12 @@ import torch
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector, DataSource
 from training.errors import CheckpointError, ConfigError
-from training.layers.base import TIME
 from training.layers.registry import layer_for_spec
 from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
+from training.scoring.alerts import OUTPUT_SCHEMA, alert_rows
 
 logger = logging.getLogger(__name__)
-
-OUTPUT_SCHEMA = pa.schema([("unit", pa.string()), ("time", TIME), ("score", pa.float32()),
-                           ("is_alert", pa.bool_()), ("event_ids", pa.list_(pa.string()))])
-
 
 @dataclass
 class ScoringSummary:
@@ -114,7 +111,8 @@ class _Output:
         scores = batch.column("score").to_numpy(zero_copy_only=False)[rows]
         best = rows[np.argsort(-scores, kind="stable")[:self.top_k]]
         for at, row in zip(best.tolist(), batch.take(pa.array(best)).to_pylist()):
-            row["time"] = row["time"].isoformat() if row["time"] is not None else None
+            for key in ("time", "first_seen", "last_seen"):
+                row[key] = row[key].isoformat() if row[key] is not None else None
             item = (row["score"], -(first + at), row)
             if len(self.top) < self.top_k:
                 heapq.heappush(self.top, item)
@@ -163,6 +161,7 @@ def score_events(registry: ModelRegistry, model_name: str,
     layer = layer_for_spec(loaded.feature_spec, where)  # SchemaError if it cannot be reproduced
     threshold = _threshold(loaded, where)
     output = Path(output)
+    calibration = loaded.calibration  # None for models saved before calibrations
     n_events = 0
     with _torch_threads(num_threads), atomic_write(output) as handle, \
             progress(f"scoring with {where}", unit="events") as bar:
@@ -171,16 +170,10 @@ def score_events(registry: ModelRegistry, model_name: str,
             n_events += table.num_rows
             units = layer.featurize(table)
             scores = layer.score(loaded.model, units)
-            columns = layer.unit_columns(units)
-            out.write(pa.RecordBatch.from_arrays(
-                [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
-                 pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
+            out.write(alert_rows(layer.name, layer.unit_columns(units), scores, threshold,
+                                 calibration, table))
             bar.update(table.num_rows, alerts=out.alerts)
         top = out.close()
-    calibration = loaded.calibration  # None for models saved before calibrations
-    if calibration is not None:  # where each top alert sits among benign validation scores
-        for row in top:
-            row["percentile"] = float(calibration.percentile(row["score"]))
     summary = ScoringSummary(model_name, loaded.metadata.version, layer.name, threshold,
                              n_events, out.units, out.alerts, time.perf_counter() - started,
                              str(output), top, loaded.threshold_rule,

@@ -1,0 +1,94 @@
+"""The event context of scored units: who talked to whom, when, over what, by which sensor id.
+
+Every scored unit (an event, an edge, a host window) carries the context of the events behind
+it, whatever the layer, by one rule: a context column holds the value its events share, and is
+null where they disagree (an edge's events share their addresses but not their source ports; a
+host window's events share the host's address). `first_seen` and `last_seen` bound the events'
+times. `sensor_id` is the sensor's own id of the flow: the Zeek (or IoT-23 CSV) `uid`, else
+Suricata's `flow_id`; `community_id` joins one flow across sensors.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from training.collection.schema import CANONICAL_SCHEMA
+
+TIME = pa.timestamp("us", tz="UTC")
+# Canonical columns an analyst reads first, in output order.
+CONTEXT_FIELDS = ("event_type", "source_ip", "source_port", "dest_ip", "dest_port", "protocol",
+                  "service", "community_id")
+# Source fields (kept as extras by the collector) that hold the sensor's own flow id, in order.
+SENSOR_ID_FIELDS = ("uid", "flow_id")
+CONTEXT_SCHEMA = pa.schema([
+    *[(name, CANONICAL_SCHEMA.field(name).type) for name in CONTEXT_FIELDS],
+    ("sensor_id", pa.string()), ("first_seen", TIME), ("last_seen", TIME),
+])
+
+
+def sensor_ids(events: pa.Table) -> pa.Array:
+    """The sensor's own flow id of every event as text (null when the source has none)."""
+    present = [events[name] for name in SENSOR_ID_FIELDS if name in events.column_names]
+    if not present:
+        return pa.nulls(events.num_rows, pa.string())
+    texts = [pc.cast(column, pa.string()) for column in present]
+    merged = texts[0] if len(texts) == 1 else pc.coalesce(*texts)
+    return merged.combine_chunks() if isinstance(merged, pa.ChunkedArray) else merged
+
+
+def _context_table(events: pa.Table) -> pa.Table:
+    """The context columns of every event, in CONTEXT_SCHEMA order (first/last seen = time)."""
+    columns = []
+    for field in CONTEXT_SCHEMA:
+        if field.name in CONTEXT_FIELDS:
+            columns.append(events[field.name].cast(field.type) if field.name in
+                           events.column_names else pa.nulls(events.num_rows, field.type))
+        elif field.name == "sensor_id":
+            columns.append(sensor_ids(events))
+        else:
+            columns.append(events["timestamp"].cast(TIME))
+    return pa.Table.from_arrays(columns, schema=CONTEXT_SCHEMA)
+
+
+def unit_context(events: pa.Table, event_ids: pa.Array | pa.ChunkedArray) -> pa.Table:
+    """The context of every unit (one row each, CONTEXT_SCHEMA) from the events behind it.
+
+    Args:
+        events: the canonical event table the units were made from.
+        event_ids: per unit, the list of ids of its events (`Layer.unit_columns`).
+
+    Returns:
+        A table with one row per unit: the value its events share in each context column
+        (null where they differ or none is known), and its events' first and last times.
+    """
+    if isinstance(event_ids, pa.ChunkedArray):
+        event_ids = event_ids.combine_chunks()
+    context = _context_table(events)
+    flat = pc.list_flatten(event_ids)
+    rows = pc.index_in(flat, value_set=events["event_id"])
+    lengths = pc.list_value_length(event_ids).fill_null(0)
+    if len(event_ids) == len(flat) and pc.all(pc.equal(lengths, 1)).as_py():
+        return context.take(rows)  # one event per unit (layer 1): its own context
+    parents = pc.list_parent_indices(event_ids)
+    taken = context.take(rows).append_column("unit", parents)
+    grouped = taken.group_by("unit").aggregate(
+        [(name, "count_distinct") for name in CONTEXT_SCHEMA.names[:-2]]
+        + [(name, "max") for name in CONTEXT_SCHEMA.names[:-2]]
+        + [("first_seen", "min"), ("last_seen", "max")])
+    # Units without a known event get no row from group_by: place rows by unit index.
+    where = pc.index_in(pa.array(range(len(event_ids)), pa.int64()),
+                        value_set=grouped["unit"].cast(pa.int64()))
+    grouped = grouped.take(where)
+    columns = []
+    for field in CONTEXT_SCHEMA:
+        if field.name in ("first_seen", "last_seen"):
+            agg = "min" if field.name == "first_seen" else "max"
+            columns.append(grouped[f"{field.name}_{agg}"].cast(field.type))
+            continue
+        shared = pc.equal(grouped[f"{field.name}_count_distinct"], 1)
+        value = grouped[f"{field.name}_max"].cast(field.type)
+        columns.append(pc.if_else(shared, value, pa.scalar(None, field.type)))
+    return pa.Table.from_arrays([pa.chunked_array(c).combine_chunks()
+                                 if isinstance(c, pa.ChunkedArray) else c for c in columns],
+                                schema=CONTEXT_SCHEMA)
