@@ -317,6 +317,14 @@ class Layer(ABC):
         raise NotSupportedError(f"saving {self.name} samples one by one is not available; "
                                 "save what featurize(...) returned")
 
-    def explain(self, model: Detector, units: Any, rows: np.ndarray) -> list[Any]:
-        """The reasons behind the scores of units `rows` (the alerts' explanation hook)."""
+    def explain(self, model: Detector, units: Any, rows: np.ndarray,
+                events: pa.Table | None = None) -> list[list[Any]]:
+        """The reasons behind the scores of units `rows`: per unit, `Reason`s
+        (`training.layers.reasons`), largest contribution first, whose contributions sum to
+        its score. `events`: the canonical events the units were made from, for observed
+        values.
+
+        Raises:
+            NotSupportedError: the layer or its detector cannot split its scores.
+        """
         raise NotSupportedError(f"{self.name} does not explain its scores yet")
