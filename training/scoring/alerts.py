@@ -13,43 +13,69 @@ One row per unit the layer scores; the columns (`OUTPUT_SCHEMA`):
 | threshold | float32 | the model's anomaly threshold |
 | percentile | float32 | where the score sits among the model's benign validation scores, 0..100 (null for a model saved without a calibration) |
 | event_type ... community_id, sensor_id, first_seen, last_seen | | the event context (`training.scoring.context`) |
+| reasons | list<struct<field, contribution, observed, typical>> | an alert's top reasons (`training.layers.reasons`); null for units that do not alert, and for every unit when the layer or detector cannot explain its scores (logged once) |
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
+from training.errors import NotSupportedError
+from training.layers.reasons import REASON_TYPE, reasons_column
 from training.scoring.context import CONTEXT_SCHEMA, TIME, unit_context
+
+logger = logging.getLogger(__name__)
 
 OUTPUT_SCHEMA = pa.schema([
     ("unit", pa.string()), ("time", TIME), ("score", pa.float32()), ("is_alert", pa.bool_()),
     ("event_ids", pa.list_(pa.string())), ("layer", pa.string()), ("threshold", pa.float32()),
-    ("percentile", pa.float32()), *CONTEXT_SCHEMA,
+    ("percentile", pa.float32()), *CONTEXT_SCHEMA, ("reasons", pa.list_(REASON_TYPE)),
 ])
 
 
-def alert_rows(layer: str, columns: dict[str, pa.Array], scores: np.ndarray, threshold: float,
-               calibration: Any, events: pa.Table) -> pa.RecordBatch:
-    """The output rows of one scored batch of units.
+class AlertRows:
+    """Builds the output rows of scored batches for one model (see the module docstring).
 
     Args:
-        layer: the layer's name.
-        columns: the units' "unit", "time" and "event_ids" (`Layer.unit_columns`).
-        scores: their scores, in the same order.
+        layer: the `Layer` that made and scored the units.
+        model: the detector (asked for reasons of the alerting units).
         threshold: the model's threshold (a unit alerts at score >= threshold).
         calibration: the model's benign score distribution (`percentile(scores)`), or None.
-        events: the canonical event table the units were made from (for their context).
     """
-    n = len(scores)
-    percentile = (pa.nulls(n, pa.float32()) if calibration is None
-                  else pa.array(np.asarray(calibration.percentile(scores), np.float32)))
-    context = unit_context(events, columns["event_ids"])
-    arrays = [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
-              pa.array(scores >= threshold), columns["event_ids"],
-              pa.array([layer] * n, pa.string()), pa.array(np.full(n, threshold, np.float32)),
-              percentile, *context.columns]
-    return pa.RecordBatch.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray)
-                                       else a for a in arrays], schema=OUTPUT_SCHEMA)
+
+    def __init__(self, layer: Any, model: Any, threshold: float, calibration: Any) -> None:
+        self.layer, self.model = layer, model
+        self.threshold, self.calibration = threshold, calibration
+        self.explains = True  # until the layer or detector says it cannot
+
+    def rows(self, units: Any, scores: np.ndarray, events: pa.Table) -> pa.RecordBatch:
+        """The rows of one batch: `units` made from `events`, with their `scores`."""
+        n = len(scores)
+        columns = self.layer.unit_columns(units)
+        alert = scores >= self.threshold
+        percentile = (pa.nulls(n, pa.float32()) if self.calibration is None else
+                      pa.array(np.asarray(self.calibration.percentile(scores), np.float32)))
+        context = unit_context(events, columns["event_ids"])
+        arrays = [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
+                  pa.array(alert), columns["event_ids"], pa.array([self.layer.name] * n),
+                  pa.array(np.full(n, self.threshold, np.float32)), percentile,
+                  *context.columns, self._reasons(units, alert, events)]
+        return pa.RecordBatch.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray)
+                                           else a for a in arrays], schema=OUTPUT_SCHEMA)
+
+    def _reasons(self, units: Any, alert: np.ndarray, events: pa.Table) -> pa.Array:
+        reasons: list = [None] * len(alert)
+        rows = np.flatnonzero(alert)
+        if self.explains and len(rows):
+            try:
+                for row, unit in zip(rows.tolist(), self.layer.explain(self.model, units, rows,
+                                                                       events=events)):
+                    reasons[row] = unit
+            except NotSupportedError as exc:
+                logger.warning("alerts carry no reasons: %s", exc)
+                self.explains = False
+        return reasons_column(reasons)

@@ -48,7 +48,7 @@ from training.errors import CheckpointError, ConfigError
 from training.layers.registry import layer_for_spec
 from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
-from training.scoring.alerts import OUTPUT_SCHEMA, alert_rows
+from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows
 
 logger = logging.getLogger(__name__)
 
@@ -166,12 +166,12 @@ def score_events(registry: ModelRegistry, model_name: str,
     with _torch_threads(num_threads), atomic_write(output) as handle, \
             progress(f"scoring with {where}", unit="events") as bar:
         out = _Output(handle, output, top_k)
+        rows = AlertRows(layer, loaded.model, threshold, calibration)
         for table in _tables(events, streaming=layer.streams):
             n_events += table.num_rows
             units = layer.featurize(table)
             scores = layer.score(loaded.model, units)
-            out.write(alert_rows(layer.name, layer.unit_columns(units), scores, threshold,
-                                 calibration, table))
+            out.write(rows.rows(units, scores, table))
             bar.update(table.num_rows, alerts=out.alerts)
         top = out.close()
     summary = ScoringSummary(model_name, loaded.metadata.version, layer.name, threshold,
