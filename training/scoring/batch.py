@@ -49,6 +49,7 @@ from training.layers.registry import layer_for_spec
 from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
 from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows
+from training.scoring.tables import write_incidents
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,8 @@ logger = logging.getLogger(__name__)
 class ScoringSummary:
     """What a scoring run did; `top_alerts` holds the highest-scoring alerts, best first (with
     their percentile among the model's benign validation scores when it has a calibration);
-    `threshold_rule` and `expected_alert_rate` come from that calibration."""
+    `threshold_rule` and `expected_alert_rate` come from that calibration; `incidents` counts
+    the incidents written to `incidents_output` (`training.scoring.incidents`)."""
 
     model_name: str
     version: str
@@ -70,6 +72,8 @@ class ScoringSummary:
     top_alerts: list[dict[str, Any]] = field(default_factory=list)
     threshold_rule: str | None = None
     expected_alert_rate: float | None = None
+    incidents: int = 0
+    incidents_output: str | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -174,10 +178,12 @@ def score_events(registry: ModelRegistry, model_name: str,
             out.write(rows.rows(units, scores, table))
             bar.update(table.num_rows, alerts=out.alerts)
         top = out.close()
+    incidents = write_incidents(output)
     summary = ScoringSummary(model_name, loaded.metadata.version, layer.name, threshold,
                              n_events, out.units, out.alerts, time.perf_counter() - started,
                              str(output), top, loaded.threshold_rule,
-                             None if calibration is None else calibration.expected_alert_rate)
+                             None if calibration is None else calibration.expected_alert_rate,
+                             *incidents)
     logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
                 out.alerts, summary.seconds)
     return summary
