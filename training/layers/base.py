@@ -327,4 +327,15 @@ class Layer(ABC):
         Raises:
             NotSupportedError: the layer or its detector cannot split its scores.
         """
-        raise NotSupportedError(f"{self.name} does not explain its scores yet")
+        from training.layers.reasons import explain_terms
+
+        return explain_terms(model, self.batches(units, self.score_batch), rows,
+                             self.term_names(model, units))
+
+    def term_names(self, model: Detector, units: Any) -> list[str]:
+        """The name of each of `model.score_terms`' terms on this layer's batches.
+
+        Raises:
+            NotSupportedError: the layer does not name its detector's terms.
+        """
+        raise NotSupportedError(f"{self.name} does not name the terms of its scores")

@@ -50,3 +50,40 @@ def reasons_column(reasons: list[list[Reason] | None]) -> pa.Array:
     """Per unit, its top `REASONS_KEPT` reasons as a list<struct> column (null: none given)."""
     rows = [None if r is None else [x.to_dict() for x in r[:REASONS_KEPT]] for r in reasons]
     return pa.array(rows, pa.list_(REASON_TYPE))
+
+
+def explain_terms(model: Any, batches: Any, rows: np.ndarray, names: list[str]) -> list[list[Reason]]:
+    """Reasons from a detector's own score terms (`Detector.score_terms`) over the batches a
+    layer scores with, in scoring order, for units `rows`. Observed and typical values are the
+    detector's `score_values` (for example a forecast and what came), as standardized numbers.
+
+    Raises:
+        NotSupportedError: the detector does not split its scores.
+    """
+    import torch
+
+    from training.detectors.base import model_device, to_device
+
+    model.eval()
+    device = model_device(model)
+    terms, observed, expected = [], [], []
+    with torch.no_grad():
+        for batch in batches:
+            batch = to_device(batch, device)
+            terms.append(model.score_terms(batch).double().cpu().numpy())
+            if hasattr(model, "score_values"):
+                seen, wanted = model.score_values(batch)
+                observed.append(seen.double().cpu().numpy())
+                expected.append(wanted.double().cpu().numpy())
+    rows = np.asarray(rows, np.int64)
+    width = len(names)
+    chosen = np.concatenate(terms)[rows] if terms else np.zeros((0, width))
+    seen = np.concatenate(observed)[rows] if observed else np.full(chosen.shape, np.nan)
+    wanted = np.concatenate(expected)[rows] if expected else np.full(chosen.shape, np.nan)
+    if chosen.shape[1] != width:
+        raise ValueError(f"the detector gives {chosen.shape[1]} score terms, the layer names {width}")
+    return [ranked(names, chosen[i], _texts(seen[i]), _texts(wanted[i])) for i in range(len(rows))]
+
+
+def _texts(values: np.ndarray) -> list[str | None]:
+    return [None if np.isnan(v) else f"{v:.4g}" for v in values]
