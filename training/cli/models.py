@@ -54,6 +54,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 def cmd_score(args: argparse.Namespace) -> int:
     from training.cli.options import parse_source
+    from training.scoring.alerts import alert_context
     from training.registry.registry import ModelRegistry
     from training.scoring.batch import score_events
 
@@ -70,7 +71,10 @@ def cmd_score(args: argparse.Namespace) -> int:
           f"{summary.output}")
     for rank, alert in enumerate(summary.top_alerts, 1):
         events = ", ".join(alert["event_ids"][:3]) + (" ..." if len(alert["event_ids"]) > 3 else "")
-        print(f"  {rank:>2}. {alert['score']:.6g}  {alert['unit']}  {alert['time']}  [{events}]")
+        print(f"  {rank:>2}. {alert['score']:.6g}  {alert['unit']}  {alert['time']}  [{events}]"
+              f"{alert_context(alert)}")
+    if summary.incidents_output:
+        print(f"incidents: {summary.incidents:,}; written to {summary.incidents_output}")
     return 0
 
 

@@ -79,3 +79,23 @@ class AlertRows:
                 logger.warning("alerts carry no reasons: %s", exc)
                 self.explains = False
         return reasons_column(reasons)
+
+
+def alert_context(row: dict[str, Any]) -> str:
+    """One alert row's context and first reason as a short line tail for people:
+    "  10.0.0.5:51000 -> 8.8.8.8:53 udp dns; dest_port 65000 (typical 53)"."""
+    def end(ip: Any, port: Any) -> str:
+        return f"{ip or '?'}{'' if port is None else f':{port}'}"
+
+    parts = []
+    if row.get("source_ip") or row.get("dest_ip"):
+        parts.append(f"{end(row.get('source_ip'), row.get('source_port'))} -> "
+                     f"{end(row.get('dest_ip'), row.get('dest_port'))}")
+    parts += [str(row[k]) for k in ("protocol", "service") if row.get(k)]
+    text = " ".join(parts)
+    reasons = row.get("reasons")
+    if reasons:
+        first = reasons[0]
+        typical = "" if first.get("typical") is None else f" (typical {first['typical']})"
+        text += f"; {first['field']} {first.get('observed')}{typical}"
+    return f"  {text}" if text else ""

@@ -95,3 +95,15 @@ def test_units_of_many_events_keep_the_values_their_events_share():
         (t[0].as_py(), t[1].as_py()), (t[2].as_py(), t[2].as_py()),
         (t[0].as_py(), t[2].as_py()), (None, None), (None, None)]
     assert all(r["protocol"] is None and r["community_id"] is None for r in rows)
+
+
+def test_an_alert_line_shows_its_hosts_and_first_reason():
+    from training.scoring.alerts import alert_context
+
+    row = {"source_ip": "10.0.0.5", "source_port": 51000, "dest_ip": "8.8.8.8", "dest_port": 53,
+           "protocol": "udp", "service": "dns",
+           "reasons": [{"field": "dest_port", "observed": "65000", "typical": "53",
+                        "contribution": 9.0}]}
+    assert alert_context(row) == "  10.0.0.5:51000 -> 8.8.8.8:53 udp dns; dest_port 65000 (typical 53)"
+    assert alert_context({"source_ip": "10.0.0.5", "reasons": None}) == "  10.0.0.5 -> ?"
+    assert alert_context({"unit": "x"}) == ""
