@@ -80,9 +80,14 @@ def write_table(table: pa.Table, path: str | Path) -> Path:
 
 def write_incidents(alerts_path: str | Path) -> tuple[int, str]:
     """Group the alerts of a `score` output file into incidents, written beside it
-    (`incidents_path`); returns (how many, where)."""
+    (`incidents_path`) with the alerts page (`training.scoring.alerts_page`); returns (how
+    many, where)."""
+    from training.scoring.alerts_page import write_alerts_page
+
     incidents = build_incidents(read_alerts(alerts_path, alerts_only=True))
-    return incidents.num_rows, str(write_table(incidents, incidents_path(alerts_path)))
+    written = write_table(incidents, incidents_path(alerts_path))
+    write_alerts_page(incidents, alerts_path)
+    return incidents.num_rows, str(written)
 
 
 def as_pandas(table: pa.Table) -> Any:

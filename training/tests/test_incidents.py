@@ -3,6 +3,7 @@ and the files `score` writes beside its alerts."""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -74,6 +75,11 @@ def test_score_writes_incidents_beside_its_alerts(tmp_path, datasets, suffix):
     assert alerts.num_rows == summary.alerts > 0 and incidents.num_rows == summary.incidents > 0
     rows = incidents.to_pylist()
     assert sum(i["alerts"] for i in rows) == alerts.num_rows
+    page = json.loads((tmp_path / "alerts.alerts.json").read_text())
+    assert [(i["rank"], i["entity"], i["alerts"]) for i in page["incidents"]] == \
+        [(i["rank"], i["entity"], i["alerts"]) for i in rows[:20]]
+    assert (tmp_path / "alerts.alerts.html").read_text().count("<h2 id='incident-") == \
+        len(page["incidents"])
     assert [i["rank"] for i in rows] == list(range(1, len(rows) + 1))
     assert [i["score"] for i in rows] == sorted((i["score"] for i in rows), reverse=True)
     by_entity = {}
