@@ -112,7 +112,7 @@ class Detector(nn.Module, ABC):
             returns (units,), float32, finite.
         """
 
-    def score_terms(self, batch: Any) -> torch.Tensor:
+    def feature_terms(self, batch: Any) -> torch.Tensor:
         """The additive terms of `anomaly_score` (its explanation): each row sums to the unit's
         score. Detectors that cannot split their score raise NotSupportedError.
 

@@ -148,7 +148,7 @@ class Layer2GNN(Detector):
         error = (self.reconstruct(pair) - _target(batch, self.directed)).pow(2).mean(1)
         return error + self.existence_weight * F.softplus(-self.link(pair).squeeze(-1))
 
-    def score_terms(self, batch: Batch) -> torch.Tensor:
+    def feature_terms(self, batch: Batch) -> torch.Tensor:
         """The score's terms: each reconstructed feature's squared error / features (the edge's,
         then its ends'), then the weighted edge-existence term (how unlikely this peer is).
 

@@ -114,7 +114,7 @@ class Layer3TCN(Detector):
         history, target = batch[0], batch[1]
         return (self(history) - target).pow(2).mean(1)
 
-    def score_terms(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def feature_terms(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         """Each target feature's share of the score: its squared forecast error / features.
 
         Shapes:

@@ -172,7 +172,7 @@ class Layer1VAE(Detector):
         logits = self.output(_without_dropout(self.decoder, self.fc_mean(h)))  # (batch, input_dim)
         return self._reconstruction_error(logits, x).float()
 
-    def score_terms(self, batch: Any) -> torch.Tensor:
+    def feature_terms(self, batch: Any) -> torch.Tensor:
         """The per-feature reconstruction error terms of `anomaly_score` (eval mode: the mean
         code), plus the KL divergence as a last term when the score is the negative ELBO.
 

@@ -333,7 +333,7 @@ class Layer(ABC):
                              self.term_names(model, units))
 
     def term_names(self, model: Detector, units: Any) -> list[str]:
-        """The name of each of `model.score_terms`' terms on this layer's batches.
+        """The name of each of `model.feature_terms`' terms on this layer's batches.
 
         Raises:
             NotSupportedError: the layer does not name its detector's terms.

@@ -1,7 +1,7 @@
 """Layer-1 reasons: a detector's per-dim score terms added up per event field.
 
 The VAE's score is its reconstruction error summed over the 128 dims, so its per-dim terms
-(`Detector.score_terms`) grouped by the field each dim encodes (`training.features.layer1_names`)
+(`Detector.feature_terms`) grouped by the field each dim encodes (`training.features.layer1_names`)
 are the fields' contributions, and they sum to the score. The observed value is the event's
 own (from the event table when given, else read back from its vector); the typical value is
 the model's reconstruction read back the same way: what the model, trained on benign events,
@@ -28,7 +28,7 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
     """The reasons of each event, largest contribution first.
 
     Args:
-        model: a fitted detector with `score_terms` (one term per dim, optionally a KL last).
+        model: a fitted detector with `feature_terms` (one term per dim, optionally a KL last).
         features: (events, 128) layer-1 vectors.
         events: the events' canonical rows in the same order, for their observed values.
         robust: the vectors' volumes are robust-scaled (read back as scaled values).
@@ -39,7 +39,7 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
     model.eval()
     x = torch.as_tensor(np.asarray(features, np.float32))
     with torch.no_grad():
-        terms = model.score_terms(x).double().numpy()  # (events, 128 [+ 1])
+        terms = model.feature_terms(x).double().numpy()  # (events, 128 [+ 1])
         expected = model.reconstruct(x).numpy() if hasattr(model, "reconstruct") else None
     slices = field_slices()
     kl = terms.shape[1] > DIM

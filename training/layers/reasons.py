@@ -14,6 +14,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from training.errors import NotSupportedError
+
 REASON_TYPE = pa.struct([("field", pa.string()), ("contribution", pa.float64()),
                          ("observed", pa.string()), ("typical", pa.string())])
 REASONS_KEPT = 5  # reasons an alert row keeps: the top of the ranking
@@ -53,7 +55,7 @@ def reasons_column(reasons: list[list[Reason] | None]) -> pa.Array:
 
 
 def explain_terms(model: Any, batches: Any, rows: np.ndarray, names: list[str]) -> list[list[Reason]]:
-    """Reasons from a detector's own score terms (`Detector.score_terms`) over the batches a
+    """Reasons from a detector's own score terms (`Detector.feature_terms`) over the batches a
     layer scores with, in scoring order, for units `rows`. Observed and typical values are the
     detector's `score_values` (for example a forecast and what came), as standardized numbers.
 
@@ -70,7 +72,7 @@ def explain_terms(model: Any, batches: Any, rows: np.ndarray, names: list[str]) 
     with torch.no_grad():
         for batch in batches:
             batch = to_device(batch, device)
-            terms.append(model.score_terms(batch).double().cpu().numpy())
+            terms.append(model.feature_terms(batch).double().cpu().numpy())
             if hasattr(model, "score_values"):
                 seen, wanted = model.score_values(batch)
                 observed.append(seen.double().cpu().numpy())
@@ -80,8 +82,9 @@ def explain_terms(model: Any, batches: Any, rows: np.ndarray, names: list[str]) 
     chosen = np.concatenate(terms)[rows] if terms else np.zeros((0, width))
     seen = np.concatenate(observed)[rows] if observed else np.full(chosen.shape, np.nan)
     wanted = np.concatenate(expected)[rows] if expected else np.full(chosen.shape, np.nan)
-    if chosen.shape[1] != width:
-        raise ValueError(f"the detector gives {chosen.shape[1]} score terms, the layer names {width}")
+    if chosen.shape[1] != width:  # e.g. a row detector reading a view the layer does not name
+        raise NotSupportedError(f"{type(model).__name__} gives {chosen.shape[1]} score terms "
+                                f"on these units; the layer names {width}")
     return [ranked(names, chosen[i], _texts(seen[i]), _texts(wanted[i])) for i in range(len(rows))]
 
 

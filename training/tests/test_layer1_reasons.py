@@ -113,14 +113,24 @@ def test_every_dim_is_named_and_each_field_listed_once():
     assert DIM_NAMES[12] == "protocol=tcp" and DIM_FIELDS[73] == "dest_port"
 
 
-def test_a_detector_without_per_feature_terms_says_so(fitted):
+def test_row_detectors_explain_with_their_own_terms_or_say_they_cannot(fitted):
     from training.detectors.rows import row_detector
 
     layer, _, train, held_out, _ = fitted
     units = layer.featurize(held_out)
-    model = row_detector("iforest")(input_dim=128, inputs="vector")
-    with pytest.raises(NotSupportedError, match="does not split its scores"):
-        layer.explain(model, units, np.arange(2), events=held_out)
+    forest = row_detector("iforest")(input_dim=128, inputs="vector")
+    with pytest.raises(NotSupportedError, match="no per-feature terms"):
+        layer.explain(forest, units, np.arange(2), events=held_out)
+    ecod = row_detector("ecod")(input_dim=128, inputs="vector")
+    ecod.fit(layer.featurize(train).features)
+    scores = ecod.anomaly_score(torch.from_numpy(units.features)).numpy()
+    changed = _changed(held_out, "protocol", "icmp")
+    reasons = layer.explain(ecod, layer.featurize(changed), np.arange(N_EVENTS), events=changed)
+    assert [r[0].field for r in reasons] == ["protocol"] * N_EVENTS
+    assert all(r[0].typical is None for r in reasons)  # ECOD has no reconstruction
+    unchanged = layer.explain(ecod, units, np.arange(N_EVENTS), events=held_out)
+    for unit, score in zip(unchanged, scores):
+        assert abs(sum(r.contribution for r in unit) - score) <= 1e-4
 
 
 def test_scored_alerts_carry_their_reasons(fitted, tmp_path):
