@@ -15,7 +15,7 @@ import numpy as np
 from training.features.layer1 import (
     CONN_STATE, CONN_STATES, DEST_ADDRESS, DEST_PORT, DIM, DIRECTION, DIRECTIONS, EVENT,
     EVENT_CATEGORIES, EXTRA, EXTRA_BUCKETS, IDENTITY, IDENTITY_AT, PROTOCOL, PROTOCOLS, SERVICE,
-    SEVERITY, SOURCE_ADDRESS, SOURCE_PORT, TIME, VOLUME, VOLUME_AT,
+    SEVERITY, SOURCE_ADDRESS, SOURCE_PORT, TIME, VERSION, VOLUME, VOLUME_AT,
 )
 
 _SERVICE_NAMES = ("dns", "http", "ssl", "ssh", "smb", "rdp", "kerberos", "ntp")
@@ -60,6 +60,13 @@ FIELDS: tuple[str, ...] = tuple(field for field, _, _ in BLOCKS)
 if len(DIM_NAMES) != DIM:  # the table above must tile the layout exactly
     raise RuntimeError(f"layer-1 dim names cover {len(DIM_NAMES)} dims, the layout has {DIM}")
 _CAPS = dict(VOLUME)
+
+
+def dim_names(spec: object) -> list[str] | None:
+    """The dim names of vectors made by `spec` (a FeatureSpec), or None for another layout."""
+    if getattr(spec, "layer", None) == "layer1" and getattr(spec, "version", None) == VERSION:
+        return list(DIM_NAMES)
+    return None
 
 
 def field_slices() -> dict[str, slice]:

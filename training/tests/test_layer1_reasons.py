@@ -156,3 +156,17 @@ def test_scored_alerts_carry_their_reasons(fitted, tmp_path):
         assert row["reasons"][0]["observed"] == "icmp"
         assert row["reasons"][0]["contribution"] == pytest.approx(unit[0].contribution, abs=1e-5)
     assert summary.top_alerts[0]["reasons"][0]["field"] == "protocol"
+
+
+def test_the_validation_report_names_layer1_dims(fitted, tmp_path):
+    import json
+    import re
+
+    from training.cli.main import main
+
+    layer, _, train, _, _ = fitted
+    path = layer.featurize(train).save(tmp_path / "train.npz")
+    main(["validate", "--data", str(path), "--report", str(tmp_path / "v")])
+    report = (tmp_path / "v.json").read_text()
+    assert not re.search(r"feature_\d", report) and "'protocol=icmp'" in report
+    assert json.loads(report)["statistics"]["n_features"] == 128
