@@ -90,6 +90,26 @@ def write_incidents(alerts_path: str | Path) -> tuple[int, str]:
     return incidents.num_rows, str(written)
 
 
+def incidents_across_layers(alert_paths: list[str | Path], output: str | Path,
+                            window_seconds: float = 3600.0) -> pa.Table:
+    """One incidents table from the alerts files of several models (say one per layer),
+    written to `output` (Parquet or JSON Lines) with its alerts page beside it.
+
+    Raises:
+        ConfigError: no alerts file given, or one is missing; SchemaError: one is not a
+            `score` output.
+    """
+    from training.scoring.alerts_page import write_alerts_page
+
+    if not alert_paths:
+        raise ConfigError("alert_paths must name at least one alerts file written by score")
+    incidents = build_incidents([read_alerts(p, alerts_only=True) for p in alert_paths],
+                                window_seconds)
+    write_table(incidents, output)
+    write_alerts_page(incidents, output)
+    return incidents
+
+
 def as_pandas(table: pa.Table) -> Any:
     """The table as a pandas DataFrame (the optional pandas extra).
 

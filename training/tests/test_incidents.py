@@ -106,3 +106,22 @@ def test_pandas_is_optional(tmp_path):
             as_pandas(table)
     else:
         assert list(as_pandas(table).columns) == table.column_names
+
+
+def test_alert_files_of_several_layers_make_one_incident_table(tmp_path):
+    from training.scoring.tables import incidents_across_layers, write_table
+
+    rows = [_row("layer1", "conn:C1", 99.9, source_ip="10.0.0.5"),
+            _row("layer3", "10.0.0.5@2026-11-20T10:00", 99.0),
+            _row("layer1", "conn:C2", 90.0, source_ip="10.0.0.9")]
+    write_table(pa.Table.from_pylist(rows[::2], schema=OUTPUT_SCHEMA), tmp_path / "l1.parquet")
+    write_table(pa.Table.from_pylist(rows[1:2], schema=OUTPUT_SCHEMA), tmp_path / "l3.jsonl")
+    out = incidents_across_layers([tmp_path / "l1.parquet", tmp_path / "l3.jsonl"],
+                                  tmp_path / "all.jsonl")
+    assert out.to_pylist() == read_incidents(tmp_path / "all.jsonl").to_pylist() == \
+        build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [(i["entity"], [x["layer"] for x in i["layers"]]) for i in out.to_pylist()] == [
+        ("10.0.0.5", ["layer1", "layer3"]), ("10.0.0.9", ["layer1"])]
+    assert (tmp_path / "all.alerts.html").exists()
+    with pytest.raises(ConfigError, match="no scored units file there"):
+        incidents_across_layers([tmp_path / "nope.parquet"], tmp_path / "x.jsonl")
