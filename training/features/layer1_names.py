@@ -88,7 +88,8 @@ def decode(field: str, block: np.ndarray, robust: bool = False) -> str:
     if field == "severity":
         return f"{float(block[0]):.3g}"
     if field in ("source_port", "dest_port"):
-        return "-" if block[:3].max() < 0.5 else str(int(round(float(block[3]) * 65535)))
+        # A missing port leaves the block 0; a reconstruction always reads as some port.
+        return "-" if block.max() <= 0.0 else str(int(round(float(block[3]) * 65535)))
     if field == "timestamp":
         angle = math.atan2(2 * float(block[0]) - 1, 2 * float(block[1]) - 1)
         minutes = int(round((angle / (2 * math.pi)) % 1.0 * 1440)) % 1440

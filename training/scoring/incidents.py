@@ -9,7 +9,8 @@ Ranking: each alert's weight is how far into the benign tail it is, -log10 of th
 model's benign validation scores at or above it (from its percentile; `MAX_TAIL` where the
 percentile is 100, and score/threshold where the model has no calibration). An incident's score
 is the sum over layers of each layer's heaviest alert: evidence from several layers adds up,
-hundreds of alerts of one kind do not.
+hundreds of alerts of one kind do not. Ties (alerts past every benign score) go to the
+incident whose alert is furthest above its threshold (score / threshold).
 
 Columns of the incidents table (`INCIDENT_SCHEMA`): rank, entity, window_start, score,
 alerts, per-layer counts (`layers`: list of {layer, alerts}), first_seen, last_seen, flows
@@ -89,7 +90,7 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
             groups[(entity_of(row), slot)].append(row)
     incidents = [_incident(entity, slot * window_seconds, rows)
                  for (entity, slot), rows in groups.items()]
-    incidents.sort(key=lambda i: (-i["score"], i["window_start"], i["entity"]))
+    incidents.sort(key=lambda i: (-i["score"], -i.pop("peak"), i["window_start"], i["entity"]))
     for rank, incident in enumerate(incidents, 1):
         incident["rank"] = rank
     return pa.Table.from_pylist(incidents, schema=INCIDENT_SCHEMA)
@@ -106,13 +107,20 @@ def _incident(entity: str, start: float, rows: list[dict]) -> dict[str, Any]:
     order = sorted(range(len(rows)), key=lambda i: -weights[i])[:TOP_ALERTS]
     return {
         "entity": entity, "window_start": datetime.fromtimestamp(start, timezone.utc),
-        "score": sum(best.values()), "alerts": len(rows),
+        "score": sum(best.values()), "alerts": len(rows), "peak": _peak(rows),
         "layers": [{"layer": k, "alerts": counts[k]} for k in sorted(counts)],
         "first_seen": min(seen) if seen else None, "last_seen": max(seen) if seen else None,
         "flows": _flows(rows),
         "top": [{k: rows[i].get(k) for k in ("layer", "unit", "score", "percentile", "reasons")}
                 for i in order],
     }
+
+
+def _peak(rows: list[dict]) -> float:
+    """The highest score/threshold of the alerts: breaks ties between incidents whose alerts
+    are all beyond every benign validation score (the tail weight tops out there)."""
+    return max(float(r["score"]) / r["threshold"] if r.get("threshold") else float(r["score"])
+               for r in rows)
 
 
 def _flows(rows: list[dict]) -> list[dict[str, Any]]:

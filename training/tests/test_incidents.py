@@ -125,3 +125,11 @@ def test_alert_files_of_several_layers_make_one_incident_table(tmp_path):
     assert (tmp_path / "all.alerts.html").exists()
     with pytest.raises(ConfigError, match="no scored units file there"):
         incidents_across_layers([tmp_path / "nope.parquet"], tmp_path / "x.jsonl")
+
+
+def test_incidents_past_every_benign_score_rank_by_how_far_above_the_threshold():
+    rows = [_row("layer1", "conn:A", 100.0, source_ip="10.0.0.1"),
+            _row("layer1", "conn:B", 100.0, source_ip="10.0.0.2")]
+    rows[1]["score"] = 3.0  # six times its threshold; the first is twice its threshold
+    incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [(i["entity"], i["score"]) for i in incidents] == [("10.0.0.2", 6.0), ("10.0.0.1", 6.0)]
