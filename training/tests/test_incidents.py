@@ -133,3 +133,16 @@ def test_incidents_past_every_benign_score_rank_by_how_far_above_the_threshold()
     rows[1]["score"] = 3.0  # six times its threshold; the first is twice its threshold
     incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
     assert [(i["entity"], i["score"]) for i in incidents] == [("10.0.0.2", 6.0), ("10.0.0.1", 6.0)]
+
+
+def test_a_file_that_is_not_a_scoring_output_is_refused_by_name(tmp_path):
+    import pyarrow.parquet as pq
+
+    from training.errors import SchemaError
+
+    pq.write_table(pa.table({"score": [1.0]}), tmp_path / "other.parquet")
+    with pytest.raises(SchemaError, match="other.parquet: not a scored units file written by score"):
+        read_alerts(tmp_path / "other.parquet")
+    (tmp_path / "bad.jsonl").write_text('{"unit": "a", "score": "high"}\n')
+    with pytest.raises(SchemaError, match="bad.jsonl: not a scored units file"):
+        read_alerts(tmp_path / "bad.jsonl")
