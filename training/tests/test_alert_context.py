@@ -107,3 +107,17 @@ def test_an_alert_line_shows_its_hosts_and_first_reason():
     assert alert_context(row) == "  10.0.0.5:51000 -> 8.8.8.8:53 udp dns; dest_port 65000 (typical 53)"
     assert alert_context({"source_ip": "10.0.0.5", "reasons": None}) == "  10.0.0.5 -> ?"
     assert alert_context({"unit": "x"}) == ""
+
+
+def test_a_collection_of_an_iot23_csv_resumes_on_its_uids_without_duplicates(tmp_path, datasets):
+    path = datasets / "iot23/CTU-Malware-Capture-44-1-labeled.csv"
+    uids = [line.split(",")[1] for line in path.read_text().splitlines()[1:]]
+    collected: list[str] = []
+    for _ in range(10):  # stop after 100 events each run, resume from the checkpoint
+        collector = DataCollector([DataSource("s", "csv_file", {"path": str(path)})],
+                                  output_dir=tmp_path / "out", progress=False)
+        batch = [e.event_id for e in collector.collect(max_events=100)]
+        if not batch:
+            break
+        collected += batch
+    assert collected == uids
