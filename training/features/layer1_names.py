@@ -75,29 +75,39 @@ def field_slices() -> dict[str, slice]:
 
 
 def decode(field: str, block: np.ndarray, robust: bool = False) -> str:
-    """A field's block of one vector (values in [0, 1]) as readable text.
+    """A field's block of one vector (values in [0, 1]) as readable text (see `decode_rows`)."""
+    return decode_rows(field, np.asarray(block)[None, :], robust)[0]
+
+
+def decode_rows(field: str, blocks: np.ndarray, robust: bool = False) -> list[str]:
+    """A field's blocks of many vectors, (rows, dims of the field), as readable text.
 
     One-hot blocks give the strongest dim's value name ("-" when none reaches 0.5); ports
     the port number; volumes the amount (or the robust-scaled value); the time its time of
     day; hashed fields "set" or "-".
     """
-    names = DIM_NAMES[field_slices()[field]]
+    blocks = np.asarray(blocks, np.float64)
     if field in _CAPS:
-        value = float(block[0])
-        return f"{value:.3g} (scaled)" if robust else f"{math.expm1(value * math.log1p(_CAPS[field])):.6g}"
+        if robust:
+            return [f"{v:.3g} (scaled)" for v in blocks[:, 0]]
+        return [f"{v:.6g}" for v in np.expm1(blocks[:, 0] * math.log1p(_CAPS[field]))]
     if field == "severity":
-        return f"{float(block[0]):.3g}"
+        return [f"{v:.3g}" for v in blocks[:, 0]]
     if field in ("source_port", "dest_port"):
         # A missing port leaves the block 0; a reconstruction always reads as some port.
-        return "-" if block.max() <= 0.0 else str(int(round(float(block[3]) * 65535)))
+        ports = np.rint(blocks[:, 3] * 65535).astype(np.int64)
+        return ["-" if empty else str(p) for p, empty in zip(ports, blocks.max(1) <= 0.0)]
     if field == "timestamp":
-        angle = math.atan2(2 * float(block[0]) - 1, 2 * float(block[1]) - 1)
-        minutes = int(round((angle / (2 * math.pi)) % 1.0 * 1440)) % 1440
-        return f"{minutes // 60:02d}:{minutes % 60:02d} UTC"
-    best = int(np.argmax(block))
-    if block[best] < 0.5:
-        return "-"
-    name = names[best]
-    if "#" in name:  # a hashed bucket: a value outside the named ones
-        return "other" if field in ("event_type", "protocol", "service", "conn_state") else "set"
-    return name.split("=", 1)[1] if "=" in name else name.split(":", 1)[1]
+        angle = np.arctan2(2 * blocks[:, 0] - 1, 2 * blocks[:, 1] - 1)
+        minutes = np.rint((angle / (2 * np.pi)) % 1.0 * 1440).astype(np.int64) % 1440
+        return [f"{m // 60:02d}:{m % 60:02d} UTC" for m in minutes]
+    names = DIM_NAMES[field_slices()[field]]
+    texts = []
+    for name in names:
+        if "#" in name:  # a hashed bucket: a value outside the named ones
+            texts.append("other" if field in ("event_type", "protocol", "service", "conn_state")
+                         else "set")
+        else:
+            texts.append(name.split("=", 1)[1] if "=" in name else name.split(":", 1)[1])
+    best = blocks.argmax(1)
+    return ["-" if v < 0.5 else texts[b] for b, v in zip(best, blocks[np.arange(len(best)), best])]

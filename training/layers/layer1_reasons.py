@@ -16,7 +16,7 @@ import torch
 
 from training.detectors.base import Detector
 from training.features.layer1 import DIM
-from training.features.layer1_names import FIELDS, decode, field_slices
+from training.features.layer1_names import FIELDS, decode_rows, field_slices
 from training.layers.reasons import Reason, ranked
 
 KL_FIELD = "latent code (KL)"  # the ELBO score's last term: how unusual the event's code is
@@ -46,31 +46,25 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
     fields = list(FIELDS) + ([KL_FIELD] if kl else [])
     contributions = np.stack([terms[:, s].sum(axis=1) for s in slices.values()]
                              + ([terms[:, DIM]] if kl else []), axis=1)  # (events, fields)
-    observed = _observed(events, features, robust)
-    out = []
-    for i in range(len(features)):
-        typical = [None if expected is None else decode(f, expected[i, s], robust)
-                   for f, s in slices.items()]
-        extra = [None] if kl else []
-        out.append(ranked(fields, contributions[i], observed[i] + extra, typical + extra))
-    return out
+    observed = _observed(events, features, robust)  # (fields, events) texts
+    typical = ([decode_rows(f, expected[:, s], robust) for f, s in slices.items()]
+               if expected is not None else [[None] * len(features)] * len(slices))
+    extra = [None] if kl else []
+    return [ranked(fields, contributions[i], [column[i] for column in observed] + extra,
+                   [column[i] for column in typical] + extra) for i in range(len(features))]
 
 
 def _observed(events: pa.Table | None, features: np.ndarray, robust: bool) -> list[list[str | None]]:
-    """Per event and field, its value as text: the raw event value where the table has it."""
-    slices = field_slices()
-    rows = [[decode(f, features[i, s], robust) for f, s in slices.items()]
-            for i in range(len(features))]
-    if events is None:
-        return rows
-    for j, field in enumerate(slices):
-        if field == "timestamp":  # read back as time of day, to compare with the typical
-            continue
-        names = [n for n in _RAW.get(field, (field,)) if n in events.column_names]
+    """Per field, every event's value as text: the raw event value (None where it has none)
+    when the table has the field, else read back from the vector."""
+    columns: list[list[str | None]] = []
+    for field, dims in field_slices().items():
+        names = ([n for n in _RAW.get(field, (field,)) if n in events.column_names]
+                 if events is not None and field != "timestamp" else [])  # time: time of day
         if not names:
+            columns.append(decode_rows(field, features[:, dims], robust))
             continue
         values = [events[n].to_pylist() for n in names]
-        for i in range(len(features)):
-            found = next((v[i] for v in values if v[i] is not None), None)
-            rows[i][j] = None if found is None else str(found)
-    return rows
+        columns.append([next((str(v[i]) for v in values if v[i] is not None), None)
+                        for i in range(len(features))])
+    return columns

@@ -170,3 +170,27 @@ def test_the_validation_report_names_layer1_dims(fitted, tmp_path):
     report = (tmp_path / "v.json").read_text()
     assert not re.search(r"feature_\d", report) and "'protocol=icmp'" in report
     assert json.loads(report)["statistics"]["n_features"] == 128
+
+
+def test_vectors_read_back_as_the_values_that_made_them():
+    from datetime import datetime, timezone
+
+    from training.collection.schema import CANONICAL_SCHEMA
+    from training.features.layer1 import Layer1Featurizer
+    from training.features.layer1_names import decode_rows, field_slices
+
+    row = {"timestamp": datetime(2026, 11, 20, 10, 5, tzinfo=timezone.utc), "event_type": "conn",
+           "protocol": "tcp", "service": "ssl", "conn_state": "SF", "dest_port": 443,
+           "source_port": None, "bytes_sent": 1000, "packets_sent": 12, "duration": 2.5,
+           "source_ip": "10.0.0.5"}
+    table = pa.Table.from_pylist([{k: row.get(k) for k in CANONICAL_SCHEMA.names}],
+                                 schema=CANONICAL_SCHEMA)
+    vector = Layer1Featurizer().featurize(table)
+    read = {f: decode_rows(f, vector[:, s])[0] for f, s in field_slices().items()}
+    assert {f: read[f] for f in ("event_type", "protocol", "service", "conn_state", "dest_port",
+                                 "source_port", "source_ip", "timestamp", "user")} == {
+        "event_type": "network", "protocol": "tcp", "service": "ssl", "conn_state": "SF",
+        "dest_port": "443", "source_port": "-", "source_ip": "private",
+        "timestamp": "10:05 UTC", "user": "-"}
+    assert [float(read[f]) for f in ("bytes_sent", "packets_sent", "duration")] == \
+        pytest.approx([1000, 12, 2.5], rel=1e-4)
