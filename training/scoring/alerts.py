@@ -12,7 +12,7 @@ One row per unit the layer scores; the columns (`OUTPUT_SCHEMA`):
 | layer | string | the layer that scored it |
 | threshold | float32 | the model's anomaly threshold |
 | percentile | float32 | where the score sits among the model's benign validation scores, 0..100 (null for a model saved without a calibration) |
-| event_type ... community_id, sensor_id, first_seen, last_seen | | the event context (`training.scoring.context`) |
+| event_type ... community_id, sensor_id, first_seen, last_seen, top_events | | the event context (`training.scoring.context`) |
 | reasons | list<struct<field, contribution, observed, typical>> | an alert's top reasons (`training.layers.reasons`); null for units that do not alert, and for every unit when the layer or detector cannot explain its scores (logged once) |
 """
 

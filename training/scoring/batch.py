@@ -117,6 +117,8 @@ class _Output:
         for at, row in zip(best.tolist(), batch.take(pa.array(best)).to_pylist()):
             for key in ("time", "first_seen", "last_seen"):
                 row[key] = row[key].isoformat() if row[key] is not None else None
+            for event in row["top_events"] or ():
+                event["timestamp"] = event["timestamp"] and event["timestamp"].isoformat()
             item = (row["score"], -(first + at), row)
             if len(self.top) < self.top_k:
                 heapq.heappush(self.top, item)

@@ -5,11 +5,14 @@ it, whatever the layer, by one rule: a context column holds the value its events
 null where they disagree (an edge's events share their addresses but not their source ports; a
 host window's events share the host's address). `first_seen` and `last_seen` bound the events'
 times. `sensor_id` is the sensor's own id of the flow: the Zeek (or IoT-23 CSV) `uid`, else
-Suricata's `flow_id`; `community_id` joins one flow across sensors.
+Suricata's `flow_id`; `community_id` joins one flow across sensors. A unit of several events
+(an edge, a window) also lists its top `TOP_EVENTS` events with their own context
+(`top_events`): those that moved the most bytes (both ways), the earliest first on ties.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -21,10 +24,17 @@ CONTEXT_FIELDS = ("event_type", "source_ip", "source_port", "dest_ip", "dest_por
                   "service", "community_id")
 # Source fields (kept as extras by the collector) that hold the sensor's own flow id, in order.
 SENSOR_ID_FIELDS = ("uid", "flow_id")
+TOP_EVENTS = 3
+EVENT_CONTEXT = pa.struct([("event_id", pa.string()), ("timestamp", TIME),
+                          *[(n, CANONICAL_SCHEMA.field(n).type) for n in CONTEXT_FIELDS],
+                          ("bytes", pa.int64())])
 CONTEXT_SCHEMA = pa.schema([
     *[(name, CANONICAL_SCHEMA.field(name).type) for name in CONTEXT_FIELDS],
     ("sensor_id", pa.string()), ("first_seen", TIME), ("last_seen", TIME),
+    ("top_events", pa.list_(EVENT_CONTEXT)),
 ])
+_SHARED = [f.name for f in CONTEXT_SCHEMA if f.name not in ("first_seen", "last_seen",
+                                                              "top_events")]
 
 
 def sensor_ids(events: pa.Table) -> pa.Array:
@@ -46,6 +56,8 @@ def _context_table(events: pa.Table) -> pa.Table:
                            events.column_names else pa.nulls(events.num_rows, field.type))
         elif field.name == "sensor_id":
             columns.append(sensor_ids(events))
+        elif field.name == "top_events":  # one event: the row's own context is the event's
+            columns.append(pa.nulls(events.num_rows, field.type))
         else:
             columns.append(events["timestamp"].cast(TIME))
     return pa.Table.from_arrays(columns, schema=CONTEXT_SCHEMA)
@@ -71,10 +83,9 @@ def unit_context(events: pa.Table, event_ids: pa.Array | pa.ChunkedArray) -> pa.
     if len(event_ids) == len(flat) and pc.all(pc.equal(lengths, 1)).as_py():
         return context.take(rows)  # one event per unit (layer 1): its own context
     parents = pc.list_parent_indices(event_ids)
-    taken = context.take(rows).append_column("unit", parents)
+    taken = context.drop_columns(["top_events"]).take(rows).append_column("unit", parents)
     grouped = taken.group_by("unit").aggregate(
-        [(name, "count_distinct") for name in CONTEXT_SCHEMA.names[:-2]]
-        + [(name, "max") for name in CONTEXT_SCHEMA.names[:-2]]
+        [(name, "count_distinct") for name in _SHARED] + [(name, "max") for name in _SHARED]
         + [("first_seen", "min"), ("last_seen", "max")])
     # Units without a known event get no row from group_by: place rows by unit index.
     where = pc.index_in(pa.array(range(len(event_ids)), pa.int64()),
@@ -82,6 +93,9 @@ def unit_context(events: pa.Table, event_ids: pa.Array | pa.ChunkedArray) -> pa.
     grouped = grouped.take(where)
     columns = []
     for field in CONTEXT_SCHEMA:
+        if field.name == "top_events":
+            columns.append(_top_events(events, rows, parents, len(event_ids)))
+            continue
         if field.name in ("first_seen", "last_seen"):
             agg = "min" if field.name == "first_seen" else "max"
             columns.append(grouped[f"{field.name}_{agg}"].cast(field.type))
@@ -92,3 +106,34 @@ def unit_context(events: pa.Table, event_ids: pa.Array | pa.ChunkedArray) -> pa.
     return pa.Table.from_arrays([pa.chunked_array(c).combine_chunks()
                                  if isinstance(c, pa.ChunkedArray) else c for c in columns],
                                 schema=CONTEXT_SCHEMA)
+
+
+def _top_events(events: pa.Table, rows: pa.Array, parents: pa.Array, n_units: int) -> pa.Array:
+    """Per unit, its `TOP_EVENTS` events that moved the most bytes, with their context."""
+    known = pc.is_valid(rows)
+    rows, parents = rows.filter(known), parents.filter(known)
+    taken = events.take(rows)
+    volume = np.zeros(len(taken), np.int64)
+    for name in ("bytes_sent", "bytes_received"):
+        if name in taken.column_names:
+            volume += pc.fill_null(taken[name], 0).to_numpy().astype(np.int64)
+    table = pa.table({"unit": parents, "bytes": volume, "time": taken["timestamp"].cast(TIME),
+                      "at": pa.array(np.arange(len(taken)))})
+    order = pc.sort_indices(table, [("unit", "ascending"), ("bytes", "descending"),
+                                    ("time", "ascending"), ("at", "ascending")]).to_numpy()
+    unit = table["unit"].to_numpy()[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(unit)) + 1].astype(np.int64)
+    within = np.arange(len(unit)) - np.repeat(starts, np.diff(np.r_[starts, len(unit)]))
+    keep = order[within < TOP_EVENTS]
+    chosen = taken.take(pa.array(keep))
+    fields = {"event_id": chosen["event_id"], "timestamp": chosen["timestamp"].cast(TIME),
+              **{n: (chosen[n].cast(CANONICAL_SCHEMA.field(n).type) if n in chosen.column_names
+                     else pa.nulls(len(chosen), CANONICAL_SCHEMA.field(n).type))
+                 for n in CONTEXT_FIELDS},
+              "bytes": table["bytes"].take(pa.array(keep)).cast(pa.int64())}
+    structs = pa.StructArray.from_arrays([pa.chunked_array(v).combine_chunks()
+                                          if isinstance(v, pa.ChunkedArray) else v
+                                          for v in fields.values()], fields=list(EVENT_CONTEXT))
+    counts = np.bincount(table["unit"].to_numpy()[keep], minlength=n_units)
+    offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int32))
+    return pa.ListArray.from_arrays(offsets, structs, type=pa.list_(EVENT_CONTEXT))

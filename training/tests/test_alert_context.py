@@ -82,6 +82,7 @@ def test_units_of_many_events_keep_the_values_their_events_share():
         "source_port": pa.array([5000, 5001, 5002], pa.int32()),
         "dest_ip": ["10.0.0.9", "10.0.0.9", "8.8.8.8"],
         "dest_port": pa.array([80, 80, 53], pa.int32()), "uid": ["C1", "C1", None],
+        "bytes_sent": pa.array([10, 500, None], pa.int64()),
     })
     units = pa.array([["a", "b"], ["c"], ["a", "b", "c"], [], ["zz"]], pa.list_(pa.string()))
     rows = unit_context(events, units).to_pylist()
@@ -95,6 +96,9 @@ def test_units_of_many_events_keep_the_values_their_events_share():
         (t[0].as_py(), t[1].as_py()), (t[2].as_py(), t[2].as_py()),
         (t[0].as_py(), t[2].as_py()), (None, None), (None, None)]
     assert all(r["protocol"] is None and r["community_id"] is None for r in rows)
+    assert [[(e["event_id"], e["bytes"], e["dest_port"]) for e in r["top_events"]]
+            for r in rows] == [[("b", 500, 80), ("a", 10, 80)], [("c", 0, 53)],
+                               [("b", 500, 80), ("a", 10, 80), ("c", 0, 53)], [], []]
 
 
 def test_an_alert_line_shows_its_hosts_and_first_reason():

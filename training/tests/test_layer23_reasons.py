@@ -75,3 +75,22 @@ def test_a_far_value_leads_the_reasons_and_alerts(events, fitted, cls, field, va
     assert float(reasons[0].observed) > float(reasons[0].typical)
     assert abs(sum(r.contribution for r in reasons) - score) <= 1e-5 * max(1.0, score)
     assert score > scores[typical] + reasons[0].contribution / 2
+
+
+@pytest.mark.parametrize("cls", [Layer2, Layer3], ids=["layer2", "layer3"])
+def test_edges_and_windows_carry_their_hosts_bounds_and_top_events(events, fitted, cls):
+    from training.scoring.context import unit_context
+
+    layer, _, units, _, _ = fitted[cls]
+    columns = layer.unit_columns(units)
+    context = unit_context(events, columns["event_ids"]).to_pylist()
+    times = dict(zip(events["event_id"].to_pylist(), events["timestamp"].to_pylist()))
+    for name, ids, row in zip(columns["unit"].to_pylist(), columns["event_ids"].to_pylist(),
+                              context):
+        hosts = name.split("@")[0].split("->")
+        assert [row["source_ip"], row["dest_ip"]][:len(hosts)] == hosts
+        assert (row["first_seen"], row["last_seen"]) == (min(times[i] for i in ids),
+                                                         max(times[i] for i in ids))
+        top = row["top_events"]
+        assert len(top) == min(3, len(ids)) and {e["event_id"] for e in top} <= set(ids)
+        assert [e["bytes"] for e in top] == sorted((e["bytes"] for e in top), reverse=True)
