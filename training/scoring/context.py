@@ -21,7 +21,7 @@ from training.collection.schema import CANONICAL_SCHEMA
 TIME = pa.timestamp("us", tz="UTC")
 # Canonical columns an analyst reads first, in output order.
 CONTEXT_FIELDS = ("event_type", "source_ip", "source_port", "dest_ip", "dest_port", "protocol",
-                  "service", "community_id")
+                  "service", "community_id", "host", "user")
 # Source fields (kept as extras by the collector) that hold the sensor's own flow id, in order.
 SENSOR_ID_FIELDS = ("uid", "flow_id")
 TOP_EVENTS = 3

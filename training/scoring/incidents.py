@@ -2,7 +2,7 @@
 
 A scan is hundreds of event alerts, a few edge alerts and a window alert on one host; an
 incident puts them together. An alert's entity is its source address (the host that started
-the flows), else the entity its unit names (`entity@bucket`, `source->dest@window`); its
+the flows), else its host or user (host logs), else the entity its unit names (`entity@bucket`, `source->dest@window`); its
 window is its first-seen time floored to `window_seconds`.
 
 Ranking: each alert's weight is how far into the benign tail it is, -log10 of the share of the
@@ -61,9 +61,11 @@ def alert_weight(row: dict[str, Any]) -> float:
 
 
 def entity_of(row: dict[str, Any]) -> str:
-    """The host an alert is about: its source address, else the entity its unit names."""
-    if row.get("source_ip"):
-        return str(row["source_ip"])
+    """The host an alert is about: its source address, else its host or user (host logs),
+    else the entity its unit names."""
+    for key in ("source_ip", "host", "user"):
+        if row.get(key):
+            return str(row[key])
     return str(row["unit"]).split("@", 1)[0].split("->", 1)[0]
 
 

@@ -146,3 +146,11 @@ def test_a_file_that_is_not_a_scoring_output_is_refused_by_name(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"unit": "a", "score": "high"}\n')
     with pytest.raises(SchemaError, match="bad.jsonl: not a scored units file"):
         read_alerts(tmp_path / "bad.jsonl")
+
+
+def test_host_log_alerts_group_by_their_host():
+    rows = [_row("layer1", "security:4688:1", 99.0), _row("layer1", "security:4688:2", 99.9)]
+    for row in rows:
+        row["host"] = "ws-07"
+    incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [(i["entity"], i["alerts"]) for i in incidents] == [("ws-07", 2)]
