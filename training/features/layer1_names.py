@@ -64,7 +64,7 @@ _CAPS = dict(VOLUME)
 
 def dim_names(spec: object) -> list[str] | None:
     """The dim names of vectors made by `spec` (a FeatureSpec), or None for another layout."""
-    if getattr(spec, "layer", None) == "layer1" and getattr(spec, "version", None) == VERSION:
+    if getattr(spec, "version", None) == VERSION:  # layout versions name their layer ("l1.")
         return list(DIM_NAMES)
     return None
 
