@@ -13,7 +13,7 @@ One row per unit the layer scores; the columns (`OUTPUT_SCHEMA`):
 | threshold | float32 | the model's anomaly threshold |
 | percentile | float32 | where the score sits among the model's benign validation scores, 0..100 (null for a model saved without a calibration) |
 | event_type ... community_id, sensor_id, first_seen, last_seen, top_events | | the event context (`training.scoring.context`) |
-| reasons | list<struct<field, contribution, observed, typical>> | an alert's top reasons (`training.layers.reasons`); null for units that do not alert, and for every unit when the layer or detector cannot explain its scores (logged once) |
+| reasons | list<struct<field, contribution, observed, typical>> | an alert's top reasons (`training.layers.reasons`); null for units that do not alert, for every unit when the layer or detector cannot explain its scores, and beyond the `MAX_EXPLAINED` highest-scoring alerts of a batch (each logged once) |
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from training.layers.reasons import REASON_TYPE, reasons_column
 from training.scoring.context import CONTEXT_SCHEMA, TIME, unit_context
 
 logger = logging.getLogger(__name__)
+# Alerts explained per scored batch (the highest-scoring first): explaining costs about 0.2 ms
+# an event, so a threshold that makes most events alerts would otherwise slow scoring tenfold.
+MAX_EXPLAINED = 1000
 
 OUTPUT_SCHEMA = pa.schema([
     ("unit", pa.string()), ("time", TIME), ("score", pa.float32()), ("is_alert", pa.bool_()),
@@ -51,6 +54,7 @@ class AlertRows:
         self.layer, self.model = layer, model
         self.threshold, self.calibration = threshold, calibration
         self.explains = True  # until the layer or detector says it cannot
+        self.capped = False  # whether a batch had more alerts than MAX_EXPLAINED
 
     def rows(self, units: Any, scores: np.ndarray, events: pa.Table) -> pa.RecordBatch:
         """The rows of one batch: `units` made from `events`, with their `scores`."""
@@ -63,13 +67,20 @@ class AlertRows:
         arrays = [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
                   pa.array(alert), columns["event_ids"], pa.array([self.layer.name] * n),
                   pa.array(np.full(n, self.threshold, np.float32)), percentile,
-                  *context.columns, self._reasons(units, alert, events)]
+                  *context.columns, self._reasons(units, alert, scores, events)]
         return pa.RecordBatch.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray)
                                            else a for a in arrays], schema=OUTPUT_SCHEMA)
 
-    def _reasons(self, units: Any, alert: np.ndarray, events: pa.Table) -> pa.Array:
+    def _reasons(self, units: Any, alert: np.ndarray, scores: np.ndarray,
+                 events: pa.Table) -> pa.Array:
         reasons: list = [None] * len(alert)
         rows = np.flatnonzero(alert)
+        if len(rows) > MAX_EXPLAINED:  # a threshold far too low must not stall scoring
+            if not self.capped:
+                logger.warning("more than %d alerts in a batch: only the %d highest-scoring of "
+                               "each batch carry reasons", MAX_EXPLAINED, MAX_EXPLAINED)
+                self.capped = True
+            rows = np.sort(rows[np.argsort(-scores[rows], kind="stable")[:MAX_EXPLAINED]])
         if self.explains and len(rows):
             try:
                 for row, unit in zip(rows.tolist(), self.layer.explain(self.model, units, rows,

@@ -194,3 +194,17 @@ def test_vectors_read_back_as_the_values_that_made_them():
         "timestamp": "10:05 UTC", "user": "-"}
     assert [float(read[f]) for f in ("bytes_sent", "packets_sent", "duration")] == \
         pytest.approx([1000, 12, 2.5], rel=1e-4)
+
+
+def test_a_flood_of_alerts_explains_the_highest_scoring_of_each_batch(fitted):
+    from training.scoring.alerts import MAX_EXPLAINED, AlertRows
+
+    layer, model, train, _, _ = fitted
+    units = layer.featurize(train)
+    with torch.no_grad():
+        scores = model.anomaly_score(torch.from_numpy(units.features)).numpy()
+    rows = AlertRows(layer, model, threshold=float(scores.min()), calibration=None)
+    batch = rows.rows(units, scores, train).to_pydict()
+    explained = np.array([r is not None for r in batch["reasons"]])
+    assert all(batch["is_alert"]) and explained.sum() == MAX_EXPLAINED < len(scores)
+    assert scores[explained].min() >= scores[~explained].max()
