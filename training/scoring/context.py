@@ -78,10 +78,14 @@ def unit_context(events: pa.Table, event_ids: pa.Array | pa.ChunkedArray) -> pa.
         event_ids = event_ids.combine_chunks()
     context = _context_table(events)
     flat = pc.list_flatten(event_ids)
-    rows = pc.index_in(flat, value_set=events["event_id"])
     lengths = pc.list_value_length(event_ids).fill_null(0)
-    if len(event_ids) == len(flat) and pc.all(pc.equal(lengths, 1)).as_py():
-        return context.take(rows)  # one event per unit (layer 1): its own context
+    single = len(event_ids) == len(flat) and pc.all(pc.equal(lengths, 1)).as_py()
+    if single and len(flat) == events.num_rows and \
+            pc.all(pc.equal(flat, events["event_id"])).as_py():
+        return context  # one event per unit, in the events' order (layer 1): no lookup
+    rows = pc.index_in(flat, value_set=events["event_id"])
+    if single:
+        return context.take(rows)  # one event per unit: its own context
     parents = pc.list_parent_indices(event_ids)
     taken = context.drop_columns(["top_events"]).take(rows).append_column("unit", parents)
     grouped = taken.group_by("unit").aggregate(

@@ -36,6 +36,7 @@ from training.scoring.context import TIME
 
 MAX_TAIL = 6.0  # a score above every benign validation score: 1 in a million, at most
 TOP_ALERTS = 3
+_HEAVY = ("reasons", "top_events")  # nested columns read only where shown
 INCIDENT_SCHEMA = pa.schema([
     ("rank", pa.int32()), ("entity", pa.string()), ("window_start", TIME),
     ("score", pa.float64()), ("alerts", pa.int64()),
@@ -85,12 +86,17 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
         raise ConfigError(f"window_seconds must be > 0, got {window_seconds}")
     tables = [alerts] if isinstance(alerts, pa.Table) else list(alerts)
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    for table in tables:
-        for row in table.filter(pc.field("is_alert")).to_pylist():
+    reasons: list[pa.ChunkedArray] = []  # per table; read only for the alerts shown
+    for source, table in enumerate(tables):
+        table = table.filter(pc.field("is_alert"))
+        reasons.append(table["reasons"] if "reasons" in table.column_names else None)
+        light = table.select([n for n in table.column_names if n not in _HEAVY])
+        for at, row in enumerate(light.to_pylist()):
             seen = row.get("first_seen") or row["time"]
             slot = math.floor(seen.timestamp() / window_seconds) if seen else 0
+            row["_at"] = (source, at)
             groups[(entity_of(row), slot)].append(row)
-    incidents = [_incident(entity, slot * window_seconds, rows)
+    incidents = [_incident(entity, slot * window_seconds, rows, reasons)
                  for (entity, slot), rows in groups.items()]
     incidents.sort(key=lambda i: (-i["score"], -i.pop("peak"), i["window_start"], i["entity"]))
     for rank, incident in enumerate(incidents, 1):
@@ -98,7 +104,8 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
     return pa.Table.from_pylist(incidents, schema=INCIDENT_SCHEMA)
 
 
-def _incident(entity: str, start: float, rows: list[dict]) -> dict[str, Any]:
+def _incident(entity: str, start: float, rows: list[dict],
+              reasons: list[pa.ChunkedArray | None]) -> dict[str, Any]:
     weights = [alert_weight(r) for r in rows]
     best: dict[str, float] = {}
     counts: dict[str, int] = defaultdict(int)
@@ -113,9 +120,14 @@ def _incident(entity: str, start: float, rows: list[dict]) -> dict[str, Any]:
         "layers": [{"layer": k, "alerts": counts[k]} for k in sorted(counts)],
         "first_seen": min(seen) if seen else None, "last_seen": max(seen) if seen else None,
         "flows": _flows(rows),
-        "top": [{k: rows[i].get(k) for k in ("layer", "unit", "score", "percentile", "reasons")}
-                for i in order],
+        "top": [{**{k: rows[i].get(k) for k in ("layer", "unit", "score", "percentile")},
+                 "reasons": _reasons_of(rows[i]["_at"], reasons)} for i in order],
     }
+
+
+def _reasons_of(at: tuple[int, int], reasons: list[pa.ChunkedArray | None]) -> Any:
+    column = reasons[at[0]]
+    return None if column is None else column[at[1]].as_py()
 
 
 def _peak(rows: list[dict]) -> float:
