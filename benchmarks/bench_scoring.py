@@ -48,7 +48,9 @@ from training.detectors.base import model_scores, row_batches  # noqa: E402
 from training.features.layer1 import Layer1Featurizer  # noqa: E402
 from training.train_layer1_vae import default_config, train_layer1_vae  # noqa: E402
 from training.registry.registry import ModelMetadata, ModelRegistry  # noqa: E402
-from training.scoring.batch import OUTPUT_SCHEMA, score_events  # noqa: E402
+from training.layers.registry import layer_for_spec  # noqa: E402
+from training.scoring.alerts import AlertRows  # noqa: E402
+from training.scoring.batch import score_events  # noqa: E402
 
 OUT = REPO / "benchmarks" / "out"
 
@@ -101,19 +103,17 @@ def stages(registry: ModelRegistry, path: Path, out: Path) -> dict[str, float]:
     table = DataCollector(sources(path), progress=False).collect_table()
     times["collect"] = time.perf_counter() - t
     t = time.perf_counter()
-    features = Layer1Featurizer.from_spec(loaded.feature_spec).featurize(table)
+    layer = layer_for_spec(loaded.feature_spec, "the benchmark's model")
+    units = layer.featurize(table)
     times["featurize"] = time.perf_counter() - t
     t = time.perf_counter()
-    x = torch.from_numpy(features)
+    x = torch.from_numpy(units.features)
     scores = model_scores(loaded.model, row_batches(x))
     times["model"] = time.perf_counter() - t
     t = time.perf_counter()
-    ids = table["event_id"].combine_chunks().cast(pa.string())
-    offsets = pa.array(np.arange(len(ids) + 1, dtype=np.int32))
-    batch = pa.table([ids, table["timestamp"].cast(OUTPUT_SCHEMA.field("time").type),
-                      pa.array(scores, pa.float32()), pa.array(scores >= loaded.threshold),
-                      pa.ListArray.from_arrays(offsets, ids)], schema=OUTPUT_SCHEMA)
-    pq.write_table(batch, out)
+    # The alert rows as score_events writes them: context, percentile, reasons of alerts.
+    rows = AlertRows(layer, loaded.model, float(loaded.threshold), loaded.calibration)
+    pq.write_table(pa.Table.from_batches([rows.rows(units, scores, table)]), out)
     times["threshold_write"] = time.perf_counter() - t
     return times
 

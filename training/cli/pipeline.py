@@ -123,11 +123,12 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from training.datasets.split import DatasetSplit
     from training.datasets.validator import DataValidator
+    from training.features.layer1_names import dim_names
 
     data = DatasetSplit.load(args.data)
     reference = DatasetSplit.load(args.reference).features if args.reference else None
     result = DataValidator(data.features.reshape(len(data.features), -1), data.labels,
-                           reference).validate(check_drift=reference is not None,
+                           reference, feature_names=dim_names(data.spec)).validate(check_drift=reference is not None,
                                                drift_threshold=args.drift_threshold)
     DataValidator.print_report(result)
     if args.report is not None:

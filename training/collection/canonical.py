@@ -250,17 +250,18 @@ def _community_ids(columns: dict[str, pa.Array], ips: dict[str, tuple[np.ndarray
 
 def _event_ids(given: pa.Array | None, raw: RawBatch, table: pa.Table,
                event_type: pa.Array) -> pa.Array:
-    """The mapped id, else the source's row id ("conn:<uid>"), else a content hash."""
+    """The mapped id, else the source's row id ("conn:<uid>"; a CSV's bare uid), else a
+    content hash."""
     if table.num_rows == 0:  # e.g. a block whose every line was rejected: nothing to hash
         return pa.array([], pa.string())
     ids = to_string(given).values if given is not None else None
     if raw.id_columns and all(c in table.column_names for c in raw.id_columns):
         parts = [to_string(table[c]).values for c in raw.id_columns]
-        prefix = f"{raw.event_type or DEFAULT_EVENT_TYPE}:"
-        own = (pc.utf8_replace_slice(parts[0], 0, 0, prefix) if len(parts) == 1
-               else pc.utf8_replace_slice(pc.binary_join_element_wise(*parts, ":"), 0, 0, prefix))
-        # Only rows of the log type the ids belong to (a conn.json may hold other _paths).
-        own = null_where(own, pc.not_equal(event_type, raw.event_type))
+        own = parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, ":")
+        if raw.event_type is not None:  # a log path keeps ids of Zeek's log types apart
+            own = pc.utf8_replace_slice(own, 0, 0, f"{raw.event_type}:")
+            # Only rows of the log type the ids belong to (a conn.json may hold other _paths).
+            own = null_where(own, pc.not_equal(event_type, raw.event_type))
         ids = own if ids is None else pc.coalesce(ids, own)
     if ids is not None and ids.null_count == 0:
         return ids

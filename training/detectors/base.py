@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from training.errors import ConfigError
+from training.errors import ConfigError, NotSupportedError
 
 DETECTORS: dict[str, type[Detector]] = {}
 # Units per model call when scoring or validating: small enough to stay in cache (faster than
@@ -111,6 +111,17 @@ class Detector(nn.Module, ABC):
         Shapes:
             returns (units,), float32, finite.
         """
+
+    def feature_terms(self, batch: Any) -> torch.Tensor:
+        """The additive terms of `anomaly_score` (its explanation): each row sums to the unit's
+        score. Detectors that cannot split their score raise NotSupportedError.
+
+        Shapes:
+            returns (units, terms), float32; terms are the model's own (per input feature for
+            a reconstruction error).
+        """
+        raise NotSupportedError(f"{type(self).__name__} does not split its scores into "
+                                "per-feature terms")
 
     def batch_size_of(self, batch: Any) -> int:
         """Number of units in `batch`, used to weight per-batch losses into epoch means."""

@@ -28,7 +28,7 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import GATv2Conv, SAGEConv
 
 from training.detectors.base import Detector, register_detector
-from training.errors import ConfigError
+from training.errors import ConfigError, NotSupportedError
 
 CONVOLUTIONS = ("gat", "sage")
 
@@ -147,6 +147,30 @@ class Layer2GNN(Detector):
             return torch.sigmoid(self.threat(pair).squeeze(-1))
         error = (self.reconstruct(pair) - _target(batch, self.directed)).pow(2).mean(1)
         return error + self.existence_weight * F.softplus(-self.link(pair).squeeze(-1))
+
+    def feature_terms(self, batch: Batch) -> torch.Tensor:
+        """The score's terms: each reconstructed feature's squared error / features (the edge's,
+        then its ends'), then the weighted edge-existence term (how unlikely this peer is).
+
+        Shapes:
+            returns (edges, edge_dim + 2 * node_dim + 1).
+        """
+        if self.threat is not None:
+            raise NotSupportedError("a supervised Layer2GNN scores with a threat head: its "
+                                    "score does not split into per-feature terms")
+        _, pair = self(batch)
+        target = _target(batch, self.directed)
+        error = (self.reconstruct(pair) - target).pow(2) / target.shape[1]
+        existence = self.existence_weight * F.softplus(-self.link(pair))  # (edges, 1)
+        return torch.cat([error, existence], 1)
+
+    def score_values(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(observed, expected) per term: the edge in context and its reconstruction
+        (standardized); the existence term has none (NaN)."""
+        _, pair = self(batch)
+        nan = torch.full((batch.edge_index.shape[1], 1), float("nan"))
+        return (torch.cat([_target(batch, self.directed), nan], 1),
+                torch.cat([self.reconstruct(pair), nan], 1))
 
     def node_scores(self, batch: Batch) -> torch.Tensor:
         """One score per node: the maximum score over the edges it is an end of, (nodes,)."""

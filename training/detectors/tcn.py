@@ -114,5 +114,18 @@ class Layer3TCN(Detector):
         history, target = batch[0], batch[1]
         return (self(history) - target).pow(2).mean(1)
 
+    def feature_terms(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """Each target feature's share of the score: its squared forecast error / features.
+
+        Shapes:
+            returns (batch, features).
+        """
+        history, target = batch[0], batch[1]
+        return (self(history) - target).pow(2) / target.shape[1]
+
+    def score_values(self, batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(observed, expected) per term: the target bucket and its forecast (standardized)."""
+        return batch[1], self(batch[0])
+
     def batch_size_of(self, batch: tuple[torch.Tensor, ...]) -> int:
         return int(batch[2].sum()) if len(batch) > 2 else int(batch[0].shape[0])

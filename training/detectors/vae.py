@@ -171,3 +171,30 @@ class Layer1VAE(Detector):
         h = _without_dropout(self.encoder, x)  # (batch, widths[-1])
         logits = self.output(_without_dropout(self.decoder, self.fc_mean(h)))  # (batch, input_dim)
         return self._reconstruction_error(logits, x).float()
+
+    def feature_terms(self, batch: Any) -> torch.Tensor:
+        """The per-feature reconstruction error terms of `anomaly_score` (eval mode: the mean
+        code), plus the KL divergence as a last term when the score is the negative ELBO.
+
+        Shapes:
+            returns (batch, input_dim), or (batch, input_dim + 1) with score "elbo".
+        """
+        x = self._features(batch)
+        mean, logvar = self.encode(x)
+        logits = self.decode_logits(mean)
+        if self.reconstruction == "mse":
+            terms = (torch.sigmoid(logits) - x).pow(2)  # (batch, input_dim)
+        else:
+            terms = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        if self.score == "elbo":
+            kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(dim=1, keepdim=True)
+            terms = torch.cat([terms, kl], dim=1)
+        return terms.float()
+
+    def reconstruct(self, batch: Any) -> torch.Tensor:
+        """The decoded mean code of each row: what the model expects the input to be.
+
+        Shapes:
+            returns (batch, input_dim) in (0, 1).
+        """
+        return torch.sigmoid(self.decode_logits(self.encode(self._features(batch))[0]))

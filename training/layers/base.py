@@ -317,6 +317,25 @@ class Layer(ABC):
         raise NotSupportedError(f"saving {self.name} samples one by one is not available; "
                                 "save what featurize(...) returned")
 
-    def explain(self, model: Detector, units: Any, rows: np.ndarray) -> list[Any]:
-        """The reasons behind the scores of units `rows` (the alerts' explanation hook)."""
-        raise NotSupportedError(f"{self.name} does not explain its scores yet")
+    def explain(self, model: Detector, units: Any, rows: np.ndarray,
+                events: pa.Table | None = None) -> list[list[Any]]:
+        """The reasons behind the scores of units `rows`: per unit, `Reason`s
+        (`training.layers.reasons`), largest contribution first, whose contributions sum to
+        its score. `events`: the canonical events the units were made from, for observed
+        values.
+
+        Raises:
+            NotSupportedError: the layer or its detector cannot split its scores.
+        """
+        from training.layers.reasons import explain_terms
+
+        return explain_terms(model, self.batches(units, self.score_batch), rows,
+                             self.term_names(model, units))
+
+    def term_names(self, model: Detector, units: Any) -> list[str]:
+        """The name of each of `model.feature_terms`' terms on this layer's batches.
+
+        Raises:
+            NotSupportedError: the layer does not name its detector's terms.
+        """
+        raise NotSupportedError(f"{self.name} does not name the terms of its scores")

@@ -82,6 +82,16 @@ class Layer1(EventVectorLayer):
             "beta": trial.suggest_float("beta", 0.1, 10.0, log=True),
         }
 
+    def explain(self, model: Any, units: Any, rows: np.ndarray,
+                events: Any = None) -> list[list[Any]]:
+        """Per-field reconstruction error terms (`training.layers.layer1_reasons`)."""
+        from training.layers.layer1_reasons import explain_vectors
+
+        rows = np.asarray(rows, np.int64)
+        chosen = None if events is None else events.take(rows)
+        return explain_vectors(model, np.asarray(units.features)[rows], chosen,
+                               robust=bool(getattr(self.featurizer, "robust", False)))
+
     def validation_loss(self, metrics: dict[str, float]) -> float:
         # The negative ELBO with beta = 1: the training loss weighs KL by the trial's beta, so
         # comparing it across trials would favour a small beta for its own sake.

@@ -124,6 +124,16 @@ class Layer2(ScaledLayer):
 
     # -- models ----------------------------------------------------------------------------
 
+    def term_names(self, model: Detector, units: Any) -> list[str]:
+        """The GNN's terms: the edge's features, its ends' node features (source and
+        destination; for an undirected decoder the larger and smaller of each), the peer."""
+        from training.features.layer2 import EDGE_FEATURES
+
+        ends = ("source", "dest") if getattr(model, "directed", True) else ("end_max", "end_min")
+        nodes = self.featurizer.node_features
+        return [*EDGE_FEATURES, *(f"{end}.{name}" for end in ends for name in nodes),
+                "peer (edge existence)"]
+
     def default_detector(self, units: Any, **model_args: Any) -> Detector:
         from training.detectors.gnn import Layer2GNN
 

@@ -115,6 +115,10 @@ class Layer3(ScaledLayer):
 
     # -- models ----------------------------------------------------------------------------
 
+    def term_names(self, model: Detector, units: Any) -> list[str]:
+        """The TCN's terms: each bucket aggregate's forecast error."""
+        return list(self.featurizer.features)
+
     def default_detector(self, units: Any, **model_args: Any) -> Detector:
         from training.detectors.tcn import Layer3TCN
 

@@ -103,6 +103,7 @@ def validate(vectors: Any, test_vectors: Any, config: PipelineConfig, strategy: 
     Raises:
         PipelineError: an ERROR issue; the message names the report.
     """
+    from training.features.layer1_names import dim_names
     from training.layers.layer1 import Layer1
 
     features, labels = vectors.features, vectors.labels
@@ -112,10 +113,11 @@ def validate(vectors: Any, test_vectors: Any, config: PipelineConfig, strategy: 
         train, test = splits["train"].features, splits["test"].features
     else:
         train, test = features, test_vectors.features
-    validator = DataValidator(test, None, train)
+    names = dim_names(getattr(vectors, "spec", None))  # named dims in the report, not feature_3
+    validator = DataValidator(test, None, train, feature_names=names)
     drift = validator.validate(check_missing=False, check_outliers=False, check_labels=False,
                                check_distributions=False, check_drift=True)
-    quality = DataValidator(features, labels).validate()
+    quality = DataValidator(features, labels, feature_names=names).validate()
     quality.issues.extend(drift.issues)
     quality.statistics["drift"] = drift.statistics.get("drift")
     for suffix in (".txt", ".json"):

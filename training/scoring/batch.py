@@ -15,9 +15,10 @@ One output row per unit the layer scores (DESIGN.md principle 5):
 | layer3 | an entity's window | `entity@bucket start` |
 
 Columns: `unit` (string), `time` (timestamp[us, UTC]: the event's time, the window start or
-the bucket start), `score` (float32, higher = more anomalous), `is_alert` (bool) and
-`event_ids` (list of the ids of the events behind the unit). The file is Parquet, or JSON Lines
-when its name ends in .jsonl or .json; it is written atomically.
+the bucket start), `score` (float32, higher = more anomalous), `is_alert` (bool),
+`event_ids` (list of the ids of the events behind the unit), then the layer, threshold,
+percentile and event context (`training.scoring.alerts` lists them). The file is Parquet, or
+JSON Lines when its name ends in .jsonl or .json; it is written atomically.
 
 Per-event layers stream (`Layer.streams`): each batch the collector yields is featurized, scored
 and written before the next, so memory stays flat on inputs of any size. Layers whose units span
@@ -46,23 +47,21 @@ from training.collection.collector import DataCollector, DataSource
 from training.collection.quarantine_file import quarantine_path, write_quarantine
 from training.errors import CheckpointError, ConfigError
 from training.evaluation.alert_rate import ScoreShift
-from training.layers.base import TIME
 from training.layers.registry import layer_for_spec
 from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
+from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows
+from training.scoring.tables import write_incidents
 
 logger = logging.getLogger(__name__)
-
-OUTPUT_SCHEMA = pa.schema([("unit", pa.string()), ("time", TIME), ("score", pa.float32()),
-                           ("is_alert", pa.bool_()), ("event_ids", pa.list_(pa.string()))])
-
 
 @dataclass
 class ScoringSummary:
     """What a scoring run did; `top_alerts` holds the highest-scoring alerts, best first (with
     their percentile among the model's benign validation scores when it has a calibration);
     `threshold_rule`, `expected_alert_rate` and `score_shift` come from that calibration (see
-    `training.scoring.guard`)."""
+    `training.scoring.guard`); `incidents` counts the incidents written to `incidents_output`
+    (`training.scoring.incidents`)."""
 
     model_name: str
     version: str
@@ -80,6 +79,8 @@ class ScoringSummary:
     duplicates: int = 0
     quarantined: int = 0
     quarantine: str | None = None
+    incidents: int = 0
+    incidents_output: str | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -122,7 +123,10 @@ class _Output:
         scores = batch.column("score").to_numpy(zero_copy_only=False)[rows]
         best = rows[np.argsort(-scores, kind="stable")[:self.top_k]]
         for at, row in zip(best.tolist(), batch.take(pa.array(best)).to_pylist()):
-            row["time"] = row["time"].isoformat() if row["time"] is not None else None
+            for key in ("time", "first_seen", "last_seen"):
+                row[key] = row[key].isoformat() if row[key] is not None else None
+            for event in row["top_events"] or ():
+                event["timestamp"] = event["timestamp"] and event["timestamp"].isoformat()
             item = (row["score"], -(first + at), row)
             if len(self.top) < self.top_k:
                 heapq.heappush(self.top, item)
@@ -183,6 +187,7 @@ def score_events(registry: ModelRegistry, model_name: str,
     with _torch_threads(num_threads), atomic_write(output) as handle, \
             progress(f"scoring with {where}", unit="events") as bar:
         out = _Output(handle, output, top_k)
+        rows = AlertRows(layer, loaded.model, threshold, calibration)
         try:
             for table in _tables(events, collector, streaming=layer.streams):
                 if not table.num_rows:  # a stream's batch can be empty (all rows filtered out)
@@ -192,21 +197,17 @@ def score_events(registry: ModelRegistry, model_name: str,
                 scores = layer.score(loaded.model, units)
                 if shift is not None:
                     shift.add(scores)
-                columns = layer.unit_columns(units)
-                out.write(pa.RecordBatch.from_arrays(
-                    [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
-                     pa.array(scores >= threshold), columns["event_ids"]], schema=OUTPUT_SCHEMA))
+                out.write(rows.rows(units, scores, table))
                 bar.update(table.num_rows, alerts=out.alerts)
         finally:  # a Parquet writer left open complains with a traceback when collected
             top = out.close()
-    if calibration is not None:  # where each top alert sits among benign validation scores
-        for row in top:
-            row["percentile"] = float(calibration.percentile(row["score"]))
+    incidents, incidents_output = write_incidents(output)
     summary = ScoringSummary(model_name, loaded.metadata.version, layer.name, threshold,
                              n_events, out.units, out.alerts, time.perf_counter() - started,
                              str(output), top, loaded.threshold_rule,
                              None if calibration is None else calibration.expected_alert_rate,
-                             None if shift is None else shift.distance())
+                             None if shift is None else shift.distance(),
+                             incidents=incidents, incidents_output=incidents_output)
     count_dropped(summary, collector)
     logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
                 out.alerts, summary.seconds)

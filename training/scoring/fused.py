@@ -94,8 +94,10 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
                 ids, layer.unit_columns(units)["event_ids"], p))
     tails = np.column_stack(columns)  # (events, layers)
     scores = fused_scores(tails, fusion.rule)
-    schema = pa.schema([*OUTPUT_SCHEMA, *(pa.field(f"tail_{layer.name}", pa.float64())
-                                          for layer, _ in parts)])
+    # The first columns of a layer's output (unit is the event), then each layer's tail
+    # probability.
+    schema = pa.schema([*(OUTPUT_SCHEMA.field(i) for i in range(5)),
+                        *(pa.field(f"tail_{layer.name}", pa.float64()) for layer, _ in parts)])
     one_each = pa.array(np.arange(len(ids) + 1, dtype=np.int32))
     id_array = pa.array(ids, pa.string())
     batch = pa.RecordBatch.from_arrays(

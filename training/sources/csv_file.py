@@ -6,6 +6,8 @@ header; with one, they replace its names; presets in `training.sources.presets`)
 with the fix in the message. One record per line:
 a line with the wrong number of fields, bytes that are not UTF-8 or an unterminated quote is
 quarantined on its own. Column types are inferred per block (numbers become numbers).
+A Zeek conn log written as CSV (IoT-23: `uid` and `conn_state` columns) keeps its `uid` as the
+event id.
 """
 
 from __future__ import annotations
@@ -54,6 +56,13 @@ def _refuse_data_as_header(names: list[str], stream: str) -> None:
             "files: --column-names nsl_kdd; see training/sources/presets.py)")
 
 
+def row_id_columns(names: list[str]) -> tuple[str, ...]:
+    """The columns holding each row's own id: a Zeek conn log's `uid` (an IoT-23 CSV), unique
+    per row only in conn logs (DNS and HTTP rows repeat their connection's uid), so only where
+    the file has conn columns too (`conn_state`). Ids are never taken from other columns."""
+    return ("uid",) if "uid" in names and "conn_state" in names else ()
+
+
 class CsvFileSource(FileSource):
     """Comma- (or otherwise) separated values."""
 
@@ -88,7 +97,7 @@ class CsvFileSource(FileSource):
 
             data_line = 2 if self.options["has_header"] else 1
             yield from read_lines(source, start, parse, self.options["block_size"], data_start,
-                                  data_line)
+                                  data_line, id_columns=row_id_columns(names))
 
     def _header(self, source: ByteStream) -> tuple[list[str], int]:
         """Column names and the byte offset where data starts."""

@@ -1,0 +1,70 @@
+"""Layer-1 reasons: a detector's per-dim score terms added up per event field.
+
+The VAE's score is its reconstruction error summed over the 128 dims, so its per-dim terms
+(`Detector.feature_terms`) grouped by the field each dim encodes (`training.features.layer1_names`)
+are the fields' contributions, and they sum to the score. The observed value is the event's
+own (from the event table when given, else read back from its vector); the typical value is
+the model's reconstruction read back the same way: what the model, trained on benign events,
+expected this event to be. A detector without per-feature terms raises NotSupportedError.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from training.detectors.base import Detector
+from training.features.layer1 import DIM
+from training.features.layer1_names import FIELDS, decode_rows, field_slices
+from training.layers.reasons import Reason, ranked
+
+KL_FIELD = "latent code (KL)"  # the ELBO score's last term: how unusual the event's code is
+_RAW = {"file": ("file_path", "file_hash")}  # fields whose observed value has another name
+
+
+def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | None = None,
+                    robust: bool = False) -> list[list[Reason]]:
+    """The reasons of each event, largest contribution first.
+
+    Args:
+        model: a fitted detector with `feature_terms` (one term per dim, optionally a KL last).
+        features: (events, 128) layer-1 vectors.
+        events: the events' canonical rows in the same order, for their observed values.
+        robust: the vectors' volumes are robust-scaled (read back as scaled values).
+
+    Raises:
+        NotSupportedError: the detector does not split its score into per-feature terms.
+    """
+    model.eval()
+    x = torch.as_tensor(np.asarray(features, np.float32))
+    with torch.no_grad():
+        terms = model.feature_terms(x).double().numpy()  # (events, 128 [+ 1])
+        expected = model.reconstruct(x).numpy() if hasattr(model, "reconstruct") else None
+    slices = field_slices()
+    kl = terms.shape[1] > DIM
+    fields = list(FIELDS) + ([KL_FIELD] if kl else [])
+    contributions = np.stack([terms[:, s].sum(axis=1) for s in slices.values()]
+                             + ([terms[:, DIM]] if kl else []), axis=1)  # (events, fields)
+    observed = _observed(events, features, robust)  # (fields, events) texts
+    typical = ([decode_rows(f, expected[:, s], robust) for f, s in slices.items()]
+               if expected is not None else [[None] * len(features)] * len(slices))
+    extra = [None] if kl else []
+    return [ranked(fields, contributions[i], [column[i] for column in observed] + extra,
+                   [column[i] for column in typical] + extra) for i in range(len(features))]
+
+
+def _observed(events: pa.Table | None, features: np.ndarray, robust: bool) -> list[list[str | None]]:
+    """Per field, every event's value as text: the raw event value (None where it has none)
+    when the table has the field, else read back from the vector."""
+    columns: list[list[str | None]] = []
+    for field, dims in field_slices().items():
+        names = ([n for n in _RAW.get(field, (field,)) if n in events.column_names]
+                 if events is not None and field != "timestamp" else [])  # time: time of day
+        if not names:
+            columns.append(decode_rows(field, features[:, dims], robust))
+            continue
+        values = [events[n].to_pylist() for n in names]
+        columns.append([next((str(v[i]) for v in values if v[i] is not None), None)
+                        for i in range(len(features))])
+    return columns

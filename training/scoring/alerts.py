@@ -1,0 +1,112 @@
+"""Scored units as alert rows: score, threshold, percentile, the alert flag and event context.
+
+One row per unit the layer scores; the columns (`OUTPUT_SCHEMA`):
+
+| column | type | meaning |
+|---|---|---|
+| unit | string | the unit's name (an event id, `source->dest@window`, `entity@bucket`) |
+| time | timestamp[us, UTC] | the event's time, the window start or the bucket start |
+| score | float32 | higher = more anomalous |
+| is_alert | bool | score >= threshold |
+| event_ids | list<string> | the ids of the events behind the unit |
+| layer | string | the layer that scored it |
+| threshold | float32 | the model's anomaly threshold |
+| percentile | float32 | where the score sits among the model's benign validation scores, 0..100 (null for a model saved without a calibration) |
+| event_type ... community_id, sensor_id, first_seen, last_seen, top_events | | the event context (`training.scoring.context`) |
+| reasons | list<struct<field, contribution, observed, typical>> | an alert's top reasons (`training.layers.reasons`); null for units that do not alert, for every unit when the layer or detector cannot explain its scores, and beyond the `MAX_EXPLAINED` highest-scoring alerts of a batch (each logged once) |
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from training.errors import NotSupportedError
+from training.layers.reasons import REASON_TYPE, reasons_column
+from training.scoring.context import CONTEXT_SCHEMA, TIME, unit_context
+
+logger = logging.getLogger(__name__)
+# Alerts explained per scored batch (the highest-scoring first): explaining costs about 0.2 ms
+# an event, so a threshold that makes most events alerts would otherwise slow scoring tenfold.
+MAX_EXPLAINED = 1000
+
+OUTPUT_SCHEMA = pa.schema([
+    ("unit", pa.string()), ("time", TIME), ("score", pa.float32()), ("is_alert", pa.bool_()),
+    ("event_ids", pa.list_(pa.string())), ("layer", pa.string()), ("threshold", pa.float32()),
+    ("percentile", pa.float32()), *CONTEXT_SCHEMA, ("reasons", pa.list_(REASON_TYPE)),
+])
+
+
+class AlertRows:
+    """Builds the output rows of scored batches for one model (see the module docstring).
+
+    Args:
+        layer: the `Layer` that made and scored the units.
+        model: the detector (asked for reasons of the alerting units).
+        threshold: the model's threshold (a unit alerts at score >= threshold).
+        calibration: the model's benign score distribution (`percentile(scores)`), or None.
+    """
+
+    def __init__(self, layer: Any, model: Any, threshold: float, calibration: Any) -> None:
+        self.layer, self.model = layer, model
+        self.threshold, self.calibration = threshold, calibration
+        self.explains = True  # until the layer or detector says it cannot
+        self.capped = False  # whether a batch had more alerts than MAX_EXPLAINED
+
+    def rows(self, units: Any, scores: np.ndarray, events: pa.Table) -> pa.RecordBatch:
+        """The rows of one batch: `units` made from `events`, with their `scores`."""
+        n = len(scores)
+        columns = self.layer.unit_columns(units)
+        alert = scores >= self.threshold
+        percentile = (pa.nulls(n, pa.float32()) if self.calibration is None else
+                      pa.array(np.asarray(self.calibration.percentile(scores), np.float32)))
+        context = unit_context(events, columns["event_ids"])
+        arrays = [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
+                  pa.array(alert), columns["event_ids"], pa.array([self.layer.name] * n),
+                  pa.array(np.full(n, self.threshold, np.float32)), percentile,
+                  *context.columns, self._reasons(units, alert, scores, events)]
+        return pa.RecordBatch.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray)
+                                           else a for a in arrays], schema=OUTPUT_SCHEMA)
+
+    def _reasons(self, units: Any, alert: np.ndarray, scores: np.ndarray,
+                 events: pa.Table) -> pa.Array:
+        reasons: list = [None] * len(alert)
+        rows = np.flatnonzero(alert)
+        if len(rows) > MAX_EXPLAINED:  # a threshold far too low must not stall scoring
+            if not self.capped:
+                logger.warning("more than %d alerts in a batch: only the %d highest-scoring of "
+                               "each batch carry reasons", MAX_EXPLAINED, MAX_EXPLAINED)
+                self.capped = True
+            rows = np.sort(rows[np.argsort(-scores[rows], kind="stable")[:MAX_EXPLAINED]])
+        if self.explains and len(rows):
+            try:
+                for row, unit in zip(rows.tolist(), self.layer.explain(self.model, units, rows,
+                                                                       events=events)):
+                    reasons[row] = unit
+            except NotSupportedError as exc:
+                logger.warning("alerts carry no reasons: %s", exc)
+                self.explains = False
+        return reasons_column(reasons)
+
+
+def alert_context(row: dict[str, Any]) -> str:
+    """One alert row's context and first reason as a short line tail for people:
+    "  10.0.0.5:51000 -> 8.8.8.8:53 udp dns; dest_port 65000 (typical 53)"."""
+    def end(ip: Any, port: Any) -> str:
+        return f"{ip or '?'}{'' if port is None else f':{port}'}"
+
+    parts = []
+    if row.get("source_ip") or row.get("dest_ip"):
+        parts.append(f"{end(row.get('source_ip'), row.get('source_port'))} -> "
+                     f"{end(row.get('dest_ip'), row.get('dest_port'))}")
+    parts += [str(row[k]) for k in ("protocol", "service") if row.get(k)]
+    text = " ".join(parts)
+    reasons = row.get("reasons")
+    if reasons:
+        first = reasons[0]
+        typical = "" if first.get("typical") is None else f" (typical {first['typical']})"
+        text += f"; {first['field']} {first.get('observed')}{typical}"
+    return f"  {text}" if text else ""

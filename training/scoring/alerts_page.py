@@ -1,0 +1,89 @@
+"""The alerts page: top incidents, their heaviest alerts and reasons, as JSON and HTML.
+
+`alerts_document(incidents)` is the JSON; `render_alerts_html(document)` shows it, every value
+in an element whose `data-key` is its JSON Pointer in that document, formatted by the
+evaluation report's `fmt` (the report's convention: page and JSON cannot disagree, and a test
+checks it). `score` writes both beside its alerts (`<name>.alerts.json`, `<name>.alerts.html`).
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+
+from training.artifacts.atomic import atomic_write
+from training.evaluation.report_html import STYLE, fmt, pointer
+
+TOP_INCIDENTS = 20
+_INCIDENT_COLUMNS = ("rank", "entity", "window_start", "score", "alerts", "first_seen",
+                     "last_seen")
+_ALERT_COLUMNS = ("layer", "unit", "score", "percentile")
+_REASON_COLUMNS = ("field", "contribution", "observed", "typical")
+
+
+def alerts_document(incidents: pa.Table, top: int = TOP_INCIDENTS) -> dict[str, Any]:
+    """The page's JSON: the `top` best incidents (times as ISO 8601 text)."""
+    rows = incidents.slice(0, top).to_pylist()
+    for row in rows:
+        for key in ("window_start", "first_seen", "last_seen"):
+            row[key] = None if row[key] is None else row[key].isoformat()
+    return {"incidents": rows, "total_incidents": incidents.num_rows}
+
+
+def _cell(document: dict[str, Any], *path: Any) -> str:
+    node: Any = document
+    for part in path:
+        node = node[part]
+    return f'<td data-key="{html.escape(pointer(*path))}">{html.escape(fmt(node))}</td>'
+
+
+def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
+    """The page of `alerts_document(...)`: one self-contained HTML file."""
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+             f"</title><style>{STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
+             f"<p class='note'>Showing {len(document['incidents'])} of "
+             f"<span data-key='/total_incidents'>{fmt(document['total_incidents'])}</span> "
+             "incidents, best first.</p>"]
+    head = "".join(f"<th>{c}</th>" for c in (*_INCIDENT_COLUMNS, "layers"))
+    rows = []
+    for i, incident in enumerate(document["incidents"]):
+        cells = "".join(_cell(document, "incidents", i, c) for c in _INCIDENT_COLUMNS)
+        layers = ", ".join(f"{html.escape(x['layer'])}: {x['alerts']}" for x in incident["layers"])
+        rows.append(f"<tr>{cells}<td>{layers}</td></tr>")
+    parts.append(f"<h2>Top incidents</h2><table><tr>{head}</tr>{''.join(rows)}</table>")
+    for i, incident in enumerate(document["incidents"]):
+        parts.append(f"<h2 id='incident-{i + 1}'>#{incident['rank']} "
+                     f"{html.escape(incident['entity'])}</h2>")
+        for j, alert in enumerate(incident["top"]):
+            cells = "".join(_cell(document, "incidents", i, "top", j, c) for c in _ALERT_COLUMNS)
+            parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in _ALERT_COLUMNS)
+                         + f"</tr><tr>{cells}</tr></table>")
+            reasons = alert.get("reasons") or []
+            if reasons:
+                body = "".join(
+                    "<tr>" + "".join(_cell(document, "incidents", i, "top", j, "reasons", k, c)
+                                     for c in _REASON_COLUMNS) + "</tr>"
+                    for k in range(len(reasons)))
+                parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in _REASON_COLUMNS)
+                             + f"</tr>{body}</table>")
+            else:
+                parts.append("<p class='note'>no reasons: the detector does not split its "
+                             "score into per-feature terms</p>")
+    parts.append("</body></html>")
+    return "".join(parts)
+
+
+def write_alerts_page(incidents: pa.Table, alerts_path: str | Path) -> tuple[Path, Path]:
+    """`<name>.alerts.json` and `<name>.alerts.html` beside the alerts file, atomically."""
+    path = Path(alerts_path)
+    document = alerts_document(incidents)
+    json_path, html_path = (path.with_name(f"{path.stem}.alerts{ext}") for ext in (".json", ".html"))
+    with atomic_write(json_path) as handle:
+        handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
+    with atomic_write(html_path) as handle:
+        handle.write(render_alerts_html(document).encode())
+    return json_path, html_path

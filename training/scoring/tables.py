@@ -1,0 +1,124 @@
+"""Alerts and incidents files, read back from Python as Arrow tables (pandas where installed).
+
+    alerts = read_alerts("alerts.parquet", alerts_only=True)    # pyarrow.Table
+    incidents = read_incidents(incidents_path("alerts.parquet"))
+    frame = as_pandas(incidents)                                 # needs the pandas extra
+
+Both files are Parquet, or JSON Lines when the name ends in .jsonl or .json (as `score` wrote
+them); the incidents of `alerts.parquet` are in `alerts.incidents.parquet`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pj
+import pyarrow.parquet as pq
+
+from training.artifacts.atomic import atomic_write
+from training.errors import ConfigError, SchemaError
+from training.scoring.alerts import OUTPUT_SCHEMA
+from training.scoring.incidents import INCIDENT_SCHEMA, build_incidents
+
+
+def _jsonl(path: Path) -> bool:
+    return path.suffix.lower() in (".jsonl", ".json")
+
+
+def incidents_path(alerts_path: str | Path) -> Path:
+    """Where `score` writes the incidents of the alerts file `alerts_path`."""
+    path = Path(alerts_path)
+    return path.with_name(f"{path.stem}.incidents{path.suffix}")
+
+
+def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
+    path = Path(path)
+    try:
+        if _jsonl(path):
+            if path.stat().st_size == 0:
+                return schema.empty_table()
+            options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+            return pj.read_json(path, parse_options=options).select(schema.names)
+        return pq.read_table(path).select(schema.names).cast(schema)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no {what} file there") from None
+    except (pa.ArrowInvalid, KeyError, ValueError) as exc:
+        raise SchemaError(f"{path}: not a {what} file written by score ({exc})") from None
+
+
+def read_alerts(path: str | Path, *, alerts_only: bool = False) -> pa.Table:
+    """The scored units of a `score` output file (`training.scoring.alerts.OUTPUT_SCHEMA`);
+    `alerts_only` keeps the units that alert.
+
+    Raises:
+        ConfigError: no such file; SchemaError: the file is not a scoring output.
+    """
+    table = _read(path, OUTPUT_SCHEMA, "scored units")
+    return table.filter(pc.field("is_alert")) if alerts_only else table
+
+
+def read_incidents(path: str | Path) -> pa.Table:
+    """The incidents `score` wrote (`training.scoring.incidents.INCIDENT_SCHEMA`)."""
+    return _read(path, INCIDENT_SCHEMA, "incidents")
+
+
+def write_table(table: pa.Table, path: str | Path) -> Path:
+    """`table` to Parquet, or JSON Lines for a .jsonl/.json name, atomically."""
+    path = Path(path)
+    with atomic_write(path) as handle:
+        if _jsonl(path):
+            for batch in table.to_batches():
+                handle.write(b"".join(orjson.dumps(row) + b"\n" for row in batch.to_pylist()))
+        else:
+            pq.write_table(table, handle)
+    return path
+
+
+def write_incidents(alerts_path: str | Path) -> tuple[int, str]:
+    """Group the alerts of a `score` output file into incidents, written beside it
+    (`incidents_path`) with the alerts page (`training.scoring.alerts_page`); returns (how
+    many, where)."""
+    from training.scoring.alerts_page import write_alerts_page
+
+    incidents = build_incidents(read_alerts(alerts_path, alerts_only=True))
+    written = write_table(incidents, incidents_path(alerts_path))
+    write_alerts_page(incidents, alerts_path)
+    return incidents.num_rows, str(written)
+
+
+def incidents_across_layers(alert_paths: list[str | Path], output: str | Path,
+                            window_seconds: float = 3600.0) -> pa.Table:
+    """One incidents table from the alerts files of several models (say one per layer),
+    written to `output` (Parquet or JSON Lines) with its alerts page beside it.
+
+    Raises:
+        ConfigError: no alerts file given, or one is missing; SchemaError: one is not a
+            `score` output.
+    """
+    from training.scoring.alerts_page import write_alerts_page
+
+    if not alert_paths:
+        raise ConfigError("alert_paths must name at least one alerts file written by score")
+    incidents = build_incidents([read_alerts(p, alerts_only=True) for p in alert_paths],
+                                window_seconds)
+    write_table(incidents, output)
+    write_alerts_page(incidents, output)
+    return incidents
+
+
+def as_pandas(table: pa.Table) -> Any:
+    """The table as a pandas DataFrame (the optional pandas extra).
+
+    Raises:
+        ConfigError: pandas is not installed (the Arrow table works without it).
+    """
+    try:
+        import pandas  # noqa: F401
+    except ModuleNotFoundError:
+        raise ConfigError("pandas is not installed: pip install 'maximus-training[pandas]', "
+                          "or use the Arrow table as it is") from None
+    return table.to_pandas()

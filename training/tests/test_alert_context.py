@@ -1,0 +1,127 @@
+"""Scored units carry their event context: real Zeek, Suricata EVE and IoT-23 CSV files, and the
+shared-value rule for units made of many events."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from training.collection.collector import DataCollector, DataSource
+from training.registry.registry import ModelMetadata, ModelRegistry
+from training.scoring.batch import score_events
+from training.scoring.context import CONTEXT_FIELDS, unit_context
+from training.tests.registry_fixtures import save_tiny
+
+SOURCES = [  # (source type, file, the sensor's own id field)
+    ("zeek_logs", "stratosphere/008-zeek-mixed/data/conn.log.labeled", "uid"),
+    ("suricata_logs", "suricata/magnc_server_eve.json", "flow_id"),
+    ("csv_file", "iot23/CTU-Malware-Capture-44-1-labeled.csv", "uid"),
+]
+
+
+@pytest.fixture(scope="module")
+def registry(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("context")
+    registry = ModelRegistry(folder / "models")
+    weights = save_tiny(folder / "src" / "tiny.pt", centre=0.25, dim=128, threshold=15.0)
+    registry.register_model(weights, ModelMetadata("tiny", "1.0.0", "layer1", stage="production"))
+    return registry
+
+
+@pytest.mark.parametrize("kind,path,own_id", SOURCES, ids=[s[0] for s in SOURCES])
+def test_real_files_fill_every_context_column_the_source_has(tmp_path, datasets, registry,
+                                                             kind, path, own_id):
+    source = [DataSource("s", kind, {"path": str(datasets / path)})]
+    events = DataCollector(source, progress=False).collect_table()
+    summary = score_events(registry, "tiny", source, tmp_path / "out.parquet")
+    out = pq.read_table(tmp_path / "out.parquet")
+    assert out.num_rows == events.num_rows == summary.units
+    assert out["unit"].to_pylist() == events["event_id"].to_pylist()
+    for name in CONTEXT_FIELDS:  # one event per unit: exactly its own values, nulls included
+        assert out[name].to_pylist() == events[name].to_pylist(), name
+    filled = {name: out.num_rows - out[name].null_count for name in CONTEXT_FIELDS}
+    assert min(filled[n] for n in ("source_ip", "dest_ip", "protocol", "community_id")) > 0
+    assert filled["service"] > 0 and filled["source_port"] > 0
+    assert out["sensor_id"].to_pylist() == pc.cast(events[own_id], pa.string()).to_pylist()
+    assert out["first_seen"].to_pylist() == out["last_seen"].to_pylist() == \
+        events["timestamp"].to_pylist()
+    assert set(out["layer"].to_pylist()) == {"layer1"}
+    assert set(out["threshold"].to_pylist()) == {15.0}
+    alerts = out["is_alert"].to_numpy(zero_copy_only=False)
+    assert alerts.any() and not alerts.all()  # the threshold splits these files
+    np.testing.assert_array_equal(alerts, out["score"].to_numpy() >= 15.0)
+    top = summary.top_alerts[0]
+    assert top["source_ip"] is not None and top["first_seen"].startswith(top["time"][:19])
+
+
+def test_a_csv_with_zeek_conn_columns_keeps_its_uid_as_the_event_id(datasets):
+    path = datasets / "iot23/CTU-Malware-Capture-44-1-labeled.csv"
+    events = DataCollector([DataSource("s", "csv_file", {"path": str(path)})],
+                           progress=False).collect_table()
+    uids = [line.split(",")[1] for line in path.read_text().splitlines()[1:]]
+    assert events["event_id"].to_pylist() == uids == events["uid"].to_pylist()
+
+
+def test_a_csv_without_conn_columns_keeps_content_ids(tmp_path):
+    # DNS rows repeat their connection's uid: taking it as the id would merge them.
+    path = tmp_path / "dns.csv"
+    path.write_text("ts,uid,query\n1.0,C1,a.example\n2.0,C1,b.example\n")
+    events = DataCollector([DataSource("s", "csv_file", {"path": str(path)})],
+                           progress=False).collect_table()
+    assert events.num_rows == 2 and "C1" not in events["event_id"].to_pylist()
+
+
+def test_units_of_many_events_keep_the_values_their_events_share():
+    t = [pa.scalar(s * 1_000_000, pa.timestamp("us", tz="UTC")) for s in (10, 20, 30)]
+    events = pa.table({
+        "event_id": ["a", "b", "c"], "timestamp": pa.array([x.as_py() for x in t], t[0].type),
+        "event_type": ["conn", "conn", "dns"], "source_ip": ["10.0.0.1"] * 3,
+        "source_port": pa.array([5000, 5001, 5002], pa.int32()),
+        "dest_ip": ["10.0.0.9", "10.0.0.9", "8.8.8.8"],
+        "dest_port": pa.array([80, 80, 53], pa.int32()), "uid": ["C1", "C1", None],
+        "bytes_sent": pa.array([10, 500, None], pa.int64()),
+    })
+    units = pa.array([["a", "b"], ["c"], ["a", "b", "c"], [], ["zz"]], pa.list_(pa.string()))
+    rows = unit_context(events, units).to_pylist()
+    assert [(r["source_ip"], r["dest_ip"], r["dest_port"], r["source_port"], r["event_type"])
+            for r in rows] == [
+        ("10.0.0.1", "10.0.0.9", 80, None, "conn"), ("10.0.0.1", "8.8.8.8", 53, 5002, "dns"),
+        ("10.0.0.1", None, None, None, None), (None, None, None, None, None),
+        (None, None, None, None, None)]
+    assert [r["sensor_id"] for r in rows] == ["C1", None, "C1", None, None]
+    assert [(r["first_seen"], r["last_seen"]) for r in rows] == [
+        (t[0].as_py(), t[1].as_py()), (t[2].as_py(), t[2].as_py()),
+        (t[0].as_py(), t[2].as_py()), (None, None), (None, None)]
+    assert all(r["protocol"] is None and r["community_id"] is None for r in rows)
+    assert [[(e["event_id"], e["bytes"], e["dest_port"]) for e in r["top_events"]]
+            for r in rows] == [[("b", 500, 80), ("a", 10, 80)], [("c", 0, 53)],
+                               [("b", 500, 80), ("a", 10, 80), ("c", 0, 53)], [], []]
+
+
+def test_an_alert_line_shows_its_hosts_and_first_reason():
+    from training.scoring.alerts import alert_context
+
+    row = {"source_ip": "10.0.0.5", "source_port": 51000, "dest_ip": "8.8.8.8", "dest_port": 53,
+           "protocol": "udp", "service": "dns",
+           "reasons": [{"field": "dest_port", "observed": "65000", "typical": "53",
+                        "contribution": 9.0}]}
+    assert alert_context(row) == "  10.0.0.5:51000 -> 8.8.8.8:53 udp dns; dest_port 65000 (typical 53)"
+    assert alert_context({"source_ip": "10.0.0.5", "reasons": None}) == "  10.0.0.5 -> ?"
+    assert alert_context({"unit": "x"}) == ""
+
+
+def test_a_collection_of_an_iot23_csv_resumes_on_its_uids_without_duplicates(tmp_path, datasets):
+    path = datasets / "iot23/CTU-Malware-Capture-44-1-labeled.csv"
+    uids = [line.split(",")[1] for line in path.read_text().splitlines()[1:]]
+    collected: list[str] = []
+    for _ in range(10):  # stop after 100 events each run, resume from the checkpoint
+        collector = DataCollector([DataSource("s", "csv_file", {"path": str(path)})],
+                                  output_dir=tmp_path / "out", progress=False)
+        batch = [e.event_id for e in collector.collect(max_events=100)]
+        if not batch:
+            break
+        collected += batch
+    assert collected == uids

@@ -1,0 +1,54 @@
+"""The alerts page shows exactly its JSON: every value cell against the document it renders."""
+
+from __future__ import annotations
+
+import html
+import json
+import shutil
+import subprocess
+
+import pyarrow as pa
+import pytest
+
+from training.evaluation.report_html import fmt
+from training.scoring.alerts import OUTPUT_SCHEMA
+from training.scoring.alerts_page import alerts_document, render_alerts_html, write_alerts_page
+from training.scoring.incidents import build_incidents
+from training.tests.test_incidents import _row
+from training.tests.test_report_html import Page, resolve
+
+
+def _incidents() -> pa.Table:
+    reasons = [{"field": "dest_port", "contribution": 9.5, "observed": "65000", "typical": "53"},
+               {"field": "protocol", "contribution": 0.25, "observed": "udp", "typical": "udp"}]
+    rows = [_row("layer1", "conn:C1", 99.9, source_ip="10.0.0.5", community_id="1:abc"),
+            _row("layer3", "10.0.0.5@2026-11-20T10:00", 99.0),
+            _row("layer1", "conn:<b>", 100.0, source_ip="10.0.0.<i>7</i>")]
+    rows[0]["reasons"] = reasons
+    return build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA))
+
+
+def test_every_value_on_the_page_equals_the_json(tmp_path):
+    json_path, html_path = write_alerts_page(_incidents(), tmp_path / "alerts.parquet")
+    document = json.loads(json_path.read_text())
+    assert document == json.loads(json.dumps(alerts_document(_incidents())))
+    page = Page()
+    page.feed(html_path.read_text())
+    keys = [key for key, _ in page.values]
+    assert len(keys) == len(set(keys)) and len(keys) == 1 + 2 * 7 + 3 * 4 + 2 * 4
+    for key, shown in page.values:
+        assert shown == fmt(resolve(document, key)), key
+    assert "/incidents/1/top/0/reasons/0/observed" in keys  # the reasons are on the page
+    assert "<i>" not in html_path.read_text() and html.escape("10.0.0.<i>7</i>") in \
+        html_path.read_text()  # text from the logs is escaped
+
+
+def test_the_page_in_a_headless_browser(tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium is not installed (Debian package chromium)")
+    path = tmp_path / "alerts.html"
+    path.write_text(render_alerts_html(alerts_document(_incidents())))
+    dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+                          path.as_uri()], capture_output=True, text=True, timeout=60).stdout
+    assert "Top incidents" in dom and "dest_port" in dom and "65000" in dom

@@ -1,0 +1,156 @@
+"""Incidents: grouping by entity and window across layers, the ranking, the Community ID join,
+and the files `score` writes beside its alerts."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pytest
+
+from training.collection.collector import DataSource
+from training.errors import ConfigError
+from training.registry.registry import ModelMetadata, ModelRegistry
+from training.scoring.alerts import OUTPUT_SCHEMA
+from training.scoring.batch import score_events
+from training.scoring.incidents import build_incidents
+from training.scoring.tables import as_pandas, incidents_path, read_alerts, read_incidents
+from training.tests.registry_fixtures import save_tiny
+
+T0 = datetime(2026, 11, 20, 10, 5, tzinfo=timezone.utc)
+
+
+def _row(layer, unit, percentile, *, alert=True, source_ip=None, minutes=0, community_id=None,
+         event_type="conn", event_ids=None):
+    at = T0 + timedelta(minutes=minutes)
+    return {"unit": unit, "time": at, "score": 1.0, "is_alert": alert,
+            "event_ids": event_ids or [unit], "layer": layer, "threshold": 0.5,
+            "percentile": percentile, "source_ip": source_ip, "community_id": community_id,
+            "event_type": event_type, "first_seen": at, "last_seen": at}
+
+
+def test_alerts_group_by_entity_and_window_across_layers_and_rank_by_tail_weight():
+    rows = [
+        _row("layer1", "conn:C1", 99.0, source_ip="10.0.0.5", community_id="1:abc"),
+        _row("layer1", "eve:9", 99.9, source_ip="10.0.0.5", minutes=20, community_id="1:abc",
+             event_type="alert"),
+        _row("layer1", "conn:C2", 90.0, source_ip="10.0.0.5", minutes=30),
+        _row("layer3", "10.0.0.5@2026-11-20T10:00", 99.0, minutes=-5),
+        _row("layer1", "conn:C3", 100.0, source_ip="10.0.0.7"),  # one alert, far in the tail
+        _row("layer1", "conn:C4", 99.99, source_ip="10.0.0.5", minutes=70),  # the next hour
+        _row("layer1", "conn:C5", 99.999, source_ip="10.0.0.8", alert=False),
+    ]
+    incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [(i["rank"], i["entity"], i["window_start"].hour, i["alerts"]) for i in incidents] == [
+        (1, "10.0.0.7", 10, 1), (2, "10.0.0.5", 10, 4), (3, "10.0.0.5", 11, 1)]
+    assert incidents[0]["score"] == pytest.approx(6.0, abs=1e-4)  # above every benign score: MAX_TAIL
+    first = incidents[1]
+    # layer 1's heaviest alert (99.9th percentile: 3) plus layer 3's (99th: 2)
+    assert first["score"] == pytest.approx(5.0, abs=1e-4)
+    assert first["layers"] == [{"layer": "layer1", "alerts": 3}, {"layer": "layer3", "alerts": 1}]
+    assert (first["first_seen"], first["last_seen"]) == (T0 - timedelta(minutes=5),
+                                                         T0 + timedelta(minutes=30))
+    assert first["flows"] == [{"community_id": "1:abc", "event_ids": ["conn:C1", "eve:9"],
+                               "event_types": ["conn", "alert"]}]
+    assert [t["unit"] for t in first["top"]] == ["eve:9", "conn:C1",
+                                                 "10.0.0.5@2026-11-20T10:00"]
+    assert incidents[2]["score"] == pytest.approx(4.0, abs=1e-4)
+    with pytest.raises(ConfigError, match="window_seconds must be > 0, got 0"):
+        build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), window_seconds=0)
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_score_writes_incidents_beside_its_alerts(tmp_path, datasets, suffix):
+    registry = ModelRegistry(tmp_path / "models")
+    weights = save_tiny(tmp_path / "src" / "tiny.pt", centre=0.25, dim=128, threshold=15.0)
+    registry.register_model(weights, ModelMetadata("tiny", "1.0.0", "layer1", stage="production"))
+    log = datasets / "stratosphere/008-zeek-mixed/data/conn.log.labeled"
+    output = tmp_path / f"alerts{suffix}"
+    summary = score_events(registry, "tiny", [DataSource("z", "zeek_logs", {"path": str(log)})],
+                           output)
+    alerts = read_alerts(output, alerts_only=True)
+    incidents = read_incidents(incidents_path(output))
+    assert summary.incidents_output == str(tmp_path / f"alerts.incidents{suffix}")
+    assert alerts.num_rows == summary.alerts > 0 and incidents.num_rows == summary.incidents > 0
+    rows = incidents.to_pylist()
+    assert sum(i["alerts"] for i in rows) == alerts.num_rows
+    page = json.loads((tmp_path / "alerts.alerts.json").read_text())
+    assert [(i["rank"], i["entity"], i["alerts"]) for i in page["incidents"]] == \
+        [(i["rank"], i["entity"], i["alerts"]) for i in rows[:20]]
+    assert (tmp_path / "alerts.alerts.html").read_text().count("<h2 id='incident-") == \
+        len(page["incidents"])
+    assert [i["rank"] for i in rows] == list(range(1, len(rows) + 1))
+    assert [i["score"] for i in rows] == sorted((i["score"] for i in rows), reverse=True)
+    by_entity = {}
+    for alert in alerts.to_pylist():
+        by_entity.setdefault(alert["source_ip"], []).append(alert["first_seen"])
+    for incident in rows:
+        seen = [t for t in by_entity[incident["entity"]]
+                if incident["window_start"] <= t < incident["window_start"] + timedelta(hours=1)]
+        assert (len(seen), min(seen), max(seen)) == (incident["alerts"], incident["first_seen"],
+                                                     incident["last_seen"])
+    if suffix == ".jsonl":  # the same values whichever format
+        score_events(registry, "tiny", [DataSource("z", "zeek_logs", {"path": str(log)})],
+                     tmp_path / "alerts.parquet")
+        assert read_alerts(output).to_pylist() == read_alerts(tmp_path / "alerts.parquet").to_pylist()
+        assert incidents.to_pylist() == read_incidents(tmp_path / "alerts.incidents.parquet").to_pylist()
+
+
+def test_pandas_is_optional(tmp_path):
+    table = build_incidents(OUTPUT_SCHEMA.empty_table())
+    try:
+        import pandas  # noqa: F401
+    except ModuleNotFoundError:
+        with pytest.raises(ConfigError, match="pandas is not installed"):
+            as_pandas(table)
+    else:
+        assert list(as_pandas(table).columns) == table.column_names
+
+
+def test_alert_files_of_several_layers_make_one_incident_table(tmp_path):
+    from training.scoring.tables import incidents_across_layers, write_table
+
+    rows = [_row("layer1", "conn:C1", 99.9, source_ip="10.0.0.5"),
+            _row("layer3", "10.0.0.5@2026-11-20T10:00", 99.0),
+            _row("layer1", "conn:C2", 90.0, source_ip="10.0.0.9")]
+    write_table(pa.Table.from_pylist(rows[::2], schema=OUTPUT_SCHEMA), tmp_path / "l1.parquet")
+    write_table(pa.Table.from_pylist(rows[1:2], schema=OUTPUT_SCHEMA), tmp_path / "l3.jsonl")
+    out = incidents_across_layers([tmp_path / "l1.parquet", tmp_path / "l3.jsonl"],
+                                  tmp_path / "all.jsonl")
+    assert out.to_pylist() == read_incidents(tmp_path / "all.jsonl").to_pylist() == \
+        build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [(i["entity"], [x["layer"] for x in i["layers"]]) for i in out.to_pylist()] == [
+        ("10.0.0.5", ["layer1", "layer3"]), ("10.0.0.9", ["layer1"])]
+    assert (tmp_path / "all.alerts.html").exists()
+    with pytest.raises(ConfigError, match="no scored units file there"):
+        incidents_across_layers([tmp_path / "nope.parquet"], tmp_path / "x.jsonl")
+
+
+def test_incidents_past_every_benign_score_rank_by_how_far_above_the_threshold():
+    rows = [_row("layer1", "conn:A", 100.0, source_ip="10.0.0.1"),
+            _row("layer1", "conn:B", 100.0, source_ip="10.0.0.2")]
+    rows[1]["score"] = 3.0  # six times its threshold; the first is twice its threshold
+    incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [(i["entity"], i["score"]) for i in incidents] == [("10.0.0.2", 6.0), ("10.0.0.1", 6.0)]
+
+
+def test_a_file_that_is_not_a_scoring_output_is_refused_by_name(tmp_path):
+    import pyarrow.parquet as pq
+
+    from training.errors import SchemaError
+
+    pq.write_table(pa.table({"score": [1.0]}), tmp_path / "other.parquet")
+    with pytest.raises(SchemaError, match="other.parquet: not a scored units file written by score"):
+        read_alerts(tmp_path / "other.parquet")
+    (tmp_path / "bad.jsonl").write_text('{"unit": "a", "score": "high"}\n')
+    with pytest.raises(SchemaError, match="bad.jsonl: not a scored units file"):
+        read_alerts(tmp_path / "bad.jsonl")
+
+
+def test_host_log_alerts_group_by_their_host():
+    rows = [_row("layer1", "security:4688:1", 99.0), _row("layer1", "security:4688:2", 99.9)]
+    for row in rows:
+        row["host"] = "ws-07"
+    incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [(i["entity"], i["alerts"]) for i in incidents] == [("ws-07", 2)]

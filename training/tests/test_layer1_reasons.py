@@ -1,0 +1,210 @@
+"""Layer-1 reasons on real events: one field set to a value benign training never had becomes
+the first reason, and the reasons' contributions add up to the score.
+
+The detector is a layer-1 VAE fitted on the benign events of IoT-23 42-1 (a development
+capture); its threshold is the 99th percentile of its scores on held-out benign events. Each case changes
+the held-out events the model finds most typical (lowest scores; no label is looked at beyond
+"benign"), so that the changed field is the one oddity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import torch
+
+from training.collection.collector import DataCollector, DataSource
+from training.detectors.vae import Layer1VAE
+from training.errors import NotSupportedError
+from training.evaluation.calibration import Calibration
+from training.features.layer1_names import DIM_FIELDS, DIM_NAMES, FIELDS
+from training.layers.layer1 import Layer1
+
+CAPTURE = "iot23/CTU-Malware-Capture-42-1-labeled.csv"
+TRAIN, VAL, EPOCHS = 2000, 1000, 25
+N_EVENTS = 12  # real held-out benign events each case changes
+_CAPPED = ("a volume dim is log-scaled and capped at 1, so one volume field moves the score "
+           "by a few units at most: less than benign address and time-of-day variation")
+# (field, value never seen in benign training)
+CASES = [("dest_port", 65000), ("conn_state", "RSTRH"), ("protocol", "icmp"),
+         ("bytes_sent", 10**10), ("packets_sent", 10**7), ("duration", 864_000.0)]
+# A volume field alone does not reach the threshold (strict: passing would be news).
+ALERT_CASES = [pytest.param(*case, marks=pytest.mark.xfail(strict=True, reason=_CAPPED))
+               if case[0] in ("bytes_sent", "packets_sent", "duration") else case
+               for case in CASES]
+
+
+@pytest.fixture(scope="module")
+def fitted(datasets):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrix products: waiting on a busy second core costs more
+    try:
+        return _fit(datasets)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(datasets):
+    torch.manual_seed(0)
+    events = DataCollector([DataSource("iot", "csv_file", {"path": str(datasets / CAPTURE)})],
+                           progress=False).collect_table()
+    events = events.filter(pc.equal(events["is_threat"], 0))
+    events = events.take(np.random.default_rng(0).permutation(events.num_rows))
+    train, val = events.slice(0, TRAIN), events.slice(TRAIN, VAL)
+    layer = Layer1()
+    features = torch.from_numpy(layer.featurize(train).features)
+    model = Layer1VAE(hidden_dim=96, latent_dim=32, dropout=0.0, reconstruction="bce")
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    order = torch.Generator().manual_seed(0)
+    for _ in range(EPOCHS):  # the model's own loss, a plain loop
+        for rows in torch.randperm(TRAIN, generator=order).split(128):
+            optimizer.zero_grad()
+            model.training_step(features[rows]).backward()
+            optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        val_scores = model.anomaly_score(torch.from_numpy(layer.featurize(val).features)).numpy()
+    threshold = Calibration.fit(val_scores, np.zeros(VAL, np.int8), rule="quantile:0.99").threshold
+    # The held-out events the model finds most typical: a change there is the only oddity.
+    typical = np.sort(np.argsort(val_scores, kind="stable")[:N_EVENTS])
+    return layer, model, train, val.take(typical), threshold
+
+
+def _changed(held_out: pa.Table, field: str, value: object) -> pa.Table:
+    column = pa.array([value] * held_out.num_rows, held_out.schema.field(field).type)
+    return held_out.set_column(held_out.column_names.index(field), field, column)
+
+
+def _scored(layer, model, events):
+    units = layer.featurize(events)
+    with torch.no_grad():
+        scores = model.anomaly_score(torch.from_numpy(units.features)).numpy()
+    return scores, layer.explain(model, units, np.arange(events.num_rows), events=events)
+
+
+@pytest.mark.parametrize("field,value", CASES, ids=[c[0] for c in CASES])
+def test_a_never_seen_value_is_the_first_reason(fitted, field, value):
+    layer, model, train, held_out, _ = fitted
+    assert value not in train[field].to_pylist()  # never seen in benign training
+    before, _ = _scored(layer, model, held_out)
+    scores, reasons = _scored(layer, model, _changed(held_out, field, value))
+    assert [r[0].field for r in reasons] == [field] * held_out.num_rows
+    assert all(r[0].observed == str(value) and r[0].typical != str(value) for r in reasons)
+    for unit, score in zip(reasons, scores):
+        assert abs(sum(reason.contribution for reason in unit) - score) <= 1e-5
+        contributions = [reason.contribution for reason in unit]
+        assert contributions == sorted(contributions, reverse=True)
+    assert (scores > before).all()
+
+
+@pytest.mark.parametrize("field,value", ALERT_CASES, ids=[c[0] for c in CASES])
+def test_a_never_seen_value_alerts(fitted, field, value):
+    layer, model, _, held_out, threshold = fitted
+    scores, _ = _scored(layer, model, _changed(held_out, field, value))
+    print(f"{field}={value}: scores {np.round(scores, 2)}, threshold {threshold:.2f}")
+    assert (scores >= threshold).all()
+
+
+def test_every_dim_is_named_and_each_field_listed_once():
+    assert len(DIM_NAMES) == len(set(DIM_NAMES)) == len(DIM_FIELDS) == 128
+    assert list(dict.fromkeys(DIM_FIELDS)) == list(FIELDS)
+    assert DIM_NAMES[12] == "protocol=tcp" and DIM_FIELDS[73] == "dest_port"
+
+
+def test_row_detectors_explain_with_their_own_terms_or_say_they_cannot(fitted):
+    from training.detectors.rows import row_detector
+
+    layer, _, train, held_out, _ = fitted
+    units = layer.featurize(held_out)
+    forest = row_detector("iforest")(input_dim=128, inputs="vector")
+    with pytest.raises(NotSupportedError, match="no per-feature terms"):
+        layer.explain(forest, units, np.arange(2), events=held_out)
+    ecod = row_detector("ecod")(input_dim=128, inputs="vector")
+    ecod.fit(layer.featurize(train).features)
+    scores = ecod.anomaly_score(torch.from_numpy(units.features)).numpy()
+    changed = _changed(held_out, "protocol", "icmp")
+    reasons = layer.explain(ecod, layer.featurize(changed), np.arange(N_EVENTS), events=changed)
+    assert [r[0].field for r in reasons] == ["protocol"] * N_EVENTS
+    assert all(r[0].typical is None for r in reasons)  # ECOD has no reconstruction
+    unchanged = layer.explain(ecod, units, np.arange(N_EVENTS), events=held_out)
+    for unit, score in zip(unchanged, scores):
+        assert abs(sum(r.contribution for r in unit) - score) <= 1e-4
+
+
+def test_scored_alerts_carry_their_reasons(fitted, tmp_path):
+    import pyarrow.parquet as pq
+
+    from training.artifacts.model_files import save_model
+    from training.registry.registry import ModelMetadata, ModelRegistry
+    from training.scoring.batch import score_events
+
+    layer, model, _, held_out, threshold = fitted
+    save_model(model, tmp_path / "vae.pt", feature_spec=layer.spec, threshold=threshold)
+    registry = ModelRegistry(tmp_path / "models")
+    registry.register_model(tmp_path / "vae.pt", ModelMetadata("vae", "1.0.0", "layer1",
+                                                               stage="production"))
+    events = pa.concat_tables([held_out, _changed(held_out, "protocol", "icmp")])
+    summary = score_events(registry, "vae", events, tmp_path / "out.parquet")
+    out = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    assert [r["is_alert"] for r in out] == [False] * N_EVENTS + [True] * N_EVENTS
+    assert all(r["reasons"] is None for r in out[:N_EVENTS])
+    _, expected = _scored(layer, model, events.slice(N_EVENTS))
+    for row, unit in zip(out[N_EVENTS:], expected):
+        assert [r["field"] for r in row["reasons"]] == [r.field for r in unit[:5]]
+        assert row["reasons"][0]["observed"] == "icmp"
+        assert row["reasons"][0]["contribution"] == pytest.approx(unit[0].contribution, abs=1e-5)
+    assert summary.top_alerts[0]["reasons"][0]["field"] == "protocol"
+
+
+def test_the_validation_report_names_layer1_dims(fitted, tmp_path):
+    import json
+    import re
+
+    from training.cli.main import main
+
+    layer, _, train, _, _ = fitted
+    path = layer.featurize(train).save(tmp_path / "train.npz")
+    main(["validate", "--data", str(path), "--report", str(tmp_path / "v")])
+    report = (tmp_path / "v.json").read_text()
+    assert not re.search(r"feature_\d", report) and "'protocol=icmp'" in report
+    assert json.loads(report)["statistics"]["n_features"] == 128
+
+
+def test_vectors_read_back_as_the_values_that_made_them():
+    from datetime import datetime, timezone
+
+    from training.collection.schema import CANONICAL_SCHEMA
+    from training.features.layer1 import Layer1Featurizer
+    from training.features.layer1_names import decode_rows, field_slices
+
+    row = {"timestamp": datetime(2026, 11, 20, 10, 5, tzinfo=timezone.utc), "event_type": "conn",
+           "protocol": "tcp", "service": "ssl", "conn_state": "SF", "dest_port": 443,
+           "source_port": None, "bytes_sent": 1000, "packets_sent": 12, "duration": 2.5,
+           "source_ip": "10.0.0.5"}
+    table = pa.Table.from_pylist([{k: row.get(k) for k in CANONICAL_SCHEMA.names}],
+                                 schema=CANONICAL_SCHEMA)
+    vector = Layer1Featurizer().featurize(table)
+    read = {f: decode_rows(f, vector[:, s])[0] for f, s in field_slices().items()}
+    assert {f: read[f] for f in ("event_type", "protocol", "service", "conn_state", "dest_port",
+                                 "source_port", "source_ip", "timestamp", "user")} == {
+        "event_type": "network", "protocol": "tcp", "service": "ssl", "conn_state": "SF",
+        "dest_port": "443", "source_port": "-", "source_ip": "private",
+        "timestamp": "10:05 UTC", "user": "-"}
+    assert [float(read[f]) for f in ("bytes_sent", "packets_sent", "duration")] == \
+        pytest.approx([1000, 12, 2.5], rel=1e-4)
+
+
+def test_a_flood_of_alerts_explains_the_highest_scoring_of_each_batch(fitted):
+    from training.scoring.alerts import MAX_EXPLAINED, AlertRows
+
+    layer, model, train, _, _ = fitted
+    units = layer.featurize(train)
+    with torch.no_grad():
+        scores = model.anomaly_score(torch.from_numpy(units.features)).numpy()
+    rows = AlertRows(layer, model, threshold=float(scores.min()), calibration=None)
+    batch = rows.rows(units, scores, train).to_pydict()
+    explained = np.array([r is not None for r in batch["reasons"]])
+    assert all(batch["is_alert"]) and explained.sum() == MAX_EXPLAINED < len(scores)
+    assert scores[explained].min() >= scores[~explained].max()

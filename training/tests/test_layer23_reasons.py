@@ -1,0 +1,97 @@
+"""Layer-2 and layer-3 reasons on real Zeek events: one field of one unit's events set to a
+value far beyond the capture's, and the aggregate it feeds is the unit's first reason; the
+terms add up to the score.
+
+The detectors are the layers' defaults with seeded, untrained weights and scaling fitted on
+the first 2,000 events of a capture (stratosphere 008): what is checked is the explanation (the terms of the model's own
+score, named), not detection, so whether the unit alerts is printed, not asserted (an untrained
+detector's threshold means little). The changed unit is the lowest-scoring (most typical) one,
+chosen by score alone.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+import torch
+
+from training.collection.collector import DataCollector, DataSource
+from training.layers.layer2 import Layer2
+from training.layers.layer3 import Layer3
+
+LOG = "stratosphere/008-zeek-mixed/data/conn.log.labeled"
+EVENTS = 2000  # its first events: a small slice keeps the test quick
+# (layer, field, value far beyond the capture's, the aggregate that must lead)
+CASES = [
+    (Layer2, "bytes_sent", 10**12, "bytes_sent"),
+    (Layer2, "packets_received", 10**9, "packets_received"),
+    (Layer3, "bytes_sent", 10**12, "bytes_sent"),
+    (Layer3, "packets_received", 10**9, "packets_received"),
+    (Layer3, "duration", 86_400.0, "duration_mean"),
+]
+
+
+@pytest.fixture(scope="module")
+def events(datasets):
+    return DataCollector([DataSource("z", "zeek_logs", {"path": str(datasets / LOG)})],
+                         progress=False).collect_table().slice(0, EVENTS)
+
+
+@pytest.fixture(scope="module")
+def fitted(events):
+    out = {}
+    for cls in (Layer2, Layer3):
+        torch.manual_seed(0)
+        layer = cls()
+        units = layer.featurize(events)
+        layer.fit(units)
+        model = layer.default_detector(units).eval()
+        scores = layer.score(model, units)
+        out[cls] = (layer, model, units, scores, float(np.quantile(scores, 0.99)))
+    return out
+
+
+@pytest.mark.parametrize("cls,field,value,aggregate", CASES,
+                         ids=[f"{c[0].name}-{c[1]}" for c in CASES])
+def test_a_far_value_leads_the_reasons_and_alerts(events, fitted, cls, field, value, aggregate):
+    layer, model, units, scores, threshold = fitted[cls]
+    columns = layer.unit_columns(units)
+    typical = int(np.argmin(scores))  # the most typical unit: the change is its one oddity
+    name = columns["unit"][typical].as_py()
+    ids = pa.array(columns["event_ids"][typical].as_py())
+    assert value > pc.max(events[field]).as_py()  # beyond anything in the capture
+    hit = pc.is_in(events["event_id"], value_set=ids)
+    changed = events.set_column(events.column_names.index(field), field,
+                                pc.if_else(hit, pa.scalar(value, events.schema.field(field).type),
+                                           events[field]))
+    units2 = layer.featurize(changed)
+    row = layer.unit_columns(units2)["unit"].to_pylist().index(name)
+    score = float(layer.score(model, units2)[row])
+    (reasons,) = layer.explain(model, units2, np.array([row]), events=changed)
+    print(f"{layer.name} {name}: {field}={value}: score {scores[typical]:.3g} -> {score:.3g}, "
+          f"threshold {threshold:.3g}, first reason {reasons[0]}")
+    assert reasons[0].field == aggregate
+    assert float(reasons[0].observed) > float(reasons[0].typical)
+    assert abs(sum(r.contribution for r in reasons) - score) <= 1e-5 * max(1.0, score)
+    assert score > scores[typical] + reasons[0].contribution / 2
+
+
+@pytest.mark.parametrize("cls", [Layer2, Layer3], ids=["layer2", "layer3"])
+def test_edges_and_windows_carry_their_hosts_bounds_and_top_events(events, fitted, cls):
+    from training.scoring.context import unit_context
+
+    layer, _, units, _, _ = fitted[cls]
+    columns = layer.unit_columns(units)
+    context = unit_context(events, columns["event_ids"]).to_pylist()
+    times = dict(zip(events["event_id"].to_pylist(), events["timestamp"].to_pylist()))
+    for name, ids, row in zip(columns["unit"].to_pylist(), columns["event_ids"].to_pylist(),
+                              context):
+        hosts = name.split("@")[0].split("->")
+        assert [row["source_ip"], row["dest_ip"]][:len(hosts)] == hosts
+        assert (row["first_seen"], row["last_seen"]) == (min(times[i] for i in ids),
+                                                         max(times[i] for i in ids))
+        top = row["top_events"]
+        assert len(top) == min(3, len(ids)) and {e["event_id"] for e in top} <= set(ids)
+        assert [e["bytes"] for e in top] == sorted((e["bytes"] for e in top), reverse=True)
