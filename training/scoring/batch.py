@@ -123,9 +123,10 @@ class _Output:
         scores = batch.column("score").to_numpy(zero_copy_only=False)[rows]
         best = rows[np.argsort(-scores, kind="stable")[:self.top_k]]
         for at, row in zip(best.tolist(), batch.take(pa.array(best)).to_pylist()):
-            for key in ("time", "first_seen", "last_seen"):
-                row[key] = row[key].isoformat() if row[key] is not None else None
-            for event in row["top_events"] or ():
+            for key in ("time", "first_seen", "last_seen"):  # the fused output has only time
+                if row.get(key) is not None:
+                    row[key] = row[key].isoformat()
+            for event in row.get("top_events") or ():
                 event["timestamp"] = event["timestamp"] and event["timestamp"].isoformat()
             item = (row["score"], -(first + at), row)
             if len(self.top) < self.top_k:

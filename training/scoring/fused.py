@@ -109,8 +109,10 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
     output = Path(output)
     with atomic_write(output) as handle:
         out = _Output(handle, output, top_k, schema)
-        out.write(batch)
-        top = out.close()
+        try:
+            out.write(batch)
+        finally:  # a Parquet writer left open complains with a traceback when collected
+            top = out.close()
     for row in top:
         row["percentile"] = float(fusion.calibration.percentile(row["score"]))
     versions = " + ".join(f"{m['model_name']} {m['version']}" for m in fusion.models)

