@@ -146,6 +146,12 @@ def _checked(features: Any) -> np.ndarray:
     features = np.ascontiguousarray(features, dtype=np.float32)
     if features.ndim != 2 or not len(features):
         raise SchemaError(f"event features must be (rows, dims) with rows, got {features.shape}")
+    # A finite sum means every value is finite (NaN and inf propagate): one pass without a
+    # (rows, dims) mask. Only a non-finite sum (or an overflow of finite values) looks further.
+    with np.errstate(over="ignore", invalid="ignore"):  # the overflow is the answer, no warning
+        total = features.sum()
+    if np.isfinite(total):
+        return features
     bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
     if len(bad):
         raise SchemaError(f"the features have NaN or infinite values in {len(bad)} rows (first: "
