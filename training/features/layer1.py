@@ -86,10 +86,11 @@ ID_FIELDS = ("uid", "uids", "fuid", "fuids", "conn_uids", "parent_fuid", "id", "
 
 # Where each block starts; the blocks tile 0..127 in this order.
 EVENT, PROTOCOL, SERVICE, CONN_STATE, DIRECTION = 0, 12, 18, 30, 45
-# Each layout and the dims it leaves at 0 (see the module docstring).
-LAYOUTS: dict[str, tuple[int, ...]] = {
+# Each layout and the dims it leaves at 0 (see the module docstring), as runs of adjacent
+# dims: zeroing a column slice is ~3x faster than a fancy-indexed list of columns.
+LAYOUTS: dict[str, tuple[range, ...]] = {
     "l1.v1": (),
-    "l1.v2": (*range(53, 57), *range(61, 65), *range(81, 85)),
+    "l1.v2": (range(53, 57), range(61, 65), range(81, 85)),
 }
 SOURCE_ADDRESS, DEST_ADDRESS, SOURCE_PORT, DEST_PORT = 49, 57, 65, 70
 VOLUME_AT, SEVERITY, TIME, IDENTITY_AT, EXTRA = 75, 80, 81, 85, 112
@@ -193,7 +194,8 @@ class Layer1Featurizer:
         _time(out, column(table, "timestamp", CANONICAL_SCHEMA.field("timestamp").type))
         _identity(out, rows, table)
         _extras(out, rows, table, self.label_fields)
-        out[:, list(LAYOUTS[self.layout])] = 0.0
+        for dims in LAYOUTS[self.layout]:
+            out[:, dims.start:dims.stop] = 0.0
         return out
 
     def _volume(self, out: np.ndarray, table: pa.Table) -> None:

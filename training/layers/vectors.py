@@ -42,10 +42,10 @@ class EventVectorLayer(Layer):
         arrays = {
             "features": self.featurizer.featurize(events),
             "labels": events["is_threat"].to_numpy(zero_copy_only=False).astype(np.int8),
-            "attack_type": _texts(events["attack_type"]),
+            "attack_type": _repeated_texts(events["attack_type"]),
             "sample_ids": _texts(events["event_id"]),
             "timestamps": timestamps.astype("datetime64[us]"),
-            "entity": _texts(entity.cast(pa.string())),
+            "entity": _repeated_texts(entity.cast(pa.string())),
         }
         return LayerArrays(self._saved_name, self.featurizer.spec, arrays)
 
@@ -146,6 +146,12 @@ def _checked(features: Any) -> np.ndarray:
     features = np.ascontiguousarray(features, dtype=np.float32)
     if features.ndim != 2 or not len(features):
         raise SchemaError(f"event features must be (rows, dims) with rows, got {features.shape}")
+    # A finite sum means every value is finite (NaN and inf propagate): one pass without a
+    # (rows, dims) mask. Only a non-finite sum (or an overflow of finite values) looks further.
+    with np.errstate(over="ignore", invalid="ignore"):  # the overflow is the answer, no warning
+        total = features.sum()
+    if np.isfinite(total):
+        return features
     bad = np.flatnonzero(~np.isfinite(features).all(axis=1))
     if len(bad):
         raise SchemaError(f"the features have NaN or infinite values in {len(bad)} rows (first: "
@@ -155,3 +161,11 @@ def _checked(features: Any) -> np.ndarray:
 
 def _texts(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     return np.asarray(pc.fill_null(as_array(column), "").to_numpy(zero_copy_only=False), dtype=str)
+
+
+def _repeated_texts(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """`_texts` for a column of few distinct values (attack types, entities): each distinct
+    value is converted once, then gathered, ~4x faster than converting every row (the same
+    array: the widest value, hence the dtype, is among the distinct ones)."""
+    encoded = pc.fill_null(as_array(column), "").dictionary_encode()
+    return _texts(encoded.dictionary)[encoded.indices.to_numpy()]

@@ -154,7 +154,10 @@ class EpochPasses:
                  device: torch.device, world_size: int, graph_ok: bool) -> None:
         self.loss, self.optimizer, self.scaler, self.autocast = loss, optimizer, scaler, autocast
         self.clip, self.device, self.world_size, self.graph_ok = clip, device, world_size, graph_ok
-        if next(loss.parameters(), None) is None:
+        # The parameters the optimizer was built over, listed once: walking the module tree
+        # (`loss.parameters()`) on every step costs tens of generator calls per step.
+        self.params = list(loss.parameters())
+        if not self.params:
             self.clip = None  # nothing to clip: a detector fitted in one pass has no parameters
         # One process: call the loss directly (no module-call hooks per step); several: through
         # DDP, whose forward prepares the gradient all-reduce.
@@ -205,17 +208,16 @@ class EpochPasses:
         with self.autocast():
             loss = self.step_loss(batch)
         self.optimizer.zero_grad(set_to_none=True)
-        params = self.loss.parameters
         if self.scaler is None:
             loss.backward()
             if self.clip is not None:
-                norm_sum.add_(nn.utils.clip_grad_norm_(params(), self.clip))
+                norm_sum.add_(nn.utils.clip_grad_norm_(self.params, self.clip))
             self.optimizer.step()
         else:
             self.scaler.scale(loss).backward()
             if self.clip is not None:
                 self.scaler.unscale_(self.optimizer)
-                norm_sum.add_(nn.utils.clip_grad_norm_(params(), self.clip))
+                norm_sum.add_(nn.utils.clip_grad_norm_(self.params, self.clip))
             self.scaler.step(self.optimizer)
             self.scaler.update()
         loss_sum.add_(loss.detach().float(), alpha=rows)
