@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from training.artifacts.atomic import pid_alive
 from training.errors import ConfigError, PipelineError
 from training.console.progress import set_mode as set_progress_mode
 from training.console.progress import suppressed
@@ -74,23 +75,13 @@ def fail_orphaned_trials(study: optuna.Study) -> list[int]:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         worker_host, _, rest = str(trial.user_attrs.get(WORKER_ATTR, "")).partition(":")
         pid = rest.partition(":")[0]
-        if worker_host == host and pid.isascii() and pid.isdigit() and not _alive(int(pid)):
+        if worker_host == host and pid.isascii() and pid.isdigit() and not pid_alive(int(pid)):
             study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
             orphans.append(trial.number)
     if orphans:
         logger.warning("trials %s were left RUNNING by worker processes that no longer exist; "
                        "marked failed (they do not count towards n_trials)", orphans)
     return orphans
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
 
 
 def run_trials(study: optuna.Study, objective: Objective, claim: Callable[[], bool],
