@@ -16,11 +16,13 @@ Columns of the incidents table (`INCIDENT_SCHEMA`): rank, entity, window_start, 
 alerts, per-layer counts (`layers`: list of {layer, alerts}), first_seen, last_seen, flows
 (the alerts' events joined by Community ID: list of {community_id, event_ids, event_types},
 so a Zeek conn and the Suricata alert of one flow sit together), and top (the heaviest alerts:
-list of {layer, unit, score, percentile, reasons}).
+list of {layer, unit, score, percentile, reasons}); `flows` and `top` are filled for the
+`MAX_DETAILED` best incidents and null beyond.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
@@ -34,6 +36,9 @@ from training.errors import ConfigError
 from training.layers.reasons import REASON_TYPE
 from training.scoring.context import TIME
 
+logger = logging.getLogger(__name__)
+
+MAX_DETAILED = 1000  # incidents whose flows and top alerts are listed (the best first)
 MAX_TAIL = 6.0  # a score above every benign validation score: 1 in a million, at most
 TOP_ALERTS = 3
 _HEAVY = ("reasons", "top_events")  # nested columns read only where shown
@@ -61,23 +66,19 @@ def alert_weight(row: dict[str, Any]) -> float:
     return MAX_TAIL if above <= 10.0 ** -MAX_TAIL else -math.log10(above)
 
 
-def entity_of(row: dict[str, Any]) -> str:
-    """The host an alert is about: its source address, else its host or user (host logs),
-    else the entity its unit names."""
-    for key in ("source_ip", "host", "user"):
-        if row.get(key):
-            return str(row[key])
-    return str(row["unit"]).split("@", 1)[0].split("->", 1)[0]
-
-
-def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float = 3600.0
-                    ) -> pa.Table:
+def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float = 3600.0,
+                    detailed: int = MAX_DETAILED) -> pa.Table:
     """Group alert rows (the `score` output, any layers) into ranked incidents.
+
+    Grouping and ranking run on Arrow columns; the lists of an incident (`flows`, `top`) are
+    built for the `detailed` best incidents and left null beyond (a threshold that makes
+    most units alerts would otherwise spend seconds in Python per 100,000 events).
 
     Args:
         alerts: scored-unit tables (`training.scoring.alerts.OUTPUT_SCHEMA`); rows that do
             not alert are left out.
         window_seconds: the length of an incident's time window (> 0).
+        detailed: how many of the best incidents get their `flows` and `top` lists.
 
     Returns:
         The incidents, best first (`INCIDENT_SCHEMA`).
@@ -85,56 +86,107 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
     if not window_seconds > 0:
         raise ConfigError(f"window_seconds must be > 0, got {window_seconds}")
     tables = [alerts] if isinstance(alerts, pa.Table) else list(alerts)
+    tables = [table.filter(pc.field("is_alert")) for table in tables]
+    reasons = [t["reasons"] if "reasons" in t.column_names else None for t in tables]
+    rows = pa.concat_tables([_keyed(t, source, window_seconds)
+                             for source, t in enumerate(tables)])
+    per_layer = rows.group_by(["entity", "slot", "layer"], use_threads=False).aggregate(
+        [("weight", "max"), ("weight", "count")])
+    incidents = per_layer.group_by(["entity", "slot"], use_threads=False).aggregate(
+        [("weight_max", "sum"), ("weight_count", "sum")]).join(
+        rows.group_by(["entity", "slot"], use_threads=False).aggregate(
+            [("peak", "max"), ("seen_first", "min"), ("seen_last", "max")]),
+        keys=["entity", "slot"])
+    incidents = incidents.sort_by([("weight_max_sum", "descending"), ("peak_max", "descending"),
+                                   ("slot", "ascending"), ("entity", "ascending")])
+    layers: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for entity, slot, layer, count in zip(*(per_layer[c].to_pylist() for c in (
+            "entity", "slot", "layer", "weight_count"))):
+        layers[(entity, slot)].append({"layer": layer, "alerts": count})
+    lists = _detailed(tables, rows, incidents.slice(0, detailed), reasons)
+    if incidents.num_rows > detailed:
+        logger.info("%d incidents: flows and top alerts listed for the best %d", incidents.num_rows,
+                    detailed)
+    out = []
+    for rank, (entity, slot, score, count, first, last) in enumerate(zip(*(
+            incidents[c].to_pylist() for c in ("entity", "slot", "weight_max_sum",
+                                              "weight_count_sum", "seen_first_min", "seen_last_max"))), 1):
+        details = lists.get((entity, slot), {"flows": None, "top": None})
+        out.append({"rank": rank, "entity": entity,
+                    "window_start": datetime.fromtimestamp(slot * window_seconds, timezone.utc),
+                    "score": score, "alerts": count,
+                    "layers": sorted(layers[(entity, slot)], key=lambda x: x["layer"]),
+                    "first_seen": first, "last_seen": last, **details})
+    return pa.Table.from_pylist(out, schema=INCIDENT_SCHEMA)
+
+
+def _column(table: pa.Table, name: str, kind: pa.DataType) -> pa.Array | pa.ChunkedArray:
+    return table[name] if name in table.column_names else pa.nulls(table.num_rows, kind)
+
+
+def _keyed(table: pa.Table, source: int, window_seconds: float) -> pa.Table:
+    """The alert rows of one table with what grouping and ranking need (see the module
+    docstring): entity, window slot, tail weight, peak, first and last time seen."""
+    def text(name: str) -> pa.Array:  # an empty value counts as none
+        values = _column(table, name, pa.string())
+        return pc.if_else(pc.equal(values, ""), None, values)
+
+    unit = pc.list_element(pc.split_pattern(table["unit"], "@", max_splits=1), 0)
+    entity = pc.coalesce(text("source_ip"), text("host"), text("user"),
+                         pc.list_element(pc.split_pattern(unit, "->", max_splits=1), 0))
+    first, last = _column(table, "first_seen", TIME), _column(table, "last_seen", TIME)
+    seen = pc.coalesce(first, table["time"])
+    seconds = pc.divide(pc.cast(pc.cast(seen, pa.int64()), pa.float64()), 1e6)
+    slot = pc.fill_null(pc.cast(pc.floor(pc.divide(seconds, window_seconds)), pa.int64()), 0)
+    score = pc.cast(table["score"], pa.float64())
+    threshold = pc.fill_null(pc.cast(_column(table, "threshold", pa.float32()), pa.float64()),
+                             0.0)
+    by_threshold = pc.if_else(pc.greater(threshold, 0.0), pc.divide(score, threshold), score)
+    above = pc.subtract(1.0, pc.divide(pc.cast(_column(table, "percentile", pa.float32()),
+                                               pa.float64()), 100.0))
+    tail = pc.if_else(pc.less_equal(above, 10.0 ** -MAX_TAIL), MAX_TAIL,
+                      pc.negate(pc.log10(pc.max_element_wise(above, 10.0 ** -MAX_TAIL))))
+    times = [pc.cast(t, pa.int64()) for t in (first, last, table["time"])]  # nulls skipped
+    return pa.table({
+        "entity": pc.cast(entity, pa.string()), "slot": slot,
+        "layer": pc.fill_null(_column(table, "layer", pa.string()), ""),
+        "weight": pc.if_else(pc.is_null(above), by_threshold, tail),
+        "peak": by_threshold,
+        "seen_first": pc.cast(pc.min_element_wise(*times), TIME),
+        "seen_last": pc.cast(pc.max_element_wise(*times), TIME),
+        "source": pa.array([source] * table.num_rows, pa.int32()),
+        "at": pa.array(range(table.num_rows), pa.int64()),
+    }).combine_chunks()
+
+
+def _detailed(tables: list[pa.Table], rows: pa.Table, best: pa.Table,
+              reasons: list[pa.ChunkedArray | None]) -> dict[tuple[str, int], dict[str, Any]]:
+    """`flows` and `top` of the incidents in `best`, from their alert rows in `tables`."""
+    members = rows.join(best.select(["entity", "slot"]), keys=["entity", "slot"],
+                        join_type="inner")
+    members = members.sort_by([("source", "ascending"), ("at", "ascending")])
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    reasons: list[pa.ChunkedArray] = []  # per table; read only for the alerts shown
     for source, table in enumerate(tables):
-        table = table.filter(pc.field("is_alert"))
-        reasons.append(table["reasons"] if "reasons" in table.column_names else None)
-        light = table.select([n for n in table.column_names if n not in _HEAVY])
-        for at, row in enumerate(light.to_pylist()):
-            seen = row.get("first_seen") or row["time"]
-            slot = math.floor(seen.timestamp() / window_seconds) if seen else 0
+        mine = members.filter(pc.equal(members["source"], source))
+        light = table.take(mine["at"]).select([n for n in table.column_names if n not in _HEAVY])
+        for entity, slot, at, row in zip(mine["entity"].to_pylist(), mine["slot"].to_pylist(),
+                                         mine["at"].to_pylist(), light.to_pylist()):
             row["_at"] = (source, at)
-            groups[(entity_of(row), slot)].append(row)
-    incidents = [_incident(entity, slot * window_seconds, rows, reasons)
-                 for (entity, slot), rows in groups.items()]
-    incidents.sort(key=lambda i: (-i["score"], -i.pop("peak"), i["window_start"], i["entity"]))
-    for rank, incident in enumerate(incidents, 1):
-        incident["rank"] = rank
-    return pa.Table.from_pylist(incidents, schema=INCIDENT_SCHEMA)
-
-
-def _incident(entity: str, start: float, rows: list[dict],
-              reasons: list[pa.ChunkedArray | None]) -> dict[str, Any]:
-    weights = [alert_weight(r) for r in rows]
-    best: dict[str, float] = {}
-    counts: dict[str, int] = defaultdict(int)
-    for row, weight in zip(rows, weights):
-        counts[row["layer"]] += 1
-        best[row["layer"]] = max(best.get(row["layer"], -math.inf), weight)
-    seen = [t for r in rows for t in (r.get("first_seen"), r.get("last_seen"), r["time"]) if t]
-    order = sorted(range(len(rows)), key=lambda i: -weights[i])[:TOP_ALERTS]
-    return {
-        "entity": entity, "window_start": datetime.fromtimestamp(start, timezone.utc),
-        "score": sum(best.values()), "alerts": len(rows), "peak": _peak(rows),
-        "layers": [{"layer": k, "alerts": counts[k]} for k in sorted(counts)],
-        "first_seen": min(seen) if seen else None, "last_seen": max(seen) if seen else None,
-        "flows": _flows(rows),
-        "top": [{**{k: rows[i].get(k) for k in ("layer", "unit", "score", "percentile")},
-                 "reasons": _reasons_of(rows[i]["_at"], reasons)} for i in order],
-    }
+            groups[(entity, slot)].append(row)
+    details = {}
+    for key, group in groups.items():
+        weights = [alert_weight(r) for r in group]
+        order = sorted(range(len(group)), key=lambda i: -weights[i])[:TOP_ALERTS]
+        details[key] = {
+            "flows": _flows(group),
+            "top": [{**{k: group[i].get(k) for k in ("layer", "unit", "score", "percentile")},
+                     "reasons": _reasons_of(group[i]["_at"], reasons)} for i in order]}
+    return details
 
 
 def _reasons_of(at: tuple[int, int], reasons: list[pa.ChunkedArray | None]) -> Any:
     column = reasons[at[0]]
     return None if column is None else column[at[1]].as_py()
-
-
-def _peak(rows: list[dict]) -> float:
-    """The highest score/threshold of the alerts: breaks ties between incidents whose alerts
-    are all beyond every benign validation score (the tail weight tops out there)."""
-    return max(float(r["score"]) / r["threshold"] if r.get("threshold") else float(r["score"])
-               for r in rows)
 
 
 def _flows(rows: list[dict]) -> list[dict[str, Any]]:

@@ -58,6 +58,12 @@ def test_alerts_group_by_entity_and_window_across_layers_and_rank_by_tail_weight
     assert incidents[2]["score"] == pytest.approx(4.0, abs=1e-4)
     with pytest.raises(ConfigError, match="window_seconds must be > 0, got 0"):
         build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), window_seconds=0)
+    # Past the `detailed` best incidents the lists are left out (null), the rest is the same.
+    brief = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA),
+                            detailed=1).to_pylist()
+    assert brief[0] == incidents[0]
+    assert [(i["flows"], i["top"]) for i in brief[1:]] == [(None, None)] * 2
+    assert [{**i, "flows": None, "top": None} for i in incidents[1:]] == brief[1:]
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
