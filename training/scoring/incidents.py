@@ -2,8 +2,9 @@
 
 A scan is hundreds of event alerts, a few edge alerts and a window alert on one host; an
 incident puts them together. An alert's entity is its source address (the host that started
-the flows), else its host or user (host logs), else the entity its unit names (`entity@bucket`, `source->dest@window`); its
-window is its first-seen time floored to `window_seconds`.
+the flows), else its host or user (host logs), else the entity its unit names
+(`entity@bucket`, `source->dest@window`); its window is its first-seen time floored to
+`window_seconds`.
 
 Ranking: each alert's weight is how far into the benign tail it is, -log10 of the share of the
 model's benign validation scores at or above it (from its percentile; `MAX_TAIL` where the
@@ -108,9 +109,10 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
         logger.info("%d incidents: flows and top alerts listed for the best %d", incidents.num_rows,
                     detailed)
     out = []
-    for rank, (entity, slot, score, count, first, last) in enumerate(zip(*(
-            incidents[c].to_pylist() for c in ("entity", "slot", "weight_max_sum",
-                                              "weight_count_sum", "seen_first_min", "seen_last_max"))), 1):
+    columns = ("entity", "slot", "weight_max_sum", "weight_count_sum", "seen_first_min",
+               "seen_last_max")
+    for rank, (entity, slot, score, count, first, last) in enumerate(
+            zip(*(incidents[c].to_pylist() for c in columns)), 1):
         details = lists.get((entity, slot), {"flows": None, "top": None})
         out.append({"rank": rank, "entity": entity,
                     "window_start": datetime.fromtimestamp(slot * window_seconds, timezone.utc),
@@ -142,6 +144,8 @@ def _keyed(table: pa.Table, source: int, window_seconds: float) -> pa.Table:
     threshold = pc.fill_null(pc.cast(_column(table, "threshold", pa.float32()), pa.float64()),
                              0.0)
     by_threshold = pc.if_else(pc.greater(threshold, 0.0), pc.divide(score, threshold), score)
+    # Ties past every benign score: how far above its threshold, whatever the threshold's sign.
+    peak = pc.if_else(pc.not_equal(threshold, 0.0), pc.divide(score, threshold), score)
     above = pc.subtract(1.0, pc.divide(pc.cast(_column(table, "percentile", pa.float32()),
                                                pa.float64()), 100.0))
     tail = pc.if_else(pc.less_equal(above, 10.0 ** -MAX_TAIL), MAX_TAIL,
@@ -151,7 +155,7 @@ def _keyed(table: pa.Table, source: int, window_seconds: float) -> pa.Table:
         "entity": pc.cast(entity, pa.string()), "slot": slot,
         "layer": pc.fill_null(_column(table, "layer", pa.string()), ""),
         "weight": pc.if_else(pc.is_null(above), by_threshold, tail),
-        "peak": by_threshold,
+        "peak": peak,
         "seen_first": pc.cast(pc.min_element_wise(*times), TIME),
         "seen_last": pc.cast(pc.max_element_wise(*times), TIME),
         "source": pa.array([source] * table.num_rows, pa.int32()),
