@@ -96,7 +96,8 @@ def alert_context(row: dict[str, Any]) -> str:
     """One alert row's context and first reason as a short line tail for people:
     "  10.0.0.5:51000 -> 8.8.8.8:53 udp dns; dest_port 65000 (typical 53)"."""
     def end(ip: Any, port: Any) -> str:
-        return f"{ip or '?'}{'' if port is None else f':{port}'}"
+        host = f"[{ip}]" if ip and ":" in str(ip) and port is not None else ip or "?"  # IPv6
+        return f"{host}{'' if port is None else f':{port}'}"
 
     parts = []
     if row.get("source_ip") or row.get("dest_ip"):

@@ -111,6 +111,9 @@ def test_an_alert_line_shows_its_hosts_and_first_reason():
                         "contribution": 9.0}]}
     assert alert_context(row) == "  10.0.0.5:51000 -> 8.8.8.8:53 udp dns; dest_port 65000 (typical 53)"
     assert alert_context({"source_ip": "10.0.0.5", "reasons": None}) == "  10.0.0.5 -> ?"
+    # An IPv6 address with a port is bracketed, so the port cannot be read as its last group.
+    assert alert_context({"source_ip": "fe80::1", "source_port": 546, "dest_ip": "ff02::1:2",
+                          "dest_port": 547}) == "  [fe80::1]:546 -> [ff02::1:2]:547"
     assert alert_context({"unit": "x"}) == ""
 
 
