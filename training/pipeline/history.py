@@ -26,6 +26,7 @@ from typing import Any
 
 from training.artifacts.atomic import atomic_write
 from training.errors import ConfigError
+from training.pipeline.report import page_head
 
 logger = logging.getLogger(__name__)
 
@@ -140,12 +141,7 @@ def _row(folder: Path) -> str:
 def render_runs_index(workdir: Path) -> str:
     """The page listing every run under `workdir`, newest first, linking each run's pages."""
     rows = "".join(_row(folder) for folder in reversed(list_runs(workdir)))
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>MAXIMUS pipeline runs</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:75em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
-th{{background:#f3f3f3}}</style></head><body>
-<h1>MAXIMUS pipeline runs</h1>
+    return page_head("MAXIMUS pipeline runs") + f"""
 <p>Working directory <code>{html.escape(str(workdir))}</code>; each run's report, logs and
 TensorBoard run are in <code>{RUNS}/&lt;run&gt;/</code>.</p>
 <table><tr><th>run</th><th>started (UTC)</th><th>events</th><th>took</th>

@@ -55,12 +55,7 @@ def render_index(result: PipelineResult) -> str:
                        for o in result.layers if o.circular and o.metrics)
     tested = ("" if result.test_events is None else
               f" The test part is the test sources' {result.test_events:,} events.")
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>MAXIMUS pipeline run</title>
-<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:75em}}
-table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
-th{{background:#f3f3f3}}</style></head><body>
-<h1>MAXIMUS pipeline run</h1>
+    return page_head("MAXIMUS pipeline run") + f"""
 <p>{result.events:,} events collected, {result.quarantined:,} records quarantined;
 whole run {result.seconds:.1f} s. Working directory: <code>{html.escape(result.workdir)}</code>.{tested}</p>
 {f"<h2>Notes</h2><ul>{notes}</ul>" if notes else ""}
@@ -79,6 +74,16 @@ A dash: the figure needs labels of both classes in the test part.</p>
 <ul>{issues}</ul>
 </body></html>
 """
+
+
+def page_head(title: str) -> str:
+    """The start of a pipeline page, to its <h1> `title`: one look for the run and the runs."""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:system-ui,sans-serif;margin:2em;max-width:75em}}
+table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.3em .6em;text-align:left}}
+th{{background:#f3f3f3}}</style></head><body>
+<h1>{html.escape(title)}</h1>"""
 
 
 def render_unfinished(workdir: str) -> str:
