@@ -110,7 +110,11 @@ def test_sigkilled_scorer_resumes_across_rotation_exactly_once(tmp_path):
     assert writer.wait(timeout=60) == 0
     rotations = [x for x in writer.stdout.read().split("\n") if x.startswith("rotated")]
     _wait("every event scored", lambda: _lines(scores) >= total)
-    time.sleep(0.3)  # a duplicate, if any, would be written by now
+    # Two more checkpoints (one per poll): the scorer has read the files again after the last
+    # event, so a re-read would show as a duplicate.
+    for _ in range(2):
+        committed = state.stat().st_mtime_ns
+        _wait("another poll", lambda: state.stat().st_mtime_ns != committed)
     restarted.send_signal(signal.SIGTERM)  # clean stop: finish the batch, checkpoint, exit 0
     out, err = restarted.communicate(timeout=60)
     assert restarted.returncode == 0, err
