@@ -65,7 +65,7 @@ from training.collection.schema import labels_from_alerts
 from training.errors import PipelineError, TooFewError
 from training.evaluation.evaluator import save_report
 from training.evaluation.fusion import DEFAULT_RULE
-from training.evaluation.units import evaluate_units
+from training.evaluation.units import evaluate_units, unit_times
 from training.layers.base import Layer
 from training.layers.registry import get_layer, layer_for_spec
 from training.layers.layer1 import Layer1
@@ -83,6 +83,7 @@ from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.retraining.gate import (LABELED_METRICS, has_both_labels, labeled_decision,
                                       split_fingerprint)
+from training.retraining import triggers
 from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
 from training.tracking.layer_run import LayerRun
 from training.tracking.window import MlflowWindow, open_window
@@ -300,7 +301,7 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
     else:
         notes.append(f"the test part has no {layer.unit}: nothing to evaluate")
     decision, version = _register(layer, challenger, results, metrics, has_both_labels(labels),
-                                  run, test)
+                                  run, train, test)
     tracked.finish(metrics, run.history.report if report else None, layer.name, run.registry,
                    layer.model_name, version)
     stage_now = run.registry.get_metadata(layer.model_name, version).stage
@@ -316,7 +317,7 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
 
 
 def _register(layer: Layer, challenger: Any, results: dict[str, Any],
-              metrics: dict[str, Any], labeled: bool, run: _Run, test: Any
+              metrics: dict[str, Any], labeled: bool, run: _Run, train: Any, test: Any
               ) -> tuple[dict[str, Any], str]:
     config, registry = run.config, run.registry
     name = layer.model_name
@@ -344,7 +345,13 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
     numbers = {k: float(v) for k, v in metrics.items()
                if k in LABELED_METRICS and isinstance(v, (int, float))}
     numbers["val_loss"] = float(results["best_val_loss"])
-    details = {"decision": decision}
+    # What `retrain` needs to tell new units and drift from what this model learnt from.
+    learnt = layer.fit_rows(layer.labels(train))
+    details = {"decision": decision,
+               "data": triggers.training_record(unit_times(layer, train), learnt)}
+    reference = triggers.write_reference(
+        run.folders.checkpoints / f"{name}_{triggers.REFERENCE_FILE}",
+        layer.unit_features(train)[learnt], triggers.REFERENCE_ROWS)
     if challenger.threshold_rule:
         details["threshold_rule"] = challenger.threshold_rule
     if metrics and layer.circular(run.alert_labels):
@@ -360,7 +367,7 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
         dataset_fingerprints={"test": split_fingerprint(layer, test)},
         training_dataset=str(config.workdir / "events.parquet"), details=details,
         stage="production" if decision["deploy"] else "none"),
-        reason="pipeline run", actor="pipeline", next_version="semver",
+        files={triggers.REFERENCE_FILE: reference}, reason="pipeline run", actor="pipeline", next_version="semver",
         stage_reason=decision["reason"],
         replacing=None if champion is None else champion.metadata.version).version
     if not decision["deploy"]:

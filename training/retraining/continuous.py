@@ -48,7 +48,7 @@ import numpy as np
 
 from training.artifacts.leftovers import work_folder
 from training.artifacts.model_files import load_model
-from training.artifacts.npz import read_arrays, write_arrays
+from training.artifacts.npz import read_arrays
 from training.datasets.validator import DataValidator
 from training.errors import ConfigError, NotFoundError, SchemaError
 from training.evaluation.alert_rate import DEFAULT_FACTOR
@@ -110,7 +110,7 @@ class RetrainingConfig:
     max_loss_threshold: float | None = None
     exclude_alerted: bool = False
     drift_share: float = 0.5
-    reference_rows: int = 5000
+    reference_rows: int = triggers.REFERENCE_ROWS
     version_scheme: str = "semver"
     training_config: TrainingConfig | None = None
     alert_rate_factor: float = DEFAULT_FACTOR
@@ -177,6 +177,10 @@ class ContinuousTrainingPipeline:
             return {**result, "success": False, "reason": "data validation failed: " +
                     "; ".join(problems)}
         train, data = self._training_units(layer, splits["train"], champion)
+        # Validation judges what training learnt from: unlabeled units count as benign there
+        # too (a folder of unlabeled logs has no benign-labeled unit to validate on).
+        labels = layer.labels(splits["val"])
+        val = layer.relabeled(splits["val"], np.where(labels < 0, 0, labels))
         result["data"] = data
         with work_folder("retrain-") as work:  # a killed run's is removed by the next
             config = (self.config.training_config
@@ -184,9 +188,9 @@ class ContinuousTrainingPipeline:
                 model_name=model_name, layer_name=layer.name, checkpoint_dir=str(Path(work)),
                 log_dir=str(Path(work) / "logs"), tensorboard=False)
             if train_fn is None:
-                _, trained = train_layer(layer, train, splits["val"], config)
+                _, trained = train_layer(layer, train, val, config)
             else:
-                _, trained = layer.train_with(train_fn, train, splits["val"], config)
+                _, trained = layer.train_with(train_fn, train, val, config)
             challenger = load_model(trained["checkpoint"])
             decision, metrics = self._gate(layer, splits["test"], challenger, champion)
             result.update(retrained=True, metrics=metrics, comparison=decision)
@@ -267,10 +271,7 @@ class ContinuousTrainingPipeline:
         if not keep.any():
             raise ConfigError("no training unit is left after dropping threat-labeled (and "
                               "alerted) ones; retraining needs benign or unlabeled traffic")
-        times = unit_times(layer, train)[keep]
-        data["train_rows"] = int(keep.sum())
-        data["train_until"] = (str(times.max()) if len(times) and not np.isnat(times).all()
-                               else None)
+        data.update(triggers.training_record(unit_times(layer, train), keep))
         # Every kept unit (benign or unlabeled) is what the model learns from.
         return layer.relabeled(train, np.where(keep, 0, 1)), data
 
@@ -308,9 +309,8 @@ class ContinuousTrainingPipeline:
         """Register the challenger (with a sample of what it learnt from), then promote it or
         point the challenger alias at it, as the decision says."""
         model_name, decision = metadata.model_name, metadata.details["decision"]
-        reference = work / triggers.REFERENCE_FILE
-        write_arrays(reference, {"features": triggers.reference_sample(
-            learnt, self.config.reference_rows, seed=0)})
+        reference = triggers.write_reference(work / triggers.REFERENCE_FILE, learnt,
+                                             self.config.reference_rows)
         reason = f"continuous training: {decision['reason']}"
         # One transaction picks the next version, registers it and promotes it: no other
         # process takes the version, and a kill cannot leave a deployable version unpromoted.

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from training.artifacts.npz import write_arrays
 from training.datasets.validator import DataValidator
 
 REFERENCE_FILE = "reference.npz"
+REFERENCE_ROWS = 5000  # units kept with each version for later drift checks
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,22 @@ def drift(reference: np.ndarray | None, current: np.ndarray, threshold: float,
                          {"share": report["share"], "drifted_features": report["drifted_features"],
                           "drift_threshold": threshold, "n_reference": report["n_reference"],
                           "n_current": report["n_current"]})
+
+
+def training_record(times: np.ndarray, learnt: np.ndarray) -> dict[str, Any]:
+    """The `data` record `new_rows` reads: how many units a model learnt from (`learnt`, a
+    mask over the units) and the latest known event time among them (None without times)."""
+    times = np.asarray(times, dtype="datetime64[us]")[learnt]
+    known = times[~np.isnat(times)]
+    return {"train_rows": int(learnt.sum()),
+            "train_until": str(known.max()) if len(known) else None}
+
+
+def write_reference(path: Path, features: np.ndarray, rows: int) -> Path:
+    """Write `REFERENCE_FILE`'s content to `path`: up to `rows` of the units a model learnt
+    from, the baseline of later drift checks."""
+    write_arrays(path, {"features": reference_sample(features, rows, seed=0)})
+    return path
 
 
 def reference_sample(features: np.ndarray, rows: int, seed: int) -> np.ndarray:

@@ -106,3 +106,19 @@ def test_continuous_training_decides_without_labels_and_logs_the_rule(parts, tmp
     assert ALERT_RATE_RULE in aliased[0].reason  # the transition log names the rule
     stored = pipeline.registry.get_metadata("l1", result["new_version"])
     assert stored.details["decision"]["rule"] == ALERT_RATE_RULE
+
+
+def test_retraining_on_splits_without_any_label(parts, tmp_path):
+    """A pipeline's workdir made from unlabeled logs: every split unlabeled. Training and its
+    validation both take the unlabeled units as benign, and the unlabeled rule decides."""
+    layer = get_layer("layer1")()
+    paths = layer.save_splits({name: _unlabeled(parts[name]) for name in ("train", "val", "test")},
+                              tmp_path / "splits")
+    config = RetrainingConfig(registry_dir=str(tmp_path / "models"),
+                              training_config=_config(tmp_path / "ck", 1))
+    result = ContinuousTrainingPipeline(config).run_retraining(
+        "layer1", "l1", None, paths["train"], paths["val"], paths["test"], force=True)
+    assert result["retrained"] and result["new_version"], result["reason"]
+    assert result["data"]["train_rows"] == len(layer.labels(parts["train"]))
+    assert result["comparison"]["rule"] in (ALERT_RATE_RULE, LOSS_RULE)
+    assert np.isfinite(result["metrics"]["val_loss"])

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -153,6 +154,33 @@ def test_an_unlabeled_zeek_folder_as_readme_writes_it(runs):
         assert version.details["threshold_rule"] == RULE.removeprefix("threshold: ")
         loaded = registry.get_model(name, stage="production")
         assert loaded.calibration.threshold == loaded.threshold
+
+
+def test_retrain_after_the_pipeline_on_unlabeled_logs(runs, tmp_path):
+    """The scheduled job after that first run: `retrain` finds nothing new and no drift in the
+    pipeline's own workdir, and, forced, retrains on splits that carry no label at all."""
+    _, cwd = runs.get("zat_tsv")
+    work = shutil.copytree(cwd / "maximus-run", tmp_path / "w")  # the run above stays as is
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def retrain(*flags: str) -> dict:
+        run = subprocess.run([sys.executable, "-m", "training.cli", "retrain", "--workdir",
+                              str(work), *flags], env=env, text=True, capture_output=True)
+        return json.loads(_ok(run))
+
+    idle = retrain()
+    fired = {t["name"]: t for t in idle["triggers"]}
+    assert not idle["retrained"], idle["reason"]
+    assert fired["new_samples"]["details"]["new_samples"] == 0
+    assert not fired["drift"]["fired"]
+    from training.registry.registry import ModelRegistry
+
+    for name in ("layer1_vae", "layer2_gnn", "layer3_tcn"):  # the drift baseline is kept
+        assert "reference.npz" in ModelRegistry(work / "models").get_metadata(
+            name, stage="production").files
+    forced = retrain("--force", "--epochs", "1")
+    assert forced["retrained"] and forced["new_version"], forced["reason"]
+    assert forced["comparison"]["metric"] == "val_loss"  # the unlabeled rule decided
 
 
 def test_a_zeek_json_folder_skips_the_logs_without_timestamps(runs):
