@@ -165,11 +165,11 @@ def run(layer: Layer, args: argparse.Namespace, callbacks: list[Callback] | None
         train = layer.load_units(args.train_data)
         val = layer.load_units(args.val_data) if args.val_data else None
         model_args = detector_args(layer, args)
-        tracked = _tracked(layer, args.mlflow_uri if rank0 else None)
-        _, results = train_layer(layer, train, val, config, model_args=model_args,
-                                 benign_only=TRAIN_ON[args.train_on], resume=args.resume,
-                                 callbacks=[*(callbacks or ()), *tracked.callbacks])
-        tracked.finish_training(results)
+        with _tracked(layer, args.mlflow_uri if rank0 else None) as tracked:
+            _, results = train_layer(layer, train, val, config, model_args=model_args,
+                                     benign_only=TRAIN_ON[args.train_on], resume=args.resume,
+                                     callbacks=[*(callbacks or ()), *tracked.callbacks])
+            tracked.finish_training(results)
     finally:
         import torch.distributed as dist
 

@@ -274,36 +274,37 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
     train_config = layer.default_config(
         **settings.trainer_changes(), seed=config.seed, num_threads=1,
         checkpoint_dir=str(folders.checkpoints), log_dir=str(folders.logs))
-    tracked = LayerRun.start(run.window, f"{run.history.id} {layer.name}", {
+    with LayerRun.start(run.window, f"{run.history.id} {layer.name}", {
         "maximus.run": run.history.id, "maximus.layer": layer.name,
-        "maximus.model": layer.model_name, "maximus.workdir": str(config.workdir)})
-    _, results = train_layer(layer, train, val, train_config, model_args=settings.model,
-                             benign_only=settings.benign_only, callbacks=tracked.callbacks)
-    challenger = load_model(results["checkpoint"])  # what gets registered is what is measured
-    test = splits["test"]
-    labels = layer.labels(test)
-    circular = layer.circular(run.alert_labels)
-    metrics: dict[str, Any] = {}
-    report = ""
-    if len(labels):
-        evaluated = evaluate_units(layer, challenger.model, test, challenger.threshold,
-                                   calibration=challenger.calibration, unlabeled_ok=True,
-                                   circular=circular)
-        evaluated.training_history = results.get("history") or []
-        save_report(evaluated, run.history.report / layer.name,
-                    f"{layer.model_name}: test {layer.unit}s")
-        metrics = {k: v for k, v in evaluated.to_dict().items() if k in REPORTED}
-        benign, threat = int((labels == 0).sum()), int((labels == 1).sum())
-        if (benign > 0) != (threat > 0):
-            notes.append(f"the test part has one class ({benign:,} benign, {threat:,} threat "
-                         f"{layer.unit}s): ROC-AUC, PR-AUC and detection rates need both")
-        report = f"{layer.name}.html"
-    else:
-        notes.append(f"the test part has no {layer.unit}: nothing to evaluate")
-    decision, version = _register(layer, challenger, results, metrics, has_both_labels(labels),
-                                  run, train, test)
-    tracked.finish(metrics, run.history.report if report else None, layer.name, run.registry,
-                   layer.model_name, version)
+        "maximus.model": layer.model_name, "maximus.workdir": str(config.workdir)}
+                       ) as tracked:  # the MLflow run ends FAILED if anything below raises
+        _, results = train_layer(layer, train, val, train_config, model_args=settings.model,
+                                 benign_only=settings.benign_only, callbacks=tracked.callbacks)
+        challenger = load_model(results["checkpoint"])  # what gets registered is what is measured
+        test = splits["test"]
+        labels = layer.labels(test)
+        circular = layer.circular(run.alert_labels)
+        metrics: dict[str, Any] = {}
+        report = ""
+        if len(labels):
+            evaluated = evaluate_units(layer, challenger.model, test, challenger.threshold,
+                                       calibration=challenger.calibration, unlabeled_ok=True,
+                                       circular=circular)
+            evaluated.training_history = results.get("history") or []
+            save_report(evaluated, run.history.report / layer.name,
+                        f"{layer.model_name}: test {layer.unit}s")
+            metrics = {k: v for k, v in evaluated.to_dict().items() if k in REPORTED}
+            benign, threat = int((labels == 0).sum()), int((labels == 1).sum())
+            if (benign > 0) != (threat > 0):
+                notes.append(f"the test part has one class ({benign:,} benign, {threat:,} threat "
+                             f"{layer.unit}s): ROC-AUC, PR-AUC and detection rates need both")
+            report = f"{layer.name}.html"
+        else:
+            notes.append(f"the test part has no {layer.unit}: nothing to evaluate")
+        decision, version = _register(layer, challenger, results, metrics, has_both_labels(labels),
+                                      run, train, test)
+        tracked.finish(metrics, run.history.report if report else None, layer.name, run.registry,
+                       layer.model_name, version)
     stage_now = run.registry.get_metadata(layer.model_name, version).stage
     if challenger.calibration is not None:
         trained.append(TrainedLayer(layer, challenger.model, challenger.calibration,
@@ -367,7 +368,8 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
         dataset_fingerprints={"test": split_fingerprint(layer, test)},
         training_dataset=str(config.workdir / "events.parquet"), details=details,
         stage="production" if decision["deploy"] else "none"),
-        files={triggers.REFERENCE_FILE: reference}, reason="pipeline run", actor="pipeline", next_version="semver",
+        files={triggers.REFERENCE_FILE: reference}, reason="pipeline run", actor="pipeline",
+        next_version="semver",
         stage_reason=decision["reason"],
         replacing=None if champion is None else champion.metadata.version).version
     if not decision["deploy"]:

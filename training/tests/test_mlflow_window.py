@@ -18,9 +18,11 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from training.cli.main import main
+from training.layers.registry import get_layer
 from training.registry.registry import ModelRegistry
 
 REQUIRED = os.environ.get("MAXIMUS_TEST_MLFLOW_REQUIRED") == "1"
@@ -122,7 +124,7 @@ def _check_mirror(uri: str, work: Path, layers: dict[str, str]) -> None:
         assert {f"report/{layer}.html", f"report/{layer}.json"} <= artifacts
         assert client.list_artifacts(run.info.run_id, "figures")
         assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {
-            "model/model.pt", "model/model.json"}
+            "model/model.pt", "model/model.json", "model/reference.npz"}  # drift baseline
         # the Model Registry mirrors ours: versions, stage, reason, aliases
         mirrored = {v.tags["maximus.version"]: v for v in
                     client.search_model_versions(f"name = '{model}'")}
@@ -158,6 +160,17 @@ def test_a_local_sqlite_store_without_a_server(demo, server, tmp_path):
     assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
     assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {
         "model/layer1_vae_best.pt", "model/layer1_vae_best.json"}
+    # a training that fails ends its run FAILED with the error, not RUNNING forever
+    layer = get_layer("layer1")()
+    val = layer.load_units(splits / "layer1_val.npz")
+    threats = layer.relabeled(val, np.ones(len(layer.labels(val)), np.int8))
+    bad = layer.save_splits({"val": threats}, tmp_path / "bad")["val"]
+    assert main(["train", "layer1", "--train_data", str(splits / "layer1_train.npz"),
+                 "--val_data", str(bad), "--num_epochs", "1", "--checkpoint_dir",
+                 str(tmp_path / "ck2"), "--no_tensorboard", "--mlflow_uri", uri, "-q"]) == 2
+    (failed,) = client.search_runs([client.get_experiment_by_name("maximus").experiment_id],
+                                   "attributes.status = 'FAILED'")
+    assert "validation data yielded no batch" in failed.data.tags["maximus.error"]
     # retrain mirrors its new version; a promotion by hand reaches MLflow by `registry mirror`
     assert main(["retrain", "--workdir", str(work), "--force", "--epochs", "1",
                  "--mlflow-uri", uri, "-q"]) == 0

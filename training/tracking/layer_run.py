@@ -6,6 +6,8 @@
     # or, for a training script that registers nothing:
     tracked.finish_training(results)
 
+Used as a context manager, a run that raises ends FAILED instead of staying RUNNING.
+
 With no window (None, or closed) every step does nothing.
 """
 
@@ -57,6 +59,7 @@ class LayerRun:
     window: MlflowWindow | None = None
     run_id: str | None = None
     callbacks: list[Callback] = field(default_factory=list)
+    ended: bool = False
 
     @classmethod
     def start(cls, window: MlflowWindow | None, name: str, tags: dict[str, str]) -> LayerRun:
@@ -66,6 +69,22 @@ class LayerRun:
         if run_id is None:
             return cls()
         return cls(window, run_id, [EpochMetrics(window, run_id)])
+
+    def __enter__(self) -> LayerRun:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: Any) -> None:
+        """A run whose training or registration raised ends FAILED (KILLED on Ctrl-C) with the
+        error as a tag, not RUNNING forever in the MLflow UI."""
+        if error is None or self.window is None or self.run_id is None or self.ended:
+            return
+        self.window.set_tags(self.run_id, {"maximus.error": f"{kind.__name__}: {error}"[:500]})
+        self._end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+
+    def _end(self, status: str = "FINISHED") -> None:
+        self.window.end_run(self.run_id, status)
+        self.ended = True
 
     def finish(self, metrics: dict[str, Any], report: Path | None, layer: str,
                registry: ModelRegistry, model_name: str, version: str) -> None:
@@ -88,7 +107,7 @@ class LayerRun:
                 with tempfile.TemporaryDirectory(prefix="maximus-figures-") as folder:
                     window.log_files(run_id, _figures(html, Path(folder)), "figures")
         mirror_version(window, registry, model_name, version, run_id)
-        window.end_run(run_id)
+        self._end()
 
 
     def finish_training(self, results: dict[str, Any]) -> None:
@@ -112,7 +131,7 @@ class LayerRun:
         window.log_metrics(run_id, {k: results.get(k) for k in (
             "best_val_loss", "best_epoch", "epochs_trained", "train_units", "train_time_s")})
         window.log_files(run_id, [weights, sidecar_path], "model")
-        window.end_run(run_id)
+        self._end()
 
 
 def _figures(html: Path, folder: Path) -> list[Path]:
