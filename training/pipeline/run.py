@@ -67,7 +67,7 @@ from training.evaluation.evaluator import save_report
 from training.evaluation.fusion import DEFAULT_RULE
 from training.evaluation.units import evaluate_units, unit_times
 from training.layers.base import Layer
-from training.layers.registry import get_layer, layer_for_spec
+from training.layers.registry import get_layer
 from training.layers.layer1 import Layer1
 from training.layers.training import train_layer
 from training.pipeline.config import PipelineConfig
@@ -78,13 +78,12 @@ from training.pipeline.fusion import TrainedLayer, fuse_layers
 from training.pipeline.lock import workdir_lock
 from training.pipeline.inputs import collect_events, coverage, split_strategy, validate
 from training.pipeline.outcome import LayerOutcome, REPORTED
+from training.pipeline.promotion import promotion_decision
 from training.pipeline.report import render_index, render_unfinished
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
-from training.retraining.gate import (LABELED_METRICS, has_both_labels, labeled_decision,
-                                      split_fingerprint)
+from training.retraining.gate import LABELED_METRICS, has_both_labels, split_fingerprint
 from training.retraining import triggers
-from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
 from training.tracking.layer_run import LayerRun
 from training.tracking.window import MlflowWindow, open_window
 
@@ -323,26 +322,7 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
     config, registry = run.config, run.registry
     name = layer.model_name
     champion = _production(registry, name)
-    if labeled:
-        old = None
-        if champion is not None:
-            old = layer_for_spec(champion.feature_spec).score(champion.model, test)
-        decision = labeled_decision(
-            config.gate.metric, layer.labels(test), layer.score(challenger.model, test), old,
-            improvement=config.gate.improvement_threshold,
-            floor=config.gate.min_value or None).to_dict()
-    elif champion is not None and len(layer.labels(test)):  # alert rate, then a lower loss
-        decision = unlabeled_decision(
-            window_figures(layer, challenger, test),
-            window_figures(layer_for_spec(champion.feature_spec), champion, test),
-            improvement=config.gate.improvement_threshold).to_dict()
-    else:
-        deploy = champion is None
-        decision = {"deploy": deploy, "metric": None,
-                    "rule": "first model without labels" if deploy else "no test units",
-                    "reason": ("no production model yet and no test labels to gate on" if deploy
-                               else "the test part has no unit to compare the models on; kept "
-                                    "production, marked this the challenger")}
+    decision = promotion_decision(layer, challenger, champion, test, labeled, config.gate)
     numbers = {k: float(v) for k, v in metrics.items()
                if k in LABELED_METRICS and isinstance(v, (int, float))}
     numbers["val_loss"] = float(results["best_val_loss"])

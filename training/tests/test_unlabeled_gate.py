@@ -17,6 +17,8 @@ import pytest
 from training.artifacts.model_files import load_model
 from training.layers.registry import get_layer
 from training.layers.training import train_layer
+from training.pipeline.config import GateConfig
+from training.pipeline.promotion import FIRST_UNLABELED, promotion_decision
 from training.retraining.continuous import ContinuousTrainingPipeline, RetrainingConfig
 from training.retraining.unlabeled_gate import (
     ALERT_RATE_RULE, LOSS_RULE, WindowFigures, unlabeled_decision, window_figures,
@@ -46,18 +48,23 @@ def _config(tmp_path, epochs: int):
 
 
 @pytest.fixture(scope="module")
-def on_window(parts, tmp_path_factory) -> dict[str, WindowFigures]:
-    layer = get_layer("layer1")()
-    window = _unlabeled(parts["test"])
-    figures = {}
+def models(parts, tmp_path_factory) -> dict:
+    trained = {}
     for name, train, val, epochs in (
             ("champion", _unlabeled(parts["train"]), _unlabeled(parts["val"]), 1),
             ("better", _unlabeled(parts["train"]), _unlabeled(parts["val"]), 5),
             ("narrow", parts["train"], parts["val"], 5)):  # benign units only (labels kept)
         _, results = train_layer(get_layer("layer1")(), train, val,
                                  _config(tmp_path_factory.mktemp(name), epochs))
-        figures[name] = window_figures(layer, load_model(results["checkpoint"]), window)
-    return figures
+        trained[name] = load_model(results["checkpoint"])
+    return trained
+
+
+@pytest.fixture(scope="module")
+def on_window(parts, models) -> dict[str, WindowFigures]:
+    layer = get_layer("layer1")()
+    window = _unlabeled(parts["test"])
+    return {name: window_figures(layer, model, window) for name, model in models.items()}
 
 
 def test_a_challenger_past_its_expected_alert_rate_is_not_promoted(on_window):
@@ -122,3 +129,19 @@ def test_retraining_on_splits_without_any_label(parts, tmp_path):
     assert result["data"]["train_rows"] == len(layer.labels(parts["train"]))
     assert result["comparison"]["rule"] in (ALERT_RATE_RULE, LOSS_RULE)
     assert np.isfinite(result["metrics"]["val_loss"])
+
+
+def test_the_pipeline_promotes_a_first_model_and_warns_when_it_alerts_past_its_promise(
+        parts, models):
+    """No production model and no labels: the pipeline promotes the new model (something has
+    to score), and says so when the test part makes it alert far past its calibration."""
+    layer, window, gate = get_layer("layer1")(), _unlabeled(parts["test"]), GateConfig()
+    narrow = promotion_decision(layer, models["narrow"], None, window, False, gate)
+    assert narrow["deploy"] and narrow["rule"] == FIRST_UNLABELED
+    assert narrow["figures"]["alert_rate"]["exceeded"]
+    assert "unlike the validation part" in narrow["warning"] in narrow["reason"]
+    better = promotion_decision(layer, models["better"], None, window, False, gate)
+    assert better["deploy"] and better["rule"] == ALERT_RATE_RULE and "warning" not in better
+    # with a production model the unlabeled rule decides as in continuous training
+    against = promotion_decision(layer, models["narrow"], models["better"], window, False, gate)
+    assert not against["deploy"] and against["rule"] == ALERT_RATE_RULE

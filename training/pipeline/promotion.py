@@ -1,0 +1,61 @@
+"""Whether the pipeline promotes a layer's new model: the gate that fits what the test part
+holds.
+
+* labels of both classes: the labeled gate (`retraining.gate.labeled_decision`) on the test
+  part, against the production model's scores when there is one;
+* no labels, a production model: the unlabeled rule (`retraining.unlabeled_gate`: the alert
+  rate its calibration promised, then a lower validation loss on the test part);
+* no labels, no production model: the new model is promoted (something has to score), but
+  when it alerts on the test part far more than its calibration promised the decision says so
+  and carries a `warning`: the test part is not like the validation part its threshold was
+  set on (other traffic, other log types), and its alerts will be as many.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from training.layers.base import Layer
+from training.layers.registry import layer_for_spec
+from training.pipeline.config import GateConfig
+from training.retraining.gate import labeled_decision
+from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
+
+FIRST_UNLABELED = "first model without labels"
+
+
+def promotion_decision(layer: Layer, challenger: Any, champion: Any, test: Any,
+                       labeled: bool, gate: GateConfig) -> dict[str, Any]:
+    """The decision for `challenger` (a loaded model) against `champion` (the production
+    model, or None) on the `test` units, as a dict with deploy, rule and reason."""
+    if labeled:
+        old = None
+        if champion is not None:
+            old = layer_for_spec(champion.feature_spec).score(champion.model, test)
+        return labeled_decision(
+            gate.metric, layer.labels(test), layer.score(challenger.model, test), old,
+            improvement=gate.improvement_threshold, floor=gate.min_value or None).to_dict()
+    if not len(layer.labels(test)):
+        deploy = champion is None
+        return {"deploy": deploy, "metric": None,
+                "rule": FIRST_UNLABELED if deploy else "no test units",
+                "reason": ("no production model yet and no test units to gate on" if deploy
+                           else "the test part has no unit to compare the models on; kept "
+                                "production, marked this the challenger")}
+    champion_figures = (None if champion is None else
+                        window_figures(layer_for_spec(champion.feature_spec), champion, test))
+    decision = unlabeled_decision(window_figures(layer, challenger, test), champion_figures,
+                                  improvement=gate.improvement_threshold).to_dict()
+    if champion is not None or decision["deploy"]:
+        return decision
+    rate = decision["figures"].get("alert_rate")
+    if rate is None:  # no calibration to check against: nothing to warn about
+        return {**decision, "deploy": True, "rule": FIRST_UNLABELED,
+                "reason": "no production model yet and no test labels to gate on"}
+    warning = (f"{rate['observed_rate']:.2%} of the {rate['units']:,} test "
+               f"{layer.unit}s alert where its calibration expects "
+               f"{rate['expected_rate']:.2%}: the test part is unlike the validation part the "
+               "threshold was set on (other traffic or log types?); expect as many alerts, or "
+               "train on data that covers it")
+    return {**decision, "deploy": True, "rule": FIRST_UNLABELED, "warning": warning,
+            "reason": f"no production model yet and no test labels to gate on; {warning}"}
