@@ -82,8 +82,9 @@ _CAPS = dict(VOLUME)
 
 def dim_names(spec: object) -> list[str] | None:
     """The dim names of vectors made by `spec` (a FeatureSpec), or None for another layout."""
-    if getattr(spec, "layer", None) == "layer1" and getattr(spec, "version", None) in _NAMED:
-        return list(_NAMED[spec.version][0])
+    version = getattr(spec, "version", None)
+    if version in _NAMED:  # layout versions name their layer ("l1.")
+        return list(_NAMED[version][0])
     return None
 
 
