@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.pipeline.fusion import TrainedLayer
-from training.scoring.alerts import AlertRows
+from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows
 from training.scoring.alerts_page import write_alerts_page
 from training.scoring.incidents import build_incidents
 from training.scoring.tables import incidents_path, write_table
@@ -36,20 +36,22 @@ logger = logging.getLogger(__name__)
 ALERTS_FILE = "test_alerts.parquet"
 
 
-def test_alerts(trained: Sequence[TrainedLayer], events: pa.Table) -> pa.Table:
-    """The alerting units of every layer's test part, scored by its model.
+def test_units(trained: Sequence[TrainedLayer], events: pa.Table) -> pa.Table:
+    """Every unit of every layer's test part, scored by its model, as alert rows.
 
     Args:
         trained: the trained layers (their models, calibrations and test parts).
         events: the events the test units were made from (for their context).
     """
-    tables = []
+    tables = [OUTPUT_SCHEMA.empty_table()]
     for t in trained:
         units = t.parts["test"]
+        if not len(t.layer.labels(units)):  # a test part without units: nothing to score
+            continue
         scores = t.layer.score(t.model, units)
         rows = AlertRows(t.layer, t.model, t.calibration.threshold, t.calibration)
         batch = rows.rows(units, scores, events)
-        tables.append(pa.Table.from_batches([batch]).filter(pc.field("is_alert")))
+        tables.append(pa.Table.from_batches([batch]))
     return pa.concat_tables(tables)
 
 
@@ -63,8 +65,9 @@ def write_run_alerts(trained: Sequence[TrainedLayer], events: pa.Table,
     """
     if not trained:
         return {"skipped": "no layer was trained"}
-    alerts = test_alerts(trained, events)
-    incidents = build_incidents(alerts)
+    scored = test_units(trained, events)
+    incidents = build_incidents(scored)  # ranked with the units that do not alert too
+    alerts = scored.filter(pc.field("is_alert"))
     path = Path(report_folder) / ALERTS_FILE
     write_table(alerts, path)
     write_table(incidents, incidents_path(path))
