@@ -122,10 +122,10 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
     incidents = incidents.sort_by([("evidence_sum", "descending"), ("peak_max", "descending"),
                                    ("slot", "ascending"), ("entity", "ascending")])
     layers: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    for entity, slot, layer, count in zip(*(per_layer[c].to_pylist() for c in (
+    alerting = per_layer.filter(pc.greater(pc.field("alert_sum"), 0))  # most groups have none
+    for entity, slot, layer, count in zip(*(alerting[c].to_pylist() for c in (
             "entity", "slot", "layer", "alert_sum"))):
-        if count:
-            layers[(entity, slot)].append({"layer": layer, "alerts": count})
+        layers[(entity, slot)].append({"layer": layer, "alerts": count})
     lists = _detailed(tables, rows, incidents.slice(0, detailed), reasons)
     if incidents.num_rows > detailed:
         logger.info("%d incidents: flows and top alerts listed for the best %d", incidents.num_rows,
