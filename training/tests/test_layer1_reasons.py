@@ -213,3 +213,21 @@ def test_a_flood_of_alerts_explains_the_highest_scoring_of_each_batch(fitted):
     explained = np.array([r is not None for r in batch["reasons"]])
     assert all(batch["is_alert"]) and explained.sum() == MAX_EXPLAINED < len(scores)
     assert scores[explained].min() >= scores[~explained].max()
+
+
+def test_vectors_of_an_older_layout_are_explained_by_its_own_dims(fitted):
+    from training.features.layer1 import Layer1Featurizer
+
+    _, model, _, held_out, _ = fitted
+    older = Layer1(Layer1Featurizer(layout="l1.v2"))  # as `Layer.from_spec` of an l1.v2 model
+    units = older.featurize(held_out)
+    reasons = older.explain(model, units, np.arange(N_EVENTS), events=held_out)
+    with torch.no_grad():
+        terms = model.feature_terms(torch.from_numpy(units.features)).double().numpy()
+    for unit, row in zip(reasons, terms):
+        by_field = {r.field: r.contribution for r in unit}
+        assert set(by_field) == set(FIELDS)
+        # l1.v2: the source address owns dims 49-56 and bytes sent dim 75 only
+        assert by_field["source_ip"] == pytest.approx(row[49:57].sum(), abs=1e-6)
+        assert by_field["bytes_sent"] == pytest.approx(row[75], abs=1e-6)
+        assert sum(by_field.values()) == pytest.approx(row.sum(), abs=1e-5)
