@@ -1,6 +1,6 @@
 """Layer 1 (sensory): one 128-dim float32 vector in [0, 1] per event, for the VAE.
 
-Layouts `l1.v2` (the default) and `l1.v1` (dims are half-open ranges). "One-hot" dims are 1 for the listed value; a value
+Layouts `l1.v3` (the default), `l1.v2` and `l1.v1` (dims are half-open ranges). "One-hot" dims are 1 for the listed value; a value
 outside the list sets one of the block's hashed dims instead; a missing value leaves the block 0.
 
 | dims | block | encoding |
@@ -26,7 +26,19 @@ the hashed /24 (/48) buckets of both addresses (53-56, 61-64) and the time of da
 no longer look anomalous for that alone. Chosen on the detection harness's development
 captures only (`benchmarks/ablation_layer1.py`, BENCHMARKS.md): mean per-event ROC-AUC over
 IoT-23 42-1, 44-1 and the demo events, one seed, VAE 0.355 -> 0.457, isolation forest 0.528 ->
-0.550, kNN 0.755 -> 0.779. Models of `l1.v1` keep their layout: `from_spec` rebuilds it.
+0.550, kNN 0.755 -> 0.779.
+
+Layout `l1.v3` is `l1.v2` plus two magnitude steps per volume, written into dims `l1.v2`
+leaves at 0 (`VOLUME_STEPS`: bytes sent 53-54, bytes received 55-56, packets sent 61-62,
+packets received 63-64, duration 81-82; 83-84 stay 0). Step one rises from 0 to 1 as the
+volume dim goes from 0.5 to 0.75, step two from 0.75 to 1 (`STEP_EDGES`; in raw units from
+1e5 bytes, 3,161 packets or 293 s, to 3.2e7 bytes, 177,827 packets or 1.4 h, to the caps).
+Why: the VAE scores by binary cross-entropy, which for a volume dim is at most -log(p) where p
+is the decoder's guess for it, a few nats when the guess is a middling 0.2-0.4, so a byte count
+never seen in training scored below benign variation (IoT-23 42-1: 4.3 against a threshold of
+10.1). A step that is 0 in every benign event is one the decoder predicts near 0, and setting it
+costs several nats each, like a never-seen category. Models of `l1.v1` and `l1.v2` keep their
+layout: `from_spec` rebuilds it.
 
 The transform is data-free by default: one event can be featurized with nothing fitted. With
 `robust=True`, the five volume dims are instead scaled between the 1st and 99th percentiles of
@@ -51,7 +63,7 @@ from training.features.encoding import (
 from training.kernels.netaddr import pack_ips
 
 DIM = 128
-VERSION = "l1.v2"
+VERSION = "l1.v3"
 
 EVENT_CATEGORIES = {
     "network": ("conn", "flow", "network_connection", "netflow", "sysmon:3", "security:5156"),
@@ -91,7 +103,11 @@ EVENT, PROTOCOL, SERVICE, CONN_STATE, DIRECTION = 0, 12, 18, 30, 45
 LAYOUTS: dict[str, tuple[range, ...]] = {
     "l1.v1": (),
     "l1.v2": (range(53, 57), range(61, 65), range(81, 85)),
+    "l1.v3": (range(53, 57), range(61, 65), range(81, 85)),
 }
+# Layouts with magnitude steps: the first of each volume's two step dims, in `VOLUME` order.
+VOLUME_STEPS: dict[str, tuple[int, ...]] = {"l1.v3": (53, 55, 61, 63, 81)}
+STEP_EDGES = (0.5, 0.75, 1.0)  # on the volume dim's scale: step k rises from edge k to k + 1
 SOURCE_ADDRESS, DEST_ADDRESS, SOURCE_PORT, DEST_PORT = 49, 57, 65, 70
 VOLUME_AT, SEVERITY, TIME, IDENTITY_AT, EXTRA = 75, 80, 81, 85, 112
 
@@ -116,7 +132,7 @@ class Layer1Featurizer:
         label_fields: extra fields that are labels (or derived from them), never features;
             None: `LABEL_SOURCE_FIELDS`. Specs written before this setting existed have none
             (their models keep the transform they were trained with).
-        layout: `l1.v2` (default) or `l1.v1` (module docstring).
+        layout: `l1.v3` (default), `l1.v2` or `l1.v1` (module docstring).
     """
 
     def __init__(self, robust: bool = False, label_fields: Sequence[str] | None = None,
@@ -196,6 +212,8 @@ class Layer1Featurizer:
         _extras(out, rows, table, self.label_fields)
         for dims in LAYOUTS[self.layout]:
             out[:, dims.start:dims.stop] = 0.0
+        for k, at in enumerate(VOLUME_STEPS.get(self.layout, ())):
+            out[:, at:at + 2] = volume_steps(out[:, VOLUME_AT + k])
         return out
 
     def _volume(self, out: np.ndarray, table: pa.Table) -> None:
@@ -208,6 +226,12 @@ class Layer1Featurizer:
             else:
                 scaled = log_scale(values, cap)
             out[:, VOLUME_AT + k] = scaled
+
+
+def volume_steps(scaled: np.ndarray) -> np.ndarray:
+    """The two magnitude steps of volume dims (`STEP_EDGES`). Shapes: (n,) -> (n, 2)."""
+    low, high = np.asarray(STEP_EDGES[:-1]), np.asarray(STEP_EDGES[1:])
+    return np.clip((scaled[:, None] - low) / (high - low), 0.0, 1.0).astype(np.float32)
 
 
 def _set(out: np.ndarray, rows: np.ndarray, dims: np.ndarray, where: np.ndarray,

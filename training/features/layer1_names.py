@@ -1,9 +1,11 @@
-"""Names of the layer-1 vector's dims and the source field each comes from (layout `l1.v1`).
+"""Names of the layer-1 vector's dims and the source field each comes from, per layout.
 
-`DIM_NAMES[d]` names dim d ("protocol=tcp", "dest_port/65535", "bytes_sent"); `DIM_FIELDS[d]`
-is the event field it encodes ("protocol", "dest_port", "bytes_sent"), so per-dim terms can be
-added up per field. `decode(field, block)` reads a field's block of a vector (a featurized event
-or a model's reconstruction of it) back as text an analyst can compare.
+`DIM_NAMES[d]` names dim d of the default layout ("protocol=tcp", "dest_port/65535",
+"bytes_sent", "bytes_sent>1e+05"); `DIM_FIELDS[d]` is the event field it encodes ("protocol",
+"dest_port", "bytes_sent"), so per-dim terms can be added up per field (`field_dims`; a volume
+field of `l1.v3` has its magnitude steps apart from its own dim). `decode(field, block)` reads a
+field's dims of a vector (a featurized event or a model's reconstruction of it) back as text an
+analyst can compare. `l1.v1` and `l1.v2` share their names (`l1.v2` only leaves some dims at 0).
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import numpy as np
 
 from training.features.layer1 import (
     CONN_STATE, CONN_STATES, DEST_ADDRESS, DEST_PORT, DIM, DIRECTION, DIRECTIONS, EVENT,
-    EVENT_CATEGORIES, EXTRA, EXTRA_BUCKETS, IDENTITY, IDENTITY_AT, PROTOCOL, PROTOCOLS, SERVICE,
-    SEVERITY, SOURCE_ADDRESS, SOURCE_PORT, TIME, VERSION, VOLUME, VOLUME_AT,
+    EVENT_CATEGORIES, EXTRA, EXTRA_BUCKETS, IDENTITY, IDENTITY_AT, LAYOUTS, PROTOCOL, PROTOCOLS,
+    SERVICE, SEVERITY, SOURCE_ADDRESS, SOURCE_PORT, STEP_EDGES, TIME, VERSION, VOLUME, VOLUME_AT,
+    VOLUME_STEPS,
 )
 
 _SERVICE_NAMES = ("dns", "http", "ssl", "ssh", "smb", "rdp", "kerberos", "ntp")
@@ -24,8 +27,9 @@ _PORT_KINDS = ("well_known", "registered", "dynamic")
 EXTRA_FIELD = "extra fields"  # the 16 buckets every non-canonical field shares
 
 
-def _blocks() -> list[tuple[str, int, list[str]]]:
-    """(field, first dim, dim names) of every block, in dim order."""
+def _blocks(layout: str) -> list[tuple[str, int, list[str]]]:
+    """(field, first dim, dim names) of every block: the `l1.v1` tiling in dim order, then the
+    layout's magnitude steps (which take over dims the tiling names)."""
     def hashed(field: str, n: int) -> list[str]:
         return [f"{field}#{i}" for i in range(n)]
 
@@ -50,37 +54,53 @@ def _blocks() -> list[tuple[str, int, list[str]]]:
         blocks.append((field, at, hashed(field, n)))
         at += n
     blocks.append((EXTRA_FIELD, EXTRA, hashed("extra", EXTRA_BUCKETS)))
+    for (name, cap), at in zip(VOLUME, VOLUME_STEPS.get(layout, ())):
+        blocks.append((name, at, [f"{name}>{math.expm1(edge * math.log1p(cap)):.3g}"
+                                  for edge in STEP_EDGES[:-1]]))
     return blocks
 
 
-BLOCKS = _blocks()
-DIM_NAMES: tuple[str, ...] = tuple(name for _, _, names in BLOCKS for name in names)
-DIM_FIELDS: tuple[str, ...] = tuple(field for field, _, names in BLOCKS for _ in names)
-FIELDS: tuple[str, ...] = tuple(field for field, _, _ in BLOCKS)
-if len(DIM_NAMES) != DIM:  # the table above must tile the layout exactly
-    raise RuntimeError(f"layer-1 dim names cover {len(DIM_NAMES)} dims, the layout has {DIM}")
+def _named(layout: str) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, np.ndarray]]:
+    """(dim names, dim fields, each field's dims: its first block's dims first) of a layout."""
+    names, fields = [""] * DIM, [""] * DIM
+    dims: dict[str, list[int]] = {}
+    for field, at, block in _blocks(layout):
+        for d, name in enumerate(block, start=at):
+            names[d], fields[d] = name, field
+        dims.setdefault(field, []).extend(range(at, at + len(block)))
+    owned = {field: np.array([d for d in ds if fields[d] == field]) for field, ds in dims.items()}
+    if sorted(d for ds in owned.values() for d in ds) != list(range(DIM)):
+        raise RuntimeError(f"the layer-1 blocks of {layout} do not tile its {DIM} dims")
+    return tuple(names), tuple(fields), owned
+
+
+_NAMED = {layout: _named(layout) for layout in LAYOUTS}
+DIM_NAMES, DIM_FIELDS, _ = _NAMED[VERSION]
+FIELDS: tuple[str, ...] = tuple(_NAMED[VERSION][2])
 _CAPS = dict(VOLUME)
 
 
 def dim_names(spec: object) -> list[str] | None:
     """The dim names of vectors made by `spec` (a FeatureSpec), or None for another layout."""
-    if getattr(spec, "version", None) == VERSION:  # layout versions name their layer ("l1.")
-        return list(DIM_NAMES)
+    version = getattr(spec, "version", None)
+    if version in _NAMED:  # layout versions name their layer ("l1.")
+        return list(_NAMED[version][0])
     return None
 
 
-def field_slices() -> dict[str, slice]:
-    """Each field's dims as a slice of the vector."""
-    return {field: slice(at, at + len(names)) for field, at, names in BLOCKS}
+def field_dims(layout: str = VERSION) -> dict[str, np.ndarray]:
+    """Each field's dims in a layout's vector (`FIELDS` order; a volume's own dim first)."""
+    return _NAMED[layout][2]
 
 
-def decode(field: str, block: np.ndarray, robust: bool = False) -> str:
-    """A field's block of one vector (values in [0, 1]) as readable text (see `decode_rows`)."""
-    return decode_rows(field, np.asarray(block)[None, :], robust)[0]
+def decode(field: str, block: np.ndarray, robust: bool = False, layout: str = VERSION) -> str:
+    """A field's dims of one vector (values in [0, 1]) as readable text (see `decode_rows`)."""
+    return decode_rows(field, np.asarray(block)[None, :], robust, layout)[0]
 
 
-def decode_rows(field: str, blocks: np.ndarray, robust: bool = False) -> list[str]:
-    """A field's blocks of many vectors, (rows, dims of the field), as readable text.
+def decode_rows(field: str, blocks: np.ndarray, robust: bool = False,
+                layout: str = VERSION) -> list[str]:
+    """A field's dims of many vectors, (rows, `field_dims(layout)[field]`), as readable text.
 
     One-hot blocks give the strongest dim's value name ("-" when none reaches 0.5); ports
     the port number; volumes the amount (or the robust-scaled value); the time its time of
@@ -98,10 +118,14 @@ def decode_rows(field: str, blocks: np.ndarray, robust: bool = False) -> list[st
         ports = np.rint(blocks[:, 3] * 65535).astype(np.int64)
         return ["-" if empty else str(p) for p, empty in zip(ports, blocks.max(1) <= 0.0)]
     if field == "timestamp":
+        # A time's (sin+1)/2, (cos+1)/2 lie on a circle of radius 1/2; zeros (a missing time,
+        # a layout that leaves the time at 0) and a reconstruction of them lie far off it.
+        radius = np.hypot(blocks[:, 0] - 0.5, blocks[:, 1] - 0.5)
         angle = np.arctan2(2 * blocks[:, 0] - 1, 2 * blocks[:, 1] - 1)
         minutes = np.rint((angle / (2 * np.pi)) % 1.0 * 1440).astype(np.int64) % 1440
-        return [f"{m // 60:02d}:{m % 60:02d} UTC" for m in minutes]
-    names = DIM_NAMES[field_slices()[field]]
+        return ["-" if abs(r - 0.5) > 0.125 else f"{m // 60:02d}:{m % 60:02d} UTC"
+                for m, r in zip(minutes, radius)]
+    names = [_NAMED[layout][0][d] for d in field_dims(layout)[field]]
     texts = []
     for name in names:
         if "#" in name:  # a hashed bucket: a value outside the named ones

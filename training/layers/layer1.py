@@ -90,7 +90,8 @@ class Layer1(EventVectorLayer):
         rows = np.asarray(rows, np.int64)
         chosen = None if events is None else events.take(rows)
         return explain_vectors(model, np.asarray(units.features)[rows], chosen,
-                               robust=bool(getattr(self.featurizer, "robust", False)))
+                               robust=bool(getattr(self.featurizer, "robust", False)),
+                               layout=self.featurizer.layout)
 
     def validation_loss(self, metrics: dict[str, float]) -> float:
         # The negative ELBO with beta = 1: the training loss weighs KL by the trial's beta, so

@@ -1,8 +1,8 @@
 """Layer-1 reasons: a detector's per-dim score terms added up per event field.
 
 The VAE's score is its reconstruction error summed over the 128 dims, so its per-dim terms
-(`Detector.feature_terms`) grouped by the field each dim encodes (`training.features.layer1_names`)
-are the fields' contributions, and they sum to the score. The observed value is the event's
+(`Detector.feature_terms`) grouped by the field each dim encodes in the vectors' layout
+(`training.features.layer1_names`) are the fields' contributions, and they sum to the score. The observed value is the event's
 own (from the event table when given, else read back from its vector); the typical value is
 the model's reconstruction read back the same way: what the model, trained on benign events,
 expected this event to be. A detector without per-feature terms raises NotSupportedError.
@@ -15,8 +15,8 @@ import pyarrow as pa
 import torch
 
 from training.detectors.base import Detector
-from training.features.layer1 import DIM
-from training.features.layer1_names import FIELDS, decode_rows, field_slices
+from training.features.layer1 import DIM, VERSION
+from training.features.layer1_names import FIELDS, decode_rows, field_dims
 from training.layers.reasons import Reason, ranked
 
 KL_FIELD = "latent code (KL)"  # the ELBO score's last term: how unusual the event's code is
@@ -24,7 +24,7 @@ _RAW = {"file": ("file_path", "file_hash")}  # fields whose observed value has a
 
 
 def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | None = None,
-                    robust: bool = False) -> list[list[Reason]]:
+                    robust: bool = False, layout: str = VERSION) -> list[list[Reason]]:
     """The reasons of each event, largest contribution first.
 
     Args:
@@ -32,6 +32,7 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
         features: (events, 128) layer-1 vectors.
         events: the events' canonical rows in the same order, for their observed values.
         robust: the vectors' volumes are robust-scaled (read back as scaled values).
+        layout: the vectors' layout (`training.features.layer1.LAYOUTS`).
 
     Raises:
         NotSupportedError: the detector does not split its score into per-feature terms.
@@ -41,28 +42,29 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
     with torch.no_grad():
         terms = model.feature_terms(x).double().numpy()  # (events, 128 [+ 1])
         expected = model.reconstruct(x).numpy() if hasattr(model, "reconstruct") else None
-    slices = field_slices()
+    slices = field_dims(layout)
     kl = terms.shape[1] > DIM
     fields = list(FIELDS) + ([KL_FIELD] if kl else [])
-    contributions = np.stack([terms[:, s].sum(axis=1) for s in slices.values()]
+    contributions = np.stack([terms[:, dims].sum(axis=1) for dims in slices.values()]
                              + ([terms[:, DIM]] if kl else []), axis=1)  # (events, fields)
-    observed = _observed(events, features, robust)  # (fields, events) texts
-    typical = ([decode_rows(f, expected[:, s], robust) for f, s in slices.items()]
+    observed = _observed(events, features, robust, layout)  # (fields, events) texts
+    typical = ([decode_rows(f, expected[:, dims], robust, layout) for f, dims in slices.items()]
                if expected is not None else [[None] * len(features)] * len(slices))
     extra = [None] if kl else []
     return [ranked(fields, contributions[i], [column[i] for column in observed] + extra,
                    [column[i] for column in typical] + extra) for i in range(len(features))]
 
 
-def _observed(events: pa.Table | None, features: np.ndarray, robust: bool) -> list[list[str | None]]:
+def _observed(events: pa.Table | None, features: np.ndarray, robust: bool,
+              layout: str) -> list[list[str | None]]:
     """Per field, every event's value as text: the raw event value (None where it has none)
     when the table has the field, else read back from the vector."""
     columns: list[list[str | None]] = []
-    for field, dims in field_slices().items():
+    for field, dims in field_dims(layout).items():
         names = ([n for n in _RAW.get(field, (field,)) if n in events.column_names]
                  if events is not None and field != "timestamp" else [])  # time: time of day
         if not names:
-            columns.append(decode_rows(field, features[:, dims], robust))
+            columns.append(decode_rows(field, features[:, dims], robust, layout))
             continue
         values = [events[n].to_pylist() for n in names]
         columns.append([next((str(v[i]) for v in values if v[i] is not None), None)

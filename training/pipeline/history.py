@@ -131,11 +131,15 @@ def _row(folder: Path) -> str:
     data = _summary(folder)
     if data is None:
         return (f"<tr><td>{run}</td><td>{started}</td>"
-                "<td colspan=\"3\">no summary: the run stopped early or is running</td></tr>")
+                "<td colspan=\"4\">no summary: the run stopped early or is running</td></tr>")
     layers = "<br>".join(_layer_cell(run, o) for o in data.get("layers", []))
+    page = (data.get("alerts") or {}).get("page")
+    alerts = (f'<a href="../{RUNS}/{run}/report/{html.escape(page)}">'
+              f"{data['alerts']['incidents']:,} incidents</a>" if page else "–")
     return (f'<tr><td><a href="../{RUNS}/{run}/report/index.html">{run}</a></td>'
             f"<td>{started}</td><td>{data.get('events', 0):,}</td>"
-            f"<td>{data.get('seconds', 0):.1f} s</td><td>{layers or '–'}</td></tr>")
+            f"<td>{data.get('seconds', 0):.1f} s</td><td>{layers or '–'}</td>"
+            f"<td>{alerts}</td></tr>")
 
 
 def render_runs_index(workdir: Path) -> str:
@@ -145,7 +149,7 @@ def render_runs_index(workdir: Path) -> str:
 <p>Working directory <code>{html.escape(str(workdir))}</code>; each run's report, logs and
 TensorBoard run are in <code>{RUNS}/&lt;run&gt;/</code>.</p>
 <table><tr><th>run</th><th>started (UTC)</th><th>events</th><th>took</th>
-<th>layers: model, version (stage)</th></tr>
+<th>layers: model, version (stage)</th><th>alerts (test part)</th></tr>
 {rows}
 </table></body></html>
 """

@@ -1,5 +1,5 @@
-"""The pipeline run's front page: events, notes, validation, and one row per layer with its
-threshold rule and decision (or why it was skipped)."""
+"""The pipeline run's front page: events, notes, validation, one row per layer with its
+threshold rule and decision (or why it was skipped), the fused score and the alerts page."""
 
 from __future__ import annotations
 
@@ -46,6 +46,15 @@ def _fused(fusion: dict[str, Any]) -> str:
     return f"<h2>Fused score (per event)</h2><p>{html.escape(fusion_summary(fusion))}</p>"
 
 
+def _alerts(alerts: dict[str, Any]) -> str:
+    if not alerts.get("page"):
+        return ""
+    return (f"<h2>Alerts (test part)</h2><p>{alerts['alerts']:,} alerts in "
+            f"{alerts['incidents']:,} incidents: <a href=\"{html.escape(alerts['page'])}\">the "
+            "top incidents, their events and reasons</a> (<a href=\""
+            f"{html.escape(alerts['json'])}\">JSON</a>).</p>")
+
+
 def render_index(result: PipelineResult) -> str:
     """The run's front page (see the module docstring)."""
     rows = "".join(_row(o) for o in result.layers)
@@ -70,6 +79,7 @@ curves, confusion matrix, attack types; training curves) is linked from its name
 higher is more anomalous; each threshold was calibrated on validation data by the rule shown.
 A dash: the figure needs labels of both classes in the test part.</p>
 {_fused(result.fusion)}
+{_alerts(result.alerts)}
 <h2>Data validation (<a href="validation.txt">text</a>, <a href="validation.json">JSON</a>)</h2>
 <ul>{issues}</ul>
 </body></html>

@@ -36,7 +36,9 @@ Stages, all under `config.workdir`:
 5. the fused detector (`training.pipeline.fusion`): every trained layer's calibrated tail
    probabilities combined into one score per event, calibrated on validation events,
    evaluated on the test events beside each layer, registered as `fusion.json`;
-6. the run's `report/index.html` links everything; its `pipeline.json` (and the working
+6. the run's alerts page (`training.pipeline.alerts`): every trained layer's test-part alerts,
+   with context and reasons, grouped into ranked incidents, `report/test_alerts.alerts.html`;
+7. the run's `report/index.html` links everything; its `pipeline.json` (and the working
    directory's, the latest run's) holds the same figures; `report/index.html` of the working
    directory lists every run (`training.pipeline.history`: one folder per run,
    `runs/<UTC time>-<short id>/`, with its report, logs and TensorBoard run; `keep` prunes
@@ -74,6 +76,7 @@ from training.pipeline.config import PipelineConfig
 from training.pipeline.history import (RunFolder, check_keep, new_run, prune_runs,
                                       write_runs_index)
 from training.console.progress import progress
+from training.pipeline.alerts import write_run_alerts
 from training.pipeline.fusion import TrainedLayer, fuse_layers
 from training.pipeline.lock import workdir_lock
 from training.pipeline.inputs import collect_events, coverage, split_strategy, validate
@@ -117,6 +120,7 @@ class PipelineResult:
     run: str = ""
     index: str = ""
     fusion: dict[str, Any] = field(default_factory=dict)
+    alerts: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -215,6 +219,8 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
                                     threshold_rule=first.threshold,
                                     benign_only=bool(first.benign_only),
                                     registry_dir=run.registry.registry_dir)
+    result.alerts = write_run_alerts(trained, events if test_events is None else test_events,
+                                     history.report)
     result.seconds = round(time.perf_counter() - started, 2)
     summary = json.dumps(result.to_dict(), indent=2, default=str)
     _write(history.summary, summary)

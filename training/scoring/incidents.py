@@ -6,12 +6,18 @@ the flows), else its host or user (host logs), else the entity its unit names
 (`entity@bucket`, `source->dest@window`); its window is its first-seen time floored to
 `window_seconds`.
 
-Ranking: each alert's weight is how far into the benign tail it is, -log10 of the share of the
-model's benign validation scores at or above it (from its percentile; `MAX_TAIL` where the
-percentile is 100, and score/threshold where the model has no calibration). An incident's score
-is the sum over layers of each layer's heaviest alert: evidence from several layers adds up,
-hundreds of alerts of one kind do not. Ties (alerts past every benign score) go to the
-incident whose alert is furthest above its threshold (score / threshold).
+An (entity, window) with at least one alert is an incident; its score counts every unit scored
+there, alerting or not. Each unit's tail probability p is the share of its model's benign
+validation scores at or above its score (from its percentile, at least 10**-`MAX_TAIL`; where
+the model has no calibration, 10**-(score / threshold)). In each layer the units' evidence is
+-log10 of the p-value of the stronger of two tests: Fisher's (-2 sum ln p is chi-squared with
+2n degrees of freedom when the units are benign), which adds up many moderately unusual units
+(beacons, a slow exfiltration: no alert each, together far in the tail), and the smallest p
+corrected for the n units (Sidak, 1 - (1 - p)**n), which keeps one far-out unit from being
+diluted by many ordinary ones. An incident's score is the sum over layers: evidence from
+several layers adds up. Chosen on the development data only (`benchmarks/incident_ranks.py`,
+BENCHMARKS.md). Ties (alerts past every benign score) go to the incident whose alert is
+furthest above its threshold (score / threshold).
 
 Columns of the incidents table (`INCIDENT_SCHEMA`): rank, entity, window_start, score,
 alerts, per-layer counts (`layers`: list of {layer, alerts}), first_seen, last_seen, flows
@@ -30,8 +36,10 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy.stats import chi2
 
 from training.errors import ConfigError
 from training.layers.reasons import REASON_TYPE
@@ -57,6 +65,15 @@ INCIDENT_SCHEMA = pa.schema([
 ])
 
 
+def layer_evidence(log_p_sum: np.ndarray, n: np.ndarray, log_p_min: np.ndarray) -> np.ndarray:
+    """-log10 of the p-value of the stronger of Fisher's and Sidak's tests (module docstring)
+    over n units of one layer, from the sum and the minimum of their ln p. Shapes: (k,) each."""
+    fisher = -chi2.logsf(-2.0 * log_p_sum, 2.0 * n) / math.log(10.0)
+    with np.errstate(divide="ignore"):  # p = 1: log1p(-1) is -inf, and the evidence 0
+        sidak = -np.log10(-np.expm1(n * np.log1p(-np.exp(log_p_min))))
+    return np.maximum(fisher, sidak)
+
+
 def alert_weight(row: dict[str, Any]) -> float:
     """How far into the benign tail one alert is (see the module docstring)."""
     percentile = row.get("percentile")
@@ -69,15 +86,16 @@ def alert_weight(row: dict[str, Any]) -> float:
 
 def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float = 3600.0,
                     detailed: int = MAX_DETAILED) -> pa.Table:
-    """Group alert rows (the `score` output, any layers) into ranked incidents.
+    """Group scored units (the `score` output, any layers) into ranked incidents.
 
     Grouping and ranking run on Arrow columns; the lists of an incident (`flows`, `top`) are
     built for the `detailed` best incidents and left null beyond (a threshold that makes
     most units alerts would otherwise spend seconds in Python per 100,000 events).
 
     Args:
-        alerts: scored-unit tables (`training.scoring.alerts.OUTPUT_SCHEMA`); rows that do
-            not alert are left out.
+        alerts: scored-unit tables (`training.scoring.alerts.OUTPUT_SCHEMA`): every scored
+            unit, so that the ranking counts the units that do not alert (module docstring);
+            counts, times, flows and top alerts are the alerting units'.
         window_seconds: the length of an incident's time window (> 0).
         detailed: how many of the best incidents get their `flows` and `top` lists.
 
@@ -87,29 +105,33 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
     if not window_seconds > 0:
         raise ConfigError(f"window_seconds must be > 0, got {window_seconds}")
     tables = [alerts] if isinstance(alerts, pa.Table) else list(alerts)
-    tables = [table.filter(pc.field("is_alert")) for table in tables]
     reasons = [t["reasons"] if "reasons" in t.column_names else None for t in tables]
-    rows = pa.concat_tables([_keyed(t, source, window_seconds)
-                             for source, t in enumerate(tables)])
-    per_layer = rows.group_by(["entity", "slot", "layer"], use_threads=False).aggregate(
-        [("weight", "max"), ("weight", "count")])
+    units = pa.concat_tables([_keyed(t, source, window_seconds)
+                              for source, t in enumerate(tables)])
+    rows = units.filter(pc.field("alert"))  # the alerting units
+    per_layer = units.group_by(["entity", "slot", "layer"], use_threads=False).aggregate(
+        [("log_p", "sum"), ("log_p", "count"), ("log_p", "min"), ("alert", "sum")])
+    evidence = layer_evidence(*(per_layer[c].to_numpy() for c in (
+        "log_p_sum", "log_p_count", "log_p_min")))
+    per_layer = per_layer.append_column("evidence", pa.array(evidence))
     incidents = per_layer.group_by(["entity", "slot"], use_threads=False).aggregate(
-        [("weight_max", "sum"), ("weight_count", "sum")]).join(
+        [("evidence", "sum")]).join(
         rows.group_by(["entity", "slot"], use_threads=False).aggregate(
-            [("peak", "max"), ("seen_first", "min"), ("seen_last", "max")]),
-        keys=["entity", "slot"])
-    incidents = incidents.sort_by([("weight_max_sum", "descending"), ("peak_max", "descending"),
+            [("peak", "max"), ("seen_first", "min"), ("seen_last", "max"), ("alert", "count")]),
+        keys=["entity", "slot"], join_type="inner")  # windows with an alert only
+    incidents = incidents.sort_by([("evidence_sum", "descending"), ("peak_max", "descending"),
                                    ("slot", "ascending"), ("entity", "ascending")])
     layers: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    for entity, slot, layer, count in zip(*(per_layer[c].to_pylist() for c in (
-            "entity", "slot", "layer", "weight_count"))):
+    alerting = per_layer.filter(pc.greater(pc.field("alert_sum"), 0))  # most groups have none
+    for entity, slot, layer, count in zip(*(alerting[c].to_pylist() for c in (
+            "entity", "slot", "layer", "alert_sum"))):
         layers[(entity, slot)].append({"layer": layer, "alerts": count})
     lists = _detailed(tables, rows, incidents.slice(0, detailed), reasons)
     if incidents.num_rows > detailed:
         logger.info("%d incidents: flows and top alerts listed for the best %d", incidents.num_rows,
                     detailed)
     out = []
-    columns = ("entity", "slot", "weight_max_sum", "weight_count_sum", "seen_first_min",
+    columns = ("entity", "slot", "evidence_sum", "alert_count", "seen_first_min",
                "seen_last_max")
     for rank, (entity, slot, score, count, first, last) in enumerate(
             zip(*(incidents[c].to_pylist() for c in columns)), 1):
@@ -127,8 +149,9 @@ def _column(table: pa.Table, name: str, kind: pa.DataType) -> pa.Array | pa.Chun
 
 
 def _keyed(table: pa.Table, source: int, window_seconds: float) -> pa.Table:
-    """The alert rows of one table with what grouping and ranking need (see the module
-    docstring): entity, window slot, tail weight, peak, first and last time seen."""
+    """The rows of one table with what grouping and ranking need (see the module docstring):
+    entity, window slot, ln of the tail probability, whether it alerts, peak, first and last
+    time seen."""
     def text(name: str) -> pa.Array:  # an empty value counts as none
         values = _column(table, name, pa.string())
         return pc.if_else(pc.equal(values, ""), None, values)
@@ -151,10 +174,14 @@ def _keyed(table: pa.Table, source: int, window_seconds: float) -> pa.Table:
     tail = pc.if_else(pc.less_equal(above, 10.0 ** -MAX_TAIL), MAX_TAIL,
                       pc.negate(pc.log10(pc.max_element_wise(above, 10.0 ** -MAX_TAIL))))
     times = [pc.cast(t, pa.int64()) for t in (first, last, table["time"])]  # nulls skipped
+    weight = pc.if_else(pc.is_null(above), by_threshold, tail)  # -log10 p
+    log_p = pc.multiply(pc.min_element_wise(pc.max_element_wise(weight, 0.0), MAX_TAIL),
+                        -math.log(10.0))
     return pa.table({
         "entity": pc.cast(entity, pa.string()), "slot": slot,
         "layer": pc.fill_null(_column(table, "layer", pa.string()), ""),
-        "weight": pc.if_else(pc.is_null(above), by_threshold, tail),
+        "log_p": pc.cast(log_p, pa.float64()),
+        "alert": pc.fill_null(table["is_alert"], False),
         "peak": peak,
         "seen_first": pc.cast(pc.min_element_wise(*times), TIME),
         "seen_last": pc.cast(pc.max_element_wise(*times), TIME),

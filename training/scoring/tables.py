@@ -84,7 +84,7 @@ def write_incidents(alerts_path: str | Path) -> tuple[int, str]:
     many, where)."""
     from training.scoring.alerts_page import write_alerts_page
 
-    incidents = build_incidents(read_alerts(alerts_path, alerts_only=True))
+    incidents = build_incidents(read_alerts(alerts_path))
     written = write_table(incidents, incidents_path(alerts_path))
     write_alerts_page(incidents, alerts_path)
     return incidents.num_rows, str(written)
@@ -103,7 +103,7 @@ def incidents_across_layers(alert_paths: list[str | Path], output: str | Path,
 
     if not alert_paths:
         raise ConfigError("alert_paths must name at least one alerts file written by score")
-    incidents = build_incidents([read_alerts(p, alerts_only=True) for p in alert_paths],
+    incidents = build_incidents([read_alerts(p) for p in alert_paths],
                                 window_seconds)
     write_table(incidents, output)
     write_alerts_page(incidents, output)

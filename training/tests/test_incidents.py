@@ -4,6 +4,7 @@ and the files `score` writes beside its alerts."""
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
@@ -46,8 +47,10 @@ def test_alerts_group_by_entity_and_window_across_layers_and_rank_by_tail_weight
         (1, "10.0.0.7", 10, 1), (2, "10.0.0.5", 10, 4), (3, "10.0.0.5", 11, 1)]
     assert incidents[0]["score"] == pytest.approx(6.0, abs=1e-4)  # above every benign score: MAX_TAIL
     first = incidents[1]
-    # layer 1's heaviest alert (99.9th percentile: 3) plus layer 3's (99th: 2)
-    assert first["score"] == pytest.approx(5.0, abs=1e-4)
+    # Layer 1: Fisher over p = 0.01, 0.001, 0.1 (stronger than Sidak's 1 - 0.999**3 = 0.003):
+    # -2 ln p summed is -2 ln 1e-6 on 6 degrees of freedom; plus layer 3's one unit at 0.01: 2.
+    assert first["score"] == pytest.approx(_fisher([0.01, 0.001, 0.1]) + 2.0, abs=1e-4)
+    assert _fisher([0.01, 0.001, 0.1]) == pytest.approx(3.9576, abs=1e-4)
     assert first["layers"] == [{"layer": "layer1", "alerts": 3}, {"layer": "layer3", "alerts": 1}]
     assert (first["first_seen"], first["last_seen"]) == (T0 - timedelta(minutes=5),
                                                          T0 + timedelta(minutes=30))
@@ -64,6 +67,31 @@ def test_alerts_group_by_entity_and_window_across_layers_and_rank_by_tail_weight
     assert brief[0] == incidents[0]
     assert [(i["flows"], i["top"]) for i in brief[1:]] == [(None, None)] * 2
     assert [{**i, "flows": None, "top": None} for i in incidents[1:]] == brief[1:]
+
+
+def _fisher(p: list[float]) -> float:
+    """-log10 of Fisher's p-value, by the closed form for 2n degrees of freedom."""
+    half = -sum(math.log(x) for x in p)
+    return -math.log10(math.exp(-half) * sum(half ** k / math.factorial(k)
+                                             for k in range(len(p))))
+
+
+def test_units_that_do_not_alert_count_toward_the_rank_and_ordinary_ones_do_not_dilute():
+    rows = [_row("layer1", "conn:A0", 99.0, source_ip="10.0.0.1"),  # one alert at p = 0.01
+            *(_row("layer1", f"conn:A{i}", 95.0, source_ip="10.0.0.1", alert=False)
+              for i in range(1, 21)),  # and 20 units at p = 0.05 that do not alert
+            _row("layer1", "conn:B0", 99.9, source_ip="10.0.0.2"),  # one alert at p = 0.001
+            _row("layer1", "conn:C0", 100.0, source_ip="10.0.0.3"),  # past every benign score
+            *(_row("layer1", f"conn:C{i}", 50.0, source_ip="10.0.0.3", alert=False)
+              for i in range(1, 201)),  # among 200 ordinary units
+            _row("layer1", "conn:D0", 90.0, source_ip="10.0.0.4", alert=False)]  # no alert
+    incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [(i["entity"], i["alerts"]) for i in incidents] == [
+        ("10.0.0.1", 1), ("10.0.0.3", 1), ("10.0.0.2", 1)]
+    assert incidents[0]["score"] == pytest.approx(_fisher([0.01] + [0.05] * 20), rel=1e-6)
+    # Fisher's test is diluted by the 200 (p = 0.5 each); Sidak's is not: 1 - (1 - 1e-6)**201.
+    assert incidents[1]["score"] == pytest.approx(-math.log10(1 - (1 - 1e-6) ** 201), rel=1e-6)
+    assert incidents[2]["score"] == pytest.approx(3.0, abs=1e-4)  # float32 percentiles
 
 
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
@@ -138,7 +166,8 @@ def test_incidents_past_every_benign_score_rank_by_how_far_above_the_threshold()
             _row("layer1", "conn:B", 100.0, source_ip="10.0.0.2")]
     rows[1]["score"] = 3.0  # six times its threshold; the first is twice its threshold
     incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
-    assert [(i["entity"], i["score"]) for i in incidents] == [("10.0.0.2", 6.0), ("10.0.0.1", 6.0)]
+    assert [i["entity"] for i in incidents] == ["10.0.0.2", "10.0.0.1"]
+    assert [i["score"] for i in incidents] == pytest.approx([6.0, 6.0], abs=1e-9)
 
 
 def test_a_file_that_is_not_a_scoring_output_is_refused_by_name(tmp_path):

@@ -71,12 +71,28 @@ def test_layout_l1_v2_leaves_address_buckets_and_time_at_zero_and_keeps_the_rest
     assert old[blank].any() and not new[blank].any()
     keep = np.setdiff1d(np.arange(DIM), blank)
     np.testing.assert_array_equal(new[keep], old[keep])
-    assert Layer1Featurizer().spec.version == "l1.v2"
-    for layout in ("l1.v1", "l1.v2"):  # each spec rebuilds its own layout
+    assert Layer1Featurizer().spec.version == "l1.v3"
+    for layout in ("l1.v1", "l1.v2", "l1.v3"):  # each spec rebuilds its own layout
         spec = Layer1Featurizer(layout=layout).spec
         assert Layer1Featurizer.from_spec(spec).layout == layout
-    with pytest.raises(ConfigError, match="layout must be one of l1.v1, l1.v2, got 'l1.v9'"):
+    with pytest.raises(ConfigError, match="layout must be one of l1.v1, l1.v2, l1.v3, got 'l1.v9'"):
         Layer1Featurizer(layout="l1.v9")
+
+
+def test_layout_l1_v3_adds_two_magnitude_steps_per_volume_where_l1_v2_has_zeros():
+    event = {**BASE, "bytes_sent": 10**8, "packets_sent": 10**6, "duration": 86_400.0}
+    old, new = vector(event, "l1.v2"), vector(event, "l1.v3")
+    # (first step dim, the volume dim's value): 1e8 bytes is 0.8 of the log range to 1e10.
+    steps = {53: np.log1p(1e8) / np.log1p(1e10), 55: np.log1p(5400) / np.log1p(1e10),
+             61: np.log1p(1e6) / np.log1p(1e7), 63: np.log1p(12) / np.log1p(1e7), 81: 1.0}
+    for at, (k, scaled) in zip(steps, enumerate(steps.values())):
+        assert new[VOLUME_AT + k] == pytest.approx(scaled)
+        expected = [np.clip((scaled - 0.5) / 0.25, 0, 1), np.clip((scaled - 0.75) / 0.25, 0, 1)]
+        assert new[at:at + 2] == pytest.approx(expected, abs=1e-6)
+    assert new[53:55] == pytest.approx([1.0, 0.2], abs=1e-6) and not new[55:57].any()
+    assert not new[83:85].any()
+    keep = np.setdiff1d(np.arange(DIM), [*range(53, 57), *range(61, 65), 81, 82])
+    np.testing.assert_array_equal(new[keep], old[keep])
 
 
 def test_blocks_tile_the_128_dims_in_order():
@@ -136,7 +152,7 @@ def test_batch_and_per_event_vectors_are_bit_identical():
 
     events = generate_demo_events(300, seed=3)["events"]
     batch = Layer1Featurizer().featurize(events_table(events))
-    one_by_one = np.stack([vector(e, "l1.v2") for e in events[:60]])
+    one_by_one = np.stack([vector(e, "l1.v3") for e in events[:60]])
     assert np.array_equal(batch[:60], one_by_one)
 
 

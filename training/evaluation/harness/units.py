@@ -95,9 +95,9 @@ def unit_flow_pairs(layer: Layer, units: Any, flows: pa.Table) -> tuple[np.ndarr
             rows.to_numpy(zero_copy_only=False).astype(np.int64))
 
 
-def layer_units(capture: Capture, layer_name: str) -> LayerUnits:
-    """Featurize `capture` for layer `layer_name` (its default featurizer)."""
-    layer = get_layer(layer_name)()
+def layer_units(capture: Capture, layer_name: str, featurizer: Any = None) -> LayerUnits:
+    """Featurize `capture` for layer `layer_name` (by `featurizer`; None: its default)."""
+    layer = get_layer(layer_name)(featurizer)
     train, val, test = (layer.featurize(t) for t in (capture.train, capture.val, capture.test))
     pair_unit, pair_flow = unit_flow_pairs(layer, test, capture.test)
     flow_labels = capture.test["is_threat"].to_numpy(zero_copy_only=False).astype(np.int64)

@@ -1,0 +1,98 @@
+"""The pipeline run's alerts page (`training.pipeline.alerts`) on the demo events: linked from
+the run's report and the runs index, its values equal its JSON and the incident files, and
+where each labeled demo scenario's attacker window ranks among the incidents.
+
+One pipeline run on the 10,000 demo events of seed 42 (the generator as of issue 22's start),
+every layer learning from benign units only for 3 epochs, thresholds at the 99th percentile of
+benign validation scores, so that the test part has alerts of every layer to group.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+
+from training.evaluation.report_html import fmt
+from training.scoring.tables import read_alerts, read_incidents
+from training.tests.test_report_html import Page, resolve
+
+HOUR_US = 3_600_000_000
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    from training.demo.generator import write_demo_file
+    from training.pipeline.config import config_from_dict
+    from training.pipeline.run import run_pipeline
+
+    folder = tmp_path_factory.mktemp("run_alerts")
+    demo = write_demo_file(folder / "demo.json", n_events=10_000, seed=42)
+    config = config_from_dict({
+        "workdir": str(folder / "work"), "sources": [{"type": "json_file", "path": str(demo)}],
+        "train": {"epochs": 3, "benign_only": True, "threshold": "quantile:0.99"}})
+    result = run_pipeline(config)
+    return result, Path(result.report).parent
+
+
+def test_the_run_report_and_the_runs_index_link_the_alerts_page(run):
+    result, report = run
+    assert result.alerts["page"] == "test_alerts.alerts.html"
+    assert f'href="{result.alerts["page"]}"' in (report / "index.html").read_text()
+    runs_index = Path(result.index).read_text()
+    assert f'report/test_alerts.alerts.html">{result.alerts["incidents"]:,} incidents</a>' \
+        in runs_index
+    summary = json.loads((Path(result.workdir) / "pipeline.json").read_text())
+    assert summary["alerts"] == result.alerts
+
+
+def test_the_alerts_page_shows_its_json_which_is_the_runs_incidents(run):
+    result, report = run
+    alerts = read_alerts(report / result.alerts["alerts_file"])
+    incidents = read_incidents(report / result.alerts["incidents_file"])
+    layers = set(alerts["layer"].to_pylist())
+    assert alerts.num_rows == result.alerts["alerts"] and pc.all(alerts["is_alert"]).as_py()
+    assert layers == {"layer1", "layer2", "layer3"}
+    assert incidents.num_rows == result.alerts["incidents"]
+    assert sum(incidents["alerts"].to_pylist()) == alerts.num_rows
+    document = json.loads((report / result.alerts["json"]).read_text())
+    top = incidents.slice(0, len(document["incidents"])).to_pylist()
+    assert len(top) == min(20, incidents.num_rows) > 0
+    assert [(i["rank"], i["entity"], i["alerts"], i["score"]) for i in document["incidents"]] \
+        == [(i["rank"], i["entity"], i["alerts"], i["score"]) for i in top]
+    page = Page()
+    page.feed((report / result.alerts["page"]).read_text())
+    keys = [key for key, _ in page.values]
+    assert len(keys) == len(set(keys)) > 7 * len(top)
+    for key, shown in page.values:
+        assert shown == fmt(resolve(document, key)), key
+    assert any(key.endswith("/reasons/0/field") for key in keys)  # reasons are on the page
+
+
+def test_where_each_demo_scenario_ranks_among_the_incidents(run):
+    """Each scenario's best-ranked incident among its attacker windows (its events' entity, as
+    incidents take it, and hour). Measured, not the issue's target: C&C beaconing, lateral
+    movement and SSH brute force leave no alert in the test part (see BENCHMARKS.md)."""
+    result, report = run
+    incidents = read_incidents(report / result.alerts["incidents_file"])
+    slots = pc.divide(incidents["window_start"].cast(pa.int64()), HOUR_US).to_pylist()
+    rank_of = dict(zip(zip(incidents["entity"].to_pylist(), slots),
+                       incidents["rank"].to_pylist()))
+    events = pa.parquet.read_table(Path(result.workdir) / "events.parquet")
+    events = events.filter(pc.is_valid(events["attack_type"]))
+    entity = pc.coalesce(events["source_ip"], events["host"], events["user"]).to_pylist()
+    hour = pc.divide(events["timestamp"].cast(pa.int64()), HOUR_US).to_pylist()
+    ranks: dict[str, list[int]] = {}
+    for scenario, key in zip(events["attack_type"].to_pylist(), zip(entity, hour)):
+        ranks.setdefault(scenario, [])
+        if key in rank_of:
+            ranks[scenario].append(rank_of[key])
+    best = {scenario: min(found, default=None) for scenario, found in sorted(ranks.items())}
+    print(f"best incident rank of each scenario ({incidents.num_rows} incidents): {best}")
+    assert len(best) == 6
+    in_top_10 = {s for s, rank in best.items() if rank is not None and rank <= 10}
+    # 14 for privilege escalation when only alerts counted (the rule before issue 22's end)
+    assert in_top_10 == {"port_scan", "data_exfiltration", "privilege_escalation"}
