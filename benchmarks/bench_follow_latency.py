@@ -89,9 +89,9 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
-             rotate_every: int) -> dict:
+             rotate_every: int, repeat: int = 0) -> dict:
     """One scorer of `model`, one writer at `rate` events/s for `seconds`; the latencies."""
-    run = f"{model}-{rate}"
+    run = f"{model}-{rate}-{repeat}"
     logs, alerts = root / f"logs-{run}", root / f"alerts-{run}.jsonl"
     logs.mkdir()
     (logs / "conn.log").write_text(header(time.time()))
@@ -158,6 +158,8 @@ def main() -> None:
                         help="vae: the layer-1 model; fused: its fused detector")
     parser.add_argument("--rates", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each model and rate, interleaved; medians reported")
     parser.add_argument("--poll-interval", type=float, default=0.25)
     parser.add_argument("--rotate-every", type=int, default=20000)
     parser.add_argument("--alert-share", type=float, default=0.01,
@@ -169,18 +171,32 @@ def main() -> None:
         root = Path(tmp)
         report["thresholds"] = register(root, args.alert_share or 0.5)
         report["alert_share_asked"] = args.alert_share
-        for model in args.models:
-            for rate in args.rates:
-                result = run_rate(root, model, rate, args.seconds, args.poll_interval,
-                                  args.rotate_every)
-                report["runs"].append(result)
-                print(f"{model:>5} {rate:>6,} events/s for {args.seconds:g} s (poll "
-                      f"{args.poll_interval:g} s): {result['scored']:,} scored "
-                      f"({result['scored_distinct']:,} distinct), {result['alerts']:,} alerts; "
-                      f"write-to-alert p50 {result['p50_s']:.3f} s, p95 {result['p95_s']:.3f} s, "
-                      f"p99 {result['p99_s']:.3f} s, max {result['max_s']:.3f} s; scorer+writer "
-                      f"CPU {result['children_cpu_s']:.1f} s; load {os.getloadavg()[0]:.2f}",
-                      flush=True)
+        for repeat in range(args.repeats):  # interleaved: the load changes as they go
+            for model in args.models:
+                for rate in args.rates:
+                    result = run_rate(root, model, rate, args.seconds, args.poll_interval,
+                                      args.rotate_every, repeat)
+                    result["load_after_run"] = os.getloadavg()[0]
+                    report["runs"].append(result)
+                    print(f"{model:>5} {rate:>6,} events/s for {args.seconds:g} s (poll "
+                          f"{args.poll_interval:g} s): {result['scored']:,} scored "
+                          f"({result['scored_distinct']:,} distinct), {result['alerts']:,} "
+                          f"alerts; write-to-alert p50 {result['p50_s']:.3f} s, p95 "
+                          f"{result['p95_s']:.3f} s, p99 {result['p99_s']:.3f} s, max "
+                          f"{result['max_s']:.3f} s; scorer+writer CPU "
+                          f"{result['children_cpu_s']:.1f} s; load "
+                          f"{result['load_after_run']:.2f}", flush=True)
+    report["medians"] = []
+    for model in args.models:
+        for rate in args.rates:
+            runs = [r for r in report["runs"] if r["model"] == model and r["rate"] == rate]
+            median = {key: statistics.median(r[key] for r in runs)
+                      for key in ("p50_s", "p95_s", "p99_s", "children_cpu_s")}
+            report["medians"].append({"model": model, "rate": rate, "repeats": len(runs),
+                                      **median})
+            print(f"median of {len(runs)}: {model:>5} {rate:>6,} events/s: p50 "
+                  f"{median['p50_s']:.3f} s, p95 {median['p95_s']:.3f} s, p99 "
+                  f"{median['p99_s']:.3f} s; CPU {median['children_cpu_s']:.1f} s")
     report["load_after"] = os.getloadavg()
     print(f"load average before {report['load_before'][0]:.2f}, after {report['load_after'][0]:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
