@@ -8,7 +8,7 @@ it expects after learning benign training data). A unit's contributions sum to i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,7 +38,10 @@ class Reason:
     typical: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: `asdict` deep-copies field by field, and an alerting batch turns
+        # thousands of reasons into rows (it was 40% of a live poll's time at 20% alerts).
+        return {"field": self.field, "contribution": self.contribution,
+                "observed": self.observed, "typical": self.typical}
 
 
 def ranked(fields: list[str], contributions: np.ndarray, observed: list[str | None],
