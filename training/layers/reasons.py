@@ -47,8 +47,10 @@ class Reason:
 def ranked(fields: list[str], contributions: np.ndarray, observed: list[str | None],
            typical: list[str | None]) -> list[Reason]:
     """The reasons of one unit, largest contribution first (ties keep the fields' order)."""
-    order = np.argsort(-np.asarray(contributions, np.float64), kind="stable")
-    return [Reason(fields[i], float(contributions[i]), observed[i], typical[i]) for i in order]
+    values = np.asarray(contributions, np.float64)
+    order = np.argsort(-values, kind="stable").tolist()
+    values = values.tolist()  # Python floats at once: indexing numpy scalars one by one is slow
+    return [Reason(fields[i], values[i], observed[i], typical[i]) for i in order]
 
 
 def reasons_column(reasons: list[list[Reason] | None]) -> pa.Array:
