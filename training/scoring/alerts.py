@@ -1,6 +1,7 @@
 """Scored units as alert rows: score, threshold, percentile, the alert flag and event context.
 
-One row per unit the layer scores; the columns (`OUTPUT_SCHEMA`):
+One row per unit the layer scores (`AlertRows`; the fused detector's rows come from the same
+`unit_rows`, batch or live); the columns (`OUTPUT_SCHEMA`):
 
 | column | type | meaning |
 |---|---|---|
