@@ -90,4 +90,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
           f"scored, {counts['alerts']:,} alerts to {args.alerts}, {counts['quarantined']:,} "
           f"records quarantined, {counts['refused']:,} alerts refused by Elasticsearch "
           f"(kept in {Path(outputs.state) / 'refused.jsonl'}); totals since the state began")
+    if summary.excursions:
+        print(f"alert rate: {summary.excursions:,} excursion(s) past the guard's bound in this "
+              "run, each warned about once on stderr")
     return 0

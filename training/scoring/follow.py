@@ -81,13 +81,15 @@ class FollowOutputs:
 
 @dataclass
 class FollowSummary:
-    """Counts of a following run, over its whole history (resumed runs included)."""
+    """Counts of a following run, over its whole history (resumed runs included), and the
+    alert-rate excursions of this run (`RollingGuard`)."""
 
     model_name: str
     version: str
     polls: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    excursions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -164,6 +166,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             gc.unfreeze()  # the caller's process goes on as it was
             torch.set_num_threads(before)
         summary.counts, summary.seconds = dict(run.counts), time.perf_counter() - started
+        summary.excursions = guard.excursions
         return summary
     finally:
         for f in files:
