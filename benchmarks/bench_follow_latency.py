@@ -4,18 +4,21 @@ A writer process (`training.tests.zeek_writer`) appends Zeek conn lines at a ste
 line's `ts` is the wall-clock time it was written, flushed at once) and rotates the log every
 `--rotate-every` lines. The scorer runs as users run it: `python -m training.cli score --follow`
 on the live conn.log, in its own process, with a default-architecture Layer1VAE (seed 0,
-untrained: weights do not change the cost) whose threshold is set on a sample of the writer's
-lines so that `--alert-share` of them alert (1% by default, a busy SOC's rate; 0 keeps a fixed
-threshold under which about half alert, the worst case for the ECS documents).
+untrained: weights do not change the cost) calibrated on a sample of the writer's lines so that
+`--alert-share` of them alert (1% by default, a busy SOC's rate; 0: half of them, the worst
+case for the ECS documents and their reasons), or with `--model fused`: the fused detector of
+that VAE (`fusion.json`, min-p, its own calibration at the same share). Window layers in a
+fusion cost nothing per micro-batch under --follow (their windows count as open:
+`training.scoring.fused`), so the fused run measures what a live fused score costs.
 This process watches the alerts file every 5 ms; an alert's latency is the time its line was
 seen minus its event's `ts`: write, poll wait, parse, featurize, score, ECS document, append
 and fsync included.
 
-    python benchmarks/bench_follow_latency.py                          # 1k and 10k events/s
-    python benchmarks/bench_follow_latency.py --rates 1000 --seconds 5 --poll-interval 0.1
+    python benchmarks/bench_follow_latency.py              # layer 1 and fused, 1k and 10k events/s
+    python benchmarks/bench_follow_latency.py --models fused --rates 1000 --seconds 5
 
-Writes benchmarks/out/follow_latency.json. Layer 1 only: the fused score (issue 21) is not on
-this branch, and window layers are not scored under --follow yet.
+Writes benchmarks/out/follow_latency.json. Window-layer models are not scored under --follow
+yet, so there is no "from window close" figure.
 """
 
 from __future__ import annotations
@@ -40,15 +43,15 @@ import torch  # noqa: E402
 from training.artifacts.model_files import save_model  # noqa: E402
 from training.detectors.vae import Layer1VAE  # noqa: E402
 from training.features.layer1 import Layer1Featurizer  # noqa: E402
+from training.evaluation.calibration import Calibration  # noqa: E402
+from training.evaluation.fusion import Fusion, fused_scores  # noqa: E402
 from training.registry.registry import ModelMetadata, ModelRegistry  # noqa: E402
+from training.scoring.fused import save_fusion  # noqa: E402
 from training.collection.collector import DataCollector, DataSource  # noqa: E402
 from training.tests.zeek_writer import header, line  # noqa: E402
 
-THRESHOLD = 30.6  # the seed-0 VAE scores these lines 30.1-30.8: about half alert
-
-
-def threshold_for(model: Layer1VAE, share: float, root: Path) -> float:
-    """The score above which `share` of the writer's lines fall (5,000 lines, written now)."""
+def sample_scores(model: Layer1VAE, root: Path) -> np.ndarray:
+    """The model's scores of 5,000 of the writer's lines, written now."""
     sample = root / "sample" / "conn.log"
     sample.parent.mkdir(parents=True)
     now = time.time()
@@ -57,20 +60,27 @@ def threshold_for(model: Layer1VAE, share: float, root: Path) -> float:
                           progress=False).collect_table()
     with torch.inference_mode():
         scores = model.anomaly_score(torch.from_numpy(Layer1Featurizer().featurize(table)))
-    return float(np.quantile(scores.numpy(), 1.0 - share))
+    return scores.numpy().astype(np.float64)
 
 
-def register(root: Path, alert_share: float | None = None) -> float:
-    """Register the seed-0 VAE; its threshold alerts on `alert_share` of the lines (None:
-    THRESHOLD, about half of them). Returns the threshold."""
+def register(root: Path, alert_share: float) -> dict[str, float]:
+    """Register the seed-0 VAE as "vae" and its fusion as "fused", each calibrated on a sample
+    of the writer's lines so that `alert_share` of them alert. Returns their thresholds."""
     torch.manual_seed(0)
     model = Layer1VAE().eval()
-    threshold = THRESHOLD if alert_share is None else threshold_for(model, alert_share, root)
+    scores = sample_scores(model, root)
+    rule = f"quantile:{1.0 - alert_share}"
+    calibration = Calibration.fit(scores, rule=rule)
     weights = root / "src" / "vae.pt"
-    save_model(model, weights, feature_spec=Layer1Featurizer().spec, threshold=threshold)
-    ModelRegistry(root / "models").register_model(
-        weights, ModelMetadata("vae", "1.0.0", "layer1", stage="production"))
-    return threshold
+    save_model(model, weights, feature_spec=Layer1Featurizer().spec,
+               threshold=calibration.threshold, extra={"calibration": calibration.to_dict()})
+    registry = ModelRegistry(root / "models")
+    registry.register_model(weights, ModelMetadata("vae", "1.0.0", "layer1", stage="production"))
+    fused = fused_scores(calibration.tail_probability(scores)[:, None])  # (events,)
+    fusion = Fusion("min-p", ({"layer": "layer1", "model_name": "vae", "version": "1.0.0"},),
+                    Calibration.fit(fused, rule=rule))
+    save_fusion(fusion, registry.registry_dir)
+    return {"vae": calibration.threshold, "fused": fusion.threshold}
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -78,17 +88,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def run_rate(root: Path, rate: int, seconds: float, poll: float, rotate_every: int) -> dict:
-    """One scorer, one writer at `rate` events/s for `seconds`; the alert latencies."""
-    logs, alerts = root / f"logs-{rate}", root / f"alerts-{rate}.jsonl"
+def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
+             rotate_every: int, repeat: int = 0) -> dict:
+    """One scorer of `model`, one writer at `rate` events/s for `seconds`; the latencies."""
+    run = f"{model}-{rate}-{repeat}"
+    logs, alerts = root / f"logs-{run}", root / f"alerts-{run}.jsonl"
     logs.mkdir()
     (logs / "conn.log").write_text(header(time.time()))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    state = root / f"scores-{rate}.jsonl.state" / "state.json"
+    state = root / f"scores-{run}.jsonl.state" / "state.json"
     scorer = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "score", "--model", "vae", "--registry-dir",
+        [sys.executable, "-m", "training.cli", "score", "--model", model, "--registry-dir",
          str(root / "models"), "--input", f"zeek:{logs / 'conn.log'}", "--output",
-         str(root / f"scores-{rate}.jsonl"), "--alerts", str(alerts), "--follow",
+         str(root / f"scores-{run}.jsonl"), "--alerts", str(alerts), "--follow",
          "--poll-interval", str(poll)], env=env, stdout=subprocess.PIPE, text=True)
     while not state.exists():
         time.sleep(0.05)
@@ -100,7 +112,7 @@ def run_rate(root: Path, rate: int, seconds: float, poll: float, rotate_every: i
     latencies: list[float] = []
     offset, pending = 0, b""
     deadline = time.monotonic() + seconds + 120
-    scores, caught_up, scored, scores_at = root / f"scores-{rate}.jsonl", None, 0, 0
+    scores, caught_up, scored, scores_at = root / f"scores-{run}.jsonl", None, 0, 0
     while time.monotonic() < deadline:
         with open(alerts, "rb") if alerts.exists() else open(os.devnull, "rb") as handle:
             handle.seek(offset)
@@ -129,7 +141,7 @@ def run_rate(root: Path, rate: int, seconds: float, poll: float, rotate_every: i
     out, _ = scorer.communicate(timeout=60)
     cpu_after = os.times()
     units = [json.loads(x)["unit"] for x in scores.read_bytes().splitlines()]
-    return {"rate": rate, "events": events, "scored": len(units),
+    return {"model": model, "rate": rate, "events": events, "scored": len(units),
             "scored_distinct": len(set(units)), "alerts": len(latencies), "poll_seconds": poll,
             "p50_s": percentile(latencies, 0.50), "p95_s": percentile(latencies, 0.95),
             "p99_s": percentile(latencies, 0.99), "max_s": max(latencies),
@@ -142,29 +154,49 @@ def run_rate(root: Path, rate: int, seconds: float, poll: float, rotate_every: i
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", nargs="+", choices=("vae", "fused"), default=["vae", "fused"],
+                        help="vae: the layer-1 model; fused: its fused detector")
     parser.add_argument("--rates", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs of each model and rate, interleaved; medians reported")
     parser.add_argument("--poll-interval", type=float, default=0.25)
     parser.add_argument("--rotate-every", type=int, default=20000)
     parser.add_argument("--alert-share", type=float, default=0.01,
-                        help="share of events that alert (threshold set on a sample); 0 keeps "
-                             "the fixed threshold under which about half alert")
+                        help="share of events that alert (calibrated on a sample); 0: half")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out")
     args = parser.parse_args()
     report: dict = {"cpu_count": os.cpu_count(), "load_before": os.getloadavg(), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        report["threshold"] = register(root, args.alert_share or None)
+        report["thresholds"] = register(root, args.alert_share or 0.5)
         report["alert_share_asked"] = args.alert_share
+        for repeat in range(args.repeats):  # interleaved: the load changes as they go
+            for model in args.models:
+                for rate in args.rates:
+                    result = run_rate(root, model, rate, args.seconds, args.poll_interval,
+                                      args.rotate_every, repeat)
+                    result["load_after_run"] = os.getloadavg()[0]
+                    report["runs"].append(result)
+                    print(f"{model:>5} {rate:>6,} events/s for {args.seconds:g} s (poll "
+                          f"{args.poll_interval:g} s): {result['scored']:,} scored "
+                          f"({result['scored_distinct']:,} distinct), {result['alerts']:,} "
+                          f"alerts; write-to-alert p50 {result['p50_s']:.3f} s, p95 "
+                          f"{result['p95_s']:.3f} s, p99 {result['p99_s']:.3f} s, max "
+                          f"{result['max_s']:.3f} s; scorer+writer CPU "
+                          f"{result['children_cpu_s']:.1f} s; load "
+                          f"{result['load_after_run']:.2f}", flush=True)
+    report["medians"] = []
+    for model in args.models:
         for rate in args.rates:
-            result = run_rate(root, rate, args.seconds, args.poll_interval, args.rotate_every)
-            report["runs"].append(result)
-            print(f"{rate:>6,} events/s for {args.seconds:g} s (poll {args.poll_interval:g} s): "
-                  f"{result['scored']:,} scored ({result['scored_distinct']:,} distinct), "
-                  f"{result['alerts']:,} alerts; write-to-alert p50 {result['p50_s']:.3f} s, "
-                  f"p95 {result['p95_s']:.3f} s, p99 {result['p99_s']:.3f} s, max "
-                  f"{result['max_s']:.3f} s; scorer+writer CPU {result['children_cpu_s']:.1f} s",
-                  flush=True)
+            runs = [r for r in report["runs"] if r["model"] == model and r["rate"] == rate]
+            median = {key: statistics.median(r[key] for r in runs)
+                      for key in ("p50_s", "p95_s", "p99_s", "children_cpu_s")}
+            report["medians"].append({"model": model, "rate": rate, "repeats": len(runs),
+                                      **median})
+            print(f"median of {len(runs)}: {model:>5} {rate:>6,} events/s: p50 "
+                  f"{median['p50_s']:.3f} s, p95 {median['p95_s']:.3f} s, p99 "
+                  f"{median['p99_s']:.3f} s; CPU {median['children_cpu_s']:.1f} s")
     report["load_after"] = os.getloadavg()
     print(f"load average before {report['load_before'][0]:.2f}, after {report['load_after'][0]:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -3,6 +3,11 @@
 
     maximus-train score --model layer1_vae --input zeek:/opt/zeek/logs/current --follow \\
         --output scores.jsonl --alerts alerts.jsonl --elasticsearch https://es01:9200/alerts
+    maximus-train score --model fused ...          # the fused event score, same flags
+
+The alert-rate guard (`--alert-factor`, `--max-alert-rate`) judges a rolling window of the
+latest `--guard-window` units: past its bound it logs one warning per excursion (stderr) and
+goes on scoring; it never makes the scorer exit.
 
 SIGTERM and SIGINT stop it cleanly: the batch in hand is scored, written and checkpointed, and
 it exits 0. A SIGKILLed run resumes from its last checkpoint (`--state`). Elasticsearch
@@ -42,12 +47,19 @@ def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
                 "https://es01:9200/maximus-alerts (credentials from MAXIMUS_ES_* variables)")
     option(score, "--poll-interval", type=float, default=0.25,
            help="with --follow: seconds between reads of the files (default 0.25)")
+    # No default here: it is the guard's own (training.scoring.rolling_guard, not imported
+    # before a command runs: scipy alone would double the start-up time).
+    option(score, "--guard-window", type=int, metavar="UNITS",
+           help="with --follow/--once: the alert-rate guard judges the latest UNITS scored "
+                "(default 10,000); past --alert-factor or --max-alert-rate it "
+                "warns once per excursion and goes on scoring")
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
     from training.cli.options import parse_source, registry_dir
     from training.registry.registry import ModelRegistry
     from training.scoring.follow import FollowOutputs, follow_events
+    from training.scoring.rolling_guard import DEFAULT_WINDOW
 
     if args.alerts is None:
         raise ConfigError("--follow and --once need --alerts FILE.jsonl (the ECS alerts)")
@@ -64,7 +76,12 @@ def cmd_follow(args: argparse.Namespace) -> int:
         summary = follow_events(ModelRegistry(registry_dir(args), create=False), args.model,
                                 sources, outputs, version=args.version, stage=args.stage,
                                 alias=args.alias, once=args.once,
-                                poll_seconds=args.poll_interval, stop=stop)
+                                poll_seconds=args.poll_interval, stop=stop,
+                                alert_factor=args.alert_factor,
+                                max_alert_rate=(args.max_alert_rate if isinstance(
+                                    args.max_alert_rate, float) else None),
+                                guard_window=(DEFAULT_WINDOW if args.guard_window is None
+                                              else args.guard_window))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -73,4 +90,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
           f"scored, {counts['alerts']:,} alerts to {args.alerts}, {counts['quarantined']:,} "
           f"records quarantined, {counts['refused']:,} alerts refused by Elasticsearch "
           f"(kept in {Path(outputs.state) / 'refused.jsonl'}); totals since the state began")
+    if summary.excursions:
+        print(f"alert rate: {summary.excursions:,} excursion(s) past the guard's bound in this "
+              "run, each warned about once on stderr")
     return 0

@@ -8,7 +8,7 @@ it expects after learning benign training data). A unit's contributions sum to i
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -38,14 +38,19 @@ class Reason:
     typical: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # Spelled out: `asdict` deep-copies field by field, and an alerting batch turns
+        # thousands of reasons into rows (it was 40% of a live poll's time at 20% alerts).
+        return {"field": self.field, "contribution": self.contribution,
+                "observed": self.observed, "typical": self.typical}
 
 
 def ranked(fields: list[str], contributions: np.ndarray, observed: list[str | None],
            typical: list[str | None]) -> list[Reason]:
     """The reasons of one unit, largest contribution first (ties keep the fields' order)."""
-    order = np.argsort(-np.asarray(contributions, np.float64), kind="stable")
-    return [Reason(fields[i], float(contributions[i]), observed[i], typical[i]) for i in order]
+    values = np.asarray(contributions, np.float64)
+    order = np.argsort(-values, kind="stable").tolist()
+    values = values.tolist()  # Python floats at once: indexing numpy scalars one by one is slow
+    return [Reason(fields[i], values[i], observed[i], typical[i]) for i in order]
 
 
 def reasons_column(reasons: list[list[Reason] | None]) -> pa.Array:

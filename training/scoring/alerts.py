@@ -1,6 +1,7 @@
 """Scored units as alert rows: score, threshold, percentile, the alert flag and event context.
 
-One row per unit the layer scores; the columns (`OUTPUT_SCHEMA`):
+One row per unit the layer scores (`AlertRows`; the fused detector's rows come from the same
+`unit_rows`, batch or live); the columns (`OUTPUT_SCHEMA`):
 
 | column | type | meaning |
 |---|---|---|
@@ -56,20 +57,19 @@ class AlertRows:
         self.explains = True  # until the layer or detector says it cannot
         self.capped = False  # whether a batch had more alerts than MAX_EXPLAINED
 
+    def score(self, events: pa.Table) -> tuple[pa.RecordBatch, np.ndarray]:
+        """Featurize and score `events`: their rows, and the units' scores (as the layer gives
+        them: float32)."""
+        units = self.layer.featurize(events)
+        scores = self.layer.score(self.model, units)
+        return self.rows(units, scores, events), scores
+
     def rows(self, units: Any, scores: np.ndarray, events: pa.Table) -> pa.RecordBatch:
         """The rows of one batch: `units` made from `events`, with their `scores`."""
-        n = len(scores)
-        columns = self.layer.unit_columns(units)
         alert = scores >= self.threshold
-        percentile = (pa.nulls(n, pa.float32()) if self.calibration is None else
-                      pa.array(np.asarray(self.calibration.percentile(scores), np.float32)))
-        context = unit_context(events, columns["event_ids"])
-        arrays = [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
-                  pa.array(alert), columns["event_ids"], pa.array([self.layer.name] * n),
-                  pa.array(np.full(n, self.threshold, np.float32)), percentile,
-                  *context.columns, self._reasons(units, alert, scores, events)]
-        return pa.RecordBatch.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray)
-                                           else a for a in arrays], schema=OUTPUT_SCHEMA)
+        return unit_rows(self.layer.unit_columns(units), scores, events, layer=self.layer.name,
+                         threshold=self.threshold, calibration=self.calibration,
+                         reasons=self._reasons(units, alert, scores, events))
 
     def _reasons(self, units: Any, alert: np.ndarray, scores: np.ndarray,
                  events: pa.Table) -> pa.Array:
@@ -90,6 +90,30 @@ class AlertRows:
                 logger.warning("alerts carry no reasons: %s", exc)
                 self.explains = False
         return reasons_column(reasons)
+
+
+def unit_rows(columns: dict[str, Any], scores: np.ndarray, events: pa.Table, *, layer: str,
+              threshold: float, calibration: Any, reasons: pa.Array | None = None
+              ) -> pa.RecordBatch:
+    """Rows of `OUTPUT_SCHEMA` for scored units, whoever scored them (a layer, the fusion).
+
+    Args:
+        columns: per unit, its "unit", "time" and "event_ids" (`Layer.unit_columns`).
+        scores: (units,) the scores; a unit alerts at score >= `threshold`.
+        events: the canonical events the units were made from (their context).
+        layer: what scored the units; calibration: its benign score distribution, or None.
+        reasons: per unit, its reasons (`reasons_column`); None: none for any.
+    """
+    n = len(scores)
+    percentile = (pa.nulls(n, pa.float32()) if calibration is None else
+                  pa.array(np.asarray(calibration.percentile(scores), np.float32)))
+    context = unit_context(events, columns["event_ids"])
+    arrays = [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
+              pa.array(scores >= threshold), columns["event_ids"], pa.array([layer] * n),
+              pa.array(np.full(n, threshold, np.float32)), percentile, *context.columns,
+              reasons_column([None] * n) if reasons is None else reasons]
+    return pa.RecordBatch.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray)
+                                       else a for a in arrays], schema=OUTPUT_SCHEMA)
 
 
 def alert_context(row: dict[str, Any]) -> str:

@@ -37,7 +37,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -51,6 +50,7 @@ from training.layers.registry import layer_for_spec
 from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
 from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows
+from training.scoring.jsonl_rows import jsonl_lines
 from training.scoring.tables import write_incidents
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ class _Output:
     def write(self, batch: pa.RecordBatch) -> None:
         alert = batch.column("is_alert").to_numpy(zero_copy_only=False)
         if self.jsonl:
-            self.handle.write(b"".join(orjson.dumps(row) + b"\n" for row in batch.to_pylist()))
+            self.handle.write(b"".join(jsonl_lines(batch)))
         else:
             self.writer.write_batch(batch)
         self._keep_top(batch, alert, self.units)
@@ -194,11 +194,10 @@ def score_events(registry: ModelRegistry, model_name: str,
                 if not table.num_rows:  # a stream's batch can be empty (all rows filtered out)
                     continue
                 n_events += table.num_rows
-                units = layer.featurize(table)
-                scores = layer.score(loaded.model, units)
+                batch, scores = rows.score(table)
                 if shift is not None:
                     shift.add(scores)
-                out.write(rows.rows(units, scores, table))
+                out.write(batch)
                 bar.update(table.num_rows, alerts=out.alerts)
         finally:  # a Parquet writer left open complains with a traceback when collected
             top = out.close()

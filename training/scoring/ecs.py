@@ -6,13 +6,17 @@ One document per alerting event (layer 1):
      "risk_score", "severity", "original_id"}, "rule": {"name", "id", "version", "ruleset"},
      "source": {"ip", "port"}, "destination": {"ip", "port"}, "network": {"transport",
      "protocol", "community_id"}, "related": {"ip": [...]}, "observer": {"name"},
-     "maximus": {"layer", "unit", "score", "threshold", "percentile", "event_ids"}}
+     "maximus": {"layer", "unit", "score", "threshold", "percentile", "event_ids",
+                 "sensor_id", "reasons"}}
 
 `event.risk_score` (0-100) is the score's percentile among the model's benign validation scores
 when the model has a calibration; otherwise 50 at the threshold, 100 from twice the threshold.
-`event.id` is a digest of (model, version, unit): a replayed batch (a restart after a crash)
-gives the same id, so an index keyed on it holds each alert once. Empty values are left out,
-as ECS producers do.
+The event's scored row (`training.scoring.alerts`) decides whether it alerts and gives
+`maximus.score` (float32, as in the scores file), `sensor_id` (the Zeek uid or Suricata
+flow_id) and `reasons` (the alert's top reasons, when the model can explain its scores): one
+source for the scores file and the alerts. `event.id` is a digest of (model, version, unit): a
+replayed batch (a restart after a crash) gives the same id, so an index keyed on it holds each
+alert once. Empty values are left out, as ECS producers do.
 """
 
 from __future__ import annotations
@@ -74,37 +78,46 @@ def alert_id(rule: AlertRule, unit: str) -> str:
     return hashlib.blake2b(key, digest_size=16).hexdigest()
 
 
-def event_alerts(rule: AlertRule, events: pa.Table, scores: np.ndarray,
+def event_alerts(rule: AlertRule, events: pa.Table, rows: pa.RecordBatch,
                  created: datetime | None = None) -> list[dict[str, Any]]:
-    """ECS documents for the events of `events` whose score reaches the rule's threshold.
+    """ECS documents for the events of `events` whose row alerts.
 
     Args:
-        rule: the model and its threshold.
-        events: canonical events, one per score (layer-1 units).
-        scores: (n,) anomaly scores, higher = more anomalous.
+        rule: the model (or the fused detector) and its threshold.
+        events: canonical events, one per row.
+        rows: their scored rows (`training.scoring.alerts.OUTPUT_SCHEMA` first): `is_alert`
+            decides, and the score, sensor id and reasons go into `maximus`.
         created: when the alerts were made (default now, UTC).
     """
-    rows = np.flatnonzero(scores >= rule.threshold)
-    if not len(rows):
+    picks = np.flatnonzero(rows.column("is_alert").to_numpy(zero_copy_only=False))
+    if not len(picks):
         return []
     created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-    picked = events.take(pa.array(rows))
-    columns = {f: (picked[f].to_pylist() if f in picked.column_names else [None] * len(rows))
+    taken = pa.array(picks)
+    picked = events.take(taken)
+    columns = {f: (picked[f].to_pylist() if f in picked.column_names else [None] * len(picks))
                for f in _FIELDS if f != "timestamp"}  # column by column: cheaper than rows
     columns["timestamp"] = (iso_times(picked["timestamp"]) if "timestamp" in picked.column_names
-                            else [None] * len(rows))
-    risk = rule.risk_scores(scores[rows]).tolist()
+                            else [None] * len(picks))
+    scores = rows.column("score").take(taken).to_numpy(zero_copy_only=False)
+    risk = rule.risk_scores(scores.astype(np.float64)).tolist()
     percentiles = risk if rule.calibration is not None else None
+    sensor_ids = rows.column("sensor_id").take(taken).to_pylist()
+    reasons = rows.column("reasons").take(taken).to_pylist()
     rule_doc = {"name": rule.name, "id": rule.model_name, "version": rule.version,
                 "ruleset": "maximus"}
     docs = []
-    for i, score in enumerate(scores[rows].tolist()):
+    for i, score in enumerate(scores.tolist()):
         event = {f: values[i] for f, values in columns.items()}
         unit = event["event_id"] or ""
         maximus = {"layer": rule.layer, "unit": unit, "score": score,
                    "threshold": rule.threshold, "event_ids": [unit]}
         if percentiles is not None:
             maximus["percentile"] = percentiles[i]
+        if sensor_ids[i] is not None:
+            maximus["sensor_id"] = sensor_ids[i]
+        if reasons[i]:
+            maximus["reasons"] = reasons[i]
         docs.append(_document(rule, rule_doc, event, unit, risk[i], created_text, maximus))
     return docs
 

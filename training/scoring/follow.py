@@ -5,16 +5,21 @@
                             FollowOutputs(alerts="alerts.jsonl", state="score-state"))
 
 Each poll (every `poll_seconds`) reads the whole lines appended to the followed files since the
-last one (`training.scoring.tail`: rotation handled), scores them with the registered model,
-appends one row per unit to `scores` (optional; the rows of a batch scoring run) and one ECS
-document per alert to `alerts` (`training.scoring.ecs`), indexes the alerts into Elasticsearch
-when asked (`training.scoring.es_bulk`; refused ones go to `refused.jsonl` in the state folder
-with the reason), then checkpoints (`training.scoring.follow_state`). A run killed at any point
-resumes from its last checkpoint: every event is scored once, every alert written once.
+last one (`training.scoring.tail`: rotation handled), scores them with the registered model or,
+for `model_name` "fused", the registry's fused detector (`training.scoring.fused`), appends one
+row per unit to `scores` (optional; the rows of a batch scoring run, by the same code: context,
+percentile, reasons) and one ECS document per alert to `alerts` (`training.scoring.ecs`),
+indexes the alerts into Elasticsearch when asked (`training.scoring.es_bulk`; refused ones go
+to `refused.jsonl` in the state folder with the reason), then checkpoints
+(`training.scoring.follow_state`). A run killed at any point resumes from its last checkpoint:
+every event is scored once, every alert written once. The scoring guard judges the latest units
+after every poll and warns once per excursion (`training.scoring.rolling_guard`); it never
+stops the scorer.
 
-Per-event layers only: an event's alert leaves with the poll that read it, so write-to-alert
-latency is about `poll_seconds` plus the batch's scoring time. Window layers (2, 3) are refused
-for now. `once` scores what is there and returns (for cron: it stops at the first poll that reaches
+Per-event scores only: an event's alert leaves with the poll that read it, so write-to-alert
+latency is about `poll_seconds` plus the batch's scoring time. Models of window layers (2, 3)
+are refused for now; the fused detector scores their events with the window layers counted as
+giving no evidence yet (`training.scoring.fused`). `once` scores what is there and returns (for cron: it stops at the first poll that reaches
 the ends of the files, so a busy log cannot keep it running); otherwise the loop runs until
 `stop` is set (the command line sets it on SIGTERM and SIGINT): the batch in hand is finished
 and checkpointed first.
@@ -30,17 +35,22 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 import pyarrow as pa
 import torch
 
 from training.errors import ConfigError, NotSupportedError
+from training.evaluation.alert_rate import DEFAULT_FACTOR, validate_bounds
+from training.evaluation.fusion import FUSED_NAME
 from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
-from training.scoring.ecs import AlertRule, event_alerts, iso_times
+from training.scoring.alerts import AlertRows
+from training.scoring.ecs import AlertRule, event_alerts
 from training.scoring.es_bulk import BulkIndexer
 from training.scoring.follow_state import AppendOnly, FollowState
+from training.scoring.fused import FusedDetector
+from training.scoring.jsonl_rows import jsonl_lines
+from training.scoring.rolling_guard import DEFAULT_WINDOW, RollingGuard
 from training.scoring.tail import Tail
 from training.sources.config import DataSource
 
@@ -71,13 +81,15 @@ class FollowOutputs:
 
 @dataclass
 class FollowSummary:
-    """Counts of a following run, over its whole history (resumed runs included)."""
+    """Counts of a following run, over its whole history (resumed runs included), and the
+    alert-rate excursions of this run (`RollingGuard`)."""
 
     model_name: str
     version: str
     polls: int = 0
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    excursions: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -86,14 +98,22 @@ class FollowSummary:
 def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSource],
                   outputs: FollowOutputs, *, version: str | None = None,
                   stage: str | None = None, alias: str | None = None, once: bool = False,
-                  poll_seconds: float = 0.25, stop: threading.Event | None = None
-                  ) -> FollowSummary:
+                  poll_seconds: float = 0.25, stop: threading.Event | None = None,
+                  alert_factor: float = DEFAULT_FACTOR, max_alert_rate: float | None = None,
+                  guard_window: int = DEFAULT_WINDOW) -> FollowSummary:
     """Follow `sources` and score what they append (see the module docstring).
 
+    Args:
+        model_name: a registered model (pick its version with one of `version`, `stage`,
+            `alias`; default the production one), or "fused": the registry's fused detector.
+        alert_factor, max_alert_rate, guard_window: the rolling guard's bound and window
+            (`RollingGuard`).
+
     Raises:
-        ConfigError: poll_seconds <= 0, or an output that is not .jsonl/.json.
+        ConfigError: poll_seconds <= 0, an output that is not .jsonl/.json, a version asked of
+            the fused detector, or a guard setting out of range.
         NotSupportedError: a model of a window layer.
-        NotFoundError, CheckpointError, SchemaError: as `score_events`.
+        NotFoundError, CheckpointError, SchemaError: as `score_events` and `score_fused`.
     """
     if not poll_seconds > 0:
         raise ConfigError(f"poll_seconds must be > 0, got {poll_seconds}")
@@ -101,19 +121,11 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         if path is not None and Path(path).suffix.lower() not in (".jsonl", ".json"):
             raise ConfigError(f"--follow appends JSON Lines: the output {path} must end in "
                               ".jsonl or .json")
-    if version is None and stage is None and alias is None:
-        stage = "production"
-    loaded = registry.load_model(model_name, version, stage, alias=alias)
-    where = f"{loaded.metadata.model_name} {loaded.metadata.version}"
-    layer = layer_for_spec(loaded.feature_spec, where)
-    if not layer.streams:
-        raise NotSupportedError(f"{where} is a {layer.name} model: --follow scores per-event "
-                                "layers only for now; score window layers in batch")
-    if loaded.threshold is None:
-        raise ConfigError(f"{where} has no anomaly threshold; register a model whose sidecar "
-                          "has one")
-    rule = AlertRule(model_name, loaded.metadata.version, layer.name, float(loaded.threshold),
-                     loaded.calibration)
+    validate_bounds(alert_factor, max_alert_rate)  # before loading anything
+    scorer, rule = _scorer(registry, model_name, version, stage, alias)
+    guard = RollingGuard(None if rule.calibration is None else
+                         rule.calibration.expected_alert_rate, window=guard_window,
+                         factor=alert_factor, max_alert_rate=max_alert_rate)
     sink = BulkIndexer(outputs.elasticsearch) if outputs.elasticsearch else None
     state = FollowState(outputs.state)
     files: list[AppendOnly] = []
@@ -124,10 +136,9 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         refused = state.output(state.folder / REFUSED_FILE, private=True)
         files = [f for f in (alerts, scores, quarantine, refused) if f is not None]
         tail = Tail(sources, state.positions)
-        run = _Run(layer, loaded.model, rule, sink, alerts, scores, quarantine, refused,
-                   state.counts)
-        summary = FollowSummary(model_name, loaded.metadata.version)
-        model = {"name": model_name, "version": loaded.metadata.version}
+        run = _Run(scorer, rule, guard, sink, alerts, scores, quarantine, refused, state.counts)
+        summary = FollowSummary(model_name, rule.version)
+        model = {"name": model_name, "version": rule.version}
         # A first checkpoint before reading: a run that dies before its first commit leaves
         # outputs that the next run can cut back to what they held when it started.
         state.commit(tail.state(), files, run.counts, model)
@@ -155,6 +166,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             gc.unfreeze()  # the caller's process goes on as it was
             torch.set_num_threads(before)
         summary.counts, summary.seconds = dict(run.counts), time.perf_counter() - started
+        summary.excursions = guard.excursions
         return summary
     finally:
         for f in files:
@@ -164,19 +176,46 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             sink.close()
 
 
+def _scorer(registry: ModelRegistry, model_name: str, version: str | None, stage: str | None,
+            alias: str | None) -> tuple[AlertRows | FusedDetector, AlertRule]:
+    """What scores the events (`score(events)` gives their rows and scores), and its rule."""
+    if model_name == FUSED_NAME:
+        if version or stage or alias:
+            raise ConfigError("--version, --stage and --alias pick a version of one model; "
+                              "the fused detector scores with the versions its fusion.json names")
+        fused = FusedDetector(registry, per_event=True)
+        return fused, AlertRule(FUSED_NAME, fused.version, FUSED_NAME, fused.threshold,
+                                fused.calibration)
+    if version is None and stage is None and alias is None:
+        stage = "production"
+    loaded = registry.load_model(model_name, version, stage, alias=alias)
+    where = f"{loaded.metadata.model_name} {loaded.metadata.version}"
+    layer = layer_for_spec(loaded.feature_spec, where)
+    if not layer.streams:
+        raise NotSupportedError(f"{where} is a {layer.name} model: --follow scores per-event "
+                                "layers only for now; score window layers in batch")
+    if loaded.threshold is None:
+        raise ConfigError(f"{where} has no anomaly threshold; register a model whose sidecar "
+                          "has one")
+    threshold = float(loaded.threshold)
+    return (AlertRows(layer, loaded.model, threshold, loaded.calibration),
+            AlertRule(model_name, loaded.metadata.version, layer.name, threshold,
+                      loaded.calibration))
+
+
 class _Run:
     """The scoring of one poll's reads, and the counters."""
 
-    def __init__(self, layer: Any, model: Any, rule: AlertRule, sink: BulkIndexer | None,
-                 alerts: AppendOnly, scores: AppendOnly | None, quarantine: AppendOnly,
-                 refused: AppendOnly, counts: dict[str, int]) -> None:
-        self.layer, self.model, self.rule, self.sink = layer, model, rule, sink
+    def __init__(self, scorer: AlertRows | FusedDetector, rule: AlertRule, guard: RollingGuard,
+                 sink: BulkIndexer | None, alerts: AppendOnly, scores: AppendOnly | None,
+                 quarantine: AppendOnly, refused: AppendOnly, counts: dict[str, int]) -> None:
+        self.scorer, self.rule, self.guard, self.sink = scorer, rule, guard, sink
         self.alerts, self.scores, self.quarantine, self.refused = alerts, scores, quarantine, refused
         self.counts = {k: counts.get(k, 0) for k in ("events", "alerts", "quarantined", "refused")}
 
     def poll(self, tail: Tail) -> int:
         """Score what the files gained; returns how many records were read."""
-        read = 0
+        read = scored = 0
         docs: list[dict] = []
         for part in tail.poll():
             canonical = part.canonical
@@ -185,29 +224,23 @@ class _Run:
             self.counts["quarantined"] += len(canonical.rejects)
             if canonical.table.num_rows:
                 docs += self._score(canonical.table)
+                scored += canonical.table.num_rows
         self.alerts.append([orjson.dumps(d) + b"\n" for d in docs])
         self.counts["alerts"] += len(docs)
         if self.sink is not None and docs:
             refused = self.sink.index(docs)
             self.refused.append([orjson.dumps(r.to_dict()) + b"\n" for r in refused])
             self.counts["refused"] += len(refused)
+        self.guard.add(scored, len(docs))  # one verdict per poll: its warning goes to stderr
         return read
 
     def _score(self, events: pa.Table) -> list[dict]:
         with torch.inference_mode():
-            units = self.layer.featurize(events)
-            scores = np.asarray(self.layer.score(self.model, units), dtype=np.float64)
-        if len(scores) != events.num_rows:  # per-event layers score every event, in order
-            raise NotSupportedError(f"{self.layer.name} gave {len(scores)} scores for "
+            rows, _ = self.scorer.score(events)
+        if rows.num_rows != events.num_rows:  # per-event scores: every event, in order
+            raise NotSupportedError(f"{self.rule.layer} gave {rows.num_rows} scores for "
                                     f"{events.num_rows} events; --follow needs one per event")
         self.counts["events"] += events.num_rows
         if self.scores is not None:
-            columns = self.layer.unit_columns(units)  # the rows of a batch run, column-wise
-            rows = zip(pa.array(columns["unit"]).to_pylist(), iso_times(columns["time"]),
-                       scores.astype(np.float32).tolist(),
-                       (scores >= self.rule.threshold).tolist(),
-                       pa.array(columns["event_ids"]).to_pylist())
-            self.scores.append([orjson.dumps({"unit": u, "time": t, "score": s, "is_alert": a,
-                                              "event_ids": e}, option=orjson.OPT_APPEND_NEWLINE)
-                                for u, t, s, a, e in rows])
-        return event_alerts(self.rule, events, scores)
+            self.scores.append(jsonl_lines(rows))  # the rows of a batch run
+        return event_alerts(self.rule, events, rows)

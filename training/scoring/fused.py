@@ -10,9 +10,17 @@ layer's unit scores into tail probabilities by that model's calibration, gives e
 smallest over its units, and combines them.
 
 One output row per event, the columns of `training.scoring.batch` (`unit` is the event id,
-`score` the fused score, `is_alert` score >= the fused threshold, `event_ids` the event itself)
-and one `tail_<layer>` column per layer: the event's tail probability there (null where no
-unit of the layer covers it).
+`score` the fused score, `is_alert` score >= the fused threshold, `event_ids` the event itself,
+`layer` "fused", `percentile` among the fused validation scores, the event's context; no
+reasons) and one `tail_<layer>` column per layer: the event's tail probability there (null
+where no unit of the layer covers it).
+
+Live scoring (`score --follow --model fused`) scores each micro-batch as it is read, before the
+windows of the window layers (2, 3) have closed: `FusedDetector(..., per_event=True)` counts
+those layers as giving no evidence yet (p = 1, their `tail_` columns null) but keeps them in
+the rule's count of layers. So the live fused score of an event is never above the one a batch
+run gives it once its windows are known (min-p: the Bonferroni factor stays; Fisher: a p of 1
+adds nothing to the sum but its degrees of freedom): a live fused alert is also a batch one.
 """
 
 from __future__ import annotations
@@ -28,14 +36,15 @@ import pyarrow as pa
 
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataSource
-from training.errors import CheckpointError, NotFoundError
+from training.errors import CheckpointError, NotFoundError, NotSupportedError
+from training.evaluation.calibration import Calibration
 from training.evaluation.fusion import FUSED_NAME, Fusion, event_tail_probabilities, fused_scores
 from training.layers.base import TIME
 from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
 from training.collection.collector import DataCollector
-from training.scoring.batch import (OUTPUT_SCHEMA, ScoringSummary, _Output, _tables,
-                                    _torch_threads, count_dropped)
+from training.scoring.alerts import OUTPUT_SCHEMA, unit_rows
+from training.scoring.batch import ScoringSummary, _Output, _tables, _torch_threads, count_dropped
 
 logger = logging.getLogger(__name__)
 
@@ -63,63 +72,100 @@ def load_fusion(registry_dir: str | Path) -> Fusion:
     return Fusion.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
 
 
+class FusedDetector:
+    """The registry's fused detector, loaded: the fusion and its layers' verified models.
+
+    Args:
+        registry: where the fusion and its models are registered.
+        per_event: score window layers as giving no evidence yet (live scoring; see the
+            module docstring).
+
+    Raises:
+        NotFoundError: no fused detector, or a model it names is gone; CheckpointError: a
+        model has no calibration (saved before calibrations: it cannot be fused);
+        NotSupportedError: per_event, and the fusion has no per-event layer.
+    """
+
+    def __init__(self, registry: ModelRegistry, *, per_event: bool = False) -> None:
+        self.fusion = load_fusion(registry.registry_dir)
+        self.per_event = per_event
+        self.parts = []
+        for entry in self.fusion.models:
+            loaded = registry.load_model(entry["model_name"], entry["version"])
+            where = f"{entry['model_name']} {entry['version']}"
+            if loaded.calibration is None:
+                raise CheckpointError(f"{where} has no calibration, so its scores have no tail "
+                                      "probability to fuse; retrain it")
+            self.parts.append((layer_for_spec(loaded.feature_spec, where), loaded))
+        if per_event and not any(layer.streams for layer, _ in self.parts):
+            raise NotSupportedError(f"the fused detector of {registry.registry_dir} combines "
+                                    "window layers only: nothing to score per event")
+        self.version = " + ".join(f"{m['model_name']} {m['version']}" for m in self.fusion.models)
+        self.schema = pa.schema([*OUTPUT_SCHEMA, *(pa.field(f"tail_{layer.name}", pa.float64())
+                                                   for layer, _ in self.parts)])
+
+    @property
+    def threshold(self) -> float:
+        return self.fusion.threshold
+
+    @property
+    def calibration(self) -> Calibration:
+        return self.fusion.calibration
+
+    def score(self, events: pa.Table) -> tuple[pa.RecordBatch, np.ndarray]:
+        """The rows of `events` (one per event, `schema`) and their fused scores."""
+        ids = np.asarray(events["event_id"].cast(pa.string()).to_pylist(), dtype=object)
+        columns, known = [], []
+        for layer, loaded in self.parts:
+            if self.per_event and not layer.streams:  # its windows are still open
+                columns.append(np.ones(len(ids)))
+                known.append(False)
+                continue
+            units = layer.featurize(events)
+            p = loaded.calibration.tail_probability(layer.score(loaded.model, units))
+            columns.append(event_tail_probabilities(
+                ids, layer.unit_columns(units)["event_ids"], p))
+            known.append(True)
+        tails = np.column_stack(columns)  # (events, layers)
+        scores = fused_scores(tails, self.fusion.rule)
+        id_array = pa.array(ids, pa.string())
+        one_each = pa.array(np.arange(len(ids) + 1, dtype=np.int32))
+        unit = {"unit": id_array, "time": events["timestamp"].combine_chunks().cast(TIME),
+                "event_ids": pa.ListArray.from_arrays(one_each, id_array)}
+        rows = unit_rows(unit, scores, events, layer=FUSED_NAME, threshold=self.threshold,
+                         calibration=self.calibration)
+        tail_arrays = [pa.array(tails[:, i], mask=np.isnan(tails[:, i])) if ok
+                       else pa.nulls(len(ids), pa.float64()) for i, ok in enumerate(known)]
+        return pa.RecordBatch.from_arrays([*rows.columns, *tail_arrays],
+                                          schema=self.schema), scores
+
+
 def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table,
                 output: str | Path, *, top_k: int = 10, num_threads: int | None = 1
                 ) -> ScoringSummary:
     """Score `events` with the registry's fused detector; one row per event to `output`.
 
     Raises:
-        NotFoundError: no fused detector, or a model it names is gone; CheckpointError: a
-        model has no calibration (saved before calibrations: it cannot be fused).
+        As `FusedDetector`.
     """
     started = time.perf_counter()
-    fusion = load_fusion(registry.registry_dir)
-    parts = []
-    for entry in fusion.models:
-        loaded = registry.load_model(entry["model_name"], entry["version"])
-        where = f"{entry['model_name']} {entry['version']}"
-        if loaded.calibration is None:
-            raise CheckpointError(f"{where} has no calibration, so its scores have no tail "
-                                  "probability to fuse; retrain it")
-        parts.append((layer_for_spec(loaded.feature_spec, where), loaded))
+    detector = FusedDetector(registry)
     collector = None if isinstance(events, pa.Table) else DataCollector(list(events))
     table = next(_tables(events, collector, streaming=False))
-    ids = np.asarray(table["event_id"].cast(pa.string()).to_pylist(), dtype=object)
     with _torch_threads(num_threads):
-        columns = []
-        for layer, loaded in parts:
-            units = layer.featurize(table)
-            p = loaded.calibration.tail_probability(layer.score(loaded.model, units))
-            columns.append(event_tail_probabilities(
-                ids, layer.unit_columns(units)["event_ids"], p))
-    tails = np.column_stack(columns)  # (events, layers)
-    scores = fused_scores(tails, fusion.rule)
-    # The first columns of a layer's output (unit is the event), then each layer's tail
-    # probability.
-    schema = pa.schema([*(OUTPUT_SCHEMA.field(i) for i in range(5)),
-                        *(pa.field(f"tail_{layer.name}", pa.float64()) for layer, _ in parts)])
-    one_each = pa.array(np.arange(len(ids) + 1, dtype=np.int32))
-    id_array = pa.array(ids, pa.string())
-    batch = pa.RecordBatch.from_arrays(
-        [id_array, table["timestamp"].combine_chunks().cast(TIME),
-         pa.array(scores, pa.float32()), pa.array(scores >= fusion.threshold),
-         pa.ListArray.from_arrays(one_each, id_array),
-         *(pa.array(tails[:, i], mask=np.isnan(tails[:, i])) for i in range(len(parts)))],
-        schema=schema)
+        batch, _ = detector.score(table)
     output = Path(output)
     with atomic_write(output) as handle:
-        out = _Output(handle, output, top_k, schema)
+        out = _Output(handle, output, top_k, detector.schema)
         try:
             out.write(batch)
         finally:  # a Parquet writer left open complains with a traceback when collected
             top = out.close()
-    for row in top:
-        row["percentile"] = float(fusion.calibration.percentile(row["score"]))
-    versions = " + ".join(f"{m['model_name']} {m['version']}" for m in fusion.models)
-    summary = ScoringSummary(FUSED_NAME, versions, FUSED_NAME, fusion.threshold, len(ids),
-                             out.units, out.alerts, time.perf_counter() - started,
+    fusion = detector.fusion
+    summary = ScoringSummary(FUSED_NAME, detector.version, FUSED_NAME, fusion.threshold,
+                             table.num_rows, out.units, out.alerts, time.perf_counter() - started,
                              str(output), top, fusion.calibration.rule,
                              fusion.calibration.expected_alert_rate)
     count_dropped(summary, collector)
-    logger.info("fused %s: %d events, %d alerts", versions, len(ids), out.alerts)
+    logger.info("fused %s: %d events, %d alerts", detector.version, table.num_rows, out.alerts)
     return summary

@@ -104,7 +104,9 @@ class ByteStream:
         if offset < self.offset:
             raise ConfigError(f"cannot seek {self.path} backwards from {self.offset} to {offset}")
         if not self.compressed:
-            size = self.path.stat().st_size
+            # The open file's size, not the name's: a log rotated since the open (renamed, a new
+            # one under the name) is still the file being read.
+            size = os.fstat(self._raw.fileno()).st_size
             if offset > size:
                 raise SourceError(
                     f"{self.path}: checkpoint points to byte {offset} but the file has {size} "

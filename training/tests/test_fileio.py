@@ -270,6 +270,17 @@ def test_skip_to_past_the_end_is_a_source_error(tmp_path: Path, compress: bool) 
     assert str(path) in str(excinfo.value)
 
 
+def test_skip_to_measures_the_open_file_when_the_name_was_rotated_since(tmp_path: Path) -> None:
+    """A log rotated between the open and the seek (renamed, a short new file under its name),
+    as the live scorer met at 10k events/s: the open file is still the one being read."""
+    path = write(tmp_path / "conn.log", BODY)
+    with ByteStream(path) as stream:
+        path.rename(tmp_path / "conn.1.log")
+        path.write_bytes(b"x\n")
+        stream.skip_to(8)
+        assert stream.read(100) == b"three\n"
+
+
 # --- iter_blocks -----------------------------------------------------------------------------
 
 LINES = b"a\nbb\nccc\ndddd\n"

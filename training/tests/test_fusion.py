@@ -18,6 +18,7 @@ from training.errors import CheckpointError, ConfigError, NotFoundError, SchemaE
 from training.evaluation.calibration import Calibration
 from training.evaluation.fusion import Fusion, event_tail_probabilities, fused_scores
 from training.registry.registry import ModelRegistry
+from training.scoring.alerts import OUTPUT_SCHEMA
 from training.scoring.fused import load_fusion, save_fusion, score_fused
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1"
@@ -138,8 +139,10 @@ def test_score_fused_gives_every_event_the_fusion_of_its_layers_tail_probabiliti
     assert "the fused detector scores with the versions its fusion.json names" in (
         capsys.readouterr().err)
     out = pq.read_table(folder / "fused.parquet")
-    assert out.column_names == ["unit", "time", "score", "is_alert", "event_ids", "tail_layer1",
-                                "tail_layer2", "tail_layer3"]
+    assert out.column_names == [*OUTPUT_SCHEMA.names, "tail_layer1", "tail_layer2",
+                                "tail_layer3"]  # the rows of a layer's, then the tails
+    assert set(out["layer"].to_pylist()) == {"fused"} and out["reasons"].null_count == 1_500
+    assert out["source_ip"].null_count < 1_500  # the events' context
     tails = np.column_stack([out[c].to_numpy(zero_copy_only=False) for c in
                              ("tail_layer1", "tail_layer2", "tail_layer3")]).astype(float)
     scores = out["score"].to_numpy()
