@@ -298,8 +298,7 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu",
     cls, shapes = declared_model(path, sidecar)
     state = read_weights(path, sidecar["sha256"], map_location)
     found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    optional = set(getattr(cls, "optional_state", ())) - found.keys()  # files older than them
-    differ = sorted(k for k in found.keys() | shapes.keys() - optional
+    differ = sorted(k for k in found.keys() | shapes.keys()
                     if not _fits(found.get(k), shapes.get(k)))
     if differ:
         key = differ[0]

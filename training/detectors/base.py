@@ -86,14 +86,11 @@ class Detector(nn.Module, ABC):
             `training.detectors.fitted`) says 1.
         graph_capturable: the training step is pure tensor work, so the trainer may record it
             in a CUDA graph; False for a step with Python side effects (collecting rows).
-        optional_state: state_dict keys a model file may lack (saved before they existed);
-            the model's `_load_from_state_dict` fills them in.
     """
 
     has_scores: ClassVar[bool] = True
     max_epochs: ClassVar[int | None] = None
     graph_capturable: ClassVar[bool] = True
-    optional_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **init_args: Any) -> None:
         super().__init__()
@@ -137,11 +134,6 @@ class Detector(nn.Module, ABC):
         Gradient models need nothing here; a one-pass detector fits on the rows its
         `training_step` collected.
         """
-
-    def on_validation_epoch_end(self) -> None:
-        """Called by the trainer after each validation pass, before it keeps the state of the
-        best epoch: state fitted on the validation batches `validation_step` saw (the VAE's
-        per-feature error scale) is kept with the weights it belongs to."""
 
 
 def model_device(model: nn.Module) -> torch.device:

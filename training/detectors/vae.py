@@ -3,27 +3,21 @@ reconstruct well are anomalous.
 
 Architecture (defaults): encoder 128 -> 96 -> 96 -> (mean, log-variance) of a 64-dim latent,
 decoder 64 -> 96 -> 96 -> 128 with a sigmoid output (features are in [0, 1]); ReLU and dropout
-after each hidden layer. Loss per event: reconstruction error summed over features (binary
-cross-entropy, or squared error) + beta * KL(q(z|x) || N(0, I)); batch loss is its mean.
+after each hidden layer. Loss per event: reconstruction error summed over features (squared
+error, or binary cross-entropy) + beta * KL(q(z|x) || N(0, I)); batch loss is its mean.
 
-The score is each feature's reconstruction error divided by that feature's mean error on the
-benign validation events (`error_scale`, fitted in every validation pass, so the best epoch's
-weights come with their own scale), summed over features. Why both defaults (chosen on the
-detection harness's development captures, BENCHMARKS.md): with squared error the likelihood is
-so flat that the KL term wins, the code collapses (0 to 3 latent dims in use) and the decoder
-returns about the training mean, so the score was the distance to the mean in the few one-hot
-dims where the benign test events differ from most training events; cross-entropy is the
-likelihood of [0, 1] features, and the standardized error keeps a dim that is always hard to
-reconstruct from outweighing one that never is.
-
-Models saved before `error_scale` existed load with it all ones: their plain summed error, as
-before. Their sidecars name their reconstruction; a bare state dict of that time loaded into
-`Layer1VAE()` (the seed's quick start) is taken as the default of that time, "mse".
+Why beta is 0.01 (it was 1; chosen on the detection harness's development captures,
+BENCHMARKS.md): a squared error on features in [0, 1] is a likelihood so flat that a KL weight
+of 1 wins over it. The code collapsed (0 to 3 of its 64 dims in use), the decoder returned
+about the training mean, and the score became the distance to that mean in the few one-hot dims
+where benign test events differ from most training events: below chance on IoT-23 42-1 and
+44-1 (ROC-AUC 0.11 and 0.49). With beta 0.01 some 45 dims are in use and the error is about the
+event again (0.53 and 0.99). The weight only shapes training, so models trained with beta 1
+load and score as before.
 """
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,13 +28,8 @@ from torch import nn
 from training.detectors.base import Detector, register_detector
 from training.errors import ConfigError
 
-logger = logging.getLogger(__name__)
-
 RECONSTRUCTIONS = ("mse", "bce")
 SCORES = ("reconstruction", "elbo")
-# A feature's standardized error divides by at least this: a mean validation error below it
-# (0.01 squared) is a dim the model reconstructs exactly, not one whose errors should weigh more.
-ERROR_FLOOR = 1e-4
 
 
 def _mlp(sizes: Sequence[int], dropout: float) -> nn.Sequential:
@@ -70,12 +59,10 @@ class Layer1VAE(Detector):
         dropout: dropout probability after each hidden layer, in [0, 1).
         num_hidden_layers: hidden layers on each side when `hidden_dim` is an int (>= 1).
         beta: weight of the KL term (beta-VAE), >= 0.
-        reconstruction: "bce" (binary cross-entropy on the logits) or "mse" (squared error
-            on the sigmoid output); None: "bce" (module docstring for old state dicts).
+        reconstruction: "mse" (squared error on the sigmoid output) or "bce" (binary
+            cross-entropy on the logits).
         score: `anomaly_score` is the "reconstruction" error of the mean code, or the
             negative "elbo" (reconstruction + KL, beta 1).
-        standardize: divide each feature's error in the score by its mean over the benign
-            validation events (module docstring); False: the plain summed error.
 
     Shapes:
         x: (batch, input_dim), values in [0, 1].
@@ -83,7 +70,6 @@ class Layer1VAE(Detector):
         decode(z): (batch, input_dim) in (0, 1).
         forward(x): (recon (batch, input_dim), mean, logvar (batch, latent_dim)).
         anomaly_score(x): (batch,).
-        error_scale (buffer): (input_dim,), all ones until a validation pass fits it.
 
     A batch is the feature tensor, or a tuple whose first item is it (e.g. features, labels).
     In train mode the code is sampled (reparameterization); in eval mode the mean is used, so
@@ -91,15 +77,10 @@ class Layer1VAE(Detector):
     `model.eval()` first so that dropout is off too.
     """
 
-    optional_state = ("error_scale",)
-
     def __init__(self, input_dim: int = 128, hidden_dim: int | Sequence[int] = 96,
                  latent_dim: int = 64, dropout: float = 0.2, *, num_hidden_layers: int = 2,
-                 beta: float = 1.0, reconstruction: str | None = None,
-                 score: str = "reconstruction", standardize: bool = True) -> None:
-        # Left to the default: a state dict from before the default changed means "mse".
-        self._default_reconstruction = reconstruction is None
-        reconstruction = "bce" if reconstruction is None else reconstruction
+                 beta: float = 0.01, reconstruction: str = "mse",
+                 score: str = "reconstruction") -> None:
         widths = ([hidden_dim] * num_hidden_layers if isinstance(hidden_dim, int)
                   else list(hidden_dim))
         checks = [
@@ -113,7 +94,6 @@ class Layer1VAE(Detector):
             ("reconstruction", reconstruction in RECONSTRUCTIONS,
              f"one of {', '.join(RECONSTRUCTIONS)}", reconstruction),
             ("score", score in SCORES, f"one of {', '.join(SCORES)}", score),
-            ("standardize", isinstance(standardize, bool), "True or False", standardize),
         ]
         for name, ok, rule, value in checks:
             if not ok:
@@ -122,17 +102,14 @@ class Layer1VAE(Detector):
                          hidden_dim=hidden_dim if isinstance(hidden_dim, int) else widths,
                          latent_dim=latent_dim, dropout=dropout,
                          num_hidden_layers=num_hidden_layers, beta=beta,
-                         reconstruction=reconstruction, score=score, standardize=standardize)
+                         reconstruction=reconstruction, score=score)
         self.input_dim, self.latent_dim, self.beta = input_dim, latent_dim, float(beta)
-        self.reconstruction, self.score, self.standardize = reconstruction, score, standardize
+        self.reconstruction, self.score = reconstruction, score
         self.encoder = _mlp([input_dim, *widths], dropout)
         self.fc_mean = nn.Linear(widths[-1], latent_dim)
         self.fc_logvar = nn.Linear(widths[-1], latent_dim)
         self.decoder = _mlp([latent_dim, *reversed(widths)], dropout)
         self.output = nn.Linear(widths[0], input_dim)
-        self.register_buffer("error_scale", torch.ones(input_dim))
-        self._val_error_sum: torch.Tensor | None = None  # (input_dim,), this validation pass
-        self._val_rows = 0
 
     # ------------------------------------------------------------ the model
 
@@ -167,70 +144,42 @@ class Layer1VAE(Detector):
         return batch[0] if isinstance(batch, (tuple, list)) else batch
 
     def _terms(self, x: torch.Tensor, sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Per-feature reconstruction error (batch, input_dim) and KL divergence (batch,)."""
+        """Per-event reconstruction error and KL divergence, each (batch,)."""
         mean, logvar = self.encode(x)
         logits = self.decode_logits(self.reparameterize(mean, logvar) if sample else mean)
         kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(dim=1)
-        return self._reconstruction_terms(logits, x), kl
+        return self._reconstruction_error(logits, x), kl
 
-    def _reconstruction_terms(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """(batch, input_dim) error of the decoded `logits` against `x`, per feature."""
+    def _reconstruction_error(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(batch,) error of the decoded `logits` against `x`."""
         if self.reconstruction == "mse":
-            return (torch.sigmoid(logits) - x).pow(2)
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+            return (torch.sigmoid(logits) - x).pow(2).sum(dim=1)
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
 
     def training_step(self, batch: Any) -> torch.Tensor:
         recon, kl = self._terms(self._features(batch), sample=self.training)
-        return (recon.sum(dim=1) + self.beta * kl).mean()
+        return (recon + self.beta * kl).mean()
 
     def validation_step(self, batch: Any) -> dict[str, torch.Tensor]:
-        terms, kl = self._terms(self._features(batch), sample=self.training)
-        if self.standardize:  # the benign validation events' errors, for `error_scale`
-            total = terms.detach().float().sum(dim=0)
-            seen = self._val_error_sum
-            self._val_error_sum = total if seen is None else seen + total
-            self._val_rows += len(terms)
-        recon, kl = terms.sum(dim=1).mean(), kl.mean()
+        recon, kl = self._terms(self._features(batch), sample=self.training)
+        recon, kl = recon.mean(), kl.mean()
         return {"loss": recon + self.beta * kl, "recon": recon, "kl": kl}
 
-    def on_train_epoch_end(self) -> None:
-        self._val_error_sum, self._val_rows = None, 0  # the next validation pass starts anew
-
-    def on_validation_epoch_end(self) -> None:
-        """Fit `error_scale` on this pass's errors (with `standardize`); the trainer's copy of
-        the best epoch's state, taken after validation, then holds the scale of its weights."""
-        if self._val_error_sum is not None and self._val_rows:
-            mean = self._val_error_sum / self._val_rows
-            self.error_scale.copy_(mean.clamp(min=ERROR_FLOOR).to(self.error_scale))
-        self._val_error_sum, self._val_rows = None, 0
-
-    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
-        if prefix + "error_scale" not in state_dict:  # saved before the scale existed
-            state_dict[prefix + "error_scale"] = torch.ones(self.input_dim)  # the plain error
-            if self._default_reconstruction and self.reconstruction != "mse":
-                logger.info("a Layer1VAE state dict without error_scale, loaded into a model "
-                            "built with the default reconstruction: taken as the default of "
-                            "its time, mse")
-                self.reconstruction = self.init_args["reconstruction"] = "mse"
-        super()._load_from_state_dict(state_dict, prefix, *args)
-
     def anomaly_score(self, batch: Any) -> torch.Tensor:
-        """Per-event reconstruction error, each feature's divided by `error_scale` (or the
-        negative ELBO with that error); higher = more anomalous.
+        """Per-event reconstruction error (or negative ELBO); higher = more anomalous.
 
         Shapes:
             returns (batch,), float32.
         """
         x = self._features(batch)
         if self.training or self.score == "elbo":
-            terms, kl = self._terms(x, sample=False)
-            recon = (terms / self.error_scale).sum(dim=1)
+            recon, kl = self._terms(x, sample=False)
             return (recon if self.score == "reconstruction" else recon + kl).float()
         # Scoring in eval mode: the mean code only, no KL term and no Dropout calls (identity
         # here). Same scores; one event's cost is mostly per-call overhead, so this halves it.
         h = _without_dropout(self.encoder, x)  # (batch, widths[-1])
         logits = self.output(_without_dropout(self.decoder, self.fc_mean(h)))  # (batch, input_dim)
-        return (self._reconstruction_terms(logits, x) / self.error_scale).sum(dim=1).float()
+        return self._reconstruction_error(logits, x).float()
 
     def feature_terms(self, batch: Any) -> torch.Tensor:
         """The per-feature reconstruction error terms of `anomaly_score` (eval mode: the mean
@@ -241,7 +190,11 @@ class Layer1VAE(Detector):
         """
         x = self._features(batch)
         mean, logvar = self.encode(x)
-        terms = self._reconstruction_terms(self.decode_logits(mean), x) / self.error_scale
+        logits = self.decode_logits(mean)
+        if self.reconstruction == "mse":
+            terms = (torch.sigmoid(logits) - x).pow(2)  # (batch, input_dim)
+        else:
+            terms = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
         if self.score == "elbo":
             kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(dim=1, keepdim=True)
             terms = torch.cat([terms, kl], dim=1)

@@ -1,5 +1,4 @@
-"""Layer 1 (sensory): one 128-dim vector per event, scored by a VAE's reconstruction error
-(cross-entropy, each feature's standardized by its benign validation error: `Layer1VAE`).
+"""Layer 1 (sensory): one 128-dim vector per event, scored by a VAE's reconstruction error.
 
 `training.features.layer1` documents the vector; `training.layers.vectors` what every per-event
 layer shares (units, splits, batches). The default layout is data-free, so `fit` learns no
@@ -9,13 +8,12 @@ default layout when they have its width, with a warning saying so.
 
 from __future__ import annotations
 
-import argparse
 import logging
 from typing import Any
 
 import numpy as np
 
-from training.detectors.vae import RECONSTRUCTIONS, Layer1VAE
+from training.detectors.vae import Layer1VAE
 from training.features.encoding import FeatureSpec
 from training.features.layer1 import DIM, Layer1Featurizer
 from training.layers.registry import register_layer
@@ -41,12 +39,7 @@ class Layer1(EventVectorLayer):
         "hidden_dim": {"type": int, "default": 96, "help": "width of the hidden layers"},
         "latent_dim": {"type": int, "default": 64, "help": "size of the latent code"},
         "dropout": {"type": float, "default": 0.2, "help": "dropout after every hidden layer"},
-        "beta": {"type": float, "default": 1.0, "help": "weight of the KL term"},
-        "reconstruction": {"choices": RECONSTRUCTIONS, "default": "bce",
-                           "help": "reconstruction error: bce (cross-entropy) or mse"},
-        "standardize": {"action": argparse.BooleanOptionalAction, "default": True,
-                        "help": "divide each feature's error by its mean on the benign "
-                                "validation events"},
+        "beta": {"type": float, "default": 0.01, "help": "weight of the KL term"},
     }
 
     foreign_width_ = False

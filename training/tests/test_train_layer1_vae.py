@@ -209,15 +209,13 @@ def test_bad_input_is_refused_with_row_and_shape(tmp_path: Path) -> None:
 def test_every_model_flag_takes_effect(workdir: Path, monkeypatch) -> None:
     monkeypatch.chdir(workdir)
     assert main([*STEP4, "--num-epochs", "2", "--hidden-dim", "16", "--latent-dim", "4",
-                 "--dropout", "0.1", "--beta", "0.5", "--reconstruction", "mse",
-                 "--no-standardize", "--learning-rate", "0.01", "--seed", "3",
+                 "--dropout", "0.1", "--beta", "0.5", "--learning-rate", "0.01", "--seed", "3",
                  "--amp", "bf16", "--device", "cpu", "--checkpoint-dir", "flags",
                  "--model-name", "v", "--no-tensorboard", "--lr-scheduler", "cosine"]) == 0
     sidecar = read_sidecar(workdir / "flags" / "v_best.pt")
     assert sidecar["init_args"] == {"input_dim": 128, "hidden_dim": 16, "latent_dim": 4,
                                     "dropout": 0.1, "num_hidden_layers": 2, "beta": 0.5,
-                                    "reconstruction": "mse", "score": "reconstruction",
-                                    "standardize": False}
+                                    "reconstruction": "mse", "score": "reconstruction"}
     cfg = sidecar["training_config"]
     assert (cfg["learning_rate"], cfg["seed"], cfg["cpu_amp"], cfg["device"], cfg["num_epochs"],
             cfg["lr_scheduler"]) == (0.01, 3, True, "cpu", 2, "cosine")

@@ -40,13 +40,12 @@ def test_default_architecture_is_128_96_96_64() -> None:
         "fc_logvar.weight": (64, 96), "fc_logvar.bias": (64,),
         "decoder.0.weight": (96, 64), "decoder.0.bias": (96,),
         "decoder.3.weight": (96, 96), "decoder.3.bias": (96,),
-        "output.weight": (128, 96), "output.bias": (128,), "error_scale": (128,),
+        "output.weight": (128, 96), "output.bias": (128,),
     }
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.2] * 4
     assert model.init_args == {"input_dim": 128, "hidden_dim": 96, "latent_dim": 64,
-                               "dropout": 0.2, "num_hidden_layers": 2, "beta": 1.0,
-                               "reconstruction": "bce", "score": "reconstruction",
-                               "standardize": True}
+                               "dropout": 0.2, "num_hidden_layers": 2, "beta": 0.01,
+                               "reconstruction": "mse", "score": "reconstruction"}
     assert DETECTORS["Layer1VAE"] is Layer1VAE is detector_class("Layer1VAE")
 
 
@@ -73,7 +72,6 @@ def test_every_size_is_configurable() -> None:
     ({"beta": -1.0}, "beta must be >= 0, got -1.0"),
     ({"reconstruction": "l1"}, "reconstruction must be one of mse, bce, got 'l1'"),
     ({"score": "x"}, "score must be one of reconstruction, elbo, got 'x'"),
-    ({"standardize": 1}, "standardize must be True or False, got 1"),
 ])
 def test_invalid_arguments_name_parameter_rule_and_value(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")
@@ -84,7 +82,7 @@ def test_invalid_arguments_name_parameter_rule_and_value(kwargs: dict, message: 
 
 def test_losses_exact_on_zero_weights() -> None:
     # All weights zero: mean = logvar = 0 (KL 0), output sigmoid(0) = 0.5 for every feature.
-    model = _zeroed(input_dim=4, latent_dim=3, reconstruction="mse")
+    model = _zeroed(input_dim=4, latent_dim=3)
     x = torch.tensor([[0.0, 0.0, 0.0, 0.0], [1.0, 1.0, 0.5, 0.0]])
     metrics = model.validation_step(x)
     # per event: 4 * 0.25 = 1.0, and 0.25 * 3 + 0 = 0.75 -> mean 0.875
@@ -96,7 +94,7 @@ def test_losses_exact_on_zero_weights() -> None:
 
 
 def test_kl_term_and_beta_exact() -> None:
-    model = _zeroed(input_dim=4, latent_dim=3, beta=2.0, score="elbo", reconstruction="mse")
+    model = _zeroed(input_dim=4, latent_dim=3, beta=2.0, score="elbo")
     with torch.no_grad():
         model.fc_mean.bias.fill_(1.0)  # mean 1, logvar 0: KL = 0.5 * 1 per latent dim
     x = torch.zeros(2, 4)
@@ -154,85 +152,9 @@ def test_eval_scoring_shortcut_equals_the_full_reconstruction_term(reconstructio
     model = Layer1VAE(dropout=0.3, reconstruction=reconstruction).eval()
     x = torch.rand(64, 128)
     with torch.no_grad():
-        model.error_scale.uniform_(0.5, 2.0)
-        terms, _ = model._terms(x, sample=False)
-        recon = (terms / model.error_scale).sum(dim=1)
+        recon, _ = model._terms(x, sample=False)
         assert torch.allclose(model.anomaly_score(x), recon, rtol=1e-6, atol=1e-6)
-        assert torch.allclose(model.feature_terms(x).sum(dim=1), recon, rtol=1e-6, atol=1e-5)
         elbo = Layer1VAE(dropout=0.3, reconstruction=reconstruction, score="elbo")
         elbo.load_state_dict(model.state_dict())
-        _, kl = elbo.eval()._terms(x, sample=False)
+        recon, kl = elbo.eval()._terms(x, sample=False)
         assert torch.allclose(elbo.anomaly_score(x), recon + kl)
-
-
-def test_error_scale_is_each_features_mean_validation_error_with_a_floor() -> None:
-    # Zero weights: the output is 0.5 everywhere, so a feature's squared error is (x - 0.5)^2.
-    model = _zeroed(input_dim=4, latent_dim=3, reconstruction="mse")
-    model.validation_step(torch.tensor([[0.0, 0.5, 1.0, 0.4]]))
-    model.validation_step(torch.tensor([[1.0, 0.5, 0.0, 0.6]]))
-    assert model.error_scale.tolist() == [1.0] * 4  # fitted only when the pass ends
-    model.on_validation_epoch_end()
-    # means 0.25, 0 (floored to 1e-4), 0.25, 0.01
-    assert model.error_scale.tolist() == pytest.approx([0.25, 1e-4, 0.25, 0.01])
-    x = torch.tensor([[0.0, 0.5, 1.0, 0.4], [0.5, 0.6, 0.5, 0.5]])
-    assert model.anomaly_score(x).tolist() == pytest.approx([3.0, 100.0])
-    assert model.feature_terms(x).sum(dim=1).tolist() == pytest.approx([3.0, 100.0])
-    # the next pass starts anew (after a training pass or not)
-    model.on_train_epoch_end()
-    model.validation_step(torch.full((1, 4), 0.3))
-    model.on_validation_epoch_end()
-    assert model.error_scale.tolist() == pytest.approx([0.04] * 4)
-    plain = _zeroed(input_dim=4, latent_dim=3, reconstruction="mse", standardize=False)
-    plain.validation_step(x)
-    plain.on_validation_epoch_end()
-    assert plain.error_scale.tolist() == [1.0] * 4
-    assert plain.anomaly_score(x).tolist() == pytest.approx([0.51, 0.01])
-
-
-def test_models_saved_before_the_error_scale_load_with_the_plain_error(tmp_path) -> None:
-    torch.manual_seed(0)
-    model = Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2, reconstruction="mse").eval()
-    state = {k: v for k, v in model.state_dict().items() if k != "error_scale"}
-    again = Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2, reconstruction="mse").eval()
-    with torch.no_grad():
-        again.error_scale.fill_(3.0)
-    again.load_state_dict(state)  # strict, as every loader
-    x = torch.rand(5, 8)
-    with torch.no_grad():
-        terms, _ = again._terms(x, sample=False)
-        assert again.error_scale.tolist() == [1.0] * 8
-        assert torch.allclose(again.anomaly_score(x), terms.sum(dim=1))
-    # the seed's quick start: a bare state dict of that time into the defaults, then mse
-    seed = Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2).eval()
-    assert seed.reconstruction == "bce"
-    seed.load_state_dict(state)
-    assert seed.reconstruction == seed.init_args["reconstruction"] == "mse"
-    assert torch.allclose(seed.anomaly_score(x), terms.sum(dim=1))
-    explicit = Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2, reconstruction="bce")
-    explicit.load_state_dict(state)  # its sidecar said bce
-    assert explicit.reconstruction == "bce"
-    current = Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2)
-    current.load_state_dict(Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2).state_dict())
-    assert current.reconstruction == "bce"
-
-
-def test_training_keeps_the_scale_of_the_best_epochs_weights(tmp_path) -> None:
-    from training.compat.train_layer1_vae import train_layer1_vae
-    from training.trainer.config import TrainingConfig
-
-    rng = torch.Generator().manual_seed(0)
-    x = torch.rand(300, 8, generator=rng) * 0.5
-    labels = torch.zeros(300, dtype=torch.int64)
-    labels[-20:] = 1  # validation threats: not part of the scale
-    x[-20:] = 1.0
-    cfg = TrainingConfig(model_name="v", num_epochs=6, seed=0, checkpoint_dir=str(tmp_path),
-                         log_dir=str(tmp_path), tensorboard=False, save_last_state=False)
-    model, results = train_layer1_vae(x[:200].numpy(), labels[:200].numpy(), x[200:].numpy(),
-                                      labels[200:].numpy(), cfg, hidden_dim=8, latent_dim=2)
-    model.eval()
-    with torch.no_grad():
-        terms, _ = model._terms(x[200:280], sample=False)  # the benign validation rows
-    assert results["best_epoch"] >= 1
-    assert torch.allclose(model.error_scale, terms.mean(dim=0).clamp(min=1e-4), rtol=1e-4)
-    reloaded = load_model(results["checkpoint"]).model
-    assert torch.equal(reloaded.error_scale, model.error_scale)

@@ -9,7 +9,6 @@ The trainer does not know the model (DESIGN.md principle 6). It calls, on a
   reported as `val_loss`, `val_<name>`,
 * `model.anomaly_score(batch) -> (units,)` on the validation data after training, to
   calibrate the anomaly threshold saved in the checkpoint sidecar,
-* `model.on_validation_epoch_end()` after each validation pass (state fitted on it),
 * `model.on_train_epoch_end()` after each training pass, and trains at most
   `model.max_epochs` epochs: a detector that fits in one pass over the data (ECOD, kNN, an
   isolation forest) collects its rows in `training_step`, fits in that hook and trains one epoch;

@@ -48,9 +48,6 @@ class DetectorLoss(nn.Module):
     def on_train_epoch_end(self) -> None:
         self.model.on_train_epoch_end()
 
-    def on_validation_epoch_end(self) -> None:
-        self.model.on_validation_epoch_end()
-
 
 class CapturedStep:
     """One training step (forward, backward, clip, optimizer step, loss and grad-norm sums)
@@ -253,6 +250,5 @@ class EpochPasses:
                 rows += n
         if rows == 0:
             raise ConfigError("the validation data yielded no batch")
-        self.loss.on_validation_epoch_end()  # before the trainer copies the best state
         values = torch.stack(list(sums.values())).div_(rows).tolist()  # one host sync
         return {f"val_{name}": v for name, v in zip(sums, values)}
