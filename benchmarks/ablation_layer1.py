@@ -107,8 +107,17 @@ def _row(name: str, variant: str, method: str, scores: np.ndarray, labels: np.nd
           f"| {pr_auc(scores[known], y):.3f} |{extra}", flush=True)
 
 
+def _refeaturized(base: Any, featurizer: Layer1Featurizer) -> Any:
+    """`base` (a capture's layer-1 units) made again with `featurizer`."""
+    layer = Layer1(featurizer)
+    return type(base)(**{**vars(base), "layer": layer,
+                         **{part: layer.featurize(getattr(base.capture, part))
+                            for part in ("train", "val", "test")}})
+
+
 def layout_part(name: str, datasets: Path, seed: int, epochs: int) -> None:
-    base = layer_units(load_capture(name, datasets), "layer1")
+    base = _refeaturized(layer_units(load_capture(name, datasets), "layer1"),
+                         Layer1Featurizer(layout="l1.v1"))
     for variant, dims in VARIANTS.items():
         units = base
         if dims:
@@ -138,11 +147,7 @@ def vae_scores(base: Any, variant: VAEVariant, seed: int, epochs: int) -> tuple[
     """Train `variant` on the units' train part and score the test units."""
     units = base
     if variant.robust:
-        featurizer = Layer1Featurizer(robust=True).fit(base.capture.train)
-        layer = Layer1(featurizer)
-        units = type(base)(**{**vars(base), "layer": layer,
-                              **{part: layer.featurize(getattr(base.capture, part))
-                                 for part in ("train", "val", "test")}})
+        units = _refeaturized(base, Layer1Featurizer(robust=True).fit(base.capture.train))
     layer = units.layer
     with tempfile.TemporaryDirectory(prefix="ablation-") as folder:
         config = layer.default_config(num_epochs=epochs, seed=seed, num_threads=1,
