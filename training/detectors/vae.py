@@ -11,7 +11,7 @@ BENCHMARKS.md): a squared error on features in [0, 1] is a likelihood so flat th
 of 1 wins over it. The code collapsed (0 to 3 of its 64 dims in use), the decoder returned
 about the training mean, and the score became the distance to that mean in the few one-hot dims
 where benign test events differ from most training events: below chance on IoT-23 42-1 and
-44-1 (ROC-AUC 0.11 and 0.49). With beta 0.01 some 45 dims are in use and the error is about the
+44-1 (ROC-AUC 0.11 and 0.49). With beta 0.01 42 to 52 dims are in use and the error is about the
 event again (0.53 and 0.99). The weight only shapes training, so models trained with beta 1
 load and score as before.
 """
