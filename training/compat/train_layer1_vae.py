@@ -26,7 +26,7 @@ from training.trainer.config import TrainingConfig
 def train_layer1_vae(train_features: np.ndarray, train_labels: np.ndarray | None = None,
                      val_features: np.ndarray | None = None,
                      val_labels: np.ndarray | None = None,
-                     config: TrainingConfig | None = None, beta: float = 1.0, *,
+                     config: TrainingConfig | None = None, beta: float = 0.01, *,
                      hidden_dim: int | list[int] = 96, latent_dim: int = 64,
                      dropout: float = 0.2, model_args: dict[str, Any] | None = None,
                      feature_spec: FeatureSpec | None = None, benign_only: bool | None = None,
@@ -39,7 +39,7 @@ def train_layer1_vae(train_features: np.ndarray, train_labels: np.ndarray | None
             labels -1/0/1, or None for unlabeled rows.
         val_features, val_labels: the validation split (best epoch, threshold), or None.
         config: TrainingConfig; default `Layer1().default_config()` (checkpoints layer1_vae_*).
-        beta: weight of the KL term.
+        beta: weight of the KL term (the seed's default was 1.0; see `training.detectors.vae`).
         hidden_dim, latent_dim, dropout: the model's sizes (hidden_dim may be a list).
         model_args: further Layer1VAE arguments (num_hidden_layers, reconstruction, score).
         feature_spec: the FeatureSpec of the features, written into the sidecar.

@@ -39,7 +39,7 @@ class Layer1(EventVectorLayer):
         "hidden_dim": {"type": int, "default": 96, "help": "width of the hidden layers"},
         "latent_dim": {"type": int, "default": 64, "help": "size of the latent code"},
         "dropout": {"type": float, "default": 0.2, "help": "dropout after every hidden layer"},
-        "beta": {"type": float, "default": 1.0, "help": "weight of the KL term"},
+        "beta": {"type": float, "default": 0.01, "help": "weight of the KL term"},
     }
 
     foreign_width_ = False
