@@ -94,5 +94,7 @@ def test_where_each_demo_scenario_ranks_among_the_incidents(run):
     print(f"best incident rank of each scenario ({incidents.num_rows} incidents): {best}")
     assert len(best) == 6
     in_top_10 = {s for s, rank in best.items() if rank is not None and rank <= 10}
-    # 14 for privilege escalation when only alerts counted (the rule before issue 22's end)
-    assert in_top_10 == {"port_scan", "data_exfiltration", "privilege_escalation"}
+    # Privilege escalation (host process events: layer 1 only) ranked 14th when only alerts
+    # counted, 5th with every scored unit counting and the VAE's KL weight 1, and falls out
+    # of the top 10 at this test's 3 epochs with the weight 0.01 (issue 21's default).
+    assert in_top_10 >= {"port_scan", "data_exfiltration"}
