@@ -19,7 +19,9 @@ from training.sources import DataSource, DataSourceType, RawBatch, create_source
 from training.sources.jsonparse import MAX_NESTING, nested_deeper, records_to_table
 
 _EVENTS = "events"
-_SOURCE = create_source(DataSource(_EVENTS, DataSourceType.JSON_FILE, {"path": "<in memory>"}))
+# The source whose field map and labels event dicts are read with (here and in
+# `canonical_record`, the per-event form).
+EVENT_SOURCE = create_source(DataSource(_EVENTS, DataSourceType.JSON_FILE, {"path": "<in memory>"}))
 
 
 def _records_table(records: list[dict]) -> pa.Table:
@@ -60,7 +62,7 @@ def events_table(events: Iterable[Mapping] | pa.Table) -> pa.Table:
                    records=np.arange(n, dtype=np.int64),
                    start={"offset": 0, "line": 1, "record": 0},
                    end={"offset": 0, "line": 1, "record": n})
-    canonical = canonicalize(raw, _SOURCE)
+    canonical = canonicalize(raw, EVENT_SOURCE)
     if canonical.rejects:
         first = canonical.rejects[0]
         raise SchemaError(f"event {first.record}: {first.reason} ({len(canonical.rejects)} of "

@@ -25,7 +25,8 @@ from typing import Any
 import pyarrow as pa
 
 from training.artifacts.npz import read_arrays
-from training.collection.event_dicts import events_table
+from training.collection.canonical_record import canonical_record
+from training.collection.event_dicts import EVENT_SOURCE, events_table
 from training.errors import ConfigError, SchemaError
 from training.features.encoding import SPEC_FIELD, FeatureSpec
 from training.layers.base import Layer
@@ -89,9 +90,17 @@ class DataPreprocessor:
             [self.layer(name) for name in layer_names() if get_layer(name).layer_type]
         if not chosen:
             raise ConfigError("layers must name at least one LayerType or be 'all', got []")
-        table = events_table([event])
+        # A layer with a per-event path makes its sample from the canonical record; the rest
+        # (and events the record cannot map exactly) featurize a one-row table.
+        record = canonical_record(event, EVENT_SOURCE)
+        table = None
         samples = []
         for layer in chosen:
+            sample = layer.event_sample(record) if record is not None else None
+            if sample is not None:
+                samples.append(sample)
+                continue
+            table = events_table([event]) if table is None else table
             built = layer.samples(layer.featurize(table))
             if built:
                 samples.append(built[0])
