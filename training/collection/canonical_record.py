@@ -28,13 +28,13 @@ import pyarrow as pa
 
 from training.collection.canonical import DEFAULT_EVENT_TYPE, RAW_PREFIX, _CONTENT_KEY
 from training.collection.schema import CANONICAL_SCHEMA
-from training.kernels.hashing import hash_rows, to_hex
+from training.kernels.hashing import hash_array, hash_one_row
 from training.kernels.netaddr import _parse_one
 from training.sources.coerce import (
     _MAX_US, _MIN_US, NULL_TEXT, _direction, _epoch_to_us, _parse_timestamp, _protocol_name,
     _severity,
 )
-from training.sources.jsonparse import _column, flatten_record, nested_deeper, records_to_table
+from training.sources.jsonparse import _column, flatten_record, nested_deeper
 
 _CANONICAL = frozenset(CANONICAL_SCHEMA.names)
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
@@ -227,16 +227,18 @@ def canonical_record(event: Mapping, source) -> CanonicalRecord | None:
         return None
 
 
-def _flat(event: dict) -> dict[str, object]:
-    """The flat row with `raw_data.` prefixes dropped, as `expand_raw_data` does."""
+def _flat(event: dict) -> tuple[dict[str, object], list[str]]:
+    """The flat row as read (what the content id hashes), and its names with `raw_data.`
+    prefixes dropped, as `expand_raw_data` does."""
     flat = flatten_record(event)
+    names = list(flat)
     prefix = "raw_data."
-    if any(name.startswith(prefix) for name in flat):
-        flat = {name[len(prefix):] if name.startswith(prefix) and name[len(prefix):] not in flat
-                else name: value for name, value in flat.items()}
-    if not flat or _DERIVED.intersection(flat):
+    if any(name.startswith(prefix) for name in names):
+        names = [name[len(prefix):] if name.startswith(prefix) and name[len(prefix):] not in flat
+                 else name for name in names]
+    if not flat or _DERIVED.intersection(names):
         raise NotExact
-    return flat
+    return flat, names
 
 
 def _candidates(source) -> dict[str, tuple[str, int] | None]:
@@ -258,9 +260,10 @@ _EXTRA_KIND = {"int": "number", "float": "number", "bool": "number", "text": "te
 
 
 def _map(event: dict, source) -> CanonicalRecord:
-    flat = _flat(event)
+    read, names = _flat(event)
+    flat = dict(zip(names, read.values()))
     kinds = {name: _kind(value) for name, value in flat.items()}
-    for name in flat:
+    for name in read:
         name.encode("utf-8")  # a lone surrogate in a name: the batch path names the event
     ranks = _candidates(source)
     present: dict[str, list[tuple[int, str]]] = {}
@@ -296,7 +299,7 @@ def _map(event: dict, source) -> CanonicalRecord:
     values["event_type"] = event_type if event_type is not None else DEFAULT_EVENT_TYPE
     values["event_id"] = columns.get("event_id")
     if values["event_id"] is None:
-        values["event_id"] = _content_id(event)
+        values["event_id"] = _content_id(read, list(kinds.values()))
     extras = []
     own_source = None
     for name, value in flat.items():
@@ -337,7 +340,24 @@ def _labels(columns: dict[str, object], source) -> dict[str, object]:
     return {"label": label, "is_threat": is_threat, "attack_type": attack}
 
 
-def _content_id(event: dict) -> str:
-    """The batch path's id of an event without one: a hash of its typed values."""
-    table = records_to_table([event])
-    return to_hex(hash_rows(table, key=_CONTENT_KEY, nulls_as_absent=True))[0].as_py()
+_HASHED_AS = {"text": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
+              "time": pa.timestamp("us")}
+
+
+def _content_id(read: dict[str, object], kinds: list[str]) -> str:
+    """The batch path's id of an event without one: `hash_rows` of its one-row table (nulls
+    left out), its values hashed one array per type rather than one per column."""
+    groups: dict[str, tuple[list[str], list[object]]] = {}
+    for (name, value), kind in zip(read.items(), kinds):
+        if kind != "null":
+            group = groups.setdefault(kind, ([], []))
+            group[0].append(name)
+            group[1].append(_micros(value) if kind == "time" else value)
+    names, hashes = [], []
+    for kind, (group_names, values) in groups.items():
+        names += group_names
+        if kind == "list":  # each list's own inferred type
+            hashes += [int(hash_array(_column([v]), _CONTENT_KEY)[0]) for v in values]
+        else:
+            hashes += hash_array(pa.array(values, _HASHED_AS[kind]), _CONTENT_KEY).tolist()
+    return f"{hash_one_row(names, np.array(hashes, dtype=np.uint64), _CONTENT_KEY):016x}"
