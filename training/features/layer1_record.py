@@ -23,7 +23,6 @@ from training.features.encoding import bucket_of
 
 _ADDRESSES: dict[str, np.ndarray] = {}  # address text -> its 8 features (a pure function)
 _MAX_ADDRESSES = 1 << 16
-_UINT64 = pa.uint64()
 
 
 def featurize_record(featurizer: batch.Layer1Featurizer, record: CanonicalRecord) -> np.ndarray:
@@ -39,12 +38,11 @@ def featurize_record(featurizer: batch.Layer1Featurizer, record: CanonicalRecord
     for name, at in (("source_port", batch.SOURCE_PORT), ("dest_port", batch.DEST_PORT)):
         port = values.get(name)
         row[at:at + 5] = batch._PORTS[65536 if port is None else port]
-    _volume(featurizer, out, values)
+    _numeric(featurizer, row, values, _extras(row, record, featurizer.label_fields))
     severity = values["severity"]  # a float32 value in [0, 1] (the converter's rule), or None
     row[batch.SEVERITY] = 0.0 if severity is None else severity
     _time(row, values.get("timestamp"))
     _identity(row, values)
-    _extras(out, record, featurizer.label_fields)
     for dims in batch.LAYOUTS[featurizer.layout]:
         out[:, dims.start:dims.stop] = 0.0
     return out
@@ -73,19 +71,26 @@ def _address(text: str | None) -> np.ndarray:
     return features
 
 
-def _volume(featurizer: batch.Layer1Featurizer, out: np.ndarray, values: dict) -> None:
-    # The five dims in one array: the same elementwise operations as the batch path's five
-    # column calls, at a fifth of the calls.
-    numbers = np.array([np.nan if values[name] is None else float(values[name])
-                        for name, _ in batch.VOLUME], dtype=np.float64)
+def _numeric(featurizer: batch.Layer1Featurizer, row: np.ndarray, values: dict,
+             extras: list[tuple[int, float]]) -> None:
+    """The five volume dims and the numeric extra fields' buckets, scaled in one array: the
+    same elementwise operations as the batch path's per-column calls, in one call each."""
+    volume = [np.nan if values[name] is None else float(values[name]) for name, _ in batch.VOLUME]
+    n, k = len(volume), len(extras)
     if featurizer.robust:
+        numbers = np.array(volume, dtype=np.float64)
         low, high = (np.array([featurizer.ranges_[name][i] for name, _ in batch.VOLUME])
                      for i in (0, 1))
         logged = np.log1p(np.clip(np.nan_to_num(numbers, nan=0.0), 0, None))
-        scaled = np.where(np.isnan(numbers), 0.0, np.clip((logged - low) / (high - low), 0, 1))
+        row[batch.VOLUME_AT:batch.VOLUME_AT + n] = np.where(
+            np.isnan(numbers), 0.0, np.clip((logged - low) / (high - low), 0, 1))
+        scaled = _log_scale(np.array([v for _, v in extras], np.float64), _caps(0, k))
     else:
-        scaled = _log_scale(numbers, _LOG_CAPS)
-    out[0, batch.VOLUME_AT:batch.VOLUME_AT + len(batch.VOLUME)] = scaled
+        both = _log_scale(np.array(volume + [v for _, v in extras], np.float64), _caps(n, k))
+        row[batch.VOLUME_AT:batch.VOLUME_AT + n] = both[:n]
+        scaled = both[n:]
+    for (bucket, _), value in zip(extras, scaled.tolist()):
+        row[bucket] = max(float(row[bucket]), value)  # np.maximum, then float32
 
 
 def _log_scale(values: np.ndarray, log_caps: np.ndarray | np.float64) -> np.ndarray:
@@ -97,8 +102,20 @@ def _log_scale(values: np.ndarray, log_caps: np.ndarray | np.float64) -> np.ndar
     return np.clip(scaled, 0.0, 1.0)
 
 
-_LOG_CAPS = np.array([np.log1p(cap) for _, cap in batch.VOLUME])  # as log_scale computes them
+# log1p(cap) as log_scale computes them
+_LOG_VOLUME_CAPS = [np.log1p(cap) for _, cap in batch.VOLUME]
 _LOG_EXTRA_CAP = np.log1p(batch.EXTRA_CAP)
+_CAPS: dict[tuple[int, int], np.ndarray] = {}
+
+
+def _caps(n_volume: int, n_extra: int) -> np.ndarray:
+    """The caps of the first `n_volume` volume dims, then of `n_extra` extra fields."""
+    caps = _CAPS.get((n_volume, n_extra))
+    if caps is None:
+        caps = np.array(_LOG_VOLUME_CAPS[:n_volume] + [_LOG_EXTRA_CAP] * n_extra, np.float64)
+        if len(_CAPS) < 4096:
+            _CAPS[(n_volume, n_extra)] = caps
+    return caps
 
 
 def _time(row: np.ndarray, micros: int | None) -> None:
@@ -138,21 +155,19 @@ def _identity(row: np.ndarray, values: dict) -> None:
         at += size
 
 
-def _extras(out: np.ndarray, record: CanonicalRecord, label_fields: tuple[str, ...]) -> None:
-    row = out[0]
-    numbered: list[tuple[int, object]] = []
+def _extras(row: np.ndarray, record: CanonicalRecord,
+            label_fields: tuple[str, ...]) -> list[tuple[int, float]]:
+    """Sets the text extra fields' buckets; returns the numeric ones' (bucket, |value|)."""
+    numbered = []
     for name, kind, value in record.extras:
         if _skipped(name, label_fields):
             continue
-        if kind == "number":
-            numbered.append((batch.EXTRA + bucket_of(name, batch.EXTRA_BUCKETS, "extra"), value))
+        if kind == "number":  # abs of the float64 value, as the batch path's np.abs
+            numbered.append((batch.EXTRA + bucket_of(name, batch.EXTRA_BUCKETS, "extra"),
+                             abs(float(value))))
         elif kind == "text":
             _categorical(row, value, batch.EXTRA, None, 0, batch.EXTRA_BUCKETS, name)
-    if numbered:
-        scaled = _log_scale(np.abs(np.array([float(v) for _, v in numbered], np.float64)),
-                            _LOG_EXTRA_CAP)
-        for (bucket, _), value in zip(numbered, scaled.tolist()):
-            row[bucket] = max(float(row[bucket]), value)  # np.maximum, then float32
+    return numbered
 
 
 _SKIPPED: dict[tuple[str, tuple[str, ...]], bool] = {}  # (name, label fields) -> left out

@@ -186,6 +186,7 @@ EDGES = {
         {**FLOW, "src_ip": "10.9.9.9", "sport": 5, "proto": "tcp", "protocol": None}, True),
     "a record's own source": ({**FLOW, "source": "sensor-7"}, True),
     "a numeric own source": ({**FLOW, "source": 7}, True),
+    "a list as own source (its first item)": ({**FLOW, "source": ["s1", "s2"]}, False),
     "an empty event type": ({**FLOW, "event_type": ""}, True),
     "Zeek names and nested objects": ({"ts": 1.6e9, "uid": "C1", "id": {"orig_h": "10.0.0.1",
                                        "orig_p": 5353, "resp_h": "224.0.0.251", "resp_p": 5353},
