@@ -70,8 +70,14 @@ class CanonicalRecord:
     extras: list[tuple[str, str, object]] = field(default_factory=list)
 
 
+_PLAIN_KINDS = {type(None): "null", bool: "bool", float: "float"}  # exact types, no check
+
+
 def _kind(value: object) -> str:
     """The Arrow type family `pa.array([value])` gives, or NotExact."""
+    plain = _PLAIN_KINDS.get(type(value))
+    if plain is not None:
+        return plain
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -220,17 +226,18 @@ def canonical_record(event: Mapping, source) -> CanonicalRecord | None:
         return None
     try:
         event = dict(event)
-        if nested_deeper(event):
+        nested = any(isinstance(v, (dict, list, tuple)) for v in event.values())
+        if nested and nested_deeper(event):
             return None
-        return _map(event, source)
+        return _map(event, source, nested)
     except (NotExact, UnicodeEncodeError):
         return None
 
 
-def _flat(event: dict) -> tuple[dict[str, object], list[str]]:
+def _flat(event: dict, nested: bool) -> tuple[dict[str, object], list[str]]:
     """The flat row as read (what the content id hashes), and its names with `raw_data.`
-    prefixes dropped, as `expand_raw_data` does."""
-    flat = flatten_record(event)
+    prefixes dropped, as `expand_raw_data` does. An event without objects is its own row."""
+    flat = flatten_record(event) if nested else event
     names = list(flat)
     prefix = "raw_data."
     if any(name.startswith(prefix) for name in names):
@@ -259,8 +266,8 @@ _CANDIDATES: dict[int, tuple[dict, dict[str, tuple[str, int] | None]]] = {}
 _EXTRA_KIND = {"int": "number", "float": "number", "bool": "number", "text": "text"}
 
 
-def _map(event: dict, source) -> CanonicalRecord:
-    read, names = _flat(event)
+def _map(event: dict, source, nested: bool) -> CanonicalRecord:
+    read, names = _flat(event, nested)
     flat = dict(zip(names, read.values()))
     kinds = {name: _kind(value) for name, value in flat.items()}
     for name in read:
