@@ -28,6 +28,9 @@ import pyarrow as pa
 
 from training.collection.canonical import DEFAULT_EVENT_TYPE, RAW_PREFIX, _CONTENT_KEY
 from training.collection.schema import CANONICAL_SCHEMA
+from training.kernels.hash_scalar import (
+    hash_bool, hash_float, hash_int, hash_list, hash_null, hash_text, hash_timestamp_us,
+)
 from training.kernels.hashing import hash_array, hash_one_row
 from training.kernels.netaddr import _parse_one
 from training.sources.coerce import (
@@ -347,24 +350,45 @@ def _labels(columns: dict[str, object], source) -> dict[str, object]:
     return {"label": label, "is_threat": is_threat, "attack_type": attack}
 
 
-_HASHED_AS = {"text": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
-              "time": pa.timestamp("us")}
+_SCALAR_HASH = {"int": hash_int, "float": hash_float, "bool": hash_bool}
+
+
+def _value_hash(kind: str, value: object) -> int:
+    """`hash_array` of the one-value column the batch path reads `value` into."""
+    if kind in _SCALAR_HASH:
+        return _SCALAR_HASH[kind](value, _CONTENT_KEY)
+    if kind == "time":
+        return hash_timestamp_us(_micros(value), _CONTENT_KEY)
+    if kind == "text":
+        hashed = _TEXT_HASHES.get(value)
+        if hashed is None:
+            hashed = hash_text(value, _CONTENT_KEY)
+            if hashed is None:  # longer than one block
+                hashed = int(hash_array(pa.array([value], pa.string()), _CONTENT_KEY)[0])
+            if len(_TEXT_HASHES) >= 1 << 16:
+                _TEXT_HASHES.clear()
+            _TEXT_HASHES[value] = hashed
+        return hashed
+    if all(v is None or type(v) in _ELEMENT_KIND for v in value):  # one type (see _kind)
+        hashed = hash_list([hash_null(_CONTENT_KEY) if v is None else
+                            _value_hash(_ELEMENT_KIND[type(v)], v) for v in value], _CONTENT_KEY)
+        if hashed is not None:
+            return hashed
+    return int(hash_array(_column([value]), _CONTENT_KEY)[0])  # objects: Arrow's own type
+
+
+_ELEMENT_KIND = {str: "text", int: "int", float: "float", bool: "bool"}
+
+
+_TEXT_HASHES: dict[str, int] = {}  # addresses, protocols, services recur event after event
 
 
 def _content_id(read: dict[str, object], kinds: list[str]) -> str:
-    """The batch path's id of an event without one: `hash_rows` of its one-row table (nulls
-    left out), its values hashed one array per type rather than one per column."""
-    groups: dict[str, tuple[list[str], list[object]]] = {}
+    """The batch path's id of an event without one: `hash_rows` of its one-row table with
+    nulls left out, from each value's hash."""
+    names, hashes = [], []
     for (name, value), kind in zip(read.items(), kinds):
         if kind != "null":
-            group = groups.setdefault(kind, ([], []))
-            group[0].append(name)
-            group[1].append(_micros(value) if kind == "time" else value)
-    names, hashes = [], []
-    for kind, (group_names, values) in groups.items():
-        names += group_names
-        if kind == "list":  # each list's own inferred type
-            hashes += [int(hash_array(_column([v]), _CONTENT_KEY)[0]) for v in values]
-        else:
-            hashes += hash_array(pa.array(values, _HASHED_AS[kind]), _CONTENT_KEY).tolist()
+            names.append(name)
+            hashes.append(_value_hash(kind, value))
     return f"{hash_one_row(names, np.array(hashes, dtype=np.uint64), _CONTENT_KEY):016x}"

@@ -115,11 +115,14 @@ class EventVectorLayer(Layer):
         values = record.values
         micros = values["timestamp"]
         entity = next((values[k] for k in ("source_ip", "host", "user") if values[k] is not None), "")
-        return PreprocessedSample(values["event_id"], self.layer_type or self.name, features[0],
-                                  int(values["is_threat"]),
-                                  {"attack_type": values["attack_type"] or None,
+        # Texts as `samples` has them: through numpy's str dtype, which drops trailing NULs.
+        attack = (values["attack_type"] or "").rstrip("\0")
+        return PreprocessedSample(values["event_id"].rstrip("\0"), self.layer_type or self.name,
+                                  features[0], int(values["is_threat"]),
+                                  {"attack_type": attack or None,
                                    "timestamp": np.datetime64("NaT", "us") if micros is None
-                                   else np.datetime64(micros, "us"), "entity": entity})
+                                   else np.datetime64(micros, "us"),
+                                   "entity": entity.rstrip("\0")})
 
     def record_features(self, record: Any) -> np.ndarray | None:
         """(1, dims) features of one canonical record without Arrow, or None where the

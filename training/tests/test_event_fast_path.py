@@ -188,6 +188,8 @@ EDGES = {
     "a numeric own source": ({**FLOW, "source": 7}, True),
     "a list as own source (its first item)": ({**FLOW, "source": ["s1", "s2"]}, False),
     "an empty event type": ({**FLOW, "event_type": ""}, True),
+    "trailing NULs (numpy's str drops them)": ({**FLOW, "label": "x\0", "event_id": "i\0",
+                                                "user": "\0", "source_ip": None}, True),
     "Zeek names and nested objects": ({"ts": 1.6e9, "uid": "C1", "id": {"orig_h": "10.0.0.1",
                                        "orig_p": 5353, "resp_h": "224.0.0.251", "resp_p": 5353},
                                        "proto": "udp", "conn_state": "S0", "history": "D",
