@@ -40,6 +40,7 @@ from training.sources.coerce import (
 from training.sources.jsonparse import _column, flatten_record, nested_deeper
 
 _CANONICAL = frozenset(CANONICAL_SCHEMA.names)
+_FIELDS = tuple(name for name in CANONICAL_SCHEMA.names if name != "community_id")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _INT64 = (-2**63, 2**63)
 # Fields that `derive_ecs` or `expand_raw_data` turn into other columns: batch path.
@@ -237,16 +238,17 @@ def canonical_record(event: Mapping, source) -> CanonicalRecord | None:
         return None
 
 
-def _flat(event: dict, nested: bool) -> tuple[dict[str, object], list[str]]:
+def _flat(event: dict, nested: bool) -> tuple[dict[str, object], list[str] | None]:
     """The flat row as read (what the content id hashes), and its names with `raw_data.`
-    prefixes dropped, as `expand_raw_data` does. An event without objects is its own row."""
+    prefixes dropped, as `expand_raw_data` does (None: the same names). An event without
+    objects is its own row."""
     flat = flatten_record(event) if nested else event
-    names = list(flat)
+    names = None  # unchanged
     prefix = "raw_data."
-    if any(name.startswith(prefix) for name in names):
+    if any(name.startswith(prefix) for name in flat):
         names = [name[len(prefix):] if name.startswith(prefix) and name[len(prefix):] not in flat
-                 else name for name in names]
-    if not flat or _DERIVED.intersection(names):
+                 else name for name in flat]
+    if not flat or _DERIVED.intersection(flat if names is None else names):
         raise NotExact
     return flat, names
 
@@ -271,13 +273,13 @@ _EXTRA_KIND = {"int": "number", "float": "number", "bool": "number", "text": "te
 
 def _map(event: dict, source, nested: bool) -> CanonicalRecord:
     read, names = _flat(event, nested)
-    flat = dict(zip(names, read.values()))
-    kinds = {name: _kind(value) for name, value in flat.items()}
-    for name in read:
-        name.encode("utf-8")  # a lone surrogate in a name: the batch path names the event
+    flat = read if names is None else dict(zip(names, read.values()))
     ranks = _candidates(source)
+    kinds: dict[str, str] = {}
     present: dict[str, list[tuple[int, str]]] = {}
-    for name in flat:
+    for name, value in flat.items():
+        kinds[name] = _PLAIN_KINDS.get(type(value)) or _kind(value)
+        name.encode("utf-8")  # a lone surrogate in a name: the batch path names the event
         found = ranks.get(name, False)
         if found is None:
             raise NotExact
@@ -321,9 +323,9 @@ def _map(event: dict, source, nested: bool) -> CanonicalRecord:
         extras.append((RAW_PREFIX + name if name in _CANONICAL else name,
                        _EXTRA_KIND.get(kinds[name], "other"), value))
     values["source"] = own_source if own_source is not None else source.config.name
-    for name in CANONICAL_SCHEMA.names:
-        if name != "community_id":
-            values.setdefault(name, columns.get(name))
+    for name in _FIELDS:
+        if name not in values:
+            values[name] = columns.get(name)
     return CanonicalRecord(values, extras)
 
 
