@@ -18,6 +18,7 @@ Community IDs are not computed: no per-event feature uses them.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ from training.kernels.hash_scalar import (
 from training.kernels.hashing import hash_array, hash_one_row
 from training.kernels.netaddr import _parse_one
 from training.sources.coerce import (
-    _MAX_US, _MIN_US, NULL_TEXT, _direction, _epoch_to_us, _parse_timestamp, _protocol_name,
+    _MAX_US, _MIN_US, NULL_TEXT, _direction, _parse_timestamp, _protocol_name,
     _severity,
 )
 from training.sources.jsonparse import _column, flatten_record, nested_deeper
@@ -146,16 +147,27 @@ def _duration(kind: str, value: object) -> float | None:
     raise NotExact
 
 
+def _epoch_us(seconds: float) -> int:
+    """`coerce._epoch_to_us` of one number (the unit by magnitude; IEEE products and
+    round-half-even as there), refusing what that path rejects."""
+    if not math.isfinite(seconds):
+        raise NotExact
+    magnitude = abs(seconds)
+    scale = (1e-3 if magnitude >= 1e17 else 1.0 if magnitude >= 1e14
+             else 1e3 if magnitude >= 1e11 else 1e6)
+    us = seconds * scale
+    if not math.isfinite(us) or abs(us) > 2.0**62:
+        raise NotExact
+    return round(us)
+
+
 def _timestamp(kind: str, value: object) -> int | None:
     if kind == "null" or (kind == "text" and value in NULL_TEXT):
         return None
     if kind == "time":
         us = _micros(value)
     elif kind in ("int", "float"):
-        scaled = _epoch_to_us(np.array([float(value)]))[0]
-        if not np.isfinite(scaled) or abs(scaled) > 2.0**62:
-            raise NotExact
-        us = int(scaled)
+        us = _epoch_us(float(value))
     elif kind == "text" and _ISO.fullmatch(value):
         try:
             us = _parse_timestamp(value)
