@@ -96,7 +96,7 @@ def _kind(value: object) -> str:
     if isinstance(value, str):
         value.encode("utf-8")  # a lone surrogate: the batch path names the event
         return "text"
-    if isinstance(value, datetime):
+    if type(value) is datetime:  # not pandas' Timestamp: Arrow reads it in nanoseconds
         return "time"
     if isinstance(value, list):
         if any(isinstance(v, (dict, list)) for v in value):
