@@ -22,17 +22,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
 
-from training.collection.canonical import DEFAULT_EVENT_TYPE, RAW_PREFIX, _CONTENT_KEY
+from training.collection.canonical import DEFAULT_EVENT_TYPE, RAW_PREFIX
+from training.collection.record_ids import content_id, epoch_micros
 from training.collection.schema import CANONICAL_SCHEMA
-from training.kernels.hash_scalar import (
-    hash_bool, hash_float, hash_int, hash_list, hash_null, hash_text, hash_timestamp_us,
-)
-from training.kernels.hashing import hash_array, hash_one_row
 from training.kernels.netaddr import _parse_one
 from training.sources.coerce import (
     _MAX_US, _MIN_US, NULL_TEXT, _direction, _parse_timestamp, _protocol_name,
@@ -42,7 +39,6 @@ from training.sources.jsonparse import _column, flatten_record, nested_deeper
 
 _CANONICAL = frozenset(CANONICAL_SCHEMA.names)
 _FIELDS = tuple(name for name in CANONICAL_SCHEMA.names if name != "community_id")
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _INT64 = (-2**63, 2**63)
 # Fields that `derive_ecs` or `expand_raw_data` turn into other columns: batch path.
 _DERIVED = frozenset({"event.duration", "suricata.eve.event_type", "event.module", "event.kind",
@@ -112,13 +108,6 @@ def _kind(value: object) -> str:
     raise NotExact
 
 
-def _micros(moment: datetime) -> int:
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    delta = moment - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def _in_range(low: int, high: int):
     def convert(kind: str, value: object) -> int | None:
         if kind == "null" or (kind == "text" and value in NULL_TEXT):
@@ -165,7 +154,7 @@ def _timestamp(kind: str, value: object) -> int | None:
     if kind == "null" or (kind == "text" and value in NULL_TEXT):
         return None
     if kind == "time":
-        us = _micros(value)
+        us = epoch_micros(value)
     elif kind in ("int", "float"):
         us = _epoch_us(float(value))
     elif kind == "text" and _ISO.fullmatch(value):
@@ -323,7 +312,7 @@ def _map(event: dict, source, nested: bool) -> CanonicalRecord:
     values["event_type"] = event_type if event_type is not None else DEFAULT_EVENT_TYPE
     values["event_id"] = columns.get("event_id")
     if values["event_id"] is None:
-        values["event_id"] = _content_id(read, list(kinds.values()))
+        values["event_id"] = content_id(read, list(kinds.values()))
     extras = []
     own_source = None
     for name, value in flat.items():
@@ -362,47 +351,3 @@ def _labels(columns: dict[str, object], source) -> dict[str, object]:
     else:
         attack = detail if detail is not None else threat_label
     return {"label": label, "is_threat": is_threat, "attack_type": attack}
-
-
-_SCALAR_HASH = {"int": hash_int, "float": hash_float, "bool": hash_bool}
-
-
-def _value_hash(kind: str, value: object) -> int:
-    """`hash_array` of the one-value column the batch path reads `value` into."""
-    if kind in _SCALAR_HASH:
-        return _SCALAR_HASH[kind](value, _CONTENT_KEY)
-    if kind == "time":
-        return hash_timestamp_us(_micros(value), _CONTENT_KEY)
-    if kind == "text":
-        hashed = _TEXT_HASHES.get(value)
-        if hashed is None:
-            hashed = hash_text(value, _CONTENT_KEY)
-            if hashed is None:  # longer than one block
-                hashed = int(hash_array(pa.array([value], pa.string()), _CONTENT_KEY)[0])
-            if len(_TEXT_HASHES) >= 1 << 16:
-                _TEXT_HASHES.clear()
-            _TEXT_HASHES[value] = hashed
-        return hashed
-    if all(v is None or type(v) in _ELEMENT_KIND for v in value):  # one type (see _kind)
-        hashed = hash_list([hash_null(_CONTENT_KEY) if v is None else
-                            _value_hash(_ELEMENT_KIND[type(v)], v) for v in value], _CONTENT_KEY)
-        if hashed is not None:
-            return hashed
-    return int(hash_array(_column([value]), _CONTENT_KEY)[0])  # objects: Arrow's own type
-
-
-_ELEMENT_KIND = {str: "text", int: "int", float: "float", bool: "bool"}
-
-
-_TEXT_HASHES: dict[str, int] = {}  # addresses, protocols, services recur event after event
-
-
-def _content_id(read: dict[str, object], kinds: list[str]) -> str:
-    """The batch path's id of an event without one: `hash_rows` of its one-row table with
-    nulls left out, from each value's hash."""
-    names, hashes = [], []
-    for (name, value), kind in zip(read.items(), kinds):
-        if kind != "null":
-            names.append(name)
-            hashes.append(_value_hash(kind, value))
-    return f"{hash_one_row(names, np.array(hashes, dtype=np.uint64), _CONTENT_KEY):016x}"

@@ -2,7 +2,7 @@
 single event, as the per-event API needs it.
 
 Every block follows the vectorized transform in `training.features.layer1` step by step, with
-the same numpy functions on one-element arrays (so rounding is the same) and the same hashed
+the same numpy functions elementwise (one element per column: the same rounding) and the same hashed
 buckets (`encoding.bucket_of` shares the batch path's memo; a value not seen yet is hashed by
 the batch kernel). Address features are the batch path's own, computed once per address.
 `training/tests/test_event_fast_path.py` pins the result bit for bit to the batch path.

@@ -114,7 +114,8 @@ class EventVectorLayer(Layer):
             return None
         values = record.values
         micros = values["timestamp"]
-        entity = next((values[k] for k in ("source_ip", "host", "user") if values[k] is not None), "")
+        entity = next((values[k] for k in ("source_ip", "host", "user")
+                       if values[k] is not None), "")
         # Texts as `samples` has them: through numpy's str dtype, which drops trailing NULs.
         attack = (values["attack_type"] or "").rstrip("\0")
         return PreprocessedSample(values["event_id"].rstrip("\0"), self.layer_type or self.name,

@@ -111,10 +111,12 @@ SOURCES = {
        for log in ZEEK_JSON},
     **{f"slips zeek json {log}": lambda d, log=log: _json_lines(
         d / "slips_zeek_json_test9" / f"{log}.log", 3) for log in SLIPS_JSON},
-    "suricata eve (slips)": lambda d: _by_type(d / "suricata/slips_test6-malicious.suricata.json", 2),
+    "suricata eve (slips)": lambda d: _by_type(
+        d / "suricata/slips_test6-malicious.suricata.json", 2),
     "suricata eve (magnc)": lambda d: _by_type(d / "suricata/magnc_server_eve.json", 1),
     "windows security/sysmon": lambda d: _windows(12),
-    "iot-23 csv rows": lambda d: _rows("csv_file", d / "iot23/CTU-Malware-Capture-20-1-labeled.csv", 15),
+    "iot-23 csv rows": lambda d: _rows(
+        "csv_file", d / "iot23/CTU-Malware-Capture-20-1-labeled.csv", 15),
     "iot-23 honeypot rows (integer ts)": lambda d: _rows(
         "csv_file", d / "iot23/CTU-Honeypot-Capture-4-1-labeled.csv", 8),
     "nsl-kdd rows (no time, no addresses)": lambda d: _rows(
@@ -148,8 +150,10 @@ EDGES = {
     "no id: content hash": ({"bytes_sent": 5, "host": "ws1", "tags": ["a", None]}, True),
     "non-ASCII text and process paths": ({**FLOW, "user": "Jörg", "domain": "例え.jp",
                                           "process": "C:\\Windows\\İNSTALL.EXE",
-                                          "parent_process": "/usr/bin/ßh", "note": "naïve"}, True),
-    "a path with a newline": ({**FLOW, "process": "a/b\nc\\D.exe", "parent_process": "x\n/y"}, True),
+                                          "parent_process": "/usr/bin/ßh", "note": "naïve"},
+                                         True),
+    "a path with a newline": ({**FLOW, "process": "a/b\nc\\D.exe", "parent_process": "x\n/y"},
+                              True),
     "huge and odd numbers": ({**FLOW, "bytes_sent": 2**63 - 1, "packets_received": 10**12,
                               "duration": 1e12, "big": 1e308, "inf": float("inf"),
                               "neg": -5, "nan": float("nan"), "flag": True, "zero": 0.0}, True),
@@ -245,7 +249,7 @@ def test_bad_events_are_refused_as_the_batch_path_refuses_them(name):
     assert str(one.value) == str(batch.value)
 
 
-# -- hypothesis-made events -------------------------------------------------------------------------
+# -- hypothesis-made events --------------------------------------------------------------------
 
 NAMES = ["timestamp", "@timestamp", "ts", "event_id", "source_ip", "src_ip", "id.orig_h",
          "dest_ip", "dest_port", "source_port", "protocol", "proto", "bytes_sent", "orig_bytes",

@@ -26,7 +26,8 @@ FLOATS = [0.0, -0.0, 1.0, -1.5, float("nan"), -float("nan"), float("inf"), -floa
 
 @pytest.mark.parametrize("key", KEYS)
 def test_one_value_hashes_as_hash_array_hashes_it(key):
-    assert [hash_text(t, key) for t in TEXTS] == hash_array(pa.array(TEXTS, pa.string()), key).tolist()
+    assert [hash_text(t, key) for t in TEXTS] == hash_array(pa.array(TEXTS, pa.string()),
+                                                             key).tolist()
     assert [hash_int(v, key) for v in INTS] == hash_array(pa.array(INTS, pa.int64()), key).tolist()
     assert [hash_float(v, key) for v in FLOATS] == hash_array(pa.array(FLOATS, pa.float64()),
                                                               key).tolist()
