@@ -16,10 +16,13 @@ from training.collection.canonical import RAW_PREFIX, canonicalize
 from training.collection.schema import CANONICAL_SCHEMA
 from training.errors import SchemaError
 from training.sources import DataSource, DataSourceType, RawBatch, create_source
+from training.sources.coerce import to_string
 from training.sources.jsonparse import MAX_NESTING, nested_deeper, records_to_table
 
 _EVENTS = "events"
-_SOURCE = create_source(DataSource(_EVENTS, DataSourceType.JSON_FILE, {"path": "<in memory>"}))
+# The source whose field map and labels event dicts are read with (here and in
+# `canonical_record`, the per-event form).
+EVENT_SOURCE = create_source(DataSource(_EVENTS, DataSourceType.JSON_FILE, {"path": "<in memory>"}))
 
 
 def _records_table(records: list[dict]) -> pa.Table:
@@ -60,7 +63,7 @@ def events_table(events: Iterable[Mapping] | pa.Table) -> pa.Table:
                    records=np.arange(n, dtype=np.int64),
                    start={"offset": 0, "line": 1, "record": 0},
                    end={"offset": 0, "line": 1, "record": n})
-    canonical = canonicalize(raw, _SOURCE)
+    canonical = canonicalize(raw, EVENT_SOURCE)
     if canonical.rejects:
         first = canonical.rejects[0]
         raise SchemaError(f"event {first.record}: {first.reason} ({len(canonical.rejects)} of "
@@ -69,7 +72,9 @@ def events_table(events: Iterable[Mapping] | pa.Table) -> pa.Table:
     # A record's own "source" (CollectedEvent.to_dict writes one) is its source, not an extra.
     own = RAW_PREFIX + "source"
     if own in table.column_names:
-        source = pc.coalesce(table[own].cast(pa.string()), table["source"])
+        # As text the way every text field is read (a list gives its first item, an object its
+        # JSON): a plain cast refuses those with an Arrow error.
+        source = pc.coalesce(to_string(table[own]).values, table["source"])
         table = table.set_column(table.column_names.index("source"), "source", source)
         table = table.drop_columns([own])
     return table

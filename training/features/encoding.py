@@ -69,6 +69,15 @@ def buckets(column: pa.Array | pa.ChunkedArray, n_buckets: int, salt: str = "") 
     return np.array([_BUCKETS[k] for k in keys] + [-1], dtype=np.int64)[codes]
 
 
+def bucket_of(value: object, n_buckets: int, salt: str = "",
+              type_: pa.DataType = pa.string()) -> int:
+    """`buckets` of one value (not None) of Arrow type `type_`, from the same memo."""
+    hit = _BUCKETS.get((salt, n_buckets, value))
+    if hit is None:
+        hit = int(buckets(pa.array([value], type_), n_buckets, salt)[0])
+    return hit
+
+
 def _hash_buckets(values: pa.Array, n_buckets: int, salt: str) -> np.ndarray:
     if salt:
         values = pc.binary_join_element_wise(salt, values.cast(pa.string()), "=")

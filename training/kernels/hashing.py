@@ -32,7 +32,8 @@ import pyarrow.types as pat
 
 from training.errors import ConfigError, SchemaError
 from training.kernels._hash_kernels import (
-    _D_BINARY, _D_BOOL, _D_FLOAT, _D_INT, _D_LIST, _D_NULL, _D_STRING, _D_TEMPORAL, _D_UINT_HIGH,
+    _D_BINARY, _D_BOOL, _D_FLOAT, _D_INT, _D_LIST, _D_NULL, _D_STRING, _D_STRUCT, _D_TEMPORAL,
+    _D_UINT_HIGH,
     _MASK, _combine_fields, _fmix, _fmix_int, _hash_bytes, _hash_ranges, _hash_segments, _name_hash,
     _seed,
 )
@@ -125,6 +126,21 @@ def hash_rows(
         absent = [table.column(name).is_null().to_numpy(zero_copy_only=False)
                   if table.column(name).null_count else None for name in names]
     return _combine_fields(names, hashes, table.num_rows, key, absent)
+
+
+def hash_one_row(names: Sequence[str], hashes: np.ndarray, key: int = DEFAULT_KEY) -> int:
+    """`hash_rows(..., nulls_as_absent=True)` of a one-row table, from its non-null columns'
+    names and value hashes (`hash_array` of each value, computed in any grouping: values of
+    one type can be hashed as one array), without building the table.
+
+    Shapes:
+        hashes: (len(names),) uint64 -> one int
+    """
+    key = _check_key(key)
+    named = np.array([_name_hash(name, key) for name in names], dtype=np.uint64)
+    mixed = _fmix(np.asarray(hashes, dtype=np.uint64) ^ named)  # as _combine_fields mixes
+    total = np.array([mixed.sum(dtype=np.uint64)], dtype=np.uint64)  # wraps, as its += does
+    return int(_fmix(total ^ np.uint64(_seed(key, _D_STRUCT)))[0])
 
 
 def to_hex(hashes: np.ndarray) -> pa.StringArray:

@@ -308,6 +308,13 @@ class Layer(ABC):
         """The anomaly score of every unit, in scoring order (float32, higher = more anomalous)."""
         return model_scores(model, self.batches(units, self.score_batch))
 
+    def event_sample(self, record: Any) -> PreprocessedSample | None:
+        """The sample of one event from its canonical record
+        (`training.collection.canonical_record`), made without the batch path's per-call
+        setup and equal to what `samples(featurize(table))` gives for that one-row table; None
+        where the layer has no such path (the caller then takes the batch path)."""
+        return None
+
     def samples(self, units: Any) -> list[PreprocessedSample]:
         """The units as the original API's `PreprocessedSample`s (one per unit)."""
         raise NotSupportedError(f"{self.name} has no per-sample form; use its units")

@@ -16,6 +16,7 @@ import numpy as np
 from training.detectors.vae import Layer1VAE
 from training.features.encoding import FeatureSpec
 from training.features.layer1 import DIM, Layer1Featurizer
+from training.features.layer1_record import featurize_record
 from training.layers.registry import register_layer
 from training.layers.samples import LayerType
 from training.layers.vectors import EventVectorLayer
@@ -58,6 +59,12 @@ class Layer1(EventVectorLayer):
         """The data-free default layout, for vectors of its width."""
         width = np.shape(self.unit_features(units))[-1]
         return Layer1Featurizer().spec if width == DIM else None
+
+    def record_features(self, record: Any) -> np.ndarray | None:
+        """The scalar form of the layer-1 transform (`training.features.layer1_record`)."""
+        if type(self.featurizer) is not Layer1Featurizer:
+            return None  # a subclass may featurize otherwise
+        return featurize_record(self.featurizer, record)
 
     def fit_scaling(self, train: Any) -> None:
         self.foreign_width_ = train.spec is None and np.shape(train.features)[-1] != DIM

@@ -108,6 +108,28 @@ class EventVectorLayer(Layer):
                                                     "entity": str(entity[i])})
                 for i in range(len(ids))]
 
+    def event_sample(self, record: Any) -> PreprocessedSample | None:
+        features = self.record_features(record)
+        if features is None:
+            return None
+        values = record.values
+        micros = values["timestamp"]
+        entity = next((values[k] for k in ("source_ip", "host", "user")
+                       if values[k] is not None), "")
+        # Texts as `samples` has them: through numpy's str dtype, which drops trailing NULs.
+        attack = (values["attack_type"] or "").rstrip("\0")
+        return PreprocessedSample(values["event_id"].rstrip("\0"), self.layer_type or self.name,
+                                  features[0], int(values["is_threat"]),
+                                  {"attack_type": attack or None,
+                                   "timestamp": np.datetime64("NaT", "us") if micros is None
+                                   else np.datetime64(micros, "us"),
+                                   "entity": entity.rstrip("\0")})
+
+    def record_features(self, record: Any) -> np.ndarray | None:
+        """(1, dims) features of one canonical record without Arrow, or None where the
+        featurizer has no such form (see `event_sample`)."""
+        return None
+
     def from_samples(self, samples: list[PreprocessedSample]) -> LayerArrays:
         meta = [s.metadata or {} for s in samples]
         arrays = {

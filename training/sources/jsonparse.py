@@ -123,13 +123,16 @@ def _column(values: list) -> pa.Array:
     return _as_text(values) if _has_empty_struct(array.type) else array
 
 
+def flatten_record(record: dict) -> dict:
+    """One JSON object as the flat row `records_to_table` makes of it (dotted names)."""
+    out: dict = {}
+    _flatten_dict(record, "", out)
+    return out
+
+
 def records_to_table(records: list[dict]) -> pa.Table:
     """A flat table from non-empty JSON objects; keys missing from a record are null there."""
-    flat = []
-    for record in records:
-        out: dict = {}
-        _flatten_dict(record, "", out)
-        flat.append(out)
+    flat = [flatten_record(record) for record in records]
     keys = dict.fromkeys(k for record in flat for k in record)
     return pa.table({key: _column([r.get(key) for r in flat]) for key in keys})
 
