@@ -210,10 +210,7 @@ class Layer1Featurizer:
         _time(out, column(table, "timestamp", CANONICAL_SCHEMA.field("timestamp").type))
         _identity(out, rows, table)
         _extras(out, rows, table, self.label_fields)
-        for dims in LAYOUTS[self.layout]:
-            out[:, dims.start:dims.stop] = 0.0
-        for k, at in enumerate(VOLUME_STEPS.get(self.layout, ())):
-            out[:, at:at + 2] = volume_steps(out[:, VOLUME_AT + k])
+        apply_layout(out, self.layout)
         return out
 
     def _volume(self, out: np.ndarray, table: pa.Table) -> None:
@@ -226,6 +223,15 @@ class Layer1Featurizer:
             else:
                 scaled = log_scale(values, cap)
             out[:, VOLUME_AT + k] = scaled
+
+
+def apply_layout(out: np.ndarray, layout: str) -> None:
+    """Turn `l1.v1` vectors `out` (n, 128) into `layout`'s in place: its zeroed dims, then its
+    magnitude steps (read from the volume dims)."""
+    for dims in LAYOUTS[layout]:
+        out[:, dims.start:dims.stop] = 0.0
+    for k, at in enumerate(VOLUME_STEPS.get(layout, ())):
+        out[:, at:at + 2] = volume_steps(out[:, VOLUME_AT + k])
 
 
 def volume_steps(scaled: np.ndarray) -> np.ndarray:

@@ -43,8 +43,7 @@ def featurize_record(featurizer: batch.Layer1Featurizer, record: CanonicalRecord
     row[batch.SEVERITY] = 0.0 if severity is None else severity
     _time(row, values.get("timestamp"))
     _identity(row, values)
-    for dims in batch.LAYOUTS[featurizer.layout]:
-        out[:, dims.start:dims.stop] = 0.0
+    batch.apply_layout(out, featurizer.layout)
     return out
 
 
