@@ -174,14 +174,18 @@ def _keyed(table: pa.Table, source: int, window_seconds: float) -> pa.Table:
     tail = pc.if_else(pc.less_equal(above, 10.0 ** -MAX_TAIL), MAX_TAIL,
                       pc.negate(pc.log10(pc.max_element_wise(above, 10.0 ** -MAX_TAIL))))
     times = [pc.cast(t, pa.int64()) for t in (first, last, table["time"])]  # nulls skipped
-    weight = pc.if_else(pc.is_null(above), by_threshold, tail)  # -log10 p
+    alert = pc.fill_null(table["is_alert"], False)
+    # -log10 p. Without a calibration (no percentile) score / threshold stands in for an
+    # alert's; a unit that does not alert is no evidence then (p = 1): score / threshold is not
+    # a tail probability, and summed over many ordinary units it would outweigh real alerts.
+    weight = pc.if_else(pc.is_null(above), pc.if_else(alert, by_threshold, 0.0), tail)
     log_p = pc.multiply(pc.min_element_wise(pc.max_element_wise(weight, 0.0), MAX_TAIL),
                         -math.log(10.0))
     return pa.table({
         "entity": pc.cast(entity, pa.string()), "slot": slot,
         "layer": pc.fill_null(_column(table, "layer", pa.string()), ""),
         "log_p": pc.cast(log_p, pa.float64()),
-        "alert": pc.fill_null(table["is_alert"], False),
+        "alert": alert,
         "peak": peak,
         "seen_first": pc.cast(pc.min_element_wise(*times), TIME),
         "seen_last": pc.cast(pc.max_element_wise(*times), TIME),

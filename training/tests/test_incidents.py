@@ -94,6 +94,19 @@ def test_units_that_do_not_alert_count_toward_the_rank_and_ordinary_ones_do_not_
     assert incidents[2]["score"] == pytest.approx(3.0, abs=1e-4)  # float32 percentiles
 
 
+def test_without_a_calibration_only_alerts_weigh():
+    """A model saved before calibrations gives no percentile: score / threshold stands in for
+    an alert's weight, and ordinary units, however many, add nothing (their score / threshold
+    is no tail probability)."""
+    rows = [{**_row("layer1", "conn:A0", None, source_ip="10.0.0.1"), "score": 1.5},
+            *({**_row("layer1", f"conn:A{i}", None, source_ip="10.0.0.1", alert=False),
+               "score": 0.25} for i in range(1, 2001)),
+            {**_row("layer1", "conn:B0", None, source_ip="10.0.0.2"), "score": 2.0}]
+    incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [(i["entity"], i["alerts"]) for i in incidents] == [("10.0.0.2", 1), ("10.0.0.1", 1)]
+    assert incidents[0]["score"] == pytest.approx(4.0)  # 2.0 / 0.5 as -log10 p
+
+
 @pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
 def test_score_writes_incidents_beside_its_alerts(tmp_path, datasets, suffix):
     registry = ModelRegistry(tmp_path / "models")
