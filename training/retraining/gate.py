@@ -21,7 +21,9 @@ Metrics without a bootstrap here (the validation loss, metrics at a threshold) g
 Metrics of a model on a split (`evaluate_model`):
 
 * `val_loss`: the model's validation loss (`validation_step`, eval mode) averaged over the
-  test units (weighted as the trainer weighs them): the label-free comparison;
+  test units (weighted as the trainer weighs them), as the layer compares models
+  (`Layer.validation_loss`: for the VAE its reconstruction term, which no model's KL weight
+  changes): the label-free comparison;
 * with both benign and threat labels: the threat class's `pr_auc` and `roc_auc`, and at the
   model's stored threshold `precision`, `recall`, `f1_score`, `accuracy`
   (`training.evaluation.score_metrics.evaluate_scores`, unknown labels left out).
@@ -70,13 +72,16 @@ def evaluate_model(layer: Layer, model: Detector, threshold: float | None, units
     """The gate's metrics of `model` on `units` of `layer` (see the module docstring);
     `scores`: the model's scores of the units when already computed."""
     model.eval()
-    total = weight = 0.0
+    totals: dict[str, float] = {}
+    weight = 0
     for batch in layer.batches(units, layer.score_batch):
         batch = to_device(batch, model_device(model))
         n = model.batch_size_of(batch)
-        total += float(model.validation_step(batch)["loss"]) * n
+        for name, value in model.validation_step(batch).items():
+            totals[f"val_{name}"] = totals.get(f"val_{name}", 0.0) + float(value) * n
         weight += n
-    metrics = {"val_loss": total / max(weight, 1)}
+    means = {name: total / max(weight, 1) for name, total in totals.items()}
+    metrics = {"val_loss": layer.validation_loss(means) if means else 0.0}
     labels = layer.labels(units)
     if has_both_labels(labels):
         scores = layer.score(model, units) if scores is None else scores

@@ -145,3 +145,16 @@ def test_the_pipeline_promotes_a_first_model_and_warns_when_it_alerts_past_its_p
     # with a production model the unlabeled rule decides as in continuous training
     against = promotion_decision(layer, models["narrow"], models["better"], window, False, gate)
     assert not against["deploy"] and against["rule"] == ALERT_RATE_RULE
+
+
+def test_the_window_loss_does_not_depend_on_the_kl_weight(parts, models):
+    """Models trained with different KL weights (production before issue 21 had 1, challengers
+    have 0.01) are compared on what they score by: the same weights give the same loss."""
+    layer, window = get_layer("layer1")(), _unlabeled(parts["test"])
+    model = models["better"].model
+    losses = []
+    for beta in (1.0, 0.01):
+        model.beta = beta
+        losses.append(window_figures(layer, models["better"], window).val_loss)
+    recon = float(np.mean(layer.score(model, window), dtype=np.float64))
+    assert losses[0] == losses[1] == pytest.approx(recon, rel=1e-5)
