@@ -88,6 +88,7 @@ VAE_VARIANTS = (
     VAEVariant("beta 0.1, standardized error", {"beta": 0.1}, standardized=True),
     VAEVariant("bce", {**OLD, "reconstruction": "bce"}),
     VAEVariant("bce, beta 0.1", {"reconstruction": "bce", "beta": 0.1}),
+    VAEVariant("bce, beta 0.01", {"reconstruction": "bce", "beta": 0.01}),
     VAEVariant("bce, robust volume scaling", {**OLD, "reconstruction": "bce"}, robust=True),
     VAEVariant("bce, standardized error", {**OLD, "reconstruction": "bce"}, standardized=True),
     VAEVariant("bce, beta 0.1, standardized error", {"reconstruction": "bce", "beta": 0.1},
@@ -170,13 +171,14 @@ def vae_scores(base: Any, variant: VAEVariant, seed: int, epochs: int) -> tuple[
     return (_terms(model, test) / scale).sum(axis=1), _collapse(model, test)
 
 
-def vae_part(name: str, datasets: Path, seeds: list[int], epochs: int) -> None:
+def vae_part(name: str, datasets: Path, seeds: list[int], epochs: int,
+             variants: list[str], references: bool) -> None:
     base = layer_units(load_capture(name, datasets), "layer1")
-    for variant in VAE_VARIANTS:
+    for variant in (v for v in VAE_VARIANTS if v.name in variants):
         for seed in seeds:
             scores, collapse = vae_scores(base, variant, seed, epochs)
             _row(name, variant.name, f"seed {seed}", scores, base.labels, collapse)
-    for method in REFERENCES:
+    for method in REFERENCES if references else ():
         for seed in seeds:
             scores, _ = fit_and_score(base, method, seed, epochs)
             _row(name, method.name, f"seed {seed}", scores, base.labels)
@@ -192,6 +194,10 @@ def main() -> int:
     parser.add_argument("--methods", nargs="+", default=[m.name for m in METHODS],
                         choices=[m.name for m in METHODS], help="methods of --part layout")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--vae-variants", nargs="+", default=[v.name for v in VAE_VARIANTS],
+                        choices=[v.name for v in VAE_VARIANTS], help="variants of --part vae")
+    parser.add_argument("--no-references", action="store_true",
+                        help="--part vae without kNN, IF and the AE on the same vectors")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     args = parser.parse_args()
@@ -204,7 +210,8 @@ def main() -> int:
             layout_part(name, args.datasets, args.variants, args.methods, args.seeds[0],
                         args.epochs)
         if args.part in ("vae", "both"):
-            vae_part(name, args.datasets, args.seeds, args.epochs)
+            vae_part(name, args.datasets, args.seeds, args.epochs, args.vae_variants,
+                     not args.no_references)
     return 0
 
 

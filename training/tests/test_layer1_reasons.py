@@ -2,7 +2,8 @@
 the first reason, and the reasons' contributions add up to the score.
 
 The detector is a layer-1 VAE fitted on the benign events of IoT-23 42-1 (a development
-capture); its threshold is the 99th percentile of its scores on held-out benign events. Each case changes
+capture), with its default squared error and, for the alert test, also with the cross-entropy
+reconstruction; its threshold is the 99th percentile of its scores on held-out benign events. Each case changes
 the held-out events the model finds most typical (lowest scores; no label is looked at beyond
 "benign"), so that the changed field is the one oddity.
 """
@@ -36,15 +37,26 @@ IDS = [f"{field}={value:g}" if not isinstance(value, str) else f"{field}={value}
 
 @pytest.fixture(scope="module")
 def fitted(datasets):
+    """The VAE with its default loss and score (squared error)."""
+    return _fit_on_one_thread(datasets, "mse")
+
+
+@pytest.fixture(scope="module")
+def fitted_bce(datasets):
+    """The VAE with the Bernoulli (cross-entropy) reconstruction."""
+    return _fit_on_one_thread(datasets, "bce")
+
+
+def _fit_on_one_thread(datasets, reconstruction: str):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrix products: waiting on a busy second core costs more
     try:
-        return _fit(datasets)
+        return _fit(datasets, reconstruction)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(datasets):
+def _fit(datasets, reconstruction: str):
     torch.manual_seed(0)
     events = DataCollector([DataSource("iot", "csv_file", {"path": str(datasets / CAPTURE)})],
                            progress=False).collect_table()
@@ -53,7 +65,7 @@ def _fit(datasets):
     train, val = events.slice(0, TRAIN), events.slice(TRAIN, VAL)
     layer = Layer1()
     features = torch.from_numpy(layer.featurize(train).features)
-    model = Layer1VAE(hidden_dim=96, latent_dim=32, dropout=0.0, reconstruction="bce")
+    model = Layer1VAE(hidden_dim=96, latent_dim=32, dropout=0.0, reconstruction=reconstruction)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     order = torch.Generator().manual_seed(0)
     for _ in range(EPOCHS):  # the model's own loss, a plain loop
@@ -97,9 +109,22 @@ def test_a_never_seen_value_is_the_first_reason(fitted, field, value):
     assert (scores > before).all()
 
 
+# With the squared error (the default) an unexpected one-hot or a middling volume costs at most
+# about 1 per dim: these stay just under the 99th percentile (conn_state 2.01, protocol 1.90
+# to 2.01 against 2.18). The cross-entropy costs several nats for a dim benign events never set,
+# and alerts on all nine, but it was worse on the development captures (BENCHMARKS.md, issue 21).
+MSE_MISSES = {"conn_state=RSTRH", "protocol=icmp", "bytes_sent=1e+08", "packets_sent=100000"}
+
+
+@pytest.mark.parametrize("loss", ["mse", "bce"])
 @pytest.mark.parametrize("field,value", CASES, ids=IDS)
-def test_a_never_seen_value_alerts(fitted, field, value):
-    layer, model, _, held_out, threshold = fitted
+def test_a_never_seen_value_alerts(request, loss, field, value):
+    case = IDS[CASES.index((field, value))]
+    if loss == "mse" and case in MSE_MISSES:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="under the 99th percentile "
+                                              "with the squared error (MSE_MISSES)"))
+    layer, model, _, held_out, threshold = request.getfixturevalue(
+        "fitted" if loss == "mse" else "fitted_bce")
     scores, _ = _scored(layer, model, _changed(held_out, field, value))
     print(f"{field}={value}: scores {np.round(scores, 2)}, threshold {threshold:.2f}")
     assert (scores >= threshold).all()
@@ -149,7 +174,7 @@ def test_scored_alerts_carry_their_reasons(fitted, tmp_path):
     registry = ModelRegistry(tmp_path / "models")
     registry.register_model(tmp_path / "vae.pt", ModelMetadata("vae", "1.0.0", "layer1",
                                                                stage="production"))
-    events = pa.concat_tables([held_out, _changed(held_out, "protocol", "icmp")])
+    events = pa.concat_tables([held_out, _changed(held_out, "dest_port", 65000)])
     summary = score_events(registry, "vae", events, tmp_path / "out.parquet")
     out = pq.read_table(tmp_path / "out.parquet").to_pylist()
     assert [r["is_alert"] for r in out] == [False] * N_EVENTS + [True] * N_EVENTS
@@ -157,9 +182,9 @@ def test_scored_alerts_carry_their_reasons(fitted, tmp_path):
     _, expected = _scored(layer, model, events.slice(N_EVENTS))
     for row, unit in zip(out[N_EVENTS:], expected):
         assert [r["field"] for r in row["reasons"]] == [r.field for r in unit[:5]]
-        assert row["reasons"][0]["observed"] == "icmp"
+        assert row["reasons"][0]["observed"] == "65000"
         assert row["reasons"][0]["contribution"] == pytest.approx(unit[0].contribution, abs=1e-5)
-    assert summary.top_alerts[0]["reasons"][0]["field"] == "protocol"
+    assert summary.top_alerts[0]["reasons"][0]["field"] == "dest_port"
 
 
 def test_the_validation_report_names_layer1_dims(fitted, tmp_path):
