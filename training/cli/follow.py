@@ -63,6 +63,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
 
     if args.alerts is None:
         raise ConfigError("--follow and --once need --alerts FILE.jsonl (the ECS alerts)")
+    if args.guard_window is not None and args.guard_window < 1:  # before any model loads
+        raise ConfigError(f"--guard-window must be >= 1 units, got {args.guard_window}")
     es = None
     if args.elasticsearch:
         es = parse_source(f"es:{args.elasticsearch}", 0, None).connection_params

@@ -77,7 +77,7 @@ def fused_scores(p: np.ndarray, rule: str = DEFAULT_RULE) -> np.ndarray:
         log_p = np.where(k > 0, _log_chi2_sf_even(-logs.sum(axis=1), k), 0.0)
     else:
         log_p = np.minimum(0.0, np.log(np.maximum(k, 1)) + logs.min(axis=1, initial=0.0))
-    return np.maximum(0.0, -log_p / math.log(10.0))
+    return np.maximum(0.0, -log_p / math.log(10.0)) + 0.0  # + 0.0: no -0.0 in the output
 
 
 def _log_chi2_sf_even(h: np.ndarray, k: np.ndarray) -> np.ndarray:

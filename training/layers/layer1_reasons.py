@@ -16,7 +16,7 @@ import torch
 
 from training.detectors.base import Detector
 from training.features.layer1 import DIM, VERSION
-from training.features.layer1_names import FIELDS, decode_rows, field_dims
+from training.features.layer1_names import decode_rows, field_dims
 from training.layers.reasons import Reason, ranked
 
 KL_FIELD = "latent code (KL)"  # the ELBO score's last term: how unusual the event's code is
@@ -44,7 +44,7 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
         expected = model.reconstruct(x).numpy() if hasattr(model, "reconstruct") else None
     slices = field_dims(layout)
     kl = terms.shape[1] > DIM
-    fields = list(FIELDS) + ([KL_FIELD] if kl else [])
+    fields = list(slices) + ([KL_FIELD] if kl else [])  # in the order the columns stack
     contributions = np.stack([terms[:, dims].sum(axis=1) for dims in slices.values()]
                              + ([terms[:, DIM]] if kl else []), axis=1)  # (events, fields)
     observed = _observed(events, features, robust, layout)  # (fields, events) texts
