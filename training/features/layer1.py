@@ -229,17 +229,27 @@ class Layer1Featurizer:
 
 def apply_layout(out: np.ndarray, layout: str) -> None:
     """Turn `l1.v1` vectors `out` (n, 128) into `layout`'s in place: its zeroed dims, then its
-    magnitude steps (read from the volume dims)."""
+    magnitude steps (read from the volume dims; all five volumes in one numpy expression, as
+    one event's vector pays per call)."""
     for dims in LAYOUTS[layout]:
         out[:, dims.start:dims.stop] = 0.0
-    for k, at in enumerate(VOLUME_STEPS.get(layout, ())):
-        out[:, at:at + 2] = volume_steps(out[:, VOLUME_AT + k])
+    firsts = VOLUME_STEPS.get(layout)
+    if firsts:
+        steps = volume_steps(out[:, VOLUME_AT:VOLUME_AT + len(firsts)])  # (n, 5, 2)
+        out[:, _STEP_DIMS[layout]] = steps.reshape(len(out), -1)
+
+
+_STEP_LOW = np.asarray(STEP_EDGES[:-1])
+_STEP_SPAN = np.asarray(STEP_EDGES[1:]) - _STEP_LOW
+# Per layout with steps: every step dim, in the order `volume_steps` gives them.
+_STEP_DIMS = {layout: np.array([[at, at + 1] for at in firsts]).ravel()
+              for layout, firsts in VOLUME_STEPS.items()}
 
 
 def volume_steps(scaled: np.ndarray) -> np.ndarray:
-    """The two magnitude steps of volume dims (`STEP_EDGES`). Shapes: (n,) -> (n, 2)."""
-    low, high = np.asarray(STEP_EDGES[:-1]), np.asarray(STEP_EDGES[1:])
-    return np.clip((scaled[:, None] - low) / (high - low), 0.0, 1.0).astype(np.float32)
+    """The two magnitude steps of volume dims (`STEP_EDGES`), in float32.
+    Shapes: (...,) -> (..., 2)."""
+    return np.clip((scaled[..., None] - _STEP_LOW) / _STEP_SPAN, 0.0, 1.0).astype(np.float32)
 
 
 def _set(out: np.ndarray, rows: np.ndarray, dims: np.ndarray, where: np.ndarray,
