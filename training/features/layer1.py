@@ -236,7 +236,7 @@ def apply_layout(out: np.ndarray, layout: str) -> None:
     firsts = VOLUME_STEPS.get(layout)
     if firsts:
         steps = volume_steps(out[:, VOLUME_AT:VOLUME_AT + len(firsts)])  # (n, 5, 2)
-        out[:, _STEP_DIMS[layout]] = steps.reshape(len(out), -1)
+        out[:, _STEP_DIMS[layout]] = steps.reshape(len(out), 2 * len(firsts))
 
 
 _STEP_LOW = np.asarray(STEP_EDGES[:-1])

@@ -95,6 +95,12 @@ def test_layout_l1_v3_adds_two_magnitude_steps_per_volume_where_l1_v2_has_zeros(
     np.testing.assert_array_equal(new[keep], old[keep])
 
 
+@pytest.mark.parametrize("layout", ["l1.v1", "l1.v2", "l1.v3"])
+def test_no_event_gives_no_vector_in_every_layout(layout):
+    table = events_table([BASE]).slice(0, 0)
+    assert Layer1Featurizer(layout=layout).featurize(table).shape == (0, DIM)
+
+
 def test_blocks_tile_the_128_dims_in_order():
     starts = [dims[0] for dims, _ in LAYOUT.values()]
     assert starts == sorted(starts)

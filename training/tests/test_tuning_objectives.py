@@ -54,7 +54,9 @@ def built(objective: LayerObjective, params: dict) -> Inspect:
     return inspect
 
 
-def test_the_search_space_is_the_original_one(splits):
+def test_the_search_space_is_the_original_six(splits):
+    """The seed's six hyperparameters and ranges, beta's moved to [1e-3, 1] around the default
+    0.01 (at 1 and above the VAE's code collapses: BENCHMARKS.md, issue 21)."""
     objective = LayerObjective("layer1", *splits)
     trial = optuna.create_study().ask()
     objective.suggest(trial)
@@ -64,14 +66,14 @@ def test_the_search_space_is_the_original_one(splits):
         "hidden_dim": CategoricalDistribution([64, 96, 128, 256]),
         "latent_dim": CategoricalDistribution([32, 64, 128]),
         "dropout": FloatDistribution(0.1, 0.5),
-        "beta": FloatDistribution(0.1, 10.0, log=True),
+        "beta": FloatDistribution(1e-3, 1.0, log=True),
     }
     assert objective.trial_config(BASE, "x").num_epochs == 30
 
 
 @pytest.mark.parametrize("name,value", [
     ("learning_rate", 3e-5), ("batch_size", 16), ("hidden_dim", 256), ("latent_dim", 32),
-    ("dropout", 0.45), ("beta", 7.5),
+    ("dropout", 0.45), ("beta", 0.5),
 ])
 def test_each_hyperparameter_changes_what_the_trial_builds(splits, name, value):
     objective = LayerObjective("layer1", *splits, metric="loss")
@@ -88,7 +90,7 @@ def test_each_hyperparameter_changes_what_the_trial_builds(splits, name, value):
     }[name]
     expected = {"learning_rate": (1e-3, 3e-5), "batch_size": (3, 6),  # ceil(96 / 32), / 16
                 "hidden_dim": (96, 256), "latent_dim": (64, 32), "dropout": ([0.2], [0.45]),
-                "beta": (1.0, 7.5)}[name]
+                "beta": (1.0, 0.5)}[name]
     assert observed(base) == pytest.approx(expected[0], rel=1e-4)
     assert observed(changed) == pytest.approx(expected[1], rel=1e-4)
 
