@@ -72,10 +72,10 @@ def test_the_alerts_page_shows_its_json_which_is_the_runs_incidents(run):
     assert any(key.endswith("/reasons/0/field") for key in keys)  # reasons are on the page
 
 
-def test_where_each_demo_scenario_ranks_among_the_incidents(run):
+@pytest.fixture(scope="module")
+def best_ranks(run) -> dict[str, int | None]:
     """Each scenario's best-ranked incident among its attacker windows (its events' entity, as
-    incidents take it, and hour). Measured, not the issue's target: C&C beaconing, lateral
-    movement and SSH brute force leave no alert in the test part (see BENCHMARKS.md)."""
+    incidents take it, and hour); None: no incident there."""
     result, report = run
     incidents = read_incidents(report / result.alerts["incidents_file"])
     slots = pc.divide(incidents["window_start"].cast(pa.int64()), HOUR_US).to_pylist()
@@ -92,9 +92,22 @@ def test_where_each_demo_scenario_ranks_among_the_incidents(run):
             ranks[scenario].append(rank_of[key])
     best = {scenario: min(found, default=None) for scenario, found in sorted(ranks.items())}
     print(f"best incident rank of each scenario ({incidents.num_rows} incidents): {best}")
-    assert len(best) == 6
-    in_top_10 = {s for s, rank in best.items() if rank is not None and rank <= 10}
-    # Privilege escalation (host process events: layer 1 only) ranked 14th when only alerts
-    # counted, 5th with every scored unit counting and the VAE's KL weight 1, and falls out
-    # of the top 10 at this test's 3 epochs with the weight 0.01 (issue 21's default).
-    assert in_top_10 >= {"port_scan", "data_exfiltration"}
+    return best
+
+
+# Measured, not the issue's target: C&C beaconing, lateral movement and SSH brute force leave no
+# alert in the test part (see BENCHMARKS.md); privilege escalation (host process events: layer
+# 1 only) ranked 14th when only alerts counted, 5th with every scored unit counting and the
+# VAE's KL weight 1, and has no alert at this test's 3 epochs with the weight 0.01 (issue 21).
+MISSED = {"c2_beaconing", "lateral_movement", "ssh_brute_force", "privilege_escalation"}
+SCENARIOS = ["c2_beaconing", "data_exfiltration", "lateral_movement", "port_scan",
+             "privilege_escalation", "ssh_brute_force"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_each_demo_scenario_ranks_in_the_top_10_incidents(request, best_ranks, scenario):
+    assert sorted(best_ranks) == SCENARIOS
+    if scenario in MISSED:  # strict: a scenario that starts to rank shows up here too
+        request.applymarker(pytest.mark.xfail(strict=True, reason="no incident in the top 10 "
+                                              "(MISSED)"))
+    assert best_ranks[scenario] is not None and best_ranks[scenario] <= 10
