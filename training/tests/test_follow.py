@@ -72,9 +72,17 @@ def _field(doc: dict, name: str) -> object:
     return doc
 
 
-def _wait(what: str, ready, timeout: float = 60.0) -> None:
+def _wait(what: str, ready, timeout: float = 180.0,
+          scorer: subprocess.Popen | None = None) -> None:
+    """Poll `ready` until it holds; fail after `timeout` s (generous: a fresh-clone CI run once
+    took over 60 s to score 600 events here, on a slow, shared machine), or at once when
+    `scorer` exited (with what it printed)."""
     deadline = time.monotonic() + timeout
     while not ready():
+        if scorer is not None and scorer.poll() is not None:
+            out, err = scorer.communicate()
+            raise AssertionError(f"the scorer exited ({scorer.returncode}) before {what}: "
+                                 f"{out!r} {err!r}")
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
@@ -96,12 +104,12 @@ def test_sigkilled_scorer_resumes_across_rotation_exactly_once(tmp_path):
     state = tmp_path / "scores.jsonl.state" / "state.json"
 
     scorer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait("the scorer's first checkpoint", state.exists)
+    _wait("the scorer's first checkpoint", state.exists, scorer=scorer)
     total = 1500
     writer = subprocess.Popen([sys.executable, "-m", "training.tests.zeek_writer", str(logs),
                                "--events", str(total), "--rate", "500", "--rotate-every", "400"],
                               env=env, stdout=subprocess.PIPE, text=True)
-    _wait("600 scored events", lambda: _lines(scores) >= 600)
+    _wait("600 scored events", lambda: _lines(scores) >= 600, scorer=scorer)
     scorer.send_signal(signal.SIGKILL)
     scorer.wait()
     at_kill = _lines(scores)
@@ -109,7 +117,7 @@ def test_sigkilled_scorer_resumes_across_rotation_exactly_once(tmp_path):
                                  text=True)
     assert writer.wait(timeout=60) == 0
     rotations = [x for x in writer.stdout.read().split("\n") if x.startswith("rotated")]
-    _wait("every event scored", lambda: _lines(scores) >= total)
+    _wait("every event scored", lambda: _lines(scores) >= total, scorer=restarted)
     # Two more checkpoints (one per poll): the scorer has read the files again after the last
     # event, so a re-read would show as a duplicate.
     for _ in range(2):
