@@ -14,11 +14,21 @@ This process watches the alerts file every 5 ms; an alert's latency is the time 
 seen minus its event's `ts`: write, poll wait, parse, featurize, score, ECS document, append
 and fsync included.
 
+Window layers (`--models gnn tcn`): an untrained layer-2 GNN and layer-3 TCN (seed 0, default
+architecture) with windows (layer 2) or buckets (layer 3; history 30) of `--window-seconds`,
+calibrated the same way on the sample. Their units are scored when event time passes the
+window's end by `--window-grace` (`training.scoring.follow_windows`); the writer stamps lines
+with wall-clock time, so a window closes at its end plus the grace, and an alert's latency is
+"from window close": the time its line was seen minus (`event.end` + grace). What it measures
+is the scoring of a whole window at once (its events featurized, its units scored and
+explained), which grows with the events in a window: rate x window length.
+
     python benchmarks/bench_follow_latency.py              # layer 1 and fused, 1k and 10k events/s
     python benchmarks/bench_follow_latency.py --models fused --rates 1000 --seconds 5
+    python benchmarks/bench_follow_latency.py --models gnn tcn --window-seconds 5 --seconds 20
 
-Writes benchmarks/out/follow_latency.json. Window-layer models are not scored under --follow
-yet, so there is no "from window close" figure.
+Writes benchmarks/out/follow_latency.json (follow_latency_windows.json for window models
+only).
 """
 
 from __future__ import annotations
@@ -41,7 +51,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from training.artifacts.model_files import save_model  # noqa: E402
+from training.detectors.gnn import Layer2GNN  # noqa: E402
+from training.detectors.tcn import Layer3TCN  # noqa: E402
 from training.detectors.vae import Layer1VAE  # noqa: E402
+from training.features.layer2 import Layer2GraphBuilder  # noqa: E402
+from training.features.layer3 import Layer3WindowBuilder  # noqa: E402
+from training.layers.layer2_batches import Layer2Data, fit_layer2_scaling  # noqa: E402
+from training.layers.layer3_batches import Layer3Data, fit_layer3_scaling  # noqa: E402
 from training.features.layer1 import Layer1Featurizer  # noqa: E402
 from training.evaluation.calibration import Calibration  # noqa: E402
 from training.evaluation.fusion import Fusion, fused_scores  # noqa: E402
@@ -50,14 +66,19 @@ from training.scoring.fused import save_fusion  # noqa: E402
 from training.collection.collector import DataCollector, DataSource  # noqa: E402
 from training.tests.zeek_writer import header, line  # noqa: E402
 
+def sample(root: Path, events: int = 5000, rate: float = 1e4):
+    """`events` of the writer's lines at `rate` per second from now, collected."""
+    path = root / f"sample-{events}-{rate:g}" / "conn.log"
+    path.parent.mkdir(parents=True)
+    now = time.time()
+    path.write_text(header(now) + "".join(line(n, now + n / rate) for n in range(events)))
+    return DataCollector([DataSource("s", "zeek", {"path": str(path)})],
+                         progress=False).collect_table()
+
+
 def sample_scores(model: Layer1VAE, root: Path) -> np.ndarray:
     """The model's scores of 5,000 of the writer's lines, written now."""
-    sample = root / "sample" / "conn.log"
-    sample.parent.mkdir(parents=True)
-    now = time.time()
-    sample.write_text(header(now) + "".join(line(n, now + n / 1e4) for n in range(5000)))
-    table = DataCollector([DataSource("s", "zeek", {"path": str(sample)})],
-                          progress=False).collect_table()
+    table = sample(root)
     with torch.inference_mode():
         scores = model.anomaly_score(torch.from_numpy(Layer1Featurizer().featurize(table)))
     return scores.numpy().astype(np.float64)
@@ -83,14 +104,51 @@ def register(root: Path, alert_share: float) -> dict[str, float]:
     return {"vae": calibration.threshold, "fused": fusion.threshold}
 
 
+def register_windows(root: Path, alert_share: float, window_seconds: float,
+                     rate: int) -> dict[str, float]:
+    """Register an untrained layer-2 GNN as "gnn" and layer-3 TCN as "tcn" (seed 0) with
+    windows of `window_seconds`, their scaling and calibration fitted on four windows of the
+    writer's lines at `rate`. Returns their thresholds."""
+    table = sample(root, int(4 * window_seconds * rate), rate)
+    registry = ModelRegistry(root / "models")
+    thresholds = {}
+    torch.manual_seed(0)
+    for name, layer in (("gnn", "layer2"), ("tcn", "layer3")):
+        if layer == "layer2":
+            units = Layer2GraphBuilder(window_seconds=window_seconds).featurize(table)
+            spec = fit_layer2_scaling(units, benign_only=False)
+            data = Layer2Data(units, spec)
+            model = Layer2GNN(node_dim=data.node_dim, edge_dim=data.edge_dim).eval()
+            scores = data.edge_scores(model)
+        else:
+            units = Layer3WindowBuilder(bucket_seconds=window_seconds).featurize(table)
+            spec = fit_layer3_scaling(units, benign_only=False)
+            data = Layer3Data(units, spec)
+            model = Layer3TCN(input_dim=data.input_dim).eval()
+            scores = data.scores(model)
+        calibration = Calibration.fit(scores.astype(np.float64),
+                                      rule=f"quantile:{1.0 - alert_share}")
+        weights = root / "src" / f"{name}.pt"
+        save_model(model, weights, feature_spec=spec, threshold=calibration.threshold,
+                   extra={"calibration": calibration.to_dict()})
+        registry.register_model(weights, ModelMetadata(name, "1.0.0", layer, stage="production"))
+        thresholds[name] = calibration.threshold
+    return thresholds
+
+
+WINDOW_MODELS = ("gnn", "tcn")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
-             rotate_every: int, repeat: int = 0) -> dict:
-    """One scorer of `model`, one writer at `rate` events/s for `seconds`; the latencies."""
+             rotate_every: int, repeat: int = 0, grace: float = 0.0) -> dict:
+    """One scorer of `model`, one writer at `rate` events/s for `seconds`; the latencies
+    (window models: from window close, with windows waiting `grace` s)."""
+    windowed = model in WINDOW_MODELS
     run = f"{model}-{rate}-{repeat}"
     logs, alerts = root / f"logs-{run}", root / f"alerts-{run}.jsonl"
     logs.mkdir()
@@ -101,7 +159,8 @@ def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
         [sys.executable, "-m", "training.cli", "score", "--model", model, "--registry-dir",
          str(root / "models"), "--input", f"zeek:{logs / 'conn.log'}", "--output",
          str(root / f"scores-{run}.jsonl"), "--alerts", str(alerts), "--follow",
-         "--poll-interval", str(poll)], env=env, stdout=subprocess.PIPE, text=True)
+         "--poll-interval", str(poll), "--window-grace", str(grace)], env=env,
+        stdout=subprocess.PIPE, text=True)
     while not state.exists():
         time.sleep(0.05)
     events = int(rate * seconds)
@@ -122,11 +181,20 @@ def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
         lines = (pending + data).split(b"\n")
         pending = lines.pop()
         for raw in lines:
-            stamp = json.loads(raw)["@timestamp"]
-            latencies.append(now - datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp())
+            doc = json.loads(raw)
+            stamp = doc["event"]["end"] if windowed else doc["@timestamp"]
+            since = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+            latencies.append(now - since - (grace if windowed else 0.0))
         # Scores are appended before the alerts of the same poll: once every event has its
         # score line, the last alerts follow within that poll.
-        if caught_up is None and writer.poll() is not None and scores.exists():
+        if windowed:  # the last windows stay open: done once the alerts have gone quiet
+            if caught_up is None and writer.poll() is not None:
+                caught_up = time.monotonic()
+            if caught_up is not None and data:
+                caught_up = time.monotonic()
+            if caught_up is not None and time.monotonic() - caught_up > 3.0 + grace:
+                break
+        elif caught_up is None and writer.poll() is not None and scores.exists():
             with open(scores, "rb") as handle:  # only what was added: this loop shares the CPU
                 handle.seek(scores_at)
                 more = handle.read()
@@ -154,8 +222,14 @@ def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", choices=("vae", "fused"), default=["vae", "fused"],
-                        help="vae: the layer-1 model; fused: its fused detector")
+    parser.add_argument("--models", nargs="+", choices=("vae", "fused", *WINDOW_MODELS),
+                        default=["vae", "fused"],
+                        help="vae: the layer-1 model; fused: its fused detector; gnn, tcn: "
+                             "the window layers (latency from window close)")
+    parser.add_argument("--window-seconds", type=float, default=5.0,
+                        help="window (layer 2) and bucket (layer 3) length of gnn and tcn")
+    parser.add_argument("--window-grace", type=float, default=1.0,
+                        help="seconds a window waits past its end (score --window-grace)")
     parser.add_argument("--rates", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--repeats", type=int, default=1,
@@ -170,12 +244,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         report["thresholds"] = register(root, args.alert_share or 0.5)
+        if set(args.models) & set(WINDOW_MODELS):
+            report["thresholds"].update(register_windows(
+                root, args.alert_share or 0.5, args.window_seconds, min(args.rates)))
+            report["window_seconds"], report["window_grace"] = (args.window_seconds,
+                                                                args.window_grace)
         report["alert_share_asked"] = args.alert_share
         for repeat in range(args.repeats):  # interleaved: the load changes as they go
             for model in args.models:
                 for rate in args.rates:
                     result = run_rate(root, model, rate, args.seconds, args.poll_interval,
-                                      args.rotate_every, repeat)
+                                      args.rotate_every, repeat, args.window_grace)
                     result["load_after_run"] = os.getloadavg()[0]
                     report["runs"].append(result)
                     print(f"{model:>5} {rate:>6,} events/s for {args.seconds:g} s (poll "
@@ -201,6 +280,8 @@ def main() -> None:
     print(f"load average before {report['load_before'][0]:.2f}, after {report['load_after'][0]:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)
     name = "follow_latency.json" if args.alert_share else "follow_latency_most_alert.json"
+    if set(args.models) <= set(WINDOW_MODELS):
+        name = name.replace(".json", "_windows.json")
     (args.out / name).write_text(json.dumps(report, indent=2))
 
 

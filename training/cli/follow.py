@@ -49,6 +49,10 @@ def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
            help="with --follow: seconds between reads of the files (default 0.25)")
     # No default here: it is the guard's own (training.scoring.rolling_guard, not imported
     # before a command runs: scipy alone would double the start-up time).
+    option(score, "--window-grace", type=float, metavar="SECONDS",
+           help="with --follow/--once and a layer-2/3 model: seconds of event time a window "
+                "waits past its end for events logged late (default 300, Zeek's TCP "
+                "inactivity timeout); events later still are quarantined and counted")
     option(score, "--guard-window", type=int, metavar="UNITS",
            help="with --follow/--once: the alert-rate guard judges the latest UNITS scored "
                 "(default 10,000); past --alert-factor or --max-alert-rate it "
@@ -59,6 +63,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     from training.cli.options import parse_source, registry_dir
     from training.registry.registry import ModelRegistry
     from training.scoring.follow import FollowOutputs, follow_events
+    from training.scoring.follow_windows import DEFAULT_GRACE
     from training.scoring.rolling_guard import DEFAULT_WINDOW
 
     if args.alerts is None:
@@ -83,7 +88,9 @@ def cmd_follow(args: argparse.Namespace) -> int:
                                 max_alert_rate=(args.max_alert_rate if isinstance(
                                     args.max_alert_rate, float) else None),
                                 guard_window=(DEFAULT_WINDOW if args.guard_window is None
-                                              else args.guard_window))
+                                              else args.guard_window),
+                                window_grace=(DEFAULT_GRACE if args.window_grace is None
+                                              else args.window_grace))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -92,7 +99,15 @@ def cmd_follow(args: argparse.Namespace) -> int:
           f"scored, {counts['alerts']:,} alerts to {args.alerts}, {counts['quarantined']:,} "
           f"records quarantined, {counts['refused']:,} alerts refused by Elasticsearch "
           f"(kept in {Path(outputs.state) / 'refused.jsonl'}); totals since the state began")
+    if "late" in counts:  # a window layer
+        print(f"windows: {_events(summary.held)} held in open windows (scored when event time "
+              f"passes their end by the grace), {_events(counts['late'])} that came after "
+              "their window closed quarantined (totals since the state began)")
     if summary.excursions:
         print(f"alert rate: {summary.excursions:,} excursion(s) past the guard's bound in this "
               "run, each warned about once on stderr")
     return 0
+
+
+def _events(n: int) -> str:
+    return f"{n:,} event{'' if n == 1 else 's'}"

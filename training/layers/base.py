@@ -193,6 +193,19 @@ class Layer(ABC):
         labels = np.asarray(labels)
         return labels == 0 if self.benign_only_ else np.ones(len(labels), bool)
 
+    # -- live scoring ----------------------------------------------------------------------
+
+    @property
+    def window_seconds(self) -> float | None:
+        """The event time one unit spans (a window, a bucket): live scoring scores a unit once
+        that span has closed. None for per-event layers (`streams`)."""
+        return None
+
+    def carried_history(self) -> Any:
+        """What live scoring carries from closed windows to later ones (layer 3: each entity's
+        recent buckets), or None when a window is made of its own events only."""
+        return None
+
     # -- units -----------------------------------------------------------------------------
 
     @abstractmethod

@@ -95,6 +95,10 @@ class Layer2(ScaledLayer):
         return type(units)(units.spec, {**units.arrays, "edge_y": np.asarray(labels)},
                            units.entity, units.event_id, units.stats)
 
+    @property
+    def window_seconds(self) -> float:
+        return float(self.featurizer.window_seconds)
+
     def unit_columns(self, units: Any) -> dict[str, pa.Array]:
         a = units.arrays
         edges = len(a["edge_y"])

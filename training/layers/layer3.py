@@ -92,6 +92,15 @@ class Layer3(ScaledLayer):
     def attack_types(self, units: Any) -> np.ndarray | None:
         return _texts(units.attack_type)
 
+    @property
+    def window_seconds(self) -> float:
+        return float(self.featurizer.bucket_seconds)
+
+    def carried_history(self) -> Any:
+        from training.layers.layer3_history import BucketHistory
+
+        return BucketHistory(self.featurizer.history, self.featurizer.bucket_seconds)
+
     def unit_columns(self, units: Any) -> dict[str, pa.Array]:
         entity = units.entity.cast(pa.string()).to_numpy(zero_copy_only=False).astype(str)
         when = units.time.astype("datetime64[us]")

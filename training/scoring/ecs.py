@@ -1,6 +1,6 @@
 """Alerts as Elastic Common Schema documents: the field names the SIEM already uses.
 
-One document per alerting event (layer 1):
+One document per alerting event (layer 1, the fused score; `event_alerts`):
 
     {"@timestamp": event time, "event": {"kind": "alert", "id", "created", "dataset",
      "risk_score", "severity", "original_id"}, "rule": {"name", "id", "version", "ruleset"},
@@ -8,6 +8,10 @@ One document per alerting event (layer 1):
      "protocol", "community_id"}, "related": {"ip": [...]}, "observer": {"name"},
      "maximus": {"layer", "unit", "score", "threshold", "percentile", "event_ids",
                  "sensor_id", "reasons"}}
+
+A unit of a window layer (a layer-2 edge, a layer-3 entity window; `unit_alerts`) gets the
+same fields from what its events share, `event.start`/`event.end` (its window) and its top
+events (`maximus.top_events`, their addresses in `related.ip`).
 
 `event.risk_score` (0-100) is the score's percentile among the model's benign validation scores
 when the model has a calibration; otherwise 50 at the threshold, 100 from twice the threshold.
@@ -119,6 +123,58 @@ def event_alerts(rule: AlertRule, events: pa.Table, rows: pa.RecordBatch,
         if reasons[i]:
             maximus["reasons"] = reasons[i]
         docs.append(_document(rule, rule_doc, event, unit, risk[i], created_text, maximus))
+    return docs
+
+
+def unit_alerts(rule: AlertRule, rows: pa.RecordBatch, window_seconds: float,
+                created: datetime | None = None) -> list[dict[str, Any]]:
+    """ECS documents for the alerting units of a window layer (edges, entity windows).
+
+    A unit's context is what its events share (`training.scoring.context`); `@timestamp` and
+    `event.start` are its window's start, `event.end` the window's end; `related.ip` also
+    names the addresses of its top events, which go into `maximus.top_events`.
+
+    Args:
+        rows: scored units (`training.scoring.alerts.OUTPUT_SCHEMA`).
+        window_seconds: the span of a unit's window.
+    """
+    picks = np.flatnonzero(rows.column("is_alert").to_numpy(zero_copy_only=False))
+    if not len(picks):
+        return []
+    created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+    picked = rows.take(pa.array(picks))
+    starts = picked.column("time")
+    ends = pa.array(starts.cast(pa.int64()).to_numpy(zero_copy_only=False)
+                    + round(window_seconds * 1_000_000)).cast(starts.type)
+    times = {name: iso_times(column) for name, column in (
+        ("timestamp", starts), ("end", ends), ("first_seen", picked.column("first_seen")),
+        ("last_seen", picked.column("last_seen")))}
+    scores = picked.column("score").to_numpy(zero_copy_only=False)
+    risk = rule.risk_scores(scores.astype(np.float64)).tolist()
+    rule_doc = {"name": rule.name, "id": rule.model_name, "version": rule.version,
+                "ruleset": "maximus"}
+    docs = []
+    for i, row in enumerate(picked.to_pylist()):
+        event = {f: row.get(f) for f in _FIELDS}
+        event.update(timestamp=times["timestamp"][i], event_id=None, source=None, domain=None)
+        maximus = {"layer": rule.layer, "unit": row["unit"], "score": float(scores[i]),
+                   "threshold": rule.threshold, "event_ids": row["event_ids"],
+                   "first_seen": times["first_seen"][i], "last_seen": times["last_seen"][i]}
+        if rule.calibration is not None:
+            maximus["percentile"] = risk[i]
+        top = [{**e, "timestamp": e["timestamp"] and
+                e["timestamp"].isoformat().replace("+00:00", "Z")}
+               for e in row["top_events"] or ()]
+        if top:
+            maximus["top_events"] = top
+        if row["reasons"]:
+            maximus["reasons"] = row["reasons"]
+        doc = _document(rule, rule_doc, event, row["unit"], risk[i], created_text, maximus)
+        doc["event"].update(start=times["timestamp"][i], end=times["end"][i])
+        related = [ip for e in (event, *top) for ip in (e["source_ip"], e["dest_ip"]) if ip]
+        if related:
+            doc["related"] = {"ip": list(dict.fromkeys(related))}
+        docs.append(doc)
     return docs
 
 

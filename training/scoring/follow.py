@@ -16,13 +16,18 @@ every event is scored once, every alert written once. The scoring guard judges t
 after every poll and warns once per excursion (`training.scoring.rolling_guard`); it never
 stops the scorer.
 
-Per-event scores only: an event's alert leaves with the poll that read it, so write-to-alert
-latency is about `poll_seconds` plus the batch's scoring time. Models of window layers (2, 3)
-are refused for now; the fused detector scores their events with the window layers counted as
-giving no evidence yet (`training.scoring.fused`). `once` scores what is there and returns (for cron: it stops at the first poll that reaches
-the ends of the files, so a busy log cannot keep it running); otherwise the loop runs until
-`stop` is set (the command line sets it on SIGTERM and SIGINT): the batch in hand is finished
-and checkpointed first.
+A per-event layer's alert (layer 1, the fused score) leaves with the poll that read its event,
+so write-to-alert latency is about `poll_seconds` plus the batch's scoring time. A window
+layer's units (layer-2 edges, layer-3 entity windows) are scored when their window closes:
+the events read have moved event time `window_grace` seconds past its end
+(`training.scoring.follow_windows`, which also holds the open windows' events in the state
+folder and quarantines events that arrive after their window closed). The fused detector
+scores each event as it is read, with the window layers counted as giving no evidence yet
+(`training.scoring.fused`). `once` scores what is there and returns (for cron: it stops at
+the first poll that reaches the ends of the files, so a busy log cannot keep it running;
+windows still open stay held for the next run); otherwise the loop runs until `stop` is set
+(the command line sets it on SIGTERM and SIGINT): the batch in hand is finished and
+checkpointed first.
 """
 
 from __future__ import annotations
@@ -45,9 +50,10 @@ from training.evaluation.fusion import FUSED_NAME
 from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
 from training.scoring.alerts import AlertRows
-from training.scoring.ecs import AlertRule, event_alerts
+from training.scoring.ecs import AlertRule, event_alerts, unit_alerts
 from training.scoring.es_bulk import BulkIndexer
 from training.scoring.follow_state import AppendOnly, FollowState
+from training.scoring.follow_windows import DEFAULT_GRACE, WindowScorer
 from training.scoring.fused import FusedDetector
 from training.scoring.jsonl_rows import jsonl_lines
 from training.scoring.rolling_guard import DEFAULT_WINDOW, RollingGuard
@@ -90,6 +96,7 @@ class FollowSummary:
     counts: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
     excursions: int = 0
+    held: int = 0  # events of windows still open (window layers)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,7 +107,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                   stage: str | None = None, alias: str | None = None, once: bool = False,
                   poll_seconds: float = 0.25, stop: threading.Event | None = None,
                   alert_factor: float = DEFAULT_FACTOR, max_alert_rate: float | None = None,
-                  guard_window: int = DEFAULT_WINDOW) -> FollowSummary:
+                  guard_window: int = DEFAULT_WINDOW,
+                  window_grace: float = DEFAULT_GRACE) -> FollowSummary:
     """Follow `sources` and score what they append (see the module docstring).
 
     Args:
@@ -108,11 +116,12 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             `alias`; default the production one), or "fused": the registry's fused detector.
         alert_factor, max_alert_rate, guard_window: the rolling guard's bound and window
             (`RollingGuard`).
+        window_grace: seconds of event time a window of a window layer waits past its end
+            for late events (`training.scoring.follow_windows`).
 
     Raises:
         ConfigError: poll_seconds <= 0, an output that is not .jsonl/.json, a version asked of
-            the fused detector, or a guard setting out of range.
-        NotSupportedError: a model of a window layer.
+            the fused detector, a guard setting out of range, or a negative window_grace.
         NotFoundError, CheckpointError, SchemaError: as `score_events` and `score_fused`.
     """
     if not poll_seconds > 0:
@@ -122,6 +131,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             raise ConfigError(f"--follow appends JSON Lines: the output {path} must end in "
                               ".jsonl or .json")
     validate_bounds(alert_factor, max_alert_rate)  # before loading anything
+    if not window_grace >= 0:
+        raise ConfigError(f"the window grace (--window-grace) must be >= 0 seconds, got {window_grace}")
     scorer, rule = _scorer(registry, model_name, version, stage, alias)
     guard = RollingGuard(None if rule.calibration is None else
                          rule.calibration.expected_alert_rate, window=guard_window,
@@ -136,12 +147,15 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         refused = state.output(state.folder / REFUSED_FILE, private=True)
         files = [f for f in (alerts, scores, quarantine, refused) if f is not None]
         tail = Tail(sources, state.positions)
-        run = _Run(scorer, rule, guard, sink, alerts, scores, quarantine, refused, state.counts)
+        windows = (WindowScorer(scorer.layer, scorer, state, window_grace)
+                   if isinstance(scorer, AlertRows) and scorer.layer.window_seconds else None)
+        run = _Run(scorer, rule, guard, sink, alerts, scores, quarantine, refused, state.counts,
+                   windows)
         summary = FollowSummary(model_name, rule.version)
         model = {"name": model_name, "version": rule.version}
         # A first checkpoint before reading: a run that dies before its first commit leaves
         # outputs that the next run can cut back to what they held when it started.
-        state.commit(tail.state(), files, run.counts, model)
+        run.commit(state, tail, files, model)
         started = time.perf_counter()
         before = torch.get_num_threads()
         torch.set_num_threads(1)  # small batches: OpenMP threads waiting for a core cost more
@@ -152,7 +166,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         try:
             while True:
                 run.poll(tail)
-                state.commit(tail.state(), files, run.counts, model)
+                run.commit(state, tail, files, model)
                 summary.polls += 1
                 if (once and not tail.behind) or (stop is not None and stop.is_set()):
                     break  # --once: what the files held when it caught up is scored
@@ -167,10 +181,13 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             torch.set_num_threads(before)
         summary.counts, summary.seconds = dict(run.counts), time.perf_counter() - started
         summary.excursions = guard.excursions
+        summary.held = 0 if windows is None else windows.held
         return summary
     finally:
         for f in files:
             f.close()
+        if windows is not None:
+            windows.close_files()
         state.close()
         if sink is not None:
             sink.close()
@@ -191,9 +208,6 @@ def _scorer(registry: ModelRegistry, model_name: str, version: str | None, stage
     loaded = registry.load_model(model_name, version, stage, alias=alias)
     where = f"{loaded.metadata.model_name} {loaded.metadata.version}"
     layer = layer_for_spec(loaded.feature_spec, where)
-    if not layer.streams:
-        raise NotSupportedError(f"{where} is a {layer.name} model: --follow scores per-event "
-                                "layers only for now; score window layers in batch")
     if loaded.threshold is None:
         raise ConfigError(f"{where} has no anomaly threshold; register a model whose sidecar "
                           "has one")
@@ -208,10 +222,23 @@ class _Run:
 
     def __init__(self, scorer: AlertRows | FusedDetector, rule: AlertRule, guard: RollingGuard,
                  sink: BulkIndexer | None, alerts: AppendOnly, scores: AppendOnly | None,
-                 quarantine: AppendOnly, refused: AppendOnly, counts: dict[str, int]) -> None:
+                 quarantine: AppendOnly, refused: AppendOnly, counts: dict[str, int],
+                 windows: WindowScorer | None = None) -> None:
         self.scorer, self.rule, self.guard, self.sink = scorer, rule, guard, sink
         self.alerts, self.scores, self.quarantine, self.refused = alerts, scores, quarantine, refused
-        self.counts = {k: counts.get(k, 0) for k in ("events", "alerts", "quarantined", "refused")}
+        self.windows = windows
+        kinds = ("events", "alerts", "quarantined", "refused", *(("late",) if windows else ()))
+        self.counts = {k: counts.get(k, 0) for k in kinds}
+
+    def commit(self, state: FollowState, tail: Tail, files: list[AppendOnly],
+               model: dict[str, str]) -> None:
+        """Checkpoint the read positions with the outputs (and the held windows)."""
+        if self.windows is None:
+            state.commit(tail.state(), files, self.counts, model)
+            return
+        state.commit(tail.state(), [*files, self.windows.pending_file], self.counts, model,
+                     windows=self.windows.saved())
+        self.windows.committed()
 
     def poll(self, tail: Tail) -> int:
         """Score what the files gained; returns how many records were read."""
@@ -220,11 +247,23 @@ class _Run:
         for part in tail.poll():
             canonical = part.canonical
             read += canonical.table.num_rows + len(canonical.rejects)
-            self.quarantine.append([orjson.dumps(r.to_dict()) + b"\n" for r in canonical.rejects])
-            self.counts["quarantined"] += len(canonical.rejects)
-            if canonical.table.num_rows:
-                docs += self._score(canonical.table)
-                scored += canonical.table.num_rows
+            self._quarantine([r.to_dict() for r in canonical.rejects])
+            if not canonical.table.num_rows:
+                continue
+            if self.windows is not None:  # scored when their windows close, below
+                late = self.windows.add(canonical.table, part.position.path)
+                self._quarantine(late)
+                self.counts["late"] += len(late)
+                continue
+            docs += self._score(canonical.table)
+            scored += canonical.table.num_rows
+        if self.windows is not None:
+            for events, rows in self.windows.close():
+                self.counts["events"] += events.num_rows
+                scored += rows.num_rows
+                if self.scores is not None:
+                    self.scores.append(jsonl_lines(rows))
+                docs += unit_alerts(self.rule, rows, self.windows.layer.window_seconds)
         self.alerts.append([orjson.dumps(d) + b"\n" for d in docs])
         self.counts["alerts"] += len(docs)
         if self.sink is not None and docs:
@@ -233,6 +272,10 @@ class _Run:
             self.counts["refused"] += len(refused)
         self.guard.add(scored, len(docs))  # one verdict per poll: its warning goes to stderr
         return read
+
+    def _quarantine(self, records: list[dict]) -> None:
+        self.quarantine.append([orjson.dumps(r) + b"\n" for r in records])
+        self.counts["quarantined"] += len(records)
 
     def _score(self, events: pa.Table) -> list[dict]:
         with torch.inference_mode():

@@ -1,0 +1,225 @@
+"""Window layers (2, 3) under live scoring: hold each window's events until it closes, then score.
+
+    windows = WindowScorer(layer, AlertRows(...), state, grace_seconds=300)
+    late = windows.add(events, path)          # per poll: events read; late ones come back
+    for events, rows in windows.close(): ...  # the windows that closed, scored as in batch
+    state.commit(..., outputs + [windows.pending_file], windows=windows.saved()); windows.committed()
+
+A unit of a window layer (a layer-2 edge, a layer-3 window) is known once its window of event
+time is over. Event time only moves forward through the events themselves: the watermark is
+the latest event time read so far, and a window closes when the watermark has passed its end
+by `grace_seconds`. The grace is for sensors that log an event after its time: Zeek writes a
+connection when it ends, stamped with its start, and a connection that went quiet only after
+its TCP inactivity timeout (5 minutes by default), hence the default of 300 s. An event whose
+window has already closed when it is read is late: it is quarantined with that reason and
+counted, never scored into a window that has gone out.
+
+The events of open windows live in memory and in `pending-<generation>.arrow` in the state
+folder, appended each poll and committed with the read positions (`FollowState`), so a
+killed scorer resumes with them. When windows close, what is still open is written to the
+next generation's file (and, for layer 3, the carried buckets to `history-<generation>.arrow`;
+`training.layers.layer3_history`); the commit then names that generation and the old files
+go. A run killed before that commit finds the old generation named, cut back to its committed
+size, and reads its events again from the committed positions: every window is scored once.
+
+The windows scored here are those the batch path builds from the same events (the tests
+compare them), except that a window only holds events read before it closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import torch
+
+from training.artifacts.atomic import atomic_write
+from training.errors import CheckpointError, ConfigError
+from training.scoring.alerts import AlertRows
+from training.scoring.follow_state import AppendOnly, FollowState
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_GRACE = 300.0  # seconds: Zeek's TCP inactivity timeout
+_LENGTH = struct.Struct("<Q")  # each appended table: its byte length, then an Arrow IPC stream
+
+
+class WindowScorer:
+    """Scores the units of a window layer as their windows close (see the module docstring).
+
+    Args:
+        layer: a window layer (`Layer.window_seconds` is not None).
+        rows: the model's row builder (featurized units -> scored rows).
+        state: the follow state folder; what it saved about the windows is resumed.
+        grace_seconds: how long past its end a window waits for late events (>= 0).
+
+    Raises:
+        ConfigError: a negative grace; CheckpointError: the state's windows are another
+        length than the model's (the folder was used with another model).
+    """
+
+    def __init__(self, layer: Any, rows: AlertRows, state: FollowState,
+                 grace_seconds: float = DEFAULT_GRACE) -> None:
+        if not grace_seconds >= 0:
+            raise ConfigError(f"the window grace must be >= 0 seconds, got {grace_seconds}")
+        self.layer, self.rows, self.folder = layer, rows, state.folder
+        self.period_us = round(layer.window_seconds * 1_000_000)
+        self.grace_us = round(grace_seconds * 1_000_000)
+        saved = state.saved.get("windows", {})
+        if saved and saved.get("period_us") != self.period_us:
+            raise CheckpointError(f"{self.folder} holds windows of {saved.get('period_us')} us, "
+                                  f"the model's are {self.period_us} us: it was used with "
+                                  "another model; give another --state folder")
+        self.generation: int = saved.get("generation", 0)
+        self.first_open: int | None = saved.get("first_open")  # windows before it have closed
+        self.watermark: int | None = saved.get("watermark")  # latest event time read, us
+        self._remove_other_generations()
+        self.pending_file = state.output(self._path("pending"), private=True)
+        self.pending = list(_read_tables(self.pending_file.path))
+        self.history = layer.carried_history()
+        if self.history is not None and self._path("history").exists():
+            self.history.load_table(ipc.open_file(self._path("history")).read_all())
+        self._obsolete: list[Path] = []
+
+    @property
+    def held(self) -> int:
+        """Events of open windows held."""
+        return sum(t.num_rows for t in self.pending)
+
+    def saved(self) -> dict[str, int | None]:
+        """What the state file records about the windows."""
+        return {"period_us": self.period_us, "generation": self.generation,
+                "first_open": self.first_open, "watermark": self.watermark}
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def add(self, events: pa.Table, path: str) -> list[dict]:
+        """Hold `events` (read from `path`) until their windows close; returns the quarantine
+        records of those that cannot be held: no time, or their window has closed."""
+        micros = events["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
+        timed = events["timestamp"].is_valid().to_numpy(zero_copy_only=False)
+        window = np.where(timed, micros, 0) // self.period_us
+        late = timed & (window < (self.first_open if self.first_open is not None else
+                                  np.iinfo(np.int64).min))
+        keep = timed & ~late
+        if keep.any():
+            latest = int(micros[keep].max())
+            self.watermark = latest if self.watermark is None else max(self.watermark, latest)
+            held = events.filter(pa.array(keep)) if not keep.all() else events
+            self.pending.append(held)
+            self.pending_file.append([_table_bytes(held)])
+        return self._rejects(events, path, ~timed, late)
+
+    def _rejects(self, events: pa.Table, path: str, untimed: np.ndarray,
+                 late: np.ndarray) -> list[dict]:
+        ids = events["event_id"]
+        out = [{"file": path, "line": None, "field": "timestamp", "event_id": ids[int(i)].as_py(),
+                "reason": f"no timestamp: {self.layer.name} cannot place the event in a window"}
+               for i in np.flatnonzero(untimed)]
+        if late.any():
+            closed = np.datetime64(self.first_open * self.period_us, "us")
+            times = events["timestamp"].filter(pa.array(late))
+            out += [{"file": path, "line": None, "field": "timestamp", "event_id": event_id,
+                     "reason": f"late: its {self.layer.name} window ({time.isoformat()}) had "
+                               f"closed (windows before {closed}Z were scored; raise "
+                               "--window-grace to wait longer)"}
+                    for event_id, time in zip(ids.filter(pa.array(late)).to_pylist(),
+                                              times.to_pylist())]
+        return out
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def close(self) -> list[tuple[pa.Table, pa.RecordBatch]]:
+        """Score the windows the watermark has closed: [(their events, their scored rows)]."""
+        if self.watermark is None:
+            return []
+        first_open = (self.watermark - self.grace_us) // self.period_us
+        if self.first_open is not None and first_open <= self.first_open:
+            return []
+        scored, keep = [], None
+        if self.pending:
+            table = pa.concat_tables(self.pending, promote_options="permissive")
+            window = table["timestamp"].cast(pa.int64()).to_numpy() // self.period_us
+            done = pa.array(window < first_open)
+            closing, keep = table.filter(done), table.filter(pc.invert(done))
+            if closing.num_rows:
+                scored.append((closing, self._score(closing)))
+        self.first_open = first_open
+        if self.history is not None:
+            self.history.forget_before(first_open)
+        self._next_generation(keep)
+        return scored
+
+    def _score(self, events: pa.Table) -> pa.RecordBatch:
+        units = self.layer.featurize(events)
+        if self.history is not None:
+            units = self.history.fill(units)
+            self.history.add(units)
+        with torch.inference_mode():
+            scores = self.layer.score(self.rows.model, units)
+        return self.rows.rows(units, scores, events)
+
+    def _next_generation(self, keep: pa.Table | None) -> None:
+        """Write what stays open (and the carried history) as the next generation; the old
+        files go after the next commit (`committed`)."""
+        self._obsolete += [self.pending_file.path, self._path("history")]
+        self.pending_file.close()
+        self.generation += 1
+        path = self._path("pending")
+        path.unlink(missing_ok=True)  # a crashed run's leftover of this generation
+        self.pending_file = AppendOnly(path, None, private=True)
+        self.pending = [keep] if keep is not None and keep.num_rows else []
+        self.pending_file.append([_table_bytes(t) for t in self.pending])
+        if self.history is not None:
+            with atomic_write(self._path("history"), private=True) as handle:
+                with ipc.new_file(handle, self.history.to_table().schema) as writer:
+                    writer.write_table(self.history.to_table())
+
+    def committed(self) -> None:
+        """The state now names the current generation: remove the files of older ones."""
+        for path in self._obsolete:
+            path.unlink(missing_ok=True)
+        self._obsolete = []
+
+    def close_files(self) -> None:
+        self.pending_file.close()
+
+    def _path(self, kind: str) -> Path:
+        return self.folder / f"{kind}-{self.generation}.arrow"
+
+    def _remove_other_generations(self) -> None:
+        mine = {self._path("pending").name, self._path("history").name}
+        for path in self.folder.glob("*-*.arrow"):
+            if path.name.split("-")[0] in ("pending", "history") and path.name not in mine:
+                logger.info("removing %s: a generation of held events the state does not name",
+                            path)
+                path.unlink()
+
+
+def _table_bytes(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    with ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    data = sink.getvalue().to_pybytes()
+    return _LENGTH.pack(len(data)) + data
+
+
+def _read_tables(path: Path) -> Iterator[pa.Table]:
+    """The tables appended to a pending file (cut back to its committed size already)."""
+    data = memoryview(path.read_bytes()) if path.exists() else memoryview(b"")
+    at = 0
+    while at < len(data):
+        if at + _LENGTH.size > len(data):
+            raise CheckpointError(f"{path}: truncated at byte {at}; move the state folder "
+                                  "aside to start over")
+        (length,) = _LENGTH.unpack_from(data, at)
+        at += _LENGTH.size
+        yield ipc.open_stream(pa.py_buffer(data[at:at + length])).read_all()
+        at += length
