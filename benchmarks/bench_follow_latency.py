@@ -19,7 +19,8 @@ architecture) with windows (layer 2) or buckets (layer 3; history 30) of `--wind
 calibrated the same way on the sample. Their units are scored when event time passes the
 window's end by `--window-grace` (`training.scoring.follow_windows`); the writer stamps lines
 with wall-clock time, so a window closes at its end plus the grace, and an alert's latency is
-"from window close": the time its line was seen minus (`event.end` + grace). What it measures
+"from window close": per window, the time its first unit's line was seen in the scores file
+minus (the window's end + grace); all of a window's units leave in one batch. What it measures
 is the scoring of a whole window at once (its events featurized, its units scored and
 explained), which grows with the events in a window: rate x window length.
 
@@ -106,9 +107,10 @@ def register(root: Path, alert_share: float) -> dict[str, float]:
 
 def register_windows(root: Path, alert_share: float, window_seconds: float,
                      rate: int) -> dict[str, float]:
-    """Register an untrained layer-2 GNN as "gnn" and layer-3 TCN as "tcn" (seed 0) with
-    windows of `window_seconds`, their scaling and calibration fitted on four windows of the
-    writer's lines at `rate`. Returns their thresholds."""
+    """Register an untrained layer-2 GNN as "gnn-RATE" and layer-3 TCN as "tcn-RATE" (seed
+    0) with windows of `window_seconds`, their scaling and calibration fitted on four windows
+    of the writer's lines at `rate` (a window's aggregates grow with the rate). Returns their
+    thresholds."""
     table = sample(root, int(4 * window_seconds * rate), rate)
     registry = ModelRegistry(root / "models")
     thresholds = {}
@@ -128,11 +130,12 @@ def register_windows(root: Path, alert_share: float, window_seconds: float,
             scores = data.scores(model)
         calibration = Calibration.fit(scores.astype(np.float64),
                                       rule=f"quantile:{1.0 - alert_share}")
-        weights = root / "src" / f"{name}.pt"
+        weights = root / "src" / f"{name}-{rate}.pt"
         save_model(model, weights, feature_spec=spec, threshold=calibration.threshold,
                    extra={"calibration": calibration.to_dict()})
-        registry.register_model(weights, ModelMetadata(name, "1.0.0", layer, stage="production"))
-        thresholds[name] = calibration.threshold
+        registry.register_model(weights, ModelMetadata(f"{name}-{rate}", "1.0.0", layer,
+                                                       stage="production"))
+        thresholds[f"{name}-{rate}"] = calibration.threshold
     return thresholds
 
 
@@ -145,9 +148,10 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
-             rotate_every: int, repeat: int = 0, grace: float = 0.0) -> dict:
+             rotate_every: int, repeat: int = 0, grace: float = 0.0,
+             window_seconds: float = 0.0) -> dict:
     """One scorer of `model`, one writer at `rate` events/s for `seconds`; the latencies
-    (window models: from window close, with windows waiting `grace` s)."""
+    (window models: of each window, from its close to its first scored unit)."""
     windowed = model in WINDOW_MODELS
     run = f"{model}-{rate}-{repeat}"
     logs, alerts = root / f"logs-{run}", root / f"alerts-{run}.jsonl"
@@ -156,7 +160,8 @@ def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     state = root / f"scores-{run}.jsonl.state" / "state.json"
     scorer = subprocess.Popen(
-        [sys.executable, "-m", "training.cli", "score", "--model", model, "--registry-dir",
+        [sys.executable, "-m", "training.cli", "score", "--model",
+         f"{model}-{rate}" if windowed else model, "--registry-dir",
          str(root / "models"), "--input", f"zeek:{logs / 'conn.log'}", "--output",
          str(root / f"scores-{run}.jsonl"), "--alerts", str(alerts), "--follow",
          "--poll-interval", str(poll), "--window-grace", str(grace)], env=env,
@@ -169,11 +174,15 @@ def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
                                "--events", str(events), "--rate", str(rate), "--rotate-every",
                                str(rotate_every)], env=env, stdout=subprocess.DEVNULL)
     latencies: list[float] = []
+    closed: dict[str, float] = {}  # window start -> when its first unit was seen
     offset, pending = 0, b""
     deadline = time.monotonic() + seconds + 120
     scores, caught_up, scored, scores_at = root / f"scores-{run}.jsonl", None, 0, 0
+    # Window models: every unit of a window leaves at once, so each window counts once: the
+    # scores file (every unit, alerting or not) tells when it left.
+    watched = scores if windowed else alerts
     while time.monotonic() < deadline:
-        with open(alerts, "rb") if alerts.exists() else open(os.devnull, "rb") as handle:
+        with open(watched, "rb") if watched.exists() else open(os.devnull, "rb") as handle:
             handle.seek(offset)
             data = handle.read()
         now = time.time()
@@ -182,12 +191,14 @@ def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
         pending = lines.pop()
         for raw in lines:
             doc = json.loads(raw)
-            stamp = doc["event"]["end"] if windowed else doc["@timestamp"]
-            since = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
-            latencies.append(now - since - (grace if windowed else 0.0))
+            if windowed:
+                closed.setdefault(doc["time"], now)
+                continue
+            since = datetime.fromisoformat(doc["@timestamp"].replace("Z", "+00:00"))
+            latencies.append(now - since.timestamp())
         # Scores are appended before the alerts of the same poll: once every event has its
         # score line, the last alerts follow within that poll.
-        if windowed:  # the last windows stay open: done once the alerts have gone quiet
+        if windowed:  # the last windows stay open: done once the scores have gone quiet
             if caught_up is None and writer.poll() is not None:
                 caught_up = time.monotonic()
             if caught_up is not None and data:
@@ -209,8 +220,13 @@ def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
     out, _ = scorer.communicate(timeout=60)
     cpu_after = os.times()
     units = [json.loads(x)["unit"] for x in scores.read_bytes().splitlines()]
+    for start, seen in closed.items():
+        since = datetime.fromisoformat(start.replace("Z", "+00:00")).timestamp()
+        latencies.append(seen - (since + window_seconds + grace))
+    alerted = alerts.read_bytes().count(b"\n") if alerts.exists() else 0
     return {"model": model, "rate": rate, "events": events, "scored": len(units),
-            "scored_distinct": len(set(units)), "alerts": len(latencies), "poll_seconds": poll,
+            "scored_distinct": len(set(units)), "alerts": alerted, "windows": len(closed),
+            "poll_seconds": poll,
             "p50_s": percentile(latencies, 0.50), "p95_s": percentile(latencies, 0.95),
             "p99_s": percentile(latencies, 0.99), "max_s": max(latencies),
             "mean_s": statistics.fmean(latencies),
@@ -244,9 +260,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         report["thresholds"] = register(root, args.alert_share or 0.5)
-        if set(args.models) & set(WINDOW_MODELS):
+        for rate in args.rates if set(args.models) & set(WINDOW_MODELS) else ():
             report["thresholds"].update(register_windows(
-                root, args.alert_share or 0.5, args.window_seconds, min(args.rates)))
+                root, args.alert_share or 0.5, args.window_seconds, rate))
             report["window_seconds"], report["window_grace"] = (args.window_seconds,
                                                                 args.window_grace)
         report["alert_share_asked"] = args.alert_share
@@ -254,17 +270,21 @@ def main() -> None:
             for model in args.models:
                 for rate in args.rates:
                     result = run_rate(root, model, rate, args.seconds, args.poll_interval,
-                                      args.rotate_every, repeat, args.window_grace)
+                                      args.rotate_every, repeat, args.window_grace,
+                                      args.window_seconds)
                     result["load_after_run"] = os.getloadavg()[0]
                     report["runs"].append(result)
                     print(f"{model:>5} {rate:>6,} events/s for {args.seconds:g} s (poll "
                           f"{args.poll_interval:g} s): {result['scored']:,} scored "
                           f"({result['scored_distinct']:,} distinct), {result['alerts']:,} "
-                          f"alerts; write-to-alert p50 {result['p50_s']:.3f} s, p95 "
+                          f"alerts; {'window close' if model in WINDOW_MODELS else 'write'}"
+                          f"-to-alert p50 {result['p50_s']:.3f} s, p95 "
                           f"{result['p95_s']:.3f} s, p99 {result['p99_s']:.3f} s, max "
                           f"{result['max_s']:.3f} s; scorer+writer CPU "
                           f"{result['children_cpu_s']:.1f} s; load "
-                          f"{result['load_after_run']:.2f}", flush=True)
+                          f"{result['load_after_run']:.2f}"
+                          + (f"; {result['windows']} windows" if model in WINDOW_MODELS else ""),
+                          flush=True)
     report["medians"] = []
     for model in args.models:
         for rate in args.rates:

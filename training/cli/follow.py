@@ -47,12 +47,12 @@ def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
                 "https://es01:9200/maximus-alerts (credentials from MAXIMUS_ES_* variables)")
     option(score, "--poll-interval", type=float, default=0.25,
            help="with --follow: seconds between reads of the files (default 0.25)")
-    # No default here: it is the guard's own (training.scoring.rolling_guard, not imported
-    # before a command runs: scipy alone would double the start-up time).
     option(score, "--window-grace", type=float, metavar="SECONDS",
            help="with --follow/--once and a layer-2/3 model: seconds of event time a window "
                 "waits past its end for events logged late (default 300, Zeek's TCP "
                 "inactivity timeout); events later still are quarantined and counted")
+    # No default here: it is the guard's own (training.scoring.rolling_guard, not imported
+    # before a command runs: scipy alone would double the start-up time).
     option(score, "--guard-window", type=int, metavar="UNITS",
            help="with --follow/--once: the alert-rate guard judges the latest UNITS scored "
                 "(default 10,000); past --alert-factor or --max-alert-rate it "

@@ -19,7 +19,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.errors import CheckpointError
 from training.features.layer3_windows import Layer3Windows
 from training.features.traffic import check_period
 
@@ -70,9 +69,6 @@ class BucketHistory:
         """Carry the target buckets of `units` (just closed) into later windows."""
         if not len(units):
             return
-        if self.features is not None and self.features.shape[1] != units.target.shape[1]:
-            raise CheckpointError(f"carried layer-3 buckets have {self.features.shape[1]} "
-                                  f"features, the model's windows {units.target.shape[1]}")
         self.entity = pa.concat_arrays([self.entity, units.entity.cast(pa.string())])
         self.bucket = np.concatenate([self.bucket, self.buckets_of(units)])
         self.features = (units.target.copy() if self.features is None else

@@ -167,6 +167,8 @@ def unit_alerts(rule: AlertRule, rows: pa.RecordBatch, window_seconds: float,
                for e in row["top_events"] or ()]
         if top:
             maximus["top_events"] = top
+        if row["sensor_id"] is not None:  # the events are one flow's (its Zeek uid, ...)
+            maximus["sensor_id"] = row["sensor_id"]
         if row["reasons"]:
             maximus["reasons"] = row["reasons"]
         doc = _document(rule, rule_doc, event, row["unit"], risk[i], created_text, maximus)

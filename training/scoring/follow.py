@@ -44,7 +44,7 @@ import orjson
 import pyarrow as pa
 import torch
 
-from training.errors import ConfigError, NotSupportedError
+from training.errors import CheckpointError, ConfigError, NotSupportedError
 from training.evaluation.alert_rate import DEFAULT_FACTOR, validate_bounds
 from training.evaluation.fusion import FUSED_NAME
 from training.layers.registry import layer_for_spec
@@ -53,7 +53,7 @@ from training.scoring.alerts import AlertRows
 from training.scoring.ecs import AlertRule, event_alerts, unit_alerts
 from training.scoring.es_bulk import BulkIndexer
 from training.scoring.follow_state import AppendOnly, FollowState
-from training.scoring.follow_windows import DEFAULT_GRACE, WindowScorer
+from training.scoring.follow_windows import DEFAULT_GRACE, WindowScorer, check_grace
 from training.scoring.fused import FusedDetector
 from training.scoring.jsonl_rows import jsonl_lines
 from training.scoring.rolling_guard import DEFAULT_WINDOW, RollingGuard
@@ -131,8 +131,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             raise ConfigError(f"--follow appends JSON Lines: the output {path} must end in "
                               ".jsonl or .json")
     validate_bounds(alert_factor, max_alert_rate)  # before loading anything
-    if not window_grace >= 0:
-        raise ConfigError(f"the window grace (--window-grace) must be >= 0 seconds, got {window_grace}")
+    check_grace(window_grace)
     scorer, rule = _scorer(registry, model_name, version, stage, alias)
     guard = RollingGuard(None if rule.calibration is None else
                          rule.calibration.expected_alert_rate, window=guard_window,
@@ -140,6 +139,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
     sink = BulkIndexer(outputs.elasticsearch) if outputs.elasticsearch else None
     state = FollowState(outputs.state)
     files: list[AppendOnly] = []
+    windows: WindowScorer | None = None
     try:
         alerts = state.output(Path(outputs.alerts))
         scores = state.output(Path(outputs.scores)) if outputs.scores else None
@@ -147,8 +147,12 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         refused = state.output(state.folder / REFUSED_FILE, private=True)
         files = [f for f in (alerts, scores, quarantine, refused) if f is not None]
         tail = Tail(sources, state.positions)
-        windows = (WindowScorer(scorer.layer, scorer, state, window_grace)
-                   if isinstance(scorer, AlertRows) and scorer.layer.window_seconds else None)
+        if isinstance(scorer, AlertRows) and scorer.layer.window_seconds:
+            windows = WindowScorer(scorer.layer, scorer, state, window_grace)
+        elif "windows" in state.saved:
+            raise CheckpointError(f"{state.folder} holds the open windows of a layer-2/3 model; "
+                                  f"{model_name} scores events one by one: give it another "
+                                  "--state folder")
         run = _Run(scorer, rule, guard, sink, alerts, scores, quarantine, refused, state.counts,
                    windows)
         summary = FollowSummary(model_name, rule.version)
@@ -251,14 +255,14 @@ class _Run:
             if not canonical.table.num_rows:
                 continue
             if self.windows is not None:  # scored when their windows close, below
-                late = self.windows.add(canonical.table, part.position.path)
-                self._quarantine(late)
-                self.counts["late"] += len(late)
+                rejects, late = self.windows.add(canonical.table, part)
+                self._quarantine(rejects)
+                self.counts["late"] += late
                 continue
             docs += self._score(canonical.table)
             scored += canonical.table.num_rows
         if self.windows is not None:
-            for events, rows in self.windows.close():
+            for events, rows in self.windows.close(tail.lagging):
                 self.counts["events"] += events.num_rows
                 scored += rows.num_rows
                 if self.scores is not None:

@@ -1,14 +1,17 @@
 """Window layers (2, 3) under live scoring: hold each window's events until it closes, then score.
 
     windows = WindowScorer(layer, AlertRows(...), state, grace_seconds=300)
-    late = windows.add(events, path)          # per poll: events read; late ones come back
-    for events, rows in windows.close(): ...  # the windows that closed, scored as in batch
+    rejects, late = windows.add(events, read)          # each read of a poll
+    for events, rows in windows.close(tail.lagging): ...  # the windows that closed, scored
     state.commit(..., outputs + [windows.pending_file], windows=windows.saved()); windows.committed()
 
 A unit of a window layer (a layer-2 edge, a layer-3 window) is known once its window of event
 time is over. Event time only moves forward through the events themselves: the watermark is
 the latest event time read so far, and a window closes when the watermark has passed its end
-by `grace_seconds`. The grace is for sensors that log an event after its time: Zeek writes a
+by `grace_seconds`. Two bounds keep one source from closing windows another has not
+delivered yet: while a file has a backlog (the poll left bytes unread in it), the watermark
+goes no further than the latest time read from it; and it never passes this machine's clock
+(an event a sensor stamped in the future is held until its time comes). The grace is for sensors that log an event after its time: Zeek writes a
 connection when it ends, stamped with its start, and a connection that went quiet only after
 its TCP inactivity timeout (5 minutes by default), hence the default of 300 s. An event whose
 window has already closed when it is read is late: it is quarantined with that reason and
@@ -23,16 +26,21 @@ go. A run killed before that commit finds the old generation named, cut back to 
 size, and reads its events again from the committed positions: every window is scored once.
 
 The windows scored here are those the batch path builds from the same events (the tests
-compare them), except that a window only holds events read before it closed.
+compare them), except that a window only holds events read before it closed. Which events
+come too late can depend on how the reads were cut into polls, so a run that resumes after a
+crash may close a window with other events than the killed run would have; each window is
+still scored and alerted once (the state folder names a layout fingerprint of the model, so
+resuming with a model of another window, entity or history is refused).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import struct
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -41,14 +49,25 @@ import pyarrow.ipc as ipc
 import torch
 
 from training.artifacts.atomic import atomic_write
+from training.collection.schema_union import concat_tables
 from training.errors import CheckpointError, ConfigError
+from training.features.traffic import floor_div, timestamps_us
+from training.layers.base import Layer
 from training.scoring.alerts import AlertRows
 from training.scoring.follow_state import AppendOnly, FollowState
+from training.scoring.tail import Read
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 300.0  # seconds: Zeek's TCP inactivity timeout
 _LENGTH = struct.Struct("<Q")  # each appended table: its byte length, then an Arrow IPC stream
+
+
+def check_grace(seconds: float) -> None:
+    """Raises ConfigError unless `seconds` is a finite number >= 0."""
+    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0):
+        raise ConfigError(f"the window grace (--window-grace) must be a finite number of "
+                          f"seconds >= 0, got {seconds}")
 
 
 class WindowScorer:
@@ -58,28 +77,29 @@ class WindowScorer:
         layer: a window layer (`Layer.window_seconds` is not None).
         rows: the model's row builder (featurized units -> scored rows).
         state: the follow state folder; what it saved about the windows is resumed.
-        grace_seconds: how long past its end a window waits for late events (>= 0).
+        grace_seconds: how long past its end a window waits for late events (`check_grace`).
 
     Raises:
-        ConfigError: a negative grace; CheckpointError: the state's windows are another
-        length than the model's (the folder was used with another model).
+        ConfigError: a bad grace; CheckpointError: the state's windows were made by a model
+        with another layout (the folder was used with another model).
     """
 
-    def __init__(self, layer: Any, rows: AlertRows, state: FollowState,
+    def __init__(self, layer: Layer, rows: AlertRows, state: FollowState,
                  grace_seconds: float = DEFAULT_GRACE) -> None:
-        if not grace_seconds >= 0:
-            raise ConfigError(f"the window grace must be >= 0 seconds, got {grace_seconds}")
+        check_grace(grace_seconds)
         self.layer, self.rows, self.folder = layer, rows, state.folder
         self.period_us = round(layer.window_seconds * 1_000_000)
         self.grace_us = round(grace_seconds * 1_000_000)
+        self.layout = layer.data_spec.fingerprint
         saved = state.saved.get("windows", {})
-        if saved and saved.get("period_us") != self.period_us:
-            raise CheckpointError(f"{self.folder} holds windows of {saved.get('period_us')} us, "
-                                  f"the model's are {self.period_us} us: it was used with "
-                                  "another model; give another --state folder")
+        if saved and saved.get("layout") != self.layout:
+            raise CheckpointError(f"{self.folder} holds the open windows of a model with "
+                                  "another layout (window, entity or history): it was used "
+                                  "with another model; give another --state folder")
         self.generation: int = saved.get("generation", 0)
         self.first_open: int | None = saved.get("first_open")  # windows before it have closed
-        self.watermark: int | None = saved.get("watermark")  # latest event time read, us
+        self.watermark: int | None = saved.get("watermark")  # event time windows close by, us
+        self.latest: dict[str, int] = {}  # file (dev:ino) -> latest event time read from it
         self._remove_other_generations()
         self.pending_file = state.output(self._path("pending"), private=True)
         self.pending = list(_read_tables(self.pending_file.path))
@@ -93,29 +113,29 @@ class WindowScorer:
         """Events of open windows held."""
         return sum(t.num_rows for t in self.pending)
 
-    def saved(self) -> dict[str, int | None]:
+    def saved(self) -> dict[str, int | str | None]:
         """What the state file records about the windows."""
-        return {"period_us": self.period_us, "generation": self.generation,
+        return {"layout": self.layout, "generation": self.generation,
                 "first_open": self.first_open, "watermark": self.watermark}
 
     # -- reading ------------------------------------------------------------------------------
 
-    def add(self, events: pa.Table, path: str) -> list[dict]:
-        """Hold `events` (read from `path`) until their windows close; returns the quarantine
-        records of those that cannot be held: no time, or their window has closed."""
-        micros = events["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
-        timed = events["timestamp"].is_valid().to_numpy(zero_copy_only=False)
-        window = np.where(timed, micros, 0) // self.period_us
+    def add(self, events: pa.Table, read: Read) -> tuple[list[dict], int]:
+        """Hold `events` (of one `read`) until their windows close. Returns the quarantine
+        records of those that cannot be held (no time, or their window has closed) and how
+        many of them are late."""
+        micros, timed = timestamps_us(events)
+        window = floor_div(micros, self.period_us)
         late = timed & (window < (self.first_open if self.first_open is not None else
                                   np.iinfo(np.int64).min))
         keep = timed & ~late
         if keep.any():
-            latest = int(micros[keep].max())
-            self.watermark = latest if self.watermark is None else max(self.watermark, latest)
+            key = f"{read.position.dev}:{read.position.ino}"
+            self.latest[key] = max(self.latest.get(key, 0), int(micros[keep].max()))
             held = events.filter(pa.array(keep)) if not keep.all() else events
             self.pending.append(held)
             self.pending_file.append([_table_bytes(held)])
-        return self._rejects(events, path, ~timed, late)
+        return self._rejects(events, read.position.path, ~timed, late), int(late.sum())
 
     def _rejects(self, events: pa.Table, path: str, untimed: np.ndarray,
                  late: np.ndarray) -> list[dict]:
@@ -127,27 +147,44 @@ class WindowScorer:
             closed = np.datetime64(self.first_open * self.period_us, "us")
             times = events["timestamp"].filter(pa.array(late))
             out += [{"file": path, "line": None, "field": "timestamp", "event_id": event_id,
-                     "reason": f"late: its {self.layer.name} window ({time.isoformat()}) had "
+                     "reason": f"late: its {self.layer.name} window ({when.isoformat()}) had "
                                f"closed (windows before {closed}Z were scored; raise "
                                "--window-grace to wait longer)"}
-                    for event_id, time in zip(ids.filter(pa.array(late)).to_pylist(),
+                    for event_id, when in zip(ids.filter(pa.array(late)).to_pylist(),
                                               times.to_pylist())]
         return out
 
     # -- closing ------------------------------------------------------------------------------
 
-    def close(self) -> list[tuple[pa.Table, pa.RecordBatch]]:
-        """Score the windows the watermark has closed: [(their events, their scored rows)]."""
+    def _advance(self, lagging: set[tuple[int, int]]) -> None:
+        """Move the watermark: the latest event time read, but no further than what a file
+        with a backlog has reached (its unread lines are older than the other files' newest),
+        nor past this machine's clock (a sensor stamping events in the future)."""
+        if not self.latest:
+            return
+        behind = [t for key, t in self.latest.items()
+                  if tuple(map(int, key.split(":"))) in lagging]
+        candidate = min(behind) if behind else max(self.latest.values())
+        candidate = min(candidate, time.time_ns() // 1000)
+        self.watermark = candidate if self.watermark is None else max(self.watermark, candidate)
+
+    def close(self, lagging: set[tuple[int, int]]) -> list[tuple[pa.Table, pa.RecordBatch]]:
+        """Score the windows the watermark has closed: [(their events, their scored rows)].
+
+        Args:
+            lagging: the files (dev, ino) the last poll left bytes unread in (`Tail.lagging`).
+        """
+        self._advance(lagging)
         if self.watermark is None:
             return []
-        first_open = (self.watermark - self.grace_us) // self.period_us
+        first_open = int(floor_div(np.int64(self.watermark - self.grace_us), self.period_us))
         if self.first_open is not None and first_open <= self.first_open:
             return []
         scored, keep = [], None
         if self.pending:
-            table = pa.concat_tables(self.pending, promote_options="permissive")
-            window = table["timestamp"].cast(pa.int64()).to_numpy() // self.period_us
-            done = pa.array(window < first_open)
+            table = concat_tables(self.pending)
+            micros, _ = timestamps_us(table)  # every held event has a time
+            done = pa.array(floor_div(micros, self.period_us) < first_open)
             closing, keep = table.filter(done), table.filter(pc.invert(done))
             if closing.num_rows:
                 scored.append((closing, self._score(closing)))
@@ -168,7 +205,7 @@ class WindowScorer:
 
     def _next_generation(self, keep: pa.Table | None) -> None:
         """Write what stays open (and the carried history) as the next generation; the old
-        files go after the next commit (`committed`)."""
+        files go once the state names the new one (`committed`)."""
         self._obsolete += [self.pending_file.path, self._path("history")]
         self.pending_file.close()
         self.generation += 1
@@ -178,9 +215,10 @@ class WindowScorer:
         self.pending = [keep] if keep is not None and keep.num_rows else []
         self.pending_file.append([_table_bytes(t) for t in self.pending])
         if self.history is not None:
+            table = self.history.to_table()
             with atomic_write(self._path("history"), private=True) as handle:
-                with ipc.new_file(handle, self.history.to_table().schema) as writer:
-                    writer.write_table(self.history.to_table())
+                with ipc.new_file(handle, table.schema) as writer:
+                    writer.write_table(table)
 
     def committed(self) -> None:
         """The state now names the current generation: remove the files of older ones."""
@@ -189,6 +227,7 @@ class WindowScorer:
         self._obsolete = []
 
     def close_files(self) -> None:
+        """Close the held-events file (the run is over; what it holds stays for the next)."""
         self.pending_file.close()
 
     def _path(self, kind: str) -> Path:

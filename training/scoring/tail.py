@@ -122,6 +122,7 @@ class Tail:
                      for p in _as_list(r.options["path"]) if not os.path.isdir(p)}
         self.positions: dict[tuple[int, int], Position] = {}
         self.behind = False  # the last poll left bytes unread (a backlog): poll again at once
+        self.lagging: set[tuple[int, int]] = set()  # the files (dev, ino) it left them in
         for saved in positions or ():
             position = Position(**saved)
             if position.source in self.readers:
@@ -137,6 +138,7 @@ class Tail:
     def poll(self) -> Iterator[Read]:
         """The events appended since the last poll, file by file (a rotated file first)."""
         self.behind = False
+        self.lagging = set()
         seen: dict[tuple[int, int], tuple[str, str]] = {}  # identity -> (source, path)
         for name, reader in self.readers.items():
             for path in _current_files(reader):
@@ -200,7 +202,9 @@ class Tail:
                                "it from the start", path, position.offset, size)
                 position.offset, position.line, position.record = 0, 1, 0
             limit = min(size, position.offset + MAX_READ)
-            self.behind |= limit < size
+            if limit < size:
+                self.behind = True
+                self.lagging.add(position.key)
             if whole_lines or limit < size:
                 cut = _last_line_end(handle, position.offset, limit)
                 if cut == position.offset and limit < size:  # one line longer than MAX_READ

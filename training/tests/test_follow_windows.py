@@ -58,6 +58,31 @@ def _register(tmp_path: Path, layer: str, log: Path) -> ModelRegistry:
     return registry
 
 
+def _writer_model(tmp_path: Path, history: int = 4) -> ModelRegistry:
+    """An untrained layer-3 TCN over half-second buckets of the Zeek writer's lines
+    (`training.tests.zeek_writer`), its threshold the 80th percentile of their scores."""
+    from training.detectors.tcn import Layer3TCN
+    from training.features.layer3 import Layer3WindowBuilder
+    from training.layers.layer3_batches import Layer3Data, fit_layer3_scaling
+    from training.tests.zeek_writer import header, line
+
+    sample = tmp_path / "sample.log"
+    sample.write_text(header(0.0) + "".join(line(n, 1.7e9 + n / 500) for n in range(1500)))
+    table = DataCollector([DataSource("z", "zeek", {"path": str(sample)})],
+                          progress=False).collect_table()
+    units = Layer3WindowBuilder(bucket_seconds=0.5, history=history).featurize(table)
+    spec = fit_layer3_scaling(units, benign_only=False)
+    torch.manual_seed(0)
+    model = Layer3TCN(input_dim=units.target.shape[1], channels=[8, 8]).eval()
+    threshold = float(np.quantile(Layer3Data(units, spec).scores(model), 0.8))
+    save_model(model, tmp_path / f"m{history}.pt", feature_spec=spec, threshold=threshold)
+    registry = ModelRegistry(tmp_path / "models")
+    registry.register_model(tmp_path / f"m{history}.pt",
+                            ModelMetadata(f"m{history}" if history != 4 else "m", "1.0.0",
+                                          "layer3", stage="production"))
+    return registry
+
+
 def _parts(datasets: Path) -> tuple[list[str], list[list[str]]]:
     lines = (datasets / LOG).read_text().splitlines(keepends=True)
     head = [x for x in lines if x.startswith("#") and not x.startswith("#close")]
@@ -163,8 +188,10 @@ def test_the_command_line_follows_with_a_window_model(tmp_path, datasets, capsys
     command = ["score", "--model", "m", "--registry-dir", str(tmp_path / "models"), "--input",
                f"zeek:{log}", "--output", str(tmp_path / "s.jsonl"), "--alerts",
                str(tmp_path / "a.jsonl"), "--once"]
-    assert main([*command, "--window-grace", "-1"]) == 2  # a usage error
-    assert "window grace (--window-grace) must be >= 0" in capsys.readouterr().err
+    for bad in ("-1", "inf"):
+        assert main([*command, "--window-grace", bad]) == 2  # a usage error
+        assert "(--window-grace) must be a finite number of seconds >= 0" in \
+            capsys.readouterr().err
     assert main([*command, "--window-grace", "600"]) == 0
     out = capsys.readouterr().out
     assert f"{len(parts[0]):,} events scored" in out and "1 event held in open windows" in out and "0 events that came after" in out
@@ -179,24 +206,10 @@ def test_a_sigkilled_window_scorer_scores_every_closed_window_once(tmp_path):
     import sys
     import time
 
-    from training.detectors.tcn import Layer3TCN
-    from training.features.layer3 import Layer3WindowBuilder
-    from training.layers.layer3_batches import Layer3Data, fit_layer3_scaling
     from training.tests.test_follow import _lines, _wait
-    from training.tests.zeek_writer import header, line
+    from training.tests.zeek_writer import header
 
-    sample = tmp_path / "sample.log"
-    sample.write_text(header(0.0) + "".join(line(n, 1.7e9 + n / 500) for n in range(1500)))
-    table = DataCollector([DataSource("z", "zeek", {"path": str(sample)})],
-                          progress=False).collect_table()
-    units = Layer3WindowBuilder(bucket_seconds=0.5, history=4).featurize(table)
-    spec = fit_layer3_scaling(units, benign_only=False)
-    torch.manual_seed(0)
-    model = Layer3TCN(input_dim=units.target.shape[1], channels=[8, 8]).eval()
-    threshold = float(np.quantile(Layer3Data(units, spec).scores(model), 0.8))
-    save_model(model, tmp_path / "m.pt", feature_spec=spec, threshold=threshold)
-    ModelRegistry(tmp_path / "models").register_model(
-        tmp_path / "m.pt", ModelMetadata("m", "1.0.0", "layer3", stage="production"))
+    _writer_model(tmp_path)
 
     logs, scores, alerts = tmp_path / "logs", tmp_path / "scores.jsonl", tmp_path / "alerts.jsonl"
     logs.mkdir()
@@ -244,3 +257,49 @@ def test_a_sigkilled_window_scorer_scores_every_closed_window_once(tmp_path):
     alerted = collections.Counter(d["maximus"]["unit"] for d in _jsonl(alerts))
     assert set(alerted) == {u for u, r in closed.items() if r["is_alert"]}
     assert set(alerted.values()) == {1}  # no alert lost or doubled
+
+
+def test_a_file_with_a_backlog_holds_event_time_back(tmp_path):
+    """Two logs read at once: the poll reads 1 MiB of the long one (its first minutes) and
+    all of the short one (a later time). Event time must wait for the long one's backlog,
+    else the rest of it would come after its windows had closed."""
+    from training.scoring.tail import MAX_READ
+    from training.tests.zeek_writer import header, line
+
+    registry = _writer_model(tmp_path)
+    start = 1.7e9
+    long_log, short_log = tmp_path / "a" / "conn.log", tmp_path / "b" / "conn.log"
+    long_log.parent.mkdir(), short_log.parent.mkdir()
+    long_log.write_text(header(start) + "".join(line(n, start + n / 100) for n in range(25_000)))
+    short_log.write_text(header(start) + "".join(line(100_000 + n, start + 250 + n / 100)
+                                                 for n in range(100)))
+    assert long_log.stat().st_size > 2 * MAX_READ  # three polls to read
+    summary = follow_events(
+        registry, "m", [DataSource("a", "zeek", {"path": str(long_log)}),
+                        DataSource("b", "zeek", {"path": str(short_log)})],
+        FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=tmp_path / "state",
+                      scores=tmp_path / "scores.jsonl"), once=True, window_grace=1.0)
+    assert summary.polls >= 3 and summary.counts["late"] == 0
+    assert summary.counts["events"] + summary.held == 25_100
+    assert summary.counts["events"] > 24_000  # the windows the short log's time closed
+
+
+def test_a_state_folder_keeps_to_the_model_layout_it_was_used_with(tmp_path, capsys):
+    from training.tests.test_follow import _register as register_vae
+    from training.tests.zeek_writer import header, line
+
+    _writer_model(tmp_path)
+    _writer_model(tmp_path, history=8)  # "m8": the same buckets, a longer history
+    register_vae(tmp_path)  # "vae": layer 1
+    log = tmp_path / "conn.log"
+    log.write_text(header(0.0) + "".join(line(n, 1.7e9 + n / 100) for n in range(300)))
+    command = ["score", "--registry-dir", str(tmp_path / "models"), "--input", f"zeek:{log}",
+               "--output", str(tmp_path / "s.jsonl"), "--alerts", str(tmp_path / "a.jsonl"),
+               "--once", "--window-grace", "0"]
+    assert main([*command, "--model", "m"]) == 0
+    capsys.readouterr()
+    for model, said in (("m8", "open windows of a model with another layout"),
+                        ("vae", "holds the open windows of a layer-2/3 model")):
+        assert main([*command, "--model", model]) == 1
+        assert said in capsys.readouterr().err
+    assert main([*command, "--model", "m"]) == 0  # the first model goes on with it
