@@ -39,11 +39,16 @@ def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
                 "run goes on where this one stopped")
     option(score, "--alerts", type=Path,
            help="with --follow/--once: ECS alert documents, appended as JSON Lines (required)")
+    option(score, "--incidents", type=Path,
+           help="with --follow/--once: incident updates (an incident each time it gains "
+                "alerts), ECS documents appended as JSON Lines (default: beside --alerts, "
+                "ALERTS.incidents.jsonl)")
     option(score, "--state", type=Path,
            help="with --follow/--once: folder of read positions and checkpoints (default: "
                 "OUTPUT.state)")
     option(score, "--elasticsearch", metavar="URL",
-           help="with --follow/--once: also index alerts into this index, e.g. "
+           help="with --follow/--once: also index alerts and incident updates into this "
+                "index, e.g. "
                 "https://es01:9200/maximus-alerts (credentials from MAXIMUS_ES_* variables)")
     option(score, "--poll-interval", type=float, default=0.25,
            help="with --follow: seconds between reads of the files (default 0.25)")
@@ -64,6 +69,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     from training.registry.registry import ModelRegistry
     from training.scoring.follow import FollowOutputs, follow_events
     from training.scoring.follow_windows import DEFAULT_GRACE
+    from training.scoring.tables import incidents_path
     from training.scoring.rolling_guard import DEFAULT_WINDOW
 
     if args.alerts is None:
@@ -75,7 +81,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
         es = parse_source(f"es:{args.elasticsearch}", 0, None).connection_params
     sources = [parse_source(spec, i, None) for i, spec in enumerate(args.input)]
     outputs = FollowOutputs(alerts=args.alerts, scores=args.output, elasticsearch=es,
-                            state=args.state or args.output.with_name(args.output.name + ".state"))
+                            state=args.state or args.output.with_name(args.output.name + ".state"),
+                            incidents=args.incidents or incidents_path(args.alerts))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
@@ -96,7 +103,9 @@ def cmd_follow(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     counts = summary.counts
     print(f"followed with {summary.model_name} {summary.version}: {counts['events']:,} events "
-          f"scored, {counts['alerts']:,} alerts to {args.alerts}, {counts['quarantined']:,} "
+          f"scored, {counts['alerts']:,} alerts to {args.alerts}, "
+          f"{counts['incident_updates']:,} incident updates to {outputs.incidents}, "
+          f"{counts['quarantined']:,} "
           f"records quarantined, {counts['refused']:,} alerts refused by Elasticsearch "
           f"(kept in {Path(outputs.state) / 'refused.jsonl'}); totals since the state began")
     if "late" in counts:  # a window layer

@@ -8,7 +8,8 @@ Each poll (every `poll_seconds`) reads the whole lines appended to the followed 
 last one (`training.scoring.tail`: rotation handled), scores them with the registered model or,
 for `model_name` "fused", the registry's fused detector (`training.scoring.fused`), appends one
 row per unit to `scores` (optional; the rows of a batch scoring run, by the same code: context,
-percentile, reasons) and one ECS document per alert to `alerts` (`training.scoring.ecs`),
+percentile, reasons), one ECS document per alert to `alerts` (`training.scoring.ecs`) and one
+per incident that gained alerts to `incidents` (optional; `training.scoring.live_incidents`),
 indexes the alerts into Elasticsearch when asked (`training.scoring.es_bulk`; refused ones go
 to `refused.jsonl` in the state folder with the reason), then checkpoints
 (`training.scoring.follow_state`). A run killed at any point resumes from its last checkpoint:
@@ -36,7 +37,7 @@ import gc
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +57,7 @@ from training.scoring.follow_state import AppendOnly, FollowState
 from training.scoring.follow_windows import DEFAULT_GRACE, WindowScorer, check_grace
 from training.scoring.fused import FusedDetector
 from training.scoring.jsonl_rows import jsonl_lines
+from training.scoring.live_incidents import LiveIncidents
 from training.scoring.rolling_guard import DEFAULT_WINDOW, RollingGuard
 from training.scoring.tail import Tail
 from training.sources.config import DataSource
@@ -74,6 +76,8 @@ class FollowOutputs:
         alerts: ECS alert documents, JSON Lines (appended).
         state: the state folder (positions, committed sizes, lock; quarantined records and
             alerts Elasticsearch refused).
+        incidents: incident updates, ECS documents as JSON Lines (appended;
+            `training.scoring.live_incidents`); None writes none.
         scores: every scored unit (unit, time, score, is_alert, event_ids), JSON Lines; None
             writes none.
         elasticsearch: connection_params of the index alerts also go to; None: none.
@@ -83,6 +87,7 @@ class FollowOutputs:
     state: str | Path
     scores: str | Path | None = None
     elasticsearch: dict[str, Any] | None = None
+    incidents: str | Path | None = None
 
 
 @dataclass
@@ -126,7 +131,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
     """
     if not poll_seconds > 0:
         raise ConfigError(f"poll_seconds must be > 0, got {poll_seconds}")
-    for path in (outputs.alerts, outputs.scores):
+    for path in (outputs.alerts, outputs.scores, outputs.incidents):
         if path is not None and Path(path).suffix.lower() not in (".jsonl", ".json"):
             raise ConfigError(f"--follow appends JSON Lines: the output {path} must end in "
                               ".jsonl or .json")
@@ -141,11 +146,13 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
     files: list[AppendOnly] = []
     windows: WindowScorer | None = None
     try:
-        alerts = state.output(Path(outputs.alerts))
-        scores = state.output(Path(outputs.scores)) if outputs.scores else None
-        quarantine = state.output(state.folder / QUARANTINE_FILE, private=True)
-        refused = state.output(state.folder / REFUSED_FILE, private=True)
-        files = [f for f in (alerts, scores, quarantine, refused) if f is not None]
+        out = _Files(alerts=state.output(Path(outputs.alerts)),
+                     scores=state.output(Path(outputs.scores)) if outputs.scores else None,
+                     incidents=(state.output(Path(outputs.incidents)) if outputs.incidents
+                                else None),
+                     quarantine=state.output(state.folder / QUARANTINE_FILE, private=True),
+                     refused=state.output(state.folder / REFUSED_FILE, private=True))
+        files = out.opened()
         tail = Tail(sources, state.positions)
         if isinstance(scorer, AlertRows) and scorer.layer.window_seconds:
             windows = WindowScorer(scorer.layer, scorer, state, window_grace)
@@ -153,8 +160,9 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             raise CheckpointError(f"{state.folder} holds the open windows of a layer-2/3 model; "
                                   f"{model_name} scores events one by one: give it another "
                                   "--state folder")
-        run = _Run(scorer, rule, guard, sink, alerts, scores, quarantine, refused, state.counts,
-                   windows)
+        incidents = (LiveIncidents(rule, state.saved.get("incidents")) if out.incidents
+                     else None)
+        run = _Run(scorer, rule, guard, sink, out, state.counts, incidents, windows)
         summary = FollowSummary(model_name, rule.version)
         model = {"name": model_name, "version": rule.version}
         # A first checkpoint before reading: a run that dies before its first commit leaves
@@ -221,33 +229,48 @@ def _scorer(registry: ModelRegistry, model_name: str, version: str | None, stage
                       loaded.calibration))
 
 
+@dataclass(frozen=True)
+class _Files:
+    """The outputs a following scorer appends to (`FollowOutputs`, opened)."""
+
+    alerts: AppendOnly
+    scores: AppendOnly | None
+    incidents: AppendOnly | None
+    quarantine: AppendOnly
+    refused: AppendOnly
+
+    def opened(self) -> list[AppendOnly]:
+        return [f for f in (getattr(self, x.name) for x in fields(self)) if f is not None]
+
+
 class _Run:
     """The scoring of one poll's reads, and the counters."""
 
     def __init__(self, scorer: AlertRows | FusedDetector, rule: AlertRule, guard: RollingGuard,
-                 sink: BulkIndexer | None, alerts: AppendOnly, scores: AppendOnly | None,
-                 quarantine: AppendOnly, refused: AppendOnly, counts: dict[str, int],
-                 windows: WindowScorer | None = None) -> None:
+                 sink: BulkIndexer | None, out: _Files, counts: dict[str, int],
+                 incidents: LiveIncidents | None, windows: WindowScorer | None = None) -> None:
         self.scorer, self.rule, self.guard, self.sink = scorer, rule, guard, sink
-        self.alerts, self.scores, self.quarantine, self.refused = alerts, scores, quarantine, refused
-        self.windows = windows
-        kinds = ("events", "alerts", "quarantined", "refused", *(("late",) if windows else ()))
+        self.out, self.incidents, self.windows = out, incidents, windows
+        kinds = ("events", "alerts", *(("incident_updates",) if incidents else ()),
+                 "quarantined", "refused", *(("late",) if windows else ()))
         self.counts = {k: counts.get(k, 0) for k in kinds}
 
     def commit(self, state: FollowState, tail: Tail, files: list[AppendOnly],
                model: dict[str, str]) -> None:
-        """Checkpoint the read positions with the outputs (and the held windows)."""
-        if self.windows is None:
-            state.commit(tail.state(), files, self.counts, model)
-            return
-        state.commit(tail.state(), [*files, self.windows.pending_file], self.counts, model,
-                     windows=self.windows.saved())
-        self.windows.committed()
+        """Checkpoint the read positions with the outputs, the open incidents (and the held
+        windows)."""
+        held = [] if self.windows is None else [self.windows.pending_file]
+        state.commit(tail.state(), [*files, *held], self.counts, model,
+                     incidents=None if self.incidents is None else self.incidents.saved(),
+                     windows=None if self.windows is None else self.windows.saved())
+        if self.windows is not None:
+            self.windows.committed()
 
     def poll(self, tail: Tail) -> int:
         """Score what the files gained; returns how many records were read."""
         read = scored = 0
         docs: list[dict] = []
+        polled: list[pa.RecordBatch] = []  # the rows scored, for the incidents
         for part in tail.poll():
             canonical = part.canonical
             read += canonical.table.num_rows + len(canonical.rejects)
@@ -259,35 +282,46 @@ class _Run:
                 self._quarantine(rejects)
                 self.counts["late"] += late
                 continue
-            docs += self._score(canonical.table)
-            scored += canonical.table.num_rows
+            rows = self._score(canonical.table)
+            docs += event_alerts(self.rule, canonical.table, rows)
+            polled.append(rows)
+            self.counts["events"] += canonical.table.num_rows
         if self.windows is not None:
             for events, rows in self.windows.close(tail.lagging):
-                self.counts["events"] += events.num_rows
-                scored += rows.num_rows
-                if self.scores is not None:
-                    self.scores.append(jsonl_lines(rows))
+                self._write_rows(rows)
                 docs += unit_alerts(self.rule, rows, self.windows.layer.window_seconds)
-        self.alerts.append([orjson.dumps(d) + b"\n" for d in docs])
-        self.counts["alerts"] += len(docs)
-        if self.sink is not None and docs:
-            refused = self.sink.index(docs)
-            self.refused.append([orjson.dumps(r.to_dict()) + b"\n" for r in refused])
+                polled.append(rows)
+                self.counts["events"] += events.num_rows
+        scored = sum(r.num_rows for r in polled)
+        updates = []
+        if self.incidents is not None and polled:
+            updates = self.incidents.update(pa.Table.from_batches(polled))
+            self._append(self.out.incidents, updates, "incident_updates")
+        self._append(self.out.alerts, docs, "alerts")
+        if self.sink is not None and (docs or updates):
+            refused = self.sink.index(docs + updates)
+            self.out.refused.append([orjson.dumps(r.to_dict()) + b"\n" for r in refused])
             self.counts["refused"] += len(refused)
         self.guard.add(scored, len(docs))  # one verdict per poll: its warning goes to stderr
         return read
 
+    def _append(self, out: AppendOnly, docs: list[dict], counted: str) -> None:
+        out.append([orjson.dumps(d) + b"\n" for d in docs])
+        self.counts[counted] += len(docs)
+
     def _quarantine(self, records: list[dict]) -> None:
-        self.quarantine.append([orjson.dumps(r) + b"\n" for r in records])
+        self.out.quarantine.append([orjson.dumps(r) + b"\n" for r in records])
         self.counts["quarantined"] += len(records)
 
-    def _score(self, events: pa.Table) -> list[dict]:
+    def _write_rows(self, rows: pa.RecordBatch) -> None:
+        if self.out.scores is not None:
+            self.out.scores.append(jsonl_lines(rows))  # the rows of a batch run
+
+    def _score(self, events: pa.Table) -> pa.RecordBatch:
         with torch.inference_mode():
             rows, _ = self.scorer.score(events)
         if rows.num_rows != events.num_rows:  # per-event scores: every event, in order
             raise NotSupportedError(f"{self.rule.layer} gave {rows.num_rows} scores for "
                                     f"{events.num_rows} events; --follow needs one per event")
-        self.counts["events"] += events.num_rows
-        if self.scores is not None:
-            self.scores.append(jsonl_lines(rows))  # the rows of a batch run
-        return event_alerts(self.rule, events, rows)
+        self._write_rows(rows)
+        return rows

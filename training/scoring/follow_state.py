@@ -3,8 +3,8 @@
 Layout of the state folder:
 
     state.json     read positions of the followed files, the committed size of every output,
-                   counters (and a window layer's windows); replaced atomically after each
-                   micro-batch
+                   counters, the open incidents (and a window layer's windows); replaced
+                   atomically after each micro-batch
     pending-N.arrow, history-N.arrow
                    a window layer's held events and carried buckets
                    (`training.scoring.follow_windows`)
@@ -116,15 +116,16 @@ class FollowState:
         return AppendOnly(path, committed, private)
 
     def commit(self, positions: list[dict], outputs: list[AppendOnly], counts: dict[str, int],
-               model: dict[str, str], windows: dict | None = None) -> None:
-        """Make the outputs durable, then record them with the read positions (and, for a
-        window layer, its windows: `training.scoring.follow_windows`)."""
+               model: dict[str, str], **sections: dict | None) -> None:
+        """Make the outputs durable, then record them with the read positions and the
+        `sections` that are not None (a window layer's "windows",
+        `training.scoring.follow_windows`; the open "incidents",
+        `training.scoring.live_incidents`)."""
         for out in outputs:
             out.sync()
         self.saved = {"format_version": FORMAT_VERSION, "model": model, "positions": positions,
-                      "outputs": {str(o.path): o.size for o in outputs}, "counts": counts}
-        if windows is not None:
-            self.saved["windows"] = windows
+                      "outputs": {str(o.path): o.size for o in outputs}, "counts": counts,
+                      **{k: v for k, v in sections.items() if v is not None}}
         with atomic_write(self.folder / STATE_FILE) as handle:
             handle.write(orjson.dumps(self.saved, option=orjson.OPT_INDENT_2))
 

@@ -106,7 +106,7 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
         raise ConfigError(f"window_seconds must be > 0, got {window_seconds}")
     tables = [alerts] if isinstance(alerts, pa.Table) else list(alerts)
     reasons = [t["reasons"] if "reasons" in t.column_names else None for t in tables]
-    units = pa.concat_tables([_keyed(t, source, window_seconds)
+    units = pa.concat_tables([keyed_units(t, source, window_seconds)
                               for source, t in enumerate(tables)])
     rows = units.filter(pc.field("alert"))  # the alerting units
     per_layer = units.group_by(["entity", "slot", "layer"], use_threads=False).aggregate(
@@ -148,7 +148,7 @@ def _column(table: pa.Table, name: str, kind: pa.DataType) -> pa.Array | pa.Chun
     return table[name] if name in table.column_names else pa.nulls(table.num_rows, kind)
 
 
-def _keyed(table: pa.Table, source: int, window_seconds: float) -> pa.Table:
+def keyed_units(table: pa.Table, source: int, window_seconds: float) -> pa.Table:
     """The rows of one table with what grouping and ranking need (see the module docstring):
     entity, window slot, ln of the tail probability, whether it alerts, peak, first and last
     time seen."""
@@ -213,7 +213,7 @@ def _detailed(tables: list[pa.Table], rows: pa.Table, best: pa.Table,
         weights = [alert_weight(r) for r in group]
         order = sorted(range(len(group)), key=lambda i: -weights[i])[:TOP_ALERTS]
         details[key] = {
-            "flows": _flows(group),
+            "flows": flows_of(group),
             "top": [{**{k: group[i].get(k) for k in ("layer", "unit", "score", "percentile")},
                      "reasons": _reasons_of(group[i]["_at"], reasons)} for i in order]}
     return details
@@ -224,7 +224,7 @@ def _reasons_of(at: tuple[int, int], reasons: list[pa.ChunkedArray | None]) -> A
     return None if column is None else column[at[1]].as_py()
 
 
-def _flows(rows: list[dict]) -> list[dict[str, Any]]:
+def flows_of(rows: list[dict]) -> list[dict[str, Any]]:
     """The alerts' events joined by Community ID (alerts without one are left out)."""
     flows: dict[str, dict[str, list[str]]] = {}
     for row in rows:

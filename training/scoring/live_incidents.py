@@ -1,0 +1,194 @@
+"""Incidents under live scoring: each poll's scored units update their incidents, and each
+incident that gained alerts, or whose hour is over, goes out again as an ECS document.
+
+    incidents = LiveIncidents(rule, saved=state.saved.get("incidents"))
+    docs = incidents.update(rows)      # the rows of one poll: every unit scored, alert or not
+    state.commit(..., incidents=incidents.saved())
+
+An incident is what `training.scoring.incidents` makes of scored units: an entity's alerts in
+one hour, scored by the evidence of every unit scored there (Fisher's and Sidak's tests per
+layer, summed over layers). Live, it is kept as running aggregates per (entity, hour): for
+each layer the number of units, the sum and the minimum of their ln p and their alerts; the
+first and last time seen; the `TOP_ALERTS` heaviest alerts and the flows of its alerts
+(joined by Community ID, at most `MAX_FLOWS`). An incident is sent when it gains alerts, and
+once more when its hour is over (units of a later hour have been read) if units scored since
+its last update changed its score: so the update it last received carries what
+`build_incidents` gives for the same units in batch (the tests compare them).
+
+An update is an ECS document: `event.kind: alert`, `event.action: incident-update`,
+`event.id` the incident's stable id (an index keyed on it keeps its latest state),
+`event.start`/`event.end` its hour, `event.risk_score` 100 x (1 - 10**-score) (its score is
+-log10 of a p-value), the entity as `source.ip` and `related.ip` (as `host.name` when it is
+not an address), and the incident under `maximus.incident`. Incidents two hours older than the
+latest unit are dropped from memory: a unit that arrives for them later starts them afresh.
+The aggregates are small (a few numbers per entity, layer and hour) and are checkpointed in
+the follow state with the read positions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import math
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from training.scoring.ecs import AlertRule
+from training.scoring.incidents import (
+    TOP_ALERTS, alert_weight, flows_of, keyed_units, layer_evidence,
+)
+
+HOUR = 3600.0  # an incident's window, as in batch scoring
+MAX_FLOWS = 100  # flows listed per incident (a scan has thousands)
+_KEPT_SLOTS = 2  # hours kept behind the latest one
+
+
+class LiveIncidents:
+    """Incidents kept up to date poll by poll (see the module docstring).
+
+    Args:
+        rule: the model whose units are scored (the incidents' `rule.*`).
+        saved: what `saved()` returned at the last checkpoint, or None.
+    """
+
+    def __init__(self, rule: AlertRule, saved: dict | None = None) -> None:
+        self.rule = rule
+        # (entity, slot) -> incident aggregates (JSON-able: they go into the state file)
+        self.open: dict[tuple[str, int], dict[str, Any]] = {
+            (item["entity"], item["slot"]): item for item in (saved or {}).get("open", [])}
+        self.latest: int | None = (saved or {}).get("latest")  # the latest hour seen
+
+    def saved(self) -> dict[str, Any]:
+        return {"latest": self.latest, "open": list(self.open.values())}
+
+    def update(self, rows: pa.Table | pa.RecordBatch, created: datetime | None = None
+               ) -> list[dict[str, Any]]:
+        """Add one poll's scored rows; the updates of the incidents that gained alerts."""
+        if not len(rows):
+            return []
+        table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
+        keyed = keyed_units(table, 0, HOUR)
+        groups = keyed.group_by(["entity", "slot", "layer"], use_threads=False).aggregate(
+            [("log_p", "sum"), ("log_p", "count"), ("log_p", "min"), ("alert", "sum")])
+        for entity, slot, layer, total, n, low, alerts in zip(*(groups[c].to_pylist() for c in (
+                "entity", "slot", "layer", "log_p_sum", "log_p_count", "log_p_min",
+                "alert_sum"))):
+            item = self.open.setdefault((entity, slot), _new(entity, slot))
+            mine = item["layers"].setdefault(layer, [0, 0.0, 0.0, 0])
+            mine[0] += n
+            mine[1] += total
+            mine[2] = min(mine[2], low)
+            mine[3] += alerts
+            item["changed"] = True
+        latest = int(pc.max(keyed["slot"]).as_py())
+        self.latest = latest if self.latest is None else max(self.latest, latest)
+        gained = self._add_alerts(table, keyed)
+        over = [k for k, item in self.open.items()  # its hour is over: its final score
+                if k[1] < self.latest and item["changed"] and item["alerts"] and k not in gained]
+        created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+        docs = []
+        for key in [*gained, *over]:
+            docs.append(self._document(self.open[key], created_text))
+            self.open[key]["changed"] = False
+        for key in [k for k in self.open if k[1] < self.latest - _KEPT_SLOTS]:
+            del self.open[key]
+        return docs
+
+    def _add_alerts(self, table: pa.Table, keyed: pa.Table) -> dict[tuple[str, int], None]:
+        """Count the alerting rows into their incidents; returns those incidents, in order."""
+        at = np.flatnonzero(keyed["alert"].to_numpy(zero_copy_only=False))
+        if not len(at):
+            return {}
+        picked = table.take(pa.array(at)).to_pylist()
+        keys = keyed.take(pa.array(at))
+        times = [keys[c].cast(pa.int64()).to_pylist() for c in ("seen_first", "seen_last")]
+        touched: dict[tuple[str, int], None] = {}
+        for row, entity, slot, first_us, last_us in zip(
+                picked, keys["entity"].to_pylist(), keys["slot"].to_pylist(), *times):
+            item = self.open[(entity, slot)]
+            item["alerts"] += 1
+            item["first_us"] = first_us if item["first_us"] is None else min(item["first_us"],
+                                                                              first_us)
+            item["last_us"] = last_us if item["last_us"] is None else max(item["last_us"],
+                                                                           last_us)
+            item["top"] = _heaviest(item["top"], row)
+            _add_flow(item["flows"], row)
+            touched[(entity, slot)] = None
+        return touched
+
+    def _document(self, item: dict[str, Any], created: str) -> dict[str, Any]:
+        layers = sorted(item["layers"].items())
+        score = float(layer_evidence(*(np.array([v[i] for _, v in layers], np.float64)
+                                       for i in (1, 0, 2))).sum()) if layers else 0.0
+        start = item["slot"] * HOUR
+        incident = {
+            "entity": item["entity"], "window_start": _iso(start * 1e6), "score": score,
+            "alerts": item["alerts"],
+            "layers": [{"layer": name, "alerts": v[3]} for name, v in layers if v[3]],
+            "first_seen": _iso(item["first_us"]), "last_seen": _iso(item["last_us"]),
+            "top": [{k: v for k, v in t.items() if k != "weight"} for t in item["top"]],
+            "flows": [{"community_id": k, **v} for k, v in item["flows"].items()],
+        }
+        key = f"{self.rule.model_name}\x00{self.rule.version}\x00{item['entity']}\x00{start}"
+        risk = 100.0 * -math.expm1(-score * math.log(10.0))
+        doc: dict[str, Any] = {
+            "@timestamp": incident["last_seen"] or created,
+            "event": {"kind": "alert", "action": "incident-update",
+                      "id": hashlib.blake2b(key.encode(), digest_size=16).hexdigest(),
+                      "created": created, "start": incident["window_start"],
+                      "end": _iso((start + HOUR) * 1e6), "risk_score": round(risk, 3),
+                      "severity": int(round(risk))},
+            "rule": {"name": self.rule.name, "id": self.rule.model_name,
+                     "version": self.rule.version, "ruleset": "maximus"},
+        }
+        if _is_address(item["entity"]):
+            doc["source"] = {"ip": item["entity"]}
+            doc["related"] = {"ip": [item["entity"]]}
+        else:
+            doc["host"] = {"name": item["entity"]}
+        doc["maximus"] = {"incident": incident}
+        return doc
+
+
+def _new(entity: str, slot: int) -> dict[str, Any]:
+    return {"entity": entity, "slot": slot, "layers": {}, "alerts": 0, "first_us": None,
+            "last_us": None, "top": [], "flows": {}, "changed": False}
+
+
+def _heaviest(top: list[dict], row: dict[str, Any]) -> list[dict]:
+    """`top` with the alert `row` in its place: the heaviest first, the earlier on ties."""
+    entry = {"layer": row.get("layer"), "unit": row.get("unit"), "score": row.get("score"),
+             "percentile": row.get("percentile"), "reasons": row.get("reasons"),
+             "weight": alert_weight(row)}
+    ranked = sorted([*top, entry], key=lambda t: -t["weight"])  # stable: earlier first
+    return ranked[:TOP_ALERTS]
+
+
+def _add_flow(flows: dict[str, dict], row: dict[str, Any]) -> None:
+    for flow in flows_of([row]):
+        known = flows.get(flow["community_id"])
+        if known is None:
+            if len(flows) < MAX_FLOWS:
+                flows[flow["community_id"]] = {"event_ids": flow["event_ids"],
+                                               "event_types": flow["event_types"]}
+            continue
+        known["event_ids"] += [i for i in flow["event_ids"] if i not in known["event_ids"]]
+        known["event_types"] += [t for t in flow["event_types"] if t not in known["event_types"]]
+
+
+def _iso(micros: float | None) -> str | None:
+    if micros is None:
+        return None
+    return str(np.datetime64(int(micros), "us")) + "Z"
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,74 @@
+"""Incident updates under `score --follow`: the last update of each incident is the incident a
+batch run builds from the same scored units, across restarts.
+
+Real data: the Stratosphere 008 Zeek conn.log, its lines sorted by time (live incidents keep
+the last two hours, and this log's lines run up to 6 hours late), followed in three parts
+with an untrained layer-1 VAE whose threshold makes about half of the events alert.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.scoring.follow import FollowOutputs, follow_events
+from training.scoring.incidents import build_incidents
+from training.scoring.live_incidents import MAX_FLOWS
+from training.scoring.tables import read_alerts
+from training.sources.config import DataSource
+from training.tests.test_follow import _register
+
+LOG = "stratosphere/008-zeek-mixed/data/conn.log.labeled"
+
+
+def _text(when) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(x) for x in path.read_text().splitlines()]
+
+
+def test_the_last_update_of_each_incident_is_the_batch_incident(tmp_path, datasets):
+    lines = (datasets / LOG).read_text().splitlines(keepends=True)
+    head = [x for x in lines if x.startswith("#") and not x.startswith("#close")]
+    data = sorted((x for x in lines if not x.startswith("#")),
+                  key=lambda x: float(x.split("\t", 1)[0]))
+    registry = _register(tmp_path)
+    log = tmp_path / "conn.log"
+    log.write_text("".join(head))
+    outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=tmp_path / "state",
+                            scores=tmp_path / "scores.jsonl",
+                            incidents=tmp_path / "alerts.incidents.jsonl")
+    # A connection three hours after the others: every hour of the log is over.
+    late = data[-1].split("\t")
+    late[0], late[1] = f"{float(late[0]) + 3 * 3600:.6f}", "Clater"
+    third = len(data) // 3
+    for part in (data[:third], data[third:2 * third], [*data[2 * third:], "\t".join(late)]):
+        with log.open("a") as handle:
+            handle.write("".join(part))
+        summary = follow_events(registry, "vae", [DataSource("z", "zeek", {"path": str(log)})],
+                                outputs, once=True)
+
+    updates = _jsonl(outputs.incidents)
+    assert summary.counts["incident_updates"] == len(updates) > 0
+    latest = {}
+    for doc in updates:  # in order: the last one of each incident wins
+        assert doc["event"]["kind"] == "alert" and doc["event"]["action"] == "incident-update"
+        latest[doc["event"]["id"]] = doc["maximus"]["incident"]
+    batch = build_incidents(read_alerts(outputs.scores), detailed=10**6).to_pylist()
+    assert len(latest) == len(batch) > 10
+    live = {(i["entity"], i["window_start"]): i for i in latest.values()}
+    for want in batch:
+        got = live[(want["entity"], _text(want["window_start"]))]
+        assert got["alerts"] == want["alerts"] and got["layers"] == want["layers"]
+        assert got["score"] == pytest.approx(want["score"], rel=1e-9)
+        assert (got["first_seen"], got["last_seen"]) == \
+            (_text(want["first_seen"]), _text(want["last_seen"]))
+        assert [t["unit"] for t in got["top"]] == [t["unit"] for t in want["top"]]
+        if len(want["flows"]) <= MAX_FLOWS:
+            assert got["flows"] == want["flows"]
+        else:
+            assert got["flows"] == want["flows"][:MAX_FLOWS]
