@@ -127,7 +127,7 @@ class FollowState:
                       "outputs": {str(o.path): o.size for o in outputs}, "counts": counts,
                       **{k: v for k, v in sections.items() if v is not None}}
         with atomic_write(self.folder / STATE_FILE) as handle:
-            handle.write(orjson.dumps(self.saved, option=orjson.OPT_INDENT_2))
+            handle.write(orjson.dumps(self.saved))
 
     def close(self) -> None:
         os.close(self._lock)

@@ -43,8 +43,11 @@ from training.scoring.incidents import (
 )
 
 HOUR = 3600.0  # an incident's window, as in batch scoring
-MAX_FLOWS = 100  # flows listed per incident (a scan has thousands)
+MAX_FLOWS = 10  # flows listed per incident (a scan has thousands)
 _KEPT_SLOTS = 2  # hours kept behind the latest one
+# What an incident keeps of its alerts (`alert_weight`, the top alerts, the flows).
+_ALERT_FIELDS = ("layer", "unit", "score", "threshold", "percentile", "reasons", "community_id",
+                 "event_ids", "event_type")
 
 
 class LiveIncidents:
@@ -90,10 +93,11 @@ class LiveIncidents:
         over = [k for k, item in self.open.items()  # its hour is over: its final score
                 if k[1] < self.latest and item["changed"] and item["alerts"] and k not in gained]
         created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-        docs = []
-        for key in [*gained, *over]:
-            docs.append(self._document(self.open[key], created_text))
-            self.open[key]["changed"] = False
+        items = [self.open[key] for key in [*gained, *over]]
+        docs = [self._document(item, score, created_text)
+                for item, score in zip(items, _scores(items))]
+        for item in items:
+            item["changed"] = False
         for key in [k for k in self.open if k[1] < self.latest - _KEPT_SLOTS]:
             del self.open[key]
         return docs
@@ -103,7 +107,8 @@ class LiveIncidents:
         at = np.flatnonzero(keyed["alert"].to_numpy(zero_copy_only=False))
         if not len(at):
             return {}
-        picked = table.take(pa.array(at)).to_pylist()
+        picked = table.take(pa.array(at)).select(
+            [c for c in _ALERT_FIELDS if c in table.column_names]).to_pylist()
         keys = keyed.take(pa.array(at))
         times = [keys[c].cast(pa.int64()).to_pylist() for c in ("seen_first", "seen_last")]
         touched: dict[tuple[str, int], None] = {}
@@ -120,10 +125,8 @@ class LiveIncidents:
             touched[(entity, slot)] = None
         return touched
 
-    def _document(self, item: dict[str, Any], created: str) -> dict[str, Any]:
+    def _document(self, item: dict[str, Any], score: float, created: str) -> dict[str, Any]:
         layers = sorted(item["layers"].items())
-        score = float(layer_evidence(*(np.array([v[i] for _, v in layers], np.float64)
-                                       for i in (1, 0, 2))).sum()) if layers else 0.0
         start = item["slot"] * HOUR
         incident = {
             "entity": item["entity"], "window_start": _iso(start * 1e6), "score": score,
@@ -152,6 +155,19 @@ class LiveIncidents:
             doc["host"] = {"name": item["entity"]}
         doc["maximus"] = {"incident": incident}
         return doc
+
+
+def _scores(items: list[dict[str, Any]]) -> list[float]:
+    """Each incident's score: its layers' evidence summed (one call for all: the chi-squared
+    tail costs about 0.1 ms a call)."""
+    owner = [i for i, item in enumerate(items) for _ in item["layers"]]
+    if not owner:
+        return [0.0] * len(items)
+    n, total, low = (np.array([v[k] for item in items for v in item["layers"].values()],
+                              np.float64) for k in range(3))
+    scores = np.zeros(len(items))
+    np.add.at(scores, owner, layer_evidence(total, n, low))
+    return scores.tolist()
 
 
 def _new(entity: str, slot: int) -> dict[str, Any]:
