@@ -106,12 +106,12 @@ def register(root: Path, alert_share: float) -> dict[str, float]:
 
 
 def register_windows(root: Path, alert_share: float, window_seconds: float,
-                     rate: int) -> dict[str, float]:
+                     rate: int, windows: int = 4) -> dict[str, float]:
     """Register an untrained layer-2 GNN as "gnn-RATE" and layer-3 TCN as "tcn-RATE" (seed
-    0) with windows of `window_seconds`, their scaling and calibration fitted on four windows
+    0) with windows of `window_seconds`, their scaling and calibration fitted on `windows` windows
     of the writer's lines at `rate` (a window's aggregates grow with the rate). Returns their
     thresholds."""
-    table = sample(root, int(4 * window_seconds * rate), rate)
+    table = sample(root, int(windows * window_seconds * rate), rate)
     registry = ModelRegistry(root / "models")
     thresholds = {}
     torch.manual_seed(0)
@@ -244,6 +244,8 @@ def main() -> None:
                              "the window layers (latency from window close)")
     parser.add_argument("--window-seconds", type=float, default=5.0,
                         help="window (layer 2) and bucket (layer 3) length of gnn and tcn")
+    parser.add_argument("--sample-windows", type=int, default=4,
+                        help="windows of the writer's lines gnn and tcn are calibrated on")
     parser.add_argument("--window-grace", type=float, default=1.0,
                         help="seconds a window waits past its end (score --window-grace)")
     parser.add_argument("--rates", type=int, nargs="+", default=[1000, 10000])
@@ -262,7 +264,7 @@ def main() -> None:
         report["thresholds"] = register(root, args.alert_share or 0.5)
         for rate in args.rates if set(args.models) & set(WINDOW_MODELS) else ():
             report["thresholds"].update(register_windows(
-                root, args.alert_share or 0.5, args.window_seconds, rate))
+                root, args.alert_share or 0.5, args.window_seconds, rate, args.sample_windows))
             report["window_seconds"], report["window_grace"] = (args.window_seconds,
                                                                 args.window_grace)
         report["alert_share_asked"] = args.alert_share

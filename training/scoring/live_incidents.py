@@ -38,9 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.scoring.ecs import AlertRule
-from training.scoring.incidents import (
-    TOP_ALERTS, alert_weight, flows_of, keyed_units, layer_evidence,
-)
+from training.scoring.incidents import TOP_ALERTS, alert_weight, keyed_units, layer_evidence
 
 HOUR = 3600.0  # an incident's window, as in batch scoring
 MAX_FLOWS = 10  # flows listed per incident (a scan has thousands)
@@ -103,27 +101,68 @@ class LiveIncidents:
         return docs
 
     def _add_alerts(self, table: pa.Table, keyed: pa.Table) -> dict[tuple[str, int], None]:
-        """Count the alerting rows into their incidents; returns those incidents, in order."""
+        """Count the alerting rows into their incidents; returns those incidents, in the order
+        of their first alert. Grouped in Arrow: Python only visits each incident and the few
+        rows it may keep (its heaviest alerts, its first flows), not every alert."""
         at = np.flatnonzero(keyed["alert"].to_numpy(zero_copy_only=False))
         if not len(at):
             return {}
-        picked = table.take(pa.array(at)).select(
-            [c for c in _ALERT_FIELDS if c in table.column_names]).to_pylist()
+        rows = table.take(pa.array(at)).select(
+            [c for c in _ALERT_FIELDS if c in table.column_names])
         keys = keyed.take(pa.array(at))
-        times = [keys[c].cast(pa.int64()).to_pylist() for c in ("seen_first", "seen_last")]
+        weights = [alert_weight({"score": s, "threshold": t, "percentile": p}) for s, t, p in
+                   zip(*(_column(rows, c).to_pylist() for c in ("score", "threshold",
+                                                                 "percentile")))]
+        alerts = pa.table({"entity": keys["entity"], "slot": keys["slot"],
+                           "first": keys["seen_first"].cast(pa.int64()),
+                           "last": keys["seen_last"].cast(pa.int64()),
+                           "weight": pa.array(weights, pa.float64()),
+                           "i": pa.array(np.arange(len(at)))})
+        groups = alerts.group_by(["entity", "slot"], use_threads=False).aggregate(
+            [("i", "count"), ("i", "min"), ("first", "min"), ("last", "max")]).sort_by("i_min")
         touched: dict[tuple[str, int], None] = {}
-        for row, entity, slot, first_us, last_us in zip(
-                picked, keys["entity"].to_pylist(), keys["slot"].to_pylist(), *times):
+        for entity, slot, count, first_us, last_us in zip(*(groups[c].to_pylist() for c in (
+                "entity", "slot", "i_count", "first_min", "last_max"))):
             item = self.open[(entity, slot)]
-            item["alerts"] += 1
-            item["first_us"] = first_us if item["first_us"] is None else min(item["first_us"],
-                                                                              first_us)
-            item["last_us"] = last_us if item["last_us"] is None else max(item["last_us"],
-                                                                           last_us)
-            item["top"] = _heaviest(item["top"], row)
-            _add_flow(item["flows"], row)
+            item["alerts"] += count
+            for name, value, pick in (("first_us", first_us, min), ("last_us", last_us, max)):
+                if value is not None:
+                    item[name] = value if item[name] is None else pick(item[name], value)
             touched[(entity, slot)] = None
+        heaviest = _first_of_groups(alerts.sort_by([("entity", "ascending"),
+                                                    ("slot", "ascending"),
+                                                    ("weight", "descending"),
+                                                    ("i", "ascending")]), TOP_ALERTS)
+        picked = rows.take(heaviest["i"]).to_pylist()
+        for row, entity, slot, weight in zip(picked, *(heaviest[c].to_pylist() for c in (
+                "entity", "slot", "weight"))):
+            item = self.open[(entity, slot)]
+            item["top"] = _heaviest(item["top"], row, weight)
+        self._add_flows(rows, alerts)
         return touched
+
+    def _add_flows(self, rows: pa.Table, alerts: pa.Table) -> None:
+        """Join the alerts' events into their incidents' flows by Community ID (the first
+        `MAX_FLOWS` flows of each incident)."""
+        if "community_id" not in rows.column_names:
+            return
+        flows = alerts.select(["entity", "slot", "i"]).append_column(
+            "flow", rows["community_id"].cast(pa.string())).filter(
+            pc.is_valid(rows["community_id"]))
+        firsts = flows.group_by(["entity", "slot", "flow"], use_threads=False).aggregate(
+            [("i", "min")]).sort_by([("entity", "ascending"), ("slot", "ascending"),
+                                     ("i_min", "ascending")])
+        known = [f for item in self.open.values() for f in item["flows"]]
+        keep = pc.or_(_group_rank(firsts) < MAX_FLOWS,
+                      pc.is_in(firsts["flow"], value_set=pa.array(known, pa.string())))
+        wanted = firsts.filter(keep).select(["entity", "slot", "flow"])
+        members = flows.join(wanted, keys=["entity", "slot", "flow"],
+                             join_type="inner").sort_by("i")
+        picked = rows.take(members["i"]).select(
+            [c for c in ("event_ids", "event_type") if c in rows.column_names]).to_pylist()
+        for row, entity, slot, flow in zip(picked, *(members[c].to_pylist() for c in (
+                "entity", "slot", "flow"))):
+            _add_flow(self.open[(entity, slot)]["flows"], flow, row)
 
     def _document(self, item: dict[str, Any], score: float, created: str) -> dict[str, Any]:
         layers = sorted(item["layers"].items())
@@ -175,25 +214,45 @@ def _new(entity: str, slot: int) -> dict[str, Any]:
             "last_us": None, "top": [], "flows": {}, "changed": False}
 
 
-def _heaviest(top: list[dict], row: dict[str, Any]) -> list[dict]:
+def _heaviest(top: list[dict], row: dict[str, Any], weight: float) -> list[dict]:
     """`top` with the alert `row` in its place: the heaviest first, the earlier on ties."""
     entry = {"layer": row.get("layer"), "unit": row.get("unit"), "score": row.get("score"),
              "percentile": row.get("percentile"), "reasons": row.get("reasons"),
-             "weight": alert_weight(row)}
+             "weight": weight}
     ranked = sorted([*top, entry], key=lambda t: -t["weight"])  # stable: earlier first
     return ranked[:TOP_ALERTS]
 
 
-def _add_flow(flows: dict[str, dict], row: dict[str, Any]) -> None:
-    for flow in flows_of([row]):
-        known = flows.get(flow["community_id"])
-        if known is None:
-            if len(flows) < MAX_FLOWS:
-                flows[flow["community_id"]] = {"event_ids": flow["event_ids"],
-                                               "event_types": flow["event_types"]}
-            continue
-        known["event_ids"] += [i for i in flow["event_ids"] if i not in known["event_ids"]]
-        known["event_types"] += [t for t in flow["event_types"] if t not in known["event_types"]]
+def _add_flow(flows: dict[str, dict], flow: str, row: dict[str, Any]) -> None:
+    """Add an alert's events to its flow (a new flow only while there are fewer than
+    MAX_FLOWS), as `flows_of` joins them in batch."""
+    known = flows.get(flow)
+    if known is None:
+        if len(flows) >= MAX_FLOWS:
+            return
+        known = flows[flow] = {"event_ids": [], "event_types": []}
+    known["event_ids"] += [i for i in row.get("event_ids") or () if i not in known["event_ids"]]
+    kind = row.get("event_type")
+    if kind and kind not in known["event_types"]:
+        known["event_types"].append(kind)
+
+
+def _group_rank(table: pa.Table) -> np.ndarray:
+    """The position of each row within its (entity, slot) run (the table is sorted by it)."""
+    entity = table["entity"].to_numpy(zero_copy_only=False)
+    slot = table["slot"].to_numpy()
+    starts = np.r_[True, (entity[1:] != entity[:-1]) | (slot[1:] != slot[:-1])]
+    first = np.flatnonzero(starts)
+    return np.arange(len(starts)) - np.repeat(first, np.diff(np.r_[first, len(starts)]))
+
+
+def _first_of_groups(table: pa.Table, n: int) -> pa.Table:
+    """The first `n` rows of each (entity, slot) run of a table sorted by it."""
+    return table.filter(pa.array(_group_rank(table) < n))
+
+
+def _column(table: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:
+    return table[name] if name in table.column_names else pa.nulls(table.num_rows)
 
 
 def _iso(micros: float | None) -> str | None:
