@@ -26,6 +26,10 @@ from pathlib import Path
 from training.errors import ConfigError
 
 Option = Callable[..., None]
+# Flags that mean something only to live scoring (a batch `score` refuses them). Their
+# defaults are None so that a given one can be told from an absent one.
+FOLLOW_ONLY = ("--alerts", "--incidents", "--state", "--elasticsearch", "--window-grace",
+               "--guard-window")
 
 
 def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
@@ -102,12 +106,15 @@ def cmd_follow(args: argparse.Namespace) -> int:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     counts = summary.counts
+    refused = ""
+    if es is not None:
+        refused = (f", {counts['refused']:,} alerts refused by Elasticsearch (kept in "
+                   f"{Path(outputs.state) / 'refused.jsonl'})")
     print(f"followed with {summary.model_name} {summary.version}: {counts['events']:,} events "
           f"scored, {counts['alerts']:,} alerts to {args.alerts}, "
           f"{counts['incident_updates']:,} incident updates to {outputs.incidents}, "
-          f"{counts['quarantined']:,} "
-          f"records quarantined, {counts['refused']:,} alerts refused by Elasticsearch "
-          f"(kept in {Path(outputs.state) / 'refused.jsonl'}); totals since the state began")
+          f"{counts['quarantined']:,} records quarantined{refused}; totals since the state "
+          "began")
     if "late" in counts:  # a window layer
         print(f"windows: {_events(summary.held)} held in open windows (scored when event time "
               f"passes their end by the grace), {_events(counts['late'])} that came after "

@@ -63,9 +63,17 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
+    from training.cli.follow import FOLLOW_ONLY, cmd_follow
+
     if args.follow or args.once:  # live scoring: training.cli.follow
-        from training.cli.follow import cmd_follow
         return cmd_follow(args)
+    given = [flag for flag in FOLLOW_ONLY if getattr(args, flag.lstrip("-").replace("-", "_"))
+             is not None]
+    if given:
+        from training.errors import ConfigError
+
+        raise ConfigError(f"{', '.join(given)}: only with --follow or --once (live scoring); "
+                          "a batch score writes its alerts and incidents beside --output")
     from training.cli.options import parse_source
     from training.registry.registry import ModelRegistry
     from training.errors import ConfigError

@@ -5,7 +5,9 @@ One document per alerting event (layer 1, the fused score; `event_alerts`):
     {"@timestamp": event time, "event": {"kind": "alert", "id", "created", "dataset",
      "risk_score", "severity", "original_id"}, "rule": {"name", "id", "version", "ruleset"},
      "source": {"ip", "port"}, "destination": {"ip", "port"}, "network": {"transport",
-     "protocol", "community_id"}, "related": {"ip": [...]}, "observer": {"name"},
+     "protocol", "community_id"}, "related": {"ip": [...]}, "observer": {"name"}, the event's
+     domain (`dns.question.name`, `tls.client.server_name`, `url.domain` or
+     `destination.domain`, by event type),
      "maximus": {"layer", "unit", "score", "threshold", "percentile", "event_ids",
                  "sensor_id", "reasons"}}
 
@@ -60,6 +62,12 @@ class AlertRule:
         if self.threshold <= 0:
             return np.full(len(scores), 100.0)
         return np.clip(50.0 * scores / self.threshold, 0.0, 100.0)
+
+
+# Where an event's `domain` goes by event type: the DNS query, the TLS server name (SNI), the
+# HTTP host; any other kind of event names the domain of its destination.
+_DOMAIN_FIELDS = {"dns": ("dns", "question", "name"), "ssl": ("tls", "client", "server_name"),
+                  "tls": ("tls", "client", "server_name"), "http": ("url", "domain")}
 
 
 def iso_times(column: pa.Array | pa.ChunkedArray) -> list[str | None]:
@@ -207,7 +215,11 @@ def _document(rule: AlertRule, rule_doc: dict, event: dict, unit: str, risk: flo
     for ecs, name in (("host", "host"), ("user", "user"), ("observer", "source")):
         if event[name]:
             doc[ecs] = {"name": event[name]}
-    if event["domain"]:
-        doc["dns"] = {"question": {"name": event["domain"]}}
+    if event["domain"]:  # the name the event is about, where ECS keeps it for its kind
+        *parents, name = _DOMAIN_FIELDS.get(event["event_type"] or "", ("destination", "domain"))
+        node = doc
+        for parent in parents:
+            node = node.setdefault(parent, {})
+        node[name] = event["domain"]
     doc["maximus"] = maximus
     return doc

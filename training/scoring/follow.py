@@ -251,6 +251,7 @@ class _Run:
                  incidents: LiveIncidents | None, windows: WindowScorer | None = None) -> None:
         self.scorer, self.rule, self.guard, self.sink = scorer, rule, guard, sink
         self.out, self.incidents, self.windows = out, incidents, windows
+        self.warned_late = False  # the first poll mostly late gets a warning, once a run
         kinds = ("events", "alerts", *(("incident_updates",) if incidents else ()),
                  "quarantined", "refused", *(("late",) if windows else ()))
         self.counts = {k: counts.get(k, 0) for k in kinds}
@@ -281,6 +282,12 @@ class _Run:
                 rejects, late = self.windows.add(canonical.table, part)
                 self._quarantine(rejects)
                 self.counts["late"] += late
+                if late > canonical.table.num_rows // 2 and not self.warned_late:
+                    logger.warning("%d of %d events read from %s came after their windows "
+                                   "had closed; they are quarantined (STATE/quarantine.jsonl) "
+                                   "and later ones will be too, counted but not warned of again",
+                                   late, canonical.table.num_rows, part.position.path)
+                    self.warned_late = True
                 continue
             rows = self._score(canonical.table)
             docs += event_alerts(self.rule, canonical.table, rows)

@@ -60,6 +60,7 @@ from training.scoring.tail import Read
 logger = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 300.0  # seconds: Zeek's TCP inactivity timeout
+JUMP_US = 3600 * 1_000_000  # event time moving further in one poll is worth a warning
 _LENGTH = struct.Struct("<Q")  # each appended table: its byte length, then an Arrow IPC stream
 
 
@@ -100,6 +101,7 @@ class WindowScorer:
         self.first_open: int | None = saved.get("first_open")  # windows before it have closed
         self.watermark: int | None = saved.get("watermark")  # event time windows close by, us
         self.latest: dict[str, int] = {}  # file (dev:ino) -> latest event time read from it
+        self.paths: dict[str, str] = {}  # file (dev:ino) -> where it was read
         self._remove_other_generations()
         self.pending_file = state.output(self._path("pending"), private=True)
         self.pending = list(_read_tables(self.pending_file.path))
@@ -132,12 +134,14 @@ class WindowScorer:
         if keep.any():
             key = f"{read.position.dev}:{read.position.ino}"
             self.latest[key] = max(self.latest.get(key, 0), int(micros[keep].max()))
+            self.paths[key] = read.position.path
             held = events.filter(pa.array(keep)) if not keep.all() else events
             self.pending.append(held)
             self.pending_file.append([_table_bytes(held)])
-        return self._rejects(events, read.position.path, ~timed, late), int(late.sum())
+        return (self._rejects(events, read.position.path, micros, ~timed, late),
+                int(late.sum()))
 
-    def _rejects(self, events: pa.Table, path: str, untimed: np.ndarray,
+    def _rejects(self, events: pa.Table, path: str, micros: np.ndarray, untimed: np.ndarray,
                  late: np.ndarray) -> list[dict]:
         ids = events["event_id"]
         out = [{"file": path, "line": None, "field": "timestamp", "event_id": ids[int(i)].as_py(),
@@ -145,13 +149,14 @@ class WindowScorer:
                for i in np.flatnonzero(untimed)]
         if late.any():
             closed = np.datetime64(self.first_open * self.period_us, "us")
-            times = events["timestamp"].filter(pa.array(late))
+            starts = np.datetime_as_string((floor_div(micros[late], self.period_us)
+                                            * self.period_us).astype("datetime64[us]"))
             out += [{"file": path, "line": None, "field": "timestamp", "event_id": event_id,
-                     "reason": f"late: its {self.layer.name} window ({when.isoformat()}) had "
+                     "reason": f"late: its {self.layer.name} window (from {start}Z) had "
                                f"closed (windows before {closed}Z were scored; raise "
                                "--window-grace to wait longer)"}
-                    for event_id, when in zip(ids.filter(pa.array(late)).to_pylist(),
-                                              times.to_pylist())]
+                    for event_id, start in zip(ids.filter(pa.array(late)).to_pylist(),
+                                               starts.tolist())]
         return out
 
     # -- closing ------------------------------------------------------------------------------
@@ -166,6 +171,15 @@ class WindowScorer:
                   if tuple(map(int, key.split(":"))) in lagging]
         candidate = min(behind) if behind else max(self.latest.values())
         candidate = min(candidate, time.time_ns() // 1000)
+        if self.watermark is not None and candidate - self.watermark > max(
+                JUMP_US, 10 * self.period_us):
+            source = self.paths[max(self.latest, key=self.latest.get)]
+            logger.warning(
+                "event time jumped from %sZ to %sZ (the latest event read from %s): the windows "
+                "before it close now, and events stamped earlier than that minus the grace will "
+                "be quarantined as late. If that file holds a wrong timestamp, stop the scorer, "
+                "move the --state folder aside and start again without it",
+                np.datetime64(self.watermark, "us"), np.datetime64(candidate, "us"), source)
         self.watermark = candidate if self.watermark is None else max(self.watermark, candidate)
 
     def close(self, lagging: set[tuple[int, int]]) -> list[tuple[pa.Table, pa.RecordBatch]]:

@@ -45,6 +45,7 @@ from training.registry.registry import ModelRegistry
 from training.collection.collector import DataCollector
 from training.scoring.alerts import OUTPUT_SCHEMA, unit_rows
 from training.scoring.batch import ScoringSummary, _Output, _tables, _torch_threads, count_dropped
+from training.scoring.tables import write_incidents
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +144,8 @@ class FusedDetector:
 def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table,
                 output: str | Path, *, top_k: int = 10, num_threads: int | None = 1
                 ) -> ScoringSummary:
-    """Score `events` with the registry's fused detector; one row per event to `output`.
+    """Score `events` with the registry's fused detector; one row per event to `output`, and
+    its incidents and alerts page beside it, as `score_events` writes them.
 
     Raises:
         As `FusedDetector`.
@@ -161,11 +163,13 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
             out.write(batch)
         finally:  # a Parquet writer left open complains with a traceback when collected
             top = out.close()
+    incidents, incidents_output = write_incidents(output)
     fusion = detector.fusion
     summary = ScoringSummary(FUSED_NAME, detector.version, FUSED_NAME, fusion.threshold,
                              table.num_rows, out.units, out.alerts, time.perf_counter() - started,
                              str(output), top, fusion.calibration.rule,
-                             fusion.calibration.expected_alert_rate)
+                             fusion.calibration.expected_alert_rate, incidents=incidents,
+                             incidents_output=incidents_output)
     count_dropped(summary, collector)
     logger.info("fused %s: %d events, %d alerts", detector.version, table.num_rows, out.alerts)
     return summary

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from scipy.special import gammaln
 from scipy.stats import chi2
 
 from training.errors import ConfigError
@@ -68,10 +69,17 @@ INCIDENT_SCHEMA = pa.schema([
 def layer_evidence(log_p_sum: np.ndarray, n: np.ndarray, log_p_min: np.ndarray) -> np.ndarray:
     """-log10 of the p-value of the stronger of Fisher's and Sidak's tests (module docstring)
     over n units of one layer, from the sum and the minimum of their ln p. Shapes: (k,) each."""
-    fisher = -chi2.logsf(-2.0 * log_p_sum, 2.0 * n) / math.log(10.0)
+    half = -np.asarray(log_p_sum, np.float64)  # the statistic over 2: -sum ln p
+    log_tail = chi2.logsf(2.0 * half, 2.0 * n)
+    # Far in the tail logsf underflows to -inf (the evidence would print as null): there the
+    # upper incomplete gamma function is x**(n-1) e**-x / Gamma(n), to within a factor
+    # (1 + (n-1)/x) that this only uses where x is far above n.
+    with np.errstate(divide="ignore", invalid="ignore"):
+        far = (n - 1) * np.log(half) - half - gammaln(np.maximum(n, 1))
+    fisher = -np.where(np.isneginf(log_tail), far, log_tail) / math.log(10.0)
     with np.errstate(divide="ignore"):  # p = 1: log1p(-1) is -inf, and the evidence 0
         sidak = -np.log10(-np.expm1(n * np.log1p(-np.exp(log_p_min))))
-    return np.maximum(fisher, sidak)
+    return np.maximum(fisher, sidak) + 0.0  # + 0.0: no -0.0 where there is no evidence
 
 
 def alert_weight(row: dict[str, Any]) -> float:

@@ -13,14 +13,16 @@ first and last time seen; the `TOP_ALERTS` heaviest alerts and the flows of its 
 (joined by Community ID, at most `MAX_FLOWS`). An incident is sent when it gains alerts, and
 once more when its hour is over (units of a later hour have been read) if units scored since
 its last update changed its score: so the update it last received carries what
-`build_incidents` gives for the same units in batch (the tests compare them).
+`build_incidents` gives for the same units in batch (the tests compare them), its flows cut
+to the first `MAX_FLOWS`.
 
 An update is an ECS document: `event.kind: alert`, `event.action: incident-update`,
 `event.id` the incident's stable id (an index keyed on it keeps its latest state),
 `event.start`/`event.end` its hour, `event.risk_score` 100 x (1 - 10**-score) (its score is
 -log10 of a p-value), the entity as `source.ip` and `related.ip` (as `host.name` when it is
 not an address), and the incident under `maximus.incident`. Incidents two hours older than the
-latest unit are dropped from memory: a unit that arrives for them later starts them afresh.
+latest unit are let go: their last update stands, and units that arrive for their hour later
+leave them as they were (their own alerts still go out).
 The aggregates are small (a few numbers per entity, layer and hour) and are checkpointed in
 the follow state with the read positions.
 """
@@ -73,6 +75,11 @@ class LiveIncidents:
             return []
         table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
         keyed = keyed_units(table, 0, HOUR)
+        if self.latest is not None:  # hours already let go keep their last update
+            current = pa.array(keyed["slot"].to_numpy() >= self.latest - _KEPT_SLOTS)
+            table, keyed = table.filter(current), keyed.filter(current)
+            if not table.num_rows:
+                return []
         groups = keyed.group_by(["entity", "slot", "layer"], use_threads=False).aggregate(
             [("log_p", "sum"), ("log_p", "count"), ("log_p", "min"), ("alert", "sum")])
         for entity, slot, layer, total, n, low, alerts in zip(*(groups[c].to_pylist() for c in (
@@ -239,6 +246,8 @@ def _add_flow(flows: dict[str, dict], flow: str, row: dict[str, Any]) -> None:
 
 def _group_rank(table: pa.Table) -> np.ndarray:
     """The position of each row within its (entity, slot) run (the table is sorted by it)."""
+    if not table.num_rows:
+        return np.zeros(0, np.int64)
     entity = table["entity"].to_numpy(zero_copy_only=False)
     slot = table["slot"].to_numpy()
     starts = np.r_[True, (entity[1:] != entity[:-1]) | (slot[1:] != slot[:-1])]

@@ -213,6 +213,10 @@ def test_follow_flags_are_checked(tmp_path, capsys):
     assert "must end in .jsonl or .json" in capsys.readouterr().err
     assert main([*base, "--output", str(tmp_path / "s.jsonl"), "--once", "--follow"]) == 2
     assert "--follow: not allowed with argument --once" in capsys.readouterr().err
+    # A batch score refuses the flags of live scoring rather than ignore them.
+    assert main([*base, "--output", str(tmp_path / "s.jsonl"), "--alerts",
+                 str(tmp_path / "a.jsonl"), "--window-grace", "5"]) == 2
+    assert "--alerts, --window-grace: only with --follow or --once" in capsys.readouterr().err
 
 
 def test_tail_waits_for_whole_lines_and_follows_a_folder_through_rotation(tmp_path):

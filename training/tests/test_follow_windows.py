@@ -303,3 +303,25 @@ def test_a_state_folder_keeps_to_the_model_layout_it_was_used_with(tmp_path, cap
         assert main([*command, "--model", model]) == 1
         assert said in capsys.readouterr().err
     assert main([*command, "--model", "m"]) == 0  # the first model goes on with it
+
+
+def test_a_jump_in_event_time_is_warned_of(tmp_path, caplog):
+    from training.tests.zeek_writer import header, line
+
+    registry = _writer_model(tmp_path)
+    log = tmp_path / "conn.log"
+    log.write_text(header(0.0) + "".join(line(n, 1.7e9 + n / 10) for n in range(200)))
+    outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=tmp_path / "state")
+    source = [DataSource("z", "zeek", {"path": str(log)})]
+    follow_events(registry, "m", source, outputs, once=True, window_grace=1.0)
+    with caplog.at_level("WARNING"):
+        with log.open("a") as handle:  # one connection stamped a day later
+            handle.write(line(500, 1.7e9 + 86_400))
+        follow_events(registry, "m", source, outputs, once=True, window_grace=1.0)
+        with log.open("a") as handle:  # then the rest, as before
+            handle.write("".join(line(n, 1.7e9 + n / 10) for n in range(200, 300)))
+        summary = follow_events(registry, "m", source, outputs, once=True, window_grace=1.0)
+    said = caplog.text
+    assert "event time jumped from 2023-11-14T22:13:39" in said and str(log) in said
+    assert "came after their windows had closed" in said
+    assert summary.counts["late"] == 100

@@ -160,6 +160,12 @@ def test_score_fused_gives_every_event_the_fusion_of_its_layers_tail_probabiliti
     np.testing.assert_allclose(tails[:, 0], calibration.tail_probability(
         l1["score"].to_numpy().astype(np.float64)), rtol=1e-4, atol=1e-6)
     assert np.isnan(tails[:, 2]).any() and not np.isnan(tails[:, 0]).any()  # windows need history
+    # Its incidents and alerts page beside it, as a layer's scoring writes them.
+    incidents = pq.read_table(folder / "fused.incidents.parquet")
+    assert incidents.num_rows > 0
+    assert sum(incidents["alerts"].to_pylist()) == int(out["is_alert"].to_numpy(
+        zero_copy_only=False).sum())
+    assert (folder / "fused.alerts.html").exists()
 
 
 def _events(path):

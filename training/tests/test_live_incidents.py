@@ -72,3 +72,30 @@ def test_the_last_update_of_each_incident_is_the_batch_incident(tmp_path, datase
             assert got["flows"] == want["flows"]
         else:
             assert got["flows"] == want["flows"][:MAX_FLOWS]
+
+
+def test_an_hour_let_go_keeps_its_last_update(tmp_path):
+    """Units that come more than two hours after their hour leave its incident as it was:
+    an index keyed on the incident's id keeps the update with every alert it had."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from training.scoring.alerts import OUTPUT_SCHEMA
+    from training.scoring.ecs import AlertRule
+    from training.scoring.live_incidents import LiveIncidents
+
+    def rows(hour: int, n: int) -> pa.Table:
+        when = datetime(2026, 1, 1, hour, 5, tzinfo=UTC)
+        return pa.Table.from_pylist([
+            {"unit": f"e{hour}-{i}", "time": when, "score": 5.0, "is_alert": True,
+             "event_ids": [f"e{hour}-{i}"], "layer": "layer1", "threshold": 1.0,
+             "source_ip": "10.0.0.1", "first_seen": when, "last_seen": when}
+            for i in range(n)], schema=OUTPUT_SCHEMA)
+
+    incidents = LiveIncidents(AlertRule("m", "1", "layer1", 1.0))
+    first = incidents.update(rows(10, 5))
+    assert [d["maximus"]["incident"]["alerts"] for d in first] == [5]
+    assert [d["maximus"]["incident"]["alerts"] for d in incidents.update(rows(13, 1))] == [1]
+    assert incidents.update(rows(10, 1)) == []  # 10:00 was let go when 13:00 came
+    assert incidents.update(rows(11, 1))[0]["event"]["id"] != first[0]["event"]["id"]
