@@ -120,20 +120,25 @@ class Tail:
         # Names followed as files: never taken for a rotated file, even while missing.
         self.live = {os.path.abspath(p) for r in self.readers.values()
                      for p in _as_list(r.options["path"]) if not os.path.isdir(p)}
+        self.folders = {os.path.dirname(p) for p in self.live} | {
+            os.path.abspath(p) for r in self.readers.values()
+            for p in _as_list(r.options["path"]) if os.path.isdir(p)}
         self.positions: dict[tuple[int, int], Position] = {}
+        self.dormant: list[dict] = []  # positions of sources not given this run: kept as saved
         self.behind = False  # the last poll left bytes unread (a backlog): poll again at once
         self.lagging: set[tuple[int, int]] = set()  # the files (dev, ino) it left them in
         for saved in positions or ():
             position = Position(**saved)
             if position.source in self.readers:
                 self.positions[position.key] = position
-            else:  # its source is no longer given: nothing to read it with
-                logger.warning("%s (source %r) is no longer followed; its position is dropped",
-                               position.path, position.source)
+            else:  # its source is not given this run: kept for a run that gives it again
+                logger.info("%s (source %r) is not followed in this run; its position is kept",
+                            position.path, position.source)
+                self.dormant.append(saved)
 
     def state(self) -> list[dict]:
         """The positions to store with the results of the polls so far."""
-        return [asdict(p) for p in self.positions.values()]
+        return [*(asdict(p) for p in self.positions.values()), *self.dormant]
 
     def poll(self) -> Iterator[Read]:
         """The events appended since the last poll, file by file (a rotated file first)."""
@@ -147,8 +152,8 @@ class Tail:
                 except FileNotFoundError:
                     continue  # rotated between the scan and here: found by inode below
                 seen.setdefault((info.st_dev, info.st_ino), (name, path))
-        for key, position in list(self.positions.items()):  # rotated away, or gone
-            if key not in seen:
+        for key, position in list(self.positions.items()):  # rotated away, gone, or elsewhere
+            if key not in seen and not self._elsewhere(position):
                 yield from self._finish(position, set(seen) | set(self.positions))
         for key, (name, path) in seen.items():
             position = self.positions.get(key)
@@ -157,6 +162,18 @@ class Tail:
                 self.positions[key] = position
             position.path = path
             yield from self._read(position, whole_lines=True)
+
+    def _elsewhere(self, position: Position) -> bool:
+        """Whether the file of `position` sits where it was, unrotated, in a place this run
+        does not follow (the inputs changed): its position waits for a run that does."""
+        if os.path.abspath(position.path) in self.live or \
+                os.path.dirname(os.path.abspath(position.path)) in self.folders:
+            return False
+        try:
+            info = os.stat(position.path)
+        except FileNotFoundError:
+            return False
+        return (info.st_dev, info.st_ino) == position.key and _same_file(position, position.path)
 
     def _finish(self, position: Position, known: set[tuple[int, int]]) -> Iterator[Read]:
         """Read a file that left the followed names to its end, then forget it; then the files

@@ -331,3 +331,20 @@ def test_files_rotated_while_the_scorer_was_stopped_are_read_whole_and_once(tmp_
     for _ in range(5):
         got += [u for r in resumed.poll() for u in r.canonical.table["event_id"].to_pylist()]
     assert got == [f"conn:C{i:08d}" for i in range(10 + 12_000 + 12_000 + 5)]
+
+
+def test_a_run_that_follows_other_files_keeps_the_positions_of_the_first(tmp_path):
+    """--once on a/conn.log, then b/conn.log, then a/conn.log again with one state folder:
+    a's events are scored once (its position waited while b was followed)."""
+    registry = _register(tmp_path)
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        _conn_log(tmp_path / name / "conn.log", 20)
+    outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=tmp_path / "state",
+                            scores=tmp_path / "scores.jsonl")
+    for name in ("a", "b", "a"):
+        follow_events(registry, "vae",
+                      [DataSource("zeek", "zeek", {"path": str(tmp_path / name / "conn.log")})],
+                      outputs, once=True)
+    scored = [r["unit"] for r in _jsonl(tmp_path / "scores.jsonl")]
+    assert len(scored) == 40  # 20 each: a read once, b once
