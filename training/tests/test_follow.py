@@ -92,30 +92,45 @@ def _lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-def test_sigkilled_scorer_resumes_across_rotation_exactly_once(tmp_path):
-    _register(tmp_path)
-    logs, scores, alerts = tmp_path / "logs", tmp_path / "scores.jsonl", tmp_path / "alerts.jsonl"
+WRITTEN = 1500  # lines the writer appends in `kill_mid_stream`
+
+
+def kill_mid_stream(root: Path, model: str, killed_at: int, *flags: str
+                    ) -> tuple[subprocess.Popen, subprocess.Popen, int]:
+    """Follow root/logs/conn.log with `model` (`score --follow`, scores to root/scores.jsonl,
+    alerts to root/alerts.jsonl) while the Zeek writer appends 1,500 lines at 500 a second,
+    rotating every 400; SIGKILL the scorer once `killed_at` units are scored and start it
+    again. Returns the restarted scorer, the writer, and the units scored at the kill."""
+    logs, scores = root / "logs", root / "scores.jsonl"
     logs.mkdir()
     (logs / "conn.log").write_text(header(time.time()))  # the sensor's live file, header only
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    command = [sys.executable, "-m", "training.cli", "score", "--model", "vae", "--registry-dir",
-               str(tmp_path / "models"), "--input", f"zeek:{logs / 'conn.log'}", "--output",
-               str(scores), "--alerts", str(alerts), "--follow", "--poll-interval", "0.05"]
-    state = tmp_path / "scores.jsonl.state" / "state.json"
-
+    command = [sys.executable, "-m", "training.cli", "score", "--model", model, "--registry-dir",
+               str(root / "models"), "--input", f"zeek:{logs / 'conn.log'}", "--output",
+               str(scores), "--alerts", str(root / "alerts.jsonl"), "--follow",
+               "--poll-interval", "0.05", *flags]
     scorer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait("the scorer's first checkpoint", state.exists, scorer=scorer)
-    total = 1500
+    _wait("the scorer's first checkpoint", (root / "scores.jsonl.state" / "state.json").exists,
+          scorer=scorer)
     writer = subprocess.Popen([sys.executable, "-m", "training.tests.zeek_writer", str(logs),
-                               "--events", str(total), "--rate", "500", "--rotate-every", "400"],
-                              env=env, stdout=subprocess.PIPE, text=True)
-    _wait("600 scored events", lambda: _lines(scores) >= 600, scorer=scorer)
+                               "--events", str(WRITTEN), "--rate", "500", "--rotate-every",
+                               "400"], env=env, stdout=subprocess.PIPE, text=True)
+    _wait(f"{killed_at} scored units", lambda: _lines(scores) >= killed_at, scorer=scorer)
     scorer.send_signal(signal.SIGKILL)
     scorer.wait()
     at_kill = _lines(scores)
     restarted = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                  text=True)
     assert writer.wait(timeout=60) == 0
+    return restarted, writer, at_kill
+
+
+def test_sigkilled_scorer_resumes_across_rotation_exactly_once(tmp_path):
+    _register(tmp_path)
+    logs, scores, alerts = tmp_path / "logs", tmp_path / "scores.jsonl", tmp_path / "alerts.jsonl"
+    state = tmp_path / "scores.jsonl.state" / "state.json"
+    total = WRITTEN
+    restarted, writer, at_kill = kill_mid_stream(tmp_path, "vae", 600)
     rotations = [x for x in writer.stdout.read().split("\n") if x.startswith("rotated")]
     _wait("every event scored", lambda: _lines(scores) >= total, scorer=restarted)
     # Two more checkpoints (one per poll): the scorer has read the files again after the last

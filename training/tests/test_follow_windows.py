@@ -200,40 +200,15 @@ def test_the_command_line_follows_with_a_window_model(tmp_path, datasets, capsys
 def test_a_sigkilled_window_scorer_scores_every_closed_window_once(tmp_path):
     """The writer stamps each line with the time it wrote it, so with half-second buckets the
     windows close as it writes; the scorer is killed mid-stream and restarted."""
-    import os
     import signal
-    import subprocess
-    import sys
-    import time
 
-    from training.tests.test_follow import _lines, _wait
-    from training.tests.zeek_writer import header
+    from training.tests.test_follow import WRITTEN, _wait, kill_mid_stream
 
     _writer_model(tmp_path)
-
     logs, scores, alerts = tmp_path / "logs", tmp_path / "scores.jsonl", tmp_path / "alerts.jsonl"
-    logs.mkdir()
-    (logs / "conn.log").write_text(header(time.time()))
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    command = [sys.executable, "-m", "training.cli", "score", "--model", "m", "--registry-dir",
-               str(tmp_path / "models"), "--input", f"zeek:{logs / 'conn.log'}", "--output",
-               str(scores), "--alerts", str(alerts), "--follow", "--poll-interval", "0.05",
-               "--window-grace", "0.2"]
     state = tmp_path / "scores.jsonl.state" / "state.json"
-    scorer = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _wait("the scorer's first checkpoint", state.exists, scorer=scorer)
-    total = 1500
-    writer = subprocess.Popen([sys.executable, "-m", "training.tests.zeek_writer", str(logs),
-                               "--events", str(total), "--rate", "500", "--rotate-every", "400"],
-                              env=env, stdout=subprocess.PIPE, text=True)
-    _wait("300 scored windows", lambda: _lines(scores) >= 300, scorer=scorer)
-    scorer.send_signal(signal.SIGKILL)
-    scorer.wait()
-    at_kill = _lines(scores)
-    restarted = subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                 stderr=subprocess.PIPE, text=True)
-    assert writer.wait(timeout=60) == 0
-    last = f"C{total - 1:08d}"
+    restarted, _, at_kill = kill_mid_stream(tmp_path, "m", 300, "--window-grace", "0.2")
+    last = f"C{WRITTEN - 1:08d}"
     _wait("the last event held", lambda: last.encode() in b"".join(
         p.read_bytes() for p in state.parent.glob("pending-*.arrow")), scorer=restarted)
     restarted.send_signal(signal.SIGTERM)
@@ -243,8 +218,7 @@ def test_a_sigkilled_window_scorer_scores_every_closed_window_once(tmp_path):
     first_open = json.loads(state.read_text())["windows"]["first_open"]
     batch = tmp_path / "batch.jsonl"
     score_events(ModelRegistry(tmp_path / "models"), "m",
-                 [DataSource("z", "zeek", {"path": str(logs)})],
-                 batch)
+                 [DataSource("z", "zeek", {"path": str(logs)})], batch)
     closed = {r["unit"]: r for r in _jsonl(batch)
               if np.datetime64(r["time"].rstrip("Z"), "us").astype(np.int64)
               < first_open * 500_000}
