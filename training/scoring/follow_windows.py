@@ -11,7 +11,10 @@ the latest event time read so far, and a window closes when the watermark has pa
 by `grace_seconds`. Two bounds keep one source from closing windows another has not
 delivered yet: while a file has a backlog (the poll left bytes unread in it), the watermark
 goes no further than the latest time read from it; and it never passes this machine's clock
-(an event a sensor stamped in the future is held until its time comes). The grace is for sensors that log an event after its time: Zeek writes a
+(an event a sensor stamped in the future is held until its time comes). When a live sensor
+(its latest event was read within the grace of its timestamp) goes quiet, event time moves
+on with the clock from there, so the windows of its last events close too; a log replayed
+from the past only moves event time through its own events. The grace is for sensors that log an event after its time: Zeek writes a
 connection when it ends, stamped with its start, and a connection that went quiet only after
 its TCP inactivity timeout (5 minutes by default), hence the default of 300 s. An event whose
 window has already closed when it is read is late: it is quarantined with that reason and
@@ -102,6 +105,9 @@ class WindowScorer:
         self.watermark: int | None = saved.get("watermark")  # event time windows close by, us
         self.latest: dict[str, int] = {}  # file (dev:ino) -> latest event time read from it
         self.paths: dict[str, str] = {}  # file (dev:ino) -> where it was read
+        # (latest event time, clock) when a live sensor's latest event was read; None while
+        # the events read are older than the grace (a log replayed, a backlog)
+        self.live_since: tuple[int, int] | None = None
         self._remove_other_generations()
         self.pending_file = state.output(self._path("pending"), private=True)
         self.pending = list(_read_tables(self.pending_file.path))
@@ -164,13 +170,22 @@ class WindowScorer:
     def _advance(self, lagging: set[tuple[int, int]]) -> None:
         """Move the watermark: the latest event time read, but no further than what a file
         with a backlog has reached (its unread lines are older than the other files' newest),
-        nor past this machine's clock (a sensor stamping events in the future)."""
+        nor past this machine's clock (a sensor stamping events in the future). A live sensor
+        (its latest event was read within the grace of its time) that has gone quiet moves
+        event time on with the clock, so its last windows close too."""
         if not self.latest:
             return
+        now = time.time_ns() // 1000
         behind = [t for key, t in self.latest.items()
                   if tuple(map(int, key.split(":"))) in lagging]
         candidate = min(behind) if behind else max(self.latest.values())
-        candidate = min(candidate, time.time_ns() // 1000)
+        if behind:
+            self.live_since = None
+        elif self.live_since is None or candidate > self.live_since[0]:  # new events
+            self.live_since = (candidate, now) if now - candidate <= self.grace_us else None
+        else:  # quiet: as much event time has passed as clock time
+            candidate = self.live_since[0] + (now - self.live_since[1])
+        candidate = min(candidate, now)
         if self.watermark is not None and candidate - self.watermark > max(
                 JUMP_US, 10 * self.period_us):
             source = self.paths[max(self.latest, key=self.latest.get)]

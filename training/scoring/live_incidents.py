@@ -70,7 +70,8 @@ class LiveIncidents:
 
     def update(self, rows: pa.Table | pa.RecordBatch, created: datetime | None = None
                ) -> list[dict[str, Any]]:
-        """Add one poll's scored rows; the updates of the incidents that gained alerts."""
+        """Add one poll's scored rows; the updates of the incidents that gained alerts and of
+        those whose hour is over and changed since their last update."""
         if not len(rows):
             return []
         table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
