@@ -66,7 +66,9 @@ def resolve(conn: sqlite3.Connection, name: str, version: str | None, stage: str
     if row is None:
         if stage is None or name not in model_names(conn):
             raise _no_model(conn, name)
-        raise NotFoundError(f"{name} has no version in stage {stage!r}; see list_models({name!r})")
+        raise NotFoundError(f"{name} has no version in stage {stage!r}: pick one by version or "
+                            f"alias, or promote one (`maximus-train registry list` shows them; "
+                            f"in Python, list_models({name!r}))")
     return row
 
 

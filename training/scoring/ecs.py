@@ -18,8 +18,8 @@ events (`maximus.top_events`, their addresses in `related.ip`).
 `event.risk_score` (0-100) is the score's percentile among the model's benign validation scores
 when the model has a calibration; otherwise 50 at the threshold, 100 from twice the threshold.
 The event's scored row (`training.scoring.alerts`) decides whether it alerts and gives
-`maximus.score` (float32, as in the scores file), `sensor_id` (the Zeek uid or Suricata
-flow_id) and `reasons` (the alert's top reasons, when the model can explain its scores): one
+`maximus.score` (float32, as in the scores file), `maximus.percentile` and the risk score
+drawn from it, `sensor_id` (the Zeek uid or Suricata flow_id) and `reasons` (the alert's top reasons, when the model can explain its scores): one
 source for the scores file and the alerts. `event.id` is a digest of (model, version, unit): a
 replayed batch (a restart after a crash) gives the same id, so an index keyed on it holds each
 alert once. Empty values are left out, as ECS producers do.
@@ -70,6 +70,15 @@ _DOMAIN_FIELDS = {"dns": ("dns", "question", "name"), "ssl": ("tls", "client", "
                   "tls": ("tls", "client", "server_name"), "http": ("url", "domain")}
 
 
+def _risk(rule: AlertRule, rows: pa.RecordBatch, taken: pa.Array, scores: np.ndarray
+          ) -> list[float]:
+    """`event.risk_score` of the picked rows: their percentile as the scores file has it (one
+    source for both), else the threshold's scale (`AlertRule.risk_scores`)."""
+    if rule.calibration is not None:
+        return rows.column("percentile").take(taken).cast(pa.float64()).to_pylist()
+    return rule.risk_scores(scores.astype(np.float64)).tolist()
+
+
 def iso_times(column: pa.Array | pa.ChunkedArray) -> list[str | None]:
     """UTC timestamps as ISO 8601 text ("2026-12-06T15:48:50.914970Z"), None for nulls.
 
@@ -112,7 +121,7 @@ def event_alerts(rule: AlertRule, events: pa.Table, rows: pa.RecordBatch,
     columns["timestamp"] = (iso_times(picked["timestamp"]) if "timestamp" in picked.column_names
                             else [None] * len(picks))
     scores = rows.column("score").take(taken).to_numpy(zero_copy_only=False)
-    risk = rule.risk_scores(scores.astype(np.float64)).tolist()
+    risk = _risk(rule, rows, taken, scores)
     percentiles = risk if rule.calibration is not None else None
     sensor_ids = rows.column("sensor_id").take(taken).to_pylist()
     reasons = rows.column("reasons").take(taken).to_pylist()
@@ -150,7 +159,8 @@ def unit_alerts(rule: AlertRule, rows: pa.RecordBatch, window_seconds: float,
     if not len(picks):
         return []
     created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-    picked = rows.take(pa.array(picks))
+    taken = pa.array(picks)
+    picked = rows.take(taken)
     starts = picked.column("time")
     ends = pa.array(starts.cast(pa.int64()).to_numpy(zero_copy_only=False)
                     + round(window_seconds * 1_000_000)).cast(starts.type)
@@ -158,7 +168,7 @@ def unit_alerts(rule: AlertRule, rows: pa.RecordBatch, window_seconds: float,
         ("timestamp", starts), ("end", ends), ("first_seen", picked.column("first_seen")),
         ("last_seen", picked.column("last_seen")))}
     scores = picked.column("score").to_numpy(zero_copy_only=False)
-    risk = rule.risk_scores(scores.astype(np.float64)).tolist()
+    risk = _risk(rule, rows, taken, scores)
     rule_doc = {"name": rule.name, "id": rule.model_name, "version": rule.version,
                 "ruleset": "maximus"}
     docs = []

@@ -112,7 +112,9 @@ def test_followed_rows_are_the_batch_rows_and_alerts_carry_sensor_id_and_reasons
         assert doc["maximus"]["sensor_id"] == row["sensor_id"] == row["unit"][len("conn:"):]
         assert doc["maximus"]["reasons"] == row["reasons"]
         assert doc["maximus"]["score"] == row["score"]
-        assert doc["maximus"]["percentile"] == pytest.approx(row["percentile"], rel=1e-6)
+        # One source: the alert's percentile (and risk) are the scores file's, to the bit.
+        assert doc["maximus"]["percentile"] == row["percentile"]
+        assert doc["event"]["risk_score"] == round(row["percentile"], 3)
 
 
 def _fused_registry(root: Path) -> ModelRegistry:
