@@ -126,7 +126,8 @@ class FollowState:
         self.saved = {"format_version": FORMAT_VERSION, "model": model, "positions": positions,
                       "outputs": {str(o.path): o.size for o in outputs}, "counts": counts,
                       **{k: v for k, v in sections.items() if v is not None}}
-        with atomic_write(self.folder / STATE_FILE) as handle:
+        # Private: it holds the open incidents (addresses, event ids, reasons from the logs).
+        with atomic_write(self.folder / STATE_FILE, private=True) as handle:
             handle.write(orjson.dumps(self.saved))
 
     def close(self) -> None:

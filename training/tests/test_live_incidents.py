@@ -54,6 +54,8 @@ def test_the_last_update_of_each_incident_is_the_batch_incident(tmp_path, datase
 
     updates = _jsonl(outputs.incidents)
     assert summary.counts["incident_updates"] == len(updates) > 0
+    # The open incidents are checkpointed in the state file, readable by this user only.
+    assert (tmp_path / "state" / "state.json").stat().st_mode & 0o777 == 0o600
     latest = {}
     for doc in updates:  # in order: the last one of each incident wins
         assert doc["event"]["kind"] == "alert" and doc["event"]["action"] == "incident-update"
