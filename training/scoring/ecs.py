@@ -19,8 +19,9 @@ events (`maximus.top_events`, their addresses in `related.ip`).
 when the model has a calibration; otherwise 50 at the threshold, 100 from twice the threshold.
 The event's scored row (`training.scoring.alerts`) decides whether it alerts and gives
 `maximus.score` (float32, as in the scores file), `maximus.percentile` and the risk score
-drawn from it, `sensor_id` (the Zeek uid or Suricata flow_id) and `reasons` (the alert's top reasons, when the model can explain its scores): one
-source for the scores file and the alerts. `event.id` is a digest of (model, version, unit): a
+drawn from it, `sensor_id` (the Zeek uid or Suricata flow_id) and `reasons` (the alert's top
+reasons, when the model can explain its scores): one source for the scores file and the
+alerts. `event.id` is a digest of (model, version, unit): a
 replayed batch (a restart after a crash) gives the same id, so an index keyed on it holds each
 alert once. Empty values are left out, as ECS producers do.
 """
@@ -36,6 +37,7 @@ import numpy as np
 import pyarrow as pa
 
 from training.evaluation.calibration import Calibration
+from training.features.layer1 import EVENT_CATEGORIES
 
 _FIELDS = ("timestamp", "event_id", "event_type", "source", "source_ip", "source_port", "dest_ip",
            "dest_port", "protocol", "service", "community_id", "host", "user", "domain")
@@ -64,10 +66,12 @@ class AlertRule:
         return np.clip(50.0 * scores / self.threshold, 0.0, 100.0)
 
 
-# Where an event's `domain` goes by event type: the DNS query, the TLS server name (SNI), the
-# HTTP host; any other kind of event names the domain of its destination.
-_DOMAIN_FIELDS = {"dns": ("dns", "question", "name"), "ssl": ("tls", "client", "server_name"),
-                  "tls": ("tls", "client", "server_name"), "http": ("url", "domain")}
+# Where an event's `domain` goes by the kind of its event type (layer 1's event categories:
+# "dns_query" and "sysmon:22" are DNS, "ssl" and "x509" TLS, ...): the DNS query, the TLS
+# server name (SNI), the HTTP host; any other kind of event names its destination's domain.
+_DOMAIN_FIELDS = {name: path for kind, path in (
+    ("dns", ("dns", "question", "name")), ("tls", ("tls", "client", "server_name")),
+    ("http", ("url", "domain"))) for name in EVENT_CATEGORIES[kind]}
 
 
 def _risk(rule: AlertRule, rows: pa.RecordBatch, taken: pa.Array, scores: np.ndarray

@@ -3,7 +3,8 @@
     windows = WindowScorer(layer, AlertRows(...), state, grace_seconds=300)
     rejects, late = windows.add(events, read)          # each read of a poll
     for events, rows in windows.close(tail.lagging): ...  # the windows that closed, scored
-    state.commit(..., outputs + [windows.pending_file], windows=windows.saved()); windows.committed()
+    state.commit(..., [*outputs, windows.pending_file], windows=windows.saved())
+    windows.committed()
 
 A unit of a window layer (a layer-2 edge, a layer-3 window) is known once its window of event
 time is over. Event time only moves forward through the events themselves: the watermark is
@@ -14,8 +15,10 @@ goes no further than the latest time read from it; and it never passes this mach
 (an event a sensor stamped in the future is held until its time comes). When a live sensor
 (its latest event was read within the grace of its timestamp) goes quiet, event time moves
 on with the clock from there, so the windows of its last events close too; a log replayed
-from the past only moves event time through its own events. The grace is for sensors that log an event after its time: Zeek writes a
-connection when it ends, stamped with its start, and a connection that went quiet only after
+from the past only moves event time through its own events.
+
+The grace is for sensors that log an event after its time: Zeek writes a connection when it
+ends, stamped with its start, and a connection that went quiet only after
 its TCP inactivity timeout (5 minutes by default), hence the default of 300 s. An event whose
 window has already closed when it is read is late: it is quarantined with that reason and
 counted, never scored into a window that has gone out.
@@ -103,11 +106,14 @@ class WindowScorer:
         self.generation: int = saved.get("generation", 0)
         self.first_open: int | None = saved.get("first_open")  # windows before it have closed
         self.watermark: int | None = saved.get("watermark")  # event time windows close by, us
-        self.latest: dict[str, int] = {}  # file (dev:ino) -> latest event time read from it
-        self.paths: dict[str, str] = {}  # file (dev:ino) -> where it was read
+        # file (dev:ino) -> latest event time read from it, and where it was read
+        self.latest: dict[str, int] = saved.get("latest", {})
+        self.paths: dict[str, str] = saved.get("paths", {})
         # (latest event time, clock) when a live sensor's latest event was read; None while
         # the events read are older than the grace (a log replayed, a backlog)
-        self.live_since: tuple[int, int] | None = None
+        since = saved.get("live_since")
+        self.live_since: tuple[int, int] | None = None if since is None else tuple(since)
+        self.warned_jump = False  # a jump of event time is warned of once a run
         self._remove_other_generations()
         self.pending_file = state.output(self._path("pending"), private=True)
         self.pending = list(_read_tables(self.pending_file.path))
@@ -124,7 +130,9 @@ class WindowScorer:
     def saved(self) -> dict[str, int | str | None]:
         """What the state file records about the windows."""
         return {"layout": self.layout, "generation": self.generation,
-                "first_open": self.first_open, "watermark": self.watermark}
+                "first_open": self.first_open, "watermark": self.watermark,
+                "latest": self.latest, "paths": self.paths,
+                "live_since": None if self.live_since is None else list(self.live_since)}
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -179,16 +187,17 @@ class WindowScorer:
         behind = [t for key, t in self.latest.items()
                   if tuple(map(int, key.split(":"))) in lagging]
         candidate = min(behind) if behind else max(self.latest.values())
-        if behind:
+        if lagging:  # a backlog is no live sensor
             self.live_since = None
         elif self.live_since is None or candidate > self.live_since[0]:  # new events
             self.live_since = (candidate, now) if now - candidate <= self.grace_us else None
         else:  # quiet: as much event time has passed as clock time
             candidate = self.live_since[0] + (now - self.live_since[1])
         candidate = min(candidate, now)
-        if self.watermark is not None and candidate - self.watermark > max(
-                JUMP_US, 10 * self.period_us):
-            source = self.paths[max(self.latest, key=self.latest.get)]
+        if self.watermark is not None and not self.warned_jump and \
+                candidate - self.watermark > max(JUMP_US, 10 * self.period_us):
+            self.warned_jump = True
+            source = self.paths.get(max(self.latest, key=self.latest.get), "a followed file")
             logger.warning(
                 "event time jumped from %sZ to %sZ (the latest event read from %s): the windows "
                 "before it close now, and events stamped earlier than that minus the grace will "

@@ -72,10 +72,12 @@ def layer_evidence(log_p_sum: np.ndarray, n: np.ndarray, log_p_min: np.ndarray) 
     half = -np.asarray(log_p_sum, np.float64)  # the statistic over 2: -sum ln p
     log_tail = chi2.logsf(2.0 * half, 2.0 * n)
     # Far in the tail logsf underflows to -inf (the evidence would print as null): there the
-    # upper incomplete gamma function is x**(n-1) e**-x / Gamma(n), to within a factor
-    # (1 + (n-1)/x) that this only uses where x is far above n.
+    # regularized upper incomplete gamma function is about x**(n-1) e**-x / Gamma(n) times
+    # x / (x - n + 1) (within 3e-4 decades of mpmath where logsf underflows; x is then far
+    # above n).
     with np.errstate(divide="ignore", invalid="ignore"):
-        far = (n - 1) * np.log(half) - half - gammaln(np.maximum(n, 1))
+        far = ((n - 1) * np.log(half) - half - gammaln(np.maximum(n, 1))
+               + np.log(half / (half - n + 1)))
     fisher = -np.where(np.isneginf(log_tail), far, log_tail) / math.log(10.0)
     with np.errstate(divide="ignore"):  # p = 1: log1p(-1) is -inf, and the evidence 0
         sidak = -np.log10(-np.expm1(n * np.log1p(-np.exp(log_p_min))))

@@ -154,9 +154,9 @@ class LiveIncidents:
         `MAX_FLOWS` flows of each incident)."""
         if "community_id" not in rows.column_names:
             return
-        flows = alerts.select(["entity", "slot", "i"]).append_column(
-            "flow", rows["community_id"].cast(pa.string())).filter(
-            pc.is_valid(rows["community_id"]))
+        flow_ids = rows["community_id"].cast(pa.string())
+        flows = alerts.select(["entity", "slot", "i"]).append_column("flow", flow_ids).filter(
+            pc.fill_null(pc.not_equal(flow_ids, ""), False))  # as `flows_of`: none, or ""
         firsts = flows.group_by(["entity", "slot", "flow"], use_threads=False).aggregate(
             [("i", "min")]).sort_by([("entity", "ascending"), ("slot", "ascending"),
                                      ("i_min", "ascending")])
@@ -198,7 +198,7 @@ class LiveIncidents:
         if _is_address(item["entity"]):
             doc["source"] = {"ip": item["entity"]}
             doc["related"] = {"ip": [item["entity"]]}
-        else:
+        elif item["entity"]:
             doc["host"] = {"name": item["entity"]}
         doc["maximus"] = {"incident": incident}
         return doc
@@ -239,7 +239,9 @@ def _add_flow(flows: dict[str, dict], flow: str, row: dict[str, Any]) -> None:
         if len(flows) >= MAX_FLOWS:
             return
         known = flows[flow] = {"event_ids": [], "event_types": []}
-    known["event_ids"] += [i for i in row.get("event_ids") or () if i not in known["event_ids"]]
+    for event_id in row.get("event_ids") or ():  # as `flows_of`: each id once
+        if event_id not in known["event_ids"]:
+            known["event_ids"].append(event_id)
     kind = row.get("event_type")
     if kind and kind not in known["event_types"]:
         known["event_types"].append(kind)

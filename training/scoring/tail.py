@@ -120,9 +120,6 @@ class Tail:
         # Names followed as files: never taken for a rotated file, even while missing.
         self.live = {os.path.abspath(p) for r in self.readers.values()
                      for p in _as_list(r.options["path"]) if not os.path.isdir(p)}
-        self.folders = {os.path.dirname(p) for p in self.live} | {
-            os.path.abspath(p) for r in self.readers.values()
-            for p in _as_list(r.options["path"]) if os.path.isdir(p)}
         self.positions: dict[tuple[int, int], Position] = {}
         self.dormant: list[dict] = []  # positions of sources not given this run: kept as saved
         self.behind = False  # the last poll left bytes unread (a backlog): poll again at once
@@ -164,11 +161,9 @@ class Tail:
             yield from self._read(position, whole_lines=True)
 
     def _elsewhere(self, position: Position) -> bool:
-        """Whether the file of `position` sits where it was, unrotated, in a place this run
-        does not follow (the inputs changed): its position waits for a run that does."""
-        if os.path.abspath(position.path) in self.live or \
-                os.path.dirname(os.path.abspath(position.path)) in self.folders:
-            return False
+        """Whether the file of `position` sits where it was, unrotated, though this poll did
+        not list it (the inputs changed, or its source could not be listed just now): its
+        position waits for a poll that lists it."""
         try:
             info = os.stat(position.path)
         except FileNotFoundError:

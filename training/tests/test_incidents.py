@@ -202,3 +202,23 @@ def test_host_log_alerts_group_by_their_host():
         row["host"] = "ws-07"
     incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
     assert [(i["entity"], i["alerts"]) for i in incidents] == [("ws-07", 2)]
+
+
+def test_fishers_evidence_far_in_the_tail_is_finite_and_right():
+    """Where chi2.logsf underflows, the evidence comes from the incomplete gamma function's
+    asymptote, checked against mpmath's exact value."""
+    import math
+
+    import mpmath
+    import numpy as np
+
+    from training.scoring.incidents import layer_evidence
+
+    for n, per_unit in ((100, 20.0), (1000, 8.0), (10_000, 3.0)):
+        log_p_sum = -per_unit * n  # every unit at p = e**-per_unit
+        got = layer_evidence(np.array([log_p_sum]), np.array([float(n)]),
+                             np.array([-per_unit]))[0]
+        exact = -float(mpmath.log10(mpmath.gammainc(n, -log_p_sum, mpmath.inf,
+                                                    regularized=True)))
+        sidak = -math.log10(-math.expm1(n * math.log1p(-math.exp(-per_unit))))
+        assert np.isfinite(got) and abs(got - max(exact, sidak)) < 1e-3 * max(exact, 1.0)
