@@ -74,6 +74,11 @@ _DOMAIN_FIELDS = {name: path for kind, path in (
     ("http", ("url", "domain"))) for name in EVENT_CATEGORIES[kind]}
 
 
+def _alerting(rows: pa.RecordBatch) -> pa.Array:
+    """The positions of the rows that alert."""
+    return pa.array(np.flatnonzero(rows.column("is_alert").to_numpy(zero_copy_only=False)))
+
+
 def _risk(rule: AlertRule, rows: pa.RecordBatch, taken: pa.Array, scores: np.ndarray
           ) -> list[float]:
     """`event.risk_score` of the picked rows: their percentile as the scores file has it (one
@@ -114,16 +119,15 @@ def event_alerts(rule: AlertRule, events: pa.Table, rows: pa.RecordBatch,
             decides, and the score, sensor id and reasons go into `maximus`.
         created: when the alerts were made (default now, UTC).
     """
-    picks = np.flatnonzero(rows.column("is_alert").to_numpy(zero_copy_only=False))
-    if not len(picks):
+    taken = _alerting(rows)
+    if not len(taken):
         return []
     created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-    taken = pa.array(picks)
     picked = events.take(taken)
-    columns = {f: (picked[f].to_pylist() if f in picked.column_names else [None] * len(picks))
+    columns = {f: (picked[f].to_pylist() if f in picked.column_names else [None] * len(taken))
                for f in _FIELDS if f != "timestamp"}  # column by column: cheaper than rows
     columns["timestamp"] = (iso_times(picked["timestamp"]) if "timestamp" in picked.column_names
-                            else [None] * len(picks))
+                            else [None] * len(taken))
     scores = rows.column("score").take(taken).to_numpy(zero_copy_only=False)
     risk = _risk(rule, rows, taken, scores)
     percentiles = risk if rule.calibration is not None else None
@@ -159,11 +163,10 @@ def unit_alerts(rule: AlertRule, rows: pa.RecordBatch, window_seconds: float,
         rows: scored units (`training.scoring.alerts.OUTPUT_SCHEMA`).
         window_seconds: the span of a unit's window.
     """
-    picks = np.flatnonzero(rows.column("is_alert").to_numpy(zero_copy_only=False))
-    if not len(picks):
+    taken = _alerting(rows)
+    if not len(taken):
         return []
     created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
-    taken = pa.array(picks)
     picked = rows.take(taken)
     starts = picked.column("time")
     ends = pa.array(starts.cast(pa.int64()).to_numpy(zero_copy_only=False)

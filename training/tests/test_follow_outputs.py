@@ -31,6 +31,7 @@ from training.scoring.follow import FollowOutputs, follow_events
 from training.scoring.fused import save_fusion, score_fused
 from training.scoring.rolling_guard import RollingGuard
 from training.sources.config import DataSource
+from training.tests.test_follow import _lines as _whole_lines  # complete lines of a file
 from training.tests.zeek_writer import header, line
 
 T0 = 1_765_000_000.0
@@ -236,7 +237,7 @@ def test_under_follow_the_guard_warns_once_per_excursion_and_scoring_goes_on(tmp
                     out.write(_lines(next(numbers) for _ in range(count)))
                 written += count
                 deadline = time.monotonic() + 30
-                while len(_jsonl(scores)) < written:
+                while _whole_lines(scores) < written:  # the scorer may be mid-append
                     assert time.monotonic() < deadline, "the scorer fell behind"
                     time.sleep(0.02)
         finally:
