@@ -3,8 +3,8 @@ the run's report and the runs index, its values equal its JSON and the incident 
 where each labeled demo scenario's attacker window ranks among the incidents.
 
 One pipeline run on the 10,000 demo events of seed 42 (the generator as of issue 22's start),
-every layer learning from benign units only for 3 epochs, thresholds at the 99th percentile of
-benign validation scores, so that the test part has alerts of every layer to group.
+every layer learning from benign units only for the default 20 epochs, thresholds at the 99th
+percentile of benign validation scores, so that the test part has alerts of every layer to group.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def run(tmp_path_factory):
     demo = write_demo_file(folder / "demo.json", n_events=10_000, seed=42)
     config = config_from_dict({
         "workdir": str(folder / "work"), "sources": [{"type": "json_file", "path": str(demo)}],
-        "train": {"epochs": 3, "benign_only": True, "threshold": "quantile:0.99"}})
+        "train": {"epochs": 20, "benign_only": True, "threshold": "quantile:0.99"}})
     result = run_pipeline(config)
     return result, Path(result.report).parent
 
@@ -95,11 +95,12 @@ def best_ranks(run) -> dict[str, int | None]:
     return best
 
 
-# Measured, not the issue's target: C&C beaconing, lateral movement and SSH brute force leave no
-# alert in the test part (see BENCHMARKS.md); privilege escalation (host process events: layer
-# 1 only) ranked 14th when only alerts counted, 5th with every scored unit counting and the
-# VAE's KL weight 1, and has no alert at this test's 3 epochs with the weight 0.01 (issue 21).
-MISSED = {"c2_beaconing", "lateral_movement", "ssh_brute_force", "privilege_escalation"}
+# Measured, not the issue's target (pipeline seeds 0 / 1 / 2 / 42 at 20 epochs, BENCHMARKS.md):
+# lateral movement and privilege escalation (host process events: layer 1 only) reach no
+# alert in the test part (privilege escalation ranked 9th with seed 1 only); seed 42 of the
+# generator puts every SSH brute-force episode in the first two thirds of the events, before the
+# test part, so it cannot rank here.
+MISSED = {"lateral_movement", "ssh_brute_force", "privilege_escalation"}
 SCENARIOS = ["c2_beaconing", "data_exfiltration", "lateral_movement", "port_scan",
              "privilege_escalation", "ssh_brute_force"]
 
