@@ -12,9 +12,10 @@ the isolation forest and kNN through the harness's own `fit_and_score`.
 `--part vae`: variants of the VAE on the default layout, against kNN, the isolation forest and
 the plain autoencoder on the same vectors. Variants: its own arguments (squared error or
 Bernoulli (cross-entropy) reconstruction, the ELBO as the score, a smaller KL weight), the
-featurizer's fitted robust volume scaling, and the "standardized error": each feature's error
+featurizer's fitted robust volume scaling, the "standardized error": each feature's error
 divided by its mean over the benign validation events (computed here, after training, on the
-best epoch's weights). Each prints, besides the figures, the KL divergence per event on
+best epoch's weights; floor 1e-4), and the model's own error weights, which do the same with
+a floor added to each mean (`Layer1VAE.error_floor`; "plain sum" turns them off). Each prints, besides the figures, the KL divergence per event on
 the test events and the latent dims in use (mean KL > 0.05 nat), the signs of posterior
 collapse.
 
@@ -51,7 +52,7 @@ ADDRESS_HASHES = [*range(53, 57), *range(61, 65)]
 TIME = list(range(81, 85))
 IDENTITY = list(range(85, 112))
 # The VAE's defaults before issue 21 (beta 1); the first layout tables were measured with them.
-OLD = {"beta": 1.0}
+OLD = {"beta": 1.0, "error_floor": None}  # the VAE before issue 21: no error weights either
 # variant -> (layout, dims zeroed)
 VARIANTS = {"l1.v1": ("l1.v1", []), "no address hashes": ("l1.v1", ADDRESS_HASHES),
             "no address hashes, no time": ("l1.v1", ADDRESS_HASHES + TIME),
@@ -83,16 +84,20 @@ VAE_VARIANTS = (
     VAEVariant("score: ELBO", {**OLD, "score": "elbo"}),
     VAEVariant("robust volume scaling", OLD, robust=True),
     VAEVariant("standardized error", OLD, standardized=True),
-    VAEVariant("beta 0.1", {"beta": 0.1}),
-    VAEVariant("beta 0.01 (the new default)"),
-    VAEVariant("beta 0.1, standardized error", {"beta": 0.1}, standardized=True),
+    VAEVariant("beta 0.1", {"beta": 0.1, "error_floor": None}),
+    VAEVariant("beta 0.01, plain sum", {"error_floor": None}),
+    VAEVariant("beta 0.01, error weights, floor 0.03", {"error_floor": 0.03}),
+    VAEVariant("beta 0.01, error weights, floor 0.02", {"error_floor": 0.02}),
+    VAEVariant("beta 0.01, error weights, floor 0.01 (the default)"),
+    VAEVariant("beta 0.1, standardized error", {"beta": 0.1, "error_floor": None},
+               standardized=True),
     VAEVariant("bce", {**OLD, "reconstruction": "bce"}),
-    VAEVariant("bce, beta 0.1", {"reconstruction": "bce", "beta": 0.1}),
-    VAEVariant("bce, beta 0.01", {"reconstruction": "bce", "beta": 0.01}),
+    VAEVariant("bce, beta 0.1", {"reconstruction": "bce", "beta": 0.1, "error_floor": None}),
+    VAEVariant("bce, beta 0.01", {"reconstruction": "bce", "beta": 0.01, "error_floor": None}),
     VAEVariant("bce, robust volume scaling", {**OLD, "reconstruction": "bce"}, robust=True),
     VAEVariant("bce, standardized error", {**OLD, "reconstruction": "bce"}, standardized=True),
-    VAEVariant("bce, beta 0.1, standardized error", {"reconstruction": "bce", "beta": 0.1},
-               standardized=True),
+    VAEVariant("bce, beta 0.1, standardized error",
+               {"reconstruction": "bce", "beta": 0.1, "error_floor": None}, standardized=True),
 )
 
 

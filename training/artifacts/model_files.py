@@ -298,7 +298,8 @@ def load_model(path: str | Path, *, map_location: str | torch.device = "cpu",
     cls, shapes = declared_model(path, sidecar)
     state = read_weights(path, sidecar["sha256"], map_location)
     found = {k: tuple(v.shape) for k, v in state.items() if isinstance(v, torch.Tensor)}
-    differ = sorted(k for k in found.keys() | shapes.keys()
+    older = set(cls.added_state) - found.keys()  # saved before the detector had them
+    differ = sorted(k for k in (found.keys() | shapes.keys()) - older
                     if not _fits(found.get(k), shapes.get(k)))
     if differ:
         key = differ[0]

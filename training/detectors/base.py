@@ -86,11 +86,15 @@ class Detector(nn.Module, ABC):
             `training.detectors.fitted`) says 1.
         graph_capturable: the training step is pure tensor work, so the trainer may record it
             in a CUDA graph; False for a step with Python side effects (collecting rows).
+        added_state: state_dict keys added after the detector was first released: a model
+            file saved before lacks them, and the loaded model keeps the value its
+            constructor gives (which must score as the older release did).
     """
 
     has_scores: ClassVar[bool] = True
     max_epochs: ClassVar[int | None] = None
     graph_capturable: ClassVar[bool] = True
+    added_state: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **init_args: Any) -> None:
         super().__init__()
@@ -122,6 +126,12 @@ class Detector(nn.Module, ABC):
         """
         raise NotSupportedError(f"{type(self).__name__} does not split its scores into "
                                 "per-feature terms")
+
+    def fit_after_training(self, batches: Iterable[Any]) -> None:
+        """Called once when training ends, on the best epoch's weights (eval mode, no
+        gradients), with the benign validation batches the threshold is then calibrated on: a
+        detector whose score has parts fitted on benign data fits them here (the layer-1 VAE's
+        per-dim error weights). Most detectors need nothing."""
 
     def batch_size_of(self, batch: Any) -> int:
         """Number of units in `batch`, used to weight per-batch losses into epoch means."""

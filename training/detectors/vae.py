@@ -14,11 +14,22 @@ where benign test events differ from most training events: below chance on IoT-2
 44-1 (ROC-AUC 0.11 and 0.49). With beta 0.01 42 to 52 dims are in use and the error is about the
 event again (0.53 and 0.99). The weight only shapes training, so models trained with beta 1
 load and score as before.
+
+Why the score weighs each dim's error (the weights are fitted when training ends, on the benign
+validation events; chosen on the development captures, BENCHMARKS.md): with a plain sum an
+unexpected one-hot costs at most about 1 per dim, so a connection state or protocol that benign
+training never had, or a volume a decade past the largest, stayed under the 99th percentile of
+benign scores. Each dim's error is divided by its mean over the benign validation events plus
+`error_floor` (0.01), then all are scaled so that the mean benign score stays the plain
+sum's: a dim benign events reconstruct well (a value they never set) weighs up to 100 times
+one whose mean error is 0.99 or more. The floor keeps a rarely set dim from outweighing everything
+else (with 1e-4 benign events that set it outranked an injected attack). The training loss is
+not weighed; a model saved before the weights existed scores with the plain sum.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
@@ -70,6 +81,9 @@ class Layer1VAE(Detector):
             cross-entropy on the logits).
         score: `anomaly_score` is the "reconstruction" error of the mean code, or the
             negative "elbo" (reconstruction + KL, beta 1).
+        error_floor: the score weighs each dim's error by 1 / (its mean benign validation
+            error + error_floor), fitted by `fit_after_training` (module docstring); None: the
+            plain sum.
 
     Shapes:
         x: (batch, input_dim), values in [0, 1].
@@ -84,10 +98,12 @@ class Layer1VAE(Detector):
     `model.eval()` first so that dropout is off too.
     """
 
+    added_state = ("error_weights",)  # files saved before it score with the plain sum
+
     def __init__(self, input_dim: int = 128, hidden_dim: int | Sequence[int] = 96,
                  latent_dim: int = 64, dropout: float = 0.2, *, num_hidden_layers: int = 2,
                  beta: float = 0.01, reconstruction: str = "mse",
-                 score: str = "reconstruction") -> None:
+                 score: str = "reconstruction", error_floor: float | None = 0.01) -> None:
         widths = ([hidden_dim] * num_hidden_layers if isinstance(hidden_dim, int)
                   else list(hidden_dim))
         checks = [
@@ -101,6 +117,7 @@ class Layer1VAE(Detector):
             ("reconstruction", reconstruction in RECONSTRUCTIONS,
              f"one of {', '.join(RECONSTRUCTIONS)}", reconstruction),
             ("score", score in SCORES, f"one of {', '.join(SCORES)}", score),
+            ("error_floor", error_floor is None or error_floor > 0, "> 0 or None", error_floor),
         ]
         for name, ok, rule, value in checks:
             if not ok:
@@ -109,7 +126,7 @@ class Layer1VAE(Detector):
                          hidden_dim=hidden_dim if isinstance(hidden_dim, int) else widths,
                          latent_dim=latent_dim, dropout=dropout,
                          num_hidden_layers=num_hidden_layers, beta=beta,
-                         reconstruction=reconstruction, score=score)
+                         reconstruction=reconstruction, score=score, error_floor=error_floor)
         self.input_dim, self.latent_dim, self.beta = input_dim, latent_dim, float(beta)
         self.reconstruction, self.score = reconstruction, score
         self.encoder = _mlp([input_dim, *widths], dropout)
@@ -117,6 +134,9 @@ class Layer1VAE(Detector):
         self.fc_logvar = nn.Linear(widths[-1], latent_dim)
         self.decoder = _mlp([latent_dim, *reversed(widths)], dropout)
         self.output = nn.Linear(widths[0], input_dim)
+        self.error_floor = error_floor
+        # Per-dim weights of the score's errors; empty (the plain sum) until fitted.
+        self.register_buffer("error_weights", torch.empty(0))
 
     # ------------------------------------------------------------ the model
 
@@ -158,10 +178,49 @@ class Layer1VAE(Detector):
         return self._reconstruction_error(logits, x), kl
 
     def _reconstruction_error(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """(batch,) error of the decoded `logits` against `x`."""
+        """(batch,) error of the decoded `logits` against `x` (the training loss's)."""
+        return self._dim_errors(logits, x).sum(dim=1)
+
+    def _dim_errors(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(batch, input_dim) error of each dim of the decoded `logits` against `x`."""
         if self.reconstruction == "mse":
-            return (torch.sigmoid(logits) - x).pow(2).sum(dim=1)
-        return F.binary_cross_entropy_with_logits(logits, x, reduction="none").sum(dim=1)
+            return (torch.sigmoid(logits) - x).pow(2)
+        return F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+
+    def _score_error(self, logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """(batch,) the score's error: each dim's weighed by `error_weights` once fitted."""
+        errors = self._dim_errors(logits, x)
+        if self.error_weights.numel():  # a product and a row sum: no batch size changes a score
+            errors = errors * self.error_weights
+        return errors.sum(dim=1)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # A file saved before the weights existed has none: the plain sum, as it scored then.
+        # Otherwise take the saved size (fitted: input_dim; not fitted: empty) before the copy.
+        weights = state_dict.setdefault(prefix + "error_weights", torch.empty(0))
+        if weights.numel() not in (0, self.input_dim) or weights.dim() != 1:
+            raise ValueError(f"error_weights must have 0 or {self.input_dim} values, got shape "
+                             f"{tuple(weights.shape)}")
+        self.error_weights = torch.empty_like(weights, device=self.error_weights.device)
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def fit_after_training(self, batches: Iterable[Any]) -> None:
+        """Fit `error_weights` on benign validation batches (module docstring)."""
+        if self.error_floor is None:
+            return
+        total, count = None, 0
+        for batch in batches:
+            x = self._features(batch)
+            errors = self._dim_errors(self.decode_logits(self.encode(x)[0]), x)
+            total = errors.sum(dim=0) if total is None else total + errors.sum(dim=0)
+            count += errors.shape[0]
+        if not count:
+            return
+        mean = total / count
+        weights = 1.0 / (mean + self.error_floor)
+        # Scaled so that the mean benign score stays the plain sum's: scores keep their size
+        # (and float32 its precision), and only their order among dims changes.
+        self.error_weights = weights * (mean.sum() / (mean * weights).sum().clamp_min(1e-12))
 
     def training_step(self, batch: Any) -> torch.Tensor:
         recon, kl = self._terms(self._features(batch), sample=self.training)
@@ -180,15 +239,18 @@ class Layer1VAE(Detector):
         """
         x = self._features(batch)
         if self.training or self.score == "elbo":
-            recon, kl = self._terms(x, sample=False)
-            return (recon if self.score == "reconstruction" else recon + kl).float()
+            mean, logvar = self.encode(x)
+            recon = self._score_error(self.decode_logits(mean), x)
+            if self.score == "elbo":
+                recon = recon - 0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(dim=1)
+            return recon.float()
         # Scoring in eval mode: the mean code only, no KL term and no Dropout calls (identity
         # here). Same scores; one event's cost is mostly per-call overhead, so this halves it.
         h = _without_dropout(self.encoder, x)  # (batch, widths[-1])
         z = F.linear(h, self.fc_mean.weight, self.fc_mean.bias)  # (batch, latent_dim)
         h = _without_dropout(self.decoder, z)
         logits = F.linear(h, self.output.weight, self.output.bias)  # (batch, input_dim)
-        return self._reconstruction_error(logits, x).float()
+        return self._score_error(logits, x).float()
 
     def feature_terms(self, batch: Any) -> torch.Tensor:
         """The per-feature reconstruction error terms of `anomaly_score` (eval mode: the mean
@@ -200,10 +262,9 @@ class Layer1VAE(Detector):
         x = self._features(batch)
         mean, logvar = self.encode(x)
         logits = self.decode_logits(mean)
-        if self.reconstruction == "mse":
-            terms = (torch.sigmoid(logits) - x).pow(2)  # (batch, input_dim)
-        else:
-            terms = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+        terms = self._dim_errors(logits, x)  # (batch, input_dim)
+        if self.error_weights.numel():
+            terms = terms * self.error_weights
         if self.score == "elbo":
             kl = -0.5 * (1 + logvar - mean.pow(2) - logvar.exp()).sum(dim=1, keepdim=True)
             terms = torch.cat([terms, kl], dim=1)

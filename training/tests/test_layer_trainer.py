@@ -174,7 +174,9 @@ def test_callback_events_in_order_and_best_checkpoint_with_threshold(tmp_path) -
     assert loaded.sidecar["best_epoch"] == trainer.best_epoch
     best = history[trainer.best_epoch - 1].val_loss
     assert trainer.best_val_loss == best == min(m.val_loss for m in history)
-    # the model holds the best weights, and the threshold is calibrated on their scores
+    # the model holds the best weights, its score's error weights fitted on the validation
+    # batches, and the threshold is calibrated on their scores
+    assert model.error_weights.shape == (model.input_dim,)
     model.eval()
     with torch.no_grad():
         scores = model.anomaly_score(val).numpy()

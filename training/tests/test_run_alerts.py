@@ -95,12 +95,12 @@ def best_ranks(run) -> dict[str, int | None]:
     return best
 
 
-# Measured, not the issue's target (pipeline seeds 0 / 1 / 2 / 42 at 20 epochs, BENCHMARKS.md):
-# lateral movement and privilege escalation (host process events: layer 1 only) reach no
-# alert in the test part (privilege escalation ranked 9th with seed 1 only); seed 42 of the
-# generator puts every SSH brute-force episode in the first two thirds of the events, before the
-# test part, so it cannot rank here.
-MISSED = {"lateral_movement", "ssh_brute_force", "privilege_escalation"}
+# Measured, not the issue's target (pipeline seeds 42 / 0 / 1 / 2 at 20 epochs, BENCHMARKS.md):
+# lateral movement reaches no alert in the test part; seed 42 of the generator puts every SSH
+# brute-force episode in the first two thirds of the events, before the test part, so it cannot
+# rank here. Privilege escalation (host process events: layer 1 only) ranks 8 / 21 / 7 / 9 since
+# the VAE's score weighs its dims' errors (no alert before).
+MISSED = {"lateral_movement", "ssh_brute_force"}
 SCENARIOS = ["c2_beaconing", "data_exfiltration", "lateral_movement", "port_scan",
              "privilege_escalation", "ssh_brute_force"]
 

@@ -215,7 +215,8 @@ def test_every_model_flag_takes_effect(workdir: Path, monkeypatch) -> None:
     sidecar = read_sidecar(workdir / "flags" / "v_best.pt")
     assert sidecar["init_args"] == {"input_dim": 128, "hidden_dim": 16, "latent_dim": 4,
                                     "dropout": 0.1, "num_hidden_layers": 2, "beta": 0.5,
-                                    "reconstruction": "mse", "score": "reconstruction"}
+                                    "reconstruction": "mse", "score": "reconstruction",
+                                    "error_floor": 0.01}
     cfg = sidecar["training_config"]
     assert (cfg["learning_rate"], cfg["seed"], cfg["cpu_amp"], cfg["device"], cfg["num_epochs"],
             cfg["lr_scheduler"]) == (0.01, 3, True, "cpu", 2, "cosine")

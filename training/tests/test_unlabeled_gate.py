@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from training.artifacts.model_files import load_model
 from training.layers.registry import get_layer
@@ -149,12 +150,16 @@ def test_the_pipeline_promotes_a_first_model_and_warns_when_it_alerts_past_its_p
 
 def test_the_window_loss_does_not_depend_on_the_kl_weight(parts, models):
     """Models trained with different KL weights (production before issue 21 had 1, challengers
-    have 0.01) are compared on what they score by: the same weights give the same loss."""
+    have 0.01) are compared on their reconstruction error, the plain sum over dims (each
+    model's score weighs the dims by its own error weights): the same weights give the same
+    loss."""
     layer, window = get_layer("layer1")(), _unlabeled(parts["test"])
     model = models["better"].model
     losses = []
     for beta in (1.0, 0.01):
         model.beta = beta
         losses.append(window_figures(layer, models["better"], window).val_loss)
+    weights, model.error_weights = model.error_weights, torch.empty(0)  # the plain sum
     recon = float(np.mean(layer.score(model, window), dtype=np.float64))
-    assert losses[0] == losses[1] == pytest.approx(recon, rel=1e-5)
+    model.error_weights = weights
+    assert weights.numel() and losses[0] == losses[1] == pytest.approx(recon, rel=1e-5)

@@ -1,4 +1,5 @@
-"""Layer1VAE: sizes, exact losses on hand-made weights, score direction, file compatibility."""
+"""Layer1VAE: sizes, exact losses on hand-made weights, score direction, the score's error
+weights, file compatibility."""
 
 from __future__ import annotations
 
@@ -42,11 +43,13 @@ def test_default_architecture_is_128_96_96_64() -> None:
         "decoder.0.weight": (96, 64), "decoder.0.bias": (96,),
         "decoder.3.weight": (96, 96), "decoder.3.bias": (96,),
         "output.weight": (128, 96), "output.bias": (128,),
+        "error_weights": (0,),  # the score's per-dim weights, fitted when training ends
     }
     assert [m.p for m in model.modules() if isinstance(m, torch.nn.Dropout)] == [0.2] * 4
     assert model.init_args == {"input_dim": 128, "hidden_dim": 96, "latent_dim": 64,
                                "dropout": 0.2, "num_hidden_layers": 2, "beta": 0.01,
-                               "reconstruction": "mse", "score": "reconstruction"}
+                               "reconstruction": "mse", "score": "reconstruction",
+                               "error_floor": 0.01}
     assert DETECTORS["Layer1VAE"] is Layer1VAE is detector_class("Layer1VAE")
 
 
@@ -177,6 +180,63 @@ def _two_mode_events(seed: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.clip(x, 0, 1)), torch.from_numpy(rare)
 
 
+def _trained(model: Layer1VAE, x: torch.Tensor, epochs: int = 15) -> Layer1VAE:
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(epochs):
+        for rows in torch.randperm(len(x)).split(64):
+            optimizer.zero_grad()
+            model.training_step(x[rows]).backward()
+            optimizer.step()
+    return model.eval()
+
+
+def test_fitted_error_weights_weigh_most_the_dims_benign_events_never_set() -> None:
+    torch.manual_seed(0)
+    model = _trained(Layer1VAE(input_dim=24, hidden_dim=32, latent_dim=8, dropout=0.0),
+                     _two_mode_events(0, 2000)[0])
+    val, _ = _two_mode_events(2, 500)
+    with torch.no_grad():
+        plain = model.anomaly_score(val)
+        model.fit_after_training([val[:200], (val[200:], None)])  # tensors or (x, y) batches
+        mean = (model.reconstruct(val) - val).pow(2).mean(dim=0)
+        weighted = model.anomaly_score(val)
+        terms = model.feature_terms(val)
+    expected = 1.0 / (mean + 0.01)
+    assert torch.allclose(model.error_weights, expected * mean.sum() / (mean * expected).sum(),
+                          rtol=1e-4)
+    assert float(weighted.mean()) == pytest.approx(float(plain.mean()), rel=1e-4)
+    assert torch.allclose(terms.sum(dim=1), weighted, atol=1e-5)
+    never = [6, 7, 12, 13, 14, 15, 20, 21, 22, 23]  # no benign event sets these
+    seen = [0, 1, 2, 3, 4, 5, 8, 9, 10, 11, 16, 17, 18, 19]
+    assert model.error_weights[never].min() > model.error_weights[seen].max()
+    unweighted = Layer1VAE(input_dim=24, hidden_dim=32, latent_dim=8, error_floor=None)
+    unweighted.fit_after_training([val])
+    assert unweighted.error_weights.numel() == 0
+
+
+def test_a_file_saved_before_the_error_weights_scores_with_the_plain_sum(tmp_path) -> None:
+    torch.manual_seed(0)
+    model, x = Layer1VAE().eval(), torch.rand(32, 128)
+    with torch.no_grad():
+        plain = model.anomaly_score(x)
+    old = Layer1VAE().eval()  # as a release before the weights saved it: no buffer, no argument
+    old.load_state_dict(model.state_dict())
+    del old._buffers["error_weights"]
+    old.init_args.pop("error_floor")
+    save_model(old, tmp_path / "old.pt", threshold=1.0)
+    assert "error_weights" not in torch.load(tmp_path / "old.pt")
+    loaded = load_model(tmp_path / "old.pt").model
+    with torch.no_grad():
+        assert loaded.error_weights.numel() == 0 and torch.equal(loaded.anomaly_score(x), plain)
+        model.fit_after_training([x])
+        save_model(model, tmp_path / "new.pt", threshold=1.0)
+        again = load_model(tmp_path / "new.pt").model
+        assert torch.equal(again.error_weights, model.error_weights)
+        assert torch.equal(again.anomaly_score(x), model.anomaly_score(x))
+        assert not torch.equal(again.anomaly_score(x), plain)
+
+
 @pytest.mark.parametrize("beta, collapses", [(None, False), (1.0, True)])
 def test_the_default_kl_weight_keeps_a_rare_benign_mode_below_a_novel_event(beta, collapses):
     # With beta 1 (the default before issue 21) the squared error loses to the KL term: no
@@ -185,16 +245,8 @@ def test_the_default_kl_weight_keeps_a_rare_benign_mode_below_a_novel_event(beta
     # default (0.01) keeps a code (8 dims) and ranks them the right way round (0.14 and 1.01).
     torch.manual_seed(0)
     args = {} if beta is None else {"beta": beta}
-    model = Layer1VAE(input_dim=24, hidden_dim=32, latent_dim=8, dropout=0.0, **args)
     x, _ = _two_mode_events(0, 2000)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    model.train()
-    for _ in range(15):
-        for rows in torch.randperm(len(x)).split(64):
-            optimizer.zero_grad()
-            model.training_step(x[rows]).backward()
-            optimizer.step()
-    model.eval()
+    model = _trained(Layer1VAE(input_dim=24, hidden_dim=32, latent_dim=8, dropout=0.0, **args), x)
     test, rare = _two_mode_events(1, 400)
     novel = test[~rare][:40].clone()
     novel[:, 12] = 1.0  # a flag no training event sets

@@ -250,6 +250,10 @@ class LayerTrainer:
                 self._run_epoch(train_loader, val_loader)
             if cfg.restore_best and self._best_state is not None:
                 self.model.load_state_dict(self._best_state)
+            if val_loader is not None and self.model.has_scores:
+                self.model.eval()  # every process sees all the validation data: the same fit
+                with torch.no_grad():
+                    self.model.fit_after_training(val_loader)
             if cfg.calibrate_threshold and threshold_data is not None and self.model.has_scores:
                 self.calibrate_threshold(threshold_data, val_labels,
                                          reference=threshold_reference, times=threshold_times)
