@@ -43,7 +43,7 @@ from training.layers.base import TIME
 from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
 from training.collection.collector import DataCollector
-from training.scoring.alerts import OUTPUT_SCHEMA, unit_rows
+from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows, unit_rows
 from training.scoring.batch import ScoringSummary, _Output, _tables, _torch_threads, count_dropped
 from training.scoring.tables import write_incidents
 
@@ -115,18 +115,31 @@ class FusedDetector:
 
     def score(self, events: pa.Table) -> tuple[pa.RecordBatch, np.ndarray]:
         """The rows of `events` (one per event, `schema`) and their fused scores."""
+        batch, scores, _ = self.score_with_units(events, with_units=False)
+        return batch, scores
+
+    def score_with_units(self, events: pa.Table, *, with_units: bool = True
+                         ) -> tuple[pa.RecordBatch, np.ndarray, list[pa.RecordBatch]]:
+        """As `score`, and (`with_units`) each layer's own units of `events` as its
+        `score` rows would be (each at its model's threshold, with reasons): the units that
+        incidents group, each once (a fused row repeats its edge's or window's evidence in
+        every one of its events)."""
         ids = np.asarray(events["event_id"].cast(pa.string()).to_pylist(), dtype=object)
-        columns, known = [], []
+        columns, known, layer_rows = [], [], []
         for layer, loaded in self.parts:
             if self.per_event and not layer.streams:  # its windows are still open
                 columns.append(np.ones(len(ids)))
                 known.append(False)
                 continue
             units = layer.featurize(events)
-            p = loaded.calibration.tail_probability(layer.score(loaded.model, units))
+            scores = layer.score(loaded.model, units)
+            p = loaded.calibration.tail_probability(scores)
             columns.append(event_tail_probabilities(
                 ids, layer.unit_columns(units)["event_ids"], p))
             known.append(True)
+            if with_units:
+                rows = AlertRows(layer, loaded.model, float(loaded.threshold), loaded.calibration)
+                layer_rows.append(rows.rows(units, scores, events))
         tails = np.column_stack(columns)  # (events, layers)
         scores = fused_scores(tails, self.fusion.rule)
         id_array = pa.array(ids, pa.string())
@@ -138,14 +151,15 @@ class FusedDetector:
         tail_arrays = [pa.array(tails[:, i], mask=np.isnan(tails[:, i])) if ok
                        else pa.nulls(len(ids), pa.float64()) for i, ok in enumerate(known)]
         return pa.RecordBatch.from_arrays([*rows.columns, *tail_arrays],
-                                          schema=self.schema), scores
+                                          schema=self.schema), scores, layer_rows
 
 
 def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table,
                 output: str | Path, *, top_k: int = 10, num_threads: int | None = 1
                 ) -> ScoringSummary:
     """Score `events` with the registry's fused detector; one row per event to `output`, and
-    its incidents and alerts page beside it, as `score_events` writes them.
+    beside it, as `score_events` writes them, the incidents and alerts page of its layers'
+    own units (each event, edge and window once, at its model's threshold).
 
     Raises:
         As `FusedDetector`.
@@ -155,7 +169,7 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
     collector = None if isinstance(events, pa.Table) else DataCollector(list(events))
     table = next(_tables(events, collector, streaming=False))
     with _torch_threads(num_threads):
-        batch, _ = detector.score(table)
+        batch, _, layer_rows = detector.score_with_units(table)
     output = Path(output)
     with atomic_write(output) as handle:
         out = _Output(handle, output, top_k, detector.schema)
@@ -163,7 +177,8 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
             out.write(batch)
         finally:  # a Parquet writer left open complains with a traceback when collected
             top = out.close()
-    incidents, incidents_output = write_incidents(output)
+    incidents, incidents_output = write_incidents(
+        output, [pa.Table.from_batches([rows]) for rows in layer_rows])
     fusion = detector.fusion
     summary = ScoringSummary(FUSED_NAME, detector.version, FUSED_NAME, fusion.threshold,
                              table.num_rows, out.units, out.alerts, time.perf_counter() - started,

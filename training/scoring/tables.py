@@ -10,6 +10,7 @@ them); the incidents of `alerts.parquet` are in `alerts.incidents.parquet`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -78,13 +79,14 @@ def write_table(table: pa.Table, path: str | Path) -> Path:
     return path
 
 
-def write_incidents(alerts_path: str | Path) -> tuple[int, str]:
-    """Group the alerts of a `score` output file into incidents, written beside it
-    (`incidents_path`) with the alerts page (`training.scoring.alerts_page`); returns (how
-    many, where)."""
+def write_incidents(alerts_path: str | Path, units: Sequence[pa.Table] | None = None
+                    ) -> tuple[int, str]:
+    """Group the alerts of a `score` output file (or the scored `units` given, unit rows of
+    several layers) into incidents, written beside it (`incidents_path`) with the alerts page
+    (`training.scoring.alerts_page`); returns (how many, where)."""
     from training.scoring.alerts_page import write_alerts_page
 
-    incidents = build_incidents(read_alerts(alerts_path))
+    incidents = build_incidents(read_alerts(alerts_path) if units is None else units)
     written = write_table(incidents, incidents_path(alerts_path))
     write_alerts_page(incidents, alerts_path)
     return incidents.num_rows, str(written)

@@ -20,6 +20,8 @@ from training.evaluation.fusion import Fusion, event_tail_probabilities, fused_s
 from training.registry.registry import ModelRegistry
 from training.scoring.alerts import OUTPUT_SCHEMA
 from training.scoring.fused import load_fusion, save_fusion, score_fused
+from training.scoring.incidents import build_incidents
+from training.scoring.tables import read_alerts, read_incidents
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1"
 NAN = float("nan")
@@ -160,11 +162,21 @@ def test_score_fused_gives_every_event_the_fusion_of_its_layers_tail_probabiliti
     np.testing.assert_allclose(tails[:, 0], calibration.tail_probability(
         l1["score"].to_numpy().astype(np.float64)), rtol=1e-4, atol=1e-6)
     assert np.isnan(tails[:, 2]).any() and not np.isnan(tails[:, 0]).any()  # windows need history
-    # Its incidents and alerts page beside it, as a layer's scoring writes them.
-    incidents = pq.read_table(folder / "fused.incidents.parquet")
-    assert incidents.num_rows > 0
-    assert sum(incidents["alerts"].to_pylist()) == int(out["is_alert"].to_numpy(
-        zero_copy_only=False).sum())
+    # Its incidents and alerts page beside it: the incidents of its layers' own units (each
+    # event, edge and window once), as each layer's model scores them alone.
+    for name in ("layer2_gnn", "layer3_tcn"):
+        score_events(registry, name, _events(demo), folder / f"{name}.parquet", version="1.0.0")
+    alone = build_incidents([read_alerts(folder / f"{name}.parquet")
+                             for name in ("l1", "layer2_gnn", "layer3_tcn")])
+    incidents = read_incidents(folder / "fused.incidents.parquet")
+    assert incidents.num_rows == alone.num_rows > 0
+    assert {x["layer"] for row in incidents["layers"].to_pylist() for x in row} == {
+        "layer1", "layer2", "layer3"}
+    for column in ("rank", "entity", "window_start", "alerts", "layers", "first_seen",
+                   "last_seen"):
+        assert incidents[column].to_pylist() == alone[column].to_pylist(), column
+    np.testing.assert_allclose(incidents["score"].to_numpy(), alone["score"].to_numpy(),
+                               rtol=1e-9)
     assert (folder / "fused.alerts.html").exists()
 
 
