@@ -2,9 +2,9 @@
 the first reason, and the reasons' contributions add up to the score.
 
 The detector is a layer-1 VAE fitted on the benign events of IoT-23 42-1 (a development
-capture), with its default squared error and, for the alert test, also with the cross-entropy
-reconstruction; its score's error weights and its threshold (the 99th percentile) come from
-its scores on held-out benign events. Each case changes
+capture), with its default squared error and, for the alert test, also with its error weights
+(`error_floor=0.01`) and with the cross-entropy reconstruction; its threshold (the 99th
+percentile) and any error weights come from its scores on held-out benign events. Each case changes
 the held-out events the model finds most typical (lowest scores; no label is looked at beyond
 "benign"), so that the changed field is the one oddity.
 """
@@ -43,21 +43,27 @@ def fitted(datasets):
 
 
 @pytest.fixture(scope="module")
+def fitted_weights(datasets):
+    """The VAE whose score weighs each dim's error (`error_floor`)."""
+    return _fit_on_one_thread(datasets, "mse", error_floor=0.01)
+
+
+@pytest.fixture(scope="module")
 def fitted_bce(datasets):
     """The VAE with the Bernoulli (cross-entropy) reconstruction."""
     return _fit_on_one_thread(datasets, "bce")
 
 
-def _fit_on_one_thread(datasets, reconstruction: str):
+def _fit_on_one_thread(datasets, reconstruction: str, error_floor: float | None = None):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # small matrix products: waiting on a busy second core costs more
     try:
-        return _fit(datasets, reconstruction)
+        return _fit(datasets, reconstruction, error_floor)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(datasets, reconstruction: str):
+def _fit(datasets, reconstruction: str, error_floor: float | None = None):
     torch.manual_seed(0)
     events = DataCollector([DataSource("iot", "csv_file", {"path": str(datasets / CAPTURE)})],
                            progress=False).collect_table()
@@ -66,7 +72,8 @@ def _fit(datasets, reconstruction: str):
     train, val = events.slice(0, TRAIN), events.slice(TRAIN, VAL)
     layer = Layer1()
     features = torch.from_numpy(layer.featurize(train).features)
-    model = Layer1VAE(hidden_dim=96, latent_dim=32, dropout=0.0, reconstruction=reconstruction)
+    model = Layer1VAE(hidden_dim=96, latent_dim=32, dropout=0.0, reconstruction=reconstruction,
+                      error_floor=error_floor)
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     order = torch.Generator().manual_seed(0)
     for _ in range(EPOCHS):  # the model's own loss, a plain loop
@@ -77,7 +84,7 @@ def _fit(datasets, reconstruction: str):
     model.eval()
     val_features = torch.from_numpy(layer.featurize(val).features)
     with torch.no_grad():
-        model.fit_after_training([val_features])  # the score's error weights, as training does
+        model.fit_after_training([val_features])  # any error weights, as training fits them
         val_scores = model.anomaly_score(val_features).numpy()
     threshold = Calibration.fit(val_scores, np.zeros(VAL, np.int8), rule="quantile:0.99").threshold
     # The held-out events the model finds most typical: a change there is the only oddity.
@@ -112,19 +119,32 @@ def test_a_never_seen_value_is_the_first_reason(fitted, field, value):
     assert (scores > before).all()
 
 
-# With the plain sum of squared errors an unexpected one-hot or a middling volume cost at most
-# about 1 per dim, and conn_state, protocol, bytes_sent=1e8 and packets_sent=1e5 stayed under the
-# 99th percentile; the score's per-dim error weights (`Layer1VAE.error_floor`) make all nine
-# alert. The cross-entropy alerts on all nine too, but was worse on the development captures
-# (BENCHMARKS.md, issue 21).
-@pytest.mark.parametrize("loss", ["mse", "bce"])
+# With the default plain sum of squared errors an unexpected one-hot or a middling volume
+# costs at most about 1 per dim: these stay just under the 99th percentile (conn_state 2.01,
+# protocol 1.90 to 2.01 against 2.18). The error weights (`error_floor=0.01`) and the
+# cross-entropy alert on all nine, but both were worse on the development captures than the
+# default (BENCHMARKS.md: issue 21, and "Layer-1 error weights").
+MSE_MISSES = {"conn_state=RSTRH", "protocol=icmp", "bytes_sent=1e+08", "packets_sent=100000"}
+FIXTURES = {"mse": "fitted", "mse, error weights": "fitted_weights", "bce": "fitted_bce"}
+
+
+@pytest.mark.parametrize("loss", list(FIXTURES))
 @pytest.mark.parametrize("field,value", CASES, ids=IDS)
 def test_a_never_seen_value_alerts(request, loss, field, value):
-    layer, model, _, held_out, threshold = request.getfixturevalue(
-        "fitted" if loss == "mse" else "fitted_bce")
+    case = IDS[CASES.index((field, value))]
+    if loss == "mse" and case in MSE_MISSES:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="under the 99th percentile "
+                                              "with the plain squared error (MSE_MISSES)"))
+    layer, model, _, held_out, threshold = request.getfixturevalue(FIXTURES[loss])
     scores, _ = _scored(layer, model, _changed(held_out, field, value))
     print(f"{field}={value}: scores {np.round(scores, 2)}, threshold {threshold:.2f}")
     assert (scores >= threshold).all()
+
+
+@pytest.mark.parametrize("field,value", CASES, ids=IDS)
+def test_with_error_weights_a_never_seen_value_is_the_first_reason(fitted_weights, field,
+                                                                   value):
+    test_a_never_seen_value_is_the_first_reason(fitted_weights, field, value)
 
 
 def test_every_dim_is_named_and_each_field_listed_once():

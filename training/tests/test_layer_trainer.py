@@ -158,7 +158,8 @@ class Recorder(Callback):
 
 def test_callback_events_in_order_and_best_checkpoint_with_threshold(tmp_path) -> None:
     torch.manual_seed(0)
-    model, recorder = small_vae(), Recorder()
+    model, recorder = Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2, dropout=0.0,
+                                error_floor=0.01), Recorder()
     trainer = LayerTrainer(model, config=config(tmp_path, num_epochs=2), callbacks=[recorder])
     val = data(32, seed=1)
     labels = np.r_[np.zeros(28, np.int8), np.ones(4, np.int8)]

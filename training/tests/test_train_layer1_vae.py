@@ -216,7 +216,7 @@ def test_every_model_flag_takes_effect(workdir: Path, monkeypatch) -> None:
     assert sidecar["init_args"] == {"input_dim": 128, "hidden_dim": 16, "latent_dim": 4,
                                     "dropout": 0.1, "num_hidden_layers": 2, "beta": 0.5,
                                     "reconstruction": "mse", "score": "reconstruction",
-                                    "error_floor": 0.01}
+                                    "error_floor": None}
     cfg = sidecar["training_config"]
     assert (cfg["learning_rate"], cfg["seed"], cfg["cpu_amp"], cfg["device"], cfg["num_epochs"],
             cfg["lr_scheduler"]) == (0.01, 3, True, "cpu", 2, "cosine")

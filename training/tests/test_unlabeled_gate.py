@@ -159,7 +159,8 @@ def test_the_window_loss_does_not_depend_on_the_kl_weight(parts, models):
     for beta in (1.0, 0.01):
         model.beta = beta
         losses.append(window_figures(layer, models["better"], window).val_loss)
-    weights, model.error_weights = model.error_weights, torch.empty(0)  # the plain sum
-    recon = float(np.mean(layer.score(model, window), dtype=np.float64))
-    model.error_weights = weights
-    assert weights.numel() and losses[0] == losses[1] == pytest.approx(recon, rel=1e-5)
+    recon = float(np.mean(layer.score(model, window), dtype=np.float64))  # the plain sum
+    model.error_weights = torch.linspace(0.5, 2.0, 128)  # a score with error weights
+    weighted = window_figures(layer, models["better"], window).val_loss
+    model.error_weights = torch.empty(0)
+    assert losses[0] == losses[1] == weighted == pytest.approx(recon, rel=1e-5)
