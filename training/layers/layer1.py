@@ -41,6 +41,9 @@ class Layer1(EventVectorLayer):
         "latent_dim": {"type": int, "default": 64, "help": "size of the latent code"},
         "dropout": {"type": float, "default": 0.2, "help": "dropout after every hidden layer"},
         "beta": {"type": float, "default": 0.01, "help": "weight of the KL term"},
+        "error_floor": {"type": float, "default": None,
+                        "help": "weigh each dim's error by 1 / (its mean benign validation "
+                                "error + this), e.g. 0.01 (default: the plain sum)"},
     }
 
     foreign_width_ = False
