@@ -87,8 +87,8 @@ class Detector(nn.Module, ABC):
         graph_capturable: the training step is pure tensor work, so the trainer may record it
             in a CUDA graph; False for a step with Python side effects (collecting rows).
         added_state: state_dict keys added after the detector was first released: a model
-            file saved before lacks them, and the loaded model keeps the value its
-            constructor gives (which must score as the older release did).
+            file saved before lacks them, and the loader lets it; the detector's own
+            `_load_from_state_dict` fills them so that it scores as the older release did.
     """
 
     has_scores: ClassVar[bool] = True
@@ -129,9 +129,10 @@ class Detector(nn.Module, ABC):
 
     def fit_after_training(self, batches: Iterable[Any]) -> None:
         """Called once when training ends, on the best epoch's weights (eval mode, no
-        gradients), with the benign validation batches the threshold is then calibrated on: a
-        detector whose score has parts fitted on benign data fits them here (the layer-1 VAE's
-        per-dim error weights). Most detectors need nothing."""
+        gradients), with the validation batches of the units training learnt from (the benign
+        ones, unless told to learn from all), before the threshold is calibrated: a detector
+        whose score has parts fitted on those units fits them here (the layer-1 VAE's error
+        weights). Most detectors need nothing."""
 
     def batch_size_of(self, batch: Any) -> int:
         """Number of units in `batch`, used to weight per-batch losses into epoch means."""

@@ -31,6 +31,8 @@ scores with the plain sum.
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -39,7 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.detectors.base import Detector, register_detector
-from training.errors import ConfigError
+from training.errors import ConfigError, TrainingError
+
+logger = logging.getLogger(__name__)
 
 RECONSTRUCTIONS = ("mse", "bce")
 SCORES = ("reconstruction", "elbo")
@@ -119,7 +123,8 @@ class Layer1VAE(Detector):
             ("reconstruction", reconstruction in RECONSTRUCTIONS,
              f"one of {', '.join(RECONSTRUCTIONS)}", reconstruction),
             ("score", score in SCORES, f"one of {', '.join(SCORES)}", score),
-            ("error_floor", error_floor is None or error_floor > 0, "> 0 or None", error_floor),
+            ("error_floor", error_floor is None or 0 < error_floor < math.inf,
+             "> 0 and finite, or None", error_floor),
         ]
         for name, ok, rule, value in checks:
             if not ok:
@@ -217,8 +222,13 @@ class Layer1VAE(Detector):
             total = errors.sum(dim=0) if total is None else total + errors.sum(dim=0)
             count += errors.shape[0]
         if not count:
+            logger.warning("no validation batches: the score's error weights are not fitted "
+                           "(the plain sum)")
             return
         mean = total / count
+        if not (torch.isfinite(mean).all() and mean.sum() > 0):
+            raise TrainingError(f"the benign validation errors are {mean.sum().item()} in all: "
+                                "check the validation data for NaN or inf")
         weights = 1.0 / (mean + self.error_floor)
         # Scaled so that the mean benign score stays the plain sum's: scores keep their size
         # (and float32 its precision), and only their order among dims changes.

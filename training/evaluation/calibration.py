@@ -286,8 +286,11 @@ class Calibration:
         `TAIL_FROM`-quantile, integrated over the stored quantiles (0: no spread there)."""
         levels, values = np.asarray(self.levels), np.asarray(self.values)
         upper = levels >= TAIL_FROM
-        excess = values[upper] - values[upper][0]
-        return float(np.trapezoid(excess, levels[upper]) / (1.0 - TAIL_FROM))
+        if upper.sum() < 2 or levels[-1] < 1.0:  # no stored upper tail: no extrapolation
+            return 0.0
+        excess, at = values[upper] - values[upper][0], levels[upper]
+        area = np.sum(np.diff(at) * (excess[1:] + excess[:-1])) / 2.0  # the trapezoid rule
+        return float(area / (1.0 - TAIL_FROM))
 
     def percentile(self, scores: np.ndarray) -> np.ndarray:
         """Where each score sits among the benign validation scores, 0..100."""

@@ -44,7 +44,9 @@ from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
 from training.collection.collector import DataCollector
 from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows, unit_rows
-from training.scoring.batch import ScoringSummary, _Output, _tables, _torch_threads, count_dropped
+from training.scoring.batch import (
+    ScoringSummary, _Output, _tables, _threshold, _torch_threads, count_dropped,
+)
 from training.scoring.tables import write_incidents
 
 logger = logging.getLogger(__name__)
@@ -138,7 +140,9 @@ class FusedDetector:
                 ids, layer.unit_columns(units)["event_ids"], p))
             known.append(True)
             if with_units:
-                rows = AlertRows(layer, loaded.model, float(loaded.threshold), loaded.calibration)
+                threshold = _threshold(loaded, f"{loaded.metadata.model_name} "
+                                                f"{loaded.metadata.version}")
+                rows = AlertRows(layer, loaded.model, threshold, loaded.calibration)
                 layer_rows.append(rows.rows(units, scores, events))
         tails = np.column_stack(columns)  # (events, layers)
         scores = fused_scores(tails, self.fusion.rule)

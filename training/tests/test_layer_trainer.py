@@ -329,6 +329,29 @@ def test_resume_continues_exactly_in_process(tmp_path) -> None:
             TensorBatches(data(), batch_size=16), resume=True)
 
 
+def test_a_last_state_saved_before_an_argument_existed_still_resumes(tmp_path) -> None:
+    import json
+
+    from training.trainer.resume import save_state
+
+    cfg = config(tmp_path, num_epochs=1)
+    LayerTrainer(small_vae(), config=cfg).train(TensorBatches(data(), batch_size=16))
+    path = tmp_path / "ck" / "m_last_state.pt"
+    state = load_state(path)  # as the release before error_floor wrote it: no such argument
+    args = json.loads(state["init_args"])
+    del args["error_floor"]
+    state["init_args"] = json.dumps(args, sort_keys=True)
+    state["model"].pop("error_weights")
+    save_state(path, state)
+    trainer = LayerTrainer(small_vae(), config=cfg.replace(num_epochs=2))
+    trainer.train(TensorBatches(data(), batch_size=16), resume=True)
+    assert [m.epoch for m in trainer.history] == [1, 2]
+    with pytest.raises(CheckpointError, match="saved for Layer1VAE"):  # not the default
+        LayerTrainer(Layer1VAE(input_dim=8, hidden_dim=8, latent_dim=2, dropout=0.0,
+                               error_floor=0.01), config=cfg.replace(num_epochs=3)).train(
+            TensorBatches(data(), batch_size=16), resume=True)
+
+
 def test_damaged_last_state_is_refused(tmp_path) -> None:
     cfg = config(tmp_path, num_epochs=1)
     LayerTrainer(small_vae(), config=cfg).train(TensorBatches(data(), batch_size=16))

@@ -12,7 +12,7 @@ import torch
 from training.artifacts.model_files import load_model, save_model
 from training.detectors import DETECTORS, detector_class
 from training.detectors.vae import Layer1VAE
-from training.errors import ConfigError
+from training.errors import ConfigError, TrainingError
 
 
 @pytest.fixture(autouse=True)
@@ -213,6 +213,13 @@ def test_fitted_error_weights_weigh_most_the_dims_benign_events_never_set() -> N
     unweighted = Layer1VAE(input_dim=24, hidden_dim=32, latent_dim=8)  # the default: none
     unweighted.fit_after_training([val])
     assert unweighted.error_weights.numel() == 0
+    broken = val.clone()
+    broken[3, 5] = float("nan")
+    with pytest.raises(TrainingError, match="NaN or inf"):
+        model.fit_after_training([broken])
+    for floor in (0.0, float("inf")):
+        with pytest.raises(ConfigError, match="error_floor must be > 0 and finite, or None"):
+            Layer1VAE(error_floor=floor)
 
 
 def test_a_file_saved_before_the_error_weights_scores_with_the_plain_sum(tmp_path) -> None:

@@ -63,7 +63,7 @@ from torch import nn
 
 from training.artifacts.model_files import save_model
 from training.compat.loss_fn_model import LossFnModel
-from training.detectors.base import Detector, model_scores
+from training.detectors.base import Detector, model_scores, to_device
 from training.errors import ConfigError, TrainingError
 from training.evaluation.calibration import Calibration
 from training.evaluation.thresholds import Threshold
@@ -253,7 +253,8 @@ class LayerTrainer:
             if val_loader is not None and self.model.has_scores:
                 self.model.eval()  # every process sees all the validation data: the same fit
                 with torch.no_grad():
-                    self.model.fit_after_training(val_loader)
+                    self.model.fit_after_training(to_device(batch, self.device)
+                                                  for batch in val_loader)
             if cfg.calibrate_threshold and threshold_data is not None and self.model.has_scores:
                 self.calibrate_threshold(threshold_data, val_labels,
                                          reference=threshold_reference, times=threshold_times)

@@ -17,6 +17,7 @@ still leaves the previous file intact (atomic rename), and `wait` reports any wr
 from __future__ import annotations
 
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -193,11 +194,24 @@ def load_checkpoint(trainer: Any, path: str | Path) -> int:
     return int(epoch)
 
 
+def _with_defaults(saved: str, model: Any) -> str:
+    """Saved init_args (JSON), with the constructor's default for each argument the model has
+    that the checkpoint lacks (added by a later release, e.g. the layer-1 VAE's error_floor)."""
+    args, mine = json.loads(saved), getattr(model, "init_args", None)
+    if isinstance(args, dict) and isinstance(mine, dict):
+        defaults = {name: p.default for name, p in
+                    inspect.signature(type(model).__init__).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        args = {**{k: defaults[k] for k in mine.keys() - args.keys() if k in defaults}, **args}
+    return json.dumps(args, sort_keys=True)
+
+
 def restore_trainer(trainer: Any, path: str | Path) -> None:
     """Continue `trainer` from a last-state checkpoint of the same model class and arguments."""
     state = load_state(path, map_location=trainer.device)
     init_args = json.dumps(getattr(trainer.model, "init_args", None), sort_keys=True)
-    if state["model_class"] != type(trainer.model).__name__ or state["init_args"] != init_args:
+    if state["model_class"] != type(trainer.model).__name__ or _with_defaults(
+            state["init_args"], trainer.model) != init_args:
         raise CheckpointError(f"{path}: saved for {state['model_class']}{state['init_args']}"
                               f", not {type(trainer.model).__name__}{init_args}; resume with "
                               "the same model settings or start without --resume")
