@@ -51,8 +51,9 @@ def test_a_bad_flag_is_one_line_naming_it(path, capsys):
 
 BAD_TOML = [
     ("[train.layer1]\nbogus = 1\n", "[train.layer1]: unknown key(s) bogus; allowed: batch_size, "
-                                    "benign_only, beta, detector, dropout, epochs, hidden_dim, "
-                                    "keep_unknown, latent_dim, learning_rate, threshold"),
+                                    "benign_only, beta, detector, dropout, epochs, error_floor, "
+                                    "hidden_dim, keep_unknown, latent_dim, learning_rate, "
+                                    "threshold"),
     ("[train.layer1]\nconfig = 1\n", "[train.layer1]: unknown key(s) config; allowed:"),
     ("config = 1\n", ": unknown key(s) config; allowed: gate, layers, max_events, seed, sources,"),
     ('seed = "abc"\n', ": seed must be an integer, got 'abc'"),

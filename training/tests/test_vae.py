@@ -232,7 +232,7 @@ def test_a_file_saved_before_the_error_weights_scores_with_the_plain_sum(tmp_pat
     del old._buffers["error_weights"]
     old.init_args.pop("error_floor")
     save_model(old, tmp_path / "old.pt", threshold=1.0)
-    assert "error_weights" not in torch.load(tmp_path / "old.pt")
+    assert "error_weights" not in torch.load(tmp_path / "old.pt", weights_only=True)
     loaded = load_model(tmp_path / "old.pt").model
     with torch.no_grad():
         assert loaded.error_weights.numel() == 0 and torch.equal(loaded.anomaly_score(x), plain)
