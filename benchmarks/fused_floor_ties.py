@@ -1,7 +1,7 @@
 """Why a fused min-p score can fall below its best layer: ties at the conformal floor.
 
     python benchmarks/fused_floor_ties.py --capture iot23-42 --seed 1
-    python benchmarks/fused_floor_ties.py --capture iot23-42 --seed 1 --error-floor none
+    python benchmarks/fused_floor_ties.py --capture iot23-42 --seed 1 --error-floor 0.01
 
 Trains each layer's default as the harness does (`training.evaluation.harness`: its units, 20
 epochs, thresholds and calibrations on the benign validation units), gives every test flow its
@@ -9,7 +9,8 @@ smallest tail probability per layer and the min-p fused score, and prints the fl
 layer gives the threats their smallest tail, and how many benign flows tie or beat the
 lowest-scored threat, by the layer that gives them their smallest tail. A tail at the
 calibration's floor (1 / (validation units + 1)) cannot be told from another at the floor.
-`--error-floor` sets the layer-1 VAE's (`none`: the plain sum). Development captures only.
+`--error-floor` sets the layer-1 VAE's (default `none`: the plain sum, as layer 1 trains by
+default). Development captures only.
 """
 
 from __future__ import annotations
@@ -41,8 +42,9 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--capture", default="iot23-42", choices=("iot23-42", "iot23-44", "demo"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--error-floor", default="0.01",
-                        help="the layer-1 VAE's error_floor, or none (default 0.01)")
+    parser.add_argument("--error-floor", default="none",
+                        help="the layer-1 VAE's error_floor, or none (the default: the plain "
+                             "sum)")
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
     args = parser.parse_args()
     torch.set_num_threads(1)
