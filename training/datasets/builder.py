@@ -110,7 +110,8 @@ class DatasetBuilder:
                       train_ratio: float = 0.7, val_ratio: float = 0.15, test_ratio: float = 0.15,
                       balance_classes: bool = False, *, semi_supervised: bool = False,
                       gap: object = None, n_folds: int = 5, stratify_by: str = "labels",
-                      train_until: object = None) -> Splits:
+                      train_until: object = None, at: tuple[object, object] | None = None
+                      ) -> Splits:
         """Cut the dataset.
 
         Args:
@@ -125,6 +126,8 @@ class DatasetBuilder:
                 (e.g. "attack_type", so rare attacks reach every split).
             train_until: TEMPORAL only: a grace period (a time, or a leading share of the rows)
                 that is train and val; every later row is test (see `temporal_split`).
+            at: TEMPORAL only: the cut times (val from, test from) instead of the ratios, e.g.
+                another split's `cut_times` (see `temporal_split`).
 
         Returns:
             {"train", "val", "test"} splits. K_FOLD holds out `test_ratio` of the rows
@@ -148,7 +151,7 @@ class DatasetBuilder:
                            groups=self.groups, train_ratio=train_ratio, val_ratio=val_ratio,
                            test_ratio=test_ratio, gap=gap, n_folds=n_folds,
                            balance_classes=balance_classes, semi_supervised=semi_supervised,
-                           seed=self.random_seed, train_until=train_until)
+                           seed=self.random_seed, train_until=train_until, at=at)
         if strategy is SplitStrategy.K_FOLD:
             folds = {kind: [self.dataset.take(r, f"fold{i}_{kind}")
                             for i, r in enumerate(rows[kind])] for kind in ("train", "val")}

@@ -31,7 +31,8 @@ def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,
                 groups: np.ndarray | None = None, train_ratio: float = 0.7,
                 val_ratio: float = 0.15, test_ratio: float = 0.15, gap: object = None,
                 n_folds: int = 5, balance_classes: bool = False, semi_supervised: bool = False,
-                seed: int = 42, train_until: object = None) -> dict:
+                seed: int = 42, train_until: object = None,
+                at: tuple[object, object] | None = None) -> dict:
     """Rows of every split (see `DatasetBuilder.create_splits` for the options).
 
     Args:
@@ -44,6 +45,8 @@ def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,
         seed: seed of a local generator.
         train_until: TEMPORAL only: a grace period (time or leading share of the rows) that
             is train and val, the rest test (see `temporal_split`).
+        at: TEMPORAL only: the cut times (val from, test from) instead of the ratios (see
+            `temporal_split`).
 
     Returns:
         {"train", "val", "test"} -> int64 rows; for K_FOLD {"train": [rows per fold],
@@ -58,6 +61,8 @@ def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,
     if train_until is not None and strategy is not SplitStrategy.TEMPORAL:
         raise ConfigError(f"train_until applies to SplitStrategy.TEMPORAL only, not "
                           f"{strategy.name}")
+    if at is not None and strategy is not SplitStrategy.TEMPORAL:
+        raise ConfigError(f"cut times apply to SplitStrategy.TEMPORAL only, not {strategy.name}")
     rng = np.random.default_rng(seed)
     keys = labels if strata is None else strata
     if strategy is SplitStrategy.K_FOLD:
@@ -80,7 +85,7 @@ def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,
     elif strategy is SplitStrategy.TEMPORAL:
         if timestamps is None:
             raise ConfigError("SplitStrategy.TEMPORAL needs timestamps")
-        rows = temporal_split(timestamps, ratios, gap, train_until)
+        rows = temporal_split(timestamps, ratios, gap, train_until, at)
     else:
         if groups is None:
             raise ConfigError("SplitStrategy.GROUP needs groups (e.g. the entity column)")

@@ -206,7 +206,7 @@ def _naive_utc(value: dt.datetime) -> dt.datetime:
 
 
 def temporal_split(timestamps: np.ndarray, ratios: Ratios, gap: object = None,
-                   train_until: object = None) -> Indices:
+                   train_until: object = None, at: tuple[object, object] | None = None) -> Indices:
     """Earliest rows to train, then val, then test; no timestamp is in two splits.
 
     Args:
@@ -219,16 +219,26 @@ def temporal_split(timestamps: np.ndarray, ratios: Ratios, gap: object = None,
         train_until: a grace period: the rows before this time (datetime64, datetime or ISO
             text), or this leading share of the rows in time order (a number in (0, 1)), are
             train and val (in the train : val ratio); every later row is test.
+        at: the cut times instead of the ratios (`cut_times` of another split, e.g. the
+            events' when these rows are windows of them): rows before at[0] are train, before
+            at[1] (None: no end) val, the rest test. The ratios then only say which parts
+            must not be empty.
 
     Raises:
-        ConfigError: too few distinct timestamps, a gap that empties a split, or a
-            `train_until` that leaves no row before or after it.
+        ConfigError: too few distinct timestamps, a gap that empties a split, a
+            `train_until` that leaves no row before or after it, or both it and `at`.
     """
     times = as_time(timestamps, len(timestamps))
     _require_rows(len(times), ratios, "temporal")
     order = np.argsort(times, kind="stable")
     ordered = times[order]
-    if train_until is None:
+    if at is not None:
+        if train_until is not None:
+            raise ConfigError("give train_until or the cut times (at), not both")
+        bounds = [_as_cut(t, ordered) for t in at]
+        cuts = [int(np.searchsorted(ordered, b, side="left")) if b is not None else len(ordered)
+                for b in bounds]
+    elif train_until is None:
         wanted = tuple(r > 0 for r in ratios.values)
         cuts = _cuts(ordered, [int(c) for c in np.cumsum(ratios.counts(len(times)))[:2]],
                      wanted)
@@ -244,6 +254,24 @@ def temporal_split(timestamps: np.ndarray, ratios: Ratios, gap: object = None,
             raise TooFewError(f"the temporal split leaves {name} empty: the timestamps have too "
                               "few distinct values for these ratios (or the gap is too long)")
     return _pack(parts)
+
+
+def cut_times(timestamps: np.ndarray, parts: Indices) -> tuple[object, object]:
+    """The times a temporal split of these rows was cut at: the first val row's and the first
+    test row's (None when a part is empty), for `temporal_split(..., at=...)`."""
+    times = as_time(timestamps, len(timestamps))
+    return tuple(times[parts[name]].min() if len(parts[name]) else None
+                 for name in ("val", "test"))
+
+
+def _as_cut(value: object, ordered: np.ndarray) -> object:
+    if value is None:
+        return None
+    if ordered.dtype.kind == "M":
+        return as_time(np.array([value]), 1)[0]
+    if isinstance(value, np.datetime64 | dt.datetime):
+        raise ConfigError("the cut times are times, but the rows' timestamps are numbers")
+    return value
 
 
 def _grace_rows(ordered: np.ndarray, until: object) -> int:

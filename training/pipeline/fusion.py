@@ -6,8 +6,10 @@ gives every event the fused score of `training.evaluation.fusion`, and then trea
 score like a layer's:
 
 * calibration: on the validation events (events of some layer's validation units and of no
-  layer's training units), by the run's threshold rule; the reference is all of them, or the
-  benign ones when the layers learnt from benign units only (as each layer's);
+  layer's training or test units: their fused score rests on validation scores alone), by the
+  run's threshold rule; the reference is all of them, or the benign ones when the layers
+  learnt from benign units only (as each layer's). The pipeline cuts every layer's units at
+  the events' split times where it can, so most events of the validation time are such;
 * evaluation: on the test events (the test sources' events, or those of some layer's test
   units and of no layer's training or validation units), with each layer's own event-level
   figure beside it (an event takes its units' smallest tail probability: the largest score);
@@ -86,11 +88,13 @@ def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: 
         return {"skipped": "no layer was trained"}
     ids = np.asarray(events["event_id"].cast(pa.string()).to_pylist(), dtype=object)
     labels = np.asarray(events["is_threat"].to_numpy(zero_copy_only=False), np.int64)
-    fitted = set().union(*(_ids(t.layer, t.parts["train"]) for t in trained))
-    validated = set().union(*(_ids(t.layer, t.parts["val"]) for t in trained)) - fitted
-    val = np.fromiter((i in validated for i in ids), bool, len(ids))
+    in_part = {name: set().union(*(_ids(t.layer, t.parts[name]) for t in trained))
+               for name in ("train", "val", "test")}
+    fitted, validated, tested = in_part["train"], in_part["val"], in_part["test"]
+    val = np.fromiter((i in validated and i not in fitted and i not in tested for i in ids),
+                      bool, len(ids))
     if not val.any():
-        return {"skipped": "no event is in a validation part and in no training part"}
+        return {"skipped": "no event is in a validation part and in no training or test part"}
     p_all = tail_matrix(trained, ids)
     fused = fused_scores(p_all, rule)
     # The reference, as for each layer: every validation event (label-free training), or the
@@ -107,9 +111,8 @@ def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: 
                    for t in trained)
     fusion = Fusion(rule, models, calibration)
     if test_events is None:
-        tested = set().union(*(_ids(t.layer, t.parts["test"]) for t in trained))
-        test = np.fromiter((i in tested for i in ids), bool, len(ids)) & ~val
-        test &= np.fromiter((i not in fitted for i in ids), bool, len(ids))
+        test = np.fromiter((i in tested and i not in fitted and i not in validated for i in ids),
+                           bool, len(ids))
         test_p, test_labels = p_all[test], labels[test]
     else:
         test_ids = np.asarray(test_events["event_id"].cast(pa.string()).to_pylist(), object)

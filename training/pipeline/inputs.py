@@ -9,9 +9,11 @@ are kept, and a split that needs none ("random") replaces "temporal", said in a 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -19,9 +21,10 @@ import pyarrow.parquet as pq
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector
 from training.collection.quarantine_file import quarantine_path, write_quarantine
+from training.datasets.strategies import Ratios, cut_times, temporal_split
 from training.datasets.validator import DataValidator, ValidationSeverity
-from training.errors import PipelineError, SchemaError
-from training.pipeline.config import PipelineConfig
+from training.errors import PipelineError, SchemaError, TooFewError
+from training.pipeline.config import PipelineConfig, SplitConfig
 from training.sources.config import DataSource
 
 logger = logging.getLogger(__name__)
@@ -81,6 +84,33 @@ def split_strategy(strategy: str, events: pa.Table, notes: list[str]) -> str:
     return strategy
 
 
+def event_cut_times(events: pa.Table, strategy: str, split: SplitConfig, test_sources: bool,
+                    windows: Sequence[float]) -> tuple[object, object] | None:
+    """When a temporal split cuts the events (by the run's shares, or its grace period): the
+    times every layer's units are cut at, so that an event's units are in one part in every
+    layer (the fused detector's validation and test events need it). None otherwise.
+
+    The cuts fall on boundaries of every window in `windows` (seconds; the layers' windows and
+    buckets start at multiples of their length since the epoch), so no unit straddles one: the
+    events are split as if each took the start of the window of their least common multiple.
+    """
+    if strategy != "temporal":
+        return None
+    train, val, test = split.ratios
+    ratios = Ratios(train / (train + val), val / (train + val), 0.0) if test_sources \
+        else Ratios(train, val, test)
+    times = events["timestamp"].cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
+    times = times.astype("datetime64[us]")
+    spans = [round(w * 1e6) for w in windows if w]
+    if spans:
+        step = np.timedelta64(int(np.lcm.reduce(np.asarray(spans, np.int64))), "us")
+        times = times - (times - np.datetime64(0, "us")) % step
+    try:
+        return cut_times(times, temporal_split(times, ratios, train_until=split.grace))
+    except TooFewError:  # each layer's own split says so, in its own words
+        return None
+
+
 def coverage(events: pa.Table) -> str:
     """What the events lack that layers need: "of 25,192 events, 25,192 have no timestamp and
     25,192 no source or destination address" ("" when nothing is missing)."""
@@ -97,8 +127,9 @@ def coverage(events: pa.Table) -> str:
 
 
 def validate(vectors: Any, test_vectors: Any, config: PipelineConfig, strategy: str,
-             work: Path) -> dict[str, Any]:
-    """Quality of the event vectors, and drift of the test part against the train part.
+             cuts: tuple[object, object] | None, work: Path) -> dict[str, Any]:
+    """Quality of the event vectors, and drift of the test part against the train part (cut
+    at `cuts`, the run's `event_cut_times`, when given).
 
     Raises:
         PipelineError: an ERROR issue; the message names the report.
@@ -109,7 +140,8 @@ def validate(vectors: Any, test_vectors: Any, config: PipelineConfig, strategy: 
     features, labels = vectors.features, vectors.labels
     if test_vectors is None:
         grace = {"train_until": config.split.grace} if config.split.grace is not None else {}
-        splits = Layer1().split(vectors, strategy, config.split.ratios, config.seed, **grace)
+        splits = Layer1().split(vectors, strategy, config.split.ratios, config.seed,
+                                **({"at": cuts} if cuts is not None else grace))
         train, test = splits["train"].features, splits["test"].features
     else:
         train, test = features, test_vectors.features

@@ -15,7 +15,8 @@ Stages, all under `config.workdir`:
    (`Layer.shortfall`) is skipped with a note saying how many it has and needs; split
    (`splits/`: train/val/test, or train/val with the test sources as the test part; without
    timestamps "random" replaces "temporal"; `split.train_until` makes the leading time a
-   grace period), train through `train_layer` and LayerTrainer (`checkpoints/`, TensorBoard in
+   grace period; a temporal split cuts every layer at the events' split times, on boundaries
+   of the layers' windows, `event_cut_times`, so an event's units share one part), train through `train_layer` and LayerTrainer (`checkpoints/`, TensorBoard in
    the run's `logs/`) on every training unit (label-free: unlabeled traffic is assumed
    benign) or, with `train.benign_only`, the benign ones; the threshold is calibrated on
    validation scores by `train.threshold` (default: the 99.9th percentile,
@@ -79,7 +80,8 @@ from training.console.progress import progress
 from training.pipeline.alerts import write_run_alerts
 from training.pipeline.fusion import TrainedLayer, fuse_layers
 from training.pipeline.lock import workdir_lock
-from training.pipeline.inputs import collect_events, coverage, split_strategy, validate
+from training.pipeline.inputs import (collect_events, coverage, event_cut_times, split_strategy,
+                                      validate)
 from training.pipeline.outcome import LayerOutcome, REPORTED
 from training.pipeline.promotion import promotion_decision
 from training.pipeline.report import render_index, render_unfinished
@@ -137,6 +139,7 @@ class _Run:
     alert_labels: bool
     history: RunFolder
     window: MlflowWindow | None = None
+    cuts: tuple[object, object] | None = None  # the events' split times (`event_cut_times`)
 
 
 def run_pipeline(config: PipelineConfig, *, keep: int | None = None,
@@ -197,13 +200,15 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
     vectors = units.get(Layer1.name) or Layer1().featurize(events)
     test_vectors = None if test_events is None else (
         test_units.get(Layer1.name) or Layer1().featurize(test_events))
-    validation = validate(vectors, test_vectors, config, strategy, history.folder)
+    cuts = event_cut_times(events, strategy, config.split, test_events is not None,
+                           [layer.window_seconds or 0 for layer in layers])
+    validation = validate(vectors, test_vectors, config, strategy, cuts, history.folder)
     result = PipelineResult(str(work), str(history.report / "index.html"), events.num_rows,
                             quarantined, validation, notes=notes,
                             test_events=None if test_events is None else test_events.num_rows,
                             run=history.id, index=str(work / "report" / "index.html"))
     run = _Run(config, folders, ModelRegistry(registry_dir=work / "models"), strategy,
-               alert_labels, history, open_window(mlflow_uri))
+               alert_labels, history, open_window(mlflow_uri), cuts)
     trained: list[TrainedLayer] = []
     for layer in layers:
         short = layer.shortfall(units[layer.name], strategy)
@@ -240,14 +245,24 @@ def _skipped(layer: Layer, short: str, events: pa.Table | None = None) -> LayerO
 
 
 def _parts(layer: Layer, units: Any, test: Any, run: _Run) -> tuple[dict[str, Any], list[str]]:
-    """train/val/test of the layer's units (test: the test sources' units when given)."""
+    """train/val/test of the layer's units (test: the test sources' units when given), cut at
+    the events' split times when the layer's units allow it, else by the shares alone."""
     split, notes = run.config.split, []
-    grace = {"train_until": split.grace} if split.grace is not None else {}
-    if test is None:
-        return layer.split(units, run.strategy, split.ratios, run.config.seed, **grace), notes
     train, val = split.ratios[:2]
-    parts = layer.split(units, run.strategy, (train / (train + val), val / (train + val), 0.0),
-                        run.config.seed, **grace)
+    ratios = split.ratios if test is None else (train / (train + val), val / (train + val), 0.0)
+    grace = {"train_until": split.grace} if split.grace is not None else {}
+    parts = None
+    if run.cuts is not None:
+        try:
+            parts = layer.split(units, run.strategy, ratios, run.config.seed, at=run.cuts)
+        except TooFewError as exc:
+            notes.append(f"the {layer.unit}s cannot be cut where the events are ({exc}), so "
+                         "they are cut by the shares alone: the fused detector's threshold "
+                         "then rests on fewer validation events")
+    if parts is None:
+        parts = layer.split(units, run.strategy, ratios, run.config.seed, **grace)
+    if test is None:
+        return parts, notes
     left = len(layer.labels(parts["test"]))
     if left:
         notes.append(f"{left:,} {layer.unit}s after train_until {split.train_until} are not "

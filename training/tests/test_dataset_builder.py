@@ -120,6 +120,36 @@ def test_temporal_split_with_gap_leaves_the_gap_out():
     assert splits["test"].indices.tolist() == [16, 17, 18, 19]
 
 
+def test_temporal_split_at_cut_times_reproduces_the_split_they_came_from():
+    from training.datasets.strategies import Ratios, cut_times, temporal_split
+
+    times = np.array([9, 0, 5, 6, 6, 1, 2, 3, 4, 8]) * np.timedelta64(1, "h") + np.datetime64("2024-01-01")
+    parts = temporal_split(times, Ratios(0.7, 0.1, 0.2))
+    at = cut_times(times, parts)
+    assert at == (np.datetime64("2024-01-01T06"), np.datetime64("2024-01-01T08"))
+    again = temporal_split(times, Ratios(0.7, 0.1, 0.2), at=at)
+    assert {k: v.tolist() for k, v in again.items()} == {k: v.tolist() for k, v in parts.items()}
+    # Other rows (windows of those events, say) cut at the same times, whatever their count.
+    windows = np.array([0, 5, 5, 6, 7, 9]) * np.timedelta64(1, "h") + np.datetime64("2024-01-01")
+    builder = DatasetBuilder(np.zeros((6, 1)), np.zeros(6, int), list("uvwxyz"), timestamps=windows)
+    splits = builder.create_splits(SplitStrategy.TEMPORAL, 0.7, 0.1, 0.2, at=at)
+    assert [s.sample_ids.tolist() for s in splits.values()] == [["u", "v", "w"], ["x", "y"], ["z"]]
+    with pytest.raises(ConfigError, match="not both"):
+        builder.create_splits(SplitStrategy.TEMPORAL, 0.7, 0.1, 0.2, at=at, train_until=0.5)
+    with pytest.raises(ConfigError, match="TEMPORAL only"):
+        builder.create_splits(SplitStrategy.RANDOM, 0.7, 0.1, 0.2, at=at)
+
+
+def test_temporal_split_at_cut_times_that_empty_a_part_says_so():
+    from training.errors import TooFewError
+
+    windows = np.array([0, 1, 2]) * np.timedelta64(1, "h") + np.datetime64("2024-01-01")
+    builder = DatasetBuilder(np.zeros((3, 1)), np.zeros(3, int), list("abc"), timestamps=windows)
+    with pytest.raises(TooFewError, match="leaves val empty"):
+        builder.create_splits(SplitStrategy.TEMPORAL, 0.6, 0.2, 0.2,
+                              at=(np.datetime64("2024-01-01T03"), None))
+
+
 def test_group_split_never_splits_a_group():
     groups = np.repeat([f"host{i}" for i in range(10)], 10)
     builder = DatasetBuilder(np.zeros((100, 1)), np.zeros(100, int), np.arange(100), groups=groups)

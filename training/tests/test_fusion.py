@@ -124,6 +124,41 @@ def test_the_pipeline_calibrates_evaluates_and_registers_the_fused_detector(demo
     assert "Fused score (per event)" in Path(result.report).read_text()  # the run's own report
 
 
+def test_every_layer_is_cut_at_the_same_times_so_validation_events_are_validation_units(
+        demo_run):
+    # Each layer's saved parts, as the times of the events in them: no event of a later part
+    # in any layer comes before one of an earlier part in any other. Without the shared cut
+    # times, 43% of the fused validation events of the 10,000 demo events had a test unit.
+    from training.datasets.builder import load_splits
+    from training.features.layer2_graphs import Layer2Graphs
+    from training.features.layer3_windows import Layer3Windows
+    from training.layers.registry import get_layer
+
+    folder, _, result = demo_run
+    run = folder / "run"
+    events = pq.read_table(run / "events.parquet")
+    time_of = dict(zip(events["event_id"].to_pylist(),
+                       events["timestamp"].cast(pa.timestamp("us")).to_pylist()))
+    splits = run / "splits"
+    parts = {"layer1": load_splits(splits, "layer1")}
+    for name, kind in (("layer2", Layer2Graphs), ("layer3", Layer3Windows)):
+        parts[name] = {p: kind.load(splits / f"{name}_{p}.npz") for p in ("train", "val", "test")}
+    spans = {}
+    for name, layer_parts in parts.items():
+        layer = get_layer(name)()
+        for part, units in layer_parts.items():
+            ids = layer.unit_columns(units)["event_ids"]
+            ids = ids.flatten() if pa.types.is_list(ids.type) else ids
+            times = [time_of[i] for i in ids.cast(pa.string()).to_pylist()]
+            spans[name, part] = (min(times), max(times))
+    for earlier, later in (("train", "val"), ("val", "test")):
+        last = max(spans[name, earlier][1] for name in parts)
+        first = min(spans[name, later][0] for name in parts)
+        assert last < first, (earlier, later, spans)
+    # So every event of layer 1's validation part calibrates the fused threshold.
+    assert result.fusion["validation_events"] == len(parts["layer1"]["val"])
+
+
 def test_score_fused_gives_every_event_the_fusion_of_its_layers_tail_probabilities(
         demo_run, capsys):
     from training.scoring.batch import score_events
