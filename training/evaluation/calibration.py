@@ -25,7 +25,13 @@ Threshold rules (`parse_rule`; the same text on the command line and in TOML):
 
 Tail probability: with F the reference scores' distribution function (interpolated between
 the stored quantiles) and n their number, p(s) = (1 + n (1 - F(s))) / (n + 1): the conformal
-p-value, never 0 (1 / (n + 1) above every reference score), 1 below all of them.
+p-value, 1 below every reference score. Above the largest one, m, it would stay at 1 / (n + 1)
+however far a score goes, so that units far out and units just past m tie, and a fused score
+could not tell them apart. There it goes on as an exponential tail, the peaks-over-threshold
+model with a shape of 0: p(s) = exp(-(s - m) / beta) / (n + 1), beta the mean excess of the
+reference scores over their 0.9-quantile (from the stored quantiles), when at least
+`MIN_TAIL_SCORES` reference scores lie above that quantile: a scale from fewer (a validation
+part of a few windows) would send every later unit far into the tail. It never reaches 0.
 """
 
 from __future__ import annotations
@@ -43,6 +49,10 @@ FORMAT = "maximus.calibration.v1"
 DEFAULT_QUANTILE = 0.999
 AUTO_BENIGN_QUANTILE = 0.99  # the trainer's rule before calibrations existed
 SECONDS_PER_DAY = 86_400.0
+TAIL_FROM = 0.9  # the exponential tail's scale is the mean excess over this quantile
+# Reference scores above TAIL_FROM that the scale needs, else the floor stays: the scale is
+# their mean excess, whose relative standard error is 1 / sqrt(k), 0.32 at 10.
+MIN_TAIL_SCORES = 10
 # Every percent, then every 0.1%, 0.01% and 0.001% of the upper tail: 128 levels.
 LEVELS: tuple[float, ...] = tuple(sorted({round(float(x), 6) for x in np.concatenate([
     np.linspace(0.0, 0.99, 100), np.linspace(0.991, 0.999, 9), np.linspace(0.9991, 0.9999, 9),
@@ -264,9 +274,31 @@ class Calibration:
         return np.where(np.isnan(s), np.nan, out)
 
     def tail_probability(self, scores: np.ndarray) -> np.ndarray:
-        """P(a benign score >= s) for each score: the conformal p-value (module docstring)."""
-        n = self.n_scores
-        return (1.0 + n * (1.0 - self.cdf(scores))) / (n + 1.0)
+        """P(a benign score >= s) for each score: the conformal p-value, with an exponential
+        tail above the largest reference score (module docstring)."""
+        s = np.asarray(scores, dtype=np.float64)
+        n, largest, scale = self.n_scores, self.values[-1], self.tail_scale
+        p = (1.0 + n * (1.0 - self.cdf(s))) / (n + 1.0)
+        if scale > 0:
+            with np.errstate(invalid="ignore"):  # NaN scores stay NaN
+                beyond = np.maximum(s - largest, 0.0)
+            p = np.maximum(p * np.exp(-beyond / scale), np.finfo(np.float64).tiny)
+        return p
+
+    @property
+    def tail_scale(self) -> float:
+        """The exponential tail's scale: the mean excess of the reference scores over their
+        `TAIL_FROM`-quantile, integrated over the stored quantiles (0: no spread there, or
+        fewer than `MIN_TAIL_SCORES` scores above it)."""
+        levels, values = np.asarray(self.levels), np.asarray(self.values)
+        upper = levels >= TAIL_FROM
+        if upper.sum() < 2 or levels[-1] < 1.0:  # no stored upper tail: no extrapolation
+            return 0.0
+        if self.n_scores * (1.0 - TAIL_FROM) < MIN_TAIL_SCORES:
+            return 0.0
+        excess, at = values[upper] - values[upper][0], levels[upper]
+        area = np.sum(np.diff(at) * (excess[1:] + excess[:-1])) / 2.0  # the trapezoid rule
+        return float(area / (1.0 - TAIL_FROM))
 
     def percentile(self, scores: np.ndarray) -> np.ndarray:
         """Where each score sits among the benign validation scores, 0..100."""

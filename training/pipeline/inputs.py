@@ -85,7 +85,7 @@ def split_strategy(strategy: str, events: pa.Table, notes: list[str]) -> str:
 
 
 def event_cut_times(events: pa.Table, strategy: str, split: SplitConfig, test_sources: bool,
-                    windows: Sequence[float]) -> tuple[object, object] | None:
+                    windows: Sequence[float], notes: list[str]) -> tuple[object, object] | None:
     """When a temporal split cuts the events (by the run's shares, or its grace period): the
     times every layer's units are cut at, so that an event's units are in one part in every
     layer (the fused detector's validation and test events need it). None otherwise.
@@ -93,6 +93,8 @@ def event_cut_times(events: pa.Table, strategy: str, split: SplitConfig, test_so
     The cuts fall on boundaries of every window in `windows` (seconds; the layers' windows and
     buckets start at multiples of their length since the epoch), so no unit straddles one: the
     events are split as if each took the start of the window of their least common multiple.
+    When that moves the parts' shares of the events by more than 5 points (events bunched in a
+    few windows), a note says so.
     """
     if strategy != "temporal":
         return None
@@ -106,9 +108,18 @@ def event_cut_times(events: pa.Table, strategy: str, split: SplitConfig, test_so
         step = np.timedelta64(int(np.lcm.reduce(np.asarray(spans, np.int64))), "us")
         times = times - (times - np.datetime64(0, "us")) % step
     try:
-        return cut_times(times, temporal_split(times, ratios, train_until=split.grace))
+        parts = temporal_split(times, ratios, train_until=split.grace)
     except TooFewError:  # each layer's own split says so, in its own words
         return None
+    sizes = [len(parts[name]) for name in ("train", "val", "test")]
+    if split.grace is None and any(abs(n / len(times) - r) > 0.05
+                                   for n, r in zip(sizes, ratios.values)):
+        note = ("the events bunch into few windows, so the split, cut at window boundaries, "
+                f"holds {' / '.join(f'{n:,}' for n in sizes)} events (asked "
+                f"{' / '.join(f'{r:.0%}' for r in ratios.values)})")
+        notes.append(note)
+        logger.info(note)
+    return cut_times(times, parts)
 
 
 def coverage(events: pa.Table) -> str:

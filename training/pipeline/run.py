@@ -200,8 +200,10 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
     vectors = units.get(Layer1.name) or Layer1().featurize(events)
     test_vectors = None if test_events is None else (
         test_units.get(Layer1.name) or Layer1().featurize(test_events))
+    shortfalls = {layer.name: layer.shortfall(units[layer.name], strategy) for layer in layers}
     cuts = event_cut_times(events, strategy, config.split, test_events is not None,
-                           [layer.window_seconds or 0 for layer in layers])
+                           [layer.window_seconds or 0 for layer in layers
+                            if shortfalls[layer.name] is None], notes)
     validation = validate(vectors, test_vectors, config, strategy, cuts, history.folder)
     result = PipelineResult(str(work), str(history.report / "index.html"), events.num_rows,
                             quarantined, validation, notes=notes,
@@ -211,7 +213,7 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
                alert_labels, history, open_window(mlflow_uri), cuts)
     trained: list[TrainedLayer] = []
     for layer in layers:
-        short = layer.shortfall(units[layer.name], strategy)
+        short = shortfalls[layer.name]
         if short is not None:
             result.layers.append(_skipped(layer, short, events))
             continue

@@ -39,12 +39,35 @@ def test_tail_probability_and_percentile_by_hand():
     assert len(c.levels) == len(c.values) == len(LEVELS) == 128
     np.testing.assert_allclose(c.percentile([-1, 0, 25.5, 50, 99.5, 100, 1e9]),
                                [0, 0, 25.5, 50, 99.5, 100, 100])
-    # p(s) = (1 + n (1 - F(s))) / (n + 1) with n = 101
-    np.testing.assert_allclose(c.tail_probability([-1, 50, 100, 1e9]),
-                               [1.0, (1 + 101 * 0.5) / 102, 1 / 102, 1 / 102])
-    # higher scores are never more likely under benign traffic
-    p = c.tail_probability(np.linspace(-5, 105, 300))
-    assert (np.diff(p) <= 1e-12).all()
+    # p(s) = (1 + n (1 - F(s))) / (n + 1) with n = 101; above the largest score (100) an
+    # exponential tail whose scale is the mean excess over the 0.9-quantile: 5 for 90..100
+    assert c.tail_scale == pytest.approx(5.0)
+    np.testing.assert_allclose(c.tail_probability([-1, 50, 100, 110, 1e9]),
+                               [1.0, (1 + 101 * 0.5) / 102, 1 / 102, np.exp(-2) / 102,
+                                np.finfo(np.float64).tiny])
+    # higher scores are never more likely under benign traffic, and far ones are told apart
+    p = c.tail_probability(np.linspace(-5, 150, 300))
+    assert (np.diff(p) <= 1e-12).all() and (np.diff(p[p < 1 / 102]) < 0).all()
+
+
+def test_too_few_scores_above_the_tails_start_keep_the_floor():
+    # 51 scores leave about 5 above the 0.9-quantile, fewer than MIN_TAIL_SCORES (10): a
+    # scale from so few would push every later unit far into the tail (a validation part of
+    # a few windows), so every score past the largest ties at 1 / (n + 1), as conformal.
+    c = Calibration.fit(np.arange(51.0), rule="quantile:0.99")
+    assert c.tail_scale == 0.0
+    np.testing.assert_allclose(c.tail_probability([50, 60, 1e9]), [1 / 52] * 3)
+
+
+def test_the_exponential_tail_follows_exponential_scores():
+    rng = np.random.default_rng(0)
+    c = Calibration.fit(rng.exponential(2.0, 100_000), rule="quantile:0.99")
+    assert c.tail_scale == pytest.approx(2.0, rel=0.03)
+    # P(X >= m + 4) for an exponential with mean 2 is P(X >= m) e**-2: so is the tail's
+    far = c.values[-1] + 4.0
+    assert c.tail_probability([far])[0] == pytest.approx(np.exp(-2.0) / 100_001, rel=0.1)
+    flat = Calibration.fit(np.ones(50), rule="quantile:0.9")  # no spread: the floor stays
+    assert flat.tail_scale == 0.0 and flat.tail_probability([5.0])[0] == 1 / 51
 
 
 def test_ties_and_nan_do_not_break_the_distribution():

@@ -18,7 +18,7 @@ from training.errors import ConfigError, SchemaError, TooFewError
 from training.pipeline.config import config_from_dict, parse_train_until
 from training.pipeline.outcome import LayerOutcome
 from training.sources.presets import NSL_KDD_COLUMNS
-from training.tests.conftest import REPO, collect
+from training.tests.conftest import DATASETS, REPO, collect
 
 KDD = "nsl_kdd/KDDTrain+_20Percent.txt"
 
@@ -216,3 +216,27 @@ def test_a_summary_line_says_which_figures_exist(metrics, figures):
     assert outcome.summary() == line
     assert LayerOutcome("layer2", "layer2_gnn", "edge", skipped="0 edges").summary() == (
         "layer2: skipped: 0 edges")
+
+
+# -- one split for every layer ------------------------------------------------------------------
+
+
+def test_the_events_are_cut_on_the_layers_window_boundaries_and_a_bunched_capture_says_so():
+    from training.pipeline.config import SplitConfig
+    from training.pipeline.inputs import event_cut_times
+
+    path = DATASETS / "suricata" / "magnc_server_eve.json"
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/datasets)")
+    events, _ = collect("suricata_logs", path)  # 253 events in four minutes: 15, 9, 32, 197
+    notes: list[str] = []
+    by_share = event_cut_times(events, "temporal", SplitConfig(), False, [], notes)
+    assert not notes and by_share[0].astype("datetime64[m]") == np.datetime64("2023-02-28T11:57")
+    # Layer 3's one-minute buckets: the cuts move to whole minutes, and the run says how far.
+    at = event_cut_times(events, "temporal", SplitConfig(), False, [60.0], notes)
+    assert at == (np.datetime64("2023-02-28T11:56"), np.datetime64("2023-02-28T11:57"))
+    assert notes == ["the events bunch into few windows, so the split, cut at window "
+                     "boundaries, holds 24 / 32 / 197 events (asked 60% / 20% / 20%)"]
+    # With five-minute windows too there are two distinct windows: no three parts to cut.
+    assert event_cut_times(events, "temporal", SplitConfig(), False, [60.0, 300.0], []) is None
+    assert event_cut_times(events, "random", SplitConfig(), False, [60.0], []) is None
