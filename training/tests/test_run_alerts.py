@@ -96,10 +96,10 @@ def best_ranks(run) -> dict[str, int | None]:
 
 
 # Measured, not the target (pipeline seeds 42 / 0 / 1 / 2 at 20 epochs, BENCHMARKS.md):
-# lateral movement reaches no alert in the test part, privilege escalation (host process events:
-# layer 1 only) only with seed 1 (9th; with the VAE's error weights 8 / 21 / 7 / 9, but they are
-# off by default); seed 42 of the generator puts every SSH brute-force episode in the first two
-# thirds of the events, before the test part, so it cannot rank here.
+# privilege escalation (host process events: layer 1 only) ranks 25 / 12 / 20 / 14, lateral
+# movement reaches an incident only with seed 2 (12th); seed 42 of the generator puts every SSH
+# brute-force episode in the first two thirds of the events, before the test part, so it
+# cannot rank here.
 MISSED = {"lateral_movement", "ssh_brute_force", "privilege_escalation"}
 SCENARIOS = ["c2_beaconing", "data_exfiltration", "lateral_movement", "port_scan",
              "privilege_escalation", "ssh_brute_force"]
