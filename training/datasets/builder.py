@@ -26,7 +26,8 @@ import numpy as np
 from training.artifacts.atomic import fsync_dir
 from training.datasets.plan import as_strategy, plan_splits
 from training.datasets.split import DatasetSplit, as_column, as_labels
-from training.datasets.strategies import SplitStrategy, as_time
+from training.datasets.strategies import SplitStrategy
+from training.datasets.temporal import as_time
 from training.datasets.summary import feature_summary
 from training.datasets.torch_data import PyTorchDatasetWrapper, make_loader
 from training.errors import ConfigError, SchemaError, SourceError

@@ -11,8 +11,9 @@ import logging
 import numpy as np
 
 from training.datasets.strategies import (
-    Ratios, SplitStrategy, group_split, k_fold, random_split, stratified_split, temporal_split,
+    Ratios, SplitStrategy, group_split, k_fold, random_split, stratified_split,
 )
+from training.datasets.temporal import temporal_split
 from training.errors import ConfigError
 
 logger = logging.getLogger(__name__)

@@ -45,7 +45,8 @@ def split_layer2(graphs: Layer2Graphs, strategy: SplitStrategy | str = SplitStra
     Args:
         graphs: the graphs.
         strategy, ratios: as `DatasetBuilder.create_splits`.
-        options: gap, n_folds, balance_classes, semi_supervised, seed (see `plan_splits`).
+        options: gap, n_folds, balance_classes, semi_supervised, seed, train_until, at (see
+            `plan_splits`).
 
     Returns:
         {"train", "val", "test"} -> Layer2Graphs (K_FOLD: lists for train and val).
@@ -69,7 +70,8 @@ def split_layer3(windows: Layer3Windows, strategy: SplitStrategy | str = SplitSt
     Args:
         windows: the windows.
         strategy, ratios: as `DatasetBuilder.create_splits`.
-        options: gap, n_folds, balance_classes, semi_supervised, seed (see `plan_splits`).
+        options: gap, n_folds, balance_classes, semi_supervised, seed, train_until, at (see
+            `plan_splits`).
 
     Returns:
         {"train", "val", "test"} -> Layer3Windows (K_FOLD: lists for train and val).

@@ -146,6 +146,8 @@ class Calibration:
         expected_alert_rate: the share of reference scores at or above the threshold: the
             rate of alerts to expect on benign traffic like the validation part.
         n_benign, n_threat: labeled validation units (best_f1 uses both).
+        tail: "exponential" (fitted since the tail existed) or "floor" (read from a file
+            written before: its p-values, and any threshold set on them, stay as they were).
     """
 
     levels: tuple[float, ...]
@@ -160,6 +162,7 @@ class Calibration:
     expected_alert_rate: float
     n_benign: int = 0
     n_threat: int = 0
+    tail: str = "floor"
 
     def __post_init__(self) -> None:
         if len(self.levels) != len(self.values) or len(self.levels) < 2:
@@ -173,6 +176,8 @@ class Calibration:
         if self.n_scores < 1 or not math.isfinite(self.threshold):
             raise SchemaError(f"a calibration needs at least one score and a finite threshold, "
                               f"got {self.n_scores} scores, threshold {self.threshold}")
+        if self.tail not in ("exponential", "floor"):
+            raise SchemaError(f"calibration tail must be exponential or floor, got {self.tail!r}")
         if self.reference not in REFERENCES:
             raise SchemaError(f"calibration reference must be one of {', '.join(REFERENCES)}, "
                               f"got {self.reference!r}")
@@ -255,7 +260,7 @@ class Calibration:
         values = np.maximum.accumulate(values)  # float rounding must not make it decrease
         return cls(LEVELS, tuple(float(v) for v in values), len(ref), float(threshold), method,
                    level, budget, kind, span, float((ref >= threshold).mean()), n_benign,
-                   n_threat)
+                   n_threat, tail="exponential")
 
     # -- using it --------------------------------------------------------------------------
 
@@ -289,12 +294,13 @@ class Calibration:
     def tail_scale(self) -> float:
         """The exponential tail's scale: the mean excess of the reference scores over their
         `TAIL_FROM`-quantile, integrated over the stored quantiles (0: no spread there, or
-        fewer than `MIN_TAIL_SCORES` scores above it)."""
+        fewer than `MIN_TAIL_SCORES` scores above it, or a calibration from before the tail)."""
         levels, values = np.asarray(self.levels), np.asarray(self.values)
         upper = levels >= TAIL_FROM
         if upper.sum() < 2 or levels[-1] < 1.0:  # no stored upper tail: no extrapolation
             return 0.0
-        if self.n_scores * (1.0 - TAIL_FROM) < MIN_TAIL_SCORES:
+        enough = round(MIN_TAIL_SCORES / (1.0 - TAIL_FROM))  # scores, for that many above
+        if self.tail != "exponential" or self.n_scores < enough:
             return 0.0
         excess, at = values[upper] - values[upper][0], levels[upper]
         area = np.sum(np.diff(at) * (excess[1:] + excess[:-1])) / 2.0  # the trapezoid rule
@@ -337,7 +343,7 @@ class Calibration:
             found = data.get("format") if isinstance(data, dict) else type(data).__name__
             raise SchemaError(f"{where}: format {found!r}, expected {FORMAT!r}")
         names = [f for f in cls.__dataclass_fields__]
-        missing = [f for f in names if f not in data and f not in ("n_benign", "n_threat")]
+        missing = [f for f in names if f not in data and f not in ("n_benign", "n_threat", "tail")]
         if missing:
             raise SchemaError(f"{where}: missing {', '.join(missing)}")
         values = {f: data[f] for f in names if f in data}

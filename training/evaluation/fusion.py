@@ -6,7 +6,8 @@
     fused = fused_scores(p, rule="min-p")                                    # (events,)
 
 Each layer's score becomes a tail probability against its own benign validation scores (the
-model's `Calibration`: a conformal p-value, never 0). An event's p-value in a layer is the
+model's `Calibration`: a conformal p-value, with an exponential tail past the largest
+validation score where enough scores carry one; never 0). An event's p-value in a layer is the
 smallest over the units it belongs to (its own vector, the edge it is part of, its hosts'
 windows: the largest score, as the harness's flow level takes); NaN where no unit of that layer
 covers it (a layer-3 window needs its entity's history).

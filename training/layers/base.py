@@ -216,8 +216,8 @@ class Layer(ABC):
     def split(self, units: Any, strategy: str, ratios: tuple[float, float, float],
               seed: int, **options: Any) -> dict[str, Any]:
         """{"train", "val", "test"} parts of `units` (each saves itself with `save(path)`).
-        `options`: `train_until` for "temporal" (a grace period, see
-        `training.datasets.strategies.temporal_split`)."""
+        `options`, for "temporal": `train_until` (a grace period) or `at` (the cut times, e.g.
+        the events' split's), see `training.datasets.temporal.temporal_split`."""
 
     def save_splits(self, splits: dict[str, Any], folder: Path) -> dict[str, Path]:
         """Write each part to `folder/<name>_<part>.npz` with its own `save`."""

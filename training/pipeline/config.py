@@ -75,9 +75,10 @@ class SplitConfig:
     """How units are cut into train, val and test.
 
     `train_until`: a grace period for "temporal": a time (ISO 8601 text, UTC when it names
-    no zone) or a leading share of the units in (0, 1); the units before it are train and val
-    (in the train : val ratio), every later unit is test. Kept as given; `grace` is the form
-    the split takes.
+    no zone) or a leading share of the events in (0, 1); the units before it are train and val
+    (in the train : val ratio), every later unit is test. The pipeline cuts every layer at the
+    same times, on the layers' window boundaries: a time inside a window ends with it (a note
+    says so). Kept as given; `grace` is the form the split takes.
     """
 
     strategy: str = "temporal"  # honest by default: train on the past, test on the future

@@ -62,6 +62,23 @@ def _ids(layer: Layer, units: Any) -> set[str]:
     return set(ids.flatten().cast(pa.string()).to_pylist())
 
 
+def event_parts(trained: Sequence[TrainedLayer], event_ids: np.ndarray,
+                test_sources: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, test) masks over `event_ids`: an event with a validation unit and no
+    training or test unit in any layer; one with a test unit and no training or validation unit
+    (all False with test sources: their events are the test events)."""
+    parts = ("train", "val") if test_sources else ("train", "val", "test")
+    in_part = {name: set().union(*(_ids(t.layer, t.parts[name]) for t in trained))
+               for name in parts}
+    fitted, validated, tested = in_part["train"], in_part["val"], in_part.get("test", set())
+
+    def only(mine: set[str], others: set[str]) -> np.ndarray:
+        return np.fromiter((i in mine and i not in fitted and i not in others
+                            for i in event_ids), bool, len(event_ids))
+
+    return only(validated, tested), only(tested, validated)
+
+
 def tail_matrix(trained: Sequence[TrainedLayer], event_ids: np.ndarray,
                 which: str = "units") -> np.ndarray:
     """(events, layers) tail probabilities of `event_ids`, scoring each layer's `which` units
@@ -88,11 +105,7 @@ def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: 
         return {"skipped": "no layer was trained"}
     ids = np.asarray(events["event_id"].cast(pa.string()).to_pylist(), dtype=object)
     labels = np.asarray(events["is_threat"].to_numpy(zero_copy_only=False), np.int64)
-    in_part = {name: set().union(*(_ids(t.layer, t.parts[name]) for t in trained))
-               for name in ("train", "val", "test")}
-    fitted, validated, tested = in_part["train"], in_part["val"], in_part["test"]
-    val = np.fromiter((i in validated and i not in fitted and i not in tested for i in ids),
-                      bool, len(ids))
+    val, test = event_parts(trained, ids, test_events is not None)
     if not val.any():
         return {"skipped": "no event is in a validation part and in no training or test part"}
     p_all = tail_matrix(trained, ids)
@@ -111,8 +124,6 @@ def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: 
                    for t in trained)
     fusion = Fusion(rule, models, calibration)
     if test_events is None:
-        test = np.fromiter((i in tested and i not in fitted and i not in validated for i in ids),
-                           bool, len(ids))
         test_p, test_labels = p_all[test], labels[test]
     else:
         test_ids = np.asarray(test_events["event_id"].cast(pa.string()).to_pylist(), object)

@@ -15,12 +15,12 @@ Stages, all under `config.workdir`:
    (`Layer.shortfall`) is skipped with a note saying how many it has and needs; split
    (`splits/`: train/val/test, or train/val with the test sources as the test part; without
    timestamps "random" replaces "temporal"; `split.train_until` makes the leading time a
-   grace period; a temporal split cuts every layer at the events' split times, on boundaries
-   of the layers' windows, `event_cut_times`, so an event's units share one part), train through `train_layer` and LayerTrainer (`checkpoints/`, TensorBoard in
-   the run's `logs/`) on every training unit (label-free: unlabeled traffic is assumed
-   benign) or, with `train.benign_only`, the benign ones; the threshold is calibrated on
-   validation scores by `train.threshold` (default: the 99.9th percentile,
-   `training.evaluation.calibration`);
+   grace period; a temporal split cuts every layer at the same times, on boundaries of the
+   layers' windows, `event_cut_times`), train through `train_layer` and LayerTrainer
+   (`checkpoints/`, TensorBoard in the run's `logs/`) on every training unit (label-free:
+   unlabeled traffic is assumed benign) or, with `train.benign_only`, the benign ones; the
+   threshold is calibrated on validation scores by `train.threshold` (default: the 99.9th
+   percentile, `training.evaluation.calibration`);
    score the test part and report it (the run's `report/<layer>.html`), with labels or
    without;
 4. register the model (`models/`, the registry) and promote it past the gate
@@ -201,9 +201,8 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
     test_vectors = None if test_events is None else (
         test_units.get(Layer1.name) or Layer1().featurize(test_events))
     shortfalls = {layer.name: layer.shortfall(units[layer.name], strategy) for layer in layers}
-    cuts = event_cut_times(events, strategy, config.split, test_events is not None,
-                           [layer.window_seconds or 0 for layer in layers
-                            if shortfalls[layer.name] is None], notes)
+    cuts = event_cut_times(events, strategy, config.split, test_events is not None, [
+        layer.window_seconds for layer in layers if shortfalls[layer.name] is None], notes)
     validation = validate(vectors, test_vectors, config, strategy, cuts, history.folder)
     result = PipelineResult(str(work), str(history.report / "index.html"), events.num_rows,
                             quarantined, validation, notes=notes,

@@ -51,12 +51,24 @@ def test_tail_probability_and_percentile_by_hand():
 
 
 def test_too_few_scores_above_the_tails_start_keep_the_floor():
-    # 51 scores leave about 5 above the 0.9-quantile, fewer than MIN_TAIL_SCORES (10): a
-    # scale from so few would push every later unit far into the tail (a validation part of
-    # a few windows), so every score past the largest ties at 1 / (n + 1), as conformal.
-    c = Calibration.fit(np.arange(51.0), rule="quantile:0.99")
-    assert c.tail_scale == 0.0
-    np.testing.assert_allclose(c.tail_probability([50, 60, 1e9]), [1 / 52] * 3)
+    # 99 scores leave fewer than MIN_TAIL_SCORES (10) above the 0.9-quantile: a scale from so
+    # few would push every later unit far into the tail (a validation part of a few windows),
+    # so every score past the largest ties at 1 / (n + 1), as conformal. 100 are enough.
+    few = Calibration.fit(np.arange(99.0), rule="quantile:0.99")
+    assert few.tail_scale == 0.0
+    np.testing.assert_allclose(few.tail_probability([98, 110, 1e9]), [1 / 100] * 3)
+    assert Calibration.fit(np.arange(100.0), rule="quantile:0.99").tail_scale > 0
+
+
+def test_a_calibration_saved_before_the_tail_keeps_the_floor():
+    # Its p-values, and a fused threshold set on them, must not move when read back.
+    saved = Calibration.fit(np.arange(101.0), rule="quantile:0.99").to_dict()
+    del saved["tail"]
+    old = Calibration.from_dict(saved)
+    assert old.tail == "floor" and old.tail_scale == 0.0
+    np.testing.assert_allclose(old.tail_probability([100, 110]), [1 / 102] * 2)
+    with pytest.raises(SchemaError, match="tail must be"):
+        Calibration.from_dict({**saved, "tail": "gamma"})
 
 
 def test_the_exponential_tail_follows_exponential_scores():

@@ -121,7 +121,8 @@ def test_temporal_split_with_gap_leaves_the_gap_out():
 
 
 def test_temporal_split_at_cut_times_reproduces_the_split_they_came_from():
-    from training.datasets.strategies import Ratios, cut_times, temporal_split
+    from training.datasets.strategies import Ratios
+    from training.datasets.temporal import cut_times, temporal_split
 
     times = np.array([9, 0, 5, 6, 6, 1, 2, 3, 4, 8]) * np.timedelta64(1, "h") + np.datetime64("2024-01-01")
     parts = temporal_split(times, Ratios(0.7, 0.1, 0.2))

@@ -124,6 +124,35 @@ def test_the_pipeline_calibrates_evaluates_and_registers_the_fused_detector(demo
     assert "Fused score (per event)" in Path(result.report).read_text()  # the run's own report
 
 
+def test_fused_validation_events_have_no_test_unit_and_test_events_no_validation_unit(
+        tmp_path):
+    # Two layers over the same 100 demo events, cut at different times: events that are
+    # validation units in one and test units in the other calibrate nothing and test nothing.
+    from training.demo.generator import write_demo_file
+    from training.layers.layer1 import Layer1
+    from training.pipeline.fusion import TrainedLayer, event_parts
+
+    events = _events(write_demo_file(tmp_path / "demo.json", n_events=100, seed=5))
+    layer = Layer1()
+    units = layer.featurize(events)
+    times = np.sort(events["timestamp"].cast(pa.timestamp("us")).to_numpy())
+    ids = np.asarray(units.sample_ids, dtype=object)
+    when = dict(zip(events["event_id"].to_pylist(),
+                    events["timestamp"].cast(pa.timestamp("us")).to_numpy()))
+    trained = [TrainedLayer(layer, None, None, name, "1.0.0",
+                            layer.split(units, "temporal", (0.5, 0.25, 0.25), 0, at=at), units)
+               for name, at in (("a", (times[25], times[75])), ("b", (times[25], times[50])))]
+    val, test = event_parts(trained, ids, test_sources=False)
+    at = np.array([when[i] for i in ids])
+    np.testing.assert_array_equal(val, (at >= times[25]) & (at < times[50]))
+    np.testing.assert_array_equal(test, at >= times[75])
+    assert val.sum() == 25 and test.sum() == 25
+    # With test sources their events are the test events, and every part here is train or val.
+    val, test = event_parts(trained, ids, test_sources=True)
+    np.testing.assert_array_equal(val, (at >= times[25]) & (at < times[75]))
+    assert not test.any()
+
+
 def test_every_layer_is_cut_at_the_same_times_so_validation_events_are_validation_units(
         demo_run):
     # Each layer's saved parts, as the times of the events in them: no event of a later part

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pytest
 
 from training.cli.options import parse_pairs, parse_source, source_options
-from training.datasets.strategies import Ratios, temporal_split
+from training.datasets.strategies import Ratios
+from training.datasets.temporal import temporal_split
 from training.errors import ConfigError, SchemaError, TooFewError
 from training.pipeline.config import config_from_dict, parse_train_until
 from training.pipeline.outcome import LayerOutcome
@@ -235,8 +236,18 @@ def test_the_events_are_cut_on_the_layers_window_boundaries_and_a_bunched_captur
     # Layer 3's one-minute buckets: the cuts move to whole minutes, and the run says how far.
     at = event_cut_times(events, "temporal", SplitConfig(), False, [60.0], notes)
     assert at == (np.datetime64("2023-02-28T11:56"), np.datetime64("2023-02-28T11:57"))
-    assert notes == ["the events bunch into few windows, so the split, cut at window "
-                     "boundaries, holds 24 / 32 / 197 events (asked 60% / 20% / 20%)"]
-    # With five-minute windows too there are two distinct windows: no three parts to cut.
-    assert event_cut_times(events, "temporal", SplitConfig(), False, [60.0, 300.0], []) is None
+    assert notes == ["the events bunch at few times, so the split, cut where no unit "
+                     "straddles it, holds 24 / 32 / 197 events (asked 60% / 20% / 20%)"]
+    # A grace period ending inside a minute ends with that minute, in every layer.
+    notes.clear()
+    grace = SplitConfig(train_until="2023-02-28T11:56:30")
+    assert event_cut_times(events, "temporal", grace, False, [60.0], notes)[1] \
+        == np.datetime64("2023-02-28T11:57")
+    assert notes == ["train_until 2023-02-28T11:56:30 falls inside a 60-second window: every "
+                     "layer's test part starts where that window ends, 2023-02-28T11:57:00Z"]
+    # With five-minute windows too there are two distinct windows: no three parts to cut, so
+    # each layer is cut by its own shares, and the run says so.
+    notes.clear()
+    assert event_cut_times(events, "temporal", SplitConfig(), False, [60.0, 300.0], notes) is None
+    assert notes[0].startswith("the events cannot be cut on boundaries of 300-second windows")
     assert event_cut_times(events, "random", SplitConfig(), False, [60.0], []) is None
