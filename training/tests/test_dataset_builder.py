@@ -139,6 +139,15 @@ def test_temporal_split_at_cut_times_reproduces_the_split_they_came_from():
         builder.create_splits(SplitStrategy.TEMPORAL, 0.7, 0.1, 0.2, at=at, train_until=0.5)
     with pytest.raises(ConfigError, match="TEMPORAL only"):
         builder.create_splits(SplitStrategy.RANDOM, 0.7, 0.1, 0.2, at=at)
+    with pytest.raises(ConfigError, match="in order"):
+        builder.create_splits(SplitStrategy.TEMPORAL, 0.7, 0.1, 0.2, at=at[::-1])
+    with pytest.raises(ConfigError, match="both be times or both numbers"):
+        builder.create_splits(SplitStrategy.TEMPORAL, 0.7, 0.1, 0.2, at=(5.0, 8.0))
+    # An empty val part starts where test does: no row is in two parts.
+    no_val = temporal_split(times, Ratios(0.8, 0.0, 0.2))
+    assert cut_times(times, no_val) == (np.datetime64("2024-01-01T08"),) * 2
+    again = temporal_split(times, Ratios(0.8, 0.0, 0.2), at=cut_times(times, no_val))
+    assert {k: v.tolist() for k, v in again.items()} == {k: v.tolist() for k, v in no_val.items()}
 
 
 def test_temporal_split_at_cut_times_that_empty_a_part_says_so():
