@@ -103,8 +103,12 @@ def temporal_split(timestamps: np.ndarray, ratios: Ratios, gap: object = None,
         parts = _apply_gap(parts, times, _as_gap(gap, times))
     for name, part, ratio in zip(SPLIT_NAMES, parts, ratios.values):
         if ratio > 0 and not len(part):
+            held = ordered[:cuts[1]] if train_until is not None else ordered
+            where = " before train_until" if train_until is not None else ""
             raise TooFewError(f"the temporal split leaves {name} empty: the timestamps have too "
-                              "few distinct values for these ratios (or the gap is too long)")
+                              "few distinct values for these ratios (or the gap is too long): "
+                              f"the {len(held):,} rows{where} have {len(np.unique(held)):,} "
+                              "distinct time(s)")
     return _pack(parts)
 
 

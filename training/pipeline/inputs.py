@@ -23,7 +23,7 @@ from training.collection.collector import DataCollector
 from training.collection.quarantine_file import quarantine_path, write_quarantine
 from training.datasets.strategies import Ratios
 from training.datasets.temporal import cut_times, temporal_split
-from training.datasets.validator import DataValidator, ValidationSeverity
+from training.datasets.validator import DataValidator, ValidationIssue, ValidationSeverity
 from training.errors import PipelineError, SchemaError, TooFewError
 from training.pipeline.config import PipelineConfig, SplitConfig
 from training.sources.config import DataSource
@@ -163,20 +163,25 @@ def validate(vectors: Any, test_vectors: Any, config: PipelineConfig, strategy: 
     from training.layers.layer1 import Layer1
 
     features, labels = vectors.features, vectors.labels
-    if test_vectors is None:
-        grace = {"train_until": config.split.grace} if config.split.grace is not None else {}
-        splits = Layer1().split(vectors, strategy, config.split.ratios, config.seed,
-                                **({"at": cuts} if cuts is not None else grace))
-        train, test = splits["train"].features, splits["test"].features
-    else:
-        train, test = features, test_vectors.features
     names = dim_names(getattr(vectors, "spec", None))  # named dims in the report, not feature_3
-    validator = DataValidator(test, None, train, feature_names=names)
-    drift = validator.validate(check_missing=False, check_outliers=False, check_labels=False,
-                               check_distributions=False, check_drift=True)
     quality = DataValidator(features, labels, feature_names=names).validate()
-    quality.issues.extend(drift.issues)
-    quality.statistics["drift"] = drift.statistics.get("drift")
+    try:
+        if test_vectors is None:
+            grace = {"train_until": config.split.grace} if config.split.grace is not None else {}
+            splits = Layer1().split(vectors, strategy, config.split.ratios, config.seed,
+                                    **({"at": cuts} if cuts is not None else grace))
+            train, test = splits["train"].features, splits["test"].features
+        else:
+            train, test = features, test_vectors.features
+    except TooFewError as exc:  # the layers' own splits fail too, and each says so
+        quality.issues.append(ValidationIssue(ValidationSeverity.WARNING, "drift",
+                                              f"not checked: no train and test part ({exc})"))
+    else:
+        drift = DataValidator(test, None, train, feature_names=names).validate(
+            check_missing=False, check_outliers=False, check_labels=False,
+            check_distributions=False, check_drift=True)
+        quality.issues.extend(drift.issues)
+        quality.statistics["drift"] = drift.statistics.get("drift")
     for suffix in (".txt", ".json"):
         DataValidator.save_report(quality, work / "report" / f"validation{suffix}")
     errors = [i.message for i in quality.issues if i.severity is ValidationSeverity.ERROR]

@@ -158,8 +158,29 @@ def test_bursty_times_move_a_cut_rather_than_empty_a_part():
         "2024-06-01", "us")
     rows = temporal_split(times, Ratios(0.6, 0.2, 0.2))
     assert [len(rows[p]) for p in ("train", "val", "test")] == [9, 1, 2]
-    with pytest.raises(TooFewError, match="the temporal split leaves val empty"):
+    with pytest.raises(TooFewError, match="the temporal split leaves val empty.*the 10 rows "
+                                          r"have 2 distinct time\(s\)"):
         temporal_split(times[:10], Ratios(0.6, 0.2, 0.2))
+
+
+def test_a_grace_period_on_one_burst_skips_the_layers_it_cannot_cut_not_the_run(
+        datasets, tmp_path):
+    # The EVE file's first minute holds 3,571 of its 5,000 events, at one time: half of them
+    # cannot be cut into train and val. The run used to stop at the drift check.
+    from training.pipeline.run import run_pipeline
+
+    path = datasets / "suricata" / "slips_test6-malicious.suricata.json"
+    config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1"],
+                               "sources": [{"type": "suricata_logs", "path": str(path)}],
+                               "split": {"train_until": 0.5}, "train": {"epochs": 1}})
+    result = run_pipeline(config)
+    (layer1,) = result.layers
+    assert layer1.skipped == (
+        "5,000 events: the temporal split leaves val empty: the timestamps have too few "
+        "distinct values for these ratios (or the gap is too long): the 3,571 rows before "
+        "train_until have 1 distinct time(s)")
+    assert any(issue.startswith("warning: drift: not checked") for issue in
+               result.validation["issues"])
 
 
 def test_a_layer_with_too_few_units_or_times_says_what_it_has_and_needs(datasets):
