@@ -105,9 +105,10 @@ def temporal_split(timestamps: np.ndarray, ratios: Ratios, gap: object = None,
         if ratio > 0 and not len(part):
             held = ordered[:cuts[1]] if train_until is not None else ordered
             where = " before train_until" if train_until is not None else ""
+            gap_too = " (or the gap is too long)" if gap is not None else ""
             raise TooFewError(f"the temporal split leaves {name} empty: the timestamps have too "
-                              "few distinct values for these ratios (or the gap is too long): "
-                              f"the {len(held):,} rows{where} have {len(np.unique(held)):,} "
+                              f"few distinct values for these ratios{gap_too}: the "
+                              f"{len(held):,} rows{where} have {len(np.unique(held)):,} "
                               "distinct time(s)")
     return _pack(parts)
 

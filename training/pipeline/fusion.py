@@ -15,6 +15,9 @@ score like a layer's:
   figure beside it (an event takes its units' smallest tail probability: the largest score);
 * registration: `fusion.json` in the registry folder names the model versions it combines,
   its rule and its calibration; `maximus-train score --model fused` scores with exactly those.
+  They are the versions this run trained, promoted or not (so that its figures are of one
+  fixed rule over every layer, chosen by no test label); the summary names those the gate
+  did not promote, and `score` warns of them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,6 +35,7 @@ from training.evaluation.calibration import Calibration
 from training.evaluation.fusion import FUSED_NAME, Fusion, event_tail_probabilities, fused_scores
 from training.evaluation.score_metrics import evaluate_scores
 from training.layers.base import Layer
+from training.registry.registry import ModelRegistry
 from training.scoring.fused import save_fusion
 
 logger = logging.getLogger(__name__)
@@ -94,7 +97,7 @@ def tail_matrix(trained: Sequence[TrainedLayer], event_ids: np.ndarray,
 
 def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: pa.Table | None,
                 *, rule: str, threshold_rule: str, benign_only: bool = False,
-                registry_dir: Path) -> dict[str, Any]:
+                registry: ModelRegistry) -> dict[str, Any]:
     """Calibrate, evaluate and register the fused detector (module docstring).
 
     Returns:
@@ -136,9 +139,12 @@ def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: 
     for at, t in enumerate(trained):  # the same events, one layer each (uncovered: p = 1)
         alone = fused_scores(np.nan_to_num(test_p[:, [at]], nan=1.0), rule)
         figures[t.layer.name] = evaluate_scores(alone, test_labels, unlabeled_ok=True)
-    path = save_fusion(fusion, registry_dir)
+    path = save_fusion(fusion, registry.registry_dir)
+    refused = [f"{t.model_name} {t.version}" for t in trained
+               if registry.get_metadata(t.model_name, t.version).stage != "production"]
     keep = ("roc_auc", "pr_auc", "n_units", "n_samples", "n_alerts", "alert_rate")
     summary = {"rule": rule, "models": [dict(m) for m in models], "file": str(path),
+               **({"not_in_production": refused} if refused else {}),
                "threshold": calibration.threshold,
                "threshold_rule": calibration.rule.replace("validation scores",
                                                           "validation events' fused scores"),
@@ -171,4 +177,6 @@ def fusion_summary(fusion: dict[str, Any]) -> str:
     return (f"{FUSED_NAME}: {fusion['rule']} over {', '.join(m['layer'] for m in fusion['models'])}"
             f" -> {figures(test[FUSED_NAME])} on {fusion['test_events']:,} test events"
             + (f", {alerts:,} alerts" if alerts is not None else "")
-            + f" (threshold: {fusion['threshold_rule']}; {layers})")
+            + f" (threshold: {fusion['threshold_rule']}; {layers})"
+            + (f"; with versions the gate did not promote: {', '.join(refused)}"
+               if (refused := fusion.get("not_in_production")) else ""))

@@ -24,7 +24,7 @@ from training.collection.quarantine_file import quarantine_path, write_quarantin
 from training.datasets.strategies import Ratios
 from training.datasets.temporal import cut_times, temporal_split
 from training.datasets.validator import DataValidator, ValidationIssue, ValidationSeverity
-from training.errors import PipelineError, SchemaError, TooFewError
+from training.errors import ConfigError, PipelineError, SchemaError, TooFewError
 from training.pipeline.config import PipelineConfig, SplitConfig
 from training.sources.config import DataSource
 
@@ -108,15 +108,24 @@ def event_cut_times(events: pa.Table, strategy: str, split: SplitConfig, test_so
     spans = [round(w * 1e6) for w in windows if w]
     step = np.timedelta64(int(np.lcm.reduce(np.asarray(spans, np.int64))) if spans else 1, "us")
     seconds = step / np.timedelta64(1, "s")
-    times = times - (times - np.datetime64(0, "us")) % step
+    starts = times - (times - np.datetime64(0, "us")) % step
     try:
-        parts = temporal_split(times, ratios, train_until=split.grace)
+        parts = temporal_split(starts, ratios, train_until=split.grace)
     except TooFewError as exc:
         if spans:  # else each layer's own split fails too, and says so in its own words
             _note(notes, f"the events cannot be cut on boundaries of {seconds:g}-second windows "
                   f"({exc}): each layer is cut by its own shares, and the fused threshold "
                   "rests on the events that are validation units in every layer")
         return None
+    except ConfigError:  # the grace period ends in the last window, or outside the events
+        try:  # outside them: the error names the events' own span
+            temporal_split(times, ratios, train_until=split.grace)
+        except TooFewError:
+            pass
+        last = starts.max().astype("datetime64[s]")
+        raise ConfigError(f"train_until {split.train_until} falls inside the events' last "
+                          f"{seconds:g}-second window (from {last}Z): no unit would be left to "
+                          "test; choose an earlier time") from None
     grace = split.grace
     if isinstance(grace, np.datetime64) and (grace - np.datetime64(0, "us")) % step:
         ends = (grace - (grace - np.datetime64(0, "us")) % step + step).astype("datetime64[s]")
@@ -128,7 +137,7 @@ def event_cut_times(events: pa.Table, strategy: str, split: SplitConfig, test_so
         _note(notes, "the events bunch at few times, so the split, cut where no unit straddles "
               f"it, holds {' / '.join(f'{n:,}' for n in sizes)} events (asked "
               f"{' / '.join(f'{r:.0%}' for r in ratios.values)})")
-    return cut_times(times, parts)
+    return cut_times(starts, parts)
 
 
 def _note(notes: list[str], note: str) -> None:

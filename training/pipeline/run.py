@@ -224,7 +224,7 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
         result.fusion = fuse_layers(trained, events, test_events, rule=DEFAULT_RULE,
                                     threshold_rule=first.threshold,
                                     benign_only=bool(first.benign_only),
-                                    registry_dir=run.registry.registry_dir)
+                                    registry=run.registry)
     result.alerts = write_run_alerts(trained, events if test_events is None else test_events,
                                      history.report)
     result.seconds = round(time.perf_counter() - started, 2)

@@ -100,6 +100,10 @@ class FusedDetector:
                 raise CheckpointError(f"{where} has no calibration, so its scores have no tail "
                                       "probability to fuse; retrain it")
             self.parts.append((layer_for_spec(loaded.feature_spec, where), loaded))
+            stage = registry.get_metadata(entry["model_name"], entry["version"]).stage
+            if stage != "production":  # the pipeline fuses every layer it trained
+                logger.warning("the fused detector combines %s, which is in stage %s, not "
+                               "production: the gate did not promote it", where, stage)
         if per_event and not any(layer.streams for layer, _ in self.parts):
             raise NotSupportedError(f"the fused detector of {registry.registry_dir} combines "
                                     "window layers only: nothing to score per event")

@@ -19,6 +19,7 @@ from training.evaluation.calibration import Calibration
 from training.evaluation.fusion import Fusion, event_tail_probabilities, fused_scores
 from training.registry.registry import ModelRegistry
 from training.scoring.alerts import OUTPUT_SCHEMA
+from training.pipeline.fusion import fusion_summary
 from training.scoring.fused import load_fusion, save_fusion, score_fused
 from training.scoring.incidents import build_incidents
 from training.scoring.tables import read_alerts, read_incidents
@@ -122,6 +123,12 @@ def test_the_pipeline_calibrates_evaluates_and_registers_the_fused_detector(demo
     assert registered.threshold == fusion["threshold"]
     assert json.loads((folder / "run" / "pipeline.json").read_text())["fusion"] == fusion
     assert "Fused score (per event)" in Path(result.report).read_text()  # the run's own report
+    # At one epoch the gate refuses layer 1 here (below chance on the test part): the fusion
+    # still combines every layer it trained, one fixed rule, and says which were refused.
+    refused = [f"{o.model_name} {o.version}" for o in result.layers if o.stage != "production"]
+    assert refused and fusion["not_in_production"] == refused
+    assert fusion_summary(fusion).endswith(
+        f"; with versions the gate did not promote: {', '.join(refused)}")
 
 
 def test_fused_validation_events_have_no_test_unit_and_test_events_no_validation_unit(
@@ -197,8 +204,11 @@ def test_score_fused_gives_every_event_the_fusion_of_its_layers_tail_probabiliti
     code = main(["score", "--model", "fused", "--registry-dir", str(models), "--input",
                  f"json:{demo}", "--output", str(folder / "fused.parquet"), "--top", "2"])
     assert code == 0
+    printed = capsys.readouterr()
     assert "1,500 events (1,500 fused units) with fused layer1_vae 1.0.0 + layer2_gnn 1.0.0 + " \
-           "layer3_tcn 1.0.0" in capsys.readouterr().out
+           "layer3_tcn 1.0.0" in printed.out
+    assert "the fused detector combines layer1_vae 1.0.0, which is in stage none, not " \
+           "production: the gate did not promote it" in printed.err  # refused at one epoch
     assert main(["score", "--model", "fused", "--stage", "production", "--registry-dir",
                  str(models), "--input", f"json:{demo}", "--output", str(folder / "x.parquet")]
                 ) == 2

@@ -177,8 +177,8 @@ def test_a_grace_period_on_one_burst_skips_the_layers_it_cannot_cut_not_the_run(
     (layer1,) = result.layers
     assert layer1.skipped == (
         "5,000 events: the temporal split leaves val empty: the timestamps have too few "
-        "distinct values for these ratios (or the gap is too long): the 3,571 rows before "
-        "train_until have 1 distinct time(s)")
+        "distinct values for these ratios: the 3,571 rows before train_until have 1 distinct "
+        "time(s)")
     assert any(issue.startswith("warning: drift: not checked") for issue in
                result.validation["issues"])
 
@@ -266,6 +266,12 @@ def test_the_events_are_cut_on_the_layers_window_boundaries_and_a_bunched_captur
         == np.datetime64("2023-02-28T11:57")
     assert notes == ["train_until 2023-02-28T11:56:30 falls inside a 60-second window: every "
                      "layer's test part starts where that window ends, 2023-02-28T11:57:00Z"]
+    # One ending in the last minute would leave no unit to test in layer 3: refused, and why.
+    with pytest.raises(ConfigError, match=r"train_until 2023-02-28T11:57:01 falls inside the "
+                                          r"events' last 60-second window \(from "
+                                          r"2023-02-28T11:57:00Z\): no unit would be left"):
+        event_cut_times(events, "temporal", SplitConfig(train_until="2023-02-28T11:57:01"),
+                        False, [60.0], notes)
     # With five-minute windows too there are two distinct windows: no three parts to cut, so
     # each layer is cut by its own shares, and the run says so.
     notes.clear()
