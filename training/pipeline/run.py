@@ -80,10 +80,10 @@ from training.console.progress import progress
 from training.pipeline.alerts import write_run_alerts
 from training.pipeline.fusion import TrainedLayer, fuse_layers
 from training.pipeline.lock import workdir_lock
-from training.pipeline.inputs import (collect_events, coverage, event_cut_times, split_strategy,
-                                      validate)
+from training.pipeline.inputs import collect_events, coverage, split_strategy, validate
 from training.pipeline.outcome import LayerOutcome, REPORTED
 from training.pipeline.promotion import promotion_decision
+from training.pipeline.splits import event_cut_times, layer_parts
 from training.pipeline.report import render_index, render_unfinished
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
@@ -245,40 +245,14 @@ def _skipped(layer: Layer, short: str, events: pa.Table | None = None) -> LayerO
     return LayerOutcome(layer.name, layer.model_name, layer.unit, skipped=reason)
 
 
-def _parts(layer: Layer, units: Any, test: Any, run: _Run) -> tuple[dict[str, Any], list[str]]:
-    """train/val/test of the layer's units (test: the test sources' units when given), cut at
-    the events' split times when the layer's units allow it, else by the shares alone."""
-    split, notes = run.config.split, []
-    train, val = split.ratios[:2]
-    ratios = split.ratios if test is None else (train / (train + val), val / (train + val), 0.0)
-    grace = {"train_until": split.grace} if split.grace is not None else {}
-    parts = None
-    if run.cuts is not None:
-        try:
-            parts = layer.split(units, run.strategy, ratios, run.config.seed, at=run.cuts)
-        except TooFewError as exc:
-            notes.append(f"the {layer.unit}s cannot be cut where the events are ({exc}), so "
-                         "they are cut by the shares alone: the fused detector's threshold "
-                         "then rests on fewer validation events")
-    if parts is None:
-        parts = layer.split(units, run.strategy, ratios, run.config.seed, **grace)
-    if test is None:
-        return parts, notes
-    left = len(layer.labels(parts["test"]))
-    if left:
-        notes.append(f"{left:,} {layer.unit}s after train_until {split.train_until} are not "
-                     "used: the test sources are the test part")
-    parts["test"] = test
-    return parts, notes
-
-
 def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
                trained: list[TrainedLayer]) -> LayerOutcome:
     """Split, train, evaluate and register one layer; its model joins `trained` (the fusion)."""
     started = time.perf_counter()
     config, folders = run.config, run.folders
     try:
-        splits, notes = _parts(layer, units, test_units, run)
+        splits, notes = layer_parts(layer, units, test_units, config.split, run.strategy,
+                                    config.seed, run.cuts)
     except TooFewError as exc:  # e.g. bursty data: too few distinct times to cut
         return _skipped(layer, f"{len(layer.labels(units)):,} {layer.unit}s: {exc}")
     # With test sources the test part is saved with the features (features/test_*.npz).

@@ -245,7 +245,7 @@ def test_a_summary_line_says_which_figures_exist(metrics, figures):
 
 def test_the_events_are_cut_on_the_layers_window_boundaries_and_a_bunched_capture_says_so():
     from training.pipeline.config import SplitConfig
-    from training.pipeline.inputs import event_cut_times
+    from training.pipeline.splits import event_cut_times
 
     path = DATASETS / "suricata" / "magnc_server_eve.json"
     if not path.exists():
@@ -278,3 +278,32 @@ def test_the_events_are_cut_on_the_layers_window_boundaries_and_a_bunched_captur
     assert event_cut_times(events, "temporal", SplitConfig(), False, [60.0, 300.0], notes) is None
     assert notes[0].startswith("the events cannot be cut on boundaries of 300-second windows")
     assert event_cut_times(events, "random", SplitConfig(), False, [60.0], []) is None
+
+
+def test_a_layer_the_shared_cut_would_starve_is_cut_by_its_own_shares():
+    from training.layers.layer1 import Layer1
+    from training.pipeline.config import SplitConfig
+    from training.pipeline.splits import event_cut_times, layer_parts
+
+    path = DATASETS / "suricata" / "magnc_server_eve.json"
+    if not path.exists():
+        pytest.skip(f"{path} is absent (../shared/datasets)")
+    events, _ = collect("suricata_logs", path)  # 253 events in four minutes: 15, 9, 32, 197
+    layer, split = Layer1(), SplitConfig()
+    units = layer.featurize(events)
+    at = event_cut_times(events, "temporal", split, False, [60.0], [])
+    parts, notes = layer_parts(layer, units, None, split, "temporal", 0, at)
+    assert [len(parts[p]) for p in ("train", "val", "test")] == [152, 51, 50]
+    assert notes == ["the events are cut by the shares alone (24 to train on where the events "
+                     "are cut, 152 by the shares); the fused detector's threshold then rests on "
+                     "fewer validation events"]
+    # Where they cannot be cut at all (nothing after the first cut), the same, saying why.
+    late = (np.datetime64("2023-03-01T00:00", "us"), None)
+    parts, notes = layer_parts(layer, units, None, split, "temporal", 0, late)
+    assert len(parts["train"]) == 152
+    assert notes[0].startswith("the events are cut by the shares alone (they cannot be cut where "
+                               "the events are: the temporal split leaves val empty")
+    # Cut where the events are when that trains on as many: the shared cut stands, unsaid.
+    parts, notes = layer_parts(layer, units, None, split, "temporal", 0,
+                               event_cut_times(events, "temporal", split, False, [], []))
+    assert len(parts["train"]) == 152 and notes == []
