@@ -146,6 +146,7 @@ def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: 
     summary = {"rule": rule, "models": [dict(m) for m in models], "file": str(path),
                **({"not_in_production": refused} if refused else {}),
                "threshold": calibration.threshold,
+               "expected_alert_rate": calibration.expected_alert_rate,
                "threshold_rule": calibration.rule.replace("validation scores",
                                                           "validation events' fused scores"),
                "validation_events": int(val.sum()), "test_events": int(len(test_labels)),
@@ -173,10 +174,13 @@ def fusion_summary(fusion: dict[str, Any]) -> str:
     test = fusion["test"]
     layers = "; ".join(f"{name} alone {figures(m)}" for name, m in test.items()
                        if name != FUSED_NAME)
-    alerts = test[FUSED_NAME].get("n_alerts")
+    alerts, rate = test[FUSED_NAME].get("n_alerts"), test[FUSED_NAME].get("alert_rate")
+    expected = fusion.get("expected_alert_rate")
     return (f"{FUSED_NAME}: {fusion['rule']} over {', '.join(m['layer'] for m in fusion['models'])}"
             f" -> {figures(test[FUSED_NAME])} on {fusion['test_events']:,} test events"
             + (f", {alerts:,} alerts" if alerts is not None else "")
+            + (f" ({rate:.2%}; {expected:.2%} of the validation events)"
+               if rate is not None and expected is not None else "")
             + f" (threshold: {fusion['threshold_rule']}; {layers})"
             + (f"; with versions the gate did not promote: {', '.join(refused)}"
                if (refused := fusion.get("not_in_production")) else ""))

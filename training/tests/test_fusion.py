@@ -127,6 +127,10 @@ def test_the_pipeline_calibrates_evaluates_and_registers_the_fused_detector(demo
     # still combines every layer it trained, one fixed rule, and says which were refused.
     refused = [f"{o.model_name} {o.version}" for o in result.layers if o.stage != "production"]
     assert refused and fusion["not_in_production"] == refused
+    # The alert rate beside the validation events' (a warning sign when far apart).
+    rate = fusion["test"]["fused"]["alert_rate"]
+    assert f" alerts ({rate:.2%}; {fusion['expected_alert_rate']:.2%} of the validation " \
+           "events)" in fusion_summary(fusion)
     assert fusion_summary(fusion).endswith(
         f"; with versions the gate did not promote: {', '.join(refused)}")
 
