@@ -95,21 +95,14 @@ def layer_parts(layer: Layer, units: Any, test: Any, split: SplitConfig, strateg
     train, val = split.ratios[:2]
     ratios = split.ratios if test is None else (train / (train + val), val / (train + val), 0.0)
     grace = {"train_until": split.grace} if split.grace is not None else {}
-    by_share = layer.split(units, strategy, ratios, seed, **grace)
-    parts = by_share
+    parts = None
     if cuts is not None:
-        try:
-            parts = layer.split(units, strategy, ratios, seed, at=cuts)
-        except TooFewError as exc:
-            why = f"they cannot be cut where the events are: {exc}"
-        else:
-            kept, shared = (len(layer.labels(p["train"])) for p in (parts, by_share))
-            why = f"{kept:,} to train on where the events are cut, {shared:,} by the shares"
-            if shared >= 2 * kept:
-                parts = by_share
-        if parts is by_share:
+        parts, why = _cut_where_the_events_are(layer, units, strategy, ratios, seed, grace, cuts)
+        if why:
             notes.append(f"the {layer.unit}s are cut by the shares alone ({why}); the fused "
                          "detector's threshold then rests on fewer validation events")
+    if parts is None:
+        parts = layer.split(units, strategy, ratios, seed, **grace)
     if test is None:
         return parts, notes
     left = len(layer.labels(parts["test"]))
@@ -118,3 +111,26 @@ def layer_parts(layer: Layer, units: Any, test: Any, split: SplitConfig, strateg
                      "used: the test sources are the test part")
     parts["test"] = test
     return parts, notes
+
+
+def _cut_where_the_events_are(layer: Layer, units: Any, strategy: str,
+                              ratios: tuple[float, float, float], seed: int,
+                              grace: dict[str, Any], cuts: tuple[object, object]
+                              ) -> tuple[Any, str]:
+    """The parts cut at `cuts` and "", or the parts to use instead (None: cut by the shares)
+    and why: the units cannot be cut there, or the shares train on twice as many."""
+    try:
+        parts = layer.split(units, strategy, ratios, seed, at=cuts)
+    except TooFewError as exc:
+        return None, f"they cannot be cut where the events are: {exc}"
+    kept = len(layer.labels(parts["train"]))
+    if kept >= 0.5 * ratios[0] * len(layer.labels(units)):  # the shares cannot double it
+        return parts, ""
+    try:
+        by_share = layer.split(units, strategy, ratios, seed, **grace)
+    except TooFewError:
+        return parts, ""
+    more = len(layer.labels(by_share["train"]))
+    if more < 2 * kept:
+        return parts, ""
+    return by_share, f"{kept:,} to train on where the events are cut, {more:,} by the shares"
