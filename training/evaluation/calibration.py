@@ -23,6 +23,11 @@ Threshold rules (`parse_rule`; the same text on the command line and in TOML):
 | `best-f1` | the score with the best F1 on validation units of both classes (needs labels) |
 | `auto` | best F1 when the validation units have both classes, else the 0.99-quantile of the benign ones, else the 0.999-quantile of all (the trainer's default) |
 
+A quantile that falls in a run of tied scores (many identical validation units, common in real
+logs) makes every one of them alert; when that is more than twice the budget (and one unit),
+the threshold moves to the next score above the tie, or just above the largest score, where
+the rate to expect is the conformal 1 / (n + 1): a new benign unit beats all n that often.
+
 Tail probability: with F the reference scores' distribution function (interpolated between
 the stored quantiles) and n their number, p(s) = (1 + n (1 - F(s))) / (n + 1): the conformal
 p-value, 1 below every reference score. Above the largest one, m, it would stay at 1 / (n + 1)
@@ -143,8 +148,9 @@ class Calibration:
         alerts_per_day: the alert budget (alerts_per_day rule), else None.
         reference: which validation units the distribution is of (a key of `REFERENCES`).
         span_days: the time the reference units span, when they have times.
-        expected_alert_rate: the share of reference scores at or above the threshold: the
-            rate of alerts to expect on benign traffic like the validation part.
+        expected_alert_rate: the share of reference scores at or above the threshold (1 / (n +
+            1) above them all): the rate of alerts to expect on benign traffic like the
+            validation part.
         n_benign, n_threat: labeled validation units (best_f1 uses both).
         tail: "exponential" (fitted since the tail existed) or "floor" (read from a file
             written before: its p-values, and any threshold set on them, stay as they were).
@@ -255,11 +261,13 @@ class Calibration:
                 level = float(rule.value)
                 if method != "benign_quantile" and kind == "benign":
                     method = "benign_quantile"
-            threshold = float(np.quantile(ref, level, method="higher"))
+            threshold = _above_a_tie(ref, float(np.quantile(ref, level, method="higher")),
+                                     1.0 - level)
         values = np.quantile(ref, LEVELS, method="linear")
         values = np.maximum.accumulate(values)  # float rounding must not make it decrease
         return cls(LEVELS, tuple(float(v) for v in values), len(ref), float(threshold), method,
-                   level, budget, kind, span, float((ref >= threshold).mean()), n_benign,
+                   level, budget, kind, span,
+                   max(float((ref >= threshold).mean()), 1.0 / (len(ref) + 1)), n_benign,
                    n_threat, tail="exponential")
 
     # -- using it --------------------------------------------------------------------------
@@ -352,6 +360,15 @@ class Calibration:
             return cls(**values)
         except (TypeError, ValueError) as exc:
             raise SchemaError(f"{where}: {exc}") from None
+
+
+def _above_a_tie(ref: np.ndarray, threshold: float, budget: float) -> float:
+    """`threshold`, or the next of the sorted `ref` above it when the scores at or above it
+    are more than twice the budget share of them, and one unit."""
+    if (ref >= threshold).sum() <= 2.0 * budget * len(ref) + 1.0:
+        return threshold
+    above = ref[ref > threshold]
+    return float(above[0]) if len(above) else float(np.nextafter(threshold, np.inf))
 
 
 def _reference_kind(reference: np.ndarray, labels: np.ndarray) -> str:

@@ -85,9 +85,24 @@ def test_the_exponential_tail_follows_exponential_scores():
 def test_ties_and_nan_do_not_break_the_distribution():
     scores = np.array([1.0] * 50 + [2.0] * 50 + [np.nan, np.inf])
     c = Calibration.fit(scores, rule="quantile:0.9")
-    assert c.n_scores == 100 and c.threshold == 2.0 and c.expected_alert_rate == 0.5
+    # The 0.9-quantile, 2.0, is tied with half the scores: a threshold there would alert on
+    # 50% of units like these, not 10%, so it moves just above the largest score, where a
+    # new benign unit alerts at the conformal rate 1 / (n + 1).
+    assert c.n_scores == 100 and c.threshold == np.nextafter(2.0, 3.0)
+    assert c.expected_alert_rate == 1 / 101
     assert c.cdf(np.array([0.5, 1.0, 1.5, 2.0, 3.0])).tolist()[0] == 0.0
     assert c.cdf(np.array([2.0]))[0] == 1.0 and np.isnan(c.cdf(np.array([np.nan]))[0])
+
+
+def test_a_threshold_in_a_tie_that_holds_more_than_the_budget_moves_past_it():
+    # 45 identical units at the 0.9-quantile (as repeated benign DNS queries score): the
+    # threshold goes to the next score above them, and 5% alert, within the 10% asked.
+    scores = np.array([1.0] * 50 + [2.0] * 45 + [3.0, 4.0, 5.0, 6.0, 7.0])
+    c = Calibration.fit(scores, rule="quantile:0.9")
+    assert (c.threshold, c.expected_alert_rate) == (3.0, 0.05)
+    # A tie that keeps the alerts within twice the budget (and one unit) stays where it is.
+    c = Calibration.fit(np.array([1.0] * 89 + [2.0] * 11), rule="quantile:0.9")
+    assert (c.threshold, c.expected_alert_rate) == (2.0, 0.11)
 
 
 def test_reference_units_are_the_benign_ones_or_all():
