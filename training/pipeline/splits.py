@@ -41,9 +41,7 @@ def event_cut_times(events: pa.Table, strategy: str, split: SplitConfig, test_so
     """
     if strategy != "temporal":
         return None
-    train, val, test = split.ratios
-    ratios = Ratios(train / (train + val), val / (train + val), 0.0) if test_sources \
-        else Ratios(train, val, test)
+    ratios = Ratios(*_shares(split, test_sources))
     times = events["timestamp"].cast(pa.timestamp("us")).to_numpy(zero_copy_only=False)
     times = times.astype("datetime64[us]")
     spans = [round(w * 1e6) for w in windows if w]
@@ -81,6 +79,12 @@ def event_cut_times(events: pa.Table, strategy: str, split: SplitConfig, test_so
     return cut_times(starts, parts)
 
 
+def _shares(split: SplitConfig, test_sources: bool) -> tuple[float, float, float]:
+    """The split's shares, or with test sources (the test part) train and val's alone."""
+    train, val, test = split.ratios
+    return (train / (train + val), val / (train + val), 0.0) if test_sources else (train, val, test)
+
+
 def _note(notes: list[str], note: str) -> None:
     notes.append(note)
     logger.info(note)
@@ -92,8 +96,7 @@ def layer_parts(layer: Layer, units: Any, test: Any, split: SplitConfig, strateg
     `cuts` (`event_cut_times`), or by the shares alone when the units cannot be cut there or
     the shares train on at least twice as many units; and the notes to show."""
     notes: list[str] = []
-    train, val = split.ratios[:2]
-    ratios = split.ratios if test is None else (train / (train + val), val / (train + val), 0.0)
+    ratios = _shares(split, test is not None)
     grace = {"train_until": split.grace} if split.grace is not None else {}
     parts = None
     if cuts is not None:
