@@ -54,7 +54,8 @@ class Layer(ABC):
         score_batch: units per model call when scoring.
         streams: a unit is one event, so scoring can go batch by batch as events are read.
         min_units: the fewest units (before the split) a model is trained on: below it the
-            pipeline skips the layer (`shortfall`).
+            pipeline skips the layer (`shortfall`); its training part needs half as many
+            (`train_shortfall`).
         model_options: the default detector's own arguments with their command-line
             settings (argparse keyword arguments: type, default, help, ...).
         detector_name: the name the layer's own detector (`default_detector`) is chosen by,
@@ -133,6 +134,15 @@ class Layer(ABC):
             if distinct < 3:
                 return (f"{n:,} {self.unit}s at {distinct} distinct time(s), fewer than the 3 a "
                         "temporal train/val/test split needs")
+        return None
+
+    def train_shortfall(self, train: Any) -> str | None:
+        """Why a training part is too small to learn from, or None: fewer than half
+        `min_units` (a grace period that ends just after the data starts leaves a handful)."""
+        n, least = len(self.labels(train)), -(-self.min_units // 2)
+        if n < least:
+            return (f"its training part holds {n:,} {self.unit}s, fewer than the {least} it "
+                    "needs to learn from")
         return None
 
     @abstractmethod

@@ -31,6 +31,7 @@ import numpy as np
 import pyarrow as pa
 
 from training.errors import ConfigError
+from training.evaluation.alert_rate import check_alert_rate
 from training.evaluation.calibration import Calibration
 from training.evaluation.fusion import FUSED_NAME, Fusion, event_tail_probabilities, fused_scores
 from training.evaluation.score_metrics import evaluate_scores
@@ -133,7 +134,8 @@ def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: 
         test_p = tail_matrix(trained, test_ids, "test")
         test_labels = np.asarray(test_events["is_threat"].to_numpy(zero_copy_only=False),
                                  np.int64)
-    figures = {FUSED_NAME: evaluate_scores(fused_scores(test_p, rule), test_labels,
+    test_scores = fused_scores(test_p, rule)
+    figures = {FUSED_NAME: evaluate_scores(test_scores, test_labels,
                                            threshold=calibration.to_threshold(),
                                            unlabeled_ok=True)}
     for at, t in enumerate(trained):  # the same events, one layer each (uncovered: p = 1)
@@ -152,6 +154,18 @@ def fuse_layers(trained: Sequence[TrainedLayer], events: pa.Table, test_events: 
                "validation_events": int(val.sum()), "test_events": int(len(test_labels)),
                "test": {name: {k: v for k, v in m.to_dict().items() if k in keep}
                         for name, m in figures.items()}}
+    # Threats are meant to alert: the rate to check is that of the other events, as the
+    # layers' first unlabeled promotion checks theirs.
+    others = test_labels != 1
+    check = check_alert_rate(int((test_scores[others] >= calibration.threshold).sum()),
+                             int(others.sum()), calibration.expected_alert_rate)
+    if check.exceeded:
+        summary["warning"] = (
+            f"{check.observed_rate:.2%} of the {check.units:,} test events not labeled threat "
+            f"alert where the validation events promise {check.expected_rate:.2%} (at most "
+            f"{check.bound:.2%} tolerated, binomial {check.p_text}): the test part is unlike "
+            "the validation part the threshold was set on; expect as many alerts, or train on "
+            "data that covers it")
     logger.info("fused %d layers by %s: test ROC-AUC %s", len(trained), rule,
                 summary["test"][FUSED_NAME].get("roc_auc"))
     return summary
@@ -183,4 +197,5 @@ def fusion_summary(fusion: dict[str, Any]) -> str:
                if rate is not None and expected is not None else "")
             + f" (threshold: {fusion['threshold_rule']}; {layers})"
             + (f"; with versions the gate did not promote: {', '.join(refused)}"
-               if (refused := fusion.get("not_in_production")) else ""))
+               if (refused := fusion.get("not_in_production")) else "")
+            + (f"; WARNING: {fusion['warning']}" if fusion.get("warning") else ""))

@@ -12,7 +12,8 @@ Stages, all under `config.workdir`:
 2. featurize layer 1 and validate it (`DataValidator`: missing values, outliers, labels,
    constant features, and drift between the training and test parts); an ERROR stops the run;
 3. for each layer: featurize (`features/`); a layer with fewer units than it needs
-   (`Layer.shortfall`) is skipped with a note saying how many it has and needs; split
+   (`Layer.shortfall`), or whose training part holds fewer than half that
+   (`Layer.train_shortfall`), is skipped with a note saying how many it has and needs; split
    (`splits/`: train/val/test, or train/val with the test sources as the test part; without
    timestamps "random" replaces "temporal"; `split.train_until` makes the leading time a
    grace period; a temporal split cuts every layer at the same times, on boundaries of the
@@ -255,6 +256,11 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
                                     config.seed, run.cuts)
     except TooFewError as exc:  # e.g. bursty data: too few distinct times to cut
         return _skipped(layer, f"{len(layer.labels(units)):,} {layer.unit}s: {exc}")
+    short = layer.train_shortfall(splits["train"])
+    if short is not None:
+        return _skipped(layer, f"{len(layer.labels(units)):,} {layer.unit}s, but {short}"
+                        + (" (set train_until later)" if config.split.grace is not None
+                           else ""))
     # With test sources the test part is saved with the features (features/test_*.npz).
     layer.save_splits({k: v for k, v in splits.items() if test_units is None or k != "test"},
                       folders.splits)

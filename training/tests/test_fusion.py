@@ -280,3 +280,26 @@ def test_with_test_sources_the_fused_detector_is_evaluated_on_their_events(tmp_p
     assert [m["layer"] for m in fusion["models"]] == ["layer1", "layer2"]
     assert fusion["test_events"] == 500 == fusion["test"]["fused"]["n_units"]
     assert fusion["test"]["layer1"]["n_units"] == 500
+
+
+def test_a_fused_alert_rate_far_above_the_validation_events_is_a_warning(datasets, tmp_path):
+    # Trained on demo events, tested on an IoT-23 honeypot capture: other traffic, so nearly
+    # every event alerts, and the fused line says so as the layers' promotion does.
+    from training.demo.generator import write_demo_file
+    from training.pipeline.config import config_from_dict
+    from training.pipeline.run import run_pipeline
+
+    train = write_demo_file(tmp_path / "train.json", n_events=800, seed=3)
+    honeypot = datasets / "iot23" / "CTU-Honeypot-Capture-7-1-labeled.csv"
+    config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1"],
+                               "sources": [{"type": "json_file", "path": str(train)}],
+                               "test_sources": [{"type": "csv", "path": str(honeypot)}],
+                               "train": {"epochs": 5}})
+    fusion = run_pipeline(config).fusion
+    fused = fusion["test"]["fused"]  # the capture's 130 events are all benign
+    assert fused["alert_rate"] > 3 * fusion["expected_alert_rate"]
+    assert fusion["warning"].startswith(
+        f"{fused['alert_rate']:.2%} of the 130 test events not labeled threat alert where the "
+        f"validation events promise {fusion['expected_alert_rate']:.2%} (at most "
+        f"{3 * fusion['expected_alert_rate']:.2%} tolerated, binomial p ")
+    assert fusion_summary(fusion).endswith(f"; WARNING: {fusion['warning']}")

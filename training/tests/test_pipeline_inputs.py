@@ -183,6 +183,24 @@ def test_a_grace_period_on_one_burst_skips_the_layers_it_cannot_cut_not_the_run(
                result.validation["issues"])
 
 
+def test_a_grace_period_just_after_the_data_starts_skips_the_layers_it_leaves_too_little(
+        datasets, tmp_path):
+    # 3,209 events, but train_until 0.005 leaves layer 1 a dozen to learn from: it used to train
+    # on them (the minimum was checked on all units, not on the training part).
+    from training.pipeline.run import run_pipeline
+
+    path = datasets / "iot23" / "CTU-Malware-Capture-20-1-labeled.csv"
+    config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1", "layer3"],
+                               "sources": [{"type": "csv", "path": str(path)}],
+                               "split": {"train_until": 0.005}, "train": {"epochs": 1}})
+    skipped = {layer.layer: layer.skipped for layer in run_pipeline(config).layers}
+    assert skipped == {
+        "layer1": "3,209 events, but its training part holds 9 events, fewer than the 50 it "
+                  "needs to learn from (set train_until later)",
+        "layer3": "1,382 windows, but its training part holds 4 windows, fewer than the 10 it "
+                  "needs to learn from (set train_until later)"}
+
+
 def test_a_layer_with_too_few_units_or_times_says_what_it_has_and_needs(datasets):
     from training.layers.registry import get_layer
 
