@@ -372,10 +372,10 @@ def _above_a_tie(ref: np.ndarray, threshold: float, budget: float) -> float:
 
 
 def _reference_kind(reference: np.ndarray, labels: np.ndarray) -> str:
+    if np.array_equal(reference, labels == 0):  # every unit, when all are labeled benign
+        return "benign"
     if reference.all():  # every unit, labeled or not: nothing was chosen by label
         return "all"
-    if np.array_equal(reference, labels == 0):
-        return "benign"
     if np.array_equal(reference, labels != 1):
         return "not_threat"
     return "subset"

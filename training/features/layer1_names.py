@@ -78,6 +78,8 @@ _NAMED = {layout: _named(layout) for layout in LAYOUTS}
 DIM_NAMES, DIM_FIELDS, _ = _NAMED[VERSION]
 FIELDS: tuple[str, ...] = tuple(_NAMED[VERSION][2])
 _CAPS = dict(VOLUME)
+# Fields whose every dim is a hash bucket (identities, the extra fields): no dim names a value.
+HASHED = frozenset(f for f, _ in IDENTITY) | {EXTRA_FIELD}
 
 
 def dim_names(spec: object) -> list[str] | None:

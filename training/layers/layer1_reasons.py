@@ -16,7 +16,7 @@ import torch
 
 from training.detectors.base import Detector
 from training.features.layer1 import DIM, VERSION
-from training.features.layer1_names import decode_rows, field_dims
+from training.features.layer1_names import HASHED, decode_rows, field_dims
 from training.layers.reasons import Reason, ranked
 
 KL_FIELD = "latent code (KL)"  # the ELBO score's last term: how unusual the event's code is
@@ -48,11 +48,26 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
     contributions = np.stack([terms[:, dims].sum(axis=1) for dims in slices.values()]
                              + ([terms[:, DIM]] if kl else []), axis=1)  # (events, fields)
     observed = _observed(events, features, robust, layout)  # (fields, events) texts
-    typical = ([decode_rows(f, expected[:, dims], robust, layout) for f, dims in slices.items()]
+    typical = ([_typical(f, features[:, dims], expected[:, dims], robust, layout)
+                for f, dims in slices.items()]
                if expected is not None else [[None] * len(features)] * len(slices))
     extra = [None] if kl else []
     return [ranked(fields, contributions[i], [column[i] for column in observed] + extra,
                    [column[i] for column in typical] + extra) for i in range(len(features))]
+
+
+def _typical(field: str, observed: np.ndarray, expected: np.ndarray, robust: bool,
+             layout: str) -> list[str | None]:
+    """A field's reconstruction as text. A hashed field's buckets name no value, so its
+    reconstruction reads as "this value" (the event's bucket), "another value" or "-" (none),
+    rather than "set" beside "set"."""
+    if field not in HASHED:
+        return decode_rows(field, expected, robust, layout)
+    rows = np.arange(len(expected))
+    mine, best = observed.argmax(1), expected.argmax(1)
+    set_ = expected[rows, best] >= 0.5
+    same = set_ & (best == mine) & (observed[rows, mine] >= 0.5)
+    return ["this value" if s else "another value" if e else "-" for s, e in zip(same, set_)]
 
 
 def _observed(events: pa.Table | None, features: np.ndarray, robust: bool,

@@ -11,6 +11,7 @@ with a note.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,7 +77,26 @@ def event_cut_times(events: pa.Table, strategy: str, split: SplitConfig, test_so
         _note(notes, "the events bunch at few times, so the split, cut where no unit straddles "
               f"it, holds {' / '.join(f'{n:,}' for n in sizes)} events (asked "
               f"{' / '.join(f'{r:.0%}' for r in ratios.values)})")
+    _unseen_types_note(events, parts, notes)
     return cut_times(starts, parts)
+
+
+def _unseen_types_note(events: pa.Table, parts: dict[str, np.ndarray], notes: list[str]) -> None:
+    """A note when more than 5% of the test events are of event types the validation part has
+    none of: every threshold is set on validation scores, so those alert more than it promises
+    (a folder of captures from different days, each its own mix of logs)."""
+    types = np.asarray(events["event_type"].to_pylist(), object)
+    seen = set(types[parts["val"]])
+    test = types[parts["test"]]
+    unseen = Counter(t for t in test if t not in seen)
+    count = sum(unseen.values())
+    if count <= 0.05 * len(test):
+        return
+    listed = ", ".join(f"{t} {n:,}" for t, n in unseen.most_common())
+    _note(notes, f"{count:,} of the {len(test):,} test events are of event types no validation "
+          f"event has ({listed}): the thresholds are set on validation scores, so expect those "
+          "to alert more than they promise; a larger val_ratio, or sources that hold them "
+          "before the test time, cover them")
 
 
 def _shares(split: SplitConfig, test_sources: bool) -> tuple[float, float, float]:

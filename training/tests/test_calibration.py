@@ -115,6 +115,10 @@ def test_reference_units_are_the_benign_ones_or_all():
     everything = Calibration.fit(scores, labels, reference=np.ones(6, bool), rule="quantile:0.5")
     assert (everything.reference, everything.n_scores, everything.threshold) == ("all", 6, 0.4)
     assert Calibration.fit(scores, labels, reference=labels != 1).reference == "not_threat"
+    # Every validation unit labeled benign: the rule says benign labels, not "unlabeled".
+    all_benign = Calibration.fit(scores[:4], labels[:4], reference=np.ones(4, bool),
+                                 rule="quantile:0.5")
+    assert all_benign.rule.startswith("benign labels: ")
 
 
 def test_auto_is_the_trainers_old_rule():

@@ -243,6 +243,32 @@ def test_vectors_read_back_as_the_values_that_made_them():
         pytest.approx([1000, 12, 2.5], rel=1e-4)
 
 
+def test_a_hashed_fields_typical_value_says_whether_it_is_this_one(fitted):
+    # A domain's hash bucket names no value: the reconstruction used to read "set" beside an
+    # observed "set". The conn events have no domain, so the model expects none.
+    layer, model, _, held_out, _ = fitted
+    events = _changed(held_out, "domain", "c2.example.net")
+    _, reasons = _scored(layer, model, events)
+    domain = [next(r for r in unit if r.field == "domain") for unit in reasons]
+    assert {(r.observed, r.typical) for r in domain} == {("c2.example.net", "-")}
+    units = layer.featurize(events)  # read back from the vectors, without the event table
+    from_vectors = layer.explain(model, units, np.arange(events.num_rows))
+    assert {next(r for r in unit if r.field == "domain").typical
+            for unit in from_vectors} == {"-"}
+    # A reconstruction in the event's own bucket, and in another one.
+    from training.features.layer1_names import field_dims
+    from training.layers.layer1_reasons import _typical
+
+    dims = field_dims()["domain"]
+    observed = units.features[:2][:, dims]
+    bucket = observed.argmax(1)
+    expected = np.zeros_like(observed)
+    expected[0, bucket[0]] = 0.9
+    expected[1, (bucket[1] + 1) % len(dims)] = 0.9
+    assert _typical("domain", observed, expected, False, layer.data_spec.version) == [
+        "this value", "another value"]
+
+
 def test_a_flood_of_alerts_explains_the_highest_scoring_of_each_batch(fitted):
     from training.scoring.alerts import MAX_EXPLAINED, AlertRows
 
