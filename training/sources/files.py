@@ -1,7 +1,7 @@
 """Input files as byte streams and line blocks (`paths` expands a source's path into files).
 
-Inputs may be plain or gzip-compressed (detected by magic bytes, not by name). Decompression
-is bounded: a file that inflates past `max_bytes` is refused, so a decompression bomb cannot
+Inputs may be plain, gzip-compressed or a zip archive of one file (detected by magic bytes, not
+by name; a zip of several files is refused with the way to unzip it). Decompression is bounded: a file that inflates past `max_bytes` is refused, so a decompression bomb cannot
 exhaust memory or disk. A gzip stream that ends early is not an error here: every complete
 line before the cut is still delivered and the stream reports `truncated`, so the reader can
 quarantine the incomplete tail and go on.
@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import stat
+import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from training.errors import ConfigError, SourceError
 logger = logging.getLogger(__name__)
 
 GZIP_MAGIC = b"\x1f\x8b"
+ZIP_MAGIC = b"PK\x03\x04"
 Spans = tuple[bytes, "np.ndarray", "np.ndarray"]  # a buffer, and start/end of each record in it
 DEFAULT_BLOCK_SIZE = 16 << 20
 DEFAULT_MAX_DECOMPRESSED = 64 << 30
@@ -35,7 +37,7 @@ _CHUNK = 1 << 20
 
 
 class ByteStream:
-    """A file's bytes, gunzipped on the fly when the file is gzip.
+    """A file's bytes, gunzipped on the fly when the file is gzip, or the one file of a zip.
 
     Args:
         path: the file.
@@ -61,8 +63,10 @@ class ByteStream:
                               "folder or a glob of regular files") from None
         except OSError as exc:
             raise SourceError(f"{self.path}: cannot open: {exc.strerror}") from exc
-        self.compressed = self._raw.read(2) == GZIP_MAGIC
+        magic = self._raw.read(4)
         self._raw.seek(0)
+        self._member = _zip_member(self._raw, self.path) if magic == ZIP_MAGIC else None
+        self.compressed = magic[:2] == GZIP_MAGIC or self._member is not None
         self._inflater = zlib.decompressobj(wbits=31)  # used only when compressed
         self._pending = b""
         self.offset = 0
@@ -75,6 +79,8 @@ class ByteStream:
         self.close()
 
     def close(self) -> None:
+        if self._member is not None:
+            self._member.close()
         self._raw.close()
 
     def read(self, size: int) -> bytes:
@@ -124,6 +130,14 @@ class ByteStream:
 
     def _inflate_more(self, want: int) -> bool:
         """Inflate another piece into `_pending`; False once the input is exhausted."""
+        if self._member is not None:
+            try:
+                out = self._member.read(max(want, _CHUNK))
+            except (zipfile.BadZipFile, zlib.error, EOFError) as exc:  # a bad CRC, a cut member
+                raise SourceError(f"{self.path}: corrupt zip data: {exc}") from exc
+            self._check_size(len(out))
+            self._pending += out
+            return bool(out)
         inflater = self._inflater
         if inflater.eof:
             rest = inflater.unused_data.lstrip(b"\x00")  # some writers pad after the last member
@@ -148,13 +162,37 @@ class ByteStream:
             raise SourceError(
                 f"{self.path}: corrupt gzip data near compressed byte {self._raw.tell()}: {exc}"
             ) from exc
-        if self.offset + len(self._pending) + len(out) > self.max_bytes:
+        self._check_size(len(out))
+        self._pending += out
+        return True
+
+    def _check_size(self, more: int) -> None:
+        if self.offset + len(self._pending) + more > self.max_bytes:
             raise SourceError(
                 f"{self.path}: decompresses to more than max_decompressed_bytes={self.max_bytes}; "
                 "raise that limit in connection_params if the file is genuine"
             )
-        self._pending += out
-        return True
+
+
+def _zip_member(raw: object, path: Path) -> zipfile.ZipExtFile:
+    """The one file of a zip archive, opened for reading (security datasets ship one log per
+    zip); a zip of several files, an encrypted or unreadable one is refused, saying why."""
+    try:
+        archive = zipfile.ZipFile(raw)  # type: ignore[arg-type]
+        files = [i for i in archive.infolist()
+                 if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
+        if len(files) != 1:
+            names = ", ".join(i.filename for i in files[:5]) + (", ..." if len(files) > 5 else "")
+            raise SourceError(f"{path}: a zip archive of {len(files)} files ({names}); a source "
+                              f"reads a zip of one file: unzip it (unzip -d DIR {path.name}) and "
+                              "give the folder")
+        if files[0].flag_bits & 0x1:
+            raise SourceError(f"{path}: its zipped file {files[0].filename} is encrypted; unzip "
+                              "it with its password and give the file")
+        return archive.open(files[0])
+    except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
+        raise SourceError(f"{path}: a zip archive that cannot be read ({exc}); unzip it and "
+                          "give the file") from None
 
 
 class _NotRegular(OSError):

@@ -186,6 +186,50 @@ def test_gzip_bomb_is_refused_without_inflating_it(tmp_path: Path) -> None:
     assert peak < 8 << 20  # a few chunks, not the 50 MiB the file inflates to
 
 
+def _zip(path: Path, members: dict[str, bytes], **options: object) -> Path:
+    import zipfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, **options) as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_zip_of_one_file_is_read_as_that_file(tmp_path: Path) -> None:
+    # Security datasets (OTRF, Mordor) ship one log per zip; a folder entry does not count.
+    path = _zip(tmp_path / "capture.bin", {"logs/": b"", "logs/events.json": BODY * 1000})
+    with ByteStream(path) as stream:
+        assert stream.compressed  # so that --follow refuses it, as a gzip file
+        assert stream.peek(4) == b"one\n"
+        assert read_all(stream, 1000) == BODY * 1000
+        assert stream.offset == len(BODY) * 1000
+    with ByteStream(path) as stream:
+        stream.skip_to(len(BODY) * 999)  # a collection resumed from a checkpoint
+        assert read_all(stream) == BODY
+    with ByteStream(path, max_bytes=len(BODY) * 10) as stream:  # bounded as gzip is
+        with pytest.raises(SourceError, match=f"max_decompressed_bytes={len(BODY) * 10}"):
+            read_all(stream, 64 << 10)
+
+
+def test_a_zip_of_several_files_or_a_damaged_one_is_refused_saying_what_to_do(
+        tmp_path: Path) -> None:
+    several = _zip(tmp_path / "two.zip", {"a.log": BODY, "b.log": BODY})
+    with pytest.raises(SourceError, match=r"two.zip: a zip archive of 2 files \(a.log, b.log\); "
+                                          r"a source reads a zip of one file: unzip it "
+                                          r"\(unzip -d DIR two.zip\) and give the folder"):
+        ByteStream(several)
+    whole = _zip(tmp_path / "one.zip", {"a.log": BODY * 1000}).read_bytes()
+    cut = write(tmp_path / "cut.zip", whole[:len(whole) // 2])  # no central directory
+    with pytest.raises(SourceError, match=r"cut.zip: a zip archive that cannot be read"):
+        ByteStream(cut)
+    flipped = bytearray(whole)
+    flipped[60] ^= 0xFF  # inside the deflated data: a bad CRC or bad deflate data
+    with ByteStream(write(tmp_path / "flipped.zip", bytes(flipped))) as stream:
+        with pytest.raises(SourceError, match=r"flipped.zip: corrupt zip data"):
+            read_all(stream, 64 << 10)
+
+
 def test_max_bytes_edges(tmp_path: Path) -> None:
     body = b"x" * 999 + b"\n"
     path = write(tmp_path / "k.gz", gzip.compress(body))

@@ -244,3 +244,16 @@ def test_windows_values(datasets, tmp_path):
     assert row["Message"] == first["Message"]
     created = table.filter(pc.equal(table["event_type"], "security:4688")).to_pylist()
     assert created and all(r["process"] and r["command_line"] for r in created)
+
+
+def test_a_zipped_recording_is_collected_as_the_file_inside(datasets, tmp_path):
+    # OTRF ships each recording as a zip of one NDJSON file: read as it is, it gives the same
+    # events as the extracted file (it used to be refused as binary data).
+    recording = datasets / "windows_otrf_security_datasets/cmd_psexec_lsa_secrets_dump.zip"
+    with zipfile.ZipFile(recording) as z:
+        z.extractall(tmp_path)
+    (path,) = tmp_path.glob("*.json")
+    zipped, _ = collect("windows_events", recording)
+    extracted, _ = collect("windows_events", path)
+    assert zipped.num_rows == extracted.num_rows == 277
+    assert zipped.drop_columns(["source"]).equals(extracted.drop_columns(["source"]))
