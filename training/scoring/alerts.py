@@ -118,7 +118,8 @@ def unit_rows(columns: dict[str, Any], scores: np.ndarray, events: pa.Table, *, 
 
 def alert_context(row: dict[str, Any]) -> str:
     """One alert row's context and first reason as a short line tail for people:
-    "  10.0.0.5:51000 -> 8.8.8.8:53 udp dns; dest_port 65000 (typical 53)"."""
+    "  10.0.0.5:51000 -> 8.8.8.8:53 udp dns; dest_port 65000 (typical 53)"; an event without
+    addresses shows its type, host and user instead ("  process_creation HQ-WS015 SYSTEM; ...")."""
     def end(ip: Any, port: Any) -> str:
         host = f"[{ip}]" if ip and ":" in str(ip) and port is not None else ip or "?"  # IPv6
         return f"{host}{'' if port is None else f':{port}'}"
@@ -127,11 +128,13 @@ def alert_context(row: dict[str, Any]) -> str:
     if row.get("source_ip") or row.get("dest_ip"):
         parts.append(f"{end(row.get('source_ip'), row.get('source_port'))} -> "
                      f"{end(row.get('dest_ip'), row.get('dest_port'))}")
-    parts += [str(row[k]) for k in ("protocol", "service") if row.get(k)]
+        parts += [str(row[k]) for k in ("protocol", "service") if row.get(k)]
+    else:  # a host log, or a log of no flow (Zeek files, x509): what and where instead
+        parts += [str(row[k]) for k in ("event_type", "host", "user") if row.get(k)]
     text = " ".join(parts)
     reasons = row.get("reasons")
     if reasons:
         first = reasons[0]
         typical = "" if first.get("typical") is None else f" (typical {first['typical']})"
-        text += f"; {first['field']} {first.get('observed')}{typical}"
+        text += f"{'; ' if text else ''}{first['field']} {first.get('observed')}{typical}"
     return f"  {text}" if text else ""

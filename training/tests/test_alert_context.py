@@ -115,6 +115,14 @@ def test_an_alert_line_shows_its_hosts_and_first_reason():
     assert alert_context({"source_ip": "fe80::1", "source_port": 546, "dest_ip": "ff02::1:2",
                           "dest_port": 547}) == "  [fe80::1]:546 -> [ff02::1:2]:547"
     assert alert_context({"unit": "x"}) == ""
+    # Without addresses (a host log, a Zeek x509 record): its type, host and user; and a reason
+    # alone does not start with "; ".
+    assert alert_context({"event_type": "process_creation", "host": "HQ-WS015", "user": "SYSTEM",
+                          "reasons": [{"field": "command_line", "observed": "cmd.exe",
+                                       "typical": "another value"}]}) == (
+        "  process_creation HQ-WS015 SYSTEM; command_line cmd.exe (typical another value)")
+    assert alert_context({"reasons": [{"field": "duration", "observed": "9", "typical": None}]}) \
+        == "  duration 9"
 
 
 def test_a_collection_of_an_iot23_csv_resumes_on_its_uids_without_duplicates(tmp_path, datasets):
