@@ -37,6 +37,10 @@ model with a shape of 0: p(s) = exp(-(s - m) / beta) / (n + 1), beta the mean ex
 reference scores over their 0.9-quantile (from the stored quantiles), when at least
 `MIN_TAIL_SCORES` reference scores lie above that quantile: a scale from fewer (a validation
 part of a few windows) would send every later unit far into the tail. It never reaches 0.
+Without that tail, p still falls beyond m, but by at most half: p(s) = (1 + 1 / (1 + (s - m) /
+w)) / 2 / (n + 1), w the width of the reference scores (m minus the smallest), so that units
+past m keep their order (a fused score of one layer ranks as the layer does) and none claims
+more than twice the evidence the floor grants.
 """
 
 from __future__ import annotations
@@ -288,14 +292,19 @@ class Calibration:
 
     def tail_probability(self, scores: np.ndarray) -> np.ndarray:
         """P(a benign score >= s) for each score: the conformal p-value, with an exponential
-        tail above the largest reference score (module docstring)."""
+        tail above the largest reference score, or a fall of at most half there (module
+        docstring)."""
         s = np.asarray(scores, dtype=np.float64)
         n, largest, scale = self.n_scores, self.values[-1], self.tail_scale
         p = (1.0 + n * (1.0 - self.cdf(s))) / (n + 1.0)
+        with np.errstate(invalid="ignore"):  # NaN scores stay NaN
+            beyond = np.maximum(s - largest, 0.0)
         if scale > 0:
-            with np.errstate(invalid="ignore"):  # NaN scores stay NaN
-                beyond = np.maximum(s - largest, 0.0)
-            p = np.maximum(p * np.exp(-beyond / scale), np.finfo(np.float64).tiny)
+            return np.maximum(p * np.exp(-beyond / scale), np.finfo(np.float64).tiny)
+        width = largest - self.values[0]
+        if width > 0 and self.tail == "exponential":  # a file from before the tail keeps the
+            # floor; here the floor falls by half at most: ties broken, no evidence claimed
+            p = p * (1.0 + 1.0 / (1.0 + beyond / width)) / 2.0
         return p
 
     @property
@@ -368,7 +377,14 @@ def _above_a_tie(ref: np.ndarray, threshold: float, budget: float) -> float:
     if (ref >= threshold).sum() <= 2.0 * budget * len(ref) + 1.0:
         return threshold
     above = ref[ref > threshold]
-    return float(above[0]) if len(above) else float(np.nextafter(threshold, np.inf))
+    if len(above):
+        return float(above[0])
+    # Just above the largest score, on the float32 grid when it lies there: models score in
+    # float32, and a float32 score compared with a float64 threshold one ulp above it (numpy
+    # compares in float32) would read as equal and alert.
+    if np.float32(threshold) == threshold:
+        return float(np.nextafter(np.float32(threshold), np.float32(np.inf)))
+    return float(np.nextafter(threshold, np.inf))
 
 
 def _reference_kind(reference: np.ndarray, labels: np.ndarray) -> str:

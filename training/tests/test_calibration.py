@@ -53,10 +53,13 @@ def test_tail_probability_and_percentile_by_hand():
 def test_too_few_scores_above_the_tails_start_keep_the_floor():
     # 99 scores leave fewer than MIN_TAIL_SCORES (10) above the 0.9-quantile: a scale from so
     # few would push every later unit far into the tail (a validation part of a few windows),
-    # so every score past the largest ties at 1 / (n + 1), as conformal. 100 are enough.
+    # so past the largest score p falls from 1 / (n + 1), as conformal, by half at most: the
+    # order kept, no more evidence claimed. 100 are enough.
     few = Calibration.fit(np.arange(99.0), rule="quantile:0.99")
     assert few.tail_scale == 0.0
-    np.testing.assert_allclose(few.tail_probability([98, 110, 1e9]), [1 / 100] * 3)
+    p = few.tail_probability([98, 110, 1e9])
+    assert p[0] == 1 / 100 and 1 / 200 < p[2] < p[1] < 1 / 100
+    np.testing.assert_allclose(p[1:], [(1 + 1 / (1 + 12 / 98)) / 200, 1 / 200], rtol=1e-6)
     assert Calibration.fit(np.arange(100.0), rule="quantile:0.99").tail_scale > 0
 
 
@@ -87,8 +90,9 @@ def test_ties_and_nan_do_not_break_the_distribution():
     c = Calibration.fit(scores, rule="quantile:0.9")
     # The 0.9-quantile, 2.0, is tied with half the scores: a threshold there would alert on
     # 50% of units like these, not 10%, so it moves just above the largest score, where a
-    # new benign unit alerts at the conformal rate 1 / (n + 1).
-    assert c.n_scores == 100 and c.threshold == np.nextafter(2.0, 3.0)
+    # new benign unit alerts at the conformal rate 1 / (n + 1) (one float32 step above, as
+    # models score in float32).
+    assert c.n_scores == 100 and c.threshold == np.nextafter(np.float32(2.0), np.float32(3.0))
     assert c.expected_alert_rate == 1 / 101
     assert c.cdf(np.array([0.5, 1.0, 1.5, 2.0, 3.0])).tolist()[0] == 0.0
     assert c.cdf(np.array([2.0]))[0] == 1.0 and np.isnan(c.cdf(np.array([np.nan]))[0])
@@ -103,6 +107,19 @@ def test_a_threshold_in_a_tie_that_holds_more_than_the_budget_moves_past_it():
     # A tie that keeps the alerts within twice the budget (and one unit) stays where it is.
     c = Calibration.fit(np.array([1.0] * 89 + [2.0] * 11), rule="quantile:0.9")
     assert (c.threshold, c.expected_alert_rate) == (2.0, 0.11)
+
+
+def test_a_threshold_above_a_tie_at_the_largest_score_is_above_it_in_float32_too():
+    # A user's IoT-23 44-1 run: 16 of 48 benign validation scores tied at the largest, 27.0048.
+    # One float64 ulp above it read as equal to the float32 scores (numpy compares a float32
+    # array with a float in float32): the run's alerts file had 32 alerts, its figures 1.
+    tied = np.float32(27.004802703857422)
+    scores = np.concatenate([np.linspace(20, 26, 32, dtype=np.float32), np.full(16, tied)])
+    c = Calibration.fit(scores, np.zeros(48, int), rule="quantile:0.999")
+    assert c.threshold > tied and np.float32(c.threshold) == c.threshold
+    assert not (scores >= c.threshold).any()  # float32 compare
+    assert not (scores.astype(np.float64) >= c.threshold).any()
+    assert c.expected_alert_rate == 1 / 49
 
 
 def test_reference_units_are_the_benign_ones_or_all():

@@ -303,3 +303,27 @@ def test_a_fused_alert_rate_far_above_the_validation_events_is_a_warning(dataset
         f"validation events promise {fusion['expected_alert_rate']:.2%} (at most "
         f"{3 * fusion['expected_alert_rate']:.2%} tolerated, binomial p ")
     assert fusion_summary(fusion).endswith(f"; WARNING: {fusion['warning']}")
+
+
+def test_a_fusion_of_one_layer_on_a_small_capture_ranks_and_alerts_as_the_layer(datasets,
+                                                                               tmp_path):
+    # IoT-23 44-1: 48 benign validation events, 16 tied at the largest score, too few for the
+    # exponential tail. Every test event past them used to tie at the floor p-value (fused
+    # ROC-AUC 0.663 beside the layer's 1.000, no fused alert), and the run's alerts file
+    # counted 32 alerts where its figures had 1 (a threshold one float64 ulp above a float32
+    # score).
+    from training.pipeline.config import config_from_dict
+    from training.pipeline.run import run_pipeline
+    from training.scoring.tables import read_alerts
+
+    path = datasets / "iot23" / "CTU-Malware-Capture-44-1-labeled.csv"
+    config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1"],
+                               "sources": [{"type": "csv", "path": str(path)}],
+                               "train": {"epochs": 3}})
+    result = run_pipeline(config)
+    (layer1,) = result.layers
+    fused = result.fusion["test"]["fused"]
+    assert fused["roc_auc"] == layer1.metrics["roc_auc"]
+    assert fused["n_alerts"] == layer1.metrics["n_alerts"] == result.alerts["alerts"]
+    alerts = read_alerts(Path(result.report).parent / result.alerts["alerts_file"])
+    assert alerts.num_rows == layer1.metrics["n_alerts"]
