@@ -14,7 +14,8 @@ The reference scores are the validation units treated as benign: every unit of u
 from the benign units only. They are kept as a fixed set of quantiles (`LEVELS`, finer in the
 upper tail), so the sidecar stays small whatever the size of the validation part.
 
-Threshold rules (`parse_rule`; the same text on the command line and in TOML):
+Threshold rules (`training.evaluation.threshold_rules.parse_rule`; the same text on the command
+line and in TOML):
 
 | rule | threshold |
 |---|---|
@@ -52,10 +53,12 @@ from typing import Any
 import numpy as np
 
 from training.errors import ConfigError, SchemaError
+from training.evaluation.threshold_rules import (
+    DEFAULT_QUANTILE, ThresholdRule, ordinal_percentile, parse_rule,
+)
 from training.evaluation.thresholds import Threshold, best_f1_threshold
 
 FORMAT = "maximus.calibration.v1"
-DEFAULT_QUANTILE = 0.999
 AUTO_BENIGN_QUANTILE = 0.99  # the trainer's rule before calibrations existed
 SECONDS_PER_DAY = 86_400.0
 TAIL_FROM = 0.9  # the exponential tail's scale is the mean excess over this quantile
@@ -66,75 +69,12 @@ MIN_TAIL_SCORES = 10
 LEVELS: tuple[float, ...] = tuple(sorted({round(float(x), 6) for x in np.concatenate([
     np.linspace(0.0, 0.99, 100), np.linspace(0.991, 0.999, 9), np.linspace(0.9991, 0.9999, 9),
     np.linspace(0.99991, 0.99999, 9), [1.0]])}))
-RULES = ("auto", "quantile", "alerts-per-day", "best-f1")
 REFERENCES = {
     "all": "validation scores",
     "benign": "benign validation scores",
     "not_threat": "validation scores of benign and unlabeled units",
     "subset": "validation scores of the units training learnt from",
 }
-
-
-@dataclass(frozen=True)
-class ThresholdRule:
-    """How a threshold is chosen (see the module docstring); `parse_rule` reads its text."""
-
-    kind: str = "quantile"
-    value: float | None = DEFAULT_QUANTILE
-
-    def __post_init__(self) -> None:
-        if self.kind not in RULES:
-            raise ConfigError(f"threshold rule must be one of {', '.join(RULES)}, got "
-                              f"{self.kind!r}")
-        if self.kind == "quantile" and not (self.value is not None and 0.0 < self.value < 1.0):
-            raise ConfigError(f"the quantile of a threshold rule must be in (0, 1), got "
-                              f"{self.value!r} (e.g. quantile:0.999)")
-        if self.kind == "alerts-per-day" and not (self.value is not None and self.value > 0
-                                                  and math.isfinite(self.value)):
-            raise ConfigError(f"alerts-per-day needs a number of alerts > 0, got {self.value!r} "
-                              "(e.g. alerts-per-day:10)")
-
-    def __str__(self) -> str:
-        return self.kind if self.value is None else f"{self.kind}:{self.value:g}"
-
-
-def parse_rule(text: str | ThresholdRule) -> ThresholdRule:
-    """"quantile", "quantile:0.999", "alerts-per-day:10", "best-f1" or "auto" as a rule.
-
-    Raises:
-        ConfigError: another rule or a bad number; the message lists the forms.
-    """
-    if isinstance(text, ThresholdRule):
-        return text
-    kind, _, number = str(text).strip().lower().replace("_", "-").partition(":")
-    forms = "quantile[:Q], alerts-per-day:N, best-f1 or auto"
-    if kind not in RULES:
-        raise ConfigError(f"threshold rule must be one of {forms}, got {text!r}")
-    if kind in ("best-f1", "auto"):
-        if number:
-            raise ConfigError(f"threshold rule {kind} takes no number, got {text!r}")
-        return ThresholdRule(kind, None)
-    if not number:
-        if kind == "alerts-per-day":
-            raise ConfigError(f"alerts-per-day needs the number of alerts, e.g. "
-                              f"alerts-per-day:10; got {text!r}")
-        return ThresholdRule(kind, DEFAULT_QUANTILE)
-    try:
-        value = float(number)
-    except ValueError:
-        raise ConfigError(f"threshold rule {text!r}: {number!r} is not a number; use "
-                          f"{forms}") from None
-    return ThresholdRule(kind, value)
-
-
-def ordinal_percentile(level: float) -> str:
-    """0.999 -> "99.9th", 0.99 -> "99th", 0.5 -> "50th", 0.01 -> "1st"."""
-    text = f"{100 * level:.4f}".rstrip("0").rstrip(".")
-    whole = int(text) if "." not in text else None
-    suffix = "th"
-    if whole is not None and whole % 100 not in (11, 12, 13):
-        suffix = {1: "st", 2: "nd", 3: "rd"}.get(whole % 10, "th")
-    return text + suffix
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,7 @@ from typing import Any
 import numpy as np
 
 from training.errors import ConfigError
-from training.evaluation.calibration import parse_rule
+from training.evaluation.threshold_rules import parse_rule
 from training.layers.registry import default_layers, get_layer, layer_names
 from training.pipeline.checks import (
     TRAIN_KEYS, build, canonical_layers, check_types, known, layer_settings, one_of, source, typed,

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 
 from training.errors import ConfigError, SchemaError
-from training.evaluation.calibration import (
-    LEVELS, Calibration, ThresholdRule, ordinal_percentile, parse_rule,
-)
+from training.evaluation.calibration import LEVELS, Calibration
+from training.evaluation.threshold_rules import ThresholdRule, ordinal_percentile, parse_rule
 
 START = np.datetime64("2024-06-01T00:00:00", "us")
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "v0_1"

@@ -14,7 +14,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from training.errors import ConfigError
-from training.evaluation.calibration import parse_rule
+from training.evaluation.threshold_rules import parse_rule
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("reduce_on_plateau", "cosine", "step", "none")
