@@ -13,6 +13,7 @@ from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
@@ -240,7 +241,8 @@ def test_windows_values(datasets, tmp_path):
     first = read_json_lines(path)[0]
     row = table.slice(0, 1).to_pylist()[0]
     assert row["event_type"] == "security:1102" and row["host"] == "WORKSTATION5"
-    assert row["timestamp"] == datetime(2020, 10, 19, 3, 30, 41, 104000, tzinfo=timezone.utc)
+    # TimeCreated is local (UTC-4): the Sysmon records of that host, with UtcTime, say so
+    assert row["timestamp"] == datetime(2020, 10, 19, 7, 30, 41, 104000, tzinfo=timezone.utc)
     assert row["Message"] == first["Message"]
     created = table.filter(pc.equal(table["event_type"], "security:4688")).to_pylist()
     assert created and all(r["process"] and r["command_line"] for r in created)
@@ -257,3 +259,27 @@ def test_a_zipped_recording_is_collected_as_the_file_inside(datasets, tmp_path):
     extracted, _ = collect("windows_events", path)
     assert zipped.num_rows == extracted.num_rows == 277
     assert zipped.drop_columns(["source"]).equals(extracted.drop_columns(["source"]))
+
+
+@pytest.mark.parametrize("recording", ["cmd_psexec_lsa_secrets_dump",
+                                       "covenant_copy_smb_CreateRequest",
+                                       "psh_lsass_memory_dump_comsvcs"])
+def test_windows_local_times_are_put_in_utc_by_the_hosts_own_offset(datasets, recording):
+    # Security and System records carry only TimeCreated, in the host's local time; Sysmon
+    # records carry UtcTime beside it. Taken as UTC, a 12-second recording spanned 4 hours.
+    path = datasets / f"windows_otrf_security_datasets/{recording}.zip"
+    table, _ = collect("windows_events", path)
+    times = table["timestamp"].cast(pa.int64()).to_numpy() / 1e6
+    assert times.max() - times.min() < 120  # each recording lasts seconds to a minute
+    tiny, _ = collect("windows_events", path, connection_params={"block_size": 4096})
+    assert tiny["timestamp"].equals(table["timestamp"])  # whatever the batches
+
+
+def test_a_windows_host_without_utc_time_keeps_time_created_and_says_so(tmp_path, caplog):
+    path = tmp_path / "security.json"
+    path.write_text('{"TimeCreated": "2020-10-19 03:30:41.104", "Hostname": "WS5", '
+                    '"Channel": "Security", "EventID": 4688}\n')
+    table, _ = collect("windows_events", path)
+    assert table["timestamp"].to_pylist() == [
+        datetime(2020, 10, 19, 3, 30, 41, 104000, tzinfo=timezone.utc)]
+    assert "TimeCreated taken as UTC for host(s) WS5" in caplog.text
