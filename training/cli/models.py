@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from training.cli.follow import add_follow_options
+from training.cli.new_registry import removed_unless_registered
 from training.cli.options import layer_name, registry_dir, registry_options
 from training.paths import splits_dir
 
@@ -34,26 +35,28 @@ def _print_json(value: object) -> None:
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     from training.layers.registry import get_layer
-    from training.retraining.continuous import (
-        RETRAINING_CHANGES, ContinuousTrainingPipeline, RetrainingConfig,
-    )
+    from training.retraining.continuous import ContinuousTrainingPipeline, RetrainingConfig
 
     layer = get_layer(args.layer)()
-    training = None
-    if args.epochs is not None:
-        training = layer.default_config(**RETRAINING_CHANGES, num_epochs=args.epochs)
+    # Flags given win over the settings the challenger inherits from the production model.
+    changes = {"num_epochs": args.epochs, "batch_size": args.batch_size,
+               "learning_rate": args.lr, "threshold_rule": args.threshold}
     config = RetrainingConfig(
         retrain_frequency_days=args.retrain_frequency_days, min_new_samples=args.min_new_samples,
         drift_threshold=args.drift_threshold, improvement_threshold=args.improvement_threshold,
         comparison_metric=args.comparison_metric, min_accuracy_threshold=args.min_accuracy,
         exclude_alerted=args.exclude_alerted, registry_dir=str(registry_dir(args)),
-        training_config=training, alert_rate_factor=args.alert_factor)
+        alert_rate_factor=args.alert_factor,
+        training_changes={k: v for k, v in changes.items() if v is not None})
     splits = splits_dir() if args.workdir is None else args.workdir / "splits"
-    result = ContinuousTrainingPipeline(config).run_retraining(
-        layer.name, args.model_name or layer.model_name, None,
-        args.train_data or splits / f"{layer.name}_train.npz",
-        args.val_data or splits / f"{layer.name}_val.npz",
-        args.test_data or splits / f"{layer.name}_test.npz", force=args.force)
+    # The pipeline creates the registry when it starts; a run that fails (a mistyped
+    # --workdir) or registers nothing leaves none behind.
+    with removed_unless_registered(registry_dir(args)):
+        result = ContinuousTrainingPipeline(config).run_retraining(
+            layer.name, args.model_name or layer.model_name, None,
+            args.train_data or splits / f"{layer.name}_train.npz",
+            args.val_data or splits / f"{layer.name}_val.npz",
+            args.test_data or splits / f"{layer.name}_test.npz", force=args.force)
     from training.tracking.mirror import mirror_new_version
 
     mirror_new_version(args.mlflow_uri, registry_dir(args), args.model_name or layer.model_name,
@@ -83,10 +86,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     from training.scoring.batch import score_events
     from training.scoring.fused import score_fused
     from training.scoring.guard import guard_scoring
+    from training.scoring.output_format import is_jsonl
 
     strict = args.max_alert_rate is not None  # the bare flag: the factor's bound is the maximum
     max_rate = args.max_alert_rate if isinstance(args.max_alert_rate, float) else None
     validate_bounds(args.alert_factor, max_rate)  # before any work
+    is_jsonl(args.output, "--output")  # a .csv name holding Parquet misleads every reader
     sources = [parse_source(spec, i, None) for i, spec in enumerate(args.input)]
     registry = ModelRegistry(registry_dir(args), create=False)  # reads only
     if args.model == FUSED_NAME:  # every layer's registered model, one score per event
@@ -134,8 +139,11 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
         description="One continuous-training run (see training.retraining.continuous): retrain "
                     "when the production model is older than --retrain-frequency-days, when "
                     "there are --min-new-samples new rows or when they drifted; promote the new "
-                    "model only past the gate. Does nothing and exits 0 when no trigger fires, "
-                    "so a scheduler can call it; prints the result as JSON.")
+                    "model only past the gate. The new model is trained and thresholded like "
+                    "the production model (its recorded settings; the flags below change them; "
+                    "the result's training_settings says which were used). Does nothing and "
+                    "exits 0 when no trigger fires, so a scheduler can call it; prints the "
+                    "result as JSON.")
     option(retrain, "--layer", type=layer_name, default="layer1",
            help="the layer to retrain: layer1, layer2 or layer3")
     option(retrain, "--model-name",
@@ -157,8 +165,9 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
            help="relative improvement on the comparison metric needed to deploy")
     option(retrain, "--comparison-metric", default="auto",
            help="auto (pr_auc with labeled test rows, else val_loss) or a metric name")
-    option(retrain, "--min-accuracy", type=float, default=0.85,
-           help="floor of a higher-is-better comparison metric")
+    option(retrain, "--min-accuracy", type=float,
+           help="a floor of a higher-is-better comparison metric beyond the labeled gate's "
+                "statistical ones (default: none, as the pipeline's gate.min_value 0)")
     option(retrain, "--exclude-alerted", action="store_true",
            help="also leave out the rows the production model alerts on")
     option(retrain, "--alert-factor", type=float, default=3.0,
@@ -166,7 +175,16 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
                 "is significantly above its calibration's expected rate times this")
     option(retrain, "--force", action="store_true", help="retrain even if no trigger fires")
     option(retrain, "--epochs", type=int,
-           help="epochs at most (default the layer's; early stopping applies)")
+           help="epochs at most (default: the production model's, else the layer's; early "
+                "stopping applies)")
+    option(retrain, "--batch-size", type=int,
+           help="batch size (default: the production model's, else 256)")
+    option(retrain, "--lr", type=float,
+           help="learning rate (default: the production model's, else the layer's)")
+    option(retrain, "--threshold", metavar="RULE",
+           help="how the threshold is set on validation scores: quantile[:Q], "
+                "alerts-per-day:N, best-f1, auto (default: the production model's rule, else "
+                "auto)")
     option(retrain, "--mlflow-uri", help="mirror a new version into MLflow's Model Registry "
                                          "(default $MLFLOW_TRACKING_URI, else not)")
     retrain.set_defaults(run=cmd_retrain)
@@ -191,7 +209,8 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
                                   "production one)")
     option(score, "--input", action="append", required=True, metavar="[NAME=]TYPE:PATH",
            help="events, as collect --source: zeek:conn.log, json:events.jsonl, ...; repeatable")
-    option(score, "--output", type=Path, required=True, help="result file (.parquet or .jsonl)")
+    option(score, "--output", type=Path, required=True,
+           help="result file: .parquet, or .jsonl (or .json) for JSON Lines")
     option(score, "--top", type=int, default=10, help="top alerts to print")
     option(score, "--alert-factor", type=float, default=3.0,
            help="warn when the alert rate is significantly (binomial test) above the rate the "

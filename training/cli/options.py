@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import select
 import sys
 import traceback
 from collections.abc import Callable, Mapping
@@ -17,6 +18,8 @@ from training.collection.schema import LabelMap
 from training.errors import ConfigError, PipelineError
 from training.paths import models_dir
 from training.sources.config import DataSource, DataSourceType, source_type
+
+CLOSED_STDOUT = 141  # 128 + SIGPIPE: the status of a Unix tool whose reader went away
 
 # Elasticsearch credentials and TLS settings come from the environment, never from flags (which
 # other users of the machine can read in the process list).
@@ -122,9 +125,19 @@ def exit_code(run: Callable[[], int], verbose: bool = False) -> int:
     code: 2 a bad configuration or argument (`ConfigError`), 1 anything else: another
     `PipelineError`, an `OSError` (the line names the path and the cause: "No space left on
     device", "Permission denied"), an unexpected exception (a bug: the line says so), 130 an
-    interrupt. `verbose` prints the traceback above the line."""
+    interrupt. `verbose` prints the traceback above the line. A reader that closed stdout
+    early (`| head -1`) ends the command quietly with 141, as SIGPIPE ends Unix tools."""
     try:
-        return run()
+        code = run()
+        sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's last flush
+        return code
+    except BrokenPipeError as exc:
+        if not stdout_closed():  # another pipe (a socket, a child process): an error
+            _traceback(verbose)
+            print(f"error: {os_error(exc)}", file=sys.stderr)
+            return 1
+        silence_stdout()
+        return CLOSED_STDOUT
     except KeyboardInterrupt:
         _traceback(verbose)
         print("error: interrupted", file=sys.stderr)
@@ -146,6 +159,30 @@ def exit_code(run: Callable[[], int], verbose: bool = False) -> int:
         hint = "" if verbose else "; rerun with -v for the traceback"
         print(f"error: unexpected {type(exc).__name__}: {exc} (a bug{hint})", file=sys.stderr)
         return 1
+
+
+def stdout_closed() -> bool:
+    """True when stdout is a pipe whose reader has gone (`maximus-train ... | head -1`)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # no file behind it (replaced, or closed)
+        return False
+    if not hasattr(select, "poll"):  # Windows: no way to tell, so it stays an error
+        return False
+    poller = select.poll()
+    poller.register(fd, select.POLLOUT)
+    # A pipe's write end polls POLLERR once its last reader is closed.
+    return any(events & select.POLLERR for _, events in poller.poll(0))
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null: what is still buffered for the closed pipe goes nowhere,
+    and the interpreter's last flush has nothing to complain about."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, sys.stdout.fileno())
+    finally:
+        os.close(devnull)
 
 
 def os_error(exc: OSError) -> str:

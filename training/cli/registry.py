@@ -10,8 +10,9 @@
     maximus-train registry mirror [--model M] --mlflow-uri URI      # into MLflow's registry
 
 Every action finds the registry with --registry-dir, or --workdir W (W/models, a pipeline's),
-else $MAXIMUS_DATA_ROOT/models. Only `register` creates a registry; the other actions refuse a
-folder that holds none, and `list`, `show` and `history` change nothing.
+else $MAXIMUS_DATA_ROOT/models. Only `register` creates a registry (none when it fails: see
+`training.cli.new_registry`); the other actions refuse a folder that holds none, and `list`,
+`show` and `history` change nothing.
 """
 
 from __future__ import annotations
@@ -24,9 +25,11 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from training.cli.new_registry import removed_unless_registered
 from training.cli.options import layer_name, registry_dir, registry_options
 from training.cli.parser import help_command
 from training.errors import ConfigError, NotFoundError
+from training.registry.names import version_scheme
 
 Option = Callable[..., None]
 STAGES = ("none", "staging", "production", "archived")
@@ -91,21 +94,82 @@ def cmd_register(args: argparse.Namespace) -> int:
     from training.registry.registry import ModelMetadata
     from training.registry.tables import format_metadata
 
+    # Every check before the registry is opened: a refused file creates nothing.
     metrics = parse_metrics(args.metrics) if args.metrics is not None else {}
-    if not Path(args.model_path).is_file():  # before anything is created for it
+    if not Path(args.model_path).is_file():
         raise NotFoundError(f"--model-path {args.model_path}: no such file")
-    registry = _registry(args, create=True)
-    # Without --version the next one is chosen under the registry's write lock.
-    metadata = ModelMetadata(args.model, args.version or "0", args.layer,
-                             description=args.reason or "", metrics=metrics)
-    stored = registry.register_model(args.model_path, metadata,
-                                     reason=args.reason or "registered",
-                                     next_version=None if args.version else "semver").metadata
+    if args.version is not None:
+        _check_version(args.version)
+    layer = registered_layer(args.model, Path(args.model_path), args.layer)
+    with removed_unless_registered(registry_dir(args)):  # a file that fails to load
+        registry = _registry(args, create=True)
+        # Without --version the next one is chosen under the registry's write lock.
+        metadata = ModelMetadata(args.model, args.version or "0", layer,
+                                 description=args.reason or "", metrics=metrics)
+        stored = registry.register_model(args.model_path, metadata,
+                                         reason=args.reason or "registered",
+                                         next_version=None if args.version else "semver").metadata
     if args.json:
         _print_json(stored.to_dict())
     else:
         print(format_metadata(stored))
     return 0
+
+
+def _check_version(version: str) -> None:
+    try:
+        version_scheme(version)
+    except ConfigError as exc:  # "version must be ...": the flag's rule
+        raise ConfigError(f"--{exc}; leave --version out to take the next one") from None
+
+
+def registered_layer(model: str, path: Path, given: str | None) -> str:
+    """The layer a model file is registered under: --layer, else the layer its sidecar's
+    FeatureSpec is for, else the layer whose model `model` names (layer1_vae: layer1), else
+    layer1; the three must agree where they say anything.
+
+    Raises:
+        ConfigError: they disagree (the message says what the file is for).
+        CheckpointError: a sidecar that is not one.
+    """
+    found, named = _file_layer(path), _named_layer(model)
+    if found is not None and named is not None and found != named:
+        raise ConfigError(f"--model-path {path} is a {found} model (its sidecar's FeatureSpec), "
+                          f"but {model} is the name of the {named} model; register it under "
+                          f"{_model_name(found)} or a name of your own, or give a {named} "
+                          "model")
+    if given is not None and found is not None and given != found:
+        raise ConfigError(f"--model-path {path} is a {found} model (its sidecar's FeatureSpec), "
+                          f"not --layer {given}; leave --layer out to take the file's")
+    if given is not None and named is not None and given != named:
+        raise ConfigError(f"--layer {given}, but {model} is the name of the {named} model; "
+                          "leave --layer out, or register under a name of your own")
+    return given or found or named or "layer1"
+
+
+def _file_layer(path: Path) -> str | None:
+    """The layer of a saved model's FeatureSpec; None without a sidecar (an opaque file) or a
+    spec."""
+    from training.artifacts.model_files import read_sidecar, sidecar_path
+    from training.features.encoding import FeatureSpec
+
+    if not sidecar_path(path).is_file():
+        return None
+    spec = read_sidecar(path).get("feature_spec")
+    return FeatureSpec.from_json(spec).layer if spec else None
+
+
+def _named_layer(model: str) -> str | None:
+    """The layer whose default model name is `model` (None: a name of your own)."""
+    from training.layers.registry import get_layer, layer_names
+
+    return next((name for name in layer_names() if get_layer(name).model_name == model), None)
+
+
+def _model_name(layer: str) -> str:
+    from training.layers.registry import get_layer
+
+    return get_layer(layer).model_name
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -245,10 +309,12 @@ def add_registry_command(commands: argparse._SubParsersAction, option: Option) -
     model(register)
     option(register, "--model-path", type=Path, required=True,
            help="the saved model, e.g. training/checkpoints/layer1_vae_best.pt")
-    option(register, "--version", help="the new version (default: the next minor version, "
-                                       "1.0.0 for a new model)")
-    option(register, "--layer", type=layer_name, default="layer1",
-           help="the layer the model belongs to")
+    option(register, "--version", help="the new version, MAJOR.MINOR.PATCH (default: the next "
+                                       "minor version, 1.0.0 for a new model)")
+    option(register, "--layer", type=layer_name,
+           help="the layer the model belongs to (default: the layer of the file's FeatureSpec, "
+                "else the one --model names, e.g. layer3 for layer3_tcn, else layer1); a file "
+                "or model name of another layer is refused")
     option(register, "--metrics",
            help='metrics as a JSON object, e.g. \'{"pr_auc": 0.9}\', or a JSON file (the '
                 "top-level numbers of evaluate --report's REPORT.json) (default: none)")

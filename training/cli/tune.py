@@ -21,6 +21,7 @@ from typing import Any
 
 from optuna.trial import TrialState
 
+from training.cli.new_registry import removed_unless_registered
 from training.cli.options import exit_code, layer_name, registry_dir, registry_options
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags
@@ -129,10 +130,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if result.best_params is None:
             raise PipelineError(f"study {config.study_name!r} has no complete trial to train; "
                                 "run more trials first")
-        summary["train_best"] = objective.train_best(
-            result.best_params, study_dir=config.study_dir, study_name=config.study_name,
-            trial_number=result.best_trial, num_epochs=args.best_epochs,
-            registry_dir=registry_dir(args))
+        with removed_unless_registered(registry_dir(args)):  # none left by a failed run
+            summary["train_best"] = objective.train_best(
+                result.best_params, study_dir=config.study_dir, study_name=config.study_name,
+                trial_number=result.best_trial, num_epochs=args.best_epochs,
+                registry_dir=registry_dir(args))
         from training.tracking.mirror import mirror_new_version
 
         mirror_new_version(args.mlflow_uri, registry_dir(args), objective.model_name,

@@ -21,6 +21,7 @@ VERSION_SCHEMES = ("semver", "timestamp")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 _SEMVER = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+_TIMESTAMP = re.compile(r"\d{8}T\d{12}Z")  # what _TIMESTAMP_FORMAT writes
 _TIMESTAMP_FORMAT = "%Y%m%dT%H%M%S%fZ"
 
 
@@ -45,6 +46,22 @@ def artifact_dir(root: Path, model_name: str, version: str) -> Path:
     if not folder.resolve().is_relative_to(root.resolve()):  # e.g. a symlinked model folder
         raise ConfigError(f"{folder} resolves outside the registry's artifact folder {root}")
     return folder
+
+
+def version_scheme(version: str) -> str:
+    """The scheme of `next_version` that `version` follows: "semver" (MAJOR.MINOR.PATCH, e.g.
+    1.2.0) or "timestamp" (e.g. 20261127T142530123456Z).
+
+    Raises:
+        ConfigError: neither, e.g. "banana" or "v1.2".
+    """
+    if _SEMVER.fullmatch(version):
+        return "semver"
+    if _TIMESTAMP.fullmatch(version):
+        return "timestamp"
+    raise ConfigError(f"version must be MAJOR.MINOR.PATCH as the registry numbers its versions "
+                      f"(e.g. 1.2.0), or a timestamp version (e.g. 20261127T142530123456Z), "
+                      f"got {version!r}")
 
 
 def version_key(version: str) -> tuple:

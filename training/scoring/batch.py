@@ -51,6 +51,7 @@ from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
 from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows
 from training.scoring.jsonl_rows import jsonl_lines
+from training.scoring.output_format import is_jsonl
 from training.scoring.tables import write_incidents
 
 logger = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class _Output:
 
     def __init__(self, handle: Any, path: Path, top_k: int,
                  schema: pa.Schema = OUTPUT_SCHEMA) -> None:
-        self.jsonl = path.suffix.lower() in (".jsonl", ".json")
+        self.jsonl = is_jsonl(path)
         self.handle = handle
         self.writer = None if self.jsonl else pq.ParquetWriter(handle, schema)
         self.units = self.alerts = 0
@@ -165,10 +166,11 @@ def score_events(registry: ModelRegistry, model_name: str,
     Raises:
         NotFoundError: no such model or version; CheckpointError: files fail verification or
         the model has no threshold; SchemaError: no FeatureSpec, or one the featurizer cannot
-        reproduce.
+        reproduce; ConfigError: `output` ends in neither .parquet nor .jsonl/.json.
     """
     if top_k < 0:
         raise ConfigError(f"top_k must be >= 0, got {top_k}")
+    is_jsonl(output)  # an output suffix of neither format, before any work
     if num_threads is not None and num_threads < 1:
         raise ConfigError(f"num_threads must be >= 1 or None, got {num_threads}")
     if version is None and stage is None and alias is None:

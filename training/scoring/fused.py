@@ -47,6 +47,7 @@ from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows, unit_rows
 from training.scoring.batch import (
     ScoringSummary, _Output, _tables, _threshold, _torch_threads, count_dropped,
 )
+from training.scoring.output_format import is_jsonl
 from training.scoring.tables import write_incidents
 
 logger = logging.getLogger(__name__)
@@ -172,6 +173,7 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
     Raises:
         As `FusedDetector`.
     """
+    is_jsonl(output)  # an output suffix of neither format, before any work
     started = time.perf_counter()
     detector = FusedDetector(registry)
     collector = None if isinstance(events, pa.Table) else DataCollector(list(events))

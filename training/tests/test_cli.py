@@ -7,12 +7,17 @@ In-process calls of `training.cli.main.main`, the console script's entry point.
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import re
+import sys
 
 import pytest
 
 from training.cli.main import build_parser, main
+from training.cli.options import exit_code
 from training.cli.parser import walk
+from training.tests.registry_fixtures import save_tiny
 
 
 def _flags(parser: argparse.ArgumentParser) -> list[argparse.Action]:
@@ -175,3 +180,29 @@ def test_exit_codes_are_documented_in_the_top_level_help(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert re.search(r"Exit codes: 0 success, 1 a pipeline error, 2 bad usage", text)
     assert "before or after the command" in text
+
+
+@pytest.mark.parametrize("buffering", [1, -1], ids=["line-buffered", "block-buffered"])
+def test_a_reader_that_closes_stdout_early_ends_the_command_quietly(buffering, tmp_path,
+                                                                     monkeypatch, capsys):
+    """`maximus-train registry list | head -1`: no `error: Broken pipe`; the status is a Unix
+    tool's whose reader went away (128 + SIGPIPE), whether stdout is flushed at each line
+    (PYTHONUNBUFFERED, a terminal) or only at the end."""
+    flags = ["--registry-dir", str(tmp_path / "models")]
+    assert main(["-q", "registry", "register", "--model", "tiny", "--model-path",
+                 str(save_tiny(tmp_path / "tiny.pt")), *flags]) == 0
+    capsys.readouterr()
+    read, write = os.pipe()
+    os.close(read)  # the reader has gone before the first line
+    with open(write, "w", buffering=buffering) as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        assert main(["registry", "list", *flags]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def test_a_broken_pipe_other_than_stdout_is_still_an_error(capsys):
+    def run() -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    assert exit_code(run) == 1
+    assert capsys.readouterr().err == "error: Broken pipe\n"

@@ -1,6 +1,6 @@
 """`maximus-train registry | score | retrain` and the registry they use: one rule for where it
-is, nothing created by commands that read, readable tables, filters that filter, and metrics
-checked before anything is written.
+is, nothing created by commands that read or fail, readable tables, filters that filter, and
+metrics, versions, a file's layer and score's output suffix checked before anything is written.
 
 In-process calls of `training.cli.main.main`, the console script's entry point.
 """
@@ -206,3 +206,126 @@ def test_register_takes_the_numbers_of_a_report_file(tmp_path, weights, capsys):
                  "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["metrics"] == {
         "n_samples": 60.0, "pr_auc": 0.8, "roc_auc": 0.9}
+
+
+# -- a failed command creates no registry; register checks the file's layer and the version --
+
+
+def test_a_failed_retrain_leaves_no_registry_behind(tmp_path, monkeypatch, capsys):
+    """A mistyped --workdir: retrain fails on its splits and creates nothing."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["retrain", "--workdir", "typo-dir", "--epochs", "1"]) == 1
+    assert _error_line(capsys.readouterr().err) == \
+        "error: typo-dir/splits/layer1_train.npz: no such file"
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("action", ["list", "history"])
+def test_after_a_failed_retrain_readers_say_there_is_no_registry(action, tmp_path, monkeypatch,
+                                                                 capsys):
+    """Not "typo-dir/models: no model registered" with exit 0, as for an empty registry."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["retrain", "--workdir", "typo-dir", "--epochs", "1"]) == 1
+    capsys.readouterr()
+    assert main(["registry", action, "--workdir", "typo-dir"]) == 1
+    assert _error_line(capsys.readouterr().err) == (
+        "error: no model registry at typo-dir/models (it has no registry.db); registering a "
+        "model creates one")
+
+
+def test_a_register_that_fails_leaves_no_new_registry_and_an_old_one_as_it_was(
+        tmp_path, weights, capsys):
+    damaged = save_tiny(tmp_path / "damaged.pt", dim=128)
+    damaged.write_bytes(damaged.read_bytes() + b"\0")  # no longer the sidecar's sha256
+    register = ["registry", "register", "--model", "tiny", "--model-path", str(damaged)]
+    assert main([*register, "--workdir", str(tmp_path / "new" / "run")]) == 1
+    assert "sha256 mismatch" in _error_line(capsys.readouterr().err)
+    assert not (tmp_path / "new").exists()
+    flags = ["--registry-dir", str(tmp_path / "models")]
+    assert main(["-q", "registry", "register", "--model", "tiny", "--model-path", str(weights),
+                 *flags]) == 0
+    registry = ModelRegistry(tmp_path / "models", create=False)
+    before = (registry.history(), _files(registry.artifacts_dir))
+    assert main([*register, *flags]) == 1
+    assert (registry.history(), _files(registry.artifacts_dir)) == before
+
+
+@pytest.fixture
+def layer3_weights(tmp_path) -> Path:
+    """A saved model whose FeatureSpec is layer 3's."""
+    from training.artifacts.model_files import save_model
+    from training.features.layer3 import Layer3WindowBuilder
+    from training.tests.registry_fixtures import TinyDetector
+
+    path = tmp_path / "src" / "tcn_best.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(TinyDetector(dim=4), path, feature_spec=Layer3WindowBuilder().spec, threshold=1.0)
+    return path
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--model", "layer1_vae"], "is a layer3 model (its sidecar's FeatureSpec), but layer1_vae "
+                                "is the name of the layer1 model; register it under layer3_tcn "
+                                "or a name of your own, or give a layer1 model"),
+    (["--model", "mine", "--layer", "layer1"], "is a layer3 model (its sidecar's FeatureSpec), "
+                                               "not --layer layer1; leave --layer out to take "
+                                               "the file's"),
+])
+def test_register_refuses_a_file_of_another_layer(argv, message, tmp_path, layer3_weights,
+                                                  capsys):
+    folder = tmp_path / "models"
+    assert main(["registry", "register", *argv, "--model-path", str(layer3_weights),
+                 "--registry-dir", str(folder)]) == 2
+    assert _error_line(capsys.readouterr().err) == \
+        f"error: --model-path {layer3_weights} {message}"
+    assert not folder.exists()
+
+
+def test_register_records_the_layer_of_the_file(tmp_path, layer3_weights, capsys):
+    """No --layer: the file's layer (it was layer1 whatever the file)."""
+    assert main(["registry", "register", "--model", "layer3_tcn", "--model-path",
+                 str(layer3_weights), "--registry-dir", str(tmp_path / "models"),
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["layer_name"] == "layer3"
+
+
+@pytest.mark.parametrize("version", ["banana", "1.2", "v1.2.0", "1.2.0.1", "1.2.0-rc1",
+                                     "20261127T1425Z"])
+def test_register_refuses_a_version_outside_the_registry_schemes(version, tmp_path, weights,
+                                                                 capsys):
+    folder = tmp_path / "models"
+    assert main(["registry", "register", "--model", "tiny", "--model-path", str(weights),
+                 "--version", version, "--registry-dir", str(folder)]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        "error: --version must be MAJOR.MINOR.PATCH as the registry numbers its versions (e.g. "
+        "1.2.0), or a timestamp version (e.g. 20261127T142530123456Z), got "
+        f"{version!r}; leave --version out to take the next one")
+    assert not folder.exists()
+
+
+def test_register_takes_a_version_of_either_registry_scheme(tmp_path, weights, capsys):
+    flags = ["--registry-dir", str(tmp_path / "models")]
+    for version in ("1.2.0", "20261127T142530123456Z"):
+        assert main(["-q", "registry", "register", "--model", "tiny", "--model-path",
+                     str(weights), "--version", version, *flags]) == 0
+    assert [m.version for m in ModelRegistry(flags[1], create=False).list_models("tiny")] == \
+        ["1.2.0", "20261127T142530123456Z"]
+
+
+@pytest.mark.parametrize("output, suffix", [("x.csv", ".csv"), ("x", "a file without a suffix")])
+def test_score_refuses_an_output_of_neither_format_before_any_work(output, suffix, tmp_path,
+                                                                   weights, capsys):
+    flags = ["--registry-dir", str(tmp_path / "models")]
+    assert main(["-q", "registry", "register", "--model", "tiny", "--model-path", str(weights),
+                 *flags]) == 0
+    assert main(["registry", "promote", "--model", "tiny", "--version", "1.0.0", *flags]) == 0
+    events = write_demo_file(tmp_path / "events.json", n_events=100, seed=5)
+    capsys.readouterr()
+    target = tmp_path / output
+    assert main(["score", "--model", "tiny", "--input", f"json:{events}", "--output",
+                 str(target), *flags]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and _error_line(err) == (
+        f"error: --output {target}: score writes Parquet (.parquet) or JSON Lines (.jsonl, "
+        f".json), not {suffix}; name the file with one of these suffixes")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["events.json", "models", "src"]
