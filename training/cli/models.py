@@ -112,6 +112,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     if summary.duplicates:
         print(f"{summary.duplicates:,} duplicate events (an event id seen before) dropped; "
               "--no-dedup keeps them")
+    if summary.sensor_records:
+        print(f"{summary.sensor_records:,} sensor records (stats, capture loss, ...) left out: "
+              "they describe the sensor, not traffic")
     if summary.quarantined:
         print(f"{summary.quarantined:,} quarantined records (file, line, reason of each): "
               f"{summary.quarantine}")

@@ -90,6 +90,16 @@ LABEL_SOURCE_FIELDS = (
 # Event types of detections (a Suricata alert, a Zeek notice or weird): when every threat label
 # sits on one of them, the labels come from alerts (`labels_from_alerts`).
 ALERT_EVENT_TYPES = ("alert", "notice", "weird", "anomaly")
+# Records about the sensor itself, not traffic (Suricata's and Zeek's counters, Zeek's capture
+# loss, loaded scripts and filters): no model should learn from or score them.
+SENSOR_EVENT_TYPES = ("stats", "capture_loss", "loaded_scripts", "packet_filter", "reporter",
+                      "broker", "cluster")
+
+
+def sensor_records(event_types: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """Mask of the records of `SENSOR_EVENT_TYPES`."""
+    found = pc.is_in(event_types, value_set=pa.array(SENSOR_EVENT_TYPES)).fill_null(False)
+    return found.to_numpy(zero_copy_only=False)
 
 
 def is_label_field(name: str, fields: Sequence[str] = LABEL_SOURCE_FIELDS) -> bool:

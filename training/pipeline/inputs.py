@@ -2,7 +2,8 @@
 
 Real folders hold logs the layers cannot place in time (Zeek's loaded_scripts.log,
 packet_filter.log): when some events have timestamps and others not, the ones without are
-left out of the run, with one note naming their files. Events without any timestamp (NSL-KDD)
+left out of the run, with one note naming their files. Records about the sensor itself
+(`SENSOR_EVENT_TYPES`: Suricata and Zeek stats, capture loss) are left out too, and counted. Events without any timestamp (NSL-KDD)
 are kept, and a split that needs none ("random") replaces "temporal", said in a note.
 """
 
@@ -19,6 +20,7 @@ import pyarrow.parquet as pq
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector
 from training.collection.quarantine_file import quarantine_path, write_quarantine
+from training.collection.schema import sensor_records
 from training.datasets.validator import DataValidator, ValidationIssue, ValidationSeverity
 from training.errors import PipelineError, SchemaError, TooFewError
 from training.pipeline.config import PipelineConfig
@@ -63,6 +65,14 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
         notes.append(note)
         logger.info(note)
         events = events.filter(timed)
+    sensor = sensor_records(events["event_type"])
+    if sensor.all():
+        raise SchemaError(f"{what} gave only sensor records (stats, capture loss, ...), which "
+                          "describe the sensor, not traffic; give the traffic logs")
+    if sensor.any():
+        notes.append(f"{sensor.sum():,} sensor records of {what} (stats, capture loss, ...) left "
+                     "out: they describe the sensor, not traffic")
+        events = events.filter(pa.array(~sensor))
     with atomic_write(path, private=True) as handle:  # raw input
         pq.write_table(events, handle)
     logger.info("collected %d events from %s (%d quarantined)", events.num_rows, what,

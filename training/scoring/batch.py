@@ -44,6 +44,7 @@ import torch
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector, DataSource
 from training.collection.quarantine_file import quarantine_path, write_quarantine
+from training.collection.schema import sensor_records
 from training.errors import CheckpointError, ConfigError
 from training.evaluation.alert_rate import ScoreShift
 from training.layers.registry import layer_for_spec
@@ -78,6 +79,7 @@ class ScoringSummary:
     expected_alert_rate: float | None = None
     score_shift: float | None = None  # KS distance from the benign validation scores
     duplicates: int = 0
+    sensor_records: int = 0  # left out: about the sensor, not traffic (`SENSOR_EVENT_TYPES`)
     quarantined: int = 0
     quarantine: str | None = None
     incidents: int = 0
@@ -191,8 +193,9 @@ def score_events(registry: ModelRegistry, model_name: str,
             progress(f"scoring with {where}", unit="events") as bar:
         out = _Output(handle, output, top_k)
         rows = AlertRows(layer, loaded.model, threshold, calibration)
+        traffic = TrafficOnly()
         try:
-            for table in _tables(events, collector, streaming=layer.streams):
+            for table in map(traffic, _tables(events, collector, streaming=layer.streams)):
                 if not table.num_rows:  # a stream's batch can be empty (all rows filtered out)
                     continue
                 n_events += table.num_rows
@@ -209,7 +212,8 @@ def score_events(registry: ModelRegistry, model_name: str,
                              str(output), top, loaded.threshold_rule,
                              None if calibration is None else calibration.expected_alert_rate,
                              None if shift is None else shift.distance(),
-                             incidents=incidents, incidents_output=incidents_output)
+                             incidents=incidents, incidents_output=incidents_output,
+                             sensor_records=traffic.left_out)
     count_dropped(summary, collector)
     logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
                 out.alerts, summary.seconds)
@@ -245,6 +249,19 @@ def count_dropped(summary: ScoringSummary, collector: DataCollector | None) -> N
     if collector.quarantined:
         summary.quarantine = str(write_quarantine(quarantine_path(Path(summary.output)),
                                                   collector.quarantined))
+
+
+class TrafficOnly:
+    """Tables without their sensor records (`SENSOR_EVENT_TYPES`: counters, capture loss),
+    which no model learnt from; `left_out` counts them."""
+
+    def __init__(self) -> None:
+        self.left_out = 0
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        sensor = sensor_records(table["event_type"])
+        self.left_out += int(sensor.sum())
+        return table.filter(pa.array(~sensor)) if sensor.any() else table
 
 
 def _tables(events: Sequence[DataSource] | pa.Table, collector: DataCollector | None,

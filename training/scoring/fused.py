@@ -45,7 +45,7 @@ from training.registry.registry import ModelRegistry
 from training.collection.collector import DataCollector
 from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows, unit_rows
 from training.scoring.batch import (
-    ScoringSummary, _Output, _tables, _threshold, _torch_threads, count_dropped,
+    ScoringSummary, TrafficOnly, _Output, _tables, _threshold, _torch_threads, count_dropped,
 )
 from training.scoring.output_format import is_jsonl
 from training.scoring.tables import write_incidents
@@ -177,7 +177,8 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
     started = time.perf_counter()
     detector = FusedDetector(registry)
     collector = None if isinstance(events, pa.Table) else DataCollector(list(events))
-    table = next(_tables(events, collector, streaming=False))
+    traffic = TrafficOnly()
+    table = traffic(next(_tables(events, collector, streaming=False)))
     with _torch_threads(num_threads):
         batch, _, layer_rows = detector.score_with_units(table)
     output = Path(output)
@@ -194,7 +195,7 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
                              table.num_rows, out.units, out.alerts, time.perf_counter() - started,
                              str(output), top, fusion.calibration.rule,
                              fusion.calibration.expected_alert_rate, incidents=incidents,
-                             incidents_output=incidents_output)
+                             incidents_output=incidents_output, sensor_records=traffic.left_out)
     count_dropped(summary, collector)
     logger.info("fused %s: %d events, %d alerts", detector.version, table.num_rows, out.alerts)
     return summary

@@ -349,3 +349,24 @@ def test_test_events_of_types_no_validation_event_has_are_named_in_a_note(datase
         "are set on validation scores, so expect those to alert more than they promise; a "
         "larger val_ratio, or sources that hold them before the test time, cover them"]
     assert notes_of(datasets / "zeek_zat" / "tsv") == []  # one capture, one mix of logs
+
+
+def test_sensor_records_are_left_out_of_runs_and_scoring_and_counted(datasets, tmp_path):
+    # The magnc EVE file holds 13 Suricata stats records: counters of the sensor, which the
+    # layers learnt from and scored as events.
+    from training.pipeline.inputs import collect_events
+    from training.scoring.batch import TrafficOnly
+    from training.sources.config import DataSource
+
+    path = datasets / "suricata" / "magnc_server_eve.json"
+    collected, _ = collect("suricata_logs", path)
+    assert pa.compute.sum(pa.compute.equal(collected["event_type"], "stats")).as_py() == 13
+    notes: list[str] = []
+    events, _ = collect_events((DataSource("eve", "suricata_logs", {"path": str(path)}),),
+                               tmp_path / "events.parquet", None, notes)
+    assert events.num_rows == collected.num_rows - 13
+    assert "stats" not in events["event_type"].to_pylist()
+    assert "13 sensor records of the sources (stats, capture loss, ...) left out: they " \
+           "describe the sensor, not traffic" in notes
+    traffic = TrafficOnly()  # what `score` applies to each batch it reads
+    assert traffic(collected).num_rows == events.num_rows and traffic.left_out == 13
