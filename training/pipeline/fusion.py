@@ -192,7 +192,7 @@ def fusion_summary(fusion: dict[str, Any]) -> str:
     expected = fusion.get("expected_alert_rate")
     return (f"{FUSED_NAME}: {fusion['rule']} over {', '.join(m['layer'] for m in fusion['models'])}"
             f" -> {figures(test[FUSED_NAME])} on {fusion['test_events']:,} test events"
-            + (f", {alerts:,} alerts" if alerts is not None else "")
+            + (f", {alerts:,} alert{'' if alerts == 1 else 's'}" if alerts is not None else "")
             + (f" ({rate:.2%}; {expected:.2%} of the validation events)"
                if rate is not None and expected is not None else "")
             + f" (threshold: {fusion['threshold_rule']}; {layers})"

@@ -49,7 +49,8 @@ class LayerOutcome:
         elif not (benign and threat):
             found.append(f"one class: {benign:,} benign, {threat:,} threat")
         if m.get("n_alerts") is not None:
-            found.append(f"{m['n_alerts']:,} alerts ({100 * (m.get('alert_rate') or 0):.2f}%)")
+            found.append(f"{m['n_alerts']:,} alert{'' if m['n_alerts'] == 1 else 's'} "
+                         f"({100 * (m.get('alert_rate') or 0):.2f}%)")
         text = f"{', '.join(found)} on {units}"
         return f"CIRCULAR {text}" if self.circular else text
 

@@ -238,7 +238,7 @@ def test_benign_only_on_unlabeled_units_says_what_to_do(datasets):
 @pytest.mark.parametrize("metrics, figures", [
     ({}, "not evaluated"),
     ({"n_units": 8, "n_samples": 0, "n_alerts": 1, "alert_rate": 0.125, "roc_auc": None},
-     "no labels, 1 alerts (12.50%) on 8 test edges"),
+     "no labels, 1 alert (12.50%) on 8 test edges"),
     ({"n_units": 90, "n_samples": 90, "roc_auc": None, "pr_auc": None, "n_alerts": 0,
       "alert_rate": 0.0, "per_class_metrics": {"benign": {"support": 90},
                                                "threat": {"support": 0}}},
