@@ -167,7 +167,8 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
     option(retrain, "--improvement-threshold", type=float, default=0.02,
            help="relative improvement on the comparison metric needed to deploy")
     option(retrain, "--comparison-metric", default="auto",
-           help="auto (pr_auc with labeled test rows, else val_loss) or a metric name")
+           help="auto (pr_auc with at least 5 threat and 5 benign test rows, else val_loss) "
+                "or a metric name")
     option(retrain, "--min-accuracy", type=float,
            help="a floor of a higher-is-better comparison metric beyond the labeled gate's "
                 "statistical ones (default: none, as the pipeline's gate.min_value 0)")

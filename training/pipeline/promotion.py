@@ -1,7 +1,8 @@
 """Whether the pipeline promotes a layer's new model: the gate that fits what the test part
 holds.
 
-* labels of both classes: the labeled gate (`retraining.gate.labeled_decision`) on the test
+* labels of both classes, at least `retraining.gate.MIN_CLASS_UNITS` of each (fewer are as
+  none, and the reason names the counts): the labeled gate (`retraining.gate.labeled_decision`) on the test
   part, against the production model's scores when there is one;
 * no labels, a production model: the unlabeled rule (`retraining.unlabeled_gate`: the alert
   rate its calibration promised, then a lower validation loss on the test part);
@@ -18,7 +19,7 @@ from typing import Any
 from training.layers.base import Layer
 from training.layers.registry import layer_for_spec
 from training.pipeline.config import GateConfig
-from training.retraining.gate import labeled_decision
+from training.retraining.gate import label_shortfall, labeled_decision
 from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
 
 FIRST_UNLABELED = "first model without labels"
@@ -27,7 +28,18 @@ FIRST_UNLABELED = "first model without labels"
 def promotion_decision(layer: Layer, challenger: Any, champion: Any, test: Any,
                        labeled: bool, gate: GateConfig) -> dict[str, Any]:
     """The decision for `challenger` (a loaded model) against `champion` (the production
-    model, or None) on the `test` units, as a dict with deploy, rule and reason."""
+    model, or None) on the `test` units, as a dict with deploy, rule and reason; a test part
+    with both classes but too few of one for the labeled rule says so in the reason."""
+    decision = _decision(layer, challenger, champion, test, labeled, gate)
+    labels = layer.labels(test)
+    short = label_shortfall(labels)
+    if not labeled and short and (labels == 0).any() and (labels == 1).any():
+        decision["reason"] = f"{decision['reason']} ({short}, so judged without them)"
+    return decision
+
+
+def _decision(layer: Layer, challenger: Any, champion: Any, test: Any, labeled: bool,
+              gate: GateConfig) -> dict[str, Any]:
     if labeled:
         old = None
         if champion is not None:

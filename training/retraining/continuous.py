@@ -20,11 +20,13 @@ One run:
    production model alerts on, so an attacker cannot teach the model that their traffic is
    normal (they are marked threats, which training never learns from);
 5. training: `train_layer` (or the caller's `train_fn`, called the way the layer's original
-   train function is, `Layer.train_with`); its checkpoint carries the FeatureSpec and the
-   validation threshold;
+   train function is, `Layer.train_with`), with the production model's recorded settings
+   (threshold rule, batch size, ...; `training.retraining.settings`) unless changed; its
+   checkpoint carries the FeatureSpec and the validation threshold;
 6. champion and challenger measured on the same test split (`training.retraining.gate`);
-   `comparison_metric` "auto" is `pr_auc` when the test split has benign and threat labels,
-   else `val_loss`: with labels the floors and the paired bootstrap of `gate.labeled_decision`,
+   `comparison_metric` "auto" is `pr_auc` when the test split has at least
+   `gate.MIN_CLASS_UNITS` (5) benign and threat units each, else `val_loss` (the reason names
+   the counts): with labels the floors and the paired bootstrap of `gate.labeled_decision`,
    without them the alert rate within the calibration's promise and a lower validation loss
    (`unlabeled_gate.unlabeled_decision`); both apply `min_accuracy_threshold` (a floor) or
    `max_loss_threshold` (a ceiling) and `improvement_threshold` over the champion;
@@ -38,8 +40,8 @@ One run:
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -62,17 +64,15 @@ from training.registry.metadata import metric_direction
 from training.registry.names import CHALLENGER, VERSION_SCHEMES
 from training.registry.registry import ModelMetadata, ModelRegistry, RegisteredModel
 from training.retraining import gate, triggers
+from training.retraining.settings import RETRAINING_CHANGES, challenger_settings
 from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
 from training.trainer.config import TrainingConfig
+
+__all__ = ["RETRAINING_CHANGES", "ContinuousTrainingPipeline", "RetrainingConfig"]
 
 logger = logging.getLogger(__name__)
 
 TrainFn = Callable[..., tuple[Any, dict[str, Any]]]
-# The changes retraining makes to a layer's TrainingConfig: seeded, batches of 256 (it runs on
-# at least min_new_samples units: 8x fewer steps per epoch than 32) and one torch thread (the
-# train scripts' default too: as fast for these small models, and far faster when other jobs
-# share the cores).
-RETRAINING_CHANGES = {"seed": 42, "batch_size": 256, "num_threads": 1}
 
 
 @dataclass(frozen=True)
@@ -83,9 +83,13 @@ class RetrainingConfig:
         retrain_frequency_days: retrain when the production model is at least this old.
         min_new_samples: retrain when at least this many training rows are new to it.
         drift_threshold: per-feature drift distance above which a feature drifts.
-        min_accuracy_threshold: the floor of a higher-is-better comparison metric (PR-AUC).
-        comparison_metric: "auto" (pr_auc with labeled test rows, else val_loss) or a metric
-            name with a known direction (training.registry.metadata.metric_direction).
+        min_accuracy_threshold: a floor of a higher-is-better comparison metric (PR-AUC)
+            beyond the labeled gate's statistical ones; None (the default, as the pipeline's
+            `gate.min_value` 0): those alone, which follow the base rate where a fixed floor
+            cannot (a PR-AUC of 0.5 at a base rate of 0.3% is far above chance).
+        comparison_metric: "auto" (pr_auc with 5 or more test rows of each label, else
+            val_loss) or a metric name with a known direction
+            (training.registry.metadata.metric_direction).
         improvement_threshold: minimum relative improvement over the champion (0.02 = 2%).
         registry_dir: the registry (default training/models, see training.paths).
         max_loss_threshold: the ceiling of a lower-is-better comparison metric, or None.
@@ -93,8 +97,12 @@ class RetrainingConfig:
         drift_share: share of drifted features that makes the dataset drift.
         reference_rows: training rows kept with each version for later drift checks.
         version_scheme: "semver" or "timestamp" versions.
-        training_config: the TrainingConfig to train with (default: the layer's own with
-            `RETRAINING_CHANGES`); checkpoints go to a temporary folder either way.
+        training_config: the whole TrainingConfig to train with (default: the production
+            model's recorded settings, so the challenger is trained and thresholded like the
+            model it challenges; without one, the layer's own with `RETRAINING_CHANGES`: see
+            `training.retraining.settings`); checkpoints go to a temporary folder either way.
+        training_changes: TrainingConfig fields that override those settings, e.g.
+            {"threshold_rule": "quantile:0.99", "batch_size": 64}.
         alert_rate_factor: without labels, a challenger whose alert rate on the test split
             is significantly above its calibration's expected rate × this is not deployed
             (`training.retraining.unlabeled_gate`).
@@ -103,7 +111,7 @@ class RetrainingConfig:
     retrain_frequency_days: float = 7
     min_new_samples: int = 1000
     drift_threshold: float = 0.1
-    min_accuracy_threshold: float | None = 0.85
+    min_accuracy_threshold: float | None = None
     comparison_metric: str = "auto"
     improvement_threshold: float = 0.02
     registry_dir: str | None = None
@@ -114,6 +122,7 @@ class RetrainingConfig:
     version_scheme: str = "semver"
     training_config: TrainingConfig | None = None
     alert_rate_factor: float = DEFAULT_FACTOR
+    training_changes: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         checks = [
@@ -132,6 +141,7 @@ class RetrainingConfig:
                 raise ConfigError(f"{name} must be {rule}, got {getattr(self, name)!r}")
         if self.comparison_metric != "auto":
             metric_direction(self.comparison_metric)  # ConfigError for an unknown direction
+        TrainingConfig().replace(**self.training_changes)  # ConfigError naming a bad field
 
     def floor(self, metric: str) -> float | None:
         """The absolute bound the gate applies to `metric`."""
@@ -182,9 +192,11 @@ class ContinuousTrainingPipeline:
         labels = layer.labels(splits["val"])
         val = layer.relabeled(splits["val"], np.where(labels < 0, 0, labels))
         result["data"] = data
+        settings, result["training_settings"] = challenger_settings(
+            layer, champion, given=self.config.training_config,
+            changes=self.config.training_changes)
         with work_folder("retrain-") as work:  # a killed run's is removed by the next
-            config = (self.config.training_config
-                      or layer.default_config(**RETRAINING_CHANGES)).replace(
+            config = settings.replace(
                 model_name=model_name, layer_name=layer.name, checkpoint_dir=str(Path(work)),
                 log_dir=str(Path(work) / "logs"), tensorboard=False)
             if train_fn is None:
@@ -277,9 +289,9 @@ class ContinuousTrainingPipeline:
 
     def _gate(self, layer: Layer, test: Any, challenger: Any, champion: RegisteredModel | None
               ) -> tuple[dict[str, Any], dict[str, float]]:
-        metric = self.config.comparison_metric
-        if metric == "auto":
-            metric = "pr_auc" if gate.has_both_labels(layer.labels(test)) else "val_loss"
+        metric, labels = self.config.comparison_metric, layer.labels(test)
+        if metric == "auto":  # too few labels count as none
+            metric = "pr_auc" if gate.has_both_labels(labels) else "val_loss"
         new_scores = layer_for_spec(challenger.feature_spec).score(challenger.model, test)
         new = gate.evaluate_model(layer, challenger.model, challenger.threshold, test,
                                   new_scores)
@@ -288,16 +300,16 @@ class ContinuousTrainingPipeline:
             old_scores = layer_for_spec(champion.feature_spec).score(champion.model, test)
             old = gate.evaluate_model(layer, champion.model, champion.threshold, test,
                                       old_scores)
-        if metric in gate.BOOTSTRAP_METRICS and gate.has_both_labels(layer.labels(test)):
+        if metric in gate.BOOTSTRAP_METRICS:  # it refuses to judge on too few labels
             decision = gate.labeled_decision(
-                metric, layer.labels(test), new_scores, old_scores,
+                metric, labels, new_scores, old_scores,
                 improvement=self.config.improvement_threshold, floor=self.config.floor(metric))
         elif metric == "val_loss":  # no labels to judge by: the unlabeled rule
-            decision = unlabeled_decision(
+            decision = _without_labels(labels, unlabeled_decision(
                 window_figures(layer, challenger, test, new_scores),
                 None if champion is None else window_figures(layer, champion, test, old_scores),
                 improvement=self.config.improvement_threshold,
-                ceiling=self.config.floor(metric), factor=self.config.alert_rate_factor)
+                ceiling=self.config.floor(metric), factor=self.config.alert_rate_factor))
         else:
             decision = gate.decide(metric, new, old, floor=self.config.floor(metric),
                                    improvement=self.config.improvement_threshold)
@@ -324,6 +336,15 @@ class ContinuousTrainingPipeline:
             self.registry.set_alias(model_name, CHALLENGER, version, reason=reason,
                                     actor="continuous-training")
         return version
+
+
+def _without_labels(labels: np.ndarray, decision: gate.Decision) -> gate.Decision:
+    """The unlabeled rule's decision, saying why the test labels there were not used."""
+    shortfall = gate.label_shortfall(labels)
+    if shortfall is None or not (labels >= 0).any():  # labels enough, or none to speak of
+        return decision
+    return replace(decision, reason=f"{decision.reason} ({shortfall}, so judged without them)",
+                   figures={**decision.figures, "label_shortfall": shortfall})
 
 
 def _common_spec(layer: Layer, splits: dict[str, Any]) -> tuple[dict[str, Any], FeatureSpec]:

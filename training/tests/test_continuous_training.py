@@ -212,3 +212,69 @@ def test_splits_without_a_feature_spec(tmp_path, caplog):
     narrow = {name: replace(s, features=s.features[:, :16]) for name, s in bare.items()}
     with pytest.raises(SchemaError, match="layer1 has no data-free layout to assume"):
         _common_spec(Layer1(), narrow)
+
+
+def _saved_splits(folder, rng, *, test_threats: int = 30) -> dict:
+    splits = (_split("train", 1100, 0, rng, day=1), _split("val", 150, 30, rng, day=1),
+              _split("test", 150, test_threats, rng, day=1))
+    return {s.name: str(s.save(folder / f"layer1_{s.name}.npz")) for s in splits}
+
+
+def test_a_challenger_is_trained_and_thresholded_like_the_production_model(tmp_path, capsys):
+    """The pipeline's champion used quantile:0.999 and batches of 32: so does its challenger
+    (the trainer's "auto" rule alerts ten times as often); flags change either, and the result
+    says which settings were used and where they came from."""
+    from training.layers.layer1 import Layer1
+
+    paths, registry = _saved_splits(tmp_path, np.random.default_rng(3)), tmp_path / "models"
+    as_the_pipeline = Layer1().default_config(num_epochs=1, batch_size=32, seed=42,
+                                              threshold_rule="quantile:0.999")
+    first = ContinuousTrainingPipeline(RetrainingConfig(
+        registry_dir=str(registry), training_config=as_the_pipeline)).run_retraining(
+        "layer1", "vae", None, paths["train"], paths["val"], paths["test"])
+    if not first["deployed"]:
+        ModelRegistry(registry).transition_stage("vae", first["new_version"], "production")
+    capsys.readouterr()
+
+    def retrain(*flags: str) -> tuple[dict, dict]:
+        assert main(["retrain", "--model-name", "vae", "--train-data", paths["train"],
+                     "--val-data", paths["val"], "--test-data", paths["test"], "--registry-dir",
+                     str(registry), "--force", "--epochs", "1", "-q", *flags]) == 0
+        result = json.loads(capsys.readouterr().out)
+        model = ModelRegistry(registry).load_model("vae", result["new_version"])
+        return model.sidecar["training_config"], result
+
+    trained, result = retrain()
+    assert (trained["threshold_rule"], trained["batch_size"]) == ("quantile:0.999", 32)
+    assert result["training_settings"] == {
+        "from": "the production vae 1.0.0", "changed": {"num_epochs": 1},
+        "threshold_rule": "quantile:0.999", "batch_size": 32,
+        "learning_rate": as_the_pipeline.learning_rate, "num_epochs": 1, "seed": 42}
+    trained, result = retrain("--threshold", "quantile:0.99", "--batch-size", "64")
+    assert (trained["threshold_rule"], trained["batch_size"]) == ("quantile:0.99", 64)
+    assert result["training_settings"]["changed"] == {
+        "num_epochs": 1, "batch_size": 64, "threshold_rule": "quantile:0.99"}
+
+
+def test_a_single_threat_is_too_few_for_the_labeled_gate(tmp_path):
+    """A test split with 1 threat gave a [1, 1] interval: it is judged without labels, and the
+    reason names the counts."""
+    paths = _saved_splits(tmp_path, np.random.default_rng(4), test_threats=1)
+    result = ContinuousTrainingPipeline(RetrainingConfig(registry_dir=str(tmp_path / "models"))
+                                        ).run_retraining("layer1", "vae", None, *paths.values())
+    decision = result["comparison"]
+    assert decision["metric"] == "val_loss" and "challenger_roc_auc_ci" not in decision["figures"]
+    assert decision["reason"].endswith(
+        "(1 threat and 150 benign test units: the labeled gate needs at least 5 of each for "
+        "its 95% intervals, so judged without them)")
+
+
+def test_retrain_and_the_pipeline_gate_apply_the_same_floor():
+    """No fixed PR-AUC floor by default in either (a PR-AUC of 0.5 at a base rate of 0.3% is
+    far above chance): the labeled gate's statistical floors, which follow the base rate."""
+    from training.cli.main import build_parser
+    from training.pipeline.config import GateConfig
+
+    assert RetrainingConfig().floor("pr_auc") is None
+    assert build_parser().parse_args(["retrain"]).min_accuracy is None
+    assert (GateConfig().min_value or None) is None  # as promotion_decision reads it

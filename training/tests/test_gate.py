@@ -16,7 +16,9 @@ import pytest
 from training.data_collection import DataCollector, DataSource
 from training.evaluation.bootstrap import paired_metrics
 from training.evaluation.metrics import roc_auc
-from training.retraining.gate import labeled_decision
+from training.retraining.gate import (
+    MIN_CLASS_UNITS, TOO_FEW_LABELS, has_both_labels, label_shortfall, labeled_decision,
+)
 
 CAPTURE = Path("../shared/datasets/iot23/CTU-Malware-Capture-42-1-labeled.csv")
 
@@ -85,3 +87,36 @@ def test_the_bootstrap_is_paired(labels, champion):
     _, (first, second) = paired_metrics([champion, champion], labels, resamples=300, seed=1)
     assert np.array_equal(first["pr_auc"], second["pr_auc"])  # the same resamples for both
     assert np.array_equal(first["roc_auc"], draws["roc_auc"])
+
+
+def _keep_threats(labels: np.ndarray, n: int) -> np.ndarray:
+    """The labels with all but the first `n` threats unknown (-1)."""
+    kept = labels.copy()
+    kept[np.flatnonzero(labels == 1)[n:]] = -1
+    return kept
+
+
+def test_a_single_threat_is_too_few_to_judge(labels, champion):
+    """One threat: every resample draws it, so the interval was a point ([1, 1] when it ranks
+    first). The gate refuses to judge and says why, with the counts."""
+    one = _keep_threats(labels, 1)
+    challenger = one + np.random.default_rng(8).uniform(0, 0.5, len(one))  # ranks it first
+    for against in (champion, None):
+        decision = labeled_decision("pr_auc", one, challenger, against, improvement=0.02)
+        assert not decision.deploy and decision.rule == TOO_FEW_LABELS
+        assert decision.reason == (
+            "too few labels to judge: 1 threat and 4,420 benign test units: the labeled gate "
+            "needs at least 5 of each for its 95% intervals; judge without labels (comparison "
+            "metric val_loss) or on a test split with more threats")
+        assert decision.figures == {"threat_units": 1, "benign_units": 4420,
+                                    "min_class_units": MIN_CLASS_UNITS}
+
+
+def test_the_labeled_rule_needs_five_units_of_each_class(labels):
+    assert MIN_CLASS_UNITS == 5
+    assert not has_both_labels(_keep_threats(labels, 4))
+    assert has_both_labels(_keep_threats(labels, 5))
+    few_benign = np.r_[np.ones(20), np.zeros(4)].astype(np.int64)
+    assert label_shortfall(few_benign) == ("20 threat and 4 benign test units: the labeled "
+                                           "gate needs at least 5 of each for its 95% intervals")
+    assert label_shortfall(np.r_[few_benign, 0]) is None

@@ -311,3 +311,25 @@ def test_the_script_reports_bad_usage_with_exit_code_2(tmp_path):
     train, val = write_layer1_splits(tmp_path)
     assert main(["--train_data", train, "--val_data", val, "--storage", "bogus",
                  "--output_dir", str(tmp_path)]) == 2
+
+
+def test_a_resumed_study_refuses_another_captures_data(tmp_path, capsys):
+    """`tune` again with the same study but other splits: exit 2 with the fix in the message;
+    nothing is added to the study, whose files still name its own data."""
+    from training.cli.tune import main
+    from training.tests.tuning_helpers import write_layer1_splits
+
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    first, other = write_layer1_splits(tmp_path / "a"), write_layer1_splits(tmp_path / "b", seed=8)
+    common = ["--n_trials", "2", "--max_epochs", "1", "--output_dir", str(tmp_path / "tuning")]
+    assert main(["--train_data", first[0], "--val_data", first[1], "--n_trials", "1",
+                 *common[2:]]) == 0
+    capsys.readouterr()
+    assert main(["--train_data", other[0], "--val_data", other[1], *common]) == 2
+    error = capsys.readouterr().err.splitlines()[-1]  # one line, after the progress lines
+    assert error.startswith(f"error: study 'layer1_vae_tuning' holds trials on other data: "
+                            f"train_data was {first[0]} (sha256 ")
+    assert "give this data a new --study-name (or --output-dir)" in error
+    best = json.loads((tmp_path / "tuning/layer1_vae_tuning/best_params.json").read_text())
+    assert best["n_trials"] == {"complete": 1}
+    assert best["study_attrs"]["objective"]["train_data"] == first[0]

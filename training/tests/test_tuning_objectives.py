@@ -13,6 +13,8 @@ from optuna.trial import TrialState, create_trial
 from sklearn.metrics import average_precision_score
 
 from training.errors import ConfigError
+from training.layers.layer1 import Layer1
+from training.retraining.gate import split_fingerprint
 from training.tests.tuning_helpers import write_layer1_splits
 from training.trainer.callbacks import Callback
 from training.tuning.objectives import LayerObjective
@@ -223,3 +225,41 @@ def test_a_study_refuses_trials_of_another_metric(splits):
     with pytest.raises(ConfigError, match="holds trials with metric='loss', this run has "
                                           "metric='pr_auc'"):
         LayerObjective("layer1", *splits, metric="pr_auc").attach(study)
+
+
+def test_a_study_refuses_trials_of_other_data(splits, tmp_path):
+    """Values measured on another capture's splits do not compare: a study resumes only on
+    the data its trials were measured on (by content: a copy elsewhere resumes)."""
+    study = optuna.create_study(study_name="s")
+    LayerObjective("layer1", *splits).attach(study)
+    stored = study.user_attrs["objective"]
+    assert len(stored["train_fingerprint"]) == len(stored["val_fingerprint"]) == 64
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    moved = [str(copy / name) for name in ("train.npz", "val.npz")]
+    for source, target in zip(splits, moved):
+        np.savez(target, **dict(np.load(source)))
+    LayerObjective("layer1", *moved).attach(study)  # the same contents: resumes
+    other = write_layer1_splits(tmp_path, seed=8)  # another capture's splits
+    with pytest.raises(ConfigError) as refused:
+        LayerObjective("layer1", splits[0], other[1]).attach(study)
+    assert str(refused.value) == (
+        f"study 's' holds trials on other data: val_data was {splits[1]} (sha256 "
+        f"{stored['val_fingerprint'][:12]}), this run has {other[1]} (sha256 "
+        f"{split_fingerprint(Layer1(), Layer1().load_units(other[1]))[:12]}); values measured "
+        "on other data do not compare: give this data a new --study-name (or --output-dir), "
+        "or resume with the study's own data")
+    assert study.user_attrs["objective"] == stored  # the study still names its own data
+
+
+def test_a_study_from_before_fingerprints_is_checked_by_path(splits, tmp_path):
+    study = optuna.create_study(study_name="old")
+    legacy = LayerObjective("layer1", *splits).describe()
+    study.set_user_attr("objective", {k: v for k, v in legacy.items()
+                                      if not k.endswith("_fingerprint")})
+    other = write_layer1_splits(tmp_path, seed=8)
+    with pytest.raises(ConfigError, match=f"train_data was {splits[0]}, this run has "
+                                          f"{other[0]} \\(sha256 [0-9a-f]{{12}}\\)"):
+        LayerObjective("layer1", *other).attach(study)
+    LayerObjective("layer1", *splits).attach(study)  # its own paths: resumed, now fingerprinted
+    assert study.user_attrs["objective"]["train_fingerprint"] == legacy["train_fingerprint"]

@@ -28,17 +28,19 @@ from typing import Any
 import numpy as np
 import optuna
 
-from training.errors import ConfigError, RegistryError, TrainingError
+from training.errors import ConfigError, TrainingError
 from training.layers.base import Layer
 from training.layers.registry import get_layer
 from training.layers.training import train_layer
 from training.evaluation.metrics import known_scores, pr_auc
+from training.retraining.gate import split_fingerprint
 from training.tuning.pruning import OptunaPruning
 from training.trainer.config import TrainingConfig
 
 logger = logging.getLogger(__name__)
 
 METRICS = ("auto", "loss", "pr_auc")
+DATA_SPLITS = ("train", "val")  # the splits a study's values are measured with
 
 
 class LayerObjective:
@@ -133,17 +135,22 @@ class LayerObjective:
         return f"{self.model_name}_tuning"
 
     def describe(self) -> dict[str, Any]:
-        """What the study records about its objective."""
+        """What the study records about its objective, with the fingerprint of each split's
+        contents (`split_fingerprint`: the same one a trained model's sidecar records)."""
         return {"layer": self.layer.name, "model": self.model_name, "metric": self.metric,
                 "direction": self.direction, "max_epochs": self.max_epochs, "seed": self.seed,
-                "train_data": _described(self.train_data), "val_data": _described(self.val_data)}
+                "train_data": _described(self.train_data), "val_data": _described(self.val_data),
+                **{f"{split}_fingerprint": split_fingerprint(self.layer, self.data[split])
+                   for split in DATA_SPLITS}}
 
     def attach(self, study: optuna.Study) -> None:
         """Record this objective in `study`, or check that its trials came from the same kind
-        of objective (values of another layer, metric or epoch budget do not compare).
+        of objective on the same data (values of another layer, metric, epoch budget or data
+        do not compare).
 
         Raises:
-            ConfigError: the study was made with another layer, metric or max_epochs.
+            ConfigError: the study was made with another layer, metric, max_epochs, training
+                data or validation data.
         """
         mine, stored = self.describe(), study.user_attrs.get("objective")
         if stored is None:
@@ -155,6 +162,16 @@ class LayerObjective:
                 raise ConfigError(f"study {study.study_name!r} holds trials with {key}="
                                   f"{stored.get(key)!r}, this run has {key}={mine[key]!r}; "
                                   "their values do not compare: use another study name")
+        changes = [_data_change(split, stored, mine) for split in DATA_SPLITS]
+        changes = [change for change in changes if change]
+        if changes:
+            raise ConfigError(f"study {study.study_name!r} holds trials on other data: "
+                              f"{'; '.join(changes)}; values measured on other data do not "
+                              "compare: give this data a new --study-name (or --output-dir), "
+                              "or resume with the study's own data")
+        if any(f"{split}_fingerprint" not in stored for split in DATA_SPLITS):
+            # A study from before fingerprints, on the same paths: from now on it is checked.
+            study.set_user_attr("objective", {**stored, **mine})
 
     def measure(self, trainer: Any, metrics: dict[str, float]) -> float:
         """The epoch's objective value (see OptunaPruning)."""
@@ -225,6 +242,17 @@ class LayerObjective:
         return {"checkpoint": str(checkpoint), "model_name": self.model_name,
                 "version": version, "registry_dir": str(registry.registry_dir),
                 "metrics": metrics}
+
+
+def _data_change(split: str, stored: dict[str, Any], mine: dict[str, Any]) -> str | None:
+    """How `split`'s data differs from the study's, in words; None when it is the same. A
+    study from before fingerprints can only be compared by path."""
+    path, old_path = mine[f"{split}_data"], stored.get(f"{split}_data")
+    new, old = mine[f"{split}_fingerprint"], stored.get(f"{split}_fingerprint")
+    if new == old or (old is None and path == old_path):
+        return None
+    were = f"{old_path}" + ("" if old is None else f" (sha256 {old[:12]})")
+    return f"{split}_data was {were}, this run has {path} (sha256 {new[:12]})"
 
 
 def _file_or_units(data: Any) -> Any:
