@@ -102,7 +102,8 @@ class Layer1(EventVectorLayer):
         chosen = None if events is None else events.take(rows)
         return explain_vectors(model, np.asarray(units.features)[rows], chosen,
                                robust=bool(getattr(self.featurizer, "robust", False)),
-                               layout=self.featurizer.layout)
+                               layout=self.featurizer.layout,
+                               label_fields=self.featurizer.label_fields)
 
     def validation_loss(self, metrics: dict[str, float]) -> float:
         # The reconstruction term, which is what the model scores by. The training loss weighs

@@ -10,21 +10,27 @@ expected this event to be. A detector without per-feature terms raises NotSuppor
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pyarrow as pa
 import torch
 
+from training.collection.schema import CANONICAL_SCHEMA, LABEL_SOURCE_FIELDS, is_label_field
 from training.detectors.base import Detector
-from training.features.layer1 import DIM, VERSION
-from training.features.layer1_names import HASHED, decode_rows, field_dims
+from training.features.encoding import as_array, buckets, numbers
+from training.features.layer1 import DIM, EXTRA_BUCKETS, ID_FIELDS, VERSION
+from training.features.layer1_names import EXTRA_FIELD, HASHED, decode_rows, field_dims
 from training.layers.reasons import Reason, ranked
 
 KL_FIELD = "latent code (KL)"  # the ELBO score's last term: how unusual the event's code is
 _RAW = {"file": ("file_path", "file_hash")}  # fields whose observed value has another name
+_MAX_TEXT = 200  # characters of the extra fields a reason lists
 
 
 def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | None = None,
-                    robust: bool = False, layout: str = VERSION) -> list[list[Reason]]:
+                    robust: bool = False, layout: str = VERSION,
+                    label_fields: Sequence[str] = LABEL_SOURCE_FIELDS) -> list[list[Reason]]:
     """The reasons of each event, largest contribution first.
 
     Args:
@@ -33,6 +39,7 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
         events: the events' canonical rows in the same order, for their observed values.
         robust: the vectors' volumes are robust-scaled (read back as scaled values).
         layout: the vectors' layout (`training.features.layer1.LAYOUTS`).
+        label_fields: the featurizer's label fields (never features, so never reasons).
 
     Raises:
         NotSupportedError: the detector does not split its score into per-feature terms.
@@ -48,6 +55,11 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
     contributions = np.stack([terms[:, dims].sum(axis=1) for dims in slices.values()]
                              + ([terms[:, DIM]] if kl else []), axis=1)  # (events, fields)
     observed = _observed(events, features, robust, layout)  # (fields, events) texts
+    if events is not None:  # the extra fields in the bucket that cost most, by name
+        at = list(slices).index(EXTRA_FIELD)
+        dims = slices[EXTRA_FIELD]
+        observed[at] = _extra_fields(events, terms[:, dims], features[:, dims], label_fields,
+                                     observed[at])
     typical = ([_typical(f, features[:, dims], expected[:, dims], robust, layout)
                 for f, dims in slices.items()]
                if expected is not None else [[None] * len(features)] * len(slices))
@@ -68,6 +80,34 @@ def _typical(field: str, observed: np.ndarray, expected: np.ndarray, robust: boo
     set_ = expected[rows, best] >= 0.5
     same = set_ & (best == mine) & (observed[rows, mine] >= 0.5)
     return ["this value" if s else "another value" if e else "-" for s, e in zip(same, set_)]
+
+
+def _extra_fields(events: pa.Table, terms: np.ndarray, blocks: np.ndarray,
+                  label_fields: Sequence[str], fallback: list[str | None]) -> list[str | None]:
+    """Per event, its extra fields (16 buckets shared by every non-canonical field) that fall
+    in its set bucket of largest error, as "name=value" (numbers by name too), so a reason
+    says "ssl.version=TLSv10" rather than "extra fields set"; `fallback` where none does (the
+    error is in buckets the event leaves empty)."""
+    top = np.where(blocks > 0, terms, -np.inf).argmax(1)
+    found: list[list[str]] = [[] for _ in range(events.num_rows)]
+    for name in events.column_names:
+        if name in CANONICAL_SCHEMA.names or name in ID_FIELDS or is_label_field(name,
+                                                                                label_fields):
+            continue
+        column = as_array(events[name])
+        if column.type in (pa.string(), pa.large_string()):
+            bucket = buckets(column, EXTRA_BUCKETS, name)  # as the featurizer hashes text
+        elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type) \
+                or pa.types.is_boolean(column.type):
+            named = int(buckets(pa.array([name]), EXTRA_BUCKETS, "extra")[0])
+            bucket = np.where(np.nan_to_num(numbers(column)) != 0, named, -1)
+        else:
+            continue
+        values = None
+        for i in np.flatnonzero(bucket == top):
+            values = column.to_pylist() if values is None else values
+            found[i].append(f"{name}={values[i]}")
+    return [", ".join(f)[:_MAX_TEXT] if f else old for f, old in zip(found, fallback)]
 
 
 def _observed(events: pa.Table | None, features: np.ndarray, robust: bool,

@@ -10,6 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from training.collection.collector import DataCollector, DataSource
+from training.collection.schema import sensor_records
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.scoring.batch import score_events
 from training.scoring.context import CONTEXT_FIELDS, unit_context
@@ -37,9 +38,12 @@ def test_real_files_fill_every_context_column_the_source_has(tmp_path, datasets,
                                                              kind, path, own_id):
     source = [DataSource("s", kind, {"path": str(datasets / path)})]
     events = DataCollector(source, progress=False).collect_table()
+    sensor = sensor_records(events["event_type"])  # Suricata stats: left out, and counted
+    events = events.filter(pa.array(~sensor))
     summary = score_events(registry, "tiny", source, tmp_path / "out.parquet")
     out = pq.read_table(tmp_path / "out.parquet")
     assert out.num_rows == events.num_rows == summary.units
+    assert summary.sensor_records == sensor.sum()
     assert out["unit"].to_pylist() == events["event_id"].to_pylist()
     for name in CONTEXT_FIELDS:  # one event per unit: exactly its own values, nulls included
         assert out[name].to_pylist() == events[name].to_pylist(), name

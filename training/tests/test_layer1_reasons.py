@@ -269,6 +269,16 @@ def test_a_hashed_fields_typical_value_says_whether_it_is_this_one(fitted):
         "this value", "another value"]
 
 
+def test_an_extra_fields_reason_names_the_field_and_value_behind_it(fitted):
+    # Extra fields share 16 hashed buckets, which name no field: the reason used to read
+    # "extra fields set". It now names what fell in the bucket of largest error.
+    layer, model, train, held_out, _ = fitted
+    assert "ShAdDaTXYZ" not in train["history"].to_pylist()
+    _, reasons = _scored(layer, model, _changed(held_out, "history", "ShAdDaTXYZ"))
+    extra = [next(r for r in unit if r.field == "extra fields") for unit in reasons]
+    assert all("history=ShAdDaTXYZ" in r.observed for r in extra)
+
+
 def test_a_flood_of_alerts_explains_the_highest_scoring_of_each_batch(fitted):
     from training.scoring.alerts import MAX_EXPLAINED, AlertRows
 
