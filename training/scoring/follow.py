@@ -51,6 +51,7 @@ from training.evaluation.fusion import FUSED_NAME
 from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
 from training.scoring.alerts import AlertRows
+from training.scoring.batch import TrafficOnly
 from training.scoring.ecs import AlertRule, event_alerts, unit_alerts
 from training.scoring.es_bulk import BulkIndexer
 from training.scoring.follow_state import AppendOnly, FollowState
@@ -253,8 +254,9 @@ class _Run:
         self.out, self.incidents, self.windows = out, incidents, windows
         self.warned_late = False  # the first poll mostly late gets a warning, once a run
         kinds = ("events", "alerts", *(("incident_updates",) if incidents else ()),
-                 "quarantined", "refused", *(("late",) if windows else ()))
+                 "quarantined", "refused", "sensor_records", *(("late",) if windows else ()))
         self.counts = {k: counts.get(k, 0) for k in kinds}
+        self.traffic = TrafficOnly()  # sensor records are left out, as batch `score` does
 
     def commit(self, state: FollowState, tail: Tail, files: list[AppendOnly],
                model: dict[str, str]) -> None:
@@ -276,23 +278,26 @@ class _Run:
             canonical = part.canonical
             read += canonical.table.num_rows + len(canonical.rejects)
             self._quarantine([r.to_dict() for r in canonical.rejects])
-            if not canonical.table.num_rows:
+            before = self.traffic.left_out
+            table = self.traffic(canonical.table)
+            self.counts["sensor_records"] += self.traffic.left_out - before
+            if not table.num_rows:
                 continue
             if self.windows is not None:  # scored when their windows close, below
-                rejects, late = self.windows.add(canonical.table, part)
+                rejects, late = self.windows.add(table, part)
                 self._quarantine(rejects)
                 self.counts["late"] += late
-                if late > canonical.table.num_rows // 2 and not self.warned_late:
+                if late > table.num_rows // 2 and not self.warned_late:
                     logger.warning("%d of %d events read from %s came after their windows "
                                    "had closed; they are quarantined (STATE/quarantine.jsonl) "
                                    "and later ones will be too, counted but not warned of again",
-                                   late, canonical.table.num_rows, part.position.path)
+                                   late, table.num_rows, part.position.path)
                     self.warned_late = True
                 continue
-            rows = self._score(canonical.table)
-            docs += event_alerts(self.rule, canonical.table, rows)
+            rows = self._score(table)
+            docs += event_alerts(self.rule, table, rows)
             polled.append(rows)
-            self.counts["events"] += canonical.table.num_rows
+            self.counts["events"] += table.num_rows
         if self.windows is not None:
             for events, rows in self.windows.close(tail.lagging):
                 self._write_rows(rows)

@@ -188,7 +188,7 @@ def test_alerts_reach_elasticsearch_as_ecs_and_refused_items_are_retried_or_repo
         again = follow_events(registry, "vae", sources, outputs, once=True)  # nothing new
 
     assert summary.counts == {"events": 59, "alerts": len(docs), "quarantined": 1,
-                              "refused": 2}
+                              "refused": 2, "sensor_records": 0}
     assert again.counts == summary.counts and _jsonl(tmp_path / "alerts.jsonl") == docs
     assert [q["field"] for q in quarantined] == ["id.resp_p"] and quarantined[0]["line"] == 12
     ids = {d["event"]["id"] for d in docs}
@@ -290,6 +290,7 @@ def test_a_real_zeek_folder_written_in_two_parts_scores_as_the_batch_path(tmp_pa
     batch = {r["unit"]: r["score"] for r in _jsonl(tmp_path / "batch.jsonl")}
     followed = {r["unit"]: r["score"] for r in _jsonl(tmp_path / "scores.jsonl")}
     assert summary.counts["events"] == len(batch) > 100
+    assert summary.counts["sensor_records"] > 0  # capture_loss, reporter, ...: left out
     assert followed.keys() == batch.keys()
     assert all(abs(followed[u] - batch[u]) <= 1e-6 * abs(batch[u]) for u in batch)
     alerts = {d["maximus"]["unit"] for d in _jsonl(tmp_path / "alerts.jsonl")}
