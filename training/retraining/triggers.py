@@ -2,8 +2,8 @@
 
 Each trigger returns a `TriggerResult` whether it fires or not, so a run that does nothing
 still says why. What the production model was trained on comes from the `data` record that
-continuous training stores in its metadata details: `train_rows`, `train_until` (the latest
-event time of its training rows) and an attached sample of those rows (`reference.npz`) for
+continuous training stores in its metadata details: `train_rows`, `train_from` and
+`train_until` (the earliest and latest event times of its training rows) and an attached sample of those rows (`reference.npz`) for
 drift.
 """
 
@@ -49,14 +49,17 @@ def age(created_at: str, now: datetime, frequency_days: float) -> TriggerResult:
 
 
 def new_rows(times: np.ndarray, data: dict[str, Any]) -> np.ndarray:
-    """Mask of the training units the production model has not seen: those later than its
-    `train_until` when the units have times (datetime64, NaT where unknown), else the units
-    beyond its `train_rows` (every unit when its training data is not on record)."""
+    """Mask of the training units the production model has not seen: those outside the time
+    span it learnt from (later than its `train_until`, or earlier than its `train_from`: a
+    backfill, another capture) when the units have times (datetime64, NaT where unknown),
+    else the units beyond its `train_rows` (every unit when its training data is not on
+    record)."""
     times = np.asarray(times, dtype="datetime64[us]")
     timed = len(times) and not np.isnat(times).all()
-    until = data.get("train_until")
+    until, since = data.get("train_until"), data.get("train_from")
     if timed and until is not None:
-        return times > np.datetime64(until, "us")
+        new = times > np.datetime64(until, "us")
+        return new | (times < np.datetime64(since, "us")) if since is not None else new
     seen = data.get("train_rows")
     mask = np.ones(len(times), dtype=bool)
     if seen is not None and not timed:
@@ -100,10 +103,12 @@ def drift(reference: np.ndarray | None, current: np.ndarray, threshold: float,
 
 def training_record(times: np.ndarray, learnt: np.ndarray) -> dict[str, Any]:
     """The `data` record `new_rows` reads: how many units a model learnt from (`learnt`, a
-    mask over the units) and the latest known event time among them (None without times)."""
+    mask over the units) and the earliest and latest known event times among them (None
+    without times)."""
     times = np.asarray(times, dtype="datetime64[us]")[learnt]
     known = times[~np.isnat(times)]
     return {"train_rows": int(learnt.sum()),
+            "train_from": str(known.min()) if len(known) else None,
             "train_until": str(known.max()) if len(known) else None}
 
 

@@ -177,6 +177,12 @@ def test_triggers_new_rows_and_drift():
     times = split.columns["timestamps"]
     assert triggers.new_rows(times, {"train_until": until}).sum() == 10
     assert triggers.new_rows(times, {}).sum() == 40  # nothing on record: every row is new
+    # Rows before the span it learnt from (a backfill, another capture) are new too.
+    since = str(START + np.timedelta64(1, "D") + np.timedelta64(5, "s"))
+    assert triggers.new_rows(times, {"train_from": since, "train_until": until}).sum() == 15
+    record = triggers.training_record(times, np.arange(40) < 30)
+    assert (record["train_rows"], record["train_from"], record["train_until"]) == (
+        30, str(times[0]), str(times[29]))
     untimed = np.full(40, np.datetime64("NaT"), "datetime64[us]")
     assert triggers.new_rows(untimed, {"train_rows": 30}).sum() == 10  # beyond what it saw
     assert triggers.new_samples(np.ones(999, bool), 1000).fired is False
