@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from training.cli.data_files import layer_of_file
 from training.cli.options import sources_from_flags
+from training.errors import ConfigError, SchemaError
+
+if TYPE_CHECKING:
+    from training.layers.base import Layer
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.artifacts.model_files import load_model
     from training.collection.collector import DataCollector
     from training.collection.schema import labels_from_alerts
-    from training.errors import ConfigError, SchemaError
     from training.evaluation.evaluator import save_report
     from training.evaluation.report_text import format_report
     from training.evaluation.units import evaluate_units
@@ -24,6 +30,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     layer = layer_for_spec(loaded.feature_spec, str(args.model))
     circular = None
     if args.data is not None:
+        _require_same_layer(args.data, layer, args.model)
         units, what = layer.load_units(args.data), str(args.data)
     else:
         events = DataCollector(sources_from_flags(args, args.source), checkpoint_enabled=False,
@@ -45,3 +52,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         paths = save_report(metrics, args.report, f"{layer.model_name}: {what}")
         print(f"report: {paths['html']}")
     return 0
+
+
+def _require_same_layer(data: Path, layer: Layer, model: Path) -> None:
+    """Refuse --data of another layer than --model's, naming a model that takes it: the
+    model beside --model of the data's layer when there is one (a pipeline's checkpoints)."""
+    other = layer_of_file(data)
+    if other.name == layer.name:
+        return
+    beside = Path(model).with_name(f"{other.model_name}_best.pt")
+    hint = beside if beside.exists() else f"e.g. WORKDIR/checkpoints/{beside.name}"
+    raise ConfigError(f"--data {data} holds {other.name} {other.unit}s, but --model {model} is "
+                      f"a {layer.name} model; evaluate it with a {other.name} model (--model "
+                      f"{hint})")

@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from training.cli.options import exit_code, option, parse_source
 from training.cli.output import command_output
-from training.cli.parser import CommandParser, add_global_flags, help_command
+from training.cli.parser import CommandParser, add_global_flags, help_command, typed_flags
 from training.collection.collector import DataCollector
 from training.paths import collected_dir
 from training.sources.config import DataSourceType
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, or a usage error already printed on one line
         return exit_.code if isinstance(exit_.code, int) else 2
     with command_output(args.verbose, args.quiet):
-        return exit_code(lambda: args.run(args), args.verbose)
+        return exit_code(lambda: args.run(args), args.verbose, typed_flags(args))
 
 
 def pass_through(argv: list[str]) -> list[str]:

@@ -17,7 +17,8 @@ from pathlib import Path
 from training.collection.schema import LabelMap
 from training.errors import ConfigError, PipelineError
 from training.paths import models_dir
-from training.sources.config import DataSource, DataSourceType, source_type
+from training.cli.parser import did_you_mean
+from training.sources.config import TYPE_ALIASES, DataSource, DataSourceType, source_type
 
 CLOSED_STDOUT = 141  # 128 + SIGPIPE: the status of a Unix tool whose reader went away
 
@@ -43,8 +44,10 @@ def parse_source(spec: str, index: int, default_label: str | None,
         raise ConfigError(f"--source must look like TYPE:PATH or NAME=TYPE:PATH, got {spec!r}")
     try:
         kind_type = source_type(kind)
-    except ConfigError as exc:
-        raise ConfigError(f"{exc} (in {spec!r})") from None
+    except ConfigError:
+        names = sorted(TYPE_ALIASES)
+        raise ConfigError(f"unknown source type {kind!r}{did_you_mean(kind, names)} in {spec!r}; "
+                          f"use one of {', '.join(names)}") from None
     params = _es_params(path, environ) if kind_type is DataSourceType.ELASTIC else {"path": path}
     return DataSource(name=name or f"{kind}{index}", source_type=kind_type,
                       connection_params=params, default_label=default_label)
@@ -120,13 +123,15 @@ def _es_params(url: str, environ: Mapping[str, str]) -> dict:
     return params
 
 
-def exit_code(run: Callable[[], int], verbose: bool = False) -> int:
+def exit_code(run: Callable[[], int], verbose: bool = False,
+              flags: Mapping[str, str] | None = None) -> int:
     """`run()`, with every error printed as one `error:` line on stderr and turned into an exit
     code: 2 a bad configuration or argument (`ConfigError`), 1 anything else: another
     `PipelineError`, an `OSError` (the line names the path and the cause: "No space left on
     device", "Permission denied"), an unexpected exception (a bug: the line says so), 130 an
     interrupt. `verbose` prints the traceback above the line. A reader that closed stdout
-    early (`| head -1`) ends the command quietly with 141, as SIGPIPE ends Unix tools."""
+    early (`| head -1`) ends the command quietly with 141, as SIGPIPE ends Unix tools.
+    `flags` (`typed_flags(args)`): a message about a parameter names the flag typed for it."""
     try:
         code = run()
         sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's last flush
@@ -142,23 +147,56 @@ def exit_code(run: Callable[[], int], verbose: bool = False) -> int:
         _traceback(verbose)
         print("error: interrupted", file=sys.stderr)
         return 130
-    except ConfigError as exc:
+    except Exception as exc:  # one line, a traceback only with -v, as promised to cron and CI
         _traceback(verbose)
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except PipelineError as exc:
-        _traceback(verbose)
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        _traceback(verbose)
-        print(f"error: {os_error(exc)}", file=sys.stderr)
-        return 1
-    except Exception as exc:  # a bug: one line unless -v, as promised to cron and CI logs
-        _traceback(verbose)
-        hint = "" if verbose else "; rerun with -v for the traceback"
-        print(f"error: unexpected {type(exc).__name__}: {exc} (a bug{hint})", file=sys.stderr)
-        return 1
+        print(f"error: {error_message(exc, hint=not verbose, flags=flags)}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigError) else 1
+
+
+def error_message(exc: Exception, *, hint: bool = False,
+                  flags: Mapping[str, str] | None = None) -> str:
+    """The `error:` line's text for `exc`: a PipelineError's message (naming the flag of a
+    parameter, see `name_flags`), an OSError's path and cause, else an unexpected exception,
+    called a bug (`hint`: "rerun with -v" too)."""
+    if isinstance(exc, PipelineError):
+        return name_flags(str(exc), flags or {})
+    if isinstance(exc, OSError):
+        return os_error(exc)
+    more = "; rerun with -v for the traceback" if hint else ""
+    return f"unexpected {type(exc).__name__}: {exc} (a bug{more})"
+
+
+# The library's name of a parameter (or the subject of its message) -> the dest of the flag
+# that sets it, where they differ or the message goes on otherwise than "NAME must ...".
+PARAMETER_FLAGS = {
+    "num_epochs": "epochs", "train.epochs": "epochs", "train.batch_size": "batch_size",
+    "learning_rate": "lr", "train.learning_rate": "lr", "random_seed": "seed",
+    "early_stopping_patience": "patience", "alert_rate_factor": "alert_factor",
+    "the alert-rate factor": "alert_factor", "the maximum alert rate": "max_alert_rate",
+    "min_accuracy_threshold": "min_accuracy", "top_k": "top", "train_until": "train_until",
+    "train.keep_unknown": "keep_unknown", "train.benign_only": "benign_only",
+}
+
+
+def name_flags(message: str, flags: Mapping[str, str]) -> str:
+    """`message` with the parameter it starts with ("num_epochs must be >= 1, got 0") named
+    by the flag the user typed for it ("--epochs must be >= 1, got 0"); unchanged when the
+    value came from elsewhere (a TOML file, a default) or the message is about no parameter.
+
+    Args:
+        message: an error message of the library.
+        flags: {dest: flag as typed} (`training.cli.parser.typed_flags`).
+    """
+    for name in sorted({*flags, *PARAMETER_FLAGS}, key=len, reverse=True):
+        rest = message[len(name):]
+        if not message.startswith(name) or rest[:1] not in ("", " ", ","):
+            continue
+        if name not in PARAMETER_FLAGS and not rest.startswith(" must "):
+            continue  # a flag's dest at the start of another message ("source ... failed")
+        for dest in (name, PARAMETER_FLAGS.get(name)):
+            if dest in flags:
+                return flags[dest] + rest
+    return message
 
 
 def stdout_closed() -> bool:

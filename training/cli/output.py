@@ -2,6 +2,8 @@
 
 Without flags: warnings, errors and progress (a bar on a terminal, a line now and then
 elsewhere; see `training.console.progress`). `-v`: every step's INFO log as well. `-q`: no progress.
+A logged warning or error reads as the command's own do (`warning: ...`, `error: ...`); INFO
+lines, for `-v` readers, name their level and logger (`INFO training.pipeline.run: ...`).
 Results go to stdout; nothing here touches it. An error in a background thread (TensorBoard's
 writer on a full disk) is one warning line, its traceback only with `-v`: the main thread
 reports what it did to the run.
@@ -38,12 +40,18 @@ class _Stderr(logging.StreamHandler):
 
 
 class _Formatter(logging.Formatter):
-    """Progress lines as "HH:MM:SS what: count", everything else as level, logger, message."""
+    """Progress lines as "HH:MM:SS what: count", warnings and errors as "warning: message"
+    (the command's own lines' form), INFO and DEBUG as level, logger, message."""
 
     def format(self, record: logging.LogRecord) -> str:
         if record.name == progress.logger.name:
             return f"{time.strftime('%H:%M:%S', time.localtime(record.created))} " \
                    f"{record.getMessage()}"
+        if record.levelno >= logging.WARNING:
+            text = f"{record.levelname.lower()}: {record.getMessage()}"
+            if record.exc_info:  # logger.exception: its traceback, as the base class adds it
+                text += "\n" + self.formatException(record.exc_info)
+            return text
         return super().format(record)
 
 

@@ -6,6 +6,8 @@
 * `Commands`: subcommands whose flags are added on first use (`add_lazy`), so that
   `maximus-train collect` does not import torch and Optuna to describe `train` and `tune`;
   every subcommand accepts the global flags (`-v`, `-q`) after its name too.
+* `typed_flags(args)`: the long flags the user typed, by destination, so that an error about
+  a value can name the flag it came from (`training.cli.options.name_flags`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from itertools import takewhile
 from typing import Any, NoReturn
 
 Build = Callable[[argparse.ArgumentParser], None]
+TYPED = "typed_flags"  # the parsed namespace's {dest: the long flag as typed}
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -60,7 +63,27 @@ class CommandParser(argparse.ArgumentParser):
         namespace, extras = super().parse_known_args(args, namespace)
         if extras:
             self.error(self._unrecognized(extras))
+        # A subcommand's parser ran first and put its own there.
+        setattr(namespace, TYPED, {**self._typed_flags(), **getattr(namespace, TYPED, {})})
         return namespace, extras
+
+    def _typed_flags(self) -> dict[str, str]:
+        """{dest: flag} of the long flags given to this parser; an abbreviation (--epoch)
+        as the flag it stands for (--epochs)."""
+        given = getattr(self, "_given", [])
+        given = given[:given.index("--")] if "--" in given else given
+        typed = {}
+        for token in given:
+            flag = token.split("=", 1)[0]
+            if not flag.startswith("--"):
+                continue
+            if flag not in self._option_string_actions:
+                matches = [s for s in self._option_string_actions if s.startswith(flag)]
+                if not self.allow_abbrev or len(matches) != 1:
+                    continue
+                flag = matches[0]
+            typed[self._option_string_actions[flag].dest] = flag
+        return typed
 
     def _has_commands(self) -> bool:
         return any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
@@ -86,7 +109,7 @@ class CommandParser(argparse.ArgumentParser):
             return f"unrecognized argument {first!r}" + _and_more(extras)
         flag = first.split("=", 1)[0]
         known = [s for s in self._option_string_actions if s.startswith("--")]
-        return f"unrecognized flag {flag}" + _suggest(flag, known) + _and_more(extras)
+        return f"unrecognized flag {flag}" + did_you_mean(flag, known) + _and_more(extras)
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         if action.choices is not None and value not in action.choices:
@@ -95,9 +118,9 @@ class CommandParser(argparse.ArgumentParser):
             if isinstance(action, argparse._SubParsersAction):  # COMMAND, ACTION, LAYER
                 what = str(action.metavar or "command").lower()
                 listed = [a.dest for a in action._choices_actions]  # without the aliases
+            close = did_you_mean(str(value), choices)
             raise argparse.ArgumentError(
-                action, f"unknown {what} {value!r}{_suggest(str(value), choices)}; choose from "
-                        f"{', '.join(listed)}")
+                action, f"unknown {what} {value!r}{close}; choose from {', '.join(listed)}")
 
 
 class Commands(argparse._SubParsersAction):
@@ -174,6 +197,11 @@ def add_global_flags(parser: argparse.ArgumentParser, *, top: bool = True) -> No
                        help="no progress bars or progress lines (warnings and errors only)")
 
 
+def typed_flags(args: argparse.Namespace) -> dict[str, str]:
+    """{dest: the long flag as the user typed it} of a namespace `CommandParser` parsed."""
+    return dict(getattr(args, TYPED, {}))
+
+
 def help_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespace], int]:
     """A `run` that prints `parser`'s help and exits 2: a command group given no action."""
     def show(_: argparse.Namespace) -> int:
@@ -183,7 +211,8 @@ def help_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespac
     return show
 
 
-def _suggest(word: str, candidates: list[str]) -> str:
+def did_you_mean(word: str, candidates: list[str]) -> str:
+    """The hint ` (did you mean X?)` for the candidate X closest to `word`; "" if none is."""
     close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     return f" (did you mean {close[0]}?)" if close else ""
 

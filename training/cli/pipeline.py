@@ -23,6 +23,7 @@ from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
+from training.cli.data_files import cmd_validate
 from training.cli.evaluate import cmd_evaluate
 from training.cli.options import layer_name, sources_from_flags
 from training.cli.parser import help_command
@@ -65,10 +66,16 @@ def _pipeline_config(args: argparse.Namespace, default_workdir: str,
 
 
 def _run(config, args: argparse.Namespace) -> int:
+    from training.cli.options import error_message
+    from training.cli.parser import typed_flags
     from training.cli.run_options import run_options
     from training.pipeline import fusion, run
+    from training.pipeline.history import failures_recorded
 
-    result = run.run_pipeline(config, **run_options(args))
+    # A run that fails says so on the front page, with the line printed here.
+    flags = typed_flags(args)
+    with failures_recorded(config.workdir, lambda exc: error_message(exc, flags=flags)):
+        result = run.run_pipeline(config, **run_options(args))
     for note in result.notes:
         print(f"note: {note}")
     for o in result.layers:
@@ -118,23 +125,6 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     print(json.dumps({"events": events.num_rows, "quarantined": len(collector.quarantined),
                       "files": written}, indent=2))
     return 0
-
-
-def cmd_validate(args: argparse.Namespace) -> int:
-    from training.datasets.split import DatasetSplit
-    from training.datasets.validator import DataValidator
-    from training.features.layer1_names import dim_names
-
-    data = DatasetSplit.load(args.data)
-    reference = DatasetSplit.load(args.reference).features if args.reference else None
-    result = DataValidator(data.features.reshape(len(data.features), -1), data.labels,
-                           reference, feature_names=dim_names(data.spec)).validate(check_drift=reference is not None,
-                                               drift_threshold=args.drift_threshold)
-    DataValidator.print_report(result)
-    if args.report is not None:
-        for suffix in (".txt", ".json"):
-            DataValidator.save_report(result, args.report.with_suffix(suffix))
-    return 0 if result.passed else 1
 
 
 def cmd_split(args: argparse.Namespace) -> int:
@@ -291,12 +281,14 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
     val = commands.add_parser(
         "validate", help="check a feature file: missing values, outliers, labels, constant "
                          "features, drift",
-        description="Print a data-quality report of a feature or split file; exit code 1 when "
-                    "the data has an ERROR issue.")
-    option(val, "--data", type=Path, required=True, help="a preprocessed or split .npz file")
+        description="Print a data-quality report of a feature or split file of any layer "
+                    "(layer-1 rows, layer-2 edges, layer-3 windows); exit code 1 when the data "
+                    "has an ERROR issue.")
+    option(val, "--data", type=Path, required=True,
+           help="a preprocessed or split .npz file, e.g. WORKDIR/splits/layer3_test.npz")
     option(val, "--reference", type=Path,
-           help="a reference .npz (e.g. the train split) to measure drift against (default: "
-                "no drift check)")
+           help="a reference .npz of the same layer (e.g. the train split) to measure drift "
+                "against (default: no drift check)")
     option(val, "--drift-threshold", type=float, default=0.1,
            help="drift score above which a feature has drifted")
     option(val, "--report", type=Path,

@@ -24,7 +24,7 @@ from typing import Any
 
 from training.cli.options import exit_code
 from training.cli.output import command_output
-from training.cli.parser import CommandParser, Switch, add_global_flags
+from training.cli.parser import CommandParser, Switch, add_global_flags, typed_flags
 from training.errors import ConfigError
 from training.layers.base import Layer
 from training.layers.registry import get_layer
@@ -152,7 +152,7 @@ def main(layer_name: str, argv: Sequence[str] | None = None, *, prog: str | None
     except SystemExit as exit_:  # --help, or a usage error already printed on one line
         return exit_.code if isinstance(exit_.code, int) else 2
     with command_output(args.verbose, args.quiet):
-        return exit_code(lambda: run(layer, args, callbacks), args.verbose)
+        return exit_code(lambda: run(layer, args, callbacks), args.verbose, typed_flags(args))
 
 
 def run(layer: Layer, args: argparse.Namespace, callbacks: list[Callback] | None = None) -> int:

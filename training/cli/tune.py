@@ -24,7 +24,7 @@ from optuna.trial import TrialState
 from training.cli.new_registry import removed_unless_registered
 from training.cli.options import exit_code, layer_name, registry_dir, registry_options
 from training.cli.output import command_output
-from training.cli.parser import CommandParser, add_global_flags
+from training.cli.parser import CommandParser, add_global_flags, typed_flags
 from training.errors import PipelineError
 from training.layers.registry import layer_names
 from training.paths import tuning_dir
@@ -149,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exit_:  # --help, or a usage error already printed on one line
         return exit_.code if isinstance(exit_.code, int) else 2
     with command_output(args.verbose, args.quiet):
-        return exit_code(lambda: execute(args), args.verbose)
+        return exit_code(lambda: execute(args), args.verbose, typed_flags(args))
 
 
 def execute(args: argparse.Namespace) -> int:

@@ -143,8 +143,7 @@ class DatasetSplit:
         arrays = read_arrays(path)
         missing = [k for k in ("features", "labels") if k not in arrays]
         if missing:
-            raise SchemaError(f"{path}: no {' or '.join(missing)} array; it is not a dataset "
-                              f"split (keys: {sorted(arrays)})")
+            raise SchemaError(_not_a_split(path, arrays, missing))
         spec = FeatureSpec.from_npz(arrays, str(path)) if SPEC_FIELD in arrays else None
         arrays.pop(SPEC_FIELD, None)
         layer = str(arrays.pop("layer")) if "layer" in arrays else None
@@ -163,3 +162,19 @@ class DatasetSplit:
             return cls(name, features, labels, sample_ids, indices, arrays, spec, layer, split_set)
         except SchemaError as exc:
             raise SchemaError(f"{path}: {exc}") from None
+
+
+def _not_a_split(path: Path, arrays: dict[str, np.ndarray], missing: list[str]) -> str:
+    """Why `path` is no layer-1 split: the units of another layer (the pipeline's layer-2 and
+    layer-3 splits and features, which other commands take), or no dataset file at all."""
+    from training.layers.registry import get_layer  # the layers build on splits
+
+    spec = FeatureSpec.from_npz(arrays, str(path)) if SPEC_FIELD in arrays else None
+    if spec is None or get_layer(spec.layer).unit == "event":  # event vectors: a broken split
+        return (f"{path}: no {' or '.join(missing)} array; it is not a dataset split (keys: "
+                f"{sorted(arrays)})")
+    return (f"{path} holds {spec.layer} features ({spec.version}), not layer-1 rows: it is a "
+            f"{spec.layer} split or features file, as a pipeline writes to WORKDIR/splits/ and "
+            f"features/; give it to a {spec.layer} model (maximus-train evaluate --model <a "
+            f"{spec.layer} model> --data {path}), to maximus-train train {spec.layer}, or to "
+            f"maximus-train validate")

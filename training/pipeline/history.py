@@ -5,6 +5,9 @@
     prune_runs(workdir, keep=5)     # only the newest 5 run folders stay
     write_runs_index(workdir)       # workdir/report/index.html: every run, newest first
 
+    with failures_recorded(workdir):  # a run that raises: its error line on the front page
+        run_pipeline(config)
+
 A later run never overwrites an earlier one's report or TensorBoard run. What every run
 rebuilds from its sources (features/, splits/, checkpoints/, events.parquet) stays in the
 working directory, and the registered models in models/; `pipeline.json` beside them holds the
@@ -19,6 +22,8 @@ import logging
 import re
 import secrets
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,17 +31,20 @@ from typing import Any
 
 from training.artifacts.atomic import atomic_write
 from training.errors import ConfigError
+from training.pipeline.lock import WorkdirBusyError, workdir_lock
 from training.pipeline.report import page_head
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunFolder", "check_keep", "list_runs", "new_run", "prune_runs", "write_runs_index"]
+__all__ = ["RunFolder", "check_keep", "failures_recorded", "list_runs", "new_run", "prune_runs",
+           "write_runs_index"]
 
 RUNS = "runs"
 # <UTC time>-<short id>: names sort by start time (to the microsecond, so that runs started
 # in one second still sort); the random suffix keeps runs of two machines apart.
 _RUN_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}$")
 _TIME = "%Y%m%dT%H%M%S.%fZ"
+FAILED = "failed.txt"  # in a run's folder: the error line that ended it
 
 
 @dataclass(frozen=True)
@@ -125,13 +133,25 @@ def _layer_cell(run: str, layer: dict[str, Any]) -> str:
             f"({html.escape(str(layer.get('stage', '')))}{figure})")
 
 
+def _failure(folder: Path) -> str | None:
+    try:
+        return (folder / FAILED).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None  # the run did not fail (or was killed: nothing could write it)
+
+
+def _started(folder: Path) -> str:
+    return datetime.strptime(folder.name.split("-")[0], _TIME).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _row(folder: Path) -> str:
-    run = folder.name
-    started = datetime.strptime(run.split("-")[0], _TIME).strftime("%Y-%m-%d %H:%M:%S")
+    run, started = folder.name, _started(folder)
     data = _summary(folder)
     if data is None:
-        return (f"<tr><td>{run}</td><td>{started}</td>"
-                "<td colspan=\"4\">no summary: the run stopped early or is running</td></tr>")
+        failure = _failure(folder)
+        what = ("no summary: the run stopped early or is running" if failure is None else
+                f"<strong>failed</strong>: {html.escape(failure)}")
+        return f"<tr><td>{run}</td><td>{started}</td><td colspan=\"4\">{what}</td></tr>"
     layers = "<br>".join(_layer_cell(run, o) for o in data.get("layers", []))
     page = (data.get("alerts") or {}).get("page")
     alerts = (f'<a href="../{RUNS}/{run}/report/{html.escape(page)}">'
@@ -142,10 +162,26 @@ def _row(folder: Path) -> str:
             f"<td>{alerts}</td></tr>")
 
 
+def _latest_failed(workdir: Path, runs: list[Path]) -> str:
+    """A paragraph saying the newest run failed, with its error line ("" when it did not)."""
+    failure = _failure(runs[-1]) if runs and _summary(runs[-1]) is None else None
+    if failure is None:
+        return ""
+    where = html.escape(str(workdir))
+    return (f"<p><strong>The latest run, {runs[-1].name} (started {_started(runs[-1])} UTC), "
+            f"failed:</strong></p><pre>{html.escape(failure)}</pre><p>Fix what the error says "
+            "and run the pipeline again. What the run registered before it failed is in the "
+            f"registry (<code>maximus-train registry list --workdir {where}</code>).</p>")
+
+
 def render_runs_index(workdir: Path) -> str:
-    """The page listing every run under `workdir`, newest first, linking each run's pages."""
-    rows = "".join(_row(folder) for folder in reversed(list_runs(workdir)))
-    return page_head("MAXIMUS pipeline runs") + f"""
+    """The page listing every run under `workdir`, newest first, linking each run's pages;
+    when the newest run failed, its error line first."""
+    runs = list_runs(workdir)
+    rows = "".join(_row(folder) for folder in reversed(runs))
+    failed = _latest_failed(workdir, runs)
+    title = "MAXIMUS pipeline runs: the latest failed" if failed else "MAXIMUS pipeline runs"
+    return page_head(title) + failed + f"""
 <p>Working directory <code>{html.escape(str(workdir))}</code>; each run's report, logs and
 TensorBoard run are in <code>{RUNS}/&lt;run&gt;/</code>.</p>
 <table><tr><th>run</th><th>started (UTC)</th><th>events</th><th>took</th>
@@ -162,3 +198,35 @@ def write_runs_index(workdir: Path) -> Path:
     with atomic_write(path) as handle:
         handle.write(render_runs_index(workdir).encode("utf-8"))
     return path
+
+
+@contextmanager
+def failures_recorded(workdir: Path, describe: Callable[[Exception], str] = str
+                      ) -> Iterator[None]:
+    """Record a pipeline run that raises within the block: its error line (`describe(exc)`)
+    in its folder, and the front page (`write_runs_index`) saying it failed, in place of the
+    "unfinished" page the run put there. The exception goes on.
+
+    A run that fails before making its folder (another run holds the working directory, a bad
+    argument) records nothing; nor is the front page written while another run holds the
+    working directory (that run's page stands until it ends and lists this one).
+    """
+    before = set(list_runs(workdir))
+    try:
+        yield
+    except Exception as exc:
+        made = [folder for folder in list_runs(workdir) if folder not in before]
+        if made and not isinstance(exc, WorkdirBusyError):
+            _record_failure(Path(workdir), made[-1], describe(exc))
+        raise
+
+
+def _record_failure(workdir: Path, folder: Path, error: str) -> None:
+    line = (error.strip().splitlines() or ["(no message)"])[0]
+    with atomic_write(folder / FAILED) as handle:
+        handle.write(f"{line}\n".encode("utf-8"))
+    try:
+        with workdir_lock(workdir):  # the run let it go when it raised
+            write_runs_index(workdir)
+    except WorkdirBusyError:
+        logger.info("another run holds %s; its front page stands", workdir)

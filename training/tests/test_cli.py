@@ -139,11 +139,53 @@ def test_global_flags_parse_at_any_level():
      "--hidden-dim?)"),
     (["tune", "--train_data", "x", "--val_data", "y", "--n-trails", "3"],
      "maximus-train tune: error: unrecognized flag --n-trails (did you mean --n-trials?)"),
+    (["collect", "--source", "cvs:file.csv"],
+     "error: unknown source type 'cvs' (did you mean csv?) in 'cvs:file.csv'; use one of csv, "),
+    (["pipeline", "--source", "data=zek:/var/log/zeek"],
+     "error: unknown source type 'zek' (did you mean zeek?) in 'data=zek:/var/log/zeek'; use "),
 ])
 def test_a_mistyped_flag_command_or_choice_gets_a_close_match(argv, message, capsys):
     assert main(argv) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert line.startswith(message), line
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["pipeline", "--source", "json:x", "--epochs", "0"],
+     "error: --epochs must be an integer >= 1, got 0"),
+    (["pipeline", "--source", "json:x", "--lr", "0"], "error: --lr must be > 0, got 0.0"),
+    (["retrain", "--epochs", "0"], "error: --epochs must be >= 1, got 0"),
+    (["retrain", "--alert-factor", "0.5"], "error: --alert-factor must be >= 1, got 0.5"),
+    (["retrain", "--alert_factor", "0.5"], "error: --alert_factor must be >= 1, got 0.5"),
+    (["retrain", "--lr", "-1"], "error: --lr must be > 0, got -1.0"),
+    (["score", "--model", "m", "--input", "json:x", "--output", "o.parquet", "--alert-factor",
+      "0"], "error: --alert-factor must be >= 1, got 0.0"),
+    (["score", "--model", "m", "--input", "json:x", "--output", "o.parquet",
+      "--max-alert-rate", "2"], "error: --max-alert-rate must be in (0, 1), got 2.0 (a share"),
+    (["train", "layer1", "--train_data", "x.npz", "--patience", "-1"],
+     "error: --patience must be >= 0 or None, got -1"),
+    (["collect", "--source", "json:x", "--checkpoint-every", "0"],
+     "error: --checkpoint-every must be an integer >= 1, got 0"),
+])
+def test_a_bad_value_is_named_by_the_flag_typed_not_the_parameter(argv, message, tmp_path,
+                                                                   monkeypatch, capsys):
+    """`retrain --epochs 0` said `num_epochs must be >= 1`; each error names the flag as typed
+    (`--alert_factor` stays so), and is refused before anything is read or written."""
+    monkeypatch.chdir(tmp_path)
+    assert main([*argv, "--registry-dir" if argv[0] in ("retrain", "score") else "-q",
+                 *(["models"] if argv[0] in ("retrain", "score") else [])]) == 2
+    assert _one_error_line(capsys.readouterr().err).startswith(message)
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_value_from_a_config_file_keeps_its_key(tmp_path, capsys):
+    """The flag is named only when the user typed it: a TOML value keeps its TOML key."""
+    config = tmp_path / "run.toml"
+    config.write_text("[train]\nepochs = 0\n")
+    assert main(["pipeline", "--config", str(config), "--source", "json:x", "--workdir",
+                 str(tmp_path / "w")]) == 2
+    assert _one_error_line(capsys.readouterr().err) == (
+        "error: train.epochs must be an integer >= 1, got 0")
 
 
 def test_tune_takes_the_documented_flags(tmp_path, capsys):

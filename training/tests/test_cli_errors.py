@@ -151,3 +151,47 @@ def test_an_unwritable_output_folder_is_one_line_naming_it(command, inputs, unwr
     assert line.startswith(f"error: {unwritable}"), line
     assert line.endswith(("Permission denied", "Not a directory",
                           "File exists, and is not a folder")), line
+
+
+@pytest.fixture(scope="module")
+def other_layers(inputs) -> dict[str, Path]:
+    """Layer-2 and layer-3 splits of the demo events, cut and saved as the pipeline does
+    (WORKDIR/splits/layer<N>_{train,val,test}.npz)."""
+    from training.layers.registry import get_layer
+    from training.tests.conftest import collect
+
+    events, _ = collect("json", inputs["events"])
+    folder = inputs["root"] / "splits23"
+    paths = {}
+    for name in ("layer2", "layer3"):
+        layer = get_layer(name)()
+        parts = layer.split(layer.featurize(events), "temporal", (0.7, 0.15, 0.15), 42)
+        paths.update({f"{name}_{part}": path
+                      for part, path in layer.save_splits(parts, folder).items()})
+    return paths
+
+
+@pytest.mark.parametrize("layer, unit", [("layer2", "edge"), ("layer3", "window")])
+def test_a_layer2_or_layer3_split_is_validated_and_named_where_refused(layer, unit, inputs,
+                                                                       other_layers, capsys):
+    """The pipeline's own layer-2/3 splits: `validate` checks them (drift against their train
+    split too); `split` and `evaluate` with a layer-1 model say what the file is and which
+    commands take it, not "it is not a dataset split"."""
+    test, train = other_layers[f"{layer}_test"], other_layers[f"{layer}_train"]
+    assert main(["validate", "--data", str(test), "--reference", str(train)]) in (0, 1)
+    out = capsys.readouterr().out
+    assert out.startswith("Data validation ") and " rows x " in out, out
+    assert main(["validate", "--data", str(test), "--reference", str(inputs["train"])]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        f"error: --reference {inputs['train']} holds layer1 events, --data {test} {layer} "
+        f"{unit}s; give a reference of the same layer (e.g. its train split)")
+    assert main(["split", "--data", str(test), "--output", str(inputs["root"] / "resplit")]) == 1
+    line = _error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {test} holds {layer} features (") and (
+        f"not layer-1 rows: it is a {layer} split or features file" in line and
+        f"maximus-train train {layer}" in line), line
+    assert main(["evaluate", "--model", str(inputs["model"]), "--data", str(test)]) == 2
+    assert _error_line(capsys.readouterr().err) == (
+        f"error: --data {test} holds {layer} {unit}s, but --model {inputs['model']} is a "
+        f"layer1 model; evaluate it with a {layer} model (--model e.g. "
+        f"WORKDIR/checkpoints/{'layer2_gnn' if layer == 'layer2' else 'layer3_tcn'}_best.pt)")

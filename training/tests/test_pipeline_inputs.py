@@ -104,7 +104,7 @@ def test_toml_sets_the_training_filter_threshold_grace_period_and_test_sources()
 def test_the_cli_refuses_bad_flags_with_a_message_and_exit_2(tmp_path):
     run = _cli("pipeline", "--source", "zeek:/nowhere", "--keep-unknown", cwd=tmp_path)
     assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert "error: train.keep_unknown keeps unknown units beside the benign ones" in run.stderr
+    assert "error: --keep-unknown keeps unknown units beside the benign ones" in run.stderr
     run = _cli("evaluate", "--model", "m.pt", cwd=tmp_path)
     assert run.returncode == 2 and run.stderr.strip() == (
         "error: evaluate needs --data FILE (a split or features file) or --source TYPE:PATH "

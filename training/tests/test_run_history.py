@@ -3,6 +3,7 @@ index, `--keep N` pruning the oldest (training.pipeline.history)."""
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -79,3 +80,24 @@ def test_prune_keeps_the_current_run_and_ignores_other_folders(tmp_path):
     assert prune_runs(tmp_path, 1) == []
     with pytest.raises(ConfigError, match="keep must be an integer >= 1, got 0"):
         prune_runs(tmp_path, 0)
+
+
+def test_a_failed_run_says_so_on_the_front_page_with_its_error_line(datasets, tmp_path, capsys):
+    """A run that stops on an error (here the alerts-per-day rule on a 24-minute IoT-23
+    capture) leaves the front page saying it failed, with the line the command printed, not
+    "did not finish (or is still going)"; the run's folder keeps the line too."""
+    work = tmp_path / "w"
+    capture = datasets / "iot23" / "CTU-Malware-Capture-44-1-labeled.csv"
+    assert main(["pipeline", "--source", f"csv:{capture}", "--layers", "layer1", "--epochs", "1",
+                 "--threshold", "alerts-per-day:10", "--workdir", str(work), "-q"]) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: the alerts-per-day threshold rule needs validation data "
+                            "spanning at least a day"), error
+    (run,) = list_runs(work)
+    assert (run / "failed.txt").read_text() == error.removeprefix("error: ") + "\n"
+    index = (work / "report" / "index.html").read_text()
+    assert "did not finish" not in index
+    assert "<h1>MAXIMUS pipeline runs: the latest failed</h1>" in index
+    assert f"<strong>The latest run, {run.name} (started " in index
+    assert f"<pre>{html.escape(error.removeprefix('error: '))}</pre>" in index
+    assert "<strong>failed</strong>: the alerts-per-day threshold rule" in index  # its row

@@ -235,3 +235,76 @@ def test_flags_take_dashes_and_errors_exit_2(tmp_path: Path, capsys, monkeypatch
     assert main(["--train_data", "a.npz", "--num_epochs", "x"]) == 2  # bad usage
     config_json = json.loads(default_config(num_epochs=5).to_json())
     assert config_json["model_name"] == "layer1_vae" and config_json["seed"] == 42
+
+
+
+@pytest.fixture
+def one_epoch(workdir: Path, tmp_path: Path, monkeypatch) -> tuple[list[str], Path]:
+    """The flags of a tiny layer-1 run with its checkpoints in tmp_path (the README's splits,
+    but for --train_data), and the last state of its first epoch."""
+    monkeypatch.chdir(workdir)
+    common = ["--val_data", STEP4[3], "--hidden_dim", "8", "--latent_dim", "2",
+              "--no_tensorboard", "--checkpoint_dir", str(tmp_path)]
+    assert main(["--train_data", STEP4[1], *common, "--num_epochs", "1", "-q"]) == 0
+    return common, tmp_path / "layer1_vae_last_state.pt"
+
+
+RESUME_ADVICE = ("start without --resume (the run begins at epoch 1 and rewrites the file), or "
+                 "delete the file")
+
+
+def test_resume_from_a_truncated_state_names_the_file_and_what_to_do(one_epoch, capsys) -> None:
+    common, path = one_epoch
+    whole = path.read_bytes()
+    path.write_bytes(whole[:len(whole) // 2])  # e.g. a copy cut short
+    capsys.readouterr()
+    assert main(["--train_data", STEP4[1], *common, "--num_epochs", "2", "--resume"]) == 1
+    assert _last_line(capsys) == (
+        f"error: {path}: the trainer state is damaged or truncated ({len(whole) // 2:,} bytes, "
+        f"not a whole file); {RESUME_ADVICE}")
+
+
+def test_resume_on_other_training_data_is_refused_naming_both(one_epoch, workdir, capsys
+                                                              ) -> None:
+    """Named by their fingerprints (the state records no path); a state written before states
+    recorded theirs resumes on any data, as before."""
+    from training.datasets.split import DatasetSplit
+    from training.retraining.gate import split_fingerprint
+    from training.trainer.resume import save_state
+
+    common, path = one_epoch
+    other = STEP4[3]  # the validation split
+    saved = load_state(path)["data_fingerprints"]["train"]
+    assert saved == split_fingerprint(Layer1(), DatasetSplit.load(workdir / STEP4[1]))
+    this_run = split_fingerprint(Layer1(), DatasetSplit.load(workdir / other))
+    capsys.readouterr()
+    assert main(["--train_data", other, *common, "--num_epochs", "2", "--resume"]) == 1
+    assert _last_line(capsys) == (
+        f"error: {path}: saved by a run on other training data (fingerprint {saved[:12]}) than "
+        f"this run's ({this_run[:12]}); resume with the training data it started on, or "
+        f"{RESUME_ADVICE}")
+    old = load_state(path)
+    del old["data_fingerprints"]
+    save_state(path, old)
+    assert main(["--train_data", other, *common, "--num_epochs", "2", "--resume", "-q"]) == 0
+    assert load_state(path)["epoch"] == 2
+
+
+def test_a_logged_warning_reads_as_the_commands_own_lines(one_epoch, capsys) -> None:
+    """`warning: ...` as the commands print theirs, not `WARNING training.trainer.resume: ...`;
+    with -v, INFO lines keep their level and logger."""
+    common, path = one_epoch
+    capsys.readouterr()
+    assert main(["--train_data", STEP4[1], *common, "--num_epochs", "2", "--resume",
+                 "--batch_size", "16", "-v"]) == 0
+    err = capsys.readouterr().err
+    assert f"warning: resuming {path} with changed settings: batch_size\n" in err, err
+    assert "WARNING" not in err
+    assert f"INFO training.trainer.resume: resumed {path} at epoch 1" in err
+
+
+def _last_line(capsys) -> str:
+    """The last line of stderr (the error), after checking there is no traceback."""
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    return err.splitlines()[-1]

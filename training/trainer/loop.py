@@ -131,7 +131,7 @@ class LayerTrainer:
                               "metrics from validation_step")
         self.model = model.to(self.device)
         self.feature_spec = feature_spec
-        self.data_fingerprints: dict[str, str] = {}  # split -> fingerprint, for the sidecar
+        self.data_fingerprints: dict[str, str] = {}  # split -> fingerprint: sidecar, resume
         self.user_callbacks = list(callbacks)
         dtype = amp_dtype(cfg, self.device)
         self._autocast = (nullcontext if dtype is None else
@@ -369,6 +369,7 @@ class LayerTrainer:
             "should_stop": self.should_stop,
             "history": [m.to_dict() for m in self.history],
             "data": data.state_dict() if hasattr(data, "state_dict") else None,
+            "data_fingerprints": dict(self.data_fingerprints),  # resume refuses other data
             "rng": rng_state(),
         }
 

@@ -2,8 +2,9 @@
 
 One file, `<model_name>_last_state.pt`, rewritten atomically at the end of every epoch: model,
 optimizer, scheduler and GradScaler state_dicts, the callbacks' states (early stopping), the
-trainer's counters and history, the best weights so far, the batches' generator state, and the
-random states of torch (CPU and CUDA), numpy and Python. It holds only tensors and plain
+trainer's counters and history, the best weights so far, the batches' generator state, the
+random states of torch (CPU and CUDA), numpy and Python, and the fingerprint of the training
+data (a resume on other data is refused). It holds only tensors and plain
 containers of numbers and strings (the configuration is stored as its JSON text), so it is
 read back with `torch.load(weights_only=True)`: nothing in it is executed. The serialized state
 is stored with its sha256, checked before it is read: a damaged file is refused.
@@ -22,6 +23,7 @@ import io
 import json
 import logging
 import random
+import zipfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
@@ -36,6 +38,9 @@ from training.trainer.callbacks import restore_callback_states
 from training.trainer.config import TrainingMetrics
 
 FORMAT = "maximus.trainer_state.v2"
+# What to do about a trainer state that cannot be resumed from.
+RESUME_ADVICE = ("start without --resume (the run begins at epoch 1 and rewrites the file), or "
+                 "delete the file")
 
 logger = logging.getLogger(__name__)
 
@@ -90,14 +95,14 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
         CheckpointError: missing, unreadable, damaged (sha256 mismatch), or not a trainer state.
     """
     path = Path(path)
-    outer = _read_checkpoint(path, "no last-state checkpoint to resume from", "a trainer state")
+    outer = _read_checkpoint(path, "no last-state checkpoint to resume from",
+                             "the trainer state", RESUME_ADVICE)
     if not isinstance(outer, dict) or outer.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a trainer state (expected format {FORMAT!r})")
     data = outer["state"].numpy().tobytes()
     if hashlib.sha256(data).hexdigest() != outer["sha256"]:
         raise CheckpointError(f"{path}: sha256 mismatch: the trainer state was damaged after "
-                              "it was written; resume from another copy or start without "
-                              "--resume")
+                              f"it was written; {RESUME_ADVICE}")
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:
@@ -179,7 +184,8 @@ def load_checkpoint(trainer: Any, path: str | Path) -> int:
     from training.artifacts.model_files import read_sidecar, read_weights, sidecar_path
 
     path = Path(path)
-    outer = _read_checkpoint(path, "no such checkpoint", "it")
+    outer = _read_checkpoint(path, "no such checkpoint", "the checkpoint",
+                             "use another copy, or train again")
     if isinstance(outer, dict) and outer.get("format") == FORMAT:
         trainer.load_state(path)
         return int(trainer.epoch)
@@ -207,7 +213,9 @@ def _with_defaults(saved: str, model: Any) -> str:
 
 
 def restore_trainer(trainer: Any, path: str | Path) -> None:
-    """Continue `trainer` from a last-state checkpoint of the same model class and arguments."""
+    """Continue `trainer` from a last-state checkpoint of the same model class and arguments,
+    trained on the same training data (when the state records its fingerprint)."""
+    path = Path(path)
     state = load_state(path, map_location=trainer.device)
     init_args = json.dumps(getattr(trainer.model, "init_args", None), sort_keys=True)
     if state["model_class"] != type(trainer.model).__name__ or _with_defaults(
@@ -215,6 +223,7 @@ def restore_trainer(trainer: Any, path: str | Path) -> None:
         raise CheckpointError(f"{path}: saved for {state['model_class']}{state['init_args']}"
                               f", not {type(trainer.model).__name__}{init_args}; resume with "
                               "the same model settings or start without --resume")
+    _require_same_data(path, state.get("data_fingerprints"), trainer.data_fingerprints)
     saved_cfg = json.loads(state["config"])
     changed = sorted(k for k, v in trainer.config.to_dict().items()
                      if saved_cfg.get(k) != v and k != "num_epochs")
@@ -238,11 +247,31 @@ def restore_trainer(trainer: Any, path: str | Path) -> None:
     logger.info("resumed %s at epoch %d", path, trainer.epoch)
 
 
-def _read_checkpoint(path: Path, missing: str, what: str) -> Any:
-    """`torch.load` of `path` with weights_only (no code runs), its failures as CheckpointError."""
+def _require_same_data(path: Path, saved: dict[str, str] | None,
+                       this_run: dict[str, str]) -> None:
+    """Refuse to continue on other training data than the state's: the epochs done would
+    have learnt from one set and the rest from another. States written before they recorded
+    their data's fingerprint (and trainers not told theirs) resume as before."""
+    old, new = (saved or {}).get("train"), this_run.get("train")
+    if old is None or new is None or old == new:
+        return
+    raise CheckpointError(f"{path}: saved by a run on other training data (fingerprint "
+                          f"{old[:12]}) than this run's ({new[:12]}); resume with the training "
+                          f"data it started on, or {RESUME_ADVICE}")
+
+
+def _read_checkpoint(path: Path, missing: str, what: str, advice: str) -> Any:
+    """`torch.load` of `path` with weights_only (no code runs), its failures as CheckpointError
+    naming the file and what to do (`advice`)."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: {missing}") from None
-    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(f"{path}: refused to load {what}: {exc}") from exc
+    except IsADirectoryError:
+        raise CheckpointError(f"{path}: is a folder, not {what}") from None
+    except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, OSError
+        if not zipfile.is_zipfile(path):  # torch writes zip archives: this one lost its end
+            raise CheckpointError(
+                f"{path}: {what} is damaged or truncated ({path.stat().st_size:,} bytes, not "
+                f"a whole file); {advice}") from exc
+        raise CheckpointError(f"{path}: refused to load {what}: {exc}; {advice}") from exc
