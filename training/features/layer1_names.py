@@ -17,14 +17,17 @@ import numpy as np
 from training.features.layer1 import (
     CONN_STATE, CONN_STATES, DEST_ADDRESS, DEST_PORT, DIM, DIRECTION, DIRECTIONS, EVENT,
     EVENT_CATEGORIES, EXTRA, EXTRA_BUCKETS, IDENTITY, IDENTITY_AT, LAYOUTS, PROTOCOL, PROTOCOLS,
-    SERVICE, SEVERITY, SOURCE_ADDRESS, SOURCE_PORT, STEP_EDGES, TIME, VERSION, VOLUME, VOLUME_AT,
-    VOLUME_STEPS,
+    RARITY_LAYOUTS, SERVICE, SEVERITY, SOURCE_ADDRESS, SOURCE_PORT, STEP_EDGES, TIME, VERSION,
+    VOLUME, VOLUME_AT, VOLUME_STEPS,
 )
+from training.features.layer1_rarity import FIELDS as RARITY_FIELDS
+from training.features.layer1_rarity import PAIRS, PAIRS_AT, RARITY_AT, WIDTH, pair_name
 
 _SERVICE_NAMES = ("dns", "http", "ssl", "ssh", "smb", "rdp", "kerberos", "ntp")
 _ADDRESS_KINDS = ("private", "public", "ipv6", "multicast")
 _PORT_KINDS = ("well_known", "registered", "dynamic")
 EXTRA_FIELD = "extra fields"  # the 16 buckets every non-canonical field shares
+NEVER_SEEN = "never_seen"
 
 
 def _blocks(layout: str) -> list[tuple[str, int, list[str]]]:
@@ -57,6 +60,12 @@ def _blocks(layout: str) -> list[tuple[str, int, list[str]]]:
     for (name, cap), at in zip(VOLUME, VOLUME_STEPS.get(layout, ())):
         blocks.append((name, at, [f"{name}>{math.expm1(edge * math.log1p(cap)):.3g}"
                                   for edge in STEP_EDGES[:-1]]))
+    if layout in RARITY_LAYOUTS:  # the identity block, by what training saw (`layer1_rarity`)
+        for k, field in enumerate(RARITY_FIELDS):
+            blocks.append((field, RARITY_AT + WIDTH * k, [f"{field}:present", f"{field}:rarity",
+                                                          f"{field}:{NEVER_SEEN}"]))
+        for j, pair in enumerate(PAIRS):
+            blocks.append((pair_name(pair), PAIRS_AT + j, [f"{pair_name(pair)}:{NEVER_SEEN}"]))
     return blocks
 
 
@@ -68,7 +77,8 @@ def _named(layout: str) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, np.
         for d, name in enumerate(block, start=at):
             names[d], fields[d] = name, field
         dims.setdefault(field, []).extend(range(at, at + len(block)))
-    owned = {field: np.array([d for d in ds if fields[d] == field]) for field, ds in dims.items()}
+    owned = {field: np.array(list(dict.fromkeys(d for d in ds if fields[d] == field)))
+             for field, ds in dims.items()}  # a block over the field's own old dims: once
     if sorted(d for ds in owned.values() for d in ds) != list(range(DIM)):
         raise RuntimeError(f"the layer-1 blocks of {layout} do not tile its {DIM} dims")
     return tuple(names), tuple(fields), owned
@@ -95,6 +105,11 @@ def field_dims(layout: str = VERSION) -> dict[str, np.ndarray]:
     return _NAMED[layout][2]
 
 
+def counted(field: str, layout: str = VERSION) -> bool:
+    """Whether the layout encodes `field` by what training saw (`l1.v4`), not by buckets."""
+    return any(_NAMED[layout][0][d] == f"{field}:{NEVER_SEEN}" for d in field_dims(layout)[field])
+
+
 def decode(field: str, block: np.ndarray, robust: bool = False, layout: str = VERSION) -> str:
     """A field's dims of one vector (values in [0, 1]) as readable text (see `decode_rows`)."""
     return decode_rows(field, np.asarray(block)[None, :], robust, layout)[0]
@@ -109,6 +124,13 @@ def decode_rows(field: str, blocks: np.ndarray, robust: bool = False,
     day; hashed fields "set" or "-".
     """
     blocks = np.asarray(blocks, np.float64)
+    names = [_NAMED[layout][0][d] for d in field_dims(layout)[field]]
+    if f"{field}:{NEVER_SEEN}" in names:  # `l1.v4`: whether training saw the value
+        never = blocks[:, names.index(f"{field}:{NEVER_SEEN}")] >= 0.5
+        present = (blocks[:, names.index(f"{field}:present")] >= 0.5
+                   if f"{field}:present" in names else np.ones(len(blocks), bool))
+        return ["a value never seen in training" if n else "a value seen in training" if p
+                else "-" for n, p in zip(never, present)]
     if field in _CAPS:
         if robust:
             return [f"{v:.3g} (scaled)" for v in blocks[:, 0]]
@@ -127,7 +149,6 @@ def decode_rows(field: str, blocks: np.ndarray, robust: bool = False,
         minutes = np.rint((angle / (2 * np.pi)) % 1.0 * 1440).astype(np.int64) % 1440
         return ["-" if abs(r - 0.5) > 0.125 else f"{m // 60:02d}:{m % 60:02d} UTC"
                 for m, r in zip(minutes, radius)]
-    names = [_NAMED[layout][0][d] for d in field_dims(layout)[field]]
     texts = []
     for name in names:
         if "#" in name:  # a hashed bucket: a value outside the named ones

@@ -20,6 +20,7 @@ from training.collection.canonical_record import CanonicalRecord
 from training.collection.schema import is_label_field
 from training.features import layer1 as batch
 from training.features.encoding import bucket_of
+from training.features.layer1_rarity import record_rarity
 
 _ADDRESSES: dict[str, np.ndarray] = {}  # address text -> its 8 features (a pure function)
 _MAX_ADDRESSES = 1 << 16
@@ -42,8 +43,11 @@ def featurize_record(featurizer: batch.Layer1Featurizer, record: CanonicalRecord
     severity = values["severity"]  # a float32 value in [0, 1] (the converter's rule), or None
     row[batch.SEVERITY] = 0.0 if severity is None else severity
     _time(row, values.get("timestamp"))
-    _identity(row, values)
+    identity = _identity_values(values)
+    _identity(row, identity)
     batch.apply_layout(out, featurizer.layout)
+    if featurizer.layout in batch.RARITY_LAYOUTS:
+        record_rarity(row, identity, featurizer.counts_)
     return out
 
 
@@ -140,9 +144,10 @@ def _line_end(text: str) -> int:
     return len(text) if end < 0 else end
 
 
-def _identity(row: np.ndarray, values: dict) -> None:
-    at = batch.IDENTITY_AT
-    for name, size in batch.IDENTITY:
+def _identity_values(values: dict) -> dict[str, str | None]:
+    """Each identity field's text as `layer1_rarity.identity_values` reads it."""
+    out = {}
+    for name, _ in batch.IDENTITY:
         if name == "file":
             value = values.get("file_path")
             value = values.get("file_hash") if value is None else value
@@ -150,7 +155,14 @@ def _identity(row: np.ndarray, values: dict) -> None:
             value = values.get(name)
         if name in ("process", "parent_process") and value is not None:
             value = _basename(value)
-        _categorical(row, value, at, None, 0, size, name)
+        out[name] = value
+    return out
+
+
+def _identity(row: np.ndarray, identity: dict[str, str | None]) -> None:
+    at = batch.IDENTITY_AT
+    for name, size in batch.IDENTITY:
+        _categorical(row, identity[name], at, None, 0, size, name)
         at += size
 
 

@@ -20,7 +20,8 @@ from training.collection.schema import CANONICAL_SCHEMA, LABEL_SOURCE_FIELDS, is
 from training.detectors.base import Detector
 from training.features.encoding import as_array, buckets, numbers
 from training.features.layer1 import DIM, EXTRA_BUCKETS, ID_FIELDS, VERSION
-from training.features.layer1_names import EXTRA_FIELD, HASHED, decode_rows, field_dims
+from training.features.layer1_names import EXTRA_FIELD, HASHED, counted, decode_rows, field_dims
+from training.features.layer1_rarity import PAIR_JOIN, pair_values
 from training.layers.reasons import Reason, ranked
 
 KL_FIELD = "latent code (KL)"  # the ELBO score's last term: how unusual the event's code is
@@ -73,7 +74,7 @@ def _typical(field: str, observed: np.ndarray, expected: np.ndarray, robust: boo
     """A field's reconstruction as text. A hashed field's buckets name no value, so its
     reconstruction reads as "this value" (the event's bucket), "another value" or "-" (none),
     rather than "set" beside "set"."""
-    if field not in HASHED:
+    if field not in HASHED or counted(field, layout):
         return decode_rows(field, expected, robust, layout)
     rows = np.arange(len(expected))
     mine, best = observed.argmax(1), expected.argmax(1)
@@ -116,6 +117,11 @@ def _observed(events: pa.Table | None, features: np.ndarray, robust: bool,
     when the table has the field, else read back from the vector."""
     columns: list[list[str | None]] = []
     for field, dims in field_dims(layout).items():
+        if events is not None and ">" in field:  # a pair (`l1.v4`): both values
+            joined = pair_values(events, tuple(field.split(">")))
+            columns.append([None if v is None else v.replace(PAIR_JOIN, " > ")
+                            for v in joined.to_pylist()])
+            continue
         names = ([n for n in _RAW.get(field, (field,)) if n in events.column_names]
                  if events is not None and field != "timestamp" else [])  # time: time of day
         if not names:

@@ -84,7 +84,7 @@ from training.pipeline.lock import workdir_lock
 from training.pipeline.inputs import collect_events, coverage, split_strategy, validate
 from training.pipeline.outcome import LayerOutcome, REPORTED
 from training.pipeline.promotion import promotion_decision
-from training.pipeline.splits import event_cut_times, layer_parts
+from training.pipeline.splits import event_cut_times, layer_parts, refitted_units
 from training.pipeline.report import render_index, render_unfinished
 from training.registry.names import CHALLENGER
 from training.registry.registry import ModelMetadata, ModelRegistry
@@ -141,6 +141,8 @@ class _Run:
     history: RunFolder
     window: MlflowWindow | None = None
     cuts: tuple[object, object] | None = None  # the events' split times (`event_cut_times`)
+    events: pa.Table | None = None  # for a featurizer that learns from the training events
+    test_events: pa.Table | None = None
 
 
 def run_pipeline(config: PipelineConfig, *, keep: int | None = None,
@@ -210,7 +212,7 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
                             test_events=None if test_events is None else test_events.num_rows,
                             run=history.id, index=str(work / "report" / "index.html"))
     run = _Run(config, folders, ModelRegistry(registry_dir=work / "models"), strategy,
-               alert_labels, history, open_window(mlflow_uri), cuts)
+               alert_labels, history, open_window(mlflow_uri), cuts, events, test_events)
     trained: list[TrainedLayer] = []
     for layer in layers:
         short = shortfalls[layer.name]
@@ -256,6 +258,13 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
                                     config.seed, run.cuts)
     except TooFewError as exc:  # e.g. bursty data: too few distinct times to cut
         return _skipped(layer, f"{len(layer.labels(units)):,} {layer.unit}s: {exc}")
+    refit = refitted_units(layer, run.events, run.test_events, splits["train"],
+                           config.train[layer.name].benign_only)
+    if refit is not None:  # featurized again with what the training part holds; the same cut
+        units, test_units = refit
+        units.save(folders.features / layer.features_file)
+        splits, notes = layer_parts(layer, units, test_units, config.split, run.strategy,
+                                    config.seed, run.cuts)
     short = layer.train_shortfall(splits["train"])
     if short is not None:
         return _skipped(layer, f"{len(layer.labels(units)):,} {layer.unit}s, but {short}"

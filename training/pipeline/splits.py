@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from training.datasets.strategies import Ratios
 from training.datasets.temporal import cut_times, temporal_split
@@ -157,3 +158,21 @@ def _cut_where_the_events_are(layer: Layer, units: Any, strategy: str,
     if more < 2 * kept:
         return parts, ""
     return by_share, f"{kept:,} to train on where the events are cut, {more:,} by the shares"
+
+
+def refitted_units(layer: Layer, events: pa.Table | None, test_events: pa.Table | None,
+                   train: Any, benign_only: bool | None) -> tuple[Any, Any] | None:
+    """For a layer whose featurizer learns from the training events (layer 1's `l1.v4`: how
+    often each identity value occurs), the units and test units featurized again after
+    fitting it on the events of `train` the model learns from (as `Layer.fit` picks them:
+    the benign ones with `benign_only`, or by default when there are any); None for the
+    others, whose transform needs nothing fitted before the split."""
+    if events is None or not getattr(layer.featurizer, "learns_from_events", False):
+        return None
+    labels = layer.labels(train)
+    benign = labels == 0
+    learnt = benign if (benign.any() if benign_only is None else benign_only) else \
+        np.ones(len(labels), bool)
+    ids = layer.unit_columns(train)["unit"].filter(pa.array(learnt))
+    layer.featurizer.fit(events.filter(pc.is_in(events["event_id"], value_set=ids)))
+    return layer.featurize(events), None if test_events is None else layer.featurize(test_events)

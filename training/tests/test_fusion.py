@@ -283,23 +283,25 @@ def test_with_test_sources_the_fused_detector_is_evaluated_on_their_events(tmp_p
 
 
 def test_a_fused_alert_rate_far_above_the_validation_events_is_a_warning(datasets, tmp_path):
-    # Trained on demo events, tested on an IoT-23 honeypot capture: other traffic, so nearly
-    # every event alerts, and the fused line says so as the layers' promotion does.
+    # Trained on demo events, tested on an OTRF Windows recording (Sysmon and Security events
+    # of other hosts): nearly every event alerts, and the fused line says so as the layers'
+    # promotion does.
     from training.demo.generator import write_demo_file
     from training.pipeline.config import config_from_dict
     from training.pipeline.run import run_pipeline
 
     train = write_demo_file(tmp_path / "train.json", n_events=800, seed=3)
-    honeypot = datasets / "iot23" / "CTU-Honeypot-Capture-7-1-labeled.csv"
+    recording = datasets / "windows_otrf_security_datasets" / "psh_lsass_memory_dump_comsvcs.zip"
     config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1"],
                                "sources": [{"type": "json_file", "path": str(train)}],
-                               "test_sources": [{"type": "csv", "path": str(honeypot)}],
+                               "test_sources": [{"type": "windows_events",
+                                                 "path": str(recording)}],
                                "train": {"epochs": 5}})
     fusion = run_pipeline(config).fusion
-    fused = fusion["test"]["fused"]  # the capture's 130 events are all benign
+    fused = fusion["test"]["fused"]  # the recording's 175 events carry no label
     assert fused["alert_rate"] > 3 * fusion["expected_alert_rate"]
     assert fusion["warning"].startswith(
-        f"{fused['alert_rate']:.2%} of the 130 test events not labeled threat alert where the "
+        f"{fused['alert_rate']:.2%} of the 175 test events not labeled threat alert where the "
         f"validation events promise {fusion['expected_alert_rate']:.2%} (at most "
         f"{3 * fusion['expected_alert_rate']:.2%} tolerated, binomial p ")
     assert fusion_summary(fusion).endswith(f"; WARNING: {fusion['warning']}")

@@ -71,11 +71,12 @@ def test_layout_l1_v2_leaves_address_buckets_and_time_at_zero_and_keeps_the_rest
     assert old[blank].any() and not new[blank].any()
     keep = np.setdiff1d(np.arange(DIM), blank)
     np.testing.assert_array_equal(new[keep], old[keep])
-    assert Layer1Featurizer().spec.version == "l1.v3"
-    for layout in ("l1.v1", "l1.v2", "l1.v3"):  # each spec rebuilds its own layout
+    assert Layer1Featurizer().spec.version == "l1.v4"
+    for layout in ("l1.v1", "l1.v2", "l1.v3", "l1.v4"):  # each spec rebuilds its own layout
         spec = Layer1Featurizer(layout=layout).spec
         assert Layer1Featurizer.from_spec(spec).layout == layout
-    with pytest.raises(ConfigError, match="layout must be one of l1.v1, l1.v2, l1.v3, got 'l1.v9'"):
+    with pytest.raises(ConfigError, match="layout must be one of l1.v1, l1.v2, l1.v3, l1.v4, got "
+                                          "'l1.v9'"):
         Layer1Featurizer(layout="l1.v9")
 
 
@@ -95,7 +96,7 @@ def test_layout_l1_v3_adds_two_magnitude_steps_per_volume_where_l1_v2_has_zeros(
     np.testing.assert_array_equal(new[keep], old[keep])
 
 
-@pytest.mark.parametrize("layout", ["l1.v1", "l1.v2", "l1.v3"])
+@pytest.mark.parametrize("layout", ["l1.v1", "l1.v2", "l1.v3", "l1.v4"])
 def test_no_event_gives_no_vector_in_every_layout(layout):
     table = events_table([BASE]).slice(0, 0)
     assert Layer1Featurizer(layout=layout).featurize(table).shape == (0, DIM)
@@ -158,7 +159,7 @@ def test_batch_and_per_event_vectors_are_bit_identical():
 
     events = generate_demo_events(300, seed=3)["events"]
     batch = Layer1Featurizer().featurize(events_table(events))
-    one_by_one = np.stack([vector(e, "l1.v3") for e in events[:60]])
+    one_by_one = np.stack([vector(e, "l1.v4") for e in events[:60]])
     assert np.array_equal(batch[:60], one_by_one)
 
 

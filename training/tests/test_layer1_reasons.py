@@ -157,6 +157,11 @@ def test_every_dim_is_named_and_each_field_listed_once():
     assert list(field_dims()["bytes_sent"]) == [75, 53, 54]
     assert list(field_dims()["source_ip"]) == [49, 50, 51, 52]
     assert list(field_dims("l1.v2")["source_ip"]) == list(range(49, 57))
+    # l1.v4's identity block: what training saw, per field and per pair
+    assert DIM_NAMES[97:100] == ("command_line:present", "command_line:rarity",
+                                 "command_line:never_seen")
+    assert DIM_NAMES[106] == "parent_process>process:never_seen"
+    assert list(field_dims()["parent_process>process"]) == [106]
 
 
 def test_row_detectors_explain_with_their_own_terms_or_say_they_cannot(fitted):
@@ -255,17 +260,17 @@ def test_a_hashed_fields_typical_value_says_whether_it_is_this_one(fitted):
     from_vectors = layer.explain(model, units, np.arange(events.num_rows))
     assert {next(r for r in unit if r.field == "domain").typical
             for unit in from_vectors} == {"-"}
-    # A reconstruction in the event's own bucket, and in another one.
-    from training.features.layer1_names import field_dims
+    # l1.v3's hash buckets: a reconstruction in the event's own bucket, and in another one.
+    from training.features.layer1 import Layer1Featurizer
     from training.layers.layer1_reasons import _typical
 
-    dims = field_dims()["domain"]
-    observed = units.features[:2][:, dims]
+    dims = field_dims("l1.v3")["domain"]
+    observed = Layer1Featurizer(layout="l1.v3").featurize(events)[:2][:, dims]
     bucket = observed.argmax(1)
     expected = np.zeros_like(observed)
     expected[0, bucket[0]] = 0.9
     expected[1, (bucket[1] + 1) % len(dims)] = 0.9
-    assert _typical("domain", observed, expected, False, layer.data_spec.version) == [
+    assert _typical("domain", observed, expected, False, "l1.v3") == [  # hash buckets
         "this value", "another value"]
 
 
@@ -304,7 +309,7 @@ def test_vectors_of_an_older_layout_are_explained_by_its_own_dims(fitted):
         terms = model.feature_terms(torch.from_numpy(units.features)).double().numpy()
     for unit, row in zip(reasons, terms):
         by_field = {r.field: r.contribution for r in unit}
-        assert set(by_field) == set(FIELDS)
+        assert set(by_field) == set(field_dims("l1.v2"))  # no l1.v4 pairs
         # l1.v2: the source address owns dims 49-56 and bytes sent dim 75 only
         assert by_field["source_ip"] == pytest.approx(row[49:57].sum(), abs=1e-6)
         assert by_field["bytes_sent"] == pytest.approx(row[75], abs=1e-6)

@@ -96,11 +96,11 @@ def best_ranks(run) -> dict[str, int | None]:
 
 
 # Measured, not the issue's target (pipeline seeds 42 / 0 / 1 / 2 at 20 epochs, BENCHMARKS.md):
-# privilege escalation (host process events: layer 1 only) ranks 25 / 12 / 20 / 14, lateral
-# movement reaches an incident only with seed 2 (12th); seed 42 of the generator puts every SSH
-# brute-force episode in the first two thirds of the events, before the test part, so it
-# cannot rank here.
-MISSED = {"lateral_movement", "ssh_brute_force", "privilege_escalation"}
+# lateral movement (from the admins' own jump host in this test part) reaches an incident with
+# seeds 1 and 2 only (33rd, 13th); seed 42 of the generator puts every SSH brute-force episode
+# in the first two thirds of the events, before the test part, so it cannot rank here.
+# Privilege escalation ranks 6 / 6 / 4 / 6 since layer 1's `l1.v4` (25 / 12 / 20 / 14 before).
+MISSED = {"lateral_movement", "ssh_brute_force"}
 SCENARIOS = ["c2_beaconing", "data_exfiltration", "lateral_movement", "port_scan",
              "privilege_escalation", "ssh_brute_force"]
 

@@ -1,0 +1,169 @@
+"""Layer 1's `l1.v4` identity block: how often training saw each value, not its hash bucket.
+
+A privilege escalation or a lateral move is a command line, a process or a parent process the
+hosts never ran; in `l1.v3` such a value is one of 4 hash buckets per field, shared with
+everything else that hashes there, so it costs the VAE little more than a common one (demo
+events: 68 of 106 privilege-escalation command lines were never seen in benign training,
+against 11 of 165 benign ones; BENCHMARKS.md). `l1.v4` gives each identity field three dims:
+
+| dims | field |
+|---|---|
+| 85-87, 88-90, ... 103-105 | user, host, process, parent process, command line, domain, file: present (1 when the event has the field), rarity, never seen |
+| 106-109 | never seen together: parent process and process, user and process, host and process, host and user |
+
+rarity = 1 - log1p(count) / log1p(total): near 0 for the most common value, 1 for one
+training never saw (count: the value's events among the `total` training events with the
+field; 0 when the field is missing); never seen is 1 for such a value. A graded dim alone costs
+the VAE little: its decoder guesses a middling rarity, and an unseen value's 1 is not far
+from it (as with volumes, `l1.v3`). Every training value was seen, so the decoder learns to
+predict 0 for never seen, and a value outside training costs about 1 there, as a never-seen
+category does. The pairs are what endpoint detection watches: a parent that never started
+that process (fodhelper.exe starting cmd.exe), an account never seen on that host (lateral
+movement). Dims 110-111 stay 0. The counts are learnt by `ValueCounts.fit`
+on the training events (the featurizer's `fit`); without them (an unfitted featurizer) the
+rarity dims stay 0 and only the present dims are set. Values are kept as keyed 8-byte
+BLAKE2b digests, not as text (no command line is written into a model file), at most
+`MAX_VALUES` per field, the most frequent first: a rarer value reads as never seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from training.errors import SchemaError
+from training.features.encoding import as_array, column
+
+RARITY_AT = 85  # the identity block's first dim
+WIDTH = 3  # dims per field: present, rarity, never seen
+FIELDS = ("user", "host", "process", "parent_process", "command_line", "domain", "file")
+PAIRS = (("parent_process", "process"), ("user", "process"), ("host", "process"),
+         ("host", "user"))
+PAIRS_AT = RARITY_AT + WIDTH * len(FIELDS)  # one never-seen dim per pair
+PAIR_JOIN = "\x1f"  # between a pair's two values (the unit separator: in no name)
+MAX_VALUES = 10_000  # per field, the most frequent
+
+
+def identity_values(table: pa.Table, name: str) -> pa.Array:
+    """The text layer 1 reads for identity field `name`: a file is its path, else its hash; a
+    process (or parent) its lower-case file name, so that C:\\Windows\\cmd.exe and cmd.exe
+    are one value."""
+    if name == "file":
+        return pc.coalesce(column(table, "file_path", pa.string()),
+                           column(table, "file_hash", pa.string()))
+    values = column(table, name, pa.string())
+    if name in ("process", "parent_process"):
+        encoded = pc.dictionary_encode(values)
+        values = _basename(encoded.dictionary).take(encoded.indices)
+    return values
+
+
+def pair_name(pair: tuple[str, str]) -> str:
+    return ">".join(pair)
+
+
+def pair_values(table: pa.Table, pair: tuple[str, str]) -> pa.Array:
+    """A pair's two identity values joined (null where either is missing)."""
+    first, second = (identity_values(table, name) for name in pair)
+    return pc.binary_join_element_wise(first, second, PAIR_JOIN)
+
+
+def _basename(text: pa.Array) -> pa.Array:
+    return pc.utf8_lower(pc.replace_substring_regex(text, r"^.*[\\/]", ""))
+
+
+def value_key(name: str, value: str) -> str:
+    """A value's key: its 8-byte BLAKE2b digest keyed by the field, in hex."""
+    return hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8,
+                           key=name.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ValueCounts:
+    """Per identity field: how many training events had each value (by key), and in all."""
+
+    counts: dict[str, dict[str, int]]
+    totals: dict[str, int]
+
+    @classmethod
+    def fit(cls, table: pa.Table) -> ValueCounts:
+        counts, totals = {}, {}
+        named = [(name, identity_values(table, name)) for name in FIELDS] + [
+            (pair_name(pair), pair_values(table, pair)) for pair in PAIRS]
+        for name, values in named:
+            found = pc.value_counts(values.drop_null()) if values.null_count < len(values) \
+                else []
+            pairs = Counter({value_key(name, row["values"].as_py()): row["counts"].as_py()
+                             for row in found})
+            totals[name] = int(len(values) - values.null_count)
+            counts[name] = dict(pairs.most_common(MAX_VALUES))
+        return cls(counts, totals)
+
+    def rarity(self, name: str, values: pa.Array) -> np.ndarray:
+        """(n,) rarity of each value (0 where missing)."""
+        encoded = pc.dictionary_encode(as_array(values))
+        known = self.counts.get(name, {})
+        total = max(self.totals.get(name, 0), 1)
+        scale = math.log1p(total)
+        per_value = np.array([1.0 - math.log1p(known.get(value_key(name, v), 0)) / scale
+                              for v in encoded.dictionary.to_pylist()] + [0.0], np.float32)
+        codes = encoded.indices.fill_null(len(per_value) - 1).to_numpy(zero_copy_only=False)
+        return np.clip(per_value[codes], 0.0, 1.0)
+
+    def value_rarity(self, name: str, value: str) -> float:
+        """`rarity` of one value (the per-event path)."""
+        seen = self.counts.get(name, {}).get(value_key(name, value), 0)
+        return 1.0 - math.log1p(seen) / math.log1p(max(self.totals.get(name, 0), 1))
+
+    def to_dict(self) -> dict[str, dict]:
+        return {"counts": self.counts, "totals": self.totals}
+
+    @classmethod
+    def from_dict(cls, data: object) -> ValueCounts:
+        try:
+            counts = {str(f): {str(k): int(n) for k, n in v.items()}
+                      for f, v in data["counts"].items()}
+            return cls(counts, {str(f): int(n) for f, n in data["totals"].items()})
+        except (KeyError, TypeError, AttributeError, ValueError) as exc:
+            raise SchemaError(f"a layer-1 spec's value counts are damaged: {exc}") from None
+
+
+def write_rarity(out: np.ndarray, table: pa.Table, counts: ValueCounts | None) -> None:
+    """The `l1.v4` identity dims of `out` (n, 128), in place (the block is 0 before)."""
+    for k, name in enumerate(FIELDS):
+        values = identity_values(table, name)
+        at = RARITY_AT + WIDTH * k
+        out[:, at] = pc.is_valid(values).to_numpy(zero_copy_only=False)
+        if counts is not None:
+            rarity = counts.rarity(name, values)
+            out[:, at + 1] = rarity
+            out[:, at + 2] = rarity >= 1.0
+    if counts is not None:
+        for j, pair in enumerate(PAIRS):
+            values = pair_values(table, pair)
+            seen = pc.is_valid(values).to_numpy(zero_copy_only=False)
+            out[:, PAIRS_AT + j] = seen & (counts.rarity(pair_name(pair), values) >= 1.0)
+
+
+def record_rarity(row: np.ndarray, values: dict[str, str | None],
+                  counts: ValueCounts | None) -> None:
+    """`write_rarity` of one event's identity values (already read as `identity_values`)."""
+    for k, name in enumerate(FIELDS):
+        value = values.get(name)
+        at = RARITY_AT + WIDTH * k
+        row[at] = 0.0 if value is None else 1.0
+        if counts is not None and value is not None:
+            rarity = np.float32(min(max(counts.value_rarity(name, value), 0.0), 1.0))
+            row[at + 1] = rarity
+            row[at + 2] = rarity >= 1.0
+    if counts is not None:
+        for j, (first, second) in enumerate(PAIRS):
+            if values.get(first) is not None and values.get(second) is not None:
+                joined = values[first] + PAIR_JOIN + values[second]
+                row[PAIRS_AT + j] = counts.value_rarity(pair_name((first, second)), joined) >= 1.0
