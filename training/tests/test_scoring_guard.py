@@ -92,8 +92,8 @@ def test_the_held_out_benign_flows_do_not_warn(run, held_out_benign, capsys):
 
 
 @pytest.mark.parametrize("flags, message", [
-    (["--alert-factor", "0.5"], "the alert-rate factor must be >= 1, got 0.5"),
-    (["--max-alert-rate", "5"], "the maximum alert rate must be in (0, 1), got 5.0"),
+    (["--alert-factor", "0.5"], "--alert-factor must be >= 1, got 0.5"),
+    (["--max-alert-rate", "5"], "--max-alert-rate must be in (0, 1), got 5.0"),
 ])
 def test_bad_guard_flags_are_refused_before_scoring(run, datasets, capsys, flags, message):
     code, out, err = _score(run, datasets / CONN_011, capsys, *flags)
