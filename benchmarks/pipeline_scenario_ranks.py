@@ -5,8 +5,8 @@ the 99th percentile), with its `seed` changed and, for a comparison, another lay
 
     python benchmarks/pipeline_scenario_ranks.py --seeds 42 0 1 2 --layout l1.v3
 
-A scenario's rank is its best incident among its attacker windows (its events' entity, as
-incidents take it, and hour); "-": no incident there. About 30 s a seed on 2 cores.
+A scenario's rank is its best incident among its attacker windows
+(`training.demo.scenario_ranks`); "-": no incident there. About 30 s a seed on 2 cores.
 """
 
 from __future__ import annotations
@@ -16,37 +16,16 @@ import sys
 import tempfile
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from training.demo.generator import write_demo_file  # noqa: E402
+from training.demo.scenario_ranks import best_incident_ranks  # noqa: E402
 from training.features import layer1  # noqa: E402
 from training.pipeline.config import config_from_dict  # noqa: E402
 from training.pipeline.run import run_pipeline  # noqa: E402
 from training.scoring.tables import read_incidents  # noqa: E402
-
-HOUR_US = 3_600_000_000
-
-
-def scenario_ranks(result: object) -> dict[str, int | None]:
-    report = Path(result.report).parent
-    incidents = read_incidents(report / result.alerts["incidents_file"])
-    slots = pc.divide(incidents["window_start"].cast(pa.int64()), HOUR_US).to_pylist()
-    rank_of = dict(zip(zip(incidents["entity"].to_pylist(), slots),
-                       incidents["rank"].to_pylist()))
-    events = pq.read_table(Path(result.workdir) / "events.parquet")
-    events = events.filter(pc.is_valid(events["attack_type"]))
-    entity = pc.coalesce(events["source_ip"], events["host"], events["user"]).to_pylist()
-    hour = pc.divide(events["timestamp"].cast(pa.int64()), HOUR_US).to_pylist()
-    ranks: dict[str, list[int]] = {}
-    for scenario, key in zip(events["attack_type"].to_pylist(), zip(entity, hour)):
-        ranks.setdefault(scenario, [])
-        if key in rank_of:
-            ranks[scenario].append(rank_of[key])
-    return {scenario: min(found, default=None) for scenario, found in sorted(ranks.items())}
 
 
 def one_run(seed: int, folder: Path) -> str:
@@ -55,7 +34,9 @@ def one_run(seed: int, folder: Path) -> str:
         "workdir": str(folder / "work"), "seed": seed,
         "sources": [{"type": "json_file", "path": str(demo)}],
         "train": {"epochs": 20, "benign_only": True, "threshold": "quantile:0.99"}}))
-    ranks = scenario_ranks(result)
+    report = Path(result.report).parent
+    ranks = best_incident_ranks(read_incidents(report / result.alerts["incidents_file"]),
+                                pq.read_table(Path(result.workdir) / "events.parquet"))
     layer_1 = next(o for o in result.layers if o.layer == "layer1").metrics
     fused = result.fusion.get("test", {}).get("fused", {})
     shown = ", ".join(f"{s} {'-' if r is None else r}" for s, r in ranks.items())

@@ -16,11 +16,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
+from training.demo.scenario_ranks import best_incident_ranks
 from training.evaluation.report_html import fmt
 from training.scoring.tables import read_alerts, read_incidents
 from training.tests.test_report_html import Page, resolve
-
-HOUR_US = 3_600_000_000
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +77,8 @@ def best_ranks(run) -> dict[str, int | None]:
     incidents take it, and hour); None: no incident there."""
     result, report = run
     incidents = read_incidents(report / result.alerts["incidents_file"])
-    slots = pc.divide(incidents["window_start"].cast(pa.int64()), HOUR_US).to_pylist()
-    rank_of = dict(zip(zip(incidents["entity"].to_pylist(), slots),
-                       incidents["rank"].to_pylist()))
     events = pa.parquet.read_table(Path(result.workdir) / "events.parquet")
-    events = events.filter(pc.is_valid(events["attack_type"]))
-    entity = pc.coalesce(events["source_ip"], events["host"], events["user"]).to_pylist()
-    hour = pc.divide(events["timestamp"].cast(pa.int64()), HOUR_US).to_pylist()
-    ranks: dict[str, list[int]] = {}
-    for scenario, key in zip(events["attack_type"].to_pylist(), zip(entity, hour)):
-        ranks.setdefault(scenario, [])
-        if key in rank_of:
-            ranks[scenario].append(rank_of[key])
-    best = {scenario: min(found, default=None) for scenario, found in sorted(ranks.items())}
+    best = best_incident_ranks(incidents, events)
     print(f"best incident rank of each scenario ({incidents.num_rows} incidents): {best}")
     return best
 
