@@ -46,7 +46,7 @@ Layout `l1.v4` is `l1.v3` with the identity block (85-111) encoding what trainin
 of hash buckets: per identity field present, rarity and never seen, and never seen together
 for four pairs (parent and process, user and process, host and process, host and user), from
 value counts `fit` learns on the training events (`training.features.layer1_rarity`).
-Unfitted, only the present dims are set. Chosen on the demo events' pipeline runs (seeds 42,
+Unfitted (no training events to count), it is `l1.v3`, and its spec says so. Chosen on the demo events' pipeline runs (seeds 42,
 0, 1, 2; the IoT-23 captures have no identity fields): layer-1 test ROC-AUC 0.71-0.74 ->
 0.84-0.86, PR-AUC 0.17-0.23 -> 0.24-0.28 (BENCHMARKS.md).
 
@@ -115,7 +115,7 @@ LAYOUTS: dict[str, tuple[range, ...]] = {
     "l1.v1": (),
     "l1.v2": (range(53, 57), range(61, 65), range(81, 85)),
     "l1.v3": (range(53, 57), range(61, 65), range(81, 85)),
-    "l1.v4": (range(53, 57), range(61, 65), range(81, 85), range(85, 112)),
+    "l1.v4": (range(53, 57), range(61, 65), range(81, 85)),  # + the counts, once fitted
 }
 RARITY_LAYOUTS = ("l1.v4",)  # identity block: present and rarity dims (`layer1_rarity`)
 # Layouts with magnitude steps: the first of each volume's two step dims, in `VOLUME` order.
@@ -199,7 +199,9 @@ class Layer1Featurizer:
             config["label_fields"] = list(self.label_fields)
         fitted = {**({"ranges": self.ranges_} if self.robust else {}),
                   **({"value_counts": self.counts_.to_dict()} if self.counts_ else {})}
-        return FeatureSpec("layer1", self.layout, config, fitted or None)
+        # Unfitted, l1.v4 is l1.v3 (hash buckets; no counts to encode): its spec says so.
+        layout = self.layout if self.counts_ or self.layout not in RARITY_LAYOUTS else "l1.v3"
+        return FeatureSpec("layer1", layout, config, fitted or None)
 
     @classmethod
     def from_spec(cls, spec: FeatureSpec) -> Layer1Featurizer:
@@ -237,7 +239,7 @@ class Layer1Featurizer:
         _identity(out, rows, table)
         _extras(out, rows, table, self.label_fields)
         apply_layout(out, self.layout)
-        if self.layout in RARITY_LAYOUTS:
+        if self.counts_ is not None:  # l1.v4, fitted: the identity block by what training saw
             write_rarity(out, table, self.counts_)
         return out
 

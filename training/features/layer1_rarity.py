@@ -21,7 +21,7 @@ category does. The pairs are what endpoint detection watches: a parent that neve
 that process (fodhelper.exe starting cmd.exe), an account never seen on that host (lateral
 movement). Dims 110-111 stay 0. The counts are learnt by `ValueCounts.fit`
 on the training events (the featurizer's `fit`); without them (an unfitted featurizer) the
-rarity dims stay 0 and only the present dims are set. Values are kept as keyed 8-byte
+block keeps `l1.v3`'s hash buckets, and the featurizer's spec says `l1.v3`. Values are kept as keyed 8-byte
 BLAKE2b digests, not as text (no command line is written into a model file), at most
 `MAX_VALUES` per field, the most frequent first: a rarer value reads as never seen.
 """
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,7 +39,7 @@ import pyarrow.compute as pc
 from training.errors import SchemaError
 from training.features.encoding import as_array, column
 
-RARITY_AT = 85  # the identity block's first dim
+RARITY_AT, BLOCK_END = 85, 112  # the identity block's dims
 WIDTH = 3  # dims per field: present, rarity, never seen
 FIELDS = ("user", "host", "process", "parent_process", "command_line", "domain", "file")
 PAIRS = (("parent_process", "process"), ("user", "process"), ("host", "process"),
@@ -97,12 +96,12 @@ class ValueCounts:
         named = [(name, identity_values(table, name)) for name in FIELDS] + [
             (pair_name(pair), pair_values(table, pair)) for pair in PAIRS]
         for name, values in named:
-            found = pc.value_counts(values.drop_null()) if values.null_count < len(values) \
-                else []
-            pairs = Counter({value_key(name, row["values"].as_py()): row["counts"].as_py()
-                             for row in found})
+            found = pc.value_counts(values.drop_null())
+            counted = found.field("counts").to_numpy(zero_copy_only=False)
+            top = np.argsort(-counted, kind="stable")[:MAX_VALUES]  # hash the kept ones only
+            kept = found.field("values").take(pa.array(top, pa.int64())).to_pylist()
+            counts[name] = {value_key(name, v): int(n) for v, n in zip(kept, counted[top])}
             totals[name] = int(len(values) - values.null_count)
-            counts[name] = dict(pairs.most_common(MAX_VALUES))
         return cls(counts, totals)
 
     def rarity(self, name: str, values: pa.Array) -> np.ndarray:
@@ -134,36 +133,32 @@ class ValueCounts:
             raise SchemaError(f"a layer-1 spec's value counts are damaged: {exc}") from None
 
 
-def write_rarity(out: np.ndarray, table: pa.Table, counts: ValueCounts | None) -> None:
-    """The `l1.v4` identity dims of `out` (n, 128), in place (the block is 0 before)."""
+def write_rarity(out: np.ndarray, table: pa.Table, counts: ValueCounts) -> None:
+    """The `l1.v4` identity dims of `out` (n, 128), in place of the hash buckets."""
+    out[:, RARITY_AT:BLOCK_END] = 0.0
     for k, name in enumerate(FIELDS):
         values = identity_values(table, name)
         at = RARITY_AT + WIDTH * k
         out[:, at] = pc.is_valid(values).to_numpy(zero_copy_only=False)
-        if counts is not None:
-            rarity = counts.rarity(name, values)
-            out[:, at + 1] = rarity
-            out[:, at + 2] = rarity >= 1.0
-    if counts is not None:
-        for j, pair in enumerate(PAIRS):
-            values = pair_values(table, pair)
-            seen = pc.is_valid(values).to_numpy(zero_copy_only=False)
-            out[:, PAIRS_AT + j] = seen & (counts.rarity(pair_name(pair), values) >= 1.0)
+        rarity = counts.rarity(name, values)
+        out[:, at + 1] = rarity
+        out[:, at + 2] = rarity >= 1.0
+    for j, pair in enumerate(PAIRS):
+        values = pair_values(table, pair)
+        seen = pc.is_valid(values).to_numpy(zero_copy_only=False)
+        out[:, PAIRS_AT + j] = seen & (counts.rarity(pair_name(pair), values) >= 1.0)
 
 
-def record_rarity(row: np.ndarray, values: dict[str, str | None],
-                  counts: ValueCounts | None) -> None:
+def record_rarity(row: np.ndarray, values: dict[str, str | None], counts: ValueCounts) -> None:
     """`write_rarity` of one event's identity values (already read as `identity_values`)."""
+    row[RARITY_AT:BLOCK_END] = 0.0
     for k, name in enumerate(FIELDS):
         value = values.get(name)
         at = RARITY_AT + WIDTH * k
-        row[at] = 0.0 if value is None else 1.0
-        if counts is not None and value is not None:
+        if value is not None:
             rarity = np.float32(min(max(counts.value_rarity(name, value), 0.0), 1.0))
-            row[at + 1] = rarity
-            row[at + 2] = rarity >= 1.0
-    if counts is not None:
-        for j, (first, second) in enumerate(PAIRS):
-            if values.get(first) is not None and values.get(second) is not None:
-                joined = values[first] + PAIR_JOIN + values[second]
-                row[PAIRS_AT + j] = counts.value_rarity(pair_name((first, second)), joined) >= 1.0
+            row[at], row[at + 1], row[at + 2] = 1.0, rarity, rarity >= 1.0
+    for j, (first, second) in enumerate(PAIRS):
+        if values.get(first) is not None and values.get(second) is not None:
+            joined = values[first] + PAIR_JOIN + values[second]
+            row[PAIRS_AT + j] = counts.value_rarity(pair_name((first, second)), joined) >= 1.0

@@ -46,7 +46,7 @@ def featurize_record(featurizer: batch.Layer1Featurizer, record: CanonicalRecord
     identity = _identity_values(values)
     _identity(row, identity)
     batch.apply_layout(out, featurizer.layout)
-    if featurizer.layout in batch.RARITY_LAYOUTS:
+    if featurizer.counts_ is not None:  # l1.v4, fitted
         record_rarity(row, identity, featurizer.counts_)
     return out
 

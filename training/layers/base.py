@@ -200,8 +200,15 @@ class Layer(ABC):
         """Mask of the units training learns from (see `fit`)."""
         if self.benign_only_ is None:
             raise ConfigError(f"this {type(self).__name__} is not fitted: call fit(train) first")
-        labels = np.asarray(labels)
-        return labels == 0 if self.benign_only_ else np.ones(len(labels), bool)
+        return self.learnt_mask(labels, self.benign_only_)
+
+    @staticmethod
+    def learnt_mask(labels: np.ndarray, benign_only: bool | None) -> np.ndarray:
+        """The units training learns from, as `fit` picks them: the benign ones with
+        `benign_only` (None: when there are any), else every unit."""
+        benign = np.asarray(labels) == 0
+        only = bool(benign.any()) if benign_only is None else benign_only
+        return benign if only else np.ones(len(benign), bool)
 
     # -- live scoring ----------------------------------------------------------------------
 

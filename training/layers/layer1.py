@@ -102,7 +102,7 @@ class Layer1(EventVectorLayer):
         chosen = None if events is None else events.take(rows)
         return explain_vectors(model, np.asarray(units.features)[rows], chosen,
                                robust=bool(getattr(self.featurizer, "robust", False)),
-                               layout=self.featurizer.layout,
+                               layout=self.data_spec.version,  # unfitted l1.v4 is l1.v3
                                label_fields=self.featurizer.label_fields)
 
     def validation_loss(self, metrics: dict[str, float]) -> float:

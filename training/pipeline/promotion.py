@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
+
 from training.layers.base import Layer
 from training.layers.registry import layer_for_spec
 from training.pipeline.config import GateConfig
@@ -26,11 +28,14 @@ FIRST_UNLABELED = "first model without labels"
 
 
 def promotion_decision(layer: Layer, challenger: Any, champion: Any, test: Any,
-                       labeled: bool, gate: GateConfig) -> dict[str, Any]:
+                       labeled: bool, gate: GateConfig, events: pa.Table | None = None
+                       ) -> dict[str, Any]:
     """The decision for `challenger` (a loaded model) against `champion` (the production
     model, or None) on the `test` units, as a dict with deploy, rule and reason; a test part
-    with both classes but too few of one for the labeled rule says so in the reason."""
-    decision = _decision(layer, challenger, champion, test, labeled, gate)
+    with both classes but too few of one for the labeled rule says so in the reason. `events`
+    (those of the test units) let the production model read them through its own spec."""
+    decision = _decision(layer, challenger, champion, test, labeled, gate,
+                         _as_champion_reads(layer, champion, test, events))
     labels = layer.labels(test)
     short = label_shortfall(labels)
     if not labeled and short and (labels == 0).any() and (labels == 1).any():
@@ -38,12 +43,26 @@ def promotion_decision(layer: Layer, challenger: Any, champion: Any, test: Any,
     return decision
 
 
+def _as_champion_reads(layer: Layer, champion: Any, test: Any, events: pa.Table | None) -> Any:
+    """The test units as the production model reads them: featurized again from their events
+    through its spec when the challenger's featurizer counted its own training values (layer
+    1's `l1.v4`) and the production model's spec is another (other counts, another layout);
+    else the units themselves."""
+    spec, own = getattr(champion, "feature_spec", None), getattr(test, "spec", None)
+    if (events is None or spec is None or own is None or spec.fingerprint == own.fingerprint
+            or not getattr(layer.featurizer, "learns_from_events", False)):
+        return test
+    row = {event_id: i for i, event_id in enumerate(events["event_id"].to_pylist())}
+    ids = layer.unit_columns(test)["unit"].to_pylist()
+    return layer_for_spec(spec).featurize(events.take([row[i] for i in ids]))
+
+
 def _decision(layer: Layer, challenger: Any, champion: Any, test: Any, labeled: bool,
-              gate: GateConfig) -> dict[str, Any]:
+              gate: GateConfig, champion_test: Any) -> dict[str, Any]:
     if labeled:
         old = None
         if champion is not None:
-            old = layer_for_spec(champion.feature_spec).score(champion.model, test)
+            old = layer_for_spec(champion.feature_spec).score(champion.model, champion_test)
         return labeled_decision(
             gate.metric, layer.labels(test), layer.score(challenger.model, test), old,
             improvement=gate.improvement_threshold, floor=gate.min_value or None).to_dict()
@@ -55,7 +74,8 @@ def _decision(layer: Layer, challenger: Any, champion: Any, test: Any, labeled: 
                            else "the test part has no unit to compare the models on; kept "
                                 "production, marked this the challenger")}
     champion_figures = (None if champion is None else
-                        window_figures(layer_for_spec(champion.feature_spec), champion, test))
+                        window_figures(layer_for_spec(champion.feature_spec), champion,
+                                       champion_test))
     decision = unlabeled_decision(window_figures(layer, challenger, test), champion_figures,
                                   improvement=gate.improvement_threshold).to_dict()
     if champion is not None or decision["deploy"]:

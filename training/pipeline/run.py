@@ -258,11 +258,14 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
                                     config.seed, run.cuts)
     except TooFewError as exc:  # e.g. bursty data: too few distinct times to cut
         return _skipped(layer, f"{len(layer.labels(units)):,} {layer.unit}s: {exc}")
+    settings = config.train[layer.name]
     refit = refitted_units(layer, run.events, run.test_events, splits["train"],
-                           config.train[layer.name].benign_only)
+                           settings.benign_only, bool(settings.keep_unknown))
     if refit is not None:  # featurized again with what the training part holds; the same cut
         units, test_units = refit
         units.save(folders.features / layer.features_file)
+        if test_units is not None:
+            test_units.save(folders.features / f"test_{layer.features_file}")
         splits, notes = layer_parts(layer, units, test_units, config.split, run.strategy,
                                     config.seed, run.cuts)
     short = layer.train_shortfall(splits["train"])
@@ -273,7 +276,6 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
     # With test sources the test part is saved with the features (features/test_*.npz).
     layer.save_splits({k: v for k, v in splits.items() if test_units is None or k != "test"},
                       folders.splits)
-    settings = config.train[layer.name]
     train, val = splits["train"], splits["val"]
     if settings.keep_unknown:  # unknown units count as benign for what training learns from
         train, val = (layer.relabeled(part, np.where(layer.labels(part) < 0, 0,
@@ -333,7 +335,8 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
     config, registry = run.config, run.registry
     name = layer.model_name
     champion = _production(registry, name)
-    decision = promotion_decision(layer, challenger, champion, test, labeled, config.gate)
+    decision = promotion_decision(layer, challenger, champion, test, labeled, config.gate,
+                                  run.events if run.test_events is None else run.test_events)
     numbers = {k: float(v) for k, v in metrics.items()
                if k in LABELED_METRICS and isinstance(v, (int, float))}
     numbers["val_loss"] = float(results["best_val_loss"])

@@ -161,18 +161,19 @@ def _cut_where_the_events_are(layer: Layer, units: Any, strategy: str,
 
 
 def refitted_units(layer: Layer, events: pa.Table | None, test_events: pa.Table | None,
-                   train: Any, benign_only: bool | None) -> tuple[Any, Any] | None:
+                   train: Any, benign_only: bool | None, keep_unknown: bool
+                   ) -> tuple[Any, Any] | None:
     """For a layer whose featurizer learns from the training events (layer 1's `l1.v4`: how
     often each identity value occurs), the units and test units featurized again after
-    fitting it on the events of `train` the model learns from (as `Layer.fit` picks them:
-    the benign ones with `benign_only`, or by default when there are any); None for the
+    fitting it on the events of `train` the model learns from (`Layer.learnt_mask`; with
+    `keep_unknown`, unknown units count as benign, as training takes them); None for the
     others, whose transform needs nothing fitted before the split."""
     if events is None or not getattr(layer.featurizer, "learns_from_events", False):
         return None
     labels = layer.labels(train)
-    benign = labels == 0
-    learnt = benign if (benign.any() if benign_only is None else benign_only) else \
-        np.ones(len(labels), bool)
-    ids = layer.unit_columns(train)["unit"].filter(pa.array(learnt))
+    if keep_unknown:
+        labels = np.where(labels < 0, 0, labels)
+    ids = layer.unit_columns(train)["unit"].filter(pa.array(layer.learnt_mask(labels,
+                                                                              benign_only)))
     layer.featurizer.fit(events.filter(pc.is_in(events["event_id"], value_set=ids)))
     return layer.featurize(events), None if test_events is None else layer.featurize(test_events)

@@ -65,7 +65,11 @@ class ByteStream:
             raise SourceError(f"{self.path}: cannot open: {exc.strerror}") from exc
         magic = self._raw.read(4)
         self._raw.seek(0)
-        self._member = _zip_member(self._raw, self.path) if magic == ZIP_MAGIC else None
+        try:
+            self._member = _zip_member(self._raw, self.path) if magic == ZIP_MAGIC else None
+        except SourceError:
+            self._raw.close()
+            raise
         self.compressed = magic[:2] == GZIP_MAGIC or self._member is not None
         self._inflater = zlib.decompressobj(wbits=31)  # used only when compressed
         self._pending = b""
@@ -190,6 +194,8 @@ def _zip_member(raw: object, path: Path) -> zipfile.ZipExtFile:
             raise SourceError(f"{path}: its zipped file {files[0].filename} is encrypted; unzip "
                               "it with its password and give the file")
         return archive.open(files[0])
+    except SourceError:
+        raise
     except (zipfile.BadZipFile, NotImplementedError, OSError) as exc:
         raise SourceError(f"{path}: a zip archive that cannot be read ({exc}); unzip it and "
                           "give the file") from None

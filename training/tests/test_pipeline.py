@@ -8,9 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet  # noqa: F401 (pa.parquet)
 import pytest
 
 from training.errors import ConfigError
+from training.layers.layer1 import Layer1
 from training.sources.config import DataSource
 from training.pipeline.config import config_from_dict, load_config
 from training.pipeline.run import run_pipeline
@@ -215,3 +218,33 @@ def test_the_config_files_workdir_is_used_unless_the_flag_gives_one(command, tmp
         assert main([*first, "--config", str(config), "--workdir", str(tmp_path / "w")]) == 1
         assert "missing.json: no such file" in capsys.readouterr().err
         assert (tmp_path / "w" / "features").is_dir()
+
+
+def test_the_gate_scores_the_production_model_through_its_own_value_counts(tmp_path):
+    """Layer 1's `l1.v4` counts each run's own training values: the production model of an
+    earlier run on other events reads the new test events through its own counts, not the
+    challenger's (its scores and figures are what it gives on its own features)."""
+    from training.demo.generator import write_demo_file
+    from training.evaluation.metrics import known_scores, pr_auc
+    from training.layers.registry import layer_for_spec
+
+    def run(seed):
+        demo = write_demo_file(tmp_path / f"demo{seed}.json", n_events=1_500, seed=seed)
+        return run_pipeline(config_from_dict({
+            "workdir": str(tmp_path / "run"), "layers": ["layer1"],
+            "sources": [{"type": "json_file", "path": str(demo)}],
+            "train": {"epochs": 20, "benign_only": True}}))
+
+    run(3)
+    registry = ModelRegistry(tmp_path / "run" / "models")
+    champion = registry.load_model("layer1_vae", stage="production")
+    second = run(4).layers[0]
+    assert second.decision["rule"] == "paired bootstrap of pr_auc"
+    layer = layer_for_spec(champion.feature_spec)
+    test_events = pa.parquet.read_table(tmp_path / "run" / "events.parquet")
+    test = Layer1().load_units(tmp_path / "run" / "splits" / "layer1_test.npz")
+    row = {e: i for i, e in enumerate(test_events["event_id"].to_pylist())}
+    own = layer.featurize(test_events.take([row[i] for i in test.sample_ids]))
+    assert own.spec.fingerprint != test.spec.fingerprint  # other counts: another transform
+    known = known_scores(layer.score(champion.model, own), Layer1().labels(test))
+    assert second.decision["champion"] == pytest.approx(pr_auc(known.scores, known.is_threat))

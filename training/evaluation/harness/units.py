@@ -98,11 +98,10 @@ def unit_flow_pairs(layer: Layer, units: Any, flows: pa.Table) -> tuple[np.ndarr
 def layer_units(capture: Capture, layer_name: str, featurizer: Any = None) -> LayerUnits:
     """Featurize `capture` for layer `layer_name` (by `featurizer`; None: its default)."""
     layer = get_layer(layer_name)(featurizer)
-    if getattr(layer.featurizer, "learns_from_events", False):  # as the pipeline fits it:
-        # on the training events a model learns from (the benign ones when there are any)
-        benign = pc.equal(capture.train["is_threat"], 0).fill_null(False)
-        layer.featurizer.fit(capture.train.filter(benign) if pc.any(benign).as_py()
-                             else capture.train)
+    if getattr(layer.featurizer, "learns_from_events", False):  # as the pipeline fits it,
+        # on the training events the harness's models learn from (`Layer.fit`'s default)
+        labels = capture.train["is_threat"].fill_null(-1).to_numpy(zero_copy_only=False)
+        layer.featurizer.fit(capture.train.filter(pa.array(layer.learnt_mask(labels, None))))
     train, val, test = (layer.featurize(t) for t in (capture.train, capture.val, capture.test))
     pair_unit, pair_flow = unit_flow_pairs(layer, test, capture.test)
     flow_labels = capture.test["is_threat"].to_numpy(zero_copy_only=False).astype(np.int64)
