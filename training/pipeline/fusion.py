@@ -198,4 +198,4 @@ def fusion_summary(fusion: dict[str, Any]) -> str:
             + f" (threshold: {fusion['threshold_rule']}; {layers})"
             + (f"; with versions the gate did not promote: {', '.join(refused)}"
                if (refused := fusion.get("not_in_production")) else "")
-            + (f"; WARNING: {fusion['warning']}" if fusion.get("warning") else ""))
+            + (f"; warning: {fusion['warning']}" if fusion.get("warning") else ""))

@@ -11,7 +11,6 @@ with a note.
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,14 +85,17 @@ def _unseen_types_note(events: pa.Table, parts: dict[str, np.ndarray], notes: li
     """A note when more than 5% of the test events are of event types the validation part has
     none of: every threshold is set on validation scores, so those alert more than it promises
     (a folder of captures from different days, each its own mix of logs)."""
-    types = np.asarray(events["event_type"].to_pylist(), object)
-    seen = set(types[parts["val"]])
-    test = types[parts["test"]]
-    unseen = Counter(t for t in test if t not in seen)
-    count = sum(unseen.values())
+    types = events["event_type"]
+    seen = pc.unique(types.take(pa.array(parts["val"], pa.int64())))
+    test = types.take(pa.array(parts["test"], pa.int64()))
+    unseen = pc.value_counts(test.filter(pc.invert(pc.is_in(test, value_set=seen))))
+    counts = unseen.field("counts").to_numpy(zero_copy_only=False)
+    count = int(counts.sum())
     if count <= 0.05 * len(test):
         return
-    listed = ", ".join(f"{t} {n:,}" for t, n in unseen.most_common())
+    order = np.argsort(-counts, kind="stable")  # most first; ties in order of appearance
+    names = unseen.field("values").to_pylist()
+    listed = ", ".join(f"{names[i]} {counts[i]:,}" for i in order)
     _note(notes, f"{count:,} of the {len(test):,} test events are of event types no validation "
           f"event has ({listed}): the thresholds are set on validation scores, so expect those "
           "to alert more than they promise; a larger val_ratio, or sources that hold them "

@@ -304,7 +304,7 @@ def test_a_fused_alert_rate_far_above_the_validation_events_is_a_warning(dataset
         f"{fused['alert_rate']:.2%} of the 175 test events not labeled threat alert where the "
         f"validation events promise {fusion['expected_alert_rate']:.2%} (at most "
         f"{3 * fusion['expected_alert_rate']:.2%} tolerated, binomial p ")
-    assert fusion_summary(fusion).endswith(f"; WARNING: {fusion['warning']}")
+    assert fusion_summary(fusion).endswith(f"; warning: {fusion['warning']}")
 
 
 def test_a_fusion_of_one_layer_on_a_small_capture_ranks_and_alerts_as_the_layer(datasets,
