@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections import Counter
 from typing import ClassVar
 
 import numpy as np
@@ -92,16 +91,19 @@ class WindowsEventSource(JsonFileSource):
                 if source.offset >= _SCAN_BYTES:
                     break
         if hosts:
-            self._learn(np.asarray(hosts, object), _micros(pa.array(created)),
-                        _micros(pa.array(utc)))
+            encoded = pc.dictionary_encode(pa.array(hosts, pa.string()))
+            self._learn(*_codes(encoded), _micros(pa.array(created)), _micros(pa.array(utc)))
 
-    def _learn(self, hosts: np.ndarray, created: np.ndarray, utc: np.ndarray) -> None:
-        """Each new host's most common offset, in quarter hours, among records with both."""
+    def _learn(self, codes: np.ndarray, hosts: list, created: np.ndarray,
+               utc: np.ndarray) -> None:
+        """Each new host's most common offset, in quarter hours, among its records with both
+        times (`codes`: each record's index into `hosts`)."""
         both = (utc >= 0) & (created >= 0)
         steps = np.rint((created[both] - utc[both]) / _QUARTER_HOUR_US).astype(np.int64)
-        for host in set(hosts[both]) - set(self.utc_offsets):
-            self.utc_offsets[host] = Counter(steps[hosts[both] == host].tolist()).most_common(
-                1)[0][0]
+        for code in np.unique(codes[both]):
+            if hosts[code] not in self.utc_offsets:
+                values, counts = np.unique(steps[codes[both] == code], return_counts=True)
+                self.utc_offsets[hosts[code]] = int(values[counts.argmax()])
 
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
         names = set(table.column_names)
@@ -129,22 +131,30 @@ class WindowsEventSource(JsonFileSource):
         `UtcTime` (null elsewhere: the field map's time stands there)."""
         names = set(table.column_names)
         created = _micros(table["TimeCreated"])  # -1: none (times before 1970 are refused)
-        hosts = np.asarray(_first_text(table, WINDOWS_FIELD_MAP["host"]).to_pylist(), object)
-        offsets = self.utc_offsets
+        codes, hosts = _codes(pc.dictionary_encode(_first_text(table, WINDOWS_FIELD_MAP["host"])))
         if "UtcTime" in names:
-            self._learn(hosts, created, _micros(table["UtcTime"]))
+            self._learn(codes, hosts, created, _micros(table["UtcTime"]))
         alone = created >= 0
         for name in ("@timestamp", "UtcTime"):
             if name in names:
                 alone &= pc.is_null(table[name]).to_numpy(zero_copy_only=False)
-        shift = np.array([offsets.get(h, 0) for h in hosts], np.int64) * _QUARTER_HOUR_US
-        unknown = sorted({str(h) for h in hosts[alone] if h not in offsets} - self._warned)
+        offsets = np.array([self.utc_offsets.get(h, 0) for h in hosts], np.int64)  # per host
+        shift = offsets[codes] * _QUARTER_HOUR_US
+        unknown = sorted({"(no host)" if hosts[c] is None else hosts[c]
+                          for c in np.unique(codes[alone]) if hosts[c] not in self.utc_offsets}
+                         - self._warned)
         if unknown:
             self._warned.update(unknown)
             logger.warning("TimeCreated taken as UTC for host(s) %s: no record of theirs carries "
                            "UtcTime beside it to learn their offset from", ", ".join(unknown))
         return pa.array(np.where(alone, created - shift, 0), pa.int64(),
                         mask=~alone).cast(pa.timestamp("us", tz="UTC"))
+
+
+def _codes(encoded: pa.Array) -> tuple[np.ndarray, list]:
+    """Each record's index into the distinct hosts, and those hosts (None last: no host)."""
+    hosts = encoded.dictionary.to_pylist() + [None]
+    return encoded.indices.fill_null(len(hosts) - 1).to_numpy(zero_copy_only=False), hosts
 
 
 def _micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
