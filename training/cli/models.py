@@ -142,8 +142,9 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
         description="One continuous-training run (see training.retraining.continuous): retrain "
                     "when the production model is older than --retrain-frequency-days, when "
                     "there are --min-new-samples new rows or when they drifted; promote the new "
-                    "model only past the gate. The new model is trained and thresholded like "
-                    "the production model (its recorded settings; the flags below change them; "
+                    "model only past the gate. The new model is built, trained and thresholded "
+                    "like the production model (its detector and architecture, and its recorded "
+                    "settings, which the flags below change; "
                     "the result's training_settings says which were used). Does nothing and "
                     "exits 0 when no trigger fires, so a scheduler can call it; prints the "
                     "result as JSON.")

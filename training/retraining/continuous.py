@@ -21,8 +21,8 @@ One run:
    normal (they are marked threats, which training never learns from);
 5. training: `train_layer` (or the caller's `train_fn`, called the way the layer's original
    train function is, `Layer.train_with`), with the production model's recorded settings
-   (threshold rule, batch size, ...; `training.retraining.settings`) unless changed; its
-   checkpoint carries the FeatureSpec and the validation threshold;
+   (threshold rule, batch size, ...) unless changed, and (`train_layer`) its detector and
+   architecture (`training.retraining.settings`); the checkpoint has FeatureSpec, threshold;
 6. champion and challenger measured on the same test split (`training.retraining.gate`);
    `comparison_metric` "auto" is `pr_auc` when the test split has at least
    `gate.MIN_CLASS_UNITS` (5) benign and threat units each, else `val_loss` (the reason names
@@ -192,15 +192,15 @@ class ContinuousTrainingPipeline:
         labels = layer.labels(splits["val"])
         val = layer.relabeled(splits["val"], np.where(labels < 0, 0, labels))
         result["data"] = data
-        settings, result["training_settings"] = challenger_settings(
-            layer, champion, given=self.config.training_config,
+        settings, model_args, result["training_settings"] = challenger_settings(
+            layer, champion, None if train_fn else train, given=self.config.training_config,
             changes=self.config.training_changes)
         with work_folder("retrain-") as work:  # a killed run's is removed by the next
             config = settings.replace(
                 model_name=model_name, layer_name=layer.name, checkpoint_dir=str(Path(work)),
                 log_dir=str(Path(work) / "logs"), tensorboard=False)
             if train_fn is None:
-                _, trained = train_layer(layer, train, val, config)
+                _, trained = train_layer(layer, train, val, config, model_args=model_args)
             else:
                 _, trained = layer.train_with(train_fn, train, val, config)
             challenger = load_model(trained["checkpoint"])

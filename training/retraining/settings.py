@@ -8,8 +8,13 @@ threshold rule, batch size, learning rate, epochs, optimizer, ...); the layer's 
 `RETRAINING_CHANGES` only when there is no production model or it recorded none. The caller's
 changes (`RetrainingConfig.training_changes`, the `retrain` flags) win over either.
 
-    config, used = challenger_settings(layer, champion, given=None,
-                                       changes={"threshold_rule": "quantile:0.99"})
+A challenger is also built like the champion: the same detector with the same architecture
+(hidden and latent sizes, layers, ... as `train --hidden_dim ...` or `tune` chose them), from the
+constructor arguments its sidecar records (`recorded_model_args`), with the widths taken from the
+new units; only with `train_layer` (a caller's own train function builds its own model).
+
+    config, model_args, used = challenger_settings(layer, champion, train_units, given=None,
+                                                   changes={"threshold_rule": "quantile:0.99"})
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any
 
+import torch
+
+from training.detectors.rows import RowDetector
+from training.errors import ConfigError
 from training.layers.base import Layer
 from training.registry.metadata import sidecar_hyperparameters
 from training.registry.registry import RegisteredModel
@@ -40,20 +49,27 @@ def recorded_settings(champion: RegisteredModel) -> dict[str, Any]:
             if name in known}
 
 
-def challenger_settings(layer: Layer, champion: RegisteredModel | None, *,
+def challenger_settings(layer: Layer, champion: RegisteredModel | None, units: Any, *,
                         given: TrainingConfig | None, changes: Mapping[str, Any]
-                        ) -> tuple[TrainingConfig, dict[str, Any]]:
-    """The challenger's TrainingConfig and, JSON-able, which settings it uses and from where.
+                        ) -> tuple[TrainingConfig, dict[str, Any] | None, dict[str, Any]]:
+    """The challenger's TrainingConfig, its `train_layer` model_args and, JSON-able, which
+    settings it uses and from where.
 
     Args:
         layer: the layer being retrained.
         champion: the production model, or None.
-        given: a whole TrainingConfig chosen by the caller (then nothing is inherited).
+        units: the training units, or None when the caller's own train function builds the
+            model (then there are no model_args).
+        given: a whole TrainingConfig chosen by the caller (then no training setting is
+            inherited; the architecture still is: a TrainingConfig holds none).
         changes: TrainingConfig fields that override the inherited (or given) settings.
 
     Returns:
-        (config, used) with used: "from" (where the settings come from), "changed" (the
-        caller's changes) and the values of `SHOWN`.
+        (config, model_args, used) with used: "from" (where the settings come from),
+        "changed" (the caller's changes), the values of `SHOWN` and "model" (model_args).
+
+    Raises:
+        ConfigError: the layer cannot build the champion's detector (`recorded_model_args`).
     """
     if given is not None:
         base, origin = given, "RetrainingConfig.training_config"
@@ -62,9 +78,36 @@ def challenger_settings(layer: Layer, champion: RegisteredModel | None, *,
         base = layer.default_config(**RETRAINING_CHANGES).replace(**recorded)
         origin = _origin(layer, champion, bool(recorded))
     config = base.replace(**changes)
+    model_args = (None if units is None else {} if champion is None
+                  else recorded_model_args(layer, champion.model, units))
     used = {"from": origin, "changed": dict(changes),
-            **{name: getattr(config, name) for name in SHOWN}}
-    return config, used
+            **{name: getattr(config, name) for name in SHOWN}, "model": model_args}
+    return config, model_args, used
+
+
+def recorded_model_args(layer: Layer, model: Any, units: Any) -> dict[str, Any]:
+    """The `train_layer` model_args that build `model`'s detector with its architecture again
+    on `units`: the constructor arguments it records that differ from those
+    `layer.build_detector` gives that detector for `units` (so the widths taken from the units
+    stay theirs), with a row detector's name and view. {} (the layer's own detector, its
+    defaults) for a model that records none (trained through the original `loss_fn` form).
+
+    Raises:
+        ConfigError: `layer` builds another detector class than `model`'s.
+    """
+    args = getattr(model, "init_args", None)
+    if args is None:
+        return {}
+    chosen = ({"detector": model.short_name, "inputs": args["inputs"]}
+              if isinstance(model, RowDetector) else {})
+    with torch.device("meta"):  # for its arguments only: nothing allocated, no random draws
+        fresh = layer.build_detector(units, **chosen)
+    if type(fresh) is not type(model):
+        raise ConfigError(f"the production model is a {type(model).__name__}, which "
+                          f"{layer.name} does not build (its own is a {type(fresh).__name__}); "
+                          "retrain it with the train function that made it (train_fn)")
+    return {**chosen, **{name: value for name, value in args.items()
+                         if name not in fresh.init_args or fresh.init_args[name] != value}}
 
 
 def _origin(layer: Layer, champion: RegisteredModel | None, recorded: bool) -> str:

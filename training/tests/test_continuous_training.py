@@ -255,7 +255,8 @@ def test_a_challenger_is_trained_and_thresholded_like_the_production_model(tmp_p
     assert result["training_settings"] == {
         "from": "the production vae 1.0.0", "changed": {"num_epochs": 1},
         "threshold_rule": "quantile:0.999", "batch_size": 32,
-        "learning_rate": as_the_pipeline.learning_rate, "num_epochs": 1, "seed": 42}
+        "learning_rate": as_the_pipeline.learning_rate, "num_epochs": 1, "seed": 42,
+        "model": {}}  # the layer's own detector with its defaults, as the champion's
     trained, result = retrain("--threshold", "quantile:0.99", "--batch-size", "64")
     assert (trained["threshold_rule"], trained["batch_size"]) == ("quantile:0.99", 64)
     assert result["training_settings"]["changed"] == {
@@ -284,3 +285,45 @@ def test_retrain_and_the_pipeline_gate_apply_the_same_floor():
     assert RetrainingConfig().floor("pr_auc") is None
     assert build_parser().parse_args(["retrain"]).min_accuracy is None
     assert (GateConfig().min_value or None) is None  # as promotion_decision reads it
+
+
+def test_a_challenger_is_built_like_the_tuned_production_model(tmp_path, capsys):
+    """A production model trained with a tuned architecture (`train --hidden_dim ...`) is
+    challenged by one of the same architecture, not the layer's defaults; the result says so."""
+    paths, registry = _saved_splits(tmp_path, np.random.default_rng(5)), tmp_path / "models"
+    assert main(["train", "layer1", "--train_data", paths["train"], "--val_data", paths["val"],
+                 "--num_epochs", "1", "--hidden_dim", "32", "--latent_dim", "8", "--dropout",
+                 "0.3", "--checkpoint_dir", str(tmp_path / "ckpt"), "--log_dir",
+                 str(tmp_path / "logs"), "--no_tensorboard", "--model_name", "vae", "-q"]) == 0
+    registered = ["--model", "vae", "--registry-dir", str(registry), "-q"]
+    assert main(["registry", "register", "--model-path", str(tmp_path / "ckpt/vae_best.pt"),
+                 "--version", "1.0.0", *registered]) == 0
+    assert main(["registry", "promote", "--version", "1.0.0", *registered]) == 0
+    capsys.readouterr()
+    assert main(["retrain", "--model-name", "vae", "--train-data", paths["train"],
+                 "--val-data", paths["val"], "--test-data", paths["test"], "--registry-dir",
+                 str(registry), "--force", "--epochs", "1", "-q"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    models = ModelRegistry(registry)
+    champion = models.load_model("vae", "1.0.0").sidecar["init_args"]
+    challenger = models.load_model("vae", result["new_version"]).sidecar["init_args"]
+    assert (champion["hidden_dim"], champion["latent_dim"], champion["dropout"]) == (32, 8, 0.3)
+    assert challenger == champion
+    assert result["training_settings"]["model"] == {"hidden_dim": 32, "latent_dim": 8,
+                                                    "dropout": 0.3}
+
+
+def test_a_row_detector_is_rebuilt_by_its_name_view_and_arguments():
+    """An isolation-forest champion gives `train_layer` its name, view and changed arguments;
+    its row width is left to the new units. A detector the layer cannot build is refused."""
+    from training.detectors.gnn import Layer2GNN
+    from training.layers.layer1 import Layer1
+    from training.retraining.settings import recorded_model_args
+
+    units = _split("train", 20, 0, np.random.default_rng(0), day=1)
+    forest = Layer1().build_detector(units, detector="iforest", n_estimators=7, seed=3)
+    assert recorded_model_args(Layer1(), forest, units) == {
+        "detector": "iforest", "inputs": "vector", "n_estimators": 7, "seed": 3}
+    with pytest.raises(ConfigError, match="the production model is a Layer2GNN, which layer1 "
+                                          "does not build \\(its own is a Layer1VAE\\)"):
+        recorded_model_args(Layer1(), Layer2GNN(node_dim=5, edge_dim=6), units)
