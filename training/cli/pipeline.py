@@ -70,12 +70,11 @@ def _run(config, args: argparse.Namespace) -> int:
     from training.cli.parser import typed_flags
     from training.cli.run_options import run_options
     from training.pipeline import fusion, run
-    from training.pipeline.history import failures_recorded
 
     # A run that fails says so on the front page, with the line printed here.
     flags = typed_flags(args)
-    with failures_recorded(config.workdir, lambda exc: error_message(exc, flags=flags)):
-        result = run.run_pipeline(config, **run_options(args))
+    result = run.run_pipeline(config, **run_options(args),
+                              describe=lambda exc: error_message(exc, flags=flags))
     for note in result.notes:
         print(f"note: {note}")
     for o in result.layers:

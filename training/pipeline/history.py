@@ -6,7 +6,7 @@
     write_runs_index(workdir)       # workdir/report/index.html: every run, newest first
 
     with failures_recorded(workdir):  # a run that raises: its error line on the front page
-        run_pipeline(config)
+        ...                           # (run_pipeline does this itself)
 
 A later run never overwrites an earlier one's report or TensorBoard run. What every run
 rebuilds from its sources (features/, splits/, checkpoints/, events.parquet) stays in the
@@ -30,14 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from training.artifacts.atomic import atomic_write
-from training.errors import ConfigError
+from training.errors import ConfigError, PipelineError
 from training.pipeline.lock import WorkdirBusyError, workdir_lock
 from training.pipeline.report import page_head
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RunFolder", "check_keep", "failures_recorded", "list_runs", "new_run", "prune_runs",
-           "write_runs_index"]
+__all__ = ["RunFolder", "check_keep", "describe_error", "failures_recorded", "list_runs",
+           "new_run", "prune_runs", "write_runs_index"]
 
 RUNS = "runs"
 # <UTC time>-<short id>: names sort by start time (to the microsecond, so that runs started
@@ -200,8 +200,14 @@ def write_runs_index(workdir: Path) -> Path:
     return path
 
 
+def describe_error(exc: Exception) -> str:
+    """A failed run's error line: the message of the package's own errors (they say what to
+    do), else the exception's type and message."""
+    return str(exc) if isinstance(exc, PipelineError) else f"{type(exc).__name__}: {exc}"
+
+
 @contextmanager
-def failures_recorded(workdir: Path, describe: Callable[[Exception], str] = str
+def failures_recorded(workdir: Path, describe: Callable[[Exception], str] = describe_error
                       ) -> Iterator[None]:
     """Record a pipeline run that raises within the block: its error line (`describe(exc)`)
     in its folder, and the front page (`write_runs_index`) saying it failed, in place of the

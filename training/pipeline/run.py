@@ -56,6 +56,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,8 @@ from training.layers.registry import get_layer
 from training.layers.layer1 import Layer1
 from training.layers.training import train_layer
 from training.pipeline.config import PipelineConfig
-from training.pipeline.history import (RunFolder, check_keep, new_run, prune_runs,
-                                      write_runs_index)
+from training.pipeline.history import (RunFolder, check_keep, describe_error,
+                                      failures_recorded, new_run, prune_runs, write_runs_index)
 from training.console.progress import progress
 from training.pipeline.alerts import write_run_alerts
 from training.pipeline.fusion import TrainedLayer, fuse_layers
@@ -146,8 +147,11 @@ class _Run:
 
 
 def run_pipeline(config: PipelineConfig, *, keep: int | None = None,
-                 mlflow_uri: str | None = None) -> PipelineResult:
-    """Run every stage (see the module docstring) and return where everything went.
+                 mlflow_uri: str | None = None,
+                 describe: Callable[[Exception], str] = describe_error) -> PipelineResult:
+    """Run every stage (see the module docstring) and return where everything went. A run
+    that raises leaves its error line (`describe(exc)`; the CLI names the flags typed) in its
+    folder and on the working directory's front page, which says it failed.
 
     Args:
         keep: keep only the newest `keep` run folders (this one included); None keeps all.
@@ -160,7 +164,8 @@ def run_pipeline(config: PipelineConfig, *, keep: int | None = None,
     """
     if keep is not None:
         check_keep(keep)  # before any work
-    with workdir_lock(config.workdir):
+    # The failure is recorded after the lock is let go (`with` leaves the last one first).
+    with failures_recorded(config.workdir, describe), workdir_lock(config.workdir):
         return _run(config, keep, mlflow_uri)
 
 

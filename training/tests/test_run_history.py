@@ -101,3 +101,26 @@ def test_a_failed_run_says_so_on_the_front_page_with_its_error_line(datasets, tm
     assert f"<strong>The latest run, {run.name} (started " in index
     assert f"<pre>{html.escape(error.removeprefix('error: '))}</pre>" in index
     assert "<strong>failed</strong>: the alerts-per-day threshold rule" in index  # its row
+
+
+def test_a_failed_run_from_python_says_so_on_the_front_page(datasets, tmp_path):
+    """`run_pipeline` called from Python, not the CLI, records its failure the same way: the
+    front page says the run failed, with the exception's line, and the exception goes on."""
+    from training.pipeline.config import config_from_dict
+    from training.pipeline.run import run_pipeline
+
+    work = tmp_path / "w"
+    capture = datasets / "iot23" / "CTU-Malware-Capture-44-1-labeled.csv"
+    config = config_from_dict({
+        "sources": [{"type": "csv", "path": str(capture)}], "layers": ["layer1"],
+        "workdir": str(work), "train": {"epochs": 1, "threshold": "alerts-per-day:10"}})
+    with pytest.raises(ConfigError, match="the alerts-per-day threshold rule needs validation "
+                                          "data spanning at least a day") as raised:
+        run_pipeline(config)
+    line = str(raised.value).splitlines()[0]
+    (run,) = list_runs(work)
+    assert (run / "failed.txt").read_text() == line + "\n"
+    index = (work / "report" / "index.html").read_text()
+    assert "did not finish" not in index and "unfinished" not in index
+    assert "<h1>MAXIMUS pipeline runs: the latest failed</h1>" in index
+    assert f"<pre>{html.escape(line)}</pre>" in index
