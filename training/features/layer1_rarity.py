@@ -22,15 +22,19 @@ that process (fodhelper.exe starting cmd.exe), an account never seen on that hos
 movement). Dims 110-111 stay 0. The counts are learnt by `ValueCounts.fit`
 on the training events (the featurizer's `fit`); without them (an unfitted featurizer) the
 block keeps `l1.v3`'s hash buckets, and the featurizer's spec says `l1.v3`. Values are kept as keyed 8-byte
-BLAKE2b digests, not as text (no command line is written into a model file), at most
-`MAX_VALUES` per field, the most frequent first: a rarer value reads as never seen.
+BLAKE2b digests, not as text (no command line is written into a model file): the counts of
+the `MAX_VALUES` most frequent per field, and the rarer ones (up to `MAX_SEEN` more) in a
+Bloom filter (`training.features.seen_filter`), read as seen once: without it a field of many
+distinct values (command lines with GUIDs, a week of DNS names) would set never seen on
+ordinary events. Past `MAX_SEEN` the rarest read as never seen, and fitting says so.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
@@ -38,6 +42,9 @@ import pyarrow.compute as pc
 
 from training.errors import SchemaError
 from training.features.encoding import as_array, column
+from training.features.seen_filter import SeenFilter
+
+logger = logging.getLogger(__name__)
 
 RARITY_AT, BLOCK_END = 85, 112  # the identity block's dims
 WIDTH = 3  # dims per field: present, rarity, never seen
@@ -46,7 +53,9 @@ PAIRS = (("parent_process", "process"), ("user", "process"), ("host", "process")
          ("host", "user"))
 PAIRS_AT = RARITY_AT + WIDTH * len(FIELDS)  # one never-seen dim per pair
 PAIR_JOIN = "\x1f"  # between a pair's two values (the unit separator: in no name)
-MAX_VALUES = 10_000  # per field, the most frequent
+MAX_VALUES = 10_000  # per field, the most frequent: counted
+MAX_SEEN = 2_000_000  # per field, the next most frequent: in a filter (about 3.6 MB)
+RARE_COUNT = 1  # the count a value of the filter reads as
 
 
 def identity_values(table: pa.Table, name: str) -> pa.Array:
@@ -85,50 +94,76 @@ def value_key(name: str, value: str) -> str:
 
 @dataclass(frozen=True)
 class ValueCounts:
-    """Per identity field: how many training events had each value (by key), and in all."""
+    """Per identity field: how many training events had each value (by key), and in all; the
+    rarer values past `MAX_VALUES` in `seen` (module docstring)."""
 
     counts: dict[str, dict[str, int]]
     totals: dict[str, int]
+    seen: dict[str, SeenFilter] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, table: pa.Table) -> ValueCounts:
-        counts, totals = {}, {}
+    def fit(cls, table: pa.Table, max_values: int = MAX_VALUES,
+            max_seen: int = MAX_SEEN) -> ValueCounts:
+        counts, totals, seen = {}, {}, {}
         named = [(name, identity_values(table, name)) for name in FIELDS] + [
             (pair_name(pair), pair_values(table, pair)) for pair in PAIRS]
         for name, values in named:
             found = pc.value_counts(values.drop_null())
             counted = found.field("counts").to_numpy(zero_copy_only=False)
-            top = np.argsort(-counted, kind="stable")[:MAX_VALUES]  # hash the kept ones only
+            order = np.argsort(-counted, kind="stable")  # hash the kept ones only
+            top, rarer = order[:max_values], order[max_values:max_values + max_seen]
             kept = found.field("values").take(pa.array(top, pa.int64())).to_pylist()
             counts[name] = {value_key(name, v): int(n) for v, n in zip(kept, counted[top])}
             totals[name] = int(len(values) - values.null_count)
-        return cls(counts, totals)
+            if len(rarer):
+                rare = found.field("values").take(pa.array(rarer, pa.int64())).to_pylist()
+                seen[name] = SeenFilter.of(np.array([int(value_key(name, v), 16) for v in rare],
+                                                    np.uint64))
+            if len(order) > max_values + max_seen:
+                logger.warning("%s has %d distinct training values; the %d rarest will "
+                               "read as never seen", name, len(order),
+                               len(order) - max_values - max_seen)
+        return cls(counts, totals, seen)
+
+    def _counts_of(self, name: str, keys: list[str]) -> np.ndarray:
+        """(n,) the training count of each key: its own, `RARE_COUNT` in the filter, else 0."""
+        known = self.counts.get(name, {})
+        found = np.array([known.get(key, 0) for key in keys], np.float64)
+        if name in self.seen and len(keys):
+            unknown = found == 0
+            as_ints = np.array([int(key, 16) for key in keys], np.uint64)
+            found[unknown & self.seen[name].contains(as_ints)] = RARE_COUNT
+        return found
 
     def rarity(self, name: str, values: pa.Array) -> np.ndarray:
         """(n,) rarity of each value (0 where missing)."""
         encoded = pc.dictionary_encode(as_array(values))
-        known = self.counts.get(name, {})
-        total = max(self.totals.get(name, 0), 1)
-        scale = math.log1p(total)
-        per_value = np.array([1.0 - math.log1p(known.get(value_key(name, v), 0)) / scale
-                              for v in encoded.dictionary.to_pylist()] + [0.0], np.float32)
+        keys = [value_key(name, v) for v in encoded.dictionary.to_pylist()]
+        scale = math.log1p(max(self.totals.get(name, 0), 1))
+        per_value = np.append(1.0 - np.log1p(self._counts_of(name, keys)) / scale,
+                              0.0).astype(np.float32)
         codes = encoded.indices.fill_null(len(per_value) - 1).to_numpy(zero_copy_only=False)
         return np.clip(per_value[codes], 0.0, 1.0)
 
     def value_rarity(self, name: str, value: str) -> float:
         """`rarity` of one value (the per-event path)."""
-        seen = self.counts.get(name, {}).get(value_key(name, value), 0)
+        seen = float(self._counts_of(name, [value_key(name, value)])[0])
         return 1.0 - math.log1p(seen) / math.log1p(max(self.totals.get(name, 0), 1))
 
     def to_dict(self) -> dict[str, dict]:
-        return {"counts": self.counts, "totals": self.totals}
+        out: dict[str, dict] = {"counts": self.counts, "totals": self.totals}
+        if self.seen:  # fields of more than `MAX_VALUES` values only
+            out["seen"] = {name: kept.to_dict() for name, kept in self.seen.items()}
+        return out
 
     @classmethod
     def from_dict(cls, data: object) -> ValueCounts:
         try:
             counts = {str(f): {str(k): int(n) for k, n in v.items()}
                       for f, v in data["counts"].items()}
-            return cls(counts, {str(f): int(n) for f, n in data["totals"].items()})
+            totals = {str(f): int(n) for f, n in data["totals"].items()}
+            seen = {str(f): SeenFilter.from_dict(v) for f, v in data.get("seen", {}).items()}
+            return cls(counts, totals, seen)
         except (KeyError, TypeError, AttributeError, ValueError) as exc:
             raise SchemaError(f"a layer-1 spec's value counts are damaged: {exc}") from None
 

@@ -4,12 +4,18 @@ it (the per-event path is pinned to the batch path in `test_event_fast_path.py`)
 
 from __future__ import annotations
 
+import json
+import logging
+
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 
 from training.features.encoding import FeatureSpec
 from training.features.layer1 import Layer1Featurizer
-from training.features.layer1_rarity import FIELDS, PAIRS, PAIRS_AT, RARITY_AT, WIDTH
+from training.features.layer1_rarity import (FIELDS, PAIRS, PAIRS_AT, RARITY_AT, WIDTH,
+                                             ValueCounts, write_rarity)
+from training.features.seen_filter import ERROR, SeenFilter
 from training.tests.conftest import collect
 
 
@@ -69,3 +75,45 @@ def test_the_counts_travel_in_the_spec_as_digests_and_score_the_same(demo_events
     assert bare.spec.version == "l1.v3" and featurizer.spec.version == "l1.v4"
     np.testing.assert_array_equal(bare.featurize(demo_events),
                                   Layer1Featurizer(layout="l1.v3").featurize(demo_events))
+
+
+def test_a_seen_filter_finds_every_key_it_holds_and_few_others():
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 2**63, 20_000, dtype=np.uint64) * np.uint64(2)  # even keys
+    others = rng.integers(0, 2**63, 200_000, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    kept = SeenFilter.of(keys)
+    assert kept.contains(keys).all()  # no false negatives
+    false_positives = kept.contains(others).mean()
+    assert false_positives < 2 * ERROR, false_positives  # sized for ERROR (0.1%)
+    again = SeenFilter.from_dict(json.loads(json.dumps(kept.to_dict())))
+    np.testing.assert_array_equal(again.contains(others[:5_000]), kept.contains(others[:5_000]))
+    assert len(kept.bits) * 8 / len(keys) < 15  # about 14.4 bits a key
+
+
+def _never_seen(counts: ValueCounts, table) -> np.ndarray:
+    vectors = np.zeros((table.num_rows, 128), np.float32)
+    write_rarity(vectors, table, counts)
+    return vectors[:, [_dim(f) for f in FIELDS] + list(range(PAIRS_AT, PAIRS_AT + len(PAIRS)))]
+
+
+def test_values_past_the_counted_ones_still_read_as_seen(demo_events, caplog):
+    """A field of more distinct values than are counted (command lines with GUIDs): the rarer
+    training values are in the filter, so no training event reads as never seen, and the
+    vectors of other events are those of counting every value (filter errors aside)."""
+    train, test = demo_events.slice(0, 2_000), demo_events.slice(2_000)
+    assert len(pc.unique(train["command_line"])) > 20  # more than the 5 counted below
+    every = ValueCounts.fit(train)
+    capped = ValueCounts.fit(train, max_values=5)
+    assert set(capped.seen) >= {"command_line", "host", "user"}
+    assert not _never_seen(capped, train).any()
+    rare = train["command_line"].drop_null().to_pylist()
+    assert all(capped.value_rarity("command_line", v) < 1.0 for v in rare)  # per event too
+    assert capped.value_rarity("command_line", "never.exe") == 1.0
+    rebuilt = ValueCounts.from_dict(json.loads(json.dumps(capped.to_dict())))
+    np.testing.assert_array_equal(_never_seen(rebuilt, test), _never_seen(every, test))
+    # Without the filter (past its own cap too) the rarer ones read as never seen, and fitting
+    # says how many.
+    with caplog.at_level(logging.WARNING):
+        neither = ValueCounts.fit(train, max_values=5, max_seen=0)
+    assert _never_seen(neither, train).any()
+    assert "command_line has" in caplog.text and "will read as never seen" in caplog.text
