@@ -61,10 +61,12 @@ def layer_names() -> list[str]:
 
 
 def layer_for_spec(spec: FeatureSpec | None, where: str = "the model") -> Layer:
-    """The layer (fitted state included) that made `spec`.
+    """The layer (fitted state included) that made `spec`, the FeatureSpec of the model
+    `where` names (its file, or its name and version) in every error.
 
     Raises:
-        SchemaError: no spec, or one no registered layer can reproduce.
+        SchemaError: no spec, or one no registered layer can reproduce (another layout, a
+            damaged fitted state).
     """
     if spec is None:
         raise SchemaError(f"{where} has no FeatureSpec, so its input transform cannot be "
@@ -74,7 +76,11 @@ def layer_for_spec(spec: FeatureSpec | None, where: str = "the model") -> Layer:
     except ConfigError:
         raise SchemaError(f"{where}'s FeatureSpec is for {spec.layer!r}; known layers: "
                           f"{', '.join(layer_names())}") from None
-    return cls.from_spec(spec)
+    try:
+        return cls.from_spec(spec)
+    except SchemaError as exc:  # the featurizer's words, which cannot know whose spec it is
+        raise SchemaError(f"{where}: its input transform cannot be reproduced ({exc})"
+                          ) from exc
 
 
 def _find(key: str) -> type[Layer] | None:

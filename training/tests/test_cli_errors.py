@@ -195,3 +195,34 @@ def test_a_layer2_or_layer3_split_is_validated_and_named_where_refused(layer, un
         f"error: --data {test} holds {layer} {unit}s, but --model {inputs['model']} is a "
         f"layer1 model; evaluate it with a {layer} model (--model e.g. "
         f"WORKDIR/checkpoints/{'layer2_gnn' if layer == 'layer2' else 'layer3_tcn'}_best.pt)")
+
+
+def test_a_damaged_layer1_spec_is_one_line_naming_the_model(tmp_path, capsys):
+    """A model file whose l1.v4 value counts are damaged (and its spec's fingerprint made to
+    match): `evaluate` names the file, `score` the registered model and version."""
+    from training.artifacts.model_files import save_model
+    from training.detectors.vae import Layer1VAE
+    from training.features.encoding import FeatureSpec
+    from training.features.layer1 import Layer1Featurizer
+    from training.tests.conftest import collect
+
+    demo = write_demo_file(tmp_path / "demo.json", n_events=300, seed=1)
+    spec = Layer1Featurizer(layout="l1.v4").fit(collect("json_file", demo)[0]).spec
+    counts = spec.fitted["value_counts"]["counts"]
+    field = sorted(counts)[0]
+    damaged = {**counts, field: {**counts[field], sorted(counts[field])[0]: "many"}}
+    fitted = {**spec.fitted, "value_counts": {**spec.fitted["value_counts"], "counts": damaged}}
+    model = tmp_path / "layer1_vae.pt"
+    save_model(Layer1VAE(input_dim=128), model, threshold=1.0,
+               feature_spec=FeatureSpec(spec.layer, spec.version, spec.config, fitted))
+    why = ("its input transform cannot be reproduced (a layer-1 spec's value counts are "
+           "damaged: invalid literal for int() with base 10: 'many')")
+    assert main(["evaluate", "--model", str(model), "--source", f"json:{demo}"]) == 1
+    assert _error_line(capsys.readouterr().err) == f"error: {model}: {why}"
+    registry = ["--registry-dir", str(tmp_path / "models")]
+    assert main(["registry", "register", "--model", "layer1_vae", "--model-path", str(model),
+                 "-q", *registry]) == 0
+    capsys.readouterr()
+    assert main(["score", "--model", "layer1_vae", "--version", "1.0.0", "--input",
+                 f"json:{demo}", "--output", str(tmp_path / "s.parquet"), *registry]) == 1
+    assert _error_line(capsys.readouterr().err) == f"error: layer1_vae 1.0.0: {why}"
