@@ -20,7 +20,8 @@ windows of the window layers (2, 3) have closed: `FusedDetector(..., per_event=T
 those layers as giving no evidence yet (p = 1, their `tail_` columns null) but keeps them in
 the rule's count of layers. So the live fused score of an event is never above the one a batch
 run gives it once its windows are known (min-p: the Bonferroni factor stays; Fisher: a p of 1
-adds nothing to the sum but its degrees of freedom): a live fused alert is also a batch one.
+adds nothing to the sum but its degrees of freedom; min-p+fisher: both): a live fused alert is
+also a batch one.
 """
 
 from __future__ import annotations

@@ -86,7 +86,8 @@ def test_smoke_candidate_forest_is_reported_as_the_baseline(smoke):
 def test_smoke_fused_score_is_measured_per_flow_beside_every_layer(smoke):
     layers = smoke["captures"]["iot23-44"]["layers"]
     fused = smoke["captures"]["iot23-44"]["fused"]["flow"]
-    names = {f"{layer} default" for layer in layers} | {"fused (fisher)", "fused (min-p)"}
+    names = {f"{layer} default" for layer in layers} | {"fused (fisher)", "fused (min-p)",
+                                                               "fused (min-p+fisher)"}
     assert names <= set(fused["methods"])
     for layer, report in layers.items():  # each layer's default: its own flow-level figures
         own = report["levels"]["flow"]["methods"]["default"]["roc_auc"]["per_seed"]

@@ -40,8 +40,21 @@ def test_fisher_adds_evidence_across_layers():
 
 
 def test_min_p_takes_the_smallest_with_a_bonferroni_factor():
-    scores = fused_scores(np.array([[0.01, 0.5, NAN], [0.6, 0.7, 0.9], [NAN, NAN, NAN]]))
+    scores = fused_scores(np.array([[0.01, 0.5, NAN], [0.6, 0.7, 0.9], [NAN, NAN, NAN]]),
+                          "min-p")
     np.testing.assert_allclose(scores, [-math.log10(0.02), 0.0, 0.0], atol=1e-12)
+
+
+def test_the_default_rule_breaks_min_p_ties_by_fisher_and_nothing_else():
+    """Three flows of one window share its p (1e-4); their own layer-1 p tells them apart. A
+    min-p 1e-3 decades apart is not reordered, whatever Fisher says."""
+    p = np.array([[0.9, 1e-4], [0.02, 1e-4], [0.3, 1e-4], [0.9, 0.9977e-4]])
+    min_p, default = fused_scores(p, "min-p"), fused_scores(p)
+    assert min_p[0] == min_p[1] == min_p[2]
+    assert default[1] > default[2] > default[0]  # the tie, ordered by the other layer
+    assert (default - min_p < 1e-4).all() and (default >= min_p).all()
+    assert default[3] > default[1]  # a stronger min-p stays ahead
+    assert len(set(default[:3].astype(np.float32).tolist())) == 3  # resolved in float32 too
 
 
 def test_fisher_keeps_the_order_of_p_values_too_small_for_a_float_survival():
@@ -50,7 +63,8 @@ def test_fisher_keeps_the_order_of_p_values_too_small_for_a_float_survival():
 
 
 def test_an_unknown_rule_is_refused_with_the_choices():
-    with pytest.raises(ConfigError, match="fusion rule must be one of min-p, fisher, got 'max'"):
+    with pytest.raises(ConfigError,
+                       match="fusion rule must be one of min-p\\+fisher, min-p, fisher, got 'max'"):
         fused_scores(np.ones((1, 1)), "max")
 
 
@@ -112,7 +126,7 @@ def test_the_pipeline_calibrates_evaluates_and_registers_the_fused_detector(demo
     fusion = result.fusion
     assert [m["layer"] for m in fusion["models"]] == ["layer1", "layer2", "layer3"]
     assert [m["version"] for m in fusion["models"]] == ["1.0.0"] * 3
-    assert fusion["rule"] == "min-p" and fusion["validation_events"] > 0
+    assert fusion["rule"] == "min-p+fisher" and fusion["validation_events"] > 0
     assert fusion["threshold_rule"] == ("unlabeled: threshold at the 99.9th percentile of "
                                         "validation events' fused scores")  # the layers' rule
     test = fusion["test"]

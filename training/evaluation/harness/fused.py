@@ -3,10 +3,11 @@
 For each seed, each layer's default detector gives every test unit its tail probability (its
 calibration on the benign validation units, as the pipeline's); a flow takes the smallest over
 its units in each layer (NaN where none covers it) and the rules of
-`training.evaluation.fusion` combine the layers: `fused (min-p)` (the default) and `fused (fisher)`, the
-same rule for every capture, nothing fitted per capture. They are measured per flow beside
-every layer's default per flow (candidates) and every layer's baselines per flow: the best
-baseline is the best of all of them, whichever layer it comes from.
+`training.evaluation.fusion` combine the layers: `fused (min-p+fisher)` (the default),
+`fused (min-p)` and `fused (fisher)`, the same rule for every capture, nothing fitted per
+capture. They are measured per flow beside every layer's default per flow (candidates) and
+every layer's baselines per flow: the best baseline is the best of all of them, whichever layer
+it comes from.
 """
 
 from __future__ import annotations
