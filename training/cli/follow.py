@@ -69,7 +69,7 @@ def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
-    from training.cli.options import parse_source, registry_dir
+    from training.cli.options import parse_source, registry_dir, sources_from_flags
     from training.registry.registry import ModelRegistry
     from training.scoring.follow import FollowOutputs, follow_events
     from training.scoring.follow_windows import DEFAULT_GRACE
@@ -83,7 +83,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     es = None
     if args.elasticsearch:
         es = parse_source(f"es:{args.elasticsearch}", 0, None).connection_params
-    sources = [parse_source(spec, i, None) for i, spec in enumerate(args.input)]
+    sources = sources_from_flags(args, args.input)
     outputs = FollowOutputs(alerts=args.alerts, scores=args.output, elasticsearch=es,
                             state=args.state or args.output.with_name(args.output.name + ".state"),
                             incidents=args.incidents or incidents_path(args.alerts))

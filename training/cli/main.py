@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from training.cli.options import exit_code, option, parse_source
+from training.cli.options import exit_code, option, source_flags, sources_from_flags
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags, help_command, typed_flags
 from training.collection.collector import DataCollector
@@ -46,7 +46,7 @@ def _summary(table, seconds: float) -> str:
 
 
 def cmd_collect(args: argparse.Namespace) -> int:
-    sources = [parse_source(s, i, args.default_label) for i, s in enumerate(args.source)]
+    sources = sources_from_flags(args, args.source)
     for source in sources:
         paged = source.source_type is DataSourceType.ELASTIC
         if args.block_size is not None and not paged:
@@ -98,8 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "from the first)")
     option(collect, "--end", help="keep events before this ISO 8601 time (default: to the last)")
     option(collect, "--max-events", type=int, help="stop after this many events (default: all)")
-    option(collect, "--default-label",
-           help="label for records without one, e.g. malicious (default: none, is_threat -1)")
+    source_flags(collect, option)
     option(collect, "--block-size", type=int, help="bytes read per batch (default 16 MiB)")
     option(collect, "--batch-size", type=int,
            help="documents per page for Elasticsearch sources (default 1000)")

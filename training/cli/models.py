@@ -20,7 +20,7 @@ from pathlib import Path
 
 from training.cli.follow import add_follow_options
 from training.cli.new_registry import removed_unless_registered
-from training.cli.options import layer_name, registry_dir, registry_options
+from training.cli.options import layer_name, registry_dir, registry_options, source_flags
 from training.paths import splits_dir
 
 Option = Callable[..., None]
@@ -77,7 +77,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"{', '.join(given)}: only with --follow or --once (live scoring); "
                           "a batch score writes its alerts and incidents beside --output")
-    from training.cli.options import parse_source
+    from training.cli.options import sources_from_flags
     from training.registry.registry import ModelRegistry
     from training.errors import ConfigError
     from training.evaluation.alert_rate import validate_bounds
@@ -92,7 +92,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     max_rate = args.max_alert_rate if isinstance(args.max_alert_rate, float) else None
     validate_bounds(args.alert_factor, max_rate)  # before any work
     is_jsonl(args.output, "--output")  # a .csv name holding Parquet misleads every reader
-    sources = [parse_source(spec, i, None) for i, spec in enumerate(args.input)]
+    sources = sources_from_flags(args, args.input)
     registry = ModelRegistry(registry_dir(args), create=False)  # reads only
     if args.model == FUSED_NAME:  # every layer's registered model, one score per event
         if args.version or args.stage or args.alias:
@@ -213,7 +213,10 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
     option(which, "--alias", help="the version an alias names, e.g. challenger (default: the "
                                   "production one)")
     option(score, "--input", action="append", required=True, metavar="[NAME=]TYPE:PATH",
-           help="events, as collect --source: zeek:conn.log, json:events.jsonl, ...; repeatable")
+           help="events, as collect --source: zeek:conn.log, json:events.jsonl, ...; repeatable "
+                "(read with --column-names, --field-map and --label-map as the model's "
+                "training sources were)")
+    source_flags(score, option)
     option(score, "--output", type=Path, required=True,
            help="result file: .parquet, or .jsonl (or .json) for JSON Lines")
     option(score, "--top", type=int, default=10, help="top alerts to print")

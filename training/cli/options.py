@@ -277,3 +277,18 @@ def sources_from_flags(args: argparse.Namespace, specs: list[str] | None) -> lis
     sources = [parse_source(s, i, args.default_label) for i, s in enumerate(specs or [])]
     return source_options(sources, column_names=args.column_names, field_map=args.field_map,
                           label_map=args.label_map)
+
+
+def source_flags(parser: argparse.ArgumentParser, option: Callable[..., None]) -> None:
+    """How sources are read: the same settings as a TOML [[sources]] entry's."""
+    option(parser, "--default-label",
+           help="label for records without one, e.g. benign (default: none, is_threat -1)")
+    option(parser, "--column-names", metavar="PRESET|A,B,...",
+           help="the columns of header-less CSV files: a preset (nsl_kdd) or names separated "
+                "by commas (the csv: sources then have no header line; default: a header)")
+    option(parser, "--field-map", action="append", metavar="CANONICAL=FIELD,...",
+           help="where canonical fields come from, e.g. source_ip=src,dest_ip=dst (repeatable; "
+                "default: the source type's own map)")
+    option(parser, "--label-map", action="append", metavar="TEXT=-1|0|1,...",
+           help="what label texts mean, e.g. Background=0 (repeatable; default: benign/normal "
+                "0, background/unknown -1, anything else 1)")

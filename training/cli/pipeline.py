@@ -25,7 +25,7 @@ from pathlib import Path
 
 from training.cli.data_files import cmd_validate
 from training.cli.evaluate import cmd_evaluate
-from training.cli.options import layer_name, sources_from_flags
+from training.cli.options import layer_name, source_flags, sources_from_flags
 from training.cli.parser import help_command
 from training.cli.run_options import add_run_options
 from training.paths import checkpoints_dir, preprocessed_dir, splits_dir
@@ -171,7 +171,7 @@ def _pipeline_options(parser: argparse.ArgumentParser, option: Option, workdir: 
     option(parser, "--seed", type=int,
            help="seed of splits and training (default: the config's, else 42)")
     option(parser, "--max-events", type=int, help="collect at most this many events (default: all)")
-    _source_flags(parser, option)
+    source_flags(parser, option)
     add_run_options(parser, option)
     option(parser, "--train-until", metavar="TIME|SHARE",
            help="a grace period: train on the events before TIME (ISO 8601, e.g. "
@@ -188,19 +188,6 @@ def _pipeline_options(parser: argparse.ArgumentParser, option: Option, workdir: 
                 "a day or more), best-f1 (needs labels of both classes)")
 
 
-def _source_flags(parser: argparse.ArgumentParser, option: Option) -> None:
-    """How sources are read: the same settings as a TOML [[sources]] entry's."""
-    option(parser, "--default-label",
-           help="label for records without one, e.g. benign (default: none, is_threat -1)")
-    option(parser, "--column-names", metavar="PRESET|A,B,...",
-           help="the columns of header-less CSV files: a preset (nsl_kdd) or names separated "
-                "by commas (the csv: sources then have no header line; default: a header)")
-    option(parser, "--field-map", action="append", metavar="CANONICAL=FIELD,...",
-           help="where canonical fields come from, e.g. source_ip=src,dest_ip=dst (repeatable; "
-                "default: the source type's own map)")
-    option(parser, "--label-map", action="append", metavar="TEXT=-1|0|1,...",
-           help="what label texts mean, e.g. Background=0 (repeatable; default: benign/normal "
-                "0, background/unknown -1, anything else 1)")
 def _build_train(parser: argparse.ArgumentParser) -> None:
     """`train LAYER`: one subcommand per layer, its flags added when it is used."""
     from training.layers.registry import get_layer, layer_names
@@ -274,7 +261,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
     option(pre, "--output", type=Path, default=preprocessed_dir(),
            help="output directory ($MAXIMUS_DATA_ROOT/data/preprocessed)")
     option(pre, "--max-events", type=int, help="collect at most this many events (default: all)")
-    _source_flags(pre, option)
+    source_flags(pre, option)
     pre.set_defaults(run=cmd_preprocess)
 
     val = commands.add_parser(
@@ -335,7 +322,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
            help="events to featurize with the model's own FeatureSpec and evaluate on (with "
                 "labels or without); repeatable")
     option(ev, "--max-events", type=int, help="collect at most this many events (default: all)")
-    _source_flags(ev, option)
+    source_flags(ev, option)
     option(ev, "--report", type=Path,
            help="also write REPORT.json, .html and .txt (default: print only)")
     option(ev, "--no-latency", action="store_true", help="skip the latency measurement")

@@ -141,3 +141,30 @@ def test_a_collection_of_an_iot23_csv_resumes_on_its_uids_without_duplicates(tmp
             break
         collected += batch
     assert collected == uids
+
+
+def test_score_and_collect_read_a_renamed_csv_with_the_field_map(tmp_path, datasets, registry):
+    """A model trained with --field-map scores new files with it too (`score` and `collect` take
+    the pipeline's --column-names, --field-map and --label-map)."""
+    from training.cli.main import main
+
+    original = datasets / "iot23/CTU-Malware-Capture-44-1-labeled.csv"
+    renamed = tmp_path / "renamed.csv"
+    header, rest = original.read_text().split("\n", 1)
+    names = {"id.orig_h": "src", "id.resp_h": "dst", "id.orig_p": "sport", "id.resp_p": "dport",
+             "orig_bytes": "out_bytes"}
+    renamed.write_text(",".join(names.get(c, c) for c in header.split(",")) + "\n" + rest)
+    field_map = "source_ip=src,dest_ip=dst,source_port=sport,dest_port=dport,bytes_sent=out_bytes"
+    flags = ["--registry-dir", str(registry.registry_dir), "--model", "tiny"]
+    assert main(["-q", "score", *flags, "--input", f"csv:{original}",
+                 "--output", str(tmp_path / "original.parquet")]) == 0
+    assert main(["-q", "score", *flags, "--input", f"csv:{renamed}", "--field-map", field_map,
+                 "--output", str(tmp_path / "mapped.parquet")]) == 0
+    before, after = (pq.read_table(tmp_path / f"{n}.parquet") for n in ("original", "mapped"))
+    assert after["source_ip"].null_count == 0
+    for name in ("unit", "score", "source_ip", "dest_port"):
+        assert after[name].to_pylist() == before[name].to_pylist(), name
+    assert main(["-q", "collect", "--source", f"csv:{renamed}", "--field-map", field_map,
+                 "--output", str(tmp_path / "collected")]) == 0
+    collected = pq.read_table(tmp_path / "collected" / "events")
+    assert sorted(collected["source_ip"].to_pylist()) == sorted(before["source_ip"].to_pylist())
