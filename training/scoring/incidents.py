@@ -22,9 +22,11 @@ furthest above its threshold (score / threshold).
 Columns of the incidents table (`INCIDENT_SCHEMA`): rank, entity, window_start, score,
 alerts, per-layer counts (`layers`: list of {layer, alerts}), first_seen, last_seen, flows
 (the alerts' events joined by Community ID: list of {community_id, event_ids, event_types},
-so a Zeek conn and the Suricata alert of one flow sit together), and top (the heaviest alerts:
-list of {layer, unit, score, percentile, reasons}); `flows` and `top` are filled for the
-`MAX_DETAILED` best incidents and null beyond.
+so a Zeek conn and the Suricata alert of one flow sit together; `event_types` is null where an
+event's type is unknown: a unit of events of mixed types that lists only some in
+`top_events`), and top (the heaviest alerts, furthest into the tail first, then furthest
+above their threshold: list of {layer, unit, score, percentile, reasons}); `flows` and `top`
+are filled for the `MAX_DETAILED` best incidents and null beyond.
 """
 
 from __future__ import annotations
@@ -214,14 +216,18 @@ def _detailed(tables: list[pa.Table], rows: pa.Table, best: pa.Table,
     for source, table in enumerate(tables):
         mine = members.filter(pc.equal(members["source"], source))
         light = table.take(mine["at"]).select([n for n in table.column_names if n not in _HEAVY])
-        for entity, slot, at, row in zip(mine["entity"].to_pylist(), mine["slot"].to_pylist(),
-                                         mine["at"].to_pylist(), light.to_pylist()):
-            row["_at"] = (source, at)
+        types = _event_types(table, mine["at"])
+        for entity, slot, at, peak, known, row in zip(
+                mine["entity"].to_pylist(), mine["slot"].to_pylist(), mine["at"].to_pylist(),
+                mine["peak"].to_pylist(), types, light.to_pylist()):
+            row["_at"], row["_peak"], row["_types"] = (source, at), peak, known
             groups[(entity, slot)].append(row)
     details = {}
     for key, group in groups.items():
-        weights = [alert_weight(r) for r in group]
-        order = sorted(range(len(group)), key=lambda i: -weights[i])[:TOP_ALERTS]
+        # How far into the tail, then how far above its threshold: alerts past every benign
+        # score all weigh MAX_TAIL, and file order would otherwise pick among them.
+        order = sorted(range(len(group)),
+                       key=lambda i: (-alert_weight(group[i]), -group[i]["_peak"]))[:TOP_ALERTS]
         details[key] = {
             "flows": flows_of(group),
             "top": [{**{k: group[i].get(k) for k in ("layer", "unit", "score", "percentile")},
@@ -234,15 +240,40 @@ def _reasons_of(at: tuple[int, int], reasons: list[pa.ChunkedArray | None]) -> A
     return None if column is None else column[at[1]].as_py()
 
 
+def _event_types(table: pa.Table, at: pa.Array) -> list[list[str] | None]:
+    """The event types of the events behind each of the rows `at`: the row's own `event_type`
+    (its events share it), else those of its `top_events` when they are all its events; None
+    where some event's type is unknown (an edge of more events than it lists, of mixed types)."""
+    own = _column(table, "event_type", pa.string()).take(at).to_pylist()
+    ids = table["event_ids"].take(at).to_pylist()
+    top = (table["top_events"].take(at).to_pylist() if "top_events" in table.column_names
+           else [None] * len(own))
+    out: list[list[str] | None] = []
+    for kind, events, listed in zip(own, ids, top):
+        if kind:
+            out.append([kind])
+        elif listed and {e["event_id"] for e in listed} >= set(events or ()) \
+                and all(e["event_type"] for e in listed):
+            out.append(list(dict.fromkeys(e["event_type"] for e in listed)))
+        else:
+            out.append(None)
+    return out
+
+
 def flows_of(rows: list[dict]) -> list[dict[str, Any]]:
-    """The alerts' events joined by Community ID (alerts without one are left out)."""
-    flows: dict[str, dict[str, list[str]]] = {}
+    """The alerts' events joined by Community ID (alerts without one are left out). A flow's
+    `event_types` are its events' types (`_types` of each row, else its `event_type`), null
+    where the type of one of its events is unknown."""
+    flows: dict[str, dict[str, Any]] = {}
     for row in rows:
         flow_id = row.get("community_id")
         if not flow_id:
             continue
         flow = flows.setdefault(flow_id, {"event_ids": [], "event_types": []})
         flow["event_ids"].extend(i for i in row["event_ids"] if i not in flow["event_ids"])
-        if row.get("event_type") and row["event_type"] not in flow["event_types"]:
-            flow["event_types"].append(row["event_type"])
+        types = row.get("_types", [row["event_type"]] if row.get("event_type") else None)
+        if types is None or flow["event_types"] is None:
+            flow["event_types"] = None
+        else:
+            flow["event_types"].extend(t for t in types if t not in flow["event_types"])
     return [{"community_id": k, **v} for k, v in flows.items()]

@@ -125,7 +125,7 @@ class LiveIncidents:
                            "first": keys["seen_first"].cast(pa.int64()),
                            "last": keys["seen_last"].cast(pa.int64()),
                            "weight": pa.array(weights, pa.float64()),
-                           "i": pa.array(np.arange(len(at)))})
+                           "peak": keys["peak"], "i": pa.array(np.arange(len(at)))})
         groups = alerts.group_by(["entity", "slot"], use_threads=False).aggregate(
             [("i", "count"), ("i", "min"), ("first", "min"), ("last", "max")]).sort_by("i_min")
         touched: dict[tuple[str, int], None] = {}
@@ -140,12 +140,13 @@ class LiveIncidents:
         heaviest = _first_of_groups(alerts.sort_by([("entity", "ascending"),
                                                     ("slot", "ascending"),
                                                     ("weight", "descending"),
+                                                    ("peak", "descending"),
                                                     ("i", "ascending")]), TOP_ALERTS)
         picked = rows.take(heaviest["i"]).to_pylist()
-        for row, entity, slot, weight in zip(picked, *(heaviest[c].to_pylist() for c in (
-                "entity", "slot", "weight"))):
+        for row, entity, slot, weight, peak in zip(picked, *(heaviest[c].to_pylist() for c in (
+                "entity", "slot", "weight", "peak"))):
             item = self.open[(entity, slot)]
-            item["top"] = _heaviest(item["top"], row, weight)
+            item["top"] = _heaviest(item["top"], row, weight, peak)
         self._add_flows(rows, alerts)
         return touched
 
@@ -180,7 +181,8 @@ class LiveIncidents:
             "alerts": item["alerts"],
             "layers": [{"layer": name, "alerts": v[3]} for name, v in layers if v[3]],
             "first_seen": _iso(item["first_us"]), "last_seen": _iso(item["last_us"]),
-            "top": [{k: v for k, v in t.items() if k != "weight"} for t in item["top"]],
+            "top": [{k: v for k, v in t.items() if k not in ("weight", "peak")}
+                    for t in item["top"]],
             "flows": [{"community_id": k, **v} for k, v in item["flows"].items()],
         }
         key = f"{self.rule.model_name}\x00{self.rule.version}\x00{item['entity']}\x00{start}"
@@ -222,12 +224,14 @@ def _new(entity: str, slot: int) -> dict[str, Any]:
             "last_us": None, "top": [], "flows": {}, "changed": False}
 
 
-def _heaviest(top: list[dict], row: dict[str, Any], weight: float) -> list[dict]:
-    """`top` with the alert `row` in its place: the heaviest first, the earlier on ties."""
+def _heaviest(top: list[dict], row: dict[str, Any], weight: float, peak: float) -> list[dict]:
+    """`top` with the alert `row` in its place: the heaviest first, then the furthest above its
+    threshold (alerts past every benign score all weigh MAX_TAIL), the earlier on ties."""
     entry = {"layer": row.get("layer"), "unit": row.get("unit"), "score": row.get("score"),
              "percentile": row.get("percentile"), "reasons": row.get("reasons"),
-             "weight": weight}
-    ranked = sorted([*top, entry], key=lambda t: -t["weight"])  # stable: earlier first
+             "weight": weight, "peak": peak}
+    ranked = sorted([*top, entry],  # stable: earlier first
+                    key=lambda t: (-t["weight"], -(t.get("peak") or 0.0)))
     return ranked[:TOP_ALERTS]
 
 

@@ -222,3 +222,35 @@ def test_fishers_evidence_far_in_the_tail_is_finite_and_right():
                                                     regularized=True)))
         sidak = -math.log10(-math.expm1(n * math.log1p(-math.exp(-per_unit))))
         assert np.isfinite(got) and abs(got - max(exact, sidak)) < 1e-3 * max(exact, 1.0)
+
+
+def test_top_alerts_past_every_benign_score_order_by_how_far_above_the_threshold():
+    # The trial's incident: every alert past all benign validation scores (percentile 100),
+    # so all weigh MAX_TAIL; file order used to pick 12.26, 6.16, 6.60.
+    rows = [_row("layer2", f"10.0.0.1->10.0.0.{i}@w", 100.0, source_ip="10.0.0.1")
+            for i in range(5)]
+    for row, score in zip(rows, (12.26, 6.16, 6.60, 7.70, 6.65)):
+        row["score"], row["threshold"] = score, 1.0
+    rows.append(_row("layer2", "10.0.0.1->10.0.0.9@w", 99.0, source_ip="10.0.0.1"))
+    rows[-1]["score"], rows[-1]["threshold"] = 50.0, 1.0  # higher, but not as far in the tail
+    (incident,) = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [t["score"] for t in incident["top"]] == pytest.approx([12.26, 7.70, 6.65])
+
+
+def test_flow_event_types_come_from_the_events_or_are_null_when_unknown():
+    def edge(unit, ids, listed, flow):
+        row = _row("layer2", unit, 99.9, source_ip="10.0.0.1", community_id=flow,
+                   event_type=None, event_ids=ids)
+        row["top_events"] = [{"event_id": i, "event_type": t} for i, t in listed]
+        return row
+
+    rows = [edge("10.0.0.1->10.0.0.2@w", ["conn:C1", "http:C1"],
+                 [("conn:C1", "conn"), ("http:C1", "http")], "1:a"),
+            edge("10.0.0.1->10.0.0.3@w", ["conn:C2", "dns:C2", "x:C2", "y:C2"],
+                 [("conn:C2", "conn"), ("dns:C2", "dns"), ("x:C2", "ssl")], "1:b"),
+            _row("layer1", "conn:C1", 99.0, source_ip="10.0.0.1", community_id="1:a",
+                 event_ids=["conn:C1"])]
+    (incident,) = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    # 1:b's edge lists three of its four events: the fourth's type is unknown, not absent.
+    assert {f["community_id"]: f["event_types"] for f in incident["flows"]} == {
+        "1:a": ["conn", "http"], "1:b": None}

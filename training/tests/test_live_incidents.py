@@ -101,3 +101,24 @@ def test_an_hour_let_go_keeps_its_last_update(tmp_path):
     assert [d["maximus"]["incident"]["alerts"] for d in incidents.update(rows(13, 1))] == [1]
     assert incidents.update(rows(10, 1)) == []  # 10:00 was let go when 13:00 came
     assert incidents.update(rows(11, 1))[0]["event"]["id"] != first[0]["event"]["id"]
+
+
+def test_live_top_alerts_past_every_benign_score_order_by_how_far_above_the_threshold():
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from training.scoring.alerts import OUTPUT_SCHEMA
+    from training.scoring.ecs import AlertRule
+    from training.scoring.live_incidents import LiveIncidents
+
+    when = datetime(2026, 1, 1, 10, 5, tzinfo=UTC)
+    rows = pa.Table.from_pylist([
+        {"unit": f"e{i}", "time": when, "score": score, "is_alert": True, "event_ids": [f"e{i}"],
+         "layer": "layer1", "threshold": 1.0, "percentile": 100.0, "source_ip": "10.0.0.1",
+         "first_seen": when, "last_seen": when}
+        for i, score in enumerate((12.26, 6.16, 6.60, 7.70, 6.65))], schema=OUTPUT_SCHEMA)
+    (doc,) = LiveIncidents(AlertRule("m", "1", "layer1", 1.0)).update(rows)
+    top = doc["maximus"]["incident"]["top"]
+    assert [t["unit"] for t in top] == ["e0", "e3", "e4"]
+    assert all("peak" not in t and "weight" not in t for t in top)
