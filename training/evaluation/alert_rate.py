@@ -77,6 +77,15 @@ class AlertRateCheck:
         return (f"{self.observed_rate:.2%} of {self.units:,} units alert; at most "
                 f"{self.bound:.2%} tolerated (binomial {self.p_text})")
 
+    def significance(self) -> str | None:
+        """Above the bound: "but not significantly (binomial p 0.21, 11 units)" or
+        "significantly (binomial p 1e-05, 1,234 units)", to follow "above <the bound>"; None
+        at or below it."""
+        if self.observed_rate <= self.bound:
+            return None
+        how = "significantly" if self.exceeded else "but not significantly"
+        return f"{how} (binomial {self.p_text}, {self.units:,} units)"
+
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "observed_rate": self.observed_rate, "exceeded": self.exceeded}
 

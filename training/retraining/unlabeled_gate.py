@@ -121,13 +121,15 @@ def unlabeled_decision(challenger: WindowFigures, champion: WindowFigures | None
     if check.exceeded:
         return result(False, ALERT_RATE_RULE, f"{check.describe()} ({expected}): the "
                       "challenger alerts far more than its calibration promised")
-    within = f"alert rate {check.observed_rate:.2%} within {expected}"
+    above = check.significance()  # above the bound, not significantly: say so, not "within"
+    within = (f"alert rate {check.observed_rate:.2%} within {expected}" if above is None else
+              f"alert rate {check.observed_rate:.2%} above {expected} {above}")
     if ceiling is not None and challenger.val_loss > ceiling:
         return result(False, "configured ceiling", f"challenger val_loss "
                       f"{challenger.val_loss:.4g} is above the ceiling {ceiling:.4g}")
     if champion is None:
-        return result(True, ALERT_RATE_RULE, f"no production model; {within} on "
-                      f"{check.units:,} units")
+        on = f" on {check.units:,} units" if above is None else ""  # else named in `above`
+        return result(True, ALERT_RATE_RULE, f"no production model; {within}{on}")
     gain = relative_improvement(challenger.val_loss, champion.val_loss, "min")
     reason = (f"{within}; val_loss {challenger.val_loss:.4g} vs champion "
               f"{champion.val_loss:.4g}: {gain:+.2%} (lower is better; at least "

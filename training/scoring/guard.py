@@ -62,9 +62,11 @@ class GuardReport:
             return ["alert rate: the model has no calibration, so no expected rate to "
                     "compare with"]
         check = self.check
+        above = check.significance()
+        bound = (f"(tolerated up to {self.factor:g}x: {check.bound:.3%})" if above is None else
+                 f"- above {self.factor:g}x ({check.bound:.3%}) {above}")
         lines = [f"alert rate: observed {check.observed_rate:.3%} ({check.alerts:,} of "
-                 f"{check.units:,} units), expected {check.expected_rate:.3%} (tolerated up "
-                 f"to {self.factor:g}x: {check.bound:.3%})"]
+                 f"{check.units:,} units), expected {check.expected_rate:.3%} {bound}"]
         if self.shift is not None:
             lines.append(f"score shift from the benign validation scores: KS distance "
                          f"{self.shift:.3f} (0 = the same distribution, 1 = disjoint)")

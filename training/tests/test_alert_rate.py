@@ -27,6 +27,11 @@ def test_the_binomial_test_weighs_the_excess_by_the_units_scored():
     assert many.describe() == ("2.00% of 1,000 units alert; at most 0.30% tolerated "
                                f"(binomial p {many.p_value:.2g})")
     assert check_alert_rate(900, 1000, 0.001).p_text == "p < 1e-300"  # underflows to 0
+    # Above the bound is said as such, significant or not; at or below it is "within".
+    assert few.significance() == f"but not significantly (binomial p {few.p_value:.2g}, 100 units)"
+    assert many.significance() == (f"significantly (binomial p {many.p_value:.2g}, 1,000 "
+                                   "units)")
+    assert check_alert_rate(3, 1000, 0.001).significance() is None  # 0.3%: at the bound
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -115,7 +115,11 @@ def test_the_guard_without_a_calibration_and_with_a_rate_of_its_own():
     assert capped.failure().startswith("alert rate past the maximum: 50.00% of 100 units "
                                        "alert; at most 20.00% tolerated (binomial p ")
     # calibrated: 2 of 100 at an expected 0.1% is past 3x but not significantly, 20 of 1,000 is
-    assert not guard_scoring(_summary(2, 100, 0.001), strict=True).failed
+    above = guard_scoring(_summary(2, 100, 0.001), strict=True)
+    assert not above.failed and above.warning() is None
+    assert above.lines() == [  # above 3x is not said to be "tolerated"
+        "alert rate: observed 2.000% (2 of 100 units), expected 0.100% - above 3x (0.300%) but "
+        f"not significantly (binomial p {above.check.p_value:.2g}, 100 units)"]
     warned = guard_scoring(_summary(20, 1000, 0.001), strict=True)
     assert warned.warned and warned.failed
     assert warned.warning().startswith("warning: the alert rate is 20.0x the expected rate, "

@@ -18,6 +18,7 @@ import torch
 from training.artifacts.model_files import load_model
 from training.layers.registry import get_layer
 from training.layers.training import train_layer
+from training.evaluation.calibration import Calibration
 from training.pipeline.config import GateConfig
 from training.pipeline.promotion import FIRST_UNLABELED, promotion_decision
 from training.retraining.continuous import ContinuousTrainingPipeline, RetrainingConfig
@@ -164,3 +165,15 @@ def test_the_window_loss_does_not_depend_on_the_kl_weight(parts, models):
     weighted = window_figures(layer, models["better"], window).val_loss
     model.error_weights = torch.empty(0)
     assert losses[0] == losses[1] == weighted == pytest.approx(recon, rel=1e-5)
+
+
+def test_a_rate_above_the_bound_but_not_significantly_is_not_called_within():
+    calibration = Calibration.fit(np.arange(1000.0), rule="quantile:0.999")
+    assert calibration.expected_alert_rate == pytest.approx(0.001)
+    scores = np.r_[np.zeros(98), 2000.0, 2000.0]  # 2 of 100 alert: 2% > 0.3%, p 0.037
+    challenger = WindowFigures(scores, calibration.threshold, calibration, 1.0)
+    decision = unlabeled_decision(challenger, None, improvement=0.02)
+    assert decision.deploy
+    assert decision.reason == (
+        f"{ALERT_RATE_RULE}: no production model; alert rate 2.00% above expected 0.10% x 3 = "
+        "0.30% but not significantly (binomial p 0.037, 100 units)")
