@@ -113,7 +113,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
     print(f"followed with {summary.model_name} {summary.version}: {counts['events']:,} events "
           f"scored, {counts['alerts']:,} alerts to {args.alerts}, "
           f"{counts['incident_updates']:,} incident updates to {outputs.incidents}, "
-          f"{counts['quarantined']:,} records quarantined{refused}; totals since the state "
+          f"{counts['quarantined']:,} record{'' if counts['quarantined'] == 1 else 's'} "
+          f"quarantined{refused}; totals since the state "
           "began")
     if "late" in counts:  # a window layer
         print(f"windows: {_events(summary.held)} held in open windows (scored when event time "

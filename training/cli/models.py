@@ -116,7 +116,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"{summary.sensor_records:,} sensor records (stats, capture loss, ...) left out: "
               "they describe the sensor, not traffic")
     if summary.quarantined:
-        print(f"{summary.quarantined:,} quarantined records (file, line, reason of each): "
+        print(f"{summary.quarantined:,} quarantined record{'' if summary.quarantined == 1 else 's'}"
+              " (file, line, reason of each): "
               f"{summary.quarantine}")
     for rank, alert in enumerate(summary.top_alerts, 1):
         events = ", ".join(alert["event_ids"][:3]) + (" ..." if len(alert["event_ids"]) > 3 else "")

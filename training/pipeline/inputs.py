@@ -51,8 +51,9 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
         notes.append(f"{duplicates:,} duplicate events of {what} (an event id seen before) "
                      "dropped")
     if not events.num_rows:
-        raise SchemaError(f"{what} gave no event ({quarantined} quarantined records); check the "
-                          "paths and the source types")
+        raise SchemaError(f"{what} gave no event ({quarantined} quarantined "
+                          f"record{'' if quarantined == 1 else 's'}); check the paths and the "
+                          "source types")
     timed = events["timestamp"].is_valid()
     untimed = events.num_rows - pc.sum(timed).as_py()
     if 0 < untimed < events.num_rows:

@@ -370,3 +370,14 @@ def test_sensor_records_are_left_out_of_runs_and_scoring_and_counted(datasets, t
            "describe the sensor, not traffic" in notes
     traffic = TrafficOnly()  # what `score` applies to each batch it reads
     assert traffic(collected).num_rows == events.num_rows and traffic.left_out == 13
+
+
+def test_sources_that_give_no_event_are_refused_counting_their_quarantined_record(tmp_path):
+    from training.pipeline.inputs import collect_events
+    from training.sources.config import DataSource
+
+    broken = tmp_path / "one.jsonl"
+    broken.write_text('{"timestamp": "2024-01-01T00:00:00Z", "source_ip": \n')
+    source = DataSource("one", "json_file", {"path": str(broken)})
+    with pytest.raises(SchemaError, match=r"gave no event \(1 quarantined record\); check the"):
+        collect_events((source,), tmp_path / "events.parquet", None, [])
