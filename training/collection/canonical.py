@@ -33,6 +33,7 @@ from training.sources.delimited import decode
 from training.sources.jsonparse import records_to_table
 
 RAW_PREFIX = "raw."
+OWN_SOURCE, OWN_ID = "source", "event_id"  # the columns our own event files name them by
 DEFAULT_EVENT_TYPE = "event"
 # 64 bits: two distinct records share an id with probability about n^2 / 2^65 (3e-6 for ten
 # million events); a second 64-bit pass would double the cost of the slowest step of
@@ -133,7 +134,7 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
                              else _constant(default_type, n))
     columns["community_id"] = _community_ids(columns, ips, n)
     columns["event_id"] = _event_ids(columns.get("event_id"), raw, table, columns["event_type"])
-    columns["source"] = _constant(config.name, n)
+    columns["source"] = _sources(table, source, consumed)
 
     bad, rejects = _rejects(faults, raw, n)
     rejects = sorted(raw.rejects + rejects, key=lambda r: r.record)
@@ -148,6 +149,21 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
         rows = np.flatnonzero(~bad)
         out, records = out.take(rows), records[rows]
     return Canonical(out, records, rejects, rows)
+
+
+def _sources(table: pa.Table, source: Source, consumed: set[str]) -> pa.Array:
+    """The events' source: the DataSource's name or, for a source that reads our own event
+    files (its field map names their `event_id` column: JSON, CSV, Parquet), the `source`
+    column they carry where set. That column is collection bookkeeping (where the events were
+    first collected): read as an extra field it would give the events other vectors than the
+    records they were collected from."""
+    name = _constant(source.config.name, table.num_rows)
+    if OWN_SOURCE not in table.column_names or OWN_ID not in source.fields.get("event_id", ()):
+        return name
+    consumed.add(OWN_SOURCE)
+    # As text the way every text field is read (a list gives its first item, an object its
+    # JSON): a plain cast refuses those with an Arrow error.
+    return pc.coalesce(to_string(table[OWN_SOURCE]).values, name)
 
 
 def _missing_times(times: pa.Array, candidates: tuple[str, ...], table: pa.Table) -> list[_Fault]:

@@ -10,13 +10,11 @@ from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from training.collection.canonical import RAW_PREFIX, canonicalize
+from training.collection.canonical import canonicalize
 from training.collection.schema import CANONICAL_SCHEMA
 from training.errors import SchemaError
 from training.sources import DataSource, DataSourceType, RawBatch, create_source
-from training.sources.coerce import to_string
 from training.sources.jsonparse import MAX_NESTING, nested_deeper, records_to_table
 
 _EVENTS = "events"
@@ -68,13 +66,4 @@ def events_table(events: Iterable[Mapping] | pa.Table) -> pa.Table:
         first = canonical.rejects[0]
         raise SchemaError(f"event {first.record}: {first.reason} ({len(canonical.rejects)} of "
                           f"{n} events rejected)")
-    table = canonical.table
-    # A record's own "source" (CollectedEvent.to_dict writes one) is its source, not an extra.
-    own = RAW_PREFIX + "source"
-    if own in table.column_names:
-        # As text the way every text field is read (a list gives its first item, an object its
-        # JSON): a plain cast refuses those with an Arrow error.
-        source = pc.coalesce(to_string(table[own]).values, table["source"])
-        table = table.set_column(table.column_names.index("source"), "source", source)
-        table = table.drop_columns([own])
-    return table
+    return canonical.table  # a record's own "source" is its source (`canonicalize`)

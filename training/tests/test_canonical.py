@@ -98,11 +98,19 @@ def test_single_candidates_are_consumed_and_unknown_fields_kept_unchanged():
 
 
 def test_an_extra_named_like_a_canonical_column_is_kept_as_raw_name():
-    result = canonicalize(batch({"source": ["sensor-7"], "user": ["bob"]}), source())
+    # Zeek files.log: `source` says which protocol carried the file (HTTP), a field like any.
+    result = canonicalize(batch({"source": ["HTTP"], "user": ["bob"]}), source("zeek"))
     assert column(result, "source") == ["src"]  # the DataSource's name
-    assert column(result, "raw.source") == ["sensor-7"]
+    assert column(result, "raw.source") == ["HTTP"]
     assert column(result, "user") == ["bob"]
     assert "raw.user" not in result.table.column_names
+
+
+def test_our_own_event_files_source_column_is_the_events_source_not_an_extra():
+    # What `collect` writes: the source the events were first collected from, bookkeeping.
+    result = canonicalize(batch({"source": ["sensor-7", None], "user": ["bob", "ann"]}), source())
+    assert column(result, "source") == ["sensor-7", "src"]  # unset: the DataSource's name
+    assert "raw.source" not in result.table.column_names
 
 
 def test_a_list_candidate_gives_its_first_item_and_stays_as_an_extra():

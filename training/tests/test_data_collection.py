@@ -171,11 +171,10 @@ def test_save_to_file_round_trips(tmp_path, name):
     for event in events:
         copy = again[event.event_id].to_dict()
         original = event.to_dict()
-        for field in CANONICAL_FIELDS:
-            if field != "source":
-                assert copy[field] == original[field], field
-        # The file's own "source" column is provenance: kept, since "back" is the source now.
-        assert copy["raw_data"] == {**original["raw_data"], "source": "events"}
+        for field in CANONICAL_FIELDS:  # "source" too: the file's own, not "back"
+            assert copy[field] == original[field], field
+        # The file's "source" column is collection bookkeeping, never an extra field.
+        assert copy["raw_data"] == original["raw_data"]
         assert original["raw_data"] == {"extra_field": int(event.event_id[1:]),
                                         "tags": ["x", event.event_id[1:]]}
 
