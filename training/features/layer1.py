@@ -18,7 +18,7 @@ outside the list sets one of the block's hashed dims instead; a missing value le
 | 80 | severity | 0..1 as collected |
 | 81-84 | time | time of day (to the second), day of week, each as (sin+1)/2 and (cos+1)/2 |
 | 85-111 | identity | hashed buckets: user 4, host 4, process 4, parent process 3, command line 4, domain 4, file path or hash 4 (processes by lower-case file name) |
-| 112-127 | extra fields | 16 buckets shared by every non-canonical field: numbers (and booleans) add log1p(abs(x))/log1p(1e9) at the bucket of their name, text sets the bucket of name=value to 1 (max when two meet); lists, nested values, record identifiers (`ID_FIELDS`: Zeek uid, Suricata flow_id, ...) and label fields (`label_fields`, by default `training.collection.schema.LABEL_SOURCE_FIELDS`: NSL-KDD's difficulty, Suricata's alert.*, ...) are left out |
+| 112-127 | extra fields | 16 buckets shared by every non-canonical field: numbers (and booleans) add log1p(abs(x))/log1p(1e9) at the bucket of their name, text sets the bucket of name=value to 1 (max when two meet); lists, nested values, record identifiers (`ID_FIELDS`: Zeek uid, Suricata flow_id, ...) and label fields (`label_fields`, by default `training.collection.schema.LABEL_SOURCE_FIELDS`: NSL-KDD's difficulty, Suricata's alert.*, ...) are left out; text that spells a number is that number (`numbers_in_text`, `training.features.layer1_extras`) |
 
 Layout `l1.v2` is `l1.v1` with the dims that name *where and when* rather than *what* left at 0:
 the hashed /24 (/48) buckets of both addresses (53-56, 61-64) and the time of day and week
@@ -64,11 +64,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.collection.schema import (
-    ALERT_EVENT_TYPES, CANONICAL_SCHEMA, LABEL_SOURCE_FIELDS, is_label_field,
+    ALERT_EVENT_TYPES, CANONICAL_SCHEMA, LABEL_SOURCE_FIELDS,
 )
 from training.errors import ConfigError
 from training.features.encoding import (
-    FeatureSpec, as_array, buckets, column, cyclic, log_scale, numbers,
+    FeatureSpec, buckets, column, cyclic, log_scale, numbers,
+)
+from training.features.layer1_extras import (  # the extra block's names, re-exported
+    EXTRA as EXTRA, EXTRA_BUCKETS as EXTRA_BUCKETS, EXTRA_CAP as EXTRA_CAP,
+    ID_FIELDS as ID_FIELDS, write_extras,
 )
 from training.features.layer1_rarity import ValueCounts, identity_values, write_rarity
 from training.kernels.netaddr import pack_ips
@@ -100,12 +104,6 @@ VOLUME = (("bytes_sent", 1e10), ("bytes_received", 1e10), ("packets_sent", 1e7),
           ("packets_received", 1e7), ("duration", 86_400.0))
 IDENTITY = (("user", 4), ("host", 4), ("process", 4), ("parent_process", 3),
             ("command_line", 4), ("domain", 4), ("file", 4))
-EXTRA_BUCKETS = 16
-EXTRA_CAP = 1e9
-# Extra fields that identify a record rather than describe it: as features they are noise.
-ID_FIELDS = ("uid", "uids", "fuid", "fuids", "conn_uids", "parent_fuid", "id", "trans_id",
-             "flow_id", "tx_id", "pcap_cnt", "RecordNumber", "ProcessGuid", "ParentProcessGuid",
-             "SourceProcessGUID", "TargetProcessGUID", "LogonGuid", "ActivityID")
 
 # Where each block starts; the blocks tile 0..127 in this order.
 EVENT, PROTOCOL, SERVICE, CONN_STATE, DIRECTION = 0, 12, 18, 30, 45
@@ -123,7 +121,7 @@ VOLUME_STEPS: dict[str, tuple[int, ...]] = {"l1.v3": (53, 55, 61, 63, 81),
                                              "l1.v4": (53, 55, 61, 63, 81)}
 STEP_EDGES = (0.5, 0.75, 1.0)  # on the volume dim's scale: step k rises from edge k to k + 1
 SOURCE_ADDRESS, DEST_ADDRESS, SOURCE_PORT, DEST_PORT = 49, 57, 65, 70
-VOLUME_AT, SEVERITY, TIME, IDENTITY_AT, EXTRA = 75, 80, 81, 85, 112
+VOLUME_AT, SEVERITY, TIME, IDENTITY_AT = 75, 80, 81, 85  # EXTRA: `layer1_extras`
 
 _CANONICAL = frozenset(CANONICAL_SCHEMA.names)
 _EVENT_VOCABULARY = {name: i for i, names in enumerate(EVENT_CATEGORIES.values()) for name in names}
@@ -147,12 +145,18 @@ class Layer1Featurizer:
             None: `LABEL_SOURCE_FIELDS`. Specs written before this setting existed have none
             (their models keep the transform they were trained with).
         layout: `l1.v4` (default), `l1.v3`, `l1.v2` or `l1.v1` (module docstring).
+        numbers_in_text: encode an extra field's text that spells a number ("277") as that
+            number, so a value reads the same whatever Arrow type the reader gave its field
+            (`training.features.layer1_extras`). Specs written before this setting existed
+            have it off (their models keep the transform they were trained with).
     """
 
     def __init__(self, robust: bool = False, label_fields: Sequence[str] | None = None,
-                 layout: str = VERSION) -> None:
+                 layout: str = VERSION, numbers_in_text: bool = True) -> None:
         if not isinstance(robust, bool):
             raise ConfigError(f"robust must be True or False, got {robust!r}")
+        if not isinstance(numbers_in_text, bool):
+            raise ConfigError(f"numbers_in_text must be True or False, got {numbers_in_text!r}")
         if layout not in LAYOUTS:
             raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.layout = layout
@@ -161,6 +165,7 @@ class Layer1Featurizer:
             raise ConfigError(f"label_fields must be a list of field names, got {fields!r}")
         self.robust = robust
         self.label_fields = tuple(fields)
+        self.numbers_in_text = numbers_in_text
         self.ranges_: dict[str, list[float]] | None = None
         self.counts_: ValueCounts | None = None  # `l1.v4`: how often training saw each value
 
@@ -197,6 +202,8 @@ class Layer1Featurizer:
                   "extra_buckets": EXTRA_BUCKETS, "id_fields": list(ID_FIELDS)}
         if self.label_fields:
             config["label_fields"] = list(self.label_fields)
+        if self.numbers_in_text:  # absent from older specs: their transform is unchanged
+            config["numbers_in_text"] = True
         fitted = {**({"ranges": self.ranges_} if self.robust else {}),
                   **({"value_counts": self.counts_.to_dict()} if self.counts_ else {})}
         # Unfitted, l1.v4 is l1.v3 (hash buckets; no counts to encode): its spec says so.
@@ -209,7 +216,8 @@ class Layer1Featurizer:
         layout = spec.version if spec.version in LAYOUTS else VERSION
         spec.require_kind("layer1", layout, "the layer-1 featurizer")
         featurizer = cls(robust=bool(spec.config.get("robust")),
-                         label_fields=spec.config.get("label_fields", ()), layout=layout)
+                         label_fields=spec.config.get("label_fields", ()), layout=layout,
+                         numbers_in_text=spec.config.get("numbers_in_text", False))
         if featurizer.robust:
             featurizer.ranges_ = (spec.fitted or {}).get("ranges")
         if (spec.fitted or {}).get("value_counts") is not None:
@@ -237,7 +245,7 @@ class Layer1Featurizer:
                                    0, 1)
         _time(out, column(table, "timestamp", CANONICAL_SCHEMA.field("timestamp").type))
         _identity(out, rows, table)
-        _extras(out, rows, table, self.label_fields)
+        write_extras(out, table, self.label_fields, self.numbers_in_text)
         apply_layout(out, self.layout)
         if self.counts_ is not None:  # l1.v4, fitted: the identity block by what training saw
             write_rarity(out, table, self.counts_)
@@ -380,17 +388,3 @@ def _identity(out: np.ndarray, rows: np.ndarray, table: pa.Table) -> None:
         _categorical(out, rows, identity_values(table, name), at, None, 0, size, name)
         at += size
 
-
-def _extras(out: np.ndarray, rows: np.ndarray, table: pa.Table,
-            label_fields: Sequence[str]) -> None:
-    for name in table.column_names:
-        if name in _CANONICAL or name in ID_FIELDS or is_label_field(name, label_fields):
-            continue
-        extra = as_array(table[name])
-        kind = extra.type
-        if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
-            values = log_scale(np.abs(numbers(extra)), EXTRA_CAP)
-            bucket = EXTRA + int(buckets(pa.array([name]), EXTRA_BUCKETS, "extra")[0])
-            out[:, bucket] = np.maximum(out[:, bucket], values)
-        elif pa.types.is_string(kind) or pa.types.is_large_string(kind):
-            _categorical(out, rows, extra, EXTRA, None, 0, EXTRA_BUCKETS, name)

@@ -17,9 +17,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.collection.canonical_record import CanonicalRecord
-from training.collection.schema import is_label_field
 from training.features import layer1 as batch
 from training.features.encoding import bucket_of
+from training.features.layer1_extras import is_featurized, text_number
 from training.features.layer1_rarity import record_rarity
 
 _ADDRESSES: dict[str, np.ndarray] = {}  # address text -> its 8 features (a pure function)
@@ -39,7 +39,8 @@ def featurize_record(featurizer: batch.Layer1Featurizer, record: CanonicalRecord
     for name, at in (("source_port", batch.SOURCE_PORT), ("dest_port", batch.DEST_PORT)):
         port = values.get(name)
         row[at:at + 5] = batch._PORTS[65536 if port is None else port]
-    _numeric(featurizer, row, values, _extras(row, record, featurizer.label_fields))
+    _numeric(featurizer, row, values, _extras(row, record, featurizer.label_fields,
+                                              featurizer.numbers_in_text))
     severity = values["severity"]  # a float32 value in [0, 1] (the converter's rule), or None
     row[batch.SEVERITY] = 0.0 if severity is None else severity
     _time(row, values.get("timestamp"))
@@ -166,13 +167,17 @@ def _identity(row: np.ndarray, identity: dict[str, str | None]) -> None:
         at += size
 
 
-def _extras(row: np.ndarray, record: CanonicalRecord,
-            label_fields: tuple[str, ...]) -> list[tuple[int, float]]:
+def _extras(row: np.ndarray, record: CanonicalRecord, label_fields: tuple[str, ...],
+            numbers_in_text: bool) -> list[tuple[int, float]]:
     """Sets the text extra fields' buckets; returns the numeric ones' (bucket, |value|)."""
     numbered = []
     for name, kind, value in record.extras:
         if _skipped(name, label_fields):
             continue
+        if kind == "text" and numbers_in_text:
+            spelled = text_number(value)
+            if spelled is not None:
+                kind, value = "number", spelled
         if kind == "number":  # abs of the float64 value, as the batch path's np.abs
             numbered.append((batch.EXTRA + bucket_of(name, batch.EXTRA_BUCKETS, "extra"),
                              abs(float(value))))
@@ -189,8 +194,7 @@ def _skipped(name: str, label_fields: tuple[str, ...]) -> bool:
     key = (name, label_fields)
     skipped = _SKIPPED.get(key)
     if skipped is None:
-        skipped = (name in batch._CANONICAL or name in batch.ID_FIELDS
-                   or is_label_field(name, label_fields))
+        skipped = not is_featurized(name, label_fields)
         if len(_SKIPPED) >= _MAX_ADDRESSES:
             _SKIPPED.clear()
         _SKIPPED[key] = skipped

@@ -16,10 +16,10 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from training.collection.schema import CANONICAL_SCHEMA, LABEL_SOURCE_FIELDS, is_label_field
+from training.collection.schema import LABEL_SOURCE_FIELDS
 from training.detectors.base import Detector
-from training.features.encoding import as_array, buckets, numbers
-from training.features.layer1 import DIM, EXTRA_BUCKETS, ID_FIELDS, VERSION
+from training.features.layer1 import DIM, VERSION
+from training.features.layer1_extras import extra_columns, extra_dims
 from training.features.layer1_names import EXTRA_FIELD, HASHED, counted, decode_rows, field_dims
 from training.features.layer1_rarity import PAIR_JOIN, pair_values
 from training.layers.reasons import Reason, ranked
@@ -31,7 +31,8 @@ _MAX_TEXT = 200  # characters of the extra fields a reason lists
 
 def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | None = None,
                     robust: bool = False, layout: str = VERSION,
-                    label_fields: Sequence[str] = LABEL_SOURCE_FIELDS) -> list[list[Reason]]:
+                    label_fields: Sequence[str] = LABEL_SOURCE_FIELDS,
+                    numbers_in_text: bool = True) -> list[list[Reason]]:
     """The reasons of each event, largest contribution first.
 
     Args:
@@ -41,6 +42,7 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
         robust: the vectors' volumes are robust-scaled (read back as scaled values).
         layout: the vectors' layout (`training.features.layer1.LAYOUTS`).
         label_fields: the featurizer's label fields (never features, so never reasons).
+        numbers_in_text: the featurizer's `numbers_in_text` (which bucket a text value set).
 
     Raises:
         NotSupportedError: the detector does not split its score into per-feature terms.
@@ -60,7 +62,7 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
         at = list(slices).index(EXTRA_FIELD)
         dims = slices[EXTRA_FIELD]
         observed[at] = _extra_fields(events, terms[:, dims], features[:, dims], label_fields,
-                                     observed[at])
+                                     numbers_in_text, observed[at])
     typical = ([_typical(f, features[:, dims], expected[:, dims], robust, layout)
                 for f, dims in slices.items()]
                if expected is not None else [[None] * len(features)] * len(slices))
@@ -84,26 +86,19 @@ def _typical(field: str, observed: np.ndarray, expected: np.ndarray, robust: boo
 
 
 def _extra_fields(events: pa.Table, terms: np.ndarray, blocks: np.ndarray,
-                  label_fields: Sequence[str], fallback: list[str | None]) -> list[str | None]:
+                  label_fields: Sequence[str], numbers_in_text: bool,
+                  fallback: list[str | None]) -> list[str | None]:
     """Per event, its extra fields (16 buckets shared by every non-canonical field) that fall
     in its set bucket of largest error, as "name=value" (numbers by name too), so a reason
     says "ssl.version=TLSv10" rather than "extra fields set"; `fallback` where none does (the
     error is in buckets the event leaves empty)."""
     top = np.where(blocks > 0, terms, -np.inf).argmax(1)
     found: list[list[str]] = [[] for _ in range(events.num_rows)]
-    for name in events.column_names:
-        if name in CANONICAL_SCHEMA.names or name in ID_FIELDS or is_label_field(name,
-                                                                                label_fields):
+    for name, column in extra_columns(events, label_fields):
+        dims = extra_dims(name, column, numbers_in_text)  # the buckets the featurizer set
+        if dims is None:
             continue
-        column = as_array(events[name])
-        if column.type in (pa.string(), pa.large_string()):
-            bucket = buckets(column, EXTRA_BUCKETS, name)  # as the featurizer hashes text
-        elif pa.types.is_integer(column.type) or pa.types.is_floating(column.type) \
-                or pa.types.is_boolean(column.type):
-            named = int(buckets(pa.array([name]), EXTRA_BUCKETS, "extra")[0])
-            bucket = np.where(np.nan_to_num(numbers(column)) != 0, named, -1)
-        else:
-            continue
+        bucket = np.where(dims[1] > 0, dims[0], -1)
         values = None
         for i in np.flatnonzero(bucket == top):
             values = column.to_pylist() if values is None else values
