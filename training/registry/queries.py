@@ -215,7 +215,8 @@ class RegistryQueries:
 
         Returns:
             {version: value} of the versions that have the metric (the original's result),
-            with `.metric`, `.direction` ("min"/"max"), `.best` and `.all_values`.
+            with `.metric`, `.direction` ("min"/"max"), `.best`, `.all_values` and
+            `.missing`: the versions without it, left out (and named in a warning).
 
         Raises:
             NotFoundError: a version does not exist; ConfigError: the metric has no known
@@ -223,7 +224,11 @@ class RegistryQueries:
         """
         direction = metric_direction(metric)
         values = {v: self.get_metadata(model_name, v).metrics.get(metric) for v in versions}
-        return Comparison(metric, direction, values)
+        compared = Comparison(metric, direction, values)
+        if compared.missing:
+            logger.warning("%s %s: no %s recorded, left out of the comparison", model_name,
+                           ", ".join(compared.missing), metric)
+        return compared
 
     def aliases(self, model_name: str) -> dict[str, str]:
         """alias -> version for one model."""

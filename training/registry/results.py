@@ -159,21 +159,23 @@ class Comparison(dict):
 
     Attributes:
         metric, direction ("min"/"max"), best (None when no version has the metric),
-        all_values ({version: value or None} for every version asked about).
-    `comparison["metric"]`, `["direction"]`, `["values"]` and `["best"]` give the same
-    (unless a version has that name).
+        all_values ({version: value or None} for every version asked about), missing (the
+        versions without the metric, which are never the best: a missing value is no 0).
+    `comparison["metric"]`, `["direction"]`, `["values"]`, `["best"]` and `["missing"]` give
+    the same (unless a version has that name).
     """
 
     def __init__(self, metric: str, direction: str, values: dict[str, float | None]) -> None:
         known = {v: x for v, x in values.items() if x is not None}
         super().__init__(known)
         self.metric, self.direction, self.all_values = metric, direction, dict(values)
+        self.missing = [v for v, x in values.items() if x is None]
         pick = min if direction == "min" else max
         self.best = pick(known, key=known.__getitem__) if known else None
 
     def summary(self) -> dict[str, Any]:
         return {"metric": self.metric, "direction": self.direction,
-                "values": self.all_values, "best": self.best}
+                "values": self.all_values, "best": self.best, "missing": self.missing}
 
     def __missing__(self, key: str) -> Any:
         summary = self.summary()

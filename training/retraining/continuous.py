@@ -30,7 +30,8 @@ One run:
    without them the alert rate within the calibration's promise and a lower validation loss
    (`unlabeled_gate.unlabeled_decision`); both apply `min_accuracy_threshold` (a floor) or
    `max_loss_threshold` (a ceiling) and `improvement_threshold` over the champion;
-7. the challenger is registered either way (metrics, the decision with the test split's
+7. the challenger is registered either way (metrics: those the gate compared, a metric it
+   could not measure absent, never 0; the decision with the test split's
    fingerprint, the data record, a sample of its training rows for later drift checks);
    when it passed, it is promoted to production in the same transaction that archives the
    champion, and only if the champion is still the one it was compared with; otherwise it
@@ -51,8 +52,7 @@ import numpy as np
 from training.artifacts.leftovers import work_folder
 from training.artifacts.model_files import load_model
 from training.artifacts.npz import read_arrays
-from training.datasets.validator import DataValidator
-from training.errors import ConfigError, NotFoundError, SchemaError
+from training.errors import ConfigError, NotFoundError
 from training.evaluation.alert_rate import DEFAULT_FACTOR
 from training.evaluation.units import unit_times
 from training.features.encoding import FeatureSpec
@@ -65,6 +65,9 @@ from training.registry.names import CHALLENGER, VERSION_SCHEMES
 from training.registry.registry import ModelMetadata, ModelRegistry, RegisteredModel
 from training.retraining import gate, triggers
 from training.retraining.settings import RETRAINING_CHANGES, challenger_settings
+from training.retraining.split_files import (
+    common_spec, require_model_transform, validate_splits,
+)
 from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
 from training.trainer.config import TrainingConfig
 
@@ -172,7 +175,7 @@ class ContinuousTrainingPipeline:
         now = now or datetime.now(timezone.utc)
         splits = {name: layer.load_units(path) for name, path in
                   (("train", train_data_path), ("val", val_data_path), ("test", test_data_path))}
-        splits, spec = _common_spec(layer, splits)
+        splits, spec = common_spec(layer, splits)
         champion = self._champion(model_name, spec)
         result: dict[str, Any] = {
             "success": True, "retrained": False, "deployed": False, "new_version": None,
@@ -182,7 +185,7 @@ class ContinuousTrainingPipeline:
         if not fired and not force:
             return {**result, "reason": "no trigger fired: " +
                     "; ".join(t["reason"] for t in result["triggers"])}
-        problems = _validate(layer, splits)
+        problems = validate_splits(layer, splits)
         if problems:
             return {**result, "success": False, "reason": "data validation failed: " +
                     "; ".join(problems)}
@@ -233,13 +236,8 @@ class ContinuousTrainingPipeline:
             champion = self.registry.load_model(model_name, stage="production")
         except NotFoundError:
             return None
-        try:  # its transform must be the one these splits were made with
-            layer_for_spec(champion.feature_spec, f"the production {model_name}"
-                           ).data_spec.require(spec, "these splits")
-        except SchemaError as exc:  # cannot be compared on these splits: no automatic swap
-            raise SchemaError(f"the production {model_name} was trained on another feature "
-                              f"transform than these splits ({exc}); promote a model trained "
-                              "on the new features by hand") from exc
+        # Its transform must be the one these splits were made with: no automatic swap.
+        require_model_transform(champion, spec, self.registry.registry_dir)
         return champion
 
     def _triggers(self, layer: Layer, model_name: str, champion: RegisteredModel | None,
@@ -310,6 +308,11 @@ class ContinuousTrainingPipeline:
                 None if champion is None else window_figures(layer, champion, test, old_scores),
                 improvement=self.config.improvement_threshold,
                 ceiling=self.config.floor(metric), factor=self.config.alert_rate_factor))
+            # The losses it compared (every unit counted: nobody knows which are attacks) are
+            # the ones recorded; the labeled loss counts benign-labeled units, maybe none.
+            new["val_loss"] = decision.challenger
+            if old is not None:
+                old["val_loss"] = decision.champion
         else:
             decision = gate.decide(metric, new, old, floor=self.config.floor(metric),
                                    improvement=self.config.improvement_threshold)
@@ -345,49 +348,3 @@ def _without_labels(labels: np.ndarray, decision: gate.Decision) -> gate.Decisio
         return decision
     return replace(decision, reason=f"{decision.reason} ({shortfall}, so judged without them)",
                    figures={**decision.figures, "label_shortfall": shortfall})
-
-
-def _common_spec(layer: Layer, splits: dict[str, Any]) -> tuple[dict[str, Any], FeatureSpec]:
-    """The splits (each with a spec) and their one FeatureSpec.
-
-    Splits saved from bare arrays carry none; when all three lack it and the layer's default
-    layout is data-free and fits them (layer 1's 128-dim vectors), that layout is assumed,
-    with a warning saying so.
-
-    Raises:
-        SchemaError: some split lacks its spec and none can be assumed (the message says why
-            and how to write splits that carry it), or the splits' specs differ.
-    """
-    specs = {name: s.spec for name, s in splits.items()}
-    missing = [name for name, spec in specs.items() if spec is None]
-    assumed = layer.assumed_spec(splits["train"]) if len(missing) == len(specs) else None
-    if assumed is not None:
-        logger.warning("the split files carry no FeatureSpec (they were saved from bare "
-                       "arrays): taken as the data-free default %s layout %s, fingerprint "
-                       "%s; save splits from the featurized file (DatasetBuilder.from_file) "
-                       "to record it", layer.name, assumed.version, assumed.fingerprint[:12])
-        splits = {name: replace(s, spec=assumed) for name, s in splits.items()}
-        return splits, assumed
-    if missing:
-        raise SchemaError(
-            f"the {', '.join(missing)} split file(s) carry no FeatureSpec: they were saved "
-            "from bare arrays (e.g. DatasetBuilder(features=np.load(...)['features'], ...)), "
-            "which do not say how the features were made"
-            + ("" if len(missing) == len(specs) else ", while the other splits do")
-            + f", and {layer.name} has no data-free layout to assume for them; build the "
-            "splits with DatasetBuilder.from_file(<features>.npz) or `maximus-train split`, "
-            "which keep the FeatureSpec")
-    for name in ("val", "test"):
-        specs["train"].require(specs[name], f"the {name} split")
-    return splits, specs["train"]
-
-
-def _validate(layer: Layer, splits: dict[str, Any]) -> list[str]:
-    """ERROR-level findings of the data validator on each split's unit features."""
-    problems = []
-    for name, split in splits.items():
-        result = DataValidator(layer.unit_features(split), layer.labels(split)).validate(
-            check_outliers=False, check_distributions=name == "train")
-        problems += [f"{name}: {issue.message}" for issue in result.issues
-                     if issue.severity.value == "error"]
-    return problems

@@ -29,7 +29,9 @@ Metrics of a model on a split (`evaluate_model`):
 * `val_loss`: the model's validation loss (`validation_step`, eval mode) averaged over the
   test units (weighted as the trainer weighs them), as the layer compares models
   (`Layer.validation_loss`: for the VAE its reconstruction term, which no model's KL weight
-  changes): the label-free comparison;
+  changes): the label-free comparison. The layers' losses count the units training would
+  learn from (the benign-labeled ones, where a layer's batches mark them: layers 2 and 3), so
+  on units with none of those there is no `val_loss` (absent, not 0: a 0 reads as perfect);
 * with both benign and threat labels: the threat class's `pr_auc` and `roc_auc`, and at the
   model's stored threshold `precision`, `recall`, `f1_score`, `accuracy`
   (`training.evaluation.score_metrics.evaluate_scores`, unknown labels left out).
@@ -108,8 +110,10 @@ def evaluate_model(layer: Layer, model: Detector, threshold: float | None, units
         for name, value in model.validation_step(batch).items():
             totals[f"val_{name}"] = totals.get(f"val_{name}", 0.0) + float(value) * n
         weight += n
-    means = {name: total / max(weight, 1) for name, total in totals.items()}
-    metrics = {"val_loss": layer.validation_loss(means) if means else 0.0}
+    metrics: dict[str, float] = {}
+    if weight:  # no unit the loss counts (none benign-labeled): no val_loss, never a 0
+        metrics["val_loss"] = layer.validation_loss(
+            {name: total / weight for name, total in totals.items()})
     labels = layer.labels(units)
     if _both_classes(labels):  # reported however few: only the gate needs more
         scores = layer.score(model, units) if scores is None else scores

@@ -200,7 +200,7 @@ def test_triggers_new_rows_and_drift():
 
 def test_splits_without_a_feature_spec(tmp_path, caplog):
     from training.layers.layer1 import Layer1
-    from training.retraining.continuous import _common_spec
+    from training.retraining.split_files import common_spec as _common_spec
 
     rng = np.random.default_rng(0)
     bare = {name: _split(name, 20, 5, rng, day=1) for name in ("train", "val", "test")}

@@ -17,7 +17,8 @@ from training.data_collection import DataCollector, DataSource
 from training.evaluation.bootstrap import paired_metrics
 from training.evaluation.metrics import roc_auc
 from training.retraining.gate import (
-    MIN_CLASS_UNITS, TOO_FEW_LABELS, has_both_labels, label_shortfall, labeled_decision,
+    MIN_CLASS_UNITS, TOO_FEW_LABELS, evaluate_model, has_both_labels, label_shortfall,
+    labeled_decision,
 )
 
 CAPTURE = Path("../shared/datasets/iot23/CTU-Malware-Capture-42-1-labeled.csv")
@@ -120,3 +121,25 @@ def test_the_labeled_rule_needs_five_units_of_each_class(labels):
     assert label_shortfall(few_benign) == ("20 threat and 4 benign test units: the labeled "
                                            "gate needs at least 5 of each for its 95% intervals")
     assert label_shortfall(np.r_[few_benign, 0]) is None
+
+
+def test_no_unit_the_loss_counts_is_no_val_loss_never_a_zero(datasets):
+    """Layer 3 trained on benign windows counts only benign-labeled ones in its loss: on the
+    unlabeled zat capture there are none, and the loss is absent, not 0 (a 0 was recorded as a
+    challenger's val_loss and won compare_models)."""
+    import torch
+
+    from training.layers.registry import get_layer
+    from training.tests.conftest import collect
+
+    table, _ = collect("zeek", datasets / "zeek_zat" / "json")
+    layer = get_layer("layer3")()
+    units = layer.featurize(table)
+    assert (layer.labels(units) == -1).all() and len(layer.labels(units)) == 27
+    benign = layer.relabeled(units, np.zeros(27, np.int64))
+    layer.fit(benign, benign_only=True)
+    torch.manual_seed(0)
+    model = layer.default_detector(units).eval()
+    assert evaluate_model(layer, model, None, units) == {}
+    counted = evaluate_model(layer, model, None, benign)
+    assert list(counted) == ["val_loss"] and counted["val_loss"] > 0.5

@@ -291,7 +291,8 @@ def test_delete_search_and_compare(registry, weights):
     compared = registry.compare_models("tiny", ["1.0.0", "1.1.0"], "val_loss")
     assert compared == {"1.0.0": 0.2, "1.1.0": 0.1}  # the original's {version: value}
     assert compared.summary() == {"metric": "val_loss", "direction": "min",
-                                  "values": {"1.0.0": 0.2, "1.1.0": 0.1}, "best": "1.1.0"}
+                                  "values": {"1.0.0": 0.2, "1.1.0": 0.1}, "best": "1.1.0",
+                                  "missing": []}
     assert compared["best"] == compared.best == "1.1.0" and compared["direction"] == "min"
     assert registry.compare_models("tiny", ["1.0.0", "1.1.0"], "accuracy")["best"] == "1.0.0"
     with pytest.raises(ConfigError, match="no known direction"):

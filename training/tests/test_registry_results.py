@@ -115,7 +115,12 @@ def test_results_serve_the_original_shapes_and_this_api(registry, tmp_path, capl
     assert registry.list_models(model_name="plain") == {"plain": ["0.1"]}
     compared = registry.compare_models("tiny", ["1.0.0", "1.1.0"], "accuracy")
     assert compared == {"1.0.0": 0.8, "1.1.0": 0.9} and compared.best == "1.1.0"
-    assert registry.compare_models("tiny", ["1.0.0"]) == {}  # no val_loss recorded
+    with caplog.at_level(logging.WARNING):  # no val_loss recorded: left out, never a 0
+        unmeasured = registry.compare_models("tiny", ["1.0.0", "1.1.0"])
+    assert unmeasured == {} and unmeasured.best is None
+    assert unmeasured.missing == unmeasured["missing"] == ["1.0.0", "1.1.0"]
+    assert "tiny 1.0.0, 1.1.0: no val_loss recorded, left out of the comparison" in caplog.text
+    caplog.clear()
     loaded = registry.get_model("tiny", "1.1.0")
     assert str(loaded) == os.fspath(loaded) and loaded.exists() and loaded.stage == "none"
     assert torch.load(loaded)["centre"].shape == (4,)

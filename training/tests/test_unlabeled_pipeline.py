@@ -181,6 +181,14 @@ def test_retrain_after_the_pipeline_on_unlabeled_logs(runs, tmp_path):
     forced = retrain("--force", "--epochs", "1")
     assert forced["retrained"] and forced["new_version"], forced["reason"]
     assert forced["comparison"]["metric"] == "val_loss"  # the unlabeled rule decided
+    # Layer 3 counts benign-labeled windows in its loss, and none is labeled: the losses the
+    # unlabeled rule compared are recorded, not a 0 that would win every comparison.
+    windows = retrain("--force", "--epochs", "1", "--layer", "layer3")
+    decision = windows["comparison"]
+    assert windows["metrics"]["val_loss"] == decision["challenger"] > 0, decision["reason"]
+    assert decision["champion_metrics"]["val_loss"] == decision["champion"] > 0
+    stored = ModelRegistry(work / "models").get_metadata("layer3_tcn", windows["new_version"])
+    assert stored.metrics["val_loss"] == decision["challenger"]
 
 
 def test_a_zeek_json_folder_skips_the_logs_without_timestamps(runs):
