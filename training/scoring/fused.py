@@ -77,6 +77,31 @@ def load_fusion(registry_dir: str | Path) -> Fusion:
     return Fusion.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
 
 
+def not_in_production(registry: ModelRegistry, model_name: str, version: str, stage: str
+                      ) -> str:
+    """Why the fused detector's `model_name` `version` (in `stage`) is not the production
+    version, from the registry's log, and what to do about it: the fusion keeps the versions
+    its pipeline run trained; only another pipeline run fuses newer ones."""
+    fused = (f"the fused detector combines {model_name} {version}, which is in stage {stage}, "
+             "not production: ")
+    left = [t for t in registry.history(model_name) if t.version == version
+            and t.event == "stage" and t.from_stage == "production"]
+    if not left:  # never promoted
+        return fused + ("the gate of the pipeline run that trained it did not promote it (the "
+                        "fusion combines every layer that run trained)")
+    try:
+        now = registry.get_metadata(model_name, stage="production").version
+    except NotFoundError:
+        now = None
+    why = left[-1].reason.split(": ")[0]  # "replaced by 1.1.0", "rolled back to 1.0.0", ...
+    return (fused + f"it left production at {left[-1].at[:19]} ({why}; actor "
+            f"{left[-1].actor})" + (f" and {now} is the production version" if now else "")
+            + f"; {FUSION_FILE} keeps the versions the pipeline run that wrote it trained "
+            "(retrain and promote do not change it): re-run the pipeline on this workdir to "
+            "train and fuse new ones"
+            + (f", or score --model {model_name} to use {now} alone" if now else ""))
+
+
 class FusedDetector:
     """The registry's fused detector, loaded: the fusion and its layers' verified models.
 
@@ -104,8 +129,8 @@ class FusedDetector:
             self.parts.append((layer_for_spec(loaded.feature_spec, where), loaded))
             stage = registry.get_metadata(entry["model_name"], entry["version"]).stage
             if stage != "production":  # the pipeline fuses every layer it trained
-                logger.warning("the fused detector combines %s, which is in stage %s, not "
-                               "production: the gate did not promote it", where, stage)
+                logger.warning("%s", not_in_production(registry, entry["model_name"],
+                                                       entry["version"], stage))
         if per_event and not any(layer.streams for layer, _ in self.parts):
             raise NotSupportedError(f"the fused detector of {registry.registry_dir} combines "
                                     "window layers only: nothing to score per event")

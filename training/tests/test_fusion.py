@@ -226,7 +226,8 @@ def test_score_fused_gives_every_event_the_fusion_of_its_layers_tail_probabiliti
     assert "1,500 events (1,500 fused units) with fused layer1_vae 1.0.0 + layer2_gnn 1.0.0 + " \
            "layer3_tcn 1.0.0" in printed.out
     assert "the fused detector combines layer1_vae 1.0.0, which is in stage none, not " \
-           "production: the gate did not promote it" in printed.err  # refused at one epoch
+           "production: the gate of the pipeline run that trained it did not promote it" \
+           in printed.err  # refused at one epoch
     assert main(["score", "--model", "fused", "--stage", "production", "--registry-dir",
                  str(models), "--input", f"json:{demo}", "--output", str(folder / "x.parquet")]
                 ) == 2
@@ -343,3 +344,30 @@ def test_a_fusion_of_one_layer_on_a_small_capture_ranks_and_alerts_as_the_layer(
     assert fused["n_alerts"] == layer1.metrics["n_alerts"] == result.alerts["alerts"]
     alerts = read_alerts(Path(result.report).parent / result.alerts["alerts_file"])
     assert alerts.num_rows == layer1.metrics["n_alerts"]
+
+
+def test_a_fused_version_replaced_in_production_is_named_with_its_successor(demo_run, tmp_path,
+                                                                            caplog):
+    """Promoted, then replaced by a newer version (as retrain does): the warning says so and
+    what refreshes the fusion, not that the gate refused it."""
+    from training.registry.metadata import ModelMetadata
+    from training.scoring.fused import FusedDetector
+
+    folder, _, _ = demo_run
+    models = shutil.copytree(folder / "run" / "models", tmp_path / "models")
+    registry = ModelRegistry(models)
+    registry.transition_stage("layer1_vae", "1.0.0", "production", reason="by hand")
+    registry.register_model(folder / "run" / "checkpoints" / "layer1_vae_best.pt",
+                            ModelMetadata("layer1_vae", "1.1.0", "layer1"))
+    registry.transition_stage("layer1_vae", "1.1.0", "production", reason="retrained")
+    with caplog.at_level("WARNING"):
+        FusedDetector(registry)
+    (warning,) = [r.getMessage() for r in caplog.records if "layer1_vae" in r.getMessage()]
+    assert warning.startswith("the fused detector combines layer1_vae 1.0.0, which is in stage "
+                              "archived, not production: it left production at ")
+    assert warning.endswith(
+        "(replaced by 1.1.0; actor " + registry.history("layer1_vae")[-1].actor + ") and "
+        "1.1.0 is the production version; fusion.json keeps the versions the pipeline run "
+        "that wrote it trained (retrain and promote do not change it): re-run the pipeline on "
+        "this workdir to train and fuse new ones, or score --model layer1_vae to use 1.1.0 "
+        "alone")
