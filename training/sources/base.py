@@ -126,12 +126,18 @@ class Source(ABC):
             left out of a collection's recipe, so changing them does not block a resume.
         concurrent_streams: read the streams in parallel (independent remote reads) rather
             than one after another (files, whose order the user gave).
+        format_name: what the format is called in messages ("Zeek"); None for a generic one.
+        format_fields: fields that mark the format: a file whose records carry none of them
+            is refused (`check_format`) rather than read into events without time or
+            addresses. Empty for generic formats (JSON, CSV), which take any fields.
     """
 
     field_map: ClassVar[FieldMap] = GENERIC_FIELD_MAP
     params: ClassVar[dict[str, object]] = {}
     how_params: ClassVar[frozenset[str]] = frozenset()
     concurrent_streams: ClassVar[bool] = False
+    format_name: ClassVar[str | None] = None
+    format_fields: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: DataSource) -> None:
         self.config = config
@@ -184,6 +190,31 @@ class Source(ABC):
 
     def close(self) -> None:
         """Called after each collection run: release connections (file sources hold none)."""
+
+    def recognises(self, columns: set[str], stream: str) -> bool:
+        """Whether records with these fields, read from `stream`, are of this format: they
+        carry one of `format_fields` (any fields at all for a generic format)."""
+        return not self.format_fields or not columns.isdisjoint(self.format_fields)
+
+    def check_format(self, batches: Iterator[RawBatch]) -> Iterator[RawBatch]:
+        """`batches` of one stream, refused at the first that holds records when those carry
+        none of the format's fields: a file given the wrong type (a Suricata eve.json read as
+        Zeek) would otherwise become events with no time, addresses or event type.
+
+        Raises:
+            ConfigError: naming the file, the type given and the type the records look like
+                (`training.sources.sniff`).
+        """
+        checked = False
+        for batch in batches:
+            if not checked and batch.table.num_rows:
+                columns = set(batch.table.column_names)
+                if not self.recognises(columns, batch.stream):
+                    # Imported here: sniffing consults the registry, which imports every source.
+                    from training.sources.sniff import wrong_type_message
+                    raise ConfigError(wrong_type_message(self, batch.stream, columns))
+                checked = True
+            yield batch
 
 
 class FileSource(Source):

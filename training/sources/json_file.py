@@ -83,12 +83,13 @@ class JsonFileSource(FileSource):
 
         `lines_only` skips format detection for formats that are always JSON Lines (Zeek,
         Suricata EVE), so damaged first lines are quarantined instead of making the file look
-        like one broken document.
+        like one broken document. A typed format refuses a file whose records carry none of
+        its fields (`Source.check_format`).
         """
         if not lines_only and is_json_document(source):
             limit = min(self.options["max_decompressed_bytes"], self.options["max_document_bytes"])
-            yield from read_document(source, start, self.options["block_size"], limit,
-                                     **batch_fields)
+            yield from self.check_format(read_document(
+                source, start, self.options["block_size"], limit, **batch_fields))
         else:
-            yield from read_lines(source, start, parse_jsonl_block, self.options["block_size"],
-                                  **batch_fields)
+            yield from self.check_format(read_lines(
+                source, start, parse_jsonl_block, self.options["block_size"], **batch_fields))

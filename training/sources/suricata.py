@@ -46,6 +46,8 @@ class SuricataSource(JsonFileSource):
     """Suricata eve.json files (JSON Lines, plain or gzip), a folder of them or a glob."""
 
     field_map: ClassVar = SURICATA_FIELD_MAP
+    format_name: ClassVar[str] = "Suricata EVE"
+    format_fields: ClassVar[tuple[str, ...]] = ("timestamp", "event_type", "flow_id", "in_iface")
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.log", "*.log.gz")
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:

@@ -60,6 +60,9 @@ class WindowsEventSource(JsonFileSource):
     """JSON Lines or JSON arrays of Windows event records."""
 
     field_map: ClassVar = WINDOWS_FIELD_MAP
+    format_name: ClassVar[str] = "Windows events"
+    format_fields: ClassVar[tuple[str, ...]] = ("EventID", "Channel", "TimeCreated", "UtcTime",
+                                                "Computer", "winlog.event_id")
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz",
                                            "*.zip")  # OTRF ships each recording as a zip
 

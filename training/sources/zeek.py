@@ -67,6 +67,7 @@ KNOWN_LOGS = (
     "arp", "irc", "mysql", "radius", "socks", "syslog", "intel", "signatures", "traceroute",
     "modbus", "dnp3", "ocsp", "analyzer", "telemetry",
 )
+UNTIMED_LOGS = ("loaded_scripts",)  # logs whose records carry none of ZeekSource.format_fields
 _LOG_NAME = re.compile(r"(?:^|[._-])(" + "|".join(sorted(KNOWN_LOGS, key=len, reverse=True))
                        + r")(?=$|[._-])")
 _SCALAR_TYPES = {
@@ -143,6 +144,13 @@ class ZeekSource(JsonFileSource):
 
     field_map: ClassVar = ZEEK_FIELD_MAP
     patterns: ClassVar[tuple[str, ...]] = ("*.log", "*.log.gz", "*.labeled", "*.json", "*.json.gz")
+    format_name: ClassVar[str] = "Zeek"
+    format_fields: ClassVar[tuple[str, ...]] = ("ts", "uid", "id.orig_h", "_path")
+
+    def recognises(self, columns: set[str], stream: str) -> bool:
+        # loaded_scripts.log holds script names only: Zeek by its name, not by its fields.
+        return (super().recognises(columns, stream)
+                or log_type_from_name(stream.rsplit("/", 1)[-1]) in UNTIMED_LOGS)
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         with self.open(stream) as source:

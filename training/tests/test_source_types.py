@@ -1,0 +1,105 @@
+"""A file given the wrong source type is refused, naming the file, the type given and the type
+its records look like (`Source.check_format`, `training.sources.sniff`), on every path that
+reads sources: collect, pipeline, batch score and --follow; files of the right type still read."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from training.cli.main import main
+from training.errors import ConfigError
+from training.scoring.tail import Tail
+from training.sources import DataSource
+from training.sources.sniff import looks_like, type_prefix
+from training.sources.config import DataSourceType
+from training.tests.conftest import collect
+
+LSASS = "windows_otrf_security_datasets/psh_lsass_memory_dump_comsvcs.zip"
+EVE = "suricata/magnc_server_eve.json"
+ZAT = "zeek_zat/json"
+
+
+@pytest.mark.parametrize("given, path, refused, looks, use", [
+    ("zeek_logs", LSASS, LSASS, "Windows events", "windows"),
+    ("suricata_logs", ZAT, "zeek_zat/json/capture_loss.log", "Zeek", "zeek"),
+    ("zeek_logs", EVE, EVE, "Suricata EVE", "suricata"),
+    ("windows_events", EVE, EVE, "Suricata EVE", "suricata"),
+])
+def test_a_real_file_of_another_format_is_refused_naming_what_it_looks_like(
+        datasets, given, path, refused, looks, use):
+    with pytest.raises(ConfigError) as caught:
+        collect(given, datasets / path)
+    message = str(caught.value)
+    assert message.startswith(f"{datasets / refused}: given as {type_prefix(given)}:PATH, but "
+                              "its records carry none of the fields of ")
+    assert message.endswith(f"; this looks like {looks}: use {use}:PATH")
+
+
+@pytest.mark.parametrize("given, path, events", [
+    ("zeek_logs", ZAT, 313 + 50 + 10),  # loaded_scripts.log (50, no time) is Zeek by its name
+    ("suricata_logs", EVE, 253),
+    ("windows_events", LSASS, 175),
+    ("json_file", EVE, 253),  # generic JSON takes any fields
+])
+def test_files_of_the_type_given_are_read_as_before(datasets, given, path, events):
+    table, collector = collect(given, datasets / path)
+    assert table.num_rows == events and not collector.quarantined
+
+
+def test_a_file_with_none_of_any_formats_fields_says_to_read_it_as_json(tmp_path):
+    path = tmp_path / "conn.log"  # named as a Zeek log, yet holds no Zeek field
+    path.write_text(json.dumps({"when": 1.7e9, "who": "10.0.0.1"}) + "\n")
+    with pytest.raises(ConfigError, match=r"conn\.log: given as zeek:PATH, .* \(ts, uid, "
+                                          r"id\.orig_h, _path\); give zeek: only Zeek files, "
+                                          r"and read other JSON as json:PATH"):
+        collect("zeek_logs", path)
+    table, _ = collect("json_file", path)
+    assert table.num_rows == 1
+
+
+def test_looks_like_picks_the_format_with_most_of_its_fields():
+    assert looks_like({"timestamp", "event_type", "flow_id", "src_ip"}) is DataSourceType.SURICATA_LOGS
+    assert looks_like({"ts", "uid", "id.orig_h"}) is DataSourceType.ZEEK_LOGS
+    assert looks_like({"EventID", "Channel"}) is DataSourceType.WINDOWS_EVENTS
+    assert looks_like({"name", "size"}) is None
+
+
+def test_collect_pipeline_and_score_refuse_it_with_one_error_line(datasets, tmp_path, capsys):
+    from training.tests.test_follow import _register
+
+    _register(tmp_path)
+    eve = datasets / EVE
+    said = (f"error: {eve}: given as zeek:PATH, but its records carry none of the fields of "
+            "Zeek (ts, uid, id.orig_h, _path); this looks like Suricata EVE: use suricata:PATH\n")
+    for command in (
+        ["collect", "--source", f"zeek:{eve}", "--output", str(tmp_path / "collected")],
+        ["pipeline", "--source", f"zeek:{eve}", "--workdir", str(tmp_path / "wd"),
+         "--epochs", "1"],
+        ["score", "--registry-dir", str(tmp_path / "models"), "--model", "vae",
+         "--input", f"zeek:{eve}", "--output", str(tmp_path / "s.parquet")],
+    ):
+        assert main(command) == 2, command[0]
+        assert capsys.readouterr().err.endswith(said), command[0]
+    assert not (tmp_path / "s.parquet").exists()
+
+
+def test_follow_refuses_it_too(datasets, tmp_path):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    (folder / "eve.json").write_bytes((datasets / EVE).read_bytes())
+    tail = Tail([DataSource("z", "zeek", {"path": str(folder)})])
+    with pytest.raises(ConfigError, match=r"eve\.json: given as zeek:PATH, .* this looks like "
+                                          r"Suricata EVE: use suricata:PATH"):
+        list(tail.poll())
+
+
+def test_loaded_scripts_is_zeek_by_its_name_only(tmp_path):
+    path = tmp_path / "loaded_scripts.log"
+    path.write_text(json.dumps({"name": "/opt/zeek/share/base/init-bare.zeek"}) + "\n")
+    table, _ = collect("zeek_logs", path)
+    assert table["event_type"].to_pylist() == ["loaded_scripts"]
+    with pytest.raises(ConfigError, match="give zeek: only Zeek files"):
+        collect("zeek_logs", Path(path.rename(tmp_path / "scripts.json")))
