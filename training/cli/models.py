@@ -17,11 +17,15 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.cli.follow import add_follow_options
 from training.cli.new_registry import removed_unless_registered
 from training.cli.options import layer_name, registry_dir, registry_options, source_flags
 from training.paths import splits_dir
+
+if TYPE_CHECKING:  # the layers import torch: only when a command runs
+    from training.layers.base import Layer
 
 Option = Callable[..., None]
 # `score --max-alert-rate` without a rate: the guard's own bound (not a string: argparse would
@@ -49,6 +53,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         alert_rate_factor=args.alert_factor,
         training_changes={k: v for k, v in changes.items() if v is not None})
     splits = splits_dir() if args.workdir is None else args.workdir / "splits"
+    if args.test_data is None and args.workdir is not None:
+        _require_workdir_test(args.workdir, layer)
     # The pipeline creates the registry when it starts; a run that fails (a mistyped
     # --workdir) or registers nothing leaves none behind.
     with removed_unless_registered(registry_dir(args)):
@@ -63,6 +69,20 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                        result.get("new_version"))
     _print_json(result)
     return 0 if result["success"] else 1
+
+
+def _require_workdir_test(workdir: Path, layer: Layer) -> None:
+    """A pipeline run with test sources saves the test part with the features, not in
+    splits/: say where it is and which flag takes it, instead of "no such file"."""
+    from training.errors import NotFoundError
+
+    split = workdir / "splits" / f"{layer.name}_test.npz"
+    features = workdir / "features" / f"test_{layer.features_file}"
+    if not split.exists() and features.exists():
+        raise NotFoundError(
+            f"{split}: no such file; the pipeline run in {workdir} had test sources "
+            f"(--test-source), whose {layer.name} {layer.unit}s it saved as {features}: pass "
+            f"--test-data {features} to judge the challenger on them (or another split)")
 
 
 def cmd_score(args: argparse.Namespace) -> int:

@@ -292,6 +292,21 @@ def test_train_on_the_benign_rows_of_011_evaluate_on_008(runs):
     assert (cwd / "x" / "test_events.parquet").exists()
 
 
+def test_retrain_after_a_run_with_test_sources_names_its_test_features(runs):
+    """Such a run saves its test part with the features, not in splits/: retrain says where
+    and which flag takes it."""
+    _, cwd = runs.get("011_on_008")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    run = subprocess.run([sys.executable, "-m", "training.cli", "retrain", "--workdir", "x",
+                          "--force", "--epochs", "1"], cwd=cwd, env=env, text=True,
+                         capture_output=True)
+    features = os.path.join("x", "features", "test_layer1_samples.npz")
+    assert run.returncode != 0 and run.stderr.strip().splitlines()[-1] == (
+        f"error: {os.path.join('x', 'splits', 'layer1_test.npz')}: no such file; the pipeline "
+        f"run in x had test sources (--test-source), whose layer1 events it saved as {features}:"
+        f" pass --test-data {features} to judge the challenger on them (or another split)")
+
+
 def test_evaluate_any_source_with_a_model_of_every_layer(runs):
     """`evaluate --source`: events of another folder, featurized with each model's own spec,
     reported without labels (units, alerts at the threshold and how it was set)."""
