@@ -25,7 +25,9 @@ from pathlib import Path
 
 from training.cli.data_files import cmd_validate
 from training.cli.evaluate import cmd_evaluate
-from training.cli.options import layer_name, source_flags, sources_from_flags
+from training.cli.options import (
+    layer_name, registry_dir, registry_options, source_flags, sources_from_flags,
+)
 from training.cli.parser import help_command
 from training.cli.run_options import add_run_options
 from training.paths import checkpoints_dir, preprocessed_dir, splits_dir
@@ -114,10 +116,21 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     collector = DataCollector(sources, checkpoint_enabled=False)
     events = collector.collect_table(max_events=args.max_events)
     preprocessor = DataPreprocessor(output_dir=args.output)
+    if args.model:  # each model's own transform (fitted state included), so retrain compares
+        from training.layers.registry import layer_for_spec
+        from training.registry.registry import ModelRegistry
+
+        registry = ModelRegistry(registry_dir(args), create=False)
+        layers = []
+        for name in args.model:
+            loaded = registry.load_model(name, stage="production")
+            layers.append(layer_for_spec(loaded.feature_spec,
+                                         f"{name} {loaded.metadata.version}"))
+    else:
+        layers = [preprocessor.layer(name) for name in args.layers]
     written = {}
-    with progress("featurizing", len(args.layers), "layers") as bar:
-        for name in args.layers:
-            layer = preprocessor.layer(name)
+    with progress("featurizing", len(layers), "layers") as bar:
+        for layer in layers:
             units = layer.featurize(events)
             written[layer.name] = str(preprocessor.save_samples(units, layer.features_file))
             bar.update(1, layer=layer.name)
@@ -261,6 +274,11 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
     option(pre, "--output", type=Path, default=preprocessed_dir(),
            help="output directory ($MAXIMUS_DATA_ROOT/data/preprocessed)")
     option(pre, "--max-events", type=int, help="collect at most this many events (default: all)")
+    option(pre, "--model", action="append", metavar="NAME",
+           help="featurize with this registered model's transform (its production version, "
+                "from --workdir or --registry-dir) instead of --layers' defaults, so that "
+                "`retrain` can compare it on splits of the file; repeatable")
+    registry_options(pre, option)
     source_flags(pre, option)
     pre.set_defaults(run=cmd_preprocess)
 
