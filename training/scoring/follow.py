@@ -127,7 +127,9 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
 
     Raises:
         ConfigError: poll_seconds <= 0, an output that is not .jsonl/.json, a version asked of
-            the fused detector, a guard setting out of range, or a negative window_grace.
+            the fused detector, a guard setting out of range, a negative window_grace, or an
+            input file that is one of its outputs (outputs inside a followed folder are
+            left out of what it reads).
         NotFoundError, CheckpointError, SchemaError: as `score_events` and `score_fused`.
     """
     if not poll_seconds > 0:
@@ -154,7 +156,9 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                      quarantine=state.output(state.folder / QUARANTINE_FILE, private=True),
                      refused=state.output(state.folder / REFUSED_FILE, private=True))
         files = out.opened()
-        tail = Tail(sources, state.positions)
+        own = [p for p in (outputs.alerts, outputs.scores, outputs.incidents, state.folder)
+               if p is not None]
+        tail = Tail(sources, state.positions, own=own)
         if isinstance(scorer, AlertRows) and scorer.layer.window_seconds:
             windows = WindowScorer(scorer.layer, scorer, state, window_grace)
         elif "windows" in state.saved:

@@ -15,7 +15,8 @@ Reading reuses each source's own parser (`Source.read`) on the file cut at the l
 so positions (offset, line, record), event ids (Zeek "conn:<uid>") and quarantine reasons are
 those of a batch collection. A position holds a digest of the file's first bytes: a recycled
 inode (the old file deleted, a new one given its number) starts from the beginning, not at the
-old offset. Compressed (.gz) files are finished files and are not followed.
+old offset. Compressed (.gz) files are finished files and are not followed. The scorer's own
+files (its outputs and state folder, `own`) are never read, even inside a followed folder.
 """
 
 from __future__ import annotations
@@ -23,13 +24,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
 from training.collection.canonical import Canonical, canonicalize
-from training.errors import SourceError
+from training.errors import ConfigError, SourceError
 from training.sources import create_source
 from training.sources.base import START, FileSource
 from training.sources.config import DataSource
@@ -109,29 +110,50 @@ class Tail:
     Args:
         sources: file sources (zeek, suricata, json, csv) whose paths are files or folders.
         positions: positions saved by an earlier run (`state()`), to resume from.
+        own: the files and folders the scorer writes (outputs, alerts, the state folder):
+            never read, though they lie in a followed folder, else the scorer would read its
+            own output (and warn each time its state file is replaced).
+
+    Raises:
+        SourceError: a source that is not a file source.
+        ConfigError: a file named as input is one of `own`.
     """
 
-    def __init__(self, sources: list[DataSource], positions: list[dict] | None = None) -> None:
+    def __init__(self, sources: list[DataSource], positions: list[dict] | None = None,
+                 own: Sequence[str | Path] = ()) -> None:
         self.readers = {s.name: create_source(s) for s in sources}
         for reader in self.readers.values():
             if not isinstance(reader, FileSource):
                 raise SourceError(f"--follow reads files; source {reader.name!r} is a "
                                   f"{reader.config.source_type.value} source")
+        self.own = [os.path.realpath(p) for p in own]
         # Names followed as files: never taken for a rotated file, even while missing.
         self.live = {os.path.abspath(p) for r in self.readers.values()
                      for p in _as_list(r.options["path"]) if not os.path.isdir(p)}
+        for path in self.live:
+            if self.is_own(path):
+                raise ConfigError(f"{path} is given as an input, but the scorer writes it "
+                                  "(an output, the alerts or the state folder); give "
+                                  "another output path")
         self.positions: dict[tuple[int, int], Position] = {}
         self.dormant: list[dict] = []  # positions of sources not given this run: kept as saved
         self.behind = False  # the last poll left bytes unread (a backlog): poll again at once
         self.lagging: set[tuple[int, int]] = set()  # the files (dev, ino) it left them in
         for saved in positions or ():
             position = Position(**saved)
+            if self.is_own(position.path):
+                continue  # an older run read the scorer's own files: not followed any more
             if position.source in self.readers:
                 self.positions[position.key] = position
             else:  # its source is not given this run: kept for a run that gives it again
                 logger.info("%s (source %r) is not followed in this run; its position is kept",
                             position.path, position.source)
                 self.dormant.append(saved)
+
+    def is_own(self, path: str) -> bool:
+        """Whether `path` is one of the scorer's own files or lies in one of its folders."""
+        real = os.path.realpath(path)
+        return any(real == own or real.startswith(own + os.sep) for own in self.own)
 
     def state(self) -> list[dict]:
         """The positions to store with the results of the polls so far."""
@@ -144,6 +166,8 @@ class Tail:
         seen: dict[tuple[int, int], tuple[str, str]] = {}  # identity -> (source, path)
         for name, reader in self.readers.items():
             for path in _current_files(reader):
+                if self.is_own(path):
+                    continue
                 try:
                     info = os.stat(path)
                 except FileNotFoundError:
@@ -183,7 +207,8 @@ class Tail:
             yield from self._drain(position)
         del self.positions[position.key]
         for later in _rotated_after(position, known, self.live):
-            yield from self._drain(later)
+            if not self.is_own(later.path):
+                yield from self._drain(later)
 
     def _drain(self, position: Position) -> Iterator[Read]:
         """Read a finished file to its end, `MAX_READ` bytes at a time: once forgotten, what

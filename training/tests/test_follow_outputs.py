@@ -260,3 +260,35 @@ def test_score_once_past_max_alert_rate_warns_and_exits_0(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0 and err.count("alert rate past the maximum") == 1
     assert "scoring goes on" in err and "1 excursion(s) past the guard's bound" in out
+
+
+def test_the_scorers_own_files_inside_the_followed_folder_are_not_read(tmp_path, caplog,
+                                                                       monkeypatch):
+    """Run from the folder it follows, with its outputs there: the alerts (a .json, a name a
+    Zeek folder takes), the rows and the state folder (state.json, replaced at every commit)
+    are left out, so nothing is read back and no 'removed before it was read' warning."""
+    from training.tests.test_follow import _register as register_vae
+
+    registry = register_vae(tmp_path)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "conn.log").write_text(header(T0) + _lines(range(20)))
+    monkeypatch.chdir(logs)
+    outputs = FollowOutputs(alerts=Path("out/a.json"), scores=Path("out/s.jsonl"),
+                            state=Path("out/s.jsonl.state"))
+    source = [DataSource("z", "zeek", {"path": str(logs)})]
+    with caplog.at_level(logging.WARNING):
+        follow_events(registry, "vae", source, outputs, once=True)
+        with (logs / "conn.log").open("a") as handle:
+            handle.write(_lines(range(20, 30)))
+        summary = follow_events(registry, "vae", source, outputs, once=True)
+    assert summary.counts["events"] == 30 and summary.counts["quarantined"] == 0
+    assert len((logs / "out/s.jsonl").read_text().splitlines()) == 30
+    assert "removed before it was read" not in caplog.text
+    state = json.loads((logs / "out/s.jsonl.state/state.json").read_text())
+    assert [p["path"] for p in state["positions"]] == [str(logs / "conn.log")]
+    with pytest.raises(ConfigError, match=r"out/s\.jsonl is given as an input, but the scorer "
+                                          r"writes it \(an output, the alerts or the state "
+                                          r"folder\); give another output path"):
+        follow_events(registry, "vae", [DataSource("j", "json", {"path": "out/s.jsonl"})],
+                      outputs, once=True)
