@@ -66,7 +66,7 @@ from training.scoring.tail import Read
 logger = logging.getLogger(__name__)
 
 DEFAULT_GRACE = 300.0  # seconds: Zeek's TCP inactivity timeout
-JUMP_US = 3600 * 1_000_000  # event time moving further in one poll is worth a warning
+JUMP_US = 3600 * 1_000_000  # event time crossing a longer stretch with no events: a warning
 _LENGTH = struct.Struct("<Q")  # each appended table: its byte length, then an Arrow IPC stream
 
 
@@ -114,6 +114,7 @@ class WindowScorer:
         since = saved.get("live_since")
         self.live_since: tuple[int, int] | None = None if since is None else tuple(since)
         self.warned_jump = False  # a jump of event time is warned of once a run
+        self._polled: list[np.ndarray] = []  # event times held this poll, for the jump check
         self._remove_other_generations()
         self.pending_file = state.output(self._path("pending"), private=True)
         self.pending = list(_read_tables(self.pending_file.path))
@@ -148,6 +149,7 @@ class WindowScorer:
         if keep.any():
             key = f"{read.position.dev}:{read.position.ino}"
             self.latest[key] = max(self.latest.get(key, 0), int(micros[keep].max()))
+            self._polled.append(micros[keep])
             self.paths[key] = read.position.path
             held = events.filter(pa.array(keep)) if not keep.all() else events
             self.pending.append(held)
@@ -194,8 +196,9 @@ class WindowScorer:
         else:  # quiet: as much event time has passed as clock time
             candidate = self.live_since[0] + (now - self.live_since[1])
         candidate = min(candidate, now)
+        polled, self._polled = self._polled, []
         if self.watermark is not None and not self.warned_jump and \
-                candidate - self.watermark > max(JUMP_US, 10 * self.period_us):
+                self._gap(polled, candidate) > max(JUMP_US, 10 * self.period_us):
             self.warned_jump = True
             source = self.paths.get(max(self.latest, key=self.latest.get), "a followed file")
             logger.warning(
@@ -205,6 +208,18 @@ class WindowScorer:
                 "move the --state folder aside and start again without it",
                 np.datetime64(self.watermark, "us"), np.datetime64(candidate, "us"), source)
         self.watermark = candidate if self.watermark is None else max(self.watermark, candidate)
+
+    def _gap(self, polled: list[np.ndarray], candidate: int) -> int:
+        """The longest stretch of event time the watermark would cross, from where it stands
+        to `candidate`, with no event read this poll inside it. A backlog read in order (a
+        cron --once after six hours) fills its span with events: small gaps. One event
+        stamped hours ahead of the rest leaves a gap as long as its error: the jump worth a
+        warning. Event time moved on by the clock (a quiet live sensor) is no jump."""
+        times = np.concatenate(polled) if polled else np.empty(0, np.int64)
+        times = np.sort(times[(times > self.watermark) & (times <= candidate)])
+        if not times.size:
+            return 0
+        return int(np.diff(times, prepend=self.watermark).max())
 
     def close(self, lagging: set[tuple[int, int]]) -> list[tuple[pa.Table, pa.RecordBatch]]:
         """Score the windows the watermark has closed: [(their events, their scored rows)].

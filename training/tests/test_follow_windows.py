@@ -339,3 +339,23 @@ def test_the_windows_of_a_live_sensor_that_goes_quiet_close_with_the_clock(tmp_p
         follower.join(timeout=60)
     summary = done["summary"]
     assert summary.held == 0 and summary.counts["events"] == 200
+
+
+def test_a_backlog_read_in_order_is_no_jump(tmp_path, caplog):
+    """A cron --once run after six hours reads six hours of connections, every ten seconds:
+    event time moves far in one poll, but through its events, so no 'jumped' warning (one
+    event stamped hours ahead is warned of: test_a_jump_in_event_time_is_warned_of)."""
+    from training.tests.zeek_writer import header, line
+
+    registry = _writer_model(tmp_path)
+    log = tmp_path / "conn.log"
+    log.write_text(header(0.0) + "".join(line(n, 1.7e9 + n / 10) for n in range(200)))
+    outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=tmp_path / "state")
+    source = [DataSource("z", "zeek", {"path": str(log)})]
+    follow_events(registry, "m", source, outputs, once=True, window_grace=1.0)
+    with caplog.at_level("WARNING"):
+        with log.open("a") as handle:
+            handle.write("".join(line(n, 1.7e9 + 20 + (n - 199) * 10) for n in range(200, 2360)))
+        summary = follow_events(registry, "m", source, outputs, once=True, window_grace=1.0)
+    assert "event time jumped" not in caplog.text
+    assert summary.counts["late"] == 0 and summary.counts["quarantined"] == 0
