@@ -277,6 +277,10 @@ class Calibration:
             return (f"labeled: threshold with the best F1 on validation units ({self.n_benign} "
                     f"benign, {self.n_threat} threat)")
         at = f"the {ordinal_percentile(self.quantile)} percentile of {of}"
+        if self.n_scores * (1.0 - self.quantile) < 1.0:  # fewer scores than the quantile needs
+            at += (f" - {self.n_scores:,} of them cannot support that percentile, so the "
+                   f"threshold is at or just above the largest (expected alert rate "
+                   f"{self.expected_alert_rate:.2%})")
         if self.method == "alerts_per_day":
             return f"{prefix}: threshold for {self.alerts_per_day:g} alerts per day ({at})"
         return f"{prefix}: threshold at {at}"

@@ -235,3 +235,15 @@ def test_the_evaluator_names_a_calibrated_thresholds_rule():
     c = Calibration.fit(np.arange(1000.0), rule="quantile")
     assert ModelEvaluator._threshold_source("checkpoint sidecar", c.to_threshold().to_dict()) == (
         "checkpoint sidecar (unlabeled: threshold at the 99.9th percentile of validation scores)")
+
+
+def test_a_validation_part_too_small_for_the_quantile_says_so_in_the_rule():
+    # 6 scores and the 99.9th percentile (the trial's layer 2 on zeek_zat): the threshold is
+    # the largest score, and one unit in 6 like them alerts, not one in 1,000.
+    small = Calibration.fit(np.arange(6.0), rule="quantile:0.999")
+    assert small.threshold == 5.0 and small.expected_alert_rate == pytest.approx(1 / 6)
+    assert small.rule == ("unlabeled: threshold at the 99.9th percentile of validation scores "
+                          "- 6 of them cannot support that percentile, so the threshold is at "
+                          "or just above the largest (expected alert rate 16.67%)")
+    big = Calibration.fit(np.arange(1000.0), rule="quantile:0.999")  # 1 score above: enough
+    assert big.rule == "unlabeled: threshold at the 99.9th percentile of validation scores"

@@ -108,7 +108,8 @@ def test_pipeline_on_a_folder_of_real_zeek_logs(tmp_path):
                          ("layer3", "layer3_tcn")):
         (line,) = [x for x in result.stdout.splitlines() if x.startswith(f"{layer}: ")]
         assert f"{model} 1.0.0 -> " in line and "ROC-AUC" in line and rule in line, line
-        assert registry.get_metadata(model, "1.0.0").details["threshold_rule"] == (
+        # (" - N of them cannot support that percentile ..." where the part is that small)
+        assert registry.get_metadata(model, "1.0.0").details["threshold_rule"].startswith(
             rule.removeprefix("threshold: "))
     page = Path(re.search(r"^report: (.+)$", result.stdout, re.M)[1])
     page = (tmp_path / page).read_text()

@@ -141,17 +141,18 @@ def test_an_unlabeled_zeek_folder_as_readme_writes_it(runs):
     page = (_report(work) / "index.html").read_text()
     assert page.count("unlabeled: threshold at the 99.9th percentile of validation scores") == 3
     report = json.loads((_report(work) / "layer2.json").read_text())
-    assert report["threshold_rule"] == RULE.removeprefix("threshold: ")
+    assert report["threshold_rule"].startswith(RULE.removeprefix("threshold: "))
+    assert "cannot support that percentile" in report["threshold_rule"]  # a few edges only
     assert report["roc_auc"] is None and report["n_samples"] == 0 and report["n_units"] > 0
     sidecar = json.loads((work / "checkpoints" / "layer3_tcn_best.json").read_text())
-    assert sidecar["calibration"]["rule"] == RULE.removeprefix("threshold: ")
+    assert sidecar["calibration"]["rule"].startswith(RULE.removeprefix("threshold: "))
     assert sidecar["calibration"]["reference"] == "all"
     from training.registry.registry import ModelRegistry
 
     registry = ModelRegistry(work / "models")
     for name in ("layer1_vae", "layer2_gnn", "layer3_tcn"):
         version = registry.get_metadata(name, stage="production")
-        assert version.details["threshold_rule"] == RULE.removeprefix("threshold: ")
+        assert version.details["threshold_rule"].startswith(RULE.removeprefix("threshold: "))
         loaded = registry.get_model(name, stage="production")
         assert loaded.calibration.threshold == loaded.threshold
 
@@ -283,8 +284,8 @@ def test_train_on_the_benign_rows_of_011_evaluate_on_008(runs):
         layer = outcome["layer"]
         assert "ROC-AUC" in lines[layer] and outcome["train"]["learnt_from"] == (
             "benign (is_threat 0) units")
-        assert outcome["threshold_rule"] == ("benign labels: threshold at the 99.9th percentile "
-                                             "of benign validation scores")
+        assert outcome["threshold_rule"].startswith(
+            "benign labels: threshold at the 99.9th percentile of benign validation scores")
         report = json.loads((_report(cwd / "x") / f"{layer}.json").read_text())
         assert report["n_samples"] > 0 and report["roc_auc"] is not None
         assert (_report(cwd / "x") / f"{layer}.html").exists()
@@ -326,15 +327,15 @@ def test_evaluate_any_source_with_a_model_of_every_layer(runs):
         cwd=cwd, env=env, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     out, err = scoring.communicate(timeout=600)
     assert scoring.returncode == 0, err[-2000:]
-    assert "; unlabeled: threshold at the 99.9th percentile of validation scores); written" in out
+    assert "; unlabeled: threshold at the 99.9th percentile of validation scores" in out
     for model, process in started.items():
         out, err = process.communicate(timeout=600)
         assert process.returncode == 0 and "Traceback" not in err, err[-2000:]
-        assert "(unlabeled: threshold at the 99.9th percentile of validation scores)" in out
+        assert "(unlabeled: threshold at the 99.9th percentile of validation scores" in out
         assert "No test unit has a benign or threat label" in out
         report = json.loads((cwd / "ev" / f"{model}.json").read_text())
         assert report["n_units"] > 0 and report["n_alerts"] is not None
-        assert report["threshold_rule"] == RULE.removeprefix("threshold: ")
+        assert report["threshold_rule"].startswith(RULE.removeprefix("threshold: "))
 
 
 def test_a_grace_period_trains_on_the_past_and_tests_on_the_rest(datasets, tmp_path):
