@@ -29,6 +29,7 @@ from training.sources.files import (
     DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, ByteStream, Spans, check_text,
 )
 from training.sources.paths import expand_paths
+from training.sources.sniff import wrong_type_message
 
 if TYPE_CHECKING:
     from training.sources.config import DataSource
@@ -210,8 +211,6 @@ class Source(ABC):
             if not checked and batch.table.num_rows:
                 columns = set(batch.table.column_names)
                 if not self.recognises(columns, batch.stream):
-                    # Imported here: sniffing consults the registry, which imports every source.
-                    from training.sources.sniff import wrong_type_message
                     raise ConfigError(wrong_type_message(self, batch.stream, columns))
                 checked = True
             yield batch

@@ -36,6 +36,17 @@ TYPE_ALIASES = {
     **{t.value: t for t in DataSourceType},
 }
 
+# What each typed format is called, and the fields that mark its records (a file of records
+# carrying none of them was given the wrong type: `training.sources.sniff`).
+FORMATS: dict[DataSourceType, tuple[str, tuple[str, ...]]] = {
+    DataSourceType.ZEEK_LOGS: ("Zeek", ("ts", "uid", "id.orig_h", "_path")),
+    DataSourceType.SURICATA_LOGS: ("Suricata EVE", ("timestamp", "event_type", "flow_id",
+                                                    "in_iface")),
+    DataSourceType.WINDOWS_EVENTS: ("Windows events", ("EventID", "Channel", "TimeCreated",
+                                                       "UtcTime", "Computer",
+                                                       "winlog.event_id")),
+}
+
 
 def source_type(name: DataSourceType | str) -> DataSourceType:
     """The DataSourceType a value or alias names (see `TYPE_ALIASES`).

@@ -1,28 +1,27 @@
 """Which format a file's records look like: the error that refuses a file given the wrong type.
 
 A typed source (Zeek, Suricata EVE, Windows events) names the fields that mark its format
-(`Source.format_fields`); a file whose records carry none of them is refused by
-`Source.check_format` with `wrong_type_message`, which names the registered format whose
-fields the records do carry, and the --source prefix that reads it.
+(`Source.format_fields`, from `training.sources.config.FORMATS`); a file whose records carry
+none of them is refused by `Source.check_format` with `wrong_type_message`, which names the
+format whose fields the records do carry, and the --source prefix that reads it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from training.sources import SOURCES
-from training.sources.config import TYPE_ALIASES, DataSourceType, source_type
+from training.sources.config import FORMATS, TYPE_ALIASES, DataSourceType, source_type
 
 if TYPE_CHECKING:
     from training.sources.base import Source
 
 
 def looks_like(columns: set[str]) -> DataSourceType | None:
-    """The registered format whose `format_fields` the records carry most of; None when they
+    """The typed format whose fields (`FORMATS`) the records carry most of; None when they
     carry none of any format's (generic JSON)."""
     best, most = None, 0
-    for kind, cls in SOURCES.items():
-        found = len(columns.intersection(cls.format_fields))
+    for kind, (_, fields) in FORMATS.items():
+        found = len(columns.intersection(fields))
         if found > most:
             best, most = kind, found
     return best
@@ -42,7 +41,7 @@ def wrong_type_message(source: Source, stream: str, columns: set[str]) -> str:
             f"{source.format_name} ({', '.join(source.format_fields)})")
     kind = looks_like(columns)
     if kind is not None and kind is not source.config.source_type:
-        return (f"{text}; this looks like {SOURCES[kind].format_name}: use "
+        return (f"{text}; this looks like {FORMATS[kind][0]}: use "
                 f"{type_prefix(kind)}:PATH")
     return (f"{text}; give {given}: only {source.format_name} files, and read other JSON "
             "as json:PATH (with --field-map for its time and address fields)")

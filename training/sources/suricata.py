@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from training.sources.alerts import alert_columns
 from training.sources.base import RawBatch
 from training.sources.coerce import plain, to_timestamp
+from training.sources.config import FORMATS, DataSourceType
 from training.sources.json_file import JsonFileSource
 
 SURICATA_FIELD_MAP: dict[str, tuple[str, ...]] = {
@@ -46,8 +47,7 @@ class SuricataSource(JsonFileSource):
     """Suricata eve.json files (JSON Lines, plain or gzip), a folder of them or a glob."""
 
     field_map: ClassVar = SURICATA_FIELD_MAP
-    format_name: ClassVar[str] = "Suricata EVE"
-    format_fields: ClassVar[tuple[str, ...]] = ("timestamp", "event_type", "flow_id", "in_iface")
+    format_name, format_fields = FORMATS[DataSourceType.SURICATA_LOGS]
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.log", "*.log.gz")
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:

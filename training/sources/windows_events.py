@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.sources.coerce import map_distinct, plain, to_float, to_timestamp
-from training.sources.config import DataSource
+from training.sources.config import FORMATS, DataSource, DataSourceType
 from training.sources.files import ByteStream, iter_blocks
 from training.sources.json_file import JsonFileSource
 
@@ -60,9 +60,7 @@ class WindowsEventSource(JsonFileSource):
     """JSON Lines or JSON arrays of Windows event records."""
 
     field_map: ClassVar = WINDOWS_FIELD_MAP
-    format_name: ClassVar[str] = "Windows events"
-    format_fields: ClassVar[tuple[str, ...]] = ("EventID", "Channel", "TimeCreated", "UtcTime",
-                                                "Computer", "winlog.event_id")
+    format_name, format_fields = FORMATS[DataSourceType.WINDOWS_EVENTS]
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz",
                                            "*.zip")  # OTRF ships each recording as a zip
 

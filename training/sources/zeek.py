@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from training.errors import SourceError
 from training.sources.base import Parsed, RawBatch
 from training.sources.coerce import direction_from_locality, to_bool, to_float, to_int
+from training.sources.config import FORMATS, DataSourceType
 from training.sources.delimited import Dialect, decode, parse_block, strings_as
 from training.sources.files import ByteStream
 from training.sources.json_file import JsonFileSource
@@ -144,8 +145,7 @@ class ZeekSource(JsonFileSource):
 
     field_map: ClassVar = ZEEK_FIELD_MAP
     patterns: ClassVar[tuple[str, ...]] = ("*.log", "*.log.gz", "*.labeled", "*.json", "*.json.gz")
-    format_name: ClassVar[str] = "Zeek"
-    format_fields: ClassVar[tuple[str, ...]] = ("ts", "uid", "id.orig_h", "_path")
+    format_name, format_fields = FORMATS[DataSourceType.ZEEK_LOGS]
 
     def recognises(self, columns: set[str], stream: str) -> bool:
         # loaded_scripts.log holds script names only: Zeek by its name, not by its fields.
