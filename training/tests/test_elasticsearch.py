@@ -375,7 +375,7 @@ def test_the_test_server_refuses_what_a_point_in_time_read_must_not_send(es):
 
 
 def test_the_command_line_form_takes_credentials_from_the_environment_only():
-    from training.cli.main import parse_source
+    from training.cli.options import parse_source
 
     source = parse_source("siem=es:https://es01:9200/logs-*,zeek-*", 0, None,
                           environ={"MAXIMUS_ES_API_KEY": API_KEY, "MAXIMUS_ES_VERIFY_CERTS": "false"})

@@ -19,7 +19,7 @@ from training.scoring.guard import guard_scoring
 CONN_008 = "stratosphere/008-zeek-mixed/data/conn.log.labeled"
 CONN_011 = "stratosphere/011-zeek-mixed/data/conn.log.labeled"
 OBSERVED = re.compile(r"alert rate: observed ([\d.]+)% \(([\d,]+) of ([\d,]+) units\), "
-                      r"expected ([\d.]+)% \(tolerated up to 3x: ([\d.]+)%\)")
+                      r"expected ([\d.]+)% (?:\(tolerated up to 3x: |- above 3x \()([\d.]+)%\)")
 
 
 @pytest.fixture(scope="module")
