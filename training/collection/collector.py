@@ -48,7 +48,7 @@ from training.errors import ConfigError
 from training.kernels.hashing import hash_array
 from training.console.progress import progress
 from training.sources import DataSource, DataSourceType, Source, create_source
-from training.sources.base import START, RawBatch, Reject
+from training.sources.base import START, FileSource, RawBatch, Reject
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class DataCollector:
                             yield step
                             if remaining == 0:
                                 return  # closing the merge stops every stream's threads
-                self._note_skipped(reader)
+                self._note_skipped(reader, streams)
         except Exception:
             bar.close(failed=True)
             raise
@@ -262,10 +262,16 @@ class DataCollector:
         return prefetch(reader.read(stream, position), partial(_canonical_pair, reader),
                         workers=max(1, _WORKERS // parallel))
 
-    def _note_skipped(self, reader: Source) -> None:
+    def _note_skipped(self, reader: Source, streams: list[str]) -> None:
         """Files a directory scan passed over, and links leading out of the folder a source was
-        pointed at, are named in the stats and counted in one log line each."""
+        pointed at, are named in the stats and counted in one log line each; a file source
+        that found no file at all says so (an empty folder, a glob matching nothing)."""
         skipped = [str(p) for p in getattr(reader, "skipped", [])]
+        patterns = getattr(reader, "patterns", None)
+        if not streams and not skipped and isinstance(reader, FileSource):
+            logger.warning("%s: no file to read in %s%s: nothing collected from it", reader.name,
+                           reader.options["path"],
+                           f" (its files: {', '.join(patterns)})" if patterns else "")
         if skipped:
             logger.warning("%s: skipped %d files that do not look like its format (or are not "
                            "regular files): %s", reader.name, len(skipped), ", ".join(skipped[:10]))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -218,6 +219,14 @@ def test_zeek_directory_skips_and_reports_files_that_are_not_logs(tmp_path):
     table, collector = collect("zeek_logs", tmp_path)
     assert table["event_type"].to_pylist() == ["conn", "dns"]
     assert collector.get_stats()["skipped_files"] == [str(tmp_path / "README.md")]
+
+
+def test_an_empty_folder_is_named_not_silently_zero_events(tmp_path, caplog):
+    (tmp_path / "empty").mkdir()
+    with caplog.at_level(logging.WARNING):
+        table, _ = collect("zeek_logs", tmp_path / "empty")
+    assert table.num_rows == 0
+    assert f"no file to read in {tmp_path / 'empty'} (its files: *.log" in caplog.text
 
 
 # -- Zeek JSON -------------------------------------------------------------------------------
