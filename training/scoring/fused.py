@@ -73,8 +73,19 @@ def load_fusion(registry_dir: str | Path) -> Fusion:
     path = Path(registry_dir) / FUSION_FILE
     if not path.exists():
         raise NotFoundError(f"no fused detector in {registry_dir} (no {FUSION_FILE}); a "
-                            "pipeline run that trains the layers registers one")
+                            f"pipeline run that trains the layers registers one{_skipped(path)}")
     return Fusion.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
+
+
+def _skipped(fusion_file: Path) -> str:
+    """Why the pipeline run of the registry's workdir (WORKDIR/models) fused nothing, as its
+    summary (`pipeline.json`) says; empty where there is no such summary or reason."""
+    try:
+        summary = json.loads((fusion_file.parent.parent / "pipeline.json").read_text("utf-8"))
+        why = (summary.get("fusion") or {}).get("skipped")
+    except (OSError, ValueError, AttributeError):
+        return ""
+    return f"; the last run in {fusion_file.parent.parent} skipped it: {why}" if why else ""
 
 
 def not_in_production(registry: ModelRegistry, model_name: str, version: str, stage: str

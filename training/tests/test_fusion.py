@@ -92,6 +92,16 @@ def test_a_fusion_file_reads_back_and_refuses_other_formats(tmp_path):
         _fusion(models=())
 
 
+
+def test_a_missing_fusion_says_why_its_pipeline_run_skipped_it(tmp_path):
+    (tmp_path / "models").mkdir()
+    why = "no event is in a validation part and in no training or test part"
+    (tmp_path / "pipeline.json").write_text(json.dumps({"fusion": {"skipped": why}}))
+    with pytest.raises(NotFoundError, match=f"registers one; the last run in {tmp_path} "
+                                            f"skipped it: {why}"):
+        load_fusion(tmp_path / "models")
+
+
 def test_models_of_the_previous_layout_still_score_but_cannot_be_fused(tmp_path):
     """v0.1 models carry no calibration: each still scores alone (test_compat_v0_1), and a
     fusion naming one is refused with what to do."""
