@@ -267,11 +267,9 @@ class DataCollector:
         pointed at, are named in the stats and counted in one log line each; a file source
         that found no file at all says so (an empty folder, a glob matching nothing)."""
         skipped = [str(p) for p in getattr(reader, "skipped", [])]
-        patterns = getattr(reader, "patterns", None)
         if not streams and not skipped and isinstance(reader, FileSource):
-            logger.warning("%s: no file to read in %s%s: nothing collected from it", reader.name,
-                           reader.options["path"],
-                           f" (its files: {', '.join(patterns)})" if patterns else "")
+            logger.warning("%s: no file to read in %s (its files: %s): nothing collected from "
+                           "it", reader.name, reader.options["path"], ", ".join(reader.patterns or "*"))
         if skipped:
             logger.warning("%s: skipped %d files that do not look like its format (or are not "
                            "regular files): %s", reader.name, len(skipped), ", ".join(skipped[:10]))
