@@ -48,7 +48,6 @@ def load_units(path: Path) -> tuple[Layer, Any]:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from training.datasets.validator import DataValidator
-    from training.features.layer1_names import dim_names
 
     layer, data = load_units(args.data)
     features = layer.unit_features(data)
@@ -62,7 +61,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                               "train split)")
         reference = _rows(ref_layer.unit_features(ref_data))
     validator = DataValidator(_rows(features), layer.labels(data), reference,
-                              feature_names=dim_names(getattr(data, "spec", None)))
+                              feature_names=layer.feature_names(data))
     result = validator.validate(check_drift=reference is not None,
                                 drift_threshold=args.drift_threshold)
     DataValidator.print_report(result)

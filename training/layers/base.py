@@ -246,6 +246,17 @@ class Layer(ABC):
         """One feature row per unit, (units, features), in scoring order: what drift checks
         and data validation look at."""
 
+    feature_names_key: ClassVar[str | None] = None  # where the units' spec lists them
+
+    def feature_names(self, units: Any) -> list[str] | None:
+        """The names of `unit_features`' columns, as the units' spec lists them under
+        `feature_names_key` (drift and validation reports name features so); None where it
+        does not (they read feature_0, feature_1, ...)."""
+        config = getattr(getattr(units, "spec", None), "config", None) or {}
+        names = config.get(self.feature_names_key) if self.feature_names_key else None
+        width = np.shape(self.unit_features(units))[-1]
+        return list(names) if names is not None and len(names) == width else None
+
     @abstractmethod
     def relabeled(self, units: Any, labels: np.ndarray) -> Any:
         """A copy of `units` whose unit labels are `labels` (e.g. to leave units out of what

@@ -16,6 +16,7 @@ import numpy as np
 from training.detectors.vae import Layer1VAE
 from training.features.encoding import FeatureSpec
 from training.features.layer1 import DIM, Layer1Featurizer
+from training.features.layer1_names import dim_names
 from training.features.layer1_record import featurize_record
 from training.layers.registry import register_layer
 from training.layers.samples import LayerType
@@ -57,6 +58,10 @@ class Layer1(EventVectorLayer):
         """The featurizer's spec; None after fitting on vectors of another width without one
         (no layer-1 layout describes them)."""
         return None if self.foreign_width_ else self.data_spec
+
+    def feature_names(self, units: Any) -> list[str] | None:
+        """The layout's dim names (`training.features.layer1_names`)."""
+        return dim_names(getattr(units, "spec", None))
 
     def assumed_spec(self, units: Any) -> FeatureSpec | None:
         """The data-free default layout, for vectors of its width."""

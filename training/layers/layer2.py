@@ -31,6 +31,7 @@ class Layer2(ScaledLayer):
     layer_type = LayerType.LAYER2_BEHAVIORAL
     aliases = (LayerType.LAYER2_BEHAVIORAL.value, "behavioral", "2")
     unit = "edge"
+    feature_names_key = "edge_features"
     model_name = "layer2_gnn"
     detector_name = "gnn"
     row_inputs = ("edge", "edge_context")

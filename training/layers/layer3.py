@@ -30,6 +30,7 @@ class Layer3(ScaledLayer):
     layer_type = LayerType.LAYER3_OPERATIONAL
     aliases = (LayerType.LAYER3_OPERATIONAL.value, "operational", "3")
     unit = "window"
+    feature_names_key = "features"
     model_name = "layer3_tcn"
     detector_name = "tcn"
     row_inputs = ("target", "window")

@@ -253,7 +253,7 @@ class ContinuousTrainingPipeline:
                      triggers.new_samples(new, cfg.min_new_samples),
                      triggers.drift(self._reference(model_name, champion),
                                     layer.unit_features(train)[new], cfg.drift_threshold,
-                                    cfg.drift_share)]
+                                    cfg.drift_share, layer.feature_names(train))]
         result["triggers"] = [t.to_dict() for t in found]
         return any(t.fired for t in found)
 

@@ -76,15 +76,16 @@ def new_samples(new: np.ndarray, minimum: int) -> TriggerResult:
 
 
 def drift(reference: np.ndarray | None, current: np.ndarray, threshold: float,
-          share: float) -> TriggerResult:
+          share: float, names: list[str] | None = None) -> TriggerResult:
     """Fires on the data validator's dataset-level drift verdict (`threshold`: its per-feature
-    distance threshold; `share`: the share of drifted features that makes the dataset drift)."""
+    distance threshold; `share`: the share of drifted features that makes the dataset drift;
+    `names`: the features' names, `Layer.feature_names`)."""
     if reference is None:
         return TriggerResult("drift", False, "drift not assessed: the production model has no "
                              f"{REFERENCE_FILE} sample of its training data")
     if not len(current):
         return TriggerResult("drift", False, "drift not assessed: no new training rows")
-    result = DataValidator(current, reference_features=reference).validate(
+    result = DataValidator(current, reference_features=reference, feature_names=names).validate(
         check_missing=False, check_outliers=False, check_labels=False,
         check_distributions=False, check_drift=True, drift_threshold=threshold,
         drift_share=share)

@@ -8,6 +8,7 @@ In-process calls of `training.cli.main.main`, the console script's entry point.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -178,9 +179,18 @@ def test_a_layer2_or_layer3_split_is_validated_and_named_where_refused(layer, un
     split too); `split` and `evaluate` with a layer-1 model say what the file is and which
     commands take it, not "it is not a dataset split"."""
     test, train = other_layers[f"{layer}_test"], other_layers[f"{layer}_train"]
-    assert main(["validate", "--data", str(test), "--reference", str(train)]) in (0, 1)
+    report = test.parent / f"{layer}_validation"
+    assert main(["validate", "--data", str(test), "--reference", str(train), "--report",
+                 str(report)]) in (0, 1)
     out = capsys.readouterr().out
     assert out.startswith("Data validation ") and " rows x " in out, out
+    # Its features by the names its spec lists (edge features, bucket aggregates)
+    from training.layers.registry import get_layer
+
+    kind = get_layer(layer)()
+    names = kind.feature_names(kind.load_units(test))
+    text = report.with_suffix(".json").read_text()
+    assert names and not re.search(r"feature_\d", text) and f'"{names[0]}"' in text
     assert main(["validate", "--data", str(test), "--reference", str(inputs["train"])]) == 2
     assert _error_line(capsys.readouterr().err) == (
         f"error: --reference {inputs['train']} holds layer1 events, --data {test} {layer} "
