@@ -196,6 +196,11 @@ def test_triggers_new_rows_and_drift():
     shifted = triggers.drift(reference, moved, 0.1, 0.5)
     assert shifted.fired and shifted.details["share"] == pytest.approx(112 / 128)
     assert not triggers.drift(None, moved, 0.1, 0.5).fired
+    # The layer's own feature names, where it has them (`Layer.feature_names`)
+    from training.features.layer1_names import DIM_NAMES
+
+    named = triggers.drift(reference, moved, 0.1, 0.5, list(DIM_NAMES))
+    assert named.details["drifted_features"] == list(DIM_NAMES[16:128])
 
 
 def test_splits_without_a_feature_spec(tmp_path, caplog):
