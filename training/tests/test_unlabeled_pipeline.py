@@ -192,6 +192,29 @@ def test_retrain_after_the_pipeline_on_unlabeled_logs(runs, tmp_path):
     assert stored.metrics["val_loss"] == decision["challenger"]
 
 
+def test_preprocess_with_a_model_featurizes_with_its_own_transform(runs, tmp_path):
+    """New data for `retrain` must be featurized as the production model was (the fitted
+    l1.v4 counts included): `preprocess --model` does, plain `preprocess` the default layout."""
+    from training.features.vectors import LayerArrays
+    from training.registry.registry import ModelRegistry
+
+    _, cwd = runs.get("zat_tsv")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    spec = {}
+    for name, flags in (("own", ["--model", "layer1_vae"]), ("plain", ["--layers", "layer1"])):
+        run = subprocess.run([sys.executable, "-m", "training.cli", "preprocess", "--source",
+                              f"zeek:{D}/zeek_zat/json", "--registry-dir",
+                              str(cwd / "maximus-run" / "models"), "--output",
+                              str(tmp_path / name), *flags], env=env, text=True,
+                             capture_output=True)
+        _ok(run)
+        spec[name] = LayerArrays.load(tmp_path / name / "layer1_samples.npz").spec
+    production = ModelRegistry(cwd / "maximus-run" / "models").load_model(
+        "layer1_vae", stage="production").feature_spec
+    assert spec["own"].fingerprint == production.fingerprint and spec["own"].version == "l1.v4"
+    assert spec["plain"].fingerprint != production.fingerprint
+
+
 def test_a_zeek_json_folder_skips_the_logs_without_timestamps(runs):
     run, _ = runs.get("zat_json")
     out = _ok(run)
