@@ -216,7 +216,7 @@ def _detailed(tables: list[pa.Table], rows: pa.Table, best: pa.Table,
     for source, table in enumerate(tables):
         mine = members.filter(pc.equal(members["source"], source))
         light = table.take(mine["at"]).select([n for n in table.column_names if n not in _HEAVY])
-        types = _event_types(table, mine["at"])
+        types = event_types_of(table, mine["at"])
         for entity, slot, at, peak, known, row in zip(
                 mine["entity"].to_pylist(), mine["slot"].to_pylist(), mine["at"].to_pylist(),
                 mine["peak"].to_pylist(), types, light.to_pylist()):
@@ -240,7 +240,7 @@ def _reasons_of(at: tuple[int, int], reasons: list[pa.ChunkedArray | None]) -> A
     return None if column is None else column[at[1]].as_py()
 
 
-def _event_types(table: pa.Table, at: pa.Array) -> list[list[str] | None]:
+def event_types_of(table: pa.Table, at: pa.Array) -> list[list[str] | None]:
     """The event types of the events behind each of the rows `at`: the row's own `event_type`
     (its events share it), else those of its `top_events` when they are all its events; None
     where some event's type is unknown (an edge of more events than it lists, of mixed types)."""

@@ -40,7 +40,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.scoring.ecs import AlertRule
-from training.scoring.incidents import TOP_ALERTS, alert_weight, keyed_units, layer_evidence
+from training.scoring.incidents import (
+    TOP_ALERTS, alert_weight, event_types_of, keyed_units, layer_evidence,
+)
 
 HOUR = 3600.0  # an incident's window, as in batch scoring
 MAX_FLOWS = 10  # flows listed per incident (a scan has thousands)
@@ -147,7 +149,7 @@ class LiveIncidents:
                 "entity", "slot", "weight", "peak"))):
             item = self.open[(entity, slot)]
             item["top"] = _heaviest(item["top"], row, weight, peak)
-        self._add_flows(rows, alerts)
+        self._add_flows(table.take(pa.array(at)), alerts)  # with the events they list
         return touched
 
     def _add_flows(self, rows: pa.Table, alerts: pa.Table) -> None:
@@ -167,11 +169,12 @@ class LiveIncidents:
         wanted = firsts.filter(keep).select(["entity", "slot", "flow"])
         members = flows.join(wanted, keys=["entity", "slot", "flow"],
                              join_type="inner").sort_by("i")
-        picked = rows.take(members["i"]).select(
-            [c for c in ("event_ids", "event_type") if c in rows.column_names]).to_pylist()
-        for row, entity, slot, flow in zip(picked, *(members[c].to_pylist() for c in (
-                "entity", "slot", "flow"))):
-            _add_flow(self.open[(entity, slot)]["flows"], flow, row)
+        picked = rows.take(members["i"])
+        kinds = event_types_of(picked, pa.array(np.arange(picked.num_rows)))
+        for events, types, entity, slot, flow in zip(
+                picked["event_ids"].to_pylist(), kinds,
+                *(members[c].to_pylist() for c in ("entity", "slot", "flow"))):
+            _add_flow(self.open[(entity, slot)]["flows"], flow, events, types)
 
     def _document(self, item: dict[str, Any], score: float, created: str) -> dict[str, Any]:
         layers = sorted(item["layers"].items())
@@ -235,20 +238,23 @@ def _heaviest(top: list[dict], row: dict[str, Any], weight: float, peak: float) 
     return ranked[:TOP_ALERTS]
 
 
-def _add_flow(flows: dict[str, dict], flow: str, row: dict[str, Any]) -> None:
-    """Add an alert's events to its flow (a new flow only while there are fewer than
-    MAX_FLOWS), as `flows_of` joins them in batch."""
+def _add_flow(flows: dict[str, dict], flow: str, events: list[str] | None,
+              types: list[str] | None) -> None:
+    """Add an alert's events and their types (`event_types_of`: None where one is unknown) to
+    its flow (a new flow only while there are fewer than MAX_FLOWS), as `flows_of` joins them
+    in batch."""
     known = flows.get(flow)
     if known is None:
         if len(flows) >= MAX_FLOWS:
             return
         known = flows[flow] = {"event_ids": [], "event_types": []}
-    for event_id in row.get("event_ids") or ():  # as `flows_of`: each id once
+    for event_id in events or ():  # as `flows_of`: each id once
         if event_id not in known["event_ids"]:
             known["event_ids"].append(event_id)
-    kind = row.get("event_type")
-    if kind and kind not in known["event_types"]:
-        known["event_types"].append(kind)
+    if types is None or known["event_types"] is None:
+        known["event_types"] = None
+    else:
+        known["event_types"].extend(t for t in types if t not in known["event_types"])
 
 
 def _group_rank(table: pa.Table) -> np.ndarray:

@@ -122,3 +122,35 @@ def test_live_top_alerts_past_every_benign_score_order_by_how_far_above_the_thre
     top = doc["maximus"]["incident"]["top"]
     assert [t["unit"] for t in top] == ["e0", "e3", "e4"]
     assert all("peak" not in t and "weight" not in t for t in top)
+
+
+def test_live_flow_event_types_are_the_batch_ones():
+    """An edge alert has no event type of its own: its flow's types come from the events it
+    lists, and are null where one is unknown, live as in batch (`build_incidents`)."""
+    from datetime import UTC, datetime
+
+    import pyarrow as pa
+
+    from training.scoring.alerts import OUTPUT_SCHEMA
+    from training.scoring.ecs import AlertRule
+    from training.scoring.live_incidents import LiveIncidents
+
+    when = datetime(2026, 1, 1, 10, 5, tzinfo=UTC)
+
+    def edge(unit, ids, listed, flow):
+        return {"unit": unit, "time": when, "score": 2.0, "is_alert": True, "event_ids": ids,
+                "layer": "layer2", "threshold": 1.0, "percentile": 99.9,
+                "source_ip": "10.0.0.1", "community_id": flow, "event_type": None,
+                "first_seen": when, "last_seen": when,
+                "top_events": [{"event_id": i, "event_type": t} for i, t in listed]}
+
+    rows = pa.Table.from_pylist([
+        edge("10.0.0.1->10.0.0.2@w", ["conn:C1", "http:C1"],
+             [("conn:C1", "conn"), ("http:C1", "http")], "1:a"),
+        edge("10.0.0.1->10.0.0.3@w", ["conn:C2", "dns:C2", "y:C2"],
+             [("conn:C2", "conn"), ("dns:C2", "dns")], "1:b")], schema=OUTPUT_SCHEMA)
+    (doc,) = LiveIncidents(AlertRule("m", "1", "layer2", 1.0)).update(rows)
+    live = {f["community_id"]: f["event_types"] for f in doc["maximus"]["incident"]["flows"]}
+    (batch,) = build_incidents(rows).to_pylist()
+    assert live == {f["community_id"]: f["event_types"] for f in batch["flows"]} == {
+        "1:a": ["conn", "http"], "1:b": None}
