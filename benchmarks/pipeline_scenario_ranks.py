@@ -51,9 +51,11 @@ def main() -> None:
     parser.add_argument("--layout", choices=sorted(layer1.LAYOUTS), default=layer1.VERSION,
                         help="layer 1's default layout for these runs")
     args = parser.parse_args()
-    defaults = list(layer1.Layer1Featurizer.__init__.__defaults__)
-    defaults[-1] = args.layout  # the default featurizer's layout, for this process only
-    layer1.Layer1Featurizer.__init__.__defaults__ = tuple(defaults)
+    init = layer1.Layer1Featurizer.__init__
+    names = init.__code__.co_varnames[1:init.__code__.co_argcount]
+    defaults = dict(zip(names[-len(init.__defaults__):], init.__defaults__))
+    defaults["layout"] = args.layout  # the default featurizer's layout, for this process only
+    init.__defaults__ = tuple(defaults.values())
     print(f"layout {args.layout}")
     for seed in args.seeds:
         with tempfile.TemporaryDirectory(prefix="maximus-ranks-") as folder:
