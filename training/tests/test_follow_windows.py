@@ -287,7 +287,8 @@ def test_a_state_folder_keeps_to_the_model_layout_it_was_used_with(tmp_path, cap
     assert main([*command, "--model", "m"]) == 0  # the first model goes on with it
 
 
-def test_a_jump_in_event_time_is_warned_of(tmp_path, caplog):
+def _followed_twenty_seconds(tmp_path):
+    """A conn log of 200 connections in 20 s, followed once: (registry, log, outputs, source)."""
     from training.tests.zeek_writer import header, line
 
     registry = _writer_model(tmp_path)
@@ -296,6 +297,13 @@ def test_a_jump_in_event_time_is_warned_of(tmp_path, caplog):
     outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=tmp_path / "state")
     source = [DataSource("z", "zeek", {"path": str(log)})]
     follow_events(registry, "m", source, outputs, once=True, window_grace=1.0)
+    return registry, log, outputs, source
+
+
+def test_a_jump_in_event_time_is_warned_of(tmp_path, caplog):
+    from training.tests.zeek_writer import line
+
+    registry, log, outputs, source = _followed_twenty_seconds(tmp_path)
     with caplog.at_level("WARNING"):
         with log.open("a") as handle:  # one connection stamped a day later
             handle.write(line(500, 1.7e9 + 86_400))
@@ -345,14 +353,9 @@ def test_a_backlog_read_in_order_is_no_jump(tmp_path, caplog):
     """A cron --once run after six hours reads six hours of connections, every ten seconds:
     event time moves far in one poll, but through its events, so no 'jumped' warning (one
     event stamped hours ahead is warned of: test_a_jump_in_event_time_is_warned_of)."""
-    from training.tests.zeek_writer import header, line
+    from training.tests.zeek_writer import line
 
-    registry = _writer_model(tmp_path)
-    log = tmp_path / "conn.log"
-    log.write_text(header(0.0) + "".join(line(n, 1.7e9 + n / 10) for n in range(200)))
-    outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=tmp_path / "state")
-    source = [DataSource("z", "zeek", {"path": str(log)})]
-    follow_events(registry, "m", source, outputs, once=True, window_grace=1.0)
+    registry, log, outputs, source = _followed_twenty_seconds(tmp_path)
     with caplog.at_level("WARNING"):
         with log.open("a") as handle:
             handle.write("".join(line(n, 1.7e9 + 20 + (n - 199) * 10) for n in range(200, 2360)))
