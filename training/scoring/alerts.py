@@ -13,6 +13,7 @@ One row per unit the layer scores (`AlertRows`; the fused detector's rows come f
 | layer | string | the layer that scored it |
 | threshold | float32 | the model's anomaly threshold |
 | percentile | float32 | where the score sits among the model's benign validation scores, 0..100 (null for a model saved without a calibration) |
+| reference_scores | int32 | how many validation scores that percentile is among (null with it): a score past all of 2,000 is a 1-in-2,001 event for benign traffic, whatever the percentile's decimals |
 | event_type ... community_id, sensor_id, first_seen, last_seen, top_events | | the event context (`training.scoring.context`) |
 | reasons | list<struct<field, contribution, observed, typical>> | an alert's top reasons (`training.layers.reasons`); null for units that do not alert, for every unit when the layer or detector cannot explain its scores, and beyond the `MAX_EXPLAINED` highest-scoring alerts of a batch (each logged once) |
 """
@@ -37,7 +38,8 @@ MAX_EXPLAINED = 1000
 OUTPUT_SCHEMA = pa.schema([
     ("unit", pa.string()), ("time", TIME), ("score", pa.float32()), ("is_alert", pa.bool_()),
     ("event_ids", pa.list_(pa.string())), ("layer", pa.string()), ("threshold", pa.float32()),
-    ("percentile", pa.float32()), *CONTEXT_SCHEMA, ("reasons", pa.list_(REASON_TYPE)),
+    ("percentile", pa.float32()), ("reference_scores", pa.int32()), *CONTEXT_SCHEMA,
+    ("reasons", pa.list_(REASON_TYPE)),
 ])
 
 
@@ -105,12 +107,16 @@ def unit_rows(columns: dict[str, Any], scores: np.ndarray, events: pa.Table, *, 
         reasons: per unit, its reasons (`reasons_column`); None: none for any.
     """
     n = len(scores)
-    percentile = (pa.nulls(n, pa.float32()) if calibration is None else
-                  pa.array(np.asarray(calibration.percentile(scores), np.float32)))
+    if calibration is None:
+        percentile, references = pa.nulls(n, pa.float32()), pa.nulls(n, pa.int32())
+    else:
+        percentile = pa.array(np.asarray(calibration.percentile(scores), np.float32))
+        references = pa.array(np.full(n, calibration.n_scores, np.int32))
     context = unit_context(events, columns["event_ids"])
     arrays = [columns["unit"], columns["time"], pa.array(scores, pa.float32()),
               pa.array(scores >= threshold), columns["event_ids"], pa.array([layer] * n),
-              pa.array(np.full(n, threshold, np.float32)), percentile, *context.columns,
+              pa.array(np.full(n, threshold, np.float32)), percentile, references,
+              *context.columns,
               reasons_column([None] * n) if reasons is None else reasons]
     return pa.RecordBatch.from_arrays([a.combine_chunks() if isinstance(a, pa.ChunkedArray)
                                        else a for a in arrays], schema=OUTPUT_SCHEMA)

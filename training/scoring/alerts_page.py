@@ -58,7 +58,11 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
     for i, incident in enumerate(document["incidents"]):
         parts.append(f"<h2 id='incident-{i + 1}'>#{incident['rank']} "
                      f"{html.escape(incident['entity'])}</h2>")
-        for j, alert in enumerate(incident["top"]):
+        quiet = not incident["alerts"]
+        if quiet:
+            parts.append("<p class='note'>No alert: its units, in every layer together, are as "
+                         "rare for benign traffic as one alert. Its heaviest units:</p>")
+        for j, alert in enumerate(incident["top"] or ()):
             cells = "".join(_cell(document, "incidents", i, "top", j, c) for c in _ALERT_COLUMNS)
             parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in _ALERT_COLUMNS)
                          + f"</tr><tr>{cells}</tr></table>")
@@ -70,6 +74,8 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
                     for k in range(len(reasons)))
                 parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in _REASON_COLUMNS)
                              + f"</tr>{body}</table>")
+            elif quiet:
+                parts.append("<p class='note'>no reasons: they are given for alerts</p>")
             else:
                 parts.append("<p class='note'>no reasons: the detector does not split its "
                              "score into per-feature terms</p>")

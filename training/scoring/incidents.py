@@ -7,15 +7,21 @@ the flows), else its host or user (host logs), else the entity its unit names
 `window_seconds`.
 
 An (entity, window) with at least one alert is an incident; its score counts every unit scored
-there, alerting or not. Each unit's tail probability p is the share of its model's benign
-validation scores at or above its score (from its percentile, at least 10**-`MAX_TAIL`; where
-the model has no calibration, 10**-(score / threshold)). In each layer the units' evidence is
+there, alerting or not. Each unit's tail probability p is the conformal p-value among its
+model's benign validation scores, (1 + n x share at or above its score) / (n + 1), from its
+percentile and their number n (`reference_scores`): a score past all of 2,000 benign scores is
+a 1-in-2,001 event, not the 1 in a million that the percentile's extrapolated tail may say
+(without `reference_scores`, as in files written before it, the share itself; at least
+10**-`MAX_TAIL`; where the model has no calibration, 10**-(score / threshold)). In each layer the units' evidence is
 -log10 of the p-value of the stronger of two tests: Fisher's (-2 sum ln p is chi-squared with
 2n degrees of freedom when the units are benign), which adds up many moderately unusual units
 (beacons, a slow exfiltration: no alert each, together far in the tail), and the smallest p
 corrected for the n units (Sidak, 1 - (1 - p)**n), which keeps one far-out unit from being
 diluted by many ordinary ones. An incident's score is the sum over layers: evidence from
-several layers adds up. Chosen on the development data only (`benchmarks/incident_ranks.py`,
+several layers adds up. An (entity, window) without an alert is an incident all the same when
+its layers' evidence together is as rare for benign units as one alert at the default threshold
+(`quiet_incidents`: a host moving laterally at the 97th-99th percentile of all three layers,
+never past a threshold). Chosen on the development data only (`benchmarks/incident_ranks.py`,
 BENCHMARKS.md). Ties (alerts past every benign score) go to the incident whose alert is
 furthest above its threshold (score / threshold).
 
@@ -26,7 +32,9 @@ so a Zeek conn and the Suricata alert of one flow sit together; `event_types` is
 event's type is unknown: a unit of events of mixed types that lists only some in
 `top_events`), and top (the heaviest alerts, furthest into the tail first, then furthest
 above their threshold: list of {layer, unit, score, percentile, reasons}); `flows` and `top`
-are filled for the `MAX_DETAILED` best incidents and null beyond.
+are filled for the `MAX_DETAILED` best incidents and null beyond. An incident without alerts
+lists its `TOP_ALERTS` heaviest units instead (their flows, times and `top`; units that do not
+alert carry no reasons).
 """
 
 from __future__ import annotations
@@ -45,6 +53,7 @@ from scipy.special import gammaln
 from scipy.stats import chi2
 
 from training.errors import ConfigError
+from training.evaluation.threshold_rules import DEFAULT_QUANTILE
 from training.layers.reasons import REASON_TYPE
 from training.scoring.context import TIME
 
@@ -52,6 +61,7 @@ logger = logging.getLogger(__name__)
 
 MAX_DETAILED = 1000  # incidents whose flows and top alerts are listed (the best first)
 MAX_TAIL = 6.0  # a score above every benign validation score: 1 in a million, at most
+QUIET_RATE = 1.0 - DEFAULT_QUANTILE  # an incident without alerts: as rare as one alert
 TOP_ALERTS = 3
 _HEAVY = ("reasons", "top_events")  # nested columns read only where shown
 INCIDENT_SCHEMA = pa.schema([
@@ -86,14 +96,48 @@ def layer_evidence(log_p_sum: np.ndarray, n: np.ndarray, log_p_min: np.ndarray) 
     return np.maximum(fisher, sidak) + 0.0  # + 0.0: no -0.0 where there is no evidence
 
 
+def quiet_incidents(evidence: np.ndarray, layers: np.ndarray, alerts: np.ndarray) -> np.ndarray:
+    """Which (entity, window)s without an alert are incidents all the same: those whose
+    evidence, summed over their `layers` layers, is as unlikely for benign units as one alert
+    at the default threshold (Fisher's method over the layers' p-values: the chance that k
+    independent layers' evidence sums to that much is at most `QUIET_RATE`)."""
+    with np.errstate(divide="ignore"):
+        tail = chi2.logsf(2.0 * math.log(10.0) * evidence, 2.0 * np.maximum(layers, 1))
+    return (alerts == 0) & (tail <= math.log(QUIET_RATE))
+
+
+def heaviest_units(units: pa.Table, incidents: pa.Table) -> pa.Table:
+    """The `TOP_ALERTS` heaviest of `units` (`keyed_units` rows) in each of `incidents`
+    (entity, slot): furthest into the tail, then furthest above their threshold."""
+    members = units.join(incidents.select(["entity", "slot"]), keys=["entity", "slot"],
+                         join_type="inner").sort_by([
+                             ("entity", "ascending"), ("slot", "ascending"),
+                             ("log_p", "ascending"), ("peak", "descending"),
+                             ("source", "ascending"), ("at", "ascending")])
+    return members.filter(pa.array(group_rank(members) < TOP_ALERTS)).select(units.column_names)
+
+
+def group_rank(table: pa.Table) -> np.ndarray:
+    """The position of each row within its (entity, slot) run (the table is sorted by it)."""
+    if not table.num_rows:
+        return np.zeros(0, np.int64)
+    entity = table["entity"].to_numpy(zero_copy_only=False)
+    slot = table["slot"].to_numpy()
+    starts = np.r_[True, (entity[1:] != entity[:-1]) | (slot[1:] != slot[:-1])]
+    first = np.flatnonzero(starts)
+    return np.arange(len(starts)) - np.repeat(first, np.diff(np.r_[first, len(starts)]))
+
+
 def alert_weight(row: dict[str, Any]) -> float:
     """How far into the benign tail one alert is (see the module docstring)."""
     percentile = row.get("percentile")
     if percentile is None:
         threshold = row.get("threshold") or 0.0
         return float(row["score"]) / threshold if threshold > 0 else float(row["score"])
-    above = 1.0 - float(percentile) / 100.0  # share of benign scores at or above it
-    return MAX_TAIL if above <= 10.0 ** -MAX_TAIL else -math.log10(above)
+    above = max(1.0 - float(percentile) / 100.0, 0.0)  # share of benign scores at or above it
+    n = row.get("reference_scores")
+    p = (1.0 + n * above) / (n + 1.0) if n else above
+    return MAX_TAIL if p <= 10.0 ** -MAX_TAIL else -math.log10(p)
 
 
 def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float = 3600.0,
@@ -107,7 +151,8 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
     Args:
         alerts: scored-unit tables (`training.scoring.alerts.OUTPUT_SCHEMA`): every scored
             unit, so that the ranking counts the units that do not alert (module docstring);
-            counts, times, flows and top alerts are the alerting units'.
+            counts, times, flows and top alerts are the alerting units' (an incident without
+            alerts: its heaviest units').
         window_seconds: the length of an incident's time window (> 0).
         detailed: how many of the best incidents get their `flows` and `top` lists.
 
@@ -120,17 +165,20 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
     reasons = [t["reasons"] if "reasons" in t.column_names else None for t in tables]
     units = pa.concat_tables([keyed_units(t, source, window_seconds)
                               for source, t in enumerate(tables)])
-    rows = units.filter(pc.field("alert"))  # the alerting units
     per_layer = units.group_by(["entity", "slot", "layer"], use_threads=False).aggregate(
         [("log_p", "sum"), ("log_p", "count"), ("log_p", "min"), ("alert", "sum")])
     evidence = layer_evidence(*(per_layer[c].to_numpy() for c in (
         "log_p_sum", "log_p_count", "log_p_min")))
     per_layer = per_layer.append_column("evidence", pa.array(evidence))
-    incidents = per_layer.group_by(["entity", "slot"], use_threads=False).aggregate(
-        [("evidence", "sum")]).join(
+    totals = per_layer.group_by(["entity", "slot"], use_threads=False).aggregate(
+        [("evidence", "sum"), ("layer", "count"), ("alert_sum", "sum")])
+    quiet = totals.filter(pa.array(quiet_incidents(*(totals[c].to_numpy() for c in (
+        "evidence_sum", "layer_count", "alert_sum_sum")))))
+    rows = pa.concat_tables([units.filter(pc.field("alert")), heaviest_units(units, quiet)])
+    incidents = totals.select(["entity", "slot", "evidence_sum"]).join(
         rows.group_by(["entity", "slot"], use_threads=False).aggregate(
-            [("peak", "max"), ("seen_first", "min"), ("seen_last", "max"), ("alert", "count")]),
-        keys=["entity", "slot"], join_type="inner")  # windows with an alert only
+            [("peak", "max"), ("seen_first", "min"), ("seen_last", "max"), ("alert", "sum")]),
+        keys=["entity", "slot"], join_type="inner")  # windows with an alert, and quiet ones
     incidents = incidents.sort_by([("evidence_sum", "descending"), ("peak_max", "descending"),
                                    ("slot", "ascending"), ("entity", "ascending")])
     layers: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
@@ -143,7 +191,7 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float
         logger.info("%d incidents: flows and top alerts listed for the best %d", incidents.num_rows,
                     detailed)
     out = []
-    columns = ("entity", "slot", "evidence_sum", "alert_count", "seen_first_min",
+    columns = ("entity", "slot", "evidence_sum", "alert_sum", "seen_first_min",
                "seen_last_max")
     for rank, (entity, slot, score, count, first, last) in enumerate(
             zip(*(incidents[c].to_pylist() for c in columns)), 1):
@@ -181,11 +229,15 @@ def keyed_units(table: pa.Table, source: int, window_seconds: float) -> pa.Table
     by_threshold = pc.if_else(pc.greater(threshold, 0.0), pc.divide(score, threshold), score)
     # Ties past every benign score: how far above its threshold, whatever the threshold's sign.
     peak = pc.if_else(pc.not_equal(threshold, 0.0), pc.divide(score, threshold), score)
-    above = pc.subtract(1.0, pc.divide(pc.cast(_column(table, "percentile", pa.float32()),
-                                               pa.float64()), 100.0))
-    tail = pc.if_else(pc.less_equal(above, 10.0 ** -MAX_TAIL), MAX_TAIL,
-                      pc.negate(pc.log10(pc.max_element_wise(above, 10.0 ** -MAX_TAIL))))
-    times = [pc.cast(t, pa.int64()) for t in (first, last, table["time"])]  # nulls skipped
+    above = pc.max_element_wise(pc.subtract(1.0, pc.divide(pc.cast(
+        _column(table, "percentile", pa.float32()), pa.float64()), 100.0)), 0.0,
+        skip_nulls=False)
+    n = pc.cast(_column(table, "reference_scores", pa.int32()), pa.float64())
+    p = pc.coalesce(pc.divide(pc.add(pc.multiply(n, above), 1.0), pc.add(n, 1.0)), above)
+    tail = pc.if_else(pc.less_equal(p, 10.0 ** -MAX_TAIL), MAX_TAIL,
+                      pc.negate(pc.log10(pc.max_element_wise(p, 10.0 ** -MAX_TAIL))))
+    # A window's unit starts at its window, before its first event: its events' times win.
+    times = [pc.cast(pc.coalesce(t, table["time"]), pa.int64()) for t in (first, last)]
     alert = pc.fill_null(table["is_alert"], False)
     # -log10 p. Without a calibration (no percentile) score / threshold stands in for an
     # alert's; a unit that does not alert is no evidence then (p = 1): score / threshold is not

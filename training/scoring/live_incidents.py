@@ -10,11 +10,13 @@ one hour, scored by the evidence of every unit scored there (Fisher's and Sidak'
 layer, summed over layers). Live, it is kept as running aggregates per (entity, hour): for
 each layer the number of units, the sum and the minimum of their ln p and their alerts; the
 first and last time seen; the `TOP_ALERTS` heaviest alerts and the flows of its alerts
-(joined by Community ID, at most `MAX_FLOWS`). An incident is sent when it gains alerts, and
-once more when its hour is over (units of a later hour have been read) if units scored since
-its last update changed its score: so the update it last received carries what
-`build_incidents` gives for the same units in batch (the tests compare them), its flows cut
-to the first `MAX_FLOWS`.
+(joined by Community ID, at most `MAX_FLOWS`), and the `TOP_ALERTS` heaviest units that did not
+alert. An incident is sent when it gains alerts, and once more when its hour is over (units of
+a later hour have been read) if units scored since its last update changed its score: so the
+update it last received carries what `build_incidents` gives for the same units in batch (the
+tests compare them), its flows cut to the first `MAX_FLOWS`. An hour without alerts whose
+evidence is as rare as an alert's (`quiet_incidents`) is sent when it is over, listing its
+heaviest units.
 
 An update is an ECS document: `event.kind: alert`, `event.action: incident-update`,
 `event.id` the incident's stable id (an index keyed on it keeps its latest state),
@@ -41,15 +43,16 @@ import pyarrow.compute as pc
 
 from training.scoring.ecs import AlertRule
 from training.scoring.incidents import (
-    TOP_ALERTS, alert_weight, event_types_of, keyed_units, layer_evidence,
+    TOP_ALERTS, alert_weight, event_types_of, flows_of, group_rank, keyed_units, layer_evidence,
+    quiet_incidents,
 )
 
 HOUR = 3600.0  # an incident's window, as in batch scoring
 MAX_FLOWS = 10  # flows listed per incident (a scan has thousands)
 _KEPT_SLOTS = 2  # hours kept behind the latest one
 # What an incident keeps of its alerts (`alert_weight`, the top alerts, the flows).
-_ALERT_FIELDS = ("layer", "unit", "score", "threshold", "percentile", "reasons", "community_id",
-                 "event_ids", "event_type")
+_ALERT_FIELDS = ("layer", "unit", "score", "threshold", "percentile", "reference_scores",
+                 "reasons", "community_id", "event_ids", "event_type")
 
 
 class LiveIncidents:
@@ -64,7 +67,8 @@ class LiveIncidents:
         self.rule = rule
         # (entity, slot) -> incident aggregates (JSON-able: they go into the state file)
         self.open: dict[tuple[str, int], dict[str, Any]] = {
-            (item["entity"], item["slot"]): item for item in (saved or {}).get("open", [])}
+            (item["entity"], item["slot"]): {"calm": [], **item}  # "calm": saved before it
+            for item in (saved or {}).get("open", [])}
         self.latest: int | None = (saved or {}).get("latest")  # the latest hour seen
 
     def saved(self) -> dict[str, Any]:
@@ -98,12 +102,17 @@ class LiveIncidents:
         latest = int(pc.max(keyed["slot"]).as_py())
         self.latest = latest if self.latest is None else max(self.latest, latest)
         gained = self._add_alerts(table, keyed)
+        self._add_heaviest(table, keyed)
         over = [k for k, item in self.open.items()  # its hour is over: its final score
-                if k[1] < self.latest and item["changed"] and item["alerts"] and k not in gained]
+                if k[1] < self.latest and item["changed"] and k not in gained]
         created_text = (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z")
         items = [self.open[key] for key in [*gained, *over]]
+        scores = _scores(items)
+        layers = np.array([len(item["layers"]) for item in items])
+        alerts = np.array([item["alerts"] for item in items])
+        sent = (alerts > 0) | quiet_incidents(np.array(scores), layers, alerts)
         docs = [self._document(item, score, created_text)
-                for item, score in zip(items, _scores(items))]
+                for item, score, send in zip(items, scores, sent) if send]
         for item in items:
             item["changed"] = False
         for key in [k for k in self.open if k[1] < self.latest - _KEPT_SLOTS]:
@@ -120,9 +129,9 @@ class LiveIncidents:
         rows = table.take(pa.array(at)).select(
             [c for c in _ALERT_FIELDS if c in table.column_names])
         keys = keyed.take(pa.array(at))
-        weights = [alert_weight({"score": s, "threshold": t, "percentile": p}) for s, t, p in
-                   zip(*(_column(rows, c).to_pylist() for c in ("score", "threshold",
-                                                                 "percentile")))]
+        fields = ("score", "threshold", "percentile", "reference_scores")
+        weights = [alert_weight(dict(zip(fields, values)))
+                   for values in zip(*(_column(rows, c).to_pylist() for c in fields))]
         alerts = pa.table({"entity": keys["entity"], "slot": keys["slot"],
                            "first": keys["seen_first"].cast(pa.int64()),
                            "last": keys["seen_last"].cast(pa.int64()),
@@ -152,6 +161,26 @@ class LiveIncidents:
         self._add_flows(table.take(pa.array(at)), alerts)  # with the events they list
         return touched
 
+    def _add_heaviest(self, table: pa.Table, keyed: pa.Table) -> None:
+        """Keep each incident's `TOP_ALERTS` heaviest units that do not alert: an hour without
+        alerts whose evidence makes it an incident lists them instead (`quiet_incidents`)."""
+        calm = np.flatnonzero(~keyed["alert"].to_numpy(zero_copy_only=False))
+        if not len(calm):
+            return
+        units = keyed.take(pa.array(calm)).append_column("i", pa.array(calm))
+        units = _first_of_groups(units.sort_by([("entity", "ascending"), ("slot", "ascending"),
+                                                ("log_p", "ascending"), ("peak", "descending"),
+                                                ("i", "ascending")]), TOP_ALERTS)
+        rows = table.take(units["i"])
+        kinds = event_types_of(rows, pa.array(np.arange(rows.num_rows)))
+        rows = rows.select([c for c in _ALERT_FIELDS if c in rows.column_names]).to_pylist()
+        for row, types, entity, slot, peak, first, last in zip(
+                rows, kinds, *(units[c].to_pylist() for c in ("entity", "slot", "peak")),
+                *(units[c].cast(pa.int64()).to_pylist() for c in ("seen_first", "seen_last"))):
+            row.update({"_types": types, "_first": first, "_last": last})
+            item = self.open[(entity, slot)]
+            item["calm"] = _heaviest(item["calm"], row, alert_weight(row), peak, keep=True)
+
     def _add_flows(self, rows: pa.Table, alerts: pa.Table) -> None:
         """Join the alerts' events into their incidents' flows by Community ID (the first
         `MAX_FLOWS` flows of each incident)."""
@@ -164,7 +193,7 @@ class LiveIncidents:
             [("i", "min")]).sort_by([("entity", "ascending"), ("slot", "ascending"),
                                      ("i_min", "ascending")])
         known = [f for item in self.open.values() for f in item["flows"]]
-        keep = pc.or_(_group_rank(firsts) < MAX_FLOWS,
+        keep = pc.or_(group_rank(firsts) < MAX_FLOWS,
                       pc.is_in(firsts["flow"], value_set=pa.array(known, pa.string())))
         wanted = firsts.filter(keep).select(["entity", "slot", "flow"])
         members = flows.join(wanted, keys=["entity", "slot", "flow"],
@@ -179,14 +208,20 @@ class LiveIncidents:
     def _document(self, item: dict[str, Any], score: float, created: str) -> dict[str, Any]:
         layers = sorted(item["layers"].items())
         start = item["slot"] * HOUR
+        first, last = item["first_us"], item["last_us"]
+        if not item["alerts"]:  # a quiet incident: the times of the units it lists
+            first = min((t["_first"] for t in item["calm"] if t["_first"] is not None),
+                        default=None)
+            last = max((t["_last"] for t in item["calm"] if t["_last"] is not None),
+                       default=None)
         incident = {
             "entity": item["entity"], "window_start": _iso(start * 1e6), "score": score,
             "alerts": item["alerts"],
             "layers": [{"layer": name, "alerts": v[3]} for name, v in layers if v[3]],
-            "first_seen": _iso(item["first_us"]), "last_seen": _iso(item["last_us"]),
-            "top": [{k: v for k, v in t.items() if k not in ("weight", "peak")}
-                    for t in item["top"]],
-            "flows": [{"community_id": k, **v} for k, v in item["flows"].items()],
+            "first_seen": _iso(first), "last_seen": _iso(last),
+            "top": [_shown(t) for t in item["top"] or item["calm"]],
+            "flows": ([{"community_id": k, **v} for k, v in item["flows"].items()]
+                      if item["alerts"] else flows_of(item["calm"])),
         }
         key = f"{self.rule.model_name}\x00{self.rule.version}\x00{item['entity']}\x00{start}"
         risk = 100.0 * -math.expm1(-score * math.log(10.0))
@@ -224,15 +259,20 @@ def _scores(items: list[dict[str, Any]]) -> list[float]:
 
 def _new(entity: str, slot: int) -> dict[str, Any]:
     return {"entity": entity, "slot": slot, "layers": {}, "alerts": 0, "first_us": None,
-            "last_us": None, "top": [], "flows": {}, "changed": False}
+            "last_us": None, "top": [], "flows": {}, "calm": [], "changed": False}
 
 
-def _heaviest(top: list[dict], row: dict[str, Any], weight: float, peak: float) -> list[dict]:
+def _heaviest(top: list[dict], row: dict[str, Any], weight: float, peak: float,
+              keep: bool = False) -> list[dict]:
     """`top` with the alert `row` in its place: the heaviest first, then the furthest above its
-    threshold (alerts past every benign score all weigh MAX_TAIL), the earlier on ties."""
+    threshold (alerts past every benign score all weigh MAX_TAIL), the earlier on ties.
+    `keep`: the entry keeps the row's events (for `flows_of`)."""
     entry = {"layer": row.get("layer"), "unit": row.get("unit"), "score": row.get("score"),
              "percentile": row.get("percentile"), "reasons": row.get("reasons"),
              "weight": weight, "peak": peak}
+    if keep:
+        entry.update({k: row.get(k) for k in ("community_id", "event_ids", "_types", "_first",
+                                               "_last")})
     ranked = sorted([*top, entry],  # stable: earlier first
                     key=lambda t: (-t["weight"], -(t.get("peak") or 0.0)))
     return ranked[:TOP_ALERTS]
@@ -257,20 +297,14 @@ def _add_flow(flows: dict[str, dict], flow: str, events: list[str] | None,
         known["event_types"].extend(t for t in types if t not in known["event_types"])
 
 
-def _group_rank(table: pa.Table) -> np.ndarray:
-    """The position of each row within its (entity, slot) run (the table is sorted by it)."""
-    if not table.num_rows:
-        return np.zeros(0, np.int64)
-    entity = table["entity"].to_numpy(zero_copy_only=False)
-    slot = table["slot"].to_numpy()
-    starts = np.r_[True, (entity[1:] != entity[:-1]) | (slot[1:] != slot[:-1])]
-    first = np.flatnonzero(starts)
-    return np.arange(len(starts)) - np.repeat(first, np.diff(np.r_[first, len(starts)]))
+def _shown(entry: dict[str, Any]) -> dict[str, Any]:
+    """A top entry as the incident shows it (as `build_incidents`' `top`)."""
+    return {k: entry.get(k) for k in ("layer", "unit", "score", "percentile", "reasons")}
 
 
 def _first_of_groups(table: pa.Table, n: int) -> pa.Table:
     """The first `n` rows of each (entity, slot) run of a table sorted by it."""
-    return table.filter(pa.array(_group_rank(table) < n))
+    return table.filter(pa.array(group_rank(table) < n))
 
 
 def _column(table: pa.Table, name: str) -> pa.ChunkedArray | pa.Array:

@@ -36,6 +36,9 @@ def incidents_path(alerts_path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.incidents{path.suffix}")
 
 
+_ADDED_LATER = ("reference_scores",)  # columns that older score outputs lack
+
+
 def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
     path = Path(path)
     try:
@@ -44,7 +47,11 @@ def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
                 return schema.empty_table()
             options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
             return pj.read_json(path, parse_options=options).select(schema.names)
-        return pq.read_table(path).select(schema.names).cast(schema)
+        table = pq.read_table(path)
+        for name in _ADDED_LATER:  # a file written before the column existed: null there
+            if name in schema.names and name not in table.column_names:
+                table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
+        return table.select(schema.names).cast(schema)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no {what} file there") from None
     except (pa.ArrowInvalid, KeyError, ValueError) as exc:

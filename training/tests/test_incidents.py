@@ -40,7 +40,7 @@ def test_alerts_group_by_entity_and_window_across_layers_and_rank_by_tail_weight
         _row("layer3", "10.0.0.5@2026-11-20T10:00", 99.0, minutes=-5),
         _row("layer1", "conn:C3", 100.0, source_ip="10.0.0.7"),  # one alert, far in the tail
         _row("layer1", "conn:C4", 99.99, source_ip="10.0.0.5", minutes=70),  # the next hour
-        _row("layer1", "conn:C5", 99.999, source_ip="10.0.0.8", alert=False),
+        _row("layer1", "conn:C5", 99.0, source_ip="10.0.0.8", alert=False),  # no incident
     ]
     incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
     assert [(i["rank"], i["entity"], i["window_start"].hour, i["alerts"]) for i in incidents] == [
@@ -92,6 +92,67 @@ def test_units_that_do_not_alert_count_toward_the_rank_and_ordinary_ones_do_not_
     # Fisher's test is diluted by the 200 (p = 0.5 each); Sidak's is not: 1 - (1 - 1e-6)**201.
     assert incidents[1]["score"] == pytest.approx(-math.log10(1 - (1 - 1e-6) ** 201), rel=1e-6)
     assert incidents[2]["score"] == pytest.approx(3.0, abs=1e-4)  # float32 percentiles
+
+
+def test_an_hour_without_alerts_is_an_incident_when_its_layers_together_are_as_rare_as_one():
+    """Three layers at their 99th percentile, none past its threshold (a jump host moving
+    laterally): Fisher's method over the layers gives p = 1.1e-4, rarer than the 1e-3 of one
+    alert at the default threshold, so it is an incident; two layers at the 98th (p = 0.013)
+    are not."""
+    quiet = [_row(layer, f"u:{layer}:{i}", pct, alert=False, source_ip="10.0.0.40",
+                  minutes=10 * i, community_id=f"1:{layer}{i}")
+             for layer in ("layer1", "layer2", "layer3")
+             for i, pct in enumerate((99.0, 60.0, 98.5, 97.0))]
+    calm = [_row(layer, f"c:{layer}", 98.0, alert=False, source_ip="10.0.0.41")
+            for layer in ("layer1", "layer2")]
+    alert = [_row("layer1", "conn:A", 99.9, source_ip="10.0.0.1")]
+    table = pa.Table.from_pylist(quiet + calm + alert, schema=OUTPUT_SCHEMA)
+    incidents = build_incidents(table).to_pylist()
+    assert [(i["entity"], i["alerts"]) for i in incidents] == [("10.0.0.40", 0), ("10.0.0.1", 1)]
+    first = incidents[0]
+    # Per layer the stronger of Fisher over its 4 units and Sidak over its best, summed.
+    layer = max(_fisher([0.01, 0.4, 0.015, 0.03]), -math.log10(1 - 0.99 ** 4))
+    assert first["score"] == pytest.approx(3 * layer, rel=1e-4)
+    assert first["layers"] == []
+    # It lists its heaviest units: furthest in the tail first, with their flows and times.
+    assert [t["unit"] for t in first["top"]] == ["u:layer1:0", "u:layer2:0", "u:layer3:0"]
+    assert [f["community_id"] for f in first["flows"]] == ["1:layer10", "1:layer20",
+                                                           "1:layer30"]
+    assert first["first_seen"] == first["last_seen"] == T0
+
+
+def test_a_score_past_every_benign_score_weighs_what_their_number_supports():
+    """A percentile of 100 among 1,999 benign validation scores is a 1-in-2,000 event (the
+    conformal p-value), not the 1 in a million of a file without `reference_scores`."""
+    rows = [{**_row("layer1", "conn:A", 100.0, source_ip="10.0.0.1"), "reference_scores": 1999},
+            {**_row("layer1", "conn:B", 99.0, source_ip="10.0.0.2"), "reference_scores": 99},
+            _row("layer1", "conn:C", 100.0, source_ip="10.0.0.3")]
+    incidents = build_incidents(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)).to_pylist()
+    assert [(i["entity"], round(i["score"], 4)) for i in incidents] == [
+        ("10.0.0.3", 6.0), ("10.0.0.1", round(math.log10(2000), 4)),
+        ("10.0.0.2", round(-math.log10((1 + 99 * 0.01) / 100), 4))]
+
+
+def test_a_window_alert_is_first_seen_at_its_first_event_not_its_window_start():
+    """A layer-3 unit's time is its bucket's start; the incident's first and last seen are
+    those of its events (a vertical scan starting at 10:07 does not start at 10:05)."""
+    row = {**_row("layer3", "10.0.0.5@2026-11-20T10:05", 99.9, minutes=0),
+           "source_ip": "10.0.0.5", "first_seen": T0 + timedelta(minutes=2),
+           "last_seen": T0 + timedelta(minutes=4)}
+    (incident,) = build_incidents(pa.Table.from_pylist([row], schema=OUTPUT_SCHEMA)).to_pylist()
+    assert (incident["first_seen"], incident["last_seen"]) == (T0 + timedelta(minutes=2),
+                                                               T0 + timedelta(minutes=4))
+
+
+def test_a_scores_file_from_before_reference_scores_reads_them_as_null(tmp_path):
+    import pyarrow.parquet as pq
+
+    rows = [_row("layer1", "conn:A", 100.0, source_ip="10.0.0.1")]
+    old = pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA).drop_columns(["reference_scores"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    table = read_alerts(tmp_path / "old.parquet")
+    assert table["reference_scores"].to_pylist() == [None]
+    assert build_incidents(table)["score"].to_pylist() == pytest.approx([6.0])
 
 
 def test_without_a_calibration_only_alerts_weigh():

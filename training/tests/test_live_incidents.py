@@ -154,3 +154,42 @@ def test_live_flow_event_types_are_the_batch_ones():
     (batch,) = build_incidents(rows).to_pylist()
     assert live == {f["community_id"]: f["event_types"] for f in batch["flows"]} == {
         "1:a": ["conn", "http"], "1:b": None}
+
+
+def test_a_quiet_hour_goes_out_when_it_is_over_as_in_batch():
+    """An hour without alerts whose layers together are as rare as an alert is an incident
+    (`quiet_incidents`): live, it goes out once its hour is over, with what batch gives."""
+    from datetime import UTC, datetime, timedelta
+
+    import pyarrow as pa
+
+    from training.scoring.alerts import OUTPUT_SCHEMA
+    from training.scoring.ecs import AlertRule
+    from training.scoring.live_incidents import LiveIncidents
+
+    start = datetime(2026, 1, 1, 10, 5, tzinfo=UTC)
+
+    def row(layer: str, i: int, percentile: float, hour: int = 0) -> dict:
+        when = start + timedelta(hours=hour, minutes=10 * i)
+        return {"unit": f"{layer}-{i}", "time": when, "score": 0.5, "is_alert": False,
+                "event_ids": [f"{layer}-{i}"], "layer": layer, "threshold": 1.0,
+                "percentile": percentile, "reference_scores": 5000, "source_ip": "10.0.0.40",
+                "community_id": f"1:{layer}{i}", "first_seen": when, "last_seen": when}
+
+    quiet = [row(layer, i, pct) for layer in ("layer1", "layer2", "layer3")
+             for i, pct in enumerate((97.0, 99.0, 60.0, 98.5))]
+    later = [row("layer1", 9, 50.0, hour=1)]
+    incidents = LiveIncidents(AlertRule("m", "1", "fused", 1.0))
+    assert incidents.update(pa.Table.from_pylist(quiet[:6], schema=OUTPUT_SCHEMA)) == []
+    assert incidents.update(pa.Table.from_pylist(quiet[6:], schema=OUTPUT_SCHEMA)) == []
+    (doc,) = incidents.update(pa.Table.from_pylist(later, schema=OUTPUT_SCHEMA))
+    (want,) = build_incidents(pa.Table.from_pylist(quiet + later, schema=OUTPUT_SCHEMA)
+                              ).to_pylist()
+    got = doc["maximus"]["incident"]
+    assert (got["alerts"], got["layers"]) == (want["alerts"], want["layers"]) == (0, [])
+    assert got["score"] == pytest.approx(want["score"], rel=1e-9)
+    assert [t["unit"] for t in got["top"]] == [t["unit"] for t in want["top"]] == [
+        "layer1-1", "layer2-1", "layer3-1"]
+    assert got["flows"] == want["flows"]
+    assert (got["first_seen"], got["last_seen"]) == (_text(want["first_seen"]),
+                                                     _text(want["last_seen"]))

@@ -83,12 +83,12 @@ def best_ranks(run) -> dict[str, int | None]:
     return best
 
 
-# Measured, not the issue's target (pipeline seeds 42 / 0 / 1 / 2 at 20 epochs, BENCHMARKS.md):
-# lateral movement (from the admins' own jump host in this test part) reaches an incident with
-# seeds 1 and 2 only (33rd, 13th); seed 42 of the generator puts every SSH brute-force episode
-# in the first two thirds of the events, before the test part, so it cannot rank here.
-# Privilege escalation ranks 6 / 6 / 4 / 6 since layer 1's `l1.v4` (25 / 12 / 20 / 14 before).
-MISSED = {"lateral_movement", "ssh_brute_force"}
+# Measured (pipeline seeds 42 / 0 / 1 / 2 at 20 epochs, BENCHMARKS.md): lateral movement (from
+# the admins' own jump host in this test part, no alert in any layer) ranks 9 / - / 10 / 8 as a
+# quiet incident (its layers together as rare as an alert); seed 42 of the generator puts every
+# SSH brute-force episode in the first two thirds of the events, before the test part, so it
+# cannot rank here. Privilege escalation ranks in the top 10 since layer 1's `l1.v4`.
+MISSED = {"ssh_brute_force"}
 SCENARIOS = ["c2_beaconing", "data_exfiltration", "lateral_movement", "port_scan",
              "privilege_escalation", "ssh_brute_force"]
 
