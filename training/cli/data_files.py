@@ -46,9 +46,38 @@ def load_units(path: Path) -> tuple[Layer, Any]:
     return layer, layer.load_units(path)
 
 
+# The --source type of an export by its file name, where the name tells (else TYPE:PATH).
+_EXPORT_TYPES = {".csv": "csv", ".log": "zeek", ".labeled": "zeek", ".parquet": "parquet"}
+
+
+def require_npz(path: Path, flag: str) -> None:
+    """Refuse a file that is not an .npz at all (a CSV, JSON or log export given where features
+    are read), saying what to run on it; a damaged .npz is left to `read_arrays` to name.
+
+    Raises:
+        ConfigError: `path` is a regular file that does not start as a zip archive (.npz) does.
+    """
+    if not path.is_file():  # missing, a folder, a FIFO: read_arrays says which
+        return
+    with open(path, "rb") as handle:
+        if handle.read(2) == b"PK":
+            return
+    suffixes = [s for s in path.suffixes if s != ".gz"]
+    kind = _EXPORT_TYPES.get(suffixes[-1].lower() if suffixes else "", "TYPE")
+    types = "; TYPE as in collect --source: json, zeek, suricata, windows" if kind == "TYPE" else ""
+    raise ConfigError(f"{flag} {path} is not a .npz feature file, the only input validate "
+                      "checks (preprocess and split write them); for events (a CSV, JSON or log "
+                      f"export) run `maximus-train preprocess --source {kind}:{path}` first, or "
+                      f"`maximus-train collect --source {kind}:{path} --output DIR` to check its "
+                      f"records (each bad one quarantined with its file, line and reason){types}")
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from training.datasets.validator import DataValidator
 
+    require_npz(args.data, "--data")
+    if args.reference is not None:
+        require_npz(args.reference, "--reference")
     layer, data = load_units(args.data)
     features = layer.unit_features(data)
     reference = None

@@ -109,12 +109,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
     from training.collection.collector import DataCollector
+    from training.collection.quarantine_file import QUARANTINE_FILE, write_quarantine
     from training.features.preprocessor import DataPreprocessor
     from training.console.progress import progress
 
     sources = sources_from_flags(args, args.source)
     collector = DataCollector(sources, checkpoint_enabled=False)
     events = collector.collect_table(max_events=args.max_events)
+    # As collect: OUTPUT/quarantine.jsonl (file, line, field, reason of each), rewritten every
+    # run so that it never holds an earlier run's records.
+    quarantine = write_quarantine(Path(args.output) / QUARANTINE_FILE, collector.quarantined)
     preprocessor = DataPreprocessor(output_dir=args.output)
     if args.model:  # each model's own transform (fitted state included), so retrain compares
         from training.layers.registry import layer_for_spec
@@ -134,7 +138,9 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
             units = layer.featurize(events)
             written[layer.name] = str(preprocessor.save_samples(units, layer.features_file))
             bar.update(1, layer=layer.name)
+    reasons = dict(sorted(collector.get_stats().get("quarantine_reasons", {}).items()))
     print(json.dumps({"events": events.num_rows, "quarantined": len(collector.quarantined),
+                      "quarantine_reasons": reasons, "quarantine": str(quarantine),
                       "files": written}, indent=2))
     return 0
 

@@ -98,7 +98,8 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
     """Map one raw batch onto the canonical schema.
 
     `require_time` (collection) rejects records without a time when the batch has a time field
-    (see `_missing_times`); event dicts handed to the featurizers may lack one.
+    (see `_missing_times`), and warns once per file whose times look relative (before 1990:
+    `training.collection.relative_time`); event dicts handed to the featurizers may lack one.
     """
     config = source.config
     table = expand_raw_data(raw.table)
@@ -148,6 +149,8 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
     if bad is not None:
         rows = np.flatnonzero(~bad)
         out, records = out.take(rows), records[rows]
+    if require_time:  # collecting (every command, --follow too): say so once per file
+        source.relative_times.check(out["timestamp"], raw.stream)
     return Canonical(out, records, rejects, rows)
 
 

@@ -1,6 +1,7 @@
-"""The quarantine file of a run that collects in memory (`pipeline`, `score`): one JSON line per
-record that could not be collected, with its file, line, field, reason and raw text, so that
-nothing is dropped without a trace. `collect_to` keeps its own (OUTPUT/quarantine.jsonl)."""
+"""The quarantine file of a run that collects in memory (`pipeline`, `score`, `preprocess`): one
+JSON line per record that could not be collected, with its file, line, field, reason and raw
+text, so that nothing is dropped without a trace. `collect_to` keeps its own, appended batch by
+batch (OUTPUT/`QUARANTINE_FILE`); `preprocess` writes its output folder's under the same name."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import orjson
 
 from training.artifacts.atomic import atomic_write
 from training.sources.base import Reject
+
+QUARANTINE_FILE = "quarantine.jsonl"
 
 
 def write_quarantine(path: Path, rejects: Sequence[Reject]) -> Path:

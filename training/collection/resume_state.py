@@ -35,6 +35,7 @@ import numpy as np
 import orjson
 
 from training.artifacts.atomic import atomic_write, open_in_place
+from training.collection.quarantine_file import QUARANTINE_FILE
 from training.errors import CheckpointError
 
 FORMAT_VERSION = 1
@@ -124,7 +125,7 @@ class CollectionState:
 
     @property
     def quarantine_path(self) -> Path:
-        return self._require_dir() / "quarantine.jsonl"
+        return self._require_dir() / QUARANTINE_FILE
 
     def part_path(self, index: int) -> Path:
         return self._require_dir() / "events" / f"part-{index:06d}.parquet"

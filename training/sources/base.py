@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from training.collection.relative_time import RelativeTimes
 from training.collection.schema import GENERIC_FIELD_MAP, FieldMap, resolve_field_map
 from training.errors import ConfigError
 from training.sources.ecs import derive_ecs
@@ -155,6 +156,7 @@ class Source(ABC):
             fields["timestamp"] = (config.time_field, *fields["timestamp"])
         self.fields = fields
         self.time_range: tuple[datetime | None, datetime | None] = (None, None)
+        self.relative_times = RelativeTimes()  # files whose times were found relative
 
     @property
     def name(self) -> str:
