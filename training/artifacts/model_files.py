@@ -25,6 +25,7 @@ import hashlib
 import io
 import json
 import math
+import pickle
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -45,6 +46,11 @@ FORMAT = "maximus.model.v1"
 MODEL_LIMIT_VARIABLE = "MAXIMUS_MAX_MODEL_BYTES"
 DEFAULT_MODEL_LIMIT = 1 << 30
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+# torch.load(weights_only=True) refusing a pickle: its words, and the global it names.
+_REFUSED = "Weights only load failed"
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+PLAIN_WEIGHTS = ("a model file must be plain weights (a state_dict, as save_model and "
+                 "torch.save(model.state_dict(), path) write)")
 
 
 def sidecar_path(weights: str | Path) -> Path:
@@ -225,8 +231,11 @@ def _first_non_finite(value: object, where: str = "") -> str | None:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
+    return _short_text(repr(value))
+
+
+def _short_text(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def read_weights(path: str | Path, expected_sha256: str | None,
@@ -244,7 +253,28 @@ def read_weights(path: str | Path, expected_sha256: str | None,
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
-        raise CheckpointError(f"{path}: refused to load: {exc}") from exc
+        refusal = code_refusal(path, exc)
+        if refusal is not None:
+            raise refusal from None  # torch's text, which -v would print, advises unsafe loading
+        first = (str(exc).strip().splitlines() or [""])[0]
+        raise CheckpointError(f"{path}: not a readable PyTorch weights file, or a damaged one "
+                              f"({type(exc).__name__}: {_short_text(first, 120)})") from exc
+
+
+def code_refusal(path: str | Path, exc: Exception, rule: str = PLAIN_WEIGHTS,
+                 advice: str = "") -> CheckpointError | None:
+    """The error to raise when `torch.load(path, weights_only=True)` failed with `exc` because
+    the pickle would build something other than tensors (code, objects): it names the file,
+    what is pickled, `rule` and `advice`. PyTorch's own text advises retrying with
+    weights_only=False, which would run it, so it is not passed on. None for any other failure.
+    """
+    if not (isinstance(exc, pickle.UnpicklingError) and _REFUSED in str(exc)):
+        return None
+    found = _GLOBAL.search(str(exc))
+    what = found.group(1) if found else "objects that are not tensors"
+    return CheckpointError(f"{path} holds code or objects other than weights (pickled {what}), "
+                           f"refused: {rule}; nothing in it was run"
+                           + (f"; {advice}" if advice else ""))
 
 
 def declared_model(path: str | Path, sidecar: dict[str, Any]

@@ -86,7 +86,8 @@ def store(weights: Path, folder: Path, files: Mapping[str, Path] | None = None
             sidecar = (load_model(tmp / WEIGHTS_FILE).sidecar if sidecar_bytes is not None
                        else check_state_dict(tmp / WEIGHTS_FILE))
         except CheckpointError as exc:
-            raise CheckpointError(f"{weights}: not registered: {exc}") from exc
+            raise CheckpointError(f"{weights}: not registered: "
+                                  f"{_as_given(str(exc), tmp, weights)}") from None
         fsync_dir(tmp)
         os.rename(tmp, folder)
     except BaseException:
@@ -96,6 +97,17 @@ def store(weights: Path, folder: Path, files: Mapping[str, Path] | None = None
     return (hashlib.sha256(weights_bytes).hexdigest(),
             "" if sidecar_bytes is None else hashlib.sha256(sidecar_bytes).hexdigest(),
             sidecar, {name: hashlib.sha256(data).hexdigest() for name, data in attached.items()})
+
+
+def _as_given(message: str, tmp: Path, weights: Path) -> str:
+    """A message about the checked copy in `tmp` in the names of the user's files (the
+    temporary folder is an internal detail, gone by the time it is read), without the
+    weights' name again at its start."""
+    named = ((tmp / WEIGHTS_FILE, weights), (tmp / SIDECAR_FILE, sidecar_path(weights)),
+             (tmp, weights.parent))
+    for copy, given in named:
+        message = message.replace(str(copy), str(given))
+    return message.removeprefix(f"{weights}: ").removeprefix(f"{weights} ")
 
 
 def check_state_dict(path: Path) -> None:

@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from training.artifacts.model_files import (
-    DEFAULT_MODEL_LIMIT, declared_model, load_model, max_model_bytes, read_sidecar, sidecar_path,
+    DEFAULT_MODEL_LIMIT, declared_model, load_model, max_model_bytes, read_sidecar, sha256_bytes,
+    sidecar_path,
 )
 from training.errors import CheckpointError, ConfigError
+from training.registry.registry import ModelMetadata, ModelRegistry
 from training.tests.registry_fixtures import save_tiny
 
 
@@ -65,3 +68,63 @@ def test_weights_that_do_not_fit_the_declared_model_are_refused_before_building_
     _edit(weights, init_args={"dim": 5})
     with pytest.raises(CheckpointError, match=r"centre is \(4,\) in the file, \(5,\) in the model"):
         load_model(weights)
+
+
+class _Payload:
+    """Unpickled, it would write `marker` (the test checks that it never does)."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+PLAIN_WEIGHTS = ("holds code or objects other than weights (pickled io.open), refused: a "
+                 "model file must be plain weights (a state_dict, as save_model and "
+                 "torch.save(model.state_dict(), path) write); nothing in it was run")
+
+
+def test_a_pickle_in_the_weights_is_refused_in_our_words_naming_the_users_file(weights,
+                                                                                tmp_path):
+    """Not PyTorch's advice to retry with weights_only=False (which would run it), and not
+    the registry's temporary copy."""
+    marker = tmp_path / "ran"
+    torch.save({"centre": torch.zeros(4), "x": _Payload(marker)}, weights)
+    _edit(weights, sha256=sha256_bytes(weights.read_bytes()))  # a sidecar that vouches for it
+    with pytest.raises(CheckpointError) as info:
+        load_model(weights)
+    assert str(info.value) == f"{weights} {PLAIN_WEIGHTS}"
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+    registry = ModelRegistry(tmp_path / "models")
+    bare = tmp_path / "bare.pt"
+    torch.save({"x": _Payload(marker)}, bare)
+    for path in (weights, bare):
+        with pytest.raises(CheckpointError) as info:
+            registry.register_model(path, ModelMetadata("tiny", "1.0.0", "layer1"))
+        assert str(info.value) == f"{path}: not registered: {PLAIN_WEIGHTS}"
+    assert not marker.exists() and registry.list_models() == []
+
+
+def test_a_damaged_weights_file_is_named_as_such(weights):
+    weights.write_bytes(weights.read_bytes()[:100])
+    _edit(weights, sha256=sha256_bytes(weights.read_bytes()))
+    with pytest.raises(CheckpointError) as info:
+        load_model(weights)
+    assert str(info.value).startswith(f"{weights}: not a readable PyTorch weights file, or a "
+                                      "damaged one (RuntimeError: PytorchStreamReader failed")
+
+
+
+def test_a_pickle_in_a_trainer_state_is_refused_in_our_words(tmp_path):
+    from training.trainer.resume import RESUME_ADVICE, load_state
+
+    marker, state = tmp_path / "ran", tmp_path / "vae_last_state.pt"
+    torch.save({"x": _Payload(marker)}, state)
+    with pytest.raises(CheckpointError) as info:
+        load_state(state)
+    assert str(info.value) == (
+        f"{state} holds code or objects other than weights (pickled io.open), refused: the "
+        f"trainer state must hold tensors and plain values only; nothing in it was run; "
+        f"{RESUME_ADVICE}")
+    assert not marker.exists()

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from training.artifacts.atomic import atomic_write
+from training.artifacts.model_files import code_refusal
 from training.errors import CheckpointError
 from training.trainer.callbacks import restore_callback_states
 from training.trainer.config import TrainingMetrics
@@ -106,6 +107,7 @@ def load_state(path: str | Path, map_location: str | torch.device = "cpu") -> di
     try:
         return torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except Exception as exc:
+        _refuse_code(path, exc, "a trainer state", RESUME_ADVICE)
         raise CheckpointError(f"{path}: refused to load a trainer state: {exc}") from exc
 
 
@@ -270,8 +272,17 @@ def _read_checkpoint(path: Path, missing: str, what: str, advice: str) -> Any:
     except IsADirectoryError:
         raise CheckpointError(f"{path}: is a folder, not {what}") from None
     except Exception as exc:  # torch raises UnpicklingError, RuntimeError, EOFError, OSError
+        _refuse_code(path, exc, what, advice)
         if not zipfile.is_zipfile(path):  # torch writes zip archives: this one lost its end
             raise CheckpointError(
                 f"{path}: {what} is damaged or truncated ({path.stat().st_size:,} bytes, not "
                 f"a whole file); {advice}") from exc
         raise CheckpointError(f"{path}: refused to load {what}: {exc}; {advice}") from exc
+
+
+def _refuse_code(path: Path, exc: Exception, what: str, advice: str) -> None:
+    """Raise `training.artifacts.model_files.code_refusal` when `exc` is weights_only refusing
+    code or objects in the file (PyTorch's text advises an unsafe retry: it is not chained)."""
+    refusal = code_refusal(path, exc, f"{what} must hold tensors and plain values only", advice)
+    if refusal is not None:
+        raise refusal from None
