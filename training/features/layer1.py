@@ -18,7 +18,7 @@ outside the list sets one of the block's hashed dims instead; a missing value le
 | 80 | severity | 0..1 as collected |
 | 81-84 | time | time of day (to the second), day of week, each as (sin+1)/2 and (cos+1)/2 |
 | 85-111 | identity | hashed buckets: user 4, host 4, process 4, parent process 3, command line 4, domain 4, file path or hash 4 (processes by lower-case file name) |
-| 112-127 | extra fields | 16 buckets shared by every non-canonical field: numbers (and booleans) add log1p(abs(x))/log1p(1e9) at the bucket of their name, text sets the bucket of name=value to 1 (max when two meet); lists, nested values, record identifiers (`ID_FIELDS`: Zeek uid, Suricata flow_id, ...) and label fields (`label_fields`, by default `training.collection.schema.LABEL_SOURCE_FIELDS`: NSL-KDD's difficulty, Suricata's alert.*, ...) are left out; text that spells a number is that number (`numbers_in_text`, `training.features.layer1_extras`) |
+| 112-127 | extra fields | 16 buckets shared by every non-canonical field: numbers (and booleans) add log1p(abs(x))/log1p(1e9) at the bucket of their name, text sets the bucket of name=value to 1 (max when two meet); lists, nested values, record identifiers (`ID_FIELDS`: Zeek uid, Suricata flow_id, ...) and label fields (`label_fields`, by default `training.collection.schema.LABEL_SOURCE_FIELDS`: NSL-KDD's difficulty, Suricata's alert.*, ...) are left out; text that spells a number is that number (`numbers_in_text`, `training.features.layer1_extras`); times, identifiers and free text are left out (`behaviour_only_extras`, `training.features.layer1_extra_kinds`) |
 
 Layout `l1.v2` is `l1.v1` with the dims that name *where and when* rather than *what* left at 0:
 the hashed /24 (/48) buckets of both addresses (53-56, 61-64) and the time of day and week
@@ -149,14 +149,18 @@ class Layer1Featurizer:
             number, so a value reads the same whatever Arrow type the reader gave its field
             (`training.features.layer1_extras`). Specs written before this setting existed
             have it off (their models keep the transform they were trained with).
+        behaviour_only_extras: leave out the extra fields and text values that are times,
+            identifiers or free text (`training.features.layer1_extra_kinds`). Specs written
+            before this setting existed have it off (their models keep their transform).
     """
 
     def __init__(self, robust: bool = False, label_fields: Sequence[str] | None = None,
-                 layout: str = VERSION, numbers_in_text: bool = True) -> None:
-        if not isinstance(robust, bool):
-            raise ConfigError(f"robust must be True or False, got {robust!r}")
-        if not isinstance(numbers_in_text, bool):
-            raise ConfigError(f"numbers_in_text must be True or False, got {numbers_in_text!r}")
+                 layout: str = VERSION, numbers_in_text: bool = True,
+                 behaviour_only_extras: bool = True) -> None:
+        for name, flag in (("robust", robust), ("numbers_in_text", numbers_in_text),
+                           ("behaviour_only_extras", behaviour_only_extras)):
+            if not isinstance(flag, bool):
+                raise ConfigError(f"{name} must be True or False, got {flag!r}")
         if layout not in LAYOUTS:
             raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.layout = layout
@@ -166,6 +170,7 @@ class Layer1Featurizer:
         self.robust = robust
         self.label_fields = tuple(fields)
         self.numbers_in_text = numbers_in_text
+        self.behaviour_only_extras = behaviour_only_extras
         self.ranges_: dict[str, list[float]] | None = None
         self.counts_: ValueCounts | None = None  # `l1.v4`: how often training saw each value
 
@@ -202,8 +207,9 @@ class Layer1Featurizer:
                   "extra_buckets": EXTRA_BUCKETS, "id_fields": list(ID_FIELDS)}
         if self.label_fields:
             config["label_fields"] = list(self.label_fields)
-        if self.numbers_in_text:  # absent from older specs: their transform is unchanged
-            config["numbers_in_text"] = True
+        for name in ("numbers_in_text", "behaviour_only_extras"):
+            if getattr(self, name):  # absent from older specs: their transform is unchanged
+                config[name] = True
         fitted = {**({"ranges": self.ranges_} if self.robust else {}),
                   **({"value_counts": self.counts_.to_dict()} if self.counts_ else {})}
         # Unfitted, l1.v4 is l1.v3 (hash buckets; no counts to encode): its spec says so.
@@ -217,7 +223,8 @@ class Layer1Featurizer:
         spec.require_kind("layer1", layout, "the layer-1 featurizer")
         featurizer = cls(robust=bool(spec.config.get("robust")),
                          label_fields=spec.config.get("label_fields", ()), layout=layout,
-                         numbers_in_text=spec.config.get("numbers_in_text", False))
+                         numbers_in_text=spec.config.get("numbers_in_text", False),
+                         behaviour_only_extras=spec.config.get("behaviour_only_extras", False))
         if featurizer.robust:
             featurizer.ranges_ = (spec.fitted or {}).get("ranges")
         if (spec.fitted or {}).get("value_counts") is not None:
@@ -245,7 +252,8 @@ class Layer1Featurizer:
                                    0, 1)
         _time(out, column(table, "timestamp", CANONICAL_SCHEMA.field("timestamp").type))
         _identity(out, rows, table)
-        write_extras(out, table, self.label_fields, self.numbers_in_text)
+        write_extras(out, table, self.label_fields, self.numbers_in_text,
+                     self.behaviour_only_extras)
         apply_layout(out, self.layout)
         if self.counts_ is not None:  # l1.v4, fitted: the identity block by what training saw
             write_rarity(out, table, self.counts_)

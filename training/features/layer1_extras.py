@@ -12,6 +12,11 @@ string; reading a folder into one table (`schema_union.concat_tables`) then turn
 integer 277 into the text "277", while http.log read alone keeps 277. Specs written before
 this setting existed encode by Arrow type (their models keep the transform they were trained
 with).
+
+With `behaviour_only_extras`, the fields and text values that say when or which one rather
+than what are left out too: times, identifiers and free text (`training.features.
+layer1_extra_kinds`: the rules, and what they leave out of the real datasets). Specs written
+before this setting existed keep every field (their models keep their transform).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import pyarrow.compute as pc
 
 from training.collection.schema import CANONICAL_SCHEMA, is_label_field
 from training.features.encoding import as_array, buckets, log_scale, numbers
+from training.features.layer1_extra_kinds import name_kind, reads_text_shapes, text_kind
 
 EXTRA, EXTRA_BUCKETS, EXTRA_CAP = 112, 16, 1e9
 # Extra fields that identify a record rather than describe it: as features they are noise.
@@ -40,9 +46,17 @@ _CANONICAL = frozenset(CANONICAL_SCHEMA.names)
 _NUMBER = re.compile(NUMBER_TEXT)
 
 
-def is_featurized(name: str, label_fields: Sequence[str]) -> bool:
-    """Whether extra field `name` can be a feature (not canonical, an id or a label field)."""
-    return not (name in _CANONICAL or name in ID_FIELDS or is_label_field(name, label_fields))
+def is_featurized(name: str, label_fields: Sequence[str], behaviour_only: bool = False) -> bool:
+    """Whether extra field `name` can be a feature: not canonical, an id or a label field, nor,
+    when `behaviour_only`, named for a time, an identifier or free text (`name_kind`)."""
+    return not (name in _CANONICAL or name in ID_FIELDS or is_label_field(name, label_fields)
+                or (behaviour_only and name_kind(name) is not None))
+
+
+def text_is_featurized(name: str, text: str) -> bool:
+    """Under `behaviour_only`, whether a text value of field `name` can be a feature: not
+    shaped as a time, an identifier or free text (`text_kind`)."""
+    return not reads_text_shapes(name) or text_kind(text) is None
 
 
 def name_bucket(name: str) -> int:
@@ -57,17 +71,19 @@ def text_number(text: str) -> float | None:
     return BOOLEAN_TEXT.get(text)
 
 
-def extra_columns(table: pa.Table, label_fields: Sequence[str]) -> Iterator[tuple[str, pa.Array]]:
+def extra_columns(table: pa.Table, label_fields: Sequence[str], behaviour_only: bool = False
+                  ) -> Iterator[tuple[str, pa.Array]]:
     """The extra columns of `table` that can be features, as single arrays."""
     for name in table.column_names:
-        if is_featurized(name, label_fields):
+        if is_featurized(name, label_fields, behaviour_only):
             yield name, as_array(table[name])
 
 
-def extra_dims(name: str, column: pa.Array, numbers_in_text: bool
+def extra_dims(name: str, column: pa.Array, numbers_in_text: bool, behaviour_only: bool = False
                ) -> tuple[np.ndarray, np.ndarray] | None:
     """Per row, the offset (0..15, -1: none) of the bucket one extra column sets and the value
     it sets there; None for a column of a type that is never a feature (lists, timestamps).
+    With `behaviour_only`, text shaped as a time, an identifier or free text sets none.
     Shapes: column (n,) -> (n,) int64, (n,) float64."""
     kind = column.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind):
@@ -87,6 +103,10 @@ def extra_dims(name: str, column: pa.Array, numbers_in_text: bool
             as_number, at_name = _numbers(name, read)
             dims = np.where(numeric, as_number, dims)
             values = np.where(numeric, at_name, values)
+    if behaviour_only and reads_text_shapes(name):  # decided once per distinct text
+        left_out = np.array([text_kind(v) is not None for v in distinct.to_pylist()] + [False])
+        dims = np.where(left_out, -1, dims)
+        values = np.where(left_out, 0.0, values)
     return dims[codes], values[codes]
 
 
@@ -96,11 +116,11 @@ def _numbers(name: str, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def write_extras(out: np.ndarray, table: pa.Table, label_fields: Sequence[str],
-                 numbers_in_text: bool) -> None:
+                 numbers_in_text: bool, behaviour_only: bool = False) -> None:
     """Fill the extra block of `out` (n, 128) from `table`'s extra columns, in place."""
     rows = np.arange(table.num_rows)
-    for name, column in extra_columns(table, label_fields):
-        found = extra_dims(name, column, numbers_in_text)
+    for name, column in extra_columns(table, label_fields, behaviour_only):
+        found = extra_dims(name, column, numbers_in_text, behaviour_only)
         if found is None:
             continue
         dims, values = found

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from training.collection.canonical_record import CanonicalRecord
 from training.features import layer1 as batch
 from training.features.encoding import bucket_of
-from training.features.layer1_extras import is_featurized, text_number
+from training.features.layer1_extras import is_featurized, text_is_featurized, text_number
 from training.features.layer1_rarity import record_rarity
 
 _ADDRESSES: dict[str, np.ndarray] = {}  # address text -> its 8 features (a pure function)
@@ -40,7 +40,8 @@ def featurize_record(featurizer: batch.Layer1Featurizer, record: CanonicalRecord
         port = values.get(name)
         row[at:at + 5] = batch._PORTS[65536 if port is None else port]
     _numeric(featurizer, row, values, _extras(row, record, featurizer.label_fields,
-                                              featurizer.numbers_in_text))
+                                              featurizer.numbers_in_text,
+                                              featurizer.behaviour_only_extras))
     severity = values["severity"]  # a float32 value in [0, 1] (the converter's rule), or None
     row[batch.SEVERITY] = 0.0 if severity is None else severity
     _time(row, values.get("timestamp"))
@@ -168,11 +169,13 @@ def _identity(row: np.ndarray, identity: dict[str, str | None]) -> None:
 
 
 def _extras(row: np.ndarray, record: CanonicalRecord, label_fields: tuple[str, ...],
-            numbers_in_text: bool) -> list[tuple[int, float]]:
+            numbers_in_text: bool, behaviour_only: bool) -> list[tuple[int, float]]:
     """Sets the text extra fields' buckets; returns the numeric ones' (bucket, |value|)."""
     numbered = []
     for name, kind, value in record.extras:
-        if _skipped(name, label_fields):
+        if _skipped(name, label_fields, behaviour_only):
+            continue
+        if behaviour_only and kind == "text" and not text_is_featurized(name, value):
             continue
         if kind == "text" and numbers_in_text:
             spelled = text_number(value)
@@ -186,15 +189,17 @@ def _extras(row: np.ndarray, record: CanonicalRecord, label_fields: tuple[str, .
     return numbered
 
 
-_SKIPPED: dict[tuple[str, tuple[str, ...]], bool] = {}  # (name, label fields) -> left out
+# (name, label fields, behaviour only) -> left out
+_SKIPPED: dict[tuple[str, tuple[str, ...], bool], bool] = {}
 
 
-def _skipped(name: str, label_fields: tuple[str, ...]) -> bool:
-    """Whether the batch path leaves extra field `name` out (canonical, id or label field)."""
-    key = (name, label_fields)
+def _skipped(name: str, label_fields: tuple[str, ...], behaviour_only: bool) -> bool:
+    """Whether the batch path leaves extra field `name` out (canonical, id or label field, or
+    named for a time, an identifier or free text)."""
+    key = (name, label_fields, behaviour_only)
     skipped = _SKIPPED.get(key)
     if skipped is None:
-        skipped = not is_featurized(name, label_fields)
+        skipped = not is_featurized(name, label_fields, behaviour_only)
         if len(_SKIPPED) >= _MAX_ADDRESSES:
             _SKIPPED.clear()
         _SKIPPED[key] = skipped

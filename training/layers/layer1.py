@@ -110,7 +110,9 @@ class Layer1(EventVectorLayer):
                                layout=self.data_spec.version,  # unfitted l1.v4 is l1.v3
                                label_fields=self.featurizer.label_fields,
                                numbers_in_text=getattr(self.featurizer, "numbers_in_text",
-                                                       False))
+                                                       False),
+                               behaviour_only=getattr(self.featurizer, "behaviour_only_extras",
+                                                      False))
 
     def validation_loss(self, metrics: dict[str, float]) -> float:
         # The reconstruction term, which is what the model scores by. The training loss weighs

@@ -32,7 +32,8 @@ _MAX_TEXT = 200  # characters of the extra fields a reason lists
 def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | None = None,
                     robust: bool = False, layout: str = VERSION,
                     label_fields: Sequence[str] = LABEL_SOURCE_FIELDS,
-                    numbers_in_text: bool = True) -> list[list[Reason]]:
+                    numbers_in_text: bool = True,
+                    behaviour_only: bool = True) -> list[list[Reason]]:
     """The reasons of each event, largest contribution first.
 
     Args:
@@ -43,6 +44,7 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
         layout: the vectors' layout (`training.features.layer1.LAYOUTS`).
         label_fields: the featurizer's label fields (never features, so never reasons).
         numbers_in_text: the featurizer's `numbers_in_text` (which bucket a text value set).
+        behaviour_only: the featurizer's `behaviour_only_extras` (which fields set none).
 
     Raises:
         NotSupportedError: the detector does not split its score into per-feature terms.
@@ -62,7 +64,7 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
         at = list(slices).index(EXTRA_FIELD)
         dims = slices[EXTRA_FIELD]
         observed[at] = _extra_fields(events, terms[:, dims], features[:, dims], label_fields,
-                                     numbers_in_text, observed[at])
+                                     numbers_in_text, behaviour_only, observed[at])
     typical = ([_typical(f, features[:, dims], expected[:, dims], robust, layout)
                 for f, dims in slices.items()]
                if expected is not None else [[None] * len(features)] * len(slices))
@@ -86,7 +88,7 @@ def _typical(field: str, observed: np.ndarray, expected: np.ndarray, robust: boo
 
 
 def _extra_fields(events: pa.Table, terms: np.ndarray, blocks: np.ndarray,
-                  label_fields: Sequence[str], numbers_in_text: bool,
+                  label_fields: Sequence[str], numbers_in_text: bool, behaviour_only: bool,
                   fallback: list[str | None]) -> list[str | None]:
     """Per event, its extra fields (16 buckets shared by every non-canonical field) that fall
     in its set bucket of largest error, as "name=value" (numbers by name too), so a reason
@@ -94,8 +96,8 @@ def _extra_fields(events: pa.Table, terms: np.ndarray, blocks: np.ndarray,
     error is in buckets the event leaves empty)."""
     top = np.where(blocks > 0, terms, -np.inf).argmax(1)
     found: list[list[str]] = [[] for _ in range(events.num_rows)]
-    for name, column in extra_columns(events, label_fields):
-        dims = extra_dims(name, column, numbers_in_text)  # the buckets the featurizer set
+    for name, column in extra_columns(events, label_fields, behaviour_only):
+        dims = extra_dims(name, column, numbers_in_text, behaviour_only)  # the buckets it set
         if dims is None:
             continue
         bucket = np.where(dims[1] > 0, dims[0], -1)
