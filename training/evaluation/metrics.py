@@ -114,20 +114,27 @@ def _ratio(num: float, den: float) -> float:
     return float(num / den) if den else 0.0
 
 
-def class_report(matrix: np.ndarray) -> dict[str, dict[str, float | int]]:
+def class_report(matrix: np.ndarray) -> dict[str, dict[str, float | int | None]]:
     """Precision, recall, F1 and support per class from a square confusion matrix.
+
+    A class without a row (support 0) has none of the three: its recall is 0/0, and every
+    prediction of it is wrong by construction, so a precision or F1 of 0 would say nothing
+    about the model (and would rank it); they are None, as ROC-AUC is with one class.
 
     Returns:
         {class index as str: {"precision", "recall", "f1_score", "support"}}.
     """
-    out: dict[str, dict[str, float | int]] = {}
+    out: dict[str, dict[str, float | int | None]] = {}
     for c in range(len(matrix)):
-        tp = matrix[c, c]
+        tp, support = matrix[c, c], int(matrix[c].sum())
+        if not support:
+            out[str(c)] = {"precision": None, "recall": None, "f1_score": None, "support": 0}
+            continue
         precision = _ratio(tp, matrix[:, c].sum())
-        recall = _ratio(tp, matrix[c].sum())
+        recall = _ratio(tp, support)
         f1 = _ratio(2 * precision * recall, precision + recall)
         out[str(c)] = {"precision": precision, "recall": recall, "f1_score": f1,
-                       "support": int(matrix[c].sum())}
+                       "support": support}
     return out
 
 

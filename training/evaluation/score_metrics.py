@@ -133,10 +133,13 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, attack_types: np.nda
                        "the score distribution); ROC-AUC, PR-AUC, detection rates and the "
                        "confusion matrix need labeled test units.")
     elif not known.has_both:
-        only = "benign" if known.n_benign else "threat"
+        only, other = ("benign", "threat") if known.n_benign else ("threat", "benign")
+        undefined = "ROC-AUC, PR-AUC and detection rates" if threshold is None else (
+            f"ROC-AUC, PR-AUC, detection rates and the {other} class's precision, recall and "
+            "F1")
         m.notes.append(f"The test part has one class: {known.n_benign} benign and "
-                       f"{known.n_threat} threat units (only {only}), so ROC-AUC, PR-AUC and "
-                       "detection rates are not defined; the rest is shown.")
+                       f"{known.n_threat} threat units (only {only}), so {undefined} are not "
+                       "defined; the rest is shown.")
     alert = None
     if threshold is None:
         m.notes.append(NO_THRESHOLD)
@@ -207,9 +210,8 @@ def evaluate_probabilities(probabilities: np.ndarray, labels: np.ndarray,
                           accuracy=M.accuracy(matrix))
     m.per_class_metrics = {names[c]: {**per_class[str(c)], **aucs[str(c)]} for c in range(n_classes)}
     rows = list(m.per_class_metrics.values())
-    m.precision, m.recall, m.f1_score = (float(np.mean([r[k] for r in rows]))
-                                         for k in ("precision", "recall", "f1_score"))
-    for key in ("roc_auc", "pr_auc"):
+    # Macro averages over the classes where each is defined (a class without rows has none).
+    for key in ("precision", "recall", "f1_score", "roc_auc", "pr_auc"):
         defined = [r[key] for r in rows if r[key] is not None]
         setattr(m, key, float(np.mean(defined)) if defined else None)
     threat_scores = None

@@ -15,6 +15,7 @@ import pytest
 
 from training.errors import ConfigError, SchemaError
 from training.evaluation import metrics as M
+from training.evaluation.report_text import format_report
 from training.evaluation.score_metrics import evaluate_probabilities, evaluate_scores
 from training.evaluation.thresholds import calibrate_threshold
 
@@ -138,11 +139,36 @@ def test_without_a_threshold_only_threshold_free_metrics():
     assert any("checkpoint sidecar" in note and "calibrate_threshold" in note for note in m.notes)
 
 
-def test_one_class_gives_no_auc():
+def test_one_class_gives_no_auc_and_no_figures_of_the_missing_class():
     m = evaluate_scores(SCORES[LABELS == 0], np.zeros(6, int), threshold=0.5)
     assert m.roc_auc is None and m.pr_auc is None
     assert m.detection_at_fpr["0.01"]["detection_rate"] is None
-    assert m.confusion_matrix == [[4, 2], [0, 0]] and m.recall == 0.0
+    # No threat row: the threat class's figures are undefined, not 0 (2 alerts, both false).
+    assert m.confusion_matrix == [[4, 2], [0, 0]] and m.accuracy == pytest.approx(4 / 6)
+    assert (m.precision, m.recall, m.f1_score) == (None, None, None)
+    assert m.per_class_metrics["threat"] == {"support": 0, "roc_auc": None, "pr_auc": None,
+                                             "precision": None, "recall": None,
+                                             "f1_score": None}
+    assert m.per_class_metrics["benign"]["recall"] == pytest.approx(4 / 6)
+    assert m.to_dict()["f1_score"] is None
+    assert ("The test part has one class: 6 benign and 0 threat units (only benign), so "
+            "ROC-AUC, PR-AUC, detection rates and the threat class's precision, recall and F1 "
+            "are not defined; the rest is shown.") in m.notes
+    assert "accuracy 0.6667   precision n/a   recall n/a   F1 n/a   (threat class)" in \
+        format_report(m)
+    # Threats only: theirs are defined (all 4 alert), the benign class's are not.
+    m = evaluate_scores(SCORES[LABELS == 1], np.ones(4, int), threshold=0.5)
+    assert (m.precision, m.recall, m.f1_score) == (1.0, 1.0, 1.0)
+    assert m.per_class_metrics["benign"]["precision"] is None
+
+
+def test_a_class_without_rows_is_left_out_of_the_macro_averages():
+    # Labels 0 0 1 1, no row of class 2; predictions 0 2 1 1: class 2 is predicted once.
+    p = np.array([[0.8, 0.1, 0.1], [0.2, 0.2, 0.6], [0.1, 0.8, 0.1], [0.2, 0.7, 0.1]])
+    m = evaluate_probabilities(p, np.array([0, 0, 1, 1]), ["a", "b", "c"])
+    assert m.per_class_metrics["c"]["precision"] is None and m.recall == pytest.approx(0.75)
+    # a: P 1 R 1/2 F1 2/3; b: P 1 R 1 F1 1.
+    assert m.precision == 1.0 and m.f1_score == pytest.approx((2 / 3 + 1) / 2)
 
 
 def test_bad_input_is_refused_with_the_reason():
