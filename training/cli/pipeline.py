@@ -25,6 +25,9 @@ from pathlib import Path
 
 from training.cli.data_files import cmd_validate
 from training.cli.evaluate import cmd_evaluate
+from training.cli.feature_options import (
+    add_feature_options, preprocess_layers, refuse_with_model, with_feature_flags,
+)
 from training.cli.options import (
     layer_name, registry_dir, registry_options, source_flags, sources_from_flags,
 )
@@ -61,6 +64,7 @@ def _pipeline_config(args: argparse.Namespace, default_workdir: str,
                                defaults=defaults, **overrides))
     if args.train_until is not None:
         config = replace(config, split=replace(config.split, train_until=args.train_until))
+    config = with_feature_flags(config, args)
     return config.with_training(epochs=args.epochs, batch_size=args.batch_size,
                                 learning_rate=args.lr, threshold=args.threshold,
                                 benign_only=True if args.benign_only else None,
@@ -124,6 +128,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
         from training.layers.registry import layer_for_spec
         from training.registry.registry import ModelRegistry
 
+        refuse_with_model(args)
         registry = ModelRegistry(registry_dir(args), create=False)
         layers = []
         for name in args.model:
@@ -131,7 +136,7 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
             layers.append(layer_for_spec(loaded.feature_spec,
                                          f"{name} {loaded.metadata.version}"))
     else:
-        layers = [preprocessor.layer(name) for name in args.layers]
+        layers = preprocess_layers(args)
     written = {}
     with progress("featurizing", len(layers), "layers") as bar:
         for layer in layers:
@@ -191,6 +196,7 @@ def _pipeline_options(parser: argparse.ArgumentParser, option: Option, workdir: 
            help="seed of splits and training (default: the config's, else 42)")
     option(parser, "--max-events", type=int, help="collect at most this many events (default: all)")
     source_flags(parser, option)
+    add_feature_options(parser, option)
     add_run_options(parser, option)
     option(parser, "--train-until", metavar="TIME|SHARE",
            help="a grace period: train on the events before TIME (ISO 8601, e.g. "
@@ -286,6 +292,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
                 "`retrain` can compare it on splits of the file; repeatable")
     registry_options(pre, option)
     source_flags(pre, option)
+    add_feature_options(pre, option)  # with --model, the model's own transform decides
     pre.set_defaults(run=cmd_preprocess)
 
     val = commands.add_parser(

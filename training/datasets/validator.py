@@ -13,6 +13,7 @@
 | features with one value only | constant_features | WARNING |
 | feature scales apart by more than 1000x | distributions | WARNING |
 | drift against the reference (`training.datasets.drift`) | drift | WARNING when the dataset drifts, INFO when some features do |
+| a feature whose few values separate the labels (`training.datasets.leaks`) | label_leak | WARNING, one per field |
 
 `passed` is False when any ERROR was found. Statistics are computed in one chunked pass per
 check, so millions of rows validate in seconds.
@@ -31,6 +32,7 @@ import numpy as np
 
 from training.artifacts.atomic import atomic_write
 from training.datasets.drift import MIN_SAMPLES, drift_report
+from training.datasets.leaks import Leak, feature_leaks
 from training.datasets.split import as_labels
 from training.datasets.summary import CHUNK_ROWS, Moments, moments
 from training.errors import ConfigError
@@ -134,7 +136,7 @@ class DataValidator:
                  check_labels: bool = True, check_distributions: bool = True,
                  check_drift: bool = False, outlier_threshold: float = 3.0,
                  missing_threshold: float = 0.1, drift_threshold: float = 0.1, *,
-                 drift_share: float = 0.5) -> ValidationResult:
+                 drift_share: float = 0.5, check_leaks: bool = True) -> ValidationResult:
         """Run the chosen checks (see the module docstring for what each reports).
 
         Raises:
@@ -157,6 +159,8 @@ class DataValidator:
             issues += self._outliers(m, outlier_threshold, stats)
         if check_labels:
             issues += self._labels(stats)
+        if check_leaks and self.labels is not None:
+            issues += leak_issues(feature_leaks(self.features, self.labels, self.feature_names))
         if check_distributions:
             issues += self._distributions(m, stats)
         if check_drift:
@@ -300,6 +304,16 @@ class DataValidator:
     @staticmethod
     def save_report(result: ValidationResult, path: str | Path) -> Path:
         return result.save_report(path)
+
+
+def leak_issues(leaks: list[Leak]) -> list[ValidationIssue]:
+    """One WARNING per field that separates the labels (`training.datasets.leaks`)."""
+    return [ValidationIssue(ValidationSeverity.WARNING, "label_leak", leak.message,
+                            {"field": leak.field, "values": list(leak.values),
+                             "threats": leak.threats, "benign": leak.benign,
+                             "total_threats": leak.total_threats,
+                             "total_benign": leak.total_benign})
+            for leak in leaks]
 
 
 def _plain(value: object) -> object:

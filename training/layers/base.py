@@ -34,6 +34,7 @@ import pyarrow.compute as pc
 
 from training.detectors.base import SCORE_BATCH, Detector, model_scores
 from training.errors import ConfigError, NotSupportedError
+from training.features.dropped_fields import featurizer_from_spec
 from training.features.encoding import FeatureSpec
 from training.layers.samples import LayerType, PreprocessedSample
 from training.trainer.config import TrainingConfig
@@ -63,6 +64,8 @@ class Layer(ABC):
         row_inputs: the row views (`training.detectors.rows`) its batches offer to a row
             detector (ECOD, kNN, isolation forest, plain autoencoder), the default first.
         layer_type: the original `LayerType` member, for layers the original package named.
+        featurizer_options: the featurizer's own arguments a run may set (`[train.<layer>]`
+            keys, `--<layer>-<name>` flags; `training.layers.configured`), as model_options.
     """
 
     name: ClassVar[str]
@@ -77,6 +80,7 @@ class Layer(ABC):
     detector_name: ClassVar[str] = "default"
     row_inputs: ClassVar[tuple[str, ...]] = ()
     layer_type: ClassVar[LayerType | None] = None
+    featurizer_options: ClassVar[dict[str, dict[str, Any]]] = {}
 
     def __init__(self, featurizer: Any = None) -> None:
         self.featurizer = featurizer if featurizer is not None else self.default_featurizer()
@@ -104,14 +108,15 @@ class Layer(ABC):
         Raises:
             SchemaError: the spec is for another layer, or this code cannot reproduce it.
         """
-        return cls(cls.featurizer_class().from_spec(spec))
+        return cls(featurizer_from_spec(cls.featurizer_class(), spec))
 
     @classmethod
-    def for_labels(cls, *, alert_labels: bool = False) -> Layer:
-        """The layer, with its default featurizer, for events whose labels come from alert
-        events (`alert_labels`, see `training.collection.schema.labels_from_alerts`) or not.
-        A layer whose features can leave the alert events out does so (layer 3's `l3.v2`)."""
-        return cls()
+    def for_labels(cls, *, alert_labels: bool = False, **options: Any) -> Layer:
+        """The layer, with its default featurizer (`options`: `featurizer_options` set), for
+        events whose labels come from alert events (`alert_labels`, see
+        `training.collection.schema.labels_from_alerts`) or not. A layer whose features can
+        leave the alert events out does so (layer 3's `l3.v2`)."""
+        return cls(cls.featurizer_class()(**options)) if options else cls()
 
     def circular(self, alert_labels: bool) -> str | None:
         """Why this layer's labeled figures are circular on events whose labels come from

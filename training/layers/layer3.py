@@ -17,6 +17,7 @@ import pyarrow as pa
 from training.detectors.base import Detector
 from training.features.encoding import FeatureSpec, as_array
 from training.layers.base import TIME
+from training.layers.featurizer_options import FEATURIZER_OPTIONS
 from training.layers.registry import register_layer
 from training.layers.samples import LayerType, PreprocessedSample
 from training.layers.scaled import ScaledLayer
@@ -45,6 +46,7 @@ class Layer3(ScaledLayer):
                       "help": "dilation of each block (default 1, 2, 4, ...)"},
         "dropout": {"type": float, "default": 0.1, "help": "dropout inside the blocks"},
     }
+    featurizer_options = FEATURIZER_OPTIONS["layer3"]
 
     @classmethod
     def featurizer_class(cls) -> type:
@@ -53,9 +55,9 @@ class Layer3(ScaledLayer):
         return Layer3WindowBuilder
 
     @classmethod
-    def for_labels(cls, *, alert_labels: bool = False) -> Layer3:
+    def for_labels(cls, *, alert_labels: bool = False, **options: Any) -> Layer3:
         # With labels from alerts the alert events only label windows (layout l3.v2).
-        return cls(cls.featurizer_class()(alert_labels=alert_labels))
+        return cls(cls.featurizer_class()(alert_labels=alert_labels, **options))
 
     def circular(self, alert_labels: bool) -> str | None:
         if getattr(self.featurizer, "alert_labels", False):

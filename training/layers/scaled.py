@@ -8,6 +8,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any
 
+from training.features.dropped_fields import featurizer_from_spec
 from training.features.encoding import FeatureSpec
 from training.features.scaling import FITTED_KEY, data_spec
 from training.layers.base import Layer
@@ -33,7 +34,7 @@ class ScaledLayer(Layer):
 
     @classmethod
     def from_spec(cls, spec: FeatureSpec) -> ScaledLayer:
-        layer = cls(cls.featurizer_class().from_spec(data_spec(spec)))
+        layer = cls(featurizer_from_spec(cls.featurizer_class(), data_spec(spec)))
         if FITTED_KEY in (spec.fitted or {}):
             layer.spec_ = spec
         return layer

@@ -22,13 +22,18 @@ TRAIN_KEYS = {"epochs": (int, "an integer"), "batch_size": (int, "an integer"),
 
 
 def layer_settings(layer: type, values: dict[str, Any], where: str) -> None:
-    """A [train.<layer>] table: its training keys, and the layer's model arguments
-    (`Layer.model_options`), each of the type and choices the command line accepts."""
+    """A [train.<layer>] table: its training keys, its featurizer's options
+    (`Layer.featurizer_options`) and the layer's model arguments (`Layer.model_options`),
+    each of the type and choices the command line accepts."""
     options = layer.model_options
     check_types({k: v for k, v in values.items() if k in TRAIN_KEYS}, TRAIN_KEYS, where)
+    for name, option in layer.featurizer_options.items():  # whichever detector reads them
+        if name in values:
+            model_value(name, values[name], option, where)
     if values.get("detector", layer.detector_name) != layer.detector_name:
         return  # another detector: its arguments are checked when it is built
-    known(values, set(TRAIN_KEYS) | set(options) | {"detector"}, where)
+    known(values, set(TRAIN_KEYS) | set(options) | set(layer.featurizer_options) | {"detector"},
+          where)
     for name, value in values.items():
         if name in options:
             model_value(name, value, options[name], where)

@@ -4,6 +4,8 @@
 workdir = "maximus-run"              # everything the run writes goes under it
 layers = ["layer1", "layer2", "layer3"]
 seed = 42
+drop_fields = ["direction"]          # fields no layer sees (a label leak); the models record
+                                     # it and score without them too (features.dropped_fields)
 
 [[sources]]                          # as many as needed; same fields as DataSource
 name = "zeek"
@@ -39,6 +41,8 @@ hidden_dim = 32
 detector = "iforest"                 # another detector: the layer's own (vae, gnn, tcn) or a
 n_estimators = 200                   # row detector (ecod, knn, iforest, autoencoder), with its
 inputs = "target"                    # arguments and the row it reads (see Layer.build_detector)
+entity = "host"                      # a featurizer option (Layer.featurizer_options): windows
+                                     # per host (or user) for host telemetry without addresses
 
 [gate]                               # promote a new model past these only
 metric = "pr_auc"                    # or "roc_auc" (see training.retraining.gate)
@@ -59,6 +63,7 @@ import numpy as np
 
 from training.errors import ConfigError
 from training.evaluation.threshold_rules import parse_rule
+from training.features.dropped_fields import check_dropped
 from training.layers.registry import default_layers, get_layer, layer_names
 from training.pipeline.checks import (
     TRAIN_KEYS, build, canonical_layers, check_types, known, layer_settings, one_of, source, typed,
@@ -140,7 +145,8 @@ def parse_train_until(value: str | float | None) -> np.datetime64 | float | None
 class LayerSettings:
     """Training settings of one layer (None: the layer's own default); `model` holds the
     model's own arguments (hidden_dim, latent_dim, ...), and `detector` when the layer trains
-    another detector than its own (`Layer.build_detector`)."""
+    another detector than its own (`Layer.build_detector`); `features` the featurizer's
+    options (`Layer.featurizer_options`, e.g. layer 3's entity)."""
 
     epochs: int = 20
     batch_size: int | None = None
@@ -149,6 +155,7 @@ class LayerSettings:
     keep_unknown: bool = False
     threshold: str = DEFAULT_THRESHOLD
     model: dict[str, Any] = field(default_factory=dict)
+    features: dict[str, Any] = field(default_factory=dict)  # the featurizer's options
 
     def __post_init__(self) -> None:
         for name in ("benign_only", "keep_unknown"):
@@ -206,8 +213,10 @@ class PipelineConfig:
         default_factory=dict)
     gate: GateConfig = field(default_factory=GateConfig)
     test_sources: tuple[DataSource, ...] = ()
+    drop_fields: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "drop_fields", check_dropped(self.drop_fields))
         if not self.sources:
             raise ConfigError("the pipeline needs at least one source (--source or [[sources]])")
         if not self.layers:
@@ -254,7 +263,9 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
     """A `PipelineConfig` from the TOML file's content (see `load_config`)."""
     data = {**(defaults or {}), **data, **{k: v for k, v in overrides.items() if v is not None}}
     known(data, {"workdir", "layers", "seed", "max_events", "sources", "test_sources", "split",
-                  "train", "gate"}, where)
+                  "train", "gate", "drop_fields"}, where)
+    typed(where, "drop_fields", data.get("drop_fields", []), (list, tuple),
+          "a list of field names")
     typed(where, "workdir", data.get("workdir", "maximus-run"), (str, Path), "a path")
     typed(where, "seed", data.get("seed", 42), int, "an integer")
     if data.get("max_events") is not None:
@@ -289,15 +300,20 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
         seed=data.get("seed", 42),
         max_events=data.get("max_events"),
         split=build(SplitConfig, data.get("split", {}), f"{where} [split]"),
-        train={name: _train({**defaults, **per_layer.get(name, {})}) for name in layers},
+        train={name: _train({**defaults, **per_layer.get(name, {})}, get_layer(name))
+               for name in layers},
         gate=build(GateConfig, data.get("gate", {}), f"{where} [gate]"),
         test_sources=tuple(test_sources),
+        drop_fields=tuple(data.get("drop_fields", ())),
     )
 
 
-def _train(values: dict[str, Any]) -> LayerSettings:
-    own = {f.name for f in fields(LayerSettings)} - {"model"}
+def _train(values: dict[str, Any], layer: type) -> LayerSettings:
+    own = {f.name for f in fields(LayerSettings)} - {"model", "features"}
+    featurizer = set(layer.featurizer_options)
     return LayerSettings(**{k: v for k, v in values.items() if k in own},
-                       model={k: v for k, v in values.items() if k not in own})
+                         model={k: v for k, v in values.items()
+                                if k not in own and k not in featurizer},
+                         features={k: v for k, v in values.items() if k in featurizer})
 
 

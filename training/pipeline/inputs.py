@@ -92,14 +92,20 @@ def split_strategy(strategy: str, events: pa.Table, notes: list[str]) -> str:
     return strategy
 
 
-def coverage(events: pa.Table) -> str:
+def coverage(events: pa.Table, entity: str | None = None) -> str:
     """What the events lack that layers need: "of 25,192 events, 25,192 have no timestamp and
-    25,192 no source or destination address" ("" when nothing is missing)."""
+    25,192 no source or destination address" ("" when nothing is missing); for a layer that
+    follows `entity` "host" or "user" (layer 3's windows), the events without one instead of
+    the addresses."""
     n = events.num_rows
     lacking = []
     untimed = events["timestamp"].null_count
     if untimed:
         lacking.append(f"{untimed:,} have no timestamp")
+    if entity in ("host", "user"):
+        if events[entity].null_count:
+            lacking.append(f"{events[entity].null_count:,} no {entity}")
+        return f"of {n:,} events, {' and '.join(lacking)}" if lacking else ""
     ends = pc.and_(events["source_ip"].is_valid(), events["dest_ip"].is_valid())
     no_ends = n - pc.sum(ends).as_py() if n else 0
     if no_ends:
@@ -108,9 +114,12 @@ def coverage(events: pa.Table) -> str:
 
 
 def validate(vectors: Any, test_vectors: Any, config: PipelineConfig, strategy: str,
-             cuts: tuple[object, object] | None, work: Path) -> dict[str, Any]:
-    """Quality of the event vectors, and drift of the test part against the train part (cut
-    at `cuts`, the run's `event_cut_times`, when given).
+             cuts: tuple[object, object] | None, work: Path,
+             events: tuple[pa.Table | None, ...] = ()) -> dict[str, Any]:
+    """Quality of the event vectors, drift of the test part against the train part (cut
+    at `cuts`, the run's `event_cut_times`, when given), and label leaks: fields of `events`
+    (the events, the test events) that separate the labels once `config.drop_fields` are
+    left out (`training.datasets.leaks`), each a WARNING, also logged.
 
     Raises:
         PipelineError: an ERROR issue; the message names the report.
@@ -120,7 +129,9 @@ def validate(vectors: Any, test_vectors: Any, config: PipelineConfig, strategy: 
 
     features, labels = vectors.features, vectors.labels
     names = dim_names(getattr(vectors, "spec", None))  # named dims in the report, not feature_3
-    quality = DataValidator(features, labels, feature_names=names).validate()
+    # Leaks are judged on the events, whose fields and values have names (not on dims).
+    quality = DataValidator(features, labels, feature_names=names).validate(check_leaks=False)
+    quality.issues += label_leaks(events, config.drop_fields)
     try:
         if test_vectors is None:
             grace = {"train_until": config.split.grace} if config.split.grace is not None else {}
@@ -146,3 +157,21 @@ def validate(vectors: Any, test_vectors: Any, config: PipelineConfig, strategy: 
                             + "; ".join(errors))
     return {"passed": quality.passed,
             "issues": [f"{i.severity.value}: {i.check_name}: {i.message}" for i in quality.issues]}
+
+
+def label_leaks(tables: tuple[pa.Table | None, ...], drop_fields: tuple[str, ...]
+                ) -> list[ValidationIssue]:
+    """A WARNING per field of `tables` without `drop_fields` that separates the labels (the
+    first table's finding where several have it), each logged too."""
+    from training.datasets.leaks import event_leaks
+    from training.datasets.validator import leak_issues
+    from training.features.dropped_fields import without_fields
+
+    leaks: dict[str, Any] = {}
+    for table in tables:
+        if table is not None:
+            for leak in event_leaks(without_fields(table, drop_fields)):
+                leaks.setdefault(leak.field, leak)
+    for leak in leaks.values():
+        logger.warning(leak.message)
+    return leak_issues(list(leaks.values()))

@@ -72,7 +72,7 @@ from training.evaluation.evaluator import save_report
 from training.evaluation.fusion import DEFAULT_RULE
 from training.evaluation.units import evaluate_units, unit_times
 from training.layers.base import Layer
-from training.layers.registry import get_layer
+from training.layers.configured import configured_layer
 from training.layers.layer1 import Layer1
 from training.layers.training import train_layer
 from training.pipeline.config import PipelineConfig
@@ -194,7 +194,8 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
                      "them with alerts; figures of layers whose units are made of the alerts are "
                      "marked circular")
     strategy = split_strategy(config.split.strategy, events, notes)
-    layers = [get_layer(name).for_labels(alert_labels=alert_labels) for name in config.layers]
+    layers = [configured_layer(name, alert_labels=alert_labels, drop_fields=config.drop_fields,
+                               options=config.train[name].features) for name in config.layers]
     units, test_units = {}, {}
     with progress("featurizing", len(layers), "layers") as bar:
         for layer in layers:
@@ -211,7 +212,8 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
     shortfalls = {layer.name: layer.shortfall(units[layer.name], strategy) for layer in layers}
     cuts = event_cut_times(events, strategy, config.split, test_events is not None, [
         layer.window_seconds for layer in layers if shortfalls[layer.name] is None], notes)
-    validation = validate(vectors, test_vectors, config, strategy, cuts, history.folder)
+    validation = validate(vectors, test_vectors, config, strategy, cuts, history.folder,
+                          (events, test_events))
     result = PipelineResult(str(work), str(history.report / "index.html"), events.num_rows,
                             quarantined, validation, notes=notes,
                             test_events=None if test_events is None else test_events.num_rows,
@@ -247,7 +249,7 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
 
 
 def _skipped(layer: Layer, short: str, events: pa.Table | None = None) -> LayerOutcome:
-    missing = coverage(events) if events is not None else ""
+    missing = "" if events is None else coverage(events, getattr(layer.featurizer, "entity", None))
     reason = f"{short}" + (f" ({missing})" if missing else "")
     logger.info("%s skipped: %s", layer.name, reason)
     return LayerOutcome(layer.name, layer.model_name, layer.unit, skipped=reason)

@@ -56,7 +56,7 @@ BAD_TOML = [
                                     "hidden_dim, keep_unknown, latent_dim, learning_rate, "
                                     "threshold"),
     ("[train.layer1]\nconfig = 1\n", "[train.layer1]: unknown key(s) config; allowed:"),
-    ("config = 1\n", ": unknown key(s) config; allowed: gate, layers, max_events, seed, sources,"),
+    ("config = 1\n", ": unknown key(s) config; allowed: drop_fields, gate, layers, max_events, seed,"),
     ('seed = "abc"\n', ": seed must be an integer, got 'abc'"),
     ('[train.layer3]\nchannels = "wide"\n', "[train.layer3]: channels must be a list of "
                                             "integers, got 'wide'"),

@@ -5,7 +5,8 @@ internet, so anything telling inbound from outbound (Zeek's local_orig/local_res
 `direction`, private vs public addresses, which end started the flow) gives the label away.
 `direction_blind` removes all of it, the same way for a capture's fitting and scored parts:
 
-* `local_orig` and `local_resp` are dropped and `direction` is null;
+* `local_orig` and `local_resp` are dropped and `direction` is null
+  (`training.features.dropped_fields.without_fields`, as `--drop-field` drops fields);
 * each flow is re-oriented by a keyed hash of its two addresses (the end with the smaller hash
   becomes the source): addresses, bytes, packets and IP bytes swap with their ends; the ports
   stay where they are (the service port remains the destination port), and so do `history`
@@ -21,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from training.features.dropped_fields import without_fields
 from training.kernels.hashing import hash_array
 
 ORIENT_KEY = 0x5EED_0F_D1EC_7104
@@ -43,10 +45,11 @@ def private_addresses(addresses: pa.ChunkedArray | pa.Array) -> pa.Array:
 def direction_blind(table: pa.Table) -> pa.Table:
     """`table` without anything that tells inbound from outbound (see the module docstring);
     the input is not changed."""
-    table = table.drop_columns([name for name in DIRECTION_FIELDS if name in table.column_names])
+    # The fields themselves go the way `--drop-field` takes (`features.dropped_fields`).
+    table = without_fields(table, ("direction", *DIRECTION_FIELDS))
     swap = pa.array(hash_array(table["source_ip"], key=ORIENT_KEY)
                     > hash_array(table["dest_ip"], key=ORIENT_KEY))
-    columns = {"direction": pa.nulls(table.num_rows, table.schema.field("direction").type)}
+    columns = {}
     for left, right in PAIRS:
         if left in table.column_names and right in table.column_names:
             columns[left] = pc.if_else(swap, table[right], table[left])
