@@ -2,39 +2,46 @@
 exports, the OTRF Security-Datasets recordings).
 
 `event_type` is "<channel>:<EventID>", e.g. "security:4688", "sysmon:1", "system:7045".
-Times: `@timestamp`, else `UtcTime`, else `TimeCreated`. Exports such as OTRF's write
-`TimeCreated` in the host's local time (Sysmon records: UtcTime 07:30:42, TimeCreated 03:30:42),
-so each host's offset is learnt from its records that carry both (rounded to 15 minutes) and
-taken off the `TimeCreated` of its records that have nothing else (Security, System); a host
-with no such record keeps `TimeCreated` as UTC, with a warning. Recordings carry no labels:
-give the source a `default_label` ("malicious" for an attack window) when you know the truth.
+Times (`training.sources.windows_clock`): a record's own `UtcTime`, else its local
+`TimeCreated` (nxlog: `EventTime`) put in UTC by its host's offset in that file, learnt from
+the file's records that carry both (OTRF: Sysmon records, UtcTime 07:30:42 beside TimeCreated
+03:30:42), else the shipper's `@timestamp` (an ingest time), else the local time as UTC, with
+a warning naming the file, line and host. `user` (`training.sources.windows_users`): the
+acting account by event id, placeholders ("-") never taken, spelt without its domain.
+Recordings carry no labels: give the source a `default_label` ("malicious" for an attack
+window) when you know the truth.
 """
 
 from __future__ import annotations
 
 import logging
-import re
+import os
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.sources.coerce import map_distinct, plain, to_float, to_timestamp
+from training.sources.base import RawBatch, Reject
+from training.sources.coerce import map_distinct, plain, to_float
 from training.sources.config import FORMATS, DataSource, DataSourceType
-from training.sources.files import ByteStream, iter_blocks
+from training.sources.delimited import decode
 from training.sources.json_file import JsonFileSource
+from training.sources.windows_clock import FileClock, first_text, utc_times
+from training.sources.windows_users import USER_FIELDS, actors, without_placeholders
 
 logger = logging.getLogger(__name__)
-_QUARTER_HOUR_US = 15 * 60 * 1_000_000  # UTC offsets are whole quarter hours
-_SCAN_BYTES = 64 << 20  # of each file, read ahead for its hosts' offsets
-_TIME_FIELDS = re.compile(rb'"(UtcTime|TimeCreated|Hostname|Computer|host)"\s*:\s*"([^"]*)"')
-_HOST_KEYS = (b"Hostname", b"Computer", b"host")  # as WINDOWS_FIELD_MAP["host"]
+_HELD = 64  # batches read and not yet mapped (the collector reads a few ahead)
+RECIPE = 2  # what the source delivers: 2 = per-file offsets, event times first, actors
 
 WINDOWS_FIELD_MAP: dict[str, tuple[str, ...]] = {
-    "timestamp": ("@timestamp", "UtcTime", "TimeCreated"),
+    # The canonical time and user are those `derive` gives (see the module docstring); these
+    # name the fields they are made of (kept out of the extra fields when wholly used).
+    "timestamp": ("@timestamp", "UtcTime", "TimeCreated", "EventTime"),
     "host": ("Hostname", "Computer", "host"),
-    "user": ("User", "TargetUserName", "SubjectUserName", "AccountName"),
+    "user": USER_FIELDS,
     "process": ("Image", "NewProcessName", "ProcessName", "Application", "SourceImage"),
     "parent_process": ("ParentImage", "ParentProcessName"),
     "command_line": ("CommandLine",),
@@ -57,7 +64,11 @@ def channel_name(channel: object) -> str:
 
 
 class WindowsEventSource(JsonFileSource):
-    """JSON Lines or JSON arrays of Windows event records."""
+    """JSON Lines or JSON arrays of Windows event records.
+
+    Each file has its own `FileClock` (its hosts' UTC offsets), learnt when the file is first
+    read, under `collect` and `score --follow` alike (a followed file is known by its inode).
+    """
 
     field_map: ClassVar = WINDOWS_FIELD_MAP
     format_name, format_fields = FORMATS[DataSourceType.WINDOWS_EVENTS]
@@ -66,45 +77,72 @@ class WindowsEventSource(JsonFileSource):
 
     def __init__(self, config: DataSource) -> None:
         super().__init__(config)
-        self.utc_offsets: dict[object, int] = {}  # host -> its UTC offset, in quarter hours
-        self._warned: set[str] = set()
+        self.clocks: dict[tuple, FileClock] = {}  # (path, device, inode) -> its clock
+        # id(table) -> (table, its file's clock, its lines): read, `derive` not yet called
+        self._held: dict[int, tuple[pa.Table, FileClock, np.ndarray]] = {}
+        self._loose = FileClock("(a batch of unknown file)")
 
-    def open(self, stream: str) -> ByteStream:
-        self._learn_offsets(stream)
-        return super().open(stream)
+    def recipe_params(self) -> dict[str, object]:
+        # A collection begun before these rules (one offset per host for the whole source,
+        # @timestamp first, "-" users) is not resumed with them: its events would mix both.
+        return {**super().recipe_params(), "windows_rules": RECIPE}
 
-    def _learn_offsets(self, stream: str) -> None:
-        """Each host's UTC offset from the file's first `_SCAN_BYTES` (records with both times),
-        before its batches are read: a batch of Security records alone then converts as the
-        ones after it, whatever the block size. Later hosts are learnt batch by batch."""
-        hosts, created, utc = [], [], []
-        with super().open(stream) as source:
-            for block in iter_blocks(source):
-                for line in block.data.split(b"\n"):
-                    if b'"UtcTime"' in line and b'"TimeCreated"' in line:
-                        found = dict(_TIME_FIELDS.findall(line))
-                        if b"UtcTime" not in found or b"TimeCreated" not in found:
-                            continue  # a damaged line: its reader quarantines it
-                        host = next((found[k] for k in _HOST_KEYS if found.get(k)), None)
-                        hosts.append(None if host is None else host.decode(errors="replace"))
-                        created.append(found[b"TimeCreated"].decode(errors="replace"))
-                        utc.append(found[b"UtcTime"].decode(errors="replace"))
-                if source.offset >= _SCAN_BYTES:
-                    break
-        if hosts:
-            encoded = pc.dictionary_encode(pa.array(hosts, pa.string()))
-            self._learn(*_codes(encoded), _micros(pa.array(created)), _micros(pa.array(utc)))
+    def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
+        clock = self._clock(stream)
+        for batch in super().read(stream, start):
+            batch = self._timeless_quarantined(replace(batch, table=without_placeholders(
+                batch.table)))
+            while len(self._held) >= _HELD:  # batches never mapped (a reader closed early)
+                del self._held[next(iter(self._held))]
+            self._held[id(batch.table)] = (batch.table, clock, batch.lines)
+            yield batch
 
-    def _learn(self, codes: np.ndarray, hosts: list, created: np.ndarray,
-               utc: np.ndarray) -> None:
-        """Each new host's most common offset, in quarter hours, among its records with both
-        times (`codes`: each record's index into `hosts`)."""
-        both = (utc >= 0) & (created >= 0)
-        steps = np.rint((created[both] - utc[both]) / _QUARTER_HOUR_US).astype(np.int64)
-        for code in np.unique(codes[both]):
-            if hosts[code] not in self.utc_offsets:
-                values, counts = np.unique(steps[codes[both] == code], return_counts=True)
-                self.utc_offsets[hosts[code]] = int(values[counts.argmax()])
+    def _clock(self, stream: str) -> FileClock:
+        """The file's clock, learnt from its first bytes when it is first read (`self.open`:
+        under --follow, the part of the file that holds whole lines)."""
+        try:
+            info = os.stat(stream)
+            key: tuple = (stream, info.st_dev, info.st_ino)
+        except OSError:
+            key = (stream,)
+        if key not in self.clocks:
+            with self.open(stream) as source:
+                self.clocks[key] = FileClock(stream).scan(source)
+        return self.clocks[key]
+
+    def _timeless_quarantined(self, batch: RawBatch) -> RawBatch:
+        """Records with no time at all, quarantined naming the field their kind uses (Sysmon
+        UtcTime, nxlog EventTime, else TimeCreated), rather than the batch's first one."""
+        table = batch.table
+        present = [c for c in self.fields["timestamp"] if c in table.column_names]
+        if not present or not table.num_rows:
+            return batch
+        missing = pc.is_null(first_text(table, tuple(present))).to_numpy(zero_copy_only=False)
+        if not missing.any():
+            return batch
+        local = "EventTime" if "EventTime" in present and "TimeCreated" not in present \
+            else "TimeCreated"
+        channel = (plain(table["Channel"]).cast(pa.string()).to_pylist()
+                   if "Channel" in table.column_names else [None] * table.num_rows)
+        rows = np.flatnonzero(missing)
+        data, starts, ends = batch.spans() if batch.spans else (b"", None, None)
+        rejects = []
+        for i in rows:
+            field = "UtcTime" if channel_name(channel[i]) == "sysmon" else local
+            line = int(batch.lines[i])
+            raw = decode(data[starts[i]:ends[i]]) if starts is not None else str(
+                table.slice(int(i), 1).to_pylist()[0])
+            rejects.append(Reject(batch.stream, line if line > 0 else None,
+                                  int(batch.records[i]), field,
+                                  f"{field} = None is missing; every record of a source with "
+                                  "a time field needs a time", raw))
+        keep = np.flatnonzero(~missing)
+        spans = batch.spans
+        if spans is not None:
+            spans = (lambda whole=spans: (lambda d, s, e: (d, s[keep], e[keep]))(*whole()))
+        return replace(batch, table=table.take(pa.array(keep)), lines=batch.lines[keep],
+                       records=batch.records[keep], spans=spans,
+                       rejects=sorted(batch.rejects + rejects, key=lambda r: r.record))
 
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
         names = set(table.column_names)
@@ -118,53 +156,19 @@ class WindowsEventSource(JsonFileSource):
                     pc.binary_join_element_wise(channel, event_id, ":"), event_id)
             else:
                 derived["event_type"] = event_id
-        if "TimeCreated" in names:
-            derived["timestamp"] = self._created_in_utc(table)
+        held = self._held.pop(id(table), None)
+        _, clock, lines = held if held is not None and held[0] is table else (
+            None, self._loose, None)
+        # A field map or time_field given in the config is used as given.
+        if self.fields["timestamp"] == WINDOWS_FIELD_MAP["timestamp"] and \
+                names & set(self.fields["timestamp"]):
+            derived["timestamp"] = utc_times(table, clock, lines)
+        if self.fields["user"] == USER_FIELDS and \
+                names & {*USER_FIELDS, "AccountName", "ServiceAccount"}:
+            derived["user"] = actors(table)
         if "SeverityValue" in names:  # nxlog: 1 debug, 2 info, 3 warning, 4 error, 5 critical
             level = to_float(table["SeverityValue"], 0.0, "a severity level").values
             derived["severity"] = pc.max_element_wise(
                 pc.min_element_wise(pc.divide(pc.subtract(level, 1.0), 4.0), 1.0), 0.0
             ).cast(pa.float32())
         return derived
-
-    def _created_in_utc(self, table: pa.Table) -> pa.Array:
-        """`TimeCreated` less its host's UTC offset, for the records with no `@timestamp` or
-        `UtcTime` (null elsewhere: the field map's time stands there)."""
-        names = set(table.column_names)
-        created = _micros(table["TimeCreated"])  # -1: none (times before 1970 are refused)
-        codes, hosts = _codes(pc.dictionary_encode(_first_text(table, WINDOWS_FIELD_MAP["host"])))
-        if "UtcTime" in names:
-            self._learn(codes, hosts, created, _micros(table["UtcTime"]))
-        alone = created >= 0
-        for name in ("@timestamp", "UtcTime"):
-            if name in names:
-                alone &= pc.is_null(table[name]).to_numpy(zero_copy_only=False)
-        offsets = np.array([self.utc_offsets.get(h, 0) for h in hosts], np.int64)  # per host
-        shift = offsets[codes] * _QUARTER_HOUR_US
-        unknown = sorted({"(no host)" if hosts[c] is None else hosts[c]
-                          for c in np.unique(codes[alone]) if hosts[c] not in self.utc_offsets}
-                         - self._warned)
-        if unknown:
-            self._warned.update(unknown)
-            logger.warning("TimeCreated taken as UTC for host(s) %s: no record of theirs carries "
-                           "UtcTime beside it to learn their offset from", ", ".join(unknown))
-        return pa.array(np.where(alone, created - shift, 0), pa.int64(),
-                        mask=~alone).cast(pa.timestamp("us", tz="UTC"))
-
-
-def _codes(encoded: pa.Array) -> tuple[np.ndarray, list]:
-    """Each record's index into the distinct hosts, and those hosts (None last: no host)."""
-    hosts = encoded.dictionary.to_pylist() + [None]
-    return encoded.indices.fill_null(len(hosts) - 1).to_numpy(zero_copy_only=False), hosts
-
-
-def _micros(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    return to_timestamp(column).values.cast(pa.int64()).fill_null(-1).to_numpy(
-        zero_copy_only=False)
-
-
-def _first_text(table: pa.Table, candidates: tuple[str, ...]) -> pa.Array:
-    present = [plain(table[c]).cast(pa.string()) for c in candidates if c in table.column_names]
-    if not present:
-        return pa.nulls(table.num_rows, pa.string())
-    return present[0] if len(present) == 1 else pc.coalesce(*present)

@@ -282,4 +282,5 @@ def test_a_windows_host_without_utc_time_keeps_time_created_and_says_so(tmp_path
     table, _ = collect("windows_events", path)
     assert table["timestamp"].to_pylist() == [
         datetime(2020, 10, 19, 3, 30, 41, 104000, tzinfo=timezone.utc)]
-    assert "TimeCreated taken as UTC for host(s) WS5" in caplog.text
+    assert f"{path}: line 1: TimeCreated taken as UTC for host WS5: no record of that host in " \
+        "this file carries UtcTime" in caplog.text
