@@ -139,6 +139,17 @@ class Layer2(ScaledLayer):
         return [*EDGE_FEATURES, *(f"{end}.{name}" for end in ends for name in nodes),
                 "peer (edge existence)"]
 
+    def explain(self, model: Detector, units: Any, rows: np.ndarray,
+                events: pa.Table | None = None) -> list[list[Any]]:
+        """As `Layer.explain`, each edge and node feature observed and reconstructed in its
+        real unit (`training.features.layer2_readout`; the layer-1 node dims and the peer
+        term have none)."""
+        from training.features.layer2_readout import edge_readout
+        from training.layers.reasons import explain_terms
+
+        return explain_terms(model, self.batches(units, self.score_batch), rows,
+                             self.term_names(model, units), edge_readout(self.spec).texts)
+
     def default_detector(self, units: Any, **model_args: Any) -> Detector:
         from training.detectors.gnn import Layer2GNN
 

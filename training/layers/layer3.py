@@ -131,6 +131,16 @@ class Layer3(ScaledLayer):
         """The TCN's terms: each bucket aggregate's forecast error."""
         return list(self.featurizer.features)
 
+    def explain(self, model: Detector, units: Any, rows: np.ndarray,
+                events: pa.Table | None = None) -> list[list[Any]]:
+        """As `Layer.explain`, each aggregate observed and forecast in its real unit (a count
+        of distinct ports, bytes, seconds: `training.features.layer3_readout`)."""
+        from training.features.layer3_readout import bucket_readout
+        from training.layers.reasons import explain_terms
+
+        return explain_terms(model, self.batches(units, self.score_batch), rows,
+                             self.term_names(model, units), bucket_readout(self.spec).texts)
+
     def default_detector(self, units: Any, **model_args: Any) -> Detector:
         from training.detectors.tcn import Layer3TCN
 

@@ -8,6 +8,7 @@ it expects after learning benign training data). A unit's contributions sum to i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,10 +60,16 @@ def reasons_column(reasons: list[list[Reason] | None]) -> pa.Array:
     return pa.array(rows, pa.list_(REASON_TYPE))
 
 
-def explain_terms(model: Any, batches: Any, rows: np.ndarray, names: list[str]) -> list[list[Reason]]:
+Texts = Callable[[np.ndarray], list[list[str | None]]]  # (units, terms) values -> their texts
+
+
+def explain_terms(model: Any, batches: Any, rows: np.ndarray, names: list[str],
+                  texts: Texts | None = None) -> list[list[Reason]]:
     """Reasons from a detector's own score terms (`Detector.feature_terms`) over the batches a
     layer scores with, in scoring order, for units `rows`. Observed and typical values are the
-    detector's `score_values` (for example a forecast and what came), as standardized numbers.
+    detector's `score_values` (for example a forecast and what came): read back by `texts`
+    (the layer's, in real units: `training.features.readout.Readout.texts`), else as the
+    model's numbers. The contributions are the terms as they are.
 
     Raises:
         NotSupportedError: the detector does not split its scores.
@@ -90,8 +97,10 @@ def explain_terms(model: Any, batches: Any, rows: np.ndarray, names: list[str]) 
     if chosen.shape[1] != width:  # e.g. a row detector reading a view the layer does not name
         raise NotSupportedError(f"{type(model).__name__} gives {chosen.shape[1]} score terms "
                                 f"on these units; the layer names {width}")
-    return [ranked(names, chosen[i], _texts(seen[i]), _texts(wanted[i])) for i in range(len(rows))]
+    read = texts or _texts
+    seen, wanted = read(seen), read(wanted)
+    return [ranked(names, chosen[i], seen[i], wanted[i]) for i in range(len(rows))]
 
 
-def _texts(values: np.ndarray) -> list[str | None]:
-    return [None if np.isnan(v) else f"{v:.4g}" for v in values]
+def _texts(values: np.ndarray) -> list[list[str | None]]:
+    return [[None if np.isnan(v) else f"{v:.4g}" for v in row] for row in values.tolist()]
