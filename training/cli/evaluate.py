@@ -1,21 +1,37 @@
-"""`maximus-train evaluate`: a saved model of any layer on a split file or on events."""
+"""`maximus-train evaluate`: a saved or registered model of any layer on a split file or on
+events.
+
+    maximus-train evaluate --model maximus-run/checkpoints/layer1_vae_best.pt --data test.npz
+    maximus-train evaluate --workdir maximus-run --model layer1_vae --source zeek:conn.log
+
+`--model` is a model file (`<name>.pt` beside its `<name>.json`) or, as for `score`, a
+registered model name: a name that is no file, or any name given with --workdir,
+--registry-dir, --version, --stage or --alias (the production version unless one of the last
+three picks another).
+"""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from training.cli.data_files import layer_of_file
-from training.cli.options import sources_from_flags
-from training.errors import ConfigError, SchemaError
+from training.cli.options import registry_dir, registry_options, source_flags, sources_from_flags
+from training.errors import ConfigError, NotFoundError, SchemaError
+from training.paths import checkpoints_dir
 
 if TYPE_CHECKING:
+    from training.artifacts.model_files import LoadedModel
     from training.layers.base import Layer
+
+FILE_HINT = ("give a model file (<name>.pt beside its <name>.json, e.g. "
+             "WORKDIR/checkpoints/layer1_vae_best.pt) or a registered model name with its "
+             "registry (--model layer1_vae --workdir WORKDIR, or --registry-dir DIR)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from training.artifacts.model_files import load_model
     from training.collection.collector import DataCollector
     from training.collection.schema import labels_from_alerts
     from training.evaluation.evaluator import save_report
@@ -26,12 +42,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if (args.data is None) == (not args.source):
         raise ConfigError("evaluate needs --data FILE (a split or features file) or --source "
                           "TYPE:PATH (events to featurize), not both")
-    loaded = load_model(args.model)
-    layer = layer_for_spec(loaded.feature_spec, str(args.model))
+    loaded, model, name = load_evaluated(args)
+    layer = layer_for_spec(loaded.feature_spec, model)
     circular = None
     if args.data is not None:
-        _require_same_layer(args.data, layer, args.model)
+        _require_same_layer(args.data, layer, model, name)
         units, what = layer.load_units(args.data), str(args.data)
+        require_same_transform(args.data, units, layer, model, name)
     else:
         events = DataCollector(sources_from_flags(args, args.source), checkpoint_enabled=False,
                                progress=False).collect_table(max_events=args.max_events)
@@ -54,14 +71,114 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _require_same_layer(data: Path, layer: Layer, model: Path) -> None:
+def load_evaluated(args: argparse.Namespace) -> tuple[LoadedModel, str, str | None]:
+    """The model --model names (see the module docstring): (the model, how messages name it,
+    its registered name or None for a file).
+
+    Raises:
+        NotFoundError: no such file and no registry to find the name in, or no such
+            registered model or version.
+    """
+    from training.artifacts.model_files import load_model
+    from training.registry.registry import ModelRegistry
+
+    given = Path(args.model)
+    picked = args.version or args.stage or args.alias
+    registry_given = args.registry_dir is not None or args.workdir is not None
+    if not (picked or registry_given):
+        if given.is_file() or given.suffix in (".pt", ".pth") or len(given.parts) > 1:
+            if not given.exists():
+                raise NotFoundError(f"--model {given}: no such file; {FILE_HINT}")
+            return load_model(given), str(given), None
+    where = registry_dir(args)
+    try:
+        registry = ModelRegistry(where, create=False)  # reads only
+    except NotFoundError:
+        if registry_given:
+            raise
+        raise NotFoundError(f"--model {given}: no such file, and no model registry at {where} "
+                            f"to find it in as a registered name; {FILE_HINT}") from None
+    try:
+        loaded = registry.load_model(str(given), args.version,
+                                     args.stage or (None if picked else "production"),
+                                     alias=args.alias)
+    except NotFoundError as exc:
+        if picked or registry_given:
+            raise
+        raise NotFoundError(f"--model {given}: no such file, and in the registry at {where}: "
+                            f"{exc}; {FILE_HINT}") from None
+    return loaded, f"{loaded.metadata.model_name} {loaded.metadata.version}", str(given)
+
+
+def _require_same_layer(data: Path, layer: Layer, model: str, name: str | None) -> None:
     """Refuse --data of another layer than --model's, naming a model that takes it: the
-    model beside --model of the data's layer when there is one (a pipeline's checkpoints)."""
+    registered model of the data's layer, or the model beside --model of the data's layer
+    when there is one (a pipeline's checkpoints)."""
     other = layer_of_file(data)
     if other.name == layer.name:
         return
-    beside = Path(model).with_name(f"{other.model_name}_best.pt")
-    hint = beside if beside.exists() else f"e.g. WORKDIR/checkpoints/{beside.name}"
+    if name is not None:
+        hint: Any = other.model_name
+    else:
+        beside = Path(model).with_name(f"{other.model_name}_best.pt")
+        hint = beside if beside.exists() else f"e.g. WORKDIR/checkpoints/{beside.name}"
     raise ConfigError(f"--data {data} holds {other.name} {other.unit}s, but --model {model} is "
                       f"a {layer.name} model; evaluate it with a {other.name} model (--model "
                       f"{hint})")
+
+
+def require_same_transform(data: Path, units: Any, layer: Layer, model: str,
+                           name: str | None) -> None:
+    """Refuse units made with another transform (layout, fitted state) than the model's: its
+    scores on them would mean nothing. Units saved without a spec are taken as the layer
+    takes them (`Layer.assumed_spec`); when it takes none, there is nothing to compare.
+
+    Raises:
+        SchemaError: the two transforms differ (the message names both and what to run).
+    """
+    spec = getattr(units, "spec", None) or layer.assumed_spec(units)
+    expected = layer.data_spec
+    if spec is None or spec.fingerprint == expected.fingerprint:
+        return
+    raise SchemaError(
+        f"--data {data} holds {spec.layer} {layer.unit}s made with another transform "
+        f"({spec.version}, fingerprint {spec.fingerprint[:12]}) than --model {model}'s "
+        f"({expected.version}, {expected.fingerprint[:12]}), so its scores on them would mean "
+        "nothing; evaluate it on events (--source TYPE:PATH: evaluate featurizes them with the "
+        f"model's transform), or on a split of `maximus-train preprocess --source ... --model "
+        f"{name or 'NAME'}` (a registered model's transform), then `split`")
+
+
+def add_evaluate_command(commands: argparse._SubParsersAction,
+                         option: Callable[..., None]) -> None:
+    """Add `evaluate` (`option` adds --a-b and --a_b)."""
+    ev = commands.add_parser(
+        "evaluate", help="evaluate a saved or registered model of any layer on a split file or "
+                         "on events",
+        description="Score a split (--data) or events of any source (--source) with a saved "
+                    "or registered model at its calibrated threshold; print ROC-AUC, PR-AUC, "
+                    "detection at low false-positive rates, the confusion matrix and latency "
+                    "(with labels), or the alerts and score distribution (without).")
+    option(ev, "--model", type=Path, default=checkpoints_dir() / "layer1_vae_best.pt",
+           help="a saved model <name>.pt with its <name>.json sidecar, or a registered model "
+                "name, e.g. layer1_vae (looked up in --workdir's or --registry-dir's registry)")
+    which = ev.add_mutually_exclusive_group()
+    option(which, "--stage", choices=("none", "staging", "production", "archived"),
+           help="of a registered model: the latest version in this stage (default: production)")
+    option(which, "--version", help="of a registered model: the version to evaluate (default: "
+                                    "the production one)")
+    option(which, "--alias", help="of a registered model: the version an alias names, e.g. "
+                                  "challenger (default: the production one)")
+    registry_options(ev, option)
+    option(ev, "--data", type=Path,
+           help="a split file of the model's layer, made with its transform, e.g. "
+                "training/data/splits/layer1_test.npz")
+    option(ev, "--source", action="append", metavar="[NAME=]TYPE:PATH",
+           help="events to featurize with the model's own FeatureSpec and evaluate on (with "
+                "labels or without); repeatable")
+    option(ev, "--max-events", type=int, help="collect at most this many events (default: all)")
+    source_flags(ev, option)
+    option(ev, "--report", type=Path,
+           help="also write REPORT.json, .html and .txt (default: print only)")
+    option(ev, "--no-latency", action="store_true", help="skip the latency measurement")
+    ev.set_defaults(run=cmd_evaluate)

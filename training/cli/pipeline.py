@@ -24,7 +24,7 @@ from functools import partial
 from pathlib import Path
 
 from training.cli.data_files import cmd_validate
-from training.cli.evaluate import cmd_evaluate
+from training.cli.evaluate import add_evaluate_command
 from training.cli.feature_options import (
     add_feature_options, preprocess_layers, refuse_with_model, with_feature_flags,
 )
@@ -33,7 +33,7 @@ from training.cli.options import (
 )
 from training.cli.parser import help_command
 from training.cli.run_options import add_run_options
-from training.paths import checkpoints_dir, preprocessed_dir, splits_dir
+from training.paths import preprocessed_dir, splits_dir
 
 Option = Callable[..., None]
 DEMO_PATH = Path("demo/synthetic_events.json")
@@ -339,25 +339,7 @@ def add_pipeline_commands(commands: argparse._SubParsersAction, option: Option) 
                     "(`maximus-train train LAYER --help` lists the flags).")
     tr.set_defaults(run=help_command(tr))
 
-    ev = commands.add_parser(
-        "evaluate", help="evaluate a saved model of any layer on a split file or on events",
-        description="Score a split (--data) or events of any source (--source) with a saved "
-                    "model at its calibrated threshold; print ROC-AUC, PR-AUC, detection at low "
-                    "false-positive rates, the confusion matrix and latency (with labels), or "
-                    "the alerts and score distribution (without).")
-    option(ev, "--model", type=Path, default=checkpoints_dir() / "layer1_vae_best.pt",
-           help="a saved model <name>.pt with its <name>.json sidecar")
-    option(ev, "--data", type=Path,
-           help="a split file of the model's layer, e.g. training/data/splits/layer1_test.npz")
-    option(ev, "--source", action="append", metavar="[NAME=]TYPE:PATH",
-           help="events to featurize with the model's own FeatureSpec and evaluate on (with "
-                "labels or without); repeatable")
-    option(ev, "--max-events", type=int, help="collect at most this many events (default: all)")
-    source_flags(ev, option)
-    option(ev, "--report", type=Path,
-           help="also write REPORT.json, .html and .txt (default: print only)")
-    option(ev, "--no-latency", action="store_true", help="skip the latency measurement")
-    ev.set_defaults(run=cmd_evaluate)
+    add_evaluate_command(commands, option)
 
     commands.add_lazy("tune", _build_tune,
                       help="hyperparameter search with Optuna (hyperparameter_tuner.py's flags)")
