@@ -52,8 +52,11 @@ def _refuse_data_as_header(names: list[str], stream: str) -> None:
             f"{stream}: line 1 looks like data, not a header: {len(data)} of its {len(names)} "
             f"fields are numbers or addresses ({shown}, ...). If the file has no header line, "
             f"give its {len(names)} column names: --column-names NAME,NAME,... on the command "
-            "line, or column_names = [...] in its [[sources]] entry (a preset for NSL-KDD "
-            "files: --column-names nsl_kdd; see training/sources/presets.py)")
+            "line, column_names = [...] in its [[sources]] entry, or in Python "
+            'connection_params["column_names"] = [...] with "has_header": False (a preset for '
+            "NSL-KDD files: --column-names nsl_kdd, or in Python its names and field map "
+            "training.sources.presets.NSL_KDD_COLUMNS and NSL_KDD_FIELDS; see "
+            "training/sources/presets.py)")
 
 
 def row_id_columns(names: list[str]) -> tuple[str, ...]:
@@ -78,8 +81,12 @@ class CsvFileSource(FileSource):
         if not isinstance(delimiter, str) or len(delimiter) != 1:
             raise ConfigError(f"delimiter must be one character, got {delimiter!r}")
         names = self.options["column_names"]
-        if names is not None and (not names or not all(isinstance(n, str) for n in names)):
-            raise ConfigError(f"column_names must be a non-empty list of strings, got {names!r}")
+        # A text would pass as a list of its letters ("nsl_kdd": 7 columns named n, s, l, ...).
+        if names is not None and (isinstance(names, str) or not names
+                                  or not all(isinstance(n, str) for n in names)):
+            raise ConfigError(f"column_names must be a non-empty list of strings, got {names!r}"
+                              + (" (a preset's names are in training.sources.presets, e.g. "
+                                 "NSL_KDD_COLUMNS)" if isinstance(names, str) else ""))
         if not self.options["has_header"] and names is None:
             raise ConfigError(
                 f"csv source {config.name!r}: has_header is False, so column_names must list "

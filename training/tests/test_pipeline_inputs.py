@@ -120,9 +120,12 @@ def test_a_csv_whose_first_line_is_data_is_refused_with_the_fix(datasets, tmp_pa
     assert str(caught.value) == (
         f"{datasets / KDD}: line 1 looks like data, not a header: 39 of its 43 fields are "
         "numbers or addresses ('0', '28', '3', '80', ...). If the file has no header line, "
-        "give its 43 column names: --column-names NAME,NAME,... on the command line, or "
-        "column_names = [...] in its [[sources]] entry (a preset for NSL-KDD files: "
-        "--column-names nsl_kdd; see training/sources/presets.py)")
+        "give its 43 column names: --column-names NAME,NAME,... on the command line, "
+        "column_names = [...] in its [[sources]] entry, or in Python "
+        'connection_params["column_names"] = [...] with "has_header": False (a preset for '
+        "NSL-KDD files: --column-names nsl_kdd, or in Python its names and field map "
+        "training.sources.presets.NSL_KDD_COLUMNS and NSL_KDD_FIELDS; see "
+        "training/sources/presets.py)")
     run = _cli("collect", "--source", f"csv:{datasets / KDD}", "--output", "c", cwd=tmp_path)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert "line 1 looks like data, not a header" in run.stderr
@@ -132,6 +135,12 @@ def test_a_csv_whose_first_line_is_data_is_refused_with_the_fix(datasets, tmp_pa
     table, _ = collect("csv_file", datasets / KDD, connection_params={
         "has_header": False, "column_names": list(NSL_KDD_COLUMNS)})
     assert table.num_rows == 25_192
+    # a preset's name where Python takes the names is refused, not read as 7 one-letter names
+    with pytest.raises(ConfigError) as caught:
+        collect("csv_file", datasets / KDD, connection_params={"column_names": "nsl_kdd"})
+    assert str(caught.value) == (
+        "column_names must be a non-empty list of strings, got 'nsl_kdd' (a preset's names "
+        "are in training.sources.presets, e.g. NSL_KDD_COLUMNS)")
 
 
 # -- the grace period and too few distinct times ---------------------------------------------
