@@ -158,6 +158,9 @@ def cmd_split(args: argparse.Namespace) -> int:
                                    args.test_ratio, balance_classes=args.balance,
                                    semi_supervised=args.semi_supervised)
     paths = builder.save_splits(splits, args.prefix)
+    from training.datasets.one_class import warn_one_class_parts
+
+    warn_one_class_parts(splits)
     print(json.dumps({name: {"rows": len(s), "path": str(paths[name]),
                              "classes": s.get_class_distribution()}
                       for name, s in splits.items()}, indent=2, default=str))

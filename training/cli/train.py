@@ -177,7 +177,23 @@ def run(layer: Layer, args: argparse.Namespace, callbacks: list[Callback] | None
             dist.destroy_process_group()
     if rank0:
         print_results(results, f"{layer.unit}s")
+        left_out = rows_left_out(layer.labels(train), results["train_units"], layer.unit)
+        if left_out:
+            print(left_out)
     return 0
+
+
+def rows_left_out(labels: Any, learnt: int, unit: str) -> str | None:
+    """The line saying which training rows benign-only training left out; None when it
+    learnt from every one."""
+    total = len(labels)
+    if learnt >= total:
+        return None
+    threat, unknown = int((labels == 1).sum()), int((labels < 0).sum())
+    parts = [f"{n:,} {what}" for n, what in ((threat, "threat"), (unknown, "unlabeled")) if n]
+    return (f"trained on {learnt:,} benign {unit}s of {total:,}: {' and '.join(parts)} "
+            f"{'row was' if total - learnt == 1 else 'rows were'} left out (benign-only "
+            "training); --train_on all keeps them")
 
 
 def _tracked(layer: Layer, uri: str | None) -> Any:

@@ -89,12 +89,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _option(parser, "--max_epochs", type=int, default=30, help="epochs per trial")
     _option(parser, "--best_epochs", type=int, default=100,
             help="epochs for --train-best (early stopping applies)")
+    _option(parser, "--threshold", metavar="RULE",
+            help="alert threshold rule of the --train-best model (quantile:0.999, "
+                 "alerts-per-day:10, best-f1, auto; default: the production model's, else "
+                 "the pipeline's quantile:0.999)")
     registry_options(parser, _option)  # where --train-best registers
     _option(parser, "--metric", choices=METRICS, default="auto",
             help="validation metric: pr_auc (maximized; auto's choice when the validation "
                  "labels have benign and threat rows) or loss (minimized)")
-    _option(parser, "--mlflow_uri", help="mirror the --train_best version into MLflow's "
-            "Model Registry (default $MLFLOW_TRACKING_URI, else not)")
+    _option(parser, "--mlflow_uri", help="log the study to MLflow, one nested run per trial, "
+            "and mirror the --train_best version into its Model Registry (default "
+            "$MLFLOW_TRACKING_URI, else not)")
     _option(parser, "--seed", type=int,
             help="seed of the sampler and of every trial's training (default: a random "
                  "sampler, training seed 42); machines sharing a study need different seeds")
@@ -114,7 +119,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         storage_url=args.storage or os.environ.get(STORAGE_ENVIRONMENT) or None,
         output_dir=args.output_dir, n_workers=args.n_workers, seed=args.seed)
     tuner = HyperparameterTuner(config)
-    objective.attach(tuner.load_study())
+    tuner.load_study_for(objective)
     result = tuner.tune(objective)
     summary: dict[str, Any] = {
         "study_name": config.study_name, "storage": tuner.storage.describe(),
@@ -134,12 +139,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             summary["train_best"] = objective.train_best(
                 result.best_params, study_dir=config.study_dir, study_name=config.study_name,
                 trial_number=result.best_trial, num_epochs=args.best_epochs,
-                registry_dir=registry_dir(args))
-        from training.tracking.mirror import mirror_new_version
-
-        mirror_new_version(args.mlflow_uri, registry_dir(args), objective.model_name,
-                           summary["train_best"]["version"])
+                registry_dir=registry_dir(args), threshold_rule=args.threshold)
+    _track(args, result.study, tuner.storage.describe(), summary, objective.model_name)
     return summary
+
+
+def _track(args: argparse.Namespace, study: Any, storage: str, summary: dict[str, Any],
+           model_name: str) -> None:
+    """With an MLflow URI: the study and its trials (nested runs), and the --train-best
+    version nested under the study's run."""
+    from training.tracking.mirror import mirror_new_version
+    from training.tracking.study_run import log_study
+    from training.tracking.window import open_window
+
+    window = open_window(args.mlflow_uri)
+    if window is None:
+        return
+    parent = log_study(window, study, storage, summary)
+    if "train_best" in summary:
+        mirror_new_version(window, registry_dir(args), model_name,
+                           summary["train_best"]["version"], parent=parent)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

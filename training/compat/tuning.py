@@ -57,7 +57,7 @@ def tune_layer1_vae(train_data_path: str | Path, val_data_path: str | Path,
     tuner = HyperparameterTuner(TuningConfig(
         study_name=study_name, direction="minimize", n_trials=n_trials, use_pruner=True,
         pruner_max_steps=max_epochs, seed=seed, **extra))
-    objective.attach(tuner.load_study())
+    tuner.load_study_for(objective)
     result = tuner.tune(objective).to_dict()
     result["files"].update({name: str(path) for name, path in tuner.visualize().items()})
     return result

@@ -130,6 +130,12 @@ class Progress:
             self._last_line = time.monotonic()
             logger.info("%s", self._line(done=False))
 
+    def replace_postfix(self, **postfix: Any) -> None:
+        """Show `postfix` in place of the values given so far (e.g. the final figures)."""
+        self.postfix = dict(postfix)
+        if self._bar is not None:
+            self._bar.set_postfix(self.postfix, refresh=False)
+
     def close(self, failed: bool = False) -> None:
         """End the bar, or log the closing line (none when the work `failed`)."""
         if self.kind == "off":

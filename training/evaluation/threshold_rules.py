@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from training.errors import ConfigError
 
 DEFAULT_QUANTILE = 0.999
+# The pipeline's rule (0.1% of benign units alert); a tuned model follows it unless told.
+PIPELINE_RULE = "quantile:0.999"
 RULES = ("auto", "quantile", "alerts-per-day", "best-f1")
 
 

@@ -25,12 +25,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from training.artifacts.npz import read_arrays
 from training.collection.canonical_record import canonical_record
 from training.collection.event_dicts import EVENT_SOURCE, events_table
-from training.errors import ConfigError, SchemaError
+from training.errors import ConfigError, NotSupportedError, SchemaError
 from training.features.encoding import SPEC_FIELD, FeatureSpec
 from training.layers.base import Layer
 from training.layers.registry import get_layer, layer_names
@@ -75,7 +76,8 @@ class DataPreprocessor:
         (layer 3: `features` is the (T, F) history; the target bucket in `metadata`).
         """
         chosen = self.layer(layer)
-        return chosen.samples(chosen.featurize(events_table(events)))
+        units = chosen.featurize(events_table(events))
+        return FeaturizedSamples(chosen.samples(units), units)
 
     def preprocess_event(self, event: Mapping, layers: str | Sequence[LayerType] = "all"
                          ) -> PreprocessedSample | list[PreprocessedSample]:
@@ -117,7 +119,14 @@ class DataPreprocessor:
                      filename: str | Path) -> Path:
         """Write samples to `output_dir/<filename>.npz` (no pickle) and return the path.
 
-        Layer-2 and layer-3 results are saved whole: pass what `featurize` returned.
+        `samples`: what `featurize` returned, or a list of samples of one layer. Layer-1
+        samples are packed back into vectors. A layer-2 or layer-3 sample (a window's graph,
+        an entity's history) cannot be packed back into that layer's file: its list is saved
+        as the units `preprocess_batch` made it from, when it is that unchanged list.
+
+        Raises:
+            NotSupportedError: layer-2 or layer-3 samples other than an unchanged
+                `preprocess_batch` result (the message names the call that saves them).
         """
         name = str(filename)
         path = self.output_dir / (name if name.endswith(".npz") else f"{name}.npz")
@@ -128,7 +137,20 @@ class DataPreprocessor:
             if len(kinds) != 1:
                 raise ConfigError(f"samples of one file must be of one layer, got "
                                   f"{sorted(str(getattr(k, 'value', k)) for k in kinds)}")
-            samples = self.layer(kinds.pop()).from_samples(samples)
+            layer = self.layer(kinds.pop())
+            try:
+                samples = layer.from_samples(list(samples))
+            except NotSupportedError:
+                units = samples.units_if_unchanged(layer) \
+                    if isinstance(samples, FeaturizedSamples) else None
+                if units is None:
+                    raise NotSupportedError(
+                        f"{layer.name} samples cannot be packed back one by one, and these are "
+                        "not the unchanged list preprocess_batch returned: save the units "
+                        f"whole: units = preprocessor.featurize(events, {_named(layer)}) "
+                        "(DataPreprocessor.featurize), then preprocessor.save_samples(units, "
+                        "filename)") from None
+                samples = units
         return samples.save(path)
 
     def load_samples(self, path: str | Path) -> list[PreprocessedSample]:
@@ -136,3 +158,43 @@ class DataPreprocessor:
         spec = FeatureSpec.from_npz(read_arrays(path, only=[SPEC_FIELD]), str(path))
         layer = self.layer(spec.layer)
         return layer.samples(layer.load_units(path))
+
+
+class FeaturizedSamples(list):
+    """What `preprocess_batch` returns: a list of `PreprocessedSample`s that also holds the
+    units they were made from (`units`), so that `save_samples` can save layer-2 and layer-3
+    samples, which cannot be packed back, as those units. A slice or copy is a plain list."""
+
+    def __init__(self, samples: list[PreprocessedSample], units: Any) -> None:
+        super().__init__(samples)
+        self.units = units
+
+    def units_if_unchanged(self, layer: Layer) -> Any:
+        """`units` while this list holds the samples they give, as they give them (ids,
+        labels, features, metadata), else None: saving the units would lose the changes."""
+        again = layer.samples(self.units)
+        fields = ("sample_id", "label", "features", "metadata")
+        if len(self) != len(again) or not all(
+                _same(getattr(a, f), getattr(b, f)) for a, b in zip(self, again) for f in fields):
+            return None
+        return self.units
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal values of a sample's fields: arrays bit for bit (NaN and NaT equal themselves),
+    dicts key by key."""
+    if isinstance(a, dict) or isinstance(b, dict):
+        return (isinstance(a, dict) and isinstance(b, dict) and a.keys() == b.keys()
+                and all(_same(a[k], b[k]) for k in a))
+    if isinstance(a, np.ndarray | np.generic) or isinstance(b, np.ndarray | np.generic):
+        a, b = np.asarray(a), np.asarray(b)
+        if a.dtype == object or b.dtype == object:
+            return a.shape == b.shape and a.tolist() == b.tolist()
+        return a.shape == b.shape and a.dtype == b.dtype and a.tobytes() == b.tobytes()
+    return bool(a == b)
+
+
+def _named(layer: Layer) -> str:
+    """How a caller names `layer` to `featurize`: its LayerType member, else its name."""
+    member = layer.layer_type
+    return f"LayerType.{member.name}" if member is not None else repr(layer.name)

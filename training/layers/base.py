@@ -367,8 +367,10 @@ class Layer(ABC):
 
     def from_samples(self, samples: list[PreprocessedSample]) -> Any:
         """Units packed from `PreprocessedSample`s (the inverse of `samples`)."""
-        raise NotSupportedError(f"saving {self.name} samples one by one is not available; "
-                                "save what featurize(...) returned")
+        raise NotSupportedError(f"{self.name} samples cannot be packed back one by one; save "
+                                "the units whole: featurize(events) of this layer (or "
+                                "training.features.preprocessor.DataPreprocessor.featurize"
+                                "(events, layer)) returns them, their save(path) writes them")
 
     def explain(self, model: Detector, units: Any, rows: np.ndarray,
                 events: pa.Table | None = None) -> list[list[Any]]:

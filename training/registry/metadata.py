@@ -26,6 +26,19 @@ HIGHER_IS_BETTER = frozenset({"accuracy", "precision", "recall", "f1", "f1_score
                               "recall_at_fpr", "throughput_samples_per_sec"})
 
 
+# Names a metric was recorded by in earlier releases: compare_models reads those versions too.
+FORMER_NAMES = {"val_loss": ("best_val_loss",)}
+
+
+def recorded_metric(metrics: dict[str, float], metric: str) -> float | None:
+    """`metric` as a version's `metrics` record it, under its name or a former one (a version
+    from `tune --train-best` before it recorded `val_loss` has `best_val_loss`); else None."""
+    for name in (metric, *FORMER_NAMES.get(metric, ())):
+        if name in metrics:
+            return metrics[name]
+    return None
+
+
 def metric_direction(metric: str) -> str:
     """"min" when lower values of `metric` are better, "max" when higher are.
 
@@ -186,6 +199,12 @@ def complete_metadata(metadata: ModelMetadata, sidecar: dict[str, Any] | None,
     if rule and "threshold_rule" not in data["details"]:
         # How the threshold was set, where people look for a version's facts.
         data["details"] = {**data["details"], "threshold_rule": rule}
+    kept = sidecar.get("best_value")
+    if (sidecar.get("monitor") == "val_loss" and "val_loss" not in data["metrics"]
+            and isinstance(kept, (int, float)) and math.isfinite(kept)):
+        # The kept epoch's validation loss, under the name every path records it by (the
+        # original compare_models' default), however the version was registered.
+        data["metrics"] = {**data["metrics"], "val_loss": float(kept)}
     prints = sidecar.get("dataset_fingerprints")
     data.update(hyperparameters={**sidecar_hyperparameters(sidecar), **data["hyperparameters"]},
                 dataset_fingerprints={**(prints if isinstance(prints, dict) else {}),

@@ -25,7 +25,7 @@ from training.paths import models_dir
 from training.registry import artifacts, ops
 from training.registry.history import Transition
 from training.registry.tables import format_registry
-from training.registry.metadata import ModelMetadata, metric_direction
+from training.registry.metadata import ModelMetadata, metric_direction, recorded_metric
 from training.registry.names import artifact_dir, check_stage, next_version
 from training.registry.results import (
     Comparison, ModelVersions, RegisteredModel, RegisteredPath,
@@ -216,18 +216,22 @@ class RegistryQueries:
         Returns:
             {version: value} of the versions that have the metric (the original's result),
             with `.metric`, `.direction` ("min"/"max"), `.best`, `.all_values` and
-            `.missing`: the versions without it, left out (and named in a warning).
+            `.missing`: the versions without it, left out (and named in a warning with what
+            they do record). A version that recorded the metric under a former name
+            (`best_val_loss` for `val_loss`, `FORMER_NAMES`) is compared by it.
 
         Raises:
             NotFoundError: a version does not exist; ConfigError: the metric has no known
                 direction.
         """
         direction = metric_direction(metric)
-        values = {v: self.get_metadata(model_name, v).metrics.get(metric) for v in versions}
-        compared = Comparison(metric, direction, values)
-        if compared.missing:
-            logger.warning("%s %s: no %s recorded, left out of the comparison", model_name,
-                           ", ".join(compared.missing), metric)
+        recorded = {v: self.get_metadata(model_name, v).metrics for v in versions}
+        compared = Comparison(metric, direction, {v: recorded_metric(m, metric)
+                                                  for v, m in recorded.items()})
+        for version in compared.missing:
+            has = ", ".join(sorted(recorded[version])) or "no metric"
+            logger.warning("%s %s: no %s recorded (it has %s), left out of the comparison",
+                           model_name, version, metric, has)
         return compared
 
     def aliases(self, model_name: str) -> dict[str, str]:

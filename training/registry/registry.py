@@ -41,6 +41,7 @@ from training.registry.metadata import ModelMetadata, complete_metadata
 from training.registry.names import CHAMPION, artifact_dir, check_name, check_stage
 from training.registry.queries import RegistryQueries
 from training.registry.results import RegisteredModel, RegisteredPath
+from training.registry.rule_change import rule_change
 from training.registry.store import transaction
 
 __all__ = ["ModelMetadata", "ModelRegistry", "RegisteredModel", "RegisteredPath", "Transition"]
@@ -173,7 +174,8 @@ class ModelRegistry(RegistryQueries):
                          reason: str = "", actor: str | None = None,
                          replacing: str | None | object = ops.ANY) -> bool:
         """Move a version to `new_stage`; promoting to production archives the previous
-        production version in the same transaction.
+        production version in the same transaction, and warns when the promoted version sets
+        its alert threshold by another rule than the one it replaces (`rule_change`).
 
         Args:
             replacing: promote only if this version (None: no version) is in production now,
@@ -190,11 +192,18 @@ class ModelRegistry(RegistryQueries):
         try:
             check_stage(new_stage)
             with self._connect() as conn, transaction(conn):
-                return ops.move(conn, model_name, version, new_stage, reason, actor_name(actor),
-                                replacing)
+                current = ops.production(conn, model_name)
+                moved = ops.move(conn, model_name, version, new_stage, reason,
+                                 actor_name(actor), replacing)
+                note = (moved and new_stage == "production" and current is not None
+                        and rule_change(ops.metadata_of(conn, current), ops.metadata_of(
+                                            conn, ops.get_row(conn, model_name, version))))
         except (ConfigError, NotFoundError) as exc:
             logger.error("%s %s not moved to %r: %s", model_name, version, new_stage, exc)
             return False
+        if note:
+            logger.warning("%s", note)
+        return moved
 
     def rollback(self, model_name: str, *, reason: str = "", actor: str | None = None) -> str:
         """Archive the production version and bring back the one it replaced.

@@ -218,3 +218,32 @@ def test_the_original_per_layer_preprocessors_keep_a_rolling_layer3_window():
         Layer3Preprocessor(window_size=0)
     with pytest.raises(SchemaError, match="cannot feed layer2"):
         layer2.preprocess({"source_ip": "10.0.0.1"})
+
+
+@pytest.mark.parametrize("layer", [LayerType.LAYER2_BEHAVIORAL, LayerType.LAYER3_OPERATIONAL])
+def test_the_seed_save_samples_saves_layer2_and_layer3_samples(datasets, tmp_path, layer):
+    """The original step 2 with the samples preprocess_batch returned, as the seed README does
+    it; a list that is not that unchanged list is refused naming the call that saves them."""
+    from training.tests.conftest import collect
+
+    events = collect("zeek_logs", datasets / "stratosphere/001-zeek-scenario-malicious/"
+                                             "labeled-conn.log")[0].slice(0, 400)
+    preprocessor = DataPreprocessor(output_dir=tmp_path)
+    samples = preprocessor.preprocess_batch(events, layer)
+    path = preprocessor.save_samples(samples, layer.value)
+    loaded = preprocessor.load_samples(path)
+    assert len(loaded) == len(samples) > 0
+    for a, b in zip(loaded, samples):
+        assert (a.sample_id, a.label) == (b.sample_id, b.label)
+        np.testing.assert_array_equal(a.features, b.features)
+        np.testing.assert_array_equal(a.metadata["event_ids"], b.metadata["event_ids"])
+    name = layer.name.split("_")[0].lower()
+    refusal = (f"{name} samples cannot be packed back one by one, and these are not the "
+               "unchanged list preprocess_batch returned: save the units whole: units = "
+               f"preprocessor.featurize(events, LayerType.{layer.name}) "
+               "(DataPreprocessor.featurize), then preprocessor.save_samples(units, filename)")
+    samples[0].label = 1 - samples[0].label  # an edit the units do not have
+    for changed in (samples, samples[1:]):
+        with pytest.raises(NotSupportedError) as caught:
+            preprocessor.save_samples(changed, "changed")
+        assert str(caught.value) == refusal

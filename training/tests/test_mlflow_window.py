@@ -157,7 +157,11 @@ def test_a_local_sqlite_store_without_a_server(demo, server, tmp_path):
     (run,) = client.search_runs([client.get_experiment_by_name("maximus").experiment_id],
                                 "attributes.run_name = 'train layer1'")
     assert run.data.params["batch_size"] == "16" and run.info.status == "FINISHED"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "val_loss")] == [1, 2, 3]
+    curve = client.get_metric_history(run.info.run_id, "epoch_val_loss")
+    assert [m.step for m in curve] == [1, 2, 3]
+    kept = min(curve, key=lambda m: m.value)  # the registered weights' epoch, not the last
+    assert (run.data.metrics["val_loss"], run.data.metrics["best_epoch"]) == (kept.value,
+                                                                              kept.step)
     assert {a.path for a in client.list_artifacts(run.info.run_id, "model")} == {
         "model/layer1_vae_best.pt", "model/layer1_vae_best.json"}
     # a training that fails ends its run FAILED with the error, not RUNNING forever

@@ -82,8 +82,8 @@ def test_a_pipeline_in_a_log_writes_progress_lines(events, tmp_path, capsys):
     lines = [line for line in capsys.readouterr().err.splitlines() if re.match(clock, line)]
     assert re.fullmatch(clock + r"collecting: 300 events in \d+\.\d s", lines[0]), lines
     assert re.fullmatch(clock + r"featurizing: 1/1 layers in \d+\.\d s", lines[1]), lines
-    assert re.fullmatch(clock + r"training layer1_vae: 1/1 epochs in \d+\.\d s, loss [\d.e+-]+, "
-                                r"val_loss [\d.e+-]+", lines[2]), lines
+    assert re.fullmatch(clock + r"training layer1_vae: 1/1 epochs in \d+\.\d s, best_epoch 1, "
+                                r"loss [\d.e+-]+, val_loss [\d.e+-]+", lines[2]), lines
     assert len(lines) == 3
     assert main(["preprocess", "--source", f"json:{events}", "--output", str(tmp_path / "f")]) == 0
     assert [line.split(" ", 1)[1].split(":")[0] for line in capsys.readouterr().err.splitlines()] \

@@ -308,3 +308,19 @@ def _last_line(capsys) -> str:
     err = capsys.readouterr().err
     assert "Traceback" not in err, err
     return err.splitlines()[-1]
+
+
+def test_the_summary_names_the_rows_benign_only_training_left_out(tmp_path: Path,
+                                                                  capsys) -> None:
+    from training.tests.tuning_helpers import write_layer1_splits
+
+    _, val = write_layer1_splits(tmp_path)  # 30 benign, 8 threat and 2 unknown rows
+    flags = ["--train_data", val, "--val_data", val, "--num_epochs", "1", "--hidden_dim", "8",
+             "--latent_dim", "2", "--no_tensorboard", "--checkpoint_dir", str(tmp_path)]
+    assert main(flags) == 0
+    assert ("trained on 30 benign events of 40: 8 threat and 2 unlabeled rows were left out "
+            "(benign-only training); --train_on all keeps them"
+            ) in capsys.readouterr().out.splitlines()
+    assert main([*flags, "--train_on", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "trained 1 epochs on 40 events" in out and "left out" not in out

@@ -37,7 +37,13 @@ _FIGURE = re.compile(r'<img[^>]*alt="([^"]*)"[^>]*src="data:image/png;base64,([^
 
 
 class EpochMetrics(Callback):
-    """Logs every epoch's losses, learning rate and validation metrics to an MLflow run."""
+    """Logs every epoch's losses, learning rate and validation metrics to an MLflow run, and
+    when training ends the kept (best) epoch's figures.
+
+    The per-epoch validation loss is the curve `epoch_val_loss`; `val_loss` is the kept epoch's
+    alone, the value the registry records for the model (MLflow shows a metric's last step,
+    which would be the last epoch's, not the registered weights').
+    """
 
     rank_zero_only = True  # one process logs
 
@@ -46,10 +52,21 @@ class EpochMetrics(Callback):
         self.run_id = run_id
 
     def on_epoch_end(self, trainer: LayerTrainer, metrics: TrainingMetrics) -> None:
-        values = {"train_loss": metrics.train_loss, "val_loss": metrics.val_loss,
+        others = {k: v for k, v in metrics.val_metrics.items() if k != "val_loss"}
+        values = {"train_loss": metrics.train_loss, "epoch_val_loss": metrics.val_loss,
                   "learning_rate": metrics.learning_rate, "epoch_time_s": metrics.epoch_time,
-                  "grad_norm": metrics.grad_norm, **metrics.val_metrics}
+                  "grad_norm": metrics.grad_norm, **others}
         self.window.log_metrics(self.run_id, values, step=metrics.epoch)
+
+    def on_train_end(self, trainer: LayerTrainer, history: list[TrainingMetrics]) -> None:
+        """The kept epoch's figures: `best_val_loss` (the monitored value), `best_epoch`, and
+        `val_loss` of that epoch, the weights that are saved and registered."""
+        best = trainer.best_epoch
+        kept = next((m for m in history if m.epoch == best), None)
+        self.window.log_metrics(self.run_id, {
+            "best_val_loss": trainer.best_val_loss, "best_epoch": best,
+            "epochs_trained": trainer.epoch,
+            "val_loss": None if kept is None else kept.val_loss}, step=best or 0)
 
 
 @dataclass
@@ -128,8 +145,8 @@ class LayerRun:
             window.log_params(run_id, sidecar_hyperparameters(sidecar))
             window.set_tags(run_id, {f"maximus.dataset.{k}": v for k, v in
                                      (sidecar.get("dataset_fingerprints") or {}).items()})
-        window.log_metrics(run_id, {k: results.get(k) for k in (
-            "best_val_loss", "best_epoch", "epochs_trained", "train_units", "train_time_s")})
+        # best_val_loss, best_epoch and the kept epoch's val_loss: EpochMetrics
+        window.log_metrics(run_id, {k: results.get(k) for k in ("train_units", "train_time_s")})
         window.log_files(run_id, [weights, sidecar_path], "model")
         self._end()
 

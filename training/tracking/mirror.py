@@ -27,15 +27,22 @@ VERSION_TAG = "maximus.version"
 
 
 def mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: str,
-                   version: str, run_id: str | None) -> None:
-    """Mirror `model_name` `version` (its files go to `run_id`'s artifacts, a new run when
-    None), then bring every mirrored version's tags and the aliases up to date."""
+                   version: str, run_id: str | None, *, parent: str | None = None) -> None:
+    """Mirror `model_name` `version` (its files go to `run_id`'s artifacts; when None, to a
+    new run, nested under the run `parent` if given, that carries the version's
+    hyperparameters, metrics and data fingerprints as the registry records them), then bring
+    every mirrored version's tags and the aliases up to date."""
     if window.closed:
         return
     own_run = run_id is None
     if own_run:
-        run_id = window.start_run(f"{model_name} {version}", {"maximus.model": model_name,
-                                                              VERSION_TAG: version})
+        stored = registry.get_metadata(model_name, version)
+        tags = {"maximus.model": model_name, VERSION_TAG: version,
+                **({} if parent is None else {"mlflow.parentRunId": parent}),
+                **{f"maximus.dataset.{k}": v for k, v in stored.dataset_fingerprints.items()}}
+        run_id = window.start_run(f"{model_name} {version}", tags)
+        window.log_params(run_id, stored.hyperparameters)
+        window.log_metrics(run_id, stored.metrics)
     if run_id is None:
         return
     folder = artifact_dir(registry.artifacts_dir, model_name, version)
@@ -56,16 +63,21 @@ def mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: st
         window.end_run(run_id)
 
 
-def mirror_new_version(uri: str | None, registry_dir: str | Path, model_name: str,
-                       version: str | None) -> None:
+def mirror_new_version(uri: str | MlflowWindow | None, registry_dir: str | Path,
+                       model_name: str, version: str | None, *,
+                       parent: str | None = None) -> None:
     """After a registration outside a pipeline (`tune --train-best`, `retrain`): mirror
-    `version` when an MLflow URI is set (`uri`, else $MLFLOW_TRACKING_URI); else nothing."""
-    if version is None or tracking_uri(uri) is None:
+    `version` when an MLflow URI is set (`uri`, else $MLFLOW_TRACKING_URI; or an open
+    window), its run nested under `parent` if given; else nothing."""
+    if version is None:
         return
-    window = open_window(uri)
+    if isinstance(uri, MlflowWindow):
+        window: MlflowWindow | None = uri
+    else:
+        window = None if tracking_uri(uri) is None else open_window(uri)
     if window is not None:
         mirror_version(window, ModelRegistry(registry_dir, create=False), model_name, version,
-                       None)
+                       None, parent=parent)
 
 
 def mirror_registry(window: MlflowWindow, registry: ModelRegistry,

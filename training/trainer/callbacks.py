@@ -229,6 +229,11 @@ class EpochProgress(Callback):
         self._bar.update(1, **losses)
 
     def on_train_end(self, trainer: LayerTrainer, history: list[TrainingMetrics]) -> None:
+        # The closing line names the kept epoch, whose weights are saved, not the last one.
+        kept = next((m for m in history if m.epoch == trainer.best_epoch), None)
+        if kept is not None and kept.val_loss is not None:
+            self._bar.replace_postfix(best_epoch=kept.epoch, loss=kept.train_loss,
+                                      val_loss=kept.val_loss)
         self._bar.close()
 
     def teardown(self, trainer: LayerTrainer) -> None:

@@ -73,6 +73,7 @@ class LayerObjective:
         self.max_epochs, self.seed, self.num_threads = max_epochs, seed, num_threads
         self._data: Any = None
         labels = self.val_labels()
+        self.chosen_automatically = metric == "auto"
         if metric == "auto":
             metric = "pr_auc" if known_scores(np.zeros(len(labels)), labels).has_both else "loss"
         elif metric == "pr_auc" and not known_scores(np.zeros(len(labels)), labels).has_both:
@@ -157,13 +158,14 @@ class LayerObjective:
             study.set_user_attr("objective", mine)
             return
         stored = {**stored, "layer": get_layer(str(stored.get("layer"))).name}  # was 1, 2, 3
+        changes = [_data_change(split, stored, mine) for split in DATA_SPLITS]
+        changes = [change for change in changes if change]
         for key in ("layer", "metric", "max_epochs"):
             if stored.get(key) != mine[key]:
                 raise ConfigError(f"study {study.study_name!r} holds trials with {key}="
-                                  f"{stored.get(key)!r}, this run has {key}={mine[key]!r}; "
-                                  "their values do not compare: use another study name")
-        changes = [_data_change(split, stored, mine) for split in DATA_SPLITS]
-        changes = [change for change in changes if change]
+                                  f"{stored.get(key)!r}, this run has {key}={mine[key]!r}"
+                                  f"{self._why(key, stored, changes)}; their values do not "
+                                  "compare: use another study name")
         if changes:
             raise ConfigError(f"study {study.study_name!r} holds trials on other data: "
                               f"{'; '.join(changes)}; values measured on other data do not "
@@ -172,6 +174,19 @@ class LayerObjective:
         if any(f"{split}_fingerprint" not in stored for split in DATA_SPLITS):
             # A study from before fingerprints, on the same paths: from now on it is checked.
             study.set_user_attr("objective", {**stored, **mine})
+
+    def _why(self, key: str, stored: dict[str, Any], changes: list[str]) -> str:
+        """Why this run's `key` differs, when it was not asked for: --metric auto follows
+        the validation labels, and other data may have other labels."""
+        if key != "metric" or not self.chosen_automatically:
+            return ""
+        has = ("has benign and threat rows" if self.metric == "pr_auc"
+               else "lacks benign or threat rows")
+        if changes:
+            return (f" (chosen by --metric auto: this validation split {has}, and the data "
+                    f"changed: {'; '.join(changes)})")
+        return (f" (chosen by --metric auto: this validation split {has}; --metric "
+                f"{stored.get('metric')} resumes the study)")
 
     def measure(self, trainer: Any, metrics: dict[str, float]) -> float:
         """The epoch's objective value (see OptunaPruning)."""
@@ -207,23 +222,32 @@ class LayerObjective:
 
     def train_best(self, params: dict[str, Any], *, study_dir: str | Path, study_name: str,
                    trial_number: int | None = None, num_epochs: int = 100,
-                   registry_dir: str | Path | None = None) -> dict[str, Any]:
+                   registry_dir: str | Path | None = None,
+                   threshold_rule: str | None = None) -> dict[str, Any]:
         """Train `params` fully (early stopping as in the train script), save the model with
         its validation threshold under `study_dir/best/`, and register it.
 
+        Args:
+            threshold_rule: how its alert threshold is set; None: as the production model of
+                the registry records, else the pipeline's rule (`tuning.best_rule`).
+
         Returns:
-            The checkpoint, the registered version and its validation metrics.
+            The checkpoint, the registered version, its validation metrics and its threshold
+            rule with where it comes from.
         """
         from training.registry.registry import ModelMetadata, ModelRegistry
+        from training.tuning.best_rule import best_threshold_rule
 
+        rule, rule_from = best_threshold_rule(registry_dir, self.model_name, threshold_rule)
         training, _ = self.split_params(params)
         config = self.layer.default_config(
             num_epochs=num_epochs, **training, seed=self.seed, num_threads=self.num_threads,
             checkpoint_dir=str(Path(study_dir) / "best"), log_dir=str(Path(study_dir) / "logs"),
-            save_last_state=False)
+            save_last_state=False, threshold_rule=rule)
         model, results = self.fit(params, config, [])
         model.eval()
-        metrics = {"best_val_loss": float(results["best_val_loss"]),
+        # `val_loss`, as every other path records the kept epoch's validation loss
+        metrics = {"val_loss": float(results["best_val_loss"]),
                    "epochs_trained": float(results["epochs_trained"])}
         known = known_scores(self.val_scores(model), self.val_labels())
         if known.has_both:
@@ -241,7 +265,7 @@ class LayerObjective:
                                           next_version="semver").version
         return {"checkpoint": str(checkpoint), "model_name": self.model_name,
                 "version": version, "registry_dir": str(registry.registry_dir),
-                "metrics": metrics}
+                "metrics": metrics, "threshold_rule": rule, "threshold_rule_from": rule_from}
 
 
 def _data_change(split: str, stored: dict[str, Any], mine: dict[str, Any]) -> str | None:

@@ -174,6 +174,24 @@ class HyperparameterTuner:
         """The study, created on first use."""
         return open_study(self.config, self.storage, parallel=self.parallel)
 
+    def load_study_for(self, objective: Any) -> optuna.Study:
+        """The study with `objective` recorded in it, or checked against what its trials were
+        measured with (`objective.attach`).
+
+        Raises:
+            ConfigError: the study's trials do not compare with this objective's; a study
+                that optimises the other way is refused naming the metric (and the data) that
+                changed, not only the direction that follows from them.
+        """
+        try:
+            study = self.load_study()
+        except ConfigError:  # the other direction: say why, from what the study recorded
+            objective.attach(optuna.load_study(study_name=self.config.study_name,
+                                               storage=self.storage.open()))
+            raise
+        objective.attach(study)
+        return study
+
     def visualize(self) -> dict[str, Path]:
         """The original plots: `<study>_history.png`, `<study>_importances.png` and
         `<study>_parallel.png` in `output_dir` (a plot that cannot be drawn yet is skipped,
