@@ -2,8 +2,10 @@
 
 Without flags: warnings, errors and progress (a bar on a terminal, a line now and then
 elsewhere; see `training.console.progress`). `-v`: every step's INFO log as well. `-q`: no progress.
-A logged warning or error reads as the command's own do (`warning: ...`, `error: ...`); INFO
-lines, for `-v` readers, name their level and logger (`INFO training.pipeline.run: ...`).
+A logged warning or error reads as the command's own do (`warning: ...`, `error: ...`), and a
+warning repeated word for word is shown once a command; INFO lines, for `-v` readers, name
+their level and logger (`INFO training.pipeline.run: ...`), third-party ones too (MLflow's:
+training.tracking.window has MLflow's loggers follow these levels).
 Results go to stdout; nothing here touches it. An error in a background thread (TensorBoard's
 writer on a full disk) is one warning line, its traceback only with `-v`: the main thread
 reports what it did to the run.
@@ -19,6 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from training.console import progress
+from training.console.quiet import OncePerCommand
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 logger = logging.getLogger(__name__)
@@ -62,18 +65,13 @@ def command_output(verbose: bool = False, quiet: bool = False) -> Iterator[None]
     root = logging.getLogger()
     handler = _Stderr()
     handler.setFormatter(_Formatter(FORMAT))
+    handler.addFilter(OncePerCommand())  # a warning repeated word for word: once a command
     saved = (root.level, progress.logger.level, progress.get_mode())
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)
     # Progress lines are INFO records; they pass at the default level too, unless --quiet.
     progress.logger.setLevel(logging.WARNING if quiet else logging.INFO)
     progress.set_mode("off" if quiet else "auto")
-    # Report figures fall back to DejaVu Sans where a font is missing, a warning per font
-    # family that says nothing about the run; -v shows them.
-    fonts = logging.getLogger("matplotlib.font_manager")
-    saved_fonts = fonts.level
-    if not verbose:
-        fonts.setLevel(logging.ERROR)
     saved_hook = threading.excepthook
     if not verbose:
         threading.excepthook = _thread_error
@@ -85,7 +83,6 @@ def command_output(verbose: bool = False, quiet: bool = False) -> Iterator[None]
         root.setLevel(saved[0])
         progress.logger.setLevel(saved[1])
         progress.set_mode(saved[2])
-        fonts.setLevel(saved_fonts)
 
 
 def _thread_error(args: threading.ExceptHookArgs) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
+from training.console.quiet import quiet_font_fallback
 from training.evaluation.result import EvaluationMetrics
 
 MAX_ATTACK_TYPES = 20
@@ -21,9 +22,10 @@ NOT_CURVES = ("epoch", "learning_rate", "epoch_time", "grad_norm")  # not losses
 
 def png(fig: Figure, title: str) -> bytes:
     fig.suptitle(title)
-    fig.tight_layout()
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, metadata={"Title": title})
+    with quiet_font_fallback():  # text is laid out from here on
+        fig.tight_layout()
+        fig.savefig(buffer, format="png", dpi=90, metadata={"Title": title})
     return buffer.getvalue()
 
 

@@ -146,7 +146,7 @@ def test_a_local_sqlite_store_without_a_server(demo, server, tmp_path):
     # the challenger alias moved to 1.1.0 (in ours, and so in MLflow)
     assert ModelRegistry(work / "models").aliases("layer1_vae")["challenger"] == "1.1.0"
     _check_mirror(uri, work, {"layer1": "layer1_vae"})
-    assert any((tmp_path / "mlartifacts").iterdir())  # artifacts beside the database
+    assert any((tmp_path / "mlflow.db-artifacts").iterdir())  # beside the database
     # a training script's run, on the same store
     splits = work / "splits"
     assert main(["train", "layer1", "--train_data", str(splits / "layer1_train.npz"),

@@ -21,6 +21,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -51,6 +52,7 @@ def open_window(uri: str | None, experiment: str = EXPERIMENT) -> MlflowWindow |
     uri = tracking_uri(uri)
     if uri is None:
         return None
+    _route_mlflow_logs()
     try:
         from mlflow import MlflowClient
     except ImportError:
@@ -73,12 +75,33 @@ def open_window(uri: str | None, experiment: str = EXPERIMENT) -> MlflowWindow |
     return MlflowWindow(client, uri, experiment_id)
 
 
+def _route_mlflow_logs() -> None:
+    """Have MLflow's log records go through the application's logging, like any library's
+    (the command line: its INFO lines only with -v).
+
+    On import MLflow gives its loggers a stderr handler of their own at INFO ("Creating
+    initial MLflow database tables..."), unless MLFLOW_CONFIGURE_LOGGING is false. It then
+    also no longer holds the database migrations' loggers at WARNING, so that is done here
+    (dozens of "Running upgrade" lines are noise even with -v), where nobody set their level.
+    MLFLOW_CONFIGURE_LOGGING set by the user, or MLflow already imported: left as it is.
+    """
+    if "MLFLOW_CONFIGURE_LOGGING" in os.environ or "mlflow" in sys.modules:
+        return
+    os.environ["MLFLOW_CONFIGURE_LOGGING"] = "false"
+    for name in ("alembic", "sqlalchemy.engine"):
+        if logging.getLogger(name).level == logging.NOTSET:
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _artifacts(uri: str) -> str | None:
-    """Where a local database store keeps artifacts: beside the database (MLflow's default,
-    ./mlruns, would put them in whatever folder the command runs from)."""
+    """Where a local database store keeps artifacts: `<database>-artifacts` beside it, named
+    after it as SQLite's own companion files are (`mlflow.db-wal`), so two stores in one
+    folder keep theirs apart (MLflow's default, ./mlruns, would put them in whatever folder
+    the command runs from). Fixed when the experiment is made: an existing one keeps its own."""
     if not uri.startswith("sqlite:///") or uri == "sqlite:///:memory:":
         return None
-    return (Path(uri.removeprefix("sqlite:///")).resolve().parent / "mlartifacts").as_uri()
+    database = Path(uri.removeprefix("sqlite:///")).resolve()
+    return database.with_name(f"{database.name}-artifacts").as_uri()
 
 
 def _reachable(uri: str) -> bool:

@@ -27,6 +27,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from training.artifacts.atomic import atomic_write
+from training.console.quiet import quiet_font_fallback
 from training.tuning.workers import WORKER_ATTR
 
 logger = logging.getLogger(__name__)
@@ -73,16 +74,17 @@ def draw_plots(study: optuna.Study, paths: dict[str, Path]) -> TuningOutputs:
         logger.warning("study %s has no complete trial yet: no plots drawn", study.study_name)
         return outputs
     plots = _plots()
-    for name, path in paths.items():
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                axes = plots[name](study)
-        except (ValueError, RuntimeError) as exc:  # too few trials for this plot
-            outputs.skipped[name] = str(exc)
-            logger.warning("%s not drawn: %s", path, exc)
-            continue
-        outputs.files[name] = _save_figure(axes, path)
+    with quiet_font_fallback():  # log-scale axes (learning_rate) are mathtext
+        for name, path in paths.items():
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    axes = plots[name](study)
+            except (ValueError, RuntimeError) as exc:  # too few trials for this plot
+                outputs.skipped[name] = str(exc)
+                logger.warning("%s not drawn: %s", path, exc)
+                continue
+            outputs.files[name] = _save_figure(axes, path)
     return outputs
 
 

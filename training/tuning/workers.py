@@ -29,6 +29,7 @@ from training.artifacts.atomic import pid_alive
 from training.errors import ConfigError, PipelineError
 from training.console.progress import set_mode as set_progress_mode
 from training.console.progress import suppressed
+from training.console.quiet import OncePerCommand
 from training.tuning.storage import StorageSpec
 from training.tuning.study import n_finished, open_study
 
@@ -197,6 +198,8 @@ def _worker_main(index: int, config: TuningConfig, storage: StorageSpec, objecti
                  counter: Synchronized, deadline: float | None, threads: int, level: int) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s worker-{index} %(levelname)s "
                                             "%(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # each trial refits: its warnings, once
+        handler.addFilter(OncePerCommand())
     set_progress_mode("off")  # the parent shows the trials; a bar per worker would garble it
     optuna.logging.set_verbosity(optuna.logging.INFO if level <= logging.INFO
                                  else optuna.logging.WARNING)
