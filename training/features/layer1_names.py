@@ -105,6 +105,11 @@ def field_dims(layout: str = VERSION) -> dict[str, np.ndarray]:
     return _NAMED[layout][2]
 
 
+def field_names(field: str, layout: str = VERSION) -> list[str]:
+    """The names of a field's dims (`field_dims` order): "protocol=tcp", "user:rarity", ..."""
+    return [_NAMED[layout][0][d] for d in field_dims(layout)[field]]
+
+
 def counted(field: str, layout: str = VERSION) -> bool:
     """Whether the layout encodes `field` by what training saw (`l1.v4`), not by buckets."""
     return any(_NAMED[layout][0][d] == f"{field}:{NEVER_SEEN}" for d in field_dims(layout)[field])
@@ -124,7 +129,7 @@ def decode_rows(field: str, blocks: np.ndarray, robust: bool = False,
     day; hashed fields "set" or "-".
     """
     blocks = np.asarray(blocks, np.float64)
-    names = [_NAMED[layout][0][d] for d in field_dims(layout)[field]]
+    names = field_names(field, layout)
     if f"{field}:{NEVER_SEEN}" in names:  # `l1.v4`: whether training saw the value
         never = blocks[:, names.index(f"{field}:{NEVER_SEEN}")] >= 0.5
         present = (blocks[:, names.index(f"{field}:present")] >= 0.5

@@ -4,8 +4,8 @@ The VAE's score is its reconstruction error summed over the 128 dims, so its per
 (`Detector.feature_terms`) grouped by the field each dim encodes in the vectors' layout
 (`training.features.layer1_names`) are the fields' contributions, and they sum to the score. The observed value is the event's
 own (from the event table when given, else read back from its vector); the typical value is
-the model's reconstruction read back the same way: what the model, trained on benign events,
-expected this event to be. A detector without per-feature terms raises NotSupportedError.
+the model's reconstruction read in words (`training.layers.layer1_typical`): what the model,
+trained on benign events, expected this event to be, and why a field it expected still costs. A detector without per-feature terms raises NotSupportedError.
 """
 
 from __future__ import annotations
@@ -20,8 +20,9 @@ from training.collection.schema import LABEL_SOURCE_FIELDS
 from training.detectors.base import Detector
 from training.features.layer1 import DIM, VERSION
 from training.features.layer1_extras import extra_columns, extra_dims
-from training.features.layer1_names import EXTRA_FIELD, HASHED, counted, decode_rows, field_dims
+from training.features.layer1_names import EXTRA_FIELD, decode_rows, field_dims
 from training.features.layer1_rarity import PAIR_JOIN, pair_values
+from training.layers.layer1_typical import typical_texts
 from training.layers.reasons import Reason, ranked
 
 KL_FIELD = "latent code (KL)"  # the ELBO score's last term: how unusual the event's code is
@@ -65,26 +66,12 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
         dims = slices[EXTRA_FIELD]
         observed[at] = _extra_fields(events, terms[:, dims], features[:, dims], label_fields,
                                      numbers_in_text, behaviour_only, observed[at])
-    typical = ([_typical(f, features[:, dims], expected[:, dims], robust, layout)
-                for f, dims in slices.items()]
+    typical = ([typical_texts(f, features[:, dims], expected[:, dims], terms[:, dims], robust,
+                              layout) for f, dims in slices.items()]
                if expected is not None else [[None] * len(features)] * len(slices))
     extra = [None] if kl else []
     return [ranked(fields, contributions[i], [column[i] for column in observed] + extra,
                    [column[i] for column in typical] + extra) for i in range(len(features))]
-
-
-def _typical(field: str, observed: np.ndarray, expected: np.ndarray, robust: bool,
-             layout: str) -> list[str | None]:
-    """A field's reconstruction as text. A hashed field's buckets name no value, so its
-    reconstruction reads as "this value" (the event's bucket), "another value" or "-" (none),
-    rather than "set" beside "set"."""
-    if field not in HASHED or counted(field, layout):
-        return decode_rows(field, expected, robust, layout)
-    rows = np.arange(len(expected))
-    mine, best = observed.argmax(1), expected.argmax(1)
-    set_ = expected[rows, best] >= 0.5
-    same = set_ & (best == mine) & (observed[rows, mine] >= 0.5)
-    return ["this value" if s else "another value" if e else "-" for s, e in zip(same, set_)]
 
 
 def _extra_fields(events: pa.Table, terms: np.ndarray, blocks: np.ndarray,

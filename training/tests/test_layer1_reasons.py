@@ -250,19 +250,20 @@ def test_vectors_read_back_as_the_values_that_made_them():
 
 def test_a_hashed_fields_typical_value_says_whether_it_is_this_one(fitted):
     # A domain's hash bucket names no value: the reconstruction used to read "set" beside an
-    # observed "set". The conn events have no domain, so the model expects none.
+    # observed "set", then "-". The conn events have no domain, so the model expects none.
     layer, model, _, held_out, _ = fitted
     events = _changed(held_out, "domain", "c2.example.net")
     _, reasons = _scored(layer, model, events)
     domain = [next(r for r in unit if r.field == "domain") for unit in reasons]
-    assert {(r.observed, r.typical) for r in domain} == {("c2.example.net", "-")}
+    assert {(r.observed, r.typical) for r in domain} == {("c2.example.net", "none expected")}
     units = layer.featurize(events)  # read back from the vectors, without the event table
     from_vectors = layer.explain(model, units, np.arange(events.num_rows))
     assert {next(r for r in unit if r.field == "domain").typical
-            for unit in from_vectors} == {"-"}
-    # l1.v3's hash buckets: a reconstruction in the event's own bucket, and in another one.
+            for unit in from_vectors} == {"none expected"}
+    # l1.v3's hash buckets: a reconstruction in the event's own bucket, and in another one
+    # (they read "this value" and "another value": training.tests.test_layer1_typical).
     from training.features.layer1 import Layer1Featurizer
-    from training.layers.layer1_reasons import _typical
+    from training.layers.layer1_typical import typical_texts
 
     dims = field_dims("l1.v3")["domain"]
     observed = Layer1Featurizer(layout="l1.v3").featurize(events)[:2][:, dims]
@@ -270,8 +271,9 @@ def test_a_hashed_fields_typical_value_says_whether_it_is_this_one(fitted):
     expected = np.zeros_like(observed)
     expected[0, bucket[0]] = 0.9
     expected[1, (bucket[1] + 1) % len(dims)] = 0.9
-    assert _typical("domain", observed, expected, False, "l1.v3") == [  # hash buckets
-        "this value", "another value"]
+    assert typical_texts("domain", observed, expected, (observed - expected) ** 2, False,
+                         "l1.v3") == ["a value hashed like this one (90%)",
+                                      "a value of another hash bucket (90%)"]
 
 
 def test_an_extra_fields_reason_names_the_field_and_value_behind_it(fitted):
