@@ -71,7 +71,7 @@ def write_run_alerts(trained: Sequence[TrainedLayer], events: pa.Table,
     path = Path(report_folder) / ALERTS_FILE
     write_table(alerts, path)
     write_table(incidents, incidents_path(path))
-    json_path, html_path = write_alerts_page(incidents, path)
+    json_path, html_path = write_alerts_page(incidents, path, scored)
     logger.info("test alerts: %d alerts in %d incidents, page %s", alerts.num_rows,
                 incidents.num_rows, html_path)
     return {"page": html_path.name, "json": json_path.name, "alerts": alerts.num_rows,

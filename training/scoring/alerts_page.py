@@ -1,19 +1,24 @@
 """The alerts page: top incidents, their heaviest alerts and reasons, as JSON and HTML.
 
-`alerts_document(incidents)` is the JSON; `render_alerts_html(document)` shows it, every value
-in an element whose `data-key` is its JSON Pointer in that document, formatted by the
+`alerts_document(incidents, units)` is the JSON; `render_alerts_html(document)` shows it, every
+value in an element whose `data-key` is its JSON Pointer in that document, formatted by the
 evaluation report's `fmt` (the report's convention: page and JSON cannot disagree, and a test
 checks it). `score` writes both beside its alerts (`<name>.alerts.json`, `<name>.alerts.html`).
+Each top alert shows what happened as well as its score: its time, event type, process and
+command line (`ALERT_CONTEXT`), from its row in the scored units (null where the unit's events
+do not share one, or no units were given).
 """
 
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from training.artifacts.atomic import atomic_write
 from training.evaluation.report_html import STYLE, fmt, pointer
@@ -21,17 +26,47 @@ from training.evaluation.report_html import STYLE, fmt, pointer
 TOP_INCIDENTS = 20
 _INCIDENT_COLUMNS = ("rank", "entity", "window_start", "score", "alerts", "first_seen",
                      "last_seen")
-_ALERT_COLUMNS = ("layer", "unit", "score", "percentile")
+ALERT_CONTEXT = ("time", "event_type", "process", "command_line")  # from the unit's alert row
+_ALERT_COLUMNS = ("layer", "unit", *ALERT_CONTEXT, "score", "percentile")
 _REASON_COLUMNS = ("field", "contribution", "observed", "typical")
 
 
-def alerts_document(incidents: pa.Table, top: int = TOP_INCIDENTS) -> dict[str, Any]:
-    """The page's JSON: the `top` best incidents (times as ISO 8601 text)."""
+def alerts_document(incidents: pa.Table, units: pa.Table | Sequence[pa.Table] = (),
+                    top: int = TOP_INCIDENTS) -> dict[str, Any]:
+    """The page's JSON: the `top` best incidents (times as ISO 8601 text), each top alert with
+    its `ALERT_CONTEXT` from its row in `units` (the scored units, `OUTPUT_SCHEMA` rows, of one
+    table or several: the incidents' alert tables)."""
     rows = incidents.slice(0, top).to_pylist()
     for row in rows:
         for key in ("window_start", "first_seen", "last_seen"):
             row[key] = None if row[key] is None else row[key].isoformat()
+    alerts = [alert for row in rows for alert in row["top"] or ()]
+    found = _context_of(alerts, [units] if isinstance(units, pa.Table) else list(units))
+    for alert in alerts:
+        context = found.get((alert["layer"], alert["unit"]), {})
+        alert.update({key: context.get(key) for key in ALERT_CONTEXT})
     return {"incidents": rows, "total_incidents": incidents.num_rows}
+
+
+def _context_of(alerts: list[dict[str, Any]], units: list[pa.Table]
+                ) -> dict[tuple[str, str], dict[str, Any]]:
+    """The `ALERT_CONTEXT` of each (layer, unit) of `alerts`, from the first row of `units`
+    that has it (times as ISO 8601 text)."""
+    wanted = {(a["layer"], a["unit"]) for a in alerts}
+    names = pa.array(sorted({unit for _, unit in wanted}), pa.string())
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for table in units:
+        if not len(names) or len(found) == len(wanted):
+            break
+        columns = ["layer", "unit", *(c for c in ALERT_CONTEXT if c in table.column_names)]
+        hits = table.filter(pc.is_in(table["unit"], value_set=names)).select(columns)
+        for row in hits.to_pylist():
+            key = (row["layer"], row["unit"])
+            if key in wanted and key not in found:
+                if row.get("time") is not None:
+                    row["time"] = row["time"].isoformat()
+                found[key] = row
+    return found
 
 
 def _cell(document: dict[str, Any], *path: Any) -> str:
@@ -83,10 +118,12 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
     return "".join(parts)
 
 
-def write_alerts_page(incidents: pa.Table, alerts_path: str | Path) -> tuple[Path, Path]:
-    """`<name>.alerts.json` and `<name>.alerts.html` beside the alerts file, atomically."""
+def write_alerts_page(incidents: pa.Table, alerts_path: str | Path,
+                      units: pa.Table | Sequence[pa.Table] = ()) -> tuple[Path, Path]:
+    """`<name>.alerts.json` and `<name>.alerts.html` beside the alerts file, atomically (the
+    top alerts' context from `units`, the scored units the incidents were built from)."""
     path = Path(alerts_path)
-    document = alerts_document(incidents)
+    document = alerts_document(incidents, units)
     json_path, html_path = (path.with_name(f"{path.stem}.alerts{ext}") for ext in (".json", ".html"))
     with atomic_write(json_path) as handle:
         handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2))

@@ -1,13 +1,16 @@
-"""The event context of scored units: who talked to whom, when, over what, by which sensor id.
+"""The event context of scored units: who talked to whom, when, over what, by which sensor id,
+and for a host log which process ran which command line.
 
 Every scored unit (an event, an edge, a host window) carries the context of the events behind
 it, whatever the layer, by one rule: a context column holds the value its events share, and is
 null where they disagree (an edge's events share their addresses but not their source ports; a
 host window's events share the host's address). `first_seen` and `last_seen` bound the events'
-times. `sensor_id` is the sensor's own id of the flow: the Zeek (or IoT-23 CSV) `uid`, else
-Suricata's `flow_id`; `community_id` joins one flow across sensors. A unit of several events
-(an edge, a window) also lists its top `TOP_EVENTS` events with their own context
-(`top_events`): those that moved the most bytes (both ways), the earliest first on ties.
+times. `process` and `command_line` are the canonical event fields (a Windows, Sysmon or
+process event's; null for flows). `sensor_id` is the sensor's own id of the flow: the Zeek
+(or IoT-23 CSV) `uid`, else Suricata's `flow_id`; `community_id` joins one flow across sensors.
+A unit of several events (an edge, a window) also lists its top `TOP_EVENTS` events with their
+own context (`top_events`): those that moved the most bytes (both ways), the earliest first on
+ties.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ TIME = pa.timestamp("us", tz="UTC")
 # Canonical columns an analyst reads first, in output order.
 CONTEXT_FIELDS = ("event_type", "source_ip", "source_port", "dest_ip", "dest_port", "protocol",
                   "service", "community_id", "host", "user")
+# A host log's process and command line (null for flows); not in `top_events`, whose events
+# are the flows of a window unit.
+PROCESS_FIELDS = ("process", "command_line")
+_CANONICAL_CONTEXT = (*CONTEXT_FIELDS, *PROCESS_FIELDS)
 # Source fields (kept as extras by the collector) that hold the sensor's own flow id, in order.
 SENSOR_ID_FIELDS = ("uid", "flow_id")
 TOP_EVENTS = 3
@@ -29,7 +36,7 @@ EVENT_CONTEXT = pa.struct([("event_id", pa.string()), ("timestamp", TIME),
                           *[(n, CANONICAL_SCHEMA.field(n).type) for n in CONTEXT_FIELDS],
                           ("bytes", pa.int64())])
 CONTEXT_SCHEMA = pa.schema([
-    *[(name, CANONICAL_SCHEMA.field(name).type) for name in CONTEXT_FIELDS],
+    *[(name, CANONICAL_SCHEMA.field(name).type) for name in _CANONICAL_CONTEXT],
     ("sensor_id", pa.string()), ("first_seen", TIME), ("last_seen", TIME),
     ("top_events", pa.list_(EVENT_CONTEXT)),
 ])
@@ -51,7 +58,7 @@ def _context_table(events: pa.Table) -> pa.Table:
     """The context columns of every event, in CONTEXT_SCHEMA order (first/last seen = time)."""
     columns = []
     for field in CONTEXT_SCHEMA:
-        if field.name in CONTEXT_FIELDS:
+        if field.name in _CANONICAL_CONTEXT:
             columns.append(events[field.name].cast(field.type) if field.name in
                            events.column_names else pa.nulls(events.num_rows, field.type))
         elif field.name == "sensor_id":

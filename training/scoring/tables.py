@@ -36,7 +36,8 @@ def incidents_path(alerts_path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.incidents{path.suffix}")
 
 
-_ADDED_LATER = ("reference_scores",)  # columns that older score outputs lack
+# Columns that older score outputs lack (null when read back).
+_ADDED_LATER = ("reference_scores", "process", "command_line")
 
 
 def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
@@ -93,9 +94,10 @@ def write_incidents(alerts_path: str | Path, units: Sequence[pa.Table] | None = 
     (`training.scoring.alerts_page`); returns (how many, where)."""
     from training.scoring.alerts_page import write_alerts_page
 
-    incidents = build_incidents(read_alerts(alerts_path) if units is None else units)
+    units = read_alerts(alerts_path) if units is None else units
+    incidents = build_incidents(units)
     written = write_table(incidents, incidents_path(alerts_path))
-    write_alerts_page(incidents, alerts_path)
+    write_alerts_page(incidents, alerts_path, units)
     return incidents.num_rows, str(written)
 
 
@@ -112,10 +114,10 @@ def incidents_across_layers(alert_paths: list[str | Path], output: str | Path,
 
     if not alert_paths:
         raise ConfigError("alert_paths must name at least one alerts file written by score")
-    incidents = build_incidents([read_alerts(p) for p in alert_paths],
-                                window_seconds)
+    units = [read_alerts(p) for p in alert_paths]
+    incidents = build_incidents(units, window_seconds)
     write_table(incidents, output)
-    write_alerts_page(incidents, output)
+    write_alerts_page(incidents, output, units)
     return incidents
 
 

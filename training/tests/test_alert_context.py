@@ -168,3 +168,39 @@ def test_score_and_collect_read_a_renamed_csv_with_the_field_map(tmp_path, datas
                  "--output", str(tmp_path / "collected")]) == 0
     collected = pq.read_table(tmp_path / "collected" / "events")
     assert sorted(collected["source_ip"].to_pylist()) == sorted(before["source_ip"].to_pylist())
+
+
+LSASS = "windows_otrf_security_datasets/psh_lsass_memory_dump_comsvcs.zip"
+RUNDLL = "C:\\Windows\\System32\\rundll32.exe"
+
+
+def test_host_log_units_carry_their_process_and_command_line(tmp_path, datasets, registry):
+    source = [DataSource("w", "windows_events", {"path": str(datasets / LSASS)})]
+    events = DataCollector(source, progress=False).collect_table()
+    score_events(registry, "tiny", source, tmp_path / "win.parquet")
+    rows = pq.read_table(tmp_path / "win.parquet").to_pylist()
+    own = {r["event_id"]: (r["process"], r["command_line"]) for r in events.to_pylist()}
+    assert [(r["process"], r["command_line"]) for r in rows] == [own[r["unit"]] for r in rows]
+    minidump = {(r["event_type"], r["process"]) for r in rows
+                if "comsvcs.dll MiniDump" in (r["command_line"] or "")}
+    assert minidump == {("sysmon:1", RUNDLL), ("security:4688", RUNDLL)}
+    # A unit of many events keeps the process its events share, null where they differ.
+    ids = [r["unit"] for r in rows if r["process"] == RUNDLL][:2]
+    other = next(r["unit"] for r in rows if r["process"] not in (RUNDLL, None))
+    shared = unit_context(events, pa.array([ids, [ids[0], other]], pa.list_(pa.string())))
+    assert shared["process"].to_pylist() == [RUNDLL, None]
+
+
+def test_score_outputs_written_before_process_and_command_line_still_read(tmp_path):
+    from training.scoring.alerts import OUTPUT_SCHEMA
+    from training.scoring.tables import read_alerts
+
+    row = {"unit": "e1", "score": 2.0, "is_alert": True, "event_ids": ["e1"], "host": "H"}
+    old = pa.Table.from_pylist([row], schema=OUTPUT_SCHEMA).drop_columns(
+        ["process", "command_line", "reference_scores"])
+    pq.write_table(old, tmp_path / "old.parquet")
+    (tmp_path / "old.jsonl").write_text('{"unit": "e1", "score": 2.0, "is_alert": true, '
+                                        '"event_ids": ["e1"], "host": "H"}\n')
+    for name in ("old.parquet", "old.jsonl"):
+        (read,) = read_alerts(tmp_path / name).to_pylist()
+        assert (read["host"], read["process"], read["command_line"]) == ("H", None, None)

@@ -7,13 +7,16 @@ import json
 import shutil
 import subprocess
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
 from training.evaluation.report_html import fmt
-from training.scoring.alerts import OUTPUT_SCHEMA
+from training.scoring.alerts import OUTPUT_SCHEMA, unit_rows
 from training.scoring.alerts_page import alerts_document, render_alerts_html, write_alerts_page
 from training.scoring.incidents import build_incidents
+from training.scoring.tables import write_incidents, write_table
+from training.tests.conftest import collect
 from training.tests.test_incidents import _row
 from training.tests.test_report_html import Page, resolve
 
@@ -35,10 +38,11 @@ def test_every_value_on_the_page_equals_the_json(tmp_path):
     page = Page()
     page.feed(html_path.read_text())
     keys = [key for key, _ in page.values]
-    assert len(keys) == len(set(keys)) and len(keys) == 1 + 2 * 7 + 3 * 4 + 2 * 4
+    assert len(keys) == len(set(keys)) and len(keys) == 1 + 2 * 7 + 3 * 8 + 2 * 4
     for key, shown in page.values:
         assert shown == fmt(resolve(document, key)), key
     assert "/incidents/1/top/0/reasons/0/observed" in keys  # the reasons are on the page
+    assert "/incidents/1/top/0/command_line" in keys  # null: no units given
     assert "<i>" not in html_path.read_text() and html.escape("10.0.0.<i>7</i>") in \
         html_path.read_text()  # text from the logs is escaped
 
@@ -52,3 +56,36 @@ def test_the_page_in_a_headless_browser(tmp_path):
     dom = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
                           path.as_uri()], capture_output=True, text=True, timeout=60).stdout
     assert "Top incidents" in dom and "dest_port" in dom and "65000" in dom
+
+
+LSASS = "windows_otrf_security_datasets/psh_lsass_memory_dump_comsvcs.zip"
+
+
+def test_each_top_alert_shows_its_time_event_type_process_and_command_line(tmp_path, datasets):
+    # The OTRF recording of a comsvcs.dll MiniDump of lsass: its two process-creation records
+    # alert; the page used to show their unit ids and reasons only.
+    events, _ = collect("windows_events", datasets / LSASS)
+    lines = [c or "" for c in events["command_line"].to_pylist()]
+    scores = np.array([2.0 if "comsvcs.dll MiniDump" in c else 0.0 for c in lines], np.float32)
+    ids = events["event_id"]
+    batch = unit_rows({"unit": ids, "time": events["timestamp"],
+                       "event_ids": pa.array([[i] for i in ids.to_pylist()])},
+                      scores, events, layer="layer1", threshold=1.0, calibration=None)
+    path = write_table(pa.Table.from_batches([batch]), tmp_path / "lsass.parquet")
+    write_incidents(path)
+    document = json.loads((tmp_path / "lsass.alerts.json").read_text())
+    (incident,) = document["incidents"]
+    own = {r["event_id"]: r for r in events.to_pylist()}
+    assert sorted((a["event_type"], a["process"]) for a in incident["top"]) == [
+        ("security:4688", "C:\\Windows\\System32\\rundll32.exe"),
+        ("sysmon:1", "C:\\Windows\\System32\\rundll32.exe")]
+    for alert in incident["top"]:
+        event = own[alert["unit"]]
+        assert alert["command_line"] == event["command_line"]
+        assert alert["time"] == event["timestamp"].isoformat()
+    page = Page()
+    page.feed((tmp_path / "lsass.alerts.html").read_text())
+    for key, shown in page.values:
+        assert shown == fmt(resolve(document, key)), key
+    shown = dict(page.values)
+    assert {"/incidents/0/top/1/command_line", "/incidents/0/top/1/time"} <= shown.keys()
