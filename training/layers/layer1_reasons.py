@@ -5,7 +5,8 @@ The VAE's score is its reconstruction error summed over the 128 dims, so its per
 (`training.features.layer1_names`) are the fields' contributions, and they sum to the score. The observed value is the event's
 own (from the event table when given, else read back from its vector); the typical value is
 the model's reconstruction read in words (`training.layers.layer1_typical`): what the model,
-trained on benign events, expected this event to be, and why a field it expected still costs. A detector without per-feature terms raises NotSupportedError.
+trained on benign events, expected this event to be, and why a field it expected still costs.
+A detector without per-feature terms raises NotSupportedError.
 """
 
 from __future__ import annotations

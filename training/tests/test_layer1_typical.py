@@ -69,7 +69,8 @@ def test_an_identity_field_says_what_training_saw_and_why_this_one_costs():
                     seen) == "a common value seen in training (76%); this one never seen"
     assert _typical("user", {"user:present": 1, "user:rarity": 0.62}, seen) == \
         "a common value seen in training (76%); this one rarer (rarity 0.62 vs 0.10)"
-    assert _typical("user", {}, seen) == "a common value seen in training (76%); this event has none"
+    assert _typical("user", {}, seen) == \
+        "a common value seen in training (76%); this event has none"
     pair = "parent_process>process"
     assert _typical(pair, {f"{pair}:{NEVER_SEEN}": 1}, {f"{pair}:{NEVER_SEEN}": 0.03}) == \
         "a pair seen in training (97%); this pair never was"
