@@ -102,7 +102,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     from training.errors import ConfigError
     from training.evaluation.alert_rate import validate_bounds
     from training.evaluation.fusion import FUSED_NAME
-    from training.scoring.alerts import alert_context
+    from training.scoring.alerts import alert_line
     from training.scoring.batch import score_events
     from training.scoring.fused import score_fused
     from training.scoring.guard import guard_scoring
@@ -140,9 +140,7 @@ def cmd_score(args: argparse.Namespace) -> int:
               " (file, line, reason of each): "
               f"{summary.quarantine}")
     for rank, alert in enumerate(summary.top_alerts, 1):
-        events = ", ".join(alert["event_ids"][:3]) + (" ..." if len(alert["event_ids"]) > 3 else "")
-        print(f"  {rank:>2}. {alert['score']:.6g}  {alert['unit']}  {alert['time']}  [{events}]"
-              f"{alert_context(alert)}")
+        print(alert_line(rank, alert))  # one line each, whatever the logs' values hold
     if summary.incidents_output:
         print(f"incidents: {summary.incidents:,}; written to {summary.incidents_output}")
     guard = guard_scoring(summary, factor=args.alert_factor, max_alert_rate=max_rate,

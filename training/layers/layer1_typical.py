@@ -15,7 +15,7 @@ rarer one, fields the event lacks).
 | identity of `l1.v4` (present, rarity, never seen) | "no value expected (98%)", "a common value seen in training (76%); this one never seen", "...; this one rarer (rarity 0.62 vs 0.10)" |
 | pair of `l1.v4` (never seen together) | "a pair seen in training (97%); this pair never was" |
 | identity hash buckets (`l1.v3`) | "a value hashed like this one (62%)", "a value of another hash bucket (90%)", "none expected" |
-| extra fields (16 shared buckets) | "their hash bucket expected at 18%; 3 more buckets expected, of fields this event lacks (66% of this term)" |
+| extra fields (16 shared buckets) | "their hash bucket at 18%; 66% from 3 buckets of fields this event lacks" (of the field's term) |
 | ports, volumes, severity, time | the reconstruction read back (`decode_rows`); a time off the clock "no time of day expected" |
 """
 
@@ -150,13 +150,12 @@ def _extra(observed: np.ndarray, expected: np.ndarray, terms: np.ndarray) -> str
     lacking = ~is_set & (expected >= SINGLE)
     total = float(terms.sum())
     share = float(terms[lacking].sum()) / total if total > 0 else 0.0
-    missing = (f"{int(lacking.sum())} more bucket{'s' if lacking.sum() > 1 else ''} expected, "
-               f"of fields this event lacks ({_pct(share)} of this term)")
+    buckets = f"{int(lacking.sum())} bucket{'s' if lacking.sum() > 1 else ''}"
+    missing = f"{_pct(share)} from {buckets} of fields this event lacks"
     if not is_set.any():
-        return missing.replace(" more", "") if lacking.any() else "none expected"
+        return f"fields this event lacks ({buckets})" if lacking.any() else "none expected"
     at = int(np.where(is_set, terms, -np.inf).argmax())
     level = expected[at]
-    text = (f"their hash bucket expected at {_pct(level)}" if observed[at] >= 0.99 else
-            f"their hash bucket expected at {level:.2f} (this number sets it to "
-            f"{observed[at]:.2f}, log-scaled)")
+    text = (f"their hash bucket at {_pct(level)}" if observed[at] >= 0.99 else
+            f"their hash bucket at {level:.2f} (this number: {observed[at]:.2f}, log-scaled)")
     return f"{text}; {missing}" if lacking.any() and share >= 0.25 else text

@@ -122,25 +122,62 @@ def unit_rows(columns: dict[str, Any], scores: np.ndarray, events: pa.Table, *, 
                                        else a for a in arrays], schema=OUTPUT_SCHEMA)
 
 
+MAX_SHOWN = 100  # characters of one value on a terminal line (longer ones end in "...")
+_BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def one_line(value: Any, limit: int = MAX_SHOWN) -> str:
+    """A value as one terminal-safe line: whitespace runs with a line break or tab (a Windows
+    `Message`) collapse to one space, other control characters (an escape sequence, a bidi
+    override) are escaped ("\\x1b"), and past `limit` characters the text is cut with "..."."""
+    text = str(value)
+    if not text.isprintable():
+        out, space = [], False
+        for char in text:
+            if char.isspace():
+                space = True
+                continue
+            if space and out:
+                out.append(" ")
+            space = False
+            out.append(char if char.isprintable() and char not in _BIDI
+                       else char.encode("unicode_escape").decode("ascii"))
+        text = "".join(out)
+    return text if len(text) <= limit else text[:limit - 3].rstrip() + "..."
+
+
+def alert_line(rank: int, row: dict[str, Any]) -> str:
+    """One alert of a top-alerts list, one line whatever its values hold: rank, score, unit,
+    time, its first event ids and `alert_context`."""
+    ids = row.get("event_ids") or []
+    events = ", ".join(one_line(i, 40) for i in ids[:3]) + (" ..." if len(ids) > 3 else "")
+    return (f"  {rank:>2}. {row['score']:.6g}  {one_line(row['unit'], 60)}  {row['time']}  "
+            f"[{events}]{alert_context(row)}")
+
+
 def alert_context(row: dict[str, Any]) -> str:
     """One alert row's context and first reason as a short line tail for people:
     "  10.0.0.5:51000 -> 8.8.8.8:53 udp dns; dest_port 65000 (typical 53)"; an event without
-    addresses shows its type, host and user instead ("  process_creation HQ-WS015 SYSTEM; ...")."""
+    addresses shows its type, host, user and process instead ("  process_creation HQ-WS015
+    SYSTEM cmd.exe; ..."). Every value is `one_line`."""
     def end(ip: Any, port: Any) -> str:
         host = f"[{ip}]" if ip and ":" in str(ip) and port is not None else ip or "?"  # IPv6
-        return f"{host}{'' if port is None else f':{port}'}"
+        return one_line(f"{host}{'' if port is None else f':{port}'}")
 
     parts = []
     if row.get("source_ip") or row.get("dest_ip"):
         parts.append(f"{end(row.get('source_ip'), row.get('source_port'))} -> "
                      f"{end(row.get('dest_ip'), row.get('dest_port'))}")
-        parts += [str(row[k]) for k in ("protocol", "service") if row.get(k)]
+        parts += [one_line(row[k]) for k in ("protocol", "service") if row.get(k)]
     else:  # a host log, or a log of no flow (Zeek files, x509): what and where instead
-        parts += [str(row[k]) for k in ("event_type", "host", "user") if row.get(k)]
+        parts += [one_line(row[k]) for k in ("event_type", "host", "user", "process")
+                  if row.get(k)]
     text = " ".join(parts)
     reasons = row.get("reasons")
     if reasons:
         first = reasons[0]
-        typical = "" if first.get("typical") is None else f" (typical {first['typical']})"
-        text += f"{'; ' if text else ''}{first['field']} {first.get('observed')}{typical}"
+        typical = ("" if first.get("typical") is None
+                   else f" (typical {one_line(first['typical'])})")
+        text += (f"{'; ' if text else ''}{one_line(first['field'])} "
+                 f"{one_line(first.get('observed'))}{typical}")
     return f"  {text}" if text else ""

@@ -204,3 +204,28 @@ def test_score_outputs_written_before_process_and_command_line_still_read(tmp_pa
     for name in ("old.parquet", "old.jsonl"):
         (read,) = read_alerts(tmp_path / name).to_pylist()
         assert (read["host"], read["process"], read["command_line"]) == ("H", None, None)
+
+
+def test_an_alert_line_is_one_line_whatever_the_logs_hold(datasets):
+    from training.scoring.alerts import MAX_SHOWN, alert_line, one_line
+    from training.tests.conftest import collect
+
+    # A Windows Message spans lines and tabs; the top-alerts list printed it raw.
+    events, _ = collect("windows_events", datasets / LSASS)
+    event = next(r for r in events.to_pylist() if r["event_type"] == "security:4656")
+    assert "\r\n\r\nSubject:\r\n\tSecurity ID:" in event["Message"]
+    row = {"score": 17.779, "unit": event["event_id"], "time": event["timestamp"].isoformat(),
+           "event_ids": [event["event_id"]], "event_type": "security:4656", "host": event["host"],
+           "user": event["user"], "process": event["process"],
+           "reasons": [{"field": "extra fields", "observed": f"Message={event['Message']}",
+                        "typical": "their hash bucket at 22%"}]}
+    line = alert_line(6, row)
+    assert line.isprintable() and "\n" not in line
+    observed = one_line(f"Message={event['Message']}")
+    assert observed.startswith("Message=A handle to an object was requested. Subject: Security "
+                               "ID: S-1-5-21-") and len(observed) == MAX_SHOWN
+    assert observed.endswith("...") and f"extra fields {observed} (typical" in line
+    # escape sequences and bidi overrides are shown, not obeyed; short printable text is kept
+    assert one_line("cmd.exe\x1b[2J\u202egpj.exe") == "cmd.exe\\x1b[2J\\u202egpj.exe"
+    assert one_line("powershell -enc  AAA") == "powershell -enc  AAA"
+    assert one_line("x" * 8, limit=5) == "xx..."

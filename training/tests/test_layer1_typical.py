@@ -88,8 +88,7 @@ def test_hash_buckets_say_whether_the_expected_value_shares_this_ones():
     expected = {"extra#0": 0.99, "extra#9": 0.18, "extra#4": 0.98, "extra#8": 0.99}
     terms = {"extra#9": 0.68, "extra#4": 0.97, "extra#8": 0.97}
     assert _typical("extra fields", observed, expected, terms=terms) == (
-        "their hash bucket expected at 18%; 2 more buckets expected, of fields this event "
-        "lacks (74% of this term)")
+        "their hash bucket at 18%; 74% from 2 buckets of fields this event lacks")
 
 
 @pytest.fixture(scope="module")
