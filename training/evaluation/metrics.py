@@ -183,12 +183,20 @@ def detection_at_fpr(scores: np.ndarray, is_threat: np.ndarray, max_fpr: float
     return result
 
 
+# The shortest span a per-day rate is drawn from: a capture of minutes (an 8-minute one gave
+# "1730.6 alerts per day") extrapolates one burst to a day, so below an hour only the count
+# and the span are given.
+MIN_RATE_DAYS = 1.0 / 24.0
+
+
 def alerts_per_day(alert: np.ndarray, is_benign: np.ndarray, timestamps: np.ndarray
-                   ) -> dict[str, float | int] | None:
+                   ) -> dict[str, float | int | None] | None:
     """Alert volume per day over the time the rows span.
 
     Every row counts, unknown labels included (they alert in production too); false alerts are
-    the benign rows that alert. Rows without a timestamp (NaT) are left out.
+    the benign rows that alert. Rows without a timestamp (NaT) are left out. Over a span
+    shorter than `MIN_RATE_DAYS` (an hour) the per-day rates are None: the count and the span
+    stand alone.
 
     Args:
         alert: bool, shape (n,).
@@ -196,8 +204,8 @@ def alerts_per_day(alert: np.ndarray, is_benign: np.ndarray, timestamps: np.ndar
         timestamps: datetime64, shape (n,).
 
     Returns:
-        {"span_days", "n_alerts", "alerts_per_day", "false_alerts_per_day"}, or None when fewer
-        than two distinct timestamps are known.
+        {"span_days", "n_alerts", "alerts_per_day", "false_alerts_per_day"} (the rates None
+        under an hour), or None when fewer than two distinct timestamps are known.
     """
     ts = np.asarray(timestamps).astype("datetime64[us]")
     known = ~np.isnat(ts)
@@ -209,6 +217,9 @@ def alerts_per_day(alert: np.ndarray, is_benign: np.ndarray, timestamps: np.ndar
         return None
     n_alerts = int(alert[known].sum())
     false_alerts = int((alert & is_benign)[known].sum())
+    if span_days < MIN_RATE_DAYS:
+        return {"span_days": span_days, "n_alerts": n_alerts, "alerts_per_day": None,
+                "false_alerts_per_day": None}
     return {"span_days": span_days, "n_alerts": n_alerts,
             "alerts_per_day": n_alerts / span_days, "false_alerts_per_day": false_alerts / span_days}
 

@@ -43,8 +43,7 @@ def format_report(m: EvaluationMetrics) -> str:
                      + ("" if m.expected_alert_rate is None else
                         f"; on benign validation units {_pct(m.expected_alert_rate)}"))
         if m.alerts and m.confusion_matrix is None:
-            lines.append(f"  alerts per day {m.alerts['alerts_per_day']:.1f} over "
-                         f"{m.alerts['span_days']:.2f} days")
+            lines.append(_alert_volume(m.alerts, with_false=False))
     lines += ["", "Without a threshold"]
     if m.model_kind == "anomaly":
         lines.append(f"  ROC-AUC                   {_f(m.roc_auc)}  (the same for both classes)")
@@ -76,9 +75,7 @@ def format_report(m: EvaluationMetrics) -> str:
         for name, row in zip(m.class_names, m.confusion_matrix):
             lines.append(f"  {name:<{width}}" + "".join(f"{v:>12,}" for v in row))
         if m.alerts:
-            a = m.alerts
-            lines.append(f"  alerts per day {a['alerts_per_day']:.1f} (false: "
-                         f"{_f(a['false_alerts_per_day'], 1)}) over {a['span_days']:.2f} days")
+            lines.append(_alert_volume(m.alerts, with_false=True))
         lines.append("")
     if m.per_attack_type:
         rates = [k for k in next(iter(m.per_attack_type.values())) if k.startswith("rate_")]
@@ -104,3 +101,15 @@ def format_report(m: EvaluationMetrics) -> str:
         lines.append("Notes")
         lines += [f"  - {note}" for note in m.notes]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _alert_volume(a: dict, with_false: bool) -> str:
+    """The alerts-per-day line; under an hour (no rate: `metrics.MIN_RATE_DAYS`) the count and
+    the span instead, as "2 alerts over 8.2 minutes (under an hour: no per-day rate)"."""
+    if a["alerts_per_day"] is None:
+        minutes = a["span_days"] * 1440.0
+        span = f"{minutes:.1f} minutes" if minutes >= 1 else f"{minutes * 60:.1f} seconds"
+        return (f"  {a['n_alerts']:,} alert{'' if a['n_alerts'] == 1 else 's'} over {span} "
+                "(under an hour: no per-day rate)")
+    false = f" (false: {_f(a['false_alerts_per_day'], 1)})" if with_false else ""
+    return f"  alerts per day {a['alerts_per_day']:.1f}{false} over {a['span_days']:.2f} days"

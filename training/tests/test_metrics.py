@@ -204,3 +204,28 @@ def test_classifier_metrics_by_hand():
     # One-vs-rest ROC-AUC of c: c scores 0.8, 0.3 against 0.1 0.2 0.1 0.3 -> pairs (2 x 4):
     # 0.8 beats 4; 0.3 beats 3 and ties 1 (1/2) -> 7.5 / 8.
     assert m.per_class_metrics["c"]["roc_auc"] == pytest.approx(7.5 / 8)
+
+
+def test_a_capture_of_minutes_gives_its_alert_count_and_span_not_a_rate_per_day(datasets):
+    # CTU-SME-11's first 5,000 packets: 8 minutes of conn records, whose 2 alerts the report
+    # extrapolated to "alerts per day 1730.6 ... over 0.00 days".
+    from training.tests.conftest import collect
+
+    events, _ = collect("zeek_logs",
+                        datasets / "slips_ctu_sme_11_labeled_zeek/zeek-labeled/conn.log.labeled")
+    times = events["timestamp"].to_numpy()
+    labels = np.asarray(events["is_threat"].to_numpy(zero_copy_only=False), np.int64)
+    scores = np.zeros(len(times))
+    scores[:2] = 1.0  # two alerts
+    m = evaluate_scores(scores, labels, None, times, 0.5)
+    minutes = (times.max() - times.min()) / np.timedelta64(1, "m")
+    assert 7 < minutes < 9
+    assert m.alerts == {"span_days": pytest.approx(minutes / 1440), "n_alerts": 2,
+                        "alerts_per_day": None, "false_alerts_per_day": None}
+    text = format_report(m)
+    assert f"  2 alerts over {minutes:.1f} minutes (under an hour: no per-day rate)" in text
+    assert "alerts per day" not in text
+    # An hour and more keeps the rate (2 alerts over exactly 1 h: 48 a day).
+    hour = np.array([0, 3600], "datetime64[s]").astype("datetime64[us]")
+    assert M.alerts_per_day(np.array([True, True]), np.array([True, False]), hour) == {
+        "span_days": 1 / 24, "n_alerts": 2, "alerts_per_day": 48.0, "false_alerts_per_day": 24.0}
