@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.cli.data_files import layer_of_file
-from training.cli.options import registry_dir, registry_options, source_flags, sources_from_flags
+from training.cli.options import registry_dir, registry_options, source_flags
+from training.cli.recorded_sources import loaded_metadata, sources_as_trained
 from training.errors import ConfigError, NotFoundError, SchemaError
 from training.paths import checkpoints_dir
 
@@ -50,7 +51,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         units, what = layer.load_units(args.data), str(args.data)
         require_same_transform(args.data, units, layer, model, name)
     else:
-        events = DataCollector(sources_from_flags(args, args.source), checkpoint_enabled=False,
+        events = DataCollector(sources_as_trained(args, args.source, loaded_metadata(loaded)),
+                               checkpoint_enabled=False,
                                progress=False).collect_table(max_events=args.max_events)
         if not events.num_rows:
             raise SchemaError(f"--source {' '.join(args.source)} gave no event; check the "

@@ -69,7 +69,8 @@ def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
-    from training.cli.options import parse_source, registry_dir, sources_from_flags
+    from training.cli.options import parse_source, registry_dir
+    from training.cli.recorded_sources import registered_metadata, sources_as_trained
     from training.registry.registry import ModelRegistry
     from training.scoring.follow import FollowOutputs, follow_events
     from training.scoring.follow_windows import DEFAULT_GRACE
@@ -83,7 +84,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
     es = None
     if args.elasticsearch:
         es = parse_source(f"es:{args.elasticsearch}", 0, None).connection_params
-    sources = sources_from_flags(args, args.input)
+    registry = ModelRegistry(registry_dir(args), create=False)  # reads only
+    sources = sources_as_trained(args, args.input, registered_metadata(registry, args))
     outputs = FollowOutputs(alerts=args.alerts, scores=args.output, elasticsearch=es,
                             state=args.state or args.output.with_name(args.output.name + ".state"),
                             incidents=args.incidents or incidents_path(args.alerts))
@@ -91,7 +93,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     previous = {sig: signal.signal(sig, lambda *_: stop.set())
                 for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        summary = follow_events(ModelRegistry(registry_dir(args), create=False), args.model,
+        summary = follow_events(registry, args.model,
                                 sources, outputs, version=args.version, stage=args.stage,
                                 alias=args.alias, once=args.once,
                                 poll_seconds=args.poll_interval, stop=stop,

@@ -97,7 +97,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
         raise ConfigError(f"{', '.join(given)}: only with --follow or --once (live scoring); "
                           "a batch score writes its alerts and incidents beside --output")
-    from training.cli.options import sources_from_flags
+    from training.cli.recorded_sources import registered_metadata, sources_as_trained
     from training.registry.registry import ModelRegistry
     from training.errors import ConfigError
     from training.evaluation.alert_rate import validate_bounds
@@ -112,8 +112,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     max_rate = args.max_alert_rate if isinstance(args.max_alert_rate, float) else None
     validate_bounds(args.alert_factor, max_rate)  # before any work
     is_jsonl(args.output, "--output")  # a .csv name holding Parquet misleads every reader
-    sources = sources_from_flags(args, args.input)
     registry = ModelRegistry(registry_dir(args), create=False)  # reads only
+    sources = sources_as_trained(args, args.input, registered_metadata(registry, args))
     if args.model == FUSED_NAME:  # every layer's registered model, one score per event
         if args.version or args.stage or args.alias:
             raise ConfigError("--version, --stage and --alias pick a version of one model; "

@@ -59,9 +59,11 @@ def _pipeline_config(args: argparse.Namespace, default_workdir: str,
     tests = sources_from_flags(args, getattr(args, "test_source", None))
     if tests:
         overrides["test_sources"] = tests
-    config = (load_config(args.config, defaults=defaults, **overrides) if args.config else
+    params = tuned_files(getattr(args, "params", None))
+    config = (load_config(args.config, defaults=defaults, params=params, **overrides)
+              if args.config else
               config_from_dict({"sources": overrides.pop("sources", [])}, "flags",
-                               defaults=defaults, **overrides))
+                               defaults=defaults, params=params, **overrides))
     if args.train_until is not None:
         config = replace(config, split=replace(config.split, train_until=args.train_until))
     config = with_feature_flags(config, args)
@@ -69,6 +71,23 @@ def _pipeline_config(args: argparse.Namespace, default_workdir: str,
                                 learning_rate=args.lr, threshold=args.threshold,
                                 benign_only=True if args.benign_only else None,
                                 keep_unknown=True if args.keep_unknown else None)
+
+
+def tuned_files(values: list[str] | None) -> dict[str, str]:
+    """--params LAYER=FILE values as {layer: file}."""
+    from training.errors import ConfigError
+
+    files = {}
+    for value in values or ():
+        name, sep, path = value.partition("=")
+        if not sep or not name or not path:
+            raise ConfigError(f"--params takes LAYER=FILE (a best_params.json of `tune`), got "
+                              f"{value!r}")
+        try:
+            files[layer_name(name)] = path
+        except argparse.ArgumentTypeError as exc:
+            raise ConfigError(f"--params {value}: {exc}") from None
+    return files
 
 
 def _run(config, args: argparse.Namespace) -> int:
@@ -79,6 +98,9 @@ def _run(config, args: argparse.Namespace) -> int:
 
     # A run that fails says so on the front page, with the line printed here.
     flags = typed_flags(args)
+    for name, settings in config.train.items():
+        if settings.params_from:
+            print(f"{name}: hyperparameters from {settings.params_from}")
     result = run.run_pipeline(config, **run_options(args),
                               describe=lambda exc: error_message(exc, flags=flags))
     for note in result.notes:
@@ -195,6 +217,10 @@ def _pipeline_options(parser: argparse.ArgumentParser, option: Option, workdir: 
            help="batch size of every layer (default: the config's, else each layer's own)")
     option(parser, "--lr", type=float,
            help="learning rate of every layer (default: the config's, else each layer's own)")
+    option(parser, "--params", action="append", metavar="LAYER=FILE",
+           help="a layer's tuned hyperparameters: a best_params.json of `tune --layer LAYER`; "
+                "they replace the defaults, the config's [train.LAYER] keys and the flags "
+                "win; repeatable (default: the config's [train.LAYER] params, else none)")
     option(parser, "--seed", type=int,
            help="seed of splits and training (default: the config's, else 42)")
     option(parser, "--max-events", type=int, help="collect at most this many events (default: all)")

@@ -66,6 +66,10 @@ def add_arguments(parser: argparse.ArgumentParser, layer: Layer) -> None:
     flag("num_epochs", type=int, default=base.num_epochs, help="epochs at most")
     flag("batch_size", type=int, default=base.batch_size, help="training batch size")
     flag("learning_rate", type=float, default=base.learning_rate, help="optimizer step size")
+    flag("params", default=None, metavar="FILE",
+         help=f"tuned hyperparameters: a best_params.json of `tune --layer {layer.name}` (or a "
+              "JSON object of them); they replace the defaults, the flags given here win "
+              "(default: none)")
     flag("detector", choices=layer.detector_names(), default=layer.detector_name,
          help=f"the detector to train: the layer's own ({layer.detector_name}, whose arguments "
               "are the flags below) or a row detector")
@@ -142,6 +146,33 @@ def detector_args(layer: Layer, args: argparse.Namespace) -> dict[str, Any]:
     return {"detector": args.detector, **extra}
 
 
+def with_params(layer: Layer, args: argparse.Namespace, config: TrainingConfig,
+                model_args: dict[str, Any], show: bool = True
+                ) -> tuple[TrainingConfig, dict[str, Any]]:
+    """`config` and `model_args` with the hyperparameters of `--params FILE` where no flag set
+    them (`training.tuning.params_file`), and the file recorded as `params_from`; `show`
+    prints one line saying which were taken."""
+    from training.tuning.params_file import TRAINING_KEYS, read_params
+
+    if args.detector != layer.detector_name:
+        raise ConfigError(f"--params holds hyperparameters of {layer.name}'s own detector "
+                          f"({layer.detector_name}), not of --detector {args.detector}; leave "
+                          "one of them out")
+    tuned = read_params(args.params, layer)
+    flags = typed_flags(args)
+    flags.update({item.partition("=")[0]: "--detector-arg" for item in args.detector_arg})
+    taken = tuned.unless(set(flags))
+    config = config.replace(**{k: v for k, v in taken.items() if k in TRAINING_KEYS},
+                            params_from=tuned.origin)
+    model_args = {**model_args, **{k: v for k, v in taken.items() if k not in TRAINING_KEYS}}
+    if show:
+        kept = [flags[name] for name in tuned.values if name in flags]
+        print(f"hyperparameters from {tuned.origin}: "
+              f"{', '.join(f'{k}={v}' for k, v in taken.items()) or 'none'}"
+              + (f"; {', '.join(kept)} given, the flag wins" if kept else ""))
+    return config, model_args
+
+
 def main(layer_name: str, argv: Sequence[str] | None = None, *, prog: str | None = None,
          callbacks: list[Callback] | None = None) -> int:
     """Train `layer_name`'s detector from the command line `argv`; `callbacks` go to the
@@ -162,9 +193,11 @@ def run(layer: Layer, args: argparse.Namespace, callbacks: list[Callback] | None
         logging.getLogger().setLevel(logging.WARNING)
     try:
         config = training_config(args, layer.default_config())
+        model_args = detector_args(layer, args)
+        if args.params is not None:
+            config, model_args = with_params(layer, args, config, model_args, rank0)
         train = layer.load_units(args.train_data)
         val = layer.load_units(args.val_data) if args.val_data else None
-        model_args = detector_args(layer, args)
         with _tracked(layer, args.mlflow_uri if rank0 else None) as tracked:
             _, results = train_layer(layer, train, val, config, model_args=model_args,
                                      benign_only=TRAIN_ON[args.train_on], resume=args.resume,

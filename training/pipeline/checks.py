@@ -27,13 +27,15 @@ def layer_settings(layer: type, values: dict[str, Any], where: str) -> None:
     each of the type and choices the command line accepts."""
     options = layer.model_options
     check_types({k: v for k, v in values.items() if k in TRAIN_KEYS}, TRAIN_KEYS, where)
+    if "params" in values:  # a tune best_params.json (training.pipeline.tuned)
+        typed(where, "params", values["params"], str, "the path of a best_params.json")
     for name, option in layer.featurizer_options.items():  # whichever detector reads them
         if name in values:
             model_value(name, values[name], option, where)
     if values.get("detector", layer.detector_name) != layer.detector_name:
         return  # another detector: its arguments are checked when it is built
-    known(values, set(TRAIN_KEYS) | set(options) | set(layer.featurizer_options) | {"detector"},
-          where)
+    known(values, set(TRAIN_KEYS) | set(options) | set(layer.featurizer_options)
+          | {"detector", "params"}, where)
     for name, value in values.items():
         if name in options:
             model_value(name, value, options[name], where)

@@ -37,6 +37,11 @@ threshold = "quantile:0.999"         # or "alerts-per-day:10", "best-f1" (see
 epochs = 30
 hidden_dim = 32
 
+[train.layer1]
+params = "training/tuning/layer1_vae_tuning/best_params.json"  # `tune`'s best configuration
+                                     # (or --params layer1=FILE): it replaces the defaults,
+                                     # this table's keys and the flags win (pipeline.tuned)
+
 [train.layer3]
 detector = "iforest"                 # another detector: the layer's own (vae, gnn, tcn) or a
 n_estimators = 200                   # row detector (ecod, knn, iforest, autoencoder), with its
@@ -65,10 +70,12 @@ from training.errors import ConfigError
 from training.evaluation.threshold_rules import parse_rule
 from training.features.dropped_fields import check_dropped
 from training.layers.registry import default_layers, get_layer, layer_names
+from training.pipeline.tuned import PARAMS_KEY, tuned_values
 from training.pipeline.checks import (
     TRAIN_KEYS, build, canonical_layers, check_types, known, layer_settings, one_of, source, typed,
 )
 from training.sources.config import DataSource
+from training.sources.recorded import SETTINGS_KEY, reading_settings
 
 STRATEGIES = ("random", "stratified", "temporal", "group")
 GATE_METRICS = ("pr_auc", "roc_auc")
@@ -146,7 +153,8 @@ class LayerSettings:
     """Training settings of one layer (None: the layer's own default); `model` holds the
     model's own arguments (hidden_dim, latent_dim, ...), and `detector` when the layer trains
     another detector than its own (`Layer.build_detector`); `features` the featurizer's
-    options (`Layer.featurizer_options`, e.g. layer 3's entity)."""
+    options (`Layer.featurizer_options`, e.g. layer 3's entity); `params_from` where tuned
+    hyperparameters came from (`training.pipeline.tuned`), recorded with the model."""
 
     epochs: int = 20
     batch_size: int | None = None
@@ -156,6 +164,7 @@ class LayerSettings:
     threshold: str = DEFAULT_THRESHOLD
     model: dict[str, Any] = field(default_factory=dict)
     features: dict[str, Any] = field(default_factory=dict)  # the featurizer's options
+    params_from: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("benign_only", "keep_unknown"):
@@ -177,7 +186,8 @@ class LayerSettings:
     def trainer_changes(self) -> dict[str, Any]:
         """The TrainingConfig fields this sets."""
         changes = {"num_epochs": self.epochs, "batch_size": self.batch_size,
-                   "learning_rate": self.learning_rate, "threshold_rule": self.threshold}
+                   "learning_rate": self.learning_rate, "threshold_rule": self.threshold,
+                   "params_from": self.params_from}
         return {k: v for k, v in changes.items() if v is not None}
 
     @property
@@ -233,6 +243,13 @@ class PipelineConfig:
                 raise ConfigError(f"train.{name}.detector must be one of {', '.join(valid)}, "
                                   f"got {detector!r}")
 
+    @property
+    def source_settings(self) -> dict[str, Any]:
+        """How the training sources were read beyond their types' own reading, as a model's
+        registry details record it (`training.sources.recorded`): {} when read as they are."""
+        settings = reading_settings(self.sources)
+        return {SETTINGS_KEY: settings} if settings else {}
+
     def with_training(self, **changes: Any) -> PipelineConfig:
         """The same config with `changes` (epochs, batch_size, learning_rate, benign_only,
         keep_unknown, threshold) for every layer."""
@@ -241,10 +258,10 @@ class PipelineConfig:
 
 
 def load_config(path: str | Path, *, defaults: dict[str, Any] | None = None,
-                **overrides: Any) -> PipelineConfig:
+                params: dict[str, str] | None = None, **overrides: Any) -> PipelineConfig:
     """Read a pipeline TOML file (see the module docstring); `overrides` replace its top-level
     values (workdir, layers, seed, max_events, sources), `defaults` stand in for the ones it
-    does not set.
+    does not set, `params` ({layer: best_params.json}, `--params`) replace its tables' params.
 
     Raises:
         ConfigError: unreadable TOML, an unknown key (named with its table), a value of the
@@ -255,11 +272,12 @@ def load_config(path: str | Path, *, defaults: dict[str, Any] | None = None,
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the pipeline config: {exc}") from exc
-    return config_from_dict(data, str(path), defaults=defaults, **overrides)
+    return config_from_dict(data, str(path), defaults=defaults, params=params, **overrides)
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config", *,
-                     defaults: dict[str, Any] | None = None, **overrides: Any) -> PipelineConfig:
+                     defaults: dict[str, Any] | None = None,
+                     params: dict[str, str] | None = None, **overrides: Any) -> PipelineConfig:
     """A `PipelineConfig` from the TOML file's content (see `load_config`)."""
     data = {**(defaults or {}), **data, **{k: v for k, v in overrides.items() if v is not None}}
     known(data, {"workdir", "layers", "seed", "max_events", "sources", "test_sources", "split",
@@ -281,6 +299,9 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
                              for key in ("sources", "test_sources"))
     train = data.get("train", {})
     defaults = {k: v for k, v in train.items() if not isinstance(v, dict)}
+    if PARAMS_KEY in defaults:
+        raise ConfigError(f"{where} [train]: params names one layer's tuned hyperparameters; "
+                          "put it in that layer's table ([train.<layer>] params = FILE)")
     known(defaults, set(TRAIN_KEYS), f"{where} [train]")
     check_types(defaults, TRAIN_KEYS, f"{where} [train]")
     per_layer = {}
@@ -292,7 +313,14 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
                 raise ConfigError(f"{where} [train.{key}]: {exc}") from None
             layer_settings(layer, values, f"{where} [train.{key}]")
             per_layer[layer.name] = values
+    for key, path in (params or {}).items():  # --params LAYER=FILE: over the table's
+        name = get_layer(key).name
+        per_layer[name] = {**per_layer.get(name, {}), PARAMS_KEY: str(path)}
     layers = canonical_layers(data.get("layers", default_layers()), f"{where}: layers")
+    untrained = sorted({get_layer(key).name for key in params or {}} - set(layers))
+    if untrained:
+        raise ConfigError(f"params names {', '.join(untrained)}, which this run does not "
+                          f"train (layers: {', '.join(layers)})")
     return PipelineConfig(
         sources=tuple(sources),
         workdir=Path(data.get("workdir", "maximus-run")),
@@ -300,7 +328,8 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
         seed=data.get("seed", 42),
         max_events=data.get("max_events"),
         split=build(SplitConfig, data.get("split", {}), f"{where} [split]"),
-        train={name: _train({**defaults, **per_layer.get(name, {})}, get_layer(name))
+        train={name: _train(tuned_values(defaults, per_layer.get(name, {}), get_layer(name),
+                                         f"{where} [train.{name}]"), get_layer(name))
                for name in layers},
         gate=build(GateConfig, data.get("gate", {}), f"{where} [gate]"),
         test_sources=tuple(test_sources),

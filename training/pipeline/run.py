@@ -349,7 +349,7 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
     numbers["val_loss"] = float(results["best_val_loss"])
     # What `retrain` needs to tell new units and drift from what this model learnt from.
     learnt = layer.fit_rows(layer.labels(train))
-    details = {"decision": decision,
+    details = {"decision": decision, **config.source_settings,  # score reads as trained
                "data": triggers.training_record(unit_times(layer, train), learnt)}
     reference = triggers.write_reference(
         run.folders.checkpoints / f"{name}_{triggers.REFERENCE_FILE}",

@@ -9,6 +9,7 @@ from typing import Any
 from training.registry.history import Transition
 from training.registry.metadata import ModelMetadata
 from training.registry.names import version_key
+from training.sources.recorded import SETTINGS_KEY, settings_text
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
@@ -51,6 +52,9 @@ def format_metadata(m: ModelMetadata) -> str:
     decision = m.details.get("decision") if isinstance(m.details, dict) else None
     if isinstance(decision, dict) and decision.get("reason"):
         fields.append(("gate", decision["reason"]))
+    reading = m.details.get(SETTINGS_KEY) if isinstance(m.details, dict) else None
+    if reading:  # how its training sources were read, as `score` reads inputs of their type
+        fields.append(("read with", settings_text(reading)))
     lines = [table(("FIELD", "VALUE"), fields)]
     for head, values in ((("METRIC", "VALUE"), m.metrics),
                          (("HYPERPARAMETER", "VALUE"), m.hyperparameters),

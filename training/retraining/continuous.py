@@ -69,6 +69,7 @@ from training.retraining.split_files import (
     common_spec, require_model_transform, validate_splits,
 )
 from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
+from training.sources.recorded import SETTINGS_KEY
 from training.trainer.config import TrainingConfig
 
 __all__ = ["RETRAINING_CHANGES", "ContinuousTrainingPipeline", "RetrainingConfig"]
@@ -212,6 +213,9 @@ class ContinuousTrainingPipeline:
             record = {"data": data, "decision": decision, "training": {
                 k: trained.get(k) for k in ("best_val_loss", "best_epoch", "epochs_trained",
                                             "train_time_s")}}
+            if champion is not None and SETTINGS_KEY in champion.metadata.details:
+                # it replaces the champion on the same inputs: `score` reads them alike
+                record[SETTINGS_KEY] = champion.metadata.details[SETTINGS_KEY]
             metadata = ModelMetadata(
                 model_name, "0", layer.name, metrics=metrics,
                 training_dataset=str(train_data_path),

@@ -54,7 +54,7 @@ BAD_TOML = [
     ("[train.layer1]\nbogus = 1\n", "[train.layer1]: unknown key(s) bogus; allowed: batch_size, "
                                     "benign_only, beta, detector, dropout, epochs, error_floor, "
                                     "hidden_dim, keep_unknown, latent_dim, learning_rate, "
-                                    "threshold"),
+                                    "params, threshold"),
     ("[train.layer1]\nconfig = 1\n", "[train.layer1]: unknown key(s) config; allowed:"),
     ("config = 1\n", ": unknown key(s) config; allowed: drop_fields, gate, layers, max_events, seed,"),
     ('seed = "abc"\n', ": seed must be an integer, got 'abc'"),

@@ -64,6 +64,10 @@ class TrainingConfig:
             the validation data, else the benign 0.99-quantile, else the 0.999-quantile of
             every score), "quantile[:Q]", "alerts-per-day:N" or "best-f1" (see
             `training.evaluation.calibration.parse_rule`).
+        params_from: where tuned hyperparameters came from (a `tune` study's
+            best_params.json, its study and trial: `training.tuning.params_file`), or None;
+            recorded only: the sidecar, the registry's hyperparameters and MLflow's params say
+            so.
     """
 
     model_name: str = "model"
@@ -101,6 +105,7 @@ class TrainingConfig:
     restore_best: bool = True
     calibrate_threshold: bool = True
     threshold_rule: str = "auto"
+    params_from: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "threshold_rule", str(parse_rule(self.threshold_rule)))

@@ -34,6 +34,7 @@ from training.layers.registry import get_layer
 from training.layers.training import train_layer
 from training.evaluation.metrics import known_scores, pr_auc
 from training.retraining.gate import split_fingerprint
+from training.tuning.params_file import origin_text, split_params
 from training.tuning.pruning import OptunaPruning
 from training.trainer.config import TrainingConfig
 
@@ -103,9 +104,7 @@ class LayerObjective:
 
     def split_params(self, params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """(optimizer settings, the detector's own arguments) of a sampled configuration."""
-        sampled = self.layer.search_space(optuna.trial.FixedTrial(params))
-        training = {k: sampled.pop(k) for k in ("learning_rate", "batch_size")}
-        return training, sampled
+        return split_params(self.layer, params)  # as `train --params` reads best_params.json
 
     def fit(self, params: dict[str, Any], config: TrainingConfig,
             callbacks: list[Any]) -> tuple[Any, dict[str, Any]]:
@@ -238,12 +237,15 @@ class LayerObjective:
         from training.registry.registry import ModelMetadata, ModelRegistry
         from training.tuning.best_rule import best_threshold_rule
 
+        from training.tuning.outputs import BEST_PARAMS
+
         rule, rule_from = best_threshold_rule(registry_dir, self.model_name, threshold_rule)
         training, _ = self.split_params(params)
         config = self.layer.default_config(
             num_epochs=num_epochs, **training, seed=self.seed, num_threads=self.num_threads,
             checkpoint_dir=str(Path(study_dir) / "best"), log_dir=str(Path(study_dir) / "logs"),
-            save_last_state=False, threshold_rule=rule)
+            save_last_state=False, threshold_rule=rule,
+            params_from=origin_text(Path(study_dir) / BEST_PARAMS, study_name, trial_number))
         model, results = self.fit(params, config, [])
         model.eval()
         # `val_loss`, as every other path records the kept epoch's validation loss

@@ -1,0 +1,46 @@
+"""`score`, `score --follow` and `evaluate` read inputs as the model's training sources were
+read: the field map, column names and label map its registered version records
+(`training.sources.recorded`), for inputs of the same source type, unless the command gives
+its own (`--field-map`, `--column-names`, `--label-map` win). One line says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from training.cli.options import sources_from_flags
+from training.errors import NotFoundError
+from training.sources.config import DataSource
+from training.sources.recorded import SETTINGS, SETTINGS_KEY, read_as_recorded, recorded_line
+
+
+def sources_as_trained(args: argparse.Namespace, specs: list[str] | None,
+                       metadata: Any) -> list[DataSource]:
+    """The command's sources (`sources_from_flags`), read with what `metadata` (a registered
+    version's `ModelMetadata`, or None: a model file, which records nothing) records for
+    settings the command did not set; prints the line that says which."""
+    sources = sources_from_flags(args, specs)
+    if metadata is None:
+        return sources
+    given = {name for name in SETTINGS if getattr(args, name, None) is not None}
+    sources, used = read_as_recorded(sources, metadata.details.get(SETTINGS_KEY), given)
+    line = recorded_line(used, f"{metadata.model_name} {metadata.version}")
+    if line:
+        print(line)
+    return sources
+
+
+def registered_metadata(registry: Any, args: argparse.Namespace) -> Any:
+    """The metadata of the version `--model` with `--version`, `--stage` or `--alias` picks
+    (as scoring picks it), or None when the registry has no such model (the fused detector,
+    whose versions its fusion.json names; a missing name, which scoring reports)."""
+    try:
+        return registry.get_metadata(args.model, args.version, args.stage, alias=args.alias)
+    except NotFoundError:
+        return None
+
+
+def loaded_metadata(loaded: Any) -> Any:
+    """A loaded model's registry metadata, or None for a model file (`evaluate --model F.pt`)."""
+    return getattr(loaded, "metadata", None)
