@@ -54,6 +54,9 @@ def _threat(array: pa.Array) -> Converted:
     return to_int(array, -1, 1, pa.int8(), "an is_threat value")
 
 
+# How address text is stored (a collection's recipe names it, so that one written by other
+# rules is not resumed): IPv6 compressed (RFC 5952, `coerce.ipv6_text`) since trial B.
+IP_TEXT = "rfc5952"
 CONVERTERS: dict[str, Callable[[pa.Array], Converted]] = {
     "timestamp": to_timestamp,
     "source_ip": to_ip,

@@ -33,7 +33,7 @@ from training.collection.schema import CANONICAL_SCHEMA
 from training.kernels.netaddr import _parse_one
 from training.sources.coerce import (
     _MAX_US, _MIN_US, NULL_TEXT, _direction, _parse_timestamp, _protocol_name,
-    _severity,
+    _severity, ipv6_text,
 )
 from training.sources.jsonparse import _column, flatten_record, nested_deeper
 
@@ -184,9 +184,10 @@ def _text(kind: str, value: object) -> str | None:
 def _ip(kind: str, value: object) -> str | None:
     if kind == "null" or (kind == "text" and value in NULL_TEXT):
         return None
-    if kind != "text" or _parse_one(value)[1] < 0:
+    version = _parse_one(value)[1] if kind == "text" else -1
+    if version < 0:
         raise NotExact
-    return value
+    return ipv6_text(value) if version == 6 else value
 
 
 def _word(parse):

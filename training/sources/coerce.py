@@ -8,6 +8,7 @@ only a batch that fails it pays for a per-value look at its distinct values.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -276,10 +277,21 @@ class ConvertedIps(Converted):
     version: np.ndarray | None = None
 
 
+def ipv6_text(text: str) -> str:
+    """IPv6 text in its canonical form (RFC 5952, a zone kept): "fe80:0:0:0:90E:17af:263c:5209"
+    -> "fe80::90e:17af:263c:5209"; other text, or no address (`to_ip` calls it bad), as is."""
+    try:
+        return str(ipaddress.ip_address(text)) if ":" in text else text
+    except ValueError:
+        return text
+
+
 def to_ip(array: pa.Array | pa.ChunkedArray) -> ConvertedIps:
-    """IPv4/IPv6 address text; "" and "-" are missing, anything else unparseable is bad."""
+    """IPv4/IPv6 address text (IPv6 as `ipv6_text`: one address, one spelling); "" and "-" are
+    missing, anything else unparseable is bad."""
     text = _blank_to_null(to_string(array).values)
     packed, version = pack_ips(text)
+    text = map_distinct(text, ipv6_text, pa.string()) if (version == 6).any() else text
     bad = version < 0
     if bad.any():
         text = pc.if_else(pa.array(bad), None, text)

@@ -442,3 +442,38 @@ def test_times_out_of_int64_and_missing_times_reject_their_rows_only():
 def test_only_ascii_digits_are_protocol_numbers():
     out = canonicalize(batch({"protocol": ["6", "17", "²", "١٧", "TCP", "-"]}), source())
     assert out.table["protocol"].to_pylist() == ["tcp", "udp", "²", "١٧", "tcp", None]
+
+
+def test_ipv6_addresses_are_stored_in_their_compressed_form(datasets, tmp_path):
+    # Sysmon of the OTRF psexec recording writes fe80:0:0:0:90e:17af:263c:5209; entities, alert
+    # rows and incidents printed it so, beside fe80::... of other sensors for the same host.
+    import json
+
+    from training.collection.canonical_record import canonical_record
+    from training.collection.collector import DataCollector
+    from training.collection.event_dicts import EVENT_SOURCE
+    from training.errors import CheckpointError
+    from training.tests.conftest import collect
+
+    events, _ = collect("windows_events",
+                        datasets / "windows_otrf_security_datasets/cmd_psexec_lsa_secrets_dump.zip")
+    ipv6 = {v for c in ("source_ip", "dest_ip") for v in events[c].to_pylist() if v and ":" in v}
+    assert ipv6 == {"::", "fe80::90e:17af:263c:5209"}
+    # the per-event path as the batch path; a zone is kept, upper case is lowered
+    record = canonical_record({"source_ip": "FE80:0:0:0:0:0:0:1%eth0", "dest_ip": "10.0.0.1",
+                               "timestamp": "2024-01-01T00:00:00Z"}, EVENT_SOURCE)
+    assert record.values["source_ip"] == "fe80::1%eth0"
+    # A collection written before (addresses as read) is not resumed: it would mix spellings.
+    path = tmp_path / "w.json"
+    path.write_text(json.dumps({"UtcTime": "2024-01-01 00:00:00", "EventID": 3,
+                                "SourceIp": "fe80:0:0:0:0:0:0:1"}) + "\n")
+    source = [DataSource("w", "windows_events", {"path": str(path)})]
+    out = tmp_path / "out"
+    DataCollector(source, output_dir=out, progress=False).collect_table()
+    checkpoint = out / "checkpoint.json"
+    state = json.loads(checkpoint.read_text())
+    del state["recipe"]["ip_text"]  # as written before it
+    checkpoint.write_text(json.dumps(state))
+    with pytest.raises(CheckpointError, match=r"made with other settings \(ip_text differ\)"):
+        DataCollector(source, output_dir=out, progress=False).collect_table(
+            resume_from_checkpoint=True)

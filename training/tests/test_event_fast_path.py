@@ -217,6 +217,8 @@ EDGES = {
     "objects in a list": ({**FLOW, "answers": [{"a": 1, "b": "x"}, {"a": 2}]}, True),
     "an ECS duration (derived)": ({**FLOW, "event.duration": 1_500_000_000}, False),
     "a float in a text field (Arrow writes it)": ({**FLOW, "host": 1.5}, False),
+    "IPv6 spelt uncompressed (canonical text)": (
+        {**FLOW, "source_ip": "FE80:0:0:0:90e:17af:263c:5209", "dest_ip": "fe80::1%eth0"}, True),
 }
 
 
