@@ -32,8 +32,9 @@ datasets is listed, and pinned, in `training/tests/test_layer1_extra_kinds.py`.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
+
+from training.kernels.netaddr import is_address
 
 TIME, IDENTIFIER, FREE_TEXT = "time", "identifier", "free text"
 TIME_WORDS = frozenset({"time", "ts", "date", "timestamp", "utc", "epoch", "till"})
@@ -104,18 +105,10 @@ def text_kind(text: str) -> str | None:
     shape = _SHAPES.fullmatch(text)
     if shape is not None:
         return shape.lastgroup
-    if _ADDRESS.fullmatch(text) and _is_address(text):
+    if _ADDRESS.fullmatch(text) and is_address(text):
         return IDENTIFIER
     if "\n" in text:
         lines = [line for line in text.splitlines() if line.strip()]
         if len(lines) > 1 and any(_TWO_WORDS.search(line) for line in lines):
             return FREE_TEXT
     return None
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -118,3 +118,12 @@ def pack_ips(ips: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     # Gather 16 bytes per row as two uint64 words: much faster than a (n, 16) uint8 take.
     packed = table.view(np.uint64)[codes].view(np.uint8).reshape(len(codes), 16)
     return packed, versions[codes]
+
+
+def is_address(text: str) -> bool:
+    """Whether `text` is one IPv4 or IPv6 address (an IPv6 zone allowed)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True

@@ -32,7 +32,6 @@ the follow state with the read positions.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 from datetime import UTC, datetime
 from typing import Any
@@ -41,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from training.kernels.netaddr import is_address
 from training.scoring.ecs import AlertRule
 from training.scoring.incidents import (
     TOP_ALERTS, alert_weight, event_types_of, flows_of, group_rank, keyed_units, layer_evidence,
@@ -235,7 +235,7 @@ class LiveIncidents:
             "rule": {"name": self.rule.name, "id": self.rule.model_name,
                      "version": self.rule.version, "ruleset": "maximus"},
         }
-        if _is_address(item["entity"]):
+        if is_address(item["entity"]):
             doc["source"] = {"ip": item["entity"]}
             doc["related"] = {"ip": [item["entity"]]}
         elif item["entity"]:
@@ -315,11 +315,3 @@ def _iso(micros: float | None) -> str | None:
     if micros is None:
         return None
     return str(np.datetime64(int(micros), "us")) + "Z"
-
-
-def _is_address(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
