@@ -5,8 +5,10 @@ One document per alerting event (layer 1, the fused score; `event_alerts`):
     {"@timestamp": event time, "event": {"kind": "alert", "id", "created", "dataset",
      "risk_score", "severity", "original_id"}, "rule": {"name", "id", "version", "ruleset"},
      "source": {"ip", "port"}, "destination": {"ip", "port"}, "network": {"transport",
-     "protocol", "community_id"}, "related": {"ip": [...]}, "observer": {"name"}, the event's
-     domain (`dns.question.name`, `tls.client.server_name`, `url.domain` or
+     "protocol", "community_id"}, "related": {"ip": [...]}, "observer": {"name"},
+     "host": {"name"}, "user": {"name"}, "process": {"name", "executable", "command_line",
+     "parent": {"name", "executable"}} (host logs; `executable` where the log gives a path),
+     the event's domain (`dns.question.name`, `tls.client.server_name`, `url.domain` or
      `destination.domain`, by event type),
      "maximus": {"layer", "unit", "score", "threshold", "percentile", "event_ids",
                  "sensor_id", "reasons"}}
@@ -40,7 +42,8 @@ from training.evaluation.calibration import Calibration
 from training.features.layer1 import EVENT_CATEGORIES
 
 _FIELDS = ("timestamp", "event_id", "event_type", "source", "source_ip", "source_port", "dest_ip",
-           "dest_port", "protocol", "service", "community_id", "host", "user", "domain")
+           "dest_port", "protocol", "service", "community_id", "host", "user", "domain",
+           "process", "parent_process", "command_line")
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,13 @@ def _document(rule: AlertRule, rule_doc: dict, event: dict, unit: str, risk: flo
     for ecs, name in (("host", "host"), ("user", "user"), ("observer", "source")):
         if event[name]:
             doc[ecs] = {"name": event[name]}
+    process = _process(event.get("process"))
+    if event.get("command_line"):
+        process["command_line"] = event["command_line"]
+    if event.get("parent_process"):
+        process["parent"] = _process(event["parent_process"])
+    if process:
+        doc["process"] = process
     if event["domain"]:  # the name the event is about, where ECS keeps it for its kind
         *parents, name = _DOMAIN_FIELDS.get(event["event_type"] or "", ("destination", "domain"))
         node = doc
@@ -240,3 +250,11 @@ def _document(rule: AlertRule, rule_doc: dict, event: dict, unit: str, risk: flo
         node[name] = event["domain"]
     doc["maximus"] = maximus
     return doc
+
+
+def _process(image: str | None) -> dict[str, str]:
+    """ECS's process.name (the file name) and, for a path, process.executable."""
+    if not image:
+        return {}
+    name = image.replace("\\", "/").rsplit("/", 1)[-1]
+    return {"name": name} if name == image else {"name": name, "executable": image}
