@@ -3,6 +3,7 @@
     maximus-train registry list [--model M] [--stage S] [--json]
     maximus-train registry show --model M [--version V | --stage S | --alias A] [--json]
     maximus-train registry history [--model M] [--version V] [--json]
+    maximus-train registry compare --model M [--versions V ...] [--metric val_loss] [--json]
     maximus-train registry register --model M --model-path M_best.pt [--metrics '{"pr_auc": 0.9}']
     maximus-train registry promote --model M --version V [--stage S] [--reason R]
     maximus-train registry alias --model M --alias A --version V [--reason R]
@@ -87,6 +88,21 @@ def cmd_history(args: argparse.Namespace) -> int:
         _print_json([asdict(t) for t in entries])
     else:
         print(format_history(entries, empty=f"{registry.registry_dir}: no transitions"))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from training.registry.tables import format_comparison
+
+    registry = _registry(args)
+    known = {m.version: m.stage for m in registry.search_models(model_name=args.model)}
+    if not known:
+        raise NotFoundError(f"no version of model {args.model!r} in {registry.registry_dir}")
+    comparison = registry.compare_models(args.model, args.versions or list(known), args.metric)
+    if args.json:
+        _print_json(comparison.summary())
+    else:
+        print(format_comparison(comparison, known))
     return 0
 
 
@@ -302,6 +318,16 @@ def add_registry_command(commands: argparse._SubParsersAction, option: Option) -
     model(history, required=False)
     option(history, "--version", help="only this version's entries (default: all)")
     as_json(history)
+
+    compare = action("compare", cmd_compare, "compare versions by a metric",
+                     "One metric of several versions side by side, with the best of them "
+                     "(the direction is the metric's: lower val_loss, higher pr_auc); a version "
+                     "that did not record it is named, never counted as 0.")
+    model(compare)
+    option(compare, "--versions", nargs="+", help="the versions (default: every version, in the order registered)")
+    option(compare, "--metric", default="val_loss",
+           help="the metric to compare, e.g. val_loss, pr_auc, roc_auc (default: val_loss)")
+    as_json(compare)
 
     register = action("register", cmd_register, "register a saved model as a new version",
                       "Copy a saved model (<name>.pt and its <name>.json sidecar) into the "

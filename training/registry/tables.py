@@ -73,6 +73,18 @@ def format_history(transitions: list[Transition], empty: str = "no transitions")
     return table(("AT (UTC)", "MODEL", "VERSION", "CHANGE", "ACTOR", "REASON"), rows)
 
 
+def format_comparison(comparison: Any, stages: dict[str, str]) -> str:
+    """One row per version compared: its stage, the metric's value (or that it has none) and
+    which is best (`ModelRegistry.compare_models`)."""
+    rows = [(version, stages.get(version, "-"),
+             "not recorded" if value is None else _number(value),
+             "best" if version == comparison.best else "")
+            for version, value in comparison.all_values.items()]
+    lower = "lower" if comparison.direction == "min" else "higher"
+    return table(("VERSION", "STAGE", comparison.metric.upper(), ""), rows) + \
+        f"\n{comparison.metric}: {lower} is better"
+
+
 def _change(t: Transition) -> str:
     if t.event == "stage":
         return f"{t.from_stage} -> {t.to_stage}"

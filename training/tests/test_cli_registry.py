@@ -178,6 +178,27 @@ def test_show_and_history_are_tables_with_json_on_request(filled, capsys):
         _error_line(capsys.readouterr().err)
 
 
+def test_compare_puts_versions_side_by_side_and_names_what_is_not_recorded(filled, tmp_path,
+                                                                          weights, capsys):
+    assert main(["-q", "registry", "register", "--model", "tiny", "--version", "1.2.0",
+                 "--model-path", str(weights), "--metrics", '{"roc_auc": 0.9}', *filled]) == 0
+    capsys.readouterr()
+    assert main(["registry", "compare", "--model", "tiny", "--metric", "pr_auc", *filled]) == 0
+    out = capsys.readouterr().out
+    assert _table(out)[:4] == [["VERSION", "STAGE", "PR_AUC"], ["1.0.0", "archived", "0.5"],
+                               ["1.1.0", "production", "0.75", "best"],
+                               ["1.2.0", "none", "not", "recorded"]]
+    assert out.strip().endswith("pr_auc: higher is better")
+    assert main(["registry", "compare", "--model", "tiny", "--versions", "1.0.0", "1.2.0",
+                 "--metric", "roc_auc", "--json", *filled]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "metric": "roc_auc", "direction": "max", "values": {"1.0.0": None, "1.2.0": 0.9},
+        "best": "1.2.0", "missing": ["1.0.0"]}
+    assert main(["registry", "compare", "--model", "tyni", *filled]) == 1
+    assert _error_line(capsys.readouterr().err).endswith(
+        f"no version of model 'tyni' in {filled[1]}")
+
+
 @pytest.mark.parametrize("metrics, message", [
     ("report.json", "--metrics must be a JSON object such as '{\"pr_auc\": 0.9}' or a JSON file "
                     "holding one; 'report.json' is not JSON"),
