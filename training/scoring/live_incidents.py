@@ -270,9 +270,9 @@ def _heaviest(top: list[dict], row: dict[str, Any], weight: float, peak: float,
     entry = {"layer": row.get("layer"), "unit": row.get("unit"), "score": row.get("score"),
              "percentile": row.get("percentile"), "reasons": row.get("reasons"),
              "weight": weight, "peak": peak}
-    if keep:
-        entry.update({k: row.get(k) for k in ("community_id", "event_ids", "_types", "_first",
-                                               "_last")})
+    if keep:  # the events only where `flows_of` joins them: a window unit may list thousands
+        entry.update({k: row.get(k) for k in ("community_id", "_types", "_first", "_last")},
+                     event_ids=row.get("event_ids") if row.get("community_id") else None)
     ranked = sorted([*top, entry],  # stable: earlier first
                     key=lambda t: (-t["weight"], -(t.get("peak") or 0.0)))
     return ranked[:TOP_ALERTS]
