@@ -23,6 +23,8 @@ from training.cli.options import exit_code, option, source_flags, sources_from_f
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags, help_command, typed_flags
 from training.collection.collector import DataCollector
+from training.collection.quarantine_file import QUARANTINE_FILE, common_reasons, read_quarantine
+from training.errors import SchemaError
 from training.paths import collected_dir
 from training.sources.config import DataSourceType
 
@@ -64,7 +66,31 @@ def cmd_collect(args: argparse.Namespace) -> int:
     stats["seconds"] = round(time.perf_counter() - started, 3)
     stats["events_dir"] = str(events_dir)
     print(json.dumps(stats, indent=2, sort_keys=True))
+    _all_quarantined(stats, Path(args.output))
     return 0
+
+
+def _all_quarantined(stats: dict, output: Path) -> None:
+    """Warn of each source whose every record was quarantined, naming its most common reasons;
+    raise when no source gave an event, as the pipeline does: such an output holds nothing to
+    train or score on, and a script that goes on with it would fail later, farther from why.
+
+    Raises:
+        SchemaError: every record of the collection was quarantined.
+    """
+    quarantine = output / QUARANTINE_FILE
+    for name, counts in stats.get("sources", {}).items():
+        bad = counts.get("quarantined", 0)
+        if not bad or bad != counts.get("rows") or not quarantine.is_file():
+            continue
+        why = common_reasons(read_quarantine(quarantine, name))
+        if stats.get("events"):
+            logger.warning("source %s: every record (%s) was quarantined, by reason: %s; the "
+                           "reason of each is in %s", name, f"{bad:,}", why, quarantine)
+        else:
+            raise SchemaError(f"no event collected: every record ({bad:,}) of "
+                              f"source {name} was quarantined, by reason: {why}; the reason of "
+                              f"each is in {quarantine}")
 
 
 def build_parser() -> argparse.ArgumentParser:

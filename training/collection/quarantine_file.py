@@ -5,7 +5,8 @@ batch (OUTPUT/`QUARANTINE_FILE`); `preprocess` writes its output folder's under 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -30,3 +31,30 @@ def write_quarantine(path: Path, rejects: Sequence[Reject]) -> Path:
 def quarantine_path(output: Path) -> Path:
     """Where a run writing `output` keeps its quarantine: beside it, `<name>.quarantine.jsonl`."""
     return output.with_name(f"{output.stem}.quarantine.jsonl")
+
+
+def common_reasons(rejects: Iterable[Reject | Mapping], top: int = 3) -> str:
+    """The `top` most common reasons of `rejects` (or of their `to_dict()` lines, as the
+    quarantine file holds them), with counts and the first such record's reason as it was
+    written: "@timestamp 300 (e.g. @timestamp = 'Feb 22, 2023' is not a timestamp ...)".
+    A field fault counts by field (as the collection's `quarantine_reasons`), another by the
+    reason's words before any colon."""
+    counts: Counter[str] = Counter()
+    first: dict[str, str] = {}
+    for reject in rejects:
+        row = reject.to_dict() if isinstance(reject, Reject) else reject
+        reason = str(row.get("reason", ""))
+        key = row["field"] if row.get("field") else reason.split(":")[0]
+        counts[key] += 1
+        first.setdefault(key, reason)
+    return ", ".join(f"{key} {count:,} (e.g. {first[key]})"
+                     for key, count in counts.most_common(top))
+
+
+def read_quarantine(path: Path, source: str | None = None) -> Iterator[dict]:
+    """The records of the quarantine file `path` (of `source` only, when given)."""
+    with path.open("rb") as handle:
+        for line in handle:
+            row = orjson.loads(line)
+            if source is None or row.get("source") == source:
+                yield row

@@ -19,7 +19,8 @@ import pyarrow.parquet as pq
 
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector
-from training.collection.quarantine_file import quarantine_path, write_quarantine
+from training.collection.quarantine_file import (common_reasons, quarantine_path,
+                                                  write_quarantine)
 from training.collection.schema import sensor_records
 from training.datasets.validator import DataValidator, ValidationIssue, ValidationSeverity
 from training.errors import PipelineError, SchemaError, TooFewError
@@ -50,9 +51,12 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
     if duplicates:
         notes.append(f"{duplicates:,} duplicate events of {what} (an event id seen before) "
                      "dropped")
+    if not events.num_rows and quarantined:
+        raise SchemaError(f"{what} gave no event: every record ({quarantined:,}) was quarantined, "
+                          f"by reason: {common_reasons(collector.quarantined)}; the reason of "
+                          f"each is in {where}")
     if not events.num_rows:
-        raise SchemaError(f"{what} gave no event ({quarantined} quarantined "
-                          f"record{'' if quarantined == 1 else 's'}); check the paths and the "
+        raise SchemaError(f"{what} gave no event (no record was read); check the paths and the "
                           "source types")
     timed = events["timestamp"].is_valid()
     untimed = events.num_rows - pc.sum(timed).as_py()

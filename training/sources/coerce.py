@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.kernels.netaddr import pack_ips
+from training.sources.time_text import parse_time_text
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 # Years outside this range are almost always a wrong unit or a corrupt value.
@@ -207,10 +208,7 @@ def _parse_timestamp(value: object) -> int:
             raise ValueError(value)
         us = int(us)
     elif isinstance(value, str):
-        parsed = datetime.fromisoformat(value.strip())
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        delta = parsed - datetime(1970, 1, 1, tzinfo=timezone.utc)
+        delta = parse_time_text(value) - datetime(1970, 1, 1, tzinfo=timezone.utc)
         us = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     else:
         raise ValueError(value)
@@ -228,7 +226,8 @@ def _is_number(text: str) -> bool:
 
 
 def to_timestamp(array: pa.Array | pa.ChunkedArray) -> Converted:
-    """UTC microsecond timestamps from timestamps, epoch numbers or ISO 8601 text.
+    """UTC microsecond timestamps from timestamps, epoch numbers, ISO 8601 text or Kibana's
+    default date text ("Feb 22, 2023 @ 01:00:03.714", see `time_text`).
 
     Text without a zone offset is taken as UTC. Numbers are Unix epoch seconds, except values
     too large to be seconds, which are read as milliseconds (>= 1e11), microseconds (>= 1e14)

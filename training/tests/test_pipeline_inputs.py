@@ -388,5 +388,7 @@ def test_sources_that_give_no_event_are_refused_counting_their_quarantined_recor
     broken = tmp_path / "one.jsonl"
     broken.write_text('{"timestamp": "2024-01-01T00:00:00Z", "source_ip": \n')
     source = DataSource("one", "json_file", {"path": str(broken)})
-    with pytest.raises(SchemaError, match=r"gave no event \(1 quarantined record\); check the"):
+    with pytest.raises(SchemaError, match=r"gave no event: every record \(1\) was quarantined, "
+                                          r"by reason: .*; the reason of each is in .*events"
+                                          r"\.quarantine\.jsonl$"):
         collect_events((source,), tmp_path / "events.parquet", None, [])
