@@ -112,6 +112,8 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
     faults: list[_Fault] = []
     consumed: set[str] = set()
     names = set(table.column_names)
+    if require_time:  # collecting: a user field map's names no record has, once per source
+        source.missing_fields.check(names, n, raw.stream)
     for field, candidates in source.fields.items():
         present = [c for c in candidates if c in names]
         if not present:

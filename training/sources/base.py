@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pyarrow as pa
 
+from training.collection.field_map_check import MissingFields
 from training.collection.relative_time import RelativeTimes
 from training.collection.schema import GENERIC_FIELD_MAP, FieldMap, resolve_field_map
 from training.errors import ConfigError
@@ -157,6 +158,7 @@ class Source(ABC):
         self.fields = fields
         self.time_range: tuple[datetime | None, datetime | None] = (None, None)
         self.relative_times = RelativeTimes()  # files whose times were found relative
+        self.missing_fields = MissingFields(config.name, config.field_map)  # typos in the map
 
     @property
     def name(self) -> str:

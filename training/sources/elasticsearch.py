@@ -49,6 +49,7 @@ from training.collection.schema import GENERIC_FIELD_MAP
 from training.errors import ConfigError
 from training.sources.base import RawBatch, Source
 from training.sources.config import DataSource
+from training.sources.es_hits import unwrap_hits
 from training.sources.es_session import PitExpired, Session, Settings
 from training.sources.files import Block
 from training.sources.jsonparse import parse_jsonl_block
@@ -224,7 +225,8 @@ class ElasticsearchSource(Source):
         else:
             kept = list(range(len(hits)))
         first = start["record"]
-        texts = [orjson.dumps({"_id": hits[i]["_id"], **(hits[i].get("_source") or {})})
+        # The hit's id and document, read as every export of hits is (`es_hits`).
+        texts = [orjson.dumps({"_id": hits[i]["_id"], "_source": hits[i].get("_source") or {}})
                  for i in kept]
         data = b"\n".join(texts) + b"\n" if texts else b""
         parsed = parse_jsonl_block(Block(data, 0, 1), stream, first)
@@ -233,7 +235,7 @@ class ElasticsearchSource(Source):
             return _advance(start, keys, kept[record - first], record + 1)
 
         return RawBatch(
-            table=parsed.table,
+            table=unwrap_hits(parsed.table),
             stream=stream,
             lines=np.full(len(parsed.records), -1, dtype=np.int64),  # documents have no lines
             records=parsed.records,

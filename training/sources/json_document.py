@@ -1,4 +1,5 @@
-"""JSON documents read as a stream: a top-level array of events, or `{"metadata", "events": [...]}`.
+"""JSON documents read as a stream: a top-level array of events, `{"metadata", "events": [...]}`,
+or an Elasticsearch `_search` response, whose events are its hits (`{"hits": {"hits": [...]}}`).
 
 The array is never held whole. Blocks of the file are cut at the commas between its elements
 (found by a vectorized scan that tracks strings and nesting), and each run of whole elements is
@@ -31,6 +32,7 @@ DOCUMENT_BATCH = 65_536  # elements per batch at most
 MAX_ELEMENT_BYTES = 64 << 20  # one element longer than this is refused, bounding memory
 _WHITESPACE = b" \t\r\n"
 _EVENTS_KEY = b'"events"'
+_HITS_KEY = b'"hits"'
 
 
 @dataclass
@@ -59,7 +61,7 @@ class _Cursor:
 
 def read_document(source: ByteStream, start: dict, block_size: int, max_bytes: int,
                   **batch_fields: object) -> Iterator[RawBatch]:
-    """Yield the events of a JSON array or wrapper document from position `start` on."""
+    """Yield the events of a JSON array, wrapper or search response from position `start` on."""
     head, body_at = _find_array(source, max_bytes)
     if body_at is None:  # neither an array nor a wrapper: parse it whole
         yield from _read_whole(source, head, start, max_bytes, **batch_fields)
@@ -214,7 +216,8 @@ def _find_array(source: ByteStream, max_bytes: int) -> tuple[bytes, int | None]:
 
 def _array_body(head: bytes) -> int | None:
     """Where the events array's body begins in `head`; None if the document has none (not an
-    array, not an object with an "events" array); -1 if `head` is too short to tell."""
+    array, an object with an "events" array or a `_search` response's {"hits": {"hits": [...]}});
+    -1 if `head` is too short to tell."""
     text = head.lstrip(_WHITESPACE)
     if not text:
         return -1
@@ -223,25 +226,62 @@ def _array_body(head: bytes) -> int | None:
         return first + 1
     if text[:1] != b"{":
         return None
-    marks, kind, depth = _marks(head[first:])
-    quotes = _real_quotes(np.frombuffer(head[first:], np.uint8))
-    at = text.find(_EVENTS_KEY)
-    while at >= 0:
-        key = np.searchsorted(quotes, at)
-        is_key = key < len(quotes) and quotes[key] == at and key % 2 == 0
-        level = depth[np.searchsorted(marks, at) - 1] if np.searchsorted(marks, at) else 0
-        if is_key and level == 1:
-            rest = text[at + len(_EVENTS_KEY):].lstrip(_WHITESPACE)
-            if rest[:1] == b":":
-                value = rest[1:].lstrip(_WHITESPACE)
-                if not value:
-                    return -1
-                return (len(head) - len(value) + 1) if value[:1] == b"[" else None
-            if not rest:
-                return -1
-        at = text.find(_EVENTS_KEY, at + 1)
+    marks, _, depth = _marks(text)
+    quotes = _real_quotes(np.frombuffer(text, np.uint8))
+    found = _key_value(text, _EVENTS_KEY, 1, marks, depth, quotes, 0, len(text))
+    if found is None:
+        found = _key_value(text, _HITS_KEY, 1, marks, depth, quotes, 0, len(text))
+        if found is not None and found != -1:
+            if text[found:found + 1] != b"{":
+                return None
+            # The array is the hits object's own "hits" key, before that object closes.
+            opened = int(np.searchsorted(marks, found))
+            closing = np.flatnonzero(depth[opened:] < 2)
+            end = int(marks[opened + closing[0]]) if len(closing) else len(text)
+            found = _key_value(text, _HITS_KEY, 2, marks, depth, quotes, found + 1, end)
+            if found is None and not len(closing):
+                found = -1
+    if found == -1:
+        return -1
+    if found is not None:
+        return first + found + 1 if text[found:found + 1] == b"[" else None
     closed = np.flatnonzero(depth == 0)
     return None if len(closed) else -1
+
+
+def _key_value(text: bytes, key: bytes, level: int, marks: np.ndarray, depth: np.ndarray,
+               quotes: np.ndarray, begin: int, end: int) -> int | None:
+    """Where the value of `key` (a quoted key of an object at nesting `level`, found in
+    text[begin:end]) starts in `text`; None if it is not there, -1 if `text` ends before it."""
+    at = text.find(key, begin, end)
+    while at >= 0:
+        k = np.searchsorted(quotes, at)
+        is_key = k < len(quotes) and quotes[k] == at and k % 2 == 0
+        m = np.searchsorted(marks, at)
+        if is_key and (depth[m - 1] if m else 0) == level:
+            rest = text[at + len(key):].lstrip(_WHITESPACE)
+            if rest[:1] == b":":
+                value = rest[1:].lstrip(_WHITESPACE)
+                return len(text) - len(value) if value else -1
+            if not rest:
+                return -1
+        at = text.find(key, at + 1, end)
+    return None
+
+
+def document_events(document: object) -> list | None:
+    """The events list of a parsed document: the array itself, the wrapper's "events", or a
+    `_search` response's hits (`training.sources.es_hits` makes them events); None if none."""
+    if isinstance(document, list):
+        return document
+    if not isinstance(document, dict):
+        return None
+    if isinstance(document.get("events"), list):
+        return document["events"]
+    hits = document.get("hits")
+    if isinstance(hits, dict) and isinstance(hits.get("hits"), list):
+        return hits["hits"]
+    return None
 
 
 def _check_outside(source: ByteStream, prefix: bytes, tail: bytes, max_bytes: int,
@@ -322,13 +362,11 @@ def _read_whole(source: ByteStream, head: bytes, start: dict, max_bytes: int,
         cut = " (the gzip stream is truncated)" if source.truncated else ""
         raise SourceError(f"{source.name}: invalid JSON document at line {exc.lineno}, column "
                           f"{exc.colno}: {exc.msg}{cut}") from None
-    if isinstance(document, dict) and isinstance(document.get("events"), list):
-        items = document["events"]
-    elif isinstance(document, list):
-        items = document
-    else:
-        raise SourceError(f"{source.name}: expected a JSON array of events or an object with an "
-                          f"'events' list, found {type(document).__name__}")
+    items = document_events(document)
+    if items is None:
+        raise SourceError(f"{source.name}: expected a JSON array of events, an object with an "
+                          "'events' list or an Elasticsearch _search response (hits.hits), "
+                          f"found {type(document).__name__}")
     for first in range(start["record"], len(items), DOCUMENT_BATCH):
         chunk = items[first:first + DOCUMENT_BATCH]
         yield _batch(source.name, chunk, first, {"offset": 0, "line": 1, "record": first},

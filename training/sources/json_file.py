@@ -1,4 +1,10 @@
-"""JSON files: JSON Lines, a top-level array of objects, or the `{"metadata", "events"}` wrapper.
+"""JSON files: JSON Lines, a top-level array of objects, the `{"metadata", "events"}` wrapper, or
+an Elasticsearch `_search` response.
+
+Elasticsearch hits (elasticdump's `{"_index", "_id", "_source"}` lines, a response's
+`hits.hits`) are read as their documents, with `_id` as the event id, the way the Elasticsearch
+source reads the index (`training.sources.es_hits`). A file none of whose records (in its first
+batch) has a field of the field map is refused, naming what it looks like (`sniff`).
 
 JSON Lines are streamed block by block (any size, bad lines quarantined). A document's events
 array is streamed too, a run of whole elements at a time (`training.sources.json_document`);
@@ -7,21 +13,24 @@ by `max_document_bytes` (default 64 MiB). A document that is not valid JSON is r
 line and column of the fault in the file.
 
 Format detection: .jsonl/.ndjson files are JSON Lines. Otherwise a file whose first non-blank
-byte is "[" is an array; a single-line file holding an object with an "events" list is the
-wrapper; a file whose first line is not JSON by itself is a multi-line document unless its second
-line is a complete record (JSON Lines with a damaged first line); anything else is JSON Lines.
+byte is "[" is an array; a single-line file holding an object with an "events" list (or
+"hits": {"hits": [...]}) is the wrapper (or a search response); a file whose first line is not
+JSON by itself is a multi-line document unless its second line is a complete record (JSON Lines
+with a damaged first line); anything else is JSON Lines.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import ClassVar
 
 import orjson
 
 from training.sources.base import FileSource, RawBatch
+from training.sources.es_hits import unwrap_hits
 from training.sources.files import ByteStream
-from training.sources.json_document import read_document
+from training.sources.json_document import document_events, read_document
 from training.sources.jsonparse import parse_jsonl_block
 from training.sources.lines import read_lines
 
@@ -58,16 +67,17 @@ def is_json_document(source: ByteStream) -> bool:
         return False
     first = _parses(lines[0])
     if first is not _INVALID:
-        # One object on one line: a wrapper if it holds the events and nothing follows it.
-        return (len(lines) == 1 and isinstance(first, dict)
-                and isinstance(first.get("events"), list))
+        # One object on one line: a wrapper (or a search response) if it holds the events and
+        # nothing follows it.
+        return len(lines) == 1 and isinstance(first, dict) and document_events(first) is not None
     # A first line that is not JSON by itself: a multi-line document, unless the next line is
     # a complete record (then it is JSON Lines whose first line is damaged).
     return len(lines) < 2 or _parses(lines[1]) is _INVALID
 
 
 class JsonFileSource(FileSource):
-    """JSON Lines, JSON arrays and the demo's {"metadata", "events"} wrapper; plain or gzip."""
+    """JSON Lines, JSON arrays, the demo's {"metadata", "events"} wrapper and Elasticsearch
+    exports (elasticdump, a search response); plain or gzip."""
 
     params: ClassVar[dict[str, object]] = {**FileSource.params, "max_document_bytes": 64 << 20}
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz",
@@ -88,8 +98,26 @@ class JsonFileSource(FileSource):
         """
         if not lines_only and is_json_document(source):
             limit = min(self.options["max_decompressed_bytes"], self.options["max_document_bytes"])
-            yield from self.check_format(read_document(
-                source, start, self.options["block_size"], limit, **batch_fields))
+            batches = read_document(source, start, self.options["block_size"], limit,
+                                    **batch_fields)
         else:
-            yield from self.check_format(read_lines(
-                source, start, parse_jsonl_block, self.options["block_size"], **batch_fields))
+            batches = read_lines(source, start, parse_jsonl_block, self.options["block_size"],
+                                 **batch_fields)
+        yield from self.check_format(_documents(batches))
+
+    def recognises(self, columns: set[str], stream: str) -> bool:
+        """A typed format's records carry one of its fields; plain JSON's carry a field of the
+        field map other than the event id (an id alone says nothing of what happened)."""
+        if self.format_fields:
+            return super().recognises(columns, stream)
+        known = {name for field, names in self.fields.items() if field != "event_id"
+                 for name in names}
+        return not columns.isdisjoint(known)
+
+
+def _documents(batches: Iterator[RawBatch]) -> Iterator[RawBatch]:
+    """`batches` with Elasticsearch hits (an elasticdump export, a search response's hits)
+    turned into their documents, as the Elasticsearch source reads them (`es_hits`)."""
+    for batch in batches:
+        table = unwrap_hits(batch.table)
+        yield batch if table is batch.table else dataclasses.replace(batch, table=table)

@@ -3,7 +3,8 @@
 A typed source (Zeek, Suricata EVE, Windows events) names the fields that mark its format
 (`Source.format_fields`, from `training.sources.config.FORMATS`); a file whose records carry
 none of them is refused by `Source.check_format` with `wrong_type_message`, which names the
-format whose fields the records do carry, and the --source prefix that reads it.
+format whose fields the records do carry, and the --source prefix that reads it. A generic JSON
+file none of whose records has a field of its field map is refused the same way.
 """
 
 from __future__ import annotations
@@ -37,11 +38,29 @@ def wrong_type_message(source: Source, stream: str, columns: set[str]) -> str:
     """Why `stream`, whose records carry `columns`, is refused by `source` (which does not
     recognise them), and what to give instead."""
     given = type_prefix(source.config.source_type)
+    kind = looks_like(columns)
+    if source.format_name is None:
+        return _unknown_fields_message(stream, given, columns, kind)
     text = (f"{stream}: given as {given}:PATH, but its records carry none of the fields of "
             f"{source.format_name} ({', '.join(source.format_fields)})")
-    kind = looks_like(columns)
     if kind is not None and kind is not source.config.source_type:
         return (f"{text}; this looks like {FORMATS[kind][0]}: use "
                 f"{type_prefix(kind)}:PATH")
     return (f"{text}; give {given}: only {source.format_name} files, and read other JSON "
             "as json:PATH (with --field-map for its time and address fields)")
+
+
+def _unknown_fields_message(stream: str, given: str, columns: set[str],
+                            kind: DataSourceType | None) -> str:
+    """Why a generic file (json:) none of whose records has a field of the field map is refused:
+    what its records look like, and how to read them."""
+    shown = ", ".join(sorted(columns)[:6]) + (", ..." if len(columns) > 6 else "")
+    text = (f"{stream}: no record has a field of the {given}: field map (a time, address or "
+            f"event type such as timestamp, @timestamp, source.ip), only {shown}")
+    if kind is not None:
+        return f"{text}; this looks like {FORMATS[kind][0]}: use {type_prefix(kind)}:PATH"
+    if any(name == "hits.hits" or name.startswith("hits.hits.") for name in columns):
+        return (f"{text}; this looks like several Elasticsearch _search responses: give one "
+                "response per file, or their hits one per line (jq -c '.hits.hits[]')")
+    return (f"{text}; name its fields with --field-map, e.g. "
+            "--field-map timestamp=FIELD,source_ip=FIELD")
