@@ -22,7 +22,8 @@ COMMANDS = [
     (), ("collect",), ("pipeline",), ("demo",), ("preprocess",), ("validate",), ("split",),
     ("train",), ("train", "layer1"), ("train", "layer2"), ("train", "layer3"), ("evaluate",),
     ("tune",), ("registry",), ("registry", "list"), ("registry", "show"),
-    ("registry", "history"), ("registry", "register"), ("registry", "mirror"),
+    ("registry", "history"), ("registry", "compare"), ("registry", "register"),
+    ("registry", "mirror"),
     ("registry", "promote"),
     ("registry", "alias"), ("registry", "rollback"), ("retrain",), ("score",),
 ]
