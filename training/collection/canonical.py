@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.collection.schema import CANONICAL_SCHEMA, LabelMap
+from training.collection.schema import FIELD_NAMES as FIELD_NAMES  # for the recipe
 from training.collection.schema_union import as_text
 from training.errors import ConfigError
 from training.kernels.community_id import community_id_v1
@@ -105,7 +106,7 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
     `training.collection.relative_time`); event dicts handed to the featurizers may lack one.
     """
     config = source.config
-    table = expand_raw_data(raw.table)
+    table = source.prepare(expand_raw_data(raw.table))
     n = table.num_rows
     columns: dict[str, pa.Array] = {}
     ips: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # packed addresses, for Community IDs
@@ -156,6 +157,8 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
         out, records = out.take(rows), records[rows]
     if require_time:  # collecting (every command, --follow too): say so once per file
         source.relative_times.check(out["timestamp"], raw.stream)
+        source.untimed.check(source.name, out["timestamp"], table,
+                             [c for c in table.column_names if c not in consumed])
     return Canonical(out, records, rejects, rows)
 
 

@@ -40,9 +40,10 @@ from training.sources.jsonparse import _column, flatten_record, nested_deeper
 _CANONICAL = frozenset(CANONICAL_SCHEMA.names)
 _FIELDS = tuple(name for name in CANONICAL_SCHEMA.names if name != "community_id")
 _INT64 = (-2**63, 2**63)
-# Fields that `derive_ecs` or `expand_raw_data` turn into other columns: batch path.
+# Fields that `normalize_ecs`, `derive_ecs` or `expand_raw_data` turn into other columns (or
+# that mark a record they rename): batch path.
 _DERIVED = frozenset({"event.duration", "suricata.eve.event_type", "event.module", "event.kind",
-                      "event.category", "raw_data"})
+                      "event.category", "event.dataset", "raw_data"})
 _DIGITS = re.compile(r"-?[0-9]+")
 _DECIMAL = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 # ISO 8601 as Arrow's cast and `datetime.fromisoformat` both read it (they agree on these).

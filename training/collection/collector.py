@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from training.artifacts.atomic import atomic_write
-from training.collection.canonical import IP_TEXT, Canonical, canonicalize
+from training.collection.canonical import FIELD_NAMES, IP_TEXT, Canonical, canonicalize
 from training.collection.event_files import (
     CollectedEvent, source_records, table_to_events, write_events,
 )
@@ -221,7 +221,7 @@ class DataCollector:
                 "default_label": s.default_label, "query_filter": s.query_filter,
             } for s, reader in zip(self.sources, self.readers)],
             "start_date": start, "end_date": end, "deduplicate": self.deduplicate,
-            "ip_text": IP_TEXT}, default=str))
+            "ip_text": IP_TEXT, "field_names": FIELD_NAMES}, default=str))
 
     def _steps(self, state: CollectionState, start, end, max_events) -> Iterator[_Step]:
         remaining = max_events

@@ -87,6 +87,17 @@ LABEL_SOURCE_FIELDS = (
     "difficulty_level", "attack_cat", "mitre_technique", "alert.*", "flow.alerted",
     "suricata.eve.alert.*", "suricata.eve.flow.alerted", "rule.*",
 )
+# What the shippers add around a record (Filebeat, Elastic Agent, Logstash): how and by whom it
+# was shipped, not what happened. Kept in the events, never a layer-1 feature, so a record scores
+# the same whether it was read from the sensor's log or shipped through Elastic
+# (`training.sources.ecs`). event.dataset and event.duration are mapped and kept too.
+SHIPPING_FIELDS = (
+    "event.kind", "event.module", "event.category", "event.type", "event.dataset",
+    "event.duration", "event.created", "event.ingested", "event.original", "event.id",
+    "event.timezone", "tags", "agent.*", "ecs.*", "input.*", "log.*", "fileset.*", "service.*",
+    "host.*", "observer.*", "data_stream.*", "elastic_agent.*", "cloud.*",
+)
+NOT_FEATURE_FIELDS = LABEL_SOURCE_FIELDS + SHIPPING_FIELDS  # layer 1's default `label_fields`
 # Event types of detections (a Suricata alert, a Zeek notice or weird): when every threat label
 # sits on one of them, the labels come from alerts (`labels_from_alerts`).
 ALERT_EVENT_TYPES = ("alert", "notice", "weird", "anomaly")
@@ -123,24 +134,30 @@ _DERIVED = {"source"}
 FieldMap = Mapping[str, str | Sequence[str]]
 
 # Names used by generic exports (JSON, CSV, Parquet): our own output, Zeek-style CSV (IoT-23),
-# common SIEM export spellings, then the Elastic Common Schema and the names Filebeat's Zeek and
-# Suricata modules index (so an Elasticsearch index and a JSON export of it map the same way;
-# `training.sources.ecs` derives what needs more than a name, like event.duration in ns).
-# Source modules start from this map or write their own.
+# common SIEM export spellings, Splunk's `_time` and its CIM Network Traffic names (transport,
+# bytes_out/packets_out: from src, bytes_in/packets_in: to it; CIM's src and dest are left out,
+# as they may hold a host name rather than an address: map them with --field-map), then the
+# Elastic Common Schema and the names Filebeat's Zeek and Suricata modules index (so an
+# Elasticsearch index and a JSON export of it map the same way; `training.sources.ecs` derives
+# what needs more than a name, like event.duration in ns, and renames Filebeat's Zeek names).
+# Source modules start from this map or write their own. `FIELD_NAMES` names the rules: a
+# collection's recipe holds it, so one collected under other rules is refused on resume.
+FIELD_NAMES = "ecs-sensor-names.v1"
 GENERIC_FIELD_MAP: dict[str, tuple[str, ...]] = {
-    "timestamp": ("timestamp", "@timestamp", "ts", "time", "event_time"),
+    "timestamp": ("timestamp", "@timestamp", "ts", "time", "event_time", "_time"),
     "event_id": ("event_id", "_id"),
     "event_type": ("event_type", "suricata.eve.event_type", "event.dataset", "event.action"),
     "source_ip": ("source_ip", "src_ip", "srcip", "id.orig_h", "source.ip"),
     "source_port": ("source_port", "src_port", "sport", "id.orig_p", "source.port"),
     "dest_ip": ("dest_ip", "dst_ip", "dstip", "destination_ip", "id.resp_h", "destination.ip"),
     "dest_port": ("dest_port", "dst_port", "dport", "destination_port", "id.resp_p", "destination.port"),
-    "protocol": ("protocol", "proto", "network.transport"),
+    "protocol": ("protocol", "proto", "network.transport", "transport"),
     "service": ("service", "app_proto", "network.protocol", "network.application"),
     "bytes_sent": ("bytes_sent", "orig_bytes", "src_bytes", "bytes_out", "source.bytes"),
     "bytes_received": ("bytes_received", "resp_bytes", "dst_bytes", "bytes_in", "destination.bytes"),
-    "packets_sent": ("packets_sent", "orig_pkts", "src_pkts", "source.packets"),
-    "packets_received": ("packets_received", "resp_pkts", "dst_pkts", "destination.packets"),
+    "packets_sent": ("packets_sent", "orig_pkts", "src_pkts", "packets_out", "source.packets"),
+    "packets_received": ("packets_received", "resp_pkts", "dst_pkts", "packets_in",
+                         "destination.packets"),
     "duration": ("duration",),
     "conn_state": ("conn_state", "zeek.connection.state", "suricata.eve.flow.state"),
     "direction": ("direction", "network.direction"),

@@ -18,7 +18,7 @@ outside the list sets one of the block's hashed dims instead; a missing value le
 | 80 | severity | 0..1 as collected |
 | 81-84 | time | time of day (to the second), day of week, each as (sin+1)/2 and (cos+1)/2 |
 | 85-111 | identity | hashed buckets: user 4, host 4, process 4, parent process 3, command line 4, domain 4, file path or hash 4 (processes by lower-case file name) |
-| 112-127 | extra fields | 16 buckets shared by every non-canonical field: numbers (and booleans) add log1p(abs(x))/log1p(1e9) at the bucket of their name, text sets the bucket of name=value to 1 (max when two meet); lists, nested values, record identifiers (`ID_FIELDS`: Zeek uid, Suricata flow_id, ...) and label fields (`label_fields`, by default `training.collection.schema.LABEL_SOURCE_FIELDS`: NSL-KDD's difficulty, Suricata's alert.*, ...) are left out; text that spells a number is that number (`numbers_in_text`, `training.features.layer1_extras`); times, identifiers and free text are left out (`behaviour_only_extras`, `training.features.layer1_extra_kinds`) |
+| 112-127 | extra fields | 16 buckets shared by every non-canonical field: numbers (and booleans) add log1p(abs(x))/log1p(1e9) at the bucket of their name, text sets the bucket of name=value to 1 (max when two meet); lists, nested values, record identifiers (`ID_FIELDS`: Zeek uid, Suricata flow_id, ...) and label fields (`label_fields`, by default `training.collection.schema.NOT_FEATURE_FIELDS`: NSL-KDD's difficulty, Suricata's alert.*, the shippers' envelope, ...) are left out; text that spells a number is that number (`numbers_in_text`, `training.features.layer1_extras`); times, identifiers and free text are left out (`behaviour_only_extras`, `training.features.layer1_extra_kinds`) |
 
 Layout `l1.v2` is `l1.v1` with the dims that name *where and when* rather than *what* left at 0:
 the hashed /24 (/48) buckets of both addresses (53-56, 61-64) and the time of day and week
@@ -64,7 +64,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.collection.schema import (
-    ALERT_EVENT_TYPES, CANONICAL_SCHEMA, LABEL_SOURCE_FIELDS,
+    ALERT_EVENT_TYPES, CANONICAL_SCHEMA, NOT_FEATURE_FIELDS,
 )
 from training.errors import ConfigError
 from training.features.encoding import (
@@ -142,7 +142,8 @@ class Layer1Featurizer:
     Args:
         robust: scale the volume dims by percentiles learned in `fit` instead of fixed caps.
         label_fields: extra fields that are labels (or derived from them), never features;
-            None: `LABEL_SOURCE_FIELDS`. Specs written before this setting existed have none
+            None: `NOT_FEATURE_FIELDS` (label and shipping fields). Specs keep their list; those
+            written before this setting existed have none
             (their models keep the transform they were trained with).
         layout: `l1.v4` (default), `l1.v3`, `l1.v2` or `l1.v1` (module docstring).
         numbers_in_text: encode an extra field's text that spells a number ("277") as that
@@ -164,7 +165,7 @@ class Layer1Featurizer:
         if layout not in LAYOUTS:
             raise ConfigError(f"layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
         self.layout = layout
-        fields = LABEL_SOURCE_FIELDS if label_fields is None else label_fields
+        fields = NOT_FEATURE_FIELDS if label_fields is None else label_fields
         if isinstance(fields, str) or not all(isinstance(f, str) and f for f in fields):
             raise ConfigError(f"label_fields must be a list of field names, got {fields!r}")
         self.robust = robust

@@ -17,7 +17,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from training.collection.schema import LABEL_SOURCE_FIELDS
+from training.collection.schema import NOT_FEATURE_FIELDS
 from training.detectors.base import Detector
 from training.features.layer1 import DIM, VERSION
 from training.features.layer1_extras import extra_columns, extra_dims
@@ -33,7 +33,7 @@ _MAX_TEXT = 200  # characters of the extra fields a reason lists
 
 def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | None = None,
                     robust: bool = False, layout: str = VERSION,
-                    label_fields: Sequence[str] = LABEL_SOURCE_FIELDS,
+                    label_fields: Sequence[str] = NOT_FEATURE_FIELDS,
                     numbers_in_text: bool = True,
                     behaviour_only: bool = True) -> list[list[Reason]]:
     """The reasons of each event, largest contribution first.

@@ -24,9 +24,10 @@ import pyarrow as pa
 
 from training.collection.field_map_check import MissingFields
 from training.collection.relative_time import RelativeTimes
+from training.collection.untimed import UntimedSource
 from training.collection.schema import GENERIC_FIELD_MAP, FieldMap, resolve_field_map
 from training.errors import ConfigError
-from training.sources.ecs import derive_ecs
+from training.sources.ecs import derive_ecs, normalize_ecs
 from training.sources.files import (
     DEFAULT_BLOCK_SIZE, DEFAULT_MAX_DECOMPRESSED, ByteStream, Spans, check_text,
 )
@@ -158,6 +159,7 @@ class Source(ABC):
         self.fields = fields
         self.time_range: tuple[datetime | None, datetime | None] = (None, None)
         self.relative_times = RelativeTimes()  # files whose times were found relative
+        self.untimed = UntimedSource()  # warns once when no event has a time (untimed.py)
         self.missing_fields = MissingFields(config.name, config.field_map)  # typos in the map
 
     @property
@@ -183,6 +185,11 @@ class Source(ABC):
         it; file sources read everything. The collector applies the range either way.
         """
         self.time_range = (start, end)
+
+    def prepare(self, table: pa.Table) -> pa.Table:
+        """The raw batch with the field names the field map expects, before it is mapped (a
+        new table). The default renames what Elastic's shippers wrote (`ecs.normalize_ecs`)."""
+        return normalize_ecs(table)
 
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
         """Canonical columns computed from several source fields (e.g. Zeek's direction).

@@ -246,7 +246,7 @@ def test_ecs_and_filebeat_fields_map_onto_the_canonical_schema():
     assert alert["severity"] == pytest.approx(1.0) and alert["duration"] == 2.5
     assert alert["community_id"] == "1:abc=" and alert["conn_state"] == "established"
     assert (conn["event_type"], conn["conn_state"], conn["direction"], conn["domain"]) == (
-        "zeek.connection", "SF", "outbound", "example.org")
+        "conn", "SF", "outbound", "example.org")
     assert conn["duration"] == pytest.approx(0.076967) and conn["is_threat"] == -1
     assert (process["user"], process["host"], process["process"], process["parent_process"],
             process["command_line"], process["file_hash"], process["event_type"]) == (
