@@ -73,6 +73,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     from training.cli.recorded_sources import registered_metadata, sources_as_trained
     from training.registry.registry import ModelRegistry
     from training.scoring.follow import FollowOutputs, follow_events
+    from training.scoring.follow_dedup import DEFAULT_RECENT
     from training.scoring.follow_windows import DEFAULT_GRACE
     from training.scoring.tables import incidents_path
     from training.scoring.rolling_guard import DEFAULT_WINDOW
@@ -103,7 +104,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
                                 guard_window=(DEFAULT_WINDOW if args.guard_window is None
                                               else args.guard_window),
                                 window_grace=(DEFAULT_GRACE if args.window_grace is None
-                                              else args.window_grace))
+                                              else args.window_grace),
+                                deduplicate=not args.no_dedup)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -118,6 +120,9 @@ def cmd_follow(args: argparse.Namespace) -> int:
           f"{counts['quarantined']:,} record{'' if counts['quarantined'] == 1 else 's'} "
           f"quarantined{refused}; totals since the state "
           "began")
+    if counts.get("duplicates"):  # as batch score says it
+        print(f"{counts['duplicates']:,} duplicate events (an event id seen before, among the "
+              f"last {DEFAULT_RECENT:,} kept) dropped; --no-dedup keeps them")
     if "late" in counts:  # a window layer
         print(f"windows: {_events(summary.held)} held in open windows (scored when event time "
               f"passes their end by the grace), {_events(counts['late'])} that came after "

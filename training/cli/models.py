@@ -246,7 +246,8 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
            help="exit 1 when the alert rate is significantly above RATE (a share: 0.01 is 1%%); "
                 "the flag alone: above the expected rate times --alert-factor")
     option(score, "--no-dedup", action="store_true",
-           help="keep events whose id was seen before (default: drop and count them)")
+           help="keep events whose id was seen before (default: drop and count them; with "
+                "--follow/--once, an id among the last 100,000 events kept)")
     registry_options(score, option)
     add_follow_options(score, option)
     score.set_defaults(run=cmd_score)

@@ -22,7 +22,10 @@ so write-to-alert latency is about `poll_seconds` plus the batch's scoring time.
 layer's units (layer-2 edges, layer-3 entity windows) are scored when their window closes:
 the events read have moved event time `window_grace` seconds past its end
 (`training.scoring.follow_windows`, which also holds the open windows' events in the state
-folder and quarantines events that arrive after their window closed). The fused detector
+folder and quarantines events that arrive after their window closed). As batch `score`, an
+event whose id was seen before is dropped and counted ("duplicates"; `deduplicate` False keeps
+it): here, seen among the last 100,000 kept events (`training.scoring.follow_dedup`, kept in
+the state folder with the read positions). The fused detector
 scores each event as it is read, with the window layers counted as giving no evidence yet
 (`training.scoring.fused`). `once` scores what is there and returns (for cron: it stops at
 the first poll that reaches the ends of the files, so a busy log cannot keep it running;
@@ -54,6 +57,7 @@ from training.scoring.alerts import AlertRows
 from training.scoring.batch import TrafficOnly
 from training.scoring.ecs import AlertRule, event_alerts, unit_alerts
 from training.scoring.es_bulk import BulkIndexer
+from training.scoring.follow_dedup import RecentIds
 from training.scoring.follow_state import AppendOnly, FollowState
 from training.scoring.follow_windows import DEFAULT_GRACE, WindowScorer, check_grace
 from training.scoring.fused import FusedDetector
@@ -114,7 +118,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                   poll_seconds: float = 0.25, stop: threading.Event | None = None,
                   alert_factor: float = DEFAULT_FACTOR, max_alert_rate: float | None = None,
                   guard_window: int = DEFAULT_WINDOW,
-                  window_grace: float = DEFAULT_GRACE) -> FollowSummary:
+                  window_grace: float = DEFAULT_GRACE,
+                  deduplicate: bool = True) -> FollowSummary:
     """Follow `sources` and score what they append (see the module docstring).
 
     Args:
@@ -124,6 +129,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             (`RollingGuard`).
         window_grace: seconds of event time a window of a window layer waits past its end
             for late events (`training.scoring.follow_windows`).
+        deduplicate: drop an event whose id is among the last 100,000 kept ones' (False
+            keeps every one).
 
     Raises:
         ConfigError: poll_seconds <= 0, an output that is not .jsonl/.json, a version asked of
@@ -148,6 +155,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
     state = FollowState(outputs.state)
     files: list[AppendOnly] = []
     windows: WindowScorer | None = None
+    dedup: RecentIds | None = None
     try:
         out = _Files(alerts=state.output(Path(outputs.alerts)),
                      scores=state.output(Path(outputs.scores)) if outputs.scores else None,
@@ -167,7 +175,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                                   "--state folder")
         incidents = (LiveIncidents(rule, state.saved.get("incidents")) if out.incidents
                      else None)
-        run = _Run(scorer, rule, guard, sink, out, state.counts, incidents, windows)
+        dedup = RecentIds(state) if deduplicate else None
+        run = _Run(scorer, rule, guard, sink, out, state.counts, incidents, windows, dedup)
         summary = FollowSummary(model_name, rule.version)
         model = {"name": model_name, "version": rule.version}
         # A first checkpoint before reading: a run that dies before its first commit leaves
@@ -205,6 +214,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             f.close()
         if windows is not None:
             windows.close_files()
+        if dedup is not None:
+            dedup.close()
         state.close()
         if sink is not None:
             sink.close()
@@ -253,12 +264,14 @@ class _Run:
 
     def __init__(self, scorer: AlertRows | FusedDetector, rule: AlertRule, guard: RollingGuard,
                  sink: BulkIndexer | None, out: _Files, counts: dict[str, int],
-                 incidents: LiveIncidents | None, windows: WindowScorer | None = None) -> None:
+                 incidents: LiveIncidents | None, windows: WindowScorer | None = None,
+                 dedup: RecentIds | None = None) -> None:
         self.scorer, self.rule, self.guard, self.sink = scorer, rule, guard, sink
-        self.out, self.incidents, self.windows = out, incidents, windows
+        self.out, self.incidents, self.windows, self.dedup = out, incidents, windows, dedup
         self.warned_late = False  # the first poll mostly late gets a warning, once a run
         kinds = ("events", "alerts", *(("incident_updates",) if incidents else ()),
-                 "quarantined", "refused", "sensor_records", *(("late",) if windows else ()))
+                 "quarantined", "refused", "sensor_records", *(("late",) if windows else ()),
+                 *(("duplicates",) if dedup else ()))
         self.counts = {k: counts.get(k, 0) for k in kinds}
         self.traffic = TrafficOnly()  # sensor records are left out, as batch `score` does
 
@@ -267,11 +280,15 @@ class _Run:
         """Checkpoint the read positions with the outputs, the open incidents (and the held
         windows)."""
         held = [] if self.windows is None else [self.windows.pending_file]
+        held += [] if self.dedup is None else [self.dedup.file]
         state.commit(tail.state(), [*files, *held], self.counts, model,
                      incidents=None if self.incidents is None else self.incidents.saved(),
-                     windows=None if self.windows is None else self.windows.saved())
+                     windows=None if self.windows is None else self.windows.saved(),
+                     dedup=None if self.dedup is None else self.dedup.saved())
         if self.windows is not None:
             self.windows.committed()
+        if self.dedup is not None:
+            self.dedup.committed()
 
     def poll(self, tail: Tail) -> int:
         """Score what the files gained; returns how many records were read."""
@@ -285,6 +302,9 @@ class _Run:
             before = self.traffic.left_out
             table = self.traffic(canonical.table)
             self.counts["sensor_records"] += self.traffic.left_out - before
+            if self.dedup is not None:
+                table, dropped = self.dedup.keep_new(table)
+                self.counts["duplicates"] += dropped
             if not table.num_rows:
                 continue
             if self.windows is not None:  # scored when their windows close, below

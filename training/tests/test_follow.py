@@ -188,7 +188,7 @@ def test_alerts_reach_elasticsearch_as_ecs_and_refused_items_are_retried_or_repo
         again = follow_events(registry, "vae", sources, outputs, once=True)  # nothing new
 
     assert summary.counts == {"events": 59, "alerts": len(docs), "quarantined": 1,
-                              "refused": 2, "sensor_records": 0}
+                              "refused": 2, "sensor_records": 0, "duplicates": 0}
     assert again.counts == summary.counts and _jsonl(tmp_path / "alerts.jsonl") == docs
     assert [q["field"] for q in quarantined] == ["id.resp_p"] and quarantined[0]["line"] == 12
     ids = {d["event"]["id"] for d in docs}
@@ -358,9 +358,9 @@ def test_a_run_that_follows_other_files_keeps_the_positions_of_the_first(tmp_pat
         _conn_log(tmp_path / name / "conn.log", 20)
     outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=tmp_path / "state",
                             scores=tmp_path / "scores.jsonl")
-    for name in ("a", "b", "a"):
+    for name in ("a", "b", "a"):  # b's lines are a's (same uids): duplicates, kept here
         follow_events(registry, "vae",
                       [DataSource("zeek", "zeek", {"path": str(tmp_path / name / "conn.log")})],
-                      outputs, once=True)
+                      outputs, once=True, deduplicate=False)
     scored = [r["unit"] for r in _jsonl(tmp_path / "scores.jsonl")]
     assert len(scored) == 40  # 20 each: a read once, b once
