@@ -3,7 +3,8 @@
 Without flags: warnings, errors and progress (a bar on a terminal, a line now and then
 elsewhere; see `training.console.progress`). `-v`: every step's INFO log as well. `-q`: no progress.
 A logged warning or error reads as the command's own do (`warning: ...`, `error: ...`), and a
-warning repeated word for word is shown once a command; INFO lines, for `-v` readers, name
+warning repeated word for word is shown once a command, and the Elasticsearch client's own
+warnings (a failed node, a retry: ours say it) only with `-v`; INFO lines, for `-v` readers, name
 their level and logger (`INFO training.pipeline.run: ...`), third-party ones too (MLflow's:
 training.tracking.window has MLflow's loggers follow these levels).
 Results go to stdout; nothing here touches it. An error in a background thread (TensorBoard's
@@ -21,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from training.console import progress
-from training.console.quiet import OncePerCommand
+from training.console.quiet import OncePerCommand, QuietClients
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 logger = logging.getLogger(__name__)
@@ -66,6 +67,8 @@ def command_output(verbose: bool = False, quiet: bool = False) -> Iterator[None]
     handler = _Stderr()
     handler.setFormatter(_Formatter(FORMAT))
     handler.addFilter(OncePerCommand())  # a warning repeated word for word: once a command
+    if not verbose:  # the Elasticsearch client's own warnings: our lines say it (see quiet.py)
+        handler.addFilter(QuietClients())
     saved = (root.level, progress.logger.level, progress.get_mode())
     root.addHandler(handler)
     root.setLevel(logging.INFO if verbose else logging.WARNING)

@@ -1,10 +1,11 @@
-"""Log lines a person watching a run is spared: matplotlib's font fallbacks while we draw, and
-a warning repeated word for word within one command.
+"""Log lines a person watching a run is spared: matplotlib's font fallbacks while we draw, a
+warning repeated word for word within one command, and the Elasticsearch client's own warnings.
 
     with quiet_font_fallback():
         fig.savefig(buffer, format="png")
 
     handler.addFilter(OncePerCommand())   # a fresh filter per command
+    handler.addFilter(QuietClients())     # without -v
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 FONT_LOGGER = "matplotlib.font_manager"
+# elasticsearch-py and its transport: "Node <Urllib3HttpNode(...)> has failed for 3 times in a
+# row, putting on 4 second timeout", "Retrying request after failure (attempt 1 of 3)", ...
+CLIENT_LOGGERS = ("elasticsearch", "elastic_transport")
 
 
 @contextmanager
@@ -61,3 +65,20 @@ class OncePerCommand(logging.Filter):
             return False
         self.seen.add(key)
         return True
+
+
+class QuietClients(logging.Filter):
+    """Drop the warnings (and lower) of the Elasticsearch client's loggers (`CLIENT_LOGGERS`).
+
+    With a cluster down, the client warns of each failed node and retry between our own lines,
+    which already say what failed, how often we retry and what to do (`training.sources.
+    elasticsearch`, `training.scoring.es_bulk`). Its errors pass; `-v` shows everything (the
+    command adds this filter to its handler only without it). A filter on our handler, not a
+    level on the library's loggers, so that a program that imports us keeps them as it set them.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        return not any(record.name == name or record.name.startswith(name + ".")
+                       for name in CLIENT_LOGGERS)

@@ -107,3 +107,22 @@ def test_mlflow_info_lines_wait_for_v_and_artifacts_sit_beside_their_store(tmp_p
     assert artifact.read_text() == "x"
     assert sorted(p.name for p in elsewhere.iterdir()) == ["f.txt"]
     assert sorted(p.name for p in store.iterdir()) == ["a.db", "a.db-artifacts"]
+
+
+def test_the_elasticsearch_clients_own_warnings_wait_for_v(capsys):
+    from elasticsearch import ConnectionError as ClusterDown
+    from elasticsearch import Elasticsearch
+
+    from training.cli.output import command_output
+
+    shown = {}
+    for verbose in (False, True):
+        with command_output(verbose=verbose):
+            client = Elasticsearch("http://127.0.0.1:9", max_retries=1)  # nothing listens
+            with pytest.raises(ClusterDown):
+                client.info()
+            client.close()
+        shown[verbose] = capsys.readouterr().err
+    assert shown[False] == ""
+    assert "warning: Node <Urllib3HttpNode(http://127.0.0.1:9)> has failed for 1 times in a " \
+           "row" in shown[True]
