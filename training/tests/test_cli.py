@@ -37,8 +37,8 @@ def test_every_command_and_action_has_help_and_every_flag_a_description():
     assert paths == sorted([
         "", "collect", "pipeline", "demo", "preprocess", "validate", "split", "train",
         "train layer1", "train layer2", "train layer3", "evaluate", "tune", "registry",
-        "registry list", "registry show", "registry history", "registry register",
-        "registry promote", "registry alias", "registry mirror", "registry rollback", "retrain",
+        "registry list", "registry show", "registry history", "registry compare",
+        "registry register", "registry promote", "registry alias", "registry mirror", "registry rollback", "retrain",
         "score"])
     for path, parser in parsers.items():
         where = " ".join(path) or "maximus-train"
