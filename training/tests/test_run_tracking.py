@@ -35,10 +35,15 @@ def splits(tmp_path_factory) -> tuple[str, str]:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
-    """A file: store (MLflow refuses one unless MLFLOW_ALLOW_FILE_STORE is set)."""
+    """A file: store (MLflow refuses one unless MLFLOW_ALLOW_FILE_STORE is set). MLflow's
+    file-store model registry opens a client of the default tracking URI inside
+    create_model_version, which is sqlite:///mlflow.db in the working folder: that default is
+    pointed into the store too, so no test writes in the repository."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
-        yield tmp_path_factory.mktemp("mlflow")
+        folder = tmp_path_factory.mktemp("mlflow")
+        patch.setenv("MLFLOW_TRACKING_URI", (folder / "default").as_uri())
+        yield folder
 
 
 @pytest.fixture(scope="module")
