@@ -243,9 +243,12 @@ class CollectionState:
         if state.recipe != recipe:
             changed = sorted(k for k in recipe.keys() | state.recipe.keys()
                              if recipe.get(k) != state.recipe.get(k))
+            inner = [p for p in _changed(state.recipe, recipe, "") if p not in changed]
+            where = f": {', '.join(inner[:4])}" if inner else ""
             raise CheckpointError(
                 f"{directory} holds a collection made with other settings ({', '.join(changed)} "
-                "differ); resuming it would skip or repeat events, so use a new output_dir"
+                f"differ{where}); resuming it would mix, skip or repeat events, so use a new "
+                "output_dir"
             )
         for index in range(state.seen_first, state.seen_next):
             seen_file = directory / "seen" / f"{index:06d}.npy"
@@ -306,6 +309,18 @@ class CollectionState:
             return
         with atomic_write(self.directory / "progress.json", durable=False) as handle:
             handle.write(orjson.dumps({**progress, "updated_at": time.time()}))
+
+
+def _changed(old: object, new: object, path: str) -> list[str]:
+    """Where two recipes differ, down to the innermost entry (`sources[0].params.null_cells`):
+    a rule a newer version records for one source is then named, not just "sources"."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [p for k in sorted(old.keys() | new.keys())
+                for p in _changed(old.get(k), new.get(k), f"{path}.{k}" if path else k)]
+    if (isinstance(old, list) and isinstance(new, list) and len(old) == len(new)
+            and all(isinstance(x, dict) for x in old + new)):
+        return [p for i, (a, b) in enumerate(zip(old, new)) for p in _changed(a, b, f"{path}[{i}]")]
+    return [] if old == new else [path]
 
 
 def _append_safely(path: str, flags: int) -> int:

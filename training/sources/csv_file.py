@@ -7,7 +7,8 @@ with the fix in the message. One record per line:
 a line with the wrong number of fields, bytes that are not UTF-8 or an unterminated quote is
 quarantined on its own. Column types are inferred per block (numbers become numbers).
 A Zeek conn log written as CSV (IoT-23: `uid` and `conn_state` columns) keeps its `uid` as the
-event id.
+event id. A cell that is "-" or "(empty)" and nothing else is no value (`NULL_CELLS`), as an
+empty one is.
 """
 
 from __future__ import annotations
@@ -28,6 +29,18 @@ from training.sources.lines import read_lines
 MAX_COLUMNS = 10_000
 _NO_CONVERTERS: dict = {}
 _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
+# Cells that mean "no value", in every column of every CSV, not only Zeek-shaped ones. Zeek
+# writes "-" for an unset field and its TSV reader makes it null, so a conn log exported as CSV
+# (a SIEM's export, IoT-23) must too, or its service "-" is one more service to the models and
+# every such event looks new to one trained on the TSV. "(empty)", Zeek's empty set or text, is
+# null as well: a CSV cannot tell empty from unset, and reads an empty cell as null already.
+# "-" alone is how most exports write nothing: Kibana's CSV export writes every missing cell
+# so (quoted), as do Apache/nginx access logs and Windows events ("-" user), and number,
+# address and time columns already read it as none (coerce.NULL_TEXT); a real value of just
+# "-" is rare and worth less than one reading of a record whatever its format. Only the whole
+# cell, quoted or not: "- x", "--" and "->" are kept. Recorded in a collection's recipe
+# (`recipe_params`), so one collected when "-" was text is not resumed with it.
+NULL_CELLS = ("", "-", "(empty)")
 
 
 def _data_like(name: str) -> bool:
@@ -92,7 +105,11 @@ class CsvFileSource(FileSource):
                 f"csv source {config.name!r}: has_header is False, so column_names must list "
                 "the columns (e.g. the 43 NSL-KDD column names)"
             )
-        self.dialect = Dialect(delimiter=delimiter, quoted=True)
+        self.dialect = Dialect(delimiter=delimiter, quoted=True, null_values=NULL_CELLS)
+
+    def recipe_params(self) -> dict[str, object]:
+        """The base's, and the cells read as no value: another set delivers other events."""
+        return {**super().recipe_params(), "null_cells": list(NULL_CELLS)}
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         with self.open(stream) as source:
