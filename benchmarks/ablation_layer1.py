@@ -57,7 +57,8 @@ OLD = {"beta": 1.0, "error_floor": None}  # the VAE before issue 21: no error we
 VARIANTS = {"l1.v1": ("l1.v1", []), "no address hashes": ("l1.v1", ADDRESS_HASHES),
             "no address hashes, no time": ("l1.v1", ADDRESS_HASHES + TIME),
             "no address/identity hashes, no time": ("l1.v1", ADDRESS_HASHES + TIME + IDENTITY),
-            "l1.v2": ("l1.v2", []), "l1.v3": ("l1.v3", [])}
+            "l1.v2": ("l1.v2", []), "l1.v3": ("l1.v3", []), "l1.v4": ("l1.v4", []),
+            "l1.v5": ("l1.v5", [])}
 METHODS = (Method("VAE", ""), Method("VAE beta 1", "", OLD),
            Method("IF", "iforest", {"n_estimators": 200}),
            Method("kNN", "knn"))

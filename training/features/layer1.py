@@ -1,7 +1,8 @@
 """Layer 1 (sensory): one 128-dim float32 vector in [0, 1] per event, for the VAE.
 
-Layouts `l1.v4` (the default), `l1.v3`, `l1.v2` and `l1.v1` (dims are half-open ranges). "One-hot" dims are 1 for the listed value; a value
-outside the list sets one of the block's hashed dims instead; a missing value leaves the block 0.
+Layouts `l1.v5` (the default), `l1.v4`, `l1.v3`, `l1.v2` and `l1.v1` (dims are half-open
+ranges). "One-hot" dims are 1 for the listed value; a value outside the list sets one of the
+block's hashed dims instead; a missing value leaves the block 0.
 
 | dims | block | encoding |
 |---|---|---|
@@ -46,9 +47,10 @@ Layout `l1.v4` is `l1.v3` with the identity block (85-111) encoding what trainin
 of hash buckets: per identity field present, rarity and never seen, and never seen together
 for four pairs (parent and process, user and process, host and process, host and user), from
 value counts `fit` learns on the training events (`training.features.layer1_rarity`).
-Unfitted (no training events to count), it is `l1.v3`, and its spec says so. Chosen on the demo events' pipeline runs (seeds 42,
-0, 1, 2; the IoT-23 captures have no identity fields): layer-1 test ROC-AUC 0.71-0.74 ->
-0.84-0.86, PR-AUC 0.17-0.23 -> 0.24-0.28 (BENCHMARKS.md).
+Unfitted (no training events to count), it is `l1.v3`, and its spec says so. Chosen on the
+demo events' pipeline runs: layer-1 test ROC-AUC 0.71-0.74 -> 0.84-0.86 (BENCHMARKS.md).
+Layout `l1.v5` (the default) is `l1.v4` plus a never-seen dim for the connection state (83),
+protocol (84) and service (110): a value training never had alerts as a new identity does.
 
 The transform is data-free by default: one event can be featurized with nothing fitted. With
 `robust=True`, the five volume dims are instead scaled between the 1st and 99th percentiles of
@@ -78,7 +80,7 @@ from training.features.layer1_rarity import ValueCounts, identity_values, write_
 from training.kernels.netaddr import pack_ips
 
 DIM = 128
-VERSION = "l1.v4"
+VERSION = "l1.v5"
 
 EVENT_CATEGORIES = {
     "network": ("conn", "flow", "network_connection", "netflow", "sysmon:3", "security:5156"),
@@ -109,16 +111,13 @@ IDENTITY = (("user", 4), ("host", 4), ("process", 4), ("parent_process", 3),
 EVENT, PROTOCOL, SERVICE, CONN_STATE, DIRECTION = 0, 12, 18, 30, 45
 # Each layout and the dims it leaves at 0 (see the module docstring), as runs of adjacent
 # dims: zeroing a column slice is ~3x faster than a fancy-indexed list of columns.
-LAYOUTS: dict[str, tuple[range, ...]] = {
-    "l1.v1": (),
-    "l1.v2": (range(53, 57), range(61, 65), range(81, 85)),
-    "l1.v3": (range(53, 57), range(61, 65), range(81, 85)),
-    "l1.v4": (range(53, 57), range(61, 65), range(81, 85)),  # + the counts, once fitted
-}
-RARITY_LAYOUTS = ("l1.v4",)  # identity block: present and rarity dims (`layer1_rarity`)
+LAYOUTS: dict[str, tuple[range, ...]] = {"l1.v1": (), **{  # l1.v4, v5: + counts, once fitted
+    layout: (range(53, 57), range(61, 65), range(81, 85))
+    for layout in ("l1.v2", "l1.v3", "l1.v4", "l1.v5")}}
+RARITY_LAYOUTS = ("l1.v4", "l1.v5")  # identity block: present and rarity dims (`layer1_rarity`)
+NETWORK_SEEN_LAYOUTS = ("l1.v5",)  # + never-seen dims of four network fields (`SEEN_AT`)
 # Layouts with magnitude steps: the first of each volume's two step dims, in `VOLUME` order.
-VOLUME_STEPS: dict[str, tuple[int, ...]] = {"l1.v3": (53, 55, 61, 63, 81),
-                                             "l1.v4": (53, 55, 61, 63, 81)}
+VOLUME_STEPS = {layout: (53, 55, 61, 63, 81) for layout in ("l1.v3", "l1.v4", "l1.v5")}
 STEP_EDGES = (0.5, 0.75, 1.0)  # on the volume dim's scale: step k rises from edge k to k + 1
 SOURCE_ADDRESS, DEST_ADDRESS, SOURCE_PORT, DEST_PORT = 49, 57, 65, 70
 VOLUME_AT, SEVERITY, TIME, IDENTITY_AT = 75, 80, 81, 85  # EXTRA: `layer1_extras`
@@ -145,7 +144,7 @@ class Layer1Featurizer:
             None: `NOT_FEATURE_FIELDS` (label and shipping fields). Specs keep their list; those
             written before this setting existed have none
             (their models keep the transform they were trained with).
-        layout: `l1.v4` (default), `l1.v3`, `l1.v2` or `l1.v1` (module docstring).
+        layout: `l1.v5` (default), `l1.v4`, `l1.v3`, `l1.v2` or `l1.v1` (module docstring).
         numbers_in_text: encode an extra field's text that spells a number ("277") as that
             number, so a value reads the same whatever Arrow type the reader gave its field
             (`training.features.layer1_extras`). Specs written before this setting existed
@@ -178,10 +177,10 @@ class Layer1Featurizer:
     # -- fitted state and its spec -------------------------------------------------------------
 
     def fit(self, table: pa.Table) -> Layer1Featurizer:
-        """Learn the volume ranges from the training split (when robust) and, for `l1.v4`, how
-        often it holds each identity value (a no-op otherwise)."""
+        """Learn the volume ranges from the training split (when robust) and, for `l1.v4` and
+        `l1.v5`, how often it holds each identity (and `l1.v5` network) value."""
         if self.layout in RARITY_LAYOUTS:
-            self.counts_ = ValueCounts.fit(table)
+            self.counts_ = ValueCounts.fit(table, network=self.layout in NETWORK_SEEN_LAYOUTS)
         if self.robust:
             ranges = {}
             for name, _ in VOLUME:
@@ -213,7 +212,7 @@ class Layer1Featurizer:
                 config[name] = True
         fitted = {**({"ranges": self.ranges_} if self.robust else {}),
                   **({"value_counts": self.counts_.to_dict()} if self.counts_ else {})}
-        # Unfitted, l1.v4 is l1.v3 (hash buckets; no counts to encode): its spec says so.
+        # Unfitted, l1.v4/v5 is l1.v3 (hash buckets; no counts to encode): its spec says so.
         layout = self.layout if self.counts_ or self.layout not in RARITY_LAYOUTS else "l1.v3"
         return FeatureSpec("layer1", layout, config, fitted or None)
 
@@ -256,7 +255,7 @@ class Layer1Featurizer:
         write_extras(out, table, self.label_fields, self.numbers_in_text,
                      self.behaviour_only_extras)
         apply_layout(out, self.layout)
-        if self.counts_ is not None:  # l1.v4, fitted: the identity block by what training saw
+        if self.counts_ is not None:  # l1.v4/v5, fitted: what training saw
             write_rarity(out, table, self.counts_)
         return out
 

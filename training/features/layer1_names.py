@@ -16,12 +16,14 @@ import numpy as np
 
 from training.features.layer1 import (
     CONN_STATE, CONN_STATES, DEST_ADDRESS, DEST_PORT, DIM, DIRECTION, DIRECTIONS, EVENT,
-    EVENT_CATEGORIES, EXTRA, EXTRA_BUCKETS, IDENTITY, IDENTITY_AT, LAYOUTS, PROTOCOL, PROTOCOLS,
-    RARITY_LAYOUTS, SERVICE, SEVERITY, SOURCE_ADDRESS, SOURCE_PORT, STEP_EDGES, TIME, VERSION,
-    VOLUME, VOLUME_AT, VOLUME_STEPS,
+    EVENT_CATEGORIES, EXTRA, EXTRA_BUCKETS, IDENTITY, IDENTITY_AT, LAYOUTS, NETWORK_SEEN_LAYOUTS,
+    PROTOCOL, PROTOCOLS, RARITY_LAYOUTS, SERVICE, SEVERITY, SOURCE_ADDRESS, SOURCE_PORT,
+    STEP_EDGES, TIME, VERSION, VOLUME, VOLUME_AT, VOLUME_STEPS,
 )
 from training.features.layer1_rarity import FIELDS as RARITY_FIELDS
-from training.features.layer1_rarity import PAIRS, PAIRS_AT, RARITY_AT, WIDTH, pair_name
+from training.features.layer1_rarity import (
+    PAIRS, PAIRS_AT, RARITY_AT, SEEN_AT, WIDTH, pair_name,
+)
 
 _SERVICE_NAMES = ("dns", "http", "ssl", "ssh", "smb", "rdp", "kerberos", "ntp")
 _ADDRESS_KINDS = ("private", "public", "ipv6", "multicast")
@@ -66,6 +68,8 @@ def _blocks(layout: str) -> list[tuple[str, int, list[str]]]:
                                                           f"{field}:{NEVER_SEEN}"]))
         for j, pair in enumerate(PAIRS):
             blocks.append((pair_name(pair), PAIRS_AT + j, [f"{pair_name(pair)}:{NEVER_SEEN}"]))
+    if layout in NETWORK_SEEN_LAYOUTS:  # a network field's own value never seen: its last dim
+        blocks += [(field, at, [f"{field}:{NEVER_SEEN}"]) for field, at in SEEN_AT.items()]
     return blocks
 
 
@@ -77,8 +81,9 @@ def _named(layout: str) -> tuple[tuple[str, ...], tuple[str, ...], dict[str, np.
         for d, name in enumerate(block, start=at):
             names[d], fields[d] = name, field
         dims.setdefault(field, []).extend(range(at, at + len(block)))
-    owned = {field: np.array(list(dict.fromkeys(d for d in ds if fields[d] == field)))
+    owned = {field: np.array(list(dict.fromkeys(d for d in ds if fields[d] == field)), np.int64)
              for field, ds in dims.items()}  # a block over the field's own old dims: once
+    owned = {field: ds for field, ds in owned.items() if len(ds)}  # l1.v5: no time dims left
     if sorted(d for ds in owned.values() for d in ds) != list(range(DIM)):
         raise RuntimeError(f"the layer-1 blocks of {layout} do not tile its {DIM} dims")
     return tuple(names), tuple(fields), owned
@@ -111,8 +116,16 @@ def field_names(field: str, layout: str = VERSION) -> list[str]:
 
 
 def counted(field: str, layout: str = VERSION) -> bool:
-    """Whether the layout encodes `field` by what training saw (`l1.v4`), not by buckets."""
-    return any(_NAMED[layout][0][d] == f"{field}:{NEVER_SEEN}" for d in field_dims(layout)[field])
+    """Whether the layout encodes `field` only by what training saw (an `l1.v4` identity field
+    or pair), not by buckets or values."""
+    return field not in SEEN_AT and f"{field}:{NEVER_SEEN}" in field_names(field, layout)
+
+
+def value_dims(field: str, layout: str = VERSION) -> int:
+    """How many of a field's dims (`field_dims` order) encode its value: all but `l1.v5`'s
+    never-seen dim of a network field, which comes last."""
+    names = field_names(field, layout)
+    return len(names) - (field in SEEN_AT and names[-1] == f"{field}:{NEVER_SEEN}")
 
 
 def decode(field: str, block: np.ndarray, robust: bool = False, layout: str = VERSION) -> str:
@@ -130,12 +143,13 @@ def decode_rows(field: str, blocks: np.ndarray, robust: bool = False,
     """
     blocks = np.asarray(blocks, np.float64)
     names = field_names(field, layout)
-    if f"{field}:{NEVER_SEEN}" in names:  # `l1.v4`: whether training saw the value
+    if counted(field, layout):  # `l1.v4`: whether training saw the value
         never = blocks[:, names.index(f"{field}:{NEVER_SEEN}")] >= 0.5
         present = (blocks[:, names.index(f"{field}:present")] >= 0.5
                    if f"{field}:present" in names else np.ones(len(blocks), bool))
         return ["a value never seen in training" if n else "a value seen in training" if p
                 else "-" for n, p in zip(never, present)]
+    blocks, names = blocks[:, :value_dims(field, layout)], names[:value_dims(field, layout)]
     if field in _CAPS:
         if robust:
             return [f"{v:.3g} (scaled)" for v in blocks[:, 0]]

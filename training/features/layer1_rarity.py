@@ -19,7 +19,7 @@ from it (as with volumes, `l1.v3`). Every training value was seen, so the decode
 predict 0 for never seen, and a value outside training costs about 1 there, as a never-seen
 category does. The pairs are what endpoint detection watches: a parent that never started
 that process (fodhelper.exe starting cmd.exe), an account never seen on that host (lateral
-movement). Dims 110-111 stay 0. The counts are learnt by `ValueCounts.fit`
+movement). Dims 110-111 stay 0 (`l1.v5` uses them: below). The counts are learnt by `ValueCounts.fit`
 on the training events (the featurizer's `fit`); without them (an unfitted featurizer) the
 block keeps `l1.v3`'s hash buckets, and the featurizer's spec says `l1.v3`. Values are kept as keyed 8-byte
 BLAKE2b digests, not as text (no command line is written into a model file): the counts of
@@ -27,6 +27,13 @@ the `MAX_VALUES` most frequent per field, and the rarer ones (up to `MAX_SEEN` m
 Bloom filter (`training.features.seen_filter`), read as seen once: without it a field of many
 distinct values (command lines with GUIDs, a week of DNS names) would set never seen on
 ordinary events. Past `MAX_SEEN` the rarest read as never seen, and fitting says so.
+
+`l1.v5` adds one never-seen dim for each of three network fields (`SEEN_AT`: connection
+state 83, protocol 84, service 110; dims `l1.v4` leaves at 0; 111 stays 0): a one-hot value
+training never had costs the VAE about 2 (its own dim and the expected one), under the benign
+99th percentile of a squared error summed over 128 dims; the never-seen dim, which every
+training event leaves at 0, adds about 1 more, as it does for identities. (A never-seen
+destination port was tried in 111 and left out: BENCHMARKS.md, "Layer-1 layout `l1.v5`".)
 """
 
 from __future__ import annotations
@@ -52,6 +59,7 @@ FIELDS = ("user", "host", "process", "parent_process", "command_line", "domain",
 PAIRS = (("parent_process", "process"), ("user", "process"), ("host", "process"),
          ("host", "user"))
 PAIRS_AT = RARITY_AT + WIDTH * len(FIELDS)  # one never-seen dim per pair
+SEEN_AT = {"conn_state": 83, "protocol": 84, "service": 110}  # `l1.v5`
 PAIR_JOIN = "\x1f"  # between a pair's two values (the unit separator: in no name)
 MAX_VALUES = 10_000  # per field, the most frequent: counted
 MAX_SEEN = 2_000_000  # per field, the next most frequent: in a filter (about 3.6 MB)
@@ -102,10 +110,12 @@ class ValueCounts:
     seen: dict[str, SeenFilter] = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, table: pa.Table, max_values: int = MAX_VALUES,
-            max_seen: int = MAX_SEEN) -> ValueCounts:
+    def fit(cls, table: pa.Table, max_values: int = MAX_VALUES, max_seen: int = MAX_SEEN,
+            network: bool = False) -> ValueCounts:
+        """Count `table`'s identity values, and with `network` (`l1.v5`) its `SEEN_AT` ones."""
         counts, totals, seen = {}, {}, {}
-        named = [(name, identity_values(table, name)) for name in FIELDS] + [
+        named = [(name, identity_values(table, name))
+                 for name in FIELDS + (tuple(SEEN_AT) if network else ())] + [
             (pair_name(pair), pair_values(table, pair)) for pair in PAIRS]
         for name, values in named:
             found = pc.value_counts(values.drop_null())
@@ -182,6 +192,11 @@ def write_rarity(out: np.ndarray, table: pa.Table, counts: ValueCounts) -> None:
         values = pair_values(table, pair)
         seen = pc.is_valid(values).to_numpy(zero_copy_only=False)
         out[:, PAIRS_AT + j] = seen & (counts.rarity(pair_name(pair), values) >= 1.0)
+    for name, at in SEEN_AT.items():
+        if name in counts.totals:  # counted: `l1.v5`
+            values = identity_values(table, name)
+            seen = pc.is_valid(values).to_numpy(zero_copy_only=False)
+            out[:, at] = seen & (counts.rarity(name, values) >= 1.0)
 
 
 def record_rarity(row: np.ndarray, values: dict[str, str | None], counts: ValueCounts) -> None:
@@ -197,3 +212,6 @@ def record_rarity(row: np.ndarray, values: dict[str, str | None], counts: ValueC
         if values.get(first) is not None and values.get(second) is not None:
             joined = values[first] + PAIR_JOIN + values[second]
             row[PAIRS_AT + j] = counts.value_rarity(pair_name((first, second)), joined) >= 1.0
+    for name, at in SEEN_AT.items():
+        if name in counts.totals and values.get(name) is not None:  # counted: `l1.v5`
+            row[at] = counts.value_rarity(name, values[name]) >= 1.0

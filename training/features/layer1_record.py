@@ -20,7 +20,7 @@ from training.collection.canonical_record import CanonicalRecord
 from training.features import layer1 as batch
 from training.features.encoding import bucket_of
 from training.features.layer1_extras import is_featurized, text_is_featurized, text_number
-from training.features.layer1_rarity import record_rarity
+from training.features.layer1_rarity import SEEN_AT, record_rarity
 
 _ADDRESSES: dict[str, np.ndarray] = {}  # address text -> its 8 features (a pure function)
 _MAX_ADDRESSES = 1 << 16
@@ -48,7 +48,7 @@ def featurize_record(featurizer: batch.Layer1Featurizer, record: CanonicalRecord
     identity = _identity_values(values)
     _identity(row, identity)
     batch.apply_layout(out, featurizer.layout)
-    if featurizer.counts_ is not None:  # l1.v4, fitted
+    if featurizer.counts_ is not None:  # l1.v4 or l1.v5, fitted
         record_rarity(row, identity, featurizer.counts_)
     return out
 
@@ -158,6 +158,9 @@ def _identity_values(values: dict) -> dict[str, str | None]:
         if name in ("process", "parent_process") and value is not None:
             value = _basename(value)
         out[name] = value
+    for name in SEEN_AT:  # `l1.v5`'s network fields, as text
+        value = values.get(name)
+        out[name] = None if value is None else str(value)
     return out
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from training.features.layer1_names import (
-    EXTRA_FIELD, HASHED, NEVER_SEEN, decode_rows, field_names,
+    EXTRA_FIELD, HASHED, NEVER_SEEN, counted, decode_rows, field_names, value_dims,
 )
 
 SINGLE = 0.5  # the level from which the model expects one value
@@ -52,8 +52,11 @@ def typical_texts(field: str, observed: np.ndarray, expected: np.ndarray, terms:
     """
     names = field_names(field, layout)
     observed, expected = np.asarray(observed, np.float64), np.asarray(expected, np.float64)
-    if f"{field}:{NEVER_SEEN}" in names:
+    if counted(field, layout):
         return [_counted(field, names, o, e) for o, e in zip(observed, expected)]
+    keep = value_dims(field, layout)  # not `l1.v5`'s never-seen dim: the value is expected
+    names, observed, expected = names[:keep], observed[:, :keep], expected[:, :keep]
+    terms = np.asarray(terms)[:, :keep]
     if field == EXTRA_FIELD:
         return [_extra(o, e, t) for o, e, t in zip(observed, expected, np.asarray(terms))]
     if field in HASHED:

@@ -46,8 +46,8 @@ def promotion_decision(layer: Layer, challenger: Any, champion: Any, test: Any,
 def _as_champion_reads(layer: Layer, champion: Any, test: Any, events: pa.Table | None) -> Any:
     """The test units as the production model reads them: featurized again from their events
     through its spec when the challenger's featurizer counted its own training values (layer
-    1's `l1.v4`) and the production model's spec is another (other counts, another layout);
-    else the units themselves."""
+    1's `l1.v4` and `l1.v5`) and the production model's spec is another (other counts, another
+    layout); else the units themselves."""
     spec, own = getattr(champion, "feature_spec", None), getattr(test, "spec", None)
     if (events is None or spec is None or own is None or spec.fingerprint == own.fingerprint
             or not getattr(layer.featurizer, "learns_from_events", False)):

@@ -165,8 +165,8 @@ def _cut_where_the_events_are(layer: Layer, units: Any, strategy: str,
 def refitted_units(layer: Layer, events: pa.Table | None, test_events: pa.Table | None,
                    train: Any, benign_only: bool | None, keep_unknown: bool
                    ) -> tuple[Any, Any] | None:
-    """For a layer whose featurizer learns from the training events (layer 1's `l1.v4`: how
-    often each identity value occurs), the units and test units featurized again after
+    """For a layer whose featurizer learns from the training events (layer 1's `l1.v4` and
+    `l1.v5`: how often each identity value occurs), the units and test units featurized again after
     fitting it on the events of `train` the model learns from (`Layer.learnt_mask`; with
     `keep_unknown`, unknown units count as benign, as training takes them); None for the
     others, whose transform needs nothing fitted before the split."""

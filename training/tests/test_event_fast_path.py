@@ -1,7 +1,7 @@
 """`preprocess_event`'s per-event path (`canonical_record` + `layer1_record`) against the batch
 path (`events_table` + `Layer1Featurizer.featurize`): the same sample, bit for bit, for real
 events of every kind we read, hand-made edge cases and hypothesis-made events, in layouts
-l1.v4 (the default; unfitted and fitted), l1.v3, l1.v2, l1.v1 and the robust (fitted)
+l1.v5 (the default) and l1.v4, unfitted and fitted, l1.v3, l1.v2, l1.v1 and the robust (fitted)
 transform; the batch path wherever the per-event one declines.
 """
 
@@ -33,13 +33,13 @@ L1 = LayerType.LAYER1_SENSORY
 
 
 def _layers(fit_on: list[dict]) -> list[Layer1]:
-    """Layer 1 in layouts l1.v4 (unfitted, and fitted on demo events), l1.v3, l1.v2 and l1.v1,
-    and robust (volume ranges fitted on `fit_on`)."""
+    """Layer 1 in layouts l1.v5 (unfitted, and fitted on demo events), l1.v4 (the same),
+    l1.v3, l1.v2 and l1.v1, and robust (volume ranges fitted on `fit_on`)."""
     robust = Layer1Featurizer(robust=True).fit(events_table(fit_on))
-    counted = Layer1Featurizer(layout="l1.v4").fit(events_table(
-        generate_demo_events(400, seed=7)["events"]))
-    return [Layer1(), Layer1(counted)] + [Layer1(Layer1Featurizer(layout=layout))
-                                          for layout in ("l1.v4", "l1.v3", "l1.v2", "l1.v1")] \
+    demo = events_table(generate_demo_events(400, seed=7)["events"])
+    counted = [Layer1(Layer1Featurizer(layout=layout).fit(demo)) for layout in ("l1.v5", "l1.v4")]
+    return [Layer1(), *counted] + [Layer1(Layer1Featurizer(layout=layout))
+                                   for layout in ("l1.v4", "l1.v3", "l1.v2", "l1.v1")] \
         + [Layer1(robust)]
 
 

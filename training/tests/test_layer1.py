@@ -71,14 +71,14 @@ def test_layout_l1_v2_leaves_address_buckets_and_time_at_zero_and_keeps_the_rest
     assert old[blank].any() and not new[blank].any()
     keep = np.setdiff1d(np.arange(DIM), blank)
     np.testing.assert_array_equal(new[keep], old[keep])
-    assert Layer1Featurizer().layout == "l1.v4"
-    assert Layer1Featurizer().spec.version == "l1.v3"  # l1.v4 unfitted: nothing counted yet
-    fitted = Layer1Featurizer().fit(events_table([BASE]))
-    for featurizer in [Layer1Featurizer(layout=f"l1.v{n}") for n in (1, 2, 3)] + [fitted]:
+    assert Layer1Featurizer().layout == "l1.v5"
+    assert Layer1Featurizer().spec.version == "l1.v3"  # l1.v5 unfitted: nothing counted yet
+    fitted = [Layer1Featurizer(layout=f"l1.v{n}").fit(events_table([BASE])) for n in (4, 5)]
+    for featurizer in [Layer1Featurizer(layout=f"l1.v{n}") for n in (1, 2, 3)] + fitted:
         spec = featurizer.spec  # each spec rebuilds its own layout
         assert Layer1Featurizer.from_spec(spec).layout == featurizer.layout == spec.version
-    with pytest.raises(ConfigError, match="layout must be one of l1.v1, l1.v2, l1.v3, l1.v4, got "
-                                          "'l1.v9'"):
+    with pytest.raises(ConfigError, match="layout must be one of l1.v1, l1.v2, l1.v3, l1.v4, "
+                                          "l1.v5, got 'l1.v9'"):
         Layer1Featurizer(layout="l1.v9")
 
 

@@ -1,6 +1,7 @@
-"""Layer 1's `l1.v4` identity block (`training.features.layer1_rarity`) on real events: what
-training saw, counted by `fit`, and what it never saw, as the featurizer and a model's spec read
-it (the per-event path is pinned to the batch path in `test_event_fast_path.py`)."""
+"""Layer 1's `l1.v4` identity block and `l1.v5`'s network dims (`training.features.
+layer1_rarity`) on real events: what training saw, counted by `fit`, and what it never saw, as
+the featurizer and a model's spec read it (the per-event path is pinned to the batch path in
+`test_event_fast_path.py`)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ import pytest
 
 from training.features.encoding import FeatureSpec
 from training.features.layer1 import Layer1Featurizer
-from training.features.layer1_rarity import (FIELDS, PAIRS, PAIRS_AT, RARITY_AT, WIDTH,
-                                             ValueCounts, write_rarity)
+from training.features.layer1_rarity import (FIELDS, PAIRS, PAIRS_AT, RARITY_AT, SEEN_AT,
+                                             WIDTH, ValueCounts, write_rarity)
 from training.features.seen_filter import ERROR, SeenFilter
 from training.tests.conftest import collect
 
@@ -75,6 +76,29 @@ def test_the_counts_travel_in_the_spec_as_digests_and_score_the_same(demo_events
     assert bare.spec.version == "l1.v3" and featurizer.spec.version == "l1.v4"
     np.testing.assert_array_equal(bare.featurize(demo_events),
                                   Layer1Featurizer(layout="l1.v3").featurize(demo_events))
+
+
+def test_l1_v5_marks_a_connection_state_protocol_or_service_training_never_saw(demo_events):
+    # Training without the demo's rejected connections, ICMP and Kerberos: the test part's
+    # events of those values read as never seen, every other value (and a missing one) as seen.
+    unseen = {"conn_state": "REJ", "protocol": "icmp", "service": "kerberos"}
+    train, test = demo_events.slice(0, 2_000), demo_events.slice(2_000)
+    for name, value in unseen.items():
+        train = train.filter(pc.fill_null(pc.not_equal(train[name], value), True))
+    featurizer = Layer1Featurizer().fit(train)
+    assert featurizer.spec.version == "l1.v5"
+    vectors = featurizer.featurize(test)
+    for name, value in unseen.items():
+        never = np.array([v == value for v in test[name].to_pylist()])
+        assert never.any() and (~never).any()
+        np.testing.assert_array_equal(vectors[:, SEEN_AT[name]], never)
+    assert not featurizer.featurize(train)[:, list(SEEN_AT.values())].any()
+    # l1.v4 counts no network value: its models keep their transform.
+    old = Layer1Featurizer(layout="l1.v4").fit(train)
+    assert not set(SEEN_AT) & set(old.spec.fitted["value_counts"]["totals"])
+    np.testing.assert_array_equal(np.delete(old.featurize(test), list(SEEN_AT.values()), 1),
+                                  np.delete(vectors, list(SEEN_AT.values()), 1))
+    assert not old.featurize(test)[:, list(SEEN_AT.values())].any()
 
 
 def test_a_seen_filter_finds_every_key_it_holds_and_few_others():
