@@ -6,6 +6,9 @@ The VAE's score is its reconstruction error summed over the 128 dims, so its per
 own (from the event table when given, else read back from its vector); the typical value is
 the model's reconstruction read in words (`training.layers.layer1_typical`): what the model,
 trained on benign events, expected this event to be, and why a field it expected still costs.
+Only an event's first `REASONS_KEPT` reasons get their typical text (the rest None): an alert
+row keeps no more (`reasons_column`), and the texts of every field were most of the time of
+explaining an alert (BENCHMARKS.md, "Re-measured 2026-12-07").
 A detector without per-feature terms raises NotSupportedError.
 """
 
@@ -24,7 +27,7 @@ from training.features.layer1_extras import extra_columns, extra_dims
 from training.features.layer1_names import EXTRA_FIELD, decode_rows, field_dims
 from training.features.layer1_rarity import PAIR_JOIN, pair_values
 from training.layers.layer1_typical import typical_texts
-from training.layers.reasons import Reason, ranked
+from training.layers.reasons import REASONS_KEPT, Reason, ranked, ranking
 
 KL_FIELD = "latent code (KL)"  # the ELBO score's last term: how unusual the event's code is
 _RAW = {"file": ("file_path", "file_hash")}  # fields whose observed value has another name
@@ -36,7 +39,8 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
                     label_fields: Sequence[str] = NOT_FEATURE_FIELDS,
                     numbers_in_text: bool = True,
                     behaviour_only: bool = True) -> list[list[Reason]]:
-    """The reasons of each event, largest contribution first.
+    """The reasons of each event, largest contribution first; `typical` only in the first
+    `REASONS_KEPT` (None after them).
 
     Args:
         model: a fitted detector with `feature_terms` (one term per dim, optionally a KL last).
@@ -67,12 +71,34 @@ def explain_vectors(model: Detector, features: np.ndarray, events: pa.Table | No
         dims = slices[EXTRA_FIELD]
         observed[at] = _extra_fields(events, terms[:, dims], features[:, dims], label_fields,
                                      numbers_in_text, behaviour_only, observed[at])
-    typical = ([typical_texts(f, features[:, dims], expected[:, dims], terms[:, dims], robust,
-                              layout) for f, dims in slices.items()]
+    typical = (_kept_typical(features, expected, terms, ranking(contributions), robust, layout)
                if expected is not None else [[None] * len(features)] * len(slices))
     extra = [None] if kl else []
     return [ranked(fields, contributions[i], [column[i] for column in observed] + extra,
                    [column[i] for column in typical] + extra) for i in range(len(features))]
+
+
+def _kept_typical(features: np.ndarray, expected: np.ndarray, terms: np.ndarray,
+                  order: np.ndarray, robust: bool, layout: str) -> list[list[str | None]]:
+    """Per field, every event's `typical` text where the field is among the event's first
+    `REASONS_KEPT` reasons, else None (each event's text as `typical_texts` gives it alone).
+
+    Shapes:
+        features, expected: (events, 128); terms: (events, 128 [+ 1]);
+        order: (events, fields [+ KL]), field indices by contribution (`ranking`).
+    """
+    kept = order[:, :REASONS_KEPT]
+    columns: list[list[str | None]] = []
+    for at, (field, dims) in enumerate(field_dims(layout).items()):
+        rows = np.flatnonzero((kept == at).any(axis=1))  # the events that keep this field
+        column: list[str | None] = [None] * len(features)
+        if len(rows):
+            texts = typical_texts(field, features[rows][:, dims], expected[rows][:, dims],
+                                  terms[rows][:, dims], robust, layout)
+            for i, text in zip(rows.tolist(), texts):
+                column[i] = text
+        columns.append(column)
+    return columns
 
 
 def _extra_fields(events: pa.Table, terms: np.ndarray, blocks: np.ndarray,

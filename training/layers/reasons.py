@@ -30,7 +30,8 @@ class Reason:
         field: the source field or aggregate ("dest_port", "bytes_sent", "peer").
         contribution: its share of the score (the unit's reasons sum to the score).
         observed: its value in the unit, as text (None when unknown).
-        typical: what the model takes as typical for it, as text (None when it has no view).
+        typical: what the model takes as typical for it, as text (None when it has no view;
+            layer 1 writes it for an event's first `REASONS_KEPT` reasons only).
     """
 
     field: str
@@ -45,11 +46,21 @@ class Reason:
                 "observed": self.observed, "typical": self.typical}
 
 
+def ranking(contributions: np.ndarray) -> np.ndarray:
+    """The order of `ranked`: each unit's fields by contribution, largest first (ties keep the
+    fields' order); its first `REASONS_KEPT` are the reasons a row keeps.
+
+    Shapes:
+        contributions: (fields,) or (units, fields); the result alike (field indices).
+    """
+    return np.argsort(-np.asarray(contributions, np.float64), axis=-1, kind="stable")
+
+
 def ranked(fields: list[str], contributions: np.ndarray, observed: list[str | None],
            typical: list[str | None]) -> list[Reason]:
     """The reasons of one unit, largest contribution first (ties keep the fields' order)."""
     values = np.asarray(contributions, np.float64)
-    order = np.argsort(-values, kind="stable").tolist()
+    order = ranking(values).tolist()
     values = values.tolist()  # Python floats at once: indexing numpy scalars one by one is slow
     return [Reason(fields[i], values[i], observed[i], typical[i]) for i in order]
 

@@ -129,9 +129,7 @@ class LiveIncidents:
         rows = table.take(pa.array(at)).select(
             [c for c in _ALERT_FIELDS if c in table.column_names])
         keys = keyed.take(pa.array(at))
-        fields = ("score", "threshold", "percentile", "reference_scores")
-        weights = [alert_weight(dict(zip(fields, values)))
-                   for values in zip(*(_column(rows, c).to_pylist() for c in fields))]
+        weights = _weights(rows)
         alerts = pa.table({"entity": keys["entity"], "slot": keys["slot"],
                            "first": keys["seen_first"].cast(pa.int64()),
                            "last": keys["seen_last"].cast(pa.int64()),
@@ -163,7 +161,9 @@ class LiveIncidents:
 
     def _add_heaviest(self, table: pa.Table, keyed: pa.Table) -> None:
         """Keep each incident's `TOP_ALERTS` heaviest units that do not alert: an hour without
-        alerts whose evidence makes it an incident lists them instead (`quiet_incidents`)."""
+        alerts whose evidence makes it an incident lists them instead (`quiet_incidents`).
+        Only the units that can enter their incident's list are read into Python: once an
+        hour is busy, most units of a poll weigh no more than the lightest it keeps."""
         calm = np.flatnonzero(~keyed["alert"].to_numpy(zero_copy_only=False))
         if not len(calm):
             return
@@ -171,15 +171,26 @@ class LiveIncidents:
         units = _first_of_groups(units.sort_by([("entity", "ascending"), ("slot", "ascending"),
                                                 ("log_p", "ascending"), ("peak", "descending"),
                                                 ("i", "ascending")]), TOP_ALERTS)
+        weights = _weights(table.take(units["i"]))
+        # Against each list as it was before this poll: a unit that cannot enter it then cannot
+        # after this poll's units entered either (they only make its lightest heavier).
+        entering = [j for j, (entity, slot, weight, peak) in enumerate(zip(
+            *(units[c].to_pylist() for c in ("entity", "slot")), weights,
+            units["peak"].to_pylist())) if _may_enter(self.open[(entity, slot)]["calm"],
+                                                      weight, peak)]
+        if not entering:
+            return
+        units = units.take(pa.array(entering, pa.int64()))
+        weights = [weights[j] for j in entering]
         rows = table.take(units["i"])
         kinds = event_types_of(rows, pa.array(np.arange(rows.num_rows)))
         rows = rows.select([c for c in _ALERT_FIELDS if c in rows.column_names]).to_pylist()
-        for row, types, entity, slot, peak, first, last in zip(
-                rows, kinds, *(units[c].to_pylist() for c in ("entity", "slot", "peak")),
+        for row, weight, types, entity, slot, peak, first, last in zip(
+                rows, weights, kinds, *(units[c].to_pylist() for c in ("entity", "slot", "peak")),
                 *(units[c].cast(pa.int64()).to_pylist() for c in ("seen_first", "seen_last"))):
             row.update({"_types": types, "_first": first, "_last": last})
             item = self.open[(entity, slot)]
-            item["calm"] = _heaviest(item["calm"], row, alert_weight(row), peak, keep=True)
+            item["calm"] = _heaviest(item["calm"], row, weight, peak, keep=True)
 
     def _add_flows(self, rows: pa.Table, alerts: pa.Table) -> None:
         """Join the alerts' events into their incidents' flows by Community ID (the first
@@ -276,6 +287,22 @@ def _heaviest(top: list[dict], row: dict[str, Any], weight: float, peak: float,
     ranked = sorted([*top, entry],  # stable: earlier first
                     key=lambda t: (-t["weight"], -(t.get("peak") or 0.0)))
     return ranked[:TOP_ALERTS]
+
+
+def _may_enter(top: list[dict], weight: float, peak: float | None) -> bool:
+    """Whether `_heaviest` could keep an entry of `weight` and `peak` in `top`: it keeps fewer
+    than `TOP_ALERTS`, or the entry ranks before its last (on a tie the earlier stays)."""
+    if len(top) < TOP_ALERTS:
+        return True
+    last = top[-1]
+    return not (-weight, -(peak or 0.0)) >= (-last["weight"], -(last.get("peak") or 0.0))
+
+
+def _weights(rows: pa.Table) -> list[float]:
+    """Each row's `alert_weight`, from its columns (the ones it lacks count as null)."""
+    fields = ("score", "threshold", "percentile", "reference_scores")
+    return [alert_weight(dict(zip(fields, values)))
+            for values in zip(*(_column(rows, c).to_pylist() for c in fields))]
 
 
 def _add_flow(flows: dict[str, dict], flow: str, events: list[str] | None,

@@ -211,6 +211,34 @@ def test_scored_alerts_carry_their_reasons(fitted, tmp_path):
     assert summary.top_alerts[0]["reasons"][0]["field"] == "dest_port"
 
 
+def test_only_the_reasons_a_row_keeps_say_what_is_typical(fitted):
+    # A row keeps an alert's first REASONS_KEPT reasons (`reasons_column`); writing what the
+    # model expects of every other field was most of the time of explaining an alert.
+    from training.layers.layer1_reasons import KL_FIELD
+    from training.layers.layer1_typical import typical_texts
+    from training.layers.reasons import REASONS_KEPT
+
+    layer, model, _, held_out, _ = fitted
+    events = pa.concat_tables([held_out, _changed(held_out, "conn_state", "RSTRH")])
+    units = layer.featurize(events)
+    scores, reasons = _scored(layer, model, events)
+    x = torch.from_numpy(units.features)
+    with torch.no_grad():
+        expected, terms = model.reconstruct(x).numpy(), model.feature_terms(x).double().numpy()
+    layout, kept = layer.data_spec.version, set()
+    for i, (unit, score) in enumerate(zip(reasons, scores)):
+        assert abs(sum(r.contribution for r in unit) - score) <= 1e-5  # every field still
+        assert [r.typical for r in unit[REASONS_KEPT:]] == [None] * (len(unit) - REASONS_KEPT)
+        for r in unit[:REASONS_KEPT]:  # each event's own text of each field it keeps
+            if r.field != KL_FIELD:
+                dims = field_dims(layout)[r.field]
+                assert r.typical == typical_texts(r.field, units.features[i:i + 1, dims],
+                                                  expected[i:i + 1, dims],
+                                                  terms[i:i + 1, dims], False, layout)[0]
+            kept.add(r.field)
+    assert len(kept) > REASONS_KEPT  # the events keep different fields
+
+
 def test_the_validation_report_names_layer1_dims(fitted, tmp_path):
     import json
     import re
