@@ -21,11 +21,11 @@ HINT = ("give a model file (<name>.pt beside its <name>.json, e.g. "
 
 @pytest.fixture(scope="module")
 def capture(datasets, tmp_path_factory):
-    """The capture's layer-1 rows in the fitted l1.v4 layout, and a model of each layout
+    """The capture's layer-1 rows in the fitted l1.v5 layout, and a model of each layout
     (untrained: what is checked is which data it takes, not how well it scores)."""
     folder = tmp_path_factory.mktemp("evaluate")
     events = collect("csv_file", datasets / CAPTURE)[0]
-    v4 = Layer1Featurizer().fit(events)
+    v4 = Layer1Featurizer().fit(events)  # the default, fitted (l1.v5 now)
     rows = Layer1(v4).featurize(events).save(folder / "layer1_test.npz")
     models = {}
     for name, spec in (("v3", Layer1Featurizer(layout="l1.v3").spec), ("v4", v4.spec)):
@@ -46,7 +46,7 @@ def test_data_of_another_layer1_transform_is_refused_naming_both(capture, capsys
     rows, spec, old = capture["rows"], capture["spec"], capture["v3"]
     assert main(["evaluate", "--model", str(old), "--data", str(rows), "--no-latency"]) == 1
     assert _error_line(capsys.readouterr().err) == (
-        f"error: --data {rows} holds layer1 events made with another transform (l1.v4, "
+        f"error: --data {rows} holds layer1 events made with another transform (l1.v5, "
         f"fingerprint {spec.fingerprint[:12]}) than --model {old}'s (l1.v3, "
         f"{Layer1Featurizer(layout='l1.v3').spec.fingerprint[:12]}), so its scores on them "
         "would mean nothing; evaluate it on events (--source TYPE:PATH: evaluate featurizes "

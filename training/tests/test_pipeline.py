@@ -222,8 +222,8 @@ def test_the_config_files_workdir_is_used_unless_the_flag_gives_one(command, tmp
 
 
 def test_the_gate_scores_the_production_model_through_its_own_value_counts(tmp_path):
-    """Layer 1's `l1.v4` counts each run's own training values: the production model of an
-    earlier run on other events reads the new test events through its own counts, not the
+    """Layer 1's `l1.v4` and `l1.v5` count each run's own training values: the production
+    model of an earlier run on other events reads the new test events through its own counts, not the
     challenger's (its scores and figures are what it gives on its own features)."""
     from training.demo.generator import write_demo_file
     from training.evaluation.metrics import known_scores, pr_auc

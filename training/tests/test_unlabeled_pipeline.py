@@ -194,7 +194,7 @@ def test_retrain_after_the_pipeline_on_unlabeled_logs(runs, tmp_path):
 
 def test_preprocess_with_a_model_featurizes_with_its_own_transform(runs, tmp_path):
     """New data for `retrain` must be featurized as the production model was (the fitted
-    l1.v4 counts included): `preprocess --model` does, plain `preprocess` the default layout."""
+    l1.v5 counts included): `preprocess --model` does, plain `preprocess` the default layout."""
     from training.features.vectors import LayerArrays
     from training.registry.registry import ModelRegistry
 
@@ -211,7 +211,7 @@ def test_preprocess_with_a_model_featurizes_with_its_own_transform(runs, tmp_pat
         spec[name] = LayerArrays.load(tmp_path / name / "layer1_samples.npz").spec
     production = ModelRegistry(cwd / "maximus-run" / "models").load_model(
         "layer1_vae", stage="production").feature_spec
-    assert spec["own"].fingerprint == production.fingerprint and spec["own"].version == "l1.v4"
+    assert spec["own"].fingerprint == production.fingerprint and spec["own"].version == "l1.v5"
     assert spec["plain"].fingerprint != production.fingerprint
 
 
