@@ -60,6 +60,24 @@ def test_a_one_hot_field_names_the_most_expected_values_and_their_levels():
         "a private address (98%)"
 
 
+def test_a_port_names_the_kinds_expected_not_a_blended_number():
+    # A reconstruction of port/65535 at 0.26 read back as port 17165, a port no training event
+    # had (trial D4): the kinds and the common-port flag are what the model expects.
+    observed = {"dest_port:well_known": 1, "dest_port/65535": 443 / 65535, "dest_port:common": 1}
+    assert _typical("dest_port", observed, {"dest_port:registered": 0.71,
+                                            "dest_port/65535": 0.26,
+                                            "dest_port:common": 0.2}) == \
+        "a registered port 1024-49151 (71%), a common service port (20%)"
+    mine = {"source_port:registered": 1, "source_port/65535": 5353 / 65535}
+    assert _typical("source_port", mine, {"source_port:dynamic": 0.45,
+                                              "source_port:registered": 0.4,
+                                              "source_port/65535": 0.6}) == \
+        "no single kind expected (a dynamic port 49152 and up 45%, " \
+        "a registered port 1024-49151 40%)"
+    assert _typical("dest_port", observed, {"dest_port:well_known": 0.12}) == \
+        "none expected (at most a well-known port below 1024 12%)"
+
+
 def test_an_identity_field_says_what_training_saw_and_why_this_one_costs():
     assert _typical("command_line", {"command_line:present": 1, "command_line:rarity": 1,
                                      f"command_line:{NEVER_SEEN}": 1},
