@@ -3,9 +3,10 @@
 For each canonical column the source's field map names candidate source fields; each present
 candidate is converted to the canonical type and the first non-null value wins. A value that
 cannot be converted (an unparseable timestamp, port 70000, an IP "1.2.3") rejects its row with
-the field and the rule, so the row is quarantined, never half-kept. Then labels (label map,
-default label), Community IDs for flows that lack one, and event ids (the source's own id, else
-a 64-bit content hash of the record) are filled in. Source fields that did not become
+the field and the rule, so the row is quarantined, never half-kept; so does a mapped field
+holding an object, or a list where the format writes one value (`value_shapes`). Then labels
+(label map, default label), Community IDs for flows that lack one, and event ids (the source's
+own id, else a 64-bit content hash of the record) are filled in. Source fields that did not become
 a canonical column are kept as extra columns under their own names.
 """
 
@@ -22,6 +23,8 @@ import pyarrow.compute as pc
 from training.collection.schema import CANONICAL_SCHEMA, LabelMap
 from training.collection.schema import FIELD_NAMES as FIELD_NAMES  # for the recipe
 from training.collection.schema_union import as_text
+from training.collection.value_shapes import Fault as _Fault
+from training.collection.value_shapes import wrong_shapes
 from training.errors import ConfigError
 from training.kernels.community_id import community_id_v1
 from training.kernels.hashing import hash_array, hash_byte_ranges, hash_rows, to_hex
@@ -90,14 +93,6 @@ class Canonical:
     source_rows: np.ndarray | None = None
 
 
-@dataclass
-class _Fault:
-    mask: np.ndarray
-    field: str
-    reason: str
-    values: pa.Array
-
-
 def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> Canonical:
     """Map one raw batch onto the canonical schema.
 
@@ -110,8 +105,9 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
     n = table.num_rows
     columns: dict[str, pa.Array] = {}
     ips: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # packed addresses, for Community IDs
-    faults: list[_Fault] = []
-    consumed: set[str] = set()
+    shapes = wrong_shapes(table, source, raw.spans)  # an object or list where a value belongs
+    faults: list[_Fault] = shapes.faults
+    consumed: set[str] = shapes.flattened
     names = set(table.column_names)
     if require_time:  # collecting: a user field map's names no record has, once per source
         source.missing_fields.check(names, n, raw.stream)

@@ -30,6 +30,7 @@ import pyarrow as pa
 from training.collection.canonical import DEFAULT_EVENT_TYPE, RAW_PREFIX
 from training.collection.record_ids import content_id, epoch_micros
 from training.collection.schema import CANONICAL_SCHEMA
+from training.collection.value_shapes import held_objects
 from training.kernels.netaddr import _parse_one
 from training.sources.coerce import (
     _MAX_US, _MIN_US, NULL_TEXT, _direction, _parse_timestamp, _protocol_name,
@@ -234,11 +235,18 @@ def canonical_record(event: Mapping, source) -> CanonicalRecord | None:
     try:
         event = dict(event)
         nested = any(isinstance(v, (dict, list, tuple)) for v in event.values())
-        if nested and nested_deeper(event):
+        if nested and (nested_deeper(event) or _holds_object(event, source)):
             return None
         return _map(event, source, nested)
     except (NotExact, UnicodeEncodeError):
         return None
+
+
+def _holds_object(event: dict, source) -> bool:
+    """Whether a mapped name holds an object (the batch path quarantines that record, or,
+    where the record also spells a dotted name out, keeps it: `value_shapes`)."""
+    return (any(isinstance(v, dict) for v in event.values())
+            and bool(held_objects(flatten_record(event), source)))
 
 
 def _flat(event: dict, nested: bool) -> tuple[dict[str, object], list[str] | None]:

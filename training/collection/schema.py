@@ -98,6 +98,10 @@ SHIPPING_FIELDS = (
     "host.*", "observer.*", "data_stream.*", "elastic_agent.*", "cloud.*",
 )
 NOT_FEATURE_FIELDS = LABEL_SOURCE_FIELDS + SHIPPING_FIELDS  # layer 1's default `label_fields`
+# Fields that the generic map's documents use as objects of fields (ECS's envelope: host,
+# service, agent, ...; Suricata's alert): a mapped name among them may hold an object, read as
+# its dotted fields, rather than one value (`training.collection.value_shapes`).
+OBJECT_FIELDS = frozenset(f[:-2] for f in NOT_FEATURE_FIELDS if f.endswith(".*"))
 # Event types of detections (a Suricata alert, a Zeek notice or weird): when every threat label
 # sits on one of them, the labels come from alerts (`labels_from_alerts`).
 ALERT_EVENT_TYPES = ("alert", "notice", "weird", "anomaly")

@@ -25,7 +25,9 @@ import pyarrow as pa
 from training.collection.field_map_check import MissingFields
 from training.collection.relative_time import RelativeTimes
 from training.collection.untimed import UntimedSource
-from training.collection.schema import GENERIC_FIELD_MAP, FieldMap, resolve_field_map
+from training.collection.schema import (
+    GENERIC_FIELD_MAP, OBJECT_FIELDS, FieldMap, resolve_field_map,
+)
 from training.errors import ConfigError
 from training.sources.ecs import derive_ecs, normalize_ecs
 from training.sources.files import (
@@ -134,6 +136,12 @@ class Source(ABC):
         format_fields: fields that mark the format: a file whose records carry none of them
             is refused (`check_format`) rather than read into events without time or
             addresses. Empty for generic formats (JSON, CSV), which take any fields.
+        object_fields: mapped fields that may hold an object (read as its dotted fields,
+            `source: {ip: ...}` as `source.ip`) though no mapped name lies under them; any
+            other mapped name holding an object is quarantined (`collection.value_shapes`).
+            A name that other mapped names lie under (`source` of `source.ip`) is one anyway.
+        single_value_fields: mapped fields the format writes as one value, where a list is
+            quarantined. Empty for generic formats: in ECS any field may hold a list.
     """
 
     field_map: ClassVar[FieldMap] = GENERIC_FIELD_MAP
@@ -142,6 +150,8 @@ class Source(ABC):
     concurrent_streams: ClassVar[bool] = False
     format_name: ClassVar[str | None] = None
     format_fields: ClassVar[tuple[str, ...]] = ()
+    object_fields: ClassVar[frozenset[str]] = OBJECT_FIELDS
+    single_value_fields: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: DataSource) -> None:
         self.config = config

@@ -59,6 +59,10 @@ ZEEK_FIELD_MAP: dict[str, tuple[str, ...]] = {
     "label": ("label",),
     "attack_type": ("detailedlabel", "detailed-label", "detailed_label"),
 }
+# The mapped fields Zeek writes as a set (files.log tx_hosts and rx_hosts, known_services.log
+# service); it writes every other one as one value, and none as an object: its writer flattens
+# records into dotted names (id.orig_h).
+ZEEK_LIST_FIELDS = frozenset({"tx_hosts", "rx_hosts", "service"})
 ROW_ID_COLUMNS = {"conn": ("uid",), "files": ("fuid",)}
 KNOWN_LOGS = (
     "conn", "dns", "http", "ssl", "x509", "files", "notice", "weird", "ssh", "smtp", "ftp",
@@ -146,6 +150,9 @@ class ZeekSource(JsonFileSource):
     field_map: ClassVar = ZEEK_FIELD_MAP
     patterns: ClassVar[tuple[str, ...]] = ("*.log", "*.log.gz", "*.labeled", "*.json", "*.json.gz")
     format_name, format_fields = FORMATS[DataSourceType.ZEEK_LOGS]
+    object_fields: ClassVar[frozenset[str]] = frozenset()
+    single_value_fields: ClassVar[frozenset[str]] = frozenset(
+        name for names in ZEEK_FIELD_MAP.values() for name in names) - ZEEK_LIST_FIELDS
 
     def recognises(self, columns: set[str], stream: str) -> bool:
         # loaded_scripts.log holds script names only: Zeek by its name, not by its fields.
