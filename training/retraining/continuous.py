@@ -30,8 +30,10 @@ One run:
    without them the alert rate within the calibration's promise and a lower validation loss
    (`unlabeled_gate.unlabeled_decision`); both apply `min_accuracy_threshold` (a floor) or
    `max_loss_threshold` (a ceiling) and `improvement_threshold` over the champion;
-7. the challenger is registered either way (metrics: those the gate compared, a metric it
-   could not measure absent, never 0; the decision with the test split's
+7. the challenger is registered either way (metrics: those the gate measured on the test
+   split, its loss there as `test_loss`, a metric it could not measure absent, never 0; `val_loss`
+   the kept epoch's validation loss from the sidecar, as every way of registering records it
+   (`training.registry.metadata.complete_metadata`); the decision with the test split's
    fingerprint, the data record, a sample of its training rows for later drift checks);
    when it passed, it is promoted to production in the same transaction that archives the
    champion, and only if the champion is still the one it was compared with; otherwise it
@@ -171,7 +173,8 @@ class ContinuousTrainingPipeline:
                        now: datetime | None = None) -> dict[str, Any]:
         """One retraining run of any layer (`train_fn` None: `train_layer`). Returns a dict with
         success, retrained, deployed, new_version, comparison (the gate's decision), metrics
-        (the challenger's), reason, triggers, champion_version and data (unit counts)."""
+        (the challenger's, as registered), reason, triggers, champion_version and data (unit
+        counts)."""
         layer = get_layer(layer_name)()
         now = now or datetime.now(timezone.utc)
         splits = {name: layer.load_units(path) for name, path in
@@ -208,8 +211,8 @@ class ContinuousTrainingPipeline:
             else:
                 _, trained = layer.train_with(train_fn, train, val, config)
             challenger = load_model(trained["checkpoint"])
-            decision, metrics = self._gate(layer, splits["test"], challenger, champion)
-            result.update(retrained=True, metrics=metrics, comparison=decision)
+            decision, measured = self._gate(layer, splits["test"], challenger, champion)
+            result.update(retrained=True, comparison=decision)
             record = {"data": data, "decision": decision, "training": {
                 k: trained.get(k) for k in ("best_val_loss", "best_epoch", "epochs_trained",
                                             "train_time_s")}}
@@ -217,7 +220,7 @@ class ContinuousTrainingPipeline:
                 # it replaces the champion on the same inputs: `score` reads them alike
                 record[SETTINGS_KEY] = champion.metadata.details[SETTINGS_KEY]
             metadata = ModelMetadata(
-                model_name, "0", layer.name, metrics=metrics,
+                model_name, "0", layer.name, metrics=_test_named(measured),
                 training_dataset=str(train_data_path),
                 hyperparameters={"model": challenger.sidecar["init_args"],
                                  "training": config.to_dict()},
@@ -228,6 +231,7 @@ class ContinuousTrainingPipeline:
             version = self._register(metadata, trained["checkpoint"], learnt, champion,
                                      Path(work))
         result.update(new_version=version, deployed=decision["deploy"],
+                      metrics=self.registry.get_metadata(model_name, version).metrics,
                       reason=("deployed: " if decision["deploy"] else "not deployed: ")
                       + decision["reason"])
         logger.info("%s %s: %s", model_name, version, result["reason"])
@@ -321,7 +325,7 @@ class ContinuousTrainingPipeline:
             decision = gate.decide(metric, new, old, floor=self.config.floor(metric),
                                    improvement=self.config.improvement_threshold)
         return {**decision.to_dict(), "test_fingerprint": gate.split_fingerprint(layer, test),
-                "test_rows": len(layer.labels(test)), "champion_metrics": old}, new
+                "test_rows": len(layer.labels(test)), "champion_metrics": _test_named(old)}, new
 
     def _register(self, metadata: ModelMetadata, checkpoint: str, learnt: np.ndarray,
                   champion: RegisteredModel | None, work: Path) -> str:
@@ -343,6 +347,19 @@ class ContinuousTrainingPipeline:
             self.registry.set_alias(model_name, CHALLENGER, version, reason=reason,
                                     actor="continuous-training")
         return version
+
+
+def _test_named(metrics: dict[str, float] | None) -> dict[str, float] | None:
+    """The gate's figures of a model on the test split with its loss there named `test_loss`:
+    `val_loss` in the registry is the kept epoch's validation loss, which registration takes
+    from the model's sidecar, so that `registry compare` ranks every version on the same
+    kind of loss, however it was registered."""
+    if metrics is None:
+        return None
+    named = {name: value for name, value in metrics.items() if name != "val_loss"}
+    if "val_loss" in metrics:
+        named["test_loss"] = metrics["val_loss"]
+    return named
 
 
 def _without_labels(labels: np.ndarray, decision: gate.Decision) -> gate.Decision:

@@ -183,13 +183,17 @@ def test_retrain_after_the_pipeline_on_unlabeled_logs(runs, tmp_path):
     assert forced["retrained"] and forced["new_version"], forced["reason"]
     assert forced["comparison"]["metric"] == "val_loss"  # the unlabeled rule decided
     # Layer 3 counts benign-labeled windows in its loss, and none is labeled: the losses the
-    # unlabeled rule compared are recorded, not a 0 that would win every comparison.
+    # unlabeled rule compared on the test split are recorded as test_loss, not a 0 that would
+    # win every comparison; val_loss is the kept epoch's, from the sidecar (trial D2).
     windows = retrain("--force", "--epochs", "1", "--layer", "layer3")
     decision = windows["comparison"]
-    assert windows["metrics"]["val_loss"] == decision["challenger"] > 0, decision["reason"]
-    assert decision["champion_metrics"]["val_loss"] == decision["champion"] > 0
-    stored = ModelRegistry(work / "models").get_metadata("layer3_tcn", windows["new_version"])
-    assert stored.metrics["val_loss"] == decision["challenger"]
+    assert windows["metrics"]["test_loss"] == decision["challenger"] > 0, decision["reason"]
+    assert decision["champion_metrics"]["test_loss"] == decision["champion"] > 0
+    registry = ModelRegistry(work / "models")
+    stored = registry.get_metadata("layer3_tcn", windows["new_version"])
+    assert stored.metrics["test_loss"] == decision["challenger"]
+    assert stored.metrics["val_loss"] == registry.load_model(
+        "layer3_tcn", windows["new_version"]).sidecar["best_value"] > 0
 
 
 def test_preprocess_with_a_model_featurizes_with_its_own_transform(runs, tmp_path):

@@ -1,0 +1,83 @@
+"""What `retrain` leaves in the registry, on a real capture: the kept epoch's validation loss as
+`val_loss`, the gate's test-split loss as `test_loss` (trial D2).
+
+One module fixture runs `preprocess`, `split` and two `retrain`s in process on the 766 flows of
+CTU-SME-11: a first model (deployed) and a challenger trained at a learning rate of 1e-7 for
+one epoch, which the gate refuses.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+
+from training.cli.main import main
+from training.layers.layer1 import Layer1
+from training.registry.registry import ModelRegistry
+from training.retraining.gate import evaluate_model
+
+SME = "slips_ctu_sme_11_labeled_zeek/zeek-labeled/conn.log.labeled"
+MODEL = "layer1_vae"
+
+
+def _run(*argv: str) -> str:
+    """`maximus-train ARGV` in this process (exit 0 required); its stdout."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main([*argv, "-q"]) == 0
+    return out.getvalue()
+
+
+def _splits(source: Path, folder: Path, *model: str) -> list[str]:
+    """`preprocess` (with `--model M --registry-dir R`: the model's transform) and a temporal
+    `split` of `source`: the --train-data, --val-data, --test-data flags."""
+    _run("preprocess", "--source", f"zeek:{source}", "--output", str(folder / "features"),
+         *model)
+    _run("split", "--data", str(folder / "features/layer1_samples.npz"), "--strategy",
+         "temporal", "--output", str(folder / "splits"))
+    return [flag for split in ("train", "val", "test")
+            for flag in (f"--{split}-data", str(folder / f"splits/layer1_{split}.npz"))]
+
+
+@pytest.fixture(scope="module")
+def retrained(datasets, tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("retrain")
+    flags = [*_splits(datasets / SME, root), "--registry-dir", str(root / "models")]
+    first = json.loads(_run("retrain", *flags, "--epochs", "3"))
+    refused = json.loads(_run("retrain", *flags, "--epochs", "1", "--lr", "1e-7", "--force"))
+    assert first["deployed"] and not refused["deployed"], (first["reason"], refused["reason"])
+    return {"root": root, "registry": root / "models", "flags": flags, "first": first,
+            "refused": refused}
+
+
+def test_retrain_registers_the_kept_epochs_val_loss_and_the_test_loss_apart(retrained):
+    """The registry's `val_loss` of a retrained version was the gate's loss on the test split
+    (4.676 where training kept 3.082): now it is the sidecar's kept-epoch validation loss, as
+    every other way of registering records it, and the test-split loss is `test_loss`."""
+    registry = ModelRegistry(retrained["registry"])
+    layer = Layer1()
+    test = layer.load_units(retrained["flags"][5])
+    for result in (retrained["first"], retrained["refused"]):
+        stored = registry.get_metadata(MODEL, result["new_version"])
+        loaded = registry.load_model(MODEL, result["new_version"])
+        kept = loaded.sidecar["best_value"]
+        assert loaded.sidecar["monitor"] == "val_loss"
+        assert stored.metrics["val_loss"] == kept == stored.details["training"]["best_val_loss"]
+        on_test = evaluate_model(layer, loaded.model, loaded.threshold, test)["val_loss"]
+        assert stored.metrics["test_loss"] == pytest.approx(on_test, rel=1e-6)
+        assert stored.metrics["test_loss"] != kept  # two losses, on two parts of the data
+        assert result["metrics"] == stored.metrics  # what retrain printed is what it recorded
+    # the champion's figures in the decision are test-split figures too, named so
+    champion = retrained["refused"]["comparison"]["champion_metrics"]
+    assert "val_loss" not in champion
+    assert champion["test_loss"] == retrained["first"]["metrics"]["test_loss"]
+    # registry compare ranks the versions on their validation losses
+    compared = json.loads(_run("registry", "compare", "--registry-dir",
+                               str(retrained["registry"]), "--model", MODEL, "--metric",
+                               "val_loss", "--json"))
+    assert compared["values"] == {r["new_version"]: r["metrics"]["val_loss"]
+                                  for r in (retrained["first"], retrained["refused"])}
