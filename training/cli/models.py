@@ -47,7 +47,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                "learning_rate": args.lr, "threshold_rule": args.threshold}
     config = RetrainingConfig(
         retrain_frequency_days=args.retrain_frequency_days, min_new_samples=args.min_new_samples,
-        drift_threshold=args.drift_threshold, improvement_threshold=args.improvement_threshold,
+        drift_threshold=args.drift_threshold, drift_share=args.drift_share,
+        improvement_threshold=args.improvement_threshold,
         comparison_metric=args.comparison_metric, min_accuracy_threshold=args.min_accuracy,
         exclude_alerted=args.exclude_alerted, registry_dir=str(registry_dir(args)),
         alert_rate_factor=args.alert_factor,
@@ -182,8 +183,12 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
            help="retrain when at least this many training rows are new to the production "
                 "model")
     option(retrain, "--drift-threshold", type=float, default=0.1,
-           help="per-feature drift distance above which a feature drifts (retrain when half "
-                "of them do)")
+           help="per-feature drift distance above which a feature drifts (retrain when "
+                "--drift-share of them do)")
+    option(retrain, "--drift-share", type=float, default=0.5,
+           help="retrain when at least this share, in (0, 1], of the features that vary "
+                "drifted (features constant and equal in the production model's sample and the "
+                "new rows cannot drift and are left out)")
     option(retrain, "--improvement-threshold", type=float, default=0.02,
            help="relative improvement on the comparison metric needed to deploy")
     option(retrain, "--comparison-metric", default="auto",

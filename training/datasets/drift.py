@@ -12,7 +12,10 @@ defaults), and every feature also gets the figures other tools and the original 
 Also reported for every feature: the population stability index (PSI) and the binned KL
 divergence KL(current || reference), both on reference-quantile bins (categories for discrete
 features), smoothed so that empty bins stay finite. The dataset drifts when at least
-`drift_share` (half) of the features drift.
+`drift_share` (half) of the features that vary drift: a feature holding one value, the same in
+the reference and the current data (an unused one-hot or hash slot: about half of layer 1's 128
+dims on a Zeek conn log), cannot drift and is left out of the share (method "constant"), as is
+one with too few finite values ("not_assessed").
 
 Large inputs are compared on a random subsample of `max_rows` rows per side (100,000 by
 default): the distances are then estimated to within about 1% of a reference standard
@@ -34,6 +37,7 @@ SMALL_REFERENCE = 1000
 CATEGORICAL_MAX_UNIQUE = 5
 MAX_ROWS = 100_000
 STD_FLOOR = 1e-3  # Evidently's floor for the Wasserstein normalizer (a constant reference)
+NOT_COUNTED = ("not_assessed", "constant")  # methods of features the share leaves out
 
 
 @dataclass
@@ -42,8 +46,9 @@ class FeatureDrift:
 
     Attributes:
         name: the feature's name.
-        method: "ks", "wasserstein" or "jensenshannon" (what decided `drifted`), or
-            "not_assessed" when a side has fewer than the minimum of finite values.
+        method: "ks", "wasserstein" or "jensenshannon" (what decided `drifted`);
+            "not_assessed" when a side has fewer than the minimum of finite values, "constant"
+            when both sides hold one and the same value (neither counts in the share).
         statistic: the deciding figure: a p-value for "ks", a distance otherwise.
         threshold: what `statistic` was compared with.
         drifted: the verdict.
@@ -69,8 +74,9 @@ class DriftReport:
     """The drift verdict for a dataset and the figures behind it.
 
     Attributes:
-        drifted: at least `drift_share` of the assessed features drifted.
-        share: share of the assessed features that drifted.
+        drifted: at least `drift_share` of the counted features drifted.
+        share: share of the counted features (assessed, and not constant and equal on both
+            sides) that drifted.
         drift_share: the share that makes the dataset drift.
         n_reference, n_current: rows compared (before subsampling).
         features: per-feature figures, in column order.
@@ -87,10 +93,21 @@ class DriftReport:
     def drifted_features(self) -> list[str]:
         return [f.name for f in self.features if f.drifted]
 
+    @property
+    def counted(self) -> int:
+        """How many features the share counts (those that vary and were assessed)."""
+        return sum(f.method not in NOT_COUNTED for f in self.features)
+
+    @property
+    def constant(self) -> int:
+        """How many features hold one and the same value on both sides (left out)."""
+        return sum(f.method == "constant" for f in self.features)
+
     def to_dict(self) -> dict:
         """JSON-able (NaN becomes None)."""
         out = asdict(self)
-        out["drifted_features"] = self.drifted_features
+        out.update(drifted_features=self.drifted_features, counted=self.counted,
+                   constant=self.constant)
         out["features"] = [{k: _plain(v) for k, v in f.items()} for f in out["features"]]
         return out
 
@@ -136,9 +153,9 @@ def drift_report(reference: np.ndarray, current: np.ndarray, threshold: float = 
     grids: dict[tuple[int, int], tuple] = {}
     features = [_feature(names[j], _finite(ref_sorted[j]), _finite(cur_sorted[j]), small,
                          threshold, p_value, min_samples, bins, grids) for j in range(width)]
-    assessed = [f for f in features if f.method != "not_assessed"]
-    share = sum(f.drifted for f in assessed) / len(assessed) if assessed else 0.0
-    return DriftReport(bool(assessed) and share >= drift_share, share, drift_share,
+    counted = [f for f in features if f.method not in NOT_COUNTED]
+    share = sum(f.drifted for f in counted) / len(counted) if counted else 0.0
+    return DriftReport(bool(counted) and share >= drift_share, share, drift_share,
                        len(reference), len(current), features)
 
 
@@ -185,6 +202,8 @@ def _feature(name: str, ref: np.ndarray, cur: np.ndarray, small: bool, threshold
              p_value: float, min_samples: int, bins: int, grids: dict) -> FeatureDrift:
     if len(ref) < min_samples or len(cur) < min_samples:
         return FeatureDrift(name, "not_assessed", float("nan"), float("nan"), False)
+    if ref[0] == ref[-1] == cur[0] == cur[-1]:  # sorted: one value, the same on both sides
+        return FeatureDrift(name, "constant", float("nan"), float("nan"), False)
     distinct = np.concatenate([ref[:1], ref[1:][np.diff(ref) != 0]])
     categorical = len(distinct) <= CATEGORICAL_MAX_UNIQUE
     if categorical:  # one bin per reference value, and one for values the reference lacks

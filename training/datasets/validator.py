@@ -282,14 +282,14 @@ class DataValidator:
         names = report.drifted_features
         if report.drifted:
             return [ValidationIssue(ValidationSeverity.WARNING, "drift",
-                                    f"the data drifted: {len(names)} of {len(report.features)} "
-                                    f"features ({report.share:.0%}), e.g. {names[:5]}",
+                                    f"the data drifted: {len(names)} of {report.counted} "
+                                    f"features that vary ({report.share:.0%}), e.g. {names[:5]}",
                                     {"share": report.share, "features": names})]
         if names:
             return [ValidationIssue(ValidationSeverity.INFO, "drift",
-                                    f"{len(names)} feature(s) drifted ({report.share:.0%}, below "
-                                    f"{share:.0%}): {names[:5]}", {"share": report.share,
-                                                                    "features": names})]
+                                    f"{len(names)} of {report.counted} feature(s) that vary "
+                                    f"drifted ({report.share:.0%}, below {share:.0%}): "
+                                    f"{names[:5]}", {"share": report.share, "features": names})]
         return []
 
     # The same reports as methods of the class, as this API had them before.

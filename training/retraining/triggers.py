@@ -78,8 +78,9 @@ def new_samples(new: np.ndarray, minimum: int) -> TriggerResult:
 def drift(reference: np.ndarray | None, current: np.ndarray, threshold: float,
           share: float, names: list[str] | None = None) -> TriggerResult:
     """Fires on the data validator's dataset-level drift verdict (`threshold`: its per-feature
-    distance threshold; `share`: the share of drifted features that makes the dataset drift;
-    `names`: the features' names, `Layer.feature_names`)."""
+    distance threshold; `share`: the share of the features that vary which, drifted, makes the
+    dataset drift, `training.datasets.drift`; `names`: the features' names,
+    `Layer.feature_names`)."""
     if reference is None:
         return TriggerResult("drift", False, "drift not assessed: the production model has no "
                              f"{REFERENCE_FILE} sample of its training data")
@@ -94,10 +95,16 @@ def drift(reference: np.ndarray | None, current: np.ndarray, threshold: float,
         return TriggerResult("drift", False, result.issues[0].message if result.issues else
                              "drift not assessed")
     fired = bool(report["drifted"])
+    # Dims constant and equal on both sides (unused one-hot or hash slots) cannot drift: the
+    # share is of the features that vary, and the message says how many were left out.
+    left_out = f"; {report['constant']} constant and equal on both sides left out" \
+        if report["constant"] else ""
     return TriggerResult("drift", fired, f"{len(report['drifted_features'])} of "
-                         f"{len(report['features'])} features drifted ({report['share']:.0%}; "
-                         f"the data drifts at {share:.0%})",
+                         f"{report['counted']} features that vary drifted "
+                         f"({report['share']:.0%}; the data drifts at {share:.0%}{left_out})",
                          {"share": report["share"], "drifted_features": report["drifted_features"],
+                          "features_counted": report["counted"],
+                          "constant_features": report["constant"], "drift_share": share,
                           "drift_threshold": threshold, "n_reference": report["n_reference"],
                           "n_current": report["n_current"]})
 

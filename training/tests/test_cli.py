@@ -158,6 +158,8 @@ def test_a_mistyped_flag_command_or_choice_gets_a_close_match(argv, message, cap
     (["retrain", "--alert-factor", "0.5"], "error: --alert-factor must be >= 1, got 0.5"),
     (["retrain", "--alert_factor", "0.5"], "error: --alert_factor must be >= 1, got 0.5"),
     (["retrain", "--lr", "-1"], "error: --lr must be > 0, got -1.0"),
+    (["retrain", "--drift-share", "0"], "error: --drift-share must be in (0, 1], got 0.0"),
+    (["retrain", "--drift_share", "1.5"], "error: --drift_share must be in (0, 1], got 1.5"),
     (["score", "--model", "m", "--input", "json:x", "--output", "o.parquet", "--alert-factor",
       "0"], "error: --alert-factor must be >= 1, got 0.0"),
     (["score", "--model", "m", "--input", "json:x", "--output", "o.parquet",

@@ -168,6 +168,9 @@ def test_gate_arithmetic_and_config_checks():
         RetrainingConfig(improvement_threshold=-0.1)
     with pytest.raises(ConfigError, match="no known direction"):
         RetrainingConfig(comparison_metric="goodness")
+    assert RetrainingConfig(drift_share=1.0).drift_share == 1.0  # every varying feature
+    with pytest.raises(ConfigError, match=r"drift_share must be in \(0, 1\], got 1.01"):
+        RetrainingConfig(drift_share=1.01)
 
 
 def test_triggers_new_rows_and_drift():

@@ -90,6 +90,7 @@ def test_drift_check_on_a_shifted_copy():
     (drift,) = _by_name(result, "drift")
     assert drift.severity is ValidationSeverity.WARNING
     assert drift.details["features"] == ["feature_0", "feature_1", "feature_2"]
+    assert drift.message.startswith("the data drifted: 3 of 4 features that vary (75%)")
     assert result.statistics["drift"]["share"] == 0.75
     calm = DataValidator(rng.random((2000, 4)), reference_features=reference).validate(check_drift=True)
     assert not _by_name(calm, "drift") and calm.statistics["drift"]["drifted"] is False

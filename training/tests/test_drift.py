@@ -77,6 +77,19 @@ def test_guards_and_features_without_enough_values():
     json.dumps(report.to_dict(), allow_nan=False)
 
 
+def test_a_feature_constant_and_equal_on_both_sides_is_left_out_of_the_share():
+    """One value, the same on both sides (an unused slot): it cannot drift, so it neither
+    drifts nor counts. Constant on both sides but another value is a drift like any other."""
+    rng = np.random.default_rng(5)
+    reference = np.column_stack([np.zeros(100), np.ones(100), rng.random(100)])
+    current = np.column_stack([np.zeros(100), np.full(100, 2.0), rng.random(100)])
+    report = drift_report(reference, current)
+    assert [f.method for f in report.features] == ["constant", "ks", "ks"]
+    assert [f.drifted for f in report.features] == [False, True, False]
+    assert (report.counted, report.constant, report.share) == (2, 1, 0.5) and report.drifted
+    assert report.to_dict()["counted"] == 2 and report.to_dict()["constant"] == 1
+
+
 def test_subsampling_keeps_the_verdicts():
     rng = np.random.default_rng(2)
     reference = rng.random((20_000, 3))
@@ -111,6 +124,24 @@ def test_real_features_resample_does_not_drift_and_shifted_copy_does(real_layer1
     assert not report.drifted
 
 
+def test_another_network_drifts_once_the_unused_dims_are_left_out(real_layer1, datasets):
+    """CTU-SME-11's flows against 011's: 57 of layer 1's 128 dims are unused slots, constant
+    and equal on both sides; counted, they held the share at 41 of 128 (32%, no drift; trial
+    D3). Of the 71 features that vary, 41 drift. 008, from 011's network, does not drift."""
+    table, _ = collect("zeek_logs", datasets / "slips_ctu_sme_11_labeled_zeek/zeek-labeled/"
+                                               "conn.log.labeled")
+    other = DataPreprocessor().featurize(table, LayerType.LAYER1_SENSORY).arrays["features"]
+    report = drift_report(real_layer1, other)
+    assert (len(report.drifted_features), report.counted, report.constant) == (41, 71, 57)
+    assert report.share == pytest.approx(41 / 71) and report.drifted
+    both = np.vstack([real_layer1, other])
+    one_value = np.flatnonzero(both.min(axis=0) == both.max(axis=0))
+    assert [j for j, f in enumerate(report.features) if f.method == "constant"] == list(one_value)
+    table, _ = collect("zeek_logs", datasets / "stratosphere/008-zeek-mixed/data/conn.log.labeled")
+    near = DataPreprocessor().featurize(table, LayerType.LAYER1_SENSORY).arrays["features"]
+    assert not drift_report(real_layer1, near).drifted
+
+
 def test_real_nsl_kdd_small_reference(datasets):
     path = datasets / "nsl_kdd/KDDTrain+_20Percent.txt"
     rows = [line.split(",") for line in path.read_text().splitlines()]
@@ -120,6 +151,9 @@ def test_real_nsl_kdd_small_reference(datasets):
     order = rng.permutation(len(numeric))
     reference, current = numeric[order[:800]], numeric[order[800:]]
     same = drift_report(reference, current)
-    assert all(f.method in ("ks", "not_assessed") for f in same.features) and not same.drifted
+    assert {f.method for f in same.features} == {"ks", "constant"} and not same.drifted
+    # land, num_outbound_cmds and is_host_login are 0 in all 6,000 rows: left out
+    assert [f.name for f in same.features if f.method == "constant"] == [
+        "feature_3", "feature_16", "feature_17"]
     shifted = drift_report(reference, current + current.std(axis=0))
-    assert shifted.drifted and shifted.share > 0.9
+    assert shifted.drifted and shifted.share == 1.0 and shifted.counted == 35

@@ -1,5 +1,6 @@
 """What `retrain` leaves in the registry, on a real capture: the kept epoch's validation loss as
-`val_loss`, the gate's test-split loss as `test_loss` (trial D2).
+`val_loss` (the gate's test-split loss as `test_loss`), and the drift trigger's share of the
+features that vary (`--drift-share`) (trial D2, D3).
 
 One module fixture runs `preprocess`, `split` and two `retrain`s in process on the 766 flows of
 CTU-SME-11: a first model (deployed) and a challenger trained at a learning rate of 1e-7 for
@@ -21,6 +22,7 @@ from training.registry.registry import ModelRegistry
 from training.retraining.gate import evaluate_model
 
 SME = "slips_ctu_sme_11_labeled_zeek/zeek-labeled/conn.log.labeled"
+TSV10 = "slips_zeek_tsv_test10/conn.log"  # another network: clearly different flows
 MODEL = "layer1_vae"
 
 
@@ -81,3 +83,25 @@ def test_retrain_registers_the_kept_epochs_val_loss_and_the_test_loss_apart(retr
                                "val_loss", "--json"))
     assert compared["values"] == {r["new_version"]: r["metrics"]["val_loss"]
                                   for r in (retrained["first"], retrained["refused"])}
+
+
+def test_drift_counts_the_features_that_vary_and_retrain_takes_drift_share(retrained,
+                                                                           datasets, tmp_path):
+    """Flows of another network against the production model's sample of CTU-SME-11: most of
+    layer 1's 128 dims are unused slots, constant and equal on both sides, and counted they
+    kept the share below half. `--drift-share` sets the share that fires."""
+    registry = ["--registry-dir", str(retrained["registry"])]
+    flags = _splits(datasets / TSV10, tmp_path, "--model", MODEL, *registry)
+    idle = ["--min-new-samples", "1000000", "--retrain-frequency-days", "1000"]
+    result = json.loads(_run("retrain", *flags, *registry, *idle, "--drift-share", "0.9"))
+    drift = {t["name"]: t for t in result["triggers"]}["drift"]
+    figures = drift["details"]
+    counted, constant = figures["features_counted"], figures["constant_features"]
+    drifted = len(figures["drifted_features"])
+    assert counted + constant == 128 and constant > 60  # none without enough values
+    assert figures["share"] == drifted / counted > 0.5  # drifted at the default share
+    assert not drift["fired"] and not result["retrained"] and figures["drift_share"] == 0.9
+    assert drift["reason"] == (
+        f"{drifted} of {counted} features that vary drifted ({drifted / counted:.0%}; the data "
+        f"drifts at 90%; {constant} constant and equal on both sides left out)")
+    assert drifted / 128 < 0.5  # what the old share said: no drift
