@@ -40,6 +40,7 @@ from training.registry.history import Transition, actor_name, log, now
 from training.registry.metadata import ModelMetadata, complete_metadata
 from training.registry.names import CHAMPION, artifact_dir, check_name, check_stage
 from training.registry.queries import RegistryQueries
+from training.registry.refused import gate_refusal
 from training.registry.results import RegisteredModel, RegisteredPath
 from training.registry.rule_change import rule_change
 from training.registry.store import transaction
@@ -175,7 +176,8 @@ class ModelRegistry(RegistryQueries):
                          replacing: str | None | object = ops.ANY) -> bool:
         """Move a version to `new_stage`; promoting to production archives the previous
         production version in the same transaction, and warns when the promoted version sets
-        its alert threshold by another rule than the one it replaces (`rule_change`).
+        its alert threshold by another rule than the one it replaces (`rule_change`), or when
+        the gate that registered it refused to deploy it (`gate_refusal`).
 
         Args:
             replacing: promote only if this version (None: no version) is in production now,
@@ -195,13 +197,16 @@ class ModelRegistry(RegistryQueries):
                 current = ops.production(conn, model_name)
                 moved = ops.move(conn, model_name, version, new_stage, reason,
                                  actor_name(actor), replacing)
-                note = (moved and new_stage == "production" and current is not None
-                        and rule_change(ops.metadata_of(conn, current), ops.metadata_of(
-                                            conn, ops.get_row(conn, model_name, version))))
+                notes: list[str | None] = []
+                if moved and new_stage == "production":
+                    promoted = ops.metadata_of(conn, ops.get_row(conn, model_name, version))
+                    notes.append(gate_refusal(promoted))
+                    if current is not None:
+                        notes.append(rule_change(ops.metadata_of(conn, current), promoted))
         except (ConfigError, NotFoundError) as exc:
             logger.error("%s %s not moved to %r: %s", model_name, version, new_stage, exc)
             return False
-        if note:
+        for note in filter(None, notes):
             logger.warning("%s", note)
         return moved
 

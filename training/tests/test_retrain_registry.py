@@ -1,6 +1,7 @@
 """What `retrain` leaves in the registry, on a real capture: the kept epoch's validation loss as
-`val_loss` (the gate's test-split loss as `test_loss`), and the drift trigger's share of the
-features that vary (`--drift-share`) (trial D2, D3).
+`val_loss` (the gate's test-split loss as `test_loss`), the drift trigger's share of the
+features that vary (`--drift-share`), and a warning when a version the gate refused is promoted
+by hand (trial D2, D3, D9).
 
 One module fixture runs `preprocess`, `split` and two `retrain`s in process on the 766 flows of
 CTU-SME-11: a first model (deployed) and a challenger trained at a learning rate of 1e-7 for
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from contextlib import redirect_stdout
 from pathlib import Path
 
@@ -83,6 +85,27 @@ def test_retrain_registers_the_kept_epochs_val_loss_and_the_test_loss_apart(retr
                                "val_loss", "--json"))
     assert compared["values"] == {r["new_version"]: r["metrics"]["val_loss"]
                                   for r in (retrained["first"], retrained["refused"])}
+
+
+def test_promoting_a_version_the_gate_refused_warns_with_its_decision(retrained, tmp_path,
+                                                                      capsys):
+    """`registry promote --stage production` of the refused version said only "now
+    production": it still promotes it, with one warning line quoting the gate's decision."""
+    registry = shutil.copytree(retrained["registry"], tmp_path / "models")
+    refused, first = retrained["refused"]["new_version"], retrained["first"]["new_version"]
+    promote = ["registry", "promote", "--registry-dir", str(registry), "--model", MODEL,
+               "--stage", "production", "--version"]
+    assert main([*promote, refused]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{MODEL} {refused}: now production\n"
+    assert err.splitlines() == [
+        f"warning: {MODEL} {refused} was not deployed by the gate that judged it when it was "
+        f"registered: \"{retrained['refused']['comparison']['reason']}\"; promoting it to "
+        "production anyway, as asked"]
+    assert ModelRegistry(registry).get_metadata(MODEL, stage="production").version == refused
+    assert main([*promote, first]) == 0  # the one the gate deployed: no warning
+    out, err = capsys.readouterr()
+    assert out == f"{MODEL} {first}: now production\n" and err == ""
 
 
 def test_drift_counts_the_features_that_vary_and_retrain_takes_drift_share(retrained,
