@@ -24,7 +24,8 @@ from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags, help_command, typed_flags
 from training.collection.collector import DataCollector
 from training.collection.quarantine_file import QUARANTINE_FILE, common_reasons, read_quarantine
-from training.errors import SchemaError
+from training.collection.resume_state import committed_stats
+from training.errors import CheckpointError, SchemaError
 from training.paths import collected_dir
 from training.sources.config import DataSourceType
 
@@ -60,14 +61,43 @@ def cmd_collect(args: argparse.Namespace) -> int:
     collector = DataCollector(sources, output_dir=args.output, deduplicate=not args.no_dedup,
                               checkpoint_every=args.checkpoint_every)
     started = time.perf_counter()
-    events_dir = collector.collect_to(args.start, args.end, args.max_events,
-                                      resume_from_checkpoint=not args.no_resume)
+    before = _committed(Path(args.output))
+    try:
+        events_dir = collector.collect_to(args.start, args.end, args.max_events,
+                                          resume_from_checkpoint=not args.no_resume)
+    except KeyboardInterrupt:
+        raise KeyboardInterrupt(_kept(Path(args.output), before)) from None
     stats = collector.get_stats()
     stats["seconds"] = round(time.perf_counter() - started, 3)
     stats["events_dir"] = str(events_dir)
     print(json.dumps(stats, indent=2, sort_keys=True))
     _all_quarantined(stats, Path(args.output))
     return 0
+
+
+def _committed(output: Path) -> dict | None:
+    """The counters committed in `output` (None: nothing, or a checkpoint the collector will
+    refuse with its own message)."""
+    try:
+        return committed_stats(output)
+    except CheckpointError:
+        return None
+
+
+def _kept(output: Path, before: dict | None) -> str:
+    """What an interrupted collection kept: the events of its last checkpoint, where a rerun
+    resumes; what it read after that checkpoint is not kept."""
+    after = _committed(output)
+    if after is None:
+        gone = "" if output.is_dir() else f"; {output}, which it made, is removed"
+        return f"nothing was kept (no batch had been committed){gone}"
+    now, earlier = after.get("events", 0), (before or {}).get("events", 0)
+    if now == earlier:
+        return (f"nothing of this run was kept (no batch had been committed); {output} holds "
+                f"the {now:,} events collected before it")
+    ours = f" ({now - earlier:,} from this run)" if earlier else ""
+    return (f"the events up to its last checkpoint are kept: {now:,} in {output / 'events'}"
+            f"{ours}; run the same command again to resume there")
 
 
 def _all_quarantined(stats: dict, output: Path) -> None:

@@ -129,7 +129,8 @@ def exit_code(run: Callable[[], int], verbose: bool = False,
     code: 2 a bad configuration or argument (`ConfigError`), 1 anything else: another
     `PipelineError`, an `OSError` (the line names the path and the cause: "No space left on
     device", "Permission denied"), an unexpected exception (a bug: the line says so), 130 an
-    interrupt. `verbose` prints the traceback above the line. A reader that closed stdout
+    interrupt (with what the command kept, when its KeyboardInterrupt says so). `verbose`
+    prints the traceback above the line. A reader that closed stdout
     early (`| head -1`) ends the command quietly with 141, as SIGPIPE ends Unix tools.
     `flags` (`typed_flags(args)`): a message about a parameter names the flag typed for it."""
     try:
@@ -143,9 +144,9 @@ def exit_code(run: Callable[[], int], verbose: bool = False,
             return 1
         silence_stdout()
         return CLOSED_STDOUT
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # a command may say what it kept (`collect`)
         _traceback(verbose)
-        print("error: interrupted", file=sys.stderr)
+        print("error: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
         return 130
     except Exception as exc:  # one line, a traceback only with -v, as promised to cron and CI
         _traceback(verbose)

@@ -248,7 +248,7 @@ class DataCollector:
                             if remaining == 0:
                                 return  # closing the merge stops every stream's threads
                 self._note_skipped(reader, streams)
-        except Exception:
+        except BaseException:  # an error, an interrupt, a consumer that stopped: no "done" line
             bar.close(failed=True)
             raise
         finally:
@@ -336,7 +336,8 @@ class DataCollector:
         """Accept consumed batches, committing every `checkpoint_every` and at a clean end.
 
         After an exception (or a consumer that stops early) the batches accepted since the
-        last commit are not committed: they will be delivered again, never lost.
+        last commit are not committed: they will be delivered again, never lost. A run that
+        fails before its first commit leaves no folder it made (`CollectionState.held`).
         """
         pending = 0
 
@@ -348,11 +349,9 @@ class DataCollector:
                 self._commit(state)
                 pending = 0
 
-        try:
+        with state.held():
             yield accept
             self._commit(state)
-        finally:
-            state.release()
 
     def _commit(self, state: CollectionState) -> None:
         stats = self._stats

@@ -12,7 +12,9 @@ Layout of a collection's output directory:
 Only one process at a time may use a directory: another is refused with a CheckpointError while
 the first holds the lock. The kernel drops the lock when its holder exits, killed or not, so a
 crash never leaves a directory locked. (The lock belongs to a process, not to a collector: two
-collectors on one directory inside one process are not told apart.)
+collectors on one directory inside one process are not told apart.) A run that fails before its
+first commit removes the directory if it made it (`output_folder`); one that was there before is
+only released.
 
 A commit writes the new seen-keys file and the appended quarantine records first, then replaces
 checkpoint.json atomically. Whatever a crash leaves beyond the last checkpoint (a seen file, a
@@ -28,6 +30,7 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,25 +38,44 @@ import numpy as np
 import orjson
 
 from training.artifacts.atomic import atomic_write, open_in_place
+from training.collection.output_folder import (
+    CHECKPOINT_FILE, LOCK_FILE, missing_folders, remove_made,
+)
 from training.collection.quarantine_file import QUARANTINE_FILE
 from training.errors import CheckpointError
 
 FORMAT_VERSION = 1
 _MAX_SEEN_FILES = 32
-LOCK_FILE = ".lock"
 
 
 def _lock(directory: Path) -> int:
     """An exclusive lock on `directory` for this process (a file descriptor to close)."""
-    fd = open_in_place(directory / LOCK_FILE, os.O_RDWR)
+    path = directory / LOCK_FILE
+    fd = open_in_place(path, os.O_RDWR)
     try:
         fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # EAGAIN or EACCES: another process holds it
+        # A failed run that made the folder removes its lock file while holding it: a lock
+        # taken on the removed file locks nothing another process can see.
+        if not os.path.samestat(os.fstat(fd), os.lstat(path)):
+            raise FileNotFoundError(path)
+    except OSError:  # EAGAIN or EACCES: another process holds it (or held and removed it)
         os.close(fd)
         raise CheckpointError(f"{directory} is in use by another collection (it holds "
                               f"{LOCK_FILE}); wait for it to finish or use another output_dir"
                               ) from None
     return fd
+
+
+def committed_stats(directory: Path) -> dict | None:
+    """The counters of the collection committed in `directory` (`events`, `batches`, ...), as
+    a resumed run starts from them; None when nothing was ever committed there."""
+    try:
+        return json.loads((directory / CHECKPOINT_FILE).read_text())["stats"]
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{directory / CHECKPOINT_FILE}: unreadable checkpoint ({exc})"
+                              ) from exc
 
 
 class SeenIds:
@@ -118,10 +140,11 @@ class CollectionState:
     seen_next: int = 0
     _pending_keys: list[np.ndarray] = field(default_factory=list)
     _lock_fd: int | None = None
+    _made: list[Path] = field(default_factory=list)  # the folders `load` made (output_folder)
 
     @property
     def checkpoint_path(self) -> Path:
-        return self._require_dir() / "checkpoint.json"
+        return self._require_dir() / CHECKPOINT_FILE
 
     @property
     def quarantine_path(self) -> Path:
@@ -197,14 +220,16 @@ class CollectionState:
         """
         if directory is None:
             return cls(None, recipe)
+        made = missing_folders(directory)
         directory.mkdir(parents=True, exist_ok=True)
         lock = _lock(directory)
         try:
             state = cls._load_locked(directory, resume, recipe)
         except BaseException:
+            remove_made(made)
             os.close(lock)
             raise
-        state._lock_fd = lock
+        state._lock_fd, state._made = lock, made
         return state
 
     def release(self) -> None:
@@ -213,9 +238,23 @@ class CollectionState:
             os.close(self._lock_fd)
             self._lock_fd = None
 
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """The run in the block, then `release`. A run that fails (an error or an interrupt)
+        before anything was committed removes the folders `load` made for it, so it leaves
+        nothing behind (`output_folder`); a consumer that stops early is no failure."""
+        try:
+            yield
+        except (Exception, KeyboardInterrupt):
+            if self._lock_fd is not None:
+                remove_made(self._made)
+            raise
+        finally:
+            self.release()
+
     @classmethod
     def _load_locked(cls, directory: Path, resume: bool, recipe: dict) -> CollectionState:
-        path = directory / "checkpoint.json"
+        path = directory / CHECKPOINT_FILE
         if not path.exists():
             state = cls(directory, recipe)
             state._discard_uncommitted()
