@@ -61,8 +61,11 @@ def test_a_run_without_direction_records_it_and_its_model_scores_without_it(data
     assert model.feature_spec.config["dropped_fields"] == ["direction"]
     # scoring rebuilds the transform from the model alone: direction's dims stay 0
     events = collect("zeek_logs", datasets / CONN_011)[0]
-    scored = layer_for_spec(model.feature_spec).featurize(events).features
-    plain = Layer1().featurize(events).features
+    layer = layer_for_spec(model.feature_spec)
+    scored = layer.featurize(events).features
+    plain = Layer1()
+    plain.featurizer.counts_ = layer.featurizer.counts_  # what the run's training saw
+    plain = plain.featurize(events).features
     direction = slice(DIRECTION, DIRECTION + 4)
     assert not scored[:, direction].any() and plain[:, direction].any()
     others = np.ones(scored.shape[1], bool)
