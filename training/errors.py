@@ -1,8 +1,14 @@
 """The package's exception tree: every error we raise is a `PipelineError`.
 
 Each class also subclasses the builtin it narrows, so callers that catch `ValueError` or
-`OSError` keep working.
+`OSError` keep working. A message about a mistyped name suggests the closest valid one
+(`did_you_mean`).
 """
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
 
 
 class PipelineError(Exception):
@@ -49,3 +55,24 @@ class RegistryError(PipelineError, RuntimeError):
 
 class TrainingError(PipelineError, RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the message says what to change."""
+
+
+def closest(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate a mistyped `word` most likely meant: the same but for case, else the one
+    it begins (`prod` for `production`), else the closest spelling (difflib, ratio >= 0.6);
+    None when none is close. Every "did you mean" of the package (flags, commands, values,
+    configuration keys) comes from here."""
+    names = [str(c) for c in candidates]
+    folded = word.casefold()
+    for pool in ([n for n in names if n.casefold() == folded],
+                 [n for n in names if folded and n.casefold().startswith(folded)]):
+        if len(pool) == 1:
+            return pool[0]
+    close = difflib.get_close_matches(word, names, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, candidates: Iterable[str]) -> str:
+    """The hint ` (did you mean X?)` for the candidate X `closest` to `word`; "" if none is."""
+    match = closest(word, candidates)
+    return f" (did you mean {match}?)" if match is not None else ""

@@ -13,11 +13,12 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from collections.abc import Callable, Iterator
 from itertools import takewhile
 from typing import Any, NoReturn
+
+from training.errors import did_you_mean as did_you_mean  # the one "did you mean" (re-exported)
 
 Build = Callable[[argparse.ArgumentParser], None]
 TYPED = "typed_flags"  # the parsed namespace's {dest: the long flag as typed}
@@ -209,12 +210,6 @@ def help_command(parser: argparse.ArgumentParser) -> Callable[[argparse.Namespac
         return 2
 
     return show
-
-
-def did_you_mean(word: str, candidates: list[str]) -> str:
-    """The hint ` (did you mean X?)` for the candidate X closest to `word`; "" if none is."""
-    close = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def _and_more(extras: list[str]) -> str:

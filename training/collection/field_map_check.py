@@ -10,10 +10,11 @@ several names is fine when one of them is present.
 
 from __future__ import annotations
 
-import difflib
 import logging
 import threading
 from collections.abc import Collection, Mapping, Sequence
+
+from training.errors import closest
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ class MissingFields:
             if present.intersection(names):
                 continue
             missing = " or ".join(names)
-            close = difflib.get_close_matches(names[0], sorted(present), n=1)
-            hint = (f"did you mean {close[0]}?" if close else
+            close = closest(names[0], sorted(present))
+            hint = (f"did you mean {close}?" if close is not None else
                     "its fields are " + ", ".join(sorted(present)[:8])
                     + (", ..." if len(present) > 8 else ""))
             warnings.append(f"source {self.source} ({stream}): field map {field}={','.join(names)}: no "

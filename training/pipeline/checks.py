@@ -1,7 +1,8 @@
 """The values of a pipeline TOML file, each checked against its rule before it is used.
 
 Every error names the file, the table and the key, the rule and the value
-(`config.toml [train.layer1]: hidden_dim must be an integer, got 'abc'`).
+(`config.toml [train.layer1]: hidden_dim must be an integer, got 'abc'`), and a value that
+is not one of a few choices the closest one (`got 'temporl' (did you mean temporal?)`).
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from training.errors import ConfigError, NotSupportedError
+from training.errors import ConfigError, NotSupportedError, did_you_mean
 from training.layers.registry import get_layer, layer_names
 from training.sources.config import DataSource
 from training.sources.presets import column_names
@@ -19,6 +20,19 @@ TRAIN_KEYS = {"epochs": (int, "an integer"), "batch_size": (int, "an integer"),
               "learning_rate": ((int, float), "a number"), "benign_only": (bool, "true or false"),
               "keep_unknown": (bool, "true or false"), "threshold": (str, "a rule such as "
                                                                      "\"quantile:0.999\"")}
+# The keys of a [[sources]] (or [[test_sources]]) entry.
+SOURCE_KEYS = frozenset({"name", "type", "path", "connection_params", "field_map", "label_map",
+                         "default_label", "column_names", "has_header"})
+
+
+def layer_keys(layer: type, values: dict[str, Any]) -> set[str] | None:
+    """The keys a [train.<layer>] table may hold: the training keys, the featurizer's options
+    and the model's arguments; None when it names another detector, whose arguments are
+    checked when it is built."""
+    if values.get("detector", layer.detector_name) != layer.detector_name:
+        return None
+    return (set(TRAIN_KEYS) | set(layer.model_options) | set(layer.featurizer_options)
+            | {"detector", "params"})
 
 
 def layer_settings(layer: type, values: dict[str, Any], where: str) -> None:
@@ -32,10 +46,10 @@ def layer_settings(layer: type, values: dict[str, Any], where: str) -> None:
     for name, option in layer.featurizer_options.items():  # whichever detector reads them
         if name in values:
             model_value(name, values[name], option, where)
-    if values.get("detector", layer.detector_name) != layer.detector_name:
+    allowed = layer_keys(layer, values)
+    if allowed is None:
         return  # another detector: its arguments are checked when it is built
-    known(values, set(TRAIN_KEYS) | set(options) | set(layer.featurizer_options)
-          | {"detector", "params"}, where)
+    known(values, allowed, where)
     for name, value in values.items():
         if name in options:
             model_value(name, value, options[name], where)
@@ -64,7 +78,8 @@ def model_value(name: str, value: Any, option: dict[str, Any], where: str) -> No
             raise ConfigError(f"{where}: {name} must be {rule}, got {value!r}")
         if option.get("choices") and item not in option["choices"]:
             raise ConfigError(f"{where}: {name} must be one of "
-                              f"{', '.join(map(str, option['choices']))}, got {item!r}")
+                              f"{', '.join(map(str, option['choices']))}, got {item!r}"
+                              + did_you_mean(str(item), map(str, option["choices"])))
 
 
 def check_types(values: dict[str, Any], kinds: dict[str, tuple[Any, str]], where: str) -> None:
@@ -80,7 +95,8 @@ def typed(where: str, name: str, value: Any, kind: Any, rule: str) -> None:
 
 def one_of(name: str, value: Any, valid: tuple[str, ...]) -> None:
     if value not in valid:
-        raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {value!r}"
+                          + did_you_mean(str(value), valid))
 
 
 def canonical_layers(names: Any, where: str) -> list[str]:
@@ -95,8 +111,7 @@ def canonical_layers(names: Any, where: str) -> list[str]:
 def source(entry: dict[str, Any], where: str) -> DataSource:
     if not isinstance(entry, dict):
         raise ConfigError(f"{where}: must be a table with type and path, got {entry!r}")
-    known(entry, {"name", "type", "path", "connection_params", "field_map", "label_map",
-                   "default_label", "column_names", "has_header"}, where)
+    known(entry, SOURCE_KEYS, where)
     if "type" not in entry:
         raise ConfigError(f"{where}: needs type = \"zeek_logs\" (or json_file, csv_file, ...)")
     params = dict(entry.get("connection_params", {}))
@@ -128,8 +143,10 @@ def with_columns(params: dict[str, Any], names: Any, field_map: dict[str, Any] |
     return merged or None
 
 
-def build(cls: type, values: dict[str, Any], where: str) -> Any:
-    """`cls(**values)`, each value of its field's type (the type of the field's default)."""
+def build(cls: type, values: dict[str, Any], where: str, table: str) -> Any:
+    """`cls(**values)`, each value of its field's type (the type of the field's default);
+    the class's own refusal of a value is named with `where` (`p.toml [split]: strategy must
+    be one of ...`), `table` being the prefix its messages give the key (`split`)."""
     declared = {f.name: f for f in fields(cls)}
     known(values, set(declared), where)
     for name, value in values.items():
@@ -139,11 +156,20 @@ def build(cls: type, values: dict[str, Any], where: str) -> Any:
             typed(where, name, value, str, "a string")
         else:
             typed(where, name, value, (int, float), "a number")
-    return cls(**values)
+    try:
+        return cls(**values)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {str(exc).removeprefix(table + '.')}") from None
 
 
-def known(values: dict[str, Any], allowed: set[str], where: str) -> None:
-    unknown = sorted(set(values) - allowed)
+def known(values: dict[str, Any], allowed: set[str] | frozenset[str], where: str) -> None:
+    unknown = unknown_keys(values, allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; "
                           f"allowed: {', '.join(sorted(allowed))}")
+
+
+def unknown_keys(values: dict[str, Any], allowed: set[str] | frozenset[str]) -> list[str]:
+    """The keys of `values` not in `allowed`, each with the closest allowed one
+    (`epocs (did you mean epochs?)`)."""
+    return [key + did_you_mean(key, sorted(allowed)) for key in sorted(set(values) - allowed)]

@@ -66,7 +66,7 @@ from typing import Any
 
 import numpy as np
 
-from training.errors import ConfigError
+from training.errors import ConfigError, did_you_mean
 from training.evaluation.threshold_rules import parse_rule
 from training.features.dropped_fields import check_dropped
 from training.layers.registry import default_layers, get_layer, layer_names
@@ -74,6 +74,7 @@ from training.pipeline.tuned import PARAMS_KEY, tuned_values
 from training.pipeline.checks import (
     TRAIN_KEYS, build, canonical_layers, check_types, known, layer_settings, one_of, source, typed,
 )
+from training.pipeline.config_keys import refuse_unknown_keys
 from training.sources.config import DataSource
 from training.sources.recorded import SETTINGS_KEY, reading_settings
 
@@ -241,7 +242,7 @@ class PipelineConfig:
             valid = get_layer(name).detector_names()
             if detector is not None and detector not in valid:
                 raise ConfigError(f"train.{name}.detector must be one of {', '.join(valid)}, "
-                                  f"got {detector!r}")
+                                  f"got {detector!r}" + did_you_mean(str(detector), valid))
 
     @property
     def source_settings(self) -> dict[str, Any]:
@@ -264,15 +265,21 @@ def load_config(path: str | Path, *, defaults: dict[str, Any] | None = None,
     does not set, `params` ({layer: best_params.json}, `--params`) replace its tables' params.
 
     Raises:
-        ConfigError: unreadable TOML, an unknown key (named with its table), a value of the
-            wrong type or out of range (named with its key).
+        ConfigError: unreadable TOML, unknown keys (every one, named with its table, in one
+            error), a value of the wrong type or out of range (named with the file and its
+            key), each with the closest valid key or choice where one is close.
     """
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the pipeline config: {exc}") from exc
-    return config_from_dict(data, str(path), defaults=defaults, params=params, **overrides)
+    try:
+        return config_from_dict(data, str(path), defaults=defaults, params=params, **overrides)
+    except ConfigError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ConfigError(f"{path}: {exc}") from None  # a rule of the whole run (train.epochs)
 
 
 def config_from_dict(data: dict[str, Any], where: str = "config", *,
@@ -280,8 +287,8 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
                      params: dict[str, str] | None = None, **overrides: Any) -> PipelineConfig:
     """A `PipelineConfig` from the TOML file's content (see `load_config`)."""
     data = {**(defaults or {}), **data, **{k: v for k, v in overrides.items() if v is not None}}
-    known(data, {"workdir", "layers", "seed", "max_events", "sources", "test_sources", "split",
-                  "train", "gate", "drop_fields"}, where)
+    refuse_unknown_keys(data, where, [f.name for f in fields(SplitConfig)],
+                        [f.name for f in fields(GateConfig)])
     typed(where, "drop_fields", data.get("drop_fields", []), (list, tuple),
           "a list of field names")
     typed(where, "workdir", data.get("workdir", "maximus-run"), (str, Path), "a path")
@@ -327,11 +334,11 @@ def config_from_dict(data: dict[str, Any], where: str = "config", *,
         layers=tuple(layers),
         seed=data.get("seed", 42),
         max_events=data.get("max_events"),
-        split=build(SplitConfig, data.get("split", {}), f"{where} [split]"),
+        split=build(SplitConfig, data.get("split", {}), f"{where} [split]", "split"),
         train={name: _train(tuned_values(defaults, per_layer.get(name, {}), get_layer(name),
                                          f"{where} [train.{name}]"), get_layer(name))
                for name in layers},
-        gate=build(GateConfig, data.get("gate", {}), f"{where} [gate]"),
+        gate=build(GateConfig, data.get("gate", {}), f"{where} [gate]", "gate"),
         test_sources=tuple(test_sources),
         drop_fields=tuple(data.get("drop_fields", ())),
     )

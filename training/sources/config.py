@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, fields
 from enum import Enum
 
 from training.collection.schema import FieldMap, LabelMap
-from training.errors import ConfigError
+from training.errors import ConfigError, did_you_mean
 
 # connection_params never shown (in reprs, hence in logs and tracebacks) nor stored.
 SECRET_PARAMS = frozenset({"api_key", "password"})
@@ -59,8 +59,8 @@ def source_type(name: DataSourceType | str) -> DataSourceType:
     try:
         return TYPE_ALIASES[name]
     except (KeyError, TypeError):
-        raise ConfigError(f"unknown source type {name!r}; use one of "
-                          f"{', '.join(sorted(TYPE_ALIASES))}") from None
+        raise ConfigError(f"unknown source type {name!r}{did_you_mean(str(name), TYPE_ALIASES)}; "
+                          f"use one of {', '.join(sorted(TYPE_ALIASES))}") from None
 
 
 @dataclass

@@ -187,7 +187,7 @@ def test_a_value_from_a_config_file_keeps_its_key(tmp_path, capsys):
     assert main(["pipeline", "--config", str(config), "--source", "json:x", "--workdir",
                  str(tmp_path / "w")]) == 2
     assert _one_error_line(capsys.readouterr().err) == (
-        "error: train.epochs must be an integer >= 1, got 0")
+        f"error: {config}: train.epochs must be an integer >= 1, got 0")
 
 
 def test_tune_takes_the_documented_flags(tmp_path, capsys):

@@ -72,7 +72,7 @@ def test_column_names_field_and_label_maps_read_the_same_from_flags_and_toml():
      r"threshold rule must be one of quantile\[:Q\], alerts-per-day:N, best-f1 or auto"),
     (lambda: config_from_dict({"sources": [{"type": "csv", "path": "x"}],
                                "split": {"strategy": "random", "train_until": 0.5}}),
-     r"split.train_until needs strategy temporal, got 'random'"),
+     r"config \[split\]: train_until needs strategy temporal, got 'random'"),
     (lambda: parse_train_until("yesterday"),
      r"train_until must be an ISO 8601 time \(2024-06-01T12:00:00Z\) or a share of the units in "
      r"\(0, 1\), got 'yesterday'"),
