@@ -13,7 +13,8 @@ name is replaced, not followed).
 
 A killed run's temporary files would stay forever: the first write of a process into a folder
 removes the `.<name>.<pid>.tmp` files there whose pid is dead (`sweep_temporaries`), under the
-rule above (regular files of this user with no other name; a live pid's file is never touched).
+rule above (regular files of this user with no other name; a live pid's file is never touched),
+and the folders of that name of this user (a set of files staged by `training.artifacts.file_set`).
 
 Files that are written in place rather than replaced (the collection's quarantine.jsonl, its
 lock) are opened with `open_in_place`, under the same rules. Files holding raw input are created
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import threading
 from collections.abc import Iterator
@@ -134,7 +136,14 @@ def sweep_temporaries(folder: Path) -> list[Path]:
         if match is None or int(match.group(1)) == os.getpid() or pid_alive(int(match.group(1))):
             continue
         stale = folder / name
-        if os.path.lexists(stale) and _own_stale_file(stale):
+        try:
+            info = os.lstat(stale)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid():  # a staged file set
+            shutil.rmtree(stale, ignore_errors=True)  # never through a link
+            removed.append(stale)
+        elif _own_stale_file(stale):
             stale.unlink(missing_ok=True)
             removed.append(stale)
     return removed

@@ -118,13 +118,18 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
     return "".join(parts)
 
 
+def alerts_page_paths(alerts_path: str | Path) -> tuple[Path, Path]:
+    """Where the page of the alerts file `alerts_path` goes: `<name>.alerts.json`, `.html`."""
+    path = Path(alerts_path)
+    return path.with_name(f"{path.stem}.alerts.json"), path.with_name(f"{path.stem}.alerts.html")
+
+
 def write_alerts_page(incidents: pa.Table, alerts_path: str | Path,
                       units: pa.Table | Sequence[pa.Table] = ()) -> tuple[Path, Path]:
     """`<name>.alerts.json` and `<name>.alerts.html` beside the alerts file, atomically (the
     top alerts' context from `units`, the scored units the incidents were built from)."""
-    path = Path(alerts_path)
     document = alerts_document(incidents, units)
-    json_path, html_path = (path.with_name(f"{path.stem}.alerts{ext}") for ext in (".json", ".html"))
+    json_path, html_path = alerts_page_paths(alerts_path)
     with atomic_write(json_path) as handle:
         handle.write(orjson.dumps(document, option=orjson.OPT_INDENT_2))
     with atomic_write(html_path) as handle:

@@ -18,7 +18,10 @@ Columns: `unit` (string), `time` (timestamp[us, UTC]: the event's time, the wind
 the bucket start), `score` (float32, higher = more anomalous), `is_alert` (bool),
 `event_ids` (list of the ids of the events behind the unit), then the layer, threshold,
 percentile and event context (`training.scoring.alerts` lists them). The file is Parquet, or
-JSON Lines when its name ends in .jsonl or .json; it is written atomically.
+JSON Lines when its name ends in .jsonl or .json. It and the files beside it (`output_files`:
+incidents, alerts page, quarantined records) are one set, published together once all are
+written (`training.artifacts.file_set`): a run that fails or is interrupted leaves the earlier
+run's set as it was, never new scores beside old incidents.
 
 Per-event layers stream (`Layer.streams`): each batch the collector yields is featurized, scored
 and written before the next, so memory stays flat on inputs of any size. Layers whose units span
@@ -42,6 +45,7 @@ import pyarrow.parquet as pq
 import torch
 
 from training.artifacts.atomic import atomic_write
+from training.artifacts.file_set import FileSet
 from training.collection.collector import DataCollector, DataSource
 from training.collection.quarantine_file import quarantine_path, write_quarantine
 from training.collection.schema import sensor_records
@@ -51,9 +55,10 @@ from training.layers.registry import layer_for_spec
 from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
 from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows
+from training.scoring.alerts_page import alerts_page_paths
 from training.scoring.jsonl_rows import jsonl_lines
 from training.scoring.output_format import is_jsonl
-from training.scoring.tables import write_incidents
+from training.scoring.tables import incidents_path, write_incidents
 
 logger = logging.getLogger(__name__)
 
@@ -189,32 +194,35 @@ def score_events(registry: ModelRegistry, model_name: str,
     # Streaming, the scoring progress counts the events; otherwise collecting them shows its own.
     collector = None if isinstance(events, pa.Table) else DataCollector(
         list(events), deduplicate=deduplicate, progress=False if layer.streams else None)
-    with _torch_threads(num_threads), atomic_write(output) as handle, \
-            progress(f"scoring with {where}", unit="events") as bar:
-        out = _Output(handle, output, top_k)
-        rows = AlertRows(layer, loaded.model, threshold, calibration)
-        traffic = TrafficOnly()
-        try:
-            for table in map(traffic, _tables(events, collector, streaming=layer.streams)):
-                if not table.num_rows:  # a stream's batch can be empty (all rows filtered out)
-                    continue
-                n_events += table.num_rows
-                batch, scores = rows.score(table)
-                if shift is not None:
-                    shift.add(scores)
-                out.write(batch)
-                bar.update(table.num_rows, alerts=out.alerts)
-        finally:  # a Parquet writer left open complains with a traceback when collected
-            top = out.close()
-    incidents, incidents_output = write_incidents(output)
-    summary = ScoringSummary(model_name, loaded.metadata.version, layer.name, threshold,
-                             n_events, out.units, out.alerts, time.perf_counter() - started,
-                             str(output), top, loaded.threshold_rule,
-                             None if calibration is None else calibration.expected_alert_rate,
-                             None if shift is None else shift.distance(),
-                             incidents=incidents, incidents_output=incidents_output,
-                             sensor_records=traffic.left_out)
-    count_dropped(summary, collector)
+    with FileSet(output_files(output)) as staging:  # published together, or not at all
+        staged = staging / output.name
+        with _torch_threads(num_threads), atomic_write(staged) as handle, \
+                progress(f"scoring with {where}", unit="events") as bar:
+            out = _Output(handle, staged, top_k)
+            rows = AlertRows(layer, loaded.model, threshold, calibration)
+            traffic = TrafficOnly()
+            try:
+                for table in map(traffic, _tables(events, collector, streaming=layer.streams)):
+                    if not table.num_rows:  # a stream's batch can be empty (all filtered out)
+                        continue
+                    n_events += table.num_rows
+                    batch, scores = rows.score(table)
+                    if shift is not None:
+                        shift.add(scores)
+                    out.write(batch)
+                    bar.update(table.num_rows, alerts=out.alerts)
+            finally:  # a Parquet writer left open complains with a traceback when collected
+                top = out.close()
+        incidents, _ = write_incidents(staged)
+        summary = ScoringSummary(model_name, loaded.metadata.version, layer.name, threshold,
+                                 n_events, out.units, out.alerts, time.perf_counter() - started,
+                                 str(output), top, loaded.threshold_rule,
+                                 None if calibration is None else calibration.expected_alert_rate,
+                                 None if shift is None else shift.distance(),
+                                 incidents=incidents,
+                                 incidents_output=str(incidents_path(output)),
+                                 sensor_records=traffic.left_out)
+        count_dropped(summary, collector, staged)
     logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
                 out.alerts, summary.seconds)
     return summary
@@ -239,16 +247,25 @@ def _threshold(loaded: RegisteredModel, where: str) -> float:
     return float(loaded.threshold)
 
 
-def count_dropped(summary: ScoringSummary, collector: DataCollector | None) -> None:
+def output_files(output: Path) -> list[Path]:
+    """The files a batch score of `output` writes, one set (`FileSet`): the scored units, and
+    beside them their incidents, alerts page and quarantined records (those only when there
+    are some: a set without them removes an earlier run's)."""
+    return [output, incidents_path(output), *alerts_page_paths(output), quarantine_path(output)]
+
+
+def count_dropped(summary: ScoringSummary, collector: DataCollector | None,
+                  staged: Path) -> None:
     """Put the duplicates the collector dropped and the records it quarantined into `summary`;
-    the quarantined records go to a file beside the output (file, line and reason of each)."""
+    the quarantined records go to a file beside the output (file, line and reason of each),
+    written beside `staged`, the output's name in its `FileSet`'s staging folder."""
     if collector is None:
         return
     summary.duplicates = collector.get_stats()["duplicates"]
     summary.quarantined = len(collector.quarantined)
     if collector.quarantined:
-        summary.quarantine = str(write_quarantine(quarantine_path(Path(summary.output)),
-                                                  collector.quarantined))
+        write_quarantine(quarantine_path(staged), collector.quarantined)
+        summary.quarantine = str(quarantine_path(Path(summary.output)))
 
 
 class TrafficOnly:

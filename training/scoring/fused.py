@@ -36,6 +36,7 @@ import numpy as np
 import pyarrow as pa
 
 from training.artifacts.atomic import atomic_write
+from training.artifacts.file_set import FileSet
 from training.collection.collector import DataSource
 from training.errors import CheckpointError, NotFoundError, NotSupportedError
 from training.evaluation.calibration import Calibration
@@ -47,9 +48,10 @@ from training.collection.collector import DataCollector
 from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows, unit_rows
 from training.scoring.batch import (
     ScoringSummary, TrafficOnly, _Output, _tables, _threshold, _torch_threads, count_dropped,
+    output_files,
 )
 from training.scoring.output_format import is_jsonl
-from training.scoring.tables import write_incidents
+from training.scoring.tables import incidents_path, write_incidents
 
 logger = logging.getLogger(__name__)
 
@@ -219,20 +221,23 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
     with _torch_threads(num_threads):
         batch, _, layer_rows = detector.score_with_units(table)
     output = Path(output)
-    with atomic_write(output) as handle:
-        out = _Output(handle, output, top_k, detector.schema)
-        try:
-            out.write(batch)
-        finally:  # a Parquet writer left open complains with a traceback when collected
-            top = out.close()
-    incidents, incidents_output = write_incidents(
-        output, [pa.Table.from_batches([rows]) for rows in layer_rows])
-    fusion = detector.fusion
-    summary = ScoringSummary(FUSED_NAME, detector.version, FUSED_NAME, fusion.threshold,
-                             table.num_rows, out.units, out.alerts, time.perf_counter() - started,
-                             str(output), top, fusion.calibration.rule,
-                             fusion.calibration.expected_alert_rate, incidents=incidents,
-                             incidents_output=incidents_output, sensor_records=traffic.left_out)
-    count_dropped(summary, collector)
+    with FileSet(output_files(output)) as staging:  # published together, or not at all
+        staged = staging / output.name
+        with atomic_write(staged) as handle:
+            out = _Output(handle, staged, top_k, detector.schema)
+            try:
+                out.write(batch)
+            finally:  # a Parquet writer left open complains with a traceback when collected
+                top = out.close()
+        incidents, _ = write_incidents(
+            staged, [pa.Table.from_batches([rows]) for rows in layer_rows])
+        fusion = detector.fusion
+        summary = ScoringSummary(FUSED_NAME, detector.version, FUSED_NAME, fusion.threshold,
+                                 table.num_rows, out.units, out.alerts,
+                                 time.perf_counter() - started, str(output), top,
+                                 fusion.calibration.rule, fusion.calibration.expected_alert_rate,
+                                 incidents=incidents, incidents_output=str(incidents_path(output)),
+                                 sensor_records=traffic.left_out)
+        count_dropped(summary, collector, staged)
     logger.info("fused %s: %d events, %d alerts", detector.version, table.num_rows, out.alerts)
     return summary

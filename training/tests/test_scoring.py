@@ -73,6 +73,26 @@ def test_scores_alerts_and_event_ids_are_exact(tmp_path, events_file):
                                sorted(expected[expected >= threshold], reverse=True), rtol=1e-5)
 
 
+def test_a_run_replaces_the_whole_set_beside_its_output(tmp_path, events_file):
+    """The scores and the files beside them are one set: a run that quarantines nothing
+    removes an earlier run's quarantine file, which would otherwise pass for its own."""
+    registry = _register(tmp_path, threshold=1.0)
+    out = tmp_path / "out" / "s.parquet"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(events_file.read_text() + '{"event_id": "cut\n')
+    first = score_events(registry, "tiny", [DataSource("t", "json_file", {"path": str(bad)})],
+                         out)
+    assert (first.quarantined, first.quarantine) == (1, str(out.parent / "s.quarantine.jsonl"))
+    assert json.loads((out.parent / "s.quarantine.jsonl").read_text())["line"] == 6
+
+    second = score_events(registry, "tiny", [DataSource("t", "json_file",
+                                                        {"path": str(events_file)})], out)
+    assert (second.quarantined, second.quarantine) == (0, None)
+    assert second.incidents_output == str(out.parent / "s.incidents.parquet")
+    assert sorted(p.name for p in out.parent.iterdir()) == [
+        "s.alerts.html", "s.alerts.json", "s.incidents.parquet", "s.parquet"]
+
+
 def test_refuses_models_whose_transform_cannot_be_reproduced(tmp_path, events_file):
     source = [DataSource("t", "json_file", {"path": str(events_file)})]
     registry = ModelRegistry(tmp_path / "models")

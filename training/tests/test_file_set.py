@@ -1,0 +1,104 @@
+"""Tests for training.artifacts.file_set: a set of files published together or not at all, a
+real SIGINT held through the step that publishes it, and the staging folder's rules."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from training.artifacts.atomic import atomic_write, temporary_path
+from training.artifacts.file_set import FileSet, deferred_interrupts
+from training.errors import ConfigError, UnsafePathError
+
+
+def _old_set(folder: Path) -> list[Path]:
+    paths = [folder / "x.parquet", folder / "x.incidents.parquet", folder / "x.quarantine.jsonl"]
+    folder.mkdir(exist_ok=True)
+    for path in paths:
+        path.write_text(f"old {path.name}")
+    return paths
+
+
+def _contents(folder: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(folder.iterdir())}
+
+
+def test_written_files_replace_their_namesakes_and_the_others_go(tmp_path):
+    scores, incidents, quarantine = _old_set(tmp_path)
+    (tmp_path / "other.txt").write_text("not of the set")
+    with FileSet([scores, incidents, quarantine]) as staging:
+        assert staging == temporary_path(scores) and staging.is_dir()
+        with atomic_write(staging / "x.parquet", "w") as handle:
+            handle.write("new scores")
+        (staging / "x.incidents.parquet").write_text(
+            "new incidents of " + (staging / "x.parquet").read_text())  # read back, staged
+        assert scores.read_text() == "old x.parquet"  # nothing published yet
+    assert _contents(tmp_path) == {"other.txt": "not of the set",
+                                   "x.incidents.parquet": "new incidents of new scores",
+                                   "x.parquet": "new scores"}
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, OSError])
+def test_a_set_stopped_before_its_end_leaves_the_old_files_and_no_temporary(tmp_path, error):
+    paths = _old_set(tmp_path)
+    before = _contents(tmp_path)
+    with pytest.raises(error):
+        with FileSet(paths) as staging:
+            with atomic_write(staging / "x.parquet") as handle:
+                handle.write(b"new")
+            with atomic_write(staging / "x.incidents.parquet") as handle:
+                handle.write(b"half")
+                raise error()
+    assert _contents(tmp_path) == before  # the temporary folder and files are gone too
+
+
+def test_sigint_in_the_held_block_is_raised_after_it(tmp_path):
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with deferred_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered here
+            done.append("the block went on")
+    assert done == ["the block went on"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_staging_folder_name_planted_or_left_by_a_killed_run(tmp_path):
+    paths = _old_set(tmp_path)
+    staging = temporary_path(paths[0])
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    staging.symlink_to(victim)  # planted: refused, nothing written through it
+    with pytest.raises(UnsafePathError, match="symbolic link"):
+        with FileSet(paths):
+            pass
+    assert staging.is_symlink() and list(victim.iterdir()) == []
+    staging.unlink()
+
+    staging.mkdir()  # this user's own, left by a killed run of the same pid: replaced
+    (staging / "x.parquet").write_text("stale")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    killed = tmp_path / f".x.parquet.{dead}.tmp"  # another pid, now dead: swept
+    killed.mkdir()
+    (killed / "x.parquet").write_text("stale")
+    with FileSet(paths) as folder:
+        assert list(folder.iterdir()) == [] and not killed.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["victim"]  # none written: all gone
+
+
+def test_arguments_are_checked(tmp_path):
+    with pytest.raises(ConfigError, match="paths must name at least one file, got none"):
+        FileSet([])
+    with pytest.raises(ConfigError, match="paths must be distinct files of one folder"):
+        FileSet([tmp_path / "a", tmp_path / "sub" / "b"])
+    with pytest.raises(ConfigError, match="paths must be distinct files of one folder"):
+        FileSet([tmp_path / "a", tmp_path / "a"])
+    with FileSet([tmp_path / "a"]):
+        with pytest.raises(ConfigError, match="already being written by this process"):
+            with FileSet([tmp_path / "a"]):
+                pass
