@@ -72,7 +72,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     from training.cli.options import parse_source, registry_dir
     from training.cli.recorded_sources import registered_metadata, sources_as_trained
     from training.registry.registry import ModelRegistry
-    from training.scoring.follow import FollowOutputs, follow_events
+    from training.scoring.follow import QUARANTINE_FILE, FollowOutputs, follow_events
     from training.scoring.follow_dedup import DEFAULT_RECENT
     from training.scoring.follow_windows import DEFAULT_GRACE
     from training.scoring.tables import incidents_path
@@ -116,10 +116,10 @@ def cmd_follow(args: argparse.Namespace) -> int:
                    f"{Path(outputs.state) / 'refused.jsonl'})")
     print(f"followed with {summary.model_name} {summary.version}: {counts['events']:,} events "
           f"scored, {counts['alerts']:,} alerts to {args.alerts}, "
-          f"{counts['incident_updates']:,} incident updates to {outputs.incidents}, "
-          f"{counts['quarantined']:,} record{'' if counts['quarantined'] == 1 else 's'} "
-          f"quarantined{refused}; totals since the state "
-          "began")
+          f"{counts['incident_updates']:,} incident updates to {outputs.incidents}{refused}; "
+          "totals since the state began")
+    if counts["quarantined"]:  # as batch score says it; the file holds them all
+        print(quarantined_line(counts["quarantined"], Path(outputs.state) / QUARANTINE_FILE))
     if counts.get("duplicates"):  # as batch score says it
         print(f"{counts['duplicates']:,} duplicate events (an event id seen before, among the "
               f"last {DEFAULT_RECENT:,} kept) dropped; --no-dedup keeps them")
@@ -131,6 +131,12 @@ def cmd_follow(args: argparse.Namespace) -> int:
         print(f"alert rate: {summary.excursions:,} excursion(s) past the guard's bound in this "
               "run, each warned about once on stderr")
     return 0
+
+
+def quarantined_line(count: int, path: str | Path) -> str:
+    """What `score` and `score --follow`/`--once` print of the records they quarantined."""
+    return (f"{count:,} quarantined record{'' if count == 1 else 's'} (file, line, reason of "
+            f"each): {path}")
 
 
 def _events(n: int) -> str:

@@ -87,7 +87,7 @@ def _require_workdir_test(workdir: Path, layer: Layer) -> None:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from training.cli.follow import FOLLOW_ONLY, cmd_follow
+    from training.cli.follow import FOLLOW_ONLY, cmd_follow, quarantined_line
 
     if args.follow or args.once:  # live scoring: training.cli.follow
         return cmd_follow(args)
@@ -137,9 +137,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"{summary.sensor_records:,} sensor records (stats, capture loss, ...) left out: "
               "they describe the sensor, not traffic")
     if summary.quarantined:
-        print(f"{summary.quarantined:,} quarantined record{'' if summary.quarantined == 1 else 's'}"
-              " (file, line, reason of each): "
-              f"{summary.quarantine}")
+        print(quarantined_line(summary.quarantined, summary.quarantine))
     for rank, alert in enumerate(summary.top_alerts, 1):
         print(alert_line(rank, alert))  # one line each, whatever the logs' values hold
     if summary.incidents_output:

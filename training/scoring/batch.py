@@ -276,9 +276,14 @@ class TrafficOnly:
         self.left_out = 0
 
     def __call__(self, table: pa.Table) -> pa.Table:
+        traffic = self.kept(table)
+        return table if traffic.all() else table.filter(pa.array(traffic))
+
+    def kept(self, table: pa.Table) -> np.ndarray:
+        """Mask of the rows of `table` that are traffic (the others are counted)."""
         sensor = sensor_records(table["event_type"])
         self.left_out += int(sensor.sum())
-        return table.filter(pa.array(~sensor)) if sensor.any() else table
+        return ~sensor
 
 
 def _tables(events: Sequence[DataSource] | pa.Table, collector: DataCollector | None,

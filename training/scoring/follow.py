@@ -299,23 +299,27 @@ class _Run:
             canonical = part.canonical
             read += canonical.table.num_rows + len(canonical.rejects)
             self._quarantine([r.to_dict() for r in canonical.rejects])
-            before = self.traffic.left_out
-            table = self.traffic(canonical.table)
-            self.counts["sensor_records"] += self.traffic.left_out - before
+            table, lines = canonical.table, part.lines
+            keep = self.traffic.kept(table)  # sensor records are left out, and counted
+            self.counts["sensor_records"] += int((~keep).sum())
             if self.dedup is not None:
-                table, dropped = self.dedup.keep_new(table)
-                self.counts["duplicates"] += dropped
+                new = self.dedup.new(table["event_id"].filter(pa.array(keep)))
+                self.counts["duplicates"] += int((~new).sum())
+                keep[keep] = new
+            if not keep.all():
+                table, lines = table.filter(pa.array(keep)), lines[keep]
             if not table.num_rows:
                 continue
             if self.windows is not None:  # scored when their windows close, below
-                rejects, late = self.windows.add(table, part)
+                rejects, late = self.windows.add(table, part, lines)
                 self._quarantine(rejects)
                 self.counts["late"] += late
                 if late > table.num_rows // 2 and not self.warned_late:
                     logger.warning("%d of %d events read from %s came after their windows "
-                                   "had closed; they are quarantined (STATE/quarantine.jsonl) "
-                                   "and later ones will be too, counted but not warned of again",
-                                   late, table.num_rows, part.position.path)
+                                   "had closed; they are quarantined (%s) and later ones will "
+                                   "be too, counted but not warned of again",
+                                   late, table.num_rows, part.position.path,
+                                   self.out.quarantine.path)
                     self.warned_late = True
                 continue
             rows = self._score(table)

@@ -55,9 +55,16 @@ class RecentIds:
     def keep_new(self, table: pa.Table) -> tuple[pa.Table, int]:
         """`table` without the events whose id was seen among the recent ones (or earlier in
         `table`), and how many were dropped; the kept ones become recent."""
-        if not table.num_rows:
-            return table, 0
-        keys = hash_array(table["event_id"], key=_KEY)
+        keep = self.new(table["event_id"])
+        dropped = int(len(keep) - keep.sum())
+        return (table.filter(pa.array(keep)) if dropped else table), dropped
+
+    def new(self, event_ids: pa.Array | pa.ChunkedArray) -> np.ndarray:
+        """Mask of the `event_ids` not seen among the recent ones (nor earlier among
+        themselves); those become recent."""
+        if not len(event_ids):
+            return np.ones(0, dtype=bool)
+        keys = hash_array(event_ids, key=_KEY)
         keep = np.ones(len(keys), dtype=bool)
         for at, key in enumerate(keys.tolist()):
             if key in self._seen:
@@ -68,8 +75,7 @@ class RecentIds:
             if len(self._order) > self.recent:
                 self._seen.discard(self._order.popleft())
         self._remember(keys[keep])
-        dropped = int(len(keys) - keep.sum())
-        return (table.filter(pa.array(keep)) if dropped else table), dropped
+        return keep
 
     def _remember(self, keys: np.ndarray) -> None:
         if self._written + len(keys) > 2 * self.recent:  # the next generation: the latest only

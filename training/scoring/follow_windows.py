@@ -137,10 +137,11 @@ class WindowScorer:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def add(self, events: pa.Table, read: Read) -> tuple[list[dict], int]:
-        """Hold `events` (of one `read`) until their windows close. Returns the quarantine
-        records of those that cannot be held (no time, or their window has closed) and how
-        many of them are late."""
+    def add(self, events: pa.Table, read: Read, lines: np.ndarray) -> tuple[list[dict], int]:
+        """Hold `events` (of one `read`, `lines` the line of its file each was read from)
+        until their windows close. Returns the quarantine records of those that cannot be
+        held (no time, or their window has closed), with their file and line, and how many of
+        them are late."""
         micros, timed = timestamps_us(events)
         window = floor_div(micros, self.period_us)
         late = timed & (window < (self.first_open if self.first_open is not None else
@@ -154,25 +155,26 @@ class WindowScorer:
             held = events.filter(pa.array(keep)) if not keep.all() else events
             self.pending.append(held)
             self.pending_file.append([_table_bytes(held)])
-        return (self._rejects(events, read.position.path, micros, ~timed, late),
+        return (self._rejects(events, read.position.path, lines, micros, ~timed, late),
                 int(late.sum()))
 
-    def _rejects(self, events: pa.Table, path: str, micros: np.ndarray, untimed: np.ndarray,
-                 late: np.ndarray) -> list[dict]:
+    def _rejects(self, events: pa.Table, path: str, lines: np.ndarray, micros: np.ndarray,
+                 untimed: np.ndarray, late: np.ndarray) -> list[dict]:
         ids = events["event_id"]
-        out = [{"file": path, "line": None, "field": "timestamp", "event_id": ids[int(i)].as_py(),
+        out = [{"file": path, "line": int(lines[i]), "field": "timestamp",
+                "event_id": ids[int(i)].as_py(),
                 "reason": f"no timestamp: {self.layer.name} cannot place the event in a window"}
                for i in np.flatnonzero(untimed)]
         if late.any():
             closed = np.datetime64(self.first_open * self.period_us, "us")
             starts = np.datetime_as_string((floor_div(micros[late], self.period_us)
                                             * self.period_us).astype("datetime64[us]"))
-            out += [{"file": path, "line": None, "field": "timestamp", "event_id": event_id,
+            out += [{"file": path, "line": line, "field": "timestamp", "event_id": event_id,
                      "reason": f"late: its {self.layer.name} window (from {start}Z) had "
                                f"closed (windows before {closed}Z were scored; raise "
                                "--window-grace to wait longer)"}
-                    for event_id, start in zip(ids.filter(pa.array(late)).to_pylist(),
-                                               starts.tolist())]
+                    for event_id, line, start in zip(ids.filter(pa.array(late)).to_pylist(),
+                                                     lines[late].tolist(), starts.tolist())]
         return out
 
     # -- closing ------------------------------------------------------------------------------

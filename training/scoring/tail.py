@@ -29,6 +29,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO
 
+import numpy as np
+
 from training.collection.canonical import Canonical, canonicalize
 from training.errors import ConfigError, SourceError
 from training.sources import create_source
@@ -76,10 +78,12 @@ class Position:
 
 @dataclass
 class Read:
-    """Events read from one file in one poll; `position` is where reading stands after them."""
+    """Events read from one file in one poll; `position` is where reading stands after them,
+    `lines` the line (or row) of the file each event of `canonical.table` was read from."""
 
     position: Position
     canonical: Canonical
+    lines: np.ndarray
 
 
 class _Moved(Exception):
@@ -258,7 +262,9 @@ class Tail:
             for raw in _read_raw(reader, position, limit):
                 position.offset, position.line, position.record = (
                     raw.end["offset"], raw.end["line"], raw.end["record"])
-                yield Read(position, canonicalize(raw, reader, require_time=True))
+                canonical = canonicalize(raw, reader, require_time=True)
+                rows = canonical.source_rows  # the raw rows that became events
+                yield Read(position, canonical, raw.lines if rows is None else raw.lines[rows])
         except _Moved:
             return  # renamed between the checks and the reader's open: next poll
 

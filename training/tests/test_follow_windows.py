@@ -173,6 +173,12 @@ def test_events_after_their_window_closed_are_quarantined_and_counted(tmp_path, 
     assert len(late) == summary.counts["late"] > 0
     assert all(q["field"] == "timestamp" and q["event_id"] and "--window-grace" in q["reason"]
                for q in late)
+    # Each at the line of the followed file it was read from (1-based, the header's included).
+    line_of = {f"conn:{text.split(chr(9))[1]}": n
+               for n, text in enumerate(live.read_text().splitlines(), 1)
+               if not text.startswith("#")}
+    assert [(q["file"], q["line"]) for q in late] == [(str(live), line_of[q["event_id"]])
+                                                      for q in late]
     scored = {i for r in _jsonl(out / "scores.jsonl") for i in r["event_ids"]}
     assert not scored & {q["event_id"] for q in late}
     # Nothing silently dropped: every event was scored, is late, or is held in an open window.
@@ -195,6 +201,15 @@ def test_the_command_line_follows_with_a_window_model(tmp_path, datasets, capsys
     assert main([*command, "--window-grace", "600"]) == 0
     out = capsys.readouterr().out
     assert f"{len(parts[0]):,} events scored" in out and "1 event held in open windows" in out and "0 events that came after" in out
+    assert "quarantined record" not in out  # none yet: no line about them, as batch score
+    with log.open("a") as handle:  # a connection of the day before: its window has closed
+        handle.write(parts[1][0])
+    assert main([*command, "--window-grace", "600"]) == 0
+    state = tmp_path / "s.jsonl.state" / "quarantine.jsonl"
+    assert (f"1 quarantined record (file, line, reason of each): {state}"
+            in capsys.readouterr().out.splitlines())
+    [late] = _jsonl(state)
+    assert (late["file"], late["line"]) == (str(log), len(log.read_text().splitlines()))
 
 
 def test_a_sigkilled_window_scorer_scores_every_closed_window_once(tmp_path):
