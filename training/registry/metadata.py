@@ -12,7 +12,7 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from training.errors import ConfigError
+from training.errors import ConfigError, did_you_mean
 from training.features.encoding import FeatureSpec
 from training.registry.names import check_name, check_stage
 
@@ -49,8 +49,9 @@ def metric_direction(metric: str) -> str:
         return "min"
     if metric in HIGHER_IS_BETTER or metric.endswith("_auc"):
         return "max"
-    raise ConfigError(f"metric {metric!r} has no known direction; use one of "
-                      f"{', '.join(sorted(LOWER_IS_BETTER | HIGHER_IS_BETTER))}, or a name "
+    known = sorted(LOWER_IS_BETTER | HIGHER_IS_BETTER)
+    raise ConfigError(f"metric {metric!r} has no known direction"
+                      f"{did_you_mean(metric, known)}; use one of {', '.join(known)}, or a name "
                       "ending in _loss/_error (lower is better) or _auc (higher is better)")
 
 
