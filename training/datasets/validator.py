@@ -312,7 +312,7 @@ def leak_issues(leaks: list[Leak]) -> list[ValidationIssue]:
                             {"field": leak.field, "values": list(leak.values),
                              "threats": leak.threats, "benign": leak.benign,
                              "total_threats": leak.total_threats,
-                             "total_benign": leak.total_benign})
+                             "total_benign": leak.total_benign, "among": leak.among})
             for leak in leaks]
 
 
