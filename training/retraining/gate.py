@@ -209,9 +209,9 @@ def labeled_decision(metric: str, labels: np.ndarray, challenger: np.ndarray,
     figures["error_reduction_ci"] = _interval(reduction)
     low = figures["error_reduction_ci"][0]
     reason = (f"challenger {metric} {points[0]:.4f} vs champion {points[1]:.4f}: the error "
-              f"1 - {metric} is {point_gain:+.1%} lower, 95% interval "
-              f"{_show(figures['error_reduction_ci'], percent=True)}; its lower end must be at "
-              f"least {improvement:+.1%}")
+              f"1 - {metric} is {_error_change(point_gain)}; the 95% interval of its reduction "
+              f"is {_show(figures['error_reduction_ci'], percent=True)}, and its lower end must "
+              f"be at least {improvement:+.1%}")
     return result(low >= improvement, f"paired bootstrap of {metric}", reason, point_gain)
 
 
@@ -236,6 +236,12 @@ def _error_reduction(champion: np.ndarray, challenger: np.ndarray) -> np.ndarray
 
 def _interval(draws: np.ndarray) -> list[float]:
     return [float(v) for v in np.quantile(draws, [0.025, 0.975])]
+
+
+def _error_change(reduction: float) -> str:
+    """A relative error reduction in words, its sign folded into the word: "7.4% higher" for
+    -0.074, "94.4% lower" for 0.944."""
+    return f"{abs(reduction):.1%} {'higher' if reduction < 0 else 'lower'}"
 
 
 def _show(interval: list[float], percent: bool = False) -> str:

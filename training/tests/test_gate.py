@@ -57,6 +57,24 @@ def test_a_challenger_clearly_better_than_a_0999_champion_is_promoted(labels, ch
     assert "95% interval" in decision.reason
 
 
+def test_the_reason_says_whether_the_error_is_higher_or_lower(labels, champion):
+    """The sign is in the word: a worse challenger's error is "higher", never "-x% lower"."""
+    rng = np.random.default_rng(11)
+    more_mistakes = champion.copy()  # 20 more benign flows ranked at the threats' level
+    more_mistakes[rng.choice(np.flatnonzero(champion < 1), 20, replace=False)] += 1.0
+    worse = labeled_decision("roc_auc", labels, more_mistakes, champion, improvement=0.02)
+    low, high = worse.figures["error_reduction_ci"]
+    assert not worse.deploy and worse.relative_improvement < 0 and high < 0
+    assert worse.reason == (
+        "paired bootstrap of roc_auc: challenger roc_auc 0.9975 vs champion 0.9995: the error "
+        "1 - roc_auc is 407.7% higher; the 95% interval of its reduction is [-2050.0%, "
+        "-124.1%], and its lower end must be at least +2.0%")
+    assert f"[{low:+.1%}, {high:+.1%}]" in worse.reason
+    gain = labeled_decision("roc_auc", labels, champion, more_mistakes, improvement=0.02)
+    assert gain.deploy and ("the error 1 - roc_auc is 80.3% lower; the 95% interval of its "
+                            "reduction is [+58.8%, +97.2%]") in gain.reason
+
+
 @pytest.mark.parametrize("metric", ["roc_auc", "pr_auc"])
 def test_a_challenger_within_noise_of_the_champion_is_not(labels, champion, metric):
     challenger = champion + np.random.default_rng(9).normal(0, 1e-4, len(labels))
