@@ -56,7 +56,7 @@ from training.errors import ConfigError, SchemaError
 from training.evaluation.threshold_rules import (
     DEFAULT_QUANTILE, ThresholdRule, ordinal_percentile, parse_rule,
 )
-from training.evaluation.thresholds import Threshold, best_f1_threshold
+from training.evaluation.thresholds import Threshold, best_f1_rule, best_f1_threshold
 
 FORMAT = "maximus.calibration.v1"
 AUTO_BENIGN_QUANTILE = 0.99  # the trainer's rule before calibrations existed
@@ -274,8 +274,7 @@ class Calibration:
         prefix = {"all": "unlabeled", "benign": "benign labels"}.get(self.reference,
                                                                       "filtered labels")
         if self.method == "best_f1":
-            return (f"labeled: threshold with the best F1 on validation units ({self.n_benign} "
-                    f"benign, {self.n_threat} threat)")
+            return best_f1_rule(self.n_benign, self.n_threat)
         at = f"the {ordinal_percentile(self.quantile)} percentile of {of}"
         if self.n_scores * (1.0 - self.quantile) < 1.0:  # fewer scores than the quantile needs
             at += (f" - {self.n_scores:,} of them cannot support that percentile, so the "

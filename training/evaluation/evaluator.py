@@ -132,13 +132,15 @@ class ModelEvaluator:
 
     @staticmethod
     def _threshold_source(where: str, how: dict[str, Any]) -> str:
-        """"<where> (best F1 on 450 validation scores)" or "(benign 0.99 quantile of ...)"."""
+        """"<where>: <the rule in words>" (as `evaluate_units` says it) when the threshold has
+        one, else "<where> (best F1 of 450 validation scores)" or "(benign 0.99 quantile of
+        ...)" (a sidecar written before rules were kept)."""
+        if how.get("rule"):  # a calibration's n_scores counts its reference (benign) scores only
+            return f"{where}: {how['rule']}"
         if how.get("method") == "best_f1":
             rule = "best F1"
         elif how.get("method") == "benign_quantile":
             rule = f"benign {how.get('quantile')} quantile"
-        elif how.get("rule"):  # a calibration's rule, in words
-            return f"{where} ({how['rule']})"
         else:
             return where
         return f"{where} ({rule} of {how.get('n_scores')} validation scores)"

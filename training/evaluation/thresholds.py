@@ -67,12 +67,20 @@ def calibrate_threshold(scores: np.ndarray, labels: np.ndarray | None = None, *,
             raise ConfigError("best_f1 needs validation scores of both benign (0) and threat (1) "
                               f"rows; got {int((labels == 0).sum())} benign, "
                               f"{int((labels == 1).sum())} threat")
-        return Threshold(best_f1_threshold(scores, labels), "best_f1", None, len(scores))
+        return Threshold(best_f1_threshold(scores, labels), "best_f1", None, len(scores),
+                         best_f1_rule(int((labels == 0).sum()), int((labels == 1).sum())))
     benign = scores[labels == 0]
     if not len(benign):
         raise ConfigError("no finite benign validation score to calibrate a threshold on")
     value = float(np.quantile(benign, quantile, method="higher"))
     return Threshold(value, "benign_quantile", quantile, len(scores))
+
+
+def best_f1_rule(n_benign: int, n_threat: int) -> str:
+    """The best-F1 rule in words with the validation units it was chosen on, both classes (one
+    wording for sidecars, the registry, `train` and the evaluator)."""
+    return (f"labeled: threshold with the best F1 on validation units ({n_benign} benign, "
+            f"{n_threat} threat)")
 
 
 def best_f1_threshold(scores: np.ndarray, labels: np.ndarray) -> float:

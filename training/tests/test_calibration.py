@@ -234,7 +234,7 @@ def test_the_evaluator_names_a_calibrated_thresholds_rule():
 
     c = Calibration.fit(np.arange(1000.0), rule="quantile")
     assert ModelEvaluator._threshold_source("checkpoint sidecar", c.to_threshold().to_dict()) == (
-        "checkpoint sidecar (unlabeled: threshold at the 99.9th percentile of validation scores)")
+        "checkpoint sidecar: unlabeled: threshold at the 99.9th percentile of validation scores")
 
 
 def test_a_validation_part_too_small_for_the_quantile_says_so_in_the_rule():

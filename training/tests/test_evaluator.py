@@ -70,7 +70,8 @@ def test_threshold_from_validation_data_not_the_test_set():
     # Validation rows = the fixture with labels: best F1 threshold 0.5 (see test_metrics).
     m = evaluate(FirstFeatureScorer(), val_features=fixture_features(), val_labels=LABELS)
     assert m.threshold == 0.5
-    assert m.threshold_source == "validation data (best F1 of 10 validation scores)"
+    assert m.threshold_source == ("validation data: labeled: threshold with the best F1 on "
+                                  "validation units (6 benign, 4 threat)")
     # Unlabeled validation rows count as benign: 99th percentile of the 10 scores, index
     # 0.99 * 9 = 8.91 rounded up to 9 -> 0.95 (so only the top score alerts).
     m = evaluate(FirstFeatureScorer(), val_features=fixture_features())
@@ -88,6 +89,22 @@ def test_threshold_from_the_checkpoint_sidecar(tmp_path):
     assert m.confusion_matrix == [[5, 1], [2, 2]]
     # An explicit threshold wins over the sidecar's.
     assert evaluate(loaded, threshold=0.35).threshold_source == "argument"
+
+
+def test_a_sidecars_best_f1_threshold_counts_both_classes_it_was_chosen_on(tmp_path):
+    """A calibration's n_scores counts its benign reference scores (6): the evaluator said
+    "best F1 of 6 validation scores" for a threshold chosen on 10; it says the rule, as `train`
+    and the registry do."""
+    from training.evaluation.calibration import Calibration
+
+    calibration = Calibration.fit(SCORES, LABELS)  # best F1 at 0.5 (see test_metrics)
+    save_model(FirstFeatureScorer(), tmp_path / "m.pt", threshold=calibration.threshold,
+               extra={"threshold": calibration.to_threshold().to_dict(),
+                      "calibration": calibration.to_dict()})
+    m = evaluate(load_model(tmp_path / "m.pt"))
+    assert (m.threshold, m.threshold_source) == (0.5, "checkpoint sidecar: labeled: threshold "
+                                                 "with the best F1 on validation units (6 "
+                                                 "benign, 4 threat)")
 
 
 def test_without_a_threshold_the_report_says_where_one_comes_from():
