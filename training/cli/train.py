@@ -241,9 +241,11 @@ def _tracked(layer: Layer, uri: str | None) -> Any:
 def print_results(results: dict[str, Any], units: str) -> None:
     """The summary of a training run (stdout)."""
     threshold = results["threshold"]
+    # the kept epoch's monitored value, named as the progress lines name it ("loss" is training's)
+    monitor = results.get("monitor", "val_loss")
     print(f"trained {results['epochs_trained']} epochs on {results['train_units']} {units} in "
           f"{results['train_time_s']:.1f} s; best epoch {results['best_epoch']} "
-          f"(loss {results['best_val_loss']:.6g})")
+          f"({'loss' if monitor == 'train_loss' else monitor} {results['best_val_loss']:.6g})")
     if threshold:
         print(f"anomaly threshold {threshold['value']:.6g} ({threshold['method']})")
     print(f"model: {results['checkpoint']}")

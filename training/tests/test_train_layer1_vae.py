@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,10 +107,14 @@ def test_readme_step4_as_written_and_step5_loads(workdir: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "model: training/checkpoints/layer1_vae_best.pt" in done.stdout
     weights = workdir / "training" / "checkpoints" / "layer1_vae_best.pt"
+    sidecar = read_sidecar(weights)
+    # the kept value is the validation loss, named as the progress lines name it
+    assert sidecar["monitor"] == "val_loss" and (
+        f"; best epoch {sidecar['best_epoch']} (val_loss {sidecar['best_value']:.6g})\n"
+        in done.stdout)
     # step 5, as written
     model = Layer1VAE()
     model.load_state_dict(torch.load(weights))
-    sidecar = read_sidecar(weights)
     assert sidecar["model_class"] == "Layer1VAE" and sidecar["init_args"] == model.init_args
     assert sidecar["threshold"]["method"] == "best_f1"  # the val split has both classes
     _, labels, _ = read_split(workdir / "training/data/splits/layer1_val.npz")
@@ -324,3 +329,6 @@ def test_the_summary_names_the_rows_benign_only_training_left_out(tmp_path: Path
     assert main([*flags, "--train_on", "all"]) == 0
     out = capsys.readouterr().out
     assert "trained 1 epochs on 40 events" in out and "left out" not in out
+    # without validation data the best epoch is the lowest training loss ("loss" in progress)
+    assert main([*flags[:2], *flags[4:], "--train_on", "all"]) == 0
+    assert re.search(r"; best epoch 1 \(loss \d", capsys.readouterr().out)

@@ -190,6 +190,7 @@ class LayerTrainer:
         return {
             "best_val_loss": self.best_val_loss,
             "best_epoch": self.best_epoch,
+            "monitor": self._monitor,  # what best_val_loss is: val_loss, or train_loss without val
             "epochs_trained": self.epoch,
             "final_train_loss": history[-1].train_loss if history else None,
             "threshold": self.threshold.to_dict() if self.threshold else None,
