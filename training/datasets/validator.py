@@ -256,7 +256,7 @@ class DataValidator:
             issues.append(ValidationIssue(
                 ValidationSeverity.WARNING, "constant_features",
                 f"{int(constant.sum())} feature(s) hold a single value (zero variance) and carry "
-                f"no information: {list(self._named(constant))[:LISTED]}",
+                f"no information: {_listed(list(self._named(constant)), int(constant.sum()))}",
                 {"features": self._named(constant, m.min)}))
         spread = m.std[np.isfinite(m.std) & (m.std > 0)]
         if len(spread) > 1 and spread.max() / spread.min() > SCALE_RATIO:
@@ -283,13 +283,15 @@ class DataValidator:
         if report.drifted:
             return [ValidationIssue(ValidationSeverity.WARNING, "drift",
                                     f"the data drifted: {len(names)} of {report.counted} "
-                                    f"features that vary ({report.share:.0%}), e.g. {names[:5]}",
+                                    f"features that vary ({report.share:.0%}): "
+                                    f"{_listed(names, limit=5)}",
                                     {"share": report.share, "features": names})]
         if names:
             return [ValidationIssue(ValidationSeverity.INFO, "drift",
                                     f"{len(names)} of {report.counted} feature(s) that vary "
                                     f"drifted ({report.share:.0%}, below {share:.0%}): "
-                                    f"{names[:5]}", {"share": report.share, "features": names})]
+                                    f"{_listed(names, limit=5)}",
+                                    {"share": report.share, "features": names})]
         return []
 
     # The same reports as methods of the class, as this API had them before.
@@ -314,6 +316,14 @@ def leak_issues(leaks: list[Leak]) -> list[ValidationIssue]:
                              "total_threats": leak.total_threats,
                              "total_benign": leak.total_benign, "among": leak.among})
             for leak in leaks]
+
+
+def _listed(names: list[str], total: int | None = None, limit: int = LISTED) -> str:
+    """The first `limit` of `names` as a list, and how many of `total` (default: all of
+    `names`) it leaves out: "['a', 'b'] and 19 more"."""
+    total = len(names) if total is None else total
+    shown = names[:limit]
+    return f"{shown}" + (f" and {total - len(shown)} more" if total > len(shown) else "")
 
 
 def _plain(value: object) -> object:

@@ -82,6 +82,22 @@ def test_constant_features_and_scales():
     assert result.passed  # warnings only
 
 
+def test_a_cut_list_of_features_says_how_many_it_leaves_out(datasets, tmp_path, capsys):
+    """`validate` on a real capture's layer-1 features (a 50-flow port scan: 98 of its dims
+    hold one value) lists 20 of them and says so, as it did not ("... ['...', ...]")."""
+    from training.cli.main import main
+    from training.layers.layer1 import Layer1
+    from training.tests.conftest import collect
+
+    events = collect("zeek_logs", datasets / "slips_portscan_zeek/vertical_conn.log")[0]
+    path = Layer1().featurize(events).save(tmp_path / "layer1_samples.npz")
+    assert main(["validate", "--data", str(path)]) == 0
+    (line,) = [t for t in capsys.readouterr().out.splitlines() if "constant_features" in t]
+    assert line.startswith("  WARNING constant_features: 98 feature(s) hold a single value "
+                           "(zero variance) and carry no information: ['event_type=network', ")
+    assert line.endswith("'] and 78 more") and line.count("', '") == 19  # 20 names
+
+
 def test_drift_check_on_a_shifted_copy():
     rng = np.random.default_rng(5)
     reference = rng.random((2000, 4))
@@ -90,7 +106,8 @@ def test_drift_check_on_a_shifted_copy():
     (drift,) = _by_name(result, "drift")
     assert drift.severity is ValidationSeverity.WARNING
     assert drift.details["features"] == ["feature_0", "feature_1", "feature_2"]
-    assert drift.message.startswith("the data drifted: 3 of 4 features that vary (75%)")
+    assert drift.message == ("the data drifted: 3 of 4 features that vary (75%): "
+                             "['feature_0', 'feature_1', 'feature_2']")  # all: no "and N more"
     assert result.statistics["drift"]["share"] == 0.75
     calm = DataValidator(rng.random((2000, 4)), reference_features=reference).validate(check_drift=True)
     assert not _by_name(calm, "drift") and calm.statistics["drift"]["drifted"] is False
