@@ -9,16 +9,17 @@ import os
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import optuna
 import pytest
-from optuna.distributions import FloatDistribution
+from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from training.errors import ConfigError
 from training.tests.tuning_helpers import RecordingObjective, recorded_trials
-from training.tuning.outputs import summary, trials_csv, write_outputs
+from training.tuning.outputs import draw_plots, summary, trials_csv, write_outputs
 from training.tuning.storage import resolve_storage
 from training.tuning.tuner import HyperparameterTuner, TuningConfig
 from training.tuning.workers import WORKER_ATTR
@@ -251,6 +252,30 @@ def test_a_study_without_a_complete_trial_gets_its_tables_and_no_plots(tmp_path)
     assert outputs.skipped == {name: "no complete trial yet" for name in
                                ("optimization_history", "param_importances", "parallel_coordinate")}
     assert json.loads((tmp_path / "best_params.json").read_text())["best_trial"] is None
+
+
+def test_a_parameter_every_trial_shares_gets_no_axis_and_no_warning(tmp_path, caplog):
+    """The trial's `tune --n_trials 2`: both trials drew batch_size 32, whose axis had equal
+    low and high limits (matplotlib's "identical low and high ylims" UserWarning on stderr)."""
+    study = optuna.create_study(direction="maximize")
+    space = {"batch_size": CategoricalDistribution([16, 32, 64, 128]),
+             "learning_rate": FloatDistribution(1e-5, 1e-2, log=True)}
+    for rate, value in ((0.0014648900299385353, 0.1547), (0.0009928470884928615, 0.1541)):
+        study.add_trial(create_trial(params={"batch_size": 32, "learning_rate": rate},
+                                     distributions=space, value=value))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        drawn = draw_plots(study, {"parallel_coordinate": tmp_path / "p.png"})
+    assert [str(w.message) for w in caught] == []
+    assert drawn.files == {"parallel_coordinate": tmp_path / "p.png"} and drawn.skipped == {}
+    # no parameter varies: nothing to draw, and the reason is returned (and logged) instead
+    alone = optuna.create_study()
+    alone.add_trial(create_trial(params={"batch_size": 32}, value=1.0,
+                                 distributions={"batch_size": space["batch_size"]}))
+    with caplog.at_level(logging.WARNING):
+        drawn = draw_plots(alone, {"parallel_coordinate": tmp_path / "q.png"})
+    assert drawn.skipped == {"parallel_coordinate": "no parameter takes two values among the 1 "
+                                                    "complete trial(s)"} and not drawn.files
 
 
 # ---- command line ------------------------------------------------------------------------------

@@ -7,7 +7,11 @@
 - `optimization_history.png`, `param_importances.png`, `parallel_coordinate.png` (matplotlib).
 
 Each file is written atomically. A plot that cannot be drawn yet (importances need two
-finished trials with varied parameters) is skipped with its reason logged and returned.
+finished trials with varied parameters) is skipped with its reason logged and returned. The
+parallel coordinates show the parameters that vary among the complete trials: one that holds a
+single value (two trials that drew the same batch size) would be an axis whose low and high
+limits are equal, which shows nothing and which matplotlib warned of ("identical low and high
+ylims makes transformation singular"); optuna already pads a constant objective.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import csv
 import io
 import json
 import logging
+import math
 import warnings
 from collections import Counter
 from collections.abc import Callable
@@ -160,4 +165,24 @@ def _plots() -> dict[str, Callable[[optuna.Study], Any]]:
 
     return {"optimization_history": plots.plot_optimization_history,
             "param_importances": plots.plot_param_importances,
-            "parallel_coordinate": plots.plot_parallel_coordinate}
+            "parallel_coordinate": _parallel_coordinate}
+
+
+def _parallel_coordinate(study: optuna.Study) -> Any:
+    """optuna's parallel coordinates of the parameters that vary (module docstring).
+
+    Raises:
+        ValueError: no parameter takes two values among the complete trials (skipped).
+    """
+    from optuna.visualization import matplotlib as plots
+
+    # the trials optuna draws: complete, with a finite value
+    trials = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+              if t.value is not None and math.isfinite(t.value)]
+    names = sorted({name for t in trials for name in t.params})
+    varying = [name for name in names  # a trial without the parameter is a value of its own
+               if len({(name in t.params, repr(t.params.get(name))) for t in trials}) > 1]
+    if not varying:
+        raise ValueError(f"no parameter takes two values among the {len(trials)} complete "
+                         "trial(s)")
+    return plots.plot_parallel_coordinate(study, params=varying)
