@@ -102,7 +102,9 @@ def report(datasets, tmp_path_factory):
                                attack_types=a["attack_type"], timestamps=a["timestamps"],
                                training_history=results["history"])
     metrics = evaluator.evaluate()
-    assert metrics.threshold_source.startswith("checkpoint sidecar (benign 0.99 quantile of")
+    assert metrics.threshold_source.startswith(  # the calibration's rule, as train says it
+        "checkpoint sidecar: benign labels: threshold at the 99th percentile of benign "
+        "validation scores")
     assert (metrics.n_samples, metrics.per_class_metrics["threat"]["support"]) == (237, 26)
     paths = evaluator.save_report(metrics, out / "layer1_vae")
     return json.loads(paths["json"].read_text()), paths["html"].read_text()
