@@ -142,9 +142,10 @@ def main() -> int:
         # 5 in 20-1, 6 in 21-1), each at the rank of the incident its entity-hour belongs to.
         held = sorted((ranks[0].get(key, 10**9) for key, label
                        in zip(window_keys(tables[2]), labels[2]) if label == 1))
+        shown = ", ".join("-" if r == 10**9 else str(r) for r in held[:20])
         print(f"seed {seed}: the {len(held)} threat windows of layer 3 sit in incidents ranked "
-              + ", ".join("-" if r == 10**9 else str(r) for r in held)
-              + f"; {sum(r <= 10 for r in held)} in the top 10", flush=True)
+              f"{shown}{', ...' if len(held) > 20 else ''}; {sum(r <= 10 for r in held)} in the "
+              "top 10", flush=True)
     return 0
 
 
