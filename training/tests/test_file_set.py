@@ -59,12 +59,17 @@ def test_a_set_stopped_before_its_end_leaves_the_old_files_and_no_temporary(tmp_
 
 def test_sigint_in_the_held_block_is_raised_after_it(tmp_path):
     done = []
-    with pytest.raises(KeyboardInterrupt):
-        with deferred_interrupts():
-            os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered here
-            done.append("the block went on")
+    # Ctrl-C as in a terminal, even where the test runner was started with SIGINT ignored
+    outer = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            with deferred_interrupts():
+                os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, delivered here
+                done.append("the block went on")
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+    finally:
+        signal.signal(signal.SIGINT, outer)
     assert done == ["the block went on"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
 
 
 def test_staging_folder_name_planted_or_left_by_a_killed_run(tmp_path):

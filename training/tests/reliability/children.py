@@ -47,6 +47,9 @@ def _child(request: dict) -> None:
             os.dup2(os.open(path, flags, 0o644), fd)
         if request.get("cwd"):
             os.chdir(request["cwd"])
+        # Ctrl-C as in a terminal: a test runner started in the background (nohup, `&` in a
+        # script) inherits SIGINT ignored, and Python then leaves it ignored.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         try:
             exec(compile(request["code"], "<child>", "exec"), {"__name__": "__main__"})
             status = 0
