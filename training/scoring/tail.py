@@ -8,8 +8,12 @@
 A followed file is known by its device and inode, not by its name: Zeek and Suricata rotate by
 renaming the live file and opening a new one under the old name. When the name points to a new
 inode, the old file is looked up by its inode in the same folder, read to its end, then the new
-file is read from its start. Only whole lines are read from a live file (a writer's half-written
-last line waits for its newline); a rotated file is read to its end.
+file is read from its start. A file renamed after a poll listed it (a scorer far behind, the
+sensor rotating meanwhile) is read where it went and finished at the next poll: its position
+is marked rotated, so it is never left waiting under its new name, in this run or the next.
+Only whole lines are read from a live file (a writer's half-written last line waits for its
+newline); a rotated file is read to its end. A file removed before it was read to its end is
+warned of, with the bytes known to be left in it, and counted (`lost_files`, `lost_bytes`).
 
 Reading reuses each source's own parser (`Source.read`) on the file cut at the last line break,
 so positions (offset, line, record), event ids (Zeek "conn:<uid>") and quarantine reasons are
@@ -33,6 +37,8 @@ import numpy as np
 
 from training.collection.canonical import Canonical, canonicalize
 from training.errors import ConfigError, SourceError
+from training.scoring.tail_files import (HEAD_BYTES, Position, find_inode, locate, rotated_after,
+                                         same_file)
 from training.sources import create_source
 from training.sources.base import START, FileSource
 from training.sources.config import DataSource
@@ -40,40 +46,7 @@ from training.sources.files import ByteStream, check_text
 
 logger = logging.getLogger(__name__)
 
-HEAD_BYTES = 256  # digest of a file's first bytes: tells a recycled inode from the file we read
 MAX_READ = 1 << 20  # bytes per file per poll (~10k Zeek conn lines): bounded batches
-
-
-@dataclass
-class Position:
-    """Where reading of one file stands.
-
-    Attributes:
-        source: the source (its name) the file belongs to.
-        path: where the file was last seen.
-        dev, ino: the file's identity.
-        offset, line, record: the read position (as in a collection checkpoint).
-        head: sha256 of the file's first `head_len` bytes, once known.
-        mtime_ns: the file's modification time when last read.
-    """
-
-    source: str
-    path: str
-    dev: int
-    ino: int
-    offset: int = 0
-    line: int = 1
-    record: int = 0
-    head: str = ""
-    head_len: int = 0
-    mtime_ns: int = 0
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.dev, self.ino)
-
-    def start(self) -> dict:
-        return {"offset": self.offset, "line": self.line, "record": self.record}
 
 
 @dataclass
@@ -143,6 +116,10 @@ class Tail:
         self.dormant: list[dict] = []  # positions of sources not given this run: kept as saved
         self.behind = False  # the last poll left bytes unread (a backlog): poll again at once
         self.lagging: set[tuple[int, int]] = set()  # the files (dev, ino) it left them in
+        # Files removed before they were read to their end, and the bytes known to have been
+        # left in them (each also warned of): what could not be scored.
+        self.lost_files = 0
+        self.lost_bytes = 0
         for saved in positions or ():
             position = Position(**saved)
             if self.is_own(position.path):
@@ -182,35 +159,44 @@ class Tail:
                 yield from self._finish(position, set(seen) | set(self.positions))
         for key, (name, path) in seen.items():
             position = self.positions.get(key)
-            if position is None or not _same_file(position, path):
+            if position is None or not same_file(position, path):
                 position = Position(name, path, *key)
                 self.positions[key] = position
-            position.path = path
+            position.path, position.rotated = path, False  # listed: followed under this name
+            # Renamed after the listing (rotated): read by inode here, finished at the next poll.
             yield from self._read(position, whole_lines=True)
 
     def _elsewhere(self, position: Position) -> bool:
         """Whether the file of `position` sits where it was, unrotated, though this poll did
         not list it (the inputs changed, or its source could not be listed just now): its
-        position waits for a poll that lists it."""
+        position waits for a poll that lists it. A file found renamed is not waited for,
+        though it sits where it was last seen: nothing will list it under its new name."""
+        if position.rotated:
+            return False
         try:
             info = os.stat(position.path)
         except FileNotFoundError:
             return False
-        return (info.st_dev, info.st_ino) == position.key and _same_file(position, position.path)
+        return (info.st_dev, info.st_ino) == position.key and same_file(position, position.path)
 
     def _finish(self, position: Position, known: set[tuple[int, int]]) -> Iterator[Read]:
         """Read a file that left the followed names to its end, then forget it; then the files
         rotated after it while nobody was reading (this scorer was stopped)."""
         folder = Path(position.path).parent
-        path = _find_inode(folder, position.key)
-        if path is None or not _same_file(position, path):
-            logger.warning("%s was removed before it was read to its end (at byte %d); lines "
-                           "written after that were not scored", position.path, position.offset)
+        path = find_inode(folder, position.key)
+        if path is None or not same_file(position, path):
+            unread = max(0, position.size - position.offset)
+            self.lost_files += 1
+            self.lost_bytes += unread
+            logger.warning("%s was removed before it was read to its end: %d bytes left unread "
+                           "(from byte %d to its size when last seen, %d; any written after "
+                           "that too) were not scored", position.path, unread, position.offset,
+                           position.size)
         else:
-            position.path = path
+            position.path, position.rotated = path, True
             yield from self._drain(position)
         del self.positions[position.key]
-        for later in _rotated_after(position, known, self.live):
+        for later in rotated_after(position, known, self.live):
             if not self.is_own(later.path):
                 yield from self._drain(later)
 
@@ -226,7 +212,7 @@ class Tail:
     def _read(self, position: Position, whole_lines: bool) -> Iterator[Read]:
         """New records of the file `position` reads, wherever it is now (by inode)."""
         reader = self.readers[position.source]
-        path = _locate(position)
+        path = locate(position)
         if path is None:
             return
         try:
@@ -237,7 +223,7 @@ class Tail:
             info = os.fstat(handle.fileno())
             if (info.st_dev, info.st_ino) != position.key:
                 return  # the name changed hands between the lookup and the open
-            size = info.st_size
+            size = position.size = info.st_size
             if size < position.offset:  # truncated in place (copytruncate): start over
                 logger.warning("%s shrank from %d to %d bytes (truncated in place); reading "
                                "it from the start", path, position.offset, size)
@@ -315,71 +301,5 @@ def _last_line_end(handle: IO[bytes], start: int, end: int) -> int:
     return start
 
 
-def _locate(position: Position) -> str | None:
-    """Where the file of `position` is now: its last path, else found by inode."""
-    try:
-        info = os.stat(position.path)
-        if (info.st_dev, info.st_ino) == position.key:
-            return position.path
-    except FileNotFoundError:
-        pass
-    found = _find_inode(Path(position.path).parent, position.key)
-    if found is not None:
-        position.path = found
-    return found
-
-
-def _same_file(position: Position, path: str) -> bool:
-    """Whether the file at `path` still starts as the one `position` was reading (an inode
-    recycled for a new file does not). A file renamed meanwhile is not judged here."""
-    if not position.head_len:
-        return True
-    try:
-        with open(path, "rb") as handle:
-            info = os.fstat(handle.fileno())
-            if (info.st_dev, info.st_ino) != position.key:
-                return True
-            return hashlib.sha256(handle.read(position.head_len)).hexdigest() == position.head
-    except OSError:
-        return False
-
-
 def _as_list(paths: object) -> list[str]:
     return [str(p) for p in paths] if isinstance(paths, list | tuple) else [str(paths)]
-
-
-def _rotated_after(position: Position, known: set[tuple[int, int]], live: set[str]
-                   ) -> list[Position]:
-    """Siblings named like rotations of the file of `position` (conn.log: conn.*) and last
-    written after it was: files rotated while nobody followed, oldest first. Followed names
-    (`live`) are not rotated files, whatever their state."""
-    stem = Path(position.path).name.split(".", 1)[0] + "."
-    if not position.mtime_ns:
-        return []
-    found = []
-    for entry in os.scandir(Path(position.path).parent):
-        if (not entry.name.startswith(stem) or entry.name.endswith(".gz")
-                or os.path.abspath(entry.path) in live):
-            continue
-        info = entry.stat(follow_symlinks=False)
-        key = (info.st_dev, info.st_ino)
-        if (entry.is_file(follow_symlinks=False) and key not in known and key != position.key
-                and info.st_mtime_ns > position.mtime_ns):
-            found.append((info.st_mtime_ns, Position(position.source, entry.path, *key)))
-    return [p for _, p in sorted(found, key=lambda t: t[0])]
-
-
-def _find_inode(folder: Path, key: tuple[int, int]) -> str | None:
-    """The file in `folder` with identity `key` (a rotated log keeps its inode)."""
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return None
-    for entry in entries:
-        try:
-            info = entry.stat(follow_symlinks=False)
-        except OSError:
-            continue
-        if (info.st_dev, info.st_ino) == key and entry.is_file(follow_symlinks=False):
-            return entry.path
-    return None

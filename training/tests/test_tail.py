@@ -1,0 +1,106 @@
+"""Tail across log rotation with a reader far behind: every line read once, or the loss
+reported. The rotation falls between a poll's listing of the files and its read of the live
+file: the poll is a generator, so the test renames the file between two of its steps."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from training.scoring.tail import MAX_READ, Read, Tail
+from training.sources.config import DataSource
+from training.tests.zeek_writer import header, line
+
+
+def _uids(reads: Iterable[Read]) -> list[str]:
+    return [u for r in reads for u in r.canonical.table["event_id"].to_pylist()]
+
+
+def _expected(n: int) -> list[str]:
+    return [f"conn:C{i:08d}" for i in range(n)]
+
+
+def _sensor(live: Path) -> Callable[[int], None]:
+    """Appends `count` numbered conn lines to `live` (uids go on across files)."""
+    written = [0]
+
+    def write(count: int) -> None:
+        first = written[0]
+        with open(live, "a") as out:
+            out.write("".join(line(i, 1_765_000_000.0 + i) for i in range(first, first + count)))
+        written[0] += count
+
+    return write
+
+
+def _rotate_during_a_poll(tmp_path: Path) -> tuple[Tail, list[str], list[DataSource]]:
+    """conn.log rotated to conn.1.log (10 lines, unread); the new conn.log (12,000 lines, more
+    than MAX_READ) listed by a poll, then rotated to conn.2.log while that poll reads
+    conn.1.log; a third conn.log with 5 lines. Returns the tail and what that poll read."""
+    live = tmp_path / "conn.log"
+    sources = [DataSource("zeek", "zeek", {"path": str(live)})]
+    write = _sensor(live)
+    live.write_text(header(1.0))
+    tail = Tail(sources)
+    assert _uids(tail.poll()) == []
+    write(10)
+    live.rename(tmp_path / "conn.1.log")
+    live.write_text(header(2.0))
+    write(12_000)
+    assert live.stat().st_size > MAX_READ  # one poll reads part of it
+    polled = tail.poll()
+    got = _uids([next(polled)])  # conn.log listed; conn.1.log (rotated away) read first
+    assert got == _expected(10)
+    live.rename(tmp_path / "conn.2.log")  # rotated between the listing and its read
+    live.write_text(header(3.0))
+    write(5)
+    got += _uids(polled)
+    assert len(got) < 10 + 12_000  # the poll read part of conn.2.log
+    return tail, got, sources
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same run", "restarted from state"])
+def test_a_file_rotated_between_the_listing_and_the_read_is_read_to_its_end_once(
+        tmp_path, restart):
+    tail, got, sources = _rotate_during_a_poll(tmp_path)
+    if restart:  # the scorer stopped after committing that poll
+        tail = Tail(sources, tail.state())
+    for _ in range(3):
+        got += _uids(tail.poll())
+    assert got == _expected(10 + 12_000 + 5)  # each once, files in the order written
+    assert [Path(p["path"]).name for p in tail.state()] == ["conn.log"]
+    assert (tail.lost_files, tail.lost_bytes) == (0, 0)
+
+
+def test_a_rotated_file_removed_before_it_was_read_to_its_end_is_warned_of_and_counted(
+        tmp_path, caplog):
+    tail, got, _ = _rotate_during_a_poll(tmp_path)
+    rotated = tmp_path / "conn.2.log"
+    data = rotated.read_bytes()
+    cut = data.rfind(b"\n", 0, MAX_READ) + 1  # the poll read whole lines up to MAX_READ
+    rotated.unlink()
+    with caplog.at_level(logging.WARNING, logger="training.scoring.tail"):
+        got += _uids(tail.poll())
+    left = len(data) - cut
+    assert (tail.lost_files, tail.lost_bytes) == (1, left) and left > 50_000
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        f"{rotated} was removed before it was read to its end"]
+    assert f"{left} bytes left unread (from byte {cut}" in caplog.records[0].getMessage()
+    read_of_rotated = data[:cut].count(b"\n") - 8  # its 8 header lines hold no events
+    assert got == _expected(10 + read_of_rotated) + _expected(12_015)[-5:]
+
+
+def test_positions_saved_before_size_and_rotated_were_stored_are_resumed(tmp_path):
+    live = tmp_path / "conn.log"
+    sources = [DataSource("zeek", "zeek", {"path": str(live)})]
+    write = _sensor(live)
+    live.write_text(header(1.0))
+    write(3)
+    tail = Tail(sources)
+    assert _uids(tail.poll()) == _expected(3)
+    saved = [{k: v for k, v in p.items() if k not in ("size", "rotated")} for p in tail.state()]
+    write(2)
+    assert _uids(Tail(sources, saved).poll()) == _expected(5)[3:]
