@@ -22,9 +22,9 @@ that process (fodhelper.exe starting cmd.exe), an account never seen on that hos
 movement). Dims 110-111 stay 0 (`l1.v5` uses 110: below). The counts are learnt by
 `ValueCounts.fit` on the training events (the featurizer's `fit`); without them (an unfitted
 featurizer) the block keeps `l1.v3`'s hash buckets, and the featurizer's spec says `l1.v3`.
-Values are kept as keyed 8-byte BLAKE2b digests, not as text (no command line is written into a model file): the counts of
-the `MAX_VALUES` most frequent per field, and the rarer ones (up to `MAX_SEEN` more) in a
-Bloom filter (`training.features.seen_filter`), read as seen once: without it a field of many
+Values are kept as keyed 8-byte BLAKE2b digests, not as text (no command line is written into
+a model file): the counts of the `MAX_VALUES` most frequent per field, and the rarer ones (up
+to `MAX_SEEN` more) in a Bloom filter (`training.features.seen_filter`), read as seen once: without it a field of many
 distinct values (command lines with GUIDs, a week of DNS names) would set never seen on
 ordinary events. Past `MAX_SEEN` the rarest read as never seen, and fitting says so.
 
