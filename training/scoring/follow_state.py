@@ -4,7 +4,8 @@ Layout of the state folder:
 
     state.json     read positions of the followed files, the committed size of every output,
                    counters, the open incidents (and a window layer's windows); replaced
-                   atomically after each micro-batch
+                   atomically after each micro-batch that changed any of them (an idle poll
+                   leaves it as it is)
     pending-N.arrow, history-N.arrow
                    a window layer's held events and carried buckets
                    (`training.scoring.follow_windows`)
@@ -86,6 +87,7 @@ class FollowState:
             raise CheckpointError(f"{self.folder} is in use by another scorer (it holds "
                                   f"{LOCK_FILE}); stop it or give another --state folder"
                                   ) from None
+        self._written = b""  # the state file's content, as loaded or last written
         self.saved = self._load()
 
     def _load(self) -> dict:
@@ -93,7 +95,8 @@ class FollowState:
         if not path.exists():
             return {}
         try:
-            saved = orjson.loads(path.read_bytes())
+            self._written = path.read_bytes()
+            saved = orjson.loads(self._written)
         except orjson.JSONDecodeError as exc:
             raise CheckpointError(f"{path}: not valid JSON ({exc}); move the folder aside to "
                                   "start over from the beginning of the logs") from None
@@ -116,19 +119,31 @@ class FollowState:
         return AppendOnly(path, committed, private)
 
     def commit(self, positions: list[dict], outputs: list[AppendOnly], counts: dict[str, int],
-               model: dict[str, str], **sections: dict | None) -> None:
+               model: dict[str, str], **sections: dict | None) -> bool:
         """Make the outputs durable, then record them with the read positions and the
         `sections` that are not None (a window layer's "windows",
         `training.scoring.follow_windows`; the open "incidents",
-        `training.scoring.live_incidents`)."""
+        `training.scoring.live_incidents`).
+
+        Returns:
+            Whether the state file was written: not when it would hold what it holds already
+            (an idle poll: no byte read, nothing scored or appended, no file come or gone).
+        """
+        saved = {"format_version": FORMAT_VERSION, "model": model, "positions": positions,
+                 "outputs": {str(o.path): o.size for o in outputs}, "counts": counts,
+                 **{k: v for k, v in sections.items() if v is not None}}
+        # Compared as bytes, not as dicts: the sections hold the callers' live objects, which
+        # change after the commit; the bytes are what the file holds.
+        data = orjson.dumps(saved)
+        if data == self._written:
+            return False  # equal output sizes: nothing appended, nothing to make durable
         for out in outputs:
             out.sync()
-        self.saved = {"format_version": FORMAT_VERSION, "model": model, "positions": positions,
-                      "outputs": {str(o.path): o.size for o in outputs}, "counts": counts,
-                      **{k: v for k, v in sections.items() if v is not None}}
         # Private: it holds the open incidents (addresses, event ids, reasons from the logs).
         with atomic_write(self.folder / STATE_FILE, private=True) as handle:
-            handle.write(orjson.dumps(self.saved))
+            handle.write(data)
+        self.saved, self._written = saved, data
+        return True
 
     def close(self) -> None:
         os.close(self._lock)

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -128,16 +129,17 @@ def kill_mid_stream(root: Path, model: str, killed_at: int, *flags: str
 def test_sigkilled_scorer_resumes_across_rotation_exactly_once(tmp_path):
     _register(tmp_path)
     logs, scores, alerts = tmp_path / "logs", tmp_path / "scores.jsonl", tmp_path / "alerts.jsonl"
-    state = tmp_path / "scores.jsonl.state" / "state.json"
-    total = WRITTEN
     restarted, writer, at_kill = kill_mid_stream(tmp_path, "vae", 600)
     rotations = [x for x in writer.stdout.read().split("\n") if x.startswith("rotated")]
-    _wait("every event scored", lambda: _lines(scores) >= total, scorer=restarted)
-    # Two more checkpoints (one per poll): the scorer has read the files again after the last
-    # event, so a re-read would show as a duplicate.
-    for _ in range(2):
-        committed = state.stat().st_mtime_ns
-        _wait("another poll", lambda: state.stat().st_mtime_ns != committed)
+    _wait("every event scored", lambda: _lines(scores) >= WRITTEN, scorer=restarted)
+    # Two more lines, each written once the one before is scored: two more polls have read
+    # the files after the writer's last event, so a re-read would show as a duplicate. (An
+    # idle scorer leaves its state file alone: its rewrite is no sign of a poll.)
+    total = WRITTEN + 2
+    for n in range(WRITTEN, total):
+        with open(logs / "conn.log", "a") as live:
+            live.write(line(n, time.time()))
+        _wait(f"event {n} scored", lambda: _lines(scores) >= n + 1, scorer=restarted)
     restarted.send_signal(signal.SIGTERM)  # clean stop: finish the batch, checkpoint, exit 0
     out, err = restarted.communicate(timeout=60)
     assert restarted.returncode == 0, err
@@ -155,6 +157,62 @@ def test_sigkilled_scorer_resumes_across_rotation_exactly_once(tmp_path):
     assert set(alerted) == expected and set(alerted.values()) == {1}  # none lost, none doubled
     assert 0.2 * total < len(expected) < 0.8 * total
     assert all(d["event"]["kind"] == "alert" for d in docs)
+
+
+class _CountedStop(threading.Event):
+    """The `stop` of `follow_events`, counting the pauses: the loop waits on it once after
+    each poll that caught up, once that poll is committed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pauses = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.pauses += 1
+        return super().wait(timeout)
+
+
+def test_an_idle_follower_leaves_its_state_file_alone_and_saves_new_lines(tmp_path):
+    registry = _register(tmp_path)
+    log, state, scores = tmp_path / "conn.log", tmp_path / "state", tmp_path / "scores.jsonl"
+    _conn_log(log, 20)
+    outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=state, scores=scores,
+                            incidents=tmp_path / "incidents.jsonl")
+    stop, done = _CountedStop(), {}
+
+    def follow() -> None:
+        try:
+            done["summary"] = follow_events(registry, "vae", [DataSource("z", "zeek", {
+                "path": str(log)})], outputs, poll_seconds=0.02, stop=stop)
+        except BaseException as exc:  # the test's thread reports it
+            done["error"] = exc
+
+    def polls(n: int) -> None:  # n more polls, each committed
+        target = stop.pauses + n
+        _wait(f"{n} more polls", lambda: stop.pauses >= target or "error" in done, timeout=60)
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    try:
+        _wait("the 20 events scored", lambda: _lines(scores) >= 20 or "error" in done)
+        polls(1)
+        before = (state / "state.json").stat()
+        polls(5)
+        after = (state / "state.json").stat()
+        assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+        with open(log, "a") as out:
+            out.write(line(20, 1_765_000_020.0) + line(21, 1_765_000_021.0))
+        _wait("the new events scored", lambda: _lines(scores) >= 22 or "error" in done)
+        polls(1)
+        saved = json.loads((state / "state.json").read_text())
+    finally:
+        stop.set()
+        follower.join(timeout=60)
+    assert "error" not in done, done.get("error")
+    assert (state / "state.json").stat().st_ino != before.st_ino  # replaced: written again
+    assert saved["counts"]["events"] == 22
+    assert [p["offset"] for p in saved["positions"]] == [log.stat().st_size]
+    assert done["summary"].polls >= 8 and done["summary"].counts["events"] == 22
 
 
 def _conn_log(path: Path, n: int, bad_line_at: int | None = None) -> None:
