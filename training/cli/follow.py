@@ -127,6 +127,10 @@ def cmd_follow(args: argparse.Namespace) -> int:
         print(f"windows: {_events(summary.held)} held in open windows (scored when event time "
               f"passes their end by the grace), {_events(counts['late'])} that came after "
               "their window closed quarantined (totals since the state began)")
+    if summary.lost_files:  # each was warned of when found
+        print(f"{summary.lost_files:,} file{'' if summary.lost_files == 1 else 's'} removed "
+              f"before {'it was' if summary.lost_files == 1 else 'they were'} read to the end "
+              f"in this run: {summary.lost_bytes:,} bytes left unread were not scored")
     if summary.excursions:
         print(f"alert rate: {summary.excursions:,} excursion(s) past the guard's bound in this "
               "run, each warned about once on stderr")

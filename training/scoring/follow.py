@@ -98,7 +98,8 @@ class FollowOutputs:
 @dataclass
 class FollowSummary:
     """Counts of a following run, over its whole history (resumed runs included), and the
-    alert-rate excursions of this run (`RollingGuard`)."""
+    alert-rate excursions of this run (`RollingGuard`) and the files it lost: removed
+    before they were read to their end, with the bytes known to be left in them (`Tail`)."""
 
     model_name: str
     version: str
@@ -107,6 +108,8 @@ class FollowSummary:
     seconds: float = 0.0
     excursions: int = 0
     held: int = 0  # events of windows still open (window layers)
+    lost_files: int = 0
+    lost_bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -207,6 +210,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             torch.set_num_threads(before)
         summary.counts, summary.seconds = dict(run.counts), time.perf_counter() - started
         summary.excursions = guard.excursions
+        summary.lost_files, summary.lost_bytes = tail.lost_files, tail.lost_bytes
         summary.held = 0 if windows is None else windows.held
         return summary
     finally:

@@ -292,3 +292,46 @@ def test_the_scorers_own_files_inside_the_followed_folder_are_not_read(tmp_path,
                                           r"folder\); give another output path"):
         follow_events(registry, "vae", [DataSource("j", "json", {"path": "out/s.jsonl"})],
                       outputs, once=True)
+
+
+def test_files_removed_before_they_were_read_to_the_end_are_in_the_summary(tmp_path, capsys):
+    """The live conn.log holds a line the sensor has not finished (read only once whole); the
+    file is removed and a new conn.log written: the next run counts the file and its unread
+    bytes as lost, in the CLI's summary line and in `FollowSummary`'s fields."""
+    from training.scoring.tables import incidents_path
+    from training.tests.test_follow import _register as register_vae
+
+    register_vae(tmp_path)
+    registry = ModelRegistry(tmp_path / "models")
+    log, scores, alerts = tmp_path / "conn.log", tmp_path / "s.jsonl", tmp_path / "a.jsonl"
+    outputs = FollowOutputs(alerts=alerts, scores=scores, state=tmp_path / "s.jsonl.state",
+                            incidents=incidents_path(alerts))  # the CLI's defaults
+    sources = [DataSource("zeek0", "zeek", {"path": str(log)})]  # as the CLI names it
+
+    def replace(text: str) -> None:
+        """A new conn.log, made before the old one goes, so it cannot get the old inode."""
+        new = tmp_path / "conn.new"
+        new.write_text(text)
+        log.unlink()
+        new.rename(log)
+
+    unfinished = [line(20, T0 + 20)[:30], line(30, T0 + 30)[:45]]
+    log.write_text(header(T0) + _lines(range(20)) + unfinished[0])
+    first = follow_events(registry, "vae", sources, outputs, once=True).to_dict()
+    assert (first["lost_files"], first["lost_bytes"]) == (0, 0)  # fields even when none
+    replace(header(T0 + 25) + _lines(range(25, 30)) + unfinished[1])
+    assert main(["score", "--model", "vae", "--registry-dir", str(tmp_path / "models"),
+                 "--input", f"zeek:{log}", "--output", str(scores), "--alerts", str(alerts),
+                 "--once"]) == 0
+    out = capsys.readouterr().out
+    assert "25 events scored" in out
+    assert (f"1 file removed before it was read to the end in this run: {len(unfinished[0])} "
+            "bytes left unread were not scored") in out.splitlines()
+    replace(header(T0 + 40) + _lines(range(40, 45)))
+    third = follow_events(registry, "vae", sources, outputs, once=True)
+    assert (third.lost_files, third.lost_bytes) == (1, len(unfinished[1]))
+    assert third.counts["events"] == 30
+    assert main(["score", "--model", "vae", "--registry-dir", str(tmp_path / "models"),
+                 "--input", f"zeek:{log}", "--output", str(scores), "--alerts", str(alerts),
+                 "--once"]) == 0
+    assert "removed before" not in capsys.readouterr().out  # none lost: no line
