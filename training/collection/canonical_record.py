@@ -30,7 +30,7 @@ import pyarrow as pa
 from training.collection.canonical import DEFAULT_EVENT_TYPE, RAW_PREFIX
 from training.collection.record_ids import content_id, epoch_micros
 from training.collection.schema import CANONICAL_SCHEMA
-from training.collection.value_shapes import held_objects
+from training.collection.value_shapes import empty_held, held_objects
 from training.kernels.netaddr import _parse_one
 from training.sources.coerce import (
     _MAX_US, _MIN_US, NULL_TEXT, _direction, _parse_timestamp, _protocol_name,
@@ -246,7 +246,8 @@ def _holds_object(event: dict, source) -> bool:
     """Whether a mapped name holds an object (the batch path quarantines that record, or,
     where the record also spells a dotted name out, keeps it: `value_shapes`)."""
     return (any(isinstance(v, dict) for v in event.values())
-            and bool(held_objects(flatten_record(event), source)))
+            and (bool(held_objects(flatten_record(event), source))
+                 or empty_held(event, source) is not None))
 
 
 def _flat(event: dict, nested: bool) -> tuple[dict[str, object], list[str] | None]:

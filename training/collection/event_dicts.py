@@ -9,10 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from training.collection.canonical import canonicalize
 from training.collection.schema import CANONICAL_SCHEMA
+from training.collection.value_shapes import OBJECT, empty_held
 from training.errors import SchemaError
 from training.sources import DataSource, DataSourceType, RawBatch, create_source
 from training.sources.jsonparse import MAX_NESTING, nested_deeper, records_to_table
@@ -55,6 +57,12 @@ def events_table(events: Iterable[Mapping] | pa.Table) -> pa.Table:
             raise SchemaError(f"event {i} must be a non-empty dict of fields, got {record!r:.80}")
         if nested_deeper(record):
             raise SchemaError(f"event {i} is nested deeper than {MAX_NESTING} levels")
+        # An empty object leaves no column to find it by (`value_shapes`), and dicts have no
+        # raw text to look in: looked for here.
+        empty = empty_held(record, EVENT_SOURCE)
+        if empty is not None:
+            raise SchemaError(f"event {i}: {empty[0]} = '{orjson.dumps(empty[1]).decode()}' "
+                              f"{OBJECT}")
     n = len(records)
     raw = RawBatch(table=_records_table(records),
                    stream=_EVENTS, lines=np.full(n, -1, dtype=np.int64),

@@ -7,7 +7,9 @@ So a mapped name that holds an object rejects its record (quarantined with file,
 field, as a value that does not convert is), unless the name is a container: other mapped
 names lie under it (`source` of `source.ip`), or the source says it may hold one
 (`Source.object_fields`: ECS's `host`, `service`, ...). Zeek's writer flattens records itself,
-so no Zeek field is a container.
+so no Zeek field is a container. An empty object (`"proto": {}`) flattens into no column at
+all, so it is looked for in the records' raw text (their JSON), where the format has it, and
+rejects its record the same way.
 
 A list is kept where the format allows one (in ECS any field may be an array: its first item
 is the value); a format that writes some fields as one value names them
@@ -19,7 +21,8 @@ own line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -63,6 +66,8 @@ def wrong_shapes(table: pa.Table, source: Source, spans: Callable[[], Spans] | N
     found = Shapes()
     for name, columns in held_objects(table.column_names, source).items():
         _objects(table, name, columns, found)
+    if spans is not None:
+        _empty_objects(table, source, spans, found)
     mapped, _ = _names(source)
     for name in sorted(source.single_value_fields & mapped & set(table.column_names)):
         _lists(table, name, spans, source.format_name or "the format", found)
@@ -79,6 +84,74 @@ def held_objects(columns: Iterable[str], source: Source) -> dict[str, list[str]]
             if c == "." and column[:i] in mapped and column[:i] not in containers:
                 under.setdefault(column[:i], []).append(column)
     return under
+
+
+def empty_held(record: dict, source: Source) -> tuple[str, dict] | None:
+    """The first mapped name, no container, under which `record` holds an empty object
+    (`{"proto": {}}`, `{"proto": {"x": {}}}`), and the object there as the record wrote it
+    (its empty objects); flattening leaves no trace of them, so `held_objects` cannot see
+    them. None when there is none, or the record also spells the name out with a value
+    (`{"proto": 6, "proto.x": {}}`, which `_objects` keeps too)."""
+    empties = list(_empty_names(record, ""))
+    if not empties:
+        return None
+    mapped, containers = _names(source)
+    flat = flatten_record(record)
+    for empty in empties:
+        for at in [i for i, c in enumerate(empty) if c == "."] + [len(empty)]:
+            name = empty[:at]
+            if name in mapped and name not in containers and flat.get(name) is None:
+                return name, _nested({e: {} for e in empties if e.startswith(name + ".")},
+                                     len(name) + 1)
+    return None
+
+
+def _empty_names(record: dict, prefix: str) -> Iterator[str]:
+    """The dotted names at which `record` holds an empty object."""
+    for key, value in record.items():
+        if isinstance(value, dict):
+            if value:
+                yield from _empty_names(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}"
+
+
+def _empty_objects(table: pa.Table, source: Source, spans: Callable[[], Spans],
+                   found: Shapes) -> None:
+    """Rows whose record holds an empty object under a mapped name (see `empty_held`) and
+    no value of its own there, found in the rows' raw JSON: only rows whose text holds an
+    empty object are parsed (one scan of the batch's bytes, which real logs pass)."""
+    data, starts, ends = spans()
+    offsets = np.array([m.start() for m in _EMPTY.finditer(data)], dtype=np.int64)
+    if not len(offsets) or not len(starts):
+        return
+    if np.all(starts[1:] >= starts[:-1]):  # rows in file order: each `{}` to its row
+        rows = np.searchsorted(starts, offsets, side="right") - 1
+        rows = np.unique(rows[(rows >= 0) & (offsets < ends[np.maximum(rows, 0)])])
+    else:
+        rows = np.array([r for r in range(len(starts))
+                         if _EMPTY.search(data, int(starts[r]), int(ends[r]))], dtype=np.int64)
+    flagged = {f.field: f.mask for f in found.faults}
+    bad: dict[str, list[tuple[int, dict]]] = {}
+    for row in rows.tolist():
+        try:
+            record = orjson.loads(bytes(data[starts[row]:ends[row]]).removeprefix(_BOM))
+        except orjson.JSONDecodeError:
+            continue  # not JSON (a TSV row whose text holds "{}")
+        held = empty_held(record, source) if isinstance(record, dict) else None
+        if held is None or (held[0] in flagged and flagged[held[0]][row]):
+            continue
+        bad.setdefault(held[0], []).append((row, held[1]))
+    for name, held in bad.items():
+        at = np.array([row for row, _ in held], dtype=np.int64)
+        mask = np.zeros(table.num_rows, dtype=bool)
+        mask[at] = True
+        found.faults.append(Fault(mask, name, OBJECT,
+                                  _shown(table.num_rows, at, [shown for _, shown in held])))
+
+
+_EMPTY = re.compile(rb"\{\s*\}")
+_BOM = b"\xef\xbb\xbf"  # a first line's
 
 
 def _names(source: Source) -> tuple[frozenset[str], frozenset[str]]:
@@ -159,7 +232,7 @@ def _listed(line: bytes, name: str) -> list | None:
     """The list the JSON record on `line` holds at `name`; None when it holds none there (or
     the line is not JSON: a TSV row whose text starts with "[")."""
     try:
-        record = orjson.loads(line.removeprefix(b"\xef\xbb\xbf"))  # a first line's BOM
+        record = orjson.loads(line.removeprefix(_BOM))
     except orjson.JSONDecodeError:
         return None
     value = flatten_record(record).get(name) if isinstance(record, dict) else None

@@ -6,6 +6,7 @@ before (trial D5)."""
 from __future__ import annotations
 
 import json
+import re
 
 import orjson
 import pytest
@@ -37,6 +38,7 @@ def test_a_zeek_field_holding_an_object_is_quarantined_with_file_line_and_field(
     bad = [dict(r) for r in conn_lines]
     bad[4]["proto"] = {"x": 1}  # line 5
     bad[7]["orig_bytes"] = {"a": {"b": 2}}  # line 8
+    bad[9]["service"] = {}  # line 10: flattened into no column at all, not into a null
     log = _write(tmp_path / "conn.log", bad)
     collector = DataCollector([DataSource("zeek0", "zeek_logs", {"path": log})],
                               output_dir=tmp_path / "out", progress=False)
@@ -46,17 +48,18 @@ def test_a_zeek_field_holding_an_object_is_quarantined_with_file_line_and_field(
     assert [(q["file"], q["line"], q["field"], q["reason"]) for q in quarantine] == [
         (log, 5, "proto", f"proto = '{{\"x\":1}}' {OBJECT}"),
         (log, 8, "orig_bytes", f"orig_bytes = '{{\"a\":{{\"b\":2}}}}' {OBJECT}"),
+        (log, 10, "service", f"service = '{{}}' {OBJECT}"),
     ]
     stats = collector.get_stats()
-    assert (stats["events"], stats["quarantined"]) == (10, 2)
-    assert stats["quarantine_reasons"] == {"proto": 1, "orig_bytes": 1}
+    assert (stats["events"], stats["quarantined"]) == (9, 3)
+    assert stats["quarantine_reasons"] == {"proto": 1, "orig_bytes": 1, "service": 1}
     table, _ = collect("parquet", events)
     assert not [c for c in table.column_names if c.startswith(("proto.", "orig_bytes."))]
     clean, _ = collect("zeek_logs", _write(tmp_path / "clean" / "conn.log", conn_lines))
-    kept = [r for i, r in enumerate(clean["event_id"].to_pylist()) if i not in (4, 7)]
+    kept = [r for i, r in enumerate(clean["event_id"].to_pylist()) if i not in (4, 7, 9)]
     assert table["event_id"].to_pylist() == kept
     assert table["protocol"].to_pylist() == [r["proto"] for i, r in enumerate(conn_lines)
-                                             if i not in (4, 7)]
+                                             if i not in (4, 7, 9)]
 
 
 def test_a_list_where_zeek_writes_one_value_is_quarantined(conn_lines, tmp_path):
@@ -88,19 +91,25 @@ def test_ecs_containers_still_flatten_and_a_leaf_holding_an_object_is_quarantine
            "host": {"name": "web1", "os": {"family": "linux"}}, "service": {"type": "zeek"},
            "user": {"id": "7"}, "process": {"pid": 3}, "event": {"action": "connection"}}
     bad = {**doc, "network": {"transport": {"name": "tcp"}}}
-    table, collector = collect("json_file", _write(tmp_path / "e.json", [doc, bad]))
+    empty = {**doc, "network": {"transport": {}}}
+    bare = {**doc, "user": {}}  # a container may be empty
+    table, collector = collect("json_file", _write(tmp_path / "e.json", [doc, bad, empty, bare]))
     assert [(r.line, r.field, r.reason) for r in collector.quarantined] == [
-        (2, "network.transport", f"network.transport = '{{\"name\":\"tcp\"}}' {OBJECT}")]
+        (2, "network.transport", f"network.transport = '{{\"name\":\"tcp\"}}' {OBJECT}"),
+        (3, "network.transport", f"network.transport = '{{}}' {OBJECT}")]
+    assert table.num_rows == 2
     row = table.to_pylist()[0]
     assert (row["source_ip"], row["source_port"], row["dest_port"], row["protocol"],
             row["host"], row["event_type"]) == ("10.0.0.1", 5, 80, "tcp", "web1", "connection")
     assert (row["service.type"], row["host.os.family"], row["user.id"]) == ("zeek", "linux", "7")
 
 
-def test_the_per_event_path_declines_what_the_batch_path_quarantines():
-    event = {"timestamp": "2024-06-01T00:00:00Z", "protocol": {"x": 1}}
+@pytest.mark.parametrize("value, shown", [({"x": 1}, '{"x":1}'), ({}, "{}"),
+                                          ({"x": {}}, '{"x":{}}')])
+def test_the_per_event_path_declines_what_the_batch_path_quarantines(value, shown):
+    event = {"timestamp": "2024-06-01T00:00:00Z", "protocol": value}
     assert canonical_record(event, EVENT_SOURCE) is None
-    with pytest.raises(SchemaError, match=rf"event 0: protocol = '{{\"x\":1}}' {OBJECT}"):
+    with pytest.raises(SchemaError, match=rf"event 0: protocol = '{re.escape(shown)}' {OBJECT}"):
         events_table([event])
     container = {"timestamp": "2024-06-01T00:00:00Z", "host": {"name": "web1"}}
     assert canonical_record(container, EVENT_SOURCE).values["host"] == "web1"
