@@ -29,9 +29,10 @@ logs) makes every one of them alert; when that is more than twice the budget (an
 the threshold moves to the next score above the tie, or just above the largest score, where
 the rate to expect is the conformal 1 / (n + 1): a new benign unit beats all n that often.
 
-Tail probability: with F the reference scores' distribution function (interpolated between
-the stored quantiles) and n their number, p(s) = (1 + n (1 - F(s))) / (n + 1): the conformal
-p-value, 1 below every reference score. Above the largest one, m, it would stay at 1 / (n + 1)
+Tail probability: with F(s-) the share of reference scores strictly below s (interpolated
+between the stored quantiles) and n their number, p(s) = (1 + n (1 - F(s-))) / (n + 1): the
+conformal p-value, counting the scores tied with s as at or above it, 1 below every reference
+score. Above the largest one, m, it would stay at 1 / (n + 1)
 however far a score goes, so that units far out and units just past m tie, and a fused score
 could not tell them apart. There it goes on as an exponential tail, the peaks-over-threshold
 model with a shape of 0: p(s) = exp(-(s - m) / beta) / (n + 1), beta the mean excess of the
@@ -218,9 +219,18 @@ class Calibration:
 
     def cdf(self, scores: np.ndarray) -> np.ndarray:
         """F(s): the share of reference scores at or below each score, interpolated."""
+        return self._share(scores, "right")
+
+    def share_below(self, scores: np.ndarray) -> np.ndarray:
+        """The share of reference scores strictly below each score, interpolated: F(s) less
+        the scores tied with s. Real logs tie often (4% of a validation part at one value), and
+        a score in a tie is as common as its tie, not beyond it."""
+        return self._share(scores, "left")
+
+    def _share(self, scores: np.ndarray, side: str) -> np.ndarray:
         s = np.asarray(scores, dtype=np.float64)
         values, levels = np.asarray(self.values), np.asarray(self.levels)
-        k = np.searchsorted(values, s, side="right")  # values[:k] <= s
+        k = np.searchsorted(values, s, side=side)  # values[:k] <= s ("right") or < s ("left")
         inner = (k > 0) & (k < len(values))
         lo = np.clip(k - 1, 0, len(values) - 1)
         hi = np.clip(k, 0, len(values) - 1)
@@ -236,7 +246,7 @@ class Calibration:
         docstring)."""
         s = np.asarray(scores, dtype=np.float64)
         n, largest, scale = self.n_scores, self.values[-1], self.tail_scale
-        p = (1.0 + n * (1.0 - self.cdf(s))) / (n + 1.0)
+        p = (1.0 + n * (1.0 - self.share_below(s))) / (n + 1.0)
         with np.errstate(invalid="ignore"):  # NaN scores stay NaN
             beyond = np.maximum(s - largest, 0.0)
         if scale > 0:
@@ -264,8 +274,10 @@ class Calibration:
         return float(area / (1.0 - TAIL_FROM))
 
     def percentile(self, scores: np.ndarray) -> np.ndarray:
-        """Where each score sits among the benign validation scores, 0..100."""
-        return 100.0 * self.cdf(scores)
+        """Where each score sits among the benign validation scores, 0..100: the share of them
+        below it, so that 100 - percentile is the share at or above it (a score tied with the
+        largest 4% reads 96, not 100), as the tail probability counts."""
+        return 100.0 * self.share_below(scores)
 
     @property
     def rule(self) -> str:
