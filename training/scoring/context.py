@@ -4,10 +4,12 @@ and for a host log which process ran which command line.
 Every scored unit (an event, an edge, a host window) carries the context of the events behind
 it, whatever the layer, by one rule: a context column holds the value its events share, and is
 null where they disagree (an edge's events share their addresses but not their source ports; a
-host window's events share the host's address). `first_seen` and `last_seen` bound the events'
-times. `process` and `command_line` are the canonical event fields (a Windows, Sysmon or
-process event's; null for flows). `sensor_id` is the sensor's own id of the flow: the Zeek
-(or IoT-23 CSV) `uid`, else Suricata's `flow_id`; `community_id` joins one flow across sensors.
+host window's events share the host's address). An event without the value disagrees with one
+that has it: a window of DNS and TLS flows shows no `service`, not "dns". `first_seen` and
+`last_seen` bound the events' times. `process` and `command_line` are the canonical event
+fields (a Windows, Sysmon or process event's; null for flows). `sensor_id` is the sensor's own
+id of the flow: the Zeek (or IoT-23 CSV) `uid`, else Suricata's `flow_id`; `community_id` joins
+one flow across sensors.
 A unit of several events (an edge, a window) also lists its top `TOP_EVENTS` events with their
 own context (`top_events`): those that moved the most bytes (both ways), the earliest first on
 ties.
@@ -79,7 +81,8 @@ def unit_context(events: pa.Table, event_ids: pa.Array | pa.ChunkedArray) -> pa.
 
     Returns:
         A table with one row per unit: the value its events share in each context column
-        (null where they differ or none is known), and its events' first and last times.
+        (null where they differ, where only some of them have one, or none is known), and its
+        events' first and last times.
     """
     if isinstance(event_ids, pa.ChunkedArray):
         event_ids = event_ids.combine_chunks()
@@ -95,8 +98,11 @@ def unit_context(events: pa.Table, event_ids: pa.Array | pa.ChunkedArray) -> pa.
         return context.take(rows)  # one event per unit: its own context
     parents = pc.list_parent_indices(event_ids)
     taken = context.drop_columns(["top_events"]).take(rows).append_column("unit", parents)
+    # Nulls count as a value of their own: an event without the value disagrees with one that
+    # has it, so {null, "dns"} is two values and shares none.
+    every = pc.CountOptions(mode="all")
     grouped = taken.group_by("unit").aggregate(
-        [(name, "count_distinct") for name in _SHARED] + [(name, "max") for name in _SHARED]
+        [(name, "count_distinct", every) for name in _SHARED] + [(name, "max") for name in _SHARED]
         + [("first_seen", "min"), ("last_seen", "max")])
     # Units without a known event get no row from group_by: place rows by unit index.
     where = pc.index_in(pa.array(range(len(event_ids)), pa.int64()),

@@ -96,7 +96,8 @@ def test_units_of_many_events_keep_the_values_their_events_share():
         ("10.0.0.1", "10.0.0.9", 80, None, "conn"), ("10.0.0.1", "8.8.8.8", 53, 5002, "dns"),
         ("10.0.0.1", None, None, None, None), (None, None, None, None, None),
         (None, None, None, None, None)]
-    assert [r["sensor_id"] for r in rows] == ["C1", None, "C1", None, None]
+    # c has no uid: it disagrees with a and b, so the three share none
+    assert [r["sensor_id"] for r in rows] == ["C1", None, None, None, None]
     assert [(r["first_seen"], r["last_seen"]) for r in rows] == [
         (t[0].as_py(), t[1].as_py()), (t[2].as_py(), t[2].as_py()),
         (t[0].as_py(), t[2].as_py()), (None, None), (None, None)]
@@ -104,6 +105,47 @@ def test_units_of_many_events_keep_the_values_their_events_share():
     assert [[(e["event_id"], e["bytes"], e["dest_port"]) for e in r["top_events"]]
             for r in rows] == [[("b", 500, 80), ("a", 10, 80)], [("c", 0, 53)],
                                [("b", 500, 80), ("a", 10, 80), ("c", 0, 53)], [], []]
+
+
+# (source type, file, layer-3 options, a window of events with and without a value, its size,
+# a column the window's events share, a column only some of them have)
+MIXED_WINDOWS = [
+    ("windows_events", "windows_otrf_security_datasets/psh_lsass_memory_dump_comsvcs.zip",
+     {"entity": "host", "bucket_seconds": 10}, "WORKSTATION5@2020-10-18T23:50:00.000000", 160,
+     ("host", "WORKSTATION5"), "command_line"),
+    ("csv_file", "iot23/CTU-Malware-Capture-20-1-labeled.csv", {},
+     "192.168.100.103@2018-10-02T22:53:00.000000", 6, ("source_ip", "192.168.100.103"),
+     "service"),
+]
+
+
+@pytest.mark.parametrize("kind,path,options,window,size,shared,partial", MIXED_WINDOWS,
+                         ids=["otrf-host-window", "iot23-layer3"])
+def test_a_window_shows_a_value_only_when_every_event_has_it(datasets, kind, path, options,
+                                                            window, size, shared, partial):
+    from training.layers.layer3 import Layer3
+    from training.tests.conftest import collect
+
+    events, _ = collect(kind, datasets / path)
+    layer = Layer3.for_labels(**options)
+    columns = layer.unit_columns(layer.featurize(events))
+    context = unit_context(events, columns["event_ids"]).to_pylist()
+    names = (*CONTEXT_FIELDS, "process", "command_line", "sensor_id")
+    own = dict(zip(events["event_id"].to_pylist(),
+                   unit_context(events, pa.array([[i] for i in events["event_id"].to_pylist()],
+                                                 pa.list_(pa.string()))).to_pylist()))
+    mixed = 0  # (window, column)s where some events have a value and some have none
+    for ids, row in zip(columns["event_ids"].to_pylist(), context):
+        for name in names:
+            values = {own[i][name] for i in ids}
+            mixed += len(values) > 1 and None in values
+            assert row[name] == (next(iter(values)) if len(values) == 1 else None), name
+    assert mixed > 0
+    row = context[columns["unit"].to_pylist().index(window)]
+    ids = columns["event_ids"].to_pylist()[columns["unit"].to_pylist().index(window)]
+    values = {own[i][partial] for i in ids}
+    assert len(ids) == size and None in values and len(values) >= 2  # some events have one
+    assert (row[shared[0]], row[partial]) == (shared[1], None)
 
 
 def test_an_alert_line_shows_its_hosts_and_first_reason():
