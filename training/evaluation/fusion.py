@@ -119,6 +119,22 @@ def event_tail_probabilities(event_ids: Any, unit_event_ids: pa.Array | pa.Chunk
     Raises:
         SchemaError: as many tail probabilities as units are needed.
     """
+    return event_tail_units(event_ids, unit_event_ids, unit_p)[0]
+
+
+def event_tail_units(event_ids: Any, unit_event_ids: pa.Array | pa.ChunkedArray,
+                     unit_p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """As `event_tail_probabilities`, and which unit gives each event its tail probability
+    (the one whose reasons explain the event's evidence in that layer).
+
+    Returns:
+        (events,) float64 tail probabilities (NaN where no unit covers the event) and
+        (events,) int64 the row of the unit that has it, the first such unit on a tie
+        (-1 where none covers it).
+
+    Raises:
+        SchemaError: as many tail probabilities as units are needed.
+    """
     lists = (unit_event_ids.combine_chunks() if isinstance(unit_event_ids, pa.ChunkedArray)
              else unit_event_ids)
     unit_p = np.asarray(unit_p, dtype=np.float64).reshape(-1)
@@ -129,9 +145,15 @@ def event_tail_probabilities(event_ids: Any, unit_event_ids: pa.Array | pa.Chunk
     rows = rows.to_numpy(zero_copy_only=False)
     owner = np.asarray(lists.value_parent_indices(), dtype=np.int64)
     keep = ~np.isnan(rows.astype(np.float64))
-    out = np.full(len(ids), np.inf)
-    np.minimum.at(out, rows[keep].astype(np.int64), unit_p[owner[keep]])
-    return np.where(np.isinf(out), np.nan, out)
+    rows, owner = rows[keep].astype(np.int64), owner[keep]
+    # Per event, its units by p, then by row: the first of each event's run is its smallest.
+    order = np.lexsort((owner, unit_p[owner], rows))
+    rows, owner = rows[order], owner[order]
+    first = np.ones(len(rows), bool)
+    first[1:] = rows[1:] != rows[:-1]
+    p, unit = np.full(len(ids), np.nan), np.full(len(ids), -1, np.int64)
+    p[rows[first]], unit[rows[first]] = unit_p[owner[first]], owner[first]
+    return p, unit
 
 
 @dataclass(frozen=True)

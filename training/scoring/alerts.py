@@ -66,32 +66,55 @@ class AlertRows:
         scores = self.layer.score(self.model, units)
         return self.rows(units, scores, events), scores
 
-    def rows(self, units: Any, scores: np.ndarray, events: pa.Table) -> pa.RecordBatch:
-        """The rows of one batch: `units` made from `events`, with their `scores`."""
+    def rows(self, units: Any, scores: np.ndarray, events: pa.Table,
+             explained: dict[int, list[Any]] | None = None) -> pa.RecordBatch:
+        """The rows of one batch: `units` made from `events`, with their `scores`.
+
+        Args:
+            explained: the reasons of (at least) the units `to_explain(scores)` names, as
+                `explain` gives them, where the caller has them already; None: explained here.
+        """
         alert = scores >= self.threshold
+        rows = self.to_explain(scores)
+        if explained is None:
+            explained = self.explain(units, rows, events)
+        reasons: list = [None] * len(alert)
+        for row in rows.tolist():
+            reasons[row] = explained.get(row)
         return unit_rows(self.layer.unit_columns(units), scores, events, layer=self.layer.name,
                          threshold=self.threshold, calibration=self.calibration,
-                         reasons=self._reasons(units, alert, scores, events))
+                         reasons=reasons_column(reasons))
 
-    def _reasons(self, units: Any, alert: np.ndarray, scores: np.ndarray,
-                 events: pa.Table) -> pa.Array:
-        reasons: list = [None] * len(alert)
-        rows = np.flatnonzero(alert)
-        if len(rows) > MAX_EXPLAINED:  # a threshold far too low must not stall scoring
-            if not self.capped:
-                logger.warning("more than %d alerts in a batch: only the %d highest-scoring of "
-                               "each batch carry reasons", MAX_EXPLAINED, MAX_EXPLAINED)
-                self.capped = True
-            rows = np.sort(rows[np.argsort(-scores[rows], kind="stable")[:MAX_EXPLAINED]])
-        if self.explains and len(rows):
-            try:
-                for row, unit in zip(rows.tolist(), self.layer.explain(self.model, units, rows,
-                                                                       events=events)):
-                    reasons[row] = unit
-            except NotSupportedError as exc:
-                logger.warning("alerts carry no reasons: %s", exc)
-                self.explains = False
-        return reasons_column(reasons)
+    def to_explain(self, scores: np.ndarray) -> np.ndarray:
+        """The rows of the alerting units that get reasons: all of them, or past
+        `MAX_EXPLAINED` the highest-scoring (ascending rows)."""
+        return self.most(np.flatnonzero(scores >= self.threshold), scores)
+
+    def most(self, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+        """`rows`, or past `MAX_EXPLAINED` of them the highest-scoring by `scores` (their own
+        or their events'), ascending; warns once that some go without reasons."""
+        if len(rows) <= MAX_EXPLAINED:  # a threshold far too low must not stall scoring
+            return np.asarray(rows, np.int64)
+        if not self.capped:
+            logger.warning("more than %d alerts in a batch: only the %d highest-scoring of "
+                           "each batch carry reasons", MAX_EXPLAINED, MAX_EXPLAINED)
+            self.capped = True
+        return np.sort(rows[np.argsort(-scores[rows], kind="stable")[:MAX_EXPLAINED]])
+
+    def explain(self, units: Any, rows: np.ndarray, events: pa.Table
+                ) -> dict[int, list[Any]]:
+        """The reasons of units `rows` (`Layer.explain`), by row; none once the layer or its
+        detector has said it cannot split its scores (logged once)."""
+        rows = np.unique(np.asarray(rows, np.int64))
+        if not self.explains or not len(rows):
+            return {}
+        try:
+            return dict(zip(rows.tolist(), self.layer.explain(self.model, units, rows,
+                                                              events=events)))
+        except NotSupportedError as exc:
+            logger.warning("alerts carry no reasons: %s", exc)
+            self.explains = False
+            return {}
 
 
 def unit_rows(columns: dict[str, Any], scores: np.ndarray, events: pa.Table, *, layer: str,

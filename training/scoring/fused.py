@@ -11,9 +11,14 @@ smallest over its units, and combines them.
 
 One output row per event, the columns of `training.scoring.batch` (`unit` is the event id,
 `score` the fused score, `is_alert` score >= the fused threshold, `event_ids` the event itself,
-`layer` "fused", `percentile` among the fused validation scores, the event's context; no
-reasons) and one `tail_<layer>` column per layer: the event's tail probability there (null
-where no unit of the layer covers it).
+`layer` "fused", `percentile` among the fused validation scores, the event's context) and one
+`tail_<layer>` column per layer: the event's tail probability there (null where no unit of the
+layer covers it). A fused alert's `reasons` are those of the layer unit that drove it: the unit
+with the smallest tail probability among the event's (the one min-p takes), each field named
+with its layer ("layer2: bytes_sent", the contributions summing to that unit's score in its
+layer). Each layer explains its units once, for its own alerts and the fused alerts it drives
+together; as for a layer's alerts, at most `alerts.MAX_EXPLAINED` units of a layer in a batch are
+explained, those of the highest fused scores.
 
 Live scoring (`score --follow --model fused`) scores each micro-batch as it is read, before the
 windows of the window layers (2, 3) have closed: `FusedDetector(..., per_event=True)` counts
@@ -40,8 +45,9 @@ from training.artifacts.file_set import FileSet
 from training.collection.collector import DataSource
 from training.errors import CheckpointError, NotFoundError, NotSupportedError
 from training.evaluation.calibration import Calibration
-from training.evaluation.fusion import FUSED_NAME, Fusion, event_tail_probabilities, fused_scores
+from training.evaluation.fusion import FUSED_NAME, Fusion, event_tail_units, fused_scores
 from training.layers.base import TIME
+from training.layers.reasons import Reason, reasons_column
 from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
 from training.collection.collector import DataCollector
@@ -132,14 +138,19 @@ class FusedDetector:
     def __init__(self, registry: ModelRegistry, *, per_event: bool = False) -> None:
         self.fusion = load_fusion(registry.registry_dir)
         self.per_event = per_event
-        self.parts = []
+        self.parts, self.explainers = [], []
         for entry in self.fusion.models:
             loaded = registry.load_model(entry["model_name"], entry["version"])
             where = f"{entry['model_name']} {entry['version']}"
             if loaded.calibration is None:
                 raise CheckpointError(f"{where} has no calibration, so its scores have no tail "
                                       "probability to fuse; retrain it")
-            self.parts.append((layer_for_spec(loaded.feature_spec, where), loaded))
+            layer = layer_for_spec(loaded.feature_spec, where)
+            self.parts.append((layer, loaded))
+            # Each layer's own rows: its units at its model's threshold, and the reasons of
+            # the units that drive fused alerts (`score_with_units`).
+            self.explainers.append(AlertRows(layer, loaded.model, _threshold(loaded, where),
+                                             loaded.calibration))
             stage = registry.get_metadata(entry["model_name"], entry["version"]).stage
             if stage != "production":  # the pipeline fuses every layer it trained
                 logger.warning("%s", not_in_production(registry, entry["model_name"],
@@ -171,35 +182,74 @@ class FusedDetector:
         incidents group, each once (a fused row repeats its edge's or window's evidence in
         every one of its events)."""
         ids = np.asarray(events["event_id"].cast(pa.string()).to_pylist(), dtype=object)
-        columns, known, layer_rows = [], [], []
+        columns, drivers, known, scored = [], [], [], []
         for layer, loaded in self.parts:
             if self.per_event and not layer.streams:  # its windows are still open
                 columns.append(np.ones(len(ids)))
+                drivers.append(np.full(len(ids), -1))
                 known.append(False)
                 continue
             units = layer.featurize(events)
             scores = layer.score(loaded.model, units)
-            p = loaded.calibration.tail_probability(scores)
-            columns.append(event_tail_probabilities(
-                ids, layer.unit_columns(units)["event_ids"], p))
+            p, driver = event_tail_units(ids, layer.unit_columns(units)["event_ids"],
+                                         loaded.calibration.tail_probability(scores))
+            columns.append(p)
+            drivers.append(driver)
             known.append(True)
-            if with_units:
-                threshold = _threshold(loaded, f"{loaded.metadata.model_name} "
-                                                f"{loaded.metadata.version}")
-                rows = AlertRows(layer, loaded.model, threshold, loaded.calibration)
-                layer_rows.append(rows.rows(units, scores, events))
+            scored.append((len(known) - 1, units, scores))
         tails = np.column_stack(columns)  # (events, layers)
         scores = fused_scores(tails, self.fusion.rule)
+        drivers = np.column_stack(drivers)  # (events, layers): the unit giving each its p
+        reasons: list = [None] * len(ids)
+        layer_rows = []
+        for i, units, layer_scores in scored:  # each layer explains its units once
+            rows = self.explainers[i]
+            driven = self._driven(i, tails, drivers, scores)
+            alerts = rows.to_explain(layer_scores) if with_units else np.zeros(0, np.int64)
+            explained = rows.explain(units, np.concatenate([alerts, driven[:, 1]]), events)
+            named = {u: labeled(self.parts[i][0].name, r) for u, r in explained.items()}
+            for event, unit in driven.tolist():
+                reasons[event] = named.get(unit)
+            if with_units:
+                layer_rows.append(rows.rows(units, layer_scores, events, explained))
         id_array = pa.array(ids, pa.string())
         one_each = pa.array(np.arange(len(ids) + 1, dtype=np.int32))
         unit = {"unit": id_array, "time": events["timestamp"].combine_chunks().cast(TIME),
                 "event_ids": pa.ListArray.from_arrays(one_each, id_array)}
         rows = unit_rows(unit, scores, events, layer=FUSED_NAME, threshold=self.threshold,
-                         calibration=self.calibration)
+                         calibration=self.calibration, reasons=reasons_column(reasons))
         tail_arrays = [pa.array(tails[:, i], mask=np.isnan(tails[:, i])) if ok
                        else pa.nulls(len(ids), pa.float64()) for i, ok in enumerate(known)]
         return pa.RecordBatch.from_arrays([*rows.columns, *tail_arrays],
                                           schema=self.schema), scores, layer_rows
+
+    def _driven(self, layer: int, tails: np.ndarray, drivers: np.ndarray, scores: np.ndarray
+                ) -> np.ndarray:
+        """The fused alerts that layer `layer` drives, as (event row, unit row) pairs: those
+        whose smallest tail probability is its (the first layer's on a tie), for at most
+        `alerts.MAX_EXPLAINED` of its units, those of the highest fused scores.
+
+        Shapes:
+            tails, drivers: (events, layers); scores: (events,) -> (pairs, 2).
+        """
+        alert = scores >= self.threshold
+        # min-p takes the smallest p; under Fisher it is the strongest evidence of the sum.
+        driver = np.argmin(np.where(np.isnan(tails), np.inf, tails), axis=1)
+        events = np.flatnonzero(alert & (driver == layer) & (drivers[:, layer] >= 0))
+        units = drivers[events, layer]
+        best = np.full(int(units.max(initial=-1)) + 1, -np.inf)
+        np.maximum.at(best, units, scores[events])  # a unit counts by its best event
+        kept = self.explainers[layer].most(np.unique(units), best)
+        events = events[np.isin(units, kept)]
+        return np.column_stack([events, drivers[events, layer]]).astype(np.int64)
+
+
+def labeled(layer: str, reasons: list[Reason]) -> list[Reason]:
+    """A layer unit's reasons as a fused alert carries them: each field named with the layer
+    it comes from ("layer2: bytes_sent"); the contributions sum to that unit's score in its
+    layer, not to the fused score."""
+    return [Reason(f"{layer}: {r.field}", r.contribution, r.observed, r.typical)
+            for r in reasons]
 
 
 def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table,
