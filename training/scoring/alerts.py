@@ -14,7 +14,7 @@ One row per unit the layer scores (`AlertRows`; the fused detector's rows come f
 | threshold | float32 | the model's anomaly threshold |
 | percentile | float32 | where the score sits among the model's benign validation scores, 0..100 (null for a model saved without a calibration) |
 | reference_scores | int32 | how many validation scores that percentile is among (null with it): a score past all of 2,000 is a 1-in-2,001 event for benign traffic, whatever the percentile's decimals |
-| event_type ... community_id, host, user, process, command_line, sensor_id, first_seen, last_seen, top_events | | the event context (`training.scoring.context`; `process` and `command_line` are null in files written before them) |
+| event_type ... community_id, host, user, process, command_line, sensor_id, first_seen, last_seen, top_events | | the event context (`training.scoring.context`; `process` and `command_line`, also those of `top_events`, are null in files written before them) |
 | reasons | list<struct<field, contribution, observed, typical>> | an alert's top reasons (`training.layers.reasons`); null for units that do not alert, for every unit when the layer or detector cannot explain its scores, and beyond the `MAX_EXPLAINED` highest-scoring alerts of a batch (each logged once) |
 """
 

@@ -11,8 +11,9 @@ fields (a Windows, Sysmon or process event's; null for flows). `sensor_id` is th
 id of the flow: the Zeek (or IoT-23 CSV) `uid`, else Suricata's `flow_id`; `community_id` joins
 one flow across sensors.
 A unit of several events (an edge, a window) also lists its top `TOP_EVENTS` events with their
-own context (`top_events`): those that moved the most bytes (both ways), the earliest first on
-ties.
+own context, process and command line included (`top_events`): those that moved the most bytes
+(both ways); on equal bytes (host logs move none) those with a command line, then those of the
+event types the unit has fewest of, then the earliest (`_top_events` says why).
 """
 
 from __future__ import annotations
@@ -27,15 +28,14 @@ TIME = pa.timestamp("us", tz="UTC")
 # Canonical columns an analyst reads first, in output order.
 CONTEXT_FIELDS = ("event_type", "source_ip", "source_port", "dest_ip", "dest_port", "protocol",
                   "service", "community_id", "host", "user")
-# A host log's process and command line (null for flows); not in `top_events`, whose events
-# are the flows of a window unit.
+# A host log's process and command line (null for flows).
 PROCESS_FIELDS = ("process", "command_line")
 _CANONICAL_CONTEXT = (*CONTEXT_FIELDS, *PROCESS_FIELDS)
 # Source fields (kept as extras by the collector) that hold the sensor's own flow id, in order.
 SENSOR_ID_FIELDS = ("uid", "flow_id")
 TOP_EVENTS = 3
 EVENT_CONTEXT = pa.struct([("event_id", pa.string()), ("timestamp", TIME),
-                          *[(n, CANONICAL_SCHEMA.field(n).type) for n in CONTEXT_FIELDS],
+                          *[(n, CANONICAL_SCHEMA.field(n).type) for n in _CANONICAL_CONTEXT],
                           ("bytes", pa.int64())])
 CONTEXT_SCHEMA = pa.schema([
     *[(name, CANONICAL_SCHEMA.field(name).type) for name in _CANONICAL_CONTEXT],
@@ -44,6 +44,27 @@ CONTEXT_SCHEMA = pa.schema([
 ])
 _SHARED = [f.name for f in CONTEXT_SCHEMA if f.name not in ("first_seen", "last_seen",
                                                               "top_events")]
+
+
+def conform_top_events(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """`top_events` read from a file written before some `EVENT_CONTEXT` fields existed (its
+    events' `process` and `command_line`), with those fields null; fields are matched by name.
+    (pyarrow's own cast fills missing struct fields only from pyarrow 19 on.)"""
+    wanted = pa.list_(EVENT_CONTEXT)
+    if column.type == wanted:
+        return column
+    chunks = []
+    for chunk in column.chunks:
+        values = chunk.flatten()  # the chunk's events, unit after unit
+        have = {values.type.field(i).name for i in range(values.type.num_fields)}
+        fields = [values.field(f.name).cast(f.type) if f.name in have
+                  else pa.nulls(len(values), f.type) for f in EVENT_CONTEXT]
+        structs = pa.StructArray.from_arrays(fields, fields=list(EVENT_CONTEXT))
+        lengths = pc.fill_null(pc.list_value_length(chunk), 0).to_numpy()
+        offsets = pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32))
+        chunks.append(pa.ListArray.from_arrays(offsets, structs, type=wanted,
+                                               mask=chunk.is_null()))
+    return pa.chunked_array(chunks, type=wanted)
 
 
 def sensor_ids(events: pa.Table) -> pa.Array:
@@ -126,7 +147,18 @@ def unit_context(events: pa.Table, event_ids: pa.Array | pa.ChunkedArray) -> pa.
 
 
 def _top_events(events: pa.Table, rows: pa.Array, parents: pa.Array, n_units: int) -> pa.Array:
-    """Per unit, its `TOP_EVENTS` events that moved the most bytes, with their context."""
+    """Per unit, its `TOP_EVENTS` events with their context, the most telling first.
+
+    The order, read from the unit's own events alone (no other layer's model is needed, and a
+    unit lists the same events whichever units share its batch):
+    1. the most bytes, both ways: a flow's volume is what an analyst weighs first;
+    2. a command line before none: host logs move no bytes, and a process creation (Sysmon 1,
+       Security 4688) is the event that says what ran; nearly every host event names a process
+       (the one acting), so `process` alone would pick out nothing;
+    3. the event types the unit has fewest of: the one service install or log clear among
+       hundreds of registry writes and image loads;
+    4. the earliest.
+    """
     known = pc.is_valid(rows)
     rows, parents = rows.filter(known), parents.filter(known)
     taken = events.take(rows)
@@ -134,9 +166,11 @@ def _top_events(events: pa.Table, rows: pa.Array, parents: pa.Array, n_units: in
     for name in ("bytes_sent", "bytes_received"):
         if name in taken.column_names:
             volume += pc.fill_null(taken[name], 0).to_numpy().astype(np.int64)
-    table = pa.table({"unit": parents, "bytes": volume, "time": taken["timestamp"].cast(TIME),
-                      "at": pa.array(np.arange(len(taken)))})
+    table = pa.table({"unit": parents, "bytes": volume, "command": _has_command_line(taken),
+                      "kind_count": _kind_counts(taken, parents),
+                      "time": taken["timestamp"].cast(TIME), "at": pa.array(np.arange(len(taken)))})
     order = pc.sort_indices(table, [("unit", "ascending"), ("bytes", "descending"),
+                                    ("command", "descending"), ("kind_count", "ascending"),
                                     ("time", "ascending"), ("at", "ascending")]).to_numpy()
     unit = table["unit"].to_numpy()[order]
     starts = np.r_[0, np.flatnonzero(np.diff(unit)) + 1].astype(np.int64)
@@ -146,7 +180,7 @@ def _top_events(events: pa.Table, rows: pa.Array, parents: pa.Array, n_units: in
     fields = {"event_id": chosen["event_id"], "timestamp": chosen["timestamp"].cast(TIME),
               **{n: (chosen[n].cast(CANONICAL_SCHEMA.field(n).type) if n in chosen.column_names
                      else pa.nulls(len(chosen), CANONICAL_SCHEMA.field(n).type))
-                 for n in CONTEXT_FIELDS},
+                 for n in _CANONICAL_CONTEXT},
               "bytes": table["bytes"].take(pa.array(keep)).cast(pa.int64())}
     structs = pa.StructArray.from_arrays([pa.chunked_array(v).combine_chunks()
                                           if isinstance(v, pa.ChunkedArray) else v
@@ -154,3 +188,24 @@ def _top_events(events: pa.Table, rows: pa.Array, parents: pa.Array, n_units: in
     counts = np.bincount(table["unit"].to_numpy()[keep], minlength=n_units)
     offsets = pa.array(np.r_[0, np.cumsum(counts)].astype(np.int32))
     return pa.ListArray.from_arrays(offsets, structs, type=pa.list_(EVENT_CONTEXT))
+
+
+def _has_command_line(events: pa.Table) -> np.ndarray:
+    """1 for each event with a (non-empty) command line, else 0."""
+    if "command_line" not in events.column_names:
+        return np.zeros(events.num_rows, np.int8)
+    text = events["command_line"].cast(pa.string())
+    return pc.fill_null(pc.greater(pc.utf8_length(text), 0), False).to_numpy(
+        zero_copy_only=False).astype(np.int8)
+
+
+def _kind_counts(events: pa.Table, parents: pa.Array) -> np.ndarray:
+    """For each event, how many events of its unit (`parents`) have its event type (events
+    without one count as one more type)."""
+    if "event_type" not in events.column_names or not events.num_rows:
+        return np.zeros(events.num_rows, np.int64)
+    kinds = pc.dictionary_encode(events["event_type"].cast(pa.string()).combine_chunks())
+    kind = pc.fill_null(kinds.indices, -1).to_numpy().astype(np.int64) + 1
+    key = pc.cast(parents, pa.int64()).to_numpy() * (len(kinds.dictionary) + 1) + kind
+    _, inverse, counts = np.unique(key, return_inverse=True, return_counts=True)
+    return counts[inverse].astype(np.int64)

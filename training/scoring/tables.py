@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 from training.artifacts.atomic import atomic_write
 from training.errors import ConfigError, SchemaError
 from training.scoring.alerts import OUTPUT_SCHEMA
+from training.scoring.context import conform_top_events
 from training.scoring.incidents import INCIDENT_SCHEMA, build_incidents
 
 
@@ -52,6 +53,9 @@ def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
         for name in _ADDED_LATER:  # a file written before the column existed: null there
             if name in schema.names and name not in table.column_names:
                 table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
+        if "top_events" in schema.names and "top_events" in table.column_names:
+            at = table.column_names.index("top_events")  # its events' process and command line
+            table = table.set_column(at, "top_events", conform_top_events(table["top_events"]))
         return table.select(schema.names).cast(schema)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no {what} file there") from None

@@ -3,6 +3,9 @@ shared-value rule for units made of many events."""
 
 from __future__ import annotations
 
+import collections
+import json
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -146,6 +149,64 @@ def test_a_window_shows_a_value_only_when_every_event_has_it(datasets, kind, pat
     values = {own[i][partial] for i in ids}
     assert len(ids) == size and None in values and len(values) >= 2  # some events have one
     assert (row[shared[0]], row[partial]) == (shared[1], None)
+
+
+def test_host_windows_list_their_process_creations_first(datasets):
+    """Windows logs move no bytes: a window lists its events with a command line first, then
+    those of the types it has fewest of, with their process and command line."""
+    from training.layers.layer3 import Layer3
+    from training.tests.conftest import collect
+
+    events, _ = collect("windows_events", datasets / LSASS)
+    layer = Layer3.for_labels(entity="host", bucket_seconds=10)
+    columns = layer.unit_columns(layer.featurize(events))
+    context = unit_context(events, columns["event_ids"]).to_pylist()
+    own = {e["event_id"]: e for e in events.to_pylist()}
+    for ids, row in zip(columns["event_ids"].to_pylist(), context):
+        kinds = collections.Counter(own[i]["event_type"] for i in ids)
+        keys = {i: (-(own[i]["bytes_sent"] or 0) - (own[i]["bytes_received"] or 0),
+                    not own[i]["command_line"], kinds[own[i]["event_type"]],
+                    own[i]["timestamp"]) for i in ids}
+        top = row["top_events"]
+        assert [keys[e["event_id"]] for e in top] == sorted(keys.values())[:3]
+        assert [(e["process"], e["command_line"]) for e in top] == [
+            (own[e["event_id"]]["process"], own[e["event_id"]]["command_line"]) for e in top]
+    # The MiniDump window: 160 events, its two process creations (one event each) come first;
+    # by bytes alone (0 everywhere) it listed registry and process-access events.
+    window = context[columns["unit"].to_pylist().index("WORKSTATION5@2020-10-18T23:50:00.000000")]
+    top = window["top_events"]
+    assert [(e["event_type"], e["process"], e["user"]) for e in top[:2]] == [
+        ("security:4688", RUNDLL, "wardog"), ("sysmon:1", RUNDLL, "wardog")]
+    assert all("comsvcs.dll MiniDump" in e["command_line"] for e in top[:2])
+    assert (top[2]["event_type"], top[2]["command_line"]) == ("sysmon:5", None)
+
+
+def test_top_events_written_before_their_process_and_command_line_still_read(tmp_path):
+    from training.scoring.alerts import OUTPUT_SCHEMA
+    from training.scoring.context import EVENT_CONTEXT
+    from training.scoring.tables import read_alerts
+
+    old_event = pa.struct([f for f in EVENT_CONTEXT if f.name not in ("process", "command_line")])
+    old = pa.schema([pa.field("top_events", pa.list_(old_event)) if f.name == "top_events" else f
+                     for f in OUTPUT_SCHEMA])
+    event = {"event_id": "e1", "dest_ip": "10.0.0.9", "bytes": 7}
+    rows = [{"unit": "a->b@0", "score": 2.0, "is_alert": True, "event_ids": ["e1", "e2"],
+             "top_events": [event]}, {"unit": "c", "score": 1.0, "is_alert": False}]
+    pq.write_table(pa.Table.from_pylist(rows, schema=old), tmp_path / "old.parquet")
+    (tmp_path / "old.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for name in ("old.parquet", "old.jsonl"):
+        read = read_alerts(tmp_path / name)
+        assert read.schema == OUTPUT_SCHEMA
+        (first,), second = read["top_events"].to_pylist()
+        assert (first["event_id"], first["dest_ip"], first["bytes"]) == ("e1", "10.0.0.9", 7)
+        assert (first["process"], first["command_line"], second) == (None, None, None)
+    # a slice of a batch (a chunk that starts inside its list's values) is conformed too
+    from training.scoring.context import conform_top_events
+
+    lists = pa.array([[event], None, [{"event_id": "e2"}, event]], pa.list_(old_event))
+    read = conform_top_events(pa.chunked_array([lists.slice(1)])).to_pylist()
+    assert [[(e["event_id"], e["bytes"], e["process"]) for e in x] if x else x for x in read] \
+        == [None, [("e2", None, None), ("e1", 7, None)]]
 
 
 def test_an_alert_line_shows_its_hosts_and_first_reason():
