@@ -19,8 +19,9 @@ Exactly once across interruptions. A position holds the sort values of the last 
 and the `_id`s delivered at its timestamp. Within a run, the next page starts after those sort
 values. A resumed run has a new PIT, whose `_shard_doc` values need not match the old one's
 (segment merges renumber documents), so it starts at the last timestamp instead (search_after
-[timestamp, -1]) and skips the `_id`s already delivered there: every document present in both
-views is delivered once, whatever the tiebreaker did. Slices are cut on the time field
+[timestamp, -1]) and skips the `_id`s already delivered there, on every page that still reaches
+that timestamp (more documents than a page can share it): every document present in both views
+is delivered once, whatever the tiebreaker did. Slices are cut on the time field
 (`slice.field`) rather than on Lucene doc ids (the PIT default), for the same reason: a
 document's slice must not change between the views of an interrupted run and its resume. (A
 mid-page cut by `max_events` stores the exact position after the cut, `RawBatch.position_after`.)
@@ -135,10 +136,13 @@ class ElasticsearchSource(Source):
         # The first page starts at the checkpointed timestamp: this run's PIT is not the one
         # whose sort values the position holds.
         fresh = True
+        skip: tuple[object, set[str]] | None = None  # (timestamp, _ids delivered there before)
         try:
             while True:
                 generation, pit_id = session.pit()
                 body = self.search_body(pit_id, slice_id, position["after"], fresh)
+                if fresh and position["after"] is not None:
+                    skip = (position["after"][0], set(position["tied"]))
                 try:
                     response = session.search(generation, body, f"reading {stream}")
                 except PitExpired:
@@ -147,8 +151,10 @@ class ElasticsearchSource(Source):
                     continue
                 hits = response["hits"]["hits"]
                 if hits:
-                    batch = self._batch(stream, position, hits, fresh)
+                    batch = self._batch(stream, position, hits, skip)
                     position = batch.end
+                    if skip is not None and hits[-1]["sort"][0] != skip[0]:
+                        skip = None  # sorted on time: no later page reaches that timestamp
                     if batch.table.num_rows or batch.rejects:
                         yield batch
                 fresh = False
@@ -216,11 +222,12 @@ class ElasticsearchSource(Source):
                 return i
         raise ConfigError(f"{self.name}: no stream {stream!r}; streams are {self.streams()}")
 
-    def _batch(self, stream: str, start: dict, hits: list[dict], fresh: bool) -> RawBatch:
-        """One page as a raw batch; hits already delivered at the resumed timestamp skipped."""
+    def _batch(self, stream: str, start: dict, hits: list[dict],
+               skip: tuple[object, set[str]] | None) -> RawBatch:
+        """One page as a raw batch; `skip`'s `_id`s at its timestamp (already delivered) left out."""
         keys = [(hit["_id"], hit["sort"]) for hit in hits]  # all positions need (not the hits)
-        if fresh and start["after"] is not None:
-            at, done = start["after"][0], set(start["tied"])
+        if skip is not None:
+            at, done = skip
             kept = [i for i, (id_, sort) in enumerate(keys) if not (sort[0] == at and id_ in done)]
         else:
             kept = list(range(len(hits)))
