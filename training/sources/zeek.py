@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -72,6 +72,13 @@ KNOWN_LOGS = (
     "arp", "irc", "mysql", "radius", "socks", "syslog", "intel", "signatures", "traceroute",
     "modbus", "dnp3", "ocsp", "analyzer", "telemetry",
 )
+# Logs of protocols Zeek analyzes over TCP only: their rows carry the connection's 4-tuple and
+# uid but no `proto`, so the source writes it (`with_transport`) and the row gets the Community
+# ID of its conn row. Not here: logs of a protocol seen over UDP too (dns, sip, ntlm and
+# kerberos, ssl with DTLS and QUIC, rdp with RDPEUDP, dnp3, ldap, syslog) and logs of no one
+# connection (weird, tunnel, notice, files).
+TCP_LOGS = frozenset({"http", "ssh", "smtp", "ftp", "smb_files", "smb_mapping", "mysql", "irc",
+                      "socks", "modbus", "postgresql"})
 UNTIMED_LOGS = ("loaded_scripts",)  # logs whose records carry none of ZeekSource.format_fields
 _LOG_NAME = re.compile(r"(?:^|[._-])(" + "|".join(sorted(KNOWN_LOGS, key=len, reverse=True))
                        + r")(?=$|[._-])")
@@ -168,16 +175,21 @@ class ZeekSource(JsonFileSource):
                     raise SourceError(f"{stream}: gzip stream truncated before any data")
                 return
             if first.startswith(b"#"):
-                yield from self._read_tsv(source, ZeekHeader.parse(head, stream), start)
+                batches = self._read_tsv(source, ZeekHeader.parse(head, stream), start)
             elif first.startswith(b"{"):
                 path = log_type_from_name(stream.rsplit("/", 1)[-1])
-                yield from self.read_json(source, start, lines_only=True, event_type=path,
-                                          id_columns=ROW_ID_COLUMNS.get(path, ()))
+                batches = self.read_json(source, start, lines_only=True, event_type=path,
+                                         id_columns=ROW_ID_COLUMNS.get(path, ()))
             else:
                 # Its content is not echoed: the file may be anything (a planted link's target).
                 raise SourceError(f"{stream}: not a Zeek log: it starts with neither a "
                                   "'#separator' header nor a JSON object; point the source at "
                                   "Zeek's log files or folder")
+            yield from map(with_transport, batches)
+
+    def recipe_params(self) -> dict[str, object]:
+        """The base's and the logs given a transport: other rules deliver other events."""
+        return {**super().recipe_params(), "tcp_logs": sorted(TCP_LOGS)}
 
     def _read_tsv(self, source: ByteStream, header: ZeekHeader, start: dict
                   ) -> Iterator[RawBatch]:
@@ -206,6 +218,30 @@ class ZeekSource(JsonFileSource):
         if "direction" not in names and {"local_orig", "local_resp"} <= names:
             return {"direction": direction_from_locality(table["local_orig"], table["local_resp"])}
         return {}
+
+
+def with_transport(batch: RawBatch) -> RawBatch:
+    """`batch` with `proto` "tcp" on the rows of a `TCP_LOGS` log that have none (a new
+    table); the log type is a row's `_path`, else the batch's (its #path or file name)."""
+    table = batch.table
+    names = table.column_names
+    path = table["_path"] if "_path" in names else None
+    if path is None or not pa.types.is_string(path.type):
+        if batch.event_type not in TCP_LOGS:
+            return batch
+        path = pa.nulls(table.num_rows, pa.string())
+    path = pc.fill_null(path, batch.event_type) if batch.event_type else path
+    transport = pc.if_else(pc.is_in(path, value_set=pa.array(sorted(TCP_LOGS))), "tcp",
+                          pa.scalar(None, pa.string()))
+    if "proto" not in names:
+        return replace(batch, table=table.append_column("proto", transport))
+    given = table["proto"]
+    if pa.types.is_null(given.type):
+        given = given.cast(pa.string())
+    elif not pa.types.is_string(given.type):  # not Zeek's enum text: left as it is
+        return batch
+    return replace(batch, table=table.set_column(names.index("proto"), "proto",
+                                                 pc.coalesce(given, transport)))
 
 
 def _check_repeated_headers(comments: list[tuple[int, bytes]], header: ZeekHeader,
