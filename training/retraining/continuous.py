@@ -11,14 +11,16 @@ One run:
 
 1. read the three split files with the layer's `load_units` (any layer: `training.layers`;
    one FeatureSpec for all three);
-2. triggers (`training.retraining.triggers`): no production model yet; its age
-   (`retrain_frequency_days`); new training rows it has not seen (`min_new_samples`); drift of
-   those rows from a sample of its training rows (the data validator's dataset verdict, with
-   `drift_threshold` per feature). None fired (and not `force`): nothing is done;
-3. validation of the splits (`DataValidator`); an ERROR stops the run;
-4. training units: threat-labeled units are left out, and with `exclude_alerted` the units the
+2. training units: threat-labeled units are left out, and with `exclude_alerted` the units the
    production model alerts on, so an attacker cannot teach the model that their traffic is
    normal (they are marked threats, which training never learns from);
+3. triggers (`training.retraining.triggers`), on the units of step 2 only (a capture that is
+   mostly attacks is not new data nor drift to a model that never learns from attacks): no
+   production model yet; its age (`retrain_frequency_days`); new training rows it has not seen
+   (`min_new_samples`); drift of those rows from a sample of its training rows (the data
+   validator's dataset verdict, with `drift_threshold` per feature). None fired (and not
+   `force`): nothing is done;
+4. validation of the splits (`DataValidator`); an ERROR stops the run;
 5. training: `train_layer` (or the caller's `train_fn`, called the way the layer's original
    train function is, `Layer.train_with`), with the production model's recorded settings
    (threshold rule, batch size, ...) unless changed, and (`train_layer`) its detector and
@@ -185,7 +187,11 @@ class ContinuousTrainingPipeline:
             "success": True, "retrained": False, "deployed": False, "new_version": None,
             "comparison": None, "metrics": None, "triggers": [],
             "champion_version": None if champion is None else champion.metadata.version}
-        fired = self._triggers(layer, model_name, champion, splits["train"], now, result)
+        # What training will learn from, decided once: the triggers count and compare these
+        # rows, not the threat-labeled (or alerted) ones training then drops.
+        keep, data = self._training_rows(layer, splits["train"], champion)
+        result["data"] = data
+        fired = self._triggers(layer, model_name, champion, splits["train"], keep, now, result)
         if not fired and not force:
             return {**result, "reason": "no trigger fired: " +
                     "; ".join(t["reason"] for t in result["triggers"])}
@@ -193,12 +199,15 @@ class ContinuousTrainingPipeline:
         if problems:
             return {**result, "success": False, "reason": "data validation failed: " +
                     "; ".join(problems)}
-        train, data = self._training_units(layer, splits["train"], champion)
+        if not keep.any():
+            raise ConfigError("no training unit is left after dropping threat-labeled (and "
+                              "alerted) ones; retraining needs benign or unlabeled traffic")
+        # Every kept unit (benign or unlabeled) is what the model learns from.
+        train = layer.relabeled(splits["train"], np.where(keep, 0, 1))
         # Validation judges what training learnt from: unlabeled units count as benign there
         # too (a folder of unlabeled logs has no benign-labeled unit to validate on).
         labels = layer.labels(splits["val"])
         val = layer.relabeled(splits["val"], np.where(labels < 0, 0, labels))
-        result["data"] = data
         settings, model_args, result["training_settings"] = challenger_settings(
             layer, champion, None if train_fn else train, given=self.config.training_config,
             changes=self.config.training_changes)
@@ -249,14 +258,16 @@ class ContinuousTrainingPipeline:
         return champion
 
     def _triggers(self, layer: Layer, model_name: str, champion: RegisteredModel | None,
-                  train: Any, now: datetime, result: dict) -> bool:
+                  train: Any, keep: np.ndarray, now: datetime, result: dict) -> bool:
+        """Run the triggers on the training units `keep` marks (`_training_rows`): only
+        rows training learns from can be new to the champion or drift from what it learnt."""
         cfg = self.config
         if champion is None:
             found = [triggers.TriggerResult("no_production_model", True,
                                             f"{model_name} has no production version")]
         else:
             record = champion.metadata.details.get("data", {})
-            new = triggers.new_rows(unit_times(layer, train), record)
+            new = triggers.new_rows(unit_times(layer, train), record, keep)
             found = [triggers.age(champion.metadata.created_at, now, cfg.retrain_frequency_days),
                      triggers.new_samples(new, cfg.min_new_samples),
                      triggers.drift(self._reference(model_name, champion),
@@ -273,10 +284,11 @@ class ContinuousTrainingPipeline:
         return read_arrays(data, f"{model_name} {champion.metadata.version} "
                                  f"{triggers.REFERENCE_FILE}")["features"]
 
-    def _training_units(self, layer: Layer, train: Any, champion: RegisteredModel | None
-                        ) -> tuple[Any, dict[str, Any]]:
-        """The training units with every unit training must not learn from marked a threat:
-        threat-labeled ones, and with `exclude_alerted` those the production model alerts on."""
+    def _training_rows(self, layer: Layer, train: Any, champion: RegisteredModel | None
+                       ) -> tuple[np.ndarray, dict[str, Any]]:
+        """Mask of the training units the challenger learns from, and its `data` record: every
+        unit but the threat-labeled ones, and with `exclude_alerted` those the production
+        model alerts on. The one filter both the triggers and training use."""
         labels = layer.labels(train)
         keep = labels != 1
         data = {"train_rows_total": len(labels), "excluded_threat_rows": int((~keep).sum()),
@@ -286,12 +298,8 @@ class ContinuousTrainingPipeline:
             alerted = keep & (scorer.score(champion.model, train) >= champion.threshold)
             data["excluded_alerted_rows"] = int(alerted.sum())
             keep &= ~alerted
-        if not keep.any():
-            raise ConfigError("no training unit is left after dropping threat-labeled (and "
-                              "alerted) ones; retraining needs benign or unlabeled traffic")
         data.update(triggers.training_record(unit_times(layer, train), keep))
-        # Every kept unit (benign or unlabeled) is what the model learns from.
-        return layer.relabeled(train, np.where(keep, 0, 1)), data
+        return keep, data
 
     def _gate(self, layer: Layer, test: Any, challenger: Any, champion: RegisteredModel | None
               ) -> tuple[dict[str, Any], dict[str, float]]:

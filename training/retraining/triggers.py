@@ -48,22 +48,26 @@ def age(created_at: str, now: datetime, frequency_days: float) -> TriggerResult:
                          {"age_days": days, "retrain_frequency_days": frequency_days})
 
 
-def new_rows(times: np.ndarray, data: dict[str, Any]) -> np.ndarray:
-    """Mask of the training units the production model has not seen: those outside the time
-    span it learnt from (later than its `train_until`, or earlier than its `train_from`: a
-    backfill, another capture) when the units have times (datetime64, NaT where unknown),
-    else the units beyond its `train_rows` (every unit when its training data is not on
-    record)."""
+def new_rows(times: np.ndarray, data: dict[str, Any], learnt: np.ndarray | None = None
+             ) -> np.ndarray:
+    """Mask of the training units the production model has not seen, among those a challenger
+    learns from (`learnt`, a mask; None: every unit): those outside the time span it learnt
+    from (later than its `train_until`, or earlier than its `train_from`: a backfill, another
+    capture) when the units have times (datetime64, NaT where unknown), else the learnt units
+    beyond its `train_rows` (every one when its training data is not on record)."""
     times = np.asarray(times, dtype="datetime64[us]")
+    learnt = np.ones(len(times), bool) if learnt is None else np.asarray(learnt, bool)
     timed = len(times) and not np.isnat(times).all()
     until, since = data.get("train_until"), data.get("train_from")
     if timed and until is not None:
         new = times > np.datetime64(until, "us")
-        return new | (times < np.datetime64(since, "us")) if since is not None else new
+        if since is not None:
+            new |= times < np.datetime64(since, "us")
+        return new & learnt
     seen = data.get("train_rows")
-    mask = np.ones(len(times), dtype=bool)
-    if seen is not None and not timed:
-        mask[:min(int(seen), len(times))] = False
+    mask = learnt.copy()
+    if seen is not None and not timed:  # the first `train_rows` learnt units are the seen ones
+        mask[np.flatnonzero(learnt)[:int(seen)]] = False
     return mask
 
 

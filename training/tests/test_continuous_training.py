@@ -188,6 +188,13 @@ def test_triggers_new_rows_and_drift():
         30, str(times[0]), str(times[29]))
     untimed = np.full(40, np.datetime64("NaT"), "datetime64[us]")
     assert triggers.new_rows(untimed, {"train_rows": 30}).sum() == 10  # beyond what it saw
+    # Only rows a challenger learns from can be new (trial G2): the threat rows are not.
+    learnt = np.arange(40) % 4 != 0  # 30 of 40
+    assert triggers.new_rows(times, {"train_until": until}, learnt).tolist() == \
+        [i >= 30 and i % 4 != 0 for i in range(40)]
+    # without times, the learnt rows after the first 20 it saw: rows 27, 29, ..., 39
+    assert np.flatnonzero(triggers.new_rows(untimed, {"train_rows": 20}, learnt)).tolist() == \
+        [27, 29, 30, 31, 33, 34, 35, 37, 38, 39]
     assert triggers.new_samples(np.ones(999, bool), 1000).fired is False
     assert triggers.new_samples(np.ones(1000, bool), 1000).fired is True
 

@@ -25,6 +25,7 @@ from training.retraining.gate import evaluate_model
 
 SME = "slips_ctu_sme_11_labeled_zeek/zeek-labeled/conn.log.labeled"
 TSV10 = "slips_zeek_tsv_test10/conn.log"  # another network: clearly different flows
+S008 = "stratosphere/008-zeek-mixed/data/conn.log.labeled"  # a year earlier, mostly attacks
 MODEL = "layer1_vae"
 
 
@@ -128,3 +129,27 @@ def test_drift_counts_the_features_that_vary_and_retrain_takes_drift_share(retra
         f"{drifted} of {counted} features that vary drifted ({drifted / counted:.0%}; the data "
         f"drifts at 90%; {constant} constant and equal on both sides left out)")
     assert drifted / 128 < 0.5  # what the old share said: no drift
+
+
+def test_the_triggers_count_and_compare_only_the_rows_training_learns_from(retrained, datasets,
+                                                                           tmp_path):
+    """Stratosphere 008's training part is 2,952 threat flows and 1,012 others: the trigger
+    said "3,964 new training rows" and measured drift on the attacks too, though training
+    drops them (trial G2). Now it counts and compares the rows training keeps: every one of
+    them is new here (the capture is a year older than CTU-SME-11)."""
+    registry = ["--registry-dir", str(retrained["registry"])]
+    flags = _splits(datasets / S008, tmp_path, "--model", MODEL, *registry)
+    idle = ["--min-new-samples", "1000000", "--retrain-frequency-days", "1000",
+            "--drift-share", "1"]
+    result = json.loads(_run("retrain", *flags, *registry, *idle))
+    layer = Layer1()
+    labels = layer.labels(layer.load_units(flags[1]))
+    kept, threats = int((labels != 1).sum()), int((labels == 1).sum())
+    assert threats > kept > 0
+    found = {t["name"]: t for t in result["triggers"]}
+    assert found["new_samples"]["details"]["new_samples"] == kept
+    assert found["new_samples"]["reason"] == f"{kept} new training rows (< 1000000)"
+    assert found["drift"]["details"]["n_current"] == kept
+    # the result says what training would learn from, though nothing fired
+    assert not result["retrained"] and result["data"]["train_rows"] == kept
+    assert result["data"]["excluded_threat_rows"] == threats
