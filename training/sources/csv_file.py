@@ -8,7 +8,10 @@ a line with the wrong number of fields, bytes that are not UTF-8 or an untermina
 quarantined on its own. Column types are inferred per block (numbers become numbers).
 A Zeek conn log written as CSV (IoT-23: `uid` and `conn_state` columns) keeps its `uid` as the
 event id. A cell that is "-" or "(empty)" and nothing else is no value (`NULL_CELLS`), as an
-empty one is.
+empty one is. In a Zeek log written as CSV (its `ts` and one of Zeek's ids: `uid`, `fuid`,
+`id.orig_h`), the fields Zeek types bool (`ZEEK_BOOL_FIELDS`: local_orig, local_resp, ...)
+are booleans, as the Zeek reader gives them: T/F, true/false (`coerce.to_bool`); another value
+there quarantines its line, with the field. Every other column is typed as before.
 """
 
 from __future__ import annotations
@@ -16,15 +19,20 @@ from __future__ import annotations
 import csv
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import ClassVar
 
+import numpy as np
+import pyarrow as pa
+
 from training.errors import ConfigError, SchemaError, SourceError
-from training.sources.base import FileSource, RawBatch
+from training.sources.base import FileSource, Parsed, RawBatch, Reject
+from training.sources.coerce import to_bool
 from training.sources.delimited import Dialect, decode, parse_block
-from training.sources.files import ByteStream
+from training.sources.files import ByteStream, Spans
 from training.sources.jsonparse import unique_names
 from training.sources.lines import read_lines
+from training.sources.zeek import ZEEK_BOOL_FIELDS
 
 MAX_COLUMNS = 10_000
 _NO_CONVERTERS: dict = {}
@@ -79,6 +87,45 @@ def row_id_columns(names: list[str]) -> tuple[str, ...]:
     return ("uid",) if "uid" in names and "conn_state" in names else ()
 
 
+def zeek_booleans(names: list[str]) -> tuple[str, ...]:
+    """The columns read as booleans: in a Zeek log written as CSV (its `ts` and one of Zeek's
+    ids), the fields Zeek types bool; none in any other CSV, where such names may mean
+    anything."""
+    if "ts" not in names or not {"uid", "fuid", "id.orig_h"} & set(names):
+        return ()
+    return tuple(name for name in names if name in ZEEK_BOOL_FIELDS)
+
+
+def _as_booleans(parsed: Parsed, columns: tuple[str, ...], stream: str) -> Parsed:
+    """`columns` of a parsed block (read as text) as booleans; a row holding a value that is
+    no boolean is rejected with its field, as a cell that does not convert is."""
+    table, rejects = parsed.table, []
+    bad = np.zeros(table.num_rows, dtype=bool)
+    for name in columns:
+        converted = to_bool(table[name])
+        if converted.bad is not None:
+            data, starts, ends = parsed.spans()
+            for j in np.flatnonzero(converted.bad & ~bad):
+                rejects.append(Reject(stream, int(parsed.lines[j]), int(parsed.records[j]), name,
+                                      f"{table[name][int(j)].as_py()!r} {converted.reason}",
+                                      decode(bytes(data[starts[j]:ends[j]]))))
+            bad |= converted.bad
+        table = table.set_column(table.schema.get_field_index(name), name, converted.values)
+    parsed.table = table
+    if rejects:
+        keep = np.flatnonzero(~bad)
+
+        def spans(whole: Callable[[], Spans] = parsed.spans) -> Spans:  # of the kept rows
+            data, starts, ends = whole()
+            return data, starts[keep], ends[keep]
+
+        parsed.table, parsed.lines, parsed.records = (
+            table.take(pa.array(keep)), parsed.lines[keep], parsed.records[keep])
+        parsed.spans = spans
+        parsed.rejects = sorted(parsed.rejects + rejects, key=lambda r: r.record)
+    return parsed
+
+
 class CsvFileSource(FileSource):
     """Comma- (or otherwise) separated values."""
 
@@ -108,16 +155,24 @@ class CsvFileSource(FileSource):
         self.dialect = Dialect(delimiter=delimiter, quoted=True, null_values=NULL_CELLS)
 
     def recipe_params(self) -> dict[str, object]:
-        """The base's, and the cells read as no value: another set delivers other events."""
-        return {**super().recipe_params(), "null_cells": list(NULL_CELLS)}
+        """The base's, the cells read as no value and the fields of a Zeek log read as
+        booleans: other rules deliver other events."""
+        return {**super().recipe_params(), "null_cells": list(NULL_CELLS),
+                "zeek_bool_fields": sorted(ZEEK_BOOL_FIELDS)}
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         with self.open(stream) as source:
             names, data_start = self._header(source)
             names = unique_names(names)
+            booleans = zeek_booleans(names)
+            # Read as text by both parsing paths, then converted by one rule: declared bool,
+            # pyarrow's fast path would take T/F as booleans in every other column too.
+            types = {name: pa.string() for name in booleans}
 
             def parse(block, path, record):
-                return parse_block(block, names, {}, self.dialect, path, record, _NO_CONVERTERS)
+                parsed = parse_block(block, names, types, self.dialect, path, record,
+                                     _NO_CONVERTERS)
+                return _as_booleans(parsed, booleans, path) if booleans else parsed
 
             data_line = 2 if self.options["has_header"] else 1
             yield from read_lines(source, start, parse, self.options["block_size"], data_start,

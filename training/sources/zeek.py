@@ -64,6 +64,19 @@ ZEEK_FIELD_MAP: dict[str, tuple[str, ...]] = {
 # records into dotted names (id.orig_h).
 ZEEK_LIST_FIELDS = frozenset({"tx_hosts", "rx_hosts", "service"})
 ROW_ID_COLUMNS = {"conn": ("uid",), "files": ("fuid",)}
+# The fields Zeek's logs type `bool` (written T/F in TSV, true/false in JSON), by log: conn,
+# files (is_orig, local_orig, timedout, extracted_cutoff), dns (AA, TC, RD, RA, rejected), ssl,
+# x509, ssh, smtp, ftp, kerberos, ntlm, mysql, rdp, pe, notice (dropped), weird (notice),
+# packet_filter (init, success). A TSV log declares them in #types; a log exported as CSV does
+# not, and its reader reads them by name (`training.sources.csv_file`).
+ZEEK_BOOL_FIELDS = frozenset({
+    "local_orig", "local_resp", "is_orig", "timedout", "extracted_cutoff", "AA", "TC", "RD",
+    "RA", "rejected", "resumed", "established", "sni_matches_cert", "notary.valid",
+    "basic_constraints.ca", "host_cert", "client_cert", "auth_success", "tls", "is_webmail",
+    "data_channel.passive", "renewable", "forwardable", "success", "ssl", "is_exe", "is_64bit",
+    "uses_aslr", "uses_dep", "uses_code_integrity", "uses_seh", "has_import_table",
+    "has_export_table", "has_cert_table", "has_debug_data", "dropped", "notice", "init",
+})
 KNOWN_LOGS = (
     "conn", "dns", "http", "ssl", "x509", "files", "notice", "weird", "ssh", "smtp", "ftp",
     "dhcp", "ntp", "kerberos", "ntlm", "smb_files", "smb_mapping", "dce_rpc", "rdp", "sip",

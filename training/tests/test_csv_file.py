@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from training.collection.collector import DataCollector
@@ -65,11 +66,11 @@ def test_a_zeek_log_read_as_tsv_and_as_csv_gives_the_same_events(datasets, tmp_p
     assert tsv.num_rows == csv_.num_rows == 766
     assert tsv["service"].null_count == csv_["service"].null_count == 762
     # What the CSV does not say: the Zeek log path (event_type "conn", hence the "conn:" of
-    # its ids) and the #types (local_orig/local_resp T/F stay text, so no direction is derived
-    # from them).
-    apart = {"event_id", "event_type", "local_orig", "local_resp", "direction"}
+    # its ids), and no direction is derived. Zeek's booleans are booleans, as in the TSV.
+    apart = {"event_id", "event_type", "direction"}
     shared = [c for c in tsv.column_names if c in csv_.column_names and c not in apart]
-    assert {"service", "conn_state", "history", "label", "attack_type", "uid"} <= set(shared)
+    assert {"service", "conn_state", "history", "label", "attack_type", "uid", "local_orig",
+            "local_resp"} <= set(shared)
     for name in shared:
         assert tsv[name].to_pylist() == csv_[name].to_pylist(), name
     assert [f"conn:{i}" for i in csv_["event_id"].to_pylist()] == tsv["event_id"].to_pylist()
@@ -95,3 +96,55 @@ def test_a_collection_made_when_a_dash_was_text_is_not_resumed(tmp_path):
                                               r"sources\[0\]\.params\.null_cells\); resuming"):
         DataCollector(source, output_dir=out, progress=False).collect_table(
             resume_from_checkpoint=True)
+
+
+@pytest.mark.parametrize("bad_line", [False, True], ids=["fast path", "slow path"])
+def test_zeek_booleans_in_a_csv_are_booleans_and_another_value_there_is_quarantined(
+        datasets, tmp_path, bad_line):
+    """Rows of a real conn log (local_orig, local_resp T/F) written as CSV, with a column
+    `flag` of T/F that Zeek does not type bool: it stays text. One row's local_orig is neither
+    T nor F; one is `true`/`false` as a JSON export writes them."""
+    with _exported(datasets / LABELED_CONN, tmp_path / "all.csv").open(newline="") as handle:
+        rows = list(csv.reader(handle))
+    names = rows[0] + ["flag"]
+    body = [r + ["T" if i % 2 else "F"] for i, r in enumerate(rows[1:9])]
+    orig, resp = names.index("local_orig"), names.index("local_resp")
+    assert {r[orig] for r in body} | {r[resp] for r in body} == {"T", "F"}
+    body[2][orig], body[5][orig], body[5][resp] = "maybe", "true", "false"
+    lines = [",".join(names)] + [",".join(r) for r in body]
+    if bad_line:  # a field too many sends the block down the line-by-line path
+        lines.insert(2, lines[1] + ",one too many")
+    path = tmp_path / "conn.csv"
+    path.write_text("\n".join(lines) + "\n")
+    table, collector = collect("csv_file", path)
+
+    bad = 4 + bad_line  # line of the "maybe" row
+    assert [(q.file, q.line, q.field, q.reason) for q in collector.quarantined][-1] == (
+        str(path), bad, "local_orig", "'maybe' is not a boolean (T/F, true/false, 0/1)")
+    assert len(collector.quarantined) == 1 + bad_line
+    kept = [r for i, r in enumerate(body) if i != 2]
+    assert table.schema.field("local_orig").type == pa.bool_()
+    assert table["local_orig"].to_pylist() == [r[orig] in ("T", "true") for r in kept]
+    assert table["local_resp"].to_pylist() == [r[resp] in ("T", "true") for r in kept]
+    assert table["flag"].to_pylist() == [r[-1] for r in kept]  # not Zeek's: text
+
+
+def test_zeek_booleans_only_in_a_zeek_log_and_as_its_tsv_reads_them(datasets, tmp_path):
+    files = datasets / "slips_zeek_tsv_test10" / "files.log"  # local_orig, is_orig, timedout
+    exported = _exported(files, tmp_path / "files.csv")
+    tsv, _ = collect("zeek_logs", files)
+    csv_, collector = collect("csv_file", exported)
+    assert collector.quarantined == [] and csv_.num_rows == tsv.num_rows == 6
+    for name in ("local_orig", "is_orig", "timedout"):
+        assert csv_[name].type == pa.bool_() and csv_[name].to_pylist() == tsv[name].to_pylist()
+    # Without Zeek's ts and ids, a local_orig column is just a column.
+    other = tmp_path / "other.csv"
+    other.write_text("time,host,local_orig\n2024-06-01T00:00:00Z,web1,T\n"
+                     "2024-06-01T00:00:01Z,web2,sometimes\n")
+    table, collector = collect("csv_file", other)
+    assert collector.quarantined == [] and table["local_orig"].to_pylist() == ["T", "sometimes"]
+
+
+def _exported(log: Path, out: Path) -> Path:
+    _as_csv(log, out)
+    return out
