@@ -37,6 +37,14 @@ class UnsafePathError(PipelineError, OSError):
     where only this process may create one; refused so nothing is read or written through it."""
 
 
+class WriteError(PipelineError, OSError):
+    """A file cannot be written: the message names the file asked for, never a temporary name
+    of the atomic writers, and the system's reason: "PATH: cannot be written (REASON)"."""
+
+    def __str__(self) -> str:
+        return f"{self.filename}: cannot be written ({self.strerror})"
+
+
 class CheckpointError(PipelineError, RuntimeError):
     """Saved collection state is missing, inconsistent or belongs to another configuration."""
 

@@ -16,6 +16,9 @@ removes the `.<name>.<pid>.tmp` files there whose pid is dead (`sweep_temporarie
 rule above (regular files of this user with no other name; a live pid's file is never touched),
 and the folders of that name of this user (a set of files staged by `training.artifacts.file_set`).
 
+An error of the write names the file asked for, never the temporary name, which is ours:
+"PATH: cannot be written (REASON)" (`write_error`), the same for a set of files.
+
 Files that are written in place rather than replaced (the collection's quarantine.jsonl, its
 lock) are opened with `open_in_place`, under the same rules. Files holding raw input are created
 `private` (0600, whatever the umask).
@@ -23,6 +26,7 @@ lock) are opened with `open_in_place`, under the same rules. Files holding raw i
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import shutil
@@ -33,7 +37,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from training.errors import ConfigError, UnsafePathError
+from training.errors import ConfigError, PipelineError, UnsafePathError, WriteError
 
 PRIVATE = 0o600
 _SHARED = 0o666  # before the umask, as open() creates files
@@ -42,6 +46,8 @@ _in_flight: set[str] = set()  # temporary files this process is writing now
 _in_flight_lock = threading.Lock()
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")
 _swept: set[str] = set()  # folders this process has swept
+# A file system's refusals to store bytes: raised by a write or fsync, they name no file.
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def temporary_path(path: Path) -> Path:
@@ -67,6 +73,7 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True,
     Raises:
         UnsafePathError: something other than this user's own stale temporary file is at the
             temporary name (see the module docstring); nothing was written.
+        WriteError: the file cannot be written (`write_error`).
     """
     if mode not in ("wb", "w"):
         raise ConfigError(f"mode must be 'wb' or 'w', got {mode!r}")
@@ -97,15 +104,40 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True,
                 handle.flush()
                 os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if created:  # never a file someone else put there
             tmp.unlink(missing_ok=True)
-        raise
+        error = write_error(exc, tmp, path)
+        if error is None:
+            raise
+        raise error from exc
     finally:
         with _in_flight_lock:
             _in_flight.discard(str(tmp))
     if durable:
         fsync_dir(path.parent)
+
+
+def write_error(exc: BaseException, staged: Path, path: Path) -> WriteError | None:
+    """`exc`, raised while `path` was written through `staged` (its temporary file, or the
+    staging folder of a set of files), as an error of `path`: "PATH: cannot be written
+    (REASON)". For an OSError that names `staged` (a file in the folder: the file of that name
+    beside it), or no file but a file system's refusal to store bytes (no space left, over a
+    quota); None for any other exception, which names what it is about (an UnsafePathError
+    names the planted file on purpose).
+    """
+    if not isinstance(exc, OSError) or (isinstance(exc, PipelineError)
+                                        and not isinstance(exc, WriteError)):
+        return None
+    if exc.filename is None:
+        target = path if exc.errno in _STORAGE_ERRNOS else None
+    else:
+        named = Path(os.fsdecode(exc.filename))
+        target = (path if named == staged else
+                  path.with_name(named.name) if named.parent == staged else None)
+    if target is None:
+        return None
+    return WriteError(exc.errno, exc.strerror or str(exc), str(target))
 
 
 def pid_alive(pid: int) -> bool:

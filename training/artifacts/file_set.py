@@ -19,7 +19,8 @@ until it ends (`deferred_interrupts`); the files of the set that this run did no
 earlier run's quarantine file, when this one quarantined nothing) are removed in the same
 step, so none can be taken for this run's. On an exception the folder goes and the files are
 as they were. The folder of a process killed outright (SIGKILL) is removed by the next write
-into its parent folder (`sweep_temporaries`: its pid is dead).
+into its parent folder (`sweep_temporaries`: its pid is dead). An error names the file of the
+set, never the staging folder (`write_error`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from types import TracebackType
 # use, and what counts as a killed run's own leftover.
 from training.artifacts.atomic import (
     _describe, _in_flight, _in_flight_lock, _own_stale_file, fsync_dir, sweep_temporaries,
-    temporary_path,
+    temporary_path, write_error,
 )
 from training.errors import ConfigError, UnsafePathError
 
@@ -76,6 +77,7 @@ class FileSet:
             being written by this process already.
         UnsafePathError: something other than this user's own leftover is at the staging
             folder's name; nothing was written.
+        WriteError: a file of the set cannot be written (the error names it).
     """
 
     def __init__(self, paths: Sequence[str | Path]) -> None:
@@ -98,9 +100,9 @@ class FileSet:
             _in_flight.add(str(self.folder))
         try:
             _make_folder(self.folder)
-        except BaseException:
+        except BaseException as exc:
             self._release()
-            raise
+            self._raise_for_file(exc)
         return self.folder
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
@@ -112,8 +114,20 @@ class FileSet:
                         self._publish()
                 finally:
                     shutil.rmtree(self.folder, ignore_errors=True)
+        except BaseException as exc:
+            self._raise_for_file(exc)
         finally:
             self._release()
+        translated = None if error is None else write_error(error, self.folder, self.paths[0])
+        if translated is not None:  # a writer's error naming its file in the folder
+            raise translated from error
+
+    def _raise_for_file(self, exc: BaseException) -> None:
+        """Raise `exc`, as the error of the set's file when it names the staging folder."""
+        error = write_error(exc, self.folder, self.paths[0])
+        if error is None:
+            raise exc
+        raise error from exc
 
     def _publish(self) -> None:
         """Each written file over its namesake; the set's files not written removed."""

@@ -39,14 +39,13 @@ background) and `training.demo.scenarios` (the attacks).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import orjson
 
+from training.artifacts.atomic import atomic_write
 from training.demo.background import background
 from training.demo.network import Clock, build_network
 from training.demo.scenarios import SCENARIOS
@@ -136,8 +135,7 @@ def write_demo_file(path: str | Path = "demo/synthetic_events.json", n_events: i
                     seed: int = 42) -> Path:
     """Generate the demo document and write it as JSON, atomically.
 
-    The document goes to a temporary file in the target folder, is fsynced, then renamed over
-    `path`: a crash leaves the previous file intact.
+    Through `atomic_write`: a crash leaves the previous file intact.
 
     Args:
         path: Output file; missing parent folders are created.
@@ -149,18 +147,10 @@ def write_demo_file(path: str | Path = "demo/synthetic_events.json", n_events: i
 
     Raises:
         ConfigError: An argument breaks its rule.
+        WriteError: `path` cannot be written.
     """
     document = generate_demo_events(n_events=n_events, seed=seed)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps(document))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        f.write(orjson.dumps(document))
     return path

@@ -151,8 +151,18 @@ def test_an_unwritable_output_folder_is_one_line_naming_it(command, inputs, unwr
     assert main(OUTPUTS[command](inputs, unwritable)) == 1
     line = _error_line(capsys.readouterr().err)
     assert line.startswith(f"error: {unwritable}"), line
-    assert line.endswith(("Permission denied", "Not a directory",
+    assert line.endswith(("Permission denied", "Not a directory", "(Permission denied)",
                           "File exists, and is not a folder")), line
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize("command", ["score", "demo"])
+def test_a_write_error_names_the_output_given_never_a_temporary_name(command, inputs, capsys):
+    # /proc takes no new files: the atomic writers' temporary file (or folder) cannot be made.
+    output = "/proc/x.jsonl" if command == "score" else "/proc/x.json"
+    assert main(OUTPUTS[command](inputs, "/proc")[:-1] + [output]) == 1
+    line = _error_line(capsys.readouterr().err)
+    assert line == f"error: {output}: cannot be written (No such file or directory)", line
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pytest
 
 from training.artifacts.atomic import atomic_write, temporary_path
 from training.artifacts.file_set import FileSet, deferred_interrupts
-from training.errors import ConfigError, UnsafePathError
+from training.errors import ConfigError, UnsafePathError, WriteError
 
 
 def _old_set(folder: Path) -> list[Path]:
@@ -94,6 +94,37 @@ def test_staging_folder_name_planted_or_left_by_a_killed_run(tmp_path):
     with FileSet(paths) as folder:
         assert list(folder.iterdir()) == [] and not killed.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["victim"]  # none written: all gone
+
+
+def test_an_error_names_the_file_of_the_set_never_the_staging_folder(tmp_path):
+    scores, incidents, quarantine = _old_set(tmp_path)
+    quarantine.unlink()
+    quarantine.mkdir()  # a folder where the set has a file: publishing it fails
+    with pytest.raises(WriteError) as excinfo:
+        with FileSet([quarantine, scores]) as staging:
+            (staging / quarantine.name).write_text("new")
+            (staging / scores.name).write_text("new")
+    assert str(excinfo.value) == f"{quarantine}: cannot be written (Is a directory)"
+    assert scores.read_text() == "old x.parquet" and quarantine.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [incidents.name, scores.name,
+                                                         quarantine.name]
+
+    # A writer's error inside the staging folder names the file of the same name, once.
+    with pytest.raises(WriteError) as excinfo:
+        with FileSet([scores, incidents]) as staging:
+            (staging / incidents.name).mkdir()
+            with atomic_write(staging / incidents.name) as handle:
+                handle.write(b"new")
+    assert str(excinfo.value) == f"{incidents}: cannot be written (Is a directory)"
+    assert incidents.read_text() == "old x.incidents.parquet"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_a_folder_that_takes_no_files_is_named_by_the_set_s_file():
+    with pytest.raises(WriteError, match=r"^/proc/x\.jsonl: cannot be written \(No such file or "
+                                         r"directory\)$"):
+        with FileSet([Path("/proc/x.jsonl"), Path("/proc/x.incidents.parquet")]):
+            pass
 
 
 def test_arguments_are_checked(tmp_path):

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import gzip
 import os
+import resource
+import signal
+import subprocess
+import sys
 import tracemalloc
 import zlib
 from pathlib import Path
@@ -14,12 +18,13 @@ import pytest
 
 import training.sources.files as fileio
 from training.artifacts.atomic import atomic_write
-from training.errors import ConfigError, SourceError
+from training.errors import ConfigError, SourceError, WriteError
 from training.sources.files import (
     Block, ByteStream, LineIndex, count_lines, has_line_starting, iter_blocks,
     line_bounds,
 )
 from training.sources.paths import Found, expand_paths
+from training.tests.conftest import REPO
 
 BODY = b"one\ntwo\nthree\n"
 
@@ -580,6 +585,45 @@ def test_atomic_write_failure_on_a_new_file_leaves_nothing(tmp_path: Path) -> No
             handle.write(b"x")
             raise KeyError("boom")
     assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_over_a_folder_names_the_file_asked_for(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.mkdir()
+    with pytest.raises(WriteError) as excinfo:
+        with atomic_write(path) as handle:
+            handle.write(b"x")
+    assert str(excinfo.value) == f"{path}: cannot be written (Is a directory)"
+    assert excinfo.value.filename == str(path) and isinstance(excinfo.value, OSError)
+    assert os.listdir(tmp_path) == ["out.jsonl"] and path.is_dir()
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
+def test_atomic_write_into_a_folder_that_takes_no_files_names_the_file_asked_for() -> None:
+    with pytest.raises(WriteError, match=r"^/proc/x\.jsonl: cannot be written \(No such file or "
+                                         r"directory\)$"):
+        with atomic_write("/proc/x.jsonl") as handle:
+            handle.write(b"x")
+
+
+def test_a_file_system_refusing_bytes_names_the_file_asked_for(tmp_path: Path) -> None:
+    # A real refusal with no file name in it (as a full disk gives): the file size limit of a
+    # child process (SIGXFSZ ignored, so the write fails with EFBIG instead of killing it).
+    path = write(tmp_path / "out.bin", b"old")
+    code = ("import sys\nfrom training.artifacts.atomic import atomic_write\ntry:\n"
+            "    with atomic_write(sys.argv[1]) as f:\n        f.write(b'x' * 100_000)\n"
+            "except OSError as exc:\n    print(type(exc).__name__, exc)\n")
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+
+    child = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                           text=True, preexec_fn=limit, timeout=60,
+                           env={**os.environ, "PYTHONPATH": str(REPO),
+                                "PYTHONDONTWRITEBYTECODE": "1"})
+    assert child.stdout == f"WriteError {path}: cannot be written (File too large)\n", child.stderr
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["out.bin"]
 
 
 # --- text sniffing ---------------------------------------------------------------------------
