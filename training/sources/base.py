@@ -135,7 +135,8 @@ class Source(ABC):
         format_name: what the format is called in messages ("Zeek"); None for a generic one.
         format_fields: fields that mark the format: a file whose records carry none of them
             is refused (`check_format`) rather than read into events without time or
-            addresses. Empty for generic formats (JSON, CSV), which take any fields.
+            addresses. Empty for generic formats (JSON, CSV), whose records need a field of
+            the field map instead.
         object_fields: mapped fields that may hold an object (read as its dotted fields,
             `source: {ip: ...}` as `source.ip`) though no mapped name lies under them; any
             other mapped name holding an object is quarantined (`collection.value_shapes`).
@@ -214,9 +215,14 @@ class Source(ABC):
         """Called after each collection run: release connections (file sources hold none)."""
 
     def recognises(self, columns: set[str], stream: str) -> bool:
-        """Whether records with these fields, read from `stream`, are of this format: they
-        carry one of `format_fields` (any fields at all for a generic format)."""
-        return not self.format_fields or not columns.isdisjoint(self.format_fields)
+        """Whether records with these fields, read from `stream`, are of this format: a typed
+        format's carry one of `format_fields`; a generic format's (JSON, CSV) a field of the
+        field map other than the event id (an id alone says nothing of what happened)."""
+        if self.format_fields:
+            return not columns.isdisjoint(self.format_fields)
+        known = {name for field, names in self.fields.items() if field != "event_id"
+                 for name in names}
+        return not columns.isdisjoint(known)
 
     def check_format(self, batches: Iterator[RawBatch]) -> Iterator[RawBatch]:
         """`batches` of one stream, refused at the first that holds records when those carry

@@ -7,7 +7,8 @@ with the fix in the message. One record per line:
 a line with the wrong number of fields, bytes that are not UTF-8 or an unterminated quote is
 quarantined on its own. Column types are inferred per block (numbers become numbers).
 A Zeek conn log written as CSV (IoT-23: `uid` and `conn_state` columns) keeps its `uid` as the
-event id. A cell that is "-" or "(empty)" and nothing else is no value (`NULL_CELLS`), as an
+event id, and its rows are "conn" events, as the Zeek reader types the rows of a conn log
+(unless the field map names an event type column the file has). A cell that is "-" or "(empty)" and nothing else is no value (`NULL_CELLS`), as an
 empty one is. In a Zeek log written as CSV (its `ts` and one of Zeek's ids: `uid`, `fuid`,
 `id.orig_h`), the fields Zeek types bool (`ZEEK_BOOL_FIELDS`: local_orig, local_resp, ...)
 are booleans, as the Zeek reader gives them: T/F, true/false (`coerce.to_bool`); another value
@@ -87,6 +88,13 @@ def row_id_columns(names: list[str]) -> tuple[str, ...]:
     return ("uid",) if "uid" in names and "conn_state" in names else ()
 
 
+def zeek_log_type(names: list[str]) -> str | None:
+    """The Zeek log a CSV's columns say it is: "conn" for one with a conn log's columns (the
+    rule its row ids follow, `row_id_columns`: `conn_state` is a conn log's own field), else
+    None (the file does not say; its rows get the default type)."""
+    return "conn" if row_id_columns(names) else None
+
+
 def zeek_booleans(names: list[str]) -> tuple[str, ...]:
     """The columns read as booleans: in a Zeek log written as CSV (its `ts` and one of Zeek's
     ids), the fields Zeek types bool; none in any other CSV, where such names may mean
@@ -158,7 +166,17 @@ class CsvFileSource(FileSource):
         """The base's, the cells read as no value and the fields of a Zeek log read as
         booleans: other rules deliver other events."""
         return {**super().recipe_params(), "null_cells": list(NULL_CELLS),
-                "zeek_bool_fields": sorted(ZEEK_BOOL_FIELDS)}
+                "zeek_bool_fields": sorted(ZEEK_BOOL_FIELDS), "zeek_conn_type": "conn"}
+
+    def derive(self, table: pa.Table) -> dict[str, pa.Array]:
+        """The base's, and the event type of a Zeek conn log's rows (`zeek_log_type`) where
+        the field map finds no event type column in the file."""
+        derived = super().derive(table)
+        log_type = zeek_log_type(table.column_names)
+        mapped = not set(self.fields.get("event_type", ())).isdisjoint(table.column_names)
+        if log_type is not None and not mapped and "event_type" not in derived:
+            derived["event_type"] = pa.array([log_type] * table.num_rows, pa.string())
+        return derived
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         with self.open(stream) as source:
@@ -175,8 +193,10 @@ class CsvFileSource(FileSource):
                 return _as_booleans(parsed, booleans, path) if booleans else parsed
 
             data_line = 2 if self.options["has_header"] else 1
-            yield from read_lines(source, start, parse, self.options["block_size"], data_start,
-                                  data_line, id_columns=row_id_columns(names))
+            # Records with no field of the field map are refused, as JSON's (`check_format`).
+            yield from self.check_format(read_lines(
+                source, start, parse, self.options["block_size"], data_start, data_line,
+                id_columns=row_id_columns(names)))
 
     def _header(self, source: ByteStream) -> tuple[list[str], int]:
         """Column names and the byte offset where data starts."""

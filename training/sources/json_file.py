@@ -105,15 +105,6 @@ class JsonFileSource(FileSource):
                                  **batch_fields)
         yield from self.check_format(_documents(batches))
 
-    def recognises(self, columns: set[str], stream: str) -> bool:
-        """A typed format's records carry one of its fields; plain JSON's carry a field of the
-        field map other than the event id (an id alone says nothing of what happened)."""
-        if self.format_fields:
-            return super().recognises(columns, stream)
-        known = {name for field, names in self.fields.items() if field != "event_id"
-                 for name in names}
-        return not columns.isdisjoint(known)
-
 
 def _documents(batches: Iterator[RawBatch]) -> Iterator[RawBatch]:
     """`batches` with Elasticsearch hits (an elasticdump export, a search response's hits)

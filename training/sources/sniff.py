@@ -4,7 +4,7 @@ A typed source (Zeek, Suricata EVE, Windows events) names the fields that mark i
 (`Source.format_fields`, from `training.sources.config.FORMATS`); a file whose records carry
 none of them is refused by `Source.check_format` with `wrong_type_message`, which names the
 format whose fields the records do carry, and the --source prefix that reads it. A generic JSON
-file none of whose records has a field of its field map is refused the same way.
+or CSV file none of whose records has a field of its field map is refused the same way.
 """
 
 from __future__ import annotations

@@ -4,6 +4,7 @@ shared-value rule for units made of many events."""
 from __future__ import annotations
 
 import collections
+import csv
 import json
 
 import numpy as np
@@ -17,6 +18,7 @@ from training.collection.schema import sensor_records
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.scoring.batch import score_events
 from training.scoring.context import CONTEXT_FIELDS, unit_context
+from training.tests.conftest import collect
 from training.tests.registry_fixtures import save_tiny
 
 SOURCES = [  # (source type, file, the sensor's own id field)
@@ -80,6 +82,34 @@ def test_a_csv_without_conn_columns_keeps_content_ids(tmp_path):
     events = DataCollector([DataSource("s", "csv_file", {"path": str(path)})],
                            progress=False).collect_table()
     assert events.num_rows == 2 and "C1" not in events["event_id"].to_pylist()
+    assert events["event_type"].to_pylist() == ["event", "event"]  # the file names no log
+
+
+def test_a_zeek_conn_log_written_as_csv_holds_conn_events_as_the_log_does(tmp_path, datasets):
+    """The rule that keeps an IoT-23 CSV's uids (uid and conn_state: a conn log's columns)
+    also types its rows: "conn", as the Zeek reader types the rows of the same log."""
+    iot = DataCollector([DataSource("s", "csv_file", {"path": str(
+        datasets / "iot23/CTU-Malware-Capture-44-1-labeled.csv")})], progress=False)
+    events = iot.collect_table()
+    assert set(events["event_type"].to_pylist()) == {"conn"}
+    assert events["event_id"].to_pylist() == events["uid"].to_pylist()  # ids as before
+    # A real conn log and the same rows written as CSV: the same event types and ids.
+    lines = (datasets / "stratosphere/008-zeek-mixed/data/conn.log.labeled").read_text(
+        ).splitlines()
+    header = [line for line in lines if line.startswith("#")][:8]
+    rows = [line.split("\t") for line in lines if not line.startswith("#")][:300]
+    (tmp_path / "conn.log").write_text("\n".join(header + ["\t".join(r) for r in rows]) + "\n")
+    with open(tmp_path / "conn.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header[6].split("\t")[1:])  # #fields
+        writer.writerows(rows)
+    zeek, _ = collect("zeek_logs", tmp_path / "conn.log")
+    from_csv, _ = collect("csv_file", tmp_path / "conn.csv")
+    assert zeek["event_type"].to_pylist() == from_csv["event_type"].to_pylist() == ["conn"] * 300
+    assert zeek["event_id"].to_pylist() == [f"conn:{i}" for i in from_csv["event_id"].to_pylist()]
+    # A column the field map names as the event type still wins.
+    mapped, _ = collect("csv_file", tmp_path / "conn.csv", field_map={"event_type": "proto"})
+    assert mapped["event_type"].to_pylist() == [r[6] for r in rows]
 
 
 def test_units_of_many_events_keep_the_values_their_events_share():
@@ -127,7 +157,6 @@ MIXED_WINDOWS = [
 def test_a_window_shows_a_value_only_when_every_event_has_it(datasets, kind, path, options,
                                                             window, size, shared, partial):
     from training.layers.layer3 import Layer3
-    from training.tests.conftest import collect
 
     events, _ = collect(kind, datasets / path)
     layer = Layer3.for_labels(**options)
@@ -155,7 +184,6 @@ def test_host_windows_list_their_process_creations_first(datasets):
     """Windows logs move no bytes: a window lists its events with a command line first, then
     those of the types it has fewest of, with their process and command line."""
     from training.layers.layer3 import Layer3
-    from training.tests.conftest import collect
 
     events, _ = collect("windows_events", datasets / LSASS)
     layer = Layer3.for_labels(entity="host", bucket_seconds=10)

@@ -492,8 +492,8 @@ def test_random_bytes_give_rows_rejects_or_a_package_error_naming_the_file(
 @pytest.mark.parametrize("source_type, name, content, block_size, rows, reject_lines", [
     # pyarrow's JSON reader took invalid UTF-8: a corrupt string came out, a corrupt key raised
     # UnicodeDecodeError.
-    # (The good records name a field the json: field map knows, `host`: a file of none is
-    # refused as not this source type.)
+    # (The good records name a field the json: and csv: field maps know, `host`: a file of
+    # none is refused as not this source type.)
     ("json_file", "a.jsonl", b'{"host":"\xff\xfe"}\n{"host":"ok"}\n', DEFAULT_BLOCK_SIZE, 1,
      [1]),
     ("json_file", "a.jsonl", b'{"\xff\xfe":1}\n{"host":"h"}\n', DEFAULT_BLOCK_SIZE, 1, [1]),
@@ -504,7 +504,7 @@ def test_random_bytes_give_rows_rejects_or_a_package_error_naming_the_file(
     # A block whose every line is rejected has no columns: hashing it raised ConfigError.
     ("json_file", "a.jsonl", b'{\n{"host":"h"}\n', 1, 1, [1]),
     # pyarrow's CSV reader infers text that is not UTF-8 as binary, so the row came out.
-    ("csv_file", "a.csv", b"a,b\n\xff\xfe,1\nx,2\n", DEFAULT_BLOCK_SIZE, 1, [2]),
+    ("csv_file", "a.csv", b"host,b\n\xff\xfe,1\nx,2\n", DEFAULT_BLOCK_SIZE, 1, [2]),
     # str.isdigit accepts "\u00b2" (superscript two), int refuses it: ValueError escaped the
     # reader on one fresh clone's random draw.
     ("json_file", "a.jsonl", '{"protocol":"\u00b2"}\n{"protocol":"6"}\n'.encode(),

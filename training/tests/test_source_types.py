@@ -103,3 +103,37 @@ def test_loaded_scripts_is_zeek_by_its_name_only(tmp_path):
     assert table["event_type"].to_pylist() == ["loaded_scripts"]
     with pytest.raises(ConfigError, match="give zeek: only Zeek files"):
         collect("zeek_logs", Path(path.rename(tmp_path / "scripts.json")))
+
+
+def test_a_csv_with_no_field_of_its_field_map_is_refused_as_json_is(tmp_path, capsys):
+    # Trial F D7: the CSV was read into events without time or addresses, and scored.
+    (tmp_path / "odd.csv").write_text("a,b,c\n1,2,3\n4,5,6\n")
+    (tmp_path / "odd.json").write_text('{"a": 1, "b": 2, "c": 3}\n{"a": 4, "b": 5, "c": 6}\n')
+    said = {}
+    for kind in ("csv", "json"):
+        path = tmp_path / f"odd.{kind}"
+        code = main(["collect", "--source", f"{kind}:{path}", "--output", str(tmp_path / kind)])
+        said[kind] = (code, capsys.readouterr().err)
+    assert said["csv"] == (2, f"error: {tmp_path / 'odd.csv'}: no record has a field of the "
+                              "csv: field map (a time, address or event type such as "
+                              "timestamp, @timestamp, source.ip), only a, b, c; name its fields "
+                              "with --field-map, e.g. --field-map timestamp=FIELD,"
+                              "source_ip=FIELD\n")
+    assert said["json"] == (2, said["csv"][1].replace("odd.csv", "odd.json").replace(
+        "the csv:", "the json:"))
+    table, _ = collect("csv", tmp_path / "odd.csv", field_map={"source_port": "a"})
+    assert table["source_port"].to_pylist() == [1, 4]
+
+
+def test_nsl_kdd_read_without_its_preset_field_map_is_refused(datasets):
+    from training.sources.presets import NSL_KDD_COLUMNS, NSL_KDD_FIELDS
+
+    path = datasets / "nsl_kdd" / "KDDTrain+_20Percent.txt"
+    named = {"has_header": False, "column_names": [f"f{i}" for i in range(43)]}
+    with pytest.raises(ConfigError, match=r"KDDTrain\+_20Percent\.txt: no record has a field "
+                                          r"of the csv: field map .* only f0, f1, f10, .*; "
+                                          "name its fields with --field-map"):
+        collect("csv", path, connection_params=named)
+    table, _ = collect("csv", path, field_map=NSL_KDD_FIELDS, connection_params={
+        "has_header": False, "column_names": list(NSL_KDD_COLUMNS)})
+    assert table.num_rows == 25_192 and table["protocol"].null_count == 0
