@@ -8,11 +8,12 @@ a line with the wrong number of fields, bytes that are not UTF-8 or an untermina
 quarantined on its own. Column types are inferred per block (numbers become numbers).
 A Zeek conn log written as CSV (IoT-23: `uid` and `conn_state` columns) keeps its `uid` as the
 event id, and its rows are "conn" events, as the Zeek reader types the rows of a conn log
-(unless the field map names an event type column the file has). A cell that is "-" or "(empty)" and nothing else is no value (`NULL_CELLS`), as an
-empty one is. In a Zeek log written as CSV (its `ts` and one of Zeek's ids: `uid`, `fuid`,
-`id.orig_h`), the fields Zeek types bool (`ZEEK_BOOL_FIELDS`: local_orig, local_resp, ...)
-are booleans, as the Zeek reader gives them: T/F, true/false (`coerce.to_bool`); another value
-there quarantines its line, with the field. Every other column is typed as before.
+(unless the field map names an event type column the file has). A cell that is "-" or
+"(empty)" and nothing else is no value (`NULL_CELLS`), as an empty one is. In a Zeek log
+written as CSV (its `ts` and one of Zeek's ids: `uid`, `fuid`, `id.orig_h`), the fields Zeek
+types bool (`ZEEK_BOOL_FIELDS`: local_orig, local_resp, ...) are booleans, as the Zeek reader
+gives them: T/F, true/false (`coerce.to_bool`); another value there quarantines its line, with
+the field. Every other column is typed as before.
 """
 
 from __future__ import annotations
