@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from training.errors import ConfigError, SchemaError, SourceError
 from training.sources.base import FileSource, Parsed, RawBatch, Reject
-from training.sources.coerce import to_bool
+from training.sources.coerce import direction_from_locality, to_bool
 from training.sources.delimited import Dialect, decode, parse_block
 from training.sources.files import ByteStream, Spans
 from training.sources.jsonparse import unique_names
@@ -170,13 +170,20 @@ class CsvFileSource(FileSource):
                 "zeek_bool_fields": sorted(ZEEK_BOOL_FIELDS), "zeek_conn_type": "conn"}
 
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
-        """The base's, and the event type of a Zeek conn log's rows (`zeek_log_type`) where
-        the field map finds no event type column in the file."""
+        """The base's, and for a Zeek log written as CSV what the Zeek reader derives: the
+        event type of a conn log's rows (`zeek_log_type`) where the field map finds no event
+        type column in the file, and the direction from local_orig/local_resp (read as
+        booleans, `zeek_booleans`) where the file has no direction."""
         derived = super().derive(table)
-        log_type = zeek_log_type(table.column_names)
-        mapped = not set(self.fields.get("event_type", ())).isdisjoint(table.column_names)
+        names = table.column_names
+        log_type = zeek_log_type(names)
+        mapped = not set(self.fields.get("event_type", ())).isdisjoint(names)
         if log_type is not None and not mapped and "event_type" not in derived:
             derived["event_type"] = pa.array([log_type] * table.num_rows, pa.string())
+        locality = ("local_orig", "local_resp")
+        if ("direction" not in names and "direction" not in derived
+                and set(locality) <= set(zeek_booleans(names))):
+            derived["direction"] = direction_from_locality(*(table[n] for n in locality))
         return derived
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:

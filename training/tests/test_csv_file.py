@@ -65,12 +65,13 @@ def test_a_zeek_log_read_as_tsv_and_as_csv_gives_the_same_events(datasets, tmp_p
     csv_, _ = collect("csv_file", exported)
     assert tsv.num_rows == csv_.num_rows == 766
     assert tsv["service"].null_count == csv_["service"].null_count == 762
-    # What the CSV does not say: the Zeek log path (event_type "conn", hence the "conn:" of
-    # its ids), and no direction is derived. Zeek's booleans are booleans, as in the TSV.
-    apart = {"event_id", "event_type", "direction"}
+    # What the CSV does not say: the Zeek log path (the "conn:" of its ids). Zeek's booleans
+    # are booleans and give the direction, as in the TSV.
+    assert tsv["direction"].null_count < tsv.num_rows  # the log has local_orig/local_resp
+    apart = {"event_id"}
     shared = [c for c in tsv.column_names if c in csv_.column_names and c not in apart]
     assert {"service", "conn_state", "history", "label", "attack_type", "uid", "local_orig",
-            "local_resp"} <= set(shared)
+            "local_resp", "direction", "event_type"} <= set(shared)
     for name in shared:
         assert tsv[name].to_pylist() == csv_[name].to_pylist(), name
     assert [f"conn:{i}" for i in csv_["event_id"].to_pylist()] == tsv["event_id"].to_pylist()
