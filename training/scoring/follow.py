@@ -37,6 +37,7 @@ checkpointed first.
 from __future__ import annotations
 
 import gc
+import hashlib
 import logging
 import threading
 import time
@@ -140,7 +141,9 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             the fused detector, a guard setting out of range, a negative window_grace, or an
             input file that is one of its outputs (outputs inside a followed folder are
             left out of what it reads).
-        NotFoundError, CheckpointError, SchemaError: as `score_events` and `score_fused`.
+        NotFoundError, CheckpointError, SchemaError: as `score_events` and `score_fused`;
+            CheckpointError also when the state folder was made by another model
+            (`FollowState.check_model`).
     """
     if not poll_seconds > 0:
         raise ConfigError(f"poll_seconds must be > 0, got {poll_seconds}")
@@ -150,7 +153,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                               ".jsonl or .json")
     validate_bounds(alert_factor, max_alert_rate)  # before loading anything
     check_grace(window_grace)
-    scorer, rule = _scorer(registry, model_name, version, stage, alias)
+    scorer, rule, sha256 = _scorer(registry, model_name, version, stage, alias)
+    model = {"name": model_name, "version": rule.version, "sha256": sha256}
     guard = RollingGuard(None if rule.calibration is None else
                          rule.calibration.expected_alert_rate, window=guard_window,
                          factor=alert_factor, max_alert_rate=max_alert_rate)
@@ -160,6 +164,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
     windows: WindowScorer | None = None
     dedup: RecentIds | None = None
     try:
+        state.check_model(model)  # before an output is opened (and cut back)
         out = _Files(alerts=state.output(Path(outputs.alerts)),
                      scores=state.output(Path(outputs.scores)) if outputs.scores else None,
                      incidents=(state.output(Path(outputs.incidents)) if outputs.incidents
@@ -181,7 +186,6 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         dedup = RecentIds(state) if deduplicate else None
         run = _Run(scorer, rule, guard, sink, out, state.counts, incidents, windows, dedup)
         summary = FollowSummary(model_name, rule.version)
-        model = {"name": model_name, "version": rule.version}
         # A first checkpoint before reading: a run that dies before its first commit leaves
         # outputs that the next run can cut back to what they held when it started.
         run.commit(state, tail, files, model)
@@ -226,15 +230,18 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
 
 
 def _scorer(registry: ModelRegistry, model_name: str, version: str | None, stage: str | None,
-            alias: str | None) -> tuple[AlertRows | FusedDetector, AlertRule]:
-    """What scores the events (`score(events)` gives their rows and scores), and its rule."""
+            alias: str | None) -> tuple[AlertRows | FusedDetector, AlertRule, str]:
+    """What scores the events (`score(events)` gives their rows and scores), its rule, and
+    the sha256 of its weights (of the fused detector's members' weights and its fusion)."""
     if model_name == FUSED_NAME:
         if version or stage or alias:
             raise ConfigError("--version, --stage and --alias pick a version of one model; "
                               "the fused detector scores with the versions its fusion.json names")
         fused = FusedDetector(registry, per_event=True)
+        made_of = [loaded.metadata.weights_sha256 for _, loaded in fused.parts]
+        sha256 = hashlib.sha256(orjson.dumps([made_of, fused.fusion.to_dict()])).hexdigest()
         return fused, AlertRule(FUSED_NAME, fused.version, FUSED_NAME, fused.threshold,
-                                fused.calibration)
+                                fused.calibration), sha256
     if version is None and stage is None and alias is None:
         stage = "production"
     loaded = registry.load_model(model_name, version, stage, alias=alias)
@@ -246,7 +253,7 @@ def _scorer(registry: ModelRegistry, model_name: str, version: str | None, stage
     threshold = float(loaded.threshold)
     return (AlertRows(layer, loaded.model, threshold, loaded.calibration),
             AlertRule(model_name, loaded.metadata.version, layer.name, threshold,
-                      loaded.calibration))
+                      loaded.calibration), loaded.metadata.weights_sha256)
 
 
 @dataclass(frozen=True)

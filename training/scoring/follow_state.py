@@ -2,8 +2,9 @@
 
 Layout of the state folder:
 
-    state.json     read positions of the followed files, the committed size of every output,
-                   counters, the open incidents (and a window layer's windows); replaced
+    state.json     the model it scores with (name, version, sha256), read positions of the
+                   followed files, the committed size of every output, counters, the open
+                   incidents (and a window layer's windows); replaced
                    atomically after each micro-batch that changed any of them (an idle poll
                    leaves it as it is)
     pending-N.arrow, history-N.arrow
@@ -16,6 +17,11 @@ that only grow. A micro-batch appends to them, then commits the read positions t
 their new sizes. A run killed between the two leaves lines beyond the committed sizes; the next
 run cuts them off before it reads again from the committed positions, so every event is scored
 once and every alert written once. The kernel drops the lock when its holder dies, killed or not.
+
+A state belongs to the model it began with: its totals, open incidents and held windows are
+that model's, and its outputs hold that model's scores. A run with another model (another
+version, or other weights under the same name and version) is refused before it opens an
+output (`check_model`).
 """
 
 from __future__ import annotations
@@ -112,6 +118,31 @@ class FollowState:
     @property
     def counts(self) -> dict[str, int]:
         return dict(self.saved.get("counts", {}))
+
+    def check_model(self, model: dict[str, str]) -> None:
+        """Refuse to go on with another model than the one the state began with.
+
+        Args:
+            model: {"name", "version", "sha256"} of the model this run scores with (sha256 of
+                its weights; of the fused detector's members and rule).
+
+        Raises:
+            CheckpointError: the state was made by another model; the message says what to do.
+        """
+        saved = self.saved.get("model")
+        if not saved:
+            return  # a new state
+        began, now = f"{saved['name']} {saved['version']}", f"{model['name']} {model['version']}"
+        if began == now and saved.get("sha256") in (None, model["sha256"]):
+            return  # None: saved before states recorded the weights' sha256
+        if began == now:  # the same version in another registry
+            began += f" (weights sha256 {saved['sha256'][:12]})"
+            now += f" (weights sha256 {model['sha256'][:12]})"
+        raise CheckpointError(
+            f"{self.folder} holds the live scoring of {began}, not of {now} that this run scores "
+            f"with: its read positions, totals and open incidents are that model's. To go on, "
+            f"score with {began} again; to score with {now}, give it a new --state folder and "
+            "new --output and --alerts files (it reads the inputs from their beginning)")
 
     def output(self, path: Path, private: bool = False) -> AppendOnly:
         """An output, cut back to its committed size."""
