@@ -9,7 +9,9 @@ layer's default trains through `train_layer` as the harness does (its threshold:
 percentile of benign validation scores), scores its test units into alert rows as `score`
 does (`AlertRows`), and the alerts of the three layers become incidents (`build_incidents`).
 A scenario's attacker windows are its events' (entity, hour) as incidents take them; its rank
-is the best of theirs ("-": no alert in any of them).
+is the best of theirs ("-": no alert in any of them). Per seed it also prints how many of the
+10 and 20 best incidents are attacker windows of any scenario, and where the first incident
+without an attack event ranks.
 
 To tell ranking from detection it also prints, per scenario, the highest percentile among
 benign validation scores that any of its units reaches in each layer, and the rank its best
@@ -138,6 +140,15 @@ def main() -> int:
             every_rank = sorted(ranks[0].get(k, 10**9) for k in windows[scenario])
             listed = ", ".join("-" if r == 10**9 else str(r) for r in every_rank)
             print(f"| {seed} | {scenario} | {shown} | {levels} | {listed} |", flush=True)
+        # How clean the top of the list is: the incidents whose (entity, hour) holds an attack
+        # event, among the best 10 and 20, and the rank of the first that holds none.
+        attacked = set().union(*windows.values())
+        best = sorted(ranks[0].items(), key=lambda item: item[1])
+        hits = [key in attacked for key, _ in best]
+        first_benign = next((rank for (_, rank), hit in zip(best, hits) if not hit), None)
+        print(f"seed {seed}: attacker windows among the top 10 incidents {sum(hits[:10])}, "
+              f"top 20 {sum(hits[:20])}; the first incident without an attack event ranks "
+              f"{first_benign} of {len(best)}", flush=True)
         # The harness's threat windows of layer 3 (the "C&C windows" the Torii captures count:
         # 5 in 20-1, 6 in 21-1), each at the rank of the incident its entity-hour belongs to.
         held = sorted((ranks[0].get(key, 10**9) for key, label
