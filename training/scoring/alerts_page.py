@@ -6,7 +6,9 @@ evaluation report's `fmt` (the report's convention: page and JSON cannot disagre
 checks it). `score` writes both beside its alerts (`<name>.alerts.json`, `<name>.alerts.html`).
 Each top alert shows what happened as well as its score: its time, event type, process and
 command line (`ALERT_CONTEXT`), from its row in the scored units (null where the unit's events
-do not share one, or no units were given).
+do not share one, or no units were given), and its events (`top_events`: an event alert its
+own, an edge or a window its most telling ones) with who talked to whom and what ran
+(`EVENT_COLUMNS`): a window's row shows no process where its events ran several.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ _INCIDENT_COLUMNS = ("rank", "entity", "window_start", "score", "alerts", "first
 ALERT_CONTEXT = ("time", "event_type", "process", "command_line")  # from the unit's alert row
 _ALERT_COLUMNS = ("layer", "unit", *ALERT_CONTEXT, "score", "percentile")
 _REASON_COLUMNS = ("field", "contribution", "observed", "typical")
+EVENT_COLUMNS = ("timestamp", "event_type", "source_ip", "source_port", "dest_ip", "dest_port",
+                 "service", "user", "process", "command_line", "bytes")
 
 
 def alerts_document(incidents: pa.Table, units: pa.Table | Sequence[pa.Table] = (),
@@ -45,26 +49,32 @@ def alerts_document(incidents: pa.Table, units: pa.Table | Sequence[pa.Table] = 
     for alert in alerts:
         context = found.get((alert["layer"], alert["unit"]), {})
         alert.update({key: context.get(key) for key in ALERT_CONTEXT})
+        alert["top_events"] = [{key: event.get(key) for key in EVENT_COLUMNS}
+                               for event in context.get("top_events") or ()]
     return {"incidents": rows, "total_incidents": incidents.num_rows}
 
 
 def _context_of(alerts: list[dict[str, Any]], units: list[pa.Table]
                 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """The `ALERT_CONTEXT` of each (layer, unit) of `alerts`, from the first row of `units`
-    that has it (times as ISO 8601 text)."""
+    """The `ALERT_CONTEXT` and `top_events` of each (layer, unit) of `alerts`, from the first
+    row of `units` that has it (times as ISO 8601 text)."""
     wanted = {(a["layer"], a["unit"]) for a in alerts}
     names = pa.array(sorted({unit for _, unit in wanted}), pa.string())
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for table in units:
         if not len(names) or len(found) == len(wanted):
             break
-        columns = ["layer", "unit", *(c for c in ALERT_CONTEXT if c in table.column_names)]
+        columns = ["layer", "unit", *(c for c in (*ALERT_CONTEXT, "top_events")
+                                      if c in table.column_names)]
         hits = table.filter(pc.is_in(table["unit"], value_set=names)).select(columns)
         for row in hits.to_pylist():
             key = (row["layer"], row["unit"])
             if key in wanted and key not in found:
                 if row.get("time") is not None:
                     row["time"] = row["time"].isoformat()
+                for event in row.get("top_events") or ():
+                    if event.get("timestamp") is not None:
+                        event["timestamp"] = event["timestamp"].isoformat()
                 found[key] = row
     return found
 
@@ -101,6 +111,14 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
             cells = "".join(_cell(document, "incidents", i, "top", j, c) for c in _ALERT_COLUMNS)
             parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in _ALERT_COLUMNS)
                          + f"</tr><tr>{cells}</tr></table>")
+            events = alert.get("top_events") or []
+            if events:
+                body = "".join(
+                    "<tr>" + "".join(_cell(document, "incidents", i, "top", j, "top_events", k, c)
+                                     for c in EVENT_COLUMNS) + "</tr>"
+                    for k in range(len(events)))
+                parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in EVENT_COLUMNS)
+                             + f"</tr>{body}</table>")
             reasons = alert.get("reasons") or []
             if reasons:
                 body = "".join(

@@ -89,3 +89,28 @@ def test_each_top_alert_shows_its_time_event_type_process_and_command_line(tmp_p
         assert shown == fmt(resolve(document, key)), key
     shown = dict(page.values)
     assert {"/incidents/0/top/1/command_line", "/incidents/0/top/1/time"} <= shown.keys()
+
+
+def test_a_window_alert_shows_its_events_and_what_ran(tmp_path, datasets):
+    # The whole lsass recording as one host window that alerts: its row shares no process (its
+    # events ran many), so the page shows what ran through the window's top events, the
+    # MiniDump process creations first (`training.scoring.context`).
+    events, _ = collect("windows_events", datasets / LSASS)
+    ids = events["event_id"].to_pylist()
+    batch = unit_rows({"unit": pa.array(["WORKSTATION5@2020-10-18T23:50:00"]),
+                       "time": events["timestamp"].slice(0, 1),
+                       "event_ids": pa.array([ids])},
+                      np.array([2.0], np.float32), events, layer="layer3", threshold=1.0,
+                      calibration=None)
+    path = write_table(pa.Table.from_batches([batch]), tmp_path / "window.parquet")
+    write_incidents(path)
+    document = json.loads((tmp_path / "window.alerts.json").read_text())
+    (alert,) = document["incidents"][0]["top"]
+    assert alert["process"] is None and len(alert["top_events"]) == 3
+    assert "comsvcs.dll MiniDump" in alert["top_events"][0]["command_line"]
+    page = Page()
+    page.feed((tmp_path / "window.alerts.html").read_text())
+    for key, shown in page.values:
+        assert shown == fmt(resolve(document, key)), key
+    shown = dict(page.values)
+    assert "comsvcs.dll MiniDump" in shown["/incidents/0/top/0/top_events/0/command_line"]
