@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from training.cli.follow import add_follow_options
 from training.cli.new_registry import removed_unless_registered
 from training.cli.options import layer_name, registry_dir, registry_options, source_flags
+from training.cli.parser import Switch
 from training.paths import splits_dir
 
 if TYPE_CHECKING:  # the layers import torch: only when a command runs
@@ -51,6 +52,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         improvement_threshold=args.improvement_threshold,
         comparison_metric=args.comparison_metric, min_accuracy_threshold=args.min_accuracy,
         exclude_alerted=args.exclude_alerted, registry_dir=str(registry_dir(args)),
+        benign_only=args.benign_only, keep_unknown=args.keep_unknown,
         alert_rate_factor=args.alert_factor,
         training_changes={k: v for k, v in changes.items() if v is not None})
     splits = splits_dir() if args.workdir is None else args.workdir / "splits"
@@ -197,6 +199,13 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
                 "statistical ones (default: none, as the pipeline's gate.min_value 0)")
     option(retrain, "--exclude-alerted", action="store_true",
            help="also leave out the rows the production model alerts on")
+    option(retrain, "--benign-only", action=Switch, default=None,
+           help="learn from the rows labeled benign only (is_threat 0); --no-benign-only: "
+                "from every row not labeled a threat (default: as the production model was "
+                "trained, e.g. by pipeline --benign-only; a threat-labeled row never trains)")
+    option(retrain, "--keep-unknown", action=Switch, default=None,
+           help="with --benign-only, learn from the unlabeled (-1) rows too (default: as the "
+                "production model was trained)")
     option(retrain, "--alert-factor", type=float, default=3.0,
            help="without test labels, refuse a challenger whose alert rate on the test split "
                 "is significantly above its calibration's expected rate times this")

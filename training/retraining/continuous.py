@@ -11,9 +11,12 @@ One run:
 
 1. read the three split files with the layer's `load_units` (any layer: `training.layers`;
    one FeatureSpec for all three);
-2. training units: threat-labeled units are left out, and with `exclude_alerted` the units the
-   production model alerts on, so an attacker cannot teach the model that their traffic is
-   normal (they are marked threats, which training never learns from);
+2. training units (`training.retraining.learnt`): chosen as the production model chose its
+   own (with its recorded `benign_only`, the benign ones only, plus the unlabeled ones with
+   `keep_unknown`; the caller's settings win); threat-labeled units are always left out, and
+   with `exclude_alerted` the units the production model alerts on, so an attacker cannot teach
+   the model that their traffic is normal (they are marked threats, which training never
+   learns from);
 3. triggers (`training.retraining.triggers`), on the units of step 2 only (a capture that is
    mostly attacks is not new data nor drift to a model that never learns from attacks): no
    production model yet; its age (`retrain_frequency_days`); new training rows it has not seen
@@ -68,6 +71,7 @@ from training.registry.metadata import metric_direction
 from training.registry.names import CHALLENGER, VERSION_SCHEMES
 from training.registry.registry import ModelMetadata, ModelRegistry, RegisteredModel
 from training.retraining import gate, triggers
+from training.retraining.learnt import data_settings, training_rows
 from training.retraining.settings import RETRAINING_CHANGES, challenger_settings
 from training.retraining.split_files import (
     common_spec, require_model_transform, validate_splits,
@@ -102,6 +106,11 @@ class RetrainingConfig:
         registry_dir: the registry (default training/models, see training.paths).
         max_loss_threshold: the ceiling of a lower-is-better comparison metric, or None.
         exclude_alerted: also drop the training rows the production model alerts on.
+        benign_only: learn from the benign rows only (True), or from every row not labeled a
+            threat (False); None (the default): as the production model did, from its
+            recorded hyperparameters (`training.retraining.learnt`).
+        keep_unknown: with benign_only, learn from the unlabeled rows too; None: as the
+            production model did.
         drift_share: share of drifted features that makes the dataset drift.
         reference_rows: training rows kept with each version for later drift checks.
         version_scheme: "semver" or "timestamp" versions.
@@ -125,6 +134,8 @@ class RetrainingConfig:
     registry_dir: str | None = None
     max_loss_threshold: float | None = None
     exclude_alerted: bool = False
+    benign_only: bool | None = None
+    keep_unknown: bool | None = None
     drift_share: float = 0.5
     reference_rows: int = triggers.REFERENCE_ROWS
     version_scheme: str = "semver"
@@ -147,6 +158,9 @@ class RetrainingConfig:
         for name, ok, rule in checks:
             if not ok:
                 raise ConfigError(f"{name} must be {rule}, got {getattr(self, name)!r}")
+        if self.keep_unknown and self.benign_only is False:
+            raise ConfigError("keep_unknown keeps unlabeled rows beside the benign ones; it "
+                              "needs benign_only True (or None), got benign_only=False")
         if self.comparison_metric != "auto":
             metric_direction(self.comparison_metric)  # ConfigError for an unknown direction
         TrainingConfig().replace(**self.training_changes)  # ConfigError naming a bad field
@@ -189,7 +203,10 @@ class ContinuousTrainingPipeline:
             "champion_version": None if champion is None else champion.metadata.version}
         # What training will learn from, decided once: the triggers count and compare these
         # rows, not the threat-labeled (or alerted) ones training then drops.
-        keep, data = self._training_rows(layer, splits["train"], champion)
+        rows = data_settings(champion, benign_only=self.config.benign_only,
+                             keep_unknown=self.config.keep_unknown)
+        keep, data = training_rows(layer, splits["train"], champion, rows,
+                                   exclude_alerted=self.config.exclude_alerted)
         result["data"] = data
         fired = self._triggers(layer, model_name, champion, splits["train"], keep, now, result)
         if not fired and not force:
@@ -200,14 +217,18 @@ class ContinuousTrainingPipeline:
             return {**result, "success": False, "reason": "data validation failed: " +
                     "; ".join(problems)}
         if not keep.any():
-            raise ConfigError("no training unit is left after dropping threat-labeled (and "
-                              "alerted) ones; retraining needs benign or unlabeled traffic")
-        # Every kept unit (benign or unlabeled) is what the model learns from.
+            raise ConfigError(f"no training unit is left to learn from: it learns from "
+                              f"{data['learnt_from']}, with threat-labeled (and alerted) ones "
+                              "left out; retraining needs benign or unlabeled traffic "
+                              "(unlabeled: benign_only False, retrain --no-benign-only)")
+        # Every kept unit is what the model learns from.
         train = layer.relabeled(splits["train"], np.where(keep, 0, 1))
         # Validation judges what training learnt from: unlabeled units count as benign there
-        # too (a folder of unlabeled logs has no benign-labeled unit to validate on).
+        # too when training learns from them (a folder of unlabeled logs has no benign-labeled
+        # unit to validate on), as in the pipeline.
         labels = layer.labels(splits["val"])
-        val = layer.relabeled(splits["val"], np.where(labels < 0, 0, labels))
+        val = layer.relabeled(splits["val"], np.where((labels < 0) & rows.learns_unknown, 0,
+                                                      labels))
         settings, model_args, result["training_settings"] = challenger_settings(
             layer, champion, None if train_fn else train, given=self.config.training_config,
             changes=self.config.training_changes)
@@ -232,7 +253,7 @@ class ContinuousTrainingPipeline:
                 model_name, "0", layer.name, metrics=_test_named(measured),
                 training_dataset=str(train_data_path),
                 hyperparameters={"model": challenger.sidecar["init_args"],
-                                 "training": config.to_dict()},
+                                 "training": config.to_dict(), **rows.recorded()},
                 dataset_fingerprints={k: gate.split_fingerprint(layer, v)
                                       for k, v in splits.items()},
                 details=record)
@@ -259,7 +280,7 @@ class ContinuousTrainingPipeline:
 
     def _triggers(self, layer: Layer, model_name: str, champion: RegisteredModel | None,
                   train: Any, keep: np.ndarray, now: datetime, result: dict) -> bool:
-        """Run the triggers on the training units `keep` marks (`_training_rows`): only
+        """Run the triggers on the training units `keep` marks (`learnt.training_rows`): only
         rows training learns from can be new to the champion or drift from what it learnt."""
         cfg = self.config
         if champion is None:
@@ -283,23 +304,6 @@ class ContinuousTrainingPipeline:
                                        champion.metadata.version)
         return read_arrays(data, f"{model_name} {champion.metadata.version} "
                                  f"{triggers.REFERENCE_FILE}")["features"]
-
-    def _training_rows(self, layer: Layer, train: Any, champion: RegisteredModel | None
-                       ) -> tuple[np.ndarray, dict[str, Any]]:
-        """Mask of the training units the challenger learns from, and its `data` record: every
-        unit but the threat-labeled ones, and with `exclude_alerted` those the production
-        model alerts on. The one filter both the triggers and training use."""
-        labels = layer.labels(train)
-        keep = labels != 1
-        data = {"train_rows_total": len(labels), "excluded_threat_rows": int((~keep).sum()),
-                "excluded_alerted_rows": 0}
-        if self.config.exclude_alerted and champion is not None and champion.threshold is not None:
-            scorer = layer_for_spec(champion.feature_spec)
-            alerted = keep & (scorer.score(champion.model, train) >= champion.threshold)
-            data["excluded_alerted_rows"] = int(alerted.sum())
-            keep &= ~alerted
-        data.update(triggers.training_record(unit_times(layer, train), keep))
-        return keep, data
 
     def _gate(self, layer: Layer, test: Any, challenger: Any, champion: RegisteredModel | None
               ) -> tuple[dict[str, Any], dict[str, float]]:
