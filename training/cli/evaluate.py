@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from training.cli.data_files import layer_of_file
-from training.cli.options import registry_dir, registry_options, source_flags
+from training.cli.options import open_registry, registry_dir, registry_options, source_flags
 from training.cli.recorded_sources import loaded_metadata, sources_as_trained
 from training.errors import ConfigError, NotFoundError, SchemaError
 from training.paths import checkpoints_dir
@@ -82,7 +82,6 @@ def load_evaluated(args: argparse.Namespace) -> tuple[LoadedModel, str, str | No
             registered model or version.
     """
     from training.artifacts.model_files import load_model
-    from training.registry.registry import ModelRegistry
 
     given = Path(args.model)
     picked = args.version or args.stage or args.alias
@@ -94,7 +93,7 @@ def load_evaluated(args: argparse.Namespace) -> tuple[LoadedModel, str, str | No
             return load_model(given), str(given), None
     where = registry_dir(args)
     try:
-        registry = ModelRegistry(where, create=False)  # reads only
+        registry = open_registry(args)  # reads only; the error says where one may be
     except NotFoundError:
         if registry_given:
             raise

@@ -69,9 +69,8 @@ def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
-    from training.cli.options import parse_source, registry_dir
+    from training.cli.options import open_registry, parse_source
     from training.cli.recorded_sources import registered_metadata, sources_as_trained
-    from training.registry.registry import ModelRegistry
     from training.scoring.follow import QUARANTINE_FILE, FollowOutputs, follow_events
     from training.scoring.follow_dedup import DEFAULT_RECENT
     from training.scoring.follow_windows import DEFAULT_GRACE
@@ -85,8 +84,9 @@ def cmd_follow(args: argparse.Namespace) -> int:
     es = None
     if args.elasticsearch:
         es = parse_source(f"es:{args.elasticsearch}", 0, None).connection_params
-    registry = ModelRegistry(registry_dir(args), create=False)  # reads only
-    sources = sources_as_trained(args, args.input, registered_metadata(registry, args))
+    registry = open_registry(args)  # reads only
+    sources = sources_as_trained(args, args.input, registered_metadata(registry, args),
+                                 "--input")
     outputs = FollowOutputs(alerts=args.alerts, scores=args.output, elasticsearch=es,
                             state=args.state or args.output.with_name(args.output.name + ".state"),
                             incidents=args.incidents or incidents_path(args.alerts))

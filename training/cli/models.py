@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING
 
 from training.cli.follow import add_follow_options
 from training.cli.new_registry import removed_unless_registered
-from training.cli.options import layer_name, registry_dir, registry_options, source_flags
+from training.cli.options import (
+    layer_name, open_registry, registry_dir, registry_options, source_flags,
+)
 from training.cli.parser import Switch
 from training.paths import splits_dir
 
@@ -101,7 +103,6 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ConfigError(f"{', '.join(given)}: only with --follow or --once (live scoring); "
                           "a batch score writes its alerts and incidents beside --output")
     from training.cli.recorded_sources import registered_metadata, sources_as_trained
-    from training.registry.registry import ModelRegistry
     from training.errors import ConfigError
     from training.evaluation.alert_rate import validate_bounds
     from training.evaluation.fusion import FUSED_NAME
@@ -115,8 +116,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     max_rate = args.max_alert_rate if isinstance(args.max_alert_rate, float) else None
     validate_bounds(args.alert_factor, max_rate)  # before any work
     is_jsonl(args.output, "--output")  # a .csv name holding Parquet misleads every reader
-    registry = ModelRegistry(registry_dir(args), create=False)  # reads only
-    sources = sources_as_trained(args, args.input, registered_metadata(registry, args))
+    registry = open_registry(args)  # reads only
+    sources = sources_as_trained(args, args.input, registered_metadata(registry, args),
+                                 "--input")
     if args.model == FUSED_NAME:  # every layer's registered model, one score per event
         if args.version or args.stage or args.alias:
             raise ConfigError("--version, --stage and --alias pick a version of one model; "

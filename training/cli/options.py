@@ -13,12 +13,16 @@ import sys
 import traceback
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from training.collection.schema import LabelMap
-from training.errors import ConfigError, PipelineError
+from training.errors import ConfigError, NotFoundError, PipelineError
 from training.paths import models_dir
 from training.cli.parser import did_you_mean
 from training.sources.config import TYPE_ALIASES, DataSource, DataSourceType, source_type
+
+if TYPE_CHECKING:
+    from training.registry.registry import ModelRegistry
 
 CLOSED_STDOUT = 141  # 128 + SIGPIPE: the status of a Unix tool whose reader went away
 
@@ -35,13 +39,14 @@ def option(parser: argparse.ArgumentParser, name: str, **kwargs: object) -> None
 
 
 def parse_source(spec: str, index: int, default_label: str | None,
-                 environ: Mapping[str, str] = os.environ) -> DataSource:
+                 environ: Mapping[str, str] = os.environ, flag: str = "--source") -> DataSource:
     """[NAME=]TYPE:PATH, e.g. zeek:/var/log/zeek or clean=csv:exports/*.csv; for Elasticsearch
-    the PATH is a URL whose path is the index: es:https://es01:9200/logs-*,zeek-*."""
+    the PATH is a URL whose path is the index: es:https://es01:9200/logs-*,zeek-*. `flag`: the
+    flag that gave it (--source, --input, --test-source), for the error."""
     name, _, rest = spec.rpartition("=") if "=" in spec.split(":", 1)[0] else ("", "", spec)
     kind, sep, path = rest.partition(":")
     if not sep or not path:
-        raise ConfigError(f"--source must look like TYPE:PATH or NAME=TYPE:PATH, got {spec!r}")
+        raise ConfigError(f"{flag} must look like TYPE:PATH or NAME=TYPE:PATH, got {spec!r}")
     try:
         kind_type = source_type(kind)
     except ConfigError:
@@ -273,9 +278,43 @@ def registry_dir(args: argparse.Namespace) -> Path:
     return models_dir()
 
 
-def sources_from_flags(args: argparse.Namespace, specs: list[str] | None) -> list[DataSource]:
-    """--source / --test-source values as DataSources, with the column, field and label maps."""
-    sources = [parse_source(s, i, args.default_label) for i, s in enumerate(specs or [])]
+def open_registry(args: argparse.Namespace, *, create: bool = False) -> ModelRegistry:
+    """The registry of `registry_dir(args)`. One that is read must exist; where it does not,
+    the error says where one is (`registry_hint`).
+
+    Raises:
+        NotFoundError: not `create`, and there is no registry there.
+    """
+    from training.registry.registry import ModelRegistry
+
+    try:
+        return ModelRegistry(registry_dir(args), create=create)
+    except NotFoundError as exc:
+        raise NotFoundError(f"{exc}{registry_hint(args)}") from None
+
+
+def registry_hint(args: argparse.Namespace) -> str:
+    """Where the registry the user meant may be, for a missing one: a pipeline's workdir given
+    as --registry-dir (its registry is DIR/models), a registry given as --workdir, or no
+    flag at all (the default folder)."""
+    given, workdir = getattr(args, "registry_dir", None), getattr(args, "workdir", None)
+    if given is not None and (Path(given) / "models" / "registry.db").is_file():
+        return (f"; did you mean --workdir {given}? ({Path(given) / 'models'} holds one: a "
+                "pipeline's workdir keeps its registry in models/)")
+    if workdir is not None and (Path(workdir) / "registry.db").is_file():
+        return f"; did you mean --registry-dir {workdir}? (it holds one itself)"
+    if given is None and workdir is None:
+        return ("; a pipeline's registry is WORKDIR/models: give --workdir WORKDIR (or "
+                "--registry-dir DIR, or set MAXIMUS_DATA_ROOT)")
+    return ""
+
+
+def sources_from_flags(args: argparse.Namespace, specs: list[str] | None,
+                       flag: str = "--source") -> list[DataSource]:
+    """The values of `flag` (--source, --test-source, --input) as DataSources, with the column,
+    field and label maps."""
+    sources = [parse_source(s, i, args.default_label, flag=flag)
+               for i, s in enumerate(specs or [])]
     return source_options(sources, column_names=args.column_names, field_map=args.field_map,
                           label_map=args.label_map)
 

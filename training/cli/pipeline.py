@@ -29,7 +29,7 @@ from training.cli.feature_options import (
     add_feature_options, preprocess_layers, refuse_with_model, with_feature_flags,
 )
 from training.cli.options import (
-    layer_name, registry_dir, registry_options, source_flags, sources_from_flags,
+    layer_name, open_registry, registry_options, source_flags, sources_from_flags,
 )
 from training.cli.parser import help_command
 from training.cli.run_options import add_run_options
@@ -56,7 +56,7 @@ def _pipeline_config(args: argparse.Namespace, default_workdir: str,
     if sources:
         overrides["sources"] = sources
     defaults = {"workdir": default_workdir}
-    tests = sources_from_flags(args, getattr(args, "test_source", None))
+    tests = sources_from_flags(args, getattr(args, "test_source", None), "--test-source")
     if tests:
         overrides["test_sources"] = tests
     params = tuned_files(getattr(args, "params", None))
@@ -148,10 +148,9 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
     preprocessor = DataPreprocessor(output_dir=args.output)
     if args.model:  # each model's own transform (fitted state included), so retrain compares
         from training.layers.registry import layer_for_spec
-        from training.registry.registry import ModelRegistry
 
         refuse_with_model(args)
-        registry = ModelRegistry(registry_dir(args), create=False)
+        registry = open_registry(args)
         layers = []
         for name in args.model:
             loaded = registry.load_model(name, stage="production")

@@ -7,6 +7,7 @@ its own (`--field-map`, `--column-names`, `--label-map` win). One line says so.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from training.cli.options import sources_from_flags
@@ -16,11 +17,11 @@ from training.sources.recorded import SETTINGS, SETTINGS_KEY, read_as_recorded, 
 
 
 def sources_as_trained(args: argparse.Namespace, specs: list[str] | None,
-                       metadata: Any) -> list[DataSource]:
-    """The command's sources (`sources_from_flags`), read with what `metadata` (a registered
-    version's `ModelMetadata`, or None: a model file, which records nothing) records for
-    settings the command did not set; prints the line that says which."""
-    sources = sources_from_flags(args, specs)
+                       metadata: Any, flag: str = "--source") -> list[DataSource]:
+    """The command's sources (`sources_from_flags`: the values of `flag`), read with what
+    `metadata` (a registered version's `ModelMetadata`, or None: a model file, which records
+    nothing) records for settings the command did not set; prints the line that says which."""
+    sources = sources_from_flags(args, specs, flag)
     if metadata is None:
         return sources
     given = {name for name in SETTINGS if getattr(args, name, None) is not None}
@@ -38,7 +39,27 @@ def registered_metadata(registry: Any, args: argparse.Namespace) -> Any:
     try:
         return registry.get_metadata(args.model, args.version, args.stage, alias=args.alias)
     except NotFoundError:
+        check_model_name(registry, args.model)
         return None
+
+
+def check_model_name(registry: Any, name: str) -> None:
+    """`name` is a model `score` takes: a registered one, or the fused detector.
+
+    Raises:
+        NotFoundError: neither; the message gives the closest name and the choices, fused
+            among them where the registry has a fused detector (`fusion.json`).
+    """
+    from training.evaluation.fusion import FUSED_NAME
+    from training.registry.ops import unknown_model
+    from training.scoring.fused import FUSION_FILE
+
+    known = sorted({m.model_name for m in registry.list_models()})
+    if name in known or name == FUSED_NAME:
+        return
+    if (Path(registry.registry_dir) / FUSION_FILE).is_file():
+        known.append(FUSED_NAME)
+    raise unknown_model(name, known)
 
 
 def loaded_metadata(loaded: Any) -> Any:

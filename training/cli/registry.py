@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from training.cli.new_registry import removed_unless_registered
-from training.cli.options import layer_name, registry_dir, registry_options
+from training.cli.options import layer_name, open_registry, registry_dir, registry_options
 from training.cli.parser import help_command
 from training.errors import ConfigError, NotFoundError
 from training.registry.names import version_scheme
@@ -37,9 +37,7 @@ STAGES = ("none", "staging", "production", "archived")
 
 
 def _registry(args: argparse.Namespace, create: bool = False):
-    from training.registry.registry import ModelRegistry
-
-    return ModelRegistry(registry_dir(args), create=create)
+    return open_registry(args, create=create)
 
 
 def _print_json(value: object) -> None:

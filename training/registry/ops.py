@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 
-from training.errors import ConfigError, NotFoundError, RegistryError
+from training.errors import ConfigError, NotFoundError, RegistryError, did_you_mean
 from training.registry.history import log
 from training.registry.metadata import ModelMetadata
 from training.registry.names import CHALLENGER, CHAMPION, check_stage, version_key
@@ -21,8 +21,13 @@ def model_names(conn: sqlite3.Connection) -> list[str]:
 
 
 def _no_model(conn: sqlite3.Connection, name: str) -> NotFoundError:
-    return NotFoundError(f"no model named {name!r}; known: "
-                         f"{', '.join(model_names(conn)) or 'none'}")
+    return unknown_model(name, model_names(conn))
+
+
+def unknown_model(name: str, known: list[str]) -> NotFoundError:
+    """The error for a model name not among `known`: the closest one, and every one."""
+    return NotFoundError(f"no model named {name!r}{did_you_mean(name, known)}; known: "
+                         f"{', '.join(known) or 'none'}")
 
 
 def get_row(conn: sqlite3.Connection, name: str, version: str, *,

@@ -287,8 +287,7 @@ class ModelRegistry(RegistryQueries):
             rows = [ops.get_row(conn, model_name, version)] if version is not None else \
                 conn.execute("SELECT * FROM versions WHERE model_name = ?", (model_name,)).fetchall()
             if not rows:
-                raise NotFoundError(f"no model named {model_name!r}; known: "
-                                    f"{', '.join(ops.model_names(conn)) or 'none'}")
+                raise ops.unknown_model(model_name, ops.model_names(conn))
             live = [r["version"] for r in rows if r["stage"] == "production"]
             if live:
                 raise RegistryError(f"{model_name} {live[0]} is in production; archive it or "

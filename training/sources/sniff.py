@@ -9,9 +9,14 @@ or CSV file none of whose records has a field of its field map is refused the sa
 
 from __future__ import annotations
 
+import os
+from contextlib import closing
+from contextvars import ContextVar
 from typing import TYPE_CHECKING
 
+from training.errors import PipelineError
 from training.sources.config import FORMATS, TYPE_ALIASES, DataSourceType, source_type
+from training.sources.paths import expand_paths
 
 if TYPE_CHECKING:
     from training.sources.base import Source
@@ -45,9 +50,51 @@ def wrong_type_message(source: Source, stream: str, columns: set[str]) -> str:
             f"{source.format_name} ({', '.join(source.format_fields)})")
     if kind is not None and kind is not source.config.source_type:
         return (f"{text}; this looks like {FORMATS[kind][0]}: use "
-                f"{type_prefix(kind)}:PATH")
+                f"{type_prefix(kind)}:PATH{_in_folder(source, stream, type_prefix(kind))}")
     return (f"{text}; give {given}: only {source.format_name} files, and read other JSON "
-            "as json:PATH (with --field-map for its time and address fields)")
+            "as json:PATH (with --field-map for its time and address fields)"
+            f"{_in_folder(source, stream, 'json')}")
+
+
+def _in_folder(source: Source, stream: str, use: str) -> str:
+    """For a file found in a folder the source reads whole (every file its patterns take, as
+    one type) that also holds files of that type: how to read both, each file with its own
+    source ("zeek:logs/conn.log suricata:logs/eve.json"). Empty for a file given by name or
+    glob, and for a folder none of whose other files is of the type given (the whole folder
+    is of another type: the message's "use X:PATH" says it all)."""
+    folder = getattr(source, "options", {}).get("path")
+    if (_SNIFFING.get() or not isinstance(folder, (str, os.PathLike))
+            or not os.path.isdir(folder)):
+        return ""
+    given = type_prefix(source.config.source_type)
+    found = expand_paths(folder, source.patterns, source.options["follow_symlinks"]).files
+    others = [str(path) for path in found if str(path) != stream][:_SNIFFED]
+    sniffing = _SNIFFING.set(True)  # the other files' own refusals need no hint
+    try:
+        ours = [path for path in others if _reads_as(source, path)]
+    finally:
+        _SNIFFING.reset(sniffing)
+    if not ours:
+        return ""
+    more = f" (and {len(ours) - 3} more)" if len(ours) > 3 else ""
+    return (f"; {given}:{folder} reads the folder's files as {source.format_name or given} "
+            "files: to read both, give each its own source (one --input or --source each): "
+            f"{' '.join(f'{given}:{path}' for path in ours[:3])}{more} {use}:{stream}")
+
+
+_SNIFFED = 50  # other files of a folder looked at for the hint (one block each)
+_SNIFFING: ContextVar[bool] = ContextVar("sniffing", default=False)
+
+
+def _reads_as(source: Source, stream: str) -> bool:
+    """Whether `source` takes the first records of `stream` (one block read, on the path of an
+    error: the file is not kept open)."""
+    try:  # from the start of the file (`base.START`; base imports this module)
+        with closing(source.read(stream, {"offset": 0, "line": 1, "record": 0})) as batches:
+            next(batches, None)
+    except PipelineError:  # not of this type (check_format), or not readable as it
+        return False
+    return True
 
 
 def _unknown_fields_message(stream: str, given: str, columns: set[str],
