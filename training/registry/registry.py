@@ -197,16 +197,13 @@ class ModelRegistry(RegistryQueries):
                 current = ops.production(conn, model_name)
                 moved = ops.move(conn, model_name, version, new_stage, reason,
                                  actor_name(actor), replacing)
-                notes: list[str | None] = []
-                if moved and new_stage == "production":
-                    promoted = ops.metadata_of(conn, ops.get_row(conn, model_name, version))
-                    notes.append(gate_refusal(promoted))
-                    if current is not None:
-                        notes.append(rule_change(ops.metadata_of(conn, current), promoted))
+                notes = _production_notes(conn, current, model_name, version,
+                                          "promoting it to production") \
+                    if moved and new_stage == "production" else []
         except (ConfigError, NotFoundError) as exc:
             logger.error("%s %s not moved to %r: %s", model_name, version, new_stage, exc)
             return False
-        for note in filter(None, notes):
+        for note in notes:
             logger.warning("%s", note)
         return moved
 
@@ -214,7 +211,8 @@ class ModelRegistry(RegistryQueries):
         """Archive the production version and bring back the one it replaced.
 
         Rolling back again goes one further step back (each version remembers the one it
-        replaced when it was promoted).
+        replaced when it was promoted). It warns as a promotion does (`transition_stage`): a
+        version the gate refused, or another threshold rule, is back in production.
 
         Returns:
             The version now in production.
@@ -239,7 +237,11 @@ class ModelRegistry(RegistryQueries):
             from_stage = ops.get_row(conn, model_name, previous)["stage"]
             ops.set_stage(conn, model_name, previous, from_stage, "production",
                           f"rollback from {old}{note}", actor)
+            notes = _production_notes(conn, current, model_name, previous,
+                                      f"rolling {model_name} back to it")
         logger.info("rolled back %s from %s to %s", model_name, old, previous)
+        for warning in notes:
+            logger.warning("%s", warning)
         return previous
 
     def set_alias(self, model_name: str, alias: str, version: str, *, reason: str = "",
@@ -302,3 +304,15 @@ class ModelRegistry(RegistryQueries):
             shutil.rmtree(artifact_dir(self.artifacts_dir, model_name, row["version"]),
                           ignore_errors=True)
         return len(rows)
+
+
+def _production_notes(conn: Any, replaced: Any, model_name: str, version: str, action: str
+                      ) -> list[str]:
+    """The warnings of `version` going into production over the version row `replaced`
+    (None: none was), by promotion or rollback (`action`, in words): the gate refused it
+    (`gate_refusal`), or it sets its threshold by another rule (`rule_change`)."""
+    promoted = ops.metadata_of(conn, ops.get_row(conn, model_name, version))
+    notes = [gate_refusal(promoted, action)]
+    if replaced is not None:
+        notes.append(rule_change(ops.metadata_of(conn, replaced), promoted))
+    return [note for note in notes if note]

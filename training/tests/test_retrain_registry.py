@@ -1,7 +1,7 @@
 """What `retrain` leaves in the registry, on a real capture: the kept epoch's validation loss as
 `val_loss` (the gate's test-split loss as `test_loss`), the drift trigger's share of the
 features that vary (`--drift-share`), and a warning when a version the gate refused is promoted
-by hand (trial D2, D3, D9).
+by hand or by a rollback (trial D2, D3, D9, G5).
 
 One module fixture runs `preprocess`, `split` and two `retrain`s in process on the 766 flows of
 CTU-SME-11: a first model (deployed) and a challenger trained at a learning rate of 1e-7 for
@@ -107,6 +107,27 @@ def test_promoting_a_version_the_gate_refused_warns_with_its_decision(retrained,
     assert main([*promote, first]) == 0  # the one the gate deployed: no warning
     out, err = capsys.readouterr()
     assert out == f"{MODEL} {first}: now production\n" and err == ""
+
+
+def test_rolling_back_to_a_version_the_gate_refused_warns_as_promoting_it_does(
+        retrained, tmp_path, capsys):
+    """`registry rollback` put the refused version back in production with no warning, where
+    `promote` warned (trial G5): now it warns with the same line, and still rolls back."""
+    registry = shutil.copytree(retrained["registry"], tmp_path / "models")
+    refused, first = retrained["refused"]["new_version"], retrained["first"]["new_version"]
+    where = ["--registry-dir", str(registry), "--model", MODEL]
+    for version in (refused, first):  # the refused one in production, then replaced again
+        assert main(["registry", "promote", *where, "--stage", "production", "--version",
+                     version]) == 0
+    capsys.readouterr()
+    assert main(["registry", "rollback", *where, "--reason", "test"]) == 0
+    out, err = capsys.readouterr()
+    assert out == f"{MODEL}: production is now {refused}\n"
+    assert err.splitlines() == [
+        f"warning: {MODEL} {refused} was not deployed by the gate that judged it when it was "
+        f"registered: \"{retrained['refused']['comparison']['reason']}\"; rolling {MODEL} back "
+        "to it anyway, as asked"]
+    assert ModelRegistry(registry).get_metadata(MODEL, stage="production").version == refused
 
 
 def test_drift_counts_the_features_that_vary_and_retrain_takes_drift_share(retrained,
