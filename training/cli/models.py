@@ -149,8 +149,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     guard = guard_scoring(summary, factor=args.alert_factor, max_alert_rate=max_rate,
                           strict=strict)
     print("\n".join(guard.lines()))
-    if guard.warned:
-        print(guard.warning(), file=sys.stderr)
+    for warning in guard.warnings():
+        print(warning, file=sys.stderr)
     if guard.failed:
         print(f"error: {guard.failure()} (--max-alert-rate)", file=sys.stderr)
         return 1

@@ -20,6 +20,10 @@ validation ones give uniform positions; `ScoreShift.distance()` is the Kolmogoro
 distance of the positions from uniform, and `distance(other)` between two models' positions on
 the same units (each through its own calibration, so models with different score scales
 compare). Positions are kept as a 1,000-bin histogram, so memory stays flat on any stream.
+
+A calibration of fewer than `MIN_REFERENCE_UNITS` benign validation units cannot stand for a
+threshold at all (`reference_shortfall` says why): the pipeline does not promote such a model
+and the scoring guard warns of it.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ from training.evaluation.calibration import Calibration
 DEFAULT_FACTOR = 3.0
 DEFAULT_ALPHA = 0.01
 BINS = 1000
+# The benign validation units a threshold needs (`reference_shortfall`). With n of them no
+# threshold can promise fewer than one alert in n + 1 benign units (a new one beats all n that
+# often), so under 20 the promise is worse than 5%, and percentiles, tail probabilities and the
+# alert-rate check stand on a handful of points: on one, the threshold is that unit's score and
+# the expected rate 100%, which no alert rate can exceed. Layers 2 and 3 train on 20 units too.
+MIN_REFERENCE_UNITS = 20
 
 
 @dataclass(frozen=True)
@@ -111,6 +121,26 @@ def check_alert_rate(alerts: int, units: int, expected_rate: float | None = None
     p_value = float(binom.sf(alerts - 1, units, limit)) if alerts else 1.0
     return AlertRateCheck(int(units), int(alerts), expected_rate, float(limit), p_value,
                           float(alpha))
+
+
+def reference_shortfall(calibration: Calibration, unit: str = "unit") -> str | None:
+    """Why `calibration` holds too few benign validation units to set a threshold on (fewer
+    than `MIN_REFERENCE_UNITS`), in words naming the count and the rate it then promises
+    ("its threshold rests on 1 validation window, fewer than the 20 a threshold needs (it is at
+    or just above that window's score, expected alert rate 100.00%)"), or None when it holds
+    enough."""
+    n = calibration.n_scores
+    if n >= MIN_REFERENCE_UNITS:
+        return None
+    which = "benign validation" if calibration.reference == "benign" else "validation"
+    units = f"{n:,} {which} {unit}{'' if n == 1 else 's'}"
+    at = ""
+    q = calibration.quantile
+    if q is not None and n * (1.0 - q) < 1.0:  # the quantile lies past the largest score
+        at = (f"it is at or just above that {unit}'s score, " if n == 1 else
+              "it is at or just above the largest of their scores, ")
+    return (f"its threshold rests on {units}, fewer than the {MIN_REFERENCE_UNITS} a threshold "
+            f"needs ({at}expected alert rate {calibration.expected_alert_rate:.2%})")
 
 
 def validate_bounds(factor: float = DEFAULT_FACTOR, max_rate: float | None = None,

@@ -50,7 +50,7 @@ from training.collection.collector import DataCollector, DataSource
 from training.collection.quarantine_file import quarantine_path, write_quarantine
 from training.collection.schema import sensor_records
 from training.errors import CheckpointError, ConfigError
-from training.evaluation.alert_rate import ScoreShift
+from training.evaluation.alert_rate import ScoreShift, reference_shortfall
 from training.layers.registry import layer_for_spec
 from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
@@ -83,6 +83,8 @@ class ScoringSummary:
     threshold_rule: str | None = None
     expected_alert_rate: float | None = None
     score_shift: float | None = None  # KS distance from the benign validation scores
+    # Why the calibration holds too few validation units for its threshold (the guard warns).
+    thin_calibration: str | None = None
     duplicates: int = 0
     sensor_records: int = 0  # left out: about the sensor, not traffic (`SENSOR_EVENT_TYPES`)
     quarantined: int = 0
@@ -221,7 +223,9 @@ def score_events(registry: ModelRegistry, model_name: str,
                                  None if shift is None else shift.distance(),
                                  incidents=incidents,
                                  incidents_output=str(incidents_path(output)),
-                                 sensor_records=traffic.left_out)
+                                 sensor_records=traffic.left_out,
+                                 thin_calibration=None if calibration is None else
+                                 reference_shortfall(calibration, layer.unit))
         count_dropped(summary, collector, staged)
     logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
                 out.alerts, summary.seconds)

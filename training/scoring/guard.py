@@ -4,6 +4,7 @@
     report = guard_scoring(summary, factor=3.0)
     report.lines()      # expected vs observed alert rate, the score shift
     report.warning()    # the warning past the factor, or None
+    report.warnings()   # every warning line: that one, and those about the model or input
     report.warned       # significantly past expected rate × factor
     report.failed       # past the maximum (strict: expected × factor, or a given rate)
 
@@ -15,6 +16,10 @@ significant for the number of units scored (a one-sided binomial test,
 `training.evaluation.alert_rate`), and reports the shift of the score distribution from the
 benign validation scores (a Kolmogorov-Smirnov distance, 0..1). `failed` turns the warning (or
 a given maximum rate, tested the same way) into a failure, for `score --max-alert-rate`.
+
+Other warnings say what the alert rate cannot: a model whose threshold rests on fewer than
+`MIN_REFERENCE_UNITS` validation units (its expected rate is no promise: on one unit, 100%,
+which no alert rate passes; the pipeline does not promote such a model).
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ class GuardReport:
         strict: whether passing the expected rate × factor is a failure.
         shift: the score distribution's KS distance from the benign validation scores.
         factor: the tolerated multiple of the expected rate.
+        cautions: warnings about the model or the input, beside the alert rate's (module
+            docstring), without their "warning: ".
     """
 
     check: AlertRateCheck | None
@@ -45,6 +52,7 @@ class GuardReport:
     strict: bool
     shift: float | None
     factor: float
+    cautions: tuple[str, ...] = ()
 
     @property
     def warned(self) -> bool:
@@ -82,6 +90,12 @@ class GuardReport:
                 "traffic is unlike the validation data, or the model is broken; check before "
                 "acting on its alerts")
 
+    def warnings(self) -> list[str]:
+        """Every warning line (for stderr): the alert rate's past the factor, then the
+        cautions, one line each."""
+        first = self.warning()
+        return ([first] if first else []) + [f"warning: {caution}" for caution in self.cautions]
+
     def failure(self) -> str:
         """The one-line reason of a failure (for `error:`)."""
         check = self.limit if self.limit is not None else self.check
@@ -113,4 +127,11 @@ def guard_scoring(summary: Any, *, factor: float = DEFAULT_FACTOR,
     if max_alert_rate is not None:
         limit = check_alert_rate(summary.alerts, summary.units, bound=max_alert_rate,
                                  factor=factor, alpha=alpha)
-    return GuardReport(check, limit, strict, getattr(summary, "score_shift", None), factor)
+    cautions = []
+    thin = getattr(summary, "thin_calibration", None)
+    if thin:
+        cautions.append(f"{summary.model_name} {summary.version}: {thin}: its alerts, "
+                        "percentiles and expected alert rate say little; retrain it on more "
+                        "data before acting on them")
+    return GuardReport(check, limit, strict, getattr(summary, "score_shift", None), factor,
+                       tuple(cautions))

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from training.errors import ConfigError
-from training.evaluation.alert_rate import ScoreShift, check_alert_rate
+from training.evaluation.alert_rate import (
+    MIN_REFERENCE_UNITS, ScoreShift, check_alert_rate, reference_shortfall,
+)
 from training.evaluation.calibration import Calibration
 
 
@@ -69,3 +71,24 @@ def test_the_score_shift_reads_scores_through_the_calibration():
     assert lower_half.distance(alike) == pytest.approx(0.5, abs=2e-3)
     assert ScoreShift(calibration).distance() is None
     assert alike.distance(ScoreShift(calibration)) is None
+
+
+def test_a_threshold_on_fewer_than_20_validation_units_is_named_with_its_count():
+    assert MIN_REFERENCE_UNITS == 20
+    # 20 units: enough, whatever the rule; 19: too few, the threshold past its quantile
+    assert reference_shortfall(Calibration.fit(np.arange(20.0), rule="quantile:0.999")) is None
+    assert reference_shortfall(Calibration.fit(np.arange(19.0), rule="quantile:0.999"),
+                               "window") == (
+        "its threshold rests on 19 validation windows, fewer than the 20 a threshold needs (it "
+        "is at or just above the largest of their scores, expected alert rate 5.26%)")
+    # One unit: the threshold is its score, every benign unit like it alerts
+    one = Calibration.fit(np.array([7.5]), np.array([0]), rule="quantile:0.999")
+    assert (one.threshold, one.expected_alert_rate) == (7.5, 1.0)
+    assert reference_shortfall(one, "window") == (
+        "its threshold rests on 1 benign validation window, fewer than the 20 a threshold needs "
+        "(it is at or just above that window's score, expected alert rate 100.00%)")
+    # A quantile the units support still stands on too few of them: the count alone decides
+    half = Calibration.fit(np.arange(10.0), rule="quantile:0.5")
+    assert reference_shortfall(half, "edge") == (
+        "its threshold rests on 10 validation edges, fewer than the 20 a threshold needs "
+        "(expected alert rate 50.00%)")

@@ -50,9 +50,11 @@ def test_windows_events_train_layer3_on_their_hosts(datasets, tmp_path):
         "sources": [{"type": "windows", "path": str(folder)}],
         "train": {"epochs": 1, "layer3": {"entity": "host", "bucket_seconds": 10}}})
     (outcome,) = run_pipeline(config).layers
-    assert outcome.skipped is None and outcome.stage == "production"
+    # trained and registered; its validation part is too few windows for a threshold, so the
+    # model is not promoted (test_promotion.py)
+    assert outcome.skipped is None and outcome.stage == "none"
     model = ModelRegistry(tmp_path / "models", create=False).load_model("layer3_tcn",
-                                                                         stage="production")
+                                                                         outcome.version)
     assert (model.feature_spec.config["entity"], model.feature_spec.config["bucket_seconds"]
             ) == ("host", 10.0)
     # scoring rebuilds the same windows from the model alone: one per active host and 10 s
