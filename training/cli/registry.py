@@ -61,13 +61,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from training.registry.data_file import change
     from training.registry.tables import format_metadata
 
     metadata = _registry(args).get_metadata(args.model, args.version, args.stage, alias=args.alias)
+    # The file at its training data's path may hold a later run's data by now.
+    data_change = change(metadata.training_dataset_file)
     if args.json:
-        _print_json(metadata.to_dict())
+        _print_json({**metadata.to_dict(), "training_dataset_change": data_change})
     else:
-        print(format_metadata(metadata))
+        print(format_metadata(metadata, data_change))
     return 0
 
 

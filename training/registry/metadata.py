@@ -14,6 +14,7 @@ from typing import Any
 
 from training.errors import ConfigError, did_you_mean
 from training.features.encoding import FeatureSpec
+from training.registry import data_file
 from training.registry.names import check_name, check_stage
 
 # Metrics whose direction is known; the gate and compare_models refuse any other name, so a
@@ -113,12 +114,16 @@ class ModelMetadata:
     `hyperparameters` and `dataset_fingerprints` take the sidecar's where not given (the
     trainer writes its settings and the fingerprints of its training and validation data
     there), `code_version` and `library_versions` default to this process's; the registry fills
-    `weights_sha256`, `files`, `stage` and `aliases` when it reads a version back.
+    `training_dataset_file` at registration, and `weights_sha256`, `files`, `stage` and
+    `aliases` when it reads a version back.
 
     Attributes:
         metrics: name -> finite number (e.g. {"pr_auc": 0.91, "val_loss": 0.04}).
         hyperparameters: JSON-able training settings.
         training_dataset: where the training data came from (a path or a description).
+        training_dataset_file: when `training_dataset` names a file, its fingerprint at
+            registration (filled by the registry: `training.registry.data_file`), which
+            `registry show` checks the file against.
         dataset_fingerprints: split name -> fingerprint of the data it was trained/tested on.
         feature_fingerprint: the FeatureSpec fingerprint the model expects.
         anomaly_threshold: the alert threshold stored with the weights.
@@ -149,6 +154,7 @@ class ModelMetadata:
     files: dict[str, str] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
     opaque: bool = False
+    training_dataset_file: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         check_name("model_name", self.model_name)
@@ -212,6 +218,8 @@ def complete_metadata(metadata: ModelMetadata, sidecar: dict[str, Any] | None,
                                       **data["dataset_fingerprints"]})
     data.update(feature_fingerprint=fingerprint, anomaly_threshold=threshold,
                 weights_sha256=weights_sha256, aliases=[], files={},
+                # the file at that path now, which a later run may overwrite
+                training_dataset_file=data_file.fingerprint(metadata.training_dataset),
                 code_version=metadata.code_version or code_version(),
                 library_versions=metadata.library_versions or library_versions())
     return ModelMetadata.from_dict(data)

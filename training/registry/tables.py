@@ -35,13 +35,18 @@ def format_registry(versions: list[ModelMetadata], empty: str = "the registry is
                  rows)
 
 
-def format_metadata(m: ModelMetadata) -> str:
+def format_metadata(m: ModelMetadata, data_change: str | None = None) -> str:
     """One version's record: a field per line, then its metrics, hyperparameters and
-    dataset fingerprints."""
+    dataset fingerprints; `data_change`: how its training data file differs now
+    (`training.registry.data_file.change`), shown beside its path."""
+    data = m.training_dataset or "-"
+    if data_change:
+        data += f" ({data_change}" + ("; the dataset fingerprints below are what it learnt "
+                                      "from)" if m.dataset_fingerprints else ")")
     fields = [("model", m.model_name), ("version", m.version), ("stage", m.stage),
               ("aliases", ", ".join(m.aliases) or "-"), ("layer", m.layer_name),
               ("created", m.created_at), ("framework", m.framework),
-              ("training data", m.training_dataset or "-"),
+              ("training data", data),
               ("anomaly threshold", "-" if m.anomaly_threshold is None
                else _number(m.anomaly_threshold)),
               ("feature fingerprint", m.feature_fingerprint or "-"),
