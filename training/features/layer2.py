@@ -116,6 +116,11 @@ class Layer2GraphBuilder:
         self.layer1 = layer1
 
     @property
+    def unit_fields(self) -> tuple[str, ...]:
+        """The event fields an edge needs: an event without one of them is in no edge."""
+        return ("timestamp", *ENTITIES[self.entity])
+
+    @property
     def node_features(self) -> tuple[str, ...]:
         extra = tuple(f"l1_{i:03d}" for i in range(LAYER1_DIM)) if self.layer1 is not None else ()
         return NODE_FEATURES + extra

@@ -107,6 +107,11 @@ class Layer3WindowBuilder:
         self.alert_labels = alert_labels
 
     @property
+    def unit_fields(self) -> tuple[str, ...]:
+        """The event fields a window needs: an event without one of them is in no window."""
+        return ("timestamp", ENTITIES[self.entity][0])
+
+    @property
     def features(self) -> tuple[str, ...]:
         """The names of the bucket features, in order."""
         return FEATURES_V2 if self.alert_labels else FEATURES

@@ -85,6 +85,9 @@ class ScoringSummary:
     score_shift: float | None = None  # KS distance from the benign validation scores
     # Why the calibration holds too few validation units for its threshold (the guard warns).
     thin_calibration: str | None = None
+    reference_scores: int | None = None  # the benign validation scores calibrated on
+    # The event fields a unit needs (window layers), with how many scored events lack each.
+    unit_fields: dict[str, int] = field(default_factory=dict)
     duplicates: int = 0
     sensor_records: int = 0  # left out: about the sensor, not traffic (`SENSOR_EVENT_TYPES`)
     quarantined: int = 0
@@ -203,11 +206,16 @@ def score_events(registry: ModelRegistry, model_name: str,
             out = _Output(handle, staged, top_k)
             rows = AlertRows(layer, loaded.model, threshold, calibration)
             traffic = TrafficOnly()
+            # Events a unit cannot be built from: why a window layer built none, if so.
+            lacking = dict.fromkeys(getattr(layer.featurizer, "unit_fields", ()), 0)
             try:
                 for table in map(traffic, _tables(events, collector, streaming=layer.streams)):
                     if not table.num_rows:  # a stream's batch can be empty (all filtered out)
                         continue
                     n_events += table.num_rows
+                    for name in lacking:
+                        lacking[name] += (table[name].null_count if name in table.column_names
+                                          else table.num_rows)
                     batch, scores = rows.score(table)
                     if shift is not None:
                         shift.add(scores)
@@ -225,7 +233,9 @@ def score_events(registry: ModelRegistry, model_name: str,
                                  incidents_output=str(incidents_path(output)),
                                  sensor_records=traffic.left_out,
                                  thin_calibration=None if calibration is None else
-                                 reference_shortfall(calibration, layer.unit))
+                                 reference_shortfall(calibration, layer.unit),
+                                 reference_scores=None if calibration is None else
+                                 calibration.n_scores, unit_fields=lacking)
         count_dropped(summary, collector, staged)
     logger.info("scored %d events (%d units, %d alerts) in %.2f s", n_events, out.units,
                 out.alerts, summary.seconds)

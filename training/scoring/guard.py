@@ -17,19 +17,37 @@ significant for the number of units scored (a one-sided binomial test,
 benign validation scores (a Kolmogorov-Smirnov distance, 0..1). `failed` turns the warning (or
 a given maximum rate, tested the same way) into a failure, for `score --max-alert-rate`.
 
-Other warnings say what the alert rate cannot: a model whose threshold rests on fewer than
-`MIN_REFERENCE_UNITS` validation units (its expected rate is no promise: on one unit, 100%,
-which no alert rate passes; the pipeline does not promote such a model).
+Other warnings say what the alert rate cannot, one line each:
+
+* a model whose threshold rests on fewer than `MIN_REFERENCE_UNITS` validation units (its
+  expected rate is no promise: on one unit, 100%, which no alert rate passes; the pipeline
+  does not promote such a model);
+* scores far from the benign validation scores: a KS distance of `SHIFT_WARNING` (0.5) or
+  more, and significant for the units scored and the reference scores (the two-sample test at
+  the alert-rate test's alpha), when the alert rate did not already warn. Input of another kind
+  scores there however few alerts it gives: a Windows model on Zeek conn flows read 0.897 with
+  0 alerts, an IoT-23 model on Windows events 0.999; a model's own held-out benign flows read
+  0.11 (Stratosphere 008), a Windows model on another OTRF recording 0.38. Another capture of
+  the same kind can pass 0.5 too (Stratosphere 011's model on 008: 0.69, where the alert rate
+  warns first): its percentiles and expected rate do not hold there either;
+* events that built no unit of a window layer, naming the field they lack (layer 3 keyed by
+  `host` on network flows: "no event has `host`").
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from training.evaluation.alert_rate import (
     DEFAULT_ALPHA, DEFAULT_FACTOR, AlertRateCheck, check_alert_rate, validate_bounds,
 )
+
+# A KS distance of the scores from the benign validation scores from which the guard warns:
+# at some score, the shares of the two below it differ by half, so at least half of the input
+# scores where benign units like the validation part do not (module docstring: the figures).
+SHIFT_WARNING = 0.5
 
 
 @dataclass(frozen=True)
@@ -127,11 +145,46 @@ def guard_scoring(summary: Any, *, factor: float = DEFAULT_FACTOR,
     if max_alert_rate is not None:
         limit = check_alert_rate(summary.alerts, summary.units, bound=max_alert_rate,
                                  factor=factor, alpha=alpha)
+    model = f"{summary.model_name} {summary.version}"
     cautions = []
     thin = getattr(summary, "thin_calibration", None)
     if thin:
-        cautions.append(f"{summary.model_name} {summary.version}: {thin}: its alerts, "
-                        "percentiles and expected alert rate say little; retrain it on more "
-                        "data before acting on them")
-    return GuardReport(check, limit, strict, getattr(summary, "score_shift", None), factor,
-                       tuple(cautions))
+        cautions.append(f"{model}: {thin}: its alerts, percentiles and expected alert rate say "
+                        "little; retrain it on more data before acting on them")
+    shift = getattr(summary, "score_shift", None)
+    if not (check is not None and check.exceeded) and _far(summary, shift, alpha):
+        cautions.append(
+            f"the scores sit far from {model}'s benign validation scores (KS distance "
+            f"{shift:.3f}, past {SHIFT_WARNING:g}, on {summary.units:,} units): this input is "
+            "unlike what the model was trained on (another kind of log, other hosts?), so its "
+            "alert rate and percentiles do not hold here"
+            + ("; 0 alerts is no sign of clean traffic" if not summary.alerts else "")
+            + "; check before acting on its alerts")
+    if summary.events and not summary.units:
+        cautions.append(f"{summary.events:,} events built no {summary.layer} unit: "
+                        + _no_units(getattr(summary, "unit_fields", {}), summary.events, model))
+    return GuardReport(check, limit, strict, shift, factor, tuple(cautions))
+
+
+def _far(summary: Any, shift: float | None, alpha: float) -> bool:
+    """Whether the KS distance `shift` of the scored units from the reference scores is at
+    least `SHIFT_WARNING` and significant at `alpha` for both counts (the asymptotic two-sample
+    critical value: a handful of units, or of reference scores, is far from nothing)."""
+    n, m = summary.units, getattr(summary, "reference_scores", None)
+    if shift is None or not n or not m:
+        return False
+    critical = math.sqrt(-math.log(alpha / 2.0) / 2.0 * (n + m) / (n * m))
+    return shift >= SHIFT_WARNING and shift > critical
+
+
+def _no_units(lacking: dict[str, int], events: int, model: str) -> str:
+    """Why no unit was built, from the events lacking each field a unit needs."""
+    if not lacking:
+        return f"none of them makes one for {model}; is this the input it was trained for?"
+    fields = " and ".join(f"`{name}`" for name in lacking)
+    absent = [f"`{name}`" for name, count in lacking.items() if count >= events]
+    why = (f"no event has {' or '.join(absent)}" if absent else
+           f"no event has all of {fields} (" + ", ".join(
+               f"{count:,} lack `{name}`" for name, count in lacking.items() if count) + ")")
+    return (f"{why}, and {model} builds them from events with {fields}; score input that "
+            "carries them, or a model trained on this kind of data")

@@ -14,9 +14,12 @@ import pytest
 from training.cli.main import main
 from training.registry.registry import ModelRegistry
 from training.scoring.batch import ScoringSummary
-from training.scoring.guard import guard_scoring
+from training.scoring.guard import SHIFT_WARNING, guard_scoring
 
 CONN_008 = "stratosphere/008-zeek-mixed/data/conn.log.labeled"
+OTRF = "windows_otrf_security_datasets"
+RECORDINGS = (f"{OTRF}/cmd_psexec_lsa_secrets_dump.zip",
+              f"{OTRF}/covenant_copy_smb_CreateRequest.zip")
 CONN_011 = "stratosphere/011-zeek-mixed/data/conn.log.labeled"
 OBSERVED = re.compile(r"alert rate: observed ([\d.]+)% \(([\d,]+) of ([\d,]+) units\), "
                       r"expected ([\d.]+)% (?:\(tolerated up to 3x: |- above 3x \()([\d.]+)%\)")
@@ -125,3 +128,81 @@ def test_the_guard_without_a_calibration_and_with_a_rate_of_its_own():
     assert warned.warning().startswith("warning: the alert rate is 20.0x the expected rate, "
                                        "past 3x (binomial p ")
     assert not guard_scoring(_summary(20, 1000, 0.001)).failed  # a warning only
+
+
+@pytest.fixture(scope="module")
+def windows_run(datasets, tmp_path_factory):
+    """Layers 1 and 3 (host windows of 10 s) trained on two OTRF Windows recordings."""
+    work = tmp_path_factory.mktemp("guard") / "win"
+    sources = [arg for path in RECORDINGS for arg in ("--source", f"windows:{datasets / path}")]
+    code = main(["pipeline", *sources, "--layers", "layer1", "layer3", "--layer3-entity", "host",
+                 "--layer3-bucket-seconds", "10", "--epochs", "1", "--workdir", str(work), "-q"])
+    assert code == 0
+    return work
+
+
+def _score_with(work, model, source, capsys, *flags: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(["score", "--workdir", str(work), "--model", model, "--input", source,
+                 "--output", str(work.parent / "other.parquet"), "--top", "0", "-q", *flags])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_windows_model_on_zeek_flows_warns_of_the_score_shift(windows_run, datasets, capsys):
+    """0 alerts on flows of another kind read as clean traffic: the KS distance warns."""
+    code, out, err = _score_with(windows_run, "layer1_vae",
+                                 f"zeek:{datasets / 'slips_zeek_tsv_test10/conn.log'}", capsys)
+    assert code == 0 and "alerts: 0 " in out
+    (distance,) = re.findall(r"KS distance ([\d.]+) \(0 = ", out)
+    assert float(distance) >= SHIFT_WARNING
+    assert f"warning: the scores sit far from layer1_vae 1.0.0's benign validation scores (KS " \
+           f"distance {distance}, past 0.5, on 141 units): this input is unlike what the model " \
+           "was trained on (another kind of log, other hosts?), so its alert rate and " \
+           "percentiles do not hold here; 0 alerts is no sign of clean traffic; check before " \
+           "acting on its alerts\n" in err
+    assert "warning: the alert rate" not in err
+
+
+def test_a_host_window_model_on_flows_says_which_field_they_lack(windows_run, datasets,
+                                                                 capsys):
+    flows = datasets / "iot23/CTU-Honeypot-Capture-7-1-labeled.csv"  # no host: network flows
+    code, out, err = _score_with(windows_run, "layer3_tcn", f"csv:{flows}", capsys,
+                                 "--alias", "challenger")  # one validation window: not promoted
+    assert code == 0 and "scored 130 events (0 layer3 units)" in out
+    assert ("warning: 130 events built no layer3 unit: no event has `host`, and layer3_tcn "
+            "1.0.0 builds them from events with `timestamp` and `host`; score input that carries "
+            "them, or a model trained on this kind of data\n") in err
+
+
+def test_the_shift_warns_from_0_5_when_significant_for_the_counts():
+    def shifted(shift: float, units: int, reference: int, alerts: int = 0):
+        summary = _summary(alerts, units, 0.05)
+        summary.score_shift, summary.reference_scores = shift, reference
+        return guard_scoring(summary).warnings()
+
+    assert shifted(0.5, 1000, 1000) and not shifted(0.499, 1000, 1000)  # the cutoff's edges
+    # 0.6 on 10 units against 20 reference scores is within chance (critical value 0.63)
+    assert not shifted(0.6, 10, 20) and shifted(0.6, 100, 20)
+    assert shifted(0.9, 100, 1000, alerts=3)[0].endswith(
+        "(another kind of log, other hosts?), so its alert rate and percentiles do not hold "
+        "here; check before acting on its alerts")  # alerts: no word on clean traffic
+    # the alert rate warned already: it says the traffic is unlike the validation data
+    (only,) = shifted(0.9, 100, 1000, alerts=50)
+    assert only.startswith("warning: the alert rate is 10.0x the expected rate")
+
+
+def test_no_units_names_the_fields_the_events_lack():
+    def no_units(events: int, lacking: dict[str, int]) -> list[str]:
+        summary = _summary(0, 0, 0.01)
+        summary.events, summary.layer, summary.unit_fields = events, "layer2", lacking
+        return guard_scoring(summary).warnings()
+
+    assert no_units(10, {"timestamp": 0, "source_ip": 10, "dest_ip": 10}) == [
+        "warning: 10 events built no layer2 unit: no event has `source_ip` or `dest_ip`, and m "
+        "1.0.0 builds them from events with `timestamp` and `source_ip` and `dest_ip`; score "
+        "input that carries them, or a model trained on this kind of data"]
+    assert no_units(10, {"timestamp": 4, "source_ip": 6, "dest_ip": 0})[0].startswith(
+        "warning: 10 events built no layer2 unit: no event has all of `timestamp` and "
+        "`source_ip` and `dest_ip` (4 lack `timestamp`, 6 lack `source_ip`), and m 1.0.0 ")
+    assert no_units(0, {"timestamp": 0}) == []  # no event: nothing to build from (D8 says so)
