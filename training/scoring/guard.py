@@ -145,7 +145,9 @@ def guard_scoring(summary: Any, *, factor: float = DEFAULT_FACTOR,
     if max_alert_rate is not None:
         limit = check_alert_rate(summary.alerts, summary.units, bound=max_alert_rate,
                                  factor=factor, alpha=alpha)
-    model = f"{summary.model_name} {summary.version}"
+    # A live window's counts (`rolling_guard`) have no model, events or fields: no caution.
+    model = " ".join(str(getattr(summary, name)) for name in ("model_name", "version")
+                     if hasattr(summary, name)) or "the model"
     cautions = []
     thin = getattr(summary, "thin_calibration", None)
     if thin:
@@ -160,7 +162,7 @@ def guard_scoring(summary: Any, *, factor: float = DEFAULT_FACTOR,
             "alert rate and percentiles do not hold here"
             + ("; 0 alerts is no sign of clean traffic" if not summary.alerts else "")
             + "; check before acting on its alerts")
-    if summary.events and not summary.units:
+    if getattr(summary, "events", 0) and not summary.units:
         cautions.append(f"{summary.events:,} events built no {summary.layer} unit: "
                         + _no_units(getattr(summary, "unit_fields", {}), summary.events, model))
     return GuardReport(check, limit, strict, shift, factor, tuple(cautions))
