@@ -86,6 +86,15 @@ def _cell(document: dict[str, Any], *path: Any) -> str:
     return f'<td data-key="{html.escape(pointer(*path))}">{html.escape(fmt(node))}</td>'
 
 
+def _table(document: dict[str, Any], rows: list[tuple[Any, ...]],
+           columns: Sequence[str]) -> str:
+    """A table of `columns`, one row per JSON path of `rows` in `document`."""
+    head = "".join(f"<th>{c}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(_cell(document, *row, c) for c in columns) + "</tr>"
+                   for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
     """The page of `alerts_document(...)`: one self-contained HTML file."""
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
@@ -108,25 +117,16 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
             parts.append("<p class='note'>No alert: its units, in every layer together, are as "
                          "rare for benign traffic as one alert. Its heaviest units:</p>")
         for j, alert in enumerate(incident["top"] or ()):
-            cells = "".join(_cell(document, "incidents", i, "top", j, c) for c in _ALERT_COLUMNS)
-            parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in _ALERT_COLUMNS)
-                         + f"</tr><tr>{cells}</tr></table>")
+            at = ("incidents", i, "top", j)
+            parts.append(_table(document, [at], _ALERT_COLUMNS))
             events = alert.get("top_events") or []
             if events:
-                body = "".join(
-                    "<tr>" + "".join(_cell(document, "incidents", i, "top", j, "top_events", k, c)
-                                     for c in EVENT_COLUMNS) + "</tr>"
-                    for k in range(len(events)))
-                parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in EVENT_COLUMNS)
-                             + f"</tr>{body}</table>")
+                parts.append(_table(document, [(*at, "top_events", k) for k in
+                                               range(len(events))], EVENT_COLUMNS))
             reasons = alert.get("reasons") or []
             if reasons:
-                body = "".join(
-                    "<tr>" + "".join(_cell(document, "incidents", i, "top", j, "reasons", k, c)
-                                     for c in _REASON_COLUMNS) + "</tr>"
-                    for k in range(len(reasons)))
-                parts.append("<table><tr>" + "".join(f"<th>{c}</th>" for c in _REASON_COLUMNS)
-                             + f"</tr>{body}</table>")
+                parts.append(_table(document, [(*at, "reasons", k) for k in range(len(reasons))],
+                                    _REASON_COLUMNS))
             elif quiet:
                 parts.append("<p class='note'>no reasons: they are given for alerts</p>")
             else:
