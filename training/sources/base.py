@@ -137,6 +137,9 @@ class Source(ABC):
             is refused (`check_format`) rather than read into events without time or
             addresses. Empty for generic formats (JSON, CSV), whose records need a field of
             the field map instead.
+        syntax: what the source reads records from ("json", "csv"; None for no file
+            syntax): a refused file is pointed to a typed source only where that source reads
+            this syntax (`config.FORMAT_SYNTAX`).
         object_fields: mapped fields that may hold an object (read as its dotted fields,
             `source: {ip: ...}` as `source.ip`) though no mapped name lies under them; any
             other mapped name holding an object is quarantined (`collection.value_shapes`).
@@ -151,6 +154,7 @@ class Source(ABC):
     concurrent_streams: ClassVar[bool] = False
     format_name: ClassVar[str | None] = None
     format_fields: ClassVar[tuple[str, ...]] = ()
+    syntax: ClassVar[str | None] = None
     object_fields: ClassVar[frozenset[str]] = OBJECT_FIELDS
     single_value_fields: ClassVar[frozenset[str]] = frozenset()
 

@@ -46,6 +46,14 @@ FORMATS: dict[DataSourceType, tuple[str, tuple[str, ...]]] = {
                                                        "UtcTime", "Computer",
                                                        "winlog.event_id")),
 }
+# What the typed readers read: records of a file in another syntax (a CSV of Windows events)
+# reach none of them, however their fields look, so no refusal points such a file to one
+# (`training.sources.sniff`). `Source.syntax` says what a source read the refused records from.
+FORMAT_SYNTAX: dict[DataSourceType, frozenset[str]] = {
+    DataSourceType.ZEEK_LOGS: frozenset({"json", "zeek_tsv"}),
+    DataSourceType.SURICATA_LOGS: frozenset({"json"}),
+    DataSourceType.WINDOWS_EVENTS: frozenset({"json"}),
+}
 
 
 def source_type(name: DataSourceType | str) -> DataSourceType:

@@ -143,6 +143,7 @@ class CsvFileSource(FileSource):
     }
     patterns: ClassVar[tuple[str, ...]] = ("*.csv", "*.csv.gz", "*.tsv", "*.tsv.gz", "*.txt",
                                             "*.txt.gz")
+    syntax: ClassVar[str | None] = "csv"
 
     def __init__(self, config) -> None:
         super().__init__(config)

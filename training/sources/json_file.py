@@ -82,6 +82,7 @@ class JsonFileSource(FileSource):
     params: ClassVar[dict[str, object]] = {**FileSource.params, "max_document_bytes": 64 << 20}
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz",
                                             "*.ndjson", "*.ndjson.gz")
+    syntax: ClassVar[str | None] = "json"
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         with self.open(stream) as source:

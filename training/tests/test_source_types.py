@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from training.cli.main import main
-from training.errors import ConfigError
+from training.errors import ConfigError, PipelineError
 from training.scoring.tail import Tail
 from training.sources import DataSource
 from training.sources.sniff import looks_like, type_prefix
@@ -137,3 +137,54 @@ def test_nsl_kdd_read_without_its_preset_field_map_is_refused(datasets):
     table, _ = collect("csv", path, field_map=NSL_KDD_FIELDS, connection_params={
         "has_header": False, "column_names": list(NSL_KDD_COLUMNS)})
     assert table.num_rows == 25_192 and table["protocol"].null_count == 0
+
+
+def _windows_records(datasets: Path) -> list[dict]:
+    """The OTRF LSASS recording's records (JSON Lines inside its zip)."""
+    import zipfile
+
+    with zipfile.ZipFile(datasets / LSASS) as archive:
+        text = archive.read(archive.namelist()[0])
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def test_a_csv_of_windows_events_is_not_pointed_to_windows_which_reads_json_only(
+        datasets, tmp_path, capsys):
+    # Reviewer: it was told "this looks like Windows events: use windows:PATH", and windows:
+    # then failed on it with "invalid JSON document at line 1".
+    import csv
+
+    records = _windows_records(datasets)
+    path = tmp_path / "events.csv"
+    rows = [(r["EventID"], r["Channel"], r["Hostname"], " ".join(r["Message"].split()))
+            for r in records]
+    with path.open("w", newline="") as out:  # an Event Viewer-style export: one line a record
+        writer = csv.writer(out)
+        writer.writerow(["EventID", "Channel", "Computer", "Message"])
+        writer.writerows(rows)
+    with pytest.raises(PipelineError, match=r"invalid JSON document at line 1"):
+        collect("windows", path)  # why it must not be suggested
+    assert main(["collect", "--source", f"csv:{path}", "--output", str(tmp_path / "c")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {path}: no record has a field of the csv: field map (a time, address or event "
+        "type such as timestamp, @timestamp, source.ip), only Channel, Computer, EventID, "
+        "Message; this looks like Windows events, but windows: reads JSON only, not CSV: name "
+        "its columns with --field-map, e.g. --field-map event_type=EventID,host=Computer, or "
+        "export the records as JSON and read that as windows:PATH\n")
+    # Both ways out read it: the field map the message gives, and the records as JSON.
+    table, _ = collect("csv", path, field_map={"event_type": "EventID", "host": "Computer"})
+    # 184 records, 167 distinct rows once their times are left out (duplicates are dropped)
+    assert len(records) == 184 and table.num_rows == len(set(rows)) == 167
+    assert table["host"].to_pylist()[0] == records[0]["Hostname"]
+    exported = tmp_path / "events.json"
+    exported.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert collect("windows", exported)[0].num_rows == 175  # as the zip reads (test above)
+
+
+def test_a_json_file_of_windows_events_is_still_pointed_to_windows(datasets, tmp_path):
+    path = tmp_path / "events.json"
+    path.write_text("".join(json.dumps({k: r[k] for k in ("EventID", "Channel", "Message")})
+                            + "\n" for r in _windows_records(datasets)))
+    with pytest.raises(ConfigError, match=r"; this looks like Windows events: use windows:PATH$"):
+        collect("json", path)
+    assert collect("windows", path)[0].num_rows > 0
