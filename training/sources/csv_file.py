@@ -166,7 +166,8 @@ class CsvFileSource(FileSource):
 
     def recipe_params(self) -> dict[str, object]:
         """The base's, the cells read as no value and the fields of a Zeek log read as
-        booleans: other rules deliver other events."""
+        booleans: other rules deliver other events. Named for every CSV, Zeek-like or not: the
+        recipe is fixed before any file's header is read (a folder's files may differ)."""
         return {**super().recipe_params(), "null_cells": list(NULL_CELLS),
                 "zeek_bool_fields": sorted(ZEEK_BOOL_FIELDS), "zeek_conn_type": "conn"}
 
