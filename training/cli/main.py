@@ -23,6 +23,7 @@ from training.cli.options import exit_code, option, source_flags, sources_from_f
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags, help_command, typed_flags
 from training.collection.collector import DataCollector
+from training.collection.no_records import inputs_without_records, no_records_warning
 from training.collection.quarantine_file import QUARANTINE_FILE, common_reasons, read_quarantine
 from training.collection.resume_state import committed_stats
 from training.errors import CheckpointError, SchemaError
@@ -71,6 +72,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     stats["seconds"] = round(time.perf_counter() - started, 3)
     stats["events_dir"] = str(events_dir)
     print(json.dumps(stats, indent=2, sort_keys=True))
+    for name in inputs_without_records(collector):
+        logger.warning("%s", no_records_warning(name))
     _all_quarantined(stats, Path(args.output))
     return 0
 

@@ -19,6 +19,7 @@ import pyarrow.parquet as pq
 
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector
+from training.collection.no_records import inputs_without_records, no_records_warning
 from training.collection.quarantine_file import (common_reasons, quarantine_path,
                                                   write_quarantine)
 from training.collection.schema import sensor_records
@@ -47,6 +48,8 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
         where = write_quarantine(quarantine_path(path), collector.quarantined)
         notes.append(f"{quarantined:,} records of {what} quarantined (file, line, reason of "
                      f"each in {where})")
+    empty = inputs_without_records(collector)
+    notes.extend(no_records_warning(name) for name in empty)
     duplicates = collector.get_stats()["duplicates"]
     if duplicates:
         notes.append(f"{duplicates:,} duplicate events of {what} (an event id seen before) "
@@ -56,8 +59,9 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
                           f"by reason: {common_reasons(collector.quarantined)}; the reason of "
                           f"each is in {where}")
     if not events.num_rows:
-        raise SchemaError(f"{what} gave no event (no record was read); check the paths and the "
-                          "source types")
+        read = f" from {', '.join(empty)}" if empty else ""
+        raise SchemaError(f"{what} gave no event (no record was read{read}); check the paths and "
+                          "the source types")
     timed = events["timestamp"].is_valid()
     untimed = events.num_rows - pc.sum(timed).as_py()
     if 0 < untimed < events.num_rows:

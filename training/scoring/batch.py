@@ -47,6 +47,7 @@ import torch
 from training.artifacts.atomic import atomic_write
 from training.artifacts.file_set import FileSet
 from training.collection.collector import DataCollector, DataSource
+from training.collection.no_records import inputs_without_records
 from training.collection.quarantine_file import quarantine_path, write_quarantine
 from training.collection.schema import sensor_records
 from training.errors import CheckpointError, ConfigError
@@ -88,6 +89,7 @@ class ScoringSummary:
     reference_scores: int | None = None  # the benign validation scores calibrated on
     # The event fields a unit needs (window layers), with how many scored events lack each.
     unit_fields: dict[str, int] = field(default_factory=dict)
+    empty_inputs: list[str] = field(default_factory=list)  # inputs that gave no record
     duplicates: int = 0
     sensor_records: int = 0  # left out: about the sensor, not traffic (`SENSOR_EVENT_TYPES`)
     quarantined: int = 0
@@ -270,11 +272,13 @@ def output_files(output: Path) -> list[Path]:
 
 def count_dropped(summary: ScoringSummary, collector: DataCollector | None,
                   staged: Path) -> None:
-    """Put the duplicates the collector dropped and the records it quarantined into `summary`;
-    the quarantined records go to a file beside the output (file, line and reason of each),
-    written beside `staged`, the output's name in its `FileSet`'s staging folder."""
+    """Put the duplicates the collector dropped, the records it quarantined and the inputs
+    that gave no record into `summary`; the quarantined records go to a file beside the output
+    (file, line and reason of each), written beside `staged`, the output's name in its
+    `FileSet`'s staging folder."""
     if collector is None:
         return
+    summary.empty_inputs = inputs_without_records(collector)
     summary.duplicates = collector.get_stats()["duplicates"]
     summary.quarantined = len(collector.quarantined)
     if collector.quarantined:

@@ -31,7 +31,9 @@ Other warnings say what the alert rate cannot, one line each:
   the same kind can pass 0.5 too (Stratosphere 011's model on 008: 0.69, where the alert rate
   warns first): its percentiles and expected rate do not hold there either;
 * events that built no unit of a window layer, naming the field they lack (layer 3 keyed by
-  `host` on network flows: "no event has `host`").
+  `host` on network flows: "no event has `host`");
+* an input that gave no record (an empty file, a CSV of its header alone), naming it
+  (`training.collection.no_records`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from training.collection.no_records import no_records_warning
 from training.evaluation.alert_rate import (
     DEFAULT_ALPHA, DEFAULT_FACTOR, AlertRateCheck, check_alert_rate, validate_bounds,
 )
@@ -148,7 +151,7 @@ def guard_scoring(summary: Any, *, factor: float = DEFAULT_FACTOR,
     # A live window's counts (`rolling_guard`) have no model, events or fields: no caution.
     model = " ".join(str(getattr(summary, name)) for name in ("model_name", "version")
                      if hasattr(summary, name)) or "the model"
-    cautions = []
+    cautions = [no_records_warning(name) for name in getattr(summary, "empty_inputs", ())]
     thin = getattr(summary, "thin_calibration", None)
     if thin:
         cautions.append(f"{model}: {thin}: its alerts, percentiles and expected alert rate say "

@@ -17,6 +17,7 @@ from training.scoring.batch import ScoringSummary
 from training.scoring.guard import SHIFT_WARNING, guard_scoring
 
 CONN_008 = "stratosphere/008-zeek-mixed/data/conn.log.labeled"
+IOT23_CSV = "iot23/CTU-Honeypot-Capture-7-1-labeled.csv"
 OTRF = "windows_otrf_security_datasets"
 RECORDINGS = (f"{OTRF}/cmd_psexec_lsa_secrets_dump.zip",
               f"{OTRF}/covenant_copy_smb_CreateRequest.zip")
@@ -92,6 +93,32 @@ def test_the_held_out_benign_flows_do_not_warn(run, held_out_benign, capsys):
     observed, alerts, units, expected, bound = _figures(out, run)
     assert code == 0 and units == n > 100
     assert "warning:" not in err and "error:" not in err
+
+
+def test_an_input_that_gives_no_record_is_named(run, datasets, capsys):
+    """A CSV of its header line alone beside a real capture: the capture is scored, the other
+    named; alone, it scores 0 events and says so, exit 0 (nothing failed)."""
+    header = run.parent / "hdr.csv"
+    header.write_text((datasets / IOT23_CSV).read_text().splitlines()[0] + "\n")
+    warning = f"warning: {header}: no records (an empty file or folder, or a header alone)"
+    code, out, err = _score(run, datasets / CONN_008, capsys, "--input", f"csv:{header}")
+    assert code == 0 and warning in err.splitlines()
+    assert re.search(r"^scored [\d,]+ events", out, re.M) and "scored 0 events" not in out
+    code = main(["score", "--workdir", str(run), "--model", "layer1_vae", "--input",
+                 f"csv:{header}", "--output", str(run.parent / "none.parquet"), "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "scored 0 events (0 layer1 units)" in out
+    assert err.splitlines() == [warning]
+
+
+def test_a_zero_byte_zeek_log_is_refused_naming_it(run, capsys):
+    empty = run.parent / "empty.log"
+    empty.write_bytes(b"")
+    code, out, err = _score(run, empty, capsys)
+    assert code == 1 and out == ""
+    assert err == (f"error: {empty}: an empty file: no #fields header line; a Zeek TSV log "
+                   "starts with #separator, #fields and #types lines (a JSON log with an object "
+                   "a line); leave it out of the source\n")
 
 
 @pytest.mark.parametrize("flags, message", [

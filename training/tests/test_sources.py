@@ -172,6 +172,17 @@ def test_zeek_tsv_without_fields_header_is_refused(tmp_path):
         read("zeek_logs", path)
 
 
+@pytest.mark.parametrize("content", [b"", b"\n\n"], ids=["zero-byte", "blank-lines"])
+def test_an_empty_zeek_log_is_refused_as_one_without_fields_is(tmp_path, content):
+    path = tmp_path / "conn.log"
+    path.write_bytes(content)
+    with pytest.raises(SourceError) as error:
+        read("zeek_logs", path)
+    assert str(error.value) == (
+        f"{path}: an empty file: no #fields header line; a Zeek TSV log starts with #separator, "
+        "#fields and #types lines (a JSON log with an object a line); leave it out of the source")
+
+
 def test_zeek_tsv_bad_values_and_bytes_reject_their_own_line(tmp_path):
     path = tmp_path / "conn.log"
     path.write_bytes(b"#separator \\x09\n#fields\tts\tid.orig_p\tnote\n#types\ttime\tport\tstring\n"
