@@ -20,7 +20,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.collection.schema import CANONICAL_SCHEMA, LabelMap
+from training.collection.schema import CANONICAL_SCHEMA, NO_SERVICE, NO_SERVICE_FIELDS, LabelMap
 from training.collection.schema import FIELD_NAMES as FIELD_NAMES  # for the recipe
 from training.collection.schema_union import as_text
 from training.collection.value_shapes import Fault as _Fault
@@ -116,7 +116,7 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
         if not present:
             continue
         convert = CONVERTERS.get(field, to_string)
-        converted = [convert(table[c]) for c in present]
+        converted = [_no_service(field, c, convert(table[c])) for c in present]
         for name, result in zip(present, converted):
             if result.bad is not None:
                 faults.append(_Fault(result.bad, name, result.reason, plain(table[name])))
@@ -156,6 +156,16 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
         source.untimed.check(source.name, out["timestamp"], table,
                              [c for c in table.column_names if c not in consumed])
     return Canonical(out, records, rejects, rows)
+
+
+def _no_service(field: str, name: str, result: Converted) -> Converted:
+    """`result` with no value where source field `name` of `service` holds a value that names
+    no service (`schema.NO_SERVICE`: Suricata's app_proto "failed")."""
+    if field != "service" or name not in NO_SERVICE_FIELDS:
+        return result
+    values = result.values
+    none = pc.is_in(values, value_set=pa.array(NO_SERVICE, values.type))
+    return Converted(null_where(values, none), result.bad, result.reason)
 
 
 def _sources(table: pa.Table, source: Source, consumed: set[str]) -> pa.Array:

@@ -29,7 +29,7 @@ import pyarrow as pa
 
 from training.collection.canonical import DEFAULT_EVENT_TYPE, RAW_PREFIX
 from training.collection.record_ids import content_id, epoch_micros
-from training.collection.schema import CANONICAL_SCHEMA
+from training.collection.schema import CANONICAL_SCHEMA, NO_SERVICE, NO_SERVICE_FIELDS
 from training.collection.value_shapes import empty_held, held_objects
 from training.kernels.netaddr import _parse_one
 from training.sources.coerce import (
@@ -222,6 +222,14 @@ CONVERTERS = {
 }
 
 
+def _no_service(field_name: str, name: str, value: object) -> object:
+    """None where source field `name` of `service` names no service (`schema.NO_SERVICE`), as
+    `canonical._no_service`."""
+    if field_name == "service" and name in NO_SERVICE_FIELDS and value in NO_SERVICE:
+        return None
+    return value
+
+
 def canonical_record(event: Mapping, source) -> CanonicalRecord | None:
     """`event` on the canonical schema as `events_table([event])` maps it (its first row), or
     None where this module does not reproduce that exactly (see the module docstring).
@@ -305,14 +313,14 @@ def _map(event: dict, source, nested: bool) -> CanonicalRecord:
             name = named[0][1]
             if kinds[name] == "list":
                 raise NotExact  # the batch path takes a list's first item
-            columns[field_name] = convert(kinds[name], flat[name])
+            columns[field_name] = _no_service(field_name, name, convert(kinds[name], flat[name]))
             consumed.add(name)
             continue
         taken, first = False, None
         for _, name in sorted(named):
             if kinds[name] == "list":
                 raise NotExact
-            value = convert(kinds[name], flat[name])
+            value = _no_service(field_name, name, convert(kinds[name], flat[name]))
             if not (value is not None and taken):
                 consumed.add(name)  # no earlier candidate had a value: nothing lost
             if value is not None and not taken:

@@ -180,6 +180,14 @@ GENERIC_FIELD_MAP: dict[str, tuple[str, ...]] = {
     "is_threat": ("is_threat",),
     "attack_type": ("attack_type", "detailed_label", "detailedlabel", "detailed-label"),
 }
+# Values of a service field that name no service: Suricata's app_proto "failed" (it tried to
+# detect the flow's application protocol and could not; most flows of some captures) is no
+# service, not one named "failed", whichever source reads it (suricata:, json:, csv:, ...).
+# Applied where `service` becomes canonical (`collection.canonical`, `canonical_record`), and
+# named in the recipe of every source whose service is read from one of these fields
+# (`Source.recipe_params`), so a collection made without the rule is not resumed with it.
+NO_SERVICE_FIELDS = ("app_proto",)
+NO_SERVICE = ("failed",)
 
 
 def resolve_field_map(base: FieldMap, override: FieldMap | None = None) -> dict[str, tuple[str, ...]]:

@@ -26,7 +26,7 @@ from training.collection.field_map_check import MissingFields
 from training.collection.relative_time import RelativeTimes
 from training.collection.untimed import UntimedSource
 from training.collection.schema import (
-    GENERIC_FIELD_MAP, OBJECT_FIELDS, FieldMap, resolve_field_map,
+    GENERIC_FIELD_MAP, NO_SERVICE, NO_SERVICE_FIELDS, OBJECT_FIELDS, FieldMap, resolve_field_map,
 )
 from training.errors import ConfigError
 from training.sources.ecs import derive_ecs, normalize_ecs
@@ -182,8 +182,14 @@ class Source(ABC):
         return self.config.name
 
     def recipe_params(self) -> dict[str, object]:
-        """The connection_params that decide which events are delivered (see `how_params`)."""
-        return {k: v for k, v in self.config.connection_params.items() if k not in self.how_params}
+        """The connection_params that decide which events are delivered (see `how_params`),
+        and the values read as no service (`no_service`) where the service comes from a field
+        that may hold one (`schema.NO_SERVICE_FIELDS`: EVE's app_proto, as suricata: and the
+        generic json:, csv:, parquet: and es: maps read it)."""
+        params = {k: v for k, v in self.config.connection_params.items() if k not in self.how_params}
+        if not set(self.fields.get("service", ())).isdisjoint(NO_SERVICE_FIELDS):
+            params["no_service"] = list(NO_SERVICE)
+        return params
 
     @abstractmethod
     def streams(self) -> list[str]:

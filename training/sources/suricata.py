@@ -5,18 +5,19 @@ severity from the alert (Suricata's 1 = high .. 3 = low become 1.0 .. 0.33). Eve
 is unknown (-1) unless the source's `default_label` and label map say otherwise. `app_proto`
 becomes `service`, except "failed" (`NO_SERVICE`): Suricata tried to detect the flow's
 application protocol and could not, so the flow has no known service (null), not one named
-"failed".
+"failed". The rule is the canonical mapping's (`training.collection.schema.NO_SERVICE`), so an
+EVE file read as json: gets it too, and both recipes name it (`Source.recipe_params`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import ClassVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from training.collection.schema import NO_SERVICE as NO_SERVICE  # the rule, re-exported
 from training.sources.alerts import alert_columns
 from training.sources.base import RawBatch
 from training.sources.coerce import plain, to_timestamp
@@ -45,9 +46,6 @@ SURICATA_FIELD_MAP: dict[str, tuple[str, ...]] = {
     "file_hash": ("fileinfo.sha256", "fileinfo.md5"),
     "label": ("label",),
 }
-# app_proto values that name no protocol: "failed" is Suricata's word for a detection that
-# found none (a flow's payload matched no parser), seen on most flows of some captures.
-NO_SERVICE = ("failed",)
 
 
 class SuricataSource(JsonFileSource):
@@ -59,12 +57,7 @@ class SuricataSource(JsonFileSource):
 
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         with self.open(stream) as source:
-            yield from map(without_failed_detection, self.read_json(source, start, lines_only=True))
-
-    def recipe_params(self) -> dict[str, object]:
-        """The base's and the app_proto values read as no service: other rules deliver other
-        events."""
-        return {**super().recipe_params(), "no_service": list(NO_SERVICE)}
+            yield from self.read_json(source, start, lines_only=True)
 
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
         names = set(table.column_names)
@@ -79,16 +72,3 @@ class SuricataSource(JsonFileSource):
                                      signature=("alert.signature",), severity=("alert.severity",)))
         return derived
 
-
-def without_failed_detection(batch: RawBatch) -> RawBatch:
-    """`batch` with no `app_proto` where it is one of `NO_SERVICE` (a new table)."""
-    table = batch.table
-    if "app_proto" not in table.column_names:
-        return batch
-    given = table["app_proto"]
-    if not (pa.types.is_string(given.type) or pa.types.is_large_string(given.type)):
-        return batch  # not EVE's text (a number, an object): left for the field map to judge
-    failed = pc.is_in(given, value_set=pa.array(NO_SERVICE, given.type))
-    kept = pc.if_else(failed, pa.scalar(None, given.type), given)
-    return replace(batch, table=table.set_column(table.column_names.index("app_proto"),
-                                                 "app_proto", kept))

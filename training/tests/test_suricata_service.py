@@ -28,3 +28,30 @@ def test_a_failed_protocol_detection_is_no_service(datasets):
                                                             record["proto"].lower())
     services = collections.Counter(row["service"] for row in rows)
     assert "failed" not in services and services[None] == given[None] + given["failed"]
+
+
+def test_read_as_json_it_is_no_service_too_by_the_same_rule(datasets, tmp_path):
+    # Reviewer: only SuricataSource.read nulled it; json: mapped app_proto through the generic
+    # field map and kept service "failed" on 1,074 events.
+    path = datasets / EVE
+    suricata, _ = collect("suricata_logs", path)
+    generic, _ = collect("json_file", path)
+    assert generic["service"].to_pylist() == suricata["service"].to_pylist()
+    assert "failed" not in set(generic["service"].to_pylist())
+    assert generic["service"].null_count == suricata["service"].null_count >= 1074
+    # Both recipes name the rule, so a collection made without it is not resumed with it.
+    for kind in ("suricata_logs", "json_file"):
+        collect(kind, path, output_dir=tmp_path / kind)
+        recipe = json.loads((tmp_path / kind / "checkpoint.json").read_text())["recipe"]
+        assert recipe["sources"][0]["params"]["no_service"] == ["failed"]
+
+
+def test_an_event_dict_maps_it_as_a_batch_does():
+    from training.collection.canonical_record import canonical_record
+    from training.sources import DataSource, create_source
+
+    source = create_source(DataSource("eve", "json_file", {"path": "unused.json"}))
+    for proto, service in (("failed", None), ("dns", "dns")):
+        record = canonical_record({"timestamp": "2021-01-01T00:00:00Z", "app_proto": proto},
+                                  source)
+        assert record is not None and record.values["service"] == service
