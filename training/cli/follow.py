@@ -29,7 +29,7 @@ Option = Callable[..., None]
 # Flags that mean something only to live scoring (a batch `score` refuses them). Their
 # defaults are None so that a given one can be told from an absent one.
 FOLLOW_ONLY = ("--alerts", "--incidents", "--state", "--elasticsearch", "--window-grace",
-               "--guard-window")
+               "--guard-window", "--switch-model")
 
 
 def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
@@ -60,6 +60,11 @@ def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
            help="with --follow/--once and a layer-2/3 model: seconds of event time a window "
                 "waits past its end for events logged late (default 300, Zeek's TCP "
                 "inactivity timeout); events later still are quarantined and counted")
+    option(score, "--switch-model", action="store_true", default=None,
+           help="with --follow/--once: a --state made by another model (another version "
+                "after a promotion) goes on with this one from its read positions and into "
+                "the same outputs; the old model's totals and open incidents start again "
+                "(logged once); without it such a state is refused")
     # No default here: it is the guard's own (training.scoring.rolling_guard, not imported
     # before a command runs: scipy alone would double the start-up time).
     option(score, "--guard-window", type=int, metavar="UNITS",
@@ -105,7 +110,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
                                               else args.guard_window),
                                 window_grace=(DEFAULT_GRACE if args.window_grace is None
                                               else args.window_grace),
-                                deduplicate=not args.no_dedup)
+                                deduplicate=not args.no_dedup,
+                                switch_model=bool(args.switch_model))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -117,7 +123,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     print(f"followed with {summary.model_name} {summary.version}: {counts['events']:,} events "
           f"scored, {counts['alerts']:,} alerts to {args.alerts}, "
           f"{counts['incident_updates']:,} incident updates to {outputs.incidents}{refused}; "
-          "totals since the state began")
+          "this model's totals in the state")
     if counts["quarantined"]:  # as batch score says it; the file holds them all
         print(quarantined_line(counts["quarantined"], Path(outputs.state) / QUARANTINE_FILE))
     if counts.get("duplicates"):  # as batch score says it
@@ -126,7 +132,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
     if "late" in counts:  # a window layer
         print(f"windows: {_events(summary.held)} held in open windows (scored when event time "
               f"passes their end by the grace), {_events(counts['late'])} that came after "
-              "their window closed quarantined (totals since the state began)")
+              "their window closed quarantined (this model's totals in the state)")
     if summary.lost_files:  # each was warned of when found
         print(f"{summary.lost_files:,} file{'' if summary.lost_files == 1 else 's'} removed "
               f"before {'it was' if summary.lost_files == 1 else 'they were'} read to the end "

@@ -60,6 +60,7 @@ from training.scoring.ecs import AlertRule, event_alerts, unit_alerts
 from training.scoring.es_bulk import BulkIndexer
 from training.scoring.follow_dedup import RecentIds
 from training.scoring.follow_state import AppendOnly, FollowState
+from training.scoring.follow_switch import take_over
 from training.scoring.follow_windows import DEFAULT_GRACE, WindowScorer, check_grace
 from training.scoring.fused import FusedDetector
 from training.scoring.jsonl_rows import jsonl_lines
@@ -123,7 +124,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                   alert_factor: float = DEFAULT_FACTOR, max_alert_rate: float | None = None,
                   guard_window: int = DEFAULT_WINDOW,
                   window_grace: float = DEFAULT_GRACE,
-                  deduplicate: bool = True) -> FollowSummary:
+                  deduplicate: bool = True, switch_model: bool = False) -> FollowSummary:
     """Follow `sources` and score what they append (see the module docstring).
 
     Args:
@@ -135,6 +136,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             for late events (`training.scoring.follow_windows`).
         deduplicate: drop an event whose id is among the last 100,000 kept ones' (False
             keeps every one).
+        switch_model: a state made by another model goes on with this one from its read
+            positions, its totals and open incidents started again (`follow_switch`).
 
     Raises:
         ConfigError: poll_seconds <= 0, an output that is not .jsonl/.json, a version asked of
@@ -143,7 +146,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             left out of what it reads).
         NotFoundError, CheckpointError, SchemaError: as `score_events` and `score_fused`;
             CheckpointError also when the state folder was made by another model
-            (`FollowState.check_model`).
+            (`FollowState.check_model`) and `switch_model` is False.
     """
     if not poll_seconds > 0:
         raise ConfigError(f"poll_seconds must be > 0, got {poll_seconds}")
@@ -164,6 +167,9 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
     windows: WindowScorer | None = None
     dedup: RecentIds | None = None
     try:
+        if switch_model:  # before an output is opened: the new model's, from here on
+            take_over(state, model, scorer.layer.data_spec.fingerprint if isinstance(
+                scorer, AlertRows) and scorer.layer.window_seconds else None)
         state.check_model(model)  # before an output is opened (and cut back)
         out = _Files(alerts=state.output(Path(outputs.alerts)),
                      scores=state.output(Path(outputs.scores)) if outputs.scores else None,

@@ -21,7 +21,8 @@ once and every alert written once. The kernel drops the lock when its holder die
 A state belongs to the model it began with: its totals, open incidents and held windows are
 that model's, and its outputs hold that model's scores. A run with another model (another
 version, or other weights under the same name and version) is refused before it opens an
-output (`check_model`).
+output (`check_model`), unless it is told to take the state over
+(`training.scoring.follow_switch`).
 """
 
 from __future__ import annotations
@@ -129,20 +130,31 @@ class FollowState:
         Raises:
             CheckpointError: the state was made by another model; the message says what to do.
         """
-        saved = self.saved.get("model")
-        if not saved:
-            return  # a new state
-        began, now = f"{saved['name']} {saved['version']}", f"{model['name']} {model['version']}"
-        if began == now and saved.get("sha256") in (None, model["sha256"]):
-            return  # None: saved before states recorded the weights' sha256
-        if began == now:  # the same version in another registry
-            began += f" (weights sha256 {saved['sha256'][:12]})"
-            now += f" (weights sha256 {model['sha256'][:12]})"
+        other = self.other_model(model)
+        if other is None:
+            return
+        began, now = other
         raise CheckpointError(
             f"{self.folder} holds the live scoring of {began}, not of {now} that this run scores "
             f"with: its read positions, totals and open incidents are that model's. To go on, "
-            f"score with {began} again; to score with {now}, give it a new --state folder and "
-            "new --output and --alerts files (it reads the inputs from their beginning)")
+            f"score with {began} again; to go on with {now} from these read positions and "
+            "outputs, add --switch-model (the totals and open incidents start again with it); "
+            f"to score with {now} from the beginning of the inputs, give it a new --state "
+            "folder and new --output and --alerts files")
+
+    def other_model(self, model: dict[str, str]) -> tuple[str, str] | None:
+        """(the model the state holds, `model`) as "name version" when they differ (with the
+        weights' sha256 when only those differ); None for a new state or the same model."""
+        saved = self.saved.get("model")
+        if not saved:
+            return None  # a new state
+        began, now = f"{saved['name']} {saved['version']}", f"{model['name']} {model['version']}"
+        if began == now and saved.get("sha256") in (None, model["sha256"]):
+            return None  # None: saved before states recorded the weights' sha256
+        if began == now:  # the same version in another registry
+            began += f" (weights sha256 {saved['sha256'][:12]})"
+            now += f" (weights sha256 {model['sha256'][:12]})"
+        return began, now
 
     def output(self, path: Path, private: bool = False) -> AppendOnly:
         """An output, cut back to its committed size."""

@@ -305,6 +305,11 @@ def _table_bytes(table: pa.Table) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
+def held_events(path: Path) -> int:
+    """How many events a pending file holds (cut back to its committed size already)."""
+    return sum(t.num_rows for t in _read_tables(path))
+
+
 def _read_tables(path: Path) -> Iterator[pa.Table]:
     """The tables appended to a pending file (cut back to its committed size already)."""
     data = memoryview(path.read_bytes()) if path.exists() else memoryview(b"")

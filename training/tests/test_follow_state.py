@@ -73,9 +73,10 @@ def test_a_state_refuses_another_version_and_goes_on_with_its_own(tmp_path, caps
     assert err.splitlines()[-1] == (
         f"error: {tmp_path / 's.jsonl.state'} holds the live scoring of vae 1.0.0, not of vae "
         "1.1.0 that this run scores with: its read positions, totals and open incidents are "
-        "that model's. To go on, score with vae 1.0.0 again; to score with vae 1.1.0, give it "
-        "a new --state folder and new --output and --alerts files (it reads the inputs from "
-        "their beginning)")
+        "that model's. To go on, score with vae 1.0.0 again; to go on with vae 1.1.0 from these "
+        "read positions and outputs, add --switch-model (the totals and open incidents start "
+        "again with it); to score with vae 1.1.0 from the beginning of the inputs, give it a "
+        "new --state folder and new --output and --alerts files")
     assert _files(tmp_path) == before  # nothing read, written or cut back
 
     # Either way out works: the model it began with goes on where it stopped...
