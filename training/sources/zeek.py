@@ -186,11 +186,10 @@ class ZeekSource(JsonFileSource):
             if not first:
                 if source.truncated:  # not an empty log: a gzip stream cut before its first line
                     raise SourceError(f"{stream}: gzip stream truncated before any data")
-                # Zeek writes a TSV log's header when it opens it: an empty file has no
-                # #fields (a live file is read only once it holds a whole line).
-                raise SourceError(f"{stream}: an empty file: no #fields header line; a Zeek "
-                                  "TSV log starts with #separator, #fields and #types lines (a "
-                                  "JSON log with an object a line); leave it out of the source")
+                # No record, as an empty CSV or JSON file: `collect` and `score` name an input
+                # that gives none. Not an error: a folder of rotated logs may hold one, and
+                # one empty file must not stop the rest.
+                return
             if first.startswith(b"#"):
                 batches = self._read_tsv(source, ZeekHeader.parse(head, stream), start)
             elif first.startswith(b"{"):

@@ -173,14 +173,13 @@ def test_zeek_tsv_without_fields_header_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("content", [b"", b"\n\n"], ids=["zero-byte", "blank-lines"])
-def test_an_empty_zeek_log_is_refused_as_one_without_fields_is(tmp_path, content):
-    path = tmp_path / "conn.log"
-    path.write_bytes(content)
-    with pytest.raises(SourceError) as error:
-        read("zeek_logs", path)
-    assert str(error.value) == (
-        f"{path}: an empty file: no #fields header line; a Zeek TSV log starts with #separator, "
-        "#fields and #types lines (a JSON log with an object a line); leave it out of the source")
+def test_an_empty_zeek_log_gives_no_record_and_leaves_its_folder_readable(
+        tmp_path, datasets, content):
+    (tmp_path / "conn.log").write_bytes(content)
+    assert read("zeek_logs", tmp_path / "conn.log").rows == []
+    real = tmp_path / "conn.1.log"
+    real.write_bytes((datasets / "slips_zeek_tsv_test10" / "conn.log").read_bytes())
+    assert collect("zeek_logs", tmp_path)[0].num_rows == collect("zeek_logs", real)[0].num_rows > 0
 
 
 def test_zeek_tsv_bad_values_and_bytes_reject_their_own_line(tmp_path):
