@@ -12,11 +12,8 @@ holds.
   set on (other traffic, other log types), and its alerts will be as many.
 
 Before any of these: a model whose threshold rests on fewer than
-`evaluation.alert_rate.MIN_REFERENCE_UNITS` benign validation units (`reference_shortfall`)
-is not promoted, whatever the gate says: its threshold is one of a handful of scores (on one
-unit, that unit's score, with an expected alert rate of 100% that no alert rate can exceed).
-The reason names the layer, the count and what gives more units; the gate's own verdict
-follows it.
+`evaluation.alert_rate.MIN_REFERENCE_UNITS` benign validation units is not promoted, whatever
+the gate says (`retraining.gate.thin_calibration`, which `retrain` applies too).
 """
 
 from __future__ import annotations
@@ -25,15 +22,13 @@ from typing import Any
 
 import pyarrow as pa
 
-from training.evaluation.alert_rate import reference_shortfall
 from training.layers.base import Layer
 from training.layers.registry import layer_for_spec
 from training.pipeline.config import GateConfig
-from training.retraining.gate import label_shortfall, labeled_decision
+from training.retraining.gate import label_shortfall, labeled_decision, thin_calibration
 from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
 
 FIRST_UNLABELED = "first model without labels"
-TOO_FEW_REFERENCE = "too few validation units for a threshold"
 
 
 def promotion_decision(layer: Layer, challenger: Any, champion: Any, test: Any,
@@ -49,29 +44,8 @@ def promotion_decision(layer: Layer, challenger: Any, champion: Any, test: Any,
     short = label_shortfall(labels)
     if not labeled and short and (labels == 0).any() and (labels == 1).any():
         decision["reason"] = f"{decision['reason']} ({short}, so judged without them)"
-    return _thin_calibration(layer, challenger, decision)
-
-
-def _thin_calibration(layer: Layer, challenger: Any, decision: dict[str, Any]
-                      ) -> dict[str, Any]:
-    """`decision`, or when the challenger's threshold rests on too few validation units a
-    refusal that says so and what to do (`TOO_FEW_REFERENCE`), the gate's verdict after it."""
-    calibration = getattr(challenger, "calibration", None)
-    thin = None if calibration is None else reference_shortfall(calibration, layer.unit)
-    if thin is None:
-        return decision
-    more = ["more data", "a larger [split] val_ratio"]
-    if layer.window_seconds is not None:  # shorter windows: more of them in the same time
-        flags = [f"--{layer.name}-{name.replace('_', '-')}" for name in layer.featurizer_options
-                 if name.endswith("_seconds")]
-        more.append(f"windows shorter than {layer.window_seconds:g} s"
-                    + (f" ({flags[0]})" if flags else ""))
-    gate = ("the gate alone would promote it" if decision["deploy"]
-            else "the gate refuses it too")
-    more_text = f"{', '.join(more[:-1])} or {more[-1]}"
-    return {**decision, "deploy": False, "rule": TOO_FEW_REFERENCE,
-            "reason": f"not promoted: {layer.name}: {thin}; give the run {more_text} ({gate}: "
-                      f"{decision['reason']})"}
+    return thin_calibration(layer, challenger, decision,
+                            larger_validation="a larger [split] val_ratio")
 
 
 def _as_champion_reads(layer: Layer, champion: Any, test: Any, events: pa.Table | None) -> Any:

@@ -28,13 +28,16 @@ One run:
    train function is, `Layer.train_with`), with the production model's recorded settings
    (threshold rule, batch size, ...) unless changed, and (`train_layer`) its detector and
    architecture (`training.retraining.settings`); the checkpoint has FeatureSpec, threshold;
-6. champion and challenger measured on the same test split (`training.retraining.gate`);
-   `comparison_metric` "auto" is `pr_auc` when the test split has at least
-   `gate.MIN_CLASS_UNITS` (5) benign and threat units each, else `val_loss` (the reason names
-   the counts): with labels the floors and the paired bootstrap of `gate.labeled_decision`,
-   without them the alert rate within the calibration's promise and a lower validation loss
-   (`unlabeled_gate.unlabeled_decision`); both apply `min_accuracy_threshold` (a floor) or
-   `max_loss_threshold` (a ceiling) and `improvement_threshold` over the champion;
+6. champion and challenger measured on the same test split
+   (`training.retraining.retrain_gate`); `comparison_metric` "auto" is `pr_auc` when the test
+   split has at least `gate.MIN_CLASS_UNITS` (5) benign and threat units each, else `val_loss`
+   (the reason names the counts): with labels the floors and the paired bootstrap of
+   `gate.labeled_decision`, without them the alert rate within the calibration's promise and a
+   lower validation loss (`unlabeled_gate.unlabeled_decision`); both apply
+   `min_accuracy_threshold` (a floor) or `max_loss_threshold` (a ceiling) and
+   `improvement_threshold` over the champion; a challenger whose threshold rests on too few
+   validation units is not deployed whatever the rule says (`gate.thin_calibration`, as in the
+   pipeline);
 7. the challenger is registered either way (metrics: those the gate measured on the test
    split, its loss there as `test_loss`, a metric it could not measure absent, never 0; `val_loss`
    the kept epoch's validation loss from the sidecar, as every way of registering records it
@@ -64,7 +67,7 @@ from training.evaluation.alert_rate import DEFAULT_FACTOR
 from training.evaluation.units import unit_times
 from training.features.encoding import FeatureSpec
 from training.layers.base import Layer
-from training.layers.registry import get_layer, layer_for_spec
+from training.layers.registry import get_layer
 from training.layers.training import train_layer
 from training.paths import models_dir
 from training.registry.metadata import metric_direction
@@ -72,11 +75,11 @@ from training.registry.names import CHALLENGER, VERSION_SCHEMES
 from training.registry.registry import ModelMetadata, ModelRegistry, RegisteredModel
 from training.retraining import gate, triggers
 from training.retraining.learnt import data_settings, training_rows
+from training.retraining.retrain_gate import retrain_decision, with_test_loss
 from training.retraining.settings import RETRAINING_CHANGES, challenger_settings
 from training.retraining.split_files import (
     common_spec, require_model_transform, validate_splits,
 )
-from training.retraining.unlabeled_gate import unlabeled_decision, window_figures
 from training.sources.recorded import SETTINGS_KEY
 from training.trainer.config import TrainingConfig
 
@@ -241,7 +244,8 @@ class ContinuousTrainingPipeline:
             else:
                 _, trained = layer.train_with(train_fn, train, val, config)
             challenger = load_model(trained["checkpoint"])
-            decision, measured = self._gate(layer, splits["test"], challenger, champion)
+            decision, measured = retrain_decision(layer, splits["test"], challenger,
+                                                  champion, self.config)
             result.update(retrained=True, comparison=decision)
             record = {"data": data, "decision": decision, "training": {
                 k: trained.get(k) for k in ("best_val_loss", "best_epoch", "epochs_trained",
@@ -250,7 +254,7 @@ class ContinuousTrainingPipeline:
                 # it replaces the champion on the same inputs: `score` reads them alike
                 record[SETTINGS_KEY] = champion.metadata.details[SETTINGS_KEY]
             metadata = ModelMetadata(
-                model_name, "0", layer.name, metrics=_test_named(measured),
+                model_name, "0", layer.name, metrics=with_test_loss(measured),
                 training_dataset=str(train_data_path),
                 hyperparameters={"model": challenger.sidecar["init_args"],
                                  "training": config.to_dict(), **rows.recorded()},
@@ -305,40 +309,6 @@ class ContinuousTrainingPipeline:
         return read_arrays(data, f"{model_name} {champion.metadata.version} "
                                  f"{triggers.REFERENCE_FILE}")["features"]
 
-    def _gate(self, layer: Layer, test: Any, challenger: Any, champion: RegisteredModel | None
-              ) -> tuple[dict[str, Any], dict[str, float]]:
-        metric, labels = self.config.comparison_metric, layer.labels(test)
-        if metric == "auto":  # too few labels count as none
-            metric = "pr_auc" if gate.has_both_labels(labels) else "val_loss"
-        new_scores = layer_for_spec(challenger.feature_spec).score(challenger.model, test)
-        new = gate.evaluate_model(layer, challenger.model, challenger.threshold, test,
-                                  new_scores)
-        old_scores = old = None
-        if champion is not None:
-            old_scores = layer_for_spec(champion.feature_spec).score(champion.model, test)
-            old = gate.evaluate_model(layer, champion.model, champion.threshold, test,
-                                      old_scores)
-        if metric in gate.BOOTSTRAP_METRICS:  # it refuses to judge on too few labels
-            decision = gate.labeled_decision(
-                metric, labels, new_scores, old_scores,
-                improvement=self.config.improvement_threshold, floor=self.config.floor(metric))
-        elif metric == "val_loss":  # no labels to judge by: the unlabeled rule
-            decision = _without_labels(labels, unlabeled_decision(
-                window_figures(layer, challenger, test, new_scores),
-                None if champion is None else window_figures(layer, champion, test, old_scores),
-                improvement=self.config.improvement_threshold,
-                ceiling=self.config.floor(metric), factor=self.config.alert_rate_factor))
-            # The losses it compared (every unit counted: nobody knows which are attacks) are
-            # the ones recorded; the labeled loss counts benign-labeled units, maybe none.
-            new["val_loss"] = decision.challenger
-            if old is not None:
-                old["val_loss"] = decision.champion
-        else:
-            decision = gate.decide(metric, new, old, floor=self.config.floor(metric),
-                                   improvement=self.config.improvement_threshold)
-        return {**decision.to_dict(), "test_fingerprint": gate.split_fingerprint(layer, test),
-                "test_rows": len(layer.labels(test)), "champion_metrics": _test_named(old)}, new
-
     def _register(self, metadata: ModelMetadata, checkpoint: str, learnt: np.ndarray,
                   champion: RegisteredModel | None, work: Path) -> str:
         """Register the challenger (with a sample of what it learnt from), then promote it or
@@ -360,24 +330,3 @@ class ContinuousTrainingPipeline:
                                     actor="continuous-training")
         return version
 
-
-def _test_named(metrics: dict[str, float] | None) -> dict[str, float] | None:
-    """The gate's figures of a model on the test split with its loss there named `test_loss`:
-    `val_loss` in the registry is the kept epoch's validation loss, which registration takes
-    from the model's sidecar, so that `registry compare` ranks every version on the same
-    kind of loss, however it was registered."""
-    if metrics is None:
-        return None
-    named = {name: value for name, value in metrics.items() if name != "val_loss"}
-    if "val_loss" in metrics:
-        named["test_loss"] = metrics["val_loss"]
-    return named
-
-
-def _without_labels(labels: np.ndarray, decision: gate.Decision) -> gate.Decision:
-    """The unlabeled rule's decision, saying why the test labels there were not used."""
-    shortfall = gate.label_shortfall(labels)
-    if shortfall is None or not (labels >= 0).any():  # labels enough, or none to speak of
-        return decision
-    return replace(decision, reason=f"{decision.reason} ({shortfall}, so judged without them)",
-                   figures={**decision.figures, "label_shortfall": shortfall})

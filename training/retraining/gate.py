@@ -24,6 +24,13 @@ counts.
 Metrics without a bootstrap here (the validation loss, metrics at a threshold) go through
 `decide`: a floor and a minimum relative improvement of the point values.
 
+Whatever the rule, a challenger whose threshold rests on fewer than
+`evaluation.alert_rate.MIN_REFERENCE_UNITS` benign validation units is not deployed
+(`thin_calibration`, applied to its decision by the pipeline's promotion and by `retrain`): its
+threshold is one of a handful of scores (on one unit, that unit's score, with an expected alert
+rate of 100% that no alert rate can exceed). The reason names the layer, the count and what
+gives more units; the rule's own verdict follows it.
+
 Metrics of a model on a split (`evaluate_model`):
 
 * `val_loss`: the model's validation loss (`validation_step`, eval mode) averaged over the
@@ -49,6 +56,7 @@ import torch
 from training.detectors.base import Detector, model_device, to_device
 from training.layers.base import Layer
 from training.errors import ConfigError
+from training.evaluation.alert_rate import reference_shortfall
 from training.evaluation.bootstrap import paired_metrics
 from training.evaluation.score_metrics import evaluate_scores
 from training.registry.metadata import metric_direction
@@ -126,6 +134,7 @@ def evaluate_model(layer: Layer, model: Detector, threshold: float | None, units
 BOOTSTRAP_METRICS = ("pr_auc", "roc_auc")
 RESAMPLES = 1000
 TOO_FEW_LABELS = "too few labels to judge"
+TOO_FEW_REFERENCE = "too few validation units for a threshold"
 
 
 @dataclass(frozen=True)
@@ -282,3 +291,28 @@ def decide(metric: str, challenger: dict[str, float], champion: dict[str, float]
                f"{gain:+.2%} ({'higher' if direction == 'max' else 'lower'} is better; "
                f"at least {improvement:+.2%} needed)")
     return result(gain >= improvement, verdict, gain)
+
+
+def thin_calibration(layer: Layer, challenger: Any, decision: dict[str, Any], *,
+                     larger_validation: str) -> dict[str, Any]:
+    """`decision` (a gate's, as a dict with deploy, rule and reason), or when `challenger`'s
+    threshold rests on too few validation units (`reference_shortfall`) a refusal that says so
+    and what gives more units (`TOO_FEW_REFERENCE`), the gate's verdict after it.
+    `larger_validation`: how the caller's user gets a larger validation part, in words ("a
+    larger [split] val_ratio")."""
+    calibration = getattr(challenger, "calibration", None)
+    thin = None if calibration is None else reference_shortfall(calibration, layer.unit)
+    if thin is None:
+        return decision
+    more = ["more data", larger_validation]
+    if layer.window_seconds is not None:  # shorter windows: more of them in the same time
+        flags = [f"--{layer.name}-{name.replace('_', '-')}" for name in layer.featurizer_options
+                 if name.endswith("_seconds")]
+        more.append(f"windows shorter than {layer.window_seconds:g} s"
+                    + (f" ({flags[0]})" if flags else ""))
+    verdict = ("the gate alone would promote it" if decision["deploy"]
+               else "the gate refuses it too")
+    more_text = f"{', '.join(more[:-1])} or {more[-1]}"
+    return {**decision, "deploy": False, "rule": TOO_FEW_REFERENCE,
+            "reason": f"not promoted: {layer.name}: {thin}; give the run {more_text} "
+                      f"({verdict}: {decision['reason']})"}

@@ -1,16 +1,20 @@
-"""The pipeline's promotion decision on real Windows recordings: host windows of 10 s over two
-OTRF recordings leave layer 3 one validation window, too few to set a threshold on (trial F,
-D3), so its model is registered, not promoted, and `score` with it warns."""
+"""The promotion decision on real Windows recordings: host windows of 10 s over two OTRF
+recordings leave layer 3 one validation window, too few to set a threshold on (trial F, D3), so
+its model is registered, not promoted, by the pipeline and by `retrain` alike, and `score` with
+it warns."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import shutil
+from contextlib import redirect_stdout
 
 import pytest
 
 from training.cli.main import main
-from training.pipeline.promotion import TOO_FEW_REFERENCE
+from training.retraining.gate import TOO_FEW_REFERENCE
 from training.registry.registry import ModelRegistry
 
 OTRF = "windows_otrf_security_datasets"
@@ -58,3 +62,27 @@ def test_scoring_with_it_warns_of_its_threshold(run, datasets, capsys):
         "100.00%): its alerts, percentiles and expected alert rate say little; retrain it on "
         "more data before acting on them"]
     assert re.search(r"^scored \d+ events \(\d+ layer3 units\)", out, re.M)
+
+
+def test_retrain_does_not_deploy_a_challenger_calibrated_on_one_validation_window(run, tmp_path):
+    """`retrain` on the same splits deployed its challenger: the rule lived in the pipeline's
+    promotion only, and without a production model the unlabeled gate could not refuse a
+    threshold whose expected alert rate is 100%. Now it refuses it as the pipeline does."""
+    work = shutil.copytree(run, tmp_path / "win")  # the module's run stays as it is
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert main(["retrain", "--workdir", str(work), "--layer", "layer3", "--epochs", "1",
+                     "-q"]) == 0
+    result = json.loads(out.getvalue())
+    decision = result["comparison"]
+    assert result["retrained"] and not result["deployed"]
+    assert decision["deploy"] is False and decision["rule"] == TOO_FEW_REFERENCE
+    assert decision["reason"].startswith(  # its unlabeled validation units count as benign
+        "not promoted: layer3: its threshold rests on 1 benign validation window, fewer than the "
+        "20 a threshold needs (it is at or just above that window's score, expected alert rate "
+        "100.00%); give the run more data, a larger validation split (split --val-ratio) or "
+        "windows shorter than 10 s (--layer3-bucket-seconds) (the gate alone would promote it: ")
+    registry = ModelRegistry(work / "models")
+    stored = registry.get_metadata("layer3_tcn", result["new_version"])
+    assert stored.stage == "none" and stored.details["decision"]["rule"] == TOO_FEW_REFERENCE
+    assert registry.aliases("layer3_tcn")["challenger"] == result["new_version"]

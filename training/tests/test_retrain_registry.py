@@ -4,8 +4,10 @@ features that vary (`--drift-share`), and a warning when a version the gate refu
 by hand or by a rollback (trial D2, D3, D9, G5).
 
 One module fixture runs `preprocess`, `split` and two `retrain`s in process on the 766 flows of
-CTU-SME-11: a first model (deployed) and a challenger trained at a learning rate of 1e-7 for
-one epoch, which the gate refuses.
+CTU-SME-11: a first model and a challenger trained at a learning rate of 1e-7 for one epoch,
+which the gate refuses. The temporal split leaves 7 benign validation flows, too few for a
+threshold, so the first model is not deployed either (`gate.thin_calibration`): it is promoted
+by hand, as an operator would.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import pytest
 from training.cli.main import main
 from training.layers.layer1 import Layer1
 from training.registry.registry import ModelRegistry
-from training.retraining.gate import evaluate_model
+from training.retraining.gate import TOO_FEW_REFERENCE, evaluate_model
 
 SME = "slips_ctu_sme_11_labeled_zeek/zeek-labeled/conn.log.labeled"
 TSV10 = "slips_zeek_tsv_test10/conn.log"  # another network: clearly different flows
@@ -53,8 +55,14 @@ def retrained(datasets, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("retrain")
     flags = [*_splits(datasets / SME, root), "--registry-dir", str(root / "models")]
     first = json.loads(_run("retrain", *flags, "--epochs", "3"))
+    assert not first["deployed"] and first["comparison"]["rule"] == TOO_FEW_REFERENCE
+    assert first["comparison"]["reason"].startswith(
+        "not promoted: layer1: its threshold rests on 7 benign validation events, fewer than the "
+        "20 a threshold needs")
+    _run("registry", "promote", "--registry-dir", str(root / "models"), "--model", MODEL,
+         "--stage", "production", "--version", first["new_version"])
     refused = json.loads(_run("retrain", *flags, "--epochs", "1", "--lr", "1e-7", "--force"))
-    assert first["deployed"] and not refused["deployed"], (first["reason"], refused["reason"])
+    assert not refused["deployed"], refused["reason"]
     return {"root": root, "registry": root / "models", "flags": flags, "first": first,
             "refused": refused}
 
@@ -104,9 +112,13 @@ def test_promoting_a_version_the_gate_refused_warns_with_its_decision(retrained,
         f"registered: \"{retrained['refused']['comparison']['reason']}\"; promoting it to "
         "production anyway, as asked"]
     assert ModelRegistry(registry).get_metadata(MODEL, stage="production").version == refused
-    assert main([*promote, first]) == 0  # the one the gate deployed: no warning
+    assert main([*promote, first]) == 0  # refused too (7 validation flows): its own reason
     out, err = capsys.readouterr()
-    assert out == f"{MODEL} {first}: now production\n" and err == ""
+    assert out == f"{MODEL} {first}: now production\n"
+    assert err.splitlines() == [
+        f"warning: {MODEL} {first} was not deployed by the gate that judged it when it was "
+        f"registered: \"{retrained['first']['comparison']['reason']}\"; promoting it to "
+        "production anyway, as asked"]
 
 
 def test_rolling_back_to_a_version_the_gate_refused_warns_as_promoting_it_does(
