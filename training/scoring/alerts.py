@@ -51,13 +51,21 @@ class AlertRows:
         model: the detector (asked for reasons of the alerting units).
         threshold: the model's threshold (a unit alerts at score >= threshold).
         calibration: the model's benign score distribution (`percentile(scores)`), or None.
+        max_explained: the most units of a batch that get reasons (`most`).
+
+    Raises:
+        ValueError: max_explained < 1.
     """
 
-    def __init__(self, layer: Any, model: Any, threshold: float, calibration: Any) -> None:
+    def __init__(self, layer: Any, model: Any, threshold: float, calibration: Any, *,
+                 max_explained: int = MAX_EXPLAINED) -> None:
+        if max_explained < 1:
+            raise ValueError(f"max_explained must be >= 1, got {max_explained}")
         self.layer, self.model = layer, model
         self.threshold, self.calibration = threshold, calibration
+        self.max_explained = max_explained
         self.explains = True  # until the layer or detector says it cannot
-        self.capped = False  # whether a batch had more alerts than MAX_EXPLAINED
+        self.capped = False  # whether a batch had more alerts than max_explained
 
     def score(self, events: pa.Table) -> tuple[pa.RecordBatch, np.ndarray]:
         """Featurize and score `events`: their rows, and the units' scores (as the layer gives
@@ -87,19 +95,20 @@ class AlertRows:
 
     def to_explain(self, scores: np.ndarray) -> np.ndarray:
         """The rows of the alerting units that get reasons: all of them, or past
-        `MAX_EXPLAINED` the highest-scoring (ascending rows)."""
+        `max_explained` the highest-scoring (ascending rows)."""
         return self.most(np.flatnonzero(scores >= self.threshold), scores)
 
     def most(self, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
-        """`rows`, or past `MAX_EXPLAINED` of them the highest-scoring by `scores` (their own
+        """`rows`, or past `max_explained` of them the highest-scoring by `scores` (their own
         or their events'), ascending; warns once that some go without reasons."""
-        if len(rows) <= MAX_EXPLAINED:  # a threshold far too low must not stall scoring
+        cap = self.max_explained
+        if len(rows) <= cap:  # a threshold far too low must not stall scoring
             return np.asarray(rows, np.int64)
         if not self.capped:
             logger.warning("more than %d alerts in a batch: only the %d highest-scoring of "
-                           "each batch carry reasons", MAX_EXPLAINED, MAX_EXPLAINED)
+                           "each batch carry reasons", cap, cap)
             self.capped = True
-        return np.sort(rows[np.argsort(-scores[rows], kind="stable")[:MAX_EXPLAINED]])
+        return np.sort(rows[np.argsort(-scores[rows], kind="stable")[:cap]])
 
     def explain(self, units: Any, rows: np.ndarray, events: pa.Table
                 ) -> dict[int, list[Any]]:

@@ -17,8 +17,9 @@ layer covers it). A fused alert's `reasons` are those of the layer unit that dro
 with the smallest tail probability among the event's (the one min-p takes), each field named
 with its layer ("layer2: bytes_sent", the contributions summing to that unit's score in its
 layer). Each layer explains its units once, for its own alerts and the fused alerts it drives
-together; as for a layer's alerts, at most `alerts.MAX_EXPLAINED` units of a layer in a batch are
-explained, those of the highest fused scores.
+together, and at most `alerts.MAX_EXPLAINED` of them in a batch, counted once over both: the
+units of the highest scores in the layer (the smallest tail probabilities, the evidence min-p
+takes), as for a layer's alerts alone.
 
 Live scoring (`score --follow --model fused`) scores each micro-batch as it is read, before the
 windows of the window layers (2, 3) have closed: `FusedDetector(..., per_event=True)` counts
@@ -51,7 +52,7 @@ from training.layers.reasons import Reason, reasons_column
 from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
 from training.collection.collector import DataCollector
-from training.scoring.alerts import OUTPUT_SCHEMA, AlertRows, unit_rows
+from training.scoring.alerts import MAX_EXPLAINED, OUTPUT_SCHEMA, AlertRows, unit_rows
 from training.scoring.batch import (
     ScoringSummary, TrafficOnly, _Output, _tables, _threshold, _torch_threads, count_dropped,
     output_files,
@@ -128,6 +129,8 @@ class FusedDetector:
         registry: where the fusion and its models are registered.
         per_event: score window layers as giving no evidence yet (live scoring; see the
             module docstring).
+        max_explained: the most units of a layer that get reasons in a batch, its own alerts
+            and the units driving fused alerts together (`AlertRows`).
 
     Raises:
         NotFoundError: no fused detector, or a model it names is gone; CheckpointError: a
@@ -135,7 +138,8 @@ class FusedDetector:
         NotSupportedError: per_event, and the fusion has no per-event layer.
     """
 
-    def __init__(self, registry: ModelRegistry, *, per_event: bool = False) -> None:
+    def __init__(self, registry: ModelRegistry, *, per_event: bool = False,
+                 max_explained: int = MAX_EXPLAINED) -> None:
         self.fusion = load_fusion(registry.registry_dir)
         self.per_event = per_event
         self.parts, self.explainers = [], []
@@ -150,7 +154,7 @@ class FusedDetector:
             # Each layer's own rows: its units at its model's threshold, and the reasons of
             # the units that drive fused alerts (`score_with_units`).
             self.explainers.append(AlertRows(layer, loaded.model, _threshold(loaded, where),
-                                             loaded.calibration))
+                                             loaded.calibration, max_explained=max_explained))
             stage = registry.get_metadata(entry["model_name"], entry["version"]).stage
             if stage != "production":  # the pipeline fuses every layer it trained
                 logger.warning("%s", not_in_production(registry, entry["model_name"],
@@ -205,8 +209,12 @@ class FusedDetector:
         for i, units, layer_scores in scored:  # each layer explains its units once
             rows = self.explainers[i]
             driven = self._driven(i, tails, drivers, scores)
-            alerts = rows.to_explain(layer_scores) if with_units else np.zeros(0, np.int64)
-            explained = rows.explain(units, np.concatenate([alerts, driven[:, 1]]), events)
+            alerts = (np.flatnonzero(layer_scores >= rows.threshold) if with_units
+                      else np.zeros(0, np.int64))
+            # One cap over both sets, the highest-scoring units first: a unit's score in its
+            # layer orders its own alerts and, by its tail probability, the fused ones too.
+            kept = rows.most(np.union1d(alerts, driven[:, 1]), layer_scores)
+            explained = rows.explain(units, kept, events)
             named = {u: labeled(self.parts[i][0].name, r) for u, r in explained.items()}
             for event, unit in driven.tolist():
                 reasons[event] = named.get(unit)
@@ -226,8 +234,7 @@ class FusedDetector:
     def _driven(self, layer: int, tails: np.ndarray, drivers: np.ndarray, scores: np.ndarray
                 ) -> np.ndarray:
         """The fused alerts that layer `layer` drives, as (event row, unit row) pairs: those
-        whose smallest tail probability is its (the first layer's on a tie), for at most
-        `alerts.MAX_EXPLAINED` of its units, those of the highest fused scores.
+        whose smallest tail probability is its (the first layer's on a tie).
 
         Shapes:
             tails, drivers: (events, layers); scores: (events,) -> (pairs, 2).
@@ -236,11 +243,6 @@ class FusedDetector:
         # min-p takes the smallest p; under Fisher it is the strongest evidence of the sum.
         driver = np.argmin(np.where(np.isnan(tails), np.inf, tails), axis=1)
         events = np.flatnonzero(alert & (driver == layer) & (drivers[:, layer] >= 0))
-        units = drivers[events, layer]
-        best = np.full(int(units.max(initial=-1)) + 1, -np.inf)
-        np.maximum.at(best, units, scores[events])  # a unit counts by its best event
-        kept = self.explainers[layer].most(np.unique(units), best)
-        events = events[np.isin(units, kept)]
         return np.column_stack([events, drivers[events, layer]]).astype(np.int64)
 
 

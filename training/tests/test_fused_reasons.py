@@ -79,3 +79,58 @@ def test_a_fused_alert_carries_the_reasons_of_the_layer_unit_that_drove_it(iot44
             assert row["reasons"] == [{**x, "field": f"{layer}: {x['field']}"}
                                       for x in unit["reasons"]]
     assert compared["layer1"] > 0 and compared["layer2"] > 0
+
+
+@pytest.fixture(scope="module")
+def iot20(datasets, tmp_path_factory):
+    """Layers 1 and 2 trained (one epoch) and fused on IoT-23 20-1 (3,209 events): layer 1
+    alerts on 24 of them and drives 5 fused alerts, not those of its 5 highest scores;
+    (registry, events)."""
+    from training.collection.collector import DataCollector, DataSource
+    from training.pipeline.config import config_from_dict
+    from training.pipeline.run import run_pipeline
+    from training.registry.registry import ModelRegistry
+
+    folder = tmp_path_factory.mktemp("fused_cap")
+    path = datasets / "iot23" / "CTU-Malware-Capture-20-1-labeled.csv"
+    run_pipeline(config_from_dict({"workdir": str(folder / "run"),
+                                   "layers": ["layer1", "layer2"],
+                                   "sources": [{"type": "csv", "path": str(path)}],
+                                   "train": {"epochs": 1}}))
+    events = DataCollector([DataSource("iot20", "csv", {"path": str(path)})],
+                           progress=False).collect_table()
+    return ModelRegistry(folder / "run" / "models"), events
+
+
+def _layer1_explained(detector, events) -> tuple[set[str], set[str], list[dict]]:
+    """Layer 1's units (events) with reasons in one batch scored with units: its own alerts',
+    and those driving fused alerts (a fused alert names its driver's layer in its reasons);
+    and layer 1's rows."""
+    fused, _, layer_rows = detector.score_with_units(events)
+    rows = layer_rows[0].to_pylist()
+    driving = {r["unit"] for r in fused.to_pylist()
+               if r["reasons"] and r["reasons"][0]["field"].startswith("layer1: ")}
+    return {r["unit"] for r in rows if r["reasons"]}, driving, rows
+
+
+def test_a_layer_explains_at_most_the_cap_over_its_own_alerts_and_the_fused_ones_together(
+        iot20):
+    """At most `max_explained` units of a layer carry reasons in a batch, its own alerts and
+    the units driving fused alerts counted once together (was up to twice the cap: each set
+    capped on its own), the highest-scoring in the layer first."""
+    from training.scoring.fused import FusedDetector
+
+    registry, events = iot20
+    own, driving, rows = _layer1_explained(FusedDetector(registry), events)
+    score = {r["unit"]: r["score"] for r in rows}
+    assert len(own) == 24 and len(driving) == 5  # uncapped: every one explained
+    assert set(sorted(own, key=lambda u: -score[u])[:5]) != driving
+    everyone = own | driving
+    top = sorted(everyone, key=lambda u: -score[u])
+
+    own, driving, _ = _layer1_explained(FusedDetector(registry, max_explained=4), events)
+    assert own | driving == set(top[:4])  # both sets past the cap: 4 units in all (were 7)
+    own, driving, _ = _layer1_explained(FusedDetector(registry, max_explained=1000), events)
+    assert own | driving == everyone
+    with pytest.raises(ValueError, match="max_explained must be >= 1, got 0"):
+        FusedDetector(registry, max_explained=0)
