@@ -11,19 +11,21 @@ One run:
 
 1. read the three split files with the layer's `load_units` (any layer: `training.layers`;
    one FeatureSpec for all three);
-2. training units (`training.retraining.learnt`): chosen as the production model chose its
-   own (with its recorded `benign_only`, the benign ones only, plus the unlabeled ones with
-   `keep_unknown`; the caller's settings win); threat-labeled units are always left out, and
-   with `exclude_alerted` the units the production model alerts on, so an attacker cannot teach
-   the model that their traffic is normal (they are marked threats, which training never
-   learns from);
+2. training units (`training.retraining.learnt`): chosen by their labels as the production
+   model chose its own (with its recorded `benign_only`, the benign ones only, plus the
+   unlabeled ones with `keep_unknown`; the caller's settings win); threat-labeled units are
+   always left out;
 3. triggers (`training.retraining.triggers`), on the units of step 2 only (a capture that is
-   mostly attacks is not new data nor drift to a model that never learns from attacks): no
+   mostly attacks is not new data nor drift to a model that never learns from attacks; the
+   units the production model alerts on count: they may be the shift that should fire): no
    production model yet; its age (`retrain_frequency_days`); new training rows it has not seen
    (`min_new_samples`); drift of those rows from a sample of its training rows (the data
    validator's dataset verdict, with `drift_threshold` per feature). None fired (and not
    `force`): nothing is done;
-4. validation of the splits (`DataValidator`); an ERROR stops the run;
+4. validation of the splits (`DataValidator`); an ERROR stops the run; with
+   `exclude_alerted`, the production model scores the training units and those it alerts on
+   are left out of training too, so an attacker cannot teach the model that their traffic is
+   normal (they are marked threats, which training never learns from);
 5. training: `train_layer` (or the caller's `train_fn`, called the way the layer's original
    train function is, `Layer.train_with`), with the production model's recorded settings
    (threshold rule, batch size, ...) unless changed, and (`train_layer`) its detector and
@@ -74,7 +76,7 @@ from training.registry.metadata import metric_direction
 from training.registry.names import CHALLENGER, VERSION_SCHEMES
 from training.registry.registry import ModelMetadata, ModelRegistry, RegisteredModel
 from training.retraining import gate, triggers
-from training.retraining.learnt import data_settings, training_rows
+from training.retraining.learnt import data_settings, training_rows, without_alerted
 from training.retraining.retrain_gate import retrain_decision, with_test_loss
 from training.retraining.settings import RETRAINING_CHANGES, challenger_settings
 from training.retraining.split_files import (
@@ -108,7 +110,8 @@ class RetrainingConfig:
         improvement_threshold: minimum relative improvement over the champion (0.02 = 2%).
         registry_dir: the registry (default training/models, see training.paths).
         max_loss_threshold: the ceiling of a lower-is-better comparison metric, or None.
-        exclude_alerted: also drop the training rows the production model alerts on.
+        exclude_alerted: also drop the training rows the production model alerts on, from
+            training only (the triggers still see them).
         benign_only: learn from the benign rows only (True), or from every row not labeled a
             threat (False); None (the default): as the production model did, from its
             recorded hyperparameters (`training.retraining.learnt`).
@@ -204,14 +207,15 @@ class ContinuousTrainingPipeline:
             "success": True, "retrained": False, "deployed": False, "new_version": None,
             "comparison": None, "metrics": None, "triggers": [],
             "champion_version": None if champion is None else champion.metadata.version}
-        # What training will learn from, decided once: the triggers count and compare these
-        # rows, not the threat-labeled (or alerted) ones training then drops.
+        # The rows training may learn from by their labels: the triggers count and compare
+        # these, not the threat-labeled ones training drops. The rows the champion alerts on
+        # stay in: a model alerting on shifted traffic must not hide the shift from them.
         rows = data_settings(champion, benign_only=self.config.benign_only,
                              keep_unknown=self.config.keep_unknown)
-        keep, data = training_rows(layer, splits["train"], champion, rows,
-                                   exclude_alerted=self.config.exclude_alerted)
-        result["data"] = data
-        fired = self._triggers(layer, model_name, champion, splits["train"], keep, now, result)
+        selected, result["data"] = training_rows(layer, splits["train"], rows,
+                                                 exclude_alerted=self.config.exclude_alerted)
+        fired = self._triggers(layer, model_name, champion, splits["train"], selected, now,
+                               result)
         if not fired and not force:
             return {**result, "reason": "no trigger fired: " +
                     "; ".join(t["reason"] for t in result["triggers"])}
@@ -219,6 +223,10 @@ class ContinuousTrainingPipeline:
         if problems:
             return {**result, "success": False, "reason": "data validation failed: " +
                     "; ".join(problems)}
+        keep, data = selected, result["data"]
+        if self.config.exclude_alerted:  # training will happen: the champion scores the rows
+            keep, data = without_alerted(layer, splits["train"], champion, selected, data)
+            result["data"] = data
         if not keep.any():
             raise ConfigError(f"no training unit is left to learn from: it learns from "
                               f"{data['learnt_from']}, with threat-labeled (and alerted) ones "
@@ -283,16 +291,17 @@ class ContinuousTrainingPipeline:
         return champion
 
     def _triggers(self, layer: Layer, model_name: str, champion: RegisteredModel | None,
-                  train: Any, keep: np.ndarray, now: datetime, result: dict) -> bool:
-        """Run the triggers on the training units `keep` marks (`learnt.training_rows`): only
-        rows training learns from can be new to the champion or drift from what it learnt."""
+                  train: Any, selected: np.ndarray, now: datetime, result: dict) -> bool:
+        """Run the triggers on the training units `selected` marks by their labels
+        (`learnt.training_rows`): only rows of the kinds training learns from can be new to
+        the champion or drift from what it learnt; those it alerts on count too."""
         cfg = self.config
         if champion is None:
             found = [triggers.TriggerResult("no_production_model", True,
                                             f"{model_name} has no production version")]
         else:
             record = champion.metadata.details.get("data", {})
-            new = triggers.new_rows(unit_times(layer, train), record, keep)
+            new = triggers.new_rows(unit_times(layer, train), record, selected)
             found = [triggers.age(champion.metadata.created_at, now, cfg.retrain_frequency_days),
                      triggers.new_samples(new, cfg.min_new_samples),
                      triggers.drift(self._reference(model_name, champion),

@@ -12,14 +12,18 @@ version's hyperparameters):
 
 A threat-labeled row is never learnt from, whatever the champion did (a label-free pipeline
 learns from every row): retraining must not teach a model that an attacker's traffic is normal.
-With `exclude_alerted` the rows the production model alerts on are left out too. The caller's
-settings (`RetrainingConfig.benign_only`, `keep_unknown`; `retrain --benign-only`,
+The caller's settings (`RetrainingConfig.benign_only`, `keep_unknown`; `retrain --benign-only`,
 `--no-benign-only`) win over the recorded ones; with neither, every row not labeled a threat.
 
     settings = data_settings(champion, benign_only=None, keep_unknown=None)
-    keep, data = training_rows(layer, train_units, champion, settings, exclude_alerted=False)
+    selected, data = training_rows(layer, train_units, settings, exclude_alerted=True)
+    # ... the triggers count and compare the `selected` rows ...
+    keep, data = without_alerted(layer, train_units, champion, selected, data)
 
-The triggers count and compare the rows `keep` marks, and training learns from them: one filter.
+The triggers see the rows this label-based selection keeps. With `exclude_alerted`, training
+then also leaves out the rows the production model alerts on (`without_alerted`), but the
+triggers still see them: a stale model alerting on shifted traffic must not hide the shift from
+its own triggers. The champion scores the training rows only when training will happen.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from training.layers.registry import layer_for_spec
 from training.registry.registry import RegisteredModel
 from training.retraining import triggers
 
-__all__ = ["DataSettings", "data_settings", "training_rows"]
+__all__ = ["DataSettings", "data_settings", "training_rows", "without_alerted"]
 
 
 @dataclass(frozen=True)
@@ -97,22 +101,36 @@ def data_settings(champion: RegisteredModel | None, *, benign_only: bool | None,
     return DataSettings(bool(only), bool(only and unknown), origin)
 
 
-def training_rows(layer: Layer, train: Any, champion: RegisteredModel | None,
-                  settings: DataSettings, *, exclude_alerted: bool
+def training_rows(layer: Layer, train: Any, settings: DataSettings, *, exclude_alerted: bool
                   ) -> tuple[np.ndarray, dict[str, Any]]:
-    """Mask of the training units the challenger learns from, and the `data` record of the
-    run: rows in all, threat and alerted rows excluded, the settings (`learnt_from` in words)
-    and `triggers.training_record`'s span of the kept rows."""
+    """Mask of the training units `settings` select by their labels (what the triggers count
+    and compare), and the `data` record of the run: rows in all, threat and unlabeled rows
+    excluded, the settings (`learnt_from` in words) and `triggers.training_record`'s span of
+    the selected rows. `excluded_alerted_rows` is None with `exclude_alerted` (not counted
+    until `without_alerted` scores them), else 0."""
     labels = layer.labels(train)
     keep = settings.mask(labels)
     data = {"train_rows_total": len(labels), "excluded_threat_rows": int((labels == 1).sum()),
             "excluded_unlabeled_rows": int(((labels < 0) & ~keep).sum()),
-            "excluded_alerted_rows": 0, **settings.recorded(),
+            "excluded_alerted_rows": None if exclude_alerted else 0, **settings.recorded(),
             "learnt_from": f"{settings.text} ({settings.origin})"}
-    if exclude_alerted and champion is not None and champion.threshold is not None:
+    data.update(triggers.training_record(unit_times(layer, train), keep))
+    return keep, data
+
+
+def without_alerted(layer: Layer, train: Any, champion: RegisteredModel | None,
+                    selected: np.ndarray, data: dict[str, Any]
+                    ) -> tuple[np.ndarray, dict[str, Any]]:
+    """The `selected` training units less those the production model alerts on (its score at
+    or above its threshold; none without a champion or threshold), and `data` with their count
+    (`excluded_alerted_rows`) and the span of the rows left. Scores every training unit with
+    the champion: call it only when training will happen."""
+    keep = selected.copy()
+    alerted = np.zeros(len(keep), bool)
+    if champion is not None and champion.threshold is not None:
         scorer = layer_for_spec(champion.feature_spec)
         alerted = keep & (scorer.score(champion.model, train) >= champion.threshold)
-        data["excluded_alerted_rows"] = int(alerted.sum())
         keep &= ~alerted
-    data.update(triggers.training_record(unit_times(layer, train), keep))
+    data = {**data, "excluded_alerted_rows": int(alerted.sum()),
+            **triggers.training_record(unit_times(layer, train), keep)}
     return keep, data

@@ -186,3 +186,39 @@ def test_the_triggers_count_and_compare_only_the_rows_training_learns_from(retra
     # the result says what training would learn from, though nothing fired
     assert not result["retrained"] and result["data"]["train_rows"] == kept
     assert result["data"]["excluded_threat_rows"] == threats
+
+
+def test_exclude_alerted_leaves_the_rows_the_champion_alerts_on_to_the_triggers(
+        retrained, datasets, tmp_path):
+    """With --exclude-alerted the triggers counted and compared only the rows the production
+    model does not alert on, so a model alerting on another network's flows hid them from its
+    own triggers, and every scheduled run scored the whole training split. Now the triggers see
+    the same rows as without the flag, the champion scores nothing when none fires, and only
+    training leaves out the rows it alerts on."""
+    registry = ["--registry-dir", str(retrained["registry"])]
+    flags = _splits(datasets / TSV10, tmp_path, "--model", MODEL, *registry)
+    idle = ["--min-new-samples", "1000000", "--retrain-frequency-days", "1000",
+            "--drift-share", "1"]
+    layer = Layer1()
+    train = layer.load_units(flags[1])
+    champion = ModelRegistry(retrained["registry"]).load_model(MODEL, stage="production")
+    selected = layer.labels(train) != 1  # the champion learnt from every row not a threat
+    alerted = int((selected & (layer.score(champion.model, train) >= champion.threshold)).sum())
+    assert 0 < alerted < selected.sum()
+
+    def triggers(result: dict) -> dict:
+        return {t["name"]: t for t in result["triggers"] if t["name"] != "age"}
+
+    plain = json.loads(_run("retrain", *flags, *registry, *idle))
+    excluding = json.loads(_run("retrain", *flags, *registry, *idle, "--exclude-alerted"))
+    assert triggers(excluding) == triggers(plain)
+    assert triggers(excluding)["new_samples"]["details"]["new_samples"] == selected.sum()
+    assert not excluding["retrained"] and excluding["data"]["excluded_alerted_rows"] is None
+    assert excluding["data"]["train_rows"] == selected.sum()
+    # trained: the rows it alerts on are left out of training only
+    copy = ["--registry-dir", str(shutil.copytree(retrained["registry"], tmp_path / "models"))]
+    forced = json.loads(_run("retrain", *flags, *copy, *idle, "--exclude-alerted", "--force",
+                             "--epochs", "1"))
+    assert forced["retrained"] and triggers(forced) == triggers(plain)
+    assert forced["data"]["excluded_alerted_rows"] == alerted
+    assert forced["data"]["train_rows"] == selected.sum() - alerted
