@@ -183,13 +183,18 @@ def _far(summary: Any, shift: float | None, alpha: float) -> bool:
 
 
 def _no_units(lacking: dict[str, int], events: int, model: str) -> str:
-    """Why no unit was built, from the events lacking each field a unit needs."""
-    if not lacking:
-        return f"none of them makes one for {model}; is this the input it was trained for?"
+    """Why no unit was built, from the events lacking each field a unit needs: a field no event
+    has, when the counts prove it; else the generic line, with the counts that are not 0.
+
+    Counts per field prove that no event has all the fields only when one field is lacking on
+    every event: 4 of 10 lacking one field and 6 another may be the same 6, leaving 4 events
+    with all of them (and all counts 0 say every event has every field)."""
     fields = " and ".join(f"`{name}`" for name in lacking)
     absent = [f"`{name}`" for name, count in lacking.items() if count >= events]
-    why = (f"no event has {' or '.join(absent)}" if absent else
-           f"no event has all of {fields} (" + ", ".join(
-               f"{count:,} lack `{name}`" for name, count in lacking.items() if count) + ")")
-    return (f"{why}, and {model} builds them from events with {fields}; score input that "
-            "carries them, or a model trained on this kind of data")
+    if absent:
+        return (f"no event has {' or '.join(absent)}, and {model} builds them from events with "
+                f"{fields}; score input that carries them, or a model trained on this kind of "
+                "data")
+    counts = ", ".join(f"{count:,} lack `{name}`" for name, count in lacking.items() if count)
+    return (f"none of them makes one for {model}" + (f" ({counts})" if counts else "")
+            + "; is this the input it was trained for?")

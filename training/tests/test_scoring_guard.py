@@ -218,17 +218,33 @@ def test_the_shift_warns_from_0_5_when_significant_for_the_counts():
     assert only.startswith("warning: the alert rate is 10.0x the expected rate")
 
 
-def test_no_units_names_the_fields_the_events_lack():
-    def no_units(events: int, lacking: dict[str, int]) -> list[str]:
-        summary = _summary(0, 0, 0.01)
-        summary.events, summary.layer, summary.unit_fields = events, "layer2", lacking
-        return guard_scoring(summary).warnings()
+def _no_units(events: int, lacking: dict[str, int]) -> list[str]:
+    summary = _summary(0, 0, 0.01)
+    summary.events, summary.layer, summary.unit_fields = events, "layer2", lacking
+    return guard_scoring(summary).warnings()
 
-    assert no_units(10, {"timestamp": 0, "source_ip": 10, "dest_ip": 10}) == [
+
+def test_no_units_names_the_fields_the_events_lack():
+    assert _no_units(10, {"timestamp": 0, "source_ip": 10, "dest_ip": 10}) == [
         "warning: 10 events built no layer2 unit: no event has `source_ip` or `dest_ip`, and m "
         "1.0.0 builds them from events with `timestamp` and `source_ip` and `dest_ip`; score "
         "input that carries them, or a model trained on this kind of data"]
-    assert no_units(10, {"timestamp": 4, "source_ip": 6, "dest_ip": 0})[0].startswith(
-        "warning: 10 events built no layer2 unit: no event has all of `timestamp` and "
-        "`source_ip` and `dest_ip` (4 lack `timestamp`, 6 lack `source_ip`), and m 1.0.0 ")
-    assert no_units(0, {"timestamp": 0}) == []  # no event: nothing to build from (D8 says so)
+    assert _no_units(0, {"timestamp": 0}) == []  # no event: nothing to build from (D8 says so)
+
+
+def test_no_units_claims_no_lacking_field_the_counts_do_not_prove():
+    """It said "no event has all of `timestamp` and `source_ip` and `dest_ip` ()" of events
+    lacking none of them, and "no event has all of" when 4 lack one field and 6 another (the 4
+    may be among the 6: 4 events with all three). Per-field counts prove that only when one
+    field is lacking on every event; otherwise the generic line, the counts as facts."""
+    assert _no_units(10, {"timestamp": 0, "source_ip": 0, "dest_ip": 0}) == [
+        "warning: 10 events built no layer2 unit: none of them makes one for m 1.0.0; is this "
+        "the input it was trained for?"]
+    assert _no_units(10, {"timestamp": 4, "source_ip": 6, "dest_ip": 0}) == [
+        "warning: 10 events built no layer2 unit: none of them makes one for m 1.0.0 (4 lack "
+        "`timestamp`, 6 lack `source_ip`); is this the input it was trained for?"]
+    assert _no_units(10, {}) == _no_units(10, {"timestamp": 0})  # no field named: the same
+    assert _no_units(10, {"timestamp": 0, "source_ip": 10}) == [  # proven: one lacks it
+        "warning: 10 events built no layer2 unit: no event has `source_ip`, and m 1.0.0 builds "
+        "them from events with `timestamp` and `source_ip`; score input that carries them, or a "
+        "model trained on this kind of data"]
