@@ -198,7 +198,7 @@ class ModelRegistry(RegistryQueries):
                 moved = ops.move(conn, model_name, version, new_stage, reason,
                                  actor_name(actor), replacing)
                 notes = _production_notes(conn, current, model_name, version,
-                                          "promoting it to production") \
+                                          rollback=False) \
                     if moved and new_stage == "production" else []
         except (ConfigError, NotFoundError) as exc:
             logger.error("%s %s not moved to %r: %s", model_name, version, new_stage, exc)
@@ -237,8 +237,7 @@ class ModelRegistry(RegistryQueries):
             from_stage = ops.get_row(conn, model_name, previous)["stage"]
             ops.set_stage(conn, model_name, previous, from_stage, "production",
                           f"rollback from {old}{note}", actor)
-            notes = _production_notes(conn, current, model_name, previous,
-                                      f"rolling {model_name} back to it")
+            notes = _production_notes(conn, current, model_name, previous, rollback=True)
         logger.info("rolled back %s from %s to %s", model_name, old, previous)
         for warning in notes:
             logger.warning("%s", warning)
@@ -306,13 +305,14 @@ class ModelRegistry(RegistryQueries):
         return len(rows)
 
 
-def _production_notes(conn: Any, replaced: Any, model_name: str, version: str, action: str
-                      ) -> list[str]:
+def _production_notes(conn: Any, replaced: Any, model_name: str, version: str, *,
+                      rollback: bool) -> list[str]:
     """The warnings of `version` going into production over the version row `replaced`
-    (None: none was), by promotion or rollback (`action`, in words): the gate refused it
-    (`gate_refusal`), or it sets its threshold by another rule (`rule_change`)."""
+    (None: none was), by promotion or by a `rollback`, each worded for that action: the gate
+    refused it (`gate_refusal`), or it sets its threshold by another rule (`rule_change`)."""
     promoted = ops.metadata_of(conn, ops.get_row(conn, model_name, version))
+    action = f"rolling {model_name} back to it" if rollback else "promoting it to production"
     notes = [gate_refusal(promoted, action)]
     if replaced is not None:
-        notes.append(rule_change(ops.metadata_of(conn, replaced), promoted))
+        notes.append(rule_change(ops.metadata_of(conn, replaced), promoted, rollback=rollback))
     return [note for note in notes if note]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import random
@@ -118,6 +119,31 @@ def test_rollback_steps_back_one_production_at_a_time(registry, weights):
     last = registry.history("tiny")[-2]
     assert (last.version, last.from_stage, last.to_stage, last.reason) == \
         ("1.0.0", "archived", "production", "rollback from 1.1.0")
+
+
+def test_a_rule_change_is_worded_for_the_action_that_made_it(registry, weights, caplog):
+    """A rollback to a version of another threshold rule advised training it with the rule of
+    the version rolled back from ("train it with threshold rule ... to keep it"), advice for a
+    promotion; now the rollback's note says the rate goes back and how to keep the other."""
+    rules = {"1.0.0": "auto", "1.1.0": "quantile:0.999"}
+    for version, rule in rules.items():
+        registry.register_model(weights, meta(version, hyperparameters={"threshold_rule": rule}))
+    registry.transition_stage("tiny", "1.0.0", "production")
+    with caplog.at_level(logging.WARNING, logger="training.registry.registry"):
+        registry.transition_stage("tiny", "1.1.0", "production")
+        promoted = [r.getMessage() for r in caplog.records]
+        caplog.clear()
+        assert registry.rollback("tiny") == "1.0.0"
+        rolled_back = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert promoted == [
+        "tiny 1.1.0 sets its alert threshold by rule 'quantile:0.999', the production 1.0.0 it "
+        "replaces by 'auto': the alert rate changes with the rule (train it with threshold rule "
+        "'auto' to keep it)"]
+    assert rolled_back == [
+        "tiny 1.0.0, back in production, sets its alert threshold by rule 'auto', the "
+        "production 1.1.0 rolled back from by 'quantile:0.999': the alert rate goes back to what "
+        "rule 'auto' gives (to keep what 'quantile:0.999' gives, train a new version with "
+        "threshold rule 'quantile:0.999' and promote it)"]
 
 
 def test_database_refuses_second_production_row_and_log_edits(registry, weights):
