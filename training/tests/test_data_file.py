@@ -3,22 +3,13 @@
 
 from __future__ import annotations
 
-import io
 import json
-from contextlib import redirect_stdout
 
-from training.cli.main import main
 from training.registry.data_file import ENDS, change, fingerprint
+from training.tests.cli_run import run_cli
 
 SME = "slips_ctu_sme_11_labeled_zeek/zeek-labeled/conn.log.labeled"
 TSV10 = "slips_zeek_tsv_test10/conn.log"
-
-
-def _run(*argv: str) -> str:
-    out = io.StringIO()
-    with redirect_stdout(out):
-        assert main([*argv, "-q"]) == 0
-    return out.getvalue()
 
 
 def test_a_later_pipeline_run_in_the_workdir_is_named_in_registry_show(datasets, tmp_path):
@@ -27,24 +18,24 @@ def test_a_later_pipeline_run_in_the_workdir_is_named_in_registry_show(datasets,
     1.0.0 was registered; 1.1.0's is the one it learnt from."""
     work = tmp_path / "w"
     for source in (SME, TSV10):
-        _run("pipeline", "--source", f"zeek:{datasets / source}", "--workdir", str(work),
-             "--epochs", "1", "--layers", "layer1")
+        run_cli("pipeline", "--source", f"zeek:{datasets / source}", "--workdir", str(work),
+                "--epochs", "1", "--layers", "layer1")
     show = ["registry", "show", "--workdir", str(work), "--model", "layer1_vae", "--version"]
-    first = json.loads(_run(*show, "1.0.0", "--json"))
+    first = json.loads(run_cli(*show, "1.0.0", "--json"))
     recorded = first["training_dataset_file"]
     assert recorded["path"] == str((work / "events.parquet").resolve())
     size_now = (work / "events.parquet").stat().st_size
     assert recorded["size"] != size_now
     said = (f"changed since registration: {size_now:,} bytes now, {recorded['size']:,} then")
     assert first["training_dataset_change"] == said
-    lines = [line for line in _run(*show, "1.0.0").splitlines()
+    lines = [line for line in run_cli(*show, "1.0.0").splitlines()
              if line.startswith("training data")]
     assert lines == [f"training data        {work / 'events.parquet'} ({said}; the dataset "
                      "fingerprints below are what it learnt from)"]
-    second = json.loads(_run(*show, "1.1.0", "--json"))
+    second = json.loads(run_cli(*show, "1.1.0", "--json"))
     assert second["training_dataset_change"] is None
     assert second["training_dataset_file"]["size"] == size_now
-    assert f"training data        {work / 'events.parquet'}\n" in _run(*show, "1.1.0")
+    assert f"training data        {work / 'events.parquet'}\n" in run_cli(*show, "1.1.0")
 
 
 def test_fingerprint_hashes_a_small_file_whole_and_a_large_one_at_its_ends(tmp_path):

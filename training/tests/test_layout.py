@@ -137,3 +137,19 @@ def test_every_module_says_its_one_job_first():
     missing = [name for name, path in _modules().items()
                if not ast.get_docstring(ast.parse(path.read_text()))]
     assert not missing, f"modules without a docstring: {missing}"
+
+
+def test_the_tests_run_the_cli_through_one_helper():
+    """`maximus-train ARGV` in process, its stdout (`training.tests.cli_run.run_cli`), was
+    copied into test modules: one helper, imported where it is used."""
+    helper = ast.parse((PACKAGE / "tests" / "cli_run.py").read_text()).body[-1]
+    assert isinstance(helper, ast.FunctionDef) and helper.name == "run_cli"
+    body = ast.dump(ast.Module(body=helper.body[1:], type_ignores=[]))  # past its docstring
+    copies = []
+    for path in sorted((PACKAGE / "tests").glob("test_*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef):
+                statements = node.body[1:] if ast.get_docstring(node) else node.body
+                if ast.dump(ast.Module(body=statements, type_ignores=[])) == body:
+                    copies.append(f"{path.name}:{node.name}")
+    assert not copies, f"use training.tests.cli_run.run_cli instead of {copies}"

@@ -8,40 +8,30 @@ Stratosphere 011 flows (benign, unlabeled "Background" and attack flows), layer 
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-from contextlib import redirect_stdout
 
 import numpy as np
 import pytest
 
 from training.artifacts.npz import read_arrays
-from training.cli.main import main
 from training.errors import ConfigError
 from training.layers.layer1 import Layer1
 from training.registry.registry import ModelRegistry
 from training.retraining.continuous import RetrainingConfig
 from training.retraining.learnt import DataSettings
+from training.tests.cli_run import run_cli
 
 S011 = "stratosphere/011-zeek-mixed/data/conn.log.labeled"
 MODEL = "layer1_vae"
 
 
-def _run(*argv: str) -> str:
-    """`maximus-train ARGV` in this process (exit 0 required); its stdout."""
-    out = io.StringIO()
-    with redirect_stdout(out):
-        assert main([*argv, "-q"]) == 0
-    return out.getvalue()
-
-
 @pytest.fixture(scope="module")
 def benign_only(datasets, tmp_path_factory) -> dict:
     work = tmp_path_factory.mktemp("learnt") / "w"
-    _run("pipeline", "--source", f"zeek:{datasets / S011}", "--workdir", str(work),
-         "--epochs", "1", "--layers", "layer1", "--benign-only",
-         "--drop-field", "direction,local_orig")
+    run_cli("pipeline", "--source", f"zeek:{datasets / S011}", "--workdir", str(work),
+            "--epochs", "1", "--layers", "layer1", "--benign-only",
+            "--drop-field", "direction,local_orig")
     champion = ModelRegistry(work / "models").get_metadata(MODEL, stage="production")
     layer = Layer1()
     labels = layer.labels(layer.load_units(work / "splits/layer1_train.npz"))
@@ -55,7 +45,7 @@ def test_retrain_on_the_champions_own_data_finds_nothing_new(benign_only):
     """The champion learnt from the 011 split's benign rows only: retrain counted its unlabeled
     rows as new and compared them with its benign sample (549 new rows, 69% of the features
     drifted, and a retrain fired); now it takes the champion's rows, all seen."""
-    result = json.loads(_run("retrain", "--workdir", str(benign_only["work"]), "--epochs", "1"))
+    result = json.loads(run_cli("retrain", "--workdir", str(benign_only["work"]), "--epochs", "1"))
     found = {t["name"]: t for t in result["triggers"]}
     assert found["new_samples"]["reason"] == "0 new training rows (< 1000)"
     assert found["drift"]["reason"] == "drift not assessed: no new training rows"
@@ -76,7 +66,7 @@ def test_the_challenger_trains_on_the_champions_rows_and_records_them(benign_onl
     2,627) and recorded no benign_only; now it learns from the benign ones and records the
     settings, for the next challenger to follow."""
     work = shutil.copytree(benign_only["work"], tmp_path / "w")  # the others' stays as it is
-    result = json.loads(_run("retrain", "--workdir", str(work), "--epochs", "1", "--force"))
+    result = json.loads(run_cli("retrain", "--workdir", str(work), "--epochs", "1", "--force"))
     assert result["retrained"] and result["data"]["train_rows"] == benign_only["counts"]["benign"]
     registry = ModelRegistry(work / "models")
     stored = registry.get_metadata(MODEL, result["new_version"])
@@ -99,7 +89,7 @@ def test_the_user_overrides_the_champions_rows(benign_only):
                                  f"(benign_only as given; the rest from {champion})"),
             ("--keep-unknown", "benign (is_threat 0) and unlabeled rows (keep_unknown as given; "
                                f"the rest from {champion})")):
-        data = json.loads(_run("retrain", *idle, flag))["data"]
+        data = json.loads(run_cli("retrain", *idle, flag))["data"]
         assert data["train_rows"] == counts["benign"] + counts["unknown"]
         assert data["excluded_unlabeled_rows"] == 0 and data["learnt_from"] == learnt_from
     with pytest.raises(ConfigError, match="keep_unknown keeps unlabeled rows"):

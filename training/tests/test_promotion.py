@@ -5,17 +5,16 @@ it warns."""
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import shutil
-from contextlib import redirect_stdout
 
 import pytest
 
 from training.cli.main import main
-from training.retraining.gate import TOO_FEW_REFERENCE
 from training.registry.registry import ModelRegistry
+from training.retraining.gate import TOO_FEW_REFERENCE
+from training.tests.cli_run import run_cli
 
 OTRF = "windows_otrf_security_datasets"
 RECORDINGS = (f"{OTRF}/cmd_psexec_lsa_secrets_dump.zip",
@@ -69,11 +68,8 @@ def test_retrain_does_not_deploy_a_challenger_calibrated_on_one_validation_windo
     promotion only, and without a production model the unlabeled gate could not refuse a
     threshold whose expected alert rate is 100%. Now it refuses it as the pipeline does."""
     work = shutil.copytree(run, tmp_path / "win")  # the module's run stays as it is
-    out = io.StringIO()
-    with redirect_stdout(out):
-        assert main(["retrain", "--workdir", str(work), "--layer", "layer3", "--epochs", "1",
-                     "-q"]) == 0
-    result = json.loads(out.getvalue())
+    result = json.loads(run_cli("retrain", "--workdir", str(work), "--layer", "layer3",
+                                "--epochs", "1"))
     decision = result["comparison"]
     assert result["retrained"] and not result["deployed"]
     assert decision["deploy"] is False and decision["rule"] == TOO_FEW_REFERENCE

@@ -12,10 +12,8 @@ by hand, as an operator would.
 
 from __future__ import annotations
 
-import io
 import json
 import shutil
-from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
@@ -24,6 +22,7 @@ from training.cli.main import main
 from training.layers.layer1 import Layer1
 from training.registry.registry import ModelRegistry
 from training.retraining.gate import TOO_FEW_REFERENCE, evaluate_model
+from training.tests.cli_run import run_cli
 
 SME = "slips_ctu_sme_11_labeled_zeek/zeek-labeled/conn.log.labeled"
 TSV10 = "slips_zeek_tsv_test10/conn.log"  # another network: clearly different flows
@@ -31,21 +30,13 @@ S008 = "stratosphere/008-zeek-mixed/data/conn.log.labeled"  # a year earlier, mo
 MODEL = "layer1_vae"
 
 
-def _run(*argv: str) -> str:
-    """`maximus-train ARGV` in this process (exit 0 required); its stdout."""
-    out = io.StringIO()
-    with redirect_stdout(out):
-        assert main([*argv, "-q"]) == 0
-    return out.getvalue()
-
-
 def _splits(source: Path, folder: Path, *model: str) -> list[str]:
     """`preprocess` (with `--model M --registry-dir R`: the model's transform) and a temporal
     `split` of `source`: the --train-data, --val-data, --test-data flags."""
-    _run("preprocess", "--source", f"zeek:{source}", "--output", str(folder / "features"),
-         *model)
-    _run("split", "--data", str(folder / "features/layer1_samples.npz"), "--strategy",
-         "temporal", "--output", str(folder / "splits"))
+    run_cli("preprocess", "--source", f"zeek:{source}", "--output", str(folder / "features"),
+            *model)
+    run_cli("split", "--data", str(folder / "features/layer1_samples.npz"), "--strategy",
+            "temporal", "--output", str(folder / "splits"))
     return [flag for split in ("train", "val", "test")
             for flag in (f"--{split}-data", str(folder / f"splits/layer1_{split}.npz"))]
 
@@ -54,14 +45,14 @@ def _splits(source: Path, folder: Path, *model: str) -> list[str]:
 def retrained(datasets, tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("retrain")
     flags = [*_splits(datasets / SME, root), "--registry-dir", str(root / "models")]
-    first = json.loads(_run("retrain", *flags, "--epochs", "3"))
+    first = json.loads(run_cli("retrain", *flags, "--epochs", "3"))
     assert not first["deployed"] and first["comparison"]["rule"] == TOO_FEW_REFERENCE
     assert first["comparison"]["reason"].startswith(
         "not promoted: layer1: its threshold rests on 7 benign validation events, fewer than the "
         "20 a threshold needs")
-    _run("registry", "promote", "--registry-dir", str(root / "models"), "--model", MODEL,
-         "--stage", "production", "--version", first["new_version"])
-    refused = json.loads(_run("retrain", *flags, "--epochs", "1", "--lr", "1e-7", "--force"))
+    run_cli("registry", "promote", "--registry-dir", str(root / "models"), "--model", MODEL,
+            "--stage", "production", "--version", first["new_version"])
+    refused = json.loads(run_cli("retrain", *flags, "--epochs", "1", "--lr", "1e-7", "--force"))
     assert not refused["deployed"], refused["reason"]
     return {"root": root, "registry": root / "models", "flags": flags, "first": first,
             "refused": refused}
@@ -89,9 +80,9 @@ def test_retrain_registers_the_kept_epochs_val_loss_and_the_test_loss_apart(retr
     assert "val_loss" not in champion
     assert champion["test_loss"] == retrained["first"]["metrics"]["test_loss"]
     # registry compare ranks the versions on their validation losses
-    compared = json.loads(_run("registry", "compare", "--registry-dir",
-                               str(retrained["registry"]), "--model", MODEL, "--metric",
-                               "val_loss", "--json"))
+    compared = json.loads(run_cli("registry", "compare", "--registry-dir",
+                                  str(retrained["registry"]), "--model", MODEL, "--metric",
+                                  "val_loss", "--json"))
     assert compared["values"] == {r["new_version"]: r["metrics"]["val_loss"]
                                   for r in (retrained["first"], retrained["refused"])}
 
@@ -150,7 +141,7 @@ def test_drift_counts_the_features_that_vary_and_retrain_takes_drift_share(retra
     registry = ["--registry-dir", str(retrained["registry"])]
     flags = _splits(datasets / TSV10, tmp_path, "--model", MODEL, *registry)
     idle = ["--min-new-samples", "1000000", "--retrain-frequency-days", "1000"]
-    result = json.loads(_run("retrain", *flags, *registry, *idle, "--drift-share", "0.9"))
+    result = json.loads(run_cli("retrain", *flags, *registry, *idle, "--drift-share", "0.9"))
     drift = {t["name"]: t for t in result["triggers"]}["drift"]
     figures = drift["details"]
     counted, constant = figures["features_counted"], figures["constant_features"]
@@ -174,7 +165,7 @@ def test_the_triggers_count_and_compare_only_the_rows_training_learns_from(retra
     flags = _splits(datasets / S008, tmp_path, "--model", MODEL, *registry)
     idle = ["--min-new-samples", "1000000", "--retrain-frequency-days", "1000",
             "--drift-share", "1"]
-    result = json.loads(_run("retrain", *flags, *registry, *idle))
+    result = json.loads(run_cli("retrain", *flags, *registry, *idle))
     layer = Layer1()
     labels = layer.labels(layer.load_units(flags[1]))
     kept, threats = int((labels != 1).sum()), int((labels == 1).sum())
@@ -209,16 +200,16 @@ def test_exclude_alerted_leaves_the_rows_the_champion_alerts_on_to_the_triggers(
     def triggers(result: dict) -> dict:
         return {t["name"]: t for t in result["triggers"] if t["name"] != "age"}
 
-    plain = json.loads(_run("retrain", *flags, *registry, *idle))
-    excluding = json.loads(_run("retrain", *flags, *registry, *idle, "--exclude-alerted"))
+    plain = json.loads(run_cli("retrain", *flags, *registry, *idle))
+    excluding = json.loads(run_cli("retrain", *flags, *registry, *idle, "--exclude-alerted"))
     assert triggers(excluding) == triggers(plain)
     assert triggers(excluding)["new_samples"]["details"]["new_samples"] == selected.sum()
     assert not excluding["retrained"] and excluding["data"]["excluded_alerted_rows"] is None
     assert excluding["data"]["train_rows"] == selected.sum()
     # trained: the rows it alerts on are left out of training only
     copy = ["--registry-dir", str(shutil.copytree(retrained["registry"], tmp_path / "models"))]
-    forced = json.loads(_run("retrain", *flags, *copy, *idle, "--exclude-alerted", "--force",
-                             "--epochs", "1"))
+    forced = json.loads(run_cli("retrain", *flags, *copy, *idle, "--exclude-alerted", "--force",
+                                "--epochs", "1"))
     assert forced["retrained"] and triggers(forced) == triggers(plain)
     assert forced["data"]["excluded_alerted_rows"] == alerted
     assert forced["data"]["train_rows"] == selected.sum() - alerted
