@@ -305,11 +305,10 @@ def thin_calibration(layer: Layer, challenger: Any, decision: dict[str, Any], *,
     if thin is None:
         return decision
     more = ["more data", larger_validation]
-    if layer.window_seconds is not None:  # shorter windows: more of them in the same time
-        flags = [f"--{layer.name}-{name.replace('_', '-')}" for name in layer.featurizer_options
-                 if name.endswith("_seconds")]
-        more.append(f"windows shorter than {layer.window_seconds:g} s"
-                    + (f" ({flags[0]})" if flags else ""))
+    flags = [f"--{layer.name}-{name.replace('_', '-')}" for name in layer.featurizer_options
+             if name.endswith("_seconds")]
+    if layer.window_seconds is not None and flags:  # shorter windows: more in the same time
+        more.append(f"windows shorter than {layer.window_seconds:g} s ({flags[0]})")
     verdict = ("the gate alone would promote it" if decision["deploy"]
                else "the gate refuses it too")
     more_text = f"{', '.join(more[:-1])} or {more[-1]}"

@@ -146,6 +146,9 @@ def test_an_unlabeled_zeek_folder_as_readme_writes_it(runs):
         assert "-> none (no labels" in lines[layer] and RULE in lines[layer], lines[layer]
         (named, count), = THIN.findall(lines[layer])
         assert named == layer and 0 < int(count) < 20
+    # What gives more units, as far as the user can ask for it: layer 2's window has no flag.
+    assert "a larger [split] val_ratio (the gate" in lines["layer2"]
+    assert "windows shorter than 60 s (--layer3-bucket-seconds)" in lines["layer3"]
     work = cwd / "maximus-run"
     page = (_report(work) / "index.html").read_text()
     assert page.count("unlabeled: threshold at the 99.9th percentile of validation scores") == 3
