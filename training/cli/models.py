@@ -119,6 +119,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     registry = open_registry(args)  # reads only
     sources = sources_as_trained(args, args.input, registered_metadata(registry, args),
                                  "--input")
+    created = _missing_folder(Path(args.output).parent)  # written with the output: say so
     if args.model == FUSED_NAME:  # every layer's registered model, one score per event
         if args.version or args.stage or args.alias:
             raise ConfigError("--version, --stage and --alias pick a version of one model; "
@@ -146,6 +147,8 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(alert_line(rank, alert))  # one line each, whatever the logs' values hold
     if summary.incidents_output:
         print(f"incidents: {summary.incidents:,}; written to {summary.incidents_output}")
+    if created is not None:  # a mistyped folder should not go unnoticed
+        print(f"note: created {created} for --output (it did not exist)", file=sys.stderr)
     guard = guard_scoring(summary, factor=args.alert_factor, max_alert_rate=max_rate,
                           strict=strict)
     print("\n".join(guard.lines()))
@@ -155,6 +158,14 @@ def cmd_score(args: argparse.Namespace) -> int:
         print(f"error: {guard.failure()} (--max-alert-rate)", file=sys.stderr)
         return 1
     return 0
+
+
+def _missing_folder(folder: Path) -> Path | None:
+    """The outermost folder of `folder`'s path that does not exist yet, or None."""
+    missing = None
+    while not folder.exists() and folder != folder.parent:
+        missing, folder = folder, folder.parent
+    return missing
 
 
 def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> None:

@@ -125,6 +125,21 @@ def test_an_output_that_is_a_folder_is_refused_before_any_work(model, datasets, 
     assert list(folder.iterdir()) == []
 
 
+def test_an_output_in_a_folder_that_did_not_exist_says_it_was_created(datasets, workdir,
+                                                                      capsys, tmp_path):
+    # trial F D12: a mistyped folder (/srv/alrets/) was created in silence, and the alerts
+    # went where no shipper looks
+    output = tmp_path / "alrets" / "day1" / "scores.parquet"
+    assert main(_score(datasets, "--model", "layer1_vae", "--version", "1.0.0", "--workdir",
+                       str(workdir), output=output)) == 0
+    assert output.exists()
+    note = f"note: created {tmp_path / 'alrets'} for --output (it did not exist)"
+    assert note in capsys.readouterr().err.splitlines()
+    assert main(_score(datasets, "--model", "layer1_vae", "--version", "1.0.0", "--workdir",
+                       str(workdir), output=output.with_name("again.parquet"))) == 0
+    assert "note: created" not in capsys.readouterr().err  # the folder is there now
+
+
 def test_a_zeek_folder_holding_an_eve_file_says_how_to_read_both(datasets, tmp_path, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()
