@@ -191,6 +191,7 @@ def run(layer: Layer, args: argparse.Namespace, callbacks: list[Callback] | None
     rank0 = os.environ.get("RANK", "0") == "0"
     if not rank0:  # one log per run: the other processes log warnings only
         logging.getLogger().setLevel(logging.WARNING)
+    trained = False
     try:
         config = training_config(args, layer.default_config())
         model_args = detector_args(layer, args)
@@ -203,10 +204,13 @@ def run(layer: Layer, args: argparse.Namespace, callbacks: list[Callback] | None
                                      benign_only=TRAIN_ON[args.train_on], resume=args.resume,
                                      callbacks=[*(callbacks or ()), *tracked.callbacks])
             tracked.finish_training(results)
+        trained = True
     finally:
         import torch.distributed as dist
 
         if dist.is_available() and dist.is_initialized():
+            if trained:  # leave together: a process that tears the group down while another
+                dist.barrier()  # still talks to it can abort that one (gloo, SIGABRT at exit)
             dist.destroy_process_group()
     if rank0:
         print_results(results, f"{layer.unit}s")
