@@ -21,27 +21,34 @@ def test_each_event_gets_the_unit_of_its_smallest_tail_probability():
     np.testing.assert_array_equal(unit, [0, 1, -1])
 
 
-@pytest.fixture(scope="module")
-def iot44(datasets, tmp_path_factory):
-    """Layers 1 and 2 trained (one epoch) and fused on IoT-23 44-1; its events scored by the
-    fused detector and by each layer alone."""
+def _fused_run(datasets, tmp_path_factory, capture: str):
+    """Layers 1 and 2 trained (one epoch) and fused on an IoT-23 capture: (the run's folder,
+    its registry, the capture's events)."""
     from training.collection.collector import DataCollector, DataSource
     from training.pipeline.config import config_from_dict
     from training.pipeline.run import run_pipeline
     from training.registry.registry import ModelRegistry
-    from training.scoring.batch import score_events
-    from training.scoring.fused import score_fused
-    from training.scoring.tables import read_alerts
 
-    folder = tmp_path_factory.mktemp("fused_reasons")
-    path = datasets / "iot23" / "CTU-Malware-Capture-44-1-labeled.csv"
+    folder = tmp_path_factory.mktemp(f"fused_{capture}")
+    path = datasets / "iot23" / f"CTU-Malware-Capture-{capture}-labeled.csv"
     run_pipeline(config_from_dict({"workdir": str(folder / "run"),
                                    "layers": ["layer1", "layer2"],
                                    "sources": [{"type": "csv", "path": str(path)}],
                                    "train": {"epochs": 1}}))
-    registry = ModelRegistry(folder / "run" / "models")
-    events = DataCollector([DataSource("iot44", "csv", {"path": str(path)})],
+    events = DataCollector([DataSource(capture, "csv", {"path": str(path)})],
                            progress=False).collect_table()
+    return folder, ModelRegistry(folder / "run" / "models"), events
+
+
+@pytest.fixture(scope="module")
+def iot44(datasets, tmp_path_factory):
+    """Layers 1 and 2 trained (one epoch) and fused on IoT-23 44-1; its events scored by the
+    fused detector and by each layer alone."""
+    from training.scoring.batch import score_events
+    from training.scoring.fused import score_fused
+    from training.scoring.tables import read_alerts
+
+    folder, registry, events = _fused_run(datasets, tmp_path_factory, "44-1")
     score_fused(registry, events, folder / "fused.parquet")
     alone = {}
     for name in ("layer1_vae", "layer2_gnn"):
@@ -86,20 +93,7 @@ def iot20(datasets, tmp_path_factory):
     """Layers 1 and 2 trained (one epoch) and fused on IoT-23 20-1 (3,209 events): layer 1
     alerts on 24 of them and drives 5 fused alerts, not those of its 5 highest scores;
     (registry, events)."""
-    from training.collection.collector import DataCollector, DataSource
-    from training.pipeline.config import config_from_dict
-    from training.pipeline.run import run_pipeline
-    from training.registry.registry import ModelRegistry
-
-    folder = tmp_path_factory.mktemp("fused_cap")
-    path = datasets / "iot23" / "CTU-Malware-Capture-20-1-labeled.csv"
-    run_pipeline(config_from_dict({"workdir": str(folder / "run"),
-                                   "layers": ["layer1", "layer2"],
-                                   "sources": [{"type": "csv", "path": str(path)}],
-                                   "train": {"epochs": 1}}))
-    events = DataCollector([DataSource("iot20", "csv", {"path": str(path)})],
-                           progress=False).collect_table()
-    return ModelRegistry(folder / "run" / "models"), events
+    return _fused_run(datasets, tmp_path_factory, "20-1")[1:]
 
 
 def _layer1_explained(detector, events) -> tuple[set[str], set[str], list[dict]]:

@@ -95,21 +95,16 @@ def test_promoting_a_version_the_gate_refused_warns_with_its_decision(retrained,
     refused, first = retrained["refused"]["new_version"], retrained["first"]["new_version"]
     promote = ["registry", "promote", "--registry-dir", str(registry), "--model", MODEL,
                "--stage", "production", "--version"]
-    assert main([*promote, refused]) == 0
-    out, err = capsys.readouterr()
-    assert out == f"{MODEL} {refused}: now production\n"
-    assert err.splitlines() == [
-        f"warning: {MODEL} {refused} was not deployed by the gate that judged it when it was "
-        f"registered: \"{retrained['refused']['comparison']['reason']}\"; promoting it to "
-        "production anyway, as asked"]
-    assert ModelRegistry(registry).get_metadata(MODEL, stage="production").version == refused
-    assert main([*promote, first]) == 0  # refused too (7 validation flows): its own reason
-    out, err = capsys.readouterr()
-    assert out == f"{MODEL} {first}: now production\n"
-    assert err.splitlines() == [
-        f"warning: {MODEL} {first} was not deployed by the gate that judged it when it was "
-        f"registered: \"{retrained['first']['comparison']['reason']}\"; promoting it to "
-        "production anyway, as asked"]
+    # the first retrain was refused too (7 validation flows): each warns with its own reason
+    for key, version in (("refused", refused), ("first", first)):
+        assert main([*promote, version]) == 0
+        out, err = capsys.readouterr()
+        assert out == f"{MODEL} {version}: now production\n"
+        assert err.splitlines() == [
+            f"warning: {MODEL} {version} was not deployed by the gate that judged it when it "
+            f"was registered: \"{retrained[key]['comparison']['reason']}\"; promoting it to "
+            "production anyway, as asked"]
+        assert ModelRegistry(registry).get_metadata(MODEL, stage="production").version == version
 
 
 def test_rolling_back_to_a_version_the_gate_refused_warns_as_promoting_it_does(
