@@ -44,14 +44,14 @@ class RelativeTimes:
         """
         if file in self.files or not len(times):
             return False
-        earliest = pc.min(times).as_py()
+        earliest = pc.min(times).as_py()  # of this batch: the file's batches map in threads
         if earliest is None or earliest >= RELATIVE_BEFORE:
             return False
         with self._lock:
             if file in self.files:
                 return False
             self.files.add(file)
-        logger.warning("%s: event times before 1990 (earliest %s) look relative (counted from "
+        logger.warning("%s: event times before 1990 (such as %s) look relative (counted from "
                        "the capture's start), not dates: hourly incidents and time splits stay "
                        "consistent within this file, but its dates are meaningless and do not "
                        "line up with other files",
