@@ -167,9 +167,9 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
     windows: WindowScorer | None = None
     dedup: RecentIds | None = None
     try:
-        if switch_model:  # before an output is opened: the new model's, from here on
-            take_over(state, model, scorer.layer.data_spec.fingerprint if isinstance(
-                scorer, AlertRows) and scorer.layer.window_seconds else None)
+        # Before an output is opened: the new model's, from here on.
+        switch = take_over(state, model, scorer.layer.data_spec.fingerprint if isinstance(
+            scorer, AlertRows) and scorer.layer.window_seconds else None) if switch_model else None
         state.check_model(model)  # before an output is opened (and cut back)
         out = _Files(alerts=state.output(Path(outputs.alerts)),
                      scores=state.output(Path(outputs.scores)) if outputs.scores else None,
@@ -195,6 +195,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         # A first checkpoint before reading: a run that dies before its first commit leaves
         # outputs that the next run can cut back to what they held when it started.
         run.commit(state, tail, files, model)
+        if switch is not None:
+            switch.done()  # the state file names the new model now
         started = time.perf_counter()
         before = torch.get_num_threads()
         torch.set_num_threads(1)  # small batches: OpenMP threads waiting for a core cost more

@@ -19,13 +19,17 @@ model starts again:
   hold events and the aggregates of closed buckets, which the layout alone determines, and
   the new model scores them when their windows close.
 
-Seen events (`follow_dedup`) are the inputs', and are kept. One warning names both models
-and what was reset. The state records the new model at the run's first checkpoint.
+Seen events (`follow_dedup`) are the inputs', and are kept. The state records the new model
+at the run's first checkpoint; only then do the dropped windows' files go and one warning name
+both models and what was reset, so a run that fails before it (a bad output path, Ctrl-C)
+leaves the state as it was, held events included.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from pathlib import Path
 
 from training.scoring.follow_state import FollowState
 from training.scoring.follow_windows import held_events
@@ -36,9 +40,23 @@ logger = logging.getLogger(__name__)
 MODEL_COUNTS = ("events", "alerts", "incident_updates", "refused", "late")
 
 
-def take_over(state: FollowState, model: dict[str, str], layout: str | None) -> bool:
+@dataclass
+class Switch:
+    """A take-over decided in memory; `done` once the state file records it."""
+
+    message: str
+    obsolete: list[Path]  # the dropped windows' files
+
+    def done(self) -> None:
+        for path in self.obsolete:
+            path.unlink(missing_ok=True)
+        logger.warning("%s", self.message)
+
+
+def take_over(state: FollowState, model: dict[str, str], layout: str | None) -> Switch | None:
     """Take `state` over for `model` if it holds another model's scoring (see the module
-    docstring); `state.saved` is changed in memory, the next commit records it.
+    docstring); `state.saved` is changed in memory, the next commit records it, and then the
+    returned switch is `done`.
 
     Args:
         state: the follow state, before any output is opened.
@@ -47,11 +65,11 @@ def take_over(state: FollowState, model: dict[str, str], layout: str | None) -> 
             that scores events one by one.
 
     Returns:
-        Whether it switched (False: a new state, or one of `model` already).
+        The switch, or None for a new state or one of `model` already.
     """
     other = state.other_model(model)
     if other is None:
-        return False
+        return None
     began, now = other
     saved = state.saved
     saved["model"] = dict(model)
@@ -61,30 +79,27 @@ def take_over(state: FollowState, model: dict[str, str], layout: str | None) -> 
     incidents = saved.pop("incidents", None) or {}
     said = [f"reset {began}'s totals ({', '.join(totals) or 'none'}) and its "
             f"{_many(len(incidents.get('open', [])), 'open incidents')}"]
-    windows = saved.get("windows")
+    windows, obsolete = saved.get("windows"), []
     if windows and windows.get("layout") == layout:
         said.append(f"kept the open windows (the same layout: {now} scores their events)")
     elif windows:
-        said.append(f"dropped the {_many(_drop_windows(state), 'events')} held in open "
-                    f"windows of {began}'s layout, unscored")
-    logger.warning("%s: going on with %s from where %s stopped (--switch-model): %s",
-                   state.folder, now, began, "; ".join(said))
-    return True
+        held, obsolete = _drop_windows(state)
+        said.append(f"dropped the {_many(held, 'events')} held in open windows of {began}'s "
+                    "layout, unscored")
+    return Switch(f"{state.folder}: going on with {now} from where {began} stopped "
+                  f"(--switch-model): {'; '.join(said)}", obsolete)
 
 
-def _drop_windows(state: FollowState) -> int:
-    """Remove the held windows from the state and their files; returns their events."""
+def _drop_windows(state: FollowState) -> tuple[int, list[Path]]:
+    """Remove the held windows from the state (in memory); their events, and their files."""
     windows = state.saved.pop("windows")
     outputs = state.saved.get("outputs", {})
-    held = 0
-    for kind in ("pending", "history"):
-        path = state.folder / f"{kind}-{windows.get('generation', 0)}.arrow"
-        if kind == "pending" and path.exists():
-            state.output(path, private=True).close()  # cut back to what was committed
-            held = held_events(path)
+    files = [state.folder / f"{kind}-{windows.get('generation', 0)}.arrow"
+             for kind in ("pending", "history")]
+    held = held_events(files[0], outputs.get(str(files[0]))) if files[0].exists() else 0
+    for path in files:
         outputs.pop(str(path), None)
-        path.unlink(missing_ok=True)
-    return held
+    return held, files
 
 
 def _many(n: int, things: str) -> str:

@@ -103,7 +103,9 @@ class WindowScorer:
             raise CheckpointError(f"{self.folder} holds the open windows of a model with "
                                   "another layout (window, entity or history): it was used "
                                   "with another model; give another --state folder")
-        self.generation: int = saved.get("generation", 0)
+        # A new window state takes a generation no file here has: the state file on disk may
+        # still name one of them (a switch of model not yet committed: `follow_switch`).
+        self.generation: int = saved.get("generation", _next_free(self.folder))
         self.first_open: int | None = saved.get("first_open")  # windows before it have closed
         self.watermark: int | None = saved.get("watermark")  # event time windows close by, us
         # file (dev:ino) -> latest event time read from it, and where it was read
@@ -115,13 +117,12 @@ class WindowScorer:
         self.live_since: tuple[int, int] | None = None if since is None else tuple(since)
         self.warned_jump = False  # a jump of event time is warned of once a run
         self._polled: list[np.ndarray] = []  # event times held this poll, for the jump check
-        self._remove_other_generations()
+        self._obsolete: list[Path] = self._other_generations()
         self.pending_file = state.output(self._path("pending"), private=True)
         self.pending = list(_read_tables(self.pending_file.path))
         self.history = layer.carried_history()
         if self.history is not None and self._path("history").exists():
             self.history.load_table(ipc.open_file(self._path("history")).read_all())
-        self._obsolete: list[Path] = []
 
     @property
     def held(self) -> int:
@@ -288,13 +289,25 @@ class WindowScorer:
     def _path(self, kind: str) -> Path:
         return self.folder / f"{kind}-{self.generation}.arrow"
 
-    def _remove_other_generations(self) -> None:
+    def _other_generations(self) -> list[Path]:
+        """The files of generations the state does not name: they go at the first commit."""
         mine = {self._path("pending").name, self._path("history").name}
-        for path in self.folder.glob("*-*.arrow"):
-            if path.name.split("-")[0] in ("pending", "history") and path.name not in mine:
-                logger.info("removing %s: a generation of held events the state does not name",
-                            path)
-                path.unlink()
+        others = [p for p in _generation_files(self.folder) if p.name not in mine]
+        for path in others:
+            logger.info("removing %s at the first checkpoint: a generation of held events the "
+                        "state does not name", path)
+        return others
+
+
+def _generation_files(folder: Path) -> list[Path]:
+    return [p for p in folder.glob("*-*.arrow") if p.name.split("-")[0] in ("pending", "history")]
+
+
+def _next_free(folder: Path) -> int:
+    """The generation after every one whose files are in `folder` (0 in an empty one)."""
+    numbers = [int(p.stem.split("-", 1)[1]) for p in _generation_files(folder)
+               if p.stem.split("-", 1)[1].isdigit()]
+    return max(numbers, default=-1) + 1
 
 
 def _table_bytes(table: pa.Table) -> bytes:
@@ -305,14 +318,15 @@ def _table_bytes(table: pa.Table) -> bytes:
     return _LENGTH.pack(len(data)) + data
 
 
-def held_events(path: Path) -> int:
-    """How many events a pending file holds (cut back to its committed size already)."""
-    return sum(t.num_rows for t in _read_tables(path))
+def held_events(path: Path, committed: int | None = None) -> int:
+    """How many events a pending file holds in its first `committed` bytes (all of it: None)."""
+    return sum(t.num_rows for t in _read_tables(path, committed))
 
 
-def _read_tables(path: Path) -> Iterator[pa.Table]:
-    """The tables appended to a pending file (cut back to its committed size already)."""
-    data = memoryview(path.read_bytes()) if path.exists() else memoryview(b"")
+def _read_tables(path: Path, committed: int | None = None) -> Iterator[pa.Table]:
+    """The tables appended to a pending file, in its first `committed` bytes (None: all,
+    the file being cut back to its committed size already)."""
+    data = memoryview(path.read_bytes() if path.exists() else b"")[:committed]
     at = 0
     while at < len(data):
         if at + _LENGTH.size > len(data):

@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 
 from training.cli.main import main
+from training.scoring.follow_windows import held_events
 from training.tests.test_follow_state import _files, _once, _register
 
 SCAN = "slips_portscan_zeek/vertical_conn.log"  # 50 connections, one JSON object a line
@@ -120,9 +121,22 @@ def test_switch_model_keeps_the_open_windows_of_the_same_layout_and_drops_anothe
                       "same layout: m 1.1.0 scores their events)"]
     held = 400 - scored - more
     assert rows == scored + more and 0 < held < 100
+    # A switch that fails before its first checkpoint (the alerts path is a folder) changes
+    # nothing: the state still names m 1.1.0 and its held events, and nothing is warned of.
+    before = (state / "state.json").read_bytes(), sorted(state.glob("*.arrow"))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="training.scoring.follow_switch"):
+        (tmp_path / "adir.jsonl").mkdir()
+        folder = [str(tmp_path / "adir.jsonl") if c == str(tmp_path / "a.jsonl") else c
+                  for c in command]
+        assert main([*folder, "--model", "m8"]) == 1
+    assert not [r for r in caplog.records if r.name.endswith("follow_switch")]
+    assert ((state / "state.json").read_bytes(), sorted(state.glob("*.arrow"))) == before
+    assert sum(held_events(p) for p in state.glob("pending-*.arrow")) == held
     # Another layout: the held events cannot go into its windows; they are dropped, said so.
     _, _, warned = run("m8")
     assert warned[0].endswith(f"; dropped the {held} events held in open windows of m "
                               "1.1.0's layout, unscored")
     assert capsys.readouterr().out.splitlines()[-1].startswith("windows: 0 events held")
-    assert sorted(p.name for p in state.glob("*.arrow")) == ["pending-0.arrow"]  # m8's own
+    generation = json.loads((state / "state.json").read_text())["windows"]["generation"]
+    assert [p.name for p in state.glob("*.arrow")] == [f"pending-{generation}.arrow"]  # m8's
