@@ -165,10 +165,16 @@ class ScoreShift:
     def __init__(self, calibration: Calibration) -> None:
         self.calibration = calibration
         self.counts = np.zeros(BINS, dtype=np.int64)
+        self._rng = np.random.default_rng(0)  # seeded: a run repeats its figures
 
     def add(self, scores: np.ndarray) -> None:
-        """Count `scores` (non-finite ones are left out)."""
-        positions = self.calibration.cdf(np.asarray(scores, dtype=np.float64).reshape(-1))
+        """Count `scores` (non-finite ones are left out). A score tied with reference scores
+        lands anywhere in their share at random (the randomised probability integral
+        transform): benign scores in a large tie (idle windows, repeated flows) are then as
+        uniform as the rest, where F(s) would put them all at its top."""
+        scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+        below, upto = self.calibration.share_below(scores), self.calibration.cdf(scores)
+        positions = below + self._rng.random(len(scores)) * (upto - below)
         positions = positions[np.isfinite(positions)]
         bins = np.minimum((positions * BINS).astype(np.int64), BINS - 1)
         self.counts += np.bincount(bins, minlength=BINS)

@@ -73,6 +73,20 @@ def test_the_score_shift_reads_scores_through_the_calibration():
     assert alike.distance(ScoreShift(calibration)) is None
 
 
+def test_scores_tied_with_many_benign_scores_do_not_read_as_a_shift():
+    """60% of the benign validation scores are exactly 0 (idle windows score alike): new
+    scores drawn as they were sit where the calibration expects them, inside the tie too."""
+    rng = np.random.default_rng(1)
+    draw = lambda n: np.where(rng.random(n) < 0.6, 0.0, rng.exponential(1.0, n))  # noqa: E731
+    calibration = Calibration.fit(draw(2000), rule="quantile:0.999")
+    alike = ScoreShift(calibration)
+    alike.add(draw(5000))
+    assert alike.distance() < 0.05  # F(s) put the tie at its top: 0.61
+    tied = ScoreShift(calibration)
+    tied.add(np.zeros(5000))  # all in the tie: the lowest 60%, not like benign scores
+    assert tied.distance() == pytest.approx(0.4, abs=0.02)
+
+
 def test_a_threshold_on_fewer_than_20_validation_units_is_named_with_its_count():
     assert MIN_REFERENCE_UNITS == 20
     # 20 units: enough, whatever the rule; 19: too few, the threshold past its quantile
