@@ -293,13 +293,18 @@ def decide(metric: str, challenger: dict[str, float], champion: dict[str, float]
     return result(gain >= improvement, verdict, gain)
 
 
+SHORTER_WINDOWS = "windows shorter than {seconds:g} s ({flag})"
+
+
 def thin_calibration(layer: Layer, challenger: Any, decision: dict[str, Any], *,
-                     larger_validation: str) -> dict[str, Any]:
+                     larger_validation: str, shorter_windows: str = SHORTER_WINDOWS
+                     ) -> dict[str, Any]:
     """`decision` (a gate's, as a dict with deploy, rule and reason), or when `challenger`'s
     threshold rests on too few validation units (`reference_shortfall`) a refusal that says so
     and what gives more units (`TOO_FEW_REFERENCE`), the gate's verdict after it.
     `larger_validation`: how the caller's user gets a larger validation part, in words ("a
-    larger [split] val_ratio")."""
+    larger [split] val_ratio"); `shorter_windows`: how they get shorter windows, with the
+    window's `{seconds}` and the layer's `{flag}` (said only where a flag sets it)."""
     calibration = getattr(challenger, "calibration", None)
     thin = None if calibration is None else reference_shortfall(calibration, layer.unit)
     if thin is None:
@@ -308,7 +313,7 @@ def thin_calibration(layer: Layer, challenger: Any, decision: dict[str, Any], *,
     flags = [f"--{layer.name}-{name.replace('_', '-')}" for name in layer.featurizer_options
              if name.endswith("_seconds")]
     if layer.window_seconds is not None and flags:  # shorter windows: more in the same time
-        more.append(f"windows shorter than {layer.window_seconds:g} s ({flags[0]})")
+        more.append(shorter_windows.format(seconds=layer.window_seconds, flag=flags[0]))
     verdict = ("the gate alone would promote it" if decision["deploy"]
                else "the gate refuses it too")
     more_text = f"{', '.join(more[:-1])} or {more[-1]}"

@@ -32,6 +32,9 @@ __all__ = ["LARGER_VALIDATION", "retrain_decision", "with_test_loss"]
 
 # How a retrain's user gets a larger validation part: the splits are `split`'s.
 LARGER_VALIDATION = "a larger validation split (split --val-ratio)"
+# retrain featurizes as the champion was trained: its window length is the model's
+SHORTER_WINDOWS = ("a model of windows shorter than {seconds:g} s (retrain keeps the model's; "
+                   "train one with pipeline {flag})")
 
 
 def retrain_decision(layer: Layer, test: Any, challenger: Any,
@@ -69,7 +72,8 @@ def retrain_decision(layer: Layer, test: Any, challenger: Any,
                                improvement=config.improvement_threshold)
     # The challenger's own layer: its window length is the one its spec was made with.
     judged = gate.thin_calibration(layer_for_spec(challenger.feature_spec), challenger,
-                                   decision.to_dict(), larger_validation=LARGER_VALIDATION)
+                                   decision.to_dict(), larger_validation=LARGER_VALIDATION,
+                                   shorter_windows=SHORTER_WINDOWS)
     return {**judged, "test_fingerprint": gate.split_fingerprint(layer, test),
             "test_rows": len(labels), "champion_metrics": with_test_loss(old)}, new
 

@@ -77,7 +77,8 @@ def test_retrain_does_not_deploy_a_challenger_calibrated_on_one_validation_windo
         "not promoted: layer3: its threshold rests on 1 benign validation window, fewer than the "
         "20 a threshold needs (it is at or just above that window's score, expected alert rate "
         "100.00%); give the run more data, a larger validation split (split --val-ratio) or "
-        "windows shorter than 10 s (--layer3-bucket-seconds) (the gate alone would promote it: ")
+        "a model of windows shorter than 10 s (retrain keeps the model's; train one with "
+        "pipeline --layer3-bucket-seconds) (the gate alone would promote it: ")
     registry = ModelRegistry(work / "models")
     stored = registry.get_metadata("layer3_tcn", result["new_version"])
     assert stored.stage == "none" and stored.details["decision"]["rule"] == TOO_FEW_REFERENCE
