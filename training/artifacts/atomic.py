@@ -47,7 +47,8 @@ _in_flight_lock = threading.Lock()
 _TEMPORARY = re.compile(r"^\..+\.(\d+)\.tmp$")
 _swept: set[str] = set()  # folders this process has swept
 # A file system's refusals to store bytes: raised by a write or fsync, they name no file.
-_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+# (Not EIO: a failing read raises it too, and a bad input disk is no output's fault.)
+_STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 def temporary_path(path: Path) -> Path:
@@ -118,19 +119,20 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True,
         fsync_dir(path.parent)
 
 
-def write_error(exc: BaseException, staged: Path, path: Path) -> WriteError | None:
+def write_error(exc: BaseException, staged: Path, path: Path,
+                nameless: Path | None = None) -> WriteError | None:
     """`exc`, raised while `path` was written through `staged` (its temporary file, or the
     staging folder of a set of files), as an error of `path`: "PATH: cannot be written
     (REASON)". For an OSError that names `staged` (a file in the folder: the file of that name
     beside it), or no file but a file system's refusal to store bytes (no space left, over a
-    quota); None for any other exception, which names what it is about (an UnsafePathError
-    names the planted file on purpose).
+    quota: then of `nameless`, `path` when None); None for any other exception, which names
+    what it is about (an UnsafePathError names the planted file on purpose).
     """
     if not isinstance(exc, OSError) or (isinstance(exc, PipelineError)
                                         and not isinstance(exc, WriteError)):
         return None
     if exc.filename is None:
-        target = path if exc.errno in _STORAGE_ERRNOS else None
+        target = (nameless or path) if exc.errno in _STORAGE_ERRNOS else None
     else:
         named = Path(os.fsdecode(exc.filename))
         target = (path if named == staged else

@@ -41,7 +41,7 @@ from training.artifacts.atomic import (
     _describe, _in_flight, _in_flight_lock, _own_stale_file, fsync_dir, sweep_temporaries,
     temporary_path, write_error,
 )
-from training.errors import ConfigError, UnsafePathError
+from training.errors import ConfigError, UnsafePathError, WriteError
 
 _HELD = (signal.SIGINT, signal.SIGTERM)
 
@@ -118,16 +118,21 @@ class FileSet:
             self._raise_for_file(exc)
         finally:
             self._release()
-        translated = None if error is None else write_error(error, self.folder, self.paths[0])
+        translated = None if error is None else self._write_error(error)
         if translated is not None:  # a writer's error naming its file in the folder
             raise translated from error
 
     def _raise_for_file(self, exc: BaseException) -> None:
         """Raise `exc`, as the error of the set's file when it names the staging folder."""
-        error = write_error(exc, self.folder, self.paths[0])
+        error = self._write_error(exc)
         if error is None:
             raise exc
         raise error from exc
+
+    def _write_error(self, exc: BaseException) -> WriteError | None:
+        # a full disk names no file: the folder, when the set has more than one
+        return write_error(exc, self.folder, self.paths[0],
+                           self.paths[0] if len(self.paths) == 1 else self.paths[0].parent)
 
     def _publish(self) -> None:
         """Each written file over its namesake; the set's files not written removed."""

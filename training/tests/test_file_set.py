@@ -3,6 +3,7 @@ real SIGINT held through the step that publishes it, and the staging folder's ru
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -117,6 +118,25 @@ def test_an_error_names_the_file_of_the_set_never_the_staging_folder(tmp_path):
                 handle.write(b"new")
     assert str(excinfo.value) == f"{incidents}: cannot be written (Is a directory)"
     assert incidents.read_text() == "old x.incidents.parquet"
+
+
+def test_an_error_that_names_no_file_is_a_write_error_only_when_only_a_write_raises_it(
+        tmp_path):
+    """A full disk names no file; a set of several files is the folder's. An I/O error of a
+    read (a failing input disk) inside the `with` is no output's: it passes as it is."""
+    scores, incidents, _ = _old_set(tmp_path)
+    with pytest.raises(WriteError) as excinfo:
+        with FileSet([scores, incidents]):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert str(excinfo.value) == f"{tmp_path}: cannot be written (No space left on device)"
+    with pytest.raises(WriteError, match=f"^{scores}: cannot be written"):
+        with FileSet([scores]):
+            raise OSError(errno.EDQUOT, os.strerror(errno.EDQUOT))
+    with pytest.raises(OSError) as excinfo:
+        with FileSet([scores, incidents]):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+    assert type(excinfo.value) is OSError and excinfo.value.errno == errno.EIO
+    assert scores.read_text() == "old x.parquet"
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux /proc")
