@@ -45,6 +45,7 @@ from training.artifacts.atomic import atomic_write
 from training.artifacts.file_set import FileSet
 from training.collection.collector import DataSource
 from training.errors import CheckpointError, NotFoundError, NotSupportedError
+from training.evaluation.alert_rate import reference_shortfall
 from training.evaluation.calibration import Calibration
 from training.evaluation.fusion import FUSED_NAME, Fusion, event_tail_units, fused_scores
 from training.layers.base import TIME
@@ -254,6 +255,17 @@ def labeled(layer: str, reasons: list[Reason]) -> list[Reason]:
             for r in reasons]
 
 
+def thin_calibration(detector: FusedDetector) -> str | None:
+    """Why a member's threshold, or the fusion's, rests on too few validation units, each
+    named (`reference_shortfall`); None when none does."""
+    thin = [(f"{loaded.metadata.model_name} {loaded.metadata.version}",
+             reference_shortfall(loaded.calibration, layer.unit))
+            for layer, loaded in detector.parts]
+    thin.append(("the fused threshold",
+                 reference_shortfall(detector.fusion.calibration, "event")))
+    return "; ".join(f"{where}: {why}" for where, why in thin if why) or None
+
+
 def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table,
                 output: str | Path, *, top_k: int = 10, num_threads: int | None = 1
                 ) -> ScoringSummary:
@@ -289,7 +301,8 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
                                  time.perf_counter() - started, str(output), top,
                                  fusion.calibration.rule, fusion.calibration.expected_alert_rate,
                                  incidents=incidents, incidents_output=str(incidents_path(output)),
-                                 sensor_records=traffic.left_out)
+                                 sensor_records=traffic.left_out,
+                                 thin_calibration=thin_calibration(detector))
         count_dropped(summary, collector, staged)
     logger.info("fused %s: %d events, %d alerts", detector.version, table.num_rows, out.alerts)
     return summary

@@ -154,8 +154,7 @@ def guard_scoring(summary: Any, *, factor: float = DEFAULT_FACTOR,
     cautions = [no_records_warning(name) for name in getattr(summary, "empty_inputs", ())]
     thin = getattr(summary, "thin_calibration", None)
     if thin:
-        cautions.append(f"{model}: {thin}: its alerts, percentiles and expected alert rate say "
-                        "little; retrain it on more data before acting on them")
+        cautions.append(thin_caution(model, thin))
     shift = getattr(summary, "score_shift", None)
     if not (check is not None and check.exceeded) and _far(summary, shift, alpha):
         cautions.append(
@@ -169,6 +168,13 @@ def guard_scoring(summary: Any, *, factor: float = DEFAULT_FACTOR,
         cautions.append(f"{summary.events:,} events built no {summary.layer} unit: "
                         + _no_units(getattr(summary, "unit_fields", {}), summary.events, model))
     return GuardReport(check, limit, strict, shift, factor, tuple(cautions))
+
+
+def thin_caution(model: str, thin: str) -> str:
+    """The caution for `model`, whose threshold rests on too few validation units (`thin`:
+    `reference_shortfall`'s words)."""
+    return (f"{model}: {thin}: its alerts, percentiles and expected alert rate say little; "
+            "retrain it on more data before acting on them")
 
 
 def _far(summary: Any, shift: float | None, alpha: float) -> bool:

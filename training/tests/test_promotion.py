@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import zipfile
 
 import pytest
 
@@ -61,6 +62,28 @@ def test_scoring_with_it_warns_of_its_threshold(run, datasets, capsys):
         "100.00%): its alerts, percentiles and expected alert rate say little; retrain it on "
         "more data before acting on them"]
     assert re.search(r"^scored \d+ events \(\d+ layer3 units\)", out, re.M)
+    # Live scoring warns of it as well (it did not: review R5). A zip cannot be followed.
+    with zipfile.ZipFile(datasets / LSASS) as archive:
+        (member,) = archive.namelist()
+        plain = run.parent / "lsass.json"
+        plain.write_bytes(archive.read(member))
+    code = main(["score", "--workdir", str(run), "--model", "layer3_tcn", "--alias",
+                 "challenger", "--input", f"windows:{plain}", "--once", "--output",
+                 str(run.parent / "w3.jsonl"), "--alerts", str(run.parent / "w3a.jsonl")])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert [line for line in err.splitlines() if line.startswith("warning: layer3_tcn")] == \
+        warnings
+    # The fused detector over it names it too (its summary had no such caution).
+    code = main(["score", "--workdir", str(run), "--model", "fused", "--input",
+                 f"windows:{datasets / LSASS}", "--output", str(run.parent / "wf.parquet"), "-q"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert [line for line in err.splitlines() if "say little" in line] == [
+        "warning: fused layer3_tcn 1.0.0: layer3_tcn 1.0.0: its threshold rests on 1 validation window, "
+        "fewer than the 20 a threshold needs (it is at or just above that window's score, "
+        "expected alert rate 100.00%): its alerts, percentiles and expected alert rate say "
+        "little; retrain it on more data before acting on them"]
 
 
 def test_retrain_does_not_deploy_a_challenger_calibrated_on_one_validation_window(run, tmp_path):
