@@ -14,7 +14,7 @@ One row per unit the layer scores (`AlertRows`; the fused detector's rows come f
 | threshold | float32 | the model's anomaly threshold |
 | percentile | float32 | where the score sits among the model's benign validation scores, 0..100 (null for a model saved without a calibration) |
 | reference_scores | int32 | how many validation scores that percentile is among (null with it): a score past all of 2,000 is a 1-in-2,001 event for benign traffic, whatever the percentile's decimals |
-| event_type ... community_id, host, user, process, command_line, sensor_id, first_seen, last_seen, top_events | | the event context (`training.scoring.context`; `process` and `command_line`, also those of `top_events`, are null in files written before them) |
+| event_type ... community_id, host, user, process, command_line, sensor_id, sensor_signature, sensor_signature_id, sensor_category, sensor_severity, first_seen, last_seen, top_events | | the event context (`training.scoring.context`; the `sensor_*` columns are the sensor's own verdict on a detection record, a Suricata alert's signature, SID, category and severity, output only; `process`, `command_line` and the verdict, also those of `top_events`, are null in files written before them) |
 | reasons | list<struct<field, contribution, observed, typical>> | an alert's top reasons (`training.layers.reasons`); null for units that do not alert, for every unit when the layer or detector cannot explain its scores, and beyond the `MAX_EXPLAINED` highest-scoring alerts of a batch (each logged once) |
 """
 
@@ -98,15 +98,15 @@ class AlertRows:
         `max_explained` the highest-scoring (ascending rows)."""
         return self.most(np.flatnonzero(scores >= self.threshold), scores)
 
-    def most(self, rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    def most(self, rows: np.ndarray, scores: np.ndarray, what: str = "alerts") -> np.ndarray:
         """`rows`, or past `max_explained` of them the highest-scoring by `scores` (their own
-        or their events'), ascending; warns once that some go without reasons."""
+        or their events'), ascending; warns once that some of `what` go without reasons."""
         cap = self.max_explained
         if len(rows) <= cap:  # a threshold far too low must not stall scoring
             return np.asarray(rows, np.int64)
         if not self.capped:
-            logger.warning("more than %d alerts in a batch: only the %d highest-scoring of "
-                           "each batch carry reasons", cap, cap)
+            logger.warning("more than %d %s in a batch: only the %d highest-scoring of each "
+                           "batch carry reasons", cap, what, cap)
             self.capped = True
         return np.sort(rows[np.argsort(-scores[rows], kind="stable")[:cap]])
 

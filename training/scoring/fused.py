@@ -214,7 +214,8 @@ class FusedDetector:
                       else np.zeros(0, np.int64))
             # One cap over both sets, the highest-scoring units first: a unit's score in its
             # layer orders its own alerts and, by its tail probability, the fused ones too.
-            kept = rows.most(np.union1d(alerts, driven[:, 1]), layer_scores)
+            kept = rows.most(np.union1d(alerts, driven[:, 1]), layer_scores,
+                             "alerts and units driving fused alerts")
             explained = rows.explain(units, kept, events)
             named = {u: labeled(self.parts[i][0].name, r) for u, r in explained.items()}
             for event, unit in driven.tolist():

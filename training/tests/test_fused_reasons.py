@@ -3,6 +3,8 @@ probability), named with the layer, explained once with the layer's own alerts."
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -108,7 +110,7 @@ def _layer1_explained(detector, events) -> tuple[set[str], set[str], list[dict]]
 
 
 def test_a_layer_explains_at_most_the_cap_over_its_own_alerts_and_the_fused_ones_together(
-        iot20):
+        iot20, caplog):
     """At most `max_explained` units of a layer carry reasons in a batch, its own alerts and
     the units driving fused alerts counted once together (was up to twice the cap: each set
     capped on its own), the highest-scoring in the layer first."""
@@ -122,8 +124,12 @@ def test_a_layer_explains_at_most_the_cap_over_its_own_alerts_and_the_fused_ones
     everyone = own | driving
     top = sorted(everyone, key=lambda u: -score[u])
 
-    own, driving, _ = _layer1_explained(FusedDetector(registry, max_explained=4), events)
+    with caplog.at_level(logging.WARNING, logger="training.scoring.alerts"):
+        own, driving, _ = _layer1_explained(FusedDetector(registry, max_explained=4), events)
     assert own | driving == set(top[:4])  # both sets past the cap: 4 units in all (were 7)
+    # what was capped is named: not only alerts (review R6)
+    assert "more than 4 alerts and units driving fused alerts in a batch: only the 4 " \
+           "highest-scoring of each batch carry reasons" in caplog.messages
     own, driving, _ = _layer1_explained(FusedDetector(registry, max_explained=1000), events)
     assert own | driving == everyone
     with pytest.raises(ValueError, match="max_explained must be >= 1, got 0"):
