@@ -177,6 +177,9 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         switch = take_over(state, model, scorer.layer.data_spec.fingerprint if isinstance(
             scorer, AlertRows) and scorer.layer.window_seconds else None) if switch_model else None
         state.check_model(model)  # before an output is opened (and cut back)
+        own = [p for p in (outputs.alerts, outputs.scores, outputs.incidents, state.folder)
+               if p is not None]
+        tail = Tail(sources, state.positions, own=own)  # refuses bad inputs: no output yet
         out = _Files(alerts=state.output(Path(outputs.alerts)),
                      scores=state.output(Path(outputs.scores)) if outputs.scores else None,
                      incidents=(state.output(Path(outputs.incidents)) if outputs.incidents
@@ -184,9 +187,6 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                      quarantine=state.output(state.folder / QUARANTINE_FILE, private=True),
                      refused=state.output(state.folder / REFUSED_FILE, private=True))
         files = out.opened()
-        own = [p for p in (outputs.alerts, outputs.scores, outputs.incidents, state.folder)
-               if p is not None]
-        tail = Tail(sources, state.positions, own=own)
         if isinstance(scorer, AlertRows) and scorer.layer.window_seconds:
             windows = WindowScorer(scorer.layer, scorer, state, window_grace)
         elif "windows" in state.saved:

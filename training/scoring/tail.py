@@ -112,6 +112,9 @@ class Tail:
                 raise ConfigError(f"{path} is given as an input, but the scorer writes it "
                                   "(an output, the alerts or the state folder); give "
                                   "another output path")
+            if os.path.isfile(path):  # refused before any output is created
+                with ByteStream(path) as stream:
+                    _refuse_compressed(stream)
         self.positions: dict[tuple[int, int], Position] = {}
         self.dormant: list[dict] = []  # positions of sources not given this run: kept as saved
         self.behind = False  # the last poll left bytes unread (a backlog): poll again at once
@@ -255,6 +258,12 @@ class Tail:
             return  # renamed between the checks and the reader's open: next poll
 
 
+def _refuse_compressed(stream: ByteStream) -> None:
+    if stream.compressed:  # its bytes are not appended lines
+        raise SourceError(f"{stream.name}: a compressed file cannot be followed; score it "
+                          "with `maximus-train score` without --follow")
+
+
 def _read_raw(reader: FileSource, position: Position, limit: int) -> Iterator:
     """The source's own reader on the file cut at `limit`."""
     original = reader.open
@@ -263,9 +272,7 @@ def _read_raw(reader: FileSource, position: Position, limit: int) -> Iterator:
         opened = _LimitedStream(stream, limit, reader.options["max_decompressed_bytes"],
                                 position.key)
         try:
-            if opened.compressed:
-                raise SourceError(f"{stream}: a compressed file cannot be followed; score it "
-                                  "with `maximus-train score` without --follow")
+            _refuse_compressed(opened)
             check_text(opened)
         except BaseException:
             opened.close()

@@ -4,6 +4,7 @@ stand-in, with untrained VAEs registered as versions of one model."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 from pathlib import Path
@@ -112,3 +113,17 @@ def test_the_same_version_with_other_weights_is_refused_and_an_older_state_goes_
     assert main(_once(tmp_path, here)) == 0
     assert "followed with vae 1.0.0: 15 events scored" in capsys.readouterr().out
     assert json.loads(path.read_text())["model"]["sha256"] == weights
+
+
+def test_a_compressed_input_is_refused_before_any_output_is_created(tmp_path, capsys):
+    """A gzipped log cannot be followed: the run says so and leaves no empty alerts or scores
+    file behind (it created both before reading: trial I, D9)."""
+    models = tmp_path / "models"
+    _register(models, "1.0.0", seed=0, stage="production")
+    _write(tmp_path / "plain.log", range(5))
+    (tmp_path / "conn.log").write_bytes(gzip.compress((tmp_path / "plain.log").read_bytes()))
+    assert main(_once(tmp_path, models)) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"error: {tmp_path / 'conn.log'}: a compressed file cannot be followed; score it with "
+        "`maximus-train score` without --follow")
+    assert not (tmp_path / "s.jsonl").exists() and not (tmp_path / "s.alerts.jsonl").exists()
