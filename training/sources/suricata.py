@@ -7,6 +7,24 @@ becomes `service`, except "failed" (`NO_SERVICE`): Suricata tried to detect the 
 application protocol and could not, so the flow has no known service (null), not one named
 "failed". The rule is the canonical mapping's (`training.collection.schema.NO_SERVICE`), so an
 EVE file read as json: gets it too, and both recipes name it (`Source.recipe_params`).
+
+Time: a `flow` (`netflow`) record happened at its `flow.start` (`netflow.start`). Its EVE
+`timestamp` is when Suricata logged it (at the flow's end or timeout; in a replayed capture
+many at one time: 3,571 of slips_test6's 5,000 records share one timestamp though their flows
+span a day): timed by it, flows would crowd one window, and a Zeek conn (timed by `ts`, its
+start) and the EVE flow of one connection would fall into different hours. So they are timed
+by their start, as Zeek times a conn; a flow whose start is missing or
+unreadable keeps its `timestamp`. Other records (an alert, dns, http) keep `timestamp`, the
+moment they describe. A time field or map entry given in the config is used as given.
+`collect` and `score --follow` map batches through the same `derive`; under --follow, a flow
+is read when it is logged, so one logged after its window closed (`--window-grace`) is
+quarantined as late, as a long Zeek conn is.
+
+EVE's top-level `host` is the sensor's name (Suricata's `sensor-name`), the same on every
+record of a sensor, not a party to the traffic: the canonical `host` is the machine an event
+is about (an entity of layers 2 and 3), and the schema has no observer column. It becomes
+`observer.hostname`, as for Suricata documents shipped through Elastic
+(`training.sources.ecs`): kept in the events, never a layer-1 feature.
 """
 
 from __future__ import annotations
@@ -40,12 +58,17 @@ SURICATA_FIELD_MAP: dict[str, tuple[str, ...]] = {
     "conn_state": ("flow.state",),
     "direction": ("direction",),
     "community_id": ("community_id",),
-    "host": ("host",),
     "domain": ("dns.rrname", "dns.query.rrname", "http.hostname", "tls.sni"),
     "file_path": ("fileinfo.filename",),
     "file_hash": ("fileinfo.sha256", "fileinfo.md5"),
     "label": ("label",),
 }
+RECIPE = 2  # what the source delivers: 2 = flows timed by their start, the sensor not `host`
+# Event types timed by their start, and the field that holds it.
+STARTS = {"flow": "flow.start", "netflow": "netflow.start"}
+# The time fields of the map, with and without the default time_field: EVE's own time.
+_OWN_TIME = (SURICATA_FIELD_MAP["timestamp"], ("@timestamp", *SURICATA_FIELD_MAP["timestamp"]))
+_SENSOR, _OBSERVER = "host", "observer.hostname"
 
 
 class SuricataSource(JsonFileSource):
@@ -55,9 +78,23 @@ class SuricataSource(JsonFileSource):
     format_name, format_fields = FORMATS[DataSourceType.SURICATA_LOGS]
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.log", "*.log.gz")
 
+    def recipe_params(self) -> dict[str, object]:
+        # A collection begun before these rules (flows at their logging time, the sensor as
+        # host) is not resumed with them: its events would mix both.
+        return {**super().recipe_params(), "eve_rules": RECIPE}
+
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         with self.open(stream) as source:
             yield from self.read_json(source, start, lines_only=True)
+
+    def prepare(self, table: pa.Table) -> pa.Table:
+        """The sensor's name (EVE `host`) renamed `observer.hostname` (module docstring); kept
+        as it is where the table has both, or the config's field map reads `host` from it."""
+        table = super().prepare(table)
+        names = table.column_names
+        if _SENSOR not in names or _OBSERVER in names or _SENSOR in self.fields.get("host", ()):
+            return table
+        return table.rename_columns([_OBSERVER if n == _SENSOR else n for n in names])
 
     def derive(self, table: pa.Table) -> dict[str, pa.Array]:
         names = set(table.column_names)
@@ -67,8 +104,25 @@ class SuricataSource(JsonFileSource):
             derived["duration"] = pc.divide(pc.subtract(end, start).cast(pa.float64()), 1e6)
         if "event_type" not in names:
             return derived
+        if self.fields["timestamp"] in _OWN_TIME:
+            started = _flow_starts(table)
+            if started is not None:
+                derived["timestamp"] = started
         alert = pc.fill_null(pc.equal(plain(table["event_type"]), "alert"), False)
         derived.update(alert_columns(table, alert, category=("alert.category",),
                                      signature=("alert.signature",), severity=("alert.severity",)))
         return derived
 
+
+def _flow_starts(table: pa.Table) -> pa.Array | None:
+    """Each flow (netflow) record's start, null for other records and unreadable starts; None
+    when the batch has no start field."""
+    kinds = plain(table["event_type"])
+    starts = None
+    for kind, field in STARTS.items():
+        if field not in table.column_names:
+            continue
+        start = to_timestamp(table[field]).values  # an unreadable start is null: not rejected
+        start = pc.if_else(pc.fill_null(pc.equal(kinds, kind), False), start, None)
+        starts = start if starts is None else pc.coalesce(starts, start)
+    return starts

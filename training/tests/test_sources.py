@@ -534,7 +534,8 @@ def test_suricata_alerts_are_threats_and_flows_get_a_duration(tmp_path):
     path = tmp_path / "eve.json"
     path.write_text("".join(json.dumps(e) + "\n" for e in SURICATA))
     table, _ = collect("suricata_logs", path)
-    assert micros(table) == [T0_US + 123_456, T0_US + 1_000_000, T0_US + 2_000_000]
+    # the flow at its flow.start (03:04:05), not when it was logged (04:04:06+0100)
+    assert micros(table) == [T0_US + 123_456, T0_US, T0_US + 2_000_000]
     assert table["event_type"].to_pylist() == ["alert", "flow", "alert"]
     assert table["is_threat"].to_pylist() == [1, -1, 1]
     assert table["label"].to_pylist() == ["Attempted Information Leak", None, "alert"]
