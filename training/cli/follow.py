@@ -137,6 +137,9 @@ def cmd_follow(args: argparse.Namespace) -> int:
         print(f"{summary.lost_files:,} file{'' if summary.lost_files == 1 else 's'} removed "
               f"before {'it was' if summary.lost_files == 1 else 'they were'} read to the end "
               f"in this run: {summary.lost_bytes:,} bytes left unread were not scored")
+    for path, waiting in summary.unfinished.items():  # a record that never ends never scores
+        print(f"{path}: its last {waiting:,} bytes end no line yet: read once a newline ends "
+              "them (a line being written, or a last line without one)")
     if summary.excursions:
         print(f"alert rate: {summary.excursions:,} excursion(s) past the guard's bound in this "
               "run, each warned about once on stderr")

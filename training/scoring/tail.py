@@ -139,6 +139,13 @@ class Tail:
         real = os.path.realpath(path)
         return any(real == own or real.startswith(own + os.sep) for own in self.own)
 
+    def unfinished(self) -> dict[str, int]:
+        """Followed files whose last bytes end no line yet (a writer's line in progress, or a
+        file whose last line has no newline), with how many bytes wait for it, as of the last
+        poll: they are read once their line ends, never before."""
+        return {p.path: p.size - p.offset for p in self.positions.values()
+                if p.size > p.offset and not p.rotated}
+
     def state(self) -> list[dict]:
         """The positions to store with the results of the polls so far."""
         return [*(asdict(p) for p in self.positions.values()), *self.dormant]

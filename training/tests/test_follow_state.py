@@ -127,3 +127,25 @@ def test_a_compressed_input_is_refused_before_any_output_is_created(tmp_path, ca
         f"error: {tmp_path / 'conn.log'}: a compressed file cannot be followed; score it with "
         "`maximus-train score` without --follow")
     assert not (tmp_path / "s.jsonl").exists() and not (tmp_path / "s.alerts.jsonl").exists()
+
+
+def test_a_last_line_without_its_newline_is_said_to_wait_for_it(tmp_path, capsys):
+    """A record whose line has not ended is not read (it may be half-written): the run says
+    so, with its bytes, instead of leaving it unscored without a word (trial I, D8)."""
+    models = tmp_path / "models"
+    _register(models, "1.0.0", seed=0, stage="production")
+    log = tmp_path / "conn.log"
+    _write(log, range(5))
+    unfinished = line(5, T0 + 5).rstrip("\n")
+    with log.open("a") as out:
+        out.write(unfinished)
+    assert main(_once(tmp_path, models)) == 0
+    out = capsys.readouterr().out
+    assert "5 events scored" in out
+    assert (f"{log}: its last {len(unfinished.encode())} bytes end no line yet: read once a "
+            "newline ends them (a line being written, or a last line without one)") in out
+    with log.open("a") as more:
+        more.write("\n")
+    assert main(_once(tmp_path, models)) == 0
+    out = capsys.readouterr().out
+    assert "6 events scored" in out and "end no line yet" not in out
