@@ -10,8 +10,11 @@ that has it: a window of DNS and TLS flows shows no `service`, not "dns". `first
 fields (a Windows, Sysmon or process event's; null for flows). `sensor_id` is the sensor's own
 id of the flow: the Zeek (or IoT-23 CSV) `uid`, else Suricata's `flow_id`; `community_id` joins
 one flow across sensors.
+The sensor's own verdict on a detection record (`VERDICT_FIELDS`: a Suricata alert's
+`sensor_signature`, `sensor_signature_id`, `sensor_category` and `sensor_severity`, a Zeek
+notice's note) is context too: filled on the records of `ALERT_EVENT_TYPES` alone, output only.
 A unit of several events (an edge, a window) also lists its top `TOP_EVENTS` events with their
-own context, process and command line included (`top_events`): those that moved the most bytes
+own context, process, command line and verdict included (`top_events`): those that moved the most bytes
 (both ways); on equal bytes (host logs move none) those with a command line, then those of the
 event types the unit has fewest of, then the earliest (`_top_events` says why).
 """
@@ -22,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from training.collection.schema import CANONICAL_SCHEMA
+from training.collection.schema import ALERT_EVENT_TYPES, CANONICAL_SCHEMA
 
 TIME = pa.timestamp("us", tz="UTC")
 # Canonical columns an analyst reads first, in output order.
@@ -33,13 +36,32 @@ PROCESS_FIELDS = ("process", "command_line")
 _CANONICAL_CONTEXT = (*CONTEXT_FIELDS, *PROCESS_FIELDS)
 # Source fields (kept as extras by the collector) that hold the sensor's own flow id, in order.
 SENSOR_ID_FIELDS = ("uid", "flow_id")
+# The sensor's own verdict on a detection record: context column -> the event fields that hold
+# it, the first present wins (extras the collector keeps under their source names: EVE's
+# alert.*, Filebeat's suricata.eve.alert.* and rule.*, Zeek notice's note, EVE anomaly's
+# anomaly.*, Zeek weird's name; `severity` is canonical, 1 = critical: Suricata's level 1).
+# Filled on the records of `ALERT_EVENT_TYPES` alone: elsewhere a field of such a name is no
+# sensor's verdict (a CSV's `name` column), and a labelled capture's `label` and `attack_type`
+# are its ground truth, which no column here reads. Output only: `unit_rows` reads context
+# after the model scored the events, and no featurizer reads the context columns.
+VERDICT_FIELDS: dict[str, tuple[str, ...]] = {
+    "sensor_signature": ("alert.signature", "suricata.eve.alert.signature", "rule.name", "note",
+                         "anomaly.event", "name"),
+    "sensor_signature_id": ("alert.signature_id", "suricata.eve.alert.signature_id", "rule.id"),
+    "sensor_category": ("alert.category", "suricata.eve.alert.category", "rule.category",
+                        "anomaly.type"),
+    "sensor_severity": ("severity",),
+}
+VERDICT_SCHEMA = pa.schema([("sensor_signature", pa.string()),
+                            ("sensor_signature_id", pa.string()),
+                            ("sensor_category", pa.string()), ("sensor_severity", pa.float32())])
 TOP_EVENTS = 3
 EVENT_CONTEXT = pa.struct([("event_id", pa.string()), ("timestamp", TIME),
                           *[(n, CANONICAL_SCHEMA.field(n).type) for n in _CANONICAL_CONTEXT],
-                          ("bytes", pa.int64())])
+                          *VERDICT_SCHEMA, ("bytes", pa.int64())])
 CONTEXT_SCHEMA = pa.schema([
     *[(name, CANONICAL_SCHEMA.field(name).type) for name in _CANONICAL_CONTEXT],
-    ("sensor_id", pa.string()), ("first_seen", TIME), ("last_seen", TIME),
+    ("sensor_id", pa.string()), *VERDICT_SCHEMA, ("first_seen", TIME), ("last_seen", TIME),
     ("top_events", pa.list_(EVENT_CONTEXT)),
 ])
 _SHARED = [f.name for f in CONTEXT_SCHEMA if f.name not in ("first_seen", "last_seen",
@@ -48,7 +70,8 @@ _SHARED = [f.name for f in CONTEXT_SCHEMA if f.name not in ("first_seen", "last_
 
 def conform_top_events(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """`top_events` read from a file written before some `EVENT_CONTEXT` fields existed (its
-    events' `process` and `command_line`), with those fields null; fields are matched by name.
+    events' `process`, `command_line` and verdict), with those fields null; fields are matched
+    by name.
     (pyarrow's own cast fills missing struct fields only from pyarrow 19 on.)"""
     wanted = pa.list_(EVENT_CONTEXT)
     if column.type == wanted:
@@ -77,13 +100,45 @@ def sensor_ids(events: pa.Table) -> pa.Array:
     return merged.combine_chunks() if isinstance(merged, pa.ChunkedArray) else merged
 
 
+def sensor_verdicts(events: pa.Table) -> dict[str, pa.Array]:
+    """The sensor's own verdict on every event (`VERDICT_FIELDS`, typed as `VERDICT_SCHEMA`):
+    the first of each column's fields present with a value, on detection records alone."""
+    n = events.num_rows
+    if "event_type" in events.column_names:
+        detection = pc.fill_null(pc.is_in(events["event_type"].cast(pa.string()),
+                                          value_set=pa.array(ALERT_EVENT_TYPES)), False)
+    else:
+        detection = pa.array(np.zeros(n, bool))
+    verdicts = {}
+    for field in VERDICT_SCHEMA:
+        present = [events[name].cast(field.type) for name in VERDICT_FIELDS[field.name]
+                   if name in events.column_names and _scalar(events[name].type)]
+        value = (pa.nulls(n, field.type) if not present else
+                 present[0] if len(present) == 1 else pc.coalesce(*present))
+        value = pc.if_else(detection, value, pa.scalar(None, field.type))
+        verdicts[field.name] = (value.combine_chunks() if isinstance(value, pa.ChunkedArray)
+                                else value)
+    return verdicts
+
+
+def _scalar(kind: pa.DataType) -> bool:
+    """Whether a field of type `kind` holds one plain value (a list or an object is no
+    verdict: EVE's alert.metadata.* are lists)."""
+    return (pa.types.is_string(kind) or pa.types.is_large_string(kind)
+            or pa.types.is_integer(kind) or pa.types.is_floating(kind)
+            or pa.types.is_dictionary(kind) or pa.types.is_null(kind))
+
+
 def _context_table(events: pa.Table) -> pa.Table:
     """The context columns of every event, in CONTEXT_SCHEMA order (first/last seen = time)."""
     columns = []
+    verdicts = sensor_verdicts(events)
     for field in CONTEXT_SCHEMA:
         if field.name in _CANONICAL_CONTEXT:
             columns.append(events[field.name].cast(field.type) if field.name in
                            events.column_names else pa.nulls(events.num_rows, field.type))
+        elif field.name in verdicts:
+            columns.append(verdicts[field.name])
         elif field.name == "sensor_id":
             columns.append(sensor_ids(events))
         elif field.name == "top_events":  # one event: the row's own context is the event's
@@ -181,6 +236,7 @@ def _top_events(events: pa.Table, rows: pa.Array, parents: pa.Array, n_units: in
               **{n: (chosen[n].cast(CANONICAL_SCHEMA.field(n).type) if n in chosen.column_names
                      else pa.nulls(len(chosen), CANONICAL_SCHEMA.field(n).type))
                  for n in _CANONICAL_CONTEXT},
+              **sensor_verdicts(chosen),
               "bytes": table["bytes"].take(pa.array(keep)).cast(pa.int64())}
     structs = pa.StructArray.from_arrays([pa.chunked_array(v).combine_chunks()
                                           if isinstance(v, pa.ChunkedArray) else v

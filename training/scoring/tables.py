@@ -38,7 +38,8 @@ def incidents_path(alerts_path: str | Path) -> Path:
 
 
 # Columns that older score outputs lack (null when read back).
-_ADDED_LATER = ("reference_scores", "process", "command_line")
+_ADDED_LATER = ("reference_scores", "process", "command_line", "sensor_signature",
+                "sensor_signature_id", "sensor_category", "sensor_severity")
 
 
 def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
@@ -54,7 +55,7 @@ def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
             if name in schema.names and name not in table.column_names:
                 table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
         if "top_events" in schema.names and "top_events" in table.column_names:
-            at = table.column_names.index("top_events")  # its events' process and command line
+            at = table.column_names.index("top_events")  # its events' fields added later
             table = table.set_column(at, "top_events", conform_top_events(table["top_events"]))
         return table.select(schema.names).cast(schema)
     except FileNotFoundError:

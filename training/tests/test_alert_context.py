@@ -328,13 +328,15 @@ def test_score_outputs_written_before_process_and_command_line_still_read(tmp_pa
 
     row = {"unit": "e1", "score": 2.0, "is_alert": True, "event_ids": ["e1"], "host": "H"}
     old = pa.Table.from_pylist([row], schema=OUTPUT_SCHEMA).drop_columns(
-        ["process", "command_line", "reference_scores"])
+        ["process", "command_line", "reference_scores", "sensor_signature",
+         "sensor_signature_id", "sensor_category", "sensor_severity"])
     pq.write_table(old, tmp_path / "old.parquet")
     (tmp_path / "old.jsonl").write_text('{"unit": "e1", "score": 2.0, "is_alert": true, '
                                         '"event_ids": ["e1"], "host": "H"}\n')
     for name in ("old.parquet", "old.jsonl"):
         (read,) = read_alerts(tmp_path / name).to_pylist()
         assert (read["host"], read["process"], read["command_line"]) == ("H", None, None)
+        assert read["sensor_signature"] is None and read["sensor_severity"] is None
 
 
 def test_an_alert_line_is_one_line_whatever_the_logs_hold(datasets):
@@ -360,3 +362,85 @@ def test_an_alert_line_is_one_line_whatever_the_logs_hold(datasets):
     assert one_line("cmd.exe\x1b[2J\u202egpj.exe") == "cmd.exe\\x1b[2J\\u202egpj.exe"
     assert one_line("powershell -enc  AAA") == "powershell -enc  AAA"
     assert one_line("x" * 8, limit=5) == "xx..."
+
+
+EVE = "suricata/slips_test6-malicious.suricata.json"
+
+
+def _verdict(record: dict) -> tuple:
+    """What the EVE record itself says of the verdict: (signature, SID, category, severity)."""
+    if record["event_type"] == "alert":
+        alert = record["alert"]
+        return (alert["signature"], str(alert["signature_id"]), alert["category"],
+                pytest.approx((4 - alert["severity"]) / 3, abs=1e-6))
+    if record["event_type"] == "anomaly":
+        return (record["anomaly"]["event"], None, record["anomaly"]["type"], None)
+    return (None, None, None, None)
+
+
+def test_eve_alerts_carry_the_sensors_own_verdict(tmp_path, datasets, registry):
+    """Each scored EVE alert carries its signature, SID, category and severity (the rows said
+    only `event_type: alert`); every other record carries none."""
+    source = [DataSource("s", "suricata_logs", {"path": str(datasets / EVE)})]
+    score_events(registry, "tiny", source, tmp_path / "out.parquet")
+    rows = pq.read_table(tmp_path / "out.parquet").to_pylist()
+    records = [json.loads(line) for line in (datasets / EVE).read_text().splitlines()]
+    records = [r for r in records if r["event_type"] != "stats"]  # sensor records: not scored
+    assert len(rows) == len(records)
+    names = ("sensor_signature", "sensor_signature_id", "sensor_category", "sensor_severity")
+    assert [tuple(r[n] for n in names) for r in rows] == [_verdict(r) for r in records]
+    signatures = [r["sensor_signature"] for r in rows if r["event_type"] == "alert"]
+    assert len(signatures) == 745 and all(s.startswith("ET ") for s in signatures)
+    assert ("ET SCAN Suspicious inbound to MSSQL port 1433", "2010935") in {
+        (r["sensor_signature"], r["sensor_signature_id"]) for r in rows}
+
+
+def test_the_verdict_is_context_never_a_model_input(tmp_path, datasets, registry):
+    """Renaming every signature and category of an EVE file changes the verdict in the rows
+    and not one score: the verdict is output, never a feature."""
+    records = [json.loads(line) for line in (datasets / EVE).read_text().splitlines()]
+    for record in records:  # each renamed apart: records that differ by it alone stay two
+        if "alert" in record:
+            alert = record["alert"]
+            alert.update(signature=f"renamed {alert['signature']}",
+                         category=alert["category"].upper(), signature_id=-alert["signature_id"])
+    (tmp_path / "renamed.json").write_text("".join(json.dumps(r) + "\n" for r in records))
+    for name, path in (("original", datasets / EVE), ("renamed", tmp_path / "renamed.json")):
+        score_events(registry, "tiny", [DataSource("s", "suricata_logs", {"path": str(path)})],
+                     tmp_path / f"{name}.parquet")
+    before, after = (pq.read_table(tmp_path / f"{n}.parquet") for n in ("original", "renamed"))
+    assert after["score"].to_pylist() == before["score"].to_pylist()
+    assert after["is_alert"].to_pylist() == before["is_alert"].to_pylist()
+    pairs = list(zip(before["sensor_signature"].to_pylist(), before["sensor_signature_id"]
+                     .to_pylist(), after["sensor_signature"].to_pylist(),
+                     after["sensor_signature_id"].to_pylist()))
+    alerts = [p for p, kind in zip(pairs, before["event_type"].to_pylist()) if kind == "alert"]
+    assert len(alerts) == 745 and all(
+        new == f"renamed {old}" and new_id == f"-{old_id}" for old, old_id, new, new_id in alerts)
+
+
+def test_the_verdict_is_read_on_detection_records_alone():
+    """A field of a verdict's name on a record that is no detection (a CSV's `name` column) is
+    no verdict; a list is none either; a unit of many events keeps the verdict they share."""
+    events = pa.table({
+        "event_id": ["a", "b", "c", "d", "e"],
+        "timestamp": pa.array([1_000_000 * s for s in range(5)], pa.timestamp("us", tz="UTC")),
+        "event_type": ["alert", "alert", "notice", "conn", "alert"],
+        "alert.signature": ["ET SCAN x", "ET SCAN x", None, None, None],
+        "alert.signature_id": pa.array([2001, 2001, None, None, None], pa.int64()),
+        "note": [None, None, "Scan::Port_Scan", None, None],
+        "name": [None, None, None, "a CSV column", None],
+        "rule.name": pa.array([None, None, None, None, ["not", "one"]], pa.list_(pa.string())),
+        "severity": pa.array([1.0, 1.0, None, 0.5, None], pa.float32()),
+    })
+    own = pa.array([[i] for i in events["event_id"].to_pylist()], pa.list_(pa.string()))
+    rows = unit_context(events, own).to_pylist()
+    assert [(r["sensor_signature"], r["sensor_signature_id"], r["sensor_severity"])
+            for r in rows] == [("ET SCAN x", "2001", 1.0), ("ET SCAN x", "2001", 1.0),
+                               ("Scan::Port_Scan", None, None), (None, None, None),
+                               (None, None, None)]
+    shared = unit_context(events, pa.array([["a", "b"], ["a", "c"]], pa.list_(pa.string())))
+    assert shared["sensor_signature"].to_pylist() == ["ET SCAN x", None]
+    (top,) = shared["top_events"].to_pylist()[:1]
+    assert [(e["event_id"], e["sensor_signature"]) for e in top] == [("a", "ET SCAN x"),
+                                                                     ("b", "ET SCAN x")]
