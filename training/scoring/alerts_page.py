@@ -4,11 +4,17 @@
 value in an element whose `data-key` is its JSON Pointer in that document, formatted by the
 evaluation report's `fmt` (the report's convention: page and JSON cannot disagree, and a test
 checks it). `score` writes both beside its alerts (`<name>.alerts.json`, `<name>.alerts.html`).
-Each top alert shows what happened as well as its score: its time, event type, process and
-command line (`ALERT_CONTEXT`), from its row in the scored units (null where the unit's events
-do not share one, or no units were given), and its events (`top_events`: an event alert its
-own, an edge or a window its most telling ones) with who talked to whom and what ran
-(`EVENT_COLUMNS`): a window's row shows no process where its events ran several.
+Each top alert shows what happened as well as its score: its time, event type, addresses and
+ports, protocol, service, Community ID, the sensor's own id and verdict (a Suricata alert's
+signature, SID, category and severity), host, user, process and command line
+(`ALERT_CONTEXT`), from its row in the scored units (null where the unit's events do not share
+one, or no units were given), and its events (`top_events`: an event alert its own, an edge or
+a window its most telling ones) with their own context (`EVENT_COLUMNS`): a window's row shows
+no process where its events ran several. The JSON has every column; a table on the page shows
+those with a value in one of its rows (a flow has no process, a host log no ports), an address
+and its port in one cell (`10.0.0.5:51000`, each keyed to its own value). Each incident also
+lists its alerts' events joined by Community ID (`flows`: a Zeek conn and the Suricata alert of
+one flow together), the first `TOP_FLOWS`.
 """
 
 from __future__ import annotations
@@ -24,15 +30,27 @@ import pyarrow.compute as pc
 
 from training.artifacts.atomic import atomic_write
 from training.evaluation.report_html import STYLE, fmt, pointer
+from training.scoring.context import VERDICT_SCHEMA
 
 TOP_INCIDENTS = 20
+TOP_FLOWS = 10  # flows listed per incident on the page (a scan has thousands; the JSON all)
 _INCIDENT_COLUMNS = ("rank", "entity", "window_start", "score", "alerts", "first_seen",
                      "last_seen")
-ALERT_CONTEXT = ("time", "event_type", "process", "command_line")  # from the unit's alert row
+_NETWORK = ("source_ip", "source_port", "dest_ip", "dest_port", "protocol", "service",
+            "community_id")
+_HOST = ("host", "user", "process", "command_line")
+# From the unit's alert row.
+ALERT_CONTEXT = ("time", "event_type", *_NETWORK, "sensor_id", *VERDICT_SCHEMA.names, *_HOST)
 _ALERT_COLUMNS = ("layer", "unit", *ALERT_CONTEXT, "score", "percentile")
 _REASON_COLUMNS = ("field", "contribution", "observed", "typical")
-EVENT_COLUMNS = ("timestamp", "event_type", "source_ip", "source_port", "dest_ip", "dest_port",
-                 "service", "user", "process", "command_line", "bytes")
+EVENT_COLUMNS = ("event_id", "timestamp", "event_type", *_NETWORK, *VERDICT_SCHEMA.names, *_HOST,
+                 "bytes")
+_FLOW_COLUMNS = ("community_id", "event_types", "event_ids")
+# Shown even where empty: what names the row and what it scored.
+_ALWAYS = frozenset({"layer", "unit", "time", "score", "percentile", "event_id", "timestamp",
+                     "field", "contribution"})
+_PORTS = {"source_ip": "source_port", "dest_ip": "dest_port"}  # one `address:port` cell
+_HEADERS = {"source_ip": "source", "dest_ip": "destination"}
 
 
 def alerts_document(incidents: pa.Table, units: pa.Table | Sequence[pa.Table] = (),
@@ -79,18 +97,58 @@ def _context_of(alerts: list[dict[str, Any]], units: list[pa.Table]
     return found
 
 
-def _cell(document: dict[str, Any], *path: Any) -> str:
+def _node(document: dict[str, Any], path: Sequence[Any]) -> Any:
     node: Any = document
     for part in path:
         node = node[part]
-    return f'<td data-key="{html.escape(pointer(*path))}">{html.escape(fmt(node))}</td>'
+    return node
+
+
+def _value(document: dict[str, Any], path: Sequence[Any], tag: str = "td") -> str:
+    key = html.escape(pointer(*path))
+    return f'<{tag} data-key="{key}">{html.escape(fmt(_node(document, path)))}</{tag}>'
+
+
+def _cell(document: dict[str, Any], row: Sequence[Any], keys: tuple[str, ...]) -> str:
+    """One cell: a value, an address and its port (`_PORTS`), or a list, item by item."""
+    node = _node(document, row)
+    if len(keys) == 2:  # address:port, each keyed; an IPv6 address in brackets before a port
+        address, port = node.get(keys[0]), node.get(keys[1])
+        text = _value(document, (*row, keys[0]), "span")
+        if port is not None:
+            six = address is not None and ":" in str(address)
+            text = (f"[{text}]" if six else text) + ":" + _value(document, (*row, keys[1]),
+                                                                  "span")
+        return f"<td>{text}</td>"
+    value = node.get(keys[0])
+    if isinstance(value, list):
+        return "<td>" + ", ".join(_value(document, (*row, keys[0], k), "span")
+                                  for k in range(len(value))) + "</td>"
+    return _value(document, (*row, keys[0]))
+
+
+def _shown(document: dict[str, Any], rows: Sequence[tuple[Any, ...]],
+           columns: Sequence[str]) -> list[tuple[str, ...]]:
+    """The cells of `columns` that `rows` show: those with a value in one of them (and
+    `_ALWAYS`), an address with its port."""
+    nodes = [_node(document, row) for row in rows]
+    shown = []
+    for column in columns:
+        if column in _PORTS.values():
+            continue  # in its address's cell
+        keys = (column, _PORTS[column]) if column in _PORTS else (column,)
+        if column in _ALWAYS or any(node.get(k) not in (None, "", []) for node in nodes
+                                    for k in keys):
+            shown.append(keys)
+    return shown
 
 
 def _table(document: dict[str, Any], rows: list[tuple[Any, ...]],
            columns: Sequence[str]) -> str:
-    """A table of `columns`, one row per JSON path of `rows` in `document`."""
-    head = "".join(f"<th>{c}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(_cell(document, *row, c) for c in columns) + "</tr>"
+    """A table of those of `columns` that `rows` (JSON paths in `document`) show (`_shown`)."""
+    cells = _shown(document, rows, columns)
+    head = "".join(f"<th>{_HEADERS.get(keys[0], keys[0])}</th>" for keys in cells)
+    body = "".join("<tr>" + "".join(_cell(document, row, keys) for keys in cells) + "</tr>"
                    for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
@@ -105,7 +163,7 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
     head = "".join(f"<th>{c}</th>" for c in (*_INCIDENT_COLUMNS, "layers"))
     rows = []
     for i, incident in enumerate(document["incidents"]):
-        cells = "".join(_cell(document, "incidents", i, c) for c in _INCIDENT_COLUMNS)
+        cells = "".join(_value(document, ("incidents", i, c)) for c in _INCIDENT_COLUMNS)
         layers = ", ".join(f"{html.escape(x['layer'])}: {x['alerts']}" for x in incident["layers"])
         rows.append(f"<tr>{cells}<td>{layers}</td></tr>")
     parts.append(f"<h2>Top incidents</h2><table><tr>{head}</tr>{''.join(rows)}</table>")
@@ -132,6 +190,12 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
             else:
                 parts.append("<p class='note'>no reasons: the detector does not split its "
                              "score into per-feature terms</p>")
+        flows = incident.get("flows") or []
+        if flows:
+            parts.append(f"<p class='note'>Its alerts' events joined by Community ID: "
+                         f"{min(len(flows), TOP_FLOWS)} of {len(flows)} flows.</p>")
+            parts.append(_table(document, [("incidents", i, "flows", k) for k in
+                                           range(min(len(flows), TOP_FLOWS))], _FLOW_COLUMNS))
     parts.append("</body></html>")
     return "".join(parts)
 

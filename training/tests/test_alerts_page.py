@@ -13,7 +13,9 @@ import pytest
 
 from training.evaluation.report_html import fmt
 from training.scoring.alerts import OUTPUT_SCHEMA, unit_rows
-from training.scoring.alerts_page import alerts_document, render_alerts_html, write_alerts_page
+from training.scoring.alerts_page import (
+    ALERT_CONTEXT, TOP_FLOWS, alerts_document, render_alerts_html, write_alerts_page,
+)
 from training.scoring.incidents import build_incidents
 from training.scoring.tables import write_incidents, write_table
 from training.tests.conftest import collect
@@ -38,11 +40,16 @@ def test_every_value_on_the_page_equals_the_json(tmp_path):
     page = Page()
     page.feed(html_path.read_text())
     keys = [key for key, _ in page.values]
-    assert len(keys) == len(set(keys)) and len(keys) == 1 + 2 * 7 + 3 * 8 + 2 * 4
+    # the totals, 2 incidents' 7 columns, 3 alerts' layer, unit, time, score and percentile
+    # (no units given: their context is null, its columns not shown), 2 reasons' 4 columns, and
+    # the flow of 1:abc (its Community ID, event type and event id)
+    assert len(keys) == len(set(keys)) and len(keys) == 1 + 2 * 7 + 3 * 5 + 2 * 4 + 3
     for key, shown in page.values:
         assert shown == fmt(resolve(document, key)), key
     assert "/incidents/1/top/0/reasons/0/observed" in keys  # the reasons are on the page
-    assert "/incidents/1/top/0/command_line" in keys  # null: no units given
+    assert document["incidents"][1]["top"][0]["command_line"] is None  # null: no units given
+    assert "/incidents/1/top/0/command_line" not in keys  # and no column of n/a
+    assert {"/incidents/1/flows/0/community_id", "/incidents/1/flows/0/event_ids/0"} <= set(keys)
     assert "<i>" not in html_path.read_text() and html.escape("10.0.0.<i>7</i>") in \
         html_path.read_text()  # text from the logs is escaped
 
@@ -114,3 +121,52 @@ def test_a_window_alert_shows_its_events_and_what_ran(tmp_path, datasets):
         assert shown == fmt(resolve(document, key)), key
     shown = dict(page.values)
     assert "comsvcs.dll MiniDump" in shown["/incidents/0/top/0/top_events/0/command_line"]
+
+
+EVE = "suricata/slips_test6-malicious.suricata.json"
+
+
+def test_network_alerts_show_addresses_ports_and_the_sensors_verdict(tmp_path, datasets):
+    # The EVE alerts of a Suricata capture alert: the page showed process and command line
+    # (n/a for every flow) and neither their addresses, ports, signatures nor joined flows.
+    events, _ = collect("suricata_logs", datasets / EVE)
+    kinds = events["event_type"].to_pylist()
+    scores = np.array([2.0 if k == "alert" else 0.0 for k in kinds], np.float32)
+    ids = events["event_id"]
+    batch = unit_rows({"unit": ids, "time": events["timestamp"],
+                       "event_ids": pa.array([[i] for i in ids.to_pylist()])},
+                      scores, events, layer="layer1", threshold=1.0, calibration=None)
+    path = write_table(pa.Table.from_batches([batch]), tmp_path / "eve.parquet")
+    write_incidents(path)
+    text = (tmp_path / "eve.alerts.html").read_text()
+    document = json.loads((tmp_path / "eve.alerts.json").read_text())
+    page = Page()
+    page.feed(text)
+    shown = dict(page.values)
+    assert len(shown) == len(page.values)
+    for key, value in page.values:
+        assert value == fmt(resolve(document, key)), key
+    own = {r["event_id"]: r for r in events.to_pylist()}
+    tops = [(i, j, a) for i, x in enumerate(document["incidents"])
+            for j, a in enumerate(x["top"] or ())]
+    assert len(tops) >= 20
+    for i, j, alert in tops:
+        event, at = own[alert["unit"]], f"/incidents/{i}/top/{j}"
+        assert alert["sensor_signature"] == event["alert.signature"]
+        assert alert["sensor_signature_id"] == str(event["alert.signature_id"])
+        assert (alert["source_ip"], alert["dest_port"]) == (event["source_ip"], event["dest_port"])
+        # every value the alert has is on the page, and no column it lacks
+        for key in ALERT_CONTEXT:
+            assert (f"{at}/{key}" in shown) == (alert[key] is not None), key
+        assert f"{at}/process" not in shown and f"{at}/command_line" not in shown
+    assert '"ET ' in (tmp_path / "eve.alerts.json").read_text() and ">ET " in text
+    # an address and its port in one cell: 78.36.196.213:51698
+    i, j, alert = tops[0]
+    at = f"/incidents/{i}/top/{j}"
+    cell = (f'<td><span data-key="{at}/source_ip">{alert["source_ip"]}</span>:'
+            f'<span data-key="{at}/source_port">{alert["source_port"]}</span></td>')
+    assert cell in text and "<th>source</th>" in text and "<th>process</th>" not in text
+    # the alerts' events joined by Community ID, keyed to the incidents' flows
+    flows = [(i, k) for i, x in enumerate(document["incidents"]) for k in range(
+        min(len(x["flows"] or ()), TOP_FLOWS))]
+    assert flows and all(f"/incidents/{i}/flows/{k}/community_id" in shown for i, k in flows)
