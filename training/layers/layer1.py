@@ -115,7 +115,8 @@ class Layer1(EventVectorLayer):
                                                       False))
 
     def validation_loss(self, metrics: dict[str, float]) -> float:
-        # The reconstruction term, which is what the model scores by. The training loss weighs
+        # The VAE's reconstruction term, which is what it scores by. Its training loss weighs
         # KL by each model's beta, so it cannot compare two models; the full negative ELBO
-        # (beta = 1) can, but rewards the collapsed code that scores poorly (issue 21).
-        return metrics["val_recon"]
+        # (beta = 1) can, but rewards the collapsed code that scores poorly (issue 21). A
+        # classical detector has no such term: its own loss (its mean score) is the one.
+        return metrics["val_recon"] if "val_recon" in metrics else metrics["val_loss"]

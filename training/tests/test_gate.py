@@ -161,3 +161,32 @@ def test_no_unit_the_loss_counts_is_no_val_loss_never_a_zero(datasets):
     assert evaluate_model(layer, model, None, units) == {}
     counted = evaluate_model(layer, model, None, benign)
     assert list(counted) == ["val_loss"] and counted["val_loss"] > 0.5
+
+
+@pytest.mark.parametrize("detector", ["iforest", "ecod"])
+def test_a_classical_layer1_detector_has_a_gate_loss_on_unlabeled_units(datasets, tmp_path,
+                                                                         detector):
+    """Layer 1's gate loss is the VAE's reconstruction term; a classical detector has none,
+    and the unlabeled gate failed with KeyError 'val_recon' after training one on the zat
+    capture (trial H, D1). It is judged on its own loss, as layers 2 and 3 are."""
+    from training.layers.registry import get_layer
+    from training.layers.training import train_layer
+    from training.retraining.unlabeled_gate import window_figures
+    from training.tests.conftest import collect
+
+    table, _ = collect("zeek", datasets / "zeek_zat" / "json")
+    layer = get_layer("layer1")()
+    units = layer.featurize(table)
+    assert (layer.labels(units) == -1).all()
+    config = layer.default_config(num_epochs=1, checkpoint_dir=str(tmp_path),
+                                  log_dir=str(tmp_path), tensorboard=False)
+    model, results = train_layer(layer, units, units, config, model_args={"detector": detector})
+
+    class Loaded:  # what the gate reads of a registered model
+        threshold = results["threshold"]["value"] if results["threshold"] else None
+        calibration = None
+
+    Loaded.model = model
+    figures = window_figures(layer, Loaded, units)
+    assert np.isfinite(figures.val_loss) and figures.val_loss == pytest.approx(
+        float(np.mean(layer.score(model, units))), rel=1e-5)
