@@ -7,7 +7,19 @@ Times (`training.sources.windows_clock`): a record's own `UtcTime`, else its loc
 the file's records that carry both (OTRF: Sysmon records, UtcTime 07:30:42 beside TimeCreated
 03:30:42), else the shipper's `@timestamp` (an ingest time), else the local time as UTC, with
 a warning naming the file, line and host. `user` (`training.sources.windows_users`): the
-acting account by event id, placeholders ("-") never taken, spelt without its domain.
+acting account by event id, spelt without its domain. A placeholder ("-", "", "N/A") is no
+value, in the user fields as in every other text field of the map (Security's ProcessName "-",
+Sysmon's DestinationHostname "-"), except the host's: the file's clock knows hosts by their
+names as written.
+`file_path` is the object a record touches, by its path: a file (TargetFilename, ImageLoaded),
+a Security audit's object (ObjectName, a file or registry key), the process a Sysmon 8/10
+record accesses (TargetImage: lsass.exe of a credential dump, whose `process` is the one that
+reads it, SourceImage) and the registry key of Sysmon 12-14 (TargetObject). The schema has no
+column for the access mask (GrantedAccess) or the value written (Details): they stay extra
+fields, read by layer 1 and named in its "extra fields" reasons. `file_hash` is one digest of
+Sysmon's `Hashes` ("SHA1=..,MD5=..,SHA256=..,IMPHASH=..", the image's of a Sysmon 1 or 7),
+in lower case, SHA256 first as the other sources give it, so one binary has one value; the
+others are not kept (IMPHASH hashes the import table, not the file).
 Recordings carry no labels: give the source a `default_label` ("malicious" for an attack
 window) when you know the truth.
 """
@@ -30,11 +42,13 @@ from training.sources.config import FORMATS, DataSource, DataSourceType
 from training.sources.delimited import decode
 from training.sources.json_file import JsonFileSource
 from training.sources.windows_clock import FileClock, first_text, utc_times
-from training.sources.windows_users import USER_FIELDS, actors, without_placeholders
+from training.sources.windows_users import PLACEHOLDERS, USER_FIELDS, actors, without_placeholders
 
 logger = logging.getLogger(__name__)
 _HELD = 64  # batches read and not yet mapped (the collector reads a few ahead)
-RECIPE = 2  # what the source delivers: 2 = per-file offsets, event times first, actors
+# What the source delivers: 2 = per-file offsets, event times first, actors; 3 = no
+# placeholder in any text field, the object accessed as file_path, one file digest.
+RECIPE = 3
 
 WINDOWS_FIELD_MAP: dict[str, tuple[str, ...]] = {
     # The canonical time and user are those `derive` gives (see the module docstring); these
@@ -51,16 +65,35 @@ WINDOWS_FIELD_MAP: dict[str, tuple[str, ...]] = {
     "dest_port": ("DestinationPort", "DestPort"),
     "protocol": ("Protocol",),
     "direction": ("Direction",),
-    "file_path": ("TargetFilename", "ObjectName", "ImageLoaded"),
-    "file_hash": ("Hashes",),
+    "file_path": ("TargetFilename", "ObjectName", "ImageLoaded", "TargetImage", "TargetObject"),
+    "file_hash": ("Hashes", "Hash"),
     "domain": ("QueryName", "DestinationHostname"),
     "label": ("label",),
 }
+# Canonical text fields whose source fields lose their placeholders; not the host's, which the
+# file's clock knows as written (`windows_clock`).
+_PLACEHOLDER_FIELDS = ("user", "process", "parent_process", "command_line", "file_path",
+                       "file_hash", "domain")
+_DIGESTS = ("SHA256", "SHA1", "MD5")  # of Sysmon's Hashes, the first present is file_hash
 
 
 def channel_name(channel: object) -> str:
     """'Microsoft-Windows-Sysmon/Operational' -> 'sysmon', 'Security' -> 'security'."""
     return str(channel).split("/")[0].split("-")[-1].strip().lower()
+
+
+def file_digest(text: object) -> str | None:
+    """One digest of Sysmon's hashes in lower case: 'SHA1=A3..,MD5=A0..,SHA256=C4..' ->
+    'c4..' (SHA256, else SHA1, else MD5); a bare digest as it is, lower-cased; None when none
+    is a file digest (an IMPHASH alone) or the text is a placeholder."""
+    text = str(text).strip()
+    if text in PLACEHOLDERS:
+        return None
+    if "=" not in text:
+        return text.lower()
+    digests = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+    digests = {name.strip().upper(): value.strip() for name, value in digests.items()}
+    return next((digests[d].lower() for d in _DIGESTS if digests.get(d)), None)
 
 
 class WindowsEventSource(JsonFileSource):
@@ -81,6 +114,8 @@ class WindowsEventSource(JsonFileSource):
         # id(table) -> (table, its file's clock, its lines): read, `derive` not yet called
         self._held: dict[int, tuple[pa.Table, FileClock, np.ndarray]] = {}
         self._loose = FileClock("(a batch of unknown file)")
+        self._placeholders = tuple(dict.fromkeys(
+            (*USER_FIELDS, *(n for f in _PLACEHOLDER_FIELDS for n in self.fields.get(f, ())))))
 
     def recipe_params(self) -> dict[str, object]:
         # A collection begun before these rules (one offset per host for the whole source,
@@ -91,7 +126,7 @@ class WindowsEventSource(JsonFileSource):
         clock = self._clock(stream)
         for batch in super().read(stream, start):
             batch = self._timeless_quarantined(replace(batch, table=without_placeholders(
-                batch.table)))
+                batch.table, self._placeholders)))
             while len(self._held) >= _HELD:  # batches never mapped (a reader closed early)
                 del self._held[next(iter(self._held))]
             self._held[id(batch.table)] = (batch.table, clock, batch.lines)
@@ -166,6 +201,10 @@ class WindowsEventSource(JsonFileSource):
         if self.fields["user"] == USER_FIELDS and \
                 names & {*USER_FIELDS, "AccountName", "ServiceAccount"}:
             derived["user"] = actors(table)
+        hashes = [c for c in WINDOWS_FIELD_MAP["file_hash"] if c in names]
+        if self.fields["file_hash"] == WINDOWS_FIELD_MAP["file_hash"] and hashes:
+            derived["file_hash"] = map_distinct(first_text(table, tuple(hashes)), file_digest,
+                                                pa.string())
         if "SeverityValue" in names:  # nxlog: 1 debug, 2 info, 3 warning, 4 error, 5 critical
             level = to_float(table["SeverityValue"], 0.0, "a severity level").values
             derived["severity"] = pc.max_element_wise(

@@ -19,6 +19,8 @@ several ways (NetBIOS, DNS name, none), so keeping it would split one account in
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -34,10 +36,13 @@ _SERVICE_ACCOUNT = ("AccountName", "ServiceAccount")  # system 7045
 _SYSTEM = {"localsystem", "system", "nt authority\\system"}
 
 
-def without_placeholders(table: pa.Table) -> pa.Table:
-    """`table` with the placeholders of its user fields made null (a new table)."""
-    for name in USER_FIELDS:
-        if name in table.column_names:
+def without_placeholders(table: pa.Table, names: Sequence[str] = USER_FIELDS) -> pa.Table:
+    """`table` with the placeholders of its text fields `names` (by default the user fields)
+    made null (a new table). Other columns are left as they are: an object where a value
+    belongs is the mapping's to quarantine (`collection.value_shapes`)."""
+    for name in names:
+        kind = table.schema.field(name).type if name in table.column_names else None
+        if kind is not None and (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
             text = to_string(table[name]).values
             blank = pc.is_in(pc.utf8_trim_whitespace(text), value_set=pa.array(PLACEHOLDERS))
             table = table.set_column(table.column_names.index(name), name,

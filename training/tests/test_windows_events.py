@@ -152,8 +152,101 @@ def test_a_windows_collection_made_by_the_old_rules_is_not_resumed(tmp_path):
                   progress=False).collect_table()
     checkpoint = out / "checkpoint.json"
     state = json.loads(checkpoint.read_text())
+    assert state["recipe"]["sources"][0]["params"]["windows_rules"] == 3
     del state["recipe"]["sources"][0]["params"]["windows_rules"]  # as written before them
     checkpoint.write_text(json.dumps(state))
     with pytest.raises(CheckpointError, match="made with other settings"):
         DataCollector([DataSource("w", "windows_events", {"path": str(path)})], output_dir=out,
                       progress=False).collect_table(resume_from_checkpoint=True)
+
+
+def _records(path: Path) -> list[dict]:
+    with zipfile.ZipFile(path) as archive:
+        return [json.loads(line) for name in archive.namelist()
+                for line in archive.read(name).decode().splitlines() if line.strip()]
+
+
+def test_the_object_a_sysmon_record_touches_is_its_file_path(datasets):
+    # The trial: the dump's sysmon:10 rows showed only the process that read lsass; its
+    # TargetImage (and a registry record's TargetObject) were hashed into the extra fields.
+    table, _ = collect("windows_events", datasets / OTRF / f"{LSASS}.zip")
+    rows = table.to_pylist()
+    dumps = [(r["process"], r["GrantedAccess"]) for r in rows if r["event_type"] == "sysmon:10"
+             and r["file_path"] == "C:\\windows\\system32\\lsass.exe"]
+    assert dumps == [("C:\\Windows\\System32\\rundll32.exe", "0x1fffff"),  # comsvcs MiniDump
+                     ("C:\\Windows\\System32\\rundll32.exe", "0x1410")]
+    records = _records(datasets / OTRF / f"{LSASS}.zip")
+    for event_id, target in ((10, "TargetImage"), (12, "TargetObject"), (13, "TargetObject")):
+        given = {r[target] for r in records if r["EventID"] == event_id
+                 and "Sysmon" in r.get("Channel", "")}
+        assert given and {r["file_path"] for r in rows
+                          if r["event_type"] == f"sysmon:{event_id}"} == given, event_id
+    assert {"TargetImage", "TargetObject"}.isdisjoint(table.column_names)  # now canonical
+    # What has no column stays an extra field: the access mask, the value written.
+    written = [r["Details"] for r in rows if r["event_type"] == "sysmon:13"]
+    assert len(written) == 15 and "Binary Data" in written
+
+
+def test_a_file_hash_is_one_digest_of_sysmons_hashes(datasets):
+    # Hashes "SHA1=..,MD5=..,SHA256=..,IMPHASH=.." was file_hash whole, and layer 1's file
+    # reason read it; Suricata and ECS give one lower-case digest.
+    table, _ = collect("windows_events", datasets / OTRF / f"{LSASS}.zip")
+    given = {r["Hashes"].split("SHA256=")[1].split(",")[0].lower()
+             for r in _records(datasets / OTRF / f"{LSASS}.zip") if "Hashes" in r}
+    hashed = [r for r in table.to_pylist() if r["file_hash"] is not None]
+    assert {r["event_type"] for r in hashed} == {"sysmon:1", "sysmon:7"}
+    assert {r["file_hash"] for r in hashed} == given and all(len(h) == 64 for h in given)
+    assert "Hashes" not in table.column_names
+
+
+def test_file_digest():
+    from training.sources.windows_events import file_digest
+
+    assert file_digest("SHA1=AB12,MD5=CD34,SHA256=EF56,IMPHASH=0789") == "ef56"
+    assert file_digest("MD5=CD34, SHA1=AB12") == "ab12"
+    assert file_digest("MD5=CD34") == "cd34"
+    assert file_digest("IMPHASH=0789") is None  # the import table's, not the file's
+    assert file_digest("EF56") == "ef56"
+    assert file_digest("-") is None
+
+
+def test_a_placeholder_is_no_value_in_any_text_field(datasets, tmp_path):
+    # domain kept Sysmon's DestinationHostname "-" (5 events) while user dropped "-".
+    records = [r for name in (PSEXEC, LSASS, COVENANT)
+               for r in _records(datasets / OTRF / f"{name}.zip")]
+    assert sum(r.get("DestinationHostname") == "-" for r in records) == 5
+    assert sum(r.get("ProcessName") == "-" for r in records) == 2
+    table, _ = collect("windows_events", datasets / OTRF)
+    for field in ("domain", "process", "user", "file_path", "command_line"):
+        assert "-" not in set(table[field].to_pylist()), field
+    assert {r["domain"] for r in table.to_pylist() if r["event_type"] == "sysmon:3"} == {None}
+    # one rule for every text field; the host's name stays as written (the clock's key)
+    path = _write(tmp_path / "p.json", [
+        {"UtcTime": "2024-01-01 00:00:00", "Channel": "Microsoft-Windows-Sysmon/Operational",
+         "EventID": 22, "QueryName": " - ", "Image": "N/A", "User": "-", "Hostname": "-"}])
+    row = collect("windows_events", path)[0].to_pylist()[0]
+    assert (row["domain"], row["process"], row["user"], row["host"]) == (None, None, None, "-")
+
+
+def test_a_layer1_reason_names_the_process_accessed(datasets):
+    import numpy as np
+    import torch
+
+    from training.detectors.vae import Layer1VAE
+    from training.layers.layer1 import Layer1
+
+    # Which value a reason shows is the event's, whatever the weights: a seeded VAE as built.
+    torch.manual_seed(0)
+    layer, model = Layer1(), Layer1VAE(hidden_dim=32, latent_dim=8, dropout=0.0).eval()
+    events, _ = collect("windows_events", datasets / OTRF / f"{LSASS}.zip")
+    reasons = layer.explain(model, layer.featurize(events), np.arange(events.num_rows),
+                            events=events)
+    rows = events.to_pylist()
+    (dump,) = [i for i, r in enumerate(rows) if r["GrantedAccess"] == "0x1fffff"
+               and "rundll32" in r["process"]]
+    shown = {r.field: r.observed for r in reasons[dump]}
+    assert (shown["process"], shown["file"]) == ("C:\\Windows\\System32\\rundll32.exe",
+                                                 "C:\\windows\\system32\\lsass.exe")
+    hashed = [i for i, r in enumerate(rows) if r["event_type"] == "sysmon:1"]
+    assert [next(r.observed for r in reasons[i] if r.field == "file") for i in hashed] == [
+        rows[i]["file_hash"] for i in hashed] and "=" not in rows[hashed[0]]["file_hash"]
