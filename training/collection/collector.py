@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from training.artifacts.atomic import atomic_write
-from training.collection.canonical import FIELD_NAMES, IP_TEXT, Canonical, canonicalize
+from training.collection.canonical import FIELD_NAMES, IP_TEXT, Canonical, canonicalize, labeled
 from training.collection.event_files import (
     CollectedEvent, source_records, table_to_events, write_events,
 )
@@ -56,7 +56,7 @@ __all__ = ["CollectedEvent", "DataCollector", "DataSource", "DataSourceType"]
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
 _COUNTERS = ("rows", "events", "quarantined", "outside_time_range", "duplicates", "batches",
-             "checkpoints", "committed_batches")
+             "checkpoints", "committed_batches", "labeled_duplicates")
 
 
 @dataclass
@@ -326,6 +326,8 @@ class DataCollector:
             "quarantined": len(rejects),
             "outside_time_range": int((within & ~inside).sum()),
             "duplicates": int((within & inside & ~new).sum()),
+            # dropped copies that carried a label: the kept ones may have had none
+            "labeled_duplicates": int((within & inside & ~new & labeled(table)).sum()),
         }
         delivered = table if keep.all() else table.filter(pa.array(keep))
         return _Step(delivered, source, raw.stream, end_position, rejects, counts,
@@ -354,9 +356,8 @@ class DataCollector:
             self._commit(state)
 
     def _commit(self, state: CollectionState) -> None:
-        stats = self._stats
-        stats["checkpoints"] = stats.get("checkpoints", 0) + 1
-        stats["committed_batches"] = stats.get("batches", 0)
+        self._stats["checkpoints"] = self._stats.get("checkpoints", 0) + 1
+        self._stats["committed_batches"] = self._stats.get("batches", 0)
         state.commit()
         self._write_progress(state)
 
@@ -376,14 +377,13 @@ class DataCollector:
         for key, value in step.counts.items():
             stats[key] = stats.get(key, 0) + value
             per_source[key] = per_source.get(key, 0) + value
-        labels = stats["labels"]
         seen = self._timestamps.setdefault(step.stream, [0, 0])
         seen[:] = seen[0] + step.table.num_rows, seen[1] + step.table["timestamp"].null_count
         if step.table.num_rows:
             values, counts = np.unique(step.table["is_threat"].to_numpy(zero_copy_only=False),
                                        return_counts=True)
             for value, count in zip(values, counts):
-                labels[str(int(value))] += int(count)
+                stats["labels"][str(int(value))] += int(count)
         for reject in step.rejects:
             reasons = stats.setdefault("quarantine_reasons", {})
             key = reject.reason.split(" = ")[0] if reject.field else reject.reason.split(":")[0]

@@ -50,10 +50,15 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
                      f"each in {where})")
     empty = inputs_without_records(collector)
     notes.extend(no_records_warning(name) for name in empty)
-    duplicates = collector.get_stats()["duplicates"]
-    if duplicates:
-        notes.append(f"{duplicates:,} duplicate events of {what} (an event id seen before) "
-                     "dropped")
+    stats = collector.get_stats()
+    if stats["duplicates"]:
+        labeled = stats["labeled_duplicates"]
+        notes.append(f"{stats['duplicates']:,} duplicate events of {what} (an event id seen "
+                     "before) dropped" + (
+                         f"; {labeled:,} of them carried a label, which the copies kept may "
+                         "not have (an unlabeled log read before its labeled copy, as conn.log "
+                         "beside labeled-conn.log): give the labeled files alone" if labeled
+                         else ""))
     if not events.num_rows and quarantined:
         raise SchemaError(f"{what} gave no event: every record ({quarantined:,}) was quarantined, "
                           f"by reason: {common_reasons(collector.quarantined)}; the reason of "

@@ -126,6 +126,12 @@ def test_readme_stated_label_counts(datasets):
     njrat = datasets / "stratosphere/001-zeek-scenario-malicious/labeled-conn.log"
     table, _ = collect("zeek_logs", njrat)
     assert Counter(table["label"].to_pylist()) == {"Background": 739, "Malicious": 244, "Benign": 9}
+    # The folder holds the same flows unlabeled too (conn.log, read first): the labeled copies
+    # are the duplicates dropped, and they are counted as such (trial H, D3).
+    table, collector = collect("zeek_logs", njrat.parent)
+    assert Counter(table["is_threat"].to_pylist()) == {-1: 992}
+    stats = collector.get_stats()
+    assert (stats["duplicates"], stats["labeled_duplicates"]) == (992, 253)
 
     kdd = datasets / "nsl_kdd/KDDTrain+_20Percent.txt"
     table, _ = collect("csv_file", kdd, connection_params={"has_header": False,
