@@ -136,7 +136,8 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, attack_types: np.nda
         only, other = ("benign", "threat") if known.n_benign else ("threat", "benign")
         undefined = "ROC-AUC, PR-AUC and detection rates" if threshold is None else (
             f"ROC-AUC, PR-AUC, detection rates and the {other} class's precision, recall and "
-            "F1")
+            "F1" + (", and the threat class's precision and F1 (with no benign unit no alert "
+                    "can be false)" if only == "threat" else ""))
         m.notes.append(f"The test part has one class: {known.n_benign} benign and "
                        f"{known.n_threat} threat units (only {only}), so {undefined} are not "
                        "defined; the rest is shown.")
@@ -157,6 +158,8 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, attack_types: np.nda
                 {k: v for k, v in per_class[str(index)].items() if k != "support"})
         threat = m.per_class_metrics["threat"]
         m.accuracy = M.accuracy(matrix)
+        if not known.n_benign:  # every alert a true one: a precision of 1 would say nothing
+            threat["precision"] = threat["f1_score"] = None
         m.precision, m.recall, m.f1_score = threat["precision"], threat["recall"], threat["f1_score"]
     _operating_figures(m, scores, labels, alert, attack_types, timestamps, fpr_targets)
     m.data = ScoreData(scores, labels, attack_types=attack_types)

@@ -156,10 +156,15 @@ def test_one_class_gives_no_auc_and_no_figures_of_the_missing_class():
             "are not defined; the rest is shown.") in m.notes
     assert "accuracy 0.6667   precision n/a   recall n/a   F1 n/a   (threat class)" in \
         format_report(m)
-    # Threats only: theirs are defined (all 4 alert), the benign class's are not.
+    # Threats only: recall is defined (all 4 alert); precision and F1 are not, though their
+    # formulas give 1: with no benign unit no alert can be false (trial H, D4: "perfect").
     m = evaluate_scores(SCORES[LABELS == 1], np.ones(4, int), threshold=0.5)
-    assert (m.precision, m.recall, m.f1_score) == (1.0, 1.0, 1.0)
+    assert (m.precision, m.recall, m.f1_score) == (None, 1.0, None)
     assert m.per_class_metrics["benign"]["precision"] is None
+    assert ("ROC-AUC, PR-AUC, detection rates and the benign class's precision, recall and F1, "
+            "and the threat class's precision and F1 (with no benign unit no alert can be "
+            "false) are not defined") in m.notes[0]
+    assert "precision n/a   recall 1.0000   F1 n/a" in format_report(m)
 
 
 def test_a_class_without_rows_is_left_out_of_the_macro_averages():
