@@ -323,11 +323,15 @@ def add_registry_command(commands: argparse._SubParsersAction, option: Option) -
     compare = action("compare", cmd_compare, "compare versions by a metric",
                      "One metric of several versions side by side, with the best of them "
                      "(the direction is the metric's: lower val_loss, higher pr_auc); a version "
-                     "that did not record it is named, never counted as 0.")
+                     "that did not record it is named, never counted as 0. A loss (val_loss, "
+                     "test_loss) is each model's own training objective: it ranks only versions "
+                     "of one detector class with the same loss settings (a VAE's beta), and "
+                     "the command refuses otherwise, naming the metrics to compare on instead.")
     model(compare)
     option(compare, "--versions", nargs="+", help="the versions (default: every version, in the order registered)")
     option(compare, "--metric", default="val_loss",
-           help="the metric to compare, e.g. val_loss, pr_auc, roc_auc (default: val_loss)")
+           help="the metric to compare, e.g. val_loss, pr_auc, roc_auc (default: val_loss, "
+                "which ranks only versions whose losses compare)")
     as_json(compare)
 
     register = action("register", cmd_register, "register a saved model as a new version",

@@ -89,12 +89,17 @@ class Detector(nn.Module, ABC):
         added_state: state_dict keys added after the detector was first released: a model
             file saved before lacks them, and the loader lets it; the detector's own
             `_load_from_state_dict` fills them so that it scores as the older release did.
+        loss_args: the constructor arguments that define what `validation_step`'s "loss"
+            measures (a term's weight, the error it takes): two models of one class whose
+            values differ report losses on different scales, which `registry compare` does not
+            rank. Models of two classes never compare on a loss.
     """
 
     has_scores: ClassVar[bool] = True
     max_epochs: ClassVar[int | None] = None
     graph_capturable: ClassVar[bool] = True
     added_state: ClassVar[tuple[str, ...]] = ()
+    loss_args: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, **init_args: Any) -> None:
         super().__init__()

@@ -65,6 +65,9 @@ class Layer2GNN(Detector):
         anomaly_score: (edges,); node_scores: (nodes,).
     """
 
+    # feature error (its target depends on `directed`) + weight * link loss (+ the head's)
+    loss_args = ("directed", "existence_weight", "supervised")
+
     def __init__(self, *, node_dim: int = 13, edge_dim: int = 18, hidden_dim: int = 64,
                  num_layers: int = 2, conv: str = "gat", dropout: float = 0.1,
                  directed: bool = True, existence_weight: float = 1.0,

@@ -40,6 +40,7 @@ class KNNDistance(TermwiseDetector):
     """
 
     short_name = "knn"
+    loss_args = ("inputs", "k")  # the k-th neighbour's distance grows with k
     state = {"reference": (torch.float32, 2)}
 
     def __init__(self, *, input_dim: int, inputs: str = "vector", k: int = 5,

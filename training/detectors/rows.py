@@ -133,6 +133,7 @@ class RowDetector(Detector):
     """
 
     short_name: ClassVar[str]
+    loss_args = ("inputs",)  # the rows the error (or the fitted score) is of
 
     def __init__(self, *, input_dim: int, inputs: str = "vector", **init_args: Any) -> None:
         if isinstance(input_dim, bool) or not isinstance(input_dim, int) or input_dim < 1:

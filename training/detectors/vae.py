@@ -105,6 +105,7 @@ class Layer1VAE(Detector):
     """
 
     added_state = ("error_weights",)  # files saved before it score with the plain sum
+    loss_args = ("beta", "reconstruction")  # the loss is recon + beta * KL
 
     def __init__(self, input_dim: int = 128, hidden_dim: int | Sequence[int] = 96,
                  latent_dim: int = 64, dropout: float = 0.2, *, num_hidden_layers: int = 2,

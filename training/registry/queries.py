@@ -23,6 +23,7 @@ from training.errors import ConfigError, NotFoundError
 from training.features.encoding import FeatureSpec
 from training.paths import models_dir
 from training.registry import artifacts, ops
+from training.registry.comparable import check_comparable, is_loss, loss_recipe
 from training.registry.history import Transition
 from training.registry.tables import format_registry
 from training.registry.metadata import ModelMetadata, metric_direction, recorded_metric
@@ -211,7 +212,11 @@ class RegistryQueries:
 
     def compare_models(self, model_name: str, versions: list[str],
                        metric: str = "val_loss") -> Comparison:
-        """`metric` of each version and the best of them (direction from `metric_direction`).
+        """`metric` of each version, and the best (direction from `metric_direction`).
+
+        A loss (`val_loss`, `test_loss`, ...) is each model's own training objective: it ranks
+        versions only when they share the detector class and its loss settings (a VAE's
+        `beta`: `training.registry.comparable`); otherwise this refuses rather than name a best.
 
         Returns:
             {version: value} of the versions that have the metric (the original's result),
@@ -222,17 +227,31 @@ class RegistryQueries:
 
         Raises:
             NotFoundError: a version does not exist; ConfigError: the metric has no known
-                direction.
+                direction, or it is a loss and two versions' losses measure different things
+                (the message names them and the metrics to compare on instead).
         """
         direction = metric_direction(metric)
         recorded = {v: self.get_metadata(model_name, v).metrics for v in versions}
         compared = Comparison(metric, direction, {v: recorded_metric(m, metric)
                                                   for v, m in recorded.items()})
+        if is_loss(metric):
+            check_comparable(model_name, metric, {v: loss_recipe(self._sidecar(model_name, v))
+                                                  for v in compared}, recorded)
         for version in compared.missing:
             has = ", ".join(sorted(recorded[version])) or "no metric"
             logger.warning("%s %s: no %s recorded (it has %s), left out of the comparison",
                            model_name, version, metric, has)
         return compared
+
+    def _sidecar(self, model_name: str, version: str) -> dict | None:
+        """A version's sidecar as registered (verified), None for an opaque artifact."""
+        with self._connect() as conn:
+            row = ops.resolve(conn, model_name, version, None, None)
+        if not row["sidecar_sha256"]:
+            return None
+        folder = artifact_dir(self.artifacts_dir, model_name, version)
+        return json.loads(artifacts.read_verified(folder / artifacts.SIDECAR_FILE,
+                                                  row["sidecar_sha256"]))
 
     def aliases(self, model_name: str) -> dict[str, str]:
         """alias -> version for one model."""

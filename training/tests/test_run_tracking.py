@@ -122,12 +122,16 @@ def test_compare_models_reads_every_path_and_the_former_name(tracked, tmp_path, 
         next_version="semver").version
     bare = registry.register_model(plain, ModelMetadata("layer1_vae", "0", "layer1"),
                                    next_version="semver").version
-    with caplog.at_level(logging.WARNING):
-        compared = registry.compare_models("layer1_vae", [tracked["version"], old, bare])
     kept = registry.get_metadata("layer1_vae", tracked["version"]).metrics["val_loss"]
-    assert compared == {tracked["version"]: kept, old: 2.5} and compared.best == old
-    assert compared.missing == [bare]
+    assert registry.compare_models("layer1_vae", [tracked["version"]]) == \
+        {tracked["version"]: kept}
+    with caplog.at_level(logging.WARNING):
+        compared = registry.compare_models("layer1_vae", [old, bare])
+    assert compared == {old: 2.5} and compared.best == old and compared.missing == [bare]
     assert f"layer1_vae {bare}: no val_loss recorded (it has no metric), left out" in caplog.text
+    # a loss of a version whose model is unknown (no sidecar) ranks beside no VAE's
+    with pytest.raises(ConfigError, match=f"{old}: unknown .registered without a sidecar"):
+        registry.compare_models("layer1_vae", [tracked["version"], old, bare])
 
 
 def test_tune_logs_its_study_and_the_tuned_version_follows_the_pipelines_rule(
