@@ -48,6 +48,7 @@ def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
         if _jsonl(path):
             if path.stat().st_size == 0:
                 return schema.empty_table()
+            _check_fields(path, what)
             options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
             return pj.read_json(path, parse_options=options).select(schema.names)
         table = pq.read_table(path)
@@ -61,7 +62,25 @@ def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
     except FileNotFoundError:
         raise ConfigError(f"{path}: no {what} file there") from None
     except (pa.ArrowInvalid, KeyError, ValueError) as exc:
-        raise SchemaError(f"{path}: not a {what} file written by score ({exc})") from None
+        article = "an" if what[0] in "aeiou" else "a"
+        raise SchemaError(f"{path}: not {article} {what} file written by score ({exc})") from None
+
+
+# The fields every record of each file has: read with the other file's schema, a record
+# would be a row of nulls.
+_REQUIRED = {"scored units": ("unit", "score", "is_alert"), "incidents": ("rank", "entity")}
+
+
+def _check_fields(path: Path, what: str) -> None:
+    """Refuse a JSON Lines file whose first record lacks a field every `what` record has."""
+    with path.open("rb") as handle:
+        first = next((line for line in handle if line.strip()), b"{}")
+    record = orjson.loads(first)
+    if not isinstance(record, dict):
+        raise ValueError(f"its first line is a JSON {type(record).__name__}, not an object")
+    missing = [name for name in _REQUIRED[what] if name not in record]
+    if missing:
+        raise ValueError(f"its first record has no {' or '.join(missing)}")
 
 
 def read_alerts(path: str | Path, *, alerts_only: bool = False) -> pa.Table:

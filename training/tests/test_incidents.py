@@ -248,6 +248,7 @@ def test_a_file_that_is_not_a_scoring_output_is_refused_by_name(tmp_path):
     import pyarrow.parquet as pq
 
     from training.errors import SchemaError
+    from training.scoring.tables import incidents_across_layers, write_table
 
     pq.write_table(pa.table({"score": [1.0]}), tmp_path / "other.parquet")
     with pytest.raises(SchemaError, match="other.parquet: not a scored units file written by score"):
@@ -255,6 +256,17 @@ def test_a_file_that_is_not_a_scoring_output_is_refused_by_name(tmp_path):
     (tmp_path / "bad.jsonl").write_text('{"unit": "a", "score": "high"}\n')
     with pytest.raises(SchemaError, match="bad.jsonl: not a scored units file"):
         read_alerts(tmp_path / "bad.jsonl")
+    # Each JSON Lines file read as the other: refused, not rows of nulls (trial H, D6).
+    rows = [_row("layer1", "conn:C1", 99.9, source_ip="10.0.0.5")]
+    write_table(pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA), tmp_path / "s.jsonl")
+    incidents_across_layers([tmp_path / "s.jsonl"], tmp_path / "i.jsonl")
+    with pytest.raises(SchemaError, match=r"i.jsonl: not a scored units file written by "
+                                          r"score \(its first record has no unit or is_alert\)"):
+        read_alerts(tmp_path / "i.jsonl")
+    with pytest.raises(SchemaError, match=r"s.jsonl: not an incidents file written by score"):
+        read_incidents(tmp_path / "s.jsonl")
+    assert read_alerts(tmp_path / "s.jsonl").num_rows == 1
+    assert read_incidents(tmp_path / "i.jsonl").num_rows == 1
 
 
 def test_host_log_alerts_group_by_their_host():
