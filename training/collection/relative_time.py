@@ -1,4 +1,4 @@
-"""Event times that are offsets, not dates: one warning per file whose times lie before 1990.
+"""Event times that are offsets, not dates: one warning per source whose times lie before 1990.
 
 Some captures are written with times relative to their start (Zeek run on a pcap whose
 timestamps were rebased to 0: `ts` 928.94), which `to_timestamp` reads as seconds after the
@@ -25,7 +25,8 @@ RELATIVE_BEFORE = datetime(1990, 1, 1, tzinfo=timezone.utc)
 
 
 class RelativeTimes:
-    """Warns, once per file, that the file's event times look relative (`RELATIVE_BEFORE`).
+    """Warns once that a file's event times look relative (`RELATIVE_BEFORE`); the files of
+    the same source found so after it are logged at INFO (one capture's logs share one start).
 
     One instance per source reader: the collector and `--follow` map the batches of one
     file in several threads, hence the lock.
@@ -36,8 +37,8 @@ class RelativeTimes:
         self._lock = threading.Lock()
 
     def check(self, times: pa.Array | pa.ChunkedArray, file: str) -> bool:
-        """Warn when a time of `times` (events of `file`) lies before `RELATIVE_BEFORE` and
-        `file` was not warned about before.
+        """Warn when a time of `times` (events of `file`) lies before `RELATIVE_BEFORE` and no
+        file was found so before (the later ones: INFO, once each).
 
         Returns:
             Whether this call warned.
@@ -50,10 +51,15 @@ class RelativeTimes:
         with self._lock:
             if file in self.files:
                 return False
+            first = not self.files
             self.files.add(file)
+        such_as = earliest.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if not first:  # the logs of one capture (a Zeek folder) share its start: said once
+            logger.info("%s: event times look relative too (such as %s)", file, such_as)
+            return False
         logger.warning("%s: event times before 1990 (such as %s) look relative (counted from "
                        "the capture's start), not dates: hourly incidents and time splits stay "
                        "consistent within this file, but its dates are meaningless and do not "
-                       "line up with other files",
-                       file, earliest.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+                       "line up with other captures' (any other file of this source whose "
+                       "times look relative is named with -v)", file, such_as)
         return True

@@ -31,7 +31,8 @@ def _warning(path: object) -> str:
     return (re.escape(f"{path}: event times before 1990 (such as ") + SUCH_AS + re.escape(
         ") look relative (counted from the capture's start), not dates: hourly incidents and "
         "time splits stay consistent within this file, but its dates are meaningless and do "
-        "not line up with other files"))
+        "not line up with other captures' (any other file of this source whose times look "
+        "relative is named with -v)"))
 
 
 def _matches(lines: list[str], patterns: list[str]) -> bool:
@@ -95,3 +96,17 @@ def test_collect_prints_the_warning_once_on_stderr(datasets, tmp_path, capsys):
     err = capsys.readouterr().err
     assert _matches([line for line in err.splitlines() if "relative" in line],
                     ["warning: " + _warning(log)])
+
+
+def test_a_folder_of_one_capture_s_logs_is_warned_about_once(datasets, caplog):
+    """Slips' test9 folder: 8 Zeek JSON logs of one capture, all counted from its start. One
+    warning names the first file found; the others are named at INFO (each had its own
+    warning: trial H, D13)."""
+    with caplog.at_level(logging.INFO, logger="training.collection.relative_time"):
+        collect("zeek", datasets / "slips_zeek_json_test9")
+    (warned,) = _warnings(caplog)
+    first = re.match(r"(.+): event times before 1990", warned).group(1)
+    assert re.fullmatch(_warning(first), warned)
+    also = [r.getMessage().split(": ")[0] for r in caplog.records
+            if r.name == "training.collection.relative_time" and r.levelno == logging.INFO]
+    assert len(also) == 7 and first not in also
