@@ -97,8 +97,9 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
     """Map one raw batch onto the canonical schema.
 
     `require_time` (collection) rejects records without a time when the batch has a time field
-    (see `_missing_times`), and warns once per source of files whose times look relative (before 1990:
-    `training.collection.relative_time`); event dicts handed to the featurizers may lack one.
+    (see `_missing_times`), and warns once per source of files whose times look relative
+    (before 1990: `training.collection.relative_time`); event dicts handed to the featurizers
+    may lack one.
     """
     config = source.config
     table = source.prepare(expand_raw_data(raw.table))
