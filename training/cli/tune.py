@@ -156,7 +156,7 @@ def _track(args: argparse.Namespace, study: Any, storage: str, summary: dict[str
     if window is None:
         return
     parent = log_study(window, study, storage, summary)
-    if "train_best" in summary:
+    if summary.get("train_best", {}).get("registered"):  # not a version registered before
         mirror_new_version(window, registry_dir(args), model_name,
                            summary["train_best"]["version"], parent=parent)
 

@@ -232,14 +232,35 @@ class LayerObjective:
 
         Returns:
             The checkpoint, the registered version, its validation metrics and its threshold
-            rule with where it comes from.
+            rule with where it comes from; `registered` says whether this call registered the
+            version. When the registry already holds a version trained by the same parameters,
+            epochs, seed and rule on the same data (a finished study resumed with
+            `--train-best`), nothing is trained: that version is returned, with `note`
+            saying so, and no duplicate is registered.
         """
         from training.registry.registry import ModelMetadata, ModelRegistry
         from training.tuning.best_rule import best_threshold_rule
+        from training.tuning.trained_best import registered_before
 
         from training.tuning.outputs import BEST_PARAMS
 
         rule, rule_from = best_threshold_rule(registry_dir, self.model_name, threshold_rule)
+        recipe = {**params, "num_epochs": num_epochs, "seed": self.seed, "threshold_rule": rule}
+        before = registered_before(registry_dir, self.model_name, self.layer.name, recipe,
+                                   {s: split_fingerprint(self.layer, self.data[s])
+                                    for s in DATA_SPLITS})
+        if before is not None:
+            note = (f"{self.model_name} {before.version} was trained with these parameters "
+                    f"(trial {trial_number} of study {study_name}), num_epochs {num_epochs}, "
+                    f"seed {self.seed} and threshold rule {rule} on the same data: not trained "
+                    "or registered again (other --best_epochs, --seed or --threshold train a "
+                    "new version)")
+            logger.warning("%s", note)
+            return {"checkpoint": None, "model_name": self.model_name,
+                    "version": before.version,
+                    "registry_dir": str(ModelRegistry(registry_dir, create=False).registry_dir),
+                    "metrics": before.metrics, "threshold_rule": rule,
+                    "threshold_rule_from": rule_from, "registered": False, "note": note}
         training, _ = self.split_params(params)
         config = self.layer.default_config(
             num_epochs=num_epochs, **training, seed=self.seed, num_threads=self.num_threads,
@@ -267,7 +288,8 @@ class LayerObjective:
                                           next_version="semver").version
         return {"checkpoint": str(checkpoint), "model_name": self.model_name,
                 "version": version, "registry_dir": str(registry.registry_dir),
-                "metrics": metrics, "threshold_rule": rule, "threshold_rule_from": rule_from}
+                "metrics": metrics, "threshold_rule": rule, "threshold_rule_from": rule_from,
+                "registered": True}
 
 
 def _data_change(split: str, stored: dict[str, Any], mine: dict[str, Any]) -> str | None:
