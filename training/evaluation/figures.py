@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve, roc_curve
 
 from training.console.quiet import quiet_font_fallback
+from training.evaluation.report_text import short_names
 from training.evaluation.result import EvaluationMetrics
 
 MAX_ATTACK_TYPES = 20
@@ -123,6 +124,14 @@ def confusion_figure(m: EvaluationMetrics) -> bytes:
     return png(fig, "Confusion matrix")
 
 
+def attack_type_labels(m: EvaluationMetrics) -> list[str]:
+    """The figure's row labels: each attack type (shortened by its middle, as the text report
+    does, so that rule names of one family stay apart) and its count."""
+    items = list(m.per_attack_type.items())[:MAX_ATTACK_TYPES]
+    names = short_names([name for name, _ in items], width=40)
+    return [f"{short} ({row['count']:,})" for short, (_, row) in zip(names, items)]
+
+
 def attack_type_figure(m: EvaluationMetrics) -> bytes:
     items = list(m.per_attack_type.items())[:MAX_ATTACK_TYPES]
     rates = [k for k in items[0][1] if k.startswith("rate_")]
@@ -133,8 +142,7 @@ def attack_type_figure(m: EvaluationMetrics) -> bytes:
     for k, key in enumerate(rates):
         ax.barh(y + k * height, [row[key] for _, row in items], height=height,
                 label=key[5:].replace("_", " "))
-    ax.set_yticks(y + height * (len(rates) - 1) / 2,
-                  [f"{name[:40]} ({row['count']:,})" for name, row in items], fontsize=8)
+    ax.set_yticks(y + height * (len(rates) - 1) / 2, attack_type_labels(m), fontsize=8)
     ax.invert_yaxis()
     ax.set_xlim(0, 1)
     ax.set_xlabel("detection rate")

@@ -6,6 +6,9 @@ from typing import Any
 
 from training.evaluation.result import EvaluationMetrics
 
+NAME_WIDTH = 44  # the attack-type column's width before a name is shortened
+ELLIPSIS = "..."
+
 
 def _f(value: Any, digits: int = 4) -> str:
     if value is None:
@@ -26,6 +29,28 @@ def _rate(value: float | None) -> str:
         if value >= scale:
             return f"{value / scale:.1f}{unit}"
     return f"{value:.0f}"
+
+
+def short_names(names: list[str], width: int = NAME_WIDTH) -> list[str]:
+    """`names` shortened to `width` characters where longer, by their middle: the start and
+    the end stay, since rule names of one family differ at the end ("ET CINS Active Threat
+    Intelligence Poor Reputation IP group 12" reads "ET CINS Activ... Poor Reputation IP
+    group 12"). The width grows until no two names read the same.
+    """
+    longest = max(map(len, names), default=0)
+    for room in range(width, longest):
+        shown = [_middle(name, room) for name in names]
+        if len(set(shown)) == len(set(names)):
+            return shown
+    return list(names)
+
+
+def _middle(name: str, width: int) -> str:
+    if len(name) <= width:
+        return name
+    head = (width - len(ELLIPSIS)) // 3  # a third for the family, the rest for the end
+    tail = width - len(ELLIPSIS) - head
+    return name[:head] + ELLIPSIS + name[-tail:]
 
 
 def format_report(m: EvaluationMetrics) -> str:
@@ -79,11 +104,14 @@ def format_report(m: EvaluationMetrics) -> str:
         lines.append("")
     if m.per_attack_type:
         rates = [k for k in next(iter(m.per_attack_type.values())) if k.startswith("rate_")]
+        shown = list(m.per_attack_type.items())[:25]
+        names = short_names([name for name, _ in shown])
+        width = max(len("attack type"), *map(len, names)) + 1
         lines.append("Detection per attack type")
-        lines.append(f"  {'attack type':<32}{'count':>8}"
+        lines.append(f"  {'attack type':<{width}}{'count':>8}"
                      + "".join(f"{k[5:].replace('_', ' '):>16}" for k in rates))
-        for name, row in list(m.per_attack_type.items())[:25]:
-            lines.append(f"  {name[:31]:<32}{row['count']:>8,}"
+        for name, (_, row) in zip(names, shown):
+            lines.append(f"  {name:<{width}}{row['count']:>8,}"
                          + "".join(f"{_pct(row[k]):>16}" for k in rates))
         if len(m.per_attack_type) > 25:
             lines.append(f"  ... {len(m.per_attack_type) - 25} more types in the JSON report")
