@@ -371,8 +371,3 @@ def expand_raw_data(table: pa.Table) -> pa.Table:
                    else name for name in names]
         table = table.rename_columns(renamed)
     return table
-
-
-def labeled(table: pa.Table) -> np.ndarray:
-    """Which rows of a canonical table carry a label (is_threat 0 or 1, not -1)."""
-    return table["is_threat"].to_numpy(zero_copy_only=False) >= 0

@@ -36,12 +36,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from training.artifacts.atomic import atomic_write
-from training.collection.canonical import FIELD_NAMES, IP_TEXT, Canonical, canonicalize, labeled
+from training.collection.canonical import FIELD_NAMES, IP_TEXT, Canonical, canonicalize
 from training.collection.event_files import (
     CollectedEvent, source_records, table_to_events, write_events,
 )
 from training.collection.prefetch import merge, prefetch
 from training.collection.resume_state import CollectionState
+from training.collection.schema import labeled, traffic_times
 from training.collection.schema_union import concat_tables
 from training.collection.time_range import check_run
 from training.errors import ConfigError
@@ -117,7 +118,7 @@ class DataCollector:
         self.progress = progress
         self.quarantined: list[Reject] = []
         self._stats: dict = {}
-        self._timestamps: dict[str, list[int]] = {}  # stream -> [events, without a timestamp]
+        self._timestamps: dict[str, list[int]] = {}  # stream -> [traffic events, untimed ones]
 
     # -- batch path -------------------------------------------------------------------------
 
@@ -378,7 +379,7 @@ class DataCollector:
             stats[key] = stats.get(key, 0) + value
             per_source[key] = per_source.get(key, 0) + value
         seen = self._timestamps.setdefault(step.stream, [0, 0])
-        seen[:] = seen[0] + step.table.num_rows, seen[1] + step.table["timestamp"].null_count
+        seen[:] = np.add(seen, traffic_times(step.table)).tolist()
         if step.table.num_rows:
             values, counts = np.unique(step.table["is_threat"].to_numpy(zero_copy_only=False),
                                        return_counts=True)

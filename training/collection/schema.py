@@ -117,6 +117,19 @@ def sensor_records(event_types: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return found.to_numpy(zero_copy_only=False)
 
 
+def labeled(table: pa.Table) -> np.ndarray:
+    """Which rows of a canonical table carry a label (is_threat 0 or 1, not -1)."""
+    return table["is_threat"].to_numpy(zero_copy_only=False) >= 0
+
+
+def traffic_times(table: pa.Table) -> tuple[int, int]:
+    """(traffic records of `table`, those without a time): the sensor's own records, untimed
+    as many are (Zeek's loaded_scripts.log), are neither."""
+    traffic = ~sensor_records(table["event_type"])
+    return int(traffic.sum()), int((traffic & ~table["timestamp"].is_valid().to_numpy(
+        zero_copy_only=False)).sum())
+
+
 def is_label_field(name: str, fields: Sequence[str] = LABEL_SOURCE_FIELDS) -> bool:
     """Whether source field `name` is one of `fields` (a "prefix.*" entry covers its prefix)."""
     return any(name == f or (f.endswith(".*") and name.startswith(f[:-1])) for f in fields)

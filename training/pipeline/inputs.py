@@ -67,6 +67,15 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
         read = f" from {', '.join(empty)}" if empty else ""
         raise SchemaError(f"{what} gave no event (no record was read{read}); check the paths and "
                           "the source types")
+    # The sensor's records first: many have no time (loaded_scripts.log), as `score` counts.
+    sensor = sensor_records(events["event_type"])
+    if sensor.all():
+        raise SchemaError(f"{what} gave only sensor records (stats, capture loss, ...), which "
+                          "describe the sensor, not traffic; give the traffic logs")
+    if sensor.any():
+        notes.append(f"{sensor.sum():,} sensor records of {what} (stats, capture loss, ...) left "
+                     "out: they describe the sensor, not traffic")
+        events = events.filter(pa.array(~sensor))
     timed = events["timestamp"].is_valid()
     untimed = events.num_rows - pc.sum(timed).as_py()
     if 0 < untimed < events.num_rows:
@@ -79,14 +88,6 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
         notes.append(note)
         logger.info(note)
         events = events.filter(timed)
-    sensor = sensor_records(events["event_type"])
-    if sensor.all():
-        raise SchemaError(f"{what} gave only sensor records (stats, capture loss, ...), which "
-                          "describe the sensor, not traffic; give the traffic logs")
-    if sensor.any():
-        notes.append(f"{sensor.sum():,} sensor records of {what} (stats, capture loss, ...) left "
-                     "out: they describe the sensor, not traffic")
-        events = events.filter(pa.array(~sensor))
     with atomic_write(path, private=True) as handle:  # raw input
         pq.write_table(events, handle)
     logger.info("collected %d events from %s (%d quarantined)", events.num_rows, what,

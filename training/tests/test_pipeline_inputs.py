@@ -381,6 +381,34 @@ def test_sensor_records_are_left_out_of_runs_and_scoring_and_counted(datasets, t
     assert traffic(collected).num_rows == events.num_rows and traffic.left_out == 13
 
 
+def test_untimed_sensor_logs_are_sensor_records_and_untimed_traffic_is_named(datasets,
+                                                                              tmp_path):
+    """Slips' test10 folder: its 403 loaded_scripts.log lines (no time) were "events without a
+    timestamp" to the pipeline and sensor records to `score` (trial H, D10); now sensor records
+    to both. A traffic file without times is still named as such."""
+    from training.pipeline.inputs import collect_events
+    from training.scoring.batch import TrafficOnly
+    from training.sources.config import DataSource
+
+    folder = datasets / "slips_zeek_tsv_test10"
+    untimed = tmp_path / "untimed.jsonl"
+    untimed.write_text("".join(f'{{"source_ip": "10.0.0.1", "dest_ip": "10.0.0.2", '
+                               f'"dest_port": {port}}}\n' for port in (80, 443, 22)))
+    notes: list[str] = []
+    events, _ = collect_events((DataSource("z", "zeek", {"path": str(folder)}),
+                                DataSource("j", "json", {"path": str(untimed)})),
+                               tmp_path / "events.parquet", None, notes)
+    collected, _ = collect("zeek", folder)
+    traffic = TrafficOnly()
+    traffic(collected)
+    assert traffic.left_out == 407
+    assert notes[-2:] == [
+        "407 sensor records of the sources (stats, capture loss, ...) left out: they describe "
+        "the sensor, not traffic",
+        f"skipped 3 events without a timestamp (the layers place events in time): {untimed} (3)"]
+    assert events.num_rows == traffic(collected).num_rows
+
+
 def test_sources_that_give_no_event_are_refused_counting_their_quarantined_record(tmp_path):
     from training.pipeline.inputs import collect_events
     from training.sources.config import DataSource
