@@ -139,6 +139,16 @@ def attach_sidecar(folder: Path, sidecar: dict) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def stored_class(folder: Path) -> str | None:
+    """The detector class the version's sidecar in `folder` names (None: no readable
+    sidecar), for versions registered before the registry recorded it."""
+    try:
+        name = json.loads((folder / SIDECAR_FILE).read_text(encoding="utf-8")).get("model_class")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return name if isinstance(name, str) else None
+
+
 def check_file_name(name: str) -> str:
     """An attached file's name: a plain name that is not one of the model's own files."""
     check_name("attached file name", name)

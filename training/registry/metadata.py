@@ -132,6 +132,8 @@ class ModelMetadata:
         files: attached file name -> sha256 (filled by the registry).
         opaque: registered without a sidecar (filled by the registry): verified by sha256,
             never loaded into a detector until one is attached.
+        model_class: the detector class the weights load into (e.g. "Layer1VAE",
+            "IsolationForestDetector"), the sidecar's `model_class` (None: opaque).
     """
 
     model_name: str
@@ -155,6 +157,7 @@ class ModelMetadata:
     aliases: list[str] = field(default_factory=list)
     opaque: bool = False
     training_dataset_file: dict[str, Any] | None = None
+    model_class: str | None = None
 
     def __post_init__(self) -> None:
         check_name("model_name", self.model_name)
@@ -217,6 +220,7 @@ def complete_metadata(metadata: ModelMetadata, sidecar: dict[str, Any] | None,
                 dataset_fingerprints={**(prints if isinstance(prints, dict) else {}),
                                       **data["dataset_fingerprints"]})
     data.update(feature_fingerprint=fingerprint, anomaly_threshold=threshold,
+                model_class=sidecar.get("model_class"),
                 weights_sha256=weights_sha256, aliases=[], files={},
                 # the file at that path now, which a later run may overwrite
                 training_dataset_file=data_file.fingerprint(metadata.training_dataset),

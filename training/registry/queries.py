@@ -132,7 +132,7 @@ class RegistryQueries:
              opaque_ok: bool) -> RegisteredModel | RegisteredPath:
         with self._connect() as conn:
             row = ops.resolve(conn, model_name, version, stage, alias)
-            metadata = ops.metadata_of(conn, row)
+            metadata = self._described(ops.metadata_of(conn, row))
         folder = artifact_dir(self.artifacts_dir, model_name, row["version"])
         if metadata.opaque:
             artifacts.read_verified(folder / artifacts.WEIGHTS_FILE, row["weights_sha256"])
@@ -184,7 +184,16 @@ class RegistryQueries:
                      stage: str | None = None, *, alias: str | None = None) -> ModelMetadata:
         """The metadata of a version, chosen as in `get_model`."""
         with self._connect() as conn:
-            return ops.metadata_of(conn, ops.resolve(conn, model_name, version, stage, alias))
+            row = ops.resolve(conn, model_name, version, stage, alias)
+            return self._described(ops.metadata_of(conn, row))
+
+    def _described(self, metadata: ModelMetadata) -> ModelMetadata:
+        """`metadata` with its detector class, read from its sidecar for a version registered
+        before the registry recorded it."""
+        if metadata.model_class is None and not metadata.opaque:
+            metadata.model_class = artifacts.stored_class(
+                artifact_dir(self.artifacts_dir, metadata.model_name, metadata.version))
+        return metadata
 
     def list_models(self, name: str | None = None, *, model_name: str | None = None
                     ) -> ModelVersions:
@@ -204,7 +213,7 @@ class RegistryQueries:
             if value is not None:
                 query, args = query + f" AND {column} = ?", [*args, value]
         with self._connect() as conn:
-            found = [ops.metadata_of(conn, row) for row in
+            found = [self._described(ops.metadata_of(conn, row)) for row in
                      conn.execute(query + " ORDER BY model_name, seq", args)]
         if min_accuracy is not None:
             found = [m for m in found if m.metrics.get("accuracy", float("-inf")) >= min_accuracy]

@@ -162,7 +162,8 @@ class ModelRegistry(RegistryQueries):
             sidecar_sha = artifacts.attach_sidecar(folder, sidecar)
             record = json.loads(row["metadata"])
             record.update(feature_fingerprint=None if feature_spec is None
-                          else feature_spec.fingerprint, anomaly_threshold=anomaly_threshold)
+                          else feature_spec.fingerprint, anomaly_threshold=anomaly_threshold,
+                          model_class=class_name)
             conn.execute("UPDATE versions SET sidecar_sha256 = ?, metadata = ? WHERE seq = ?",
                          (sidecar_sha, json.dumps(record, sort_keys=True), row["seq"]))
             # Logged as a registration of the loadable model (the stage does not change).

@@ -22,17 +22,17 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def format_registry(versions: list[ModelMetadata], empty: str = "the registry is empty") -> str:
-    """One row per version, by model, oldest version first: stage, layer, registration time,
-    aliases and up to four metrics."""
+    """One row per version, by model, oldest version first: stage, layer, detector class,
+    registration time, aliases and up to four metrics."""
     if not versions:
         return empty
     rows = []
     for m in sorted(versions, key=lambda m: (m.model_name, version_key(m.version))):
         metrics = " ".join(f"{k}={_number(v)}" for k, v in sorted(m.metrics.items())[:4])
-        rows.append((m.model_name, m.version, m.stage, m.layer_name,
+        rows.append((m.model_name, m.version, m.stage, m.layer_name, m.model_class or "-",
                      m.created_at[:19].replace("T", " "), ",".join(m.aliases) or "-", metrics))
-    return table(("MODEL", "VERSION", "STAGE", "LAYER", "CREATED (UTC)", "ALIASES", "METRICS"),
-                 rows)
+    return table(("MODEL", "VERSION", "STAGE", "LAYER", "DETECTOR", "CREATED (UTC)", "ALIASES",
+                  "METRICS"), rows)
 
 
 def format_metadata(m: ModelMetadata, data_change: str | None = None) -> str:
@@ -45,6 +45,7 @@ def format_metadata(m: ModelMetadata, data_change: str | None = None) -> str:
                                       "from)" if m.dataset_fingerprints else ")")
     fields = [("model", m.model_name), ("version", m.version), ("stage", m.stage),
               ("aliases", ", ".join(m.aliases) or "-"), ("layer", m.layer_name),
+              ("detector", m.model_class or ("- (opaque: no sidecar)" if m.opaque else "-")),
               ("created", m.created_at), ("framework", m.framework),
               ("training data", data),
               ("anomaly threshold", "-" if m.anomaly_threshold is None

@@ -134,12 +134,12 @@ def test_list_is_a_table_and_its_filters_filter(filled, capsys):
     capsys.readouterr()
     assert main(["registry", "list", *filled]) == 0
     rows = _table(capsys.readouterr().out)
-    assert rows[0] == ["MODEL", "VERSION", "STAGE", "LAYER", "CREATED", "(UTC)", "ALIASES",
-                       "METRICS"]
-    assert [r[:4] + r[6:] for r in rows[1:]] == [
-        ["other", "1.0.0", "none", "layer1", "challenger", "pr_auc=0.5"],
-        ["tiny", "1.0.0", "archived", "layer1", "-", "pr_auc=0.5"],
-        ["tiny", "1.1.0", "production", "layer1", "champion", "pr_auc=0.75"]]
+    assert rows[0] == ["MODEL", "VERSION", "STAGE", "LAYER", "DETECTOR", "CREATED", "(UTC)",
+                       "ALIASES", "METRICS"]
+    assert [r[:5] + r[7:] for r in rows[1:]] == [
+        ["other", "1.0.0", "none", "layer1", "TinyDetector", "challenger", "pr_auc=0.5"],
+        ["tiny", "1.0.0", "archived", "layer1", "TinyDetector", "-", "pr_auc=0.5"],
+        ["tiny", "1.1.0", "production", "layer1", "TinyDetector", "champion", "pr_auc=0.75"]]
     assert main(["registry", "list", "--model", "other", *filled]) == 0
     assert [r[:2] for r in _table(capsys.readouterr().out)[1:]] == [["other", "1.0.0"]]
     assert main(["registry", "list", "--stage", "production", "--json", *filled]) == 0
