@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.tracking.mirror import mirror_version
+from training.tracking.mirror import CLASS_TAG, REGISTRY_TAG, mirror_version, registry_identity
 from training.tracking.window import MlflowWindow
 from training.trainer.callbacks import Callback
 
@@ -113,6 +113,9 @@ class LayerRun:
         stored = registry.get_metadata(model_name, version)
         window.log_params(run_id, stored.hyperparameters)
         window.set_tags(run_id, {"maximus.version": version, "maximus.stage": stored.stage,
+                                 REGISTRY_TAG: registry_identity(registry),
+                                 **({} if stored.model_class is None
+                                    else {CLASS_TAG: stored.model_class}),
                                  **{f"maximus.dataset.{k}": v
                                     for k, v in stored.dataset_fingerprints.items()}})
         window.log_metrics(run_id, {f"test_{k}": v for k, v in metrics.items()})
@@ -143,8 +146,9 @@ class LayerRun:
         if sidecar_path.is_file():
             sidecar = json.loads(sidecar_path.read_text(encoding="utf-8"))
             window.log_params(run_id, sidecar_hyperparameters(sidecar))
-            window.set_tags(run_id, {f"maximus.dataset.{k}": v for k, v in
-                                     (sidecar.get("dataset_fingerprints") or {}).items()})
+            window.set_tags(run_id, {CLASS_TAG: sidecar.get("model_class"),
+                                     **{f"maximus.dataset.{k}": v for k, v in
+                                        (sidecar.get("dataset_fingerprints") or {}).items()}})
         # best_val_loss, best_epoch and the kept epoch's val_loss: EpochMetrics
         window.log_metrics(run_id, {k: results.get(k) for k in ("train_units", "train_time_s")})
         window.log_files(run_id, [weights, sidecar_path], "model")

@@ -1,5 +1,6 @@
 """Every registered version, mirrored into the MLflow Model Registry: same model names, the
-same aliases (champion, challenger), our version, stage and latest transition reason as tags.
+same aliases (champion, challenger), our version, stage, latest transition reason, detector
+class and registry as tags.
 
     mirror_version(window, registry, "layer1_vae", "1.1.0", run_id)   # after register/promote
     mirror_registry(window, registry)     # every version not mirrored yet; tags and aliases
@@ -7,11 +8,19 @@ same aliases (champion, challenger), our version, stage and latest transition re
 The weights and sidecar go as plain artifacts of the MLflow run (`model/model.pt`,
 `model/model.json`): no MLflow model flavor, nothing pickled. Our registry is the source of
 truth: MLflow's aliases are set to ours, and an alias ours no longer has is removed there.
+
+Several registries (workdirs) may mirror into one MLflow store. Each is known there by its
+identity (`registry_identity`: its folder's absolute path), a tag of every registered model and
+model version it mirrors; a registry only ever matches, tags and aliases its own. A model name
+that another registry (or an earlier release, which tagged none) already holds in the store is
+mirrored as `<name>-<8 hex digits of our identity>`, with one warning that says so.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +30,19 @@ from training.tracking.window import MlflowWindow, open_window, tracking_uri
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["mirror_new_version", "mirror_registry", "mirror_version", "sync_model"]
+__all__ = ["mirror_new_version", "mirror_registry", "mirror_version", "mlflow_model_name",
+           "registry_identity", "sync_model"]
 
 VERSION_TAG = "maximus.version"
+REGISTRY_TAG = "maximus.registry"
+CLASS_TAG = "maximus.model_class"
+_MISSING = object()  # no registered model of that name in the store
+
+
+def registry_identity(registry: ModelRegistry) -> str:
+    """How MLflow tells this registry from the others mirrored into one store: its folder's
+    absolute path (a copied or moved registry is another one there)."""
+    return str(Path(registry.registry_dir).resolve())
 
 
 def mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: str,
@@ -31,13 +50,24 @@ def mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: st
     """Mirror `model_name` `version` (its files go to `run_id`'s artifacts; when None, to a
     new run, nested under the run `parent` if given, that carries the version's
     hyperparameters, metrics and data fingerprints as the registry records them), then bring
-    every mirrored version's tags and the aliases up to date."""
+    every mirrored version's tags and the aliases up to date.
+
+    Never raises: the version is registered already, and a mirroring failure (MLflow's or
+    ours) is one warning."""
+    _safely(window, f"mirror {model_name} {version}", _mirror_version, window, registry,
+            model_name, version, run_id, parent)
+
+
+def _mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: str,
+                    version: str, run_id: str | None, parent: str | None) -> None:
     if window.closed:
         return
+    stored = registry.get_metadata(model_name, version)
+    ours = registry_identity(registry)
     own_run = run_id is None
     if own_run:
-        stored = registry.get_metadata(model_name, version)
-        tags = {"maximus.model": model_name, VERSION_TAG: version,
+        tags = {"maximus.model": model_name, VERSION_TAG: version, REGISTRY_TAG: ours,
+                **({} if stored.model_class is None else {CLASS_TAG: stored.model_class}),
                 **({} if parent is None else {"mlflow.parentRunId": parent}),
                 **{f"maximus.dataset.{k}": v for k, v in stored.dataset_fingerprints.items()}}
         run_id = window.start_run(f"{model_name} {version}", tags)
@@ -47,18 +77,17 @@ def mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: st
         return
     folder = artifact_dir(registry.artifacts_dir, model_name, version)
     window.log_files(run_id, sorted(p for p in folder.iterdir() if p.is_file()), "model")
-    client = window.client
-    if window.guard("find a registered model", _ensure_model, client, model_name) is None:
-        return
-    if version not in _mirrored(window, model_name):
-        run = window.guard("read a run", client.get_run, run_id)
-        if run is None:
-            return
-        window.guard("create a model version", client.create_model_version, model_name,
-                     f"{run.info.artifact_uri}/model", run_id=run_id,
-                     tags={VERSION_TAG: version},
-                     description=registry.get_metadata(model_name, version).description or None)
-    sync_model(window, registry, model_name)
+    name = mlflow_model_name(window, registry, model_name)
+    if name is not None and version not in _mirrored(window, name, ours):
+        run = window.guard("read a run", window.client.get_run, run_id)
+        if run is not None:
+            tags = {VERSION_TAG: version, REGISTRY_TAG: ours, "maximus.model": model_name,
+                    **({} if stored.model_class is None else {CLASS_TAG: stored.model_class})}
+            window.guard("create a model version", window.client.create_model_version, name,
+                         f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags,
+                         description=stored.description or None)
+    if name is not None:
+        sync_model(window, registry, model_name)
     if own_run:
         window.end_run(run_id)
 
@@ -86,56 +115,122 @@ def mirror_registry(window: MlflowWindow, registry: ModelRegistry,
     with a run of its own, then bring tags and aliases up to date (e.g. after a promotion by
     hand). Returns the (model, version) pairs newly mirrored."""
     names = sorted({m.model_name for m in registry.search_models(model_name=model_name)})
+    ours = registry_identity(registry)
     added = []
     for name in names:
-        done = _mirrored(window, name)
+        mirrored_as = mlflow_model_name(window, registry, name)
+        if mirrored_as is None:
+            continue
+        done = _mirrored(window, mirrored_as, ours)
         for stored in registry.search_models(model_name=name):
             if stored.version not in done and not window.closed:
                 mirror_version(window, registry, name, stored.version, None)
                 added.append((name, stored.version))
-        sync_model(window, registry, name)
+        _safely(window, f"update {name}'s tags and aliases", sync_model, window, registry,
+                name)
     return added
 
 
 def sync_model(window: MlflowWindow, registry: ModelRegistry, model_name: str) -> None:
-    """Tags (our stage and latest transition reason) of every mirrored version of
-    `model_name`, and its aliases, as in our registry."""
-    mirrored = _mirrored(window, model_name)
+    """Tags (our stage and latest transition reason) of every version of `model_name` this
+    registry mirrored, and its aliases, as in our registry (a version deleted from ours is
+    tagged stage `deleted`)."""
+    name = mlflow_model_name(window, registry, model_name)
+    if name is None:
+        return
+    mirrored = _mirrored(window, name, registry_identity(registry))
+    stages = {m.version: m.stage for m in registry.search_models(model_name=model_name)}
     reasons: dict[str, str] = {}
     for transition in registry.history(model_name):  # oldest first: the last one stays
         reasons[transition.version] = transition.reason
     client = window.client
     for ours, theirs in mirrored.items():
-        stage = registry.get_metadata(model_name, ours).stage
-        for key, value in (("maximus.stage", stage),
+        for key, value in (("maximus.stage", stages.get(ours, "deleted")),
                            ("maximus.reason", reasons.get(ours, "") or "-")):
-            window.guard("tag a model version", client.set_model_version_tag, model_name,
+            window.guard("tag a model version", client.set_model_version_tag, name,
                          theirs, key, value)
     wanted = {alias: mirrored[v] for alias, v in registry.aliases(model_name).items()
               if v in mirrored}
-    model = window.guard("read a registered model", client.get_registered_model, model_name)
+    model = window.guard("read a registered model", client.get_registered_model, name)
     present = dict(getattr(model, "aliases", None) or {})
     for alias in present.keys() - wanted.keys():
-        window.guard("remove an alias", client.delete_registered_model_alias, model_name, alias)
+        window.guard("remove an alias", client.delete_registered_model_alias, name, alias)
     for alias, theirs in wanted.items():
         if str(present.get(alias)) != str(theirs):
-            window.guard("set an alias", client.set_registered_model_alias, model_name, alias,
+            window.guard("set an alias", client.set_registered_model_alias, name, alias,
                          theirs)
 
 
-def _ensure_model(client: Any, model_name: str) -> bool:
+def mlflow_model_name(window: MlflowWindow, registry: ModelRegistry,
+                      model_name: str) -> str | None:
+    """The registered model of the MLflow store that this registry's `model_name` is mirrored
+    to, created if need be: `model_name` when it is free or ours; else (another registry's, or
+    untagged) `<model_name>-<8 hex>`, with one warning per window. None: the window closed."""
+    ours = registry_identity(registry)
+    known = window.model_names.get((ours, model_name))
+    if known is not None:
+        return known
+    name = _claimed(window, model_name, ours)
+    if name is None and not window.closed:
+        name = _claimed(window, f"{model_name}-{hashlib.sha256(ours.encode()).hexdigest()[:8]}",
+                        ours)
+        owner = window.guard("read a registered model", _owner, window.client, model_name)
+        if name is None:
+            logger.warning("MLflow at %s: the registered models %s and %s both belong to other "
+                           "registries; %s of %s is not mirrored", window.uri, model_name,
+                           f"{model_name}-*", model_name, ours)
+        elif not window.closed:
+            logger.warning(
+                "MLflow at %s: the registered model %s is another registry's (%s): %s of the "
+                "registry %s is mirrored as %s", window.uri, model_name,
+                owner or "mirrored by an earlier release, which did not tag its registry",
+                model_name, ours, name)
+    if name is not None:
+        window.model_names[(ours, model_name)] = name
+    return name
+
+
+def _claimed(window: MlflowWindow, name: str, ours: str) -> str | None:
+    """`name` when the store's registered model of that name is this registry's (created
+    now when there is none); else None."""
+    owner = window.guard("find a registered model", _owner, window.client, name)
+    if owner is _MISSING:
+        created = window.guard(
+            "create a registered model", window.client.create_registered_model, name,
+            tags={"maximus.source": "mirrored from the MAXIMUS model registry",
+                  REGISTRY_TAG: ours})
+        return None if created is None else name
+    return name if owner == ours else None
+
+
+def _owner(client: Any, name: str) -> Any:
+    """The registry tag of the registered model `name` ("" without one), or _MISSING."""
     from mlflow.exceptions import MlflowException
 
     try:
-        client.get_registered_model(model_name)
-    except MlflowException:  # RESOURCE_DOES_NOT_EXIST: the first version mirrored
-        client.create_registered_model(
-            model_name, tags={"maximus.source": "mirrored from the MAXIMUS model registry"})
-    return True
+        model = client.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return _MISSING
+        raise
+    return (getattr(model, "tags", None) or {}).get(REGISTRY_TAG, "")
 
 
-def _mirrored(window: MlflowWindow, model_name: str) -> dict[str, str]:
-    """Our version -> MLflow's version number, for the versions mirrored so far."""
+def _mirrored(window: MlflowWindow, name: str, ours: str) -> dict[str, str]:
+    """Our version -> MLflow's version number, for the versions of the registered model
+    `name` that this registry (`ours`) mirrored so far."""
     found = window.guard("search model versions", window.client.search_model_versions,
-                         f"name = '{model_name}'") or []
-    return {v.tags[VERSION_TAG]: str(v.version) for v in found if VERSION_TAG in (v.tags or {})}
+                         f"name = '{name}'") or []
+    return {v.tags[VERSION_TAG]: str(v.version) for v in found
+            if VERSION_TAG in (v.tags or {}) and v.tags.get(REGISTRY_TAG) == ours}
+
+
+def _safely(window: MlflowWindow, what: str, call: Callable[..., Any], *args: Any) -> None:
+    """`call(*args)`; any error (MLflow's are warned of and close the window already; this
+    catches ours) is one warning: mirroring never fails a run."""
+    try:
+        call(*args)
+    except Exception as exc:  # noqa: BLE001  the local registry is the source of truth
+        logger.warning("MLflow at %s: could not %s (%s: %s); it stays as it is in the local "
+                       "registry (`maximus-train registry mirror` tries again)", window.uri,
+                       what, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")

@@ -148,6 +148,10 @@ class MlflowWindow:
         client: an `mlflow.MlflowClient` on `uri` (tracking and model registry).
         uri: where it logs (for messages).
         experiment_id: the experiment runs go to.
+
+    Attributes:
+        model_names: (registry identity, model name) -> the registered model it is mirrored
+            to in this store (`training.tracking.mirror.mlflow_model_name`), once looked up.
     """
 
     def __init__(self, client: Any, uri: str, experiment_id: str) -> None:
@@ -155,6 +159,7 @@ class MlflowWindow:
         self.uri = uri
         self.experiment_id = experiment_id
         self.closed = False
+        self.model_names: dict[tuple[str, str], str] = {}
 
     def guard(self, what: str, call: Callable[..., T], *args: Any, **kwargs: Any) -> T | None:
         """`call(*args, **kwargs)`; an error of MLflow's (any kind: HTTP, database, file)
