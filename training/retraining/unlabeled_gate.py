@@ -16,7 +16,9 @@ Both models are measured on the same recent window (the test split). The rule, i
    is refused;
 2. **validation loss**: against a production model, the challenger's validation loss on the
    window must be at least `improvement` (relative: 0.02 = 2%) below the champion's, and
-   within the configured ceiling when there is one. Without a production model step 1 decides;
+   within the configured ceiling when there is one. Without a production model step 1 decides.
+   Two losses that measure different things (another detector class, another KL weight:
+   `training.registry.comparable`) rank nothing: the champion stays, and the reason says so;
 3. **score shift**, reported only: how far each model's scores on the window sit from its own
    benign validation scores, and the two models' from each other (Kolmogorov-Smirnov
    distances of the calibrated positions, `ScoreShift`).
@@ -36,6 +38,7 @@ from training.evaluation.alert_rate import (
 )
 from training.evaluation.calibration import Calibration
 from training.layers.base import Layer
+from training.registry.comparable import loss_recipe
 from training.retraining.gate import Decision, evaluate_model, relative_improvement
 
 ALERT_RATE_RULE = "unlabeled alert rate within the calibration's expected rate x factor"
@@ -51,12 +54,14 @@ class WindowFigures:
         threshold: its anomaly threshold (a score >= it alerts).
         calibration: its calibration (None: saved before calibrations existed).
         val_loss: its validation loss averaged over the window's units.
+        loss_recipe: what that loss measures (`training.registry.comparable.loss_recipe`).
     """
 
     scores: np.ndarray
     threshold: float | None
     calibration: Calibration | None
     val_loss: float
+    loss_recipe: str = ""
 
     def shift(self) -> ScoreShift | None:
         if self.calibration is None:
@@ -77,7 +82,9 @@ def window_figures(layer: Layer, loaded: Any, units: Any,
     everyone = layer.relabeled(units, np.zeros_like(layer.labels(units)))
     scores = layer.score(loaded.model, units) if scores is None else scores
     loss = evaluate_model(layer, loaded.model, loaded.threshold, everyone, scores)["val_loss"]
-    return WindowFigures(scores, loaded.threshold, loaded.calibration, loss)
+    recipe = loss_recipe({"model_class": type(loaded.model).__name__,
+                          "init_args": getattr(loaded.model, "init_args", {})})
+    return WindowFigures(scores, loaded.threshold, loaded.calibration, loss, recipe)
 
 
 def unlabeled_decision(challenger: WindowFigures, champion: WindowFigures | None, *,
@@ -130,6 +137,12 @@ def unlabeled_decision(challenger: WindowFigures, champion: WindowFigures | None
     if champion is None:
         on = f" on {check.units:,} units" if above is None else ""  # else named in `above`
         return result(True, ALERT_RATE_RULE, f"no production model; {within}{on}")
+    if challenger.loss_recipe != champion.loss_recipe:
+        return result(False, LOSS_RULE, f"{within}; the champion stays: their losses measure "
+                      f"different things ({challenger.loss_recipe} against the champion's "
+                      f"{champion.loss_recipe}), so neither ranks the other; compare them on "
+                      "labeled data (registry compare --metric pr_auc) or promote by hand "
+                      "(registry promote)")
     gain = relative_improvement(challenger.val_loss, champion.val_loss, "min")
     reason = (f"{within}; val_loss {challenger.val_loss:.4g} vs champion "
               f"{champion.val_loss:.4g}: {gain:+.2%} (lower is better; at least "
