@@ -142,9 +142,21 @@ class Tail:
     def unfinished(self) -> dict[str, int]:
         """Followed files whose last bytes end no line yet (a writer's line in progress, or a
         file whose last line has no newline), with how many bytes wait for it, as of the last
-        poll: they are read once their line ends, never before."""
-        return {p.path: p.size - p.offset for p in self.positions.values()
-                if p.size > p.offset and not p.rotated}
+        poll: they are read once their line ends, never before. Whole lines not read yet (a
+        backlog) are not counted."""
+        waiting = {}
+        for position in self.positions.values():
+            path = locate(position)
+            if position.size <= position.offset or position.rotated or path is None:
+                continue
+            try:
+                with open(path, "rb") as handle:
+                    cut = _last_line_end(handle, position.offset, position.size)
+            except FileNotFoundError:
+                continue  # rotated away since: its last line is read when it is finished
+            if position.size > cut:
+                waiting[position.path] = position.size - cut
+        return waiting
 
     def state(self) -> list[dict]:
         """The positions to store with the results of the polls so far."""

@@ -104,3 +104,23 @@ def test_positions_saved_before_size_and_rotated_were_stored_are_resumed(tmp_pat
     saved = [{k: v for k, v in p.items() if k not in ("size", "rotated")} for p in tail.state()]
     write(2)
     assert _uids(Tail(sources, saved).poll()) == _expected(5)[3:]
+
+
+def test_only_the_bytes_after_the_last_line_break_wait_for_their_line(tmp_path):
+    """`unfinished` counts a line in progress, not whole lines a poll left for the next (a
+    backlog past MAX_READ read as megabytes "ending no line": review R3)."""
+    live = tmp_path / "conn.log"
+    live.write_text(header(1.0))
+    write = _sensor(live)
+    write(12_000)
+    partial = line(12_000, 1_765_012_000.0)[:40]
+    with open(live, "a") as out:
+        out.write(partial)
+    assert live.stat().st_size > MAX_READ + len(partial)
+    tail = Tail([DataSource("zeek", "zeek", {"path": str(live)})])
+    got = _uids(tail.poll())
+    assert tail.behind and len(got) < 12_000  # a backlog: whole lines left for the next poll
+    assert tail.unfinished() == {str(live): len(partial)}
+    while tail.behind:
+        got += _uids(tail.poll())
+    assert got == _expected(12_000) and tail.unfinished() == {str(live): len(partial)}
