@@ -129,7 +129,8 @@ def canonicalize(raw: RawBatch, source: Source, require_time: bool = False) -> C
     if require_time and "timestamp" in columns:
         faults.extend(_missing_times(columns["timestamp"], source.fields["timestamp"], table))
     for field, values in source.derive(table).items():
-        columns[field] = values if field not in columns else pc.coalesce(values, columns[field])
+        columns[field] = (values if field not in columns or field in source.derived_whole
+                          else pc.coalesce(values, columns[field]))
 
     _fill_labels(columns, n, config.label_map, config.default_label)
     event_type = columns.get("event_type")

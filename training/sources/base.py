@@ -157,6 +157,9 @@ class Source(ABC):
     syntax: ClassVar[str | None] = None
     object_fields: ClassVar[frozenset[str]] = OBJECT_FIELDS
     single_value_fields: ClassVar[frozenset[str]] = frozenset()
+    # Fields `derive` computes whole: where it gives null there is no value, never the mapped
+    # field's raw text (a Windows file_hash from an IMPHASH alone).
+    derived_whole: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: DataSource) -> None:
         self.config = config

@@ -104,6 +104,7 @@ class WindowsEventSource(JsonFileSource):
     """
 
     field_map: ClassVar = WINDOWS_FIELD_MAP
+    derived_whole: ClassVar = frozenset({"file_hash"})  # an IMPHASH alone is no file digest
     format_name, format_fields = FORMATS[DataSourceType.WINDOWS_EVENTS]
     patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.jsonl", "*.jsonl.gz",
                                            "*.zip")  # OTRF ships each recording as a zip

@@ -199,6 +199,19 @@ def test_a_file_hash_is_one_digest_of_sysmons_hashes(datasets):
     assert "Hashes" not in table.column_names
 
 
+def test_a_record_hashed_by_its_imphash_alone_has_no_file_hash(tmp_path):
+    """file_digest gives none for an IMPHASH, and the mapped raw text stood in for it
+    (review R4): a derived file_hash is the whole value."""
+    records = [{"EventID": 7, "Channel": "Microsoft-Windows-Sysmon/Operational",
+                "Computer": "WS1", "UtcTime": "2026-01-01 10:00:00.000", "Hashes": hashes,
+                "ImageLoaded": "C:\\Windows\\x.dll"}
+               for hashes in ("IMPHASH=ABCDEF0123", "SHA256=CC,IMPHASH=ABCDEF0123")]
+    path = tmp_path / "sysmon.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    table, _ = collect("windows_events", path)
+    assert table["file_hash"].to_pylist() == [None, "cc"]
+
+
 def test_file_digest():
     from training.sources.windows_events import file_digest
 
