@@ -119,16 +119,13 @@ class DataCollector:
         self.quarantined: list[Reject] = []
         self._stats: dict = {}
         self._timestamps: dict[str, list[int]] = {}  # stream -> [traffic events, untimed ones]
+        self.labeled_duplicates: list[pa.Array] = []  # event ids of dropped copies with a label
 
     # -- batch path -------------------------------------------------------------------------
 
-    def batches(
-        self,
-        start_date: datetime | str | None = None,
-        end_date: datetime | str | None = None,
-        max_events: int | None = None,
-        resume_from_checkpoint: bool = True,
-    ) -> Iterator[pa.Table]:
+    def batches(self, start_date: datetime | str | None = None,
+                end_date: datetime | str | None = None, max_events: int | None = None,
+                resume_from_checkpoint: bool = True) -> Iterator[pa.Table]:
         """Yield canonical event tables; a batch is committed when the next one is requested."""
         for step in self._delivered(start_date, end_date, max_events, resume_from_checkpoint):
             yield step.table
@@ -321,14 +318,16 @@ class DataCollector:
                             else {**raw.start, "skip_through": cut})
         if keys is not None:
             state.remember(keys[keep])
+        lost = within & inside & ~new & labeled(table)  # the copy kept may lack its label
+        if lost.any():
+            self.labeled_duplicates.append(table["event_id"].filter(lost).combine_chunks())
         counts = {
             "rows": int(within.sum()) + len(rejects),
             "events": int(keep.sum()),
             "quarantined": len(rejects),
             "outside_time_range": int((within & ~inside).sum()),
             "duplicates": int((within & inside & ~new).sum()),
-            # dropped copies that carried a label: the kept ones may have had none
-            "labeled_duplicates": int((within & inside & ~new & labeled(table)).sum()),
+            "labeled_duplicates": int(lost.sum()),
         }
         delivered = table if keep.all() else table.filter(pa.array(keep))
         return _Step(delivered, source, raw.stream, end_position, rejects, counts,

@@ -50,15 +50,14 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
                      f"each in {where})")
     empty = inputs_without_records(collector)
     notes.extend(no_records_warning(name) for name in empty)
-    stats = collector.get_stats()
-    if stats["duplicates"]:
-        labeled = stats["labeled_duplicates"]
-        notes.append(f"{stats['duplicates']:,} duplicate events of {what} (an event id seen "
-                     "before) dropped" + (
-                         f"; {labeled:,} of them carried a label, which the copies kept may "
-                         "not have (an unlabeled log read before its labeled copy, as conn.log "
-                         "beside labeled-conn.log): give the labeled files alone" if labeled
-                         else ""))
+    duplicates = collector.get_stats()["duplicates"]
+    if duplicates:
+        lost = labels_lost(events, collector.labeled_duplicates)
+        notes.append(f"{duplicates:,} duplicate events of {what} (an event id seen before) "
+                     "dropped" + (f"; {lost:,} of the events kept have no label where their "
+                                  "dropped copy had one (an unlabeled log read before its "
+                                  "labeled copy, as conn.log beside labeled-conn.log): give the "
+                                  "labeled files alone" if lost else ""))
     if not events.num_rows and quarantined:
         raise SchemaError(f"{what} gave no event: every record ({quarantined:,}) was quarantined, "
                           f"by reason: {common_reasons(collector.quarantined)}; the reason of "
@@ -93,6 +92,15 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
     logger.info("collected %d events from %s (%d quarantined)", events.num_rows, what,
                 quarantined)
     return events, quarantined
+
+
+def labels_lost(events: pa.Table, dropped: list[pa.Array]) -> int:
+    """Events without a label (is_threat -1) whose dropped duplicate had one (`dropped`: the
+    event ids of those, `DataCollector.labeled_duplicates`)."""
+    if not dropped:
+        return 0
+    copied = pc.is_in(events["event_id"], value_set=pa.concat_arrays(dropped))
+    return int(pc.sum(pc.and_(copied, pc.equal(events["is_threat"], -1))).as_py() or 0)
 
 
 def split_strategy(strategy: str, events: pa.Table, notes: list[str]) -> str:

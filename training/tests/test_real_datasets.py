@@ -128,10 +128,20 @@ def test_readme_stated_label_counts(datasets):
     assert Counter(table["label"].to_pylist()) == {"Background": 739, "Malicious": 244, "Benign": 9}
     # The folder holds the same flows unlabeled too (conn.log, read first): the labeled copies
     # are the duplicates dropped, and they are counted as such (trial H, D3).
+    from training.data_collection import DataCollector, DataSource
+    from training.pipeline.inputs import labels_lost
+
     table, collector = collect("zeek_logs", njrat.parent)
     assert Counter(table["is_threat"].to_pylist()) == {-1: 992}
     stats = collector.get_stats()
     assert (stats["duplicates"], stats["labeled_duplicates"]) == (992, 253)
+    assert labels_lost(table, collector.labeled_duplicates) == 253
+    # The labeled file twice: its duplicates carry labels, but no kept event lacks one.
+    twice = DataCollector([DataSource(n, "zeek_logs", {"path": str(njrat)}) for n in "ab"],
+                          progress=False)
+    table = twice.collect_table()
+    assert twice.get_stats()["labeled_duplicates"] == 253
+    assert labels_lost(table, twice.labeled_duplicates) == 0
 
     kdd = datasets / "nsl_kdd/KDDTrain+_20Percent.txt"
     table, _ = collect("csv_file", kdd, connection_params={"has_header": False,
