@@ -22,6 +22,7 @@ from training.cli.main import main
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.tests.registry_fixtures import save_tiny
 from training.tracking import mirror_registry, mirror_version, open_window
+from training.tracking.mirror import registry_identity
 
 REQUIRED = os.environ.get("MAXIMUS_TEST_MLFLOW_REQUIRED") == "1"
 try:
@@ -177,6 +178,39 @@ def test_a_model_mirrored_by_an_earlier_release_is_left_alone(tmp_path, weights,
     assert _versions(client, "layer1_vae") == {}
     assert [t["maximus.stage"] for t in _versions(client, _namespaced(registry)).values()] == [
         "production"]
+
+
+def test_a_store_an_earlier_release_mirrored_is_adopted_when_every_version_is_ours(
+        tmp_path, weights, caplog):
+    """An upgrade: the store's layer1_vae and its versions carry no registry tag, and every
+    version is one of this registry's: it is adopted (tagged ours), so the champion alias
+    users load goes on following the registry; a version of another registry mixed in leaves
+    it alone (review R2)."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    registry = _registry(tmp_path / "w" / "models", weights, 2, promote="1.0.0")
+    mirror_registry(open_window(uri), registry)
+    for version in client.search_model_versions("name = 'layer1_vae'"):  # as before the tags
+        client.delete_model_version_tag("layer1_vae", version.version, "maximus.registry")
+    client.delete_registered_model_tag("layer1_vae", "maximus.registry")
+    registry.transition_stage("layer1_vae", "1.1.0", "production", reason="by hand")
+    with caplog.at_level(logging.WARNING):
+        mirror_registry(open_window(uri), registry)
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert client.get_model_version_by_alias("layer1_vae", "champion").tags[
+        "maximus.version"] == "1.1.0"
+    assert client.get_registered_model("layer1_vae").tags["maximus.registry"] == \
+        registry_identity(registry)
+    # Another registry's versions, numbered alike but of other weights: not adopted, its
+    # versions go beside it.
+    other = _registry(tmp_path / "x" / "models", save_tiny(tmp_path / "other.pt", centre=0.1,
+                                                           dim=128, threshold=3.0), 2)
+    client.delete_registered_model_tag("layer1_vae", "maximus.registry")
+    with caplog.at_level(logging.WARNING):
+        mirror_registry(open_window(uri), other)
+    assert any("an earlier release" in r.getMessage() for r in caplog.records)
+    assert client.get_model_version_by_alias("layer1_vae", "champion").tags[
+        "maximus.version"] == "1.1.0"
 
 
 def test_a_version_deleted_from_the_registry_is_tagged_deleted_not_an_error(tmp_path,

@@ -170,7 +170,8 @@ def mlflow_model_name(window: MlflowWindow, registry: ModelRegistry,
     known = window.model_names.get((ours, model_name))
     if known is not None:
         return known
-    name = _claimed(window, model_name, ours)
+    weights = {m.version: m.weights_sha256 for m in registry.search_models(model_name=model_name)}
+    name = _claimed(window, model_name, ours, weights)
     if name is None and not window.closed:
         name = _claimed(window, f"{model_name}-{hashlib.sha256(ours.encode()).hexdigest()[:8]}",
                         ours)
@@ -190,9 +191,12 @@ def mlflow_model_name(window: MlflowWindow, registry: ModelRegistry,
     return name
 
 
-def _claimed(window: MlflowWindow, name: str, ours: str) -> str | None:
+def _claimed(window: MlflowWindow, name: str, ours: str,
+             weights: dict[str, str | None] | None = None) -> str | None:
     """`name` when the store's registered model of that name is this registry's (created
-    now when there is none); else None."""
+    now when there is none, adopted when an earlier release mirrored it untagged and every
+    version it holds is one of ours: `weights`, our version -> its weights' sha256); else
+    None."""
     owner = window.guard("find a registered model", _owner, window.client, name)
     if owner is _MISSING:
         created = window.guard(
@@ -200,7 +204,45 @@ def _claimed(window: MlflowWindow, name: str, ours: str) -> str | None:
             tags={"maximus.source": "mirrored from the MAXIMUS model registry",
                   REGISTRY_TAG: ours})
         return None if created is None else name
+    if owner == "" and weights is not None:  # an upgrade: its aliases are the ones users load
+        return name if _adopted(window, name, ours, weights) else None
     return name if owner == ours else None
+
+
+def _adopted(window: MlflowWindow, name: str, ours: str,
+             weights: dict[str, str | None]) -> bool:
+    """Tag the untagged registered model `name` and its versions as ours when it has versions
+    and each is one of ours, its weights file the same bytes (a store mirrored by an earlier
+    release); False, touching nothing, when one is not (another registry's, whose version
+    numbers start at 1.0.0 too) or it has none (made by hand)."""
+    found = window.guard("search model versions", window.client.search_model_versions,
+                         f"name = '{name}'")
+    if not found or not all(_same_weights(window, v, weights) for v in found):
+        return False
+    for version in found:
+        window.guard("tag a model version", window.client.set_model_version_tag, name,
+                     version.version, REGISTRY_TAG, ours)
+    window.guard("tag a registered model", window.client.set_registered_model_tag, name,
+                 REGISTRY_TAG, ours)
+    return not window.closed
+
+
+def _same_weights(window: MlflowWindow, version: Any, weights: dict[str, str | None]) -> bool:
+    """Whether an MLflow model version's `model/model.pt` is our version's of its tag."""
+    import tempfile
+
+    from mlflow.artifacts import download_artifacts
+
+    expected = weights.get((version.tags or {}).get(VERSION_TAG, ""))
+    if expected is None or not version.run_id:
+        return False
+    with tempfile.TemporaryDirectory(prefix="maximus-adopt-") as folder:
+        try:
+            path = download_artifacts(run_id=version.run_id, artifact_path="model/model.pt",
+                                      dst_path=folder, tracking_uri=window.uri)
+        except Exception:  # noqa: BLE001  gone or unreadable: not shown to be ours
+            return False
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest() == expected
 
 
 def _owner(client: Any, name: str) -> Any:
