@@ -178,12 +178,13 @@ def _score_with(work, model, source, capsys, *flags: str) -> tuple[int, str, str
 def test_a_windows_model_on_zeek_flows_warns_of_the_score_shift(windows_run, datasets, capsys):
     """0 alerts on flows of another kind read as clean traffic: the KS distance warns."""
     code, out, err = _score_with(windows_run, "layer1_vae",
-                                 f"zeek:{datasets / 'slips_zeek_tsv_test10/conn.log'}", capsys)
+                                 f"zeek:{datasets / 'slips_portscan_zeek/vertical_conn.log'}",
+                                 capsys)
     assert code == 0 and "alerts: 0 " in out
     (distance,) = re.findall(r"KS distance ([\d.]+) \(0 = ", out)
     assert float(distance) >= SHIFT_WARNING
     assert f"warning: the scores sit far from layer1_vae 1.0.0's benign validation scores (KS " \
-           f"distance {distance}, past 0.5, on 141 units): this input is unlike what the model " \
+           f"distance {distance}, past 0.5, on 50 units): this input is unlike what the model " \
            "was trained on (another kind of log, other hosts?), so its alert rate and " \
            "percentiles do not hold here; 0 alerts is no sign of clean traffic; check before " \
            "acting on its alerts\n" in err
