@@ -66,7 +66,9 @@ def alerts_document(incidents: pa.Table, units: pa.Table | Sequence[pa.Table] = 
     found = _context_of(alerts, [units] if isinstance(units, pa.Table) else list(units))
     for alert in alerts:
         context = found.get((alert["layer"], alert["unit"]), {})
-        alert.update({key: context.get(key) for key in ALERT_CONTEXT})
+        # the unit's row where given; else what the incident's top entry carries
+        alert.update({key: context[key] if key in context else alert.get(key)
+                      for key in ALERT_CONTEXT})
         alert["top_events"] = [{key: event.get(key) for key in EVENT_COLUMNS}
                                for event in context.get("top_events") or ()]
     return {"incidents": rows, "total_incidents": incidents.num_rows}

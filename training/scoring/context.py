@@ -68,21 +68,20 @@ _SHARED = [f.name for f in CONTEXT_SCHEMA if f.name not in ("first_seen", "last_
                                                               "top_events")]
 
 
-def conform_top_events(column: pa.ChunkedArray) -> pa.ChunkedArray:
-    """`top_events` read from a file written before some `EVENT_CONTEXT` fields existed (its
-    events' `process`, `command_line` and verdict), with those fields null; fields are matched
-    by name.
+def conform_structs(column: pa.ChunkedArray, struct: pa.StructType) -> pa.ChunkedArray:
+    """A list-of-structs column read from a file written before some fields of `struct`
+    existed, with those fields null; fields are matched by name.
     (pyarrow's own cast fills missing struct fields only from pyarrow 19 on.)"""
-    wanted = pa.list_(EVENT_CONTEXT)
+    wanted = pa.list_(struct)
     if column.type == wanted:
         return column
     chunks = []
     for chunk in column.chunks:
-        values = chunk.flatten()  # the chunk's events, unit after unit
+        values = chunk.flatten()  # the chunk's structs, row after row
         have = {values.type.field(i).name for i in range(values.type.num_fields)}
         fields = [values.field(f.name).cast(f.type) if f.name in have
-                  else pa.nulls(len(values), f.type) for f in EVENT_CONTEXT]
-        structs = pa.StructArray.from_arrays(fields, fields=list(EVENT_CONTEXT))
+                  else pa.nulls(len(values), f.type) for f in struct]
+        structs = pa.StructArray.from_arrays(fields, fields=list(struct))
         lengths = pc.fill_null(pc.list_value_length(chunk), 0).to_numpy()
         offsets = pa.array(np.r_[0, np.cumsum(lengths)].astype(np.int32))
         chunks.append(pa.ListArray.from_arrays(offsets, structs, type=wanted,

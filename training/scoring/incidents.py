@@ -31,7 +31,9 @@ alerts, per-layer counts (`layers`: list of {layer, alerts}), first_seen, last_s
 so a Zeek conn and the Suricata alert of one flow sit together; `event_types` is null where an
 event's type is unknown: a unit of events of mixed types that lists only some in
 `top_events`), and top (the heaviest alerts, furthest into the tail first, then furthest
-above their threshold: list of {layer, unit, score, percentile, reasons}); `flows` and `top`
+above their threshold: list of {layer, unit, score, percentile, the `TOP_CONTEXT` of its
+alert row (event type, addresses, ports, protocol, service, host, user, the sensor's
+signature), reasons}); `flows` and `top`
 are filled for the `MAX_DETAILED` best incidents and null beyond. An incident without alerts
 lists its `TOP_ALERTS` heaviest units instead (their flows, times and `top`; units that do not
 alert carry no reasons).
@@ -55,7 +57,7 @@ from scipy.stats import chi2
 from training.errors import ConfigError
 from training.evaluation.threshold_rules import DEFAULT_QUANTILE
 from training.layers.reasons import REASON_TYPE
-from training.scoring.context import TIME
+from training.scoring.context import CONTEXT_SCHEMA, TIME
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +66,15 @@ MAX_TAIL = 6.0  # a score above every benign validation score: 1 in a million, a
 QUIET_RATE = 1.0 - DEFAULT_QUANTILE  # an incident without alerts: as rare as one alert
 TOP_ALERTS = 3
 _HEAVY = ("reasons", "top_events")  # nested columns read only where shown
+# What a top entry shows of its unit besides its score: what and who, and the sensor's verdict
+# (as its alert row has them), so that the incidents file reads on its own.
+TOP_CONTEXT = ("event_type", "source_ip", "source_port", "dest_ip", "dest_port", "protocol",
+               "service", "host", "user", "sensor_signature")
+TOP_ENTRY = pa.struct([("layer", pa.string()), ("unit", pa.string()), ("score", pa.float32()),
+                       ("percentile", pa.float32()),
+                       *[(name, CONTEXT_SCHEMA.field(name).type) for name in TOP_CONTEXT],
+                       ("reasons", pa.list_(REASON_TYPE))])
+TOP_FIELDS = tuple(f.name for f in TOP_ENTRY if f.name != "reasons")  # read from its row
 INCIDENT_SCHEMA = pa.schema([
     ("rank", pa.int32()), ("entity", pa.string()), ("window_start", TIME),
     ("score", pa.float64()), ("alerts", pa.int64()),
@@ -72,9 +83,7 @@ INCIDENT_SCHEMA = pa.schema([
     ("flows", pa.list_(pa.struct([("community_id", pa.string()),
                                   ("event_ids", pa.list_(pa.string())),
                                   ("event_types", pa.list_(pa.string()))]))),
-    ("top", pa.list_(pa.struct([("layer", pa.string()), ("unit", pa.string()),
-                                ("score", pa.float32()), ("percentile", pa.float32()),
-                                ("reasons", pa.list_(REASON_TYPE))]))),
+    ("top", pa.list_(TOP_ENTRY)),
 ])
 
 
@@ -282,7 +291,7 @@ def _detailed(tables: list[pa.Table], rows: pa.Table, best: pa.Table,
                        key=lambda i: (-alert_weight(group[i]), -group[i]["_peak"]))[:TOP_ALERTS]
         details[key] = {
             "flows": flows_of(group),
-            "top": [{**{k: group[i].get(k) for k in ("layer", "unit", "score", "percentile")},
+            "top": [{**{k: group[i].get(k) for k in TOP_FIELDS},
                      "reasons": _reasons_of(group[i]["_at"], reasons)} for i in order]}
     return details
 

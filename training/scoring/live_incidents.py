@@ -43,7 +43,7 @@ import pyarrow.compute as pc
 from training.kernels.netaddr import is_address
 from training.scoring.ecs import AlertRule
 from training.scoring.incidents import (
-    TOP_ALERTS, alert_weight, event_types_of, flows_of, group_rank, keyed_units, layer_evidence,
+    TOP_ALERTS, TOP_CONTEXT, TOP_FIELDS, alert_weight, event_types_of, flows_of, group_rank, keyed_units, layer_evidence,
     quiet_incidents,
 )
 
@@ -52,7 +52,7 @@ MAX_FLOWS = 10  # flows listed per incident (a scan has thousands)
 _KEPT_SLOTS = 2  # hours kept behind the latest one
 # What an incident keeps of its alerts (`alert_weight`, the top alerts, the flows).
 _ALERT_FIELDS = ("layer", "unit", "score", "threshold", "percentile", "reference_scores",
-                 "reasons", "community_id", "event_ids", "event_type")
+                 "reasons", "community_id", "event_ids", *TOP_CONTEXT)
 
 
 class LiveIncidents:
@@ -278,9 +278,8 @@ def _heaviest(top: list[dict], row: dict[str, Any], weight: float, peak: float,
     """`top` with the alert `row` in its place: the heaviest first, then the furthest above its
     threshold (alerts past every benign score all weigh MAX_TAIL), the earlier on ties.
     `keep`: the entry keeps the row's events (for `flows_of`)."""
-    entry = {"layer": row.get("layer"), "unit": row.get("unit"), "score": row.get("score"),
-             "percentile": row.get("percentile"), "reasons": row.get("reasons"),
-             "weight": weight, "peak": peak}
+    entry = {**{k: row.get(k) for k in (*TOP_FIELDS, "reasons")}, "weight": weight,
+             "peak": peak}
     if keep:  # the events only where `flows_of` joins them: a window unit may list thousands
         entry.update({k: row.get(k) for k in ("community_id", "_types", "_first", "_last")},
                      event_ids=row.get("event_ids") if row.get("community_id") else None)
@@ -326,7 +325,7 @@ def _add_flow(flows: dict[str, dict], flow: str, events: list[str] | None,
 
 def _shown(entry: dict[str, Any]) -> dict[str, Any]:
     """A top entry as the incident shows it (as `build_incidents`' `top`)."""
-    return {k: entry.get(k) for k in ("layer", "unit", "score", "percentile", "reasons")}
+    return {k: entry.get(k) for k in (*TOP_FIELDS, "reasons")}
 
 
 def _first_of_groups(table: pa.Table, n: int) -> pa.Table:

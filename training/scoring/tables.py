@@ -23,8 +23,8 @@ import pyarrow.parquet as pq
 from training.artifacts.atomic import atomic_write
 from training.errors import ConfigError, SchemaError
 from training.scoring.alerts import OUTPUT_SCHEMA
-from training.scoring.context import conform_top_events
-from training.scoring.incidents import INCIDENT_SCHEMA, build_incidents
+from training.scoring.context import EVENT_CONTEXT, conform_structs
+from training.scoring.incidents import INCIDENT_SCHEMA, TOP_ENTRY, build_incidents
 
 
 def _jsonl(path: Path) -> bool:
@@ -55,9 +55,10 @@ def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
         for name in _ADDED_LATER:  # a file written before the column existed: null there
             if name in schema.names and name not in table.column_names:
                 table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
-        if "top_events" in schema.names and "top_events" in table.column_names:
-            at = table.column_names.index("top_events")  # its events' fields added later
-            table = table.set_column(at, "top_events", conform_top_events(table["top_events"]))
+        for name, struct in (("top_events", EVENT_CONTEXT), ("top", TOP_ENTRY)):
+            if name in schema.names and name in table.column_names:  # fields added later
+                at = table.column_names.index(name)
+                table = table.set_column(at, name, conform_structs(table[name], struct))
         return table.select(schema.names).cast(schema)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no {what} file there") from None

@@ -229,10 +229,10 @@ def test_top_events_written_before_their_process_and_command_line_still_read(tmp
         assert (first["event_id"], first["dest_ip"], first["bytes"]) == ("e1", "10.0.0.9", 7)
         assert (first["process"], first["command_line"], second) == (None, None, None)
     # a slice of a batch (a chunk that starts inside its list's values) is conformed too
-    from training.scoring.context import conform_top_events
+    from training.scoring.context import EVENT_CONTEXT, conform_structs
 
     lists = pa.array([[event], None, [{"event_id": "e2"}, event]], pa.list_(old_event))
-    read = conform_top_events(pa.chunked_array([lists.slice(1)])).to_pylist()
+    read = conform_structs(pa.chunked_array([lists.slice(1)]), EVENT_CONTEXT).to_pylist()
     assert [[(e["event_id"], e["bytes"], e["process"]) for e in x] if x else x for x in read] \
         == [None, [("e2", None, None), ("e1", 7, None)]]
 

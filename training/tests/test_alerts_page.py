@@ -40,10 +40,11 @@ def test_every_value_on_the_page_equals_the_json(tmp_path):
     page = Page()
     page.feed(html_path.read_text())
     keys = [key for key, _ in page.values]
-    # the totals, 2 incidents' 7 columns, 3 alerts' layer, unit, time, score and percentile
-    # (no units given: their context is null, its columns not shown), 2 reasons' 4 columns, and
-    # the flow of 1:abc (its Community ID, event type and event id)
-    assert len(keys) == len(set(keys)) and len(keys) == 1 + 2 * 7 + 3 * 5 + 2 * 4 + 3
+    # the totals, 2 incidents' 7 columns, 3 alerts' layer, unit, time, event type, score and
+    # percentile and 2 alerts' source address (no units given: the context the incidents' top
+    # entries carry; the rest null, its columns not shown), 2 reasons' 4 columns, and the flow
+    # of 1:abc (its Community ID, event type and event id)
+    assert len(keys) == len(set(keys)) and len(keys) == 1 + 2 * 7 + 3 * 6 + 2 + 2 * 4 + 3
     for key, shown in page.values:
         assert shown == fmt(resolve(document, key)), key
     assert "/incidents/1/top/0/reasons/0/observed" in keys  # the reasons are on the page

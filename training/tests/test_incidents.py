@@ -327,3 +327,30 @@ def test_flow_event_types_come_from_the_events_or_are_null_when_unknown():
     # 1:b's edge lists three of its four events: the fourth's type is unknown, not absent.
     assert {f["community_id"]: f["event_types"] for f in incident["flows"]} == {
         "1:a": ["conn", "http"], "1:b": None}
+
+
+def test_a_top_entry_carries_its_alert_s_context_and_older_files_still_read(tmp_path):
+    """The incidents file reads on its own: a top entry names what and who (addresses,
+    ports, service, the sensor's signature) as its alert row has them; it named only the
+    layer and unit, and an analyst joined the scores file for the rest (trial I, D2). A file
+    written before reads with those fields null."""
+    import pyarrow.parquet as pq
+
+    from training.scoring.incidents import INCIDENT_SCHEMA, TOP_CONTEXT, TOP_ENTRY
+
+    row = _row("layer1", "eve:7", 99.9, source_ip="10.0.0.5", event_type="alert")
+    row.update(dest_ip="10.0.0.9", dest_port=445, protocol="tcp", service="smb",
+               sensor_signature="ET EXPLOIT x")
+    (incident,) = build_incidents(pa.Table.from_pylist([row], schema=OUTPUT_SCHEMA)).to_pylist()
+    (top,) = incident["top"]
+    assert {k: top[k] for k in TOP_CONTEXT} == {
+        "event_type": "alert", "source_ip": "10.0.0.5", "source_port": None,
+        "dest_ip": "10.0.0.9", "dest_port": 445, "protocol": "tcp", "service": "smb",
+        "host": None, "user": None, "sensor_signature": "ET EXPLOIT x"}
+    old_entry = pa.struct([f for f in TOP_ENTRY if f.name not in TOP_CONTEXT])
+    old = pa.schema([pa.field("top", pa.list_(old_entry)) if f.name == "top" else f
+                     for f in INCIDENT_SCHEMA])
+    incident["top"] = [{k: v for k, v in top.items() if k not in TOP_CONTEXT}]
+    pq.write_table(pa.Table.from_pylist([incident], schema=old), tmp_path / "old.parquet")
+    (read,) = read_incidents(tmp_path / "old.parquet").to_pylist()
+    assert read["top"][0]["unit"] == "eve:7" and read["top"][0]["source_ip"] is None

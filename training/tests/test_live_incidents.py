@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from training.scoring.follow import FollowOutputs, follow_events
-from training.scoring.incidents import build_incidents
+from training.scoring.incidents import TOP_CONTEXT, build_incidents
 from training.scoring.live_incidents import MAX_FLOWS
 from training.scoring.tables import read_alerts
 from training.sources.config import DataSource
@@ -70,6 +70,10 @@ def test_the_last_update_of_each_incident_is_the_batch_incident(tmp_path, datase
         assert (got["first_seen"], got["last_seen"]) == \
             (_text(want["first_seen"]), _text(want["last_seen"]))
         assert [t["unit"] for t in got["top"]] == [t["unit"] for t in want["top"]]
+        # each top entry's context, from its alert row, live as in batch
+        assert [{k: t[k] for k in TOP_CONTEXT} for t in got["top"]] == \
+            [{k: t[k] for k in TOP_CONTEXT} for t in want["top"]]
+        assert all(t["source_ip"] and t["dest_port"] is not None for t in got["top"])
         if len(want["flows"]) <= MAX_FLOWS:
             assert got["flows"] == want["flows"]
         else:
