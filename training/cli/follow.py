@@ -74,6 +74,7 @@ def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
 
 
 def cmd_follow(args: argparse.Namespace) -> int:
+    from training.collection.no_records import no_records_warning
     from training.cli.options import open_registry, parse_source
     from training.cli.recorded_sources import registered_metadata, sources_as_trained
     from training.scoring.follow import QUARANTINE_FILE, FollowOutputs, follow_events
@@ -137,6 +138,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
         print(f"{summary.lost_files:,} file{'' if summary.lost_files == 1 else 's'} removed "
               f"before {'it was' if summary.lost_files == 1 else 'they were'} read to the end "
               f"in this run: {summary.lost_bytes:,} bytes left unread were not scored")
+    for path in summary.empty_inputs:  # as batch score names them
+        print(f"{no_records_warning(path)}: nothing scored from it yet")
     for path, waiting in summary.unfinished.items():  # a record that never ends never scores
         print(f"{path}: its last {waiting:,} bytes end no line yet: read once a newline ends "
               "them (a line being written, or a last line without one)")

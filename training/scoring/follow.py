@@ -114,6 +114,7 @@ class FollowSummary:
     lost_files: int = 0
     lost_bytes: int = 0
     unfinished: dict[str, int] = field(default_factory=dict)  # file -> bytes of a line in progress
+    empty_inputs: list[str] = field(default_factory=list)  # files that gave no record yet
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -230,7 +231,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         summary.counts, summary.seconds = dict(run.counts), time.perf_counter() - started
         summary.excursions = guard.excursions
         summary.lost_files, summary.lost_bytes = tail.lost_files, tail.lost_bytes
-        summary.unfinished = tail.unfinished()
+        summary.unfinished, summary.empty_inputs = tail.unfinished(), tail.without_records()
         summary.held = 0 if windows is None else windows.held
         return summary
     finally:

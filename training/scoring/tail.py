@@ -139,6 +139,10 @@ class Tail:
         real = os.path.realpath(path)
         return any(real == own or real.startswith(own + os.sep) for own in self.own)
 
+    def without_records(self) -> list[str]:
+        """Followed files that gave no record so far (empty, or a header alone)."""
+        return [p.path for p in self.positions.values() if not p.record and not p.rotated]
+
     def unfinished(self) -> dict[str, int]:
         """Followed files whose last bytes end no line yet (a writer's line in progress, or a
         file whose last line has no newline), with how many bytes wait for it, as of the last

@@ -149,3 +149,20 @@ def test_a_last_line_without_its_newline_is_said_to_wait_for_it(tmp_path, capsys
     assert main(_once(tmp_path, models)) == 0
     out = capsys.readouterr().out
     assert "6 events scored" in out and "end no line yet" not in out
+
+
+def test_a_file_that_gave_no_record_is_named(tmp_path, capsys):
+    """An empty input, or a header alone, is named as batch score names it; `--once` said
+    nothing of it (trial I, D8)."""
+    models = tmp_path / "models"
+    _register(models, "1.0.0", seed=0, stage="production")
+    (tmp_path / "conn.log").write_text(header(T0))  # the header alone
+    assert main(_once(tmp_path, models)) == 0
+    out = capsys.readouterr().out
+    assert "0 events scored" in out
+    assert (f"{tmp_path / 'conn.log'}: no records (an empty file or folder, or a header alone): "
+            "nothing scored from it yet") in out
+    _write(tmp_path / "conn.log", range(3))
+    assert main(_once(tmp_path, models)) == 0
+    out = capsys.readouterr().out
+    assert "3 events scored" in out and "no records" not in out
