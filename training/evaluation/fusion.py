@@ -49,6 +49,7 @@ from scipy.special import gammaln, logsumexp
 
 from training.errors import ConfigError, SchemaError
 from training.evaluation.calibration import Calibration
+from training.features.encoding import text_array
 
 FORMAT = "maximus.fusion.v1"
 RULES = ("min-p+fisher", "min-p", "fisher")
@@ -140,7 +141,7 @@ def event_tail_units(event_ids: Any, unit_event_ids: pa.Array | pa.ChunkedArray,
     unit_p = np.asarray(unit_p, dtype=np.float64).reshape(-1)
     if len(lists) != len(unit_p):
         raise SchemaError(f"{len(unit_p)} tail probabilities for {len(lists)} units")
-    ids = pa.array(np.asarray(event_ids).astype(str), pa.string())
+    ids = text_array(np.asarray(event_ids).astype(str))
     rows = pc.index_in(lists.flatten().cast(pa.string()), value_set=ids)
     rows = rows.to_numpy(zero_copy_only=False)
     owner = np.asarray(lists.value_parent_indices(), dtype=np.int64)

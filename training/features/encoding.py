@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -31,6 +31,13 @@ def as_array(column: pa.Array | pa.ChunkedArray) -> pa.Array:
     if isinstance(column, pa.ChunkedArray):
         return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
     return column
+
+
+def text_array(values: np.ndarray | Sequence[str]) -> pa.Array:
+    """Text (a numpy str array: ids, unit names) as one Arrow string array. pyarrow converts a
+    fixed-width numpy array of more than 16 MiB into chunks, which `ListArray.from_arrays` and
+    `index_in` refuse: 730,000 event ids of 23 characters failed a pipeline so."""
+    return as_array(pa.array(values, pa.string()))
 
 
 def column(table: pa.Table, name: str, type_: pa.DataType | None = None) -> pa.Array:

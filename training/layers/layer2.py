@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 
 from training.detectors.base import Detector
-from training.features.encoding import FeatureSpec
+from training.features.encoding import FeatureSpec, text_array
 from training.layers.base import TIME
 from training.layers.registry import register_layer
 from training.layers.samples import LayerType, PreprocessedSample
@@ -111,7 +111,7 @@ class Layer2(ScaledLayer):
         text = np.char.add(ends, np.char.add("@", start.astype("datetime64[us]").astype(str)))
         events = pa.ListArray.from_arrays(pa.array(a["event_ptr"].astype(np.int32)),
                                           units.event_id.cast(pa.string()))
-        return {"unit": pa.array(text, pa.string()),
+        return {"unit": text_array(text),
                 "time": pa.array(start.astype(np.int64)).cast(TIME), "event_ids": events}
 
     def samples(self, units: Any) -> list[PreprocessedSample]:

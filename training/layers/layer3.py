@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from training.detectors.base import Detector
-from training.features.encoding import FeatureSpec, as_array
+from training.features.encoding import FeatureSpec, as_array, text_array
 from training.layers.base import TIME
 from training.layers.featurizer_options import FEATURIZER_OPTIONS
 from training.layers.registry import register_layer
@@ -110,7 +110,7 @@ class Layer3(ScaledLayer):
         text = np.char.add(np.char.add(entity, "@"), when.astype(str))
         events = pa.ListArray.from_arrays(pa.array(units.event_ptr.astype(np.int32)),
                                           units.event_id.cast(pa.string()))
-        return {"unit": pa.array(text, pa.string()),
+        return {"unit": text_array(text),
                 "time": pa.array(when.astype(np.int64)).cast(TIME), "event_ids": events}
 
     def samples(self, units: Any) -> list[PreprocessedSample]:

@@ -20,7 +20,7 @@ import torch
 from training.datasets.builder import DatasetBuilder
 from training.datasets.split import DatasetSplit
 from training.errors import SchemaError
-from training.features.encoding import as_array
+from training.features.encoding import as_array, text_array
 from training.features.vectors import LayerArrays
 from training.layers.base import TIME, Layer
 from training.layers.samples import PreprocessedSample
@@ -86,7 +86,7 @@ class EventVectorLayer(Layer):
         return units.columns.get("attack_type")
 
     def unit_columns(self, units: Any) -> dict[str, pa.Array]:
-        ids = pa.array(np.asarray(units.sample_ids).astype(str))
+        ids = text_array(np.asarray(units.sample_ids).astype(str))
         times = units.columns.get("timestamps")
         if times is not None:  # an event without a time (Zeek's loaded_scripts.log) has none
             times = np.asarray(times, "datetime64[us]")

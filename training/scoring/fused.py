@@ -48,6 +48,7 @@ from training.errors import CheckpointError, NotFoundError, NotSupportedError
 from training.evaluation.alert_rate import reference_shortfall
 from training.evaluation.calibration import Calibration
 from training.evaluation.fusion import FUSED_NAME, Fusion, event_tail_units, fused_scores
+from training.features.encoding import text_array
 from training.layers.base import TIME
 from training.layers.reasons import Reason, reasons_column
 from training.layers.registry import layer_for_spec
@@ -222,7 +223,7 @@ class FusedDetector:
                 reasons[event] = named.get(unit)
             if with_units:
                 layer_rows.append(rows.rows(units, layer_scores, events, explained))
-        id_array = pa.array(ids, pa.string())
+        id_array = text_array(ids)
         one_each = pa.array(np.arange(len(ids) + 1, dtype=np.int32))
         unit = {"unit": id_array, "time": events["timestamp"].combine_chunks().cast(TIME),
                 "event_ids": pa.ListArray.from_arrays(one_each, id_array)}

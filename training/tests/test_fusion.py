@@ -16,7 +16,7 @@ import pytest
 from training.cli.main import main
 from training.errors import CheckpointError, ConfigError, NotFoundError, SchemaError
 from training.evaluation.calibration import Calibration
-from training.evaluation.fusion import Fusion, event_tail_probabilities, fused_scores
+from training.evaluation.fusion import Fusion, event_tail_probabilities, event_tail_units, fused_scores
 from training.registry.registry import ModelRegistry
 from training.scoring.alerts import OUTPUT_SCHEMA
 from training.pipeline.fusion import fusion_summary
@@ -387,3 +387,22 @@ def test_a_fused_version_replaced_in_production_is_named_with_its_successor(demo
         "that wrote it trained (retrain and promote do not change it): re-run the pipeline on "
         "this workdir to train and fuse new ones, or score --model layer1_vae to use 1.1.0 "
         "alone")
+
+
+def test_800_000_event_ids_are_one_array_for_the_layer_and_the_fusion():
+    """pyarrow converts a numpy text array of more than 16 MiB into chunks: a pipeline and a
+    fused score of 730,000 Zeek events failed with "Cannot convert ChunkedArray to Array"
+    (trial L, D1). Layer 1's unit columns and the fusion's event lookup take any number."""
+    from training.datasets.split import DatasetSplit
+    from training.layers.layer1 import Layer1
+
+    n = 800_000
+    ids = np.array([f"conn:C{i:017d}" for i in range(n)])  # 23 characters, as Zeek uids
+    assert isinstance(pa.array(ids, pa.string()), pa.ChunkedArray)  # what pyarrow gives
+    units = DatasetSplit("test", np.zeros((n, 1), np.float32), np.zeros(n, np.int64), ids,
+                         np.arange(n))
+    columns = Layer1().unit_columns(units)
+    assert isinstance(columns["unit"], pa.Array) and columns["event_ids"][n - 1].as_py() == [
+        ids[-1]]
+    p, unit = event_tail_units(ids, columns["event_ids"], np.full(n, 0.5))
+    assert (p == 0.5).all() and (unit == np.arange(n)).all()
