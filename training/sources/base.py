@@ -275,6 +275,7 @@ class FileSource(Source):
     how_params: ClassVar[frozenset[str]] = frozenset(
         {"block_size", "max_decompressed_bytes", "max_document_bytes"})
     patterns: ClassVar[tuple[str, ...] | None] = None
+    excluded: ClassVar[tuple[str, ...]] = ()  # names a folder scan skips though they match
 
     def __init__(self, config: DataSource) -> None:
         super().__init__(config)
@@ -293,7 +294,8 @@ class FileSource(Source):
         self.skipped_links: list[Path] = []
 
     def streams(self) -> list[str]:
-        found = expand_paths(self.options["path"], self.patterns, self.options["follow_symlinks"])
+        found = expand_paths(self.options["path"], self.patterns, self.options["follow_symlinks"],
+                             self.excluded)
         self.skipped, self.skipped_links = found.skipped, found.links
         return [str(path) for path in found.files]
 

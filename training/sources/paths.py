@@ -40,13 +40,15 @@ class Found(NamedTuple):
 
 
 def expand_paths(spec: str | Path | Sequence[str | Path], patterns: Sequence[str] | None = None,
-                 follow_symlinks: bool = False) -> Found:
+                 follow_symlinks: bool = False, excluded: Sequence[str] = ()) -> Found:
     """Resolve files, folders (searched recursively, hidden entries left out) and globs.
 
     Args:
         spec: a path, a glob pattern, or a list of them.
         patterns: fnmatch patterns a file found in a folder must match; others are returned as
             skipped. Files named explicitly or by a glob are always taken.
+        excluded: names of files found in a folder that are skipped though they match
+            `patterns` (zeekctl's stdout.log beside Zeek's logs).
         follow_symlinks: also read links leading outside the folder they were found in (and
             search linked folders).
 
@@ -65,7 +67,7 @@ def expand_paths(spec: str | Path | Sequence[str | Path], patterns: Sequence[str
         if glob.has_magic(text):
             _expand_glob(text, follow_symlinks, files, skipped, links)
         elif os.path.isdir(text):
-            _scan(Path(text), patterns, follow_symlinks, files, skipped, links)
+            _scan(Path(text), patterns, follow_symlinks, files, skipped, links, excluded)
         elif os.path.isfile(text):
             files.add(Path(text))
         elif os.path.lexists(text):
@@ -114,7 +116,7 @@ def _glob_base(text: str) -> str:
 
 
 def _scan(root: Path, patterns: Sequence[str] | None, follow: bool, files: set[Path],
-          skipped: set[Path], links: set[Path]) -> None:
+          skipped: set[Path], links: set[Path], excluded: Sequence[str] = ()) -> None:
     """Every non-hidden regular file under `root`, by the rules of the module docstring."""
     real_root = os.path.realpath(root)
     seen_folders = {real_root}
@@ -146,7 +148,8 @@ def _scan(root: Path, patterns: Sequence[str] | None, follow: bool, files: set[P
                     pending.append(path)
             elif not stat.S_ISREG(mode):
                 skipped.add(path)
-            elif patterns is None or any(path.match(p) for p in patterns):
+            elif (patterns is None or any(path.match(p) for p in patterns)) and \
+                    entry.name not in excluded:
                 files.add(path)
             else:
                 skipped.add(path)

@@ -169,6 +169,8 @@ class ZeekSource(JsonFileSource):
 
     field_map: ClassVar = ZEEK_FIELD_MAP
     patterns: ClassVar[tuple[str, ...]] = ("*.log", "*.log.gz", "*.labeled", "*.json", "*.json.gz")
+    # zeekctl writes each node's process output beside its logs (logs/current): plain text
+    excluded: ClassVar[tuple[str, ...]] = ("stdout.log", "stderr.log")
     format_name, format_fields = FORMATS[DataSourceType.ZEEK_LOGS]
     object_fields: ClassVar[frozenset[str]] = frozenset()
     single_value_fields: ClassVar[frozenset[str]] = frozenset(

@@ -230,12 +230,18 @@ def test_zeek_directory_skips_and_reports_files_that_are_not_logs(tmp_path):
         "#separator \\x09\n#fields\tts\tuid\n#types\ttime\tstring\n1.0\tC1\n")
     (tmp_path / "dns.json").write_text(json.dumps({"ts": 2.0, "query": "a.com"}) + "\n")
     (tmp_path / "README.md").write_text("# captured 2024-01-02\n")
+    # zeekctl's process output beside the logs of logs/current: refused whole before
+    (tmp_path / "stdout.log").write_text("listening on eth0\n")
+    (tmp_path / "stderr.log").write_text("")
     source = reader("zeek_logs", tmp_path)
     assert source.streams() == [str(tmp_path / "a" / "conn.log"), str(tmp_path / "dns.json")]
-    assert source.skipped == [tmp_path / "README.md"]
+    skipped = [tmp_path / n for n in ("README.md", "stderr.log", "stdout.log")]
+    assert source.skipped == skipped
     table, collector = collect("zeek_logs", tmp_path)
     assert table["event_type"].to_pylist() == ["conn", "dns"]
-    assert collector.get_stats()["skipped_files"] == [str(tmp_path / "README.md")]
+    assert collector.get_stats()["skipped_files"] == [str(p) for p in skipped]
+    with pytest.raises(SourceError, match="stdout.log: not a Zeek log"):  # named: still read
+        collect("zeek_logs", tmp_path / "stdout.log")
 
 
 def test_an_empty_folder_is_named_not_silently_zero_events(tmp_path, caplog):
