@@ -269,8 +269,9 @@ class DataCollector:
             logger.warning("%s: no file to read in %s (its files: %s): nothing collected from "
                            "it", reader.name, reader.options["path"], ", ".join(reader.patterns or "*"))
         if skipped:
-            logger.warning("%s: skipped %d files that do not look like its format (or are not "
-                           "regular files): %s", reader.name, len(skipped), ", ".join(skipped[:10]))
+            logger.warning("%s: skipped %d files not of its format, not regular files, or named "
+                           "in bytes that are not UTF-8: %s", reader.name, len(skipped),
+                           ", ".join(skipped[:10]))
             known = set(self._stats.get("skipped_files", []))
             self._stats["skipped_files"] = sorted(known | set(skipped))
         links = [str(p) for p in getattr(reader, "skipped_links", [])]

@@ -75,7 +75,20 @@ def expand_paths(spec: str | Path | Sequence[str | Path], patterns: Sequence[str
                               "of regular files")
         else:
             raise SourceError(f"{text}: no such file or directory (from {os.getcwd()})")
+    # A name that is not UTF-8 cannot go into a checkpoint or a report as it is: anyone able
+    # to create such a file in a watched folder would stop every run. Skipped, shown escaped.
+    foreign = {p for p in files if not _utf8(str(p))}
+    skipped |= {Path(os.fsencode(p).decode("utf-8", "backslashreplace")) for p in foreign}
+    files -= foreign
     return Found(sorted(files), sorted(skipped - files), sorted(links - files))
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogate escapes of bytes that are not UTF-8
+        return False
+    return True
 
 
 def _not_regular(path: str | Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +243,25 @@ def test_zeek_directory_skips_and_reports_files_that_are_not_logs(tmp_path):
     assert collector.get_stats()["skipped_files"] == [str(p) for p in skipped]
     with pytest.raises(SourceError, match="stdout.log: not a Zeek log"):  # named: still read
         collect("zeek_logs", tmp_path / "stdout.log")
+
+
+def test_a_file_named_in_bytes_that_are_not_utf8_is_skipped_not_a_crash(tmp_path, caplog):
+    """A name Python holds with surrogate escapes cannot go into a checkpoint (orjson refuses
+    it): collect and score --once failed with "str is not valid UTF-8" on every rerun, so
+    whoever could create a file in a watched folder stopped the scorer (trial M, D4)."""
+    log = "#separator \\x09\n#fields\tts\tuid\n#types\ttime\tstring\n1.0\tC1\n"
+    (tmp_path / "conn.log").write_text(log)
+    with open(os.path.join(os.fsencode(tmp_path), b"dns\xff.log"), "w") as planted:
+        planted.write(log.replace("C1", "C2"))
+    from training.cli.main import main
+
+    with caplog.at_level(logging.WARNING):  # collect checkpoints the files it reads
+        assert main(["collect", "--source", f"zeek:{tmp_path}", "--output",
+                     str(tmp_path / "out")]) == 0
+    progress = json.loads((tmp_path / "out" / "progress.json").read_text())
+    assert progress["events"] == 1
+    assert f"skipped 1 files not of its format, not regular files, or named in bytes that " \
+           f"are not UTF-8: {tmp_path / 'dns'}\\xff.log" in caplog.text
 
 
 def test_an_empty_folder_is_named_not_silently_zero_events(tmp_path, caplog):
