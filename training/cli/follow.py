@@ -23,6 +23,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from training.artifacts.folders import check_not_link
 from training.errors import ConfigError
 
 Option = Callable[..., None]
@@ -93,8 +94,11 @@ def cmd_follow(args: argparse.Namespace) -> int:
     registry = open_registry(args)  # reads only
     sources = sources_as_trained(args, args.input, registered_metadata(registry, args),
                                  "--input")
+    state = args.state or args.output.with_name(args.output.name + ".state")
+    if args.state is None:  # a folder picked beside the output, not given: never a link
+        check_not_link(state, "give --state FOLDER")
     outputs = FollowOutputs(alerts=args.alerts, scores=args.output, elasticsearch=es,
-                            state=args.state or args.output.with_name(args.output.name + ".state"),
+                            state=state,
                             incidents=args.incidents or incidents_path(args.alerts))
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set())

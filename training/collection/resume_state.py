@@ -38,6 +38,7 @@ import numpy as np
 import orjson
 
 from training.artifacts.atomic import atomic_write, open_in_place
+from training.artifacts.folders import check_not_link, real_folder
 from training.collection.output_folder import (
     CHECKPOINT_FILE, LOCK_FILE, missing_folders, remove_made,
 )
@@ -151,7 +152,8 @@ class CollectionState:
         return self._require_dir() / QUARANTINE_FILE
 
     def part_path(self, index: int) -> Path:
-        return self._require_dir() / "events" / f"part-{index:06d}.parquet"
+        # The folder is made here, a real one (never a planted link), for the part to be written.
+        return real_folder(self._require_dir() / "events") / f"part-{index:06d}.parquet"
 
     def _require_dir(self) -> Path:
         if self.directory is None:
@@ -172,6 +174,7 @@ class CollectionState:
         if self.directory is None:
             return
         seen_dir = self.directory / "seen"
+        check_not_link(seen_dir)  # written into and pruned: never through a planted link
         if self._pending_keys:
             keys = np.sort(np.concatenate(self._pending_keys))
             with atomic_write(seen_dir / f"{self.seen_next:06d}.npy") as handle:
@@ -302,6 +305,8 @@ class CollectionState:
     def _discard_uncommitted(self) -> None:
         """Remove what a crash left after the last commit."""
         directory = self._require_dir()
+        for inner in (directory / "seen", directory / "events"):
+            check_not_link(inner)  # files are deleted there: never through a planted link
         for folder in (directory, directory / "seen", directory / "events"):
             # Temporary files of atomic writes a killed process never renamed into place.
             for leftover in folder.glob(".*.tmp") if folder.is_dir() else ():

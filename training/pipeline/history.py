@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from training.artifacts.atomic import atomic_write
+from training.artifacts.folders import real_folder
 from training.errors import ConfigError, PipelineError
 from training.pipeline.lock import WorkdirBusyError, workdir_lock
 from training.pipeline.report import page_head
@@ -42,6 +43,7 @@ __all__ = ["RunFolder", "check_keep", "describe_error", "failures_recorded", "li
 RUNS = "runs"
 # <UTC time>-<short id>: names sort by start time (to the microsecond, so that runs started
 # in one second still sort); the random suffix keeps runs of two machines apart.
+_warned: set[Path] = set()  # links in runs/ already named in a warning
 _RUN_NAME = re.compile(r"^\d{8}T\d{6}\.\d{6}Z-[0-9a-f]{6}$")
 _TIME = "%Y%m%dT%H%M%S.%fZ"
 FAILED = "failed.txt"  # in a run's folder: the error line that ended it
@@ -71,19 +73,31 @@ def new_run(workdir: Path) -> RunFolder:
     """A new, empty run folder under `workdir/runs/`, with its report/ and logs/."""
     stamp = datetime.now(UTC).strftime(_TIME)
     run_id = f"{stamp}-{secrets.token_hex(3)}"
-    run = RunFolder(run_id, Path(workdir) / RUNS / run_id)
-    run.folder.mkdir(parents=True)  # exist_ok=False: a name is never reused
+    run = RunFolder(run_id, real_folder(Path(workdir) / RUNS) / run_id)  # never a planted link
+    run.folder.mkdir()  # exist_ok=False: a name is never reused
     run.report.mkdir()
     run.logs.mkdir()
     return run
 
 
 def list_runs(workdir: Path) -> list[Path]:
-    """The run folders under `workdir/runs/`, oldest first (other entries are ignored)."""
+    """The run folders under `workdir/runs/`, oldest first (other entries are ignored; a
+    symbolic link is no run, whatever its name: it is named in a warning, never followed)."""
     root = Path(workdir) / RUNS
-    if not root.is_dir():
+    if root.is_symlink() or not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and _RUN_NAME.match(p.name))
+    runs = []
+    for path in root.iterdir():
+        if not _RUN_NAME.match(path.name):
+            continue
+        if path.is_symlink():
+            if path not in _warned:  # once: the runs are listed several times a run
+                _warned.add(path)
+                logger.warning("%s is a symbolic link, not a run folder: skipped (never "
+                               "followed or deleted); remove it if nobody needs it", path)
+        elif path.is_dir():
+            runs.append(path)
+    return sorted(runs)
 
 
 def check_keep(keep: int) -> int:
@@ -193,8 +207,7 @@ TensorBoard run are in <code>{RUNS}/&lt;run&gt;/</code>.</p>
 
 def write_runs_index(workdir: Path) -> Path:
     """Write `workdir/report/index.html` (see `render_runs_index`) atomically; its path."""
-    path = Path(workdir) / "report" / "index.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = real_folder(Path(workdir) / "report") / "index.html"
     with atomic_write(path) as handle:
         handle.write(render_runs_index(workdir).encode("utf-8"))
     return path

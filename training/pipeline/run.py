@@ -65,6 +65,7 @@ import numpy as np
 import pyarrow as pa
 
 from training.artifacts.atomic import atomic_write
+from training.artifacts.folders import real_folder
 from training.artifacts.model_files import load_model
 from training.collection.schema import labels_from_alerts
 from training.errors import PipelineError, TooFewError
@@ -174,8 +175,8 @@ def _run(config: PipelineConfig, keep: int | None, mlflow_uri: str | None) -> Pi
     work = config.workdir
     history = new_run(work)
     folders = Folders(work / "features", work / "splits", work / "checkpoints", history.logs)
-    for folder in vars(folders).values():
-        Path(folder).mkdir(parents=True, exist_ok=True)
+    for folder in (*vars(folders).values(), work / "report", work / "models"):
+        real_folder(folder)  # a link planted in the workdir is refused, never written through
     # Until the run ends, the front page says it is unfinished (replaced at the end).
     _write(work / "report" / "index.html", render_unfinished(str(work)))
     notes: list[str] = []

@@ -64,7 +64,7 @@ class RegistryQueries:
             if not self.db_path.is_file():
                 raise NotFoundError(f"no model registry at {self.registry_dir} (it has no "
                                     "registry.db); registering a model creates one")
-            with self._connect() as conn:
+            with self._connect(read_only=True) as conn:
                 check_schema(conn)
             return
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
@@ -72,11 +72,12 @@ class RegistryQueries:
             create_schema(conn, self.artifacts_dir)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, read_only: bool = False) -> Iterator[sqlite3.Connection]:
         """One connection per call, closed after it (nothing shared across threads or forks);
-        SQLite's errors about the file become RegistryErrors that say what to do."""
+        SQLite's errors about the file become RegistryErrors that say what to do. A
+        `read_only` one never writes the file (what list and show use)."""
         try:
-            conn = connect(self.db_path, self.busy_timeout_s)
+            conn = connect(self.db_path, self.busy_timeout_s, read_only)
             try:
                 yield conn
             finally:
@@ -130,7 +131,7 @@ class RegistryQueries:
     def _get(self, model_name: str, version: str | None, stage: str | None, alias: str | None,
              map_location: str | torch.device, expected_spec: FeatureSpec | None, *,
              opaque_ok: bool) -> RegisteredModel | RegisteredPath:
-        with self._connect() as conn:
+        with self._connect(read_only=True) as conn:
             row = ops.resolve(conn, model_name, version, stage, alias)
             metadata = self._described(ops.metadata_of(conn, row))
         folder = artifact_dir(self.artifacts_dir, model_name, row["version"])
@@ -153,7 +154,7 @@ class RegistryQueries:
         Raises:
             NotFoundError: no such version; CheckpointError: a file is missing or modified.
         """
-        with self._connect() as conn:
+        with self._connect(read_only=True) as conn:
             row = ops.resolve(conn, model_name, version, stage, alias)
         folder = artifact_dir(self.artifacts_dir, model_name, row["version"])
         artifacts.read_verified(folder / artifacts.WEIGHTS_FILE, row["weights_sha256"])
@@ -171,7 +172,7 @@ class RegistryQueries:
             NotFoundError: the version has no such file (the message lists its files).
             CheckpointError: the file is missing or was modified after registration.
         """
-        with self._connect() as conn:
+        with self._connect(read_only=True) as conn:
             row = ops.resolve(conn, model_name, version, stage, alias)
         files = json.loads(row["files"])
         if file_name not in files:
@@ -183,7 +184,7 @@ class RegistryQueries:
     def get_metadata(self, model_name: str, version: str | None = None,
                      stage: str | None = None, *, alias: str | None = None) -> ModelMetadata:
         """The metadata of a version, chosen as in `get_model`."""
-        with self._connect() as conn:
+        with self._connect(read_only=True) as conn:
             row = ops.resolve(conn, model_name, version, stage, alias)
             return self._described(ops.metadata_of(conn, row))
 
@@ -212,7 +213,7 @@ class RegistryQueries:
         for column, value in filters:
             if value is not None:
                 query, args = query + f" AND {column} = ?", [*args, value]
-        with self._connect() as conn:
+        with self._connect(read_only=True) as conn:
             found = [self._described(ops.metadata_of(conn, row)) for row in
                      conn.execute(query + " ORDER BY model_name, seq", args)]
         if min_accuracy is not None:
@@ -254,7 +255,7 @@ class RegistryQueries:
 
     def _sidecar(self, model_name: str, version: str) -> dict | None:
         """A version's sidecar as registered (verified), None for an opaque artifact."""
-        with self._connect() as conn:
+        with self._connect(read_only=True) as conn:
             row = ops.resolve(conn, model_name, version, None, None)
         if not row["sidecar_sha256"]:
             return None
@@ -264,13 +265,13 @@ class RegistryQueries:
 
     def aliases(self, model_name: str) -> dict[str, str]:
         """alias -> version for one model."""
-        with self._connect() as conn:
+        with self._connect(read_only=True) as conn:
             return ops.aliases_of(conn, model_name)
 
     def history(self, model_name: str | None = None) -> list[Transition]:
         """The transition log (of one model, or all), oldest first."""
         query = "SELECT * FROM transitions" + (" WHERE model_name = ?" if model_name else "")
-        with self._connect() as conn:
+        with self._connect(read_only=True) as conn:
             rows = conn.execute(query + " ORDER BY id", (model_name,) if model_name else ())
             return [Transition(**dict(row)) for row in rows]
 
@@ -278,7 +279,7 @@ class RegistryQueries:
                      conn: sqlite3.Connection | None = None) -> str:
         """A version after every registered one (see `training.registry.names.next_version`)."""
         if conn is None:
-            with self._connect() as own:
+            with self._connect(read_only=True) as own:
                 return self.next_version(model_name, scheme, conn=own)
         existing = [r[0] for r in conn.execute(
             "SELECT version FROM versions WHERE model_name = ?", (model_name,))]

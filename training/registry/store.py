@@ -15,12 +15,13 @@ interleave with another process doing the same.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from training.errors import RegistryError
+from training.errors import RegistryError, UnsafePathError
 
 SCHEMA_VERSION = 1
 
@@ -67,11 +68,26 @@ BEGIN SELECT RAISE(ABORT, 'the transition log is append-only: no DELETE'); END;
 """
 
 
-def connect(db_path: Path, busy_timeout_s: float) -> sqlite3.Connection:
-    """A connection in autocommit mode (transactions are explicit), WAL, foreign keys on."""
+def connect(db_path: Path, busy_timeout_s: float, read_only: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit), WAL, foreign keys on.
+
+    With `read_only` nothing is set that writes the file (journal_mode = WAL would, even to an
+    empty one) and `query_only` refuses any change: a reader never changes the registry. (Not
+    SQLite's mode=ro: it could not remove the -wal and -shm files when it closes.)
+
+    Raises:
+        UnsafePathError: `db_path` is a symbolic link (never opened through).
+    """
+    if os.path.islink(db_path):
+        raise UnsafePathError(f"{db_path} is a symbolic link (to {os.readlink(db_path)}); the "
+                              "registry is never opened through a link it was not given: "
+                              "remove it, or give the folder it is in as the registry")
     conn = sqlite3.connect(db_path, timeout=busy_timeout_s, isolation_level=None)
     conn.row_factory = sqlite3.Row
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+    if read_only:
+        conn.execute("PRAGMA query_only = ON")
+        return conn
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")  # a committed registration survives a power cut
     conn.execute("PRAGMA foreign_keys = ON")
