@@ -20,8 +20,12 @@ An error of the write names the file asked for, never the temporary name, which 
 "PATH: cannot be written (REASON)" (`write_error`), the same for a set of files.
 
 Files that are written in place rather than replaced (the collection's quarantine.jsonl, its
-lock) are opened with `open_in_place`, under the same rules. Files holding raw input are created
-`private` (0600, whatever the umask).
+lock) are opened with `open_in_place`, under the same rules.
+
+Every file is created readable by this user only (0600, whatever the umask): events, scores,
+alerts, incidents, features, models and reports all hold what the input held (addresses,
+ports, command lines), and a file that replaces another gets that mode too. A folder an
+atomic write creates for its file is 0700.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from typing import IO
 from training.errors import ConfigError, PipelineError, UnsafePathError, WriteError
 
 PRIVATE = 0o600
+PRIVATE_FOLDER = 0o700
 _SHARED = 0o666  # before the umask, as open() creates files
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _in_flight: set[str] = set()  # temporary files this process is writing now
@@ -58,7 +63,7 @@ def temporary_path(path: Path) -> Path:
 
 @contextmanager
 def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True,
-                 private: bool = False) -> Iterator[IO]:
+                 private: bool = True) -> Iterator[IO]:
     """Open a temporary sibling of `path` for writing; on success, rename it over `path`.
 
     On an exception the temporary file is removed and `path` is left untouched. `durable`
@@ -69,7 +74,8 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True,
         path: the file to write.
         mode: "wb", or "w" for UTF-8 text.
         durable: fsync the file and its folder.
-        private: create the file readable by this user only (0600): files holding raw input.
+        private: create the file readable by this user only (0600), as every file of this
+            package is; False only for a file meant to be shared (0666 less the umask).
 
     Raises:
         UnsafePathError: something other than this user's own stale temporary file is at the
@@ -79,7 +85,7 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True,
     if mode not in ("wb", "w"):
         raise ConfigError(f"mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
     if str(path.parent) not in _swept:
         sweep_temporaries(path.parent)
     tmp = temporary_path(path)

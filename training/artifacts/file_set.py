@@ -38,8 +38,8 @@ from types import TracebackType
 # The rules of atomic_write's temporary names, shared: one registry of this process's names in
 # use, and what counts as a killed run's own leftover.
 from training.artifacts.atomic import (
-    _describe, _in_flight, _in_flight_lock, _own_stale_file, fsync_dir, sweep_temporaries,
-    temporary_path, write_error,
+    PRIVATE, PRIVATE_FOLDER, _describe, _in_flight, _in_flight_lock, _own_stale_file, fsync_dir,
+    sweep_temporaries, temporary_path, write_error,
 )
 from training.errors import ConfigError, UnsafePathError, WriteError
 
@@ -92,7 +92,7 @@ class FileSet:
 
     def __enter__(self) -> Path:
         parent = self.folder.parent
-        parent.mkdir(parents=True, exist_ok=True)
+        parent.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
         sweep_temporaries(parent)  # a killed run's staging folder or temporary file
         with _in_flight_lock:
             if str(self.folder) in _in_flight:
@@ -135,13 +135,18 @@ class FileSet:
                            self.paths[0] if len(self.paths) == 1 else self.paths[0].parent)
 
     def _publish(self) -> None:
-        """Each written file over its namesake; the set's files not written removed."""
+        """Each written file over its namesake, readable by this user only (0600, as every
+        file written: a writer may have created it with the umask's mode); the set's files
+        not written removed."""
         written = [p for p in self.paths if os.path.lexists(self.folder / p.name)]
         for path in self.paths:
             if path not in written:
                 path.unlink(missing_ok=True)
         for path in written:
-            os.replace(self.folder / path.name, path)
+            staged = self.folder / path.name
+            if stat.S_ISREG(os.lstat(staged).st_mode):  # in our 0700 folder: nothing planted
+                os.chmod(staged, PRIVATE)
+            os.replace(staged, path)
         fsync_dir(self.folder.parent)
 
     def _release(self) -> None:
@@ -152,7 +157,7 @@ class FileSet:
 def _make_folder(folder: Path) -> None:
     """Create `folder` (0700), replacing only this user's own leftover at its name."""
     try:
-        os.mkdir(folder, 0o700)
+        os.mkdir(folder, PRIVATE_FOLDER)
         return
     except FileExistsError:
         info = os.lstat(folder)
@@ -166,7 +171,7 @@ def _make_folder(folder: Path) -> None:
                                   "creates itself; nothing was written. Check who put it "
                                   "there, remove it, and run again") from None
     try:
-        os.mkdir(folder, 0o700)
+        os.mkdir(folder, PRIVATE_FOLDER)
     except FileExistsError:  # planted again between the two calls
         raise UnsafePathError(f"{folder}: something keeps appearing at this write's temporary "
                               f"name; nothing was written. Check who writes into "

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from training.artifacts.atomic import fsync_dir
+from training.artifacts.atomic import PRIVATE, PRIVATE_FOLDER, fsync_dir
 from training.artifacts.model_files import (
     LoadedModel, declared_model, load_model, read_sidecar, read_weights, sidecar_path,
 )
@@ -40,7 +40,8 @@ _TMP_PREFIX = ".tmp-"
 
 
 def _write(path: Path, data: bytes) -> None:
-    with open(path, "xb") as handle:
+    """A new file `path` holding `data`, readable by this user only (0600)."""
+    with open(path, "xb", opener=lambda name, flags: os.open(name, flags, PRIVATE)) as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
@@ -73,7 +74,7 @@ def store(weights: Path, folder: Path, files: Mapping[str, Path] | None = None
     sidecar_bytes = sidecar_path(weights).read_bytes() if has_sidecar else None
     attached = {check_file_name(name): Path(path).read_bytes() for name, path in (files or {}).items()}
     tmp = folder.parent / f"{_TMP_PREFIX}{folder.name}-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir(parents=True)
+    tmp.mkdir(PRIVATE_FOLDER, parents=True)
     try:
         _write(tmp / WEIGHTS_FILE, weights_bytes)
         if sidecar_bytes is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import IO
 
 import torch
 
+from training.artifacts.atomic import PRIVATE, PRIVATE_FOLDER
 from training.errors import ConfigError, NotFoundError
 from training.features.encoding import FeatureSpec
 from training.paths import models_dir
@@ -67,7 +69,9 @@ class RegistryQueries:
             with self._connect(read_only=True) as conn:
                 check_schema(conn)
             return
-        self.artifacts_dir.mkdir(parents=True, exist_ok=True)
+        self.registry_dir.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
+        self.artifacts_dir.mkdir(PRIVATE_FOLDER, exist_ok=True)
+        _create_private(self.db_path)
         with self._connect() as conn:
             create_schema(conn, self.artifacts_dir)
 
@@ -288,3 +292,14 @@ class RegistryQueries:
     def print_registry(self, file: IO[str] | None = None) -> None:
         """Print every model's versions, stages, aliases and main metrics."""
         print(format_registry(self.list_models()), file=file or sys.stdout)
+
+
+def _create_private(db_path: Path) -> None:
+    """Create `db_path` empty (an empty file is an empty SQLite database) and readable by this
+    user only (0600), unless it exists: sqlite3.connect would create it with the umask's mode,
+    and SQLite gives its -wal and -shm files the database's mode."""
+    try:
+        os.close(os.open(db_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, PRIVATE))
+    except FileExistsError:
+        pass  # a registry already, or whatever is there: connect() says what it is

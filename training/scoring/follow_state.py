@@ -34,7 +34,7 @@ from pathlib import Path
 
 import orjson
 
-from training.artifacts.atomic import atomic_write, open_in_place
+from training.artifacts.atomic import PRIVATE_FOLDER, atomic_write, open_in_place
 from training.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -47,7 +47,7 @@ LOCK_FILE = ".lock"
 class AppendOnly:
     """A JSON Lines output appended by micro-batches; `size` is what has been written."""
 
-    def __init__(self, path: Path, committed: int | None, private: bool = False) -> None:
+    def __init__(self, path: Path, committed: int | None, private: bool = True) -> None:
         self.path = path
         self.fd = open_in_place(path, os.O_WRONLY | os.O_APPEND, private=private)
         size = os.fstat(self.fd).st_size
@@ -85,7 +85,7 @@ class FollowState:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
         self._lock = open_in_place(self.folder / LOCK_FILE, os.O_RDWR)
         try:
             fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -156,8 +156,8 @@ class FollowState:
             now += f" (weights sha256 {model['sha256'][:12]})"
         return began, now
 
-    def output(self, path: Path, private: bool = False) -> AppendOnly:
-        """An output, cut back to its committed size."""
+    def output(self, path: Path, private: bool = True) -> AppendOnly:
+        """An output, cut back to its committed size (0600, as every file written)."""
         committed = self.saved.get("outputs", {}).get(str(path))
         return AppendOnly(path, committed, private)
 

@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from training.artifacts.atomic import PRIVATE, PRIVATE_FOLDER
 from training.errors import ConfigError
 from training.console.progress import Progress, progress
 
@@ -186,7 +188,11 @@ class TensorBoardLogger(Callback):
     def on_train_start(self, trainer: LayerTrainer) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported only when logging
 
+        self.log_dir.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
         self._writer = SummaryWriter(str(self.log_dir))
+        for events in self.log_dir.glob("events.out.tfevents.*"):  # made with the umask's mode
+            if events.is_file() and not events.is_symlink():
+                os.chmod(events, PRIVATE)
 
     def on_epoch_end(self, trainer: LayerTrainer, metrics: TrainingMetrics) -> None:
         w, step = self._writer, metrics.epoch
