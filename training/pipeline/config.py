@@ -272,6 +272,9 @@ def load_config(path: str | Path, *, defaults: dict[str, Any] | None = None,
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:  # TOML is UTF-8 text
+        raise ConfigError(f"{path}: cannot read the pipeline config: it is not UTF-8 text "
+                          f"(byte {exc.start}); give a TOML file") from None
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read the pipeline config: {exc}") from exc
     try:

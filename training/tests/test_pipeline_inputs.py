@@ -16,7 +16,7 @@ from training.cli.options import parse_pairs, parse_source, source_options
 from training.datasets.strategies import Ratios
 from training.datasets.temporal import temporal_split
 from training.errors import ConfigError, SchemaError, TooFewError
-from training.pipeline.config import config_from_dict, parse_train_until
+from training.pipeline.config import config_from_dict, load_config, parse_train_until
 from training.pipeline.outcome import LayerOutcome
 from training.sources.presets import NSL_KDD_COLUMNS
 from training.tests.conftest import DATASETS, REPO, collect
@@ -98,6 +98,19 @@ def test_column_names_field_and_label_maps_read_the_same_from_flags_and_toml():
 def test_bad_settings_are_refused_with_what_to_do(call, message):
     with pytest.raises(ConfigError, match=message):
         call()
+
+
+def test_a_config_that_is_not_text_is_a_usage_error_naming_it(tmp_path):
+    """`pipeline --config /bin/ls` said "unexpected UnicodeDecodeError (a bug)" (trial M,
+    D10); it is the user's file that is wrong, named with the fix."""
+    from training.cli.main import main
+
+    binary = tmp_path / "run.toml"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xff\xfe")
+    with pytest.raises(ConfigError, match=rf"{binary}: cannot read the pipeline config: it is "
+                                          r"not UTF-8 text \(byte 8\); give a TOML file"):
+        load_config(binary)
+    assert main(["pipeline", "--config", str(binary)]) == 2
 
 
 def test_toml_sets_the_training_filter_threshold_grace_period_and_test_sources():
