@@ -3,9 +3,10 @@
 connection_params: `path`, `has_header` (default True), `column_names` (required without a
 header; with one, they replace its names; presets in `training.sources.presets`), `delimiter`
 (default ","). A first line that looks like data (numbers, addresses) is refused as a header,
-with the fix in the message. One record per line:
-a line with the wrong number of fields, bytes that are not UTF-8 or an unterminated quote is
-quarantined on its own. Column types are inferred per block (numbers become numbers).
+with the fix in the message. One record per line, except that a quoted field may hold line
+breaks (RFC 4180: the lines of such a record are one record, numbered by its first line; see
+`training.sources.delimited`): a record with the wrong number of fields, bytes that are not
+UTF-8 or a quote that does not close is quarantined on its own. Column types are inferred per block (numbers become numbers).
 A Zeek conn log written as CSV (IoT-23: `uid` and `conn_state` columns) keeps its `uid` as the
 event id, and its rows are "conn" events, as the Zeek reader types the rows of a conn log
 (unless the field map names an event type column the file has). A cell that is "-" or
@@ -19,6 +20,7 @@ the field. Every other column is typed as before.
 from __future__ import annotations
 
 import csv
+import functools
 import math
 import re
 from collections.abc import Callable, Iterator
@@ -30,7 +32,7 @@ import pyarrow as pa
 from training.errors import ConfigError, SchemaError, SourceError
 from training.sources.base import FileSource, Parsed, RawBatch, Reject
 from training.sources.coerce import direction_from_locality, to_bool
-from training.sources.delimited import Dialect, decode, parse_block
+from training.sources.delimited import Dialect, decode, parse_block, quoted_records
 from training.sources.files import ByteStream, Spans
 from training.sources.jsonparse import unique_names
 from training.sources.lines import read_lines
@@ -51,6 +53,13 @@ _IPV4 = re.compile(r"^\d{1,3}(\.\d{1,3}){3}$")
 # cell, quoted or not: "- x", "--" and "->" are kept. Recorded in a collection's recipe
 # (`recipe_params`), so one collected when "-" was text is not resumed with it.
 NULL_CELLS = ("", "-", "(empty)")
+
+
+def _record_end(data: bytes, delimiter: str) -> int:
+    """Where the whole records of `data` end: a block's cut (`iter_blocks`)."""
+    if b'"' not in data:
+        return data.rfind(b"\n") + 1
+    return quoted_records(data, delimiter, final=False)[1]
 
 
 def _data_like(name: str) -> bool:
@@ -204,8 +213,10 @@ class CsvFileSource(FileSource):
 
             data_line = 2 if self.options["has_header"] else 1
             # Records with no field of the field map are refused, as JSON's (`check_format`).
+            # A quoted field may hold line breaks: blocks end between records.
             yield from self.check_format(read_lines(
                 source, start, parse, self.options["block_size"], data_start, data_line,
+                cut=functools.partial(_record_end, delimiter=self.dialect.delimiter),
                 id_columns=row_id_columns(names)))
 
     def _header(self, source: ByteStream) -> tuple[list[str], int]:

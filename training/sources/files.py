@@ -300,9 +300,14 @@ class Block:
 
 
 def iter_blocks(
-    stream: ByteStream, block_size: int = DEFAULT_BLOCK_SIZE, line: int = 1
+    stream: ByteStream, block_size: int = DEFAULT_BLOCK_SIZE, line: int = 1,
+    cut: Callable[[bytes], int] | None = None,
 ) -> Iterator[Block]:
-    """Split a stream into blocks of whole lines of about `block_size` bytes."""
+    """Split a stream into blocks of whole lines of about `block_size` bytes.
+
+    `cut(data)`, for formats whose records may span lines (quoted CSV), says where the last
+    whole record of `data` (which starts at a record start) ends; by default a line break.
+    """
     if block_size < 1:
         raise ConfigError(f"block_size must be >= 1, got {block_size}")
     carry = b""
@@ -316,8 +321,8 @@ def iter_blocks(
                 yield Block(b"", offset, line, truncated=True)
             return
         data = carry + chunk
-        cut = data.rfind(b"\n") + 1
-        if cut == 0:
+        end = data.rfind(b"\n") + 1 if cut is None else cut(data)
+        if end == 0:
             if len(data) > MAX_LINE_BYTES:
                 raise SourceError(
                     f"{stream.path}: line {line} is longer than {MAX_LINE_BYTES} bytes; "
@@ -325,9 +330,9 @@ def iter_blocks(
                 )
             carry = data
             continue
-        block = Block(data[:cut], offset, line)
+        block = Block(data[:end], offset, line)
         yield block
-        carry = data[cut:]
+        carry = data[end:]
         offset, line = block.end, block.next_line
 
 
@@ -349,11 +354,12 @@ def has_line_starting(data: bytes, prefix: bytes) -> bool:
 
 
 class LineIndex:
-    """Start and end of every line of a block, computed on first use."""
+    """Start and end of every line of a block, computed on first use; or of every record,
+    where `bounds` gives those of records that span lines (quoted CSV)."""
 
-    def __init__(self, data: bytes) -> None:
+    def __init__(self, data: bytes, bounds: tuple[np.ndarray, np.ndarray] | None = None) -> None:
         self.data = data
-        self._bounds: tuple[np.ndarray, np.ndarray] | None = None
+        self._bounds = bounds
 
     @property
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
@@ -362,7 +368,7 @@ class LineIndex:
         return self._bounds
 
     def line(self, i: int) -> bytes:
-        """Line i (0-based) without its line break."""
+        """Line (or record) i, 0-based, without its line break."""
         starts, ends = self.bounds
         return self.data[starts[i]:ends[i]]
 

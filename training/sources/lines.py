@@ -19,6 +19,7 @@ BlockParser = Callable[[Block, str, int], Parsed]
 
 def read_lines(source: ByteStream, start: dict, parse: Callable[[Block, str, int], Parsed],
                block_size: int, data_start: int = 0, data_line: int = 1,
+               cut: Callable[[bytes], int] | None = None,
                **batch_fields: object) -> Iterator[RawBatch]:
     """Yield a `RawBatch` per block of the file `source`, from position `start` on.
 
@@ -29,6 +30,8 @@ def read_lines(source: ByteStream, start: dict, parse: Callable[[Block, str, int
         block_size: bytes per block.
         data_start, data_line: where data begins (after a header), used when `start` is
             the beginning of the file.
+        cut: where the whole records of a buffer end, for formats whose records may span
+            lines (`iter_blocks`); None: at the last line break.
         batch_fields: extra `RawBatch` fields (event_type, id_columns).
     """
     offset, line, record = start["offset"], start["line"], start["record"]
@@ -36,7 +39,7 @@ def read_lines(source: ByteStream, start: dict, parse: Callable[[Block, str, int
         offset, line = data_start, data_line
     stream = source.name
     source.skip_to(offset)
-    for block in iter_blocks(source, block_size, line):
+    for block in iter_blocks(source, block_size, line, cut):
         end_offset = block.end
         tail: Reject | None = None
         if block.truncated:
