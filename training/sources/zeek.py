@@ -3,7 +3,8 @@
 TSV follows the header: the declared separator, set separator, unset ("-" -> null) and empty
 ("(empty)" -> "" or []) markers, typed columns (time/interval/double -> float, count/int/port
 -> integer, bool T/F), sets and vectors as lists. Quirks handled: whitespace before
-"#separator" (seen in real logs), "#close" and other comment lines anywhere, labeled logs with
+"#separator" (seen in real logs) and a UTF-8 byte order mark before it (a log saved by a
+Windows editor or tool), "#close" and other comment lines anywhere, labeled logs with
 extra `label`/`detailedlabel` columns, gzip. A second header inside a file must repeat the
 first one's fields; otherwise the file has to be split (the error names the line).
 
@@ -105,6 +106,7 @@ _CONVERTERS = {
     pa.bool_(): to_bool,
 }
 _MAX_HEADER = 1 << 20
+UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def log_type_from_name(name: str) -> str | None:
@@ -133,7 +135,7 @@ class ZeekHeader:
         meta: dict[str, str] = {}
         separator, offset, line = "\t", 0, 1
         for raw in head.splitlines(keepends=True):
-            text = decode(raw).strip("\r\n")
+            text = decode(raw).strip("\r\n").removeprefix("\ufeff" if line == 1 else "")
             if not text.lstrip().startswith("#"):
                 break
             text = text.lstrip()
@@ -184,7 +186,7 @@ class ZeekSource(JsonFileSource):
     def read(self, stream: str, start: dict) -> Iterator[RawBatch]:
         with self.open(stream) as source:
             head = source.peek(_MAX_HEADER)
-            first = head.lstrip()
+            first = head.removeprefix(UTF8_BOM).lstrip()
             if not first:
                 if source.truncated:  # not an empty log: a gzip stream cut before its first line
                     raise SourceError(f"{stream}: gzip stream truncated before any data")

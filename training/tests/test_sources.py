@@ -166,6 +166,27 @@ def test_zeek_tsv_a_second_header_with_other_fields_is_refused_naming_the_line(t
         read("zeek_logs", path)
 
 
+@pytest.mark.parametrize("indent", ["", "  "], ids=["BOM", "BOM and spaces"])
+def test_zeek_tsv_after_a_utf8_byte_order_mark_reads_as_without_one(tmp_path, indent):
+    # A log saved by a Windows tool: the mark before #separator is no part of the header.
+    plain, marked = tmp_path / "conn.log", tmp_path / "marked" / "conn.log"
+    marked.parent.mkdir()
+    plain.write_text(ZEEK_HEADER + ZEEK_ROWS)
+    marked.write_bytes(b"\xef\xbb\xbf" + (indent + ZEEK_HEADER + ZEEK_ROWS).encode())
+    expected, got = read("zeek_logs", plain), read("zeek_logs", marked)
+    assert got.rows == expected.rows and len(got.rows) == 2
+    assert got.lines == [9, 10] and got.rejects == [] and got.event_types == ["conn"]
+    assert collect("zeek_logs", marked)[0]["event_id"].to_pylist() == ["conn:C1", "conn:C2"]
+
+
+def test_zeek_json_after_a_utf8_byte_order_mark_is_read(tmp_path):
+    path = tmp_path / "conn.log"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"ts": T0, "uid": "C1", "proto": "tcp",
+                                                   "id.orig_h": "10.0.0.1"}).encode() + b"\n")
+    got = read("zeek_logs", path)
+    assert [row["uid"] for row in got.rows] == ["C1"] and got.rejects == []
+
+
 def test_zeek_tsv_without_fields_header_is_refused(tmp_path):
     path = tmp_path / "conn.log"
     path.write_text("#separator \\x09\n#path\tconn\n1.0\tx\n")
