@@ -57,10 +57,14 @@ class ByteStream:
         try:
             self._raw = open(self.path, "rb", opener=_regular_file)
         except FileNotFoundError:
-            raise SourceError(f"{self.path}: no such file") from None
-        except _NotRegular as exc:
-            raise SourceError(f"{self.path}: not a regular file (a {exc}); give a file, a "
-                              "folder or a glob of regular files") from None
+            raise SourceError(f"{self.path}: " + (
+                f"a symbolic link to {os.readlink(self.path)}, which does not exist; point it "
+                "at the file or give the file itself" if self.path.is_symlink()
+                else "no such file")) from None
+        except _NotRegular as exc:  # a FIFO or device has no size or offsets to resume from
+            raise SourceError(f"{self.path}: not a regular file (a {exc}); " + (
+                "give a file, a folder or a glob of regular files" if str(exc) == "folder" else
+                "readers take regular files: save its data to a file and give that")) from None
         except OSError as exc:
             raise SourceError(f"{self.path}: cannot open: {exc.strerror}") from exc
         magic = self._raw.read(4)

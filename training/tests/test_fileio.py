@@ -270,6 +270,35 @@ def test_directory_cannot_be_opened(tmp_path: Path) -> None:
     assert str(tmp_path) in str(excinfo.value)
 
 
+def test_a_dangling_link_is_named_as_one_with_its_missing_target(tmp_path: Path) -> None:
+    link = tmp_path / "x.log"
+    link.symlink_to(tmp_path / "rotated" / "x.log.1")
+    with pytest.raises(SourceError) as excinfo:
+        ByteStream(link)
+    assert str(excinfo.value) == (
+        f"{link}: a symbolic link to {tmp_path}/rotated/x.log.1, which does not exist; point "
+        "it at the file or give the file itself")
+
+
+def test_a_fifo_is_refused_saying_what_it_is_and_what_to_do(tmp_path: Path) -> None:
+    fifo = tmp_path / "pipe.log"
+    os.mkfifo(fifo)  # opened without blocking: no writer is needed to be refused
+    with pytest.raises(SourceError) as excinfo:
+        ByteStream(fifo)
+    assert str(excinfo.value) == (
+        f"{fifo}: not a regular file (a FIFO); readers take regular files: save its data to a "
+        "file and give that")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="no /dev/zero")
+def test_a_device_is_refused_saying_what_it_is_and_what_to_do() -> None:
+    with pytest.raises(SourceError) as excinfo:
+        ByteStream("/dev/zero")
+    assert str(excinfo.value) == (
+        "/dev/zero: not a regular file (a character device); readers take regular files: save "
+        "its data to a file and give that")
+
+
 @pytest.mark.parametrize("compress", [False, True])
 def test_skip_to_forward(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compress: bool) -> None:
     monkeypatch.setattr(fileio, "_CHUNK", 3)  # gzip: skipping takes several reads
