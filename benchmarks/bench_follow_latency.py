@@ -27,6 +27,7 @@ explained), which grows with the events in a window: rate x window length.
     python benchmarks/bench_follow_latency.py              # layer 1 and fused, 1k and 10k events/s
     python benchmarks/bench_follow_latency.py --models fused --rates 1000 --seconds 5
     python benchmarks/bench_follow_latency.py --models gnn tcn --window-seconds 5 --seconds 20
+    python benchmarks/bench_follow_latency.py --models vae --rates 10000 --checkpoint-intervals 0 2
 
 Writes benchmarks/out/follow_latency.json (follow_latency_windows.json for window models
 only).
@@ -35,6 +36,7 @@ only).
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import statistics
@@ -149,11 +151,11 @@ def percentile(values: list[float], q: float) -> float:
 
 def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
              rotate_every: int, repeat: int = 0, grace: float = 0.0,
-             window_seconds: float = 0.0) -> dict:
+             window_seconds: float = 0.0, checkpoint: float = 2.0) -> dict:
     """One scorer of `model`, one writer at `rate` events/s for `seconds`; the latencies
     (window models: of each window, from its close to its first scored unit)."""
     windowed = model in WINDOW_MODELS
-    run = f"{model}-{rate}-{repeat}"
+    run = f"{model}-{rate}-{repeat}-{checkpoint:g}"
     logs, alerts = root / f"logs-{run}", root / f"alerts-{run}.jsonl"
     logs.mkdir()
     (logs / "conn.log").write_text(header(time.time()))
@@ -164,7 +166,8 @@ def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
          f"{model}-{rate}" if windowed else model, "--registry-dir",
          str(root / "models"), "--input", f"zeek:{logs / 'conn.log'}", "--output",
          str(root / f"scores-{run}.jsonl"), "--alerts", str(alerts), "--follow",
-         "--poll-interval", str(poll), "--window-grace", str(grace)], env=env,
+         "--poll-interval", str(poll), "--window-grace", str(grace),
+         "--checkpoint-interval", str(checkpoint)], env=env,
         stdout=subprocess.PIPE, text=True)
     while not state.exists():
         time.sleep(0.05)
@@ -226,7 +229,7 @@ def run_rate(root: Path, model: str, rate: int, seconds: float, poll: float,
     alerted = alerts.read_bytes().count(b"\n") if alerts.exists() else 0
     return {"model": model, "rate": rate, "events": events, "scored": len(units),
             "scored_distinct": len(set(units)), "alerts": alerted, "windows": len(closed),
-            "poll_seconds": poll,
+            "poll_seconds": poll, "checkpoint_seconds": checkpoint,
             "p50_s": percentile(latencies, 0.50), "p95_s": percentile(latencies, 0.95),
             "p99_s": percentile(latencies, 0.99), "max_s": max(latencies),
             "mean_s": statistics.fmean(latencies),
@@ -253,6 +256,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="runs of each model and rate, interleaved; medians reported")
     parser.add_argument("--poll-interval", type=float, default=0.25)
+    parser.add_argument("--checkpoint-intervals", type=float, nargs="+", default=[2.0],
+                        help="score --checkpoint-interval of each run (several: compared, "
+                             "interleaved)")
     parser.add_argument("--rotate-every", type=int, default=20000)
     parser.add_argument("--alert-share", type=float, default=0.01,
                         help="share of events that alert (calibrated on a sample); 0: half")
@@ -269,35 +275,38 @@ def main() -> None:
                                                                 args.window_grace)
         report["alert_share_asked"] = args.alert_share
         for repeat in range(args.repeats):  # interleaved: the load changes as they go
-            for model in args.models:
-                for rate in args.rates:
-                    result = run_rate(root, model, rate, args.seconds, args.poll_interval,
-                                      args.rotate_every, repeat, args.window_grace,
-                                      args.window_seconds)
-                    result["load_after_run"] = os.getloadavg()[0]
-                    report["runs"].append(result)
-                    print(f"{model:>5} {rate:>6,} events/s for {args.seconds:g} s (poll "
-                          f"{args.poll_interval:g} s): {result['scored']:,} scored "
-                          f"({result['scored_distinct']:,} distinct), {result['alerts']:,} "
-                          f"alerts; {'window close' if model in WINDOW_MODELS else 'write'}"
-                          f"-to-alert p50 {result['p50_s']:.3f} s, p95 "
-                          f"{result['p95_s']:.3f} s, p99 {result['p99_s']:.3f} s, max "
-                          f"{result['max_s']:.3f} s; scorer+writer CPU "
-                          f"{result['children_cpu_s']:.1f} s; load "
-                          f"{result['load_after_run']:.2f}"
-                          + (f"; {result['windows']} windows" if model in WINDOW_MODELS else ""),
-                          flush=True)
+            for model, rate, checkpoint in itertools.product(args.models, args.rates,
+                                                             args.checkpoint_intervals):
+                result = run_rate(root, model, rate, args.seconds, args.poll_interval,
+                                  args.rotate_every, repeat, args.window_grace,
+                                  args.window_seconds, checkpoint)
+                result["load_after_run"] = os.getloadavg()[0]
+                report["runs"].append(result)
+                print(f"{model:>5} {rate:>6,} events/s for {args.seconds:g} s (poll "
+                      f"{args.poll_interval:g} s, checkpoint {checkpoint:g} s): "
+                      f"{result['scored']:,} scored "
+                      f"({result['scored_distinct']:,} distinct), {result['alerts']:,} "
+                      f"alerts; {'window close' if model in WINDOW_MODELS else 'write'}"
+                      f"-to-alert p50 {result['p50_s']:.3f} s, p95 "
+                      f"{result['p95_s']:.3f} s, p99 {result['p99_s']:.3f} s, max "
+                      f"{result['max_s']:.3f} s; scorer+writer CPU "
+                      f"{result['children_cpu_s']:.1f} s; load "
+                      f"{result['load_after_run']:.2f}"
+                      + (f"; {result['windows']} windows" if model in WINDOW_MODELS else ""),
+                      flush=True)
     report["medians"] = []
-    for model in args.models:
-        for rate in args.rates:
-            runs = [r for r in report["runs"] if r["model"] == model and r["rate"] == rate]
-            median = {key: statistics.median(r[key] for r in runs)
-                      for key in ("p50_s", "p95_s", "p99_s", "children_cpu_s")}
-            report["medians"].append({"model": model, "rate": rate, "repeats": len(runs),
-                                      **median})
-            print(f"median of {len(runs)}: {model:>5} {rate:>6,} events/s: p50 "
-                  f"{median['p50_s']:.3f} s, p95 {median['p95_s']:.3f} s, p99 "
-                  f"{median['p99_s']:.3f} s; CPU {median['children_cpu_s']:.1f} s")
+    for model, rate, checkpoint in itertools.product(args.models, args.rates,
+                                                     args.checkpoint_intervals):
+        runs = [r for r in report["runs"] if (r["model"], r["rate"], r[
+            "checkpoint_seconds"]) == (model, rate, checkpoint)]
+        median = {key: statistics.median(r[key] for r in runs)
+                  for key in ("p50_s", "p95_s", "p99_s", "children_cpu_s")}
+        report["medians"].append({"model": model, "rate": rate, "repeats": len(runs),
+                                  "checkpoint_seconds": checkpoint, **median})
+        print(f"median of {len(runs)}: {model:>5} {rate:>6,} events/s, checkpoint "
+              f"{checkpoint:g} s: p50 "
+              f"{median['p50_s']:.3f} s, p95 {median['p95_s']:.3f} s, p99 "
+              f"{median['p99_s']:.3f} s; CPU {median['children_cpu_s']:.1f} s")
     report["load_after"] = os.getloadavg()
     print(f"load average before {report['load_before'][0]:.2f}, after {report['load_after'][0]:.2f}")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -57,6 +57,9 @@ def add_follow_options(score: argparse.ArgumentParser, option: Option) -> None:
                 "https://es01:9200/maximus-alerts (credentials from MAXIMUS_ES_* variables)")
     option(score, "--poll-interval", type=float, default=0.25,
            help="with --follow: seconds between reads of the files (default 0.25)")
+    option(score, "--checkpoint-interval", type=float, default=2.0, metavar="SECONDS",
+           help="with --follow: least seconds between checkpoints of the --state (default 2; "
+                "0: after every poll); a killed run scores again what it read since the last")
     option(score, "--window-grace", type=float, metavar="SECONDS",
            help="with --follow/--once and a layer-2/3 model: seconds of event time a window "
                 "waits past its end for events logged late (default 300, Zeek's TCP "
@@ -116,7 +119,8 @@ def cmd_follow(args: argparse.Namespace) -> int:
                                 window_grace=(DEFAULT_GRACE if args.window_grace is None
                                               else args.window_grace),
                                 deduplicate=not args.no_dedup,
-                                switch_model=bool(args.switch_model))
+                                switch_model=bool(args.switch_model),
+                                checkpoint_seconds=args.checkpoint_interval)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)

@@ -11,8 +11,10 @@ row per unit to `scores` (optional; the rows of a batch scoring run, by the same
 percentile, reasons), one ECS document per alert to `alerts` (`training.scoring.ecs`) and one
 per incident that gained alerts to `incidents` (optional; `training.scoring.live_incidents`),
 indexes the alerts into Elasticsearch when asked (`training.scoring.es_bulk`; refused ones go
-to `refused.jsonl` in the state folder with the reason), then checkpoints
-(`training.scoring.follow_state`). A run killed at any point resumes from its last checkpoint:
+to `refused.jsonl` in the state folder with the reason), and checkpoints
+(`training.scoring.follow_state`) every `checkpoint_seconds` and when it stops (the state holds
+every open incident: rewritten at each poll, it cost more than the scoring). A run killed at
+any point resumes from its last checkpoint, what was appended since cut off and scored again:
 every event is scored once, every alert written once. The scoring guard judges the latest units
 after every poll and warns once per excursion (`training.scoring.rolling_guard`); it never
 stops the scorer.
@@ -72,8 +74,8 @@ from training.sources.config import DataSource
 
 logger = logging.getLogger(__name__)
 
-QUARANTINE_FILE = "quarantine.jsonl"
-REFUSED_FILE = "refused.jsonl"
+QUARANTINE_FILE, REFUSED_FILE = "quarantine.jsonl", "refused.jsonl"
+CHECKPOINT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,7 @@ class FollowOutputs:
             alerts Elasticsearch refused).
         incidents: incident updates, ECS documents as JSON Lines (appended;
             `training.scoring.live_incidents`); None writes none.
-        scores: every scored unit (unit, time, score, is_alert, event_ids), JSON Lines; None
-            writes none.
+        scores: every scored unit (the rows of a batch run), JSON Lines; None: none.
         elasticsearch: connection_params of the index alerts also go to; None: none.
     """
 
@@ -127,7 +128,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                   alert_factor: float = DEFAULT_FACTOR, max_alert_rate: float | None = None,
                   guard_window: int = DEFAULT_WINDOW,
                   window_grace: float = DEFAULT_GRACE,
-                  deduplicate: bool = True, switch_model: bool = False) -> FollowSummary:
+                  deduplicate: bool = True, switch_model: bool = False,
+                  checkpoint_seconds: float = CHECKPOINT_SECONDS) -> FollowSummary:
     """Follow `sources` and score what they append (see the module docstring).
 
     Args:
@@ -141,6 +143,8 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             keeps every one).
         switch_model: a state made by another model goes on with this one from its read
             positions, its totals and open incidents started again (`follow_switch`).
+        checkpoint_seconds: the least time between checkpoints while it runs (0: after
+            every poll).
 
     Raises:
         ConfigError: poll_seconds <= 0, an output that is not .jsonl/.json, a version asked of
@@ -151,14 +155,16 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             CheckpointError also when the state folder was made by another model
             (`FollowState.check_model`) and `switch_model` is False.
     """
-    if not poll_seconds > 0:
-        raise ConfigError(f"poll_seconds must be > 0, got {poll_seconds}")
+    if not poll_seconds > 0 or not checkpoint_seconds >= 0:
+        raise ConfigError(f"poll_seconds must be > 0 and checkpoint_seconds >= 0, got "
+                          f"{poll_seconds} and {checkpoint_seconds}")
     for path in (outputs.alerts, outputs.scores, outputs.incidents):
         if path is not None and Path(path).suffix.lower() not in (".jsonl", ".json"):
             raise ConfigError(f"--follow appends JSON Lines: the output {path} must end in "
                               ".jsonl or .json")
     validate_bounds(alert_factor, max_alert_rate)  # before loading anything
     check_grace(window_grace)
+    stop = threading.Event() if stop is None else stop  # never set: until killed
     scorer, rule, sha256 = _scorer(registry, model_name, version, stage, alias)
     thin = (thin_calibration(scorer) if isinstance(scorer, FusedDetector) else None
             if rule.calibration is None else reference_shortfall(rule.calibration,
@@ -205,7 +211,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         run.commit(state, tail, files, model)
         if switch is not None:
             switch.done()  # the state file names the new model now
-        started = time.perf_counter()
+        started = committed = time.perf_counter()
         before = torch.get_num_threads()
         torch.set_num_threads(1)  # small batches: OpenMP threads waiting for a core cost more
         # The long-lived objects (torch, the model, the parsers) move out of the collector's
@@ -215,16 +221,16 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
         try:
             while True:
                 run.poll(tail)
-                run.commit(state, tail, files, model)
                 summary.polls += 1
-                if (once and not tail.behind) or (stop is not None and stop.is_set()):
+                done = (once and not tail.behind) or stop.is_set()
+                if done or time.perf_counter() - committed >= checkpoint_seconds:
+                    run.commit(state, tail, files, model)
+                    committed = time.perf_counter()
+                if done:
                     break  # --once: what the files held when it caught up is scored
                 if tail.behind:
                     continue  # a backlog: no pause until it is worked off
-                if stop is not None:
-                    stop.wait(poll_seconds)
-                else:
-                    time.sleep(poll_seconds)
+                stop.wait(poll_seconds)
         finally:
             gc.unfreeze()  # the caller's process goes on as it was
             torch.set_num_threads(before)
@@ -343,11 +349,10 @@ class _Run:
                 self._quarantine(rejects)
                 self.counts["late"] += late
                 if late > table.num_rows // 2 and not self.warned_late:
-                    logger.warning("%d of %d events read from %s came after their windows "
-                                   "had closed; they are quarantined (%s) and later ones will "
-                                   "be too, counted but not warned of again",
-                                   late, table.num_rows, part.position.path,
-                                   self.out.quarantine.path)
+                    logger.warning("%d of %d events read from %s came after their windows had "
+                                   "closed; they are quarantined (%s) and later ones will be "
+                                   "too, counted but not warned of again", late,
+                                   table.num_rows, part.position.path, self.out.quarantine.path)
                     self.warned_late = True
                 continue
             rows = self._score(table)

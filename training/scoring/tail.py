@@ -133,6 +133,10 @@ class Tail:
                 logger.info("%s (source %r) is not followed in this run; its position is kept",
                             position.path, position.source)
                 self.dormant.append(saved)
+        # The files there now, at their start, in the checkpoint taken before reading: a run
+        # killed before its next one finds them by inode, though they were rotated meanwhile.
+        for key, (name, path) in self._listed().items():
+            self.positions.setdefault(key, Position(name, path, *key))
 
     def is_own(self, path: str) -> bool:
         """Whether `path` is one of the scorer's own files or lies in one of its folders."""
@@ -170,16 +174,7 @@ class Tail:
         """The events appended since the last poll, file by file (a rotated file first)."""
         self.behind = False
         self.lagging = set()
-        seen: dict[tuple[int, int], tuple[str, str]] = {}  # identity -> (source, path)
-        for name, reader in self.readers.items():
-            for path in _current_files(reader):
-                if self.is_own(path):
-                    continue
-                try:
-                    info = os.stat(path)
-                except FileNotFoundError:
-                    continue  # rotated between the scan and here: found by inode below
-                seen.setdefault((info.st_dev, info.st_ino), (name, path))
+        seen = self._listed()
         for key, position in list(self.positions.items()):  # rotated away, gone, or elsewhere
             if key not in seen and not self._elsewhere(position):
                 yield from self._finish(position, set(seen) | set(self.positions))
@@ -191,6 +186,20 @@ class Tail:
             position.path, position.rotated = path, False  # listed: followed under this name
             # Renamed after the listing (rotated): read by inode here, finished at the next poll.
             yield from self._read(position, whole_lines=True)
+
+    def _listed(self) -> dict[tuple[int, int], tuple[str, str]]:
+        """The files the sources name now: identity (dev, inode) -> (source, path)."""
+        seen: dict[tuple[int, int], tuple[str, str]] = {}
+        for name, reader in self.readers.items():
+            for path in _current_files(reader):
+                if self.is_own(path):
+                    continue
+                try:
+                    info = os.stat(path)
+                except FileNotFoundError:
+                    continue  # rotated between the scan and here: found by inode
+                seen.setdefault((info.st_dev, info.st_ino), (name, path))
+        return seen
 
     def _elsewhere(self, position: Position) -> bool:
         """Whether the file of `position` sits where it was, unrotated, though this poll did

@@ -25,7 +25,7 @@ from training.detectors.vae import Layer1VAE
 from training.features.layer1 import Layer1Featurizer
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.scoring.ecs import AlertRule, alert_id
-from training.scoring.follow import FollowOutputs, follow_events
+from training.scoring.follow import FollowOutputs, FollowSummary, follow_events
 from training.sources.config import DataSource
 from training.tests.fake_es_bulk import FakeElasticsearchBulk
 from training.tests.zeek_writer import header, line
@@ -172,47 +172,88 @@ class _CountedStop(threading.Event):
         return super().wait(timeout)
 
 
+class _Follower:
+    """`follow_events` of tmp_path/conn.log (20 events) in a thread, polling every 20 ms."""
+
+    def __init__(self, tmp_path: Path, checkpoint_seconds: float) -> None:
+        registry = _register(tmp_path)
+        self.log, self.state = tmp_path / "conn.log", tmp_path / "state"
+        self.scores = tmp_path / "scores.jsonl"
+        _conn_log(self.log, 20)
+        outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=self.state,
+                                scores=self.scores, incidents=tmp_path / "incidents.jsonl")
+        self.stop, self.done = _CountedStop(), {}
+
+        def follow() -> None:
+            try:
+                self.done["summary"] = follow_events(
+                    registry, "vae", [DataSource("z", "zeek", {"path": str(self.log)})],
+                    outputs, poll_seconds=0.02, stop=self.stop,
+                    checkpoint_seconds=checkpoint_seconds)
+            except BaseException as exc:  # the test's thread reports it
+                self.done["error"] = exc
+
+        self.thread = threading.Thread(target=follow, daemon=True)
+        self.thread.start()
+
+    def polls(self, n: int) -> None:  # n more polls
+        target = self.stop.pauses + n
+        _wait(f"{n} more polls", lambda: self.stop.pauses >= target or "error" in self.done,
+              timeout=60)
+
+    def scored(self, n: int) -> None:
+        _wait(f"{n} events scored", lambda: _lines(self.scores) >= n or "error" in self.done)
+
+    def append(self, first: int, n: int) -> None:
+        with open(self.log, "a") as out:
+            out.write("".join(line(i, 1_765_000_000.0 + i) for i in range(first, first + n)))
+
+    def finish(self) -> FollowSummary:
+        self.stop.set()
+        self.thread.join(timeout=60)
+        assert "error" not in self.done, self.done.get("error")
+        return self.done["summary"]
+
+
 def test_an_idle_follower_leaves_its_state_file_alone_and_saves_new_lines(tmp_path):
-    registry = _register(tmp_path)
-    log, state, scores = tmp_path / "conn.log", tmp_path / "state", tmp_path / "scores.jsonl"
-    _conn_log(log, 20)
-    outputs = FollowOutputs(alerts=tmp_path / "alerts.jsonl", state=state, scores=scores,
-                            incidents=tmp_path / "incidents.jsonl")
-    stop, done = _CountedStop(), {}
-
-    def follow() -> None:
-        try:
-            done["summary"] = follow_events(registry, "vae", [DataSource("z", "zeek", {
-                "path": str(log)})], outputs, poll_seconds=0.02, stop=stop)
-        except BaseException as exc:  # the test's thread reports it
-            done["error"] = exc
-
-    def polls(n: int) -> None:  # n more polls, each committed
-        target = stop.pauses + n
-        _wait(f"{n} more polls", lambda: stop.pauses >= target or "error" in done, timeout=60)
-
-    follower = threading.Thread(target=follow, daemon=True)
-    follower.start()
+    follower = _Follower(tmp_path, checkpoint_seconds=0)  # a checkpoint after every poll
+    state_file = follower.state / "state.json"
     try:
-        _wait("the 20 events scored", lambda: _lines(scores) >= 20 or "error" in done)
-        polls(1)
-        before = (state / "state.json").stat()
-        polls(5)
-        after = (state / "state.json").stat()
+        follower.scored(20)
+        follower.polls(1)
+        before = state_file.stat()
+        follower.polls(5)
+        after = state_file.stat()
         assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
-        with open(log, "a") as out:
-            out.write(line(20, 1_765_000_020.0) + line(21, 1_765_000_021.0))
-        _wait("the new events scored", lambda: _lines(scores) >= 22 or "error" in done)
-        polls(1)
-        saved = json.loads((state / "state.json").read_text())
+        follower.append(20, 2)
+        follower.scored(22)
+        follower.polls(1)
+        saved = json.loads(state_file.read_text())
     finally:
-        stop.set()
-        follower.join(timeout=60)
-    assert "error" not in done, done.get("error")
-    assert (state / "state.json").stat().st_ino != before.st_ino  # replaced: written again
+        summary = follower.finish()
+    assert state_file.stat().st_ino != before.st_ino  # replaced: written again
     assert saved["counts"]["events"] == 22
-    assert [p["offset"] for p in saved["positions"]] == [log.stat().st_size]
-    assert done["summary"].polls >= 8 and done["summary"].counts["events"] == 22
+    assert [p["offset"] for p in saved["positions"]] == [follower.log.stat().st_size]
+    assert summary.polls >= 8 and summary.counts["events"] == 22
+
+
+def test_checkpoints_wait_their_interval_and_the_stop_takes_the_last(tmp_path):
+    follower = _Follower(tmp_path, checkpoint_seconds=3600)
+    try:
+        follower.scored(20)
+        first = json.loads((follower.state / "state.json").read_text())
+        follower.append(20, 5)
+        follower.scored(25)
+        follower.polls(3)
+        held = json.loads((follower.state / "state.json").read_text())
+    finally:
+        summary = follower.finish()
+    last = json.loads((follower.state / "state.json").read_text())
+    # The checkpoint taken before reading stands until the stop, which takes one of everything.
+    assert first == held and first["counts"]["events"] == 0
+    assert last["counts"]["events"] == summary.counts["events"] == 25
+    assert [p["offset"] for p in last["positions"]] == [follower.log.stat().st_size]
+    assert last["outputs"][str(follower.scores)] == follower.scores.stat().st_size
 
 
 def _conn_log(path: Path, n: int, bad_line_at: int | None = None) -> None:
@@ -369,7 +410,8 @@ def test_an_unreachable_cluster_stops_the_scorer_and_the_rerun_sends_every_alert
     with pytest.raises(SourceError, match="does not answer"):
         follow_events(registry, "vae", sources, down, once=True)
     state = json.loads((tmp_path / "state" / "state.json").read_text())
-    assert state["positions"] == [] and state["counts"]["events"] == 0  # read, not committed
+    # Read, not committed: the file at its start, as the checkpoint before reading named it.
+    assert [p["offset"] for p in state["positions"]] == [0] and state["counts"]["events"] == 0
     with FakeElasticsearchBulk() as es:
         up = FollowOutputs(alerts=down.alerts, state=down.state,
                            elasticsearch={"hosts": es.url, "index": "alerts"})

@@ -124,3 +124,19 @@ def test_only_the_bytes_after_the_last_line_break_wait_for_their_line(tmp_path):
     while tail.behind:
         got += _uids(tail.poll())
     assert got == _expected(12_000) and tail.unfinished() == {str(live): len(partial)}
+
+
+def test_a_file_rotated_before_the_first_poll_was_committed_is_found_again(tmp_path):
+    """The checkpoint a scorer takes before reading names the files there: a run killed
+    before its next checkpoint, the file rotated meanwhile, reads the rotated file first."""
+    live = tmp_path / "conn.log"
+    sources = [DataSource("zeek", "zeek", {"path": str(live)})]
+    write = _sensor(live)
+    live.write_text(header(1.0))
+    write(4)
+    before_reading = Tail(sources).state()
+    assert [(Path(p["path"]).name, p["offset"]) for p in before_reading] == [("conn.log", 0)]
+    live.rename(tmp_path / "conn.1.log")  # rotated while the killed scorer was down
+    live.write_text(header(2.0))
+    write(3)
+    assert _uids(Tail(sources, before_reading).poll()) == _expected(7)
