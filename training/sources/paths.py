@@ -71,8 +71,7 @@ def expand_paths(spec: str | Path | Sequence[str | Path], patterns: Sequence[str
         elif os.path.isfile(text):
             files.add(Path(text))
         elif os.path.lexists(text):
-            raise SourceError(f"{text}: {_not_regular(text)}; give a file, a folder or a glob "
-                              "of regular files")
+            raise SourceError(f"{text}: {_not_regular(text)}")
         else:
             raise SourceError(f"{text}: no such file or directory (from {os.getcwd()})")
     # A name that is not UTF-8 cannot go into a checkpoint or a report as it is: anyone able
@@ -92,11 +91,14 @@ def _utf8(text: str) -> bool:
 
 
 def _not_regular(path: str | Path) -> str:
+    """Why an input that exists cannot be read, and what to give instead."""
     try:
         kind = file_kind(os.stat(path).st_mode)
     except OSError:
-        return "a broken symbolic link"
-    return f"not a regular file (a {kind})"
+        return (f"a symbolic link to {os.readlink(path)}, which does not exist; point it at "
+                "the file or give the file itself")
+    return (f"not a regular file (a {kind}); readers take files, folders or globs of regular "
+            "files: save its data to a file and give that")
 
 
 def _inside(path: Path, root: str) -> bool:
