@@ -6,7 +6,8 @@ header; with one, they replace its names; presets in `training.sources.presets`)
 with the fix in the message. One record per line, except that a quoted field may hold line
 breaks (RFC 4180: the lines of such a record are one record, numbered by its first line; see
 `training.sources.delimited`): a record with the wrong number of fields, bytes that are not
-UTF-8 or a quote that does not close is quarantined on its own. Column types are inferred per block (numbers become numbers).
+UTF-8 or a quote that does not close is quarantined on its own. Column types are inferred per
+block (numbers become numbers).
 A Zeek conn log written as CSV (IoT-23: `uid` and `conn_state` columns) keeps its `uid` as the
 event id, and its rows are "conn" events, as the Zeek reader types the rows of a conn log
 (unless the field map names an event type column the file has). A cell that is "-" or
