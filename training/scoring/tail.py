@@ -66,13 +66,14 @@ class _Moved(Exception):
 class _LimitedStream(ByteStream):
     """A file's bytes up to `limit`: the part of a growing file that holds whole lines."""
 
-    def __init__(self, path: str, limit: int, max_bytes: int, key: tuple[int, int]) -> None:
+    def __init__(self, path: str, limit: int, max_bytes: int, key: tuple[int, int],
+                 growing: bool) -> None:
         super().__init__(path, max_bytes)
         info = os.fstat(self._raw.fileno())
         if (info.st_dev, info.st_ino) != key:
             self.close()
             raise _Moved(path)
-        self.limit = limit
+        self.limit, self.growing = limit, growing
 
     def read(self, size: int) -> bytes:
         return super().read(max(0, min(size, self.limit - self.offset)))
@@ -279,8 +280,8 @@ class Tail:
                 head = handle.read(min(HEAD_BYTES, size))
                 position.head, position.head_len = hashlib.sha256(head).hexdigest(), len(head)
             position.mtime_ns = info.st_mtime_ns
-        try:
-            for raw in _read_raw(reader, position, limit):
+        try:  # a live file, or one read in part: a record may go on past `limit`
+            for raw in _read_raw(reader, position, limit, whole_lines or limit < size):
                 position.offset, position.line, position.record = (
                     raw.end["offset"], raw.end["line"], raw.end["record"])
                 canonical = canonicalize(raw, reader, require_time=True)
@@ -296,13 +297,13 @@ def _refuse_compressed(stream: ByteStream) -> None:
                           "with `maximus-train score` without --follow")
 
 
-def _read_raw(reader: FileSource, position: Position, limit: int) -> Iterator:
+def _read_raw(reader: FileSource, position: Position, limit: int, growing: bool) -> Iterator:
     """The source's own reader on the file cut at `limit`."""
     original = reader.open
 
     def open_limited(stream: str) -> ByteStream:
         opened = _LimitedStream(stream, limit, reader.options["max_decompressed_bytes"],
-                                position.key)
+                                position.key, growing)
         try:
             _refuse_compressed(opened)
             check_text(opened)

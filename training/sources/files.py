@@ -1,8 +1,9 @@
 """Input files as byte streams and line blocks (`paths` expands a source's path into files).
 
 Inputs may be plain, gzip-compressed or a zip archive of one file (detected by magic bytes, not
-by name; a zip of several files is refused with the way to unzip it). Decompression is bounded: a file that inflates past `max_bytes` is refused, so a decompression bomb cannot
-exhaust memory or disk. A gzip stream that ends early is not an error here: every complete
+by name; a zip of several files is refused with the way to unzip it). Decompression is bounded:
+a file that inflates past `max_bytes` is refused, so a decompression bomb cannot exhaust memory
+or disk. A gzip stream that ends early is not an error here: every complete
 line before the cut is still delivered and the stream reports `truncated`, so the reader can
 quarantine the incomplete tail and go on.
 """
@@ -46,6 +47,8 @@ class ByteStream:
     Attributes:
         offset: bytes returned so far (in the decompressed stream).
         truncated: the gzip stream ended before its end-of-stream marker.
+        growing: more bytes may follow its end (a live file read up to now): a record that
+            spans lines and is unfinished there is left for the next read (`iter_blocks`).
     """
 
     def __init__(self, path: str | Path, max_bytes: int = DEFAULT_MAX_DECOMPRESSED) -> None:
@@ -78,7 +81,7 @@ class ByteStream:
         self._inflater = zlib.decompressobj(wbits=31)  # used only when compressed
         self._pending = b""
         self.offset = 0
-        self.truncated = False
+        self.truncated = self.growing = False
 
     def __enter__(self) -> ByteStream:
         return self
@@ -176,10 +179,9 @@ class ByteStream:
 
     def _check_size(self, more: int) -> None:
         if self.offset + len(self._pending) + more > self.max_bytes:
-            raise SourceError(
-                f"{self.path}: decompresses to more than max_decompressed_bytes={self.max_bytes}; "
-                "raise that limit in connection_params if the file is genuine"
-            )
+            raise SourceError(f"{self.path}: decompresses to more than max_decompressed_bytes="
+                              f"{self.max_bytes}; raise that limit in connection_params if the "
+                              "file is genuine")
 
 
 def _zip_member(raw: object, path: Path) -> zipfile.ZipExtFile:
@@ -310,7 +312,8 @@ def iter_blocks(
     """Split a stream into blocks of whole lines of about `block_size` bytes.
 
     `cut(data)`, for formats whose records may span lines (quoted CSV), says where the last
-    whole record of `data` (which starts at a record start) ends; by default a line break.
+    whole record of `data` (which starts at a record start) ends; by default a line break. At
+    the end of a `growing` stream, an unfinished record waits for the next read.
     """
     if block_size < 1:
         raise ConfigError(f"block_size must be >= 1, got {block_size}")
@@ -319,6 +322,8 @@ def iter_blocks(
     while True:
         chunk = stream.read(block_size)
         if not chunk:
+            if carry and cut is not None and stream.growing:
+                carry = carry[:cut(carry)]
             if carry:
                 yield Block(carry, offset, line, truncated=stream.truncated)
             elif stream.truncated:
@@ -328,10 +333,8 @@ def iter_blocks(
         end = data.rfind(b"\n") + 1 if cut is None else cut(data)
         if end == 0:
             if len(data) > MAX_LINE_BYTES:
-                raise SourceError(
-                    f"{stream.path}: line {line} is longer than {MAX_LINE_BYTES} bytes; "
-                    "this is not a line-oriented log"
-                )
+                raise SourceError(f"{stream.path}: line {line} is longer than "
+                                  f"{MAX_LINE_BYTES} bytes; this is not a line-oriented log")
             carry = data
             continue
         block = Block(data[:end], offset, line)

@@ -140,3 +140,21 @@ def test_a_file_rotated_before_the_first_poll_was_committed_is_found_again(tmp_p
     live.write_text(header(2.0))
     write(3)
     assert _uids(Tail(sources, before_reading).poll()) == _expected(7)
+
+
+def test_a_csv_record_spanning_lines_waits_until_its_writer_finishes_it(tmp_path):
+    live = tmp_path / "alerts.csv"
+    live.write_text('ts,src_ip,dst_ip,message\n1765000000,10.0.0.1,10.0.0.2,"one"\n'
+                    '1765000001,10.0.0.1,10.0.0.2,"two lines,\n')  # the writer is mid-record
+    tail = Tail([DataSource("siem", "csv", {"path": str(live)})])
+    first = list(tail.poll())
+    with open(live, "a") as out:
+        out.write('the second"\n1765000002,10.0.0.1,10.0.0.2,three\n')
+    second = list(tail.poll())
+
+    def messages(reads: list[Read]) -> list[str]:
+        return [m for r in reads for m in r.canonical.table["message"].to_pylist()]
+
+    assert messages(first) == ["one"] and messages(second) == ["two lines,\nthe second", "three"]
+    assert not [x for r in first + second for x in r.canonical.rejects]
+    assert [int(n) for r in second for n in r.lines] == [3, 5]
