@@ -56,6 +56,20 @@ _swept: set[str] = set()  # folders this process has swept
 _STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
+def private_folder(path: str | Path) -> None:
+    """Make the folder `path` and its missing parents, each 0700 whatever the umask
+    (`mkdir(parents=True)` gives the parents the umask's mode, as `mkdir -p` does)."""
+    path = Path(path)
+    missing = [p for p in (path, *path.parents) if not os.path.lexists(p)]
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(PRIVATE_FOLDER)
+        except FileExistsError:
+            pass  # made meanwhile by another process
+    if not path.is_dir():  # as mkdir(exist_ok=True) says of a file in the way
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), str(path))
+
+
 def temporary_path(path: Path) -> Path:
     """The temporary name `atomic_write` uses for `path` in this process."""
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -85,7 +99,7 @@ def atomic_write(path: str | Path, mode: str = "wb", durable: bool = True,
     if mode not in ("wb", "w"):
         raise ConfigError(f"mode must be 'wb' or 'w', got {mode!r}")
     path = Path(path)
-    path.parent.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
+    private_folder(path.parent)
     if str(path.parent) not in _swept:
         sweep_temporaries(path.parent)
     tmp = temporary_path(path)

@@ -39,7 +39,7 @@ from types import TracebackType
 # use, and what counts as a killed run's own leftover.
 from training.artifacts.atomic import (
     PRIVATE, PRIVATE_FOLDER, _describe, _in_flight, _in_flight_lock, _own_stale_file, fsync_dir,
-    sweep_temporaries, temporary_path, write_error,
+    private_folder, sweep_temporaries, temporary_path, write_error,
 )
 from training.errors import ConfigError, UnsafePathError, WriteError
 
@@ -92,7 +92,7 @@ class FileSet:
 
     def __enter__(self) -> Path:
         parent = self.folder.parent
-        parent.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
+        private_folder(parent)
         sweep_temporaries(parent)  # a killed run's staging folder or temporary file
         with _in_flight_lock:
             if str(self.folder) in _in_flight:

@@ -13,6 +13,7 @@ import os
 import stat
 from pathlib import Path
 
+from training.artifacts.atomic import private_folder
 from training.errors import UnsafePathError
 
 
@@ -32,7 +33,7 @@ def real_folder(path: str | Path, instead: str = "give another output") -> Path:
     path = Path(path)
     check_not_link(path, instead)  # before mkdir: exist_ok would accept a link to a folder
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_folder(path)
     except FileExistsError:
         pass  # not a folder: said below
     info = os.lstat(path)

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from training.artifacts.atomic import atomic_write, open_in_place
+from training.artifacts.atomic import atomic_write, open_in_place, private_folder
 from training.artifacts.folders import check_not_link, real_folder
 from training.collection.output_folder import (
     CHECKPOINT_FILE, LOCK_FILE, missing_folders, remove_made,
@@ -224,7 +224,7 @@ class CollectionState:
         if directory is None:
             return cls(None, recipe)
         made = missing_folders(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        private_folder(directory)
         lock = _lock(directory)
         try:
             state = cls._load_locked(directory, resume, recipe)

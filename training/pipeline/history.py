@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from training.artifacts.atomic import atomic_write
+from training.artifacts.atomic import PRIVATE_FOLDER, atomic_write
 from training.artifacts.folders import real_folder
 from training.errors import ConfigError, PipelineError
 from training.pipeline.lock import WorkdirBusyError, workdir_lock
@@ -74,9 +74,9 @@ def new_run(workdir: Path) -> RunFolder:
     stamp = datetime.now(UTC).strftime(_TIME)
     run_id = f"{stamp}-{secrets.token_hex(3)}"
     run = RunFolder(run_id, real_folder(Path(workdir) / RUNS) / run_id)  # never a planted link
-    run.folder.mkdir()  # exist_ok=False: a name is never reused
-    run.report.mkdir()
-    run.logs.mkdir()
+    run.folder.mkdir(PRIVATE_FOLDER)  # exist_ok=False: a name is never reused
+    run.report.mkdir(PRIVATE_FOLDER)
+    run.logs.mkdir(PRIVATE_FOLDER)
     return run
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from training.artifacts.atomic import PRIVATE_FOLDER, open_in_place
+from training.artifacts.atomic import open_in_place, private_folder
 from training.errors import PipelineError
 
 LOCK_FILE = ".pipeline.lock"
@@ -32,7 +32,7 @@ def workdir_lock(workdir: Path) -> Iterator[None]:
     Raises:
         WorkdirBusyError: another process holds it; the message names its pid.
     """
-    workdir.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
+    private_folder(workdir)
     fd = open_in_place(workdir / LOCK_FILE, os.O_RDWR)
     try:
         try:

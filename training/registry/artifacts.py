@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from training.artifacts.atomic import PRIVATE, PRIVATE_FOLDER, fsync_dir
+from training.artifacts.atomic import PRIVATE, PRIVATE_FOLDER, fsync_dir, private_folder
 from training.artifacts.model_files import (
     LoadedModel, declared_model, load_model, read_sidecar, read_weights, sidecar_path,
 )
@@ -74,7 +74,8 @@ def store(weights: Path, folder: Path, files: Mapping[str, Path] | None = None
     sidecar_bytes = sidecar_path(weights).read_bytes() if has_sidecar else None
     attached = {check_file_name(name): Path(path).read_bytes() for name, path in (files or {}).items()}
     tmp = folder.parent / f"{_TMP_PREFIX}{folder.name}-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir(PRIVATE_FOLDER, parents=True)
+    private_folder(folder.parent)
+    tmp.mkdir(PRIVATE_FOLDER)
     try:
         _write(tmp / WEIGHTS_FILE, weights_bytes)
         if sidecar_bytes is not None:

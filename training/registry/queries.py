@@ -20,7 +20,7 @@ from typing import IO
 
 import torch
 
-from training.artifacts.atomic import PRIVATE, PRIVATE_FOLDER
+from training.artifacts.atomic import PRIVATE, PRIVATE_FOLDER, private_folder
 from training.errors import ConfigError, NotFoundError
 from training.features.encoding import FeatureSpec
 from training.paths import models_dir
@@ -69,7 +69,7 @@ class RegistryQueries:
             with self._connect(read_only=True) as conn:
                 check_schema(conn)
             return
-        self.registry_dir.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
+        private_folder(self.registry_dir)
         self.artifacts_dir.mkdir(PRIVATE_FOLDER, exist_ok=True)
         _create_private(self.db_path)
         with self._connect() as conn:

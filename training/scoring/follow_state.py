@@ -34,7 +34,7 @@ from pathlib import Path
 
 import orjson
 
-from training.artifacts.atomic import PRIVATE_FOLDER, atomic_write, open_in_place
+from training.artifacts.atomic import atomic_write, open_in_place, private_folder
 from training.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class FollowState:
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
+        private_folder(self.folder)
         self._lock = open_in_place(self.folder / LOCK_FILE, os.O_RDWR)
         try:
             fcntl.lockf(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -46,7 +46,7 @@ def test_writers_create_private_files(tmp_path, umask_022):
     os.chmod(tmp_path / "old.json", 0o644)
     with atomic_write(tmp_path / "old.json") as handle:
         handle.write(b"{}")
-    with atomic_write(tmp_path / "new" / "a.json") as handle:
+    with atomic_write(tmp_path / "new" / "deeper" / "a.json") as handle:
         handle.write(b"{}")
     with FileSet([tmp_path / "s.parquet", tmp_path / "s.html"]) as folder:
         (folder / "s.parquet").write_bytes(b"x")  # a writer that leaves the umask's mode
@@ -54,7 +54,8 @@ def test_writers_create_private_files(tmp_path, umask_022):
             handle.write(b"x")
     os.close(AppendOnly(tmp_path / "alerts.jsonl", None).fd)
     assert _readable_by_others(tmp_path) == {}
-    assert _mode(tmp_path / "new") == "0o700"  # a folder made for the file
+    # The folders made for the file, the parent of its folder too (mkdir -p gives it 0755).
+    assert {_mode(tmp_path / "new"), _mode(tmp_path / "new" / "deeper")} == {"0o700"}
 
 
 def test_no_written_file_is_readable_by_others(tmp_path, datasets, umask_022):
@@ -82,4 +83,7 @@ def test_no_written_file_is_readable_by_others(tmp_path, datasets, umask_022):
                  "scored/scores.incidents.", "scored/scores.alerts.html"):
         assert any(kind in name for name in written), (kind, sorted(written))
     assert _readable_by_others(work, scored, live, collected) == {}
-    assert {_mode(work), _mode(live / "state")} == {"0o700"}  # the folders the runs made
+    folders = {p.relative_to(tmp_path).as_posix(): _mode(p) for p in tmp_path.rglob("*")
+               if p.is_dir()}  # every folder the runs made, the collection's and the runs'
+    assert {"collected/events", "live/state", "work/runs"} <= set(folders)
+    assert {name: mode for name, mode in folders.items() if mode != "0o700"} == {}

@@ -31,7 +31,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from training.artifacts.atomic import PRIVATE, PRIVATE_FOLDER
+from training.artifacts.atomic import PRIVATE, private_folder
 from training.errors import ConfigError
 from training.console.progress import Progress, progress
 
@@ -188,7 +188,7 @@ class TensorBoardLogger(Callback):
     def on_train_start(self, trainer: LayerTrainer) -> None:
         from torch.utils.tensorboard import SummaryWriter  # imported only when logging
 
-        self.log_dir.mkdir(PRIVATE_FOLDER, parents=True, exist_ok=True)
+        private_folder(self.log_dir)
         self._writer = SummaryWriter(str(self.log_dir))
         for events in self.log_dir.glob("events.out.tfevents.*"):  # made with the umask's mode
             if events.is_file() and not events.is_symlink():
