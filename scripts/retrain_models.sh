@@ -12,8 +12,9 @@
 # layer4 and layer5 (named by the original default LAYERS) have no implementation yet: they
 # are skipped, said in one line, and do not change the exit code.
 #
-# Any failing step stops the script with a non-zero exit code; logs go to stderr and to
-# <workdir>/retrain.log (the folder is created first).
+# Any failing step stops the script with a non-zero exit code (maximus-train's: 130 when
+# interrupted); logs go to stderr and to <workdir>/retrain.log (the folder is created first,
+# 0700, and the log 0600).
 set -euo pipefail
 
 usage() {
@@ -117,7 +118,23 @@ fi
 if [[ -z "$workdir" ]]; then
     workdir=$([[ $command == demo ]] && echo maximus-demo || echo maximus-run)
 fi
+# What this script makes is this user's only: the workdir 0700 (as maximus-train makes its
+# folders) and retrain.log 0600, whatever the caller's umask.
+umask 077
 mkdir -p "$workdir"
+log="$workdir/retrain.log"
 echo "retrain_models.sh: ${MAXIMUS[*]} $command ${args[*]}" >&2
-# The exit code is maximus-train's own: tee copies stderr beside it, not in a pipeline.
-"${MAXIMUS[@]}" -v "$command" "${args[@]}" 2> >(tee -a "$workdir/retrain.log" >&2)
+# maximus-train's stderr goes through tee to the terminal and the log; its stdout stays ours.
+# Ctrl-C reaches the whole process group: tee ignores it, so it outlives maximus-train and
+# passes on its last words ("error: interrupted ...", exit 130) instead of dying first and
+# leaving it nowhere to write (exit 1, nothing said). The exit code is maximus-train's own.
+set +e
+{ "${MAXIMUS[@]}" -v "$command" "${args[@]}" 2>&1 1>&3 3>&-; } 3>&1 \
+    | ( trap '' INT; exec tee -a "$log" >&2 )
+status=("${PIPESTATUS[@]}")
+set -e
+if [[ ${status[0]} -eq 0 && ${status[1]} -ne 0 ]]; then
+    echo "retrain_models.sh: writing $log failed (tee exit ${status[1]})" >&2
+    exit "${status[1]}"
+fi
+exit "${status[0]}"
