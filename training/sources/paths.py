@@ -13,6 +13,7 @@ with no writer would block forever).
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
 import stat
@@ -94,9 +95,14 @@ def _not_regular(path: str | Path) -> str:
     """Why an input that exists cannot be read, and what to give instead."""
     try:
         kind = file_kind(os.stat(path).st_mode)
-    except OSError:
-        return (f"a symbolic link to {os.readlink(path)}, which does not exist; point it at "
-                "the file or give the file itself")
+    except OSError as exc:  # os.path.lexists saw the path itself: a link that does not resolve
+        if exc.errno == errno.ENOENT:
+            return (f"a symbolic link to {os.readlink(path)}, which does not exist; point it "
+                    "at the file or give the file itself")
+        # A loop of links (ELOOP), a target in a folder that cannot be searched (EACCES): not
+        # a missing target, so not said to be one.
+        return (f"a symbolic link to {os.readlink(path)}, which cannot be followed: "
+                f"{exc.strerror}; point it at the file or give the file itself")
     return (f"not a regular file (a {kind}); readers take files, folders or globs of regular "
             "files: save its data to a file and give that")
 

@@ -571,6 +571,16 @@ def test_special_files_are_not_regular_files(tree: Path) -> None:
         expand_paths(tree / "broken.log")
 
 
+def test_a_loop_of_links_is_not_called_a_missing_target(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").symlink_to("b.csv")
+    (tmp_path / "b.csv").symlink_to("a.csv")
+    with pytest.raises(SourceError) as excinfo:
+        expand_paths(tmp_path / "a.csv")
+    assert str(excinfo.value) == (
+        f"{tmp_path / 'a.csv'}: a symbolic link to b.csv, which cannot be followed: Too many "
+        "levels of symbolic links; point it at the file or give the file itself")
+
+
 def test_expand_errors(tree: Path) -> None:
     with pytest.raises(SourceError, match="the pattern matches no files"):
         expand_paths(str(tree / "*.parquet"))
