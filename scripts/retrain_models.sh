@@ -128,9 +128,10 @@ echo "retrain_models.sh: ${MAXIMUS[*]} $command ${args[*]}" >&2
 # Ctrl-C reaches the whole process group: tee ignores it, so it outlives maximus-train and
 # passes on its last words ("error: interrupted ...", exit 130) instead of dying first and
 # leaving it nowhere to write (exit 1, nothing said). The exit code is maximus-train's own.
+exec 3>&1  # the script's stdout, for maximus-train's (the pipe takes its stderr)
 set +e
-{ "${MAXIMUS[@]}" -v "$command" "${args[@]}" 2>&1 1>&3 3>&-; } 3>&1 \
-    | ( trap '' INT; exec tee -a "$log" >&2 )
+"${MAXIMUS[@]}" -v "$command" "${args[@]}" 2>&1 1>&3 3>&- \
+    | ( trap '' INT; exec tee -a "$log" >&2 3>&- )
 status=("${PIPESTATUS[@]}")
 set -e
 if [[ ${status[0]} -eq 0 && ${status[1]} -ne 0 ]]; then
