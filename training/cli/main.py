@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
            help="documents per page for Elasticsearch sources (default 1000)")
     option(collect, "--slices", type=int,
            help="parallel sliced reads for Elasticsearch sources (default 1)")
-    option(collect, "--checkpoint-every", type=int, default=1, help="batches per checkpoint")
+    option(collect, "--checkpoint-every", type=int, metavar="BATCHES",
+           help="a checkpoint after every BATCHES batches (default: every 5 s, and at the end)")
     option(collect, "--no-resume", action="store_true",
            help="refuse to continue an existing collection in OUTPUT")
     option(collect, "--no-dedup", action="store_true", help="keep duplicate events")

@@ -44,18 +44,21 @@ from training.collection.prefetch import merge, prefetch
 from training.collection.resume_state import CollectionState
 from training.collection.schema import labeled, traffic_times
 from training.collection.schema_union import concat_tables
+from training.collection.skipped_files import note_skipped
 from training.collection.time_range import check_run
-from training.errors import ConfigError
+from training.errors import ConfigError, SourceError
 from training.kernels.hashing import hash_array
 from training.console.progress import progress
 from training.sources import DataSource, DataSourceType, Source, create_source
-from training.sources.base import START, FileSource, RawBatch, Reject
+from training.sources.base import START, RawBatch, Reject
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CollectedEvent", "DataCollector", "DataSource", "DataSourceType"]
 
 _WORKERS = max(1, min(4, os.cpu_count() or 1))
+CHECKPOINT_SECONDS = 5.0  # collect_to's commits, unless checkpoint_every is given
+PART_ROWS = 1 << 18  # events held in memory before they are written as a part
 _COUNTERS = ("rows", "events", "quarantined", "outside_time_range", "duplicates", "batches",
              "checkpoints", "committed_batches", "labeled_duplicates")
 
@@ -88,7 +91,8 @@ class DataCollector:
             `quarantined`.
         checkpoint_enabled: persist and resume positions and seen ids in `output_dir`.
         deduplicate: drop events whose id was already delivered.
-        checkpoint_every: commit after this many batches (1 = every batch).
+        checkpoint_every: commit after this many batches; None (the default): `batches` and
+            `collect` after every batch, `collect_to` every `CHECKPOINT_SECONDS`.
         progress: False shows no progress, True a bar; None follows `training.console.progress`
             (a bar on a terminal, a few log lines elsewhere).
     """
@@ -99,7 +103,7 @@ class DataCollector:
         output_dir: str | Path | None = None,
         checkpoint_enabled: bool = True,
         deduplicate: bool = True,
-        checkpoint_every: int = 1,
+        checkpoint_every: int | None = None,
         progress: bool | None = None,
     ) -> None:
         if not sources:
@@ -107,7 +111,8 @@ class DataCollector:
         names = [s.name for s in sources]
         if len(set(names)) != len(names):
             raise ConfigError(f"source names must be unique (they key checkpoints), got {names}")
-        if not isinstance(checkpoint_every, int) or checkpoint_every < 1:
+        if checkpoint_every is not None and (not isinstance(checkpoint_every, int)
+                                             or checkpoint_every < 1):
             raise ConfigError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}")
         self.sources = list(sources)
         self.readers: list[Source] = [create_source(s) for s in self.sources]
@@ -147,11 +152,8 @@ class DataCollector:
     def collect(self, start_date=None, end_date=None, max_events=None,
                 resume_from_checkpoint: bool = True) -> Iterator[CollectedEvent]:
         """Yield `CollectedEvent`s (the original per-event API), built from the batch path.
-
-        `start_date` and `end_date` may be naive datetimes (taken as UTC, as the original
-        took them); each event's `timestamp` is a naive UTC datetime and its `raw_data` the
-        source record as read.
-        """
+        Naive `start_date` and `end_date` are UTC, as the original took them; each event's
+        `timestamp` is a naive UTC datetime and its `raw_data` the source record as read."""
         for step in self._delivered(start_date, end_date, max_events, resume_from_checkpoint):
             yield from table_to_events(step.table, source_records(step.raw, step.raw_rows))
 
@@ -159,19 +161,31 @@ class DataCollector:
                    resume_from_checkpoint: bool = True) -> Path:
         """Write events as Parquet parts under `output_dir/events/`, crash-safe.
 
-        Each batch becomes one part written atomically; the checkpoint that covers it is
-        committed after it, and parts beyond the last checkpoint are removed on resume.
+        The batches accepted since the last part become one part (written atomically) when
+        they reach `PART_ROWS` events or a checkpoint is due: every `checkpoint_every` batches,
+        by default every `CHECKPOINT_SECONDS` (a folder of small hourly logs spent most of its
+        time syncing a part and a checkpoint per file). Parts beyond the last checkpoint are
+        removed on resume.
         """
         if self.output_dir is None or not self.checkpoint_enabled:
             raise ConfigError("collect_to needs an output_dir and checkpoint_enabled=True")
         start, end = check_run(start_date, end_date, max_events)
         state = self._open(resume_from_checkpoint, start, end)
-        with self._committing(state) as accept:
+        held: list[pa.Table] = []  # events accepted since the last part
+
+        def write_part() -> None:
+            if held:
+                with atomic_write(state.part_path(state.parts), private=True) as handle:
+                    pq.write_table(concat_tables(held), handle)
+                state.parts += 1
+                held.clear()
+
+        with self._committing(state, write_part, CHECKPOINT_SECONDS) as accept:
             for step in self._steps(state, start, end, max_events):
                 if step.table.num_rows:
-                    with atomic_write(state.part_path(state.parts), private=True) as handle:
-                        pq.write_table(step.table, handle)
-                    state.parts += 1
+                    held.append(step.table)
+                    if sum(t.num_rows for t in held) >= PART_ROWS:
+                        write_part()
                 accept(step)
         return self.output_dir / "events"
 
@@ -245,7 +259,7 @@ class DataCollector:
                             yield step
                             if remaining == 0:
                                 return  # closing the merge stops every stream's threads
-                self._note_skipped(reader, streams)
+                note_skipped(reader, streams, self._stats)
         except BaseException:  # an error, an interrupt, a consumer that stopped: no "done" line
             bar.close(failed=True)
             raise
@@ -259,28 +273,6 @@ class DataCollector:
         """One stream's (raw, canonical) batches, read and mapped ahead in background threads."""
         return prefetch(reader.read(stream, position), partial(_canonical_pair, reader),
                         workers=max(1, _WORKERS // parallel))
-
-    def _note_skipped(self, reader: Source, streams: list[str]) -> None:
-        """Files a directory scan passed over, and links leading out of the folder a source was
-        pointed at, are named in the stats and counted in one log line each; a file source
-        that found no file at all says so (an empty folder, a glob matching nothing)."""
-        skipped = [str(p) for p in getattr(reader, "skipped", [])]
-        if not streams and not skipped and isinstance(reader, FileSource):
-            logger.warning("%s: no file to read in %s (its files: %s): nothing collected from "
-                           "it", reader.name, reader.options["path"], ", ".join(reader.patterns or "*"))
-        if skipped:
-            logger.warning("%s: skipped %d files not of its format, not regular files, or named "
-                           "in bytes that are not UTF-8: %s", reader.name, len(skipped),
-                           ", ".join(skipped[:10]))
-            known = set(self._stats.get("skipped_files", []))
-            self._stats["skipped_files"] = sorted(known | set(skipped))
-        links = [str(p) for p in getattr(reader, "skipped_links", [])]
-        if links:
-            logger.warning("%s: skipped %d links leading outside the folder they are in (set "
-                           "connection_params follow_symlinks=True to read them): %s",
-                           reader.name, len(links), ", ".join(links[:10]))
-            known = set(self._stats.get("skipped_links", []))
-            self._stats["skipped_links"] = sorted(known | set(links))
 
     def _filter(self, state: CollectionState, source: str, raw, canonical: Canonical,
                 position: dict, start, end, remaining: int | None) -> _Step:
@@ -335,28 +327,37 @@ class DataCollector:
                      raw, None if rows is None else rows[keep])
 
     @contextmanager
-    def _committing(self, state: CollectionState) -> Iterator[Callable[[_Step], None]]:
-        """Accept consumed batches, committing every `checkpoint_every` and at a clean end.
-
-        After an exception (or a consumer that stops early) the batches accepted since the
-        last commit are not committed: they will be delivered again, never lost. A run that
-        fails before its first commit leaves no folder it made (`CollectionState.held`).
+    def _committing(self, state: CollectionState, before: Callable[[], None] = lambda: None,
+                    seconds: float = 0.0) -> Iterator[Callable[[_Step], None]]:
+        """Accept consumed batches, committing every `checkpoint_every` (None: once `seconds`
+        have passed since the last commit), at a clean end and before a `SourceError` (a bad
+        file) goes up; `before` runs before each commit. After another exception (or a
+        consumer that stops early) the batches accepted since the last commit are not
+        committed: they will be delivered again, never lost. A run that fails before its
+        first commit leaves no folder it made (`CollectionState.held`).
         """
-        pending = 0
+        pending, last = 0, time.monotonic()
 
         def accept(step: _Step) -> None:
-            nonlocal pending
+            nonlocal pending, last
             self._accept(state, step)
             pending += 1
-            if pending >= self.checkpoint_every:
-                self._commit(state)
-                pending = 0
+            if (pending >= self.checkpoint_every if self.checkpoint_every is not None
+                    else time.monotonic() - last >= seconds):
+                self._commit(state, before)
+                pending, last = 0, time.monotonic()
 
         with state.held():
-            yield accept
-            self._commit(state)
+            try:
+                yield accept
+            except SourceError:  # a bad file: what was read before it is kept
+                if pending:
+                    self._commit(state, before)
+                raise
+            self._commit(state, before)
 
-    def _commit(self, state: CollectionState) -> None:
+    def _commit(self, state: CollectionState, before: Callable[[], None]) -> None:
+        before()
         self._stats["checkpoints"] = self._stats.get("checkpoints", 0) + 1
         self._stats["committed_batches"] = self._stats.get("batches", 0)
         state.commit()
@@ -394,7 +395,6 @@ class DataCollector:
 
     def _quarantine(self, state: CollectionState, source: str, rejects: list[Reject]) -> None:
         if state.directory is None:
-            self.quarantined.extend(rejects)
-            return
+            return self.quarantined.extend(rejects)
         state.append_quarantine(b"".join(orjson.dumps({"source": source, **r.to_dict()}) + b"\n"
                                          for r in rejects))

@@ -320,3 +320,31 @@ def test_a_collected_event_built_by_hand_as_the_original_was():
     assert (row["timestamp"], row["source_ip"], row["dest_port"], row["label"]) == \
         ("2024-01-02T03:04:05.000000Z", "10.0.0.1", 80, "bad")
     assert row["raw_data"] == {"history": "ShAD"}
+
+
+def test_a_folder_of_small_logs_is_written_in_few_parts_and_checkpoints(tmp_path):
+    """An archive of hourly logs: by default `collect_to` gathers batches into one part per
+    checkpoint (every few seconds) instead of a part and a synced checkpoint per file; what
+    it collects is what a checkpoint per batch collects."""
+    import pyarrow.dataset as ds
+
+    from training.tests.zeek_writer import header, line
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for hour in range(40):
+        start = 1_765_000_000.0 + hour * 3600
+        (logs / f"conn.{hour:02d}.log").write_text(
+            header(start) + "".join(line(hour * 5 + i, start + i) for i in range(5)))
+    source = [DataSource("zeek", "zeek", {"path": str(logs)})]
+
+    def collected(out: Path, **how) -> tuple[pa.Table, dict, int]:
+        collector = DataCollector(source, output_dir=out, progress=False, **how)
+        events = ds.dataset(collector.collect_to()).to_table().sort_by("event_id")
+        return events, collector.get_stats(), len(list((out / "events").iterdir()))
+
+    gathered, stats, parts = collected(tmp_path / "default")
+    per_file, per_file_stats, per_file_parts = collected(tmp_path / "each", checkpoint_every=1)
+    assert gathered.equals(per_file) and gathered.num_rows == 200
+    assert (per_file_parts, per_file_stats["checkpoints"]) == (40, 41)  # and the last
+    assert parts == stats["checkpoints"] < 5 and stats["batches"] == 40

@@ -24,8 +24,9 @@ LOG = "stratosphere/008-zeek-mixed/data/conn.log.labeled"
 
 
 def _collect(datasets: Path, out: Path) -> str:
+    # A part and a checkpoint per batch (by default a part holds 5 s of batches).
     return cli_code("collect", "--source", f"zeek:{datasets / LOG}", "--output", str(out),
-                    "--block-size", "200000")
+                    "--block-size", "200000", "--checkpoint-every", "1")
 
 
 def _interrupted(tmp_path: Path, datasets: Path, out: Path, part: str):

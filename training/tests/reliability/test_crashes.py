@@ -33,7 +33,9 @@ from training.data_collection import DataCollector, DataSource
 paths = {paths!r}
 sources = [DataSource(f"f{{i}}", "json_file", {{"path": p, "block_size": 8192}})
            for i, p in enumerate(paths)]
-collector = DataCollector(sources, output_dir={out!r}, progress=False)
+# A part and a checkpoint per batch (by default a part holds 5 s of batches): faults land
+# between parts and checkpoints.
+collector = DataCollector(sources, output_dir={out!r}, progress=False, checkpoint_every=1)
 collector.collect_to()
 print(json.dumps(collector.get_stats()))
 """

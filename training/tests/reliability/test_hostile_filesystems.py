@@ -105,8 +105,9 @@ def test_fifo_as_a_source_is_not_a_regular_file(tmp_path, observed):
     os.mkfifo(fifo)
     refused = collect_in_child("json_file", {"path": str(fifo)})
     assert refused.get("error") == "SourceError", refused
-    assert refused["message"] == f"{fifo}: not a regular file (a FIFO); give a file, a folder " \
-                                 "or a glob of regular files"
+    assert refused["message"] == f"{fifo}: not a regular file (a FIFO); readers take files, " \
+                                 "folders or globs of regular files: save its data to a file " \
+                                 "and give that"
     folder = tmp_path / "logs"
     folder.mkdir()
     (folder / "good.jsonl").write_text(_good_lines(2))
