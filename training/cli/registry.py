@@ -326,7 +326,11 @@ def add_registry_command(commands: argparse._SubParsersAction, option: Option) -
                      "that did not record it is named, never counted as 0. A loss (val_loss, "
                      "test_loss) is each model's own training objective: it ranks only versions "
                      "of one detector class with the same loss settings (a VAE's beta), and "
-                     "the command refuses otherwise, naming the metrics to compare on instead.")
+                     "the command refuses otherwise, naming the metrics to compare on instead. "
+                     "And figures measured on different data (test metrics on two test splits, "
+                     "val_loss on two validation splits, by the fingerprints the versions "
+                     "recorded) rank nothing: it refuses, naming each version's data and how to "
+                     "measure them on one test split (evaluate --version V --data TEST.npz).")
     model(compare)
     option(compare, "--versions", nargs="+", help="the versions (default: every version, in the order registered)")
     option(compare, "--metric", default="val_loss",

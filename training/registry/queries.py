@@ -25,7 +25,9 @@ from training.errors import ConfigError, NotFoundError
 from training.features.encoding import FeatureSpec
 from training.paths import models_dir
 from training.registry import artifacts, ops
-from training.registry.comparable import check_comparable, is_loss, loss_recipe
+from training.registry.comparable import (
+    check_comparable, check_same_data, is_loss, loss_recipe, measured_on,
+)
 from training.registry.history import Transition
 from training.registry.tables import format_registry
 from training.registry.metadata import ModelMetadata, metric_direction, recorded_metric
@@ -231,6 +233,9 @@ class RegistryQueries:
         A loss (`val_loss`, `test_loss`, ...) is each model's own training objective: it ranks
         versions only when they share the detector class and its loss settings (a VAE's
         `beta`: `training.registry.comparable`); otherwise this refuses rather than name a best.
+        Any metric ranks only versions measured on the same data: a test metric on one test
+        split, `val_loss` on one validation split (their recorded `dataset_fingerprints`, by
+        `comparable.measured_on`; a version that recorded none is not checked).
 
         Returns:
             {version: value} of the versions that have the metric (the original's result),
@@ -242,15 +247,22 @@ class RegistryQueries:
         Raises:
             NotFoundError: a version does not exist; ConfigError: the metric has no known
                 direction, or it is a loss and two versions' losses measure different things
-                (the message names them and the metrics to compare on instead).
+                (the message names them and the metrics to compare on instead), or two
+                versions' figures were measured on different data.
         """
         direction = metric_direction(metric)
-        recorded = {v: self.get_metadata(model_name, v).metrics for v in versions}
+        stored = {v: self.get_metadata(model_name, v) for v in versions}
+        recorded = {v: m.metrics for v, m in stored.items()}
         compared = Comparison(metric, direction, {v: recorded_metric(m, metric)
                                                   for v, m in recorded.items()})
         if is_loss(metric):
             check_comparable(model_name, metric, {v: loss_recipe(self._sidecar(model_name, v))
                                                   for v in compared}, recorded)
+        split = measured_on(metric)
+        if split is not None:
+            check_same_data(model_name, metric, split, dict(compared),
+                            {v: stored[v].dataset_fingerprints.get(split) for v in compared},
+                            str(self.registry_dir))
         for version in compared.missing:
             has = ", ".join(sorted(recorded[version])) or "no metric"
             logger.warning("%s %s: no %s recorded (it has %s), left out of the comparison",

@@ -92,3 +92,63 @@ def test_loss_recipe_names_the_class_and_its_loss_settings_only():
                                                                    "seed": 1}}) == \
         'KNNDistance (inputs="vector", k=7)'
     assert loss_recipe(None) == UNKNOWN
+
+
+@pytest.fixture
+def retrained(tmp_path) -> ModelRegistry:
+    """The trial's registry: 1.0.0 from a pipeline run on 008, tested on 008's test part;
+    1.1.0 and 1.2.0 retrained on 011, each tested on 011's; 1.3.0 registered by hand with
+    figures and no fingerprint."""
+    registry = ModelRegistry(tmp_path / "models")
+    on_008 = {"train": "58be" * 16, "val": "ab50" * 16, "test": "0f43507a16c9" + "0" * 52}
+    on_011 = {"train": "f958" * 16, "val": "e356" * 16, "test": "44d185d51303" + "0" * 52}
+    for version, prints, val_loss, pr_auc in (("1.0.0", on_008, 3.096, 0.9975),
+                                              ("1.1.0", on_011, 1.481, 0.9933),
+                                              ("1.2.0", on_011, 1.52, 0.9921),
+                                              ("1.3.0", {}, 1.3, 0.999)):
+        registry.register_model(_vae(tmp_path / f"{version}.pt", 0.01), ModelMetadata(
+            "layer1_vae", version, "layer1", metrics={"val_loss": val_loss, "pr_auc": pr_auc},
+            dataset_fingerprints=prints))
+    return registry
+
+
+def test_figures_on_different_data_never_name_a_best(retrained):
+    """The trial's `registry compare --metric pr_auc` named 1.0.0 best at 0.9975 (on 008's
+    test part) over 1.1.0's 0.9933 (on 011's), where on 011's test part 1.0.0 scored 0.9899. It
+    refuses now, naming the data of each and how to measure them on the same data; so does
+    the validation loss, on two validation parts."""
+    with pytest.raises(ConfigError) as refused:
+        retrained.compare_models("layer1_vae", ["1.0.0", "1.1.0", "1.2.0"], "pr_auc")
+    assert str(refused.value) == (
+        "pr_auc cannot rank these versions of layer1_vae: they were measured on different test "
+        "data (test data 0f43507a16c9: 1.0.0 0.9975; test data 44d185d51303: 1.1.0 0.9933, "
+        "1.2.0 0.9921), and a figure on one data set says nothing of a model on another; "
+        "measure each version on one test split: maximus-train evaluate --registry-dir "
+        f"{retrained.registry_dir} --model layer1_vae --version V --data TEST.npz (a version "
+        "`retrain` registered also keeps its gate's figures of the production model it "
+        "challenged, on its own test data: registry show --json, "
+        "details.decision.champion_metrics), or compare only versions measured on the same "
+        "test data (e.g. versions 1.1.0 1.2.0)")
+    with pytest.raises(ConfigError, match=r"different validation data \(validation data "
+                                          r"ab50ab50ab50: 1.0.0 3.096; validation data "
+                                          r"e356e356e356: 1.1.0 1.481\)"):
+        retrained.compare_models("layer1_vae", ["1.0.0", "1.1.0"])  # val_loss
+    # one test part: ranked; a version that recorded none is not checked
+    same = retrained.compare_models("layer1_vae", ["1.1.0", "1.2.0", "1.3.0"], "pr_auc")
+    assert same.best == "1.3.0" and same == {"1.1.0": 0.9933, "1.2.0": 0.9921, "1.3.0": 0.999}
+    # speed is no data's: it is not checked
+    assert retrained.compare_models("layer1_vae", ["1.0.0", "1.1.0"],
+                                    "avg_inference_time_ms").best is None
+
+
+def test_registry_compare_refuses_figures_on_different_data(retrained, capsys):
+    where = ["--registry-dir", str(retrained.registry_dir)]
+    assert main(["registry", "compare", "--model", "layer1_vae", "--metric", "pr_auc",
+                 *where]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "best" not in captured.err
+    assert captured.err.startswith("error: pr_auc cannot rank these versions of layer1_vae: "
+                                   "they were measured on different test data (")
+    assert main(["registry", "compare", "--model", "layer1_vae", "--metric", "pr_auc",
+                 "--versions", "1.1.0", "1.2.0", "--json", *where]) == 0
+    assert json.loads(capsys.readouterr().out)["best"] == "1.1.0"
