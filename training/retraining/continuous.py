@@ -48,6 +48,9 @@ One run:
    when it passed, it is promoted to production in the same transaction that archives the
    champion, and only if the champion is still the one it was compared with; otherwise it
    gets the `challenger` alias. `rollback(model_name)` restores the previous production.
+   A challenger whose weights (sha256), threshold and transform are a registered version's
+   is not registered again (`training.retraining.repeated`): a refused challenger leaves the
+   triggers as they were, and the next run on the same data trains the same model.
 """
 
 from __future__ import annotations
@@ -77,6 +80,7 @@ from training.registry.names import CHALLENGER, VERSION_SCHEMES
 from training.registry.registry import ModelMetadata, ModelRegistry, RegisteredModel
 from training.retraining import gate, triggers
 from training.retraining.learnt import data_settings, training_rows, without_alerted
+from training.retraining.repeated import registered_twin, repeated_note
 from training.retraining.retrain_gate import retrain_decision, with_test_loss
 from training.retraining.settings import RETRAINING_CHANGES, challenger_settings
 from training.retraining.split_files import (
@@ -196,7 +200,8 @@ class ContinuousTrainingPipeline:
         """One retraining run of any layer (`train_fn` None: `train_layer`). Returns a dict with
         success, retrained, deployed, new_version, comparison (the gate's decision), metrics
         (the challenger's, as registered), reason, triggers, champion_version and data (unit
-        counts)."""
+        counts); after training, `registered`: False, with `existing_version` and `note`, when
+        the challenger repeats a registered version (`training.retraining.repeated`)."""
         layer = get_layer(layer_name)()
         now = now or datetime.now(timezone.utc)
         splits = {name: layer.load_units(path) for name, path in
@@ -255,6 +260,12 @@ class ContinuousTrainingPipeline:
             decision, measured = retrain_decision(layer, splits["test"], challenger,
                                                   champion, self.config)
             result.update(retrained=True, comparison=decision)
+            twin = registered_twin(self.registry, model_name, challenger)
+            if twin is not None:  # the same model again: registering it would duplicate twin
+                note = repeated_note(twin, decision)
+                logger.warning("%s: %s", model_name, note)
+                return {**result, "registered": False, "existing_version": twin.version,
+                        "note": note, "reason": note}
             record = {"data": data, "decision": decision, "training": {
                 k: trained.get(k) for k in ("best_val_loss", "best_epoch", "epochs_trained",
                                             "train_time_s")}}
@@ -272,7 +283,7 @@ class ContinuousTrainingPipeline:
             learnt = layer.unit_features(train)[layer.labels(train) == 0]
             version = self._register(metadata, trained["checkpoint"], learnt, champion,
                                      Path(work))
-        result.update(new_version=version, deployed=decision["deploy"],
+        result.update(new_version=version, deployed=decision["deploy"], registered=True,
                       metrics=self.registry.get_metadata(model_name, version).metrics,
                       reason=("deployed: " if decision["deploy"] else "not deployed: ")
                       + decision["reason"])
