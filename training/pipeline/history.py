@@ -222,9 +222,10 @@ def describe_error(exc: Exception) -> str:
 @contextmanager
 def failures_recorded(workdir: Path, describe: Callable[[Exception], str] = describe_error
                       ) -> Iterator[None]:
-    """Record a pipeline run that raises within the block: its error line (`describe(exc)`)
-    in its folder, and the front page (`write_runs_index`) saying it failed, in place of the
-    "unfinished" page the run put there. The exception goes on.
+    """Record a pipeline run that raises within the block (or is interrupted): its error line
+    (`describe(exc)`) in its folder, and the front page (`write_runs_index`) listing every run
+    and saying this one failed, in place of the "unfinished" page the run put there. The
+    exception goes on.
 
     A run that fails before making its folder (another run holds the working directory, a bad
     argument) records nothing; nor is the front page written while another run holds the
@@ -233,10 +234,12 @@ def failures_recorded(workdir: Path, describe: Callable[[Exception], str] = desc
     before = set(list_runs(workdir))
     try:
         yield
-    except Exception as exc:
+    except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C too: the run stopped unfinished
         made = [folder for folder in list_runs(workdir) if folder not in before]
         if made and not isinstance(exc, WorkdirBusyError):
-            _record_failure(Path(workdir), made[-1], describe(exc))
+            error = "interrupted (Ctrl-C or SIGINT)" if isinstance(
+                exc, KeyboardInterrupt) else describe(exc)
+            _record_failure(Path(workdir), made[-1], error)
         raise
 
 

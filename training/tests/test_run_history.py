@@ -124,3 +124,34 @@ def test_a_failed_run_from_python_says_so_on_the_front_page(datasets, tmp_path):
     assert "did not finish" not in index and "unfinished" not in index
     assert "<h1>MAXIMUS pipeline runs: the latest failed</h1>" in index
     assert f"<pre>{html.escape(line)}</pre>" in index
+
+
+def test_an_interrupted_run_is_listed_as_such_beside_the_runs_before(demo, tmp_path):
+    """Ctrl-C during a run: the front page lists every run again, the interrupted one as
+    failed with its line, instead of the "unfinished" page of that run alone (trial N)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from training.tests.conftest import REPO
+
+    work = tmp_path / "w"
+    assert _pipeline(demo, work) == 0
+    command = [sys.executable, "-m", "training.cli", "pipeline", "--source", f"json:{demo}",
+               "--layers", "layer1", "--epochs", "500", "--workdir", str(work), "-q"]
+    child = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while len(list_runs(work)) < 2 or not list((work / "checkpoints").rglob("*")):
+        assert child.poll() is None and time.monotonic() < deadline, child.stderr.read()
+        time.sleep(0.1)  # until the second run trains
+    child.send_signal(signal.SIGINT)
+    _, err = child.communicate(timeout=120)
+    assert child.returncode == 130, err
+    first, second = list_runs(work)
+    assert (second / "failed.txt").read_text() == "interrupted (Ctrl-C or SIGINT)\n"
+    index = (work / "report" / "index.html").read_text()
+    assert "unfinished" not in index and first.name in index and second.name in index
+    assert "<strong>failed</strong>: interrupted (Ctrl-C or SIGINT)" in index
