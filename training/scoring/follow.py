@@ -12,10 +12,12 @@ percentile, reasons), one ECS document per alert to `alerts` (`training.scoring.
 per incident that gained alerts to `incidents` (optional; `training.scoring.live_incidents`),
 indexes the alerts into Elasticsearch when asked (`training.scoring.es_bulk`; refused ones go
 to `refused.jsonl` in the state folder with the reason), and checkpoints
-(`training.scoring.follow_state`) every `checkpoint_seconds` and when it stops (the state holds
-every open incident: rewritten at each poll, it cost more than the scoring). A run killed at
-any point resumes from its last checkpoint, what was appended since cut off and scored again:
-every event is scored once, every alert written once. The scoring guard judges the latest units
+(`training.scoring.follow_state`) every `checkpoint_seconds`, when it stops, and after a poll
+that finished a rotated file (the state holds every open incident: rewritten at each poll, it
+cost more than the scoring). A run killed at any point resumes from its last checkpoint, what
+it appended since cut off and scored again: every event is scored once, every alert written
+once (a reader that took a line before the cut gets it again; Elasticsearch keeps one
+document per id). The scoring guard judges the latest units
 after every poll and warns once per excursion (`training.scoring.rolling_guard`); it never
 stops the scorer.
 
@@ -27,13 +29,12 @@ the events read have moved event time `window_grace` seconds past its end
 folder and quarantines events that arrive after their window closed). As batch `score`, an
 event whose id was seen before is dropped and counted ("duplicates"; `deduplicate` False keeps
 it): here, seen among the last 100,000 kept events (`training.scoring.follow_dedup`, kept in
-the state folder with the read positions). The fused detector
-scores each event as it is read, with the window layers counted as giving no evidence yet
+the state folder with the read positions). The fused detector scores each event as it is
+read, with the window layers counted as giving no evidence yet
 (`training.scoring.fused`). `once` scores what is there and returns (for cron: it stops at
 the first poll that reaches the ends of the files, so a busy log cannot keep it running;
 windows still open stay held for the next run); otherwise the loop runs until `stop` is set
-(the command line sets it on SIGTERM and SIGINT): the batch in hand is finished and
-checkpointed first.
+(the command line sets it on SIGTERM and SIGINT): the batch in hand is finished first.
 """
 
 from __future__ import annotations
@@ -223,7 +224,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                 run.poll(tail)
                 summary.polls += 1
                 done = (once and not tail.behind) or stop.is_set()
-                if done or time.perf_counter() - committed >= checkpoint_seconds:
+                if done or tail.forgot or time.perf_counter() - committed >= checkpoint_seconds:
                     run.commit(state, tail, files, model)
                     committed = time.perf_counter()
                 if done:
@@ -235,10 +236,9 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
             gc.unfreeze()  # the caller's process goes on as it was
             torch.set_num_threads(before)
         summary.counts, summary.seconds = dict(run.counts), time.perf_counter() - started
-        summary.excursions = guard.excursions
+        summary.excursions, summary.held = guard.excursions, windows.held if windows else 0
         summary.lost_files, summary.lost_bytes = tail.lost_files, tail.lost_bytes
         summary.unfinished, summary.empty_inputs = tail.unfinished(), tail.without_records()
-        summary.held = 0 if windows is None else windows.held
         return summary
     finally:
         for f in files:

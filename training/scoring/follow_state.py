@@ -5,16 +5,17 @@ Layout of the state folder:
     state.json     the model it scores with (name, version, sha256), read positions of the
                    followed files, the committed size of every output, counters, the open
                    incidents (and a window layer's windows); replaced
-                   atomically after each micro-batch that changed any of them (an idle poll
-                   leaves it as it is)
+                   atomically at each checkpoint that finds any of them changed (an idle
+                   scorer leaves it as it is)
     pending-N.arrow, history-N.arrow
                    a window layer's held events and carried buckets
                    (`training.scoring.follow_windows`)
     .lock          held (a POSIX record lock) by the scorer using the folder
 
 Outputs (scores, alerts, quarantined records, alerts the cluster refused) are JSON Lines files
-that only grow. A micro-batch appends to them, then commits the read positions together with
-their new sizes. A run killed between the two leaves lines beyond the committed sizes; the next
+that only grow. Micro-batches append to them; a checkpoint (`commit`, every few seconds)
+records the read positions together with their sizes. A run killed between two checkpoints
+leaves lines beyond the committed sizes; the next
 run cuts them off before it reads again from the committed positions, so every event is scored
 once and every alert written once. The kernel drops the lock when its holder dies, killed or not.
 

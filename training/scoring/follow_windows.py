@@ -24,7 +24,7 @@ window has already closed when it is read is late: it is quarantined with that r
 counted, never scored into a window that has gone out.
 
 The events of open windows live in memory and in `pending-<generation>.arrow` in the state
-folder, appended each poll and committed with the read positions (`FollowState`), so a
+folder, appended each poll and checkpointed with the read positions (`FollowState`), so a
 killed scorer resumes with them. When windows close, what is still open is written to the
 next generation's file (and, for layer 3, the carried buckets to `history-<generation>.arrow`;
 `training.layers.layer3_history`); the commit then names that generation and the old files

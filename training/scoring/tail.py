@@ -3,7 +3,8 @@
     tail = Tail([DataSource("zeek", "zeek", {"path": "/var/log/zeek/current"})])
     for read in tail.poll():                # whatever whole lines were appended since
         score(read.canonical.table)
-        commit(tail.state())                # positions to store with the results
+    commit(tail.state())                    # positions to store with the results (at once
+                                            # when tail.forgot: a file finished and let go)
 
 A followed file is known by its device and inode, not by its name: Zeek and Suricata rotate by
 renaming the live file and opening a new one under the old name. When the name points to a new
@@ -119,6 +120,9 @@ class Tail:
         self.positions: dict[tuple[int, int], Position] = {}
         self.dormant: list[dict] = []  # positions of sources not given this run: kept as saved
         self.behind = False  # the last poll left bytes unread (a backlog): poll again at once
+        # The last poll forgot a file it finished (rotated away): a checkpoint must say so
+        # before the file can be removed, or a restart would look for it in vain.
+        self.forgot = False
         self.lagging: set[tuple[int, int]] = set()  # the files (dev, ino) it left them in
         # Files removed before they were read to their end, and the bytes known to have been
         # left in them (each also warned of): what could not be scored.
@@ -136,8 +140,8 @@ class Tail:
                 self.dormant.append(saved)
         # The files there now, at their start, in the checkpoint taken before reading: a run
         # killed before its next one finds them by inode, though they were rotated meanwhile.
-        for key, (name, path) in self._listed().items():
-            self.positions.setdefault(key, Position(name, path, *key))
+        for key, (name, path, size) in self._listed().items():
+            self.positions.setdefault(key, Position(name, path, *key, size=size))
 
     def is_own(self, path: str) -> bool:
         """Whether `path` is one of the scorer's own files or lies in one of its folders."""
@@ -173,24 +177,24 @@ class Tail:
 
     def poll(self) -> Iterator[Read]:
         """The events appended since the last poll, file by file (a rotated file first)."""
-        self.behind = False
+        self.behind = self.forgot = False
         self.lagging = set()
         seen = self._listed()
         for key, position in list(self.positions.items()):  # rotated away, gone, or elsewhere
             if key not in seen and not self._elsewhere(position):
                 yield from self._finish(position, set(seen) | set(self.positions))
-        for key, (name, path) in seen.items():
+        for key, (name, path, size) in seen.items():
             position = self.positions.get(key)
             if position is None or not same_file(position, path):
-                position = Position(name, path, *key)
+                position = Position(name, path, *key, size=size)
                 self.positions[key] = position
             position.path, position.rotated = path, False  # listed: followed under this name
             # Renamed after the listing (rotated): read by inode here, finished at the next poll.
             yield from self._read(position, whole_lines=True)
 
-    def _listed(self) -> dict[tuple[int, int], tuple[str, str]]:
-        """The files the sources name now: identity (dev, inode) -> (source, path)."""
-        seen: dict[tuple[int, int], tuple[str, str]] = {}
+    def _listed(self) -> dict[tuple[int, int], tuple[str, str, int]]:
+        """The files the sources name now: identity (dev, inode) -> (source, path, size)."""
+        seen: dict[tuple[int, int], tuple[str, str, int]] = {}
         for name, reader in self.readers.items():
             for path in _current_files(reader):
                 if self.is_own(path):
@@ -199,7 +203,7 @@ class Tail:
                     info = os.stat(path)
                 except FileNotFoundError:
                     continue  # rotated between the scan and here: found by inode
-                seen.setdefault((info.st_dev, info.st_ino), (name, path))
+                seen.setdefault((info.st_dev, info.st_ino), (name, path, info.st_size))
         return seen
 
     def _elsewhere(self, position: Position) -> bool:
@@ -232,6 +236,7 @@ class Tail:
             position.path, position.rotated = path, True
             yield from self._drain(position)
         del self.positions[position.key]
+        self.forgot = True
         for later in rotated_after(position, known, self.live):
             if not self.is_own(later.path):
                 yield from self._drain(later)
@@ -265,7 +270,8 @@ class Tail:
                                "it from the start", path, position.offset, size)
                 position.offset, position.line, position.record = 0, 1, 0
             limit = min(size, position.offset + MAX_READ)
-            if limit < size:
+            capped = limit < size
+            if capped:
                 self.behind = True
                 self.lagging.add(position.key)
             if whole_lines or limit < size:
@@ -280,8 +286,20 @@ class Tail:
                 head = handle.read(min(HEAD_BYTES, size))
                 position.head, position.head_len = hashlib.sha256(head).hexdigest(), len(head)
             position.mtime_ns = info.st_mtime_ns
-        try:  # a live file, or one read in part: a record may go on past `limit`
-            for raw in _read_raw(reader, position, limit, whole_lines or limit < size):
+            # A record longer than MAX_READ (a CSV field of many lines) ends no read that
+            # stops at it: then it is read with all that the file holds.
+            whole = limit if not capped else _last_line_end(
+                handle, position.offset, size) if whole_lines else size
+        before = position.offset
+        # A live file, or one read in part: a record may go on past `limit`.
+        yield from self._records(reader, position, limit, whole_lines or capped)
+        if position.offset == before and whole > limit:
+            yield from self._records(reader, position, whole, whole_lines)
+
+    def _records(self, reader: FileSource, position: Position, limit: int, growing: bool
+                 ) -> Iterator[Read]:
+        try:
+            for raw in _read_raw(reader, position, limit, growing):
                 position.offset, position.line, position.record = (
                     raw.end["offset"], raw.end["line"], raw.end["record"])
                 canonical = canonicalize(raw, reader, require_time=True)

@@ -464,3 +464,40 @@ def test_a_run_that_follows_other_files_keeps_the_positions_of_the_first(tmp_pat
                       outputs, once=True, deduplicate=False)
     scored = [r["unit"] for r in _jsonl(tmp_path / "scores.jsonl")]
     assert len(scored) == 40  # 20 each: a read once, b once
+
+
+def test_a_rotated_file_read_to_its_end_is_checkpointed_before_it_can_go(tmp_path):
+    """The sensor rotates, the scorer finishes the rotated file, an archiver removes it, the
+    scorer is killed before its next timed checkpoint: the poll that finished the file took
+    one, so a rerun neither looks for the file nor takes back the events scored from it."""
+    _register(tmp_path)
+    logs, scores = tmp_path / "logs", tmp_path / "scores.jsonl"
+    logs.mkdir()
+    live = logs / "conn.log"
+    live.write_text(header(1.0) + "".join(line(i, 1_765_000_000.0 + i) for i in range(100)))
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    command = [sys.executable, "-m", "training.cli", "score", "--model", "vae",
+               "--registry-dir", str(tmp_path / "models"), "--input", f"zeek:{live}",
+               "--output", str(scores), "--alerts", str(tmp_path / "alerts.jsonl"),
+               "--poll-interval", "0.05"]
+    scorer = subprocess.Popen([*command, "--follow", "--checkpoint-interval", "3600"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _wait("100 scored", lambda: _lines(scores) >= 100, scorer=scorer)
+    with open(live, "a") as out:
+        out.write("".join(line(i, 1_765_000_000.0 + i) for i in range(100, 150)))
+    live.rename(logs / "conn.1.log")
+    live.write_text(header(2.0))
+    _wait("150 scored", lambda: _lines(scores) >= 150, scorer=scorer)
+    state = tmp_path / "scores.jsonl.state" / "state.json"
+    _wait("the checkpoint", lambda: json.loads(state.read_text())["counts"]["events"] == 150,
+          scorer=scorer)
+    (logs / "conn.1.log").unlink()
+    scorer.send_signal(signal.SIGKILL)
+    scorer.wait()
+    rerun = subprocess.run([*command, "--once"], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "removed before it was read" not in rerun.stderr
+    units = collections.Counter(r["unit"] for r in _jsonl(scores))
+    assert sorted(units) == [f"conn:C{n:08d}" for n in range(150)]
+    assert set(units.values()) == {1}

@@ -158,3 +158,30 @@ def test_a_csv_record_spanning_lines_waits_until_its_writer_finishes_it(tmp_path
     assert messages(first) == ["one"] and messages(second) == ["two lines,\nthe second", "three"]
     assert not [x for r in first + second for x in r.canonical.rejects]
     assert [int(n) for r in second for n in r.lines] == [3, 5]
+
+
+def test_a_file_removed_before_its_first_read_counts_its_bytes_as_lost(tmp_path, caplog):
+    live = tmp_path / "conn.log"
+    live.write_text(header(1.0))
+    _sensor(live)(20)
+    tail = Tail([DataSource("zeek", "zeek", {"path": str(live)})])  # named, not read yet
+    live.rename(tmp_path / "conn.1.log")
+    live.write_text(header(2.0))  # before the unlink: the new file cannot reuse its inode
+    (tmp_path / "conn.1.log").unlink()
+    with caplog.at_level(logging.WARNING, logger="training.scoring.tail"):
+        assert _uids(tail.poll()) == []
+    size = len(header(1.0)) + sum(len(line(i, 1_765_000_000.0 + i)) for i in range(20))
+    assert (tail.lost_files, tail.lost_bytes) == (1, size)
+    assert f"{size} bytes left unread" in caplog.records[0].getMessage()
+
+
+def test_a_csv_record_longer_than_a_read_is_read_whole(tmp_path):
+    live = tmp_path / "alerts.csv"
+    message = "\n".join("x" * 2_999 for _ in range(MAX_READ // 3_000 + 50))  # past one read
+    live.write_text(f'ts,src_ip,dst_ip,message\n1765000000,10.0.0.1,10.0.0.2,"{message}"\n'
+                    '1765000001,10.0.0.1,10.0.0.2,after\n')
+    tail = Tail([DataSource("siem", "csv", {"path": str(live)})])
+    read = [r for _ in range(3) for r in tail.poll()]
+    assert [m for r in read for m in r.canonical.table["message"].to_pylist()] == [
+        message, "after"]
+    assert not [x for r in read for x in r.canonical.rejects]
