@@ -91,8 +91,10 @@ def test_retrain_does_not_deploy_a_challenger_calibrated_on_one_validation_windo
     promotion only, and without a production model the unlabeled gate could not refuse a
     threshold whose expected alert rate is 100%. Now it refuses it as the pipeline does."""
     work = shutil.copytree(run, tmp_path / "win")  # the module's run stays as it is
+    # another learning rate: with the pipeline's settings it trains the pipeline's 1.0.0
+    # again, byte for byte, which retrain does not register twice (test_retrain_repeated)
     result = json.loads(run_cli("retrain", "--workdir", str(work), "--layer", "layer3",
-                                "--epochs", "1"))
+                                "--epochs", "1", "--lr", "0.0005"))
     decision = result["comparison"]
     assert result["retrained"] and not result["deployed"]
     assert decision["deploy"] is False and decision["rule"] == TOO_FEW_REFERENCE
