@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 import optuna
 
+from training.artifacts.atomic import private_folder
 from training.errors import ConfigError, TrainingError
 from training.layers.base import Layer
 from training.layers.registry import get_layer
@@ -262,6 +263,7 @@ class LayerObjective:
                     "metrics": before.metrics, "threshold_rule": rule,
                     "threshold_rule_from": rule_from, "registered": False, "note": note}
         training, _ = self.split_params(params)
+        private_folder(Path(study_dir) / "best")  # the trainer's mkdir would give it the umask's
         config = self.layer.default_config(
             num_epochs=num_epochs, **training, seed=self.seed, num_threads=self.num_threads,
             checkpoint_dir=str(Path(study_dir) / "best"), log_dir=str(Path(study_dir) / "logs"),

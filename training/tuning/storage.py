@@ -22,6 +22,7 @@ Accepted values:
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ import optuna
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from training.artifacts.atomic import open_in_place, private_folder
 from training.errors import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -59,13 +61,13 @@ class StorageSpec:
     def open(self) -> optuna.storages.BaseStorage:
         """Connect (creating the file or tables when missing)."""
         if self.kind == "journal":
-            Path(self.target).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(self.target))
             backend = optuna.storages.journal.JournalFileBackend(self.target)
             return optuna.storages.JournalStorage(backend)
         if self.kind == "sqlite":
-            database = make_url(self.target).database
-            if database:
-                Path(database).parent.mkdir(parents=True, exist_ok=True)
+            url = make_url(self.target)
+            if url.database and url.database != ":memory:" and not url.query.get("uri"):
+                _private_file(Path(url.database))
             engine_kwargs = {"connect_args": {"timeout": SQLITE_LOCK_TIMEOUT}}
         else:
             engine_kwargs = {"pool_pre_ping": True}  # survive a server restart between trials
@@ -90,6 +92,15 @@ class StorageSpec:
     @property
     def shared_across_machines(self) -> bool:
         return self.kind == "rdb"
+
+
+def _private_file(path: Path) -> None:
+    """`path` created 0600 in a 0700 folder, whatever the umask, before SQLite or Optuna opens
+    it: they would create it with the umask's mode (0644), and the trials hold the data's
+    fingerprints and paths. (SQLite gives its -journal and -wal files the database's mode.)
+    An existing file readable by others is made private too, as every file written in place."""
+    private_folder(path.parent)
+    os.close(open_in_place(path, os.O_RDONLY))
 
 
 def resolve_storage(storage: str | None, n_workers: int, study_dir: str | Path) -> StorageSpec:
