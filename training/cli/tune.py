@@ -29,6 +29,7 @@ from training.errors import PipelineError
 from training.layers.registry import layer_names
 from training.paths import tuning_dir
 from training.tuning.objectives import METRICS, make_objective
+from training.tuning.trial_logs import trial_tracebacks
 from training.tuning.tuner import HyperparameterTuner, TuningConfig
 
 logger = logging.getLogger("training.cli.tune")
@@ -178,7 +179,9 @@ def execute(args: argparse.Namespace) -> int:
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        print(json.dumps(run(args), indent=2, default=str))
+        with trial_tracebacks(shown=args.verbose):  # a failed trial's, only with -v
+            summary = run(args)
+        print(json.dumps(summary, indent=2, default=str))
     except KeyboardInterrupt:
         print("interrupted: the finished trials are kept; run the same command again to resume",
               file=sys.stderr)

@@ -68,3 +68,12 @@ def write_layer1_splits(folder: Path, n_train: int = 96, seed: int = 7) -> tuple
     np.savez(folder / "train.npz", features=rows(train_y), labels=train_y)
     np.savez(folder / "val.npz", features=rows(val_y), labels=val_y)
     return str(folder / "train.npz"), str(folder / "val.npz")
+
+
+@dataclass(frozen=True)
+class FailingObjective:
+    """Samples x, then raises ValueError("boom"): a bug in an objective."""
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0.0, 1.0)
+        raise ValueError("boom")

@@ -7,7 +7,8 @@ study already has `n_trials` finished trials (other machines may have filled it)
 deadline has passed. The timeout stops new trials from starting; a running trial finishes.
 
 Worker processes are spawned, not forked: a forked copy of a process that has used torch's
-thread pool can deadlock, and each worker must open its own storage connections anyway.
+thread pool can deadlock, and each worker must open its own storage connections anyway. They
+end with the command, one killed with SIGKILL too (see `training.tuning.worker_exit`).
 """
 
 from __future__ import annotations
@@ -32,8 +33,11 @@ from training.console.progress import suppressed
 from training.console.quiet import OncePerCommand
 from training.tuning.storage import StorageSpec
 from training.tuning.study import n_finished, open_study
+from training.tuning.trial_logs import trial_tracebacks, tracebacks_shown
+from training.tuning.worker_exit import GRACE_S, ParentWatch, sigint_ignored
 
 if TYPE_CHECKING:
+    from multiprocessing.connection import Connection
     from multiprocessing.sharedctypes import Synchronized
 
     from training.tuning.tuner import TuningConfig
@@ -166,27 +170,38 @@ def run_worker_processes(config: TuningConfig, storage: StorageSpec, objective: 
     counter = context.Value("i", n_trials_left)
     threads = max(1, (os.cpu_count() or 1) // config.n_workers)
     level = logging.getLogger("training").getEffectiveLevel()
+    # The workers watch `watched` and stop when `lifeline` is closed: by this process when it
+    # stops, by the kernel when it dies (see training.tuning.worker_exit).
+    watched, lifeline = context.Pipe(duplex=False)
     processes = [
         context.Process(target=_worker_main, name=f"tuning-worker-{i}",
-                        args=(i, config, storage, objective, counter, deadline, threads, level))
+                        args=(i, config, storage, objective, counter, deadline, threads, level,
+                              watched, tracebacks_shown()))
         for i in range(config.n_workers)
     ]
-    for process in processes:
-        process.start()
     try:
+        with sigint_ignored():  # until a worker's own handler is set (see worker_exit)
+            for process in processes:
+                process.start()
         for process in processes:
             while process.is_alive():
                 process.join(timeout=_POLL_S)
                 if on_wait is not None:
                     on_wait()
     except BaseException:
-        # Interrupted (Ctrl-C reaches the workers too): give them a moment to record their
-        # running trials as failed, then stop any that remain.
+        # Interrupted: tell the workers (a Ctrl-C reached them too, a `kill -INT` of this
+        # process did not), give them a moment to record their running trials as failed,
+        # then stop any that remain.
+        lifeline.close()
         for process in processes:
-            process.join(timeout=10)
+            if process.pid is not None:
+                process.join(timeout=GRACE_S)
             if process.is_alive():
                 process.terminate()
         raise
+    finally:
+        lifeline.close()
+        watched.close()
     failed = [f"{p.name} (exit code {p.exitcode})" for p in processes if p.exitcode != 0]
     if failed:
         raise PipelineError(f"tuning workers failed: {', '.join(failed)}; their errors are in "
@@ -195,7 +210,24 @@ def run_worker_processes(config: TuningConfig, storage: StorageSpec, objective: 
 
 
 def _worker_main(index: int, config: TuningConfig, storage: StorageSpec, objective: Any,
-                 counter: Synchronized, deadline: float | None, threads: int, level: int) -> None:
+                 counter: Synchronized, deadline: float | None, threads: int, level: int,
+                 watched: Connection, tracebacks: bool) -> None:
+    try:
+        ParentWatch(watched).start()  # first: until here SIGINT was ignored
+        _work(index, config, storage, objective, counter, deadline, threads, level, tracebacks)
+    except KeyboardInterrupt:  # Ctrl-C, or the command stopped: the trial is recorded failed
+        sys.exit(130)
+    except Exception as exc:
+        if tracebacks:
+            raise  # multiprocessing prints it
+        logger.error("tuning worker %d stopped: %s: %s (-v shows the traceback)", index,
+                     type(exc).__name__, exc)
+        sys.exit(1)
+
+
+def _work(index: int, config: TuningConfig, storage: StorageSpec, objective: Any,
+          counter: Synchronized, deadline: float | None, threads: int, level: int,
+          tracebacks: bool) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s worker-{index} %(levelname)s "
                                             "%(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # each trial refits: its warnings, once
@@ -206,6 +238,7 @@ def _worker_main(index: int, config: TuningConfig, storage: StorageSpec, objecti
     torch = sys.modules.get("torch")  # imported with the objective, if it trains a model
     if torch is not None:
         torch.set_num_threads(threads)  # the workers share the cores instead of each taking all
-    study = open_study(config, storage, parallel=True, worker_index=index)
-    run_trials(study, objective, SharedBudget(counter), config.n_trials, deadline,
-               worker_name(index))
+    with trial_tracebacks(shown=tracebacks):
+        study = open_study(config, storage, parallel=True, worker_index=index)
+        run_trials(study, objective, SharedBudget(counter), config.n_trials, deadline,
+                   worker_name(index))
