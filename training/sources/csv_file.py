@@ -4,10 +4,10 @@ connection_params: `path`, `has_header` (default True), `column_names` (required
 header; with one, they replace its names; presets in `training.sources.presets`), `delimiter`
 (default ","). A first line that looks like data (numbers, addresses) is refused as a header,
 with the fix in the message. One record per line, except that a quoted field may hold line
-breaks (RFC 4180: the lines of such a record are one record, numbered by its first line; see
-`training.sources.delimited`): a record with the wrong number of fields, bytes that are not
-UTF-8 or a quote that does not close is quarantined on its own. Column types are inferred per
-block (numbers become numbers).
+breaks (RFC 4180: the lines of such a record are one record, numbered by its first line; a
+quote inside an unquoted field is text; see `training.sources.quoted_csv`): a record with the
+wrong number of fields, bytes that are not UTF-8 or a quote that does not close is quarantined
+on its own. Column types are inferred per block (numbers become numbers).
 A Zeek conn log written as CSV (IoT-23: `uid` and `conn_state` columns) keeps its `uid` as the
 event id, and its rows are "conn" events, as the Zeek reader types the rows of a conn log
 (unless the field map names an event type column the file has). A cell that is "-" or
@@ -33,7 +33,8 @@ import pyarrow as pa
 from training.errors import ConfigError, SchemaError, SourceError
 from training.sources.base import FileSource, Parsed, RawBatch, Reject
 from training.sources.coerce import direction_from_locality, to_bool
-from training.sources.delimited import Dialect, decode, parse_block, quoted_records
+from training.sources.delimited import Dialect, decode, parse_block
+from training.sources.quoted_csv import quoted_records
 from training.sources.files import ByteStream, Spans
 from training.sources.jsonparse import unique_names
 from training.sources.lines import read_lines

@@ -11,20 +11,13 @@ same good lines.
 
 A quoted dialect's field may hold line breaks (RFC 4180; a Windows event's Message exported
 by a SIEM): its lines are one record, numbered by its first line, and blocks end only between
-records (`quoted_records`). A line break ends a record when an even number of `"` precede it
-since the record's start. A stray `"` in an unquoted field (`a,b"c,d`, which Python's csv
-reads as text) would make that count lie, so lines are one record only if every quote in them
-is where RFC 4180 puts one, within `MAX_RECORD_LINES` lines and `MAX_LINE_BYTES` bytes; else
-the line where the quote opens is a record on its own (a `malformed CSV` reject naming it if
-the quote stays open) and the lines after it are records again: nothing is dropped, nothing
-is held without bound. Blocks without a `"`, and unquoted dialects (Zeek), cut at line breaks.
+records (`training.sources.quoted_csv` says where records begin and end). Blocks without a
+`"`, and unquoted dialects (Zeek), cut at line breaks.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -35,11 +28,10 @@ import pyarrow.csv as pcsv
 
 from training.sources.base import Parsed, Reject
 from training.sources.coerce import Converted
-from training.sources.files import (
-    MAX_LINE_BYTES, Block, LineIndex, has_line_starting, line_bounds,
+from training.sources.files import Block, LineIndex, has_line_starting
+from training.sources.quoted_csv import (
+    MAX_RECORD_LINES, open_at_end, quoted_records, record_index,
 )
-
-MAX_RECORD_LINES = 1_000  # a quoted field open longer than this is a stray quote, not a record
 
 
 @dataclass(frozen=True)
@@ -99,13 +91,13 @@ def parse_block(
     if dialect.comment is None or not has_line_starting(data, dialect.comment):
         n_lines = block.n_lines
         table = _fast_parse(data, n_lines, names, types, dialect)
-        if table is not None and not (dialect.quoted and _open_at_end(data, dialect.delimiter)):
+        if table is not None and not (dialect.quoted and open_at_end(data, dialect.delimiter)):
             rows = np.arange(n_lines, dtype=np.int64)
             return Parsed(table, block.line + rows, record + rows, [], index.spans(rows), n_lines)
     if dialect.quoted and b'"' in data:
         spanning, _, loose = quoted_records(data, dialect.delimiter, final=True)
         if len(spanning):
-            index, first = _record_index(data, spanning)
+            index, first = record_index(data, spanning)
             table = None if loose else _fast_parse(data, len(first), names, types, dialect,
                                                    newlines=True)
             if table is not None:  # one row per record
@@ -138,124 +130,6 @@ def parse_block(
                          converters)
     parsed.comments = comments
     return parsed
-
-
-def quoted_records(data: bytes, delimiter: str, final: bool) -> tuple[np.ndarray, int, int]:
-    """The records of a quoted dialect that span lines, in `data` (which starts a record).
-
-    Args:
-        data: the bytes.
-        delimiter: the field separator.
-        final: no more data follows (a block, or the end of the file); else a record still
-            open at the end waits for more data, and a last line without its line break is
-            not looked at.
-
-    Returns:
-        (first, last) 0-based lines of each record that spans lines (an (n, 2) array); the
-        byte offset where the whole records end (where a block can be cut); and how many
-        lines are read on their own though a quote is open at their end (unclosed, or stray).
-    """
-    buf = np.frombuffer(data, dtype=np.uint8)
-    breaks = np.flatnonzero(buf == 10)
-    line_ends = breaks if not final or data.endswith(b"\n") or not data else np.append(
-        breaks, len(data))
-    end = int(line_ends[-1]) + 1 if len(line_ends) else 0
-    # Whether an odd number of quotes precede each line's end; a record ends where that
-    # parity is back to what it was at the record's start, so only its changes matter.
-    odd = np.bitwise_xor.accumulate(buf == 34)[np.maximum(line_ends - 1, 0)] & (line_ends > 0)
-    changes = np.flatnonzero(np.diff(odd, prepend=False))
-    starts = np.concatenate([[0], breaks + 1])[changes]
-    ends = line_ends[changes]
-    spanning = np.empty((0, 2), dtype=np.int64)
-    c = 0
-    if len(changes) > 1 and _quotes_well_placed(buf, delimiter):
-        # Every quote where RFC 4180 puts one (the usual export): each pair of parity
-        # changes is a record, checked all at once instead of one by one below.
-        pairs = changes[:len(changes) // 2 * 2].reshape(-1, 2)
-        if ((pairs[:, 1] - pairs[:, 0] < MAX_RECORD_LINES).all()
-                and (ends[1::2] - starts[:-1:2][:len(pairs)] <= MAX_LINE_BYTES).all()):
-            spanning, c = pairs, len(pairs) * 2
-    # Python ints from here: the loop runs once per record that spans lines (or stray quote).
-    starts, ends, changes = starts.tolist(), ends.tolist(), changes.tolist()
-    well_quoted = _well_quoted(delimiter)
-    found: list[tuple[int, int]] = []
-    loose = 0
-    while c < len(changes):
-        opened, start = changes[c], starts[c]  # a quote opens in this line, open at its end
-        if c + 1 == len(changes):  # open up to the end of the data
-            too_long = (len(line_ends) - opened >= MAX_RECORD_LINES
-                        or len(data) - start > MAX_LINE_BYTES)
-            if not final and not too_long:
-                end = start  # the record may close in the data to come
-            else:
-                loose += 1  # the line is a record on its own, as is every line after it
-            break
-        closed = changes[c + 1]
-        if (closed - opened < MAX_RECORD_LINES and ends[c + 1] - start <= MAX_LINE_BYTES
-                and well_quoted.fullmatch(data, start, ends[c + 1])):
-            found.append((opened, closed))
-            c += 2
-        else:  # a stray quote: this line alone, then the parity counts from the line after
-            loose += 1
-            c += 1
-    if found:
-        spanning = np.array(found, dtype=np.int64)
-    return spanning, end, loose
-
-
-def _quotes_well_placed(buf: np.ndarray, delimiter: str) -> bool:
-    """Whether every quote of `buf` is where RFC 4180 puts one (counting from its start): the
-    vectorised `_well_quoted`, for the whole buffer at once."""
-    sep = delimiter.encode()
-    quotes = np.flatnonzero(buf == 34)
-    if len(sep) != 1 or not len(quotes):
-        return len(sep) == 1
-    pad = np.concatenate([[10], buf, [10, 10]])  # pad[i + 1] is buf[i]; a line break around
-    doubled = np.zeros(len(quotes) + 1, dtype=bool)  # quote k is right after quote k - 1
-    doubled[1:-1] = quotes[1:] == quotes[:-1] + 1
-    before, after = pad[quotes], pad[quotes + 2]
-    field_start = (before == sep[0]) | (before == 10) | doubled[:-1]
-    field_end = ((after == sep[0]) | (after == 10) | doubled[1:]
-                 | ((after == 13) & (pad[np.minimum(quotes + 3, len(pad) - 1)] == 10)))
-    return bool(field_start[0::2].all() and field_end[1::2].all())
-
-
-@functools.lru_cache(maxsize=8)
-def _well_quoted(delimiter: str) -> re.Pattern[bytes]:
-    """A record whose every quote is where RFC 4180 puts one: around a whole field, or
-    doubled inside it. Python's csv module reads such a record as one row, and its quote
-    count says where it ends."""
-    d = re.escape(delimiter.encode())
-    field = b'(?:"[^"]*(?:""[^"]*)*"|[^"\n' + d + b']*)'
-    return re.compile(field + b"(?:" + d + field + b")*\r?")
-
-
-def _open_at_end(data: bytes, delimiter: str) -> bool:
-    """Whether the last line of `data` leaves a quoted field open (pyarrow takes the line
-    break that ends the file as part of it)."""
-    line = data[data.rfind(b"\n", 0, len(data) - 1) + 1:]
-    if b'"' not in line:
-        return False
-    try:
-        list(csv.reader([line.decode("utf-8", errors="surrogateescape").rstrip("\r\n")],
-                        delimiter=delimiter, strict=True))
-    except csv.Error as exc:
-        return str(exc) == "unexpected end of data"
-    return False
-
-
-def _record_index(data: bytes, spanning: np.ndarray) -> tuple[LineIndex, np.ndarray]:
-    """Bounds of every record of `data` (a line, or the lines of a record that spans lines,
-    `spanning` holding the first and last line of those) and the line each starts on."""
-    starts, ends = line_bounds(data)
-    last = np.arange(len(starts))
-    last[spanning[:, 0]] = spanning[:, 1]
-    # Lines inside a record: after its first line, through its last (records do not overlap).
-    depth = np.zeros(len(starts) + 1, dtype=np.int64)
-    np.add.at(depth, spanning[:, 0] + 1, 1)
-    np.add.at(depth, spanning[:, 1] + 1, -1)
-    first = np.flatnonzero(np.cumsum(depth[:-1]) == 0)
-    return LineIndex(data, (starts[first], ends[last[first]])), first
 
 
 def _fast_parse(data: bytes, n_rows: int, names: Sequence[str], types: dict[str, pa.DataType],

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from training.scoring.tail import Tail
 from training.sources import DataSource, create_source
 from training.sources.base import START
 from training.sources.delimited import MAX_RECORD_LINES
@@ -116,3 +117,25 @@ def test_a_quote_open_for_more_than_max_record_lines_is_a_stray_one(tmp_path, bl
     assert len(rows) == MAX_RECORD_LINES + 1
     assert lines == list(range(3, MAX_RECORD_LINES + 4))
     assert rows[-1] == {"host": 'z"', "port": 9, "note": "end"}
+
+
+@pytest.mark.parametrize("block_size", [1 << 20, 16])
+def test_a_field_spanning_lines_may_be_followed_by_a_stray_quote(tmp_path, block_size):
+    path = tmp_path / "flows.csv"
+    path.write_text('host,port,note,size\nh1,1,"a\nb",5" tall\nh2,2,"Smith, J",27" screen\n')
+    rows, lines, rejects, _ = _read(path, block_size=block_size)
+    assert [(row["host"], row["note"], row["size"]) for row in rows] == [
+        ("h1", "a\nb", '5" tall'), ("h2", "Smith, J", '27" screen')]
+    assert lines == [2, 4] and rejects == []
+
+
+def test_a_stray_quote_in_a_live_file_holds_back_none_of_the_lines_after_it(tmp_path):
+    # Waiting for its quote to close held every later line back until 1,000 had come.
+    live = tmp_path / "alerts.csv"
+    live.write_text('ts,src_ip,dst_ip,message\n1765000000,10.0.0.1,10.0.0.2,he said 5" tall\n')
+    tail = Tail([DataSource("siem", "csv", {"path": str(live)})])
+    scored = [sum(r.canonical.table.num_rows for r in tail.poll())]
+    with open(live, "a") as out:
+        out.write("".join(f"{1765000001 + i},10.0.0.1,10.0.0.2,later\n" for i in range(10)))
+    scored.append(sum(r.canonical.table.num_rows for r in tail.poll()))
+    assert scored == [1, 10]
