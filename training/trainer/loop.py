@@ -61,6 +61,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.artifacts.atomic import private_folder
 from training.artifacts.model_files import save_model
 from training.compat.loss_fn_model import LossFnModel
 from training.detectors.base import Detector, model_scores, to_device
@@ -326,7 +327,7 @@ class LayerTrainer:
         taken now; `train` waits for it before returning.
         """
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         if not background:  # one writer per file at a time (temporary names are per process)
             self._writer.wait()
         if not self.model.has_scores:
@@ -376,7 +377,7 @@ class LayerTrainer:
 
     def save_state(self, path: str | Path, *, background: bool = False) -> None:
         """Write the last-state checkpoint (on the checkpoint thread with `background`)."""
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        private_folder(Path(path).parent)
         if background:
             self._writer.submit(save_state, path, snapshot(self.state_dict()))
         else:
