@@ -182,6 +182,10 @@ def test_timeout_stops_new_trials(tmp_path):
     result = HyperparameterTuner(config).tune(Slow())
     # The first trial starts before the deadline and outlives it; no second one starts.
     assert result.ran == 1 and len(result.study.get_trials()) == 1
+    # The original `tune()` returned a dict: the result reads as one, `in` and `get` included.
+    assert "best_params" in result and result.get("n_trials") == 1 == dict(result)["n_trials"]
+    assert set(result.keys()) == {"best_params", "best_value", "best_trial_number", "n_trials",
+                                  "study", "files"}
 
 
 def test_worker_processes_need_a_picklable_objective(tmp_path):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,9 +114,10 @@ def _choice(name: str, value: Any, valid: Any) -> None:
         raise ConfigError(f"{name} must be one of {', '.join(valid)}, got {value!r}")
 
 
-@dataclass
-class TuningResult:
-    """What `tune` returns: the study as stored, its best trial and the files written.
+@dataclass(eq=False)
+class TuningResult(Mapping):
+    """What `tune` returns: the study as stored, its best trial and the files written; read
+    as a mapping, the original `tune()` dict (`to_dict`: `in`, `get`, `keys`, `dict(result)`).
 
     Attributes:
         study: the study, reloaded from its storage after every worker ended.
@@ -148,6 +150,12 @@ class TuningResult:
     def __getitem__(self, key: str) -> Any:
         """`result["best_params"]` and the other keys of `to_dict`, as the original read it."""
         return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
 
 
 class HyperparameterTuner:
