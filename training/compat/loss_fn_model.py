@@ -41,6 +41,10 @@ class LossFnModel(Detector):
         self.loss_fn = loss_fn
         self.metric_fns = dict(metric_fns or {})
 
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """The module's own forward: `trainer.model(x)` after training, as the original."""
+        return self.module(*args, **kwargs)
+
     def training_step(self, batch: Any) -> torch.Tensor:
         return self.loss_fn(self.module, batch)
 

@@ -121,7 +121,10 @@ class ModelEvaluator:
         self.training_history = _history(training_history if training_history is not None
                                          else (self.sidecar or {}).get("history"))
         self.batch_size = batch_size
-        self.is_anomaly_model = callable(getattr(model, "anomaly_score", None))
+        # A module trained through `LayerTrainer(model, loss_fn)` (has_scores False) is judged
+        # by what it is: its forward, a classifier's.
+        self.is_anomaly_model = (callable(getattr(model, "anomaly_score", None))
+                                 and getattr(model, "has_scores", True))
 
     @property
     def device(self) -> torch.device:

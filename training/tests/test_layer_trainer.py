@@ -256,6 +256,11 @@ def test_original_loss_fn_api_with_any_module_and_any_loader(tmp_path) -> None:
     assert not (tmp_path / "ck" / "m_best.json").exists()  # no sidecar: nothing to rebuild from
     state = torch.load(tmp_path / "ck" / "m_best.pt", weights_only=True)
     assert set(state) == {"weight", "bias"}  # the module's own keys: the original load works
+    # A notebook goes on with `trainer.model`: it runs the module, and an evaluator takes it
+    # for what the module is (here a regressor's outputs: no anomaly scores to ask for).
+    assert torch.equal(trainer.model(x[:4]), model(x[:4]))
+    from training.evaluation.evaluator import ModelEvaluator
+    assert ModelEvaluator(trainer.model, x[:4].numpy(), [0, 1, 0, 1]).is_anomaly_model is False
     nn.Linear(3, 1).load_state_dict(state)
     with pytest.raises(ConfigError, match="pass loss_fn"):
         LayerTrainer(nn.Linear(3, 1), config=cfg)

@@ -77,6 +77,21 @@ def _wait_for_running(run: subprocess.Popen, tmp_path: Path, storage: str,
         time.sleep(0.2)
 
 
+def _wait_for_an_epoch(run: subprocess.Popen, tmp_path: Path, trial: int) -> None:
+    """Until `trial` has reported an epoch's value (its objective is training)."""
+    path = tmp_path / "tuning" / "s" / "study.db"
+    deadline = time.monotonic() + 240
+    while True:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)) as db:
+            (reported,) = db.execute(
+                "SELECT COUNT(*) FROM trial_intermediate_values v JOIN trials t ON "
+                "t.trial_id = v.trial_id WHERE t.number = ?", (trial,)).fetchone()
+        if reported:
+            return
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        time.sleep(0.2)
+
+
 def _finish(run: subprocess.Popen, timeout: float = 120) -> str:
     try:
         return run.communicate(timeout=timeout)[1]
@@ -114,6 +129,7 @@ def test_ctrl_c_during_a_trial_prints_no_traceback_without_v(tmp_path, verbose):
     the trial is recorded failed."""
     run = _start_tune(tmp_path, *(["-v"] if verbose else []))
     (trial,) = _wait_for_running(run, tmp_path, "study.db", 1)
+    _wait_for_an_epoch(run, tmp_path, trial)  # inside the objective, not Optuna's bookkeeping
     os.killpg(run.pid, signal.SIGINT)  # what Ctrl-C does
     err = _finish(run)
     assert run.returncode == 130, err[-3000:]
