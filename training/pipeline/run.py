@@ -349,12 +349,12 @@ def _register(layer: Layer, challenger: Any, results: dict[str, Any],
                if k in LABELED_METRICS and isinstance(v, (int, float))}
     numbers["val_loss"] = float(results["best_val_loss"])
     # What `retrain` needs to tell new units and drift from what this model learnt from.
-    learnt = layer.fit_rows(layer.labels(train))
+    learnt, features = layer.fit_rows(layer.labels(train)), layer.unit_features(train)
     details = {"decision": decision, **config.source_settings,  # score reads as trained
-               "data": triggers.training_record(unit_times(layer, train), learnt)}
+               "data": triggers.training_record(unit_times(layer, train), learnt, features)}
     reference = triggers.write_reference(
-        run.folders.checkpoints / f"{name}_{triggers.REFERENCE_FILE}",
-        layer.unit_features(train)[learnt], triggers.REFERENCE_ROWS)
+        run.folders.checkpoints / f"{name}_{triggers.REFERENCE_FILE}", features[learnt],
+        triggers.REFERENCE_ROWS)
     if challenger.threshold_rule:
         details["threshold_rule"] = challenger.threshold_rule
     if metrics and layer.circular(run.alert_labels):

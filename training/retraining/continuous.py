@@ -312,11 +312,12 @@ class ContinuousTrainingPipeline:
                                             f"{model_name} has no production version")]
         else:
             record = champion.metadata.details.get("data", {})
-            new = triggers.new_rows(unit_times(layer, train), record, selected)
+            features = layer.unit_features(train)
+            new = triggers.new_rows(unit_times(layer, train), record, selected, features)
             found = [triggers.age(champion.metadata.created_at, now, cfg.retrain_frequency_days),
                      triggers.new_samples(new, cfg.min_new_samples),
                      triggers.drift(self._reference(model_name, champion),
-                                    layer.unit_features(train)[new], cfg.drift_threshold,
+                                    features[new], cfg.drift_threshold,
                                     cfg.drift_share, layer.feature_names(train))]
         result["triggers"] = [t.to_dict() for t in found]
         return any(t.fired for t in found)

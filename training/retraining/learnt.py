@@ -114,7 +114,8 @@ def training_rows(layer: Layer, train: Any, settings: DataSettings, *, exclude_a
             "excluded_unlabeled_rows": int(((labels < 0) & ~keep).sum()),
             "excluded_alerted_rows": None if exclude_alerted else 0, **settings.recorded(),
             "learnt_from": f"{settings.text} ({settings.origin})"}
-    data.update(triggers.training_record(unit_times(layer, train), keep))
+    data.update(triggers.training_record(unit_times(layer, train), keep,
+                                         layer.unit_features(train)))
     return keep, data
 
 
@@ -132,5 +133,6 @@ def without_alerted(layer: Layer, train: Any, champion: RegisteredModel | None,
         alerted = keep & (scorer.score(champion.model, train) >= champion.threshold)
         keep &= ~alerted
     data = {**data, "excluded_alerted_rows": int(alerted.sum()),
-            **triggers.training_record(unit_times(layer, train), keep)}
+            **triggers.training_record(unit_times(layer, train), keep,
+                                       layer.unit_features(train))}
     return keep, data

@@ -9,6 +9,7 @@ drift.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -48,13 +49,16 @@ def age(created_at: str, now: datetime, frequency_days: float) -> TriggerResult:
                          {"age_days": days, "retrain_frequency_days": frequency_days})
 
 
-def new_rows(times: np.ndarray, data: dict[str, Any], learnt: np.ndarray | None = None
-             ) -> np.ndarray:
+def new_rows(times: np.ndarray, data: dict[str, Any], learnt: np.ndarray | None = None,
+             features: np.ndarray | None = None) -> np.ndarray:
     """Mask of the training units the production model has not seen, among those a challenger
     learns from (`learnt`, a mask; None: every unit): those outside the time span it learnt
     from (later than its `train_until`, or earlier than its `train_from`: a backfill, another
-    capture) when the units have times (datetime64, NaT where unknown), else the learnt units
-    beyond its `train_rows` (every one when its training data is not on record)."""
+    capture) when the units have times (datetime64, NaT where unknown). Without times: where
+    the digest of its training units is on record (`train_digest`, `train_units`), the units
+    after them if these `features` begin with them (its training data grown), else every one
+    (other data: another capture); on older records the learnt units beyond its `train_rows`
+    (every one when its training data is not on record)."""
     times = np.asarray(times, dtype="datetime64[us]")
     learnt = np.ones(len(times), bool) if learnt is None else np.asarray(learnt, bool)
     timed = len(times) and not np.isnat(times).all()
@@ -64,11 +68,23 @@ def new_rows(times: np.ndarray, data: dict[str, Any], learnt: np.ndarray | None 
         if since is not None:
             new |= times < np.datetime64(since, "us")
         return new & learnt
-    seen = data.get("train_rows")
     mask = learnt.copy()
-    if seen is not None and not timed:  # the first `train_rows` learnt units are the seen ones
+    if timed:
+        return mask
+    if data.get("train_digest") is not None and features is not None:
+        n = int(data["train_units"])
+        if len(features) >= n and digest(features[:n]) == data["train_digest"]:
+            mask[:n] = False
+        return mask
+    seen = data.get("train_rows")
+    if seen is not None:  # the first `train_rows` learnt units are the seen ones
         mask[np.flatnonzero(learnt)[:int(seen)]] = False
     return mask
+
+
+def digest(features: np.ndarray) -> str:
+    """sha256 of units' features as float32: tells the rows a model learnt from again."""
+    return hashlib.sha256(np.ascontiguousarray(features, dtype=np.float32).tobytes()).hexdigest()
 
 
 def new_samples(new: np.ndarray, minimum: int) -> TriggerResult:
@@ -113,15 +129,19 @@ def drift(reference: np.ndarray | None, current: np.ndarray, threshold: float,
                           "n_current": report["n_current"]})
 
 
-def training_record(times: np.ndarray, learnt: np.ndarray) -> dict[str, Any]:
+def training_record(times: np.ndarray, learnt: np.ndarray, features: np.ndarray | None = None
+                    ) -> dict[str, Any]:
     """The `data` record `new_rows` reads: how many units a model learnt from (`learnt`, a
-    mask over the units) and the earliest and latest known event times among them (None
-    without times)."""
+    mask over the units), the earliest and latest known event times among them (None
+    without times) and, given the `features` of every training unit, how many and their
+    digest."""
     times = np.asarray(times, dtype="datetime64[us]")[learnt]
     known = times[~np.isnat(times)]
     return {"train_rows": int(learnt.sum()),
             "train_from": str(known.min()) if len(known) else None,
-            "train_until": str(known.max()) if len(known) else None}
+            "train_until": str(known.max()) if len(known) else None,
+            **({} if features is None else {"train_units": len(features),
+                                            "train_digest": digest(features)})}
 
 
 def write_reference(path: Path, features: np.ndarray, rows: int) -> Path:

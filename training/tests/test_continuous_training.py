@@ -195,6 +195,16 @@ def test_triggers_new_rows_and_drift():
     # without times, the learnt rows after the first 20 it saw: rows 27, 29, ..., 39
     assert np.flatnonzero(triggers.new_rows(untimed, {"train_rows": 20}, learnt)).tolist() == \
         [27, 29, 30, 31, 33, 34, 35, 37, 38, 39]
+    # Without times, the digest of the units it learnt from tells its data grown from other
+    # data (trial P: another capture of 3,568 rows read as 0 new rows, drift never checked).
+    features = rng.normal(size=(40, 4)).astype(np.float32)
+    seen = triggers.training_record(untimed[:30], np.ones(30, bool), features[:30])
+    assert seen["train_units"] == 30
+    grown = triggers.new_rows(untimed, seen, learnt, features)
+    assert np.flatnonzero(grown).tolist() == [30, 31, 33, 34, 35, 37, 38, 39]
+    other = rng.normal(size=(40, 4)).astype(np.float32)  # another capture, as many rows
+    assert triggers.new_rows(untimed, seen, learnt, other).tolist() == learnt.tolist()
+    assert triggers.new_rows(untimed[:20], seen, None, features[:20]).sum() == 20  # fewer rows
     assert triggers.new_samples(np.ones(999, bool), 1000).fired is False
     assert triggers.new_samples(np.ones(1000, bool), 1000).fired is True
 
