@@ -10,9 +10,10 @@ first one's fields; otherwise the file has to be split (the error names the line
 
 The log type (conn, dns, http, ...) is the `#path` header, else the JSON `_path` field, else
 the file name (conn.log, conn.04:00:00-05:00:00.log.gz, labeled-conn.log, conn.log.labeled).
-It becomes `event_type`. Rows of logs with a unique row id (conn: uid, files: fuid) get event ids
-"conn:<uid>"; other logs repeat uids across rows (several DNS queries per connection), so their
-rows are identified by content.
+It becomes `event_type`. Rows of conn logs, whose uid is unique per row, get event ids
+"conn:<uid>"; other logs repeat ids across rows (several DNS queries per connection; a file
+logged again when its analysis times out, under its fuid), so their rows are identified by
+content.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ ZEEK_FIELD_MAP: dict[str, tuple[str, ...]] = {
 # service); it writes every other one as one value, and none as an object: its writer flattens
 # records into dotted names (id.orig_h).
 ZEEK_LIST_FIELDS = frozenset({"tx_hosts", "rx_hosts", "service"})
-ROW_ID_COLUMNS = {"conn": ("uid",), "files": ("fuid",)}
+ROW_ID_COLUMNS = {"conn": ("uid",)}
 # The fields Zeek's logs type `bool` (written T/F in TSV, true/false in JSON), by log: conn,
 # files (is_orig, local_orig, timedout, extracted_cutoff), dns (AA, TC, RD, RA, rejected), ssl,
 # x509, ssh, smtp, ftp, kerberos, ntlm, mysql, rdp, pe, notice (dropped), weird (notice),

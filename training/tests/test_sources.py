@@ -648,3 +648,13 @@ def test_windows_without_a_channel_column_uses_the_event_id(tmp_path):
     assert table["event_type"].to_pylist() == ["4688"]
     assert table["is_threat"].to_pylist() == [1]
     assert table["attack_type"].to_pylist() == ["malicious"]
+
+
+def test_files_log_rows_sharing_a_fuid_are_distinct_events(datasets):
+    """Zeek logs a file again under its fuid when its analysis times out: zat's files.log has
+    5 such rows. They are events of their own (content ids), not duplicates (trial P)."""
+    table, collector = collect("zeek", datasets / "zeek_zat" / "tsv" / "files.log")
+    stats = collector.get_stats()
+    assert (stats["rows"], stats["events"], stats["duplicates"]) == (113, 113, 0)
+    assert len(set(table.column("event_id").to_pylist())) == 113
+    assert len(set(table.column("fuid").to_pylist())) < 113
