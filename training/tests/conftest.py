@@ -3,6 +3,7 @@ the environment asks for (see hypothesis_profiles.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -33,3 +34,14 @@ def collect(source_type: str, path: str | Path, **kwargs) -> tuple[pa.Table, Dat
     collector = DataCollector([DataSource("test", source_type, params, **kwargs)],
                               progress=False, **collector_args)
     return collector.collect_table(), collector
+
+
+@pytest.fixture
+def umask_022():
+    """A umask that lets group and others read (the common default): what is written must
+    still be private."""
+    old = os.umask(0o022)
+    try:
+        yield
+    finally:
+        os.umask(old)

@@ -8,7 +8,6 @@ import os
 import stat
 from pathlib import Path
 
-import pytest
 
 from training.artifacts.atomic import atomic_write
 from training.artifacts.file_set import FileSet
@@ -28,15 +27,6 @@ def _readable_by_others(*folders: Path) -> dict[str, str]:
 
 def _mode(path: Path) -> str:
     return oct(stat.S_IMODE(path.stat().st_mode))
-
-
-@pytest.fixture
-def umask_022():
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def test_writers_create_private_files(tmp_path, umask_022):

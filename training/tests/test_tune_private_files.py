@@ -4,11 +4,9 @@ study's SQLite database or journal file, which Optuna and SQLite create, is 0600
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
-import pytest
 
 from training.cli.main import main
 from training.tests.tuning_helpers import write_layer1_splits
@@ -18,15 +16,6 @@ def _modes(folder: Path) -> dict[str, str]:
     """relative path -> mode of `folder` and everything under it."""
     return {path.relative_to(folder.parent).as_posix(): oct(stat.S_IMODE(path.lstat().st_mode))
             for path in (folder, *folder.rglob("*"))}
-
-
-@pytest.fixture
-def umask_022():
-    old = os.umask(0o022)
-    try:
-        yield
-    finally:
-        os.umask(old)
 
 
 def test_tuning_writes_private_files_in_private_folders(tmp_path, umask_022, capsys):
