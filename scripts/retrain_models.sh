@@ -123,6 +123,8 @@ fi
 umask 077
 mkdir -p "$workdir"
 log="$workdir/retrain.log"
+touch "$log"
+chmod 700 "$workdir" && chmod 600 "$log"  # made by an earlier release with the umask's modes
 echo "retrain_models.sh: ${MAXIMUS[*]} $command ${args[*]}" >&2
 # maximus-train's stderr goes through tee to the terminal and the log; its stdout stays ours.
 # Ctrl-C reaches the whole process group: tee ignores it, so it outlives maximus-train and

@@ -41,6 +41,11 @@ class LossFnModel(Detector):
         self.loss_fn = loss_fn
         self.metric_fns = dict(metric_fns or {})
 
+    @property
+    def trained_module(self) -> nn.Module:
+        """The user's module, as evaluators take it (its forward, its own anomaly_score)."""
+        return self.module
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         """The module's own forward: `trainer.model(x)` after training, as the original."""
         return self.module(*args, **kwargs)

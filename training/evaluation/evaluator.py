@@ -105,6 +105,8 @@ class ModelEvaluator:
                               f"{type(model).__name__}")
         if batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        # `trainer.model` after `LayerTrainer(model, loss_fn)`: judged as the user's module is.
+        model = getattr(model, "trained_module", model)
         self.model = model
         self.test_features = _rows("test_features", test_features)
         n = len(self.test_features)
@@ -121,10 +123,7 @@ class ModelEvaluator:
         self.training_history = _history(training_history if training_history is not None
                                          else (self.sidecar or {}).get("history"))
         self.batch_size = batch_size
-        # A module trained through `LayerTrainer(model, loss_fn)` (has_scores False) is judged
-        # by what it is: its forward, a classifier's.
-        self.is_anomaly_model = (callable(getattr(model, "anomaly_score", None))
-                                 and getattr(model, "has_scores", True))
+        self.is_anomaly_model = callable(getattr(model, "anomaly_score", None))
 
     @property
     def device(self) -> torch.device:

@@ -210,7 +210,8 @@ class ZeekSource(JsonFileSource):
 
     def recipe_params(self) -> dict[str, object]:
         """The base's and the logs given a transport: other rules deliver other events."""
-        return {**super().recipe_params(), "tcp_logs": sorted(TCP_LOGS)}
+        return {**super().recipe_params(), "tcp_logs": sorted(TCP_LOGS),
+                "row_ids": {path: list(columns) for path, columns in ROW_ID_COLUMNS.items()}}
 
     def _read_tsv(self, source: ByteStream, header: ZeekHeader, start: dict
                   ) -> Iterator[RawBatch]:

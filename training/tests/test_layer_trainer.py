@@ -428,3 +428,21 @@ def test_load_checkpoint_returns_the_epoch_of_either_file(tmp_path) -> None:
     with pytest.raises(CheckpointError, match="does not fit Layer1VAE"):
         LayerTrainer(Layer1VAE(input_dim=8, hidden_dim=4, latent_dim=2),
                      config=cfg).load_checkpoint(tmp_path / "ck" / "m_best.pt")
+
+
+def test_a_scoring_module_trained_with_loss_fn_is_evaluated_by_its_own_scores(tmp_path) -> None:
+    """The original's VAE trained through `LayerTrainer(model, loss_fn)`: an evaluator given
+    `trainer.model` scores with the VAE's anomaly_score (its forward returns a tuple)."""
+    from training.evaluation.evaluator import ModelEvaluator
+
+    vae = small_vae()
+
+    def loss_fn(module, batch):  # the original's form: the model's own objective
+        return module.training_step(batch)
+
+    trainer = LayerTrainer(vae, loss_fn, config(tmp_path, num_epochs=1, save_last_state=False))
+    trainer.train(TensorBatches(data(), batch_size=32))
+    x = data(40, seed=1).numpy()
+    evaluator = ModelEvaluator(trainer.model, x, [0, 1] * 20)
+    assert evaluator.is_anomaly_model and evaluator.model is vae
+    assert 0.0 <= evaluator.evaluate().roc_auc <= 1.0

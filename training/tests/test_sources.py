@@ -658,3 +658,6 @@ def test_files_log_rows_sharing_a_fuid_are_distinct_events(datasets):
     assert (stats["rows"], stats["events"], stats["duplicates"]) == (113, 113, 0)
     assert len(set(table.column("event_id").to_pylist())) == 113
     assert len(set(table.column("fuid").to_pylist())) < 113
+    # The rule is in the recipe: a collection made when fuid was the id is not resumed.
+    source = create_source(DataSource("z", "zeek", {"path": str(datasets / "zeek_zat")}))
+    assert source.recipe_params()["row_ids"] == {"conn": ["uid"]}
