@@ -79,9 +79,11 @@ class DataPreprocessor:
         units = chosen.featurize(events_table(events))
         return FeaturizedSamples(chosen.samples(units), units)
 
-    def preprocess_event(self, event: Mapping, layers: str | Sequence[LayerType] = "all"
+    def preprocess_event(self, event: Mapping,
+                         layers: str | LayerType | Sequence[LayerType] = "all",
                          ) -> PreprocessedSample | list[PreprocessedSample]:
-        """One event's samples: one sample for one layer, a list for several.
+        """One event's samples: one sample for one layer (a list of one, or the layer
+        itself: `layers=LayerType.LAYER1_SENSORY`), a list for several.
 
         "all" means every layer the event can feed: layer 1 always; layer 2 when it has both
         ends of its graph's edge and a timestamp; layer 3 when it has the builder's entity (the
@@ -91,6 +93,8 @@ class DataPreprocessor:
             SchemaError: an explicitly requested layer cannot be built from this event.
         """
         explicit = layers != "all"
+        if explicit and isinstance(layers, str):  # one layer (a LayerType is a str): itself
+            layers = [layers]
         chosen = [self.layer(x) for x in layers] if explicit else \
             [self.layer(name) for name in layer_names() if get_layer(name).layer_type]
         if not chosen:
