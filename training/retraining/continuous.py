@@ -245,6 +245,14 @@ class ContinuousTrainingPipeline:
         labels = layer.labels(splits["val"])
         val = layer.relabeled(splits["val"], np.where((labels < 0) & rows.learns_unknown, 0,
                                                       labels))
+        if not (layer.labels(val) == 0).any():  # else training fails with "yielded no batch"
+            counts = ", ".join(f"{int((labels == v).sum()):,} {name}" for v, name in
+                               ((0, "benign"), (1, "threat"), (-1, "unlabeled")))
+            raise ConfigError(f"{val_data_path}: no validation unit to set the threshold on: "
+                              f"it learns from {data['learnt_from']}, and the split has none "
+                              f"({counts}); give a validation split with such units"
+                              + ("" if rows.learns_unknown else ", or learn from unlabeled ones "
+                                 "too (retrain --keep-unknown)"))
         settings, model_args, result["training_settings"] = challenger_settings(
             layer, champion, None if train_fn else train, given=self.config.training_config,
             changes=self.config.training_changes)
