@@ -47,7 +47,17 @@ def _rows(name: str, values: Any, n: int | None = None, of: str = "test_features
           ) -> np.ndarray | None:
     if values is None:
         return None
-    values = values.detach().cpu().numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
+    given = type(values).__name__
+    try:
+        values = (values.detach().cpu().numpy() if isinstance(values, torch.Tensor)
+                  else np.asarray(values))
+    except (TypeError, ValueError):  # ragged: a layer's units (graphs) read as rows
+        values = np.empty(())
+    if values.ndim == 0 or (name.endswith("features") and values.dtype == object):
+        raise ConfigError(
+            f"{name} must be rows of numbers (layer 1: an (n, 128) array), got {given}; a "
+            "layer's units (layer 2's graphs, layer 3's windows) are evaluated with "
+            "training.evaluation.units.evaluate_units(layer, model, units, threshold)")
     if n is not None and len(values) != n:
         raise SchemaError(f"{name} has {len(values)} rows, {of} has {n}")
     return values
