@@ -228,6 +228,7 @@ class PipelineConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "drop_fields", check_dropped(self.drop_fields))
+        object.__setattr__(self, "workdir", Path(self.workdir))  # text from Python, too
         if not self.sources:
             raise ConfigError("the pipeline needs at least one source (--source or [[sources]])")
         if not self.layers:
