@@ -85,14 +85,40 @@ def _check_fields(path: Path, what: str) -> None:
 
 
 def read_alerts(path: str | Path, *, alerts_only: bool = False) -> pa.Table:
-    """The scored units of a `score` output file (`training.scoring.alerts.OUTPUT_SCHEMA`);
-    `alerts_only` keeps the units that alert.
+    """The scored units of a `score` output file (`training.scoring.alerts.OUTPUT_SCHEMA`,
+    then a fused score's `tail_<layer>` columns); `alerts_only` keeps the units that alert.
 
     Raises:
         ConfigError: no such file; SchemaError: the file is not a scoring output.
     """
-    table = _read(path, OUTPUT_SCHEMA, "scored units")
+    table = _with_tails(_read(path, OUTPUT_SCHEMA, "scored units"), Path(path))
     return table.filter(pc.field("is_alert")) if alerts_only else table
+
+
+_TAIL = "tail_"  # a fused score's per-layer tail probabilities (`training.scoring.fused`)
+
+
+def _with_tails(table: pa.Table, path: Path) -> pa.Table:
+    """`table` with the file's `tail_<layer>` columns after the schema's (a fused score's)."""
+    if _jsonl(path):
+        if not table.num_rows:
+            return table
+        with path.open("rb") as handle:
+            first = next(line for line in handle if line.strip())
+        names = [name for name in orjson.loads(first) if name.startswith(_TAIL)]
+        if not names:
+            return table
+        schema = pa.schema([pa.field(name, pa.float64()) for name in names])
+        options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+        tails = pj.read_json(path, parse_options=options)
+    else:
+        names = [name for name in pq.read_schema(path).names if name.startswith(_TAIL)]
+        if not names:
+            return table
+        tails = pq.read_table(path, columns=names)
+    for name in names:
+        table = table.append_column(name, tails[name].cast(pa.float64()))
+    return table
 
 
 def read_incidents(path: str | Path) -> pa.Table:
@@ -119,7 +145,7 @@ def write_incidents(alerts_path: str | Path, units: Sequence[pa.Table] | None = 
     (`training.scoring.alerts_page`); returns (how many, where)."""
     from training.scoring.alerts_page import write_alerts_page
 
-    units = read_alerts(alerts_path) if units is None else units
+    units = _read(alerts_path, OUTPUT_SCHEMA, "scored units") if units is None else units
     incidents = build_incidents(units)
     written = write_table(incidents, incidents_path(alerts_path))
     write_alerts_page(incidents, alerts_path, units)
@@ -139,7 +165,7 @@ def incidents_across_layers(alert_paths: list[str | Path], output: str | Path,
 
     if not alert_paths:
         raise ConfigError("alert_paths must name at least one alerts file written by score")
-    units = [read_alerts(p) for p in alert_paths]
+    units = [_read(p, OUTPUT_SCHEMA, "scored units") for p in alert_paths]
     incidents = build_incidents(units, window_seconds)
     write_table(incidents, output)
     write_alerts_page(incidents, output, units)
