@@ -27,12 +27,14 @@ from typing import ClassVar
 
 import orjson
 
+from training.errors import ConfigError
 from training.sources.base import FileSource, RawBatch
 from training.sources.es_hits import unwrap_hits
 from training.sources.files import ByteStream
 from training.sources.json_document import document_events, read_document
 from training.sources.jsonparse import parse_jsonl_block
 from training.sources.lines import read_lines
+from training.sources.sniff import type_prefix
 
 _SNIFF = 1 << 16
 _MAX_SNIFF = 1 << 26
@@ -97,6 +99,7 @@ class JsonFileSource(FileSource):
         like one broken document. A typed format refuses a file whose records carry none of
         its fields (`Source.check_format`).
         """
+        _refuse_zeek_tsv(self, source)
         if not lines_only and is_json_document(source):
             limit = min(self.options["max_decompressed_bytes"], self.options["max_document_bytes"])
             batches = read_document(source, start, self.options["block_size"], limit,
@@ -105,6 +108,22 @@ class JsonFileSource(FileSource):
             batches = read_lines(source, start, parse_jsonl_block, self.options["block_size"],
                                  **batch_fields)
         yield from self.check_format(_documents(batches))
+
+
+def _refuse_zeek_tsv(reader: JsonFileSource, source: ByteStream) -> None:
+    """Refuse a Zeek TSV log (its `#separator` or `#fields` header first) given to a JSON
+    reader, naming zeek: as its type: otherwise every line of it would be quarantined as
+    malformed JSON (suricata:) or the file refused as an invalid JSON document (json:,
+    windows:), without saying that it is a Zeek log."""
+    first = source.peek(64).removeprefix(_UTF8_BOM).lstrip()
+    if first.startswith((b"#separator", b"#fields")):
+        given = type_prefix(reader.config.source_type)
+        raise ConfigError(f"{source.name}: given as {given}:PATH, but it is a Zeek TSV log "
+                          "(it starts with a #separator or #fields header line); this looks "
+                          "like Zeek: use zeek:PATH")
+
+
+_UTF8_BOM = b"\xef\xbb\xbf"
 
 
 def _documents(batches: Iterator[RawBatch]) -> Iterator[RawBatch]:
