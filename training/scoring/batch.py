@@ -52,6 +52,7 @@ from training.collection.quarantine_file import quarantine_path, write_quarantin
 from training.collection.schema import sensor_records
 from training.errors import CheckpointError, ConfigError
 from training.evaluation.alert_rate import ScoreShift, reference_shortfall
+from training.evaluation.fusion import FUSED_NAME
 from training.layers.registry import layer_for_spec
 from training.console.progress import progress
 from training.registry.registry import ModelRegistry, RegisteredModel
@@ -180,7 +181,8 @@ def score_events(registry: ModelRegistry, model_name: str,
     Raises:
         NotFoundError: no such model or version; CheckpointError: files fail verification or
         the model has no threshold; SchemaError: no FeatureSpec, or one the featurizer cannot
-        reproduce; ConfigError: `output` ends in neither .parquet nor .jsonl/.json.
+        reproduce; ConfigError: `output` ends in neither .parquet nor .jsonl/.json, or
+        `model_name` is "fused" (`training.scoring.fused.score_fused` scores with it).
     """
     if top_k < 0:
         raise ConfigError(f"top_k must be >= 0, got {top_k}")
@@ -189,6 +191,10 @@ def score_events(registry: ModelRegistry, model_name: str,
         raise ConfigError(f"num_threads must be >= 1 or None, got {num_threads}")
     if version is None and stage is None and alias is None:
         stage = "production"
+    if model_name == FUSED_NAME and FUSED_NAME not in registry.list_models():
+        raise ConfigError(f"'{FUSED_NAME}' is the registry's fused detector, not a registered "
+                          "model: score with it by training.scoring.fused.score_fused(registry, "
+                          "events, output)")
     started = time.perf_counter()
     loaded = registry.load_model(model_name, version, stage, alias=alias)
     where = f"{loaded.metadata.model_name} {loaded.metadata.version}"

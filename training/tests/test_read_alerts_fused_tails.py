@@ -5,7 +5,8 @@
 event"). `read_alerts`, the documented way to read a score file back from Python, selected the
 fixed alerts schema and dropped them: the per-layer evidence was lost to a notebook user. They
 now follow the schema's columns, from Parquet and JSON Lines alike; a layer's own score file
-reads as before.
+reads as before. And `score_events(registry, "fused", ...)`, which the command line's `score
+--model fused` suggests, answered "no model named 'fused'": it now names `score_fused`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from training.data_collection import DataSource
+from training.errors import ConfigError
 from training.model_registry import ModelRegistry
 from training.pipeline.config import PipelineConfig
 from training.pipeline.run import run_pipeline
@@ -63,3 +65,12 @@ def test_fused_jsonl_reads_as_parquet(scored):
 
 def test_a_layer_score_file_is_unchanged(scored):
     assert read_alerts(scored / "layer1.parquet").column_names == OUTPUT_SCHEMA.names
+
+
+def test_score_events_of_fused_names_score_fused(scored, datasets):
+    registry = ModelRegistry(scored / "run" / "models")
+    new = [DataSource("new", "suricata",
+                      {"path": str(datasets / "suricata" / "magnc_server_eve.json")})]
+    with pytest.raises(ConfigError, match="score_fused"):
+        score_events(registry, "fused", new, scored / "by_name.parquet")
+    assert not (scored / "by_name.parquet").exists()
