@@ -19,6 +19,7 @@ from training.features.encoding import FeatureSpec
 FITTED_KEY = "scaling"  # the standardizers, in the model spec's fitted state
 DATA_KEY = "data"  # the builder spec's own fitted state (None for the data-free builders)
 MIN_STD = 0.02  # in units of the [0, 1] features: a feature almost constant in training
+TRANSFORM_ROWS = 65_536  # rows standardized at a time
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,16 @@ class Standardizer:
         return cls(values.mean(axis=0), np.maximum(values.std(axis=0), MIN_STD))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
-        """Standardized float32 copy of `values` (..., features)."""
-        return ((np.asarray(values, dtype=np.float64) - self.mean) / self.std).astype(np.float32)
+        """Standardized float32 copy of `values` (..., features), computed in float64 a block
+        of rows at a time: whole, the float64 temporaries were 4x the input (1.2 GB more to
+        score the layer-3 windows of 300k events)."""
+        values = np.asarray(values)
+        out = np.empty(values.shape, np.float32)
+        rows, flat = values.reshape(-1, values.shape[-1]), out.reshape(-1, values.shape[-1])
+        for start in range(0, len(rows), TRANSFORM_ROWS):
+            block = rows[start:start + TRANSFORM_ROWS].astype(np.float64)
+            flat[start:start + TRANSFORM_ROWS] = (block - self.mean) / self.std
+        return out
 
     def to_dict(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}

@@ -138,8 +138,12 @@ class Layer3(ScaledLayer):
         from training.features.layer3_readout import bucket_readout
         from training.layers.reasons import explain_terms
 
-        return explain_terms(model, self.batches(units, self.score_batch), rows,
-                             self.term_names(model, units), bucket_readout(self.spec).texts)
+        # Only the windows of `rows` are run (each window's terms are its own).
+        windows = np.unique(np.asarray(rows, np.int64))
+        part = units.subset(windows)
+        return explain_terms(model, self.batches(part, self.score_batch),
+                             np.searchsorted(windows, rows), self.term_names(model, part),
+                             bucket_readout(self.spec).texts)
 
     def default_detector(self, units: Any, **model_args: Any) -> Detector:
         from training.detectors.tcn import Layer3TCN

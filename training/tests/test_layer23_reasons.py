@@ -147,8 +147,17 @@ def test_edges_and_windows_carry_their_hosts_bounds_and_top_events(events, fitte
     columns = layer.unit_columns(units)
     context = unit_context(events, columns["event_ids"]).to_pylist()
     times = dict(zip(events["event_id"].to_pylist(), events["timestamp"].to_pylist()))
+    # Each context column holds the value a unit's events share (a missing one counts as a
+    # value of its own), else null: checked here one event at a time.
+    shared = ["event_type", "source_ip", "source_port", "dest_ip", "dest_port", "protocol",
+              "service", "community_id"]
+    values = {i: e for i, e in zip(events["event_id"].to_pylist(),
+                                   events.select(shared + ["uid"]).to_pylist())}
     for name, ids, row in zip(columns["unit"].to_pylist(), columns["event_ids"].to_pylist(),
                               context):
+        for field, got in [(f, row[f]) for f in shared] + [("uid", row["sensor_id"])]:
+            seen = {values[i][field] for i in ids}
+            assert got == (seen.pop() if len(seen) == 1 else None), (name, field, seen)
         hosts = name.split("@")[0].split("->")
         assert [row["source_ip"], row["dest_ip"]][:len(hosts)] == hosts
         assert (row["first_seen"], row["last_seen"]) == (min(times[i] for i in ids),
@@ -156,3 +165,23 @@ def test_edges_and_windows_carry_their_hosts_bounds_and_top_events(events, fitte
         top = row["top_events"]
         assert len(top) == min(3, len(ids)) and {e["event_id"] for e in top} <= set(ids)
         assert [e["bytes"] for e in top] == sorted((e["bytes"] for e in top), reverse=True)
+
+
+@pytest.mark.parametrize("cls", [Layer2, Layer3], ids=["layer2", "layer3"])
+def test_reasons_of_a_few_units_are_those_their_whole_batch_gives(fitted, cls):
+    """`explain` runs only the graphs or windows of the units asked for; their reasons are
+    those of the terms of every unit, scored as the batch scores them."""
+    from training.layers.reasons import explain_terms
+
+    layer, model, units, scores, _ = fitted[cls]
+    rows = np.argsort(-scores)[:25]
+    rows = np.r_[rows, rows[:3], 0, len(scores) - 1]  # repeated, unsorted, both ends
+    whole = explain_terms(model, layer.batches(units, layer.score_batch), rows,
+                          layer.term_names(model, units))
+    some = layer.explain(model, units, rows)
+    assert len(some) == len(rows)
+    for got, want in zip(some, whole):
+        assert sorted(r.field for r in got) == sorted(r.field for r in want)
+        want_by_field = {r.field: r.contribution for r in want}
+        for r in got:
+            assert r.contribution == pytest.approx(want_by_field[r.field], abs=1e-5)

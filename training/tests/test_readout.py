@@ -130,3 +130,18 @@ def test_every_edge_and_node_feature_reads_back_its_aggregate():
         "peer (edge existence)": None,
     }
     assert edge["state_rejected"] == "0.500" and edge["state_other"] == "0.500"
+
+
+def test_standardizing_block_by_block_equals_standardizing_at_once():
+    """`Standardizer.transform` works a block of rows at a time (to bound its float64
+    temporaries); a (windows, T, F) array spanning several blocks comes out as one pass
+    would give it, bit for bit."""
+    from training.features.scaling import TRANSFORM_ROWS
+
+    rng = np.random.default_rng(0)
+    values = (rng.random((TRANSFORM_ROWS // 10 + 7, 30, 5)) * 1e4).astype(np.float32)
+    scaler = Standardizer.fit(values.reshape(-1, 5), "bucket")
+    once = ((values.astype(np.float64) - scaler.mean) / scaler.std).astype(np.float32)
+    got = scaler.transform(values)
+    assert got.dtype == np.float32 and got.shape == values.shape
+    assert np.array_equal(got, once)
