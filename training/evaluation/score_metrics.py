@@ -107,7 +107,9 @@ def evaluate_scores(scores: np.ndarray, labels: np.ndarray, attack_types: np.nda
     known = M.known_scores(scores, labels)
     if not len(known.scores) and not unlabeled_ok:
         raise SchemaError(f"no row with a known label (0 or 1) to evaluate; all {len(scores)} "
-                          "rows are unknown (-1)")
+                          "rows are unknown (-1): for the label-free figures (alerts at the "
+                          "threshold, the score distribution) call evaluate_scores or "
+                          "training.evaluation.units.evaluate_units with unlabeled_ok=True")
     for target in fpr_targets:
         if not 0.0 < target < 1.0:
             raise ConfigError(f"fpr_targets must be in (0, 1), got {target}")

@@ -43,3 +43,22 @@ def test_layer1_rows_and_text_attack_types_still_evaluate(iot_table):
     metrics = ModelEvaluator(Layer1VAE(), rows, labels, attack_types=attack_types).evaluate(
         benchmark_latency=False)
     assert metrics.roc_auc is not None
+
+
+def test_unlabeled_rows_name_the_label_free_evaluation(datasets):
+    """Unlabeled Zeek logs (zat): the evaluator's error names `unlabeled_ok`, the way to the
+    label-free figures, where it only said that every row is unknown."""
+    from training.errors import SchemaError
+    from training.evaluation.score_metrics import evaluate_scores
+
+    table, _ = collect("zeek_logs", datasets / "zeek_zat" / "tsv" / "conn.log")
+    layer = get_layer("layer1")()
+    units = layer.featurize(table)
+    labels = layer.labels(units)
+    assert (labels == -1).all()
+    with pytest.raises(SchemaError, match="unlabeled_ok=True"):
+        ModelEvaluator(Layer1VAE(), layer.unit_features(units), labels).evaluate(
+            benchmark_latency=False)
+    scores = np.linspace(0.0, 1.0, len(labels))
+    metrics = evaluate_scores(scores, labels, threshold=0.5, unlabeled_ok=True)
+    assert metrics.n_units == len(labels) and metrics.roc_auc is None
