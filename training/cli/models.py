@@ -256,10 +256,12 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
     option(which, "--version", help="the version to use (default: the production one)")
     option(which, "--alias", help="the version an alias names, e.g. challenger (default: the "
                                   "production one)")
-    option(score, "--input", action="append", required=True, metavar="[NAME=]TYPE:PATH",
-           help="events, as collect --source: zeek:conn.log, json:events.jsonl, ...; repeatable "
-                "(read with --column-names, --field-map and --label-map as the model's "
-                "training sources were)")
+    # --source too: collect, pipeline and evaluate name their events so.
+    score.add_argument("--input", "--source", dest="input", action="append", required=True,
+                       metavar="[NAME=]TYPE:PATH",
+                       help="events, as collect --source: zeek:conn.log, json:events.jsonl, "
+                            "...; repeatable (read with --column-names, --field-map and "
+                            "--label-map as the model's training sources were)")
     source_flags(score, option)
     option(score, "--output", type=Path, required=True,
            help="result file: .parquet, or .jsonl (or .json) for JSON Lines")

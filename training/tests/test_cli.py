@@ -162,6 +162,9 @@ def test_a_mistyped_flag_command_or_choice_gets_a_close_match(argv, message, cap
     (["retrain", "--drift_share", "1.5"], "error: --drift_share must be in (0, 1], got 1.5"),
     (["score", "--model", "m", "--input", "json:x", "--output", "o.parquet", "--alert-factor",
       "0"], "error: --alert-factor must be >= 1, got 0.0"),
+    # score takes its events as --source too, as collect, pipeline and evaluate do
+    (["score", "--model", "m", "--source", "json:x", "--output", "o.parquet", "--alert-factor",
+      "0"], "error: --alert-factor must be >= 1, got 0.0"),
     (["score", "--model", "m", "--input", "json:x", "--output", "o.parquet",
       "--max-alert-rate", "2"], "error: --max-alert-rate must be in (0, 1), got 2.0 (a share"),
     (["train", "layer1", "--train_data", "x.npz", "--patience", "-1"],
