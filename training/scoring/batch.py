@@ -167,7 +167,7 @@ def score_events(registry: ModelRegistry, model_name: str,
         registry: where the model is registered.
         model_name: the model; pick the version with one of `version`, `stage`, `alias`
             (default: the production version).
-        events: sources to collect, or a canonical event table. Records that cannot be
+        events: sources to collect (or one), or a canonical event table. Records that cannot be
             collected go to `<output stem>.quarantine.jsonl` beside `output` (file, line,
             reason); duplicates (an event id seen before) are dropped and counted.
         output: the result file (.parquet, or .jsonl/.json for JSON Lines).
@@ -186,6 +186,11 @@ def score_events(registry: ModelRegistry, model_name: str,
     """
     if top_k < 0:
         raise ConfigError(f"top_k must be >= 0, got {top_k}")
+    if not isinstance(registry, ModelRegistry):
+        raise ConfigError(f"registry must be a ModelRegistry, got {type(registry).__name__} "
+                          f"{registry!r}: ModelRegistry(folder) opens the one in a folder")
+    if isinstance(events, DataSource):  # one source: a list of one
+        events = [events]
     is_jsonl(output)  # an output suffix of neither format, before any work
     if num_threads is not None and num_threads < 1:
         raise ConfigError(f"num_threads must be >= 1 or None, got {num_threads}")
