@@ -8,6 +8,8 @@ stream becomes a reject rather than a parse error.
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from collections.abc import Callable, Iterator
 
 from training.sources.base import Parsed, RawBatch, Reject
@@ -15,6 +17,19 @@ from training.sources.delimited import decode
 from training.sources.files import Block, ByteStream, iter_blocks
 
 BlockParser = Callable[[Block, str, int], Parsed]
+
+logger = logging.getLogger(__name__)
+
+# A position records the digest of the file's first bytes (fewer while the file is shorter), so
+# that a resume knows the file it took the position in: a rotated log's successor under the
+# same name (Zeek's new conn.log) differs from it there (its #open line, its first records).
+HEAD_BYTES = 4096
+
+
+def _head(source: ByteStream, size: int) -> dict[str, object]:
+    """The identity a position records: the digest of the file's first `size` bytes."""
+    data = source.peek(size)
+    return {"head": hashlib.sha256(data).hexdigest()[:32], "head_len": len(data)}
 
 
 def read_lines(source: ByteStream, start: dict, parse: Callable[[Block, str, int], Parsed],
@@ -25,7 +40,10 @@ def read_lines(source: ByteStream, start: dict, parse: Callable[[Block, str, int
 
     Args:
         source: the file, open at its start (what was peeked at is still unread).
-        start: resume position ({"offset", "line", "record"}).
+        start: resume position ({"offset", "line", "record"}, and the "head" and "head_len"
+            of the file it was taken in: another file under the name now, such as a rotated
+            log's successor, is read from its start, with a warning, rather than from an
+            offset into it that would skip its first records).
         parse: the format's block parser.
         block_size: bytes per block.
         data_start, data_line: where data begins (after a header), used when `start` is
@@ -35,9 +53,17 @@ def read_lines(source: ByteStream, start: dict, parse: Callable[[Block, str, int
         batch_fields: extra `RawBatch` fields (event_type, id_columns).
     """
     offset, line, record = start["offset"], start["line"], start["record"]
+    stream = source.name
+    if offset > data_start and "head" in start and _head(source, start["head_len"]) != {
+            "head": start["head"], "head_len": start["head_len"]}:
+        logger.warning("%s: not the file the last run read to byte %s (its first %s bytes "
+                       "differ): rotated or replaced since; reading it from its start (events "
+                       "collected before are dropped as duplicates)", stream, f"{offset:,}",
+                       f"{start['head_len']:,}")
+        offset, line, record = data_start, data_line, 0
     if offset < data_start:
         offset, line = data_start, data_line
-    stream = source.name
+    identity = _head(source, HEAD_BYTES)
     source.skip_to(offset)
     for block in iter_blocks(source, block_size, line, cut):
         end_offset = block.end
@@ -51,13 +77,14 @@ def read_lines(source: ByteStream, start: dict, parse: Callable[[Block, str, int
             rejects = [*rejects, Reject(tail.file, tail.line, record + n_records, None,
                                         tail.reason, tail.raw)]
             n_records += 1
-        end = {"offset": end_offset, "line": block.next_line, "record": record + n_records}
+        end = {"offset": end_offset, "line": block.next_line, "record": record + n_records,
+               **identity}
         yield RawBatch(
             table=parsed.table,
             stream=stream,
             lines=parsed.lines,
             records=parsed.records,
-            start={"offset": block.offset, "line": block.line, "record": record},
+            start={"offset": block.offset, "line": block.line, "record": record, **identity},
             end=end,
             rejects=rejects,
             spans=parsed.spans,

@@ -50,7 +50,8 @@ def test_a_quoted_field_with_line_breaks_is_one_record(tmp_path, nl, block_size)
     ]
     assert lines == [2, 3, 6]  # the record's first line; the one after it is line 6
     assert rejects == []
-    assert ends[-1] == {"offset": path.stat().st_size, "line": 7, "record": 3}
+    assert ends[-1] | {"head": None} == {"offset": path.stat().st_size, "line": 7, "record": 3,
+                                         "head": None, "head_len": path.stat().st_size}
     # Every batch ends between records: on a line after the header, never inside the message.
     assert {end["line"] for end in ends} <= {3, 6, 7}
 
@@ -61,8 +62,9 @@ def test_reading_resumes_after_the_first_record(tmp_path, nl):
     _events(path, nl)
     *_, ends = _read(path, block_size=7)
     after_first = ends[0]
-    assert after_first == {"offset": len(f"host,event_id,message{nl}h1,4624,ok{nl}"), "line": 3,
-                           "record": 1}
+    assert after_first | {"head": None, "head_len": None} == {
+        "offset": len(f"host,event_id,message{nl}h1,4624,ok{nl}"), "line": 3, "record": 1,
+        "head": None, "head_len": None}  # and the identity of the file (test_collect_rotated_log)
     rows, lines, rejects, _ = _read(path, start=after_first)
     assert [row["host"] for row in rows] == ["h2", "h3"]
     assert rows[0]["message"] == f'An account failed to log on.{nl}{nl}Subject: "bob"'
