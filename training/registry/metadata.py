@@ -171,7 +171,12 @@ class ModelMetadata:
         for name, value in self.metrics.items():
             if not isinstance(value, (int, float)) or isinstance(value, bool) \
                     or not math.isfinite(value):
-                raise ConfigError(f"metrics[{name!r}] must be a finite number, got {value!r}")
+                raise ConfigError(
+                    f"metrics[{name!r}] must be a finite number, got {value!r}" + (
+                        "; EvaluationMetrics.to_dict() holds None for the figures it could not "
+                        "compute (no threshold, one class): register its finite numbers only "
+                        "(leave out None, NaN, booleans, lists and dicts)"
+                        if value is None else ""))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -62,3 +62,20 @@ def test_unlabeled_rows_name_the_label_free_evaluation(datasets):
     scores = np.linspace(0.0, 1.0, len(labels))
     metrics = evaluate_scores(scores, labels, threshold=0.5, unlabeled_ok=True)
     assert metrics.n_units == len(labels) and metrics.roc_auc is None
+
+
+def test_registering_the_evaluators_dict_says_what_to_leave_out(iot_table):
+    """`ModelMetadata(metrics=evaluator.evaluate().to_dict())`, a notebook's first try, was
+    refused naming the None only; the error now says which values to register."""
+    from datetime import datetime
+
+    from training.model_registry import ModelMetadata
+
+    layer = get_layer("layer1")()
+    rows = layer.unit_features(layer.featurize(iot_table))
+    labels = np.zeros(len(rows), dtype=np.int8)
+    labels[:5] = 1
+    metrics = ModelEvaluator(Layer1VAE(), rows, labels).evaluate(benchmark_latency=False)
+    assert metrics.accuracy is None  # no threshold: the figures at one are not computed
+    with pytest.raises(ConfigError, match="finite numbers only"):
+        ModelMetadata("layer1_vae", "1", "layer1", datetime(2026, 1, 1), metrics.to_dict(), {})
