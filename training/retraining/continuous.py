@@ -285,8 +285,10 @@ class ContinuousTrainingPipeline:
                 training_dataset=str(train_data_path),
                 hyperparameters={"model": challenger.sidecar["init_args"],
                                  "training": config.to_dict(), **rows.recorded()},
-                dataset_fingerprints={k: gate.split_fingerprint(layer, v)
-                                      for k, v in splits.items()},
+                # The test split's; the trainer's sidecar gives those of the training and
+                # validation units as it saw them (relabeled), as in a pipeline run, so the
+                # val_loss of both compares on one validation split.
+                dataset_fingerprints={"test": gate.split_fingerprint(layer, splits["test"])},
                 details=record)
             learnt = layer.unit_features(train)[layer.labels(train) == 0]
             version = self._register(metadata, trained["checkpoint"], learnt, champion,

@@ -96,6 +96,29 @@ def test_the_user_overrides_the_champions_rows(benign_only):
         RetrainingConfig(benign_only=False, keep_unknown=True)
 
 
+def test_val_loss_compares_a_pipeline_version_and_its_retrain_with_keep_unknown(datasets,
+                                                                                tmp_path):
+    """With --keep-unknown the unlabeled validation rows count as benign. The pipeline recorded
+    the fingerprint of the validation split as training saw it (relabeled), `retrain` that of
+    the split as stored, so `registry compare` (val_loss) refused two versions validated on
+    the same rows as "measured on different validation data" (review, trial N)."""
+    work = tmp_path / "w"
+    run_cli("pipeline", "--source", f"zeek:{datasets / S011}", "--workdir", str(work),
+            "--epochs", "1", "--layers", "layer1", "--benign-only", "--keep-unknown",
+            "--drop-field", "direction,local_orig")
+    # another learning rate: the same settings would train the pipeline's model again, which
+    # retrain does not register twice
+    result = json.loads(run_cli("retrain", "--workdir", str(work), "--epochs", "1", "--force",
+                                "--lr", "3e-4"))
+    assert result["retrained"] and result["data"]["keep_unknown"], result["reason"]
+    registry = ModelRegistry(work / "models")
+    prints = [registry.get_metadata(MODEL, v).dataset_fingerprints["val"]
+              for v in ("1.0.0", result["new_version"])]
+    assert prints[0] == prints[1]
+    ranked = registry.compare_models(MODEL, ["1.0.0", result["new_version"]])
+    assert set(ranked) == {"1.0.0", result["new_version"]} and ranked.best in ranked
+
+
 def test_data_settings_pick_rows_by_label():
     labels = np.array([0, 1, -1, 0, -1, 1], np.int8)
     only = DataSettings(True, False, "test")
