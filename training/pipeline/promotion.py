@@ -70,7 +70,9 @@ def _decision(layer: Layer, challenger: Any, champion: Any, test: Any, labeled: 
             old = layer_for_spec(champion.feature_spec).score(champion.model, champion_test)
         return labeled_decision(
             gate.metric, layer.labels(test), layer.score(challenger.model, test), old,
-            improvement=gate.improvement_threshold, floor=gate.min_value or None).to_dict()
+            improvement=gate.improvement_threshold, floor=gate.min_value or None,
+            thresholds=None if champion is None else (challenger.threshold,
+                                                      champion.threshold)).to_dict()
     if not len(layer.labels(test)):
         deploy = champion is None
         return {"deploy": deploy, "metric": None,

@@ -21,6 +21,11 @@ counts.
     decision = labeled_decision("pr_auc", labels, challenger_scores, champion_scores,
                                 improvement=0.02)
 
+A ranking metric says nothing of where a threshold sits, so with the models' thresholds given
+(`retrain` and the pipeline's promotion give them) a challenger that passes the bootstrap is
+still refused when, at its own threshold, it misses significantly more of the test threats than
+the champion at its own (`lost_detections`: paired, McNemar's exact test).
+
 Metrics without a bootstrap here (the validation loss, metrics at a threshold) go through
 `decide`: a floor and a minimum relative improvement of the point values.
 
@@ -59,15 +64,16 @@ from training.errors import ConfigError
 from training.evaluation.alert_rate import reference_shortfall
 from training.evaluation.bootstrap import paired_metrics
 from training.evaluation.score_metrics import evaluate_scores
+from training.evaluation.thresholds import MIN_CLASS_UNITS
 from training.registry.metadata import metric_direction
 
 LABELED_METRICS = ("pr_auc", "roc_auc", "precision", "recall", "f1_score", "accuracy")
-# Known units of each class the labeled rule needs. With n threats, a share n^(1-n) of the
-# resamples draws one threat n times (1: all, 2: 50%, 3: 11%, 4: 1.6%, 5: 0.16%): below 5 such
-# one-threat resamples reach the interval's 2.5% end and set it. Measured (normal scores, true
+# The labeled rule needs `MIN_CLASS_UNITS` (5) known units of each class, as "auto"
+# thresholds do. With n threats, a share n^(1-n) of the resamples draws one threat n times
+# (1: all, 2: 50%, 3: 11%, 4: 1.6%, 5: 0.16%): below 5 such one-threat resamples reach the
+# interval's 2.5% end and set it. Measured (normal scores, true
 # ROC-AUC 0.75, 500 benign units), the 95% interval misses the truth for 91% of test splits
 # with 1 threat and 19% with 5 (10 threats: 10%, 20: 9%): still optimistic, no longer a point.
-MIN_CLASS_UNITS = 5
 
 
 def label_shortfall(labels: np.ndarray) -> str | None:
@@ -161,7 +167,8 @@ class Decision:
 def labeled_decision(metric: str, labels: np.ndarray, challenger: np.ndarray,
                      champion: np.ndarray | None, *, improvement: float,
                      floor: float | None = None, resamples: int = RESAMPLES,
-                     seed: int = 0) -> Decision:
+                     seed: int = 0, thresholds: tuple[float, float] | None = None
+                     ) -> Decision:
     """The labeled rule (see the module docstring) on the scores of the same test units.
 
     Args:
@@ -171,6 +178,9 @@ def labeled_decision(metric: str, labels: np.ndarray, challenger: np.ndarray,
         improvement: the minimum relative error reduction (0.02 = 2%).
         floor: a further minimum of the challenger's metric (None: the statistical floors only).
         resamples, seed: the bootstrap.
+        thresholds: the challenger's and the champion's alert thresholds: a challenger that
+            passes the bootstrap is still refused when, at those thresholds, it misses
+            significantly more of the test threats than the champion (`lost_detections`).
 
     With fewer than `MIN_CLASS_UNITS` known units of a class it refuses to judge: not deployed,
     rule `TOO_FEW_LABELS`, the counts in the reason and no interval.
@@ -221,7 +231,48 @@ def labeled_decision(metric: str, labels: np.ndarray, challenger: np.ndarray,
               f"1 - {metric} is {_error_change(point_gain)}; the 95% interval of its reduction "
               f"is {_show(figures['error_reduction_ci'], percent=True)}, and its lower end must "
               f"be at least {improvement:+.1%}")
+    if low >= improvement and thresholds is not None:
+        lost = lost_detections(labels, challenger, champion, *thresholds)
+        if lost is not None:
+            figures["detections"] = lost[1]
+            return result(False, DETECTIONS_LOST, f"{lost[0]} (the {metric} bootstrap alone "
+                          f"would promote it: {reason})", point_gain)
     return result(low >= improvement, f"paired bootstrap of {metric}", reason, point_gain)
+
+
+DETECTIONS_LOST = "threats detected at the thresholds (paired)"
+DETECTION_P = 0.05  # one-sided: the challenger misses more threats than chance explains
+
+
+def lost_detections(labels: np.ndarray, challenger: np.ndarray, champion: np.ndarray,
+                    challenger_threshold: float, champion_threshold: float
+                    ) -> tuple[str, dict[str, Any]] | None:
+    """Why the challenger, at its own threshold, detects significantly fewer of the test
+    threats than the champion at its own, with the figures; None when it does not.
+
+    A ranking metric (PR-AUC) says nothing of where a threshold sits: a challenger whose
+    threshold lands above its threats (set on one extreme benign validation unit) ranks them
+    well and alerts on none. Paired on the same threats (McNemar's exact test): of those one
+    model detects and the other misses, the challenger must not miss significantly more
+    (binomial, p < `DETECTION_P`)."""
+    from scipy.stats import binom
+
+    threats = np.asarray(labels) == 1
+    new = np.asarray(challenger)[threats] >= challenger_threshold
+    old = np.asarray(champion)[threats] >= champion_threshold
+    missed, gained = int((old & ~new).sum()), int((new & ~old).sum())
+    p = float(binom.sf(missed - 1, missed + gained, 0.5)) if missed else 1.0
+    figures = {"threats": int(threats.sum()), "challenger": int(new.sum()),
+               "champion": int(old.sum()), "only_champion": missed,
+               "only_challenger": gained, "p_value": p}
+    if p >= DETECTION_P:
+        return None
+    return (f"at its threshold the challenger detects {figures['challenger']:,} of the "
+            f"{figures['threats']:,} test threats, the champion {figures['champion']:,} at its "
+            f"own: the challenger misses {missed:,} that the champion detects and detects "
+            f"{gained:,} that it misses (paired exact binomial p = {p:.2g} < {DETECTION_P}); "
+            "its threshold sits above threats the production model catches (a threshold set "
+            "on an extreme benign validation unit?)", figures)
 
 
 def _too_few_labels(metric: str, labels: np.ndarray, shortfall: str, floor: float | None,

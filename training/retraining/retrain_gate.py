@@ -55,7 +55,9 @@ def retrain_decision(layer: Layer, test: Any, challenger: Any,
     if metric in gate.BOOTSTRAP_METRICS:  # it refuses to judge on too few labels
         decision = gate.labeled_decision(
             metric, labels, new_scores, old_scores,
-            improvement=config.improvement_threshold, floor=config.floor(metric))
+            improvement=config.improvement_threshold, floor=config.floor(metric),
+            thresholds=None if champion is None else (challenger.threshold,
+                                                      champion.threshold))
     elif metric == "val_loss":  # no labels to judge by: the unlabeled rule
         decision = _without_labels(labels, unlabeled_decision(
             window_figures(layer, challenger, test, new_scores),

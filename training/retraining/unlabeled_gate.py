@@ -19,9 +19,13 @@ Both models are measured on the same recent window (the test split). The rule, i
    within the configured ceiling when there is one. Without a production model step 1 decides.
    Two losses that measure different things (another detector class, another KL weight:
    `training.registry.comparable`) rank nothing: the champion stays, and the reason says so;
-3. **score shift**, reported only: how far each model's scores on the window sit from its own
-   benign validation scores, and the two models' from each other (Kolmogorov-Smirnov
-   distances of the calibrated positions, `ScoreShift`).
+3. **score shift**: how far each model's scores on the window sit from its own benign
+   validation scores, and the two models' from each other (Kolmogorov-Smirnov distances of
+   the calibrated positions, `ScoreShift`), reported; and before step 2, a window the
+   production model finds wholly unlike its benign validation data (its shift at least
+   `MAX_CHAMPION_SHIFT`) holds the challenger for a person: a model that learnt that window
+   takes it as normal, and without labels nobody knows whether it is new normal traffic or
+   an attack (trial R: a port-scan capture, learnt, was promoted on its lower loss).
 
 The decision names the rule that decided (`rule`) and carries every figure (`figures`).
 """
@@ -42,6 +46,10 @@ from training.registry.comparable import loss_recipe
 from training.retraining.gate import Decision, evaluate_model, relative_improvement
 
 ALERT_RATE_RULE = "unlabeled alert rate within the calibration's expected rate x factor"
+SHIFT_RULE = "unlabeled window like the production model's validation data"
+# KS distance of the production model's scores on the window from its benign validation
+# scores at which the window counts as other traffic (0: the same distribution, 1: disjoint).
+MAX_CHAMPION_SHIFT = 0.5
 LOSS_RULE = "unlabeled validation loss on the shared window"
 
 
@@ -131,6 +139,15 @@ def unlabeled_decision(challenger: WindowFigures, champion: WindowFigures | None
     above = check.significance()  # above the bound, not significantly: say so, not "within"
     within = (f"alert rate {check.observed_rate:.2%} within {expected}" if above is None else
               f"alert rate {check.observed_rate:.2%} above {expected} {above}")
+    shift = figures["champion_shift"]
+    if shift is not None and shift >= MAX_CHAMPION_SHIFT:
+        return result(False, SHIFT_RULE, f"{within}; but the production model's scores on the "
+                      f"window are unlike its benign validation scores (KS distance "
+                      f"{shift:.3f} >= {MAX_CHAMPION_SHIFT}): a challenger that learnt this "
+                      "window takes it as normal, and without labels nobody knows whether it "
+                      "is new normal traffic or an attack; look at what the production model "
+                      "alerts on there (score), and promote the challenger by hand if it is "
+                      "normal (registry promote)")
     if ceiling is not None and challenger.val_loss > ceiling:
         return result(False, "configured ceiling", f"challenger val_loss "
                       f"{challenger.val_loss:.4g} is above the ceiling {ceiling:.4g}")

@@ -17,8 +17,8 @@ from training.data_collection import DataCollector, DataSource
 from training.evaluation.bootstrap import paired_metrics
 from training.evaluation.metrics import roc_auc
 from training.retraining.gate import (
-    MIN_CLASS_UNITS, TOO_FEW_LABELS, evaluate_model, has_both_labels, label_shortfall,
-    labeled_decision,
+    DETECTIONS_LOST, MIN_CLASS_UNITS, TOO_FEW_LABELS, evaluate_model, has_both_labels,
+    label_shortfall, labeled_decision,
 )
 
 CAPTURE = Path("../shared/datasets/iot23/CTU-Malware-Capture-42-1-labeled.csv")
@@ -55,6 +55,30 @@ def test_a_challenger_clearly_better_than_a_0999_champion_is_promoted(labels, ch
     assert decision.deploy and decision.rule == f"paired bootstrap of {metric}"
     assert decision.figures["error_reduction_ci"][0] >= 0.02
     assert "95% interval" in decision.reason
+
+
+def test_a_better_ranking_with_a_threshold_above_its_threats_is_not_promoted(labels, champion):
+    """Trial R: a retrain's threshold sat on one extreme benign validation flow, above every
+    test threat; its PR-AUC beat the champion's and it was promoted, to alert on none. At the
+    models' own thresholds the challenger must not miss significantly more threats."""
+    challenger = labels + np.random.default_rng(8).uniform(0, 0.5, len(labels))  # no mistakes
+    champion_threshold = 1.0  # the champion alerts on every threat (and 10 benign flows)
+    for threshold, deploy in ((1.0, True), (1.6, False), (1.45, False)):
+        decision = labeled_decision("pr_auc", labels, challenger, champion, improvement=0.02,
+                                    thresholds=(threshold, champion_threshold))
+        assert decision.deploy is deploy, decision.reason
+        if not deploy:
+            found = decision.figures["detections"]
+            assert decision.rule == DETECTIONS_LOST and found["champion"] == found["threats"]
+            assert found["challenger"] < found["threats"] and found["p_value"] < 0.05
+            assert "the pr_auc bootstrap alone would promote it" in decision.reason
+    # Two of the 6 threats missed, none gained: no significant loss (p = 0.25).
+    threats = np.flatnonzero(labels == 1)
+    few = challenger.copy()
+    few[threats[:2]] = 0.9  # below the threshold of 1.0, still above every benign flow
+    decision = labeled_decision("pr_auc", labels, few, champion, improvement=0.02,
+                                thresholds=(1.0, champion_threshold))
+    assert decision.deploy and decision.figures["challenger_pr_auc"] == 1.0, decision.reason
 
 
 def test_the_reason_says_whether_the_error_is_higher_or_lower(labels, champion):

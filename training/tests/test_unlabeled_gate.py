@@ -23,7 +23,8 @@ from training.pipeline.config import GateConfig
 from training.pipeline.promotion import FIRST_UNLABELED, promotion_decision
 from training.retraining.continuous import ContinuousTrainingPipeline, RetrainingConfig
 from training.retraining.unlabeled_gate import (
-    ALERT_RATE_RULE, LOSS_RULE, WindowFigures, unlabeled_decision, window_figures,
+    ALERT_RATE_RULE, LOSS_RULE, MAX_CHAMPION_SHIFT, SHIFT_RULE, WindowFigures,
+    unlabeled_decision, window_figures,
 )
 from training.tests.conftest import collect
 
@@ -95,6 +96,20 @@ def test_a_challenger_within_it_with_lower_validation_loss_is_promoted(on_window
     # the other way round, the champion does not replace the better model
     back = unlabeled_decision(champion, better, improvement=0.02)
     assert not back.deploy and back.rule == LOSS_RULE and back.relative_improvement < 0
+
+
+def test_a_window_the_production_model_finds_foreign_holds_the_challenger(on_window):
+    """Trial R: a challenger retrained on a window of other traffic (a port-scan capture) had
+    learnt it, so its loss there was lower, and it was promoted. Here the production model
+    learnt the benign flows only, and the window is mostly attacks on the monitored host: its
+    scores there are unlike its benign validation scores, and a challenger that learnt every
+    flow is held for a person, not promoted on its lower loss."""
+    better, narrow = on_window["better"], on_window["narrow"]
+    decision = unlabeled_decision(better, narrow, improvement=0.02)
+    assert decision.figures["champion_shift"] >= MAX_CHAMPION_SHIFT
+    assert better.val_loss < narrow.val_loss  # the loss alone would have promoted it
+    assert not decision.deploy and decision.rule == SHIFT_RULE
+    assert "promote the challenger by hand if it is normal" in decision.reason
 
 
 def test_continuous_training_decides_without_labels_and_logs_the_rule(parts, tmp_path):
