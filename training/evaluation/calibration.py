@@ -22,7 +22,7 @@ line and in TOML):
 | `quantile[:Q]` (default Q 0.999) | the Q-quantile of the reference scores: a share 1 - Q of benign units alerts |
 | `alerts-per-day:N` | the quantile that gives N alerts a day at the validation part's rate of units; needs validation spanning at least a day |
 | `best-f1` | the score with the best F1 on validation units of both classes (needs labels) |
-| `auto` | best F1 when the validation units have both classes, else the 0.99-quantile of the benign ones, else the 0.999-quantile of all (the trainer's default) |
+| `auto` | best F1 when the validation units have at least 5 of each class (`thresholds.MIN_CLASS_UNITS`), else the 0.99-quantile of the benign ones, else the 0.999-quantile of all (the trainer's default) |
 
 A quantile that falls in a run of tied scores (many identical validation units, common in real
 logs) makes every one of them alert; when that is more than twice the budget (and one unit),
@@ -57,7 +57,9 @@ from training.errors import ConfigError, SchemaError
 from training.evaluation.threshold_rules import (
     DEFAULT_QUANTILE, ThresholdRule, ordinal_percentile, parse_rule,
 )
-from training.evaluation.thresholds import Threshold, best_f1_rule, best_f1_threshold
+from training.evaluation.thresholds import (
+    Threshold, best_f1_rule, best_f1_threshold, labels_decide,
+)
 
 FORMAT = "maximus.calibration.v1"
 AUTO_BENIGN_QUANTILE = 0.99  # the trainer's rule before calibrations existed
@@ -178,7 +180,7 @@ class Calibration:
         span = _span_days(times, reference & finite, n)
         method, level, budget = "quantile", None, None
         if rule.kind == "auto":
-            if n_benign and n_threat:
+            if labels_decide(n_benign, n_threat):
                 rule = ThresholdRule("best-f1", None)
             elif n_benign and kind in ("benign", "all"):  # the benign units, as before
                 rule, method = ThresholdRule("quantile", AUTO_BENIGN_QUANTILE), "benign_quantile"

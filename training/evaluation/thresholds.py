@@ -19,6 +19,17 @@ import numpy as np
 from training.errors import ConfigError
 
 METHODS = ("auto", "quantile", "best_f1")
+# Known units of each class that labels need before they decide anything: "auto" takes best F1
+# only with this many threats and benign units (with one threat best F1 puts the threshold at
+# that threat's score, wherever the benign scores are: 24% of units alerted in trial Q), and
+# the promotion gate's labeled rule needs as many for its bootstrap intervals
+# (`training.retraining.gate`). Fewer count as none.
+MIN_CLASS_UNITS = 5
+
+
+def labels_decide(n_benign: int, n_threat: int) -> bool:
+    """Whether validation labels of these counts are enough for "auto" to take best F1."""
+    return min(n_benign, n_threat) >= MIN_CLASS_UNITS
 
 
 @dataclass(frozen=True)
@@ -44,7 +55,8 @@ def calibrate_threshold(scores: np.ndarray, labels: np.ndarray | None = None, *,
         labels: is_threat per score (-1 unknown, 0 benign, 1 threat), or None (all treated as
             benign, as in semi-supervised training on benign traffic).
         method: "quantile" (of benign scores), "best_f1" (needs both classes), or "auto"
-            (best F1 when both classes are present, else the benign quantile).
+            (best F1 when both classes have `MIN_CLASS_UNITS` units, else the benign
+            quantile).
         quantile: the benign-score quantile, in (0, 1).
 
     Raises:
@@ -62,7 +74,8 @@ def calibrate_threshold(scores: np.ndarray, labels: np.ndarray | None = None, *,
     keep = np.isfinite(scores) & (labels >= 0)
     scores, labels = scores[keep], labels[keep]
     has_both = bool((labels == 0).any() and (labels == 1).any())
-    if method == "best_f1" or (method == "auto" and has_both):
+    enough = labels_decide(int((labels == 0).sum()), int((labels == 1).sum()))
+    if method == "best_f1" or (method == "auto" and enough):
         if not has_both:
             raise ConfigError("best_f1 needs validation scores of both benign (0) and threat (1) "
                               f"rows; got {int((labels == 0).sum())} benign, "

@@ -160,10 +160,17 @@ def test_reference_units_are_the_benign_ones_or_all():
 def test_auto_is_the_trainers_old_rule():
     scores = np.array([0.95, 0.80, 0.80, 0.70, 0.50, 0.50, 0.40, 0.30, 0.20, 0.20])
     labels = np.array([1, 1, 0, 1, 0, 1, 0, 0, 0, 0])
-    both = Calibration.fit(scores, labels)  # best F1 at 0.5 (see test_metrics)
-    assert (both.method, both.threshold, both.n_benign, both.n_threat) == ("best_f1", 0.5, 6, 4)
-    assert both.rule == ("labeled: threshold with the best F1 on validation units (6 benign, 4 "
+    best = Calibration.fit(scores, labels, rule="best-f1")  # best F1 at 0.5 (see test_metrics)
+    assert (best.method, best.threshold, best.n_benign, best.n_threat) == ("best_f1", 0.5, 6, 4)
+    assert best.rule == ("labeled: threshold with the best F1 on validation units (6 benign, 4 "
                          "threat)")
+    # "auto" takes best F1 with at least 5 units of each class (trial Q: on one threat it put
+    # the threshold at that threat's score, and 24% of the units alerted); with 4, the benign
+    # 0.99-quantile.
+    four = Calibration.fit(scores, labels)
+    assert (four.method, four.quantile, four.threshold) == ("benign_quantile", 0.99, 0.8)
+    five = Calibration.fit(np.r_[scores, 0.9], np.r_[labels, 1])
+    assert (five.method, five.n_benign, five.n_threat) == ("best_f1", 6, 5)
     benign_only = Calibration.fit(scores[labels == 0], np.zeros(6, int))
     assert (benign_only.method, benign_only.quantile, benign_only.threshold) == (
         "benign_quantile", 0.99, 0.8)

@@ -67,11 +67,15 @@ def test_model_scores_give_the_scores_level_results():
 
 
 def test_threshold_from_validation_data_not_the_test_set():
-    # Validation rows = the fixture with labels: best F1 threshold 0.5 (see test_metrics).
+    # Validation rows = the fixture with labels: 4 threats are too few for best F1 (5 of each
+    # class), so the benign 99th percentile, 0.8 (see test_metrics); with a fifth, best F1.
     m = evaluate(FirstFeatureScorer(), val_features=fixture_features(), val_labels=LABELS)
-    assert m.threshold == 0.5
+    assert m.threshold == pytest.approx(0.8)
+    assert m.threshold_source == "validation data (benign 0.99 quantile of 10 validation scores)"
+    more = np.r_[fixture_features(), fixture_features()[:1]]  # row 0 again: a threat at 0.95
+    m = evaluate(FirstFeatureScorer(), val_features=more, val_labels=np.r_[LABELS, 1])
     assert m.threshold_source == ("validation data: labeled: threshold with the best F1 on "
-                                  "validation units (6 benign, 4 threat)")
+                                  "validation units (6 benign, 5 threat)")
     # Unlabeled validation rows count as benign: 99th percentile of the 10 scores, index
     # 0.99 * 9 = 8.91 rounded up to 9 -> 0.95 (so only the top score alerts).
     m = evaluate(FirstFeatureScorer(), val_features=fixture_features())
@@ -97,7 +101,7 @@ def test_a_sidecars_best_f1_threshold_counts_both_classes_it_was_chosen_on(tmp_p
     and the registry do."""
     from training.evaluation.calibration import Calibration
 
-    calibration = Calibration.fit(SCORES, LABELS)  # best F1 at 0.5 (see test_metrics)
+    calibration = Calibration.fit(SCORES, LABELS, rule="best-f1")  # 0.5 (see test_metrics)
     save_model(FirstFeatureScorer(), tmp_path / "m.pt", threshold=calibration.threshold,
                extra={"threshold": calibration.to_threshold().to_dict(),
                       "calibration": calibration.to_dict()})

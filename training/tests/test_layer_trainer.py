@@ -162,7 +162,7 @@ def test_callback_events_in_order_and_best_checkpoint_with_threshold(tmp_path) -
                                 error_floor=0.01), Recorder()
     trainer = LayerTrainer(model, config=config(tmp_path, num_epochs=2), callbacks=[recorder])
     val = data(32, seed=1)
-    labels = np.r_[np.zeros(28, np.int8), np.ones(4, np.int8)]
+    labels = np.r_[np.zeros(27, np.int8), np.ones(5, np.int8)]  # 5 threats: best F1
     history = trainer.train(TensorBatches(data(), batch_size=16, shuffle=True),
                             TensorBatches(val, batch_size=10), val_labels=labels)
     names = "['val_kl', 'val_loss', 'val_recon']"

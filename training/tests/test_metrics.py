@@ -89,8 +89,11 @@ def test_calibrated_threshold_by_hand():
     # Both classes present -> best F1 over the distinct thresholds, F1 = 2 TP / (flagged + 4):
     #   >= 0.95: 2*1/(1+4) = 0.4     >= 0.80: 2*2/(3+4) = 0.571   >= 0.70: 2*3/(4+4) = 0.75
     #   >= 0.50: 2*4/(6+4) = 0.8     >= 0.40: 2*4/(7+4) = 0.727   (lower: smaller still)
-    t = calibrate_threshold(SCORES, LABELS)
+    t = calibrate_threshold(SCORES, LABELS, method="best_f1")
     assert (t.value, t.method) == (0.5, "best_f1")
+    # "auto" takes best F1 only with 5 units of each class (`MIN_CLASS_UNITS`); with 4 threats
+    # it is the benign quantile below (with one threat, best F1 sits at that threat's score).
+    assert calibrate_threshold(SCORES, LABELS).method == "benign_quantile"
     # Benign 99th percentile ("higher" rule): sorted benign 0.2 0.2 0.3 0.4 0.5 0.8, position
     # 0.99 * (6 - 1) = 4.95 -> rounded up to index 5 -> 0.8. The median: 2.5 -> index 3 -> 0.4.
     assert calibrate_threshold(SCORES, LABELS, method="quantile").value == 0.8
@@ -101,7 +104,8 @@ def test_metrics_at_the_calibrated_threshold_by_hand():
     # Threshold 0.5: rows 0-5 alert. TP = rows 0 1 3 5 = 4, FP = rows 2 4 = 2, FN = 0,
     # TN = rows 6-9 = 4. Threat: precision 4/6, recall 4/4, F1 2(2/3)(1)/(2/3 + 1) = 0.8.
     # Benign: precision TN/(TN+FN) = 4/4, recall TN/6 = 4/6, F1 0.8. Accuracy 8/10.
-    m = evaluate_scores(SCORES, LABELS, ATTACKS, TIMES, calibrate_threshold(SCORES, LABELS))
+    m = evaluate_scores(SCORES, LABELS, ATTACKS, TIMES,
+                        calibrate_threshold(SCORES, LABELS, method="best_f1"))
     assert m.confusion_matrix == [[4, 2], [0, 4]]
     assert (m.accuracy, m.precision, m.recall) == (0.8, pytest.approx(4 / 6), 1.0)
     assert m.f1_score == pytest.approx(0.8)
