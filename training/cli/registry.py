@@ -29,7 +29,7 @@ from typing import Any
 from training.cli.new_registry import removed_unless_registered
 from training.cli.options import layer_name, open_registry, registry_dir, registry_options
 from training.cli.parser import help_command
-from training.errors import ConfigError, NotFoundError
+from training.errors import ConfigError, NotFoundError, did_you_mean
 from training.registry.names import version_scheme
 
 Option = Callable[..., None]
@@ -82,8 +82,9 @@ def cmd_history(args: argparse.Namespace) -> int:
                if args.version is None or t.version == args.version]
     if not entries and (args.model or args.version):
         known = sorted({t.model_name for t in registry.history()})
+        hint = did_you_mean(args.model, known) if args.model and args.model not in known else ""
         raise NotFoundError(f"no transition of{_filters(args.model, version=args.version)} in "
-                            f"{registry.registry_dir}; the log has models: "
+                            f"{registry.registry_dir}{hint}; the log has models: "
                             f"{', '.join(known) or 'none'}")
     if args.json:
         _print_json([asdict(t) for t in entries])
@@ -98,7 +99,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     registry = _registry(args)
     known = {m.version: m.stage for m in registry.search_models(model_name=args.model)}
     if not known:
-        raise NotFoundError(f"no version of model {args.model!r} in {registry.registry_dir}")
+        models = sorted({m.model_name for m in registry.search_models()})
+        raise NotFoundError(f"no version of model {args.model!r} in {registry.registry_dir}"
+                            f"{did_you_mean(args.model, models)}; known: "
+                            f"{', '.join(models) or 'none'}")
     comparison = registry.compare_models(args.model, args.versions or list(known), args.metric)
     if args.json:
         _print_json(comparison.summary())

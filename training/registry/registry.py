@@ -225,6 +225,8 @@ class ModelRegistry(RegistryQueries):
         with self._connect() as conn, transaction(conn):
             current = ops.production(conn, model_name)
             if current is None:
+                if model_name not in ops.model_names(conn):  # a typo names no model
+                    raise ops.unknown_model(model_name, ops.model_names(conn))
                 raise RegistryError(f"{model_name} has no production version to roll back")
             old, previous = current["version"], current["replaced_version"]
             if previous is None or ops.get_row(conn, model_name, previous, required=False) is None:

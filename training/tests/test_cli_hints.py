@@ -76,6 +76,15 @@ def test_a_mistyped_model_gets_the_closest_name_and_fused_among_the_choices(
     assert main(["registry", "show", "--model", "layer1_vea", *where]) == 1
     assert _error(capsys) == ("error: no model named 'layer1_vea' (did you mean layer1_vae?); "
                               "known: layer1_vae")
+    # rollback, history and compare too (trial R: rollback said "has no production version")
+    assert main(["registry", "rollback", "--model", "layer1_vea", *where]) == 1
+    assert _error(capsys) == ("error: no model named 'layer1_vea' (did you mean layer1_vae?); "
+                              "known: layer1_vae")
+    for command in ("history", "compare"):
+        assert main(["registry", command, "--model", "layer1_vea", *where]) == 1
+        assert "'layer1_vea' in " in (said := _error(capsys)), said
+        assert said.endswith(("(did you mean layer1_vae?); known: layer1_vae",
+                              "(did you mean layer1_vae?); the log has models: layer1_vae"))
     (workdir / "models" / "fusion.json").unlink()  # no fused detector: not a choice
     assert main(_score(datasets, "--model", "layer1_vea", *where,
                        output=tmp_path / "o.parquet")) == 1
