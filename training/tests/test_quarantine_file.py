@@ -68,3 +68,15 @@ def test_collect_warns_of_a_source_with_every_record_quarantined_beside_good_one
     assert (f"warning: source csv0: every record (20) was quarantined, by reason: time 20 (e.g. "
             f"time = '22/02/2023 01:00:00' {TIME_REASON}); the reason of each is in "
             f"{out / 'quarantine.jsonl'}\n") in capsys.readouterr().err
+
+
+def test_collect_warns_of_a_source_with_some_records_quarantined(datasets, tmp_path, capsys):
+    """The one malformed row of a real Zeek folder (notice.log line 21: 23 of 26 fields) was
+    counted in the JSON alone; a day's file with 754 of 2,001 rows quarantined went unnoticed
+    (trial R). Now a warning names the count and the reasons."""
+    out = tmp_path / "out"
+    assert main(["-q", "collect", "--source", f"zeek:{datasets / 'slips_zeek_tsv_test10'}",
+                 "--output", str(out)]) == 0
+    assert ("warning: source zeek0: 1 of 677 records quarantined, by reason: expected 26 "
+            f"fields, found 23 1; the reason of each is in {out / 'quarantine.jsonl'}\n"
+            ) in capsys.readouterr().err
