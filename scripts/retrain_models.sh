@@ -14,7 +14,8 @@
 #
 # Any failing step stops the script with a non-zero exit code (maximus-train's: 130 when
 # interrupted); logs go to stderr and to <workdir>/retrain.log (the folder is created first,
-# 0700, and the log 0600).
+# 0700, and the log 0600). maximus-train runs with -v, as the original script logged every
+# step: the log holds each step's details and, on an error, its traceback.
 set -euo pipefail
 
 usage() {
@@ -125,7 +126,7 @@ mkdir -p "$workdir"
 log="$workdir/retrain.log"
 touch "$log"
 chmod 700 "$workdir" && chmod 600 "$log"  # made by an earlier release with the umask's modes
-echo "retrain_models.sh: ${MAXIMUS[*]} $command ${args[*]}" >&2
+echo "retrain_models.sh: ${MAXIMUS[*]} -v $command ${args[*]}" >&2
 # maximus-train's stderr goes through tee to the terminal and the log; its stdout stays ours.
 # Ctrl-C reaches the whole process group: tee ignores it, so it outlives maximus-train and
 # passes on its last words ("error: interrupted ...", exit 130) instead of dying first and

@@ -175,6 +175,7 @@ def test_retrain_script_trains_the_chosen_layers(tmp_path):
     command = next(line for line in result.stderr.splitlines()
                    if line.startswith("retrain_models.sh: ") and "-m training.cli" in line)
     assert command.endswith("--layers layer1 layer2 --batch-size 64 --epochs 1 --lr 0.002")
+    assert " -m training.cli -v pipeline " in command  # the command it runs, -v included
     # Each chosen layer is trained, registered and put before the gate (which may keep a weak
     # one-epoch model out of production, saying why); layer3 was not chosen.
     assert re.search(r"^layer1: layer1_vae 1\.0\.0 -> (production|none) ", result.stdout, re.M)
