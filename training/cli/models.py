@@ -57,6 +57,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         benign_only=args.benign_only, keep_unknown=args.keep_unknown,
         alert_rate_factor=args.alert_factor,
         training_changes={k: v for k, v in changes.items() if v is not None})
+    if args.model_name is not None:
+        _not_a_typo(args.model_name, registry_dir(args))
     splits = splits_dir() if args.workdir is None else args.workdir / "splits"
     if args.test_data is None and args.workdir is not None:
         _require_workdir_test(args.workdir, layer)
@@ -74,6 +76,23 @@ def cmd_retrain(args: argparse.Namespace) -> int:
                        result.get("new_version"))
     _print_json(result)
     return 0 if result["success"] else 1
+
+
+def _not_a_typo(model_name: str, folder: Path) -> None:
+    """Refuse a --model-name that names no registered model but is one letter or so from one
+    (trial R: layer1_vea became a new model, promoted with no production model to beat)."""
+    from training.errors import ConfigError, did_you_mean
+    from training.registry.registry import ModelRegistry
+
+    if not (folder / "registry.db").is_file():
+        return
+    known = sorted({m.model_name for m in ModelRegistry(folder).search_models()})
+    hint = did_you_mean(model_name, known)
+    if model_name not in known and hint:
+        raise ConfigError(f"--model-name {model_name}: no such model in {folder}{hint}; "
+                          "retrain would start a new model, promoted with no production model "
+                          "to beat; to start one of that name on purpose, register its first "
+                          f"version (maximus-train registry register --model {model_name} ...)")
 
 
 def _require_workdir_test(workdir: Path, layer: Layer) -> None:

@@ -92,6 +92,26 @@ def test_a_mistyped_model_gets_the_closest_name_and_fused_among_the_choices(
     assert not (tmp_path / "o.parquet").exists()
 
 
+def test_retrain_refuses_a_model_name_one_typo_from_a_registered_one(workdir, capsys):
+    """Trial R: `retrain --model-name layer1_vea` registered a new model and promoted it, with
+    no production model to beat. A name close to a registered one is refused before any work;
+    a name far from every one still starts a new model (here: no splits to train on)."""
+    from training.registry.registry import ModelRegistry
+
+    assert main(["retrain", "--workdir", str(workdir), "--model-name", "layer1_vea",
+                 "--force"]) == 2
+    assert _error(capsys) == (
+        f"error: --model-name layer1_vea: no such model in {workdir / 'models'} (did you mean "
+        "layer1_vae?); retrain would start a new model, promoted with no production model to "
+        "beat; to start one of that name on purpose, register its first version (maximus-train "
+        "registry register --model layer1_vea ...)")
+    assert main(["retrain", "--workdir", str(workdir), "--model-name", "edge_detector",
+                 "--force"]) != 0
+    assert "no such model" not in _error(capsys)
+    assert [m.model_name for m in ModelRegistry(workdir / "models").search_models()] == \
+        ["layer1_vae"]
+
+
 def test_a_registry_flag_that_finds_none_says_which_flag_would(datasets, workdir, capsys,
                                                                monkeypatch, tmp_path):
     models = workdir / "models"
