@@ -23,7 +23,9 @@ from training.cli.options import exit_code, option, source_flags, sources_from_f
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags, help_command, typed_flags
 from training.collection.collector import DataCollector
-from training.collection.no_records import inputs_without_records, no_records_warning
+from training.collection.no_records import (
+    inputs_without_records, no_records_warning, unmatched_label_maps,
+)
 from training.collection.quarantine_file import QUARANTINE_FILE, common_reasons, read_quarantine
 from training.collection.resume_state import committed_stats
 from training.errors import CheckpointError, SchemaError
@@ -74,6 +76,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     print(json.dumps(stats, indent=2, sort_keys=True))
     for name in inputs_without_records(collector):
         logger.warning("%s", no_records_warning(name))
+    for line in unmatched_label_maps(collector):
+        logger.warning("%s", line)
     _quarantined(stats, Path(args.output))
     return 0
 

@@ -31,3 +31,18 @@ def _named(source: Any) -> str:
     if isinstance(path, (list, tuple)):
         return ", ".join(str(p) for p in path) or source.name
     return str(path) if path else source.name
+
+
+def unmatched_label_maps(collector: Any) -> list[str]:
+    """One line for each source whose label map names a label none of its records had (a typo
+    such as "malicius" left every label as it was, silently: trial Q), with the labels read."""
+    lines = []
+    for source in collector.sources:
+        unmatched = source.label_map.unmatched()
+        if unmatched:
+            seen = sorted(source.label_map.seen)
+            shown = ", ".join(repr(s) for s in seen[:10]) + (" ..." if len(seen) > 10 else "")
+            lines.append(f"source {source.name}: the label map's {', '.join(map(repr, unmatched))}"
+                         f" matched no label of its records (labels are matched ignoring case "
+                         f"and blanks; they read: {shown})")
+    return lines

@@ -266,12 +266,27 @@ class LabelMap:
                 )
         self._table = dict(self.DEFAULTS)
         self._table.update({_normalize(k): v for k, v in self.overrides.items()})
+        # The labels read (normalized, the first SEEN_KEPT of them): an override that matches
+        # none is a typo or a label of another capture (`unmatched`).
+        self.seen: set[str] = set()
+
+    SEEN_KEPT = 1000
 
     def classify_one(self, label: str | None) -> int:
         """is_threat for one raw label; None is unknown."""
         if label is None:
             return -1
-        return self._table.get(_normalize(label), 1)
+        key = _normalize(label)
+        if len(self.seen) < self.SEEN_KEPT:
+            self.seen.add(key)
+        return self._table.get(key, 1)
+
+    def unmatched(self) -> list[str]:
+        """The overrides that matched no label read so far (as given); none before any label
+        was read, or when more distinct labels than `SEEN_KEPT` were (unknown then)."""
+        if not self.seen or len(self.seen) >= self.SEEN_KEPT:
+            return []
+        return [text for text in self.overrides if _normalize(text) not in self.seen]
 
     def classify(self, labels: pa.Array | pa.ChunkedArray) -> np.ndarray:
         """is_threat (int8) for every label, classifying each distinct text once."""

@@ -19,7 +19,9 @@ import pyarrow.parquet as pq
 
 from training.artifacts.atomic import atomic_write
 from training.collection.collector import DataCollector
-from training.collection.no_records import inputs_without_records, no_records_warning
+from training.collection.no_records import (
+    inputs_without_records, no_records_warning, unmatched_label_maps,
+)
 from training.collection.quarantine_file import (common_reasons, quarantine_path,
                                                   write_quarantine)
 from training.collection.schema import sensor_records
@@ -50,6 +52,7 @@ def collect_events(sources: tuple[DataSource, ...], path: Path, max_events: int 
                      f"each in {where})")
     empty = inputs_without_records(collector)
     notes.extend(no_records_warning(name) for name in empty)
+    notes.extend(unmatched_label_maps(collector))
     duplicates = collector.get_stats()["duplicates"]
     if duplicates:
         lost = labels_lost(events, collector.labeled_duplicates)

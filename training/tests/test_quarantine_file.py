@@ -80,3 +80,18 @@ def test_collect_warns_of_a_source_with_some_records_quarantined(datasets, tmp_p
     assert ("warning: source zeek0: 1 of 677 records quarantined, by reason: expected 26 "
             f"fields, found 23 1; the reason of each is in {out / 'quarantine.jsonl'}\n"
             ) in capsys.readouterr().err
+
+
+def test_a_label_map_entry_that_matches_no_label_is_named(datasets, tmp_path, capsys):
+    """Trial Q: `label_map={"malicius": 0}` left IoT-23's labels as they were, silently; the
+    entry that matched no label of the records is named with the labels read. One that matches
+    (in any case) says nothing."""
+    capture = f"csv:{datasets / 'iot23/CTU-Malware-Capture-44-1-labeled.csv'}"
+    assert main(["-q", "collect", "--source", capture, "--label-map", "malicius=0",
+                 "--output", str(tmp_path / "a")]) == 0
+    assert ("warning: source csv0: the label map's 'malicius' matched no label of its records "
+            "(labels are matched ignoring case and blanks; they read: 'benign', 'malicious')"
+            ) in capsys.readouterr().err
+    assert main(["-q", "collect", "--source", capture, "--label-map", "MALICIOUS=0",
+                 "--output", str(tmp_path / "b")]) == 0
+    assert "label map" not in capsys.readouterr().err
