@@ -53,7 +53,7 @@ import pyarrow as pa
 import torch
 
 from training.errors import CheckpointError, ConfigError, NotSupportedError
-from training.evaluation.alert_rate import DEFAULT_FACTOR, reference_shortfall, validate_bounds
+from training.evaluation.alert_rate import DEFAULT_FACTOR, validate_bounds
 from training.evaluation.fusion import FUSED_NAME
 from training.layers.registry import layer_for_spec
 from training.registry.registry import ModelRegistry
@@ -65,8 +65,8 @@ from training.scoring.follow_dedup import RecentIds
 from training.scoring.follow_state import AppendOnly, FollowState
 from training.scoring.follow_switch import take_over
 from training.scoring.follow_windows import DEFAULT_GRACE, WindowScorer, check_grace
-from training.scoring.fused import FusedDetector, thin_calibration
-from training.scoring.guard import thin_caution
+from training.scoring.follow_model import ProductionWatch, warn_thin
+from training.scoring.fused import FusedDetector
 from training.scoring.jsonl_rows import jsonl_lines
 from training.scoring.live_incidents import LiveIncidents
 from training.scoring.rolling_guard import DEFAULT_WINDOW, RollingGuard
@@ -167,11 +167,9 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
     check_grace(window_grace)
     stop = threading.Event() if stop is None else stop  # never set: until killed
     scorer, rule, sha256 = _scorer(registry, model_name, version, stage, alias)
-    thin = (thin_calibration(scorer) if isinstance(scorer, FusedDetector) else None
-            if rule.calibration is None else reference_shortfall(rule.calibration,
-                                                                 scorer.layer.unit))
-    if thin:  # as batch scoring warns of it
-        logger.warning("%s", thin_caution(f"{model_name} {rule.version}", thin))
+    warn_thin(scorer, rule, model_name)
+    watch = ProductionWatch(registry, model_name, rule.version, model_name != FUSED_NAME and
+                            version is None and alias is None and stage in (None, "production"))
     model = {"name": model_name, "version": rule.version, "sha256": sha256}
     guard = RollingGuard(None if rule.calibration is None else
                          rule.calibration.expected_alert_rate, window=guard_window,
@@ -227,6 +225,7 @@ def follow_events(registry: ModelRegistry, model_name: str, sources: list[DataSo
                 if done or tail.forgot or time.perf_counter() - committed >= checkpoint_seconds:
                     run.commit(state, tail, files, model)
                     committed = time.perf_counter()
+                    watch.check()
                 if done:
                     break  # --once: what the files held when it caught up is scored
                 if tail.behind:

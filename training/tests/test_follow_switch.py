@@ -140,3 +140,49 @@ def test_switch_model_keeps_the_open_windows_of_the_same_layout_and_drops_anothe
     assert capsys.readouterr().out.splitlines()[-1].startswith("windows: 0 events held")
     generation = json.loads((state / "state.json").read_text())["windows"]["generation"]
     assert [p.name for p in state.glob("*.arrow")] == [f"pending-{generation}.arrow"]  # m8's
+
+
+def test_a_running_follow_says_once_that_its_version_left_production(tmp_path, datasets,
+                                                                     caplog, monkeypatch):
+    """Trial R: a `score --follow` went on with 1.1.0 through four promotions without a word.
+    It still goes on with the version it started with (its state is that model's), but the
+    first look at the registry after a promotion warns, once, naming --switch-model."""
+    import threading
+    import time
+
+    from training.registry.registry import ModelRegistry
+    from training.scoring import follow_model
+    from training.scoring.follow import FollowOutputs, follow_events
+    from training.sources.config import DataSource
+
+    monkeypatch.setattr(follow_model, "CHECK_SECONDS", 0.0)  # look at every checkpoint
+    models, log = tmp_path / "models", tmp_path / "conn.log"
+    _register(models, "1.0.0", seed=0, stage="production")
+    _register(models, "1.1.0", seed=1)
+    log.write_text((datasets / SCAN).read_text())
+    stop, done = threading.Event(), []
+    outputs = FollowOutputs(alerts=tmp_path / "a.jsonl", state=tmp_path / "state")
+    run = threading.Thread(target=lambda: done.append(follow_events(
+        ModelRegistry(models), "vae", [DataSource("z", "zeek_logs", {"path": str(log)})],
+        outputs, poll_seconds=0.05, stop=stop, checkpoint_seconds=0)))
+
+    def warned() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name.endswith("follow_model")]
+
+    with caplog.at_level(logging.WARNING, logger="training.scoring.follow_model"):
+        run.start()
+        try:
+            time.sleep(1.0)
+            assert warned() == []  # still the production version
+            ModelRegistry(models).transition_stage("vae", "1.1.0", "production")
+            deadline = time.monotonic() + 30
+            while not warned() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # more checkpoints: no second warning
+        finally:
+            stop.set()
+            run.join(60)
+    assert warned() == ["vae 1.0.0, which this run scores with, is no longer the production "
+                        "version (1.1.0 is); the run goes on with it: to score with the new one, "
+                        "stop it and run the same command with --switch-model"]
+    assert done[0].version == "1.0.0"
