@@ -137,7 +137,7 @@ class DataCollector:
 
     def _delivered(self, start_date, end_date, max_events, resume: bool) -> Iterator[_Step]:
         start, end = check_run(start_date, end_date, max_events)
-        state = self._open(resume, start, end)
+        state = self._open(resume, start, end, delivers=True)
         with self._committing(state) as accept:
             for step in self._steps(state, start, end, max_events):
                 yield step
@@ -208,13 +208,13 @@ class DataCollector:
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _open(self, resume: bool, start: datetime | None, end: datetime | None) -> CollectionState:
+    def _open(self, resume: bool, start: datetime | None, end: datetime | None,
+              delivers: bool = False) -> CollectionState:
         directory = self.output_dir if self.checkpoint_enabled else None
-        state = CollectionState.load(directory, resume, self._recipe(start, end))
+        state = CollectionState.load(directory, resume, self._recipe(start, end), delivers)
         self._stats = state.stats
         self._timestamps = {}
-        for counter in _COUNTERS:
-            self._stats.setdefault(counter, 0)
+        self._stats.update({counter: self._stats.get(counter, 0) for counter in _COUNTERS})
         self._stats.setdefault("labels", {"-1": 0, "0": 0, "1": 0})
         self._started = time.perf_counter()
         if directory is None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import secrets
 import time
@@ -44,6 +45,8 @@ from training.collection.output_folder import (
 )
 from training.collection.quarantine_file import QUARANTINE_FILE
 from training.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 _MAX_SEEN_FILES = 32
@@ -207,7 +210,8 @@ class CollectionState:
             (seen_dir / f"{index:06d}.npy").unlink(missing_ok=True)
 
     @classmethod
-    def load(cls, directory: Path | None, resume: bool, recipe: dict) -> CollectionState:
+    def load(cls, directory: Path | None, resume: bool, recipe: dict,
+             delivers: bool = False) -> CollectionState:
         """The committed state of `directory`, with uncommitted leftovers removed.
 
         Args:
@@ -215,6 +219,10 @@ class CollectionState:
             resume: continue a collection found there.
             recipe: what is collected and how (sources, time range, dedup); a resumed
                 collection must have been made by the same recipe.
+            delivers: the run hands its events to the caller (`collect()`, `batches()`,
+                `collect_table()`) rather than storing them: resuming one that delivered
+                events before warns that those are not delivered again (a notebook cell run
+                twice got 0 events, silently: trial Q).
 
         Raises:
             CheckpointError: another process is using the directory, the checkpoint is
@@ -233,6 +241,11 @@ class CollectionState:
             os.close(lock)
             raise
         state._lock_fd, state._made = lock, made
+        if delivers and state.stats.get("events"):
+            logger.warning("%s: resuming a collection that delivered %s events before; only "
+                           "events read since are delivered (collect_to() stores every event "
+                           "in %s; a new output_dir starts over)", directory,
+                           f"{state.stats['events']:,}", directory / "events")
         return state
 
     def release(self) -> None:
