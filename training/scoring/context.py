@@ -186,7 +186,7 @@ def _shared(taken: pa.Table, parents: np.ndarray, n_units: int) -> dict[str, pa.
     Runs of equal codes replace a hash aggregation, which held 2.4 KB a unit (730 MB for the
     edges of 300k events). Nulls count as a value of their own: an event without the value
     disagrees with one that has it, so {null, "dns"} is two values and shares none."""
-    first = np.r_[0, np.flatnonzero(np.diff(parents)) + 1].astype(np.int64)
+    first = np.flatnonzero(np.diff(parents, prepend=-1))  # none without units
     owner = parents[first]  # the unit of each run
     at = np.full(n_units, -1, np.int64)  # each unit's first event; -1: it has none
     at[owner] = first

@@ -138,6 +138,10 @@ def test_units_of_many_events_keep_the_values_their_events_share():
     assert [[(e["event_id"], e["bytes"], e["dest_port"]) for e in r["top_events"]]
             for r in rows] == [[("b", 500, 80), ("a", 10, 80)], [("c", 0, 53)],
                                [("b", 500, 80), ("a", 10, 80), ("c", 0, 53)], [], []]
+    # No unit at all (a host-window model given flows): an empty table, not an error
+    for none in (pa.array([], pa.list_(pa.string())), pa.array([[]], pa.list_(pa.string()))):
+        empty = unit_context(events, none)
+        assert empty.num_rows == len(none) and empty.schema == unit_context(events, units).schema
 
 
 # (source type, file, layer-3 options, a window of events with and without a value, its size,
