@@ -91,7 +91,7 @@ class RollingGuard:
             return None
         self.excursions += 1
         message = (f"{report.failure()} over the last {self.units:,} units; scoring goes on "
-                   "(under --follow the guard only warns)")
+                   "(live scoring, --follow or --once, only warns)")
         logger.warning(message)
         return message
 

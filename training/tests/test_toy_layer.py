@@ -3,7 +3,7 @@ featurizer and its own detector (neither subclasses nor calls an existing layer'
 the pipeline, scoring and retraining without any other module changing.
 
 The toy scores an event by the squared distance of (log bytes sent, destination port) from a
-learnt centre. Its definition is the first 80 lines below the imports' block.
+learnt centre. Its definition is the first 52 lines below the imports' block.
 """
 
 from __future__ import annotations

@@ -24,9 +24,11 @@ def test_a_finished_study_resumed_with_train_best_registers_no_duplicate(tmp_pat
     first = json.loads(capsys.readouterr().out)
     assert (first["ran"], first["train_best"]["version"]) == (1, "1.0.0")
     assert first["train_best"]["registered"] is True
-    with caplog.at_level(logging.WARNING):
-        assert main(argv) == 0
+    with caplog.at_level(logging.INFO):
+        assert main([a for a in argv if a != "-q"]) == 0
     again = json.loads(capsys.readouterr().out)
+    # its progress line counts the study's trials: "1/1", where it said "0/0" (trial S)
+    assert "tuning layer1_vae_tuning: 1/1 trials in " in caplog.text
     assert again["ran"] == 0 and again["best_params"] == first["best_params"]
     kept = again["train_best"]
     assert (kept["version"], kept["registered"], kept["checkpoint"]) == ("1.0.0", False, None)

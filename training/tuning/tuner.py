@@ -239,13 +239,15 @@ class HyperparameterTuner:
                     config.n_workers)
         start = time.time()
         deadline = None if config.timeout is None else start + config.timeout
-        with progress(f"tuning {config.study_name}", left, "trials") as bar:
+        # Counted over the study: a resumed one reads "50/50 trials", not "0/0" (trial S).
+        with progress(f"tuning {config.study_name}", config.n_trials, "trials",
+                      initial=min(done, config.n_trials)) as bar:
             if config.n_workers == 1:
                 ran = run_trials(study, objective, LocalBudget(left), config.n_trials, deadline,
                                  worker_name(0), on_trial=bar.update)
             else:
                 def finished() -> None:  # trials the workers finished since they started
-                    bar.update(max(0, n_finished(study) - done - bar.n))
+                    bar.update(max(0, n_finished(study) - bar.n))
 
                 ran = run_worker_processes(config, self.storage, objective, left, deadline,
                                            on_wait=finished)
