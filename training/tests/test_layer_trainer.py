@@ -114,6 +114,9 @@ def test_config_defaults_are_the_original_ones_and_round_trip() -> None:
     ({"scheduler_factor": 1.0}, r"scheduler_factor must be in \(0, 1\), got 1.0"),
     ({"mode": "up"}, "mode must be 'min' or 'max', got 'up'"),
     ({"model_name": "a/b"}, "model_name must be a non-empty file-name stem"),
+    # a number as text failed in a comparison, naming no field (trial Q)
+    ({"num_epochs": "3"}, "num_epochs must be a number, got '3'"),
+    ({"learning_rate": True}, "learning_rate must be a number, got True"),
 ])
 def test_config_validation(kwargs: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message):

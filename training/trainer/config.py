@@ -9,6 +9,7 @@ maximum gradient *norm* (clipping by norm, as the original did).
 from __future__ import annotations
 
 import json
+import numbers
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path, PurePath
 from typing import Any
@@ -112,6 +113,11 @@ class TrainingConfig:
         scheduler = _SCHEDULER_ALIASES.get(self.lr_scheduler.lower(), self.lr_scheduler.lower())
         object.__setattr__(self, "lr_scheduler", scheduler)
         object.__setattr__(self, "optimizer", self.optimizer.lower())
+        for f in fields(self):  # a number as text ("3") failed in a comparison, unnamed
+            value = getattr(self, f.name)
+            if str(f.type).split(" |")[0] in ("int", "float") and value is not None and (
+                    isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise ConfigError(f"{f.name} must be a number, got {value!r}")
         checks = [
             ("batch_size", self.batch_size >= 1, ">= 1"),
             ("num_epochs", self.num_epochs >= 1, ">= 1"),
