@@ -14,7 +14,7 @@ from training.datasets.strategies import (
     Ratios, SplitStrategy, group_split, k_fold, random_split, stratified_split,
 )
 from training.datasets.temporal import temporal_split
-from training.errors import ConfigError
+from training.errors import ConfigError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -23,8 +23,9 @@ def as_strategy(value: SplitStrategy | str) -> SplitStrategy:
     try:
         return SplitStrategy(value)
     except ValueError:
-        valid = ", ".join(s.value for s in SplitStrategy)
-        raise ConfigError(f"strategy must be one of {valid}, got {value!r}") from None
+        valid = [s.value for s in SplitStrategy]
+        raise ConfigError(f"strategy must be one of {', '.join(valid)}, got {value!r}"
+                          f"{did_you_mean(str(value), valid)}") from None
 
 
 def plan_splits(strategy: SplitStrategy | str, labels: np.ndarray, *,

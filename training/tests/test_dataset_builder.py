@@ -283,6 +283,8 @@ def test_impossible_strategies_raise_clear_errors():
         builder.create_splits("random", 0.7, 0.2, 0.2)
     with pytest.raises(ConfigError, match="strategy must be one of"):
         builder.create_splits("shuffle")
+    with pytest.raises(ConfigError, match=r"got 'temporl' \(did you mean temporal\?\)$"):
+        builder.create_splits("temporl")
     with pytest.raises(ConfigError, match="labels must have one value per row"):
         DatasetBuilder(np.zeros((3, 1)), [0, 1], ["a", "b", "c"])
     with pytest.raises(SchemaError, match="whole numbers"):
