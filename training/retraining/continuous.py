@@ -274,6 +274,9 @@ class ContinuousTrainingPipeline:
                 logger.warning("%s: %s", model_name, note)
                 return {**result, "registered": False, "existing_version": twin.version,
                         "note": note, "reason": note}
+            # Where each split came from, whatever folder `registry show` runs in (trial R)
+            data = {**data, **{f"{k}_data": str(Path(p).resolve()) for k, p in (
+                ("train", train_data_path), ("val", val_data_path), ("test", test_data_path))}}
             record = {"data": data, "decision": decision, "training": {
                 k: trained.get(k) for k in ("best_val_loss", "best_epoch", "epochs_trained",
                                             "train_time_s")}}
@@ -282,7 +285,7 @@ class ContinuousTrainingPipeline:
                 record[SETTINGS_KEY] = champion.metadata.details[SETTINGS_KEY]
             metadata = ModelMetadata(
                 model_name, "0", layer.name, metrics=with_test_loss(measured),
-                training_dataset=str(train_data_path),
+                training_dataset=str(Path(train_data_path).resolve()),  # from any folder
                 hyperparameters={"model": challenger.sidecar["init_args"],
                                  "training": config.to_dict(), **rows.recorded()},
                 # The test split's; the trainer's sidecar gives those of the training and

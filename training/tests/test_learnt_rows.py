@@ -117,6 +117,11 @@ def test_val_loss_compares_a_pipeline_version_and_its_retrain_with_keep_unknown(
     assert prints[0] == prints[1]
     ranked = registry.compare_models(MODEL, ["1.0.0", result["new_version"]])
     assert set(ranked) == {"1.0.0", result["new_version"]} and ranked.best in ranked
+    # the version names each split it came from, as absolute paths (trial R: val and test
+    # were not kept at all)
+    data = registry.get_metadata(MODEL, result["new_version"]).details["data"]
+    assert [data[f"{k}_data"] for k in ("train", "val", "test")] == [
+        str((work / "splits" / f"layer1_{k}.npz").resolve()) for k in ("train", "val", "test")]
 
 
 def test_data_settings_pick_rows_by_label():
