@@ -481,3 +481,21 @@ def test_load_splits_refuses_files_of_two_cuts(tmp_path):
     (tmp_path / "a_train.npz").write_bytes(first)  # what a crash between two renames leaves
     with pytest.raises(SchemaError, match="different cuts"):
         load_splits(tmp_path, "a")
+
+
+def test_a_group_split_far_below_a_share_is_named(datasets, caplog):
+    """IoT-23 20-1 and 21-1 by source address: two addresses hold 6,491 of the 6,495 flows, so
+    a whole-group cut left val 2 rows (a threshold set on 2 scores), silently (trial Q)."""
+    import pyarrow as pa
+
+    from training.data_collection import DataCollector, DataSource
+    from training.datasets.plan import plan_splits
+
+    table = DataCollector([DataSource(n, "csv_file", {"path": str(
+        datasets / f"iot23/CTU-Malware-Capture-{n}-labeled.csv")}) for n in ("20-1", "21-1")],
+        progress=False).collect_table()
+    groups = np.asarray(table["source_ip"].cast(pa.string()).to_pylist())
+    rows = plan_splits("group", np.zeros(len(groups), int), groups=groups, seed=42)
+    assert len(rows["val"]) == 2
+    assert ("group split: val has 2 of 6,495 rows where its share 15% would be 974: 5 groups, "
+            "too few or too unequal to cut by") in caplog.text
