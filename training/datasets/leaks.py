@@ -51,6 +51,7 @@ NOT_INPUTS = ("timestamp", "event_id", "source", "community_id")  # no layer rea
 MISSING = "(missing)"
 SAMPLE_ROWS = 4096  # a feature column with more distinct values in its first rows is skipped
 _FIELD_OF_FEATURE = re.compile(r"[=:#>/]")  # "direction=inbound" encodes field "direction"
+_UNNAMED = re.compile(r"feature_\d+")  # the validator's name of a column without a spec
 
 
 @dataclass(frozen=True)
@@ -187,8 +188,9 @@ def feature_leaks(features: np.ndarray, labels: np.ndarray, names: list[str]) ->
             at = np.minimum(np.searchsorted(seen, column), len(seen) - 1)
         separated = separation(at, threat)
         if separated is not None:
-            # layer 1's hashed extra buckets ("extra#3") mix fields: no one field to drop
-            drop = None if field == "extra" else field
+            # layer 1's hashed extra buckets ("extra#3") mix fields, and plain arrays' columns
+            # ("feature_73") are no event field: no --drop-field to name
+            drop = None if field == "extra" or _UNNAMED.fullmatch(name) else field
             found[field] = _leak(f"feature {name}", [f"{v:g}" for v in seen], separated,
                                  "rows", drop)
     return list(found.values())

@@ -94,6 +94,11 @@ def test_the_check_is_a_validator_option_and_needs_labels():
     assert [i.message for i in found.issues if i.check_name == "label_leak"] == [
         "feature flag separates the labels: 1 holds 50 of 50 threats and 0 of 50 benign rows - "
         "a leak? Drop it with --drop-field flag"]
+    # plain arrays' columns are no event field: no --drop-field advice (trial Q)
+    unnamed = DataValidator(features, labels).validate()
+    assert [i.message for i in unnamed.issues if i.check_name == "label_leak"] == [
+        "feature feature_0 separates the labels: 1 holds 50 of 50 threats and 0 of 50 benign "
+        "rows - a leak?"]
     quiet = DataValidator(features, labels, feature_names=["flag"]).validate(check_leaks=False)
     assert "label_leak" not in quiet.issue_names()
     assert "label_leak" not in DataValidator(features).validate().issue_names()
