@@ -86,8 +86,11 @@ def scaling_of(spec: FeatureSpec, dims: dict[str, int]) -> dict[str, Standardize
     """
     fitted = spec.fitted or {}
     if FITTED_KEY not in fitted:
-        raise SchemaError(f"the {spec.layer} FeatureSpec has no fitted scaling; fit it on the "
-                          "training split first (fit_layer2_scaling / fit_layer3_scaling)")
+        raise SchemaError(f"the {spec.layer} FeatureSpec has no fitted scaling (a data file's, "
+                          "not a model's): score with the layer of the model's own spec, "
+                          "Layer.from_spec(results['feature_spec']) after training or "
+                          "layer_for_spec(loaded.feature_spec) of a loaded model, or fit "
+                          "one on the training split (layer.fit(train))")
     return {name: Standardizer.from_dict(fitted[FITTED_KEY].get(name, {}), dim, name)
             for name, dim in dims.items()}
 

@@ -145,3 +145,21 @@ def test_standardizing_block_by_block_equals_standardizing_at_once():
     got = scaler.transform(values)
     assert got.dtype == np.float32 and got.shape == values.shape
     assert np.array_equal(got, once)
+
+
+def test_scoring_with_an_unfitted_layer_says_how_to_get_the_models_own(datasets):
+    """After `train_layer2_gnn`, a fresh `Layer2().score(model, units)` was told to call
+    fit_layer2_scaling, which a Python user does not need: the model's own spec holds the
+    scaling (trial Q)."""
+    from training.data_collection import DataCollector, DataSource
+    from training.errors import SchemaError
+    from training.layers.layer2 import Layer2
+
+    events = DataCollector([DataSource("z", "zeek_logs", {"path": str(
+        datasets / "zeek_zat/tsv")})], progress=False).collect_table()
+    fitted = Layer2()
+    units = fitted.featurize(events)
+    model = fitted.fit(units).default_detector(units)
+    with pytest.raises(SchemaError, match=r"Layer\.from_spec\(results\['feature_spec'\]\) "
+                                          r"after training or layer_for_spec"):
+        Layer2().score(model, units)
