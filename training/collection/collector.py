@@ -99,13 +99,14 @@ class DataCollector:
 
     def __init__(
         self,
-        sources: Sequence[DataSource],
+        sources: Sequence[DataSource] | DataSource,
         output_dir: str | Path | None = None,
         checkpoint_enabled: bool = True,
         deduplicate: bool = True,
         checkpoint_every: int | None = None,
         progress: bool | None = None,
     ) -> None:
+        sources = [sources] if isinstance(sources, DataSource) else list(sources)  # one: a list
         if not sources:
             raise ConfigError("sources must name at least one DataSource, got none")
         names = [s.name for s in sources]
@@ -114,13 +115,12 @@ class DataCollector:
         if checkpoint_every is not None and (not isinstance(checkpoint_every, int)
                                              or checkpoint_every < 1):
             raise ConfigError(f"checkpoint_every must be an integer >= 1, got {checkpoint_every!r}")
-        self.sources = list(sources)
+        self.sources = sources
         self.readers: list[Source] = [create_source(s) for s in self.sources]
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.checkpoint_enabled = checkpoint_enabled
-        self.deduplicate = deduplicate
-        self.checkpoint_every = checkpoint_every
-        self.progress = progress
+        self.deduplicate, self.checkpoint_every, self.progress = (deduplicate, checkpoint_every,
+                                                                  progress)
         self.quarantined: list[Reject] = []
         self._stats: dict = {}
         self._timestamps: dict[str, list[int]] = {}  # stream -> [traffic events, untimed ones]

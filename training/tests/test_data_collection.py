@@ -74,6 +74,14 @@ def test_seed_step_2_collects_every_event_with_fields_and_labels(tmp_path):
         assert row["timestamp"] == original["timestamp"]
 
 
+def test_one_source_reads_as_a_list_of_one(tmp_path):
+    """`DataCollector(source)` raised "'DataSource' object is not iterable" (trial Q)."""
+    path = _jsonl(tmp_path / "a.jsonl", _events(3))
+    source = _source(path)
+    one = DataCollector(source, progress=False)
+    assert one.sources == [source] and one.collect_table().num_rows == 3
+
+
 def test_duplicates_are_dropped_across_sources_and_counted(tmp_path):
     path = _jsonl(tmp_path / "a.jsonl", _events(50))
     collector = DataCollector([_source(path, "one"), _source(path, "two")], progress=False)
