@@ -20,6 +20,10 @@ moment they describe. A time field or map entry given in the config is used as g
 is read when it is logged, so one logged after its window closed (`--window-grace`) is
 quarantined as late, as a long Zeek conn is.
 
+Ports: an ICMP record has none in EVE, only `icmp_type` and `icmp_code`; they become its source
+and destination ports, as Zeek's conn.log writes them, so the record has a Community ID and
+joins the Zeek conn and the alerts of its flow.
+
 EVE's top-level `host` is the sensor's name (Suricata's `sensor-name`), the same on every
 record of a sensor, not a party to the traffic: the canonical `host` is the machine an event
 is about (an entity of layers 2 and 3), and the schema has no observer column. It becomes
@@ -38,7 +42,7 @@ import pyarrow.compute as pc
 from training.collection.schema import NO_SERVICE as NO_SERVICE  # the rule, re-exported
 from training.sources.alerts import alert_columns
 from training.sources.base import RawBatch
-from training.sources.coerce import plain, to_timestamp
+from training.sources.coerce import plain, to_int, to_timestamp
 from training.sources.config import FORMATS, DataSourceType
 from training.sources.json_file import JsonFileSource
 
@@ -63,7 +67,8 @@ SURICATA_FIELD_MAP: dict[str, tuple[str, ...]] = {
     "file_hash": ("fileinfo.sha256", "fileinfo.md5"),
     "label": ("label",),
 }
-RECIPE = 2  # what the source delivers: 2 = flows timed by their start, the sensor not `host`
+RECIPE = 3  # what the source delivers: 2 = flows timed by their start, the sensor not `host`;
+# 3 = an ICMP record's type and code as its ports (so it has a Community ID)
 # Event types timed by their start, and the field that holds it.
 STARTS = {"flow": "flow.start", "netflow": "netflow.start"}
 # The time fields of the map, with and without the default time_field: EVE's own time.
@@ -108,10 +113,23 @@ class SuricataSource(JsonFileSource):
             started = _flow_starts(table)
             if started is not None:
                 derived["timestamp"] = started
+        derived.update(_icmp_ports(table))
         alert = pc.fill_null(pc.equal(plain(table["event_type"]), "alert"), False)
         derived.update(alert_columns(table, alert, category=("alert.category",),
                                      signature=("alert.signature",), severity=("alert.severity",)))
         return derived
+
+
+def _icmp_ports(table: pa.Table) -> dict[str, pa.Array]:
+    """An ICMP record's type and code as its source and destination ports, as Zeek's conn.log
+    writes them (null on other records): without them its Community ID could not be computed,
+    and an EVE ICMP flow never joined the Zeek conn or the alert of the same flow."""
+    derived: dict[str, pa.Array] = {}
+    for field, name in (("source_port", "icmp_type"), ("dest_port", "icmp_code")):
+        if name in table.column_names:
+            converted = to_int(table[name], 0, 255, pa.int32(), "an ICMP type or code")
+            derived[field] = converted.values  # an unreadable one is null: not rejected
+    return derived
 
 
 def _flow_starts(table: pa.Table) -> pa.Array | None:

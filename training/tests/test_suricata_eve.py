@@ -15,6 +15,7 @@ from training.collection.collector import DataCollector
 from training.errors import CheckpointError
 from training.scoring.tail import Tail
 from training.sources.config import DataSource
+from training.sources.suricata import RECIPE
 from training.tests.conftest import collect
 
 EVE = "suricata/slips_test6-malicious.suricata.json"
@@ -115,7 +116,7 @@ def test_a_collection_made_by_the_old_eve_rules_is_not_resumed(datasets, tmp_pat
     DataCollector([source], output_dir=out, progress=False).collect_table()
     checkpoint = out / "checkpoint.json"
     state = json.loads(checkpoint.read_text())
-    assert state["recipe"]["sources"][0]["params"]["eve_rules"] == 2
+    assert state["recipe"]["sources"][0]["params"]["eve_rules"] == RECIPE
     del state["recipe"]["sources"][0]["params"]["eve_rules"]  # as written before them
     checkpoint.write_text(json.dumps(state))
     with pytest.raises(CheckpointError, match="made with other settings"):
