@@ -57,8 +57,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         benign_only=args.benign_only, keep_unknown=args.keep_unknown,
         alert_rate_factor=args.alert_factor,
         training_changes={k: v for k, v in changes.items() if v is not None})
-    if args.model_name is not None:
-        _not_a_typo(args.model_name, registry_dir(args))
+    if args.model_name not in (None, layer.model_name) and not args.new_model:
+        _not_a_typo(args.model_name, layer.name, registry_dir(args))
     splits = splits_dir() if args.workdir is None else args.workdir / "splits"
     if args.test_data is None and args.workdir is not None:
         _require_workdir_test(args.workdir, layer)
@@ -78,21 +78,35 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0 if result["success"] else 1
 
 
-def _not_a_typo(model_name: str, folder: Path) -> None:
-    """Refuse a --model-name that names no registered model but is one letter or so from one
-    (trial R: layer1_vea became a new model, promoted with no production model to beat)."""
-    from training.errors import ConfigError, did_you_mean
+def _not_a_typo(model_name: str, layer: str, folder: Path) -> None:
+    """Refuse a --model-name that names no registered model of `layer` but is at most two
+    edits from one (trial R: layer1_vea became a new model, promoted with no production model
+    to beat); a name further from each (layer1_vae_dmz) starts a new model."""
+    from training.errors import ConfigError
     from training.registry.registry import ModelRegistry
 
     if not (folder / "registry.db").is_file():
         return
-    known = sorted({m.model_name for m in ModelRegistry(folder).search_models()})
-    hint = did_you_mean(model_name, known)
-    if model_name not in known and hint:
-        raise ConfigError(f"--model-name {model_name}: no such model in {folder}{hint}; "
-                          "retrain would start a new model, promoted with no production model "
-                          "to beat; to start one of that name on purpose, register its first "
-                          f"version (maximus-train registry register --model {model_name} ...)")
+    known = {m.model_name for m in ModelRegistry(folder).search_models(layer_name=layer)}
+    near = sorted(k for k in known if _edits(model_name, k) <= 2)
+    if model_name not in known and near:
+        raise ConfigError(f"--model-name {model_name}: no {layer} model of that name in "
+                          f"{folder} (did you mean {near[0]}?); retrain would start a new "
+                          "model, promoted with no production model to beat; to start one "
+                          "of that name on purpose, add --new-model")
+
+
+def _edits(a: str, b: str) -> int:
+    """Edits (insert, delete, substitute, swap two neighbours) from `a` to `b`."""
+    rows = [list(range(len(b) + 1))]
+    for i, x in enumerate(a, 1):
+        row = [i]
+        for j, y in enumerate(b, 1):
+            row.append(min(rows[-1][j] + 1, row[j - 1] + 1, rows[-1][j - 1] + (x != y)))
+            if i > 1 and j > 1 and x == b[j - 2] and a[i - 2] == y:
+                row[j] = min(row[j], rows[-2][j - 2] + 1)
+        rows.append(row)
+    return rows[-1][-1]
 
 
 def _require_workdir_test(workdir: Path, layer: Layer) -> None:
@@ -204,6 +218,9 @@ def add_model_commands(commands: argparse._SubParsersAction, option: Option) -> 
            help="the layer to retrain: layer1, layer2 or layer3")
     option(retrain, "--model-name",
            help="registered model name (default the layer's: layer1_vae, layer2_gnn, layer3_tcn)")
+    option(retrain, "--new-model", action="store_true",
+           help="start --model-name as a new model even when it is a typo away from a "
+                "registered one (refused without it)")
     for split in ("train", "val", "test"):
         option(retrain, f"--{split}-data", type=Path,
                help=f"split file (default: WORKDIR/splits/<layer>_{split}.npz with --workdir, "

@@ -101,13 +101,19 @@ def test_retrain_refuses_a_model_name_one_typo_from_a_registered_one(workdir, ca
     assert main(["retrain", "--workdir", str(workdir), "--model-name", "layer1_vea",
                  "--force"]) == 2
     assert _error(capsys) == (
-        f"error: --model-name layer1_vea: no such model in {workdir / 'models'} (did you mean "
-        "layer1_vae?); retrain would start a new model, promoted with no production model to "
-        "beat; to start one of that name on purpose, register its first version (maximus-train "
-        "registry register --model layer1_vea ...)")
-    assert main(["retrain", "--workdir", str(workdir), "--model-name", "edge_detector",
-                 "--force"]) != 0
-    assert "no such model" not in _error(capsys)
+        f"error: --model-name layer1_vea: no layer1 model of that name in {workdir / 'models'} "
+        "(did you mean layer1_vae?); retrain would start a new model, promoted with no "
+        "production model to beat; to start one of that name on purpose, add --new-model")
+    # Further than two edits, another layer's default name, or --new-model: a new model
+    # (here: no splits to train on)
+    for name, *flags in (["edge_detector"], ["layer1_vae_dmz"], ["layer1"],
+                         ["layer1_vea", "--new-model"]):
+        assert main(["retrain", "--workdir", str(workdir), "--model-name", name, "--force",
+                     *flags]) != 0
+        assert "of that name" not in _error(capsys)
+    assert main(["retrain", "--workdir", str(workdir), "--layer", "layer2", "--model-name",
+                 "layer2_gnn", "--force"]) != 0
+    assert "of that name" not in _error(capsys)
     assert [m.model_name for m in ModelRegistry(workdir / "models").search_models()] == \
         ["layer1_vae"]
 
