@@ -231,11 +231,10 @@ def labeled_decision(metric: str, labels: np.ndarray, challenger: np.ndarray,
               f"1 - {metric} is {_error_change(point_gain)}; the 95% interval of its reduction "
               f"is {_show(figures['error_reduction_ci'], percent=True)}, and its lower end must "
               f"be at least {improvement:+.1%}")
-    if low >= improvement and thresholds is not None:
-        lost = lost_detections(labels, challenger, champion, *thresholds)
+    if low >= improvement and thresholds is not None and None not in thresholds:
+        lost, figures["detections"] = lost_detections(labels, challenger, champion, *thresholds)
         if lost is not None:
-            figures["detections"] = lost[1]
-            return result(False, DETECTIONS_LOST, f"{lost[0]} (the {metric} bootstrap alone "
+            return result(False, DETECTIONS_LOST, f"{lost} (the {metric} bootstrap alone "
                           f"would promote it: {reason})", point_gain)
     return result(low >= improvement, f"paired bootstrap of {metric}", reason, point_gain)
 
@@ -246,33 +245,52 @@ DETECTION_P = 0.05  # one-sided: the challenger misses more threats than chance 
 
 def lost_detections(labels: np.ndarray, challenger: np.ndarray, champion: np.ndarray,
                     challenger_threshold: float, champion_threshold: float
-                    ) -> tuple[str, dict[str, Any]] | None:
+                    ) -> tuple[str | None, dict[str, Any]]:
     """Why the challenger, at its own threshold, detects significantly fewer of the test
-    threats than the champion at its own, with the figures; None when it does not.
+    threats than the champion at its own (None when it does not), and the figures: both
+    models' alerts on the threats and on the benign units.
 
     A ranking metric (PR-AUC) says nothing of where a threshold sits: a challenger whose
     threshold lands above its threats (set on one extreme benign validation unit) ranks them
     well and alerts on none. Paired on the same threats (McNemar's exact test): of those one
     model detects and the other misses, the challenger must not miss significantly more
-    (binomial, p < `DETECTION_P`)."""
+    (one-sided binomial, p < `DETECTION_P`). Fewer false alerts do not excuse it: a model that
+    alerts on nothing has the fewest. Where the champion's threshold is the loud one (it
+    alerts on a quarter of the benign units), trading its detections for quiet is a choice
+    for a person, which the reason puts in figures."""
+    labels = np.asarray(labels)
+    threats, benign = _paired(labels == 1, challenger, champion, challenger_threshold,
+                              champion_threshold), _paired(labels == 0, challenger, champion,
+                                                           challenger_threshold,
+                                                           champion_threshold)
+    figures = {"threats": threats, "benign_alerts": benign}
+    p = _one_sided(threats["only_champion"], threats["only_challenger"])
+    if p >= DETECTION_P:
+        return None, figures
+    return (f"at its threshold the challenger detects {threats['challenger']:,} of the "
+            f"{threats['units']:,} test threats, the champion {threats['champion']:,} at its "
+            f"own: the challenger misses {threats['only_champion']:,} that the champion "
+            f"detects and detects {threats['only_challenger']:,} that it misses (paired exact "
+            f"binomial p = {p:.2g} < {DETECTION_P}); on the {benign['units']:,} benign test "
+            f"units it alerts {benign['challenger']:,} times, the champion "
+            f"{benign['champion']:,}: whether those detections are worth the false alerts is "
+            "for a person to judge (registry promote)", figures)
+
+
+def _paired(rows: np.ndarray, challenger: np.ndarray, champion: np.ndarray,
+            challenger_threshold: float, champion_threshold: float) -> dict[str, int]:
+    """The alerts of both models on `rows` (a mask): each's count, and those only one has."""
+    new = np.asarray(challenger)[rows] >= challenger_threshold
+    old = np.asarray(champion)[rows] >= champion_threshold
+    return {"units": int(rows.sum()), "challenger": int(new.sum()), "champion": int(old.sum()),
+            "only_champion": int((old & ~new).sum()), "only_challenger": int((new & ~old).sum())}
+
+
+def _one_sided(more: int, fewer: int) -> float:
+    """P(at least `more` of `more + fewer` discordant units fall one way by chance)."""
     from scipy.stats import binom
 
-    threats = np.asarray(labels) == 1
-    new = np.asarray(challenger)[threats] >= challenger_threshold
-    old = np.asarray(champion)[threats] >= champion_threshold
-    missed, gained = int((old & ~new).sum()), int((new & ~old).sum())
-    p = float(binom.sf(missed - 1, missed + gained, 0.5)) if missed else 1.0
-    figures = {"threats": int(threats.sum()), "challenger": int(new.sum()),
-               "champion": int(old.sum()), "only_champion": missed,
-               "only_challenger": gained, "p_value": p}
-    if p >= DETECTION_P:
-        return None
-    return (f"at its threshold the challenger detects {figures['challenger']:,} of the "
-            f"{figures['threats']:,} test threats, the champion {figures['champion']:,} at its "
-            f"own: the challenger misses {missed:,} that the champion detects and detects "
-            f"{gained:,} that it misses (paired exact binomial p = {p:.2g} < {DETECTION_P}); "
-            "its threshold sits above threats the production model catches (a threshold set "
-            "on an extreme benign validation unit?)", figures)
+    return float(binom.sf(more - 1, more + fewer, 0.5)) if more else 1.0
 
 
 def _too_few_labels(metric: str, labels: np.ndarray, shortfall: str, floor: float | None,
