@@ -23,7 +23,8 @@ Both models are measured on the same recent window (the test split). The rule, i
    validation scores, and the two models' from each other (Kolmogorov-Smirnov distances of
    the calibrated positions, `ScoreShift`), reported; and before step 2, a window the
    production model finds wholly unlike its benign validation data (its shift at least
-   `MAX_CHAMPION_SHIFT`) holds the challenger for a person: a model that learnt that window
+   `MAX_CHAMPION_SHIFT`, and significantly so for its units: `SHIFT_ALPHA`) holds the
+   challenger for a person: a model that learnt that window
    takes it as normal, and without labels nobody knows whether it is new normal traffic or
    an attack (trial R: a port-scan capture, learnt, was promoted on its lower loss).
 
@@ -36,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.stats import kstwo
 
 from training.evaluation.alert_rate import (
     DEFAULT_ALPHA, DEFAULT_FACTOR, ScoreShift, check_alert_rate,
@@ -50,6 +52,7 @@ SHIFT_RULE = "unlabeled window like the production model's validation data"
 # KS distance of the production model's scores on the window from its benign validation
 # scores at which the window counts as other traffic (0: the same distribution, 1: disjoint).
 MAX_CHAMPION_SHIFT = 0.5
+SHIFT_ALPHA = 0.01  # ... and significant for the window's size (one-sample KS test)
 LOSS_RULE = "unlabeled validation loss on the shared window"
 
 
@@ -140,7 +143,9 @@ def unlabeled_decision(challenger: WindowFigures, champion: WindowFigures | None
     within = (f"alert rate {check.observed_rate:.2%} within {expected}" if above is None else
               f"alert rate {check.observed_rate:.2%} above {expected} {above}")
     shift = figures["champion_shift"]
-    if shift is not None and shift >= MAX_CHAMPION_SHIFT:
+    # far, and more than the window's few units explain (one window alone is "disjoint")
+    if shift is not None and shift >= MAX_CHAMPION_SHIFT and kstwo.sf(
+            shift, len(champion.scores)) < SHIFT_ALPHA:
         return result(False, SHIFT_RULE, f"{within}; but the production model's scores on the "
                       f"window are unlike its benign validation scores (KS distance "
                       f"{shift:.3f} >= {MAX_CHAMPION_SHIFT}): a challenger that learnt this "

@@ -110,6 +110,16 @@ def test_a_window_the_production_model_finds_foreign_holds_the_challenger(on_win
     assert better.val_loss < narrow.val_loss  # the loss alone would have promoted it
     assert not decision.deploy and decision.rule == SHIFT_RULE
     assert "promote the challenger by hand if it is normal" in decision.reason
+    # A window of two units at the 90th benign percentile is far (KS 0.9) but not more than
+    # two units explain (review: a layer-3 test split of 3 windows was held by chance)
+    calibration = narrow.calibration
+    typical = float(np.interp(0.9, calibration.levels, calibration.values))
+    two = WindowFigures(np.full(2, typical), narrow.threshold, calibration, narrow.val_loss,
+                        narrow.loss_recipe)
+    few = unlabeled_decision(WindowFigures(better.scores[:2], better.threshold,
+                                           better.calibration, better.val_loss,
+                                           better.loss_recipe), two, improvement=0.02)
+    assert few.figures["champion_shift"] >= MAX_CHAMPION_SHIFT and few.rule != SHIFT_RULE
 
 
 def test_continuous_training_decides_without_labels_and_logs_the_rule(parts, tmp_path):
