@@ -179,7 +179,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     for rank, alert in enumerate(summary.top_alerts, 1):
         print(alert_line(rank, alert))  # one line each, whatever the logs' values hold
     if summary.incidents_output:
-        print(f"incidents: {summary.incidents:,}; written to {summary.incidents_output}")
+        from training.scoring.incidents import MAX_DETAILED  # scipy: only when it scores
+
+        listed = (f" (flows and top alerts listed for the best {MAX_DETAILED:,}; the others "
+                  "have counts and times only)" if summary.incidents > MAX_DETAILED else "")
+        print(f"incidents: {summary.incidents:,}{listed}; written to {summary.incidents_output}")
     if created is not None:  # a mistyped folder should not go unnoticed
         print(f"note: created {created} for --output (it did not exist)", file=sys.stderr)
     guard = guard_scoring(summary, factor=args.alert_factor, max_alert_rate=max_rate,
