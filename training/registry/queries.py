@@ -284,6 +284,13 @@ class RegistryQueries:
         with self._connect(read_only=True) as conn:
             return ops.aliases_of(conn, model_name)
 
+    def production_version(self, model_name: str) -> str | None:
+        """The version of `model_name` in production, or None: one plain query, no sidecar
+        read (a live run asks every 30 s)."""
+        with self._connect(read_only=True) as conn:
+            row = ops.production(conn, model_name)
+        return None if row is None else row["version"]
+
     def history(self, model_name: str | None = None) -> list[Transition]:
         """The transition log (of one model, or all), oldest first."""
         query = "SELECT * FROM transitions" + (" WHERE model_name = ?" if model_name else "")

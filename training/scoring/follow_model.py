@@ -11,9 +11,10 @@ first check after the change warns, naming the new production version and `--swi
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 
-from training.errors import NotFoundError
+from training.errors import PipelineError
 from training.evaluation.alert_rate import reference_shortfall
 from training.registry.registry import ModelRegistry
 from training.scoring.fused import FusedDetector, thin_calibration
@@ -50,9 +51,11 @@ class ProductionWatch:
             return
         self.last = time.monotonic()
         try:
-            now = self.registry.get_metadata(self.model_name, stage="production").version
-        except NotFoundError:
-            now = None
+            now = self.registry.production_version(self.model_name)
+        except (PipelineError, OSError, sqlite3.Error) as exc:  # a look, never a stop
+            logger.debug("could not read the production version of %s: %s", self.model_name,
+                         exc)
+            return
         if now == self.version:
             return
         self.watching = False  # once

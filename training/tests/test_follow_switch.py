@@ -186,3 +186,19 @@ def test_a_running_follow_says_once_that_its_version_left_production(tmp_path, d
                         "version (1.1.0 is); the run goes on with it: to score with the new one, "
                         "stop it and run the same command with --switch-model"]
     assert done[0].version == "1.0.0"
+
+
+def test_the_production_check_never_stops_a_live_run(tmp_path, caplog, monkeypatch):
+    """The look at the registry only warns: a registry it cannot read (damaged, locked, gone
+    on a network share) is tried again later, and the run goes on (review)."""
+    from training.registry.registry import ModelRegistry
+    from training.scoring import follow_model
+
+    monkeypatch.setattr(follow_model, "CHECK_SECONDS", 0.0)
+    models = tmp_path / "models"
+    _register(models, "1.0.0", seed=0, stage="production")
+    watch = follow_model.ProductionWatch(ModelRegistry(models), "vae", "1.0.0", True)
+    (models / "registry.db").write_bytes(b"not a database" * 100)
+    with caplog.at_level(logging.WARNING):
+        watch.check()
+    assert watch.watching and not caplog.records
