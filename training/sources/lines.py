@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 # A position records the digest of the file's first bytes (fewer while the file is shorter), so
 # that a resume knows the file it took the position in: a rotated log's successor under the
 # same name (Zeek's new conn.log) differs from it there (its #open line, its first records).
+# They run HEAD_BYTES past the header: a CSV header of 5 KB held all of the first 4 KiB, so a
+# successor with the same header read as the same file (review).
 HEAD_BYTES = 4096
 
 
@@ -63,7 +65,7 @@ def read_lines(source: ByteStream, start: dict, parse: Callable[[Block, str, int
         offset, line, record = data_start, data_line, 0
     if offset < data_start:
         offset, line = data_start, data_line
-    identity = _head(source, HEAD_BYTES)
+    identity = _head(source, data_start + HEAD_BYTES)
     source.skip_to(offset)
     for block in iter_blocks(source, block_size, line, cut):
         end_offset = block.end
