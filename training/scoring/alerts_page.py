@@ -14,7 +14,9 @@ no process where its events ran several. The JSON has every column; a table on t
 those with a value in one of its rows (a flow has no process, a host log no ports), an address
 and its port in one cell (`10.0.0.5:51000`, each keyed to its own value). Each incident also
 lists its alerts' events joined by Community ID (`flows`: a Zeek conn and the Suricata alert of
-one flow together), the first `TOP_FLOWS`.
+one flow together), the first `TOP_FLOWS`. A top alert without reasons says why: its detector
+does not explain its scores, or (a layer in `explained_layers`) it scored below the
+`MAX_EXPLAINED` highest-scoring alerts of its batch, the ones that get them.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import pyarrow.compute as pc
 
 from training.artifacts.atomic import atomic_write
 from training.evaluation.report_html import STYLE, fmt, pointer
+from training.scoring.alerts import MAX_EXPLAINED
 from training.scoring.context import VERDICT_SCHEMA
 
 TOP_INCIDENTS = 20
@@ -71,7 +74,19 @@ def alerts_document(incidents: pa.Table, units: pa.Table | Sequence[pa.Table] = 
                       for key in ALERT_CONTEXT})
         alert["top_events"] = [{key: event.get(key) for key in EVENT_COLUMNS}
                                for event in context.get("top_events") or ()]
-    return {"incidents": rows, "total_incidents": incidents.num_rows}
+    return {"incidents": rows, "total_incidents": incidents.num_rows,
+            "explained_layers": _explained_layers(units)}
+
+
+def _explained_layers(units: pa.Table | Sequence[pa.Table]) -> list[str]:
+    """The layers of which some scored unit has reasons: their detectors explain, so an alert
+    of theirs without reasons is one past the `MAX_EXPLAINED` highest-scoring of its batch."""
+    layers: set[str] = set()
+    for table in [units] if isinstance(units, pa.Table) else units:
+        if "reasons" in table.column_names and "layer" in table.column_names:
+            explained = table.filter(pc.is_valid(table["reasons"]))["layer"]
+            layers.update(x for x in pc.unique(explained).to_pylist() if x is not None)
+    return sorted(layers)
 
 
 def _context_of(alerts: list[dict[str, Any]], units: list[pa.Table]
@@ -189,6 +204,10 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
                                     _REASON_COLUMNS))
             elif quiet:
                 parts.append("<p class='note'>no reasons: they are given for alerts</p>")
+            elif alert["layer"] in document.get("explained_layers", ()):
+                parts.append(f"<p class='note'>no reasons: only the {MAX_EXPLAINED:,} "
+                             "highest-scoring alerts of each scored batch get them, and this "
+                             "one scored lower</p>")
             else:
                 parts.append("<p class='note'>no reasons: the detector does not split its "
                              "score into per-feature terms</p>")
