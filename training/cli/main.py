@@ -78,7 +78,7 @@ def cmd_collect(args: argparse.Namespace) -> int:
         logger.warning("%s", no_records_warning(name))
     for line in unmatched_label_maps(collector):
         logger.warning("%s", line)
-    _quarantined(stats, Path(args.output))
+    _quarantined(stats, Path(args.output), before or {})
     return 0
 
 
@@ -107,11 +107,12 @@ def _kept(output: Path, before: dict | None) -> str:
             f"{ours}; run the same command again to resume there")
 
 
-def _quarantined(stats: dict, output: Path) -> None:
-    """Warn of each source with quarantined records, naming their most common reasons (the
-    counts were in the JSON alone: 754 of 2,001 rows of a day's file went unnoticed, trial R);
-    raise when no source gave an event, as the pipeline does: such an output holds nothing to
-    train or score on, and a script that goes on with it would fail later, farther from why.
+def _quarantined(stats: dict, output: Path, before: dict) -> None:
+    """Warn of each source with records quarantined by this run (`before`: the counts
+    committed before it), naming their most common reasons (the counts were in the JSON alone:
+    754 of 2,001 rows of a day's file went unnoticed, trial R); raise when no source gave an
+    event, as the pipeline does: such an output holds nothing to train or score on, and a
+    script that goes on with it would fail later, farther from why.
 
     Raises:
         SchemaError: every record of the collection was quarantined.
@@ -119,13 +120,17 @@ def _quarantined(stats: dict, output: Path) -> None:
     quarantine = output / QUARANTINE_FILE
     for name, counts in stats.get("sources", {}).items():
         bad = counts.get("quarantined", 0)
-        if not bad or not quarantine.is_file():
+        earlier = before.get("sources", {}).get(name, {})
+        new, read = bad - earlier.get("quarantined", 0), counts.get("rows", 0) - earlier.get(
+            "rows", 0)
+        if not new or not quarantine.is_file():
             continue
         why = common_reasons(read_quarantine(quarantine, name))
         if bad != counts.get("rows"):
-            logger.warning("source %s: %s of %s records quarantined, by reason: %s; the reason "
-                           "of each is in %s", name, f"{bad:,}", f"{counts.get('rows', 0):,}",
-                           why, quarantine)
+            logger.warning("source %s: %s of the %s records read this run quarantined%s, by "
+                           "reason: %s; the reason of each is in %s", name, f"{new:,}",
+                           f"{read:,}", f" ({bad:,} in all)" if bad != new else "", why,
+                           quarantine)
         elif stats.get("events"):
             logger.warning("source %s: every record (%s) was quarantined, by reason: %s; the "
                            "reason of each is in %s", name, f"{bad:,}", why, quarantine)

@@ -47,7 +47,8 @@ def common_reasons(rejects: Iterable[Reject | Mapping], top: int = 3) -> str:
         key = row["field"] if row.get("field") else reason.split(":")[0]
         counts[key] += 1
         first.setdefault(key, reason)
-    return ", ".join(f"{key} {count:,}" + ("" if first[key] == key else f" (e.g. {first[key]})")
+    return ", ".join(f"{key} ({count:,} record{'s' if count != 1 else ''})" if first[key] == key
+                     else f"{key} {count:,} (e.g. {first[key]})"
                      for key, count in counts.most_common(top))
 
 
