@@ -110,7 +110,14 @@ def _with_tails(table: pa.Table, path: Path) -> pa.Table:
             return table
         schema = pa.schema([pa.field(name, pa.float64()) for name in names])
         options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-        tails = pj.read_json(path, parse_options=options)
+        try:
+            tails = pj.read_json(path, parse_options=options)
+        except pa.ArrowInvalid as exc:
+            raise SchemaError(f"{path}: not a scored units file written by score ({exc})") \
+                from None
+        if tails.num_rows != table.num_rows:  # a live run appended between the two reads
+            raise SchemaError(f"{path}: it grew while it was read (a live run appending to "
+                              "it?); read it again")
     else:
         names = [name for name in pq.read_schema(path).names if name.startswith(_TAIL)]
         if not names:
