@@ -156,6 +156,13 @@ class _Output:
         return [row for _, _, row in sorted(self.top, key=lambda t: t[:2], reverse=True)]
 
 
+def require_registry(registry: object) -> None:
+    """Refuse what is not a `ModelRegistry` (a folder given as text), saying how to open one."""
+    if not isinstance(registry, ModelRegistry):
+        raise ConfigError(f"registry must be a ModelRegistry, got {type(registry).__name__} "
+                          f"{registry!r}: ModelRegistry(folder) opens the one in a folder")
+
+
 def score_events(registry: ModelRegistry, model_name: str,
                  events: Sequence[DataSource] | pa.Table, output: str | Path, *,
                  version: str | None = None, stage: str | None = None, alias: str | None = None,
@@ -186,9 +193,7 @@ def score_events(registry: ModelRegistry, model_name: str,
     """
     if top_k < 0:
         raise ConfigError(f"top_k must be >= 0, got {top_k}")
-    if not isinstance(registry, ModelRegistry):
-        raise ConfigError(f"registry must be a ModelRegistry, got {type(registry).__name__} "
-                          f"{registry!r}: ModelRegistry(folder) opens the one in a folder")
+    require_registry(registry)
     if isinstance(events, DataSource):  # one source: a list of one
         events = [events]
     is_jsonl(output)  # an output suffix of neither format, before any work

@@ -57,7 +57,7 @@ from training.collection.collector import DataCollector
 from training.scoring.alerts import MAX_EXPLAINED, OUTPUT_SCHEMA, AlertRows, unit_rows
 from training.scoring.batch import (
     ScoringSummary, TrafficOnly, _Output, _tables, _threshold, _torch_threads, count_dropped,
-    output_files,
+    output_files, require_registry,
 )
 from training.scoring.output_format import is_jsonl
 from training.scoring.tables import incidents_path, write_incidents
@@ -278,10 +278,11 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
     Raises:
         As `FusedDetector`.
     """
+    require_registry(registry)
     is_jsonl(output)  # an output suffix of neither format, before any work
     started = time.perf_counter()
     detector = FusedDetector(registry)
-    collector = None if isinstance(events, pa.Table) else DataCollector(list(events))
+    collector = None if isinstance(events, pa.Table) else DataCollector(events)  # one or more
     traffic = TrafficOnly()
     table = traffic(next(_tables(events, collector, streaming=False)))
     with _torch_threads(num_threads):

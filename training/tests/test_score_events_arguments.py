@@ -44,3 +44,15 @@ def test_a_registry_folder_is_refused_naming_model_registry(trained):
         score_events(str(work / "run" / "models"), "layer1_vae",
                      [DataSource("new", "csv_file", {"path": str(new)})], work / "x.parquet")
     assert not (work / "x.parquet").exists()
+
+
+def test_score_fused_takes_the_same_arguments(trained):
+    """`score_fused` beside it (review): one source, and a folder refused the same way."""
+    from training.scoring.fused import score_fused
+
+    work, new = trained
+    registry = ModelRegistry(work / "run" / "models")
+    source = DataSource("new", "csv_file", {"path": str(new)})
+    with pytest.raises(ConfigError, match="ModelRegistry"):
+        score_fused(str(registry.registry_dir), source, work / "f.parquet")
+    assert score_fused(registry, source, work / "f.parquet").units == 130
