@@ -21,8 +21,8 @@ NO_THRESHOLD = (
     "validation data, never from the test set: the checkpoint sidecar's anomaly_threshold, "
     "calibrated at training time (load the model with training.artifacts.model_files.load_model(path) and "
     "pass that), or training.evaluation.thresholds.calibrate_threshold on validation scores (99th "
-    "percentile of benign scores, or best F1 when both classes are present; ModelEvaluator does "
-    "this when given val_features and val_labels)."
+    "percentile of benign scores, or best F1 with 5 validation units of each class; "
+    "ModelEvaluator does this when given val_features and val_labels)."
 )
 
 

@@ -61,8 +61,8 @@ class TrainingConfig:
         restore_best: load the best epoch's weights into the model when training ends.
         calibrate_threshold: after training, calibrate the anomaly threshold of a Detector on
             the validation data (`training.evaluation.calibration.Calibration`).
-        threshold_rule: how that threshold is chosen: "auto" (best F1 with both classes in
-            the validation data, else the benign 0.99-quantile, else the 0.999-quantile of
+        threshold_rule: how that threshold is chosen: "auto" (best F1 with 5 units of each
+            class in the validation data, else the benign 0.99-quantile, else the 0.999-quantile of
             every score), "quantile[:Q]", "alerts-per-day:N" or "best-f1" (see
             `training.evaluation.calibration.parse_rule`).
         params_from: where tuned hyperparameters came from (a `tune` study's
