@@ -43,6 +43,6 @@ def unmatched_label_maps(collector: Any) -> list[str]:
             seen = sorted(source.label_map.seen)
             shown = ", ".join(repr(s) for s in seen[:10]) + (" ..." if len(seen) > 10 else "")
             lines.append(f"source {source.name}: the label map's {', '.join(map(repr, unmatched))}"
-                         f" matched no label of its records (labels are matched ignoring case "
-                         f"and blanks; they read: {shown})")
+                         f" matched no label of the records read this run (labels are matched "
+                         f"ignoring case and blanks; they read: {shown})")
     return lines

@@ -145,6 +145,7 @@ class CollectionState:
     _pending_keys: list[np.ndarray] = field(default_factory=list)
     _lock_fd: int | None = None
     _made: list[Path] = field(default_factory=list)  # the folders `load` made (output_folder)
+    _delivered_before: int = 0  # events a resumed delivering run's earlier runs delivered
 
     @property
     def checkpoint_path(self) -> Path:
@@ -242,14 +243,21 @@ class CollectionState:
             raise
         state._lock_fd, state._made = lock, made
         if delivers and state.stats.get("events"):
-            logger.warning("%s: resuming a collection that delivered %s events before; only "
-                           "events read since are delivered (collect_to() stores every event "
-                           "in %s; a new output_dir starts over)", directory,
-                           f"{state.stats['events']:,}", directory / "events")
+            state._delivered_before = state.stats["events"]
+            logger.info("%s: resuming a collection that delivered %s events before",
+                        directory, f"{state._delivered_before:,}")
         return state
 
     def release(self) -> None:
-        """Let another process use the directory (the lock taken by `load`)."""
+        """Let another process use the directory (the lock taken by `load`); a resumed
+        delivering run that delivered nothing says why (a notebook cell run twice got 0
+        events, silently: trial Q)."""
+        if self._delivered_before and self.stats.get("events") == self._delivered_before:
+            logger.warning("%s: no new event; the %s events of earlier runs are not delivered "
+                           "again (collect_to() stores every event in %s; a new output_dir "
+                           "starts over)", self.directory, f"{self._delivered_before:,}",
+                           self.directory / "events")
+            self._delivered_before = 0
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

@@ -99,12 +99,14 @@ def test_runs_resume_and_pick_up_appended_lines(tmp_path, caplog):
     again = DataCollector([_source(path)], output_dir=out, progress=False)
     assert list(again.collect()) == []
     # A notebook cell run twice got 0 events, silently (trial Q): the resume says so.
-    assert (f"{out}: resuming a collection that delivered 40 events before; only events read "
-            "since are delivered") in caplog.text
+    assert (f"{out}: no new event; the 40 events of earlier runs are not delivered again"
+            ) in caplog.text
+    caplog.clear()
     with open(path, "a") as handle:
         handle.write("".join(json.dumps(e) + "\n" for e in _events(5, start=40)))
     later = DataCollector([_source(path)], output_dir=out, progress=False)
     assert [e.event_id for e in later.collect()] == [f"e{i}" for i in range(40, 45)]
+    assert "not delivered again" not in caplog.text  # new events: nothing to warn of
     assert later.get_stats()["events"] == 45  # counters span the resumed runs
 
 
