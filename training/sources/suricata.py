@@ -81,7 +81,9 @@ class SuricataSource(JsonFileSource):
 
     field_map: ClassVar = SURICATA_FIELD_MAP
     format_name, format_fields = FORMATS[DataSourceType.SURICATA_LOGS]
-    patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.log", "*.log.gz")
+    # logrotate's names too: eve.json.1, eve.json.2.gz, eve.json-20221201(.gz) (trial T)
+    patterns: ClassVar[tuple[str, ...]] = ("*.json", "*.json.gz", "*.log", "*.log.gz",
+                                           "*.json.[0-9]*", "*.json-*")
 
     def recipe_params(self) -> dict[str, object]:
         # A collection begun before these rules (flows at their logging time, the sensor as

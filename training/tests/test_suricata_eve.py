@@ -122,3 +122,20 @@ def test_a_collection_made_by_the_old_eve_rules_is_not_resumed(datasets, tmp_pat
     with pytest.raises(CheckpointError, match="made with other settings"):
         DataCollector([source], output_dir=out, progress=False).collect_table(
             resume_from_checkpoint=True)
+
+
+def test_a_folder_reads_logrotates_names_too(datasets, tmp_path):
+    """/var/log/suricata holds eve.json beside logrotate's eve.json.1, eve.json.2.gz and
+    eve.json-20221201: they were skipped as "not of its format" (trial T)."""
+    import gzip
+
+    lines = (datasets / EVE).read_text().splitlines(keepends=True)[:400]
+    folder = tmp_path / "suricata"
+    folder.mkdir()
+    (folder / "eve.json").write_text("".join(lines[:100]))
+    (folder / "eve.json.1").write_text("".join(lines[100:200]))
+    (folder / "eve.json.2.gz").write_bytes(gzip.compress("".join(lines[200:300]).encode()))
+    (folder / "eve.json-20221201").write_text("".join(lines[300:]))
+    collector = DataCollector([DataSource("s", "suricata", {"path": str(folder)})],
+                              progress=False)
+    assert collector.collect_table().num_rows == 400
