@@ -213,7 +213,8 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
                              "score into per-feature terms</p>")
         flows = incident.get("flows") or []
         if flows:
-            parts.append(f"<p class='note'>Its alerts' events joined by Community ID: "
+            whose = "heaviest units'" if quiet else "alerts'"  # an hour without alerts
+            parts.append(f"<p class='note'>Its {whose} events joined by Community ID: "
                          f"{min(len(flows), TOP_FLOWS)} of {len(flows)} flows.</p>")
             parts.append(_table(document, [("incidents", i, "flows", k) for k in
                                            range(min(len(flows), TOP_FLOWS))], _FLOW_COLUMNS))

@@ -171,3 +171,15 @@ def test_network_alerts_show_addresses_ports_and_the_sensors_verdict(tmp_path, d
     flows = [(i, k) for i, x in enumerate(document["incidents"]) for k in range(
         min(len(x["flows"] or ()), TOP_FLOWS))]
     assert flows and all(f"/incidents/{i}/flows/{k}/community_id" in shown for i, k in flows)
+
+
+def test_an_hour_without_alerts_names_its_heaviest_units_flows():
+    """An incident without alerts lists its heaviest units' flows: the page called them "its
+    alerts' events" (trial T)."""
+    document = json.loads(json.dumps(alerts_document(_incidents())))
+    with_flows = next(i for i in document["incidents"] if i["flows"])
+    assert "Its alerts' events joined by Community ID" in render_alerts_html(document)
+    with_flows["alerts"] = 0  # as a quiet incident has
+    page = render_alerts_html(document)
+    assert "Its heaviest units' events joined by Community ID: 1 of 1 flows." in page
+    assert "Its alerts' events" not in page
