@@ -249,9 +249,8 @@ class CollectionState:
         return state
 
     def release(self) -> None:
-        """Let another process use the directory (the lock taken by `load`); a resumed
-        delivering run that delivered nothing says why (a notebook cell run twice got 0
-        events, silently: trial Q)."""
+        """Let another process use the directory (the lock taken by `load`); a resumed run
+        that delivered nothing says why (a notebook cell run twice got 0 events: trial Q)."""
         if self._delivered_before and self.stats.get("events") == self._delivered_before:
             logger.warning("%s: no new event; the %s events of earlier runs are not delivered "
                            "again (collect_to() stores every event in %s; a new output_dir "
