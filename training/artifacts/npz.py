@@ -172,8 +172,8 @@ def save_npz(path: str | Path, arrays: dict[str, np.ndarray], spec: FeatureSpec,
 
 
 def load_npz(path: str | Path, layer: str, expected: FeatureSpec | None = None,
-             names: tuple[str, ...] = (), texts: tuple[str, ...] = (),
-             finite: tuple[str, ...] = ()) -> tuple[dict[str, Any], FeatureSpec, dict]:
+             names: tuple[str, ...] = (), texts: tuple[str, ...] = ()
+             ) -> tuple[dict[str, Any], FeatureSpec, dict]:
     """Read a file written by `save_npz`, checking its spec.
 
     Args:
@@ -181,7 +181,7 @@ def load_npz(path: str | Path, layer: str, expected: FeatureSpec | None = None,
         layer: the layer the caller reads ("layer2", "layer3").
         expected: when given, the file must have been made with exactly this spec.
         names: arrays the file must hold; texts: text columns it must hold (decoded into
-            Arrow strings); finite: arrays of `names` whose values must all be finite.
+            Arrow strings).
 
     Returns:
         the arrays and text columns by name, the file's spec, and its build statistics.
@@ -189,7 +189,7 @@ def load_npz(path: str | Path, layer: str, expected: FeatureSpec | None = None,
     Raises:
         SourceError: the file is missing or not an npz archive.
         SchemaError: no spec, a spec of another layer, another transform than `expected`, or
-            a missing array or text column, or NaN or infinite values in a `finite` array.
+            a missing array or text column.
     """
     path = Path(path)
     arrays = read_arrays(path)
@@ -205,19 +205,4 @@ def load_npz(path: str | Path, layer: str, expected: FeatureSpec | None = None,
         values.update({name: arrays_to_strings(name, arrays) for name in texts})
     except KeyError as exc:
         raise SchemaError(f"{path}: the {layer} file lacks {exc}") from None
-    for name in finite:
-        _require_finite(path, name, values[name])
     return values, spec, stats
-
-
-def _require_finite(path: Path, name: str, values: np.ndarray) -> None:
-    """Refuse NaN or infinite values (a model would train or score NaN from them). A finite sum
-    means every value is finite: one pass without a mask the size of the array."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        if not len(values) or np.isfinite(values.sum(dtype=np.float64)):
-            return
-    bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
-    if not len(bad):
-        return
-    raise SchemaError(f"{path}: {name} has NaN or infinite values in {len(bad)} rows (first: "
-                      f"row {bad[0]}); clean or re-featurize the data")

@@ -156,8 +156,7 @@ class Layer2Graphs(Sequence[Data]):
             SourceError: the file cannot be read.
             SchemaError: it holds no layer-2 graphs, or they were made with another spec.
         """
-        values, file_spec, stats = load_npz(path, "layer2", spec, ARRAYS, STRINGS,
-                                            finite=("x", "edge_attr"))
+        values, file_spec, stats = load_npz(path, "layer2", spec, ARRAYS, STRINGS)
         return cls(file_spec, {k: values[k] for k in ARRAYS}, values["entity"],
                    values["event_id"], stats)
 

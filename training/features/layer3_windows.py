@@ -96,6 +96,5 @@ class Layer3Windows:
             SourceError: the file cannot be read.
             SchemaError: it holds no layer-3 windows, or they were made with another spec.
         """
-        values, file_spec, stats = load_npz(path, "layer3", spec, ARRAYS, STRINGS,
-                                            finite=("X", "target"))
+        values, file_spec, stats = load_npz(path, "layer3", spec, ARRAYS, STRINGS)
         return cls(spec=file_spec, stats=stats, **values)

@@ -41,6 +41,8 @@ class Standardizer:
             rows = values.shape[0] if values.ndim else 0
             raise ConfigError(f"cannot fit the {name} scaling on {rows} rows; the training "
                               "split has no unit to learn from")
+        require_finite(values, f"the training {name} features (the units its scaling is fitted "
+                       "on)", rows=False)
         return cls(values.mean(axis=0), np.maximum(values.std(axis=0), MIN_STD))
 
     def transform(self, values: np.ndarray) -> np.ndarray:
@@ -70,6 +72,22 @@ class Standardizer:
             raise SchemaError(f"the {name} scaling in the FeatureSpec has {mean.shape} means and "
                               f"{std.shape} deviations for {dim} features")
         return cls(mean, std)
+
+
+def require_finite(values: np.ndarray, what: str, *, rows: bool = True) -> None:
+    """Refuse NaN or infinite values, naming `what` and the first bad row: standardized, they
+    made a NaN scaling (refused as damaged) or NaN scores. A finite sum means every value is
+    finite: one pass without a mask the size of the array. `rows`: name the first bad row (a
+    row number of `values` as the caller's file numbers them)."""
+    values = np.asarray(values)
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not len(values) or np.isfinite(values.sum(dtype=np.float64)):
+            return
+    bad = np.flatnonzero(~np.isfinite(values.reshape(len(values), -1)).all(axis=1))
+    if len(bad):
+        first = f" (first: row {bad[0]})" if rows else ""
+        raise SchemaError(f"{what} have NaN or infinite values in {len(bad)} rows{first}; clean "
+                          "or re-featurize the data")
 
 
 def with_scaling(spec: FeatureSpec, scaling: dict[str, Standardizer]) -> FeatureSpec:

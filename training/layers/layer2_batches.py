@@ -24,7 +24,13 @@ from training.detectors.base import Detector, model_device
 from training.errors import ConfigError
 from training.features.encoding import FeatureSpec
 from training.features.layer2_graphs import Layer2Graphs
-from training.features.scaling import Standardizer, data_spec, scaling_of, with_scaling
+from training.features.scaling import (
+    Standardizer,
+    data_spec,
+    require_finite,
+    scaling_of,
+    with_scaling,
+)
 from training.trainer.batches import EpochOrder
 
 
@@ -72,6 +78,8 @@ class Layer2Data:
         data_spec(spec).require(graphs.spec, "the layer-2 graphs")
         a = graphs.arrays
         scaling = scaling_of(spec, {"node": a["x"].shape[1], "edge": a["edge_attr"].shape[1]})
+        require_finite(a["x"], "the layer-2 node features (x)")
+        require_finite(a["edge_attr"], "the layer-2 edge features (edge_attr)")
         self.graphs = graphs
         self.spec = spec
         edge_y = a["edge_y"].astype(np.int64)

@@ -17,7 +17,13 @@ from training.detectors.base import Detector, model_device
 from training.errors import ConfigError
 from training.features.encoding import FeatureSpec
 from training.features.layer3_windows import Layer3Windows
-from training.features.scaling import Standardizer, data_spec, scaling_of, with_scaling
+from training.features.scaling import (
+    Standardizer,
+    data_spec,
+    require_finite,
+    scaling_of,
+    with_scaling,
+)
 from training.trainer.batches import TensorBatches
 
 
@@ -55,6 +61,8 @@ class Layer3Data:
                  benign_only: bool = True) -> None:
         data_spec(spec).require(windows.spec, "the layer-3 windows")
         scaler = scaling_of(spec, {"bucket": windows.target.shape[1]})["bucket"]
+        require_finite(windows.X, "the layer-3 histories (X)")
+        require_finite(windows.target, "the layer-3 targets")
         self.windows = windows
         self.spec = spec
         self.history = torch.from_numpy(scaler.transform(windows.X))
