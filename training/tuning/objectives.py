@@ -154,7 +154,9 @@ class LayerObjective:
                 data or validation data.
         """
         mine, stored = self.describe(), study.user_attrs.get("objective")
-        if stored is None:
+        if stored is None or _only_failed(study):
+            # Nothing to compare with (every trial failed, e.g. on data since fixed): record
+            # this run's objective instead of refusing the run that would give it values.
             study.set_user_attr("objective", mine)
             return
         stored = {**stored, "layer": get_layer(str(stored.get("layer"))).name}  # was 1, 2, 3
@@ -292,6 +294,13 @@ class LayerObjective:
                 "version": version, "registry_dir": str(registry.registry_dir),
                 "metrics": metrics, "threshold_rule": rule, "threshold_rule_from": rule_from,
                 "registered": True}
+
+
+def _only_failed(study: optuna.Study) -> bool:
+    """Whether `study` has trials and every one failed (none measured a value, and none is
+    running: a study another run is filling keeps its objective)."""
+    trials = study.get_trials(deepcopy=False)
+    return bool(trials) and all(t.state == optuna.trial.TrialState.FAIL for t in trials)
 
 
 def _data_change(split: str, stored: dict[str, Any], mine: dict[str, Any]) -> str | None:
