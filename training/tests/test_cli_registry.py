@@ -196,7 +196,7 @@ def test_compare_puts_versions_side_by_side_and_names_what_is_not_recorded(fille
         "best": "1.2.0", "missing": ["1.0.0"]}
     assert main(["registry", "compare", "--model", "tyni", *filled]) == 1
     assert _error_line(capsys.readouterr().err).endswith(
-        f"no version of model 'tyni' in {filled[1]}")
+        f"no version of model 'tyni' in {filled[1]}; known: other, tiny")
     assert main(["registry", "compare", "--model", "tiny", "--metric", "roc_auk", *filled]) == 2
     assert "metric 'roc_auk' has no known direction (did you mean roc_auc?); use one of " in \
         _error_line(capsys.readouterr().err)
