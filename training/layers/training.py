@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from training.errors import ConfigError
 from training.evaluation.units import unit_times
 from training.layers.base import Layer
 from training.layers.layer2 import Layer2
@@ -80,6 +81,7 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
                                   **trainer.shard_options())
     val_loss = threshold_data = val_labels = reference = times = None
     if val is not None:
+        _require_reference(layer, val)
         size = max(config.batch_size, layer.score_batch)  # no result depends on it
         val_loss = layer.batches(val, size, fit_only=True)
         threshold_data, val_labels = layer.batches(val, size), layer.labels(val)
@@ -92,6 +94,23 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
                             threshold_times=times, resume=resume)
     return model, {**trainer.results(history), "feature_spec": layer.spec,
                    "train_units": learnt, "train_time_s": time.perf_counter() - start}
+
+
+def _require_reference(layer: Layer, val: Any) -> None:
+    """Refuse validation units with none of the kind training learns from: the validation
+    loss and the threshold's reference distribution are measured on those (an empty split or
+    one of threats only failed as "no window to train on" or "yielded no batch")."""
+    labels = layer.labels(val)
+    if layer.fit_rows(labels).any():
+        return
+    if not len(labels):
+        raise ConfigError(f"the validation split is empty (0 {layer.unit}s): give one that holds "
+                          f"{layer.unit}s, or none (the training loss then picks the epoch)")
+    raise ConfigError(f"the validation split has no benign {layer.unit} among its {len(labels)}: "
+                      f"the validation loss and the threshold are measured on its benign "
+                      f"{layer.unit}s; give a validation split that holds some (a temporal "
+                      "split's later part may be all attack), or learn from every unit "
+                      "(--train_on all; benign_only=False)")
 
 
 def train_layer2_gnn(train_graphs: Any, val_graphs: Any = None,
