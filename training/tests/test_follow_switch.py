@@ -169,16 +169,29 @@ def test_a_running_follow_says_once_that_its_version_left_production(tmp_path, d
     def warned() -> list[str]:
         return [r.getMessage() for r in caplog.records if r.name.endswith("follow_model")]
 
+    state = tmp_path / "state" / "state.json"
+
+    def scored_more() -> None:
+        """Until the run has read and committed lines appended to the log (it looks at the
+        registry at each checkpoint)."""
+        before = state.stat().st_mtime_ns if state.exists() else None
+        with log.open("a") as out:
+            out.write((datasets / SCAN).read_text())  # seen before: counted as duplicates
+        deadline = time.monotonic() + 30
+        while (state.stat().st_mtime_ns if state.exists() else None) == before:
+            assert time.monotonic() < deadline, "the run stopped checkpointing"
+            time.sleep(0.02)
+
     with caplog.at_level(logging.WARNING, logger="training.scoring.follow_model"):
         run.start()
         try:
-            time.sleep(1.0)
+            scored_more()
             assert warned() == []  # still the production version
             ModelRegistry(models).transition_stage("vae", "1.1.0", "production")
             deadline = time.monotonic() + 30
             while not warned() and time.monotonic() < deadline:
                 time.sleep(0.05)
-            time.sleep(0.5)  # more checkpoints: no second warning
+            scored_more()  # more looks: no second warning
         finally:
             stop.set()
             run.join(60)
