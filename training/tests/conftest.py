@@ -26,6 +26,20 @@ def datasets() -> Path:
     return DATASETS
 
 
+@pytest.fixture(scope="session")
+def benign_008_run(datasets, tmp_path_factory) -> Path:
+    """A pipeline workdir: layer 1 trained for 3 epochs on the benign flows of Stratosphere
+    008's conn log (`pipeline --benign-only`), shared by the modules that score other captures
+    with it; they write their outputs beside it, each its own, and never change the workdir."""
+    from training.cli.main import main
+
+    work = tmp_path_factory.mktemp("benign_008") / "w8"
+    conn = datasets / "stratosphere/008-zeek-mixed/data/conn.log.labeled"
+    assert main(["pipeline", "--source", f"zeek:{conn}", "--benign-only", "--layers", "layer1",
+                 "--epochs", "3", "--workdir", str(work), "-q"]) == 0
+    return work
+
+
 def collect(source_type: str, path: str | Path, **kwargs) -> tuple[pa.Table, DataCollector]:
     """Collect one source in memory; keyword arguments go to DataSource, or to DataCollector
     when named deduplicate/output_dir."""

@@ -9,16 +9,15 @@ into per-feature terms" under 49 of its 60 top alerts, of a VAE that does."""
 
 from __future__ import annotations
 
-import pytest
-
 import json
+
+import pytest
 
 from training.cli.main import main
 from training.scoring.alerts import MAX_EXPLAINED
 from training.scoring.incidents import MAX_DETAILED
 from training.scoring.tables import incidents_path, read_incidents
 
-CONN_008 = "stratosphere/008-zeek-mixed/data/conn.log.labeled"
 CONN_011 = "stratosphere/011-zeek-mixed/data/conn.log.labeled"
 CONN_003 = "stratosphere/003-zeek-scenario-malicious/conn.log"
 NOTE = (f"(flows and top alerts listed for the best {MAX_DETAILED:,}; the others have counts "
@@ -26,12 +25,8 @@ NOTE = (f"(flows and top alerts listed for the best {MAX_DETAILED:,}; the others
 
 
 @pytest.fixture(scope="module")
-def run(datasets, tmp_path_factory):
-    work = tmp_path_factory.mktemp("detail") / "w8"
-    code = main(["pipeline", "--source", f"zeek:{datasets / CONN_008}", "--benign-only",
-                 "--layers", "layer1", "--epochs", "3", "--workdir", str(work), "-q"])
-    assert code == 0
-    return work
+def run(benign_008_run):
+    return benign_008_run
 
 
 def _score(run, path, capsys) -> tuple[str, list[dict]]:

@@ -27,12 +27,8 @@ OBSERVED = re.compile(r"alert rate: observed ([\d.]+)% \(([\d,]+) of ([\d,]+) un
 
 
 @pytest.fixture(scope="module")
-def run(datasets, tmp_path_factory):
-    work = tmp_path_factory.mktemp("guard") / "w8"
-    code = main(["pipeline", "--source", f"zeek:{datasets / CONN_008}", "--benign-only",
-                 "--layers", "layer1", "--epochs", "3", "--workdir", str(work), "-q"])
-    assert code == 0
-    return work
+def run(benign_008_run):
+    return benign_008_run
 
 
 @pytest.fixture(scope="module")
