@@ -29,7 +29,7 @@ from training.errors import PipelineError
 from training.layers.registry import layer_names
 from training.paths import tuning_dir
 from training.tuning.objectives import METRICS, make_objective
-from training.tuning.trial_logs import trial_tracebacks
+from training.tuning.trial_logs import optuna_lines, trial_tracebacks
 from training.tuning.tuner import HyperparameterTuner, TuningConfig
 
 logger = logging.getLogger("training.cli.tune")
@@ -174,12 +174,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def execute(args: argparse.Namespace) -> int:
     """Tune as `args` say and print the summary as JSON (`maximus-train tune`)."""
-    if not args.verbose:
-        import optuna
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        with trial_tracebacks(shown=args.verbose):  # a failed trial's, only with -v
+        # Optuna's own lines at -v/-q's level; a failed trial's traceback only with -v
+        with optuna_lines(args.verbose, args.quiet), trial_tracebacks(shown=args.verbose):
             summary = run(args)
         print(json.dumps(summary, indent=2, default=str))
     except KeyboardInterrupt:

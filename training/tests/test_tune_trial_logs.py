@@ -1,17 +1,19 @@
-"""A failed trial's traceback only with -v (`trial_tracebacks`), in this process and in the
-worker processes started inside the block."""
+"""A failed trial's traceback only with -v (`trial_tracebacks`), Optuna's own warnings not with
+-q (`optuna_lines`), in this process and in the worker processes started inside the block."""
 
 from __future__ import annotations
 
 import io
 import logging
 
+import numpy as np
 import optuna
 import pytest
 
+from training.cli.main import main
 from training.errors import PipelineError
-from training.tests.tuning_helpers import FailingObjective
-from training.tuning.trial_logs import trial_tracebacks, tracebacks_shown
+from training.tests.tuning_helpers import FailingObjective, write_layer1_splits
+from training.tuning.trial_logs import optuna_lines, trial_tracebacks, tracebacks_shown
 from training.tuning.tuner import HyperparameterTuner, TuningConfig
 
 FAILED = "Trial 0 failed with parameters: {'x': "
@@ -64,3 +66,33 @@ def test_a_worker_process_that_fails_prints_its_traceback_only_when_shown(tmp_pa
     assert ("Traceback" in err) is shown, err
     if not shown:
         assert "stopped: ValueError: boom (-v shows the traceback)" in err
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_a_quiet_tune_command_leaves_out_optuna_s_own_warnings(optuna_log, tmp_path, capsys,
+                                                                quiet):
+    """Trial U: `tune -q` still printed Optuna's "[W ...] Trial 0 failed with parameters: ..."
+    and "Trial 0 failed with value None." above the command's own error line."""
+    train, val = write_layer1_splits(tmp_path, n_train=32)
+    arrays = dict(np.load(train))
+    arrays["features"][3, 5] = np.nan  # every trial fails
+    np.savez(train, **arrays)
+    argv = ["tune", "--train_data", train, "--val_data", val, "--n_trials", "1",
+            "--max_epochs", "1", "--output_dir", str(tmp_path / "tuning")]
+    level = optuna.logging.get_verbosity()
+    assert main([*argv, "-q"] if quiet else argv) == 1
+    assert optuna.logging.get_verbosity() == level  # as before the command
+    assert "error: the features have NaN or infinite values" in capsys.readouterr().err
+    text = optuna_log.getvalue()
+    assert text == "" if quiet else "Trial 0 failed with parameters: {'learning_rate': " in text
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_worker_processes_follow_the_quiet_flag(tmp_path, capfd, quiet):
+    config = TuningConfig("fails", n_trials=2, n_workers=2, output_dir=str(tmp_path))
+    with optuna_lines(verbose=False, quiet=quiet), trial_tracebacks(shown=False):
+        with pytest.raises(PipelineError, match="workers failed"):
+            HyperparameterTuner(config).tune(FailingObjective())
+    err = capfd.readouterr().err
+    assert (FAILED in err) is not quiet, err
+    assert "stopped: ValueError: boom (-v shows the traceback)" in err  # ours, either way

@@ -1,4 +1,5 @@
-"""A failed trial's traceback, only where it was asked for (`-v`).
+"""Optuna's own log lines at the command's level, and a failed trial's traceback only where it
+was asked for (`-v`).
 
 Optuna logs every failed trial as a warning with the exception's traceback attached, a
 KeyboardInterrupt's too: Ctrl-C printed "Trial 13 failed with parameters: {...} because of the
@@ -11,6 +12,16 @@ traceback. The trial is recorded failed as before; only the log line changes.
         tuner.tune(objective)
 
 Worker processes started inside the block follow it (`tracebacks_shown`, passed to each).
+
+Optuna logs to a handler of its own, so the command's levels do not reach it; `optuna_lines`
+sets its verbosity from the command's flags: every trial's INFO line with -v, its warnings by
+default (a failed trial with its parameters), only its errors with -q. Optuna's warnings restate
+what the command reports itself (a failed trial ends the command, or its worker, with our own
+error line) or are noise to a quiet run (a fallback to independent sampling, a slow lock).
+Worker processes take the quieter of this and their log level (`_work` in `workers`).
+
+    with optuna_lines(verbose=args.verbose, quiet=args.quiet):
+        tuner.tune(objective)
 """
 
 from __future__ import annotations
@@ -23,6 +34,23 @@ import optuna
 
 OPTUNA_LOGGER = "optuna"
 _shown = [True]  # what the innermost block asked for; outside any block Optuna's default
+
+
+@contextmanager
+def optuna_lines(verbose: bool, quiet: bool) -> Iterator[None]:
+    """Optuna's verbosity for the block (see the module docstring), restored after it.
+
+    Args:
+        verbose: -v: Optuna's INFO lines too (-v wins over -q, as for our own logs).
+        quiet: -q: Optuna's errors only.
+    """
+    saved = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose
+                                 else optuna.logging.ERROR if quiet else optuna.logging.WARNING)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(saved)
 
 
 def tracebacks_shown() -> bool:

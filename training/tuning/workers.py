@@ -170,13 +170,14 @@ def run_worker_processes(config: TuningConfig, storage: StorageSpec, objective: 
     counter = context.Value("i", n_trials_left)
     threads = max(1, (os.cpu_count() or 1) // config.n_workers)
     level = logging.getLogger("training").getEffectiveLevel()
+    verbosity = optuna.logging.get_verbosity()  # this process's (-q: errors only)
     # The workers watch `watched` and stop when `lifeline` is closed: by this process when it
     # stops, by the kernel when it dies (see training.tuning.worker_exit).
     watched, lifeline = context.Pipe(duplex=False)
     processes = [
         context.Process(target=_worker_main, name=f"tuning-worker-{i}",
                         args=(i, config, storage, objective, counter, deadline, threads, level,
-                              watched, tracebacks_shown()))
+                              verbosity, watched, tracebacks_shown()))
         for i in range(config.n_workers)
     ]
     try:
@@ -211,10 +212,11 @@ def run_worker_processes(config: TuningConfig, storage: StorageSpec, objective: 
 
 def _worker_main(index: int, config: TuningConfig, storage: StorageSpec, objective: Any,
                  counter: Synchronized, deadline: float | None, threads: int, level: int,
-                 watched: Connection, tracebacks: bool) -> None:
+                 verbosity: int, watched: Connection, tracebacks: bool) -> None:
     try:
         ParentWatch(watched).start()  # first: until here SIGINT was ignored
-        _work(index, config, storage, objective, counter, deadline, threads, level, tracebacks)
+        _work(index, config, storage, objective, counter, deadline, threads, level, verbosity,
+              tracebacks)
     except KeyboardInterrupt:  # Ctrl-C, or the command stopped: the trial is recorded failed
         sys.exit(130)
     except Exception as exc:
@@ -227,14 +229,16 @@ def _worker_main(index: int, config: TuningConfig, storage: StorageSpec, objecti
 
 def _work(index: int, config: TuningConfig, storage: StorageSpec, objective: Any,
           counter: Synchronized, deadline: float | None, threads: int, level: int,
-          tracebacks: bool) -> None:
+          verbosity: int, tracebacks: bool) -> None:
     logging.basicConfig(level=level, format=f"%(asctime)s worker-{index} %(levelname)s "
                                             "%(name)s: %(message)s")
     for handler in logging.getLogger().handlers:  # each trial refits: its warnings, once
         handler.addFilter(OncePerCommand())
     set_progress_mode("off")  # the parent shows the trials; a bar per worker would garble it
-    optuna.logging.set_verbosity(optuna.logging.INFO if level <= logging.INFO
-                                 else optuna.logging.WARNING)
+    # Optuna's lines: INFO with our INFO logs, else warnings, or fewer where the parent
+    # process had fewer (the command's -q: see training.tuning.trial_logs)
+    optuna.logging.set_verbosity(max(verbosity, optuna.logging.INFO if level <= logging.INFO
+                                     else optuna.logging.WARNING))
     torch = sys.modules.get("torch")  # imported with the objective, if it trains a model
     if torch is not None:
         torch.set_num_threads(threads)  # the workers share the cores instead of each taking all
