@@ -19,6 +19,12 @@ class ConfigError(PipelineError, ValueError):
     """A parameter or configuration value breaks a rule; the message names both."""
 
 
+class UnknownArgumentError(ConfigError, TypeError):
+    """A function got a keyword argument it does not take (`hiden_dim=64`); the message names
+    it and the closest valid one. A TypeError too, as Python's own "unexpected keyword
+    argument" is, so callers that catch that keep working."""
+
+
 class TooFewError(ConfigError):
     """The data has too few rows (or distinct times) for what was asked of it, e.g. a split
     into three non-empty parts; the pipeline skips a layer whose units raise it."""

@@ -18,11 +18,12 @@ from training.detectors.vae import Layer1VAE
 from training.errors import SchemaError
 from training.features.encoding import FeatureSpec
 from training.layers.layer1 import Layer1
-from training.layers.training import train_layer
+from training.layers.training import seed_keywords, train_layer
 from training.trainer.callbacks import Callback
 from training.trainer.config import TrainingConfig
 
 
+@seed_keywords(Layer1, "training.detectors.vae.Layer1VAE", sizes=("input_dim",))
 def train_layer1_vae(train_features: np.ndarray, train_labels: np.ndarray | None = None,
                      val_features: np.ndarray | None = None,
                      val_labels: np.ndarray | None = None,

@@ -12,17 +12,23 @@ checkpoint's sidecar carries the layer's fitted FeatureSpec, so scoring rebuilds
 transform.
 
 `train_layer2_gnn` and `train_layer3_tcn` are the same for one layer each, by their script's
-name; the original `train_layer1_vae(features, labels, ...)` is in `training.compat`.
+name; the original `train_layer1_vae(features, labels, ...)` is in `training.compat`. All three
+refuse a mistyped keyword argument (`hiden_dim=64`) before any work, naming the closest valid
+one (`seed_keywords`).
 """
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
 import logging
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from training.errors import ConfigError
+from training.errors import ConfigError, UnknownArgumentError, did_you_mean
 from training.evaluation.units import unit_times
 from training.layers.base import Layer
 from training.layers.layer2 import Layer2
@@ -34,6 +40,7 @@ from training.trainer.loop import LayerTrainer
 from training.trainer.setup import seed_everything
 
 logger = logging.getLogger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfig | None = None,
@@ -113,6 +120,69 @@ def _require_reference(layer: Layer, val: Any) -> None:
                       "(--train_on all; benign_only=False)")
 
 
+def seed_keywords(layer: type[Layer], detector: str, sizes: tuple[str, ...]) -> Callable[[F], F]:
+    """Decorator of a seed-compatible training function: a keyword argument that neither it
+    nor its layer's own detector takes raises `UnknownArgumentError` naming it and the closest
+    valid one, before any work. Python said only "got an unexpected keyword argument" (layer
+    1's own arguments), or the detector did once the layer was fitted (the arguments layers 2
+    and 3 pass on to it, and the keys of layer 1's `model_args`).
+
+    Args:
+        layer: the function's layer; its detector is `detector` unless the arguments choose
+            another by name ("detector": a row detector, which `Layer.build_detector` checks).
+        detector: the layer's own detector class, by its dotted path (imported on the first
+            call, as the layer does: "training.detectors.gnn.Layer2GNN").
+        sizes: the detector's arguments the layer sets from the data ("input_dim", ...).
+    """
+    def decorate(function: F) -> F:
+        parameters = inspect.signature(function).parameters
+        own = [name for name, p in parameters.items()
+               if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        passes_on = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+        @functools.wraps(function)
+        def checked(*args: Any, **kwargs: Any) -> Any:
+            unknown = _unknown_keywords(layer, detector, sizes, own, passes_on, kwargs)
+            if unknown:
+                raise UnknownArgumentError(f"{function.__name__}() got an unknown {unknown}")
+            return function(*args, **kwargs)
+
+        return checked  # type: ignore[return-value]
+
+    return decorate
+
+
+def _unknown_keywords(layer: type[Layer], detector: str, sizes: tuple[str, ...],
+                      own: list[str], passes_on: bool, kwargs: dict[str, Any]) -> str:
+    """What `seed_keywords` refuses, each with the closest valid name, and what is valid; ""
+    when every keyword is known."""
+    if passes_on:  # the keywords it does not name itself go to the detector
+        top, model_args = [], {k: v for k, v in kwargs.items() if k not in own}
+    else:
+        top = [k for k in kwargs if k not in own]
+        given = kwargs.get("model_args")
+        model_args = dict(given) if "model_args" in own and isinstance(given, Mapping) else {}
+    takes: list[str] = []
+    if model_args.get("detector") in (None, layer.detector_name):
+        module, _, attribute = detector.rpartition(".")
+        cls = getattr(importlib.import_module(module), attribute)
+        takes = [name for name in inspect.signature(cls).parameters if name not in sizes]
+        takes.append("detector")
+    where = "keyword argument" if passes_on else "model_args key"
+    problems = [f"keyword argument {k!r}{did_you_mean(k, own)}" for k in top]
+    problems += [f"{where} {k!r}" + (" (the layer sets it from the data)" if k in sizes else
+                                     did_you_mean(str(k), takes + own if passes_on else takes))
+                 for k in model_args if takes and k not in takes]
+    if not problems:
+        return ""
+    message = f"{'; '.join(problems)}; it takes {', '.join(own)}"
+    if takes:
+        message += (f"; {detector.rpartition('.')[2]}'s arguments go "
+                    f"{'with them' if passes_on else 'in model_args'}: {', '.join(takes)}")
+    return message
+
+
+@seed_keywords(Layer2, "training.detectors.gnn.Layer2GNN", sizes=("node_dim", "edge_dim"))
 def train_layer2_gnn(train_graphs: Any, val_graphs: Any = None,
                      config: TrainingConfig | None = None, *, benign_only: bool | None = None,
                      resume: bool | str | Path = False, callbacks: list[Callback] | None = None,
@@ -122,6 +192,7 @@ def train_layer2_gnn(train_graphs: Any, val_graphs: Any = None,
                        benign_only=benign_only, resume=resume, callbacks=callbacks)
 
 
+@seed_keywords(Layer3, "training.detectors.tcn.Layer3TCN", sizes=("input_dim",))
 def train_layer3_tcn(train_windows: Any, val_windows: Any = None,
                      config: TrainingConfig | None = None, *, benign_only: bool | None = None,
                      resume: bool | str | Path = False, callbacks: list[Callback] | None = None,
