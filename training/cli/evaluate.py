@@ -33,26 +33,35 @@ FILE_HINT = ("give a model file (<name>.pt beside its <name>.json, e.g. "
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from training.artifacts.model_files import sidecar_path
     from training.collection.collector import DataCollector
     from training.collection.schema import labels_from_alerts
-    from training.evaluation.evaluator import save_report
+    from training.evaluation.evaluator import report_paths, save_report
     from training.evaluation.report_text import format_report
     from training.evaluation.units import evaluate_units
     from training.layers.registry import layer_for_spec
+    from training.sources.read_files import refuse_replacing_inputs, source_files
 
     if (args.data is None) == (not args.source):
         raise ConfigError("evaluate needs --data FILE (a split or features file) or --source "
                           "TYPE:PATH (events to featurize), not both")
     loaded, model, name = load_evaluated(args)
     layer = layer_for_spec(loaded.feature_spec, model)
+    sources = (None if args.data is not None
+               else sources_as_trained(args, args.source, loaded_metadata(loaded)))
+    if args.report is not None:  # a report named as an input would replace it
+        weights = Path(getattr(loaded, "path", args.model))  # a registered one's, or the file
+        given = [weights, sidecar_path(weights)]
+        refuse_replacing_inputs(args.report, report_paths(args.report).values(),
+                                [*given, *([args.data] if sources is None else
+                                           source_files(sources))], "report")
     circular = None
-    if args.data is not None:
+    if sources is None:
         _require_same_layer(args.data, layer, model, name)
         units, what = layer.load_units(args.data), str(args.data)
         require_same_transform(args.data, units, layer, model, name)
     else:
-        events = DataCollector(sources_as_trained(args, args.source, loaded_metadata(loaded)),
-                               checkpoint_enabled=False,
+        events = DataCollector(sources, checkpoint_enabled=False,
                                progress=False).collect_table(max_events=args.max_events)
         if not events.num_rows:
             raise SchemaError(f"--source {' '.join(args.source)} gave no event; check the "

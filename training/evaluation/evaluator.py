@@ -253,11 +253,8 @@ def _probabilities(outputs: np.ndarray) -> np.ndarray:
 def save_report(metrics: EvaluationMetrics, path: str | Path,
                 title: str = "Evaluation report") -> dict[str, Path]:
     """Write the JSON, HTML and text reports of `metrics` beside each other, atomically."""
-    base = Path(path)
-    if base.suffix in (".json", ".html", ".txt"):
-        base = base.with_suffix("")
-    paths = {"json": base.with_name(base.name + ".json"), "html": base.with_name(base.name + ".html"),
-             "text": base.with_name(base.name + ".txt")}
+    paths = report_paths(path)
+    base = paths["json"].with_suffix("")
     contents = {"json": json.dumps(metrics.to_dict(), indent=2, allow_nan=False) + "\n",
                 "html": render_html(metrics, title), "text": format_report(metrics)}
     for kind, target in paths.items():
@@ -265,3 +262,14 @@ def save_report(metrics: EvaluationMetrics, path: str | Path,
             handle.write(contents[kind].encode("utf-8"))
     logger.info("evaluation report written to %s.{json,html,txt}", base)
     return paths
+
+
+def report_paths(path: str | Path) -> dict[str, Path]:
+    """The files `save_report(metrics, path)` writes: {"json", "html", "text"} (a suffix of
+    theirs on `path` is dropped)."""
+    base = Path(path)
+    if base.suffix in (".json", ".html", ".txt"):
+        base = base.with_suffix("")
+    return {"json": base.with_name(base.name + ".json"),
+            "html": base.with_name(base.name + ".html"),
+            "text": base.with_name(base.name + ".txt")}

@@ -61,6 +61,7 @@ from training.scoring.alerts_page import alerts_page_paths
 from training.scoring.jsonl_rows import jsonl_lines
 from training.scoring.output_format import is_jsonl
 from training.scoring.tables import incidents_path, write_incidents
+from training.sources.read_files import refuse_replacing_inputs, source_files
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,8 @@ def score_events(registry: ModelRegistry, model_name: str,
     Raises:
         NotFoundError: no such model or version; CheckpointError: files fail verification or
         the model has no threshold; SchemaError: no FeatureSpec, or one the featurizer cannot
-        reproduce; ConfigError: `output` ends in neither .parquet nor .jsonl/.json, or
+        reproduce; ConfigError: `output` ends in neither .parquet nor .jsonl/.json, it or a
+        file beside it is a file the sources read (it would replace it), or
         `model_name` is "fused" (`training.scoring.fused.score_fused` scores with it).
     """
     if top_k < 0:
@@ -197,6 +199,9 @@ def score_events(registry: ModelRegistry, model_name: str,
     if isinstance(events, DataSource):  # one source: a list of one
         events = [events]
     is_jsonl(output)  # an output suffix of neither format, before any work
+    if not isinstance(events, pa.Table):  # an output that is an input would replace it
+        refuse_replacing_inputs(output, output_files(Path(output)), source_files(events),
+                                "output")
     if num_threads is not None and num_threads < 1:
         raise ConfigError(f"num_threads must be >= 1 or None, got {num_threads}")
     if version is None and stage is None and alias is None:
