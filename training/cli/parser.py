@@ -107,10 +107,35 @@ class CommandParser(argparse.ArgumentParser):
     def _unrecognized(self, extras: list[str]) -> str:
         first = extras[0]
         if not first.startswith("-"):
-            return f"unrecognized argument {first!r}" + _and_more(extras)
+            return (f"unrecognized argument {first!r}" + self._repeat_hint(first)
+                    + _and_more(extras))
         flag = first.split("=", 1)[0]
         known = [s for s in self._option_string_actions if s.startswith("--")]
         return f"unrecognized flag {flag}" + did_you_mean(flag, known) + _and_more(extras)
+
+    def _repeat_hint(self, stray: str) -> str:
+        """`; --params takes one LAYER=FILE: repeat the flag, --params A --params B` when
+        `stray` came right after the value of a repeatable flag (`--params A B`), which takes
+        one value each time it is given; "" otherwise."""
+        given = getattr(self, "_given", [])
+        for at, token in enumerate(given):
+            before = given[at - 1] if at else ""
+            if token != stray or (before.startswith("-") and "=" not in before):
+                continue
+            flag, _, value = before.partition("=") if before.startswith("--") else (
+                given[at - 2] if at >= 2 else "", "", before)
+            action = self._option_string_actions.get(flag)
+            if action is None and self.allow_abbrev and flag.startswith("--"):
+                matches = [s for s in self._option_string_actions if s.startswith(flag)]
+                if len(matches) == 1:  # an abbreviation: the flag it stands for
+                    flag = matches[0]
+                    action = self._option_string_actions[flag]
+            if not isinstance(action, argparse._AppendAction) or action.nargs is not None:
+                continue
+            values = [value, *takewhile(lambda t: not t.startswith("-"), given[at:])]
+            return (f"; {flag} takes one {action.metavar or 'value'}: repeat the flag, "
+                    + " ".join(f"{flag} {v}" for v in values))
+        return ""
 
     def _check_value(self, action: argparse.Action, value: Any) -> None:
         if action.choices is not None and value not in action.choices:

@@ -195,3 +195,24 @@ def test_a_zeek_folder_holding_an_eve_file_says_how_to_read_both(datasets, tmp_p
     assert main(["-q", "collect", *sources, "--output", str(tmp_path / "both")]) == 0
     stats = json.loads(capsys.readouterr().out)["sources"]
     assert (stats["zeek0"]["events"], stats["suricata1"]["events"]) == (141, 253)
+
+
+@pytest.mark.parametrize("given, hint", [
+    (["--params", "layer1=a.json", "layer2=b.json"],
+     "'layer2=b.json'; --params takes one LAYER=FILE: repeat the flag, --params layer1=a.json "
+     "--params layer2=b.json"),
+    (["--param=layer1=a.json", "layer2=b.json", "layer3=c.json", "--seed", "1"],  # abbreviated
+     "'layer2=b.json'; --params takes one LAYER=FILE: repeat the flag, --params layer1=a.json "
+     "--params layer2=b.json --params layer3=c.json"),
+    (["--source", "zeek:a.log", "zeek:b.log"],
+     "'zeek:b.log'; --source takes one [NAME=]TYPE:PATH: repeat the flag, --source zeek:a.log "
+     "--source zeek:b.log"),
+    (["--seed", "1", "2"], "'2'"),  # not a repeatable flag: nothing to repeat
+])
+def test_two_values_after_a_repeatable_flag_say_to_repeat_it(given, hint, capsys):
+    """Trial U: `pipeline --params layer1=A layer2=B` said only "unrecognized argument
+    'layer2=B'"."""
+    assert main(["pipeline", *given]) == 2
+    err = capsys.readouterr().err
+    assert err == (f"maximus-train pipeline: error: unrecognized argument {hint} "
+                   "(see maximus-train pipeline --help)\n")
