@@ -15,12 +15,13 @@ One row per unit the layer scores (`AlertRows`; the fused detector's rows come f
 | percentile | float32 | where the score sits among the model's benign validation scores, 0..100 (null for a model saved without a calibration) |
 | reference_scores | int32 | how many validation scores that percentile is among (null with it): a score past all of 2,000 is a 1-in-2,001 event for benign traffic, whatever the percentile's decimals |
 | event_type ... community_id, host, user, process, command_line, sensor_id, sensor_signature, sensor_signature_id, sensor_category, sensor_severity, first_seen, last_seen, top_events | | the event context (`training.scoring.context`; the `sensor_*` columns are the sensor's own verdict on a detection record, a Suricata alert's signature, SID, category and severity, output only; `process`, `command_line` and the verdict, also those of `top_events`, are null in files written before them) |
-| reasons | list<struct<field, contribution, observed, typical>> | an alert's top reasons (`training.layers.reasons`); null for units that do not alert, for every unit when the layer or detector cannot explain its scores, and beyond the `MAX_EXPLAINED` highest-scoring alerts of a batch (each logged once) |
+| reasons | list<struct<field, contribution, observed, typical>> | an alert's top reasons (`training.layers.reasons`); null for units that do not alert, for every unit when the layer or detector cannot explain its scores, and past `MAX_EXPLAINED` alerts in a batch for all but that many: the heaviest alert of each incident first, then each one's second and third, then the highest-scoring (`AlertRows.most`; logged once) |
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ import pyarrow as pa
 from training.errors import NotSupportedError
 from training.layers.reasons import REASON_TYPE, reasons_column
 from training.scoring.context import CONTEXT_SCHEMA, TIME, unit_context
+from training.scoring.incidents import explain_order
 
 logger = logging.getLogger(__name__)
 # Alerts explained per scored batch (the highest-scoring first): explaining costs about 0.2 ms
@@ -79,36 +81,49 @@ class AlertRows:
         """The rows of one batch: `units` made from `events`, with their `scores`.
 
         Args:
-            explained: the reasons of (at least) the units `to_explain(scores)` names, as
-                `explain` gives them, where the caller has them already; None: explained here.
+            explained: the reasons of units by row, as `explain` gives them, where the caller
+                has them already (its alerting units among them carry theirs); None: those
+                `most` picks of its alerts are explained here.
         """
-        alert = scores >= self.threshold
-        rows = self.to_explain(scores)
+        batch = self.unexplained(units, scores, events)
         if explained is None:
-            explained = self.explain(units, rows, events)
-        reasons: list = [None] * len(alert)
-        for row in rows.tolist():
+            alert = np.flatnonzero(scores >= self.threshold)
+            explained = self.explain(units, self.most(alert, scores, lambda: batch), events)
+        return self.with_reasons(batch, scores, explained)
+
+    def with_reasons(self, batch: pa.RecordBatch, scores: np.ndarray,
+                     explained: dict[int, list[Any]]) -> pa.RecordBatch:
+        """`batch` (`unexplained` rows) with the reasons `explained` has of its alerts."""
+        reasons: list = [None] * len(scores)
+        for row in np.flatnonzero(scores >= self.threshold).tolist():
             reasons[row] = explained.get(row)
+        at = batch.schema.get_field_index("reasons")
+        return batch.set_column(at, "reasons", reasons_column(reasons))
+
+    def unexplained(self, units: Any, scores: np.ndarray, events: pa.Table) -> pa.RecordBatch:
+        """The rows of one batch (as `rows`), with no reasons yet."""
         return unit_rows(self.layer.unit_columns(units), scores, events, layer=self.layer.name,
-                         threshold=self.threshold, calibration=self.calibration,
-                         reasons=reasons_column(reasons))
+                         threshold=self.threshold, calibration=self.calibration)
 
-    def to_explain(self, scores: np.ndarray) -> np.ndarray:
-        """The rows of the alerting units that get reasons: all of them, or past
-        `max_explained` the highest-scoring (ascending rows)."""
-        return self.most(np.flatnonzero(scores >= self.threshold), scores)
-
-    def most(self, rows: np.ndarray, scores: np.ndarray, what: str = "alerts") -> np.ndarray:
-        """`rows`, or past `max_explained` of them the highest-scoring by `scores` (their own
-        or their events'), ascending; warns once that some of `what` go without reasons."""
+    def most(self, rows: np.ndarray, scores: np.ndarray,
+             batch: Callable[[], pa.RecordBatch], what: str = "alerts") -> np.ndarray:
+        """`rows` (ascending), or past `max_explained` of them those an analyst meets first
+        (`incidents.explain_order` of the `batch()` rows: the heaviest unit of each incident,
+        the best incidents first, then each one's second and third, then the others, the
+        highest-scoring first); warns once that some of `what` go without reasons. An
+        incident's heaviest alert is also the heaviest of its part in each batch, so it keeps
+        its reasons while a batch holds no more incidents than the cap."""
         cap = self.max_explained
         if len(rows) <= cap:  # a threshold far too low must not stall scoring
             return np.asarray(rows, np.int64)
         if not self.capped:
-            logger.warning("more than %d %s in a batch: only the %d highest-scoring of each "
-                           "batch carry reasons", cap, what, cap)
+            logger.warning("more than %d %s in a batch: only %d of each batch carry reasons, "
+                           "the heaviest of each incident first, the best incidents first",
+                           cap, what, cap)
             self.capped = True
-        return np.sort(rows[np.argsort(-scores[rows], kind="stable")[:cap]])
+        rows = np.asarray(rows, np.int64)
+        order = explain_order(pa.Table.from_batches([batch()]), rows)
+        return np.sort(rows[order[:cap]])
 
     def explain(self, units: Any, rows: np.ndarray, events: pa.Table
                 ) -> dict[int, list[Any]]:

@@ -15,8 +15,8 @@ those with a value in one of its rows (a flow has no process, a host log no port
 and its port in one cell (`10.0.0.5:51000`, each keyed to its own value). Each incident also
 lists its alerts' events joined by Community ID (`flows`: a Zeek conn and the Suricata alert of
 one flow together), the first `TOP_FLOWS`. A top alert without reasons says why: its detector
-does not explain its scores, or (a layer in `explained_layers`) it scored below the
-`MAX_EXPLAINED` highest-scoring alerts of its batch, the ones that get them.
+does not explain its scores, or (a layer in `explained_layers`) its batch held more than
+`MAX_EXPLAINED` alerts, and more incidents' top alerts than that (`AlertRows.most`).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def alerts_document(incidents: pa.Table, units: pa.Table | Sequence[pa.Table] = 
 
 def _explained_layers(units: pa.Table | Sequence[pa.Table]) -> list[str]:
     """The layers of which some scored unit has reasons: their detectors explain, so an alert
-    of theirs without reasons is one past the `MAX_EXPLAINED` highest-scoring of its batch."""
+    of theirs without reasons is one past the `MAX_EXPLAINED` of its batch that get them."""
     layers: set[str] = set()
     for table in [units] if isinstance(units, pa.Table) else units:
         if "reasons" in table.column_names and "layer" in table.column_names:
@@ -205,9 +205,9 @@ def render_alerts_html(document: dict[str, Any], title: str = "Alerts") -> str:
             elif quiet:
                 parts.append("<p class='note'>no reasons: they are given for alerts</p>")
             elif alert["layer"] in document.get("explained_layers", ()):
-                parts.append(f"<p class='note'>no reasons: only the {MAX_EXPLAINED:,} "
-                             "highest-scoring alerts of each scored batch get them, and this "
-                             "one scored lower</p>")
+                parts.append(f"<p class='note'>no reasons: only {MAX_EXPLAINED:,} alerts of "
+                             "each scored batch get them, each incident's top alerts first, "
+                             "and this one's batch held more top alerts than that</p>")
             else:
                 parts.append("<p class='note'>no reasons: the detector does not split its "
                              "score into per-feature terms</p>")

@@ -17,9 +17,9 @@ layer covers it). A fused alert's `reasons` are those of the layer unit that dro
 with the smallest tail probability among the event's (the one min-p takes), each field named
 with its layer ("layer2: bytes_sent", the contributions summing to that unit's score in its
 layer). Each layer explains its units once, for its own alerts and the fused alerts it drives
-together, and at most `alerts.MAX_EXPLAINED` of them in a batch, counted once over both: the
-units of the highest scores in the layer (the smallest tail probabilities, the evidence min-p
-takes), as for a layer's alerts alone.
+together, and at most `alerts.MAX_EXPLAINED` of them in a batch, counted once over both and
+picked as for a layer's alerts alone (`AlertRows.most`: each incident's top units first, then
+the highest scores in the layer, its smallest tail probabilities, the evidence min-p takes).
 
 Live scoring (`score --follow --model fused`) scores each micro-batch as it is read, before the
 windows of the window layers (2, 3) have closed: `FusedDetector(..., per_event=True)` counts
@@ -213,16 +213,18 @@ class FusedDetector:
             driven = self._driven(i, tails, drivers, scores)
             alerts = (np.flatnonzero(layer_scores >= rows.threshold) if with_units
                       else np.zeros(0, np.int64))
-            # One cap over both sets, the highest-scoring units first: a unit's score in its
+            # One cap over both sets, picked as for its alerts alone: a unit's score in its
             # layer orders its own alerts and, by its tail probability, the fused ones too.
+            own = rows.unexplained(units, layer_scores, events) if with_units else None
             kept = rows.most(np.union1d(alerts, driven[:, 1]), layer_scores,
-                             "alerts and units driving fused alerts")
+                             lambda: rows.unexplained(units, layer_scores, events)
+                             if own is None else own, "alerts and units driving fused alerts")
             explained = rows.explain(units, kept, events)
             named = {u: labeled(self.parts[i][0].name, r) for u, r in explained.items()}
             for event, unit in driven.tolist():
                 reasons[event] = named.get(unit)
             if with_units:
-                layer_rows.append(rows.rows(units, layer_scores, events, explained))
+                layer_rows.append(rows.with_reasons(own, layer_scores, explained))
         id_array = text_array(ids)
         one_each = pa.array(np.arange(len(ids) + 1, dtype=np.int32))
         unit = {"unit": id_array, "time": events["timestamp"].combine_chunks().cast(TIME),

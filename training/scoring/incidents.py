@@ -62,6 +62,7 @@ from training.scoring.context import CONTEXT_SCHEMA, TIME
 logger = logging.getLogger(__name__)
 
 MAX_DETAILED = 1000  # incidents whose flows and top alerts are listed (the best first)
+WINDOW_SECONDS = 3600.0  # an incident's time window, unless a caller says otherwise
 MAX_TAIL = 6.0  # a score above every benign validation score: 1 in a million, at most
 QUIET_RATE = 1.0 - DEFAULT_QUANTILE  # an incident without alerts: as rare as one alert
 TOP_ALERTS = 3
@@ -137,6 +138,35 @@ def group_rank(table: pa.Table) -> np.ndarray:
     return np.arange(len(starts)) - np.repeat(first, np.diff(np.r_[first, len(starts)]))
 
 
+def explain_order(units: pa.Table, rows: np.ndarray) -> np.ndarray:
+    """An order of `rows` (alerting rows of `units`: one layer's scored units of a batch, as
+    `score` writes them) in which an analyst meets them (positions into `rows`): the heaviest
+    alert of each incident, the incident with the most evidence in `units` first, then each
+    one's second, up to the `TOP_ALERTS` an incident lists, then the other alerts, the heaviest
+    first."""
+    keyed = keyed_units(units, 0, WINDOW_SECONDS)
+    totals = keyed.group_by(["entity", "slot"], use_threads=False).aggregate(
+        [("log_p", "sum"), ("log_p", "count"), ("log_p", "min")])
+    totals = totals.append_column("evidence", pa.array(layer_evidence(*(
+        totals[c].to_numpy() for c in ("log_p_sum", "log_p_count", "log_p_min")))))
+    mine = keyed.take(pa.array(rows, pa.int64())).append_column(
+        "position", pa.array(np.arange(len(rows))))
+    peaks = mine.group_by(["entity", "slot"], use_threads=False).aggregate([("peak", "max")])
+    mine = mine.join(totals.select(["entity", "slot", "evidence"]), keys=["entity", "slot"]
+                     ).join(peaks, keys=["entity", "slot"])
+    # The incidents' order (`build_incidents`), then each one's alerts heaviest first.
+    mine = mine.sort_by([("evidence", "descending"), ("peak_max", "descending"),
+                         ("slot", "ascending"), ("entity", "ascending"), ("log_p", "ascending"),
+                         ("peak", "descending"), ("at", "ascending")])
+    rank = group_rank(mine)
+    later = rank >= TOP_ALERTS
+    # Stable: the tops keep the incidents' order above; the others go by weight alone.
+    weight = [mine[c].to_numpy() for c in ("log_p", "peak", "at")]
+    order = np.lexsort((np.where(later, weight[2], 0), np.where(later, -weight[1], 0),
+                        np.where(later, weight[0], 0), np.where(later, 0, rank), later))
+    return mine["position"].to_numpy()[order]
+
+
 def alert_weight(row: dict[str, Any]) -> float:
     """How far into the benign tail one alert is (see the module docstring)."""
     percentile = row.get("percentile")
@@ -149,7 +179,8 @@ def alert_weight(row: dict[str, Any]) -> float:
     return MAX_TAIL if p <= 10.0 ** -MAX_TAIL else -math.log10(p)
 
 
-def build_incidents(alerts: Sequence[pa.Table] | pa.Table, window_seconds: float = 3600.0,
+def build_incidents(alerts: Sequence[pa.Table] | pa.Table,
+                    window_seconds: float = WINDOW_SECONDS,
                     detailed: int = MAX_DETAILED) -> pa.Table:
     """Group scored units (the `score` output, any layers) into ranked incidents.
 

@@ -43,11 +43,10 @@ import pyarrow.compute as pc
 from training.kernels.netaddr import is_address
 from training.scoring.ecs import AlertRule
 from training.scoring.incidents import (
-    TOP_ALERTS, TOP_CONTEXT, TOP_FIELDS, alert_weight, event_types_of, flows_of, group_rank, keyed_units, layer_evidence,
-    quiet_incidents,
+    TOP_ALERTS, TOP_CONTEXT, TOP_FIELDS, WINDOW_SECONDS, alert_weight, event_types_of, flows_of,
+    group_rank, keyed_units, layer_evidence, quiet_incidents,
 )
 
-HOUR = 3600.0  # an incident's window, as in batch scoring
 MAX_FLOWS = 10  # flows listed per incident (a scan has thousands)
 _KEPT_SLOTS = 2  # hours kept behind the latest one
 # What an incident keeps of its alerts (`alert_weight`, the top alerts, the flows).
@@ -81,7 +80,7 @@ class LiveIncidents:
         if not len(rows):
             return []
         table = pa.Table.from_batches([rows]) if isinstance(rows, pa.RecordBatch) else rows
-        keyed = keyed_units(table, 0, HOUR)
+        keyed = keyed_units(table, 0, WINDOW_SECONDS)
         if self.latest is not None:  # hours already let go keep their last update
             current = pa.array(keyed["slot"].to_numpy() >= self.latest - _KEPT_SLOTS)
             table, keyed = table.filter(current), keyed.filter(current)
@@ -218,7 +217,7 @@ class LiveIncidents:
 
     def _document(self, item: dict[str, Any], score: float, created: str) -> dict[str, Any]:
         layers = sorted(item["layers"].items())
-        start = item["slot"] * HOUR
+        start = item["slot"] * WINDOW_SECONDS
         first, last = item["first_us"], item["last_us"]
         if not item["alerts"]:  # a quiet incident: the times of the units it lists
             first = min((t["_first"] for t in item["calm"] if t["_first"] is not None),
@@ -241,7 +240,7 @@ class LiveIncidents:
             "event": {"kind": "alert", "action": "incident-update",
                       "id": hashlib.blake2b(key.encode(), digest_size=16).hexdigest(),
                       "created": created, "start": incident["window_start"],
-                      "end": _iso((start + HOUR) * 1e6), "risk_score": round(risk, 3),
+                      "end": _iso((start + WINDOW_SECONDS) * 1e6), "risk_score": round(risk, 3),
                       "severity": int(round(risk))},
             "rule": {"name": self.rule.name, "id": self.rule.model_name,
                      "version": self.rule.version, "ruleset": "maximus"},

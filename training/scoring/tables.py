@@ -24,7 +24,8 @@ from training.artifacts.atomic import atomic_write
 from training.errors import ConfigError, SchemaError
 from training.scoring.alerts import OUTPUT_SCHEMA
 from training.scoring.context import EVENT_CONTEXT, conform_structs
-from training.scoring.incidents import INCIDENT_SCHEMA, TOP_ENTRY, build_incidents
+from training.scoring.incidents import (
+    INCIDENT_SCHEMA, TOP_ENTRY, WINDOW_SECONDS, build_incidents)
 
 
 def _jsonl(path: Path) -> bool:
@@ -160,7 +161,7 @@ def write_incidents(alerts_path: str | Path, units: Sequence[pa.Table] | None = 
 
 
 def incidents_across_layers(alert_paths: list[str | Path], output: str | Path,
-                            window_seconds: float = 3600.0) -> pa.Table:
+                            window_seconds: float = WINDOW_SECONDS) -> pa.Table:
     """One incidents table from the alerts files of several models (say one per layer),
     written to `output` (Parquet or JSON Lines) with its alerts page beside it.
 

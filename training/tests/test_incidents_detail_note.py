@@ -62,6 +62,6 @@ def test_the_page_says_why_a_top_alert_has_no_reasons(run, datasets, capsys):
                    if not a["reasons"]]
     assert unexplained  # the capped ones, as scored
     assert "does not split its score" not in page
-    note = (f"no reasons: only the {MAX_EXPLAINED:,} highest-scoring alerts of each scored "
-            "batch get them, and this one scored lower")
+    note = (f"no reasons: only {MAX_EXPLAINED:,} alerts of each scored batch get them, each "
+            "incident's top alerts first, and this one's batch held more top alerts than that")
     assert page.count(note) == len(unexplained)
