@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -135,16 +136,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def cmd_preprocess(args: argparse.Namespace) -> int:
     from training.collection.collector import DataCollector
+    from training.collection.output_folder import CHECKPOINT_FILE
     from training.collection.quarantine_file import QUARANTINE_FILE, write_quarantine
     from training.features.preprocessor import DataPreprocessor
     from training.console.progress import progress
+    from training.errors import ConfigError
+    from training.sources.read_files import refuse_replacing_inputs, source_files
 
     sources = sources_from_flags(args, args.source)
+    quarantine = Path(args.output) / QUARANTINE_FILE
+    if os.path.exists(Path(args.output) / CHECKPOINT_FILE):  # its quarantine is collect's
+        raise ConfigError(f"output must not be a collection's folder: {args.output} holds one "
+                          f"({CHECKPOINT_FILE}), whose {QUARANTINE_FILE} (the records it "
+                          "quarantined) preprocess would replace with its own; give another")
+    refuse_replacing_inputs(quarantine, [quarantine], source_files(sources), "output")
     collector = DataCollector(sources, checkpoint_enabled=False)
     events = collector.collect_table(max_events=args.max_events)
     # As collect: OUTPUT/quarantine.jsonl (file, line, field, reason of each), rewritten every
     # run so that it never holds an earlier run's records.
-    quarantine = write_quarantine(Path(args.output) / QUARANTINE_FILE, collector.quarantined)
+    quarantine = write_quarantine(quarantine, collector.quarantined)
     preprocessor = DataPreprocessor(output_dir=args.output)
     if args.model:  # each model's own transform (fitted state included), so retrain compares
         from training.layers.registry import layer_for_spec

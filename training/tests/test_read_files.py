@@ -86,3 +86,31 @@ def test_a_link_to_an_input_is_replaced_as_a_link_and_unreadable_sources_add_not
     (tmp_path / "out.jsonl").unlink()
     assert source_files([DataSource("m", "json_file", {"path": str(tmp_path / "missing")}),
                          DataSource("j", "json_file", {"path": str(tmp_path)})]) == [events]
+
+
+def test_preprocess_keeps_a_collections_quarantine_and_an_input_named_like_its_own(
+        tmp_path, capsys):
+    """preprocess rewrites OUTPUT/quarantine.jsonl every run: given a collection's folder, it
+    replaced the records collect had quarantined there with its own (none)."""
+    events = tmp_path / "ev.jsonl"
+    events.write_text(EVENTS + '{"timestamp": "no time", "source_ip": "10.0.0.9"}\n')
+    collected = tmp_path / "collected"
+    assert main(["-q", "collect", "--source", f"json:{events}", "--output", str(collected)]) == 0
+    kept = (collected / "quarantine.jsonl").read_bytes()
+    assert kept.count(b"\n") == 1
+    capsys.readouterr()
+    assert main(["preprocess", "--source", f"json:{events}", "--output", str(collected),
+                 "--layers", "layer1"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --output must not be a collection's folder: {collected} holds one "
+        "(checkpoint.json), whose quarantine.jsonl (the records it quarantined) preprocess "
+        "would replace with its own; give another\n")
+    assert (collected / "quarantine.jsonl").read_bytes() == kept
+    assert not (collected / "layer1_samples.npz").exists()
+    named = tmp_path / "named"
+    named.mkdir()
+    (named / "quarantine.jsonl").write_text(EVENTS)
+    assert main(["preprocess", "--source", f"json:{named}", "--output", str(named),
+                 "--layers", "layer1"]) == 2
+    assert "quarantine.jsonl is one of its inputs" in capsys.readouterr().err
+    assert (named / "quarantine.jsonl").read_text() == EVENTS
