@@ -183,11 +183,15 @@ def cmd_preprocess(args: argparse.Namespace) -> int:
 
 def cmd_split(args: argparse.Namespace) -> int:
     from training.datasets.builder import DatasetBuilder
+    from training.sources.read_files import refuse_replacing_inputs
 
     builder = DatasetBuilder.from_file(args.data, output_dir=args.output, random_seed=args.seed)
     splits = builder.create_splits(args.strategy, args.train_ratio, args.val_ratio,
                                    args.test_ratio, balance_classes=args.balance,
                                    semi_supervised=args.semi_supervised)
+    parts = [s.name for v in splits.values() for s in (v if isinstance(v, list) else [v])]
+    refuse_replacing_inputs(builder.output_dir, [builder.output_dir / f"{args.prefix}_{name}.npz"
+                                                 for name in parts], [args.data], "output")
     paths = builder.save_splits(splits, args.prefix)
     from training.datasets.one_class import warn_one_class_parts
 

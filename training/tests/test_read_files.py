@@ -10,6 +10,7 @@ import pytest
 
 from training.cli.main import main
 from training.collection.collector import DataSource
+from training.demo.generator import write_demo_file
 from training.errors import ConfigError
 from training.registry.registry import ModelMetadata, ModelRegistry
 from training.scoring.batch import score_events
@@ -114,3 +115,21 @@ def test_preprocess_keeps_a_collections_quarantine_and_an_input_named_like_its_o
                  "--layers", "layer1"]) == 2
     assert "quarantine.jsonl is one of its inputs" in capsys.readouterr().err
     assert (named / "quarantine.jsonl").read_text() == EVENTS
+
+
+def test_split_refuses_a_prefix_that_would_replace_the_file_it_splits(tmp_path, capsys):
+    """`split --data s/x_train.npz --output s --prefix x` (splitting a training part again)
+    replaced the whole file with its own training part."""
+    events = write_demo_file(tmp_path / "events.json", n_events=200, seed=3)
+    assert main(["-q", "preprocess", "--source", f"json:{events}", "--output",
+                 str(tmp_path / "features")]) == 0
+    data = tmp_path / "x_train.npz"
+    (tmp_path / "features" / "layer1_samples.npz").rename(data)
+    before = data.read_bytes()
+    capsys.readouterr()
+    assert main(["split", "--data", str(data), "--output", str(tmp_path), "--prefix", "x"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --output must not replace a file this command reads: {tmp_path} writes "
+        f"{data}, one of its inputs; give it another path\n")
+    assert data.read_bytes() == before and sorted(p.name for p in tmp_path.glob("x_*")) == [
+        "x_train.npz"]
