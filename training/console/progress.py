@@ -9,7 +9,9 @@ Where it shows is one process-wide setting (`set_mode`), chosen by the command l
 * "auto" (the default): a tqdm bar on stderr when stderr is a terminal; otherwise lines
   logged by the `training.console.progress` logger at INFO: one every `LINE_INTERVAL_S` seconds of
   work at most, and one when the work is done ("collecting: 10,000 events in 2.1 s"), so a
-  cron log or CI log shows progress without a line per batch;
+  cron log or CI log shows progress without a line per batch; while one unit takes long (a
+  tuning trial of minutes), a line every `HEARTBEAT_S` says how long since the last one, and
+  a bar's clock keeps running, so that a person can tell slow work from a hung process;
 * "bar" and "lines": one of them whatever stderr is;
 * "off": nothing (`maximus-train --quiet`, and the inner work of tuning trials).
 
@@ -22,7 +24,9 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import TracebackType
@@ -36,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 MODES = ("auto", "bar", "lines", "off")
 LINE_INTERVAL_S = 10.0
+HEARTBEAT_S = 60.0  # "lines": the longest silence while work goes on
 _mode = "auto"
 
 
@@ -98,17 +103,18 @@ class Progress:
         enabled: False never shows; True shows a bar even when stderr is not a terminal
             (unless the mode is "off" or "lines"); None follows the mode.
         interval_s: in "lines" mode, the least time between two lines before the last.
+        heartbeat_s: in "lines" mode, the longest time without a line while the work goes on.
     """
 
     def __init__(self, desc: str, total: int | None = None, unit: str = "it", *,
                  initial: int = 0, enabled: bool | None = None,
-                 interval_s: float = LINE_INTERVAL_S) -> None:
+                 interval_s: float = LINE_INTERVAL_S, heartbeat_s: float = HEARTBEAT_S) -> None:
         self.desc, self.total, self.unit = desc, total, unit
-        self.interval_s = interval_s
+        self.interval_s, self.heartbeat_s = interval_s, heartbeat_s
         self.n = initial
         self.kind = _resolve(enabled)
         self.postfix: dict[str, Any] = {}
-        self._started = self._last_line = time.monotonic()
+        self._started = self._last_line = self._last_update = time.monotonic()
         self._initial = initial
         self._bar = None
         if self.kind == "bar":
@@ -116,10 +122,15 @@ class Progress:
             self._bar = tqdm(desc=desc, total=total, unit=f" {unit}", initial=initial,
                              file=sys.stderr, dynamic_ncols=width > 0,
                              ncols=None if width > 0 else 100)
+        self._closed = threading.Event()
+        if self.kind != "off":  # a weak reference: a Progress dropped unclosed ends its thread
+            threading.Thread(target=_heartbeat, args=(weakref.ref(self), self._closed),
+                             name=f"progress: {desc}", daemon=True).start()
 
     def update(self, n: int = 1, **postfix: Any) -> None:
         """`n` more units done; `postfix` values (e.g. loss=0.1) are shown beside the count."""
         self.n += n
+        self._last_update = time.monotonic()
         if postfix:
             self.postfix.update(postfix)
         if self._bar is not None:
@@ -140,11 +151,23 @@ class Progress:
         """End the bar, or log the closing line (none when the work `failed`)."""
         if self.kind == "off":
             return
+        self._closed.set()
         if self._bar is not None:
             self._bar.close()
         elif not failed:
             logger.info("%s", self._line(done=True))
         self.kind = "off"
+
+    def beat(self) -> None:
+        """A bar's clock refreshed, or after `heartbeat_s` of silence a line saying so."""
+        if self._bar is not None:
+            self._bar.refresh()  # under tqdm's own lock: safe beside update()
+        elif time.monotonic() - self._last_line >= self.heartbeat_s:
+            self._last_line = time.monotonic()
+            quiet = _duration(time.monotonic() - self._last_update)
+            logger.info("%s; still working, %s", self._line(done=False),
+                        f"{quiet} since the count last moved" if self.n > self._initial
+                        else f"{quiet} since it started")
 
     def _line(self, done: bool) -> str:
         seconds = time.monotonic() - self._started
@@ -172,3 +195,17 @@ def progress(desc: str, total: int | None = None, unit: str = "it", *, initial: 
 
 def _fmt(value: Any) -> str:
     return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _heartbeat(ref: weakref.ref[Progress], closed: threading.Event) -> None:
+    """`Progress.beat` every second until the progress is closed or gone."""
+    while not closed.wait(1.0):
+        bar = ref()
+        if bar is None or closed.is_set():
+            return
+        bar.beat()
+        del bar
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"

@@ -13,6 +13,7 @@ import struct
 import subprocess
 import sys
 import termios
+import threading
 import time
 from pathlib import Path
 
@@ -131,3 +132,36 @@ def test_progress_modes():
             set_mode("fancy")
     finally:
         set_mode(previous)
+
+
+def test_a_long_unit_of_work_gets_a_line_now_and_then_saying_it_still_works():
+    """A tuning trial of minutes left a log silent (only finished units made lines): past
+    `heartbeat_s` without a line, one says how long the count has not moved."""
+    lines: list[str] = []
+    arrived = threading.Semaphore(0)
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(record.getMessage())
+            arrived.release()
+
+    handler = Lines(logging.INFO)
+    progress_module.logger.addHandler(handler)
+    level, previous = progress_module.logger.level, set_mode("lines")
+    progress_module.logger.setLevel(logging.INFO)
+    try:
+        with Progress("tuning study", 3, "trials", interval_s=3600.0, heartbeat_s=0.5) as bar:
+            assert arrived.acquire(timeout=30)
+            bar.update(1)  # no line of its own: the interval has not passed
+            while "1/3" not in lines[-1]:
+                assert arrived.acquire(timeout=30)
+    finally:
+        set_mode(previous)
+        progress_module.logger.setLevel(level)
+        progress_module.logger.removeHandler(handler)
+    shown = [re.sub(r"[\d,]+\.\d+", "T", m) for m in lines]
+    assert shown[0].startswith("tuning study: 0/3 trials (T trials/s); still working, ")
+    assert shown[0].endswith(" s since it started")
+    assert shown[-2].startswith("tuning study: 1/3 trials (T trials/s); still working, ")
+    assert shown[-2].endswith(" s since the count last moved")
+    assert shown[-1].startswith("tuning study: 1/3 trials in T s")
