@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training.collection.schema import LabelMap
+from training.console.terminal import inert
 from training.errors import ConfigError, NotFoundError, PipelineError
 from training.paths import models_dir
 from training.cli.parser import did_you_mean
@@ -145,17 +146,18 @@ def exit_code(run: Callable[[], int], verbose: bool = False,
     except BrokenPipeError as exc:
         if not stdout_closed():  # another pipe (a socket, a child process): an error
             _traceback(verbose)
-            print(f"error: {os_error(exc)}", file=sys.stderr)
+            print(f"error: {inert(os_error(exc))}", file=sys.stderr)
             return 1
         silence_stdout()
         return CLOSED_STDOUT
     except KeyboardInterrupt as exc:  # a command may say what it kept (`collect`)
         _traceback(verbose)
-        print("error: interrupted" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
+        print("error: interrupted" + (f": {inert(str(exc))}" if str(exc) else ""), file=sys.stderr)
         return 130
     except Exception as exc:  # one line, a traceback only with -v, as promised to cron and CI
         _traceback(verbose)
-        print(f"error: {error_message(exc, hint=not verbose, flags=flags)}", file=sys.stderr)
+        print(f"error: {inert(error_message(exc, hint=not verbose, flags=flags))}",
+              file=sys.stderr)
         return 2 if isinstance(exc, ConfigError) else 1
 
 

@@ -23,6 +23,7 @@ from contextlib import contextmanager
 
 from training.console import progress
 from training.console.quiet import OncePerCommand, QuietClients
+from training.console.terminal import inert
 
 FORMAT = "%(levelname)s %(name)s: %(message)s"
 logger = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ class _Formatter(logging.Formatter):
     (the command's own lines' form), INFO and DEBUG as level, logger, message."""
 
     def format(self, record: logging.LogRecord) -> str:
+        return inert(self._format(record))
+
+    def _format(self, record: logging.LogRecord) -> str:
         if record.name == progress.logger.name:
             return f"{time.strftime('%H:%M:%S', time.localtime(record.created))} " \
                    f"{record.getMessage()}"

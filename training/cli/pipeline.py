@@ -93,6 +93,7 @@ def tuned_files(values: list[str] | None) -> dict[str, str]:
 
 def _run(config, args: argparse.Namespace) -> int:
     from training.cli.options import error_message
+    from training.console.terminal import inert
     from training.cli.parser import typed_flags
     from training.cli.run_options import run_options
     from training.pipeline import fusion, run
@@ -104,12 +105,12 @@ def _run(config, args: argparse.Namespace) -> int:
             print(f"{name}: hyperparameters from {settings.params_from}")
     result = run.run_pipeline(config, **run_options(args),
                               describe=lambda exc: error_message(exc, flags=flags))
-    for note in result.notes:
-        print(f"note: {note}")
+    for note in result.notes:  # event types and fields of the logs read: shown inert
+        print(f"note: {inert(note)}")
     for o in result.layers:
-        print(o.summary())
+        print(inert(o.summary()))
         for note in o.notes:
-            print(f"  {o.layer}: {note}")
+            print(f"  {o.layer}: {inert(note)}")
         if o.circular and o.metrics:
             print(f"  {o.layer}: CIRCULAR: {o.circular}")
     print(fusion.fusion_summary(result.fusion))
