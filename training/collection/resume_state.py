@@ -44,6 +44,7 @@ from training.collection.output_folder import (
     CHECKPOINT_FILE, LOCK_FILE, missing_folders, remove_made,
 )
 from training.collection.quarantine_file import QUARANTINE_FILE
+from training.collection.recipe_diff import changed_entries
 from training.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -299,13 +300,20 @@ class CollectionState:
                 quarantine_bytes=int(document["quarantine_bytes"]),
                 seen_first=int(document["seen_first"]), seen_next=int(document["seen_next"]),
             )
-        except (ValueError, KeyError, TypeError) as exc:
+            # An edited count would delete committed parts or skip events (red-team trial).
+            counts = [state.parts, state.quarantine_bytes, state.seen_first,
+                      state.seen_next - state.seen_first, *(
+                          v for streams in state.positions.values() for at in streams.values()
+                          for k, v in at.items() if k in ("offset", "line", "record"))]
+            if any(not isinstance(n, int) or n < 0 for n in counts):
+                raise ValueError("a negative or non-integer count or position")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise CheckpointError(f"{path}: unreadable checkpoint ({exc}); move it away to start "
                                   "a fresh collection") from exc
         if state.recipe != recipe:
             changed = sorted(k for k in recipe.keys() | state.recipe.keys()
                              if recipe.get(k) != state.recipe.get(k))
-            inner = [p for p in _changed(state.recipe, recipe, "") if p not in changed]
+            inner = [p for p in changed_entries(state.recipe, recipe) if p not in changed]
             where = f": {', '.join(inner[:4])}" if inner else ""
             raise CheckpointError(
                 f"{directory} holds a collection made with other settings ({', '.join(changed)} "
@@ -373,18 +381,6 @@ class CollectionState:
             return
         with atomic_write(self.directory / "progress.json", durable=False) as handle:
             handle.write(orjson.dumps({**progress, "updated_at": time.time()}))
-
-
-def _changed(old: object, new: object, path: str) -> list[str]:
-    """Where two recipes differ, down to the innermost entry (`sources[0].params.null_cells`):
-    a rule a newer version records for one source is then named, not just "sources"."""
-    if isinstance(old, dict) and isinstance(new, dict):
-        return [p for k in sorted(old.keys() | new.keys())
-                for p in _changed(old.get(k), new.get(k), f"{path}.{k}" if path else k)]
-    if (isinstance(old, list) and isinstance(new, list) and len(old) == len(new)
-            and all(isinstance(x, dict) for x in old + new)):
-        return [p for i, (a, b) in enumerate(zip(old, new)) for p in _changed(a, b, f"{path}[{i}]")]
-    return [] if old == new else [path]
 
 
 def _append_safely(path: str, flags: int) -> int:

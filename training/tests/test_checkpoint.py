@@ -228,6 +228,34 @@ def test_unreadable_checkpoint(tmp_path: Path, content: bytes) -> None:
     assert (tmp_path / "checkpoint.json").read_bytes() == content
 
 
+@pytest.mark.parametrize(("key", "value"), [
+    ("parts", -3), ("quarantine_bytes", -1), ("seen_first", -1), ("seen_next", -1),
+    ("offset", -5), ("line", "4"), ("record", -1),
+])
+def test_an_edited_count_is_refused_and_deletes_nothing(tmp_path: Path, key: str,
+                                                        value: object) -> None:
+    """A count edited below 0 made the next run delete every committed part ("parts": -3),
+    skip a file (a negative offset: 0 events, no word) or report lost quarantine records."""
+    state = _committed(tmp_path)
+    state.positions = {"zeek": {"conn.log": {"offset": 120, "line": 4, "record": 2}}}
+    state.part_path(0).parent.mkdir(exist_ok=True)
+    state.part_path(0).write_bytes(b"part 0")
+    state.parts = 1
+    state.commit()
+    path = tmp_path / "checkpoint.json"
+    document = json.loads(path.read_text())
+    if key in ("offset", "line", "record"):
+        document["positions"]["zeek"]["conn.log"][key] = value
+    else:
+        document[key] = value
+    path.write_text(json.dumps(document))
+    before = tree(tmp_path)
+    with pytest.raises(CheckpointError, match="unreadable checkpoint .a negative or "
+                                              "non-integer count or position"):
+        CollectionState.load(tmp_path, resume=True, recipe=RECIPE)
+    assert tree(tmp_path) == before
+
+
 def test_checkpoint_of_another_format_version_is_refused(tmp_path: Path) -> None:
     _committed(tmp_path)
     path = tmp_path / "checkpoint.json"
