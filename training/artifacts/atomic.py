@@ -256,6 +256,26 @@ def file_kind(mode: int) -> str:
     return "regular file" if stat.S_ISREG(mode) else "special file"
 
 
+def read_regular(path: str | Path) -> bytes:
+    """The bytes of `path`, a regular file. Opened without blocking first: a FIFO in place of
+    a model's JSON would block the read until someone writes to it (red-team trial).
+
+    Raises:
+        FileNotFoundError: missing; OSError: unreadable, or not a regular file (its strerror
+        says what it is: "a FIFO, not a regular file").
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise OSError(errno.EINVAL, f"a {file_kind(mode)}, not a regular file", str(path))
+        os.set_blocking(fd, True)
+        with os.fdopen(os.dup(fd), "rb") as handle:
+            return handle.read()
+    finally:
+        os.close(fd)
+
+
 def open_in_place(path: str | Path, flags: int, private: bool = True) -> int:
     """A file descriptor for a file this package updates in place (appends to, truncates or
     locks), created if missing; `flags` are os.open flags (O_WRONLY | O_APPEND, O_RDWR, ...).

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from training.artifacts.atomic import atomic_write
+from training.artifacts.atomic import atomic_write, read_regular
 from training.artifacts.limits import byte_limit
 from training.detectors.base import Detector, detector_class
 from training.errors import CheckpointError, PipelineError
@@ -164,10 +164,12 @@ def read_sidecar(path: str | Path, data: bytes | None = None) -> dict[str, Any]:
     side = sidecar_path(path)
     try:
         # Python's reader takes NaN and Infinity; the fields they land in are refused below.
-        sidecar = json.loads(side.read_bytes() if data is None else data)
+        sidecar = json.loads(read_regular(side) if data is None else data)
     except FileNotFoundError:
         raise CheckpointError(f"{side}: no sidecar beside {Path(path).name}; a model file "
                               "needs the JSON written with it by save_model") from None
+    except OSError as exc:
+        raise CheckpointError(f"{side}: cannot read the sidecar ({exc.strerror})") from None
     except ValueError as exc:
         raise CheckpointError(f"{side}: not valid JSON ({exc})") from exc
     missing = [k for k in ("format", "model_class", "init_args", "sha256")

@@ -140,11 +140,10 @@ def cmd_score(args: argparse.Namespace) -> int:
     from training.evaluation.alert_rate import validate_bounds
     from training.evaluation.fusion import FUSED_NAME
     from training.scoring.alerts import alert_line
-    from training.scoring.batch import output_files, score_events
+    from training.scoring.batch import score_events
     from training.scoring.fused import score_fused
     from training.scoring.guard import guard_scoring
     from training.scoring.output_format import is_jsonl
-    from training.sources.read_files import refuse_replacing_inputs, source_files
 
     strict = args.max_alert_rate is not None  # the bare flag: the factor's bound is the maximum
     max_rate = args.max_alert_rate if isinstance(args.max_alert_rate, float) else None
@@ -153,9 +152,6 @@ def cmd_score(args: argparse.Namespace) -> int:
     registry = open_registry(args)  # reads only
     sources = sources_as_trained(args, args.input, registered_metadata(registry, args),
                                  "--input")
-    if args.model == FUSED_NAME:  # score_events makes this check itself; score_fused not yet
-        refuse_replacing_inputs(args.output, output_files(Path(args.output)),
-                                source_files(sources), "output")
     created = _missing_folder(Path(args.output).parent)  # written with the output: say so
     if args.model == FUSED_NAME:  # every layer's registered model, one score per event
         if args.version or args.stage or args.alias:

@@ -26,7 +26,9 @@ from pathlib import Path
 
 import torch
 
-from training.artifacts.atomic import PRIVATE, PRIVATE_FOLDER, fsync_dir, private_folder
+from training.artifacts.atomic import (
+    PRIVATE, PRIVATE_FOLDER, fsync_dir, private_folder, read_regular,
+)
 from training.artifacts.model_files import (
     LoadedModel, declared_model, load_model, read_sidecar, read_weights, sidecar_path,
 )
@@ -162,9 +164,12 @@ def check_file_name(name: str) -> str:
 def read_verified(path: Path, sha256: str) -> bytes:
     """The bytes of a registered file, refused unless they have the recorded sha256."""
     try:
-        data = path.read_bytes()
+        data = read_regular(path)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: the registered file is missing") from None
+    except OSError as exc:
+        raise CheckpointError(f"{path}: the registered file cannot be read ({exc.strerror})"
+                              ) from None
     actual = hashlib.sha256(data).hexdigest()
     if actual != sha256:
         raise CheckpointError(f"{path}: sha256 mismatch: the file is {actual[:16]}..., the "

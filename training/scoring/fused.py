@@ -41,10 +41,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from training.artifacts.atomic import atomic_write
+from training.artifacts.atomic import atomic_write, read_regular
 from training.artifacts.file_set import FileSet
 from training.collection.collector import DataSource
-from training.errors import CheckpointError, NotFoundError, NotSupportedError
+from training.errors import CheckpointError, NotFoundError, NotSupportedError, SchemaError
 from training.evaluation.alert_rate import reference_shortfall
 from training.evaluation.calibration import Calibration
 from training.evaluation.fusion import FUSED_NAME, Fusion, event_tail_units, fused_scores
@@ -59,6 +59,7 @@ from training.scoring.batch import (
     ScoringSummary, TrafficOnly, _Output, _tables, _threshold, _torch_threads, count_dropped,
     output_files, require_registry,
 )
+from training.sources.read_files import refuse_replacing_inputs, source_files
 from training.scoring.output_format import is_jsonl
 from training.scoring.tables import incidents_path, write_incidents
 
@@ -85,7 +86,14 @@ def load_fusion(registry_dir: str | Path) -> Fusion:
     if not path.exists():
         raise NotFoundError(f"no fused detector in {registry_dir} (no {FUSION_FILE}); a "
                             f"pipeline run that trains the layers registers one{_skipped(path)}")
-    return Fusion.from_dict(json.loads(path.read_text(encoding="utf-8")), str(path))
+    try:
+        document = json.loads(read_regular(path).decode("utf-8"))
+    except OSError as exc:
+        raise SchemaError(f"{path}: cannot read it ({exc.strerror})") from None
+    except ValueError as exc:  # not UTF-8, or not JSON
+        raise SchemaError(f"{path}: not a fused detector's JSON ({exc}); a pipeline run that "
+                          "trains the layers writes it") from None
+    return Fusion.from_dict(document, str(path))
 
 
 def _skipped(fusion_file: Path) -> str:
@@ -282,6 +290,11 @@ def score_fused(registry: ModelRegistry, events: Sequence[DataSource] | pa.Table
     """
     require_registry(registry)
     is_jsonl(output)  # an output suffix of neither format, before any work
+    if isinstance(events, DataSource):  # one source: a list of one
+        events = [events]
+    if not isinstance(events, pa.Table):  # an output that is an input would replace it
+        refuse_replacing_inputs(output, output_files(Path(output)), source_files(events),
+                                "output")
     started = time.perf_counter()
     detector = FusedDetector(registry)
     collector = None if isinstance(events, pa.Table) else DataCollector(events)  # one or more
