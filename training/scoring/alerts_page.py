@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +35,9 @@ from training.artifacts.atomic import atomic_write
 from training.evaluation.report_html import STYLE, fmt, pointer
 from training.scoring.alerts import MAX_EXPLAINED
 from training.scoring.context import VERDICT_SCHEMA
+from training.scoring.scored_units import ScoredUnits, as_units
+
+Units = pa.Table | ScoredUnits | Sequence[pa.Table | ScoredUnits]  # scored units, any of them
 
 TOP_INCIDENTS = 20
 TOP_FLOWS = 10  # flows listed per incident on the page (a scan has thousands; the JSON all)
@@ -56,17 +60,18 @@ _PORTS = {"source_ip": "source_port", "dest_ip": "dest_port"}  # one `address:po
 _HEADERS = {"source_ip": "source", "dest_ip": "destination"}
 
 
-def alerts_document(incidents: pa.Table, units: pa.Table | Sequence[pa.Table] = (),
+def alerts_document(incidents: pa.Table, units: Units = (),
                     top: int = TOP_INCIDENTS) -> dict[str, Any]:
     """The page's JSON: the `top` best incidents (times as ISO 8601 text), each top alert with
     its `ALERT_CONTEXT` from its row in `units` (the scored units, `OUTPUT_SCHEMA` rows, of one
-    table or several: the incidents' alert tables)."""
+    table or several: the incidents' alert tables, in memory or files)."""
     rows = incidents.slice(0, top).to_pylist()
     for row in rows:
         for key in ("window_start", "first_seen", "last_seen"):
             row[key] = None if row[key] is None else row[key].isoformat()
     alerts = [alert for row in rows for alert in row["top"] or ()]
-    found = _context_of(alerts, [units] if isinstance(units, pa.Table) else list(units))
+    scored = as_units(units)
+    found = _context_of(alerts, scored)
     for alert in alerts:
         context = found.get((alert["layer"], alert["unit"]), {})
         # the unit's row where given; else what the incident's top entry carries
@@ -75,42 +80,39 @@ def alerts_document(incidents: pa.Table, units: pa.Table | Sequence[pa.Table] = 
         alert["top_events"] = [{key: event.get(key) for key in EVENT_COLUMNS}
                                for event in context.get("top_events") or ()]
     return {"incidents": rows, "total_incidents": incidents.num_rows,
-            "explained_layers": _explained_layers(units)}
+            # The layers of which some scored unit has reasons: their detectors explain, so
+            # an alert of theirs without reasons is one past the `MAX_EXPLAINED` of its batch.
+            "explained_layers": sorted(set().union(*(u.explained_layers() for u in scored)))}
 
 
-def _explained_layers(units: pa.Table | Sequence[pa.Table]) -> list[str]:
-    """The layers of which some scored unit has reasons: their detectors explain, so an alert
-    of theirs without reasons is one past the `MAX_EXPLAINED` of its batch that get them."""
-    layers: set[str] = set()
-    for table in [units] if isinstance(units, pa.Table) else units:
-        if "reasons" in table.column_names and "layer" in table.column_names:
-            explained = table.filter(pc.is_valid(table["reasons"]))["layer"]
-            layers.update(x for x in pc.unique(explained).to_pylist() if x is not None)
-    return sorted(layers)
-
-
-def _context_of(alerts: list[dict[str, Any]], units: list[pa.Table]
+def _context_of(alerts: list[dict[str, Any]], units: list[ScoredUnits]
                 ) -> dict[tuple[str, str], dict[str, Any]]:
     """The `ALERT_CONTEXT` and `top_events` of each (layer, unit) of `alerts`, from the first
-    row of `units` that has it (times as ISO 8601 text)."""
+    row of `units` that has it (times as ISO 8601 text): found by the narrow columns, and
+    only those rows read whole."""
     wanted = {(a["layer"], a["unit"]) for a in alerts}
     names = pa.array(sorted({unit for _, unit in wanted}), pa.string())
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for table in units:
         if not len(names) or len(found) == len(wanted):
             break
-        columns = ["layer", "unit", *(c for c in (*ALERT_CONTEXT, "top_events")
-                                      if c in table.column_names)]
-        hits = table.filter(pc.is_in(table["unit"], value_set=names)).select(columns)
-        for row in hits.to_pylist():
-            key = (row["layer"], row["unit"])
+        narrow = table.narrow
+        hits = np.flatnonzero(pc.fill_null(pc.is_in(narrow["unit"], value_set=names), False)
+                              .to_numpy(zero_copy_only=False))
+        first: dict[tuple[str, str], int] = {}
+        for at, key in zip(hits.tolist(), zip(narrow["layer"].take(hits).to_pylist(),
+                                              narrow["unit"].take(hits).to_pylist())):
             if key in wanted and key not in found:
-                if row.get("time") is not None:
-                    row["time"] = row["time"].isoformat()
-                for event in row.get("top_events") or ():
-                    if event.get("timestamp") is not None:
-                        event["timestamp"] = event["timestamp"].isoformat()
-                found[key] = row
+                first.setdefault(key, at)
+        rows = table.take(np.array(sorted(first.values()), np.int64),
+                          ["layer", "unit", *ALERT_CONTEXT, "top_events"])
+        for row in rows.to_pylist():
+            if row.get("time") is not None:
+                row["time"] = row["time"].isoformat()
+            for event in row.get("top_events") or ():
+                if event.get("timestamp") is not None:
+                    event["timestamp"] = event["timestamp"].isoformat()
+            found[(row["layer"], row["unit"])] = row
     return found
 
 
@@ -229,7 +231,7 @@ def alerts_page_paths(alerts_path: str | Path) -> tuple[Path, Path]:
 
 
 def write_alerts_page(incidents: pa.Table, alerts_path: str | Path,
-                      units: pa.Table | Sequence[pa.Table] = ()) -> tuple[Path, Path]:
+                      units: Units = ()) -> tuple[Path, Path]:
     """`<name>.alerts.json` and `<name>.alerts.html` beside the alerts file, atomically (the
     top alerts' context from `units`, the scored units the incidents were built from)."""
     document = alerts_document(incidents, units)

@@ -58,6 +58,7 @@ from training.errors import ConfigError
 from training.evaluation.threshold_rules import DEFAULT_QUANTILE
 from training.layers.reasons import REASON_TYPE
 from training.scoring.context import CONTEXT_SCHEMA, TIME
+from training.scoring.scored_units import ScoredUnits, as_units
 
 logger = logging.getLogger(__name__)
 
@@ -179,7 +180,7 @@ def alert_weight(row: dict[str, Any]) -> float:
     return MAX_TAIL if p <= 10.0 ** -MAX_TAIL else -math.log10(p)
 
 
-def build_incidents(alerts: Sequence[pa.Table] | pa.Table,
+def build_incidents(alerts: Sequence[pa.Table | ScoredUnits] | pa.Table | ScoredUnits,
                     window_seconds: float = WINDOW_SECONDS,
                     detailed: int = MAX_DETAILED) -> pa.Table:
     """Group scored units (the `score` output, any layers) into ranked incidents.
@@ -189,10 +190,11 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table,
     most units alerts would otherwise spend seconds in Python per 100,000 events).
 
     Args:
-        alerts: scored-unit tables (`training.scoring.alerts.OUTPUT_SCHEMA`): every scored
-            unit, so that the ranking counts the units that do not alert (module docstring);
-            counts, times, flows and top alerts are the alerting units' (an incident without
-            alerts: its heaviest units').
+        alerts: scored-unit tables (`training.scoring.alerts.OUTPUT_SCHEMA`), in memory or
+            files (`ScoredUnits`: their narrow columns are read, and whole rows for the
+            detailed incidents only): every scored unit, so that the ranking counts the units
+            that do not alert (module docstring); counts, times, flows and top alerts are the
+            alerting units' (an incident without alerts: its heaviest units').
         window_seconds: the length of an incident's time window (> 0).
         detailed: how many of the best incidents get their `flows` and `top` lists.
 
@@ -201,10 +203,9 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table,
     """
     if not window_seconds > 0:
         raise ConfigError(f"window_seconds must be > 0, got {window_seconds}")
-    tables = [alerts] if isinstance(alerts, pa.Table) else list(alerts)
-    reasons = [t["reasons"] if "reasons" in t.column_names else None for t in tables]
-    units = pa.concat_tables([keyed_units(t, source, window_seconds)
-                              for source, t in enumerate(tables)])
+    scored = as_units(alerts)
+    units = pa.concat_tables([keyed_units(s.narrow, source, window_seconds)
+                              for source, s in enumerate(scored)])
     per_layer = units.group_by(["entity", "slot", "layer"], use_threads=False).aggregate(
         [("log_p", "sum"), ("log_p", "count"), ("log_p", "min"), ("alert", "sum")])
     evidence = layer_evidence(*(per_layer[c].to_numpy() for c in (
@@ -226,7 +227,7 @@ def build_incidents(alerts: Sequence[pa.Table] | pa.Table,
     for entity, slot, layer, count in zip(*(alerting[c].to_pylist() for c in (
             "entity", "slot", "layer", "alert_sum"))):
         layers[(entity, slot)].append({"layer": layer, "alerts": count})
-    lists = _detailed(tables, rows, incidents.slice(0, detailed), reasons)
+    lists = _detailed(scored, rows, incidents.slice(0, detailed))
     if incidents.num_rows > detailed:
         logger.info("%d incidents: flows and top alerts listed for the best %d", incidents.num_rows,
                     detailed)
@@ -298,19 +299,23 @@ def keyed_units(table: pa.Table, source: int, window_seconds: float) -> pa.Table
     }).combine_chunks()
 
 
-def _detailed(tables: list[pa.Table], rows: pa.Table, best: pa.Table,
-              reasons: list[pa.ChunkedArray | None]) -> dict[tuple[str, int], dict[str, Any]]:
-    """`flows` and `top` of the incidents in `best`, from their alert rows in `tables`."""
+def _detailed(scored: list[ScoredUnits], rows: pa.Table, best: pa.Table
+              ) -> dict[tuple[str, int], dict[str, Any]]:
+    """`flows` and `top` of the incidents in `best`, from their alert rows in `scored` (the
+    only whole rows read)."""
     members = rows.join(best.select(["entity", "slot"]), keys=["entity", "slot"],
                         join_type="inner")
     members = members.sort_by([("source", "ascending"), ("at", "ascending")])
     groups: dict[tuple[str, int], list[dict]] = defaultdict(list)
-    for source, table in enumerate(tables):
+    reasons: list[pa.ChunkedArray | None] = []  # of each source's rows taken
+    for source, units in enumerate(scored):
         mine = members.filter(pc.equal(members["source"], source))
-        light = table.take(mine["at"]).select([n for n in table.column_names if n not in _HEAVY])
-        types = event_types_of(table, mine["at"])
+        table = units.take(mine["at"].to_numpy())
+        reasons.append(table["reasons"] if "reasons" in table.column_names else None)
+        light = table.select([n for n in table.column_names if n not in _HEAVY])
+        types = event_types_of(table, pa.array(np.arange(table.num_rows)))
         for entity, slot, at, peak, known, row in zip(
-                mine["entity"].to_pylist(), mine["slot"].to_pylist(), mine["at"].to_pylist(),
+                mine["entity"].to_pylist(), mine["slot"].to_pylist(), range(table.num_rows),
                 mine["peak"].to_pylist(), types, light.to_pylist()):
             row["_at"], row["_peak"], row["_types"] = (source, at), peak, known
             groups[(entity, slot)].append(row)

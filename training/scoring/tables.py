@@ -23,13 +23,10 @@ import pyarrow.parquet as pq
 from training.artifacts.atomic import atomic_write
 from training.errors import ConfigError, SchemaError
 from training.scoring.alerts import OUTPUT_SCHEMA
-from training.scoring.context import EVENT_CONTEXT, conform_structs
-from training.scoring.incidents import (
-    INCIDENT_SCHEMA, TOP_ENTRY, WINDOW_SECONDS, build_incidents)
-
-
-def _jsonl(path: Path) -> bool:
-    return path.suffix.lower() in (".jsonl", ".json")
+from training.scoring.incidents import INCIDENT_SCHEMA, WINDOW_SECONDS, build_incidents
+from training.scoring.scored_units import ScoredUnits
+from training.scoring.unit_files import check_fields, conform, open_units, reading
+from training.scoring.unit_files import is_jsonl_name as _jsonl
 
 
 def incidents_path(alerts_path: str | Path) -> Path:
@@ -38,51 +35,16 @@ def incidents_path(alerts_path: str | Path) -> Path:
     return path.with_name(f"{path.stem}.incidents{path.suffix}")
 
 
-# Columns that older score outputs lack (null when read back).
-_ADDED_LATER = ("reference_scores", "process", "command_line", "sensor_signature",
-                "sensor_signature_id", "sensor_category", "sensor_severity")
-
-
 def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
     path = Path(path)
-    try:
+    with reading(path, what):
         if _jsonl(path):
             if path.stat().st_size == 0:
                 return schema.empty_table()
-            _check_fields(path, what)
+            check_fields(path, what)
             options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
             return pj.read_json(path, parse_options=options).select(schema.names)
-        table = pq.read_table(path)
-        for name in _ADDED_LATER:  # a file written before the column existed: null there
-            if name in schema.names and name not in table.column_names:
-                table = table.append_column(name, pa.nulls(table.num_rows, schema.field(name).type))
-        for name, struct in (("top_events", EVENT_CONTEXT), ("top", TOP_ENTRY)):
-            if name in schema.names and name in table.column_names:  # fields added later
-                at = table.column_names.index(name)
-                table = table.set_column(at, name, conform_structs(table[name], struct))
-        return table.select(schema.names).cast(schema)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no {what} file there") from None
-    except (pa.ArrowInvalid, KeyError, ValueError) as exc:
-        article = "an" if what[0] in "aeiou" else "a"
-        raise SchemaError(f"{path}: not {article} {what} file written by score ({exc})") from None
-
-
-# The fields every record of each file has: read with the other file's schema, a record
-# would be a row of nulls.
-_REQUIRED = {"scored units": ("unit", "score", "is_alert"), "incidents": ("rank", "entity")}
-
-
-def _check_fields(path: Path, what: str) -> None:
-    """Refuse a JSON Lines file whose first record lacks a field every `what` record has."""
-    with path.open("rb") as handle:
-        first = next((line for line in handle if line.strip()), b"{}")
-    record = orjson.loads(first)
-    if not isinstance(record, dict):
-        raise ValueError(f"its first line is a JSON {type(record).__name__}, not an object")
-    missing = [name for name in _REQUIRED[what] if name not in record]
-    if missing:
-        raise ValueError(f"its first record has no {' or '.join(missing)}")
+        return conform(pq.read_table(path), schema)
 
 
 def read_alerts(path: str | Path, *, alerts_only: bool = False) -> pa.Table:
@@ -146,14 +108,16 @@ def write_table(table: pa.Table, path: str | Path) -> Path:
     return path
 
 
-def write_incidents(alerts_path: str | Path, units: Sequence[pa.Table] | None = None
-                    ) -> tuple[int, str]:
+def write_incidents(alerts_path: str | Path,
+                    units: Sequence[pa.Table | ScoredUnits] | None = None) -> tuple[int, str]:
     """Group the alerts of a `score` output file (or the scored `units` given, unit rows of
     several layers) into incidents, written beside it (`incidents_path`) with the alerts page
-    (`training.scoring.alerts_page`); returns (how many, where)."""
+    (`training.scoring.alerts_page`); returns (how many, where). Of the file, only the
+    columns that rank units and the rows the incidents and page show are read
+    (`training.scoring.unit_files`), not whole rows of every unit."""
     from training.scoring.alerts_page import write_alerts_page
 
-    units = _read(alerts_path, OUTPUT_SCHEMA, "scored units") if units is None else units
+    units = [open_units(alerts_path)] if units is None else units
     incidents = build_incidents(units)
     written = write_table(incidents, incidents_path(alerts_path))
     write_alerts_page(incidents, alerts_path, units)
@@ -173,7 +137,7 @@ def incidents_across_layers(alert_paths: list[str | Path], output: str | Path,
 
     if not alert_paths:
         raise ConfigError("alert_paths must name at least one alerts file written by score")
-    units = [_read(p, OUTPUT_SCHEMA, "scored units") for p in alert_paths]
+    units = [open_units(p) for p in alert_paths]
     incidents = build_incidents(units, window_seconds)
     write_table(incidents, output)
     write_alerts_page(incidents, output, units)
