@@ -50,6 +50,7 @@ class AppendOnly:
 
     def __init__(self, path: Path, committed: int | None, private: bool = True) -> None:
         self.path = path
+        private_folder(path.parent)  # as atomic_write: score --once --alerts new/a.jsonl
         self.fd = open_in_place(path, os.O_WRONLY | os.O_APPEND, private=private)
         size = os.fstat(self.fd).st_size
         if committed is not None and size > committed:  # written after the last commit

@@ -43,9 +43,13 @@ def test_writers_create_private_files(tmp_path, umask_022):
         with atomic_write(folder / "s.html") as handle:
             handle.write(b"x")
     os.close(AppendOnly(tmp_path / "alerts.jsonl", None).fd)
+    # A live output's missing folders are made as atomic_write makes them (score --once
+    # --alerts out/a.jsonl said "No such file or directory": red-team trial).
+    os.close(AppendOnly(tmp_path / "live" / "out" / "alerts.jsonl", None).fd)
     assert _readable_by_others(tmp_path) == {}
     # The folders made for the file, the parent of its folder too (mkdir -p gives it 0755).
-    assert {_mode(tmp_path / "new"), _mode(tmp_path / "new" / "deeper")} == {"0o700"}
+    assert {_mode(tmp_path / "new"), _mode(tmp_path / "new" / "deeper"), _mode(tmp_path / "live"),
+            _mode(tmp_path / "live" / "out")} == {"0o700"}
 
 
 def test_no_written_file_is_readable_by_others(tmp_path, datasets, umask_022):
