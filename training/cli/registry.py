@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict
@@ -29,8 +30,10 @@ from typing import Any
 from training.cli.new_registry import removed_unless_registered
 from training.cli.options import layer_name, open_registry, registry_dir, registry_options
 from training.cli.parser import help_command
-from training.errors import ConfigError, NotFoundError, did_you_mean
+from training.errors import CheckpointError, ConfigError, NotFoundError, did_you_mean
 from training.registry.names import version_scheme
+
+logger = logging.getLogger(__name__)
 
 Option = Callable[..., None]
 STAGES = ("none", "staging", "production", "archived")
@@ -64,13 +67,21 @@ def cmd_show(args: argparse.Namespace) -> int:
     from training.registry.data_file import change
     from training.registry.tables import format_metadata
 
-    metadata = _registry(args).get_metadata(args.model, args.version, args.stage, alias=args.alias)
+    registry = _registry(args)
+    metadata = registry.get_metadata(args.model, args.version, args.stage, alias=args.alias)
     # The file at its training data's path may hold a later run's data by now.
     data_change = change(metadata.training_dataset_file)
+    try:  # a record that reads well of files that no longer load misleads (red-team trial)
+        registry.verify(metadata.model_name, metadata.version)
+        tampered = None
+    except CheckpointError as exc:
+        tampered = str(exc)
+        logger.warning("%s %s will not load: %s", metadata.model_name, metadata.version, exc)
     if args.json:
-        _print_json({**metadata.to_dict(), "training_dataset_change": data_change})
+        _print_json({**metadata.to_dict(), "training_dataset_change": data_change,
+                     "files_as_registered": tampered is None, "files_problem": tampered})
     else:
-        print(format_metadata(metadata, data_change))
+        print(format_metadata(metadata, data_change, tampered))
     return 0
 
 

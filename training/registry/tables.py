@@ -35,10 +35,12 @@ def format_registry(versions: list[ModelMetadata], empty: str = "the registry is
                   "METRICS"), rows)
 
 
-def format_metadata(m: ModelMetadata, data_change: str | None = None) -> str:
+def format_metadata(m: ModelMetadata, data_change: str | None = None,
+                    tampered: str | None = None) -> str:
     """One version's record: a field per line, then its metrics, hyperparameters and
     dataset fingerprints; `data_change`: how its training data file differs now
-    (`training.registry.data_file.change`), shown beside its path."""
+    (`training.registry.data_file.change`), shown beside its path; `tampered`: why its files
+    are not those registered (`ModelRegistry.verify`), None when they are."""
     data = m.training_dataset or "-"
     if data_change:
         data += f" ({data_change}" + ("; the dataset fingerprints below are what it learnt "
@@ -55,6 +57,8 @@ def format_metadata(m: ModelMetadata, data_change: str | None = None) -> str:
               ("description", m.description or "-")]
     if m.files:
         fields.append(("files", ", ".join(sorted(m.files))))
+    fields.append(("integrity", "as registered (sha256)" if tampered is None
+                   else f"NOT as registered, it will not load: {tampered}"))
     decision = m.details.get("decision") if isinstance(m.details, dict) else None
     if isinstance(decision, dict) and decision.get("reason"):
         fields.append(("gate", decision["reason"]))

@@ -150,6 +150,29 @@ def test_list_is_a_table_and_its_filters_filter(filled, capsys):
         "no version matches model 'tiyn' in " + filled[1] + "; models: other, tiny")
 
 
+def test_show_says_when_a_versions_files_are_not_those_registered(filled, capsys):
+    """A record that read well while its weights had been replaced (and would not load) gave
+    no word of it (red-team trial)."""
+    capsys.readouterr()
+    assert main(["registry", "show", "--model", "tiny", "--version", "1.1.0", *filled]) == 0
+    assert "integrity            as registered (sha256)" in capsys.readouterr().out
+    weights = next(Path(filled[1]).glob("**/tiny/1.1.0/model.pt"))
+    weights.write_bytes(weights.read_bytes() + b"x")
+    assert main(["registry", "show", "--model", "tiny", "--version", "1.1.0", *filled]) == 0
+    out, err = capsys.readouterr()
+    assert f"integrity            NOT as registered, it will not load: {weights}: sha256 " \
+           "mismatch" in out
+    assert f"warning: tiny 1.1.0 will not load: {weights}: sha256 mismatch" in err
+    assert main(["registry", "show", "--model", "tiny", "--version", "1.1.0", "--json",
+                 *filled]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["files_as_registered"] is False
+    assert shown["files_problem"].startswith(f"{weights}: sha256 mismatch")
+    assert main(["registry", "show", "--model", "tiny", "--version", "1.0.0", "--json",
+                 *filled]) == 0  # its own files are intact
+    assert json.loads(capsys.readouterr().out)["files_as_registered"] is True
+
+
 def test_show_and_history_are_tables_with_json_on_request(filled, capsys):
     capsys.readouterr()
     assert main(["registry", "show", "--model", "tiny", "--alias", "champion", *filled]) == 0
