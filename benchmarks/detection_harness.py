@@ -7,6 +7,11 @@ candidates and the baselines, the levels and the paired intervals):
 
     python benchmarks/detection_harness.py                       # everything, two processes
     python benchmarks/detection_harness.py --captures iot23-44 --seeds 0 --bootstrap 200
+    python benchmarks/detection_harness.py --captures ../my/zeek-labeled --seeds 0 --jobs 1
+
+A capture named by its path is one of your own (`training.evaluation.harness.own`: its first
+half by time, benign rows, fits; its second half is scored): its tables are printed and its JSON
+written only to an --out you give, never into BENCHMARKS.md.
 
 It writes the full results to --out (JSON) and its tables between the harness markers of
 --benchmarks (BENCHMARKS.md), unless --no-write. Run from the repository root (the real
@@ -29,14 +34,16 @@ sys.path.insert(0, str(REPO))
 
 from training.artifacts.atomic import atomic_write  # noqa: E402
 from training.evaluation.harness import HarnessConfig, capture_names, run_harness  # noqa: E402
+from training.evaluation.harness.own import is_own  # noqa: E402
 from training.evaluation.harness.tables import markdown, write_section  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--captures", nargs="+", choices=capture_names(),
-                        default=capture_names())
+    parser.add_argument("--captures", nargs="+", default=capture_names(), metavar="NAME|PATH",
+                        help=f"captures to run: {', '.join(capture_names())}, or the path of "
+                             "a labeled capture of your own (default: every named one)")
     parser.add_argument("--layers", nargs="+", choices=("layer1", "layer2", "layer3"),
                         default=["layer1", "layer2", "layer3"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
@@ -46,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="captures run at once, each in its own process (the machine's "
                              "cores: one training thread each)")
     parser.add_argument("--datasets", type=Path, default=REPO.parent / "shared" / "datasets")
-    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/out/detection_harness.json")
+    parser.add_argument("--out", type=Path, help="the results' JSON (default: "
+                        "benchmarks/out/detection_harness.json; none for a capture of your own)")
     parser.add_argument("--benchmarks", type=Path, default=REPO / "BENCHMARKS.md")
     parser.add_argument("--no-write", action="store_true",
                         help="print the tables; write neither the JSON nor BENCHMARKS.md")
@@ -59,7 +67,14 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_write:
             write_section(args.benchmarks, tables)
         return 0
-    if not args.datasets.is_dir():
+    own = [name for name in args.captures if name not in capture_names()]
+    unknown = [name for name in own if not is_own(name)]
+    if unknown:
+        parser.error(f"unknown capture(s) {', '.join(unknown)}; known: "
+                     f"{', '.join(capture_names())}, or the path of a capture of your own")
+    if args.out is None and not own:  # a capture of your own is not the product's benchmark
+        args.out = REPO / "benchmarks/out/detection_harness.json"
+    if not args.datasets.is_dir() and len(own) < len(args.captures):
         print(f"error: the real captures are not at {args.datasets} (--datasets)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING)
@@ -72,11 +87,18 @@ def main(argv: list[str] | None = None) -> int:
         jobs=args.jobs)
     tables = markdown(results)
     print(tables)
-    if not args.no_write:
+    if args.no_write:
+        return 0
+    if args.out:
         with atomic_write(args.out) as handle:
             handle.write(json.dumps(results, indent=1).encode())
+        print(f"wrote {args.out}", file=sys.stderr)
+    if own:
+        print(f"the tables of {', '.join(own)} are not written into {args.benchmarks}",
+              file=sys.stderr)
+    else:
         write_section(args.benchmarks, tables)
-        print(f"wrote {args.out} and the tables in {args.benchmarks}", file=sys.stderr)
+        print(f"wrote the tables in {args.benchmarks}", file=sys.stderr)
     return 0
 
 

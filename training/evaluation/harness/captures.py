@@ -23,12 +23,15 @@ measuring detection. The test rows whose `difficulty` is below 21 (those at leas
 classifiers of the NSL-KDD paper missed) are also reported apart; the difficulty column is
 removed from the events before anything else sees them, so it is never a feature. NSL-KDD rows
 have no addresses or times, so only layer 1 applies. Direction-blind: see `blind`.
+
+A name that is a path (a labeled Zeek log or folder, a labeled CSV) is a capture of your own,
+measured with the demo's protocol (`own`); `Capture`, `benign` and `time_split` are in
+`protocol`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -36,9 +39,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from training.collection.collector import DataCollector, DataSource
-from training.collection.schema_union import concat_tables
 from training.errors import ConfigError, SourceError
 from training.evaluation.harness.blind import direction_blind
+from training.evaluation.harness.own import is_own, own_capture
+from training.evaluation.harness.protocol import VAL_FRACTION, Capture, benign, time_split
 from training.sources.presets import NSL_KDD_COLUMNS as NSL_COLUMNS
 from training.sources.presets import NSL_KDD_FIELDS as NSL_FIELDS
 
@@ -49,30 +53,6 @@ CONN = "stratosphere/{}-zeek-mixed/data/conn.log.labeled"
 NSL_KDD = "nsl_kdd/KDDTrain+_20Percent.txt"
 NSL_SEED = 20  # fixes the NSL-KDD split once; never changed to move a figure
 NSL_HARD = 21  # test rows with difficulty below this are reported apart
-VAL_FRACTION = 0.2
-ALL_LAYERS = ("layer1", "layer2", "layer3")
-
-
-@dataclass(frozen=True)
-class Capture:
-    """One protocol's event tables (canonical schema).
-
-    Attributes:
-        name, role ("development" or "evaluation"), description: see the module table.
-        train: benign rows the detectors learn from; val: benign rows held out (later in time).
-        test: every row scored; labels are used only to measure.
-        layers: the layers whose units these events have.
-        subsets: name -> mask over the test rows, each also reported on its own.
-    """
-
-    name: str
-    role: str
-    description: str
-    train: pa.Table
-    val: pa.Table
-    test: pa.Table
-    layers: tuple[str, ...] = ALL_LAYERS
-    subsets: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 def collect(root: Path, relative: str, **source_args) -> pa.Table:
@@ -85,21 +65,6 @@ def collect(root: Path, relative: str, **source_args) -> pa.Table:
     params = {"path": str(path), **source_args.pop("connection_params", {})}
     return DataCollector([DataSource(path.stem, kind, params, **source_args)],
                          progress=False).collect_table()
-
-
-def benign(table: pa.Table) -> pa.Table:
-    return table.filter(pc.equal(table["is_threat"], 0))
-
-
-def time_split(tables: list[pa.Table], fraction: float = VAL_FRACTION) -> tuple[pa.Table, pa.Table]:
-    """Each table cut at its own (1 - fraction) time quantile: (earlier parts, later parts)."""
-    early, late = [], []
-    for table in tables:
-        micros = table["timestamp"].cast(pa.int64()).to_numpy(zero_copy_only=False)
-        cut = np.quantile(micros, 1 - fraction)
-        early.append(table.filter(pa.array(micros < cut)))
-        late.append(table.filter(pa.array(micros >= cut)))
-    return concat_tables(early), concat_tables(late)
 
 
 def _iot23(root: Path, scored: str, other: str, role: str) -> Capture:
@@ -184,14 +149,18 @@ def capture_names(role: str | None = None) -> list[str]:
 
 
 def load_capture(name: str, root: str | Path = DATASETS) -> Capture:
-    """The capture `name`, read from the datasets folder `root`.
+    """The capture `name`, read from the datasets folder `root`; a name that is a path (a
+    labeled log, a Zeek folder, a CSV) is a capture of your own (`harness.own`).
 
     Raises:
-        ConfigError: an unknown name (the message lists the valid ones).
+        ConfigError: an unknown name (the message lists the valid ones); see `own_capture`.
         SourceError: a dataset file is missing.
     """
+    if name not in CAPTURES and is_own(name):
+        return own_capture(name)
     try:
         _, load = CAPTURES[name]
     except KeyError:
-        raise ConfigError(f"unknown capture {name!r}; known: {', '.join(CAPTURES)}") from None
+        raise ConfigError(f"unknown capture {name!r}; known: {', '.join(CAPTURES)}, or the path "
+                          "of a labeled capture of your own") from None
     return load(Path(root))

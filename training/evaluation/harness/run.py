@@ -16,6 +16,8 @@ the highest mean on that metric and level. Unknown labels are left out of every 
 Methods whose fit does not depend on the seed (ECOD and kNN below their `max_rows`, port
 rarity) are fitted once and their scores used for every seed. Nothing here looks at test
 labels before scoring: thresholds and early stopping use the benign validation units only.
+Each capture's notes (`notes`: fields that separate its labels, parts smaller than the pipeline
+accepts) are logged before its layers train and kept in its results.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from training.evaluation.bootstrap import METRICS, bootstrap_draws, interval, pa
 from training.evaluation.harness.captures import DATASETS, capture_names, load_capture
 from training.evaluation.harness.methods import BASELINES, CANDIDATES, Method, fit_and_score, identity
 from training.evaluation.harness.fused import fused_flows
+from training.evaluation.harness.notes import capture_notes, unit_notes
 from training.evaluation.harness.units import LayerUnits, layer_units
 
 logger = logging.getLogger(__name__)
@@ -175,10 +178,16 @@ def run_capture(name: str, config: HarnessConfig,
     entry = {"role": capture.role, "description": capture.description,
              "rows": {"train": capture.train.num_rows, "val": capture.val.num_rows,
                       "test": capture.test.num_rows}, "layers": {}}
+    entry["notes"] = capture_notes(capture)
+    for note in entry["notes"]:
+        log(f"{name}: note: {note}")
     measured: dict[str, tuple[LayerUnits, dict[str, Any]]] = {}
     for layer in (lay for lay in capture.layers if lay in config.layers):
         started = time.perf_counter()
         units = layer_units(capture, layer)
+        for note in unit_notes(units):
+            entry["notes"].append(note)
+            log(f"{name}: note: {note}")
         runs = run_layer(units, config.methods, config.seeds, config.epochs, log)
         measured[layer] = (units, runs)
         entry["layers"][layer] = {
