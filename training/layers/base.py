@@ -141,13 +141,16 @@ class Layer(ABC):
                         "temporal train/val/test split needs")
         return None
 
-    def train_shortfall(self, train: Any) -> str | None:
+    def train_shortfall(self, train: Any, learns: np.ndarray | None = None) -> str | None:
         """Why a training part is too small to learn from, or None: fewer than half
-        `min_units` (a grace period that ends just after the data starts leaves a handful)."""
-        n, least = len(self.labels(train)), -(-self.min_units // 2)
+        `min_units` (a grace period that ends just after the data starts leaves a handful)
+        among those it learns from (`learns`, a mask of its units; None: all of them)."""
+        total, least = len(self.labels(train)), -(-self.min_units // 2)
+        n = total if learns is None else int(np.count_nonzero(learns))
         if n < least:
-            return (f"its training part holds {n:,} {self.unit}s, fewer than the {least} it "
-                    "needs to learn from")
+            of = "" if n == total else f" it learns from (of {total:,})"
+            return (f"its training part holds {n:,} {self.unit}s{of}, fewer than the {least} "
+                    "it needs to learn from")
         return None
 
     @abstractmethod

@@ -12,8 +12,8 @@ Stages, all under `config.workdir`:
 2. featurize layer 1 and validate it (`DataValidator`: missing values, outliers, labels,
    constant features, and drift between the training and test parts); an ERROR stops the run;
 3. for each layer: featurize (`features/`); a layer with fewer units than it needs
-   (`Layer.shortfall`), or whose training part holds fewer than half that
-   (`Layer.train_shortfall`), is skipped with a note saying how many it has and needs; split
+   (`Layer.shortfall`), or whose training part holds fewer than half that to learn from
+   (`Layer.train_shortfall`), is skipped, saying how many it has and needs; split
    (`splits/`: train/val/test, or train/val with the test sources as the test part; without
    timestamps "random" replaces "temporal"; `split.train_until` makes the leading time a
    grace period; a temporal split cuts every layer at the same times, on boundaries of the
@@ -22,8 +22,7 @@ Stages, all under `config.workdir`:
    unlabeled traffic is assumed benign) or, with `train.benign_only`, the benign ones; the
    threshold is calibrated on validation scores by `train.threshold` (default: the 99.9th
    percentile, `training.evaluation.calibration`);
-   score the test part and report it (the run's `report/<layer>.html`), with labels or
-   without;
+   score the test part and report it (`report/<layer>.html`), labeled or not;
 4. register the model (`models/`, the registry) and promote it past the gate
    (`training.retraining.gate`): the challenger and the production model are scored on the
    same test part; it is promoted when its ROC-AUC is clearly above chance and its PR-AUC
@@ -35,11 +34,10 @@ Stages, all under `config.workdir`:
    rule (`training.retraining.unlabeled_gate`): its alert rate there within its calibration's
    expected rate x 3, and a validation loss there `gate.improvement_threshold` (relative)
    below production's. Refused models get the `challenger` alias for a person to decide;
-5. the fused detector (`training.pipeline.fusion`): every trained layer's calibrated tail
-   probabilities combined into one score per event, calibrated on validation events,
-   evaluated on the test events beside each layer, registered as `fusion.json`;
-6. the run's alerts page (`training.pipeline.alerts`): every trained layer's test-part alerts,
-   with context and reasons, grouped into ranked incidents, `report/test_alerts.alerts.html`;
+5. the fused detector (`training.pipeline.fusion`): every trained layer's tail probabilities
+   combined per event, calibrated, evaluated beside each layer, registered as `fusion.json`;
+6. the run's alerts page (`training.pipeline.alerts`): the test-part alerts of every layer
+   as ranked incidents, `report/test_alerts.alerts.html`;
 7. the run's `report/index.html` links everything; its `pipeline.json` (and the working
    directory's, the latest run's) holds the same figures; `report/index.html` of the working
    directory lists every run (`training.pipeline.history`: one folder per run,
@@ -276,7 +274,9 @@ def _run_layer(layer: Layer, units: Any, test_units: Any, run: _Run,
             test_units.save(folders.features / f"test_{layer.features_file}")
         splits, notes = layer_parts(layer, units, test_units, config.split, run.strategy,
                                     config.seed, run.cuts)
-    short = layer.train_shortfall(splits["train"])
+    labels = layer.labels(splits["train"])  # benign only: the rest is not learnt from
+    learns = (labels == 0) | ((labels < 0) & bool(settings.keep_unknown))
+    short = layer.train_shortfall(splits["train"], learns if settings.benign_only else None)
     if short is not None:
         return _skipped(layer, f"{len(layer.labels(units)):,} {layer.unit}s, but {short}"
                         + (" (set train_until later)" if config.split.grace is not None

@@ -5,6 +5,7 @@ missing figures. Errors are checked on their messages, which say what to do."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -239,6 +240,22 @@ def test_a_grace_period_just_after_the_data_starts_skips_the_layers_it_leaves_to
                   "needs to learn from (set train_until later)",
         "layer3": "1,382 windows, but its training part holds 4 windows, fewer than the 10 it "
                   "needs to learn from (set train_until later)"}
+
+
+def test_benign_only_counts_the_training_units_it_learns_from(datasets, tmp_path):
+    """CTU-SME-11's conn log: 719 of its 766 flows are one attack, so the training part of a
+    benign-only run holds a handful of benign flows; the minimum was checked on every unit of
+    the part, and layer 1 learnt from 17 events (trial W)."""
+    from training.pipeline.run import run_pipeline
+
+    path = datasets / "slips_ctu_sme_11_labeled_zeek" / "zeek-labeled" / "conn.log.labeled"
+    config = config_from_dict({"workdir": str(tmp_path / "run"), "layers": ["layer1"],
+                               "sources": [{"type": "zeek", "path": str(path)}],
+                               "train": {"epochs": 1, "benign_only": True}})
+    (layer,) = run_pipeline(config).layers
+    assert re.fullmatch(r"766 events, but its training part holds \d+ events it learns from "
+                        r"\(of [\d,]+\), fewer than the 50 it needs to learn from",
+                        layer.skipped), layer.skipped
 
 
 def test_a_layer_with_too_few_units_or_times_says_what_it_has_and_needs(datasets):
