@@ -13,9 +13,12 @@ A capture named by its path is one of your own (`training.evaluation.harness.own
 half by time, benign rows, fits; its second half is scored): its tables are printed and its JSON
 written only to an --out you give, never into BENCHMARKS.md.
 
-It writes the full results to --out (JSON) and its tables between the harness markers of
---benchmarks (BENCHMARKS.md), unless --no-write. Run from the repository root (the real
-captures are read from ../shared/datasets unless --datasets says otherwise).
+A run of every named capture and layer writes the full results to --out (JSON; default
+benchmarks/out/detection_harness.json) and its tables between the harness markers of
+--benchmarks (BENCHMARKS.md), unless --no-write. A run of some of them prints its tables and
+writes its JSON only to an --out you give: written there, they would replace every other
+capture's (trial W). Run from the repository root (the real captures are read from
+../shared/datasets unless --datasets says otherwise).
 """
 
 from __future__ import annotations
@@ -72,7 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown capture(s) {', '.join(unknown)}; known: "
                      f"{', '.join(capture_names())}, or the path of a capture of your own")
-    if args.out is None and not own:  # a capture of your own is not the product's benchmark
+    # Only a run of everything is the product's benchmark: a part would replace the whole.
+    whole = set(args.captures) == set(capture_names()) and len(set(args.layers)) == 3
+    if args.out is None and whole:
         args.out = REPO / "benchmarks/out/detection_harness.json"
     if not args.datasets.is_dir() and len(own) < len(args.captures):
         print(f"error: the real captures are not at {args.datasets} (--datasets)", file=sys.stderr)
@@ -93,12 +98,13 @@ def main(argv: list[str] | None = None) -> int:
         with atomic_write(args.out) as handle:
             handle.write(json.dumps(results, indent=1).encode())
         print(f"wrote {args.out}", file=sys.stderr)
-    if own:
-        print(f"the tables of {', '.join(own)} are not written into {args.benchmarks}",
-              file=sys.stderr)
-    else:
+    if whole:
         write_section(args.benchmarks, tables)
         print(f"wrote the tables in {args.benchmarks}", file=sys.stderr)
+    else:
+        print(f"the tables of {', '.join(args.captures)} ({', '.join(args.layers)}) are not "
+              f"written into {args.benchmarks}: only a run of every capture and layer is",
+              file=sys.stderr)
     return 0
 
 

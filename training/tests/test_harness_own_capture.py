@@ -80,7 +80,24 @@ def test_the_cli_takes_a_path_and_leaves_the_benchmarks_file_alone(tmp_path, mon
     assert sorted(p.name for p in tmp_path.iterdir()) == ["BENCHMARKS.md", "mine.json"]
     printed = capsys.readouterr()
     assert f"| {SME} | evaluation | layer1 | default (Layer1VAE) |" in printed.out
-    assert f"the tables of {SME} are not written into {benchmarks}" in printed.err
+    assert f"the tables of {SME} (layer1) are not written into {benchmarks}: only a run of " \
+           "every capture and layer is" in printed.err
+
+
+def test_a_run_of_some_named_captures_leaves_the_benchmarks_file_alone(datasets, tmp_path,
+                                                                      monkeypatch, capsys):
+    """BENCHMARKS.md's own example (--captures iot23-44 ...) replaced the tables of all eight
+    captures with its one (trial W)."""
+    benchmarks = tmp_path / "BENCHMARKS.md"
+    benchmarks.write_text("the product's tables\n")
+    with pytest.raises(SystemExit) as exited:
+        _harness_cli(["--captures", "iot23-44", "--layers", "layer1", "--seeds", "0",
+                      "--epochs", "1", "--bootstrap", "20", "--jobs", "1", "--datasets",
+                      str(datasets), "--benchmarks", str(benchmarks)], monkeypatch)
+    assert exited.value.code == 0
+    assert benchmarks.read_text() == "the product's tables\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BENCHMARKS.md"]  # nor a JSON
+    assert "| iot23-44 | development | layer1 |" in capsys.readouterr().out
 
 
 def test_the_cli_names_the_captures_it_knows(monkeypatch, capsys):
