@@ -208,3 +208,13 @@ def test_tables_go_between_the_markers(tmp_path):
     path.write_text(path.read_text() + "\n## After\n")
     write_section(path, "second")
     assert path.read_text() == f"# Benchmarks\n\nkept\n\n{BEGIN}\nsecond\n{END}\n\n## After\n"
+
+
+@needs_data
+def test_a_run_without_the_layer_defaults_measures_the_other_methods():
+    """HarnessConfig(methods=...) without "default" stopped with KeyError: 'default' (trial W):
+    there is then no layer default to fuse, and the rest is measured."""
+    config = HarnessConfig(captures=["iot23-44"], layers=["layer1"], seeds=[0], epochs=1,
+                           bootstrap=20, datasets=DATASETS, methods=BASELINES)
+    report = run_harness(config)["captures"]["iot23-44"]["layers"]["layer1"]
+    assert list(report["methods"]) == ["IF", "AE", "port rarity"]

@@ -48,7 +48,9 @@ def fused_flows(measured: dict[str, tuple[LayerUnits, dict[str, dict[str, Any]]]
             if run["baseline"]:
                 methods[f"{layer} {name}"] = {"baseline": True, "same_as": None, "runs": []}
                 scores[f"{layer} {name}"] = units.flow_scores(run["scores"])
-        default = runs["default"]
+        default = runs.get("default")
+        if default is None:  # a run of other methods only: no layer default to fuse
+            continue
         same = None if default["same_as"] is None else f"{layer} {default['same_as']}"
         methods[f"{layer} default"] = {"baseline": False, "same_as": same,
                                        "runs": default["runs"]}
