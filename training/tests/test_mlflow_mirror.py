@@ -229,6 +229,38 @@ def test_a_version_deleted_from_the_registry_is_tagged_deleted_not_an_error(tmp_
         ("1.0.0", "deleted"), ("1.1.0", "none"), ("1.2.0", "none")]
 
 
+@pytest.mark.parametrize("tagged", [True, False], ids=["weights-tag", "mirrored-before-it"])
+def test_a_registry_made_anew_at_the_same_path_gets_its_own_champion(tmp_path, weights, tagged):
+    """`rm -rf w`, then a new pipeline in w: the new registry has the old one's path (its
+    identity) and version numbers. Its 1.0.0 was taken for mirrored already: MLflow kept the
+    deleted registry's weights under champion, and the new model never became a version."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    mirror_registry(open_window(uri), _registry(tmp_path / "w" / "models", weights, 1,
+                                                promote="1.0.0"))
+    if not tagged:  # as a release before the weights tag mirrored it
+        client.delete_model_version_tag("layer1_vae", "1", "maximus.weights_sha256")
+    shutil.rmtree(tmp_path / "w")
+    other = save_tiny(tmp_path / "other.pt", centre=0.1, dim=128, threshold=3.0)
+    registry = _registry(tmp_path / "w" / "models", other, 1, promote="1.0.0")
+    mirror_version(open_window(uri), registry, "layer1_vae", "1.0.0", None)
+    champion = client.get_model_version_by_alias("layer1_vae", "champion")
+    (tmp_path / "got").mkdir()
+    got = client.download_artifacts(champion.run_id, "model/model.pt", str(tmp_path / "got"))
+    expected = registry.get_metadata("layer1_vae", "1.0.0").weights_sha256
+    assert hashlib.sha256(Path(got).read_bytes()).hexdigest() == expected
+    assert champion.tags["maximus.weights_sha256"] == expected
+    assert {v: (t["maximus.version"], t["maximus.stage"])
+            for v, t in _versions(client, "layer1_vae").items()} == {
+        "1": ("1.0.0", "deleted"), "2": ("1.0.0", "production")}
+    # and it stays so: a later mirror neither adds versions nor moves the alias back
+    assert main(["registry", "mirror", "--workdir", str(tmp_path / "w"),
+                 "--mlflow-uri", uri]) == 0
+    assert len(_versions(client, "layer1_vae")) == 2
+    assert client.get_model_version_by_alias("layer1_vae", "champion").version == \
+        champion.version
+
+
 def test_every_view_of_a_version_names_its_detector(tmp_path, weights, capsys):
     """Registry show (and --json), list, and the MLflow version and its run: the detector
     class, which only the sidecar named; a version registered before the registry recorded

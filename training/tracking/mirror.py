@@ -14,6 +14,12 @@ identity (`registry_identity`: its folder's absolute path), a tag of every regis
 model version it mirrors; a registry only ever matches, tags and aliases its own. A model name
 that another registry (or an earlier release, which tagged none) already holds in the store is
 mirrored as `<name>-<8 hex digits of our identity>`, with one warning that says so.
+
+A registry deleted and made anew at the same path (`rm -rf WORKDIR`, then a pipeline) has the
+same identity and numbers its versions from 1.0.0 again: a mirrored version is ours only when
+its weights are our version's too (tag `maximus.weights_sha256`; checked once by download for
+a version mirrored before the tag). The old registry's versions are tagged stage `deleted` and
+lose their aliases; ours are mirrored beside them.
 """
 
 from __future__ import annotations
@@ -36,6 +42,9 @@ __all__ = ["mirror_new_version", "mirror_registry", "mirror_version", "mlflow_mo
 VERSION_TAG = "maximus.version"
 REGISTRY_TAG = "maximus.registry"
 CLASS_TAG = "maximus.model_class"
+WEIGHTS_TAG = "maximus.weights_sha256"
+_GONE_REASON = ("a version of a registry deleted from this path; the registry there now holds "
+                "other weights under this version")
 _MISSING = object()  # no registered model of that name in the store
 
 
@@ -78,11 +87,13 @@ def _mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: s
     folder = artifact_dir(registry.artifacts_dir, model_name, version)
     window.log_files(run_id, sorted(p for p in folder.iterdir() if p.is_file()), "model")
     name = mlflow_model_name(window, registry, model_name)
-    if name is not None and version not in _mirrored(window, name, ours):
+    if name is not None and version not in _mirrored(window, registry, model_name, name)[0]:
         run = window.guard("read a run", window.client.get_run, run_id)
         if run is not None:
             tags = {VERSION_TAG: version, REGISTRY_TAG: ours, "maximus.model": model_name,
-                    **({} if stored.model_class is None else {CLASS_TAG: stored.model_class})}
+                    **({} if stored.model_class is None else {CLASS_TAG: stored.model_class}),
+                    **({} if not stored.weights_sha256
+                       else {WEIGHTS_TAG: stored.weights_sha256})}
             window.guard("create a model version", window.client.create_model_version, name,
                          f"{run.info.artifact_uri}/model", run_id=run_id, tags=tags,
                          description=stored.description or None)
@@ -115,13 +126,12 @@ def mirror_registry(window: MlflowWindow, registry: ModelRegistry,
     with a run of its own, then bring tags and aliases up to date (e.g. after a promotion by
     hand). Returns the (model, version) pairs newly mirrored."""
     names = sorted({m.model_name for m in registry.search_models(model_name=model_name)})
-    ours = registry_identity(registry)
     added = []
     for name in names:
         mirrored_as = mlflow_model_name(window, registry, name)
         if mirrored_as is None:
             continue
-        done = _mirrored(window, mirrored_as, ours)
+        done = _mirrored(window, registry, name, mirrored_as)[0]
         for stored in registry.search_models(model_name=name):
             if stored.version not in done and not window.closed:
                 mirror_version(window, registry, name, stored.version, None)
@@ -134,11 +144,12 @@ def mirror_registry(window: MlflowWindow, registry: ModelRegistry,
 def sync_model(window: MlflowWindow, registry: ModelRegistry, model_name: str) -> None:
     """Tags (our stage and latest transition reason) of every version of `model_name` this
     registry mirrored, and its aliases, as in our registry (a version deleted from ours is
-    tagged stage `deleted`)."""
+    tagged stage `deleted`, and so is one of a registry deleted from our path: see the module
+    docstring)."""
     name = mlflow_model_name(window, registry, model_name)
     if name is None:
         return
-    mirrored = _mirrored(window, name, registry_identity(registry))
+    mirrored, gone = _mirrored(window, registry, model_name, name)
     stages = {m.version: m.stage for m in registry.search_models(model_name=model_name)}
     reasons: dict[str, str] = {}
     for transition in registry.history(model_name):  # oldest first: the last one stays
@@ -149,6 +160,10 @@ def sync_model(window: MlflowWindow, registry: ModelRegistry, model_name: str) -
                            ("maximus.reason", reasons.get(ours, "") or "-")):
             window.guard("tag a model version", client.set_model_version_tag, name,
                          theirs, key, value)
+    for theirs in gone:
+        for key, value in (("maximus.stage", "deleted"), ("maximus.reason", _GONE_REASON)):
+            window.guard("tag a model version", client.set_model_version_tag, name, theirs,
+                         key, value)
     wanted = {alias: mirrored[v] for alias, v in registry.aliases(model_name).items()
               if v in mirrored}
     model = window.guard("read a registered model", client.get_registered_model, name)
@@ -258,13 +273,44 @@ def _owner(client: Any, name: str) -> Any:
     return (getattr(model, "tags", None) or {}).get(REGISTRY_TAG, "")
 
 
-def _mirrored(window: MlflowWindow, name: str, ours: str) -> dict[str, str]:
-    """Our version -> MLflow's version number, for the versions of the registered model
-    `name` that this registry (`ours`) mirrored so far."""
+def _mirrored(window: MlflowWindow, registry: ModelRegistry, model_name: str,
+              name: str) -> tuple[dict[str, str], list[str]]:
+    """The versions of the registered model `name` that this registry mirrored so far, as
+    our version -> MLflow's version number; and MLflow's numbers of the versions a registry
+    deleted from our path mirrored (tagged ours, but not our version's weights)."""
     found = window.guard("search model versions", window.client.search_model_versions,
                          f"name = '{name}'") or []
-    return {v.tags[VERSION_TAG]: str(v.version) for v in found
-            if VERSION_TAG in (v.tags or {}) and v.tags.get(REGISTRY_TAG) == ours}
+    ours = registry_identity(registry)
+    weights = {m.version: m.weights_sha256 for m in registry.search_models(model_name=model_name)}
+    mirrored: dict[str, str] = {}
+    gone: list[str] = []
+    for found_version in found:
+        tags = found_version.tags or {}
+        version = tags.get(VERSION_TAG)
+        if version is None or tags.get(REGISTRY_TAG) != ours:
+            continue
+        if _ours(window, name, found_version, weights):
+            mirrored[version] = str(found_version.version)
+        else:
+            gone.append(str(found_version.version))
+    return mirrored, gone
+
+
+def _ours(window: MlflowWindow, name: str, version: Any, weights: dict[str, str | None]) -> bool:
+    """Whether an MLflow version tagged with our registry holds our version's weights. A
+    version we no longer have (deleted here) counts as ours; one mirrored before the weights
+    tag is checked by its `model/model.pt` once, then tagged."""
+    tags = version.tags or {}
+    expected = weights.get(tags[VERSION_TAG])
+    if not expected:
+        return True
+    if WEIGHTS_TAG in tags:
+        return tags[WEIGHTS_TAG] == expected
+    if not _same_weights(window, version, weights):
+        return False
+    window.guard("tag a model version", window.client.set_model_version_tag, name,
+                 version.version, WEIGHTS_TAG, expected)
+    return True
 
 
 def _safely(window: MlflowWindow, what: str, call: Callable[..., Any], *args: Any) -> None:
