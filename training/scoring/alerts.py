@@ -33,7 +33,7 @@ from training.scoring.context import CONTEXT_SCHEMA, TIME, unit_context
 from training.scoring.incidents import explain_order
 
 logger = logging.getLogger(__name__)
-# Alerts explained per scored batch (the highest-scoring first): explaining costs about 0.2 ms
+# Alerts explained per scored batch (`AlertRows.most` picks them): explaining costs about 0.2 ms
 # an event, so a threshold that makes most events alerts would otherwise slow scoring tenfold.
 MAX_EXPLAINED = 1000
 
@@ -76,19 +76,12 @@ class AlertRows:
         scores = self.layer.score(self.model, units)
         return self.rows(units, scores, events), scores
 
-    def rows(self, units: Any, scores: np.ndarray, events: pa.Table,
-             explained: dict[int, list[Any]] | None = None) -> pa.RecordBatch:
-        """The rows of one batch: `units` made from `events`, with their `scores`.
-
-        Args:
-            explained: the reasons of units by row, as `explain` gives them, where the caller
-                has them already (its alerting units among them carry theirs); None: those
-                `most` picks of its alerts are explained here.
-        """
+    def rows(self, units: Any, scores: np.ndarray, events: pa.Table) -> pa.RecordBatch:
+        """The rows of one batch: `units` made from `events`, with their `scores`, and the
+        reasons of the alerts `most` picks."""
         batch = self.unexplained(units, scores, events)
-        if explained is None:
-            alert = np.flatnonzero(scores >= self.threshold)
-            explained = self.explain(units, self.most(alert, scores, lambda: batch), events)
+        alert = np.flatnonzero(scores >= self.threshold)
+        explained = self.explain(units, self.most(alert, scores, lambda: batch), events)
         return self.with_reasons(batch, scores, explained)
 
     def with_reasons(self, batch: pa.RecordBatch, scores: np.ndarray,
@@ -122,8 +115,7 @@ class AlertRows:
                            cap, what, cap)
             self.capped = True
         rows = np.asarray(rows, np.int64)
-        order = explain_order(pa.Table.from_batches([batch()]), rows)
-        return np.sort(rows[order[:cap]])
+        return np.sort(rows[explain_order(pa.Table.from_batches([batch()]), rows, cap)])
 
     def explain(self, units: Any, rows: np.ndarray, events: pa.Table
                 ) -> dict[int, list[Any]]:

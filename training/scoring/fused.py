@@ -223,10 +223,14 @@ class FusedDetector:
                       else np.zeros(0, np.int64))
             # One cap over both sets, picked as for its alerts alone: a unit's score in its
             # layer orders its own alerts and, by its tail probability, the fused ones too.
+            # The layer's own rows: made now when returned, else only if `most` needs them.
             own = rows.unexplained(units, layer_scores, events) if with_units else None
-            kept = rows.most(np.union1d(alerts, driven[:, 1]), layer_scores,
-                             lambda: rows.unexplained(units, layer_scores, events)
-                             if own is None else own, "alerts and units driving fused alerts")
+
+            def batch() -> pa.RecordBatch:
+                return own if own is not None else rows.unexplained(units, layer_scores, events)
+
+            kept = rows.most(np.union1d(alerts, driven[:, 1]), layer_scores, batch,
+                             "alerts and units driving fused alerts")
             explained = rows.explain(units, kept, events)
             named = {u: labeled(self.parts[i][0].name, r) for u, r in explained.items()}
             for event, unit in driven.tolist():

@@ -139,33 +139,44 @@ def group_rank(table: pa.Table) -> np.ndarray:
     return np.arange(len(starts)) - np.repeat(first, np.diff(np.r_[first, len(starts)]))
 
 
-def explain_order(units: pa.Table, rows: np.ndarray) -> np.ndarray:
-    """An order of `rows` (alerting rows of `units`: one layer's scored units of a batch, as
-    `score` writes them) in which an analyst meets them (positions into `rows`): the heaviest
-    alert of each incident, the incident with the most evidence in `units` first, then each
-    one's second, up to the `TOP_ALERTS` an incident lists, then the other alerts, the heaviest
-    first."""
+def explain_order(units: pa.Table, rows: np.ndarray, limit: int) -> np.ndarray:
+    """The first `limit` of `rows` (alerting rows of `units`: one layer's scored units of a
+    batch, as `score` writes them) in the order an analyst meets them (positions into `rows`):
+    the heaviest alert of each incident (of the default `WINDOW_SECONDS`), the incidents in
+    their order (`build_incidents`: evidence, peak, window, entity), then each one's second, up
+    to the `TOP_ALERTS` an incident lists (heaviest as `_detailed` has it: weight, peak, file
+    order), then the other alerts, the heaviest first. In numpy, sorting every alert once: a
+    batch past the cap can hold a million."""
     keyed = keyed_units(units, 0, WINDOW_SECONDS)
-    totals = keyed.group_by(["entity", "slot"], use_threads=False).aggregate(
-        [("log_p", "sum"), ("log_p", "count"), ("log_p", "min")])
-    totals = totals.append_column("evidence", pa.array(layer_evidence(*(
-        totals[c].to_numpy() for c in ("log_p_sum", "log_p_count", "log_p_min")))))
-    mine = keyed.take(pa.array(rows, pa.int64())).append_column(
-        "position", pa.array(np.arange(len(rows))))
-    peaks = mine.group_by(["entity", "slot"], use_threads=False).aggregate([("peak", "max")])
-    mine = mine.join(totals.select(["entity", "slot", "evidence"]), keys=["entity", "slot"]
-                     ).join(peaks, keys=["entity", "slot"])
-    # The incidents' order (`build_incidents`), then each one's alerts heaviest first.
-    mine = mine.sort_by([("evidence", "descending"), ("peak_max", "descending"),
-                         ("slot", "ascending"), ("entity", "ascending"), ("log_p", "ascending"),
-                         ("peak", "descending"), ("at", "ascending")])
-    rank = group_rank(mine)
-    later = rank >= TOP_ALERTS
-    # Stable: the tops keep the incidents' order above; the others go by weight alone.
-    weight = [mine[c].to_numpy() for c in ("log_p", "peak", "at")]
-    order = np.lexsort((np.where(later, weight[2], 0), np.where(later, -weight[1], 0),
-                        np.where(later, weight[0], 0), np.where(later, 0, rank), later))
-    return mine["position"].to_numpy()[order]
+    entity = pc.dictionary_encode(pc.fill_null(keyed["entity"], "")).combine_chunks()
+    by_name = np.empty(len(entity.dictionary), np.int64)  # ties go by the entity's text
+    by_name[pc.sort_indices(entity.dictionary).to_numpy()] = np.arange(len(by_name))
+    code, slot = by_name[entity.indices.to_numpy()], keyed["slot"].to_numpy()
+    groups, group = np.unique(code * (int(np.ptp(slot)) + 1) + (slot - slot.min()),
+                              return_inverse=True)
+    log_p = keyed["log_p"].to_numpy()
+    least = np.full(len(groups), np.inf)
+    np.minimum.at(least, group, log_p)
+    evidence = layer_evidence(np.bincount(group, log_p), np.bincount(group), least)
+    rows = np.asarray(rows, np.int64)
+    g = group[rows]
+    weight, peak = (keyed[c].to_numpy()[rows] for c in ("weight", "peak"))
+    heaviest = np.lexsort((rows, -peak, -weight))  # within an incident, and among the rest
+    within = heaviest[np.argsort(g[heaviest], kind="stable")]
+    starts = np.flatnonzero(np.r_[True, g[within][1:] != g[within][:-1]])
+    rank = np.empty(len(rows), np.int64)
+    rank[within] = np.arange(len(rows)) - np.repeat(starts, np.diff(np.r_[starts, len(rows)]))
+    peak_max = np.full(len(groups), -np.inf)
+    np.maximum.at(peak_max, g, peak)
+    first = np.unique(g)  # the incidents with alerts, in their order
+    place = np.empty(len(groups), np.int64)
+    place[first[np.lexsort((code[rows][within[starts]], slot[rows][within[starts]],
+                            -peak_max[first], -evidence[first]))]] = np.arange(len(first))
+    top = np.flatnonzero(rank < TOP_ALERTS)
+    tops = top[np.lexsort((place[g[top]], rank[top]))]
+    if len(tops) >= limit:
+        return tops[:limit]
+    return np.r_[tops, heaviest[rank[heaviest] >= TOP_ALERTS][:limit - len(tops)]]
 
 
 def alert_weight(row: dict[str, Any]) -> float:
@@ -286,16 +297,19 @@ def keyed_units(table: pa.Table, source: int, window_seconds: float) -> pa.Table
     weight = pc.if_else(pc.is_null(above), pc.if_else(alert, by_threshold, 0.0), tail)
     log_p = pc.multiply(pc.min_element_wise(pc.max_element_wise(weight, 0.0), MAX_TAIL),
                         -math.log(10.0))
+    n_rows = table.num_rows
     return pa.table({
         "entity": pc.cast(entity, pa.string()), "slot": slot,
         "layer": pc.fill_null(_column(table, "layer", pa.string()), ""),
         "log_p": pc.cast(log_p, pa.float64()),
+        # An alert's weight, unclamped, as `alert_weight` gives it: its order among alerts.
+        "weight": pc.cast(pc.if_else(pc.is_null(above), by_threshold, tail), pa.float64()),
         "alert": alert,
         "peak": peak,
         "seen_first": pc.cast(pc.min_element_wise(*times), TIME),
         "seen_last": pc.cast(pc.max_element_wise(*times), TIME),
-        "source": pa.array([source] * table.num_rows, pa.int32()),
-        "at": pa.array(range(table.num_rows), pa.int64()),
+        "source": pa.array(np.full(n_rows, source, np.int32)),
+        "at": pa.array(np.arange(n_rows, dtype=np.int64)),
     }).combine_chunks()
 
 

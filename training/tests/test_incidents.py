@@ -354,3 +354,41 @@ def test_a_top_entry_carries_its_alert_s_context_and_older_files_still_read(tmp_
     pq.write_table(pa.Table.from_pylist([incident], schema=old), tmp_path / "old.parquet")
     (read,) = read_incidents(tmp_path / "old.parquet").to_pylist()
     assert read["top"][0]["unit"] == "eve:7" and read["top"][0]["source_ip"] is None
+
+
+@pytest.mark.parametrize("calibrated", [True, False])
+@pytest.mark.parametrize("threshold", [0.5, -2.0])
+def test_the_alerts_explained_first_are_those_the_incidents_list_as_their_top(calibrated,
+                                                                               threshold):
+    """`explain_order` (which alerts of a batch get reasons past the cap) follows what
+    `build_incidents` lists: taking as many as the alerting incidents' `top` entries gives
+    exactly those, whatever the ties, for a model without a calibration or with a negative
+    threshold too (review: the order was reversed there)."""
+    import numpy as np
+
+    from training.scoring.incidents import explain_order
+
+    rng = np.random.default_rng(7)
+    n = 400
+    scores = np.round(rng.normal(1.0, 1.0, n), 1)  # ties within and across incidents
+    percentiles = np.clip(np.round(rng.uniform(90, 101, n), 1), 0, 100) if calibrated else None
+    rows = [{"unit": f"conn:C{i}", "time": T0 + timedelta(minutes=int(rng.integers(0, 240))),
+             "score": float(scores[i]), "is_alert": bool(scores[i] >= threshold),
+             "event_ids": [f"conn:C{i}"], "layer": "layer1", "threshold": threshold,
+             "percentile": None if percentiles is None else float(percentiles[i]),
+             "reference_scores": 2000 if calibrated else None,
+             "source_ip": f"10.0.0.{int(rng.integers(1, 30))}"} for i in range(n)]
+    for row in rows:
+        row["first_seen"] = row["last_seen"] = row["time"]
+    table = pa.Table.from_pylist(rows, schema=OUTPUT_SCHEMA)
+    listed = [[entry["unit"] for entry in incident["top"]]
+              for incident in build_incidents(table).to_pylist() if incident["alerts"]]
+    tops = [unit for top in listed for unit in top]
+    alerts = np.flatnonzero([row["is_alert"] for row in rows])
+    assert len(tops) < len(alerts)  # some alerts are in no top
+    first = alerts[explain_order(table, alerts, len(tops))]
+    assert sorted(rows[i]["unit"] for i in first) == sorted(tops)
+    # The heaviest of each incident first, the best incidents first.
+    for k in (len(listed), len(listed) // 2):
+        first = alerts[explain_order(table, alerts, k)]
+        assert [rows[i]["unit"] for i in first] == [top[0] for top in listed[:k]]
