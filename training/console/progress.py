@@ -122,6 +122,9 @@ class Progress:
             self._bar = tqdm(desc=desc, total=total, unit=f" {unit}", initial=initial,
                              file=sys.stderr, dynamic_ncols=width > 0,
                              ncols=None if width > 0 else 100)
+        # update, close and the heartbeat thread's beat, one at a time: no line after the
+        # closing one, no bar drawn again after it closed.
+        self._lock = threading.Lock()
         self._closed = threading.Event()
         if self.kind != "off":  # a weak reference: a Progress dropped unclosed ends its thread
             threading.Thread(target=_heartbeat, args=(weakref.ref(self), self._closed),
@@ -129,39 +132,48 @@ class Progress:
 
     def update(self, n: int = 1, **postfix: Any) -> None:
         """`n` more units done; `postfix` values (e.g. loss=0.1) are shown beside the count."""
-        self.n += n
-        self._last_update = time.monotonic()
-        if postfix:
-            self.postfix.update(postfix)
-        if self._bar is not None:
+        with self._lock:
+            self.n += n
+            if n:  # update(0), a poll of workers' progress, is no progress
+                self._last_update = time.monotonic()
             if postfix:
-                self._bar.set_postfix(self.postfix, refresh=False)
-            self._bar.update(n)
-        elif self.kind == "lines" and time.monotonic() - self._last_line >= self.interval_s:
-            self._last_line = time.monotonic()
-            logger.info("%s", self._line(done=False))
+                self.postfix.update(postfix)
+            if self._bar is not None:
+                if postfix:
+                    self._bar.set_postfix(self.postfix, refresh=False)
+                self._bar.update(n)
+            elif self.kind == "lines" and time.monotonic() - self._last_line >= self.interval_s:
+                self._last_line = time.monotonic()
+                logger.info("%s", self._line(done=False))
 
     def replace_postfix(self, **postfix: Any) -> None:
         """Show `postfix` in place of the values given so far (e.g. the final figures)."""
-        self.postfix = dict(postfix)
-        if self._bar is not None:
-            self._bar.set_postfix(self.postfix, refresh=False)
+        with self._lock:
+            self.postfix = dict(postfix)
+            if self._bar is not None:
+                self._bar.set_postfix(self.postfix, refresh=False)
 
     def close(self, failed: bool = False) -> None:
         """End the bar, or log the closing line (none when the work `failed`)."""
-        if self.kind == "off":
-            return
-        self._closed.set()
-        if self._bar is not None:
-            self._bar.close()
-        elif not failed:
-            logger.info("%s", self._line(done=True))
-        self.kind = "off"
+        with self._lock:
+            if self.kind == "off":
+                return
+            self._closed.set()
+            if self._bar is not None:
+                self._bar.close()
+            elif not failed:
+                logger.info("%s", self._line(done=True))
+            self.kind = "off"
 
     def beat(self) -> None:
         """A bar's clock refreshed, or after `heartbeat_s` of silence a line saying so."""
+        with self._lock:
+            if not self._closed.is_set():
+                self._beat()
+
+    def _beat(self) -> None:
         if self._bar is not None:
-            self._bar.refresh()  # under tqdm's own lock: safe beside update()
+            self._bar.refresh()
         elif time.monotonic() - self._last_line >= self.heartbeat_s:
             self._last_line = time.monotonic()
             quiet = _duration(time.monotonic() - self._last_update)

@@ -155,6 +155,10 @@ def test_a_long_unit_of_work_gets_a_line_now_and_then_saying_it_still_works():
             bar.update(1)  # no line of its own: the interval has not passed
             while "1/3" not in lines[-1]:
                 assert arrived.acquire(timeout=30)
+        closed = len(lines)
+        bar.heartbeat_s = 0.0
+        bar.beat()  # a beat that lost the race with close(): nothing after the closing line
+        assert len(lines) == closed
     finally:
         set_mode(previous)
         progress_module.logger.setLevel(level)
