@@ -192,7 +192,8 @@ def cmd_split(args: argparse.Namespace) -> int:
                                    semi_supervised=args.semi_supervised)
     parts = [s.name for v in splits.values() for s in (v if isinstance(v, list) else [v])]
     refuse_replacing_inputs(builder.output_dir, [builder.output_dir / f"{args.prefix}_{name}.npz"
-                                                 for name in parts], [args.data], "output")
+                                                 for name in parts], [args.data], "output",
+                            "give another --output or --prefix")
     paths = builder.save_splits(splits, args.prefix)
     from training.datasets.one_class import warn_one_class_parts
 

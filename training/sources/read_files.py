@@ -44,7 +44,8 @@ def source_files(sources: Sequence[object]) -> list[Path]:
 
 
 def refuse_replacing_inputs(given: str | Path, written: Iterable[str | Path],
-                            inputs: Iterable[str | Path], flag: str) -> None:
+                            inputs: Iterable[str | Path], flag: str,
+                            fix: str = "give it another path") -> None:
     """Refuse when a file of `written` (what `flag` `given` makes the command write) is one
     of `inputs`, naming the flag, both files and the fix. The message starts with the
     parameter's name, which the command line turns into the flag typed (`name_flags`).
@@ -72,5 +73,4 @@ def refuse_replacing_inputs(given: str | Path, written: Iterable[str | Path],
             f"{given} writes {path}, "
         named = "" if os.path.abspath(same) == os.path.abspath(path) else f" ({same})"
         raise ConfigError(f"{flag} must not replace a file this command reads: {where}"
-                          f"{'' if where else f'{path} is '}one of its inputs{named}; give "
-                          "it another path")
+                          f"{'' if where else f'{path} is '}one of its inputs{named}; {fix}")

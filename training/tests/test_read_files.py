@@ -130,6 +130,6 @@ def test_split_refuses_a_prefix_that_would_replace_the_file_it_splits(tmp_path, 
     assert main(["split", "--data", str(data), "--output", str(tmp_path), "--prefix", "x"]) == 2
     assert capsys.readouterr().err == (
         f"error: --output must not replace a file this command reads: {tmp_path} writes "
-        f"{data}, one of its inputs; give it another path\n")
+        f"{data}, one of its inputs; give another --output or --prefix\n")
     assert data.read_bytes() == before and sorted(p.name for p in tmp_path.glob("x_*")) == [
         "x_train.npz"]
