@@ -235,7 +235,7 @@ def cmd_mirror(args: argparse.Namespace) -> int:
     added = mirror_registry(window, registry, args.model)
     if window.closed:
         return 1
-    print(f"mirrored {len(added)} new version(s) to {window.uri}; tags and aliases up to date")
+    print(f"mirrored {len(added)} new version(s) to {window.shown}; tags and aliases up to date")
     return 0
 
 

@@ -213,3 +213,30 @@ def test_a_pipeline_logged_to_an_mlflow_server(demo, server, tmp_path):
     uri = server.uri()
     assert _pipeline(demo, work, uri, "layer1", "layer3") == 0
     _check_mirror(uri, work, {"layer1": "layer1_vae", "layer3": "layer3_tcn"})
+
+
+def test_a_server_uri_with_a_password_works_and_never_shows_it(server, tmp_path, capsys,
+                                                               caplog):
+    """`http://user:password@host` was taken for unreachable (urllib read the password as
+    part of the host) and the warning printed the password; and a run ended on a server
+    printed MLflow's "View run ... at: URL" to stdout, where `retrain` and `tune` print JSON."""
+    from training.registry.registry import ModelMetadata
+    from training.tests.registry_fixtures import save_tiny
+
+    weights = save_tiny(tmp_path / "tiny_best.pt", centre=0.5, dim=128, threshold=3.0)
+    ModelRegistry(tmp_path / "w" / "models").register_model(
+        weights, ModelMetadata("vae_of_alice", "1.0.0", "layer1"))  # the server is shared
+    url = server.uri()
+    flags = ["registry", "mirror", "--workdir", str(tmp_path / "w"), "--mlflow-uri"]
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO):
+        assert main([*flags, url.replace("http://", "http://alice:s3cret@")]) == 0
+        out, err = capsys.readouterr()
+        assert out == (f"mirrored 1 new version(s) to {url.replace('http://', 'http://alice:***@')}"
+                       "; tags and aliases up to date\n")
+        down = f"http://alice:s3cret@127.0.0.1:{_free_port()}"
+        assert main([*flags, down]) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "Connection refused" in warnings[0], warnings
+    assert down.replace(":s3cret@", ":***@") in warnings[0]
+    assert "s3cret" not in out + err + caplog.text + capsys.readouterr().err

@@ -32,7 +32,7 @@ from typing import Any
 
 from training.registry.names import artifact_dir
 from training.registry.registry import ModelRegistry
-from training.tracking.window import MlflowWindow, open_window, tracking_uri
+from training.tracking.window import MlflowWindow, open_window, redacted, tracking_uri
 
 logger = logging.getLogger(__name__)
 
@@ -193,12 +193,12 @@ def mlflow_model_name(window: MlflowWindow, registry: ModelRegistry,
         owner = window.guard("read a registered model", _owner, window.client, model_name)
         if name is None:
             logger.warning("MLflow at %s: the registered models %s and %s both belong to other "
-                           "registries; %s of %s is not mirrored", window.uri, model_name,
+                           "registries; %s of %s is not mirrored", window.shown, model_name,
                            f"{model_name}-*", model_name, ours)
         elif not window.closed:
             logger.warning(
                 "MLflow at %s: the registered model %s is another registry's (%s): %s of the "
-                "registry %s is mirrored as %s", window.uri, model_name,
+                "registry %s is mirrored as %s", window.shown, model_name,
                 owner or "mirrored by an earlier release, which did not tag its registry",
                 model_name, ours, name)
     if name is not None:
@@ -244,20 +244,25 @@ def _adopted(window: MlflowWindow, name: str, ours: str,
 
 def _same_weights(window: MlflowWindow, version: Any, weights: dict[str, str | None]) -> bool:
     """Whether an MLflow model version's `model/model.pt` is our version's of its tag."""
+    expected = weights.get((version.tags or {}).get(VERSION_TAG, ""))
+    return expected is not None and _weights_of(window, version) == expected
+
+
+def _weights_of(window: MlflowWindow, version: Any) -> str | None:
+    """The sha256 of an MLflow model version's `model/model.pt` (None: gone or unreadable)."""
     import tempfile
 
     from mlflow.artifacts import download_artifacts
 
-    expected = weights.get((version.tags or {}).get(VERSION_TAG, ""))
-    if expected is None or not version.run_id:
-        return False
+    if not version.run_id:
+        return None
     with tempfile.TemporaryDirectory(prefix="maximus-adopt-") as folder:
         try:
             path = download_artifacts(run_id=version.run_id, artifact_path="model/model.pt",
                                       dst_path=folder, tracking_uri=window.uri)
         except Exception:  # noqa: BLE001  gone or unreadable: not shown to be ours
-            return False
-        return hashlib.sha256(Path(path).read_bytes()).hexdigest() == expected
+            return None
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _owner(client: Any, name: str) -> Any:
@@ -299,18 +304,20 @@ def _mirrored(window: MlflowWindow, registry: ModelRegistry, model_name: str,
 def _ours(window: MlflowWindow, name: str, version: Any, weights: dict[str, str | None]) -> bool:
     """Whether an MLflow version tagged with our registry holds our version's weights. A
     version we no longer have (deleted here) counts as ours; one mirrored before the weights
-    tag is checked by its `model/model.pt` once, then tagged."""
+    tag is tagged with its `model/model.pt`'s (downloaded once; unreadable: taken as ours,
+    as before the tag)."""
     tags = version.tags or {}
     expected = weights.get(tags[VERSION_TAG])
     if not expected:
         return True
-    if WEIGHTS_TAG in tags:
-        return tags[WEIGHTS_TAG] == expected
-    if not _same_weights(window, version, weights):
-        return False
-    window.guard("tag a model version", window.client.set_model_version_tag, name,
-                 version.version, WEIGHTS_TAG, expected)
-    return True
+    found = tags.get(WEIGHTS_TAG)
+    if found is None:
+        found = _weights_of(window, version)
+        if found is None:
+            return True
+        window.guard("tag a model version", window.client.set_model_version_tag, name,
+                     version.version, WEIGHTS_TAG, found)
+    return found == expected
 
 
 def _safely(window: MlflowWindow, what: str, call: Callable[..., Any], *args: Any) -> None:
@@ -319,6 +326,7 @@ def _safely(window: MlflowWindow, what: str, call: Callable[..., Any], *args: An
     try:
         call(*args)
     except Exception as exc:  # noqa: BLE001  the local registry is the source of truth
+        text = redacted(str(exc), window.uri)
         logger.warning("MLflow at %s: could not %s (%s: %s); it stays as it is in the local "
-                       "registry (`maximus-train registry mirror` tries again)", window.uri,
-                       what, type(exc).__name__, str(exc).splitlines()[0] if str(exc) else "")
+                       "registry (`maximus-train registry mirror` tries again)", window.shown,
+                       what, type(exc).__name__, text.splitlines()[0] if text else "")

@@ -12,7 +12,8 @@ figures and report, logged to an MLflow tracking server or store.
 Our registry and run folders stay the source of truth: MLflow only mirrors them. mlflow not
 installed, an unreachable server, a URI MLflow refuses (a `file:` store unless
 MLFLOW_ALLOW_FILE_STORE is set), or any later MLflow error gives one warning, and the window
-closes: the run goes on without it.
+closes: the run goes on without it. A URI's password (`http://user:PASSWORD@host`) is shown
+as `***` in every message.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import os
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,12 +33,17 @@ from typing import Any, TypeVar
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["MlflowWindow", "open_window", "tracking_uri"]
+__all__ = ["MlflowWindow", "open_window", "redacted", "tracking_uri"]
 
 EXPERIMENT = "maximus"
 T = TypeVar("T")
 # MLflow's own HTTP client retries for minutes; a window must not hold a run up that long.
 _HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# MLflow writes "View run ... at: URL" to stdout when a run ends on a server, which made the
+# JSON that `retrain` and `tune` print there unparseable; and a progress bar on stderr for
+# every file it downloads. Both are a library's own output: the run's URL is logged (-v).
+_QUIET_DEFAULTS = {"MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",
+                   "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 _PROBE_TIMEOUT_S = 5.0
 _BATCH = 100  # MLflow's limit of params per log_batch call
 
@@ -44,6 +51,16 @@ _BATCH = 100  # MLflow's limit of params per log_batch call
 def tracking_uri(uri: str | None) -> str | None:
     """The MLflow URI to log to: `uri` (the flag), else $MLFLOW_TRACKING_URI, else None."""
     return uri or os.environ.get("MLFLOW_TRACKING_URI") or None
+
+
+def redacted(text: str, uri: str) -> str:
+    """`text` (a message about `uri`) with the password of `uri`'s `user:password@` shown as
+    `***`: such messages go to logs and cron mail."""
+    try:
+        password = urllib.parse.urlsplit(uri).password
+    except ValueError:  # not a URL with a valid port: nothing to find in it
+        return text
+    return text if not password else text.replace(f":{password}@", ":***@")
 
 
 def open_window(uri: str | None, experiment: str = EXPERIMENT) -> MlflowWindow | None:
@@ -59,9 +76,9 @@ def open_window(uri: str | None, experiment: str = EXPERIMENT) -> MlflowWindow |
         logger.warning("MLflow URI %s given but mlflow is not installed (pip install "
                        "'maximus-training[mlflow]'): the run is not logged to MLflow", uri)
         return None
-    if uri.startswith(("http://", "https://")) and not _reachable(uri):
+    if uri.startswith(("http://", "https://")) and not _reachable(uri, redacted(uri, uri)):
         return None
-    for name, value in _HTTP_DEFAULTS.items():
+    for name, value in {**_HTTP_DEFAULTS, **_QUIET_DEFAULTS}.items():
         os.environ.setdefault(name, value)
     try:
         client = MlflowClient(tracking_uri=uri, registry_uri=uri)
@@ -71,7 +88,7 @@ def open_window(uri: str | None, experiment: str = EXPERIMENT) -> MlflowWindow |
     except Exception as exc:  # noqa: BLE001  any refusal of MLflow's: warn once, go on
         _refused(uri, exc)
         return None
-    logger.info("logging to MLflow at %s, experiment %s", uri, experiment)
+    logger.info("logging to MLflow at %s, experiment %s", redacted(uri, uri), experiment)
     return MlflowWindow(client, uri, experiment_id)
 
 
@@ -104,21 +121,25 @@ def _artifacts(uri: str) -> str | None:
     return database.with_name(f"{database.name}-artifacts").as_uri()
 
 
-def _reachable(uri: str) -> bool:
+def _reachable(uri: str, shown: str) -> bool:
+    """Whether the server at `uri` answers. `user:password@` is left out of the probe (urllib
+    took it for part of the host name): any answer, a refusal to log in too, is one."""
+    parts = urllib.parse.urlsplit(uri)
+    probe = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
     try:
-        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=_PROBE_TIMEOUT_S):
+        with urllib.request.urlopen(probe.rstrip("/") + "/health", timeout=_PROBE_TIMEOUT_S):
             return True
     except urllib.error.HTTPError:
         return True  # it answers (behind a proxy or login, say): MLflow's calls will tell
     except (urllib.error.URLError, OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         logger.warning("the MLflow server at %s is unreachable (%s): the run is not logged to "
-                       "MLflow; it goes on", uri, reason)
+                       "MLflow; it goes on", shown, reason)
         return False
 
 
 def _refused(uri: str, exc: Exception) -> None:
-    text = str(exc)
+    text, uri = redacted(str(exc), uri), redacted(uri, uri)
     if "MLFLOW_ALLOW_FILE_STORE" in text:
         logger.warning("MLflow refuses the file store %s (set MLFLOW_ALLOW_FILE_STORE=true to "
                        "allow it, or use a database such as sqlite:///mlflow.db): the run is "
@@ -146,10 +167,11 @@ class MlflowWindow:
 
     Args:
         client: an `mlflow.MlflowClient` on `uri` (tracking and model registry).
-        uri: where it logs (for messages).
+        uri: where it logs.
         experiment_id: the experiment runs go to.
 
     Attributes:
+        shown: `uri` for messages (its password shown as `***`).
         model_names: (registry identity, model name) -> the registered model it is mirrored
             to in this store (`training.tracking.mirror.mlflow_model_name`), once looked up.
     """
@@ -157,6 +179,7 @@ class MlflowWindow:
     def __init__(self, client: Any, uri: str, experiment_id: str) -> None:
         self.client = client
         self.uri = uri
+        self.shown = redacted(uri, uri)
         self.experiment_id = experiment_id
         self.closed = False
         self.model_names: dict[tuple[str, str], str] = {}
@@ -170,9 +193,10 @@ class MlflowWindow:
             return call(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001  MLflow is a window, never a reason to stop
             self.closed = True
+            text = redacted(str(exc), self.uri)
             logger.warning("MLflow at %s failed to %s (%s: %s): the rest of the run is not "
-                           "logged to MLflow; it goes on", self.uri, what, type(exc).__name__,
-                           str(exc).splitlines()[0] if str(exc) else "")
+                           "logged to MLflow; it goes on", self.shown, what, type(exc).__name__,
+                           text.splitlines()[0] if text else "")
             return None
 
     def start_run(self, name: str, tags: Mapping[str, str]) -> str | None:
@@ -219,3 +243,6 @@ class MlflowWindow:
     def end_run(self, run_id: str | None, status: str = "FINISHED") -> None:
         if run_id is not None:
             self.guard("end a run", self.client.set_terminated, run_id, status)
+            if self.uri.startswith(("http://", "https://")) and not self.closed:
+                logger.info("MLflow run %s (%s): %s/#/experiments/%s/runs/%s", run_id, status,
+                            self.shown.rstrip("/"), self.experiment_id, run_id)
