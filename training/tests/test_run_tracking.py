@@ -215,3 +215,29 @@ def test_resuming_on_data_that_switched_the_auto_metric_says_so(splits, tmp_path
                            "metric='pr_auc' (chosen by --metric auto: this validation split "
                            "has benign and threat rows, and the data changed: val_data was ")
     assert "direction" not in text
+
+
+def test_two_studies_of_one_name_in_two_folders_are_two_studies_in_mlflow(
+        splits, store, tmp_path, monkeypatch, capsys):
+    """`tune --output_dir tuning` in two project folders: both storages read
+    `sqlite:///tuning/<study>/study.db`, and the second study's trials were taken for the
+    first's, already logged: none of them reached MLflow, and its best tags replaced the
+    first's."""
+    uri = (store / "two-folders").as_uri()
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        monkeypatch.chdir(tmp_path / folder)
+        assert main(["tune", "--train_data", splits[0], "--val_data", splits[1], "--n_trials",
+                     "2", "--max_epochs", "1", "--output_dir", "tuning", "--mlflow_uri", uri,
+                     "--seed", "3" if folder == "a" else "4", "-q"]) == 0
+    capsys.readouterr()
+    client = _client(uri)
+    experiment = client.get_experiment_by_name("maximus").experiment_id
+    studies = client.search_runs([experiment], "attributes.run_name = 'tuning layer1_vae_tuning'")
+    assert sorted(r.data.tags["maximus.storage"] for r in studies) == [
+        f"sqlite:///{tmp_path / folder / 'tuning' / 'layer1_vae_tuning' / 'study.db'}"
+        for folder in ("a", "b")]
+    for study in studies:
+        trials = client.search_runs([experiment],
+                                    f"tags.`mlflow.parentRunId` = '{study.info.run_id}'")
+        assert len(trials) == 2 and study.data.metrics["trials"] == 2

@@ -10,12 +10,15 @@ objective (metric, direction, max epochs, data) as parameters, the best trial's 
 trial's run (`<study> trial <n>`, tag `mlflow.parentRunId`) its parameters, its value as
 `objective` and its per-epoch values as the curve `epoch_objective`, its state (`maximus.state`:
 complete, pruned, fail) and, when pruned, the epoch. Resuming a study logs only the trials not
-logged yet, under the same study run.
+logged yet, under the same study run. A study is known there by its name and storage, a local
+file's by its absolute path: two studies of one name in `tuning/study.db` of two folders are
+two studies.
 """
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -45,7 +48,7 @@ def log_study(window: MlflowWindow, study: optuna.Study, storage: str,
         summary: the objective's description and the tuning summary: `metric`, `direction`,
             `best_params`, `best_value`, `best_trial` and any other figures to tag.
     """
-    parent = _study_run(window, study.study_name, storage)
+    parent = _study_run(window, study.study_name, _absolute(storage))
     if parent is None:
         return None
     objective = study.user_attrs.get("objective") or {}
@@ -76,6 +79,16 @@ def _study_run(window: MlflowWindow, name: str, storage: str) -> str | None:
     if found:
         return found[0].info.run_id
     return window.start_run(f"tuning {name}", {STUDY_TAG: name, "maximus.storage": storage})
+
+
+def _absolute(storage: str) -> str:
+    """`storage` with a local file's path made absolute: a relative one (`sqlite:///tuning/s/
+    study.db`, `journal file tuning/s/journal.log`) names another file in another folder."""
+    for prefix in ("sqlite:///", "journal file "):
+        path = storage.removeprefix(prefix)
+        if path != storage and path != ":memory:" and not path.startswith("/"):
+            return prefix + str(Path(path).resolve())
+    return storage
 
 
 def _logged_trials(window: MlflowWindow, parent: str) -> set[int]:
