@@ -4,8 +4,10 @@ The sidecar (DESIGN.md principle 3) holds what is needed to rebuild and trust th
 detector class name (looked up in `training.detectors.DETECTORS`, never imported from the
 file), its constructor arguments, the FeatureSpec, the anomaly threshold calibrated on
 validation data with its calibration (`calibration`: the benign validation score distribution
-and the rule, `training.evaluation.calibration`; absent in models saved before it existed), and
-the sha256 of the weights file. Loading checks the sha256 before reading
+and the rule, `training.evaluation.calibration`; absent in models saved before it existed), the
+time span of the data it was trained and validated on (`data_span`,
+`training.evaluation.training_span`; absent in models saved before it existed), and the sha256
+of the weights file. Loading checks the sha256 before reading
 the weights, and reads them with `weights_only=True`: nothing in either file is executed.
 
 A sidecar is validated in full before anything is built from it (registration loads the
@@ -40,6 +42,7 @@ from training.artifacts.limits import byte_limit
 from training.detectors.base import Detector, detector_class
 from training.errors import CheckpointError, PipelineError
 from training.evaluation.calibration import Calibration
+from training.evaluation.training_span import DataSpan
 from training.features.encoding import FeatureSpec
 
 FORMAT = "maximus.model.v1"
@@ -85,6 +88,12 @@ class LoadedModel:
         data = self.sidecar.get("calibration")
         return Calibration.from_dict(data, f"{self.sidecar.get('weights_file')} sidecar") \
             if data else None
+
+    @cached_property
+    def data_span(self) -> DataSpan | None:
+        """The first and last unit time of the data it was trained and validated on; None
+        for models saved before sidecars recorded it, or trained on units without times."""
+        return DataSpan.from_dict(self.sidecar.get("data_span"))
 
     @property
     def threshold_rule(self) -> str | None:
@@ -209,6 +218,10 @@ def _sidecar_problem(sidecar: dict[str, Any]) -> str | None:
             FeatureSpec.from_json(spec)
         except PipelineError as exc:
             return f"feature_spec is not a FeatureSpec ({exc})"
+    try:
+        DataSpan.from_dict(sidecar.get("data_span"))
+    except PipelineError as exc:
+        return str(exc)
     for field in ("weights_file", "torch_version", "saved_at"):
         if not isinstance(sidecar.get(field, ""), str):
             return f"{field} must be text, got {_short(sidecar[field])}"

@@ -8,12 +8,17 @@ events.
 registered model name: a name that is no file, or any name given with --workdir,
 --registry-dir, --version, --stage or --alias (the production version unless one of the last
 three picks another).
+
+Events (`--source`) of the time the model was trained and validated on (its sidecar's
+`data_span`) are evaluated too, with a warning that counts them (`training_overlap` in the
+report); `--after-training` keeps only the events after it.
 """
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
     from training.artifacts.model_files import LoadedModel
     from training.layers.base import Layer
 
+AFTER_ADVICE = ", or the same logs with --after-training"
 FILE_HINT = ("give a model file (<name>.pt beside its <name>.json, e.g. "
              "WORKDIR/checkpoints/layer1_vae_best.pt) or a registered model name with its "
              "registry (--model layer1_vae --workdir WORKDIR, or --registry-dir DIR)")
@@ -38,6 +44,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from training.collection.schema import labels_from_alerts
     from training.evaluation.evaluator import report_paths, save_report
     from training.evaluation.report_text import format_report
+    from training.evaluation.training_span import iso
     from training.evaluation.units import evaluate_units
     from training.layers.registry import layer_for_spec
     from training.sources.read_files import refuse_replacing_inputs, source_files
@@ -45,6 +52,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if (args.data is None) == (not args.source):
         raise ConfigError("evaluate needs --data FILE (a split or features file) or --source "
                           "TYPE:PATH (events to featurize), not both")
+    if args.after_training and not args.source:
+        raise ConfigError("--after-training goes with --source: it keeps the events after the "
+                          "data the model was trained on (a split file has its own time)")
     loaded, model, name = load_evaluated(args)
     layer = layer_for_spec(loaded.feature_spec, model)
     sources = (None if args.data is not None
@@ -55,17 +65,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         refuse_replacing_inputs(args.report, report_paths(args.report).values(),
                                 [*given, *([args.data] if sources is None else
                                            source_files(sources))], "report")
-    circular = None
+    circular = span = start = None
     if sources is None:
         _require_same_layer(args.data, layer, model, name)
         units, what = layer.load_units(args.data), str(args.data)
         require_same_transform(args.data, units, layer, model, name)
     else:
-        events = DataCollector(sources, checkpoint_enabled=False,
-                               progress=False).collect_table(max_events=args.max_events)
+        span, start = loaded.data_span, _after_training(args, loaded, model)
+        events = DataCollector(sources, checkpoint_enabled=False, progress=False
+                               ).collect_table(start_date=start, max_events=args.max_events)
         if not events.num_rows:
-            raise SchemaError(f"--source {' '.join(args.source)} gave no event; check the "
-                              "paths and the source types")
+            after = "" if start is None else f" after {iso(span.last)} (--after-training)"
+            raise SchemaError(f"--source {' '.join(args.source)} gave no event{after}; check "
+                              "the paths and the source types")
         units, what = layer.featurize(events), " ".join(args.source)
         circular = layer.circular(labels_from_alerts(events))
         if not len(layer.labels(units)):
@@ -74,12 +86,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                               "addresses")
     metrics = evaluate_units(layer, loaded.model, units, loaded.threshold,
                              latency=not args.no_latency, calibration=loaded.calibration,
-                             unlabeled_ok=True, circular=circular)
+                             unlabeled_ok=True, circular=circular, data_span=span,
+                             trained_model=model, advice=AFTER_ADVICE)
     print(format_report(metrics), end="")
     if args.report is not None:
         paths = save_report(metrics, args.report, f"{layer.model_name}: {what}")
         print(f"report: {paths['html']}")
     return 0
+
+
+def _after_training(args: argparse.Namespace, loaded: LoadedModel, model: str
+                    ) -> datetime | None:
+    """Where --after-training starts the events: the microsecond after the last unit time of
+    the data the model was trained and validated on (naive UTC); None without the flag.
+
+    Raises:
+        ConfigError: the model does not record that time.
+    """
+    import numpy as np
+
+    if not args.after_training:
+        return None
+    span = loaded.data_span
+    if span is None:
+        raise ConfigError(f"--after-training: {model} does not record the time of the data it "
+                          "was trained and validated on (saved before models recorded it, or "
+                          "trained on units without times); give events recorded after its "
+                          "training instead")
+    return (span.last + np.timedelta64(1, "us")).astype(datetime)
 
 
 def load_evaluated(args: argparse.Namespace) -> tuple[LoadedModel, str, str | None]:
@@ -187,6 +221,10 @@ def add_evaluate_command(commands: argparse._SubParsersAction,
            help="events to featurize with the model's own FeatureSpec and evaluate on (with "
                 "labels or without); repeatable")
     option(ev, "--max-events", type=int, help="collect at most this many events (default: all)")
+    option(ev, "--after-training", action="store_true",
+           help="with --source: only the events after the last one of the data the model was "
+                "trained and validated on (the sidecar's data_span); without it, events of "
+                "that time are evaluated too and a warning counts them")
     source_flags(ev, option)
     option(ev, "--report", type=Path,
            help="also write REPORT.json, .html and .txt (default: print only)")

@@ -36,6 +36,7 @@ from training.evaluation.report_text import format_report
 from training.evaluation.result import EvaluationMetrics, ScoreData
 from training.evaluation.score_metrics import evaluate_probabilities, evaluate_scores
 from training.evaluation.thresholds import Threshold, calibrate_threshold
+from training.evaluation.training_span import DataSpan, note_overlap
 
 __all__ = ["EvaluationMetrics", "ModelEvaluator", "ScoreData", "evaluate_probabilities",
            "evaluate_scores"]
@@ -96,7 +97,9 @@ class ModelEvaluator:
         val_features, val_labels: validation rows to calibrate the threshold on when none is
             given (`training.evaluation.thresholds.calibrate_threshold`, method "auto").
         attack_types: detailed label per test row, for per-attack-type detection.
-        timestamps: datetime64 per test row, for alerts per day.
+        timestamps: datetime64 per test row, for alerts per day; with a `LoadedModel`, rows
+            within the time span of the data it was trained and validated on (its sidecar's
+            `data_span`) are counted in `training_overlap` and warned of.
         training_history: per-epoch figures (dicts or dataclasses) for the training curves.
         batch_size: rows scored per call.
     """
@@ -205,6 +208,10 @@ class ModelEvaluator:
             self.model.train(was_training)
         metrics.model_name = type(self.model).__name__
         metrics.training_history = self.training_history
+        if self.sidecar is not None and self.timestamps is not None:  # rows of its own data?
+            note_overlap(metrics, DataSpan.from_dict(self.sidecar.get("data_span")),
+                         self.timestamps.astype("datetime64[us]"),
+                         self.sidecar.get("model_name") or metrics.model_name, "row")
         for flag, key in ((compute_roc_auc, "roc_auc"), (compute_pr_auc, "pr_auc")):
             if not flag:
                 setattr(metrics, key, None)

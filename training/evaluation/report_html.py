@@ -82,6 +82,12 @@ def render_html(m: EvaluationMetrics, title: str = "Evaluation report") -> str:
     if m.circular:
         page.add(f'<p class="circular"><strong>Circular figures:</strong> '
                  f'<span data-key="/circular">{html.escape(m.circular)}</span></p>')
+    seen = m.training_overlap
+    if seen and seen["within"]:
+        page.add(f'<p class="circular"><strong>Training data:</strong> {seen["within"]:,} of '
+                 f'{seen["units"]:,} {html.escape(seen["unit"])}s lie within the time the model '
+                 f'was trained and validated on ({seen["first"]} to {seen["last"]}); see the '
+                 'notes.</p>')
     page.table(["rows", "count"], [[label("evaluated (known label)"), page.value("n_samples")],
                                    [label("unknown label, left out"), page.value("n_unknown_excluded")]]
                + [[label(name), page.value("per_class_metrics", name, "support")]

@@ -61,6 +61,11 @@ def format_report(m: EvaluationMetrics) -> str:
                                    for name, row in m.per_class_metrics.items()))
     if m.circular:
         lines.append(f"  CIRCULAR: {m.circular}")
+    seen = m.training_overlap
+    if seen and seen["within"]:
+        lines.append(f"  TRAINING DATA: {seen['within']:,} of {seen['units']:,} "
+                     f"{seen['unit']}s lie within the time the model was trained and "
+                     f"validated on ({seen['first']} to {seen['last']}); see the notes")
     if m.threshold is not None and m.n_alerts is not None:
         lines += ["", f"Alerts at threshold {m.threshold:.6g}"
                       f" ({m.threshold_rule or m.threshold_source})"]

@@ -54,6 +54,9 @@ class EvaluationMetrics:
             its calibration): what `alert_rate` would be on traffic like the validation part.
         circular: why the labeled figures are circular (the labels come from events that
             are also the model's input), or None.
+        training_overlap: how many units lie within the time span of the data the model was
+            trained and validated on, before and after it (`training.evaluation.training_span`),
+            or None (no span recorded, or units without times).
         detection_at_fpr: {"0.01": {...}, "0.001": {...}}, see metrics.detection_at_fpr.
         alerts: alert volume per day at the threshold (metrics.alerts_per_day), or None.
         per_attack_type: detection per attack type (metrics.per_attack_type).
@@ -86,6 +89,7 @@ class EvaluationMetrics:
     alert_rate: float | None = None
     expected_alert_rate: float | None = None
     circular: str | None = None
+    training_overlap: dict[str, Any] | None = None
     detection_at_fpr: dict[str, dict[str, Any]] = field(default_factory=dict)
     alerts: dict[str, Any] | None = None
     per_attack_type: dict[str, dict[str, Any]] = field(default_factory=dict)

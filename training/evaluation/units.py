@@ -20,13 +20,15 @@ from training.evaluation.calibration import Calibration
 from training.evaluation.latency import measure_latency
 from training.evaluation.result import EvaluationMetrics
 from training.evaluation.score_metrics import evaluate_scores
+from training.evaluation.training_span import DataSpan, note_overlap
 from training.layers.base import Layer
 
 
 def evaluate_units(layer: Layer, model: Detector, units: Any, threshold: float | None, *,
                    threshold_source: str = "checkpoint sidecar", latency: bool = False,
                    calibration: Calibration | None = None, unlabeled_ok: bool = False,
-                   circular: str | None = None) -> EvaluationMetrics:
+                   circular: str | None = None, data_span: DataSpan | None = None,
+                   trained_model: str | None = None, advice: str = "") -> EvaluationMetrics:
     """Every metric of `model` on `units` (see the module docstring).
 
     Args:
@@ -35,11 +37,19 @@ def evaluate_units(layer: Layer, model: Detector, units: Any, threshold: float |
         unlabeled_ok: units without any known label give the label-free figures (units,
             alerts, score distribution) instead of an error.
         circular: why labeled figures would be circular, marked in the result and its notes.
+        data_span: the time span of the data the model was trained and validated on
+            (`LoadedModel.data_span`): units within it are counted (`training_overlap`), and
+            warned of in the notes and the log, as `trained_model` (default: its class name);
+            `advice` adds a way to evaluate later units to the warning. None: no check (the
+            test part of its own run, or a model that records no span).
     """
+    times = unit_times(layer, units)
     metrics = evaluate_scores(layer.score(model, units), layer.labels(units),
-                              layer.attack_types(units), unit_times(layer, units), threshold,
+                              layer.attack_types(units), times, threshold,
                               threshold_source=threshold_source, unlabeled_ok=unlabeled_ok)
     metrics.model_name = type(model).__name__
+    note_overlap(metrics, data_span, times, trained_model or metrics.model_name, layer.unit,
+                 advice)
     if calibration is not None:
         metrics.threshold_rule = calibration.rule
         metrics.expected_alert_rate = calibration.expected_alert_rate

@@ -9,7 +9,8 @@ scheduler and early stopping) is measured on the same kind of units of the valid
 the anomaly threshold is calibrated (`training.evaluation.calibration`) on the validation
 scores of that kind of units, by the config's `threshold_rule` (best F1 uses the labels). The
 checkpoint's sidecar carries the layer's fitted FeatureSpec, so scoring rebuilds the exact
-transform.
+transform, and the first and last unit time of the training and validation parts
+(`training.evaluation.training_span`), so an evaluation on events of that time says so.
 
 `train_layer2_gnn` and `train_layer3_tcn` are the same for one layer each, by their script's
 name; the original `train_layer1_vae(features, labels, ...)` is in `training.compat`. All three
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from training.errors import ConfigError, UnknownArgumentError, did_you_mean
+from training.evaluation.training_span import DataSpan
 from training.evaluation.units import unit_times
 from training.layers.base import Layer
 from training.layers.layer2 import Layer2
@@ -95,6 +97,9 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
         # The threshold's benign distribution: the validation units of the kind training
         # learnt from (every unit of unlabeled data, else the benign ones).
         reference, times = layer.fit_rows(val_labels), unit_times(layer, val)
+    # When its data was, in the sidecar: an evaluation on events of that time says so.
+    span = DataSpan.of({"train": unit_times(layer, train), "val": times})
+    trainer.data_span = None if span is None else span.to_dict()
     start = time.perf_counter()
     history = trainer.train(train_batches, val_loss, threshold_data=threshold_data,
                             val_labels=val_labels, threshold_reference=reference,

@@ -133,6 +133,7 @@ class LayerTrainer:
         self.model = model.to(self.device)
         self.feature_spec = feature_spec
         self.data_fingerprints: dict[str, str] = {}  # split -> fingerprint: sidecar, resume
+        self.data_span: dict[str, Any] | None = None  # split -> first, last unit time: sidecar
         self.user_callbacks = list(callbacks)
         dtype = amp_dtype(cfg, self.device)
         self._autocast = (nullcontext if dtype is None else
@@ -268,8 +269,7 @@ class LayerTrainer:
         return self.history
 
     def _run_epoch(self, train_loader: Iterable[Any], val_loader: Iterable[Any] | None) -> None:
-        self.epoch += 1
-        epoch = self.epoch
+        self.epoch = epoch = self.epoch + 1
         self._emit("on_epoch_start", self, epoch)
         start = time.perf_counter()
         train_loss, grad_norm = self.passes.train(train_loader,
@@ -343,7 +343,7 @@ class LayerTrainer:
                  "threshold": self.threshold.to_dict() if self.threshold else None,
                  "calibration": self.calibration.to_dict() if self.calibration else None,
                  "training_config": self.config.to_dict(),
-                 "dataset_fingerprints": self.data_fingerprints}
+                 "dataset_fingerprints": self.data_fingerprints, "data_span": self.data_span}
         args = dict(feature_spec=self.feature_spec,
                     threshold=self.threshold.value if self.threshold else None, extra=extra)
         if background:
