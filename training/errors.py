@@ -71,6 +71,12 @@ class TrainingError(PipelineError, RuntimeError):
     """Training cannot go on (e.g. the loss became NaN); the message says what to change."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, `systemctl stop`, `timeout`) in a command: raised where Ctrl-C's
+    KeyboardInterrupt would be, so that the command stops the same way (its MLflow run ends
+    KILLED, its run history says so, staged files are removed) and exits 143."""
+
+
 def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate a mistyped `word` most likely meant: the same but for case, else the one
     it begins (`prod` for `production`), else the closest spelling (difflib, ratio >= 0.6);

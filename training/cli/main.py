@@ -19,7 +19,9 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from training.cli.options import exit_code, option, source_flags, sources_from_flags
+from training.cli.options import (
+    exit_code, option, source_flags, sources_from_flags, terminated_as_interrupt,
+)
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags, help_command, typed_flags
 from training.collection.collector import DataCollector
@@ -68,8 +70,8 @@ def cmd_collect(args: argparse.Namespace) -> int:
     try:
         events_dir = collector.collect_to(args.start, args.end, args.max_events,
                                           resume_from_checkpoint=not args.no_resume)
-    except KeyboardInterrupt:
-        raise KeyboardInterrupt(_kept(Path(args.output), before)) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (`Terminated`), kept as it was
+        raise type(exc)(_kept(Path(args.output), before)) from None
     stats = collector.get_stats()
     stats["seconds"] = round(time.perf_counter() - started, 3)
     stats["events_dir"] = str(events_dir)
@@ -201,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error already printed on one line
         return exit_.code if isinstance(exit_.code, int) else 2
-    with command_output(args.verbose, args.quiet):
+    with command_output(args.verbose, args.quiet), terminated_as_interrupt():
         return exit_code(lambda: args.run(args), args.verbose, typed_flags(args))
 
 

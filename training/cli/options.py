@@ -9,15 +9,18 @@ from __future__ import annotations
 import argparse
 import os
 import select
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from training.collection.schema import LabelMap
 from training.console.terminal import inert
-from training.errors import ConfigError, NotFoundError, PipelineError
+from training.errors import ConfigError, NotFoundError, PipelineError, Terminated
 from training.paths import models_dir
 from training.cli.parser import did_you_mean
 from training.sources.config import TYPE_ALIASES, DataSource, DataSourceType, source_type
@@ -129,13 +132,34 @@ def _es_params(url: str, environ: Mapping[str, str]) -> dict:
     return params
 
 
+@contextmanager
+def terminated_as_interrupt() -> Iterator[None]:
+    """For the block, SIGTERM raises `Terminated` in the main thread, as SIGINT raises
+    KeyboardInterrupt: a command stopped by `kill` died without unwinding, its MLflow run left
+    RUNNING forever and its run history without a word (trial V)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: a handler not set from Python, left as it is
+            signal.signal(signal.SIGTERM, previous)
+
+
 def exit_code(run: Callable[[], int], verbose: bool = False,
               flags: Mapping[str, str] | None = None) -> int:
     """`run()`, with every error printed as one `error:` line on stderr and turned into an exit
     code: 2 a bad configuration or argument (`ConfigError`), 1 anything else: another
     `PipelineError`, an `OSError` (the line names the path and the cause: "No space left on
     device", "Permission denied"), an unexpected exception (a bug: the line says so), 130 an
-    interrupt (with what the command kept, when its KeyboardInterrupt says so). `verbose`
+    interrupt (with what the command kept, when its KeyboardInterrupt says so), 143 SIGTERM
+    (`terminated_as_interrupt`). `verbose`
     prints the traceback above the line. A reader that closed stdout
     early (`| head -1`) ends the command quietly with 141, as SIGPIPE ends Unix tools.
     `flags` (`typed_flags(args)`): a message about a parameter names the flag typed for it."""
@@ -152,8 +176,9 @@ def exit_code(run: Callable[[], int], verbose: bool = False,
         return CLOSED_STDOUT
     except KeyboardInterrupt as exc:  # a command may say what it kept (`collect`)
         _traceback(verbose)
-        print("error: interrupted" + (f": {inert(str(exc))}" if str(exc) else ""), file=sys.stderr)
-        return 130
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        print(f"error: {what}" + (f": {inert(str(exc))}" if str(exc) else ""), file=sys.stderr)
+        return 143 if isinstance(exc, Terminated) else 130
     except Exception as exc:  # one line, a traceback only with -v, as promised to cron and CI
         _traceback(verbose)
         print(f"error: {inert(error_message(exc, hint=not verbose, flags=flags))}",

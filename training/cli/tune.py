@@ -25,7 +25,7 @@ from training.cli.new_registry import removed_unless_registered
 from training.cli.options import exit_code, layer_name, registry_dir, registry_options
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags, typed_flags
-from training.errors import PipelineError
+from training.errors import PipelineError, Terminated
 from training.layers.registry import layer_names
 from training.paths import tuning_dir
 from training.tuning.objectives import METRICS, make_objective
@@ -179,8 +179,8 @@ def execute(args: argparse.Namespace) -> int:
         with optuna_lines(args.verbose, args.quiet), trial_tracebacks(shown=args.verbose):
             summary = run(args)
         print(json.dumps(summary, indent=2, default=str))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (`Terminated`)
         print("interrupted: the finished trials are kept; run the same command again to resume",
               file=sys.stderr)
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     return 0

@@ -31,7 +31,7 @@ from typing import Any
 
 from training.artifacts.atomic import PRIVATE_FOLDER, atomic_write
 from training.artifacts.folders import real_folder
-from training.errors import ConfigError, PipelineError
+from training.errors import ConfigError, PipelineError, Terminated
 from training.pipeline.lock import WorkdirBusyError, workdir_lock
 from training.pipeline.report import page_head
 
@@ -237,8 +237,9 @@ def failures_recorded(workdir: Path, describe: Callable[[Exception], str] = desc
     except (Exception, KeyboardInterrupt) as exc:  # Ctrl-C too: the run stopped unfinished
         made = [folder for folder in list_runs(workdir) if folder not in before]
         if made and not isinstance(exc, WorkdirBusyError):
-            error = "interrupted (Ctrl-C or SIGINT)" if isinstance(
-                exc, KeyboardInterrupt) else describe(exc)
+            error = ("terminated (SIGTERM)" if isinstance(exc, Terminated) else
+                     "interrupted (Ctrl-C or SIGINT)" if isinstance(exc, KeyboardInterrupt)
+                     else describe(exc))
             _record_failure(Path(workdir), made[-1], error)
         raise
 

@@ -126,9 +126,14 @@ def test_a_failed_run_from_python_says_so_on_the_front_page(datasets, tmp_path):
     assert f"<pre>{html.escape(line)}</pre>" in index
 
 
-def test_an_interrupted_run_is_listed_as_such_beside_the_runs_before(demo, tmp_path):
+@pytest.mark.parametrize(("stop", "code", "line"), [
+    ("SIGINT", 130, "interrupted (Ctrl-C or SIGINT)"), ("SIGTERM", 143, "terminated (SIGTERM)")])
+def test_an_interrupted_run_is_listed_as_such_beside_the_runs_before(demo, tmp_path, stop, code,
+                                                                      line):
     """Ctrl-C during a run: the front page lists every run again, the interrupted one as
-    failed with its line, instead of the "unfinished" page of that run alone (trial N)."""
+    failed with its line, instead of the "unfinished" page of that run alone (trial N). So
+    does SIGTERM (`kill`, `timeout`), which killed the run without a word in its history
+    and left its MLflow run RUNNING (trial V)."""
     import os
     import signal
     import subprocess
@@ -147,11 +152,13 @@ def test_an_interrupted_run_is_listed_as_such_beside_the_runs_before(demo, tmp_p
     while len(list_runs(work)) < 2 or not list((work / "checkpoints").rglob("*")):
         assert child.poll() is None and time.monotonic() < deadline, child.stderr.read()
         time.sleep(0.1)  # until the second run trains
-    child.send_signal(signal.SIGINT)
+    child.send_signal(getattr(signal, stop))
     _, err = child.communicate(timeout=120)
-    assert child.returncode == 130, err
+    assert child.returncode == code, err
+    assert err.strip().splitlines()[-1] == f"error: {line.split(' (')[0]}" + (
+        " (SIGTERM)" if stop == "SIGTERM" else "")
     first, second = list_runs(work)
-    assert (second / "failed.txt").read_text() == "interrupted (Ctrl-C or SIGINT)\n"
+    assert (second / "failed.txt").read_text() == f"{line}\n"
     index = (work / "report" / "index.html").read_text()
     assert "unfinished" not in index and first.name in index and second.name in index
-    assert "<strong>failed</strong>: interrupted (Ctrl-C or SIGINT)" in index
+    assert f"<strong>failed</strong>: {line}" in index
