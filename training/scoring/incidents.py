@@ -45,19 +45,16 @@ import logging
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime, timezone
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from scipy.special import gammaln
-from scipy.stats import chi2
 
 from training.errors import ConfigError
-from training.evaluation.threshold_rules import DEFAULT_QUANTILE
 from training.layers.reasons import REASON_TYPE
 from training.scoring.context import CONTEXT_SCHEMA, TIME
+from training.scoring.evidence import layer_evidence, quiet_incidents
 from training.scoring.scored_units import ScoredUnits, as_units
 
 logger = logging.getLogger(__name__)
@@ -65,7 +62,6 @@ logger = logging.getLogger(__name__)
 MAX_DETAILED = 1000  # incidents whose flows and top alerts are listed (the best first)
 WINDOW_SECONDS = 3600.0  # an incident's time window, unless a caller says otherwise
 MAX_TAIL = 6.0  # a score above every benign validation score: 1 in a million, at most
-QUIET_RATE = 1.0 - DEFAULT_QUANTILE  # an incident without alerts: as rare as one alert
 TOP_ALERTS = 3
 _HEAVY = ("reasons", "top_events")  # nested columns read only where shown
 # What a top entry shows of its unit besides its score: what and who, and the sensor's verdict
@@ -87,34 +83,6 @@ INCIDENT_SCHEMA = pa.schema([
                                   ("event_types", pa.list_(pa.string()))]))),
     ("top", pa.list_(TOP_ENTRY)),
 ])
-
-
-def layer_evidence(log_p_sum: np.ndarray, n: np.ndarray, log_p_min: np.ndarray) -> np.ndarray:
-    """-log10 of the p-value of the stronger of Fisher's and Sidak's tests (module docstring)
-    over n units of one layer, from the sum and the minimum of their ln p. Shapes: (k,) each."""
-    half = -np.asarray(log_p_sum, np.float64)  # the statistic over 2: -sum ln p
-    log_tail = chi2.logsf(2.0 * half, 2.0 * n)
-    # Far in the tail logsf underflows to -inf (the evidence would print as null): there the
-    # regularized upper incomplete gamma function is about x**(n-1) e**-x / Gamma(n) times
-    # x / (x - n + 1) (within 3e-4 decades of mpmath where logsf underflows; x is then far
-    # above n).
-    with np.errstate(divide="ignore", invalid="ignore"):
-        far = ((n - 1) * np.log(half) - half - gammaln(np.maximum(n, 1))
-               + np.log(half / (half - n + 1)))
-    fisher = -np.where(np.isneginf(log_tail), far, log_tail) / math.log(10.0)
-    with np.errstate(divide="ignore"):  # p = 1: log1p(-1) is -inf, and the evidence 0
-        sidak = -np.log10(-np.expm1(n * np.log1p(-np.exp(log_p_min))))
-    return np.maximum(fisher, sidak) + 0.0  # + 0.0: no -0.0 where there is no evidence
-
-
-def quiet_incidents(evidence: np.ndarray, layers: np.ndarray, alerts: np.ndarray) -> np.ndarray:
-    """Which (entity, window)s without an alert are incidents all the same: those whose
-    evidence, summed over their `layers` layers, is as unlikely for benign units as one alert
-    at the default threshold (Fisher's method over the layers' p-values: the chance that k
-    independent layers' evidence sums to that much is at most `QUIET_RATE`)."""
-    with np.errstate(divide="ignore"):
-        tail = chi2.logsf(2.0 * math.log(10.0) * evidence, 2.0 * np.maximum(layers, 1))
-    return (alerts == 0) & (tail <= math.log(QUIET_RATE))
 
 
 def heaviest_units(units: pa.Table, incidents: pa.Table) -> pa.Table:
@@ -233,27 +201,46 @@ def build_incidents(alerts: Sequence[pa.Table | ScoredUnits] | pa.Table | Scored
         keys=["entity", "slot"], join_type="inner")  # windows with an alert, and quiet ones
     incidents = incidents.sort_by([("evidence_sum", "descending"), ("peak_max", "descending"),
                                    ("slot", "ascending"), ("entity", "ascending")])
-    layers: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
-    alerting = per_layer.filter(pc.greater(pc.field("alert_sum"), 0))  # most groups have none
-    for entity, slot, layer, count in zip(*(alerting[c].to_pylist() for c in (
-            "entity", "slot", "layer", "alert_sum"))):
-        layers[(entity, slot)].append({"layer": layer, "alerts": count})
     lists = _detailed(scored, rows, incidents.slice(0, detailed))
     if incidents.num_rows > detailed:
         logger.info("%d incidents: flows and top alerts listed for the best %d", incidents.num_rows,
                     detailed)
-    out = []
-    columns = ("entity", "slot", "evidence_sum", "alert_sum", "seen_first_min",
-               "seen_last_max")
-    for rank, (entity, slot, score, count, first, last) in enumerate(
-            zip(*(incidents[c].to_pylist() for c in columns)), 1):
-        details = lists.get((entity, slot), {"flows": None, "top": None})
-        out.append({"rank": rank, "entity": entity,
-                    "window_start": datetime.fromtimestamp(slot * window_seconds, timezone.utc),
-                    "score": score, "alerts": count,
-                    "layers": sorted(layers[(entity, slot)], key=lambda x: x["layer"]),
-                    "first_seen": first, "last_seen": last, **details})
-    return pa.Table.from_pylist(out, schema=INCIDENT_SCHEMA)
+    alerting = per_layer.filter(pc.greater(pc.field("alert_sum"), 0))  # most groups have none
+    return _as_table(incidents.combine_chunks(), alerting, lists, window_seconds, detailed)
+
+
+def _as_table(incidents: pa.Table, alerting: pa.Table,
+              lists: dict[tuple[str, int], dict[str, Any]], window_seconds: float,
+              detailed: int) -> pa.Table:
+    """`INCIDENT_SCHEMA` rows of the ranked `incidents`, column by column (Python objects
+    only for the detailed incidents' `lists`): their `layers` from `alerting` (the per-layer
+    groups with alerts), sorted by layer."""
+    n = incidents.num_rows
+    order = incidents.select(["entity", "slot"]).append_column("rank", pa.array(np.arange(n)))
+    mine = alerting.join(order, keys=["entity", "slot"]).sort_by(
+        [("rank", "ascending"), ("layer", "ascending")])
+    offsets = np.r_[0, np.cumsum(np.bincount(mine["rank"].to_numpy(), minlength=n))]
+    layer_type = INCIDENT_SCHEMA.field("layers").type
+    layers = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), pa.StructArray.from_arrays(
+        [mine["layer"].combine_chunks(), pc.cast(mine["alert_sum"], pa.int64()).combine_chunks()],
+        fields=list(layer_type.value_type)), type=layer_type)
+    # As datetime.fromtimestamp: the fraction of a second rounded to microseconds, half even.
+    start = incidents["slot"].to_numpy() * window_seconds
+    whole = np.trunc(start)
+    micros = whole.astype(np.int64) * 1_000_000 + np.round((start - whole) * 1e6).astype(np.int64)
+    keys = zip(*(incidents[c].slice(0, detailed).to_pylist() for c in ("entity", "slot")))
+    details = [lists.get(key, {"flows": None, "top": None}) for key in keys]
+    columns = {
+        "rank": pa.array(np.arange(1, n + 1), pa.int32()), "entity": incidents["entity"],
+        "window_start": pa.array(micros, pa.int64()).cast(TIME),
+        "score": incidents["evidence_sum"], "alerts": pc.cast(incidents["alert_sum"], pa.int64()),
+        "layers": layers, "first_seen": incidents["seen_first_min"],
+        "last_seen": incidents["seen_last_max"]}
+    for name in ("flows", "top"):
+        kind = INCIDENT_SCHEMA.field(name).type
+        columns[name] = pa.concat_arrays([pa.array([d[name] for d in details], kind),
+                                          pa.nulls(n - len(details), kind)])
+    return pa.table(columns, schema=INCIDENT_SCHEMA)
 
 
 def _column(table: pa.Table, name: str, kind: pa.DataType) -> pa.Array | pa.ChunkedArray:

@@ -8,6 +8,8 @@ with blank lines) gives the same narrow columns, rows and explained layers."""
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import numpy as np
 import orjson
 import pyarrow as pa
@@ -89,3 +91,15 @@ def test_every_kind_of_scored_units_gives_the_same_rows(kinds):
 def test_a_table_without_reasons_explains_no_layer():
     table = pa.table({"unit": ["a"], "layer": ["layer1"], "score": [1.0], "is_alert": [True]})
     assert TableUnits(table).explained_layers() == set()
+
+
+def test_a_window_starts_where_datetime_puts_it(outputs):
+    """The incidents table is built column by column: a window of a fraction of a second
+    starts at datetime.fromtimestamp(slot x window), to the microsecond."""
+    window = 7.3
+    incidents = build_incidents(open_units(outputs["parquet"]), window_seconds=window)
+    starts = incidents["window_start"].to_pylist()
+    assert len(starts) > MAX_DETAILED
+    assert starts == [datetime.fromtimestamp(round(s.timestamp() / window) * window, timezone.utc)
+                      for s in starts]
+    assert any(s.microsecond for s in starts)
