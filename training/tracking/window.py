@@ -18,6 +18,7 @@ as `***` in every message.
 
 from __future__ import annotations
 
+import http.client
 import json
 import logging
 import math
@@ -56,11 +57,18 @@ def tracking_uri(uri: str | None) -> str | None:
 def redacted(text: str, uri: str) -> str:
     """`text` (a message about `uri`) with the password of `uri`'s `user:password@` shown as
     `***`: such messages go to logs and cron mail."""
+    found = set()
     try:
-        password = urllib.parse.urlsplit(uri).password
-    except ValueError:  # not a URL with a valid port: nothing to find in it
-        return text
-    return text if not password else text.replace(f":{password}@", ":***@")
+        found.add(urllib.parse.urlsplit(uri).password)
+    except ValueError:  # not a URL with a valid port
+        pass
+    # A password with '#' or '/' is not one to urlsplit (a fragment, a path): everything
+    # between the user's ':' and the authority's last '@' is.
+    userinfo = uri.partition("://")[2].rpartition("@")[0]
+    found.add(userinfo.partition(":")[2])
+    for password in sorted(p for p in found if p):
+        text = text.replace(f":{password}@", ":***@")
+    return text
 
 
 def open_window(uri: str | None, experiment: str = EXPERIMENT) -> MlflowWindow | None:
@@ -74,7 +82,8 @@ def open_window(uri: str | None, experiment: str = EXPERIMENT) -> MlflowWindow |
         from mlflow import MlflowClient
     except ImportError:
         logger.warning("MLflow URI %s given but mlflow is not installed (pip install "
-                       "'maximus-training[mlflow]'): the run is not logged to MLflow", uri)
+                       "'maximus-training[mlflow]'): the run is not logged to MLflow",
+                       redacted(uri, uri))
         return None
     if uri.startswith(("http://", "https://")) and not _reachable(uri, redacted(uri, uri)):
         return None
@@ -131,11 +140,14 @@ def _reachable(uri: str, shown: str) -> bool:
             return True
     except urllib.error.HTTPError:
         return True  # it answers (behind a proxy or login, say): MLflow's calls will tell
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        reason = getattr(exc, "reason", exc)
-        logger.warning("the MLflow server at %s is unreachable (%s): the run is not logged to "
-                       "MLflow; it goes on", shown, reason)
-        return False
+    except (http.client.InvalidURL, ValueError):  # its text quotes the "port": a password
+        reason = ("not a valid URL: percent-encode the user's and password's '#', '/', '?', "
+                  "'@' and ':' (%23, %2F, %3F, %40, %3A)")
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        reason = redacted(str(getattr(exc, "reason", exc)), uri)
+    logger.warning("the MLflow server at %s is unreachable (%s): the run is not logged to "
+                   "MLflow; it goes on", shown, reason)
+    return False
 
 
 def _refused(uri: str, exc: Exception) -> None:
