@@ -13,7 +13,7 @@
 # are skipped, said in one line, and do not change the exit code.
 #
 # Any failing step stops the script with a non-zero exit code (maximus-train's: 130 when
-# interrupted); logs go to stderr and to <workdir>/retrain.log (the folder is created first,
+# interrupted, 143 when terminated); logs go to stderr and to <workdir>/retrain.log (the folder is created first,
 # 0700, and the log 0600). maximus-train runs with -v, as the original script logged every
 # step: the log holds each step's details and, on an error, its traceback.
 set -euo pipefail
@@ -128,13 +128,14 @@ touch "$log"
 chmod 700 "$workdir" && chmod 600 "$log"  # made by an earlier release with the umask's modes
 echo "retrain_models.sh: ${MAXIMUS[*]} -v $command ${args[*]}" >&2
 # maximus-train's stderr goes through tee to the terminal and the log; its stdout stays ours.
-# Ctrl-C reaches the whole process group: tee ignores it, so it outlives maximus-train and
-# passes on its last words ("error: interrupted ...", exit 130) instead of dying first and
+# Ctrl-C reaches the whole process group, as SIGTERM does from `timeout` or systemd: tee
+# ignores both, so it outlives maximus-train and passes on its last words ("error:
+# interrupted ...", exit 130; "error: terminated (SIGTERM)", 143) instead of dying first and
 # leaving it nowhere to write (exit 1, nothing said). The exit code is maximus-train's own.
 exec 3>&1  # the script's stdout, for maximus-train's (the pipe takes its stderr)
 set +e
 "${MAXIMUS[@]}" -v "$command" "${args[@]}" 2>&1 1>&3 3>&- \
-    | ( trap '' INT; exec tee -a "$log" >&2 3>&- )
+    | ( trap '' INT TERM; exec tee -a "$log" >&2 3>&- )
 status=("${PIPESTATUS[@]}")
 set -e
 if [[ ${status[0]} -eq 0 && ${status[1]} -ne 0 ]]; then

@@ -19,9 +19,7 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 
-from training.cli.options import (
-    exit_code, option, source_flags, sources_from_flags, terminated_as_interrupt,
-)
+from training.cli.options import exit_code, option, source_flags, sources_from_flags
 from training.cli.output import command_output
 from training.cli.parser import CommandParser, add_global_flags, help_command, typed_flags
 from training.collection.collector import DataCollector
@@ -203,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage error already printed on one line
         return exit_.code if isinstance(exit_.code, int) else 2
-    with command_output(args.verbose, args.quiet), terminated_as_interrupt():
+    with command_output(args.verbose, args.quiet):
         return exit_code(lambda: args.run(args), args.verbose, typed_flags(args))
 
 

@@ -137,7 +137,10 @@ def terminated_as_interrupt() -> Iterator[None]:
     """For the block, SIGTERM raises `Terminated` in the main thread, as SIGINT raises
     KeyboardInterrupt: a command stopped by `kill` died without unwinding, its MLflow run left
     RUNNING forever and its run history without a word (trial V)."""
-    if threading.current_thread() is not threading.main_thread():
+    # Not outside the main thread (Python runs handlers there), nor over a handler not set
+    # from Python (None: an embedding host's own).
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGTERM) is None:
         yield
         return
 
@@ -148,8 +151,7 @@ def terminated_as_interrupt() -> Iterator[None]:
     try:
         yield
     finally:
-        if previous is not None:  # None: a handler not set from Python, left as it is
-            signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous)
 
 
 def exit_code(run: Callable[[], int], verbose: bool = False,
@@ -164,8 +166,9 @@ def exit_code(run: Callable[[], int], verbose: bool = False,
     early (`| head -1`) ends the command quietly with 141, as SIGPIPE ends Unix tools.
     `flags` (`typed_flags(args)`): a message about a parameter names the flag typed for it."""
     try:
-        code = run()
-        sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's last flush
+        with terminated_as_interrupt():  # every command line: maximus-train and the scripts
+            code = run()
+            sys.stdout.flush()  # a closed pipe fails here, not in the interpreter's last flush
         return code
     except BrokenPipeError as exc:
         if not stdout_closed():  # another pipe (a socket, a child process): an error

@@ -180,7 +180,8 @@ def execute(args: argparse.Namespace) -> int:
             summary = run(args)
         print(json.dumps(summary, indent=2, default=str))
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (`Terminated`)
-        print("interrupted: the finished trials are kept; run the same command again to resume",
+        print(("error: terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted")
+              + ": the finished trials are kept; run the same command again to resume",
               file=sys.stderr)
         return 143 if isinstance(exc, Terminated) else 130
     return 0

@@ -66,8 +66,11 @@ class ParentWatch:
         self.stopping = False
 
     def start(self) -> None:
-        """Handle SIGINT here (once) and start watching; call from the main thread."""
-        signal.signal(signal.SIGINT, self._interrupt)
+        """Handle SIGINT and SIGTERM here (once) and start watching; call from the main
+        thread. SIGTERM too: `timeout` and `systemctl stop` signal the whole group, and a
+        worker killed outright left its trial RUNNING (review)."""
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._interrupt)
         threading.Thread(target=self._watch, name="tuning-parent-watch", daemon=True).start()
 
     def _interrupt(self, signum: int, frame: FrameType | None) -> None:
