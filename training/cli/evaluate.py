@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from training.cli.data_files import layer_of_file
 from training.cli.options import open_registry, registry_dir, registry_options, source_flags
 from training.cli.recorded_sources import loaded_metadata, sources_as_trained
+from training.console.terminal import inert
 from training.errors import ConfigError, NotFoundError, SchemaError
 from training.paths import checkpoints_dir
 
@@ -88,7 +89,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                              latency=not args.no_latency, calibration=loaded.calibration,
                              unlabeled_ok=True, circular=circular, data_span=span,
                              trained_model=model, advice=AFTER_ADVICE)
-    print(format_report(metrics), end="")
+    print(inert(format_report(metrics)), end="")  # attack types are the logs' labels
     if args.report is not None:
         paths = save_report(metrics, args.report, f"{layer.model_name}: {what}")
         print(f"report: {paths['html']}")

@@ -89,3 +89,19 @@ def test_a_model_that_is_no_file_says_so(capture, tmp_path, monkeypatch, capsys)
     assert main(["evaluate", "--model", str(missing), *data]) == 1
     assert _error_line(capsys.readouterr().err) == (
         f"error: --model {missing}: no such file; {HINT}")
+
+
+def test_attack_types_from_the_logs_reach_the_terminal_inert(capture, datasets, tmp_path,
+                                                             capsys):
+    """The report's per-attack-type table printed a label's escape sequences raw, which could
+    retitle or clear the analyst's terminal (review of b5435a8)."""
+    hostile = "C&C\x1b]0;pwned\x07\x1b[2J"
+    text = (datasets / CAPTURE).read_text().replace(",Malicious,C&C-FileDownload",
+                                                    f",Malicious,{hostile}")
+    assert hostile in text
+    (tmp_path / "capture.csv").write_text(text)
+    assert main(["evaluate", "--model", str(capture["v4"]), "--source",
+                 f"csv:{tmp_path / 'capture.csv'}", "--no-latency"]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "C&C\\x1b]0;pwned\\x07\\x1b[2J" in out
