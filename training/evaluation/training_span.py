@@ -4,7 +4,8 @@ that fall within it.
 A model scored on the events it learnt from scores them as it was taught to: an evaluation of
 a capture that holds its own training part mixes those figures with the ones on new data, and
 reads better than the model is. The trainer records in the sidecar (`data_span`) the first and
-last unit time of its training part and of its validation part:
+last time its training part's units cover, and its validation part's (a window or bucket unit
+covers its whole span: its time is its start, and the last one reaches to its end):
 
     {"train": {"first": "2013-08-20T10:01:02.000003Z", "last": "..."}, "val": {...}}
 
@@ -60,14 +61,16 @@ class DataSpan:
     parts: Mapping[str, tuple[np.datetime64, np.datetime64]]
 
     @classmethod
-    def of(cls, times: Mapping[str, np.ndarray | None]) -> DataSpan | None:
+    def of(cls, times: Mapping[str, np.ndarray | None],
+           duration_s: float | None = None) -> DataSpan | None:
         """The span of each part's unit times (datetime64, NaT where unknown; None: no such
-        part); None when no part has a time."""
+        part), each unit covering `duration_s` from its time (a window, a bucket: its time is
+        its start; None: an instant); None when no part has a time."""
         parts = {}
         for name, when in times.items():
             known = () if when is None else when[~np.isnat(when)].astype(f"datetime64[{_UNIT}]")
             if len(known):
-                parts[name] = (known.min(), known.max())
+                parts[name] = (known.min(), known.max() + _reach(duration_s))
         return cls(parts) if parts else None
 
     @classmethod
@@ -108,12 +111,13 @@ class DataSpan:
     def last(self) -> np.datetime64:
         return max(last for _, last in self.parts.values())
 
-    def overlap(self, times: np.ndarray) -> dict[str, Any]:
-        """How many of the units at `times` (datetime64, NaT where unknown) lie within
-        [first, last] of the span, before it, after it, or have no time; with the span."""
+    def overlap(self, times: np.ndarray, duration_s: float | None = None) -> dict[str, Any]:
+        """How many of the units at `times` (datetime64, NaT where unknown; each covering
+        `duration_s` from it, as in `of`) reach into [first, last] of the span, lie before it,
+        after it, or have no time; with the span."""
         times = np.asarray(times).astype(f"datetime64[{_UNIT}]")
         known = ~np.isnat(times)
-        before = known & (times < self.first)
+        before = known & (times + _reach(duration_s) < self.first)
         after = known & (times > self.last)
         return {"units": len(times), "within": int((known & ~before & ~after).sum()),
                 "before": int(before.sum()), "after": int(after.sum()),
@@ -130,8 +134,15 @@ def overlap_message(overlap: dict[str, Any], model: str, unit: str, advice: str 
             f"{unit}s after {overlap['last']} (logs recorded later{advice})")
 
 
+def _reach(duration_s: float | None) -> np.timedelta64:
+    """How far past its time a unit covering `duration_s` reaches (its last microsecond)."""
+    micros = round((duration_s or 0) * 1e6)
+    return np.timedelta64(max(micros - 1, 0), _UNIT)
+
+
 def note_overlap(metrics: Any, span: DataSpan | None, times: np.ndarray, model: str,
-                 unit: str, advice: str = "") -> dict[str, Any] | None:
+                 unit: str, advice: str = "", duration_s: float | None = None
+                 ) -> dict[str, Any] | None:
     """Set `metrics.training_overlap` (an `EvaluationMetrics`) to how the evaluated units at
     `times` overlap the span of the data `model` learnt from; when some lie within it, add
     the warning to its notes and log it. Nothing for a model that records no span (saved
@@ -142,7 +153,7 @@ def note_overlap(metrics: Any, span: DataSpan | None, times: np.ndarray, model: 
     """
     if span is None or not len(times) or np.isnat(times).all():
         return None
-    overlap = {**span.overlap(times), "unit": unit}
+    overlap = {**span.overlap(times, duration_s), "unit": unit}
     metrics.training_overlap = overlap
     if overlap["within"]:
         message = overlap_message(overlap, model, unit, advice)

@@ -49,7 +49,7 @@ def evaluate_units(layer: Layer, model: Detector, units: Any, threshold: float |
                               threshold_source=threshold_source, unlabeled_ok=unlabeled_ok)
     metrics.model_name = type(model).__name__
     note_overlap(metrics, data_span, times, trained_model or metrics.model_name, layer.unit,
-                 advice)
+                 advice, layer.window_seconds)
     if calibration is not None:
         metrics.threshold_rule = calibration.rule
         metrics.expected_alert_rate = calibration.expected_alert_rate

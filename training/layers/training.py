@@ -98,7 +98,7 @@ def train_layer(layer: Layer, train: Any, val: Any = None, config: TrainingConfi
         # learnt from (every unit of unlabeled data, else the benign ones).
         reference, times = layer.fit_rows(val_labels), unit_times(layer, val)
     # When its data was, in the sidecar: an evaluation on events of that time says so.
-    span = DataSpan.of({"train": unit_times(layer, train), "val": times})
+    span = DataSpan.of({"train": unit_times(layer, train), "val": times}, layer.window_seconds)
     trainer.data_span = None if span is None else span.to_dict()
     start = time.perf_counter()
     history = trainer.train(train_batches, val_loss, threshold_data=threshold_data,

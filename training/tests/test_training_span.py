@@ -85,6 +85,22 @@ def test_overlap_counts_within_the_whole_span_its_edges_included():
                      "span": RECORDED}
 
 
+def test_window_units_cover_their_window_in_the_span_and_in_the_overlap():
+    """A window or bucket unit's time is its start: the span ended at the last training
+    window's start, so --after-training kept that window's later events, and they were warned
+    of anyway (review: layers 2 and 3)."""
+    minute = {"train": np.array([t("2024-03-04T10:00"), t("2024-03-04T10:05")])}
+    span = DataSpan.of(minute, duration_s=60.0)
+    assert span.to_dict() == {"train": {"first": "2024-03-04T10:00:00Z",
+                                        "last": "2024-03-04T10:05:59.999999Z"}}
+    times = np.array([t("2024-03-04T09:59:00"),  # ends just before the span: before
+                      t("2024-03-04T09:59:30"),  # reaches into it: within
+                      t("2024-03-04T10:05:00"), t("2024-03-04T10:06:00")])  # within, after
+    found = span.overlap(times, duration_s=60.0)
+    assert (found["before"], found["within"], found["after"]) == (1, 2, 1)
+    assert span.overlap(times)["before"] == 2  # as instants, the first two lie before
+
+
 def test_note_overlap_warns_only_of_units_within(caplog):
     metrics = EvaluationMetrics(notes=["other"])
     times = np.array([t("2024-03-05"), t("2024-03-07")])
