@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import numpy as np
 import optuna
@@ -241,3 +242,50 @@ def test_two_studies_of_one_name_in_two_folders_are_two_studies_in_mlflow(
         trials = client.search_runs([experiment],
                                     f"tags.`mlflow.parentRunId` = '{study.info.run_id}'")
         assert len(trials) == 2 and study.data.metrics["trials"] == 2
+
+
+def test_a_study_logged_before_its_storage_was_absolute_is_taken_over(
+        splits, store, tmp_path, monkeypatch, capsys):
+    """A study logged by a release that tagged its storage as given (relative) is the same
+    study when resumed in its folder: its run is taken over, its trials not logged again
+    (review of 685a0d9)."""
+    uri = (store / "taken-over").as_uri()
+    monkeypatch.chdir(tmp_path)
+    tune = ["tune", "--train_data", splits[0], "--val_data", splits[1], "--max_epochs", "1",
+            "--output_dir", "tuning", "--mlflow_uri", uri, "--seed", "3", "-q"]
+    assert main([*tune, "--n_trials", "2"]) == 0
+    client = _client(uri)
+    experiment = client.get_experiment_by_name("maximus").experiment_id
+    (study,) = client.search_runs([experiment],
+                                  "attributes.run_name = 'tuning layer1_vae_tuning'")
+    relative = "sqlite:///tuning/layer1_vae_tuning/study.db"
+    client.set_tag(study.info.run_id, "maximus.storage", relative)  # as the release before
+    assert main([*tune, "--n_trials", "3"]) == 0
+    capsys.readouterr()
+    (again,) = client.search_runs([experiment],
+                                  "attributes.run_name = 'tuning layer1_vae_tuning'")
+    assert again.info.run_id == study.info.run_id
+    assert again.data.tags["maximus.storage"] == \
+        f"sqlite:///{tmp_path / 'tuning' / 'layer1_vae_tuning' / 'study.db'}"
+    trials = client.search_runs([experiment], f"tags.`mlflow.parentRunId` = '{study.info.run_id}'")
+    assert len(trials) == 3  # the two logged before, and the third
+
+
+def test_a_version_that_fails_to_mirror_ends_its_run_failed(store, tmp_path, capsys):
+    """A mirror run reached end_run only when everything went well: a version whose files
+    could not be listed left its MLflow run RUNNING forever (review)."""
+    from training.registry.registry import ModelMetadata, ModelRegistry
+    from training.tests.registry_fixtures import save_tiny
+
+    uri = (store / "failed-mirror").as_uri()
+    registry = ModelRegistry(tmp_path / "models")
+    registry.register_model(save_tiny(tmp_path / "tiny_best.pt", centre=0.5, dim=128,
+                                      threshold=3.0), ModelMetadata("tiny", "1.0.0", "layer1"))
+    shutil.rmtree(next((tmp_path / "models").glob("**/tiny/1.0.0")))  # its files are gone
+    main(["registry", "mirror", "--registry-dir", str(tmp_path / "models"), "--mlflow-uri",
+          uri])
+    capsys.readouterr()
+    client = _client(uri)
+    experiment = client.get_experiment_by_name("maximus").experiment_id
+    (run,) = client.search_runs([experiment], "attributes.run_name = 'tiny 1.0.0'")
+    assert run.info.status == "FAILED"

@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from training.registry.metadata import ModelMetadata
 from training.registry.names import artifact_dir
 from training.registry.registry import ModelRegistry
 from training.tracking.window import MlflowWindow, open_window, redacted, tracking_uri
@@ -80,10 +81,27 @@ def _mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: s
                 **({} if parent is None else {"mlflow.parentRunId": parent}),
                 **{f"maximus.dataset.{k}": v for k, v in stored.dataset_fingerprints.items()}}
         run_id = window.start_run(f"{model_name} {version}", tags)
-        window.log_params(run_id, stored.hyperparameters)
-        window.log_metrics(run_id, stored.metrics)
     if run_id is None:
         return
+    status = "FAILED"  # unless it gets to the end; KILLED on Ctrl-C or SIGTERM
+    try:
+        _fill_version(window, registry, model_name, version, run_id, own_run, stored, ours)
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if own_run:  # never left RUNNING (review)
+            window.end_run(run_id, status)
+
+
+def _fill_version(window: MlflowWindow, registry: ModelRegistry, model_name: str, version: str,
+                  run_id: str, own_run: bool, stored: ModelMetadata, ours: str) -> None:
+    """The version's parameters and metrics (in a run of its own), files and MLflow model
+    version, and the model's tags and aliases."""
+    if own_run:
+        window.log_params(run_id, stored.hyperparameters)
+        window.log_metrics(run_id, stored.metrics)
     folder = artifact_dir(registry.artifacts_dir, model_name, version)
     window.log_files(run_id, sorted(p for p in folder.iterdir() if p.is_file()), "model")
     name = mlflow_model_name(window, registry, model_name)
@@ -99,8 +117,6 @@ def _mirror_version(window: MlflowWindow, registry: ModelRegistry, model_name: s
                          description=stored.description or None)
     if name is not None:
         sync_model(window, registry, model_name)
-    if own_run:
-        window.end_run(run_id)
 
 
 def mirror_new_version(uri: str | MlflowWindow | None, registry_dir: str | Path,

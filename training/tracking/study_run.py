@@ -48,7 +48,7 @@ def log_study(window: MlflowWindow, study: optuna.Study, storage: str,
         summary: the objective's description and the tuning summary: `metric`, `direction`,
             `best_params`, `best_value`, `best_trial` and any other figures to tag.
     """
-    parent = _study_run(window, study.study_name, _absolute(storage))
+    parent = _study_run(window, study.study_name, storage)
     if parent is None:
         return None
     objective = study.user_attrs.get("objective") or {}
@@ -71,14 +71,20 @@ def log_study(window: MlflowWindow, study: optuna.Study, storage: str,
 
 
 def _study_run(window: MlflowWindow, name: str, storage: str) -> str | None:
-    """The study's run: the one an earlier tuning of the same study made, else a new one."""
-    query = f"tags.`{STUDY_TAG}` = '{_quoted(name)}' and tags.`maximus.storage` = " \
-            f"'{_quoted(storage)}'"
-    found = window.guard("search runs", window.client.search_runs, [window.experiment_id],
-                         query, max_results=1) or []
-    if found:
-        return found[0].info.run_id
-    return window.start_run(f"tuning {name}", {STUDY_TAG: name, "maximus.storage": storage})
+    """The study's run: the one an earlier tuning of the same study made (known by the
+    storage's absolute path; one logged before, by the storage as given, is taken over, so
+    that its trials are not logged again), else a new one."""
+    absolute = _absolute(storage)
+    for known in dict.fromkeys((absolute, storage)):
+        query = f"tags.`{STUDY_TAG}` = '{_quoted(name)}' and tags.`maximus.storage` = " \
+                f"'{_quoted(known)}'"
+        found = window.guard("search runs", window.client.search_runs, [window.experiment_id],
+                             query, max_results=1) or []
+        if found:
+            if known != absolute:
+                window.set_tags(found[0].info.run_id, {"maximus.storage": absolute})
+            return found[0].info.run_id
+    return window.start_run(f"tuning {name}", {STUDY_TAG: name, "maximus.storage": absolute})
 
 
 def _absolute(storage: str) -> str:
