@@ -224,8 +224,9 @@ def add_evaluate_command(commands: argparse._SubParsersAction,
     option(ev, "--max-events", type=int, help="collect at most this many events (default: all)")
     option(ev, "--after-training", action="store_true",
            help="with --source: only the events after the last one of the data the model was "
-                "trained and validated on (the sidecar's data_span); without it, events of "
-                "that time are evaluated too and a warning counts them")
+                "trained and validated on (the sidecar's data_span; events without a time "
+                "are left out too); without it, events of that time are evaluated too and a "
+                "warning counts them")
     source_flags(ev, option)
     option(ev, "--report", type=Path,
            help="also write REPORT.json, .html and .txt (default: print only)")
