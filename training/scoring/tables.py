@@ -24,6 +24,7 @@ from training.artifacts.atomic import atomic_write
 from training.errors import ConfigError, SchemaError
 from training.scoring.alerts import OUTPUT_SCHEMA
 from training.scoring.incidents import INCIDENT_SCHEMA, WINDOW_SECONDS, build_incidents
+from training.scoring.json_blocks import with_long_lines
 from training.scoring.scored_units import ScoredUnits
 from training.scoring.unit_files import check_fields, conform, open_units, reading
 from training.scoring.unit_files import is_jsonl_name as _jsonl
@@ -43,7 +44,8 @@ def _read(path: str | Path, schema: pa.Schema, what: str) -> pa.Table:
                 return schema.empty_table()
             check_fields(path, what)
             options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-            return pj.read_json(path, parse_options=options).select(schema.names)
+            return with_long_lines(lambda blocks: pj.read_json(
+                path, read_options=blocks, parse_options=options), path).select(schema.names)
         return conform(pq.read_table(path), schema)
 
 
@@ -74,7 +76,8 @@ def _with_tails(table: pa.Table, path: Path) -> pa.Table:
         schema = pa.schema([pa.field(name, pa.float64()) for name in names])
         options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
         try:
-            tails = pj.read_json(path, parse_options=options)
+            tails = with_long_lines(lambda blocks: pj.read_json(
+                path, read_options=blocks, parse_options=options), path)
         except pa.ArrowInvalid as exc:
             raise SchemaError(f"{path}: not a scored units file written by score ({exc})") \
                 from None

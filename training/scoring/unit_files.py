@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from training.errors import ConfigError, SchemaError
 from training.scoring.alerts import OUTPUT_SCHEMA
 from training.scoring.context import conform_structs
+from training.scoring.json_blocks import with_long_lines
 from training.scoring.scored_units import NARROW, ScoredUnits
 
 # Columns that older score outputs lack (null when read back).
@@ -157,8 +158,9 @@ class JsonlUnits(ScoredUnits):
         check_fields(path, _WHAT)
         options = pj.ParseOptions(explicit_schema=_READ_NARROW,
                                   unexpected_field_behavior="ignore")
-        self._narrow, self._explained = _narrow_of(
-            pa.Table.from_batches([batch]) for batch in pj.open_json(path, parse_options=options))
+        self._narrow, self._explained = with_long_lines(lambda blocks: _narrow_of(
+            pa.Table.from_batches([batch]) for batch in pj.open_json(
+                path, read_options=blocks, parse_options=options)), path)
 
     @property
     def narrow(self) -> pa.Table:
@@ -181,8 +183,10 @@ class JsonlUnits(ScoredUnits):
             if not lines:
                 return schema.empty_table()
             options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
-            return pj.read_json(io.BytesIO(b"".join(lines)), parse_options=options
-                                ).select(schema.names)
+            data = b"".join(lines)
+            return with_long_lines(lambda blocks: pj.read_json(
+                io.BytesIO(data), read_options=blocks, parse_options=options), data
+            ).select(schema.names)
 
     def explained_layers(self) -> set[str]:
         return set(self._explained)
