@@ -65,6 +65,19 @@ def run(tree: Path, registry: Path, log: Path, folder: Path) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def medians(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
+    """Each tree's median time and peak memory over its runs."""
+    return {name: {key: statistics.median(r[key] for r in rs) for key in ("seconds", "peak_mb")}
+            for name, rs in runs.items()}
+
+
+def ratios(found: dict[str, dict[str, float]]) -> str:
+    """This tree's medians over the base's, as one line."""
+    ours, base = found["this tree"], found["base"]
+    return (f"this tree / base: time {ours['seconds'] / base['seconds']:.2f}, "
+            f"peak memory {ours['peak_mb'] / base['peak_mb']:.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -80,15 +93,12 @@ def main() -> None:
             for name, tree in trees.items():
                 runs[name].append(run(tree, registry, log, Path(tmp)))
                 print(name, runs[name][-1], flush=True)
-    medians = {name: {key: statistics.median(r[key] for r in rs)
-                      for key in ("seconds", "peak_mb")} for name, rs in runs.items()}
-    for name, median in medians.items():
+    found = medians(runs)
+    for name, median in found.items():
         print(f"{name}: {args.rows:,} events, {median['seconds']:.1f} s, "
               f"peak {median['peak_mb']:,.0f} MB (medians of {args.repeats})")
-    if "base" in medians:
-        ours, base = medians["this tree"], medians["base"]
-        print(f"this tree / base: time {ours['seconds'] / base['seconds']:.2f}, "
-              f"peak memory {ours['peak_mb'] / base['peak_mb']:.2f}")
+    if "base" in found:
+        print(ratios(found))
 
 
 if __name__ == "__main__":

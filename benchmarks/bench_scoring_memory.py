@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -33,7 +32,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from bench_fused_scoring import fused_registry  # noqa: E402
+from bench_fused_scoring import fused_registry, medians, ratios  # noqa: E402
 from bench_scoring import OUT, production_model, zeek_log  # noqa: E402
 
 CHILD = """
@@ -97,15 +96,12 @@ def main() -> None:
                 runs[name].append(run(tree, registry, log, outputs[name]))
                 print(name, runs[name][-1], flush=True)
         written = {name: digests(output) for name, output in outputs.items()}
-    medians = {name: {key: statistics.median(r[key] for r in rs)
-                      for key in ("seconds", "peak_mb")} for name, rs in runs.items()}
-    for name, median in medians.items():
+    found = medians(runs)
+    for name, median in found.items():
         print(f"{name}: {args.rows:,} events to {args.format}, {median['seconds']:.1f} s, "
               f"peak {median['peak_mb']:,.0f} MB (medians of {args.repeats}); {written[name]}")
-    if "base" in medians:
-        ours, base = medians["this tree"], medians["base"]
-        print(f"this tree / base: time {ours['seconds'] / base['seconds']:.2f}, "
-              f"peak memory {ours['peak_mb'] / base['peak_mb']:.2f}; incidents and page "
+    if "base" in found:
+        print(f"{ratios(found)}; incidents and page "
               f"{'identical' if written['this tree'] == written['base'] else 'DIFFER'}")
     print(json.dumps({"rows": args.rows, "format": args.format, "best_f1": args.best_f1,
                       "runs": runs}))
