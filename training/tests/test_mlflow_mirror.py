@@ -229,17 +229,21 @@ def test_a_version_deleted_from_the_registry_is_tagged_deleted_not_an_error(tmp_
         ("1.0.0", "deleted"), ("1.1.0", "none"), ("1.2.0", "none")]
 
 
-@pytest.mark.parametrize("tagged", [True, False], ids=["weights-tag", "mirrored-before-it"])
+@pytest.mark.parametrize("tagged", ["yes", "no", "unreadable"],
+                         ids=["weights-tag", "mirrored-before-it", "before-it-and-unreadable"])
 def test_a_registry_made_anew_at_the_same_path_gets_its_own_champion(tmp_path, weights, tagged):
     """`rm -rf w`, then a new pipeline in w: the new registry has the old one's path (its
     identity) and version numbers. Its 1.0.0 was taken for mirrored already: MLflow kept the
-    deleted registry's weights under champion, and the new model never became a version."""
+    deleted registry's weights under champion, and the new model never became a version. So
+    did an old version mirrored before the weights tag whose files cannot be read (review)."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)
     mirror_registry(open_window(uri), _registry(tmp_path / "w" / "models", weights, 1,
                                                 promote="1.0.0"))
-    if not tagged:  # as a release before the weights tag mirrored it
+    if tagged != "yes":  # as a release before the weights tag mirrored it
         client.delete_model_version_tag("layer1_vae", "1", "maximus.weights_sha256")
+    if tagged == "unreadable":  # its run's files are gone
+        shutil.rmtree(tmp_path / "mlflow.db-artifacts")
     shutil.rmtree(tmp_path / "w")
     other = save_tiny(tmp_path / "other.pt", centre=0.1, dim=128, threshold=3.0)
     registry = _registry(tmp_path / "w" / "models", other, 1, promote="1.0.0")

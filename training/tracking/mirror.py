@@ -44,6 +44,7 @@ VERSION_TAG = "maximus.version"
 REGISTRY_TAG = "maximus.registry"
 CLASS_TAG = "maximus.model_class"
 WEIGHTS_TAG = "maximus.weights_sha256"
+UNREADABLE = "unreadable"  # its weights, mirrored before the tag, could not be read
 _GONE_REASON = ("a version of a registry deleted from this path; the registry there now holds "
                 "other weights under this version")
 _MISSING = object()  # no registered model of that name in the store
@@ -320,17 +321,16 @@ def _mirrored(window: MlflowWindow, registry: ModelRegistry, model_name: str,
 def _ours(window: MlflowWindow, name: str, version: Any, weights: dict[str, str | None]) -> bool:
     """Whether an MLflow version tagged with our registry holds our version's weights. A
     version we no longer have (deleted here) counts as ours; one mirrored before the weights
-    tag is tagged with its `model/model.pt`'s (downloaded once; unreadable: taken as ours,
-    as before the tag)."""
+    tag is tagged with its `model/model.pt`'s, downloaded once: one whose file cannot be read
+    is tagged `unreadable` and is not ours (taken as ours, it would mask a registry made anew
+    at the same path, and be downloaded again at every sync: review); ours is mirrored anew."""
     tags = version.tags or {}
     expected = weights.get(tags[VERSION_TAG])
     if not expected:
         return True
     found = tags.get(WEIGHTS_TAG)
     if found is None:
-        found = _weights_of(window, version)
-        if found is None:
-            return True
+        found = _weights_of(window, version) or UNREADABLE
         window.guard("tag a model version", window.client.set_model_version_tag, name,
                      version.version, WEIGHTS_TAG, found)
     return found == expected
