@@ -17,6 +17,7 @@ report); `--after-training` keeps only the events after it.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -40,9 +41,11 @@ FILE_HINT = ("give a model file (<name>.pt beside its <name>.json, e.g. "
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    import pyarrow as pa
+
     from training.artifacts.model_files import sidecar_path
     from training.collection.collector import DataCollector
-    from training.collection.schema import labels_from_alerts
+    from training.collection.schema import labels_from_alerts, sensor_records
     from training.evaluation.evaluator import report_paths, save_report
     from training.evaluation.report_text import format_report
     from training.evaluation.training_span import iso
@@ -75,6 +78,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         span, start = loaded.data_span, _after_training(args, loaded, model)
         events = DataCollector(sources, checkpoint_enabled=False, progress=False
                                ).collect_table(start_date=start, max_events=args.max_events)
+        sensor = sensor_records(events["event_type"])
+        if sensor.any():  # as the pipeline and score leave them out: no model learnt from them
+            events = events.filter(pa.array(~sensor))
+            print(f"note: {int(sensor.sum()):,} sensor records (stats, capture loss, ...) left "
+                  "out: they describe the sensor, not traffic", file=sys.stderr)
         if not events.num_rows:
             after = "" if start is None else f" after {iso(span.last)} (--after-training)"
             raise SchemaError(f"--source {' '.join(args.source)} gave no event{after}; check "
