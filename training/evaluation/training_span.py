@@ -19,6 +19,7 @@ as before.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ logger = logging.getLogger(__name__)
 
 PARTS = ("train", "val")
 _UNIT = "us"
+_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z")
 
 
 def iso(time: np.datetime64) -> str:
@@ -44,6 +46,10 @@ def _parse(text: Any, where: str) -> np.datetime64:
     if not isinstance(text, str) or not text.endswith("Z") or not text[:1].isdigit():
         raise SchemaError(f"{where} must be a UTC time as text (\"2013-08-20T10:01:02Z\"), "
                           f"got {text!r}")
+    # Only what `iso` writes: numpy would read "99999999999-01-01" (wrapping the year) and
+    # "...+05:00" (with a warning).
+    if not _ISO.fullmatch(text):
+        raise SchemaError(f"{where} is not a time: {text!r}")
     try:
         time = np.datetime64(text[:-1], _UNIT)
     except ValueError:

@@ -66,6 +66,11 @@ def test_from_dict_reads_what_to_dict_wrote():
      "data_span.val.last is not a time: '2024-13-45T00:00:00Z'"),
     ({"val": {"first": "2024-03-05T12:00:01Z", "last": "todayZ"}},  # numpy reads "today"
      "data_span.val.last must be a UTC time as text (\"2013-08-20T10:01:02Z\"), got 'todayZ'"),
+    # numpy reads these (the year wraps; a zone with a warning): refused (review)
+    ({"val": {"first": "99999999999-01-01Z", "last": "2024-03-06T00:00:00Z"}},
+     "data_span.val.first is not a time: '99999999999-01-01Z'"),
+    ({"val": {"first": "2024-03-05T12:00:01+05:00Z", "last": "2024-03-06T00:00:00Z"}},
+     "data_span.val.first is not a time: '2024-03-05T12:00:01+05:00Z'"),
     ({"val": {"first": "2024-03-06T00:00:00.000001Z", "last": "2024-03-06T00:00:00Z"}},
      "data_span.val: first 2024-03-06T00:00:00.000001Z is after last 2024-03-06T00:00:00Z"),
 ])
